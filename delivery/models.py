@@ -1,0 +1,73 @@
+"""The outbound spool. The database is the queue's truth; RQ jobs carry only ids."""
+
+from __future__ import annotations
+
+from django.db import models
+
+from mailboxes.models import Blob, Mailbox
+
+
+class OutboundMessage(models.Model):
+    queue_id = models.CharField(max_length=32, unique=True)
+    blob = models.ForeignKey(Blob, on_delete=models.PROTECT, related_name="outbound")
+    # Envelope sender; "" is the null reverse-path (bounces), which never gets a DSN.
+    mail_from = models.CharField(max_length=320, blank=True)
+    sender_mailbox = models.ForeignKey(
+        Mailbox, null=True, blank=True, on_delete=models.SET_NULL, related_name="outbound"
+    )
+    # RFC 3461 parameters given at MAIL FROM.
+    envid = models.CharField(max_length=100, blank=True)
+    ret = models.CharField(max_length=4, blank=True)  # "FULL", "HDRS" or ""
+    smtputf8 = models.BooleanField(default=False)
+    body_8bit = models.BooleanField(default=False)
+    size = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.queue_id
+
+
+class RecipientStatus(models.TextChoices):
+    QUEUED = "queued", "queued"
+    DEFERRED = "deferred", "deferred"
+    DELIVERED = "delivered", "delivered"
+    FAILED = "failed", "failed"
+
+
+class OutboundRecipient(models.Model):
+    message = models.ForeignKey(
+        OutboundMessage, on_delete=models.CASCADE, related_name="recipients"
+    )
+    address = models.CharField(max_length=320)
+    # RFC 3461: NOTIFY as a comma list ("" = the default: FAILURE), ORCPT as given.
+    notify = models.CharField(max_length=40, blank=True)
+    orcpt = models.CharField(max_length=500, blank=True)
+    status = models.CharField(
+        max_length=10, choices=RecipientStatus.choices, default=RecipientStatus.QUEUED
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    # A worker holds the recipient until this time; the sweeper skips held rows.
+    lease_until = models.DateTimeField(null=True, blank=True)
+    last_reply = models.TextField(blank=True)
+    mx_used = models.CharField(max_length=255, blank=True)
+    delay_notified = models.BooleanField(default=False)
+    dsn_sent = models.BooleanField(default=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["message", "id"]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"], name="recipient_due"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.address} ({self.status})"
+
+    @property
+    def domain(self) -> str:
+        return self.address.rpartition("@")[2].lower()

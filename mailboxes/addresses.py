@@ -1,0 +1,59 @@
+"""Mail addresses: splitting, validating and normalizing (IDNA domains, UTF-8 local parts)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from mailboxes.exceptions import InvalidAddress
+
+_LOCAL_FORBIDDEN = re.compile(r"[\x00-\x20\x7f<>()\[\]\\,;:@\"]")
+_DOMAIN_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+@dataclass(frozen=True)
+class Address:
+    local_part: str
+    domain: str  # lower-case ASCII (IDNA)
+
+    def __str__(self) -> str:
+        return f"{self.local_part}@{self.domain}"
+
+
+def domain_to_ascii(domain: str) -> str:
+    """Lower-case ASCII form of a domain name; internationalized names become xn-- labels."""
+    domain = domain.strip().rstrip(".").lower()
+    if not domain:
+        raise InvalidAddress("empty domain")
+    try:
+        ascii_name = domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise InvalidAddress(f"invalid domain {domain!r}") from None
+    labels = ascii_name.split(".")
+    if len(ascii_name) > 253 or not all(_DOMAIN_LABEL.match(label) for label in labels):
+        raise InvalidAddress(f"invalid domain {domain!r}")
+    return ascii_name
+
+
+def parse_address(text: str) -> Address:
+    """Parse `local@domain` (angle brackets allowed); raises InvalidAddress."""
+    text = text.strip()
+    if text.startswith("<") and text.endswith(">"):
+        text = text[1:-1]
+    local, sep, domain = text.rpartition("@")
+    if not sep or not local:
+        raise InvalidAddress(f"not an address: {text!r}")
+    if local.startswith('"') and local.endswith('"') and len(local) >= 2:
+        local = local[1:-1]
+        if any(ord(c) < 32 or c in '"\\' for c in local):
+            raise InvalidAddress(f"invalid local part in {text!r}")
+    elif (
+        _LOCAL_FORBIDDEN.search(local)
+        or local.startswith(".")
+        or local.endswith(".")
+        or ".." in local
+    ):
+        raise InvalidAddress(f"invalid local part in {text!r}")
+    if len(local.encode("utf-8")) > 64:
+        raise InvalidAddress(f"local part longer than 64 octets in {text!r}")
+    return Address(local_part=local, domain=domain_to_ascii(domain))

@@ -1,0 +1,237 @@
+"""Django admin for domains, mailboxes and aliases. Writes go through the services."""
+
+from __future__ import annotations
+
+import base64
+
+from django import forms
+from django.contrib import admin
+from django.db.models import Count
+from django.utils.html import format_html
+
+from mailboxes import services
+from mailboxes.addresses import domain_to_ascii, parse_address
+from mailboxes.exceptions import InvalidAddress
+from mailboxes.models import Alias, Domain, Folder, Mailbox
+
+
+def dkim_txt_record(domain: Domain) -> str:
+    """The DNS TXT record that publishes the domain's DKIM public key."""
+    if not domain.dkim_private_key:
+        return ""
+    from cryptography.hazmat.primitives import serialization
+
+    key = serialization.load_pem_private_key(domain.dkim_private_key.encode(), password=None)
+    der = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    value = "v=DKIM1; k=rsa; p=" + base64.b64encode(der).decode("ascii")
+    return f'{domain.dkim_selector}._domainkey.{domain.name}. IN TXT "{value}"'
+
+
+def _human_bytes(value: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(value) < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return str(value)
+
+
+class DomainForm(forms.ModelForm):
+    class Meta:
+        model = Domain
+        fields = ["name", "active", "case_sensitive_local_parts", "plus_separator", "dkim_selector"]
+
+    def clean_name(self):
+        try:
+            return domain_to_ascii(self.cleaned_data["name"])
+        except InvalidAddress as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+
+@admin.register(Domain)
+class DomainAdmin(admin.ModelAdmin):
+    form = DomainForm
+    list_display = ["name", "unicode_name", "active", "mailbox_count", "created_at"]
+    list_filter = ["active"]
+    search_fields = ["name"]
+    readonly_fields = ["dkim_dns_record"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(_mailbox_count=Count("mailboxes"))
+
+    @admin.display(description="mailboxes", ordering="_mailbox_count")
+    def mailbox_count(self, obj: Domain) -> int:
+        return obj._mailbox_count
+
+    @admin.display(description="DKIM record to publish")
+    def dkim_dns_record(self, obj: Domain) -> str:
+        record = dkim_txt_record(obj) if obj.pk else ""
+        return (
+            format_html("<code style='word-break:break-all'>{}</code>", record) if record else "-"
+        )
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.dkim_private_key = services.generate_dkim_key()
+        super().save_model(request, obj, form, change)
+
+
+class FolderInline(admin.TabularInline):
+    model = Folder
+    fields = ["name", "special_use", "subscribed", "message_count", "unseen_count", "size"]
+    readonly_fields = ["name", "special_use", "message_count", "unseen_count", "size"]
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    @admin.display(description="size")
+    def size(self, obj: Folder) -> str:
+        return _human_bytes(obj.total_size)
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class MailboxForm(forms.ModelForm):
+    address = forms.CharField(help_text="user@example.org")
+    new_password = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Leave empty to keep the current password.",
+    )
+
+    class Meta:
+        model = Mailbox
+        fields = ["display_name", "quota", "active"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["address"].initial = self.instance.address
+            self.fields["address"].disabled = True
+        else:
+            self.fields["new_password"].required = True
+            self.fields["new_password"].help_text = ""
+
+    def clean_address(self):
+        if self.instance.pk:
+            return self.instance.address
+        try:
+            parsed = parse_address(self.cleaned_data["address"])
+        except InvalidAddress as exc:
+            raise forms.ValidationError(str(exc)) from None
+        domain = Domain.objects.filter(name=parsed.domain).first()
+        if domain is None:
+            raise forms.ValidationError(f"domain {parsed.domain} is not hosted here")
+        if Mailbox.objects.filter(
+            domain=domain, local_key=domain.local_key(parsed.local_part)
+        ).exists():
+            raise forms.ValidationError("a mailbox with this address exists")
+        return str(parsed)
+
+
+@admin.register(Mailbox)
+class MailboxAdmin(admin.ModelAdmin):
+    form = MailboxForm
+    list_display = [
+        "address_display",
+        "display_name",
+        "active",
+        "quota_display",
+        "usage",
+        "last_login_at",
+    ]
+    list_filter = ["active", "domain"]
+    search_fields = ["local_part", "domain__name", "display_name"]
+    list_select_related = ["domain"]
+    list_per_page = 100
+    show_full_result_count = False
+    inlines = [FolderInline]
+
+    @admin.display(description="address", ordering="local_key")
+    def address_display(self, obj: Mailbox) -> str:
+        return obj.address
+
+    @admin.display(description="quota", ordering="quota")
+    def quota_display(self, obj: Mailbox) -> str:
+        return _human_bytes(obj.quota) if obj.quota else "unlimited"
+
+    @admin.display(description="used", ordering="used_bytes")
+    def usage(self, obj: Mailbox) -> str:
+        if obj.quota:
+            return f"{_human_bytes(obj.used_bytes)} ({100 * obj.used_bytes / obj.quota:.0f}%)"
+        return _human_bytes(obj.used_bytes)
+
+    def save_model(self, request, obj, form, change):
+        password = form.cleaned_data.get("new_password")
+        if change:
+            super().save_model(request, obj, form, change)
+            if password:
+                services.mailbox_set_password(mailbox=obj, password=password)
+            return
+        created = services.mailbox_create(
+            address=form.cleaned_data["address"],
+            password=password,
+            quota=form.cleaned_data.get("quota") or 0,
+            display_name=form.cleaned_data.get("display_name", ""),
+            active=form.cleaned_data.get("active", True),
+        )
+        obj.pk = created.pk
+        obj.__dict__.update(Mailbox.objects.get(pk=created.pk).__dict__)
+
+    def save_related(self, request, form, formsets, change):
+        if change:
+            super().save_related(request, form, formsets, change)
+
+
+class AliasForm(forms.ModelForm):
+    address = forms.CharField(help_text="alias@example.org, or *@example.org for a catch-all")
+
+    class Meta:
+        model = Alias
+        fields = ["destinations", "active"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["address"].initial = self.instance.address
+            self.fields["address"].disabled = True
+
+    def clean_destinations(self):
+        items = self.cleaned_data["destinations"].replace(",", "\n").split()
+        if not items:
+            raise forms.ValidationError("at least one destination")
+        try:
+            return "\n".join(str(parse_address(item)) for item in items)
+        except InvalidAddress as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+
+@admin.register(Alias)
+class AliasAdmin(admin.ModelAdmin):
+    form = AliasForm
+    list_display = ["address_display", "destinations_display", "active"]
+    list_filter = ["active", "domain"]
+    search_fields = ["local_part", "domain__name", "destinations"]
+    list_select_related = ["domain"]
+
+    @admin.display(description="address", ordering="local_key")
+    def address_display(self, obj: Alias) -> str:
+        return obj.address
+
+    @admin.display(description="destinations")
+    def destinations_display(self, obj: Alias) -> str:
+        return ", ".join(obj.destination_list)
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        created = services.alias_create(
+            address=form.cleaned_data["address"],
+            destinations=form.cleaned_data["destinations"].split(),
+            active=form.cleaned_data.get("active", True),
+        )
+        obj.pk = created.pk
+        obj.__dict__.update(Alias.objects.get(pk=created.pk).__dict__)

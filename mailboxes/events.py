@@ -1,0 +1,137 @@
+"""Change events: what changed in which folder, published after commit.
+
+IMAP IDLE, selected IMAP sessions and the webmail listen. With REDIS_URL set, events travel
+through Redis pub/sub so every process (any front end) hears them; without it they are
+dispatched in-process. Subscribers are plain callables invoked from a non-event-loop thread or
+the publishing thread: an asyncio listener should hand the event over with
+`loop.call_soon_threadsafe`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+from django.conf import settings
+from django.db import transaction
+
+logger = logging.getLogger(__name__)
+
+CHANNEL = "mailhost:changes"
+
+
+@dataclass(frozen=True)
+class ChangeEvent:
+    mailbox_id: int
+    folder_id: int
+    # "exists" (new messages), "flags", "expunge", "folders" (created/renamed/deleted)
+    kind: str
+    uids: tuple[int, ...] = field(default=())
+    modseq: int = 0
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> ChangeEvent:
+        data = json.loads(text)
+        data["uids"] = tuple(data.get("uids") or ())
+        return cls(**data)
+
+
+Subscriber = Callable[[ChangeEvent], None]
+
+_lock = threading.Lock()
+_subscribers: list[Subscriber] = []
+_redis_listener: threading.Thread | None = None
+_redis_client = None
+
+
+def subscribe(callback: Subscriber) -> Callable[[], None]:
+    """Register a callback for every event in this process; returns the unsubscribe function."""
+    with _lock:
+        _subscribers.append(callback)
+    if settings.REDIS_URL:
+        _ensure_redis_listener()
+
+    def unsubscribe() -> None:
+        with _lock:
+            try:
+                _subscribers.remove(callback)
+            except ValueError:
+                pass
+
+    return unsubscribe
+
+
+def publish(event: ChangeEvent) -> None:
+    """Publish once the current transaction commits (at once outside a transaction)."""
+    transaction.on_commit(lambda: _send(event))
+
+
+def _send(event: ChangeEvent) -> None:
+    if settings.REDIS_URL:
+        try:
+            _redis().publish(CHANNEL, event.to_json())
+            return
+        except Exception:
+            logger.exception("publishing change event to Redis failed; dispatching locally")
+    _dispatch(event)
+
+
+def _dispatch(event: ChangeEvent) -> None:
+    with _lock:
+        targets = list(_subscribers)
+    for callback in targets:
+        try:
+            callback(event)
+        except Exception:
+            logger.exception("change event subscriber failed")
+
+
+def _redis():
+    global _redis_client
+    if _redis_client is None:
+        import redis
+
+        _redis_client = redis.Redis.from_url(settings.REDIS_URL)
+    return _redis_client
+
+
+def _ensure_redis_listener() -> None:
+    global _redis_listener
+    with _lock:
+        if _redis_listener is not None and _redis_listener.is_alive():
+            return
+        ready = threading.Event()
+        _redis_listener = threading.Thread(
+            target=_listen_redis, args=(ready,), name="mailhost-events", daemon=True
+        )
+        _redis_listener.start()
+    ready.wait(5)
+
+
+def _listen_redis(ready: threading.Event) -> None:
+    import time
+
+    import redis
+
+    while True:
+        try:
+            client = redis.Redis.from_url(settings.REDIS_URL)
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            pubsub.subscribe(CHANNEL)
+            ready.set()
+            for message in pubsub.listen():
+                if message.get("type") == "message":
+                    try:
+                        _dispatch(ChangeEvent.from_json(message["data"]))
+                    except (ValueError, TypeError):
+                        logger.warning("ignoring malformed change event %r", message["data"])
+        except Exception:
+            logger.exception("Redis change-event listener lost its connection; reconnecting")
+            ready.set()
+            time.sleep(1)

@@ -1,0 +1,29 @@
+"""Domain exceptions of the mail store. Each protocol maps them to its own replies."""
+
+
+class MailhostError(Exception):
+    """Base of every error the services raise on purpose."""
+
+
+class InvalidAddress(MailhostError, ValueError):
+    pass
+
+
+class AlreadyExists(MailhostError):
+    pass
+
+
+class NotFound(MailhostError):
+    pass
+
+
+class QuotaExceeded(MailhostError):
+    pass
+
+
+class FolderError(MailhostError):
+    """A folder operation the rules forbid (delete INBOX, rename onto an existing name...)."""
+
+
+class StorageError(MailhostError):
+    """Our own fault: the blob or the database could not be written."""

@@ -1,0 +1,102 @@
+"""Header fields cached at delivery: what lists, sorting, threading and searches need.
+
+Parsing is tolerant: a message with broken or 8-bit headers is still stored, with whatever
+could be decoded.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from email.header import decode_header, make_header
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+from email.utils import getaddresses, parsedate_to_datetime
+
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+_MSGID = re.compile(r"<[^<>\s]+>")
+
+
+def header_block(raw: bytes) -> bytes:
+    """The header section of a message, up to and including the blank line."""
+    match = _HEADER_END.search(raw)
+    return raw[: match.end()] if match else raw
+
+
+def decode_words(value: str | None) -> str:
+    if not value:
+        return ""
+    try:
+        text = str(make_header(decode_header(value)))
+    except Exception:  # malformed encoded words: show the raw text rather than nothing
+        text = value
+    return " ".join(text.split())
+
+
+def _addresses_display(values: list[str]) -> tuple[str, str]:
+    pairs = getaddresses([decode_words(v) for v in values])
+    shown = []
+    first_address = ""
+    for name, addr in pairs:
+        if not (name or addr):
+            continue
+        if not first_address and addr:
+            first_address = addr
+        shown.append(f"{name} <{addr}>" if name and addr else (name or addr))
+    return ", ".join(shown), first_address
+
+
+def summarize(raw: bytes) -> dict:
+    """Return the cached fields of Message for the raw bytes."""
+    block = header_block(raw)
+    parsed = BytesHeaderParser(policy=compat32).parsebytes(block)
+
+    def get_all(name: str) -> list[str]:
+        return [str(v) for v in (parsed.get_all(name) or [])]
+
+    from_display, from_address = _addresses_display(get_all("From"))
+    to_display, _ = _addresses_display(get_all("To"))
+    cc_display, _ = _addresses_display(get_all("Cc"))
+    sent_date: datetime | None = None
+    date_value = parsed.get("Date")
+    if date_value:
+        try:
+            sent_date = parsedate_to_datetime(str(date_value))
+            if sent_date.tzinfo is None:
+                sent_date = None
+        except (TypeError, ValueError, IndexError):
+            sent_date = None
+    message_id = _first_msgid(parsed.get("Message-ID"))
+    in_reply_to = _first_msgid(parsed.get("In-Reply-To"))
+    references = " ".join(_MSGID.findall(str(parsed.get("References") or "")))
+    thread_root = (references.split() or [in_reply_to or message_id or ""])[0]
+    content_type = str(parsed.get("Content-Type") or "").lower()
+    has_attachments = content_type.startswith("multipart/mixed") or bool(
+        re.search(rb"(?im)^content-disposition:\s*attachment", raw[len(block) :])
+    )
+    return {
+        "subject": decode_words(parsed.get("Subject"))[:2000],
+        "from_display": from_display[:2000],
+        "from_address": from_address[:320],
+        "to_display": to_display[:4000],
+        "cc_display": cc_display[:4000],
+        "sent_date": sent_date,
+        "message_id": message_id,
+        "in_reply_to": in_reply_to,
+        "references": references[:8000],
+        "thread_key": thread_root[:255],
+        "has_attachments": has_attachments,
+    }
+
+
+def _first_msgid(value) -> str:  # noqa: ANN001 - a header value or None
+    if not value:
+        return ""
+    match = _MSGID.search(str(value))
+    return match.group(0)[:998] if match else ""
+
+
+def is_spam(raw: bytes) -> bool:
+    """True when the header says `X-Spam: Yes` (the filter's verdict, added upstream)."""
+    parsed = BytesHeaderParser(policy=compat32).parsebytes(header_block(raw))
+    return any(str(v).strip().lower() == "yes" for v in (parsed.get_all("X-Spam") or []))

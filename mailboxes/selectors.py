@@ -1,0 +1,209 @@
+"""Reads of the mail store. Protocols, views and jobs call these instead of building queries."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.core.files.storage import storages
+from django.db.models import QuerySet
+
+from mailboxes.addresses import Address, parse_address
+from mailboxes.exceptions import InvalidAddress
+from mailboxes.models import Alias, Blob, Domain, Folder, Mailbox, Message
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """Where mail for one envelope recipient goes."""
+
+    address: str
+    hosted: bool  # the domain is one of ours
+    mailbox_ids: tuple[int, ...] = field(default=())
+    remote: tuple[str, ...] = field(default=())  # addresses outside our domains (alias targets)
+
+    @property
+    def exists(self) -> bool:
+        return bool(self.mailbox_ids or self.remote)
+
+
+def domain_get(name: str) -> Domain | None:
+    from mailboxes.addresses import domain_to_ascii
+
+    try:
+        ascii_name = domain_to_ascii(name)
+    except InvalidAddress:
+        return None
+    return Domain.objects.filter(name=ascii_name).first()
+
+
+def domain_is_hosted(name: str) -> bool:
+    domain = domain_get(name)
+    return domain is not None and domain.active
+
+
+def mailbox_get(address: str, *, active_only: bool = True) -> Mailbox | None:
+    """The mailbox with exactly this address (no aliases, no sub-addressing)."""
+    try:
+        parsed = parse_address(address)
+    except InvalidAddress:
+        return None
+    return _mailbox_for(parsed, active_only=active_only)
+
+
+def _mailbox_for(parsed: Address, *, active_only: bool) -> Mailbox | None:
+    domain = Domain.objects.filter(name=parsed.domain).first()
+    if domain is None or (active_only and not domain.active):
+        return None
+    qs = Mailbox.objects.select_related("domain").filter(
+        domain=domain, local_key=domain.local_key(parsed.local_part)
+    )
+    if active_only:
+        qs = qs.filter(active=True)
+    return qs.first()
+
+
+def recipient_resolve(address: str) -> Resolution:
+    """Resolve an envelope recipient: mailbox, alias (recursive), sub-address, catch-all.
+
+    Aliases may point to local or remote addresses; loops and chains deeper than
+    MAILHOST_ALIAS_MAX_DEPTH end quietly (the looping branch delivers nowhere).
+    """
+    try:
+        parsed = parse_address(address)
+    except InvalidAddress:
+        return Resolution(address=address, hosted=False)
+    domain = Domain.objects.filter(name=parsed.domain, active=True).first()
+    if domain is None:
+        return Resolution(address=address, hosted=False, remote=(str(parsed),))
+    mailbox_ids: list[int] = []
+    remote: list[str] = []
+    _expand(parsed, domain, mailbox_ids, remote, seen=set(), depth=0)
+    return Resolution(
+        address=address,
+        hosted=True,
+        mailbox_ids=tuple(dict.fromkeys(mailbox_ids)),
+        remote=tuple(dict.fromkeys(remote)),
+    )
+
+
+def _expand(
+    parsed: Address,
+    domain: Domain,
+    mailbox_ids: list[int],
+    remote: list[str],
+    *,
+    seen: set[str],
+    depth: int,
+) -> None:
+    key = f"{domain.local_key(parsed.local_part)}@{domain.name}"
+    if key in seen or depth > settings.MAILHOST_ALIAS_MAX_DEPTH:
+        logger.warning("alias loop or chain too deep at %s", key)
+        return
+    seen.add(key)
+    local_key = domain.local_key(parsed.local_part)
+    candidates = [local_key]
+    sep = domain.plus_separator
+    if sep and sep in local_key.strip(sep):
+        candidates.append(local_key.split(sep, 1)[0])
+    for candidate in candidates:
+        mailbox_id = (
+            Mailbox.objects.filter(domain=domain, local_key=candidate, active=True)
+            .values_list("id", flat=True)
+            .first()
+        )
+        if mailbox_id is not None:
+            mailbox_ids.append(mailbox_id)
+            return
+        alias = Alias.objects.filter(domain=domain, local_key=candidate, active=True).first()
+        if alias is not None:
+            _expand_alias(alias, mailbox_ids, remote, seen=seen, depth=depth)
+            return
+    catch_all = Alias.objects.filter(domain=domain, local_key="", active=True).first()
+    if catch_all is not None:
+        _expand_alias(catch_all, mailbox_ids, remote, seen=seen, depth=depth)
+
+
+def _expand_alias(
+    alias: Alias, mailbox_ids: list[int], remote: list[str], *, seen: set[str], depth: int
+) -> None:
+    for destination in alias.destination_list:
+        try:
+            target = parse_address(destination)
+        except InvalidAddress:
+            logger.warning("alias %s has an invalid destination %r", alias, destination)
+            continue
+        target_domain = Domain.objects.filter(name=target.domain, active=True).first()
+        if target_domain is None:
+            remote.append(str(target))
+        else:
+            _expand(target, target_domain, mailbox_ids, remote, seen=seen, depth=depth + 1)
+
+
+def mailbox_owns_address(mailbox: Mailbox, address: str) -> bool:
+    """May this mailbox send as `address`? Its own address, a sub-address of it, or an alias
+    (not a catch-all) that delivers to it."""
+    try:
+        parsed = parse_address(address)
+    except InvalidAddress:
+        return False
+    domain = Domain.objects.filter(name=parsed.domain, active=True).first()
+    if domain is None:
+        return False
+    local_key = domain.local_key(parsed.local_part)
+    sep = domain.plus_separator
+    base = local_key.split(sep, 1)[0] if sep and sep in local_key.strip(sep) else local_key
+    if domain.id == mailbox.domain_id and base == mailbox.local_key:
+        return True
+    for candidate in dict.fromkeys([local_key, base]):
+        alias = Alias.objects.filter(domain=domain, local_key=candidate, active=True).first()
+        if alias is not None:
+            mailbox_ids: list[int] = []
+            _expand_alias(alias, mailbox_ids, [], seen=set(), depth=0)
+            return mailbox.id in mailbox_ids
+    return False
+
+
+def folders_of(mailbox: Mailbox | int) -> QuerySet[Folder]:
+    mailbox_id = mailbox if isinstance(mailbox, int) else mailbox.id
+    return Folder.objects.filter(mailbox_id=mailbox_id).order_by("name")
+
+
+def folder_get(mailbox: Mailbox | int, name: str) -> Folder | None:
+    """A folder by name; `INBOX` matches in any case (RFC 9051 5.1)."""
+    mailbox_id = mailbox if isinstance(mailbox, int) else mailbox.id
+    if name.upper() == "INBOX":
+        name = "INBOX"
+    return Folder.objects.filter(mailbox_id=mailbox_id, name=name).first()
+
+
+def folder_by_special_use(mailbox: Mailbox | int, special_use: str) -> Folder | None:
+    mailbox_id = mailbox if isinstance(mailbox, int) else mailbox.id
+    return Folder.objects.filter(mailbox_id=mailbox_id, special_use=special_use).first()
+
+
+def messages_in(folder: Folder | int) -> QuerySet[Message]:
+    folder_id = folder if isinstance(folder, int) else folder.id
+    return Message.objects.filter(folder_id=folder_id).order_by("uid")
+
+
+def blob_read(blob: Blob | int | str) -> bytes:
+    """The raw bytes of a blob (by row, id or storage name)."""
+    if isinstance(blob, int):
+        blob = Blob.objects.get(pk=blob)
+    name = blob if isinstance(blob, str) else blob.name
+    storage = storages["blobs"]
+    with storage.open(name, "rb") as fh:
+        return fh.read()
+
+
+def blob_path(blob: Blob | str) -> str | None:
+    """Local filesystem path of a blob when the storage has one (fast paths use it)."""
+    name = blob if isinstance(blob, str) else blob.name
+    try:
+        return storages["blobs"].path(name)
+    except NotImplementedError:
+        return None

@@ -1,0 +1,795 @@
+"""Writes to the mail store. Each function is one transaction and the only way to make the
+change it names; SMTP, IMAP, POP3, the webmail, the admin and the commands all call these.
+
+Durability: blob bytes are written and synced before the rows that point at them commit, so
+a reply given after a service returns (SMTP 250, IMAP OK) is never a lie. A crash between the
+two leaves an orphan file that `blob_collect_orphans` removes; never a row without its bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import secrets
+import threading
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.conf import settings
+from django.contrib.auth.hashers import check_password, make_password
+from django.core.files.base import ContentFile
+from django.core.files.storage import storages
+from django.db import transaction
+from django.db.models import Exists, F, OuterRef
+from django.utils import timezone
+
+from mailboxes import events, headers
+from mailboxes.addresses import domain_to_ascii, parse_address
+from mailboxes.events import ChangeEvent
+from mailboxes.exceptions import (
+    AlreadyExists,
+    FolderError,
+    InvalidAddress,
+    NotFound,
+    QuotaExceeded,
+)
+from mailboxes.models import (
+    DEFAULT_FOLDERS,
+    HIERARCHY_DELIMITER,
+    Alias,
+    Blob,
+    Domain,
+    Expunged,
+    Folder,
+    Mailbox,
+    Message,
+    SpecialUse,
+)
+from mailboxes.selectors import recipient_resolve
+
+logger = logging.getLogger(__name__)
+
+SYSTEM_FLAGS = {name.lower(): column for name, column in Message.SYSTEM_FLAGS.items()}
+FLAG_COLUMNS = tuple(Message.SYSTEM_FLAGS.values())
+
+
+# --- Domains, mailboxes, aliases ---------------------------------------------------------
+
+
+def domain_create(*, name: str, active: bool = True) -> Domain:
+    ascii_name = domain_to_ascii(name)
+    if Domain.objects.filter(name=ascii_name).exists():
+        raise AlreadyExists(f"domain {ascii_name} exists")
+    return Domain.objects.create(
+        name=ascii_name, active=active, dkim_private_key=generate_dkim_key()
+    )
+
+
+def generate_dkim_key() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    ).decode("ascii")
+
+
+@transaction.atomic
+def mailbox_create(
+    *,
+    address: str,
+    password: str,
+    quota: int | None = None,
+    display_name: str = "",
+    active: bool = True,
+) -> Mailbox:
+    parsed = parse_address(address)
+    domain = Domain.objects.filter(name=parsed.domain).first()
+    if domain is None:
+        raise NotFound(f"domain {parsed.domain} is not hosted here")
+    local_key = domain.local_key(parsed.local_part)
+    if Mailbox.objects.filter(domain=domain, local_key=local_key).exists():
+        raise AlreadyExists(f"mailbox {parsed} exists")
+    if Alias.objects.filter(domain=domain, local_key=local_key).exists():
+        raise AlreadyExists(f"{parsed} is an alias")
+    mailbox = Mailbox.objects.create(
+        domain=domain,
+        local_part=parsed.local_part,
+        local_key=local_key,
+        password=make_password(password),
+        quota=settings.MAILHOST_DEFAULT_QUOTA if quota is None else quota,
+        display_name=display_name,
+        active=active,
+    )
+    for name, special_use in DEFAULT_FOLDERS:
+        _folder_insert(mailbox, name, special_use)
+    return mailbox
+
+
+def mailbox_set_password(*, mailbox: Mailbox, password: str) -> None:
+    mailbox.password = make_password(password)
+    mailbox.save(update_fields=["password"])
+    _auth_cache_forget(mailbox.id)
+
+
+def alias_create(*, address: str, destinations: Sequence[str], active: bool = True) -> Alias:
+    """Create an alias; `*@domain` or `@domain` makes the domain's catch-all."""
+    text = address.strip()
+    if text.startswith("@") or text.startswith("*@"):
+        local_part, domain_name = "", text.split("@", 1)[1]
+        domain_ascii = domain_to_ascii(domain_name)
+    else:
+        parsed = parse_address(text)
+        local_part, domain_ascii = parsed.local_part, parsed.domain
+    if not destinations:
+        raise InvalidAddress("an alias needs at least one destination")
+    cleaned = [str(parse_address(d)) for d in destinations]
+    with transaction.atomic():
+        domain = Domain.objects.filter(name=domain_ascii).first()
+        if domain is None:
+            raise NotFound(f"domain {domain_ascii} is not hosted here")
+        local_key = domain.local_key(local_part)
+        if Alias.objects.filter(domain=domain, local_key=local_key).exists():
+            raise AlreadyExists(f"alias {address} exists")
+        if local_key and Mailbox.objects.filter(domain=domain, local_key=local_key).exists():
+            raise AlreadyExists(f"{address} is a mailbox")
+        return Alias.objects.create(
+            domain=domain,
+            local_part=local_part,
+            local_key=local_key,
+            destinations="\n".join(cleaned),
+            active=active,
+        )
+
+
+# --- Authentication ------------------------------------------------------------------------
+
+# A hash of a password nobody has, checked when the address is unknown so that an unknown
+# address costs the same time as a wrong password (no account enumeration by timing).
+_dummy_hash: str | None = None
+_auth_cache: dict[int, tuple[str, bytes, float]] = {}
+_auth_cache_lock = threading.Lock()
+_auth_cache_key = secrets.token_bytes(32)
+
+
+def mailbox_authenticate(*, address: str, password: str) -> Mailbox | None:
+    """The one login check for SMTP AUTH, IMAP, POP3 and the webmail.
+
+    Inactive mailboxes and mailboxes of inactive domains cannot log in. A successful check is
+    remembered in this process for MAILHOST_AUTH_CACHE_SECONDS as an HMAC (never the password),
+    as Dovecot's auth cache does, so clients that log in per command stay cheap.
+    """
+    global _dummy_hash
+    from mailboxes.selectors import mailbox_get
+
+    mailbox = mailbox_get(address, active_only=False) if password is not None else None
+    if mailbox is None or not mailbox.active or not mailbox.domain.active:
+        if _dummy_hash is None:
+            _dummy_hash = make_password(secrets.token_urlsafe(16))
+        check_password(password or "", _dummy_hash)
+        return None
+    digest = hmac.new(_auth_cache_key, password.encode("utf-8"), hashlib.sha256).digest()
+    now = time.monotonic()
+    with _auth_cache_lock:
+        cached = _auth_cache.get(mailbox.id)
+    if (
+        cached is not None
+        and cached[0] == mailbox.password
+        and cached[2] > now
+        and hmac.compare_digest(cached[1], digest)
+    ):
+        return mailbox
+    if not check_password(password, mailbox.password):
+        return None
+    if settings.MAILHOST_AUTH_CACHE_SECONDS:
+        with _auth_cache_lock:
+            _auth_cache[mailbox.id] = (
+                mailbox.password,
+                digest,
+                now + settings.MAILHOST_AUTH_CACHE_SECONDS,
+            )
+    return mailbox
+
+
+def _auth_cache_forget(mailbox_id: int) -> None:
+    with _auth_cache_lock:
+        _auth_cache.pop(mailbox_id, None)
+
+
+# --- Blobs -------------------------------------------------------------------------------
+
+
+def blob_write(raw: bytes) -> str:
+    """Write and sync the bytes; return the storage name. Call before the transaction."""
+    key = uuid.uuid4().hex
+    name = f"{key[:2]}/{key[2:4]}/{key}"
+    return storages["blobs"].save(name, ContentFile(raw))
+
+
+def blob_store(raw: bytes) -> Blob:
+    """Write the bytes durably and create the row (inside the caller's transaction)."""
+    name = blob_write(raw)
+    return Blob.objects.create(name=name, size=len(raw))
+
+
+def blob_release(blob_ids: Iterable[int]) -> int:
+    """Delete blobs no message and no spool entry uses; files go once the rows are gone."""
+    from delivery.models import OutboundMessage
+
+    ids = set(blob_ids)
+    if not ids:
+        return 0
+    unused = (
+        Blob.objects.filter(id__in=ids)
+        .exclude(Exists(Message.objects.filter(blob_id=OuterRef("pk"))))
+        .exclude(Exists(OutboundMessage.objects.filter(blob_id=OuterRef("pk"))))
+    )
+    names = list(unused.values_list("name", flat=True))
+    if not names:
+        return 0
+    Blob.objects.filter(name__in=names).delete()
+
+    def remove_files() -> None:
+        storage = storages["blobs"]
+        for name in names:
+            try:
+                storage.delete(name)
+            except OSError:
+                logger.warning("could not remove blob file %s", name)
+
+    transaction.on_commit(remove_files)
+    return len(names)
+
+
+def blob_collect_garbage(*, orphan_age: int | None = None) -> tuple[int, int]:
+    """Remove unused blob rows and files left by writes that never committed.
+
+    A file is an orphan when no row names it and it is older than `orphan_age` seconds (a
+    write in flight has a young file and no row yet). Returns (rows removed, files removed).
+    """
+    from delivery.models import OutboundMessage
+
+    age = settings.MAILHOST_BLOB_ORPHAN_AGE if orphan_age is None else orphan_age
+    with transaction.atomic():
+        unused_ids = list(
+            Blob.objects.exclude(Exists(Message.objects.filter(blob_id=OuterRef("pk"))))
+            .exclude(Exists(OutboundMessage.objects.filter(blob_id=OuterRef("pk"))))
+            .values_list("id", flat=True)
+        )
+        rows = blob_release(unused_ids)
+    storage = storages["blobs"]
+    try:
+        root = storage.path("")
+    except NotImplementedError:
+        return rows, 0
+    cutoff = time.time() - age
+    known = set(Blob.objects.values_list("name", flat=True))
+    files = 0
+    for directory, _dirs, filenames in os.walk(root):
+        for filename in filenames:
+            path = os.path.join(directory, filename)
+            name = os.path.relpath(path, root).replace(os.sep, "/")
+            try:
+                if os.path.getmtime(path) >= cutoff:
+                    continue
+            except FileNotFoundError:
+                continue
+            if filename.startswith(".tmp-") or name not in known:
+                # Re-check against the database: the row may have committed since `known`.
+                if filename.startswith(".tmp-") or not Blob.objects.filter(name=name).exists():
+                    try:
+                        os.unlink(path)
+                        files += 1
+                    except FileNotFoundError:
+                        pass
+    return rows, files
+
+
+# --- Folders -----------------------------------------------------------------------------
+
+
+def _next_uidvalidity(mailbox: Mailbox) -> int:
+    # Caller holds the mailbox row lock (or is creating the mailbox).
+    value = max(mailbox.uidvalidity_seq + 1, int(time.time()) & 0x7FFFFFFF)
+    Mailbox.objects.filter(pk=mailbox.pk).update(uidvalidity_seq=value)
+    mailbox.uidvalidity_seq = value
+    return value
+
+
+def _folder_insert(mailbox: Mailbox, name: str, special_use: str = "") -> Folder:
+    folder = Folder.objects.create(
+        mailbox=mailbox,
+        name=name,
+        special_use=special_use,
+        subscribed=True,
+        uidvalidity=_next_uidvalidity(mailbox),
+    )
+    events.publish(ChangeEvent(mailbox.id, folder.id, "folders"))
+    return folder
+
+
+def folder_name_validate(name: str) -> str:
+    """Return the canonical name or raise FolderError."""
+    if name.upper() == "INBOX":
+        return "INBOX"
+    if not name or len(name) > 500:
+        raise FolderError("folder name is empty or too long")
+    if any(c in name for c in "\x00\r\n*%") or any(ord(c) < 32 for c in name):
+        raise FolderError("folder name has a forbidden character")
+    parts = name.split(HIERARCHY_DELIMITER)
+    if any(part == "" or part in {".", ".."} for part in parts):
+        raise FolderError("folder name has an empty or relative component")
+    if parts[0].upper() == "INBOX":
+        parts[0] = "INBOX"
+    return HIERARCHY_DELIMITER.join(parts)
+
+
+@transaction.atomic
+def folder_create(*, mailbox: Mailbox, name: str, special_use: str = "") -> Folder:
+    name = folder_name_validate(name)
+    if special_use and special_use not in SpecialUse.values:
+        raise FolderError(f"unknown special use {special_use}")
+    mailbox = Mailbox.objects.select_for_update().get(pk=mailbox.pk)
+    if Folder.objects.filter(mailbox=mailbox, name=name).exists():
+        raise AlreadyExists(f"folder {name} exists")
+    parts = name.split(HIERARCHY_DELIMITER)
+    for depth in range(1, len(parts)):
+        parent = HIERARCHY_DELIMITER.join(parts[:depth])
+        if not Folder.objects.filter(mailbox=mailbox, name=parent).exists():
+            _folder_insert(mailbox, parent)
+    return _folder_insert(mailbox, name, special_use)
+
+
+@transaction.atomic
+def folder_delete(*, folder: Folder) -> None:
+    if folder.name == "INBOX":
+        raise FolderError("INBOX cannot be deleted")
+    prefix = folder.name + HIERARCHY_DELIMITER
+    if Folder.objects.filter(mailbox_id=folder.mailbox_id, name__startswith=prefix).exists():
+        raise FolderError("folder has subfolders; delete them first")
+    folder = Folder.objects.select_for_update().get(pk=folder.pk)
+    blob_ids = set(Message.objects.filter(folder=folder).values_list("blob_id", flat=True))
+    Mailbox.objects.filter(pk=folder.mailbox_id).update(
+        used_bytes=F("used_bytes") - folder.total_size
+    )
+    folder_id, mailbox_id = folder.id, folder.mailbox_id
+    folder.delete()
+    blob_release(blob_ids)
+    events.publish(ChangeEvent(mailbox_id, folder_id, "folders"))
+
+
+@transaction.atomic
+def folder_rename(*, folder: Folder, new_name: str) -> Folder:
+    """Rename a folder with its subfolders. Renaming INBOX moves its messages into a new
+    folder and leaves INBOX empty (RFC 9051 6.3.6)."""
+    new_name = folder_name_validate(new_name)
+    mailbox = Mailbox.objects.select_for_update().get(pk=folder.mailbox_id)
+    if new_name == "INBOX" or Folder.objects.filter(mailbox=mailbox, name=new_name).exists():
+        raise AlreadyExists(f"folder {new_name} exists")
+    if new_name.startswith(folder.name + HIERARCHY_DELIMITER):
+        raise FolderError("cannot move a folder into itself")
+    if folder.name == "INBOX":
+        target = folder_create(mailbox=mailbox, name=new_name)
+        uids = list(Message.objects.filter(folder=folder).values_list("uid", flat=True))
+        if uids:
+            messages_move(source=folder, uids=uids, target=target)
+        return target
+    parts = new_name.split(HIERARCHY_DELIMITER)
+    for depth in range(1, len(parts)):
+        parent = HIERARCHY_DELIMITER.join(parts[:depth])
+        if not Folder.objects.filter(mailbox=mailbox, name=parent).exists():
+            _folder_insert(mailbox, parent)
+    old_prefix = folder.name + HIERARCHY_DELIMITER
+    children = list(Folder.objects.filter(mailbox=mailbox, name__startswith=old_prefix))
+    renamed = [(folder, new_name)] + [
+        (child, new_name + HIERARCHY_DELIMITER + child.name[len(old_prefix) :])
+        for child in children
+    ]
+    for item, name in renamed:
+        # A renamed folder is a new mailbox to clients: a new UIDVALIDITY (RFC 9051 6.3.6).
+        item.name = name
+        item.uidvalidity = _next_uidvalidity(mailbox)
+        item.save(update_fields=["name", "uidvalidity"])
+        events.publish(ChangeEvent(mailbox.id, item.id, "folders"))
+    return folder
+
+
+def folder_set_subscribed(*, folder: Folder, subscribed: bool) -> None:
+    Folder.objects.filter(pk=folder.pk).update(subscribed=subscribed)
+    folder.subscribed = subscribed
+
+
+@transaction.atomic
+def folder_claim_recent(*, folder: Folder) -> tuple[int, int]:
+    """Claim \\Recent for a session that selects the folder read-write (RFC 3501 2.3.2).
+
+    Returns the range [first, uidnext) of UIDs that are \\Recent for this session only.
+    """
+    locked = Folder.objects.select_for_update().get(pk=folder.pk)
+    first = locked.first_recent_uid
+    if locked.uidnext > first:
+        Folder.objects.filter(pk=folder.pk).update(first_recent_uid=locked.uidnext)
+    return first, locked.uidnext
+
+
+# --- Messages ----------------------------------------------------------------------------
+
+
+@dataclass
+class RecipientResult:
+    """What became of one envelope recipient in message_deliver."""
+
+    address: str
+    status: str  # "delivered", "unknown", "over_quota", "not_hosted"
+    mailbox_ids: tuple[int, ...] = field(default=())
+    forward: tuple[str, ...] = field(default=())  # remote alias targets: the caller spools them
+
+    @property
+    def accepted(self) -> bool:
+        return self.status == "delivered"
+
+
+def _parse_flags(flags: Iterable[str]) -> tuple[dict[str, bool], list[str]]:
+    columns: dict[str, bool] = {}
+    keywords: list[str] = []
+    for flag in flags:
+        column = SYSTEM_FLAGS.get(flag.lower())
+        if column:
+            columns[column] = True
+        elif flag.startswith("\\"):
+            continue  # \Recent and unknown system flags are not stored
+        elif flag.lower() not in {k.lower() for k in keywords}:
+            keywords.append(flag)
+    return columns, keywords
+
+
+def _allocate(folder_id: int, count: int, size: int, unseen: int) -> tuple[Folder, int, int]:
+    """Lock the folder row, reserve `count` UIDs and a new MODSEQ, and update the counters.
+
+    UIDs come from the locked row, so concurrent deliveries (threads or processes, SQLite or
+    PostgreSQL) never share or reuse one.
+    """
+    folder = Folder.objects.select_for_update().get(pk=folder_id)
+    first_uid = folder.uidnext
+    modseq = folder.highestmodseq + 1
+    Folder.objects.filter(pk=folder_id).update(
+        uidnext=first_uid + count,
+        highestmodseq=modseq,
+        message_count=F("message_count") + count,
+        unseen_count=F("unseen_count") + unseen,
+        total_size=F("total_size") + size,
+    )
+    return folder, first_uid, modseq
+
+
+def _target_folder_id(mailbox_id: int, spam: bool) -> int:
+    if spam:
+        junk = (
+            Folder.objects.filter(mailbox_id=mailbox_id, special_use=SpecialUse.JUNK)
+            .values_list("id", flat=True)
+            .first()
+        )
+        if junk:
+            return junk
+    return (
+        Folder.objects.filter(mailbox_id=mailbox_id, name="INBOX")
+        .values_list("id", flat=True)
+        .get()
+    )
+
+
+def _over_quota(mailbox: Mailbox, size: int) -> bool:
+    return bool(mailbox.quota) and mailbox.used_bytes + size > mailbox.quota
+
+
+def message_deliver(
+    *,
+    raw: bytes,
+    recipients: Sequence[str],
+    internal_date: datetime | None = None,
+) -> list[RecipientResult]:
+    """The delivery agent: file one message for many envelope recipients.
+
+    Resolves each recipient (mailbox, alias, sub-address, catch-all), files the message once
+    per distinct mailbox (INBOX, or Junk for `X-Spam: Yes`), stores the bytes once for all of
+    them, and refuses only the recipients whose every mailbox is over quota. Remote alias
+    targets come back in `forward` for the caller to spool.
+    """
+    size = len(raw)
+    resolutions = [recipient_resolve(address) for address in recipients]
+    mailbox_ids = {mid for r in resolutions for mid in r.mailbox_ids}
+    mailboxes = Mailbox.objects.in_bulk(mailbox_ids)
+    accepted_ids = {mid for mid, mb in mailboxes.items() if not _over_quota(mb, size)}
+    results = []
+    for resolution in resolutions:
+        if not resolution.hosted:
+            results.append(RecipientResult(resolution.address, "not_hosted"))
+        elif not resolution.exists:
+            results.append(RecipientResult(resolution.address, "unknown"))
+        else:
+            taken = tuple(m for m in resolution.mailbox_ids if m in accepted_ids)
+            if resolution.mailbox_ids and not taken and not resolution.remote:
+                results.append(RecipientResult(resolution.address, "over_quota"))
+            else:
+                results.append(
+                    RecipientResult(resolution.address, "delivered", taken, resolution.remote)
+                )
+    delivered_to = sorted({m for r in results for m in r.mailbox_ids})
+    if delivered_to:
+        _file_into_mailboxes(raw, delivered_to, internal_date=internal_date)
+    return results
+
+
+def _file_into_mailboxes(
+    raw: bytes, mailbox_ids: Sequence[int], *, internal_date: datetime | None
+) -> None:
+    summary = headers.summarize(raw)
+    spam = headers.is_spam(raw)
+    size = len(raw)
+    name = blob_write(raw)
+    when = internal_date or timezone.now()
+    with transaction.atomic():
+        blob = Blob.objects.create(name=name, size=size)
+        for mailbox_id in mailbox_ids:
+            folder_id = _target_folder_id(mailbox_id, spam)
+            folder, uid, modseq = _allocate(folder_id, 1, size, 1)
+            Message.objects.create(
+                folder_id=folder_id,
+                uid=uid,
+                modseq=modseq,
+                blob=blob,
+                size=size,
+                internal_date=when,
+                **summary,
+            )
+            Mailbox.objects.filter(pk=mailbox_id).update(used_bytes=F("used_bytes") + size)
+            events.publish(ChangeEvent(mailbox_id, folder_id, "exists", (uid,), modseq))
+
+
+def message_append(
+    *,
+    folder: Folder,
+    raw: bytes,
+    flags: Iterable[str] = (),
+    internal_date: datetime | None = None,
+) -> Message:
+    """Store a message in a folder (IMAP APPEND, webmail drafts and Sent copies)."""
+    size = len(raw)
+    mailbox = Mailbox.objects.get(pk=folder.mailbox_id)
+    if _over_quota(mailbox, size):
+        raise QuotaExceeded(f"mailbox {mailbox.pk} is over quota")
+    columns, keywords = _parse_flags(flags)
+    summary = headers.summarize(raw)
+    name = blob_write(raw)
+    with transaction.atomic():
+        blob = Blob.objects.create(name=name, size=size)
+        _, uid, modseq = _allocate(folder.id, 1, size, 0 if columns.get("seen") else 1)
+        message = Message.objects.create(
+            folder_id=folder.id,
+            uid=uid,
+            modseq=modseq,
+            blob=blob,
+            size=size,
+            internal_date=internal_date or timezone.now(),
+            keywords=" ".join(keywords),
+            **columns,
+            **summary,
+        )
+        Mailbox.objects.filter(pk=mailbox.pk).update(used_bytes=F("used_bytes") + size)
+        events.publish(ChangeEvent(mailbox.pk, folder.id, "exists", (uid,), modseq))
+    return message
+
+
+@dataclass
+class StoreResult:
+    # (uid, flags, modseq) of every message whose flags changed
+    changed: list[tuple[int, list[str], int]] = field(default_factory=list)
+    # UIDs refused by UNCHANGEDSINCE (RFC 7162 3.1.3: reported as MODIFIED)
+    modified: list[int] = field(default_factory=list)
+
+
+def _flag_list(state: tuple[bool, ...], keywords: str) -> list[str]:
+    names = list(Message.SYSTEM_FLAGS)
+    result = [names[i] for i, on in enumerate(state) if on]
+    if keywords:
+        result.extend(keywords.split())
+    return result
+
+
+@transaction.atomic
+def messages_store_flags(
+    *,
+    folder: Folder,
+    uids: Iterable[int],
+    flags: Iterable[str],
+    mode: str,
+    unchangedsince: int | None = None,
+) -> StoreResult:
+    """Change flags: mode "add", "remove" or "replace" (IMAP +FLAGS, -FLAGS, FLAGS).
+
+    Every changed message gets one new MODSEQ, shared by the operation; unchanged messages
+    keep theirs. Rows are grouped by their resulting flags, so `1:* +FLAGS \\Seen` on a large
+    folder is a handful of UPDATEs, not one per message.
+    """
+    if mode not in {"add", "remove", "replace"}:
+        raise ValueError(f"unknown mode {mode}")
+    columns, keywords = _parse_flags(flags)
+    lowered_keywords = {k.lower() for k in keywords}
+    uid_list = sorted(set(uids))
+    result = StoreResult()
+    if not uid_list:
+        return result
+    locked = Folder.objects.select_for_update().get(pk=folder.pk)
+    new_modseq = locked.highestmodseq + 1
+    groups: dict[tuple[tuple[bool, ...], str], list[int]] = defaultdict(list)
+    unseen_delta = 0
+    for chunk_start in range(0, len(uid_list), 5000):
+        chunk = uid_list[chunk_start : chunk_start + 5000]
+        rows = Message.objects.filter(folder_id=folder.pk, uid__in=chunk).values_list(
+            "uid", "modseq", "keywords", *FLAG_COLUMNS
+        )
+        for uid, modseq, current_keywords, *state in rows:
+            state = tuple(state)
+            if mode == "replace":
+                new_state = tuple(columns.get(c, False) for c in FLAG_COLUMNS)
+                new_keywords = " ".join(keywords)
+            elif mode == "add":
+                new_state = tuple(s or columns.get(c, False) for s, c in zip(state, FLAG_COLUMNS))
+                existing = current_keywords.split()
+                have = {k.lower() for k in existing}
+                new_keywords = " ".join(existing + [k for k in keywords if k.lower() not in have])
+            else:
+                new_state = tuple(
+                    s and not columns.get(c, False) for s, c in zip(state, FLAG_COLUMNS)
+                )
+                new_keywords = " ".join(
+                    k for k in current_keywords.split() if k.lower() not in lowered_keywords
+                )
+            if unchangedsince is not None and modseq > unchangedsince:
+                result.modified.append(uid)
+                continue
+            if new_state == state and new_keywords == current_keywords:
+                continue
+            groups[(new_state, new_keywords)].append(uid)
+            unseen_delta += int(not new_state[0]) - int(not state[0])
+            result.changed.append((uid, _flag_list(new_state, new_keywords), new_modseq))
+    if not result.changed:
+        return result
+    for (state, new_keywords), group_uids in groups.items():
+        values = dict(zip(FLAG_COLUMNS, state))
+        for chunk_start in range(0, len(group_uids), 5000):
+            Message.objects.filter(
+                folder_id=folder.pk, uid__in=group_uids[chunk_start : chunk_start + 5000]
+            ).update(modseq=new_modseq, keywords=new_keywords, **values)
+    Folder.objects.filter(pk=folder.pk).update(
+        highestmodseq=new_modseq, unseen_count=F("unseen_count") + unseen_delta
+    )
+    result.changed.sort()
+    events.publish(
+        ChangeEvent(
+            folder.mailbox_id,
+            folder.pk,
+            "flags",
+            tuple(u for u, _, _ in result.changed),
+            new_modseq,
+        )
+    )
+    return result
+
+
+@transaction.atomic
+def messages_expunge(*, folder: Folder, uids: Iterable[int] | None = None) -> list[int]:
+    """Remove messages marked \\Deleted (only those in `uids` when given). Returns their UIDs."""
+    Folder.objects.select_for_update().get(pk=folder.pk)
+    qs = Message.objects.filter(folder_id=folder.pk, deleted=True)
+    columns = ("uid", "size", "seen", "blob_id")
+    if uids is None:
+        rows = list(qs.values_list(*columns))
+    else:
+        wanted = sorted(set(uids))
+        rows = []
+        for start in range(0, len(wanted), 5000):
+            rows.extend(qs.filter(uid__in=wanted[start : start + 5000]).values_list(*columns))
+    return _remove_messages(folder, rows)
+
+
+def _remove_messages(folder: Folder, rows: list[tuple[int, int, bool, int]]) -> list[int]:
+    """Delete message rows (uid, size, seen, blob_id) inside the caller's transaction."""
+    if not rows:
+        return []
+    locked = Folder.objects.select_for_update().get(pk=folder.pk)
+    modseq = locked.highestmodseq + 1
+    expunged = sorted(r[0] for r in rows)
+    size = sum(r[1] for r in rows)
+    unseen = sum(1 for r in rows if not r[2])
+    for start in range(0, len(expunged), 5000):
+        chunk = expunged[start : start + 5000]
+        Message.objects.filter(folder_id=folder.pk, uid__in=chunk).delete()
+    Expunged.objects.bulk_create(
+        [Expunged(folder_id=folder.pk, uid=uid, modseq=modseq) for uid in expunged],
+        batch_size=2000,
+    )
+    Folder.objects.filter(pk=folder.pk).update(
+        highestmodseq=modseq,
+        message_count=F("message_count") - len(rows),
+        unseen_count=F("unseen_count") - unseen,
+        total_size=F("total_size") - size,
+    )
+    Mailbox.objects.filter(pk=folder.mailbox_id).update(used_bytes=F("used_bytes") - size)
+    blob_release({r[3] for r in rows})
+    events.publish(ChangeEvent(folder.mailbox_id, folder.pk, "expunge", tuple(expunged), modseq))
+    return expunged
+
+
+@transaction.atomic
+def messages_copy(*, source: Folder, uids: Iterable[int], target: Folder) -> list[tuple[int, int]]:
+    """Copy messages (sharing their blobs) to another folder of the same mailbox.
+
+    Returns (source uid, new uid) pairs in ascending source order (UIDPLUS COPYUID).
+    """
+    if source.mailbox_id != target.mailbox_id:
+        raise NotFound("target folder belongs to another mailbox")
+    uid_list = sorted(set(uids))
+    if not uid_list:
+        return []
+    originals = []
+    for start in range(0, len(uid_list), 5000):
+        originals.extend(
+            Message.objects.filter(folder_id=source.pk, uid__in=uid_list[start : start + 5000])
+        )
+    originals.sort(key=lambda m: m.uid)
+    if not originals:
+        return []
+    size = sum(m.size for m in originals)
+    mailbox = Mailbox.objects.select_for_update().get(pk=source.mailbox_id)
+    if _over_quota(mailbox, size):
+        raise QuotaExceeded(f"mailbox {mailbox.pk} is over quota")
+    unseen = sum(1 for m in originals if not m.seen)
+    _, first_uid, modseq = _allocate(target.pk, len(originals), size, unseen)
+    pairs = []
+    copies = []
+    for offset, original in enumerate(originals):
+        new_uid = first_uid + offset
+        pairs.append((original.uid, new_uid))
+        original.pk = None
+        original.id = None
+        original.folder_id = target.pk
+        original.uid = new_uid
+        original.modseq = modseq
+        copies.append(original)
+    Message.objects.bulk_create(copies, batch_size=1000)
+    Mailbox.objects.filter(pk=mailbox.pk).update(used_bytes=F("used_bytes") + size)
+    events.publish(ChangeEvent(mailbox.pk, target.pk, "exists", tuple(n for _, n in pairs), modseq))
+    return pairs
+
+
+@transaction.atomic
+def messages_move(*, source: Folder, uids: Iterable[int], target: Folder) -> list[tuple[int, int]]:
+    """Move messages: copy, then expunge from the source, in one transaction (RFC 6851)."""
+    uid_list = sorted(set(uids))
+    pairs = messages_copy(source=source, uids=uid_list, target=target)
+    moved = {s for s, _ in pairs}
+    rows = []
+    for start in range(0, len(uid_list), 5000):
+        rows.extend(
+            Message.objects.filter(
+                folder_id=source.pk, uid__in=uid_list[start : start + 5000]
+            ).values_list("uid", "size", "seen", "blob_id")
+        )
+    rows = [r for r in rows if r[0] in moved]
+    # The copies count against the mailbox; the source rows leave it again.
+    _remove_messages(source, rows)
+    return pairs
+
+
+def mailbox_record_login(*, mailbox: Mailbox) -> None:
+    Mailbox.objects.filter(pk=mailbox.pk).update(last_login_at=timezone.now())

@@ -1,0 +1,41 @@
+"""Blob storage: Django's storage API, with a filesystem backend that syncs before it returns.
+
+A blob is written to a temporary file beside its final name, fsync'd, renamed into place, and
+the directory is fsync'd, so that once `save` returns the bytes survive a crash. Object storage
+(django-storages' S3 backend) gives the same guarantee on its own and plugs in via STORAGES.
+"""
+
+from __future__ import annotations
+
+import os
+
+from django.core.files.storage import FileSystemStorage
+
+
+class DurableFileSystemStorage(FileSystemStorage):
+    def _save(self, name: str, content) -> str:  # noqa: ANN001 - Django's signature
+        full_path = self.path(name)
+        directory = os.path.dirname(full_path)
+        os.makedirs(directory, exist_ok=True)
+        tmp_path = os.path.join(directory, f".tmp-{os.path.basename(full_path)}")
+        fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+        try:
+            if hasattr(content, "chunks"):
+                for chunk in content.chunks():
+                    os.write(fd, chunk)
+            else:
+                os.write(fd, content.read())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp_path, full_path)
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        return name
+
+    def get_available_name(self, name: str, max_length: int | None = None) -> str:
+        # Blob names are random (uuid4); never rename, never overwrite silently.
+        return name

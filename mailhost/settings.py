@@ -1,0 +1,182 @@
+"""Mailhost settings. Everything comes from the environment (README lists the variables)."""
+
+from __future__ import annotations
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from mailhost.config import (
+    data_dir,
+    default_hostname,
+    env_bool,
+    env_host_port,
+    env_host_ports,
+    env_int,
+    env_port,
+    env_str,
+)
+
+BASE_DIR = __import__("pathlib").Path(__file__).resolve().parent.parent
+DATA_DIR = data_dir()
+
+# --- Django core -------------------------------------------------------------------------
+
+DEBUG = env_bool("MAILHOST_DEBUG", False)
+SECRET_KEY = env_str("MAILHOST_SECRET_KEY") or env_str("DJANGO_SECRET_KEY")
+if not SECRET_KEY:
+    # A key generated once into the data dir keeps sessions valid across restarts.
+    from mailhost.secrets import persistent_secret_key
+
+    SECRET_KEY = persistent_secret_key(DATA_DIR)
+
+ALLOWED_HOSTS = [h.strip() for h in (env_str("MAILHOST_ALLOWED_HOSTS", "*") or "*").split(",")]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_rq",
+    "mailboxes",
+    "delivery",
+    "protocols",
+    "webmail",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "mailhost.urls"
+WSGI_APPLICATION = "mailhost.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database ----------------------------------------------------------------------------
+
+DATABASE_URL = env_str("DATABASE_URL")
+if DATABASE_URL:
+    try:
+        _db = dj_database_url.parse(DATABASE_URL, conn_max_age=600)
+    except Exception as exc:  # dj_database_url raises plain exceptions for unknown schemes
+        raise ImproperlyConfigured(f"DATABASE_URL={DATABASE_URL!r}: {exc}") from None
+else:
+    _db = {"ENGINE": "django.db.backends.sqlite3", "NAME": str(DATA_DIR / "mailhost.sqlite3")}
+
+if _db["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets readers run beside one writer and several processes share the file; IMMEDIATE
+    # takes the write lock at BEGIN, so concurrent writers queue on the busy timeout instead of
+    # failing on a lock upgrade half-way through a transaction.
+    _db.setdefault("OPTIONS", {}).update(
+        {
+            "timeout": 30,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": (
+                "PRAGMA journal_mode=WAL;PRAGMA synchronous=NORMAL;PRAGMA busy_timeout=30000;"
+            ),
+        }
+    )
+    _db["TEST"] = {"NAME": str(DATA_DIR / "test-mailhost.sqlite3")}
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+DATABASES = {"default": _db}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis and the queue -----------------------------------------------------------------
+
+REDIS_URL = env_str("REDIS_URL")
+RQ_QUEUES = {
+    "default": {"URL": REDIS_URL or "redis://127.0.0.1:6379/0", "DEFAULT_TIMEOUT": 600},
+}
+
+# --- Mail server ---------------------------------------------------------------------------
+
+MAILHOST_HOSTNAME = env_str("MAILHOST_HOSTNAME") or default_hostname()
+MAILHOST_BIND = env_str("MAILHOST_BIND", "0.0.0.0")
+MAILHOST_SMTP_PORT = env_port("MAILHOST_SMTP_PORT", 25)
+MAILHOST_SUBMISSION_PORT = env_port("MAILHOST_SUBMISSION_PORT", 587)
+MAILHOST_SUBMISSIONS_PORT = env_port("MAILHOST_SUBMISSIONS_PORT", 465)
+MAILHOST_IMAP_PORT = env_port("MAILHOST_IMAP_PORT", 143)
+MAILHOST_IMAPS_PORT = env_port("MAILHOST_IMAPS_PORT", 993)
+MAILHOST_POP3_PORT = env_port("MAILHOST_POP3_PORT", 110)
+MAILHOST_POP3S_PORT = env_port("MAILHOST_POP3S_PORT", 995)
+MAILHOST_WEB_PORT = env_port("MAILHOST_WEB_PORT", 8000)
+MAILHOST_TLS_CERT = env_str("MAILHOST_TLS_CERT")
+MAILHOST_TLS_KEY = env_str("MAILHOST_TLS_KEY")
+if bool(MAILHOST_TLS_CERT) != bool(MAILHOST_TLS_KEY):
+    raise ImproperlyConfigured("MAILHOST_TLS_CERT and MAILHOST_TLS_KEY must be set together")
+MAILHOST_DNS_SERVERS = env_host_ports("MAILHOST_DNS_SERVERS")
+MAILHOST_OUTBOUND_PORT = env_port("MAILHOST_OUTBOUND_PORT", 25)
+MAILHOST_RELAYHOST = env_host_port("MAILHOST_RELAYHOST", 25)
+MAILHOST_RELAYHOST_USER = env_str("MAILHOST_RELAYHOST_USER")
+MAILHOST_RELAYHOST_PASSWORD = env_str("MAILHOST_RELAYHOST_PASSWORD")
+
+# Limits. Each is a named setting; the environment may override the defaults.
+MAILHOST_MAX_MESSAGE_SIZE = env_int("MAILHOST_MAX_MESSAGE_SIZE", 50 * 1024 * 1024, minimum=1024)
+MAILHOST_MAX_RECIPIENTS = env_int("MAILHOST_MAX_RECIPIENTS", 100, minimum=1)
+MAILHOST_MAX_LINE_LENGTH = 1000  # RFC 5321 4.5.3.1.6: 998 octets plus CRLF
+MAILHOST_DEFAULT_QUOTA = env_int("MAILHOST_DEFAULT_QUOTA", 0)  # bytes; 0 means unlimited
+MAILHOST_ALLOW_PLAINTEXT_AUTH = env_bool("MAILHOST_ALLOW_PLAINTEXT_AUTH", False)
+MAILHOST_MAX_CONNECTIONS = env_int("MAILHOST_MAX_CONNECTIONS", 2000, minimum=1)
+MAILHOST_MAX_CONNECTIONS_PER_IP = env_int("MAILHOST_MAX_CONNECTIONS_PER_IP", 100, minimum=1)
+MAILHOST_ALIAS_MAX_DEPTH = 10
+# Grace period before a blob file with no row is considered an orphan of a crashed write.
+MAILHOST_BLOB_ORPHAN_AGE = env_int("MAILHOST_BLOB_ORPHAN_AGE", 3600)
+MAILHOST_AUTH_CACHE_SECONDS = env_int("MAILHOST_AUTH_CACHE_SECONDS", 300)
+
+# Blobs go through Django's storage API, so django-storages can put them in S3.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "blobs": {
+        "BACKEND": "mailboxes.storage.DurableFileSystemStorage",
+        "OPTIONS": {"location": str(DATA_DIR / "blobs")},
+    },
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+
+# --- Web ---------------------------------------------------------------------------------
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = DATA_DIR / "static"
+LOGIN_URL = "webmail:login"
+SESSION_COOKIE_AGE = env_int("MAILHOST_SESSION_AGE", 14 * 24 * 3600, minimum=60)
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+X_FRAME_OPTIONS = "SAMEORIGIN"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+DATA_UPLOAD_MAX_MEMORY_SIZE = MAILHOST_MAX_MESSAGE_SIZE
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("MAILHOST_LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

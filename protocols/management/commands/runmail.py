@@ -1,0 +1,18 @@
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+
+from protocols import runner
+
+
+class Command(BaseCommand):
+    help = "Run everything in one process: SMTP, IMAP, POP3, the web app and delivery workers."
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--no-migrate", action="store_true", help="Do not apply migrations at start."
+        )
+
+    def handle(self, *args, **options):
+        if not options["no_migrate"]:
+            call_command("migrate", interactive=False, verbosity=0)
+        runner.run(runner.ALL, skip_missing=True)

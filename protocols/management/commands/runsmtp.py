@@ -1,0 +1,10 @@
+from django.core.management.base import BaseCommand
+
+from protocols import runner
+
+
+class Command(BaseCommand):
+    help = "Run the SMTP listeners."
+
+    def handle(self, *args, **options):
+        runner.run((runner.SMTP,))

@@ -1,0 +1,52 @@
+"""Running listener families in one asyncio process, with clean shutdown on SIGTERM.
+
+Each family is a module with `async def start() -> list[Listener]` (protocols/listeners.py),
+binding the ports its settings name (0 picks a free port, as tests do). `runmail` starts every
+family; `runsmtp`, `runimap`, `runpop3` start one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import signal
+
+logger = logging.getLogger(__name__)
+
+SMTP = "protocols.smtp.server"
+IMAP = "protocols.imap.server"
+POP3 = "protocols.pop3.server"
+WEB = "mailhost.web"
+DELIVERY = "delivery.worker"
+ALL = (SMTP, IMAP, POP3, WEB, DELIVERY)
+
+
+def run(modules: tuple[str, ...], *, skip_missing: bool = False) -> None:
+    asyncio.run(_serve(modules, skip_missing=skip_missing))
+
+
+async def _serve(modules: tuple[str, ...], *, skip_missing: bool) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    services = []
+    for name in modules:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if skip_missing and exc.name and name.startswith(exc.name):
+                logger.warning("%s is not available; not started", name)
+                continue
+            raise
+        started = await module.start()
+        services.extend(started)
+        logger.info("%s started (%d listener(s))", name, len(started))
+    logger.info("ready")
+    await stop.wait()
+    logger.info("shutting down: no new connections, finishing what is in flight")
+    for service in services:
+        service.close()
+    await asyncio.gather(*(s.wait_closed() for s in services), return_exceptions=True)
+    logger.info("stopped")

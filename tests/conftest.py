@@ -1,0 +1,71 @@
+"""Fixtures shared by every test package."""
+
+from __future__ import annotations
+
+import pytest
+
+from mailboxes import services, throttle
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    # Real hashing (PBKDF2) is covered by tests that ask for it; the rest need speed.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    services._dummy_hash = None
+    services._auth_cache.clear()
+    throttle.reset()
+
+
+@pytest.fixture
+def blob_dir(settings, tmp_path):
+    """A private blob directory per test."""
+    path = tmp_path / "blobs"
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "blobs": {
+            "BACKEND": "mailboxes.storage.DurableFileSystemStorage",
+            "OPTIONS": {"location": str(path)},
+        },
+    }
+    return path
+
+
+@pytest.fixture
+def live_settings(settings, blob_dir, tmp_path):
+    """Listeners on 127.0.0.1 with free ports, for end-to-end tests."""
+    settings.MAILHOST_BIND = "127.0.0.1"
+    settings.MAILHOST_HOSTNAME = "mx.test.example"
+    for name in (
+        "SMTP_PORT",
+        "SUBMISSION_PORT",
+        "SUBMISSIONS_PORT",
+        "IMAP_PORT",
+        "IMAPS_PORT",
+        "POP3_PORT",
+        "POP3S_PORT",
+        "WEB_PORT",
+    ):
+        setattr(settings, f"MAILHOST_{name}", 0)
+    return settings
+
+
+@pytest.fixture
+def make_domain(db, blob_dir):
+    def make(name: str = "example.org"):
+        return services.domain_create(name=name)
+
+    return make
+
+
+@pytest.fixture
+def make_mailbox(db, blob_dir):
+    def make(address: str = "alice@example.org", password: str = "secret", **kwargs):
+        from mailboxes.addresses import parse_address
+        from mailboxes.models import Domain
+
+        domain_name = parse_address(address).domain
+        if not Domain.objects.filter(name=domain_name).exists():
+            services.domain_create(name=domain_name)
+        return services.mailbox_create(address=address, password=password, **kwargs)
+
+    return make

@@ -1,0 +1,53 @@
+"""Run listener families on real sockets for end-to-end tests.
+
+    with running(runner.SMTP, runner.IMAP) as ports:
+        smtplib.SMTP("127.0.0.1", ports["smtp"])
+
+The families run on their own event loop in a background thread, bound to 127.0.0.1 on free
+ports (the `live_settings` fixture sets every port to 0). Tests using this need
+`transactional_db`, since the server threads use their own database connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import threading
+from contextlib import contextmanager
+
+from protocols.listeners import Listener
+
+
+@contextmanager
+def running(*modules: str):
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="test-servers", daemon=True)
+    thread.start()
+
+    async def start() -> list[Listener]:
+        listeners: list[Listener] = []
+        for name in modules:
+            listeners.extend(await importlib.import_module(name).start())
+        return listeners
+
+    try:
+        listeners = asyncio.run_coroutine_threadsafe(start(), loop).result(60)
+    except BaseException:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        raise
+
+    async def stop() -> None:
+        for listener in listeners:
+            listener.close()
+        await asyncio.gather(*(lst.wait_closed() for lst in listeners), return_exceptions=True)
+
+    try:
+        yield {listener.name: listener.port for listener in listeners}
+    finally:
+        try:
+            asyncio.run_coroutine_threadsafe(stop(), loop).result(30)
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(10)
+            loop.close()
