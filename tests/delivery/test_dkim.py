@@ -1,0 +1,67 @@
+"""DKIM signing: a signed message verifies against the key the domain publishes."""
+
+from __future__ import annotations
+
+import dkim
+import pytest
+
+from delivery.dkim import dkim_public_key_value, dkim_sign, dkim_txt_record
+
+pytestmark = pytest.mark.django_db
+
+RAW = (
+    b"From: Alice <alice@example.org>\r\n"
+    b"To: bob@remote.test\r\n"
+    b"Subject: hello\r\n"
+    b"Date: Sun, 29 Nov 2026 01:00:00 +0000\r\n"
+    b"Message-ID: <1@example.org>\r\n"
+    b"\r\n"
+    b"Hi Bob.\r\n"
+)
+
+
+def _dnsfunc(domain):
+    def lookup(name, timeout=5):
+        if name == f"{domain.dkim_selector}._domainkey.{domain.name}.".encode():
+            return dkim_public_key_value(domain).encode()
+        return None
+
+    return lookup
+
+
+def test_signed_message_verifies(make_domain):
+    domain = make_domain("example.org")
+    signed = dkim_sign(RAW, mail_from="alice@example.org")
+    assert signed.startswith(b"DKIM-Signature:")
+    assert signed.endswith(RAW)
+    assert b"d=example.org" in signed and b"s=mailhost" in signed
+    assert b"c=relaxed/relaxed" in signed
+    assert dkim.verify(signed, dnsfunc=_dnsfunc(domain))
+
+
+def test_tampered_body_fails(make_domain):
+    domain = make_domain("example.org")
+    signed = dkim_sign(RAW, mail_from="alice@example.org")
+    assert not dkim.verify(signed.replace(b"Hi Bob", b"Hi Eve"), dnsfunc=_dnsfunc(domain))
+
+
+def test_envelope_domain_signs_when_from_is_foreign(make_domain):
+    domain = make_domain("example.org")
+    raw = RAW.replace(b"alice@example.org>", b"alice@elsewhere.test>")
+    signed = dkim_sign(raw, mail_from="alice@example.org")
+    assert b"d=example.org" in signed
+    assert dkim.verify(signed, dnsfunc=_dnsfunc(domain))
+
+
+def test_foreign_mail_passes_unsigned(make_domain):
+    make_domain("example.org")
+    raw = RAW.replace(b"alice@example.org>", b"alice@elsewhere.test>")
+    assert dkim_sign(raw, mail_from="x@elsewhere.test") is raw
+    assert dkim_sign(raw, mail_from="") is raw
+
+
+def test_txt_record_names_selector(make_domain):
+    domain = make_domain("example.org")
+    record = dkim_txt_record(domain)
+    assert record.startswith("mailhost._domainkey.example.org. IN TXT")
+    assert dkim_public_key_value(domain) in record
