@@ -496,13 +496,15 @@ def message_deliver(
     raw: bytes,
     recipients: Sequence[str],
     internal_date: datetime | None = None,
+    blob: Blob | None = None,
 ) -> list[RecipientResult]:
     """The delivery agent: file one message for many envelope recipients.
 
     Resolves each recipient (mailbox, alias, sub-address, catch-all), files the message once
     per distinct mailbox (INBOX, or Junk for `X-Spam: Yes`), stores the bytes once for all of
     them, and refuses only the recipients whose every mailbox is over quota. Remote alias
-    targets come back in `forward` for the caller to spool.
+    targets come back in `forward` for the caller to spool. `blob`, when given, is an already
+    stored Blob of these bytes (SMTP shares one blob between mailboxes and the spool).
     """
     size = len(raw)
     resolutions = [recipient_resolve(address) for address in recipients]
@@ -525,20 +527,25 @@ def message_deliver(
                 )
     delivered_to = sorted({m for r in results for m in r.mailbox_ids})
     if delivered_to:
-        _file_into_mailboxes(raw, delivered_to, internal_date=internal_date)
+        _file_into_mailboxes(raw, delivered_to, internal_date=internal_date, blob=blob)
     return results
 
 
 def _file_into_mailboxes(
-    raw: bytes, mailbox_ids: Sequence[int], *, internal_date: datetime | None
+    raw: bytes,
+    mailbox_ids: Sequence[int],
+    *,
+    internal_date: datetime | None,
+    blob: Blob | None = None,
 ) -> None:
     summary = headers.summarize(raw)
     spam = headers.is_spam(raw)
     size = len(raw)
-    name = blob_write(raw)
+    name = blob_write(raw) if blob is None else blob.name
     when = internal_date or timezone.now()
     with transaction.atomic():
-        blob = Blob.objects.create(name=name, size=size)
+        if blob is None:
+            blob = Blob.objects.create(name=name, size=size)
         for mailbox_id in mailbox_ids:
             folder_id = _target_folder_id(mailbox_id, spam)
             folder, uid, modseq = _allocate(folder_id, 1, size, 1)
