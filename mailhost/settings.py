@@ -135,6 +135,22 @@ MAILHOST_RELAYHOST_PASSWORD = env_str("MAILHOST_RELAYHOST_PASSWORD")
 MAILHOST_MAX_MESSAGE_SIZE = env_int("MAILHOST_MAX_MESSAGE_SIZE", 50 * 1024 * 1024, minimum=1024)
 MAILHOST_MAX_RECIPIENTS = env_int("MAILHOST_MAX_RECIPIENTS", 100, minimum=1)
 MAILHOST_MAX_LINE_LENGTH = 1000  # RFC 5321 4.5.3.1.6: 998 octets plus CRLF
+# IMAP: RFC 7162 4 asks servers to accept command lines of at least 8192 octets.
+MAILHOST_IMAP_MAX_LINE_LENGTH = env_int("MAILHOST_IMAP_MAX_LINE_LENGTH", 65536, minimum=8192)
+MAILHOST_IMAP_MAX_LITERAL_SIZE = env_int(
+    "MAILHOST_IMAP_MAX_LITERAL_SIZE", MAILHOST_MAX_MESSAGE_SIZE, minimum=1024
+)
+MAILHOST_IMAP_MAX_COMMANDS_BEFORE_AUTH = env_int(
+    "MAILHOST_IMAP_MAX_COMMANDS_BEFORE_AUTH", 50, minimum=5
+)
+MAILHOST_IMAP_MAX_AUTH_FAILURES = env_int("MAILHOST_IMAP_MAX_AUTH_FAILURES", 3, minimum=1)
+# RFC 9051 5.4: the autologout timer is at least 30 minutes (IDLE included).
+MAILHOST_IMAP_IDLE_TIMEOUT = env_int("MAILHOST_IMAP_IDLE_TIMEOUT", 30 * 60, minimum=30 * 60)
+MAILHOST_IMAP_PREAUTH_TIMEOUT = env_int("MAILHOST_IMAP_PREAUTH_TIMEOUT", 60, minimum=10)
+MAILHOST_IMAP_MAX_CONNECTIONS = env_int("MAILHOST_IMAP_MAX_CONNECTIONS", 5000, minimum=1)
+MAILHOST_IMAP_MAX_CONNECTIONS_PER_USER = env_int(
+    "MAILHOST_IMAP_MAX_CONNECTIONS_PER_USER", 50, minimum=1
+)
 MAILHOST_DEFAULT_QUOTA = env_int("MAILHOST_DEFAULT_QUOTA", 0)  # bytes; 0 means unlimited
 MAILHOST_ALLOW_PLAINTEXT_AUTH = env_bool("MAILHOST_ALLOW_PLAINTEXT_AUTH", False)
 MAILHOST_MAX_CONNECTIONS = env_int("MAILHOST_MAX_CONNECTIONS", 2000, minimum=1)
@@ -143,6 +159,17 @@ MAILHOST_ALIAS_MAX_DEPTH = 10
 # Grace period before a blob file with no row is considered an orphan of a crashed write.
 MAILHOST_BLOB_ORPHAN_AGE = env_int("MAILHOST_BLOB_ORPHAN_AGE", 3600)
 MAILHOST_AUTH_CACHE_SECONDS = env_int("MAILHOST_AUTH_CACHE_SECONDS", 300)
+# SMTP (RFC 5321 4.5.3.2.7: 5 minutes between commands; 4.5.3.2.5: 3 minutes per data block).
+MAILHOST_SMTP_COMMAND_TIMEOUT = env_int("MAILHOST_SMTP_COMMAND_TIMEOUT", 300, minimum=1)
+MAILHOST_SMTP_DATA_TIMEOUT = env_int("MAILHOST_SMTP_DATA_TIMEOUT", 180, minimum=1)
+# AUTH on port 25 (after STARTTLS); the MTA port normally takes mail only for our domains.
+MAILHOST_SMTP_AUTH_ON_MTA = env_bool("MAILHOST_SMTP_AUTH_ON_MTA", False)
+# "refuse" (550 5.6.0) or "normalize" (to CRLF) a message with a bare CR or LF.
+MAILHOST_SMTP_BARE_LINE_ENDINGS = env_str("MAILHOST_SMTP_BARE_LINE_ENDINGS", "refuse")
+if MAILHOST_SMTP_BARE_LINE_ENDINGS not in {"refuse", "normalize"}:
+    raise ImproperlyConfigured("MAILHOST_SMTP_BARE_LINE_ENDINGS must be refuse or normalize")
+# Seconds a stopping server lets transactions in flight finish before it drops them.
+MAILHOST_SHUTDOWN_GRACE = env_int("MAILHOST_SHUTDOWN_GRACE", 30, minimum=0)
 
 # Blobs go through Django's storage API, so django-storages can put them in S3.
 STORAGES = {
