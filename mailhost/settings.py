@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "mailboxes",
     "delivery",
     "protocols",
+    "protocols.pop3",
     "webmail",
 ]
 
@@ -159,6 +160,15 @@ MAILHOST_ALIAS_MAX_DEPTH = 10
 # Grace period before a blob file with no row is considered an orphan of a crashed write.
 MAILHOST_BLOB_ORPHAN_AGE = env_int("MAILHOST_BLOB_ORPHAN_AGE", 3600)
 MAILHOST_AUTH_CACHE_SECONDS = env_int("MAILHOST_AUTH_CACHE_SECONDS", 300)
+# POP3 (protocols/pop3). RFC 1939 3: an idle timer, if any, must be at least 10 minutes.
+MAILHOST_POP3_IDLE_TIMEOUT = env_int("MAILHOST_POP3_IDLE_TIMEOUT", 600, minimum=600)
+MAILHOST_POP3_MAX_LINE_LENGTH = env_int("MAILHOST_POP3_MAX_LINE_LENGTH", 2048, minimum=512)
+MAILHOST_POP3_MAX_AUTH_FAILURES = env_int("MAILHOST_POP3_MAX_AUTH_FAILURES", 3, minimum=1)
+MAILHOST_POP3_MAX_BAD_COMMANDS = env_int("MAILHOST_POP3_MAX_BAD_COMMANDS", 20, minimum=1)
+# One POP3 session per maildrop across front ends: a lease renewed while the session lives.
+MAILHOST_POP3_LEASE_SECONDS = env_int("MAILHOST_POP3_LEASE_SECONDS", 120, minimum=10)
+MAILHOST_POP3_LOGIN_DELAY = env_int("MAILHOST_POP3_LOGIN_DELAY", 0)  # RFC 2449 6.8; 0: off
+MAILHOST_POP3_EXPIRE = env_str("MAILHOST_POP3_EXPIRE", "")  # RFC 2449 6.7: "", NEVER or 0
 # SMTP (RFC 5321 4.5.3.2.7: 5 minutes between commands; 4.5.3.2.5: 3 minutes per data block).
 MAILHOST_SMTP_COMMAND_TIMEOUT = env_int("MAILHOST_SMTP_COMMAND_TIMEOUT", 300, minimum=1)
 MAILHOST_SMTP_DATA_TIMEOUT = env_int("MAILHOST_SMTP_DATA_TIMEOUT", 180, minimum=1)
