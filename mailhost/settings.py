@@ -109,6 +109,8 @@ REDIS_URL = env_str("REDIS_URL")
 RQ_QUEUES = {
     "default": {"URL": REDIS_URL or "redis://127.0.0.1:6379/0", "DEFAULT_TIMEOUT": 600},
 }
+# `manage.py rqworker` runs delivery's worker class: jobs in-process, plus the spool sweeper.
+RQ = {"WORKER_CLASS": "delivery.worker.MailhostWorker"}
 
 # --- Mail server ---------------------------------------------------------------------------
 
@@ -160,6 +162,20 @@ MAILHOST_ALIAS_MAX_DEPTH = 10
 # Grace period before a blob file with no row is considered an orphan of a crashed write.
 MAILHOST_BLOB_ORPHAN_AGE = env_int("MAILHOST_BLOB_ORPHAN_AGE", 3600)
 MAILHOST_AUTH_CACHE_SECONDS = env_int("MAILHOST_AUTH_CACHE_SECONDS", 300)
+# Outbound delivery (delivery/). The retry schedule is delivery.retry.RETRY_SCHEDULE; the
+# environment may replace it with comma-separated seconds (tests use a short one).
+MAILHOST_RETRY_SCHEDULE = tuple(
+    float(x) for x in (env_str("MAILHOST_RETRY_SCHEDULE") or "").split(",") if x.strip()
+)
+MAILHOST_QUEUE_LIFETIME = env_int("MAILHOST_QUEUE_LIFETIME", 5 * 86400, minimum=1)  # expiry
+MAILHOST_DELAY_WARNING = env_int("MAILHOST_DELAY_WARNING", 4 * 3600)  # 0: no delay DSNs
+MAILHOST_SWEEP_INTERVAL = float(env_str("MAILHOST_SWEEP_INTERVAL") or 30)
+MAILHOST_DELIVERY_LEASE = env_int("MAILHOST_DELIVERY_LEASE", 600, minimum=1)
+MAILHOST_DELIVERY_THREADS = env_int("MAILHOST_DELIVERY_THREADS", 2)
+MAILHOST_OUTBOUND_CONNECT_TIMEOUT = env_int("MAILHOST_OUTBOUND_CONNECT_TIMEOUT", 30, minimum=1)
+MAILHOST_OUTBOUND_TIMEOUT = env_int("MAILHOST_OUTBOUND_TIMEOUT", 300, minimum=1)
+MAILHOST_OUTBOUND_TLS_VERIFY = env_bool("MAILHOST_OUTBOUND_TLS_VERIFY", False)
+MAILHOST_DNS_TIMEOUT = float(env_str("MAILHOST_DNS_TIMEOUT") or 10)
 # POP3 (protocols/pop3). RFC 1939 3: an idle timer, if any, must be at least 10 minutes.
 MAILHOST_POP3_IDLE_TIMEOUT = env_int("MAILHOST_POP3_IDLE_TIMEOUT", 600, minimum=600)
 MAILHOST_POP3_MAX_LINE_LENGTH = env_int("MAILHOST_POP3_MAX_LINE_LENGTH", 2048, minimum=512)

@@ -1,0 +1,1102 @@
+"""IMAP command parser, sans-IO (RFC 9051 9 and RFC 3501 9 grammar, with the extensions).
+
+NOTE for protocols/imap/fetch.py and search.py (the interface between the two halves):
+
+- FETCH: `Fetch.items` is a tuple of `FetchAtt(name, section, partial)`. `name` is upper-case
+  ("FLAGS", "UID", "BODY", "BODY.PEEK", "BINARY", "BINARY.PEEK", "BINARY.SIZE", "RFC822",
+  "ENVELOPE", ...); the macros ALL, FAST and FULL arrive already expanded. `section` is the raw
+  text between the brackets exactly as the client sent it ("" for BODY[], None when the item
+  had no brackets, e.g. "HEADER.FIELDS (From To)", "1.2.MIME"). `partial` is (offset, length)
+  from `<offset.length>` or None. fetch.py may re-parse `section` as it likes.
+- SEARCH: `Search.keys` is the generic token list after RETURN and CHARSET were taken off:
+  atoms (including sequence sets such as "1:*,$") as `str`, quoted strings and literals as
+  `bytes`, parenthesized lists as `list`. `parse_sequence_set(text)` turns an atom into a
+  SequenceSet.
+
+Bytes go in with `Parser.feed`; `Parser.next_command()` returns a frozen command dataclass,
+a `ParseError` (the caller answers BAD, or NO for an oversized literal, and carries on), or one
+of the markers NEED_DATA (feed more) and NEED_CONTINUATION (send "+ ..." and feed more: a
+synchronizing literal {n} waits for it; a LITERAL+ literal {n+} does not).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from django.conf import settings
+
+from protocols.imap import utf7
+
+NEED_DATA = "NEED_DATA"
+NEED_CONTINUATION = "NEED_CONTINUATION"
+
+MAX_NUMBER = 2**32 - 1
+MAX_NUMBER64 = 2**63 - 1
+
+# A line ends in a literal announcement: {n}, {n+} (LITERAL+), ~{n} (literal8, RFC 3516).
+_LITERAL_END = re.compile(rb"~?\{(\d{1,20})(\+?)\}$")
+_ATOM_SPECIALS = frozenset(b'(){ %*"\\]') | frozenset(range(0, 32)) | {127}
+_TAG_CHARS_EXCLUDED = frozenset(b'(){ %*"\\+') | frozenset(range(0, 32)) | {127}
+
+
+class ParseFailure(Exception):
+    """Raised inside the parser; next_command turns it into a ParseError."""
+
+    def __init__(self, text: str, code: str | None = None):
+        super().__init__(text)
+        self.text = text
+        self.code = code
+
+
+@dataclass(frozen=True)
+class ParseError:
+    tag: str  # "*" when the line had no usable tag
+    text: str
+    code: str | None = None  # response code, e.g. "TOOBIG"
+    status: str = "BAD"  # "BAD", or "NO" for a refused (oversized) literal
+    fatal: bool = False  # the connection must close (the client is sending bytes we refuse)
+    command: str = ""
+
+
+# --- Values -----------------------------------------------------------------------------
+
+STAR = 0  # "*" in a sequence set: the largest number in use
+
+
+@dataclass(frozen=True)
+class SequenceSet:
+    """A sequence set: ranges of (low, high) with STAR for "*"; `saved` for "$" (RFC 5182)."""
+
+    ranges: tuple[tuple[int, int], ...] = ()
+    saved: bool = False
+
+    def resolve(self, largest: int) -> list[tuple[int, int]]:
+        """Concrete, ordered (low, high) ranges; "*" becomes `largest`."""
+        result = []
+        for low, high in self.ranges:
+            low = largest if low == STAR else low
+            high = largest if high == STAR else high
+            if low > high:
+                low, high = high, low
+            result.append((low, high))
+        return sorted(result)
+
+    def contains(self, number: int, largest: int) -> bool:
+        return any(low <= number <= high for low, high in self.resolve(largest))
+
+
+@dataclass(frozen=True)
+class FetchAtt:
+    name: str
+    section: str | None = None
+    partial: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class ListReturn:
+    subscribed: bool = False
+    children: bool = False
+    special_use: bool = False
+    status: tuple[str, ...] | None = None
+
+
+# --- Commands ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Command:
+    tag: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Simple(Command):
+    """CAPABILITY NOOP LOGOUT STARTTLS CHECK CLOSE UNSELECT EXPUNGE IDLE NAMESPACE."""
+
+
+@dataclass(frozen=True)
+class Login(Command):
+    user: str
+    password: str
+
+
+@dataclass(frozen=True)
+class Authenticate(Command):
+    mechanism: str
+    initial: str | None = None  # SASL-IR (RFC 4959): base64 text, "=" for empty
+
+
+@dataclass(frozen=True)
+class Enable(Command):
+    capabilities: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class QresyncParams:
+    uidvalidity: int
+    modseq: int
+    known_uids: SequenceSet | None = None
+    seq_match: tuple[SequenceSet, SequenceSet] | None = None
+
+
+@dataclass(frozen=True)
+class Select(Command):
+    """SELECT and EXAMINE."""
+
+    mailbox: str
+    condstore: bool = False
+    qresync: QresyncParams | None = None
+
+
+@dataclass(frozen=True)
+class MailboxCommand(Command):
+    """CREATE DELETE SUBSCRIBE UNSUBSCRIBE."""
+
+    mailbox: str
+    special_use: tuple[str, ...] = ()  # CREATE ... (USE (\Drafts)), RFC 6154 3
+
+
+@dataclass(frozen=True)
+class Rename(Command):
+    mailbox: str
+    new_name: str
+
+
+@dataclass(frozen=True)
+class ListCommand(Command):
+    """LIST (RFC 5258 LIST-EXTENDED) and LSUB."""
+
+    reference: str
+    patterns: tuple[str, ...]
+    selection: frozenset[str] = frozenset()  # SUBSCRIBED REMOTE RECURSIVEMATCH SPECIAL-USE
+    returns: ListReturn = field(default_factory=ListReturn)
+    extended: bool = False  # the client used LIST-EXTENDED syntax
+
+
+@dataclass(frozen=True)
+class Status(Command):
+    mailbox: str
+    items: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class AppendMessage:
+    data: bytes
+    flags: tuple[str, ...] = ()
+    date: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Append(Command):
+    mailbox: str
+    messages: tuple[AppendMessage, ...]
+
+
+@dataclass(frozen=True)
+class Fetch(Command):
+    uid: bool
+    sequence: SequenceSet
+    items: tuple[FetchAtt, ...]
+    changedsince: int | None = None
+    vanished: bool = False
+
+
+@dataclass(frozen=True)
+class Store(Command):
+    uid: bool
+    sequence: SequenceSet
+    mode: str  # "add" "remove" "replace"
+    silent: bool
+    flags: tuple[str, ...]
+    unchangedsince: int | None = None
+
+
+@dataclass(frozen=True)
+class Copy(Command):
+    """COPY and MOVE."""
+
+    uid: bool
+    sequence: SequenceSet
+    mailbox: str
+
+
+@dataclass(frozen=True)
+class UidExpunge(Command):
+    sequence: SequenceSet
+
+
+@dataclass(frozen=True)
+class Search(Command):
+    uid: bool
+    keys: tuple
+    charset: str | None = None
+    returns: tuple[str, ...] | None = None  # ESEARCH RETURN (...): None for plain SEARCH
+
+
+@dataclass(frozen=True)
+class Id(Command):
+    params: tuple[tuple[str, str | None], ...] | None
+
+
+SIMPLE_COMMANDS = frozenset(
+    {
+        "CAPABILITY",
+        "NOOP",
+        "LOGOUT",
+        "STARTTLS",
+        "CHECK",
+        "CLOSE",
+        "UNSELECT",
+        "EXPUNGE",
+        "IDLE",
+        "NAMESPACE",
+    }
+)
+
+FETCH_MACROS = {
+    "ALL": ("FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE"),
+    "FAST": ("FLAGS", "INTERNALDATE", "RFC822.SIZE"),
+    "FULL": ("FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE", "BODY"),
+}
+FETCH_SIMPLE = frozenset(
+    {
+        "FLAGS",
+        "INTERNALDATE",
+        "RFC822.SIZE",
+        "ENVELOPE",
+        "BODY",
+        "BODYSTRUCTURE",
+        "UID",
+        "RFC822",
+        "RFC822.HEADER",
+        "RFC822.TEXT",
+        "MODSEQ",
+        "SAVEDATE",
+        "EMAILID",
+        "THREADID",
+    }
+)
+FETCH_SECTIONED = frozenset({"BODY", "BODY.PEEK", "BINARY", "BINARY.PEEK", "BINARY.SIZE"})
+STATUS_ITEMS = frozenset(
+    {
+        "MESSAGES",
+        "RECENT",
+        "UIDNEXT",
+        "UIDVALIDITY",
+        "UNSEEN",
+        "SIZE",
+        "HIGHESTMODSEQ",
+        "DELETED",
+        "APPENDLIMIT",
+    }
+)
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+# --- Framing: bytes to complete commands --------------------------------------------------
+
+
+class Parser:
+    def __init__(
+        self,
+        *,
+        max_line: int | None = None,
+        max_literal: int | None = None,
+        utf8: bool = False,
+    ):
+        self.max_line = max_line or settings.MAILHOST_IMAP_MAX_LINE_LENGTH
+        self.max_literal = max_literal or settings.MAILHOST_IMAP_MAX_LITERAL_SIZE
+        # After ENABLE UTF8=ACCEPT (RFC 6855) or IMAP4rev2 mailbox names travel as UTF-8.
+        self.utf8 = utf8
+        self._buf = bytearray()
+        self._parts: list[bytes] = []
+        self._literal_needed: int | None = None
+        self._continuation_due = False
+        self._skipping = False
+        self._skip_tag = "*"
+        self._command_size = 0
+
+    def feed(self, data: bytes) -> None:
+        self._buf += data
+
+    def take_buffer(self) -> bytes:
+        """Remove and return unparsed bytes (STARTTLS discards what was pipelined after it)."""
+        data = bytes(self._buf)
+        self._buf.clear()
+        return data
+
+    def next_line(self) -> bytes | None:
+        """A raw line without its CRLF (IDLE's DONE, AUTHENTICATE responses); None: need data."""
+        idx = self._buf.find(b"\n")
+        if idx < 0:
+            if len(self._buf) > self.max_line:
+                self._buf.clear()
+                return b""
+            return None
+        line = bytes(self._buf[:idx])
+        del self._buf[: idx + 1]
+        return line[:-1] if line.endswith(b"\r") else line
+
+    def next_command(self):
+        while True:
+            if self._literal_needed is not None:
+                needed = self._literal_needed
+                if len(self._buf) < needed:
+                    if self._continuation_due:
+                        self._continuation_due = False
+                        return NEED_CONTINUATION
+                    return NEED_DATA
+                self._parts.append(bytes(self._buf[:needed]))
+                del self._buf[:needed]
+                self._literal_needed = None
+                self._continuation_due = False
+                continue
+            idx = self._buf.find(b"\n")
+            if idx < 0:
+                if len(self._buf) > self.max_line:
+                    if not self._skipping:
+                        self._skip_tag = _guess_tag(
+                            self._parts[0] if self._parts else bytes(self._buf)
+                        )
+                    self._skipping = True
+                    self._buf.clear()
+                return NEED_DATA
+            line = bytes(self._buf[:idx])
+            del self._buf[: idx + 1]
+            if line.endswith(b"\r"):
+                line = line[:-1]
+            if self._skipping or len(line) > self.max_line:
+                tag = (
+                    self._skip_tag
+                    if self._skipping
+                    else _guess_tag(self._parts[0] if self._parts else line)
+                )
+                self._skipping = False
+                self._parts = []
+                return ParseError(tag, "Command line too long", code="TOOBIG")
+            match = _LITERAL_END.search(line)
+            if match:
+                size = int(match.group(1))
+                synchronizing = not match.group(2)
+                first = self._parts[0] if self._parts else line
+                tag = _guess_tag(first)
+                self._command_size += size + len(line)
+                if size > self.max_literal or self._command_size > self.max_literal + 1024 * 1024:
+                    self._parts = []
+                    self._command_size = 0
+                    if synchronizing:
+                        # RFC 9051 7.1: refuse before the client sends it; nothing to skip.
+                        return ParseError(
+                            tag,
+                            "Literal too large",
+                            code="TOOBIG",
+                            status="NO",
+                            command=_guess_command(first),
+                        )
+                    # RFC 7888 4: a non-synchronizing literal we will not take: BAD and close.
+                    return ParseError(tag, "Literal too large", code="TOOBIG", fatal=True)
+                self._parts.append(line)
+                self._literal_needed = size
+                self._continuation_due = synchronizing
+                continue
+            self._parts.append(line)
+            parts, self._parts = self._parts, []
+            self._command_size = 0
+            return parse_command(parts, utf8=self.utf8)
+
+
+def _guess_tag(line: bytes) -> str:
+    tag = line.split(b" ", 1)[0]
+    if tag and all(c not in _TAG_CHARS_EXCLUDED and c < 128 for c in tag):
+        return tag.decode("ascii")
+    return "*"
+
+
+def _guess_command(line: bytes) -> str:
+    words = line.split(b" ", 3)
+    if len(words) < 2:
+        return ""
+    name = words[1].decode("ascii", "replace").upper()
+    if name == "UID" and len(words) > 2:
+        name += " " + words[2].decode("ascii", "replace").upper()
+    return name
+
+
+# --- Parsing one complete command -------------------------------------------------------
+
+
+class Reader:
+    """A cursor over the parts of one command: line, literal, line, literal, ..., line."""
+
+    def __init__(self, parts: list[bytes], *, utf8: bool = False):
+        self.parts = parts
+        self.index = 0
+        self.line = parts[0]
+        self.pos = 0
+        self.utf8 = utf8
+
+    # low level
+
+    def peek(self) -> int | None:
+        return self.line[self.pos] if self.pos < len(self.line) else None
+
+    def at_end(self) -> bool:
+        return self.pos >= len(self.line) and self.index == len(self.parts) - 1
+
+    def expect(self, char: bytes) -> None:
+        if self.line[self.pos : self.pos + len(char)] != char:
+            raise ParseFailure(f"Expected {char.decode()!r}")
+        self.pos += len(char)
+
+    def try_take(self, char: bytes) -> bool:
+        if self.line[self.pos : self.pos + len(char)] == char:
+            self.pos += len(char)
+            return True
+        return False
+
+    def sp(self) -> None:
+        if self.peek() != 0x20:
+            raise ParseFailure("Expected a space")
+        self.pos += 1
+
+    def end(self) -> None:
+        if not self.at_end():
+            raise ParseFailure("Unexpected extra arguments")
+
+    # tokens
+
+    def atom(self) -> str:
+        start = self.pos
+        while self.pos < len(self.line) and self.line[self.pos] not in _ATOM_SPECIALS:
+            self.pos += 1
+        if self.pos == start:
+            raise ParseFailure("Expected an atom")
+        data = self.line[start : self.pos]
+        if any(c > 127 for c in data):
+            raise ParseFailure("8-bit characters in an atom")
+        return data.decode("ascii")
+
+    def chars(self, stop: frozenset[int]) -> bytes:
+        start = self.pos
+        while self.pos < len(self.line) and self.line[self.pos] not in stop:
+            self.pos += 1
+        return self.line[start : self.pos]
+
+    def number(self, *, limit: int = MAX_NUMBER, nonzero: bool = False) -> int:
+        start = self.pos
+        while self.pos < len(self.line) and 0x30 <= self.line[self.pos] <= 0x39:
+            self.pos += 1
+        text = self.line[start : self.pos]
+        if not text:
+            raise ParseFailure("Expected a number")
+        value = int(text)
+        if value > limit or (nonzero and value == 0):
+            raise ParseFailure("Number out of range")
+        return value
+
+    def quoted(self) -> bytes:
+        self.expect(b'"')
+        out = bytearray()
+        while True:
+            if self.pos >= len(self.line):
+                raise ParseFailure("Unterminated quoted string")
+            c = self.line[self.pos]
+            self.pos += 1
+            if c == 0x22:
+                return bytes(out)
+            if c == 0x5C:
+                if self.pos >= len(self.line) or self.line[self.pos] not in (0x22, 0x5C):
+                    raise ParseFailure("Bad escape in a quoted string")
+                c = self.line[self.pos]
+                self.pos += 1
+            out.append(c)
+
+    def literal(self) -> bytes:
+        match = _LITERAL_END.match(self.line, self.pos)
+        if not match or match.end() != len(self.line) or self.index + 2 >= len(self.parts):
+            raise ParseFailure("Bad literal")
+        data = self.parts[self.index + 1]
+        self.index += 2
+        self.line = self.parts[self.index]
+        self.pos = 0
+        return data
+
+    def string(self) -> bytes:
+        c = self.peek()
+        if c == 0x22:
+            return self.quoted()
+        if c in (0x7B, 0x7E):
+            return self.literal()
+        raise ParseFailure("Expected a string")
+
+    def astring(self) -> bytes:
+        c = self.peek()
+        if c in (0x22, 0x7B):
+            return self.string()
+        data = self.chars(_ATOM_SPECIALS - {0x5D})
+        if not data:
+            raise ParseFailure("Expected a string or atom")
+        return data
+
+    def nstring(self) -> bytes | None:
+        if self.line[self.pos : self.pos + 3].upper() == b"NIL" and self.peek() != 0x22:
+            end = self.pos + 3
+            if end >= len(self.line) or self.line[end] in b" )":
+                self.pos = end
+                return None
+        return self.string()
+
+    def text_astring(self) -> str:
+        return self.astring().decode("utf-8", "replace")
+
+    def mailbox(self) -> str:
+        return self.decode_mailbox(self.astring())
+
+    def decode_mailbox(self, raw: bytes) -> str:
+        if raw.upper() == b"INBOX":
+            return "INBOX"
+        if self.utf8 or any(c > 127 for c in raw):
+            try:
+                return raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise ParseFailure("Mailbox name is not valid UTF-8") from exc
+        try:
+            return utf7.decode(raw.decode("ascii"))
+        except utf7.UTF7Error as exc:
+            raise ParseFailure("Mailbox name is not valid modified UTF-7") from exc
+
+    def list_mailbox(self) -> str:
+        c = self.peek()
+        if c in (0x22, 0x7B):
+            raw = self.string()
+        else:
+            raw = self.chars(_ATOM_SPECIALS - {0x25, 0x2A, 0x5D})
+            if not raw:
+                raise ParseFailure("Expected a mailbox pattern")
+        if not raw:
+            return ""
+        return self.decode_mailbox(raw) if raw.upper() != b"INBOX" else "INBOX"
+
+    def sequence_set(self) -> SequenceSet:
+        text = self.chars(frozenset(b" ()")).decode("ascii", "replace")
+        return parse_sequence_set(text)
+
+    def paren_list(self, item) -> list:
+        """ "(" item *(SP item) ")" (possibly empty)."""
+        self.expect(b"(")
+        result = []
+        if self.try_take(b")"):
+            return result
+        while True:
+            result.append(item())
+            if self.try_take(b")"):
+                return result
+            self.sp()
+
+    def flag(self) -> str:
+        if self.try_take(b"\\"):
+            if self.try_take(b"*"):
+                return "\\*"
+            return "\\" + self.atom()
+        return self.atom()
+
+    def flag_list(self) -> tuple[str, ...]:
+        return tuple(self.paren_list(self.flag))
+
+    def generic(self):
+        """One generic value: list, string (bytes), or atom-like token (str)."""
+        c = self.peek()
+        if c == 0x28:
+            self.pos += 1
+            items: list = []
+            if self.try_take(b")"):
+                return items
+            while True:
+                items.append(self.generic())
+                if self.try_take(b")"):
+                    return items
+                self.sp()
+        if c == 0x22 or c == 0x7B or c == 0x7E:
+            return self.string()
+        data = self.chars(frozenset(b' ()"{') | frozenset(range(0, 32)) | {127})
+        if not data:
+            raise ParseFailure("Expected a value")
+        return data.decode("utf-8", "replace")
+
+    def date_time(self) -> datetime:
+        raw = self.quoted().decode("ascii", "replace")
+        return parse_date_time(raw)
+
+
+def parse_sequence_set(text: str) -> SequenceSet:
+    if text == "$":
+        return SequenceSet(saved=True)
+    if not text:
+        raise ParseFailure("Expected a sequence set")
+    ranges = []
+    for piece in text.split(","):
+        bounds = piece.split(":")
+        if len(bounds) > 2 or not piece:
+            raise ParseFailure("Bad sequence set")
+        values = []
+        for bound in bounds:
+            if bound == "*":
+                values.append(STAR)
+            elif bound.isdigit() and bound.isascii() and not bound.startswith("0"):
+                value = int(bound)
+                if value > MAX_NUMBER:
+                    raise ParseFailure("Sequence number out of range")
+                values.append(value)
+            else:
+                raise ParseFailure("Bad sequence set")
+        ranges.append((values[0], values[-1]))
+    return SequenceSet(tuple(ranges))
+
+
+def parse_date_time(raw: str) -> datetime:
+    """RFC 9051 date-time: "dd-Mon-yyyy hh:mm:ss +zzzz" (day may be space-padded)."""
+    match = re.fullmatch(
+        r"([ \d]?\d)-([A-Za-z]{3})-(\d{4}) (\d\d):(\d\d):(\d\d) ([+-])(\d\d)(\d\d)", raw
+    )
+    if not match:
+        raise ParseFailure("Bad date-time")
+    day, month, year, hh, mm, ss, sign, zh, zm = match.groups()
+    try:
+        month_number = [m.lower() for m in MONTHS].index(month.lower()) + 1
+        offset = timedelta(hours=int(zh), minutes=int(zm)) * (-1 if sign == "-" else 1)
+        return datetime(
+            int(year),
+            month_number,
+            int(day),
+            int(hh),
+            int(mm),
+            int(ss),
+            tzinfo=timezone(offset),
+        )
+    except ValueError as exc:
+        raise ParseFailure("Bad date-time") from exc
+
+
+def parse_command(parts: list[bytes], *, utf8: bool = False):
+    """Parse one complete command (its lines and literals) into a command or a ParseError."""
+    reader = Reader(parts, utf8=utf8)
+    tag = "*"
+    name = ""
+    try:
+        raw_tag = reader.chars(frozenset(b" "))
+        if not raw_tag or any(c in _TAG_CHARS_EXCLUDED or c > 127 for c in raw_tag):
+            raise ParseFailure("Missing or invalid tag")
+        tag = raw_tag.decode("ascii")
+        reader.sp()
+        name = reader.atom().upper()
+        uid = False
+        if name == "UID":
+            reader.sp()
+            name = reader.atom().upper()
+            if name not in ("FETCH", "STORE", "COPY", "MOVE", "SEARCH", "EXPUNGE"):
+                raise ParseFailure("Unknown UID command")
+            uid = True
+        handler = _HANDLERS.get(name)
+        if handler is None:
+            raise ParseFailure("Unknown command")
+        if uid and name == "EXPUNGE":
+            reader.sp()
+            command = UidExpunge(tag, "UID EXPUNGE", reader.sequence_set())
+        elif name in ("FETCH", "STORE", "COPY", "MOVE", "SEARCH"):
+            command = handler(reader, tag, name, uid)
+        else:
+            command = handler(reader, tag, name)
+        reader.end()
+        return command
+    except ParseFailure as exc:
+        return ParseError(tag, exc.text, code=exc.code, command=name)
+    except (UnicodeDecodeError, ValueError, IndexError):
+        return ParseError(tag, "Syntax error", command=name)
+
+
+def _simple(reader: Reader, tag: str, name: str) -> Command:
+    return Simple(tag, name)
+
+
+def _login(reader: Reader, tag: str, name: str) -> Command:
+    reader.sp()
+    user = reader.text_astring()
+    reader.sp()
+    password = reader.text_astring()
+    return Login(tag, name, user, password)
+
+
+def _authenticate(reader: Reader, tag: str, name: str) -> Command:
+    reader.sp()
+    mechanism = reader.atom().upper()
+    initial = None
+    if not reader.at_end():
+        reader.sp()
+        initial = reader.chars(frozenset(b" ")).decode("ascii")
+        if not initial:
+            raise ParseFailure("Empty initial response")
+    return Authenticate(tag, name, mechanism, initial)
+
+
+def _enable(reader: Reader, tag: str, name: str) -> Command:
+    capabilities = []
+    while not reader.at_end():
+        reader.sp()
+        capabilities.append(reader.atom().upper())
+    if not capabilities:
+        raise ParseFailure("ENABLE needs a capability")
+    return Enable(tag, name, tuple(capabilities))
+
+
+def _select(reader: Reader, tag: str, name: str) -> Command:
+    reader.sp()
+    mailbox = reader.mailbox()
+    condstore = False
+    qresync = None
+    if not reader.at_end():
+        reader.sp()
+        reader.expect(b"(")
+        while not reader.try_take(b")"):
+            param = reader.atom().upper()
+            if param == "CONDSTORE":
+                condstore = True
+            elif param == "QRESYNC":
+                reader.sp()
+                qresync = _qresync_params(reader)
+            else:
+                raise ParseFailure(f"Unknown select parameter {param}")
+            if reader.peek() == 0x20:
+                reader.sp()
+    return Select(tag, name, mailbox, condstore, qresync)
+
+
+def _qresync_params(reader: Reader) -> QresyncParams:
+    # RFC 7162 3.2.5: (uidvalidity mod-sequence-value [known-uids [seq-match-data]])
+    reader.expect(b"(")
+    uidvalidity = reader.number(nonzero=True)
+    reader.sp()
+    modseq = reader.number(limit=MAX_NUMBER64)
+    known = None
+    match = None
+    if reader.try_take(b" "):
+        if reader.peek() == 0x28:
+            match = _seq_match(reader)
+        else:
+            known = reader.sequence_set()
+            if reader.try_take(b" "):
+                match = _seq_match(reader)
+    reader.expect(b")")
+    return QresyncParams(uidvalidity, modseq, known, match)
+
+
+def _seq_match(reader: Reader) -> tuple[SequenceSet, SequenceSet]:
+    reader.expect(b"(")
+    seqs = reader.sequence_set()
+    reader.sp()
+    uids = reader.sequence_set()
+    reader.expect(b")")
+    return seqs, uids
+
+
+def _mailbox_command(reader: Reader, tag: str, name: str) -> Command:
+    reader.sp()
+    mailbox = reader.mailbox()
+    special_use: tuple[str, ...] = ()
+    if name == "CREATE" and not reader.at_end():
+        reader.sp()
+        reader.expect(b"(")
+        keyword = reader.atom().upper()
+        if keyword != "USE":
+            raise ParseFailure(f"Unknown CREATE parameter {keyword}")
+        reader.sp()
+        special_use = reader.flag_list()
+        reader.expect(b")")
+    return MailboxCommand(tag, name, mailbox, special_use)
+
+
+def _rename(reader: Reader, tag: str, name: str) -> Command:
+    reader.sp()
+    old = reader.mailbox()
+    reader.sp()
+    new = reader.mailbox()
+    return Rename(tag, name, old, new)
+
+
+def _list(reader: Reader, tag: str, name: str) -> Command:
+    reader.sp()
+    selection: set[str] = set()
+    extended = False
+    if name == "LIST" and reader.peek() == 0x28:
+        extended = True
+        selection = {s.upper() for s in reader.paren_list(reader.atom)}
+        reader.sp()
+    reference = reader.mailbox()
+    reader.sp()
+    if name == "LIST" and reader.peek() == 0x28:
+        extended = True
+        patterns = tuple(reader.paren_list(reader.list_mailbox))
+    else:
+        patterns = (reader.list_mailbox(),)
+    returns = ListReturn()
+    if name == "LIST" and not reader.at_end():
+        reader.sp()
+        if reader.atom().upper() != "RETURN":
+            raise ParseFailure("Expected RETURN")
+        reader.sp()
+        extended = True
+        returns = _list_returns(reader)
+    allowed = {"SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"}
+    if selection - allowed:
+        raise ParseFailure("Unknown LIST selection option")
+    if "RECURSIVEMATCH" in selection and selection == {"RECURSIVEMATCH"}:
+        raise ParseFailure("RECURSIVEMATCH needs another selection option")  # RFC 5258 3.1
+    return ListCommand(tag, name, reference, patterns, frozenset(selection), returns, extended)
+
+
+def _list_returns(reader: Reader) -> ListReturn:
+    reader.expect(b"(")
+    subscribed = children = special_use = False
+    status = None
+    while not reader.try_take(b")"):
+        option = reader.atom().upper()
+        if option == "SUBSCRIBED":
+            subscribed = True
+        elif option == "CHILDREN":
+            children = True
+        elif option == "SPECIAL-USE":
+            special_use = True
+        elif option == "STATUS":
+            reader.sp()
+            status = _status_items(reader)
+        else:
+            raise ParseFailure(f"Unknown LIST return option {option}")
+        if reader.peek() == 0x20:
+            reader.sp()
+    return ListReturn(subscribed, children, special_use, status)
+
+
+def _status_items(reader: Reader) -> tuple[str, ...]:
+    items = tuple(s.upper() for s in reader.paren_list(reader.atom))
+    if not items or any(item not in STATUS_ITEMS for item in items):
+        raise ParseFailure("Unknown STATUS item")
+    return items
+
+
+def _status(reader: Reader, tag: str, name: str) -> Command:
+    reader.sp()
+    mailbox = reader.mailbox()
+    reader.sp()
+    return Status(tag, name, mailbox, _status_items(reader))
+
+
+def _append(reader: Reader, tag: str, name: str) -> Command:
+    reader.sp()
+    mailbox = reader.mailbox()
+    messages = []
+    while not reader.at_end():
+        reader.sp()
+        flags: tuple[str, ...] = ()
+        date = None
+        if reader.peek() == 0x28:
+            flags = reader.flag_list()
+            reader.sp()
+        if reader.peek() == 0x22:
+            date = reader.date_time()
+            reader.sp()
+        if reader.line[reader.pos : reader.pos + 5].upper() == b"UTF8 ":
+            # RFC 6855 4: APPEND ... UTF8 (literal8)
+            reader.pos += 5
+            reader.expect(b"(")
+            data = reader.string()
+            reader.expect(b")")
+        else:
+            if reader.peek() not in (0x7B, 0x7E):
+                raise ParseFailure("APPEND needs a literal")
+            data = reader.literal()
+        if any(f == "\\*" or f.lower() == "\\recent" for f in flags):
+            raise ParseFailure("Invalid flag in APPEND")
+        messages.append(AppendMessage(data, flags, date))
+    if not messages:
+        raise ParseFailure("APPEND needs a message")
+    return Append(tag, name, mailbox, tuple(messages))
+
+
+def _fetch(reader: Reader, tag: str, name: str, uid: bool) -> Command:
+    reader.sp()
+    sequence = reader.sequence_set()
+    reader.sp()
+    items: list[FetchAtt] = []
+    if reader.peek() == 0x28:
+        items = [a for group in reader.paren_list(lambda: _fetch_att(reader)) for a in group]
+        if not items:
+            raise ParseFailure("Empty FETCH item list")
+    else:
+        items = list(_fetch_att(reader, macros=True))
+    changedsince = None
+    vanished = False
+    if not reader.at_end():
+        reader.sp()
+        reader.expect(b"(")
+        while not reader.try_take(b")"):
+            modifier = reader.atom().upper()
+            if modifier == "CHANGEDSINCE":
+                reader.sp()
+                changedsince = reader.number(limit=MAX_NUMBER64)
+            elif modifier == "VANISHED":
+                vanished = True
+            else:
+                raise ParseFailure(f"Unknown FETCH modifier {modifier}")
+            if reader.peek() == 0x20:
+                reader.sp()
+    if vanished and (not uid or changedsince is None):
+        raise ParseFailure("VANISHED needs UID FETCH with CHANGEDSINCE")  # RFC 7162 3.2.6
+    return Fetch(tag, name, uid, sequence, tuple(items), changedsince, vanished)
+
+
+def _fetch_att(reader: Reader, macros: bool = False) -> tuple[FetchAtt, ...]:
+    word = reader.chars(frozenset(b" ()[<")).decode("ascii", "replace").upper()
+    if macros and word in FETCH_MACROS:
+        return tuple(FetchAtt(n) for n in FETCH_MACROS[word])
+    section = None
+    partial = None
+    if reader.peek() == 0x5B:
+        if word not in FETCH_SECTIONED:
+            raise ParseFailure(f"Unknown FETCH item {word}")
+        reader.pos += 1
+        start = reader.pos
+        in_quote = False
+        while True:
+            c = reader.peek()
+            if c is None:
+                raise ParseFailure("Unterminated section")
+            if c == 0x22:
+                in_quote = not in_quote
+            elif c == 0x5C and in_quote:
+                reader.pos += 1
+            elif c == 0x5D and not in_quote:
+                break
+            reader.pos += 1
+        section = reader.line[start : reader.pos].decode("utf-8", "replace")
+        reader.pos += 1
+        if reader.try_take(b"<"):
+            offset = reader.number()
+            if word == "BINARY.SIZE":
+                raise ParseFailure("BINARY.SIZE takes no partial")
+            reader.expect(b".")
+            length = reader.number(nonzero=True)
+            reader.expect(b">")
+            partial = (offset, length)
+    elif word in ("BODY.PEEK", "BINARY", "BINARY.PEEK", "BINARY.SIZE"):
+        raise ParseFailure(f"{word} needs a section")
+    elif word not in FETCH_SIMPLE:
+        raise ParseFailure(f"Unknown FETCH item {word or '(empty)'}")
+    return (FetchAtt(word, section, partial),)
+
+
+def _store(reader: Reader, tag: str, name: str, uid: bool) -> Command:
+    reader.sp()
+    sequence = reader.sequence_set()
+    reader.sp()
+    unchangedsince = None
+    if reader.peek() == 0x28:
+        reader.expect(b"(")
+        if reader.atom().upper() != "UNCHANGEDSINCE":
+            raise ParseFailure("Unknown STORE modifier")
+        reader.sp()
+        unchangedsince = reader.number(limit=MAX_NUMBER64)
+        reader.expect(b")")
+        reader.sp()
+    action = reader.atom().upper()
+    mode = "replace"
+    if action.startswith("+"):
+        mode, action = "add", action[1:]
+    elif action.startswith("-"):
+        mode, action = "remove", action[1:]
+    if action not in ("FLAGS", "FLAGS.SILENT"):
+        raise ParseFailure("Expected FLAGS, +FLAGS or -FLAGS")
+    reader.sp()
+    if reader.peek() == 0x28:
+        flags = reader.flag_list()
+    else:
+        flags_list = [reader.flag()]
+        while not reader.at_end():
+            reader.sp()
+            flags_list.append(reader.flag())
+        flags = tuple(flags_list)
+    if any(f == "\\*" for f in flags):
+        raise ParseFailure("\\* is not a flag")
+    return Store(tag, name, uid, sequence, mode, action.endswith(".SILENT"), flags, unchangedsince)
+
+
+def _copy(reader: Reader, tag: str, name: str, uid: bool) -> Command:
+    reader.sp()
+    sequence = reader.sequence_set()
+    reader.sp()
+    return Copy(tag, name, uid, sequence, reader.mailbox())
+
+
+def _search(reader: Reader, tag: str, name: str, uid: bool) -> Command:
+    returns = None
+    charset = None
+    reader.sp()
+    if reader.line[reader.pos : reader.pos + 7].upper() == b"RETURN ":
+        reader.pos += 7
+        returns = tuple(s.upper() for s in reader.paren_list(reader.atom))
+        allowed = {"MIN", "MAX", "ALL", "COUNT", "SAVE"}
+        if set(returns) - allowed:
+            raise ParseFailure("Unknown SEARCH return option")
+        reader.sp()
+    if reader.line[reader.pos : reader.pos + 8].upper() == b"CHARSET ":
+        reader.pos += 8
+        charset = reader.astring().decode("ascii", "replace").upper()
+        reader.sp()
+    keys = [reader.generic()]
+    while not reader.at_end():
+        reader.sp()
+        keys.append(reader.generic())
+    return Search(tag, name, uid, tuple(keys), charset, returns)
+
+
+def _id(reader: Reader, tag: str, name: str) -> Command:
+    reader.sp()
+    if reader.peek() != 0x28:
+        if reader.nstring() is not None:
+            raise ParseFailure("ID takes a list or NIL")
+        return Id(tag, name, None)
+    reader.expect(b"(")
+    params = []
+    while not reader.try_take(b")"):
+        key = reader.string().decode("utf-8", "replace")
+        reader.sp()
+        value = reader.nstring()
+        params.append((key, None if value is None else value.decode("utf-8", "replace")))
+        if reader.peek() == 0x20:
+            reader.sp()
+    return Id(tag, name, tuple(params[:30]))
+
+
+_HANDLERS = {
+    **{name: _simple for name in SIMPLE_COMMANDS},
+    "LOGIN": _login,
+    "AUTHENTICATE": _authenticate,
+    "ENABLE": _enable,
+    "SELECT": _select,
+    "EXAMINE": _select,
+    "CREATE": _mailbox_command,
+    "DELETE": _mailbox_command,
+    "SUBSCRIBE": _mailbox_command,
+    "UNSUBSCRIBE": _mailbox_command,
+    "RENAME": _rename,
+    "LIST": _list,
+    "LSUB": _list,
+    "STATUS": _status,
+    "APPEND": _append,
+    "FETCH": _fetch,
+    "STORE": _store,
+    "COPY": _copy,
+    "MOVE": _copy,
+    "SEARCH": _search,
+    "ID": _id,
+}

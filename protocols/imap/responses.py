@@ -1,0 +1,196 @@
+"""IMAP replies as pure functions and named constants (RFC 9051 7; response codes 7.1).
+
+Transcript tests compare against these constants, so the wording lives in one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from protocols.imap import utf7
+
+CRLF = b"\r\n"
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: str  # OK NO BAD BYE PREAUTH
+    text: str
+    code: str | None = None
+
+    def tagged(self, tag: str) -> bytes:
+        return f"{tag} {self._body()}\r\n".encode()
+
+    def untagged(self) -> bytes:
+        return f"* {self._body()}\r\n".encode()
+
+    def with_code(self, code: str | None) -> Reply:
+        return replace(self, code=code)
+
+    def with_text(self, text: str) -> Reply:
+        return replace(self, text=text)
+
+    def _body(self) -> str:
+        code = f"[{self.code}] " if self.code else ""
+        return f"{self.status} {code}{self.text}"
+
+
+# --- Fixed replies ------------------------------------------------------------------------
+
+OK_COMPLETED = Reply("OK", "Completed")
+OK_LOGGED_IN = Reply("OK", "Logged in")
+OK_LOGOUT = Reply("OK", "Logout completed")
+OK_BEGIN_TLS = Reply("OK", "Begin TLS negotiation now")
+OK_IDLE_DONE = Reply("OK", "IDLE terminated")
+OK_SELECT_RW = Reply("OK", "SELECT completed", "READ-WRITE")
+OK_EXAMINE_RO = Reply("OK", "EXAMINE completed", "READ-ONLY")
+OK_CLOSED = Reply("OK", "Previous mailbox closed", "CLOSED")
+OK_NOOP = Reply("OK", "NOOP completed")
+OK_CAPABILITY = Reply("OK", "CAPABILITY completed")
+
+BYE_LOGOUT = Reply("BYE", "Logging out")
+BYE_TIMEOUT = Reply("BYE", "Autologout; idle for too long", "UNAVAILABLE")
+BYE_TOO_MANY_CONNECTIONS = Reply("BYE", "Too many connections", "UNAVAILABLE")
+BYE_TOO_MANY_COMMANDS = Reply("BYE", "Too many commands before authentication")
+BYE_TOO_MANY_FAILURES = Reply("BYE", "Too many authentication failures")
+BYE_SHUTDOWN = Reply("BYE", "Server shutting down", "UNAVAILABLE")
+BYE_LITERAL_TOO_BIG = Reply("BYE", "Literal too large; closing", "TOOBIG")
+BYE_MAILBOX_DELETED = Reply("BYE", "Selected mailbox was deleted")
+
+BAD_STATE = Reply("BAD", "Command not allowed in this state")
+BAD_NOT_SELECTED = Reply("BAD", "No mailbox selected")
+BAD_TLS_ACTIVE = Reply("BAD", "TLS is already active")
+BAD_SEARCHRES_EMPTY = Reply("BAD", "No saved search result")
+BAD_BASE64 = Reply("BAD", "Invalid base64")
+BAD_AUTH_CANCELLED = Reply("BAD", "Authentication cancelled")
+BAD_INVALID_SEQUENCE = Reply("BAD", "Invalid message sequence number")
+BAD_CONDSTORE_OFF = Reply("BAD", "QRESYNC must be enabled first")
+
+NO_AUTH_FAILED = Reply("NO", "Authentication failed", "AUTHENTICATIONFAILED")
+NO_PRIVACY_REQUIRED = Reply("NO", "Plaintext authentication disallowed", "PRIVACYREQUIRED")
+NO_UNKNOWN_MECHANISM = Reply("NO", "Unsupported authentication mechanism", "CANNOT")
+NO_TOO_MANY_CONNECTIONS = Reply("NO", "Too many connections for this user", "LIMIT")
+NO_NONEXISTENT = Reply("NO", "Mailbox does not exist", "NONEXISTENT")
+NO_TRYCREATE = Reply("NO", "Mailbox does not exist", "TRYCREATE")
+NO_ALREADY_EXISTS = Reply("NO", "Mailbox already exists", "ALREADYEXISTS")
+NO_CANNOT = Reply("NO", "Operation not permitted", "CANNOT")
+NO_INBOX_DELETE = Reply("NO", "INBOX cannot be deleted", "CANNOT")
+NO_HAS_CHILDREN = Reply("NO", "Mailbox has children; delete them first", "HASCHILDREN")
+NO_OVER_QUOTA = Reply("NO", "Quota exceeded", "OVERQUOTA")
+NO_TOO_BIG = Reply("NO", "Message too large", "TOOBIG")
+NO_READ_ONLY = Reply("NO", "Mailbox is read-only", "READ-ONLY")
+NO_SERVERBUG = Reply("NO", "Internal error; try again later", "SERVERBUG")
+NO_EXPUNGE_ISSUED = Reply("NO", "Some messages were expunged", "EXPUNGEISSUED")
+NO_UIDVALIDITY_CHANGED = Reply("NO", "UIDVALIDITY changed", "UIDVALIDITY")
+NO_BAD_CHARSET = Reply("NO", "Unsupported charset", "BADCHARSET (US-ASCII UTF-8)")
+NO_BAD_NAME = Reply("NO", "Invalid mailbox name", "CANNOT")
+NO_LOGIN_DISABLED = Reply("NO", "LOGIN is disabled before STARTTLS", "PRIVACYREQUIRED")
+NO_USE_ATTR = Reply("NO", "Unsupported special-use attribute", "USEATTR")
+
+CONTINUE_LITERAL = b"+ Ready for literal data\r\n"
+CONTINUE_IDLE = b"+ idling\r\n"
+CONTINUE_AUTH = b"+ \r\n"
+
+
+def tagged(tag: str, reply: Reply) -> bytes:
+    return reply.tagged(tag)
+
+
+def untagged(text: str | bytes) -> bytes:
+    """`* <text>CRLF`; bytes pass through untouched (they may carry literals)."""
+    body = text if isinstance(text, bytes) else text.encode("utf-8")
+    return b"* " + body + CRLF
+
+
+# --- Values -----------------------------------------------------------------------------
+
+
+def quoted_or_literal(value: str | bytes, *, utf8: bool = True) -> bytes:
+    """A string as a quoted string when it can be one, else as a literal (RFC 9051 4.3)."""
+    data = value.encode("utf-8") if isinstance(value, str) else value
+    if (
+        len(data) < 1024
+        and b"\r" not in data
+        and b"\n" not in data
+        and b"\0" not in data
+        and (utf8 or data.isascii())
+    ):
+        return b'"' + data.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
+    return b"{%d}\r\n" % len(data) + data
+
+
+def nstring(value: str | bytes | None, *, utf8: bool = True) -> bytes:
+    return b"NIL" if value is None else quoted_or_literal(value, utf8=utf8)
+
+
+def mailbox_name(name: str, *, utf8: bool = False) -> bytes:
+    """A mailbox name on the wire: UTF-8 after UTF8=ACCEPT, modified UTF-7 otherwise."""
+    if name == "INBOX":
+        return b"INBOX"
+    wire = name if utf8 else utf7.encode(name)
+    return quoted_or_literal(wire, utf8=utf8)
+
+
+def flag_list(flags: Iterable[str]) -> str:
+    return "(" + " ".join(flags) + ")"
+
+
+def sequence_text(numbers: Iterable[int]) -> str:
+    """Compress sorted numbers into a sequence set: 1:3,5,7:9 (empty input: empty text)."""
+    parts: list[str] = []
+    start = prev = None
+    for n in sorted(set(numbers)):
+        if start is None:
+            start = prev = n
+        elif n == prev + 1:
+            prev = n
+        else:
+            parts.append(str(start) if start == prev else f"{start}:{prev}")
+            start = prev = n
+    if start is not None:
+        parts.append(str(start) if start == prev else f"{start}:{prev}")
+    return ",".join(parts)
+
+
+def internal_date(value: datetime) -> str:
+    """RFC 9051 date-time, quoted: "29-Nov-2026 01:50:04 +0000"."""
+    months = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
+    offset = value.utcoffset()
+    minutes = int(offset.total_seconds() // 60) if offset else 0
+    sign = "-" if minutes < 0 else "+"
+    minutes = abs(minutes)
+    return (
+        f'"{value.day:02d}-{months[value.month - 1]}-{value.year:04d} '
+        f'{value.hour:02d}:{value.minute:02d}:{value.second:02d} {sign}{minutes // 60:02d}{minutes % 60:02d}"'
+    )
+
+
+def capability_line(capabilities: Iterable[str]) -> bytes:
+    return untagged("CAPABILITY " + " ".join(capabilities))
+
+
+def exists(count: int) -> bytes:
+    return untagged(f"{count} EXISTS")
+
+
+def expunge(seq: int) -> bytes:
+    return untagged(f"{seq} EXPUNGE")
+
+
+def vanished(uids: Iterable[int], *, earlier: bool = False) -> bytes:
+    prefix = "VANISHED (EARLIER) " if earlier else "VANISHED "
+    return untagged(prefix + sequence_text(uids))
+
+
+def fetch_flags(
+    seq: int, flags: Iterable[str], *, uid: int | None = None, modseq: int | None = None
+) -> bytes:
+    items = []
+    if uid is not None:
+        items.append(f"UID {uid}")
+    items.append("FLAGS " + flag_list(flags))
+    if modseq is not None:
+        items.append(f"MODSEQ ({modseq})")
+    return untagged(f"{seq} FETCH (" + " ".join(items) + ")")
