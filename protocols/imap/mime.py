@@ -1,0 +1,874 @@
+"""MIME structure of stored messages for IMAP: ENVELOPE, BODY, BODYSTRUCTURE and sections.
+
+Everything works on the stored octets and offsets into them; nothing is re-serialized, so the
+size of every part is exactly the number of octets a client receives (RFC 9051 7.5.2: body
+size "in octets ... not the resulting size after any decoding").
+
+Parsing never raises on bad input: a message with missing boundaries, bad encodings, 8-bit
+headers, no header at all or thousands of nested parts still has a valid ENVELOPE and
+BODYSTRUCTURE. Nesting deeper than MAX_DEPTH (or more than MAX_PARTS parts) is shown as an
+opaque application/octet-stream leaf, as Dovecot caps it, so responses stay bounded.
+
+`analyze(raw)` returns a JSON-serializable dict (`CACHE_VERSION`) that the engine stores in
+Message.mime_cache; `Structure.from_cache` rebuilds what section extraction needs from it
+without re-parsing the bytes.
+"""
+
+from __future__ import annotations
+
+import binascii
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+CACHE_VERSION = 1
+MAX_DEPTH = 100
+MAX_PARTS = 10000
+
+NIL = b"NIL"
+
+
+class UnknownCTE(Exception):
+    """BINARY on a part whose Content-Transfer-Encoding we cannot decode (RFC 3516 4.3:
+    the engine answers NO [UNKNOWN-CTE])."""
+
+
+# --- IMAP string rendering ---------------------------------------------------------------
+
+
+def nstring(value: bytes | None) -> bytes:
+    """A quoted string when it can be one, else a literal (8-bit, CR, LF); NIL for None."""
+    if value is None:
+        return NIL
+    return astring_q(value)
+
+
+def astring_q(value: bytes) -> bytes:
+    if b"\x00" in value:
+        value = value.replace(b"\x00", b"")  # NUL is allowed in no IMAP string
+    if len(value) < 1000 and not _NEEDS_LITERAL.search(value):
+        return b'"' + value.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
+    return b"{%d}\r\n" % len(value) + value
+
+
+_NEEDS_LITERAL = re.compile(rb"[\r\n\x80-\xff]")
+
+
+def _latin(value: bytes) -> str:
+    return value.decode("latin-1")
+
+
+# --- Header fields -----------------------------------------------------------------------
+
+_BLANK_LINE = re.compile(rb"\n\r?\n")
+
+
+def split_header(raw: bytes, start: int, end: int) -> int:
+    """Where the body starts: after the first empty line (the header includes it)."""
+    if start >= end:
+        return end
+    if raw.startswith(b"\r\n", start) and start + 2 <= end:
+        return start + 2
+    if raw[start] == 0x0A:
+        return start + 1
+    match = _BLANK_LINE.search(raw, start, end)
+    return match.end() if match else end
+
+
+def header_fields(raw: bytes, start: int, end: int) -> list[tuple[str, int, int, int]]:
+    """(lower-case name, field start, value start, field end) of each header field.
+
+    Lines that are not fields (no colon) are skipped; continuation lines join the field
+    before them (RFC 5322 2.2.3).
+    """
+    fields: list[tuple[str, int, int, int]] = []
+    pos = start
+    current: list | None = None
+    while pos < end:
+        nl = raw.find(b"\n", pos, end)
+        line_end = end if nl < 0 else nl + 1
+        first = raw[pos]
+        if first == 0x0A or (first == 0x0D and line_end - pos == 2 and nl >= 0):
+            break  # the empty line
+        if first in (0x20, 0x09):
+            if current is not None:
+                current[3] = line_end
+        else:
+            colon = raw.find(b":", pos, line_end)
+            if current is not None:
+                fields.append(tuple(current))
+                current = None
+            if colon > pos:
+                name = raw[pos:colon].strip()
+                if name and b" " not in name:
+                    current = [_latin(name).lower(), pos, colon + 1, line_end]
+        pos = line_end
+    if current is not None:
+        fields.append(tuple(current))
+    return fields
+
+
+_FOLD = re.compile(rb"\r?\n")
+
+
+def field_value(raw: bytes, value_start: int, field_end: int) -> bytes:
+    """The unfolded value, without surrounding white space."""
+    return _FOLD.sub(b"", raw[value_start:field_end]).strip(b" \t\r\n")
+
+
+class Header:
+    """First value of each field of one header section."""
+
+    __slots__ = ("raw", "fields", "_first")
+
+    def __init__(self, raw: bytes, start: int, end: int):
+        self.raw = raw
+        self.fields = header_fields(raw, start, end)
+        self._first: dict[str, tuple[int, int]] = {}
+        for name, _fs, vs, fe in self.fields:
+            self._first.setdefault(name, (vs, fe))
+
+    def get(self, name: str) -> bytes | None:
+        where = self._first.get(name)
+        return None if where is None else field_value(self.raw, *where)
+
+
+# --- RFC 5322 address lists (RFC 9051 7.5.2 ENVELOPE addresses) --------------------------
+
+_ADDR_SPECIALS = frozenset(b'<>:;@,."()[')
+_WSP = frozenset(b" \t\r\n")
+# Dovecot's placeholders: a NIL host would read as group syntax (RFC 9051 7.5.2).
+MISSING_MAILBOX = b"MISSING_MAILBOX"
+MISSING_DOMAIN = b"MISSING_DOMAIN"
+
+
+def _addr_tokens(value: bytes) -> list[tuple[str, bytes]]:
+    """Tokens: ("a", atom) ("q", quoted content) ("c", comment) ("s", special)."""
+    tokens: list[tuple[str, bytes]] = []
+    i, n = 0, len(value)
+    while i < n:
+        c = value[i]
+        if c in _WSP:
+            i += 1
+        elif c == 0x22:  # quoted-string
+            out = bytearray()
+            i += 1
+            while i < n and value[i] != 0x22:
+                if value[i] == 0x5C and i + 1 < n:
+                    i += 1
+                if value[i] not in (0x0D, 0x0A):
+                    out.append(value[i])
+                i += 1
+            tokens.append(("q", bytes(out)))
+            i += 1
+        elif c == 0x28:  # comment, nested
+            depth, j = 1, i + 1
+            while j < n and depth:
+                if value[j] == 0x5C:
+                    j += 1
+                elif value[j] == 0x28:
+                    depth += 1
+                elif value[j] == 0x29:
+                    depth -= 1
+                j += 1
+            tokens.append(("c", value[i + 1 : j - 1 if depth == 0 else j].strip()))
+            i = j
+        elif c == 0x5B:  # domain literal
+            j = value.find(b"]", i)
+            j = n if j < 0 else j + 1
+            tokens.append(("a", value[i:j]))
+            i = j
+        elif c in _ADDR_SPECIALS:
+            tokens.append(("s", bytes((c,))))
+            i += 1
+        else:
+            j = i
+            while j < n and value[j] not in _WSP and value[j] not in _ADDR_SPECIALS:
+                j += 1
+            if j == i:  # a lone ")" and the like
+                j += 1
+            tokens.append(("a", value[i:j]))
+            i = j
+    return tokens
+
+
+def _phrase(tokens: list[tuple[str, bytes]]) -> bytes | None:
+    words: list[bytes] = []
+    for kind, text in tokens:
+        if kind == "c":
+            continue
+        if kind == "s" and text == b"." and words:
+            words[-1] += b"."
+        elif kind in ("a", "q") or kind == "s":
+            words.append(text)
+    return b" ".join(words) if words else None
+
+
+def _addr_spec(tokens: list[tuple[str, bytes]]) -> tuple[bytes | None, bytes, bytes]:
+    """(comment as a name, mailbox, host) of tokens that should form local@domain."""
+    comment = None
+    parts = []
+    for kind, text in tokens:
+        if kind == "c":
+            comment = text or comment
+        else:
+            parts.append((kind, text))
+    at = max((i for i, (k, t) in enumerate(parts) if k == "s" and t == b"@"), default=-1)
+    local_tokens = parts if at < 0 else parts[:at]
+    host_tokens = [] if at < 0 else parts[at + 1 :]
+    local = b"".join(
+        (b'"' + t.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"') if k == "q" else t
+        for k, t in local_tokens
+    )
+    host = b"".join(t for _k, t in host_tokens)
+    return comment, local or MISSING_MAILBOX, host or MISSING_DOMAIN
+
+
+Address = tuple  # (name, adl, mailbox, host), each bytes or None
+
+
+def parse_addresses(value: bytes) -> list[Address]:
+    """An address-list, tolerant of everything real mail contains; groups as RFC 9051
+    7.5.2 encodes them: (NIL NIL name NIL) members... (NIL NIL NIL NIL)."""
+    tokens = _addr_tokens(value)
+    result: list[Address] = []
+    in_group = False
+    i, n = 0, len(tokens)
+    while i < n:
+        j = i
+        while j < n and not (tokens[j][0] == "s" and tokens[j][1] in (b",", b";", b":", b"<")):
+            j += 1
+        stop = tokens[j][1] if j < n else None
+        if stop == b":" and not in_group:
+            result.append((None, None, _phrase(tokens[i:j]) or b"", None))
+            in_group = True
+            i = j + 1
+            continue
+        if stop == b"<":
+            name = _phrase(tokens[i:j])
+            k = j + 1
+            while k < n and not (tokens[k][0] == "s" and tokens[k][1] == b">"):
+                k += 1
+            inner = [t for t in tokens[j + 1 : k] if t[0] != "c"]
+            adl = None
+            colon = next((x for x, t in enumerate(inner) if t[0] == "s" and t[1] == b":"), None)
+            if colon is not None and inner and inner[0] == ("s", b"@"):
+                adl = b"".join(t for _k, t in inner[:colon])
+                inner = inner[colon + 1 :]
+            if inner:
+                _c, mailbox, host = _addr_spec(inner)
+                result.append((name, adl, mailbox, host))
+            elif name is not None:
+                result.append((name, None, MISSING_MAILBOX, MISSING_DOMAIN))
+            # skip what follows the ">" up to the next separator
+            i = k + 1
+            while i < n and not (tokens[i][0] == "s" and tokens[i][1] in (b",", b";")):
+                i += 1
+            stop = tokens[i][1] if i < n else None
+            j = i
+        elif any(t[0] != "c" for t in tokens[i:j]):
+            comment, mailbox, host = _addr_spec(tokens[i:j])
+            result.append((comment, None, mailbox, host))
+        if stop == b";" and in_group:
+            result.append((None, None, None, None))
+            in_group = False
+        i = j + 1
+    if in_group:
+        result.append((None, None, None, None))
+    return result
+
+
+def _address_list(value: bytes | None) -> bytes:
+    if value is None:
+        return NIL
+    addresses = parse_addresses(value)
+    if not addresses:
+        return NIL
+    return (
+        b"("
+        + b"".join(b"(" + b" ".join(nstring(p) for p in addr) + b")" for addr in addresses)
+        + b")"
+    )
+
+
+def envelope(header: Header) -> bytes:
+    """RFC 9051 7.5.2 ENVELOPE of a parsed header."""
+    from_value = header.get("from")
+    from_list = _address_list(from_value)
+    sender = header.get("sender")
+    reply_to = header.get("reply-to")
+    # RFC 3501 7.4.2: absent or empty Sender / Reply-To take the value of From.
+    sender_list = _address_list(sender) if sender else NIL
+    reply_list = _address_list(reply_to) if reply_to else NIL
+    if sender_list == NIL:
+        sender_list = from_list
+    if reply_list == NIL:
+        reply_list = from_list
+    return (
+        b"("
+        + b" ".join(
+            (
+                nstring(header.get("date")),
+                nstring(header.get("subject")),
+                from_list,
+                sender_list,
+                reply_list,
+                _address_list(header.get("to")),
+                _address_list(header.get("cc")),
+                _address_list(header.get("bcc")),
+                nstring(header.get("in-reply-to")),
+                nstring(header.get("message-id")),
+            )
+        )
+        + b")"
+    )
+
+
+# --- Content-Type and friends (RFC 2045, RFC 2231) ---------------------------------------
+
+_TSPECIALS = frozenset(b'()<>@,;:\\"/[]?=') | _WSP
+
+
+def _skip_cfws(value: bytes, i: int) -> int:
+    n = len(value)
+    while i < n:
+        if value[i] in _WSP:
+            i += 1
+        elif value[i] == 0x28:
+            depth = 0
+            while i < n:
+                if value[i] == 0x5C:
+                    i += 1
+                elif value[i] == 0x28:
+                    depth += 1
+                elif value[i] == 0x29:
+                    depth -= 1
+                    if depth == 0:
+                        i += 1
+                        break
+                i += 1
+        else:
+            break
+    return i
+
+
+def _token(value: bytes, i: int) -> tuple[bytes, int]:
+    j = i
+    while j < len(value) and value[j] not in _TSPECIALS:
+        j += 1
+    return value[i:j], j
+
+
+def _quoted(value: bytes, i: int) -> tuple[bytes, int]:
+    out = bytearray()
+    i += 1
+    n = len(value)
+    while i < n and value[i] != 0x22:
+        if value[i] == 0x5C and i + 1 < n:
+            i += 1
+        out.append(value[i])
+        i += 1
+    return bytes(out), i + 1
+
+
+def _params(value: bytes, i: int) -> list[tuple[bytes, bytes]]:
+    raw_params: list[tuple[bytes, bytes]] = []
+    n = len(value)
+    while i < n:
+        semi = value.find(b";", i)
+        if semi < 0:
+            break
+        i = _skip_cfws(value, semi + 1)
+        name, i = _token(value, i)
+        i = _skip_cfws(value, i)
+        if not name or i >= n or value[i] != 0x3D:
+            continue
+        i = _skip_cfws(value, i + 1)
+        if i < n and value[i] == 0x22:
+            val, i = _quoted(value, i)
+        else:
+            # lenient: an unquoted value runs to the next ";" (spaces and all)
+            end = value.find(b";", i)
+            end = n if end < 0 else end
+            val = value[i:end].strip()
+            i = end
+        raw_params.append((name, val))
+    return _rfc2231(raw_params)
+
+
+_CONTINUATION = re.compile(rb"^(.+?)\*(\d+)(\*?)$")
+
+
+def _rfc2231(params: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """Join RFC 2231 continuations (name*0, name*1*); keep the charset form as "name*"."""
+    if not any(b"*" in name for name, _v in params):
+        return params
+    result: list[tuple[bytes, bytes]] = []
+    pieces: dict[bytes, list[tuple[int, bool, bytes]]] = {}
+    order: list[bytes] = []
+    for name, val in params:
+        match = _CONTINUATION.match(name)
+        if match:
+            base = match.group(1)
+            if base.lower() not in pieces:
+                pieces[base.lower()] = []
+                order.append(base)
+            pieces[base.lower()].append((int(match.group(2)), bool(match.group(3)), val))
+        else:
+            result.append((name, val))
+    for base in order:
+        segments = sorted(pieces[base.lower()])
+        extended = any(ext for _n, ext, _v in segments)
+        if extended:
+            joined = b"".join(
+                v if ext else re.sub(rb"[^A-Za-z0-9!#$&+.^_`|~-]", _pct, v)
+                for _n, ext, v in segments
+            )
+            if not segments[0][1]:
+                joined = b"''" + joined
+            result.append((base + b"*", joined))
+        else:
+            result.append((base, b"".join(v for _n, _e, v in segments)))
+    return result
+
+
+def _pct(match: re.Match) -> bytes:
+    return b"%%%02X" % match.group(0)[0]
+
+
+def parse_content_type(value: bytes | None) -> tuple[bytes, bytes, list[tuple[bytes, bytes]]]:
+    """(type, subtype, params); invalid or absent means text/plain (RFC 2045 5.2)."""
+    if value is None:
+        return b"text", b"plain", [(b"charset", b"us-ascii")]
+    i = _skip_cfws(value, 0)
+    ctype, i = _token(value, i)
+    i = _skip_cfws(value, i)
+    if not ctype or i >= len(value) or value[i] != 0x2F:
+        return b"text", b"plain", [(b"charset", b"us-ascii")]
+    i = _skip_cfws(value, i + 1)
+    sub, i = _token(value, i)
+    if not sub:
+        return b"text", b"plain", [(b"charset", b"us-ascii")]
+    return ctype, sub, _params(value, i)
+
+
+def parse_disposition(value: bytes | None) -> tuple[bytes, list[tuple[bytes, bytes]]] | None:
+    if not value:
+        return None
+    i = _skip_cfws(value, 0)
+    kind, i = _token(value, i)
+    if not kind:
+        return None
+    return kind, _params(value, i)
+
+
+def _param_list(params: list[tuple[bytes, bytes]]) -> bytes:
+    if not params:
+        return NIL
+    return b"(" + b" ".join(nstring(k) + b" " + nstring(v) for k, v in params) + b")"
+
+
+def _language(value: bytes | None) -> bytes:
+    if not value:
+        return NIL
+    tags = [t.strip() for t in re.sub(rb"\([^)]*\)", b"", value).split(b",") if t.strip()]
+    if not tags:
+        return NIL
+    if len(tags) == 1:
+        return nstring(tags[0])
+    return b"(" + b" ".join(nstring(t) for t in tags) + b")"
+
+
+# --- The part tree -----------------------------------------------------------------------
+
+
+@dataclass
+class Part:
+    """One MIME entity: a header section [hs, bs) and a body [bs, be) of the raw bytes."""
+
+    hs: int
+    bs: int
+    be: int
+    ctype: bytes = b"text"
+    sub: bytes = b"plain"
+    cte: bytes = b"7bit"
+    is_message: bool = False  # the top-level message or an encapsulated one
+    children: list[Part] = field(default_factory=list)
+    message: Part | None = None  # the encapsulated message of a message/rfc822 part
+    # Rendered pieces (filled during parsing; not kept in the cache)
+    fields: bytes = b""  # body-fields: params id desc enc size
+    ext: bytes = b""  # extension data after the type-specific fields
+    lines: int = 0
+    envelope: bytes = b""  # of an is_message part
+
+    @property
+    def multipart(self) -> bool:
+        return bool(self.children)
+
+
+def _is_message_type(ctype: bytes, sub: bytes) -> bool:
+    # RFC 9051 7.5.2: MESSAGE/RFC822 and MESSAGE/GLOBAL carry envelope, body and lines.
+    return ctype.lower() == b"message" and sub.lower() in (b"rfc822", b"global")
+
+
+@lru_cache(maxsize=256)
+def _delimiter(boundary: bytes) -> re.Pattern:
+    # RFC 2046 5.1.1: the delimiter is "--" boundary at the start of a line, optionally
+    # followed by "--" (the close delimiter) and transport padding.
+    return re.compile(rb"(?m)^--" + re.escape(boundary) + rb"(--)?[ \t]*\r?$")
+
+
+class _Budget:
+    def __init__(self):
+        self.parts = 0
+
+
+def _line_count(raw: bytes, start: int, end: int) -> int:
+    if end <= start:
+        return 0
+    count = raw.count(b"\n", start, end)
+    return count + (0 if raw[end - 1] == 0x0A else 1)
+
+
+def _parse_entity(
+    raw: bytes,
+    start: int,
+    end: int,
+    *,
+    is_message: bool,
+    default_digest: bool,
+    depth: int,
+    budget: _Budget,
+) -> Part:
+    budget.parts += 1
+    bs = split_header(raw, start, end)
+    header = Header(raw, start, bs)
+    content_type = header.get("content-type")
+    if content_type is None and default_digest:
+        ctype, sub, params = b"message", b"rfc822", []
+    else:
+        ctype, sub, params = parse_content_type(content_type)
+    cte = header.get("content-transfer-encoding")
+    cte = cte.split()[0] if cte and cte.split() else b"7bit"
+    part = Part(start, bs, end, ctype, sub, cte, is_message)
+    if is_message:
+        part.envelope = envelope(header)
+    too_deep = depth >= MAX_DEPTH or budget.parts >= MAX_PARTS
+    lower = ctype.lower()
+    if lower == b"multipart" or _is_message_type(ctype, sub):
+        if too_deep:
+            part.ctype, part.sub, params = b"application", b"octet-stream", []
+            lower = b"application"
+    if lower == b"multipart":
+        boundary = next((v for k, v in params if k.lower() == b"boundary"), b"")
+        part.children = _split_multipart(
+            raw, bs, end, boundary, sub.lower() == b"digest", depth, budget
+        )
+    elif _is_message_type(part.ctype, part.sub):
+        part.message = _parse_entity(
+            raw,
+            bs,
+            end,
+            is_message=True,
+            default_digest=False,
+            depth=depth + 1,
+            budget=budget,
+        )
+    if part.ctype.lower() in (b"text",) or part.message is not None:
+        part.lines = _line_count(raw, bs, end)
+    # body-fields (RFC 9051 7.5.2): params, id, description, encoding, size
+    part.fields = b" ".join(
+        (
+            _param_list(params),
+            nstring(header.get("content-id")),
+            nstring(header.get("content-description")),
+            nstring(cte),
+            b"%d" % (end - bs),
+        )
+    )
+    disposition = parse_disposition(header.get("content-disposition"))
+    disp = (
+        NIL
+        if disposition is None
+        else b"(" + nstring(disposition[0]) + b" " + _param_list(disposition[1]) + b")"
+    )
+    tail = b" ".join(
+        (disp, _language(header.get("content-language")), nstring(header.get("content-location")))
+    )
+    if part.children:
+        part.ext = _param_list(params) + b" " + tail
+    else:
+        part.ext = nstring(header.get("content-md5")) + b" " + tail
+    return part
+
+
+def _split_multipart(
+    raw: bytes,
+    start: int,
+    end: int,
+    boundary: bytes,
+    digest: bool,
+    depth: int,
+    budget: _Budget,
+) -> list[Part]:
+    bounds: list[tuple[int, int]] = []
+    if boundary:
+        content_start = None
+        for match in _delimiter(boundary).finditer(raw, start, end):
+            line_start = match.start()
+            if content_start is not None:
+                # the line break before a delimiter belongs to the delimiter (RFC 2046 5.1.1)
+                content_end = line_start
+                if content_end > content_start and raw[content_end - 1] == 0x0A:
+                    content_end -= 1
+                    if content_end > content_start and raw[content_end - 1] == 0x0D:
+                        content_end -= 1
+                bounds.append((content_start, content_end))
+            if match.group(1):  # close delimiter
+                content_start = None
+                break
+            after = match.end()
+            content_start = after + 1 if after < end and raw[after] == 0x0A else after
+            if budget.parts + len(bounds) >= MAX_PARTS:
+                break
+        if content_start is not None:
+            bounds.append((content_start, end))  # missing close delimiter: runs to the end
+    if not bounds:
+        # No delimiter at all: one empty text part, so the structure stays valid.
+        return [
+            _parse_entity(
+                raw,
+                end,
+                end,
+                is_message=False,
+                default_digest=False,
+                depth=depth + 1,
+                budget=budget,
+            )
+        ]
+    return [
+        _parse_entity(
+            raw, s, e, is_message=False, default_digest=digest, depth=depth + 1, budget=budget
+        )
+        for s, e in bounds
+    ]
+
+
+def parse(raw: bytes) -> Part:
+    """The part tree of a whole message."""
+    return _parse_entity(
+        raw, 0, len(raw), is_message=True, default_digest=False, depth=0, budget=_Budget()
+    )
+
+
+# --- BODY and BODYSTRUCTURE (RFC 9051 7.5.2) ---------------------------------------------
+
+
+def bodystructure(part: Part, extensible: bool = True) -> bytes:
+    if part.children:
+        inner = b"".join(bodystructure(child, extensible) for child in part.children)
+        out = inner + b" " + nstring(part.sub)
+        if extensible:
+            out += b" " + part.ext
+        return b"(" + out + b")"
+    out = nstring(part.ctype) + b" " + nstring(part.sub) + b" " + part.fields
+    if part.message is not None:
+        message = part.message
+        out += b" " + message.envelope + b" " + bodystructure(message, extensible)
+        out += b" %d" % part.lines
+    elif part.ctype.lower() == b"text":
+        out += b" %d" % part.lines
+    if extensible:
+        out += b" " + part.ext
+    return b"(" + out + b")"
+
+
+# --- Cache -------------------------------------------------------------------------------
+
+
+def _flatten(part: Part) -> list:
+    """[hs, bs, be, ctype, sub, cte, is_message, children, message] with strings latin-1."""
+    return [
+        part.hs,
+        part.bs,
+        part.be,
+        _latin(part.ctype),
+        _latin(part.sub),
+        _latin(part.cte),
+        part.is_message,
+        [_flatten(c) for c in part.children],
+        None if part.message is None else _flatten(part.message),
+    ]
+
+
+def _unflatten(data: list) -> Part:
+    hs, bs, be, ctype, sub, cte, is_message, children, message = data
+    return Part(
+        hs,
+        bs,
+        be,
+        ctype.encode("latin-1"),
+        sub.encode("latin-1"),
+        cte.encode("latin-1"),
+        is_message,
+        [_unflatten(c) for c in children],
+        None if message is None else _unflatten(message),
+    )
+
+
+def analyze(raw: bytes) -> dict:
+    """Everything FETCH needs from the bytes, JSON-serializable for Message.mime_cache.
+
+    The tree is nested at most MAX_DEPTH * 2 lists deep, within json's recursion limit.
+    """
+    root = parse(raw)
+    return {
+        "v": CACHE_VERSION,
+        "size": len(raw),
+        "envelope": _latin(root.envelope),
+        "body": _latin(bodystructure(root, extensible=False)),
+        "bodystructure": _latin(bodystructure(root, extensible=True)),
+        "tree": _flatten(root),
+    }
+
+
+def cache_valid(cache: object) -> bool:
+    return isinstance(cache, dict) and cache.get("v") == CACHE_VERSION and "tree" in cache
+
+
+def tree_from_cache(cache: dict) -> Part:
+    return _unflatten(cache["tree"])
+
+
+# --- Sections (RFC 9051 6.4.5) -----------------------------------------------------------
+
+
+def _resolve(root: Part, path: tuple[int, ...]) -> Part | None:
+    """The part a section-part names. Numbers index a multipart's children; a message whose
+    body is not multipart has exactly one part, 1, its body; numbers after a message/rfc822
+    part index the encapsulated message."""
+    current = root  # always a message (top-level or encapsulated) or a multipart part
+    target: Part | None = None
+    for k in path:
+        if target is not None:
+            if target.message is not None:
+                current = target.message
+            elif target.children:
+                current = target
+            else:
+                return None
+        if current.children:
+            if not 1 <= k <= len(current.children):
+                return None
+            target = current.children[k - 1]
+        elif current.is_message and k == 1:
+            target = current
+        else:
+            return None
+    return target
+
+
+def _header_subset(raw: bytes, hs: int, he: int, names: tuple[str, ...], keep: bool) -> bytes:
+    wanted = {n.lower() for n in names}
+    chunks = [
+        raw[fs:fe] for name, fs, _vs, fe in header_fields(raw, hs, he) if (name in wanted) == keep
+    ]
+    # RFC 9051 6.4.5: the subset ends with the blank line that ends the header.
+    return b"".join(chunks) + b"\r\n"
+
+
+def section(
+    raw: bytes,
+    root: Part,
+    path: tuple[int, ...],
+    spec: str = "",
+    fields: tuple[str, ...] = (),
+) -> bytes | None:
+    """The octets of BODY[path.spec]; None when the message has no such part (sent as NIL).
+
+    spec is "", "HEADER", "TEXT", "MIME", "HEADER.FIELDS" or "HEADER.FIELDS.NOT".
+    """
+    spec = spec.upper()
+    if not path:
+        message = root
+    else:
+        part = _resolve(root, path)
+        if part is None:
+            return None
+        if spec == "":
+            return raw[part.bs : part.be]
+        if spec == "MIME":
+            return raw[part.hs : part.bs]
+        # HEADER / TEXT after a part number: the part must be a message (RFC 9051 6.4.5)
+        if part.message is None:
+            return None
+        message = part.message
+    if spec == "":
+        return raw[message.hs : message.be]
+    if spec == "HEADER":
+        return raw[message.hs : message.bs]
+    if spec == "TEXT":
+        return raw[message.bs : message.be]
+    if spec == "HEADER.FIELDS":
+        return _header_subset(raw, message.hs, message.bs, fields, True)
+    if spec == "HEADER.FIELDS.NOT":
+        return _header_subset(raw, message.hs, message.bs, fields, False)
+    return None
+
+
+_BASE64_JUNK = re.compile(rb"[^A-Za-z0-9+/]")
+
+
+def decode_cte(data: bytes, cte: bytes) -> bytes:
+    """Undo a Content-Transfer-Encoding, leniently; UnknownCTE for one we do not know."""
+    name = cte.lower()
+    if name in (b"7bit", b"8bit", b"binary", b""):
+        return data
+    if name == b"base64":
+        clean = _BASE64_JUNK.sub(b"", data.split(b"=", 1)[0] if b"=" in data else data)
+        clean = clean[: len(clean) - len(clean) % 4] if len(clean) % 4 == 1 else clean
+        clean += b"=" * (-len(clean) % 4)
+        try:
+            return binascii.a2b_base64(clean)
+        except (binascii.Error, ValueError):
+            return b""
+    if name == b"quoted-printable":
+        return binascii.a2b_qp(data)
+    raise UnknownCTE(_latin(cte))
+
+
+def binary(raw: bytes, root: Part, path: tuple[int, ...]) -> bytes | None:
+    """BINARY[path] (RFC 3516): the section with its transfer encoding undone."""
+    if not path:
+        # The whole message: its header as is, its body decoded when it is a leaf.
+        if root.children or root.message is not None:
+            return raw[root.hs : root.be]
+        return raw[root.hs : root.bs] + decode_cte(raw[root.bs : root.be], root.cte)
+    part = _resolve(root, path)
+    if part is None:
+        return None
+    data = raw[part.bs : part.be]
+    if part.children or part.message is not None:
+        return data
+    return decode_cte(data, part.cte)
+
+
+# --- Text for SEARCH ---------------------------------------------------------------------
+
+
+def text_parts(raw: bytes, root: Part) -> list[tuple[Part, bytes]]:
+    """(part, charset) of every leaf text/* part, encapsulated messages included."""
+    out: list[tuple[Part, bytes]] = []
+    stack = [root]
+    while stack:
+        part = stack.pop()
+        if part.children:
+            stack.extend(reversed(part.children))
+        elif part.message is not None:
+            stack.append(part.message)
+        elif part.ctype.lower() == b"text":
+            header = Header(raw, part.hs, part.bs)
+            _t, _s, params = parse_content_type(header.get("content-type"))
+            charset = next((v for k, v in params if k.lower() == b"charset"), b"us-ascii")
+            out.append((part, charset))
+    return out
