@@ -7,7 +7,15 @@ import sys
 
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mailhost.settings")
+    from django.conf import settings
+    from django.core.exceptions import ImproperlyConfigured
     from django.core.management import execute_from_command_line
+
+    try:
+        settings.INSTALLED_APPS  # noqa: B018 - load the settings: a bad variable fails here
+    except ImproperlyConfigured as exc:
+        # One line naming the variable, not a traceback through Django's internals.
+        sys.exit(f"mailhost: configuration error: {exc}")
 
     execute_from_command_line(sys.argv)
 

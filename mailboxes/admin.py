@@ -37,6 +37,26 @@ def _human_bytes(value: int) -> str:
     return str(value)
 
 
+def _search_by_address(parent, request, queryset, search_term: str):
+    """Admin search that also understands a whole address (`alice@example.org`, IDNA too)."""
+    term = search_term.strip()
+    if "@" in term and " " not in term:
+        local, _, domain = term.rpartition("@")
+        try:
+            domain = domain_to_ascii(domain) if domain else ""
+        except InvalidAddress:
+            domain = domain.lower()
+        qs = queryset
+        if local and local != "*":
+            qs = qs.filter(local_key__iexact=local)
+        elif local == "*":
+            qs = qs.filter(local_key="")
+        if domain:
+            qs = qs.filter(domain__name=domain)
+        return qs, False
+    return parent.get_search_results(request, queryset, search_term)
+
+
 class DomainForm(forms.ModelForm):
     class Meta:
         model = Domain
@@ -124,11 +144,18 @@ class MailboxForm(forms.ModelForm):
         domain = Domain.objects.filter(name=parsed.domain).first()
         if domain is None:
             raise forms.ValidationError(f"domain {parsed.domain} is not hosted here")
-        if Mailbox.objects.filter(
-            domain=domain, local_key=domain.local_key(parsed.local_part)
-        ).exists():
+        local_key = domain.local_key(parsed.local_part)
+        if Mailbox.objects.filter(domain=domain, local_key=local_key).exists():
             raise forms.ValidationError("a mailbox with this address exists")
+        if Alias.objects.filter(domain=domain, local_key=local_key).exists():
+            raise forms.ValidationError("an alias with this address exists")
         return str(parsed)
+
+    def clean_quota(self):
+        quota = self.cleaned_data.get("quota") or 0
+        if quota < 0:
+            raise forms.ValidationError("quota must not be negative")
+        return quota
 
 
 @admin.register(Mailbox)
@@ -148,6 +175,9 @@ class MailboxAdmin(admin.ModelAdmin):
     list_per_page = 100
     show_full_result_count = False
     inlines = [FolderInline]
+
+    def get_search_results(self, request, queryset, search_term):
+        return _search_by_address(super(), request, queryset, search_term)
 
     @admin.display(description="address", ordering="local_key")
     def address_display(self, obj: Mailbox) -> str:
@@ -198,6 +228,28 @@ class AliasForm(forms.ModelForm):
             self.fields["address"].initial = self.instance.address
             self.fields["address"].disabled = True
 
+    def clean_address(self):
+        if self.instance.pk:
+            return self.instance.address
+        text = self.cleaned_data["address"].strip()
+        try:
+            if text.startswith("@") or text.startswith("*@"):
+                local_part, domain_name = "", domain_to_ascii(text.split("@", 1)[1])
+            else:
+                parsed = parse_address(text)
+                local_part, domain_name = parsed.local_part, parsed.domain
+        except InvalidAddress as exc:
+            raise forms.ValidationError(str(exc)) from None
+        domain = Domain.objects.filter(name=domain_name).first()
+        if domain is None:
+            raise forms.ValidationError(f"domain {domain_name} is not hosted here")
+        local_key = domain.local_key(local_part)
+        if Alias.objects.filter(domain=domain, local_key=local_key).exists():
+            raise forms.ValidationError("an alias with this address exists")
+        if local_key and Mailbox.objects.filter(domain=domain, local_key=local_key).exists():
+            raise forms.ValidationError("a mailbox with this address exists")
+        return f"{local_part}@{domain_name}" if local_part else f"*@{domain_name}"
+
     def clean_destinations(self):
         items = self.cleaned_data["destinations"].replace(",", "\n").split()
         if not items:
@@ -215,6 +267,9 @@ class AliasAdmin(admin.ModelAdmin):
     list_filter = ["active", "domain"]
     search_fields = ["local_part", "domain__name", "destinations"]
     list_select_related = ["domain"]
+
+    def get_search_results(self, request, queryset, search_term):
+        return _search_by_address(super(), request, queryset, search_term)
 
     @admin.display(description="address", ordering="local_key")
     def address_display(self, obj: Alias) -> str:

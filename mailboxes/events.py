@@ -23,6 +23,16 @@ logger = logging.getLogger(__name__)
 CHANNEL = "mailhost:changes"
 
 
+def channel() -> str:
+    """The pub/sub channel. Redis pub/sub ignores the database number, so the channel names it:
+    two Mailhost installations on one Redis server (different databases) do not hear each
+    other."""
+    from urllib.parse import urlsplit
+
+    path = urlsplit(settings.REDIS_URL or "").path.strip("/")
+    return f"{CHANNEL}:{path or '0'}"
+
+
 @dataclass(frozen=True)
 class ChangeEvent:
     mailbox_id: int
@@ -47,7 +57,8 @@ Subscriber = Callable[[ChangeEvent], None]
 _lock = threading.Lock()
 _subscribers: list[Subscriber] = []
 _redis_listener: threading.Thread | None = None
-_redis_client = None
+_redis_listener_url: str | None = None
+_redis_clients: dict[str, object] = {}
 
 
 def subscribe(callback: Subscriber) -> Callable[[], None]:
@@ -75,7 +86,7 @@ def publish(event: ChangeEvent) -> None:
 def _send(event: ChangeEvent) -> None:
     if settings.REDIS_URL:
         try:
-            _redis().publish(CHANNEL, event.to_json())
+            _redis().publish(channel(), event.to_json())
             return
         except Exception:
             logger.exception("publishing change event to Redis failed; dispatching locally")
@@ -93,44 +104,63 @@ def _dispatch(event: ChangeEvent) -> None:
 
 
 def _redis():
-    global _redis_client
-    if _redis_client is None:
+    url = settings.REDIS_URL
+    client = _redis_clients.get(url)
+    if client is None:
         import redis
 
-        _redis_client = redis.Redis.from_url(settings.REDIS_URL)
-    return _redis_client
+        client = _redis_clients[url] = redis.Redis.from_url(url)
+    return client
 
 
 def _ensure_redis_listener() -> None:
-    global _redis_listener
+    """One listener thread per process (per REDIS_URL), subscribed before this returns."""
+    global _redis_listener, _redis_listener_url
+    url = settings.REDIS_URL
     with _lock:
-        if _redis_listener is not None and _redis_listener.is_alive():
+        if (
+            _redis_listener is not None
+            and _redis_listener.is_alive()
+            and _redis_listener_url == url
+        ):
             return
         ready = threading.Event()
+        _redis_listener_url = url
         _redis_listener = threading.Thread(
-            target=_listen_redis, args=(ready,), name="mailhost-events", daemon=True
+            target=_listen_redis,
+            args=(url, channel(), ready),
+            name="mailhost-events",
+            daemon=True,
         )
         _redis_listener.start()
     ready.wait(5)
 
 
-def _listen_redis(ready: threading.Event) -> None:
+def _listen_redis(url: str, name: str, ready: threading.Event) -> None:
     import time
 
     import redis
 
-    while True:
+    while _redis_listener_url == url:
         try:
-            client = redis.Redis.from_url(settings.REDIS_URL)
-            pubsub = client.pubsub(ignore_subscribe_messages=True)
-            pubsub.subscribe(CHANNEL)
+            client = redis.Redis.from_url(url)
+            pubsub = client.pubsub()
+            pubsub.subscribe(name)
+            # Wait for the server's confirmation: an event published before it would be lost.
+            while True:
+                message = pubsub.get_message(timeout=5)
+                if message is not None and message.get("type") == "subscribe":
+                    break
             ready.set()
             for message in pubsub.listen():
+                if _redis_listener_url != url:
+                    break
                 if message.get("type") == "message":
                     try:
                         _dispatch(ChangeEvent.from_json(message["data"]))
                     except (ValueError, TypeError):
                         logger.warning("ignoring malformed change event %r", message["data"])
+            pubsub.close()
         except Exception:
             logger.exception("Redis change-event listener lost its connection; reconnecting")
             ready.set()

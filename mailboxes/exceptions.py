@@ -9,6 +9,10 @@ class InvalidAddress(MailhostError, ValueError):
     pass
 
 
+class InvalidValue(MailhostError, ValueError):
+    """A value the store refuses (an empty password, a negative quota...)."""
+
+
 class AlreadyExists(MailhostError):
     pass
 

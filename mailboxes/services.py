@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.conf import settings
-from django.contrib.auth.hashers import check_password, make_password
+from django.contrib.auth.hashers import check_password, get_hasher, make_password
 from django.core.files.base import ContentFile
 from django.core.files.storage import storages
-from django.db import transaction
-from django.db.models import Exists, F, OuterRef
+from django.db import IntegrityError, transaction
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from mailboxes import events, headers
@@ -36,6 +36,7 @@ from mailboxes.exceptions import (
     AlreadyExists,
     FolderError,
     InvalidAddress,
+    InvalidValue,
     NotFound,
     QuotaExceeded,
 )
@@ -66,9 +67,12 @@ def domain_create(*, name: str, active: bool = True) -> Domain:
     ascii_name = domain_to_ascii(name)
     if Domain.objects.filter(name=ascii_name).exists():
         raise AlreadyExists(f"domain {ascii_name} exists")
-    return Domain.objects.create(
-        name=ascii_name, active=active, dkim_private_key=generate_dkim_key()
-    )
+    key = generate_dkim_key()
+    try:
+        with transaction.atomic():
+            return Domain.objects.create(name=ascii_name, active=active, dkim_private_key=key)
+    except IntegrityError:  # created concurrently since the check
+        raise AlreadyExists(f"domain {ascii_name} exists") from None
 
 
 def generate_dkim_key() -> str:
@@ -93,6 +97,10 @@ def mailbox_create(
     active: bool = True,
 ) -> Mailbox:
     parsed = parse_address(address)
+    if not password:
+        raise InvalidValue("a mailbox needs a password")
+    if quota is not None and quota < 0:
+        raise InvalidValue("quota must not be negative")
     domain = Domain.objects.filter(name=parsed.domain).first()
     if domain is None:
         raise NotFound(f"domain {parsed.domain} is not hosted here")
@@ -101,21 +109,27 @@ def mailbox_create(
         raise AlreadyExists(f"mailbox {parsed} exists")
     if Alias.objects.filter(domain=domain, local_key=local_key).exists():
         raise AlreadyExists(f"{parsed} is an alias")
-    mailbox = Mailbox.objects.create(
-        domain=domain,
-        local_part=parsed.local_part,
-        local_key=local_key,
-        password=make_password(password),
-        quota=settings.MAILHOST_DEFAULT_QUOTA if quota is None else quota,
-        display_name=display_name,
-        active=active,
-    )
+    try:
+        with transaction.atomic():
+            mailbox = Mailbox.objects.create(
+                domain=domain,
+                local_part=parsed.local_part,
+                local_key=local_key,
+                password=make_password(password),
+                quota=settings.MAILHOST_DEFAULT_QUOTA if quota is None else quota,
+                display_name=display_name,
+                active=active,
+            )
+    except IntegrityError:  # created concurrently since the check
+        raise AlreadyExists(f"mailbox {parsed} exists") from None
     for name, special_use in DEFAULT_FOLDERS:
         _folder_insert(mailbox, name, special_use)
     return mailbox
 
 
 def mailbox_set_password(*, mailbox: Mailbox, password: str) -> None:
+    if not password:
+        raise InvalidValue("a mailbox needs a password")
     mailbox.password = make_password(password)
     mailbox.save(update_fields=["password"])
     _auth_cache_forget(mailbox.id)
@@ -130,9 +144,11 @@ def alias_create(*, address: str, destinations: Sequence[str], active: bool = Tr
     else:
         parsed = parse_address(text)
         local_part, domain_ascii = parsed.local_part, parsed.domain
-    if not destinations:
+    if isinstance(destinations, str):
+        destinations = destinations.replace(",", " ").split()
+    cleaned = list(dict.fromkeys(str(parse_address(d)) for d in destinations))
+    if not cleaned:
         raise InvalidAddress("an alias needs at least one destination")
-    cleaned = [str(parse_address(d)) for d in destinations]
     with transaction.atomic():
         domain = Domain.objects.filter(name=domain_ascii).first()
         if domain is None:
@@ -142,13 +158,17 @@ def alias_create(*, address: str, destinations: Sequence[str], active: bool = Tr
             raise AlreadyExists(f"alias {address} exists")
         if local_key and Mailbox.objects.filter(domain=domain, local_key=local_key).exists():
             raise AlreadyExists(f"{address} is a mailbox")
-        return Alias.objects.create(
-            domain=domain,
-            local_part=local_part,
-            local_key=local_key,
-            destinations="\n".join(cleaned),
-            active=active,
-        )
+        try:
+            with transaction.atomic():
+                return Alias.objects.create(
+                    domain=domain,
+                    local_part=local_part,
+                    local_key=local_key,
+                    destinations="\n".join(cleaned),
+                    active=active,
+                )
+        except IntegrityError:  # created concurrently since the check
+            raise AlreadyExists(f"alias {address} exists") from None
 
 
 # --- Authentication ------------------------------------------------------------------------
@@ -168,14 +188,12 @@ def mailbox_authenticate(*, address: str, password: str) -> Mailbox | None:
     remembered in this process for MAILHOST_AUTH_CACHE_SECONDS as an HMAC (never the password),
     as Dovecot's auth cache does, so clients that log in per command stay cheap.
     """
-    global _dummy_hash
     from mailboxes.selectors import mailbox_get
 
+    dummy = _dummy_password_hash()
     mailbox = mailbox_get(address, active_only=False) if password is not None else None
     if mailbox is None or not mailbox.active or not mailbox.domain.active:
-        if _dummy_hash is None:
-            _dummy_hash = make_password(secrets.token_urlsafe(16))
-        check_password(password or "", _dummy_hash)
+        check_password(password or "", dummy)
         return None
     digest = hmac.new(_auth_cache_key, password.encode("utf-8"), hashlib.sha256).digest()
     now = time.monotonic()
@@ -198,6 +216,15 @@ def mailbox_authenticate(*, address: str, password: str) -> Mailbox | None:
                 now + settings.MAILHOST_AUTH_CACHE_SECONDS,
             )
     return mailbox
+
+
+def _dummy_password_hash() -> str:
+    """A hash made by the current default hasher (same algorithm, same work factor)."""
+    global _dummy_hash
+    hasher = get_hasher()
+    if _dummy_hash is None or not _dummy_hash.startswith(hasher.algorithm + "$"):
+        _dummy_hash = make_password(secrets.token_urlsafe(16), hasher=hasher)
+    return _dummy_hash
 
 
 def _auth_cache_forget(mailbox_id: int) -> None:
@@ -225,18 +252,20 @@ def blob_release(blob_ids: Iterable[int]) -> int:
     """Delete blobs no message and no spool entry uses; files go once the rows are gone."""
     from delivery.models import OutboundMessage
 
-    ids = set(blob_ids)
-    if not ids:
-        return 0
-    unused = (
-        Blob.objects.filter(id__in=ids)
-        .exclude(Exists(Message.objects.filter(blob_id=OuterRef("pk"))))
-        .exclude(Exists(OutboundMessage.objects.filter(blob_id=OuterRef("pk"))))
-    )
-    names = list(unused.values_list("name", flat=True))
+    ids = sorted(set(blob_ids))
+    names: list[str] = []
+    for start in range(0, len(ids), 5000):
+        unused = (
+            Blob.objects.filter(id__in=ids[start : start + 5000])
+            .exclude(Exists(Message.objects.filter(blob_id=OuterRef("pk"))))
+            .exclude(Exists(OutboundMessage.objects.filter(blob_id=OuterRef("pk"))))
+        )
+        chunk = list(unused.values_list("name", flat=True))
+        if chunk:
+            Blob.objects.filter(name__in=chunk).delete()
+            names.extend(chunk)
     if not names:
         return 0
-    Blob.objects.filter(name__in=names).delete()
 
     def remove_files() -> None:
         storage = storages["blobs"]
@@ -356,7 +385,8 @@ def folder_delete(*, folder: Folder) -> None:
     prefix = folder.name + HIERARCHY_DELIMITER
     if Folder.objects.filter(mailbox_id=folder.mailbox_id, name__startswith=prefix).exists():
         raise FolderError("folder has subfolders; delete them first")
-    folder = Folder.objects.select_for_update().get(pk=folder.pk)
+    _lock_mailboxes([folder.mailbox_id])
+    folder = _lock_folders([folder.pk])[folder.pk]
     blob_ids = set(Message.objects.filter(folder=folder).values_list("blob_id", flat=True))
     Mailbox.objects.filter(pk=folder.mailbox_id).update(
         used_bytes=F("used_bytes") - folder.total_size
@@ -375,7 +405,7 @@ def folder_rename(*, folder: Folder, new_name: str) -> Folder:
     mailbox = Mailbox.objects.select_for_update().get(pk=folder.mailbox_id)
     if new_name == "INBOX" or Folder.objects.filter(mailbox=mailbox, name=new_name).exists():
         raise AlreadyExists(f"folder {new_name} exists")
-    if new_name.startswith(folder.name + HIERARCHY_DELIMITER):
+    if folder.name != "INBOX" and new_name.startswith(folder.name + HIERARCHY_DELIMITER):
         raise FolderError("cannot move a folder into itself")
     if folder.name == "INBOX":
         target = folder_create(mailbox=mailbox, name=new_name)
@@ -394,6 +424,9 @@ def folder_rename(*, folder: Folder, new_name: str) -> Folder:
         (child, new_name + HIERARCHY_DELIMITER + child.name[len(old_prefix) :])
         for child in children
     ]
+    clash = Folder.objects.filter(mailbox=mailbox, name__in=[n for _, n in renamed]).first()
+    if clash is not None:
+        raise AlreadyExists(f"folder {clash.name} exists")
     for item, name in renamed:
         # A renamed folder is a new mailbox to clients: a new UIDVALIDITY (RFC 9051 6.3.6).
         item.name = name
@@ -422,6 +455,11 @@ def folder_claim_recent(*, folder: Folder) -> tuple[int, int]:
 
 
 # --- Messages ----------------------------------------------------------------------------
+#
+# Lock order, so that concurrent writers on PostgreSQL never deadlock: mailbox rows first (by
+# id), then folder rows (by id). Every write that changes a mailbox's usage takes its mailbox
+# row; writes that only touch flags take the folder row alone. On SQLite the database write
+# lock is taken at BEGIN (transaction_mode IMMEDIATE), so writers are serialized anyway.
 
 
 @dataclass
@@ -438,57 +476,88 @@ class RecipientResult:
         return self.status == "delivered"
 
 
+# RFC 9051 4: a flag keyword is an atom; atom-specials and controls cannot be stored.
+_KEYWORD_FORBIDDEN = set('(){ %*"\\]') | {chr(c) for c in range(33)} | {"\x7f"}
+
+
 def _parse_flags(flags: Iterable[str]) -> tuple[dict[str, bool], list[str]]:
     columns: dict[str, bool] = {}
     keywords: list[str] = []
+    have: set[str] = set()
     for flag in flags:
         column = SYSTEM_FLAGS.get(flag.lower())
         if column:
             columns[column] = True
-        elif flag.startswith("\\"):
-            continue  # \Recent and unknown system flags are not stored
-        elif flag.lower() not in {k.lower() for k in keywords}:
+        elif not flag or flag.startswith("\\") or _KEYWORD_FORBIDDEN.intersection(flag):
+            continue  # \Recent, unknown system flags and non-atoms are not stored
+        elif flag.lower() not in have:
+            have.add(flag.lower())
             keywords.append(flag)
     return columns, keywords
 
 
-def _allocate(folder_id: int, count: int, size: int, unseen: int) -> tuple[Folder, int, int]:
-    """Lock the folder row, reserve `count` UIDs and a new MODSEQ, and update the counters.
+def _lock_mailboxes(mailbox_ids: Iterable[int]) -> dict[int, Mailbox]:
+    """Lock mailbox rows (id order) and return them with their quota and usage."""
+    return {
+        m.id: m
+        for m in Mailbox.objects.select_for_update()
+        .filter(pk__in=set(mailbox_ids))
+        .order_by("pk")
+        .only("id", "quota", "used_bytes")
+    }
 
-    UIDs come from the locked row, so concurrent deliveries (threads or processes, SQLite or
-    PostgreSQL) never share or reuse one.
+
+def _lock_folders(folder_ids: Iterable[int]) -> dict[int, Folder]:
+    """Lock folder rows (id order); raises NotFound when one is gone."""
+    wanted = set(folder_ids)
+    locked = {
+        f.id: f for f in Folder.objects.select_for_update().filter(pk__in=wanted).order_by("pk")
+    }
+    if len(locked) != len(wanted):
+        raise NotFound("folder does not exist")
+    return locked
+
+
+def _reserve(folder: Folder, count: int, size: int, unseen: int) -> tuple[int, int]:
+    """Reserve `count` UIDs and a new MODSEQ in a locked folder and update its counters.
+
+    UIDs come from the locked row, so concurrent writers (threads or processes, SQLite or
+    PostgreSQL) never share or reuse one, and UIDs grow in commit order.
     """
-    folder = Folder.objects.select_for_update().get(pk=folder_id)
     first_uid = folder.uidnext
     modseq = folder.highestmodseq + 1
-    Folder.objects.filter(pk=folder_id).update(
+    Folder.objects.filter(pk=folder.pk).update(
         uidnext=first_uid + count,
         highestmodseq=modseq,
         message_count=F("message_count") + count,
         unseen_count=F("unseen_count") + unseen,
         total_size=F("total_size") + size,
     )
+    folder.uidnext = first_uid + count
+    folder.highestmodseq = modseq
+    folder.message_count += count
+    folder.unseen_count += unseen
+    folder.total_size += size
+    return first_uid, modseq
+
+
+def _allocate(folder_id: int, count: int, size: int, unseen: int) -> tuple[Folder, int, int]:
+    """Lock the folder row, reserve `count` UIDs and a new MODSEQ, and update the counters."""
+    folder = _lock_folders([folder_id])[folder_id]
+    first_uid, modseq = _reserve(folder, count, size, unseen)
     return folder, first_uid, modseq
-
-
-def _target_folder_id(mailbox_id: int, spam: bool) -> int:
-    if spam:
-        junk = (
-            Folder.objects.filter(mailbox_id=mailbox_id, special_use=SpecialUse.JUNK)
-            .values_list("id", flat=True)
-            .first()
-        )
-        if junk:
-            return junk
-    return (
-        Folder.objects.filter(mailbox_id=mailbox_id, name="INBOX")
-        .values_list("id", flat=True)
-        .get()
-    )
 
 
 def _over_quota(mailbox: Mailbox, size: int) -> bool:
     return bool(mailbox.quota) and mailbox.used_bytes + size > mailbox.quota
+
+
+def _blob_file_discard(name: str) -> None:
+    """Remove a blob file that no committed row names (a write that was refused)."""
+    try:
+        storages["blobs"].delete(name)
+    except OSError:
+        logger.warning("could not remove unused blob file %s", name)
 
 
 def message_deliver(
@@ -502,15 +571,18 @@ def message_deliver(
 
     Resolves each recipient (mailbox, alias, sub-address, catch-all), files the message once
     per distinct mailbox (INBOX, or Junk for `X-Spam: Yes`), stores the bytes once for all of
-    them, and refuses only the recipients whose every mailbox is over quota. Remote alias
-    targets come back in `forward` for the caller to spool. `blob`, when given, is an already
-    stored Blob of these bytes (SMTP shares one blob between mailboxes and the spool).
+    them, and refuses only the recipients whose every mailbox is over quota (status
+    "over_quota": SMTP's 552 5.2.2). Remote alias targets come back in `forward` for the
+    caller to spool. `blob`, when given, is an already stored Blob of these bytes (SMTP shares
+    one blob between mailboxes and the spool).
     """
-    size = len(raw)
     resolutions = [recipient_resolve(address) for address in recipients]
-    mailbox_ids = {mid for r in resolutions for mid in r.mailbox_ids}
-    mailboxes = Mailbox.objects.in_bulk(mailbox_ids)
-    accepted_ids = {mid for mid, mb in mailboxes.items() if not _over_quota(mb, size)}
+    wanted = sorted({mid for r in resolutions for mid in r.mailbox_ids})
+    filed = (
+        _file_into_mailboxes(raw, wanted, internal_date=internal_date, blob=blob)
+        if wanted
+        else set()
+    )
     results = []
     for resolution in resolutions:
         if not resolution.hosted:
@@ -518,16 +590,13 @@ def message_deliver(
         elif not resolution.exists:
             results.append(RecipientResult(resolution.address, "unknown"))
         else:
-            taken = tuple(m for m in resolution.mailbox_ids if m in accepted_ids)
+            taken = tuple(m for m in resolution.mailbox_ids if m in filed)
             if resolution.mailbox_ids and not taken and not resolution.remote:
                 results.append(RecipientResult(resolution.address, "over_quota"))
             else:
                 results.append(
                     RecipientResult(resolution.address, "delivered", taken, resolution.remote)
                 )
-    delivered_to = sorted({m for r in results for m in r.mailbox_ids})
-    if delivered_to:
-        _file_into_mailboxes(raw, delivered_to, internal_date=internal_date, blob=blob)
     return results
 
 
@@ -537,29 +606,58 @@ def _file_into_mailboxes(
     *,
     internal_date: datetime | None,
     blob: Blob | None = None,
-) -> None:
+) -> set[int]:
+    """File the message into every mailbox with room for it; return the ids that took it.
+
+    The hot path of SMTP: a fixed handful of queries plus one UPDATE per mailbox.
+    """
     summary = headers.summarize(raw)
     spam = headers.is_spam(raw)
     size = len(raw)
-    name = blob_write(raw) if blob is None else blob.name
     when = internal_date or timezone.now()
+    # Bytes first (written and synced), rows after: a crash in between leaves an orphan file
+    # for blob_collect_garbage, never a row without its bytes.
+    written = blob_write(raw) if blob is None else None
     with transaction.atomic():
-        if blob is None:
-            blob = Blob.objects.create(name=name, size=size)
-        for mailbox_id in mailbox_ids:
-            folder_id = _target_folder_id(mailbox_id, spam)
-            folder, uid, modseq = _allocate(folder_id, 1, size, 1)
-            Message.objects.create(
-                folder_id=folder_id,
-                uid=uid,
-                modseq=modseq,
-                blob=blob,
-                size=size,
-                internal_date=when,
-                **summary,
-            )
-            Mailbox.objects.filter(pk=mailbox_id).update(used_bytes=F("used_bytes") + size)
-            events.publish(ChangeEvent(mailbox_id, folder_id, "exists", (uid,), modseq))
+        mailboxes = _lock_mailboxes(mailbox_ids)
+        room = [mid for mid, mailbox in mailboxes.items() if not _over_quota(mailbox, size)]
+        targets: dict[int, tuple[Folder, bool]] = {}
+        if room:
+            wanted = Q(name="INBOX") | Q(special_use=SpecialUse.JUNK) if spam else Q(name="INBOX")
+            for folder in (
+                Folder.objects.select_for_update()
+                .filter(wanted, mailbox_id__in=room)
+                .order_by("pk")
+            ):
+                is_junk = spam and folder.special_use == SpecialUse.JUNK
+                current = targets.get(folder.mailbox_id)
+                if current is None or (is_junk and not current[1]):
+                    targets[folder.mailbox_id] = (folder, is_junk)
+        filed = sorted(targets)
+        if filed:
+            if blob is None:
+                blob = Blob.objects.create(name=written, size=size)
+            rows = []
+            for mailbox_id in filed:
+                folder = targets[mailbox_id][0]
+                uid, modseq = _reserve(folder, 1, size, 1)
+                rows.append(
+                    Message(
+                        folder_id=folder.pk,
+                        uid=uid,
+                        modseq=modseq,
+                        blob=blob,
+                        size=size,
+                        internal_date=when,
+                        **summary,
+                    )
+                )
+                events.publish(ChangeEvent(mailbox_id, folder.pk, "exists", (uid,), modseq))
+            Message.objects.bulk_create(rows)
+            Mailbox.objects.filter(pk__in=filed).update(used_bytes=F("used_bytes") + size)
+    if not filed and written is not None:
+        _blob_file_discard(written)
+    return set(filed)
 
 
 def message_append(
@@ -569,30 +667,41 @@ def message_append(
     flags: Iterable[str] = (),
     internal_date: datetime | None = None,
 ) -> Message:
-    """Store a message in a folder (IMAP APPEND, webmail drafts and Sent copies)."""
+    """Store a message in a folder (IMAP APPEND, webmail drafts and Sent copies).
+
+    Raises QuotaExceeded when the mailbox has no room, NotFound when the folder is gone.
+    """
     size = len(raw)
-    mailbox = Mailbox.objects.get(pk=folder.mailbox_id)
-    if _over_quota(mailbox, size):
+    mailbox = Mailbox.objects.only("id", "quota", "used_bytes").get(pk=folder.mailbox_id)
+    if _over_quota(mailbox, size):  # cheap early refusal before writing the bytes
         raise QuotaExceeded(f"mailbox {mailbox.pk} is over quota")
     columns, keywords = _parse_flags(flags)
     summary = headers.summarize(raw)
     name = blob_write(raw)
-    with transaction.atomic():
-        blob = Blob.objects.create(name=name, size=size)
-        _, uid, modseq = _allocate(folder.id, 1, size, 0 if columns.get("seen") else 1)
-        message = Message.objects.create(
-            folder_id=folder.id,
-            uid=uid,
-            modseq=modseq,
-            blob=blob,
-            size=size,
-            internal_date=internal_date or timezone.now(),
-            keywords=" ".join(keywords),
-            **columns,
-            **summary,
-        )
-        Mailbox.objects.filter(pk=mailbox.pk).update(used_bytes=F("used_bytes") + size)
-        events.publish(ChangeEvent(mailbox.pk, folder.id, "exists", (uid,), modseq))
+    try:
+        with transaction.atomic():
+            mailbox = _lock_mailboxes([folder.mailbox_id])[folder.mailbox_id]
+            if _over_quota(mailbox, size):
+                raise QuotaExceeded(f"mailbox {mailbox.pk} is over quota")
+            locked = _lock_folders([folder.pk])[folder.pk]
+            blob = Blob.objects.create(name=name, size=size)
+            uid, modseq = _reserve(locked, 1, size, 0 if columns.get("seen") else 1)
+            message = Message.objects.create(
+                folder_id=folder.pk,
+                uid=uid,
+                modseq=modseq,
+                blob=blob,
+                size=size,
+                internal_date=internal_date or timezone.now(),
+                keywords=" ".join(keywords),
+                **columns,
+                **summary,
+            )
+            Mailbox.objects.filter(pk=mailbox.pk).update(used_bytes=F("used_bytes") + size)
+            events.publish(ChangeEvent(mailbox.pk, folder.pk, "exists", (uid,), modseq))
+    except (QuotaExceeded, NotFound):
+        _blob_file_discard(name)  # refused before any row named it
+        raise
     return message
 
 
@@ -635,7 +744,7 @@ def messages_store_flags(
     result = StoreResult()
     if not uid_list:
         return result
-    locked = Folder.objects.select_for_update().get(pk=folder.pk)
+    locked = _lock_folders([folder.pk])[folder.pk]
     new_modseq = locked.highestmodseq + 1
     groups: dict[tuple[tuple[bool, ...], str], list[int]] = defaultdict(list)
     unseen_delta = 0
@@ -646,6 +755,9 @@ def messages_store_flags(
         )
         for uid, modseq, current_keywords, *state in rows:
             state = tuple(state)
+            if unchangedsince is not None and modseq > unchangedsince:
+                result.modified.append(uid)
+                continue
             if mode == "replace":
                 new_state = tuple(columns.get(c, False) for c in FLAG_COLUMNS)
                 new_keywords = " ".join(keywords)
@@ -661,14 +773,12 @@ def messages_store_flags(
                 new_keywords = " ".join(
                     k for k in current_keywords.split() if k.lower() not in lowered_keywords
                 )
-            if unchangedsince is not None and modseq > unchangedsince:
-                result.modified.append(uid)
-                continue
             if new_state == state and new_keywords == current_keywords:
                 continue
             groups[(new_state, new_keywords)].append(uid)
             unseen_delta += int(not new_state[0]) - int(not state[0])
             result.changed.append((uid, _flag_list(new_state, new_keywords), new_modseq))
+    result.modified.sort()
     if not result.changed:
         return result
     for (state, new_keywords), group_uids in groups.items():
@@ -696,7 +806,8 @@ def messages_store_flags(
 @transaction.atomic
 def messages_expunge(*, folder: Folder, uids: Iterable[int] | None = None) -> list[int]:
     """Remove messages marked \\Deleted (only those in `uids` when given). Returns their UIDs."""
-    Folder.objects.select_for_update().get(pk=folder.pk)
+    _lock_mailboxes([folder.mailbox_id])
+    locked = _lock_folders([folder.pk])[folder.pk]
     qs = Message.objects.filter(folder_id=folder.pk, deleted=True)
     columns = ("uid", "size", "seen", "blob_id")
     if uids is None:
@@ -706,47 +817,21 @@ def messages_expunge(*, folder: Folder, uids: Iterable[int] | None = None) -> li
         rows = []
         for start in range(0, len(wanted), 5000):
             rows.extend(qs.filter(uid__in=wanted[start : start + 5000]).values_list(*columns))
-    return _remove_messages(folder, rows)
+    return _remove_messages(locked, rows)
 
 
-@transaction.atomic
-def messages_delete(*, folder: Folder, uids: Iterable[int]) -> list[int]:
-    """Remove these messages whatever their flags, in one transaction (POP3 UPDATE state:
-    DELE marks, QUIT removes). UIDs already gone are skipped. Returns the removed UIDs; IMAP
-    sessions see them as EXPUNGE."""
-    Folder.objects.select_for_update().get(pk=folder.pk)
-    wanted = sorted(set(uids))
-    rows: list[tuple[int, int, bool, int]] = []
-    for start in range(0, len(wanted), 5000):
-        rows.extend(
-            Message.objects.filter(
-                folder_id=folder.pk, uid__in=wanted[start : start + 5000]
-            ).values_list("uid", "size", "seen", "blob_id")
-        )
-    return _remove_messages(folder, rows)
-
-
-def message_caches_put(*, key: str, values: dict[int, object]) -> None:
-    """Store protocol caches derived from a message's immutable bytes: mime_cache[key] = value
-    for each message id in `values` (POP3 keeps its CRLF octet count under "pop3")."""
-    if not values:
-        return
-    ids = sorted(values)
-    with transaction.atomic():
-        for start in range(0, len(ids), 1000):
-            chunk = ids[start : start + 1000]
-            messages = list(Message.objects.filter(pk__in=chunk).only("id", "mime_cache"))
-            for message in messages:
-                message.mime_cache = {**(message.mime_cache or {}), key: values[message.id]}
-            Message.objects.bulk_update(messages, ["mime_cache"], batch_size=500)
-
-
-def _remove_messages(folder: Folder, rows: list[tuple[int, int, bool, int]]) -> list[int]:
-    """Delete message rows (uid, size, seen, blob_id) inside the caller's transaction."""
+def _remove_messages(
+    folder: Folder,
+    rows: list[tuple[int, int, bool, int]],
+    *,
+    count_usage: bool = True,
+    release_blobs: bool = True,
+) -> list[int]:
+    """Delete message rows (uid, size, seen, blob_id) of a folder the caller has locked
+    (with its mailbox), inside the caller's transaction, leaving tombstones."""
     if not rows:
         return []
-    locked = Folder.objects.select_for_update().get(pk=folder.pk)
-    modseq = locked.highestmodseq + 1
+    modseq = folder.highestmodseq + 1
     expunged = sorted(r[0] for r in rows)
     size = sum(r[1] for r in rows)
     unseen = sum(1 for r in rows if not r[2])
@@ -763,70 +848,93 @@ def _remove_messages(folder: Folder, rows: list[tuple[int, int, bool, int]]) -> 
         unseen_count=F("unseen_count") - unseen,
         total_size=F("total_size") - size,
     )
-    Mailbox.objects.filter(pk=folder.mailbox_id).update(used_bytes=F("used_bytes") - size)
-    blob_release({r[3] for r in rows})
+    folder.highestmodseq = modseq
+    folder.message_count -= len(rows)
+    folder.unseen_count -= unseen
+    folder.total_size -= size
+    if count_usage:
+        Mailbox.objects.filter(pk=folder.mailbox_id).update(used_bytes=F("used_bytes") - size)
+    if release_blobs:
+        blob_release({r[3] for r in rows})
     events.publish(ChangeEvent(folder.mailbox_id, folder.pk, "expunge", tuple(expunged), modseq))
     return expunged
 
 
-@transaction.atomic
-def messages_copy(*, source: Folder, uids: Iterable[int], target: Folder) -> list[tuple[int, int]]:
-    """Copy messages (sharing their blobs) to another folder of the same mailbox.
+def _copy_messages(
+    source: Folder, uids: Iterable[int], target: Folder, *, count_usage: bool
+) -> tuple[list[tuple[int, int]], list[Message], dict[int, Folder]]:
+    """Copy messages (sharing their blobs) inside the caller's transaction.
 
-    Returns (source uid, new uid) pairs in ascending source order (UIDPLUS COPYUID).
+    Returns the (source uid, new uid) pairs, the source messages and the locked folders.
     """
     if source.mailbox_id != target.mailbox_id:
         raise NotFound("target folder belongs to another mailbox")
     uid_list = sorted(set(uids))
     if not uid_list:
-        return []
-    originals = []
+        return [], [], {}
+    mailboxes = _lock_mailboxes([source.mailbox_id])
+    if source.mailbox_id not in mailboxes:
+        raise NotFound("mailbox does not exist")
+    mailbox = mailboxes[source.mailbox_id]
+    locked = _lock_folders({source.pk, target.pk})
+    originals: list[Message] = []
     for start in range(0, len(uid_list), 5000):
         originals.extend(
             Message.objects.filter(folder_id=source.pk, uid__in=uid_list[start : start + 5000])
         )
     originals.sort(key=lambda m: m.uid)
     if not originals:
-        return []
+        return [], [], locked
     size = sum(m.size for m in originals)
-    mailbox = Mailbox.objects.select_for_update().get(pk=source.mailbox_id)
-    if _over_quota(mailbox, size):
+    if count_usage and _over_quota(mailbox, size):
         raise QuotaExceeded(f"mailbox {mailbox.pk} is over quota")
     unseen = sum(1 for m in originals if not m.seen)
-    _, first_uid, modseq = _allocate(target.pk, len(originals), size, unseen)
+    first_uid, modseq = _reserve(locked[target.pk], len(originals), size, unseen)
     pairs = []
     copies = []
     for offset, original in enumerate(originals):
         new_uid = first_uid + offset
         pairs.append((original.uid, new_uid))
-        original.pk = None
-        original.id = None
-        original.folder_id = target.pk
-        original.uid = new_uid
-        original.modseq = modseq
-        copies.append(original)
+        copy = Message(
+            **{
+                f.attname: getattr(original, f.attname)
+                for f in Message._meta.concrete_fields
+                if not f.primary_key
+            }
+        )
+        copy.folder_id = target.pk
+        copy.uid = new_uid
+        copy.modseq = modseq
+        copies.append(copy)
     Message.objects.bulk_create(copies, batch_size=1000)
-    Mailbox.objects.filter(pk=mailbox.pk).update(used_bytes=F("used_bytes") + size)
+    if count_usage:
+        Mailbox.objects.filter(pk=mailbox.pk).update(used_bytes=F("used_bytes") + size)
     events.publish(ChangeEvent(mailbox.pk, target.pk, "exists", tuple(n for _, n in pairs), modseq))
+    return pairs, originals, locked
+
+
+@transaction.atomic
+def messages_copy(*, source: Folder, uids: Iterable[int], target: Folder) -> list[tuple[int, int]]:
+    """Copy messages (sharing their blobs) to another folder of the same mailbox.
+
+    Returns (source uid, new uid) pairs in ascending source order (UIDPLUS COPYUID). Raises
+    QuotaExceeded when the copies do not fit.
+    """
+    pairs, _, _ = _copy_messages(source, uids, target, count_usage=True)
     return pairs
 
 
 @transaction.atomic
 def messages_move(*, source: Folder, uids: Iterable[int], target: Folder) -> list[tuple[int, int]]:
-    """Move messages: copy, then expunge from the source, in one transaction (RFC 6851)."""
-    uid_list = sorted(set(uids))
-    pairs = messages_copy(source=source, uids=uid_list, target=target)
-    moved = {s for s, _ in pairs}
-    rows = []
-    for start in range(0, len(uid_list), 5000):
-        rows.extend(
-            Message.objects.filter(
-                folder_id=source.pk, uid__in=uid_list[start : start + 5000]
-            ).values_list("uid", "size", "seen", "blob_id")
-        )
-    rows = [r for r in rows if r[0] in moved]
-    # The copies count against the mailbox; the source rows leave it again.
-    _remove_messages(source, rows)
+    """Move messages: copy, then expunge from the source, in one transaction (RFC 6851).
+
+    A move does not change the mailbox's usage, so it is never refused for quota (moving mail
+    to Trash must work in a full mailbox).
+    """
+    pairs, originals, locked = _copy_messages(source, uids, target, count_usage=False)
+    if pairs:
+        rows = [(m.uid, m.size, m.seen, m.blob_id) for m in originals]
+        _remove_messages(locked[source.pk], rows, count_usage=False, release_blobs=False)
     return pairs
 
 

@@ -14,12 +14,15 @@ class Command(BaseCommand):
         parser.add_argument(
             "--password-stdin",
             action="store_true",
-            required=True,
-            help="Read the password from the first line of standard input.",
+            help="Read the password from the first line of standard input (required).",
         )
         parser.add_argument("--quota", type=int, default=None, help="Quota in bytes (0: none).")
 
     def handle(self, *args, **options):
+        # Checked here rather than by argparse, so that it fails like every other bad input:
+        # one line, exit status 1. A password is never accepted on the command line.
+        if not options["password_stdin"]:
+            raise CommandError("give the password on standard input with --password-stdin")
         password = sys.stdin.readline().rstrip("\r\n")
         if not password:
             raise CommandError("no password on standard input")
