@@ -820,6 +820,39 @@ def messages_expunge(*, folder: Folder, uids: Iterable[int] | None = None) -> li
     return _remove_messages(locked, rows)
 
 
+@transaction.atomic
+def messages_delete(*, folder: Folder, uids: Iterable[int]) -> list[int]:
+    """Remove these messages whatever their flags, in one transaction (POP3 UPDATE state:
+    DELE marks, QUIT removes). UIDs already gone are skipped. Returns the removed UIDs; IMAP
+    sessions see them as EXPUNGE."""
+    _lock_mailboxes([folder.mailbox_id])
+    locked = _lock_folders([folder.pk])[folder.pk]
+    wanted = sorted(set(uids))
+    rows: list[tuple[int, int, bool, int]] = []
+    for start in range(0, len(wanted), 5000):
+        rows.extend(
+            Message.objects.filter(
+                folder_id=folder.pk, uid__in=wanted[start : start + 5000]
+            ).values_list("uid", "size", "seen", "blob_id")
+        )
+    return _remove_messages(locked, rows)
+
+
+def message_caches_put(*, key: str, values: dict[int, object]) -> None:
+    """Store protocol caches derived from a message's immutable bytes: mime_cache[key] = value
+    for each message id in `values` (POP3 keeps its CRLF octet count under "pop3")."""
+    if not values:
+        return
+    ids = sorted(values)
+    with transaction.atomic():
+        for start in range(0, len(ids), 1000):
+            chunk = ids[start : start + 1000]
+            messages = list(Message.objects.filter(pk__in=chunk).only("id", "mime_cache"))
+            for message in messages:
+                message.mime_cache = {**(message.mime_cache or {}), key: values[message.id]}
+            Message.objects.bulk_update(messages, ["mime_cache"], batch_size=500)
+
+
 def _remove_messages(
     folder: Folder,
     rows: list[tuple[int, int, bool, int]],
