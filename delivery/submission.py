@@ -1,0 +1,315 @@
+"""The one acceptance service for a new message: the MTA (port 25), the MSA (587/465) and the
+webmail all hand a message over here.
+
+`message_accept` adds the trace and submission headers, DKIM-signs submissions, writes the
+bytes once (synced), then, in ONE transaction, files the message into every local mailbox and
+queues one spool entry for every remote recipient (remote alias targets included), all
+sharing that one blob. It returns only after the commit, so a caller's "accepted" (SMTP 250,
+a webmail "sent" page) is never a lie; on a storage failure it raises StorageError and leaves
+nothing half-done.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from email.utils import format_datetime
+
+from django.conf import settings
+from django.core.files.storage import storages
+from django.db import transaction
+from django.utils import timezone
+
+from delivery.services import SpoolRecipient, new_queue_id, spool_create
+from mailboxes import selectors
+from mailboxes.addresses import parse_address
+from mailboxes.exceptions import InvalidAddress, MailhostError, StorageError
+from mailboxes.models import Blob, Mailbox
+from mailboxes.services import blob_write, message_deliver
+
+logger = logging.getLogger(__name__)
+
+
+class SenderNotAllowed(MailhostError):
+    """The authenticated mailbox does not own the envelope sender address."""
+
+
+class NoRecipients(MailhostError):
+    """The message has no recipient, or none of them accepted it."""
+
+
+@dataclass(frozen=True)
+class EnvelopeRecipient:
+    address: str
+    notify: str = ""  # RFC 3461 NOTIFY, comma list; "" = the default
+    orcpt: str = ""  # RFC 3461 ORCPT, "addr-type;address"
+
+
+@dataclass(frozen=True)
+class ClientInfo:
+    """Who handed the message over, for the Received header (RFC 5321 4.4)."""
+
+    helo: str = ""
+    ip: str = ""
+    protocol: str = "ESMTP"  # the "with" clause: SMTP, ESMTP, ESMTPS, ESMTPSA, UTF8SMTPSA, ...
+    tls: str = ""  # e.g. "TLSv1.3 with cipher TLS_AES_256_GCM_SHA384"
+
+
+@dataclass(frozen=True)
+class RecipientOutcome:
+    address: str
+    # "delivered" (filed locally), "queued" (spooled for a remote server), "unknown",
+    # "over_quota", "relay_denied"
+    status: str
+    mailbox_ids: tuple[int, ...] = ()
+    forwarded: tuple[str, ...] = ()
+
+    @property
+    def accepted(self) -> bool:
+        return self.status in {"delivered", "queued"}
+
+
+@dataclass
+class AcceptResult:
+    queue_id: str
+    size: int
+    recipients: list[RecipientOutcome] = field(default_factory=list)
+    spooled: bool = False  # an OutboundMessage with this queue id exists
+
+    @property
+    def accepted(self) -> list[RecipientOutcome]:
+        return [r for r in self.recipients if r.accepted]
+
+    @property
+    def refused(self) -> list[RecipientOutcome]:
+        return [r for r in self.recipients if not r.accepted]
+
+
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+_UNSAFE_TRACE = re.compile(r"[^\x21-\x7e]")
+
+
+def _header_section(raw: bytes) -> bytes:
+    match = _HEADER_END.search(raw)
+    return raw[: match.start() + 1] if match else raw
+
+
+def _has_field(head: bytes, name: bytes) -> bool:
+    return re.search(rb"(?im)^" + re.escape(name) + rb"[ \t]*:", head) is not None
+
+
+def received_header(*, client: ClientInfo, queue_id: str, recipients: Sequence[str]) -> bytes:
+    """RFC 5321 4.4 trace field; `for` only with a single recipient (privacy)."""
+    helo = _UNSAFE_TRACE.sub("", client.helo)[:255] or "unknown"
+    ip = client.ip
+    literal = f"[IPv6:{ip}]" if ":" in ip else f"[{ip}]" if ip else ""
+    from_clause = f"from {helo} ({literal})" if literal else f"from {helo}"
+    lines = [f"Received: {from_clause}"]
+    if client.tls:
+        lines.append(f"\t(using {client.tls})")
+    lines.append(
+        f"\tby {settings.MAILHOST_HOSTNAME} (Mailhost) with {client.protocol} id {queue_id}"
+    )
+    stamp = format_datetime(timezone.now())
+    if len(recipients) == 1:
+        lines.append(f"\tfor <{recipients[0]}>; {stamp}")
+    else:
+        lines[-1] += ";"
+        lines.append(f"\t{stamp}")
+    return ("\r\n".join(lines) + "\r\n").encode("utf-8", "surrogateescape")
+
+
+def submission_headers(raw: bytes) -> bytes:
+    """Date and Message-ID a submitted message lacks (RFC 6409 8.2, 8.3)."""
+    head = _header_section(raw)
+    added = b""
+    if not _has_field(head, b"date"):
+        added += b"Date: " + format_datetime(timezone.now()).encode("ascii") + b"\r\n"
+    if not _has_field(head, b"message-id"):
+        added += f"Message-ID: <{uuid.uuid4().hex}@{settings.MAILHOST_HOSTNAME}>\r\n".encode()
+    return added
+
+
+def message_accept(
+    *,
+    raw: bytes,
+    mail_from: str,
+    recipients: Sequence[EnvelopeRecipient | str],
+    client: ClientInfo | None = None,
+    authenticated_mailbox: Mailbox | None = None,
+    envid: str = "",
+    ret: str = "",
+    smtputf8: bool = False,
+    body_8bit: bool = False,
+) -> AcceptResult:
+    """Accept one message for its envelope recipients; see the module docstring.
+
+    With `authenticated_mailbox` the message is a submission: remote recipients are allowed
+    (relaying), missing Date and Message-ID are added and the message is DKIM-signed. Without
+    it, recipients outside our domains are refused ("relay_denied"), never queued. The caller
+    checks the sender rule first (message_submit does, the SMTP hooks do).
+    """
+    envelope = [r if isinstance(r, EnvelopeRecipient) else EnvelopeRecipient(r) for r in recipients]
+    if not envelope:
+        raise NoRecipients("no recipients")
+    queue_id = new_queue_id()
+    client = client or ClientInfo()
+    submission = authenticated_mailbox is not None
+    addresses = [r.address for r in envelope]
+    prefix = received_header(client=client, queue_id=queue_id, recipients=addresses)
+    if submission:
+        prefix += submission_headers(raw)
+        from delivery.dkim import dkim_sign
+
+        raw = dkim_sign(prefix + raw, mail_from=mail_from)
+    else:
+        raw = prefix + raw
+
+    result = AcceptResult(queue_id=queue_id, size=len(raw))
+    try:
+        name = blob_write(raw)
+    except Exception as exc:
+        logger.exception("queue %s: could not write the message", queue_id)
+        raise StorageError("could not write the message") from exc
+    try:
+        with transaction.atomic():
+            blob = Blob.objects.create(name=name, size=len(raw))
+            delivered = message_deliver(raw=raw, recipients=addresses, blob=blob)
+            spool: dict[str, SpoolRecipient] = {}
+            for wanted, outcome in zip(envelope, delivered):
+                if outcome.status == "not_hosted":
+                    if submission:
+                        spool.setdefault(
+                            outcome.address,
+                            SpoolRecipient(outcome.address, wanted.notify, wanted.orcpt),
+                        )
+                        result.recipients.append(RecipientOutcome(wanted.address, "queued"))
+                    else:
+                        result.recipients.append(RecipientOutcome(wanted.address, "relay_denied"))
+                    continue
+                for target in outcome.forward:
+                    orcpt = wanted.orcpt or f"rfc822;{wanted.address}"
+                    spool.setdefault(target, SpoolRecipient(target, wanted.notify, orcpt))
+                result.recipients.append(
+                    RecipientOutcome(
+                        wanted.address, outcome.status, outcome.mailbox_ids, outcome.forward
+                    )
+                )
+            if not result.accepted:
+                raise _NothingAccepted
+            if spool:
+                spool_create(
+                    blob=blob,
+                    mail_from=mail_from,
+                    recipients=list(spool.values()),
+                    queue_id=queue_id,
+                    sender_mailbox=authenticated_mailbox,
+                    envid=envid,
+                    ret=ret,
+                    smtputf8=smtputf8,
+                    body_8bit=body_8bit,
+                )
+                result.spooled = True
+    except _NothingAccepted:
+        _forget_blob(name)
+        return result
+    except MailhostError:
+        _forget_blob(name)
+        raise
+    except Exception as exc:
+        _forget_blob(name)
+        logger.exception("queue %s: could not store the message", queue_id)
+        raise StorageError("could not store the message") from exc
+    return result
+
+
+class _NothingAccepted(Exception):
+    pass
+
+
+def _forget_blob(name: str) -> None:
+    try:
+        storages["blobs"].delete(name)
+    except OSError:  # the orphan sweeper (blob_collect_garbage) removes it later
+        logger.warning("could not remove unused blob file %s", name)
+
+
+def recipient_check(address: str, *, relay_allowed: bool, size: int = 0) -> str:
+    """The cheap early check for one envelope recipient (SMTP RCPT); message_accept decides.
+
+    Returns "ok", "invalid", "relay_denied" (outside our domains, not allowed to relay),
+    "unknown" (our domain, nobody there), "full" (every mailbox is over quota now, try
+    later) or "too_big" (`size` can never fit the quota).
+    """
+    try:
+        parse_address(address)
+    except InvalidAddress:
+        return "invalid"
+    resolution = selectors.recipient_resolve(address)
+    if not resolution.hosted:
+        return "ok" if relay_allowed else "relay_denied"
+    if not resolution.exists:
+        return "unknown"
+    if resolution.remote or not resolution.mailbox_ids:
+        return "ok"
+    quotas = list(
+        Mailbox.objects.filter(id__in=resolution.mailbox_ids).values_list("quota", "used_bytes")
+    )
+    if any(not quota or used + size <= quota for quota, used in quotas):
+        return "ok"
+    if all(size > quota for quota, _ in quotas):
+        return "too_big"
+    return "full"
+
+
+def message_submit(
+    *,
+    mailbox: Mailbox,
+    raw: bytes,
+    mail_from: str,
+    recipients: Sequence[str],
+    client_ip: str = "",
+) -> AcceptResult:
+    """Submit a message as `mailbox` (the webmail's "send").
+
+    Raises SenderNotAllowed when the mailbox does not own `mail_from`, InvalidAddress for a
+    malformed recipient, NoRecipients when none accepts the message, StorageError on our own
+    failure. Partial refusals (an unknown local address among others) come back in the
+    result's `refused`.
+    """
+    if not selectors.mailbox_owns_address(mailbox, mail_from):
+        raise SenderNotAllowed(f"{mailbox} may not send as {mail_from}")
+    cleaned = []
+    for address in recipients:
+        parse_address(address)  # raises InvalidAddress
+        cleaned.append(address.strip().strip("<>"))
+    if not cleaned:
+        raise NoRecipients("no recipients")
+    result = message_accept(
+        raw=raw,
+        mail_from=mail_from,
+        recipients=cleaned,
+        client=ClientInfo(helo="webmail", ip=client_ip, protocol="HTTPS"),
+        authenticated_mailbox=mailbox,
+        smtputf8=not (mail_from.isascii() and all(a.isascii() for a in cleaned)),
+        body_8bit=not raw.isascii(),
+    )
+    if not result.accepted:
+        raise NoRecipients("no recipient accepted the message")
+    return result
+
+
+__all__ = [
+    "AcceptResult",
+    "ClientInfo",
+    "EnvelopeRecipient",
+    "InvalidAddress",
+    "NoRecipients",
+    "RecipientOutcome",
+    "SenderNotAllowed",
+    "message_accept",
+    "message_submit",
+]

@@ -1,0 +1,1 @@
+"""SMTP: the inbound MTA (port 25) and the submission MSA (587, 465), on aiosmtpd."""

@@ -1,0 +1,216 @@
+"""The policy of the MTA and the MSA, as aiosmtpd handler hooks.
+
+Hooks reject early and cheaply (is the domain ours, does the address exist, is there quota,
+may this client relay, does the sender belong to the user); the acceptance service
+(delivery.submission.message_accept) decides for good. Each hook returns a named Reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import binascii
+import logging
+from typing import TYPE_CHECKING
+
+from asgiref.sync import sync_to_async
+from django.db import close_old_connections
+
+from delivery import submission
+from mailboxes import selectors, services, throttle
+from mailboxes.exceptions import MailhostError
+from protocols.smtp import replies
+from protocols.smtp.replies import Reply
+
+if TYPE_CHECKING:
+    from protocols.smtp.session import MailEnvelope, MailSession, SMTPSession
+    from protocols.smtp.syntax import MailParams, RcptParams
+
+logger = logging.getLogger("mailhost.smtp")
+
+RECIPIENT_REPLIES = {
+    "invalid": replies.S553_BAD_RECIPIENT_SYNTAX,
+    "relay_denied": replies.S554_RELAY_DENIED,
+    "unknown": replies.S550_NO_SUCH_USER,
+    "full": replies.S452_MAILBOX_FULL,
+    "too_big": replies.S552_MAILBOX_FULL,
+}
+
+
+def _db(fn):
+    """Run a sync service off the event loop, in a worker thread with a usable connection."""
+
+    def call(*args, **kwargs):
+        close_old_connections()
+        return fn(*args, **kwargs)
+
+    return sync_to_async(call, thread_sensitive=False)
+
+
+_recipient_check = _db(submission.recipient_check)
+_owns_address = _db(selectors.mailbox_owns_address)
+_authenticate = _db(services.mailbox_authenticate)
+_accept = _db(submission.message_accept)
+
+
+class Handler:
+    """One instance serves every connection of every SMTP listener."""
+
+    async def handle_MAIL(
+        self,
+        server: SMTPSession,
+        session: MailSession,
+        envelope: MailEnvelope,
+        address: str,
+        params: MailParams,
+    ) -> Reply:
+        if session.mailbox is not None:
+            # RFC 6409 6.1: the MSA checks the sender against the authenticated identity.
+            if not address or not await _owns_address(session.mailbox, address):
+                return replies.S553_SENDER_NOT_OWNED
+        return replies.S250_SENDER_OK
+
+    async def handle_RCPT(
+        self,
+        server: SMTPSession,
+        session: MailSession,
+        envelope: MailEnvelope,
+        address: str,
+        params: RcptParams,
+    ) -> Reply:
+        status = await _recipient_check(
+            address,
+            relay_allowed=session.mailbox is not None,
+            size=envelope.params.size or 0,
+        )
+        return RECIPIENT_REPLIES.get(status, replies.S250_RECIPIENT_OK)
+
+    async def handle_DATA(
+        self, server: SMTPSession, session: MailSession, envelope: MailEnvelope
+    ) -> Reply:
+        protocol = _with_protocol(server, session, envelope)
+        client = submission.ClientInfo(
+            helo=session.host_name or "",
+            ip=server.client_ip,
+            protocol=protocol,
+            tls=server.tls_description(),
+        )
+        recipients = [
+            submission.EnvelopeRecipient(address, params.notify, params.orcpt)
+            for address, params in zip(envelope.rcpt_tos, envelope.recipients)
+        ]
+        content = envelope.content
+        try:
+            result = await _accept(
+                raw=content,
+                mail_from=envelope.mail_from,
+                recipients=recipients,
+                client=client,
+                authenticated_mailbox=session.mailbox,
+                envid=envelope.params.envid,
+                ret=envelope.params.ret,
+                smtputf8=envelope.smtp_utf8,
+                body_8bit=envelope.params.body == "8BITMIME",
+            )
+        except MailhostError as exc:
+            logger.error("%s message refused by storage: %s", server.client_ip, exc)
+            reply = replies.S451_LOCAL_ERROR
+            server.log_transaction(envelope, str(reply), None)
+            return reply
+        except Exception:
+            logger.exception("%s message could not be stored", server.client_ip)
+            reply = replies.S451_LOCAL_ERROR
+            server.log_transaction(envelope, str(reply), None)
+            return reply
+        if result.accepted:
+            reply = replies.S250_QUEUED.format(result.queue_id)
+            if result.refused:
+                # The state changed between RCPT and DATA (quota filled, address removed).
+                logger.warning(
+                    "queue %s: accepted, but not for %s",
+                    result.queue_id,
+                    ", ".join(f"{r.address} ({r.status})" for r in result.refused),
+                )
+        elif any(r.status == "over_quota" for r in result.recipients):
+            reply = replies.S452_MAILBOX_FULL
+        elif any(r.status == "relay_denied" for r in result.recipients):
+            reply = replies.S554_RELAY_DENIED
+        else:
+            reply = replies.S550_NO_SUCH_USER
+        server.log_transaction(envelope, str(reply), result.queue_id if result.accepted else None)
+        return reply
+
+    async def handle_AUTH(
+        self, server: SMTPSession, session: MailSession, envelope: MailEnvelope, args: list[str]
+    ) -> Reply | None:
+        """AUTH PLAIN (RFC 4616) and LOGIN, checked by mailbox_authenticate and slowed down by
+        the shared throttle after failures."""
+        mechanism = args[0]
+        initial = args[1] if len(args) > 1 else None
+        if mechanism == "PLAIN":
+            if initial is None:
+                response = await server.challenge_auth(b"")
+            elif initial == "=":
+                response = b""
+            else:
+                response = _b64(initial)
+                if response is None:
+                    return replies.S501_AUTH_BASE64
+            if response is None:
+                return None
+            parts = response.split(b"\x00")
+            if len(parts) != 3:
+                return replies.S501_AUTH_BASE64
+            authzid, login, password = parts
+            if authzid and authzid != login:
+                return replies.S535_AUTH_FAILED  # acting as someone else is not offered
+        else:  # LOGIN
+            if initial is None:
+                login = await server.challenge_auth(b"Username:")
+            else:
+                login = _b64(initial)
+                if login is None:
+                    return replies.S501_AUTH_BASE64
+            if login is None:
+                return None
+            password = await server.challenge_auth(b"Password:")
+            if password is None:
+                return None
+        try:
+            address = login.decode("utf-8")
+            secret = password.decode("utf-8")
+        except UnicodeDecodeError:
+            address, secret = "", ""
+        delay = throttle.delay_for(address, server.client_ip)
+        if delay:
+            await asyncio.sleep(delay)
+        mailbox = await _authenticate(address=address, password=secret) if address else None
+        if mailbox is None:
+            throttle.record_failure(address or None, server.client_ip)
+            logger.info("%s AUTH %s failed for %r", server.client_ip, mechanism, address[:100])
+            return replies.S535_AUTH_FAILED
+        throttle.record_success(address, server.client_ip)
+        session.authenticated = True
+        session.mailbox = mailbox
+        session.auth_user = address
+        return replies.S235_AUTH_OK
+
+
+def _b64(text: str) -> bytes | None:
+    import base64
+
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _with_protocol(server: SMTPSession, session: MailSession, envelope: MailEnvelope) -> str:
+    """RFC 3848 / RFC 6531 4.3 "with" keywords."""
+    if not session.extended_smtp:
+        return "SMTP"
+    name = "UTF8SMTP" if envelope.smtp_utf8 else "ESMTP"
+    if server.tls_active:
+        name += "S"
+    if session.authenticated:
+        name += "A"
+    return name

@@ -1,0 +1,144 @@
+"""Every SMTP reply Mailhost sends, by name: reply code, RFC 3463 enhanced status, text.
+
+Tests compare what the server sends against these constants. Replies with a `{}` field are
+filled in with `reply.format(...)`. The greeting, the HELO/EHLO replies and the 3xx
+intermediate replies carry no enhanced status (RFC 2034 3).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Reply:
+    code: int
+    status: str  # RFC 3463 enhanced status code, "" where none is sent
+    text: str
+
+    def __str__(self) -> str:
+        if self.status:
+            return f"{self.code} {self.status} {self.text}"
+        return f"{self.code} {self.text}"
+
+    def format(self, *args: object, **kwargs: object) -> Reply:
+        return Reply(self.code, self.status, self.text.format(*args, **kwargs))
+
+    @property
+    def line(self) -> bytes:
+        """The reply as sent on the wire (UTF-8: addresses may be SMTPUTF8)."""
+        return str(self).encode("utf-8", "surrogateescape") + b"\r\n"
+
+    @property
+    def transient(self) -> bool:
+        return 400 <= self.code < 500
+
+    @property
+    def permanent(self) -> bool:
+        return self.code >= 500
+
+
+# --- Connection ------------------------------------------------------------------------------
+
+S220_GREETING = Reply(220, "", "{} ESMTP Mailhost")
+S221_BYE = Reply(221, "2.0.0", "Bye")
+S421_TOO_MANY_CONNECTIONS = Reply(421, "4.7.0", "{} Too many connections, try again later")
+S421_TOO_MANY_FROM_ADDRESS = Reply(
+    421, "4.7.0", "{} Too many connections from your address, try again later"
+)
+S421_SHUTTING_DOWN = Reply(421, "4.3.2", "{} Service shutting down, try again later")
+S421_TIMEOUT = Reply(421, "4.4.2", "{} Timeout, closing connection")
+S421_TOO_MANY_ERRORS = Reply(421, "4.7.0", "{} Too many errors, closing connection")
+
+# --- Generic ---------------------------------------------------------------------------------
+
+S250_OK = Reply(250, "2.0.0", "OK")
+S250_RESET = Reply(250, "2.0.0", "Reset state")
+S250_NOOP = Reply(250, "2.0.0", "OK")
+S252_VRFY = Reply(252, "2.5.0", "Cannot VRFY user, but will accept message and attempt delivery")
+S214_HELP = Reply(214, "2.0.0", "See https://www.rfc-editor.org/rfc/rfc5321")
+S500_UNRECOGNIZED = Reply(500, "5.5.1", "Command not recognized")
+S500_LINE_TOO_LONG = Reply(500, "5.5.2", "Line too long")
+S500_BAD_SYNTAX = Reply(500, "5.5.2", "Syntax error")
+S500_BARE_LINE_ENDING = Reply(500, "5.5.2", "Bare CR or LF in command line not allowed")
+S500_NON_ASCII = Reply(500, "5.5.2", "Non-ASCII command not allowed")
+S501_SYNTAX = Reply(501, "5.5.4", "Syntax: {}")
+S502_NOT_IMPLEMENTED = Reply(502, "5.5.1", "Command not implemented")
+S503_BAD_SEQUENCE = Reply(503, "5.5.1", "Bad sequence of commands: {}")
+S504_PARAMETER = Reply(504, "5.5.4", "Parameter not implemented: {}")
+S555_PARAMETER = Reply(555, "5.5.4", "Parameter not recognized: {}")
+S451_LOCAL_ERROR = Reply(451, "4.3.0", "Local error, try again later")
+
+# --- EHLO ------------------------------------------------------------------------------------
+
+S250_HELO = Reply(250, "", "{}")  # "250 <hostname>"
+S501_HELO_SYNTAX = Reply(501, "5.5.4", "Syntax: {} hostname")
+
+# --- STARTTLS (RFC 3207) ---------------------------------------------------------------------
+
+S220_READY_TLS = Reply(220, "2.0.0", "Ready to start TLS")
+S454_TLS_UNAVAILABLE = Reply(454, "4.7.0", "TLS not available")
+S503_TLS_ALREADY = Reply(503, "5.5.1", "TLS already active")
+S530_STARTTLS_FIRST = Reply(530, "5.7.0", "Must issue a STARTTLS command first")
+
+# --- AUTH (RFC 4954) -------------------------------------------------------------------------
+
+S235_AUTH_OK = Reply(235, "2.7.0", "Authentication successful")
+S334_CHALLENGE = Reply(334, "", "{}")
+S501_AUTH_CANCELLED = Reply(501, "5.7.0", "Authentication cancelled")
+S501_AUTH_BASE64 = Reply(501, "5.5.2", "Cannot decode base64")
+S501_AUTH_SYNTAX = Reply(501, "5.5.4", "Syntax: AUTH mechanism [initial-response]")
+S503_AUTH_ALREADY = Reply(503, "5.5.1", "Already authenticated")
+S503_AUTH_IN_TRANSACTION = Reply(503, "5.5.1", "AUTH not allowed during a mail transaction")
+S503_AUTH_NOT_OFFERED = Reply(503, "5.5.1", "AUTH not available on this port")
+S504_AUTH_MECHANISM = Reply(504, "5.5.4", "Unrecognized authentication mechanism")
+S530_AUTH_REQUIRED = Reply(530, "5.7.0", "Authentication required")
+S535_AUTH_FAILED = Reply(535, "5.7.8", "Authentication credentials invalid")
+S538_ENCRYPTION_REQUIRED = Reply(
+    538, "5.7.11", "Encryption required for requested authentication mechanism"
+)
+S454_AUTH_TEMPORARY = Reply(454, "4.7.0", "Temporary authentication failure")
+
+# --- MAIL FROM -------------------------------------------------------------------------------
+
+S250_SENDER_OK = Reply(250, "2.1.0", "Sender OK")
+S501_MAIL_SYNTAX = Reply(501, "5.5.4", "Syntax: MAIL FROM:<address> [parameters]")
+S503_NESTED_MAIL = Reply(503, "5.5.1", "Sender already specified")
+S553_BAD_SENDER_SYNTAX = Reply(553, "5.1.7", "Malformed sender address")
+S553_SENDER_NOT_OWNED = Reply(553, "5.7.1", "Sender address not owned by authenticated user")
+S501_SIZE = Reply(501, "5.5.4", "Invalid SIZE parameter")
+S501_BODY = Reply(501, "5.5.4", "BODY must be 7BIT or 8BITMIME")
+S501_RET = Reply(501, "5.5.4", "RET must be FULL or HDRS")
+S501_ENVID = Reply(501, "5.5.4", "Invalid ENVID parameter")
+S501_SMTPUTF8_VALUE = Reply(501, "5.5.4", "SMTPUTF8 takes no value")
+S552_SIZE_EXCEEDED = Reply(552, "5.3.4", "Message size exceeds fixed maximum message size")
+S553_SMTPUTF8_REQUIRED = Reply(553, "5.6.7", "Non-ASCII address requires SMTPUTF8")
+
+# --- RCPT TO ---------------------------------------------------------------------------------
+
+S250_RECIPIENT_OK = Reply(250, "2.1.5", "Recipient OK")
+S501_RCPT_SYNTAX = Reply(501, "5.5.4", "Syntax: RCPT TO:<address> [parameters]")
+S503_NEED_MAIL = Reply(503, "5.5.1", "Need MAIL command first")
+S553_BAD_RECIPIENT_SYNTAX = Reply(553, "5.1.3", "Malformed recipient address")
+S550_NO_SUCH_USER = Reply(550, "5.1.1", "No such user here")
+S554_RELAY_DENIED = Reply(554, "5.7.1", "Relay access denied")
+S452_MAILBOX_FULL = Reply(452, "4.2.2", "Mailbox full, try again later")
+S552_MAILBOX_FULL = Reply(552, "5.2.2", "Mailbox full: message exceeds the quota")
+S452_TOO_MANY_RECIPIENTS = Reply(452, "4.5.3", "Too many recipients")
+S553_SMTPUTF8_RECIPIENT = Reply(553, "5.6.7", "Non-ASCII address requires SMTPUTF8")
+S501_NOTIFY = Reply(501, "5.5.4", "Invalid NOTIFY parameter")
+S501_ORCPT = Reply(501, "5.5.4", "Invalid ORCPT parameter")
+
+# --- DATA and BDAT (RFC 5321 4.1.1.4, RFC 3030) -----------------------------------------------
+
+S354_START_DATA = Reply(354, "", "End data with <CR><LF>.<CR><LF>")
+S503_NEED_RCPT = Reply(503, "5.5.1", "Need RCPT command first")
+S503_NEED_HELO = Reply(503, "5.5.1", "Send HELO or EHLO first")
+S503_DATA_AFTER_BDAT = Reply(503, "5.5.1", "DATA not allowed after BDAT")
+S250_QUEUED = Reply(250, "2.0.0", "OK queued as {}")
+S250_BDAT_CHUNK = Reply(250, "2.0.0", "{} octets received")
+S550_BARE_LINE_ENDING = Reply(550, "5.6.0", "Bare CR or LF in message not allowed")
+S550_DATA_LINE_TOO_LONG = Reply(550, "5.6.0", "Message line longer than 998 octets")
+S552_MESSAGE_TOO_BIG = Reply(552, "5.3.4", "Message size exceeds fixed maximum message size")
+S554_NO_VALID_RECIPIENTS = Reply(554, "5.5.1", "No valid recipients")
+S501_BDAT_SYNTAX = Reply(501, "5.5.4", "Syntax: BDAT chunk-size [LAST]")

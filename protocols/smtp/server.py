@@ -1,0 +1,132 @@
+"""The SMTP listener family: MTA on MAILHOST_SMTP_PORT, MSA on MAILHOST_SUBMISSION_PORT
+(STARTTLS) and MAILHOST_SUBMISSIONS_PORT (implicit TLS, RFC 8314), on the running loop.
+
+    listeners = await start()   # [Listener("smtp"), Listener("submission"), Listener("submissions")]
+
+Closing a listener stops accepting at once; `wait_closed()` then tells idle connections 421
+and lets transactions in flight finish, for at most MAILHOST_SHUTDOWN_GRACE seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+
+from django.conf import settings
+
+from mailhost.tls import server_context
+from protocols.listeners import Listener
+from protocols.smtp import replies
+from protocols.smtp.handler import Handler
+from protocols.smtp.replies import Reply
+from protocols.smtp.session import Mode, SMTPSession
+
+logger = logging.getLogger("mailhost.smtp")
+
+
+class ConnectionRegistry:
+    """Open sessions, capped in total and per client address (shared by the three ports)."""
+
+    def __init__(self, *, max_total: int, max_per_ip: int) -> None:
+        self.max_total = max_total
+        self.max_per_ip = max_per_ip
+        self.sessions: set[SMTPSession] = set()
+        self.per_ip: Counter[str] = Counter()
+
+    def add(self, session: SMTPSession) -> Reply | None:
+        """Register a new session, or return the 421 that refuses it."""
+        if len(self.sessions) >= self.max_total:
+            return replies.S421_TOO_MANY_CONNECTIONS
+        if self.per_ip[session.client_ip] >= self.max_per_ip:
+            return replies.S421_TOO_MANY_FROM_ADDRESS
+        self.sessions.add(session)
+        self.per_ip[session.client_ip] += 1
+        return None
+
+    def remove(self, session: SMTPSession) -> None:
+        if session in self.sessions:
+            self.sessions.discard(session)
+            self.per_ip[session.client_ip] -= 1
+            if self.per_ip[session.client_ip] <= 0:
+                del self.per_ip[session.client_ip]
+
+
+class SMTPServer:
+    """One listening socket; what the runner closes."""
+
+    def __init__(self, server: asyncio.Server, registry: ConnectionRegistry, mode: Mode) -> None:
+        self.server = server
+        self.registry = registry
+        self.mode = mode
+
+    @property
+    def sockets(self):
+        return self.server.sockets
+
+    def close(self) -> None:
+        self.server.close()
+
+    async def wait_closed(self) -> None:
+        await self.server.wait_closed()
+        sessions = [s for s in self.registry.sessions if s.mode is self.mode]
+        for session in sessions:
+            session.begin_drain()
+        pending = [asyncio.ensure_future(s.closed.wait()) for s in sessions]
+        if pending:
+            done, not_done = await asyncio.wait(pending, timeout=settings.MAILHOST_SHUTDOWN_GRACE)
+            for future in not_done:
+                future.cancel()
+            for session in sessions:
+                if not session.closed.is_set() and session.transport is not None:
+                    logger.warning("%s dropped at shutdown mid-transaction", session.client_ip)
+                    session.transport.abort()
+
+
+async def start() -> list[Listener]:
+    loop = asyncio.get_running_loop()
+    # Generating the self-signed certificate the first time takes a moment: not on the loop.
+    tls = await loop.run_in_executor(None, server_context)
+    aiosmtpd_log = logging.getLogger("mail.log")
+    if aiosmtpd_log.level == logging.NOTSET:
+        # aiosmtpd logs every connection at INFO; our own transaction line says what matters.
+        aiosmtpd_log.setLevel(logging.WARNING)
+    registry = ConnectionRegistry(
+        max_total=settings.MAILHOST_MAX_CONNECTIONS,
+        max_per_ip=settings.MAILHOST_MAX_CONNECTIONS_PER_IP,
+    )
+    handler = Handler()
+    listeners = []
+    plan = (
+        (Mode.MTA, settings.MAILHOST_SMTP_PORT, None),
+        (Mode.SUBMISSION, settings.MAILHOST_SUBMISSION_PORT, None),
+        (Mode.SUBMISSIONS, settings.MAILHOST_SUBMISSIONS_PORT, tls),
+    )
+    try:
+        for mode, port, implicit_tls in plan:
+
+            def factory(mode: Mode = mode) -> SMTPSession:
+                return SMTPSession(
+                    handler, mode=mode, registry=registry, tls_context=tls, loop=loop
+                )
+
+            server = await loop.create_server(
+                factory,
+                host=settings.MAILHOST_BIND,
+                port=port,
+                ssl=implicit_tls,
+                reuse_address=True,
+                backlog=1024,
+            )
+            listeners.append(Listener(mode.value, SMTPServer(server, registry, mode)))
+            logger.info(
+                "%s listening on %s:%s",
+                mode.value,
+                settings.MAILHOST_BIND,
+                server.sockets[0].getsockname()[1],
+            )
+    except BaseException:
+        for listener in listeners:
+            listener.close()
+        raise
+    return listeners

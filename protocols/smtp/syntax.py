@@ -1,0 +1,246 @@
+"""SMTP syntax with no I/O: paths, ESMTP parameters, and the checks on message content.
+
+Each parser returns a value or raises SyntaxProblem carrying the reply to send, so the
+session only moves bytes and the rules can be tested with plain strings.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from protocols.smtp import replies
+from protocols.smtp.replies import Reply
+
+
+class SyntaxProblem(Exception):
+    def __init__(self, reply: Reply) -> None:
+        super().__init__(str(reply))
+        self.reply = reply
+
+
+# RFC 5321 4.1.2: Dot-string atoms, with RFC 6531 UTF-8 allowed (non-ASCII is checked apart).
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-\x80-\U0010ffff]"
+_DOT_STRING = re.compile(rf"{_ATEXT}+(?:\.{_ATEXT}+)*\Z")
+_QUOTED_STRING = re.compile(r'"(?:[\x20\x21\x23-\x5b\x5d-\x7e\x80-\U0010ffff]|\\[\x20-\x7e])*"\Z')
+_DOMAIN = re.compile(
+    r"(?:[A-Za-z0-9\x80-\U0010ffff](?:[A-Za-z0-9\-\x80-\U0010ffff]*[A-Za-z0-9\x80-\U0010ffff])?\.)*"
+    r"[A-Za-z0-9\x80-\U0010ffff](?:[A-Za-z0-9\-\x80-\U0010ffff]*[A-Za-z0-9\x80-\U0010ffff])?\Z"
+)
+_ADDRESS_LITERAL = re.compile(r"\[[^\[\]\\\s]+\]\Z")
+# RFC 5321 4.1.2 A-d-l: "@one,@two:" before the mailbox; accepted and ignored (4.1.1.3).
+_SOURCE_ROUTE = re.compile(r"@[^,:@<>\s]+(?:,@[^,:@<>\s]+)*:")
+_ESMTP_KEYWORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-]*\Z")
+_XTEXT_HEX = re.compile(r"\+([0-9A-F]{2})")
+_XTEXT_VALID = re.compile(r"(?:[\x21-\x2a\x2c-\x3c\x3e-\x7e]|\+[0-9A-F]{2})*\Z")
+
+
+def split_path(arg: str) -> tuple[str, str]:
+    """Split `<path> params` into the path (without brackets or source route) and the rest.
+
+    The null path `<>` gives "". A bare address without brackets is accepted (as Postfix
+    does by default) up to the first space.
+    """
+    text = arg.lstrip(" ")
+    if not text.startswith("<"):
+        address, _, rest = text.partition(" ")
+        if not address or "<" in address or ">" in address:
+            raise SyntaxProblem(replies.S501_SYNTAX.format("bad path"))
+        return _validate_mailbox(address), rest.strip(" ")
+    # Find the closing bracket, skipping over a quoted local part.
+    i, quoted = 1, False
+    while i < len(text):
+        c = text[i]
+        if quoted and c == "\\":
+            i += 2
+            continue
+        if c == '"':
+            quoted = not quoted
+        elif c == ">" and not quoted:
+            break
+        i += 1
+    else:
+        raise SyntaxProblem(replies.S501_SYNTAX.format("unterminated path"))
+    path, rest = text[1:i], text[i + 1 :]
+    if rest and not rest.startswith(" "):
+        raise SyntaxProblem(replies.S501_SYNTAX.format("text after the path"))
+    if path == "":
+        return "", rest.strip(" ")
+    route = _SOURCE_ROUTE.match(path)
+    if route:
+        path = path[route.end() :]
+    return _validate_mailbox(path), rest.strip(" ")
+
+
+def _validate_mailbox(mailbox: str) -> str:
+    local, sep, domain = mailbox.rpartition("@")
+    if not sep or not local or not domain:
+        raise SyntaxProblem(replies.S501_SYNTAX.format("address must be local@domain"))
+    if not (_DOT_STRING.match(local) or _QUOTED_STRING.match(local)):
+        raise SyntaxProblem(replies.S501_SYNTAX.format("bad local part"))
+    if len(local.encode("utf-8", "surrogateescape")) > 64 or len(domain) > 255:
+        raise SyntaxProblem(replies.S501_SYNTAX.format("address too long"))
+    if not (_DOMAIN.match(domain) or _ADDRESS_LITERAL.match(domain)):
+        raise SyntaxProblem(replies.S501_SYNTAX.format("bad domain"))
+    return mailbox
+
+
+def is_ascii(text: str) -> bool:
+    return text.isascii()
+
+
+def parse_params(text: str) -> dict[str, str | None]:
+    """ESMTP parameters `KEY[=value] ...` (RFC 5321 4.1.2); keys upper-cased."""
+    params: dict[str, str | None] = {}
+    for item in text.split():
+        key, eq, value = item.partition("=")
+        if not _ESMTP_KEYWORD.match(key) or (eq and not value):
+            raise SyntaxProblem(replies.S501_SYNTAX.format(f"bad parameter {item[:40]}"))
+        key = key.upper()
+        if key in params:
+            raise SyntaxProblem(replies.S501_SYNTAX.format(f"duplicate parameter {key}"))
+        params[key] = value if eq else None
+    return params
+
+
+def xtext_decode(value: str) -> str:
+    """RFC 3461 4: xtext, with "+XX" hex escapes."""
+    if not _XTEXT_VALID.match(value):
+        raise ValueError("invalid xtext")
+    return _XTEXT_HEX.sub(lambda m: chr(int(m.group(1), 16)), value)
+
+
+@dataclass
+class MailParams:
+    size: int | None = None
+    body: str = "7BIT"
+    smtputf8: bool = False
+    ret: str = ""  # RFC 3461 4.3: FULL or HDRS
+    envid: str = ""  # RFC 3461 4.4, decoded from xtext
+
+
+def parse_mail_params(text: str, *, max_size: int) -> MailParams:
+    result = MailParams()
+    for key, value in parse_params(text).items():
+        if key == "SIZE":  # RFC 1870
+            if value is None or not value.isdigit() or len(value) > 20:
+                raise SyntaxProblem(replies.S501_SIZE)
+            result.size = int(value)
+        elif key == "BODY":  # RFC 6152
+            if value is None or value.upper() not in {"7BIT", "8BITMIME"}:
+                raise SyntaxProblem(replies.S501_BODY)
+            result.body = value.upper()
+        elif key == "SMTPUTF8":  # RFC 6531 3.4
+            if value is not None:
+                raise SyntaxProblem(replies.S501_SMTPUTF8_VALUE)
+            result.smtputf8 = True
+        elif key == "RET":
+            if value is None or value.upper() not in {"FULL", "HDRS"}:
+                raise SyntaxProblem(replies.S501_RET)
+            result.ret = value.upper()
+        elif key == "ENVID":
+            try:
+                result.envid = xtext_decode(value or "")
+            except ValueError:
+                raise SyntaxProblem(replies.S501_ENVID) from None
+            if not value or len(result.envid) > 100:
+                raise SyntaxProblem(replies.S501_ENVID)
+        elif key == "AUTH":
+            # RFC 4954 5: the original submitter; we trust none, so it is accepted and ignored.
+            continue
+        else:
+            raise SyntaxProblem(replies.S555_PARAMETER.format(key))
+    if result.size is not None and result.size > max_size:
+        raise SyntaxProblem(replies.S552_SIZE_EXCEEDED)
+    return result
+
+
+NOTIFY_VALUES = {"NEVER", "SUCCESS", "FAILURE", "DELAY"}
+
+
+@dataclass
+class RcptParams:
+    notify: str = ""  # comma list, upper case; "" = the default
+    orcpt: str = ""  # "addr-type;address", decoded
+
+
+def parse_rcpt_params(text: str) -> RcptParams:
+    result = RcptParams()
+    for key, value in parse_params(text).items():
+        if key == "NOTIFY":  # RFC 3461 4.1
+            items = [v.upper() for v in (value or "").split(",")]
+            if not value or not set(items) <= NOTIFY_VALUES or len(set(items)) != len(items):
+                raise SyntaxProblem(replies.S501_NOTIFY)
+            if "NEVER" in items and len(items) > 1:
+                raise SyntaxProblem(replies.S501_NOTIFY)
+            result.notify = ",".join(items)
+        elif key == "ORCPT":  # RFC 3461 4.2
+            addr_type, semi, xtext = (value or "").partition(";")
+            if not semi or not _ESMTP_KEYWORD.match(addr_type) or not xtext:
+                raise SyntaxProblem(replies.S501_ORCPT)
+            try:
+                decoded = xtext_decode(xtext)
+            except ValueError:
+                # RFC 6533 utf-8-addr-xtext and friends: keep what was given.
+                decoded = xtext
+            if len(decoded) > 500:
+                raise SyntaxProblem(replies.S501_ORCPT)
+            result.orcpt = f"{addr_type.lower()};{decoded}"
+        else:
+            raise SyntaxProblem(replies.S555_PARAMETER.format(key))
+    return result
+
+
+# --- Message content ----------------------------------------------------------------------
+
+
+@dataclass
+class ContentCheck:
+    reply: Reply | None  # None: the content is acceptable
+    content: bytes = field(default=b"", repr=False)
+
+
+_BARE_LINE_ENDING = re.compile(rb"\r(?!\n)|(?<!\r)\n")
+
+
+def has_bare_line_ending(data: bytes) -> bool:
+    # Counting is done in C and is far faster than a regex scan of a large message.
+    crlf = data.count(b"\r\n")
+    return data.count(b"\n") != crlf or data.count(b"\r") != crlf
+
+
+def normalize_line_endings(data: bytes) -> bytes:
+    return _BARE_LINE_ENDING.sub(b"\r\n", data)
+
+
+def longest_line(data: bytes) -> int:
+    if len(data) <= 998:
+        return len(data)
+    return max(map(len, data.split(b"\r\n")))
+
+
+def unstuff(data: bytes) -> bytes:
+    """Remove the transparency dots of RFC 5321 4.5.2 (data without the final `.`)."""
+    if b"\r\n." in data:
+        data = data.replace(b"\r\n.", b"\r\n")
+    if data.startswith(b"."):
+        data = data[1:]
+    return data
+
+
+def check_content(data: bytes, *, bare_line_endings: str, dot_stuffed: bool) -> ContentCheck:
+    """Decide whether message bytes as received may be accepted, and return them cleaned.
+
+    Only CRLF ends a line: a bare CR or LF is refused (550 5.6.0), the SMTP smuggling
+    defence, unless the policy is "normalize". Lines over 998 octets are refused
+    (RFC 5322 2.1.1).
+    """
+    if has_bare_line_ending(data):
+        if bare_line_endings != "normalize":
+            return ContentCheck(replies.S550_BARE_LINE_ENDING)
+        data = normalize_line_endings(data)
+    if dot_stuffed:
+        data = unstuff(data)
+    if longest_line(data) > 998:
+        return ContentCheck(replies.S550_DATA_LINE_TOO_LONG)
+    return ContentCheck(None, data)

@@ -1,0 +1,88 @@
+"""SMTP test support: the listeners on real sockets, and a raw transcript client."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+
+import pytest
+
+from protocols import runner
+from protocols.smtp.replies import Reply
+from tests.support.servers import running
+
+
+@pytest.fixture
+def smtp_ports(live_settings, transactional_db):
+    with running(runner.SMTP) as ports:
+        yield ports
+
+
+@pytest.fixture
+def hosted(make_mailbox):
+    """example.org with alice, bob and carol (password "secret")."""
+    return {name: make_mailbox(f"{name}@example.org") for name in ("alice", "bob", "carol")}
+
+
+def client_tls_context() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+class Transcript:
+    """Exact lines in, exact lines out, over a real socket."""
+
+    def __init__(self, port: int, *, implicit_tls: bool = False, greet: bool = True) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=15)
+        if implicit_tls:
+            self.sock = client_tls_context().wrap_socket(self.sock)
+        self.file = self.sock.makefile("rb")
+        self.greeting = self.line() if greet else None
+
+    def send(self, data: bytes | str) -> None:
+        if isinstance(data, str):
+            data = data.encode("utf-8") + b"\r\n"
+        self.sock.sendall(data)
+
+    def line(self) -> str:
+        raw = self.file.readline()
+        assert raw.endswith(b"\r\n"), f"reply not CRLF-terminated: {raw!r}"
+        return raw[:-2].decode("utf-8")
+
+    def expect(self, *expected: Reply | str) -> None:
+        for reply in expected:
+            assert self.line() == str(reply)
+
+    def command(self, line: str, expected: Reply | str) -> None:
+        self.send(line)
+        self.expect(expected)
+
+    def ehlo(self, name: str = "client.example.net") -> list[str]:
+        self.send(f"EHLO {name}")
+        lines = []
+        while True:
+            line = self.line()
+            lines.append(line)
+            if line[3] == " ":
+                return lines
+
+    def starttls(self) -> None:
+        self.file.close()
+        self.sock = client_tls_context().wrap_socket(self.sock)
+        self.file = self.sock.makefile("rb")
+
+    def closed(self) -> bool:
+        """True when the server has closed the connection."""
+        try:
+            return self.file.readline() == b""
+        except (ConnectionError, OSError):
+            return True
+
+    def close(self) -> None:
+        try:
+            self.file.close()
+            self.sock.close()
+        except OSError:
+            pass
