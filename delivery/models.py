@@ -53,6 +53,8 @@ class OutboundRecipient(models.Model):
     last_attempt_at = models.DateTimeField(null=True, blank=True)
     # A worker holds the recipient until this time; the sweeper skips held rows.
     lease_until = models.DateTimeField(null=True, blank=True)
+    # Which claim holds the lease: a job writes results only for rows still carrying its token.
+    lease_token = models.CharField(max_length=32, blank=True, db_index=True)
     last_reply = models.TextField(blank=True)
     mx_used = models.CharField(max_length=255, blank=True)
     delay_notified = models.BooleanField(default=False)

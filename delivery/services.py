@@ -1,16 +1,31 @@
-"""Writes to the outbound spool."""
+"""Writes to the outbound spool: queueing, claiming recipients, recording results, DSNs.
+
+The database is the queue's truth. A job claims the due recipients of one message by setting
+a lease (and counting the attempt) before it connects anywhere, writes each result only
+while it still holds that lease, and so can run twice, or die half-way, without losing or
+doubling anything beyond the one message a peer may have taken just before the crash.
+"""
 
 from __future__ import annotations
 
+import logging
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
+from delivery import bounces, retry
 from delivery.models import OutboundMessage, OutboundRecipient, RecipientStatus
 from mailboxes.models import Blob, Mailbox
+
+logger = logging.getLogger(__name__)
+
+PENDING = (RecipientStatus.QUEUED, RecipientStatus.DEFERRED)
 
 
 @dataclass(frozen=True)
@@ -63,4 +78,335 @@ def spool_create(
             for r in recipients
         ]
     )
+    message_id = message.pk
+    transaction.on_commit(lambda: _enqueue(message_id))
     return message
+
+
+def _enqueue(message_id: int) -> None:
+    from delivery import queue
+
+    queue.enqueue(message_id)
+
+
+# --- Claiming and recording attempts -----------------------------------------------------
+
+
+def due_recipients(now: datetime | None = None):
+    """Recipients that should be tried now and that no worker holds."""
+    now = now or timezone.now()
+    return OutboundRecipient.objects.filter(
+        Q(lease_until__isnull=True) | Q(lease_until__lt=now),
+        status__in=PENDING,
+        next_attempt_at__lte=now,
+    )
+
+
+def due_message_ids(*, now: datetime | None = None, limit: int = 1000) -> list[int]:
+    return list(
+        due_recipients(now)
+        .order_by("message_id")
+        .values_list("message_id", flat=True)
+        .distinct()[:limit]
+    )
+
+
+@dataclass(frozen=True)
+class Claim:
+    token: str
+    message: OutboundMessage
+    recipients: list[OutboundRecipient]
+
+
+def recipients_claim(*, message_id: int, now: datetime | None = None) -> Claim | None:
+    """Lease the message's due recipients and count the attempt, before any connection.
+
+    One UPDATE with the due condition in its WHERE: concurrent claimers (threads, processes,
+    SQLite's serialized writers or PostgreSQL's row locks) each get disjoint rows.
+    """
+    now = now or timezone.now()
+    token = secrets.token_hex(16)
+    lease = now + timedelta(seconds=settings.MAILHOST_DELIVERY_LEASE)
+    with transaction.atomic():
+        claimed = (
+            due_recipients(now)
+            .filter(message_id=message_id)
+            .update(
+                lease_token=token,
+                lease_until=lease,
+                attempts=F("attempts") + 1,
+                last_attempt_at=now,
+            )
+        )
+    if not claimed:
+        return None
+    recipients = list(
+        OutboundRecipient.objects.filter(message_id=message_id, lease_token=token)
+        .select_related("message", "message__blob")
+        .order_by("id")
+    )
+    if not recipients:
+        return None
+    return Claim(token=token, message=recipients[0].message, recipients=recipients)
+
+
+def lease_extend(*, token: str) -> None:
+    """Keep holding the claim while a long attempt goes on (one call per destination)."""
+    lease = timezone.now() + timedelta(seconds=settings.MAILHOST_DELIVERY_LEASE)
+    OutboundRecipient.objects.filter(lease_token=token).update(lease_until=lease)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str  # RecipientStatus: delivered, deferred or failed
+    reply: str  # "250 2.0.0 ...", "451 4.4.1 ...", "550 5.1.1 ..."
+    remote: str = ""  # the host that gave the reply ("" for our own verdicts)
+
+
+def recipients_record(
+    *, token: str, outcomes: Mapping[int, Outcome], now: datetime | None = None
+) -> int:
+    """Write the results of an attempt for the recipients this claim still holds.
+
+    A deferred recipient past the queue lifetime fails instead (4.4.7). Returns the number
+    of rows written.
+    """
+    now = now or timezone.now()
+    written = 0
+    with transaction.atomic():
+        rows = OutboundRecipient.objects.filter(
+            lease_token=token, id__in=list(outcomes)
+        ).select_related("message")
+        for row in rows:
+            outcome = outcomes[row.id]
+            status, reply = outcome.status, outcome.reply
+            next_attempt = None
+            if status == RecipientStatus.DEFERRED:
+                expiry = retry.expires_at(row.message.created_at)
+                if now >= expiry:
+                    status = RecipientStatus.FAILED
+                    reply = f"{_expired_prefix()} last reply: {outcome.reply}"
+                else:
+                    next_attempt = retry.next_attempt_at(
+                        attempts=row.attempts, now=now, created_at=row.message.created_at
+                    )
+            written += OutboundRecipient.objects.filter(pk=row.pk, lease_token=token).update(
+                status=status,
+                last_reply=reply[:2000],
+                mx_used=outcome.remote[:255],
+                next_attempt_at=next_attempt,
+                lease_until=None,
+                lease_token="",
+            )
+    return written
+
+
+def _expired_prefix() -> str:
+    days = settings.MAILHOST_QUEUE_LIFETIME / 86400
+    return f"4.4.7 delivery time expired (gave up after {days:g} days);"
+
+
+def recipients_deliver_local(*, claim: Claim, recipients: Sequence[OutboundRecipient]) -> None:
+    """File recipients on hosted domains straight into their mailboxes, and record it.
+
+    One transaction: the mailbox copy and the spool result commit together, so a crash
+    never delivers twice. Remote alias targets are spooled as a new outbound message.
+    """
+    from mailboxes.selectors import blob_read
+    from mailboxes.services import message_deliver
+
+    message = claim.message
+    raw = blob_read(message.blob)
+    with transaction.atomic():
+        results = message_deliver(
+            raw=raw, recipients=[r.address for r in recipients], blob=message.blob
+        )
+        outcomes: dict[int, Outcome] = {}
+        forward: list[str] = []
+        for row, result in zip(recipients, results):
+            if result.status == "delivered":
+                outcomes[row.id] = Outcome(RecipientStatus.DELIVERED, "250 2.0.0 delivered locally")
+                forward.extend(
+                    a for a in result.forward if a.lower() not in {f.lower() for f in forward}
+                )
+            elif result.status == "over_quota":
+                outcomes[row.id] = Outcome(RecipientStatus.DEFERRED, "452 4.2.2 mailbox full")
+            elif result.status == "unknown":
+                outcomes[row.id] = Outcome(RecipientStatus.FAILED, "550 5.1.1 no such mailbox here")
+            else:  # not hosted after all (the domain went away): try again as remote mail
+                outcomes[row.id] = Outcome(
+                    RecipientStatus.DEFERRED, "451 4.3.0 domain no longer hosted here"
+                )
+        if forward:
+            spool_create(
+                blob=message.blob,
+                mail_from=message.mail_from,
+                recipients=[SpoolRecipient(address) for address in forward],
+                sender_mailbox=message.sender_mailbox,
+                smtputf8=message.smtputf8,
+                body_8bit=message.body_8bit,
+            )
+        recipients_record(token=claim.token, outcomes=outcomes)
+
+
+# --- Delivery status notifications -------------------------------------------------------
+
+
+def _reported(row: OutboundRecipient, *, event: str) -> bounces.ReportedRecipient:
+    reply = row.last_reply or "451 4.0.0 no reply recorded"
+    parts = reply.split(" ", 2)
+    status = next(
+        (p for p in parts[:2] if p[:1] in "245" and p.count(".") == 2 and p[0] != "2"),
+        "5.0.0" if event == bounces.FAILED else "4.0.0",
+    )
+    if status.startswith("4") and event == bounces.FAILED:
+        # RFC 3463 2: a failed recipient gets a permanent or "persistent transient" code; a
+        # 4.x.x kept from the last try says why it did not get through in time.
+        pass
+    return bounces.ReportedRecipient(
+        address=row.address,
+        orcpt=row.orcpt,
+        status=status,
+        reply=reply,
+        remote_mta=row.mx_used,
+        last_attempt=row.last_attempt_at,
+        will_retry_until=retry.expires_at(row.message.created_at),
+    )
+
+
+def message_notify(*, message_id: int, now: datetime | None = None) -> list[str]:
+    """Send the DSNs that this message's recipients are owed; returns the events reported.
+
+    Failure: every failed recipient not yet reported, in one DSN. Delay: every recipient
+    still waiting after MAILHOST_DELAY_WARNING, once. The message row is locked while the
+    DSN is written and the recipients marked, so two jobs never report the same event.
+    """
+    now = now or timezone.now()
+    events: list[str] = []
+    with transaction.atomic():
+        message = OutboundMessage.objects.select_for_update().filter(pk=message_id).first()
+        if message is None:
+            return events
+        failed = list(
+            message.recipients.filter(status=RecipientStatus.FAILED, dsn_sent=False).order_by("id")
+        )
+        if failed:
+            report = [r for r in failed if bounces.notify_wants(r.notify, bounces.FAILED)]
+            if report and message.mail_from:
+                _dsn_send(message, bounces.FAILED, report)
+                events.append(bounces.FAILED)
+            OutboundRecipient.objects.filter(pk__in=[r.pk for r in failed]).update(dsn_sent=True)
+        warn_after = settings.MAILHOST_DELAY_WARNING
+        if warn_after and now - message.created_at >= timedelta(seconds=warn_after):
+            waiting = list(
+                message.recipients.filter(
+                    status=RecipientStatus.DEFERRED, delay_notified=False
+                ).order_by("id")
+            )
+            if waiting:
+                report = [r for r in waiting if bounces.notify_wants(r.notify, bounces.DELAYED)]
+                if report and message.mail_from:
+                    _dsn_send(message, bounces.DELAYED, report)
+                    events.append(bounces.DELAYED)
+                OutboundRecipient.objects.filter(pk__in=[r.pk for r in waiting]).update(
+                    delay_notified=True
+                )
+    return events
+
+
+def _dsn_send(message: OutboundMessage, event: str, rows: Sequence[OutboundRecipient]) -> None:
+    from mailboxes.selectors import blob_read, domain_is_hosted
+    from mailboxes.services import blob_store, message_deliver
+
+    try:
+        original = blob_read(message.blob)
+    except OSError:
+        original = b"Subject: (the original message could not be read)\r\n\r\n"
+    dsn = bounces.build_dsn(
+        event=event,
+        original=original,
+        mail_from=message.mail_from,
+        queue_id=message.queue_id,
+        envid=message.envid,
+        ret=message.ret,
+        arrival=message.created_at,
+        recipients=[_reported(r, event=event) for r in rows],
+    )
+    sender = message.mail_from
+    if domain_is_hosted(sender.rpartition("@")[2]):
+        results = message_deliver(raw=dsn, recipients=[sender])
+        if results and results[0].status == "delivered":
+            if results[0].forward:
+                spool_create(
+                    blob=blob_store(dsn),
+                    mail_from="",
+                    recipients=[SpoolRecipient(a, notify="NEVER") for a in results[0].forward],
+                )
+            return
+        logger.warning(
+            "DSN for %s to local sender %s not filed: %s",
+            message.queue_id,
+            sender,
+            results[0].status if results else "no result",
+        )
+        return
+    spool_create(
+        blob=blob_store(dsn),
+        mail_from="",
+        recipients=[SpoolRecipient(sender, notify="NEVER")],
+        smtputf8=not sender.isascii(),
+    )
+
+
+# --- Operator actions (the admin) --------------------------------------------------------
+
+
+def recipients_retry_now(*, recipient_ids: Iterable[int]) -> int:
+    """Make pending recipients due at once (a held lease is left to run out)."""
+    now = timezone.now()
+    ids = list(recipient_ids)
+    with transaction.atomic():
+        count = OutboundRecipient.objects.filter(id__in=ids, status__in=PENDING).update(
+            next_attempt_at=now
+        )
+        message_ids = set(
+            OutboundRecipient.objects.filter(id__in=ids).values_list("message_id", flat=True)
+        )
+        for message_id in message_ids:
+            transaction.on_commit(lambda m=message_id: _enqueue(m))
+    return count
+
+
+def recipients_bounce_now(*, recipient_ids: Iterable[int], reason: str = "") -> int:
+    """Give up on pending recipients now: they fail and their senders get a DSN."""
+    text = reason or "5.0.0 delivery cancelled by the administrator"
+    ids = list(recipient_ids)
+    with transaction.atomic():
+        count = OutboundRecipient.objects.filter(id__in=ids, status__in=PENDING).update(
+            status=RecipientStatus.FAILED,
+            last_reply=f"550 {text}",
+            mx_used="",
+            next_attempt_at=None,
+            lease_until=None,
+            lease_token="",
+        )
+        message_ids = set(
+            OutboundRecipient.objects.filter(id__in=ids).values_list("message_id", flat=True)
+        )
+        for message_id in message_ids:
+            message_notify(message_id=message_id)
+    return count
+
+
+def messages_delete(*, message_ids: Iterable[int]) -> int:
+    """Remove messages from the queue without any DSN, and free their bytes."""
+    from mailboxes.services import blob_release
+
+    ids = list(message_ids)
+    with transaction.atomic():
+        blob_ids = list(
+            OutboundMessage.objects.filter(id__in=ids).values_list("blob_id", flat=True)
+        )
+        count, _ = OutboundMessage.objects.filter(id__in=ids).delete()
+        blob_release(blob_ids)
+    return len(ids) if count else 0

@@ -1,0 +1,380 @@
+"""The outbound SMTP client: one connection per destination for all of its recipients.
+
+`deliver(hosts, envelope)` tries the destination's hosts in order (MX by MX, address by
+address) until one takes the transaction, and returns one `Reply` per recipient. It speaks
+ESMTP (RFC 5321) with opportunistic STARTTLS (RFC 3207, RFC 7435), SIZE (RFC 1870),
+8BITMIME (RFC 6152), SMTPUTF8 (RFC 6531), PIPELINING (RFC 2920) and DSN (RFC 3461), and AUTH
+PLAIN (RFC 4954) towards a smart host.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import re
+import socket
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from django.conf import settings
+
+from delivery.dns import MXHost
+
+logger = logging.getLogger(__name__)
+
+_ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})\b")
+
+
+@dataclass(frozen=True)
+class Reply:
+    code: int
+    text: str  # the reply text, lines joined with a space, enhanced code included
+    remote: str = ""  # the host that gave it ("" for our own verdicts)
+
+    @property
+    def enhanced(self) -> str:
+        match = _ENHANCED.match(self.text)
+        if match and match.group(1) == str(self.code)[0]:
+            return match.group(0)
+        return {2: "2.0.0", 4: "4.0.0", 5: "5.0.0"}.get(self.code // 100, "4.0.0")
+
+    @property
+    def permanent(self) -> bool:
+        return self.code >= 500
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.code < 300
+
+    def __str__(self) -> str:
+        if _ENHANCED.match(self.text):
+            return f"{self.code} {self.text}"
+        return f"{self.code} {self.enhanced} {self.text}".rstrip()
+
+
+@dataclass(frozen=True)
+class RecipientEnvelope:
+    address: str
+    notify: str = ""
+    orcpt: str = ""
+
+
+@dataclass
+class Envelope:
+    mail_from: str
+    recipients: Sequence[RecipientEnvelope]
+    data: bytes
+    envid: str = ""
+    ret: str = ""
+    smtputf8: bool = False
+    body_8bit: bool = False
+
+
+@dataclass
+class Delivery:
+    """What one attempt at a destination produced: a reply per recipient address."""
+
+    replies: dict[str, Reply] = field(default_factory=dict)
+    peer_dsn: bool = False  # the accepting peer took over DSN duties (RFC 3461 4.4)
+
+
+class SMTPError(Exception):
+    """The session failed before the transaction finished (connection, greeting, EHLO...)."""
+
+    def __init__(self, reply: Reply, *, try_next: bool = True):
+        super().__init__(str(reply))
+        self.reply = reply
+        self.try_next = try_next
+
+
+def _temp(text: str, remote: str = "") -> Reply:
+    return Reply(451, text, remote)
+
+
+class Connection:
+    """A blocking SMTP client connection; replies are read line by line."""
+
+    def __init__(self, address: str, port: int, *, remote_name: str) -> None:
+        self.remote = remote_name
+        self.address = address
+        self.sock = socket.create_connection(
+            (address, port), timeout=settings.MAILHOST_OUTBOUND_CONNECT_TIMEOUT
+        )
+        self.sock.settimeout(settings.MAILHOST_OUTBOUND_TIMEOUT)
+        self.file = self.sock.makefile("rb")
+        self.extensions: dict[str, str] = {}
+        self.tls = False
+
+    def close(self) -> None:
+        for thing in (self.file, self.sock):
+            try:
+                thing.close()
+            except OSError:
+                pass
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def command(self, line: str) -> Reply:
+        self.send(line.encode("utf-8") + b"\r\n")
+        return self.read_reply()
+
+    def read_reply(self) -> Reply:
+        lines: list[str] = []
+        code = 0
+        while True:
+            raw = self.file.readline(2048)
+            if not raw:
+                raise SMTPError(_temp("4.4.2 connection closed by the peer", self.remote))
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            if len(line) < 3 or not line[:3].isdigit():
+                raise SMTPError(_temp(f"4.5.0 bad reply from the peer: {line[:80]!r}", self.remote))
+            code = int(line[:3])
+            lines.append(line[4:])
+            if len(line) == 3 or line[3] != "-":
+                break
+        return Reply(code, " ".join(part for part in lines if part), self.remote)
+
+    def ehlo(self, name: str) -> Reply:
+        self.send(f"EHLO {name}\r\n".encode())
+        lines: list[str] = []
+        while True:
+            raw = self.file.readline(2048)
+            if not raw:
+                raise SMTPError(_temp("4.4.2 connection closed by the peer", self.remote))
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            if len(line) < 3 or not line[:3].isdigit():
+                raise SMTPError(_temp(f"4.5.0 bad reply from the peer: {line[:80]!r}", self.remote))
+            lines.append(line[4:])
+            if len(line) == 3 or line[3] != "-":
+                break
+        code = int(line[:3])
+        self.extensions = {}
+        if code == 250:
+            for ext in lines[1:]:
+                keyword, _, params = ext.partition(" ")
+                self.extensions[keyword.upper()] = params.strip()
+            return Reply(code, lines[0], self.remote)
+        return Reply(code, " ".join(lines), self.remote)
+
+    def starttls(self, context: ssl.SSLContext, server_hostname: str | None) -> Reply:
+        reply = self.command("STARTTLS")
+        if reply.code != 220:
+            return reply
+        self.file.close()
+        self.sock = context.wrap_socket(self.sock, server_hostname=server_hostname)
+        self.file = self.sock.makefile("rb")
+        self.tls = True
+        return reply
+
+
+def _tls_context() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    if not settings.MAILHOST_OUTBOUND_TLS_VERIFY:
+        # RFC 7435 opportunistic security: encrypt even when the certificate cannot be checked;
+        # a failed check would otherwise push the mail back to plaintext.
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _xtext(value: str) -> str:
+    # RFC 3461 4: "+" and "=" and controls as +XX
+    return "".join(c if 33 <= ord(c) <= 126 and c not in "+=" else f"+{ord(c):02X}" for c in value)
+
+
+def prepare_data(raw: bytes) -> bytes:
+    """CRLF line endings, dot-stuffed (RFC 5321 4.5.2), with the terminating dot line."""
+    text = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
+    if not text.endswith(b"\r\n"):
+        text += b"\r\n"
+    if text.startswith(b"."):
+        text = b"." + text
+    return text.replace(b"\r\n.", b"\r\n..") + b".\r\n"
+
+
+def deliver(
+    hosts: Sequence[MXHost],
+    envelope: Envelope,
+    *,
+    port: int | None = None,
+    auth: tuple[str, str] | None = None,
+    require_tls: bool = False,
+) -> Delivery:
+    """Hand the envelope to the first host that takes the transaction.
+
+    Connection failures, greeting/EHLO/MAIL refusals with 4xx, and lost sessions move on to
+    the next address or MX; a reply to a recipient or to DATA is final for this attempt.
+    """
+    port = settings.MAILHOST_OUTBOUND_PORT if port is None else port
+    data = prepare_data(envelope.data)
+    last = _temp("4.4.1 no MX host answered")
+    for host in hosts:
+        for address in host.addresses:
+            try:
+                return _session(host, address, port, envelope, data, auth, require_tls)
+            except SMTPError as exc:
+                last = exc.reply
+                logger.info("delivery via %s [%s] failed: %s", host.name, address, exc.reply)
+                if not exc.try_next:
+                    return Delivery({r.address: exc.reply for r in envelope.recipients})
+            except (OSError, ssl.SSLError) as exc:
+                last = _temp(f"4.4.1 {host.name} [{address}]: {exc}", host.name)
+                logger.info("delivery via %s [%s] failed: %s", host.name, address, exc)
+    return Delivery({r.address: last for r in envelope.recipients})
+
+
+def _session(
+    host: MXHost,
+    address: str,
+    port: int,
+    envelope: Envelope,
+    data: bytes,
+    auth: tuple[str, str] | None,
+    require_tls: bool,
+    *,
+    use_tls: bool = True,
+) -> Delivery:
+    conn = Connection(address, port, remote_name=host.name)
+    try:
+        greeting = conn.read_reply()
+        if greeting.code != 220:
+            # RFC 5321 3.1: a 554 greeting refuses the session; try the next MX either way.
+            conn.command("QUIT")
+            raise SMTPError(greeting)
+        reply = conn.ehlo(settings.MAILHOST_HOSTNAME)
+        if reply.code != 250:
+            reply = conn.command(f"HELO {settings.MAILHOST_HOSTNAME}")
+            if reply.code != 250:
+                raise SMTPError(reply)
+        if use_tls and "STARTTLS" in conn.extensions:
+            try:
+                tls_reply = conn.starttls(_tls_context(), host.name if require_tls else None)
+            except (ssl.SSLError, OSError) as exc:
+                if require_tls:
+                    raise SMTPError(
+                        _temp(f"4.7.5 TLS handshake failed: {exc}", host.name)
+                    ) from None
+                # The session is unusable after a failed handshake: plaintext on a new one.
+                conn.close()
+                logger.info("STARTTLS with %s failed (%s); retrying without TLS", host.name, exc)
+                return _session(
+                    host, address, port, envelope, data, auth, require_tls, use_tls=False
+                )
+            if tls_reply.code == 220:
+                reply = conn.ehlo(settings.MAILHOST_HOSTNAME)
+                if reply.code != 250:
+                    raise SMTPError(reply)
+        if require_tls and not conn.tls:
+            raise SMTPError(_temp("4.7.4 the peer does not offer STARTTLS", host.name))
+        if auth:
+            _authenticate(conn, *auth)
+        return _transaction(conn, envelope, data)
+    finally:
+        try:
+            conn.send(b"QUIT\r\n")
+        except OSError:
+            pass
+        conn.close()
+
+
+def _authenticate(conn: Connection, user: str, password: str) -> None:
+    mechanisms = conn.extensions.get("AUTH", "").upper().split()
+    if "PLAIN" not in mechanisms:
+        raise SMTPError(_temp("4.7.0 the smart host offers no AUTH PLAIN", conn.remote))
+    token = base64.b64encode(f"\0{user}\0{password}".encode()).decode("ascii")
+    reply = conn.command(f"AUTH PLAIN {token}")
+    if reply.code != 235:
+        # A refused login will not get better by trying another address of the same host.
+        raise SMTPError(reply, try_next=False)
+
+
+def _transaction(conn: Connection, envelope: Envelope, data: bytes) -> Delivery:
+    ext = conn.extensions
+    dsn = "DSN" in ext
+    size_limit = ext.get("SIZE", "")
+    if size_limit.isdigit() and int(size_limit) and len(data) > int(size_limit):
+        # RFC 1870 6: do not send what the peer has said it will not take.
+        reply = Reply(552, f"5.3.4 message size exceeds the limit of {conn.remote}", conn.remote)
+        raise SMTPError(reply, try_next=False)
+    if envelope.smtputf8 and "SMTPUTF8" not in ext:
+        # RFC 6531 3.2: an SMTPUTF8 message cannot be downgraded here.
+        reply = Reply(553, "5.6.7 the peer does not support SMTPUTF8", conn.remote)
+        raise SMTPError(reply, try_next=False)
+
+    mail = f"MAIL FROM:<{envelope.mail_from}>"
+    if "SIZE" in ext:
+        mail += f" SIZE={len(data)}"
+    if envelope.body_8bit and "8BITMIME" in ext:
+        mail += " BODY=8BITMIME"
+    if envelope.smtputf8:
+        mail += " SMTPUTF8"
+    if dsn:
+        if envelope.ret:
+            mail += f" RET={envelope.ret}"
+        if envelope.envid:
+            mail += f" ENVID={_xtext(envelope.envid)}"
+    commands = [mail]
+    for rcpt in envelope.recipients:
+        line = f"RCPT TO:<{rcpt.address}>"
+        if dsn:
+            if rcpt.notify:
+                line += f" NOTIFY={rcpt.notify}"
+            if rcpt.orcpt:
+                line += f" ORCPT={rcpt.orcpt}"
+        commands.append(line)
+
+    if "PIPELINING" in ext:
+        # RFC 2920 3.1: MAIL, RCPTs and DATA go in one batch; the replies come in order.
+        conn.send("".join(c + "\r\n" for c in [*commands, "DATA"]).encode("utf-8"))
+        replies = [conn.read_reply() for _ in range(len(commands) + 1)]
+        mail_reply, rcpt_replies, data_reply = replies[0], replies[1:-1], replies[-1]
+    else:
+        mail_reply = conn.command(commands[0])
+        if mail_reply.code != 250:
+            rcpt_replies, data_reply = [], None
+        else:
+            rcpt_replies = [conn.command(c) for c in commands[1:]]
+            if any(r.code in (250, 251) for r in rcpt_replies):
+                data_reply = conn.command("DATA")
+            else:
+                data_reply = None
+
+    if mail_reply.code != 250:
+        # A 4xx here may be this host's trouble alone: let the next MX try.
+        raise SMTPError(mail_reply, try_next=not mail_reply.permanent)
+    accepted = [
+        (rcpt, reply)
+        for rcpt, reply in zip(envelope.recipients, rcpt_replies)
+        if reply.code in (250, 251)
+    ]
+    result = Delivery(
+        {
+            rcpt.address: reply
+            for rcpt, reply in zip(envelope.recipients, rcpt_replies)
+            if reply.code not in (250, 251)
+        },
+        peer_dsn=dsn,
+    )
+    if not accepted:
+        if data_reply is not None and data_reply.code == 354:
+            # Pipelined DATA was accepted with no valid recipient: end it empty (RFC 2920 3.1).
+            conn.send(b".\r\n")
+            conn.read_reply()
+        return result
+    if data_reply is None or data_reply.code != 354:
+        reply = data_reply or _temp("4.3.0 DATA was not attempted", conn.remote)
+        for rcpt, _ in accepted:
+            result.replies[rcpt.address] = reply
+        return result
+    conn.send(data)
+    try:
+        final = conn.read_reply()
+    except (SMTPError, OSError) as exc:
+        # The peer may have the message already; retrying risks a duplicate, the lesser evil.
+        reply = exc.reply if isinstance(exc, SMTPError) else _temp(f"4.4.2 {exc}", conn.remote)
+        raise SMTPError(reply, try_next=False) from None
+    for rcpt, _ in accepted:
+        result.replies[rcpt.address] = final
+    return result

@@ -1,0 +1,258 @@
+"""Where mail for a domain goes: MX resolution (RFC 5321 5.1, RFC 7505 null MX).
+
+`destination_hosts(domain)` applies the policy; a `Resolver` answers the raw questions. The
+dnspython resolver asks settings.MAILHOST_DNS_SERVERS (or the system's resolvers); the
+in-memory twin answers from dicts, for unit tests. Nothing resolves at import time.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from django.conf import settings
+
+from mailboxes.addresses import domain_to_ascii
+from mailboxes.exceptions import InvalidAddress
+
+
+class DNSError(Exception):
+    """A lookup failed. `permanent` failures bounce; the rest are retried."""
+
+    permanent = False
+    status = "4.4.3"  # RFC 3463: directory server failure
+    code = 451
+
+    def __init__(self, text: str):
+        super().__init__(text)
+        self.text = text
+
+    @property
+    def reply(self) -> str:
+        return f"{self.code} {self.status} {self.text}"
+
+
+class DNSTemporaryError(DNSError):
+    pass
+
+
+class DNSPermanentError(DNSError):
+    permanent = True
+    status = "5.1.2"  # bad destination system address
+    code = 550
+
+
+class NullMXError(DNSPermanentError):
+    # RFC 7505 3: "556 5.1.10" for a domain that declares it accepts no mail.
+    status = "5.1.10"
+    code = 556
+
+
+class NoSuchDomain(DNSPermanentError):
+    pass
+
+
+@dataclass(frozen=True)
+class MXHost:
+    name: str  # the exchange's name, or the literal address
+    preference: int
+    addresses: tuple[str, ...] = field(default=())
+
+
+class Resolver(Protocol):
+    def mx(self, domain: str) -> list[tuple[int, str]] | None:
+        """(preference, exchange) pairs; None when the name exists but has no MX.
+
+        Raises NoSuchDomain (NXDOMAIN) or DNSTemporaryError (SERVFAIL, timeout).
+        """
+
+    def addresses(self, name: str) -> list[str]:
+        """IPv4 and IPv6 addresses of a host ([] when it has none).
+
+        Raises NoSuchDomain or DNSTemporaryError like mx().
+        """
+
+
+def destination_hosts(domain: str, resolver: Resolver | None = None) -> list[MXHost]:
+    """The hosts to try for `domain`, in order; raises DNSError.
+
+    MX records sorted by preference, random among equals (RFC 5321 5.1); a domain without MX
+    is its own implicit MX (its A/AAAA records); a null MX ("0 .") refuses all mail
+    (RFC 7505). Exchanges whose names do not resolve are skipped; when none resolves the
+    failure is temporary, since the receiving side may be mid-change.
+    """
+    resolver = resolver or get_resolver()
+    literal = _address_literal(domain)
+    if literal:
+        return [MXHost(name=literal, preference=0, addresses=(literal,))]
+    try:
+        ascii_domain = domain_to_ascii(domain)
+    except InvalidAddress:
+        raise NoSuchDomain(f"invalid domain name {domain!r}") from None
+    records = resolver.mx(ascii_domain)
+    if records is None:
+        addresses = resolver.addresses(ascii_domain)
+        if not addresses:
+            raise DNSPermanentError(f"{ascii_domain} has no MX and no address records")
+        return [MXHost(name=ascii_domain, preference=0, addresses=tuple(addresses))]
+    exchanges = [(pref, name.rstrip(".").lower()) for pref, name in records]
+    if any(name == "" for _, name in exchanges):
+        if len(exchanges) == 1:
+            raise NullMXError(f"{ascii_domain} does not accept mail (null MX)")
+        exchanges = [(p, n) for p, n in exchanges if n]
+    shuffled = exchanges[:]
+    random.shuffle(shuffled)
+    ordered = sorted(shuffled, key=lambda item: item[0])  # stable: equals stay shuffled
+    hosts: list[MXHost] = []
+    last_error: DNSError | None = None
+    for preference, name in ordered:
+        try:
+            addresses = resolver.addresses(name)
+        except DNSError as exc:
+            last_error = exc
+            continue
+        if addresses:
+            hosts.append(MXHost(name=name, preference=preference, addresses=tuple(addresses)))
+    if not hosts:
+        detail = f": {last_error.text}" if last_error else ""
+        raise DNSTemporaryError(f"no MX host of {ascii_domain} has an address{detail}")
+    return hosts
+
+
+def relay_hosts(host: str, resolver: Resolver | None = None) -> list[MXHost]:
+    """The smart host: its own addresses, no MX lookup (an IP address is used as it is)."""
+    try:
+        return [MXHost(name=host, preference=0, addresses=(str(ipaddress.ip_address(host)),))]
+    except ValueError:
+        pass
+    resolver = resolver or get_resolver()
+    try:
+        addresses = resolver.addresses(domain_to_ascii(host))
+    except (NoSuchDomain, InvalidAddress) as exc:
+        # A misconfigured relay must hold the mail, not bounce all of it.
+        raise DNSTemporaryError(f"the relay host {host} does not resolve: {exc}") from None
+    if not addresses:
+        raise DNSTemporaryError(f"the relay host {host} has no address")
+    return [MXHost(name=host, preference=0, addresses=tuple(addresses))]
+
+
+def _address_literal(domain: str) -> str | None:
+    # RFC 5321 4.1.3: [192.0.2.1] or [IPv6:2001:db8::1]
+    if not (domain.startswith("[") and domain.endswith("]")):
+        return None
+    text = domain[1:-1]
+    if text.lower().startswith("ipv6:"):
+        text = text[5:]
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise NoSuchDomain(f"invalid address literal {domain!r}") from None
+
+
+# --- dnspython ---------------------------------------------------------------------------
+
+
+class DNSPythonResolver:
+    """Real DNS through dnspython; MAILHOST_DNS_SERVERS (host, port) pairs override."""
+
+    def __init__(
+        self, servers: list[tuple[str, int]] | None = None, timeout: float | None = None
+    ) -> None:
+        import dns.nameserver
+        import dns.resolver
+
+        servers = settings.MAILHOST_DNS_SERVERS if servers is None else servers
+        if servers:
+            resolver = dns.resolver.Resolver(configure=False)
+            resolver.nameservers = [dns.nameserver.Do53Nameserver(h, p) for h, p in servers]
+        else:
+            resolver = dns.resolver.Resolver()
+        resolver.lifetime = settings.MAILHOST_DNS_TIMEOUT if timeout is None else timeout
+        resolver.timeout = min(resolver.lifetime, 5.0)
+        self._resolver = resolver
+
+    def _query(self, name: str, rdtype: str):
+        import dns.exception
+        import dns.resolver
+
+        try:
+            return self._resolver.resolve(name, rdtype, search=False)
+        except dns.resolver.NXDOMAIN:
+            raise NoSuchDomain(f"{name}: no such domain (NXDOMAIN)") from None
+        except dns.resolver.NoAnswer:
+            return None
+        except dns.resolver.NoNameservers:
+            raise DNSTemporaryError(f"{name} {rdtype}: no nameserver answered (SERVFAIL)") from None
+        except dns.exception.Timeout:
+            raise DNSTemporaryError(f"{name} {rdtype}: DNS timeout") from None
+        except dns.exception.DNSException as exc:
+            raise DNSTemporaryError(f"{name} {rdtype}: {exc}") from None
+
+    def mx(self, domain: str) -> list[tuple[int, str]] | None:
+        answer = self._query(domain, "MX")
+        if answer is None:
+            return None
+        return [(r.preference, r.exchange.to_text(omit_final_dot=True)) for r in answer]
+
+    def addresses(self, name: str) -> list[str]:
+        # IPv4 first: a host without IPv6 routing fails fast on v6, but a blackholed v6 route
+        # would cost a whole connect timeout per message.
+        result: list[str] = []
+        for rdtype in ("A", "AAAA"):
+            try:
+                answer = self._query(name, rdtype)
+            except NoSuchDomain:
+                if rdtype == "A":
+                    raise
+                answer = None
+            if answer is not None:
+                result.extend(r.address for r in answer)
+        return result
+
+    def txt(self, name: str) -> list[bytes]:
+        answer = self._query(name, "TXT")
+        return [b"".join(r.strings) for r in answer] if answer is not None else []
+
+
+# --- the in-memory twin ------------------------------------------------------------------
+
+
+@dataclass
+class MemoryResolver:
+    """Answers from dicts: mx_records[domain] = [(pref, host)], hosts[name] = [addresses].
+
+    A name in neither dict is NXDOMAIN; a name in `failing` is SERVFAIL.
+    """
+
+    mx_records: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
+    hosts: dict[str, list[str]] = field(default_factory=dict)
+    failing: set[str] = field(default_factory=set)
+
+    def _check(self, name: str) -> None:
+        if name in self.failing:
+            raise DNSTemporaryError(f"{name}: SERVFAIL")
+        if name not in self.mx_records and name not in self.hosts:
+            raise NoSuchDomain(f"{name}: no such domain (NXDOMAIN)")
+
+    def mx(self, domain: str) -> list[tuple[int, str]] | None:
+        self._check(domain)
+        return list(self.mx_records[domain]) if domain in self.mx_records else None
+
+    def addresses(self, name: str) -> list[str]:
+        self._check(name)
+        return list(self.hosts.get(name, []))
+
+
+_resolver_override: Resolver | None = None
+
+
+def get_resolver() -> Resolver:
+    """The resolver delivery uses: the override set by tests, else dnspython."""
+    return _resolver_override or DNSPythonResolver()
+
+
+def set_resolver(resolver: Resolver | None) -> None:
+    global _resolver_override
+    _resolver_override = resolver

@@ -1,0 +1,122 @@
+"""The delivery job: attempt the due recipients of one spooled message.
+
+Runs on an RQ worker (`manage.py rqworker`) or the embedded worker under runmail. It takes
+only an id and re-reads everything; its claim (a lease, with the attempt counted) is taken
+before any connection, and results are written only under that claim, so running it twice
+at once, or again after a crash, is safe.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+
+from django.conf import settings
+from django.db import close_old_connections
+
+from delivery import client, dns, queue, services
+from delivery.models import OutboundRecipient, RecipientStatus
+from delivery.services import Claim, Outcome
+from mailboxes.selectors import blob_read, domain_is_hosted
+
+logger = logging.getLogger(__name__)
+
+
+def deliver_message(message_id: int) -> dict[str, int]:
+    """Attempt the message's due recipients; returns counts by resulting status."""
+    queue.job_started(message_id)
+    close_old_connections()
+    try:
+        claim = services.recipients_claim(message_id=message_id)
+        if claim is None:
+            return {}
+        counts = attempt(claim)
+        services.message_notify(message_id=message_id)
+        return counts
+    finally:
+        close_old_connections()
+
+
+def attempt(claim: Claim) -> dict[str, int]:
+    counts: dict[str, int] = defaultdict(int)
+    local = [r for r in claim.recipients if domain_is_hosted(r.domain)]
+    remote = [r for r in claim.recipients if r not in local]
+    done: set[int] = set()
+    try:
+        if local:
+            services.recipients_deliver_local(claim=claim, recipients=local)
+            done.update(r.id for r in local)
+            counts["local"] += len(local)
+        if remote:
+            raw = blob_read(claim.message.blob)
+            for group in _destinations(remote):
+                services.lease_extend(token=claim.token)
+                outcomes = _deliver_remote(claim, group, raw)
+                services.recipients_record(token=claim.token, outcomes=outcomes)
+                done.update(outcomes)
+                for outcome in outcomes.values():
+                    counts[outcome.status] += 1
+    except Exception:
+        # Our own fault: what is not recorded yet is deferred, not lost, and retried.
+        logger.exception("delivery of %s failed", claim.message.queue_id)
+        rest = {
+            r.id: Outcome(RecipientStatus.DEFERRED, "451 4.3.0 local error during delivery")
+            for r in claim.recipients
+            if r.id not in done
+        }
+        if rest:
+            services.recipients_record(token=claim.token, outcomes=rest)
+    return dict(counts)
+
+
+def _destinations(recipients: list[OutboundRecipient]) -> list[list[OutboundRecipient]]:
+    """One connection per destination: all recipients when relaying, else per domain."""
+    if settings.MAILHOST_RELAYHOST:
+        return [recipients]
+    groups: dict[str, list[OutboundRecipient]] = defaultdict(list)
+    for r in recipients:
+        groups[r.domain].append(r)
+    return list(groups.values())
+
+
+def _deliver_remote(
+    claim: Claim, recipients: list[OutboundRecipient], raw: bytes
+) -> dict[int, Outcome]:
+    message = claim.message
+    auth = None
+    port = None
+    try:
+        if settings.MAILHOST_RELAYHOST:
+            host, port = settings.MAILHOST_RELAYHOST
+            hosts = dns.relay_hosts(host)
+            if settings.MAILHOST_RELAYHOST_USER:
+                auth = (
+                    settings.MAILHOST_RELAYHOST_USER,
+                    settings.MAILHOST_RELAYHOST_PASSWORD or "",
+                )
+        else:
+            hosts = dns.destination_hosts(recipients[0].domain)
+    except dns.DNSError as exc:
+        status = RecipientStatus.FAILED if exc.permanent else RecipientStatus.DEFERRED
+        return {r.id: Outcome(status, exc.reply) for r in recipients}
+    envelope = client.Envelope(
+        mail_from=message.mail_from,
+        recipients=[client.RecipientEnvelope(r.address, r.notify, r.orcpt) for r in recipients],
+        data=raw,
+        envid=message.envid,
+        ret=message.ret,
+        smtputf8=message.smtputf8,
+        body_8bit=message.body_8bit,
+    )
+    result = client.deliver(hosts, envelope, port=port, auth=auth)
+    outcomes = {}
+    for r in recipients:
+        reply = result.replies.get(r.address) or client.Reply(451, "4.3.0 no reply")
+        if reply.ok:
+            status = RecipientStatus.DELIVERED
+        elif reply.permanent:
+            status = RecipientStatus.FAILED
+        else:
+            status = RecipientStatus.DEFERRED
+        outcomes[r.id] = Outcome(status, str(reply), reply.remote)
+    return outcomes

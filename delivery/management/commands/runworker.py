@@ -1,0 +1,13 @@
+from django.core.management.base import BaseCommand
+
+from protocols import runner
+
+
+class Command(BaseCommand):
+    help = (
+        "Run the delivery workers and the spool sweeper alone (the 'worker' family of runmail):"
+        " RQ worker threads with REDIS_URL, the embedded queue without it."
+    )
+
+    def handle(self, *args, **options):
+        runner.run((runner.DELIVERY,))

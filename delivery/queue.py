@@ -1,0 +1,135 @@
+"""Getting delivery jobs to workers: RQ with REDIS_URL, an in-process queue without it.
+
+Jobs carry only an OutboundMessage id. Enqueueing is a hint, never the record: the sweeper
+re-enqueues whatever the spool says is due, so a job lost with Redis (flushed, restarted) or
+with a process costs at most one sweep interval.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue as stdlib_queue
+import threading
+from collections.abc import Callable
+
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+JOB = "delivery.jobs.deliver_message"
+# While this key exists a job for the message waits in Redis; the sweeper does not add
+# another. It expires on its own, so a lost job is re-enqueued after this long at worst.
+PENDING_KEY = "mailhost:delivery:pending:{}"
+PENDING_TTL = 600
+JOB_TIMEOUT = 3600
+
+
+def enqueue(message_id: int) -> bool:
+    """Ask a worker to attempt this message's due recipients; False if one is already asked."""
+    if settings.REDIS_URL:
+        return _rq_enqueue(message_id)
+    return embedded.put(message_id)
+
+
+def rq_queue():
+    import django_rq
+
+    return django_rq.get_queue("default")
+
+
+def _rq_enqueue(message_id: int) -> bool:
+    try:
+        q = rq_queue()
+        if not q.connection.set(PENDING_KEY.format(message_id), 1, nx=True, ex=PENDING_TTL):
+            return False
+        q.enqueue(JOB, message_id, job_timeout=JOB_TIMEOUT, result_ttl=300, failure_ttl=86400)
+        return True
+    except Exception:
+        # The spool row is committed; the sweeper will enqueue it once Redis is back.
+        logger.exception("could not enqueue delivery of message %s", message_id)
+        return False
+
+
+def job_started(message_id: int) -> None:
+    """A worker took the job: a later enqueue (new due recipients) must not be skipped."""
+    if settings.REDIS_URL:
+        try:
+            rq_queue().connection.delete(PENDING_KEY.format(message_id))
+        except Exception:
+            logger.warning("could not clear the pending mark of message %s", message_id)
+    else:
+        embedded.taken(message_id)
+
+
+class EmbeddedQueue:
+    """An in-process FIFO of message ids with de-duplication, for runmail without Redis."""
+
+    def __init__(self) -> None:
+        self._queue: stdlib_queue.Queue[int | None] = stdlib_queue.Queue()
+        self._pending: set[int] = set()
+        self._lock = threading.Lock()
+
+    def put(self, message_id: int) -> bool:
+        with self._lock:
+            if message_id in self._pending:
+                return False
+            self._pending.add(message_id)
+        self._queue.put(message_id)
+        return True
+
+    def taken(self, message_id: int) -> None:
+        with self._lock:
+            self._pending.discard(message_id)
+
+    def get(self, timeout: float | None = None) -> int | None:
+        """The next id; None for a stop request or when `timeout` passes."""
+        try:
+            return self._queue.get(timeout=timeout)
+        except stdlib_queue.Empty:
+            return None
+
+    def wake(self, count: int = 1) -> None:
+        for _ in range(count):
+            self._queue.put(None)
+
+    def clear(self) -> None:
+        """Drop every queued job (what a Redis flush does to RQ)."""
+        with self._lock:
+            self._pending.clear()
+            while True:
+                try:
+                    self._queue.get_nowait()
+                except stdlib_queue.Empty:
+                    break
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def run_burst(self, job: Callable[[int], object] | None = None) -> int:
+        """Run every queued job in this thread until the queue is empty (tests, burst mode)."""
+        if job is None:
+            from delivery.jobs import deliver_message as job
+        done = 0
+        while True:
+            try:
+                message_id = self._queue.get_nowait()
+            except stdlib_queue.Empty:
+                return done
+            if message_id is None:
+                continue
+            job(message_id)
+            done += 1
+
+
+embedded = EmbeddedQueue()
+
+
+def sweep() -> int:
+    """Enqueue every message with due recipients that no worker holds; returns how many."""
+    from delivery.services import due_message_ids
+
+    count = 0
+    for message_id in due_message_ids():
+        if enqueue(message_id):
+            count += 1
+    return count

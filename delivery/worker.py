@@ -1,0 +1,183 @@
+"""Delivery workers and the spool sweeper.
+
+Under `runmail` (the "worker" listener family, `start()` below):
+- without REDIS_URL, MAILHOST_DELIVERY_THREADS threads run delivery jobs from the in-process
+  queue;
+- with REDIS_URL, the same number of threads run RQ workers on the "default" queue (0 threads
+  leaves the jobs to `manage.py rqworker` processes).
+Either way a sweeper thread re-enqueues, every MAILHOST_SWEEP_INTERVAL seconds, every message
+whose recipients are due and not held by a worker: the database is the queue's truth.
+
+`python manage.py rqworker` (django-rq) runs `MailhostWorker` (settings.RQ["WORKER_CLASS"]):
+an RQ worker that performs jobs in its own process (no fork per job) and runs the sweeper
+beside them, so a deployment of SMTP front ends plus rqworker processes needs nothing else.
+`python manage.py runworker` runs this module's family alone (embedded or RQ threads).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+
+from django.conf import settings
+from django.db import close_old_connections, connections
+from rq.exceptions import StopRequested
+from rq.timeouts import TimerDeathPenalty
+from rq.worker import SimpleWorker
+
+from delivery import queue
+from protocols.listeners import Listener
+
+logger = logging.getLogger(__name__)
+
+
+class Sweeper(threading.Thread):
+    """Re-enqueue what the spool says is due, every MAILHOST_SWEEP_INTERVAL seconds."""
+
+    def __init__(self, interval: float | None = None) -> None:
+        super().__init__(name="delivery-sweeper", daemon=True)
+        self.interval = settings.MAILHOST_SWEEP_INTERVAL if interval is None else interval
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self.stopping.is_set():
+                try:
+                    close_old_connections()
+                    count = queue.sweep()
+                    if count:
+                        logger.info("sweeper enqueued %d message(s)", count)
+                except Exception:
+                    logger.exception("sweep failed; trying again in %ss", self.interval)
+                self.stopping.wait(self.interval)
+        finally:
+            connections.close_all()
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+
+class MailhostWorker(SimpleWorker):
+    """The RQ worker of `manage.py rqworker`: jobs in-process, the sweeper in a thread.
+
+    Jobs run in the worker's own process (SimpleWorker): a delivery job is I/O-bound and
+    keeps no state between runs, and not forking keeps Django's database connections sane.
+    A killed worker loses nothing: its recipients' leases run out and the sweeper of any
+    worker re-enqueues them.
+    """
+
+    run_sweeper = True
+
+    def work(self, *args, **kwargs) -> bool:
+        sweeper = Sweeper() if self.run_sweeper and not kwargs.get("burst") else None
+        if sweeper:
+            sweeper.start()
+        try:
+            return super().work(*args, **kwargs)
+        finally:
+            if sweeper:
+                sweeper.stop()
+                sweeper.join(10)
+            connections.close_all()
+
+
+class ThreadRQWorker(MailhostWorker):
+    """An RQ worker inside runmail's process: a thread, stopped by its owner, not by signals."""
+
+    run_sweeper = False  # runmail runs one sweeper for all its threads
+    death_penalty_class = TimerDeathPenalty
+
+    def __init__(self, *args, stop_event: threading.Event, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._stop_event = stop_event
+
+    def _install_signal_handlers(self) -> None:
+        pass  # only the main thread may install them; the runner handles SIGTERM
+
+    def heartbeat(self, *args, **kwargs):
+        # Called on every pass of the dequeue loop (each dequeue timeout): the place to stop.
+        if self._stop_event.is_set():
+            raise StopRequested()
+        return super().heartbeat(*args, **kwargs)
+
+
+def _embedded_worker(stop: threading.Event) -> None:
+    from delivery.jobs import deliver_message
+
+    try:
+        while not stop.is_set():
+            message_id = queue.embedded.get(timeout=1.0)
+            if message_id is None or stop.is_set():
+                continue
+            try:
+                deliver_message(message_id)
+            except Exception:
+                logger.exception("delivery job for message %s failed", message_id)
+    finally:
+        connections.close_all()
+
+
+def _rq_thread_worker(stop: threading.Event, index: int) -> None:
+    import os
+    import socket
+
+    q = queue.rq_queue()
+    name = f"mailhost-{socket.gethostname()}-{os.getpid()}-{index}"
+    # worker_ttl 20: the dequeue wait is 5s, so a stop request is seen within 5s.
+    worker = ThreadRQWorker([q], connection=q.connection, name=name, worker_ttl=20, stop_event=stop)
+    while not stop.is_set():
+        try:
+            worker.work(logging_level="WARNING")
+        except Exception:
+            logger.exception("RQ worker thread %s stopped; restarting", name)
+        if not stop.is_set():
+            stop.wait(5)
+
+
+class DeliveryService:
+    """Threads of the "worker" family, stopped together; the runner's close/wait_closed."""
+
+    port = None
+
+    def __init__(self, threads: int | None = None) -> None:
+        self.count = settings.MAILHOST_DELIVERY_THREADS if threads is None else threads
+        self.stop_event = threading.Event()
+        self.sweeper = Sweeper()
+        self.threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        self.sweeper.start()
+        for index in range(self.count):
+            if settings.REDIS_URL:
+                target, args = _rq_thread_worker, (self.stop_event, index)
+            else:
+                target, args = _embedded_worker, (self.stop_event,)
+            thread = threading.Thread(
+                target=target, args=args, name=f"delivery-{index}", daemon=True
+            )
+            thread.start()
+            self.threads.append(thread)
+        mode = "RQ" if settings.REDIS_URL else "embedded"
+        logger.info("delivery: %d %s worker thread(s) and the sweeper", self.count, mode)
+
+    def close(self) -> None:
+        self.stop_event.set()
+        self.sweeper.stop()
+        if not settings.REDIS_URL:
+            queue.embedded.wake(len(self.threads))
+
+    def join(self, timeout: float = 30) -> None:
+        self.sweeper.join(timeout)
+        for thread in self.threads:
+            thread.join(timeout)
+
+    async def wait_closed(self) -> None:
+        # A job in flight finishes its current exchange (bounded by the SMTP timeouts).
+        await asyncio.to_thread(self.join)
+
+
+async def start() -> list[Listener]:
+    service = DeliveryService()
+    service.start()
+    return [Listener("worker", service)]
