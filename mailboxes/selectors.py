@@ -207,3 +207,157 @@ def blob_path(blob: Blob | str) -> str | None:
         return storages["blobs"].path(name)
     except NotImplementedError:
         return None
+
+
+# --- IMAP session reads (protocols/imap) -------------------------------------------------
+
+MESSAGE_FLAG_COLUMNS = ("seen", "answered", "flagged", "deleted", "draft")
+
+
+def folder_uids(folder: Folder | int) -> list[int]:
+    """Every UID of a folder in ascending order: one indexed query (IMAP SELECT)."""
+    folder_id = folder if isinstance(folder, int) else folder.id
+    return list(
+        Message.objects.filter(folder_id=folder_id).order_by("uid").values_list("uid", flat=True)
+    )
+
+
+def folder_first_unseen_uid(folder: Folder | int) -> int | None:
+    folder_id = folder if isinstance(folder, int) else folder.id
+    return (
+        Message.objects.filter(folder_id=folder_id, seen=False)
+        .order_by("uid")
+        .values_list("uid", flat=True)
+        .first()
+    )
+
+
+def folder_count_from_uid(folder: Folder | int, uid: int) -> int:
+    """Messages with UID >= uid (STATUS RECENT)."""
+    folder_id = folder if isinstance(folder, int) else folder.id
+    return Message.objects.filter(folder_id=folder_id, uid__gte=uid).count()
+
+
+def folder_deleted_count(folder: Folder | int) -> int:
+    folder_id = folder if isinstance(folder, int) else folder.id
+    return Message.objects.filter(folder_id=folder_id, deleted=True).count()
+
+
+def message_flag_rows(folder: Folder | int, uids=None, *, changed_since: int | None = None):
+    """(uid, modseq, keywords, seen, answered, flagged, deleted, draft) rows, by UID.
+
+    `uids` limits to those UIDs (chunked); `changed_since` to rows with a higher MODSEQ.
+    """
+    folder_id = folder if isinstance(folder, int) else folder.id
+    qs = Message.objects.filter(folder_id=folder_id)
+    if changed_since is not None:
+        qs = qs.filter(modseq__gt=changed_since)
+    columns = ("uid", "modseq", "keywords", *MESSAGE_FLAG_COLUMNS)
+    if uids is None:
+        return list(qs.order_by("uid").values_list(*columns))
+    wanted = sorted(set(uids))
+    rows = []
+    for start in range(0, len(wanted), 5000):
+        rows.extend(qs.filter(uid__in=wanted[start : start + 5000]).values_list(*columns))
+    rows.sort()
+    return rows
+
+
+def folder_changes_since(folder_id: int, modseq: int, expunge_modseq: int):
+    """What changed in a folder since a session last looked: (highestmodseq, flag rows
+    with a higher MODSEQ (new messages included), UIDs expunged after expunge_modseq), or
+    None when the folder no longer exists."""
+    from mailboxes.models import Expunged
+
+    highest = Folder.objects.filter(pk=folder_id).values_list("highestmodseq", flat=True).first()
+    if highest is None:
+        return None
+    rows = message_flag_rows(folder_id, changed_since=modseq)
+    expunged = list(
+        Expunged.objects.filter(folder_id=folder_id, modseq__gt=expunge_modseq).values_list(
+            "uid", "modseq"
+        )
+    )
+    return highest, rows, expunged
+
+
+@dataclass
+class FetchRow:
+    """What IMAP FETCH renders from one message row (the bytes stay in the blob)."""
+
+    id: int
+    uid: int
+    modseq: int
+    size: int
+    internal_date: object
+    flags: list[str]
+    blob_name: str
+    mime_cache: object
+
+
+def message_fetch_rows(
+    folder: Folder | int,
+    uids,
+    *,
+    changed_since: int | None = None,
+    with_cache: bool = False,
+) -> list[FetchRow]:
+    """Rows for FETCH, in UID order; one query for a range (1:*), chunked for scattered UIDs."""
+    folder_id = folder if isinstance(folder, int) else folder.id
+    wanted = sorted(set(uids))
+    if not wanted:
+        return []
+    qs = Message.objects.filter(folder_id=folder_id)
+    if changed_since is not None:
+        qs = qs.filter(modseq__gt=changed_since)
+    columns = [
+        "id",
+        "uid",
+        "modseq",
+        "size",
+        "internal_date",
+        "keywords",
+        *MESSAGE_FLAG_COLUMNS,
+        "blob__name",
+    ]
+    if with_cache:
+        columns.append("mime_cache")
+    raw_rows = []
+    if len(wanted) > 500 and wanted[-1] - wanted[0] < 4 * len(wanted):
+        wanted_set = set(wanted)
+        raw_rows = [
+            row
+            for row in qs.filter(uid__gte=wanted[0], uid__lte=wanted[-1])
+            .order_by("uid")
+            .values_list(*columns)
+            if row[1] in wanted_set
+        ]
+    else:
+        for start in range(0, len(wanted), 2000):
+            raw_rows.extend(
+                qs.filter(uid__in=wanted[start : start + 2000])
+                .order_by("uid")
+                .values_list(*columns)
+            )
+    names = ("\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft")
+    result = []
+    for row in raw_rows:
+        mid, uid, modseq, size, when, keywords, *rest = row
+        flag_values = rest[:5]
+        flags = [n for n, on in zip(names, flag_values) if on]
+        if keywords:
+            flags.extend(keywords.split())
+        result.append(
+            FetchRow(mid, uid, modseq, size, when, flags, rest[5], rest[6] if with_cache else None)
+        )
+    return result
+
+
+def blob_read_many(names) -> dict[str, bytes]:
+    """Raw bytes of several blobs by storage name (one open per file, no row lookups)."""
+    storage = storages["blobs"]
+    out = {}
+    for name in names:
+        with storage.open(name, "rb") as fh:
+            out[name] = fh.read()
+    return out

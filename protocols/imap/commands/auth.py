@@ -1,0 +1,127 @@
+"""Connection commands: CAPABILITY NOOP LOGOUT ID ENABLE STARTTLS LOGIN AUTHENTICATE."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+
+from django.conf import settings
+
+from mailboxes import services, throttle
+from protocols.imap import parser as p
+from protocols.imap import responses as r
+from protocols.imap.session import CommandError, ConnectionDone, Session, db
+from protocols.imap.states import State
+
+ID_RESPONSE = '* ID ("name" "Mailhost" "vendor" "Mailhost")\r\n'
+ENABLEABLE = {"CONDSTORE", "QRESYNC", "UTF8=ACCEPT", "IMAP4REV2"}
+
+
+async def capability(session: Session, command: p.Simple) -> None:
+    # RFC 9051 6.1.1
+    await session.send(r.capability_line(session.capabilities()))
+    await session.finish(command, r.OK_CAPABILITY)
+
+
+async def noop(session: Session, command: p.Simple) -> None:
+    # RFC 9051 6.1.2: NOOP is how clients poll for updates.
+    await session.finish(command, r.OK_NOOP)
+
+
+async def logout(session: Session, command: p.Simple) -> None:
+    await session.send(r.BYE_LOGOUT.untagged() + r.OK_LOGOUT.tagged(command.tag))
+    session.state = State.LOGOUT
+    raise ConnectionDone()
+
+
+async def id_command(session: Session, command: p.Id) -> None:
+    # RFC 2971
+    await session.send(ID_RESPONSE.encode())
+    await session.finish(command)
+
+
+async def enable(session: Session, command: p.Enable) -> None:
+    # RFC 5161; CONDSTORE/QRESYNC RFC 7162 3.2.3; UTF8=ACCEPT RFC 6855 3
+    newly = []
+    for capability_name in command.capabilities:
+        if capability_name in ENABLEABLE and capability_name not in session.enabled:
+            session.enabled.add(capability_name)
+            newly.append(capability_name)
+            if capability_name == "QRESYNC":
+                session.enabled.add("CONDSTORE")
+            if capability_name in ("CONDSTORE", "QRESYNC"):
+                session.condstore = True
+    session.parser.utf8 = session.utf8
+    await session.send(r.untagged("ENABLED" + "".join(" " + c for c in newly)))
+    await session.finish(command)
+
+
+async def starttls(session: Session, command: p.Simple) -> None:
+    # RFC 9051 6.2.1
+    if session.tls or not session.starttls_allowed:
+        raise CommandError(r.BAD_TLS_ACTIVE)
+    # Anything pipelined after STARTTLS was sent in clear text: drop it (CVE-2011-0411 class).
+    session.parser.take_buffer()
+    await session.send(r.OK_BEGIN_TLS.tagged(command.tag))
+    from mailhost import tls
+
+    await session.writer.start_tls(tls.server_context())
+    session.tls = True
+    session.parser = p.Parser()
+
+
+async def login(session: Session, command: p.Login) -> None:
+    # RFC 9051 6.2.3
+    if not session.plaintext_ok:
+        raise CommandError(r.NO_LOGIN_DISABLED)
+    await _authenticate(session, command, command.user, command.password)
+
+
+async def authenticate(session: Session, command: p.Authenticate) -> None:
+    # RFC 9051 6.2.2, SASL PLAIN (RFC 4616), SASL-IR (RFC 4959)
+    if command.mechanism != "PLAIN":
+        raise CommandError(r.NO_UNKNOWN_MECHANISM)
+    if not session.plaintext_ok:
+        raise CommandError(r.NO_PRIVACY_REQUIRED)
+    text = command.initial
+    if text is None:
+        await session.send(r.CONTINUE_AUTH)
+        text = (await session.read_line()).decode("ascii", "replace").strip()
+    if text == "*":
+        raise CommandError(r.BAD_AUTH_CANCELLED)
+    try:
+        decoded = b"" if text == "=" else base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise CommandError(r.BAD_BASE64) from None
+    fields = decoded.split(b"\0")
+    if len(fields) != 3:
+        raise CommandError(r.BAD_BASE64.with_text("Malformed PLAIN response"))
+    authzid, user, password = (f.decode("utf-8", "replace") for f in fields)
+    if authzid and authzid.lower() != user.lower():
+        raise CommandError(r.NO_AUTH_FAILED.with_text("Authorization identity differs"))
+    await _authenticate(session, command, user, password)
+
+
+async def _authenticate(session: Session, command: p.Command, user: str, password: str) -> None:
+    delay = throttle.delay_for(user, session.client_ip)
+    if delay:
+        await asyncio.sleep(delay)
+    mailbox = await db(services.mailbox_authenticate, address=user, password=password)
+    if mailbox is None:
+        throttle.record_failure(user, session.client_ip)
+        session.auth_failures += 1
+        if session.auth_failures >= settings.MAILHOST_IMAP_MAX_AUTH_FAILURES:
+            await session.send(
+                r.NO_AUTH_FAILED.tagged(command.tag) + r.BYE_TOO_MANY_FAILURES.untagged()
+            )
+            raise ConnectionDone()
+        raise CommandError(r.NO_AUTH_FAILED)
+    throttle.record_success(user, session.client_ip)
+    if not session.server.claim_user(session, mailbox.id):
+        raise CommandError(r.NO_TOO_MANY_CONNECTIONS)
+    session.mailbox = mailbox
+    session.state = State.AUTHENTICATED
+    await db(services.mailbox_record_login, mailbox=mailbox)
+    caps = "CAPABILITY " + " ".join(session.capabilities())
+    await session.send(r.OK_LOGGED_IN.with_code(caps).tagged(command.tag))

@@ -1,0 +1,116 @@
+"""FETCH and SEARCH: the engine side (sequence sets, \\Seen, CONDSTORE, ESEARCH); item
+rendering lives in protocols/imap/fetch.py and search keys in protocols/imap/search.py."""
+
+from __future__ import annotations
+
+from mailboxes import selectors, services
+from mailboxes.models import Expunged
+from protocols.imap import fetch as fetch_items
+from protocols.imap import parser as p
+from protocols.imap import responses as r
+from protocols.imap.commands.message import folder_ref
+from protocols.imap.session import CommandError, Session, db
+
+CHUNK = 200  # messages rendered per worker-thread round trip when bytes are needed
+
+
+def _vanished_earlier(folder_id: int, changedsince: int, low: int, high: int) -> list[int]:
+    return sorted(
+        set(
+            Expunged.objects.filter(
+                folder_id=folder_id, modseq__gt=changedsince, uid__gte=low, uid__lte=high
+            ).values_list("uid", flat=True)
+        )
+    )
+
+
+def _render_chunk(rows, items, seqs, recent, needs_raw, rev2):
+    """Render FETCH responses for rows (in a worker thread: blob reads happen here)."""
+    blobs = selectors.blob_read_many({row.blob_name for row in rows}) if needs_raw else {}
+    out = []
+    fresh = {}
+    for row in rows:
+        flags = row.flags if row.uid not in recent or rev2 else [*row.flags, "\\Recent"]
+        cache = row.mime_cache.get("imap") if isinstance(row.mime_cache, dict) else None
+        name = row.blob_name
+
+        def load(name=name):
+            data = blobs.get(name)
+            if data is None:
+                data = selectors.blob_read(name)
+            return data
+
+        rendered = fetch_items.render(seqs[row.uid], items, row, load, flags=flags, cache=cache)
+        out.append(rendered.data)
+        if rendered.cache is not None:
+            fresh[row.id] = rendered.cache
+    if fresh:
+        services.message_caches_put(key="imap", values=fresh)
+    return b"".join(out)
+
+
+async def fetch(session: Session, command: p.Fetch) -> None:
+    # RFC 9051 6.4.5; CHANGEDSINCE and VANISHED RFC 7162 3.1.4, 3.2.6
+    sel = session.selected
+    try:
+        items = fetch_items.parse_items(command.items)
+    except fetch_items.FetchSyntaxError as exc:
+        raise CommandError(r.Reply("BAD", str(exc))) from None
+    uids = session.resolve(command.sequence, uid=command.uid)
+    if command.uid:
+        items = fetch_items.with_item(items, "UID")
+    if command.changedsince is not None or any(i.name == "MODSEQ" for i in items):
+        session.condstore = True
+        items = fetch_items.with_item(items, "MODSEQ")
+    if command.vanished and not session.qresync:
+        raise CommandError(r.BAD_CONDSTORE_OFF)
+    out = []
+    if command.vanished and uids:
+        vanished = await db(
+            _vanished_earlier, sel.folder_id, command.changedsince, uids[0], uids[-1]
+        )
+        if vanished:
+            out.append(r.vanished(vanished, earlier=True))
+    if not uids:
+        if out:
+            await session.send(b"".join(out))
+        await session.finish(command)
+        return
+    if fetch_items.sets_seen(items) and not sel.readonly:
+        result = await db(
+            services.messages_store_flags,
+            folder=folder_ref(session),
+            uids=uids,
+            flags=["\\Seen"],
+            mode="add",
+        )
+        if result.changed:
+            items = fetch_items.with_item(items, "FLAGS")
+            for uid, _flags, modseq in result.changed:
+                sel.reported[uid] = modseq
+    needs_raw = any(i.needs_raw for i in items)
+    needs_structure = any(i.needs_structure for i in items)
+    rows = await db(
+        selectors.message_fetch_rows,
+        sel.folder_id,
+        uids,
+        changed_since=command.changedsince,
+        with_cache=needs_raw or needs_structure,
+    )
+    seqs = {uid: sel.seq_of(uid) for uid in (row.uid for row in rows)}
+    rows = [row for row in rows if seqs[row.uid]]
+    if out:
+        await session.send(b"".join(out))
+    step = CHUNK if (needs_raw or needs_structure) else 5000
+    for start in range(0, len(rows), step):
+        chunk = rows[start : start + step]
+        if needs_raw or needs_structure:
+            data = await db(_render_chunk, chunk, items, seqs, sel.recent, needs_raw, session.rev2)
+        else:
+            data = _render_chunk(chunk, items, seqs, sel.recent, False, session.rev2)
+        await session.send(data)
+    await session.finish(command)
+
+
+async def search(session: Session, command: p.Search) -> None:
+    raise CommandError(r.NO_CANNOT.with_text("SEARCH is not available yet"))

@@ -1,0 +1,53 @@
+"""IDLE (RFC 2177, RFC 9051 6.3.13): updates at once until the client sends DONE."""
+
+from __future__ import annotations
+
+import asyncio
+
+from protocols.imap import parser as p
+from protocols.imap import responses as r
+from protocols.imap.session import ConnectionDone, Session
+
+
+async def idle(session: Session, command: p.Simple) -> None:
+    await session.send(r.CONTINUE_IDLE)
+    session.wakeup.clear()
+    await session.sync_updates(allow_expunge=True)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + session.timeout
+    wake_task: asyncio.Task | None = None
+    try:
+        while True:
+            line = session.parser.next_line()
+            if line is not None:
+                if line.strip().upper() == b"DONE":
+                    break
+                await session.send(r.Reply("BAD", "Expected DONE").tagged(command.tag))
+                return
+            if session.read_task is None:
+                session.read_task = asyncio.ensure_future(session.reader.read(65536))
+            if wake_task is None:
+                wake_task = asyncio.ensure_future(session.wakeup.wait())
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                await session.send(r.BYE_TIMEOUT.untagged())
+                raise ConnectionDone()
+            done, _ = await asyncio.wait(
+                {session.read_task, wake_task},
+                timeout=remaining,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if wake_task in done:
+                wake_task = None
+                session.wakeup.clear()
+                await session.sync_updates(allow_expunge=True)
+            if session.read_task.done():
+                task, session.read_task = session.read_task, None
+                data = task.result()
+                if not data:
+                    raise ConnectionDone()
+                session.parser.feed(data)
+    finally:
+        if wake_task is not None:
+            wake_task.cancel()
+    await session.finish(command, r.OK_IDLE_DONE)

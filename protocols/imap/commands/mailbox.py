@@ -1,0 +1,242 @@
+"""Mailbox commands: CREATE DELETE RENAME SUBSCRIBE UNSUBSCRIBE LIST LSUB NAMESPACE STATUS."""
+
+from __future__ import annotations
+
+import re
+
+from django.conf import settings
+
+from mailboxes import selectors, services
+from mailboxes.models import HIERARCHY_DELIMITER, Folder
+from protocols.imap import parser as p
+from protocols.imap import responses as r
+from protocols.imap.session import CommandError, Session, db
+
+DELIMITER = HIERARCHY_DELIMITER
+SPECIAL_USES = {"\\Sent", "\\Drafts", "\\Junk", "\\Trash", "\\Archive"}
+
+
+async def _folder(session: Session, name: str, *, missing: r.Reply = r.NO_NONEXISTENT) -> Folder:
+    folder = await db(selectors.folder_get, session.mailbox.id, name)
+    if folder is None:
+        raise CommandError(missing)
+    return folder
+
+
+async def create(session: Session, command: p.MailboxCommand) -> None:
+    # RFC 9051 6.3.4: a trailing delimiter only says the client means to create children.
+    name = command.mailbox.rstrip(DELIMITER) if command.mailbox != DELIMITER else command.mailbox
+    if name.upper() == "INBOX":
+        raise CommandError(r.NO_ALREADY_EXISTS)
+    special_use = ""
+    if command.special_use:
+        # RFC 6154 3: CREATE ... (USE (\Drafts))
+        known = {s.lower(): s for s in SPECIAL_USES}
+        if len(command.special_use) > 1 or command.special_use[0].lower() not in known:
+            raise CommandError(r.NO_USE_ATTR)
+        special_use = known[command.special_use[0].lower()]
+    await db(services.folder_create, mailbox=session.mailbox, name=name, special_use=special_use)
+    await session.finish(command)
+
+
+async def delete(session: Session, command: p.MailboxCommand) -> None:
+    # RFC 9051 6.3.5
+    if command.mailbox == "INBOX":
+        raise CommandError(r.NO_INBOX_DELETE)
+    folder = await _folder(session, command.mailbox)
+    children = await db(_has_children, session.mailbox.id, folder.name)
+    if children:
+        raise CommandError(r.NO_HAS_CHILDREN)
+    await db(services.folder_delete, folder=folder)
+    if session.selected is not None and session.selected.folder_id == folder.id:
+        session.unselect()
+    await session.finish(command)
+
+
+def _has_children(mailbox_id: int, name: str) -> bool:
+    prefix = name + DELIMITER
+    return any(f.name.startswith(prefix) for f in selectors.folders_of(mailbox_id).only("name"))
+
+
+async def rename(session: Session, command: p.Rename) -> None:
+    # RFC 9051 6.3.6: renaming INBOX moves its messages and leaves INBOX in place.
+    folder = await _folder(session, command.mailbox)
+    new_name = command.new_name.rstrip(DELIMITER) or command.new_name
+    if new_name.upper() == "INBOX" or (
+        await db(selectors.folder_get, session.mailbox.id, new_name)
+    ):
+        raise CommandError(r.NO_ALREADY_EXISTS)
+    await db(services.folder_rename, folder=folder, new_name=new_name)
+    if (
+        session.selected is not None
+        and session.selected.folder_id == folder.id
+        and folder.name != "INBOX"
+    ):
+        session.unselect()
+    await session.finish(command)
+
+
+async def subscribe(session: Session, command: p.MailboxCommand) -> None:
+    folder = await _folder(session, command.mailbox)
+    await db(services.folder_set_subscribed, folder=folder, subscribed=command.name == "SUBSCRIBE")
+    await session.finish(command)
+
+
+async def namespace(session: Session, command: p.Simple) -> None:
+    # RFC 2342: one personal namespace, no shared or other users' namespaces.
+    await session.send(r.untagged(f'NAMESPACE (("" "{DELIMITER}")) NIL NIL'))
+    await session.finish(command)
+
+
+# --- LIST -------------------------------------------------------------------------------
+
+
+def pattern_regex(reference: str, pattern: str) -> re.Pattern:
+    """RFC 9051 6.3.9: "*" matches anything, "%" anything but the delimiter."""
+    if pattern.startswith(DELIMITER) and reference.endswith(DELIMITER):
+        full = reference + pattern[1:]
+    else:
+        full = reference + pattern
+    out = []
+    for char in full:
+        if char == "*":
+            out.append(".*")
+        elif char == "%":
+            out.append(f"[^{re.escape(DELIMITER)}]*")
+        else:
+            out.append(re.escape(char))
+    text = "".join(out)
+    # INBOX is case-insensitive, also as the first component of a longer name.
+    if full[:5].upper() == "INBOX" and (len(full) == 5 or full[5] in (DELIMITER, "*", "%")):
+        text = "(?i:INBOX)" + "".join(out[5:])
+    return re.compile(text + r"\Z", re.DOTALL)
+
+
+def _status_values(folder: Folder, items, *, recent: int | None = None, deleted: int | None = None):
+    values = []
+    for item in items:
+        if item == "MESSAGES":
+            values.append((item, folder.message_count))
+        elif item == "RECENT":
+            values.append((item, recent or 0))
+        elif item == "UIDNEXT":
+            values.append((item, folder.uidnext))
+        elif item == "UIDVALIDITY":
+            values.append((item, folder.uidvalidity))
+        elif item == "UNSEEN":
+            values.append((item, folder.unseen_count))
+        elif item == "SIZE":
+            values.append((item, folder.total_size))
+        elif item == "HIGHESTMODSEQ":
+            values.append((item, folder.highestmodseq))
+        elif item == "DELETED":
+            values.append((item, deleted or 0))
+        elif item == "APPENDLIMIT":
+            values.append((item, settings.MAILHOST_MAX_MESSAGE_SIZE))
+    return values
+
+
+def _status_data(folder: Folder, items) -> tuple[int | None, int | None]:
+    recent = (
+        selectors.folder_count_from_uid(folder.id, folder.first_recent_uid)
+        if "RECENT" in items
+        else None
+    )
+    deleted = selectors.folder_deleted_count(folder.id) if "DELETED" in items else None
+    return recent, deleted
+
+
+def status_line(session: Session, folder: Folder, items, recent, deleted) -> bytes:
+    values = _status_values(folder, items, recent=recent, deleted=deleted)
+    inner = " ".join(f"{k} {v}" for k, v in values)
+    return r.untagged(
+        b"STATUS " + r.mailbox_name(folder.name, utf8=session.utf8) + f" ({inner})".encode()
+    )
+
+
+async def status(session: Session, command: p.Status) -> None:
+    # RFC 9051 6.3.11; SIZE RFC 8438; HIGHESTMODSEQ RFC 7162 3.1.8
+    folder = await _folder(session, command.mailbox)
+    if "HIGHESTMODSEQ" in command.items:
+        session.condstore = True
+    recent, deleted = await db(_status_data, folder, command.items)
+    await session.send(status_line(session, folder, command.items, recent, deleted))
+    await session.finish(command)
+
+
+def _list_rows(mailbox_id: int, status_items) -> list[tuple[Folder, int | None, int | None]]:
+    folders = list(selectors.folders_of(mailbox_id))
+    rows = []
+    for folder in folders:
+        if status_items:
+            recent, deleted = _status_data(folder, status_items)
+        else:
+            recent = deleted = None
+        rows.append((folder, recent, deleted))
+    return rows
+
+
+async def list_command(session: Session, command: p.ListCommand) -> None:
+    # RFC 9051 6.3.9, LIST-EXTENDED RFC 5258, SPECIAL-USE RFC 6154, LIST-STATUS RFC 5819
+    lsub = command.name == "LSUB"
+    if command.patterns == ("",) and not command.extended:
+        # The delimiter and root of the reference (RFC 9051 6.3.9 last paragraphs).
+        await session.send(r.untagged(f'{command.name} (\\Noselect) "{DELIMITER}" ""'))
+        await session.finish(command)
+        return
+    returns = command.returns
+    selection = command.selection
+    status_items = returns.status
+    folders = await db(_list_rows, session.mailbox.id, None)
+    names = {f.name for f, _, _ in folders}
+    regexes = [pattern_regex(command.reference, pat) for pat in command.patterns if pat != ""]
+    subscribed_only = lsub or "SUBSCRIBED" in selection
+    special_only = "SPECIAL-USE" in selection
+    recursive = "RECURSIVEMATCH" in selection
+    out: list[bytes] = []
+    status_wanted: list[Folder] = []
+    for folder, _recent, _deleted in folders:
+        name = folder.name
+        matched = any(rx.match(name) for rx in regexes)
+        child_info = False
+        if not matched:
+            continue
+        if subscribed_only and not folder.subscribed:
+            if recursive and any(
+                f.subscribed and f.name.startswith(name + DELIMITER) for f, _, _ in folders
+            ):
+                child_info = True
+            elif not lsub:
+                continue
+            else:
+                continue
+        if special_only and not folder.special_use:
+            continue
+        attrs = []
+        has_children = any(n.startswith(name + DELIMITER) for n in names)
+        if not lsub:
+            attrs.append("\\HasChildren" if has_children else "\\HasNoChildren")
+            if folder.special_use and (
+                not command.extended or returns.special_use or special_only or True
+            ):
+                attrs.append(folder.special_use)
+            if (returns.subscribed or "SUBSCRIBED" in selection) and folder.subscribed:
+                attrs.append("\\Subscribed")
+        line = f'{command.name} ({" ".join(attrs)}) "{DELIMITER}" '.encode() + r.mailbox_name(
+            name, utf8=session.utf8
+        )
+        if child_info:
+            line += b' ("CHILDINFO" ("SUBSCRIBED"))'
+        out.append(r.untagged(line))
+        if status_items and not child_info:
+            status_wanted.append(folder)
+            out.append(b"")  # placeholder for the STATUS line right after its LIST line
+    if status_items:
+        lines = []
+        for folder in status_wanted:
+            recent, deleted = await db(_status_data, folder, status_items)
+            lines.append(status_line(session, folder, status_items, recent, deleted))
+        it = iter(lines)
+        out = [line if line else next(it) for line in out]
+    await session.send(b"".join(out))
+    await session.finish(command)

@@ -1,0 +1,173 @@
+"""Message commands: APPEND STORE COPY MOVE EXPUNGE, UID EXPUNGE (UIDPLUS, CONDSTORE, MOVE)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+
+from mailboxes import selectors, services
+from mailboxes.models import Folder
+from protocols.imap import parser as p
+from protocols.imap import responses as r
+from protocols.imap.session import CommandError, Session, db, flags_of
+
+
+def folder_ref(session: Session) -> Folder:
+    sel = session.selected
+    return Folder(
+        id=sel.folder_id,
+        mailbox_id=session.mailbox.id,
+        name=sel.name,
+        uidvalidity=sel.uidvalidity,
+    )
+
+
+async def append(session: Session, command: p.Append) -> None:
+    # RFC 9051 6.3.12, APPENDLIMIT RFC 7889, APPENDUID RFC 4315
+    folder = await db(selectors.folder_get, session.mailbox.id, command.mailbox)
+    if folder is None:
+        raise CommandError(r.NO_TRYCREATE)
+    uids = []
+    for message in command.messages:
+        if len(message.data) > settings.MAILHOST_MAX_MESSAGE_SIZE:
+            raise CommandError(r.NO_TOO_BIG)
+        if not message.data:
+            raise CommandError(r.NO_CANNOT.with_text("Empty message"))
+        stored = await db(
+            services.message_append,
+            folder=folder,
+            raw=message.data,
+            flags=message.flags,
+            internal_date=message.date,
+        )
+        uids.append(stored.uid)
+    if session.selected is not None and session.selected.folder_id == folder.id:
+        session.selected.dirty = True
+    code = f"APPENDUID {folder.uidvalidity} {r.sequence_text(uids)}"
+    await session.finish(command, r.Reply("OK", "APPEND completed", code))
+
+
+async def store(session: Session, command: p.Store) -> None:
+    # RFC 9051 6.4.6; UNCHANGEDSINCE and MODIFIED RFC 7162 3.1.3
+    sel = session.selected
+    if sel.readonly:
+        raise CommandError(r.NO_READ_ONLY)
+    uids = session.resolve(command.sequence, uid=command.uid)
+    if command.unchangedsince is not None:
+        session.condstore = True
+    result = services.StoreResult()
+    if uids:
+        result = await db(
+            services.messages_store_flags,
+            folder=folder_ref(session),
+            uids=uids,
+            flags=[f for f in command.flags if f.lower() != "\\recent"],
+            mode=command.mode,
+            unchangedsince=command.unchangedsince,
+        )
+    out = []
+    await session.note_keywords(command.flags)
+    changed = {uid: (flags, modseq) for uid, flags, modseq in result.changed}
+    for uid, (_flags, modseq) in changed.items():
+        sel.reported[uid] = modseq
+    if not command.silent or session.condstore:
+        unchanged = [u for u in uids if u not in changed and u not in result.modified]
+        rows = (
+            await db(selectors.message_flag_rows, sel.folder_id, unchanged)
+            if unchanged and not command.silent
+            else []
+        )
+        current = {row[0]: (flags_of(row), row[1]) for row in rows}
+        current.update(changed)
+        for uid in uids:
+            if uid not in current:
+                continue
+            if command.silent and uid not in changed:
+                continue
+            flags, modseq = current[uid]
+            seq = sel.seq_of(uid)
+            if seq is None:
+                continue
+            if command.silent:
+                # RFC 7162 3.1.3: .SILENT still reports the new MODSEQ.
+                parts = [f"UID {uid}"] if command.uid else []
+                parts.append(f"MODSEQ ({modseq})")
+                out.append(r.untagged(f"{seq} FETCH ({' '.join(parts)})"))
+                continue
+            out.append(
+                r.fetch_flags(
+                    seq,
+                    session.flag_names(uid, flags),
+                    uid=uid if command.uid or session.qresync else None,
+                    modseq=modseq if session.condstore else None,
+                )
+            )
+    if out:
+        await session.send(b"".join(out))
+    reply = r.OK_COMPLETED
+    if result.modified:
+        numbers = result.modified if command.uid else [sel.seq_of(u) for u in result.modified]
+        reply = r.Reply(
+            "OK", "Conditional STORE failed", f"MODIFIED {r.sequence_text(n for n in numbers if n)}"
+        )
+    await session.finish(command, reply)
+
+
+async def _target(session: Session, name: str) -> Folder:
+    folder = await db(selectors.folder_get, session.mailbox.id, name)
+    if folder is None:
+        raise CommandError(r.NO_TRYCREATE)
+    return folder
+
+
+async def copy(session: Session, command: p.Copy) -> None:
+    # RFC 9051 6.4.7 (COPY) and 6.4.8 / RFC 6851 (MOVE); COPYUID RFC 4315
+    sel = session.selected
+    uids = session.resolve(command.sequence, uid=command.uid)
+    target = await _target(session, command.mailbox)
+    moving = command.name == "MOVE"
+    if moving and sel.readonly:
+        raise CommandError(r.NO_READ_ONLY)
+    if not uids:
+        await session.finish(command, r.Reply("OK", "No messages"))
+        return
+    service = services.messages_move if moving else services.messages_copy
+    pairs = await db(service, source=folder_ref(session), uids=uids, target=target)
+    code = None
+    if pairs:
+        code = (
+            f"COPYUID {target.uidvalidity} {r.sequence_text(s for s, _ in pairs)} "
+            f"{r.sequence_text(d for _, d in pairs)}"
+        )
+        # sequence_text sorts; source and destination UIDs both ascend, so pairs stay aligned
+    if target.id == sel.folder_id:
+        sel.dirty = True
+    if moving:
+        out = []
+        if code:
+            out.append(r.Reply("OK", "Moved", code).untagged())
+        out.extend(session.expunge_lines([s for s, _ in pairs]))
+        await session.send(b"".join(out))
+        await session.finish(command, r.Reply("OK", "MOVE completed"))
+        return
+    await session.finish(command, r.Reply("OK", "COPY completed", code))
+
+
+async def expunge(session: Session, command) -> None:
+    # RFC 9051 6.4.3; UID EXPUNGE RFC 4315 2.1
+    sel = session.selected
+    if sel.readonly:
+        raise CommandError(r.NO_READ_ONLY)
+    await session.sync_updates(allow_expunge=True)
+    if isinstance(command, p.UidExpunge):
+        wanted = session.resolve(command.sequence, uid=True)
+        gone = (
+            await db(services.messages_expunge, folder=folder_ref(session), uids=wanted)
+            if wanted
+            else []
+        )
+    else:
+        gone = await db(services.messages_expunge, folder=folder_ref(session), uids=list(sel.uids))
+    lines = session.expunge_lines(gone)
+    if lines:
+        await session.send(b"".join(lines))
+    await session.finish(command)

@@ -1,0 +1,102 @@
+"""SELECT EXAMINE CLOSE UNSELECT CHECK, with CONDSTORE and QRESYNC (RFC 7162)."""
+
+from __future__ import annotations
+
+from mailboxes import selectors, services
+from mailboxes.models import Folder
+from protocols.imap import parser as p
+from protocols.imap import responses as r
+from protocols.imap.session import CommandError, Session, db, flags_of
+
+
+def _qresync_data(folder_id: int, params: p.QresyncParams, uids: list[int]):
+    """VANISHED (EARLIER) UIDs and changed flag rows since the client's MODSEQ."""
+    from mailboxes.models import Expunged
+
+    expunged = Expunged.objects.filter(folder_id=folder_id, modseq__gt=params.modseq)
+    vanished = sorted(set(expunged.values_list("uid", flat=True)))
+    if params.known_uids is not None:
+        known = params.known_uids.resolve(uids[-1] if uids else 0)
+        vanished = [u for u in vanished if any(lo <= u <= hi for lo, hi in known)]
+    rows = selectors.message_flag_rows(folder_id, changed_since=params.modseq)
+    return vanished, rows
+
+
+async def select(session: Session, command: p.Select) -> None:
+    # RFC 9051 6.3.2 / 6.3.3
+    if command.qresync is not None and not session.qresync:
+        raise CommandError(r.BAD_CONDSTORE_OFF)
+    if session.selected is not None:
+        previous = True
+        session.unselect()
+    else:
+        previous = False
+    if command.condstore:
+        session.condstore = True
+    folder = await db(selectors.folder_get, session.mailbox.id, command.mailbox)
+    if previous and (session.condstore or session.rev2 or True):
+        # RFC 7162 3.2.11 / RFC 9051 7.1: the previous mailbox is closed.
+        await session.send(r.OK_CLOSED.untagged())
+    if folder is None:
+        raise CommandError(r.NO_NONEXISTENT)
+    readonly = command.name == "EXAMINE"
+    sel = await session.select(folder, readonly=readonly)
+    out = [session.flags_line()]
+    if readonly:
+        out.append(r.Reply("OK", "No permanent flags permitted", "PERMANENTFLAGS ()").untagged())
+    else:
+        out.append(
+            r.Reply(
+                "OK",
+                "Flags permitted",
+                "PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)",
+            ).untagged()
+        )
+    out.append(r.exists(len(sel.uids)))
+    if not session.rev2:
+        out.append(r.untagged(f"{len(sel.recent)} RECENT"))
+        if folder.unseen_count:
+            first_unseen = await db(selectors.folder_first_unseen_uid, folder.id)
+            seq = sel.seq_of(first_unseen) if first_unseen else None
+            if seq:
+                out.append(r.Reply("OK", "First unseen", f"UNSEEN {seq}").untagged())
+    out.append(r.Reply("OK", "UIDs valid", f"UIDVALIDITY {folder.uidvalidity}").untagged())
+    out.append(r.Reply("OK", "Predicted next UID", f"UIDNEXT {folder.uidnext}").untagged())
+    out.append(r.Reply("OK", "Highest", f"HIGHESTMODSEQ {folder.highestmodseq}").untagged())
+    if session.rev2:
+        out.append(r.untagged(b'LIST () "/" ' + r.mailbox_name(folder.name, utf8=True)))
+    if command.qresync is not None and command.qresync.uidvalidity == folder.uidvalidity:
+        vanished, rows = await db(_qresync_data, folder.id, command.qresync, sel.uids)
+        if vanished:
+            out.append(r.vanished(vanished, earlier=True))
+        for row in rows:
+            seq = sel.seq_of(row[0])
+            if seq:
+                out.append(
+                    r.fetch_flags(
+                        seq, session.flag_names(row[0], flags_of(row)), uid=row[0], modseq=row[1]
+                    )
+                )
+    await session.send(b"".join(out))
+    reply = r.OK_EXAMINE_RO if readonly else r.OK_SELECT_RW
+    await session.send(reply.tagged(command.tag))
+
+
+async def close(session: Session, command: p.Simple) -> None:
+    # RFC 9051 6.4.1: expunge silently unless read-only, then leave the selected state.
+    sel = session.selected
+    if not sel.readonly:
+        folder = Folder(pk=sel.folder_id, id=sel.folder_id, mailbox_id=session.mailbox.id)
+        await db(services.messages_expunge, folder=folder, uids=sel.uids)
+    session.unselect()
+    await session.send(r.OK_COMPLETED.tagged(command.tag))
+
+
+async def unselect(session: Session, command: p.Simple) -> None:
+    # RFC 3691
+    session.unselect()
+    await session.send(r.OK_COMPLETED.tagged(command.tag))
+
+
+async def check(session: Session, command: p.Simple) -> None:
+    await session.finish(command)

@@ -1,0 +1,135 @@
+"""IMAP listeners: "imap" (STARTTLS) and "imaps" (implicit TLS). asyncio only moves bytes.
+
+Change events reach the event loop through one subscription per process; the server hands
+each to the sessions that have the folder selected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+
+from django.conf import settings
+
+from mailboxes import events
+from mailhost import tls
+from protocols.imap.session import Session
+from protocols.listeners import Listener
+
+logger = logging.getLogger(__name__)
+
+
+class ImapServer:
+    """Process-wide state: open sessions, who watches which folder, connection counts."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop = loop
+        self.sessions: set[Session] = set()
+        self.watchers: dict[int, set[Session]] = defaultdict(set)
+        self.watching: dict[Session, int] = {}
+        self.per_user: dict[int, int] = defaultdict(int)
+        self.user_of: dict[Session, int] = {}
+        self.unsubscribe = events.subscribe(self._on_event_threadsafe)
+
+    def _on_event_threadsafe(self, event: events.ChangeEvent) -> None:
+        if self.loop.is_closed():
+            return
+        try:
+            self.loop.call_soon_threadsafe(self._on_event, event)
+        except RuntimeError:
+            pass  # loop closed while shutting down
+
+    def _on_event(self, event: events.ChangeEvent) -> None:
+        for session in list(self.watchers.get(event.folder_id, ())):
+            session.notify()
+
+    def watch(self, session: Session, folder_id: int) -> None:
+        self.watchers[folder_id].add(session)
+        self.watching[session] = folder_id
+
+    def unwatch(self, session: Session) -> None:
+        folder_id = self.watching.pop(session, None)
+        if folder_id is not None:
+            self.watchers[folder_id].discard(session)
+            if not self.watchers[folder_id]:
+                del self.watchers[folder_id]
+
+    def claim_user(self, session: Session, mailbox_id: int) -> bool:
+        if self.per_user[mailbox_id] >= settings.MAILHOST_IMAP_MAX_CONNECTIONS_PER_USER:
+            return False
+        self.per_user[mailbox_id] += 1
+        self.user_of[session] = mailbox_id
+        return True
+
+    def release_user(self, session: Session) -> None:
+        mailbox_id = self.user_of.pop(session, None)
+        if mailbox_id is not None:
+            self.per_user[mailbox_id] -= 1
+            if self.per_user[mailbox_id] <= 0:
+                del self.per_user[mailbox_id]
+
+    async def handle(self, reader, writer, *, tls_active: bool, starttls_allowed: bool) -> None:
+        from protocols.imap import responses as r
+
+        if len(self.sessions) >= settings.MAILHOST_IMAP_MAX_CONNECTIONS:
+            try:
+                writer.write(r.BYE_TOO_MANY_CONNECTIONS.untagged())
+                await writer.drain()
+            finally:
+                writer.close()
+            return
+        session = Session(self, reader, writer, tls=tls_active, starttls_allowed=starttls_allowed)
+        self.sessions.add(session)
+        try:
+            await session.run()
+        finally:
+            self.sessions.discard(session)
+
+
+class _Group:
+    """Both listeners stop together and end their sessions' event subscription."""
+
+    def __init__(self, server: asyncio.Server, imap: ImapServer, last: bool):
+        self.server = server
+        self.imap = imap
+        self.last = last
+
+    @property
+    def sockets(self):
+        return self.server.sockets
+
+    def close(self) -> None:
+        self.server.close()
+        if self.last:
+            self.imap.unsubscribe()
+            for session in list(self.imap.sessions):
+                session.writer.close()
+
+    async def wait_closed(self) -> None:
+        await self.server.wait_closed()
+
+
+async def start() -> list[Listener]:
+    loop = asyncio.get_running_loop()
+    imap = ImapServer(loop)
+    context = tls.server_context()
+
+    async def plain(reader, writer):
+        await imap.handle(reader, writer, tls_active=False, starttls_allowed=True)
+
+    async def implicit(reader, writer):
+        await imap.handle(reader, writer, tls_active=True, starttls_allowed=False)
+
+    bind = settings.MAILHOST_BIND
+    limit = settings.MAILHOST_IMAP_MAX_LINE_LENGTH + 1024
+    server_plain = await asyncio.start_server(
+        plain, bind, settings.MAILHOST_IMAP_PORT, limit=limit, reuse_address=True
+    )
+    server_tls = await asyncio.start_server(
+        implicit, bind, settings.MAILHOST_IMAPS_PORT, ssl=context, limit=limit, reuse_address=True
+    )
+    return [
+        Listener("imap", _Group(server_plain, imap, last=False)),
+        Listener("imaps", _Group(server_tls, imap, last=True)),
+    ]

@@ -1,0 +1,465 @@
+"""One IMAP connection: reads bytes into the parser, dispatches commands, writes replies.
+
+The session keeps the selected folder's sequence-number-to-UID list in memory. Changes made
+elsewhere arrive as change events (mailboxes.events, handed over with call_soon_threadsafe)
+and only mark the session dirty; the next command (or IDLE at once) asks the database what
+changed since the MODSEQ it last reported and sends EXISTS / EXPUNGE / FETCH FLAGS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import logging
+import ssl
+from dataclasses import dataclass, field
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+
+from mailboxes import selectors, services
+from mailboxes.exceptions import (
+    AlreadyExists,
+    FolderError,
+    NotFound,
+    QuotaExceeded,
+)
+from mailboxes.models import Folder, Mailbox
+from protocols.imap import parser as p
+from protocols.imap import responses as r
+from protocols.imap import states
+from protocols.imap.states import State
+
+logger = logging.getLogger(__name__)
+
+SYSTEM_FLAGS = ("\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft")
+FLAGS_LINE_BASE = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
+# Keywords clients commonly use; announced in FLAGS so they show up before first use.
+COMMON_KEYWORDS = ("$Forwarded", "$MDNSent", "$Junk", "$NotJunk", "$Phishing")
+
+
+def db(fn, *args, **kwargs):
+    """Run a sync service/selector in a worker thread (never on the event loop)."""
+    return sync_to_async(fn, thread_sensitive=False)(*args, **kwargs)
+
+
+class CommandError(Exception):
+    """A handler refuses the command: the reply goes out tagged."""
+
+    def __init__(self, reply: r.Reply):
+        super().__init__(reply.text)
+        self.reply = reply
+
+
+class ConnectionDone(Exception):
+    """The connection ends (LOGOUT, BYE, peer gone)."""
+
+
+def flags_of(row) -> list[str]:
+    """Flag names from a selectors.message_flag_rows row."""
+    _uid, _modseq, keywords, *columns = row
+    flags = [name for name, on in zip(SYSTEM_FLAGS, columns) if on]
+    if keywords:
+        flags.extend(keywords.split())
+    return flags
+
+
+@dataclass
+class Selected:
+    folder_id: int
+    name: str
+    uidvalidity: int
+    readonly: bool
+    uids: list[int]
+    known_modseq: int
+    expunge_modseq: int
+    recent: set[int] = field(default_factory=set)
+    keywords: set[str] = field(default_factory=set)
+    dirty: bool = False
+    # (uid -> modseq) this session already reported itself (STORE), not repeated by sync
+    reported: dict[int, int] = field(default_factory=dict)
+    # UIDs expunged elsewhere while EXPUNGE could not be sent yet
+    pending_expunge: set[int] = field(default_factory=set)
+    saved: list[int] | None = None  # SEARCHRES "$" (RFC 5182), as UIDs
+
+    def seq_of(self, uid: int) -> int | None:
+        i = bisect.bisect_left(self.uids, uid)
+        return i + 1 if i < len(self.uids) and self.uids[i] == uid else None
+
+
+class Session:
+    def __init__(
+        self,
+        server,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        tls: bool,
+        starttls_allowed: bool,
+    ):
+        self.server = server
+        self.reader = reader
+        self.writer = writer
+        self.tls = tls
+        self.starttls_allowed = starttls_allowed
+        self.parser = p.Parser()
+        self.state = State.NOT_AUTHENTICATED
+        self.mailbox: Mailbox | None = None
+        self.selected: Selected | None = None
+        self.enabled: set[str] = set()
+        self.condstore = False  # CONDSTORE enabled (RFC 7162 3.1: by ENABLE or first use)
+        self.commands_before_auth = 0
+        self.auth_failures = 0
+        self.wakeup = asyncio.Event()
+        self.read_task: asyncio.Task | None = None
+        peer = writer.get_extra_info("peername")
+        self.client_ip = peer[0] if peer else None
+
+    # --- capabilities ------------------------------------------------------------------
+
+    @property
+    def plaintext_ok(self) -> bool:
+        return self.tls or settings.MAILHOST_ALLOW_PLAINTEXT_AUTH
+
+    def capabilities(self) -> list[str]:
+        caps = ["IMAP4rev1", "IMAP4rev2", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE"]
+        if self.state == State.NOT_AUTHENTICATED:
+            if self.starttls_allowed and not self.tls:
+                caps.append("STARTTLS")
+            if self.plaintext_ok:
+                caps.append("AUTH=PLAIN")
+            else:
+                caps.append("LOGINDISABLED")
+            return caps
+        caps += [
+            "NAMESPACE",
+            "UNSELECT",
+            "UIDPLUS",
+            "MOVE",
+            "CHILDREN",
+            "LIST-EXTENDED",
+            "LIST-STATUS",
+            "SPECIAL-USE",
+            "CREATE-SPECIAL-USE",
+            "STATUS=SIZE",
+            "ESEARCH",
+            "SEARCHRES",
+            "CONDSTORE",
+            "QRESYNC",
+            "UTF8=ACCEPT",
+            "BINARY",
+            f"APPENDLIMIT={settings.MAILHOST_MAX_MESSAGE_SIZE}",
+        ]
+        return caps
+
+    @property
+    def utf8(self) -> bool:
+        return bool(self.enabled & {"UTF8=ACCEPT", "IMAP4REV2"})
+
+    @property
+    def rev2(self) -> bool:
+        return "IMAP4REV2" in self.enabled
+
+    @property
+    def qresync(self) -> bool:
+        return "QRESYNC" in self.enabled
+
+    # --- I/O ---------------------------------------------------------------------------
+
+    async def send(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def read_some(self, timeout: float | None = None) -> bytes:
+        if self.read_task is None:
+            self.read_task = asyncio.ensure_future(self.reader.read(65536))
+        try:
+            await asyncio.wait_for(asyncio.shield(self.read_task), timeout)
+        except TimeoutError:
+            await self.send(r.BYE_TIMEOUT.untagged())
+            raise ConnectionDone() from None
+        task, self.read_task = self.read_task, None
+        data = task.result()
+        if not data:
+            raise ConnectionDone()
+        return data
+
+    @property
+    def timeout(self) -> float:
+        if self.state == State.NOT_AUTHENTICATED:
+            return settings.MAILHOST_IMAP_PREAUTH_TIMEOUT
+        return settings.MAILHOST_IMAP_IDLE_TIMEOUT
+
+    async def read_line(self) -> bytes:
+        """A raw line (AUTHENTICATE responses, IDLE's DONE)."""
+        while True:
+            line = self.parser.next_line()
+            if line is not None:
+                return line
+            self.parser.feed(await self.read_some(self.timeout))
+
+    async def run(self) -> None:
+        try:
+            await self.send(
+                r.Reply(
+                    "OK",
+                    f"{settings.MAILHOST_HOSTNAME} Mailhost IMAP ready",
+                    "CAPABILITY " + " ".join(self.capabilities()),
+                ).untagged()
+            )
+            while self.state != State.LOGOUT:
+                item = self.parser.next_command()
+                if item is p.NEED_DATA:
+                    self.parser.feed(await self.read_some(self.timeout))
+                elif item is p.NEED_CONTINUATION:
+                    await self.send(r.CONTINUE_LITERAL)
+                elif isinstance(item, p.ParseError):
+                    await self.parse_error(item)
+                else:
+                    await self.dispatch(item)
+        except (ConnectionDone, ConnectionError, ssl.SSLError, asyncio.IncompleteReadError):
+            pass
+        except Exception:
+            logger.exception("IMAP session failed")
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        if self.read_task is not None:
+            self.read_task.cancel()
+        self.server.unwatch(self)
+        self.server.release_user(self)
+        try:
+            self.writer.close()
+            await asyncio.wait_for(self.writer.wait_closed(), 5)
+        except (Exception, asyncio.CancelledError):
+            pass
+
+    async def parse_error(self, error: p.ParseError) -> None:
+        if error.status == "NO":
+            reply = r.Reply("NO", error.text, error.code)
+        else:
+            reply = r.Reply("BAD", error.text, error.code)
+        if error.fatal:
+            await self.send(r.BYE_LITERAL_TOO_BIG.untagged())
+            await self.send(reply.tagged(error.tag))
+            raise ConnectionDone()
+        await self.count_unauthenticated()
+        await self.send(reply.tagged(error.tag) if error.tag != "*" else reply.untagged())
+
+    async def count_unauthenticated(self) -> None:
+        if self.state == State.NOT_AUTHENTICATED:
+            self.commands_before_auth += 1
+            if self.commands_before_auth > settings.MAILHOST_IMAP_MAX_COMMANDS_BEFORE_AUTH:
+                await self.send(r.BYE_TOO_MANY_COMMANDS.untagged())
+                raise ConnectionDone()
+
+    # --- dispatch ----------------------------------------------------------------------
+
+    async def dispatch(self, command: p.Command) -> None:
+        from protocols.imap.commands import HANDLERS
+
+        await self.count_unauthenticated()
+        if not states.allowed(self.state, command.name):
+            if self.state == State.AUTHENTICATED and command.name in states.SELECTED_ONLY:
+                await self.send(r.BAD_NOT_SELECTED.tagged(command.tag))
+            else:
+                await self.send(r.BAD_STATE.tagged(command.tag))
+            return
+        handler = HANDLERS[command.name]
+        try:
+            await handler(self, command)
+        except CommandError as exc:
+            await self.finish(command, exc.reply)
+        except NotFound:
+            await self.finish(command, r.NO_NONEXISTENT)
+        except AlreadyExists:
+            await self.finish(command, r.NO_ALREADY_EXISTS)
+        except QuotaExceeded:
+            await self.finish(command, r.NO_OVER_QUOTA)
+        except FolderError as exc:
+            await self.finish(command, r.NO_CANNOT.with_text(str(exc) or r.NO_CANNOT.text))
+        except (ConnectionDone, ConnectionError, ssl.SSLError):
+            raise
+        except Exception:
+            logger.exception("IMAP %s failed", command.name)
+            await self.send(r.NO_SERVERBUG.tagged(command.tag))
+
+    async def finish(self, command: p.Command, reply: r.Reply = r.OK_COMPLETED) -> None:
+        """Send pending updates the RFC allows now, then the tagged reply."""
+        await self.sync_updates(allow_expunge=expunge_allowed(command))
+        await self.send(reply.tagged(command.tag))
+
+    # --- the selected folder ---------------------------------------------------------
+
+    def notify(self) -> None:
+        """Called on the loop when a change event names the selected folder."""
+        if self.selected is not None:
+            self.selected.dirty = True
+        self.wakeup.set()
+
+    async def select(self, folder: Folder, *, readonly: bool) -> Selected:
+        uids = await db(selectors.folder_uids, folder.id)
+        recent: set[int] = set()
+        if not readonly:
+            first, uidnext = await db(services.folder_claim_recent, folder=folder)
+            recent = {u for u in uids[bisect.bisect_left(uids, first) :] if u < uidnext}
+        selected = Selected(
+            folder_id=folder.id,
+            name=folder.name,
+            uidvalidity=folder.uidvalidity,
+            readonly=readonly,
+            uids=uids,
+            known_modseq=folder.highestmodseq,
+            expunge_modseq=folder.highestmodseq,
+            recent=recent,
+        )
+        self.server.unwatch(self)
+        self.selected = selected
+        self.state = State.SELECTED
+        self.server.watch(self, folder.id)
+        return selected
+
+    def unselect(self) -> None:
+        self.server.unwatch(self)
+        self.selected = None
+        self.state = State.AUTHENTICATED
+
+    def flag_names(self, uid: int, flags: list[str]) -> list[str]:
+        if self.selected and uid in self.selected.recent and not self.rev2:
+            return [*flags, "\\Recent"]
+        return flags
+
+    def flags_line(self) -> bytes:
+        keywords = sorted(
+            set(COMMON_KEYWORDS) | (self.selected.keywords if self.selected else set())
+        )
+        return r.untagged("FLAGS " + r.flag_list([*FLAGS_LINE_BASE, *keywords]))
+
+    async def note_keywords(self, flags) -> None:
+        """Announce keywords the FLAGS line has not listed yet (RFC 9051 7.3.5)."""
+        sel = self.selected
+        new = {f for f in flags if not f.startswith("\\")} - sel.keywords - set(COMMON_KEYWORDS)
+        if new:
+            sel.keywords |= new
+            await self.send(self.flags_line())
+
+    def resolve(self, sequence: p.SequenceSet, *, uid: bool) -> list[int]:
+        """UIDs of the selected folder named by a sequence set (sequence numbers or UIDs)."""
+        sel = self.selected
+        if sequence.saved:
+            if sel.saved is None:
+                return []
+            present = set(sel.uids)
+            return [u for u in sel.saved if u in present]
+        uids = sel.uids
+        if not uids:
+            if not uid and any(low != p.STAR and high != p.STAR for low, high in sequence.ranges):
+                raise CommandError(r.BAD_INVALID_SEQUENCE)
+            return []
+        result: list[int] = []
+        if uid:
+            largest = uids[-1]
+            for low, high in sequence.resolve(largest):
+                start = bisect.bisect_left(uids, low)
+                end = bisect.bisect_right(uids, high)
+                result.extend(uids[start:end])
+        else:
+            count = len(uids)
+            for low, high in sequence.resolve(count):
+                if low < 1 or high > count:
+                    raise CommandError(r.BAD_INVALID_SEQUENCE)
+                result.extend(uids[low - 1 : high])
+        if len(sequence.ranges) > 1:
+            result = sorted(set(result))
+        return result
+
+    async def sync_updates(self, *, allow_expunge: bool) -> None:
+        sel = self.selected
+        if sel is None or not (sel.dirty or (allow_expunge and sel.pending_expunge)):
+            return
+        sel.dirty = False
+        changes = await db(
+            selectors.folder_changes_since, sel.folder_id, sel.known_modseq, sel.expunge_modseq
+        )
+        if changes is None:
+            await self.send(r.BYE_MAILBOX_DELETED.untagged())
+            raise ConnectionDone()
+        highest, rows, expunged = changes
+        out: list[bytes] = []
+        present = set(sel.uids)
+        for uid, modseq in expunged:
+            if uid in present:
+                sel.pending_expunge.add(uid)
+            sel.expunge_modseq = max(sel.expunge_modseq, modseq)
+        if allow_expunge and sel.pending_expunge:
+            gone = sorted(sel.pending_expunge)
+            sel.pending_expunge.clear()
+            out.extend(self.expunge_lines(gone))
+            present.difference_update(gone)
+        last = sel.uids[-1] if sel.uids else 0
+        new_uids = []
+        for row in rows:
+            uid, modseq = row[0], row[1]
+            if uid > last:
+                new_uids.append(uid)
+                continue
+            if uid not in present or uid in sel.pending_expunge:
+                continue
+            if sel.reported.get(uid) == modseq:
+                continue
+            flags = flags_of(row)
+            new_keywords = {f for f in flags if not f.startswith("\\")} - sel.keywords
+            if new_keywords - set(COMMON_KEYWORDS):
+                sel.keywords |= new_keywords
+                out.append(self.flags_line())
+            out.append(
+                r.fetch_flags(
+                    sel.seq_of(uid),
+                    self.flag_names(uid, flags),
+                    uid=uid if self.qresync else None,
+                    modseq=modseq if self.condstore else None,
+                )
+            )
+        sel.reported.clear()
+        if new_uids:
+            sel.uids.extend(new_uids)
+            if not sel.readonly:
+                folder = Folder(pk=sel.folder_id, id=sel.folder_id)
+                first, uidnext = await db(services.folder_claim_recent, folder=folder)
+                sel.recent |= {u for u in new_uids if first <= u < uidnext}
+            out.append(r.exists(len(sel.uids)))
+            if not self.rev2:
+                out.append(r.untagged(f"{len(sel.recent)} RECENT"))
+        sel.known_modseq = max(sel.known_modseq, highest, *(row[1] for row in rows))
+        if out:
+            await self.send(b"".join(out))
+
+    def expunge_lines(self, gone_uids: list[int]) -> list[bytes]:
+        """Remove UIDs from the session and return EXPUNGE (or VANISHED) lines."""
+        sel = self.selected
+        lines = []
+        if self.qresync:
+            # RFC 7162 3.2.10: VANISHED replaces EXPUNGE once QRESYNC is enabled.
+            for uid in gone_uids:
+                i = bisect.bisect_left(sel.uids, uid)
+                if i < len(sel.uids) and sel.uids[i] == uid:
+                    del sel.uids[i]
+                sel.recent.discard(uid)
+            if gone_uids:
+                lines.append(r.vanished(gone_uids))
+            return lines
+        for uid in sorted(gone_uids, reverse=True):
+            i = bisect.bisect_left(sel.uids, uid)
+            if i < len(sel.uids) and sel.uids[i] == uid:
+                del sel.uids[i]
+                lines.append(r.expunge(i + 1))
+            sel.recent.discard(uid)
+        return lines
+
+
+def expunge_allowed(command: p.Command) -> bool:
+    # RFC 9051 7.5.1: no EXPUNGE during FETCH, STORE or SEARCH by sequence number.
+    if command.name in ("FETCH", "STORE", "SEARCH"):
+        return bool(getattr(command, "uid", False))
+    return True
