@@ -1,0 +1,585 @@
+"""POP3 listeners: "pop3" (STLS, RFC 2595) and "pop3s" (implicit TLS, RFC 8314).
+
+asyncio only moves bytes here: Connection feeds the sans-IO parser and writes replies;
+Session holds the state (states.py) and has one method per command, each awaiting the
+mailboxes services in a worker thread. Every reply comes from responses.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+
+from mailboxes import services, throttle
+from mailhost import tls
+from protocols.listeners import Listener
+from protocols.pop3 import lease, parser, responses
+from protocols.pop3.maildrop import (
+    Entry,
+    Maildrop,
+    MaildropUnavailable,
+    multiline_body,
+    open_maildrop,
+    read_wire_form,
+    remove_deleted,
+    top_of,
+)
+from protocols.pop3.states import State, allowed
+
+logger = logging.getLogger(__name__)
+
+TLS_HANDSHAKE_TIMEOUT = 30.0
+# Pipelined input beyond this is left in the socket until the session catches up.
+READ_BUFFER_LIMIT = 256 * 1024
+EXPIRE_VALUES = {"", "NEVER", "0"}
+
+
+def _db(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Awaitable[Any]:
+    return sync_to_async(fn, thread_sensitive=False)(*args, **kwargs)
+
+
+class ConnectionClosed(Exception):
+    pass
+
+
+class Connection(asyncio.Protocol):
+    """Bytes in and out of one client socket; no POP3 logic."""
+
+    def __init__(self, family: Family, *, implicit_tls: bool) -> None:
+        self.family = family
+        self.secure = implicit_tls
+        self.parser = parser.Parser(max_line_length=settings.MAILHOST_POP3_MAX_LINE_LENGTH)
+        self.transport: asyncio.Transport | None = None
+        self.peer_ip: str | None = None
+        self._data = asyncio.Event()
+        self._writable = asyncio.Event()
+        self._writable.set()
+        self._paused = False
+        self._eof = False
+        self.closed = False
+        self.task: asyncio.Task | None = None
+
+    # --- asyncio callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        self.peer_ip = peer[0] if peer else None
+        if not self.family.admit(self):
+            transport.write(responses.encode(responses.ERR_TOO_MANY_CONNECTIONS))
+            transport.close()
+            self.closed = True
+            return
+        self.task = asyncio.get_running_loop().create_task(Session(self).run())
+        self.family.track(self.task)
+
+    def data_received(self, data: bytes) -> None:
+        self.parser.receive_data(data)
+        self._data.set()
+        if self.parser.buffered > READ_BUFFER_LIMIT and not self._paused:
+            self._paused = True
+            self.transport.pause_reading()
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        self._data.set()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._data.set()
+        self._writable.set()
+        self.family.leave(self)
+
+    def pause_writing(self) -> None:
+        self._writable.clear()
+
+    def resume_writing(self) -> None:
+        self._writable.set()
+
+    # --- used by the session
+
+    async def next_event(self, deadline: float) -> parser.Event | None:
+        """The next parsed input, or None on end of input, disconnect or idle timeout."""
+        while True:
+            event = self.parser.next_event()
+            if event is not parser.NEED_DATA:
+                return event
+            if self.closed or self._eof:
+                return None
+            if self._paused:
+                self._paused = False
+                self.transport.resume_reading()
+            self._data.clear()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            try:
+                await asyncio.wait_for(self._data.wait(), remaining)
+            except TimeoutError:
+                return None
+
+    async def send(self, data: bytes) -> None:
+        if self.closed:
+            raise ConnectionClosed()
+        self.transport.write(data)
+        await self._writable.wait()
+        if self.closed:
+            raise ConnectionClosed()
+
+    async def start_tls(self) -> None:
+        # RFC 2595 4 (and the STARTTLS injection class of bugs): whatever the client sent in
+        # the clear after STLS is dropped, never read as if it came through TLS.
+        self.parser.discard_buffered()
+        loop = asyncio.get_running_loop()
+        self.transport = await loop.start_tls(
+            self.transport,
+            self,
+            tls.server_context(),
+            server_side=True,
+            ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT,
+        )
+        self.secure = True
+
+    def close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+
+class Session:
+    """One POP3 session: the state table, the maildrop and one method per command."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.conn = connection
+        self.state = State.AUTHORIZATION
+        self.user: str | None = None  # after USER, waiting for PASS
+        self.sasl_pending = False
+        self.failures = 0
+        self.errors = 0
+        self.mailbox_id: int | None = None
+        self.holder = lease.new_holder()
+        self.maildrop: Maildrop | None = None
+        self.retrieved: set[int] = set()
+        self.heartbeat: asyncio.Task | None = None
+        self.handlers: dict[type, Callable[[Any], Awaitable[None]]] = {
+            parser.User: self.cmd_user,
+            parser.Pass: self.cmd_pass,
+            parser.Auth: self.cmd_auth,
+            parser.Capa: self.cmd_capa,
+            parser.Stls: self.cmd_stls,
+            parser.Quit: self.cmd_quit,
+            parser.Stat: self.cmd_stat,
+            parser.List: self.cmd_list,
+            parser.Retr: self.cmd_retr,
+            parser.Dele: self.cmd_dele,
+            parser.Noop: self.cmd_noop,
+            parser.Rset: self.cmd_rset,
+            parser.Top: self.cmd_top,
+            parser.Uidl: self.cmd_uidl,
+        }
+        self.done = False
+
+    async def reply(self, line: str) -> None:
+        await self.conn.send(responses.encode(line))
+
+    async def run(self) -> None:
+        try:
+            await self.reply(responses.greeting(settings.MAILHOST_HOSTNAME))
+            while not self.done:
+                # RFC 1939 3: the autologout timer restarts with every command; when it runs
+                # out the connection closes without UPDATE and without a reply.
+                deadline = time.monotonic() + settings.MAILHOST_POP3_IDLE_TIMEOUT
+                event = await self.conn.next_event(deadline)
+                if event is None:
+                    break
+                await self.dispatch(event)
+        except (ConnectionClosed, ConnectionError):
+            pass
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("POP3 session failed (peer %s)", self.conn.peer_ip)
+            try:
+                await self.reply(responses.ERR_SERVER)
+            except Exception:
+                pass
+        finally:
+            await asyncio.shield(self.end())
+
+    async def end(self) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.cancel()
+        if self.mailbox_id is not None:
+            mailbox_id, self.mailbox_id = self.mailbox_id, None
+            try:
+                await _db(lease.release, mailbox_id, self.holder)
+            except Exception:
+                logger.exception("releasing the POP3 lease of mailbox %s failed", mailbox_id)
+        self.conn.close()
+
+    async def error(self, line: str) -> None:
+        """A client mistake: -ERR and go on, until there were too many."""
+        self.errors += 1
+        if self.errors > settings.MAILHOST_POP3_MAX_BAD_COMMANDS:
+            await self.reply(responses.ERR_TOO_MANY_ERRORS)
+            self.done = True
+            return
+        await self.reply(line)
+
+    async def dispatch(self, event: parser.Event) -> None:
+        if isinstance(event, parser.SaslResponse):
+            await self.sasl_response(event.data)
+        elif isinstance(event, parser.LineTooLong):
+            await self.error(responses.ERR_LINE_TOO_LONG)
+        elif isinstance(event, parser.UnknownCommand):
+            await self.error(responses.ERR_UNKNOWN_COMMAND)
+        elif isinstance(event, parser.BadArguments):
+            await self.error(responses.ERR_BAD_ARGUMENTS)
+        elif not allowed(self.state, event):
+            await self.error(responses.ERR_WRONG_STATE)
+        else:
+            if not isinstance(event, parser.Pass):
+                self.user = None  # RFC 1939 7: PASS must directly follow USER
+            await self.handlers[type(event)](event)
+
+    # --- AUTHORIZATION ----------------------------------------------------------------------
+
+    @property
+    def login_allowed(self) -> bool:
+        return self.conn.secure or settings.MAILHOST_ALLOW_PLAINTEXT_AUTH
+
+    async def cmd_capa(self, command: parser.Capa) -> None:
+        # RFC 2449 5
+        before_login = self.state is State.AUTHORIZATION
+        lines = responses.capabilities(
+            stls=before_login and not self.conn.secure,
+            login=before_login and self.login_allowed,
+            expire=settings.MAILHOST_POP3_EXPIRE,
+            login_delay=settings.MAILHOST_POP3_LOGIN_DELAY,
+        )
+        await self.conn.send(responses.multiline(responses.OK_CAPA, lines))
+
+    async def cmd_stls(self, command: parser.Stls) -> None:
+        if self.conn.secure:
+            await self.reply(responses.ERR_TLS_ACTIVE)
+            return
+        await self.reply(responses.OK_STLS)
+        try:
+            await self.conn.start_tls()
+        except (OSError, TimeoutError, ConnectionError) as exc:
+            logger.info("POP3 STLS handshake with %s failed: %s", self.conn.peer_ip, exc)
+            self.done = True
+            return
+        # RFC 2595 4: the session starts over; nothing learnt in the clear is kept.
+        self.user = None
+
+    async def cmd_user(self, command: parser.User) -> None:
+        if not self.login_allowed:
+            await self.reply(responses.ERR_PLAINTEXT_DISALLOWED)
+            return
+        self.user = command.name
+        await self.reply(responses.OK_USER)
+
+    async def cmd_pass(self, command: parser.Pass) -> None:
+        user, self.user = self.user, None
+        if not self.login_allowed:
+            await self.reply(responses.ERR_PLAINTEXT_DISALLOWED)
+            return
+        if user is None:
+            await self.reply(responses.ERR_PASS_WITHOUT_USER)
+            return
+        await self.login(user, command.password)
+
+    async def cmd_auth(self, command: parser.Auth) -> None:
+        if command.mechanism is None:
+            # Bare AUTH lists the mechanisms (RFC 1734 practice that clients still use).
+            mechanisms = ["PLAIN"] if self.login_allowed else []
+            await self.conn.send(responses.multiline(responses.OK_AUTH_MECHANISMS, mechanisms))
+            return
+        if command.mechanism != "PLAIN":
+            await self.reply(responses.ERR_AUTH_MECHANISM)
+            return
+        if not self.login_allowed:
+            await self.reply(responses.ERR_PLAINTEXT_DISALLOWED)
+            return
+        if command.initial_response is None:
+            # RFC 5034 4: no initial response, so an empty challenge asks for it.
+            self.sasl_pending = True
+            self.conn.parser.expect_sasl_response()
+            await self.reply(responses.SASL_CONTINUE)
+            return
+        await self.auth_plain(command.initial_response)
+
+    async def sasl_response(self, data: str) -> None:
+        self.sasl_pending = False
+        if data == "*":
+            await self.reply(responses.ERR_AUTH_CANCELLED)
+            return
+        await self.auth_plain(data)
+
+    async def auth_plain(self, data: str) -> None:
+        # RFC 5034 4: "=" is an empty initial response; RFC 4616 2: authzid NUL authcid NUL pw
+        try:
+            decoded = base64.b64decode(b"" if data == "=" else data.encode("ascii"), validate=True)
+            authzid, authcid, password = (part.decode("utf-8") for part in decoded.split(b"\x00"))
+        except (ValueError, binascii.Error, UnicodeError):
+            await self.reply(responses.ERR_AUTH_MALFORMED)
+            return
+        if not authcid or (authzid and authzid != authcid):
+            # Acting as another user is not offered: a mismatch is a failed login.
+            await self.login_failed(authcid or None)
+            return
+        await self.login(authcid, password)
+
+    async def login(self, address: str, password: str) -> None:
+        ip = self.conn.peer_ip
+        delay = throttle.delay_for(address, ip)
+        if delay:
+            await asyncio.sleep(delay)
+        mailbox = await _db(services.mailbox_authenticate, address=address, password=password)
+        if mailbox is None:
+            await self.login_failed(address)
+            return
+        throttle.record_success(address, ip)
+        outcome = await _db(lease.acquire, mailbox.pk, self.holder)
+        if outcome is lease.Outcome.IN_USE:
+            await self.reply(responses.ERR_IN_USE)
+            return
+        if outcome is lease.Outcome.LOGIN_DELAY:
+            await self.reply(responses.ERR_LOGIN_DELAY)
+            return
+        self.mailbox_id = mailbox.pk
+        try:
+            self.maildrop = await _db(open_maildrop, mailbox)
+        except MaildropUnavailable:
+            logger.error("POP3 login to mailbox %s: no INBOX", mailbox.pk)
+            await self.give_back_lease()
+            await self.reply(responses.ERR_MAILDROP_UNAVAILABLE)
+            return
+        except Exception:
+            await self.give_back_lease()
+            raise
+        await _db(services.mailbox_record_login, mailbox=mailbox)
+        self.state = State.TRANSACTION
+        self.heartbeat = asyncio.get_running_loop().create_task(self.keep_lease())
+        await self.reply(responses.ok_login(*self.maildrop.totals()))
+
+    async def login_failed(self, address: str | None) -> None:
+        throttle.record_failure(address, self.conn.peer_ip)
+        self.failures += 1
+        if self.failures >= settings.MAILHOST_POP3_MAX_AUTH_FAILURES:
+            await self.reply(responses.ERR_AUTH_FAILED_CLOSING)
+            self.done = True
+            return
+        await self.reply(responses.ERR_AUTH_FAILED)
+
+    async def give_back_lease(self) -> None:
+        mailbox_id, self.mailbox_id = self.mailbox_id, None
+        if mailbox_id is not None:
+            await _db(lease.release, mailbox_id, self.holder)
+
+    async def keep_lease(self) -> None:
+        interval = settings.MAILHOST_POP3_LEASE_SECONDS / 3
+        while True:
+            await asyncio.sleep(interval)
+            mailbox_id = self.mailbox_id
+            if mailbox_id is None:
+                return
+            try:
+                kept = await _db(lease.renew, mailbox_id, self.holder)
+            except Exception:
+                logger.exception("renewing the POP3 lease of mailbox %s failed", mailbox_id)
+                continue
+            if not kept:
+                # Another session holds the maildrop now: this one must not touch it.
+                logger.warning("POP3 lease of mailbox %s lost; closing the session", mailbox_id)
+                self.mailbox_id = None
+                self.conn.close()
+                return
+
+    # --- TRANSACTION ------------------------------------------------------------------------
+
+    async def message(self, number: int) -> Entry | None:
+        """The entry for a message number, or None after replying -ERR."""
+        entry = self.maildrop.get(number)
+        if entry is None:
+            await self.reply(responses.ERR_NO_SUCH_MESSAGE)
+            return None
+        if number in self.maildrop.deleted:
+            await self.reply(responses.ERR_MESSAGE_DELETED)
+            return None
+        return entry
+
+    async def cmd_stat(self, command: parser.Stat) -> None:
+        await self.reply(responses.ok_stat(*self.maildrop.totals()))
+
+    async def cmd_list(self, command: parser.List) -> None:
+        if command.message is not None:
+            entry = await self.message(command.message)
+            if entry is not None:
+                await self.reply(responses.ok_list_one(command.message, entry.size))
+            return
+        live = self.maildrop.live()
+        first = responses.ok_list(len(live), sum(e.size for _, e in live))
+        lines = (responses.list_entry(n, e.size) for n, e in live)
+        await self.conn.send(responses.multiline(first, lines))
+
+    async def cmd_uidl(self, command: parser.Uidl) -> None:
+        if command.message is not None:
+            entry = await self.message(command.message)
+            if entry is not None:
+                await self.reply(responses.ok_uidl_one(command.message, entry.unique_id))
+            return
+        lines = (responses.uidl_entry(n, e.unique_id) for n, e in self.maildrop.live())
+        await self.conn.send(responses.multiline(responses.OK_UIDL, lines))
+
+    async def wire_form(self, entry: Entry) -> bytes | None:
+        try:
+            return await _db(read_wire_form, entry)
+        except FileNotFoundError:
+            # Expunged through IMAP during this session, and its bytes are gone.
+            await self.reply(responses.ERR_MESSAGE_GONE)
+            return None
+
+    async def cmd_retr(self, command: parser.Retr) -> None:
+        entry = await self.message(command.message)
+        if entry is None:
+            return
+        data = await self.wire_form(entry)
+        if data is None:
+            return
+        self.retrieved.add(command.message)
+        await self.conn.send(responses.encode(responses.ok_retr(len(data))) + multiline_body(data))
+
+    async def cmd_top(self, command: parser.Top) -> None:
+        entry = await self.message(command.message)
+        if entry is None:
+            return
+        data = await self.wire_form(entry)
+        if data is None:
+            return
+        body = multiline_body(top_of(data, command.lines))
+        await self.conn.send(responses.encode(responses.OK_TOP) + body)
+
+    async def cmd_dele(self, command: parser.Dele) -> None:
+        # RFC 1939 5: only marks; the message goes in the UPDATE state.
+        if await self.message(command.message) is None:
+            return
+        self.maildrop.deleted.add(command.message)
+        await self.reply(responses.ok_dele(command.message))
+
+    async def cmd_noop(self, command: parser.Noop) -> None:
+        await self.reply(responses.OK)
+
+    async def cmd_rset(self, command: parser.Rset) -> None:
+        self.maildrop.deleted.clear()
+        await self.reply(responses.ok_rset(*self.maildrop.totals()))
+
+    # --- QUIT and UPDATE --------------------------------------------------------------------
+
+    async def cmd_quit(self, command: parser.Quit) -> None:
+        self.done = True
+        if self.state is State.AUTHORIZATION:
+            await self.reply(responses.OK_BYE)
+            return
+        self.state = State.UPDATE
+        if settings.MAILHOST_POP3_EXPIRE == "0":
+            # RFC 2449 6.7: EXPIRE 0 means no mail is left on the server once retrieved.
+            self.maildrop.deleted.update(self.retrieved)
+        try:
+            removed = await _db(remove_deleted, self.maildrop)
+        except Exception:
+            logger.exception("POP3 UPDATE of mailbox %s failed", self.mailbox_id)
+            await self.reply(responses.ERR_UPDATE_FAILED)
+            return
+        await self.reply(responses.ok_bye_update(len(removed)))
+
+
+class Family:
+    """The POP3 listeners' shared bookkeeping: connection limits and open sessions."""
+
+    def __init__(self) -> None:
+        self.connections: set[Connection] = set()
+        self.per_ip: Counter[str | None] = Counter()
+        self.sessions: set[asyncio.Task] = set()
+
+    def track(self, task: asyncio.Task) -> None:
+        self.sessions.add(task)
+        task.add_done_callback(self.sessions.discard)
+
+    def admit(self, connection: Connection) -> bool:
+        if (
+            len(self.connections) >= settings.MAILHOST_MAX_CONNECTIONS
+            or self.per_ip[connection.peer_ip] >= settings.MAILHOST_MAX_CONNECTIONS_PER_IP
+        ):
+            return False
+        self.connections.add(connection)
+        self.per_ip[connection.peer_ip] += 1
+        return True
+
+    def leave(self, connection: Connection) -> None:
+        if connection in self.connections:
+            self.connections.discard(connection)
+            self.per_ip[connection.peer_ip] -= 1
+            if self.per_ip[connection.peer_ip] <= 0:
+                del self.per_ip[connection.peer_ip]
+
+
+class Pop3Server:
+    """Both listeners' servers as the runner sees one: close() stops accepting and drops the
+    open sessions (a dropped session deletes nothing, RFC 1939 6)."""
+
+    def __init__(self, server: asyncio.Server, family: Family) -> None:
+        self.server = server
+        self.family = family
+
+    @property
+    def sockets(self):
+        return self.server.sockets
+
+    def close(self) -> None:
+        self.server.close()
+        for connection in list(self.family.connections):
+            connection.close()
+
+    async def wait_closed(self) -> None:
+        # Sessions give their leases back before the loop goes away.
+        if self.family.sessions:
+            await asyncio.wait(list(self.family.sessions), timeout=10)
+        await self.server.wait_closed()
+
+
+async def start() -> list[Listener]:
+    if settings.MAILHOST_POP3_EXPIRE not in EXPIRE_VALUES:
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured(
+            f"MAILHOST_POP3_EXPIRE={settings.MAILHOST_POP3_EXPIRE!r}: use NEVER or 0 (or unset)"
+        )
+    context = await asyncio.to_thread(tls.server_context)
+    loop = asyncio.get_running_loop()
+    family = Family()
+    host = settings.MAILHOST_BIND
+    plain = await loop.create_server(
+        lambda: Connection(family, implicit_tls=False), host, settings.MAILHOST_POP3_PORT
+    )
+    secure = await loop.create_server(
+        lambda: Connection(family, implicit_tls=True),
+        host,
+        settings.MAILHOST_POP3S_PORT,
+        ssl=context,
+        ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT,
+    )
+    return [
+        Listener("pop3", Pop3Server(plain, family)),
+        Listener("pop3s", Pop3Server(secure, family)),
+    ]
