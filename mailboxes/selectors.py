@@ -66,22 +66,35 @@ def _mailbox_for(parsed: Address, *, active_only: bool) -> Mailbox | None:
     return qs.first()
 
 
-def recipient_resolve(address: str) -> Resolution:
+def _active_domain(name: str, cache: dict[str, Domain | None] | None) -> Domain | None:
+    if cache is not None and name in cache:
+        return cache[name]
+    domain = Domain.objects.filter(name=name, active=True).first()
+    if cache is not None:
+        cache[name] = domain
+    return domain
+
+
+def recipient_resolve(
+    address: str, *, domain_cache: dict[str, Domain | None] | None = None
+) -> Resolution:
     """Resolve an envelope recipient: mailbox, alias (recursive), sub-address, catch-all.
 
     Aliases may point to local or remote addresses; loops and chains deeper than
     MAILHOST_ALIAS_MAX_DEPTH end quietly (the looping branch delivers nowhere).
+    `domain_cache` (a dict the caller keeps for one message) saves the domain lookup for
+    the second and later recipients in the same domain.
     """
     try:
         parsed = parse_address(address)
     except InvalidAddress:
         return Resolution(address=address, hosted=False)
-    domain = Domain.objects.filter(name=parsed.domain, active=True).first()
+    domain = _active_domain(parsed.domain, domain_cache)
     if domain is None:
         return Resolution(address=address, hosted=False, remote=(str(parsed),))
     mailbox_ids: list[int] = []
     remote: list[str] = []
-    _expand(parsed, domain, mailbox_ids, remote, seen=set(), depth=0)
+    _expand(parsed, domain, mailbox_ids, remote, seen=set(), depth=0, domain_cache=domain_cache)
     return Resolution(
         address=address,
         hosted=True,
@@ -98,6 +111,7 @@ def _expand(
     *,
     seen: set[str],
     depth: int,
+    domain_cache: dict[str, Domain | None] | None = None,
 ) -> None:
     key = f"{domain.local_key(parsed.local_part)}@{domain.name}"
     if key in seen or depth > settings.MAILHOST_ALIAS_MAX_DEPTH:
@@ -120,15 +134,25 @@ def _expand(
             return
         alias = Alias.objects.filter(domain=domain, local_key=candidate, active=True).first()
         if alias is not None:
-            _expand_alias(alias, mailbox_ids, remote, seen=seen, depth=depth)
+            _expand_alias(
+                alias, mailbox_ids, remote, seen=seen, depth=depth, domain_cache=domain_cache
+            )
             return
     catch_all = Alias.objects.filter(domain=domain, local_key="", active=True).first()
     if catch_all is not None:
-        _expand_alias(catch_all, mailbox_ids, remote, seen=seen, depth=depth)
+        _expand_alias(
+            catch_all, mailbox_ids, remote, seen=seen, depth=depth, domain_cache=domain_cache
+        )
 
 
 def _expand_alias(
-    alias: Alias, mailbox_ids: list[int], remote: list[str], *, seen: set[str], depth: int
+    alias: Alias,
+    mailbox_ids: list[int],
+    remote: list[str],
+    *,
+    seen: set[str],
+    depth: int,
+    domain_cache: dict[str, Domain | None] | None = None,
 ) -> None:
     for destination in alias.destination_list:
         try:
@@ -136,11 +160,19 @@ def _expand_alias(
         except InvalidAddress:
             logger.warning("alias %s has an invalid destination %r", alias, destination)
             continue
-        target_domain = Domain.objects.filter(name=target.domain, active=True).first()
+        target_domain = _active_domain(target.domain, domain_cache)
         if target_domain is None:
             remote.append(str(target))
         else:
-            _expand(target, target_domain, mailbox_ids, remote, seen=seen, depth=depth + 1)
+            _expand(
+                target,
+                target_domain,
+                mailbox_ids,
+                remote,
+                seen=seen,
+                depth=depth + 1,
+                domain_cache=domain_cache,
+            )
 
 
 def mailbox_owns_address(mailbox: Mailbox, address: str) -> bool:

@@ -576,7 +576,8 @@ def message_deliver(
     caller to spool. `blob`, when given, is an already stored Blob of these bytes (SMTP shares
     one blob between mailboxes and the spool).
     """
-    resolutions = [recipient_resolve(address) for address in recipients]
+    domains: dict = {}
+    resolutions = [recipient_resolve(address, domain_cache=domains) for address in recipients]
     wanted = sorted({mid for r in resolutions for mid in r.mailbox_ids})
     filed = (
         _file_into_mailboxes(raw, wanted, internal_date=internal_date, blob=blob)

@@ -1,0 +1,86 @@
+"""Fixtures for the mail store tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+from mailboxes import events
+
+REPO = Path(__file__).resolve().parents[2]
+WORKER = Path(__file__).with_name("worker.py")
+
+
+def make_raw(
+    subject: str = "Hello", *, body: bytes = b"Hi there.\r\n", spam: bool = False
+) -> bytes:
+    spam_header = b"X-Spam: Yes\r\n" if spam else b""
+    return (
+        b"From: Bob <bob@remote.example>\r\n"
+        b"To: alice@example.org\r\n"
+        b"Subject: " + subject.encode() + b"\r\n"
+        b"Date: Sun, 29 Nov 2026 01:00:00 +0000\r\n"
+        b"Message-ID: <"
+        + subject.replace(" ", ".").encode()
+        + b"@remote.example>\r\n"
+        + spam_header
+        + b"\r\n"
+        + body
+    )
+
+
+@pytest.fixture
+def raw():
+    return make_raw
+
+
+@pytest.fixture
+def published():
+    """Every ChangeEvent dispatched in this process while the test runs."""
+    seen: list[events.ChangeEvent] = []
+    unsubscribe = events.subscribe(seen.append)
+    yield seen
+    unsubscribe()
+
+
+def database_url() -> str:
+    """A DATABASE_URL naming the database this test session uses (the test database)."""
+    from django.db import connection
+
+    sd = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{sd['NAME']}"
+    user = quote(sd.get("USER") or "")
+    password = quote(sd.get("PASSWORD") or "")
+    auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
+    port = f":{sd['PORT']}" if sd.get("PORT") else ""
+    return f"postgres://{auth}{sd.get('HOST') or ''}{port}/{sd['NAME']}"
+
+
+@pytest.fixture
+def child_env(blob_dir):
+    """Environment for a child process sharing this test's database and blob directory."""
+    env = dict(os.environ)
+    env["DATABASE_URL"] = database_url()
+    # The blob_dir fixture puts blobs in <tmp_path>/blobs, where MAILHOST_DATA_DIR puts them.
+    env["MAILHOST_DATA_DIR"] = str(blob_dir.parent)
+    env["DJANGO_SETTINGS_MODULE"] = "mailhost.settings"
+    env["PYTHONPATH"] = str(REPO)
+    return env
+
+
+def run_worker(env: dict, *args: str, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, str(WORKER), *args],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )

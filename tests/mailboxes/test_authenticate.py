@@ -1,0 +1,111 @@
+"""mailbox_authenticate: the one login check of every protocol."""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import pytest
+
+from mailboxes import services
+
+pytestmark = pytest.mark.django_db
+
+
+def test_success_returns_the_mailbox(make_mailbox):
+    mailbox = make_mailbox("alice@example.org", password="correct horse")
+    assert services.mailbox_authenticate(address="alice@example.org", password="correct horse") == (
+        mailbox
+    )
+    # Case-insensitive domain and local part, angle brackets, IDNA spelling.
+    assert services.mailbox_authenticate(address="ALICE@Example.ORG", password="correct horse")
+
+
+def test_idna_and_utf8_address(make_mailbox):
+    mailbox = make_mailbox("jörg@bücher.example", password="pw")
+    assert services.mailbox_authenticate(address="Jörg@BÜCHER.example", password="pw") == mailbox
+    assert services.mailbox_authenticate(address="jörg@xn--bcher-kva.example", password="pw")
+
+
+@pytest.mark.parametrize(
+    "address, password",
+    [
+        ("alice@example.org", "wrong"),
+        ("alice@example.org", ""),
+        ("alice@example.org", None),
+        ("nobody@example.org", "secret"),
+        ("alice@elsewhere.example", "secret"),
+        ("not an address", "secret"),
+    ],
+)
+def test_failures_return_none(make_mailbox, address, password):
+    make_mailbox("alice@example.org", password="secret")
+    assert services.mailbox_authenticate(address=address, password=password) is None
+
+
+def test_password_is_case_sensitive(make_mailbox):
+    make_mailbox("alice@example.org", password="Secret")
+    assert services.mailbox_authenticate(address="alice@example.org", password="secret") is None
+
+
+def test_inactive_mailbox_cannot_log_in_even_after_a_cached_success(make_mailbox):
+    mailbox = make_mailbox("alice@example.org", password="secret")
+    assert services.mailbox_authenticate(address="alice@example.org", password="secret")
+    mailbox.active = False
+    mailbox.save()
+    assert services.mailbox_authenticate(address="alice@example.org", password="secret") is None
+
+
+def test_inactive_domain_cannot_log_in(make_mailbox):
+    mailbox = make_mailbox("alice@example.org", password="secret")
+    assert services.mailbox_authenticate(address="alice@example.org", password="secret")
+    mailbox.domain.active = False
+    mailbox.domain.save()
+    assert services.mailbox_authenticate(address="alice@example.org", password="secret") is None
+
+
+def test_password_change_elsewhere_invalidates_the_cache(make_mailbox):
+    mailbox = make_mailbox("alice@example.org", password="old")
+    assert services.mailbox_authenticate(address="alice@example.org", password="old")
+    # Another process changes the hash: this process's cache entry no longer matches it.
+    from django.contrib.auth.hashers import make_password
+
+    type(mailbox).objects.filter(pk=mailbox.pk).update(password=make_password("new"))
+    assert services.mailbox_authenticate(address="alice@example.org", password="old") is None
+    assert services.mailbox_authenticate(address="alice@example.org", password="new")
+
+
+def _median_seconds(fn, rounds: int) -> float:
+    samples = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def test_unknown_address_costs_about_as_much_as_a_wrong_password(make_domain, settings):
+    """No account enumeration by timing, measured with the real PBKDF2 hasher."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.PBKDF2PasswordHasher"]
+    services._dummy_hash = None
+    make_domain("example.org")
+    services.mailbox_create(address="alice@example.org", password="secret")
+
+    def wrong_password():
+        assert services.mailbox_authenticate(address="alice@example.org", password="x") is None
+
+    def unknown_address():
+        assert services.mailbox_authenticate(address="bob@example.org", password="x") is None
+
+    def unknown_domain():
+        assert services.mailbox_authenticate(address="bob@nowhere.example", password="x") is None
+
+    unknown_address()  # the first call makes the dummy hash; not what is measured
+    wrong = _median_seconds(wrong_password, 3)
+    unknown = _median_seconds(unknown_address, 3)
+    foreign = _median_seconds(unknown_domain, 3)
+    # Each costs one PBKDF2 run (tens of milliseconds at least), within a loose factor.
+    print(f"PBKDF2 login medians: wrong {wrong:.3f}s unknown {unknown:.3f}s foreign {foreign:.3f}s")
+    assert wrong > 0.02, wrong
+    assert 0.5 < unknown / wrong < 2.0, (unknown, wrong)
+    assert 0.5 < foreign / wrong < 2.0, (foreign, wrong)
