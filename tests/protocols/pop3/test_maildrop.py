@@ -1,0 +1,75 @@
+"""Wire form, byte-stuffing, TOP and UIDL as pure functions; the size cache."""
+
+from __future__ import annotations
+
+import pytest
+
+from mailboxes.models import Message
+from protocols.pop3.maildrop import (
+    CACHE_KEY,
+    byte_stuff,
+    multiline_body,
+    open_maildrop,
+    top_of,
+    unique_id,
+    wire_form,
+)
+from tests.protocols.pop3.conftest import deliver
+
+
+@pytest.mark.parametrize(
+    ("raw", "wire"),
+    [
+        (b"", b""),
+        (b"a\r\nb\r\n", b"a\r\nb\r\n"),
+        (b"a\nb\n", b"a\r\nb\r\n"),
+        (b"a\r\nb\nc", b"a\r\nb\r\nc\r\n"),
+        (b"a\rb\r\n", b"a\rb\r\n"),  # a lone CR is not a line end
+        (b"a\r\r\n", b"a\r\r\n"),
+        (b"end\r", b"end\r\r\n"),
+    ],
+)
+def test_wire_form(raw, wire):
+    assert wire_form(raw) == wire
+
+
+def test_byte_stuffing():
+    assert byte_stuff(b".start\r\nmid\r\n.\r\n..two\r\n") == (b"..start\r\nmid\r\n..\r\n...two\r\n")
+    assert multiline_body(b"x\r\n.\r\n") == b"x\r\n..\r\n.\r\n"
+    assert multiline_body(b"") == b".\r\n"
+
+
+def test_top_of():
+    data = b"A: 1\r\nB: 2\r\n\r\nl1\r\nl2\r\nl3\r\n"
+    assert top_of(data, 0) == b"A: 1\r\nB: 2\r\n\r\n"
+    assert top_of(data, 2) == b"A: 1\r\nB: 2\r\n\r\nl1\r\nl2\r\n"
+    assert top_of(data, 99) == data
+    assert top_of(b"A: 1\r\n", 3) == b"A: 1\r\n"  # header only
+    assert top_of(b"\r\nbody\r\nmore\r\n", 1) == b"\r\nbody\r\n"
+
+
+def test_unique_id_is_stable_and_printable():
+    assert unique_id(1700000000, 42) == "0000002A6553F100"
+    assert all(0x21 <= ord(c) <= 0x7E for c in unique_id(2**31 - 1, 2**32 - 1))
+
+
+def test_sizes_are_cached_once(mailbox):
+    deliver(b"Subject: x\n\nbody\n")
+    [message] = Message.objects.all()
+    assert message.mime_cache is None or CACHE_KEY not in message.mime_cache
+    maildrop = open_maildrop(mailbox)
+    assert [e.size for e in maildrop.entries] == [len(b"Subject: x\r\n\r\nbody\r\n")]
+    message.refresh_from_db()
+    assert message.mime_cache[CACHE_KEY] == {"v": 1, "size": 20}
+    # A cached size is trusted: the bytes are not read again.
+    Message.objects.filter(pk=message.pk).update(mime_cache={CACHE_KEY: {"v": 1, "size": 5}})
+    assert [e.size for e in open_maildrop(mailbox).entries] == [5]
+
+
+def test_other_protocol_caches_are_kept(mailbox):
+    deliver(b"Subject: y\r\n\r\nz\r\n")
+    Message.objects.update(mime_cache={"imap": {"envelope": "kept"}})
+    open_maildrop(mailbox)
+    [message] = Message.objects.all()
+    assert message.mime_cache["imap"] == {"envelope": "kept"}
+    assert message.mime_cache[CACHE_KEY]["size"] == len(b"Subject: y\r\n\r\nz\r\n")
