@@ -8,6 +8,7 @@ from mailboxes.models import Expunged
 from protocols.imap import fetch as fetch_items
 from protocols.imap import parser as p
 from protocols.imap import responses as r
+from protocols.imap import search as search_keys
 from protocols.imap.commands.message import folder_ref
 from protocols.imap.session import CommandError, Session, db
 
@@ -113,4 +114,41 @@ async def fetch(session: Session, command: p.Fetch) -> None:
 
 
 async def search(session: Session, command: p.Search) -> None:
-    raise CommandError(r.NO_CANNOT.with_text("SEARCH is not available yet"))
+    # RFC 9051 6.4.4; ESEARCH RETURN RFC 4731; SEARCHRES RFC 5182; MODSEQ RFC 7162 3.1.5
+    sel = session.selected
+    try:
+        key = search_keys.parse_keys(command.keys, command.charset)
+    except search_keys.BadCharset:
+        raise CommandError(r.NO_BAD_CHARSET) from None
+    except (search_keys.SearchSyntaxError, p.ParseFailure, ValueError) as exc:
+        raise CommandError(r.Reply("BAD", str(exc) or "Bad search key")) from None
+    want_modseq = search_keys.uses_modseq(key)
+    if want_modseq:
+        session.condstore = True
+    result = await db(
+        search_keys.search_full,
+        sel.folder_id,
+        key,
+        seq_uids=list(sel.uids),
+        recent_uids=set(sel.recent),
+        saved_uids=list(sel.saved or ()),
+        want_modseq=want_modseq,
+    )
+    uids = result.uids
+    numbers = uids if command.uid else [sel.seq_of(u) for u in uids]
+    returns = command.returns
+    if returns is None and session.rev2:
+        returns = ()  # RFC 9051 6.4.4: IMAP4rev2 answers SEARCH with ESEARCH
+    if returns is None:
+        await session.send(search_keys.search_response(numbers, result.highest_modseq))
+    else:
+        saved = search_keys.saved_result(uids, returns)
+        if saved is not None:
+            sel.saved = saved
+        if search_keys.esearch_sends_response(returns):
+            await session.send(
+                search_keys.esearch_response(
+                    command.tag, numbers, returns, uid=command.uid, modseq=result.highest_modseq
+                )
+            )
+    await session.finish(command)
