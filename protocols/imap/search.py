@@ -1,0 +1,859 @@
+"""SEARCH: search keys into a key tree (RFC 3501 6.4.4, RFC 9051 6.4.4, RFC 7162 MODSEQ), and
+the key tree evaluated against a folder.
+
+Evaluation is split in two: every key compiles to
+- `exact`: a Django Q on mailboxes.models.Message giving exactly the key's messages, when the
+  key is about columns (flags, dates, size, uid, modseq, sequence numbers, \\Recent);
+- `pre`: a Q that is a superset of the key's messages otherwise (cached header fields, dates);
+- `py`: a Python predicate that is always exact, used on the rows the SQL lets through. It
+  reads the message's bytes only when the key needs them (BODY, TEXT, HEADER, BCC, a
+  Date: header near the day boundary, a header field too long to be cached whole).
+
+So flag/date/uid/size searches on a 100k-message folder are one SQL query, and header or body
+searches read blobs only for the candidate rows.
+"""
+
+from __future__ import annotations
+
+import bisect
+import codecs
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+from email.utils import parsedate_tz
+
+from django.db.models import Q
+from django.db.models.functions import Length
+
+from mailboxes import headers as header_cache
+from mailboxes import selectors
+from mailboxes.models import Message
+from protocols.imap import mime
+from protocols.imap.parser import ParseFailure, SequenceSet, parse_sequence_set
+
+SUPPORTED_CHARSETS = ("UTF-8", "US-ASCII")
+MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+
+# Header fields cached on Message, with the length at which the cache truncates them.
+CACHED_FIELDS = {
+    "from": ("from_display", 2000),
+    "to": ("to_display", 4000),
+    "cc": ("cc_display", 4000),
+    "subject": ("subject", 2000),
+}
+# A Date: header's own day may differ from its UTC day by this much (RFC 5322 zones).
+SENT_DATE_BAND = timedelta(hours=24)
+# More ranges than this in a sequence set are matched in Python (SQL expression depth).
+MAX_SQL_RANGES = 100
+
+FLAG_COLUMNS = {
+    "\\seen": "seen",
+    "\\answered": "answered",
+    "\\flagged": "flagged",
+    "\\deleted": "deleted",
+    "\\draft": "draft",
+}
+
+
+class SearchSyntaxError(ValueError):
+    """Keys the grammar does not allow: the engine answers BAD."""
+
+
+class BadCharset(Exception):
+    """An unsupported CHARSET: NO [BADCHARSET (UTF-8 US-ASCII)] (RFC 9051 6.4.4)."""
+
+    code = "BADCHARSET (" + " ".join(SUPPORTED_CHARSETS) + ")"
+
+
+# --- The key tree ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class All:
+    pass
+
+
+@dataclass(frozen=True)
+class Flag:
+    column: str  # seen answered flagged deleted draft
+    value: bool
+
+
+@dataclass(frozen=True)
+class Keyword:
+    name: str
+    present: bool
+
+
+@dataclass(frozen=True)
+class Recent:
+    pass
+
+
+@dataclass(frozen=True)
+class DateKey:
+    field: str  # "internal" (BEFORE ON SINCE) or "sent" (SENTBEFORE SENTON SENTSINCE)
+    op: str  # "before" "on" "since"
+    day: date
+
+
+@dataclass(frozen=True)
+class Size:
+    op: str  # "larger" "smaller"
+    octets: int
+
+
+@dataclass(frozen=True)
+class HeaderKey:
+    field: str  # lower-case field name (FROM TO CC BCC SUBJECT map here too)
+    needle: str
+
+
+@dataclass(frozen=True)
+class TextKey:
+    where: str  # "body" or "text"
+    needle: str
+
+
+@dataclass(frozen=True)
+class Sequence_:
+    set: SequenceSet
+    uid: bool
+
+
+@dataclass(frozen=True)
+class Modseq:
+    value: int
+
+
+@dataclass(frozen=True)
+class Not:
+    key: object
+
+
+@dataclass(frozen=True)
+class Or:
+    left: object
+    right: object
+
+
+@dataclass(frozen=True)
+class And:
+    keys: tuple
+
+
+# --- Parsing -----------------------------------------------------------------------------
+
+_SEQUENCE = re.compile(r"^[0-9*$:,]+$")
+_DATE = re.compile(r"^(\d{1,2})-([A-Za-z]{3})-(\d{4})$")
+
+
+def tokenize(text: str) -> list:
+    """Generic tokens from text (for tests and tools): atoms str, quoted strings bytes,
+    parenthesized lists as lists."""
+    stack: list[list] = [[]]
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == " ":
+            i += 1
+        elif c == "(":
+            stack.append([])
+            i += 1
+        elif c == ")":
+            if len(stack) == 1:
+                raise SearchSyntaxError("Unbalanced parenthesis")
+            done = stack.pop()
+            stack[-1].append(done)
+            i += 1
+        elif c == '"':
+            out = []
+            i += 1
+            while i < n and text[i] != '"':
+                if text[i] == "\\" and i + 1 < n:
+                    i += 1
+                out.append(text[i])
+                i += 1
+            if i >= n:
+                raise SearchSyntaxError("Unterminated string")
+            stack[-1].append("".join(out).encode("utf-8"))
+            i += 1
+        else:
+            j = i
+            while j < n and text[j] not in ' ()"':
+                j += 1
+            stack[-1].append(text[i:j])
+            i = j
+    if len(stack) != 1:
+        raise SearchSyntaxError("Unbalanced parenthesis")
+    return stack[0]
+
+
+def check_charset(charset: str | None) -> None:
+    if charset is not None and charset.upper() not in SUPPORTED_CHARSETS:
+        raise BadCharset(charset)
+
+
+def parse_keys(tokens: Sequence | str, charset: str | None = None) -> object:
+    """The key tree of a SEARCH command's keys (implicitly ANDed).
+
+    tokens: the parser's generic list (atoms str, strings bytes, lists list), or text.
+    A leading CHARSET x in the tokens is honoured too.
+    """
+    if isinstance(tokens, str):
+        tokens = tokenize(tokens)
+    tokens = list(tokens)
+    if len(tokens) >= 2 and isinstance(tokens[0], str) and tokens[0].upper() == "CHARSET":
+        charset = _text(tokens[1], None)
+        tokens = tokens[2:]
+    check_charset(charset)
+    if not tokens:
+        raise SearchSyntaxError("Missing search key")
+    reader = _Reader(tokens, charset)
+    keys = []
+    while not reader.done():
+        keys.append(reader.key())
+    return keys[0] if len(keys) == 1 else And(tuple(keys))
+
+
+def _text(token: object, charset: str | None) -> str:
+    if isinstance(token, bytes):
+        # RFC 9051 6.4.4: strings are in the CHARSET (UTF-8 when absent; US-ASCII is a subset)
+        return token.decode("utf-8", "replace")
+    if isinstance(token, str):
+        return token
+    raise SearchSyntaxError("Expected a string")
+
+
+class _Reader:
+    def __init__(self, tokens: list, charset: str | None):
+        self.tokens = tokens
+        self.pos = 0
+        self.charset = charset
+
+    def done(self) -> bool:
+        return self.pos >= len(self.tokens)
+
+    def next(self) -> object:
+        if self.done():
+            raise SearchSyntaxError("Missing search argument")
+        token = self.tokens[self.pos]
+        self.pos += 1
+        return token
+
+    def string(self) -> str:
+        return _text(self.next(), self.charset)
+
+    def atom(self) -> str:
+        token = self.next()
+        if not isinstance(token, str):
+            raise SearchSyntaxError("Expected an atom")
+        return token
+
+    def number(self) -> int:
+        token = self.next()
+        if not isinstance(token, str) or not token.isdigit() or not token.isascii():
+            raise SearchSyntaxError("Expected a number")
+        value = int(token)
+        if value >= 2**63:
+            raise SearchSyntaxError("Number out of range")
+        return value
+
+    def date(self) -> date:
+        text = _text(self.next(), None)
+        match = _DATE.match(text)
+        if not match or match.group(2).lower() not in MONTHS:
+            raise SearchSyntaxError("Bad date")
+        try:
+            return date(
+                int(match.group(3)), MONTHS.index(match.group(2).lower()) + 1, int(match.group(1))
+            )
+        except ValueError as exc:
+            raise SearchSyntaxError("Bad date") from exc
+
+    def key(self) -> object:
+        token = self.next()
+        if isinstance(token, list):
+            if not token:
+                raise SearchSyntaxError("Empty parenthesized key list")
+            inner = _Reader(token, self.charset)
+            keys = []
+            while not inner.done():
+                keys.append(inner.key())
+            return keys[0] if len(keys) == 1 else And(tuple(keys))
+        if not isinstance(token, str):
+            raise SearchSyntaxError("Expected a search key")
+        name = token.upper()
+        simple = _SIMPLE_KEYS.get(name)
+        if simple is not None:
+            return simple
+        if name in _DATE_KEYS:
+            return DateKey(*_DATE_KEYS[name], self.date())
+        if name in ("FROM", "TO", "CC", "BCC", "SUBJECT"):
+            return HeaderKey(name.lower(), self.string())
+        if name == "HEADER":
+            field = self.string().strip().lower()
+            return HeaderKey("header:" + field, self.string())
+        if name in ("BODY", "TEXT"):
+            return TextKey(name.lower(), self.string())
+        if name in ("KEYWORD", "UNKEYWORD"):
+            flag = self.atom()
+            column = FLAG_COLUMNS.get(flag.lower())
+            if column is not None:
+                return Flag(column, name == "KEYWORD")
+            return Keyword(flag, name == "KEYWORD")
+        if name in ("LARGER", "SMALLER"):
+            return Size(name.lower(), self.number())
+        if name == "NOT":
+            return Not(self.key())
+        if name == "OR":
+            return Or(self.key(), self.key())
+        if name == "UID":
+            return Sequence_(_sequence(self.atom()), True)
+        if name == "MODSEQ":
+            # RFC 7162 3.1.5: MODSEQ [entry-name entry-type-req] mod-sequence-valzer;
+            # per-flag entries are not kept apart, so the message's MODSEQ answers for all.
+            if not self.done() and isinstance(self.tokens[self.pos], bytes):
+                self.next()
+                kind = self.atom().lower()
+                if kind not in ("priv", "shared", "all"):
+                    raise SearchSyntaxError("Bad MODSEQ entry type")
+            return Modseq(self.number())
+        if _SEQUENCE.match(token):
+            return Sequence_(_sequence(token), False)
+        raise SearchSyntaxError(f"Unknown search key {token}")
+
+
+def _sequence(text: str) -> SequenceSet:
+    try:
+        return parse_sequence_set(text)
+    except ParseFailure as exc:
+        raise SearchSyntaxError(str(exc)) from exc
+
+
+_SIMPLE_KEYS = {
+    "ALL": All(),
+    "ANSWERED": Flag("answered", True),
+    "DELETED": Flag("deleted", True),
+    "DRAFT": Flag("draft", True),
+    "FLAGGED": Flag("flagged", True),
+    "SEEN": Flag("seen", True),
+    "UNANSWERED": Flag("answered", False),
+    "UNDELETED": Flag("deleted", False),
+    "UNDRAFT": Flag("draft", False),
+    "UNFLAGGED": Flag("flagged", False),
+    "UNSEEN": Flag("seen", False),
+    "RECENT": Recent(),
+    # RFC 3501 6.4.4: NEW is RECENT UNSEEN; OLD is NOT RECENT.
+    "NEW": And((Recent(), Flag("seen", False))),
+    "OLD": Not(Recent()),
+}
+_DATE_KEYS = {
+    "BEFORE": ("internal", "before"),
+    "ON": ("internal", "on"),
+    "SINCE": ("internal", "since"),
+    "SENTBEFORE": ("sent", "before"),
+    "SENTON": ("sent", "on"),
+    "SENTSINCE": ("sent", "since"),
+}
+
+
+def uses_modseq(key: object) -> bool:
+    """True when the keys contain MODSEQ: the response then carries (MODSEQ n) (RFC 7162
+    3.1.5)."""
+    if isinstance(key, Modseq):
+        return True
+    if isinstance(key, Not):
+        return uses_modseq(key.key)
+    if isinstance(key, Or):
+        return uses_modseq(key.left) or uses_modseq(key.right)
+    if isinstance(key, And):
+        return any(uses_modseq(k) for k in key.keys)
+    return False
+
+
+def uses_saved(key: object) -> bool:
+    """True when the keys refer to the saved result "$" (RFC 5182)."""
+    if isinstance(key, Sequence_):
+        return key.set.saved
+    if isinstance(key, Not):
+        return uses_saved(key.key)
+    if isinstance(key, Or):
+        return uses_saved(key.left) or uses_saved(key.right)
+    if isinstance(key, And):
+        return any(uses_saved(k) for k in key.keys)
+    return False
+
+
+# --- Evaluation --------------------------------------------------------------------------
+
+
+def _fold(text: str) -> str:
+    return " ".join(text.casefold().split())
+
+
+class _Message:
+    """One candidate row, with its bytes and decoded texts loaded on first use."""
+
+    __slots__ = ("row", "_raw", "_parsed", "_body", "_tree")
+
+    def __init__(self, row: dict):
+        self.row = row
+        self._raw: bytes | None = None
+        self._parsed = None
+        self._body: str | None = None
+        self._tree = None
+
+    @property
+    def raw(self) -> bytes:
+        if self._raw is None:
+            try:
+                self._raw = selectors.blob_read(self.row["blob__name"])
+            except OSError:
+                self._raw = b""  # a missing blob matches no content key
+        return self._raw
+
+    def header(self):
+        if self._parsed is None:
+            self._parsed = BytesHeaderParser(policy=compat32).parsebytes(
+                header_cache.header_block(self.raw)
+            )
+        return self._parsed
+
+    def header_values(self, name: str) -> list[str]:
+        return [str(v) for v in (self.header().get_all(name) or [])]
+
+    def field_text(self, field: str) -> str:
+        """What FROM/TO/CC/BCC/SUBJECT/HEADER match: the decoded field, as the cache has it."""
+        if field == "subject":
+            values = self.header_values("Subject")
+            return header_cache.decode_words(values[0] if values else None)
+        if field in ("from", "to", "cc", "bcc"):
+            return header_cache._addresses_display(self.header_values(field))[0]
+        name = field.removeprefix("header:")
+        return " ".join(header_cache.decode_words(v) for v in self.header_values(name))
+
+    def has_field(self, name: str) -> bool:
+        return bool(self.header().get_all(name))
+
+    def body_text(self) -> str:
+        if self._body is None:
+            raw = self.raw
+            tree = mime.parse(raw)
+            pieces = []
+            for part, charset in mime.text_parts(raw, tree):
+                try:
+                    data = mime.decode_cte(raw[part.bs : part.be], part.cte)
+                except mime.UnknownCTE:
+                    data = raw[part.bs : part.be]
+                pieces.append(_decode(data, charset))
+            self._body = _fold("\n".join(pieces))
+        return self._body
+
+    def header_text(self) -> str:
+        return _fold(
+            " ".join(
+                f"{name}: {header_cache.decode_words(str(value))}"
+                for name, value in self.header().items()
+            )
+        )
+
+
+def _decode(data: bytes, charset: bytes) -> str:
+    name = charset.decode("ascii", "replace").strip() or "us-ascii"
+    try:
+        codecs.lookup(name)
+    except LookupError:
+        name = "utf-8"
+    if name.lower() in ("us-ascii", "ascii"):
+        name = "utf-8"  # 8-bit bytes in "us-ascii" text are almost always UTF-8
+    return data.decode(name, "replace")
+
+
+@dataclass
+class _Compiled:
+    exact: Q | None
+    pre: Q
+    py: Callable[[_Message], bool]
+
+    @property
+    def sql(self) -> Q:
+        return self.exact if self.exact is not None else self.pre
+
+
+_NOTHING = Q(pk__in=[])
+
+
+def _exact(q: Q, py: Callable[[_Message], bool]) -> _Compiled:
+    return _Compiled(q, q, py)
+
+
+def _ranges_q(ranges: list[tuple[int, int]]) -> _Compiled:
+    """UIDs in sorted, disjoint (low, high) ranges."""
+    if not ranges:
+        return _exact(_NOTHING, lambda m: False)
+    lows = [low for low, _high in ranges]
+
+    def py(m: _Message) -> bool:
+        uid = m.row["uid"]
+        i = bisect.bisect_right(lows, uid) - 1
+        return i >= 0 and uid <= ranges[i][1]
+
+    if len(ranges) > MAX_SQL_RANGES:
+        return _Compiled(None, Q(uid__gte=ranges[0][0], uid__lte=ranges[-1][1]), py)
+    q = Q()
+    for low, high in ranges:
+        q |= Q(uid=low) if low == high else Q(uid__gte=low, uid__lte=high)
+    return _exact(q, py)
+
+
+def _merge(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for low, high in sorted(ranges):
+        if out and low <= out[-1][1] + 1:
+            out[-1] = (out[-1][0], max(out[-1][1], high))
+        else:
+            out.append((low, high))
+    return out
+
+
+def uid_ranges(uids: Iterable[int]) -> list[tuple[int, int]]:
+    return _merge((u, u) for u in uids)
+
+
+class _Context:
+    def __init__(self, seq_uids: Sequence[int], recent_uids: set[int], saved: Sequence[int]):
+        self.seq_uids = seq_uids
+        self.recent_uids = recent_uids
+        self.saved = saved
+
+    def sequence(self, key: Sequence_) -> list[tuple[int, int]]:
+        if key.set.saved:
+            return uid_ranges(self.saved)
+        seq = self.seq_uids
+        if key.uid:
+            largest = seq[-1] if seq else 0
+            return _merge(key.set.resolve(largest))
+        count = len(seq)
+        out = []
+        for low, high in key.set.resolve(count):
+            low, high = max(low, 1), min(high, count)
+            if low <= high:
+                # consecutive message numbers are consecutive UIDs of the session's view
+                out.append((seq[low - 1], seq[high - 1]))
+        return _merge(out)
+
+
+def _day_start(day: date) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=UTC)
+
+
+def _compare(value: date, op: str, day: date) -> bool:
+    if op == "before":
+        return value < day
+    if op == "on":
+        return value == day
+    return value >= day
+
+
+def _sent_day(m: _Message) -> date | None:
+    """The date of the Date: header in its own zone (RFC 9051 6.4.4 SENT* keys disregard
+    time and timezone)."""
+    values = m.header_values("Date")
+    parsed = parsedate_tz(values[0]) if values else None
+    if not parsed:
+        return None
+    try:
+        return date(parsed[0], parsed[1], parsed[2])
+    except (ValueError, TypeError):
+        return None
+
+
+def _compile_date(key: DateKey) -> _Compiled:
+    start = _day_start(key.day)
+    end = start + timedelta(days=1)
+    if key.field == "internal":
+        # INTERNALDATE is kept (and shown) in UTC, so its day is the UTC day.
+        column = "internal_date"
+        q = {
+            "before": Q(internal_date__lt=start),
+            "on": Q(internal_date__gte=start, internal_date__lt=end),
+            "since": Q(internal_date__gte=start),
+        }[key.op]
+
+        def py(m: _Message) -> bool:
+            return _compare(m.row[column].astimezone(UTC).date(), key.op, key.day)
+
+        return _exact(q, py)
+    band = SENT_DATE_BAND
+    pre = {
+        "before": Q(sent_date__lt=start + band),
+        "on": Q(sent_date__gte=start - band, sent_date__lt=end + band),
+        "since": Q(sent_date__gte=start - band),
+    }[key.op]
+
+    def sent_py(m: _Message) -> bool:
+        sent = m.row["sent_date"]
+        if sent is None:
+            return False
+        # Far from the day's edges the UTC time decides; near them the header's own zone.
+        if key.op == "before" and sent < start - band:
+            return True
+        if key.op == "since" and sent >= end + band:
+            return True
+        if key.op == "before" and sent >= start + band:
+            return False
+        if key.op == "since" and sent < start - band:
+            return False
+        if key.op == "on" and not (start - band <= sent < end + band):
+            return False
+        day = _sent_day(m)
+        return day is not None and _compare(day, key.op, key.day)
+
+    return _Compiled(None, pre, sent_py)
+
+
+def _cacheable(needle: str) -> bool:
+    # SQL LIKE folds ASCII case only (SQLite); other needles are matched in Python.
+    return needle.isascii()
+
+
+def _compile_header(key: HeaderKey) -> _Compiled:
+    needle = _fold(key.needle)
+    cached = CACHED_FIELDS.get(key.field)
+    if cached is not None:
+        column, limit = cached
+
+        def cached_py(m: _Message) -> bool:
+            value = m.row[column]
+            if len(value) >= limit:  # the cache may have cut it: use the bytes
+                value = m.field_text(key.field)
+            return needle in _fold(value)
+
+        if needle and _cacheable(needle):
+            # The cached field is the same decoded text the Python check reads; SQL narrows
+            # to rows containing the needle, or too long to be cached whole.
+            pre = Q(**{f"{column}__icontains": needle}) | Q(**{f"{column}_len__gte": limit})
+            return _Compiled(None, pre, cached_py)
+        return _Compiled(None, Q(), cached_py)
+    if key.field.startswith("header:") and not key.needle:
+        name = key.field.removeprefix("header:")
+        # RFC 9051 6.4.4: an empty string matches every message that has the field.
+        return _Compiled(None, Q(), lambda m: m.has_field(name))
+    return _Compiled(None, Q(), lambda m: needle in _fold(m.field_text(key.field)))
+
+
+def _compile(key: object, ctx: _Context) -> _Compiled:
+    if isinstance(key, All):
+        return _exact(Q(), lambda m: True)
+    if isinstance(key, Flag):
+        column, value = key.column, key.value
+        return _exact(Q(**{column: value}), lambda m: m.row[column] == value)
+    if isinstance(key, Keyword):
+        name = key.name
+        q = (
+            Q(keywords__iexact=name)
+            | Q(keywords__istartswith=name + " ")
+            | Q(keywords__iendswith=" " + name)
+            | Q(keywords__icontains=" " + name + " ")
+        )
+        lowered = name.lower()
+
+        def has_keyword(m: _Message) -> bool:
+            return lowered in m.row["keywords"].lower().split()
+
+        if key.present:
+            return _exact(q, has_keyword)
+        return _exact(~q, lambda m: not has_keyword(m))
+    if isinstance(key, Recent):
+        return _ranges_q(uid_ranges(ctx.recent_uids))
+    if isinstance(key, DateKey):
+        return _compile_date(key)
+    if isinstance(key, Size):
+        octets = key.octets
+        if key.op == "larger":
+            return _exact(Q(size__gt=octets), lambda m: m.row["size"] > octets)
+        return _exact(Q(size__lt=octets), lambda m: m.row["size"] < octets)
+    if isinstance(key, Modseq):
+        value = key.value
+        return _exact(Q(modseq__gte=value), lambda m: m.row["modseq"] >= value)
+    if isinstance(key, Sequence_):
+        return _ranges_q(ctx.sequence(key))
+    if isinstance(key, HeaderKey):
+        return _compile_header(key)
+    if isinstance(key, TextKey):
+        needle = _fold(key.needle)
+        if key.where == "body":
+            return _Compiled(None, Q(), lambda m: needle in m.body_text())
+        return _Compiled(None, Q(), lambda m: needle in m.header_text() or needle in m.body_text())
+    if isinstance(key, Not):
+        inner = _compile(key.key, ctx)
+        if inner.exact is not None:
+            return _exact(~inner.exact, lambda m: not inner.py(m))
+        return _Compiled(None, Q(), lambda m: not inner.py(m))
+    if isinstance(key, Or):
+        left, right = _compile(key.left, ctx), _compile(key.right, ctx)
+        if left.exact is not None and right.exact is not None:
+            return _exact(left.exact | right.exact, lambda m: left.py(m) or right.py(m))
+        return _Compiled(None, left.sql | right.sql, lambda m: left.py(m) or right.py(m))
+    if isinstance(key, And):
+        parts = [_compile(k, ctx) for k in key.keys]
+        q = Q()
+        for part in parts:
+            q &= part.sql
+        if all(part.exact is not None for part in parts):
+            return _exact(q, lambda m: all(part.py(m) for part in parts))
+        return _Compiled(None, q, lambda m: all(part.py(m) for part in parts))
+    raise SearchSyntaxError(f"Unknown key {key!r}")
+
+
+ROW_FIELDS = (
+    "uid",
+    "modseq",
+    "size",
+    "internal_date",
+    "sent_date",
+    "seen",
+    "answered",
+    "flagged",
+    "deleted",
+    "draft",
+    "keywords",
+    "subject",
+    "from_display",
+    "to_display",
+    "cc_display",
+    "blob__name",
+)
+
+
+@dataclass
+class SearchResult:
+    uids: list[int]
+    highest_modseq: int | None  # of the matching messages, when asked for (RFC 7162 3.1.5)
+
+
+def search_full(
+    folder_id: int,
+    key: object,
+    *,
+    seq_uids: Sequence[int],
+    recent_uids: set[int] = frozenset(),
+    saved_uids: Sequence[int] = (),
+    want_modseq: bool = False,
+) -> SearchResult:
+    """The UIDs (ascending) of the session's messages that match the key tree."""
+    if not seq_uids:
+        return SearchResult([], None)
+    ctx = _Context(seq_uids, set(recent_uids), saved_uids)
+    compiled = _compile(key, ctx)
+    queryset = Message.objects.filter(folder_id=folder_id, uid__lte=seq_uids[-1])
+    queryset = queryset.alias(
+        **{f"{column}_len": Length(column) for column, _limit in CACHED_FIELDS.values()}
+    )
+    view = set(seq_uids)
+    matches: list[tuple[int, int]] = []
+    if compiled.exact is not None:
+        rows = queryset.filter(compiled.exact).order_by("uid").values_list("uid", "modseq")
+        matches = [(uid, modseq) for uid, modseq in rows.iterator(chunk_size=5000) if uid in view]
+    else:
+        rows = queryset.filter(compiled.pre).order_by("uid").values(*ROW_FIELDS)
+        for row in rows.iterator(chunk_size=2000):
+            if row["uid"] in view and compiled.py(_Message(row)):
+                matches.append((row["uid"], row["modseq"]))
+    highest = max((modseq for _uid, modseq in matches), default=None) if want_modseq else None
+    return SearchResult([uid for uid, _modseq in matches], highest)
+
+
+def search(
+    folder_id: int,
+    key: object,
+    *,
+    seq_uids: Sequence[int],
+    recent_uids: set[int] = frozenset(),
+    saved_uids: Sequence[int] = (),
+) -> list[int]:
+    return search_full(
+        folder_id, key, seq_uids=seq_uids, recent_uids=recent_uids, saved_uids=saved_uids
+    ).uids
+
+
+# --- Responses ---------------------------------------------------------------------------
+
+
+def sequence_set_text(numbers: Iterable[int]) -> str:
+    """Ascending numbers as a compact sequence set: 1:3,7,9:10."""
+    return ",".join(
+        str(low) if low == high else f"{low}:{high}" for low, high in uid_ranges(numbers)
+    )
+
+
+def search_response(numbers: Sequence[int], modseq: int | None = None) -> bytes:
+    """`* SEARCH n n n` (RFC 9051 7.3.4 as RFC 3501 7.2.5), with (MODSEQ n) of RFC 7162."""
+    out = b"* SEARCH"
+    if numbers:
+        out += b" " + b" ".join(b"%d" % n for n in numbers)
+        if modseq is not None:
+            out += b" (MODSEQ %d)" % modseq
+    return out + b"\r\n"
+
+
+def esearch_response(
+    tag: str,
+    numbers: Sequence[int],
+    returns: Sequence[str],
+    *,
+    uid: bool,
+    modseq: int | None = None,
+) -> bytes:
+    """`* ESEARCH (TAG "t") [UID] MIN n MAX n COUNT n ALL set` (RFC 4731 3.1).
+
+    An empty RETURN () means ALL. MIN, MAX and ALL are left out when nothing matched.
+    """
+    options = {r.upper() for r in returns} or {"ALL"}
+    if options == {"SAVE"}:
+        options = set()
+    out = b'* ESEARCH (TAG "' + tag.encode("ascii", "replace") + b'")'
+    if uid:
+        out += b" UID"
+    numbers = sorted(numbers)
+    if numbers:
+        if "MIN" in options:
+            out += b" MIN %d" % numbers[0]
+        if "MAX" in options:
+            out += b" MAX %d" % numbers[-1]
+    if "COUNT" in options:
+        out += b" COUNT %d" % len(numbers)
+    if numbers and "ALL" in options:
+        out += b" ALL " + sequence_set_text(numbers).encode("ascii")
+    if numbers and modseq is not None and options:
+        out += b" MODSEQ %d" % modseq
+    return out + b"\r\n"
+
+
+def esearch_sends_response(returns: Sequence[str]) -> bool:
+    """RFC 5182 2.4: RETURN (SAVE) alone gives no ESEARCH response."""
+    return {r.upper() for r in returns} != {"SAVE"}
+
+
+def saved_result(uids: Sequence[int], returns: Sequence[str]) -> list[int] | None:
+    """What SAVE stores as "$" (RFC 5182 2.4): everything, or just MIN and/or MAX when they
+    are the only other options; None when SAVE was not asked for."""
+    options = {r.upper() for r in returns}
+    if "SAVE" not in options:
+        return None
+    uids = sorted(uids)
+    if not uids:
+        return []
+    other = options - {"SAVE"}
+    if other and other <= {"MIN", "MAX"}:
+        picked = set()
+        if "MIN" in other:
+            picked.add(uids[0])
+        if "MAX" in other:
+            picked.add(uids[-1])
+        return sorted(picked)
+    return uids
