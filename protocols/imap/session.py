@@ -300,10 +300,12 @@ class Session:
 
     async def select(self, folder: Folder, *, readonly: bool) -> Selected:
         uids = await db(selectors.folder_uids, folder.id)
-        recent: set[int] = set()
-        if not readonly:
+        if readonly:
+            # EXAMINE shows \Recent without taking it from the next read-write session.
+            first, uidnext = folder.first_recent_uid, folder.uidnext
+        else:
             first, uidnext = await db(services.folder_claim_recent, folder=folder)
-            recent = {u for u in uids[bisect.bisect_left(uids, first) :] if u < uidnext}
+        recent = {u for u in uids[bisect.bisect_left(uids, first) :] if u < uidnext}
         selected = Selected(
             folder_id=folder.id,
             name=folder.name,

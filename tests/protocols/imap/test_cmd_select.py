@@ -1,0 +1,132 @@
+"""Transcripts: SELECT EXAMINE CLOSE UNSELECT CHECK, CONDSTORE and QRESYNC."""
+
+from __future__ import annotations
+
+import pytest
+
+from mailboxes import selectors, services
+from protocols.imap import responses as r
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+MESSAGE = b"From: bob@example.net\r\nSubject: hello\r\n\r\nHi.\r\n"
+FLAGS = b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded $Junk $MDNSent $NotJunk $Phishing)"
+
+
+def ok(tag: str, reply: r.Reply = r.OK_COMPLETED) -> bytes:
+    return reply.tagged(tag).rstrip(b"\r\n")
+
+
+def deliver(n: int = 1) -> None:
+    for _ in range(n):
+        services.message_deliver(raw=MESSAGE, recipients=["alice@example.org"])
+
+
+def inbox(imap):
+    return selectors.folder_get(imap["mailbox"], "INBOX")
+
+
+def test_select_reports_counters_recent_and_unseen(client, imap):
+    deliver(3)
+    folder = inbox(imap)
+    c = client()
+    assert c.cmd("a1", "SELECT INBOX") == [
+        FLAGS,
+        b"* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)] Flags permitted",
+        b"* 3 EXISTS",
+        b"* 3 RECENT",
+        b"* OK [UNSEEN 1] First unseen",
+        b"* OK [UIDVALIDITY %d] UIDs valid" % folder.uidvalidity,
+        b"* OK [UIDNEXT 4] Predicted next UID",
+        b"* OK [HIGHESTMODSEQ %d] Highest" % folder.highestmodseq,
+        ok("a1", r.OK_SELECT_RW),
+    ]
+    # \Recent belongs to the first session only (RFC 3501 2.3.2).
+    other = client()
+    lines = other.cmd("b1", "SELECT INBOX")
+    assert b"* 0 RECENT" in lines
+
+
+def test_examine_is_read_only_and_claims_no_recent(client, imap):
+    deliver(1)
+    c = client()
+    lines = c.cmd("a1", "EXAMINE INBOX")
+    assert b"* OK [PERMANENTFLAGS ()] No permanent flags permitted" in lines
+    assert b"* 1 RECENT" in lines and lines[-1] == ok("a1", r.OK_EXAMINE_RO)
+    assert c.cmd("a2", "STORE 1 +FLAGS (\\Seen)") == [ok("a2", r.NO_READ_ONLY)]
+    assert c.cmd("a3", "EXPUNGE") == [ok("a3", r.NO_READ_ONLY)]
+    assert c.cmd("a4", "FETCH 1 BODY[TEXT]")[0] == b"* 1 FETCH (BODY[TEXT] {5}\r\nHi.\r\n)"
+    assert not selectors.messages_in(inbox(imap)).get().seen  # EXAMINE never sets \Seen
+
+
+def test_select_nonexistent_leaves_selected_state(client):
+    c = client()
+    c.cmd("a1", "SELECT INBOX")
+    assert c.cmd("a2", "SELECT Nope") == [
+        line(r.OK_CLOSED.untagged()),
+        ok("a2", r.NO_NONEXISTENT),
+    ]
+    assert c.cmd("a3", "FETCH 1 FLAGS") == [ok("a3", r.BAD_NOT_SELECTED)]
+
+
+def line(data: bytes) -> bytes:
+    return data.rstrip(b"\r\n")
+
+
+def test_close_expunges_unselect_does_not(client, imap):
+    deliver(2)
+    c = client()
+    c.cmd("a1", "SELECT INBOX")
+    c.cmd("a2", "STORE 1 +FLAGS.SILENT (\\Deleted)")
+    assert c.cmd("a3", "UNSELECT") == [ok("a3")]
+    assert inbox(imap).message_count == 2
+    c.cmd("a4", "SELECT INBOX")
+    assert c.cmd("a5", "CHECK") == [ok("a5")]
+    assert c.cmd("a6", "CLOSE") == [ok("a6")]  # no untagged EXPUNGE (RFC 9051 6.4.1)
+    assert inbox(imap).message_count == 1
+    assert c.cmd("a7", "CLOSE") == [ok("a7", r.BAD_NOT_SELECTED)]
+
+
+def test_condstore_select_and_fetch_modseq(client, imap):
+    deliver(2)
+    c = client()
+    lines = c.cmd("a1", "SELECT INBOX (CONDSTORE)")
+    highest = inbox(imap).highestmodseq
+    assert b"* OK [HIGHESTMODSEQ %d] Highest" % highest in lines
+    lines = c.cmd("a2", "STORE 2 +FLAGS (\\Flagged)")
+    assert lines == [
+        b"* 2 FETCH (FLAGS (\\Flagged \\Recent) MODSEQ (%d))" % (highest + 1),
+        ok("a2"),
+    ]
+    assert c.cmd("a3", f"FETCH 1:* (FLAGS) (CHANGEDSINCE {highest})") == [
+        b"* 2 FETCH (FLAGS (\\Flagged \\Recent) MODSEQ (%d))" % (highest + 1),
+        ok("a3"),
+    ]
+
+
+def test_qresync_select_reports_vanished_and_changes(client, imap):
+    deliver(3)
+    folder = inbox(imap)
+    base = folder.highestmodseq
+    services.messages_store_flags(folder=folder, uids=[1], flags=["\\Deleted"], mode="add")
+    services.messages_expunge(folder=folder)
+    services.messages_store_flags(folder=folder, uids=[3], flags=["\\Seen"], mode="add")
+    folder = inbox(imap)
+    c = client()
+    assert c.cmd("a1", "SELECT INBOX (QRESYNC (1 1))") == [ok("a1", r.BAD_CONDSTORE_OFF)]
+    c.cmd("a2", "ENABLE QRESYNC")
+    lines = c.cmd("a3", f"SELECT INBOX (QRESYNC ({folder.uidvalidity} {base} 1:3))")
+    assert b"* VANISHED (EARLIER) 1" in lines
+    assert b"* 2 FETCH (UID 3 FLAGS (\\Seen \\Recent) MODSEQ (%d))" % folder.highestmodseq in lines
+    assert lines[-1] == ok("a3", r.OK_SELECT_RW)
+    # QRESYNC replaces EXPUNGE with VANISHED.
+    c.cmd("a4", "STORE 1 +FLAGS.SILENT (\\Deleted)")
+    assert c.cmd("a5", "EXPUNGE") == [b"* VANISHED 2", ok("a5")]
+
+
+def test_select_another_mailbox_sends_closed(client):
+    c = client()
+    c.cmd("a1", "SELECT INBOX")
+    lines = c.cmd("a2", "EXAMINE Sent")
+    assert lines[0] == line(r.OK_CLOSED.untagged())
+    assert lines[-1] == ok("a2", r.OK_EXAMINE_RO)
