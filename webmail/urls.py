@@ -1,10 +1,29 @@
+"""Webmail routes. Every view gets the strict page CSP unless it sets a policy of its own."""
+
 from django.urls import path
-from django.views.generic import RedirectView
+
+from webmail.security import with_headers
+from webmail.views import api, auth, compose, folders, mailbox, reading, search
 
 app_name = "webmail"
 
-# The webmail views arrive with the webmail issue; until then the root leads to the admin.
-urlpatterns = [
-    path("", RedirectView.as_view(url="/admin/"), name="index"),
-    path("login/", RedirectView.as_view(url="/admin/login/"), name="login"),
+_routes = [
+    ("", mailbox.index, "index"),
+    ("login/", auth.login, "login"),
+    ("logout/", auth.logout, "logout"),
+    ("f/<int:folder_id>/", mailbox.folder_view, "folder"),
+    ("f/<int:folder_id>/bulk/", mailbox.bulk, "bulk"),
+    ("folders/", folders.folders_view, "folders"),
+    ("folders/create/", folders.folder_create, "folder_create"),
+    ("folders/<int:folder_id>/rename/", folders.folder_rename, "folder_rename"),
+    ("folders/<int:folder_id>/delete/", folders.folder_delete, "folder_delete"),
+    ("m/<int:folder_id>/<int:uid>/", reading.message_view, "message"),
+    ("m/<int:folder_id>/<int:uid>/frame/", reading.message_frame, "message_frame"),
+    ("m/<int:folder_id>/<int:uid>/part/<str:path>/", reading.message_part, "message_part"),
+    ("m/<int:folder_id>/<int:uid>/raw/", reading.message_raw, "message_raw"),
+    ("compose/", compose.compose_view, "compose"),
+    ("search/", search.search_view, "search"),
+    ("api/status/", api.status, "api_status"),
 ]
+
+urlpatterns = [path(route, with_headers(view), name=name) for route, view, name in _routes]

@@ -1,0 +1,49 @@
+"""Reads of the outbound spool."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.core.files.storage import storages
+
+from delivery.models import OutboundMessage, OutboundRecipient
+from mailboxes.headers import header_block, summarize
+from mailboxes.models import Mailbox
+
+# How far apart the spool entry and the Sent copy of one submission may be in time.
+SENT_MATCH_WINDOW = timedelta(hours=6)
+SENT_MATCH_CANDIDATES = 50
+
+
+def outbound_recipients_for_message_id(
+    *, sender_mailbox: Mailbox, message_id: str, sent_at: datetime
+) -> list[OutboundRecipient]:
+    """The spool recipients of the message this mailbox submitted with this Message-ID.
+
+    The spool keeps no Message-ID column, so candidates are the sender's spool entries
+    created near the Sent copy's date, matched by the Message-ID in their stored header.
+    """
+    if not message_id:
+        return []
+    candidates = OutboundMessage.objects.filter(
+        sender_mailbox=sender_mailbox,
+        created_at__gte=sent_at - SENT_MATCH_WINDOW,
+        created_at__lte=sent_at + SENT_MATCH_WINDOW,
+    ).select_related("blob")[:SENT_MATCH_CANDIDATES]
+    storage = storages["blobs"]
+    matched = []
+    for outbound in candidates:
+        try:
+            with storage.open(outbound.blob.name, "rb") as fh:
+                head = header_block(fh.read(256 * 1024))
+        except OSError:
+            continue
+        if summarize(head)["message_id"] == message_id:
+            matched.append(outbound.pk)
+    if not matched:
+        return []
+    return list(
+        OutboundRecipient.objects.filter(message_id__in=matched)
+        .select_related("message")
+        .order_by("message__created_at", "id")
+    )

@@ -1,0 +1,106 @@
+"""Webmail sign-in: the session holds a mailbox id (webmail users are mailboxes, not Django
+users; the admin keeps Django's own auth in the same session store).
+
+A session ends when the reader signs out, when it has been idle for
+MAILHOST_WEBMAIL_IDLE_SECONDS, after SESSION_COOKIE_AGE in any case, and as soon as the
+mailbox's password changes or the mailbox or its domain is disabled.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import time
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+
+from mailboxes.models import Mailbox
+
+API_PREFIX = "/api/"
+SESSION_MAILBOX = "webmail_mailbox_id"
+SESSION_HASH = "webmail_auth_hash"
+SESSION_STARTED = "webmail_started"
+SESSION_TOUCHED = "webmail_touched"
+TOUCH_INTERVAL = 300  # seconds between idle-expiry refreshes (each one is a session write)
+
+
+def idle_seconds() -> int:
+    return int(getattr(settings, "MAILHOST_WEBMAIL_IDLE_SECONDS", 8 * 3600))
+
+
+def _password_hash_digest(mailbox: Mailbox) -> str:
+    # Bound to the stored password hash: changing the password ends every session.
+    key = settings.SECRET_KEY.encode() + b"webmail-session"
+    return hmac.new(key, mailbox.password.encode(), hashlib.sha256).hexdigest()
+
+
+def sign_in(request: HttpRequest, mailbox: Mailbox) -> None:
+    request.session.cycle_key()  # a new session id at login: no session fixation
+    request.session[SESSION_MAILBOX] = mailbox.pk
+    request.session[SESSION_HASH] = _password_hash_digest(mailbox)
+    request.session[SESSION_STARTED] = int(time.time())
+    request.session.set_expiry(idle_seconds())
+
+
+def sign_out(request: HttpRequest) -> None:
+    for key in (SESSION_MAILBOX, SESSION_HASH, SESSION_STARTED, SESSION_TOUCHED):
+        request.session.pop(key, None)
+    request.session.cycle_key()
+
+
+def current_mailbox(request: HttpRequest) -> Mailbox | None:
+    mailbox_id = request.session.get(SESSION_MAILBOX)
+    if not mailbox_id:
+        return None
+    mailbox = (
+        Mailbox.objects.select_related("domain")
+        .filter(pk=mailbox_id, active=True, domain__active=True)
+        .first()
+    )
+    started = request.session.get(SESSION_STARTED, 0)
+    if (
+        mailbox is None
+        or not hmac.compare_digest(
+            request.session.get(SESSION_HASH, ""), _password_hash_digest(mailbox)
+        )
+        or time.time() - started > settings.SESSION_COOKIE_AGE
+    ):
+        sign_out(request)
+        return None
+    return mailbox
+
+
+def mailbox_required(view):
+    """Views for signed-in readers: request.mailbox is set; otherwise to the sign-in page
+    (JSON endpoints answer 401 instead of redirecting)."""
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        mailbox = current_mailbox(request)
+        if mailbox is None:
+            if request.path.startswith(API_PREFIX):
+                return JsonResponse({"error": "signed out"}, status=401)
+            return redirect(f"{reverse('webmail:login')}?next={request.get_full_path()}")
+        request.mailbox = mailbox
+        # Sliding idle expiry: activity pushes it forward (at most one write per interval).
+        now = int(time.time())
+        if now - request.session.get(SESSION_TOUCHED, 0) > TOUCH_INTERVAL:
+            request.session[SESSION_TOUCHED] = now
+            request.session.set_expiry(idle_seconds())
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def safe_next(request: HttpRequest, default: str) -> str:
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return default

@@ -1,0 +1,73 @@
+"""What became of a sent message, per recipient, read from the spool."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from delivery.models import RecipientStatus
+from delivery.selectors import outbound_recipients_for_message_id
+from mailboxes import selectors
+from mailboxes.models import Mailbox, Message
+from webmail import mime
+
+
+@dataclass
+class RecipientState:
+    address: str
+    state: str  # queued, deferred, delivered, bounced, local, unknown
+    label: str
+    detail: str = ""
+    next_attempt: datetime | None = None
+    attempts: int = 0
+    mx: str = ""
+    updated: datetime | None = None
+
+
+LABELS = {
+    RecipientStatus.QUEUED: ("queued", "Queued"),
+    RecipientStatus.DEFERRED: ("deferred", "Deferred, will retry"),
+    RecipientStatus.DELIVERED: ("delivered", "Delivered"),
+    RecipientStatus.FAILED: ("bounced", "Bounced"),
+}
+
+
+def recipients_status(
+    mailbox: Mailbox, message: Message, parsed: mime.ParsedMessage
+) -> list[RecipientState]:
+    addresses: list[str] = []
+    for name in ("To", "Cc", "Bcc"):
+        for _, address in mime.addresses(parsed.header(name)):
+            if address.lower() not in {a.lower() for a in addresses}:
+                addresses.append(address)
+    spooled = outbound_recipients_for_message_id(
+        sender_mailbox=mailbox, message_id=message.message_id, sent_at=message.internal_date
+    )
+    by_address = {r.address.lower(): r for r in spooled}
+    result = []
+    for address in addresses:
+        row = by_address.pop(address.lower(), None)
+        if row is not None:
+            result.append(_from_row(address, row))
+        elif selectors.domain_is_hosted(address.rpartition("@")[2]):
+            result.append(RecipientState(address, "local", "Delivered to a mailbox here"))
+        else:
+            result.append(RecipientState(address, "unknown", "No spool record"))
+    # Spooled recipients the headers do not name (alias expansions, redirects).
+    for row in by_address.values():
+        result.append(_from_row(row.address, row))
+    return result
+
+
+def _from_row(address: str, row) -> RecipientState:
+    state, label = LABELS.get(row.status, ("unknown", row.status))
+    return RecipientState(
+        address=address,
+        state=state,
+        label=label,
+        detail=row.last_reply,
+        next_attempt=row.next_attempt_at if row.status in {"queued", "deferred"} else None,
+        attempts=row.attempts,
+        mx=row.mx_used,
+        updated=row.updated_at,
+    )

@@ -1,0 +1,241 @@
+"""Reading stored messages for display: text and HTML bodies, attachments, inline images.
+
+Parts are addressed by a dotted path of 1-based indexes in the MIME tree ("1", "2.1"), the
+same numbering IMAP's BODY[section] uses (RFC 9051 6.4.5), so a part has one stable name.
+Parsing is tolerant: a broken message still shows whatever could be decoded.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from email import policy
+from email.message import EmailMessage, Message
+from email.parser import BytesParser
+from email.utils import getaddresses
+
+from mailboxes.headers import decode_words
+
+# Types a browser may show inline from our origin without risk of script execution.
+SAFE_INLINE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp"})
+
+
+@dataclass
+class Attachment:
+    path: str
+    filename: str
+    content_type: str
+    size: int
+    content_id: str = ""
+    inline: bool = False  # referenced from the HTML body by cid:
+
+
+@dataclass
+class ParsedMessage:
+    headers: list[tuple[str, str]]
+    text: str = ""
+    html: str = ""
+    attachments: list[Attachment] = field(default_factory=list)
+    # content-id (without <>) -> part path, for cid: images in the HTML
+    cids: dict[str, str] = field(default_factory=dict)
+
+    def header(self, name: str) -> str:
+        for key, value in self.headers:
+            if key.lower() == name.lower():
+                return value
+        return ""
+
+    @property
+    def visible_attachments(self) -> list[Attachment]:
+        return [a for a in self.attachments if not a.inline]
+
+
+def parse(raw: bytes) -> EmailMessage:
+    return BytesParser(policy=policy.default).parsebytes(raw)
+
+
+def _walk(part: Message, path: str):
+    """Yield (path, part) for every leaf and message/rfc822 part, depth first."""
+    if part.is_multipart():
+        for index, child in enumerate(part.iter_parts(), start=1):
+            child_path = f"{path}.{index}" if path else str(index)
+            yield from _walk(child, child_path)
+    else:
+        yield (path or "1"), part
+
+
+def part_at(message: EmailMessage, path: str) -> Message | None:
+    if not re.fullmatch(r"\d+(\.\d+)*", path or ""):
+        return None
+    if not message.is_multipart():
+        return message if path == "1" else None
+    current: Message = message
+    for piece in path.split("."):
+        if not current.is_multipart():
+            return None
+        children = list(current.iter_parts())
+        index = int(piece)
+        if not 1 <= index <= len(children):
+            return None
+        current = children[index - 1]
+    return current
+
+
+def part_filename(part: Message) -> str:
+    """The part's file name: RFC 2231 parameters and RFC 2047 words decoded."""
+    try:
+        name = part.get_filename()
+    except Exception:
+        name = None
+    if not name:
+        try:
+            name = part.get_param("name", header="content-type")
+        except Exception:
+            name = None
+        if isinstance(name, tuple):  # RFC 2231 triple
+            from email.utils import collapse_rfc2231_value
+
+            name = collapse_rfc2231_value(name)
+    name = decode_words(str(name)) if name else ""
+    # A name is a name, not a path.
+    name = name.replace("\\", "/").rsplit("/", 1)[-1].strip().strip(".")
+    return "".join(c for c in name if c.isprintable())[:200]
+
+
+def part_filename_from_upload(name: str) -> str:
+    """A browser-supplied file name, reduced to a plain name."""
+    name = (name or "").replace("\\", "/").rsplit("/", 1)[-1].strip()
+    name = "".join(c for c in name if c.isprintable())[:200]
+    return name or "attachment"
+
+
+def part_bytes(part: Message) -> bytes:
+    try:
+        payload = part.get_payload(decode=True)
+    except Exception:
+        payload = None
+    if payload is None:
+        if part.get_content_type() == "message/rfc822" or part.is_multipart():
+            return part.as_bytes(policy=policy.SMTP) if hasattr(part, "as_bytes") else b""
+        raw = part.get_payload()
+        return raw.encode("utf-8", "replace") if isinstance(raw, str) else b""
+    return payload
+
+
+def part_text(part: Message) -> str:
+    data = part_bytes(part)
+    charset = part.get_content_charset() or "utf-8"
+    try:
+        return data.decode(charset, "replace")
+    except LookupError:
+        return data.decode("utf-8", "replace")
+
+
+def _content_id(part: Message) -> str:
+    value = str(part.get("Content-ID") or "").strip()
+    return value[1:-1] if value.startswith("<") and value.endswith(">") else value
+
+
+DISPLAY_HEADERS = ("From", "Sender", "Reply-To", "To", "Cc", "Bcc", "Date", "Subject")
+
+
+def read(raw: bytes) -> ParsedMessage:
+    """Everything the reading view shows."""
+    message = parse(raw)
+    shown: list[tuple[str, str]] = []
+    for name in DISPLAY_HEADERS:
+        for value in message.get_all(name) or []:
+            try:
+                text = str(value)
+            except Exception:
+                text = decode_words(str(value))
+            shown.append((name, " ".join(text.split())))
+    result = ParsedMessage(headers=shown)
+    text_parts: list[str] = []
+    html_parts: list[str] = []
+    # The body: the preferred alternative of the first text parts; the rest are attachments.
+    try:
+        body = message.get_body(preferencelist=("html", "plain"))
+        plain = message.get_body(preferencelist=("plain",))
+    except Exception:
+        body = plain = None
+    body_ids = {id(p) for p in (body, plain) if p is not None}
+    for path, part in _walk(message, ""):
+        ctype = part.get_content_type()
+        disposition = (part.get_content_disposition() or "").lower()
+        if id(part) in body_ids and disposition != "attachment":
+            if ctype == "text/html":
+                html_parts.append(part_text(part))
+            else:
+                text_parts.append(part_text(part))
+            continue
+        if ctype.startswith("multipart/"):
+            continue
+        filename = part_filename(part)
+        cid = _content_id(part)
+        if (
+            not filename
+            and not cid
+            and disposition != "attachment"
+            and ctype in {"text/plain", "text/html"}
+            and not text_parts
+            and not html_parts
+        ):
+            (html_parts if ctype == "text/html" else text_parts).append(part_text(part))
+            continue
+        size = len(part_bytes(part))
+        if not filename:
+            filename = _fallback_name(ctype, path)
+        attachment = Attachment(
+            path=path, filename=filename, content_type=ctype, size=size, content_id=cid
+        )
+        if cid:
+            result.cids[cid] = path
+        result.attachments.append(attachment)
+    result.text = "\n\n".join(text_parts)
+    result.html = "\n".join(html_parts)
+    if result.html:
+        referenced = set(re.findall(r"cid:([^\"'\s>)]+)", result.html, re.I))
+        for attachment in result.attachments:
+            if attachment.content_id and attachment.content_id in referenced:
+                attachment.inline = True
+    return result
+
+
+def _fallback_name(ctype: str, path: str) -> str:
+    extensions = {
+        "message/rfc822": "eml",
+        "text/plain": "txt",
+        "text/html": "html",
+        "image/png": "png",
+        "image/jpeg": "jpg",
+        "application/pdf": "pdf",
+    }
+    return f"part-{path}.{extensions.get(ctype, 'bin')}"
+
+
+def addresses(value: str) -> list[tuple[str, str]]:
+    """(display name, address) pairs of an address header's decoded value."""
+    return [(name, addr) for name, addr in getaddresses([value]) if addr]
+
+
+def quote_text(text: str) -> str:
+    return "\n".join("> " + line if line else ">" for line in text.splitlines())
+
+
+def html_to_text(html: str) -> str:
+    """A readable plain-text rendering of an HTML body (for replies and search)."""
+    import html as html_lib
+
+    text = re.sub(r"(?is)<(script|style|head)\b.*?</\1\s*>", " ", html)
+    text = re.sub(r"(?i)<br\s*/?>|</(p|div|tr|li|h[1-6])\s*>", "\n", text)
+    text = re.sub(r"<[^>]+>", "", text)
+    text = html_lib.unescape(text)
+    lines = [" ".join(line.split()) for line in text.splitlines()]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
+
+def body_text(raw: bytes) -> str:
+    """The body as plain text: the text part, else the HTML part rendered as text."""
+    parsed = read(raw)
+    return parsed.text or html_to_text(parsed.html)

@@ -1,0 +1,75 @@
+"""Searching a folder or the whole mailbox.
+
+From, To/Cc and Subject are matched against the header fields cached at delivery (one query).
+Body text has no index: the newest BODY_SCAN_LIMIT candidates of the scope are decoded and
+scanned, and the result says so when older messages were not searched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from django.db.models import Q
+
+from mailboxes import selectors
+from mailboxes.models import Folder, Mailbox, Message
+from webmail import mime
+
+RESULT_LIMIT = 200
+BODY_SCAN_LIMIT = 500
+BODY_SCAN_BYTES = 64 * 1024 * 1024
+FIELDS = ("any", "from", "to", "subject", "body")
+
+
+@dataclass
+class SearchResult:
+    messages: list[Message] = field(default_factory=list)
+    body_scanned: int = 0
+    body_incomplete: bool = False  # older messages were not scanned for body text
+    truncated: bool = False  # more matches than RESULT_LIMIT
+
+
+def _header_q(query: str, where: str) -> Q:
+    subject = Q(subject__icontains=query)
+    sender = Q(from_display__icontains=query) | Q(from_address__icontains=query)
+    to = Q(to_display__icontains=query) | Q(cc_display__icontains=query)
+    return {"from": sender, "to": to, "subject": subject}.get(where, subject | sender | to)
+
+
+def search(
+    *, mailbox: Mailbox, query: str, folder: Folder | None = None, where: str = "any"
+) -> SearchResult:
+    query = query.strip()
+    result = SearchResult()
+    if not query:
+        return result
+    scope = Message.objects.filter(folder__mailbox_id=mailbox.pk)
+    if folder is not None:
+        scope = scope.filter(folder_id=folder.pk)
+    scope = scope.select_related("folder")
+    found: dict[int, Message] = {}
+    if where != "body":
+        for message in scope.filter(_header_q(query, where)).order_by("-internal_date", "-id")[
+            : RESULT_LIMIT + 1
+        ]:
+            found[message.pk] = message
+    if where in {"any", "body"}:
+        needle = query.casefold()
+        scanned_bytes = 0
+        candidates = scope.exclude(pk__in=list(found)).order_by("-internal_date", "-id")
+        for message in candidates.select_related("blob")[: BODY_SCAN_LIMIT + 1]:
+            if result.body_scanned >= BODY_SCAN_LIMIT or scanned_bytes >= BODY_SCAN_BYTES:
+                result.body_incomplete = True
+                break
+            result.body_scanned += 1
+            scanned_bytes += message.size
+            try:
+                text = mime.body_text(selectors.blob_read(message.blob))
+            except Exception:  # an unreadable message is skipped, not fatal to the search
+                continue
+            if needle in text.casefold():
+                found[message.pk] = message
+    ordered = sorted(found.values(), key=lambda m: (m.internal_date, m.pk), reverse=True)
+    result.truncated = len(ordered) > RESULT_LIMIT
+    result.messages = ordered[:RESULT_LIMIT]
+    return result

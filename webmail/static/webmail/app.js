@@ -1,0 +1,176 @@
+/* Mailhost webmail: progressive enhancement only. Every action works without this file. */
+(function () {
+  "use strict";
+  var doc = document;
+  doc.documentElement.classList.add("js");
+  doc.addEventListener("DOMContentLoaded", function () {
+    doc.body.classList.add("js");
+    sidebar();
+    selection();
+    confirmations();
+    moveSelects();
+    composeHelpers();
+    autosizeFrames();
+    shortcuts();
+    poll();
+  });
+
+  function sidebar() {
+    doc.querySelectorAll("[data-toggle-sidebar]").forEach(function (el) {
+      el.addEventListener("click", function () { doc.body.classList.toggle("sidebar-open"); });
+    });
+  }
+
+  /* Checkboxes in the list: select all, show the actions once something is picked. */
+  function selection() {
+    var all = doc.querySelector("[data-pick-all]");
+    var picks = Array.prototype.slice.call(doc.querySelectorAll("[data-pick]"));
+    var group = doc.querySelector("[data-needs-selection]");
+    var counter = doc.querySelector("[data-selection-count]");
+    if (!picks.length) { if (all) { all.disabled = true; } return; }
+    function refresh() {
+      var n = picks.filter(function (p) { return p.checked; }).length;
+      picks.forEach(function (p) { p.closest(".msg").classList.toggle("selected", p.checked); });
+      if (group) { group.classList.toggle("active", n > 0); }
+      if (counter) { counter.textContent = n ? n + " selected" : ""; }
+      if (all) { all.checked = n === picks.length; all.indeterminate = n > 0 && n < picks.length; }
+    }
+    picks.forEach(function (p) { p.addEventListener("change", refresh); });
+    if (all) {
+      all.addEventListener("change", function () {
+        picks.forEach(function (p) { p.checked = all.checked; });
+        refresh();
+      });
+    }
+    refresh();
+  }
+
+  function confirmations() {
+    doc.addEventListener("click", function (event) {
+      var el = event.target.closest("[data-confirm]");
+      if (el && !window.confirm(el.getAttribute("data-confirm"))) { event.preventDefault(); }
+    });
+  }
+
+  /* "Move to…" submits as soon as a folder is chosen. */
+  function moveSelects() {
+    doc.querySelectorAll("[data-move-select]").forEach(function (select) {
+      select.addEventListener("change", function () {
+        if (!select.value) { return; }
+        var button = select.form.querySelector("[data-move-button]");
+        if (select.form.requestSubmit) { select.form.requestSubmit(button); } else { button.click(); }
+      });
+    });
+  }
+
+  function composeHelpers() {
+    doc.querySelectorAll("[data-reveal]").forEach(function (button) {
+      button.addEventListener("click", function () {
+        var row = doc.querySelector('[data-optional="' + button.getAttribute("data-reveal") + '"]');
+        if (row) { row.classList.add("shown"); row.querySelector("input").focus(); }
+        button.hidden = true;
+      });
+    });
+    doc.querySelectorAll("[data-file-input]").forEach(function (input) {
+      var names = doc.querySelector("[data-file-names]");
+      input.addEventListener("change", function () {
+        var list = Array.prototype.map.call(input.files, function (f) { return f.name; });
+        if (names) { names.textContent = list.join(", "); }
+      });
+    });
+    var form = doc.querySelector(".compose-form");
+    if (form) {
+      var dirty = false;
+      form.addEventListener("input", function () { dirty = true; });
+      form.addEventListener("submit", function () { dirty = false; });
+      window.addEventListener("beforeunload", function (event) {
+        if (dirty) { event.preventDefault(); event.returnValue = ""; }
+      });
+    }
+  }
+
+  /* The message frame has no scripts of its own; we size it from the outside. */
+  function autosizeFrames() {
+    doc.querySelectorAll("iframe[data-autosize]").forEach(function (frame) {
+      function fit() {
+        try {
+          var inner = frame.contentDocument;
+          if (!inner || !inner.documentElement) { return; }
+          frame.style.height = "40px";  /* shrink first: scrollHeight never reports less than the frame */
+          frame.style.height = (inner.documentElement.scrollHeight + 16) + "px";
+        } catch (e) { /* cross-origin: keep the default height */ }
+      }
+      frame.addEventListener("load", function () {
+        fit();
+        var images = frame.contentDocument ? frame.contentDocument.images : [];
+        Array.prototype.forEach.call(images, function (img) { img.addEventListener("load", fit); });
+      });
+      fit();
+    });
+  }
+
+  function shortcuts() {
+    doc.addEventListener("keydown", function (event) {
+      var tag = (event.target.tagName || "").toLowerCase();
+      if (tag === "input" || tag === "textarea" || tag === "select" || event.ctrlKey || event.metaKey || event.altKey) { return; }
+      if (event.key === "/") {
+        var search = doc.querySelector("[data-search-input]");
+        if (search) { event.preventDefault(); search.focus(); }
+      } else if (event.key === "c") {
+        var compose = doc.querySelector("[data-test=compose]");
+        if (compose) { window.location.href = compose.href; }
+      }
+    });
+  }
+
+  /* New mail without a reload: cheap counters every 10 s; the list is refetched only when the
+     open folder changed and the reader has nothing selected. */
+  function poll() {
+    var url = doc.body.getAttribute("data-status-url");
+    if (!url || !doc.querySelector(".folder-list")) { return; }
+    var baseTitle = doc.title;
+    var inboxLink = doc.querySelector('.folder-link[data-folder-name="INBOX"]');
+    function tick() {
+      fetch(url, { credentials: "same-origin", headers: { "Accept": "application/json" } })
+        .then(function (r) {
+          if (r.status === 401) { window.location.reload(); throw new Error("signed out"); }
+          return r.json();
+        })
+        .then(update)
+        .catch(function () {})
+        .then(function () { window.setTimeout(tick, doc.hidden ? 30000 : 10000); });
+    }
+    function update(data) {
+      (data.folders || []).forEach(function (f) {
+        var link = doc.querySelector('.folder-link[data-folder-id="' + f.id + '"]');
+        if (link) {
+          link.querySelector("[data-unseen]").textContent = f.unseen ? String(f.unseen) : "";
+          link.classList.toggle("has-unseen", f.unseen > 0);
+        }
+        if (link === inboxLink) {
+          doc.title = (f.unseen ? "(" + f.unseen + ") " : "") + baseTitle;
+        }
+        var pane = doc.querySelector("[data-folder-pane]");
+        if (pane && String(f.id) === pane.getAttribute("data-folder-id") && pane.getAttribute("data-live") === "1") {
+          var changed = String(f.uidnext) !== pane.getAttribute("data-uidnext") ||
+                        String(f.modseq) !== pane.getAttribute("data-modseq");
+          var picked = doc.querySelector("[data-pick]:checked");
+          if (changed && !picked) { refreshList(pane); }
+        }
+      });
+    }
+    function refreshList(pane) {
+      fetch(window.location.href, { credentials: "same-origin" })
+        .then(function (r) { return r.text(); })
+        .then(function (html) {
+          var fresh = new DOMParser().parseFromString(html, "text/html");
+          var newPane = fresh.querySelector("[data-folder-pane]");
+          if (!newPane) { return; }
+          pane.replaceWith(doc.adoptNode(newPane));
+          selection();
+          moveSelects();
+        });
+    }
+    window.setTimeout(tick, 10000);
+  }
+})();

@@ -1,0 +1,135 @@
+"""What every webmail page shares: the reader's folders, lookups scoped to the reader."""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from django.http import Http404, HttpRequest
+from django.utils import timezone
+
+from mailboxes import selectors
+from mailboxes.models import HIERARCHY_DELIMITER, Folder, Message, SpecialUse
+
+PAGE_SIZE = 50
+
+# Special uses first, in the order mail clients show them; then the reader's own folders.
+SPECIAL_ORDER = {
+    "": 0,  # INBOX (the only special folder without a special use)
+    SpecialUse.DRAFTS: 1,
+    SpecialUse.SENT: 2,
+    SpecialUse.ARCHIVE: 3,
+    SpecialUse.JUNK: 4,
+    SpecialUse.TRASH: 5,
+}
+ICONS = {
+    SpecialUse.SENT: "send",
+    SpecialUse.DRAFTS: "draft",
+    SpecialUse.JUNK: "junk",
+    SpecialUse.TRASH: "trash",
+    SpecialUse.ARCHIVE: "archive",
+}
+
+
+@dataclass
+class FolderItem:
+    folder: Folder
+    icon: str
+    label: str
+    depth: int
+    is_special: bool
+
+
+def folder_items(mailbox_id: int) -> list[FolderItem]:
+    folders = list(selectors.folders_of(mailbox_id))
+    items = []
+    for folder in folders:
+        if folder.name == "INBOX":
+            items.append(FolderItem(folder, "inbox", "Inbox", 0, True))
+        elif folder.special_use:
+            items.append(
+                FolderItem(folder, ICONS.get(folder.special_use, "folder"), folder.name, 0, True)
+            )
+        else:
+            parts = folder.name.split(HIERARCHY_DELIMITER)
+            items.append(FolderItem(folder, "folder", parts[-1], len(parts) - 1, False))
+
+    def key(item: FolderItem):
+        if item.is_special:
+            order = (
+                0 if item.folder.name == "INBOX" else SPECIAL_ORDER.get(item.folder.special_use, 6)
+            )
+            return (0, order, item.folder.name)
+        return (1, 0, item.folder.name.lower())
+
+    items.sort(key=key)
+    return items
+
+
+def folder_for(request: HttpRequest, folder_id: int) -> Folder:
+    folder = Folder.objects.filter(pk=folder_id, mailbox_id=request.mailbox.pk).first()
+    if folder is None:
+        raise Http404("no such folder")
+    return folder
+
+
+def message_for(folder: Folder, uid: int) -> Message:
+    message = (
+        Message.objects.select_related("blob", "folder").filter(folder=folder, uid=uid).first()
+    )
+    if message is None:
+        raise Http404("no such message")
+    return message
+
+
+def special_folder(mailbox_id: int, special_use: str) -> Folder | None:
+    return selectors.folder_by_special_use(mailbox_id, special_use)
+
+
+def inbox(mailbox_id: int) -> Folder:
+    folder = selectors.folder_get(mailbox_id, "INBOX")
+    if folder is None:
+        raise Http404("no INBOX")
+    return folder
+
+
+def human_size(size: int) -> str:
+    if size < 1024:
+        return f"{size} B"
+    if size < 1024 * 1024:
+        return f"{size / 1024:.0f} KB"
+    return f"{size / (1024 * 1024):.1f} MB"
+
+
+def short_date(when) -> str:
+    if when is None:
+        return ""
+    local = timezone.localtime(when)
+    now = timezone.localtime()
+    if local.date() == now.date():
+        return local.strftime("%H:%M")
+    if local.year == now.year:
+        return local.strftime("%b %-d")
+    return local.strftime("%Y-%m-%d")
+
+
+def display_name(display: str, address: str) -> str:
+    """The name part of a cached From/To display ("Ann <ann@x>" -> "Ann")."""
+    first = display.split(",")[0].strip() if display else ""
+    if "<" in first:
+        name = first.split("<", 1)[0].strip().strip('"')
+        if name:
+            return name
+    return first or address or "(nobody)"
+
+
+def content_disposition(filename: str, *, attachment: bool) -> str:
+    """RFC 6266: an ASCII fallback name and the exact name in RFC 5987 filename*."""
+    kind = "attachment" if attachment else "inline"
+    fallback = unicodedata.normalize("NFKD", filename).encode("ascii", "ignore").decode("ascii")
+    fallback = "".join(c for c in fallback if c.isprintable() and c not in '"\\;') or "file"
+    header = f'{kind}; filename="{fallback}"'
+    if fallback != filename:
+        header += f"; filename*=UTF-8''{quote(filename, safe='')}"
+    return header

@@ -1,0 +1,309 @@
+"""Compose: new messages, replies, forwards, drafts; sending through the submission service.
+
+Attachments carried over (from a resumed draft, a forwarded message, or a form that came
+back with an error) are named by reference, `keep=<folder id>:<uid>:<part path>` (or
+`:message` for a whole message attached), and read from the store when the message is
+built. A form that fails with new uploads on it saves them with a draft first, so the reader
+never has to pick the files again.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.contrib import messages as flash
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_http_methods
+
+from mailboxes import selectors, services
+from mailboxes.exceptions import MailhostError, QuotaExceeded
+from mailboxes.models import Folder, Message, SpecialUse
+from webmail import compose, mime
+from webmail.auth import mailbox_required
+from webmail.sending import SendError, refused_text, send
+from webmail.views.common import folder_items, human_size, special_folder
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Kept:
+    ref: str
+    filename: str
+    size: str
+    upload: compose.Upload
+
+
+def _message_ref(request: HttpRequest, ref: str) -> tuple[Message, str] | None:
+    """`folder:uid` or `folder:uid:part` of a message of the reader's own."""
+    pieces = ref.split(":")
+    if len(pieces) not in (2, 3) or not pieces[0].isdigit() or not pieces[1].isdigit():
+        return None
+    message = (
+        Message.objects.select_related("blob", "folder")
+        .filter(
+            folder_id=int(pieces[0]),
+            folder__mailbox_id=request.mailbox.pk,
+            uid=int(pieces[1]),
+        )
+        .first()
+    )
+    if message is None:
+        return None
+    return message, pieces[2] if len(pieces) == 3 else ""
+
+
+def _kept(request: HttpRequest, ref: str) -> Kept | None:
+    found = _message_ref(request, ref)
+    if found is None:
+        return None
+    message, path = found
+    raw = selectors.blob_read(message.blob)
+    if path == "message":
+        name = (message.subject or "message")[:80] + ".eml"
+        upload = compose.Upload(name, "message/rfc822", raw)
+    else:
+        part = mime.part_at(mime.parse(raw), path)
+        if part is None or part.is_multipart():
+            return None
+        ctype = part.get_content_type()
+        name = mime.part_filename(part) or mime._fallback_name(ctype, path)
+        data = mime.part_bytes(part)
+        if ctype == "message/rfc822":
+            inner = part.get_payload()
+            if isinstance(inner, list) and inner:
+                data = inner[0].as_bytes()
+        upload = compose.Upload(name, ctype, data)
+    return Kept(ref=ref, filename=upload.filename, size=human_size(len(upload.data)), upload=upload)
+
+
+def _attachment_refs(message: Message, raw: bytes) -> list[str]:
+    parsed = mime.read(raw)
+    return [f"{message.folder_id}:{message.uid}:{a.path}" for a in parsed.attachments]
+
+
+def _form_draft(request: HttpRequest) -> compose.Draft:
+    post = request.POST
+    return compose.Draft(
+        to=post.get("to", ""),
+        cc=post.get("cc", ""),
+        bcc=post.get("bcc", ""),
+        subject=post.get("subject", "")[:998].replace("\r", " ").replace("\n", " "),
+        body=post.get("body", ""),
+        in_reply_to=post.get("in_reply_to", "").strip(),
+        references=" ".join(post.get("references", "").split()),
+    )
+
+
+def _render(request, draft, *, kept, errors=None, status=200, extra=None) -> HttpResponse:
+    context = {
+        "folders": folder_items(request.mailbox.pk),
+        "draft": draft,
+        "kept": kept,
+        "errors": errors or {},
+        "draft_uid": (extra or {}).get("draft_uid", ""),
+        "answer_ref": (extra or {}).get("answer_ref", ""),
+        "max_size": human_size(settings.MAILHOST_MAX_MESSAGE_SIZE),
+        "sender": request.mailbox,
+    }
+    return render(request, "webmail/compose.html", context, status=status)
+
+
+@require_http_methods(["GET", "POST"])
+@mailbox_required
+def compose_view(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST":
+        return _post(request)
+    mailbox = request.mailbox
+    draft = compose.Draft(to=request.GET.get("to", ""))
+    kept: list[Kept] = []
+    extra: dict = {}
+    if request.GET.get("reply"):
+        found = _message_ref(request, request.GET["reply"])
+        if found is None:
+            return HttpResponse("No such message.", status=404, content_type="text/plain")
+        original = found[0]
+        raw = selectors.blob_read(original.blob)
+        draft = compose.reply_draft(
+            mailbox=mailbox, original=original, raw=raw, reply_all=request.GET.get("all") == "1"
+        )
+        extra["answer_ref"] = f"{original.folder_id}:{original.uid}"
+    elif request.GET.get("forward"):
+        found = _message_ref(request, request.GET["forward"])
+        if found is None:
+            return HttpResponse("No such message.", status=404, content_type="text/plain")
+        original = found[0]
+        raw = selectors.blob_read(original.blob)
+        inline = request.GET.get("mode") != "attach"
+        draft = compose.forward_draft(original=original, raw=raw, inline=inline)
+        refs = (
+            _attachment_refs(original, raw)
+            if inline
+            else [f"{original.folder_id}:{original.uid}:message"]
+        )
+        kept = [k for k in (_kept(request, r) for r in refs) if k]
+    elif request.GET.get("draft"):
+        drafts = special_folder(mailbox.pk, SpecialUse.DRAFTS)
+        uid = request.GET["draft"]
+        message = (
+            Message.objects.select_related("blob", "folder")
+            .filter(folder=drafts, uid=int(uid))
+            .first()
+            if drafts and uid.isdigit()
+            else None
+        )
+        if message is None:
+            return HttpResponse("No such draft.", status=404, content_type="text/plain")
+        raw = selectors.blob_read(message.blob)
+        draft = compose.draft_from_message(raw)
+        kept = [k for k in (_kept(request, r) for r in _attachment_refs(message, raw)) if k]
+        extra["draft_uid"] = str(message.uid)
+    return _render(request, draft, kept=kept, extra=extra)
+
+
+def _post(request: HttpRequest) -> HttpResponse:
+    mailbox = request.mailbox
+    action = request.POST.get("action", "send")
+    draft = _form_draft(request)
+    extra = {
+        "draft_uid": request.POST.get("draft_uid", ""),
+        "answer_ref": request.POST.get("answer_ref", ""),
+    }
+    kept = [k for k in (_kept(request, r) for r in request.POST.getlist("keep")) if k]
+    uploads = [
+        compose.Upload(
+            filename=mime.part_filename_from_upload(f.name),
+            content_type=compose.guess_type(f.name, f.content_type),
+            data=f.read(),
+        )
+        for f in request.FILES.getlist("attachments")
+    ]
+    draft.attachments = [k.upload for k in kept] + uploads
+    errors: dict[str, str] = {}
+    recipients: list[str] = []
+    for field_name in ("to", "cc", "bcc"):
+        valid, invalid = compose.split_addresses(getattr(draft, field_name))
+        if invalid:
+            errors[field_name] = "Not a valid address: " + ", ".join(invalid)
+        recipients.extend(a for _, a in valid)
+    recipients = list(dict.fromkeys(recipients))
+    if action == "send" and not recipients and "to" not in errors:
+        errors["to"] = "Add at least one recipient."
+    if action == "send" and len(recipients) > settings.MAILHOST_MAX_RECIPIENTS:
+        errors["to"] = f"At most {settings.MAILHOST_MAX_RECIPIENTS} recipients per message."
+    sent_raw, message_id = compose.build(mailbox=mailbox, draft=draft, include_bcc=False)
+    if len(sent_raw) > settings.MAILHOST_MAX_MESSAGE_SIZE:
+        errors["attachments"] = (
+            f"The message is {human_size(len(sent_raw))}; the limit is "
+            f"{human_size(settings.MAILHOST_MAX_MESSAGE_SIZE)}. Remove an attachment."
+        )
+    if action == "save" and "attachments" not in errors:
+        return _save_draft(request, draft, kept, uploads, extra, errors)
+    if errors:
+        return _failed(request, draft, kept, uploads, extra, errors)
+    copy_raw, _ = compose.build(
+        mailbox=mailbox, draft=draft, include_bcc=True, message_id=message_id
+    )
+    sent = special_folder(mailbox.pk, SpecialUse.SENT)
+    mailbox.refresh_from_db(fields=["used_bytes", "quota"])
+    if sent is not None and mailbox.quota and mailbox.used_bytes + len(copy_raw) > mailbox.quota:
+        errors["send"] = (
+            "Not sent: your mailbox is over quota, so the copy for Sent would not fit. "
+            "Delete some mail and send again."
+        )
+        return _failed(request, draft, kept, uploads, extra, errors)
+    try:
+        result = send(
+            mailbox=mailbox,
+            raw=sent_raw,
+            recipients=recipients,
+            client_ip=request.META.get("REMOTE_ADDR", ""),
+        )
+    except SendError as exc:
+        errors["send"] = str(exc)
+        if exc.field == "to":
+            errors["to"] = "Check the recipients."
+        return _failed(request, draft, kept, uploads, extra, errors)
+    # Committed: the message is on its way. Now the copy, the answered mark, the draft.
+    target = None
+    if sent is not None:
+        try:
+            copy = services.message_append(folder=sent, raw=copy_raw, flags=["\\Seen"])
+            target = reverse("webmail:message", args=[sent.pk, copy.uid])
+        except QuotaExceeded:
+            flash.warning(request, "Sent, but your mailbox is full: no copy was kept in Sent.")
+    _mark_answered(request, extra["answer_ref"])
+    _drop_draft(request, extra["draft_uid"])
+    if result.refused:
+        flash.warning(request, "Not delivered to: " + refused_text(result) + ".")
+    accepted = [r.address for r in result.accepted]
+    flash.success(request, f"Message sent to {', '.join(accepted)}.")
+    return redirect(target or reverse("webmail:index"))
+
+
+def _failed(request, draft, kept, uploads, extra, errors) -> HttpResponse:
+    """Show the form again with everything on it; new uploads are kept in a draft."""
+    if uploads and "attachments" not in errors:
+        try:
+            saved, kept = _store_draft(request, draft, extra)
+            extra["draft_uid"] = str(saved.uid)
+            errors.setdefault(
+                "notice", "Your attachments were saved with a draft; they are still attached."
+            )
+        except MailhostError as exc:
+            errors.setdefault("notice", f"Attach the files again, they could not be kept ({exc}).")
+    elif uploads:
+        errors.setdefault("notice", "The new attachments were not kept; attach smaller files.")
+    return _render(request, draft, kept=kept, errors=errors, status=400, extra=extra)
+
+
+def _store_draft(request, draft, extra) -> tuple[Message, list[Kept]]:
+    drafts = special_folder(request.mailbox.pk, SpecialUse.DRAFTS)
+    if drafts is None:
+        drafts = services.folder_create(
+            mailbox=request.mailbox, name="Drafts", special_use=SpecialUse.DRAFTS
+        )
+    raw, _ = compose.build(mailbox=request.mailbox, draft=draft, include_bcc=True)
+    saved = services.message_append(folder=drafts, raw=raw, flags=["\\Draft", "\\Seen"])
+    saved.folder = drafts
+    _drop_draft(request, extra.get("draft_uid", ""))
+    kept = [k for k in (_kept(request, r) for r in _attachment_refs(saved, raw)) if k]
+    return saved, kept
+
+
+def _save_draft(request, draft, kept, uploads, extra, errors) -> HttpResponse:
+    try:
+        saved, _ = _store_draft(request, draft, extra)
+    except MailhostError as exc:
+        errors["send"] = f"The draft could not be saved: {exc}"
+        return _render(request, draft, kept=kept, errors=errors, status=400, extra=extra)
+    flash.success(request, "Draft saved.")
+    return redirect(f"{reverse('webmail:compose')}?draft={saved.uid}")
+
+
+def _drop_draft(request, uid_text: str) -> None:
+    if not uid_text or not uid_text.isdigit():
+        return
+    drafts = special_folder(request.mailbox.pk, SpecialUse.DRAFTS)
+    if drafts is None:
+        return
+    uid = int(uid_text)
+    if not Message.objects.filter(folder=drafts, uid=uid, draft=True).exists():
+        return
+    services.messages_store_flags(folder=drafts, uids=[uid], flags=["\\Deleted"], mode="add")
+    services.messages_expunge(folder=drafts, uids=[uid])
+
+
+def _mark_answered(request, ref: str) -> None:
+    found = _message_ref(request, ref) if ref else None
+    if found is None:
+        return
+    message = found[0]
+    folder = Folder.objects.get(pk=message.folder_id)
+    services.messages_store_flags(
+        folder=folder, uids=[message.uid], flags=["\\Answered"], mode="add"
+    )

@@ -1,0 +1,80 @@
+"""Managing folders: create, rename, delete (through the same services as IMAP)."""
+
+from __future__ import annotations
+
+from django.contrib import messages as flash
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from mailboxes import services
+from mailboxes.exceptions import MailhostError
+from mailboxes.models import HIERARCHY_DELIMITER
+from webmail.auth import mailbox_required
+from webmail.views.common import folder_for, folder_items, human_size
+
+
+@require_GET
+@mailbox_required
+def folders_view(request: HttpRequest) -> HttpResponse:
+    items = folder_items(request.mailbox.pk)
+    rows = [{"item": i, "size": human_size(i.folder.total_size)} for i in items]
+    return render(
+        request,
+        "webmail/folders.html",
+        {"folders": items, "rows": rows, "delimiter": HIERARCHY_DELIMITER},
+    )
+
+
+@require_POST
+@mailbox_required
+def folder_create(request: HttpRequest) -> HttpResponse:
+    name = request.POST.get("name", "").strip()
+    parent = request.POST.get("parent", "").strip()
+    if parent:
+        parent_folder = folder_for(request, int(parent)) if parent.isdigit() else None
+        if parent_folder is None:
+            flash.error(request, "Unknown parent folder.")
+            return redirect("webmail:folders")
+        name = f"{parent_folder.name}{HIERARCHY_DELIMITER}{name}"
+    try:
+        folder = services.folder_create(mailbox=request.mailbox, name=name)
+    except MailhostError as exc:
+        flash.error(request, f"Could not create “{name}”: {exc}")
+        return redirect("webmail:folders")
+    flash.success(request, f"Folder “{folder.name}” created.")
+    return redirect("webmail:folders")
+
+
+@require_POST
+@mailbox_required
+def folder_rename(request: HttpRequest, folder_id: int) -> HttpResponse:
+    folder = folder_for(request, folder_id)
+    new_name = request.POST.get("name", "").strip()
+    if folder.special_use or folder.name == "INBOX":
+        flash.error(request, f"“{folder.name}” is a special folder and keeps its name.")
+        return redirect("webmail:folders")
+    old = folder.name
+    try:
+        services.folder_rename(folder=folder, new_name=new_name)
+    except MailhostError as exc:
+        flash.error(request, f"Could not rename “{old}”: {exc}")
+        return redirect("webmail:folders")
+    flash.success(request, f"“{old}” renamed to “{new_name}”.")
+    return redirect("webmail:folders")
+
+
+@require_POST
+@mailbox_required
+def folder_delete(request: HttpRequest, folder_id: int) -> HttpResponse:
+    folder = folder_for(request, folder_id)
+    if folder.special_use or folder.name == "INBOX":
+        flash.error(request, f"“{folder.name}” is a special folder and cannot be deleted.")
+        return redirect("webmail:folders")
+    try:
+        services.folder_delete(folder=folder)
+    except MailhostError as exc:
+        flash.error(request, f"Could not delete “{folder.name}”: {exc}")
+        return redirect("webmail:folders")
+    flash.success(request, f"Folder “{folder.name}” deleted with its messages.")
+    return redirect("webmail:folders")

@@ -1,0 +1,218 @@
+"""The message list of a folder and what can be done to many messages at once.
+
+Pages are UID keysets, newest first: `?before=<uid>` shows the PAGE_SIZE messages below that
+UID, `?after=<uid>` those above it. Each page is one indexed range scan on (folder, uid),
+so the 2000th page of a 100k folder costs what the first does (no OFFSET).
+"""
+
+from __future__ import annotations
+
+from django.contrib import messages as flash
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from mailboxes import services
+from mailboxes.exceptions import MailhostError
+from mailboxes.models import Folder, Message, SpecialUse
+from webmail.auth import mailbox_required, safe_next
+from webmail.views.common import (
+    PAGE_SIZE,
+    display_name,
+    folder_for,
+    folder_items,
+    human_size,
+    inbox,
+    short_date,
+    special_folder,
+)
+
+LIST_FIELDS = (
+    "id",
+    "folder_id",
+    "uid",
+    "seen",
+    "flagged",
+    "answered",
+    "draft",
+    "from_display",
+    "from_address",
+    "to_display",
+    "subject",
+    "sent_date",
+    "internal_date",
+    "size",
+    "has_attachments",
+    "thread_key",
+)
+
+
+def row(message: Message, folder: Folder | None = None, *, show_folder: bool = False) -> dict:
+    """What one line of a message list shows."""
+    folder = folder or message.folder
+    outgoing = folder.special_use in {SpecialUse.SENT, SpecialUse.DRAFTS}
+    if outgoing:
+        who = "To: " + display_name(message.to_display, "")
+    else:
+        who = display_name(message.from_display, message.from_address)
+    return {
+        "uid": message.uid,
+        "folder_id": folder.id,
+        "folder_name": folder.name if show_folder else "",
+        "who": who,
+        "subject": message.subject or "(no subject)",
+        "date": short_date(message.internal_date),
+        "full_date": message.internal_date,
+        "size": human_size(message.size),
+        "seen": message.seen,
+        "flagged": message.flagged,
+        "answered": message.answered,
+        "draft": message.draft,
+        "attachment": message.has_attachments,
+    }
+
+
+@require_GET
+@mailbox_required
+def index(request: HttpRequest) -> HttpResponse:
+    return redirect("webmail:folder", folder_id=inbox(request.mailbox.pk).pk)
+
+
+def page_of(folder: Folder, *, before: int | None, after: int | None) -> tuple[list, bool, bool]:
+    """One page newest first; returns (messages, has_newer, has_older)."""
+    qs = Message.objects.filter(folder_id=folder.pk).only(*LIST_FIELDS)
+    if after is not None:
+        chunk = list(qs.filter(uid__gt=after).order_by("uid")[: PAGE_SIZE + 1])
+        has_newer = len(chunk) > PAGE_SIZE
+        page = list(reversed(chunk[:PAGE_SIZE]))
+        has_older = bool(page) and qs.filter(uid__lt=page[-1].uid).exists()
+        return page, has_newer, has_older
+    if before is not None:
+        qs_page = qs.filter(uid__lt=before)
+    else:
+        qs_page = qs
+    chunk = list(qs_page.order_by("-uid")[: PAGE_SIZE + 1])
+    has_older = len(chunk) > PAGE_SIZE
+    page = chunk[:PAGE_SIZE]
+    has_newer = before is not None and bool(page) and qs.filter(uid__gt=page[0].uid).exists()
+    return page, has_newer, has_older
+
+
+def _int_param(request: HttpRequest, name: str) -> int | None:
+    value = request.GET.get(name)
+    if value is None or value == "":
+        return None
+    if not value.isdigit():
+        raise ValueError(name)
+    return int(value)
+
+
+@require_GET
+@mailbox_required
+def folder_view(request: HttpRequest, folder_id: int) -> HttpResponse:
+    folder = folder_for(request, folder_id)
+    try:
+        before = _int_param(request, "before")
+        after = _int_param(request, "after")
+    except ValueError:
+        return HttpResponseBadRequest("bad page")
+    page, has_newer, has_older = page_of(folder, before=before, after=after)
+    items = folder_items(request.mailbox.pk)
+    context = {
+        "folder": folder,
+        "folders": items,
+        "rows": [row(m, folder) for m in page],
+        "has_newer": has_newer,
+        "has_older": has_older,
+        "newer_uid": page[0].uid if page else None,
+        "older_uid": page[-1].uid if page else None,
+        "first_page": before is None and after is None,
+        "move_targets": [i for i in items if i.folder.pk != folder.pk],
+        "is_trash": folder.special_use == SpecialUse.TRASH,
+        "is_drafts": folder.special_use == SpecialUse.DRAFTS,
+        "is_archive": folder.special_use == SpecialUse.ARCHIVE,
+    }
+    return render(request, "webmail/folder.html", context)
+
+
+ACTIONS = {"read", "unread", "flag", "unflag", "move", "archive", "delete", "junk"}
+
+
+@require_POST
+@mailbox_required
+def bulk(request: HttpRequest, folder_id: int) -> HttpResponse:
+    """Apply one action to the selected messages (checkboxes named `uid`)."""
+    folder = folder_for(request, folder_id)
+    back = safe_next(request, reverse("webmail:folder", args=[folder.pk]))
+    action = request.POST.get("action", "")
+    if action not in ACTIONS:
+        return HttpResponseBadRequest("unknown action")
+    try:
+        uids = sorted({int(u) for u in request.POST.getlist("uid")})
+    except ValueError:
+        return HttpResponseBadRequest("bad uid")
+    if not uids:
+        flash.info(request, "Select some messages first.")
+        return redirect(back)
+    try:
+        text, back = apply(request, folder, action, uids, back)
+    except MailhostError as exc:
+        flash.error(request, f"Could not {action}: {exc}")
+        return redirect(back)
+    flash.success(request, text)
+    return redirect(back)
+
+
+def _plural(count: int) -> str:
+    return f"{count} message" + ("" if count == 1 else "s")
+
+
+def apply(request, folder: Folder, action: str, uids: list[int], back: str) -> tuple[str, str]:
+    mailbox_id = request.mailbox.pk
+    count = Message.objects.filter(folder=folder, uid__in=uids).count()
+    if action in {"read", "unread", "flag", "unflag"}:
+        flag = "\\Seen" if action in {"read", "unread"} else "\\Flagged"
+        mode = "add" if action in {"read", "flag"} else "remove"
+        services.messages_store_flags(folder=folder, uids=uids, flags=[flag], mode=mode)
+        words = {
+            "read": "marked read",
+            "unread": "marked unread",
+            "flag": "flagged",
+            "unflag": "unflagged",
+        }
+        return f"{_plural(count)} {words[action]}.", back
+    leaving = reverse("webmail:folder", args=[folder.pk])
+    if action == "move":
+        target_id = request.POST.get("target", "")
+        target = Folder.objects.filter(
+            pk=int(target_id) if target_id.isdigit() else 0, mailbox_id=mailbox_id
+        ).first()
+        if target is None:
+            return "Choose a folder to move to.", back
+        if target.pk == folder.pk:
+            return "The messages are already in that folder.", back
+        services.messages_move(source=folder, uids=uids, target=target)
+        return f"{_plural(count)} moved to {target.name}.", _away(back, leaving)
+    if action in {"archive", "junk"}:
+        use = SpecialUse.ARCHIVE if action == "archive" else SpecialUse.JUNK
+        target = special_folder(mailbox_id, use)
+        if target is None:
+            return f"There is no {use.label} folder.", back
+        if target.pk == folder.pk:
+            return f"The messages are already in {target.name}.", back
+        services.messages_move(source=folder, uids=uids, target=target)
+        return f"{_plural(count)} moved to {target.name}.", _away(back, leaving)
+    # delete: to Trash; from Trash (or with no Trash) for good, as IMAP clients do it.
+    trash = special_folder(mailbox_id, SpecialUse.TRASH)
+    if trash is None or trash.pk == folder.pk:
+        services.messages_store_flags(folder=folder, uids=uids, flags=["\\Deleted"], mode="add")
+        gone = services.messages_expunge(folder=folder, uids=uids)
+        return f"{_plural(len(gone))} deleted for good.", _away(back, leaving)
+    services.messages_move(source=folder, uids=uids, target=trash)
+    return f"{_plural(count)} moved to Trash.", _away(back, leaving)
+
+
+def _away(back: str, folder_url: str) -> str:
+    """After a message leaves its folder, its reading page is gone: go to the list."""
+    return folder_url if "/m/" in back else back

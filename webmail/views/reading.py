@@ -1,0 +1,191 @@
+"""Reading one message: the page, the sandboxed HTML frame, attachments, raw source."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.clickjacking import xframe_options_sameorigin
+from django.views.decorators.http import require_GET
+
+from mailboxes import selectors, services
+from mailboxes.models import Message, SpecialUse
+from webmail import mime, sanitize
+from webmail.auth import mailbox_required
+from webmail.security import DOWNLOAD_POLICY, frame_policy
+from webmail.views.common import (
+    content_disposition,
+    folder_for,
+    folder_items,
+    human_size,
+    message_for,
+)
+
+THREAD_LIMIT = 25
+THREAD_TEXT_LIMIT = 20_000
+
+FRAME_STYLE = (
+    "html{color-scheme:light}"
+    "body{margin:0;padding:4px 2px;font:15px/1.5 system-ui,-apple-system,'Segoe UI',Roboto,"
+    "sans-serif;color:#1f2328;word-wrap:break-word;overflow-wrap:anywhere}"
+    "img{max-width:100%;height:auto}table{max-width:100%}pre{white-space:pre-wrap}"
+    "a{color:#0b57d0}blockquote{margin:0 0 0 .6em;padding-left:.8em;border-left:3px solid #d0d7de}"
+)
+
+
+def _thread(message: Message, mailbox_id: int) -> list[Message]:
+    if not message.thread_key:
+        return [message]
+    return list(
+        Message.objects.filter(folder__mailbox_id=mailbox_id, thread_key=message.thread_key)
+        .exclude(folder__special_use=SpecialUse.TRASH)
+        .select_related("folder", "blob")
+        .order_by("internal_date", "id")[:THREAD_LIMIT]
+    ) or [message]
+
+
+@require_GET
+@mailbox_required
+def message_view(request: HttpRequest, folder_id: int, uid: int) -> HttpResponse:
+    folder = folder_for(request, folder_id)
+    message = message_for(folder, uid)
+    if message.draft and folder.special_use == SpecialUse.DRAFTS:
+        return redirect(f"{reverse('webmail:compose')}?draft={uid}")
+    raw = selectors.blob_read(message.blob)
+    parsed = mime.read(raw)
+    if not message.seen:
+        # Opening marks read, through the service, so IMAP and POP3 see it at once.
+        services.messages_store_flags(folder=folder, uids=[uid], flags=["\\Seen"], mode="add")
+        message.seen = True
+    allow_images = request.GET.get("images") == "1"
+    blocked = 0
+    if parsed.html:
+        blocked = sanitize.clean(
+            parsed.html, cid_url=lambda cid: "", allow_remote=False
+        ).blocked_images
+    thread = []
+    for item in _thread(message, request.mailbox.pk):
+        if item.pk == message.pk:
+            thread.append({"current": True, "message": item})
+            continue
+        try:
+            text = mime.body_text(selectors.blob_read(item.blob))
+        except Exception:  # a thread neighbour that cannot be read must not break the page
+            text = ""
+        thread.append(
+            {
+                "current": False,
+                "message": item,
+                "text": text[:THREAD_TEXT_LIMIT],
+                "url": reverse("webmail:message", args=[item.folder_id, item.uid]),
+            }
+        )
+    items = folder_items(request.mailbox.pk)
+    delivery = None
+    if folder.special_use == SpecialUse.SENT:
+        from webmail.delivery_status import recipients_status
+
+        delivery = recipients_status(request.mailbox, message, parsed)
+    context = {
+        "folder": folder,
+        "folders": items,
+        "message": message,
+        "parsed": parsed,
+        "attachments": [{"a": a, "size": human_size(a.size)} for a in parsed.visible_attachments],
+        "has_html": bool(parsed.html),
+        "show_text": request.GET.get("view") == "text" or not parsed.html,
+        "allow_images": allow_images,
+        "blocked_images": blocked,
+        "thread": thread if len(thread) > 1 else [],
+        "move_targets": [i for i in items if i.folder.pk != folder.pk],
+        "is_trash": folder.special_use == SpecialUse.TRASH,
+        "delivery": delivery,
+        "frame_url": reverse("webmail:message_frame", args=[folder.pk, uid])
+        + ("?images=1" if allow_images else ""),
+    }
+    return render(request, "webmail/message.html", context)
+
+
+@require_GET
+@mailbox_required
+@xframe_options_sameorigin
+def message_frame(request: HttpRequest, folder_id: int, uid: int) -> HttpResponse:
+    """The sanitized HTML body, a document of its own for the sandboxed iframe."""
+    folder = folder_for(request, folder_id)
+    message = message_for(folder, uid)
+    parsed = mime.read(selectors.blob_read(message.blob))
+    allow_remote = request.GET.get("images") == "1"
+
+    def cid_url(cid: str) -> str | None:
+        path = parsed.cids.get(cid)
+        if path is None:
+            return None
+        return reverse("webmail:message_part", args=[folder.pk, uid, path])
+
+    html = parsed.html
+    if not html:
+        from django.utils.html import escape
+
+        html = f"<pre>{escape(parsed.text)}</pre>"
+    safe = sanitize.clean(html, cid_url=cid_url, allow_remote=allow_remote)
+    document = (
+        '<!DOCTYPE html><html><head><meta charset="utf-8">'
+        '<meta name="referrer" content="no-referrer">'
+        f"<style>{FRAME_STYLE}</style></head><body>{safe.html}</body></html>"
+    )
+    response = HttpResponse(document, content_type="text/html; charset=utf-8")
+    response["Content-Security-Policy"] = frame_policy(allow_remote_images=allow_remote)
+    response["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+@require_GET
+@mailbox_required
+def message_part(request: HttpRequest, folder_id: int, uid: int, path: str) -> HttpResponse:
+    """One attachment or inline part, with its type and its (RFC 2231/2047-decoded) name."""
+    folder = folder_for(request, folder_id)
+    message = message_for(folder, uid)
+    email_message = mime.parse(selectors.blob_read(message.blob))
+    part = mime.part_at(email_message, path)
+    if part is None or part.is_multipart() and part.get_content_type() != "message/rfc822":
+        return HttpResponse("No such part.", status=404, content_type="text/plain")
+    ctype = part.get_content_type()
+    data = mime.part_bytes(part)
+    if ctype == "message/rfc822":
+        inner = part.get_payload()
+        if isinstance(inner, list) and inner:
+            data = inner[0].as_bytes()
+    filename = mime.part_filename(part) or mime._fallback_name(ctype, path)
+    # Only plain image types are ever shown inline from our origin; everything else
+    # (HTML, SVG, PDF...) downloads, and the sandbox CSP keeps it inert even if opened.
+    inline = ctype in mime.SAFE_INLINE_TYPES and request.GET.get("download") != "1"
+    if inline:
+        served_type = ctype
+    elif ctype in {"text/html", "image/svg+xml"} or not ctype.startswith("text/"):
+        served_type = (
+            ctype if ctype not in {"text/html", "image/svg+xml"} else ("application/octet-stream")
+        )
+    else:
+        served_type = f"{ctype}; charset={part.get_content_charset() or 'utf-8'}"
+    response = HttpResponse(data, content_type=served_type)
+    response["Content-Disposition"] = content_disposition(filename, attachment=not inline)
+    response["Content-Security-Policy"] = DOWNLOAD_POLICY
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+@require_GET
+@mailbox_required
+def message_raw(request: HttpRequest, folder_id: int, uid: int) -> HttpResponse:
+    """The message exactly as stored."""
+    folder = folder_for(request, folder_id)
+    message = message_for(folder, uid)
+    raw = selectors.blob_read(message.blob)
+    if request.GET.get("download") == "1":
+        response = HttpResponse(raw, content_type="message/rfc822")
+        name = (message.subject or "message")[:80] + ".eml"
+        response["Content-Disposition"] = content_disposition(name, attachment=True)
+    else:
+        response = HttpResponse(raw, content_type="text/plain; charset=utf-8")
+    response["Content-Security-Policy"] = DOWNLOAD_POLICY
+    return response
