@@ -8,6 +8,10 @@ class Malformed(AssertionError):
     pass
 
 
+class Atom(bytes):
+    """An atom other than NIL or a number (FETCH item names, flags): never a string."""
+
+
 def read(data: bytes):
     """The single value in data (lists as list, strings as bytes, NIL as None, numbers int)."""
     value, pos = _value(data, 0)
@@ -76,17 +80,21 @@ def _value(data: bytes, pos: int):
         return body, end + 3 + size
     end = pos
     while end < len(data) and data[end] not in b" ()":
+        if data[end] == 0x5B:  # BODY[HEADER.FIELDS (A B)]<0>: brackets hold spaces
+            end = data.index(b"]", end)
         end += 1
     atom = data[pos:end]
+    if not atom:
+        raise Malformed(f"empty atom at {pos}")
     if atom == b"NIL":
         return None, end
     if atom.isdigit():
         return int(atom), end
-    raise Malformed(f"unexpected atom {atom!r}")
+    return Atom(atom), end
 
 
 def _nstring(value) -> None:
-    if value is not None and not isinstance(value, bytes):
+    if value is not None and (not isinstance(value, bytes) or isinstance(value, Atom)):
         raise Malformed(f"expected nstring, got {value!r}")
 
 
@@ -96,8 +104,9 @@ def _params(value) -> None:
     if not isinstance(value, list) or not value or len(value) % 2:
         raise Malformed(f"bad parameter list {value!r}")
     for item in value:
-        if not isinstance(item, bytes):
-            raise Malformed("parameter is not a string")
+        _nstring(item)
+        if item is None:
+            raise Malformed("parameter is NIL")
 
 
 def check_envelope(env) -> None:
@@ -142,7 +151,7 @@ def check_body(body, extensible: bool) -> None:
         while i < len(body) and isinstance(body[i], list):
             check_body(body[i], extensible)
             i += 1
-        if i >= len(body) or not isinstance(body[i], bytes):
+        if i >= len(body) or not isinstance(body[i], bytes) or isinstance(body[i], Atom):
             raise Malformed("multipart needs a subtype")
         rest = body[i + 1 :]
         if extensible:
@@ -157,7 +166,7 @@ def check_body(body, extensible: bool) -> None:
         raise Malformed(f"short body: {body!r}")
     ctype, sub, params, cid, desc, enc, size = body[:7]
     for value in (ctype, sub, enc):
-        if not isinstance(value, bytes):
+        if not isinstance(value, bytes) or isinstance(value, Atom):
             raise Malformed("type, subtype and encoding are strings")
     _params(params)
     _nstring(cid)
