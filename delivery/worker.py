@@ -124,8 +124,8 @@ def _rq_thread_worker(stop: threading.Event, index: int) -> None:
 
     q = queue.rq_queue()
     name = f"mailhost-{socket.gethostname()}-{os.getpid()}-{index}"
-    # worker_ttl 20: the dequeue wait is 5s, so a stop request is seen within 5s.
-    worker = ThreadRQWorker([q], connection=q.connection, name=name, worker_ttl=20, stop_event=stop)
+    # worker_ttl 16: the dequeue wait is 1s, so a stop request is seen within a second.
+    worker = ThreadRQWorker([q], connection=q.connection, name=name, worker_ttl=16, stop_event=stop)
     while not stop.is_set():
         try:
             worker.work(logging_level="WARNING")

@@ -1,0 +1,189 @@
+"""Workers and the sweeper: lost jobs, killed workers, runmail's embedded worker, rqworker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from delivery import queue
+from delivery.models import OutboundRecipient, RecipientStatus
+from protocols import runner
+from tests.delivery.conftest import PeerHandler, deliver_until, run_queue
+from tests.delivery.test_delivery import spool
+from tests.support.servers import running
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("delivery_env")]
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def zone(dns_server):
+    dns_server.add("remote.test", "MX", "10 mx1.remote.test.")
+    dns_server.add("mx1.remote.test", "A", "127.0.0.2")
+    return dns_server
+
+
+@pytest.fixture
+def sender(make_mailbox):
+    return make_mailbox("alice@example.org")
+
+
+def status_of(message) -> str:
+    return OutboundRecipient.objects.get(message=message).status
+
+
+def flush_queue() -> None:
+    """Lose every queued job, as a flushed or restarted Redis (or a dead process) does."""
+    if settings.REDIS_URL:
+        queue.rq_queue().connection.flushdb()
+    else:
+        queue.embedded.clear()
+
+
+def test_jobs_lost_before_any_attempt_are_swept_back(sender, zone, peers):
+    peer = peers.start("127.0.0.2")
+    message = spool(["bob@remote.test"])
+    flush_queue()
+    assert run_queue() == 0
+    assert status_of(message) == RecipientStatus.QUEUED
+    assert queue.sweep() == 1
+    assert queue.sweep() == 0  # already waiting in the queue: not enqueued twice
+    run_queue()
+    assert status_of(message) == RecipientStatus.DELIVERED
+    assert len(peer.received) == 1
+
+
+def test_redis_flushed_between_attempts_still_delivers(sender, zone, peers, settings):
+    settings.MAILHOST_RETRY_SCHEDULE = (0, 0.3)
+    peer = peers.start("127.0.0.2", PeerHandler(data_replies=["451 4.3.0 later"]))
+    message = spool(["bob@remote.test"])
+    run_queue()
+    assert status_of(message) == RecipientStatus.DEFERRED
+    time.sleep(0.4)
+    queue.sweep()  # the retry is enqueued ...
+    flush_queue()  # ... and lost
+    deliver_until(lambda: status_of(message) == RecipientStatus.DELIVERED)
+    assert len(peer.received) == 1
+    assert OutboundRecipient.objects.get(message=message).attempts == 2
+
+
+def test_leased_recipients_are_not_swept(sender, zone, peers):
+    from delivery.services import recipients_claim
+
+    message = spool(["bob@remote.test"])
+    flush_queue()
+    claim = recipients_claim(message_id=message.id)
+    assert claim is not None and [r.address for r in claim.recipients] == ["bob@remote.test"]
+    assert recipients_claim(message_id=message.id) is None  # held: nobody else gets it
+    assert queue.sweep() == 0
+    row = OutboundRecipient.objects.get(message=message)
+    assert row.attempts == 1 and row.last_attempt_at is not None  # counted before connecting
+
+
+def test_runmail_worker_family_delivers_and_stops(sender, zone, peers):
+    peer = peers.start("127.0.0.2")
+    started = time.monotonic()
+    with running(runner.DELIVERY) as ports:
+        assert "worker" in ports
+        message = spool(["bob@remote.test"])
+        deadline = time.monotonic() + 20
+        while status_of(message) != RecipientStatus.DELIVERED:
+            assert time.monotonic() < deadline, "the embedded worker did not deliver"
+            time.sleep(0.05)
+        stopping = time.monotonic()
+    assert time.monotonic() - stopping < 10  # clean, prompt shutdown
+    assert len(peer.received) == 1
+    assert time.monotonic() - started < 30
+
+
+def _database_url() -> str:
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    user = db.get("USER") or ""
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    host = db.get("HOST") or "127.0.0.1"
+    port = f":{db['PORT']}" if db.get("PORT") else ""
+    return f"postgres://{user}{password}@{host}{port}/{db['NAME']}"
+
+
+def _start_worker(tmp_path: Path, dns_port: int, log: Path) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "DATABASE_URL": _database_url(),
+        "MAILHOST_DATA_DIR": str(tmp_path),
+        "MAILHOST_HOSTNAME": "mx.test.example",
+        "MAILHOST_DNS_SERVERS": f"127.0.0.1:{dns_port}",
+        "MAILHOST_OUTBOUND_PORT": str(settings.MAILHOST_OUTBOUND_PORT),
+        "MAILHOST_DELIVERY_LEASE": "2",
+        "MAILHOST_SWEEP_INTERVAL": "0.2",
+        "MAILHOST_RETRY_SCHEDULE": "0,0.3",
+        "MAILHOST_DELIVERY_THREADS": "1",
+    }
+    if settings.REDIS_URL:
+        env["REDIS_URL"] = settings.REDIS_URL
+        # django-rq's command, with delivery.worker.MailhostWorker (settings.RQ) and its sweeper
+        command = [sys.executable, "manage.py", "rqworker", "default"]
+    else:
+        env.pop("REDIS_URL", None)
+        command = [sys.executable, "manage.py", "runworker"]
+    with open(log, "ab") as out:
+        return subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def test_worker_killed_mid_delivery_delivers_after_restart(sender, zone, peers, tmp_path):
+    in_data = threading.Event()
+    release = threading.Event()
+    calls = []
+
+    def hang_first_time() -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            in_data.set()
+            release.wait(30)
+
+    peer = peers.start("127.0.0.2", PeerHandler(on_data=hang_first_time))
+    log = tmp_path / "worker.log"
+    first = _start_worker(tmp_path, zone.port, log)
+    try:
+        message = spool(["bob@remote.test"])
+        assert in_data.wait(30), log.read_text()
+        first.send_signal(signal.SIGKILL)  # mid-DATA: the peer has the message, we have no reply
+        first.wait(10)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    release.set()
+    row = OutboundRecipient.objects.get(message=message)
+    assert row.status == RecipientStatus.QUEUED and row.attempts == 1 and row.lease_until
+
+    second = _start_worker(tmp_path, zone.port, log)
+    try:
+        deadline = time.monotonic() + 30
+        while status_of(message) != RecipientStatus.DELIVERED:
+            assert second.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+    finally:
+        second.send_signal(signal.SIGTERM)
+        try:
+            code = second.wait(20)
+        except subprocess.TimeoutExpired:
+            second.kill()
+            raise
+    assert code == 0, log.read_text()
+    row = OutboundRecipient.objects.get(message=message)
+    assert row.attempts == 2
+    # Delivered, at most one duplicate (the copy the peer took before the crash), never zero.
+    assert 1 <= len(peer.received) <= 2
+    assert peer.data_seen == 2
