@@ -1,4 +1,4 @@
-"""SMTP test support: the listeners on real sockets, and a raw transcript client."""
+"""SMTP test support: the listeners on real sockets, a raw transcript client, fixtures."""
 
 from __future__ import annotations
 
@@ -53,7 +53,8 @@ class Transcript:
 
     def expect(self, *expected: Reply | str) -> None:
         for reply in expected:
-            assert self.line() == str(reply)
+            line = self.line()
+            assert line == str(reply)
 
     def command(self, line: str, expected: Reply | str) -> None:
         self.send(line)

@@ -8,7 +8,7 @@ from django.conf import settings
 from delivery.models import OutboundMessage
 from mailboxes.models import Mailbox, Message
 from protocols.smtp import replies
-from tests.protocols.smtp.conftest import Transcript
+from tests.support.smtp import Transcript
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -11,7 +11,7 @@ from mailboxes.models import Message
 from mailboxes.selectors import blob_read
 from mailboxes.services import alias_create
 from protocols.smtp import replies
-from tests.protocols.smtp.conftest import Transcript
+from tests.support.smtp import Transcript
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -1,0 +1,1 @@
+from tests.support.smtp import hosted, smtp_ports  # noqa: F401
