@@ -15,14 +15,11 @@ from protocols.imap.session import CommandError, Session, db
 CHUNK = 200  # messages rendered per worker-thread round trip when bytes are needed
 
 
-def _vanished_earlier(folder_id: int, changedsince: int, low: int, high: int) -> list[int]:
-    return sorted(
-        set(
-            Expunged.objects.filter(
-                folder_id=folder_id, modseq__gt=changedsince, uid__gte=low, uid__lte=high
-            ).values_list("uid", flat=True)
-        )
+def _vanished_earlier(folder_id: int, changedsince: int, ranges) -> list[int]:
+    uids = Expunged.objects.filter(folder_id=folder_id, modseq__gt=changedsince).values_list(
+        "uid", flat=True
     )
+    return sorted({u for u in uids if any(low <= u <= high for low, high in ranges)})
 
 
 def _render_chunk(rows, items, seqs, recent, needs_raw, rev2):
@@ -66,10 +63,14 @@ async def fetch(session: Session, command: p.Fetch) -> None:
     if command.vanished and not session.qresync:
         raise CommandError(r.BAD_CONDSTORE_OFF)
     out = []
-    if command.vanished and uids:
-        vanished = await db(
-            _vanished_earlier, sel.folder_id, command.changedsince, uids[0], uids[-1]
+    if command.vanished:
+        # RFC 7162 3.2.6: expunged UIDs of the requested range; "*" reaches past the last UID.
+        ranges = (
+            p.SequenceSet(tuple((u, u) for u in sel.saved or ())).resolve(0)
+            if command.sequence.saved
+            else command.sequence.resolve(p.MAX_NUMBER)
         )
+        vanished = await db(_vanished_earlier, sel.folder_id, command.changedsince, ranges)
         if vanished:
             out.append(r.vanished(vanished, earlier=True))
     if not uids:

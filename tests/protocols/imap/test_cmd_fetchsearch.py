@@ -1,0 +1,103 @@
+"""Transcripts: the engine side of FETCH and SEARCH (\\Seen, sequence sets, CHANGEDSINCE,
+VANISHED, ESEARCH, SEARCHRES). Item rendering is tested in test_fetch*.py / test_mime*.py."""
+
+from __future__ import annotations
+
+import pytest
+
+from mailboxes import selectors, services
+from protocols.imap import responses as r
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def message(n: int) -> bytes:
+    return b"From: bob@example.net\r\nSubject: note %d\r\n\r\nBody %d.\r\n" % (n, n)
+
+
+def ok(tag: str, reply: r.Reply = r.OK_COMPLETED) -> bytes:
+    return reply.tagged(tag).rstrip(b"\r\n")
+
+
+@pytest.fixture
+def three(imap):
+    for n in (1, 2, 3):
+        services.message_deliver(raw=message(n), recipients=["alice@example.org"])
+    return selectors.folder_get(imap["mailbox"], "INBOX")
+
+
+def test_body_sets_seen_peek_does_not(client, three):
+    c = client()
+    c.cmd("a0", "SELECT INBOX")
+    assert c.cmd("a1", "FETCH 1 BODY.PEEK[TEXT]") == [
+        b"* 1 FETCH (BODY[TEXT] {9}\r\nBody 1.\r\n)",
+        ok("a1"),
+    ]
+    assert c.cmd("a2", "FETCH 1 FLAGS") == [b"* 1 FETCH (FLAGS (\\Recent))", ok("a2")]
+    assert c.cmd("a3", "FETCH 1 BODY[TEXT]") == [
+        b"* 1 FETCH (BODY[TEXT] {9}\r\nBody 1.\r\n FLAGS (\\Seen \\Recent))",
+        ok("a3"),
+    ]
+    assert c.cmd("a4", "UID FETCH 2 RFC822.HEADER") == [
+        b"* 2 FETCH (RFC822.HEADER {42}\r\nFrom: bob@example.net\r\nSubject: note 2\r\n\r\n UID 2)",
+        ok("a4"),
+    ]
+    assert c.cmd("a5", "FETCH 2 FLAGS") == [b"* 2 FETCH (FLAGS (\\Recent))", ok("a5")]
+
+
+def test_fetch_sequence_forms(client, three):
+    c = client()
+    c.cmd("a0", "SELECT INBOX")
+    assert c.cmd("a1", "FETCH 2:* UID") == [
+        b"* 2 FETCH (UID 2)",
+        b"* 3 FETCH (UID 3)",
+        ok("a1"),
+    ]
+    assert c.cmd("a2", "FETCH 3,1 (UID RFC822.SIZE)") == [
+        b"* 1 FETCH (UID 1 RFC822.SIZE %d)" % len(message(1)),
+        b"* 3 FETCH (UID 3 RFC822.SIZE %d)" % len(message(3)),
+        ok("a2"),
+    ]
+    assert c.cmd("a3", "UID FETCH 5:* FLAGS") == [b"* 3 FETCH (FLAGS (\\Recent) UID 3)", ok("a3")]
+    assert c.cmd("a4", "FETCH 4 FLAGS") == [ok("a4", r.BAD_INVALID_SEQUENCE)]
+    assert c.cmd("a5", "FETCH 1 (BOGUS)")[0].startswith(b"a5 BAD")
+
+
+def test_changedsince_and_vanished(client, three):
+    c = client()
+    c.cmd("a0", "ENABLE QRESYNC")
+    c.cmd("a1", "SELECT INBOX")
+    base = three.highestmodseq
+    c.cmd("a2", "STORE 3 +FLAGS.SILENT (\\Deleted)")
+    c.cmd("a3", "EXPUNGE")
+    c.cmd("a4", "STORE 1 +FLAGS.SILENT ($Done)")
+    lines = c.cmd("a5", f"UID FETCH 1:* (FLAGS) (CHANGEDSINCE {base} VANISHED)")
+    assert lines[0] == b"* VANISHED (EARLIER) 3"
+    assert lines[1].startswith(b"* 1 FETCH (FLAGS ($Done \\Recent) UID 1 MODSEQ (")
+    assert lines[2] == ok("a5")
+
+
+def test_search_plain_uid_esearch_and_save(client, three):
+    c = client()
+    c.cmd("a0", "SELECT INBOX")
+    c.cmd("a1", "STORE 2 +FLAGS.SILENT (\\Flagged)")
+    assert c.cmd("a2", "SEARCH ALL") == [b"* SEARCH 1 2 3", ok("a2")]
+    assert c.cmd("a3", "SEARCH FLAGGED") == [b"* SEARCH 2", ok("a3")]
+    assert c.cmd("a4", "UID SEARCH SUBJECT \"note 3\"") == [b"* SEARCH 3", ok("a4")]
+    assert c.cmd("a5", "SEARCH RETURN (MIN MAX COUNT ALL) UNFLAGGED") == [
+        b'* ESEARCH (TAG "a5") MIN 1 MAX 3 COUNT 2 ALL 1,3',
+        ok("a5"),
+    ]
+    assert c.cmd("a6", "SEARCH RETURN (SAVE) BODY \"Body 3\"") == [ok("a6")]
+    assert c.cmd("a7", "FETCH $ (UID)") == [b"* 3 FETCH (UID 3)", ok("a7")]
+    assert c.cmd("a8", "SEARCH CHARSET KOI8-R ALL") == [ok("a8", r.NO_BAD_CHARSET)]
+    assert c.cmd("a9", "SEARCH FROBBED")[0].startswith(b"a9 BAD")
+
+
+def test_imap4rev2_search_answers_with_esearch(client, three):
+    c = client()
+    c.cmd("a0", "ENABLE IMAP4rev2")
+    lines = c.cmd("a1", "SELECT INBOX")
+    assert not any(line.endswith(b"RECENT") for line in lines)
+    assert b'* LIST () "/" INBOX' in lines
+    assert c.cmd("a2", "SEARCH ALL") == [b'* ESEARCH (TAG "a2") ALL 1:3', ok("a2")]
