@@ -1,0 +1,106 @@
+"""IDLE and changes made elsewhere: EXISTS / EXPUNGE / FETCH FLAGS reach selected sessions."""
+
+from __future__ import annotations
+
+import smtplib
+import threading
+import time
+
+import pytest
+
+from mailboxes import selectors, services
+from protocols.imap import responses as r
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+MESSAGE = b"From: bob@example.net\r\nTo: alice@example.org\r\nSubject: ping\r\n\r\nHi.\r\n"
+
+
+def ok(tag: str, reply: r.Reply = r.OK_COMPLETED) -> bytes:
+    return reply.tagged(tag).rstrip(b"\r\n")
+
+
+def test_idle_woken_by_delivery_within_a_second(client):
+    c = client()
+    c.cmd("a0", "SELECT INBOX")
+    c.send("a1 IDLE\r\n")
+    assert c.line() == r.CONTINUE_IDLE.rstrip(b"\r\n")
+    started = time.monotonic()
+    threading.Thread(
+        target=services.message_deliver,
+        kwargs={"raw": MESSAGE, "recipients": ["alice@example.org"]},
+    ).start()
+    assert c.line() == b"* 1 EXISTS"
+    assert c.line() == b"* 1 RECENT"
+    assert time.monotonic() - started < 1.0
+    c.send("DONE\r\n")
+    assert c.until("a1") == [ok("a1", r.OK_IDLE_DONE)]
+
+
+def test_idle_reports_flags_and_expunge_from_another_session(client):
+    services.message_deliver(raw=MESSAGE, recipients=["alice@example.org"])
+    services.message_deliver(raw=MESSAGE, recipients=["alice@example.org"])
+    watcher, actor = client(), client()
+    watcher.cmd("w0", "SELECT INBOX")
+    actor.cmd("x0", "SELECT INBOX")
+    watcher.send("w1 IDLE\r\n")
+    assert watcher.line() == r.CONTINUE_IDLE.rstrip(b"\r\n")
+    actor.cmd("x1", "STORE 2 +FLAGS.SILENT (\\Flagged)")
+    assert watcher.line() == b"* 2 FETCH (FLAGS (\\Flagged \\Recent))"
+    actor.cmd("x2", "STORE 1 +FLAGS.SILENT (\\Deleted)")
+    assert watcher.line() == b"* 1 FETCH (FLAGS (\\Deleted \\Recent))"
+    actor.cmd("x3", "EXPUNGE")
+    assert watcher.line() == b"* 1 EXPUNGE"
+    watcher.send("DONE\r\n")
+    assert watcher.until("w1") == [ok("w1", r.OK_IDLE_DONE)]
+
+
+def test_idle_bad_continuation_line(client):
+    c = client()
+    c.send("a1 IDLE\r\n")
+    assert c.line() == r.CONTINUE_IDLE.rstrip(b"\r\n")
+    c.send("NOPE\r\n")
+    assert c.until("a1") == [b"a1 BAD Expected DONE"]
+    assert c.cmd("a2", "NOOP") == [ok("a2", r.OK_NOOP)]
+
+
+def test_two_sessions_see_each_others_changes_at_next_command(client, imap):
+    one, two = client(), client()
+    one.cmd("a0", "SELECT INBOX")
+    two.cmd("b0", "SELECT INBOX")
+    two.cmd("b1", b"APPEND INBOX {%d+}\r\n" % len(MESSAGE) + MESSAGE)
+    time.sleep(0.2)
+    assert one.cmd("a1", "NOOP") == [b"* 1 EXISTS", b"* 0 RECENT", ok("a1", r.OK_NOOP)]
+    two.cmd("b2", "STORE 1 +FLAGS.SILENT (\\Seen)")
+    time.sleep(0.2)
+    assert one.cmd("a2", "NOOP") == [b"* 1 FETCH (FLAGS (\\Seen))", ok("a2", r.OK_NOOP)]
+    two.cmd("b3", "STORE 1 +FLAGS.SILENT (\\Deleted)")
+    two.cmd("b4", "EXPUNGE")
+    time.sleep(0.2)
+    # No EXPUNGE during FETCH by sequence number (RFC 9051 7.5.1): the message stays visible.
+    lines = one.cmd("a3", "FETCH 1 (UID)")
+    assert b"* 1 EXPUNGE" not in lines and lines[-1] == ok("a3")
+    assert one.cmd("a4", "SEARCH ALL")[-1] == ok("a4")
+    assert one.cmd("a5", "NOOP") == [b"* 1 EXPUNGE", ok("a5", r.OK_NOOP)]
+    assert selectors.folder_get(imap["mailbox"], "INBOX").message_count == 0
+
+
+def test_idle_woken_by_smtp_delivery(client, live_settings):
+    """A message arriving over SMTP reaches an IDLE session within a second."""
+    pytest.importorskip("protocols.smtp.server")
+    from protocols import runner
+    from tests.support.servers import running
+
+    c = client()
+    c.cmd("a0", "SELECT INBOX")
+    with running(runner.SMTP) as ports:
+        c.send("a1 IDLE\r\n")
+        assert c.line() == r.CONTINUE_IDLE.rstrip(b"\r\n")
+        started = time.monotonic()
+        with smtplib.SMTP("127.0.0.1", ports["smtp"], timeout=10) as smtp:
+            smtp.sendmail("bob@example.net", ["alice@example.org"], MESSAGE)
+        sent = time.monotonic()
+        assert c.line() == b"* 1 EXISTS"
+        assert time.monotonic() - sent < 1.0, time.monotonic() - started
+        c.send("DONE\r\n")
+        assert c.until("a1")[-1] == ok("a1", r.OK_IDLE_DONE)
