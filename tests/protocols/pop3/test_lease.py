@@ -1,0 +1,184 @@
+"""One POP3 session per maildrop: the lease (database or Redis), across sessions and processes."""
+
+from __future__ import annotations
+
+import os
+import poplib
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import global_settings
+
+from protocols.pop3 import lease
+from protocols.pop3 import responses as R
+from tests.protocols.pop3.conftest import ADDRESS, PASSWORD, Client, deliver, login
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+REDIS_URL = os.environ.get("REDIS_URL")
+
+
+@pytest.fixture(params=["database", "redis"])
+def backend(request, settings):
+    if request.param == "redis":
+        if not REDIS_URL:
+            pytest.skip("REDIS_URL is not set: the Redis lease is tested in the Redis run")
+        settings.REDIS_URL = REDIS_URL
+        lease._redis_client = None
+        import redis
+
+        client = redis.Redis.from_url(REDIS_URL)
+        for key in client.scan_iter(f"{lease.REDIS_PREFIX}*"):
+            client.delete(key)
+    else:
+        settings.REDIS_URL = None
+    yield request.param
+    lease._redis_client = None
+
+
+def test_only_one_holder(backend, mailbox):
+    a, b = lease.new_holder(), lease.new_holder()
+    assert lease.acquire(mailbox.pk, a) is lease.Outcome.ACQUIRED
+    assert lease.acquire(mailbox.pk, b) is lease.Outcome.IN_USE
+    lease.release(mailbox.pk, b)  # not b's to give back
+    assert lease.acquire(mailbox.pk, b) is lease.Outcome.IN_USE
+    lease.release(mailbox.pk, a)
+    assert lease.acquire(mailbox.pk, b) is lease.Outcome.ACQUIRED
+    assert lease.renew(mailbox.pk, b)
+    assert not lease.renew(mailbox.pk, a)
+
+
+def test_a_lease_nobody_renews_runs_out(backend, mailbox, settings):
+    # A front end that crashed stops renewing; its lease must not lock the user out for good.
+    settings.MAILHOST_POP3_LEASE_SECONDS = 1
+    crashed, next_one = lease.new_holder(), lease.new_holder()
+    assert lease.acquire(mailbox.pk, crashed) is lease.Outcome.ACQUIRED
+    time.sleep(0.5)
+    assert lease.renew(mailbox.pk, crashed)
+    time.sleep(0.7)  # 1.2 s after taking it, but renewed at 0.5 s
+    assert lease.acquire(mailbox.pk, next_one) is lease.Outcome.IN_USE
+    time.sleep(1.2)
+    assert lease.acquire(mailbox.pk, next_one) is lease.Outcome.ACQUIRED
+    assert not lease.renew(mailbox.pk, crashed)
+
+
+def test_login_delay(backend, mailbox, settings):
+    settings.MAILHOST_POP3_LOGIN_DELAY = 1
+    first, second = lease.new_holder(), lease.new_holder()
+    assert lease.acquire(mailbox.pk, first) is lease.Outcome.ACQUIRED
+    lease.release(mailbox.pk, first)
+    assert lease.acquire(mailbox.pk, second) is lease.Outcome.LOGIN_DELAY
+    time.sleep(1.1)
+    assert lease.acquire(mailbox.pk, second) is lease.Outcome.ACQUIRED
+
+
+def test_second_session_gets_in_use_until_the_first_quits(client_for, mailbox):
+    deliver(b"Subject: hi\r\n\r\nbody\r\n")
+    first = client_for()
+    assert login(first) == R.ok_login(1, 21)
+    second = client_for()
+    assert login(second) == R.ERR_IN_USE
+    # The refused session stays in AUTHORIZATION and may try again (RFC 1939 4).
+    assert first.command("DELE 1") == R.ok_dele(1)
+    assert first.command("QUIT") == R.ok_bye_update(1)
+    assert first.closed()
+    assert login(second) == R.ok_login(0, 0)
+
+
+def test_login_delay_over_the_wire(client_for, mailbox, settings):
+    settings.MAILHOST_POP3_LOGIN_DELAY = 60
+    first = client_for()
+    assert login(first) == R.ok_login(0, 0)
+    assert first.command("QUIT") == R.ok_bye_update(0)
+    second = client_for()
+    assert login(second) == R.ERR_LOGIN_DELAY
+
+
+def test_the_store_stays_writable_during_a_session(client_for, mailbox):
+    """The lease is POP3's alone: the store stays writable while a POP3 session is open."""
+    from mailboxes import services
+    from mailboxes.selectors import folder_get
+
+    first = client_for()
+    login(first)
+    services.message_append(folder=folder_get(mailbox, "INBOX"), raw=b"Subject: x\r\n\r\ny\r\n")
+    assert first.command("STAT") == R.ok_stat(0, 0)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _database_url() -> str:
+    from django.db import connection
+
+    params = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{params['NAME']}"
+    host = params.get("HOST") or "127.0.0.1"
+    port = params.get("PORT") or 5432
+    user = params.get("USER") or ""
+    return f"postgres://{user}@{host}:{port}/{params['NAME']}"
+
+
+def test_one_session_per_maildrop_across_processes(pop3, settings, make_mailbox, tmp_path):
+    """A second front end (another `manage.py runpop3` process) refuses the same maildrop."""
+    settings.PASSWORD_HASHERS = global_settings.PASSWORD_HASHERS  # the other process's
+    make_mailbox(ADDRESS, PASSWORD)
+    deliver(b"Subject: one\r\n\r\nbody\r\n")
+    port = _free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": _database_url(),
+        "MAILHOST_DATA_DIR": str(tmp_path / "other"),
+        "MAILHOST_BIND": "127.0.0.1",
+        "MAILHOST_POP3_PORT": str(port),
+        "MAILHOST_POP3S_PORT": str(_free_port()),
+        "MAILHOST_HOSTNAME": "other.test.example",
+        "MAILHOST_ALLOW_PLAINTEXT_AUTH": "1",
+    }
+    if settings.REDIS_URL:
+        env["REDIS_URL"] = settings.REDIS_URL
+    else:
+        env.pop("REDIS_URL", None)
+    repo = Path(__file__).resolve().parents[3]
+    other = subprocess.Popen(
+        [sys.executable, "manage.py", "runpop3"],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if other.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(other.stderr.read().decode()) from None
+                time.sleep(0.2)
+
+        here = poplib.POP3("127.0.0.1", pop3["pop3"], timeout=10)
+        here.user(ADDRESS)
+        here.pass_(PASSWORD)
+
+        there = Client(port)
+        assert there.line() == "+OK other.test.example POP3 server ready"
+        assert login(there) == R.ERR_IN_USE
+
+        here.dele(1)
+        here.quit()
+        assert login(there) == R.ok_login(0, 0)
+        assert there.command("QUIT") == R.ok_bye_update(0)
+        there.close()
+    finally:
+        other.terminate()
+        other.wait(30)
