@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 import pytest
 
-from mailboxes import events
+from mailboxes import events, services
 
 REPO = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).with_name("worker.py")
@@ -32,6 +32,17 @@ def make_raw(
         + b"\r\n"
         + body
     )
+
+
+@pytest.fixture(scope="session")
+def _one_dkim_key():
+    return services.generate_dkim_key()
+
+
+@pytest.fixture(autouse=True)
+def _reuse_dkim_key(monkeypatch, _one_dkim_key):
+    # A 2048-bit RSA key per domain costs a good part of a second; one real key serves all.
+    monkeypatch.setattr(services, "generate_dkim_key", lambda: _one_dkim_key)
 
 
 @pytest.fixture

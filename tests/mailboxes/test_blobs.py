@@ -1,0 +1,95 @@
+"""Blob storage: durable writes, sharing, release, garbage collection."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from mailboxes import services
+from mailboxes.models import Blob, Message
+from mailboxes.selectors import blob_path, blob_read, folder_get
+from tests.mailboxes.conftest import make_raw
+
+pytestmark = pytest.mark.django_db
+
+
+def age(path, seconds: float) -> None:
+    past = time.time() - seconds
+    os.utime(path, (past, past))
+
+
+def files_in(root) -> set[str]:
+    return {
+        os.path.relpath(os.path.join(d, f), root).replace(os.sep, "/")
+        for d, _, names in os.walk(root)
+        for f in names
+    }
+
+
+def test_blob_store_writes_once_and_reads_back(blob_dir):
+    raw = make_raw(body=b"\x00\xff binary \r\n" * 100)
+    blob = services.blob_store(raw)
+    assert blob.size == len(raw)
+    assert blob_read(blob) == blob_read(blob.pk) == blob_read(blob.name) == raw
+    assert blob_path(blob).startswith(str(blob_dir))
+    assert files_in(blob_dir) == {blob.name}  # no temporary file left behind
+
+
+def test_release_only_unused_blobs(make_mailbox, django_capture_on_commit_callbacks):
+    alice = make_mailbox("alice@example.org")
+    inbox = folder_get(alice, "INBOX")
+    used = services.message_append(folder=inbox, raw=make_raw()).blob
+    unused = services.blob_store(b"x")
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.blob_release([used.pk, unused.pk]) == 1
+    assert list(Blob.objects.values_list("pk", flat=True)) == [used.pk]
+    assert os.path.exists(blob_path(used)) and not os.path.exists(blob_path(unused))
+    assert services.blob_release([]) == 0
+
+
+def test_a_spooled_blob_is_kept(make_mailbox, django_capture_on_commit_callbacks):
+    from delivery.services import SpoolRecipient, spool_create
+
+    blob = services.blob_store(make_raw())
+    spool_create(blob=blob, mail_from="a@example.org", recipients=[SpoolRecipient("x@r.example")])
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.blob_release([blob.pk]) == 0
+        assert services.blob_collect_garbage(orphan_age=0) == (0, 0)
+    assert os.path.exists(blob_path(blob))
+
+
+@pytest.mark.django_db(transaction=True)  # real commits: released files go on commit
+def test_garbage_collection(make_mailbox, blob_dir):
+    alice = make_mailbox("alice@example.org")
+    kept = services.message_append(folder=folder_get(alice, "INBOX"), raw=make_raw()).blob
+    unused_row = services.blob_store(b"nobody uses me")
+    young_orphan = services.blob_write(b"a write in flight")
+    old_orphan = services.blob_write(b"left by a crash")
+    old_tmp = os.path.join(blob_dir, "ab", ".tmp-abandoned")
+    os.makedirs(os.path.dirname(old_tmp), exist_ok=True)
+    with open(old_tmp, "wb") as fh:
+        fh.write(b"half")
+    for name in (kept.name, unused_row.name, old_orphan):
+        age(os.path.join(blob_dir, name), 7200)
+    age(old_tmp, 7200)
+    rows, files = services.blob_collect_garbage(orphan_age=3600)
+    assert rows == 1
+    assert files == 2  # the old orphan and the old temporary file
+    assert files_in(blob_dir) == {kept.name, young_orphan}
+    assert list(Blob.objects.values_list("pk", flat=True)) == [kept.pk]
+    assert Message.objects.get().blob_id == kept.pk
+    # The young file is an orphan too once it is old enough.
+    age(os.path.join(blob_dir, young_orphan), 7200)
+    assert services.blob_collect_garbage(orphan_age=3600) == (0, 1)
+    assert files_in(blob_dir) == {kept.name}
+
+
+def test_garbage_collection_default_age_comes_from_settings(blob_dir, settings):
+    orphan = services.blob_write(b"x")
+    age(os.path.join(blob_dir, orphan), 100)
+    settings.MAILHOST_BLOB_ORPHAN_AGE = 1000
+    assert services.blob_collect_garbage() == (0, 0)
+    settings.MAILHOST_BLOB_ORPHAN_AGE = 10
+    assert services.blob_collect_garbage() == (0, 1)
