@@ -1,0 +1,203 @@
+"""Mailhost under test: `manage.py runmail` as a subprocess on 127.0.0.1, with a fresh data dir.
+
+Every MAILHOST_*_PORT is set to a free high port, the database is SQLite in the data dir (or a
+fresh PostgreSQL database with Redis, for --postgres), and provisioning goes through the
+documented commands (`adddomain`, `addmailbox --password-stdin`). The process is always
+stopped: SIGTERM, then SIGKILL if it has not exited within the grace period.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+REPO = Path(__file__).resolve().parent.parent
+PORT_NAMES = (
+    "SMTP",
+    "SUBMISSION",
+    "SUBMISSIONS",
+    "IMAP",
+    "IMAPS",
+    "POP3",
+    "POP3S",
+    "WEB",
+)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+class PostgresDatabase:
+    """A fresh database on the server DATABASE_URL names, dropped at the end."""
+
+    def __init__(self, server_url: str, name: str) -> None:
+        parts = urlsplit(server_url)
+        self.name = name
+        self.admin_url = urlunsplit(parts._replace(path="/postgres"))
+        self.url = urlunsplit(parts._replace(path=f"/{name}"))
+
+    def create(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{self.name}"')
+
+    def drop(self) -> None:
+        import psycopg
+
+        try:
+            with psycopg.connect(self.admin_url, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+        except Exception as exc:  # best effort at the end of a run
+            print(f"warning: could not drop {self.name}: {exc}", file=sys.stderr)
+
+
+class Mailhost:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        database_url: str | None = None,
+        redis_url: str | None = None,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        self.data_dir = data_dir
+        self.ports = {name.lower(): free_port() for name in PORT_NAMES}
+        self.env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith("MAILHOST_") and key not in {"DATABASE_URL", "REDIS_URL"}
+        }
+        self.env.update(
+            {
+                "MAILHOST_DATA_DIR": str(data_dir),
+                "MAILHOST_BIND": "127.0.0.1",
+                "MAILHOST_HOSTNAME": "mx.bench.test",
+                "MAILHOST_SHUTDOWN_GRACE": "2",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        for name in PORT_NAMES:
+            self.env[f"MAILHOST_{name}_PORT"] = str(self.ports[name.lower()])
+        if database_url:
+            self.env["DATABASE_URL"] = database_url
+        if redis_url:
+            self.env["REDIS_URL"] = redis_url
+        self.env.update(extra_env or {})
+        self.process: subprocess.Popen | None = None
+        self.log_path = data_dir / "runmail.log"
+        self._ready = threading.Event()
+        self._log_thread: threading.Thread | None = None
+
+    # --- commands ---------------------------------------------------------------------
+
+    def manage(self, *args: str, stdin: str | None = None, timeout: float = 300) -> str:
+        result = subprocess.run(
+            [sys.executable, str(REPO / "manage.py"), *args],
+            cwd=REPO,
+            env=self.env,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"manage.py {' '.join(args)} failed: {result.stderr[-2000:]}")
+        return result.stdout
+
+    def tool(self, *args: str, timeout: float = 600) -> str:
+        """bench/dbtool.py in Mailhost's environment (same database, same blob store)."""
+        result = subprocess.run(
+            [sys.executable, str(REPO / "bench" / "dbtool.py"), *args],
+            cwd=REPO,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"dbtool {' '.join(args)} failed: {result.stderr[-2000:]}")
+        return result.stdout.strip()
+
+    # --- process ----------------------------------------------------------------------
+
+    def start(self, timeout: float = 120) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._ready.clear()
+        log = open(self.log_path, "ab")  # noqa: SIM115 - closed by the reader thread
+        self.process = subprocess.Popen(
+            [sys.executable, str(REPO / "manage.py"), "runmail", "--no-migrate"],
+            cwd=REPO,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.PIPE,
+        )
+        self._log_thread = threading.Thread(target=self._pump, args=(log,), daemon=True)
+        self._log_thread.start()
+        deadline = time.monotonic() + timeout
+        while not (self._ready.wait(0.1) or all(map(self.listening, ("smtp", "imap", "web")))):
+            if self.process.poll() is not None:
+                raise RuntimeError(f"runmail exited early:\n{self.log_tail()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"runmail not ready after {timeout}s:\n{self.log_tail()}")
+
+    def _pump(self, log) -> None:  # noqa: ANN001
+        assert self.process is not None and self.process.stderr is not None
+        with log:
+            for line in self.process.stderr:
+                log.write(line)
+                if not self._ready.is_set() and line.rstrip().endswith(b" ready"):
+                    log.flush()
+                    self._ready.set()
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def listening(self, name: str) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.ports[name]), timeout=2):
+                return True
+        except OSError:
+            return False
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self, grace: float = 15) -> None:
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+        if self._log_thread:
+            self._log_thread.join(5)

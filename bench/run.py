@@ -1,0 +1,634 @@
+"""Mailhost benchmarks: one command, Mailhost and the reference servers side by side.
+
+    .venv/bin/python bench/run.py [--quick] [--postgres] [--json PATH]
+
+Starts `manage.py runmail` on 127.0.0.1 (free high ports, a fresh data dir; SQLite, or with
+--postgres a fresh PostgreSQL database and Redis), provisions with `adddomain`/`addmailbox`,
+runs every benchmark, prints a table, writes JSON (default bench/results/latest.json), and
+stops everything it started, also on errors. README "Benchmarks" explains each figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import concurrent.futures
+import contextlib
+import json
+import os
+import platform
+import resource
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import imapbench  # noqa: E402
+import loadgen  # noqa: E402
+import reference_postfix  # noqa: E402
+from baseline_aiosmtpd import Sink  # noqa: E402
+from dns_server import DnsServer  # noqa: E402
+from mailhost_process import REPO, Mailhost, PostgresDatabase, free_port, rss_bytes  # noqa: E402
+
+DOMAIN = "bench.test"
+SMTP_BOX = f"box@{DOMAIN}"
+IMAP_USER = f"imap@{DOMAIN}"
+SENDER = f"sender@{DOMAIN}"
+PASSWORD = "bench-password-1"
+SINK_DOMAIN = "remote.bench.test"
+SINK_ADDRESS = "127.0.0.2"
+
+SIZES = {"1KB": 1024, "10KB": 10 * 1024, "100KB": 100 * 1024}
+# (messages per case, one session / 20 sessions), folder sizes, idle connection counts...
+FULL = {
+    "smtp_messages": {1: 200, 20: 1000},
+    "folders": (1_000, 10_000, 100_000),
+    "idle": (1, 1_000, 10_000),
+    "appends": 300,
+    "outbound": 400,
+    "repeat": 5,
+}
+QUICK = {
+    "smtp_messages": {1: 10, 20: 40},
+    "folders": (100, 300, 1_000),
+    "idle": (1, 20, 100),
+    "appends": 20,
+    "outbound": 20,
+    "repeat": 2,
+}
+# Settings a bench deployment changes from the defaults, and why.
+MAILHOST_ENV = {
+    # The IMAP/POP3 LOGIN over plain TCP on loopback (no TLS handshake in the figures).
+    "MAILHOST_ALLOW_PLAINTEXT_AUTH": "1",
+    # 10000 idle IMAP connections of one user from 200 loopback addresses.
+    "MAILHOST_IMAP_MAX_CONNECTIONS": "20000",
+    "MAILHOST_IMAP_MAX_CONNECTIONS_PER_USER": "20000",
+    "MAILHOST_MAX_CONNECTIONS": "20000",
+    # The outbound figure measures the workers, not the sweeper's period.
+    "MAILHOST_SWEEP_INTERVAL": "1",
+}
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.counts = QUICK if args.quick else FULL
+        self.results: dict = {
+            "meta": {
+                "mode": "quick" if args.quick else "full",
+                "database": "postgresql" if args.postgres else "sqlite",
+                "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "python": platform.python_version(),
+                "cpus": os.cpu_count(),
+                "machine": platform.machine(),
+                "loadgen": "smtp-source"
+                if reference_postfix.smtp_source_available()
+                else "asyncio",
+            },
+            "errors": {},
+        }
+        self.stack = contextlib.ExitStack()
+        self.tmp = Path(tempfile.mkdtemp(prefix="mailhost-bench-"))
+        self.tmp.chmod(0o755)  # Postfix's daemons run as their own users
+        self.mailhost: Mailhost | None = None
+
+    # --- setup ---------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        self.stack.callback(shutil.rmtree, self.tmp, True)
+        database_url = redis_url = None
+        if self.args.postgres:
+            server = os.environ.get("DATABASE_URL") or "postgres://root@127.0.0.1:5432/postgres"
+            db = PostgresDatabase(server, f"mh_bench_{os.getpid()}")
+            db.create()
+            self.stack.callback(db.drop)
+            database_url = db.url
+            redis_url = bench_redis_url()
+            flush_redis(redis_url)
+            self.stack.callback(flush_redis, redis_url)
+        self.dns = DnsServer(SINK_DOMAIN, SINK_ADDRESS)
+        self.dns.start()
+        self.stack.callback(self.dns.stop)
+        self.sink = Sink(SINK_ADDRESS, free_port(SINK_ADDRESS))
+        self.sink.start()
+        self.stack.callback(self.sink.stop)
+        env = dict(MAILHOST_ENV)
+        env["MAILHOST_DNS_SERVERS"] = f"{self.dns.address[0]}:{self.dns.address[1]}"
+        env["MAILHOST_OUTBOUND_PORT"] = str(self.sink.port)
+        self.mailhost = Mailhost(
+            self.tmp / "mailhost", database_url=database_url, redis_url=redis_url, extra_env=env
+        )
+        self.stack.callback(self.stop_mailhost)
+        step = time.perf_counter()
+        self.mailhost.manage("migrate", "--verbosity", "0")
+        self.mailhost.manage("adddomain", DOMAIN)
+        with concurrent.futures.ThreadPoolExecutor() as pool:
+            done = [
+                pool.submit(
+                    self.mailhost.manage,
+                    "addmailbox",
+                    address,
+                    "--password-stdin",
+                    stdin=PASSWORD + "\n",
+                )
+                for address in (SMTP_BOX, IMAP_USER, SENDER)
+            ]
+            done.append(pool.submit(self.populate))
+            for future in done:
+                future.result()
+        self.results["meta"]["setup_seconds"] = round(time.perf_counter() - step, 2)
+        self.start_mailhost(MAILHOST_DELIVERY_THREADS="1")
+
+    def populate(self) -> None:
+        """The IMAP folders, bulk-inserted (bench/dbtool.py says how) before runmail starts."""
+        assert self.mailhost is not None
+        args = []
+        for count in self.counts["folders"]:
+            args += [f"bench{count}", str(count)]
+        # The mailbox comes from addmailbox in another thread: wait until it exists.
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                step = time.perf_counter()
+                self.mailhost.tool("populate", IMAP_USER, *args)
+                self.results["meta"]["populate_seconds"] = round(time.perf_counter() - step, 2)
+                return
+            except RuntimeError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+
+    def start_mailhost(self, **env: str) -> None:
+        assert self.mailhost is not None
+        self.mailhost.env.update(env)
+        self.mailhost.start()
+
+    def stop_mailhost(self) -> None:
+        if self.mailhost is not None:
+            self.mailhost.stop()
+
+    def section(self, name: str, fn) -> None:  # noqa: ANN001
+        start = time.perf_counter()
+        print(f"== {name}", file=sys.stderr, flush=True)
+        try:
+            fn()
+        except Exception as exc:
+            traceback.print_exc()
+            self.results["errors"][name] = f"{type(exc).__name__}: {exc}"[:1000]
+            if self.mailhost is not None and self.mailhost.process is not None:
+                if self.mailhost.process.poll() is not None:
+                    print(self.mailhost.log_tail(), file=sys.stderr)
+                    self.mailhost.process = None
+                    self.start_mailhost()
+        print(f"   {time.perf_counter() - start:.1f}s", file=sys.stderr, flush=True)
+
+    # --- SMTP inbound ------------------------------------------------------------------------
+
+    def smtp(self) -> None:
+        assert self.mailhost is not None
+        baseline_port = free_port()
+        baseline = subprocess.Popen(
+            [
+                sys.executable,
+                str(REPO / "bench" / "baseline_aiosmtpd.py"),
+                "--port",
+                str(baseline_port),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.stack.callback(stop_process, baseline)
+        if baseline.stdout.readline().strip() != "ready":
+            raise RuntimeError("baseline aiosmtpd did not start")
+        postfix = None
+        if reference_postfix.available():
+            postfix = reference_postfix.PostfixInstance(self.tmp / "postfix", free_port(), DOMAIN)
+            self.stack.callback(postfix.stop)
+            postfix.start()
+        cases = []
+        self.results["smtp"] = {
+            "postfix": "stock Postfix, virtual(8) to Maildir" if postfix else "not installed",
+            "cases": cases,
+        }
+        stored = self.mailhost_count()
+        for size_name, size in SIZES.items():
+            for sessions, messages in self.counts["smtp_messages"].items():
+                for reuse in (False, True):
+                    case = {
+                        "size": size_name,
+                        "sessions": sessions,
+                        "connection": "reuse" if reuse else "new",
+                        "messages": messages,
+                    }
+                    load = dict(messages=messages, sessions=sessions, size=size, reuse=reuse)
+                    result = loadgen.run_load(
+                        "127.0.0.1", self.mailhost.ports["smtp"], recipient=SMTP_BOX, **load
+                    )
+                    now = self.mailhost_count()
+                    case["mailhost_stored"] = now - stored
+                    stored = now
+                    case["mailhost_per_s"] = round(case["mailhost_stored"] / result.seconds, 1)
+                    if result.errors:
+                        case["mailhost_errors"] = result.errors
+                    result = loadgen.run_load(
+                        "127.0.0.1", baseline_port, recipient=SMTP_BOX, **load
+                    )
+                    case["aiosmtpd_per_s"] = round(result.ok / result.seconds, 1)
+                    case["ratio_to_aiosmtpd"] = ratio(
+                        case["mailhost_per_s"], case["aiosmtpd_per_s"]
+                    )
+                    if postfix is not None:
+                        before = postfix.delivered()
+                        start = time.perf_counter()
+                        result = loadgen.run_load(
+                            "127.0.0.1", postfix.port, recipient=SMTP_BOX, **load
+                        )
+                        case["postfix_accept_per_s"] = round(messages / result.seconds, 1)
+                        deadline = time.monotonic() + 120
+                        while postfix.delivered() < before + messages:
+                            if time.monotonic() > deadline:
+                                break
+                            time.sleep(0.01)
+                        elapsed = time.perf_counter() - start
+                        delivered = postfix.delivered() - before
+                        case["postfix_per_s"] = round(delivered / elapsed, 1)
+                        case["ratio_to_postfix"] = ratio(
+                            case["mailhost_per_s"], case["postfix_per_s"]
+                        )
+                    else:
+                        case["postfix_per_s"] = case["ratio_to_postfix"] = None
+                    cases.append(case)
+                    print(f"   {case}", file=sys.stderr, flush=True)
+
+    def mailhost_count(self) -> int:
+        assert self.mailhost is not None
+        return int(self.mailhost.tool("count", SMTP_BOX, "INBOX"))
+
+    # --- outbound -------------------------------------------------------------------------
+
+    def outbound(self, workers: int) -> None:
+        """Runs with runmail started with MAILHOST_DELIVERY_THREADS=workers."""
+        assert self.mailhost is not None
+        assert self.mailhost.env["MAILHOST_DELIVERY_THREADS"] == str(workers)
+        runs = self.results.setdefault("outbound", [])
+        count = self.counts["outbound"]
+        if True:
+            before = self.sink.handler.recipients
+            start = time.perf_counter()
+            result = asyncio.run(
+                submit(
+                    "127.0.0.1",
+                    self.mailhost.ports["submission"],
+                    count,
+                    sessions=4,
+                )
+            )
+            submitted = time.perf_counter() - start
+            done = self.sink.handler.wait_for(before + result["ok"], 300)
+            elapsed = time.perf_counter() - start
+            delivered = self.sink.handler.recipients - before
+            run = {
+                "workers": workers,
+                "messages": count,
+                "submitted": result["ok"],
+                "submit_per_s": round(result["ok"] / submitted, 1),
+                "delivered": delivered,
+                "delivered_per_s": round(delivered / elapsed, 1),
+                "complete": done,
+            }
+            if result["errors"]:
+                run["errors"] = result["errors"]
+            runs.append(run)
+            print(f"   {run}", file=sys.stderr, flush=True)
+
+    # --- IMAP --------------------------------------------------------------------------------
+
+    def imap(self) -> None:
+        assert self.mailhost is not None
+        port = self.mailhost.ports["imap"]
+        folders = []
+        self.results["imap"] = {"folders": folders}
+        for count in self.counts["folders"]:
+            name = f"bench{count}"
+            figures = imapbench.folder_figures(
+                "127.0.0.1", port, IMAP_USER, PASSWORD, name, self.counts["repeat"]
+            )
+            figures = {"messages": count, **figures}
+            folders.append(round_all(figures))
+            print(f"   {folders[-1]}", file=sys.stderr, flush=True)
+        if len(folders) >= 2:
+            small, large = folders[0], folders[-1]
+            self.results["imap"]["select_ratio_large_to_small"] = ratio(
+                large["select_ms"], small["select_ms"]
+            )
+        raw = (REPO / "bench" / "sample.eml").read_bytes()
+        self.results["imap"]["append"] = round_all(
+            imapbench.append_rate(
+                "127.0.0.1", port, IMAP_USER, PASSWORD, self.counts["appends"], raw
+            )
+        )
+        self.results["imap"]["imaptest"] = imaptest_status()
+
+    # --- memory ------------------------------------------------------------------------------
+
+    def memory(self) -> None:
+        assert self.mailhost is not None
+        # Runs first in a fresh runmail: the figure is idle connections, not earlier garbage.
+        time.sleep(1)
+        runs = [{"connections": 0, "rss_mib": mib(rss_bytes(self.mailhost.pid))}]
+        self.results["memory"] = runs
+        crowd = imapbench.IdleCrowd("127.0.0.1", self.mailhost.ports["imap"], IMAP_USER, PASSWORD)
+
+        async def grow() -> None:
+            try:
+                for total in self.counts["idle"]:
+                    start = time.perf_counter()
+                    await crowd.grow(total)
+                    await asyncio.sleep(1)
+                    runs.append(
+                        {
+                            "connections": len(crowd.connections),
+                            "asked": total,
+                            "failed": crowd.failed,
+                            "setup_s": round(time.perf_counter() - start, 2),
+                            "rss_mib": mib(rss_bytes(self.mailhost.pid)),
+                        }
+                    )
+                    print(f"   {runs[-1]}", file=sys.stderr, flush=True)
+            finally:
+                await crowd.close()
+
+        asyncio.run(grow())
+        if crowd.errors:
+            self.results["memory_errors"] = crowd.errors
+
+    # --- webmail -----------------------------------------------------------------------------
+
+    def webmail(self) -> None:
+        assert self.mailhost is not None
+        import http.cookiejar
+        import re
+        import urllib.parse
+        import urllib.request
+
+        folders = self.results.get("imap", {}).get("folders") or []
+        if not folders:
+            raise RuntimeError("no populated folder (the IMAP section failed)")
+        count = folders[-1]["messages"]
+        folder_id = int(self.mailhost.tool("folder-id", IMAP_USER, f"bench{count}"))
+        base = f"http://127.0.0.1:{self.mailhost.ports['web']}"
+        jar = http.cookiejar.CookieJar()
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+        page = opener.open(f"{base}/login/", timeout=60).read().decode()
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+        form = urllib.parse.urlencode(
+            {"csrfmiddlewaretoken": token, "address": IMAP_USER, "password": PASSWORD}
+        ).encode()
+        request = urllib.request.Request(f"{base}/login/", data=form, headers={"Referer": base})
+        opener.open(request, timeout=60).read()
+        if not any(cookie.name == "sessionid" for cookie in jar):
+            raise RuntimeError("webmail login did not set a session")
+
+        def get(path: str) -> float:
+            start = time.perf_counter()
+            with opener.open(f"{base}{path}", timeout=120) as response:
+                body = response.read()
+                if response.status != 200 or len(body) < 100:
+                    raise RuntimeError(f"GET {path}: {response.status}")
+            return (time.perf_counter() - start) * 1000
+
+        repeat = self.counts["repeat"]
+        list_path = f"/f/{folder_id}/"
+        message_path = f"/m/{folder_id}/{count // 2}/"
+        get(list_path)
+        get(message_path)
+        self.results["webmail"] = {
+            "messages": count,
+            "list_ms": round(statistics.median(get(list_path) for _ in range(repeat)), 1),
+            "message_ms": round(statistics.median(get(message_path) for _ in range(repeat)), 1),
+        }
+        print(f"   {self.results['webmail']}", file=sys.stderr, flush=True)
+
+    # --- run ---------------------------------------------------------------------------------
+
+    def run(self) -> dict:
+        with self.stack:
+            self.setup()
+            self.section("smtp", self.smtp)
+            self.section("outbound, 1 worker", lambda: self.outbound(1))
+            self.section("imap", self.imap)
+            self.section("webmail", self.webmail)
+            # A fresh runmail with 4 delivery threads: memory first, then outbound again.
+            self.stop_mailhost()
+            self.start_mailhost(MAILHOST_DELIVERY_THREADS="4")
+            self.section("memory", self.memory)
+            self.section("outbound, 4 workers", lambda: self.outbound(4))
+        self.results["meta"]["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        return self.results
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+
+async def submit(host: str, port: int, count: int, sessions: int) -> dict:
+    """Submit `count` messages to remote recipients through the MSA (AUTH PLAIN)."""
+    import base64
+
+    credentials = base64.b64encode(f"\0{SENDER}\0{PASSWORD}".encode()).decode()
+    todo = iter(range(count))
+    ok = 0
+    errors: list[str] = []
+
+    async def session() -> None:
+        nonlocal ok
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            await loadgen._expect(reader, 220)
+            writer.write(b"EHLO client.bench.test\r\n")
+            await loadgen._expect(reader, 250)
+            writer.write(f"AUTH PLAIN {credentials}\r\n".encode())
+            await loadgen._expect(reader, 235)
+            for index in todo:
+                recipient = f"user{index}@{SINK_DOMAIN}"
+                data = loadgen.make_message(index, 2048, SENDER, recipient)
+                try:
+                    await loadgen._transaction(reader, writer, data, SENDER, recipient)
+                    ok += 1
+                except loadgen.SmtpError as exc:
+                    if len(errors) < 5:
+                        errors.append(str(exc)[:300])
+                    writer.write(b"RSET\r\n")
+                    await loadgen._reply(reader)
+        finally:
+            await loadgen._close(writer, reader)
+
+    await asyncio.gather(*(session() for _ in range(sessions)))
+    return {"ok": ok, "errors": errors}
+
+
+def imaptest_status() -> str:
+    return "imaptest not installed" if shutil.which("imaptest") is None else "not run"
+
+
+def bench_redis_url() -> str:
+    """The bench's own Redis database (8), on the server REDIS_URL names."""
+    url = os.environ.get("MAILHOST_BENCH_REDIS_URL")
+    if url:
+        return url
+    parts = urlsplit(os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0")
+    return urlunsplit(parts._replace(path="/8"))
+
+
+def flush_redis(url: str) -> None:
+    import redis
+
+    redis.Redis.from_url(url).flushdb()
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    if a is None or not b:
+        return None
+    return round(a / b, 3)
+
+
+def mib(value: int) -> float:
+    return round(value / (1 << 20), 1)
+
+
+def round_all(figures: dict) -> dict:
+    return {k: round(v, 2) if isinstance(v, float) else v for k, v in figures.items()}
+
+
+def raise_fd_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+# --- table -------------------------------------------------------------------------------
+
+
+def table(results: dict) -> str:
+    out = []
+    meta = results["meta"]
+    out.append(
+        f"Mailhost bench ({meta['mode']}, {meta['database']}, {meta['cpus']} CPUs, "
+        f"Python {meta['python']}, load: {meta['loadgen']})"
+    )
+    smtp = results.get("smtp")
+    if smtp:
+        out.append("")
+        out.append("SMTP inbound, messages/s accepted and durably delivered")
+        out.append(
+            "| size | sessions | connection | Mailhost | aiosmtpd 250-only | Postfix (to Maildir) "
+            "| vs aiosmtpd | vs Postfix |"
+        )
+        out.append("|---|---|---|---|---|---|---|---|")
+        for c in smtp["cases"]:
+            out.append(
+                f"| {c['size']} | {c['sessions']} | {c['connection']} | {c['mailhost_per_s']} "
+                f"| {c['aiosmtpd_per_s']} | {c.get('postfix_per_s')} "
+                f"| {c['ratio_to_aiosmtpd']} | {c.get('ratio_to_postfix')} |"
+            )
+    outbound = results.get("outbound")
+    if outbound:
+        out.append("")
+        out.append("Outbound: submission -> spool -> workers -> local sink")
+        out.append("| workers | messages | submitted/s | delivered/s (end to end) |")
+        out.append("|---|---|---|---|")
+        for r in outbound:
+            out.append(
+                f"| {r['workers']} | {r['messages']} | {r['submit_per_s']} | {r['delivered_per_s']} |"
+            )
+    imap = results.get("imap")
+    if imap and imap.get("folders"):
+        out.append("")
+        out.append("IMAP, milliseconds (median)")
+        out.append(
+            "| folder | LOGIN+SELECT | SELECT | UID FETCH 1:* (FLAGS) | UID SEARCH UNSEEN "
+            "| UID SEARCH SUBJECT |"
+        )
+        out.append("|---|---|---|---|---|---|")
+        for f in imap["folders"]:
+            out.append(
+                f"| {f['messages']} | {f['login_select_ms']} | {f['select_ms']} "
+                f"| {f['uid_fetch_flags_ms']} | {f['uid_search_unseen_ms']} "
+                f"| {f['uid_search_subject_ms']} |"
+            )
+        out.append(f"SELECT largest/smallest: {imap.get('select_ratio_large_to_small')}")
+        if imap.get("append"):
+            a = imap["append"]
+            out.append(f"APPEND: {a['per_second']} messages/s ({a['size']} bytes, one connection)")
+    memory = results.get("memory")
+    if memory:
+        out.append("")
+        out.append("Memory: runmail resident size with idle IMAP connections (IDLE)")
+        out.append("| connections | RSS MiB |")
+        out.append("|---|---|")
+        for m in memory:
+            out.append(f"| {m['connections']} | {m['rss_mib']} |")
+    webmail = results.get("webmail")
+    if webmail:
+        out.append("")
+        out.append(
+            f"Webmail on a {webmail['messages']}-message folder: list {webmail['list_ms']} ms, "
+            f"message {webmail['message_ms']} ms"
+        )
+    if results.get("errors"):
+        out.append("")
+        for name, error in results["errors"].items():
+            out.append(f"ERROR in {name}: {error}")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small counts, under a minute")
+    parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="PostgreSQL (a fresh database on DATABASE_URL's server) and Redis (REDIS_URL's "
+        "server, database 8)",
+    )
+    parser.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "latest.json")
+    args = parser.parse_args(argv)
+    raise_fd_limit()
+
+    def terminate(signum, frame):  # noqa: ANN001
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, terminate)
+    bench = Bench(args)
+    started = time.perf_counter()
+    results = bench.run()
+    results["meta"]["seconds"] = round(time.perf_counter() - started, 1)
+    results["meta"]["command"] = "python bench/run.py" + "".join(
+        f" {a}" for a in (argv if argv is not None else sys.argv[1:])
+    )
+    print(table(results))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nJSON: {args.json}")
+    return 1 if results["errors"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
