@@ -30,6 +30,7 @@ class ImapServer:
         self.watching: dict[Session, int] = {}
         self.per_user: dict[int, int] = defaultdict(int)
         self.user_of: dict[Session, int] = {}
+        self.tasks: set[asyncio.Task] = set()
         self.unsubscribe = events.subscribe(self._on_event_threadsafe)
 
     def _on_event_threadsafe(self, event: events.ChangeEvent) -> None:
@@ -81,10 +82,13 @@ class ImapServer:
             return
         session = Session(self, reader, writer, tls=tls_active, starttls_allowed=starttls_allowed)
         self.sessions.add(session)
+        task = asyncio.current_task()
+        self.tasks.add(task)
         try:
             await session.run()
         finally:
             self.sessions.discard(session)
+            self.tasks.discard(task)
 
 
 class _Group:
@@ -104,10 +108,16 @@ class _Group:
         if self.last:
             self.imap.unsubscribe()
             for session in list(self.imap.sessions):
-                session.writer.close()
+                # A graceful TLS close would wait for the peer; shutdown must not.
+                session.writer.transport.abort()
 
     async def wait_closed(self) -> None:
         await self.server.wait_closed()
+        if self.last and self.imap.tasks:
+            # Sessions whose sockets were closed end at their next read; give them a moment.
+            _done, pending = await asyncio.wait(set(self.imap.tasks), timeout=5)
+            for task in pending:
+                task.cancel()
 
 
 async def start() -> list[Listener]:

@@ -83,12 +83,12 @@ def test_search_plain_uid_esearch_and_save(client, three):
     c.cmd("a1", "STORE 2 +FLAGS.SILENT (\\Flagged)")
     assert c.cmd("a2", "SEARCH ALL") == [b"* SEARCH 1 2 3", ok("a2")]
     assert c.cmd("a3", "SEARCH FLAGGED") == [b"* SEARCH 2", ok("a3")]
-    assert c.cmd("a4", "UID SEARCH SUBJECT \"note 3\"") == [b"* SEARCH 3", ok("a4")]
+    assert c.cmd("a4", 'UID SEARCH SUBJECT "note 3"') == [b"* SEARCH 3", ok("a4")]
     assert c.cmd("a5", "SEARCH RETURN (MIN MAX COUNT ALL) UNFLAGGED") == [
         b'* ESEARCH (TAG "a5") MIN 1 MAX 3 COUNT 2 ALL 1,3',
         ok("a5"),
     ]
-    assert c.cmd("a6", "SEARCH RETURN (SAVE) BODY \"Body 3\"") == [ok("a6")]
+    assert c.cmd("a6", 'SEARCH RETURN (SAVE) BODY "Body 3"') == [ok("a6")]
     assert c.cmd("a7", "FETCH $ (UID)") == [b"* 3 FETCH (UID 3)", ok("a7")]
     assert c.cmd("a8", "SEARCH CHARSET KOI8-R ALL") == [ok("a8", r.NO_BAD_CHARSET)]
     assert c.cmd("a9", "SEARCH FROBBED")[0].startswith(b"a9 BAD")

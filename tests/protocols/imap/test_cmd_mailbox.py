@@ -38,12 +38,12 @@ def test_create_hierarchy_percent_and_star(client):
         b'* LIST (\\HasChildren) "/" "Work/2024"',
         ok("a3"),
     ]
-    assert c.cmd("a4", 'LIST Work/ *') == [
+    assert c.cmd("a4", "LIST Work/ *") == [
         b'* LIST (\\HasChildren) "/" "Work/2024"',
         b'* LIST (\\HasNoChildren) "/" "Work/2024/Q1"',
         ok("a4"),
     ]
-    assert c.cmd("a5", "LIST \"\" inbox") == [b'* LIST (\\HasNoChildren) "/" INBOX', ok("a5")]
+    assert c.cmd("a5", 'LIST "" inbox') == [b'* LIST (\\HasNoChildren) "/" INBOX', ok("a5")]
     assert c.cmd("a6", "CREATE INBOX") == [ok("a6", r.NO_ALREADY_EXISTS)]
 
 

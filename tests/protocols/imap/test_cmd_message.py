@@ -28,7 +28,9 @@ def folder(imap, name="INBOX"):
 def test_append_with_flags_date_and_appenduid(client, imap):
     c = client()
     drafts = folder(imap, "Drafts")
-    c.send(b'a1 APPEND Drafts (\\Seen \\Draft) "05-Mar-2024 10:00:00 +0100" {%d}\r\n' % len(MESSAGE))
+    c.send(
+        b'a1 APPEND Drafts (\\Seen \\Draft) "05-Mar-2024 10:00:00 +0100" {%d}\r\n' % len(MESSAGE)
+    )
     assert c.line() == r.CONTINUE_LITERAL.rstrip(b"\r\n")
     c.send(MESSAGE + b"\r\n")
     assert c.until("a1") == [
@@ -43,7 +45,9 @@ def test_append_with_flags_date_and_appenduid(client, imap):
     assert selectors.blob_read(message.blob) == MESSAGE
     # LITERAL+: no continuation.
     lines = c.cmd("a2", b"APPEND Drafts {%d+}\r\n" % len(MESSAGE) + MESSAGE)
-    assert lines == [ok("a2", r.Reply("OK", "APPEND completed", f"APPENDUID {drafts.uidvalidity} 2"))]
+    assert lines == [
+        ok("a2", r.Reply("OK", "APPEND completed", f"APPENDUID {drafts.uidvalidity} 2"))
+    ]
 
 
 def test_append_refusals(client, settings):
@@ -73,7 +77,10 @@ def test_store_modes_and_silent(client):
         b"* 1 FETCH (FLAGS (\\Seen $Work \\Recent))",
         ok("a1"),
     ]
-    assert c.cmd("a2", "STORE 1 -FLAGS ($Work)") == [b"* 1 FETCH (FLAGS (\\Seen \\Recent))", ok("a2")]
+    assert c.cmd("a2", "STORE 1 -FLAGS ($Work)") == [
+        b"* 1 FETCH (FLAGS (\\Seen \\Recent))",
+        ok("a2"),
+    ]
     assert c.cmd("a3", "STORE 1:2 FLAGS (\\Flagged)") == [
         b"* 1 FETCH (FLAGS (\\Flagged \\Recent))",
         b"* 2 FETCH (FLAGS (\\Flagged \\Recent))",
@@ -96,7 +103,9 @@ def test_store_unchangedsince_reports_modified(client, imap):
     services.messages_store_flags(folder=inbox, uids=[2], flags=["\\Seen"], mode="add")
     lines = c.cmd("a1", f"STORE 1:2 (UNCHANGEDSINCE {inbox.highestmodseq}) +FLAGS (\\Flagged)")
     assert lines[-1] == ok("a1", r.Reply("OK", "Conditional STORE failed", "MODIFIED 2"))
-    assert b"* 1 FETCH (FLAGS (\\Flagged \\Recent) MODSEQ (%d))" % (inbox.highestmodseq + 2) in lines
+    assert (
+        b"* 1 FETCH (FLAGS (\\Flagged \\Recent) MODSEQ (%d))" % (inbox.highestmodseq + 2) in lines
+    )
 
 
 def test_copy_and_move_with_copyuid(client, imap):
