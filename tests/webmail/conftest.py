@@ -12,7 +12,6 @@ from django.utils import timezone
 
 from mailboxes import services
 
-
 _DKIM_KEY: list[str] = []
 
 
@@ -83,7 +82,9 @@ def make_raw(
 
 
 def deliver(raw: bytes, *recipients: str) -> None:
-    results = services.message_deliver(raw=raw, recipients=list(recipients) or ["alice@example.org"])
+    results = services.message_deliver(
+        raw=raw, recipients=list(recipients) or ["alice@example.org"]
+    )
     assert all(r.accepted for r in results), results
 
 

@@ -78,7 +78,8 @@ def test_send_to_a_local_mailbox_with_attachments(web, alice, bob):
 
 def test_send_shows_a_success_message(web, bob):
     response = web.post(
-        "/compose/", {"to": "bob@example.org", "subject": "x", "body": "y", "action": "send"},
+        "/compose/",
+        {"to": "bob@example.org", "subject": "x", "body": "y", "action": "send"},
         follow=True,
     )
     assert b"Message sent to bob@example.org." in response.content
@@ -107,7 +108,12 @@ def test_send_to_a_remote_address_is_spooled(web, alice):
     ],
 )
 def test_bad_addresses_are_shown_with_nothing_lost(web, bob, field, value, error):
-    data = {"to": "bob@example.org", "subject": "Keep me", "body": "Body text stays", "action": "send"}
+    data = {
+        "to": "bob@example.org",
+        "subject": "Keep me",
+        "body": "Body text stays",
+        "action": "send",
+    }
     data[field] = value
     response = web.post("/compose/", data)
     assert response.status_code == 400
@@ -221,7 +227,10 @@ def test_save_draft_and_resume(web, alice, bob):
     resumed = web.get(response["Location"])
     form = resumed.context["draft"]
     assert (form.to, form.cc, form.bcc, form.subject) == (
-        "bob@example.org", "carol@remote.example", "secret@remote.example", "Half done",
+        "bob@example.org",
+        "carol@remote.example",
+        "secret@remote.example",
+        "Half done",
     )
     assert form.body.strip() == "to be continued"
     assert [k.filename for k in resumed.context["kept"]] == ["a.txt"]
@@ -328,8 +337,13 @@ def test_forward_as_attachment(web, inbox, bob):
     assert [k.filename for k in kept] == ["Original.eml"]
     web.post(
         "/compose/",
-        {"to": "bob@example.org", "subject": "Fwd: Original", "body": "see attached",
-         "keep": [k.ref for k in kept], "action": "send"},
+        {
+            "to": "bob@example.org",
+            "subject": "Fwd: Original",
+            "body": "see attached",
+            "keep": [k.ref for k in kept],
+            "action": "send",
+        },
     )
     forwarded = parsed(only(folder(bob, "INBOX")))
     attached = next(forwarded.iter_attachments())
@@ -353,8 +367,13 @@ def test_kept_attachment_of_another_mailbox_is_ignored(web, bob):
     bobs = folder(bob, "INBOX")
     web.post(
         "/compose/",
-        {"to": "bob@example.org", "subject": "steal", "body": "b",
-         "keep": [f"{bobs.pk}:1:2"], "action": "send"},
+        {
+            "to": "bob@example.org",
+            "subject": "steal",
+            "body": "b",
+            "keep": [f"{bobs.pk}:1:2"],
+            "action": "send",
+        },
     )
     newest = Message.objects.filter(folder=bobs).order_by("-uid").first()
     assert list(parsed(newest).iter_attachments()) == []
@@ -369,8 +388,12 @@ def test_partial_refusal_at_acceptance_is_reported(web, bob, monkeypatch):
     bob.save()
     response = web.post(
         "/compose/",
-        {"to": "bob@example.org, dora@remote.example", "subject": "s", "body": "b",
-         "action": "send"},
+        {
+            "to": "bob@example.org, dora@remote.example",
+            "subject": "s",
+            "body": "b",
+            "action": "send",
+        },
         follow=True,
     )
     assert b"Not delivered to: bob@example.org has a full mailbox" in response.content
@@ -426,7 +449,9 @@ def test_delivery_status_in_sent(web, alice, bob):
         status="delivered", last_reply="250 2.0.0 Ok: queued as 4F2A", mx_used="mx1.remote.example"
     )
     OutboundRecipient.objects.filter(address="eve@far.example").update(
-        status="deferred", last_reply="451 4.7.1 Greylisted, try later", attempts=1,
+        status="deferred",
+        last_reply="451 4.7.1 Greylisted, try later",
+        attempts=1,
         next_attempt_at=later,
     )
     OutboundRecipient.objects.filter(address="fay@far.example").update(
@@ -449,9 +474,7 @@ def test_no_delivery_block_outside_sent(web, inbox):
 
 def test_sent_copy_without_spool_record(web, alice):
     sent = folder(alice, "Sent")
-    services.message_append(
-        folder=sent, raw=make_raw(to="zed@far.example"), flags=["\\Seen"]
-    )
+    services.message_append(folder=sent, raw=make_raw(to="zed@far.example"), flags=["\\Seen"])
     page = web.get(f"/m/{sent.pk}/1/")
     assert [(r.address, r.state) for r in page.context["delivery"]] == [
         ("zed@far.example", "unknown")

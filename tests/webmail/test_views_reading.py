@@ -15,7 +15,7 @@ pytestmark = pytest.mark.django_db
 HOSTILE_HTML = (
     "<html><head><style>body{background:url(https://track.example/bg.png)}</style>"
     "<script>document.title='pwned'</script></head><body>"
-    "<p onclick=\"alert(1)\">Hello <b>there</b></p>"
+    '<p onclick="alert(1)">Hello <b>there</b></p>'
     '<img src="https://track.example/pixel.gif" alt="pixel">'
     '<p style="background-image:url(http://track.example/style.png)">styled</p>'
     '<a href="javascript:alert(2)">js link</a> <a href="https://example.net/page">real link</a>'
@@ -123,8 +123,17 @@ def test_html_is_framed_and_remote_images_blocked(web, inbox):
     assert frame["X-Frame-Options"] == "SAMEORIGIN"
     assert frame["Referrer-Policy"] == "no-referrer"
     html = frame.content.decode()
-    for bad in ("<script", "onclick", "javascript:", "pixel.gif", "track.example", "<iframe",
-                "<form", "onload", "pwned"):
+    for bad in (
+        "<script",
+        "onclick",
+        "javascript:",
+        "pixel.gif",
+        "track.example",
+        "<iframe",
+        "<form",
+        "onload",
+        "pwned",
+    ):
         assert bad not in html, bad
     assert "Hello <b>there</b>" in html
     assert '<a href="https://example.net/page" target="_blank"' in html
@@ -179,9 +188,9 @@ def test_attachments_download_with_decoded_names(web, inbox):
     )
     text = web.get(f"/m/{inbox.pk}/1/part/3/?download=1")
     assert text["Content-Type"] == "text/plain; charset=utf-8"
-    assert "filename*=UTF-8''%D0%BF%D1%80%D0%B8%D0%B2%D0%B5%D1%82.txt" in text[
-        "Content-Disposition"
-    ]
+    assert (
+        "filename*=UTF-8''%D0%BF%D1%80%D0%B8%D0%B2%D0%B5%D1%82.txt" in text["Content-Disposition"]
+    )
     assert text.content == b"privet"
 
 
