@@ -20,13 +20,13 @@ class SyntaxProblem(Exception):
 
 
 # RFC 5321 4.1.2: Dot-string atoms, with RFC 6531 UTF-8 allowed (non-ASCII is checked apart).
-_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-\x80-\U0010ffff]"
+# Bytes that were not UTF-8 arrive as lone surrogates (surrogateescape) and match nothing.
+_U = "\\x80-\\ud7ff\\ue000-\\U0010ffff"
+_ATEXT = rf"[A-Za-z0-9!#$%&'*+/=?^_`{{|}}~\-{_U}]"
 _DOT_STRING = re.compile(rf"{_ATEXT}+(?:\.{_ATEXT}+)*\Z")
-_QUOTED_STRING = re.compile(r'"(?:[\x20\x21\x23-\x5b\x5d-\x7e\x80-\U0010ffff]|\\[\x20-\x7e])*"\Z')
-_DOMAIN = re.compile(
-    r"(?:[A-Za-z0-9\x80-\U0010ffff](?:[A-Za-z0-9\-\x80-\U0010ffff]*[A-Za-z0-9\x80-\U0010ffff])?\.)*"
-    r"[A-Za-z0-9\x80-\U0010ffff](?:[A-Za-z0-9\-\x80-\U0010ffff]*[A-Za-z0-9\x80-\U0010ffff])?\Z"
-)
+_QUOTED_STRING = re.compile(rf'"(?:[\x20\x21\x23-\x5b\x5d-\x7e{_U}]|\\[\x20-\x7e])*"\Z')
+_LABEL = rf"[A-Za-z0-9{_U}](?:[A-Za-z0-9\-{_U}]*[A-Za-z0-9{_U}])?"
+_DOMAIN = re.compile(rf"(?:{_LABEL}\.)*{_LABEL}\Z")
 _ADDRESS_LITERAL = re.compile(r"\[[^\[\]\\\s]+\]\Z")
 # RFC 5321 4.1.2 A-d-l: "@one,@two:" before the mailbox; accepted and ignored (4.1.1.3).
 _SOURCE_ROUTE = re.compile(r"@[^,:@<>\s]+(?:,@[^,:@<>\s]+)*:")

@@ -54,7 +54,7 @@ class Transcript:
     def expect(self, *expected: Reply | str) -> None:
         for reply in expected:
             line = self.line()
-            assert line == str(reply)
+            assert line == str(reply), f"got {line!r}, expected {str(reply)!r}"
 
     def command(self, line: str, expected: Reply | str) -> None:
         self.send(line)
