@@ -37,8 +37,9 @@ def _human_bytes(value: int) -> str:
     return str(value)
 
 
-def _search_by_address(parent, request, queryset, search_term: str):
-    """Admin search that also understands a whole address (`alice@example.org`, IDNA too)."""
+def _search_by_address(parent, request, queryset, search_term: str, *, destinations=False):
+    """Admin search that also understands a whole address (`alice@example.org`, IDNA too);
+    for aliases, an address also finds the aliases that deliver to it."""
     term = search_term.strip()
     if "@" in term and " " not in term:
         local, _, domain = term.rpartition("@")
@@ -53,6 +54,8 @@ def _search_by_address(parent, request, queryset, search_term: str):
             qs = qs.filter(local_key="")
         if domain:
             qs = qs.filter(domain__name=domain)
+        if destinations and local and local != "*":
+            qs = qs | queryset.filter(destinations__icontains=f"{local}@{domain}")
         return qs, False
     return parent.get_search_results(request, queryset, search_term)
 
@@ -174,6 +177,7 @@ class MailboxAdmin(admin.ModelAdmin):
     list_select_related = ["domain"]
     list_per_page = 100
     show_full_result_count = False
+    readonly_fields = ["usage", "last_login_at"]
     inlines = [FolderInline]
 
     def get_search_results(self, request, queryset, search_term):
@@ -210,9 +214,9 @@ class MailboxAdmin(admin.ModelAdmin):
         obj.pk = created.pk
         obj.__dict__.update(Mailbox.objects.get(pk=created.pk).__dict__)
 
-    def save_related(self, request, form, formsets, change):
-        if change:
-            super().save_related(request, form, formsets, change)
+    def get_inlines(self, request, obj):
+        # mailbox_create makes the folders: the add form has none to show or save.
+        return self.inlines if obj is not None else []
 
 
 class AliasForm(forms.ModelForm):
@@ -269,7 +273,7 @@ class AliasAdmin(admin.ModelAdmin):
     list_select_related = ["domain"]
 
     def get_search_results(self, request, queryset, search_term):
-        return _search_by_address(super(), request, queryset, search_term)
+        return _search_by_address(super(), request, queryset, search_term, destinations=True)
 
     @admin.display(description="address", ordering="local_key")
     def address_display(self, obj: Alias) -> str:
