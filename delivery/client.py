@@ -240,8 +240,8 @@ def _session(
     try:
         greeting = conn.read_reply()
         if greeting.code != 220:
-            # RFC 5321 3.1: a 554 greeting refuses the session; try the next MX either way.
-            conn.command("QUIT")
+            # RFC 5321 3.1: a 554 greeting refuses the session; try the next MX either way
+            # (the QUIT goes out in `finally`).
             raise SMTPError(greeting)
         reply = conn.ehlo(settings.MAILHOST_HOSTNAME)
         if reply.code != 250:

@@ -12,7 +12,7 @@ import logging
 from collections import defaultdict
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 
 from delivery import client, dns, queue, services
 from delivery.models import OutboundRecipient, RecipientStatus
@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 def deliver_message(message_id: int) -> dict[str, int]:
     """Attempt the message's due recipients; returns counts by resulting status."""
     queue.job_started(message_id)
-    close_old_connections()
+    _close_stale_connections()
     try:
         claim = services.recipients_claim(message_id=message_id)
         if claim is None:
@@ -34,6 +34,13 @@ def deliver_message(message_id: int) -> dict[str, int]:
         services.message_notify(message_id=message_id)
         return counts
     finally:
+        _close_stale_connections()
+
+
+def _close_stale_connections() -> None:
+    # Long-lived workers must not keep a connection the database has dropped; a caller's
+    # open transaction (a test, a management shell) is left alone.
+    if not connection.in_atomic_block:
         close_old_connections()
 
 

@@ -243,13 +243,18 @@ def clear_queue() -> None:
     queue.embedded.clear()
 
 
+@pytest.fixture(autouse=True)
+def _clean_queue():
+    """No job of one test is left for the next (the spool rows go with the test database)."""
+    clear_queue()
+    yield
+    clear_queue()
+
+
 @pytest.fixture
 def delivery_env(live_settings, dns_server, peers, settings):
-    """Everything a delivery test needs: DNS zone, peers' port, a clean queue."""
+    """Everything a delivery test needs: DNS zone, peers' port, our hostname."""
     settings.MAILHOST_HOSTNAME = HOSTNAME
     settings.MAILHOST_RELAYHOST = None
     settings.MAILHOST_OUTBOUND_CONNECT_TIMEOUT = 2
     settings.MAILHOST_OUTBOUND_TIMEOUT = 10
-    clear_queue()
-    yield
-    clear_queue()

@@ -1,0 +1,84 @@
+"""The queue in the Django admin: columns, actions, the RQ dashboard link."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import User
+from django.utils import timezone
+
+from delivery.models import OutboundMessage, OutboundRecipient, RecipientStatus
+from tests.delivery.test_delivery import inbox_messages, spool, status_blocks
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def admin_client(client, live_settings):
+    user = User.objects.create_superuser("admin", "admin@example.org", "pw")
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def deferred(make_mailbox):
+    sender = make_mailbox("alice@example.org")
+    message = spool(["bob@remote.test"])
+    later = timezone.now() + timedelta(hours=1)
+    OutboundRecipient.objects.filter(message=message).update(
+        status=RecipientStatus.DEFERRED,
+        attempts=3,
+        next_attempt_at=later,
+        last_reply="451 4.3.0 greylisted",
+        mx_used="mx1.remote.test",
+    )
+    return sender, message
+
+
+def test_queue_lists_status_attempts_reply_and_mx(admin_client, deferred):
+    _, message = deferred
+    page = admin_client.get("/admin/delivery/outboundrecipient/").content.decode()
+    for text in ("bob@remote.test", message.queue_id, "deferred", "451 4.3.0 greylisted"):
+        assert text in page
+    assert "mx1.remote.test" in page
+    page = admin_client.get(f"/admin/delivery/outboundmessage/{message.id}/change/")
+    assert page.status_code == 200 and b"451 4.3.0 greylisted" in page.content
+    listing = admin_client.get("/admin/delivery/outboundmessage/").content.decode()
+    assert 'href="/admin/rq/"' in listing
+    assert admin_client.get("/admin/rq/").status_code == 200
+
+
+def test_retry_now(admin_client, deferred):
+    _, message = deferred
+    response = admin_client.post(
+        "/admin/delivery/outboundmessage/",
+        {"action": "retry_now", "_selected_action": [message.id]},
+    )
+    assert response.status_code == 302
+    row = OutboundRecipient.objects.get(message=message)
+    assert row.next_attempt_at <= timezone.now()
+
+
+def test_bounce_now_fails_and_notifies(admin_client, deferred):
+    sender, message = deferred
+    row = OutboundRecipient.objects.get(message=message)
+    admin_client.post(
+        "/admin/delivery/outboundrecipient/",
+        {"action": "bounce_now", "_selected_action": [row.id]},
+    )
+    row.refresh_from_db()
+    assert row.status == RecipientStatus.FAILED and row.dsn_sent
+    [dsn] = inbox_messages(sender)
+    [_, block] = status_blocks(dsn)
+    assert block["action"] == "failed" and block["status"] == "5.0.0"
+
+
+def test_delete_from_queue(admin_client, deferred):
+    _, message = deferred
+    admin_client.post(
+        "/admin/delivery/outboundmessage/",
+        {"action": "delete_from_queue", "_selected_action": [message.id]},
+    )
+    assert not OutboundMessage.objects.filter(pk=message.pk).exists()
+    assert not OutboundRecipient.objects.exists()

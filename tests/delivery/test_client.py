@@ -1,0 +1,239 @@
+"""The SMTP client against scripted and aiosmtpd peers: exact lines, extensions, TLS, AUTH."""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+import pytest
+from aiosmtpd.smtp import AuthResult
+
+from delivery import client
+from delivery.client import Envelope, RecipientEnvelope, prepare_data
+from delivery.dns import MXHost
+from mailhost import tls
+from tests.delivery.conftest import PeerHandler
+
+EHLO_FULL = [
+    "250-peer.test greets you",
+    "250-PIPELINING",
+    "250-SIZE 1000000",
+    "250-8BITMIME",
+    "250-SMTPUTF8",
+    "250 DSN",
+]
+
+
+class ScriptedPeer:
+    """A peer that reads a whole pipelined batch before answering a line of it.
+
+    A client that waited for the MAIL reply before sending RCPT would hang here, so the
+    transcript proves PIPELINING (RFC 2920 3.1) as well as the exact lines.
+    """
+
+    def __init__(self, address: str, port: int, ehlo: list[str], replies: dict[str, str]):
+        self.ehlo = ehlo
+        self.replies = replies
+        self.lines: list[str] = []
+        self.data = b""
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((address, port))
+        self.sock.listen(1)
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self.sock.accept()
+        conn.settimeout(5)
+        f = conn.makefile("rb")
+
+        def send(*lines: str) -> None:
+            conn.sendall("".join(line + "\r\n" for line in lines).encode())
+
+        send("220 peer.test ESMTP")
+        batch: list[str] = []
+        while True:
+            raw = f.readline()
+            if not raw:
+                break
+            line = raw.decode().rstrip("\r\n")
+            self.lines.append(line)
+            verb = line.split(" ", 1)[0].split(":", 1)[0].upper()
+            if verb == "EHLO":
+                send(*self.ehlo)
+            elif verb == "QUIT":
+                send("221 bye")
+                break
+            elif verb in ("MAIL", "RCPT"):
+                batch.append(line)
+            elif verb == "DATA":
+                for item in batch:
+                    send(self.replies.get(item, "250 2.1.0 ok"))
+                batch.clear()
+                send("354 go ahead")
+                while True:
+                    chunk = f.readline()
+                    self.data += chunk
+                    if chunk in (b".\r\n", b""):
+                        break
+                send("250 2.0.0 taken")
+        conn.close()
+        self.sock.close()
+
+
+@pytest.fixture
+def smtp_settings(settings, peers):
+    settings.MAILHOST_HOSTNAME = "mx.test.example"
+    settings.MAILHOST_OUTBOUND_CONNECT_TIMEOUT = 2
+    settings.MAILHOST_OUTBOUND_TIMEOUT = 5
+    return settings
+
+
+def envelope(**kwargs) -> Envelope:
+    defaults = dict(
+        mail_from="alice@example.org",
+        recipients=[
+            RecipientEnvelope("bob@remote.test", "FAILURE,DELAY", "rfc822;bob@remote.test"),
+            RecipientEnvelope("carol@remote.test"),
+        ],
+        data=b"Subject: hi\r\n\r\nbody\r\n",
+        envid="ENV+1",
+        ret="HDRS",
+        body_8bit=True,
+    )
+    defaults.update(kwargs)
+    return Envelope(**defaults)
+
+
+HOST = MXHost("mx1.remote.test", 10, ("127.0.0.2",))
+
+
+def test_pipelined_transaction_with_dsn_parameters(smtp_settings, peers):
+    peer = ScriptedPeer(
+        "127.0.0.2",
+        peers.port,
+        EHLO_FULL,
+        {"RCPT TO:<carol@remote.test>": "550 5.1.1 carol is gone"},
+    )
+    env = envelope()
+    size = len(prepare_data(env.data))
+    result = client.deliver([HOST], env)
+    peer.thread.join(5)
+    assert peer.lines == [
+        "EHLO mx.test.example",
+        f"MAIL FROM:<alice@example.org> SIZE={size} BODY=8BITMIME RET=HDRS ENVID=ENV+2B1",
+        "RCPT TO:<bob@remote.test> NOTIFY=FAILURE,DELAY ORCPT=rfc822;bob@remote.test",
+        "RCPT TO:<carol@remote.test>",
+        "DATA",
+        "QUIT",
+    ]
+    assert peer.data == b"Subject: hi\r\n\r\nbody\r\n.\r\n"
+    assert str(result.replies["bob@remote.test"]) == "250 2.0.0 taken"
+    assert result.replies["carol@remote.test"].code == 550
+    assert result.replies["carol@remote.test"].enhanced == "5.1.1"
+    assert result.replies["bob@remote.test"].remote == "mx1.remote.test"
+    assert result.peer_dsn
+
+
+def test_no_dsn_parameters_when_the_peer_lacks_dsn(smtp_settings, peers):
+    ehlo = [line for line in EHLO_FULL if "DSN" not in line]
+    ehlo[-1] = ehlo[-1].replace("250-", "250 ")
+    peer = ScriptedPeer("127.0.0.2", peers.port, ehlo, {})
+    result = client.deliver([HOST], envelope(body_8bit=False))
+    peer.thread.join(5)
+    assert peer.lines[1].startswith("MAIL FROM:<alice@example.org> SIZE=")
+    assert "RET=" not in peer.lines[1] and "ENVID" not in peer.lines[1]
+    assert peer.lines[2] == "RCPT TO:<bob@remote.test>"
+    assert all(r.ok for r in result.replies.values())
+
+
+def test_oversized_message_is_refused_before_sending(smtp_settings, peers):
+    ehlo = [line.replace("SIZE 1000000", "SIZE 10") for line in EHLO_FULL]
+    peer = ScriptedPeer("127.0.0.2", peers.port, ehlo, {})
+    result = client.deliver([HOST], envelope())
+    peer.thread.join(5)
+    assert {str(r) for r in result.replies.values()} == {
+        "552 5.3.4 message size exceeds the limit of mx1.remote.test"
+    }
+    assert not any(line.startswith("MAIL") for line in peer.lines)
+
+
+def test_dot_stuffing_and_line_endings():
+    assert prepare_data(b".a\n..b\nc") == b"..a\r\n...b\r\nc\r\n.\r\n"
+
+
+def test_opportunistic_starttls(smtp_settings, peers, blob_dir):
+    sessions = []
+
+    class TLSHandler(PeerHandler):
+        async def handle_DATA(self, server, session, envelope):
+            sessions.append(session.ssl is not None)
+            return await super().handle_DATA(server, session, envelope)
+
+    handler = peers.start("127.0.0.2", TLSHandler(), tls_context=tls.server_context())
+    result = client.deliver([HOST], envelope(recipients=[RecipientEnvelope("bob@remote.test")]))
+    assert result.replies["bob@remote.test"].ok
+    assert sessions == [True]  # a self-signed certificate is fine for opportunistic TLS
+    assert len(handler.received) == 1
+
+
+def test_greeting_4xx_moves_on_to_the_next_mx(smtp_settings, peers):
+    lines = []
+    sock = socket.socket()
+    sock.bind(("127.0.0.2", peers.port))
+    sock.listen(1)
+
+    def greet_busy():
+        conn, _ = sock.accept()
+        conn.settimeout(5)
+        conn.sendall(b"421 4.3.2 too busy\r\n")
+        lines.append(conn.makefile("rb").readline())
+        conn.close()
+        sock.close()
+
+    thread = threading.Thread(target=greet_busy, daemon=True)
+    thread.start()
+    good = peers.start("127.0.0.4")
+    hosts = [HOST, MXHost("mx2.remote.test", 20, ("127.0.0.4",))]
+    result = client.deliver(hosts, envelope(recipients=[RecipientEnvelope("bob@remote.test")]))
+    thread.join(5)
+    assert lines == [b"QUIT\r\n"]  # RFC 5321 3.1: the client QUITs after a refusal
+    assert result.replies["bob@remote.test"].ok
+    assert result.replies["bob@remote.test"].remote == "mx2.remote.test"
+    assert len(good.received) == 1
+
+
+def test_all_mx_down_is_a_temporary_failure(smtp_settings, peers):
+    hosts = [MXHost("mx1.remote.test", 10, ("127.0.0.3",))]
+    result = client.deliver(hosts, envelope())
+    replies = set(result.replies.values())
+    assert len(replies) == 1
+    [reply] = replies
+    assert reply.code == 451 and reply.enhanced == "4.4.1"
+
+
+def test_relayhost_with_auth_takes_every_domain_in_one_connection(
+    smtp_settings, peers, settings, make_mailbox, dns_server
+):
+    from delivery.jobs import deliver_message
+    from delivery.models import OutboundRecipient
+    from tests.delivery.test_delivery import spool
+
+    logins = []
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        logins.append((mechanism, auth_data.login, auth_data.password))
+        return AuthResult(success=auth_data.password == b"relay-secret")
+
+    peer = peers.start("127.0.0.2", authenticator=authenticator, auth_require_tls=False)
+    settings.MAILHOST_RELAYHOST = ("127.0.0.2", peers.port)
+    settings.MAILHOST_RELAYHOST_USER = "relayuser"
+    settings.MAILHOST_RELAYHOST_PASSWORD = "relay-secret"
+    make_mailbox("alice@example.org")
+    message = spool(["bob@remote.test", "zed@other.test"])
+    deliver_message(message.id)
+    assert logins == [("PLAIN", b"relayuser", b"relay-secret")]
+    assert [sorted(r.rcpt_tos) for r in peer.received] == [["bob@remote.test", "zed@other.test"]]
+    assert set(OutboundRecipient.objects.values_list("status", flat=True)) == {"delivered"}
+    assert dns_server.queries == []  # a relay given as an address needs no DNS

@@ -1,0 +1,139 @@
+"""MX resolution policy (in-memory twin) and the dnspython resolver (real local server)."""
+
+from __future__ import annotations
+
+import pytest
+
+from delivery.dns import (
+    DNSPermanentError,
+    DNSPythonResolver,
+    DNSTemporaryError,
+    MemoryResolver,
+    NoSuchDomain,
+    NullMXError,
+    destination_hosts,
+    relay_hosts,
+)
+
+
+def names(hosts):
+    return [h.name for h in hosts]
+
+
+def test_mx_sorted_by_preference():
+    r = MemoryResolver(
+        mx_records={"a.test": [(20, "mx2.a.test"), (10, "mx1.a.test"), (30, "mx3.a.test")]},
+        hosts={n: ["192.0.2.1"] for n in ("mx1.a.test", "mx2.a.test", "mx3.a.test")},
+    )
+    assert names(destination_hosts("a.test", r)) == ["mx1.a.test", "mx2.a.test", "mx3.a.test"]
+
+
+def test_equal_preferences_in_random_order():
+    r = MemoryResolver(
+        mx_records={"a.test": [(10, "x.a.test"), (10, "y.a.test"), (5, "first.a.test")]},
+        hosts={n: ["192.0.2.1"] for n in ("x.a.test", "y.a.test", "first.a.test")},
+    )
+    orders = {tuple(names(destination_hosts("a.test", r))) for _ in range(200)}
+    assert orders == {
+        ("first.a.test", "x.a.test", "y.a.test"),
+        ("first.a.test", "y.a.test", "x.a.test"),
+    }
+
+
+def test_no_mx_means_the_domain_itself():
+    r = MemoryResolver(hosts={"a.test": ["192.0.2.7", "2001:db8::7"]})
+    [host] = destination_hosts("a.test", r)
+    assert host.name == "a.test" and host.addresses == ("192.0.2.7", "2001:db8::7")
+
+
+def test_no_mx_and_no_address_is_permanent():
+    r = MemoryResolver(hosts={"a.test": []})
+    with pytest.raises(DNSPermanentError) as exc:
+        destination_hosts("a.test", r)
+    assert exc.value.permanent and exc.value.reply.startswith("550 5.1.2")
+
+
+def test_null_mx():
+    r = MemoryResolver(mx_records={"a.test": [(0, ".")]})
+    with pytest.raises(NullMXError) as exc:
+        destination_hosts("a.test", r)
+    assert exc.value.reply.startswith("556 5.1.10")
+
+
+def test_nxdomain_is_permanent_servfail_temporary():
+    r = MemoryResolver(failing={"b.test"})
+    with pytest.raises(NoSuchDomain) as exc:
+        destination_hosts("a.test", r)
+    assert exc.value.permanent
+    with pytest.raises(DNSTemporaryError) as exc:
+        destination_hosts("b.test", r)
+    assert not exc.value.permanent and exc.value.reply.startswith("451 4.4.3")
+
+
+def test_unresolvable_exchanges_are_skipped_and_none_left_is_temporary():
+    r = MemoryResolver(
+        mx_records={"a.test": [(10, "gone.a.test"), (20, "mx2.a.test")], "c.test": [(1, "x.c")]},
+        hosts={"mx2.a.test": ["192.0.2.2"]},
+    )
+    assert names(destination_hosts("a.test", r)) == ["mx2.a.test"]
+    with pytest.raises(DNSTemporaryError):
+        destination_hosts("c.test", r)
+
+
+def test_idna_domain_is_looked_up_in_ascii():
+    r = MemoryResolver(
+        mx_records={"xn--bcher-kva.test": [(10, "mx.xn--bcher-kva.test")]},
+        hosts={"mx.xn--bcher-kva.test": ["192.0.2.3"]},
+    )
+    assert names(destination_hosts("Bücher.test", r)) == ["mx.xn--bcher-kva.test"]
+
+
+def test_address_literal_needs_no_dns():
+    r = MemoryResolver()
+    assert destination_hosts("[192.0.2.9]", r)[0].addresses == ("192.0.2.9",)
+    assert destination_hosts("[IPv6:2001:db8::1]", r)[0].addresses == ("2001:db8::1",)
+
+
+def test_relay_host_by_name_or_address():
+    r = MemoryResolver(hosts={"relay.test": ["192.0.2.4"]})
+    assert relay_hosts("relay.test", r)[0].addresses == ("192.0.2.4",)
+    assert relay_hosts("192.0.2.5", r)[0].addresses == ("192.0.2.5",)
+    with pytest.raises(DNSTemporaryError):  # a typo in the relay holds mail, never bounces
+        relay_hosts("nope.test", r)
+
+
+def test_dnspython_resolver_against_a_real_server(dns_server):
+    dns_server.add("a.test", "MX", "20 mx2.a.test.", "10 mx1.a.test.")
+    dns_server.add("mx1.a.test", "A", "127.0.0.2")
+    dns_server.add("mx1.a.test", "AAAA", "::1")
+    dns_server.add("mx2.a.test", "A", "127.0.0.4")
+    dns_server.add("xn--bcher-kva.test", "MX", "0 .")
+    dns_server.add("implicit.test", "A", "127.0.0.5")
+    dns_server.servfail.add("broken.test")
+    r = DNSPythonResolver(servers=[("127.0.0.1", dns_server.port)], timeout=2)
+    hosts = destination_hosts("a.test", r)
+    assert [(h.name, h.addresses) for h in hosts] == [
+        ("mx1.a.test", ("127.0.0.2", "::1")),
+        ("mx2.a.test", ("127.0.0.4",)),
+    ]
+    assert destination_hosts("implicit.test", r)[0].addresses == ("127.0.0.5",)
+    with pytest.raises(NullMXError):
+        destination_hosts("bücher.test", r)
+    with pytest.raises(NoSuchDomain):
+        destination_hosts("missing.test", r)
+    with pytest.raises(DNSTemporaryError):
+        destination_hosts("broken.test", r)
+
+
+def test_dnspython_timeout_is_temporary():
+    import socket
+
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", 0))
+    try:
+        r = DNSPythonResolver(servers=[("127.0.0.1", silent.getsockname()[1])], timeout=0.5)
+        with pytest.raises(DNSTemporaryError) as exc:
+            destination_hosts("a.test", r)
+        assert "timeout" in exc.value.text.lower() or "answer" in exc.value.text.lower()
+    finally:
+        silent.close()

@@ -1,0 +1,177 @@
+"""The acceptance service shared by the MTA, the MSA and the webmail."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from delivery import submission
+from delivery.models import OutboundMessage
+from delivery.submission import (
+    ClientInfo,
+    EnvelopeRecipient,
+    NoRecipients,
+    SenderNotAllowed,
+    message_accept,
+    message_submit,
+    recipient_check,
+)
+from mailboxes.exceptions import InvalidAddress, StorageError
+from mailboxes.models import Blob, Folder, Mailbox, Message
+from mailboxes.selectors import blob_read
+from mailboxes.services import alias_create
+
+pytestmark = pytest.mark.django_db
+
+RAW = b"From: alice@example.org\r\nSubject: s\r\n\r\nbody\r\n"
+
+
+@pytest.fixture
+def people(make_mailbox):
+    return {n: make_mailbox(f"{n}@example.org") for n in ("alice", "bob", "carol")}
+
+
+def files(root) -> list:
+    return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
+
+
+def test_received_header_follows_rfc5321_4_4(settings):
+    settings.MAILHOST_HOSTNAME = "mx.test.example"
+    header = submission.received_header(
+        client=ClientInfo(helo="client.example.net", ip="192.0.2.7", protocol="ESMTPS",
+                          tls="TLSv1.3 with cipher TLS_AES_256_GCM_SHA384"),
+        queue_id="ABC123",
+        recipients=["bob@example.org"],
+    ).decode()
+    assert re.fullmatch(
+        r"Received: from client\.example\.net \(\[192\.0\.2\.7\]\)\r\n"
+        r"\t\(using TLSv1\.3 with cipher TLS_AES_256_GCM_SHA384\)\r\n"
+        r"\tby mx\.test\.example \(Mailhost\) with ESMTPS id ABC123\r\n"
+        r"\tfor <bob@example\.org>; \w{3}, \d{2} \w{3} \d{4} \d\d:\d\d:\d\d \+0000\r\n",
+        header,
+    ), header
+    several = submission.received_header(
+        client=ClientInfo(helo="bad\x00 helo", ip="2001:db8::1"),
+        queue_id="X",
+        recipients=["a@example.org", "b@example.org"],
+    ).decode()
+    assert several.startswith("Received: from badhelo ([IPv6:2001:db8::1])\r\n")
+    assert "for <" not in several  # several recipients are not disclosed to each other
+
+
+def test_local_and_remote_share_one_blob_in_one_transaction(people, blob_dir):
+    result = message_accept(
+        raw=RAW,
+        mail_from="alice@example.org",
+        recipients=[
+            "bob@example.org",
+            "carol@example.org",
+            EnvelopeRecipient("dan@remote.example", notify="FAILURE", orcpt="rfc822;dan@remote.example"),
+        ],
+        authenticated_mailbox=people["alice"],
+    )
+    assert [(r.address, r.status) for r in result.recipients] == [
+        ("bob@example.org", "delivered"),
+        ("carol@example.org", "delivered"),
+        ("dan@remote.example", "queued"),
+    ]
+    blob = Blob.objects.get()
+    assert set(Message.objects.values_list("blob_id", flat=True)) == {blob.id}
+    spool = OutboundMessage.objects.get(queue_id=result.queue_id)
+    assert spool.blob_id == blob.id and spool.size == result.size == blob.size
+    assert len(files(blob_dir)) == 1
+
+
+def test_unauthenticated_remote_recipient_is_never_queued(people):
+    result = message_accept(
+        raw=RAW, mail_from="x@remote.example", recipients=["bob@example.org", "dan@remote.example"]
+    )
+    assert [r.status for r in result.recipients] == ["delivered", "relay_denied"]
+    assert not OutboundMessage.objects.exists()
+
+
+def test_nothing_accepted_leaves_no_blob(people, blob_dir):
+    result = message_accept(raw=RAW, mail_from="x@remote.example", recipients=["zed@example.org"])
+    assert not result.accepted and result.recipients[0].status == "unknown"
+    assert not Blob.objects.exists() and files(blob_dir) == []
+
+
+def test_storage_failure_leaves_nothing_half_done(people, blob_dir, monkeypatch):
+    def broken(**kwargs):
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(submission, "spool_create", broken)
+    inbox = Folder.objects.get(mailbox=people["bob"], name="INBOX")
+    with pytest.raises(StorageError):
+        message_accept(
+            raw=RAW,
+            mail_from="alice@example.org",
+            recipients=["bob@example.org", "dan@remote.example"],
+            authenticated_mailbox=people["alice"],
+        )
+    assert not Message.objects.exists() and not Blob.objects.exists()
+    assert files(blob_dir) == []
+    inbox.refresh_from_db()
+    assert inbox.uidnext == 1 and inbox.message_count == 0
+    assert Mailbox.objects.get(pk=people["bob"].pk).used_bytes == 0
+
+
+def test_blob_write_failure_is_a_storage_error(people, monkeypatch):
+    def broken(raw):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(submission, "blob_write", broken)
+    with pytest.raises(StorageError):
+        message_accept(raw=RAW, mail_from="x@remote.example", recipients=["bob@example.org"])
+    assert not Message.objects.exists()
+
+
+def test_message_submit_checks_the_sender(people):
+    with pytest.raises(SenderNotAllowed):
+        message_submit(
+            mailbox=people["alice"], raw=RAW, mail_from="bob@example.org",
+            recipients=["carol@example.org"],
+        )
+    with pytest.raises(InvalidAddress):
+        message_submit(
+            mailbox=people["alice"], raw=RAW, mail_from="alice@example.org",
+            recipients=["not an address"],
+        )
+    with pytest.raises(NoRecipients):
+        message_submit(
+            mailbox=people["alice"], raw=RAW, mail_from="alice@example.org",
+            recipients=["ghost@example.org"],
+        )
+    assert not Message.objects.exists()
+
+
+def test_message_submit_adds_headers_and_signs(people):
+    result = message_submit(
+        mailbox=people["alice"],
+        raw=b"From: alice@example.org\r\nTo: carol@example.org\r\nSubject: s\r\n\r\nbody\r\n",
+        mail_from="alice@example.org",
+        recipients=["carol@example.org", "<dan@remote.example>"],
+        client_ip="198.51.100.4",
+    )
+    assert [r.status for r in result.recipients] == ["delivered", "queued"]
+    stored = blob_read(Message.objects.get().blob)
+    head = stored.split(b"\r\n\r\n")[0]
+    assert head.startswith(b"DKIM-Signature: ")
+    assert b"Received: from webmail ([198.51.100.4])" in head
+    assert b" with HTTPS id " + result.queue_id.encode() in head
+    assert b"\r\nDate: " in head and b"\r\nMessage-ID: <" in head
+
+
+def test_recipient_check(people):
+    alias_create(address="fwd@example.org", destinations=["far@elsewhere.example"])
+    assert recipient_check("bob@example.org", relay_allowed=False) == "ok"
+    assert recipient_check("fwd@example.org", relay_allowed=False) == "ok"
+    assert recipient_check("zed@example.org", relay_allowed=False) == "unknown"
+    assert recipient_check("x@remote.example", relay_allowed=False) == "relay_denied"
+    assert recipient_check("x@remote.example", relay_allowed=True) == "ok"
+    assert recipient_check("x@[127.0.0.1]", relay_allowed=True) == "invalid"
+    Mailbox.objects.filter(pk=people["bob"].pk).update(quota=1000, used_bytes=990)
+    assert recipient_check("bob@example.org", relay_allowed=False, size=5) == "ok"
+    assert recipient_check("bob@example.org", relay_allowed=False, size=50) == "full"
+    assert recipient_check("bob@example.org", relay_allowed=False, size=5000) == "too_big"
