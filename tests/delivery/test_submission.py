@@ -39,8 +39,12 @@ def files(root) -> list:
 def test_received_header_follows_rfc5321_4_4(settings):
     settings.MAILHOST_HOSTNAME = "mx.test.example"
     header = submission.received_header(
-        client=ClientInfo(helo="client.example.net", ip="192.0.2.7", protocol="ESMTPS",
-                          tls="TLSv1.3 with cipher TLS_AES_256_GCM_SHA384"),
+        client=ClientInfo(
+            helo="client.example.net",
+            ip="192.0.2.7",
+            protocol="ESMTPS",
+            tls="TLSv1.3 with cipher TLS_AES_256_GCM_SHA384",
+        ),
         queue_id="ABC123",
         recipients=["bob@example.org"],
     ).decode()
@@ -67,7 +71,9 @@ def test_local_and_remote_share_one_blob_in_one_transaction(people, blob_dir):
         recipients=[
             "bob@example.org",
             "carol@example.org",
-            EnvelopeRecipient("dan@remote.example", notify="FAILURE", orcpt="rfc822;dan@remote.example"),
+            EnvelopeRecipient(
+                "dan@remote.example", notify="FAILURE", orcpt="rfc822;dan@remote.example"
+            ),
         ],
         authenticated_mailbox=people["alice"],
     )
@@ -130,17 +136,23 @@ def test_blob_write_failure_is_a_storage_error(people, monkeypatch):
 def test_message_submit_checks_the_sender(people):
     with pytest.raises(SenderNotAllowed):
         message_submit(
-            mailbox=people["alice"], raw=RAW, mail_from="bob@example.org",
+            mailbox=people["alice"],
+            raw=RAW,
+            mail_from="bob@example.org",
             recipients=["carol@example.org"],
         )
     with pytest.raises(InvalidAddress):
         message_submit(
-            mailbox=people["alice"], raw=RAW, mail_from="alice@example.org",
+            mailbox=people["alice"],
+            raw=RAW,
+            mail_from="alice@example.org",
             recipients=["not an address"],
         )
     with pytest.raises(NoRecipients):
         message_submit(
-            mailbox=people["alice"], raw=RAW, mail_from="alice@example.org",
+            mailbox=people["alice"],
+            raw=RAW,
+            mail_from="alice@example.org",
             recipients=["ghost@example.org"],
         )
     assert not Message.objects.exists()
