@@ -162,6 +162,8 @@ MAILHOST_ALIAS_MAX_DEPTH = 10
 # Grace period before a blob file with no row is considered an orphan of a crashed write.
 MAILHOST_BLOB_ORPHAN_AGE = env_int("MAILHOST_BLOB_ORPHAN_AGE", 3600)
 MAILHOST_AUTH_CACHE_SECONDS = env_int("MAILHOST_AUTH_CACHE_SECONDS", 300)
+# Webmail: a session idle this long ends (SESSION_COOKIE_AGE caps it in any case).
+MAILHOST_WEBMAIL_IDLE_SECONDS = env_int("MAILHOST_WEBMAIL_IDLE_SECONDS", 8 * 3600, minimum=60)
 # Outbound delivery (delivery/). The retry schedule is delivery.retry.RETRY_SCHEDULE; the
 # environment may replace it with comma-separated seconds (tests use a short one).
 MAILHOST_RETRY_SCHEDULE = tuple(

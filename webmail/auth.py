@@ -30,7 +30,7 @@ TOUCH_INTERVAL = 300  # seconds between idle-expiry refreshes (each one is a ses
 
 
 def idle_seconds() -> int:
-    return int(getattr(settings, "MAILHOST_WEBMAIL_IDLE_SECONDS", 8 * 3600))
+    return settings.MAILHOST_WEBMAIL_IDLE_SECONDS
 
 
 def _password_hash_digest(mailbox: Mailbox) -> str:
@@ -44,6 +44,7 @@ def sign_in(request: HttpRequest, mailbox: Mailbox) -> None:
     request.session[SESSION_MAILBOX] = mailbox.pk
     request.session[SESSION_HASH] = _password_hash_digest(mailbox)
     request.session[SESSION_STARTED] = int(time.time())
+    request.session[SESSION_TOUCHED] = int(time.time())
     request.session.set_expiry(idle_seconds())
 
 

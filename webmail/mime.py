@@ -239,3 +239,9 @@ def body_text(raw: bytes) -> str:
     """The body as plain text: the text part, else the HTML part rendered as text."""
     parsed = read(raw)
     return parsed.text or html_to_text(parsed.html)
+
+
+def searchable_text(raw: bytes) -> str:
+    """Every body text of a message, plain and HTML alike (they can differ)."""
+    parsed = read(raw)
+    return parsed.text + "\n" + html_to_text(parsed.html) if parsed.html else parsed.text

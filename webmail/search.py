@@ -64,7 +64,7 @@ def search(
             result.body_scanned += 1
             scanned_bytes += message.size
             try:
-                text = mime.body_text(selectors.blob_read(message.blob))
+                text = mime.searchable_text(selectors.blob_read(message.blob))
             except Exception:  # an unreadable message is skipped, not fatal to the search
                 continue
             if needle in text.casefold():
