@@ -17,8 +17,11 @@ from datetime import datetime
 from django.conf import settings
 from django.utils import timezone
 
+# RFC 3464 2.3.3 Action values
 FAILED = "failed"
 DELAYED = "delayed"
+DELIVERED = "delivered"
+RELAYED = "relayed"
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,8 @@ def notify_wants(notify: str, event: str) -> bool:
         values = {"FAILURE", "DELAY"}
     if "NEVER" in values:
         return False
-    return {"failed": "FAILURE", "delayed": "DELAY", "delivered": "SUCCESS"}[event] in values
+    wanted = {FAILED: "FAILURE", DELAYED: "DELAY", DELIVERED: "SUCCESS", RELAYED: "SUCCESS"}
+    return wanted[event] in values
 
 
 def _header_block(raw: bytes) -> bytes:
@@ -93,6 +97,14 @@ def build_dsn(
             "This is the mail system at host {host}.\n\n"
             "Your message could not be delivered to one or more recipients.\n"
             "The errors are listed below; the original message is attached.\n"
+        )
+    elif event in (DELIVERED, RELAYED):
+        subject = "Successful Mail Delivery Report"
+        intro = "This is the mail system at host {host}.\n\n" + (
+            "Your message was delivered to the mailboxes listed below.\n"
+            if event == DELIVERED
+            else "Your message was handed to the systems listed below, which do not send\n"
+            "delivery notifications: no further report will come from them.\n"
         )
     else:
         subject = "Delayed Mail (still being retried)"

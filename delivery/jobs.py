@@ -125,5 +125,5 @@ def _deliver_remote(
             status = RecipientStatus.FAILED
         else:
             status = RecipientStatus.DEFERRED
-        outcomes[r.id] = Outcome(status, str(reply), reply.remote)
+        outcomes[r.id] = Outcome(status, str(reply), reply.remote, peer_dsn=result.peer_dsn)
     return outcomes

@@ -9,6 +9,7 @@ doubling anything beyond the one message a peer may have taken just before the c
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -161,6 +162,8 @@ class Outcome:
     status: str  # RecipientStatus: delivered, deferred or failed
     reply: str  # "250 2.0.0 ...", "451 4.4.1 ...", "550 5.1.1 ..."
     remote: str = ""  # the host that gave the reply ("" for our own verdicts)
+    # The accepting peer offered DSN and got our NOTIFY/ORCPT: success reports are its job.
+    peer_dsn: bool = False
 
 
 def recipients_record(
@@ -181,7 +184,12 @@ def recipients_record(
             outcome = outcomes[row.id]
             status, reply = outcome.status, outcome.reply
             next_attempt = None
-            if status == RecipientStatus.DEFERRED:
+            dsn_sent = row.dsn_sent
+            if status == RecipientStatus.DELIVERED:
+                # RFC 3461 5.2.2: NOTIFY=SUCCESS gets a "delivered" DSN for a mailbox here,
+                # or a "relayed" one from us when the next hop does not speak DSN.
+                dsn_sent = outcome.peer_dsn or not bounces.notify_wants(row.notify, "delivered")
+            elif status == RecipientStatus.DEFERRED:
                 expiry = retry.expires_at(row.message.created_at)
                 if now >= expiry:
                     status = RecipientStatus.FAILED
@@ -195,6 +203,7 @@ def recipients_record(
                 last_reply=reply[:2000],
                 mx_used=outcome.remote[:255],
                 next_attempt_at=next_attempt,
+                dsn_sent=dsn_sent,
                 lease_until=None,
                 lease_token="",
             )
@@ -222,13 +231,13 @@ def recipients_deliver_local(*, claim: Claim, recipients: Sequence[OutboundRecip
             raw=raw, recipients=[r.address for r in recipients], blob=message.blob
         )
         outcomes: dict[int, Outcome] = {}
-        forward: list[str] = []
+        forward: dict[str, SpoolRecipient] = {}
         for row, result in zip(recipients, results):
             if result.status == "delivered":
                 outcomes[row.id] = Outcome(RecipientStatus.DELIVERED, "250 2.0.0 delivered locally")
-                forward.extend(
-                    a for a in result.forward if a.lower() not in {f.lower() for f in forward}
-                )
+                orcpt = row.orcpt or f"rfc822;{row.address}"
+                for target in result.forward:
+                    forward.setdefault(target.lower(), SpoolRecipient(target, row.notify, orcpt))
             elif result.status == "over_quota":
                 outcomes[row.id] = Outcome(RecipientStatus.DEFERRED, "452 4.2.2 mailbox full")
             elif result.status == "unknown":
@@ -241,7 +250,7 @@ def recipients_deliver_local(*, claim: Claim, recipients: Sequence[OutboundRecip
             spool_create(
                 blob=message.blob,
                 mail_from=message.mail_from,
-                recipients=[SpoolRecipient(address) for address in forward],
+                recipients=list(forward.values()),
                 sender_mailbox=message.sender_mailbox,
                 smtputf8=message.smtputf8,
                 body_8bit=message.body_8bit,
@@ -252,21 +261,18 @@ def recipients_deliver_local(*, claim: Claim, recipients: Sequence[OutboundRecip
 # --- Delivery status notifications -------------------------------------------------------
 
 
+_STATUS_CODE = re.compile(r"^[245]\.\d{1,3}\.\d{1,3}$")
+_DEFAULT_STATUS = {bounces.FAILED: "5.0.0", bounces.DELAYED: "4.0.0"}
+
+
 def _reported(row: OutboundRecipient, *, event: str) -> bounces.ReportedRecipient:
     reply = row.last_reply or "451 4.0.0 no reply recorded"
-    parts = reply.split(" ", 2)
-    status = next(
-        (p for p in parts[:2] if p[:1] in "245" and p.count(".") == 2 and p[0] != "2"),
-        "5.0.0" if event == bounces.FAILED else "4.0.0",
-    )
-    if status.startswith("4") and event == bounces.FAILED:
-        # RFC 3463 2: a failed recipient gets a permanent or "persistent transient" code; a
-        # 4.x.x kept from the last try says why it did not get through in time.
-        pass
+    # "550 5.1.1 text" from a peer, or "4.4.7 text" for our own verdicts
+    status = next((p for p in reply.split(" ", 2)[:2] if _STATUS_CODE.match(p)), None)
     return bounces.ReportedRecipient(
         address=row.address,
         orcpt=row.orcpt,
-        status=status,
+        status=status or _DEFAULT_STATUS.get(event, "2.0.0"),
         reply=reply,
         remote_mta=row.mx_used,
         last_attempt=row.last_attempt_at,
@@ -277,7 +283,8 @@ def _reported(row: OutboundRecipient, *, event: str) -> bounces.ReportedRecipien
 def message_notify(*, message_id: int, now: datetime | None = None) -> list[str]:
     """Send the DSNs that this message's recipients are owed; returns the events reported.
 
-    Failure: every failed recipient not yet reported, in one DSN. Delay: every recipient
+    Failure: every failed recipient not yet reported, in one DSN. Success (NOTIFY=SUCCESS):
+    "delivered" for mailboxes here, "relayed" past a peer without DSN. Delay: every recipient
     still waiting after MAILHOST_DELAY_WARNING, once. The message row is locked while the
     DSN is written and the recipients marked, so two jobs never report the same event.
     """
@@ -296,6 +303,20 @@ def message_notify(*, message_id: int, now: datetime | None = None) -> list[str]
                 _dsn_send(message, bounces.FAILED, report)
                 events.append(bounces.FAILED)
             OutboundRecipient.objects.filter(pk__in=[r.pk for r in failed]).update(dsn_sent=True)
+        succeeded = list(
+            message.recipients.filter(status=RecipientStatus.DELIVERED, dsn_sent=False).order_by(
+                "id"
+            )
+        )
+        if succeeded:
+            if message.mail_from:
+                for event in (bounces.DELIVERED, bounces.RELAYED):
+                    # mx_used is empty for mailboxes here, the next hop's name otherwise
+                    report = [r for r in succeeded if bool(r.mx_used) == (event == bounces.RELAYED)]
+                    if report:
+                        _dsn_send(message, event, report)
+                        events.append(event)
+            OutboundRecipient.objects.filter(pk__in=[r.pk for r in succeeded]).update(dsn_sent=True)
         warn_after = settings.MAILHOST_DELAY_WARNING
         if warn_after and now - message.created_at >= timedelta(seconds=warn_after):
             waiting = list(

@@ -313,3 +313,27 @@ def test_job_run_twice_delivers_once(sender, zone, peers):
     run_queue()
     assert len(peer.received) == 1
     assert recipient(message, "bob@remote.test").attempts == 1
+
+
+def test_notify_success_gets_delivered_and_relayed_reports(sender, make_mailbox, zone, peers):
+    peers.start("127.0.0.2")  # aiosmtpd offers no DSN: we report "relayed"
+    make_mailbox("dave@example.org")
+    message = spool(
+        [
+            SpoolRecipient("dave@example.org", notify="SUCCESS"),
+            SpoolRecipient("bob@remote.test", notify="SUCCESS,FAILURE"),
+            SpoolRecipient("carol@remote.test"),  # default: no success report
+        ]
+    )
+    run_queue()
+    assert set(
+        OutboundRecipient.objects.filter(message=message).values_list("status", flat=True)
+    ) == {"delivered"}
+    dsns = inbox_messages(sender)
+    assert sorted(d["Subject"] for d in dsns) == ["Successful Mail Delivery Report"] * 2
+    blocks = sorted((status_blocks(d)[1] for d in dsns), key=lambda b: b["action"])
+    assert [(b["action"], b["final-recipient"], b["status"]) for b in blocks] == [
+        ("delivered", "rfc822; dave@example.org", "2.0.0"),
+        ("relayed", "rfc822; bob@remote.test", "2.0.0"),
+    ]
+    assert blocks[1]["remote-mta"] == "dns; mx1.remote.test"
