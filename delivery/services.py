@@ -419,6 +419,21 @@ def recipients_bounce_now(*, recipient_ids: Iterable[int], reason: str = "") -> 
     return count
 
 
+def spool_prune(*, now: datetime | None = None, limit: int = 500) -> int:
+    """Remove finished entries older than MAILHOST_QUEUE_KEEP; their bytes go when unused."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.MAILHOST_QUEUE_KEEP)
+    unfinished = OutboundRecipient.objects.filter(
+        Q(status__in=PENDING) | Q(dsn_sent=False, status=RecipientStatus.FAILED)
+    ).values("message_id")
+    ids = list(
+        OutboundMessage.objects.filter(created_at__lt=cutoff)
+        .exclude(id__in=unfinished)
+        .values_list("id", flat=True)[:limit]
+    )
+    return messages_delete(message_ids=ids) if ids else 0
+
+
 def messages_delete(*, message_ids: Iterable[int]) -> int:
     """Remove messages from the queue without any DSN, and free their bytes."""
     from mailboxes.services import blob_release

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 
 from django.conf import settings
 from django.db import close_old_connections, connections
@@ -31,6 +32,8 @@ from protocols.listeners import Listener
 
 logger = logging.getLogger(__name__)
 
+PRUNE_INTERVAL = 600  # seconds between removals of finished spool entries
+
 
 class Sweeper(threading.Thread):
     """Re-enqueue what the spool says is due, every MAILHOST_SWEEP_INTERVAL seconds."""
@@ -41,6 +44,9 @@ class Sweeper(threading.Thread):
         self.stopping = threading.Event()
 
     def run(self) -> None:
+        from delivery.services import spool_prune
+
+        last_prune = 0.0
         try:
             while not self.stopping.is_set():
                 try:
@@ -48,6 +54,11 @@ class Sweeper(threading.Thread):
                     count = queue.sweep()
                     if count:
                         logger.info("sweeper enqueued %d message(s)", count)
+                    if time.monotonic() - last_prune >= PRUNE_INTERVAL:
+                        last_prune = time.monotonic()
+                        pruned = spool_prune()
+                        if pruned:
+                            logger.info("removed %d finished spool entries", pruned)
                 except Exception:
                     logger.exception("sweep failed; trying again in %ss", self.interval)
                 self.stopping.wait(self.interval)

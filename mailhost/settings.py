@@ -171,6 +171,8 @@ MAILHOST_RETRY_SCHEDULE = tuple(
 )
 MAILHOST_QUEUE_LIFETIME = env_int("MAILHOST_QUEUE_LIFETIME", 5 * 86400, minimum=1)  # expiry
 MAILHOST_DELAY_WARNING = env_int("MAILHOST_DELAY_WARNING", 4 * 3600)  # 0: no delay DSNs
+# Finished spool entries stay this long (admin, webmail's delivery status), then go.
+MAILHOST_QUEUE_KEEP = env_int("MAILHOST_QUEUE_KEEP", 7 * 86400)
 MAILHOST_SWEEP_INTERVAL = float(env_str("MAILHOST_SWEEP_INTERVAL") or 30)
 MAILHOST_DELIVERY_LEASE = env_int("MAILHOST_DELIVERY_LEASE", 600, minimum=1)
 MAILHOST_DELIVERY_THREADS = env_int("MAILHOST_DELIVERY_THREADS", 2)

@@ -82,3 +82,27 @@ def test_delete_from_queue(admin_client, deferred):
     )
     assert not OutboundMessage.objects.filter(pk=message.pk).exists()
     assert not OutboundRecipient.objects.exists()
+
+
+def test_spool_prune_removes_only_old_finished_entries(make_mailbox, settings):
+    from delivery.services import spool_prune
+
+    make_mailbox("alice@example.org")
+    settings.MAILHOST_QUEUE_KEEP = 3600
+    old_done = spool(["bob@remote.test"])
+    old_pending = spool(["carol@remote.test"])
+    new_done = spool(["dave@remote.test"])
+    long_ago = timezone.now() - timedelta(hours=2)
+    OutboundMessage.objects.filter(pk__in=[old_done.pk, old_pending.pk]).update(created_at=long_ago)
+    OutboundRecipient.objects.filter(message__in=[old_done, new_done]).update(
+        status=RecipientStatus.DELIVERED, dsn_sent=True
+    )
+    blob_name = old_done.blob.name
+    assert spool_prune() == 1
+    assert set(OutboundMessage.objects.values_list("pk", flat=True)) == {
+        old_pending.pk,
+        new_done.pk,
+    }
+    from mailboxes.models import Blob
+
+    assert not Blob.objects.filter(name=blob_name).exists()
