@@ -8,6 +8,7 @@ stopped: SIGTERM, then SIGKILL if it has not exited within the grace period.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -137,6 +138,26 @@ class Mailhost:
         if result.returncode != 0:
             raise RuntimeError(f"dbtool {' '.join(args)} failed: {result.stderr[-2000:]}")
         return result.stdout.strip()
+
+    def count_messages(self, local_part: str, folder: str) -> int:
+        """Messages in a folder, straight from the database (no Django start-up per call)."""
+        query = (
+            "SELECT COUNT(*) FROM mailboxes_message m"
+            " JOIN mailboxes_folder f ON m.folder_id = f.id"
+            " JOIN mailboxes_mailbox b ON f.mailbox_id = b.id"
+            " WHERE b.local_key = {p} AND f.name = {p}"
+        )
+        url = self.env.get("DATABASE_URL")
+        if url:
+            import psycopg
+
+            with psycopg.connect(url) as conn:
+                return conn.execute(query.format(p="%s"), (local_part, folder)).fetchone()[0]
+        import sqlite3
+
+        path = self.data_dir / "mailhost.sqlite3"
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+            return conn.execute(query.format(p="?"), (local_part, folder)).fetchone()[0]
 
     # --- process ----------------------------------------------------------------------
 

@@ -153,6 +153,9 @@ class PostfixInstance:
                 except Exception:
                     pass
 
+    def master_pid(self) -> int:
+        return int((self.root / "queue" / "pid" / "master.pid").read_text().split()[0])
+
     def delivered(self) -> int:
         total = 0
         for sub in ("new", "cur"):

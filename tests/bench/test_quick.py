@@ -1,0 +1,95 @@
+"""The benchmark harness runs end to end (`bench/run.py --quick`) and produces every figure.
+
+This checks that the bench works — Mailhost, the bare aiosmtpd ceiling and (where installed)
+Postfix all start, are measured and are stopped — not how fast anything is. With DATABASE_URL
+set (CI's PostgreSQL + Redis run) the bench runs with --postgres on a fresh database of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from numbers import Real
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _number(value) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool) and value >= 0
+
+
+def test_quick_bench_produces_every_figure(tmp_path):
+    out = tmp_path / "bench.json"
+    command = [sys.executable, str(REPO / "bench" / "run.py"), "--quick", "--json", str(out)]
+    if os.environ.get("DATABASE_URL"):
+        command.append("--postgres")
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
+    data = json.loads(out.read_text())
+
+    assert data["errors"] == {}
+    assert data["meta"]["mode"] == "quick"
+    assert data["meta"]["database"] == ("postgresql" if "--postgres" in command else "sqlite")
+
+    cases = data["smtp"]["cases"]
+    combos = {(c["size"], c["sessions"], c["connection"]) for c in cases}
+    assert combos == {
+        (size, sessions, connection)
+        for size in ("1KB", "10KB", "100KB")
+        for sessions in (1, 20)
+        for connection in ("new", "reuse")
+    }
+    postfix = data["smtp"]["postfix"] != "not installed"
+    for case in cases:
+        # Every message answered 250 was durably stored: the bench counts the rows.
+        assert case["mailhost_stored"] == case["messages"], case
+        for key in ("mailhost_per_s", "aiosmtpd_per_s", "ratio_to_aiosmtpd"):
+            assert _number(case[key]) and case[key] > 0, (key, case)
+        if postfix:
+            for key in ("postfix_per_s", "postfix_accept_per_s", "ratio_to_postfix"):
+                assert _number(case[key]) and case[key] > 0, (key, case)
+
+    outbound = {run["workers"]: run for run in data["outbound"]}
+    assert set(outbound) == {1, 4}
+    for run in outbound.values():
+        assert run["complete"] and run["delivered"] == run["messages"], run
+        assert _number(run["delivered_per_s"]) and _number(run["submit_per_s"])
+
+    folders = data["imap"]["folders"]
+    assert len(folders) == 3
+    for folder in folders:
+        assert folder["exists"] == folder["messages"] == folder["fetched"], folder
+        for key in (
+            "login_select_ms",
+            "select_ms",
+            "uid_fetch_flags_ms",
+            "uid_search_unseen_ms",
+            "uid_search_subject_ms",
+        ):
+            assert _number(folder[key]), (key, folder)
+    assert _number(data["imap"]["select_ratio_large_to_small"])
+    assert _number(data["imap"]["append"]["per_second"])
+
+    memory = data["memory"]
+    assert [m["connections"] for m in memory] == [0, *(m["asked"] for m in memory[1:])]
+    assert len(memory) == 4 and all(_number(m["rss_mib"]) and m["rss_mib"] > 0 for m in memory)
+
+    webmail = data["webmail"]
+    assert _number(webmail["list_ms"]) and _number(webmail["message_ms"])
+
+    # The table went to standard output, and nothing the bench started is left running.
+    assert "SMTP inbound" in result.stdout and "Memory" in result.stdout
+    assert data["meta"]["pids"]
+    for pid in data["meta"]["pids"]:
+        assert not _running(pid), f"process {pid} started by the bench is still running"
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"
