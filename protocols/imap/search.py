@@ -485,6 +485,9 @@ class _Compiled:
 
 
 _NOTHING = Q(pk__in=[])
+# Django drops an empty Q() from | and ~ (it is the identity), so "every row" must be a real
+# condition for NOT ALL and OR with a Python-only key to mean what they say.
+_EVERY = Q(uid__gte=0)
 
 
 def _exact(q: Q, py: Callable[[_Message], bool]) -> _Compiled:
@@ -638,17 +641,17 @@ def _compile_header(key: HeaderKey) -> _Compiled:
             # to rows containing the needle, or too long to be cached whole.
             pre = Q(**{f"{column}__icontains": needle}) | Q(**{f"{column}_len__gte": limit})
             return _Compiled(None, pre, cached_py)
-        return _Compiled(None, Q(), cached_py)
+        return _Compiled(None, _EVERY, cached_py)
     if key.field.startswith("header:") and not key.needle:
         name = key.field.removeprefix("header:")
         # RFC 9051 6.4.4: an empty string matches every message that has the field.
-        return _Compiled(None, Q(), lambda m: m.has_field(name))
-    return _Compiled(None, Q(), lambda m: needle in _fold(m.field_text(key.field)))
+        return _Compiled(None, _EVERY, lambda m: m.has_field(name))
+    return _Compiled(None, _EVERY, lambda m: needle in _fold(m.field_text(key.field)))
 
 
 def _compile(key: object, ctx: _Context) -> _Compiled:
     if isinstance(key, All):
-        return _exact(Q(), lambda m: True)
+        return _exact(_EVERY, lambda m: True)
     if isinstance(key, Flag):
         column, value = key.column, key.value
         return _exact(Q(**{column: value}), lambda m: m.row[column] == value)
@@ -687,13 +690,15 @@ def _compile(key: object, ctx: _Context) -> _Compiled:
     if isinstance(key, TextKey):
         needle = _fold(key.needle)
         if key.where == "body":
-            return _Compiled(None, Q(), lambda m: needle in m.body_text())
-        return _Compiled(None, Q(), lambda m: needle in m.header_text() or needle in m.body_text())
+            return _Compiled(None, _EVERY, lambda m: needle in m.body_text())
+        return _Compiled(
+            None, _EVERY, lambda m: needle in m.header_text() or needle in m.body_text()
+        )
     if isinstance(key, Not):
         inner = _compile(key.key, ctx)
         if inner.exact is not None:
             return _exact(~inner.exact, lambda m: not inner.py(m))
-        return _Compiled(None, Q(), lambda m: not inner.py(m))
+        return _Compiled(None, _EVERY, lambda m: not inner.py(m))
     if isinstance(key, Or):
         left, right = _compile(key.left, ctx), _compile(key.right, ctx)
         if left.exact is not None and right.exact is not None:
@@ -756,6 +761,9 @@ def search_full(
     )
     view = set(seq_uids)
     matches: list[tuple[int, int]] = []
+    if compiled.exact is not None and not want_modseq:
+        found = queryset.filter(compiled.exact).order_by("uid").values_list("uid", flat=True)
+        return SearchResult([uid for uid in found.iterator(chunk_size=5000) if uid in view], None)
     if compiled.exact is not None:
         rows = queryset.filter(compiled.exact).order_by("uid").values_list("uid", "modseq")
         matches = [(uid, modseq) for uid, modseq in rows.iterator(chunk_size=5000) if uid in view]
