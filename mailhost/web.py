@@ -44,5 +44,5 @@ class WebServer:
 
 async def start() -> list[Listener]:
     server = WebServer(settings.MAILHOST_BIND, settings.MAILHOST_WEB_PORT)
-    logger.info("web app on %s:%d", settings.MAILHOST_BIND, server.port)
+    logger.info("web app on %s:%s", settings.MAILHOST_BIND, server.port)
     return [Listener("web", server)]

@@ -26,8 +26,12 @@ def corpus(alice, inbox):
     sent = folder(alice, "Sent")
     services.message_append(
         folder=sent,
-        raw=make_raw(subject="Re: Lunch", sender="alice@example.org", to="Dave <dave@remote.example>",
-                     text="yes, pizza"),
+        raw=make_raw(
+            subject="Re: Lunch",
+            sender="alice@example.org",
+            to="Dave <dave@remote.example>",
+            text="yes, pizza",
+        ),
         flags=["\\Seen"],
     )
     return sent
