@@ -108,11 +108,16 @@ def open_maildrop(mailbox: Mailbox) -> Maildrop:
     folder = selectors.folder_get(mailbox, "INBOX")
     if folder is None:
         raise MaildropUnavailable(f"mailbox {mailbox.pk} has no INBOX")
-    rows = list(selectors.messages_in(folder).values_list("id", "uid", "blob__name", "mime_cache"))
+    # Only POP3's own key is fetched: other protocols' caches (IMAP BODYSTRUCTURE...) can be
+    # large and are not parsed here.
+    rows = list(
+        selectors.messages_in(folder).values_list(
+            "id", "uid", "blob__name", f"mime_cache__{CACHE_KEY}"
+        )
+    )
     missing: dict[int, object] = {}
     entries = []
-    for message_id, uid, blob_name, cache in rows:
-        cached = (cache or {}).get(CACHE_KEY)
+    for message_id, uid, blob_name, cached in rows:
         if isinstance(cached, dict) and cached.get("v") == CACHE_VERSION:
             size = cached["size"]
         else:

@@ -347,6 +347,7 @@ class Session:
             await asyncio.sleep(delay)
         mailbox = await _db(services.mailbox_authenticate, address=address, password=password)
         if mailbox is None:
+            logger.info("POP3 login failed for %r from %s", address, ip)
             await self.login_failed(address)
             return
         throttle.record_success(address, ip)
@@ -370,6 +371,7 @@ class Session:
             raise
         await _db(services.mailbox_record_login, mailbox=mailbox)
         self.state = State.TRANSACTION
+        logger.info("POP3 login %s from %s", mailbox.pk, ip)
         self.heartbeat = asyncio.get_running_loop().create_task(self.keep_lease())
         await self.reply(responses.ok_login(*self.maildrop.totals()))
 
@@ -458,7 +460,8 @@ class Session:
         if data is None:
             return
         self.retrieved.add(command.message)
-        await self.conn.send(responses.encode(responses.ok_retr(len(data))) + multiline_body(data))
+        await self.reply(responses.ok_retr(len(data)))
+        await self.conn.send(multiline_body(data))
 
     async def cmd_top(self, command: parser.Top) -> None:
         entry = await self.message(command.message)
@@ -467,8 +470,8 @@ class Session:
         data = await self.wire_form(entry)
         if data is None:
             return
-        body = multiline_body(top_of(data, command.lines))
-        await self.conn.send(responses.encode(responses.OK_TOP) + body)
+        await self.reply(responses.OK_TOP)
+        await self.conn.send(multiline_body(top_of(data, command.lines)))
 
     async def cmd_dele(self, command: parser.Dele) -> None:
         # RFC 1939 5: only marks; the message goes in the UPDATE state.

@@ -182,3 +182,27 @@ def test_one_session_per_maildrop_across_processes(pop3, settings, make_mailbox,
     finally:
         other.terminate()
         other.wait(30)
+
+
+def test_session_renews_its_lease_and_ends_when_it_is_taken(client_for, mailbox, settings):
+    settings.MAILHOST_POP3_LEASE_SECONDS = 1  # renewed every third of a second
+    first = client_for()
+    assert login(first) == R.ok_login(0, 0)
+    time.sleep(1.5)  # longer than the lease: only renewal keeps it
+    second = client_for()
+    assert login(second) == R.ERR_IN_USE
+    assert first.command("NOOP") == R.OK
+    # Someone else holds the maildrop now (as after a long database outage): the session
+    # must stop rather than work on a maildrop it no longer owns.
+    if settings.REDIS_URL:
+        import redis
+
+        redis.Redis.from_url(settings.REDIS_URL).set(
+            f"{lease.REDIS_PREFIX}lease:{mailbox.pk}", "thief", px=60_000
+        )
+    else:
+        from protocols.pop3.models import MaildropLease
+
+        MaildropLease.objects.filter(mailbox_id=mailbox.pk).update(holder="thief")
+    time.sleep(1)
+    assert first.closed()

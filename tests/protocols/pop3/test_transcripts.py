@@ -377,3 +377,18 @@ def test_stls_refused_on_implicit_tls_port(client_for, mailbox):
     client = client_for(tls=True)
     assert client.command("STLS") == R.ERR_TLS_ACTIVE
     assert login(client) == R.ok_login(0, 0)
+
+
+def test_expire_0_deletes_retrieved_messages_at_quit(client_for, settings, filled):
+    # RFC 2449 6.7: with EXPIRE 0 no retrieved mail is left on the server.
+    settings.MAILHOST_POP3_EXPIRE = "0"
+    client = client_for()
+    login(client)
+    assert client.command("RETR 2") == R.ok_retr(SIZES[1])
+    client.raw_multiline()
+    assert client.command("TOP 3 0") == R.OK_TOP  # TOP is not a retrieval
+    client.raw_multiline()
+    assert client.command("QUIT") == R.ok_bye_update(1)
+    from mailboxes.selectors import folder_get, messages_in
+
+    assert list(messages_in(folder_get(filled, "INBOX")).values_list("uid", flat=True)) == [1, 3]
