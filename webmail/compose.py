@@ -53,6 +53,11 @@ def split_addresses(text: str) -> tuple[list[tuple[str, str]], list[str]]:
             invalid.append(chunk)
             continue
         name, address = pairs[0]
+        # getaddresses quietly repairs some input ("a@exa mple.org" -> "a@example.org"):
+        # send only to what was typed.
+        if address not in chunk:
+            invalid.append(chunk)
+            continue
         try:
             parsed = parse_address(address)
         except InvalidAddress:

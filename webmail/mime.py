@@ -56,7 +56,7 @@ def parse(raw: bytes) -> EmailMessage:
 
 def _walk(part: Message, path: str):
     """Yield (path, part) for every leaf and message/rfc822 part, depth first."""
-    if part.is_multipart():
+    if part.is_multipart() and part.get_content_type() != "message/rfc822":
         for index, child in enumerate(part.iter_parts(), start=1):
             child_path = f"{path}.{index}" if path else str(index)
             yield from _walk(child, child_path)
@@ -110,13 +110,16 @@ def part_filename_from_upload(name: str) -> str:
 
 
 def part_bytes(part: Message) -> bytes:
+    """The decoded content of a leaf part; an attached message/rfc822 as its own bytes."""
+    if part.get_content_type() == "message/rfc822":
+        inner = part.get_payload()
+        if isinstance(inner, list) and inner:
+            return inner[0].as_bytes(policy=policy.SMTP)
     try:
         payload = part.get_payload(decode=True)
     except Exception:
         payload = None
     if payload is None:
-        if part.get_content_type() == "message/rfc822" or part.is_multipart():
-            return part.as_bytes(policy=policy.SMTP) if hasattr(part, "as_bytes") else b""
         raw = part.get_payload()
         return raw.encode("utf-8", "replace") if isinstance(raw, str) else b""
     return payload
@@ -185,7 +188,7 @@ def read(raw: bytes) -> ParsedMessage:
             continue
         size = len(part_bytes(part))
         if not filename:
-            filename = _fallback_name(ctype, path)
+            filename = fallback_name(ctype, path)
         attachment = Attachment(
             path=path, filename=filename, content_type=ctype, size=size, content_id=cid
         )
@@ -202,7 +205,7 @@ def read(raw: bytes) -> ParsedMessage:
     return result
 
 
-def _fallback_name(ctype: str, path: str) -> str:
+def fallback_name(ctype: str, path: str) -> str:
     extensions = {
         "message/rfc822": "eml",
         "text/plain": "txt",

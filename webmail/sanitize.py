@@ -24,7 +24,7 @@ ATTRIBUTES.setdefault("font", set()).update({"color", "face", "size"})
 ATTRIBUTES.setdefault("table", set()).update({"cellpadding", "cellspacing", "border"})
 ATTRIBUTES.setdefault("td", set()).update({"nowrap"})
 ATTRIBUTES.setdefault("a", set()).update({"name"})
-URL_SCHEMES = {"http", "https", "mailto", "cid", "tel"}
+URL_SCHEMES = {"http", "https", "mailto", "cid", "tel", "data"}
 CLEAN_CONTENT_TAGS = {"script", "style", "title", "head", "object", "iframe", "noscript"}
 
 _CSS_URL = re.compile(r"url\s*\([^)]*\)", re.I)
@@ -65,8 +65,8 @@ def clean(html: str, *, cid_url: Callable[[str], str | None], allow_remote: bool
                 blocked += 1
                 return _CSS_URL.sub("none", value)
             return value
-        if attr == "href" and tag == "a":
-            return value
+        if attr in {"href", "cite"} and value.strip().lower().startswith("data:"):
+            return None
         return value
 
     cleaned = nh3.clean(

@@ -68,15 +68,11 @@ def _kept(request: HttpRequest, ref: str) -> Kept | None:
         upload = compose.Upload(name, "message/rfc822", raw)
     else:
         part = mime.part_at(mime.parse(raw), path)
-        if part is None or part.is_multipart():
+        if part is None or (part.is_multipart() and part.get_content_type() != "message/rfc822"):
             return None
         ctype = part.get_content_type()
-        name = mime.part_filename(part) or mime._fallback_name(ctype, path)
+        name = mime.part_filename(part) or mime.fallback_name(ctype, path)
         data = mime.part_bytes(part)
-        if ctype == "message/rfc822":
-            inner = part.get_payload()
-            if isinstance(inner, list) and inner:
-                data = inner[0].as_bytes()
         upload = compose.Upload(name, ctype, data)
     return Kept(ref=ref, filename=upload.filename, size=human_size(len(upload.data)), upload=upload)
 

@@ -151,11 +151,7 @@ def message_part(request: HttpRequest, folder_id: int, uid: int, path: str) -> H
         return HttpResponse("No such part.", status=404, content_type="text/plain")
     ctype = part.get_content_type()
     data = mime.part_bytes(part)
-    if ctype == "message/rfc822":
-        inner = part.get_payload()
-        if isinstance(inner, list) and inner:
-            data = inner[0].as_bytes()
-    filename = mime.part_filename(part) or mime._fallback_name(ctype, path)
+    filename = mime.part_filename(part) or mime.fallback_name(ctype, path)
     # Only plain image types are ever shown inline from our origin; everything else
     # (HTML, SVG, PDF...) downloads, and the sandbox CSP keeps it inert even if opened.
     inline = ctype in mime.SAFE_INLINE_TYPES and request.GET.get("download") != "1"
