@@ -200,6 +200,8 @@ if MAILHOST_SMTP_BARE_LINE_ENDINGS not in {"refuse", "normalize"}:
     raise ImproperlyConfigured("MAILHOST_SMTP_BARE_LINE_ENDINGS must be refuse or normalize")
 # Seconds a stopping server lets transactions in flight finish before it drops them.
 MAILHOST_SHUTDOWN_GRACE = env_int("MAILHOST_SHUTDOWN_GRACE", 30, minimum=0)
+# Threads that run SMTP's database and storage work (its own pool, apart from other protocols).
+MAILHOST_SMTP_WORKER_THREADS = env_int("MAILHOST_SMTP_WORKER_THREADS", 16, minimum=1)
 
 # Blobs go through Django's storage API, so django-storages can put them in S3.
 STORAGES = {
