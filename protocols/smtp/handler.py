@@ -10,9 +10,12 @@ from __future__ import annotations
 import asyncio
 import binascii
 import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.db import close_old_connections
 
 from delivery import submission
@@ -36,6 +39,22 @@ RECIPIENT_REPLIES = {
 }
 
 
+_executor: ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+
+
+def executor() -> ThreadPoolExecutor:
+    """SMTP's own worker threads for database and storage work, so that a burst of mail
+    neither waits behind nor starves the other protocols in the default pool."""
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(
+                max_workers=settings.MAILHOST_SMTP_WORKER_THREADS, thread_name_prefix="smtp-db"
+            )
+        return _executor
+
+
 def _db(fn):
     """Run a sync service off the event loop, in a worker thread with a usable connection."""
 
@@ -43,7 +62,12 @@ def _db(fn):
         close_old_connections()
         return fn(*args, **kwargs)
 
-    return sync_to_async(call, thread_sensitive=False)
+    async def run(*args, **kwargs):
+        return await sync_to_async(call, thread_sensitive=False, executor=executor())(
+            *args, **kwargs
+        )
+
+    return run
 
 
 _recipient_check = _db(submission.recipient_check)
