@@ -141,3 +141,14 @@ def remove_deleted(maildrop: Maildrop) -> list[int]:
     if not uids:
         return []
     return services.messages_delete(folder=maildrop.folder, uids=uids)
+
+
+def update(maildrop: Maildrop, retrieved: set[int]) -> list[int]:
+    """The UPDATE state (sync). Messages downloaded with RETR and kept become \\Seen (as in
+    Dovecot, so IMAP shows them read); then those marked by DELE go, in one transaction."""
+    kept = [maildrop.entries[n - 1].uid for n in sorted(retrieved - maildrop.deleted)]
+    if kept:
+        services.messages_store_flags(
+            folder=maildrop.folder, uids=kept, flags=["\\Seen"], mode="add"
+        )
+    return remove_deleted(maildrop)

@@ -30,8 +30,8 @@ from protocols.pop3.maildrop import (
     multiline_body,
     open_maildrop,
     read_wire_form,
-    remove_deleted,
     top_of,
+    update,
 )
 from protocols.pop3.states import State, allowed
 
@@ -499,7 +499,7 @@ class Session:
             # RFC 2449 6.7: EXPIRE 0 means no mail is left on the server once retrieved.
             self.maildrop.deleted.update(self.retrieved)
         try:
-            removed = await _db(remove_deleted, self.maildrop)
+            removed = await _db(update, self.maildrop, self.retrieved)
         except Exception:
             logger.exception("POP3 UPDATE of mailbox %s failed", self.mailbox_id)
             await self.reply(responses.ERR_UPDATE_FAILED)

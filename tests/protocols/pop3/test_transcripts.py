@@ -392,3 +392,38 @@ def test_expire_0_deletes_retrieved_messages_at_quit(client_for, settings, fille
     from mailboxes.selectors import folder_get, messages_in
 
     assert list(messages_in(folder_get(filled, "INBOX")).values_list("uid", flat=True)) == [1, 3]
+
+
+def test_retrieved_messages_kept_on_the_server_become_seen(client_for, filled):
+    client = client_for()
+    login(client)
+    for number in (1, 2):
+        assert client.command(f"RETR {number}") == R.ok_retr(SIZES[number - 1])
+        client.raw_multiline()
+    assert client.command("TOP 3 1") == R.OK_TOP
+    client.raw_multiline()
+    assert client.command("DELE 2") == R.ok_dele(2)
+    assert client.command("QUIT") == R.ok_bye_update(1)
+    from mailboxes.selectors import folder_get, messages_in
+
+    inbox = folder_get(filled, "INBOX")
+    assert list(messages_in(inbox).values_list("uid", "seen")) == [(1, True), (3, False)]
+    assert inbox.unseen_count == 1
+
+
+def test_dropped_connection_marks_nothing_seen(client_for, filled):
+    client = client_for()
+    login(client)
+    assert client.command("RETR 1") == R.ok_retr(SIZES[0])
+    client.raw_multiline()
+    client.close()
+    again = client_for()
+    for _ in range(50):
+        if login(again) != R.ERR_IN_USE:
+            break
+        import time
+
+        time.sleep(0.05)
+    from mailboxes.selectors import folder_get, messages_in
+
+    assert not messages_in(folder_get(filled, "INBOX")).filter(seen=True).exists()
