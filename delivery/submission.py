@@ -27,7 +27,7 @@ from delivery.services import SpoolRecipient, new_queue_id, spool_create
 from mailboxes import selectors
 from mailboxes.addresses import parse_address
 from mailboxes.exceptions import InvalidAddress, MailhostError, StorageError
-from mailboxes.models import Blob, Mailbox
+from mailboxes.models import Blob, Domain, Mailbox
 from mailboxes.services import blob_write, message_deliver
 
 logger = logging.getLogger(__name__)
@@ -263,6 +263,18 @@ def recipient_check(address: str, *, relay_allowed: bool, size: int = 0) -> str:
     if all(size > quota for quota, _ in quotas):
         return "too_big"
     return "full"
+
+
+def postmaster_address() -> str | None:
+    """Where `RCPT TO:<Postmaster>` (no domain) goes: postmaster at the server's own domain
+    when we host it (MAILHOST_HOSTNAME or its parent), else at the first hosted domain."""
+    hostname = settings.MAILHOST_HOSTNAME.lower().rstrip(".")
+    candidates = [hostname, hostname.partition(".")[2]]
+    for name in candidates:
+        if name and selectors.domain_is_hosted(name):
+            return f"postmaster@{name}"
+    first = Domain.objects.filter(active=True).order_by("id").values_list("name", flat=True).first()
+    return f"postmaster@{first}" if first else None
 
 
 def message_submit(

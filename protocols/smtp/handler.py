@@ -74,6 +74,7 @@ _recipient_check = _db(submission.recipient_check)
 _owns_address = _db(selectors.mailbox_owns_address)
 _authenticate = _db(services.mailbox_authenticate)
 _accept = _db(submission.message_accept)
+_postmaster_address = _db(submission.postmaster_address)
 
 
 class Handler:
@@ -91,6 +92,9 @@ class Handler:
             # RFC 6409 6.1: the MSA checks the sender against the authenticated identity.
             if not address or not await _owns_address(session.mailbox, address):
                 return replies.S553_SENDER_NOT_OWNED
+        envelope.mail_from = address
+        envelope.params = params
+        envelope.smtp_utf8 = params.smtputf8
         return replies.S250_SENDER_OK
 
     async def handle_RCPT(
@@ -101,12 +105,22 @@ class Handler:
         address: str,
         params: RcptParams,
     ) -> Reply:
+        if address == "postmaster":
+            # RFC 5321 4.5.1: "RCPT TO:<Postmaster>" without a domain must be accepted.
+            hosted = await _postmaster_address()
+            if hosted is None:
+                return replies.S550_NO_SUCH_USER
+            address = hosted
         status = await _recipient_check(
             address,
             relay_allowed=session.mailbox is not None,
             size=envelope.params.size or 0,
         )
-        return RECIPIENT_REPLIES.get(status, replies.S250_RECIPIENT_OK)
+        if status != "ok":
+            return RECIPIENT_REPLIES.get(status, replies.S550_NO_SUCH_USER)
+        envelope.rcpt_tos.append(address)
+        envelope.recipients.append(params)
+        return replies.S250_RECIPIENT_OK
 
     async def handle_DATA(
         self, server: SMTPSession, session: MailSession, envelope: MailEnvelope

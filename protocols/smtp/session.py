@@ -16,7 +16,6 @@ import asyncio
 import enum
 import logging
 import ssl
-import time
 from base64 import b64decode, b64encode
 from typing import TYPE_CHECKING, Any
 
@@ -63,7 +62,6 @@ class MailEnvelope(Envelope):
         self.recipients: list[syntax.RcptParams] = []  # parallel to rcpt_tos
         self.bdat: bytearray | None = None  # chunks so far, once BDAT started
         self.bdat_too_big = False
-        self.started = 0.0
 
 
 class SMTPSession(SMTP):
@@ -454,14 +452,8 @@ class SMTPSession(SMTP):
         if not address.isascii() and not params.smtputf8:
             await self.push(replies.S553_SMTPUTF8_REQUIRED)
             return
-        reply = await self._call_handler_hook("MAIL", address, params)
-        if reply.code == 250:
-            envelope = self.envelope
-            envelope.mail_from = address
-            envelope.params = params
-            envelope.smtp_utf8 = params.smtputf8
-            envelope.started = time.monotonic()
-        await self.push(reply)
+        # The hook checks the sender and, when it accepts it, starts the envelope.
+        await self.push(await self._call_handler_hook("MAIL", address, params))
 
     async def smtp_RCPT(self, arg: str | None) -> None:
         problem = self._check_sequence(need_mail=True)
@@ -472,7 +464,7 @@ class SMTPSession(SMTP):
             await self.push(replies.S501_RCPT_SYNTAX)
             return
         try:
-            address, rest = syntax.split_path(arg[3:])
+            address, rest = syntax.split_path(arg[3:], allow_postmaster=True)
             if not address:
                 raise syntax.SyntaxProblem(replies.S553_BAD_RECIPIENT_SYNTAX)
             if rest and not self.session.extended_smtp:
@@ -488,11 +480,8 @@ class SMTPSession(SMTP):
         if len(envelope.rcpt_tos) >= settings.MAILHOST_MAX_RECIPIENTS:
             await self.push(replies.S452_TOO_MANY_RECIPIENTS)
             return
-        reply = await self._call_handler_hook("RCPT", address, params)
-        if reply.code == 250:
-            envelope.rcpt_tos.append(address)
-            envelope.recipients.append(params)
-        await self.push(reply)
+        # The hook checks the recipient and, when it accepts it, adds it to the envelope.
+        await self.push(await self._call_handler_hook("RCPT", address, params))
 
     def _check_data_start(self) -> Reply | None:
         problem = self._check_sequence(need_mail=True)

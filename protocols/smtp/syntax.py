@@ -35,13 +35,18 @@ _XTEXT_HEX = re.compile(r"\+([0-9A-F]{2})")
 _XTEXT_VALID = re.compile(r"(?:[\x21-\x2a\x2c-\x3c\x3e-\x7e]|\+[0-9A-F]{2})*\Z")
 
 
-def split_path(arg: str) -> tuple[str, str]:
+def split_path(arg: str, *, allow_postmaster: bool = False) -> tuple[str, str]:
     """Split `<path> params` into the path (without brackets or source route) and the rest.
 
     The null path `<>` gives "". A bare address without brackets is accepted (as Postfix
-    does by default) up to the first space.
+    does by default) up to the first space. With `allow_postmaster`, `<Postmaster>` with no
+    domain is accepted too (RFC 5321 4.1.1.3) and returned as "postmaster".
     """
     text = arg.lstrip(" ")
+    if allow_postmaster and text[:12].lower() == "<postmaster>":
+        rest = text[12:]
+        if not rest or rest.startswith(" "):
+            return "postmaster", rest.strip(" ")
     if not text.startswith("<"):
         address, _, rest = text.partition(" ")
         if not address or "<" in address or ">" in address:

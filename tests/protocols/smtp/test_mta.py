@@ -298,3 +298,19 @@ def test_every_reply_has_an_enhanced_status_code(mta):
 
     for reply in seen:
         assert re.match(r"^[245]\d\d [245]\.\d{1,3}\.\d{1,3} ", reply), reply
+
+
+def test_postmaster_without_a_domain_is_accepted(mta):
+    """RFC 5321 4.5.1: RCPT TO:<Postmaster> must work; it goes to postmaster@ a hosted domain."""
+    from mailboxes.services import alias_create
+
+    mta.ehlo()
+    mta.command("MAIL FROM:<x@remote.example>", replies.S250_SENDER_OK)
+    mta.command("RCPT TO:<Postmaster>", replies.S550_NO_SUCH_USER)  # nobody is postmaster yet
+    alias_create(address="postmaster@example.org", destinations=["carol@example.org"])
+    mta.command("RCPT TO:<Postmaster>", replies.S250_RECIPIENT_OK)
+    mta.command("RCPT TO:<postmaster> NOTIFY=NEVER", replies.S250_RECIPIENT_OK)
+    mta.command("DATA", replies.S354_START_DATA)
+    mta.send(MESSAGE + b".\r\n")
+    assert mta.line().startswith("250 2.0.0 OK queued as ")
+    assert inbox_count("carol") == 1
