@@ -33,8 +33,43 @@ def decode_words(value: str | None) -> str:
     return " ".join(text.split())
 
 
+def _group_names(value: str) -> list[str]:
+    """Display names of RFC 5322 groups ("team: a@b, c@d;"), which getaddresses drops; IMAP
+    SEARCH TO/CC match them (RFC 9051 7.5.2 puts them in the ENVELOPE)."""
+    names: list[str] = []
+    start, angle, comment, quoted, escaped = 0, 0, 0, False, False
+    for i, ch in enumerate(value):
+        if escaped:
+            escaped = False
+        elif ch == "\\" and (quoted or comment):
+            escaped = True
+        elif quoted:
+            quoted = ch != '"'
+        elif comment:
+            comment += {"(": 1, ")": -1}.get(ch, 0)
+        elif ch == '"':
+            quoted = True
+        elif ch == "(":
+            comment = 1
+        elif ch == "<":
+            angle += 1
+        elif ch == ">":
+            angle = max(0, angle - 1)
+        elif angle:
+            continue
+        elif ch in ",;":
+            start = i + 1
+        elif ch == ":":
+            name = value[start:i].strip().strip('"').strip()
+            if name:
+                names.append(name)
+            start = i + 1
+    return names
+
+
 def _addresses_display(values: list[str]) -> tuple[str, str]:
-    pairs = getaddresses([decode_words(v) for v in values])
+    decoded = [decode_words(v) for v in values]
+    pairs = getaddresses(decoded)
     shown = []
     first_address = ""
     for name, addr in pairs:
@@ -43,6 +78,7 @@ def _addresses_display(values: list[str]) -> tuple[str, str]:
         if not first_address and addr:
             first_address = addr
         shown.append(f"{name} <{addr}>" if name and addr else (name or addr))
+    shown.extend(f"{group}:" for value in decoded for group in _group_names(value))
     return ", ".join(shown), first_address
 
 
