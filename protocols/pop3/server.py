@@ -132,7 +132,13 @@ class Connection(asyncio.Protocol):
         if self.closed:
             raise ConnectionClosed()
         self.transport.write(data)
-        await self._writable.wait()
+        if not self._writable.is_set():
+            # A client that stops reading is idle too: it must not hold the maildrop forever.
+            try:
+                await asyncio.wait_for(self._writable.wait(), settings.MAILHOST_POP3_IDLE_TIMEOUT)
+            except TimeoutError:
+                self.transport.abort()
+                raise ConnectionClosed() from None
         if self.closed:
             raise ConnectionClosed()
 

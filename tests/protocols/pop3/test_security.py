@@ -93,3 +93,15 @@ def test_huge_pipelined_input_does_not_stop_the_server(client_for, mailbox):
     # The session ends after too many errors; the server keeps serving others.
     other = client_for()
     assert login(other) == R.ok_login(0, 0)
+
+
+def test_client_that_stops_reading_is_dropped(client_for, settings, mailbox):
+    settings.MAILHOST_POP3_IDLE_TIMEOUT = 1
+    deliver(b"Subject: big\r\n\r\n" + (b"z" * 998 + b"\r\n") * 20_000)  # 20 MB
+    client = client_for()
+    login(client)
+    client.send("RETR 1")  # and never read the reply
+    time.sleep(2.5)
+    # The session was dropped without UPDATE, and its lease went back.
+    other = client_for()
+    assert login(other) == R.ok_login(1, 20 * 1000 * 1000 + len(b"Subject: big\r\n\r\n"))
