@@ -56,6 +56,7 @@ def search(
     if where in {"any", "body"}:
         needle = query.casefold()
         scanned_bytes = 0
+        texts: dict[int, str] = {}  # copies of one message share a blob: decode it once
         candidates = scope.exclude(pk__in=list(found)).order_by("-internal_date", "-id")
         for message in candidates.select_related("blob")[: BODY_SCAN_LIMIT + 1]:
             if result.body_scanned >= BODY_SCAN_LIMIT or scanned_bytes >= BODY_SCAN_BYTES:
@@ -63,11 +64,14 @@ def search(
                 break
             result.body_scanned += 1
             scanned_bytes += message.size
-            try:
-                text = mime.searchable_text(selectors.blob_read(message.blob))
-            except Exception:  # an unreadable message is skipped, not fatal to the search
-                continue
-            if needle in text.casefold():
+            text = texts.get(message.blob_id)
+            if text is None:
+                try:
+                    text = mime.searchable_text(selectors.blob_read(message.blob)).casefold()
+                except Exception:  # an unreadable message is skipped, not fatal to the search
+                    text = ""
+                texts[message.blob_id] = text
+            if needle in text:
                 found[message.pk] = message
     ordered = sorted(found.values(), key=lambda m: (m.internal_date, m.pk), reverse=True)
     result.truncated = len(ordered) > RESULT_LIMIT

@@ -19,6 +19,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from django.db import connections
 
 from mailboxes import services
 from mailboxes.models import Message
@@ -87,6 +88,9 @@ def site(live_settings, monkeypatch, alice, bob):
     # Playwright's sync API keeps an event loop in this thread; the ORM calls the test makes
     # between browser steps are plain synchronous ones.
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    # The server's threads close their connections after each request, so none outlives the
+    # test (PostgreSQL refuses to drop a test database that still has sessions).
+    monkeypatch.setitem(connections.settings["default"], "CONN_MAX_AGE", 0)
     with running(runner.WEB) as ports:
         yield f"http://127.0.0.1:{ports['web']}"
 
