@@ -19,7 +19,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth.hashers import check_password, get_hasher, make_password
@@ -282,45 +282,70 @@ def blob_release(blob_ids: Iterable[int]) -> int:
 def blob_collect_garbage(*, orphan_age: int | None = None) -> tuple[int, int]:
     """Remove unused blob rows and files left by writes that never committed.
 
-    A file is an orphan when no row names it and it is older than `orphan_age` seconds (a
-    write in flight has a young file and no row yet). Returns (rows removed, files removed).
+    Run periodically (the delivery sweeper's housekeeping, or `manage.py collectblobs`).
+    A row is unused when no message and no spool entry names it; a file is an orphan when
+    no row names it. Both must be older than `orphan_age` seconds (default
+    MAILHOST_BLOB_ORPHAN_AGE): a write in flight has a young file and maybe a young row not
+    yet referenced. Memory stays flat however many blobs there are. Returns (rows removed,
+    files removed).
     """
     from delivery.models import OutboundMessage
 
     age = settings.MAILHOST_BLOB_ORPHAN_AGE if orphan_age is None else orphan_age
-    with transaction.atomic():
-        unused_ids = list(
-            Blob.objects.exclude(Exists(Message.objects.filter(blob_id=OuterRef("pk"))))
-            .exclude(Exists(OutboundMessage.objects.filter(blob_id=OuterRef("pk"))))
-            .values_list("id", flat=True)
-        )
-        rows = blob_release(unused_ids)
+    old = timezone.now() - timedelta(seconds=age)
+    unused_ids = list(
+        Blob.objects.filter(created_at__lt=old)
+        .exclude(Exists(Message.objects.filter(blob_id=OuterRef("pk"))))
+        .exclude(Exists(OutboundMessage.objects.filter(blob_id=OuterRef("pk"))))
+        .values_list("id", flat=True)
+    )
+    rows = 0
+    for start in range(0, len(unused_ids), 5000):
+        with transaction.atomic():  # blob_release re-checks under its own transaction
+            rows += blob_release(unused_ids[start : start + 5000])
     storage = storages["blobs"]
     try:
         root = storage.path("")
     except NotImplementedError:
-        return rows, 0
+        return rows, 0  # object storage: lifecycle rules expire stray objects
     cutoff = time.time() - age
-    known = set(Blob.objects.values_list("name", flat=True))
     files = 0
+    candidates: list[tuple[str, str]] = []
+
+    def remove_unknown() -> None:
+        nonlocal files
+        names = [name for name, _ in candidates]
+        known = set(Blob.objects.filter(name__in=names).values_list("name", flat=True))
+        for name, path in candidates:
+            if name not in known:
+                files += _unlink(path)
+        candidates.clear()
+
     for directory, _dirs, filenames in os.walk(root):
         for filename in filenames:
             path = os.path.join(directory, filename)
-            name = os.path.relpath(path, root).replace(os.sep, "/")
             try:
                 if os.path.getmtime(path) >= cutoff:
                     continue
             except FileNotFoundError:
                 continue
-            if filename.startswith(".tmp-") or name not in known:
-                # Re-check against the database: the row may have committed since `known`.
-                if filename.startswith(".tmp-") or not Blob.objects.filter(name=name).exists():
-                    try:
-                        os.unlink(path)
-                        files += 1
-                    except FileNotFoundError:
-                        pass
+            if filename.startswith(".tmp-"):  # a write that died before its rename
+                files += _unlink(path)
+                continue
+            candidates.append((os.path.relpath(path, root).replace(os.sep, "/"), path))
+            if len(candidates) >= 1000:
+                remove_unknown()
+    if candidates:
+        remove_unknown()
     return rows, files
+
+
+def _unlink(path: str) -> int:
+    try:
+        os.unlink(path)
+        return 1
+    except FileNotFoundError:
+        return 0
 
 
 # --- Folders -----------------------------------------------------------------------------

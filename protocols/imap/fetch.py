@@ -100,7 +100,7 @@ def _astring_text(value: str) -> str:
     return '"' + value.upper().replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def parse_section(text: str, *, binary: bool = False) -> Section:
+def parse_section(text: str) -> Section:
     """The text inside [...]: "", "1.2", "HEADER", "1.TEXT", "HEADER.FIELDS (A B)", ..."""
     text = text.strip()
     if not text:
@@ -136,8 +136,8 @@ def parse_section(text: str, *, binary: bool = False) -> Section:
         raise FetchSyntaxError("MIME needs a part number")
     if spec.startswith("HEADER.FIELDS") != bool(fields):
         raise FetchSyntaxError("HEADER.FIELDS takes a header list")
-    if binary and spec:
-        raise FetchSyntaxError("BINARY takes part numbers only")  # RFC 3516 section-binary
+    # RFC 3516 section-binary allows part numbers only; like Dovecot (and imaptest's
+    # fetch-binary-mime) we also take HEADER, TEXT, MIME and HEADER.FIELDS, sent undecoded.
     return Section(tuple(path), spec, fields)
 
 
@@ -167,7 +167,7 @@ def _make(name: str, section: str | None, partial: tuple[int, int] | None) -> It
     base = name.removesuffix(".PEEK")
     return Item(
         base,
-        parse_section(section, binary=base != "BODY"),
+        parse_section(section),
         peek=name.endswith(".PEEK"),
         partial=partial,
     )
@@ -295,7 +295,7 @@ class _Source:
 def _section_data(item: Item, source: _Source) -> bytes | None:
     section = item.section
     assert section is not None
-    if item.name == "BODY":
+    if item.name == "BODY" or section.spec:
         return mime.section(source.raw, source.tree(), section.path, section.spec, section.fields)
     return mime.binary(source.raw, source.tree(), section.path)
 

@@ -833,8 +833,33 @@ def decode_cte(data: bytes, cte: bytes) -> bytes:
         except (binascii.Error, ValueError):
             return b""
     if name == b"quoted-printable":
-        return binascii.a2b_qp(data)
+        return decode_qp(data)
     raise UnknownCTE(_latin(cte))
+
+
+_QP_ESCAPE = re.compile(rb"=([0-9A-Fa-f]{2})")
+
+
+def _qp_byte(match: re.Match) -> bytes:
+    return bytes((int(match.group(1), 16),))
+
+
+def decode_qp(data: bytes) -> bytes:
+    """RFC 2045 6.7 quoted-printable: trailing white space on a line is dropped (rule 3), a
+    final "=" (even before white space) is a soft line break (rule 5), bad escapes are kept."""
+    out = []
+    for line in data.splitlines(keepends=True):
+        if line.endswith(b"\r\n"):
+            body, ending = line[:-2], b"\r\n"
+        elif line.endswith((b"\n", b"\r")):
+            body, ending = line[:-1], line[-1:]
+        else:
+            body, ending = line, b""
+        body = body.rstrip(b" \t")
+        if body.endswith(b"="):
+            body, ending = body[:-1], b""
+        out.append(_QP_ESCAPE.sub(_qp_byte, body) + ending)
+    return b"".join(out)
 
 
 def binary(raw: bytes, root: Part, path: tuple[int, ...]) -> bytes | None:

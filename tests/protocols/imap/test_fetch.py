@@ -147,7 +147,6 @@ def test_parse_items(text, expected):
         "BODY[HEADER.FIELDS ()]",
         "BODY[TEXT (X)]",
         "BODY[NOPE]",
-        "BINARY[HEADER]",  # RFC 3516: part numbers only
         "BINARY.SIZE[1]<0.5>",
         "FLAGS<0.1>",
         "FLAGS  UID",
@@ -305,6 +304,24 @@ def test_binary_with_nul_uses_literal8():
     assert rendered.data == b"* 7 FETCH (BINARY[2] ~{4}\r\n\x00\x01\x02\x03)\r\n"
     _values, rendered, _ = render("BODY[1]<0.5>")
     assert rendered.data == b"* 7 FETCH (BODY[1]<0> {5}\r\nHello)\r\n"
+
+
+def test_binary_of_header_text_and_mime_is_not_decoded():
+    # Beyond RFC 3516's grammar, as Dovecot does (imaptest fetch-binary-mime).
+    values, _, _ = render("BINARY.PEEK[HEADER] BINARY.SIZE[TEXT] BINARY[1.MIME] BINARY[3.TEXT]")
+    assert values == [
+        b"BINARY[HEADER]",
+        HEADER,
+        b"BINARY.SIZE[TEXT]",
+        len(TEXT),
+        b"BINARY[1.MIME]",
+        b"Content-Type: text/plain; charset=utf-8\r\n"
+        b"Content-Transfer-Encoding: quoted-printable\r\n\r\n",
+        b"BINARY[3.TEXT]",
+        b"inner body",
+    ]
+    items = fetch.parse_items("BINARY.SIZE[HEADER.FIELDS (Subject)]")
+    assert items[0].section == fetch.Section((), "HEADER.FIELDS", ("Subject",))
 
 
 def test_binary_size():

@@ -312,6 +312,13 @@ def test_unknown_transfer_encoding_raises():
         mime.binary(raw, root, (1,))
 
 
+def test_quoted_printable_follows_rfc2045_rules():
+    # RFC 2045 6.7: trailing white space is dropped, "=" then white space is a soft break.
+    encoded = b"one  \r\ntwo=\r\nthree\t=  \r\n=3D=3d=ZZ =\r\nfour \t\r\nlast=41"
+    assert mime.decode_qp(encoded) == b"one\r\ntwothree\t===ZZ four\r\nlastA"
+    assert mime.decode_qp(b"bare lf  \nnext=\nline\n") == b"bare lf\nnextline\n"
+
+
 def test_bad_base64_decodes_what_it_can():
     assert mime.decode_cte(b"aGVs\r\nbG8*!\r\n", b"BASE64") == b"hello"
     assert mime.decode_cte(b"a", b"base64") == b""
