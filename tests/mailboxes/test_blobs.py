@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import os
 import time
+from datetime import timedelta
+from io import StringIO
 
 import pytest
+from django.core.management import call_command
+from django.utils import timezone
 
 from mailboxes import services
 from mailboxes.models import Blob, Message
@@ -71,18 +75,25 @@ def test_garbage_collection(make_mailbox, blob_dir):
     os.makedirs(os.path.dirname(old_tmp), exist_ok=True)
     with open(old_tmp, "wb") as fh:
         fh.write(b"half")
+    young_row = services.blob_store(b"stored a moment ago, its message not yet committed")
     for name in (kept.name, unused_row.name, old_orphan):
         age(os.path.join(blob_dir, name), 7200)
     age(old_tmp, 7200)
+    Blob.objects.filter(pk=unused_row.pk).update(created_at=timezone.now() - timedelta(hours=2))
     rows, files = services.blob_collect_garbage(orphan_age=3600)
     assert rows == 1
     assert files == 2  # the old orphan and the old temporary file
-    assert files_in(blob_dir) == {kept.name, young_orphan}
-    assert list(Blob.objects.values_list("pk", flat=True)) == [kept.pk]
+    assert files_in(blob_dir) == {kept.name, young_orphan, young_row.name}
+    assert set(Blob.objects.values_list("pk", flat=True)) == {kept.pk, young_row.pk}
     assert Message.objects.get().blob_id == kept.pk
     # The young file is an orphan too once it is old enough.
     age(os.path.join(blob_dir, young_orphan), 7200)
     assert services.blob_collect_garbage(orphan_age=3600) == (0, 1)
+    assert files_in(blob_dir) == {kept.name, young_row.name}
+    # So is the young row: `collectblobs` with --age 0 takes it.
+    out = StringIO()
+    call_command("collectblobs", "--age", "0", stdout=out)
+    assert out.getvalue().strip() == "removed 1 unused blob(s) and 0 orphan file(s)"
     assert files_in(blob_dir) == {kept.name}
 
 
