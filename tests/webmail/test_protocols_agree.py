@@ -1,0 +1,92 @@
+"""What the webmail does, IMAP and POP3 see at once, and the other way round: one store,
+one set of services. Real imaplib and poplib sessions over STARTTLS against the listeners."""
+
+from __future__ import annotations
+
+import imaplib
+import poplib
+import ssl
+
+import pytest
+
+from mailboxes import services
+from mailboxes.models import Message
+from protocols import runner
+from tests.support.servers import running
+from tests.webmail.conftest import folder, make_raw
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def tls() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # the listeners' self-signed test certificate
+    return context
+
+
+@pytest.fixture
+def ports(live_settings):
+    with running(runner.IMAP, runner.POP3) as ports:
+        yield ports
+
+
+def imap(ports, address: str, password: str) -> imaplib.IMAP4:
+    client = imaplib.IMAP4("127.0.0.1", ports["imap"])
+    client.starttls(ssl_context=tls())
+    client.login(address, password)
+    return client
+
+
+def test_webmail_and_imap_see_the_same_mailbox(ports, web, alice, inbox):
+    services.message_deliver(raw=make_raw(subject="Shared"), recipients=["alice@example.org"])
+    projects = services.folder_create(mailbox=alice, name="Projects")
+    client = imap(ports, "alice@example.org", "secret")
+    try:
+        client.select("INBOX")
+        assert client.uid("FETCH", "1", "(FLAGS)")[1][0].decode().count("\\Seen") == 0
+        # Webmail opens it: IMAP sees \Seen.
+        assert web.get(f"/m/{inbox.pk}/1/").status_code == 200
+        client.noop()
+        flags = client.uid("FETCH", "1", "(FLAGS)")[1][0].decode()
+        assert "\\Seen" in flags
+        # IMAP flags it: the webmail list shows the flag.
+        client.uid("STORE", "1", "+FLAGS", "(\\Flagged)")
+        assert web.get(f"/f/{inbox.pk}/").context["rows"][0]["flagged"]
+        # Webmail moves it: IMAP finds it in Projects and no longer in INBOX.
+        web.post(
+            f"/f/{inbox.pk}/bulk/", {"action": "move", "uid": ["1"], "target": str(projects.pk)}
+        )
+        status = client.status("Projects", "(MESSAGES)")[1][0].decode()
+        assert "MESSAGES 1" in status
+        client.noop()
+        assert client.uid("SEARCH", "ALL")[1] == [b""]
+    finally:
+        client.logout()
+
+
+def test_webmail_send_is_seen_over_imap_and_pop3(ports, web, alice, bob):
+    response = web.post(
+        "/compose/",
+        {"to": "bob@example.org", "subject": "Over the wire", "body": "hi", "action": "send"},
+    )
+    assert response.status_code == 302
+    client = imap(ports, "alice@example.org", "secret")
+    try:
+        client.select("Sent", readonly=True)
+        data = client.uid("FETCH", "1:*", "(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")[1]
+        assert b"Over the wire" in data[0][1] and b"\\Seen" in data[0][0]
+    finally:
+        client.logout()
+    pop = poplib.POP3("127.0.0.1", ports["pop3"])
+    try:
+        pop.stls(context=tls())
+        pop.user("bob@example.org")
+        pop.pass_("hunter2")
+        count, _ = pop.stat()
+        assert count == 1
+        lines = pop.retr(1)[1]
+        assert b"Subject: Over the wire" in lines
+    finally:
+        pop.quit()
+    assert Message.objects.get(folder=folder(bob, "INBOX")).subject == "Over the wire"
