@@ -47,6 +47,35 @@ def _render_chunk(rows, items, seqs, recent, needs_raw, rev2):
     return b"".join(out)
 
 
+def _render_simple(rows, items, seqs, recent, rev2) -> bytes:
+    """FETCH of row-only items (FLAGS UID MODSEQ RFC822.SIZE INTERNALDATE) without the
+    per-message machinery: FETCH 1:* (FLAGS) on a large folder is string joins only."""
+    dates: dict = {}
+    out = []
+    for row in rows:
+        parts = []
+        for item in items:
+            name = item.name
+            if name == "FLAGS":
+                flags = row.flags if rev2 or row.uid not in recent else [*row.flags, "\\Recent"]
+                parts.append("FLAGS (" + " ".join(flags) + ")")
+            elif name == "UID":
+                parts.append(f"UID {row.uid}")
+            elif name == "MODSEQ":
+                parts.append(f"MODSEQ ({row.modseq})")
+            elif name == "RFC822.SIZE":
+                parts.append(f"RFC822.SIZE {row.size}")
+            elif name == "INTERNALDATE":
+                text = dates.get(row.internal_date)
+                if text is None:
+                    text = dates[row.internal_date] = fetch_items.internal_date_text(
+                        row.internal_date
+                    ).decode("ascii")
+                parts.append("INTERNALDATE " + text)
+        out.append(f"* {seqs[row.uid]} FETCH ({' '.join(parts)})\r\n")
+    return "".join(out).encode("utf-8")
+
+
 async def fetch(session: Session, command: p.Fetch) -> None:
     # RFC 9051 6.4.5; CHANGEDSINCE and VANISHED RFC 7162 3.1.4, 3.2.6
     sel = session.selected
@@ -98,6 +127,10 @@ async def fetch(session: Session, command: p.Fetch) -> None:
         uids,
         changed_since=command.changedsince,
         with_cache=needs_raw or needs_structure,
+        with_blob=needs_raw,
+        with_details=needs_raw
+        or needs_structure
+        or any(i.name in ("RFC822.SIZE", "INTERNALDATE") for i in items),
     )
     seqs = {uid: sel.seq_of(uid) for uid in (row.uid for row in rows)}
     rows = [row for row in rows if seqs[row.uid]]
@@ -109,7 +142,7 @@ async def fetch(session: Session, command: p.Fetch) -> None:
         if needs_raw or needs_structure:
             data = await db(_render_chunk, chunk, items, seqs, sel.recent, needs_raw, session.rev2)
         else:
-            data = _render_chunk(chunk, items, seqs, sel.recent, False, session.rev2)
+            data = _render_simple(chunk, items, seqs, sel.recent, session.rev2)
         await session.send(data)
     await session.finish(command)
 

@@ -24,7 +24,7 @@ class Transcript:
             context.verify_mode = ssl.CERT_NONE
             sock = context.wrap_socket(sock)
         self.sock = sock
-        self.buf = b""
+        self.file = sock.makefile("rb")
         self.greeting = self.line()
 
     def starttls(self) -> None:
@@ -32,6 +32,7 @@ class Transcript:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
         self.sock = context.wrap_socket(self.sock)
+        self.file = self.sock.makefile("rb")
 
     def send(self, data: bytes | str) -> None:
         if isinstance(data, str):
@@ -39,21 +40,15 @@ class Transcript:
         self.sock.sendall(data)
 
     def line(self) -> bytes:
-        while b"\r\n" not in self.buf:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError(f"closed; buffered {self.buf!r}")
-            self.buf += chunk
-        line, self.buf = self.buf.split(b"\r\n", 1)
-        return line
+        line = self.file.readline()
+        if not line.endswith(b"\r\n"):
+            raise ConnectionError(f"closed; got {line!r}")
+        return line[:-2]
 
     def read_exact(self, n: int) -> bytes:
-        while len(self.buf) < n:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("closed")
-            self.buf += chunk
-        data, self.buf = self.buf[:n], self.buf[n:]
+        data = self.file.read(n)
+        if len(data) < n:
+            raise ConnectionError("closed")
         return data
 
     def until(self, tag: str) -> list[bytes]:
