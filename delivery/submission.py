@@ -169,6 +169,10 @@ def message_accept(
         raw = prefix + raw
 
     result = AcceptResult(queue_id=queue_id, size=len(raw))
+    # Resolve (aliases, catch-alls) and write the bytes before the transaction: on SQLite
+    # BEGIN IMMEDIATE takes the database's write lock, which should cover only the writes.
+    domains: dict = {}
+    resolutions = [selectors.recipient_resolve(a, domain_cache=domains) for a in addresses]
     try:
         name = blob_write(raw)
     except Exception as exc:
@@ -177,7 +181,9 @@ def message_accept(
     try:
         with transaction.atomic():
             blob = Blob.objects.create(name=name, size=len(raw))
-            delivered = message_deliver(raw=raw, recipients=addresses, blob=blob)
+            delivered = message_deliver(
+                raw=raw, recipients=addresses, blob=blob, resolutions=resolutions
+            )
             spool: dict[str, SpoolRecipient] = {}
             for wanted, outcome in zip(envelope, delivered):
                 if outcome.status == "not_hosted":

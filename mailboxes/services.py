@@ -52,7 +52,7 @@ from mailboxes.models import (
     Message,
     SpecialUse,
 )
-from mailboxes.selectors import recipient_resolve
+from mailboxes.selectors import Resolution, recipient_resolve
 
 logger = logging.getLogger(__name__)
 
@@ -591,6 +591,7 @@ def message_deliver(
     recipients: Sequence[str],
     internal_date: datetime | None = None,
     blob: Blob | None = None,
+    resolutions: Sequence[Resolution] | None = None,
 ) -> list[RecipientResult]:
     """The delivery agent: file one message for many envelope recipients.
 
@@ -599,10 +600,13 @@ def message_deliver(
     them, and refuses only the recipients whose every mailbox is over quota (status
     "over_quota": SMTP's 552 5.2.2). Remote alias targets come back in `forward` for the
     caller to spool. `blob`, when given, is an already stored Blob of these bytes (SMTP shares
-    one blob between mailboxes and the spool).
+    one blob between mailboxes and the spool). `resolutions`, when given, are the
+    recipient_resolve results for `recipients`, made by the caller before its transaction
+    (so that SQLite's write lock is not held while aliases are expanded).
     """
-    domains: dict = {}
-    resolutions = [recipient_resolve(address, domain_cache=domains) for address in recipients]
+    if resolutions is None:
+        domains: dict = {}
+        resolutions = [recipient_resolve(address, domain_cache=domains) for address in recipients]
     wanted = sorted({mid for r in resolutions for mid in r.mailbox_ids})
     filed = (
         _file_into_mailboxes(raw, wanted, internal_date=internal_date, blob=blob)
