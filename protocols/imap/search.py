@@ -739,6 +739,7 @@ ROW_FIELDS = (
 class SearchResult:
     uids: list[int]
     highest_modseq: int | None  # of the matching messages, when asked for (RFC 7162 3.1.5)
+    modseqs: list[int] | None = None  # each match's MODSEQ, parallel to uids, when asked for
 
 
 def search_full(
@@ -772,8 +773,12 @@ def search_full(
         for row in rows.iterator(chunk_size=2000):
             if row["uid"] in view and compiled.py(_Message(row)):
                 matches.append((row["uid"], row["modseq"]))
-    highest = max((modseq for _uid, modseq in matches), default=None) if want_modseq else None
-    return SearchResult([uid for uid, _modseq in matches], highest)
+    if not want_modseq:
+        return SearchResult([uid for uid, _modseq in matches], None)
+    highest = max((modseq for _uid, modseq in matches), default=None)
+    return SearchResult(
+        [uid for uid, _modseq in matches], highest, [modseq for _uid, modseq in matches]
+    )
 
 
 def search(
@@ -815,11 +820,13 @@ def esearch_response(
     returns: Sequence[str],
     *,
     uid: bool,
-    modseq: int | None = None,
+    modseqs: Sequence[int] | None = None,
 ) -> bytes:
-    """`* ESEARCH (TAG "t") [UID] MIN n MAX n COUNT n ALL set` (RFC 4731 3.1).
+    """`* ESEARCH (TAG "t") [UID] MIN n MAX n COUNT n ALL set [MODSEQ n]` (RFC 4731 3.1).
 
     An empty RETURN () means ALL. MIN, MAX and ALL are left out when nothing matched.
+    modseqs (parallel to numbers) when the keys held MODSEQ: RFC 7162 3.1.5 answers the
+    highest MODSEQ of the messages returned, so with only MIN/MAX just of those.
     """
     options = {r.upper() for r in returns} or {"ALL"}
     if options == {"SAVE"}:
@@ -827,6 +834,16 @@ def esearch_response(
     out = b'* ESEARCH (TAG "' + tag.encode("ascii", "replace") + b'")'
     if uid:
         out += b" UID"
+    modseq = None
+    if modseqs is not None and numbers:
+        pairs = sorted(zip(numbers, modseqs))
+        if options & {"ALL", "COUNT"}:
+            modseq = max(m for _n, m in pairs)
+        elif options & {"MIN", "MAX"}:
+            chosen = ([pairs[0]] if "MIN" in options else []) + (
+                [pairs[-1]] if "MAX" in options else []
+            )
+            modseq = max(m for _n, m in chosen)
     numbers = sorted(numbers)
     if numbers:
         if "MIN" in options:
@@ -837,7 +854,7 @@ def esearch_response(
         out += b" COUNT %d" % len(numbers)
     if numbers and "ALL" in options:
         out += b" ALL " + sequence_set_text(numbers).encode("ascii")
-    if numbers and modseq is not None and options:
+    if modseq is not None:
         out += b" MODSEQ %d" % modseq
     return out + b"\r\n"
 

@@ -236,6 +236,10 @@ def test_modseq_threshold(folder):
     assert s.uses_modseq(key) and not s.uses_modseq(s.parse_keys("ALL"))
     result = s.search_full(folder.id, key, seq_uids=uids_of(folder), want_modseq=True)
     assert result.highest_modseq == modseqs[3]
+    assert result.modseqs == modseqs[2:] and result.uids == uids_of(folder)[2:]
+    body_key = s.parse_keys(f"MODSEQ {modseqs[2]} BODY short")  # the Python path too
+    result = s.search_full(folder.id, body_key, seq_uids=uids_of(folder), want_modseq=True)
+    assert result.modseqs == [modseqs[3]] and result.highest_modseq == modseqs[3]
 
 
 def test_recent_new_old(folder):
@@ -333,9 +337,24 @@ def test_search_response_and_esearch():
         b'* ESEARCH (TAG "A3") COUNT 0\r\n'
     )
     assert s.esearch_response("A4", [], ("ALL",), uid=True) == b'* ESEARCH (TAG "A4") UID\r\n'
-    assert s.esearch_response("A5", [4], ("COUNT",), uid=False, modseq=9) == (
+    assert s.esearch_response("A5", [4], ("COUNT",), uid=False, modseqs=[9]) == (
         b'* ESEARCH (TAG "A5") COUNT 1 MODSEQ 9\r\n'
     )
+    # RFC 7162 3.1.5: the highest MODSEQ of the messages returned
+    numbers, modseqs = [1, 2, 3], [10, 30, 20]
+    assert s.esearch_response("B1", numbers, ("MIN",), uid=False, modseqs=modseqs) == (
+        b'* ESEARCH (TAG "B1") MIN 1 MODSEQ 10\r\n'
+    )
+    assert s.esearch_response("B2", numbers, ("MAX",), uid=False, modseqs=modseqs) == (
+        b'* ESEARCH (TAG "B2") MAX 3 MODSEQ 20\r\n'
+    )
+    assert s.esearch_response("B3", numbers, ("MIN", "MAX"), uid=False, modseqs=modseqs) == (
+        b'* ESEARCH (TAG "B3") MIN 1 MAX 3 MODSEQ 20\r\n'
+    )
+    assert s.esearch_response("B4", numbers, (), uid=False, modseqs=modseqs) == (
+        b'* ESEARCH (TAG "B4") ALL 1:3 MODSEQ 30\r\n'
+    )
+    assert s.esearch_response("B5", [], (), uid=False, modseqs=[]) == b'* ESEARCH (TAG "B5")\r\n'
     assert not s.esearch_sends_response(("SAVE",))
     assert s.esearch_sends_response(("SAVE", "MIN"))
     assert s.saved_result([5, 1, 3], ("SAVE",)) == [1, 3, 5]
