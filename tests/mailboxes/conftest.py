@@ -51,8 +51,10 @@ def raw():
 
 
 @pytest.fixture
-def published():
-    """Every ChangeEvent dispatched in this process while the test runs."""
+def published(settings):
+    """Every ChangeEvent published while the test runs, dispatched in-process at commit (the
+    Redis path, which is asynchronous, has its own tests in test_events)."""
+    settings.REDIS_URL = None
     seen: list[events.ChangeEvent] = []
     unsubscribe = events.subscribe(seen.append)
     yield seen
