@@ -32,8 +32,31 @@ LABELS = {
 }
 
 
+REFUSED_HEADER = b"X-Mailhost-Refused"
+
+
+def mark_refused(raw: bytes, refused) -> bytes:  # noqa: ANN001 - RecipientOutcome list
+    """The Sent copy remembers which recipients the server refused at sending time, so its
+    delivery block never claims a local delivery that did not happen."""
+    lines = b"".join(REFUSED_HEADER + f": {r.address} {r.status}\r\n".encode() for r in refused)
+    return lines + raw
+
+
+def _refused(raw: bytes) -> dict[str, str]:
+    from email.parser import BytesHeaderParser
+
+    from mailboxes.headers import header_block
+
+    head = BytesHeaderParser().parsebytes(header_block(raw))
+    result = {}
+    for value in head.get_all(REFUSED_HEADER.decode()) or []:
+        address, _, status = str(value).strip().partition(" ")
+        result[address.lower()] = status
+    return result
+
+
 def recipients_status(
-    mailbox: Mailbox, message: Message, parsed: mime.ParsedMessage
+    mailbox: Mailbox, message: Message, parsed: mime.ParsedMessage, *, raw: bytes = b""
 ) -> list[RecipientState]:
     addresses: list[str] = []
     for name in ("To", "Cc", "Bcc"):
@@ -44,10 +67,17 @@ def recipients_status(
         sender_mailbox=mailbox, message_id=message.message_id, sent_at=message.internal_date
     )
     by_address = {r.address.lower(): r for r in spooled}
+    refused = _refused(raw) if raw else {}
     result = []
     for address in addresses:
         row = by_address.pop(address.lower(), None)
-        if row is not None:
+        if address.lower() in refused:
+            from webmail.sending import RECIPIENT_PROBLEMS
+
+            status = refused[address.lower()]
+            reason = RECIPIENT_PROBLEMS.get(status, status)
+            result.append(RecipientState(address, "bounced", "Refused", detail=reason))
+        elif row is not None:
             result.append(_from_row(address, row))
         elif selectors.domain_is_hosted(address.rpartition("@")[2]):
             result.append(RecipientState(address, "local", "Delivered to a mailbox here"))

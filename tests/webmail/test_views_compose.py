@@ -398,6 +398,12 @@ def test_partial_refusal_at_acceptance_is_reported(web, bob, monkeypatch):
     )
     assert b"Not delivered to: bob@example.org has a full mailbox" in response.content
     assert b"Message sent to dora@remote.example." in response.content
+    # The Sent copy remembers it: its delivery block does not claim a local delivery.
+    states = {r.address: (r.state, r.detail) for r in response.context["delivery"]}
+    assert states == {
+        "bob@example.org": ("bounced", "has a full mailbox (try again later)"),
+        "dora@remote.example": ("queued", ""),
+    }
 
 
 def test_nothing_accepted_keeps_the_form(web, bob, monkeypatch):

@@ -22,7 +22,7 @@ from django.views.decorators.http import require_http_methods
 from mailboxes import selectors, services
 from mailboxes.exceptions import MailhostError, QuotaExceeded
 from mailboxes.models import Folder, Message, SpecialUse
-from webmail import compose, mime
+from webmail import compose, delivery_status, mime
 from webmail.auth import mailbox_required
 from webmail.sending import SendError, refused_text, send
 from webmail.views.common import folder_items, human_size, special_folder
@@ -228,6 +228,7 @@ def _post(request: HttpRequest) -> HttpResponse:
     target = None
     if sent is not None:
         try:
+            copy_raw = delivery_status.mark_refused(copy_raw, result.refused)
             copy = services.message_append(folder=sent, raw=copy_raw, flags=["\\Seen"])
             target = reverse("webmail:message", args=[sent.pk, copy.uid])
         except QuotaExceeded:

@@ -85,7 +85,7 @@ def message_view(request: HttpRequest, folder_id: int, uid: int) -> HttpResponse
     if folder.special_use == SpecialUse.SENT:
         from webmail.delivery_status import recipients_status
 
-        delivery = recipients_status(request.mailbox, message, parsed)
+        delivery = recipients_status(request.mailbox, message, parsed, raw=raw)
     context = {
         "folder": folder,
         "folders": items,
