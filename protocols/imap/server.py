@@ -31,6 +31,7 @@ class ImapServer:
         self.per_user: dict[int, int] = defaultdict(int)
         self.user_of: dict[Session, int] = {}
         self.tasks: set[asyncio.Task] = set()
+        self.per_ip: dict[str, int] = defaultdict(int)
         self.unsubscribe = events.subscribe(self._on_event_threadsafe)
 
     def _on_event_threadsafe(self, event: events.ChangeEvent) -> None:
@@ -73,15 +74,23 @@ class ImapServer:
     async def handle(self, reader, writer, *, tls_active: bool, starttls_allowed: bool) -> None:
         from protocols.imap import responses as r
 
-        if len(self.sessions) >= settings.MAILHOST_IMAP_MAX_CONNECTIONS:
+        peer = writer.get_extra_info("peername")
+        ip = peer[0] if peer else ""
+        if (
+            len(self.sessions) >= settings.MAILHOST_IMAP_MAX_CONNECTIONS
+            or self.per_ip[ip] >= settings.MAILHOST_MAX_CONNECTIONS_PER_IP
+        ):
             try:
                 writer.write(r.BYE_TOO_MANY_CONNECTIONS.untagged())
                 await writer.drain()
+            except (ConnectionError, OSError):
+                pass
             finally:
-                writer.close()
+                writer.transport.abort()
             return
         session = Session(self, reader, writer, tls=tls_active, starttls_allowed=starttls_allowed)
         self.sessions.add(session)
+        self.per_ip[ip] += 1
         task = asyncio.current_task()
         self.tasks.add(task)
         try:
@@ -89,6 +98,9 @@ class ImapServer:
         finally:
             self.sessions.discard(session)
             self.tasks.discard(task)
+            self.per_ip[ip] -= 1
+            if self.per_ip[ip] <= 0:
+                del self.per_ip[ip]
 
 
 class _Group:

@@ -140,7 +140,15 @@ async def fetch(session: Session, command: p.Fetch) -> None:
     for start in range(0, len(rows), step):
         chunk = rows[start : start + step]
         if needs_raw or needs_structure:
-            data = await db(_render_chunk, chunk, items, seqs, sel.recent, needs_raw, session.rev2)
+            try:
+                data = await db(
+                    _render_chunk, chunk, items, seqs, sel.recent, needs_raw, session.rev2
+                )
+            except fetch_items.UnknownCTE:
+                # RFC 3516 4.3: BINARY of a part whose encoding we cannot undo
+                raise CommandError(
+                    r.Reply("NO", "Unknown Content-Transfer-Encoding", "UNKNOWN-CTE")
+                ) from None
         else:
             data = _render_simple(chunk, items, seqs, sel.recent, session.rev2)
         await session.send(data)
@@ -182,7 +190,7 @@ async def search(session: Session, command: p.Search) -> None:
         if search_keys.esearch_sends_response(returns):
             await session.send(
                 search_keys.esearch_response(
-                    command.tag, numbers, returns, uid=command.uid, modseq=result.highest_modseq
+                    command.tag, numbers, returns, uid=command.uid, modseqs=result.modseqs
                 )
             )
     await session.finish(command)

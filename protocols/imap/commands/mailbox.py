@@ -197,28 +197,23 @@ async def list_command(session: Session, command: p.ListCommand) -> None:
     status_wanted: list[Folder] = []
     for folder, _recent, _deleted in folders:
         name = folder.name
-        matched = any(rx.match(name) for rx in regexes)
-        child_info = False
-        if not matched:
+        if not any(rx.match(name) for rx in regexes):
             continue
+        child_info = False
         if subscribed_only and not folder.subscribed:
-            if recursive and any(
+            # RFC 5258 3.5: RECURSIVEMATCH reports a parent of subscribed children.
+            if not recursive or not any(
                 f.subscribed and f.name.startswith(name + DELIMITER) for f, _, _ in folders
             ):
-                child_info = True
-            elif not lsub:
                 continue
-            else:
-                continue
+            child_info = True
         if special_only and not folder.special_use:
             continue
         attrs = []
         has_children = any(n.startswith(name + DELIMITER) for n in names)
         if not lsub:
             attrs.append("\\HasChildren" if has_children else "\\HasNoChildren")
-            if folder.special_use and (
-                not command.extended or returns.special_use or special_only or True
-            ):
+            if folder.special_use:  # RFC 6154 2: always, not only on request
                 attrs.append(folder.special_use)
             if (returns.subscribed or "SUBSCRIBED" in selection) and folder.subscribed:
                 attrs.append("\\Subscribed")

@@ -34,7 +34,7 @@ async def select(session: Session, command: p.Select) -> None:
     if command.condstore:
         session.condstore = True
     folder = await db(selectors.folder_get, session.mailbox.id, command.mailbox)
-    if previous and (session.condstore or session.rev2 or True):
+    if previous:
         # RFC 7162 3.2.11 / RFC 9051 7.1: the previous mailbox is closed.
         await session.send(r.OK_CLOSED.untagged())
     if folder is None:
