@@ -14,7 +14,7 @@ import logging
 import re
 import socket
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -201,6 +201,7 @@ def deliver(
     port: int | None = None,
     auth: tuple[str, str] | None = None,
     require_tls: bool = False,
+    before_connect: Callable[[], None] | None = None,
 ) -> Delivery:
     """Hand the envelope to the first host that takes the transaction.
 
@@ -212,6 +213,8 @@ def deliver(
     last = _temp("4.4.1 no MX host answered")
     for host in hosts:
         for address in host.addresses:
+            if before_connect is not None:
+                before_connect()  # the caller renews its lease: each session may take minutes
             try:
                 return _session(host, address, port, envelope, data, auth, require_tls)
             except SMTPError as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import random
+import threading
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -158,7 +159,11 @@ class DNSPythonResolver:
     """Real DNS through dnspython; MAILHOST_DNS_SERVERS (host, port) pairs override."""
 
     def __init__(
-        self, servers: list[tuple[str, int]] | None = None, timeout: float | None = None
+        self,
+        servers: list[tuple[str, int]] | None = None,
+        timeout: float | None = None,
+        *,
+        cache: bool = False,
     ) -> None:
         import dns.nameserver
         import dns.resolver
@@ -171,6 +176,8 @@ class DNSPythonResolver:
             resolver = dns.resolver.Resolver()
         resolver.lifetime = settings.MAILHOST_DNS_TIMEOUT if timeout is None else timeout
         resolver.timeout = min(resolver.lifetime, 5.0)
+        if cache:
+            resolver.cache = dns.resolver.LRUCache(10_000)  # thread-safe, honours TTLs
         self._resolver = resolver
 
     def _query(self, name: str, rdtype: str):
@@ -246,11 +253,25 @@ class MemoryResolver:
 
 
 _resolver_override: Resolver | None = None
+_resolvers: dict[tuple, DNSPythonResolver] = {}
+_resolvers_lock = threading.Lock()
 
 
 def get_resolver() -> Resolver:
-    """The resolver delivery uses: the override set by tests, else dnspython."""
-    return _resolver_override or DNSPythonResolver()
+    """The resolver delivery uses: the override set by tests, else dnspython.
+
+    One dnspython resolver (with its TTL-honouring cache) per configuration, shared by the
+    worker threads: mail for one domain comes in bursts, and each message would otherwise
+    ask for the same MX and addresses again.
+    """
+    if _resolver_override is not None:
+        return _resolver_override
+    key = (tuple(settings.MAILHOST_DNS_SERVERS), settings.MAILHOST_DNS_TIMEOUT)
+    with _resolvers_lock:
+        resolver = _resolvers.get(key)
+        if resolver is None:
+            resolver = _resolvers[key] = DNSPythonResolver(cache=True)
+        return resolver
 
 
 def set_resolver(resolver: Resolver | None) -> None:

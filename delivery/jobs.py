@@ -12,7 +12,7 @@ import logging
 from collections import defaultdict
 
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import connections
 
 from delivery import client, dns, queue, services
 from delivery.models import OutboundRecipient, RecipientStatus
@@ -25,29 +25,31 @@ logger = logging.getLogger(__name__)
 def deliver_message(message_id: int) -> dict[str, int]:
     """Attempt the message's due recipients; returns counts by resulting status."""
     queue.job_started(message_id)
-    _close_stale_connections()
-    try:
-        claim = services.recipients_claim(message_id=message_id)
-        if claim is None:
-            return {}
-        counts = attempt(claim)
+    _drop_broken_connections()
+    claim = services.recipients_claim(message_id=message_id)
+    if claim is None:
+        return {}
+    counts = attempt(claim)
+    if services.dsn_owed(recipient_ids=[r.id for r in claim.recipients]):
         services.message_notify(message_id=message_id)
-        return counts
-    finally:
-        _close_stale_connections()
+    return counts
 
 
-def _close_stale_connections() -> None:
-    # Long-lived workers must not keep a connection the database has dropped; a caller's
-    # open transaction (a test, a management shell) is left alone.
-    if not connection.in_atomic_block:
-        close_old_connections()
+def _drop_broken_connections() -> None:
+    """A worker keeps its database connection from job to job (reopening one per job costs
+    more than a small delivery), but not one the server has dropped or that failed."""
+    for conn in connections.all(initialized_only=True):
+        if conn.connection is None or conn.in_atomic_block:
+            continue  # a caller's open transaction (a test, a shell) is left alone
+        if conn.errors_occurred or not conn.is_usable():
+            conn.close()
 
 
 def attempt(claim: Claim) -> dict[str, int]:
     counts: dict[str, int] = defaultdict(int)
-    local = [r for r in claim.recipients if domain_is_hosted(r.domain)]
-    remote = [r for r in claim.recipients if r not in local]
+    hosted = {d for d in {r.domain for r in claim.recipients} if domain_is_hosted(d)}
+    local = [r for r in claim.recipients if r.domain in hosted]
+    remote = [r for r in claim.recipients if r.domain not in hosted]
     done: set[int] = set()
     try:
         if local:
@@ -57,7 +59,6 @@ def attempt(claim: Claim) -> dict[str, int]:
         if remote:
             raw = blob_read(claim.message.blob)
             for group in _destinations(remote):
-                services.lease_extend(token=claim.token)
                 outcomes = _deliver_remote(claim, group, raw)
                 services.recipients_record(token=claim.token, outcomes=outcomes)
                 done.update(outcomes)
@@ -115,7 +116,13 @@ def _deliver_remote(
         smtputf8=message.smtputf8,
         body_8bit=message.body_8bit,
     )
-    result = client.deliver(hosts, envelope, port=port, auth=auth)
+    result = client.deliver(
+        hosts,
+        envelope,
+        port=port,
+        auth=auth,
+        before_connect=lambda: services.lease_extend(token=claim.token),
+    )
     outcomes = {}
     for r in recipients:
         reply = result.replies.get(r.address) or client.Reply(451, "4.3.0 no reply")

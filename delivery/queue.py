@@ -133,3 +133,20 @@ def sweep() -> int:
         if enqueue(message_id):
             count += 1
     return count
+
+
+def housekeep() -> tuple[int, int]:
+    """Send the DSNs a crashed job left owed, and remove old finished spool entries.
+
+    Returns (messages notified, entries removed).
+    """
+    from delivery.services import dsn_owed_message_ids, message_notify, spool_prune
+
+    notified = 0
+    for message_id in dsn_owed_message_ids():
+        if message_notify(message_id=message_id):
+            notified += 1
+    pruned = spool_prune()
+    if notified or pruned:
+        logger.info("housekeeping: %d DSN(s) sent late, %d spool entries removed", notified, pruned)
+    return notified, pruned

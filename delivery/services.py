@@ -280,6 +280,35 @@ def _reported(row: OutboundRecipient, *, event: str) -> bounces.ReportedRecipien
     )
 
 
+def _owed_q(now: datetime) -> Q:
+    owed = Q(dsn_sent=False, status__in=[RecipientStatus.FAILED, RecipientStatus.DELIVERED])
+    warn_after = settings.MAILHOST_DELAY_WARNING
+    if warn_after:
+        owed |= Q(
+            status=RecipientStatus.DEFERRED,
+            delay_notified=False,
+            message__created_at__lte=now - timedelta(seconds=warn_after),
+        )
+    return owed
+
+
+def dsn_owed(*, recipient_ids: Sequence[int], now: datetime | None = None) -> bool:
+    """Does any of these recipients wait for a DSN (one query; the job's fast path)?"""
+    owed = _owed_q(now or timezone.now())
+    return OutboundRecipient.objects.filter(owed, id__in=list(recipient_ids)).exists()
+
+
+def dsn_owed_message_ids(*, now: datetime | None = None, limit: int = 1000) -> list[int]:
+    """Messages whose DSNs a crashed job left unsent (the sweeper sends them)."""
+    now = now or timezone.now()
+    return list(
+        OutboundRecipient.objects.filter(_owed_q(now), lease_until__isnull=True)
+        .order_by("message_id")
+        .values_list("message_id", flat=True)
+        .distinct()[:limit]
+    )
+
+
 def message_notify(*, message_id: int, now: datetime | None = None) -> list[str]:
     """Send the DSNs that this message's recipients are owed; returns the events reported.
 

@@ -32,7 +32,9 @@ from protocols.listeners import Listener
 
 logger = logging.getLogger(__name__)
 
-PRUNE_INTERVAL = 600  # seconds between removals of finished spool entries
+# Seconds between housekeeping passes: DSNs a crashed job left unsent, then removal of
+# finished spool entries.
+PRUNE_INTERVAL = 600
 
 
 class Sweeper(threading.Thread):
@@ -44,8 +46,6 @@ class Sweeper(threading.Thread):
         self.stopping = threading.Event()
 
     def run(self) -> None:
-        from delivery.services import spool_prune
-
         last_prune = 0.0
         try:
             while not self.stopping.is_set():
@@ -56,9 +56,7 @@ class Sweeper(threading.Thread):
                         logger.info("sweeper enqueued %d message(s)", count)
                     if time.monotonic() - last_prune >= PRUNE_INTERVAL:
                         last_prune = time.monotonic()
-                        pruned = spool_prune()
-                        if pruned:
-                            logger.info("removed %d finished spool entries", pruned)
+                        queue.housekeep()
                 except Exception:
                     logger.exception("sweep failed; trying again in %ss", self.interval)
                 self.stopping.wait(self.interval)

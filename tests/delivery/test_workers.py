@@ -187,3 +187,21 @@ def test_worker_killed_mid_delivery_delivers_after_restart(sender, zone, peers, 
     # Delivered, at most one duplicate (the copy the peer took before the crash), never zero.
     assert 1 <= len(peer.received) <= 2
     assert peer.data_seen == 2
+
+
+def test_housekeeping_sends_the_dsn_a_crashed_job_left_owed(sender, zone, peers):
+    from delivery.services import Outcome, recipients_claim, recipients_record
+    from tests.delivery.test_delivery import inbox_messages
+
+    message = spool(["bob@remote.test"])
+    flush_queue()
+    claim = recipients_claim(message_id=message.id)
+    recipients_record(
+        token=claim.token,
+        outcomes={claim.recipients[0].id: Outcome("failed", "550 5.1.1 gone", "mx1.remote.test")},
+    )
+    # ... and the job died before message_notify.
+    assert inbox_messages(sender) == []
+    assert queue.housekeep() == (1, 0)
+    assert len(inbox_messages(sender)) == 1
+    assert queue.housekeep() == (0, 0)  # once

@@ -1,0 +1,31 @@
+"""A bounded load: many spooled messages, every one delivered exactly once."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from delivery.models import OutboundRecipient
+from tests.delivery.conftest import run_queue
+from tests.delivery.test_delivery import spool
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("delivery_env")]
+
+MESSAGES = 100
+
+
+def test_hundred_messages_each_delivered_once(make_mailbox, dns_server, peers):
+    make_mailbox("alice@example.org")
+    dns_server.add("remote.test", "MX", "10 mx1.remote.test.")
+    dns_server.add("mx1.remote.test", "A", "127.0.0.2")
+    peer = peers.start("127.0.0.2")
+    for _ in range(MESSAGES):
+        spool(["bob@remote.test", "carol@remote.test"])
+    started = time.perf_counter()
+    run_queue()
+    elapsed = time.perf_counter() - started
+    assert OutboundRecipient.objects.exclude(status="delivered").count() == 0
+    assert len(peer.received) == MESSAGES
+    assert all(sorted(r.rcpt_tos) == ["bob@remote.test", "carol@remote.test"] for r in peer.received)
+    print(f"\n{MESSAGES} messages in {elapsed:.2f}s: {MESSAGES / elapsed:.0f} messages/s")
