@@ -821,12 +821,14 @@ def esearch_response(
     *,
     uid: bool,
     modseqs: Sequence[int] | None = None,
+    modseq: int | None = None,
 ) -> bytes:
     """`* ESEARCH (TAG "t") [UID] MIN n MAX n COUNT n ALL set [MODSEQ n]` (RFC 4731 3.1).
 
     An empty RETURN () means ALL. MIN, MAX and ALL are left out when nothing matched.
     modseqs (parallel to numbers) when the keys held MODSEQ: RFC 7162 3.1.5 answers the
-    highest MODSEQ of the messages returned, so with only MIN/MAX just of those.
+    highest MODSEQ of the messages returned, so with only MIN/MAX just of those. (modseq,
+    the highest of all matches, is the older form, used when modseqs is not given.)
     """
     options = {r.upper() for r in returns} or {"ALL"}
     if options == {"SAVE"}:
@@ -834,7 +836,8 @@ def esearch_response(
     out = b'* ESEARCH (TAG "' + tag.encode("ascii", "replace") + b'")'
     if uid:
         out += b" UID"
-    modseq = None
+    if not numbers or not options:
+        modseq = None
     if modseqs is not None and numbers:
         pairs = sorted(zip(numbers, modseqs))
         if options & {"ALL", "COUNT"}:
