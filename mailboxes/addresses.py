@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+import idna
+
 from mailboxes.exceptions import InvalidAddress
 
 _LOCAL_FORBIDDEN = re.compile(r"[\x00-\x20\x7f<>()\[\]\\,;:@\"]")
@@ -21,18 +23,37 @@ class Address:
 
 
 def domain_to_ascii(domain: str) -> str:
-    """Lower-case ASCII form of a domain name; internationalized names become xn-- labels."""
-    domain = domain.strip().rstrip(".").lower()
+    """Lower-case ASCII form of a domain name; internationalized names become xn-- labels.
+
+    IDNA 2008 with the UTS #46 mapping, as browsers and current resolvers do (Python's own
+    "idna" codec is IDNA 2003, which would turn straße.de into strasse.de, another domain).
+    """
+    domain = domain.strip().rstrip(".")
     if not domain:
         raise InvalidAddress("empty domain")
     try:
-        ascii_name = domain.encode("idna").decode("ascii")
-    except UnicodeError:
+        if domain.isascii():
+            ascii_name = domain.lower()
+            if "xn--" in ascii_name:
+                idna.decode(ascii_name)  # refuse A-labels that are not valid punycode
+        else:
+            ascii_name = idna.encode(domain, uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError):
         raise InvalidAddress(f"invalid domain {domain!r}") from None
     labels = ascii_name.split(".")
     if len(ascii_name) > 253 or not all(_DOMAIN_LABEL.match(label) for label in labels):
         raise InvalidAddress(f"invalid domain {domain!r}")
     return ascii_name
+
+
+def domain_to_unicode(ascii_name: str) -> str:
+    """The display form of a stored (ASCII) domain name."""
+    if "xn--" not in ascii_name:
+        return ascii_name
+    try:
+        return idna.decode(ascii_name)
+    except (idna.IDNAError, UnicodeError):
+        return ascii_name
 
 
 def parse_address(text: str) -> Address:

@@ -35,10 +35,9 @@ class Domain(models.Model):
 
     @property
     def unicode_name(self) -> str:
-        try:
-            return self.name.encode("ascii").decode("idna")
-        except UnicodeError:
-            return self.name
+        from mailboxes.addresses import domain_to_unicode
+
+        return domain_to_unicode(self.name)
 
     def local_key(self, local_part: str) -> str:
         return local_part if self.case_sensitive_local_parts else local_part.lower()
