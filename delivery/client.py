@@ -10,6 +10,7 @@ PLAIN (RFC 4954) towards a smart host.
 from __future__ import annotations
 
 import base64
+import ipaddress
 import logging
 import re
 import socket
@@ -179,6 +180,26 @@ def _tls_context() -> ssl.SSLContext:
     return context
 
 
+def _is_ip_literal(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+        return True
+    except ValueError:
+        return False
+
+
+def wire_address(address: str) -> str:
+    """The address as sent: an internationalized domain in its A-label (xn--) form, which
+    needs no SMTPUTF8; a non-ASCII local part stays (and needs SMTPUTF8)."""
+    local, sep, domain = address.rpartition("@")
+    if not sep or domain.isascii():
+        return address
+    try:
+        return f"{local}@{domain.encode('idna').decode('ascii')}"
+    except UnicodeError:
+        return address
+
+
 def _xtext(value: str) -> str:
     # RFC 3461 4: "+" and "=" and controls as +XX
     return "".join(c if 33 <= ord(c) <= 126 and c not in "+=" else f"+{ord(c):02X}" for c in value)
@@ -253,7 +274,9 @@ def _session(
                 raise SMTPError(reply)
         if use_tls and "STARTTLS" in conn.extensions:
             try:
-                tls_reply = conn.starttls(_tls_context(), host.name if require_tls else None)
+                # SNI with the MX name; it is checked only when verification is on.
+                sni = None if _is_ip_literal(host.name) else host.name
+                tls_reply = conn.starttls(_tls_context(), sni)
             except (ssl.SSLError, OSError) as exc:
                 if require_tls:
                     raise SMTPError(
@@ -306,7 +329,7 @@ def _transaction(conn: Connection, envelope: Envelope, data: bytes) -> Delivery:
         reply = Reply(553, "5.6.7 the peer does not support SMTPUTF8", conn.remote)
         raise SMTPError(reply, try_next=False)
 
-    mail = f"MAIL FROM:<{envelope.mail_from}>"
+    mail = f"MAIL FROM:<{wire_address(envelope.mail_from)}>"
     if "SIZE" in ext:
         mail += f" SIZE={len(data)}"
     if envelope.body_8bit and "8BITMIME" in ext:
@@ -320,7 +343,7 @@ def _transaction(conn: Connection, envelope: Envelope, data: bytes) -> Delivery:
             mail += f" ENVID={_xtext(envelope.envid)}"
     commands = [mail]
     for rcpt in envelope.recipients:
-        line = f"RCPT TO:<{rcpt.address}>"
+        line = f"RCPT TO:<{wire_address(rcpt.address)}>"
         if dsn:
             if rcpt.notify:
                 line += f" NOTIFY={rcpt.notify}"

@@ -116,11 +116,15 @@ def _deliver_remote(
         smtputf8=message.smtputf8,
         body_8bit=message.body_8bit,
     )
+    # A password never crosses the network in the clear: AUTH at a smart host elsewhere than
+    # on this machine needs STARTTLS.
+    require_tls = bool(auth) and not all(_is_loopback(a) for h in hosts for a in h.addresses)
     result = client.deliver(
         hosts,
         envelope,
         port=port,
         auth=auth,
+        require_tls=require_tls,
         before_connect=lambda: services.lease_extend(token=claim.token),
     )
     outcomes = {}
@@ -134,3 +138,12 @@ def _deliver_remote(
             status = RecipientStatus.DEFERRED
         outcomes[r.id] = Outcome(status, str(reply), reply.remote, peer_dsn=result.peer_dsn)
     return outcomes
+
+
+def _is_loopback(address: str) -> bool:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False

@@ -237,3 +237,16 @@ def test_relayhost_with_auth_takes_every_domain_in_one_connection(
     assert [sorted(r.rcpt_tos) for r in peer.received] == [["bob@remote.test", "zed@other.test"]]
     assert set(OutboundRecipient.objects.values_list("status", flat=True)) == {"delivered"}
     assert dns_server.queries == []  # a relay given as an address needs no DNS
+
+
+def test_idna_domains_go_out_as_a_labels():
+    assert client.wire_address("bob@bücher.test") == "bob@xn--bcher-kva.test"
+    assert client.wire_address("bob@remote.test") == "bob@remote.test"
+    assert client.wire_address("jürgen@bücher.test") == "jürgen@xn--bcher-kva.test"
+
+
+def test_auth_needs_tls_when_it_is_required(smtp_settings, peers):
+    handler = peers.start("127.0.0.2", auth_require_tls=False)
+    result = client.deliver([HOST], envelope(), auth=("user", "secret"), require_tls=True)
+    assert {r.enhanced for r in result.replies.values()} == {"4.7.4"}
+    assert handler.received == []
