@@ -46,6 +46,8 @@ class EnvelopeRecipient:
     address: str
     notify: str = ""  # RFC 3461 NOTIFY, comma list; "" = the default
     orcpt: str = ""  # RFC 3461 ORCPT, "addr-type;address"
+    # recipient_verdict's resolution from RCPT time, so DATA does not resolve again.
+    resolution: selectors.Resolution | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -172,7 +174,10 @@ def message_accept(
     # Resolve (aliases, catch-alls) and write the bytes before the transaction: on SQLite
     # BEGIN IMMEDIATE takes the database's write lock, which should cover only the writes.
     domains: dict = {}
-    resolutions = [selectors.recipient_resolve(a, domain_cache=domains) for a in addresses]
+    resolutions = [
+        r.resolution or selectors.recipient_resolve(r.address, domain_cache=domains)
+        for r in envelope
+    ]
     try:
         name = blob_write(raw)
     except Exception as exc:
@@ -250,25 +255,32 @@ def recipient_check(address: str, *, relay_allowed: bool, size: int = 0) -> str:
     "unknown" (our domain, nobody there), "full" (every mailbox is over quota now, try
     later) or "too_big" (`size` can never fit the quota).
     """
+    return recipient_verdict(address, relay_allowed=relay_allowed, size=size)[0]
+
+
+def recipient_verdict(
+    address: str, *, relay_allowed: bool, size: int = 0
+) -> tuple[str, selectors.Resolution | None]:
+    """recipient_check's verdict and the resolution it made (for EnvelopeRecipient)."""
     try:
         parse_address(address)
     except InvalidAddress:
-        return "invalid"
+        return "invalid", None
     resolution = selectors.recipient_resolve(address)
     if not resolution.hosted:
-        return "ok" if relay_allowed else "relay_denied"
+        return ("ok" if relay_allowed else "relay_denied"), resolution
     if not resolution.exists:
-        return "unknown"
+        return "unknown", resolution
     if resolution.remote or not resolution.mailbox_ids:
-        return "ok"
+        return "ok", resolution
     quotas = list(
         Mailbox.objects.filter(id__in=resolution.mailbox_ids).values_list("quota", "used_bytes")
     )
     if any(not quota or used + size <= quota for quota, used in quotas):
-        return "ok"
+        return "ok", resolution
     if all(size > quota for quota, _ in quotas):
-        return "too_big"
-    return "full"
+        return "too_big", resolution
+    return "full", resolution
 
 
 def postmaster_address() -> str | None:

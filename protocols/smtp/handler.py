@@ -70,7 +70,7 @@ def _db(fn):
     return run
 
 
-_recipient_check = _db(submission.recipient_check)
+_recipient_verdict = _db(submission.recipient_verdict)
 _owns_address = _db(selectors.mailbox_owns_address)
 _authenticate = _db(services.mailbox_authenticate)
 _accept = _db(submission.message_accept)
@@ -111,7 +111,7 @@ class Handler:
             if hosted is None:
                 return replies.S550_NO_SUCH_USER
             address = hosted
-        status = await _recipient_check(
+        status, resolution = await _recipient_verdict(
             address,
             relay_allowed=session.mailbox is not None,
             size=envelope.params.size or 0,
@@ -119,7 +119,9 @@ class Handler:
         if status != "ok":
             return RECIPIENT_REPLIES.get(status, replies.S550_NO_SUCH_USER)
         envelope.rcpt_tos.append(address)
-        envelope.recipients.append(params)
+        envelope.recipients.append(
+            submission.EnvelopeRecipient(address, params.notify, params.orcpt, resolution)
+        )
         return replies.S250_RECIPIENT_OK
 
     async def handle_DATA(
@@ -132,10 +134,7 @@ class Handler:
             protocol=protocol,
             tls=server.tls_description(),
         )
-        recipients = [
-            submission.EnvelopeRecipient(address, params.notify, params.orcpt)
-            for address, params in zip(envelope.rcpt_tos, envelope.recipients)
-        ]
+        recipients = envelope.recipients
         content = envelope.content
         try:
             result = await _accept(

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from aiosmtpd.smtp import SMTP, Envelope, Session, TLSSetupException
 from django.conf import settings
 
+from delivery.submission import EnvelopeRecipient
 from protocols.smtp import replies, syntax
 from protocols.smtp.replies import Reply
 
@@ -59,7 +60,7 @@ class MailEnvelope(Envelope):
     def __init__(self) -> None:
         super().__init__()
         self.params = syntax.MailParams()
-        self.recipients: list[syntax.RcptParams] = []  # parallel to rcpt_tos
+        self.recipients: list[EnvelopeRecipient] = []  # parallel to rcpt_tos, with DSN params
         self.bdat: bytearray | None = None  # chunks so far, once BDAT started
         self.bdat_too_big = False
 
