@@ -147,6 +147,10 @@ def housekeep() -> tuple[int, int]:
         if message_notify(message_id=message_id):
             notified += 1
     pruned = spool_prune()
+    # Unused blobs, and files of writes that died before committing (mailboxes owns them).
+    from mailboxes.services import blob_collect_garbage_if_due
+
+    blob_collect_garbage_if_due()
     if notified or pruned:
         logger.info("housekeeping: %d DSN(s) sent late, %d spool entries removed", notified, pruned)
     return notified, pruned

@@ -340,6 +340,23 @@ def blob_collect_garbage(*, orphan_age: int | None = None) -> tuple[int, int]:
     return rows, files
 
 
+_last_collection: float | None = None
+_collection_lock = threading.Lock()
+
+
+def blob_collect_garbage_if_due() -> tuple[int, int] | None:
+    """blob_collect_garbage at most once per MAILHOST_BLOB_ORPHAN_AGE in this process (the
+    delivery sweeper's housekeeping calls this every few minutes). None when not due."""
+    global _last_collection
+    now = time.monotonic()
+    with _collection_lock:
+        interval = max(settings.MAILHOST_BLOB_ORPHAN_AGE, 60)
+        if _last_collection is not None and now - _last_collection < interval:
+            return None
+        _last_collection = now
+    return blob_collect_garbage()
+
+
 def _unlink(path: str) -> int:
     try:
         os.unlink(path)

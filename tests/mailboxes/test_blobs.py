@@ -104,3 +104,24 @@ def test_garbage_collection_default_age_comes_from_settings(blob_dir, settings):
     assert services.blob_collect_garbage() == (0, 0)
     settings.MAILHOST_BLOB_ORPHAN_AGE = 10
     assert services.blob_collect_garbage() == (0, 1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_delivery_sweepers_housekeeping_collects_orphans(blob_dir, settings, monkeypatch):
+    """Orphans are not left to an operator: the sweeper's housekeeping removes them."""
+    from delivery import queue
+
+    monkeypatch.setattr(services, "_last_collection", None)
+    settings.MAILHOST_BLOB_ORPHAN_AGE = 600
+    old = services.blob_write(b"left by a crash")
+    young = services.blob_write(b"in flight")
+    age(os.path.join(blob_dir, old), 1200)
+    queue.housekeep()
+    assert files_in(blob_dir) == {young}
+    # Not due again before the orphan age has passed: no second walk of the store.
+    age(os.path.join(blob_dir, young), 1200)
+    assert services.blob_collect_garbage_if_due() is None
+    queue.housekeep()
+    assert files_in(blob_dir) == {young}
+    monkeypatch.setattr(services, "_last_collection", None)
+    assert services.blob_collect_garbage_if_due() == (0, 1)
