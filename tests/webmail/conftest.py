@@ -95,6 +95,14 @@ def inbox(alice):
     return folder_get(alice, "INBOX")
 
 
+def release_server_connections() -> None:
+    """Database connections of stopped server threads go with the threads' garbage: collect
+    it now, so PostgreSQL can drop the test database at the end of the run."""
+    import gc
+
+    gc.collect()
+
+
 def folder(mailbox, name):
     from mailboxes.selectors import folder_get
 

@@ -25,7 +25,7 @@ from mailboxes import services
 from mailboxes.models import Message
 from protocols import runner
 from tests.support.servers import running
-from tests.webmail.conftest import folder, make_raw
+from tests.webmail.conftest import folder, make_raw, release_server_connections
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "webmail"
@@ -93,6 +93,7 @@ def site(live_settings, monkeypatch, alice, bob):
     monkeypatch.setitem(connections.settings["default"], "CONN_MAX_AGE", 0)
     with running(runner.WEB) as ports:
         yield f"http://127.0.0.1:{ports['web']}"
+    release_server_connections()
 
 
 @pytest.fixture

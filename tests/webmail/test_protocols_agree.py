@@ -13,7 +13,7 @@ from mailboxes import services
 from mailboxes.models import Message
 from protocols import runner
 from tests.support.servers import running
-from tests.webmail.conftest import folder, make_raw
+from tests.webmail.conftest import folder, make_raw, release_server_connections
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -29,6 +29,7 @@ def tls() -> ssl.SSLContext:
 def ports(live_settings):
     with running(runner.IMAP, runner.POP3) as ports:
         yield ports
+    release_server_connections()
 
 
 def imap(ports, address: str, password: str) -> imaplib.IMAP4:
