@@ -1,0 +1,141 @@
+"""SEARCH over a real socket: exact lines in, exact lines out (keys that need the bytes,
+CONDSTORE MODSEQ, ESEARCH with MODSEQ, SEARCHRES, charset errors)."""
+
+from __future__ import annotations
+
+import imaplib
+
+import pytest
+
+from mailboxes import services
+from protocols.imap import responses as r
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+MESSAGES = [
+    b"Date: Sat, 24 Mar 2007 23:30:00 +0200\r\n"
+    b"From: Real From <user-from@example.org>\r\n"
+    b"To: team: one@example.org, two@example.org;\r\n"
+    b"Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\n"
+    b"\r\n"
+    b"plain words here\r\n",
+    b"Date: Sun, 25 Mar 2007 00:30:00 +0300\r\n"
+    b"From: other@example.net\r\n"
+    b"To: undisclosed-recipients:;\r\n"
+    b"Subject: second\r\n"
+    b"X-Tracking: abc123\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Transfer-Encoding: base64\r\n"
+    b"\r\n"
+    b"w7xiZXJyYXNjaHVuZw==\r\n",  # "überraschung"
+    b"Date: Mon, 26 Mar 2007 09:00:00 -0700\r\n"
+    b"From: third@example.com\r\n"
+    b"Subject: third\r\n"
+    b"\r\n"
+    b"nothing to see\r\n",
+]
+
+
+def ok(tag: str, reply: r.Reply = r.OK_COMPLETED) -> bytes:
+    return reply.tagged(tag).rstrip(b"\r\n")
+
+
+@pytest.fixture
+def loaded(imap):
+    for raw in MESSAGES:
+        services.message_deliver(raw=raw, recipients=["alice@example.org"])
+    return imap
+
+
+@pytest.mark.parametrize(
+    ("keys", "found"),
+    [
+        ("TO team", b"1"),  # group names are searchable
+        ("TO undisclosed-recipients", b"2"),
+        ("TO two@example", b"1"),
+        ("FROM real", b"1"),
+        ("FROM example", b"1 2 3"),
+        ('SUBJECT "GRÜSSE"', b"1"),  # 8-bit in a quoted string is taken as UTF-8
+        ("SUBJECT second", b"2"),
+        ("BODY ÜBERRASCHUNG", b"2"),  # base64, decoded, Unicode case folding
+        ("BODY words", b"1"),
+        ("TEXT abc123", b"2"),
+        ("HEADER X-Tracking abc", b"2"),
+        ('HEADER X-Tracking ""', b"2"),
+        ("NOT HEADER X-Tracking abc", b"1 3"),
+        ("SENTON 24-Mar-2007", b"1"),
+        ("SENTON 25-Mar-2007", b"2"),
+        ("SENTSINCE 26-Mar-2007", b"3"),
+        ("SENTBEFORE 25-Mar-2007", b"1"),
+        ("OR BODY words TEXT abc123", b"1 2"),
+        ("2:* NOT FROM other", b"3"),
+        ("UID 2:*", b"2 3"),
+    ],
+)
+def test_keys_over_the_wire(client, loaded, keys, found):
+    c = client()
+    c.cmd("a0", "SELECT INBOX")
+    expected = b"* SEARCH" + (b" " + found if found else b"")
+    assert c.cmd("a1", "SEARCH " + keys) == [expected, ok("a1")]
+
+
+def test_utf8_strings_in_literals(client, loaded):
+    c = client()
+    c.cmd("a0", "SELECT INBOX")
+    needle = "GRÜSSE".encode()
+    c.send(b"a1 SEARCH CHARSET UTF-8 SUBJECT {%d+}\r\n" % len(needle) + needle + b"\r\n")
+    assert c.until("a1") == [b"* SEARCH 1", ok("a1")]
+    needle = "Überraschung".encode()
+    c.send(b"a2 SEARCH BODY {%d+}\r\n" % len(needle) + needle + b"\r\n")
+    assert c.until("a2") == [b"* SEARCH 2", ok("a2")]
+
+
+def test_modseq_in_search_and_esearch(client, loaded):
+    c = client()
+    c.cmd("a0", "SELECT INBOX")
+    lines = c.cmd("a1", "FETCH 1:3 (MODSEQ)")
+    modseqs = [int(line.rsplit(b"(", 1)[1].rstrip(b"))")) for line in lines[:3]]
+    c.cmd("a2", "STORE 1 +FLAGS.SILENT (\\Flagged)")
+    flagged_modseq = int(c.cmd("a3", "FETCH 1 (MODSEQ)")[0].rsplit(b"(", 1)[1].rstrip(b"))"))
+    assert flagged_modseq > max(modseqs)
+    assert c.cmd("a4", f"SEARCH MODSEQ {max(modseqs) + 1}") == [
+        b"* SEARCH 1 (MODSEQ %d)" % flagged_modseq,
+        ok("a4"),
+    ]
+    assert c.cmd("a5", "SEARCH RETURN (MIN COUNT) MODSEQ 1") == [
+        b'* ESEARCH (TAG "a5") MIN 1 COUNT 3 MODSEQ %d' % flagged_modseq,
+        ok("a5"),
+    ]
+    assert c.cmd("a6", "SEARCH RETURN (MAX) MODSEQ 1") == [
+        b'* ESEARCH (TAG "a6") MAX 3 MODSEQ %d' % modseqs[2],
+        ok("a6"),
+    ]
+    assert c.cmd("a7", "SEARCH MODSEQ 999999999") == [b"* SEARCH", ok("a7")]
+
+
+def test_saved_result_and_errors(client, loaded):
+    c = client()
+    c.cmd("a0", "SELECT INBOX")
+    assert c.cmd("a1", "SEARCH RETURN (SAVE MAX) FROM example") == [
+        b'* ESEARCH (TAG "a1") MAX 3',
+        ok("a1"),
+    ]
+    assert c.cmd("a2", "SEARCH $") == [b"* SEARCH 3", ok("a2")]
+    assert c.cmd("a3", "SEARCH NOT $") == [b"* SEARCH 1 2", ok("a3")]
+    assert c.cmd("a4", "SEARCH CHARSET ISO-8859-2 ALL") == [ok("a4", r.NO_BAD_CHARSET)]
+    assert c.cmd("a5", "SEARCH SENTON 32-Mar-2007")[0].startswith(b"a5 BAD")
+    assert c.cmd("a6", "SEARCH OR SEEN")[0].startswith(b"a6 BAD")
+    assert c.cmd("a7", "SEARCH ALL") == [b"* SEARCH 1 2 3", ok("a7")]
+
+
+def test_imaplib_search(loaded):
+    conn = imaplib.IMAP4("127.0.0.1", loaded["ports"]["imap"])
+    try:
+        conn.login("alice@example.org", "secret")
+        conn.select("INBOX")
+        assert conn.search(None, "TO", "team") == ("OK", [b"1"])
+        assert conn.uid("SEARCH", "BODY", "words") == ("OK", [b"1"])
+        typ, data = conn.search("UTF-8", "BODY", '"überraschung"'.encode())
+        assert (typ, data) == ("OK", [b"2"])
+    finally:
+        conn.logout()
