@@ -20,14 +20,17 @@ class DurableFileSystemStorage(FileSystemStorage):
         tmp_path = os.path.join(directory, f".tmp-{os.path.basename(full_path)}")
         fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
         try:
-            if hasattr(content, "chunks"):
-                for chunk in content.chunks():
-                    os.write(fd, chunk)
-            else:
-                os.write(fd, content.read())
+            chunks = content.chunks() if hasattr(content, "chunks") else [content.read()]
+            for chunk in chunks:
+                view = memoryview(chunk)
+                while view:  # os.write may write less than asked (signals, huge buffers)
+                    view = view[os.write(fd, view) :]
             os.fsync(fd)
-        finally:
+        except BaseException:
             os.close(fd)
+            os.unlink(tmp_path)
+            raise
+        os.close(fd)
         os.replace(tmp_path, full_path)
         dir_fd = os.open(directory, os.O_RDONLY)
         try:

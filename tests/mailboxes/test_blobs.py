@@ -125,3 +125,22 @@ def test_the_delivery_sweepers_housekeeping_collects_orphans(blob_dir, settings,
     assert files_in(blob_dir) == {young}
     monkeypatch.setattr(services, "_last_collection", None)
     assert services.blob_collect_garbage_if_due() == (0, 1)
+
+
+def test_large_blob_round_trip(blob_dir):
+    raw = os.urandom(3 * 1024 * 1024 + 17)
+    name = services.blob_write(raw)
+    assert blob_read(name) == raw
+    assert files_in(blob_dir) == {name}
+
+
+def test_failed_write_leaves_no_temporary_file(blob_dir, monkeypatch):
+    from mailboxes import storage
+
+    def broken_fsync(fd):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(storage.os, "fsync", broken_fsync)
+    with pytest.raises(OSError):
+        services.blob_write(b"bytes that never made it to disk")
+    assert files_in(blob_dir) == set()
