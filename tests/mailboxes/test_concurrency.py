@@ -140,3 +140,52 @@ def test_concurrent_processes(make_mailbox, child_env):
     assert_consistent(alice, inbox, processes * per_process)
     subjects = set(Message.objects.filter(folder=inbox).values_list("subject", flat=True))
     assert subjects == {f"p{n} {i}" for n in range(processes) for i in range(per_process)}
+
+
+def test_a_writer_waits_for_the_uncommitted_one_before_it(make_mailbox):
+    """The mechanism behind commit order: a second delivery cannot take a UID while the first
+    holds its transaction open; it gets the next UID once the first commits."""
+    from django.db import transaction
+
+    alice = make_mailbox("alice@example.org")
+    inbox = folder_get(alice, "INBOX")
+    allocated, release, second_done = threading.Event(), threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def first() -> None:
+        try:
+            with transaction.atomic():
+                services.message_append(folder=inbox, raw=make_raw("first"))
+                allocated.set()
+                release.wait(30)
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    def second() -> None:
+        try:
+            allocated.wait(30)
+            services.message_deliver(raw=make_raw("second"), recipients=["alice@example.org"])
+            second_done.set()
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for t in threads:
+        t.start()
+    assert allocated.wait(30)
+    assert not second_done.wait(1.0), "the second writer did not wait for the first"
+    assert not Message.objects.filter(folder=inbox).exists()  # nothing committed yet
+    release.set()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    assert list(
+        Message.objects.filter(folder=inbox).order_by("uid").values_list("uid", "subject")
+    ) == [
+        (1, "first"),
+        (2, "second"),
+    ]
