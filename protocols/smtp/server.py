@@ -68,7 +68,7 @@ class SMTPServer:
         self.server.close()
 
     async def wait_closed(self) -> None:
-        await self.server.wait_closed()
+        # Drain first: from Python 3.12 on, Server.wait_closed() waits for every connection.
         sessions = [s for s in self.registry.sessions if s.mode is self.mode]
         for session in sessions:
             session.begin_drain()
@@ -81,6 +81,7 @@ class SMTPServer:
                 if not session.closed.is_set() and session.transport is not None:
                     logger.warning("%s dropped at shutdown mid-transaction", session.client_ip)
                     session.transport.abort()
+        await self.server.wait_closed()
 
 
 async def start() -> list[Listener]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
+import time
 
 import pytest
 
@@ -70,7 +71,6 @@ def test_connection_caps_total_and_per_address(live_settings, transactional_db, 
         # A slot frees up when a client leaves.
         first.command("QUIT", replies.S221_BYE)
         first.close()
-        import time
 
         time.sleep(0.2)
         again = Transcript(ports["smtp"])
@@ -115,3 +115,32 @@ def test_shutdown_finishes_transactions_in_flight(live_settings, transactional_d
         thread.join(10)
         loop.close()
     assert Message.objects.get().subject == "in flight"
+
+
+def test_shutdown_grace_is_bounded(live_settings, transactional_db, hosted):
+    live_settings.MAILHOST_SHUTDOWN_GRACE = 1
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        listeners = asyncio.run_coroutine_threadsafe(start(), loop).result(30)
+        port = next(lst.port for lst in listeners if lst.name == "smtp")
+        stuck = Transcript(port)
+        transaction_to_data(stuck)
+        stuck.send(b"Subject: never finished\r\n")
+
+        async def stop():
+            for listener in listeners:
+                listener.close()
+            await asyncio.gather(*(listener.wait_closed() for listener in listeners))
+
+        started = time.monotonic()
+        asyncio.run_coroutine_threadsafe(stop(), loop).result(10)
+        assert 0.9 < time.monotonic() - started < 5
+        assert stuck.closed()
+        stuck.close()
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+    assert not Message.objects.exists()
