@@ -326,7 +326,10 @@ def envelope(header: Header) -> bytes:
 
 # --- Content-Type and friends (RFC 2045, RFC 2231) ---------------------------------------
 
-_TSPECIALS = frozenset(b'()<>@,;:\\"/[]?=') | _WSP
+# RFC 2045 5.1: a token is printable US-ASCII without tspecials (no CTLs, no 8-bit).
+_TSPECIALS = (
+    frozenset(b'()<>@,;:\\"/[]?=') | _WSP | frozenset(range(0x21)) | frozenset(range(0x7F, 0x100))
+)
 
 
 def _skip_cfws(value: bytes, i: int) -> int:
