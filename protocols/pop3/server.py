@@ -18,6 +18,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import close_old_connections
 
 from mailboxes import services, throttle
 from mailhost import tls
@@ -44,7 +45,14 @@ EXPIRE_VALUES = {"", "NEVER", "0"}
 
 
 def _db(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Awaitable[Any]:
-    return sync_to_async(fn, thread_sensitive=False)(*args, **kwargs)
+    """Run sync store work in a worker thread, on a usable database connection (one left
+    broken by a database restart, or past its age, is replaced first)."""
+
+    def call() -> Any:
+        close_old_connections()
+        return fn(*args, **kwargs)
+
+    return sync_to_async(call, thread_sensitive=False)()
 
 
 class ConnectionClosed(Exception):
