@@ -49,15 +49,15 @@ SINK_ADDRESS = "127.0.0.2"
 SIZES = {"1KB": 1024, "10KB": 10 * 1024, "100KB": 100 * 1024}
 # (messages per case, one session / 20 sessions), folder sizes, idle connection counts...
 FULL = {
-    "smtp_messages": {1: 200, 20: 1000},
+    "smtp_messages": {1: 100, 20: 400},
     "folders": (1_000, 10_000, 100_000),
     "idle": (1, 1_000, 10_000),
     "appends": 300,
     "outbound": 400,
-    "repeat": 5,
+    "repeat": 3,
 }
 QUICK = {
-    "smtp_messages": {1: 10, 20: 40},
+    "smtp_messages": {1: 5, 20: 20},
     "folders": (100, 300, 1_000),
     "idle": (1, 20, 100),
     "appends": 20,
@@ -88,6 +88,8 @@ class Bench:
                 "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "python": platform.python_version(),
                 "cpus": os.cpu_count(),
+                # Other work on the machine skews every figure: the load is recorded.
+                "loadavg_at_start": os.getloadavg()[0],
                 "machine": platform.machine(),
                 "loadgen": "smtp-source"
                 if reference_postfix.smtp_source_available()
@@ -131,7 +133,10 @@ class Bench:
         self.mailhost.manage("migrate", "--verbosity", "0")
         self.mailhost.manage("adddomain", DOMAIN)
         with concurrent.futures.ThreadPoolExecutor() as pool:
-            done = [
+            # runmail needs no mailbox to start: it starts while they are provisioned.
+            self.mailhost.env["MAILHOST_DELIVERY_THREADS"] = "1"
+            done = [pool.submit(self.start_mailhost)]
+            done += [
                 pool.submit(
                     self.mailhost.manage,
                     "addmailbox",
@@ -145,7 +150,6 @@ class Bench:
             for future in done:
                 future.result()
         self.results["meta"]["setup_seconds"] = round(time.perf_counter() - step, 2)
-        self.start_mailhost(MAILHOST_DELIVERY_THREADS="1")
 
     def populate(self) -> None:
         """The IMAP folders, bulk-inserted (bench/dbtool.py says how) before runmail starts."""
@@ -175,6 +179,24 @@ class Bench:
     def stop_mailhost(self) -> None:
         if self.mailhost is not None:
             self.mailhost.stop()
+            # Keep runmail's log beside the JSON (the data dir goes at the end).
+            log = self.args.json.with_suffix(".runmail.log")
+            with contextlib.suppress(OSError):
+                log.parent.mkdir(parents=True, exist_ok=True)
+                with open(log, "ab") as out:
+                    out.write(self.mailhost.log_path.read_bytes())
+                self.mailhost.log_path.unlink()
+
+    def ensure_running(self, where: str) -> None:
+        """Record (and recover from) a runmail that died under a benchmark."""
+        assert self.mailhost is not None
+        process = self.mailhost.process
+        if process is not None and process.poll() is not None:
+            self.results["errors"][f"runmail died during {where}"] = (
+                f"exit status {process.returncode}: {self.mailhost.log_tail(5)}"
+            )[:1000]
+            self.mailhost.process = None
+            self.start_mailhost()
 
     def section(self, name: str, fn) -> None:  # noqa: ANN001
         start = time.perf_counter()
@@ -184,11 +206,8 @@ class Bench:
         except Exception as exc:
             traceback.print_exc()
             self.results["errors"][name] = f"{type(exc).__name__}: {exc}"[:1000]
-            if self.mailhost is not None and self.mailhost.process is not None:
-                if self.mailhost.process.poll() is not None:
-                    print(self.mailhost.log_tail(), file=sys.stderr)
-                    self.mailhost.process = None
-                    self.start_mailhost()
+            if self.mailhost is not None:
+                self.ensure_running(name)
         print(f"   {time.perf_counter() - start:.1f}s", file=sys.stderr, flush=True)
 
     # --- SMTP inbound ------------------------------------------------------------------------
@@ -235,6 +254,7 @@ class Bench:
                     result = loadgen.run_load(
                         "127.0.0.1", self.mailhost.ports["smtp"], recipient=SMTP_BOX, **load
                     )
+                    self.ensure_running(f"smtp {size_name}/{sessions}/{case['connection']}")
                     now = self.mailhost_count()
                     case["mailhost_stored"] = now - stored
                     stored = now
@@ -434,6 +454,7 @@ class Bench:
             self.start_mailhost(MAILHOST_DELIVERY_THREADS="4")
             self.section("memory", self.memory)
             self.section("outbound, 4 workers", lambda: self.outbound(4))
+        self.results["meta"]["loadavg_at_end"] = os.getloadavg()[0]
         self.results["meta"]["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         return self.results
 
@@ -544,7 +565,8 @@ def table(results: dict) -> str:
     meta = results["meta"]
     out.append(
         f"Mailhost bench ({meta['mode']}, {meta['database']}, {meta['cpus']} CPUs, "
-        f"Python {meta['python']}, load: {meta['loadgen']})"
+        f"Python {meta['python']}, load generator: {meta['loadgen']}, load average "
+        f"{meta['loadavg_at_start']:.1f} at start, {meta.get('loadavg_at_end', 0):.1f} at end)"
     )
     smtp = results.get("smtp")
     if smtp:
@@ -629,6 +651,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, terminate)
+    args.json.with_suffix(".runmail.log").unlink(missing_ok=True)
     bench = Bench(args)
     started = time.perf_counter()
     results = bench.run()
