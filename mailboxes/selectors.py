@@ -410,3 +410,7 @@ def blob_read_many(names) -> dict[str, bytes]:
         with storage.open(name, "rb") as fh:
             out[name] = fh.read()
     return out
+
+
+def folder_highestmodseq(folder_id: int) -> int | None:
+    return Folder.objects.filter(pk=folder_id).values_list("highestmodseq", flat=True).first()

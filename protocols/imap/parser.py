@@ -9,7 +9,7 @@ NOTE for protocols/imap/fetch.py and search.py (the interface between the two ha
   had no brackets, e.g. "HEADER.FIELDS (From To)", "1.2.MIME"). `partial` is (offset, length)
   from `<offset.length>` or None. fetch.py may re-parse `section` as it likes.
 - SEARCH: `Search.keys` is the generic token list after RETURN and CHARSET were taken off:
-  atoms (including sequence sets such as "1:*,$") as `str`, quoted strings and literals as
+  atoms (including sequence sets such as "1:*,7" or "$") as `str`, quoted strings and literals as
   `bytes`, parenthesized lists as `list`. `parse_sequence_set(text)` turns an atom into a
   SequenceSet.
 
@@ -44,10 +44,11 @@ _TAG_CHARS_EXCLUDED = frozenset(b'(){ %*"\\+') | frozenset(range(0, 32)) | {127}
 class ParseFailure(Exception):
     """Raised inside the parser; next_command turns it into a ParseError."""
 
-    def __init__(self, text: str, code: str | None = None):
+    def __init__(self, text: str, code: str | None = None, status: str = "BAD"):
         super().__init__(text)
         self.text = text
         self.code = code
+        self.status = status  # NO for well-formed input we refuse (a bad mailbox name)
 
 
 @dataclass(frozen=True)
@@ -554,18 +555,24 @@ class Reader:
     def mailbox(self) -> str:
         return self.decode_mailbox(self.astring())
 
-    def decode_mailbox(self, raw: bytes) -> str:
+    def decode_mailbox(self, raw: bytes, *, lenient: bool = False) -> str:
+        """A mailbox name as Unicode. A name that is not valid modified UTF-7 (or UTF-8) is
+        refused with NO [CANNOT]; a LIST pattern (lenient) just keeps its raw text."""
         if raw.upper() == b"INBOX":
             return "INBOX"
         if self.utf8 or any(c > 127 for c in raw):
             try:
                 return raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                raise ParseFailure("Mailbox name is not valid UTF-8") from exc
+                if lenient:
+                    return raw.decode("utf-8", "replace")
+                raise ParseFailure("Mailbox name is not valid UTF-8", "CANNOT", "NO") from exc
         try:
             return utf7.decode(raw.decode("ascii"))
         except utf7.UTF7Error as exc:
-            raise ParseFailure("Mailbox name is not valid modified UTF-7") from exc
+            if lenient:
+                return raw.decode("ascii")
+            raise ParseFailure("Mailbox name is not valid modified UTF-7", "CANNOT", "NO") from exc
 
     def list_mailbox(self) -> str:
         c = self.peek()
@@ -577,7 +584,7 @@ class Reader:
                 raise ParseFailure("Expected a mailbox pattern")
         if not raw:
             return ""
-        return self.decode_mailbox(raw) if raw.upper() != b"INBOX" else "INBOX"
+        return self.decode_mailbox(raw, lenient=True) if raw.upper() != b"INBOX" else "INBOX"
 
     def sequence_set(self) -> SequenceSet:
         text = self.chars(frozenset(b" ()")).decode("ascii", "replace")
@@ -711,7 +718,7 @@ def parse_command(parts: list[bytes], *, utf8: bool = False):
         reader.end()
         return command
     except ParseFailure as exc:
-        return ParseError(tag, exc.text, code=exc.code, command=name)
+        return ParseError(tag, exc.text, code=exc.code, status=exc.status, command=name)
     except (UnicodeDecodeError, ValueError, IndexError):
         return ParseError(tag, "Syntax error", command=name)
 
@@ -832,7 +839,7 @@ def _list(reader: Reader, tag: str, name: str) -> Command:
         extended = True
         selection = {s.upper() for s in reader.paren_list(reader.atom)}
         reader.sp()
-    reference = reader.mailbox()
+    reference = reader.decode_mailbox(reader.astring(), lenient=True)
     reader.sp()
     if name == "LIST" and reader.peek() == 0x28:
         extended = True
@@ -850,8 +857,9 @@ def _list(reader: Reader, tag: str, name: str) -> Command:
     allowed = {"SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"}
     if selection - allowed:
         raise ParseFailure("Unknown LIST selection option")
-    if "RECURSIVEMATCH" in selection and selection == {"RECURSIVEMATCH"}:
-        raise ParseFailure("RECURSIVEMATCH needs another selection option")  # RFC 5258 3.1
+    if "RECURSIVEMATCH" in selection and not selection - {"RECURSIVEMATCH", "REMOTE"}:
+        # RFC 5258 3.1: never alone, and REMOTE does not count.
+        raise ParseFailure("RECURSIVEMATCH needs another selection option")
     return ListCommand(tag, name, reference, patterns, frozenset(selection), returns, extended)
 
 

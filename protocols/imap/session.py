@@ -108,6 +108,7 @@ class Session:
         self.selected: Selected | None = None
         self.enabled: set[str] = set()
         self.condstore = False  # CONDSTORE enabled (RFC 7162 3.1: by ENABLE or first use)
+        self.announce_modseq = False
         self.commands_before_auth = 0
         self.auth_failures = 0
         self.wakeup = asyncio.Event()
@@ -288,7 +289,19 @@ class Session:
     async def finish(self, command: p.Command, reply: r.Reply = r.OK_COMPLETED) -> None:
         """Send pending updates the RFC allows now, then the tagged reply."""
         await self.sync_updates(allow_expunge=expunge_allowed(command))
+        if self.announce_modseq:
+            self.announce_modseq = False
+            if self.selected is not None:
+                highest = await db(selectors.folder_highestmodseq, self.selected.folder_id)
+                await self.send(r.Reply("OK", "Highest", f"HIGHESTMODSEQ {highest}").untagged())
         await self.send(reply.tagged(command.tag))
+
+    def enable_condstore(self) -> None:
+        """A CONDSTORE-enabling command ran (RFC 7162 3.1): from now on FETCH responses carry
+        MODSEQ, and a selected mailbox's HIGHESTMODSEQ is announced once."""
+        if not self.condstore:
+            self.condstore = True
+            self.announce_modseq = self.selected is not None
 
     # --- the selected folder ---------------------------------------------------------
 

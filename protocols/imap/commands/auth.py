@@ -51,7 +51,7 @@ async def enable(session: Session, command: p.Enable) -> None:
             if capability_name == "QRESYNC":
                 session.enabled.add("CONDSTORE")
             if capability_name in ("CONDSTORE", "QRESYNC"):
-                session.condstore = True
+                session.enable_condstore()
     session.parser.utf8 = session.utf8
     await session.send(r.untagged("ENABLED" + "".join(" " + c for c in newly)))
     await session.finish(command)

@@ -87,7 +87,7 @@ async def fetch(session: Session, command: p.Fetch) -> None:
     if command.uid:
         items = fetch_items.with_item(items, "UID")
     if command.changedsince is not None or any(i.name == "MODSEQ" for i in items):
-        session.condstore = True
+        session.enable_condstore()
         items = fetch_items.with_item(items, "MODSEQ")
     if command.vanished and not session.qresync:
         raise CommandError(r.BAD_CONDSTORE_OFF)
@@ -166,7 +166,7 @@ async def search(session: Session, command: p.Search) -> None:
         raise CommandError(r.Reply("BAD", str(exc) or "Bad search key")) from None
     want_modseq = search_keys.uses_modseq(key)
     if want_modseq:
-        session.condstore = True
+        session.enable_condstore()
     result = await db(
         search_keys.search_full,
         sel.folder_id,

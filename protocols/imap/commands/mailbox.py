@@ -35,8 +35,18 @@ async def create(session: Session, command: p.MailboxCommand) -> None:
         if len(command.special_use) > 1 or command.special_use[0].lower() not in known:
             raise CommandError(r.NO_USE_ATTR)
         special_use = known[command.special_use[0].lower()]
-    await db(services.folder_create, mailbox=session.mailbox, name=name, special_use=special_use)
+    await db(_create_unsubscribed, session.mailbox, name, special_use)
     await session.finish(command)
+
+
+def _create_unsubscribed(mailbox, name: str, special_use: str) -> None:
+    """CREATE makes the folder (and missing parents) without subscribing them: IMAP clients
+    SUBSCRIBE what they want listed (RFC 9051 6.3.4, 6.3.7)."""
+    existing = {f.name for f in selectors.folders_of(mailbox.id).only("name")}
+    services.folder_create(mailbox=mailbox, name=name, special_use=special_use)
+    for folder in selectors.folders_of(mailbox.id):
+        if folder.name not in existing and folder.subscribed:
+            services.folder_set_subscribed(folder=folder, subscribed=False)
 
 
 async def delete(session: Session, command: p.MailboxCommand) -> None:
@@ -158,7 +168,7 @@ async def status(session: Session, command: p.Status) -> None:
     # RFC 9051 6.3.11; SIZE RFC 8438; HIGHESTMODSEQ RFC 7162 3.1.8
     folder = await _folder(session, command.mailbox)
     if "HIGHESTMODSEQ" in command.items:
-        session.condstore = True
+        session.enable_condstore()
     recent, deleted = await db(_status_data, folder, command.items)
     await session.send(status_line(session, folder, command.items, recent, deleted))
     await session.finish(command)
@@ -200,16 +210,26 @@ async def list_command(session: Session, command: p.ListCommand) -> None:
         if not any(rx.match(name) for rx in regexes):
             continue
         child_info = False
+        lsub_noselect = False
         if subscribed_only and not folder.subscribed:
-            # RFC 5258 3.5: RECURSIVEMATCH reports a parent of subscribed children.
-            if not recursive or not any(
-                f.subscribed and f.name.startswith(name + DELIMITER) for f, _, _ in folders
+            subscribed_children = [
+                f.name
+                for f, _, _ in folders
+                if f.subscribed and f.name.startswith(name + DELIMITER)
+            ]
+            if recursive and any(
+                not any(rx.match(child) for rx in regexes) for child in subscribed_children
             ):
+                # RFC 5258 3.5: a parent whose subscribed children the patterns miss.
+                child_info = True
+            elif lsub and subscribed_children and any("%" in pat for pat in command.patterns):
+                # RFC 3501 6.3.9: "%" shows an unsubscribed parent of subscribed children.
+                lsub_noselect = True
+            else:
                 continue
-            child_info = True
         if special_only and not folder.special_use:
             continue
-        attrs = []
+        attrs = ["\\Noselect"] if lsub_noselect else []
         has_children = any(n.startswith(name + DELIMITER) for n in names)
         if not lsub:
             attrs.append("\\HasChildren" if has_children else "\\HasNoChildren")

@@ -53,7 +53,7 @@ async def store(session: Session, command: p.Store) -> None:
         raise CommandError(r.NO_READ_ONLY)
     uids = session.resolve(command.sequence, uid=command.uid)
     if command.unchangedsince is not None:
-        session.condstore = True
+        session.enable_condstore()
     result = services.StoreResult()
     if uids:
         result = await db(

@@ -95,9 +95,20 @@ def test_rename_inbox_moves_messages(client, imap):
 
 def test_subscribe_lsub_and_list_subscribed(client):
     c = client()
-    c.cmd("a0", "CREATE Lists/Python")
-    assert c.cmd("a1", "UNSUBSCRIBE Lists") == [ok("a1")]
+    c.cmd("a0", "CREATE Lists/Python")  # CREATE subscribes nothing (clients SUBSCRIBE)
+    assert c.cmd("a1", 'LSUB "" Lists*') == [ok("a1")]
+    assert c.cmd("a2", "SUBSCRIBE Lists/Python") == [ok("a2")]
     assert c.cmd("a2", 'LSUB "" Lists*') == [b'* LSUB () "/" "Lists/Python"', ok("a2")]
+    assert c.cmd("a2", 'LSUB "" %') == [
+        b'* LSUB () "/" "Archive"',
+        b'* LSUB () "/" "Drafts"',
+        b'* LSUB () "/" INBOX',
+        b'* LSUB () "/" "Junk"',
+        b'* LSUB (\\Noselect) "/" "Lists"',
+        b'* LSUB () "/" "Sent"',
+        b'* LSUB () "/" "Trash"',
+        ok("a2"),
+    ]
     assert c.cmd("a3", 'LIST (SUBSCRIBED) "" Lists*') == [
         b'* LIST (\\HasNoChildren \\Subscribed) "/" "Lists/Python"',
         ok("a3"),

@@ -153,7 +153,6 @@ def test_line_too_long_is_bad_and_next_command_parses():
         (b"a7 FETCH 1 (FLAGS\r\n", "a7"),
         (b"a8 FETCH 1 BODY.PEEK\r\n", "a8"),
         (b"a9 STORE 1 FLAGS.LOUD (\\Seen)\r\n", "a9"),
-        (b"b1 SELECT &Jjo\r\n", "b1"),
         (b"b2 UID FROB 1\r\n", "b2"),
         (b"+ NOOP\r\n", "*"),
         (b"\r\n", "*"),
@@ -167,6 +166,14 @@ def test_malformed_gets_bad_and_next_command_parses(line, tag):
     assert isinstance(items[0], p.ParseError), items
     assert items[0].tag == tag and items[0].status == "BAD"
     assert items[1] == p.Simple("z", "NOOP")
+
+
+def test_invalid_mailbox_name_is_refused_with_no_and_patterns_stay_raw():
+    items = parse_all(b'b1 SELECT &Jjo\r\nb2 LIST "" &Jjo%\r\n')
+    assert items[0] == p.ParseError(
+        "b1", "Mailbox name is not valid modified UTF-7", "CANNOT", "NO", command="SELECT"
+    )
+    assert items[1].patterns == ("&Jjo%",)
 
 
 def test_sequence_sets():
