@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mailboxes.models import Message
 from protocols.pop3.maildrop import (
@@ -73,3 +75,26 @@ def test_other_protocol_caches_are_kept(mailbox):
     [message] = Message.objects.all()
     assert message.mime_cache["imap"] == {"envelope": "kept"}
     assert message.mime_cache[CACHE_KEY]["size"] == len(b"Subject: y\r\n\r\nz\r\n")
+
+
+def _unstuff(reply_body: bytes) -> bytes:
+    """What a client does with a multi-line reply (RFC 1939 3), as poplib does."""
+    assert reply_body.endswith(b".\r\n")
+    lines = reply_body[: -len(b".\r\n")].split(b"\r\n")
+    assert lines[-1] == b""
+    out = []
+    for line in lines[:-1]:
+        assert line != b".", "a bare dot inside the body would end the reply early"
+        out.append(line[1:] if line.startswith(b"..") else line)
+    return b"".join(line + b"\r\n" for line in out)
+
+
+@given(st.binary(max_size=400), st.lists(st.sampled_from([b".", b"\r\n", b"\n", b"\r", b"x"])))
+@settings(max_examples=300, deadline=None)
+def test_what_the_client_gets_is_the_counted_wire_form(raw, pieces):
+    raw = raw + b"".join(pieces)
+    wire = wire_form(raw)
+    assert _unstuff(multiline_body(wire)) == wire
+    # The size STAT and LIST give is the size the client counts.
+    assert len(wire) == len(_unstuff(multiline_body(wire)))
+    assert b"\n" not in wire.replace(b"\r\n", b"")
