@@ -55,6 +55,16 @@ def executor() -> ThreadPoolExecutor:
         return _executor
 
 
+def executor_shutdown() -> None:
+    """Stop the worker threads (the listeners are closed); their database connections close
+    with them. A later start() makes a new pool."""
+    global _executor
+    with _executor_lock:
+        pool, _executor = _executor, None
+    if pool is not None:
+        pool.shutdown(wait=True)
+
+
 def _db(fn):
     """Run a sync service off the event loop, in a worker thread with a usable connection."""
 

@@ -17,8 +17,7 @@ from django.conf import settings
 
 from mailhost.tls import server_context
 from protocols.listeners import Listener
-from protocols.smtp import replies
-from protocols.smtp.handler import Handler
+from protocols.smtp import handler, replies
 from protocols.smtp.replies import Reply
 from protocols.smtp.session import Mode, SMTPSession
 
@@ -33,6 +32,7 @@ class ConnectionRegistry:
         self.max_per_ip = max_per_ip
         self.sessions: set[SMTPSession] = set()
         self.per_ip: Counter[str] = Counter()
+        self.listeners = 0  # open listeners of the family; the last one stops the workers
 
     def add(self, session: SMTPSession) -> Reply | None:
         """Register a new session, or return the 421 that refuses it."""
@@ -82,6 +82,9 @@ class SMTPServer:
                     logger.warning("%s dropped at shutdown mid-transaction", session.client_ip)
                     session.transport.abort()
         await self.server.wait_closed()
+        self.registry.listeners -= 1
+        if self.registry.listeners == 0:
+            await asyncio.get_running_loop().run_in_executor(None, handler.executor_shutdown)
 
 
 async def start() -> list[Listener]:
@@ -96,7 +99,7 @@ async def start() -> list[Listener]:
         max_total=settings.MAILHOST_MAX_CONNECTIONS,
         max_per_ip=settings.MAILHOST_MAX_CONNECTIONS_PER_IP,
     )
-    handler = Handler()
+    hooks = handler.Handler()
     listeners = []
     plan = (
         (Mode.MTA, settings.MAILHOST_SMTP_PORT, None),
@@ -107,9 +110,7 @@ async def start() -> list[Listener]:
         for mode, port, implicit_tls in plan:
 
             def factory(mode: Mode = mode) -> SMTPSession:
-                return SMTPSession(
-                    handler, mode=mode, registry=registry, tls_context=tls, loop=loop
-                )
+                return SMTPSession(hooks, mode=mode, registry=registry, tls_context=tls, loop=loop)
 
             server = await loop.create_server(
                 factory,
@@ -120,6 +121,7 @@ async def start() -> list[Listener]:
                 backlog=1024,
             )
             listeners.append(Listener(mode.value, SMTPServer(server, registry, mode)))
+            registry.listeners += 1
             logger.info(
                 "%s listening on %s:%s",
                 mode.value,
