@@ -20,6 +20,7 @@ import asyncio
 import logging
 import threading
 import time
+import uuid
 
 from django.conf import settings
 from django.db import close_old_connections, connections
@@ -132,7 +133,8 @@ def _rq_thread_worker(stop: threading.Event, index: int) -> None:
     import socket
 
     q = queue.rq_queue()
-    name = f"mailhost-{socket.gethostname()}-{os.getpid()}-{index}"
+    # Unique per start: a stopped worker's registration may outlive it in Redis for a while.
+    name = f"mailhost-{socket.gethostname()}-{os.getpid()}-{index}-{uuid.uuid4().hex[:6]}"
     # worker_ttl 16: the dequeue wait is 1s, so a stop request is seen within a second.
     worker = ThreadRQWorker([q], connection=q.connection, name=name, worker_ttl=16, stop_event=stop)
     while not stop.is_set():
