@@ -15,6 +15,8 @@ import logging
 import re
 import socket
 import ssl
+import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -89,6 +91,38 @@ class SMTPError(Exception):
         self.try_next = try_next
 
 
+class ConnectFailed(OSError):
+    """No TCP connection (refused, unreachable, timed out)."""
+
+
+# An address that could not be reached is skipped for this long: a backlog for a dead or
+# blackholed MX then waits in the queue instead of costing each message a connect timeout.
+UNREACHABLE_MEMO = 60.0
+_unreachable: dict[tuple[str, int], float] = {}
+_unreachable_lock = threading.Lock()
+
+
+def _recently_unreachable(address: str, port: int) -> bool:
+    with _unreachable_lock:
+        until = _unreachable.get((address, port))
+        if until is None:
+            return False
+        if until < time.monotonic():
+            del _unreachable[(address, port)]
+            return False
+        return True
+
+
+def _mark_unreachable(address: str, port: int) -> None:
+    with _unreachable_lock:
+        _unreachable[(address, port)] = time.monotonic() + UNREACHABLE_MEMO
+
+
+def forget_unreachable() -> None:
+    with _unreachable_lock:
+        _unreachable.clear()
+
+
 def _temp(text: str, remote: str = "") -> Reply:
     return Reply(451, text, remote)
 
@@ -99,9 +133,12 @@ class Connection:
     def __init__(self, address: str, port: int, *, remote_name: str) -> None:
         self.remote = remote_name
         self.address = address
-        self.sock = socket.create_connection(
-            (address, port), timeout=settings.MAILHOST_OUTBOUND_CONNECT_TIMEOUT
-        )
+        try:
+            self.sock = socket.create_connection(
+                (address, port), timeout=settings.MAILHOST_OUTBOUND_CONNECT_TIMEOUT
+            )
+        except OSError as exc:
+            raise ConnectFailed(str(exc)) from exc
         self.sock.settimeout(settings.MAILHOST_OUTBOUND_TIMEOUT)
         self.file = self.sock.makefile("rb")
         self.extensions: dict[str, str] = {}
@@ -234,10 +271,19 @@ def deliver(
     last = _temp("4.4.1 no MX host answered")
     for host in hosts:
         for address in host.addresses:
+            if _recently_unreachable(address, port):
+                last = _temp(
+                    f"4.4.1 {host.name} [{address}] was unreachable moments ago", host.name
+                )
+                continue
             if before_connect is not None:
                 before_connect()  # the caller renews its lease: each session may take minutes
             try:
                 return _session(host, address, port, envelope, data, auth, require_tls)
+            except ConnectFailed as exc:
+                _mark_unreachable(address, port)
+                last = _temp(f"4.4.1 {host.name} [{address}]: {exc}", host.name)
+                logger.info("cannot connect to %s [%s]: %s", host.name, address, exc)
             except SMTPError as exc:
                 last = exc.reply
                 logger.info("delivery via %s [%s] failed: %s", host.name, address, exc.reply)

@@ -245,10 +245,15 @@ def clear_queue() -> None:
 
 @pytest.fixture(autouse=True)
 def _clean_queue():
-    """No job of one test is left for the next (the spool rows go with the test database)."""
+    """No job of one test is left for the next (the spool rows go with the test database),
+    nor a memory of which peers were down."""
+    from delivery import client
+
     clear_queue()
+    client.forget_unreachable()
     yield
     clear_queue()
+    client.forget_unreachable()
 
 
 @pytest.fixture

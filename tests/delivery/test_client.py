@@ -250,3 +250,15 @@ def test_auth_needs_tls_when_it_is_required(smtp_settings, peers):
     result = client.deliver([HOST], envelope(), auth=("user", "secret"), require_tls=True)
     assert {r.enhanced for r in result.replies.values()} == {"4.7.4"}
     assert handler.received == []
+
+
+def test_an_unreachable_address_is_skipped_for_a_while(smtp_settings, peers):
+    down = [MXHost("mx1.remote.test", 10, ("127.0.0.3",))]
+    first = client.deliver(down, envelope())
+    assert "Connection refused" in str(next(iter(first.replies.values())))
+    peers.start("127.0.0.3")  # it comes back, but we do not knock again at once
+    second = client.deliver(down, envelope())
+    assert "unreachable moments ago" in str(next(iter(second.replies.values())))
+    client.forget_unreachable()
+    third = client.deliver(down, envelope(recipients=[RecipientEnvelope("bob@remote.test")]))
+    assert third.replies["bob@remote.test"].ok
