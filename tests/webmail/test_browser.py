@@ -112,6 +112,13 @@ def signed_in(browser, site: str, address: str, password: str, **context_options
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    # Our own pages must live within their strict CSP: any violation is a console error.
+    page.on(
+        "console",
+        lambda message: (
+            errors.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
     page.goto(f"{site}/login/")
     page.fill("#l-address", address)
     page.fill("#l-password", password)
@@ -297,4 +304,5 @@ def test_phone_layout(site, browser, alice):
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390  # nothing sticks out sideways
     screenshot(page, "inbox-phone")
+    assert page.js_errors == []
     context.close()
