@@ -19,7 +19,6 @@ from __future__ import annotations
 import binascii
 import re
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 CACHE_VERSION = 1
 MAX_DEPTH = 100
@@ -514,11 +513,26 @@ def _is_message_type(ctype: bytes, sub: bytes) -> bool:
     return ctype.lower() == b"message" and sub.lower() in (b"rfc822", b"global")
 
 
-@lru_cache(maxsize=256)
-def _delimiter(boundary: bytes) -> re.Pattern:
-    # RFC 2046 5.1.1: the delimiter is "--" boundary at the start of a line, optionally
-    # followed by "--" (the close delimiter) and transport padding.
-    return re.compile(rb"(?m)^--" + re.escape(boundary) + rb"(--)?[ \t]*\r?$")
+def _delimiters(raw: bytes, start: int, end: int, boundary: bytes):
+    """(line start, line end before its LF, is close) of each delimiter line in [start, end).
+
+    RFC 2046 5.1.1: "--" boundary at the start of a line, then "--" for the close delimiter,
+    then transport padding. bytes.find keeps this fast on large attachments.
+    """
+    needle = b"--" + boundary
+    pos = raw.find(needle, start, end)
+    while pos >= 0:
+        after = pos + len(needle)
+        if pos == 0 or raw[pos - 1] == 0x0A:
+            close = raw.startswith(b"--", after, end)
+            tail = after + 2 if close else after
+            while tail < end and raw[tail] in (0x20, 0x09):
+                tail += 1
+            if tail < end and raw[tail] == 0x0D and (tail + 1 == end or raw[tail + 1] == 0x0A):
+                tail += 1
+            if tail == end or raw[tail] == 0x0A:
+                yield pos, tail, close
+        pos = raw.find(needle, after, end)
 
 
 class _Budget:
@@ -617,8 +631,7 @@ def _split_multipart(
     bounds: list[tuple[int, int]] = []
     if boundary:
         content_start = None
-        for match in _delimiter(boundary).finditer(raw, start, end):
-            line_start = match.start()
+        for line_start, after, close in _delimiters(raw, start, end, boundary):
             if content_start is not None:
                 # the line break before a delimiter belongs to the delimiter (RFC 2046 5.1.1)
                 content_end = line_start
@@ -627,10 +640,9 @@ def _split_multipart(
                     if content_end > content_start and raw[content_end - 1] == 0x0D:
                         content_end -= 1
                 bounds.append((content_start, content_end))
-            if match.group(1):  # close delimiter
+            if close:
                 content_start = None
                 break
-            after = match.end()
             content_start = after + 1 if after < end and raw[after] == 0x0A else after
             if budget.parts + len(bounds) >= MAX_PARTS:
                 break
@@ -828,6 +840,11 @@ def decode_cte(data: bytes, cte: bytes) -> bytes:
     if name in (b"7bit", b"8bit", b"binary", b""):
         return data
     if name == b"base64":
+        try:
+            # non-strict a2b_base64 skips line breaks and other junk at C speed
+            return binascii.a2b_base64(data)
+        except (binascii.Error, ValueError):
+            pass  # bad padding or a stray byte count: clean up and decode what is there
         clean = _BASE64_JUNK.sub(b"", data.split(b"=", 1)[0] if b"=" in data else data)
         clean = clean[: len(clean) - len(clean) % 4] if len(clean) % 4 == 1 else clean
         clean += b"=" * (-len(clean) % 4)
