@@ -505,3 +505,21 @@ def test_analysis_is_fast_on_a_big_multipart():
     elapsed = time.perf_counter() - started
     assert analysis["bodystructure"].count('"plain"') == 2000
     assert elapsed < 1.0
+
+
+def test_large_attachment_is_scanned_at_memory_speed():
+    import base64
+    import time
+
+    payload = bytes(range(256)) * 40_000  # 10 MB
+    encoded = base64.encodebytes(payload).replace(b"\n", b"\r\n")
+    raw = (
+        b"Content-Type: multipart/mixed; boundary=q\r\n\r\n--q\r\n\r\nhi\r\n--q\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\n" + encoded + b"--q--\r\n"
+    )
+    started = time.perf_counter()
+    root = mime.parse(raw)
+    parsed = time.perf_counter() - started
+    assert mime.binary(raw, root, (2,)) == payload
+    assert len(mime.section(raw, root, (2,))) == len(encoded) - 2
+    assert parsed < 0.5, parsed
