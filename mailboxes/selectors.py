@@ -407,9 +407,23 @@ def blob_read_many(names) -> dict[str, bytes]:
     storage = storages["blobs"]
     out = {}
     for name in names:
-        with storage.open(name, "rb") as fh:
-            out[name] = fh.read()
+        try:
+            with storage.open(name, "rb") as fh:
+                out[name] = fh.read()
+        except FileNotFoundError:
+            continue  # released by an expunge since the row was read: the caller skips it
     return out
+
+
+def folder_keywords(folder_id: int) -> list[str]:
+    """Every keyword used in a folder (IMAP FLAGS response)."""
+    texts = (
+        Message.objects.filter(folder_id=folder_id)
+        .exclude(keywords="")
+        .values_list("keywords", flat=True)
+        .distinct()
+    )
+    return sorted({k for text in texts for k in text.split()})
 
 
 def folder_highestmodseq(folder_id: int) -> int | None:

@@ -32,6 +32,8 @@ class ImapServer:
         self.user_of: dict[Session, int] = {}
         self.tasks: set[asyncio.Task] = set()
         self.per_ip: dict[str, int] = defaultdict(int)
+        # folder id -> keywords in use, grown as sessions see them (never shrinks while up)
+        self.keywords: dict[int, set[str]] = {}
         self.unsubscribe = events.subscribe(self._on_event_threadsafe)
 
     def _on_event_threadsafe(self, event: events.ChangeEvent) -> None:

@@ -74,7 +74,11 @@ class Selected:
     known_modseq: int
     expunge_modseq: int
     recent: set[int] = field(default_factory=set)
+    # Keywords of the folder, shared by every session of this process that selected it
+    # (so no FLAGS response ever drops one another session announced), and the keywords
+    # this session's last FLAGS response listed.
     keywords: set[str] = field(default_factory=set)
+    announced: set[str] = field(default_factory=set)
     dirty: bool = False
     # (uid -> modseq) this session already reported itself (STORE), not repeated by sync
     reported: dict[int, int] = field(default_factory=dict)
@@ -319,6 +323,10 @@ class Session:
         else:
             first, uidnext = await db(services.folder_claim_recent, folder=folder)
         recent = {u for u in uids[bisect.bisect_left(uids, first) :] if u < uidnext}
+        keywords = self.server.keywords.get(folder.id)
+        if keywords is None:
+            keywords = set(await db(selectors.folder_keywords, folder.id))
+            keywords = self.server.keywords.setdefault(folder.id, keywords)
         selected = Selected(
             folder_id=folder.id,
             name=folder.name,
@@ -328,6 +336,7 @@ class Session:
             known_modseq=folder.highestmodseq,
             expunge_modseq=folder.highestmodseq,
             recent=recent,
+            keywords=keywords,
         )
         self.server.unwatch(self)
         self.selected = selected
@@ -346,18 +355,26 @@ class Session:
         return flags
 
     def flags_line(self) -> bytes:
-        keywords = sorted(
-            set(COMMON_KEYWORDS) | (self.selected.keywords if self.selected else set())
-        )
-        return r.untagged("FLAGS " + r.flag_list([*FLAGS_LINE_BASE, *keywords]))
+        sel = self.selected
+        keywords = set(COMMON_KEYWORDS) | (sel.keywords if sel else set())
+        if sel is not None:
+            sel.announced = set(keywords)
+        return r.untagged("FLAGS " + r.flag_list([*FLAGS_LINE_BASE, *sorted(keywords)]))
+
+    def keyword_update(self, flags) -> bytes:
+        """A FLAGS response when `flags` use a keyword this client has not been told of
+        (RFC 9051 7.3.5: FLAGS lists every flag in use); b"" otherwise."""
+        sel = self.selected
+        new = {f for f in flags if not f.startswith("\\")} - sel.announced
+        if not new:
+            return b""
+        sel.keywords |= new
+        return self.flags_line()
 
     async def note_keywords(self, flags) -> None:
-        """Announce keywords the FLAGS line has not listed yet (RFC 9051 7.3.5)."""
-        sel = self.selected
-        new = {f for f in flags if not f.startswith("\\")} - sel.keywords - set(COMMON_KEYWORDS)
-        if new:
-            sel.keywords |= new
-            await self.send(self.flags_line())
+        update = self.keyword_update(flags)
+        if update:
+            await self.send(update)
 
     def resolve(self, sequence: p.SequenceSet, *, uid: bool) -> list[int]:
         """UIDs of the selected folder named by a sequence set (sequence numbers or UIDs)."""
@@ -424,10 +441,9 @@ class Session:
             if sel.reported.get(uid) == modseq:
                 continue
             flags = flags_of(row)
-            new_keywords = {f for f in flags if not f.startswith("\\")} - sel.keywords
-            if new_keywords - set(COMMON_KEYWORDS):
-                sel.keywords |= new_keywords
-                out.append(self.flags_line())
+            update = self.keyword_update(flags)
+            if update:
+                out.append(update)
             out.append(
                 r.fetch_flags(
                     sel.seq_of(uid),

@@ -23,28 +23,36 @@ def _vanished_earlier(folder_id: int, changedsince: int, ranges) -> list[int]:
 
 
 def _render_chunk(rows, items, seqs, recent, needs_raw, rev2):
-    """Render FETCH responses for rows (in a worker thread: blob reads happen here)."""
+    """Render FETCH responses for rows (in a worker thread: blob reads happen here).
+
+    A message expunged elsewhere since its row was read has lost its bytes: it is left out
+    (RFC 9051 7.5.1 lets the server omit it)."""
     blobs = selectors.blob_read_many({row.blob_name for row in rows}) if needs_raw else {}
     out = []
     fresh = {}
     for row in rows:
-        flags = row.flags if row.uid not in recent or rev2 else [*row.flags, "\\Recent"]
-        cache = row.mime_cache.get("imap") if isinstance(row.mime_cache, dict) else None
-        name = row.blob_name
-
-        def load(name=name):
-            data = blobs.get(name)
-            if data is None:
-                data = selectors.blob_read(name)
-            return data
-
-        rendered = fetch_items.render(seqs[row.uid], items, row, load, flags=flags, cache=cache)
+        try:
+            rendered = _render_row(row, items, seqs, recent, rev2, blobs)
+        except FileNotFoundError:
+            continue
         out.append(rendered.data)
         if rendered.cache is not None:
             fresh[row.id] = rendered.cache
     if fresh:
         services.message_caches_put(key="imap", values=fresh)
     return b"".join(out)
+
+
+def _render_row(row, items, seqs, recent, rev2, blobs):
+    flags = row.flags if row.uid not in recent or rev2 else [*row.flags, "\\Recent"]
+    cache = row.mime_cache.get("imap") if isinstance(row.mime_cache, dict) else None
+    name = row.blob_name
+
+    def load() -> bytes:
+        data = blobs.get(name)
+        return data if data is not None else selectors.blob_read(name)
+
+    return fetch_items.render(seqs[row.uid], items, row, load, flags=flags, cache=cache)
 
 
 def _render_simple(rows, items, seqs, recent, rev2) -> bytes:
@@ -137,8 +145,13 @@ async def fetch(session: Session, command: p.Fetch) -> None:
     if out:
         await session.send(b"".join(out))
     step = CHUNK if (needs_raw or needs_structure) else 5000
+    wants_flags = any(i.name == "FLAGS" for i in items)
     for start in range(0, len(rows), step):
         chunk = rows[start : start + step]
+        if wants_flags:
+            update = session.keyword_update({f for row in chunk for f in row.flags})
+            if update:
+                await session.send(update)
         if needs_raw or needs_structure:
             try:
                 data = await db(
