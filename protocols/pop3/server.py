@@ -176,7 +176,6 @@ class Session:
         self.conn = connection
         self.state = State.AUTHORIZATION
         self.user: str | None = None  # after USER, waiting for PASS
-        self.sasl_pending = False
         self.failures = 0
         self.errors = 0
         self.mailbox_id: int | None = None
@@ -327,14 +326,12 @@ class Session:
             return
         if command.initial_response is None:
             # RFC 5034 4: no initial response, so an empty challenge asks for it.
-            self.sasl_pending = True
             self.conn.parser.expect_sasl_response()
             await self.reply(responses.SASL_CONTINUE)
             return
         await self.auth_plain(command.initial_response)
 
     async def sasl_response(self, data: str) -> None:
-        self.sasl_pending = False
         if data == "*":
             await self.reply(responses.ERR_AUTH_CANCELLED)
             return
