@@ -96,7 +96,7 @@ def build_dsn(
         intro = (
             "This is the mail system at host {host}.\n\n"
             "Your message could not be delivered to one or more recipients.\n"
-            "The errors are listed below; the original message is attached.\n"
+            "The errors are listed below; the message (or its header) is attached.\n"
         )
     elif event in (DELIVERED, RELAYED):
         subject = "Successful Mail Delivery Report"
