@@ -11,6 +11,11 @@ Evaluation is split in two: every key compiles to
 
 So flag/date/uid/size searches on a 100k-message folder are one SQL query, and header or body
 searches read blobs only for the candidate rows.
+
+What the string keys match (case-insensitively, Unicode case folding, white space runs as one):
+FROM/TO/CC/BCC the decoded addresses as mailboxes.headers displays them ("Name <a@b>", group
+names too); SUBJECT the decoded subject; HEADER the decoded field (all occurrences); BODY the
+text/* parts with their transfer encoding and charset undone; TEXT the header and BODY.
 """
 
 from __future__ import annotations
@@ -301,6 +306,8 @@ class _Reader:
             return TextKey(name.lower(), self.string())
         if name in ("KEYWORD", "UNKEYWORD"):
             flag = self.atom()
+            if flag.lower() == "\\recent":
+                return Recent() if name == "KEYWORD" else Not(Recent())
             column = FLAG_COLUMNS.get(flag.lower())
             if column is not None:
                 return Flag(column, name == "KEYWORD")

@@ -250,6 +250,8 @@ def test_recent_new_old(folder):
     assert run(folder, "OLD", recent=recent) == [1, 2]
     assert run(folder, "OR RECENT SEEN", recent=recent) == [1, 3, 4]
     assert run(folder, "RECENT", recent=()) == []
+    assert run(folder, "KEYWORD \\Recent", recent=recent) == [3, 4]
+    assert run(folder, "UNKEYWORD \\Recent", recent=recent) == [1, 2]
 
 
 def test_saved_result(folder):
