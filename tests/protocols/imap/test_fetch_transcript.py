@@ -141,3 +141,32 @@ def test_broken_message_fetches_like_any_other(client, imap):
         ok("a1"),
     ]
     assert b"{9}\r\n\xff\xfe broken" in lines[0]
+
+
+def test_imapclient_parses_our_structures(imap):
+    from imapclient import IMAPClient
+
+    from tests.protocols.imap.test_mime import ATTACHMENTS, NESTED
+
+    eight_bit = b"From: J\xc3\xb6rg <j@example.org>\r\nSubject: caf\xc3\xa9\r\n\r\nhi\r\n"
+    for raw in (NESTED, ATTACHMENTS, eight_bit, MIXED):
+        services.message_deliver(raw=raw, recipients=["alice@example.org"])
+    with IMAPClient("127.0.0.1", port=imap["ports"]["imap"], ssl=False) as client:
+        client.login("alice@example.org", "secret")
+        client.select_folder("INBOX")
+        data = client.fetch([1, 2, 3, 4], ["ENVELOPE", "BODYSTRUCTURE", "BODY", "RFC822.SIZE"])
+    assert sorted(data) == [1, 2, 3, 4]
+    nested, attachments, eight, mixed = (data[n] for n in (1, 2, 3, 4))
+    assert nested[b"ENVELOPE"].subject == b"fwd"
+    assert nested[b"ENVELOPE"].from_[0].name == b"Outer"
+    assert nested[b"BODYSTRUCTURE"].is_multipart
+    inner = nested[b"BODYSTRUCTURE"][0][1]
+    assert inner[:2] == (b"message", b"rfc822")
+    assert inner[7][1] == b"the original"  # the encapsulated message's envelope
+    assert attachments[b"BODYSTRUCTURE"][0][1][2] == (b"name", b"long file name.pdf")
+    assert eight[b"ENVELOPE"].subject == "café".encode()
+    assert eight[b"ENVELOPE"].from_[0].name == "Jörg".encode()
+    assert mixed[b"RFC822.SIZE"] == len(MIXED)
+    # a text part: seven body fields and its lines; BODYSTRUCTURE adds four extension fields
+    assert len(mixed[b"BODY"][0][0]) == 8
+    assert len(mixed[b"BODYSTRUCTURE"][0][0]) == 12
