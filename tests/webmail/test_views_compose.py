@@ -485,3 +485,25 @@ def test_sent_copy_without_spool_record(web, alice):
     assert [(r.address, r.state) for r in page.context["delivery"]] == [
         ("zed@far.example", "unknown")
     ]
+
+
+def test_storage_failure_is_shown_and_nothing_is_sent(web, bob, settings, tmp_path):
+    # The disk refuses the write: the blob directory sits under a plain file.
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("x")
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "blobs": {
+            "BACKEND": "mailboxes.storage.DurableFileSystemStorage",
+            "OPTIONS": {"location": str(blocker / "blobs")},
+        },
+    }
+    response = web.post(
+        "/compose/",
+        {"to": "bob@example.org", "subject": "Lost?", "body": "no", "action": "send"},
+    )
+    assert response.status_code == 400
+    assert b"the server could not store the message; try again." in response.content
+    assert b'value="Lost?"' in response.content
+    assert Message.objects.filter(folder=folder(bob, "INBOX")).count() == 0
+    assert not OutboundMessage.objects.exists()
