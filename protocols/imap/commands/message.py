@@ -21,6 +21,28 @@ def folder_ref(session: Session) -> Folder:
     )
 
 
+def binary_to_base64(raw: bytes) -> bytes:
+    """RFC 3516 4.1: a message APPENDed with NUL octets (binary content, literal8) cannot be
+    served by BODY[] as it came; its binary parts are stored base64-encoded instead, and
+    BINARY[] still returns the decoded octets. Messages without NUL are stored untouched."""
+    if b"\0" not in raw:
+        return raw
+    import email
+    from email import encoders, policy
+
+    message = email.message_from_bytes(raw, policy=policy.compat32)
+    for part in message.walk():
+        if part.is_multipart():
+            continue
+        payload = part.get_payload(decode=True) or b""
+        encoding = (part.get("Content-Transfer-Encoding") or "").strip().lower()
+        if b"\0" in payload or encoding == "binary":
+            del part["Content-Transfer-Encoding"]
+            part.set_payload(payload)
+            encoders.encode_base64(part)
+    return message.as_bytes(policy=policy.compat32.clone(linesep="\r\n"))
+
+
 async def append(session: Session, command: p.Append) -> None:
     # RFC 9051 6.3.12, APPENDLIMIT RFC 7889, APPENDUID RFC 4315
     folder = await db(selectors.folder_get, session.mailbox.id, command.mailbox)
@@ -35,7 +57,7 @@ async def append(session: Session, command: p.Append) -> None:
         stored = await db(
             services.message_append,
             folder=folder,
-            raw=message.data,
+            raw=binary_to_base64(message.data),
             flags=message.flags,
             internal_date=message.date,
         )
