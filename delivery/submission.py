@@ -152,7 +152,10 @@ def message_accept(
     With `authenticated_mailbox` the message is a submission: remote recipients are allowed
     (relaying), missing Date and Message-ID are added and the message is DKIM-signed. Without
     it, recipients outside our domains are refused ("relay_denied"), never queued. The caller
-    checks the sender rule first (message_submit does, the SMTP hooks do).
+    checks the sender rule first (message_submit does, the SMTP hooks do). When the message
+    is accepted for at least one recipient, local recipients it cannot be filed for right now
+    (over quota, gone since RCPT) are queued too; when it is accepted for nobody, nothing is
+    stored and the outcomes say why ("unknown", "over_quota", "relay_denied").
     """
     envelope = [r if isinstance(r, EnvelopeRecipient) else EnvelopeRecipient(r) for r in recipients]
     if not envelope:
@@ -211,6 +214,17 @@ def message_accept(
                 )
             if not result.accepted:
                 raise _NothingAccepted
+            # Once the message is accepted for anyone, it is ours for everyone: a recipient
+            # that stopped fitting since RCPT (quota filled, address removed) is queued, so
+            # the delivery worker retries it locally and, failing that, sends the DSN.
+            for index, outcome in enumerate(result.recipients):
+                if outcome.status in {"over_quota", "unknown"}:
+                    wanted = envelope[index]
+                    spool.setdefault(
+                        wanted.address,
+                        SpoolRecipient(wanted.address, wanted.notify, wanted.orcpt),
+                    )
+                    result.recipients[index] = RecipientOutcome(wanted.address, "queued")
             if spool:
                 spool_create(
                     blob=blob,

@@ -187,3 +187,23 @@ def test_recipient_check(people):
     assert recipient_check("bob@example.org", relay_allowed=False, size=5) == "ok"
     assert recipient_check("bob@example.org", relay_allowed=False, size=50) == "full"
     assert recipient_check("bob@example.org", relay_allowed=False, size=5000) == "too_big"
+
+
+def test_a_local_recipient_that_no_longer_fits_is_queued_not_dropped(people):
+    Mailbox.objects.filter(pk=people["bob"].pk).update(quota=10, used_bytes=10)
+    result = message_accept(
+        raw=RAW,
+        mail_from="x@remote.example",
+        recipients=["bob@example.org", "carol@example.org", "gone@example.org"],
+    )
+    assert [(r.address, r.status) for r in result.recipients] == [
+        ("bob@example.org", "queued"),
+        ("carol@example.org", "delivered"),
+        ("gone@example.org", "queued"),
+    ]
+    spool = OutboundMessage.objects.get(queue_id=result.queue_id)
+    assert sorted(spool.recipients.values_list("address", flat=True)) == [
+        "bob@example.org",
+        "gone@example.org",
+    ]
+    assert Message.objects.get().folder.mailbox_id == people["carol"].pk
