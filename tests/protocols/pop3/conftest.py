@@ -10,6 +10,7 @@ from django.conf import settings as django_settings
 
 from mailboxes import services
 from protocols import runner
+from protocols.pop3 import responses
 from tests.support.servers import running
 
 ADDRESS = "alice@example.org"
@@ -128,7 +129,7 @@ def client_for(pop3):
         client = Client(pop3["pop3s"] if tls else pop3["pop3"], implicit_tls=tls)
         clients.append(client)
         if greeting:
-            assert client.line() == "+OK mx.test.example POP3 server ready"
+            assert client.line() == responses.greeting("mx.test.example")
         return client
 
     yield connect
@@ -137,5 +138,5 @@ def client_for(pop3):
 
 
 def login(client: Client, address: str = ADDRESS, password: str = PASSWORD) -> str:
-    assert client.command(f"USER {address}") == "+OK Send PASS"
+    assert client.command(f"USER {address}") == responses.OK_USER
     return client.command(f"PASS {password}")
