@@ -206,3 +206,21 @@ def test_session_renews_its_lease_and_ends_when_it_is_taken(client_for, mailbox,
         MaildropLease.objects.filter(mailbox_id=mailbox.pk).update(holder="thief")
     time.sleep(1)
     assert first.closed()
+
+
+def test_server_shutdown_drops_sessions_without_update_and_frees_leases(pop3_settings, mailbox):
+    from mailboxes.selectors import folder_get
+    from protocols import runner
+    from tests.support.servers import running
+
+    raw = b"Subject: stays\r\n\r\nbody\r\n"
+    deliver(raw)
+    with running(runner.POP3) as ports:
+        client = Client(ports["pop3"])
+        client.line()
+        assert login(client) == R.ok_login(1, len(raw))
+        assert client.command("DELE 1") == R.ok_dele(1)
+    # The listeners are closed and their sessions ended before `running` returns.
+    assert client.closed()
+    assert folder_get(mailbox, "INBOX").message_count == 1
+    assert lease.acquire(mailbox.pk, lease.new_holder()) is lease.Outcome.ACQUIRED
