@@ -27,5 +27,7 @@ def test_hundred_messages_each_delivered_once(make_mailbox, dns_server, peers):
     elapsed = time.perf_counter() - started
     assert OutboundRecipient.objects.exclude(status="delivered").count() == 0
     assert len(peer.received) == MESSAGES
-    assert all(sorted(r.rcpt_tos) == ["bob@remote.test", "carol@remote.test"] for r in peer.received)
+    assert all(
+        sorted(r.rcpt_tos) == ["bob@remote.test", "carol@remote.test"] for r in peer.received
+    )
     print(f"\n{MESSAGES} messages in {elapsed:.2f}s: {MESSAGES / elapsed:.0f} messages/s")
