@@ -18,9 +18,15 @@ logger = logging.getLogger(__name__)
 
 JOB = "delivery.jobs.deliver_message"
 # While this key exists a job for the message waits in Redis; the sweeper does not add
-# another. It expires on its own, so a lost job is re-enqueued after this long at worst.
+# another. It expires on its own, so a job lost with a killed worker is re-enqueued after
+# PENDING_SWEEPS sweep intervals at worst (a duplicate job is harmless: jobs take a lease).
 PENDING_KEY = "mailhost:delivery:pending:{}"
-PENDING_TTL = 600
+PENDING_SWEEPS = 10
+
+
+def pending_ttl() -> int:
+    return max(5, int(settings.MAILHOST_SWEEP_INTERVAL * PENDING_SWEEPS))
+
 JOB_TIMEOUT = 3600
 
 
@@ -40,7 +46,7 @@ def rq_queue():
 def _rq_enqueue(message_id: int) -> bool:
     try:
         q = rq_queue()
-        if not q.connection.set(PENDING_KEY.format(message_id), 1, nx=True, ex=PENDING_TTL):
+        if not q.connection.set(PENDING_KEY.format(message_id), 1, nx=True, ex=pending_ttl()):
             return False
         q.enqueue(JOB, message_id, job_timeout=JOB_TIMEOUT, result_ttl=300, failure_ttl=86400)
         return True
