@@ -14,7 +14,7 @@ from django.conf import settings
 
 from mailboxes import events
 from mailhost import tls
-from protocols.imap.session import Session
+from protocols.imap.session import Session, close_db_connections
 from protocols.listeners import Listener
 
 logger = logging.getLogger(__name__)
@@ -132,6 +132,8 @@ class _Group:
             _done, pending = await asyncio.wait(set(self.imap.tasks), timeout=5)
             for task in pending:
                 task.cancel()
+        if self.last:
+            await asyncio.get_running_loop().run_in_executor(None, close_db_connections)
 
 
 async def start() -> list[Listener]:

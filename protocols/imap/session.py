@@ -12,6 +12,9 @@ import asyncio
 import bisect
 import logging
 import ssl
+import threading
+from concurrent import futures
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from asgiref.sync import sync_to_async
@@ -38,9 +41,44 @@ FLAGS_LINE_BASE = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 COMMON_KEYWORDS = ("$Forwarded", "$MDNSent", "$Junk", "$NotJunk", "$Phishing")
 
 
+_executor: ThreadPoolExecutor | None = None
+
+
+def _db_executor() -> ThreadPoolExecutor:
+    # IMAP's own pool (MAILHOST_IMAP_WORKER_THREADS): under runmail, SMTP and POP3 do not
+    # compete with it for the loop's small default executor.
+    global _executor
+    if _executor is None:
+        _executor = ThreadPoolExecutor(
+            settings.MAILHOST_IMAP_WORKER_THREADS, thread_name_prefix="imap-db"
+        )
+    return _executor
+
+
 def db(fn, *args, **kwargs):
     """Run a sync service/selector in a worker thread (never on the event loop)."""
-    return sync_to_async(fn, thread_sensitive=False)(*args, **kwargs)
+    return sync_to_async(fn, thread_sensitive=False, executor=_db_executor())(*args, **kwargs)
+
+
+def close_db_connections() -> None:
+    """Close every worker thread's database connection (at shutdown; blocking)."""
+    pool = _executor
+    count = len(getattr(pool, "_threads", ())) if pool is not None else 0
+    if not count:
+        return
+    # Each task waits for the others, so every thread runs exactly one of them.
+    barrier = threading.Barrier(count)
+
+    def close() -> None:
+        from django.db import connections
+
+        connections.close_all()
+        try:
+            barrier.wait(5)
+        except threading.BrokenBarrierError:
+            pass
+
+    futures.wait([pool.submit(close) for _ in range(count)], timeout=10)
 
 
 class CommandError(Exception):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import threading
 
 import pytest
 
@@ -11,6 +12,23 @@ from protocols import runner
 from tests.support.servers import running
 
 PASSWORD = "secret"
+
+
+def deliver_in_thread(raw: bytes, recipient: str) -> threading.Thread:
+    """message_deliver from another thread (as SMTP would), closing its DB connection."""
+    from django.db import connection
+
+    from mailboxes import services
+
+    def run() -> None:
+        try:
+            services.message_deliver(raw=raw, recipients=[recipient])
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
 
 
 class Transcript:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import smtplib
-import threading
 import time
 
 import pytest
 
 from mailboxes import selectors, services
 from protocols.imap import responses as r
+from tests.protocols.imap.conftest import deliver_in_thread
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -26,10 +26,7 @@ def test_idle_woken_by_delivery_within_a_second(client):
     c.send("a1 IDLE\r\n")
     assert c.line() == r.CONTINUE_IDLE.rstrip(b"\r\n")
     started = time.monotonic()
-    threading.Thread(
-        target=services.message_deliver,
-        kwargs={"raw": MESSAGE, "recipients": ["alice@example.org"]},
-    ).start()
+    deliver_in_thread(MESSAGE, "alice@example.org")
     assert c.line() == b"* 1 EXISTS"
     assert c.line() == b"* 1 RECENT"
     assert time.monotonic() - started < 1.0

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import imaplib
 import ssl
-import threading
 import time
 from datetime import UTC, datetime
 
 import imapclient
 import pytest
 
-from mailboxes import selectors, services
+from mailboxes import selectors
+from tests.protocols.imap.conftest import deliver_in_thread
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -192,10 +192,7 @@ def test_imapclient_idle_and_two_connections(tls_only):
         client.select_folder("INBOX")
     watcher.idle()
     started = time.monotonic()
-    threading.Thread(
-        target=services.message_deliver,
-        kwargs={"raw": MESSAGE, "recipients": ["alice@example.org"]},
-    ).start()
+    deliver_in_thread(MESSAGE, "alice@example.org")
     responses = watcher.idle_check(timeout=5)
     assert (1, b"EXISTS") in responses
     assert time.monotonic() - started < 1.0
