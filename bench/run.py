@@ -146,7 +146,8 @@ class Bench:
                 )
                 for address in (SMTP_BOX, IMAP_USER, SENDER)
             ]
-            done.append(pool.submit(self.populate))
+            if not self.args.only or {"imap", "webmail"} & self.args.only:
+                done.append(pool.submit(self.populate))
             for future in done:
                 future.result()
         self.results["meta"]["setup_seconds"] = round(time.perf_counter() - step, 2)
@@ -199,6 +200,8 @@ class Bench:
             self.start_mailhost()
 
     def section(self, name: str, fn) -> None:  # noqa: ANN001
+        if self.args.only and name.split(",")[0] not in self.args.only:
+            return
         start = time.perf_counter()
         print(f"== {name}", file=sys.stderr, flush=True)
         try:
@@ -642,6 +645,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="PostgreSQL (a fresh database on DATABASE_URL's server) and Redis (REDIS_URL's "
         "server, database 8)",
+    )
+    parser.add_argument(
+        "--only",
+        type=lambda text: set(text.split(",")),
+        default=None,
+        help="comma-separated sections to run: smtp, outbound, imap, webmail, memory",
     )
     parser.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "latest.json")
     args = parser.parse_args(argv)
