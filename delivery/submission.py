@@ -146,6 +146,7 @@ def message_accept(
     ret: str = "",
     smtputf8: bool = False,
     body_8bit: bool = False,
+    queue_late_refusals: bool = True,
 ) -> AcceptResult:
     """Accept one message for its envelope recipients; see the module docstring.
 
@@ -154,8 +155,10 @@ def message_accept(
     it, recipients outside our domains are refused ("relay_denied"), never queued. The caller
     checks the sender rule first (message_submit does, the SMTP hooks do). When the message
     is accepted for at least one recipient, local recipients it cannot be filed for right now
-    (over quota, gone since RCPT) are queued too; when it is accepted for nobody, nothing is
-    stored and the outcomes say why ("unknown", "over_quota", "relay_denied").
+    (over quota, gone since RCPT) are queued too, as SMTP must once it has said 250 to them;
+    a caller that reports refusals itself (the webmail) passes queue_late_refusals=False.
+    When it is accepted for nobody, nothing is stored and the outcomes say why ("unknown",
+    "over_quota", "relay_denied").
     """
     envelope = [r if isinstance(r, EnvelopeRecipient) else EnvelopeRecipient(r) for r in recipients]
     if not envelope:
@@ -218,7 +221,7 @@ def message_accept(
             # that stopped fitting since RCPT (quota filled, address removed) is queued, so
             # the delivery worker retries it locally and, failing that, sends the DSN.
             for index, outcome in enumerate(result.recipients):
-                if outcome.status in {"over_quota", "unknown"}:
+                if queue_late_refusals and outcome.status in {"over_quota", "unknown"}:
                     wanted = envelope[index]
                     spool.setdefault(
                         wanted.address,
@@ -340,6 +343,7 @@ def message_submit(
         authenticated_mailbox=mailbox,
         smtputf8=not (mail_from.isascii() and all(a.isascii() for a in cleaned)),
         body_8bit=not raw.isascii(),
+        queue_late_refusals=False,  # the webmail shows them to the user at once
     )
     if not result.accepted:
         raise NoRecipients("no recipient accepted the message")

@@ -207,3 +207,15 @@ def test_a_local_recipient_that_no_longer_fits_is_queued_not_dropped(people):
         "gone@example.org",
     ]
     assert Message.objects.get().folder.mailbox_id == people["carol"].pk
+
+
+def test_message_submit_reports_late_refusals_instead_of_queueing(people):
+    Mailbox.objects.filter(pk=people["bob"].pk).update(quota=10, used_bytes=10)
+    result = message_submit(
+        mailbox=people["alice"],
+        raw=RAW,
+        mail_from="alice@example.org",
+        recipients=["bob@example.org", "carol@example.org"],
+    )
+    assert [(r.address, r.status) for r in result.refused] == [("bob@example.org", "over_quota")]
+    assert not OutboundMessage.objects.exists()
