@@ -314,3 +314,23 @@ def test_postmaster_without_a_domain_is_accepted(mta):
     mta.send(MESSAGE + b".\r\n")
     assert mta.line().startswith("250 2.0.0 OK queued as ")
     assert inbox_count("carol") == 1
+
+
+def test_one_log_line_per_transaction(mta, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO, logger="mailhost.smtp")
+    mta.ehlo()
+    mta.command("MAIL FROM:<x@remote.example>", replies.S250_SENDER_OK)
+    mta.command("RCPT TO:<alice@example.org>", replies.S250_RECIPIENT_OK)
+    mta.command("RCPT TO:<bob@example.org>", replies.S250_RECIPIENT_OK)
+    mta.command("DATA", replies.S354_START_DATA)
+    mta.send(MESSAGE + b".\r\n")
+    queue_id = mta.line().rsplit(" ", 1)[1]
+    mta.command("NOOP", replies.S250_NOOP)
+    lines = [r.getMessage() for r in caplog.records if r.name == "mailhost.smtp"]
+    assert lines == [
+        f"smtp client=127.0.0.1 helo=client.example.net tls=no auth= from=<x@remote.example> "
+        f"rcpts=alice@example.org,bob@example.org size={len(MESSAGE)} id={queue_id} "
+        f"result={replies.S250_QUEUED.format(queue_id)}"
+    ]
