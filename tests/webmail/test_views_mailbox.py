@@ -239,3 +239,26 @@ def test_store_failure_is_reported(web, inbox, monkeypatch):
     response = web.post(f"/f/{inbox.pk}/bulk/", {"action": "archive", "uid": ["1"]}, follow=True)
     assert b"Could not archive: the store is unavailable" in response.content
     assert Message.objects.filter(folder=inbox).count() == 1
+
+
+def test_empty_trash(web, alice, inbox):
+    fill(3)
+    web.post(f"/f/{inbox.pk}/bulk/", {"action": "delete", "uid": ["1", "2", "3"]})
+    trash = folder(alice, "Trash")
+    page = web.get(f"/f/{trash.pk}/")
+    assert page.context["can_empty"] and b'data-test="empty"' in page.content
+    response = web.post(f"/f/{trash.pk}/bulk/", {"action": "empty"}, follow=True)
+    assert b"Trash emptied: 3 messages deleted for good." in response.content
+    assert not Message.objects.filter(folder__mailbox=alice).exists()
+    assert Expunged.objects.filter(folder=trash).count() == 3
+    alice.refresh_from_db()
+    assert alice.used_bytes == 0
+    assert not web.get(f"/f/{trash.pk}/").context["can_empty"]
+
+
+def test_only_trash_and_junk_can_be_emptied(web, inbox):
+    fill(1)
+    assert not web.get(f"/f/{inbox.pk}/").context["can_empty"]
+    response = web.post(f"/f/{inbox.pk}/bulk/", {"action": "empty"}, follow=True)
+    assert b"Only Trash and Junk can be emptied, not INBOX." in response.content
+    assert Message.objects.filter(folder=inbox).count() == 1

@@ -132,11 +132,13 @@ def folder_view(request: HttpRequest, folder_id: int) -> HttpResponse:
         "is_trash": folder.special_use == SpecialUse.TRASH,
         "is_drafts": folder.special_use == SpecialUse.DRAFTS,
         "is_archive": folder.special_use == SpecialUse.ARCHIVE,
+        "can_empty": folder.special_use in EMPTYABLE and folder.message_count > 0,
     }
     return render(request, "webmail/folder.html", context)
 
 
-ACTIONS = {"read", "unread", "flag", "unflag", "move", "archive", "delete", "junk"}
+ACTIONS = {"read", "unread", "flag", "unflag", "move", "archive", "delete", "junk", "empty"}
+EMPTYABLE = {SpecialUse.TRASH, SpecialUse.JUNK}
 
 
 @require_POST
@@ -148,6 +150,8 @@ def bulk(request: HttpRequest, folder_id: int) -> HttpResponse:
     action = request.POST.get("action", "")
     if action not in ACTIONS:
         return HttpResponseBadRequest("unknown action")
+    if action == "empty":
+        return _empty(request, folder, back)
     try:
         uids = sorted({int(u) for u in request.POST.getlist("uid")})
     except ValueError:
@@ -161,6 +165,23 @@ def bulk(request: HttpRequest, folder_id: int) -> HttpResponse:
         flash.error(request, f"Could not {action}: {exc}")
         return redirect(back)
     flash.success(request, text)
+    return redirect(back)
+
+
+def _empty(request: HttpRequest, folder: Folder, back: str) -> HttpResponse:
+    """Delete everything in Trash or Junk for good (\\Deleted + EXPUNGE, as IMAP sees it)."""
+    if folder.special_use not in EMPTYABLE:
+        flash.error(request, f"Only Trash and Junk can be emptied, not {folder.name}.")
+        return redirect(back)
+    uids = list(Message.objects.filter(folder=folder).values_list("uid", flat=True))
+    try:
+        if uids:
+            services.messages_store_flags(folder=folder, uids=uids, flags=["\\Deleted"], mode="add")
+        gone = services.messages_expunge(folder=folder, uids=uids) if uids else []
+    except MailhostError as exc:
+        flash.error(request, f"Could not empty {folder.name}: {exc}")
+        return redirect(back)
+    flash.success(request, f"{folder.name} emptied: {_plural(len(gone))} deleted for good.")
     return redirect(back)
 
 
