@@ -77,7 +77,9 @@ def test_twenty_thousand_messages(client, imap):
 
 
 @pytest.mark.slow
-def test_hundred_thousand_messages(client, imap):
+def test_hundred_thousand_messages(client, imap, request):
+    if "slow" not in (request.config.getoption("markexpr") or ""):
+        pytest.skip("the 100k-message variant runs with -m slow")
     fill(imap, 100_000)
     timings = measure(client, 100_000)
     print("IMAP 100k:", {k: round(v, 3) for k, v in timings.items()})
