@@ -4,7 +4,7 @@ rendering lives in protocols/imap/fetch.py and search keys in protocols/imap/sea
 from __future__ import annotations
 
 from mailboxes import selectors, services
-from mailboxes.models import Expunged
+from mailboxes.models import Blob, Expunged
 from protocols.imap import fetch as fetch_items
 from protocols.imap import parser as p
 from protocols.imap import responses as r
@@ -33,7 +33,7 @@ def _render_chunk(rows, items, seqs, recent, needs_raw, rev2):
     for row in rows:
         try:
             rendered = _render_row(row, items, seqs, recent, rev2, blobs)
-        except FileNotFoundError:
+        except (FileNotFoundError, Blob.DoesNotExist):  # by id when the row had no name
             continue
         out.append(rendered.data)
         if rendered.cache is not None:
