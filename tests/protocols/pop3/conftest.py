@@ -20,7 +20,7 @@ PASSWORD = "secret"
 class Client:
     """Exact lines in, exact lines out, over a real socket."""
 
-    def __init__(self, port: int, *, implicit_tls: bool = False, timeout: float = 10) -> None:
+    def __init__(self, port: int, *, implicit_tls: bool = False, timeout: float = 30) -> None:
         sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         if implicit_tls:
             sock = client_context().wrap_socket(sock, server_hostname="127.0.0.1")

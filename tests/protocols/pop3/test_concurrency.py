@@ -80,7 +80,7 @@ def test_dele_quit_shows_as_expunge_in_an_imap_session(pop3_settings, mailbox):
             status, data = imap.select("INBOX")
             assert status == "OK" and data == [b"3"]
 
-            pop = poplib.POP3_SSL("127.0.0.1", ports["pop3s"], context=client_context(), timeout=10)
+            pop = poplib.POP3_SSL("127.0.0.1", ports["pop3s"], context=client_context(), timeout=30)
             pop.user(ADDRESS)
             pop.pass_(PASSWORD)
             pop.dele(2)

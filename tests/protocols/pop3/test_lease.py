@@ -166,7 +166,7 @@ def test_one_session_per_maildrop_across_processes(pop3, settings, make_mailbox,
                     raise AssertionError(other.stderr.read().decode()) from None
                 time.sleep(0.2)
 
-        here = poplib.POP3("127.0.0.1", pop3["pop3"], timeout=10)
+        here = poplib.POP3("127.0.0.1", pop3["pop3"], timeout=30)
         here.user(ADDRESS)
         here.pass_(PASSWORD)
 

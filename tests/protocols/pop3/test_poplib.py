@@ -55,7 +55,7 @@ def check_maildrop(client: poplib.POP3) -> None:
 
 
 def test_stls_on_the_plain_port(pop3, strict_tls, filled):
-    client = poplib.POP3("127.0.0.1", pop3["pop3"], timeout=10)
+    client = poplib.POP3("127.0.0.1", pop3["pop3"], timeout=30)
     try:
         assert client.getwelcome() == R.greeting("mx.test.example").encode()
         caps = client.capa()
@@ -75,7 +75,7 @@ def test_stls_on_the_plain_port(pop3, strict_tls, filled):
 
 
 def test_implicit_tls(pop3, strict_tls, filled):
-    client = poplib.POP3_SSL("127.0.0.1", pop3["pop3s"], context=client_context(), timeout=10)
+    client = poplib.POP3_SSL("127.0.0.1", pop3["pop3s"], context=client_context(), timeout=30)
     try:
         caps = client.capa()
         assert "STLS" not in caps and "USER" in caps
@@ -94,7 +94,7 @@ def test_implicit_tls(pop3, strict_tls, filled):
     assert list(messages_in(inbox).values_list("uid", flat=True)) == [2, 3]
 
     # Unique ids are stable across sessions and after other messages went.
-    again = poplib.POP3_SSL("127.0.0.1", pop3["pop3s"], context=client_context(), timeout=10)
+    again = poplib.POP3_SSL("127.0.0.1", pop3["pop3s"], context=client_context(), timeout=30)
     try:
         again.user(ADDRESS)
         again.pass_(PASSWORD)
@@ -107,7 +107,7 @@ def test_implicit_tls(pop3, strict_tls, filled):
 def test_auth_plain_through_poplib_over_tls(pop3, strict_tls, filled):
     import base64
 
-    client = poplib.POP3_SSL("127.0.0.1", pop3["pop3s"], context=client_context(), timeout=10)
+    client = poplib.POP3_SSL("127.0.0.1", pop3["pop3s"], context=client_context(), timeout=30)
     try:
         token = base64.b64encode(f"\0{ADDRESS}\0{PASSWORD}".encode()).decode()
         reply = client._shortcmd(f"AUTH PLAIN {token}")
@@ -121,7 +121,7 @@ def test_auth_plain_through_poplib_over_tls(pop3, strict_tls, filled):
 def test_rejected_tls_handshake_leaves_the_server_serving(pop3, strict_tls, mailbox):
     import socket
 
-    raw = socket.create_connection(("127.0.0.1", pop3["pop3"]), timeout=10)
+    raw = socket.create_connection(("127.0.0.1", pop3["pop3"]), timeout=30)
     raw.recv(1000)
     raw.sendall(b"STLS\r\n")
     assert raw.recv(1000) == R.encode(R.OK_STLS)
@@ -133,7 +133,7 @@ def test_rejected_tls_handshake_leaves_the_server_serving(pop3, strict_tls, mail
     except ConnectionResetError:
         pass
     raw.close()
-    client = poplib.POP3_SSL("127.0.0.1", pop3["pop3s"], context=client_context(), timeout=10)
+    client = poplib.POP3_SSL("127.0.0.1", pop3["pop3s"], context=client_context(), timeout=30)
     client.user(ADDRESS)
     client.pass_(PASSWORD)
     client.quit()
