@@ -27,6 +27,7 @@ PENDING_SWEEPS = 10
 def pending_ttl() -> int:
     return max(5, int(settings.MAILHOST_SWEEP_INTERVAL * PENDING_SWEEPS))
 
+
 JOB_TIMEOUT = 3600
 
 
