@@ -76,13 +76,12 @@ async def rename(session: Session, command: p.Rename) -> None:
         await db(selectors.folder_get, session.mailbox.id, new_name)
     ):
         raise CommandError(r.NO_ALREADY_EXISTS)
-    await db(services.folder_rename, folder=folder, new_name=new_name)
-    if (
-        session.selected is not None
-        and session.selected.folder_id == folder.id
-        and folder.name != "INBOX"
-    ):
-        session.unselect()
+    renamed = await db(services.folder_rename, folder=folder, new_name=new_name)
+    sel = session.selected
+    if sel is not None and sel.folder_id == folder.id and folder.name != "INBOX":
+        # The selected mailbox stays selected under its new name (its messages and UIDs
+        # are the same rows); the new UIDVALIDITY shows at the next SELECT.
+        sel.name = renamed.name
     await session.finish(command)
 
 

@@ -170,3 +170,13 @@ def test_status_every_item(client, imap):
     ]
     assert c.cmd("a2", "STATUS Nope (MESSAGES)") == [ok("a2", r.NO_NONEXISTENT)]
     assert c.cmd("a3", "STATUS INBOX (BOGUS)")[0].startswith(b"a3 BAD")
+
+
+def test_rename_selected_mailbox_keeps_it_selected(client):
+    c = client()
+    c.cmd("a0", "CREATE Work")
+    c.cmd("a1", b"APPEND Work {%d+}\r\n" % len(MESSAGE) + MESSAGE)
+    c.cmd("a2", "SELECT Work")
+    assert c.cmd("a3", "RENAME Work Play") == [ok("a3")]
+    assert c.cmd("a4", "FETCH 1 (UID)") == [b"* 1 FETCH (UID 1)", ok("a4")]
+    assert c.cmd("a5", "STATUS Play (MESSAGES)") == [b'* STATUS "Play" (MESSAGES 1)', ok("a5")]
