@@ -88,6 +88,7 @@ class Bench:
                 "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "python": platform.python_version(),
                 "cpus": os.cpu_count(),
+                "commit": git_commit(),
                 # Other work on the machine skews every figure: the load is recorded.
                 "loadavg_at_start": os.getloadavg()[0],
                 "machine": platform.machine(),
@@ -453,8 +454,9 @@ class Bench:
             self.section("imap", self.imap)
             self.section("webmail", self.webmail)
             # A fresh runmail with 4 delivery threads: memory first, then outbound again.
-            self.stop_mailhost()
-            self.start_mailhost(MAILHOST_DELIVERY_THREADS="4")
+            if not self.args.only or {"memory", "outbound"} & self.args.only:
+                self.stop_mailhost()
+                self.start_mailhost(MAILHOST_DELIVERY_THREADS="4")
             self.section("memory", self.memory)
             self.section("outbound, 4 workers", lambda: self.outbound(4))
         self.results["meta"]["loadavg_at_end"] = os.getloadavg()[0]
@@ -509,6 +511,23 @@ async def submit(host: str, port: int, count: int, sessions: int) -> dict:
     start = time.perf_counter()
     await asyncio.gather(*(session(*conn) for conn in connections))
     return {"ok": ok, "errors": errors, "start": start}
+
+
+def git_commit() -> str:
+    """The commit measured, with "+changes" when the work tree differs from it."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except OSError:
+        return "unknown"
+    return f"{head}+changes" if dirty else head or "unknown"
 
 
 def imaptest_status() -> str:
@@ -567,7 +586,8 @@ def table(results: dict) -> str:
     out = []
     meta = results["meta"]
     out.append(
-        f"Mailhost bench ({meta['mode']}, {meta['database']}, {meta['cpus']} CPUs, "
+        f"Mailhost bench at {meta['commit']} ({meta['mode']}, {meta['database']}, "
+        f"{meta['cpus']} CPUs, "
         f"Python {meta['python']}, load generator: {meta['loadgen']}, load average "
         f"{meta['loadavg_at_start']:.1f} at start, {meta.get('loadavg_at_end', 0):.1f} at end)"
     )
