@@ -288,7 +288,9 @@ class _Source:
 
     def tree(self) -> mime.Part:
         if self._tree is None:
-            self._tree = mime.tree_from_cache(self.analysis())
+            analysis = self.analysis()
+            raw = self.raw if analysis["tree"] is None else None
+            self._tree = mime.tree_from_cache(analysis, raw)
         return self._tree
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 CACHE_VERSION = 1
 MAX_DEPTH = 100
 MAX_PARTS = 10000
+MAX_CACHED_PARTS = 1000
 
 NIL = b"NIL"
 
@@ -734,7 +735,9 @@ def _unflatten(data: list) -> Part:
 def analyze(raw: bytes) -> dict:
     """Everything FETCH needs from the bytes, JSON-serializable for Message.mime_cache.
 
-    The tree is nested at most MAX_DEPTH * 2 lists deep, within json's recursion limit.
+    The tree is nested at most MAX_DEPTH * 2 lists deep, within json's recursion limit; a
+    message of more than MAX_CACHED_PARTS parts keeps no tree (sections re-parse its bytes)
+    so one pathological message cannot bloat its row.
     """
     root = parse(raw)
     return {
@@ -743,15 +746,31 @@ def analyze(raw: bytes) -> dict:
         "envelope": _latin(root.envelope),
         "body": _latin(bodystructure(root, extensible=False)),
         "bodystructure": _latin(bodystructure(root, extensible=True)),
-        "tree": _flatten(root),
+        "tree": _flatten(root) if _count_parts(root) <= MAX_CACHED_PARTS else None,
     }
+
+
+def _count_parts(root: Part) -> int:
+    count, stack = 0, [root]
+    while stack:
+        part = stack.pop()
+        count += 1
+        stack.extend(part.children)
+        if part.message is not None:
+            stack.append(part.message)
+    return count
 
 
 def cache_valid(cache: object) -> bool:
     return isinstance(cache, dict) and cache.get("v") == CACHE_VERSION and "tree" in cache
 
 
-def tree_from_cache(cache: dict) -> Part:
+def tree_from_cache(cache: dict, raw: bytes | None = None) -> Part:
+    """The part tree from the cache; re-parsed from raw when the cache keeps none."""
+    if cache["tree"] is None:
+        if raw is None:
+            raise ValueError("this cache keeps no tree: pass the raw bytes")
+        return parse(raw)
     return _unflatten(cache["tree"])
 
 

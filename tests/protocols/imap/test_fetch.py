@@ -244,6 +244,19 @@ def test_cache_from_the_row_is_used():
     assert loader.calls == 0 and rendered.cache is None
 
 
+def test_cache_without_a_tree_reparses_for_sections():
+    raw = b"Content-Type: multipart/mixed; boundary=x\r\n\r\n" + b"--x\r\n\r\np\r\n" * 1200
+    cache = json.loads(json.dumps(mime.analyze(raw)))
+    assert cache["tree"] is None
+    values, rendered, loader = render(
+        "BODY.PEEK[1199] BODYSTRUCTURE",
+        row=make_row(size=len(raw)),
+        loader=Loader(raw),
+        cache=cache,
+    )
+    assert values[:2] == [b"BODY[1199]", b"p"] and loader.calls == 1 and rendered.cache is None
+
+
 def test_stale_cache_version_is_recomputed():
     _values, rendered, loader = render("ENVELOPE", cache={"v": -1, "envelope": "(junk)"})
     assert loader.calls == 1 and rendered.cache["v"] == mime.CACHE_VERSION

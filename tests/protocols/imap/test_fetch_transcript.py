@@ -170,3 +170,27 @@ def test_imapclient_parses_our_structures(imap):
     # a text part: seven body fields and its lines; BODYSTRUCTURE adds four extension fields
     assert len(mixed[b"BODY"][0][0]) == 8
     assert len(mixed[b"BODYSTRUCTURE"][0][0]) == 12
+
+
+def test_pathological_nesting_round_trips_through_the_cache(client, imap):
+    from tests.protocols.imap.test_mime import _deep
+
+    raw = _deep(1000)
+    services.message_deliver(raw=raw, recipients=["alice@example.org"])
+    c = client()
+    c.cmd("a0", "SELECT INBOX")
+    expected = [
+        b"* 1 FETCH (BODYSTRUCTURE " + mime.analyze(raw)["bodystructure"].encode() + b")",
+        ok("a1"),
+    ]
+    assert c.cmd("a1", "FETCH 1 BODYSTRUCTURE") == expected
+    cache = Message.objects.get(folder__mailbox=imap["mailbox"]).mime_cache["imap"]
+    assert mime.cache_valid(cache)  # 100 levels deep, stored and read back by the database
+    expected[1] = ok("a2")
+    assert c.cmd("a2", "FETCH 1 BODYSTRUCTURE") == expected
+    path = ".".join(["1"] * 50)
+    assert c.cmd("a3", f"FETCH 1 BODY.PEEK[{path}.MIME]") == [
+        b"* 1 FETCH (BODY[%s.MIME] {47}\r\nContent-Type: multipart/mixed; boundary=b50\r\n\r\n)"
+        % path.encode(),
+        ok("a3"),
+    ]

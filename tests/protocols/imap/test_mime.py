@@ -454,6 +454,18 @@ def test_nesting_is_capped():
     assert b'"application" "octet-stream"' in structure
 
 
+def test_huge_part_counts_keep_no_tree_in_the_cache():
+    raw = b"Content-Type: multipart/mixed; boundary=x\r\n\r\n" + b"--x\r\n\r\np\r\n" * 1500
+    analysis = mime.analyze(raw)
+    assert analysis["tree"] is None and analysis["bodystructure"].count('"plain"') == 1500
+    tree = mime.tree_from_cache(analysis, raw)
+    assert mime.section(raw, tree, (7,)) == b"p"
+    assert mime.section(raw, tree, (1500,)) == b"p\r\n"  # no close delimiter: to the end
+    with pytest.raises(ValueError):
+        mime.tree_from_cache(analysis)
+    assert mime.analyze(NESTED)["tree"] is not None
+
+
 def test_boundary_that_prefixes_another_is_not_confused():
     root = mime.parse(BROKEN["boundary prefix of another"])
     assert mime.section(BROKEN["boundary prefix of another"], root, (1, 1)) == b"inner"

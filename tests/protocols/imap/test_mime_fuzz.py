@@ -54,7 +54,7 @@ def check(raw: bytes) -> None:
     imapdata.check_body(imapdata.read(analysis["bodystructure"].encode("latin-1")), True)
     imapdata.check_body(imapdata.read(analysis["body"].encode("latin-1")), False)
     cache = json.loads(json.dumps(analysis))
-    tree = mime.tree_from_cache(cache)
+    tree = mime.tree_from_cache(cache, raw)
     for path in [(), (1,), (2,), (1, 1), (2, 1), (2, 2), (2, 2, 1), (3,)]:
         for spec in ("", "HEADER", "TEXT", "MIME", "HEADER.FIELDS"):
             if spec == "MIME" and not path:
