@@ -34,6 +34,7 @@ NEED_CONTINUATION = "NEED_CONTINUATION"
 
 MAX_NUMBER = 2**32 - 1
 MAX_NUMBER64 = 2**63 - 1
+MAX_NESTING = 100  # parenthesized lists (SEARCH, ID): deeper is refused, never a RecursionError
 
 # A line ends in a literal announcement: {n}, {n+} (LITERAL+), ~{n} (literal8, RFC 3516).
 _LITERAL_END = re.compile(rb"~?\{(\d{1,20})(\+?)\}$")
@@ -507,6 +508,8 @@ class Reader:
             self.pos += 1
             if c == 0x22:
                 return bytes(out)
+            if c == 0:  # RFC 9051 9: QUOTED-CHAR is a TEXT-CHAR, and CHAR excludes NUL
+                raise ParseFailure("NUL in a quoted string")
             if c == 0x5C:
                 if self.pos >= len(self.line) or self.line[self.pos] not in (0x22, 0x5C):
                     raise ParseFailure("Bad escape in a quoted string")
@@ -558,6 +561,13 @@ class Reader:
     def decode_mailbox(self, raw: bytes, *, lenient: bool = False) -> str:
         """A mailbox name as Unicode. A name that is not valid modified UTF-7 (or UTF-8) is
         refused with NO [CANNOT]; a LIST pattern (lenient) just keeps its raw text."""
+        name = self._decode_mailbox(raw, lenient=lenient)
+        if not lenient and any(ord(c) < 32 or ord(c) == 127 for c in name):
+            # Control characters (NUL as "&AAA-") never name a folder (RFC 9051 5.1).
+            raise ParseFailure("Mailbox name has control characters", "CANNOT", "NO")
+        return name
+
+    def _decode_mailbox(self, raw: bytes, *, lenient: bool) -> str:
         if raw.upper() == b"INBOX":
             return "INBOX"
         if self.utf8 or any(c > 127 for c in raw):
@@ -612,16 +622,18 @@ class Reader:
     def flag_list(self) -> tuple[str, ...]:
         return tuple(self.paren_list(self.flag))
 
-    def generic(self):
+    def generic(self, depth: int = 0):
         """One generic value: list, string (bytes), or atom-like token (str)."""
         c = self.peek()
         if c == 0x28:
+            if depth >= MAX_NESTING:
+                raise ParseFailure("Lists nested too deeply")
             self.pos += 1
             items: list = []
             if self.try_take(b")"):
                 return items
             while True:
-                items.append(self.generic())
+                items.append(self.generic(depth + 1))
                 if self.try_take(b")"):
                     return items
                 self.sp()
