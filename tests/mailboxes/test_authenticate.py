@@ -113,3 +113,11 @@ def test_unknown_address_costs_about_as_much_as_a_wrong_password(make_domain, se
     assert wrong > 0.02, wrong
     assert 0.5 < unknown / wrong < 2.0, medians
     assert 0.5 < foreign / wrong < 2.0, medians
+
+
+def test_record_login(make_mailbox):
+    mailbox = make_mailbox("alice@example.org")
+    assert mailbox.last_login_at is None
+    services.mailbox_record_login(mailbox=mailbox)
+    mailbox.refresh_from_db()
+    assert mailbox.last_login_at is not None
