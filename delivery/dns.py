@@ -274,6 +274,12 @@ def get_resolver() -> Resolver:
         return resolver
 
 
+def forget_resolvers() -> None:
+    """Drop the shared resolvers and their caches (tests start each zone afresh)."""
+    with _resolvers_lock:
+        _resolvers.clear()
+
+
 def set_resolver(resolver: Resolver | None) -> None:
     global _resolver_override
     _resolver_override = resolver

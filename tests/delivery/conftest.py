@@ -108,8 +108,11 @@ def dns_server(settings):
     settings.MAILHOST_DNS_SERVERS = [("127.0.0.1", server.port)]
     settings.MAILHOST_DNS_TIMEOUT = 2.0
     delivery_dns.set_resolver(None)
+    # A new server may get an old one's port: no answer cached for that port may survive.
+    delivery_dns.forget_resolvers()
     yield server
     server.close()
+    delivery_dns.forget_resolvers()
 
 
 # --- SMTP peers --------------------------------------------------------------------------
