@@ -25,7 +25,10 @@ async def capability(session: Session, command: p.Simple) -> None:
 
 
 async def noop(session: Session, command: p.Simple) -> None:
-    # RFC 9051 6.1.2: NOOP is how clients poll for updates.
+    # RFC 9051 6.1.2: NOOP is how clients poll for updates. Ask the database even when no
+    # change event came (one indexed query), so a lost event never hides a change for long.
+    if session.selected is not None:
+        session.selected.dirty = True
     await session.finish(command, r.OK_NOOP)
 
 

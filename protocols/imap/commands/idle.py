@@ -8,10 +8,15 @@ from protocols.imap import parser as p
 from protocols.imap import responses as r
 from protocols.imap.session import ConnectionDone, Session
 
+# IDLE looks at the database this often even without change events.
+POLL_SECONDS = 60
+
 
 async def idle(session: Session, command: p.Simple) -> None:
     await session.send(r.CONTINUE_IDLE)
     session.wakeup.clear()
+    if session.selected is not None:
+        session.selected.dirty = True
     await session.sync_updates(allow_expunge=True)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + session.timeout
@@ -34,9 +39,13 @@ async def idle(session: Session, command: p.Simple) -> None:
                 raise ConnectionDone()
             done, _ = await asyncio.wait(
                 {session.read_task, wake_task},
-                timeout=remaining,
+                timeout=min(remaining, POLL_SECONDS),
                 return_when=asyncio.FIRST_COMPLETED,
             )
+            if not done and session.selected is not None:
+                # No event for a while: look anyway, in case one was lost (Redis restart).
+                session.selected.dirty = True
+                await session.sync_updates(allow_expunge=True)
             if wake_task in done:
                 wake_task = None
                 session.wakeup.clear()

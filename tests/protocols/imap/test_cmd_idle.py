@@ -101,3 +101,13 @@ def test_idle_woken_by_smtp_delivery(client, live_settings):
         assert time.monotonic() - sent < 1.0, time.monotonic() - started
         c.send("DONE\r\n")
         assert c.until("a1")[-1] == ok("a1", r.OK_IDLE_DONE)
+
+
+def test_noop_finds_changes_even_when_the_event_was_lost(client, monkeypatch):
+    from mailboxes import events
+
+    c = client()
+    c.cmd("a0", "SELECT INBOX")
+    monkeypatch.setattr(events, "publish", lambda event: None)  # e.g. Redis was restarting
+    services.message_deliver(raw=MESSAGE, recipients=["alice@example.org"])
+    assert c.cmd("a1", "NOOP") == [b"* 1 EXISTS", b"* 1 RECENT", ok("a1", r.OK_NOOP)]
