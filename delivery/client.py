@@ -394,7 +394,9 @@ def _transaction(conn: Connection, envelope: Envelope, data: bytes) -> Delivery:
             if rcpt.notify:
                 line += f" NOTIFY={rcpt.notify}"
             if rcpt.orcpt:
-                line += f" ORCPT={rcpt.orcpt}"
+                # The spool keeps ORCPT decoded ("rfc822;addr"); the wire wants xtext.
+                addr_type, _, original = rcpt.orcpt.partition(";")
+                line += f" ORCPT={addr_type};{_xtext(original)}"
         commands.append(line)
 
     if "PIPELINING" in ext:

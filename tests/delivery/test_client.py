@@ -94,7 +94,7 @@ def envelope(**kwargs) -> Envelope:
     defaults = dict(
         mail_from="alice@example.org",
         recipients=[
-            RecipientEnvelope("bob@remote.test", "FAILURE,DELAY", "rfc822;bob@remote.test"),
+            RecipientEnvelope("bob@remote.test", "FAILURE,DELAY", "rfc822;bob+tag@remote.test"),
             RecipientEnvelope("carol@remote.test"),
         ],
         data=b"Subject: hi\r\n\r\nbody\r\n",
@@ -123,7 +123,7 @@ def test_pipelined_transaction_with_dsn_parameters(smtp_settings, peers):
     assert peer.lines == [
         "EHLO mx.test.example",
         f"MAIL FROM:<alice@example.org> SIZE={size} BODY=8BITMIME RET=HDRS ENVID=ENV+2B1",
-        "RCPT TO:<bob@remote.test> NOTIFY=FAILURE,DELAY ORCPT=rfc822;bob@remote.test",
+        "RCPT TO:<bob@remote.test> NOTIFY=FAILURE,DELAY ORCPT=rfc822;bob+2Btag@remote.test",
         "RCPT TO:<carol@remote.test>",
         "DATA",
         "QUIT",
