@@ -13,6 +13,7 @@ import bisect
 import logging
 import ssl
 import threading
+from array import array
 from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -108,7 +109,8 @@ class Selected:
     name: str
     uidvalidity: int
     readonly: bool
-    uids: list[int]
+    # seq -> uid: 4 bytes per message (a 100k-message folder costs 400 kB per session)
+    uids: array
     known_modseq: int
     expunge_modseq: int
     recent: set[int] = field(default_factory=set)
@@ -354,7 +356,7 @@ class Session:
         self.wakeup.set()
 
     async def select(self, folder: Folder, *, readonly: bool) -> Selected:
-        uids = await db(selectors.folder_uids, folder.id)
+        uids = array("I", await db(selectors.folder_uids, folder.id))
         if readonly:
             # EXAMINE shows \Recent without taking it from the next read-write session.
             first, uidnext = folder.first_recent_uid, folder.uidnext
@@ -420,8 +422,7 @@ class Session:
         if sequence.saved:
             if sel.saved is None:
                 return []
-            present = set(sel.uids)
-            return [u for u in sel.saved if u in present]
+            return [u for u in sel.saved if sel.seq_of(u) is not None]
         uids = sel.uids
         if not uids:
             if not uid and any(low != p.STAR and high != p.STAR for low, high in sequence.ranges):
@@ -457,16 +458,15 @@ class Session:
             raise ConnectionDone()
         highest, rows, expunged = changes
         out: list[bytes] = []
-        present = set(sel.uids)
+        # membership by bisection: no per-sync copy of a large sequence map
         for uid, modseq in expunged:
-            if uid in present:
+            if sel.seq_of(uid) is not None:
                 sel.pending_expunge.add(uid)
             sel.expunge_modseq = max(sel.expunge_modseq, modseq)
         if allow_expunge and sel.pending_expunge:
             gone = sorted(sel.pending_expunge)
             sel.pending_expunge.clear()
             out.extend(self.expunge_lines(gone))
-            present.difference_update(gone)
         last = sel.uids[-1] if sel.uids else 0
         new_uids = []
         for row in rows:
@@ -474,7 +474,7 @@ class Session:
             if uid > last:
                 new_uids.append(uid)
                 continue
-            if uid not in present or uid in sel.pending_expunge:
+            if uid in sel.pending_expunge or sel.seq_of(uid) is None:
                 continue
             if sel.reported.get(uid) == modseq:
                 continue
@@ -504,26 +504,23 @@ class Session:
         if out:
             await self.send(b"".join(out))
 
-    def expunge_lines(self, gone_uids: list[int]) -> list[bytes]:
+    def expunge_lines(self, gone_uids) -> list[bytes]:
         """Remove UIDs from the session and return EXPUNGE (or VANISHED) lines."""
         sel = self.selected
-        lines = []
+        gone = {u for u in gone_uids if sel.seq_of(u) is not None}
+        for uid in gone:
+            sel.recent.discard(uid)
+        if not gone:
+            return []
         if self.qresync:
             # RFC 7162 3.2.10: VANISHED replaces EXPUNGE once QRESYNC is enabled.
-            for uid in gone_uids:
-                i = bisect.bisect_left(sel.uids, uid)
-                if i < len(sel.uids) and sel.uids[i] == uid:
-                    del sel.uids[i]
-                sel.recent.discard(uid)
-            if gone_uids:
-                lines.append(r.vanished(gone_uids))
-            return lines
-        for uid in sorted(gone_uids, reverse=True):
-            i = bisect.bisect_left(sel.uids, uid)
-            if i < len(sel.uids) and sel.uids[i] == uid:
-                del sel.uids[i]
-                lines.append(r.expunge(i + 1))
-            sel.recent.discard(uid)
+            lines = [r.vanished(sorted(gone))]
+        else:
+            # Highest first: removing a message renumbers only those after it, so each
+            # number sent is the message's number at that moment (RFC 9051 7.5.1).
+            lines = [r.expunge(sel.seq_of(uid)) for uid in sorted(gone, reverse=True)]
+        # One pass, however many went (deleting one by one from a 100k map is quadratic).
+        sel.uids = array("I", (u for u in sel.uids if u not in gone))
         return lines
 
 
