@@ -110,7 +110,7 @@ def test_no_name_trick_reaches_another_mailbox(two_mailboxes):
         return lines
 
     reads = [b"SELECT %s", b"EXAMINE %s", b"STATUS %s (MESSAGES UIDNEXT UNSEEN)"]
-    reads += [b"LIST \"\" %s", b"LIST %s \"*\"", b"LSUB \"\" %s", b"SUBSCRIBE %s"]
+    reads += [b'LIST "" %s', b'LIST %s "*"', b'LSUB "" %s', b"SUBSCRIBE %s"]
     reads += [b"UNSUBSCRIBE %s", b"GETQUOTAROOT %s", b"GETACL %s", b"MYRIGHTS %s"]
     for number, name in enumerate(NAME_TRICKS):
         quoted = _quote(name)
@@ -128,15 +128,15 @@ def test_no_name_trick_reaches_another_mailbox(two_mailboxes):
                 b"COPY 1 %s",
                 b"UID COPY 1 %s",
                 b"APPEND %s {5+}\r\nhello",
-                b"RENAME %s \"Stolen\"",
+                b'RENAME %s "Stolen"',
                 b"DELETE %s",
             ]
         ):
             lines = cmd(f"w{number}x{index}", template.replace(b"%s", quoted))
             assert lines[-1].split(b" ")[1] in (b"OK", b"NO", b"BAD"), lines
-        cmd(f"c{number}", b"CREATE \"Mine\"")
-        cmd(f"m{number}", b"RENAME \"Mine\" " + quoted)
-        cmd(f"d{number}", b"DELETE \"Mine\"")
+        cmd(f"c{number}", b'CREATE "Mine"')
+        cmd(f"m{number}", b'RENAME "Mine" ' + quoted)
+        cmd(f"d{number}", b'DELETE "Mine"')
         cmd(f"e{number}", b"DELETE " + quoted)
     lines = cmd("all", b'LIST "" "*"')
     assert lines[-1].startswith(b"all OK")
