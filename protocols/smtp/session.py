@@ -19,6 +19,7 @@ import ssl
 from base64 import b64decode, b64encode
 from typing import TYPE_CHECKING, Any
 
+from aiosmtpd.proxy_protocol import get_proxy
 from aiosmtpd.smtp import SMTP, Envelope, Session, TLSSetupException
 from django.conf import settings
 
@@ -33,6 +34,7 @@ logger = logging.getLogger("mailhost.smtp")
 
 READ_CHUNK = 256 * 1024
 MAX_ERRORS = 10  # syntax errors and unknown commands before the connection is dropped
+PROXY_HEADER_TIMEOUT = 10  # seconds for the load balancer's PROXY header
 MAX_AUTH_FAILURES = 3  # per connection; the shared throttle slows guessing across them
 # RFC 3207 4: before STARTTLS on a port that requires it, only these are allowed.
 ALLOWED_BEFORE_STARTTLS = {"EHLO", "HELO", "STARTTLS", "NOOP", "QUIT", "RSET"}
@@ -99,6 +101,8 @@ class SMTPSession(SMTP):
         self.data_timeout = settings.MAILHOST_SMTP_DATA_TIMEOUT
         self.auth_offered = mode.is_submission or settings.MAILHOST_SMTP_AUTH_ON_MTA
         self.must_starttls = mode is Mode.SUBMISSION and not self.plaintext_auth
+        # Port 465's TLS starts before any byte we could read, so PROXY is for 25 and 587.
+        self.proxy_protocol = settings.MAILHOST_SMTP_PROXY_PROTOCOL and mode is not Mode.SUBMISSIONS
         self.client_ip = ""
         self._out = bytearray()
         self._draining = False
@@ -198,6 +202,8 @@ class SMTPSession(SMTP):
     # --- The command loop --------------------------------------------------------------------
 
     async def _handle_client(self) -> None:
+        if self.proxy_protocol and not await self._read_proxy_header():
+            return
         if self.registry is not None:
             refusal = self.registry.add(self)
             if refusal is not None:
@@ -269,6 +275,24 @@ class SMTPSession(SMTP):
             except Exception:
                 logger.exception("%s SMTP session error", self.client_ip)
                 await self.push(replies.S451_LOCAL_ERROR)
+
+    async def _read_proxy_header(self) -> bool:
+        """The load balancer's PROXY header (v1 or v2): the real client's address."""
+        self._reset_timeout(PROXY_HEADER_TIMEOUT)
+        try:
+            proxy = await get_proxy(self._reader)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            proxy = None
+        if not proxy:
+            logger.warning("%s no valid PROXY header; connection closed", self.client_ip)
+            if self.transport is not None:
+                self.transport.close()
+            return False
+        self.session.proxy_data = proxy
+        if proxy.src_addr is not None:  # "PROXY UNKNOWN" (health checks) carries none
+            self.client_ip = str(proxy.src_addr)
+        self._reset_timeout()
+        return True
 
     async def _discard_line(self, consumed: int) -> None:
         await self._reader.readexactly(consumed)
