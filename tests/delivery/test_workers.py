@@ -205,3 +205,34 @@ def test_housekeeping_sends_the_dsn_a_crashed_job_left_owed(sender, zone, peers)
     assert queue.housekeep() == (1, 0)
     assert len(inbox_messages(sender)) == 1
     assert queue.housekeep() == (0, 0)  # once
+
+
+def test_concurrent_jobs_for_one_message_deliver_it_once(sender, zone, peers):
+    from django.db import connections
+
+    from delivery.jobs import deliver_message
+
+    peer = peers.start("127.0.0.2", PeerHandler(on_data=lambda: time.sleep(0.2)))
+    message = spool(["bob@remote.test", "carol@remote.test"])
+    flush_queue()
+    barrier = threading.Barrier(4)
+    errors = []
+
+    def job():
+        try:
+            barrier.wait(5)
+            deliver_message(message.id)
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=job) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    assert len(peer.received) == 1
+    rows = OutboundRecipient.objects.filter(message=message)
+    assert {(r.status, r.attempts) for r in rows} == {("delivered", 1)}
