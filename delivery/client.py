@@ -362,6 +362,17 @@ def _authenticate(conn: Connection, user: str, password: str) -> None:
         raise SMTPError(reply, try_next=False)
 
 
+def _needs_smtputf8(envelope: Envelope) -> bool:
+    addresses = [envelope.mail_from, *(r.address for r in envelope.recipients)]
+    if not all(wire_address(a).isascii() for a in addresses):
+        return True
+    end = envelope.data.find(b"\r\n\r\n")
+    if end < 0:
+        end = envelope.data.find(b"\n\n")
+    header = envelope.data if end < 0 else envelope.data[:end]
+    return not header.isascii()
+
+
 def _transaction(conn: Connection, envelope: Envelope, data: bytes) -> Delivery:
     ext = conn.extensions
     dsn = "DSN" in ext
@@ -370,8 +381,10 @@ def _transaction(conn: Connection, envelope: Envelope, data: bytes) -> Delivery:
         # RFC 1870 6: do not send what the peer has said it will not take.
         reply = Reply(552, f"5.3.4 message size exceeds the limit of {conn.remote}", conn.remote)
         raise SMTPError(reply, try_next=False)
-    if envelope.smtputf8 and "SMTPUTF8" not in ext:
-        # RFC 6531 3.2: an SMTPUTF8 message cannot be downgraded here.
+    use_smtputf8 = envelope.smtputf8 and "SMTPUTF8" in ext
+    if envelope.smtputf8 and not use_smtputf8 and _needs_smtputf8(envelope):
+        # RFC 6531 3.2: a message that really has UTF-8 addresses or header fields cannot
+        # go to a peer without SMTPUTF8; one that only asked for it goes as plain ASCII mail.
         reply = Reply(553, "5.6.7 the peer does not support SMTPUTF8", conn.remote)
         raise SMTPError(reply, try_next=False)
 
@@ -380,7 +393,7 @@ def _transaction(conn: Connection, envelope: Envelope, data: bytes) -> Delivery:
         mail += f" SIZE={len(data)}"
     if envelope.body_8bit and "8BITMIME" in ext:
         mail += " BODY=8BITMIME"
-    if envelope.smtputf8:
+    if use_smtputf8:
         mail += " SMTPUTF8"
     if dsn:
         if envelope.ret:

@@ -262,3 +262,27 @@ def test_an_unreachable_address_is_skipped_for_a_while(smtp_settings, peers):
     client.forget_unreachable()
     third = client.deliver(down, envelope(recipients=[RecipientEnvelope("bob@remote.test")]))
     assert third.replies["bob@remote.test"].ok
+
+
+def test_smtputf8_only_when_the_peer_offers_it_or_the_message_needs_it(smtp_settings, peers):
+    ehlo = [line for line in EHLO_FULL if "SMTPUTF8" not in line]
+    ascii_peer = ScriptedPeer("127.0.0.2", peers.port, ehlo, {})
+    plain = envelope(smtputf8=True, recipients=[RecipientEnvelope("bob@bücher.test")])
+    result = client.deliver([HOST], plain)
+    ascii_peer.thread.join(5)
+    assert result.replies["bob@bücher.test"].ok  # asked for SMTPUTF8, needed none of it
+    assert "SMTPUTF8" not in ascii_peer.lines[1]
+    assert ascii_peer.lines[2] == "RCPT TO:<bob@xn--bcher-kva.test>"
+
+    client.forget_unreachable()
+    ScriptedPeer("127.0.0.2", peers.port, ehlo, {})
+    utf8 = envelope(smtputf8=True, recipients=[RecipientEnvelope("jürgen@bücher.test")])
+    result = client.deliver([HOST], utf8)
+    assert str(result.replies["jürgen@bücher.test"]).startswith("553 5.6.7")
+
+    utf8_peer = ScriptedPeer("127.0.0.2", peers.port, EHLO_FULL, {})
+    result = client.deliver([HOST], utf8)
+    utf8_peer.thread.join(5)
+    assert result.replies["jürgen@bücher.test"].ok
+    assert utf8_peer.lines[1].endswith(" SMTPUTF8 RET=HDRS ENVID=ENV+2B1")
+    assert utf8_peer.lines[2].startswith("RCPT TO:<jürgen@xn--bcher-kva.test>")
