@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from email.header import decode_header, make_header
+from email.header import Header, decode_header, make_header
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from email.utils import getaddresses, parsedate_to_datetime
@@ -23,14 +23,33 @@ def header_block(raw: bytes) -> bytes:
     return raw[: match.end()] if match else raw
 
 
-def decode_words(value: str | None) -> str:
+def decode_words(value: str | Header | None) -> str:
     if not value:
         return ""
+    value = header_text(value)
     try:
         text = str(make_header(decode_header(value)))
-    except Exception:  # malformed encoded words: show the raw text rather than nothing
-        text = value
+    except Exception:  # 8-bit text beside encoded words, or malformed ones: piece by piece
+        text = _decode_pieces(value)
     return " ".join(text.split())
+
+
+def _decode_pieces(value: str) -> str:
+    try:
+        pieces = []
+        for data, charset in decode_header(value):
+            if isinstance(data, str):
+                pieces.append(data)
+            elif charset is None:  # decode_header's own encoding of the plain parts
+                pieces.append(data.decode("raw-unicode-escape"))
+            else:
+                try:
+                    pieces.append(data.decode(charset, "replace"))
+                except LookupError:
+                    pieces.append(data.decode("latin-1"))
+        return "".join(pieces)
+    except Exception:  # malformed encoded words: show the raw text rather than nothing
+        return value
 
 
 def _group_names(value: str) -> list[str]:
@@ -67,6 +86,33 @@ def _group_names(value: str) -> list[str]:
     return names
 
 
+def header_text(value: str | Header) -> str:
+    """A header value as text, encoded-words left in place. 8-bit octets (RFC 6532 UTF-8,
+    or a legacy charset) come from the compat32 parser as an "unknown-8bit" Header or as
+    surrogate escapes: read them as UTF-8, else Latin-1, rather than as U+FFFD."""
+    if isinstance(value, Header):
+        pieces = []
+        for data, charset in decode_header(value):
+            if isinstance(data, bytes):
+                data = (
+                    _octets_text(data)
+                    if charset in (None, "unknown-8bit")
+                    else (data.decode(charset, "replace"))
+                )
+            pieces.append(data)
+        return "".join(pieces)
+    if not any("\udc80" <= ch <= "\udcff" for ch in value):
+        return value
+    return _octets_text(value.encode("utf-8", "surrogateescape"))
+
+
+def _octets_text(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
 def _addresses_display(values: list[str]) -> tuple[str, str]:
     decoded = [decode_words(v) for v in values]
     pairs = getaddresses(decoded)
@@ -88,7 +134,7 @@ def summarize(raw: bytes) -> dict:
     parsed = BytesHeaderParser(policy=compat32).parsebytes(block)
 
     def get_all(name: str) -> list[str]:
-        return [str(v) for v in (parsed.get_all(name) or [])]
+        return [header_text(v) for v in (parsed.get_all(name) or [])]
 
     from_display, from_address = _addresses_display(get_all("From"))
     to_display, _ = _addresses_display(get_all("To"))

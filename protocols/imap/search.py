@@ -431,7 +431,7 @@ class _Message:
         return self._parsed
 
     def header_values(self, name: str) -> list[str]:
-        return [str(v) for v in (self.header().get_all(name) or [])]
+        return [header_cache.header_text(v) for v in (self.header().get_all(name) or [])]
 
     def field_text(self, field: str) -> str:
         """What FROM/TO/CC/BCC/SUBJECT/HEADER match: the decoded field, as the cache has it."""
@@ -463,7 +463,7 @@ class _Message:
     def header_text(self) -> str:
         return _fold(
             " ".join(
-                f"{name}: {header_cache.decode_words(str(value))}"
+                f"{name}: {header_cache.decode_words(value)}"
                 for name, value in self.header().items()
             )
         )

@@ -216,6 +216,25 @@ def test_keys(folder, text, expected):
     assert run(folder, text) == expected
 
 
+def test_raw_utf8_headers_are_searchable(folder):
+    # RFC 6532 headers: UTF-8 octets, no encoded-words
+    raw = (
+        b"From: J\xc3\xb6rg M\xc3\xbcller <j@example.org>\r\n"
+        b"To: \xc3\xa9quipe: a@example.org;\r\n"
+        b"Subject: Gr\xc3\xbc\xc3\x9fe =?utf-8?q?und_Tsch=C3=BCss?=\r\n"
+        b"X-Note: na\xc3\xafve\r\n"
+        b"\r\n"
+        b"body\r\n"
+    )
+    services.message_append(folder=folder, raw=raw)
+    assert run(folder, "FROM jörg") == [5]
+    assert run(folder, 'FROM "MÜLLER"') == [5]
+    assert run(folder, "TO équipe") == [5]
+    assert run(folder, 'SUBJECT "grüße und tschüss"') == [5]
+    assert run(folder, "HEADER X-Note naïve") == [5]
+    assert run(folder, "TEXT NAÏVE") == [5]
+
+
 def test_uid_sets(folder):
     uids = uids_of(folder)
     first, last = uids[0], uids[-1]
