@@ -25,8 +25,8 @@ from django.conf import settings
 from django.contrib.auth.hashers import check_password, get_hasher, make_password
 from django.core.files.base import ContentFile
 from django.core.files.storage import storages
-from django.db import IntegrityError, transaction
-from django.db.models import Exists, F, OuterRef, Q
+from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db.models import Exists, F, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from mailboxes import events, headers
@@ -656,55 +656,92 @@ def _file_into_mailboxes(
 ) -> set[int]:
     """File the message into every mailbox with room for it; return the ids that took it.
 
-    The hot path of SMTP: a fixed handful of queries plus one UPDATE per mailbox.
+    The hot path of SMTP: one SELECT (mailboxes locked, with their INBOX and Junk ids), one
+    UPDATE ... RETURNING per mailbox (the folder's UIDs and counters), one INSERT of the
+    messages and one UPDATE of the mailboxes' usage (plus the blob row when not given).
     """
-    summary = headers.summarize(raw)
-    spam = headers.is_spam(raw)
+    summary, spam = headers.summarize_and_spam(raw)
     size = len(raw)
     when = internal_date or timezone.now()
     # Bytes first (written and synced), rows after: a crash in between leaves an orphan file
     # for blob_collect_garbage, never a row without its bytes.
     written = blob_write(raw) if blob is None else None
-    with transaction.atomic():
-        mailboxes = _lock_mailboxes(mailbox_ids)
-        room = [mid for mid, mailbox in mailboxes.items() if not _over_quota(mailbox, size)]
-        targets: dict[int, tuple[Folder, bool]] = {}
-        if room:
-            wanted = Q(name="INBOX") | Q(special_use=SpecialUse.JUNK) if spam else Q(name="INBOX")
-            for folder in (
-                Folder.objects.select_for_update()
-                .filter(wanted, mailbox_id__in=room)
-                .order_by("pk")
-            ):
-                is_junk = spam and folder.special_use == SpecialUse.JUNK
-                current = targets.get(folder.mailbox_id)
-                if current is None or (is_junk and not current[1]):
-                    targets[folder.mailbox_id] = (folder, is_junk)
-        filed = sorted(targets)
-        if filed:
+    # No savepoint: nothing here catches its own errors, so a failure rolls back the caller's
+    # whole transaction (Django refuses further queries in it), never a half-filed message.
+    with transaction.atomic(savepoint=False):
+        mailboxes = _lock_mailboxes_with_folders(mailbox_ids)
+        targets: list[tuple[int, int]] = []  # (folder id, mailbox id)
+        for mailbox in mailboxes:
+            if _over_quota(mailbox, size):
+                continue
+            folder_id = (spam and mailbox.junk_id) or mailbox.inbox_id
+            if folder_id is not None:
+                targets.append((folder_id, mailbox.pk))
+        # Folder rows are locked by their UPDATE, in id order (the lock order above).
+        targets.sort()
+        rows = []
+        filed = []
+        for folder_id, mailbox_id in targets:
+            reserved = _reserve_one(folder_id, size)
+            if reserved is None:  # the folder was deleted since the SELECT
+                continue
+            uid, modseq = reserved
             if blob is None:
                 blob = Blob.objects.create(name=written, size=size)
-            rows = []
-            for mailbox_id in filed:
-                folder = targets[mailbox_id][0]
-                uid, modseq = _reserve(folder, 1, size, 1)
-                rows.append(
-                    Message(
-                        folder_id=folder.pk,
-                        uid=uid,
-                        modseq=modseq,
-                        blob=blob,
-                        size=size,
-                        internal_date=when,
-                        **summary,
-                    )
+            filed.append(mailbox_id)
+            rows.append(
+                Message(
+                    folder_id=folder_id,
+                    uid=uid,
+                    modseq=modseq,
+                    blob=blob,
+                    size=size,
+                    internal_date=when,
+                    **summary,
                 )
-                events.publish(ChangeEvent(mailbox_id, folder.pk, "exists", (uid,), modseq))
+            )
+            events.publish(ChangeEvent(mailbox_id, folder_id, "exists", (uid,), modseq))
+        if rows:
             Message.objects.bulk_create(rows)
             Mailbox.objects.filter(pk__in=filed).update(used_bytes=F("used_bytes") + size)
     if not filed and written is not None:
         _blob_file_discard(written)
     return set(filed)
+
+
+def _lock_mailboxes_with_folders(mailbox_ids: Iterable[int]) -> list[Mailbox]:
+    """_lock_mailboxes in one query that also reads each mailbox's INBOX id (`inbox_id`) and
+    first Junk folder id (`junk_id`), as the subqueries of the select list (not locked)."""
+    folders = Folder.objects.filter(mailbox_id=OuterRef("pk")).order_by("pk").values("pk")[:1]
+    return list(
+        Mailbox.objects.select_for_update()
+        .filter(pk__in=set(mailbox_ids))
+        .order_by("pk")
+        .only("id", "quota", "used_bytes")
+        .annotate(
+            inbox_id=Subquery(folders.filter(name="INBOX")),
+            junk_id=Subquery(folders.filter(special_use=SpecialUse.JUNK)),
+        )
+    )
+
+
+def _reserve_one(folder_id: int, size: int) -> tuple[int, int] | None:
+    """_reserve of one unseen message in one statement: the UPDATE locks the folder row and
+    RETURNING gives the new UIDNEXT and HIGHESTMODSEQ (SQLite 3.35+, PostgreSQL), so the
+    UID is the row's UIDNEXT before it and no two writers ever share one. None when the
+    folder is gone."""
+    table = connection.ops.quote_name(Folder._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1, "
+            "message_count = message_count + 1, unseen_count = unseen_count + 1, "
+            "total_size = total_size + %s WHERE id = %s RETURNING uidnext, highestmodseq",
+            [size, folder_id],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    return row[0] - 1, row[1]
 
 
 def message_append(
@@ -891,13 +928,17 @@ def message_caches_put(*, key: str, values: dict[int, object]) -> None:
     if not values:
         return
     ids = sorted(values)
-    with transaction.atomic():
-        for start in range(0, len(ids), 1000):
-            chunk = ids[start : start + 1000]
-            messages = list(Message.objects.filter(pk__in=chunk).only("id", "mime_cache"))
-            for message in messages:
-                message.mime_cache = {**(message.mime_cache or {}), key: values[message.id]}
-            Message.objects.bulk_update(messages, ["mime_cache"], batch_size=500)
+    try:
+        with transaction.atomic():
+            for start in range(0, len(ids), 1000):
+                chunk = ids[start : start + 1000]
+                messages = list(Message.objects.filter(pk__in=chunk).only("id", "mime_cache"))
+                for message in messages:
+                    message.mime_cache = {**(message.mime_cache or {}), key: values[message.id]}
+                Message.objects.bulk_update(messages, ["mime_cache"], batch_size=500)
+    except DatabaseError as exc:
+        # Only a cache: reading mail must go on when the disk is full (it is rebuilt later).
+        logger.warning("could not store %s caches of %d message(s): %s", key, len(ids), exc)
 
 
 def _remove_messages(
@@ -1019,4 +1060,9 @@ def messages_move(*, source: Folder, uids: Iterable[int], target: Folder) -> lis
 
 
 def mailbox_record_login(*, mailbox: Mailbox) -> None:
-    Mailbox.objects.filter(pk=mailbox.pk).update(last_login_at=timezone.now())
+    """Bookkeeping only: a full disk or a lost database write must not refuse the login."""
+    try:
+        with transaction.atomic():
+            Mailbox.objects.filter(pk=mailbox.pk).update(last_login_at=timezone.now())
+    except DatabaseError as exc:
+        logger.warning("could not record the login of mailbox %s: %s", mailbox.pk, exc)

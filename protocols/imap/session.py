@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import close_old_connections
 
 from mailboxes import selectors, services
 from mailboxes.exceptions import (
@@ -57,8 +58,15 @@ def _db_executor() -> ThreadPoolExecutor:
 
 
 def db(fn, *args, **kwargs):
-    """Run a sync service/selector in a worker thread (never on the event loop)."""
-    return sync_to_async(fn, thread_sensitive=False, executor=_db_executor())(*args, **kwargs)
+    """Run a sync service/selector in a worker thread (never on the event loop), on a usable
+    database connection: one left broken by a dropped backend or a database restart is
+    replaced first, as SMTP and POP3 do."""
+
+    def call():
+        close_old_connections()
+        return fn(*args, **kwargs)
+
+    return sync_to_async(call, thread_sensitive=False, executor=_db_executor())()
 
 
 def close_db_connections() -> None:
