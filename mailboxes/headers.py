@@ -130,8 +130,17 @@ def _addresses_display(values: list[str]) -> tuple[str, str]:
 
 def summarize(raw: bytes) -> dict:
     """Return the cached fields of Message for the raw bytes."""
+    return summarize_and_spam(raw)[0]
+
+
+def summarize_and_spam(raw: bytes) -> tuple[dict, bool]:
+    """summarize and is_spam from one parse of the header (delivery needs both)."""
     block = header_block(raw)
     parsed = BytesHeaderParser(policy=compat32).parsebytes(block)
+    return _summary(raw, block, parsed), _spam_verdict(parsed)
+
+
+def _summary(raw: bytes, block: bytes, parsed) -> dict:  # noqa: ANN001 - a compat32 Message
 
     def get_all(name: str) -> list[str]:
         return [header_text(v) for v in (parsed.get_all(name) or [])]
@@ -180,5 +189,8 @@ def _first_msgid(value) -> str:  # noqa: ANN001 - a header value or None
 
 def is_spam(raw: bytes) -> bool:
     """True when the header says `X-Spam: Yes` (the filter's verdict, added upstream)."""
-    parsed = BytesHeaderParser(policy=compat32).parsebytes(header_block(raw))
+    return _spam_verdict(BytesHeaderParser(policy=compat32).parsebytes(header_block(raw)))
+
+
+def _spam_verdict(parsed) -> bool:  # noqa: ANN001 - a compat32 Message
     return any(str(v).strip().lower() == "yes" for v in (parsed.get_all("X-Spam") or []))

@@ -26,7 +26,7 @@ from django.contrib.auth.hashers import check_password, get_hasher, make_passwor
 from django.core.files.base import ContentFile
 from django.core.files.storage import storages
 from django.db import DatabaseError, IntegrityError, connection, transaction
-from django.db.models import Exists, F, OuterRef, Q, Subquery
+from django.db.models import Exists, F, OuterRef, Subquery
 from django.utils import timezone
 
 from mailboxes import events, headers
@@ -712,15 +712,15 @@ def _file_into_mailboxes(
 def _lock_mailboxes_with_folders(mailbox_ids: Iterable[int]) -> list[Mailbox]:
     """_lock_mailboxes in one query that also reads each mailbox's INBOX id (`inbox_id`) and
     first Junk folder id (`junk_id`), as the subqueries of the select list (not locked)."""
-    folders = Folder.objects.filter(mailbox_id=OuterRef("pk")).order_by("pk").values("pk")[:1]
+    folders = Folder.objects.filter(mailbox_id=OuterRef("pk")).order_by("pk").values("pk")
     return list(
         Mailbox.objects.select_for_update()
         .filter(pk__in=set(mailbox_ids))
         .order_by("pk")
         .only("id", "quota", "used_bytes")
         .annotate(
-            inbox_id=Subquery(folders.filter(name="INBOX")),
-            junk_id=Subquery(folders.filter(special_use=SpecialUse.JUNK)),
+            inbox_id=Subquery(folders.filter(name="INBOX")[:1]),
+            junk_id=Subquery(folders.filter(special_use=SpecialUse.JUNK)[:1]),
         )
     )
 
