@@ -26,8 +26,6 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from email.parser import BytesHeaderParser
-from email.policy import compat32
 from email.utils import parsedate_tz
 
 from django.db.models import Q
@@ -423,15 +421,24 @@ class _Message:
                 self._raw = b""  # a missing blob matches no content key
         return self._raw
 
-    def header(self):
+    def fields(self) -> list[tuple[str, str]]:
+        """(lower-case name, value as text) of each header field, in order."""
         if self._parsed is None:
-            self._parsed = BytesHeaderParser(policy=compat32).parsebytes(
-                header_cache.header_block(self.raw)
-            )
+            raw = self.raw
+            self._parsed = [
+                (name, header_cache.header_text(value.decode("utf-8", "surrogateescape")))
+                for name, value in (
+                    (name, mime.field_value(raw, vs, fe))
+                    for name, _fs, vs, fe in mime.header_fields(
+                        raw, 0, mime.split_header(raw, 0, len(raw))
+                    )
+                )
+            ]
         return self._parsed
 
     def header_values(self, name: str) -> list[str]:
-        return [header_cache.header_text(v) for v in (self.header().get_all(name) or [])]
+        name = name.lower()
+        return [value for field, value in self.fields() if field == name]
 
     def field_text(self, field: str) -> str:
         """What FROM/TO/CC/BCC/SUBJECT/HEADER match: the decoded field, as the cache has it."""
@@ -444,7 +451,7 @@ class _Message:
         return " ".join(header_cache.decode_words(v) for v in self.header_values(name))
 
     def has_field(self, name: str) -> bool:
-        return bool(self.header().get_all(name))
+        return bool(self.header_values(name))
 
     def body_text(self) -> str:
         if self._body is None:
@@ -461,12 +468,12 @@ class _Message:
         return self._body
 
     def header_text(self) -> str:
-        return _fold(
-            " ".join(
-                f"{name}: {header_cache.decode_words(value)}"
-                for name, value in self.header().items()
-            )
-        )
+        return _fold(" ".join(f"{name}: {_words(value)}" for name, value in self.fields()))
+
+
+def _words(value: str) -> str:
+    # decode_words is costly; most values hold no encoded-word (RFC 2047 "=?")
+    return header_cache.decode_words(value) if "=?" in value else value
 
 
 def _decode(data: bytes, charset: bytes) -> str:
