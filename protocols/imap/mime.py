@@ -503,6 +503,7 @@ class Part:
     ext: bytes = b""  # extension data after the type-specific fields
     lines: int = 0
     envelope: bytes = b""  # of an is_message part
+    charset: bytes = b""  # of a text/* part, when parsed from the bytes (not the cache)
 
     @property
     def multipart(self) -> bool:
@@ -537,8 +538,9 @@ def _delimiters(raw: bytes, start: int, end: int, boundary: bytes):
 
 
 class _Budget:
-    def __init__(self):
+    def __init__(self, render: bool = True):
         self.parts = 0
+        self.render = render  # False: the tree only (SEARCH), no ENVELOPE/BODYSTRUCTURE pieces
 
 
 def _line_count(raw: bytes, start: int, end: int) -> int:
@@ -569,7 +571,7 @@ def _parse_entity(
     cte = header.get("content-transfer-encoding")
     cte = cte.split()[0] if cte and cte.split() else b"7bit"
     part = Part(start, bs, end, ctype, sub, cte, is_message)
-    if is_message:
+    if is_message and budget.render:
         part.envelope = envelope(header)
     too_deep = depth >= MAX_DEPTH or budget.parts >= MAX_PARTS
     lower = ctype.lower()
@@ -592,7 +594,11 @@ def _parse_entity(
             depth=depth + 1,
             budget=budget,
         )
-    if part.ctype.lower() in (b"text",) or part.message is not None:
+    if part.ctype.lower() == b"text":
+        part.charset = next((v for k, v in params if k.lower() == b"charset"), b"us-ascii")
+    if not budget.render:
+        return part
+    if part.ctype.lower() == b"text" or part.message is not None:
         part.lines = _line_count(raw, bs, end)
     # body-fields (RFC 9051 7.5.2): params, id, description, encoding, size
     part.fields = b" ".join(
@@ -670,10 +676,11 @@ def _split_multipart(
     ]
 
 
-def parse(raw: bytes) -> Part:
-    """The part tree of a whole message."""
+def parse(raw: bytes, *, render: bool = True) -> Part:
+    """The part tree of a whole message; render=False skips what only FETCH shows
+    (ENVELOPE, body fields, extension data, line counts)."""
     return _parse_entity(
-        raw, 0, len(raw), is_message=True, default_digest=False, depth=0, budget=_Budget()
+        raw, 0, len(raw), is_message=True, default_digest=False, depth=0, budget=_Budget(render)
     )
 
 
@@ -931,8 +938,10 @@ def text_parts(raw: bytes, root: Part) -> list[tuple[Part, bytes]]:
         elif part.message is not None:
             stack.append(part.message)
         elif part.ctype.lower() == b"text":
-            header = Header(raw, part.hs, part.bs)
-            _t, _s, params = parse_content_type(header.get("content-type"))
-            charset = next((v for k, v in params if k.lower() == b"charset"), b"us-ascii")
+            charset = part.charset
+            if not charset:  # a tree from the cache
+                header = Header(raw, part.hs, part.bs)
+                _t, _s, params = parse_content_type(header.get("content-type"))
+                charset = next((v for k, v in params if k.lower() == b"charset"), b"us-ascii")
             out.append((part, charset))
     return out

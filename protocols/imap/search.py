@@ -456,7 +456,7 @@ class _Message:
     def body_text(self) -> str:
         if self._body is None:
             raw = self.raw
-            tree = mime.parse(raw)
+            tree = mime.parse(raw, render=False)
             pieces = []
             for part, charset in mime.text_parts(raw, tree):
                 try:

@@ -535,3 +535,18 @@ def test_large_attachment_is_scanned_at_memory_speed():
     assert mime.binary(raw, root, (2,)) == payload
     assert len(mime.section(raw, root, (2,))) == len(encoded) - 2
     assert parsed < 0.5, parsed
+
+
+def test_tree_only_parse_has_the_same_parts_and_charsets():
+    for raw in (NESTED, ATTACHMENTS, ALTERNATIVE, RFC_EXAMPLE):
+        full, lean = mime.parse(raw), mime.parse(raw, render=False)
+        cached = mime.tree_from_cache(mime.analyze(raw))
+        assert mime._flatten(full) == mime._flatten(lean) == mime._flatten(cached)
+        assert lean.envelope == b"" and lean.fields == b""
+        expected = [(p.bs, p.be, c) for p, c in mime.text_parts(raw, full)]
+        assert [(p.bs, p.be, c) for p, c in mime.text_parts(raw, lean)] == expected
+        assert [(p.bs, p.be, c) for p, c in mime.text_parts(raw, cached)] == expected
+    assert [c for _p, c in mime.text_parts(ALTERNATIVE, mime.parse(ALTERNATIVE))] == [
+        b"utf-8",
+        b"utf-8",
+    ]
