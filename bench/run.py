@@ -362,7 +362,60 @@ class Bench:
                 "127.0.0.1", port, IMAP_USER, PASSWORD, self.counts["appends"], raw
             )
         )
-        self.results["imap"]["imaptest"] = imaptest_status()
+        self.results["imap"]["imaptest"] = self.imaptest(port)
+
+    def imaptest(self, port: int) -> dict | str:
+        """Dovecot's imaptest in stress mode, where a binary is at hand (PATH, or the
+        MAILHOST_BENCH_IMAPTEST variable): operations per second and errors it reported."""
+        binary = os.environ.get("MAILHOST_BENCH_IMAPTEST") or shutil.which("imaptest")
+        if not binary:
+            return "imaptest not installed"
+        mbox = self.tmp / "imaptest.mbox"
+        with open(mbox, "w") as out:
+            for i in range(300):
+                body = "\n".join(
+                    f"Line {j} of message {i}, a few words long." for j in range(10 + i % 40)
+                )
+                out.write(
+                    f"From sender{i}@example.net Sun Nov 29 01:00:00 2026\n"
+                    f"From: Sender {i} <sender{i}@example.net>\nTo: {IMAP_USER}\n"
+                    f"Subject: imaptest message {i}\nMessage-ID: <imaptest-{i}@example.net>\n"
+                    f"Date: Sun, 29 Nov 2026 01:00:00 +0000\n\n{body}\n\n"
+                )
+        secs, clients = (5, 4) if self.args.quick else (30, 10)
+        result = subprocess.run(
+            [
+                binary,
+                "host=127.0.0.1",
+                f"port={port}",
+                f"user={IMAP_USER}",
+                f"pass={PASSWORD}",
+                f"mbox={mbox}",
+                f"secs={secs}",
+                f"clients={clients}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=secs + 120,
+        )
+        output = result.stdout + result.stderr
+        lines = output.splitlines()
+        totals = lines.index("Totals:") if "Totals:" in lines else None
+        if totals is None:
+            raise RuntimeError(f"imaptest printed no totals: {output[-500:]}")
+        names = lines[totals + 1].split()
+        counts = [int(n) for n in lines[totals + 4].split()]
+        errors = [line for line in lines if line.startswith("Error:")]
+        figures = {
+            "secs": secs,
+            "clients": clients,
+            "operations": dict(zip(names, counts)),
+            "ops_per_s": round(sum(counts) / secs, 1),
+            "errors": len(errors),
+            "first_errors": errors[:3],
+        }
+        print(f"   imaptest {figures}", file=sys.stderr, flush=True)
+        return figures
 
     # --- memory ------------------------------------------------------------------------------
 
@@ -530,10 +583,6 @@ def git_commit() -> str:
     return f"{head}+changes" if dirty else head or "unknown"
 
 
-def imaptest_status() -> str:
-    return "imaptest not installed" if shutil.which("imaptest") is None else "not run"
-
-
 def bench_redis_url() -> str:
     """The bench's own Redis database (8), on the server REDIS_URL names."""
     url = os.environ.get("MAILHOST_BENCH_REDIS_URL")
@@ -635,6 +684,12 @@ def table(results: dict) -> str:
         if imap.get("append"):
             a = imap["append"]
             out.append(f"APPEND: {a['per_second']} messages/s ({a['size']} bytes, one connection)")
+        test = imap.get("imaptest")
+        if isinstance(test, dict):
+            out.append(
+                f"imaptest stress (secs={test['secs']} clients={test['clients']}): "
+                f"{test['ops_per_s']} operations/s, {test['errors']} errors"
+            )
     memory = results.get("memory")
     if memory:
         out.append("")
