@@ -51,7 +51,16 @@ class ParsedMessage:
 
 
 def parse(raw: bytes) -> EmailMessage:
-    return BytesParser(policy=policy.default).parsebytes(raw)
+    try:
+        return BytesParser(policy=policy.default).parsebytes(raw)
+    except RecursionError:
+        # Nesting deeper than the email package can walk (a thousand multiparts): show the
+        # headers and the body as plain text rather than fail the page.
+        message = BytesParser(policy=policy.default).parsebytes(raw, headersonly=True)
+        del message["Content-Type"]
+        del message["Content-Transfer-Encoding"]
+        message["Content-Type"] = "text/plain; charset=utf-8"
+        return message
 
 
 def _walk(part: Message, path: str):

@@ -323,6 +323,11 @@ class Parser:
     def feed(self, data: bytes) -> None:
         self._buf += data
 
+    @property
+    def in_command(self) -> bool:
+        """Part of a command has arrived (a line, a literal, an announcement) but not all."""
+        return bool(self._buf or self._parts or self._literal_needed is not None or self._skipping)
+
     def take_buffer(self) -> bytes:
         """Remove and return unparsed bytes (STARTTLS discards what was pipelined after it)."""
         data = bytes(self._buf)

@@ -260,11 +260,24 @@ class Session:
                     "CAPABILITY " + " ".join(self.capabilities()),
                 ).untagged()
             )
+            loop = asyncio.get_running_loop()
+            command_deadline = None
             while self.state != State.LOGOUT:
                 item = self.parser.next_command()
                 if item is p.NEED_DATA:
-                    self.parser.feed(await self.read_some(self.timeout))
-                elif item is p.NEED_CONTINUATION:
+                    # The timeout bounds a whole command, not each read: a client that
+                    # trickles a byte at a time (slowloris) is cut off all the same.
+                    timeout = self.timeout
+                    if self.parser.in_command:
+                        if command_deadline is None:
+                            command_deadline = loop.time() + timeout
+                        timeout = max(0.0, command_deadline - loop.time())
+                    else:
+                        command_deadline = None
+                    self.parser.feed(await self.read_some(timeout))
+                    continue
+                command_deadline = None
+                if item is p.NEED_CONTINUATION:
                     await self.send(r.CONTINUE_LITERAL)
                 elif isinstance(item, p.ParseError):
                     await self.parse_error(item)
