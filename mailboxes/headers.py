@@ -165,7 +165,7 @@ def _summary(raw: bytes, block: bytes, parsed) -> dict:  # noqa: ANN001 - a comp
     has_attachments = content_type.startswith("multipart/mixed") or bool(
         re.search(rb"(?im)^content-disposition:\s*attachment", raw[len(block) :])
     )
-    return {
+    summary = {
         "subject": decode_words(parsed.get("Subject"))[:2000],
         "from_display": from_display[:2000],
         "from_address": from_address[:320],
@@ -178,6 +178,8 @@ def _summary(raw: bytes, block: bytes, parsed) -> dict:  # noqa: ANN001 - a comp
         "thread_key": thread_root[:255],
         "has_attachments": has_attachments,
     }
+    # PostgreSQL text cannot hold NUL, which a hostile header may carry: store U+FFFD instead.
+    return {k: v.replace("\0", "\ufffd") if isinstance(v, str) else v for k, v in summary.items()}
 
 
 def _first_msgid(value) -> str:  # noqa: ANN001 - a header value or None
