@@ -32,7 +32,7 @@ from mailboxes.exceptions import (
 from mailboxes.models import Folder, Mailbox
 from protocols.imap import parser as p
 from protocols.imap import responses as r
-from protocols.imap import states
+from protocols.imap import states, uidcache
 from protocols.imap.states import State
 
 logger = logging.getLogger(__name__)
@@ -377,7 +377,7 @@ class Session:
         self.wakeup.set()
 
     async def select(self, folder: Folder, *, readonly: bool) -> Selected:
-        uids = array("I", await db(selectors.folder_uids, folder.id))
+        uids = await db(uidcache.folder_uids, folder.id, folder.highestmodseq, folder.uidnext)
         if readonly:
             # EXAMINE shows \Recent without taking it from the next read-write session.
             first, uidnext = folder.first_recent_uid, folder.uidnext
