@@ -97,7 +97,5 @@ def test_big_folder(web, alice, request, count, django_assert_max_num_queries):
         f"\n{connection.vendor}, {count} messages in one folder:\n"
         + "\n".join(f"{t * 1000:8.1f} ms  {name}" for name, t in timings.items())
     )
-    # Keyset paging: the middle of the folder costs what its top does (generous bounds for
-    # slow CI machines; the printed numbers are the measurement).
-    assert timings["middle page"] < 1.0 and timings["last page"] < 1.0
-    assert timings["poller status"] < 0.5
+    # Keyset paging keeps the query count flat (asserted above); timings are printed only,
+    # speed targets live in bench/.

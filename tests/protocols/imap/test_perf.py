@@ -1,5 +1,6 @@
 """Hot paths on a large folder: SELECT uses the Folder counters, FETCH 1:* (FLAGS) is one
-query, and the session's sequence map stays in memory.
+query, and the session's sequence map stays in memory. Timings are printed, not asserted:
+speed targets live in bench/.
 
 The default run uses 20k messages; `-m slow` runs the 100k variant."""
 
@@ -72,8 +73,6 @@ def test_twenty_thousand_messages(client, imap):
     fill(imap, 20_000)
     timings = measure(client, 20_000)
     print("IMAP 20k:", {k: round(v, 3) for k, v in timings.items()})
-    assert timings["select"] < 2.0
-    assert timings["fetch_flags"] < 5.0
 
 
 @pytest.mark.slow
@@ -83,5 +82,3 @@ def test_hundred_thousand_messages(client, imap, request):
     fill(imap, 100_000)
     timings = measure(client, 100_000)
     print("IMAP 100k:", {k: round(v, 3) for k, v in timings.items()})
-    assert timings["select"] < 5.0
-    assert timings["fetch_flags"] < 15.0
