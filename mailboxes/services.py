@@ -26,7 +26,7 @@ from django.contrib.auth.hashers import check_password, get_hasher, make_passwor
 from django.core.files.base import ContentFile
 from django.core.files.storage import storages
 from django.db import DatabaseError, IntegrityError, connection, transaction
-from django.db.models import Exists, F, OuterRef, Subquery
+from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
 from mailboxes import events, headers
@@ -703,26 +703,47 @@ def _file_into_mailboxes(
             events.publish(ChangeEvent(mailbox_id, folder_id, "exists", (uid,), modseq))
         if rows:
             Message.objects.bulk_create(rows)
-            Mailbox.objects.filter(pk__in=filed).update(used_bytes=F("used_bytes") + size)
+            table = connection.ops.quote_name(Mailbox._meta.db_table)
+            marks = ", ".join(["%s"] * len(filed))
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"UPDATE {table} SET used_bytes = used_bytes + %s WHERE id IN ({marks})",
+                    [size, *filed],
+                )
     if not filed and written is not None:
         _blob_file_discard(written)
     return set(filed)
 
 
-def _lock_mailboxes_with_folders(mailbox_ids: Iterable[int]) -> list[Mailbox]:
+@dataclass
+class _Target:
+    pk: int
+    quota: int | None
+    used_bytes: int
+    inbox_id: int | None
+    junk_id: int | None
+
+
+def _lock_mailboxes_with_folders(mailbox_ids: Iterable[int]) -> list[_Target]:
     """_lock_mailboxes in one query that also reads each mailbox's INBOX id (`inbox_id`) and
-    first Junk folder id (`junk_id`), as the subqueries of the select list (not locked)."""
-    folders = Folder.objects.filter(mailbox_id=OuterRef("pk")).order_by("pk").values("pk")
-    return list(
-        Mailbox.objects.select_for_update()
-        .filter(pk__in=set(mailbox_ids))
-        .order_by("pk")
-        .only("id", "quota", "used_bytes")
-        .annotate(
-            inbox_id=Subquery(folders.filter(name="INBOX")[:1]),
-            junk_id=Subquery(folders.filter(special_use=SpecialUse.JUNK)[:1]),
-        )
+    first Junk folder id (`junk_id`), as select-list subqueries (their rows are not locked).
+    Plain SQL: building this with the ORM cost more CPU than running it."""
+    ids = sorted(set(mailbox_ids))
+    if not ids:
+        return []
+    q = connection.ops.quote_name
+    mailbox, folder = q(Mailbox._meta.db_table), q(Folder._meta.db_table)
+    first_folder = f"SELECT f.id FROM {folder} f WHERE f.mailbox_id = m.id AND f.%s = %%s"
+    sql = (
+        f"SELECT m.id, m.quota, m.used_bytes, ({first_folder % 'name'} ORDER BY f.id LIMIT 1), "
+        f"({first_folder % 'special_use'} ORDER BY f.id LIMIT 1) FROM {mailbox} m "
+        f"WHERE m.id IN ({', '.join(['%s'] * len(ids))}) ORDER BY m.id"
     )
+    if connection.features.has_select_for_update:
+        sql += " FOR UPDATE"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, ["INBOX", SpecialUse.JUNK.value, *ids])
+        return [_Target(*row) for row in cursor.fetchall()]
 
 
 def _reserve_one(folder_id: int, size: int) -> tuple[int, int] | None:
