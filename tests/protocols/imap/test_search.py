@@ -443,7 +443,12 @@ def _bulk_folder(make_mailbox, count: int):
 
 
 @pytest.mark.parametrize("count", [20_000, pytest.param(100_000, marks=pytest.mark.slow)])
-def test_flag_date_uid_searches_are_fast_on_a_big_folder(make_mailbox, request, count):
+def test_column_searches_on_a_big_folder_are_one_query(
+    make_mailbox, request, count, django_assert_num_queries, monkeypatch
+):
+    """Flag, date, UID, keyword, size and message-number keys are one SQL query and read no
+    blob; so is FROM while the cached field decides. Timings are printed, not asserted:
+    speed targets live in bench/."""
     if count > 20_000 and "slow" not in (request.config.getoption("markexpr") or ""):
         pytest.skip("the 100k-message variant runs with -m slow")
     folder = _bulk_folder(make_mailbox, count)
@@ -467,19 +472,19 @@ def test_flag_date_uid_searches_are_fast_on_a_big_folder(make_mailbox, request, 
         "FROM s42@example": sum(1 for i in bulk if i % 100 == 42),
         "NOT ALL": 0,
     }
+    monkeypatch.setattr(selectors, "blob_read", lambda name: pytest.fail("read a blob"))
     timings = {}
     for text, want in expected.items():
         key = s.parse_keys(text)
         started = time.perf_counter()
-        found = s.search(folder.id, key, seq_uids=seq)
+        with django_assert_num_queries(1):
+            found = s.search(folder.id, key, seq_uids=seq)
         timings[text] = time.perf_counter() - started
         assert len(found) == want, text
     print(
         f"\n{connection.vendor}, {count} messages:\n"
         + "\n".join(f"{t * 1000:8.1f} ms  {k}" for k, t in timings.items())
     )
-    for text, elapsed in timings.items():
-        assert elapsed < 2.0, (text, elapsed, connection.vendor)
 
 
 def test_sent_date_band_reads_the_header_only_near_the_edge(folder, monkeypatch):
