@@ -1,0 +1,84 @@
+"""In-process cost of the SMTP inbound hot path, without sockets: the RCPT-time verdict plus
+delivery.submission.message_accept of bench/sample.eml to one local mailbox, in a loop.
+
+    MAILHOST_DATA_DIR=<scratch dir> .venv/bin/python bench/profile_accept.py [N] [time|sql|prof]
+
+Prints the SQL statements a message costs (`sql` lists them), then wall and CPU time per
+message (`prof`: a pyinstrument profile instead; pip install pyinstrument, not a
+requirement). Uses the SQLite database in MAILHOST_DATA_DIR (or DATABASE_URL): a scratch one.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mailhost.settings")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.core.management import call_command  # noqa: E402
+from django.db import connection  # noqa: E402
+from django.test.utils import CaptureQueriesContext  # noqa: E402
+
+from delivery import submission  # noqa: E402
+from mailboxes import services  # noqa: E402
+from mailboxes.models import Domain  # noqa: E402
+
+ADDRESS = "box@profile.test"
+
+
+def main() -> None:
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 200
+    mode = sys.argv[2] if len(sys.argv) > 2 else "time"
+    call_command("migrate", verbosity=0)
+    if not Domain.objects.filter(name="profile.test").exists():
+        services.domain_create(name="profile.test")
+        services.mailbox_create(address=ADDRESS, password="profile-password")
+    raw = (REPO / "bench" / "sample.eml").read_bytes()
+
+    def one() -> None:
+        _, resolution = submission.recipient_verdict(ADDRESS, relay_allowed=False, size=len(raw))
+        result = submission.message_accept(
+            raw=raw,
+            mail_from="sender@remote.example",
+            recipients=[submission.EnvelopeRecipient(ADDRESS, resolution=resolution)],
+            client=submission.ClientInfo(helo="client.example", ip="127.0.0.1"),
+        )
+        assert result.accepted, result
+
+    one()  # warm
+    with CaptureQueriesContext(connection) as queries:
+        one()
+    print(f"SQL statements a message (RCPT verdict + accept): {len(queries.captured_queries)}")
+    if mode == "sql":
+        for query in queries.captured_queries:
+            print("  ", query["sql"][:160])
+    if mode == "prof":
+        from pyinstrument import Profiler
+
+        profiler = Profiler(interval=0.0005)
+        profiler.start()
+        for _ in range(count):
+            one()
+        profiler.stop()
+        print(profiler.output_text(unicode=False, color=False))
+        return
+    wall, cpu = time.perf_counter(), time.process_time()
+    for _ in range(count):
+        one()
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    print(
+        f"{count} messages: {wall / count * 1000:.2f} ms wall, {cpu / count * 1000:.2f} ms CPU"
+        f" a message, {count / wall:.1f} msg/s (load average {os.getloadavg()[0]:.1f})"
+    )
+
+
+if __name__ == "__main__":
+    main()
