@@ -88,13 +88,15 @@ else:
 if _db["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets readers run beside one writer and several processes share the file; IMMEDIATE
     # takes the write lock at BEGIN, so concurrent writers queue on the busy timeout instead of
-    # failing on a lock upgrade half-way through a transaction.
+    # failing on a lock upgrade half-way through a transaction. synchronous=FULL syncs the WAL
+    # at every commit: an SMTP 250 or IMAP OK must survive a power loss, not only a crash of
+    # this process (NORMAL would lose the last commits while their blobs survive).
     _db.setdefault("OPTIONS", {}).update(
         {
             "timeout": 30,
             "transaction_mode": "IMMEDIATE",
             "init_command": (
-                "PRAGMA journal_mode=WAL;PRAGMA synchronous=NORMAL;PRAGMA busy_timeout=30000;"
+                "PRAGMA journal_mode=WAL;PRAGMA synchronous=FULL;PRAGMA busy_timeout=30000;"
             ),
         }
     )

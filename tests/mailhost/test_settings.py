@@ -89,7 +89,7 @@ def test_env_host_ports(monkeypatch):
 
 
 @pytest.mark.django_db
-def test_sqlite_is_in_wal_mode_with_a_busy_timeout():
+def test_sqlite_is_in_wal_mode_with_a_busy_timeout_and_synced_commits():
     if connection.vendor != "sqlite":
         pytest.skip("the database is not SQLite")
     with connection.cursor() as cursor:
@@ -97,4 +97,7 @@ def test_sqlite_is_in_wal_mode_with_a_busy_timeout():
         assert cursor.fetchone()[0] == "wal"
         cursor.execute("PRAGMA busy_timeout")
         assert cursor.fetchone()[0] >= 5000
+        # FULL (2): every commit syncs the WAL, so an acknowledged message survives power loss.
+        cursor.execute("PRAGMA synchronous")
+        assert cursor.fetchone()[0] == 2
     assert connection.settings_dict["OPTIONS"]["transaction_mode"] == "IMMEDIATE"
