@@ -322,11 +322,11 @@ async def short_sessions(mailhost: Mailhost, count: int, concurrency: int = 8) -
 def test_memory_flat_across_many_sessions(loaded_mailhost):
     mailhost = loaded_mailhost
     warmup = max(100, LEAK_SESSIONS // 10)
-    asyncio.run(short_sessions(mailhost, warmup))
+    asyncio.run(asyncio.wait_for(short_sessions(mailhost, warmup), timeout=600))
     time.sleep(1)
     after_warmup = rss_bytes(mailhost.pid)
     started = time.monotonic()
-    asyncio.run(short_sessions(mailhost, LEAK_SESSIONS - warmup))
+    asyncio.run(asyncio.wait_for(short_sessions(mailhost, LEAK_SESSIONS - warmup), timeout=600))
     took = time.monotonic() - started
     time.sleep(1)
     after_all = rss_bytes(mailhost.pid)
