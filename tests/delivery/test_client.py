@@ -275,9 +275,10 @@ def test_smtputf8_only_when_the_peer_offers_it_or_the_message_needs_it(smtp_sett
     assert ascii_peer.lines[2] == "RCPT TO:<bob@xn--bcher-kva.test>"
 
     client.forget_unreachable()
-    ScriptedPeer("127.0.0.2", peers.port, ehlo, {})
+    refusing_peer = ScriptedPeer("127.0.0.2", peers.port, ehlo, {})
     utf8 = envelope(smtputf8=True, recipients=[RecipientEnvelope("jürgen@bücher.test")])
     result = client.deliver([HOST], utf8)
+    refusing_peer.thread.join(5)  # it closes its listening socket when the session ends
     assert str(result.replies["jürgen@bücher.test"]).startswith("553 5.6.7")
 
     utf8_peer = ScriptedPeer("127.0.0.2", peers.port, EHLO_FULL, {})
