@@ -2,31 +2,16 @@
 
 from __future__ import annotations
 
-import base64
-
 from django import forms
 from django.contrib import admin
 from django.db.models import Count
 from django.utils.html import format_html
 
+from delivery.dkim import dkim_txt_record
 from mailboxes import services
 from mailboxes.addresses import domain_to_ascii, parse_address
 from mailboxes.exceptions import InvalidAddress
 from mailboxes.models import Alias, Domain, Folder, Mailbox
-
-
-def dkim_txt_record(domain: Domain) -> str:
-    """The DNS TXT record that publishes the domain's DKIM public key."""
-    if not domain.dkim_private_key:
-        return ""
-    from cryptography.hazmat.primitives import serialization
-
-    key = serialization.load_pem_private_key(domain.dkim_private_key.encode(), password=None)
-    der = key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    value = "v=DKIM1; k=rsa; p=" + base64.b64encode(der).decode("ascii")
-    return f'{domain.dkim_selector}._domainkey.{domain.name}. IN TXT "{value}"'
 
 
 def _human_bytes(value: int) -> str:

@@ -15,15 +15,12 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from protocols.imap import mime
+from protocols.imap.parser import FETCH_MACROS
 
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
-# RFC 9051 6.4.5 macros (equivalent to these items; they may not be combined with others).
-MACROS = {
-    "ALL": ("FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE"),
-    "FAST": ("FLAGS", "INTERNALDATE", "RFC822.SIZE"),
-    "FULL": ("FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE", "BODY"),
-}
+# RFC 9051 6.4.5 macros: the parser owns the table.
+MACROS = FETCH_MACROS
 SIMPLE = frozenset(
     {
         "FLAGS",
