@@ -1,9 +1,15 @@
 """Database chores for the bench, run in Mailhost's environment (same DATABASE_URL, data dir).
 
+    python bench/dbtool.py setup DOMAIN ADDRESS.. [populate ADDRESS FOLDER COUNT..]
+                                                            # migrate and provision (stdin: password)
     python bench/dbtool.py populate ADDRESS FOLDER COUNT.. # a large folder, fast
     python bench/dbtool.py count ADDRESS FOLDER             # messages in a folder
     python bench/dbtool.py folder-id ADDRESS FOLDER         # the folder's id (webmail URLs)
     python bench/dbtool.py outbound                         # spool recipients by status
+
+`setup` does in one process what `manage.py migrate`, `adddomain` and `addmailbox` (all with
+the password read from standard input) and `populate` would do in several: it prints
+"migrated" once the schema is there, so that runmail can start beside the rest.
 
 `populate` is how the bench builds 1k/10k/100k-message folders in seconds: one message is
 stored through the services (blob written and synced, one Blob row), then Message rows that
@@ -106,6 +112,25 @@ def populate(address: str, name: str, count: int) -> dict:
     return {"folder": name, "count": count, "first_uid": first_uid}
 
 
+def setup(args: list[str], password: str) -> dict:
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    print("migrated", flush=True)
+    domain, *addresses = args[: args.index("populate")] if "populate" in args else args
+    services.domain_create(name=domain)
+    for address in addresses:
+        services.mailbox_create(address=address, password=password)
+    folders = args[args.index("populate") + 1 :] if "populate" in args else []
+    return {"domain": domain, "mailboxes": addresses, "folders": populate_many(folders)}
+
+
+def populate_many(args: list[str]) -> list[dict]:
+    """ADDRESS FOLDER COUNT [FOLDER COUNT ...]"""
+    pairs = zip(args[1::2], args[2::2])
+    return [populate(args[0], name, int(number)) for name, number in pairs]
+
+
 def count(address: str, name: str) -> int:
     mailbox = mailbox_get(address)
     return Message.objects.filter(folder__mailbox=mailbox, folder__name=name).count()
@@ -120,10 +145,10 @@ def outbound() -> dict:
 
 def main(argv: list[str]) -> None:
     command, *args = argv
-    if command == "populate":
-        # populate ADDRESS FOLDER COUNT [FOLDER COUNT ...]
-        pairs = zip(args[1::2], args[2::2])
-        result = [populate(args[0], name, int(number)) for name, number in pairs]
+    if command == "setup":
+        result = setup(args, sys.stdin.readline().rstrip("\r\n"))
+    elif command == "populate":
+        result = populate_many(args)
     elif command == "count":
         result = count(args[0], args[1])
     elif command == "folder-id":

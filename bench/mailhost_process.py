@@ -139,6 +139,18 @@ class Mailhost:
             raise RuntimeError(f"dbtool {' '.join(args)} failed: {result.stderr[-2000:]}")
         return result.stdout.strip()
 
+    def tool_process(self, *args: str) -> subprocess.Popen:
+        """bench/dbtool.py started with pipes (text), for a caller that reads it as it goes."""
+        return subprocess.Popen(
+            [sys.executable, str(REPO / "bench" / "dbtool.py"), *args],
+            cwd=REPO,
+            env=self.env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
     def count_messages(self, local_part: str, folder: str) -> int:
         """Messages in a folder, straight from the database (no Django start-up per call)."""
         query = (

@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import imapbench  # noqa: E402
 import loadgen  # noqa: E402
+import reference_dovecot  # noqa: E402
 import reference_postfix  # noqa: E402
 from baseline_aiosmtpd import Sink  # noqa: E402
 from dns_server import DnsServer  # noqa: E402
@@ -46,6 +47,11 @@ PASSWORD = "bench-password-1"
 SINK_DOMAIN = "remote.bench.test"
 SINK_ADDRESS = "127.0.0.2"
 
+IMAPTEST_USER = f"imaptest@{DOMAIN}"
+MAILBOXES = (SMTP_BOX, IMAP_USER, SENDER, IMAPTEST_USER)
+IMAPTEST_MESSAGES = 300
+IMAPTEST_MISSING = "imaptest not found (PATH or MAILHOST_BENCH_IMAPTEST)"
+
 SIZES = {"1KB": 1024, "10KB": 10 * 1024, "100KB": 100 * 1024}
 # (messages per case, one session / 20 sessions), folder sizes, idle connection counts...
 FULL = {
@@ -55,6 +61,7 @@ FULL = {
     "appends": 300,
     "outbound": 400,
     "repeat": 3,
+    "imaptest": (30, 10),  # secs, clients
 }
 QUICK = {
     "smtp_messages": {1: 5, 20: 20},
@@ -63,6 +70,7 @@ QUICK = {
     "appends": 20,
     "outbound": 20,
     "repeat": 2,
+    "imaptest": (3, 10),
 }
 # Settings a bench deployment changes from the defaults, and why.
 MAILHOST_ENV = {
@@ -102,6 +110,10 @@ class Bench:
         self.tmp = Path(tempfile.mkdtemp(prefix="mailhost-bench-"))
         self.tmp.chmod(0o755)  # Postfix's daemons run as their own users
         self.mailhost: Mailhost | None = None
+        # Reference servers, started in setup for the sections that compare with them.
+        self.baseline_port: int | None = None
+        self.postfix: reference_postfix.PostfixInstance | None = None
+        self.dovecot: reference_dovecot.DovecotInstance | None = None
 
     # --- setup ---------------------------------------------------------------------------
 
@@ -109,14 +121,15 @@ class Bench:
         self.stack.callback(shutil.rmtree, self.tmp, True)
         database_url = redis_url = None
         if self.args.postgres:
-            server = os.environ.get("DATABASE_URL") or "postgres://root@127.0.0.1:5432/postgres"
-            db = PostgresDatabase(server, f"mh_bench_{os.getpid()}")
-            db.create()
-            self.stack.callback(db.drop)
-            database_url = db.url
-            redis_url = bench_redis_url()
-            flush_redis(redis_url)
-            self.stack.callback(flush_redis, redis_url)
+            with self.phase("setup: database"):
+                server = os.environ.get("DATABASE_URL") or "postgres://root@127.0.0.1:5432/postgres"
+                db = PostgresDatabase(server, f"mh_bench_{os.getpid()}")
+                db.create()
+                self.stack.callback(db.drop)
+                database_url = db.url
+                redis_url = bench_redis_url()
+                flush_redis(redis_url)
+                self.stack.callback(flush_redis, redis_url)
         self.dns = DnsServer(SINK_DOMAIN, SINK_ADDRESS)
         self.dns.start()
         self.stack.callback(self.dns.stop)
@@ -126,56 +139,99 @@ class Bench:
         env = dict(MAILHOST_ENV)
         env["MAILHOST_DNS_SERVERS"] = f"{self.dns.address[0]}:{self.dns.address[1]}"
         env["MAILHOST_OUTBOUND_PORT"] = str(self.sink.port)
+        env["MAILHOST_DELIVERY_THREADS"] = "1"
         self.mailhost = Mailhost(
             self.tmp / "mailhost", database_url=database_url, redis_url=redis_url, extra_env=env
         )
         self.stack.callback(self.stop_mailhost)
         step = time.perf_counter()
-        self.mailhost.manage("migrate", "--verbosity", "0")
-        self.mailhost.manage("adddomain", DOMAIN)
         with concurrent.futures.ThreadPoolExecutor() as pool:
-            # runmail needs no mailbox to start: it starts while they are provisioned.
-            self.mailhost.env["MAILHOST_DELIVERY_THREADS"] = "1"
-            done = [pool.submit(self.start_mailhost)]
-            done += [
-                pool.submit(
-                    self.mailhost.manage,
-                    "addmailbox",
-                    address,
-                    "--password-stdin",
-                    stdin=PASSWORD + "\n",
-                )
-                for address in (SMTP_BOX, IMAP_USER, SENDER)
-            ]
-            if not self.args.only or {"imap", "webmail"} & self.args.only:
-                done.append(pool.submit(self.populate))
-            for future in done:
-                future.result()
+            references = pool.submit(self.start_references)
+            self.provision()
+            references.result()
         self.results["meta"]["setup_seconds"] = round(time.perf_counter() - step, 2)
 
-    def populate(self) -> None:
-        """The IMAP folders, bulk-inserted (bench/dbtool.py says how) before runmail starts."""
+    def provision(self) -> None:
+        """One dbtool process migrates, then creates the domain, the mailboxes and the IMAP
+        folders (bulk-inserted, bench/dbtool.py says how); runmail starts as soon as the
+        schema is there, while the rest is provisioned."""
         assert self.mailhost is not None
-        args = []
-        for count in self.counts["folders"]:
-            args += [f"bench{count}", str(count)]
-        # The mailbox comes from addmailbox in another thread: wait until it exists.
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                step = time.perf_counter()
-                self.mailhost.tool("populate", IMAP_USER, *args)
-                self.results["meta"]["populate_seconds"] = round(time.perf_counter() - step, 2)
-                return
-            except RuntimeError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
+        folders = []
+        if self.wants("imap", "webmail"):
+            for count in self.counts["folders"]:
+                folders += [f"bench{count}", str(count)]
+        command = ["setup", DOMAIN, *MAILBOXES, "populate", IMAP_USER, *folders]
+        with self.phase("setup: migrate"):
+            tool = self.mailhost.tool_process(*command)
+            tool.stdin.write(PASSWORD + "\n")
+            tool.stdin.close()
+            if tool.stdout.readline().strip() != "migrated":
+                tool.wait(60)
+                raise RuntimeError(f"dbtool {' '.join(command)}: {tool.stderr.read()[-2000:]}")
+        with concurrent.futures.ThreadPoolExecutor() as pool:
+            started = pool.submit(self.start_mailhost)
+            with self.phase("setup: domain, mailboxes, folders (beside runmail start)"):
+                tool.stdout.read()  # its summary; stderr stays short
+                if tool.wait(600) != 0:
+                    raise RuntimeError(f"dbtool {' '.join(command)}: {tool.stderr.read()[-2000:]}")
+            started.result()
+
+    def start_references(self) -> None:
+        """The reference servers the chosen sections compare with, started beside Mailhost."""
+        with self.phase("setup: reference servers (beside runmail)"):
+            if self.wants("smtp"):
+                self.baseline_port = free_port()
+                baseline = subprocess.Popen(
+                    [
+                        sys.executable,
+                        str(REPO / "bench" / "baseline_aiosmtpd.py"),
+                        "--port",
+                        str(self.baseline_port),
+                    ],
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
+                self.stack.callback(stop_process, baseline)
+                self.results["meta"].setdefault("pids", []).append(baseline.pid)
+                if reference_postfix.available():
+                    postfix = reference_postfix.PostfixInstance(
+                        self.tmp / "postfix", free_port(), DOMAIN
+                    )
+                    self.stack.callback(postfix.stop)
+                    postfix.start()
+                    self.results["meta"].setdefault("pids", []).append(postfix.master_pid())
+                    self.postfix = postfix
+                if baseline.stdout.readline().strip() != "ready":
+                    raise RuntimeError("baseline aiosmtpd did not start")
+            if self.wants("imaptest") and imaptest_binary() and reference_dovecot.available():
+                dovecot = reference_dovecot.DovecotInstance(
+                    self.tmp / "dovecot", free_port(), IMAPTEST_USER, PASSWORD
+                )
+                self.stack.callback(dovecot.stop)
+                dovecot.start()
+                self.results["meta"].setdefault("pids", []).append(dovecot.pid)
+                self.dovecot = dovecot
+
+    def wants(self, *sections: str) -> bool:
+        return not self.args.only or bool(set(sections) & self.args.only)
+
+    @contextlib.contextmanager
+    def phase(self, name: str):  # noqa: ANN201
+        """Time a step of the run: printed, and kept in the JSON's meta.phases."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            seconds = round(time.perf_counter() - start, 2)
+            self.results["meta"].setdefault("phases", {})[name] = seconds
+            print(f"   [{seconds:5.1f}s] {name}", file=sys.stderr, flush=True)
 
     def start_mailhost(self, **env: str) -> None:
         assert self.mailhost is not None
         self.mailhost.env.update(env)
-        self.mailhost.start()
+        threads = self.mailhost.env["MAILHOST_DELIVERY_THREADS"]
+        with self.phase(f"runmail start ({threads} delivery threads)"):
+            self.mailhost.start()
         self.results["meta"].setdefault("pids", []).append(self.mailhost.pid)
 
     def stop_mailhost(self) -> None:
@@ -203,42 +259,21 @@ class Bench:
     def section(self, name: str, fn) -> None:  # noqa: ANN001
         if self.args.only and name.split(",")[0] not in self.args.only:
             return
-        start = time.perf_counter()
         print(f"== {name}", file=sys.stderr, flush=True)
-        try:
-            fn()
-        except Exception as exc:
-            traceback.print_exc()
-            self.results["errors"][name] = f"{type(exc).__name__}: {exc}"[:1000]
-            if self.mailhost is not None:
-                self.ensure_running(name)
-        print(f"   {time.perf_counter() - start:.1f}s", file=sys.stderr, flush=True)
+        with self.phase(name):
+            try:
+                fn()
+            except Exception as exc:
+                traceback.print_exc()
+                self.results["errors"][name] = f"{type(exc).__name__}: {exc}"[:1000]
+                if self.mailhost is not None:
+                    self.ensure_running(name)
 
     # --- SMTP inbound ------------------------------------------------------------------------
 
     def smtp(self) -> None:
         assert self.mailhost is not None
-        baseline_port = free_port()
-        baseline = subprocess.Popen(
-            [
-                sys.executable,
-                str(REPO / "bench" / "baseline_aiosmtpd.py"),
-                "--port",
-                str(baseline_port),
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        self.stack.callback(stop_process, baseline)
-        self.results["meta"].setdefault("pids", []).append(baseline.pid)
-        if baseline.stdout.readline().strip() != "ready":
-            raise RuntimeError("baseline aiosmtpd did not start")
-        postfix = None
-        if reference_postfix.available():
-            postfix = reference_postfix.PostfixInstance(self.tmp / "postfix", free_port(), DOMAIN)
-            self.stack.callback(postfix.stop)
-            postfix.start()
-            self.results["meta"].setdefault("pids", []).append(postfix.master_pid())
+        baseline_port, postfix = self.baseline_port, self.postfix
         cases = []
         self.results["smtp"] = {
             "postfix": "stock Postfix, virtual(8) to Maildir" if postfix else "not installed",
@@ -362,60 +397,30 @@ class Bench:
                 "127.0.0.1", port, IMAP_USER, PASSWORD, self.counts["appends"], raw
             )
         )
-        self.results["imap"]["imaptest"] = self.imaptest(port)
 
-    def imaptest(self, port: int) -> dict | str:
-        """Dovecot's imaptest in stress mode, where a binary is at hand (PATH, or the
-        MAILHOST_BENCH_IMAPTEST variable): operations per second and errors it reported."""
-        binary = os.environ.get("MAILHOST_BENCH_IMAPTEST") or shutil.which("imaptest")
-        if not binary:
-            return "imaptest not installed"
+    # --- imaptest ----------------------------------------------------------------------------
+
+    def imaptest(self) -> None:
+        """Dovecot's imaptest in stress mode on the same mbox against Mailhost and, where
+        installed, a stock Dovecot (bench/reference_dovecot.py): operations/s and errors."""
+        assert self.mailhost is not None
+        binary = imaptest_binary()
+        if binary is None:
+            self.results["imaptest"] = IMAPTEST_MISSING
+            return
+        secs, clients = self.counts["imaptest"]
         mbox = self.tmp / "imaptest.mbox"
-        with open(mbox, "w") as out:
-            for i in range(300):
-                body = "\n".join(
-                    f"Line {j} of message {i}, a few words long." for j in range(10 + i % 40)
-                )
-                out.write(
-                    f"From sender{i}@example.net Sun Nov 29 01:00:00 2026\n"
-                    f"From: Sender {i} <sender{i}@example.net>\nTo: {IMAP_USER}\n"
-                    f"Subject: imaptest message {i}\nMessage-ID: <imaptest-{i}@example.net>\n"
-                    f"Date: Sun, 29 Nov 2026 01:00:00 +0000\n\n{body}\n\n"
-                )
-        secs, clients = (5, 4) if self.args.quick else (30, 10)
-        result = subprocess.run(
-            [
-                binary,
-                "host=127.0.0.1",
-                f"port={port}",
-                f"user={IMAP_USER}",
-                f"pass={PASSWORD}",
-                f"mbox={mbox}",
-                f"secs={secs}",
-                f"clients={clients}",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=secs + 120,
-        )
-        output = result.stdout + result.stderr
-        lines = output.splitlines()
-        totals = lines.index("Totals:") if "Totals:" in lines else None
-        if totals is None:
-            raise RuntimeError(f"imaptest printed no totals: {output[-500:]}")
-        names = lines[totals + 1].split()
-        counts = [int(n) for n in lines[totals + 4].split()]
-        errors = [line for line in lines if line.startswith("Error:")]
-        figures = {
-            "secs": secs,
-            "clients": clients,
-            "operations": dict(zip(names, counts)),
-            "ops_per_s": round(sum(counts) / secs, 1),
-            "errors": len(errors),
-            "first_errors": errors[:3],
-        }
-        print(f"   imaptest {figures}", file=sys.stderr, flush=True)
-        return figures
+        write_mbox(mbox, IMAPTEST_MESSAGES)
+        run = {"secs": secs, "clients": clients, "messages": IMAPTEST_MESSAGES}
+        self.results["imaptest"] = run
+        run["mailhost"] = imaptest_run(binary, self.mailhost.ports["imap"], mbox, secs, clients)
+        print(f"   imaptest Mailhost {run['mailhost']}", file=sys.stderr, flush=True)
+        if self.dovecot is None:
+            run["dovecot"] = "not installed"
+            return
+        run["dovecot"] = imaptest_run(binary, self.dovecot.port, mbox, secs, clients)
+        print(f"   imaptest Dovecot {run['dovecot']}", file=sys.stderr, flush=True)
+        run["ratio_to_dovecot"] = ratio(run["mailhost"]["ops_per_s"], run["dovecot"]["ops_per_s"])
 
     # --- memory ------------------------------------------------------------------------------
 
@@ -506,12 +511,16 @@ class Bench:
             self.section("outbound, 1 worker", lambda: self.outbound(1))
             self.section("imap", self.imap)
             self.section("webmail", self.webmail)
+            self.section("imaptest", self.imaptest)
             # A fresh runmail with 4 delivery threads: memory first, then outbound again.
-            if not self.args.only or {"memory", "outbound"} & self.args.only:
-                self.stop_mailhost()
+            if self.wants("memory", "outbound"):
+                with self.phase("runmail stop"):
+                    self.stop_mailhost()
                 self.start_mailhost(MAILHOST_DELIVERY_THREADS="4")
             self.section("memory", self.memory)
             self.section("outbound, 4 workers", lambda: self.outbound(4))
+            teardown = time.perf_counter()
+        self.results["meta"]["phases"]["teardown"] = round(time.perf_counter() - teardown, 2)
         self.results["meta"]["loadavg_at_end"] = os.getloadavg()[0]
         self.results["meta"]["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         return self.results
@@ -564,6 +573,79 @@ async def submit(host: str, port: int, count: int, sessions: int) -> dict:
     start = time.perf_counter()
     await asyncio.gather(*(session(*conn) for conn in connections))
     return {"ok": ok, "errors": errors, "start": start}
+
+
+def imaptest_binary() -> str | None:
+    """Dovecot's imaptest: the MAILHOST_BENCH_IMAPTEST variable, else `imaptest` on PATH."""
+    named = os.environ.get("MAILHOST_BENCH_IMAPTEST")
+    if named:
+        return named if os.access(named, os.X_OK) else None
+    return shutil.which("imaptest")
+
+
+def write_mbox(path: Path, count: int) -> None:
+    """imaptest's source of messages to APPEND: `count` plain messages, 0.5-2.5 KB."""
+    with open(path, "w") as out:
+        for i in range(count):
+            body = "\n".join(
+                f"Line {j} of message {i}, a few words long." for j in range(10 + i % 40)
+            )
+            out.write(
+                f"From sender{i}@example.net Sun Nov 29 01:00:00 2026\n"
+                f"From: Sender {i} <sender{i}@example.net>\nTo: {IMAPTEST_USER}\n"
+                f"Subject: imaptest message {i}\nMessage-ID: <imaptest-{i}@example.net>\n"
+                f"Date: Sun, 29 Nov 2026 01:00:00 +0000\n\n{body}\n\n"
+            )
+
+
+def imaptest_run(binary: str, port: int, mbox: Path, secs: int, clients: int) -> dict:
+    # One login first: the server's first one pays the password hash, which ten clients
+    # logging in at once would otherwise all wait for.
+    client = imapbench.ImapClient("127.0.0.1", port)
+    client.command(f'LOGIN "{IMAPTEST_USER}" "{PASSWORD}"')
+    client.close()
+    result = subprocess.run(
+        [
+            binary,
+            "host=127.0.0.1",
+            f"port={port}",
+            f"user={IMAPTEST_USER}",
+            f"pass={PASSWORD}",
+            f"mbox={mbox}",
+            f"secs={secs}",
+            f"clients={clients}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=secs + 120,
+    )
+    output = result.stdout + result.stderr
+    if result.returncode != 0:
+        raise RuntimeError(f"imaptest exited with {result.returncode}: {output[-500:]}")
+    return imaptest_figures(output, secs)
+
+
+def imaptest_figures(output: str, secs: int) -> dict:
+    """The "Totals:" block of imaptest's output (command names, percentage lines, counts)
+    as operations per second, and its "Error:" lines."""
+    lines = output.splitlines()
+    if "Totals:" not in lines:
+        raise RuntimeError(f"imaptest printed no totals: {output[-500:]}")
+    block = lines[lines.index("Totals:") + 1 :]
+    names = block[0].split()
+    counts = next(
+        [int(n) for n in line.split()]
+        for line in block[1:]
+        if len(line.split()) == len(names) and all(n.isdigit() for n in line.split())
+    )
+    errors = [line for line in lines if line.startswith("Error:")]
+    return {
+        "operations": dict(zip(names, counts)),
+        "command_ops_per_s": {name: round(n / secs, 1) for name, n in zip(names, counts)},
+        "ops_per_s": round(sum(counts) / secs, 1),
+        "errors": len(errors),
+        "first_errors": list(dict.fromkeys(errors))[:10],
+    }
 
 
 def git_commit() -> str:
@@ -684,12 +766,7 @@ def table(results: dict) -> str:
         if imap.get("append"):
             a = imap["append"]
             out.append(f"APPEND: {a['per_second']} messages/s ({a['size']} bytes, one connection)")
-        test = imap.get("imaptest")
-        if isinstance(test, dict):
-            out.append(
-                f"imaptest stress (secs={test['secs']} clients={test['clients']}): "
-                f"{test['ops_per_s']} operations/s, {test['errors']} errors"
-            )
+    out += imaptest_table(results.get("imaptest"))
     memory = results.get("memory")
     if memory:
         out.append("")
@@ -712,6 +789,35 @@ def table(results: dict) -> str:
     return "\n".join(out)
 
 
+def imaptest_table(test: dict | str | None) -> list[str]:
+    if test is None:
+        return []
+    if isinstance(test, str):
+        return ["", f"IMAP stress (Dovecot's imaptest): {test}"]
+    out = [
+        "",
+        f"IMAP stress: Dovecot's imaptest secs={test['secs']} clients={test['clients']}, "
+        f"{test['messages']}-message mbox, operations/s",
+    ]
+    mailhost, dovecot = test["mailhost"], test["dovecot"]
+    if isinstance(dovecot, str):
+        out.append(f"(Dovecot {dovecot})")
+        dovecot = {}
+    out.append("| command | Mailhost | Dovecot | vs Dovecot |")
+    out.append("|---|---|---|---|")
+    for name, rate in mailhost["command_ops_per_s"].items():
+        theirs = dovecot.get("command_ops_per_s", {}).get(name)
+        out.append(f"| {name} | {rate} | {theirs} | {ratio(rate, theirs)} |")
+    out.append(
+        f"| all | {mailhost['ops_per_s']} | {dovecot.get('ops_per_s')} "
+        f"| {test.get('ratio_to_dovecot')} |"
+    )
+    out.append(f"| errors | {mailhost['errors']} | {dovecot.get('errors')} | |")
+    for line in mailhost["first_errors"]:
+        out.append(f"Mailhost {line}")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small counts, under a minute")
@@ -725,7 +831,7 @@ def main(argv: list[str] | None = None) -> int:
         "--only",
         type=lambda text: set(text.split(",")),
         default=None,
-        help="comma-separated sections to run: smtp, outbound, imap, webmail, memory",
+        help="comma-separated sections to run: smtp, outbound, imap, webmail, imaptest, memory",
     )
     parser.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "latest.json")
     args = parser.parse_args(argv)
@@ -742,6 +848,11 @@ def main(argv: list[str] | None = None) -> int:
     results["meta"]["seconds"] = round(time.perf_counter() - started, 1)
     results["meta"]["command"] = "python bench/run.py" + "".join(
         f" {a}" for a in (argv if argv is not None else sys.argv[1:])
+    )
+    phases = results["meta"].get("phases", {})
+    print(
+        "phases: " + ", ".join(f"{name} {seconds}s" for name, seconds in phases.items()),
+        file=sys.stderr,
     )
     print(table(results))
     args.json.parent.mkdir(parents=True, exist_ok=True)

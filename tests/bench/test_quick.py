@@ -80,6 +80,18 @@ def test_quick_bench_produces_every_figure(tmp_path):
     webmail = data["webmail"]
     assert _number(webmail["list_ms"]) and _number(webmail["message_ms"])
 
+    # Dovecot's imaptest where a binary is at hand (against Dovecot too where installed),
+    # else the table says what is missing.
+    stress = data["imaptest"]
+    if isinstance(stress, dict):
+        for server in ("mailhost", "dovecot"):
+            if isinstance(stress[server], dict):
+                assert stress[server]["ops_per_s"] > 0, stress
+                assert stress[server]["operations"]["Logi"] > 0, stress
+        assert "IMAP stress" in result.stdout
+    else:
+        assert "imaptest not found" in stress
+
     # The table went to standard output, and nothing the bench started is left running.
     assert "SMTP inbound" in result.stdout and "Memory" in result.stdout
     assert data["meta"]["pids"]

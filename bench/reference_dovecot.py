@@ -1,0 +1,140 @@
+"""A private, stock Dovecot for the IMAP reference figure (imaptest against both servers).
+
+It runs as a child process (`dovecot -F`) from a config generated into its own directory,
+never the system's /etc/dovecot: IMAP only, on a high loopback port, plaintext LOGIN allowed
+(as the bench allows it for Mailhost), one user from a passwd-file, Maildir under the same
+directory, Dovecot's defaults everywhere else (fsync included). Run by root, the login and
+internal processes use the package's dovenull/dovecot users and the mail processes `nobody`
+(Dovecot refuses mail access as root); run by anyone else, everything runs as that user.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
+NOBODY = 65534
+
+CONFIG = """\
+protocols = imap
+listen = {bind}
+base_dir = {root}/run
+state_dir = {root}/state
+instance_name = mailhost-bench-{port}
+log_path = {root}/dovecot.log
+info_log_path = {root}/dovecot.log
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+first_valid_uid = {uid}
+{users}
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN {root}/passwd
+}}
+userdb {{
+  driver = static
+  args = uid={uid} gid={gid} home={root}/home/%n
+}}
+mail_location = maildir:~/Maildir
+namespace inbox {{
+  inbox = yes
+}}
+service imap-login {{
+  inet_listener imap {{
+    address = {bind}
+    port = {port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+"""
+
+
+def available() -> bool:
+    return os.path.exists(DOVECOT) and os.path.exists("/usr/lib/dovecot/imap")
+
+
+class DovecotInstance:
+    def __init__(self, root: Path, port: int, user: str, password: str) -> None:
+        self.root = root
+        self.port = port
+        self.user = user
+        self.password = password
+        self.bind = "127.0.0.1"
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def start(self, timeout: float = 20) -> None:
+        for sub in ("run", "state", "home"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            uid = gid = NOBODY
+            users = ""
+            os.chown(self.root / "home", uid, gid)
+            self.root.chmod(0o755)
+        else:
+            uid, gid = os.getuid(), os.getgid()
+            name = pwd.getpwuid(uid).pw_name
+            users = (
+                f"default_internal_user = {name}\ndefault_login_user = {name}\n"
+                f"default_internal_group = {pwd.getpwuid(uid).pw_gid}\n"
+            )
+        (self.root / "passwd").write_text(f"{self.user}:{{PLAIN}}{self.password}\n")
+        config = self.root / "dovecot.conf"
+        config.write_text(
+            CONFIG.format(
+                root=self.root, bind=self.bind, port=self.port, uid=uid, gid=gid, users=users
+            )
+        )
+        self.process = subprocess.Popen(
+            [DOVECOT, "-F", "-c", str(config)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.root / "dovecot.stderr", "wb"),  # noqa: SIM115
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"dovecot exited early: {self.log_tail()}")
+            try:
+                with socket.create_connection((self.bind, self.port), timeout=1) as sock:
+                    if sock.recv(200).startswith(b"* OK"):
+                        return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"dovecot did not answer on port {self.port}: {self.log_tail()}")
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        # The master stops its children on SIGTERM; the group is ours alone (new session).
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(5)
+
+    def log_tail(self, lines: int = 20) -> str:
+        text = ""
+        for name in ("dovecot.stderr", "dovecot.log"):
+            try:
+                text += (self.root / name).read_text(errors="replace")
+            except OSError:
+                pass
+        return "\n".join(text.splitlines()[-lines:])
