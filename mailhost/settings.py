@@ -166,6 +166,10 @@ MAILHOST_DEFAULT_QUOTA = env_int("MAILHOST_DEFAULT_QUOTA", 0)  # bytes; 0 means 
 MAILHOST_ALLOW_PLAINTEXT_AUTH = env_bool("MAILHOST_ALLOW_PLAINTEXT_AUTH", False)
 MAILHOST_MAX_CONNECTIONS = env_int("MAILHOST_MAX_CONNECTIONS", 2000, minimum=1)
 MAILHOST_MAX_CONNECTIONS_PER_IP = env_int("MAILHOST_MAX_CONNECTIONS_PER_IP", 100, minimum=1)
+# listen(2) backlog of every listener. A burst of connects beyond it overflows the accept
+# queue: the kernel drops the handshake's last ACK, and a client whose SYN-ACK retries run
+# out is left "connected" to a socket the server never sees. The kernel caps it at somaxconn.
+MAILHOST_LISTEN_BACKLOG = env_int("MAILHOST_LISTEN_BACKLOG", 4096, minimum=1)
 MAILHOST_ALIAS_MAX_DEPTH = 10
 # Grace period before a blob file with no row is considered an orphan of a crashed write.
 MAILHOST_BLOB_ORPHAN_AGE = env_int("MAILHOST_BLOB_ORPHAN_AGE", 3600)

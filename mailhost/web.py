@@ -23,7 +23,12 @@ class WebServer:
         from mailhost.static import application_with_static
 
         self._server = create_server(
-            application_with_static(), host=host, port=port, threads=8, ident="Mailhost"
+            application_with_static(),
+            host=host,
+            port=port,
+            threads=8,
+            ident="Mailhost",
+            backlog=settings.MAILHOST_LISTEN_BACKLOG,
         )
         self.port = self._server.effective_port
         self._thread = threading.Thread(target=self._run, name="mailhost-web", daemon=True)

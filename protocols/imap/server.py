@@ -150,10 +150,21 @@ async def start() -> list[Listener]:
     bind = settings.MAILHOST_BIND
     limit = settings.MAILHOST_IMAP_MAX_LINE_LENGTH + 1024
     server_plain = await asyncio.start_server(
-        plain, bind, settings.MAILHOST_IMAP_PORT, limit=limit, reuse_address=True
+        plain,
+        bind,
+        settings.MAILHOST_IMAP_PORT,
+        limit=limit,
+        reuse_address=True,
+        backlog=settings.MAILHOST_LISTEN_BACKLOG,
     )
     server_tls = await asyncio.start_server(
-        implicit, bind, settings.MAILHOST_IMAPS_PORT, ssl=context, limit=limit, reuse_address=True
+        implicit,
+        bind,
+        settings.MAILHOST_IMAPS_PORT,
+        ssl=context,
+        limit=limit,
+        reuse_address=True,
+        backlog=settings.MAILHOST_LISTEN_BACKLOG,
     )
     return [
         Listener("imap", _Group(server_plain, imap, last=False)),

@@ -584,7 +584,10 @@ async def start() -> list[Listener]:
     family = Family()
     host = settings.MAILHOST_BIND
     plain = await loop.create_server(
-        lambda: Connection(family, implicit_tls=False), host, settings.MAILHOST_POP3_PORT
+        lambda: Connection(family, implicit_tls=False),
+        host,
+        settings.MAILHOST_POP3_PORT,
+        backlog=settings.MAILHOST_LISTEN_BACKLOG,
     )
     secure = await loop.create_server(
         lambda: Connection(family, implicit_tls=True),
@@ -592,6 +595,7 @@ async def start() -> list[Listener]:
         settings.MAILHOST_POP3S_PORT,
         ssl=context,
         ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT,
+        backlog=settings.MAILHOST_LISTEN_BACKLOG,
     )
     return [
         Listener("pop3", Pop3Server(plain, family)),

@@ -118,7 +118,7 @@ async def start() -> list[Listener]:
                 port=port,
                 ssl=implicit_tls,
                 reuse_address=True,
-                backlog=1024,
+                backlog=settings.MAILHOST_LISTEN_BACKLOG,
             )
             listeners.append(Listener(mode.value, SMTPServer(server, registry, mode)))
             registry.listeners += 1
