@@ -80,6 +80,7 @@ class Mailhost:
         database_url: str | None = None,
         redis_url: str | None = None,
         extra_env: dict[str, str] | None = None,
+        log_name: str = "runmail.log",
     ) -> None:
         self.data_dir = data_dir
         self.ports = {name.lower(): free_port() for name in PORT_NAMES}
@@ -105,7 +106,7 @@ class Mailhost:
             self.env["REDIS_URL"] = redis_url
         self.env.update(extra_env or {})
         self.process: subprocess.Popen | None = None
-        self.log_path = data_dir / "runmail.log"
+        self.log_path = data_dir / log_name
         self._ready = threading.Event()
         self._log_thread: threading.Thread | None = None
 

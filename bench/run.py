@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -62,6 +63,7 @@ FULL = {
     "outbound": 400,
     "repeat": 3,
     "imaptest": (30, 10),  # secs, clients
+    "settle": 1.0,  # seconds a process is left before its RSS is read
 }
 QUICK = {
     "smtp_messages": {1: 5, 20: 20},
@@ -71,6 +73,7 @@ QUICK = {
     "outbound": 20,
     "repeat": 2,
     "imaptest": (3, 10),
+    "settle": 0.3,
 }
 # Settings a bench deployment changes from the defaults, and why.
 MAILHOST_ENV = {
@@ -114,6 +117,7 @@ class Bench:
         self.baseline_port: int | None = None
         self.postfix: reference_postfix.PostfixInstance | None = None
         self.dovecot: reference_dovecot.DovecotInstance | None = None
+        self.stoppers: list[Callable[[], None]] = []
 
     # --- setup ---------------------------------------------------------------------------
 
@@ -130,20 +134,24 @@ class Bench:
                 redis_url = bench_redis_url()
                 flush_redis(redis_url)
                 self.stack.callback(flush_redis, redis_url)
+        # Everything started below is stopped at the end, all at once (each waits for its
+        # own processes), before the data dir and the database go.
+        self.stack.callback(self.stop_all)
         self.dns = DnsServer(SINK_DOMAIN, SINK_ADDRESS)
         self.dns.start()
-        self.stack.callback(self.dns.stop)
+        self.stoppers.append(self.dns.stop)
         self.sink = Sink(SINK_ADDRESS, free_port(SINK_ADDRESS))
         self.sink.start()
-        self.stack.callback(self.sink.stop)
+        self.stoppers.append(self.sink.stop)
         env = dict(MAILHOST_ENV)
         env["MAILHOST_DNS_SERVERS"] = f"{self.dns.address[0]}:{self.dns.address[1]}"
         env["MAILHOST_OUTBOUND_PORT"] = str(self.sink.port)
         env["MAILHOST_DELIVERY_THREADS"] = "1"
+        self.mailhost_env = env
         self.mailhost = Mailhost(
             self.tmp / "mailhost", database_url=database_url, redis_url=redis_url, extra_env=env
         )
-        self.stack.callback(self.stop_mailhost)
+        self.stoppers.append(self.stop_mailhost)
         step = time.perf_counter()
         with concurrent.futures.ThreadPoolExecutor() as pool:
             references = pool.submit(self.start_references)
@@ -191,13 +199,13 @@ class Bench:
                     stdout=subprocess.PIPE,
                     text=True,
                 )
-                self.stack.callback(stop_process, baseline)
+                self.stoppers.append(lambda: stop_process(baseline))
                 self.results["meta"].setdefault("pids", []).append(baseline.pid)
                 if reference_postfix.available():
                     postfix = reference_postfix.PostfixInstance(
                         self.tmp / "postfix", free_port(), DOMAIN
                     )
-                    self.stack.callback(postfix.stop)
+                    self.stoppers.append(postfix.stop)
                     postfix.start()
                     self.results["meta"].setdefault("pids", []).append(postfix.master_pid())
                     self.postfix = postfix
@@ -207,10 +215,21 @@ class Bench:
                 dovecot = reference_dovecot.DovecotInstance(
                     self.tmp / "dovecot", free_port(), IMAPTEST_USER, PASSWORD
                 )
-                self.stack.callback(dovecot.stop)
+                self.stoppers.append(dovecot.stop)
                 dovecot.start()
                 self.results["meta"].setdefault("pids", []).append(dovecot.pid)
                 self.dovecot = dovecot
+
+    def stop_all(self) -> None:
+        with (
+            self.phase("teardown: stop servers"),
+            concurrent.futures.ThreadPoolExecutor(max(1, len(self.stoppers))) as pool,
+        ):
+            for future in [pool.submit(stop) for stop in self.stoppers]:
+                try:
+                    future.result()
+                except Exception:  # stop the others all the same
+                    traceback.print_exc()
 
     def wants(self, *sections: str) -> bool:
         return not self.args.only or bool(set(sections) & self.args.only)
@@ -234,16 +253,33 @@ class Bench:
             self.mailhost.start()
         self.results["meta"].setdefault("pids", []).append(self.mailhost.pid)
 
-    def stop_mailhost(self) -> None:
-        if self.mailhost is not None:
-            self.mailhost.stop()
+    def stop_mailhost(self, mailhost: Mailhost | None = None) -> None:
+        mailhost = mailhost or self.mailhost
+        if mailhost is not None:
+            mailhost.stop()
             # Keep runmail's log beside the JSON (the data dir goes at the end).
             log = self.args.json.with_suffix(".runmail.log")
             with contextlib.suppress(OSError):
                 log.parent.mkdir(parents=True, exist_ok=True)
                 with open(log, "ab") as out:
-                    out.write(self.mailhost.log_path.read_bytes())
-                self.mailhost.log_path.unlink()
+                    out.write(mailhost.log_path.read_bytes())
+                mailhost.log_path.unlink()
+
+    def restart_mailhost(self, **env: str) -> None:
+        """A fresh runmail (new ports, same data and database) starts while the old one stops."""
+        old = self.mailhost
+        assert old is not None
+        self.mailhost = Mailhost(
+            old.data_dir,
+            database_url=old.env.get("DATABASE_URL"),
+            redis_url=old.env.get("REDIS_URL"),
+            extra_env={**self.mailhost_env, **env},
+            log_name="runmail-restarted.log",
+        )
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            stopped = pool.submit(self.stop_mailhost, old)
+            self.start_mailhost()
+            stopped.result()
 
     def ensure_running(self, where: str) -> None:
         """Record (and recover from) a runmail that died under a benchmark."""
@@ -427,7 +463,7 @@ class Bench:
     def memory(self) -> None:
         assert self.mailhost is not None
         # Runs first in a fresh runmail: the figure is idle connections, not earlier garbage.
-        time.sleep(1)
+        time.sleep(self.counts["settle"])
         runs = [{"connections": 0, "rss_mib": mib(rss_bytes(self.mailhost.pid))}]
         self.results["memory"] = runs
         crowd = imapbench.IdleCrowd("127.0.0.1", self.mailhost.ports["imap"], IMAP_USER, PASSWORD)
@@ -437,7 +473,7 @@ class Bench:
                 for total in self.counts["idle"]:
                     start = time.perf_counter()
                     await crowd.grow(total)
-                    await asyncio.sleep(1)
+                    await asyncio.sleep(self.counts["settle"])
                     runs.append(
                         {
                             "connections": len(crowd.connections),
@@ -514,9 +550,7 @@ class Bench:
             self.section("imaptest", self.imaptest)
             # A fresh runmail with 4 delivery threads: memory first, then outbound again.
             if self.wants("memory", "outbound"):
-                with self.phase("runmail stop"):
-                    self.stop_mailhost()
-                self.start_mailhost(MAILHOST_DELIVERY_THREADS="4")
+                self.restart_mailhost(MAILHOST_DELIVERY_THREADS="4")
             self.section("memory", self.memory)
             self.section("outbound, 4 workers", lambda: self.outbound(4))
             teardown = time.perf_counter()
