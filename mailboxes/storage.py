@@ -7,6 +7,7 @@ the directory is fsync'd, so that once `save` returns the bytes survive a crash.
 
 from __future__ import annotations
 
+import errno
 import os
 
 from django.core.files.storage import FileSystemStorage
@@ -42,3 +43,21 @@ class DurableFileSystemStorage(FileSystemStorage):
     def get_available_name(self, name: str, max_length: int | None = None) -> str:
         # Blob names are random (uuid4); never rename, never overwrite silently.
         return name
+
+
+def out_of_space(exc: BaseException) -> bool:
+    """The disk is full (RFC 3463 4.3.1): ENOSPC/EDQUOT from a blob write, or the database's
+    own "disk full" (SQLite SQLITE_FULL, PostgreSQL 53100), anywhere in the exception chain."""
+    seen = 0
+    current: BaseException | None = exc
+    while current is not None and seen < 10:
+        if isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        text = str(current).lower()
+        if "database or disk is full" in text or "no space left on device" in text:
+            return True
+        if getattr(current, "sqlstate", None) == "53100":
+            return True
+        current = current.__cause__ or current.__context__
+        seen += 1
+    return False

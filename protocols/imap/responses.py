@@ -79,6 +79,8 @@ NO_CANNOT = Reply("NO", "Operation not permitted", "CANNOT")
 NO_INBOX_DELETE = Reply("NO", "INBOX cannot be deleted", "CANNOT")
 NO_HAS_CHILDREN = Reply("NO", "Mailbox has children; delete them first", "HASCHILDREN")
 NO_OVER_QUOTA = Reply("NO", "Quota exceeded", "OVERQUOTA")
+# The disk (or the database) is full: RFC 5530 has no code of its own for it.
+NO_NO_SPACE = Reply("NO", "Not enough disk space", "OVERQUOTA")
 NO_TOO_BIG = Reply("NO", "Message too large", "TOOBIG")
 NO_READ_ONLY = Reply("NO", "Mailbox is read-only", "READ-ONLY")
 NO_SERVERBUG = Reply("NO", "Internal error; try again later", "SERVERBUG")

@@ -30,6 +30,7 @@ from mailboxes.exceptions import (
     QuotaExceeded,
 )
 from mailboxes.models import Folder, Mailbox
+from mailboxes.storage import out_of_space
 from protocols.imap import parser as p
 from protocols.imap import responses as r
 from protocols.imap import states, uidcache
@@ -347,9 +348,12 @@ class Session:
             await self.finish(command, r.NO_CANNOT.with_text(str(exc) or r.NO_CANNOT.text))
         except (ConnectionDone, ConnectionError, ssl.SSLError):
             raise
-        except Exception:
+        except Exception as exc:
             logger.exception("IMAP %s failed", command.name)
-            await self.send(r.NO_SERVERBUG.tagged(command.tag))
+            if out_of_space(exc):  # as Dovecot answers: the client may free space and retry
+                await self.send(r.NO_NO_SPACE.tagged(command.tag))
+            else:
+                await self.send(r.NO_SERVERBUG.tagged(command.tag))
 
     async def finish(self, command: p.Command, reply: r.Reply = r.OK_COMPLETED) -> None:
         """Send pending updates the RFC allows now, then the tagged reply."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import binascii
-import errno
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +21,7 @@ from django.db import close_old_connections
 from delivery import submission
 from mailboxes import selectors, services, throttle
 from mailboxes.exceptions import MailhostError
+from mailboxes.storage import out_of_space
 from protocols.smtp import replies
 from protocols.smtp.replies import Reply
 
@@ -30,24 +30,6 @@ if TYPE_CHECKING:
     from protocols.smtp.syntax import MailParams, RcptParams
 
 logger = logging.getLogger("mailhost.smtp")
-
-
-def _out_of_space(exc: BaseException) -> bool:
-    """The disk is full (RFC 3463 4.3.1): ENOSPC/EDQUOT from a blob write, or the database's
-    own "disk full" (SQLite SQLITE_FULL, PostgreSQL 53100), anywhere in the exception chain."""
-    seen = 0
-    current: BaseException | None = exc
-    while current is not None and seen < 10:
-        if isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
-        text = str(current).lower()
-        if "database or disk is full" in text or "no space left on device" in text:
-            return True
-        if getattr(current, "sqlstate", None) == "53100":
-            return True
-        current = current.__cause__ or current.__context__
-        seen += 1
-    return False
 
 
 RECIPIENT_REPLIES = {
@@ -180,12 +162,12 @@ class Handler:
             )
         except MailhostError as exc:
             logger.error("%s message refused by storage: %s", server.client_ip, exc)
-            reply = replies.S452_NO_SPACE if _out_of_space(exc) else replies.S451_LOCAL_ERROR
+            reply = replies.S452_NO_SPACE if out_of_space(exc) else replies.S451_LOCAL_ERROR
             server.log_transaction(envelope, str(reply), None)
             return reply
         except Exception as exc:
             logger.exception("%s message could not be stored", server.client_ip)
-            reply = replies.S452_NO_SPACE if _out_of_space(exc) else replies.S451_LOCAL_ERROR
+            reply = replies.S452_NO_SPACE if out_of_space(exc) else replies.S451_LOCAL_ERROR
             server.log_transaction(envelope, str(reply), None)
             return reply
         if result.accepted:
