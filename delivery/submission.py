@@ -4,7 +4,8 @@ webmail all hand a message over here.
 `message_accept` adds the trace and submission headers, DKIM-signs submissions, writes the
 bytes once (synced), then, in ONE transaction, files the message into every local mailbox and
 queues one spool entry for every remote recipient (remote alias targets included), all
-sharing that one blob. It returns only after the commit, so a caller's "accepted" (SMTP 250,
+sharing that one blob (a transaction that concurrent messages may share: mailboxes.groupcommit).
+It returns only after the commit, so a caller's "accepted" (SMTP 250,
 a webmail "sent" page) is never a lie; on a storage failure it raises StorageError and leaves
 nothing half-done.
 """
@@ -20,13 +21,13 @@ from email.utils import format_datetime
 
 from django.conf import settings
 from django.core.files.storage import storages
-from django.db import transaction
 from django.utils import timezone
 
 from delivery.services import SpoolRecipient, new_queue_id, spool_create
 from mailboxes import selectors
 from mailboxes.addresses import parse_address
 from mailboxes.exceptions import InvalidAddress, MailhostError, StorageError
+from mailboxes.groupcommit import committer
 from mailboxes.models import Blob, Domain, Mailbox
 from mailboxes.services import blob_write, message_deliver
 
@@ -176,7 +177,6 @@ def message_accept(
     else:
         raw = prefix + raw
 
-    result = AcceptResult(queue_id=queue_id, size=len(raw))
     # Resolve (aliases, catch-alls) and write the bytes before the transaction: on SQLite
     # BEGIN IMMEDIATE takes the database's write lock, which should cover only the writes.
     domains: dict = {}
@@ -189,61 +189,68 @@ def message_accept(
     except Exception as exc:
         logger.exception("queue %s: could not write the message", queue_id)
         raise StorageError("could not write the message") from exc
-    try:
-        with transaction.atomic():
-            blob = Blob.objects.create(name=name, size=len(raw))
-            delivered = message_deliver(
-                raw=raw, recipients=addresses, blob=blob, resolutions=resolutions
-            )
-            spool: dict[str, SpoolRecipient] = {}
-            for wanted, outcome in zip(envelope, delivered):
-                if outcome.status == "not_hosted":
-                    if submission:
-                        spool.setdefault(
-                            outcome.address,
-                            SpoolRecipient(outcome.address, wanted.notify, wanted.orcpt),
-                        )
-                        result.recipients.append(RecipientOutcome(wanted.address, "queued"))
-                    else:
-                        result.recipients.append(RecipientOutcome(wanted.address, "relay_denied"))
-                    continue
-                for target in outcome.forward:
-                    orcpt = wanted.orcpt or f"rfc822;{wanted.address}"
-                    spool.setdefault(target, SpoolRecipient(target, wanted.notify, orcpt))
-                result.recipients.append(
-                    RecipientOutcome(
-                        wanted.address, outcome.status, outcome.mailbox_ids, outcome.forward
-                    )
-                )
-            if not result.accepted:
-                raise _NothingAccepted
-            # Once the message is accepted for anyone, it is ours for everyone: a recipient
-            # that stopped fitting since RCPT (quota filled, address removed) is queued, so
-            # the delivery worker retries it locally and, failing that, sends the DSN.
-            for index, outcome in enumerate(result.recipients):
-                if queue_late_refusals and outcome.status in {"over_quota", "unknown"}:
-                    wanted = envelope[index]
+
+    def store() -> AcceptResult:
+        # Run by the group committer, maybe in a transaction shared with other messages (and
+        # maybe twice, when that transaction failed): everything it makes, it makes afresh.
+        result = AcceptResult(queue_id=queue_id, size=len(raw))
+        blob = Blob.objects.create(name=name, size=len(raw))
+        delivered = message_deliver(
+            raw=raw, recipients=addresses, blob=blob, resolutions=resolutions
+        )
+        spool: dict[str, SpoolRecipient] = {}
+        for wanted, outcome in zip(envelope, delivered):
+            if outcome.status == "not_hosted":
+                if submission:
                     spool.setdefault(
-                        wanted.address,
-                        SpoolRecipient(wanted.address, wanted.notify, wanted.orcpt),
+                        outcome.address,
+                        SpoolRecipient(outcome.address, wanted.notify, wanted.orcpt),
                     )
-                    result.recipients[index] = RecipientOutcome(wanted.address, "queued")
-            if spool:
-                spool_create(
-                    blob=blob,
-                    mail_from=mail_from,
-                    recipients=list(spool.values()),
-                    queue_id=queue_id,
-                    sender_mailbox=authenticated_mailbox,
-                    envid=envid,
-                    ret=ret,
-                    smtputf8=smtputf8,
-                    body_8bit=body_8bit,
+                    result.recipients.append(RecipientOutcome(wanted.address, "queued"))
+                else:
+                    result.recipients.append(RecipientOutcome(wanted.address, "relay_denied"))
+                continue
+            for target in outcome.forward:
+                orcpt = wanted.orcpt or f"rfc822;{wanted.address}"
+                spool.setdefault(target, SpoolRecipient(target, wanted.notify, orcpt))
+            result.recipients.append(
+                RecipientOutcome(
+                    wanted.address, outcome.status, outcome.mailbox_ids, outcome.forward
                 )
-                result.spooled = True
-    except _NothingAccepted:
-        _forget_blob(name)
+            )
+        if not result.accepted:
+            raise _NothingAccepted(result)
+        # Once the message is accepted for anyone, it is ours for everyone: a recipient
+        # that stopped fitting since RCPT (quota filled, address removed) is queued, so
+        # the delivery worker retries it locally and, failing that, sends the DSN.
+        for index, outcome in enumerate(result.recipients):
+            if queue_late_refusals and outcome.status in {"over_quota", "unknown"}:
+                wanted = envelope[index]
+                spool.setdefault(
+                    wanted.address,
+                    SpoolRecipient(wanted.address, wanted.notify, wanted.orcpt),
+                )
+                result.recipients[index] = RecipientOutcome(wanted.address, "queued")
+        if spool:
+            spool_create(
+                blob=blob,
+                mail_from=mail_from,
+                recipients=list(spool.values()),
+                queue_id=queue_id,
+                sender_mailbox=authenticated_mailbox,
+                envid=envid,
+                ret=ret,
+                smtputf8=smtputf8,
+                body_8bit=body_8bit,
+            )
+            result.spooled = True
         return result
+
+    try:
+        return committer.run(store)
+    except _NothingAccepted as refused:
+        _forget_blob(name)
+        return refused.result
     except MailhostError:
         _forget_blob(name)
         raise
@@ -251,11 +258,14 @@ def message_accept(
         _forget_blob(name)
         logger.exception("queue %s: could not store the message", queue_id)
         raise StorageError("could not store the message") from exc
-    return result
 
 
 class _NothingAccepted(Exception):
-    pass
+    """Nobody took the message: roll its rows back, keep the outcomes."""
+
+    def __init__(self, result: AcceptResult) -> None:
+        super().__init__(result.queue_id)
+        self.result = result
 
 
 def _forget_blob(name: str) -> None:

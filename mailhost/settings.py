@@ -214,6 +214,9 @@ if MAILHOST_SMTP_BARE_LINE_ENDINGS not in {"refuse", "normalize"}:
 MAILHOST_SHUTDOWN_GRACE = env_int("MAILHOST_SHUTDOWN_GRACE", 30, minimum=0)
 # Threads that run SMTP's database and storage work (its own pool, apart from other protocols).
 MAILHOST_SMTP_WORKER_THREADS = env_int("MAILHOST_SMTP_WORKER_THREADS", 16, minimum=1)
+# Deliveries that arrive while another commits share its next transaction (and its WAL sync):
+# at most this many a transaction; 1 gives every delivery a transaction of its own.
+MAILHOST_GROUP_COMMIT_MAX = env_int("MAILHOST_GROUP_COMMIT_MAX", 64, minimum=1)
 # SMTP ports 25 and 587 expect a PROXY protocol header (v1 or v2) from a load balancer first.
 MAILHOST_SMTP_PROXY_PROTOCOL = env_bool("MAILHOST_SMTP_PROXY_PROTOCOL", False)
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import smtplib
+import threading
 
 import pytest
 
 from delivery.models import OutboundMessage
-from mailboxes.models import Blob, Message
+from mailboxes.groupcommit import committer
+from mailboxes.models import Blob, Folder, Mailbox, Message
 from mailboxes.selectors import blob_read
 from tests.support.smtp import client_tls_context
 
@@ -127,3 +129,49 @@ def test_dsn_parameters_reach_the_spool(smtp_ports, hosted):
     assert (spool.ret, spool.envid) == ("HDRS", "QQ314159")
     recipient = spool.recipients.get()
     assert (recipient.notify, recipient.orcpt) == ("SUCCESS,DELAY", "rfc822;dan@remote.example")
+
+
+def test_concurrent_sessions_every_250_stored_once(smtp_ports, hosted):
+    """Sessions that end DATA together share transactions (mailboxes.groupcommit): every
+    message that got 250 is in each mailbox exactly once, with UIDs 1..n and counters that
+    match the rows."""
+    sessions, per_session = 8, 6
+    errors: list[BaseException] = []
+    start = threading.Barrier(sessions)
+
+    def send(n: int) -> None:
+        try:
+            with smtplib.SMTP("127.0.0.1", smtp_ports["smtp"], timeout=30) as client:
+                client.ehlo("relay.example.net")
+                start.wait(30)
+                for i in range(per_session):
+                    subject = f"Subject: s{n}-m{i}\r\n".encode()
+                    client.sendmail(
+                        "x@remote.example",
+                        ["alice@example.org", "bob@example.org"],
+                        subject + MESSAGE,
+                    )
+        except BaseException as exc:  # noqa: BLE001 - reported by the test thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(sessions)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert errors == []
+    print(f"transactions shared by several messages: {committer.batches}")
+    expected = {f"s{n}-m{i}" for n in range(sessions) for i in range(per_session)}
+    for name in ("alice", "bob"):
+        rows = list(inbox(name).order_by("uid").values_list("uid", "subject", "size"))
+        assert [uid for uid, _, _ in rows] == list(range(1, len(expected) + 1))
+        assert {subject for _, subject, _ in rows} == expected
+        folder = Folder.objects.get(mailbox__local_part=name, name="INBOX")
+        used = sum(size for _, _, size in rows)
+        assert (folder.message_count, folder.total_size, folder.uidnext) == (
+            len(expected),
+            used,
+            len(expected) + 1,
+        )
+        assert Mailbox.objects.get(local_part=name).used_bytes == used
+    assert Blob.objects.count() == len(expected)

@@ -1,0 +1,157 @@
+"""Group commit (mailboxes.groupcommit): concurrent writers share one transaction.
+
+Each test holds the committer busy with a piece that waits, queues the pieces under test
+behind it, then lets go, so the queued pieces make one batch whatever the scheduling.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+
+import pytest
+from django.db import IntegrityError, connection
+
+from delivery.submission import EnvelopeRecipient, message_accept
+from mailboxes.groupcommit import GroupCommitter, committer
+from mailboxes.models import Domain, Folder, Mailbox, Message
+from mailboxes.selectors import recipient_resolve
+from tests.mailboxes.conftest import make_raw
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@contextlib.contextmanager
+def held(group: GroupCommitter):
+    """The committer busy in a transaction of its own until the block ends."""
+    entered, gate = threading.Event(), threading.Event()
+
+    def wait() -> None:
+        entered.set()
+        gate.wait(30)
+
+    def lead() -> None:
+        try:
+            group.run(wait)
+        finally:
+            connection.close()
+
+    leader = threading.Thread(target=lead)
+    leader.start()
+    assert entered.wait(30)
+    try:
+        yield
+    finally:
+        gate.set()
+        leader.join(30)
+
+
+def queue_behind(
+    group: GroupCommitter, pieces: dict[str, object], *, submit: bool = True
+) -> dict[str, object]:
+    """Call each piece from a thread of its own while `group` is held (through group.run, or
+    as it is when it submits itself); return the outcomes (value or exception) by name."""
+    outcomes: dict[str, object] = {}
+
+    def call(name: str, fn) -> None:  # noqa: ANN001
+        try:
+            outcomes[name] = group.run(fn) if submit else fn()
+        except Exception as exc:  # noqa: BLE001 - the outcome under test
+            outcomes[name] = exc
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=call, args=item) for item in pieces.items()]
+    with held(group):
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 30
+        while group.waiting < len(pieces):
+            assert time.monotonic() < deadline, "pieces did not queue"
+            time.sleep(0.005)
+    for thread in threads:
+        thread.join(30)
+    return outcomes
+
+
+def test_one_failing_piece_does_not_fail_the_batch():
+    group = GroupCommitter()
+    calls = {"flaky": 0}
+
+    def make(name: str):  # noqa: ANN202
+        def piece() -> str:
+            Domain.objects.create(name=f"{name}.example")
+            return name
+
+        return piece
+
+    def broken() -> str:
+        Domain.objects.create(name="broken.example")
+        raise ValueError("broken piece")
+
+    def flaky() -> str:
+        # A database error (a deadlock, a dropped connection) on the first run only: the
+        # piece is run again in a transaction of its own.
+        calls["flaky"] += 1
+        Domain.objects.create(name=f"flaky{calls['flaky']}.example")
+        if calls["flaky"] == 1:
+            raise IntegrityError("deadlock detected")
+        return "flaky"
+
+    outcomes = queue_behind(
+        group, {"first": make("first"), "broken": broken, "flaky": flaky, "last": make("last")}
+    )
+    assert outcomes["first"] == "first" and outcomes["last"] == "last"
+    assert outcomes["flaky"] == "flaky" and calls["flaky"] == 2
+    assert isinstance(outcomes["broken"], ValueError)
+    assert group.batches == 1
+    assert set(Domain.objects.values_list("name", flat=True)) == {
+        "first.example",
+        "flaky2.example",
+        "last.example",
+    }
+
+
+def test_inside_a_callers_transaction_it_runs_there():
+    from django.db import transaction
+
+    group = GroupCommitter()
+    with transaction.atomic():
+        group.run(lambda: Domain.objects.create(name="inner.example"))
+        transaction.set_rollback(True)
+    assert not Domain.objects.filter(name="inner.example").exists()
+    assert group.batches == 0
+
+
+def accept(address: str, subject: str):  # noqa: ANN201
+    return message_accept(
+        raw=make_raw(subject),
+        mail_from="bob@remote.example",
+        recipients=[EnvelopeRecipient(address, resolution=recipient_resolve(address))],
+    )
+
+
+def test_quota_holds_across_messages_of_one_batch(make_mailbox, blob_dir):
+    alice = make_mailbox("alice@example.org")
+    first = accept("alice@example.org", "m0")
+    size = first.size
+    # Room for two more messages of about this size, not three.
+    Mailbox.objects.filter(pk=alice.pk).update(quota=size * 3 + size // 2)
+    before = committer.batches
+    pieces = {f"m{n}": (lambda n=n: accept("alice@example.org", f"m{n}")) for n in range(1, 5)}
+    outcomes = queue_behind(committer, pieces, submit=False)
+    assert committer.batches == before + 1
+    statuses = sorted(o.recipients[0].status for o in outcomes.values())
+    assert statuses == ["delivered", "delivered", "over_quota", "over_quota"]
+    inbox = Folder.objects.get(mailbox=alice, name="INBOX")
+    rows = list(Message.objects.filter(folder=inbox).order_by("uid").values_list("uid", "size"))
+    assert [uid for uid, _ in rows] == [1, 2, 3]
+    used = sum(size for _, size in rows)
+    alice.refresh_from_db()
+    assert alice.used_bytes == used <= alice.quota
+    assert (inbox.message_count, inbox.total_size, inbox.uidnext) == (3, used, 4)
+    # The refused messages left no blob behind; the delivered ones have theirs.
+    assert sorted(p.name for p in blob_dir.rglob("*") if p.is_file()) == sorted(
+        m.blob.name.rsplit("/", 1)[1] for m in Message.objects.filter(folder=inbox)
+    )
