@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.core.files.storage import storages
+from django.db import connection
 from django.db.models import QuerySet
 
 from mailboxes.addresses import Address, parse_address
@@ -254,14 +255,41 @@ def folder_uids(folder: Folder | int) -> list[int]:
     )
 
 
-def folder_first_unseen_uid(folder: Folder | int) -> int | None:
-    folder_id = folder if isinstance(folder, int) else folder.id
-    return (
-        Message.objects.filter(folder_id=folder_id, seen=False)
+def folder_view_count(folder_id: int, modseq: int, low: int, high: int) -> int:
+    """How many UIDs in [low, high) a session's view of a folder holds: the view as of
+    (modseq, uidnext) is the UIDs below uidnext less those expunged at or before modseq
+    (protocols/imap/uidcache.py). Rows and tombstones are counted in one statement, so a
+    message expunged meanwhile is counted exactly once."""
+    from mailboxes.models import Expunged
+
+    messages = connection.ops.quote_name(Message._meta.db_table)
+    expunged = connection.ops.quote_name(Expunged._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT (SELECT COUNT(*) FROM {messages}"
+            " WHERE folder_id = %s AND uid >= %s AND uid < %s)"
+            f" + (SELECT COUNT(*) FROM {expunged}"
+            " WHERE folder_id = %s AND modseq > %s AND uid >= %s AND uid < %s)",
+            [folder_id, low, high, folder_id, modseq, low, high],
+        )
+        return cursor.fetchone()[0]
+
+
+def folder_first_unseen(folder_id: int, modseq: int, uidnext: int, exists: int):
+    """(UID, sequence number) of the first unseen message in a session's view (modseq,
+    uidnext) of `exists` messages, or None: SELECT's [UNSEEN n] without reading the view.
+    The number is counted from the nearer end (unseen mail is usually the newest)."""
+    first = (
+        Message.objects.filter(folder_id=folder_id, seen=False, uid__lt=uidnext)
         .order_by("uid")
         .values_list("uid", flat=True)
         .first()
     )
+    if first is None:
+        return None
+    if uidnext - first < first:
+        return first, exists - folder_view_count(folder_id, modseq, first + 1, uidnext)
+    return first, folder_view_count(folder_id, modseq, 1, first + 1)
 
 
 def folder_count_from_uid(folder: Folder | int, uid: int) -> int:

@@ -1,7 +1,9 @@
 """One IMAP connection: reads bytes into the parser, dispatches commands, writes replies.
 
-The session keeps the selected folder's sequence-number-to-UID list in memory. Changes made
-elsewhere arrive as change events (mailboxes.events, handed over with call_soon_threadsafe)
+The session keeps the selected folder's sequence-number-to-UID list in memory, read on first
+need rather than at SELECT (which answers from the folder row's counters): until then the
+session holds only the view's bounds (protocols/imap/uidcache.py). Changes made elsewhere
+arrive as change events (mailboxes.events, handed over with call_soon_threadsafe)
 and only mark the session dirty; the next command (or IDLE at once) asks the database what
 changed since the MODSEQ it last reported and sends EXISTS / EXPUNGE / FETCH FLAGS.
 """
@@ -118,10 +120,18 @@ class Selected:
     name: str
     uidvalidity: int
     readonly: bool
-    # seq -> uid: 4 bytes per message (a 100k-message folder costs 400 kB per session)
-    uids: array
     known_modseq: int
+    # Expunges up to here are reported; with view_uidnext, the view the client was told of.
     expunge_modseq: int
+    view_uidnext: int  # UIDs from here on are new to the client (not yet in an EXISTS)
+    count: int  # EXISTS while the sequence map is not read
+    # seq -> uid: 4 bytes per message (a 100k-message folder costs 400 kB per session),
+    # None until a command needs sequence numbers (Session.sequence_map).
+    uids: array | None = None
+    # \Recent: the UIDs claimed at SELECT are a range (how many of them: recent_at_select)
+    # until the map is read; `recent` holds the rest (and all of them once the map is read).
+    recent_range: tuple[int, int] = (0, 0)
+    recent_at_select: int = 0
     recent: set[int] = field(default_factory=set)
     # Keywords of the folder, shared by every session of this process that selected it
     # (so no FLAGS response ever drops one another session announced), and the keywords
@@ -135,7 +145,18 @@ class Selected:
     pending_expunge: set[int] = field(default_factory=set)
     saved: list[int] | None = None  # SEARCHRES "$" (RFC 5182), as UIDs
 
+    @property
+    def exists(self) -> int:
+        return self.count if self.uids is None else len(self.uids)
+
+    @property
+    def recent_count(self) -> int:
+        if self.uids is None:
+            return self.recent_at_select + len(self.recent)
+        return len(self.recent)
+
     def seq_of(self, uid: int) -> int | None:
+        """The message's sequence number (the map must be read: Session.sequence_map)."""
         i = bisect.bisect_left(self.uids, uid)
         return i + 1 if i < len(self.uids) and self.uids[i] == uid else None
 
@@ -381,13 +402,19 @@ class Session:
         self.wakeup.set()
 
     async def select(self, folder: Folder, *, readonly: bool) -> Selected:
-        uids = await db(uidcache.folder_uids, folder.id, folder.highestmodseq, folder.uidnext)
-        if readonly:
+        """Select from the folder row alone (its counters and bounds): no per-message read."""
+        first, uidnext = folder.first_recent_uid, folder.uidnext
+        if not readonly and first < uidnext:
             # EXAMINE shows \Recent without taking it from the next read-write session.
-            first, uidnext = folder.first_recent_uid, folder.uidnext
-        else:
             first, uidnext = await db(services.folder_claim_recent, folder=folder)
-        recent = {u for u in uids[bisect.bisect_left(uids, first) :] if u < uidnext}
+        # Claimed UIDs from folder.uidnext on are not in the view yet: sync_updates marks
+        # them when it announces them.
+        recent_high = min(uidnext, folder.uidnext)
+        recent_at_select = 0
+        if first < recent_high:
+            recent_at_select = await db(
+                selectors.folder_view_count, folder.id, folder.highestmodseq, first, recent_high
+            )
         keywords = self.server.keywords.get(folder.id)
         if keywords is None:
             keywords = set(await db(selectors.folder_keywords, folder.id))
@@ -397,10 +424,12 @@ class Session:
             name=folder.name,
             uidvalidity=folder.uidvalidity,
             readonly=readonly,
-            uids=uids,
             known_modseq=folder.highestmodseq,
             expunge_modseq=folder.highestmodseq,
-            recent=recent,
+            view_uidnext=folder.uidnext,
+            count=folder.message_count,
+            recent_range=(first, uidnext),
+            recent_at_select=recent_at_select,
             keywords=keywords,
         )
         self.server.unwatch(self)
@@ -408,6 +437,27 @@ class Session:
         self.state = State.SELECTED
         self.server.watch(self, folder.id)
         return selected
+
+    async def sequence_map(self) -> array:
+        """The selected folder's seq -> UID map, read now if no command needed it yet: the
+        view as of SELECT (and any EXISTS since), expunges since then included."""
+        sel = self.selected
+        if sel.uids is None:
+            uids = await db(
+                uidcache.folder_uids, sel.folder_id, sel.expunge_modseq, sel.view_uidnext
+            )
+            if len(uids) != sel.count:
+                # The folder row's message_count disagrees with its rows: a services bug.
+                logger.error(
+                    "folder %s: %d messages in the view, %d announced",
+                    sel.folder_id,
+                    len(uids),
+                    sel.count,
+                )
+            low, high = sel.recent_range
+            sel.recent.update(uids[bisect.bisect_left(uids, low) : bisect.bisect_left(uids, high)])
+            sel.uids = uids
+        return sel.uids
 
     def unselect(self) -> None:
         self.server.unwatch(self)
@@ -441,14 +491,14 @@ class Session:
         if update:
             await self.send(update)
 
-    def resolve(self, sequence: p.SequenceSet, *, uid: bool) -> list[int]:
+    async def resolve(self, sequence: p.SequenceSet, *, uid: bool) -> list[int]:
         """UIDs of the selected folder named by a sequence set (sequence numbers or UIDs)."""
         sel = self.selected
+        uids = await self.sequence_map()
         if sequence.saved:
             if sel.saved is None:
                 return []
             return [u for u in sel.saved if sel.seq_of(u) is not None]
-        uids = sel.uids
         if not uids:
             if not uid and any(low != p.STAR and high != p.STAR for low, high in sequence.ranges):
                 raise CommandError(r.BAD_INVALID_SEQUENCE)
@@ -483,6 +533,9 @@ class Session:
             raise ConnectionDone()
         highest, rows, expunged = changes
         out: list[bytes] = []
+        if sel.uids is None and (expunged or any(row[0] < sel.view_uidnext for row in rows)):
+            # Sequence numbers are needed (EXPUNGE, FETCH FLAGS): read the map first.
+            await self.sequence_map()
         # membership by bisection: no per-sync copy of a large sequence map
         for uid, modseq in expunged:
             if sel.seq_of(uid) is not None:
@@ -492,12 +545,14 @@ class Session:
             gone = sorted(sel.pending_expunge)
             sel.pending_expunge.clear()
             out.extend(self.expunge_lines(gone))
-        last = sel.uids[-1] if sel.uids else 0
+        # A message that came and went between two looks is never announced.
+        gone_now = {uid for uid, _ in expunged}
         new_uids = []
         for row in rows:
             uid, modseq = row[0], row[1]
-            if uid > last:
-                new_uids.append(uid)
+            if uid >= sel.view_uidnext:
+                if uid not in gone_now:
+                    new_uids.append(uid)
                 continue
             if uid in sel.pending_expunge or sel.seq_of(uid) is None:
                 continue
@@ -517,14 +572,20 @@ class Session:
             )
         sel.reported.clear()
         if new_uids:
-            sel.uids.extend(new_uids)
+            if sel.uids is None:
+                sel.count += len(new_uids)
+            else:
+                sel.uids.extend(new_uids)
+            sel.view_uidnext = new_uids[-1] + 1
+            low, high = sel.recent_range
+            sel.recent |= {u for u in new_uids if low <= u < high}
             if not sel.readonly:
                 folder = Folder(pk=sel.folder_id, id=sel.folder_id)
                 first, uidnext = await db(services.folder_claim_recent, folder=folder)
                 sel.recent |= {u for u in new_uids if first <= u < uidnext}
-            out.append(r.exists(len(sel.uids)))
+            out.append(r.exists(sel.exists))
             if not self.rev2:
-                out.append(r.untagged(f"{len(sel.recent)} RECENT"))
+                out.append(r.untagged(f"{sel.recent_count} RECENT"))
         sel.known_modseq = max(sel.known_modseq, highest, *(row[1] for row in rows))
         if out:
             await self.send(b"".join(out))

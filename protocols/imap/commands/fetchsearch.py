@@ -91,7 +91,7 @@ async def fetch(session: Session, command: p.Fetch) -> None:
         items = fetch_items.parse_items(command.items)
     except fetch_items.FetchSyntaxError as exc:
         raise CommandError(r.Reply("BAD", str(exc))) from None
-    uids = session.resolve(command.sequence, uid=command.uid)
+    uids = await session.resolve(command.sequence, uid=command.uid)
     if command.uid:
         items = fetch_items.with_item(items, "UID")
     if command.changedsince is not None or any(i.name == "MODSEQ" for i in items):
@@ -184,7 +184,7 @@ async def search(session: Session, command: p.Search) -> None:
         search_keys.search_full,
         sel.folder_id,
         key,
-        seq_uids=list(sel.uids),
+        seq_uids=list(await session.sequence_map()),
         recent_uids=set(sel.recent),
         saved_uids=list(sel.saved or ()),
         want_modseq=want_modseq,

@@ -73,7 +73,7 @@ async def store(session: Session, command: p.Store) -> None:
     sel = session.selected
     if sel.readonly:
         raise CommandError(r.NO_READ_ONLY)
-    uids = session.resolve(command.sequence, uid=command.uid)
+    uids = await session.resolve(command.sequence, uid=command.uid)
     if command.unchangedsince is not None:
         session.enable_condstore()
     result = services.StoreResult()
@@ -144,7 +144,7 @@ async def _target(session: Session, name: str) -> Folder:
 async def copy(session: Session, command: p.Copy) -> None:
     # RFC 9051 6.4.7 (COPY) and 6.4.8 / RFC 6851 (MOVE); COPYUID RFC 4315
     sel = session.selected
-    uids = session.resolve(command.sequence, uid=command.uid)
+    uids = await session.resolve(command.sequence, uid=command.uid)
     target = await _target(session, command.mailbox)
     moving = command.name == "MOVE"
     if moving and sel.readonly:
@@ -181,14 +181,18 @@ async def expunge(session: Session, command) -> None:
         raise CommandError(r.NO_READ_ONLY)
     await session.sync_updates(allow_expunge=True)
     if isinstance(command, p.UidExpunge):
-        wanted = session.resolve(command.sequence, uid=True)
+        wanted = await session.resolve(command.sequence, uid=True)
         gone = (
             await db(services.messages_expunge, folder=folder_ref(session), uids=wanted)
             if wanted
             else []
         )
     else:
-        gone = await db(services.messages_expunge, folder=folder_ref(session), uids=list(sel.uids))
+        gone = await db(
+            services.messages_expunge,
+            folder=folder_ref(session),
+            uids=list(await session.sequence_map()),
+        )
     lines = session.expunge_lines(gone)
     if lines:
         await session.send(b"".join(lines))

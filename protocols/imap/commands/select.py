@@ -52,21 +52,28 @@ async def select(session: Session, command: p.Select) -> None:
                 "PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)",
             ).untagged()
         )
-    out.append(r.exists(len(sel.uids)))
+    out.append(r.exists(sel.exists))
     if not session.rev2:
-        out.append(r.untagged(f"{len(sel.recent)} RECENT"))
+        out.append(r.untagged(f"{sel.recent_count} RECENT"))
+        # RFC 3501 6.3.1 requires [UNSEEN n] (RFC 9051 dropped it): counted, not mapped.
         if folder.unseen_count:
-            first_unseen = await db(selectors.folder_first_unseen_uid, folder.id)
-            seq = sel.seq_of(first_unseen) if first_unseen else None
-            if seq:
-                out.append(r.Reply("OK", "First unseen", f"UNSEEN {seq}").untagged())
+            first_unseen = await db(
+                selectors.folder_first_unseen,
+                folder.id,
+                folder.highestmodseq,
+                folder.uidnext,
+                sel.exists,
+            )
+            if first_unseen is not None:
+                out.append(r.Reply("OK", "First unseen", f"UNSEEN {first_unseen[1]}").untagged())
     out.append(r.Reply("OK", "UIDs valid", f"UIDVALIDITY {folder.uidvalidity}").untagged())
     out.append(r.Reply("OK", "Predicted next UID", f"UIDNEXT {folder.uidnext}").untagged())
     out.append(r.Reply("OK", "Highest", f"HIGHESTMODSEQ {folder.highestmodseq}").untagged())
     if session.rev2:
         out.append(r.untagged(b'LIST () "/" ' + r.mailbox_name(folder.name, utf8=True)))
     if command.qresync is not None and command.qresync.uidvalidity == folder.uidvalidity:
-        vanished, rows = await db(_qresync_data, folder.id, command.qresync, sel.uids)
+        uids = await session.sequence_map()
+        vanished, rows = await db(_qresync_data, folder.id, command.qresync, uids)
         if vanished:
             out.append(r.vanished(vanished, earlier=True))
         for row in rows:
@@ -87,7 +94,7 @@ async def close(session: Session, command: p.Simple) -> None:
     sel = session.selected
     if not sel.readonly:
         folder = Folder(pk=sel.folder_id, id=sel.folder_id, mailbox_id=session.mailbox.id)
-        await db(services.messages_expunge, folder=folder, uids=sel.uids)
+        await db(services.messages_expunge, folder=folder, uids=await session.sequence_map())
     session.unselect()
     await session.send(r.OK_COMPLETED.tagged(command.tag))
 

@@ -130,3 +130,75 @@ def test_select_another_mailbox_sends_closed(client):
     lines = c.cmd("a2", "EXAMINE Sent")
     assert lines[0] == line(r.OK_CLOSED.untagged())
     assert lines[-1] == ok("a2", r.OK_EXAMINE_RO)
+
+
+# --- SELECT reads no sequence map: the first command that needs one reads the view the
+# client was told of at SELECT (protocols/imap/uidcache.py) ---------------------------------
+
+
+def test_unseen_is_numbered_from_the_nearer_end(client, imap):
+    deliver(10)
+    folder = inbox(imap)
+    services.messages_store_flags(folder=folder, uids=range(1, 9), flags=["\\Seen"], mode="add")
+    services.messages_store_flags(folder=folder, uids=[3, 5], flags=["\\Deleted"], mode="add")
+    services.messages_expunge(folder=folder)
+    c = client()
+    lines = c.cmd("a1", "SELECT INBOX")
+    assert b"* 8 EXISTS" in lines and b"* OK [UNSEEN 7] First unseen" in lines
+    services.messages_store_flags(folder=folder, uids=[2], flags=["\\Seen"], mode="remove")
+    lines = c.cmd("a2", "SELECT INBOX")
+    assert b"* OK [UNSEEN 2] First unseen" in lines
+
+
+def test_expunged_elsewhere_before_first_use_keeps_select_time_numbers(client):
+    deliver(5)
+    watcher, actor = client(), client()
+    assert b"* 5 EXISTS" in watcher.cmd("w1", "SELECT INBOX")
+    actor.cmd("x1", "SELECT INBOX")
+    actor.cmd("x2", "STORE 2,4 +FLAGS.SILENT (\\Deleted)")
+    actor.cmd("x3", "EXPUNGE")
+    # No EXPUNGE during FETCH (RFC 9051 7.5.1): the numbers are those of SELECT time.
+    assert watcher.cmd("w2", "FETCH 1:* (UID)") == [
+        b"* 1 FETCH (UID 1)",
+        b"* 3 FETCH (UID 3)",
+        b"* 5 FETCH (UID 5)",
+        ok("w2"),
+    ]
+    assert watcher.cmd("w3", "NOOP") == [b"* 4 EXPUNGE", b"* 2 EXPUNGE", ok("w3", r.OK_NOOP)]
+    assert watcher.cmd("w4", "FETCH 1:* (UID)") == [
+        b"* 1 FETCH (UID 1)",
+        b"* 2 FETCH (UID 3)",
+        b"* 3 FETCH (UID 5)",
+        ok("w4"),
+    ]
+
+
+def test_new_mail_before_first_use_then_an_expunge(client):
+    deliver(3)
+    watcher, actor = client(), client()
+    assert b"* 3 RECENT" in watcher.cmd("w1", "SELECT INBOX")
+    deliver(1)
+    assert watcher.cmd("w2", "NOOP") == [b"* 4 EXISTS", b"* 4 RECENT", ok("w2", r.OK_NOOP)]
+    actor.cmd("x1", "SELECT INBOX")
+    actor.cmd("x2", "UID STORE 1,4 +FLAGS.SILENT (\\Deleted)")
+    actor.cmd("x3", "EXPUNGE")
+    deliver(1)
+    assert watcher.cmd("w3", "NOOP") == [
+        b"* 4 EXPUNGE",
+        b"* 1 EXPUNGE",
+        b"* 3 EXISTS",
+        b"* 3 RECENT",
+        ok("w3", r.OK_NOOP),
+    ]
+    assert watcher.cmd("w4", "UID SEARCH RECENT") == [b"* SEARCH 2 3 5", ok("w4")]
+
+
+def test_uid_search_as_first_use_sees_an_expunge_only_at_its_end(client):
+    deliver(3)
+    watcher, actor = client(), client()
+    watcher.cmd("w1", "SELECT INBOX")
+    actor.cmd("x1", "SELECT INBOX")
+    actor.cmd("x2", "STORE 1 +FLAGS.SILENT (\\Deleted)")
+    actor.cmd("x3", "EXPUNGE")
+    assert watcher.cmd("w2", "SEARCH ALL") == [b"* SEARCH 2 3", ok("w2")]
+    assert watcher.cmd("w3", "UID SEARCH ALL") == [b"* SEARCH 2 3", b"* 1 EXPUNGE", ok("w3")]

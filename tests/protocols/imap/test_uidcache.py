@@ -1,4 +1,4 @@
-"""The per-process UID-list cache behind SELECT: always the folder's true list, read cheaply."""
+"""The per-process cache of folder views behind the sequence map: always exact, read cheaply."""
 
 from __future__ import annotations
 
@@ -83,3 +83,30 @@ def test_callers_get_their_own_copy(inbox):
     first = current(inbox)
     first.append(99)
     assert list(current(inbox)) == [1, 2]
+
+
+def test_an_older_view_keeps_what_was_expunged_since(inbox, django_assert_num_queries):
+    deliver(5)
+    inbox.refresh_from_db()
+    then = (inbox.highestmodseq, inbox.uidnext)
+    services.messages_store_flags(folder=inbox, uids=[2, 5], flags=["\\Deleted"], mode="add")
+    services.messages_expunge(folder=inbox)
+    deliver(1)
+    assert list(uidcache.folder_uids(inbox.id, *then)) == [1, 2, 3, 4, 5]  # read whole
+    assert list(current(inbox)) == true_uids(inbox) == [1, 3, 4, 6]
+    with django_assert_num_queries(1):  # derived back from the newer entry
+        assert list(uidcache.folder_uids(inbox.id, *then)) == [1, 2, 3, 4, 5]
+    assert selectors.folder_view_count(inbox.id, then[0], 2, 6) == 4
+
+
+def test_a_view_with_announced_mail_since_expunged(inbox):
+    deliver(2)
+    inbox.refresh_from_db()
+    selected_modseq = inbox.highestmodseq
+    assert list(uidcache.folder_uids(inbox.id, selected_modseq, 3)) == [1, 2]
+    deliver(2)  # announced to the session by EXISTS: its view now reaches UID 4
+    services.messages_store_flags(folder=inbox, uids=[1, 3], flags=["\\Deleted"], mode="add")
+    services.messages_expunge(folder=inbox)
+    assert list(uidcache.folder_uids(inbox.id, selected_modseq, 5)) == [1, 2, 3, 4]  # forward
+    uidcache.clear()
+    assert list(uidcache.folder_uids(inbox.id, selected_modseq, 5)) == [1, 2, 3, 4]  # whole
