@@ -486,11 +486,6 @@ class Session:
         sel.keywords |= new
         return self.flags_line()
 
-    async def note_keywords(self, flags) -> None:
-        update = self.keyword_update(flags)
-        if update:
-            await self.send(update)
-
     async def resolve(self, sequence: p.SequenceSet, *, uid: bool) -> list[int]:
         """UIDs of the selected folder named by a sequence set (sequence numbers or UIDs)."""
         sel = self.selected

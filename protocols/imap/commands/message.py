@@ -87,7 +87,9 @@ async def store(session: Session, command: p.Store) -> None:
             unchangedsince=command.unchangedsince,
         )
     out = []
-    await session.note_keywords(command.flags)
+    # Keywords a FLAGS response must announce first (RFC 9051 7.3.5): those stored, and any
+    # another session set on these messages that the FETCH lines below show.
+    shown = set(command.flags)
     changed = {uid: (flags, modseq) for uid, flags, modseq in result.changed}
     for uid, (_flags, modseq) in changed.items():
         sel.reported[uid] = modseq
@@ -115,6 +117,7 @@ async def store(session: Session, command: p.Store) -> None:
                 parts.append(f"MODSEQ ({modseq})")
                 out.append(r.untagged(f"{seq} FETCH ({' '.join(parts)})"))
                 continue
+            shown.update(flags)
             out.append(
                 r.fetch_flags(
                     seq,
@@ -123,8 +126,9 @@ async def store(session: Session, command: p.Store) -> None:
                     modseq=modseq if session.condstore else None,
                 )
             )
-    if out:
-        await session.send(b"".join(out))
+    data = session.keyword_update(shown) + b"".join(out)
+    if data:
+        await session.send(data)
     reply = r.OK_COMPLETED
     if result.modified:
         numbers = result.modified if command.uid else [sel.seq_of(u) for u in result.modified]

@@ -95,6 +95,22 @@ def test_store_modes_and_silent(client):
     assert c.cmd("a7", "UID STORE 99 +FLAGS (\\Seen)") == [ok("a7")]
 
 
+def test_store_announces_keywords_another_session_set_before_fetching_them(client):
+    # RFC 9051 7.3.5: a FETCH may use a keyword only after a FLAGS response listed it; here
+    # the keyword reaches c2 in its own STORE's FETCH (imaptest: "Keyword used without being
+    # in FLAGS").
+    deliver()
+    c1, c2 = client(), client()
+    c1.cmd("a0", "SELECT INBOX")
+    c2.cmd("b0", "SELECT INBOX")
+    c1.cmd("a1", "STORE 1 +FLAGS.SILENT ($Label5)")
+    lines = c2.cmd("b1", "STORE 1 +FLAGS (\\Seen)")
+    announced = [i for i, line in enumerate(lines) if line.startswith(b"* FLAGS (")]
+    fetched = [i for i, line in enumerate(lines) if b" FETCH " in line and b"$Label5" in line]
+    assert fetched and announced, lines
+    assert b"$Label5" in lines[announced[0]] and announced[0] < fetched[0], lines
+
+
 def test_store_unchangedsince_reports_modified(client, imap):
     deliver(2)
     c = client()
