@@ -122,7 +122,7 @@ class Bench:
     # --- setup ---------------------------------------------------------------------------
 
     def setup(self) -> None:
-        self.stack.callback(shutil.rmtree, self.tmp, True)
+        self.stack.callback(self.remove_tmp)
         database_url = redis_url = None
         if self.args.postgres:
             with self.phase("setup: database"):
@@ -219,6 +219,10 @@ class Bench:
                 dovecot.start()
                 self.results["meta"].setdefault("pids", []).append(dovecot.pid)
                 self.dovecot = dovecot
+
+    def remove_tmp(self) -> None:
+        with self.phase("teardown: remove data"):
+            shutil.rmtree(self.tmp, True)
 
     def stop_all(self) -> None:
         with (
