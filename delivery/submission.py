@@ -293,16 +293,20 @@ def recipient_verdict(
         parse_address(address)
     except InvalidAddress:
         return "invalid", None
-    resolution = selectors.recipient_resolve(address)
+    usage: dict[int, tuple[int, int]] = {}
+    resolution = selectors.recipient_resolve(address, usage=usage)
     if not resolution.hosted:
         return ("ok" if relay_allowed else "relay_denied"), resolution
     if not resolution.exists:
         return "unknown", resolution
     if resolution.remote or not resolution.mailbox_ids:
         return "ok", resolution
-    quotas = list(
-        Mailbox.objects.filter(id__in=resolution.mailbox_ids).values_list("quota", "used_bytes")
-    )
+    if usage.keys() >= set(resolution.mailbox_ids):
+        quotas = [usage[mailbox_id] for mailbox_id in resolution.mailbox_ids]
+    else:
+        quotas = list(
+            Mailbox.objects.filter(id__in=resolution.mailbox_ids).values_list("quota", "used_bytes")
+        )
     if any(not quota or used + size <= quota for quota, used in quotas):
         return "ok", resolution
     if all(size > quota for quota, _ in quotas):

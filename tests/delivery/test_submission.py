@@ -189,6 +189,17 @@ def test_recipient_check(people):
     assert recipient_check("bob@example.org", relay_allowed=False, size=5000) == "too_big"
 
 
+def test_recipient_check_of_a_mailbox_is_one_query(people, django_assert_num_queries):
+    # RCPT runs for every recipient of every message: domain, mailbox and quota in one go.
+    Mailbox.objects.filter(pk=people["bob"].pk).update(quota=1000, used_bytes=990)
+    with django_assert_num_queries(1):
+        assert recipient_check("Bob@Example.org", relay_allowed=False, size=50) == "full"
+    with django_assert_num_queries(1):
+        assert recipient_check("nobody@remote.example", relay_allowed=False) == "relay_denied"
+    Mailbox.objects.filter(pk=people["bob"].pk).update(active=False)
+    assert recipient_check("bob@example.org", relay_allowed=False) == "unknown"
+
+
 def test_a_local_recipient_that_no_longer_fits_is_queued_not_dropped(people):
     Mailbox.objects.filter(pk=people["bob"].pk).update(quota=10, used_bytes=10)
     result = message_accept(
