@@ -28,8 +28,8 @@ from mailboxes import selectors
 from mailboxes.addresses import parse_address
 from mailboxes.exceptions import InvalidAddress, MailhostError, StorageError
 from mailboxes.groupcommit import committer
-from mailboxes.models import Blob, Domain, Mailbox
-from mailboxes.services import blob_write, message_deliver
+from mailboxes.models import Domain, Mailbox
+from mailboxes.services import blob_row_create, blob_write, message_deliver
 
 logger = logging.getLogger(__name__)
 
@@ -194,7 +194,7 @@ def message_accept(
         # Run by the group committer, maybe in a transaction shared with other messages (and
         # maybe twice, when that transaction failed): everything it makes, it makes afresh.
         result = AcceptResult(queue_id=queue_id, size=len(raw))
-        blob = Blob.objects.create(name=name, size=len(raw))
+        blob = blob_row_create(name=name, size=len(raw))
         delivered = message_deliver(
             raw=raw, recipients=addresses, blob=blob, resolutions=resolutions
         )

@@ -687,22 +687,22 @@ def _file_into_mailboxes(
                 continue
             uid, modseq = reserved
             if blob is None:
-                blob = Blob.objects.create(name=written, size=size)
+                blob = blob_row_create(name=written, size=size)
             filed.append(mailbox_id)
             rows.append(
-                Message(
-                    folder_id=folder_id,
-                    uid=uid,
-                    modseq=modseq,
-                    blob=blob,
-                    size=size,
-                    internal_date=when,
+                {
+                    "folder_id": folder_id,
+                    "uid": uid,
+                    "modseq": modseq,
+                    "blob_id": blob.pk,
+                    "size": size,
+                    "internal_date": when,
                     **summary,
-                )
+                }
             )
             events.publish(ChangeEvent(mailbox_id, folder_id, "exists", (uid,), modseq))
         if rows:
-            Message.objects.bulk_create(rows)
+            _messages_insert(rows)
             table = connection.ops.quote_name(Mailbox._meta.db_table)
             marks = ", ".join(["%s"] * len(filed))
             with connection.cursor() as cursor:
@@ -713,6 +713,49 @@ def _file_into_mailboxes(
     if not filed and written is not None:
         _blob_file_discard(written)
     return set(filed)
+
+
+_message_insert_sql: tuple[str, list] | None = None
+
+
+def _messages_insert(rows: list[dict]) -> None:
+    """INSERT new Message rows (attribute name -> value; the rest get their defaults) in one
+    plain statement: bulk_create spent more CPU building it than the database running it."""
+    global _message_insert_sql
+    if _message_insert_sql is None:
+        fields = [f for f in Message._meta.concrete_fields if not f.primary_key]
+        columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+        table = connection.ops.quote_name(Message._meta.db_table)
+        _message_insert_sql = (f"INSERT INTO {table} ({columns}) VALUES ", fields)
+    head, fields = _message_insert_sql
+    adapt = connection.ops.adapt_datetimefield_value
+    params: list = []
+    for row in rows:
+        for f in fields:
+            value = row[f.attname] if f.attname in row else f.get_default()
+            if value is not None and f.get_internal_type() == "DateTimeField":
+                value = adapt(value)
+            params.append(value)
+    marks = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    per_statement = max(1, (connection.features.max_query_params or 999) // len(fields))
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), per_statement):
+            count = min(per_statement, len(rows) - start)
+            chunk = params[start * len(fields) : (start + count) * len(fields)]
+            cursor.execute(head + ", ".join([marks] * count), chunk)
+
+
+def blob_row_create(*, name: str, size: int) -> Blob:
+    """The Blob row of bytes blob_write stored, in one plain INSERT ... RETURNING."""
+    table = connection.ops.quote_name(Blob._meta.db_table)
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (name, size, created_at) VALUES (%s, %s, %s) RETURNING id",
+            [name, size, connection.ops.adapt_datetimefield_value(now)],
+        )
+        blob_id = cursor.fetchone()[0]
+    return Blob(id=blob_id, name=name, size=size, created_at=now)
 
 
 @dataclass
