@@ -3,6 +3,8 @@ rendering lives in protocols/imap/fetch.py and search keys in protocols/imap/sea
 
 from __future__ import annotations
 
+import bisect
+
 from mailboxes import selectors, services
 from mailboxes.models import Blob, Expunged
 from protocols.imap import fetch as fetch_items
@@ -10,7 +12,7 @@ from protocols.imap import parser as p
 from protocols.imap import responses as r
 from protocols.imap import search as search_keys
 from protocols.imap.commands.message import folder_ref
-from protocols.imap.session import CommandError, Session, db
+from protocols.imap.session import SYSTEM_FLAGS, CommandError, Session, db
 
 CHUNK = 200  # messages rendered per worker-thread round trip when bytes are needed
 
@@ -84,6 +86,48 @@ def _render_simple(rows, items, seqs, recent, rev2) -> bytes:
     return "".join(out).encode("utf-8")
 
 
+FLAG_ITEMS = frozenset({"FLAGS", "UID", "MODSEQ"})
+
+
+def _flag_responses(rows, items, uids, recent, rev2) -> tuple[list[bytes], set[str]]:
+    """FETCH of FLAGS / UID / MODSEQ straight from selectors.message_flag_bits tuples (in
+    UID order): one format per message, and sequence numbers found by walking the sorted
+    map alongside the rows. Returns chunks of responses and the keywords they use."""
+    fields = {"FLAGS": "FLAGS ({1})", "UID": "UID {2}", "MODSEQ": "MODSEQ ({3})"}
+    line = "* {0} FETCH (" + " ".join(fields[item.name] for item in items) + ")\r\n"
+    flag_texts: dict[tuple, str] = {}
+    keywords: set[str] = set()
+    chunks: list[bytes] = []
+    out: list[str] = []
+    count = len(uids)
+    i = bisect.bisect_left(uids, rows[0][0]) if rows else 0
+    for row in rows:
+        uid = row[0]
+        if i >= count or uids[i] != uid:
+            i = bisect.bisect_left(uids, uid, i)
+            if i == count or uids[i] != uid:
+                continue  # not in this session's view yet
+        key = row[2:]
+        text = flag_texts.get(key)
+        if text is None:
+            keyword_text, bits = key
+            names = [n for k, n in enumerate(SYSTEM_FLAGS) if bits >> k & 1]
+            if keyword_text:
+                names.extend(keyword_text.split())
+                keywords.update(keyword_text.split())
+            text = flag_texts[key] = " ".join(names)
+        if not rev2 and uid in recent:
+            text = (text + " \\Recent").lstrip()
+        i += 1
+        out.append(line.format(i, text, uid, row[1]))
+        if len(out) == 5000:
+            chunks.append("".join(out).encode("utf-8"))
+            out = []
+    if out:
+        chunks.append("".join(out).encode("utf-8"))
+    return chunks, keywords
+
+
 async def fetch(session: Session, command: p.Fetch) -> None:
     # RFC 9051 6.4.5; CHANGEDSINCE and VANISHED RFC 7162 3.1.4, 3.2.6
     sel = session.selected
@@ -127,6 +171,21 @@ async def fetch(session: Session, command: p.Fetch) -> None:
             items = fetch_items.with_item(items, "FLAGS")
             for uid, _flags, modseq in result.changed:
                 sel.reported[uid] = modseq
+    if all(i.name in FLAG_ITEMS and i.section is None for i in items):
+        rows = await db(
+            selectors.message_flag_bits, sel.folder_id, uids, changed_since=command.changedsince
+        )
+        if out:
+            await session.send(b"".join(out))
+        chunks, keywords = _flag_responses(rows, items, sel.uids, sel.recent, session.rev2)
+        if any(i.name == "FLAGS" for i in items):
+            update = session.keyword_update(keywords)
+            if update:
+                chunks.insert(0, update)
+        for data in chunks:
+            await session.send(data)
+        await session.finish(command)
+        return
     needs_raw = any(i.needs_raw for i in items)
     needs_structure = any(i.needs_structure for i in items)
     rows = await db(

@@ -63,6 +63,27 @@ def test_fetch_sequence_forms(client, three):
     assert c.cmd("a5", "FETCH 1 (BOGUS)")[0].startswith(b"a5 BAD")
 
 
+def test_flags_fetch_every_flag_in_item_order(client, three):
+    services.messages_store_flags(
+        folder=three, uids=[1], flags=["\\Seen", "\\Answered", "$Done"], mode="add"
+    )
+    services.messages_store_flags(
+        folder=three, uids=[3], flags=["\\Flagged", "\\Deleted", "\\Draft"], mode="add"
+    )
+    c = client()
+    c.cmd("a0", "SELECT INBOX")
+    lines = c.cmd("a1", "FETCH 1:* (UID MODSEQ FLAGS)")
+    modseqs = [row[1] for row in selectors.message_flag_rows(three)]
+    assert lines == [
+        b"* 1 FETCH (UID 1 MODSEQ (%d) FLAGS (\\Seen \\Answered $Done \\Recent))" % modseqs[0],
+        b"* 2 FETCH (UID 2 MODSEQ (%d) FLAGS (\\Recent))" % modseqs[1],
+        b"* 3 FETCH (UID 3 MODSEQ (%d) FLAGS (\\Flagged \\Deleted \\Draft \\Recent))" % modseqs[2],
+        # MODSEQ enabled CONDSTORE (RFC 7162 3.1): HIGHESTMODSEQ is announced once.
+        b"* OK [HIGHESTMODSEQ %d] Highest" % selectors.folder_highestmodseq(three.id),
+        ok("a1"),
+    ]
+
+
 def test_changedsince_and_vanished(client, three):
     c = client()
     c.cmd("a0", "ENABLE QRESYNC")
