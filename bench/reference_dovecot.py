@@ -5,11 +5,13 @@ never the system's /etc/dovecot: IMAP only, on a high loopback port, plaintext L
 (as the bench allows it for Mailhost), one user from a passwd-file, Maildir under the same
 directory, Dovecot's defaults everywhere else (fsync included). Run by root, the login and
 internal processes use the package's dovenull/dovecot users and the mail processes `nobody`
-(Dovecot refuses mail access as root); run by anyone else, everything runs as that user.
+(Dovecot refuses mail access as root); run by anyone else, everything runs as that user,
+without chroot.
 """
 
 from __future__ import annotations
 
+import grp
 import os
 import pwd
 import shutil
@@ -34,7 +36,7 @@ ssl = no
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 first_valid_uid = {uid}
-{users}
+{as_user}
 passdb {{
   driver = passwd-file
   args = scheme=PLAIN {root}/passwd
@@ -47,7 +49,11 @@ mail_location = maildir:~/Maildir
 namespace inbox {{
   inbox = yes
 }}
+service anvil {{
+  {chroot}
+}}
 service imap-login {{
+  {chroot}
   inet_listener imap {{
     address = {bind}
     port = {port}
@@ -80,32 +86,32 @@ class DovecotInstance:
     def start(self, timeout: float = 20) -> None:
         for sub in ("run", "state", "home"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
+        settings = {"root": self.root, "bind": self.bind, "port": self.port}
         if os.geteuid() == 0:
-            uid = gid = NOBODY
-            users = ""
-            os.chown(self.root / "home", uid, gid)
+            settings |= {"uid": NOBODY, "gid": NOBODY, "as_user": "", "chroot": ""}
+            os.chown(self.root / "home", NOBODY, NOBODY)
             self.root.chmod(0o755)
         else:
             uid, gid = os.getuid(), os.getgid()
-            name = pwd.getpwuid(uid).pw_name
-            users = (
-                f"default_internal_user = {name}\ndefault_login_user = {name}\n"
-                f"default_internal_group = {pwd.getpwuid(uid).pw_gid}\n"
-            )
+            user, group = pwd.getpwuid(uid).pw_name, grp.getgrgid(gid).gr_name
+            settings |= {
+                "uid": uid,
+                "gid": gid,
+                "as_user": f"default_internal_user = {user}\ndefault_login_user = {user}\n"
+                f"default_internal_group = {group}",
+                "chroot": "chroot =",  # only root may chroot
+            }
         (self.root / "passwd").write_text(f"{self.user}:{{PLAIN}}{self.password}\n")
         config = self.root / "dovecot.conf"
-        config.write_text(
-            CONFIG.format(
-                root=self.root, bind=self.bind, port=self.port, uid=uid, gid=gid, users=users
+        config.write_text(CONFIG.format(**settings))
+        with open(self.root / "dovecot.stderr", "wb") as stderr:
+            self.process = subprocess.Popen(
+                [DOVECOT, "-F", "-c", str(config)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                start_new_session=True,
             )
-        )
-        self.process = subprocess.Popen(
-            [DOVECOT, "-F", "-c", str(config)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=open(self.root / "dovecot.stderr", "wb"),  # noqa: SIM115
-            start_new_session=True,
-        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -116,6 +122,7 @@ class DovecotInstance:
                         return
             except OSError:
                 time.sleep(0.05)
+        self.stop()
         raise RuntimeError(f"dovecot did not answer on port {self.port}: {self.log_tail()}")
 
     def stop(self) -> None:
