@@ -18,6 +18,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from concurrent import futures
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -179,6 +180,8 @@ _dummy_hash: str | None = None
 _auth_cache: dict[int, tuple[str, bytes, float]] = {}
 _auth_cache_lock = threading.Lock()
 _auth_cache_key = secrets.token_bytes(32)
+# Password checks under way, by (mailbox id, stored hash, HMAC of the password tried).
+_auth_checks: dict[tuple[int, str, bytes], futures.Future] = {}
 
 
 def mailbox_authenticate(*, address: str, password: str) -> Mailbox | None:
@@ -186,7 +189,8 @@ def mailbox_authenticate(*, address: str, password: str) -> Mailbox | None:
 
     Inactive mailboxes and mailboxes of inactive domains cannot log in. A successful check is
     remembered in this process for MAILHOST_AUTH_CACHE_SECONDS as an HMAC (never the password),
-    as Dovecot's auth cache does, so clients that log in per command stay cheap.
+    as Dovecot's auth cache does, so clients that log in per command stay cheap. Concurrent
+    checks of the same password share one hash computation (_password_check).
     """
     from mailboxes.selectors import mailbox_get
 
@@ -206,16 +210,36 @@ def mailbox_authenticate(*, address: str, password: str) -> Mailbox | None:
         and hmac.compare_digest(cached[1], digest)
     ):
         return mailbox
-    if not check_password(password, mailbox.password):
-        return None
-    if settings.MAILHOST_AUTH_CACHE_SECONDS:
+    return mailbox if _password_check(mailbox, password, digest, now) else None
+
+
+def _password_check(mailbox: Mailbox, password: str, digest: bytes, now: float) -> bool:
+    """check_password, single-flight: while one thread hashes a password against a stored
+    hash, others trying the same password wait for its answer instead of hashing it again
+    (ten clients logging in at once on a cold server cost one PBKDF2, not ten). A success is
+    cached before the waiters are released."""
+    key = (mailbox.id, mailbox.password, digest)
+    with _auth_cache_lock:
+        running = _auth_checks.get(key)
+        if running is None:
+            _auth_checks[key] = mine = futures.Future()
+    if running is not None:
+        return running.result()
+    matched = False
+    try:
+        matched = check_password(password, mailbox.password)
+        if matched and settings.MAILHOST_AUTH_CACHE_SECONDS:
+            with _auth_cache_lock:
+                _auth_cache[mailbox.id] = (
+                    mailbox.password,
+                    digest,
+                    now + settings.MAILHOST_AUTH_CACHE_SECONDS,
+                )
+    finally:
         with _auth_cache_lock:
-            _auth_cache[mailbox.id] = (
-                mailbox.password,
-                digest,
-                now + settings.MAILHOST_AUTH_CACHE_SECONDS,
-            )
-    return mailbox
+            del _auth_checks[key]
+        mine.set_result(matched)
+    return matched
 
 
 def _dummy_password_hash() -> str:

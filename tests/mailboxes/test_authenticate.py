@@ -121,3 +121,50 @@ def test_record_login(make_mailbox):
     services.mailbox_record_login(mailbox=mailbox)
     mailbox.refresh_from_db()
     assert mailbox.last_login_at is not None
+
+
+def _logins_at_once(count: int, password: str, monkeypatch) -> tuple[list, int]:
+    """`count` threads authenticate at once; returns their results and how many password
+    hashes were computed."""
+    import threading
+
+    real_check = services.check_password
+    hashed = []
+    gate = threading.Barrier(count)
+
+    def slow_check(*args, **kwargs):
+        hashed.append(1)
+        time.sleep(0.5)  # the others arrive while this hash is under way
+        return real_check(*args, **kwargs)
+
+    monkeypatch.setattr(services, "check_password", slow_check)
+    results = [None] * count
+
+    def login(i: int) -> None:
+        gate.wait()
+        results[i] = services.mailbox_authenticate(address="alice@example.org", password=password)
+
+    threads = [threading.Thread(target=login, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results, len(hashed)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_first_logins_hash_the_password_once(make_mailbox, monkeypatch):
+    mailbox = make_mailbox("alice@example.org", password="secret")
+    results, hashed = _logins_at_once(8, "secret", monkeypatch)
+    assert results == [mailbox] * 8
+    assert hashed == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_wrong_passwords_all_fail_and_are_not_remembered(make_mailbox, monkeypatch):
+    make_mailbox("alice@example.org", password="secret")
+    results, hashed = _logins_at_once(8, "wrong", monkeypatch)
+    assert results == [None] * 8
+    assert hashed == 1
+    assert services.mailbox_authenticate(address="alice@example.org", password="wrong") is None
+    assert services.mailbox_authenticate(address="alice@example.org", password="secret")
