@@ -36,8 +36,11 @@ class DnsServer:
 
     def stop(self) -> None:
         self._stop = True
-        self.sock.close()
+        # Closing the socket does not wake a recvfrom in another thread; a datagram does.
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as waker:
+            waker.sendto(b"", self.address)
         self.thread.join(2)
+        self.sock.close()
 
     def _answer(self, query: dns.message.Message) -> dns.message.Message:
         response = dns.message.make_response(query)
