@@ -94,8 +94,10 @@ class Load:
         self.smtp_acked: dict[str, bool] = {}  # token -> had a remote recipient
         self.append_acked: dict[str, tuple[int, int]] = {}  # token -> (uidvalidity, uid)
         self.lock = threading.Lock()
+        # Six SMTP senders, so that deliveries share transactions (mailboxes.groupcommit) and
+        # kills land inside shared ones too.
         self.threads = [
-            threading.Thread(target=self._smtp, args=(i,), daemon=True) for i in range(2)
+            threading.Thread(target=self._smtp, args=(i,), daemon=True) for i in range(6)
         ] + [threading.Thread(target=self._imap, daemon=True)]
 
     def wait_progress(self, timeout: float) -> None:
