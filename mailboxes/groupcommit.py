@@ -15,6 +15,7 @@ group commit of PostgreSQL's and InnoDB's logs), so a lone writer pays nothing e
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -23,6 +24,8 @@ from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 
 T = TypeVar("T")
+
+logger = logging.getLogger(__name__)
 
 _MISSING = object()
 
@@ -58,7 +61,9 @@ class GroupCommitter:
     def run(self, fn: Callable[[], T]) -> T:
         """Run `fn` (database writes, no transaction of its own) in a transaction, maybe
         shared with other callers' work; return its result once that transaction committed.
-        Inside a caller's transaction it runs there, in a savepoint."""
+        `fn` may run twice (see above), and must let database errors propagate (a swallowed
+        one would roll its savepoint back unseen). Inside a caller's transaction it runs
+        there, in a savepoint."""
         limit = settings.MAILHOST_GROUP_COMMIT_MAX
         if connection.in_atomic_block or limit <= 1:
             with transaction.atomic():
@@ -97,16 +102,19 @@ class GroupCommitter:
 
     def _together(self, batch: list[_Work]) -> None:
         retry: list[_Work] = []
+
+        def pieces() -> None:
+            for work in batch:
+                try:
+                    with transaction.atomic():
+                        work.value = work.fn()
+                except DatabaseError:
+                    retry.append(work)
+                except Exception as exc:
+                    work.error = exc
+
         try:
-            with transaction.atomic():
-                for work in batch:
-                    try:
-                        with transaction.atomic():
-                            work.value = work.fn()
-                    except DatabaseError:
-                        retry.append(work)
-                    except Exception as exc:
-                        work.error = exc
+            _commit_transaction(pieces)
         except Exception:
             # Nothing of the batch is stored (a savepoint statement or the COMMIT failed).
             for work in batch:
@@ -118,12 +126,29 @@ class GroupCommitter:
 
 
 def _alone(work: _Work) -> None:
+    def piece() -> None:
+        work.value = work.fn()
+
     try:
-        with transaction.atomic():
-            work.value = work.fn()
+        _commit_transaction(piece)
     except Exception as exc:
         work.value, work.error = _MISSING, exc
     work.done = True
+
+
+def _commit_transaction(fn: Callable[[], None]) -> None:
+    """Run `fn` in a transaction and commit. An error before the commit propagates; one after
+    it (an on_commit callback: a notification, an enqueue) is logged, so that work already
+    committed is never run again."""
+    committed: list[bool] = []
+    try:
+        with transaction.atomic():
+            transaction.on_commit(lambda: committed.append(True))  # the first callback to run
+            fn()
+    except Exception:
+        if not committed:
+            raise
+        logger.exception("an on_commit callback failed after the commit")
 
 
 committer = GroupCommitter()

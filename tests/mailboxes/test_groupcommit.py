@@ -11,7 +11,7 @@ import threading
 import time
 
 import pytest
-from django.db import IntegrityError, connection
+from django.db import IntegrityError, connection, transaction
 
 from delivery.submission import EnvelopeRecipient, message_accept
 from mailboxes.groupcommit import GroupCommitter, committer
@@ -113,9 +113,28 @@ def test_one_failing_piece_does_not_fail_the_batch():
     }
 
 
-def test_inside_a_callers_transaction_it_runs_there():
-    from django.db import transaction
+def test_a_failing_on_commit_callback_never_runs_committed_work_again():
+    group = GroupCommitter()
+    runs: list[str] = []
 
+    def make(name: str):  # noqa: ANN202
+        def piece() -> str:
+            runs.append(name)
+            Domain.objects.create(name=f"{name}.example")
+            transaction.on_commit(lambda: 1 / 0)  # a notification that fails after the commit
+            return name
+
+        return piece
+
+    assert group.run(make("alone")) == "alone"
+    outcomes = queue_behind(group, {"a": make("a"), "b": make("b")})
+    assert outcomes == {"a": "a", "b": "b"}
+    assert group.batches == 1
+    assert sorted(runs) == ["a", "alone", "b"]
+    assert Domain.objects.filter(name__in=["alone.example", "a.example", "b.example"]).count() == 3
+
+
+def test_inside_a_callers_transaction_it_runs_there():
     group = GroupCommitter()
     with transaction.atomic():
         group.run(lambda: Domain.objects.create(name="inner.example"))
