@@ -177,6 +177,7 @@ def alias_create(*, address: str, destinations: Sequence[str], active: bool = Tr
 # A hash of a password nobody has, checked when the address is unknown so that an unknown
 # address costs the same time as a wrong password (no account enumeration by timing).
 _dummy_hash: str | None = None
+_dummy_hash_lock = threading.Lock()
 _auth_cache: dict[int, tuple[str, bytes, float]] = {}
 _auth_cache_lock = threading.Lock()
 _auth_cache_key = secrets.token_bytes(32)
@@ -194,10 +195,9 @@ def mailbox_authenticate(*, address: str, password: str) -> Mailbox | None:
     """
     from mailboxes.selectors import mailbox_get
 
-    dummy = _dummy_password_hash()
     mailbox = mailbox_get(address, active_only=False) if password is not None else None
     if mailbox is None or not mailbox.active or not mailbox.domain.active:
-        check_password(password or "", dummy)
+        check_password(password or "", _dummy_password_hash())
         return None
     digest = hmac.new(_auth_cache_key, password.encode("utf-8"), hashlib.sha256).digest()
     now = time.monotonic()
@@ -243,12 +243,14 @@ def _password_check(mailbox: Mailbox, password: str, digest: bytes, now: float) 
 
 
 def _dummy_password_hash() -> str:
-    """A hash made by the current default hasher (same algorithm, same work factor)."""
+    """A hash made by the current default hasher (same algorithm, same work factor), made
+    once: on first need, so that the first logins of a cold server do not each make one."""
     global _dummy_hash
     hasher = get_hasher()
-    if _dummy_hash is None or not _dummy_hash.startswith(hasher.algorithm + "$"):
-        _dummy_hash = make_password(secrets.token_urlsafe(16), hasher=hasher)
-    return _dummy_hash
+    with _dummy_hash_lock:
+        if _dummy_hash is None or not _dummy_hash.startswith(hasher.algorithm + "$"):
+            _dummy_hash = make_password(secrets.token_urlsafe(16), hasher=hasher)
+        return _dummy_hash
 
 
 def _auth_cache_forget(mailbox_id: int) -> None:
