@@ -243,8 +243,9 @@ async def search(session: Session, command: p.Search) -> None:
         search_keys.search_full,
         sel.folder_id,
         key,
-        seq_uids=list(await session.sequence_map()),
-        recent_uids=set(sel.recent),
+        # The session awaits the search: its map and \\Recent set cannot change meanwhile.
+        seq_uids=await session.sequence_map(),
+        recent_uids=sel.recent,
         saved_uids=list(sel.saved or ()),
         want_modseq=want_modseq,
     )

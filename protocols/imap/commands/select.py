@@ -64,7 +64,7 @@ async def select(session: Session, command: p.Select) -> None:
                 folder.uidnext,
                 sel.exists,
             )
-            if first_unseen is not None:
+            if first_unseen is not None and 1 <= first_unseen[1] <= sel.exists:
                 out.append(r.Reply("OK", "First unseen", f"UNSEEN {first_unseen[1]}").untagged())
     out.append(r.Reply("OK", "UIDs valid", f"UIDVALIDITY {folder.uidvalidity}").untagged())
     out.append(r.Reply("OK", "Predicted next UID", f"UIDNEXT {folder.uidnext}").untagged())
