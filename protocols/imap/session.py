@@ -155,6 +155,20 @@ class Selected:
             return self.recent_at_select + len(self.recent)
         return len(self.recent)
 
+    def seqs_of(self, uids) -> list[int | None]:
+        """Sequence numbers of ascending UIDs (None where not in the map): for a large
+        result one walk of the map, cheaper than a bisection each."""
+        mapped, count = self.uids, len(self.uids)
+        if len(uids) * 8 < count:
+            return [self.seq_of(uid) for uid in uids]
+        seqs: list[int | None] = []
+        i = 0
+        for uid in uids:
+            while i < count and mapped[i] < uid:
+                i += 1
+            seqs.append(i + 1 if i < count and mapped[i] == uid else None)
+        return seqs
+
     def seq_of(self, uid: int) -> int | None:
         """The message's sequence number (the map must be read: Session.sequence_map)."""
         i = bisect.bisect_left(self.uids, uid)

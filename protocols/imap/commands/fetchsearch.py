@@ -199,7 +199,8 @@ async def fetch(session: Session, command: p.Fetch) -> None:
         or needs_structure
         or any(i.name in ("RFC822.SIZE", "INTERNALDATE") for i in items),
     )
-    seqs = {uid: sel.seq_of(uid) for uid in (row.uid for row in rows)}
+    row_uids = [row.uid for row in rows]  # ascending
+    seqs = dict(zip(row_uids, sel.seqs_of(row_uids), strict=True))
     rows = [row for row in rows if seqs[row.uid]]
     if out:
         await session.send(b"".join(out))
@@ -250,7 +251,7 @@ async def search(session: Session, command: p.Search) -> None:
         want_modseq=want_modseq,
     )
     uids = result.uids
-    numbers = uids if command.uid else [sel.seq_of(u) for u in uids]
+    numbers = uids if command.uid else sel.seqs_of(uids)  # uids ascend
     returns = command.returns
     if returns is None and session.rev2:
         returns = ()  # RFC 9051 6.4.4: IMAP4rev2 answers SEARCH with ESEARCH
