@@ -1,8 +1,9 @@
 """Blob storage: Django's storage API, with a filesystem backend that syncs before it returns.
 
 A blob is written to a temporary file beside its final name, fsync'd, renamed into place, and
-the directory is fsync'd, so that once `save` returns the bytes survive a crash. Object storage
-(django-storages' S3 backend) gives the same guarantee on its own and plugs in via STORAGES.
+the directory is fsync'd (and a directory made for it, into its parent), so that once `save`
+returns the bytes survive a crash. Object storage (django-storages' S3 backend) gives the same
+guarantee on its own and plugs in via STORAGES.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ class DurableFileSystemStorage(FileSystemStorage):
     def _save(self, name: str, content) -> str:  # noqa: ANN001 - Django's signature
         full_path = self.path(name)
         directory = os.path.dirname(full_path)
-        os.makedirs(directory, exist_ok=True)
+        _make_directories(directory)
         tmp_path = os.path.join(directory, f".tmp-{os.path.basename(full_path)}")
         fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
         try:
@@ -33,11 +34,7 @@ class DurableFileSystemStorage(FileSystemStorage):
             raise
         os.close(fd)
         os.replace(tmp_path, full_path)
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        _fsync_directory(directory)
         return name
 
     def get_available_name(self, name: str, max_length: int | None = None) -> str:
@@ -61,3 +58,26 @@ def out_of_space(exc: BaseException) -> bool:
         current = current.__cause__ or current.__context__
         seen += 1
     return False
+
+
+def _fsync_directory(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _make_directories(path: str) -> None:
+    """os.makedirs, and each directory it creates synced into its parent: the file's own
+    directory sync makes its entry durable, not the entry of a directory made for it."""
+    if os.path.isdir(path):
+        return
+    parent = os.path.dirname(path)
+    if parent and parent != path:
+        _make_directories(parent)
+    try:
+        os.mkdir(path)
+    except FileExistsError:  # made meanwhile by another writer: sync its entry all the same
+        pass
+    _fsync_directory(parent or ".")

@@ -144,3 +144,25 @@ def test_failed_write_leaves_no_temporary_file(blob_dir, monkeypatch):
     with pytest.raises(OSError):
         services.blob_write(b"bytes that never made it to disk")
     assert files_in(blob_dir) == set()
+
+
+def test_directories_made_for_a_blob_are_synced_into_their_parents(blob_dir, monkeypatch):
+    from mailboxes import storage
+
+    synced: list[str] = []
+    real = storage._fsync_directory
+    monkeypatch.setattr(storage, "_fsync_directory", lambda path: (synced.append(path), real(path)))
+    name = services.blob_write(b"first bytes in a fresh store")
+    first, second, _ = name.split("/")
+    # blob_dir, blob_dir/ab and blob_dir/ab/cd are new: each is synced into its parent, and
+    # the file into its directory.
+    assert synced == [
+        str(blob_dir.parent),
+        str(blob_dir),
+        str(blob_dir / first),
+        str(blob_dir / first / second),
+    ]
+    synced.clear()
+    again = services.blob_write(b"more bytes")
+    assert synced[-1] == str(blob_dir / again.rsplit("/", 1)[0])
+    assert str(blob_dir.parent) not in synced  # directories that exist are not synced again
