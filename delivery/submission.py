@@ -24,7 +24,7 @@ from django.core.files.storage import storages
 from django.utils import timezone
 
 from delivery.services import SpoolRecipient, new_queue_id, spool_create
-from mailboxes import selectors
+from mailboxes import headers, selectors
 from mailboxes.addresses import parse_address
 from mailboxes.exceptions import InvalidAddress, MailhostError, StorageError
 from mailboxes.groupcommit import committer
@@ -184,6 +184,7 @@ def message_accept(
         r.resolution or selectors.recipient_resolve(r.address, domain_cache=domains)
         for r in envelope
     ]
+    summary = headers.summarize_and_spam(raw)  # outside the transaction, computed once
     try:
         name = blob_write(raw)
     except Exception as exc:
@@ -196,7 +197,7 @@ def message_accept(
         result = AcceptResult(queue_id=queue_id, size=len(raw))
         blob = blob_row_create(name=name, size=len(raw))
         delivered = message_deliver(
-            raw=raw, recipients=addresses, blob=blob, resolutions=resolutions
+            raw=raw, recipients=addresses, blob=blob, resolutions=resolutions, summary=summary
         )
         spool: dict[str, SpoolRecipient] = {}
         for wanted, outcome in zip(envelope, delivered):

@@ -635,6 +635,7 @@ def message_deliver(
     internal_date: datetime | None = None,
     blob: Blob | None = None,
     resolutions: Sequence[Resolution] | None = None,
+    summary: tuple[dict, bool] | None = None,
 ) -> list[RecipientResult]:
     """The delivery agent: file one message for many envelope recipients.
 
@@ -645,14 +646,15 @@ def message_deliver(
     caller to spool. `blob`, when given, is an already stored Blob of these bytes (SMTP shares
     one blob between mailboxes and the spool). `resolutions`, when given, are the
     recipient_resolve results for `recipients`, made by the caller before its transaction
-    (so that SQLite's write lock is not held while aliases are expanded).
+    (so that SQLite's write lock is not held while aliases are expanded); `summary`, likewise,
+    is headers.summarize_and_spam(raw).
     """
     if resolutions is None:
         domains: dict = {}
         resolutions = [recipient_resolve(address, domain_cache=domains) for address in recipients]
     wanted = sorted({mid for r in resolutions for mid in r.mailbox_ids})
     filed = (
-        _file_into_mailboxes(raw, wanted, internal_date=internal_date, blob=blob)
+        _file_into_mailboxes(raw, wanted, internal_date=internal_date, blob=blob, summary=summary)
         if wanted
         else set()
     )
@@ -679,6 +681,7 @@ def _file_into_mailboxes(
     *,
     internal_date: datetime | None,
     blob: Blob | None = None,
+    summary: tuple[dict, bool] | None = None,
 ) -> set[int]:
     """File the message into every mailbox with room for it; return the ids that took it.
 
@@ -686,7 +689,7 @@ def _file_into_mailboxes(
     UPDATE ... RETURNING per mailbox (the folder's UIDs and counters), one INSERT of the
     messages and one UPDATE of the mailboxes' usage (plus the blob row when not given).
     """
-    summary, spam = headers.summarize_and_spam(raw)
+    fields, spam = summary or headers.summarize_and_spam(raw)
     size = len(raw)
     when = internal_date or timezone.now()
     # Bytes first (written and synced), rows after: a crash in between leaves an orphan file
@@ -723,7 +726,7 @@ def _file_into_mailboxes(
                     "blob_id": blob.pk,
                     "size": size,
                     "internal_date": when,
-                    **summary,
+                    **fields,
                 }
             )
             events.publish(ChangeEvent(mailbox_id, folder_id, "exists", (uid,), modseq))
