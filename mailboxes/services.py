@@ -54,6 +54,7 @@ from mailboxes.models import (
     SpecialUse,
 )
 from mailboxes.selectors import Resolution, recipient_resolve
+from mailboxes.transactions import unsynced_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -509,7 +510,7 @@ def folder_set_subscribed(*, folder: Folder, subscribed: bool) -> None:
     folder.subscribed = subscribed
 
 
-@transaction.atomic
+@unsynced_atomic()
 def folder_claim_recent(*, folder: Folder) -> tuple[int, int]:
     """Claim \\Recent for a session that selects the folder read-write (RFC 3501 2.3.2).
 
@@ -898,7 +899,7 @@ def _flag_list(state: tuple[bool, ...], keywords: str) -> list[str]:
     return result
 
 
-@transaction.atomic
+@unsynced_atomic()  # flags are not mail: committed without waiting for the disk
 def messages_store_flags(
     *,
     folder: Folder,
@@ -1022,7 +1023,7 @@ def message_caches_put(*, key: str, values: dict[int, object]) -> None:
         return
     ids = sorted(values)
     try:
-        with transaction.atomic():
+        with unsynced_atomic():
             for start in range(0, len(ids), 1000):
                 chunk = ids[start : start + 1000]
                 messages = list(Message.objects.filter(pk__in=chunk).only("id", "mime_cache"))
@@ -1152,10 +1153,20 @@ def messages_move(*, source: Folder, uids: Iterable[int], target: Folder) -> lis
     return pairs
 
 
+# last_login_at is kept to the minute: a client that logs in for every check (imaptest does,
+# many phones do) costs one write a minute, not one a login.
+LOGIN_RECORD_INTERVAL = timedelta(minutes=1)
+
+
 def mailbox_record_login(*, mailbox: Mailbox) -> None:
     """Bookkeeping only: a full disk or a lost database write must not refuse the login."""
+    now = timezone.now()
+    last = mailbox.last_login_at
+    if last is not None and timedelta(0) <= now - last < LOGIN_RECORD_INTERVAL:
+        return
     try:
-        with transaction.atomic():
-            Mailbox.objects.filter(pk=mailbox.pk).update(last_login_at=timezone.now())
+        with unsynced_atomic():
+            Mailbox.objects.filter(pk=mailbox.pk).update(last_login_at=now)
+        mailbox.last_login_at = now
     except DatabaseError as exc:
         logger.warning("could not record the login of mailbox %s: %s", mailbox.pk, exc)
