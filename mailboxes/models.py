@@ -209,6 +209,12 @@ class Message(models.Model):
             models.Index(fields=["folder", "flagged"], name="message_folder_flagged"),
             models.Index(fields=["folder", "deleted"], name="message_folder_deleted"),
             models.Index(fields=["folder", "internal_date"], name="message_folder_date"),
+            # The few rows with keywords: the IMAP FLAGS response without a folder scan.
+            models.Index(
+                fields=["folder", "keywords"],
+                condition=~models.Q(keywords=""),
+                name="message_folder_keywords",
+            ),
         ]
 
     def __str__(self) -> str:

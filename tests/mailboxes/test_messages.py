@@ -327,3 +327,14 @@ def test_every_write_bumps_modseq(alice):
     step()
     services.messages_expunge(folder=inbox)
     step()
+
+
+def test_folder_keywords_lists_each_keyword_once(alice):
+    from mailboxes.selectors import folder_keywords
+
+    inbox = folder_get(alice, "INBOX")
+    fill(inbox, 2, flags=["$Todo", "\\Seen"])
+    fill(inbox, 1, flags=["$Done", "$Todo"])
+    fill(inbox, 2)
+    assert folder_keywords(inbox.id) == ["$Done", "$Todo"]
+    assert folder_keywords(folder_get(alice, "Trash").id) == []
