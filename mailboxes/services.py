@@ -982,12 +982,17 @@ def messages_store_flags(
 
 
 @transaction.atomic
-def messages_expunge(*, folder: Folder, uids: Iterable[int] | None = None) -> list[int]:
-    """Remove messages marked \\Deleted (only those in `uids` when given). Returns their UIDs."""
+def messages_expunge(
+    *, folder: Folder, uids: Iterable[int] | None = None, below_uid: int | None = None
+) -> list[int]:
+    """Remove messages marked \\Deleted (only those in `uids`, or below UID `below_uid`,
+    when given). Returns their UIDs."""
     _lock_mailboxes([folder.mailbox_id])
     locked = _lock_folders([folder.pk])[folder.pk]
     qs = Message.objects.filter(folder_id=folder.pk, deleted=True)
     columns = ("uid", "size", "seen", "blob_id")
+    if below_uid is not None:
+        qs = qs.filter(uid__lt=below_uid)
     if uids is None:
         rows = list(qs.values_list(*columns))
     else:

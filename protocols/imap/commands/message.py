@@ -192,11 +192,13 @@ async def expunge(session: Session, command) -> None:
             else []
         )
     else:
+        # Only messages the client was told of go (arrivals it has not seen in an EXISTS
+        # stay): its view is every message below its UIDNEXT, a bound, not the whole map.
         gone = await db(
-            services.messages_expunge,
-            folder=folder_ref(session),
-            uids=list(await session.sequence_map()),
+            services.messages_expunge, folder=folder_ref(session), below_uid=sel.view_uidnext
         )
+    if gone:
+        await session.sequence_map()  # the view as it was, expunged messages included
     lines = session.expunge_lines(gone)
     if lines:
         await session.send(b"".join(lines))
