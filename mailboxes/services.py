@@ -281,16 +281,30 @@ def blob_release(blob_ids: Iterable[int]) -> int:
 
     ids = sorted(set(blob_ids))
     names: list[str] = []
-    for start in range(0, len(ids), 5000):
-        unused = (
-            Blob.objects.filter(id__in=ids[start : start + 5000])
-            .exclude(Exists(Message.objects.filter(blob_id=OuterRef("pk"))))
-            .exclude(Exists(OutboundMessage.objects.filter(blob_id=OuterRef("pk"))))
-        )
-        chunk = list(unused.values_list("name", flat=True))
-        if chunk:
-            Blob.objects.filter(name__in=chunk).delete()
-            names.extend(chunk)
+    # Plain statements: every EXPUNGE comes here, and the ORM's delete() would first read
+    # the rows that PROTECT them, which the NOT EXISTS below has just ruled out (the foreign
+    # keys still refuse a delete that races a new reference).
+    quote = connection.ops.quote_name
+    blob, message, outbound = (
+        quote(model._meta.db_table) for model in (Blob, Message, OutboundMessage)
+    )
+    with connection.cursor() as cursor:
+        for start in range(0, len(ids), 5000):
+            chunk = ids[start : start + 5000]
+            marks = ", ".join(["%s"] * len(chunk))
+            cursor.execute(
+                f"SELECT id, name FROM {blob} b WHERE id IN ({marks})"
+                f" AND NOT EXISTS (SELECT 1 FROM {message} WHERE blob_id = b.id)"
+                f" AND NOT EXISTS (SELECT 1 FROM {outbound} WHERE blob_id = b.id)",
+                chunk,
+            )
+            unused = cursor.fetchall()
+            if unused:
+                marks = ", ".join(["%s"] * len(unused))
+                cursor.execute(
+                    f"DELETE FROM {blob} WHERE id IN ({marks})", [row[0] for row in unused]
+                )
+                names.extend(row[1] for row in unused)
     if not names:
         return 0
 
@@ -1055,9 +1069,17 @@ def _remove_messages(
     expunged = sorted(r[0] for r in rows)
     size = sum(r[1] for r in rows)
     unseen = sum(1 for r in rows if not r[2])
-    for start in range(0, len(expunged), 5000):
-        chunk = expunged[start : start + 5000]
-        Message.objects.filter(folder_id=folder.pk, uid__in=chunk).delete()
+    # A plain DELETE: no model refers to a message, so the ORM's delete() (its collector
+    # and a transaction of its own) would add only cost.
+    table = connection.ops.quote_name(Message._meta.db_table)
+    with connection.cursor() as cursor:
+        for start in range(0, len(expunged), 5000):
+            chunk = expunged[start : start + 5000]
+            marks = ", ".join(["%s"] * len(chunk))
+            cursor.execute(
+                f"DELETE FROM {table} WHERE folder_id = %s AND uid IN ({marks})",
+                [folder.pk, *chunk],
+            )
     Expunged.objects.bulk_create(
         [Expunged(folder_id=folder.pk, uid=uid, modseq=modseq) for uid in expunged],
         batch_size=2000,
