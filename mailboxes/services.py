@@ -1185,12 +1185,18 @@ def messages_move(*, source: Folder, uids: Iterable[int], target: Folder) -> lis
 LOGIN_RECORD_INTERVAL = timedelta(minutes=1)
 
 
+def mailbox_login_record_due(mailbox: Mailbox) -> bool:
+    """Whether mailbox_record_login would write (callers on an event loop skip the thread
+    hop when it would not)."""
+    last = mailbox.last_login_at
+    return last is None or not timedelta(0) <= timezone.now() - last < LOGIN_RECORD_INTERVAL
+
+
 def mailbox_record_login(*, mailbox: Mailbox) -> None:
     """Bookkeeping only: a full disk or a lost database write must not refuse the login."""
-    now = timezone.now()
-    last = mailbox.last_login_at
-    if last is not None and timedelta(0) <= now - last < LOGIN_RECORD_INTERVAL:
+    if not mailbox_login_record_due(mailbox):
         return
+    now = timezone.now()
     try:
         with unsynced_atomic():
             Mailbox.objects.filter(pk=mailbox.pk).update(last_login_at=now)

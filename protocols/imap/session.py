@@ -139,6 +139,9 @@ class Selected:
     keywords: set[str] = field(default_factory=set)
     announced: set[str] = field(default_factory=set)
     dirty: bool = False
+    # What changed since known_modseq, read in the hop of the command's own write
+    # (Session.db_and_changes): the next sync_updates sends it instead of asking again.
+    prefetched: tuple | None = None
     # (uid -> modseq) this session already reported itself (STORE), not repeated by sync
     reported: dict[int, int] = field(default_factory=dict)
     # UIDs expunged elsewhere while EXPUNGE could not be sent yet
@@ -529,14 +532,47 @@ class Session:
             result = sorted(set(result))
         return result
 
+    async def db_and_changes(self, fn, *args, **kwargs):
+        """db(fn, ...) that also reads, in the same worker hop, what changed in the selected
+        folder since the session last looked (its own write included): a command that writes
+        and then reports costs one hop, not two."""
+        sel = self.selected
+        known, expunged = sel.known_modseq, sel.expunge_modseq
+        # Cleared before the read: an event handled from here on marks the session dirty
+        # again, so a change committed after the read is never taken as seen.
+        sel.dirty = False
+
+        def both():
+            value = fn(*args, **kwargs)
+            return value, selectors.folder_changes_since(sel.folder_id, known, expunged)
+
+        try:
+            value, changes = await db(both)
+        except BaseException:
+            sel.dirty = True
+            raise
+        if sel.prefetched is None:
+            sel.prefetched = changes
+        else:  # an earlier read not sent yet: read again at the next sync
+            sel.prefetched = None
+            sel.dirty = True
+        return value
+
     async def sync_updates(self, *, allow_expunge: bool) -> None:
         sel = self.selected
-        if sel is None or not (sel.dirty or (allow_expunge and sel.pending_expunge)):
+        if sel is None:
             return
-        sel.dirty = False
-        changes = await db(
-            selectors.folder_changes_since, sel.folder_id, sel.known_modseq, sel.expunge_modseq
-        )
+        changes, sel.prefetched = sel.prefetched, None
+        if changes is None:
+            if not (sel.dirty or (allow_expunge and sel.pending_expunge)):
+                return
+            sel.dirty = False
+            changes = await db(
+                selectors.folder_changes_since,
+                sel.folder_id,
+                sel.known_modseq,
+                sel.expunge_modseq,
+            )
         if changes is None:
             await self.send(r.BYE_MAILBOX_DELETED.untagged())
             raise ConnectionDone()

@@ -125,6 +125,7 @@ async def _authenticate(session: Session, command: p.Command, user: str, passwor
         raise CommandError(r.NO_TOO_MANY_CONNECTIONS)
     session.mailbox = mailbox
     session.state = State.AUTHENTICATED
-    await db(services.mailbox_record_login, mailbox=mailbox)
+    if services.mailbox_login_record_due(mailbox):
+        await db(services.mailbox_record_login, mailbox=mailbox)
     caps = "CAPABILITY " + " ".join(session.capabilities())
     await session.send(r.OK_LOGGED_IN.with_code(caps).tagged(command.tag))

@@ -49,12 +49,14 @@ async def append(session: Session, command: p.Append) -> None:
     if folder is None:
         raise CommandError(r.NO_TRYCREATE)
     uids = []
+    selected = session.selected is not None and session.selected.folder_id == folder.id
     for message in command.messages:
         if len(message.data) > settings.MAILHOST_MAX_MESSAGE_SIZE:
             raise CommandError(r.NO_TOO_BIG)
         if not message.data:
             raise CommandError(r.NO_CANNOT.with_text("Empty message"))
-        stored = await db(
+        # Into the selected folder: its EXISTS is read in the same hop.
+        stored = await (session.db_and_changes if selected else db)(
             services.message_append,
             folder=folder,
             raw=binary_to_base64(message.data),
@@ -62,8 +64,6 @@ async def append(session: Session, command: p.Append) -> None:
             internal_date=message.date,
         )
         uids.append(stored.uid)
-    if session.selected is not None and session.selected.folder_id == folder.id:
-        session.selected.dirty = True
     code = f"APPENDUID {folder.uidvalidity} {r.sequence_text(uids)}"
     await session.finish(command, r.Reply("OK", "APPEND completed", code))
 
@@ -78,7 +78,7 @@ async def store(session: Session, command: p.Store) -> None:
         session.enable_condstore()
     result = services.StoreResult()
     if uids:
-        result = await db(
+        result = await session.db_and_changes(
             services.messages_store_flags,
             folder=folder_ref(session),
             uids=uids,
@@ -187,14 +187,16 @@ async def expunge(session: Session, command) -> None:
     if isinstance(command, p.UidExpunge):
         wanted = await session.resolve(command.sequence, uid=True)
         gone = (
-            await db(services.messages_expunge, folder=folder_ref(session), uids=wanted)
+            await session.db_and_changes(
+                services.messages_expunge, folder=folder_ref(session), uids=wanted
+            )
             if wanted
             else []
         )
     else:
         # Only messages the client was told of go (arrivals it has not seen in an EXISTS
         # stay): its view is every message below its UIDNEXT, a bound, not the whole map.
-        gone = await db(
+        gone = await session.db_and_changes(
             services.messages_expunge, folder=folder_ref(session), below_uid=sel.view_uidnext
         )
     if gone:
