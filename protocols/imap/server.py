@@ -46,7 +46,7 @@ class ImapServer:
 
     def _on_event(self, event: events.ChangeEvent) -> None:
         for session in list(self.watchers.get(event.folder_id, ())):
-            session.notify()
+            session.notify(event.modseq)
 
     def watch(self, session: Session, folder_id: int) -> None:
         self.watchers[folder_id].add(session)

@@ -14,6 +14,7 @@ import asyncio
 import bisect
 import logging
 import ssl
+import sys
 import threading
 from array import array
 from concurrent import futures
@@ -144,6 +145,9 @@ class Selected:
     # What changed since known_modseq, read in the hop of the command's own write
     # (Session.db_and_changes): the next sync_updates sends it instead of asking again.
     prefetched: tuple | None = None
+    # Highest MODSEQ named by a change event since the session last cleared `dirty`: a
+    # change at or below the MODSEQ it has read up to is no reason to read again.
+    event_modseq: int = 0
     # (uid -> modseq) this session already reported itself (STORE), not repeated by sync
     reported: dict[int, int] = field(default_factory=dict)
     # UIDs expunged elsewhere while EXPUNGE could not be sent yet
@@ -414,10 +418,13 @@ class Session:
 
     # --- the selected folder ---------------------------------------------------------
 
-    def notify(self) -> None:
-        """Called on the loop when a change event names the selected folder."""
-        if self.selected is not None:
-            self.selected.dirty = True
+    def notify(self, modseq: int = 0) -> None:
+        """Called on the loop when a change event names the selected folder (with the
+        change's MODSEQ; 0 when it has none, as a folder's deletion)."""
+        sel = self.selected
+        if sel is not None:
+            sel.dirty = True
+            sel.event_modseq = max(sel.event_modseq, modseq or sys.maxsize)
         self.wakeup.set()
 
     async def select(self, folder: Folder, *, readonly: bool) -> Selected:
@@ -543,6 +550,7 @@ class Session:
         # Cleared before the read: an event handled from here on marks the session dirty
         # again, so a change committed after the read is never taken as seen.
         sel.dirty = False
+        sel.event_modseq = 0
 
         def both():
             value = fn(*args, **kwargs)
@@ -569,6 +577,7 @@ class Session:
             if not (sel.dirty or (allow_expunge and sel.pending_expunge)):
                 return
             sel.dirty = False
+            sel.event_modseq = 0
             changes = await db(
                 selectors.folder_changes_since,
                 sel.folder_id,
@@ -634,6 +643,10 @@ class Session:
             if not self.rev2:
                 out.append(r.untagged(f"{sel.recent_count} RECENT"))
         sel.known_modseq = max(sel.known_modseq, highest, *(row[1] for row in rows))
+        if sel.dirty and 0 < sel.event_modseq <= sel.known_modseq:
+            # Every event since the read names a change it saw (the write of this very
+            # command, typically): every MODSEQ up to the folder's highest had committed.
+            sel.dirty = False
         if out:
             await self.send(b"".join(out))
 
