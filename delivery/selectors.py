@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from django.core.files.storage import storages
-
 from delivery.models import OutboundMessage, OutboundRecipient
 from mailboxes.headers import header_block, summarize
 from mailboxes.models import Mailbox
+from mailboxes.selectors import blob_read
 
 # How far apart the spool entry and the Sent copy of one submission may be in time.
 SENT_MATCH_WINDOW = timedelta(hours=6)
@@ -30,12 +29,10 @@ def outbound_recipients_for_message_id(
         created_at__gte=sent_at - SENT_MATCH_WINDOW,
         created_at__lte=sent_at + SENT_MATCH_WINDOW,
     ).select_related("blob")[:SENT_MATCH_CANDIDATES]
-    storage = storages["blobs"]
     matched = []
     for outbound in candidates:
         try:
-            with storage.open(outbound.blob.name, "rb") as fh:
-                head = header_block(fh.read(256 * 1024))
+            head = header_block(blob_read(outbound.blob, limit=256 * 1024))
         except OSError:
             continue
         if summarize(head)["message_id"] == message_id:

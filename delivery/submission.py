@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from email.utils import format_datetime
 
 from django.conf import settings
-from django.core.files.storage import storages
 from django.utils import timezone
 
 from delivery.services import SpoolRecipient, new_queue_id, spool_create
@@ -29,7 +28,7 @@ from mailboxes.addresses import parse_address
 from mailboxes.exceptions import InvalidAddress, MailhostError, StorageError
 from mailboxes.groupcommit import committer
 from mailboxes.models import Domain, Mailbox
-from mailboxes.services import blob_row_create, blob_write, message_deliver
+from mailboxes.services import blob_discard, blob_row_create, blob_write, message_deliver
 
 logger = logging.getLogger(__name__)
 
@@ -195,7 +194,7 @@ def message_accept(
         # Run by the group committer, maybe in a transaction shared with other messages (and
         # maybe twice, when that transaction failed): everything it makes, it makes afresh.
         result = AcceptResult(queue_id=queue_id, size=len(raw))
-        blob = blob_row_create(name=name, size=len(raw))
+        blob = blob_row_create(name=name, raw=raw)
         delivered = message_deliver(
             raw=raw, recipients=addresses, blob=blob, resolutions=resolutions, summary=summary
         )
@@ -250,13 +249,13 @@ def message_accept(
     try:
         return committer.run(store)
     except _NothingAccepted as refused:
-        _forget_blob(name)
+        blob_discard(name)
         return refused.result
     except MailhostError:
-        _forget_blob(name)
+        blob_discard(name)
         raise
     except Exception as exc:
-        _forget_blob(name)
+        blob_discard(name)
         logger.exception("queue %s: could not store the message", queue_id)
         raise StorageError("could not store the message") from exc
 
@@ -267,13 +266,6 @@ class _NothingAccepted(Exception):
     def __init__(self, result: AcceptResult) -> None:
         super().__init__(result.queue_id)
         self.result = result
-
-
-def _forget_blob(name: str) -> None:
-    try:
-        storages["blobs"].delete(name)
-    except OSError:  # the orphan sweeper (blob_collect_garbage) removes it later
-        logger.warning("could not remove unused blob file %s", name)
 
 
 def recipient_check(address: str, *, relay_allowed: bool, size: int = 0) -> str:

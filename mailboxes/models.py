@@ -166,6 +166,15 @@ class Blob(models.Model):
     name = models.CharField(max_length=255, unique=True)  # the storage name
     size = models.BigIntegerField()
     created_at = models.DateTimeField(auto_now_add=True)
+    # The bytes themselves when they fit MAILHOST_BLOB_INLINE_MAX (the name then starts with
+    # INLINE_PREFIX and no file exists): the row's commit makes them durable, no file syncs.
+    data = models.BinaryField(null=True, blank=True)
+
+    INLINE_PREFIX = "inline:"  # never the start of a storage name (those are "ab/cd/<hex>")
+
+    @staticmethod
+    def name_is_inline(name: object) -> bool:
+        return isinstance(name, str) and name.startswith(Blob.INLINE_PREFIX)
 
     def __str__(self) -> str:
         return self.name

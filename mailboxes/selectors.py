@@ -268,19 +268,33 @@ def messages_in(folder: Folder | int) -> QuerySet[Message]:
     return Message.objects.filter(folder_id=folder_id).order_by("uid")
 
 
-def blob_read(blob: Blob | int | str) -> bytes:
-    """The raw bytes of a blob (by row, id or storage name)."""
+def blob_read(blob: Blob | int | str, *, limit: int = -1) -> bytes:
+    """The raw bytes of a blob (by row, id or storage name), or their first `limit` bytes.
+
+    Raises FileNotFoundError when the blob is gone (released by an expunge since its name
+    was read), whether its bytes were a file or inline in the row."""
     if isinstance(blob, int):
         blob = Blob.objects.get(pk=blob)
     name = blob if isinstance(blob, str) else blob.name
+    if Blob.name_is_inline(name):
+        if isinstance(blob, str):
+            data = Blob.objects.filter(name=name).values_list("data", flat=True).first()
+        else:
+            data = blob.data
+        if data is None:
+            raise FileNotFoundError(name)
+        return bytes(data if limit < 0 else data[:limit])  # PostgreSQL gives a memoryview
     storage = storages["blobs"]
     with storage.open(name, "rb") as fh:
-        return fh.read()
+        return fh.read(limit)
 
 
 def blob_path(blob: Blob | str) -> str | None:
-    """Local filesystem path of a blob when the storage has one (fast paths use it)."""
+    """Local filesystem path of a blob when the storage has one (fast paths use it); None
+    for a blob stored inline in its row."""
     name = blob if isinstance(blob, str) else blob.name
+    if Blob.name_is_inline(name):
+        return None
     try:
         return storages["blobs"].path(name)
     except NotImplementedError:
@@ -526,10 +540,17 @@ def message_fetch_rows(
 
 
 def blob_read_many(names) -> dict[str, bytes]:
-    """Raw bytes of several blobs by storage name (one open per file, no row lookups)."""
+    """Raw bytes of several blobs by storage name: one open per file, one query per 500
+    inline blobs. A blob released since its name was read is left out."""
     storage = storages["blobs"]
     out = {}
+    inline = [name for name in names if Blob.name_is_inline(name)]
+    for start in range(0, len(inline), 500):
+        rows = Blob.objects.filter(name__in=inline[start : start + 500]).values_list("name", "data")
+        out.update((name, bytes(data)) for name, data in rows if data is not None)
     for name in names:
+        if Blob.name_is_inline(name):
+            continue
         try:
             with storage.open(name, "rb") as fh:
                 out[name] = fh.read()

@@ -3,7 +3,9 @@ change it names; SMTP, IMAP, POP3, the webmail, the admin and the commands all c
 
 Durability: blob bytes are written and synced before the rows that point at them commit, so
 a reply given after a service returns (SMTP 250, IMAP OK) is never a lie. A crash between the
-two leaves an orphan file that `blob_collect_orphans` removes; never a row without its bytes.
+two leaves an orphan file that `blob_collect_garbage` removes; never a row without its bytes.
+Small messages (MAILHOST_BLOB_INLINE_MAX) are stored in their Blob row instead, in the same
+transaction as the rows that point at it: one commit makes bytes and rows durable together.
 """
 
 from __future__ import annotations
@@ -263,16 +265,20 @@ def _auth_cache_forget(mailbox_id: int) -> None:
 
 
 def blob_write(raw: bytes) -> str:
-    """Write and sync the bytes; return the storage name. Call before the transaction."""
+    """Write and sync the bytes; return the storage name. Call before the transaction.
+
+    Bytes that fit MAILHOST_BLOB_INLINE_MAX are not written: they get an inline name, and
+    blob_row_create stores them in the row, made durable by the caller's commit."""
     key = uuid.uuid4().hex
+    if len(raw) <= settings.MAILHOST_BLOB_INLINE_MAX:
+        return Blob.INLINE_PREFIX + key
     name = f"{key[:2]}/{key[2:4]}/{key}"
     return storages["blobs"].save(name, ContentFile(raw))
 
 
 def blob_store(raw: bytes) -> Blob:
     """Write the bytes durably and create the row (inside the caller's transaction)."""
-    name = blob_write(raw)
-    return Blob.objects.create(name=name, size=len(raw))
+    return blob_row_create(name=blob_write(raw), raw=raw)
 
 
 def blob_release(blob_ids: Iterable[int]) -> int:
@@ -280,7 +286,8 @@ def blob_release(blob_ids: Iterable[int]) -> int:
     from delivery.models import OutboundMessage
 
     ids = sorted(set(blob_ids))
-    names: list[str] = []
+    released = 0
+    names: list[str] = []  # their files (inline blobs have none)
     # Plain statements: every EXPUNGE comes here, and the ORM's delete() would first read
     # the rows that PROTECT them, which the NOT EXISTS below has just ruled out (the foreign
     # keys still refuse a delete that races a new reference).
@@ -304,9 +311,10 @@ def blob_release(blob_ids: Iterable[int]) -> int:
                 cursor.execute(
                     f"DELETE FROM {blob} WHERE id IN ({marks})", [row[0] for row in unused]
                 )
-                names.extend(row[1] for row in unused)
+                released += len(unused)
+                names.extend(row[1] for row in unused if not Blob.name_is_inline(row[1]))
     if not names:
-        return 0
+        return released
 
     def remove_files() -> None:
         storage = storages["blobs"]
@@ -317,7 +325,7 @@ def blob_release(blob_ids: Iterable[int]) -> int:
                 logger.warning("could not remove blob file %s", name)
 
     transaction.on_commit(remove_files)
-    return len(names)
+    return released
 
 
 def blob_collect_garbage(*, orphan_age: int | None = None) -> tuple[int, int]:
@@ -635,8 +643,10 @@ def _over_quota(mailbox: Mailbox, size: int) -> bool:
     return bool(mailbox.quota) and mailbox.used_bytes + size > mailbox.quota
 
 
-def _blob_file_discard(name: str) -> None:
-    """Remove a blob file that no committed row names (a write that was refused)."""
+def blob_discard(name: str) -> None:
+    """Remove the file of a blob_write that no committed row names (a refused message)."""
+    if Blob.name_is_inline(name):
+        return  # no file: the bytes went only into the rolled-back row
     try:
         storages["blobs"].delete(name)
     except OSError:
@@ -731,7 +741,7 @@ def _file_into_mailboxes(
                 continue
             uid, modseq = reserved
             if blob is None:
-                blob = blob_row_create(name=written, size=size)
+                blob = blob_row_create(name=written, raw=raw)
             filed.append(mailbox_id)
             rows.append(
                 {
@@ -755,7 +765,7 @@ def _file_into_mailboxes(
                     [size, *filed],
                 )
     if not filed and written is not None:
-        _blob_file_discard(written)
+        blob_discard(written)
     return set(filed)
 
 
@@ -789,17 +799,20 @@ def _messages_insert(rows: list[dict]) -> None:
             cursor.execute(head + ", ".join([marks] * count), chunk)
 
 
-def blob_row_create(*, name: str, size: int) -> Blob:
-    """The Blob row of bytes blob_write stored, in one plain INSERT ... RETURNING."""
+def blob_row_create(*, name: str, raw: bytes) -> Blob:
+    """The Blob row of the bytes blob_write named (holding them when the name is inline),
+    in one plain INSERT ... RETURNING."""
     table = connection.ops.quote_name(Blob._meta.db_table)
     now = timezone.now()
+    data = raw if Blob.name_is_inline(name) else None
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {table} (name, size, created_at) VALUES (%s, %s, %s) RETURNING id",
-            [name, size, connection.ops.adapt_datetimefield_value(now)],
+            f"INSERT INTO {table} (name, size, created_at, data) VALUES (%s, %s, %s, %s)"
+            " RETURNING id",
+            [name, len(raw), connection.ops.adapt_datetimefield_value(now), data],
         )
         blob_id = cursor.fetchone()[0]
-    return Blob(id=blob_id, name=name, size=size, created_at=now)
+    return Blob(id=blob_id, name=name, size=len(raw), created_at=now, data=data)
 
 
 @dataclass
@@ -876,7 +889,7 @@ def message_append(
             if _over_quota(mailbox, size):
                 raise QuotaExceeded(f"mailbox {mailbox.pk} is over quota")
             locked = _lock_folders([folder.pk])[folder.pk]
-            blob = Blob.objects.create(name=name, size=size)
+            blob = blob_row_create(name=name, raw=raw)
             uid, modseq = _reserve(locked, 1, size, 0 if columns.get("seen") else 1)
             message = Message.objects.create(
                 folder_id=folder.pk,
@@ -892,7 +905,7 @@ def message_append(
             Mailbox.objects.filter(pk=mailbox.pk).update(used_bytes=F("used_bytes") + size)
             events.publish(ChangeEvent(mailbox.pk, folder.pk, "exists", (uid,), modseq))
     except (QuotaExceeded, NotFound):
-        _blob_file_discard(name)  # refused before any row named it
+        blob_discard(name)  # refused before any row named it
         raise
     return message
 

@@ -176,6 +176,9 @@ MAILHOST_LISTEN_BACKLOG = env_int("MAILHOST_LISTEN_BACKLOG", 4096, minimum=1)
 MAILHOST_ALIAS_MAX_DEPTH = 10
 # Grace period before a blob file with no row is considered an orphan of a crashed write.
 MAILHOST_BLOB_ORPHAN_AGE = env_int("MAILHOST_BLOB_ORPHAN_AGE", 3600)
+# Messages up to this many bytes are stored in their Blob row, made durable by the commit
+# that files them, instead of a file synced (with its directory) before it; 0: always files.
+MAILHOST_BLOB_INLINE_MAX = env_int("MAILHOST_BLOB_INLINE_MAX", 64 * 1024, minimum=0)
 MAILHOST_AUTH_CACHE_SECONDS = env_int("MAILHOST_AUTH_CACHE_SECONDS", 300)
 # Webmail: a session idle this long ends (SESSION_COOKIE_AGE caps it in any case).
 MAILHOST_WEBMAIL_IDLE_SECONDS = env_int("MAILHOST_WEBMAIL_IDLE_SECONDS", 8 * 3600, minimum=60)

@@ -31,6 +31,14 @@ def blob_dir(settings, tmp_path):
 
 
 @pytest.fixture
+def blob_files(settings, blob_dir):
+    """blob_dir with every message in a file, however small (MAILHOST_BLOB_INLINE_MAX=0):
+    for tests of the file path. Without it, small messages are stored in their Blob row."""
+    settings.MAILHOST_BLOB_INLINE_MAX = 0
+    return blob_dir
+
+
+@pytest.fixture
 def live_settings(settings, blob_dir, tmp_path):
     """Listeners on 127.0.0.1 with free ports, for end-to-end tests."""
     settings.MAILHOST_BIND = "127.0.0.1"

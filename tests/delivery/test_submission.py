@@ -64,7 +64,9 @@ def test_received_header_follows_rfc5321_4_4(settings):
     assert "for <" not in several  # several recipients are not disclosed to each other
 
 
-def test_local_and_remote_share_one_blob_in_one_transaction(people, blob_dir):
+@pytest.mark.parametrize("inline_max", [0, 64 * 1024], ids=["file", "inline"])
+def test_local_and_remote_share_one_blob_in_one_transaction(people, blob_dir, settings, inline_max):
+    settings.MAILHOST_BLOB_INLINE_MAX = inline_max
     result = message_accept(
         raw=RAW,
         mail_from="alice@example.org",
@@ -86,7 +88,10 @@ def test_local_and_remote_share_one_blob_in_one_transaction(people, blob_dir):
     assert set(Message.objects.values_list("blob_id", flat=True)) == {blob.id}
     spool = OutboundMessage.objects.get(queue_id=result.queue_id)
     assert spool.blob_id == blob.id and spool.size == result.size == blob.size
-    assert len(files(blob_dir)) == 1
+    # Small bytes in the row (made durable by the same commit), bigger ones in one file.
+    assert len(files(blob_dir)) == (0 if inline_max else 1)
+    assert (blob.data is not None) == bool(inline_max)
+    assert blob_read(spool.blob).endswith(RAW)
 
 
 def test_unauthenticated_remote_recipient_is_never_queued(people):
@@ -97,13 +102,13 @@ def test_unauthenticated_remote_recipient_is_never_queued(people):
     assert not OutboundMessage.objects.exists()
 
 
-def test_nothing_accepted_leaves_no_blob(people, blob_dir):
+def test_nothing_accepted_leaves_no_blob(people, blob_files):
     result = message_accept(raw=RAW, mail_from="x@remote.example", recipients=["zed@example.org"])
     assert not result.accepted and result.recipients[0].status == "unknown"
-    assert not Blob.objects.exists() and files(blob_dir) == []
+    assert not Blob.objects.exists() and files(blob_files) == []
 
 
-def test_storage_failure_leaves_nothing_half_done(people, blob_dir, monkeypatch):
+def test_storage_failure_leaves_nothing_half_done(people, blob_files, monkeypatch):
     def broken(**kwargs):
         raise RuntimeError("database went away")
 
@@ -117,7 +122,7 @@ def test_storage_failure_leaves_nothing_half_done(people, blob_dir, monkeypatch)
             authenticated_mailbox=people["alice"],
         )
     assert not Message.objects.exists() and not Blob.objects.exists()
-    assert files(blob_dir) == []
+    assert files(blob_files) == []
     inbox.refresh_from_db()
     assert inbox.uidnext == 1 and inbox.message_count == 0
     assert Mailbox.objects.get(pk=people["bob"].pk).used_bytes == 0

@@ -76,9 +76,11 @@ def database_url() -> str:
 
 
 @pytest.fixture
-def child_env(blob_dir):
-    """Environment for a child process sharing this test's database and blob directory."""
+def child_env(blob_dir, settings):
+    """Environment for a child process sharing this test's database, blob directory and
+    inline-blob limit (blob_files, when the test uses it, comes first)."""
     env = dict(os.environ)
+    env["MAILHOST_BLOB_INLINE_MAX"] = str(settings.MAILHOST_BLOB_INLINE_MAX)
     env["DATABASE_URL"] = database_url()
     # The blob_dir fixture puts blobs in <tmp_path>/blobs, where MAILHOST_DATA_DIR puts them.
     env["MAILHOST_DATA_DIR"] = str(blob_dir.parent)

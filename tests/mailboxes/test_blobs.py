@@ -13,10 +13,11 @@ from django.utils import timezone
 
 from mailboxes import services
 from mailboxes.models import Blob, Message
-from mailboxes.selectors import blob_path, blob_read, folder_get
+from mailboxes.selectors import blob_path, blob_read, blob_read_many, folder_get
 from tests.mailboxes.conftest import make_raw
 
-pytestmark = pytest.mark.django_db
+# The file path: every blob a file (the inline tests at the end turn inline storage back on).
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("blob_files")]
 
 
 def age(path, seconds: float) -> None:
@@ -39,6 +40,8 @@ def test_blob_store_writes_once_and_reads_back(blob_dir):
     assert blob_read(blob) == blob_read(blob.pk) == blob_read(blob.name) == raw
     assert blob_path(blob).startswith(str(blob_dir))
     assert files_in(blob_dir) == {blob.name}  # no temporary file left behind
+    assert Blob.objects.get(pk=blob.pk).data is None
+    assert blob_read(blob.name, limit=10) == raw[:10]
 
 
 def test_release_only_unused_blobs(make_mailbox, django_capture_on_commit_callbacks):
@@ -166,3 +169,57 @@ def test_directories_made_for_a_blob_are_synced_into_their_parents(blob_dir, mon
     again = services.blob_write(b"more bytes")
     assert synced[-1] == str(blob_dir / again.rsplit("/", 1)[0])
     assert str(blob_dir.parent) not in synced  # directories that exist are not synced again
+
+
+# --- inline blobs: bytes in the row, durable with its commit ------------------------------
+
+
+def test_small_blob_is_stored_in_its_row_and_no_file_is_written(blob_dir, settings):
+    settings.MAILHOST_BLOB_INLINE_MAX = 1024
+    raw = b"\x00\xff small \r\n" * 93 + b"!"  # 1024 bytes: the limit itself is inline
+    assert len(raw) == 1024
+    blob = services.blob_store(raw)
+    assert Blob.name_is_inline(blob.name) and blob_path(blob) is None
+    assert bytes(Blob.objects.get(pk=blob.pk).data) == raw
+    assert blob_read(blob) == blob_read(blob.pk) == blob_read(blob.name) == raw
+    assert blob_read(blob.name, limit=10) == raw[:10]
+    assert files_in(blob_dir) == set()
+    big = services.blob_store(raw + b"!")  # one byte over: a file
+    assert files_in(blob_dir) == {big.name}
+    assert Blob.objects.get(pk=big.pk).data is None
+
+
+def test_blob_read_many_reads_both_kinds_in_one_query(
+    blob_dir, settings, django_assert_num_queries
+):
+    settings.MAILHOST_BLOB_INLINE_MAX = 100
+    small = [services.blob_store(f"small {n}".encode()) for n in range(3)]
+    big = services.blob_store(b"b" * 101)
+    names = [b.name for b in small] + [big.name, Blob.INLINE_PREFIX + "gone", "ab/cd/gone"]
+    with django_assert_num_queries(1):
+        got = blob_read_many(names)
+    # Blobs released since their names were read are left out, as the readers expect.
+    assert got == {
+        **{b.name: f"small {n}".encode() for n, b in enumerate(small)},
+        big.name: b"b" * 101,
+    }
+    with pytest.raises(FileNotFoundError):
+        blob_read(Blob.INLINE_PREFIX + "gone")
+
+
+def test_release_of_an_inline_blob_removes_its_row(
+    make_mailbox, settings, blob_dir, django_capture_on_commit_callbacks
+):
+    settings.MAILHOST_BLOB_INLINE_MAX = 64 * 1024
+    inbox = folder_get(make_mailbox("alice@example.org"), "INBOX")
+    used = services.message_append(folder=inbox, raw=make_raw()).blob
+    unused = services.blob_store(b"x")
+    assert Blob.name_is_inline(used.name) and Blob.name_is_inline(unused.name)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.blob_release([used.pk, unused.pk]) == 1
+    assert list(Blob.objects.values_list("pk", flat=True)) == [used.pk]
+    assert blob_read(used.pk) == make_raw()
+    old = timezone.now() - timedelta(hours=2)
+    Blob.objects.filter(pk=services.blob_store(b"y").pk).update(created_at=old)
+    assert services.blob_collect_garbage(orphan_age=3600) == (1, 0)
+    assert files_in(blob_dir) == set()

@@ -7,7 +7,6 @@ UIDNEXT, the folder counters and the mailbox usage match the rows at the end.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 
@@ -16,7 +15,7 @@ from django.db import connection
 
 from mailboxes import services
 from mailboxes.models import Blob, Folder, Mailbox, Message
-from mailboxes.selectors import blob_path, folder_get
+from mailboxes.selectors import blob_read, folder_get
 from tests.mailboxes.conftest import make_raw, run_worker
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -77,7 +76,7 @@ def assert_consistent(mailbox: Mailbox, folder: Folder, expected: int) -> None:
     assert Mailbox.objects.get(pk=mailbox.pk).used_bytes == size
     blobs = list(Blob.objects.all())
     assert len(blobs) == expected
-    assert all(os.path.exists(blob_path(b)) for b in blobs)
+    assert all(len(blob_read(b)) == b.size for b in blobs)  # a file or inline, never lost
 
 
 def test_concurrent_threads(make_mailbox):

@@ -1,6 +1,6 @@
 """A process killed between writing a blob and committing its rows loses nothing and leaves
 nothing that is never cleaned: no row points at missing bytes, and the orphan file goes once
-it is older than MAILHOST_BLOB_ORPHAN_AGE."""
+it is older than MAILHOST_BLOB_ORPHAN_AGE. Inline blobs (bytes in the row) leave nothing."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ import pytest
 
 from mailboxes import services
 from mailboxes.models import Blob, Folder, Mailbox, Message
-from mailboxes.selectors import blob_path, folder_get
+from mailboxes.selectors import blob_path, blob_read, folder_get
 from tests.mailboxes.conftest import make_raw, run_worker
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Blob files for every message unless a test says otherwise (blob_files precedes child_env).
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("blob_files")]
 
 
 def read_line(process, timeout: float) -> str:
@@ -67,3 +68,29 @@ def test_killed_delivery_leaves_an_orphan_that_gc_removes(make_mailbox, child_en
     assert services.blob_collect_garbage(orphan_age=3600) == (0, 1)
     assert not os.path.exists(orphan)
     assert all(os.path.exists(blob_path(m.blob)) for m in Message.objects.all())
+
+
+def test_killed_inline_delivery_leaves_nothing(make_mailbox, child_env, blob_dir, settings):
+    """Killed after its rows were written, before the commit: the bytes were only in the
+    uncommitted Blob row, so nothing is left, not even an orphan file."""
+    settings.MAILHOST_BLOB_INLINE_MAX = 64 * 1024
+    child_env["MAILHOST_BLOB_INLINE_MAX"] = str(64 * 1024)
+    alice = make_mailbox("alice@example.org")
+    inbox = folder_get(alice, "INBOX")
+    child = run_worker(child_env, "crash", "alice@example.org", "before-commit")
+    try:
+        line = read_line(child, 60)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(30)
+    word, name = line.split()
+    assert word == "stopped" and Blob.name_is_inline(name)
+    assert not Message.objects.exists() and not Blob.objects.exists()
+    assert not any(blob_dir.rglob("*"))
+    folder = Folder.objects.get(pk=inbox.pk)
+    assert (folder.uidnext, folder.message_count, folder.highestmodseq) == (1, 0, 1)
+
+    raw = make_raw("after")
+    services.message_deliver(raw=raw, recipients=["alice@example.org"])
+    assert [blob_read(m.blob) for m in Message.objects.all()] == [raw]
+    assert services.blob_collect_garbage(orphan_age=0) == (0, 0)

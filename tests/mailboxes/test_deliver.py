@@ -19,6 +19,7 @@ def inbox(mailbox):
     return folder_get(mailbox, "INBOX")
 
 
+@pytest.mark.usefixtures("blob_files")
 def test_one_blob_for_many_recipients(make_mailbox, published, django_capture_on_commit_callbacks):
     alice = make_mailbox("alice@example.org")
     bob = make_mailbox("bob@example.org")
@@ -53,6 +54,23 @@ def test_one_blob_for_many_recipients(make_mailbox, published, django_capture_on
         (alice.id, inbox(alice).id, (1,), 2),
         (bob.id, inbox(bob).id, (1,), 2),
     }
+
+
+def test_small_message_is_stored_in_its_blob_row(make_mailbox, blob_dir, settings):
+    """Up to MAILHOST_BLOB_INLINE_MAX the bytes go into the Blob row, committed with the
+    messages (no file, so no file or directory sync); above it, into a file."""
+    settings.MAILHOST_BLOB_INLINE_MAX = 2048
+    make_mailbox("alice@example.org")
+    make_mailbox("bob@example.org")
+    small, big = make_raw("small"), make_raw("big", body=b"x" * 2048)
+    for raw in (small, big):
+        services.message_deliver(raw=raw, recipients=["alice@example.org", "bob@example.org"])
+    inline, filed = Blob.objects.order_by("pk")
+    assert Blob.name_is_inline(inline.name) and bytes(inline.data) == small
+    assert blob_path(inline) is None and blob_read(inline) == small
+    assert filed.data is None and blob_read(filed) == big
+    assert [p.name for p in blob_dir.rglob("*") if p.is_file()] == [filed.name.rsplit("/")[-1]]
+    assert Message.objects.filter(blob=inline).count() == 2
 
 
 def test_uids_and_modseqs_grow(make_mailbox):

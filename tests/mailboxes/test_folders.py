@@ -122,7 +122,9 @@ def test_rename_inbox_moves_its_messages_and_leaves_it_empty(alice):
     assert [m.subject for m in messages_in(below)] == ["later"]
 
 
-def test_delete_removes_messages_usage_and_unused_blobs(alice, django_capture_on_commit_callbacks):
+def test_delete_removes_messages_usage_and_unused_blobs(
+    blob_files, alice, django_capture_on_commit_callbacks
+):
     folder = services.folder_create(mailbox=alice, name="Doomed")
     message = services.message_append(folder=folder, raw=make_raw())
     path = blob_path(message.blob)

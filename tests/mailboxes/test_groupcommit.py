@@ -151,7 +151,7 @@ def accept(address: str, subject: str):  # noqa: ANN201
     )
 
 
-def test_quota_holds_across_messages_of_one_batch(make_mailbox, blob_dir, published):
+def test_quota_holds_across_messages_of_one_batch(make_mailbox, blob_files, published):
     alice = make_mailbox("alice@example.org")
     first = accept("alice@example.org", "m0")
     size = first.size
@@ -174,6 +174,6 @@ def test_quota_holds_across_messages_of_one_batch(make_mailbox, blob_dir, publis
     # the refused ones (their savepoints rolled back).
     assert sorted(e.uids for e in published if e.kind == "exists") == [(1,), (2,), (3,)]
     # The refused messages left no blob behind; the delivered ones have theirs.
-    assert sorted(p.name for p in blob_dir.rglob("*") if p.is_file()) == sorted(
+    assert sorted(p.name for p in blob_files.rglob("*") if p.is_file()) == sorted(
         m.blob.name.rsplit("/", 1)[1] for m in Message.objects.filter(folder=inbox)
     )

@@ -10,7 +10,7 @@ import pytest
 from mailboxes import services
 from mailboxes.exceptions import NotFound, QuotaExceeded
 from mailboxes.models import Blob, Expunged, Folder, Mailbox, Message
-from mailboxes.selectors import blob_path, folder_get, messages_in
+from mailboxes.selectors import blob_path, blob_read, folder_get, messages_in
 from tests.mailboxes.conftest import make_raw
 
 pytestmark = pytest.mark.django_db
@@ -59,14 +59,14 @@ def test_append_with_flags_keywords_and_date(alice):
     assert used(alice) == len(raw)
 
 
-def test_append_over_quota_is_refused_and_leaves_no_file(make_mailbox, blob_dir):
+def test_append_over_quota_is_refused_and_leaves_no_file(make_mailbox, blob_files):
     mailbox = make_mailbox("small@example.org", quota=300)
     inbox = folder_get(mailbox, "INBOX")
     services.message_append(folder=inbox, raw=make_raw(body=b"x" * 100))
     with pytest.raises(QuotaExceeded):
         services.message_append(folder=inbox, raw=make_raw(body=b"y" * 200))
     assert Message.objects.count() == 1 and Blob.objects.count() == 1
-    files = [f for _, _, names in os.walk(blob_dir) for f in names]
+    files = [f for _, _, names in os.walk(blob_files) for f in names]
     assert len(files) == 1
 
 
@@ -159,7 +159,7 @@ def test_store_many_messages_uses_few_queries(alice, django_assert_max_num_queri
 
 
 def test_expunge_removes_deleted_leaves_tombstones_and_frees_blobs(
-    alice, published, django_capture_on_commit_callbacks
+    blob_files, alice, published, django_capture_on_commit_callbacks
 ):
     inbox = folder_get(alice, "INBOX")
     messages = fill(inbox, 4)
@@ -187,6 +187,21 @@ def test_expunge_removes_deleted_leaves_tombstones_and_frees_blobs(
     assert published[-1].kind == "expunge" and published[-1].uids == (2, 3)
 
 
+def test_expunge_of_inline_blobs_removes_their_rows(
+    alice, blob_dir, settings, django_capture_on_commit_callbacks
+):
+    settings.MAILHOST_BLOB_INLINE_MAX = 64 * 1024
+    inbox = folder_get(alice, "INBOX")
+    messages = fill(inbox, 3)
+    services.messages_store_flags(folder=inbox, uids=[1, 3], flags=["\\Deleted"], mode="add")
+    assert all(Blob.name_is_inline(m.blob.name) for m in messages)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.messages_expunge(folder=inbox) == [1, 3]
+    assert list(Blob.objects.values_list("pk", flat=True)) == [messages[1].blob_id]
+    assert blob_read(messages[1].blob_id) == make_raw("m1")
+    assert not any(blob_dir.rglob("*"))  # never a file to delete
+
+
 def test_expunge_only_given_uids(alice):
     inbox = folder_get(alice, "INBOX")
     fill(inbox, 3, flags=["\\Deleted"])
@@ -202,7 +217,9 @@ def test_expunge_nothing_changes_nothing(alice):
     assert fresh(inbox).highestmodseq == modseq
 
 
-def test_expunge_keeps_a_blob_still_used_by_a_copy(alice, django_capture_on_commit_callbacks):
+def test_expunge_keeps_a_blob_still_used_by_a_copy(
+    blob_files, alice, django_capture_on_commit_callbacks
+):
     inbox = folder_get(alice, "INBOX")
     archive = folder_get(alice, "Archive")
     [message] = fill(inbox, 1, flags=["\\Deleted"])
