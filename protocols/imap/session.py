@@ -148,7 +148,7 @@ class Selected:
     # Highest MODSEQ named by a change event since the session last cleared `dirty`: a
     # change at or below the MODSEQ it has read up to is no reason to read again.
     event_modseq: int = 0
-    # (uid -> modseq) this session already reported itself (STORE), not repeated by sync
+    # (uid -> highest modseq) this session already showed itself (STORE), not repeated by sync
     reported: dict[int, int] = field(default_factory=dict)
     # UIDs expunged elsewhere while EXPUNGE could not be sent yet
     pending_expunge: set[int] = field(default_factory=set)
@@ -612,7 +612,9 @@ class Session:
                 continue
             if uid in sel.pending_expunge or sel.seq_of(uid) is None:
                 continue
-            if sel.reported.get(uid) == modseq:
+            if sel.reported.get(uid, 0) >= modseq:
+                # Shown already, this state or a later one (a STORE shows rows it read
+                # after this read was made): an older state now would drop its MODSEQ.
                 continue
             flags = flags_of(row)
             update = self.keyword_update(flags)

@@ -111,6 +111,7 @@ async def store(session: Session, command: p.Store) -> None:
             seq = sel.seq_of(uid)
             if seq is None:
                 continue
+            sel.reported[uid] = max(sel.reported.get(uid, 0), modseq)
             if command.silent:
                 # RFC 7162 3.1.3: .SILENT still reports the new MODSEQ.
                 parts = [f"UID {uid}"] if command.uid else []
