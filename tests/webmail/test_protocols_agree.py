@@ -10,7 +10,7 @@ import ssl
 import pytest
 
 from mailboxes import services
-from mailboxes.models import Message
+from mailboxes.models import Blob, Message
 from protocols import runner
 from tests.support.servers import running
 from tests.webmail.conftest import folder, make_raw, release_server_connections
@@ -91,3 +91,38 @@ def test_webmail_send_is_seen_over_imap_and_pop3(ports, web, alice, bob):
     finally:
         pop.quit()
     assert Message.objects.get(folder=folder(bob, "INBOX")).subject == "Over the wire"
+
+
+def test_inline_and_file_blobs_read_alike(ports, web, alice, inbox, settings, blob_dir):
+    """A message stored in its Blob row (MAILHOST_BLOB_INLINE_MAX) and one in a file: IMAP
+    FETCH BODY[] of both at once, POP3 RETR and the webmail's raw view give the same bytes."""
+    settings.MAILHOST_BLOB_INLINE_MAX = 4096
+    small = make_raw(subject="Small", text="short\n").replace(b"\n", b"\r\n")
+    big = make_raw(subject="Big", text="long line of text\n" * 400).replace(b"\n", b"\r\n")
+    assert len(small) <= 4096 < len(big)
+    for raw in (small, big):
+        services.message_deliver(raw=raw, recipients=["alice@example.org"])
+    kinds = [Blob.name_is_inline(m.blob.name) for m in Message.objects.order_by("uid")]
+    assert kinds == [True, False]
+    assert len([p for p in blob_dir.rglob("*") if p.is_file()]) == 1
+    client = imap(ports, "alice@example.org", "secret")
+    try:
+        client.select("INBOX", readonly=True)
+        data = client.uid("FETCH", "1:*", "(BODY.PEEK[])")[1]
+        assert [item[1] for item in data if isinstance(item, tuple)] == [small, big]
+        size = client.uid("FETCH", "1", "(RFC822.SIZE)")[1][0]
+        assert b"RFC822.SIZE %d " % len(small) in size
+    finally:
+        client.logout()
+    pop = poplib.POP3("127.0.0.1", ports["pop3"])
+    try:
+        pop.stls(context=tls())
+        pop.user("alice@example.org")
+        pop.pass_("secret")
+        for number, raw in enumerate((small, big), start=1):
+            assert b"\r\n".join(pop.retr(number)[1]) + b"\r\n" == raw
+    finally:
+        pop.quit()
+    for uid, raw in enumerate((small, big), start=1):
+        assert web.get(f"/m/{inbox.pk}/{uid}/raw/").content == raw
+        assert web.get(f"/m/{inbox.pk}/{uid}/").status_code == 200
