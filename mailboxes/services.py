@@ -1058,7 +1058,15 @@ def message_caches_put(*, key: str, values: dict[int, object]) -> None:
         with unsynced_atomic():
             for start in range(0, len(ids), 1000):
                 chunk = ids[start : start + 1000]
-                messages = list(Message.objects.filter(pk__in=chunk).only("id", "mime_cache"))
+                # Rows another transaction holds (a STORE, an expunge) are skipped, not
+                # waited for: waiting, in whatever order, could close a deadlock with that
+                # writer on PostgreSQL; their cache is written on a later read.
+                messages = list(
+                    Message.objects.select_for_update(skip_locked=True)
+                    .filter(pk__in=chunk)
+                    .order_by("pk")
+                    .only("id", "mime_cache")
+                )
                 for message in messages:
                     message.mime_cache = {**(message.mime_cache or {}), key: values[message.id]}
                 Message.objects.bulk_update(messages, ["mime_cache"], batch_size=500)
