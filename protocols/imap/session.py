@@ -184,6 +184,45 @@ class Selected:
         return i + 1 if i < len(self.uids) and self.uids[i] == uid else None
 
 
+@dataclass
+class SelectView:
+    """What SELECT/EXAMINE reads, in one worker hop (select_view)."""
+
+    folder: Folder
+    readonly: bool
+    recent: tuple[int, int]  # [first, uidnext): the UIDs that are \Recent for this session
+    recent_at_select: int  # how many of them are in the view
+    first_unseen: tuple[int, int] | None  # (UID, sequence number) when asked for
+
+
+def select_view(
+    mailbox_id: int, name: str, *, readonly: bool, first_unseen: bool
+) -> SelectView | None:
+    """The folder row, its \\Recent claim (RFC 3501 2.3.2) and SELECT's counts, in one
+    worker hop; None when there is no such folder."""
+    folder = selectors.folder_get(mailbox_id, name)
+    if folder is None:
+        return None
+    first, uidnext = folder.first_recent_uid, folder.uidnext
+    if not readonly and first < uidnext:
+        # EXAMINE shows \Recent without taking it from the next read-write session.
+        first, uidnext = services.folder_claim_recent(folder=folder)
+    # Claimed UIDs from folder.uidnext on are not in the view yet: sync_updates marks them
+    # when it announces them.
+    recent_high = min(uidnext, folder.uidnext)
+    recent_at_select = 0
+    if first < recent_high:
+        recent_at_select = selectors.folder_view_count(
+            folder.id, folder.highestmodseq, first, recent_high
+        )
+    unseen = None
+    if first_unseen and folder.unseen_count:
+        unseen = selectors.folder_first_unseen(
+            folder.id, folder.highestmodseq, folder.uidnext, folder.message_count
+        )
+    return SelectView(folder, readonly, (first, uidnext), recent_at_select, unseen)
+
+
 class Session:
     def __init__(
         self,
@@ -427,20 +466,11 @@ class Session:
             sel.event_modseq = max(sel.event_modseq, modseq or sys.maxsize)
         self.wakeup.set()
 
-    async def select(self, folder: Folder, *, readonly: bool) -> Selected:
-        """Select from the folder row alone (its counters and bounds): no per-message read."""
-        first, uidnext = folder.first_recent_uid, folder.uidnext
-        if not readonly and first < uidnext:
-            # EXAMINE shows \Recent without taking it from the next read-write session.
-            first, uidnext = await db(services.folder_claim_recent, folder=folder)
-        # Claimed UIDs from folder.uidnext on are not in the view yet: sync_updates marks
-        # them when it announces them.
-        recent_high = min(uidnext, folder.uidnext)
-        recent_at_select = 0
-        if first < recent_high:
-            recent_at_select = await db(
-                selectors.folder_view_count, folder.id, folder.highestmodseq, first, recent_high
-            )
+    async def select(self, view: SelectView) -> Selected:
+        """Select from a select_view read (the folder row, its counters and bounds): no
+        per-message read."""
+        folder, (first, uidnext) = view.folder, view.recent
+        readonly, recent_at_select = view.readonly, view.recent_at_select
         keywords = self.server.keywords.get(folder.id)
         if keywords is None:
             keywords = set(await db(selectors.folder_keywords, folder.id))

@@ -6,7 +6,7 @@ from mailboxes import selectors, services
 from mailboxes.models import Folder
 from protocols.imap import parser as p
 from protocols.imap import responses as r
-from protocols.imap.session import CommandError, Session, db, flags_of
+from protocols.imap.session import CommandError, Session, db, flags_of, select_view
 
 
 def _qresync_data(folder_id: int, params: p.QresyncParams, uids: list[int]):
@@ -33,14 +33,22 @@ async def select(session: Session, command: p.Select) -> None:
         previous = False
     if command.condstore:
         session.condstore = True
-    folder = await db(selectors.folder_get, session.mailbox.id, command.mailbox)
+    readonly = command.name == "EXAMINE"
+    view = await db(
+        select_view,
+        session.mailbox.id,
+        command.mailbox,
+        readonly=readonly,
+        # RFC 3501 6.3.1 requires [UNSEEN n] (RFC 9051 dropped it): counted, not mapped.
+        first_unseen=not session.rev2,
+    )
     if previous:
         # RFC 7162 3.2.11 / RFC 9051 7.1: the previous mailbox is closed.
         await session.send(r.OK_CLOSED.untagged())
-    if folder is None:
+    if view is None:
         raise CommandError(r.NO_NONEXISTENT)
-    readonly = command.name == "EXAMINE"
-    sel = await session.select(folder, readonly=readonly)
+    folder = view.folder
+    sel = await session.select(view)
     out = [session.flags_line()]
     if readonly:
         out.append(r.Reply("OK", "No permanent flags permitted", "PERMANENTFLAGS ()").untagged())
@@ -55,17 +63,9 @@ async def select(session: Session, command: p.Select) -> None:
     out.append(r.exists(sel.exists))
     if not session.rev2:
         out.append(r.untagged(f"{sel.recent_count} RECENT"))
-        # RFC 3501 6.3.1 requires [UNSEEN n] (RFC 9051 dropped it): counted, not mapped.
-        if folder.unseen_count:
-            first_unseen = await db(
-                selectors.folder_first_unseen,
-                folder.id,
-                folder.highestmodseq,
-                folder.uidnext,
-                sel.exists,
-            )
-            if first_unseen is not None and 1 <= first_unseen[1] <= sel.exists:
-                out.append(r.Reply("OK", "First unseen", f"UNSEEN {first_unseen[1]}").untagged())
+        first_unseen = view.first_unseen
+        if first_unseen is not None and 1 <= first_unseen[1] <= sel.exists:
+            out.append(r.Reply("OK", "First unseen", f"UNSEEN {first_unseen[1]}").untagged())
     out.append(r.Reply("OK", "UIDs valid", f"UIDVALIDITY {folder.uidvalidity}").untagged())
     out.append(r.Reply("OK", "Predicted next UID", f"UIDNEXT {folder.uidnext}").untagged())
     out.append(r.Reply("OK", "Highest", f"HIGHESTMODSEQ {folder.highestmodseq}").untagged())
