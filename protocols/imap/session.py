@@ -591,7 +591,9 @@ class Session:
         except BaseException:
             sel.dirty = True
             raise
-        if sel.prefetched is None:
+        if changes is None:  # the folder is gone: the next sync asks, and says BYE
+            sel.dirty = True
+        elif sel.prefetched is None:
             sel.prefetched = changes
         else:  # an earlier read not sent yet: read again at the next sync
             sel.prefetched = None

@@ -43,27 +43,38 @@ def binary_to_base64(raw: bytes) -> bytes:
     return message.as_bytes(policy=policy.compat32.clone(linesep="\r\n"))
 
 
-async def append(session: Session, command: p.Append) -> None:
-    # RFC 9051 6.3.12, APPENDLIMIT RFC 7889, APPENDUID RFC 4315
-    folder = await db(selectors.folder_get, session.mailbox.id, command.mailbox)
+def _append_to(mailbox_id: int, name: str, messages) -> tuple[Folder | None, list[int]]:
+    """Find the folder and file the messages (each durable before the next), in one worker
+    hop; (None, []) when there is no such folder."""
+    folder = selectors.folder_get(mailbox_id, name)
     if folder is None:
-        raise CommandError(r.NO_TRYCREATE)
+        return None, []
     uids = []
-    selected = session.selected is not None and session.selected.folder_id == folder.id
-    for message in command.messages:
-        if len(message.data) > settings.MAILHOST_MAX_MESSAGE_SIZE:
-            raise CommandError(r.NO_TOO_BIG)
-        if not message.data:
-            raise CommandError(r.NO_CANNOT.with_text("Empty message"))
-        # Into the selected folder: its EXISTS is read in the same hop.
-        stored = await (session.db_and_changes if selected else db)(
-            services.message_append,
+    for message in messages:
+        stored = services.message_append(
             folder=folder,
             raw=binary_to_base64(message.data),
             flags=message.flags,
             internal_date=message.date,
         )
         uids.append(stored.uid)
+    return folder, uids
+
+
+async def append(session: Session, command: p.Append) -> None:
+    # RFC 9051 6.3.12, APPENDLIMIT RFC 7889, APPENDUID RFC 4315
+    for message in command.messages:
+        if len(message.data) > settings.MAILHOST_MAX_MESSAGE_SIZE:
+            raise CommandError(r.NO_TOO_BIG)
+        if not message.data:
+            raise CommandError(r.NO_CANNOT.with_text("Empty message"))
+    # With a folder selected, its changes (this message's EXISTS when it is the target) are
+    # read in the same hop.
+    folder, uids = await (session.db_and_changes if session.selected is not None else db)(
+        _append_to, session.mailbox.id, command.mailbox, command.messages
+    )
+    if folder is None:
+        raise CommandError(r.NO_TRYCREATE)
     code = f"APPENDUID {folder.uidvalidity} {r.sequence_text(uids)}"
     await session.finish(command, r.Reply("OK", "APPEND completed", code))
 
