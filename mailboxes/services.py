@@ -943,23 +943,39 @@ def messages_store_flags(
     """
     if mode not in {"add", "remove", "replace"}:
         raise ValueError(f"unknown mode {mode}")
+    with connection.cursor() as cursor:
+        return _store_flags(cursor, folder, uids, flags, mode, unchangedsince)
+
+
+def _store_flags(cursor, folder, uids, flags, mode, unchangedsince) -> StoreResult:
     columns, keywords = _parse_flags(flags)
     lowered_keywords = {k.lower() for k in keywords}
     uid_list = sorted(set(uids))
     result = StoreResult()
     if not uid_list:
         return result
-    locked = _lock_folders([folder.pk])[folder.pk]
-    new_modseq = locked.highestmodseq + 1
+    # Plain statements: STORE is the commonest write, and building its four queries
+    # through the ORM cost more than running them.
+    quote = connection.ops.quote_name
+    messages, folders = quote(Message._meta.db_table), quote(Folder._meta.db_table)
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    cursor.execute(f"SELECT highestmodseq FROM {folders} WHERE id = %s{lock}", [folder.pk])
+    locked = cursor.fetchone()
+    if locked is None:
+        raise NotFound("folder does not exist")
+    new_modseq = locked[0] + 1
     groups: dict[tuple[tuple[bool, ...], str], list[int]] = defaultdict(list)
     unseen_delta = 0
+    columns_sql = ", ".join(quote(c) for c in FLAG_COLUMNS)
     for chunk_start in range(0, len(uid_list), 5000):
         chunk = uid_list[chunk_start : chunk_start + 5000]
-        rows = Message.objects.filter(folder_id=folder.pk, uid__in=chunk).values_list(
-            "uid", "modseq", "keywords", *FLAG_COLUMNS
+        cursor.execute(
+            f"SELECT uid, modseq, keywords, {columns_sql} FROM {messages}"
+            f" WHERE folder_id = %s AND uid IN ({', '.join(['%s'] * len(chunk))})",
+            [folder.pk, *chunk],
         )
-        for uid, modseq, current_keywords, *state in rows:
-            state = tuple(state)
+        for uid, modseq, current_keywords, *state in cursor.fetchall():
+            state = tuple(bool(v) for v in state)  # 0/1 on SQLite
             if unchangedsince is not None and modseq > unchangedsince:
                 result.modified.append(uid)
                 continue
@@ -986,14 +1002,18 @@ def messages_store_flags(
     result.modified.sort()
     if not result.changed:
         return result
+    assignments = ", ".join(f"{quote(c)} = %s" for c in ("modseq", "keywords", *FLAG_COLUMNS))
     for (state, new_keywords), group_uids in groups.items():
-        values = dict(zip(FLAG_COLUMNS, state))
         for chunk_start in range(0, len(group_uids), 5000):
-            Message.objects.filter(
-                folder_id=folder.pk, uid__in=group_uids[chunk_start : chunk_start + 5000]
-            ).update(modseq=new_modseq, keywords=new_keywords, **values)
-    Folder.objects.filter(pk=folder.pk).update(
-        highestmodseq=new_modseq, unseen_count=F("unseen_count") + unseen_delta
+            chunk = group_uids[chunk_start : chunk_start + 5000]
+            cursor.execute(
+                f"UPDATE {messages} SET {assignments}"
+                f" WHERE folder_id = %s AND uid IN ({', '.join(['%s'] * len(chunk))})",
+                [new_modseq, new_keywords, *state, folder.pk, *chunk],
+            )
+    cursor.execute(
+        f"UPDATE {folders} SET highestmodseq = %s, unseen_count = unseen_count + %s WHERE id = %s",
+        [new_modseq, unseen_delta, folder.pk],
     )
     result.changed.sort()
     events.publish(
