@@ -421,32 +421,42 @@ def folder_changes_since(folder_id: int, modseq: int, expunge_modseq: int):
     with a higher MODSEQ (new messages included), UIDs expunged after expunge_modseq), or
     None when the folder no longer exists."""
     # Asked before nearly every command of every session that another session's change
-    # touched: three plain statements (the ORM's query building cost more than running them).
-    queries = _changes_sql()
+    # touched: one plain statement (one round trip, one snapshot); the ORM's query building
+    # cost more than running it.
     with connection.cursor() as cursor:
-        cursor.execute(queries[0], [folder_id])
-        row = cursor.fetchone()
-        if row is None:
-            return None
-        cursor.execute(queries[1], [folder_id, modseq])
-        rows = cursor.fetchall()
-        cursor.execute(queries[2], [folder_id, expunge_modseq])
-        expunged = cursor.fetchall()
-    return row[0], rows, expunged
+        cursor.execute(_changes_sql(), [folder_id, folder_id, modseq, folder_id, expunge_modseq])
+        found = cursor.fetchall()
+    highest = None
+    rows, expunged = [], []
+    for kind, uid, row_modseq, *flags in found:
+        if kind == 0:
+            highest = uid  # the folder row: its HIGHESTMODSEQ
+        elif kind == 1:
+            rows.append((uid, row_modseq, *flags))
+        else:
+            expunged.append((uid, row_modseq))
+    if highest is None:
+        return None
+    rows.sort()
+    return highest, rows, expunged
 
 
 @functools.cache
-def _changes_sql() -> tuple[str, str, str]:
+def _changes_sql() -> str:
     from mailboxes.models import Expunged
 
     quote = connection.ops.quote_name
-    columns = ", ".join(quote(c) for c in ("uid", "modseq", "keywords", *MESSAGE_FLAG_COLUMNS))
+    flags = ", ".join(quote(c) for c in ("keywords", *MESSAGE_FLAG_COLUMNS))
+    nulls = ", ".join(["NULL"] * (1 + len(MESSAGE_FLAG_COLUMNS)))
+    # (kind, uid or HIGHESTMODSEQ, modseq, keywords, flags...): 0 the folder, 1 a message
+    # changed after `modseq`, 2 a tombstone after `expunge_modseq`.
     return (
-        f"SELECT highestmodseq FROM {quote(Folder._meta.db_table)} WHERE id = %s",
-        f"SELECT {columns} FROM {quote(Message._meta.db_table)}"
-        " WHERE folder_id = %s AND modseq > %s ORDER BY uid",
-        f"SELECT uid, modseq FROM {quote(Expunged._meta.db_table)}"
-        " WHERE folder_id = %s AND modseq > %s",
+        f"SELECT 0, highestmodseq, 0, {nulls} FROM {quote(Folder._meta.db_table)}"
+        " WHERE id = %s"
+        f" UNION ALL SELECT 1, uid, modseq, {flags} FROM {quote(Message._meta.db_table)}"
+        " WHERE folder_id = %s AND modseq > %s"
+        f" UNION ALL SELECT 2, uid, modseq, {nulls} FROM {quote(Expunged._meta.db_table)}"
+        " WHERE folder_id = %s AND modseq > %s"
     )
 
 
