@@ -18,9 +18,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def fill(imap, count: int) -> Folder:
-    services.message_deliver(
-        raw=b"Subject: seed\r\n\r\nx\r\n", recipients=["alice@example.org"]
-    )
+    services.message_deliver(raw=b"Subject: seed\r\n\r\nx\r\n", recipients=["alice@example.org"])
     folder = selectors.folder_get(imap["mailbox"], "INBOX")
     template = selectors.messages_in(folder).get()
     now = timezone.now()
