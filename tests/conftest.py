@@ -7,10 +7,11 @@ import pytest
 from mailboxes import services, throttle
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _release_test_database(django_db_setup, django_db_blocker):
-    """At the end, close the connections that server threads (protocol worker pools, the web
-    app's threads) still hold on PostgreSQL's test database, so that it can be dropped."""
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """pytest-django's, then at the end: close the connections that server threads (protocol
+    worker pools, the web app's threads) still hold on PostgreSQL's test database, so that it
+    can be dropped."""
     yield
     from django.db import connection
 
