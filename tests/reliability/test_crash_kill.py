@@ -30,9 +30,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
 
-from bench.mailhost_process import Mailhost, PostgresDatabase, free_port
+from bench.mailhost_process import Mailhost, PostgresDatabase
+from tests.support.smtp import RelaySink
 
 KILLS = int(os.environ.get("MAILHOST_CRASH_KILLS", "20"))
 TOKEN = re.compile(rb"crash-token-([0-9a-f]{32})")
@@ -61,19 +61,6 @@ spool = [
 ]
 print(json.dumps({"messages": rows, "spool": spool}))
 """
-
-
-class Sink:
-    """The remote MX (reached as the relay host): records every message it is handed."""
-
-    def __init__(self) -> None:
-        self.received: list[bytes] = []
-        self.port = free_port()
-        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
-
-    async def handle_DATA(self, server, session, envelope):  # noqa: ANN001
-        self.received.append(envelope.original_content or envelope.content)
-        return "250 2.0.0 OK"
 
 
 def _message(token: str, *, to: str, size: int) -> bytes:
@@ -177,7 +164,7 @@ def crash_mailhost(tmp_path: Path):
         database = PostgresDatabase(database_url, f"mh_crash_{os.getpid()}")
         database.create()
         database_url = database.url
-    sink = Sink()
+    sink = RelaySink()
     sink.controller.start()
     mailhost = Mailhost(
         tmp_path / "data",

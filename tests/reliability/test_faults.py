@@ -34,9 +34,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from bench.mailhost_process import Mailhost, PostgresDatabase, free_port
+from tests.support.smtp import RelaySink
 
 FAULT_SECONDS = float(os.environ.get("MAILHOST_FAULT_SECONDS", "8"))
 TOKEN = re.compile(rb"fault-token-([0-9a-f]{32})")
@@ -74,18 +74,7 @@ def message(to: str, size: int = 2000) -> tuple[str, bytes]:
     return token, raw
 
 
-class Sink:
-    """The relay host: records what it is handed."""
-
-    def __init__(self) -> None:
-        self.received: list[bytes] = []
-        self.port = free_port()
-        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
-
-    async def handle_DATA(self, server, session, envelope):  # noqa: ANN001
-        self.received.append(envelope.original_content or envelope.content)
-        return "250 2.0.0 OK"
-
+class Sink(RelaySink):
     def tokens(self) -> set[str]:
         return {m[1].decode() for raw in self.received if (m := TOKEN.search(raw))}
 

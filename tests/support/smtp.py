@@ -24,6 +24,24 @@ def hosted(make_mailbox):
     return {name: make_mailbox(f"{name}@example.org") for name in ("alice", "bob", "carol")}
 
 
+class RelaySink:
+    """A remote MX on 127.0.0.1 (reached as the relay host) that records every message it is
+    handed; `controller.start()` / `.stop()` run it."""
+
+    def __init__(self) -> None:
+        from aiosmtpd.controller import Controller
+
+        from bench.mailhost_process import free_port
+
+        self.received: list[bytes] = []
+        self.port = free_port()
+        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: ANN001
+        self.received.append(envelope.original_content or envelope.content)
+        return "250 2.0.0 OK"
+
+
 def client_tls_context() -> ssl.SSLContext:
     context = ssl.create_default_context()
     context.check_hostname = False
