@@ -306,14 +306,6 @@ def blob_path(blob: Blob | str) -> str | None:
 MESSAGE_FLAG_COLUMNS = ("seen", "answered", "flagged", "deleted", "draft")
 
 
-def folder_uids(folder: Folder | int) -> list[int]:
-    """Every UID of a folder in ascending order: one indexed query (IMAP SELECT)."""
-    folder_id = folder if isinstance(folder, int) else folder.id
-    return list(
-        Message.objects.filter(folder_id=folder_id).order_by("uid").values_list("uid", flat=True)
-    )
-
-
 def folder_view_count(folder_id: int, modseq: int, low: int, high: int) -> int:
     """How many UIDs in [low, high) a session's view of a folder holds: the view as of
     (modseq, uidnext) is the UIDs below uidnext less those expunged at or before modseq

@@ -29,10 +29,15 @@ def unsynced_atomic() -> Iterator[None]:
         return
     if connection.vendor == "sqlite":
         # Set outside the transaction, restored after it: the pragma belongs to the
-        # connection, which the next (synced) writer of this thread uses as it is.
+        # connection, which the next (synced) writer of this thread uses as it is. The level
+        # to restore is the connection's configured one (its init_command, the same on every
+        # reconnect): read once per connection object, not on every STORE.
+        previous = getattr(connection, "mailhost_synchronous", None)
         with connection.cursor() as cursor:
-            cursor.execute("PRAGMA synchronous")
-            (previous,) = cursor.fetchone()
+            if previous is None:
+                cursor.execute("PRAGMA synchronous")
+                (previous,) = cursor.fetchone()
+                connection.mailhost_synchronous = previous
             cursor.execute("PRAGMA synchronous=NORMAL")
         try:
             with transaction.atomic():
