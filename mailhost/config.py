@@ -6,6 +6,7 @@ nothing else reads os.environ.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 from pathlib import Path
@@ -70,6 +71,23 @@ def env_host_ports(name: str) -> list[tuple[str, int]]:
             port = _parse_port(name, port_text)
         result.append((host, port))
     return result
+
+
+def env_networks(name: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """`10.0.0.1, 192.168.0.0/16, ::1` -> networks (an address is a network of one)."""
+    raw = env_str(name)
+    networks = []
+    for item in (raw or "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"{name}={raw!r}: {item!r} is not an IP address or network"
+            ) from None
+    return tuple(networks)
 
 
 def env_host_port(name: str, default_port: int) -> tuple[str, int] | None:

@@ -12,9 +12,11 @@ from mailhost.config import (
     env_host_port,
     env_host_ports,
     env_int,
+    env_networks,
     env_port,
     env_str,
 )
+from mailhost.proxy import trusted_origins
 
 BASE_DIR = __import__("pathlib").Path(__file__).resolve().parent.parent
 DATA_DIR = data_dir()
@@ -30,6 +32,10 @@ if not SECRET_KEY:
     SECRET_KEY = persistent_secret_key(DATA_DIR)
 
 ALLOWED_HOSTS = [h.strip() for h in (env_str("MAILHOST_ALLOWED_HOSTS", "*") or "*").split(",")]
+# Reverse proxies whose X-Forwarded-For/-Proto/-Host are believed (mailhost/proxy.py); an
+# HTTPS proxy's sign-in POSTs then pass the CSRF origin check, also from the allowed hosts.
+MAILHOST_TRUSTED_PROXIES = env_networks("MAILHOST_TRUSTED_PROXIES")
+CSRF_TRUSTED_ORIGINS = trusted_origins(ALLOWED_HOSTS)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -47,6 +53,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "mailhost.proxy.ForwardedMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

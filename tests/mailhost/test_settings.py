@@ -36,6 +36,10 @@ BAD = [
     ({"MAILHOST_DNS_SERVERS": "127.0.0.1:x"}, "MAILHOST_DNS_SERVERS: port 'x' is not a number"),
     ({"MAILHOST_TLS_CERT": "cert.pem"}, "MAILHOST_TLS_CERT and MAILHOST_TLS_KEY"),
     ({"DATABASE_URL": "nosuchdb://x/y"}, "DATABASE_URL='nosuchdb://x/y'"),
+    (
+        {"MAILHOST_TRUSTED_PROXIES": "10.0.0.1, proxy.lan"},
+        "MAILHOST_TRUSTED_PROXIES='10.0.0.1, proxy.lan': 'proxy.lan' is not an IP address",
+    ),
 ]
 
 

@@ -13,6 +13,7 @@ from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.http import require_http_methods, require_POST
 
 from mailboxes import services, throttle
+from mailhost.proxy import client_address
 from webmail.auth import current_mailbox, safe_next, sign_in, sign_out
 
 logger = logging.getLogger(__name__)
@@ -20,10 +21,6 @@ logger = logging.getLogger(__name__)
 # Above this the web answers "try later" at once instead of holding a server thread.
 MAX_WEB_WAIT = 2.0
 sleep = time.sleep  # tests replace this to observe the delay
-
-
-def client_ip(request: HttpRequest) -> str:
-    return request.META.get("REMOTE_ADDR", "") or ""
 
 
 @never_cache
@@ -40,7 +37,7 @@ def login(request: HttpRequest) -> HttpResponse:
     if not address or not password:
         context["error"] = "Enter your address and password."
         return render(request, "webmail/login.html", context, status=400)
-    ip = client_ip(request)
+    ip = client_address(request)
     delay = throttle.delay_for(address, ip)
     if delay > MAX_WEB_WAIT:
         context["error"] = "Too many failed sign-ins. Wait a few minutes and try again."

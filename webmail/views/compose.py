@@ -22,6 +22,7 @@ from django.views.decorators.http import require_http_methods
 from mailboxes import selectors, services
 from mailboxes.exceptions import MailhostError, QuotaExceeded
 from mailboxes.models import Folder, Message, SpecialUse
+from mailhost.proxy import client_address
 from webmail import compose, delivery_status, mime
 from webmail.auth import mailbox_required
 from webmail.sending import SendError, refused_text, send
@@ -217,7 +218,7 @@ def _post(request: HttpRequest) -> HttpResponse:
             mailbox=mailbox,
             raw=sent_raw,
             recipients=recipients,
-            client_ip=request.META.get("REMOTE_ADDR", ""),
+            client_ip=client_address(request),
         )
     except SendError as exc:
         errors["send"] = str(exc)
