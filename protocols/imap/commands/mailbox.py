@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import re
-
 from django.conf import settings
 
 from mailboxes import selectors, services
 from mailboxes.models import HIERARCHY_DELIMITER, Folder
 from protocols.imap import parser as p
 from protocols.imap import responses as r
+from protocols.imap.listpattern import MailboxPattern
 from protocols.imap.session import CommandError, Session, db
 
 DELIMITER = HIERARCHY_DELIMITER
@@ -100,25 +99,9 @@ async def namespace(session: Session, command: p.Simple) -> None:
 # --- LIST -------------------------------------------------------------------------------
 
 
-def pattern_regex(reference: str, pattern: str) -> re.Pattern:
+def mailbox_pattern(reference: str, pattern: str) -> MailboxPattern:
     """RFC 9051 6.3.9: "*" matches anything, "%" anything but the delimiter."""
-    if pattern.startswith(DELIMITER) and reference.endswith(DELIMITER):
-        full = reference + pattern[1:]
-    else:
-        full = reference + pattern
-    out = []
-    for char in full:
-        if char == "*":
-            out.append(".*")
-        elif char == "%":
-            out.append(f"[^{re.escape(DELIMITER)}]*")
-        else:
-            out.append(re.escape(char))
-    text = "".join(out)
-    # INBOX is case-insensitive, also as the first component of a longer name.
-    if full[:5].upper() == "INBOX" and (len(full) == 5 or full[5] in (DELIMITER, "*", "%")):
-        text = "(?i:INBOX)" + "".join(out[5:])
-    return re.compile(text + r"\Z", re.DOTALL)
+    return MailboxPattern.compile(reference, pattern, delimiter=DELIMITER)
 
 
 def _status_values(folder: Folder, items, *, recent: int | None = None, deleted: int | None = None):
@@ -198,7 +181,7 @@ async def list_command(session: Session, command: p.ListCommand) -> None:
     status_items = returns.status
     folders = await db(_list_rows, session.mailbox.id, None)
     names = {f.name for f, _, _ in folders}
-    regexes = [pattern_regex(command.reference, pat) for pat in command.patterns if pat != ""]
+    matchers = [mailbox_pattern(command.reference, pat) for pat in command.patterns if pat != ""]
     subscribed_only = lsub or "SUBSCRIBED" in selection
     special_only = "SPECIAL-USE" in selection
     recursive = "RECURSIVEMATCH" in selection
@@ -206,7 +189,7 @@ async def list_command(session: Session, command: p.ListCommand) -> None:
     status_wanted: list[Folder] = []
     for folder, _recent, _deleted in folders:
         name = folder.name
-        if not any(rx.match(name) for rx in regexes):
+        if not any(m.matches(name) for m in matchers):
             continue
         child_info = False
         lsub_noselect = False
@@ -217,7 +200,7 @@ async def list_command(session: Session, command: p.ListCommand) -> None:
                 if f.subscribed and f.name.startswith(name + DELIMITER)
             ]
             if recursive and any(
-                not any(rx.match(child) for rx in regexes) for child in subscribed_children
+                not any(m.matches(child) for m in matchers) for child in subscribed_children
             ):
                 # RFC 5258 3.5: a parent whose subscribed children the patterns miss.
                 child_info = True
