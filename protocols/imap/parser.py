@@ -34,6 +34,8 @@ NEED_CONTINUATION = "NEED_CONTINUATION"
 
 MAX_NUMBER = 2**32 - 1
 MAX_NUMBER64 = 2**63 - 1
+# Literals and lines of one command beyond its largest literal (several small literals).
+MAX_COMMAND_OVERHEAD = 1024 * 1024
 MAX_NESTING = 100  # parenthesized lists (SEARCH, ID): deeper is refused, never a RecursionError
 
 # A line ends in a literal announcement: {n}, {n+} (LITERAL+), ~{n} (literal8, RFC 3516).
@@ -320,6 +322,11 @@ class Parser:
         self._skip_tag = "*"
         self._command_size = 0
 
+    @property
+    def max_command(self) -> int:
+        """The most octets of literals and announcing lines one command may hold."""
+        return self.max_literal + min(MAX_COMMAND_OVERHEAD, 2 * self.max_literal)
+
     def feed(self, data: bytes) -> None:
         self._buf += data
 
@@ -390,7 +397,7 @@ class Parser:
                 first = self._parts[0] if self._parts else line
                 tag = _guess_tag(first)
                 self._command_size += size + len(line)
-                if size > self.max_literal or self._command_size > self.max_literal + 1024 * 1024:
+                if size > self.max_literal or self._command_size > self.max_command:
                     self._parts = []
                     self._command_size = 0
                     if synchronizing:

@@ -239,7 +239,7 @@ class Session:
         self.tls = tls
         self.starttls_allowed = starttls_allowed
         self.parser = p.Parser()
-        self.state = State.NOT_AUTHENTICATED
+        self.state = State.NOT_AUTHENTICATED  # the setter also sets the parser's limits
         self.mailbox: Mailbox | None = None
         self.selected: Selected | None = None
         self.enabled: set[str] = set()
@@ -251,6 +251,20 @@ class Session:
         self.read_task: asyncio.Task | None = None
         peer = writer.get_extra_info("peername")
         self.client_ip = peer[0] if peer else None
+
+    @property
+    def state(self) -> State:
+        return self._state
+
+    @state.setter
+    def state(self, value: State) -> None:
+        self._state = value
+        # Before login only LOGIN and AUTHENTICATE take literals, and small ones: a
+        # stranger may not make us hold a message-sized literal (issue 14).
+        limit = settings.MAILHOST_IMAP_MAX_LITERAL_SIZE
+        if value == State.NOT_AUTHENTICATED:
+            limit = min(limit, settings.MAILHOST_IMAP_MAX_LITERAL_BEFORE_AUTH)
+        self.parser.max_literal = limit
 
     # --- capabilities ------------------------------------------------------------------
 

@@ -45,3 +45,43 @@ def test_list_pattern_of_wildcard_pairs_answers_at_once(client):
         f'* LIST (\\HasNoChildren) "/" "{folder}"'.encode(),
         ok("a5"),
     ]
+
+
+# --- Literals before login (MAILHOST_IMAP_MAX_LITERAL_BEFORE_AUTH) ------------------------
+
+
+def test_literal_before_login_is_capped_small(client, settings):
+    assert settings.MAILHOST_IMAP_MAX_LITERAL_BEFORE_AUTH == 8192
+    c = client(login=False)
+    # RFC 9051 7.1 / RFC 7888 4: a synchronizing literal is refused before it is sent.
+    c.send("a1 LOGIN {8193}\r\n")
+    assert c.line() == b"a1 NO [TOOBIG] Literal too large"
+    assert c.cmd("a2", "NOOP") == [ok("a2", r.OK_NOOP)]
+    # One that fits is taken (a long user name or password in a literal).
+    c.send("a3 LOGIN {17}\r\n")
+    assert c.line().startswith(b"+ ")
+    c.send("alice@example.org {6+}\r\nsecret\r\n")
+    lines = c.until("a3")
+    assert lines[-1].startswith(b"a3 OK ")
+    # After login, the message-sized limit applies again.
+    c.send("a4 APPEND INBOX {8193}\r\n")
+    assert c.line().startswith(b"+ ")
+    c.send(b"X: y\r\n\r\n" + b"x" * 8185 + b"\r\n")
+    assert c.until("a4")[-1].startswith(b"a4 OK ")
+
+
+def test_non_synchronizing_literal_before_login_closes_the_connection(client):
+    c = client(login=False)
+    c.send("a1 LOGIN {50000000+}\r\n")
+    assert c.line() == r.BYE_LITERAL_TOO_BIG.untagged().rstrip(b"\r\n")
+    assert c.line() == b"a1 BAD [TOOBIG] Literal too large"
+    with pytest.raises(ConnectionError):
+        c.line()
+
+
+def test_many_small_literals_before_login_are_capped_in_total(client):
+    c = client(login=False)
+    # Each literal fits, the command as a whole does not (it would hold them all at once).
+    parts = b"a1 ID (" + b"".join(b'"k%d" {8000+}\r\n' % i + b"v" * 8000 + b" " for i in range(5))
+    c.send(parts)
+    assert c.line() == r.BYE_LITERAL_TOO_BIG.untagged().rstrip(b"\r\n")
