@@ -54,6 +54,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "mailhost.proxy.ForwardedMiddleware",
+    "mailhost.middleware.HttpsResponseMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -263,6 +264,9 @@ SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
 X_FRAME_OPTIONS = "SAMEORIGIN"
 SECURE_CONTENT_TYPE_NOSNIFF = True
+# Strict-Transport-Security on HTTPS responses (Django sends it on those only); 0: none.
+SECURE_HSTS_SECONDS = env_int("MAILHOST_HSTS_SECONDS", 365 * 86400)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("MAILHOST_HSTS_INCLUDE_SUBDOMAINS", False)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAILHOST_MAX_MESSAGE_SIZE
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 

@@ -9,4 +9,6 @@ from django.core.wsgi import get_wsgi_application
 def application_with_static():
     # StaticFilesHandler serves from the app directories without collectstatic, which
     # keeps `runmail` a one-command start.
-    return StaticFilesHandler(get_wsgi_application())
+    from mailhost.accesslog import AccessLog
+
+    return AccessLog(StaticFilesHandler(get_wsgi_application()))

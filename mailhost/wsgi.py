@@ -1,8 +1,10 @@
-"""WSGI entry point: `gunicorn mailhost.wsgi`."""
+"""WSGI entry point: `gunicorn mailhost.wsgi`, with the web access log (mailhost/accesslog.py)."""
 
 import os
 
 from django.core.wsgi import get_wsgi_application
 
+from mailhost.accesslog import AccessLog
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mailhost.settings")
-application = get_wsgi_application()
+application = AccessLog(get_wsgi_application())
