@@ -362,14 +362,15 @@ class Session:
             await self.login_failed(address)
             return
         throttle.record_success(address, ip)
-        outcome = await _db(lease.acquire, mailbox.pk, self.holder)
-        if outcome is lease.Outcome.IN_USE:
-            await self.reply(responses.ERR_IN_USE)
-            return
-        if outcome is lease.Outcome.LOGIN_DELAY:
-            await self.reply(responses.ERR_LOGIN_DELAY)
-            return
+        # Named before the await, so that end() gives the lease back even when the session is
+        # cancelled while taking it (releasing a lease this holder never got is a no-op).
         self.mailbox_id = mailbox.pk
+        outcome = await _db(lease.acquire, mailbox.pk, self.holder)
+        if outcome is not lease.Outcome.ACQUIRED:
+            self.mailbox_id = None
+            in_use = outcome is lease.Outcome.IN_USE
+            await self.reply(responses.ERR_IN_USE if in_use else responses.ERR_LOGIN_DELAY)
+            return
         try:
             self.maildrop = await _db(open_maildrop, mailbox)
         except MaildropUnavailable:
