@@ -190,8 +190,9 @@ class DNSPythonResolver:
             raise NoSuchDomain(f"{name}: no such domain (NXDOMAIN)") from None
         except dns.resolver.NoAnswer:
             return None
-        except dns.resolver.NoNameservers:
-            raise DNSTemporaryError(f"{name} {rdtype}: no nameserver answered (SERVFAIL)") from None
+        except dns.resolver.NoNameservers as exc:
+            rcodes = _rcodes(exc)
+            raise DNSTemporaryError(f"{name} {rdtype}: no nameserver answered ({rcodes})") from None
         except dns.exception.Timeout:
             raise DNSTemporaryError(f"{name} {rdtype}: DNS timeout") from None
         except dns.exception.DNSException as exc:
@@ -206,7 +207,11 @@ class DNSPythonResolver:
     def addresses(self, name: str) -> list[str]:
         # IPv4 first: a host without IPv6 routing fails fast on v6, but a blackholed v6 route
         # would cost a whole connect timeout per message.
+        # A type whose lookup fails (an authoritative that answers A but REFUSED for AAAA)
+        # does not hide the addresses the other type gave; only when neither gave any is
+        # the failure the answer.
         result: list[str] = []
+        failures: list[DNSTemporaryError] = []
         for rdtype in ("A", "AAAA"):
             try:
                 answer = self._query(name, rdtype)
@@ -214,13 +219,25 @@ class DNSPythonResolver:
                 if rdtype == "A":
                     raise
                 answer = None
+            except DNSTemporaryError as exc:
+                failures.append(exc)
+                answer = None
             if answer is not None:
                 result.extend(r.address for r in answer)
+        if not result and failures:
+            raise DNSTemporaryError("; ".join(f.text for f in failures))
         return result
 
     def txt(self, name: str) -> list[bytes]:
         answer = self._query(name, "TXT")
         return [b"".join(r.strings) for r in answer] if answer is not None else []
+
+
+def _rcodes(exc: Exception) -> str:
+    """The rcodes the nameservers gave (REFUSED, SERVFAIL, ...) or their errors, as text."""
+    # dnspython: errors are (server, tcp, port, rcode text or exception, response) tuples.
+    seen = dict.fromkeys(str(error[3]) for error in exc.kwargs.get("errors") or ())
+    return ", ".join(seen) or "no answer"
 
 
 # --- the in-memory twin ------------------------------------------------------------------

@@ -35,11 +35,13 @@ HOSTNAME = "mx.test.example"
 
 
 class TestDNSServer:
-    """Authoritative answers for a few names; NXDOMAIN for the rest, SERVFAIL on request."""
+    """Authoritative answers for a few names; NXDOMAIN for the rest, SERVFAIL on request, and
+    REFUSED for the (name, type) pairs in `refused` (as some broken authoritatives do for AAAA)."""
 
     def __init__(self) -> None:
         self.records: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
         self.servfail: set[str] = set()
+        self.refused: set[tuple[str, str]] = set()
         self.queries: list[tuple[str, str]] = []
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
@@ -79,6 +81,8 @@ class TestDNSServer:
         self.queries.append((name, rdtype))
         if name in self.servfail:
             response.set_rcode(dns.rcode.SERVFAIL)
+        elif (name, rdtype) in self.refused:
+            response.set_rcode(dns.rcode.REFUSED)
         elif name not in self.records:
             response.set_rcode(dns.rcode.NXDOMAIN)
         elif self.records[name].get(rdtype):

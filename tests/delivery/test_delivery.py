@@ -337,3 +337,17 @@ def test_notify_success_gets_delivered_and_relayed_reports(sender, make_mailbox,
         ("relayed", "rfc822; bob@remote.test", "2.0.0"),
     ]
     assert blocks[1]["remote-mta"] == "dns; mx1.remote.test"
+
+
+def test_mx_whose_aaaa_lookup_is_refused_gets_the_mail_on_its_a_address(sender, dns_server, peers):
+    dns_server.add("v4only.test", "MX", "10 mx.v4only.test.")
+    dns_server.add("mx.v4only.test", "A", "127.0.0.2")
+    dns_server.refused.add(("mx.v4only.test", "AAAA"))
+    peer = peers.start("127.0.0.2")
+    message = spool(["bob@v4only.test"])
+    run_queue()
+    row = recipient(message, "bob@v4only.test")
+    assert (row.status, row.mx_used) == (RecipientStatus.DELIVERED, "mx.v4only.test"), (
+        row.last_reply
+    )
+    assert [got.rcpt_tos for got in peer.received] == [["bob@v4only.test"]]

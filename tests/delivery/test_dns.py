@@ -137,3 +137,21 @@ def test_dnspython_timeout_is_temporary():
         assert "timeout" in exc.value.text.lower() or "answer" in exc.value.text.lower()
     finally:
         silent.close()
+
+
+def test_an_exchange_whose_aaaa_is_refused_keeps_its_a_records(dns_server):
+    # A broken authoritative answers A but REFUSED for AAAA: the A answer is the address.
+    dns_server.add("refusing.test", "MX", "10 mx.refusing.test.")
+    dns_server.add("mx.refusing.test", "A", "127.0.0.2")
+    dns_server.refused.add(("mx.refusing.test", "AAAA"))
+    dns_server.add("allrefused.test", "MX", "10 mx.allrefused.test.")
+    dns_server.add("mx.allrefused.test", "A", "127.0.0.2")
+    dns_server.refused.update({("mx.allrefused.test", "A"), ("mx.allrefused.test", "AAAA")})
+    r = DNSPythonResolver(servers=[("127.0.0.1", dns_server.port)], timeout=2)
+    [host] = destination_hosts("refusing.test", r)
+    assert (host.name, host.addresses) == ("mx.refusing.test", ("127.0.0.2",))
+    # None answered: the error names the rcode the server gave, not SERVFAIL.
+    with pytest.raises(DNSTemporaryError) as exc:
+        destination_hosts("allrefused.test", r)
+    assert "REFUSED" in exc.value.text and "SERVFAIL" not in exc.value.text
+    assert exc.value.reply.startswith("451 4.4.3")
