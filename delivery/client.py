@@ -80,6 +80,9 @@ class Delivery:
 
     replies: dict[str, Reply] = field(default_factory=dict)
     peer_dsn: bool = False  # the accepting peer took over DSN duties (RFC 3461 4.4)
+    # Seconds until an address is worth trying again, when none was tried this time (each
+    # was unreachable moments ago): the attempt is not counted. None: something was tried.
+    untried_for: float | None = None
 
 
 class SMTPError(Exception):
@@ -102,15 +105,17 @@ _unreachable: dict[tuple[str, int], float] = {}
 _unreachable_lock = threading.Lock()
 
 
-def _recently_unreachable(address: str, port: int) -> bool:
+def _unreachable_for(address: str, port: int) -> float:
+    """Seconds this address stays skipped (0: try it)."""
     with _unreachable_lock:
         until = _unreachable.get((address, port))
         if until is None:
-            return False
-        if until < time.monotonic():
+            return 0.0
+        left = until - time.monotonic()
+        if left <= 0:
             del _unreachable[(address, port)]
-            return False
-        return True
+            return 0.0
+        return left
 
 
 def _mark_unreachable(address: str, port: int) -> None:
@@ -260,22 +265,30 @@ def deliver(
     auth: tuple[str, str] | None = None,
     require_tls: bool = False,
     before_connect: Callable[[], None] | None = None,
+    skip_unreachable: bool = True,
 ) -> Delivery:
     """Hand the envelope to the first host that takes the transaction.
 
     Connection failures, greeting/EHLO/MAIL refusals with 4xx, and lost sessions move on to
     the next address or MX; a reply to a recipient or to DATA is final for this attempt.
+    Addresses that could not be reached moments ago are skipped, unless `skip_unreachable`
+    is False (an operator's "retry now" means now).
     """
     port = settings.MAILHOST_OUTBOUND_PORT if port is None else port
     data = prepare_data(envelope.data)
     last = _temp("4.4.1 no MX host answered")
+    tried = False
+    wait = UNREACHABLE_MEMO
     for host in hosts:
         for address in host.addresses:
-            if _recently_unreachable(address, port):
+            skipped_for = _unreachable_for(address, port) if skip_unreachable else 0.0
+            if skipped_for:
+                wait = min(wait, skipped_for)
                 last = _temp(
                     f"4.4.1 {host.name} [{address}] was unreachable moments ago", host.name
                 )
                 continue
+            tried = True
             if before_connect is not None:
                 before_connect()  # the caller renews its lease: each session may take minutes
             try:
@@ -292,7 +305,9 @@ def deliver(
             except (OSError, ssl.SSLError) as exc:
                 last = _temp(f"4.4.1 {host.name} [{address}]: {exc}", host.name)
                 logger.info("delivery via %s [%s] failed: %s", host.name, address, exc)
-    return Delivery({r.address: last for r in envelope.recipients})
+    return Delivery(
+        {r.address: last for r in envelope.recipients}, untried_for=None if tried else wait
+    )
 
 
 def _session(

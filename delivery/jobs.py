@@ -126,6 +126,7 @@ def _deliver_remote(
         auth=auth,
         require_tls=require_tls,
         before_connect=claim_keeper(claim),
+        skip_unreachable=not any(r.retry_forced for r in recipients),
     )
     outcomes = {}
     for r in recipients:
@@ -136,7 +137,13 @@ def _deliver_remote(
             status = RecipientStatus.FAILED
         else:
             status = RecipientStatus.DEFERRED
-        outcomes[r.id] = Outcome(status, str(reply), reply.remote, peer_dsn=result.peer_dsn)
+        outcomes[r.id] = Outcome(
+            status,
+            str(reply),
+            reply.remote,
+            peer_dsn=result.peer_dsn,
+            untried_for=result.untried_for,
+        )
     return outcomes
 
 

@@ -58,6 +58,8 @@ class OutboundRecipient(models.Model):
     last_reply = models.TextField(blank=True)
     mx_used = models.CharField(max_length=255, blank=True)
     delay_notified = models.BooleanField(default=False)
+    # An operator's "retry now": the next attempt ignores the dead-address memo.
+    retry_forced = models.BooleanField(default=False)
     dsn_sent = models.BooleanField(default=False)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -164,6 +164,9 @@ class Outcome:
     remote: str = ""  # the host that gave the reply ("" for our own verdicts)
     # The accepting peer offered DSN and got our NOTIFY/ORCPT: success reports are its job.
     peer_dsn: bool = False
+    # Nothing was tried (every address was unreachable moments ago): the attempt the claim
+    # counted is taken back, and the recipient is due again after this many seconds.
+    untried_for: float | None = None
 
 
 def recipients_record(
@@ -185,6 +188,7 @@ def recipients_record(
             status, reply = outcome.status, outcome.reply
             next_attempt = None
             dsn_sent = row.dsn_sent
+            attempts = row.attempts
             if status == RecipientStatus.DELIVERED:
                 # RFC 3461 5.2.2: NOTIFY=SUCCESS gets a "delivered" DSN for a mailbox here,
                 # or a "relayed" one from us when the next hop does not speak DSN.
@@ -194,6 +198,9 @@ def recipients_record(
                 if now >= expiry:
                     status = RecipientStatus.FAILED
                     reply = f"{_expired_prefix()} last reply: {outcome.reply}"
+                elif outcome.untried_for is not None:
+                    attempts = max(row.attempts - 1, 0)
+                    next_attempt = min(now + timedelta(seconds=outcome.untried_for), expiry)
                 else:
                     next_attempt = retry.next_attempt_at(
                         attempts=row.attempts, now=now, created_at=row.message.created_at
@@ -204,6 +211,8 @@ def recipients_record(
                 mx_used=outcome.remote[:255],
                 next_attempt_at=next_attempt,
                 dsn_sent=dsn_sent,
+                attempts=attempts,
+                retry_forced=False,
                 lease_until=None,
                 lease_token="",
             )
@@ -412,12 +421,16 @@ def _dsn_send(message: OutboundMessage, event: str, rows: Sequence[OutboundRecip
 
 
 def recipients_retry_now(*, recipient_ids: Iterable[int]) -> int:
-    """Make pending recipients due at once (a held lease is left to run out)."""
+    """Make pending recipients due at once (a held lease is left to run out).
+
+    The next attempt connects even to addresses that were unreachable moments ago: the
+    operator asks because the peer is back.
+    """
     now = timezone.now()
     ids = list(recipient_ids)
     with transaction.atomic():
         count = OutboundRecipient.objects.filter(id__in=ids, status__in=PENDING).update(
-            next_attempt_at=now
+            next_attempt_at=now, retry_forced=True
         )
         message_ids = set(
             OutboundRecipient.objects.filter(id__in=ids).values_list("message_id", flat=True)

@@ -8,7 +8,9 @@ import pytest
 from django.contrib.auth.models import User
 from django.utils import timezone
 
+from delivery import client
 from delivery.models import OutboundMessage, OutboundRecipient, RecipientStatus
+from tests.delivery.conftest import run_queue
 from tests.delivery.test_delivery import inbox_messages, spool, status_blocks
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -19,6 +21,13 @@ def admin_client(client, live_settings):
     user = User.objects.create_superuser("admin", "admin@example.org", "pw")
     client.force_login(user)
     return client
+
+
+@pytest.fixture
+def remote_zone(dns_server):
+    dns_server.add("remote.test", "MX", "10 mx1.remote.test.")
+    dns_server.add("mx1.remote.test", "A", "127.0.0.2")
+    return dns_server
 
 
 @pytest.fixture
@@ -106,3 +115,45 @@ def test_spool_prune_removes_only_old_finished_entries(make_mailbox, settings):
     from mailboxes.models import Blob
 
     assert not Blob.objects.filter(name=blob_name).exists()
+
+
+@pytest.mark.usefixtures("delivery_env")
+def test_retry_now_tries_a_peer_that_was_down_moments_ago(
+    admin_client, make_mailbox, remote_zone, peers
+):
+    # The peer is down: the first attempt fails and the address is remembered as dead.
+    make_mailbox("alice@example.org")
+    message = spool(["bob@remote.test"])
+    run_queue()
+    row = OutboundRecipient.objects.get(message=message)
+    assert (row.status, row.attempts) == (RecipientStatus.DEFERRED, 1), row.last_reply
+    # It comes back, and the operator presses "Retry now" within the dead-address memo.
+    peer = peers.start("127.0.0.2")
+    response = admin_client.post(
+        "/admin/delivery/outboundmessage/",
+        {"action": "retry_now", "_selected_action": [message.id]},
+    )
+    assert response.status_code == 302
+    run_queue()
+    row.refresh_from_db()
+    assert row.status == RecipientStatus.DELIVERED, row.last_reply
+    assert row.attempts == 2
+    assert [got.rcpt_tos for got in peer.received] == [["bob@remote.test"]]
+
+
+@pytest.mark.usefixtures("delivery_env")
+def test_an_attempt_skipped_by_the_dead_address_memo_is_not_counted(
+    make_mailbox, remote_zone, peers
+):
+    make_mailbox("alice@example.org")
+    first = spool(["bob@remote.test"])
+    run_queue()  # nothing listens on 127.0.0.2: remembered as unreachable
+    second = spool(["carol@remote.test"])
+    run_queue()
+    row = OutboundRecipient.objects.get(message=second)
+    assert row.status == RecipientStatus.DEFERRED
+    assert "unreachable moments ago" in row.last_reply
+    assert row.attempts == 0  # never tried: no attempt counted
+    # Due again once the memo has run out, not after a whole step of the retry schedule.
+    assert row.next_attempt_at <= timezone.now() + timedelta(seconds=client.UNREACHABLE_MEMO)
+    assert OutboundRecipient.objects.get(message=first).attempts == 1
