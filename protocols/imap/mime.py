@@ -20,7 +20,7 @@ import binascii
 import re
 from dataclasses import dataclass, field
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: nested multiparts reusing a boundary, Dovecot's line counts
 MAX_DEPTH = 100
 MAX_PARTS = 10000
 MAX_CACHED_PARTS = 1000
@@ -515,53 +515,131 @@ def _is_message_type(ctype: bytes, sub: bytes) -> bool:
     return ctype.lower() == b"message" and sub.lower() in (b"rfc822", b"global")
 
 
-def _delimiters(raw: bytes, start: int, end: int, boundary: bytes):
-    """(line start, line end before its LF, is close) of each delimiter line in [start, end).
+@dataclass(frozen=True)
+class _Delimiter:
+    """One delimiter line: where it starts, where the line after it starts, whether it is a
+    close delimiter, and the nesting level of the multipart it belongs to."""
+
+    start: int
+    after: int
+    close: bool
+    level: int
+
+
+def _delimiter_at(raw: bytes, pos: int, boundary: bytes) -> tuple[int, bool] | None:
+    """(start of the next line, is close) when raw[pos:] is a delimiter line of boundary.
 
     RFC 2046 5.1.1: "--" boundary at the start of a line, then "--" for the close delimiter,
-    then transport padding. bytes.find keeps this fast on large attachments.
+    then transport padding, then the line break (or the end of the message).
     """
-    needle = b"--" + boundary
-    pos = raw.find(needle, start, end)
-    while pos >= 0:
-        after = pos + len(needle)
-        if pos == 0 or raw[pos - 1] == 0x0A:
-            close = raw.startswith(b"--", after, end)
-            tail = after + 2 if close else after
-            while tail < end and raw[tail] in (0x20, 0x09):
-                tail += 1
-            if tail < end and raw[tail] == 0x0D and (tail + 1 == end or raw[tail + 1] == 0x0A):
-                tail += 1
-            if tail == end or raw[tail] == 0x0A:
-                yield pos, tail, close
-        pos = raw.find(needle, after, end)
+    end = len(raw)
+    after = pos + 2 + len(boundary)
+    close = raw.startswith(b"--", after)
+    tail = after + 2 if close else after
+    while tail < end and raw[tail] in (0x20, 0x09):
+        tail += 1
+    if tail < end and raw[tail] == 0x0D and (tail + 1 == end or raw[tail + 1] == 0x0A):
+        tail += 1
+    if tail == end:
+        return end, close
+    if raw[tail] == 0x0A:
+        return tail + 1, close
+    return None
 
 
-class _Budget:
-    def __init__(self, render: bool = True):
+class _Scan:
+    """State of one parse: the part budget and, per boundary, its next delimiter line.
+
+    Delimiters are searched with bytes.find (fast on large attachments) and each boundary's
+    next occurrence is remembered, so the whole parse reads the message once per distinct
+    boundary however the parts nest.
+    """
+
+    def __init__(self, raw: bytes, render: bool = True):
+        self.raw = raw
         self.parts = 0
         self.render = render  # False: the tree only (SEARCH), no ENVELOPE/BODYSTRUCTURE pieces
+        self._next: dict[bytes, tuple[int, tuple[int, int, bool] | None]] = {}
+
+    def _find(self, boundary: bytes, pos: int) -> tuple[int, int, bool] | None:
+        cached = self._next.get(boundary)
+        if cached is not None:
+            searched_from, found = cached
+            if searched_from <= pos and (found is None or found[0] >= pos):
+                return found
+        raw = self.raw
+        needle = b"--" + boundary
+        at = raw.find(needle, pos)
+        found = None
+        while at >= 0:
+            if at == 0 or raw[at - 1] == 0x0A:
+                line = _delimiter_at(raw, at, boundary)
+                if line is not None:
+                    found = (at, line[0], line[1])
+                    break
+            at = raw.find(needle, at + 1)
+        self._next[boundary] = (pos, found)
+        return found
+
+    def next(self, stack: tuple[bytes, ...], pos: int) -> _Delimiter | None:
+        """The first delimiter line at or after pos of any multipart open in stack.
+
+        A boundary that an enclosing multipart also uses belongs to the innermost one (as in
+        Dovecot's message-parser: Outlook Express for Mac nests multiparts that reuse their
+        parent's boundary); on one line, the longer boundary wins ("--a--" is an open
+        delimiter of "a--" before it is a close delimiter of "a").
+        """
+        best: _Delimiter | None = None
+        best_length = -1
+        seen: set[bytes] = set()
+        for level in range(len(stack) - 1, -1, -1):
+            boundary = stack[level]
+            if boundary in seen:
+                continue
+            seen.add(boundary)
+            found = self._find(boundary, pos)
+            if found is None:
+                continue
+            if (
+                best is None
+                or found[0] < best.start
+                or (found[0] == best.start and len(boundary) > best_length)
+            ):
+                best = _Delimiter(found[0], found[1], found[2], level)
+                best_length = len(boundary)
+        return best
 
 
-def _line_count(raw: bytes, start: int, end: int) -> int:
-    if end <= start:
-        return 0
-    count = raw.count(b"\n", start, end)
-    return count + (0 if raw[end - 1] == 0x0A else 1)
+def _content_end(raw: bytes, start: int, delimiter: _Delimiter | None) -> int:
+    """Where content that runs up to a delimiter line ends: the line break before a delimiter
+    belongs to the delimiter (RFC 2046 5.1.1). Without a delimiter: the end of the message."""
+    if delimiter is None:
+        return len(raw)
+    end = delimiter.start
+    if end > start and raw[end - 1] == 0x0A:
+        end -= 1
+        if end > start and raw[end - 1] == 0x0D:
+            end -= 1
+    return max(end, start)
 
 
 def _parse_entity(
-    raw: bytes,
+    scan: _Scan,
     start: int,
-    end: int,
+    stack: tuple[bytes, ...],
     *,
     is_message: bool,
     default_digest: bool,
     depth: int,
-    budget: _Budget,
-) -> Part:
-    budget.parts += 1
-    bs = split_header(raw, start, end)
+) -> tuple[Part, _Delimiter | None]:
+    """The entity at start, inside the multiparts whose boundaries are stack (innermost last),
+    and the delimiter line that ends it (None: it runs to the end of the message)."""
+    raw = scan.raw
+    scan.parts += 1
+    ahead = scan.next(stack, start) if stack else None
+    # The header ends at the empty line, or at a delimiter line when that comes first.
+    bs = split_header(raw, start, len(raw) if ahead is None else ahead.start)
+    region_end = _content_end(raw, bs, ahead)
     header = Header(raw, start, bs)
     content_type = header.get("content-type")
     if content_type is None and default_digest:
@@ -570,44 +648,95 @@ def _parse_entity(
         ctype, sub, params = parse_content_type(content_type)
     cte = header.get("content-transfer-encoding")
     cte = cte.split()[0] if cte and cte.split() else b"7bit"
-    part = Part(start, bs, end, ctype, sub, cte, is_message)
-    if is_message and budget.render:
+    part = Part(start, bs, region_end, ctype, sub, cte, is_message)
+    if is_message and scan.render:
         part.envelope = envelope(header)
-    too_deep = depth >= MAX_DEPTH or budget.parts >= MAX_PARTS
+    too_deep = depth >= MAX_DEPTH or scan.parts >= MAX_PARTS
     lower = ctype.lower()
     if lower == b"multipart" or _is_message_type(ctype, sub):
         if too_deep:
             part.ctype, part.sub, params = b"application", b"octet-stream", []
             lower = b"application"
-    if lower == b"multipart":
-        boundary = next((v for k, v in params if k.lower() == b"boundary"), b"")
-        part.children = _split_multipart(
-            raw, bs, end, boundary, sub.lower() == b"digest", depth, budget
+    boundary = next((v for k, v in params if k.lower() == b"boundary"), b"")
+    if lower == b"multipart" and boundary:
+        part.children, part.be, ahead = _parse_multipart(
+            scan, bs, stack, boundary, sub.lower() == b"digest", depth
         )
+    elif lower == b"multipart":
+        part.children = [_empty_part(scan, region_end)]
     elif _is_message_type(part.ctype, part.sub):
-        part.message = _parse_entity(
-            raw,
-            bs,
-            end,
-            is_message=True,
-            default_digest=False,
-            depth=depth + 1,
-            budget=budget,
+        part.message, ahead = _parse_entity(
+            scan, bs, stack, is_message=True, default_digest=False, depth=depth + 1
         )
+        part.be = part.message.be
     if part.ctype.lower() == b"text":
         part.charset = next((v for k, v in params if k.lower() == b"charset"), b"us-ascii")
-    if not budget.render:
-        return part
+    if scan.render:
+        _describe(part, header, params, raw)
+    return part, ahead
+
+
+def _parse_multipart(
+    scan: _Scan,
+    bs: int,
+    stack: tuple[bytes, ...],
+    boundary: bytes,
+    digest: bool,
+    depth: int,
+) -> tuple[list[Part], int, _Delimiter | None]:
+    """(children, end of the body, delimiter that ends it) of a multipart body at bs."""
+    raw = scan.raw
+    inner = (*stack, boundary)
+    level = len(stack)
+    children: list[Part] = []
+    delimiter = scan.next(inner, bs)  # what comes before it is the preamble
+    while delimiter is not None and delimiter.level == level and not delimiter.close:
+        if scan.parts >= MAX_PARTS:
+            delimiter = scan.next(inner, delimiter.after)  # no more parts: skip to the end
+            continue
+        child, delimiter = _parse_entity(
+            scan,
+            delimiter.after,
+            inner,
+            is_message=False,
+            default_digest=digest,
+            depth=depth + 1,
+        )
+        children.append(child)
+    if delimiter is not None and delimiter.level == level:
+        # the close delimiter: the epilogue runs to an enclosing multipart's next delimiter
+        delimiter = scan.next(stack, delimiter.after) if stack else None
+    end = _content_end(raw, bs, delimiter)
+    if not children:
+        # No delimiter at all: one empty text part, so the structure stays valid.
+        children = [_empty_part(scan, end)]
+    return children, end, delimiter
+
+
+def _empty_part(scan: _Scan, at: int) -> Part:
+    scan.parts += 1
+    part = Part(at, at, at, charset=b"us-ascii")
+    if scan.render:
+        _describe(part, Header(scan.raw, at, at), [(b"charset", b"us-ascii")], scan.raw)
+    return part
+
+
+def _describe(part: Part, header: Header, params: list[tuple[bytes, bytes]], raw: bytes) -> None:
+    """Fill in what BODY and BODYSTRUCTURE show of a part (RFC 9051 7.5.2)."""
     if part.ctype.lower() == b"text" or part.message is not None:
-        part.lines = _line_count(raw, bs, end)
-    # body-fields (RFC 9051 7.5.2): params, id, description, encoding, size
+        # Dovecot counts the line feeds: a last line without one is not counted.
+        part.lines = raw.count(b"\n", part.bs, part.be)
+    if part.ctype.lower() == b"text" and not any(k.lower() == b"charset" for k, _v in params):
+        # RFC 2045 5.2: text without a charset is US-ASCII; shown as Dovecot does.
+        params = [*params, (b"charset", b"us-ascii")]
+    # body-fields: params, id, description, encoding, size
     part.fields = b" ".join(
         (
             _param_list(params),
             nstring(header.get("content-id")),
             nstring(header.get("content-description")),
-            nstring(cte),
-            b"%d" % (end - bs),
+            nstring(part.cte),
+            b"%d" % (part.be - part.bs),
         )
     )
     disposition = parse_disposition(header.get("content-disposition"))
@@ -623,65 +752,15 @@ def _parse_entity(
         part.ext = _param_list(params) + b" " + tail
     else:
         part.ext = nstring(header.get("content-md5")) + b" " + tail
-    return part
-
-
-def _split_multipart(
-    raw: bytes,
-    start: int,
-    end: int,
-    boundary: bytes,
-    digest: bool,
-    depth: int,
-    budget: _Budget,
-) -> list[Part]:
-    bounds: list[tuple[int, int]] = []
-    if boundary:
-        content_start = None
-        for line_start, after, close in _delimiters(raw, start, end, boundary):
-            if content_start is not None:
-                # the line break before a delimiter belongs to the delimiter (RFC 2046 5.1.1)
-                content_end = line_start
-                if content_end > content_start and raw[content_end - 1] == 0x0A:
-                    content_end -= 1
-                    if content_end > content_start and raw[content_end - 1] == 0x0D:
-                        content_end -= 1
-                bounds.append((content_start, content_end))
-            if close:
-                content_start = None
-                break
-            content_start = after + 1 if after < end and raw[after] == 0x0A else after
-            if budget.parts + len(bounds) >= MAX_PARTS:
-                break
-        if content_start is not None:
-            bounds.append((content_start, end))  # missing close delimiter: runs to the end
-    if not bounds:
-        # No delimiter at all: one empty text part, so the structure stays valid.
-        return [
-            _parse_entity(
-                raw,
-                end,
-                end,
-                is_message=False,
-                default_digest=False,
-                depth=depth + 1,
-                budget=budget,
-            )
-        ]
-    return [
-        _parse_entity(
-            raw, s, e, is_message=False, default_digest=digest, depth=depth + 1, budget=budget
-        )
-        for s, e in bounds
-    ]
 
 
 def parse(raw: bytes, *, render: bool = True) -> Part:
     """The part tree of a whole message; render=False skips what only FETCH shows
     (ENVELOPE, body fields, extension data, line counts)."""
-    return _parse_entity(
-        raw, 0, len(raw), is_message=True, default_digest=False, depth=0, budget=_Budget(render)
+    part, _end = _parse_entity(
+        _Scan(raw, render), 0, (), is_message=True, default_digest=False, depth=0
     )
+    return part
 
 
 # --- BODY and BODYSTRUCTURE (RFC 9051 7.5.2) ---------------------------------------------

@@ -68,7 +68,7 @@ def test_structure_items_and_their_cache(client, mixed):
     assert mime.cache_valid(cache) and cache["bodystructure"] == analysis["bodystructure"]
     assert c.cmd("a2", "FETCH 1 (ENVELOPE BODYSTRUCTURE BODY)") == [expected, ok("a2")]
     assert analysis["bodystructure"].startswith(
-        '(("text" "plain" ("charset" "utf-8") NIL NIL "quoted-printable" 9 1 NIL NIL NIL NIL)'
+        '(("text" "plain" ("charset" "utf-8") NIL NIL "quoted-printable" 9 0 NIL NIL NIL NIL)'
         '("application" "octet-stream" ("name" "data.bin") NIL NIL "base64" 12 NIL'
         ' ("attachment" ("filename" "data.bin")) NIL NIL)'
     )

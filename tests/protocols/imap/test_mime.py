@@ -59,7 +59,7 @@ def test_rfc_example_bodystructure_and_body():
 def test_no_content_type_defaults_to_text_plain_us_ascii():
     raw = b"Subject: x\r\n\r\nbody"
     assert structure_of(raw) == (
-        b'("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 4 1 NIL NIL NIL NIL)'
+        b'("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 4 0 NIL NIL NIL NIL)'
     )
 
 
@@ -88,14 +88,14 @@ ALTERNATIVE = (
 
 def test_multipart_alternative():
     assert structure_of(ALTERNATIVE) == (
-        b'(("text" "plain" ("charset" "utf-8") NIL NIL "quoted-printable" 19 2 NIL NIL NIL NIL)'
-        b'("text" "html" ("charset" "utf-8") "<html@x>" "the HTML" "7bit" 12 1'
+        b'(("text" "plain" ("charset" "utf-8") NIL NIL "quoted-printable" 19 1 NIL NIL NIL NIL)'
+        b'("text" "html" ("charset" "utf-8") "<html@x>" "the HTML" "7bit" 12 0'
         b" NIL NIL NIL NIL)"
         b' "alternative" ("boundary" "=_b1") NIL NIL NIL)'
     )
     assert structure_of(ALTERNATIVE, "body") == (
-        b'(("text" "plain" ("charset" "utf-8") NIL NIL "quoted-printable" 19 2)'
-        b'("text" "html" ("charset" "utf-8") "<html@x>" "the HTML" "7bit" 12 1) "alternative")'
+        b'(("text" "plain" ("charset" "utf-8") NIL NIL "quoted-printable" 19 1)'
+        b'("text" "html" ("charset" "utf-8") "<html@x>" "the HTML" "7bit" 12 0) "alternative")'
     )
 
 
@@ -159,19 +159,19 @@ def test_nested_message_rfc822_structure():
     )
     deepest_env = b'(NIL "deepest" NIL NIL NIL NIL NIL NIL NIL NIL)'
     expected = (
-        b'(("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 12 1 NIL NIL NIL NIL)'
+        b'(("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 12 0 NIL NIL NIL NIL)'
         b'("message" "rfc822" NIL NIL NIL "7bit" %d '
         % len(inner_message)
         + inner_env
-        + b' (("text" "plain" NIL NIL NIL "7bit" 5 1 NIL NIL NIL NIL)'
+        + b' (("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 5 0 NIL NIL NIL NIL)'
         b'("message" "rfc822" NIL NIL NIL "7bit" %d '
         % len(deepest)
         + deepest_env
-        + b' ("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 9 1 NIL NIL NIL NIL) 3'
+        + b' ("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 9 0 NIL NIL NIL NIL) 2'
         b" NIL NIL NIL NIL)"
         b' "mixed" ("boundary" "inner") NIL NIL NIL)'
         b' %d NIL ("inline" NIL) NIL NIL)'
-        % (inner_message.count(b"\n") + 1)
+        % inner_message.count(b"\n")
         + b' "mixed" ("boundary" "outer") NIL NIL NIL)'
     )
     assert structure_of(NESTED) == expected
@@ -276,7 +276,7 @@ ATTACHMENTS = (
 
 def test_attachments_with_rfc2231_names():
     assert structure_of(ATTACHMENTS) == (
-        b'(("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 9 1 NIL NIL "en" NIL)'
+        b'(("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 9 0 NIL NIL "en" NIL)'
         b'("application" "pdf" ("name" "long file name.pdf") NIL NIL "base64" 12'
         b' "Q2hlY2sgSW50ZWdyaXR5IQ==" ("attachment" ("filename*" "utf-8\'\'%E2%82%AC%20rates.pdf"))'
         b' ("en" "de") "http://example.org/rates.pdf")'
@@ -502,7 +502,7 @@ def test_every_size_is_the_octet_count_of_its_section():
             data = mime.section(raw, root, path or (1,))
             assert len(data) == node[6], (path, data)
             if node[0].lower() == b"text":
-                assert node[7] == data.count(b"\n") + (0 if not data or data.endswith(b"\n") else 1)
+                assert node[7] == data.count(b"\n")  # Dovecot's count: the line feeds
 
 
 def test_analysis_of_a_big_multipart():
@@ -551,3 +551,93 @@ def test_tree_only_parse_has_the_same_parts_and_charsets():
         b"utf-8",
         b"utf-8",
     ]
+
+
+# A nested multipart that reuses its parent's boundary (Outlook Express for Mac, much spam).
+SAME_BOUNDARY = (
+    b"From: a@example.org\r\n"
+    b"Subject: same boundary\r\n"
+    b"MIME-Version: 1.0\r\n"
+    b'Content-Type: multipart/mixed; boundary="B"\r\n'
+    b"\r\n"
+    b"--B\r\n"
+    b'Content-Type: multipart/alternative; boundary="B"\r\n'
+    b"\r\n"
+    b"--B\r\n"
+    b"Content-Type: text/plain\r\n"
+    b"\r\n"
+    b"plain text\r\n"
+    b"--B\r\n"
+    b"Content-Type: text/html\r\n"
+    b"\r\n"
+    b"<p>html</p>\r\n"
+    b"--B--\r\n"
+    b"\r\n"
+    b"--B\r\n"
+    b'Content-Type: application/pdf; name="x.pdf"\r\n'
+    b"Content-Transfer-Encoding: base64\r\n"
+    b"\r\n"
+    b"JVBERi0xLjQK\r\n"
+    b"--B--\r\n"
+)
+
+
+def test_nested_multipart_reusing_its_parents_boundary_keeps_every_part():
+    # Dovecot's message-parser: a delimiter line belongs to the innermost open multipart with
+    # that boundary; its close delimiter hands the boundary back to the parent.
+    assert structure_of(SAME_BOUNDARY) == (
+        b'((("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 10 0 NIL NIL NIL NIL)'
+        b'("text" "html" ("charset" "us-ascii") NIL NIL "7bit" 11 0 NIL NIL NIL NIL)'
+        b' "alternative" ("boundary" "B") NIL NIL NIL)'
+        b'("application" "pdf" ("name" "x.pdf") NIL NIL "base64" 12 NIL NIL NIL NIL)'
+        b' "mixed" ("boundary" "B") NIL NIL NIL)'
+    )
+    root = mime.parse(SAME_BOUNDARY)
+    assert mime.section(SAME_BOUNDARY, root, (1, 1)) == b"plain text"
+    assert mime.section(SAME_BOUNDARY, root, (1, 2)) == b"<p>html</p>"
+    assert mime.section(SAME_BOUNDARY, root, (1, 2), "MIME") == b"Content-Type: text/html\r\n\r\n"
+    assert mime.section(SAME_BOUNDARY, root, (2,)) == b"JVBERi0xLjQK"
+    assert mime.binary(SAME_BOUNDARY, root, (2,)) == b"%PDF-1.4\n"
+    assert mime.section(SAME_BOUNDARY, root, (1,)).endswith(b"<p>html</p>\r\n--B--\r\n")
+
+
+def test_same_boundary_inner_multipart_without_close_ends_at_the_parents_close():
+    raw = (
+        b"Content-Type: multipart/mixed; boundary=B\r\n\r\n"
+        b"--B\r\nContent-Type: multipart/related; boundary=B\r\n\r\n"
+        b"--B\r\n\r\none\r\n--B\r\n\r\ntwo\r\n--B--\r\n"
+    )
+    root = mime.parse(raw)
+    # Every delimiter belongs to the inner multipart; its close ends it and the parent.
+    assert len(root.children) == 1 and len(root.children[0].children) == 2
+    assert mime.section(raw, root, (1, 2)) == b"two"
+
+
+def test_text_part_without_charset_shows_the_rfc2045_default_as_dovecot_does():
+    raw = (
+        b"Content-Type: multipart/mixed; boundary=b\r\n\r\n"
+        b"--b\r\nContent-Type: text/plain; format=flowed\r\n\r\nno final line feed\r\n"
+        b"--b\r\nContent-Type: text/html\r\n\r\n<p>two</p>\r\nlines\r\n\r\n"
+        b"--b--\r\n"
+    )
+    # RFC 2045 5.2: no charset means US-ASCII; Dovecot appends "charset" "us-ascii" to the
+    # parameters and counts the line feeds of the body (the one before a delimiter is the
+    # delimiter's, RFC 2046 5.1.1).
+    assert structure_of(raw) == (
+        b'(("text" "plain" ("format" "flowed" "charset" "us-ascii") NIL NIL "7bit" 18 0'
+        b" NIL NIL NIL NIL)"
+        b'("text" "html" ("charset" "us-ascii") NIL NIL "7bit" 19 2 NIL NIL NIL NIL)'
+        b' "mixed" ("boundary" "b") NIL NIL NIL)'
+    )
+
+
+def test_delimiter_scan_is_linear_in_the_nesting_and_size():
+    import time
+
+    # 99 distinct nested boundaries over 5,000 parts at the bottom, and a body of "--" lines.
+    raw = _deep(99)[: -len(b"\r\nleaf\r\n")] + b"\r\n\r\n" + b"--\r\n" * 200_000
+    raw += b"".join(b"--b99\r\n\r\npart\r\n" for _ in range(5000))
+    started = time.perf_counter()
+    analysis = mime.analyze(raw)
+    assert time.perf_counter() - started < 5
+    assert analysis["bodystructure"].count('"plain"') >= 5000
