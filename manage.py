@@ -13,11 +13,12 @@ def main() -> None:
 
     try:
         settings.INSTALLED_APPS  # noqa: B018 - load the settings: a bad variable fails here
+        # Settings read when a listener starts (TLS files, the bind address) fail later, the
+        # same way.
+        execute_from_command_line(sys.argv)
     except ImproperlyConfigured as exc:
         # One line naming the variable, not a traceback through Django's internals.
         sys.exit(f"mailhost: configuration error: {exc}")
-
-    execute_from_command_line(sys.argv)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ class DurableFileSystemStorage(FileSystemStorage):
         directory = os.path.dirname(full_path)
         _make_directories(directory)
         tmp_path = os.path.join(directory, f".tmp-{os.path.basename(full_path)}")
-        fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+        fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             chunks = content.chunks() if hasattr(content, "chunks") else [content.read()]
             for chunk in chunks:
@@ -77,7 +77,7 @@ def _make_directories(path: str) -> None:
     if parent and parent != path:
         _make_directories(parent)
     try:
-        os.mkdir(path)
+        os.mkdir(path, 0o700)
     except FileExistsError:  # made meanwhile by another writer: sync its entry all the same
         pass
     _fsync_directory(parent or ".")

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import socket
+import stat
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -29,9 +31,10 @@ def env_int(name: str, default: int, *, minimum: int = 0, maximum: int | None = 
         value = int(raw.strip())
     except ValueError:
         raise ImproperlyConfigured(f"{name}={raw!r} is not a whole number") from None
-    if value < minimum or (maximum is not None and value > maximum):
-        upper = f" and {maximum}" if maximum is not None else ""
-        raise ImproperlyConfigured(f"{name}={value} must be between {minimum}{upper}")
+    if maximum is not None and not minimum <= value <= maximum:
+        raise ImproperlyConfigured(f"{name}={value} must be between {minimum} and {maximum}")
+    if value < minimum:
+        raise ImproperlyConfigured(f"{name}={value} must be at least {minimum}")
     return value
 
 
@@ -114,9 +117,179 @@ def _parse_port(name: str, text: str) -> int:
     return port
 
 
+def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = env_str(name)
+    if raw is None:
+        return default
+    value = raw.strip()
+    for choice in choices:
+        if value.lower() == choice.lower():
+            return choice
+    raise ImproperlyConfigured(f"{name}={raw!r} must be one of {', '.join(choices)}")
+
+
+def env_log_level(name: str, default: str) -> str:
+    levels = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+    return env_choice(name, default, levels)
+
+
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([smhd]?)", re.IGNORECASE)
+
+
+def parse_duration(name: str, text: str) -> float:
+    """Seconds from `90`, `0.5`, `30s`, `5m`, `1h`, `2d` (README's notation)."""
+    match = _DURATION.fullmatch(text.strip())
+    if not match:
+        raise ImproperlyConfigured(
+            f"{name}: {text.strip()!r} is not a duration (seconds, or a number with s, m, h or d)"
+        )
+    return float(match[1]) * _DURATION_UNITS[match[2].lower()]
+
+
+def env_duration(name: str, default: float, *, minimum: float = 0) -> float:
+    raw = env_str(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = parse_duration(name, raw)
+    if value < minimum:
+        raise ImproperlyConfigured(f"{name}={raw!r} must be at least {minimum:g} seconds")
+    return value
+
+
+def env_durations(name: str) -> tuple[float, ...]:
+    """Comma-separated durations (`0, 5m, 10m, 1h`); unset gives ()."""
+    raw = env_str(name) or ""
+    return tuple(parse_duration(name, item) for item in raw.split(",") if item.strip())
+
+
+def env_ip_address(name: str, default: str) -> str:
+    raw = env_str(name)
+    if raw is None:
+        return default
+    try:
+        return str(ipaddress.ip_address(raw.strip()))
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"{name}={raw!r} is not an IP address (0.0.0.0 or :: for every address)"
+        ) from None
+
+
+_LABEL = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)", re.IGNORECASE)
+
+
+def is_hostname(text: str) -> bool:
+    """A DNS name (A-labels) whose last label is not all digits (so never an IP address)."""
+    labels = text.rstrip(".").split(".")
+    return (
+        0 < len(text) <= 253
+        and all(_LABEL.fullmatch(label) for label in labels)
+        and not labels[-1].isdigit()
+    )
+
+
+def env_hostname(name: str) -> str | None:
+    raw = env_str(name)
+    if raw is None:
+        return None
+    value = raw.strip().rstrip(".")
+    try:
+        value = value.encode("idna").decode("ascii")
+    except UnicodeError:
+        pass
+    if not is_hostname(value):
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a host name")
+    return value.lower()
+
+
+def env_file(name: str) -> str | None:
+    """A path that must name an existing file (checked now, read later)."""
+    raw = env_str(name)
+    if raw is None:
+        return None
+    if not Path(raw).is_file():
+        raise ImproperlyConfigured(f"{name}={raw!r}: no such file")
+    return raw
+
+
+def env_url(name: str, schemes: tuple[str, ...]) -> str | None:
+    raw = env_str(name)
+    if raw is None:
+        return None
+    scheme, sep, rest = raw.partition("://")
+    if not sep or scheme.lower() not in schemes or not rest:
+        raise ImproperlyConfigured(
+            f"{name}={raw!r} is not a URL of scheme {', '.join(s + '://' for s in schemes)}"
+        )
+    return raw
+
+
+def env_host_names(name: str, default: str) -> list[str]:
+    """Comma-separated host names or patterns as Django's ALLOWED_HOSTS takes them."""
+    raw = env_str(name, default) or default
+    hosts = [h.strip() for h in raw.split(",") if h.strip()]
+    for host in hosts:
+        if host != "*" and not is_hostname(host.removeprefix(".")) and not _is_ip(host):
+            raise ImproperlyConfigured(
+                f"{name}: {host!r} is not a host name (give names like mail.example.org, not URLs)"
+            )
+    return hosts or [default]
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
 def default_hostname() -> str:
     return socket.getfqdn() or "localhost"
 
 
+# The data dir holds password hashes, DKIM and TLS private keys, the secret key and mail:
+# nothing in it is for other users (Postfix and Dovecot keep their queues and indexes the same).
+PRIVATE_UMASK = 0o077
+PRIVATE_DIR_MODE = 0o700
+# Entries under the data dir whose contents are also made private at start-up; the blob tree
+# is not walked (it may hold millions of files): its directory's 0700 already hides them.
+_PRIVATE_SUBDIRS = ("tls",)
+
+
 def data_dir() -> Path:
-    return Path(env_str("MAILHOST_DATA_DIR", "./var")).resolve()
+    """MAILHOST_DATA_DIR, made if missing, private to this user (0700, files 0600).
+
+    Sets the process's umask to 077, so that whatever is made in it later (the SQLite file and
+    its -wal/-shm, blobs, certificates, keys) is private too."""
+    raw = env_str("MAILHOST_DATA_DIR", "./var")
+    path = Path(raw).resolve()
+    if path.exists() and not path.is_dir():
+        raise ImproperlyConfigured(f"MAILHOST_DATA_DIR={raw!r} is not a directory")
+    os.umask(PRIVATE_UMASK)
+    try:
+        path.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+        make_private(path)
+    except OSError as exc:
+        raise ImproperlyConfigured(
+            f"MAILHOST_DATA_DIR={raw!r}: {exc.strerror or exc} ({path})"
+        ) from None
+    return path
+
+
+def make_private(path: Path) -> None:
+    """Take group and other permissions away from the data dir, the files directly in it, and
+    the contents of its private subdirectories (installs made before the umask was set)."""
+    _chmod_private(path)
+    for entry in os.scandir(path):
+        _chmod_private(Path(entry.path))
+        if entry.name in _PRIVATE_SUBDIRS and entry.is_dir(follow_symlinks=False):
+            for sub in Path(entry.path).rglob("*"):
+                _chmod_private(sub)
+
+
+def _chmod_private(path: Path) -> None:
+    st = path.lstat()
+    if stat.S_ISLNK(st.st_mode) or st.st_uid != os.geteuid() or not st.st_mode & 0o077:
+        return
+    os.chmod(path, stat.S_IMODE(st.st_mode) & ~PRIVATE_UMASK)

@@ -9,12 +9,21 @@ from mailhost.config import (
     data_dir,
     default_hostname,
     env_bool,
+    env_choice,
+    env_duration,
+    env_durations,
+    env_file,
+    env_host_names,
     env_host_port,
     env_host_ports,
+    env_hostname,
     env_int,
+    env_ip_address,
+    env_log_level,
     env_networks,
     env_port,
     env_str,
+    env_url,
 )
 from mailhost.proxy import trusted_origins
 
@@ -25,13 +34,18 @@ DATA_DIR = data_dir()
 
 DEBUG = env_bool("MAILHOST_DEBUG", False)
 SECRET_KEY = env_str("MAILHOST_SECRET_KEY") or env_str("DJANGO_SECRET_KEY")
+if SECRET_KEY and len(SECRET_KEY) < 32:  # never echo the key itself
+    raise ImproperlyConfigured(
+        f"MAILHOST_SECRET_KEY is too short ({len(SECRET_KEY)} characters; give at least 32"
+        " random ones, or unset it to have one generated into the data dir)"
+    )
 if not SECRET_KEY:
     # A key generated once into the data dir keeps sessions valid across restarts.
     from mailhost.secrets import persistent_secret_key
 
     SECRET_KEY = persistent_secret_key(DATA_DIR)
 
-ALLOWED_HOSTS = [h.strip() for h in (env_str("MAILHOST_ALLOWED_HOSTS", "*") or "*").split(",")]
+ALLOWED_HOSTS = env_host_names("MAILHOST_ALLOWED_HOSTS", "*")
 # Reverse proxies whose X-Forwarded-For/-Proto/-Host are believed (mailhost/proxy.py); an
 # HTTPS proxy's sign-in POSTs then pass the CSRF origin check, also from the allowed hosts.
 MAILHOST_TRUSTED_PROXIES = env_networks("MAILHOST_TRUSTED_PROXIES")
@@ -117,13 +131,12 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
     # open plus the three PRAGMAs cost about 3 ms a time. An idle SQLite connection holds no
     # lock and no snapshot; a broken one is still dropped (errors_occurred / is_usable).
     _db.setdefault("CONN_MAX_AGE", None)
-    DATA_DIR.mkdir(parents=True, exist_ok=True)
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis and the queue -----------------------------------------------------------------
 
-REDIS_URL = env_str("REDIS_URL")
+REDIS_URL = env_url("REDIS_URL", ("redis", "rediss", "unix"))
 RQ_QUEUES = {
     "default": {"URL": REDIS_URL or "redis://127.0.0.1:6379/0", "DEFAULT_TIMEOUT": 600},
 }
@@ -132,8 +145,8 @@ RQ = {"WORKER_CLASS": "delivery.worker.MailhostWorker"}
 
 # --- Mail server ---------------------------------------------------------------------------
 
-MAILHOST_HOSTNAME = env_str("MAILHOST_HOSTNAME") or default_hostname()
-MAILHOST_BIND = env_str("MAILHOST_BIND", "0.0.0.0")
+MAILHOST_HOSTNAME = env_hostname("MAILHOST_HOSTNAME") or default_hostname()
+MAILHOST_BIND = env_ip_address("MAILHOST_BIND", "0.0.0.0")
 MAILHOST_SMTP_PORT = env_port("MAILHOST_SMTP_PORT", 25)
 MAILHOST_SUBMISSION_PORT = env_port("MAILHOST_SUBMISSION_PORT", 587)
 MAILHOST_SUBMISSIONS_PORT = env_port("MAILHOST_SUBMISSIONS_PORT", 465)
@@ -142,15 +155,19 @@ MAILHOST_IMAPS_PORT = env_port("MAILHOST_IMAPS_PORT", 993)
 MAILHOST_POP3_PORT = env_port("MAILHOST_POP3_PORT", 110)
 MAILHOST_POP3S_PORT = env_port("MAILHOST_POP3S_PORT", 995)
 MAILHOST_WEB_PORT = env_port("MAILHOST_WEB_PORT", 8000)
-MAILHOST_TLS_CERT = env_str("MAILHOST_TLS_CERT")
-MAILHOST_TLS_KEY = env_str("MAILHOST_TLS_KEY")
-if bool(MAILHOST_TLS_CERT) != bool(MAILHOST_TLS_KEY):
+if bool(env_str("MAILHOST_TLS_CERT")) != bool(env_str("MAILHOST_TLS_KEY")):
     raise ImproperlyConfigured("MAILHOST_TLS_CERT and MAILHOST_TLS_KEY must be set together")
+MAILHOST_TLS_CERT = env_file("MAILHOST_TLS_CERT")
+MAILHOST_TLS_KEY = env_file("MAILHOST_TLS_KEY")
 MAILHOST_DNS_SERVERS = env_host_ports("MAILHOST_DNS_SERVERS")
 MAILHOST_OUTBOUND_PORT = env_port("MAILHOST_OUTBOUND_PORT", 25)
 MAILHOST_RELAYHOST = env_host_port("MAILHOST_RELAYHOST", 25)
 MAILHOST_RELAYHOST_USER = env_str("MAILHOST_RELAYHOST_USER")
 MAILHOST_RELAYHOST_PASSWORD = env_str("MAILHOST_RELAYHOST_PASSWORD")
+if bool(MAILHOST_RELAYHOST_USER) != bool(MAILHOST_RELAYHOST_PASSWORD):
+    raise ImproperlyConfigured(
+        "MAILHOST_RELAYHOST_USER and MAILHOST_RELAYHOST_PASSWORD must be set together"
+    )
 
 # Limits. Each is a named setting; the environment may override the defaults.
 MAILHOST_MAX_MESSAGE_SIZE = env_int("MAILHOST_MAX_MESSAGE_SIZE", 50 * 1024 * 1024, minimum=1024)
@@ -196,21 +213,20 @@ MAILHOST_AUTH_CACHE_SECONDS = env_int("MAILHOST_AUTH_CACHE_SECONDS", 300)
 # Webmail: a session idle this long ends (SESSION_COOKIE_AGE caps it in any case).
 MAILHOST_WEBMAIL_IDLE_SECONDS = env_int("MAILHOST_WEBMAIL_IDLE_SECONDS", 8 * 3600, minimum=60)
 # Outbound delivery (delivery/). The retry schedule is delivery.retry.RETRY_SCHEDULE; the
-# environment may replace it with comma-separated seconds (tests use a short one).
-MAILHOST_RETRY_SCHEDULE = tuple(
-    float(x) for x in (env_str("MAILHOST_RETRY_SCHEDULE") or "").split(",") if x.strip()
-)
+# environment may replace it with comma-separated durations, `0, 5m, 10m, 1h` or seconds
+# (tests use a short one).
+MAILHOST_RETRY_SCHEDULE = env_durations("MAILHOST_RETRY_SCHEDULE")
 MAILHOST_QUEUE_LIFETIME = env_int("MAILHOST_QUEUE_LIFETIME", 5 * 86400, minimum=1)  # expiry
 MAILHOST_DELAY_WARNING = env_int("MAILHOST_DELAY_WARNING", 4 * 3600)  # 0: no delay DSNs
 # Finished spool entries stay this long (admin, webmail's delivery status), then go.
 MAILHOST_QUEUE_KEEP = env_int("MAILHOST_QUEUE_KEEP", 7 * 86400)
-MAILHOST_SWEEP_INTERVAL = float(env_str("MAILHOST_SWEEP_INTERVAL") or 30)
+MAILHOST_SWEEP_INTERVAL = env_duration("MAILHOST_SWEEP_INTERVAL", 30, minimum=0.01)
 MAILHOST_DELIVERY_LEASE = env_int("MAILHOST_DELIVERY_LEASE", 600, minimum=1)
 MAILHOST_DELIVERY_THREADS = env_int("MAILHOST_DELIVERY_THREADS", 2)
 MAILHOST_OUTBOUND_CONNECT_TIMEOUT = env_int("MAILHOST_OUTBOUND_CONNECT_TIMEOUT", 30, minimum=1)
 MAILHOST_OUTBOUND_TIMEOUT = env_int("MAILHOST_OUTBOUND_TIMEOUT", 300, minimum=1)
 MAILHOST_OUTBOUND_TLS_VERIFY = env_bool("MAILHOST_OUTBOUND_TLS_VERIFY", False)
-MAILHOST_DNS_TIMEOUT = float(env_str("MAILHOST_DNS_TIMEOUT") or 10)
+MAILHOST_DNS_TIMEOUT = env_duration("MAILHOST_DNS_TIMEOUT", 10, minimum=0.01)
 # POP3 (protocols/pop3). RFC 1939 3: an idle timer, if any, must be at least 10 minutes.
 MAILHOST_POP3_IDLE_TIMEOUT = env_int("MAILHOST_POP3_IDLE_TIMEOUT", 600, minimum=600)
 MAILHOST_POP3_MAX_LINE_LENGTH = env_int("MAILHOST_POP3_MAX_LINE_LENGTH", 2048, minimum=512)
@@ -219,16 +235,16 @@ MAILHOST_POP3_MAX_BAD_COMMANDS = env_int("MAILHOST_POP3_MAX_BAD_COMMANDS", 20, m
 # One POP3 session per maildrop across front ends: a lease renewed while the session lives.
 MAILHOST_POP3_LEASE_SECONDS = env_int("MAILHOST_POP3_LEASE_SECONDS", 120, minimum=10)
 MAILHOST_POP3_LOGIN_DELAY = env_int("MAILHOST_POP3_LOGIN_DELAY", 0)  # RFC 2449 6.8; 0: off
-MAILHOST_POP3_EXPIRE = env_str("MAILHOST_POP3_EXPIRE", "")  # RFC 2449 6.7: "", NEVER or 0
+MAILHOST_POP3_EXPIRE = env_choice("MAILHOST_POP3_EXPIRE", "", ("NEVER", "0"))  # RFC 2449 6.7
 # SMTP (RFC 5321 4.5.3.2.7: 5 minutes between commands; 4.5.3.2.5: 3 minutes per data block).
 MAILHOST_SMTP_COMMAND_TIMEOUT = env_int("MAILHOST_SMTP_COMMAND_TIMEOUT", 300, minimum=1)
 MAILHOST_SMTP_DATA_TIMEOUT = env_int("MAILHOST_SMTP_DATA_TIMEOUT", 180, minimum=1)
 # AUTH on port 25 (after STARTTLS); the MTA port normally takes mail only for our domains.
 MAILHOST_SMTP_AUTH_ON_MTA = env_bool("MAILHOST_SMTP_AUTH_ON_MTA", False)
 # "refuse" (550 5.6.0) or "normalize" (to CRLF) a message with a bare CR or LF.
-MAILHOST_SMTP_BARE_LINE_ENDINGS = env_str("MAILHOST_SMTP_BARE_LINE_ENDINGS", "refuse")
-if MAILHOST_SMTP_BARE_LINE_ENDINGS not in {"refuse", "normalize"}:
-    raise ImproperlyConfigured("MAILHOST_SMTP_BARE_LINE_ENDINGS must be refuse or normalize")
+MAILHOST_SMTP_BARE_LINE_ENDINGS = env_choice(
+    "MAILHOST_SMTP_BARE_LINE_ENDINGS", "refuse", ("refuse", "normalize")
+)
 # Seconds a stopping server lets transactions in flight finish before it drops them.
 MAILHOST_SHUTDOWN_GRACE = env_int("MAILHOST_SHUTDOWN_GRACE", 30, minimum=0)
 # Threads that run SMTP's database and storage work (its own pool, apart from other protocols).
@@ -275,6 +291,6 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env_str("MAILHOST_LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": env_log_level("MAILHOST_LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }

@@ -33,7 +33,15 @@ def server_context() -> ssl.SSLContext:
             cert, key = certificate_paths()
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             context.minimum_version = ssl.TLSVersion.TLSv1_2
-            context.load_cert_chain(str(cert), str(key))
+            try:
+                context.load_cert_chain(str(cert), str(key))
+            except (OSError, ssl.SSLError) as exc:
+                from django.core.exceptions import ImproperlyConfigured
+
+                raise ImproperlyConfigured(
+                    f"MAILHOST_TLS_CERT={str(cert)!r}, MAILHOST_TLS_KEY={str(key)!r}:"
+                    f" cannot load the certificate and key: {exc}"
+                ) from None
             _context = context
         return _context
 

@@ -40,13 +40,30 @@ async def _serve(modules: tuple[str, ...], *, skip_missing: bool) -> None:
                 logger.warning("%s is not available; not started", name)
                 continue
             raise
-        started = await module.start()
+        try:
+            started = await module.start()
+        except OSError as exc:
+            await _stop(services)
+            # Binding failed: the address is not this machine's, the port is taken or needs
+            # privileges. The operator's fix is a setting, so say which (manage.py prints
+            # ImproperlyConfigured as one line).
+            from django.conf import settings
+            from django.core.exceptions import ImproperlyConfigured
+
+            raise ImproperlyConfigured(
+                f"{name} cannot listen: {exc} (MAILHOST_BIND={settings.MAILHOST_BIND};"
+                " the ports are the MAILHOST_*_PORT settings)"
+            ) from None
         services.extend(started)
         logger.info("%s started (%d listener(s))", name, len(started))
     logger.info("ready")
     await stop.wait()
     logger.info("shutting down: no new connections, finishing what is in flight")
+    await _stop(services)
+    logger.info("stopped")
+
+
+async def _stop(services: list) -> None:
     for service in services:
         service.close()
     await asyncio.gather(*(s.wait_closed() for s in services), return_exceptions=True)
-    logger.info("stopped")

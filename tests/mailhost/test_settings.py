@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
@@ -29,32 +31,180 @@ def check(tmp_path, **overrides: str) -> subprocess.CompletedProcess:
     )
 
 
-BAD = [
-    ({"MAILHOST_SMTP_PORT": "abc"}, "MAILHOST_SMTP_PORT='abc' is not a whole number"),
-    ({"MAILHOST_IMAP_PORT": "70000"}, "MAILHOST_IMAP_PORT=70000 must be between 0 and 65535"),
-    ({"MAILHOST_DEBUG": "maybe"}, "MAILHOST_DEBUG='maybe' is not a boolean"),
-    ({"MAILHOST_DNS_SERVERS": "127.0.0.1:x"}, "MAILHOST_DNS_SERVERS: port 'x' is not a number"),
-    ({"MAILHOST_TLS_CERT": "cert.pem"}, "MAILHOST_TLS_CERT and MAILHOST_TLS_KEY"),
-    ({"DATABASE_URL": "nosuchdb://x/y"}, "DATABASE_URL='nosuchdb://x/y'"),
-    (
-        {"MAILHOST_TRUSTED_PROXIES": "10.0.0.1, proxy.lan"},
+class Bad(NamedTuple):
+    """A bad value for one variable: start-up must stop with one line naming the variable
+    and holding `words`. `env` holds other variables the case needs; `command` is what runs
+    (`manage.py check` loads the settings, as every command does first)."""
+
+    value: str
+    words: str
+    env: dict[str, str] = {}
+    command: tuple[str, ...] = ("check",)
+
+
+AN_EXISTING_FILE = str(REPO / "README.md")
+
+# One row per variable in README's tables (test_every_documented_variable_has_a_bad_value
+# holds us to it). Add a row with every new setting.
+BAD_VALUES: dict[str, Bad] = {
+    "DATABASE_URL": Bad("nosuchdb://x/y", "DATABASE_URL='nosuchdb://x/y'"),
+    "REDIS_URL": Bad("localhost:6379", "is not a URL of scheme redis://"),
+    "MAILHOST_DATA_DIR": Bad(AN_EXISTING_FILE, "is not a directory"),
+    "MAILHOST_HOSTNAME": Bad("mail..example.org", "is not a host name"),
+    "MAILHOST_BIND": Bad("999.1.1.1", "MAILHOST_BIND='999.1.1.1' is not an IP address"),
+    "MAILHOST_SMTP_PORT": Bad("abc", "MAILHOST_SMTP_PORT='abc' is not a whole number"),
+    "MAILHOST_SUBMISSION_PORT": Bad("-1", "must be between 0 and 65535"),
+    "MAILHOST_SUBMISSIONS_PORT": Bad("465x", "is not a whole number"),
+    "MAILHOST_IMAP_PORT": Bad("70000", "MAILHOST_IMAP_PORT=70000 must be between 0 and 65535"),
+    "MAILHOST_IMAPS_PORT": Bad("9 93", "is not a whole number"),
+    "MAILHOST_POP3_PORT": Bad("1e3", "is not a whole number"),
+    "MAILHOST_POP3S_PORT": Bad("99999", "must be between 0 and 65535"),
+    "MAILHOST_WEB_PORT": Bad("http", "is not a whole number"),
+    # A missing file is named with its path when the settings load, not when TLS is first used.
+    "MAILHOST_TLS_CERT": Bad(
+        "/nonexistent/cert.pem",
+        "MAILHOST_TLS_CERT='/nonexistent/cert.pem': no such file",
+        env={"MAILHOST_TLS_KEY": AN_EXISTING_FILE},
+    ),
+    "MAILHOST_TLS_KEY": Bad("key.pem", "MAILHOST_TLS_CERT and MAILHOST_TLS_KEY"),
+    "MAILHOST_DNS_SERVERS": Bad("127.0.0.1:x", "MAILHOST_DNS_SERVERS: port 'x' is not a number"),
+    "MAILHOST_OUTBOUND_PORT": Bad("smtp", "is not a whole number"),
+    "MAILHOST_RELAYHOST": Bad("smtp.example.org:abc", "port 'abc' is not a number"),
+    "MAILHOST_SECRET_KEY": Bad("short", "MAILHOST_SECRET_KEY is too short"),
+    "MAILHOST_ALLOWED_HOSTS": Bad("https://mail.example.org", "is not a host name"),
+    "MAILHOST_RELAYHOST_USER": Bad("relayuser", "must be set together"),
+    "MAILHOST_RELAYHOST_PASSWORD": Bad("relay-secret", "must be set together"),
+    "MAILHOST_MAX_MESSAGE_SIZE": Bad("50M", "is not a whole number"),
+    "MAILHOST_MAX_RECIPIENTS": Bad("0", "must be at least 1"),
+    "MAILHOST_DEFAULT_QUOTA": Bad("-5", "must be at least 0"),
+    "MAILHOST_ALLOW_PLAINTEXT_AUTH": Bad("maybe", "is not a boolean"),
+    "MAILHOST_MAX_CONNECTIONS": Bad("many", "is not a whole number"),
+    "MAILHOST_MAX_CONNECTIONS_PER_IP": Bad("0", "must be at least 1"),
+    "MAILHOST_LISTEN_BACKLOG": Bad("0", "must be at least 1"),
+    "MAILHOST_BLOB_ORPHAN_AGE": Bad("1h", "is not a whole number"),
+    "MAILHOST_BLOB_INLINE_MAX": Bad("64K", "is not a whole number"),
+    "MAILHOST_AUTH_CACHE_SECONDS": Bad("five", "is not a whole number"),
+    "MAILHOST_WEBMAIL_IDLE_SECONDS": Bad("10", "must be at least 60"),
+    "MAILHOST_IMAP_MAX_LINE_LENGTH": Bad("100", "must be at least 8192"),
+    "MAILHOST_IMAP_MAX_LITERAL_SIZE": Bad("big", "is not a whole number"),
+    "MAILHOST_IMAP_MAX_LITERAL_BEFORE_AUTH": Bad("100", "must be at least 256"),
+    "MAILHOST_IMAP_MAX_COMMANDS_BEFORE_AUTH": Bad("1", "must be at least 5"),
+    "MAILHOST_IMAP_MAX_AUTH_FAILURES": Bad("0", "must be at least 1"),
+    "MAILHOST_IMAP_IDLE_TIMEOUT": Bad("60", "must be at least 1800"),
+    "MAILHOST_IMAP_PREAUTH_TIMEOUT": Bad("1", "must be at least 10"),
+    "MAILHOST_IMAP_MAX_CONNECTIONS": Bad("x", "is not a whole number"),
+    "MAILHOST_IMAP_MAX_CONNECTIONS_PER_USER": Bad("0", "must be at least 1"),
+    "MAILHOST_IMAP_WORKER_THREADS": Bad("0", "must be at least 1"),
+    "MAILHOST_POP3_IDLE_TIMEOUT": Bad("60", "must be at least 600"),
+    "MAILHOST_POP3_MAX_LINE_LENGTH": Bad("80", "must be at least 512"),
+    "MAILHOST_POP3_MAX_AUTH_FAILURES": Bad("0", "must be at least 1"),
+    "MAILHOST_POP3_MAX_BAD_COMMANDS": Bad("none", "is not a whole number"),
+    "MAILHOST_POP3_LEASE_SECONDS": Bad("1", "must be at least 10"),
+    "MAILHOST_POP3_LOGIN_DELAY": Bad("-1", "must be at least 0"),
+    "MAILHOST_POP3_EXPIRE": Bad("sometimes", "must be one of NEVER, 0"),
+    "MAILHOST_SMTP_COMMAND_TIMEOUT": Bad("0", "must be at least 1"),
+    "MAILHOST_SMTP_DATA_TIMEOUT": Bad("3m", "is not a whole number"),
+    "MAILHOST_SMTP_AUTH_ON_MTA": Bad("sometimes", "is not a boolean"),
+    "MAILHOST_SMTP_BARE_LINE_ENDINGS": Bad("strip", "must be one of refuse, normalize"),
+    "MAILHOST_SMTP_WORKER_THREADS": Bad("0", "must be at least 1"),
+    "MAILHOST_GROUP_COMMIT_MAX": Bad("0", "must be at least 1"),
+    "MAILHOST_SHUTDOWN_GRACE": Bad("-1", "must be at least 0"),
+    "MAILHOST_SMTP_PROXY_PROTOCOL": Bad("v2", "is not a boolean"),
+    "MAILHOST_LOG_LEVEL": Bad("verbose", "must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL"),
+    "MAILHOST_RETRY_SCHEDULE": Bad("5m,soon", "'soon' is not a duration"),
+    "MAILHOST_QUEUE_LIFETIME": Bad("5d", "is not a whole number"),
+    "MAILHOST_DELAY_WARNING": Bad("-1", "must be at least 0"),
+    "MAILHOST_QUEUE_KEEP": Bad("week", "is not a whole number"),
+    "MAILHOST_SWEEP_INTERVAL": Bad("often", "'often' is not a duration"),
+    "MAILHOST_DELIVERY_LEASE": Bad("0", "must be at least 1"),
+    "MAILHOST_DELIVERY_THREADS": Bad("-1", "must be at least 0"),
+    "MAILHOST_OUTBOUND_CONNECT_TIMEOUT": Bad("0", "must be at least 1"),
+    "MAILHOST_OUTBOUND_TIMEOUT": Bad("5 min", "is not a whole number"),
+    "MAILHOST_OUTBOUND_TLS_VERIFY": Bad("strict", "is not a boolean"),
+    "MAILHOST_DNS_TIMEOUT": Bad("ten", "'ten' is not a duration"),
+    "MAILHOST_DEBUG": Bad("maybe", "MAILHOST_DEBUG='maybe' is not a boolean"),
+    "MAILHOST_TRUSTED_PROXIES": Bad(
+        "10.0.0.1, proxy.lan",
         "MAILHOST_TRUSTED_PROXIES='10.0.0.1, proxy.lan': 'proxy.lan' is not an IP address",
     ),
-]
+}
 
 
-def test_manage_check_passes_with_defaults_and_fails_on_bad_values(tmp_path):
-    cases = [({}, None), *BAD]
+def documented_variables() -> list[str]:
+    """Every variable named in the first column of a README table."""
+    names: list[str] = []
+    for line in (REPO / "README.md").read_text().splitlines():
+        if line.startswith("|"):
+            first_cell = line.split("|")[1]
+            for name in re.findall(
+                r"\b(?:MAILHOST_[A-Z0-9_]+|DATABASE_URL|REDIS_URL)\b", first_cell
+            ):
+                if name not in names:
+                    names.append(name)
+    return names
+
+
+def test_every_documented_variable_has_a_bad_value():
+    documented = documented_variables()
+    assert len(documented) > 60, documented  # the tables were found
+    missing = [name for name in documented if name not in BAD_VALUES]
+    assert not missing, f"add rows to BAD_VALUES for {missing}"
+
+
+def run_bad(name: str, bad: Bad, data_dir: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MAILHOST_DATA_DIR": str(data_dir), **bad.env, name: bad.value}
+    return subprocess.run(
+        [sys.executable, "manage.py", *bad.command],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.fixture(scope="module")
+def bad_outcomes(tmp_path_factory) -> dict[str, subprocess.CompletedProcess]:
+    """Every row run once, four at a time (each is a Python start-up of about a second)."""
+    data_dir = tmp_path_factory.mktemp("data")
     with ThreadPoolExecutor(max_workers=4) as pool:
-        results = list(pool.map(lambda case: check(tmp_path, **case[0]), cases))
-    ok = results[0]
-    assert ok.returncode == 0, ok.stderr
-    for (env, text), result in zip(BAD, results[1:]):
-        assert result.returncode == 1, (env, result.stderr)
-        lines = result.stderr.strip().splitlines()
-        assert lines == [f"mailhost: configuration error: {lines[0].split(': ', 2)[2]}"], lines
-        assert text in lines[0], (env, lines)
-        assert "Traceback" not in result.stderr
+        futures = {
+            name: pool.submit(run_bad, name, bad, data_dir) for name, bad in BAD_VALUES.items()
+        }
+        return {name: future.result() for name, future in futures.items()}
+
+
+@pytest.mark.parametrize("name", list(BAD_VALUES))
+def test_a_bad_value_stops_start_up_with_one_line_naming_the_variable(name, bad_outcomes):
+    bad = BAD_VALUES[name]
+    result = bad_outcomes[name]
+    assert result.returncode != 0, (name, bad.value, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("mailhost: configuration error: "), lines
+    variable = name if name not in {"MAILHOST_TLS_KEY", "MAILHOST_RELAYHOST_PASSWORD"} else ""
+    assert variable in lines[0] and bad.words in lines[0], (name, lines[0])
+
+
+def test_manage_check_passes_with_defaults_and_readme_notation(tmp_path):
+    cases = [
+        {},
+        {"MAILHOST_RETRY_SCHEDULE": "5m,10m"},  # README's own notation for the schedule
+        {"MAILHOST_LOG_LEVEL": "debug", "MAILHOST_BIND": "::1", "MAILHOST_POP3_EXPIRE": "never"},
+    ]
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        results = list(pool.map(lambda env: check(tmp_path, **env), cases))
+    for env, result in zip(cases, results):
+        assert result.returncode == 0, (env, result.stderr)
+
+
+def test_durations_take_readme_notation(monkeypatch):
+    monkeypatch.setenv("X_SCHEDULE", "0, 5m, 10m,30s, 1.5, 1h, 2d")
+    assert config.env_durations("X_SCHEDULE") == (0, 300, 600, 30, 1.5, 3600, 172800)
+    monkeypatch.setenv("X_SCHEDULE", "5 minutes")
+    with pytest.raises(ImproperlyConfigured, match="X_SCHEDULE: '5 minutes' is not a duration"):
+        config.env_durations("X_SCHEDULE")
 
 
 @pytest.mark.parametrize(
@@ -105,3 +255,38 @@ def test_sqlite_is_in_wal_mode_with_a_busy_timeout_and_synced_commits():
         cursor.execute("PRAGMA synchronous")
         assert cursor.fetchone()[0] == 2
     assert connection.settings_dict["OPTIONS"]["transaction_mode"] == "IMMEDIATE"
+
+
+LISTENER_ENV = {
+    "MAILHOST_HOSTNAME": "mx.test.example",
+    "MAILHOST_BIND": "127.0.0.1",
+    **{f"MAILHOST_{port}_PORT": "0" for port in ("SMTP", "SUBMISSION", "SUBMISSIONS")},
+}
+
+
+@pytest.mark.parametrize(
+    "env, words",
+    [
+        # Files that exist but hold no certificate: found when the listener loads them.
+        (
+            {"MAILHOST_TLS_CERT": AN_EXISTING_FILE, "MAILHOST_TLS_KEY": AN_EXISTING_FILE},
+            "MAILHOST_TLS_CERT=",
+        ),
+        # A valid address that is not this machine's (TEST-NET-1, RFC 5737).
+        ({"MAILHOST_BIND": "192.0.2.1"}, "MAILHOST_BIND=192.0.2.1"),
+    ],
+    ids=["tls-files-hold-no-certificate", "bind-address-not-ours"],
+)
+def test_a_listener_that_cannot_start_says_which_setting_in_one_line(tmp_path, env, words):
+    result = subprocess.run(
+        [sys.executable, "manage.py", "runsmtp"],
+        env={**os.environ, "MAILHOST_DATA_DIR": str(tmp_path), **LISTENER_ENV, **env},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if "configuration error" in line]
+    assert len(errors) == 1 and words in errors[0], result.stderr
