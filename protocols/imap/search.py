@@ -51,6 +51,9 @@ CACHED_FIELDS = {
 SENT_DATE_BAND = timedelta(hours=24)
 # More ranges than this in a sequence set are matched in Python (SQL expression depth).
 MAX_SQL_RANGES = 100
+# NOT, OR and parenthesized lists nested deeper than this are refused with BAD: the key tree
+# is built and evaluated recursively (5,000 NOTs were a RecursionError, NO [SERVERBUG]).
+MAX_KEY_DEPTH = 100
 
 FLAG_COLUMNS = {
     "\\seen": "seen",
@@ -232,10 +235,11 @@ def _text(token: object, charset: str | None) -> str:
 
 
 class _Reader:
-    def __init__(self, tokens: list, charset: str | None):
+    def __init__(self, tokens: list, charset: str | None, depth: int = 0):
         self.tokens = tokens
         self.pos = 0
         self.charset = charset
+        self.depth = depth  # NOT, OR and lists around this reader's keys
 
     def done(self) -> bool:
         return self.pos >= len(self.tokens)
@@ -277,12 +281,24 @@ class _Reader:
         except ValueError as exc:
             raise SearchSyntaxError("Bad date") from exc
 
+    def nested(self) -> object:
+        """The key inside a NOT or OR."""
+        self.depth += 1
+        if self.depth > MAX_KEY_DEPTH:
+            raise SearchSyntaxError(f"Search keys nested deeper than {MAX_KEY_DEPTH}")
+        try:
+            return self.key()
+        finally:
+            self.depth -= 1
+
     def key(self) -> object:
         token = self.next()
         if isinstance(token, list):
             if not token:
                 raise SearchSyntaxError("Empty parenthesized key list")
-            inner = _Reader(token, self.charset)
+            if self.depth + 1 > MAX_KEY_DEPTH:
+                raise SearchSyntaxError(f"Search keys nested deeper than {MAX_KEY_DEPTH}")
+            inner = _Reader(token, self.charset, self.depth + 1)
             keys = []
             while not inner.done():
                 keys.append(inner.key())
@@ -313,9 +329,9 @@ class _Reader:
         if name in ("LARGER", "SMALLER"):
             return Size(name.lower(), self.number())
         if name == "NOT":
-            return Not(self.key())
+            return Not(self.nested())
         if name == "OR":
-            return Or(self.key(), self.key())
+            return Or(self.nested(), self.nested())
         if name == "UID":
             return Sequence_(_sequence(self.atom()), True)
         if name == "MODSEQ":

@@ -85,3 +85,49 @@ def test_many_small_literals_before_login_are_capped_in_total(client):
     parts = b"a1 ID (" + b"".join(b'"k%d" {8000+}\r\n' % i + b"v" * 8000 + b" " for i in range(5))
     c.send(parts)
     assert c.line() == r.BYE_LITERAL_TOO_BIG.untagged().rstrip(b"\r\n")
+
+
+# --- Nesting in SEARCH (parser and key tree) -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        "NOT " * 5000 + "ALL",
+        "OR " * 5000 + " ".join(["ALL"] * 5001),
+        "(" * 5000 + "ALL" + ")" * 5000,
+        "NOT (" * 2500 + "ALL" + ")" * 2500,
+        "OR (" * 2500 + "ALL" + ") ALL" * 2500,
+    ],
+    ids=["not", "or", "parens", "not-parens", "or-parens"],
+)
+def test_deeply_nested_search_keys_get_bad_at_once(client, keys):
+    c = client()
+    c.cmd("a0", b"APPEND INBOX {7+}\r\nX: y\r\n\r\n")
+    c.cmd("a1", "SELECT INBOX")
+    lines, elapsed = timed(c, "a2", "SEARCH " + keys)
+    assert len(lines) == 1 and lines[0].startswith(b"a2 BAD "), lines
+    assert b"nested" in lines[0]
+    assert elapsed < 1.0
+    assert c.cmd("a3", "NOOP") == [ok("a3", r.OK_NOOP)]
+    # Nesting within the limit still searches.
+    assert c.cmd("a4", "SEARCH " + "NOT " * 50 + "ALL") == [b"* SEARCH 1", ok("a4")]
+    assert c.cmd("a5", "SEARCH " + "(" * 50 + "NOT DELETED" + ")" * 50) == [
+        b"* SEARCH 1",
+        ok("a5"),
+    ]
+
+
+def test_deeply_nested_fetch_and_store_lists_get_bad_at_once(client):
+    c = client()
+    c.cmd("a0", b"APPEND INBOX {7+}\r\nX: y\r\n\r\n")
+    c.cmd("a1", "SELECT INBOX")
+    for tag, command in (
+        ("a2", "FETCH 1 " + "(" * 5000 + "FLAGS" + ")" * 5000),
+        ("a3", "STORE 1 +FLAGS " + "(" * 5000 + "\\Seen" + ")" * 5000),
+        ("a4", "ID " + "(" * 5000 + '"a" "b"' + ")" * 5000),
+    ):
+        lines, elapsed = timed(c, tag, command)
+        assert len(lines) == 1 and lines[0].startswith(tag.encode() + b" BAD "), lines
+        assert elapsed < 1.0
+    assert c.cmd("a5", "FETCH 1 (FLAGS)") == [b"* 1 FETCH (FLAGS (\\Recent))", ok("a5")]
