@@ -221,6 +221,12 @@ def with_item(items: tuple[Item, ...], name: str) -> tuple[Item, ...]:
     return (*items, Item(name))
 
 
+def uid_first(items: tuple[Item, ...]) -> tuple[Item, ...]:
+    """UID moved to the front, the others in the client's order: Dovecot answers so, and a
+    common imaplib idiom reads the UID from the text before the first literal."""
+    return tuple(sorted(items, key=lambda item: not (item.name == "UID" and item.section is None)))
+
+
 # --- Rendering ---------------------------------------------------------------------------
 
 

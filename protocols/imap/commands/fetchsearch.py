@@ -138,6 +138,7 @@ async def fetch(session: Session, command: p.Fetch) -> None:
     uids = await session.resolve(command.sequence, uid=command.uid)
     if command.uid:
         items = fetch_items.with_item(items, "UID")
+    items = fetch_items.uid_first(items)
     if command.changedsince is not None or any(i.name == "MODSEQ" for i in items):
         session.enable_condstore()
         items = fetch_items.with_item(items, "MODSEQ")

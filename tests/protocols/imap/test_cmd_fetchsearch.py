@@ -39,7 +39,7 @@ def test_body_sets_seen_peek_does_not(client, three):
         ok("a3"),
     ]
     assert c.cmd("a4", "UID FETCH 2 RFC822.HEADER") == [
-        b"* 2 FETCH (RFC822.HEADER {42}\r\nFrom: bob@example.net\r\nSubject: note 2\r\n\r\n UID 2)",
+        b"* 2 FETCH (UID 2 RFC822.HEADER {42}\r\nFrom: bob@example.net\r\nSubject: note 2\r\n\r\n)",
         ok("a4"),
     ]
     assert c.cmd("a5", "FETCH 2 FLAGS") == [b"* 2 FETCH (FLAGS (\\Recent))", ok("a5")]
@@ -58,7 +58,7 @@ def test_fetch_sequence_forms(client, three):
         b"* 3 FETCH (UID 3 RFC822.SIZE %d)" % len(message(3)),
         ok("a2"),
     ]
-    assert c.cmd("a3", "UID FETCH 5:* FLAGS") == [b"* 3 FETCH (FLAGS (\\Recent) UID 3)", ok("a3")]
+    assert c.cmd("a3", "UID FETCH 5:* FLAGS") == [b"* 3 FETCH (UID 3 FLAGS (\\Recent))", ok("a3")]
     assert c.cmd("a4", "FETCH 4 FLAGS") == [ok("a4", r.BAD_INVALID_SEQUENCE)]
     assert c.cmd("a5", "FETCH 1 (BOGUS)")[0].startswith(b"a5 BAD")
 
@@ -94,7 +94,7 @@ def test_changedsince_and_vanished(client, three):
     c.cmd("a4", "STORE 1 +FLAGS.SILENT ($Done)")
     lines = c.cmd("a5", f"UID FETCH 1:* (FLAGS) (CHANGEDSINCE {base} VANISHED)")
     assert lines[0] == b"* VANISHED (EARLIER) 3"
-    assert lines[1].startswith(b"* 1 FETCH (FLAGS ($Done \\Recent) UID 1 MODSEQ (")
+    assert lines[1].startswith(b"* 1 FETCH (UID 1 FLAGS ($Done \\Recent) MODSEQ (")
     assert lines[2] == ok("a5")
 
 

@@ -209,3 +209,23 @@ def test_imapclient_idle_and_two_connections(tls_only):
     assert selectors.folder_get(tls_only["mailbox"], "INBOX").message_count == 0
     watcher.logout()
     actor.logout()
+
+
+def test_imaplib_reads_the_uid_before_the_body_literal(tls_only):
+    """Issue 13: a common imaplib idiom takes the UID from the part before the literal, as
+    Dovecot puts UID first."""
+    deliver_in_thread(MESSAGE, "alice@example.org").join()
+    port = tls_only["ports"]["imaps"]
+    m = imaplib.IMAP4_SSL("127.0.0.1", port, ssl_context=insecure())
+    m.login("alice@example.org", "secret")
+    m.select("INBOX")
+    uid = int(m.uid("SEARCH", None, "ALL")[1][0].split()[-1])
+    typ, data = m.uid("FETCH", str(uid), "(BODY.PEEK[])")
+    assert typ == "OK"
+    assert data[0][0].startswith(b"1 (UID %d BODY[] {" % uid), data[0][0]
+    assert data[0][1] == MESSAGE
+    # Asked for after the literal, UID still comes first; FLAGS keep their place.
+    typ, data = m.fetch("1", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)] FLAGS UID)")
+    assert data[0][0].startswith(b"1 (UID %d BODY[HEADER.FIELDS (SUBJECT)] {" % uid)
+    assert data[1] == b" FLAGS (\\Recent))"
+    m.logout()
