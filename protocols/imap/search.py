@@ -37,7 +37,8 @@ from mailboxes.models import Message
 from protocols.imap import mime
 from protocols.imap.parser import ParseFailure, SequenceSet, parse_sequence_set
 
-SUPPORTED_CHARSETS = ("UTF-8", "US-ASCII")
+# Advertised in BADCHARSET; any charset Python can decode is accepted (aliases too: utf8).
+SUPPORTED_CHARSETS = ("US-ASCII", "UTF-8")
 MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
 
 # Header fields cached on Message, with the length at which the cache truncates them.
@@ -69,7 +70,7 @@ class SearchSyntaxError(ValueError):
 
 
 class BadCharset(Exception):
-    """An unsupported CHARSET: NO [BADCHARSET (UTF-8 US-ASCII)] (RFC 9051 6.4.4)."""
+    """An unknown CHARSET: NO [BADCHARSET (US-ASCII UTF-8)] (RFC 9051 6.4.4)."""
 
     code = "BADCHARSET (" + " ".join(SUPPORTED_CHARSETS) + ")"
 
@@ -198,9 +199,20 @@ def tokenize(text: str) -> list:
     return stack[0]
 
 
-def check_charset(charset: str | None) -> None:
-    if charset is not None and charset.upper() not in SUPPORTED_CHARSETS:
-        raise BadCharset(charset)
+def check_charset(charset: str | None) -> str | None:
+    """The Python codec that decodes the SEARCH strings of `charset`.
+
+    RFC 9051 6.4.4: US-ASCII and UTF-8 must be supported, others may be. Every name Python
+    decodes text with is taken, aliases included ("utf8", "latin1", "KOI8-R"); an unknown
+    one (or a bytes-to-bytes codec such as base64) is BADCHARSET."""
+    if charset is None:
+        return None
+    try:
+        name = codecs.lookup(charset).name
+        b"a".decode(name, "replace")  # bytes-to-bytes codecs raise LookupError here
+    except (LookupError, UnicodeError):
+        raise BadCharset(charset) from None
+    return "utf-8" if name == "ascii" else name  # 8-bit "us-ascii" strings are UTF-8
 
 
 def parse_keys(tokens: Sequence | str, charset: str | None = None) -> object:
@@ -215,7 +227,7 @@ def parse_keys(tokens: Sequence | str, charset: str | None = None) -> object:
     if len(tokens) >= 2 and isinstance(tokens[0], str) and tokens[0].upper() == "CHARSET":
         charset = _text(tokens[1], None)
         tokens = tokens[2:]
-    check_charset(charset)
+    charset = check_charset(charset)
     if not tokens:
         raise SearchSyntaxError("Missing search key")
     reader = _Reader(tokens, charset)
@@ -228,7 +240,7 @@ def parse_keys(tokens: Sequence | str, charset: str | None = None) -> object:
 def _text(token: object, charset: str | None) -> str:
     if isinstance(token, bytes):
         # RFC 9051 6.4.4: strings are in the CHARSET (UTF-8 when absent; US-ASCII is a subset)
-        return token.decode("utf-8", "replace")
+        return token.decode(charset or "utf-8", "replace")
     if isinstance(token, str):
         return token
     raise SearchSyntaxError("Expected a string")

@@ -229,3 +229,31 @@ def test_imaplib_reads_the_uid_before_the_body_literal(tls_only):
     assert data[0][0].startswith(b"1 (UID %d BODY[HEADER.FIELDS (SUBJECT)] {" % uid)
     assert data[1] == b" FLAGS (\\Recent))"
     m.logout()
+
+
+def test_search_charset_aliases_and_other_charsets(tls_only):
+    """Issue 13: imap-tools' documented `charset="utf8"` was refused, as was every charset
+    but US-ASCII and UTF-8 (RFC 9051 6.4.4 allows others)."""
+    subject = "=?utf-8?q?Caf=C3=A9_=D0=BC=D0=B8=D1=80?="  # "Café мир"
+    raw = MESSAGE.replace(b"Subject: Quarterly report", b"Subject: " + subject.encode())
+    deliver_in_thread(raw, "alice@example.org").join()
+    port = tls_only["ports"]["imaps"]
+    m = imaplib.IMAP4_SSL("127.0.0.1", port, ssl_context=insecure())
+    m.login("alice@example.org", "secret")
+    m.select("INBOX")
+    m.literal = "café".encode()
+    assert m.search("utf8", "SUBJECT") == ("OK", [b"1"])
+    m.literal = "CAFÉ".encode("latin-1")
+    assert m.uid("SEARCH", "CHARSET", "latin1", "SUBJECT") == ("OK", [b"1"])
+    typ, data = m.search("X-NO-SUCH-CHARSET", "ALL")
+    assert typ == "NO" and data == [b"[BADCHARSET (US-ASCII UTF-8)] Unsupported charset"]
+    assert m.search("US-ASCII", "SUBJECT", "caf") == ("OK", [b"1"])
+    m.logout()
+    c = imapclient.IMAPClient("127.0.0.1", port=port, ssl=True, ssl_context=insecure())
+    c.login("alice@example.org", "secret")
+    c.select_folder("INBOX")
+    assert c.search(["SUBJECT", "мир"], charset="koi8-r") == [1]
+    assert c.search(["SUBJECT", "мир"], charset="windows-1251") == [1]
+    assert c.search(["SUBJECT", "café"], charset="iso-8859-15") == [1]
+    assert c.search(["SUBJECT", "mar"], charset="UTF8") == []
+    c.logout()
