@@ -20,7 +20,7 @@ import binascii
 import re
 from dataclasses import dataclass, field
 
-CACHE_VERSION = 2  # 2: nested multiparts reusing a boundary, Dovecot's line counts
+CACHE_VERSION = 3  # 2: nested multiparts reusing a boundary, line counts; 3: ENVELOPE lists
 MAX_DEPTH = 100
 MAX_PARTS = 10000
 MAX_CACHED_PARTS = 1000
@@ -117,7 +117,7 @@ def field_value(raw: bytes, value_start: int, field_end: int) -> bytes:
 
 
 class Header:
-    """First value of each field of one header section."""
+    """The fields of one header section: the first value of a field, or all of them."""
 
     __slots__ = ("raw", "fields", "_first")
 
@@ -132,6 +132,13 @@ class Header:
         where = self._first.get(name)
         return None if where is None else field_value(self.raw, *where)
 
+    def get_list(self, name: str) -> bytes | None:
+        """Every value of an address field joined into one list (None when absent)."""
+        if name not in self._first:
+            return None
+        values = [field_value(self.raw, vs, fe) for n, _fs, vs, fe in self.fields if n == name]
+        return b", ".join(v for v in values if v)
+
 
 # --- RFC 5322 address lists (RFC 9051 7.5.2 ENVELOPE addresses) --------------------------
 
@@ -142,13 +149,19 @@ MISSING_MAILBOX = b"MISSING_MAILBOX"
 MISSING_DOMAIN = b"MISSING_DOMAIN"
 
 
+_SPACE = ("w", b" ")
+
+
 def _addr_tokens(value: bytes) -> list[tuple[str, bytes]]:
-    """Tokens: ("a", atom) ("q", quoted content) ("c", comment) ("s", special)."""
+    """Tokens: ("a", atom) ("q", quoted content) ("c", comment) ("s", special) and ("w", " ")
+    for a run of white space (display names keep the spacing they were written with)."""
     tokens: list[tuple[str, bytes]] = []
     i, n = 0, len(value)
     while i < n:
         c = value[i]
         if c in _WSP:
+            if tokens and tokens[-1] is not _SPACE:
+                tokens.append(_SPACE)
             i += 1
         elif c == 0x22:  # quoted-string
             out = bytearray()
@@ -193,15 +206,20 @@ def _addr_tokens(value: bytes) -> list[tuple[str, bytes]]:
 
 
 def _phrase(tokens: list[tuple[str, bytes]]) -> bytes | None:
-    words: list[bytes] = []
+    """A display name as written: quotes and comments removed, each run of white space (or
+    a comment) one space, so `alice@example.com <bob@...>` keeps "alice@example.com"."""
+    out = bytearray()
+    seen = space = False
     for kind, text in tokens:
-        if kind == "c":
+        if kind in ("w", "c"):
+            space = seen
             continue
-        if kind == "s" and text == b"." and words:
-            words[-1] += b"."
-        elif kind in ("a", "q") or kind == "s":
-            words.append(text)
-    return b" ".join(words) if words else None
+        if space:
+            out += b" "
+            space = False
+        out += text
+        seen = True
+    return bytes(out) if seen else None
 
 
 def _addr_spec(tokens: list[tuple[str, bytes]]) -> tuple[bytes | None, bytes, bytes]:
@@ -211,7 +229,7 @@ def _addr_spec(tokens: list[tuple[str, bytes]]) -> tuple[bytes | None, bytes, by
     for kind, text in tokens:
         if kind == "c":
             comment = text or comment
-        else:
+        elif kind != "w":
             parts.append((kind, text))
     at = max((i for i, (k, t) in enumerate(parts) if k == "s" and t == b"@"), default=-1)
     local_tokens = parts if at < 0 else parts[:at]
@@ -249,7 +267,7 @@ def parse_addresses(value: bytes) -> list[Address]:
             k = j + 1
             while k < n and not (tokens[k][0] == "s" and tokens[k][1] == b">"):
                 k += 1
-            inner = [t for t in tokens[j + 1 : k] if t[0] != "c"]
+            inner = [t for t in tokens[j + 1 : k] if t[0] not in ("c", "w")]
             adl = None
             colon = next((x for x, t in enumerate(inner) if t[0] == "s" and t[1] == b":"), None)
             if colon is not None and inner and inner[0] == ("s", b"@"):
@@ -266,7 +284,7 @@ def parse_addresses(value: bytes) -> list[Address]:
                 i += 1
             stop = tokens[i][1] if i < n else None
             j = i
-        elif any(t[0] != "c" for t in tokens[i:j]):
+        elif any(t[0] not in ("c", "w") for t in tokens[i:j]):
             comment, mailbox, host = _addr_spec(tokens[i:j])
             result.append((comment, None, mailbox, host))
         if stop == b";" and in_group:
@@ -293,10 +311,11 @@ def _address_list(value: bytes | None) -> bytes:
 
 def envelope(header: Header) -> bytes:
     """RFC 9051 7.5.2 ENVELOPE of a parsed header."""
-    from_value = header.get("from")
-    from_list = _address_list(from_value)
-    sender = header.get("sender")
-    reply_to = header.get("reply-to")
+    # Address fields that occur more than once are concatenated (SEARCH TO/CC match every
+    # one; Dovecot's message-part-data.c keeps only the last); the others keep the first.
+    from_list = _address_list(header.get_list("from"))
+    sender = header.get_list("sender")
+    reply_to = header.get_list("reply-to")
     # RFC 3501 7.4.2: absent or empty Sender / Reply-To take the value of From.
     sender_list = _address_list(sender) if sender else NIL
     reply_list = _address_list(reply_to) if reply_to else NIL
@@ -313,9 +332,9 @@ def envelope(header: Header) -> bytes:
                 from_list,
                 sender_list,
                 reply_list,
-                _address_list(header.get("to")),
-                _address_list(header.get("cc")),
-                _address_list(header.get("bcc")),
+                _address_list(header.get_list("to")),
+                _address_list(header.get_list("cc")),
+                _address_list(header.get_list("bcc")),
                 nstring(header.get("in-reply-to")),
                 nstring(header.get("message-id")),
             )

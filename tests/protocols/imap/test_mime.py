@@ -350,6 +350,14 @@ def test_bad_base64_decodes_what_it_can():
         (b"Name Only <>", b'(("Name Only" NIL "MISSING_MAILBOX" "MISSING_DOMAIN"))'),
         (b"", b"NIL"),
         (b"  ,  ", b"NIL"),
+        # The display name is the phrase as written (white space runs become one space):
+        (
+            b"alice@example.com <bob@example.com>",
+            b'(("alice@example.com" NIL "bob" "example.com"))',
+        ),
+        (b"Dr.Who  the\t Doctor <w@x>", b'(("Dr.Who the Doctor" NIL "w" "x"))'),
+        (b'"Joe Q." Public <j@x>', b'(("Joe Q. Public" NIL "j" "x"))'),
+        (b"a (comment) b <x@y>, c(d)e <z@y>", b'(("a b" NIL "x" "y")("c e" NIL "z" "y"))'),
     ],
 )
 def test_address_lists(value, expected):
@@ -360,6 +368,21 @@ def test_sender_and_reply_to_default_to_from_and_empty_fields():
     raw = b"From: a@b\r\nSender:\r\nReply-To: r@s\r\nSubject:\r\nDate: \r\n\r\n"
     assert envelope_of(raw) == (
         b'("" "" ((NIL NIL "a" "b")) ((NIL NIL "a" "b")) ((NIL NIL "r" "s")) NIL NIL NIL NIL NIL)'
+    )
+
+
+def test_repeated_address_fields_are_concatenated():
+    raw = (
+        b"From: a@b\r\nTo: one@x\r\nCc: c1@x\r\nTo: Two <two@x>,\r\n three@x\r\n"
+        b"Cc: Group: c2@x;\r\nSubject: first\r\nSubject: second\r\n\r\n"
+    )
+    # Every To and Cc field, in order (SEARCH TO/CC match them all); single-valued
+    # fields keep the first.
+    assert envelope_of(raw) == (
+        b'(NIL "first" ((NIL NIL "a" "b")) ((NIL NIL "a" "b")) ((NIL NIL "a" "b")) '
+        b'((NIL NIL "one" "x")("Two" NIL "two" "x")(NIL NIL "three" "x")) '
+        b'((NIL NIL "c1" "x")(NIL NIL "Group" NIL)(NIL NIL "c2" "x")(NIL NIL NIL NIL)) '
+        b"NIL NIL NIL)"
     )
 
 

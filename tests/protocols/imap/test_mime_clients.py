@@ -69,3 +69,32 @@ def test_same_boundary_nested_multipart_over_imapclient(imap):
     assert data[b"BINARY[2]"] == b"%PDF-1.4\n"
     assert data[b"BODY[1.2.MIME]"] == b"Content-Type: text/html\r\n\r\n"
     c.logout()
+
+
+REPEATED_FIELDS = (
+    b"From: alice@example.com <bob@example.com>\r\n"
+    b"To: one@example.org\r\n"
+    b"Cc: c1@example.org\r\n"
+    b"To: Two <two@example.org>\r\n"
+    b'Cc: "Carol, C." <c2@example.org>\r\n'
+    b"Subject: repeated\r\n"
+    b"\r\n"
+    b"body\r\n"
+)
+
+
+def test_envelope_concatenates_repeated_fields_and_keeps_display_names(imap):
+    m = login(imap)
+    assert m.append("INBOX", None, None, REPEATED_FIELDS)[0] == "OK"
+    m.select("INBOX")
+    data = fetch_one(m, "(ENVELOPE)")
+    assert (
+        b'ENVELOPE (NIL "repeated" (("alice@example.com" NIL "bob" "example.com")) '
+        b'(("alice@example.com" NIL "bob" "example.com")) '
+        b'(("alice@example.com" NIL "bob" "example.com")) '
+        b'((NIL NIL "one" "example.org")("Two" NIL "two" "example.org")) '
+        b'((NIL NIL "c1" "example.org")("Carol, C." NIL "c2" "example.org")) NIL NIL NIL)'
+    ) in data[0]
+    # SEARCH CC already matched the second Cc field; ENVELOPE now shows it too.
+    assert m.uid("SEARCH", "CC", "c2@example.org") == ("OK", [b"1"])
+    m.logout()
