@@ -83,6 +83,7 @@ class Delivery:
     # Seconds until an address is worth trying again, when none was tried this time (each
     # was unreachable moments ago): the attempt is not counted. None: something was tried.
     untried_for: float | None = None
+    address: str = ""  # the IP address of the host that gave the replies ("" for none)
 
 
 class SMTPError(Exception):
@@ -277,6 +278,7 @@ def deliver(
     port = settings.MAILHOST_OUTBOUND_PORT if port is None else port
     data = prepare_data(envelope.data)
     last = _temp("4.4.1 no MX host answered")
+    last_address = ""
     tried = False
     wait = UNREACHABLE_MEMO
     for host in hosts:
@@ -287,12 +289,16 @@ def deliver(
                 last = _temp(
                     f"4.4.1 {host.name} [{address}] was unreachable moments ago", host.name
                 )
+                last_address = address
                 continue
             tried = True
+            last_address = address
             if before_connect is not None:
                 before_connect()  # the caller renews its lease: each session may take minutes
             try:
-                return _session(host, address, port, envelope, data, auth, require_tls)
+                result = _session(host, address, port, envelope, data, auth, require_tls)
+                result.address = address
+                return result
             except ConnectFailed as exc:
                 _mark_unreachable(address, port)
                 last = _temp(f"4.4.1 {host.name} [{address}]: {exc}", host.name)
@@ -301,12 +307,15 @@ def deliver(
                 last = exc.reply
                 logger.info("delivery via %s [%s] failed: %s", host.name, address, exc.reply)
                 if not exc.try_next:
-                    return Delivery({r.address: exc.reply for r in envelope.recipients})
+                    replies = {r.address: exc.reply for r in envelope.recipients}
+                    return Delivery(replies, address=address)
             except (OSError, ssl.SSLError) as exc:
                 last = _temp(f"4.4.1 {host.name} [{address}]: {exc}", host.name)
                 logger.info("delivery via %s [%s] failed: %s", host.name, address, exc)
     return Delivery(
-        {r.address: last for r in envelope.recipients}, untried_for=None if tried else wait
+        {r.address: last for r in envelope.recipients},
+        untried_for=None if tried else wait,
+        address=last_address,
     )
 
 

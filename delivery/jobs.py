@@ -143,6 +143,7 @@ def _deliver_remote(
             reply.remote,
             peer_dsn=result.peer_dsn,
             untried_for=result.untried_for,
+            remote_address=result.address if reply.remote else "",
         )
     return outcomes
 

@@ -167,6 +167,7 @@ class Outcome:
     # Nothing was tried (every address was unreachable moments ago): the attempt the claim
     # counted is taken back, and the recipient is due again after this many seconds.
     untried_for: float | None = None
+    remote_address: str = ""  # the IP address `remote` was reached at
 
 
 def recipients_record(
@@ -179,6 +180,7 @@ def recipients_record(
     """
     now = now or timezone.now()
     written = 0
+    lines: list[str] = []
     with transaction.atomic():
         rows = OutboundRecipient.objects.filter(
             lease_token=token, id__in=list(outcomes)
@@ -205,7 +207,7 @@ def recipients_record(
                     next_attempt = retry.next_attempt_at(
                         attempts=row.attempts, now=now, created_at=row.message.created_at
                     )
-            written += OutboundRecipient.objects.filter(pk=row.pk, lease_token=token).update(
+            updated = OutboundRecipient.objects.filter(pk=row.pk, lease_token=token).update(
                 status=status,
                 last_reply=reply[:2000],
                 mx_used=outcome.remote[:255],
@@ -216,7 +218,42 @@ def recipients_record(
                 lease_until=None,
                 lease_token="",
             )
+            written += updated
+            if updated:
+                lines.append(_result_line(row, outcome, status=status, reply=reply, now=now))
+        transaction.on_commit(lambda: _log_lines(lines))
     return written
+
+
+def _log_lines(lines: list[str]) -> None:
+    for line in lines:
+        logger.info("%s", line)
+
+
+def _result_line(
+    row: OutboundRecipient, outcome: Outcome, *, status: str, reply: str, now: datetime
+) -> str:
+    """One log line per recipient outcome, for the mail admin (Postfix's status= lines):
+
+    delivery delivered queue=<id> to=<rcpt> mx=host[address] delay=1.2s reply="250 ..."
+
+    The queue id is the one the acceptance line logged; the delay counts from acceptance.
+    """
+    if status == RecipientStatus.FAILED:
+        event = "expired" if reply.startswith(_expired_prefix()) else "bounced"
+    else:
+        event = status  # delivered or deferred
+    mx = f"{outcome.remote}[{outcome.remote_address}]" if outcome.remote else "none"
+    delay = (now - row.message.created_at).total_seconds()
+    return (
+        f"delivery {event} queue={row.message.queue_id} to=<{row.address}> mx={mx}"
+        f" delay={delay:.1f}s reply={_quoted(reply)}"
+    )
+
+
+def _quoted(value: str) -> str:
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
+    return f'"{escaped}"'
 
 
 def _expired_prefix() -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import email
 import email.policy
+import logging
+import re
 
 import dkim
 import pytest
@@ -351,3 +353,66 @@ def test_mx_whose_aaaa_lookup_is_refused_gets_the_mail_on_its_a_address(sender, 
         row.last_reply
     )
     assert [got.rcpt_tos for got in peer.received] == [["bob@v4only.test"]]
+
+
+# --- the log a mail admin reads: one line per recipient outcome -----------------------------
+
+RESULT_LINE = re.compile(
+    r"^delivery (?P<event>\w+) queue=(?P<queue>\S+) to=<(?P<to>[^>]*)> mx=(?P<mx>\S+)"
+    r' delay=(?P<delay>\d+\.\d)s reply="(?P<reply>[^"]*)"$'
+)
+
+
+def result_lines(caplog) -> list[dict[str, str]]:
+    found = []
+    for record in caplog.records:
+        if record.name == "delivery.services" and record.getMessage().startswith("delivery "):
+            match = RESULT_LINE.match(record.getMessage())
+            assert match, record.getMessage()
+            found.append(match.groupdict())
+    return found
+
+
+def test_log_delivered_and_bounced_one_line_per_recipient(sender, zone, peers, caplog):
+    caplog.set_level(logging.INFO, logger="delivery")
+    peers.start("127.0.0.2", PeerHandler(rcpt_replies={"carol@remote.test": "550 5.1.1 gone"}))
+    message = spool(["bob@remote.test", "carol@remote.test"])
+    run_queue()
+    lines = sorted(result_lines(caplog), key=lambda line: line["to"])
+    assert [(x["event"], x["to"], x["mx"], x["reply"]) for x in lines] == [
+        ("delivered", "bob@remote.test", "mx1.remote.test[127.0.0.2]", "250 2.0.0 queued as TEST"),
+        ("bounced", "carol@remote.test", "mx1.remote.test[127.0.0.2]", "550 5.1.1 gone"),
+    ]
+    # The queue id is the spool's (the one acceptance logged), the delay counts from it.
+    assert {x["queue"] for x in lines} == {message.queue_id}
+    assert all(0 <= float(x["delay"]) < 30 for x in lines)
+
+
+def test_log_deferred_with_the_peers_4xx(sender, zone, peers, caplog):
+    caplog.set_level(logging.INFO, logger="delivery")
+    peers.start("127.0.0.2", PeerHandler(always_data_reply="451 4.3.0 come back later"))
+    message = spool(["bob@remote.test"])
+    run_queue()
+    [line] = result_lines(caplog)
+    assert line == {
+        "event": "deferred",
+        "queue": message.queue_id,
+        "to": "bob@remote.test",
+        "mx": "mx1.remote.test[127.0.0.2]",
+        "delay": line["delay"],
+        "reply": "451 4.3.0 come back later",
+    }
+
+
+def test_log_dns_failure_and_expiry(sender, zone, peers, settings, caplog):
+    caplog.set_level(logging.INFO, logger="delivery")
+    settings.MAILHOST_RETRY_SCHEDULE = (0, 0.2)
+    settings.MAILHOST_QUEUE_LIFETIME = 1
+    settings.MAILHOST_DELAY_WARNING = 0
+    message = spool(["bob@broken.test"])
+    deliver_until(lambda: recipient(message, "bob@broken.test").status == "failed", timeout=15)
+    lines = result_lines(caplog)
+    assert {x["event"] for x in lines[:-1]} == {"deferred"}
+    assert lines[-1]["event"] == "expired" and lines[-1]["mx"] == "none"
+    assert lines[-1]["reply"].startswith("4.4.7 delivery time expired")
+    assert float(lines[-1]["delay"]) >= 1.0
