@@ -32,7 +32,7 @@ from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
-from mailboxes import events, headers
+from mailboxes import events, headers, throttle
 from mailboxes.addresses import domain_to_ascii, parse_address
 from mailboxes.events import ChangeEvent
 from mailboxes.exceptions import (
@@ -196,12 +196,35 @@ def mailbox_authenticate(*, address: str, password: str) -> Mailbox | None:
     as Dovecot's auth cache does, so clients that log in per command stay cheap. Concurrent
     checks of the same password share one hash computation (_password_check).
     """
+    return _authenticate(address, password)[0]
+
+
+def mailbox_login(
+    *, address: str, password: str, client_ip: str | None, protocol: str
+) -> Mailbox | None:
+    """mailbox_authenticate for a client's login on any protocol: the outcome goes to the
+    login limiter (mailboxes/throttle.py; an address that does not exist counts against the
+    client's budget for those) and to the log, one `auth success|failure` line. The caller
+    has waited what throttle.admit() asked before calling this."""
+    mailbox, exists = _authenticate(address, password)
+    throttle.login_result(
+        protocol=protocol,
+        user=address,
+        client_ip=client_ip,
+        succeeded=mailbox is not None,
+        user_exists=exists,
+    )
+    return mailbox
+
+
+def _authenticate(address: str, password: str) -> tuple[Mailbox | None, bool]:
+    """The mailbox the password opens (or None), and whether the address names a mailbox."""
     from mailboxes.selectors import mailbox_get
 
     mailbox = mailbox_get(address, active_only=False) if password is not None else None
     if mailbox is None or not mailbox.active or not mailbox.domain.active:
         check_password(password or "", _dummy_password_hash())
-        return None
+        return None, mailbox is not None
     digest = hmac.new(_auth_cache_key, password.encode("utf-8"), hashlib.sha256).digest()
     now = time.monotonic()
     with _auth_cache_lock:
@@ -212,8 +235,8 @@ def mailbox_authenticate(*, address: str, password: str) -> Mailbox | None:
         and cached[2] > now
         and hmac.compare_digest(cached[1], digest)
     ):
-        return mailbox
-    return mailbox if _password_check(mailbox, password, digest, now) else None
+        return mailbox, True
+    return (mailbox if _password_check(mailbox, password, digest, now) else None), True
 
 
 def _password_check(mailbox: Mailbox, password: str, digest: bytes, now: float) -> bool:

@@ -1,66 +1,237 @@
-"""One limiter for password guessing on every protocol (SMTP AUTH, IMAP, POP3, webmail).
+"""One limiter for password guessing on every protocol (SMTP AUTH, IMAP, POP3, webmail, admin).
 
-Failures are counted per address and per client IP in a sliding window; each further attempt
-waits longer (doubling, capped). In-process: each front end slows its own guessers, which is
-what matters against a single attacker hammering one connection or one address.
+Built the way Dovecot's auth penalty and fail2ban work together, so that guessing is slowed
+without letting a stranger lock a user out (the old limiter counted failures per client IP: a
+few made-up logins from behind a NAT made every user of that NAT wait minutes).
+
+Failures are counted in a sliding window (WINDOW_SECONDS) under four keys:
+
+- (address, client IP): the pair's own failures delay its next attempt (doubling, capped);
+- address, across client IPs: a guess spread over many IPs is slowed on the address;
+- client IP, failures for addresses that do not exist: a budget (UNKNOWN_ADDRESS_BUDGET),
+  past which the IP is slowed on every address it tries (a scanner);
+- client IP, all failures: a larger budget (CLIENT_FAILURE_BUDGET) against one IP spraying a
+  password over many real addresses.
+
+A pair that has logged in successfully before ("known", remembered KNOWN_CLIENT_SECONDS)
+counts only its own failures, and waits at most KNOWN_CLIENT_MAX_DELAY: a correct password
+from a place the user has used never waits on other people's failures. A known pair that fails
+KNOWN_CLIENT_FORFEIT times in the window is treated as a stranger again.
+
+A delay is a "not before" time per key: the next attempt under a key may start PENALTY(n)
+after the previous one (n its failures). admit() reserves that slot, so parallel connections
+are serialised instead of all passing at once, and says how long to wait; beyond the caller's
+max_wait the attempt is refused without checking the password (the webmail answers 429 with
+Retry-After, the protocols a temporary failure). Sessions await the wait (asyncio.sleep),
+the web app sleeps in its worker thread: never on an event loop.
+
+State is in this process (bounded: MAX_TRACKED_KEYS, MAX_KNOWN_CLIENTS). fail2ban, fed by the
+`auth failure` log lines written here (contrib/fail2ban/), bans across processes and restarts.
 """
 
 from __future__ import annotations
 
+import logging
+import re
 import threading
 import time
-from collections import defaultdict, deque
+from collections import OrderedDict, deque
+from dataclasses import dataclass
 
-WINDOW_SECONDS = 900
-FREE_FAILURES = 3  # failures before any delay
-BASE_DELAY = 0.5
-MAX_DELAY = 15.0
+logger = logging.getLogger("mailboxes.auth")
+
+WINDOW_SECONDS = 900  # failures older than this are forgotten
+BASE_DELAY = 1.0  # the first penalty, doubled per further failure
+MAX_DELAY = 15.0  # Dovecot's auth penalty caps at 15 s too
+PAIR_FREE_FAILURES = 2  # typos from one place before any delay
+ADDRESS_FREE_FAILURES = 10  # failures on one address, all IPs together
+UNKNOWN_ADDRESS_BUDGET = 10  # failures for addresses that do not exist, per client IP
+CLIENT_FAILURE_BUDGET = 30  # failures on any address, per client IP
+KNOWN_CLIENT_SECONDS = 30 * 86400  # how long a successful (address, IP) stays "known"
+KNOWN_CLIENT_MAX_DELAY = 1.0  # the most a known pair ever waits
+KNOWN_CLIENT_FORFEIT = 10  # a known pair failing this often is a stranger again
+MAX_TRACKED_KEYS = 100_000  # counters kept; the least recently used go first
+MAX_KNOWN_CLIENTS = 100_000
+MAX_COUNTED = 64  # failures kept per key (the penalty is capped long before)
+MAX_ADDRESS_LENGTH = 320
+
+clock = time.monotonic  # tests may replace it
+
+
+def penalty(failures: int, free: int) -> float:
+    """Seconds between attempts under a key with this many recent failures."""
+    if failures < free:
+        return 0.0
+    return min(MAX_DELAY, BASE_DELAY * 2 ** min(failures - free, 16))
+
+
+@dataclass(frozen=True)
+class Admission:
+    wait: float  # seconds to wait before checking the password
+    admitted: bool  # False: refused without checking; retry after `wait` seconds
+
+
+class _Counter:
+    __slots__ = ("failures", "next_at")
+
+    def __init__(self) -> None:
+        self.failures: deque[float] = deque(maxlen=MAX_COUNTED)
+        self.next_at = 0.0
+
+    def recent(self, now: float) -> int:
+        while self.failures and self.failures[0] <= now - WINDOW_SECONDS:
+            self.failures.popleft()
+        return len(self.failures)
+
 
 _lock = threading.Lock()
-_failures: dict[str, deque[float]] = defaultdict(deque)
+_counters: OrderedDict[tuple[str, ...], _Counter] = OrderedDict()
+_known: OrderedDict[tuple[str, str], float] = OrderedDict()
 
 
-def _keys(address: str | None, client_ip: str | None) -> list[str]:
-    keys = []
-    if address:
-        keys.append("a:" + address.strip().lower())
-    if client_ip:
-        keys.append("ip:" + client_ip)
+def _address(user: str | None) -> str:
+    return (user or "").strip().lower()[:MAX_ADDRESS_LENGTH]
+
+
+def _counter(key: tuple[str, ...], create: bool) -> _Counter | None:
+    counter = _counters.get(key)
+    if counter is None and create:
+        counter = _counters[key] = _Counter()
+        while len(_counters) > MAX_TRACKED_KEYS:
+            _counters.popitem(last=False)
+    if counter is not None:
+        _counters.move_to_end(key)
+    return counter
+
+
+_FREE_FAILURES = {
+    "pair": PAIR_FREE_FAILURES,
+    "address": ADDRESS_FREE_FAILURES,
+    "unknown": UNKNOWN_ADDRESS_BUDGET,
+    "client": CLIENT_FAILURE_BUDGET,
+}
+
+
+def _keys(address: str, ip: str) -> list[tuple[str, ...]]:
+    keys = [("pair", address, ip), ("address", address)]
+    if ip:
+        keys += [("unknown", ip), ("client", ip)]
     return keys
 
 
-def _recent(key: str, now: float) -> int:
-    entries = _failures.get(key)
-    if not entries:
-        return 0
-    while entries and entries[0] < now - WINDOW_SECONDS:
-        entries.popleft()
-    return len(entries)
+def _rules(address: str, ip: str, now: float) -> tuple[list[tuple[str, ...]], float]:
+    """The keys that govern an attempt, and the cap on its wait."""
+    keys = _keys(address, ip)
+    if (since := _known.get((address, ip))) is not None and since > now - KNOWN_CLIENT_SECONDS:
+        counter = _counters.get(keys[0])
+        if counter is None or counter.recent(now) < KNOWN_CLIENT_FORFEIT:
+            return keys[:1], KNOWN_CLIENT_MAX_DELAY
+    return keys, float("inf")
 
 
-def delay_for(address: str | None, client_ip: str | None) -> float:
-    """Seconds the next attempt should wait before it is checked."""
-    now = time.monotonic()
+def _wait(keys: list[tuple[str, ...]], now: float) -> float:
+    wait = 0.0
+    for key in keys:
+        counter = _counters.get(key)
+        if counter is not None:
+            wait = max(wait, counter.next_at - now)
+    return wait
+
+
+def wait_for(user: str | None, client_ip: str | None) -> float:
+    """Seconds the next attempt of this user from this client would wait (nothing reserved)."""
+    address, ip, now = _address(user), client_ip or "", clock()
     with _lock:
-        count = max((_recent(k, now) for k in _keys(address, client_ip)), default=0)
-    if count < FREE_FAILURES:
-        return 0.0
-    return min(MAX_DELAY, BASE_DELAY * 2 ** (count - FREE_FAILURES))
+        rules, cap = _rules(address, ip, now)
+        return min(_wait(rules, now), cap)
 
 
-def record_failure(address: str | None, client_ip: str | None) -> None:
-    now = time.monotonic()
+def admit(user: str | None, client_ip: str | None, *, max_wait: float = MAX_DELAY) -> Admission:
+    """Ask to check a password now. Admitted: wait `wait` seconds, then check; the slot after
+    it is reserved for the next attempt. Refused (the wait exceeds max_wait): do not check,
+    and tell the client to retry after `wait` seconds."""
+    address, ip, now = _address(user), client_ip or "", clock()
     with _lock:
-        for key in _keys(address, client_ip):
-            _failures[key].append(now)
+        keys, cap = _rules(address, ip, now)
+        wait = min(_wait(keys, now), cap)
+        if wait > max_wait:
+            return Admission(wait=wait, admitted=False)
+        for key in keys:
+            counter = _counter(key, create=False)
+            if counter is not None:
+                step = min(penalty(counter.recent(now), _FREE_FAILURES[key[0]]), cap)
+                counter.next_at = max(counter.next_at, now + wait + step)
+        return Admission(wait=wait, admitted=True)
 
 
-def record_success(address: str | None, client_ip: str | None) -> None:
+def record_failure(user: str | None, client_ip: str | None, *, user_exists: bool) -> None:
+    """A checked password was wrong (or the address does not exist: user_exists False)."""
+    address, ip, now = _address(user), client_ip or "", clock()
     with _lock:
-        if address:
-            _failures.pop("a:" + address.strip().lower(), None)
+        for key in _keys(address, ip):
+            if key[0] == "unknown" and user_exists:
+                continue
+            counter = _counter(key, create=True)
+            counter.failures.append(now)
+            step = penalty(counter.recent(now), _FREE_FAILURES[key[0]])
+            counter.next_at = max(counter.next_at, now + step)
+
+
+def record_success(user: str | None, client_ip: str | None) -> None:
+    """The pair becomes known; its own failures are forgiven. The address's failures from
+    elsewhere stay: someone may still be guessing it."""
+    address, ip, now = _address(user), client_ip or "", clock()
+    if not address:
+        return
+    with _lock:
+        _counters.pop(("pair", address, ip), None)
+        _known[(address, ip)] = now
+        _known.move_to_end((address, ip))
+        while len(_known) > MAX_KNOWN_CLIENTS:
+            _known.popitem(last=False)
 
 
 def reset() -> None:
     with _lock:
-        _failures.clear()
+        _counters.clear()
+        _known.clear()
+
+
+# Log lines (one per event; fail2ban's filter in contrib/fail2ban/ reads the failures).
+_PLAIN_VALUE = re.compile(r"[\x21\x23-\x7e\u00a0-\uffff]+")
+
+
+def log_value(value: str | None) -> str:
+    """A key=value value: as it is when it is plain, else quoted with escapes (a user name is
+    the client's text; a CR/LF in it must not start a forged line)."""
+    value = (value or "")[:MAX_ADDRESS_LENGTH]
+    if _PLAIN_VALUE.fullmatch(value) and "\\" not in value:
+        return value
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    escaped = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in escaped)
+    return f'"{escaped}"'
+
+
+def login_result(
+    *, protocol: str, user: str | None, client_ip: str | None, succeeded: bool, user_exists: bool
+) -> None:
+    """Record a checked login in the limiter and log it: the one place every protocol's
+    logins and failures go through."""
+    fields = f"protocol={protocol} client={log_value(client_ip)} user={log_value(user)}"
+    if succeeded:
+        record_success(user, client_ip)
+        logger.info("auth success %s", fields)
+    else:
+        record_failure(user, client_ip, user_exists=user_exists)
+        logger.info("auth failure %s", fields)
+
+
+def login_refused(*, protocol: str, user: str | None, client_ip: str | None, wait: float) -> None:
+    """Log an attempt refused by the limiter (its password was not checked)."""
+    logger.info(
+        "auth throttled protocol=%s client=%s user=%s retry=%ds",
+        protocol,
+        log_value(client_ip),
+        log_value(user),
+        int(wait + 0.999),
+    )

@@ -69,6 +69,8 @@ BAD_INVALID_SEQUENCE = Reply("BAD", "Invalid message sequence number")
 BAD_CONDSTORE_OFF = Reply("BAD", "QRESYNC must be enabled first")
 
 NO_AUTH_FAILED = Reply("NO", "Authentication failed", "AUTHENTICATIONFAILED")
+# RFC 5530 3: UNAVAILABLE, a temporary failure; the limiter did not check the password.
+NO_AUTH_THROTTLED = Reply("NO", "Too many failed logins; try again later", "UNAVAILABLE")
 NO_PRIVACY_REQUIRED = Reply("NO", "Plaintext authentication disallowed", "PRIVACYREQUIRED")
 NO_UNKNOWN_MECHANISM = Reply("NO", "Unsupported authentication mechanism", "CANNOT")
 NO_TOO_MANY_CONNECTIONS = Reply("NO", "Too many connections for this user", "LIMIT")

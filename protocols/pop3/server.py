@@ -23,6 +23,7 @@ from django.db import close_old_connections
 from mailboxes import services, throttle
 from mailhost import tls
 from protocols.listeners import Listener
+from protocols.login import Throttled, password_login
 from protocols.pop3 import lease, parser, responses
 from protocols.pop3.maildrop import (
     Entry,
@@ -347,21 +348,32 @@ class Session:
             return
         if not authcid or (authzid and authzid != authcid):
             # Acting as another user is not offered: a mismatch is a failed login.
-            await self.login_failed(authcid or None)
+            throttle.login_result(
+                protocol="pop3",
+                user=authcid,
+                client_ip=self.conn.peer_ip,
+                succeeded=False,
+                user_exists=True,
+            )
+            await self.login_failed()
             return
         await self.login(authcid, password)
 
     async def login(self, address: str, password: str) -> None:
-        ip = self.conn.peer_ip
-        delay = throttle.delay_for(address, ip)
-        if delay:
-            await asyncio.sleep(delay)
-        mailbox = await _db(services.mailbox_authenticate, address=address, password=password)
-        if mailbox is None:
-            logger.info("POP3 login failed for %r from %s", address, ip)
-            await self.login_failed(address)
+        try:
+            mailbox = await password_login(
+                _db,
+                protocol="pop3",
+                address=address,
+                password=password,
+                client_ip=self.conn.peer_ip,
+            )
+        except Throttled:
+            await self.login_failed(responses.ERR_AUTH_THROTTLED)
             return
-        throttle.record_success(address, ip)
+        if mailbox is None:
+            await self.login_failed()
+            return
         # Named before the await, so that end() gives the lease back even when the session is
         # cancelled while taking it (releasing a lease this holder never got is a no-op).
         self.mailbox_id = mailbox.pk
@@ -374,7 +386,7 @@ class Session:
         try:
             self.maildrop = await _db(open_maildrop, mailbox)
         except MaildropUnavailable:
-            logger.error("POP3 login to mailbox %s: no INBOX", mailbox.pk)
+            logger.error("POP3 login of %s: no INBOX", mailbox.address)
             await self.give_back_lease()
             await self.reply(responses.ERR_MAILDROP_UNAVAILABLE)
             return
@@ -383,18 +395,16 @@ class Session:
             raise
         await _db(services.mailbox_record_login, mailbox=mailbox)
         self.state = State.TRANSACTION
-        logger.info("POP3 login %s from %s", mailbox.pk, ip)
         self.heartbeat = asyncio.get_running_loop().create_task(self.keep_lease())
         await self.reply(responses.ok_login(*self.maildrop.totals()))
 
-    async def login_failed(self, address: str | None) -> None:
-        throttle.record_failure(address, self.conn.peer_ip)
+    async def login_failed(self, reply: str = responses.ERR_AUTH_FAILED) -> None:
         self.failures += 1
         if self.failures >= settings.MAILHOST_POP3_MAX_AUTH_FAILURES:
             await self.reply(responses.ERR_AUTH_FAILED_CLOSING)
             self.done = True
             return
-        await self.reply(responses.ERR_AUTH_FAILED)
+        await self.reply(reply)
 
     async def give_back_lease(self) -> None:
         mailbox_id, self.mailbox_id = self.mailbox_id, None

@@ -7,7 +7,6 @@ may this client relay, does the sender belong to the user); the acceptance servi
 
 from __future__ import annotations
 
-import asyncio
 import binascii
 import logging
 import threading
@@ -19,9 +18,10 @@ from django.conf import settings
 from django.db import close_old_connections
 
 from delivery import submission
-from mailboxes import selectors, services, throttle
+from mailboxes import selectors
 from mailboxes.exceptions import MailhostError
 from mailboxes.storage import out_of_space
+from protocols.login import Throttled, password_login
 from protocols.smtp import replies
 from protocols.smtp.replies import Reply
 
@@ -82,9 +82,12 @@ def _db(fn):
     return run
 
 
+def _run_db(fn, /, **kwargs):
+    return _db(fn)(**kwargs)
+
+
 _recipient_verdict = _db(submission.recipient_verdict)
 _owns_address = _db(selectors.mailbox_owns_address)
-_authenticate = _db(services.mailbox_authenticate)
 _accept = _db(submission.message_accept)
 _postmaster_address = _db(submission.postmaster_address)
 
@@ -191,8 +194,8 @@ class Handler:
     async def handle_AUTH(
         self, server: SMTPSession, session: MailSession, envelope: MailEnvelope, args: list[str]
     ) -> Reply | None:
-        """AUTH PLAIN (RFC 4616) and LOGIN, checked by mailbox_authenticate and slowed down by
-        the shared throttle after failures."""
+        """AUTH PLAIN (RFC 4616) and LOGIN, checked by protocols.login (the shared limiter,
+        mailbox_login and its log line)."""
         mechanism = args[0]
         initial = args[1] if len(args) > 1 else None
         if mechanism == "PLAIN":
@@ -229,15 +232,18 @@ class Handler:
             secret = password.decode("utf-8")
         except UnicodeDecodeError:
             address, secret = "", ""
-        delay = throttle.delay_for(address, server.client_ip)
-        if delay:
-            await asyncio.sleep(delay)
-        mailbox = await _authenticate(address=address, password=secret) if address else None
+        try:
+            mailbox = await password_login(
+                _run_db,
+                protocol="smtp",
+                address=address,
+                password=secret,
+                client_ip=server.client_ip,
+            )
+        except Throttled:
+            return replies.S454_AUTH_TEMPORARY  # RFC 4954 6: try again later
         if mailbox is None:
-            throttle.record_failure(address or None, server.client_ip)
-            logger.info("%s AUTH %s failed for %r", server.client_ip, mechanism, address[:100])
             return replies.S535_AUTH_FAILED
-        throttle.record_success(address, server.client_ip)
         session.authenticated = True
         session.mailbox = mailbox
         session.auth_user = address

@@ -1,8 +1,8 @@
 """Logins on every protocol: one shared guessing limiter, and passwords never logged.
 
-- A failure on SMTP AUTH slows the next attempt for that address on IMAP, POP3 and webmail
-  (mailboxes/throttle.py is the one limiter), per address (another client IP is slowed too)
-  and per client IP (another address from the same IP is slowed too).
+- A failure on SMTP AUTH slows the next attempt for that address from that client on IMAP,
+  POP3 and webmail (mailboxes/throttle.py is the one limiter; tests/security/
+  test_login_limiter.py covers its per-address, per-IP and known-client rules).
 - With every logger at DEBUG, successful and failed logins over SMTP (AUTH PLAIN, AUTH
   LOGIN), IMAP (LOGIN, AUTHENTICATE PLAIN), POP3 (USER/PASS, AUTH PLAIN) and webmail leave
   neither the password nor its base64 form in any log record.
@@ -11,29 +11,17 @@
 from __future__ import annotations
 
 import base64
-import imaplib
 import logging
-import poplib
-import smtplib
-import ssl
-import time
 
 import pytest
-from django.test import Client
 
 from mailboxes import throttle
 from protocols import runner
+from tests.support.logins import imap_login, pop3_login, smtp_login, timed, web_login
 from tests.support.servers import running
 
 PASSWORD = "Zebra-Pa55-q7Lm"
 WRONG = "Wrong-Guess-k2Vx"
-
-
-def _tls() -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
 
 
 @pytest.fixture
@@ -44,84 +32,26 @@ def servers(live_settings, make_mailbox, transactional_db):
         yield ports
 
 
-def smtp_login(ports, address: str, password: str, mechanism: str = "PLAIN") -> bool:
-    with smtplib.SMTP_SSL("127.0.0.1", ports["submissions"], context=_tls(), timeout=30) as client:
-        client.ehlo()
-        try:
-            if mechanism == "PLAIN":
-                client.auth("PLAIN", lambda challenge=None: f"\0{address}\0{password}")
-            else:
-                client.user, client.password = address, password
-                client.auth("LOGIN", client.auth_login)
-            return True
-        except smtplib.SMTPAuthenticationError:
-            return False
-
-
-def imap_login(ports, address: str, password: str, mechanism: str = "LOGIN") -> bool:
-    client = imaplib.IMAP4_SSL("127.0.0.1", ports["imaps"], ssl_context=_tls(), timeout=30)
-    try:
-        if mechanism == "LOGIN":
-            client.login(address, password)
-        else:
-            client.authenticate("PLAIN", lambda _: f"\0{address}\0{password}".encode())
-    except imaplib.IMAP4.error:
-        client.shutdown()
-        return False
-    client.logout()
-    return True
-
-
-def pop3_login(ports, address: str, password: str, mechanism: str = "USER") -> bool:
-    client = poplib.POP3_SSL("127.0.0.1", ports["pop3s"], context=_tls(), timeout=30)
-    try:
-        if mechanism == "USER":
-            client.user(address)
-            client.pass_(password)
-        else:
-            token = base64.b64encode(f"\0{address}\0{password}".encode()).decode()
-            client._shortcmd(f"AUTH PLAIN {token}")
-        client.quit()
-        return True
-    except poplib.error_proto:
-        return False
-    finally:
-        client.close()
-
-
-def web_login(address: str, password: str, ip: str = "127.0.0.1") -> int:
-    return Client(REMOTE_ADDR=ip).post("/login/", {"address": address, "password": password})
-
-
-def timed(function, *args, **kwargs):
-    start = time.monotonic()
-    result = function(*args, **kwargs)
-    return result, time.monotonic() - start
-
-
 def test_one_limiter_across_protocols(servers, monkeypatch):
-    monkeypatch.setattr(throttle, "FREE_FAILURES", 1)
-    monkeypatch.setattr(throttle, "BASE_DELAY", 0.4)
+    monkeypatch.setattr(throttle, "BASE_DELAY", 0.2)
     ports = servers
-    assert imap_login(ports, "alice@example.org", PASSWORD)
-    assert throttle.delay_for("alice@example.org", "127.0.0.1") == 0
-
-    # One failure on SMTP: the next attempt anywhere waits BASE_DELAY, then doubles.
-    assert not smtp_login(ports, "alice@example.org", WRONG)
-    assert throttle.delay_for("alice@example.org", "127.0.0.1") == pytest.approx(0.4)
+    assert throttle.wait_for("alice@example.org", "127.0.0.1") == 0
+    # Failures on SMTP (the free ones), then each next attempt anywhere waits longer.
+    for _ in range(throttle.PAIR_FREE_FAILURES):
+        assert not smtp_login(ports, "alice@example.org", WRONG)
+    assert throttle.wait_for("alice@example.org", "127.0.0.1") == pytest.approx(0.2, abs=0.05)
     ok, took = timed(imap_login, ports, "alice@example.org", WRONG)
-    assert not ok and took >= 0.38
+    assert not ok and took >= 0.18
     ok, took = timed(pop3_login, ports, "alice@example.org", WRONG)
-    assert not ok and took >= 0.78
-    # Per address: the same address from another client IP is slowed (webmail, 10.9.9.9).
-    response, took = timed(web_login, "alice@example.org", WRONG, ip="10.9.9.9")
-    assert response.status_code == 401 and took >= 1.5
-    # Per client: another address from the guessing IP is slowed too.
-    ok, took = timed(imap_login, ports, "bob@example.org", PASSWORD)
+    assert not ok and took >= 0.38
+    response, took = timed(web_login, "alice@example.org", WRONG)
+    assert response.status_code == 401 and took >= 0.78
+    # The pair's own failures slow even its right password (it never logged in from here).
+    ok, took = timed(smtp_login, ports, "alice@example.org", PASSWORD)
     assert ok and took >= 1.5
     # A fresh client IP and a fresh address go through at once.
-    response, took = timed(web_login, "bob@example.org", PASSWORD, ip="10.1.1.1")
-    assert response.status_code == 302 and took < 0.4
+    assert throttle.wait_for("bob@example.org", "10.1.1.1") == 0
+    assert web_login("bob@example.org", PASSWORD, ip="10.1.1.1").status_code == 302
 
 
 def test_passwords_never_reach_the_logs(servers, caplog):

@@ -36,7 +36,7 @@ def test_auth_before_starttls_is_refused_and_not_checked(smtp_ports, hosted):
     client.command("AUTH LOGIN", replies.S530_STARTTLS_FIRST)
     client.close()
     # The credentials never reached the password check: no failure was counted either.
-    assert throttle.delay_for("alice@example.org", "127.0.0.1") == 0
+    assert throttle.wait_for("alice@example.org", "127.0.0.1") == 0
 
 
 def test_plaintext_injection_after_starttls_is_discarded(smtp_ports, hosted):

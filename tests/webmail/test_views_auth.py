@@ -68,32 +68,64 @@ def test_inactive_mailbox_cannot_sign_in(client, alice):
     assert response.status_code == 401
 
 
-def test_failed_attempts_are_slowed_then_refused(client, alice, monkeypatch):
-    waits: list[float] = []
-    monkeypatch.setattr(auth_views, "sleep", waits.append)
-    for _ in range(throttle.FREE_FAILURES):
+@pytest.fixture
+def clock(monkeypatch):
+    """The limiter's clock, moved on only by the view's sleep (recorded in clock.waits)."""
+
+    class Clock:
+        now = 1000.0
+        waits: list[float] = []
+
+        def sleep(self, seconds: float) -> None:
+            self.waits.append(seconds)
+            self.now += seconds
+
+    fake = Clock()
+    fake.waits = []
+    monkeypatch.setattr(throttle, "clock", lambda: fake.now)
+    monkeypatch.setattr(auth_views, "sleep", fake.sleep)
+    return fake
+
+
+def test_failed_attempts_are_slowed_then_refused_with_the_wait(client, alice, clock):
+    for _ in range(throttle.PAIR_FREE_FAILURES):
         client.post("/login/", {"address": "alice@example.org", "password": "bad"})
-    assert waits == []
-    client.post("/login/", {"address": "alice@example.org", "password": "bad"})
-    assert waits == [throttle.BASE_DELAY]
+    assert clock.waits == []
     client.post("/login/", {"address": "alice@example.org", "password": "bad"})
     client.post("/login/", {"address": "alice@example.org", "password": "bad"})
-    assert waits[-1] == throttle.BASE_DELAY * 4
-    # Beyond what a web request should wait: refused at once, password not even checked.
+    assert clock.waits == [throttle.BASE_DELAY, throttle.BASE_DELAY * 2]
+    # Beyond what a web request should wait: refused at once, password not even checked,
+    # and the page says when to come back (so does Retry-After).
     response = client.post("/login/", {"address": "alice@example.org", "password": "secret"})
     assert response.status_code == 429
-    assert int(response["Retry-After"]) >= 2
+    wait = throttle.BASE_DELAY * 4
+    assert wait > auth_views.MAX_WEB_WAIT
+    assert response["Retry-After"] == str(int(wait))
+    assert f"Try again in {int(wait)} seconds.".encode() in response.content
     assert SESSION_MAILBOX not in client.session
+    # After that wait, the right password goes in.
+    clock.now += wait
+    response = client.post("/login/", {"address": "alice@example.org", "password": "secret"})
+    assert response.status_code == 302
 
 
-def test_throttle_counts_per_client_address_too(client, alice, bob, monkeypatch):
-    waits: list[float] = []
-    monkeypatch.setattr(auth_views, "sleep", waits.append)
-    for n in range(throttle.FREE_FAILURES + 1):
+def test_made_up_addresses_spend_the_client_budget_not_the_users(alice, bob, clock):
+    client = Client()
+    assert (
+        client.post("/login/", {"address": "alice@example.org", "password": "secret"})["Location"]
+        == "/"
+    )
+    client = Client()
+    for n in range(throttle.UNKNOWN_ADDRESS_BUDGET):
         client.post("/login/", {"address": f"guess{n}@example.org", "password": "x"})
-    # A different address from the same client IP is slowed as well.
+    assert clock.waits == []
+    # A different address, new to this client IP, is slowed now...
     client.post("/login/", {"address": "bob@example.org", "password": "hunter2"})
-    assert waits and waits[-1] > 0
+    assert clock.waits == [throttle.BASE_DELAY]
+    # ...but not an address that signed in from this IP before.
+    response = client.post("/login/", {"address": "alice@example.org", "password": "secret"})
+    assert response.status_code == 302
+    assert clock.waits == [throttle.BASE_DELAY]
 
 
 def test_pages_need_a_signed_in_mailbox(client, alice):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 
 from django.http import HttpRequest, HttpResponse
@@ -23,6 +24,20 @@ MAX_WEB_WAIT = 2.0
 sleep = time.sleep  # tests replace this to observe the delay
 
 
+def throttled_response(
+    request: HttpRequest, template: str, context: dict, wait: float
+) -> HttpResponse:
+    """429 with Retry-After (RFC 9110 10.2.3) and the wait in words: the sign-in was refused
+    by the login limiter without checking the password."""
+    seconds = max(1, math.ceil(wait))
+    context["error"] = (
+        f"Too many failed sign-ins. Try again in {seconds} second{'s' if seconds != 1 else ''}."
+    )
+    response = render(request, template, context, status=429)
+    response["Retry-After"] = str(seconds)
+    return response
+
+
 @never_cache
 @csrf_protect
 @require_http_methods(["GET", "POST"])
@@ -38,21 +53,18 @@ def login(request: HttpRequest) -> HttpResponse:
         context["error"] = "Enter your address and password."
         return render(request, "webmail/login.html", context, status=400)
     ip = client_address(request)
-    delay = throttle.delay_for(address, ip)
-    if delay > MAX_WEB_WAIT:
-        context["error"] = "Too many failed sign-ins. Wait a few minutes and try again."
-        response = render(request, "webmail/login.html", context, status=429)
-        response["Retry-After"] = str(int(delay))
-        return response
-    if delay:
-        sleep(delay)
-    mailbox = services.mailbox_authenticate(address=address, password=password)
+    admission = throttle.admit(address, ip, max_wait=MAX_WEB_WAIT)
+    if not admission.admitted:
+        throttle.login_refused(protocol="webmail", user=address, client_ip=ip, wait=admission.wait)
+        return throttled_response(request, "webmail/login.html", context, admission.wait)
+    if admission.wait:
+        sleep(admission.wait)
+    mailbox = services.mailbox_login(
+        address=address, password=password, client_ip=ip, protocol="webmail"
+    )
     if mailbox is None:
-        throttle.record_failure(address, ip)
-        logger.info("webmail sign-in failed for %r from %s", address, ip)
         context["error"] = "Wrong address or password."
         return render(request, "webmail/login.html", context, status=401)
-    throttle.record_success(address, ip)
     services.mailbox_record_login(mailbox=mailbox)
     sign_in(request, mailbox)
     return redirect(safe_next(request, reverse("webmail:index")))

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 
 from django.conf import settings
 
-from mailboxes import services, throttle
+from mailboxes import services
 from protocols.imap import parser as p
 from protocols.imap import responses as r
 from protocols.imap.session import CommandError, ConnectionDone, Session, db
 from protocols.imap.states import State
+from protocols.login import Throttled, password_login
 
 ID_RESPONSE = '* ID ("name" "Mailhost" "vendor" "Mailhost")\r\n'
 ENABLEABLE = {"CONDSTORE", "QRESYNC", "UTF8=ACCEPT", "IMAP4REV2"}
@@ -107,20 +107,20 @@ async def authenticate(session: Session, command: p.Authenticate) -> None:
 
 
 async def _authenticate(session: Session, command: p.Command, user: str, password: str) -> None:
-    delay = throttle.delay_for(user, session.client_ip)
-    if delay:
-        await asyncio.sleep(delay)
-    mailbox = await db(services.mailbox_authenticate, address=user, password=password)
+    try:
+        mailbox = await password_login(
+            db, protocol="imap", address=user, password=password, client_ip=session.client_ip
+        )
+    except Throttled:
+        mailbox, refusal = None, r.NO_AUTH_THROTTLED
+    else:
+        refusal = r.NO_AUTH_FAILED
     if mailbox is None:
-        throttle.record_failure(user, session.client_ip)
         session.auth_failures += 1
         if session.auth_failures >= settings.MAILHOST_IMAP_MAX_AUTH_FAILURES:
-            await session.send(
-                r.NO_AUTH_FAILED.tagged(command.tag) + r.BYE_TOO_MANY_FAILURES.untagged()
-            )
+            await session.send(refusal.tagged(command.tag) + r.BYE_TOO_MANY_FAILURES.untagged())
             raise ConnectionDone()
-        raise CommandError(r.NO_AUTH_FAILED)
-    throttle.record_success(user, session.client_ip)
+        raise CommandError(refusal)
     if not session.server.claim_user(session, mailbox.id):
         raise CommandError(r.NO_TOO_MANY_CONNECTIONS)
     session.mailbox = mailbox

@@ -51,7 +51,7 @@ def test_literal_before_auth_is_bounded_by_the_same_limit(client, settings):
 
 def test_failed_logins_are_slowed_per_client_address(client):
     c = client(login=False)
-    for i in range(throttle.FREE_FAILURES):
+    for i in range(throttle.PAIR_FREE_FAILURES):
         assert c.cmd(f"f{i}", "LOGIN alice@example.org wrong") == [ok(f"f{i}", r.NO_AUTH_FAILED)]
     other = client(login=False)  # a new connection from the same address is slowed too
     started = time.monotonic()
