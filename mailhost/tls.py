@@ -1,18 +1,34 @@
-"""TLS for every listener: MAILHOST_TLS_CERT/KEY, or a self-signed pair generated once."""
+"""TLS for every listener: MAILHOST_TLS_CERT/KEY, or a self-signed pair generated into the
+data dir, made again whenever the names it must carry change (MAILHOST_HOSTNAME, the bind
+address)."""
 
 from __future__ import annotations
 
 import datetime
+import fcntl
 import ipaddress
+import logging
 import os
 import ssl
 import threading
 from pathlib import Path
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+logger = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _context: ssl.SSLContext | None = None
+
+UNSPECIFIED_ADDRESSES = {"0.0.0.0", "::"}
+
+
+def self_signed_names(hostname: str, bind: str) -> tuple[list[str], list[str]]:
+    """The subjectAltName a generated certificate carries: DNS:<hostname>, and IP:<bind>
+    when the listeners bind one address (clients connecting by address verify that)."""
+    addresses = [] if bind in UNSPECIFIED_ADDRESSES else [str(ipaddress.ip_address(bind))]
+    return [hostname.lower()], addresses
 
 
 def certificate_paths() -> tuple[Path, Path]:
@@ -20,8 +36,30 @@ def certificate_paths() -> tuple[Path, Path]:
         return Path(settings.MAILHOST_TLS_CERT), Path(settings.MAILHOST_TLS_KEY)
     directory = settings.DATA_DIR / "tls"
     cert, key = directory / "cert.pem", directory / "key.pem"
-    if not (cert.exists() and key.exists()):
-        _generate_self_signed(directory, cert, key, settings.MAILHOST_HOSTNAME)
+    names = self_signed_names(settings.MAILHOST_HOSTNAME, settings.MAILHOST_BIND)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # One process at a time (MAILHOST_PROCESSES front ends start together): never a key from
+    # one and a certificate from another.
+    with open(directory / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (key.exists() and _certificate_names(cert) == names):
+            if cert.exists():
+                logger.warning(
+                    "tls regenerating self-signed certificate cert=%s names=%s (was %s)",
+                    cert,
+                    _describe(names),
+                    _describe(_certificate_names(cert)),
+                )
+            _generate_self_signed(directory, cert, key, *names)
+    # An operator must see this at every start: clients will warn or refuse.
+    logger.warning(
+        "tls SELF-SIGNED certificate in use cert=%s names=%s: mail clients and other servers"
+        " cannot verify it; set MAILHOST_TLS_CERT and MAILHOST_TLS_KEY to a certificate from a"
+        " CA (e.g. Let's Encrypt) for %s",
+        cert,
+        _describe(names),
+        settings.MAILHOST_HOSTNAME,
+    )
     return cert, key
 
 
@@ -36,8 +74,6 @@ def server_context() -> ssl.SSLContext:
             try:
                 context.load_cert_chain(str(cert), str(key))
             except (OSError, ssl.SSLError) as exc:
-                from django.core.exceptions import ImproperlyConfigured
-
                 raise ImproperlyConfigured(
                     f"MAILHOST_TLS_CERT={str(cert)!r}, MAILHOST_TLS_KEY={str(key)!r}:"
                     f" cannot load the certificate and key: {exc}"
@@ -46,18 +82,39 @@ def server_context() -> ssl.SSLContext:
         return _context
 
 
-def _generate_self_signed(directory: Path, cert_path: Path, key_path: Path, hostname: str) -> None:
+def _describe(names: tuple[list[str], list[str]] | None) -> str:
+    if names is None:
+        return "none"
+    dns, addresses = names
+    return ",".join([f"DNS:{n}" for n in dns] + [f"IP:{a}" for a in addresses])
+
+
+def _certificate_names(path: Path) -> tuple[list[str], list[str]] | None:
+    """The DNS and IP subjectAltNames of a certificate file; None if there is none."""
+    from cryptography import x509
+
+    try:
+        cert = x509.load_pem_x509_certificate(path.read_bytes())
+        alt = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (OSError, ValueError, x509.ExtensionNotFound):
+        return None
+    dns = [name.lower() for name in alt.get_values_for_type(x509.DNSName)]
+    return dns, [str(a) for a in alt.get_values_for_type(x509.IPAddress)]
+
+
+def _generate_self_signed(
+    directory: Path, cert_path: Path, key_path: Path, dns: list[str], addresses: list[str]
+) -> None:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
-    directory.mkdir(parents=True, exist_ok=True)
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname[:64])])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns[0][:64])])
     now = datetime.datetime.now(datetime.UTC)
-    alt_names: list[x509.GeneralName] = [x509.DNSName(hostname), x509.DNSName("localhost")]
-    alt_names.append(x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
+    alt_names: list[x509.GeneralName] = [x509.DNSName(n) for n in dns]
+    alt_names += [x509.IPAddress(ipaddress.ip_address(a)) for a in addresses]
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -80,6 +137,8 @@ def _generate_self_signed(directory: Path, cert_path: Path, key_path: Path, host
                 serialization.NoEncryption(),
             )
         )
-    cert_tmp.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    fd = os.open(cert_tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(cert.public_bytes(serialization.Encoding.PEM))
     os.replace(key_tmp, key_path)
     os.replace(cert_tmp, cert_path)
