@@ -29,6 +29,7 @@ from rq.timeouts import TimerDeathPenalty
 from rq.worker import SimpleWorker
 
 from delivery import queue
+from mailhost.config import require_server_name
 from protocols.listeners import Listener
 
 logger = logging.getLogger(__name__)
@@ -80,6 +81,7 @@ class MailhostWorker(SimpleWorker):
     run_sweeper = True
 
     def work(self, *args, **kwargs) -> bool:
+        require_server_name()  # `manage.py rqworker` sends mail under MAILHOST_HOSTNAME
         sweeper = Sweeper() if self.run_sweeper and not kwargs.get("burst") else None
         if sweeper:
             sweeper.start()

@@ -248,6 +248,33 @@ def default_hostname() -> str:
     return socket.getfqdn() or "localhost"
 
 
+def server_name_refusal(hostname: str, *, from_environment: bool) -> str | None:
+    """Why `hostname` may not be this server's name (EHLO to other servers, Received,
+    MAILER-DAEMON@, banners), or None. A name the operator set is taken as given; the
+    machine's own name must be a fully qualified domain name that is not localhost."""
+    if from_environment:
+        return None
+    name = hostname.lower().rstrip(".")
+    if "." in name and name.split(".")[0] != "localhost" and name != "localhost.localdomain":
+        return None
+    return (
+        f"MAILHOST_HOSTNAME is unset and this machine's name {hostname!r} is not a fully"
+        " qualified domain name; set MAILHOST_HOSTNAME to this server's name in DNS (e.g."
+        f" mail.example.org), or to {hostname!r} to use it anyway"
+    )
+
+
+def require_server_name() -> None:
+    """Refuse to start what sends mail or greets clients on a name other servers reject."""
+    from django.conf import settings
+
+    refusal = server_name_refusal(
+        settings.MAILHOST_HOSTNAME, from_environment=settings.MAILHOST_HOSTNAME_FROM_ENV
+    )
+    if refusal:
+        raise ImproperlyConfigured(refusal)
+
+
 # The data dir holds password hashes, DKIM and TLS private keys, the secret key and mail:
 # nothing in it is for other users (Postfix and Dovecot keep their queues and indexes the same).
 PRIVATE_UMASK = 0o077

@@ -23,6 +23,9 @@ ALL = (SMTP, IMAP, POP3, WEB, DELIVERY)
 
 
 def run(modules: tuple[str, ...], *, skip_missing: bool = False) -> None:
+    from mailhost.config import require_server_name
+
+    require_server_name()
     asyncio.run(_serve(modules, skip_missing=skip_missing))
 
 

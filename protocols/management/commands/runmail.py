@@ -1,6 +1,7 @@
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
+from mailhost.config import require_server_name
 from protocols import runner
 
 
@@ -13,6 +14,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
+        require_server_name()  # before migrating a fresh data dir, not after
         if not options["no_migrate"]:
             call_command("migrate", interactive=False, verbosity=0)
         runner.run(runner.ALL, skip_missing=True)
