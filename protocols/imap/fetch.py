@@ -257,9 +257,14 @@ def flags_text(flags: Sequence[str]) -> bytes:
 
 
 def _literal(data: bytes, *, binary: bool = False) -> bytes:
-    # RFC 3516 4.3: binary content containing NUL goes in a literal8.
-    prefix = b"~" if binary and b"\x00" in data else b""
-    return prefix + b"{%d}\r\n" % len(data) + data
+    """A literal of the stored octets. RFC 3516 4.3: BINARY content containing NUL goes in a
+    literal8. No other literal may carry NUL (RFC 9051 4.3): as Dovecot does, each NUL is sent
+    as 0x80, so the size stays the octet count (RFC822.SIZE is BODY[]'s length)."""
+    if b"\x00" not in data:
+        return b"{%d}\r\n" % len(data) + data
+    if binary:
+        return b"~{%d}\r\n" % len(data) + data
+    return b"{%d}\r\n" % len(data) + data.replace(b"\x00", b"\x80")
 
 
 @dataclass

@@ -666,7 +666,9 @@ def _parse_entity(
     else:
         ctype, sub, params = parse_content_type(content_type)
     cte = header.get("content-transfer-encoding")
-    cte = cte.split()[0] if cte and cte.split() else b"7bit"
+    # NUL is in no IMAP string, nor in PostgreSQL's jsonb (the structure cache)
+    cte = cte.replace(b"\x00", b"").split() if cte else None
+    cte = cte[0] if cte else b"7bit"
     part = Part(start, bs, region_end, ctype, sub, cte, is_message)
     if is_message and scan.render:
         part.envelope = envelope(header)

@@ -21,28 +21,6 @@ def folder_ref(session: Session) -> Folder:
     )
 
 
-def binary_to_base64(raw: bytes) -> bytes:
-    """RFC 3516 4.1: a message APPENDed with NUL octets (binary content, literal8) cannot be
-    served by BODY[] as it came; its binary parts are stored base64-encoded instead, and
-    BINARY[] still returns the decoded octets. Messages without NUL are stored untouched."""
-    if b"\0" not in raw:
-        return raw
-    import email
-    from email import encoders, policy
-
-    message = email.message_from_bytes(raw, policy=policy.compat32)
-    for part in message.walk():
-        if part.is_multipart():
-            continue
-        payload = part.get_payload(decode=True) or b""
-        encoding = (part.get("Content-Transfer-Encoding") or "").strip().lower()
-        if b"\0" in payload or encoding == "binary":
-            del part["Content-Transfer-Encoding"]
-            part.set_payload(payload)
-            encoders.encode_base64(part)
-    return message.as_bytes(policy=policy.compat32.clone(linesep="\r\n"))
-
-
 def _append_to(mailbox_id: int, name: str, messages) -> tuple[Folder | None, list[int]]:
     """Find the folder and file the messages (each durable before the next), in one worker
     hop; (None, []) when there is no such folder."""
@@ -53,7 +31,7 @@ def _append_to(mailbox_id: int, name: str, messages) -> tuple[Folder | None, lis
     for message in messages:
         stored = services.message_append(
             folder=folder,
-            raw=binary_to_base64(message.data),
+            raw=message.data,  # as sent: NUL octets too (BODY[] shows them as 0x80)
             flags=message.flags,
             internal_date=message.date,
         )

@@ -98,3 +98,71 @@ def test_envelope_concatenates_repeated_fields_and_keeps_display_names(imap):
     # SEARCH CC already matched the second Cc field; ENVELOPE now shows it too.
     assert m.uid("SEARCH", "CC", "c2@example.org") == ("OK", [b"1"])
     m.logout()
+
+
+# Issue 13: a multipart whose boundary never occurs, with a NUL in its body.
+NUL_MESSAGE = (
+    b"From: a@example.org\r\n"
+    b"Subject: nul\r\n"
+    b"MIME-Version: 1.0\r\n"
+    b'Content-Type: multipart/mixed; boundary="never-used"\r\n'
+    b"\r\n"
+    b"binary\x00junk\r\nsecond line\x00\r\n"
+)
+
+
+def append_literal8(m: imaplib.IMAP4, raw: bytes) -> bytes:
+    """APPEND with a literal8 (RFC 3516 4.4), which imaplib cannot send by itself."""
+    m.send(b"n1 APPEND INBOX ~{%d}\r\n" % len(raw))
+    assert m.readline().startswith(b"+")
+    m.send(raw + b"\r\n")
+    while True:
+        line = m.readline()
+        if line.startswith(b"n1 "):
+            return line
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        NUL_MESSAGE,
+        b"Subject: leaf\r\nContent-Transfer-Encoding: binary\r\n\r\n\x00\x01\x02\r\n\x00",
+    ],
+    ids=["multipart without delimiters", "binary leaf"],
+)
+def test_nul_octets_are_stored_as_sent_and_never_sent_in_a_plain_literal(imap, raw):
+    m = login(imap)
+    assert append_literal8(m, raw).startswith(b"n1 OK")
+    m.select("INBOX")
+    data = fetch_one(m, "(RFC822.SIZE BODY.PEEK[] BINARY.PEEK[])")
+    body = {b"BODY": data[0][1], b"BINARY": data[1][1]}
+    # RFC 3516 4.1 / RFC 9051 4.3: no NUL in a literal but a literal8. Like Dovecot, BODY[]
+    # shows each NUL as 0x80, so its size is RFC822.SIZE; BINARY[] is the stored octets.
+    assert b"RFC822.SIZE %d " % len(raw) in data[0][0]
+    assert b"BODY[] {%d}" % len(raw) in data[0][0]
+    assert body[b"BODY"] == raw.replace(b"\x00", b"\x80")
+    assert b"BINARY[] ~{%d}" % len(raw) in data[1][0]
+    assert body[b"BINARY"] == raw
+    m.logout()
+
+
+def test_nul_in_structure_fields_is_cached_and_served(imap):
+    # NUL in the fields the structure cache keeps (PostgreSQL's jsonb refuses \u0000).
+    raw = (
+        b"Subject: a\x00b\r\nFrom: N\x00 <n@x>\r\nContent-Type: text/pl\x00ain; charset=\x00\r\n"
+        b"Content-Transfer-Encoding: q\x00p\r\n\r\nx"
+    )
+    m = login(imap)
+    assert append_literal8(m, raw).startswith(b"n1 OK")
+    m.select("INBOX")
+    for _ in range(2):  # the second answer comes from the cache
+        data = fetch_one(m, "(ENVELOPE BODYSTRUCTURE)")
+        assert b"\x00" not in data[0]
+        assert b'ENVELOPE (NIL "ab" (("N" NIL "n" "x"))' in data[0]
+        assert b'"qp" 1 0 NIL NIL NIL NIL)' in data[0]
+    m.logout()
+    from mailboxes.models import Message
+    from protocols.imap import mime
+
+    # The cache was stored (a refused write would be retried on every FETCH of its batch).
+    assert mime.cache_valid(Message.objects.get().mime_cache["imap"])
