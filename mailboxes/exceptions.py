@@ -25,6 +25,10 @@ class QuotaExceeded(MailhostError):
     pass
 
 
+class KeywordLimit(MailhostError):
+    """Keywords beyond a cap (per message, per folder, length): IMAP NO [LIMIT] (RFC 5530)."""
+
+
 class FolderError(MailhostError):
     """A folder operation the rules forbid (delete INBOX, rename onto an existing name...)."""
 

@@ -40,6 +40,7 @@ from mailboxes.exceptions import (
     FolderError,
     InvalidAddress,
     InvalidValue,
+    KeywordLimit,
     NotFound,
     QuotaExceeded,
 )
@@ -55,7 +56,7 @@ from mailboxes.models import (
     Message,
     SpecialUse,
 )
-from mailboxes.selectors import Resolution, recipient_resolve
+from mailboxes.selectors import Resolution, folder_keywords, recipient_resolve
 from mailboxes.transactions import unsynced_atomic
 
 logger = logging.getLogger(__name__)
@@ -904,6 +905,7 @@ def message_append(
     if _over_quota(mailbox, size):  # cheap early refusal before writing the bytes
         raise QuotaExceeded(f"mailbox {mailbox.pk} is over quota")
     columns, keywords = _parse_flags(flags)
+    _check_keywords(keywords)
     summary = headers.summarize(raw)
     name = blob_write(raw)
     try:
@@ -912,6 +914,7 @@ def message_append(
             if _over_quota(mailbox, size):
                 raise QuotaExceeded(f"mailbox {mailbox.pk} is over quota")
             locked = _lock_folders([folder.pk])[folder.pk]
+            _check_folder_keywords(folder.pk, keywords)
             blob = blob_row_create(name=name, raw=raw)
             uid, modseq = _reserve(locked, 1, size, 0 if columns.get("seen") else 1)
             message = Message.objects.create(
@@ -927,10 +930,32 @@ def message_append(
             )
             Mailbox.objects.filter(pk=mailbox.pk).update(used_bytes=F("used_bytes") + size)
             events.publish(ChangeEvent(mailbox.pk, folder.pk, "exists", (uid,), modseq))
-    except (QuotaExceeded, NotFound):
+    except (QuotaExceeded, NotFound, KeywordLimit):
         blob_discard(name)  # refused before any row named it
         raise
     return message
+
+
+def _check_keywords(keywords: Sequence[str]) -> None:
+    """One message's keywords against the caps (Dovecot refuses a keyword longer than its
+    mail_max_keyword_length, 50, the same way)."""
+    longest = settings.MAILHOST_IMAP_MAX_KEYWORD_LENGTH
+    if any(len(k) > longest for k in keywords):
+        raise KeywordLimit(f"Keywords are at most {longest} characters long")
+    per_message = settings.MAILHOST_IMAP_MAX_KEYWORDS_PER_MESSAGE
+    if len(keywords) > per_message:
+        raise KeywordLimit(f"At most {per_message} keywords per message")
+
+
+def _check_folder_keywords(folder_id: int, keywords: Sequence[str]) -> None:
+    """Keywords new to the folder must fit its cap; call with the folder row locked."""
+    if not keywords:
+        return
+    existing = {k.lower() for k in folder_keywords(folder_id)}
+    new = {k.lower() for k in keywords} - existing
+    per_folder = settings.MAILHOST_IMAP_MAX_KEYWORDS_PER_FOLDER
+    if new and len(existing) + len(new) > per_folder:
+        raise KeywordLimit(f"At most {per_folder} keywords per mailbox")
 
 
 @dataclass
@@ -987,6 +1012,10 @@ def _store_flags(cursor, folder, uids, flags, mode, unchangedsince) -> StoreResu
     if locked is None:
         raise NotFound("folder does not exist")
     new_modseq = locked[0] + 1
+    if mode != "remove":
+        _check_keywords(keywords)
+        _check_folder_keywords(folder.pk, keywords)
+    per_message = settings.MAILHOST_IMAP_MAX_KEYWORDS_PER_MESSAGE
     groups: dict[tuple[tuple[bool, ...], str], list[int]] = defaultdict(list)
     unseen_delta = 0
     columns_sql = ", ".join(quote(c) for c in FLAG_COLUMNS)
@@ -1010,6 +1039,8 @@ def _store_flags(cursor, folder, uids, flags, mode, unchangedsince) -> StoreResu
                 existing = current_keywords.split()
                 have = {k.lower() for k in existing}
                 new_keywords = " ".join(existing + [k for k in keywords if k.lower() not in have])
+                if len(new_keywords.split()) > max(per_message, len(existing)):
+                    raise KeywordLimit(f"At most {per_message} keywords per message")
             else:
                 new_state = tuple(
                     s and not columns.get(c, False) for s, c in zip(state, FLAG_COLUMNS)

@@ -186,6 +186,15 @@ MAILHOST_IMAP_MAX_LITERAL_SIZE = env_int(
 MAILHOST_IMAP_MAX_LITERAL_BEFORE_AUTH = env_int(
     "MAILHOST_IMAP_MAX_LITERAL_BEFORE_AUTH", 8192, minimum=256
 )
+# Keywords (IMAP flags without a backslash): caps so that one client cannot make every FLAGS
+# response huge; the length is Dovecot's mail_max_keyword_length.
+MAILHOST_IMAP_MAX_KEYWORDS_PER_FOLDER = env_int(
+    "MAILHOST_IMAP_MAX_KEYWORDS_PER_FOLDER", 256, minimum=1
+)
+MAILHOST_IMAP_MAX_KEYWORDS_PER_MESSAGE = env_int(
+    "MAILHOST_IMAP_MAX_KEYWORDS_PER_MESSAGE", 64, minimum=1
+)
+MAILHOST_IMAP_MAX_KEYWORD_LENGTH = env_int("MAILHOST_IMAP_MAX_KEYWORD_LENGTH", 50, minimum=1)
 MAILHOST_IMAP_MAX_COMMANDS_BEFORE_AUTH = env_int(
     "MAILHOST_IMAP_MAX_COMMANDS_BEFORE_AUTH", 50, minimum=5
 )

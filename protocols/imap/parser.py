@@ -1059,6 +1059,9 @@ def _store(reader: Reader, tag: str, name: str, uid: bool) -> Command:
         flags = tuple(flags_list)
     if any(f == "\\*" for f in flags):
         raise ParseFailure("\\* is not a flag")
+    if any(f.lower() == "\\recent" for f in flags):
+        # RFC 3501 6.4.6 / RFC 9051 2.3.2: the server alone sets \Recent (Dovecot: BAD too)
+        raise ParseFailure("Invalid system flag \\Recent: only the server sets it")
     return Store(tag, name, uid, sequence, mode, action.endswith(".SILENT"), flags, unchangedsince)
 
 

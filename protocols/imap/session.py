@@ -28,6 +28,7 @@ from mailboxes import selectors, services
 from mailboxes.exceptions import (
     AlreadyExists,
     FolderError,
+    KeywordLimit,
     NotFound,
     QuotaExceeded,
 )
@@ -441,6 +442,8 @@ class Session:
             await self.finish(command, r.NO_ALREADY_EXISTS)
         except QuotaExceeded:
             await self.finish(command, r.NO_OVER_QUOTA)
+        except KeywordLimit as exc:
+            await self.finish(command, r.NO_LIMIT.with_text(str(exc)))
         except FolderError as exc:
             await self.finish(command, r.NO_CANNOT.with_text(str(exc) or r.NO_CANNOT.text))
         except (ConnectionDone, ConnectionError, ssl.SSLError):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from django.conf import settings
+
 from mailboxes import selectors, services
 from mailboxes.models import Folder
 from protocols.imap import parser as p
@@ -20,6 +22,15 @@ def _qresync_data(folder_id: int, params: p.QresyncParams, uids: list[int]):
         vanished = [u for u in vanished if any(lo <= u <= hi for lo, hi in known)]
     rows = selectors.message_flag_rows(folder_id, changed_since=params.modseq)
     return vanished, rows
+
+
+def permanent_flags(keywords: set[str]) -> bytes:
+    """RFC 9051 7.1: `\\*` says new keywords may be created; not when the folder holds as
+    many as MAILHOST_IMAP_MAX_KEYWORDS_PER_FOLDER (as far as this process knows)."""
+    flags = "\\Answered \\Flagged \\Deleted \\Seen \\Draft"
+    if len(keywords) < settings.MAILHOST_IMAP_MAX_KEYWORDS_PER_FOLDER:
+        flags += " \\*"
+    return r.Reply("OK", "Flags permitted", f"PERMANENTFLAGS ({flags})").untagged()
 
 
 async def select(session: Session, command: p.Select) -> None:
@@ -53,13 +64,7 @@ async def select(session: Session, command: p.Select) -> None:
     if readonly:
         out.append(r.Reply("OK", "No permanent flags permitted", "PERMANENTFLAGS ()").untagged())
     else:
-        out.append(
-            r.Reply(
-                "OK",
-                "Flags permitted",
-                "PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)",
-            ).untagged()
-        )
+        out.append(permanent_flags(sel.keywords))
     out.append(r.exists(sel.exists))
     if not session.rev2:
         out.append(r.untagged(f"{sel.recent_count} RECENT"))

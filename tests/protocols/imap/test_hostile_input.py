@@ -131,3 +131,77 @@ def test_deeply_nested_fetch_and_store_lists_get_bad_at_once(client):
         assert len(lines) == 1 and lines[0].startswith(tag.encode() + b" BAD "), lines
         assert elapsed < 1.0
     assert c.cmd("a5", "FETCH 1 (FLAGS)") == [b"* 1 FETCH (FLAGS (\\Recent))", ok("a5")]
+
+
+# --- STORE \Recent and keyword caps ---------------------------------------------------------
+
+
+def test_store_recent_is_refused_and_the_session_goes_on(client):
+    c = client()
+    c.cmd("a0", b"APPEND INBOX {7+}\r\nX: y\r\n\r\n")
+    c.cmd("a1", "SELECT INBOX")
+    for tag, command in (
+        ("a2", "STORE 1 +FLAGS (\\Recent)"),
+        ("a3", "STORE 1 FLAGS (\\Seen \\recent)"),
+        ("a4", "UID STORE 1:* -FLAGS.SILENT \\Recent"),
+    ):
+        lines = c.cmd(tag, command)
+        assert lines == [tag.encode() + b" BAD Invalid system flag \\Recent: only the server sets it"]
+    assert c.cmd("a5", "FETCH 1 FLAGS") == [b"* 1 FETCH (FLAGS (\\Recent))", ok("a5")]
+    assert c.cmd("a6", "STORE 1 +FLAGS (\\Seen)") == [
+        b"* 1 FETCH (FLAGS (\\Seen \\Recent))",
+        ok("a6"),
+    ]
+
+
+def permanent_flags(lines: list[bytes]) -> bytes:
+    return next(line for line in lines if b"PERMANENTFLAGS" in line)
+
+
+def test_keywords_per_folder_are_capped(client, settings):
+    settings.MAILHOST_IMAP_MAX_KEYWORDS_PER_FOLDER = 5
+    c = client()
+    c.cmd("a0", b"APPEND INBOX {7+}\r\nX: y\r\n\r\n")
+    c.cmd("a0", b"APPEND INBOX {7+}\r\nX: z\r\n\r\n")
+    assert permanent_flags(c.cmd("a1", "SELECT INBOX")).endswith(b"\\Draft \\*)] Flags permitted")
+    assert c.cmd("a2", "STORE 1 +FLAGS.SILENT (k1 k2 k3)")[-1] == ok("a2")
+    # Two more would make six: NO [LIMIT] (RFC 5530), and nothing is stored.
+    assert c.cmd("a3", "STORE 2 +FLAGS (k4 k5 k6)") == [
+        b"a3 NO [LIMIT] At most 5 keywords per mailbox"
+    ]
+    assert c.cmd("a4", "FETCH 2 FLAGS") == [b"* 2 FETCH (FLAGS (\\Recent))", ok("a4")]
+    # Keywords the folder has are always fine, also on another message; up to the cap.
+    assert c.cmd("a5", "STORE 2 +FLAGS (K1 k4 k5)")[-1] == ok("a5")
+    assert c.cmd("a6", "STORE 2 +FLAGS (k6)") == [b"a6 NO [LIMIT] At most 5 keywords per mailbox"]
+    assert c.cmd("a7", b"APPEND INBOX (k7) {7+}\r\nX: w\r\n\r\n") == [
+        b"a7 NO [LIMIT] At most 5 keywords per mailbox"
+    ]
+    # Full: a new SELECT no longer offers \* (new keywords) in PERMANENTFLAGS.
+    assert permanent_flags(c.cmd("a8", "SELECT INBOX")) == (
+        b"* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)] Flags permitted"
+    )
+    assert c.cmd("a9", "NOOP") == [ok("a9", r.OK_NOOP)]
+
+
+def test_keywords_per_message_and_their_length_are_capped(client, settings):
+    assert settings.MAILHOST_IMAP_MAX_KEYWORDS_PER_MESSAGE == 64
+    assert settings.MAILHOST_IMAP_MAX_KEYWORD_LENGTH == 50
+    c = client()
+    c.cmd("a0", b"APPEND INBOX {7+}\r\nX: y\r\n\r\n")
+    c.cmd("a1", "SELECT INBOX")
+    # The 3,000-keyword STORE: refused whole, with a short answer.
+    many = " ".join(f"$kw{i:05d}" for i in range(3000))
+    lines = c.cmd("a2", f"STORE 1 +FLAGS ({many})")
+    assert lines == [b"a2 NO [LIMIT] At most 64 keywords per message"]
+    assert c.cmd("a3", "STORE 1 +FLAGS.SILENT (" + " ".join(f"a{i}" for i in range(60)) + ")")[
+        -1
+    ] == ok("a3")
+    assert c.cmd("a4", "STORE 1 +FLAGS (" + " ".join(f"b{i}" for i in range(5)) + ")") == [
+        b"a4 NO [LIMIT] At most 64 keywords per message"
+    ]
+    assert c.cmd("a5", "STORE 1 +FLAGS (" + "x" * 51 + ")") == [
+        b"a5 NO [LIMIT] Keywords are at most 50 characters long"
+    ]
+    # Removing and replacing below the cap still work.
+    assert c.cmd("a6", "STORE 1 -FLAGS.SILENT (a0 a1)")[-1] == ok("a6")
+    assert c.cmd("a7", "STORE 1 FLAGS (" + "y" * 50 + ")")[-1] == ok("a7")
