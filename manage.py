@@ -19,6 +19,13 @@ def main() -> None:
     except ImproperlyConfigured as exc:
         # One line naming the variable, not a traceback through Django's internals.
         sys.exit(f"mailhost: configuration error: {exc}")
+    except Exception as exc:
+        from mailhost.database import operator_message
+
+        message = operator_message(exc)  # no tables yet, database unreachable
+        if message is None:
+            raise
+        sys.exit(f"mailhost: {message}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,43 @@
+"""Database errors an operator can fix, told in one line instead of a traceback.
+
+`manage.py` turns these into `mailhost: <what to do>`: a database without Mailhost's tables
+(a provisioning command run before the first `migrate`, or from a shell whose
+MAILHOST_DATA_DIR / DATABASE_URL differ from the server's), and a database that cannot be
+reached.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import OperationalError, ProgrammingError
+
+NO_TABLES = (
+    "the database has no tables yet: run `manage.py migrate` or start `manage.py runmail`"
+    " once, with the same MAILHOST_DATA_DIR and DATABASE_URL as the server"
+)
+# SQLSTATE undefined_table, undefined_column (PostgreSQL); SQLite says it in words.
+_MISSING_SQLSTATES = {"42P01", "42703"}
+_MISSING_WORDS = ("no such table", "no such column")
+
+
+def operator_message(exc: BaseException) -> str | None:
+    """One line saying what to do about `exc`, or None when it is not the operator's to fix."""
+    if not isinstance(exc, OperationalError | ProgrammingError):
+        return None
+    cause = exc.__cause__
+    text = str(exc).lower()
+    if getattr(cause, "sqlstate", None) in _MISSING_SQLSTATES or text.startswith(_MISSING_WORDS):
+        return f"{NO_TABLES} (this command used {database_label()}; {exc})"
+    if text.startswith(("connection failed", "could not connect", "unable to open database")):
+        first_line = str(exc).strip().splitlines()[0]
+        return f"cannot open {database_label()}: {first_line}"
+    return None
+
+
+def database_label() -> str:
+    db = settings.DATABASES["default"]
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"the SQLite file {db['NAME']}"
+    host = db.get("HOST") or "localhost"
+    port = f":{db['PORT']}" if db.get("PORT") else ""
+    return f"the database {db['NAME']!r} on {host}{port}"
