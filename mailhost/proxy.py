@@ -70,6 +70,11 @@ def _trusted(address, networks: tuple[Network, ...]) -> bool:
     return address is not None and any(address in network for network in networks)
 
 
+def is_trusted_proxy(peer: str) -> bool:
+    """Whether `peer` (an address as a socket reports it) is in MAILHOST_TRUSTED_PROXIES."""
+    return _trusted(_address(peer), getattr(settings, "MAILHOST_TRUSTED_PROXIES", ()))
+
+
 def _last_value(header: str) -> str:
     # A proxy that appends rather than replaces leaves the client's own value on the left.
     return header.rsplit(",", 1)[-1].strip()

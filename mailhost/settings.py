@@ -158,6 +158,13 @@ MAILHOST_IMAPS_PORT = env_port("MAILHOST_IMAPS_PORT", 993)
 MAILHOST_POP3_PORT = env_port("MAILHOST_POP3_PORT", 110)
 MAILHOST_POP3S_PORT = env_port("MAILHOST_POP3S_PORT", 995)
 MAILHOST_WEB_PORT = env_port("MAILHOST_WEB_PORT", 8000)
+# The web port under runmail (mailhost/web.py): connections per client address (trusted
+# proxies exempt) and in all, seconds for a request head to arrive in full (and for an idle
+# or stalled connection to be closed), threads running requests.
+MAILHOST_WEB_MAX_CONNECTIONS_PER_IP = env_int("MAILHOST_WEB_MAX_CONNECTIONS_PER_IP", 50, minimum=1)
+MAILHOST_WEB_MAX_CONNECTIONS = env_int("MAILHOST_WEB_MAX_CONNECTIONS", 1000, minimum=1)
+MAILHOST_WEB_REQUEST_TIMEOUT = env_int("MAILHOST_WEB_REQUEST_TIMEOUT", 30, minimum=1)
+MAILHOST_WEB_THREADS = env_int("MAILHOST_WEB_THREADS", 8, minimum=1)
 if bool(env_str("MAILHOST_TLS_CERT")) != bool(env_str("MAILHOST_TLS_KEY")):
     raise ImproperlyConfigured("MAILHOST_TLS_CERT and MAILHOST_TLS_KEY must be set together")
 MAILHOST_TLS_CERT = env_file("MAILHOST_TLS_CERT")

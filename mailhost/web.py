@@ -1,36 +1,139 @@
 """The web app (webmail and admin) inside `runmail`, served by waitress in a thread.
 
-Production deployments run `gunicorn mailhost.wsgi` instead.
+Production deployments run `gunicorn mailhost.wsgi` instead, behind a reverse proxy.
+
+Why a slow client cannot starve it: waitress reads every request (head and body) on its one
+I/O thread and hands it to a worker thread only once it is complete, and buffers responses,
+so a worker never waits on a client's network. What a stranger can still hold is
+connections, so they are bounded here:
+- per client address (MAILHOST_WEB_MAX_CONNECTIONS_PER_IP; trusted proxies are exempt, every
+  user comes through them): a connection beyond it gets 503 and is closed at once;
+- in total (MAILHOST_WEB_MAX_CONNECTIONS);
+- in time (MAILHOST_WEB_REQUEST_TIMEOUT): a request head must arrive in full within it, and a
+  connection that sends nothing (idle, or stalled in a body) for that long is closed.
+Before this, 100 connections sending half a request filled waitress's default limit of 100
+and it stopped accepting anyone for two minutes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import threading
+import time
 
 from django.conf import settings
+from waitress.adjustments import Adjustments
+from waitress.channel import HTTPChannel
+from waitress.server import TcpWSGIServer
 
+from mailhost.proxy import is_trusted_proxy
 from protocols.listeners import Listener
 
 logger = logging.getLogger(__name__)
 
+TOO_MANY_CONNECTIONS = (
+    b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Type: text/plain\r\n"
+    b"Retry-After: 10\r\nContent-Length: 41\r\n\r\nToo many connections from your address.\r\n"
+)
+
+
+class GuardedChannel(HTTPChannel):
+    """Remembers when the request being received began (its first octet)."""
+
+    request_started: float | None = None
+
+    def received(self, data: bytes) -> bool:
+        if self.request is None and data:
+            self.request_started = time.time()
+        result = super().received(data)
+        if self.request is None:
+            self.request_started = None
+        return result
+
+
+class GuardedServer(TcpWSGIServer):
+    channel_class = GuardedChannel
+
+    def handle_accept(self) -> None:
+        try:
+            accepted = self.accept()
+        except OSError:
+            return
+        if accepted is None:
+            return
+        conn, addr = accepted
+        client = addr[0] if isinstance(addr, tuple) else ""
+        limit = settings.MAILHOST_WEB_MAX_CONNECTIONS_PER_IP
+        if not is_trusted_proxy(client) and self._connections_from(client) >= limit:
+            logger.warning(
+                'web refused client=%s reason="more than %d connections from this address"',
+                client,
+                limit,
+            )
+            try:
+                conn.send(TOO_MANY_CONNECTIONS, socket.MSG_DONTWAIT)
+            except OSError:
+                pass
+            conn.close()
+            return
+        self.channel_class(self, conn, addr, self.adj, map=self._map)
+
+    def _connections_from(self, client: str) -> int:
+        return sum(
+            1
+            for channel in list(self.active_channels.values())
+            if isinstance(channel.addr, tuple) and channel.addr[0] == client
+        )
+
+    def maintenance(self, now: float) -> None:
+        # Waitress closes channels without activity for channel_timeout seconds (idle, or a
+        # stalled body); a head trickled a byte at a time (slowloris) is cut here.
+        super().maintenance(now)
+        cutoff = now - self.adj.channel_timeout
+        for channel in list(self.active_channels.values()):
+            started = getattr(channel, "request_started", None)
+            request = channel.request
+            if started is None or request is None or started >= cutoff:
+                continue
+            if not request.headers_finished and not channel.will_close:
+                logger.info(
+                    'web timeout client=%s reason="request head not received in %d s"',
+                    channel.addr[0] if isinstance(channel.addr, tuple) else "",
+                    self.adj.channel_timeout,
+                )
+                channel.will_close = True
+
 
 class WebServer:
     def __init__(self, host: str, port: int) -> None:
-        from waitress.server import create_server
-
         from mailhost.static import application_with_static
 
-        self._server = create_server(
-            application_with_static(),
+        timeout = settings.MAILHOST_WEB_REQUEST_TIMEOUT
+        adjustments = Adjustments(
             host=host,
             port=port,
-            threads=8,
+            threads=settings.MAILHOST_WEB_THREADS,
             ident="Mailhost",
             backlog=settings.MAILHOST_LISTEN_BACKLOG,
+            connection_limit=settings.MAILHOST_WEB_MAX_CONNECTIONS,
+            channel_timeout=timeout,
+            # How often the timeouts above are checked, so a connection is cut within a second
+            # or so of its deadline.
+            cleanup_interval=1,
+            # select() fails beyond file descriptor 1023, which runmail's other listeners
+            # reach; poll() has no such limit.
+            asyncore_use_poll=True,
+            max_request_body_size=2 * settings.MAILHOST_MAX_MESSAGE_SIZE,
+            # X-Forwarded-* are mailhost.proxy's business (MAILHOST_TRUSTED_PROXIES): waitress
+            # must neither believe nor remove them.
+            clear_untrusted_proxy_headers=False,
         )
-        self.port = self._server.effective_port
+        self._server = GuardedServer(
+            application_with_static(), map={}, adj=adjustments, sockinfo=adjustments.listen[0]
+        )
+        self.port = int(self._server.effective_port)
         self._thread = threading.Thread(target=self._run, name="mailhost-web", daemon=True)
         self._thread.start()
 

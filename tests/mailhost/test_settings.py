@@ -127,6 +127,12 @@ BAD_VALUES: dict[str, Bad] = {
         "10.0.0.1, proxy.lan",
         "MAILHOST_TRUSTED_PROXIES='10.0.0.1, proxy.lan': 'proxy.lan' is not an IP address",
     ),
+    "MAILHOST_WEB_MAX_CONNECTIONS_PER_IP": Bad("0", "must be at least 1"),
+    "MAILHOST_WEB_MAX_CONNECTIONS": Bad("many", "is not a whole number"),
+    "MAILHOST_WEB_REQUEST_TIMEOUT": Bad("0", "must be at least 1"),
+    "MAILHOST_WEB_THREADS": Bad("eight", "is not a whole number"),
+    "MAILHOST_HSTS_SECONDS": Bad("-1", "must be at least 0"),
+    "MAILHOST_HSTS_INCLUDE_SUBDOMAINS": Bad("sure", "is not a boolean"),
 }
 
 

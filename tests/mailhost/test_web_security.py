@@ -5,9 +5,7 @@ proxy it is tests/mailhost/test_reverse_proxy.py."""
 from __future__ import annotations
 
 import http.client
-import logging
 import re
-import time
 
 import pytest
 from django.contrib.auth.models import User
@@ -15,6 +13,7 @@ from django.test import Client
 
 from mailhost.accesslog import access_line
 from protocols import runner
+from tests.support.logs import log_lines
 from tests.support.servers import running
 
 pytestmark = pytest.mark.django_db
@@ -98,38 +97,10 @@ def test_access_line_quotes_what_could_break_a_log_line():
     )
 
 
-class LogLines(logging.Handler):
-    """Messages of one logger. Not caplog: starting the web app runs django.setup(), whose
-    logging configuration replaces the root logger's handlers, caplog's among them."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-
 @pytest.fixture
 def web_log():
-    logger = logging.getLogger("mailhost.web")
-    handler, level = LogLines(), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    yield handler
-    logger.removeHandler(handler)
-    logger.setLevel(level)
-
-
-def wait_for_lines(log: LogLines, prefix: str, count: int, timeout: float = 5) -> list[str]:
-    """The access line is written when the server closes the response, just after the client
-    has read it."""
-    deadline = time.monotonic() + timeout
-    while True:
-        lines = [m for m in log.messages if m.startswith(prefix)]
-        if len(lines) >= count or time.monotonic() > deadline:
-            return lines
-        time.sleep(0.02)
+    with log_lines("mailhost.web") as lines:
+        yield lines
 
 
 @pytest.mark.django_db(transaction=True)
@@ -145,7 +116,7 @@ def test_access_log_has_one_line_per_request(live_settings, alice, web_log):
         conn.request("POST", "/nowhere", body=b"x", headers={"X-Forwarded-For": "203.0.113.9"})
         conn.getresponse().read()
         conn.close()
-        lines = wait_for_lines(web_log, "web request", 3)
+        lines = web_log.wait_for("web request", 3)
     pattern = re.compile(
         r"web request client=(\S+) method=(\S+) path=(\S+) status=(\d+) bytes=(\d+) ms=[\d.]+$"
     )

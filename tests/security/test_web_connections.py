@@ -1,0 +1,113 @@
+"""Connection floods and half requests on the web port under runmail (issue 14).
+
+Before: 100 connections from one address that each sent half a request head filled waitress's
+default connection limit (100) and the web app answered no one for two minutes. Now the web
+port caps connections per client address, cuts a request head that is not complete within
+MAILHOST_WEB_REQUEST_TIMEOUT, and a slow client never holds a worker thread.
+"""
+
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import socket
+import time
+
+import pytest
+from django.db import connections
+
+from protocols import runner
+from tests.support.servers import running
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ATTACKER = "127.0.0.1"
+VISITOR = "127.0.0.2"
+HALF_REQUEST = b"GET /login/ HTTP/1.1\r\nHost: mail.example.org\r\nUser-Agent: slow"
+
+
+@pytest.fixture
+def web(live_settings, monkeypatch):
+    live_settings.MAILHOST_WEB_REQUEST_TIMEOUT = 3
+    monkeypatch.setitem(connections.settings["default"], "CONN_MAX_AGE", 0)
+    with running(runner.WEB) as ports:
+        yield ports["web"]
+
+
+def half_requests(port: int, count: int, source: str) -> list[socket.socket]:
+    sockets = []
+    for _ in range(count):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(source, 0))
+        sock.sendall(HALF_REQUEST)
+        sockets.append(sock)
+    return sockets
+
+
+def get(port: int, source: str, path: str = "/login/") -> tuple[int, float]:
+    started = time.monotonic()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10, source_address=(source, 0))
+    conn.request("GET", path)
+    response = conn.getresponse()
+    response.read()
+    conn.close()
+    return response.status, time.monotonic() - started
+
+
+def closed_within(sock: socket.socket, seconds: float) -> bytes | None:
+    """What the server sent before closing, or None if it is still open after `seconds`."""
+    sock.settimeout(seconds)
+    received = b""
+    try:
+        while chunk := sock.recv(4096):
+            received += chunk
+    except TimeoutError:
+        return None
+    except ConnectionResetError:
+        pass
+    return received
+
+
+def test_half_requests_from_one_address_do_not_take_the_web_app_down(web):
+    held = half_requests(web, 120, ATTACKER)
+    try:
+        time.sleep(0.3)  # let the server take them all in
+        status, elapsed = get(web, VISITOR)
+        assert status == 200
+        assert elapsed < 1.0, f"another address waited {elapsed:.2f} s"
+        # Beyond the per-address cap the attacker's connections got 503 and were closed.
+        refused = [s for s in held if closed_within(s, 0.01) is not None]
+        assert len(refused) == 120 - 50
+        # And a half request is cut once the request timeout (3 s here) is up.
+        started = time.monotonic()
+        open_ones = [s for s in held if s not in refused]
+        assert closed_within(open_ones[-1], 6) is not None
+        assert time.monotonic() - started < 5
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def test_connections_beyond_the_cap_get_503(web, live_settings):
+    live_settings.MAILHOST_WEB_MAX_CONNECTIONS_PER_IP = 3  # read at each accept
+    held = half_requests(web, 60, ATTACKER)
+    try:
+        answers = [closed_within(s, 0.5) for s in held]
+        refused = [a for a in answers if a is not None]
+        assert len(refused) == 60 - 3
+        assert all(a.startswith(b"HTTP/1.1 503 ") for a in refused), refused[:3]
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def test_trusted_proxies_are_not_capped(live_settings, monkeypatch):
+    live_settings.MAILHOST_WEB_MAX_CONNECTIONS_PER_IP = 2
+    live_settings.MAILHOST_TRUSTED_PROXIES = (ipaddress.ip_network(ATTACKER),)
+    monkeypatch.setitem(connections.settings["default"], "CONN_MAX_AGE", 0)
+    with running(runner.WEB) as ports:
+        held = half_requests(ports["web"], 10, ATTACKER)
+        try:
+            assert all(closed_within(s, 0.3) is None for s in held)  # all still open
+        finally:
+            for sock in held:
+                sock.close()
