@@ -249,13 +249,86 @@ def _xtext(value: str) -> str:
 
 
 def prepare_data(raw: bytes) -> bytes:
-    """CRLF line endings, dot-stuffed (RFC 5321 4.5.2), with the terminating dot line."""
+    """CRLF line endings, long lines broken, dot-stuffed (RFC 5321 4.5.2), with the
+    terminating dot line."""
     text = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
     if not text.endswith(b"\r\n"):
         text += b"\r\n"
+    text = break_long_lines(text, settings.MAILHOST_OUTBOUND_LINE_LENGTH_LIMIT)
     if text.startswith(b"."):
         text = b"." + text
     return text.replace(b"\r\n.", b"\r\n..") + b".\r\n"
+
+
+def break_long_lines(text: bytes, limit: int) -> bytes:
+    """Lines of CRLF-ended `text` longer than `limit` octets, broken as Postfix's SMTP client
+    does (smtp_line_length_limit, smtp_proto.c smtp_text_out): after `limit` octets comes
+    CRLF SPACE, and so on, so that no line exceeds it (RFC 5321 4.5.3.1.6: 1000 octets with
+    CRLF, the dot of dot-stuffing not counted). Messages may hold such lines (inbound takes
+    them, as Postfix does); peers need not.
+
+    Two refinements, both changing less than Postfix: a line of the top-level header is
+    folded before its last space or tab within the limit, where there is one (RFC 5322
+    2.2.3: unfolding gives the field back as it was, and DKIM's relaxed header
+    canonicalization sees no change), and a break never splits a UTF-8 sequence. Header
+    lines without white space, and body lines, get Postfix's CRLF SPACE (in a body that
+    changes the text, and a DKIM body hash, exactly as Postfix does).
+    """
+    if not limit:
+        return text
+    lines = text.split(b"\r\n")
+    if all(len(line) <= limit for line in lines):
+        return text
+    out: list[bytes] = []
+    in_header = True
+    for line in lines:
+        if in_header and not line:
+            in_header = False
+        if len(line) <= limit:
+            out.append(line)
+        elif in_header:
+            out.extend(_fold_header_line(line, limit))
+        else:
+            out.extend(_break_line(line, limit))
+    return b"\r\n".join(out)
+
+
+def _break_line(line: bytes, limit: int) -> list[bytes]:
+    pieces: list[bytes] = []
+    prefix = b""
+    while len(prefix) + len(line) > limit:
+        cut = _utf8_boundary(line, limit - len(prefix))
+        pieces.append(prefix + line[:cut])
+        line = line[cut:]
+        prefix = b" "
+    pieces.append(prefix + line)
+    return pieces
+
+
+def _fold_header_line(line: bytes, limit: int) -> list[bytes]:
+    pieces: list[bytes] = []
+    # A fold leaves text on the line before it: after "Name:" on a field's first line.
+    body_at = 0 if line[:1] in (b" ", b"\t") else line.find(b":") + 1
+    while len(line) > limit:
+        cut = max(line.rfind(b" ", 1, limit + 1), line.rfind(b"\t", 1, limit + 1))
+        if cut > body_at and line[body_at:cut].strip(b" \t"):
+            pieces.append(line[:cut])
+            line = line[cut:]  # starts with the white space: a continuation line
+        else:
+            cut = _utf8_boundary(line, limit)
+            pieces.append(line[:cut])
+            line = b" " + line[cut:]
+        body_at = 0
+    pieces.append(line)
+    return pieces
+
+
+def _utf8_boundary(line: bytes, cut: int) -> int:
+    """`cut`, moved back (at most 3 octets) off the middle of a UTF-8 sequence."""
+    for _ in range(3):
+        if cut > 1 and cut < len(line) and line[cut] & 0xC0 == 0x80:
+            cut -= 1
+    return cut
 
 
 def deliver(

@@ -245,6 +245,15 @@ MAILHOST_DELIVERY_THREADS = env_int("MAILHOST_DELIVERY_THREADS", 2)
 MAILHOST_OUTBOUND_CONNECT_TIMEOUT = env_int("MAILHOST_OUTBOUND_CONNECT_TIMEOUT", 30, minimum=1)
 MAILHOST_OUTBOUND_TIMEOUT = env_int("MAILHOST_OUTBOUND_TIMEOUT", 300, minimum=1)
 MAILHOST_OUTBOUND_TLS_VERIFY = env_bool("MAILHOST_OUTBOUND_TLS_VERIFY", False)
+# Postfix's smtp_line_length_limit: longer lines are broken on the way out; 0: never.
+MAILHOST_OUTBOUND_LINE_LENGTH_LIMIT = env_int(
+    "MAILHOST_OUTBOUND_LINE_LENGTH_LIMIT", 998, maximum=998
+)
+if 0 < MAILHOST_OUTBOUND_LINE_LENGTH_LIMIT < 78:
+    raise ImproperlyConfigured(
+        f"MAILHOST_OUTBOUND_LINE_LENGTH_LIMIT={MAILHOST_OUTBOUND_LINE_LENGTH_LIMIT}"
+        " must be 0 (off) or from 78 to 998"
+    )
 MAILHOST_DNS_TIMEOUT = env_duration("MAILHOST_DNS_TIMEOUT", 10, minimum=0.01)
 # POP3 (protocols/pop3). RFC 1939 3: an idle timer, if any, must be at least 10 minutes.
 MAILHOST_POP3_IDLE_TIMEOUT = env_int("MAILHOST_POP3_IDLE_TIMEOUT", 600, minimum=600)

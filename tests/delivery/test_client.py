@@ -287,3 +287,58 @@ def test_smtputf8_only_when_the_peer_offers_it_or_the_message_needs_it(smtp_sett
     assert result.replies["jürgen@bücher.test"].ok
     assert utf8_peer.lines[1].endswith(" SMTPUTF8 RET=HDRS ENVID=ENV+2B1")
     assert utf8_peer.lines[2].startswith("RCPT TO:<jürgen@xn--bcher-kva.test>")
+
+
+# --- long lines: Postfix's smtp_line_length_limit (998) --------------------------------------
+
+
+def test_a_long_body_line_is_broken_with_crlf_space_as_postfix_does():
+    line = b"x" * 2500
+    assert client.break_long_lines(b"S: a\r\n\r\n" + line + b"\r\n", 998) == (
+        b"S: a\r\n\r\n" + b"x" * 998 + b"\r\n " + b"x" * 997 + b"\r\n " + b"x" * 505 + b"\r\n"
+    )
+    # Exactly at the limit: untouched; 0: never broken.
+    exact = b"S: a\r\n\r\n" + b"y" * 998 + b"\r\n"
+    assert client.break_long_lines(exact, 998) == exact
+    assert client.break_long_lines(b"\r\n" + line + b"\r\n", 0) == b"\r\n" + line + b"\r\n"
+
+
+def test_a_long_header_line_is_folded_at_white_space_else_broken():
+    words = b" ".join([b"word%03d" % i for i in range(200)])  # 1599 octets
+    folded = client.break_long_lines(b"X-Long: " + words + b"\r\n\r\nbody\r\n", 998)
+    head, _, body = folded.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    assert len(lines) == 2 and all(len(x) <= 998 for x in lines)
+    assert lines[1].startswith(b" word")  # folded before a space, no octet added
+    assert b"".join(lines) == b"X-Long: " + words  # unfolding gives the field back
+    assert body == b"body\r\n"
+    # No white space to fold at: Postfix's CRLF SPACE.
+    token = b"X-Token: " + b"t" * 1500
+    assert client.break_long_lines(token + b"\r\n\r\n", 998) == (
+        token[:998] + b"\r\n " + token[998:] + b"\r\n\r\n"
+    )
+
+
+def test_a_break_never_splits_a_utf8_character():
+    line = b"a" * 997 + "é".encode() * 10  # the 998th octet starts a 2-octet character
+    broken = client.break_long_lines(b"\r\n" + line + b"\r\n", 998)
+    first, second = broken.split(b"\r\n")[1:3]
+    assert first == b"a" * 997 and second == b" " + "é".encode() * 10
+    first.decode(), second.decode()
+
+
+def test_no_line_over_998_octets_reaches_the_peer(smtp_settings, peers):
+    peer = ScriptedPeer("127.0.0.2", peers.port, EHLO_FULL, {})
+    raw = (
+        b"Subject: " + b"long subject " * 100 + b"\r\n\r\n"
+        b"." + b"d" * 1999 + b"\r\n"  # a dot line: stuffed once, at its start only
+        b"short\r\n"
+    )
+    result = client.deliver([HOST], envelope(data=raw))
+    peer.thread.join(5)
+    assert all(r.ok for r in result.replies.values())
+    lines = peer.data.split(b"\r\n")
+    # RFC 5321 4.5.3.1.6: the dot added by dot-stuffing does not count.
+    assert max(len(x[1:] if x.startswith(b"..") else x) for x in lines) == 998
+    assert lines[2:] == [b"", b".." + b"d" * 997, b" " + b"d" * 997, b" ddddd", b"short", b".", b""]
+    assert lines[0] + lines[1] == b"Subject: " + b"long subject " * 100

@@ -416,3 +416,42 @@ def test_log_dns_failure_and_expiry(sender, zone, peers, settings, caplog):
     assert lines[-1]["event"] == "expired" and lines[-1]["mx"] == "none"
     assert lines[-1]["reply"].startswith("4.4.7 delivery time expired")
     assert float(lines[-1]["delay"]) >= 1.0
+
+
+# --- long lines on the way out (Postfix's smtp_line_length_limit) ------------------------------
+
+LONG_SUBJECT = b"Subject: " + b" ".join(b"word%03d" % i for i in range(150)) + b"\r\n"
+
+
+def test_long_lines_reach_a_strict_peer_broken_as_postfix_does(sender, zone, peers):
+    # aiosmtpd, like many servers, refuses a DATA line over 1000 octets with CRLF.
+    peer = peers.start("127.0.0.2")
+    raw = RAW.replace(b"Subject: greetings\r\n", LONG_SUBJECT) + b"z" * 5000 + b"\r\n"
+    message = spool(["bob@remote.test"], raw=raw)
+    run_queue()
+    row = recipient(message, "bob@remote.test")
+    assert row.status == RecipientStatus.DELIVERED, row.last_reply
+    [got] = peer.received
+    assert max(len(line) for line in got.data.split(b"\r\n")) == 998
+    assert b"\r\n" + b"z" * 998 + b"\r\n " + b"z" * 997 + b"\r\n " in got.data
+    # The header was folded, not cut: parsed, it is the same Subject.
+    parsed = email.message_from_bytes(got.data, policy=email.policy.default)
+    assert parsed["Subject"] == LONG_SUBJECT[9:-2].decode()
+
+
+def test_dkim_survives_a_folded_long_header_and_not_a_broken_body_line(sender, zone, peers):
+    peer = peers.start("127.0.0.2")
+    domain = sender.domain
+    zone.add_txt(f"{domain.dkim_selector}._domainkey.{domain.name}", dkim_public_key_value(domain))
+    long_header = RAW.replace(b"Subject: greetings\r\n", LONG_SUBJECT)
+    spool(["bob@remote.test"], raw=dkim_sign(long_header, mail_from=SENDER))
+    run_queue()
+    [got] = peer.received
+    assert max(len(line) for line in got.data.split(b"\r\n")) <= 998
+    # Folded at white space: relaxed header canonicalization sees the same field.
+    assert dkim.verify(got.data, dnsfunc=zone.txt_lookup)
+    # A body line over the limit gets CRLF SPACE, which no DKIM canonicalization undoes:
+    # the signature breaks, as it does behind Postfix (README, "Outbound delivery").
+    spool(["bob@remote.test"], raw=dkim_sign(RAW + b"z" * 1200 + b"\r\n", mail_from=SENDER))
+    run_queue()
+    assert not dkim.verify(peer.received[1].data, dnsfunc=zone.txt_lookup)

@@ -69,6 +69,7 @@ BAD_VALUES: dict[str, Bad] = {
     "MAILHOST_TLS_KEY": Bad("key.pem", "MAILHOST_TLS_CERT and MAILHOST_TLS_KEY"),
     "MAILHOST_DNS_SERVERS": Bad("127.0.0.1:x", "MAILHOST_DNS_SERVERS: port 'x' is not a number"),
     "MAILHOST_OUTBOUND_PORT": Bad("smtp", "is not a whole number"),
+    "MAILHOST_OUTBOUND_LINE_LENGTH_LIMIT": Bad("12", "must be 0 (off) or from 78 to 998"),
     "MAILHOST_RELAYHOST": Bad("smtp.example.org:abc", "port 'abc' is not a number"),
     "MAILHOST_SECRET_KEY": Bad("short", "MAILHOST_SECRET_KEY is too short"),
     "MAILHOST_ALLOWED_HOSTS": Bad("https://mail.example.org", "is not a host name"),
