@@ -146,11 +146,13 @@ def wait_for(user: str | None, client_ip: str | None) -> float:
         return min(_wait(rules, now), cap)
 
 
-def admit(user: str | None, client_ip: str | None, *, max_wait: float = MAX_DELAY) -> Admission:
+def admit(user: str | None, client_ip: str | None, *, max_wait: float | None = None) -> Admission:
     """Ask to check a password now. Admitted: wait `wait` seconds, then check; the slot after
-    it is reserved for the next attempt. Refused (the wait exceeds max_wait): do not check,
-    and tell the client to retry after `wait` seconds."""
+    it is reserved for the next attempt. Refused (the wait exceeds max_wait, MAX_DELAY unless
+    given): do not check, and tell the client to retry after `wait` seconds."""
     address, ip, now = _address(user), client_ip or "", clock()
+    if max_wait is None:
+        max_wait = MAX_DELAY
     with _lock:
         keys, cap = _rules(address, ip, now)
         wait = min(_wait(keys, now), cap)

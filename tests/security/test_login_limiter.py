@@ -181,3 +181,52 @@ def test_admin_login_refuses_with_retry_after_then_lets_the_right_password_in(
     assert f"Try again in {wait} seconds".encode() in response.content
     now[0] += wait
     assert admin_login("root", PASSWORD).status_code == 302
+
+
+def test_parallel_guesses_past_the_longest_wait_get_a_temporary_failure_unchecked(
+    servers, scaled, caplog
+):
+    """Parallel attempts each reserve the next slot; one whose slot is beyond MAX_DELAY is
+    held MAX_DELAY and refused without a password check: SMTP 454 4.7.0 (RFC 4954 6), IMAP
+    NO [UNAVAILABLE] (RFC 5530), POP3 -ERR [SYS/TEMP] (RFC 3206), with an `auth throttled`
+    line. The right password is refused too: it was never checked."""
+    import imaplib
+    import poplib
+    import smtplib
+
+    from tests.support.logins import tls
+
+    ports = servers
+    for _ in range(throttle.PAIR_FREE_FAILURES + 3):
+        throttle.record_failure(ALICE, "127.0.0.1", user_exists=True)
+
+    def crowd() -> None:  # attempts in flight from other connections, slots 3 s ahead
+        while throttle.admit(ALICE, "127.0.0.1", max_wait=60).wait < 3:
+            pass
+
+    crowd()
+    with smtplib.SMTP_SSL("127.0.0.1", ports["submissions"], context=tls(), timeout=30) as smtp:
+        smtp.ehlo()
+        code, text = smtp.docmd("AUTH", "PLAIN " + _plain(ALICE, PASSWORD))
+    assert (code, text[:5]) == (454, b"4.7.0")
+    crowd()
+    imap = imaplib.IMAP4_SSL("127.0.0.1", ports["imaps"], ssl_context=tls(), timeout=30)
+    with pytest.raises(imaplib.IMAP4.error, match=r"\[UNAVAILABLE\]"):
+        imap.login(ALICE, PASSWORD)
+    imap.shutdown()
+    crowd()
+    pop = poplib.POP3_SSL("127.0.0.1", ports["pop3s"], context=tls(), timeout=30)
+    pop.user(ALICE)
+    with pytest.raises(poplib.error_proto, match=r"\[SYS/TEMP\]"):
+        pop.pass_(PASSWORD)
+    pop.close()
+    throttled = [r.getMessage() for r in caplog.records if "auth throttled" in r.getMessage()]
+    assert len(throttled) == 3
+    assert all(f"client=127.0.0.1 user={ALICE} retry=" in line for line in throttled)
+    assert not [r for r in caplog.records if "auth success" in r.getMessage()]
+
+
+def _plain(user: str, password: str) -> str:
+    import base64
+
+    return base64.b64encode(f"\0{user}\0{password}".encode()).decode()
