@@ -44,3 +44,23 @@ def outbound_recipients_for_message_id(
         .select_related("message")
         .order_by("message__created_at", "id")
     )
+
+
+def spool_counts() -> dict[str, int]:
+    """Recipients per status, with `due` (queued or deferred, next attempt now or past) and
+    `held` (a worker holds their lease now), for the embedded queue's admin page."""
+    from django.db.models import Count, Q
+    from django.utils import timezone
+
+    from delivery.models import RecipientStatus
+
+    now = timezone.now()
+    waiting = Q(status__in=[RecipientStatus.QUEUED, RecipientStatus.DEFERRED])
+    totals = OutboundRecipient.objects.aggregate(
+        **{status.value: Count("id", filter=Q(status=status)) for status in RecipientStatus},
+        due=Count(
+            "id", filter=waiting & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        ),
+        held=Count("id", filter=waiting & Q(lease_until__gt=now)),
+    )
+    return {name: count or 0 for name, count in totals.items()}

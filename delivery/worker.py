@@ -23,6 +23,7 @@ import time
 import uuid
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import close_old_connections, connections
 from rq.exceptions import StopRequested
 from rq.timeouts import TimerDeathPenalty
@@ -82,6 +83,12 @@ class MailhostWorker(SimpleWorker):
 
     def work(self, *args, **kwargs) -> bool:
         require_server_name()  # `manage.py rqworker` sends mail under MAILHOST_HOSTNAME
+        if not settings.REDIS_URL:
+            # django-rq would take 127.0.0.1:6379, whoever's Redis that is.
+            raise ImproperlyConfigured(
+                "REDIS_URL is unset: `manage.py rqworker` needs the Redis the server enqueues"
+                " to; without REDIS_URL, runmail or runworker deliver from the embedded queue"
+            )
         sweeper = Sweeper() if self.run_sweeper and not kwargs.get("burst") else None
         if sweeper:
             sweeper.start()

@@ -142,6 +142,9 @@ RQ_QUEUES = {
 }
 # `manage.py rqworker` runs delivery's worker class: jobs in-process, plus the spool sweeper.
 RQ = {"WORKER_CLASS": "delivery.worker.MailhostWorker"}
+# django-rq's admin dashboard only for our own Redis (mailhost/urls.py: /admin/rq/ shows the
+# embedded queue without it).
+RQ_SHOW_ADMIN_LINK = bool(REDIS_URL)
 
 # --- Mail server ---------------------------------------------------------------------------
 

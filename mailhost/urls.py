@@ -1,10 +1,19 @@
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
+from delivery.views import embedded_queue_status
 from mailhost import admin_login
 
+if settings.REDIS_URL:
+    queue_dashboard = include("django_rq.urls")  # the dashboard of REDIS_URL's Redis
+else:
+    # No Redis of ours: never django-rq's default 127.0.0.1:6379, which is somebody else's.
+    embedded = [path("", admin.site.admin_view(embedded_queue_status), name="home")]
+    queue_dashboard = include((embedded, "django_rq"))
+
 urlpatterns = [
-    path("admin/rq/", include("django_rq.urls")),
+    path("admin/rq/", queue_dashboard),
     path("admin/login/", admin_login.login, name="admin_login_throttled"),
     path("admin/", admin.site.urls),
     path("", include("webmail.urls")),
