@@ -506,3 +506,12 @@ def test_sent_date_band_reads_the_header_only_near_the_edge(folder, monkeypatch)
     assert reads == []  # far from the edge: the cached UTC date decides
     assert run(folder, "SENTON 2-Feb-2024") == [2]
     assert 0 < len(reads) <= 3
+
+
+def test_folds_to_ascii_lists_every_such_character():
+    expected = "".join(
+        chr(i)
+        for i in range(0x80, 0x110000)
+        if not 0xD800 <= i < 0xE000 and any(c.isascii() for c in chr(i).casefold())
+    )
+    assert s.FOLDS_TO_ASCII == expected

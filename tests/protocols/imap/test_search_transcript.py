@@ -139,3 +139,47 @@ def test_imaplib_search(loaded):
         assert (typ, data) == ("OK", [b"2"])
     finally:
         conn.logout()
+
+
+FOLDING = [
+    b"From: =?utf-8?q?Gro=C3=9F?= <g@example.net>\r\nSubject: =?utf-8?q?Stra=C3=9Fe?=\r\n",
+    b"To: Gross <x@example.org>\r\nSubject: STRASSE\r\n",
+    b"Cc: =?utf-8?q?=EF=AC=82ow?= <f@example.org>\r\nSubject: =?utf-8?q?=EF=AC=81nance?= report\r\n",
+    b"Subject: =?utf-8?q?=E2=84=AApi?= of the week\r\n",  # KELVIN SIGN, folds to "k"
+    b"Subject: hello   world\r\n",
+    b"Subject: =?utf-8?q?hello=C2=A0world?=\r\n",  # NO-BREAK SPACE
+    b"Subject: other\r\n",
+]
+
+
+@pytest.mark.parametrize(
+    ("criteria", "found"),
+    [
+        (["SUBJECT", "Straße"], [1, 2]),
+        (["SUBJECT", "strasse"], [1, 2]),
+        (["SUBJECT", "STRAẞE"], [1, 2]),  # capital sharp s
+        (["SUBJECT", "ﬁnance"], [3]),
+        (["SUBJECT", "finance REPORT"], [3]),
+        (["SUBJECT", "kpi"], [4]),
+        (["FROM", "gross"], [1]),
+        (["TO", "Groß"], [2]),
+        (["CC", "flow"], [3]),
+        (["SUBJECT", "hello world"], [5, 6]),
+        (["SUBJECT", "o w"], [5, 6]),
+        (["SUBJECT", "other"], [7]),
+        (["NOT", "SUBJECT", "strasse"], [3, 4, 5, 6, 7]),
+    ],
+)
+def test_needles_whose_folding_is_ascii_match_cached_fields(imap, criteria, found):
+    """Issue 13: an ASCII needle after case folding ("Straße" -> "strasse") went to the SQL
+    pre-filter, which dropped the rows whose text folds to it ("Straße", "ﬁ", white space)."""
+    import imapclient
+
+    for head in FOLDING:
+        raw = b"From: a@example.net\r\n" + head if not head.startswith(b"From") else head
+        services.message_deliver(raw=raw + b"\r\nbody\r\n", recipients=["alice@example.org"])
+    c = imapclient.IMAPClient("127.0.0.1", port=imap["ports"]["imap"], ssl=False)
+    c.login("alice@example.org", "secret")
+    c.select_folder("INBOX")
+    assert c.search(criteria, charset="UTF-8") == found
+    c.logout()
