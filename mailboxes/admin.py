@@ -65,6 +65,9 @@ class DomainAdmin(admin.ModelAdmin):
     search_fields = ["name"]
     readonly_fields = ["dkim_dns_record"]
 
+    class Media:
+        css = {"all": ["mailboxes/admin.css"]}
+
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(_mailbox_count=Count("mailboxes"))
 
@@ -75,9 +78,7 @@ class DomainAdmin(admin.ModelAdmin):
     @admin.display(description="DKIM record to publish")
     def dkim_dns_record(self, obj: Domain) -> str:
         record = dkim_txt_record(obj) if obj.pk else ""
-        return (
-            format_html("<code style='word-break:break-all'>{}</code>", record) if record else "-"
-        )
+        return format_html('<code class="dkim-record">{}</code>', record) if record else "-"
 
     def save_model(self, request, obj, form, change):
         if not change:
