@@ -6,14 +6,22 @@ could be decoded.
 
 from __future__ import annotations
 
+import logging
 import re
 from datetime import datetime
 from email.header import Header, decode_header, make_header
 from email.parser import BytesHeaderParser
 from email.policy import compat32
-from email.utils import getaddresses, parsedate_to_datetime
+from email.utils import parsedate_to_datetime
+
+from mailboxes import addresslist
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
+# Characters of one header value that RFC 2047 decoding reads: decode_header is linear but
+# slow (10,000 encoded words took a second); the summary keeps at most 4,000 characters.
+MAX_DECODED_CHARS = 16 * 1024
+
+logger = logging.getLogger("mailboxes.headers")
 _MSGID = re.compile(r"<[^<>\s]+>")
 
 
@@ -26,7 +34,7 @@ def header_block(raw: bytes) -> bytes:
 def decode_words(value: str | Header | None) -> str:
     if not value:
         return ""
-    value = header_text(value)
+    value = header_text(value)[:MAX_DECODED_CHARS]
     try:
         text = str(make_header(decode_header(value)))
     except Exception:  # 8-bit text beside encoded words, or malformed ones: piece by piece
@@ -50,40 +58,6 @@ def _decode_pieces(value: str) -> str:
         return "".join(pieces)
     except Exception:  # malformed encoded words: show the raw text rather than nothing
         return value
-
-
-def _group_names(value: str) -> list[str]:
-    """Display names of RFC 5322 groups ("team: a@b, c@d;"), which getaddresses drops; IMAP
-    SEARCH TO/CC match them (RFC 9051 7.5.2 puts them in the ENVELOPE)."""
-    names: list[str] = []
-    start, angle, comment, quoted, escaped = 0, 0, 0, False, False
-    for i, ch in enumerate(value):
-        if escaped:
-            escaped = False
-        elif ch == "\\" and (quoted or comment):
-            escaped = True
-        elif quoted:
-            quoted = ch != '"'
-        elif comment:
-            comment += {"(": 1, ")": -1}.get(ch, 0)
-        elif ch == '"':
-            quoted = True
-        elif ch == "(":
-            comment = 1
-        elif ch == "<":
-            angle += 1
-        elif ch == ">":
-            angle = max(0, angle - 1)
-        elif angle:
-            continue
-        elif ch in ",;":
-            start = i + 1
-        elif ch == ":":
-            name = value[start:i].strip().strip('"').strip()
-            if name:
-                names.append(name)
-            start = i + 1
-    return names
 
 
 def header_text(value: str | Header) -> str:
@@ -114,18 +88,38 @@ def _octets_text(raw: bytes) -> str:
 
 
 def _addresses_display(values: list[str]) -> tuple[str, str]:
-    decoded = [decode_words(v) for v in values]
-    pairs = getaddresses(decoded)
-    shown = []
+    """("Name <address>, ..., Group:", first address) of address fields' values.
+
+    The linear parser of mailboxes/addresslist.py, not email.utils.getaddresses: that one
+    recurses into nested comments (a 20,000-deep comment in From was a RecursionError, so
+    SMTP answered 451 and the sender retried forever). Group names come last, as "name:"
+    (RFC 9051 7.5.2 puts them in the ENVELOPE, and SEARCH TO/CC match them)."""
+    shown: list[str] = []
+    groups: list[str] = []
     first_address = ""
-    for name, addr in pairs:
-        if not (name or addr):
-            continue
-        if not first_address and addr:
-            first_address = addr
-        shown.append(f"{name} <{addr}>" if name and addr else (name or addr))
-    shown.extend(f"{group}:" for value in decoded for group in _group_names(value))
-    return ", ".join(shown), first_address
+    for value in values:
+        data = value.encode("utf-8", "surrogateescape")
+        for name, _adl, mailbox, host in addresslist.parse_addresses(data):
+            if mailbox is None:
+                continue  # the end of a group
+            if host is None:
+                group = _text(mailbox).strip()
+                if group:
+                    groups.append(decode_words(group) + ":")
+                continue
+            address = "" if mailbox == addresslist.MISSING_MAILBOX else _text(mailbox)
+            if address and host != addresslist.MISSING_DOMAIN:
+                address += "@" + _text(host)
+            label = decode_words(_text(name)) if name else ""
+            if not first_address and address:
+                first_address = address
+            if label or address:
+                shown.append(f"{label} <{address}>" if label and address else (label or address))
+    return ", ".join(shown + groups), first_address
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", "replace")
 
 
 def summarize(raw: bytes) -> dict:
@@ -137,7 +131,14 @@ def summarize_and_spam(raw: bytes) -> tuple[dict, bool]:
     """summarize and is_spam from one parse of the header (delivery needs both)."""
     block = header_block(raw)
     parsed = BytesHeaderParser(policy=compat32).parsebytes(block)
-    return _summary(raw, block, parsed), _spam_verdict(parsed)
+    try:
+        summary = _summary(raw, block, parsed)
+    except Exception:
+        # A header no parser of ours can read must not turn into a 4xx the sender retries
+        # forever: the message is stored unchanged with an empty summary (our fault, logged).
+        logger.exception("headers degraded message_id=%s", _first_msgid(parsed.get("Message-ID")))
+        summary = _DEGRADED_SUMMARY
+    return summary, _spam_verdict(parsed)
 
 
 def _summary(raw: bytes, block: bytes, parsed) -> dict:  # noqa: ANN001 - a compat32 Message
@@ -180,6 +181,21 @@ def _summary(raw: bytes, block: bytes, parsed) -> dict:  # noqa: ANN001 - a comp
     }
     # PostgreSQL text cannot hold NUL, which a hostile header may carry: store U+FFFD instead.
     return {k: v.replace("\0", "\ufffd") if isinstance(v, str) else v for k, v in summary.items()}
+
+
+_DEGRADED_SUMMARY = {
+    "subject": "",
+    "from_display": "",
+    "from_address": "",
+    "to_display": "",
+    "cc_display": "",
+    "sent_date": None,
+    "message_id": "",
+    "in_reply_to": "",
+    "references": "",
+    "thread_key": "",
+    "has_attachments": False,
+}
 
 
 def _first_msgid(value) -> str:  # noqa: ANN001 - a header value or None

@@ -20,10 +20,15 @@ import binascii
 import re
 from dataclasses import dataclass, field
 
+from mailboxes.addresslist import parse_addresses
+
 CACHE_VERSION = 3  # 2: nested multiparts reusing a boundary, line counts; 3: ENVELOPE lists
 MAX_DEPTH = 100
 MAX_PARTS = 10000
 MAX_CACHED_PARTS = 1000
+# Parameters read from one Content-Type or Content-Disposition field (RFC 2231 continuations
+# count one each); the rest are ignored, so 10,000 parameters cost what 256 do.
+MAX_PARAMETERS = 256
 
 NIL = b"NIL"
 
@@ -142,158 +147,7 @@ class Header:
 
 # --- RFC 5322 address lists (RFC 9051 7.5.2 ENVELOPE addresses) --------------------------
 
-_ADDR_SPECIALS = frozenset(b'<>:;@,."()[')
-_WSP = frozenset(b" \t\r\n")
-# Dovecot's placeholders: a NIL host would read as group syntax (RFC 9051 7.5.2).
-MISSING_MAILBOX = b"MISSING_MAILBOX"
-MISSING_DOMAIN = b"MISSING_DOMAIN"
-
-
-_SPACE = ("w", b" ")
-
-
-def _addr_tokens(value: bytes) -> list[tuple[str, bytes]]:
-    """Tokens: ("a", atom) ("q", quoted content) ("c", comment) ("s", special) and ("w", " ")
-    for a run of white space (display names keep the spacing they were written with)."""
-    tokens: list[tuple[str, bytes]] = []
-    i, n = 0, len(value)
-    while i < n:
-        c = value[i]
-        if c in _WSP:
-            if tokens and tokens[-1] is not _SPACE:
-                tokens.append(_SPACE)
-            i += 1
-        elif c == 0x22:  # quoted-string
-            out = bytearray()
-            i += 1
-            while i < n and value[i] != 0x22:
-                if value[i] == 0x5C and i + 1 < n:
-                    i += 1
-                if value[i] not in (0x0D, 0x0A):
-                    out.append(value[i])
-                i += 1
-            tokens.append(("q", bytes(out)))
-            i += 1
-        elif c == 0x28:  # comment, nested
-            depth, j = 1, i + 1
-            while j < n and depth:
-                if value[j] == 0x5C:
-                    j += 1
-                elif value[j] == 0x28:
-                    depth += 1
-                elif value[j] == 0x29:
-                    depth -= 1
-                j += 1
-            tokens.append(("c", value[i + 1 : j - 1 if depth == 0 else j].strip()))
-            i = j
-        elif c == 0x5B:  # domain literal
-            j = value.find(b"]", i)
-            j = n if j < 0 else j + 1
-            tokens.append(("a", value[i:j]))
-            i = j
-        elif c in _ADDR_SPECIALS:
-            tokens.append(("s", bytes((c,))))
-            i += 1
-        else:
-            j = i
-            while j < n and value[j] not in _WSP and value[j] not in _ADDR_SPECIALS:
-                j += 1
-            if j == i:  # a lone ")" and the like
-                j += 1
-            tokens.append(("a", value[i:j]))
-            i = j
-    return tokens
-
-
-def _phrase(tokens: list[tuple[str, bytes]]) -> bytes | None:
-    """A display name as written: quotes and comments removed, each run of white space (or
-    a comment) one space, so `alice@example.com <bob@...>` keeps "alice@example.com"."""
-    out = bytearray()
-    seen = space = False
-    for kind, text in tokens:
-        if kind in ("w", "c"):
-            space = seen
-            continue
-        if space:
-            out += b" "
-            space = False
-        out += text
-        seen = True
-    return bytes(out) if seen else None
-
-
-def _addr_spec(tokens: list[tuple[str, bytes]]) -> tuple[bytes | None, bytes, bytes]:
-    """(comment as a name, mailbox, host) of tokens that should form local@domain."""
-    comment = None
-    parts = []
-    for kind, text in tokens:
-        if kind == "c":
-            comment = text or comment
-        elif kind != "w":
-            parts.append((kind, text))
-    at = max((i for i, (k, t) in enumerate(parts) if k == "s" and t == b"@"), default=-1)
-    local_tokens = parts if at < 0 else parts[:at]
-    host_tokens = [] if at < 0 else parts[at + 1 :]
-    local = b"".join(
-        (b'"' + t.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"') if k == "q" else t
-        for k, t in local_tokens
-    )
-    host = b"".join(t for _k, t in host_tokens)
-    return comment, local or MISSING_MAILBOX, host or MISSING_DOMAIN
-
-
-Address = tuple  # (name, adl, mailbox, host), each bytes or None
-
-
-def parse_addresses(value: bytes) -> list[Address]:
-    """An address-list, tolerant of everything real mail contains; groups as RFC 9051
-    7.5.2 encodes them: (NIL NIL name NIL) members... (NIL NIL NIL NIL)."""
-    tokens = _addr_tokens(value)
-    result: list[Address] = []
-    in_group = False
-    i, n = 0, len(tokens)
-    while i < n:
-        j = i
-        while j < n and not (tokens[j][0] == "s" and tokens[j][1] in (b",", b";", b":", b"<")):
-            j += 1
-        stop = tokens[j][1] if j < n else None
-        if stop == b":" and not in_group:
-            result.append((None, None, _phrase(tokens[i:j]) or b"", None))
-            in_group = True
-            i = j + 1
-            continue
-        if stop == b"<":
-            name = _phrase(tokens[i:j])
-            k = j + 1
-            while k < n and not (tokens[k][0] == "s" and tokens[k][1] == b">"):
-                k += 1
-            inner = [t for t in tokens[j + 1 : k] if t[0] not in ("c", "w")]
-            adl = None
-            colon = next((x for x, t in enumerate(inner) if t[0] == "s" and t[1] == b":"), None)
-            if colon is not None and inner and inner[0] == ("s", b"@"):
-                adl = b"".join(t for _k, t in inner[:colon])
-                inner = inner[colon + 1 :]
-            if inner:
-                _c, mailbox, host = _addr_spec(inner)
-                result.append((name, adl, mailbox, host))
-            elif name is not None:
-                result.append((name, None, MISSING_MAILBOX, MISSING_DOMAIN))
-            # skip what follows the ">" up to the next separator
-            i = k + 1
-            while i < n and not (tokens[i][0] == "s" and tokens[i][1] in (b",", b";")):
-                i += 1
-            stop = tokens[i][1] if i < n else None
-            j = i
-        elif any(t[0] not in ("c", "w") for t in tokens[i:j]):
-            comment, mailbox, host = _addr_spec(tokens[i:j])
-            result.append((comment, None, mailbox, host))
-        if stop == b";" and in_group:
-            result.append((None, None, None, None))
-            in_group = False
-        i = j + 1
-    if in_group:
-        result.append((None, None, None, None))
-    return result
+# The parser (mailboxes/addresslist.py) is shared with the header summary cached at delivery.
 
 
 def _address_list(value: bytes | None) -> bytes:
@@ -344,6 +198,8 @@ def envelope(header: Header) -> bytes:
 
 
 # --- Content-Type and friends (RFC 2045, RFC 2231) ---------------------------------------
+
+_WSP = frozenset(b" \t\r\n")
 
 # RFC 2045 5.1: a token is printable US-ASCII without tspecials (no CTLs, no 8-bit).
 _TSPECIALS = (
@@ -396,7 +252,7 @@ def _quoted(value: bytes, i: int) -> tuple[bytes, int]:
 def _params(value: bytes, i: int) -> list[tuple[bytes, bytes]]:
     raw_params: list[tuple[bytes, bytes]] = []
     n = len(value)
-    while i < n:
+    while i < n and len(raw_params) < MAX_PARAMETERS:
         semi = value.find(b";", i)
         if semi < 0:
             break
