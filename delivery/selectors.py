@@ -64,3 +64,16 @@ def spool_counts() -> dict[str, int]:
         held=Count("id", filter=waiting & Q(lease_until__gt=now)),
     )
     return {name: count or 0 for name, count in totals.items()}
+
+
+def pending_recipients() -> list[OutboundRecipient]:
+    """Recipients still to be delivered (queued or deferred), oldest message first."""
+    from delivery.models import RecipientStatus
+
+    return list(
+        OutboundRecipient.objects.filter(
+            status__in=[RecipientStatus.QUEUED, RecipientStatus.DEFERRED]
+        )
+        .select_related("message")
+        .order_by("message__created_at", "message_id", "id")
+    )

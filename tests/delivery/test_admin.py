@@ -157,3 +157,29 @@ def test_an_attempt_skipped_by_the_dead_address_memo_is_not_counted(
     # Due again once the memo has run out, not after a whole step of the retry schedule.
     assert row.next_attempt_at <= timezone.now() + timedelta(seconds=client.UNREACHABLE_MEMO)
     assert OutboundRecipient.objects.get(message=first).attempts == 1
+
+
+@pytest.mark.usefixtures("delivery_env")
+def test_flushqueue_tries_a_peer_that_was_down_moments_ago(make_mailbox, remote_zone, peers):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    make_mailbox("alice@example.org")
+    message = spool(["bob@remote.test"])
+    run_queue()  # the peer is down: deferred, its address remembered as unreachable
+    listing = StringIO()
+    call_command("mailq", stdout=listing)
+    assert message.queue_id in listing.getvalue()
+    assert "bob@remote.test  [deferred, 1 attempt(s)" in listing.getvalue()
+    peer = peers.start("127.0.0.2")
+    out = StringIO()
+    call_command("flushqueue", stdout=out)
+    assert out.getvalue().startswith("1 recipient(s) will be tried now.")
+    run_queue()
+    row = OutboundRecipient.objects.get(message=message)
+    assert (row.status, row.attempts) == (RecipientStatus.DELIVERED, 2), row.last_reply
+    assert len(peer.received) == 1
+    empty = StringIO()
+    call_command("mailq", stdout=empty)
+    assert empty.getvalue() == "Mail queue is empty\n"
