@@ -480,11 +480,19 @@ def recipients_retry_now(*, recipient_ids: Iterable[int]) -> int:
 def recipients_bounce_now(*, recipient_ids: Iterable[int], reason: str = "") -> int:
     """Give up on pending recipients now: they fail and their senders get a DSN."""
     text = reason or "5.0.0 delivery cancelled by the administrator"
+    reply = f"550 {text}"
     ids = list(recipient_ids)
+    now = timezone.now()
     with transaction.atomic():
-        count = OutboundRecipient.objects.filter(id__in=ids, status__in=PENDING).update(
+        pending = OutboundRecipient.objects.filter(id__in=ids, status__in=PENDING)
+        outcome = Outcome(RecipientStatus.FAILED, reply)
+        lines = [
+            _result_line(row, outcome, status=outcome.status, reply=reply, now=now)
+            for row in pending.select_related("message")
+        ]
+        count = pending.update(
             status=RecipientStatus.FAILED,
-            last_reply=f"550 {text}",
+            last_reply=reply,
             mx_used="",
             next_attempt_at=None,
             lease_until=None,
@@ -495,6 +503,7 @@ def recipients_bounce_now(*, recipient_ids: Iterable[int], reason: str = "") -> 
         )
         for message_id in message_ids:
             message_notify(message_id=message_id)
+        transaction.on_commit(lambda: _log_lines(lines))
     return count
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 import pytest
@@ -69,7 +70,8 @@ def test_retry_now(admin_client, deferred):
     assert row.next_attempt_at <= timezone.now()
 
 
-def test_bounce_now_fails_and_notifies(admin_client, deferred):
+def test_bounce_now_fails_and_notifies(admin_client, deferred, caplog):
+    caplog.set_level(logging.INFO, logger="delivery")
     sender, message = deferred
     row = OutboundRecipient.objects.get(message=message)
     admin_client.post(
@@ -81,6 +83,11 @@ def test_bounce_now_fails_and_notifies(admin_client, deferred):
     [dsn] = inbox_messages(sender)
     [_, block] = status_blocks(dsn)
     assert block["action"] == "failed" and block["status"] == "5.0.0"
+    [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("delivery ")]
+    assert line.startswith(
+        f"delivery bounced queue={message.queue_id} to=<bob@remote.test> mx=none"
+    )
+    assert line.endswith('reply="550 5.0.0 delivery cancelled by the administrator"')
 
 
 def test_delete_from_queue(admin_client, deferred):

@@ -5,6 +5,7 @@ against the key published in that DNS."""
 
 from __future__ import annotations
 
+import logging
 import smtplib
 import time
 
@@ -64,3 +65,38 @@ def test_submit_sign_spool_resolve_deliver(make_mailbox, dns_server, peers):
     assert row.status == RecipientStatus.DELIVERED and row.mx_used == "mx1.remote.test"
     [copy] = inbox_messages(dave)
     assert copy["Subject"] == "all the way"
+
+
+def test_the_delivery_log_carries_the_queue_id_given_at_acceptance(
+    make_mailbox, dns_server, peers, caplog
+):
+    caplog.set_level(logging.INFO, logger="delivery")
+    make_mailbox("alice@example.org")
+    dns_server.add("remote.test", "MX", "10 mx1.remote.test.")
+    dns_server.add("mx1.remote.test", "A", "127.0.0.2")
+    peer = peers.start("127.0.0.2")
+    with running(runner.SMTP, runner.DELIVERY) as ports:
+        with smtplib.SMTP("127.0.0.1", ports["submission"], timeout=15) as client:
+            client.starttls(context=client_tls_context())
+            client.login("alice@example.org", "secret")
+            client.mail("alice@example.org")
+            client.rcpt("bob@remote.test")
+            code, text = client.data(MESSAGE)
+        assert code == 250
+        deadline = time.monotonic() + 20
+        while not delivered_lines(caplog):
+            assert time.monotonic() < deadline, "no delivery log line"
+            time.sleep(0.05)
+    [line] = delivered_lines(caplog)
+    [row] = OutboundRecipient.objects.select_related("message")
+    queue_id = row.message.queue_id
+    assert queue_id in text.decode()  # the 250 names it
+    assert line.startswith(f"delivery delivered queue={queue_id} to=<bob@remote.test>")
+    assert " mx=mx1.remote.test[127.0.0.2] " in line
+    assert f"id {queue_id}".encode() in peer.received[0].data  # our Received field
+
+
+def delivered_lines(caplog) -> list[str]:
+    return [
+        r.getMessage() for r in caplog.records if r.getMessage().startswith("delivery delivered ")
+    ]
