@@ -3,8 +3,10 @@
 Production deployments run `gunicorn mailhost.wsgi` instead, behind a reverse proxy.
 
 Why a slow client cannot starve it: waitress reads every request (head and body) on its one
-I/O thread and hands it to a worker thread only once it is complete, and buffers responses,
-so a worker never waits on a client's network. What a stranger can still hold is
+I/O thread and hands it to a worker thread only once it is complete, and it queues responses
+(beyond 1 MB in temporary files) for that thread to send, so a worker never waits on a
+client's network: neither on one that sends slowly nor, with outbuf_high_watermark above any
+response, on one that does not read. What a stranger can still hold is
 connections, so they are bounded here:
 - per client address (MAILHOST_WEB_MAX_CONNECTIONS_PER_IP; trusted proxies are exempt, every
   user comes through them): a connection beyond it gets 503 and is closed at once;
@@ -126,6 +128,10 @@ class WebServer:
             # reach; poll() has no such limit.
             asyncore_use_poll=True,
             max_request_body_size=2 * settings.MAILHOST_MAX_MESSAGE_SIZE,
+            # A worker hands a response to the I/O thread and goes back to work; it would wait
+            # only when more than this is queued unsent on the connection (a client that does
+            # not read), so make it more than any response we make: one message, as stored.
+            outbuf_high_watermark=2 * settings.MAILHOST_MAX_MESSAGE_SIZE + (1 << 20),
             # X-Forwarded-* are mailhost.proxy's business (MAILHOST_TRUSTED_PROXIES): waitress
             # must neither believe nor remove them.
             clear_untrusted_proxy_headers=False,

@@ -72,6 +72,7 @@ def test_half_requests_from_one_address_do_not_take_the_web_app_down(web):
     try:
         time.sleep(0.3)  # let the server take them all in
         status, elapsed = get(web, VISITOR)
+        print(f"visitor answered in {elapsed * 1000:.1f} ms beside 120 half requests")
         assert status == 200
         assert elapsed < 1.0, f"another address waited {elapsed:.2f} s"
         # Beyond the per-address cap the attacker's connections got 503 and were closed.
@@ -81,6 +82,7 @@ def test_half_requests_from_one_address_do_not_take_the_web_app_down(web):
         started = time.monotonic()
         open_ones = [s for s in held if s not in refused]
         assert closed_within(open_ones[-1], 6) is not None
+        print(f"half request cut {time.monotonic() - started:.2f} s after the visitor's answer")
         assert time.monotonic() - started < 5
     finally:
         for sock in held:
@@ -110,4 +112,53 @@ def test_trusted_proxies_are_not_capped(live_settings, monkeypatch):
             assert all(closed_within(s, 0.3) is None for s in held)  # all still open
         finally:
             for sock in held:
+                sock.close()
+
+
+def test_clients_that_do_not_read_their_response_hold_no_worker(
+    live_settings, monkeypatch, make_mailbox
+):
+    """A slow reader: a signed-in user fetches a large message on more connections than there
+    are worker threads and never reads. Before, each worker stopped once 16 MB (waitress's
+    outbuf_high_watermark) waited unsent, and the web app answered no one."""
+    from django.test import Client
+
+    from mailboxes import selectors, services
+
+    live_settings.MAILHOST_WEB_THREADS = 2
+    monkeypatch.setitem(connections.settings["default"], "CONN_MAX_AGE", 0)
+    alice = make_mailbox("alice@example.org", password="a-long-secret-1")
+    inbox = selectors.folder_get(alice, "INBOX")
+    line = b"x" * 998 + b"\r\n"
+    raw = b"From: bob@example.org\r\nSubject: big\r\n\r\n" + line * (24 * 1024 * 1024 // 1000)
+    message = services.message_append(folder=inbox, raw=raw, flags=[])
+    client = Client()
+    assert (
+        client.post(
+            "/login/", {"address": "alice@example.org", "password": "a-long-secret-1"}
+        ).status_code
+        == 302
+    )
+    cookie = f"sessionid={client.cookies['sessionid'].value}"
+    with running(runner.WEB) as ports:
+        readers = []
+        try:
+            for _ in range(3):  # more than the 2 worker threads
+                sock = socket.socket()
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                sock.bind((ATTACKER, 0))
+                sock.connect(("127.0.0.1", ports["web"]))
+                request = (
+                    f"GET /m/{inbox.pk}/{message.uid}/raw/ HTTP/1.1\r\nHost: x\r\n"
+                    f"Cookie: {cookie}\r\n\r\n".encode()
+                )
+                sock.sendall(request * 2)  # pipelined: the second waits behind the first
+                readers.append(sock)
+            time.sleep(2)  # the workers build and hand over the 24 MB responses
+            status, elapsed = get(ports["web"], VISITOR)
+            print(f"visitor answered in {elapsed * 1000:.1f} ms beside 3 non-reading clients")
+            assert status == 200
+            assert elapsed < 1.0, f"another client waited {elapsed:.2f} s"
+        finally:
+            for sock in readers:
                 sock.close()
