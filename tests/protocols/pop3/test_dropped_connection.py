@@ -41,11 +41,15 @@ def connect(ports: dict[str, int], port_name: str) -> poplib.POP3:
 
 
 def drop(client: poplib.POP3, how: str) -> None:
-    """End the connection the way a lost network does: no QUIT, no TLS close_notify."""
+    """End the connection without QUIT: the way a lost network does (no TLS close_notify,
+    or an RST), with an undecryptable record, or closing TLS properly but not POP3."""
     sock = client.sock
+    client.file.close()  # poplib's reader holds the socket open otherwise
+    if how == "tls-close":
+        sock.unwrap().close()  # close_notify, then FIN
+        return
     if how == "rst":
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    client.file.close()  # poplib's reader holds the socket open otherwise
     # Close the TCP socket under the TLS layer, so no close_notify is sent.
     raw = socket.socket(fileno=sock.detach())
     if how == "tls-error":
@@ -72,7 +76,7 @@ def relogin_seconds(ports: dict[str, int], port_name: str) -> float:
             time.sleep(0.1)
 
 
-@pytest.mark.parametrize("how", ["close", "rst", "tls-error"])
+@pytest.mark.parametrize("how", ["close", "rst", "tls-error", "tls-close"])
 @pytest.mark.parametrize("port_name", ["pop3s", "pop3"])
 def test_dropped_connection_releases_the_maildrop(pop3, long_lease, mailbox, port_name, how):
     deliver(b"Subject: hi\r\n\r\nbody\r\n")
