@@ -107,6 +107,19 @@ def env_host_port(name: str, default_port: int) -> tuple[str, int] | None:
     return raw, default_port
 
 
+def env_fraction(name: str, default: float) -> float:
+    raw = env_str(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a number") from None
+    if not 0 < value <= 1:
+        raise ImproperlyConfigured(f"{name}={raw} must be above 0 and at most 1")
+    return value
+
+
 def _parse_port(name: str, text: str) -> int:
     try:
         port = int(text)

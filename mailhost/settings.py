@@ -13,6 +13,7 @@ from mailhost.config import (
     env_duration,
     env_durations,
     env_file,
+    env_fraction,
     env_host_names,
     env_host_port,
     env_host_ports,
@@ -276,6 +277,31 @@ MAILHOST_SMTP_AUTH_ON_MTA = env_bool("MAILHOST_SMTP_AUTH_ON_MTA", False)
 MAILHOST_SMTP_BARE_LINE_ENDINGS = env_choice(
     "MAILHOST_SMTP_BARE_LINE_ENDINGS", "refuse", ("refuse", "normalize")
 )
+# Longest line of a message taken over SMTP, in octets without the CRLF. RFC 5322 2.1.1's 998
+# is a MUST for senders that real senders break; Postfix takes longer lines, so do we.
+MAILHOST_SMTP_MAX_LINE_LENGTH = env_int(
+    "MAILHOST_SMTP_MAX_LINE_LENGTH", 1024 * 1024, minimum=998, maximum=MAILHOST_MAX_MESSAGE_SIZE
+)
+# "refuse" (550 5.6.0) or "strip" NUL octets in a message.
+MAILHOST_SMTP_NUL_BYTES = env_choice("MAILHOST_SMTP_NUL_BYTES", "refuse", ("refuse", "strip"))
+# Message data beyond this many octets waits for its end in a private temporary file in
+# MAILHOST_DATA_DIR/tmp, not in memory.
+MAILHOST_SMTP_SPOOL_THRESHOLD = env_int("MAILHOST_SMTP_SPOOL_THRESHOLD", 256 * 1024, minimum=0)
+# Whole DATA (or BDAT transaction) in seconds, however steadily the bytes trickle in.
+MAILHOST_SMTP_DATA_TOTAL_TIMEOUT = env_int("MAILHOST_SMTP_DATA_TOTAL_TIMEOUT", 1800, minimum=1)
+# Connections to ports 587 and 465 together, in total and per client address; port 25 has
+# MAILHOST_MAX_CONNECTIONS and MAILHOST_MAX_CONNECTIONS_PER_IP to itself.
+MAILHOST_SUBMISSION_MAX_CONNECTIONS = env_int("MAILHOST_SUBMISSION_MAX_CONNECTIONS", 500, minimum=1)
+MAILHOST_SUBMISSION_MAX_CONNECTIONS_PER_IP = env_int(
+    "MAILHOST_SUBMISSION_MAX_CONNECTIONS_PER_IP", 50, minimum=1
+)
+# Once port 25 holds more than this fraction of its cap, a session that has not started a
+# transaction waits MAILHOST_SMTP_BUSY_COMMAND_TIMEOUT seconds for its next command.
+MAILHOST_SMTP_BUSY_FRACTION = env_fraction("MAILHOST_SMTP_BUSY_FRACTION", 0.5)
+MAILHOST_SMTP_BUSY_COMMAND_TIMEOUT = env_int("MAILHOST_SMTP_BUSY_COMMAND_TIMEOUT", 10, minimum=1)
+# Clients (addresses/CIDRs) that may use a hosted domain's address as MAIL FROM on port 25
+# without AUTH (a web server's or a printer's relay); their mail is marked all the same.
+MAILHOST_SMTP_HOSTED_SENDER_CLIENTS = env_networks("MAILHOST_SMTP_HOSTED_SENDER_CLIENTS")
 # Seconds a stopping server lets transactions in flight finish before it drops them.
 MAILHOST_SHUTDOWN_GRACE = env_int("MAILHOST_SHUTDOWN_GRACE", 30, minimum=0)
 # Threads that run SMTP's database and storage work (its own pool, apart from other protocols).

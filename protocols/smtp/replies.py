@@ -48,6 +48,8 @@ S421_TOO_MANY_FROM_ADDRESS = Reply(
 )
 S421_SHUTTING_DOWN = Reply(421, "4.3.2", "{} Service shutting down, try again later")
 S421_TIMEOUT = Reply(421, "4.4.2", "{} Timeout, closing connection")
+# RFC 5321 3.8: a server that closes the connection says 421 first (4.4.2: connection dropped).
+S421_DATA_TOO_SLOW = Reply(421, "4.4.2", "{} Message transfer took too long, closing connection")
 S421_TOO_MANY_ERRORS = Reply(421, "4.7.0", "{} Too many errors, closing connection")
 
 # --- Generic ---------------------------------------------------------------------------------
@@ -106,6 +108,9 @@ S501_MAIL_SYNTAX = Reply(501, "5.5.4", "Syntax: MAIL FROM:<address> [parameters]
 S503_NESTED_MAIL = Reply(503, "5.5.1", "Sender already specified")
 S553_BAD_SENDER_SYNTAX = Reply(553, "5.1.7", "Malformed sender address")
 S553_SENDER_NOT_OWNED = Reply(553, "5.7.1", "Sender address not owned by authenticated user")
+S550_HOSTED_SENDER_UNAUTHENTICATED = Reply(
+    550, "5.7.1", "Sender address in a domain hosted here requires authentication"
+)
 S501_SIZE = Reply(501, "5.5.4", "Invalid SIZE parameter")
 S501_BODY = Reply(501, "5.5.4", "BODY must be 7BIT or 8BITMIME")
 S501_RET = Reply(501, "5.5.4", "RET must be FULL or HDRS")
@@ -139,7 +144,11 @@ S503_DATA_AFTER_BDAT = Reply(503, "5.5.1", "DATA not allowed after BDAT")
 S250_QUEUED = Reply(250, "2.0.0", "OK queued as {}")
 S250_BDAT_CHUNK = Reply(250, "2.0.0", "{} octets received")
 S550_BARE_LINE_ENDING = Reply(550, "5.6.0", "Bare CR or LF in message not allowed")
-S550_DATA_LINE_TOO_LONG = Reply(550, "5.6.0", "Message line longer than 998 octets")
+S550_NUL_IN_MESSAGE = Reply(550, "5.6.0", "NUL characters in message not allowed")
+# RFC 5321 4.3.2: 500 is no reply to the end of data; 552 is, and 4.5.3.1 names it for data
+# beyond a limit ("552 Too much mail data"); RFC 3463 X.3.4: too big for the system.
+S552_DATA_LINE_TOO_LONG = Reply(552, "5.3.4", "Message line longer than {} octets")
 S552_MESSAGE_TOO_BIG = Reply(552, "5.3.4", "Message size exceeds fixed maximum message size")
+S553_FROM_NOT_OWNED = Reply(553, "5.7.1", "From header address not owned by authenticated user")
 S554_NO_VALID_RECIPIENTS = Reply(554, "5.5.1", "No valid recipients")
 S501_BDAT_SYNTAX = Reply(501, "5.5.4", "Syntax: BDAT chunk-size [LAST]")

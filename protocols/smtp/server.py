@@ -17,7 +17,7 @@ from django.conf import settings
 
 from mailhost.tls import server_context
 from protocols.listeners import Listener
-from protocols.smtp import handler, replies
+from protocols.smtp import databuffer, handler, replies
 from protocols.smtp.replies import Reply
 from protocols.smtp.session import Mode, SMTPSession
 
@@ -91,6 +91,7 @@ async def start() -> list[Listener]:
     loop = asyncio.get_running_loop()
     # Generating the self-signed certificate the first time takes a moment: not on the loop.
     tls = await loop.run_in_executor(None, server_context)
+    await loop.run_in_executor(None, databuffer.sweep_stale)
     aiosmtpd_log = logging.getLogger("mail.log")
     if aiosmtpd_log.level == logging.NOTSET:
         # aiosmtpd logs every connection at INFO; our own transaction line says what matters.

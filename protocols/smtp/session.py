@@ -25,6 +25,7 @@ from django.conf import settings
 
 from delivery.submission import EnvelopeRecipient
 from protocols.smtp import replies, syntax
+from protocols.smtp.databuffer import IncomingMessage
 from protocols.smtp.replies import Reply
 
 if TYPE_CHECKING:
@@ -63,8 +64,17 @@ class MailEnvelope(Envelope):
         super().__init__()
         self.params = syntax.MailParams()
         self.recipients: list[EnvelopeRecipient] = []  # parallel to rcpt_tos, with DSN params
-        self.bdat: bytearray | None = None  # chunks so far, once BDAT started
-        self.bdat_too_big = False
+        self.incoming: IncomingMessage | None = None  # the message data so far
+        self.bdat = False  # BDAT started (DATA may not follow)
+        self.unauthenticated_hosted_sender = (
+            False  # let through MAILHOST_SMTP_HOSTED_SENDER_CLIENTS
+        )
+
+    def discard(self) -> None:
+        """Free the message data at once (the transaction is over or aborted)."""
+        if self.incoming is not None:
+            self.incoming.discard()
+            self.incoming = None
 
 
 class SMTPSession(SMTP):
@@ -99,6 +109,7 @@ class SMTPSession(SMTP):
         self.plaintext_auth = settings.MAILHOST_ALLOW_PLAINTEXT_AUTH
         self.bare_line_endings = settings.MAILHOST_SMTP_BARE_LINE_ENDINGS
         self.data_timeout = settings.MAILHOST_SMTP_DATA_TIMEOUT
+        self.data_total_timeout = settings.MAILHOST_SMTP_DATA_TOTAL_TIMEOUT
         self.auth_offered = mode.is_submission or settings.MAILHOST_SMTP_AUTH_ON_MTA
         self.must_starttls = mode is Mode.SUBMISSION and not self.plaintext_auth
         # Port 465's TLS starts before any byte we could read, so PROXY is for 25 and 587.
@@ -118,6 +129,11 @@ class SMTPSession(SMTP):
     def _create_envelope(self) -> MailEnvelope:
         return MailEnvelope()
 
+    def _set_post_data_state(self) -> None:
+        if self.envelope is not None:
+            self.envelope.discard()
+        super()._set_post_data_state()
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         starttls = self._original_transport is not None
         super().connection_made(transport)
@@ -132,14 +148,24 @@ class SMTPSession(SMTP):
         envelope = self.envelope
         if envelope is not None and envelope.mail_from is not None and envelope.rcpt_tos:
             self.log_transaction(envelope, "disconnected", None)
+        if envelope is not None:
+            envelope.discard()  # an aborted transaction's data goes now, not when GC gets to it
         self.closed.set()
         super().connection_lost(error)
 
     def _timeout_cb(self) -> None:
         if self.transport is not None:
-            hostname = self.hostname
-            self.transport.write(self._pending() + replies.S421_TIMEOUT.format(hostname).line)
+            incoming = self.envelope.incoming if self.envelope is not None else None
+            expired = incoming is not None and self.loop.time() >= incoming.deadline - 0.01
+            reply = replies.S421_DATA_TOO_SLOW if expired else replies.S421_TIMEOUT
+            self.transport.write(self._pending() + reply.format(self.hostname).line)
         super()._timeout_cb()
+
+    def _reset_data_timeout(self, incoming: IncomingMessage) -> None:
+        """RFC 5321 4.5.3.2.5: a timeout per data block, and (ours) one for the whole
+        message, so that a trickle of bytes cannot hold a session for ever."""
+        remaining = incoming.deadline - self.loop.time()
+        self._reset_timeout(max(0.001, min(self.data_timeout, remaining)))
 
     @property
     def tls_active(self) -> bool:
@@ -519,7 +545,7 @@ class SMTPSession(SMTP):
 
     async def smtp_DATA(self, arg: str | None) -> None:
         problem = self._check_data_start()
-        if problem is None and self.envelope.bdat is not None:
+        if problem is None and self.envelope.bdat:
             problem = replies.S503_DATA_AFTER_BDAT
         if problem is None and arg:
             problem = replies.S501_SYNTAX.format("DATA")
@@ -528,49 +554,47 @@ class SMTPSession(SMTP):
             return
         await self.push(replies.S354_START_DATA)
         await self.flush()
-        data, too_big = await self._read_data()
-        if too_big:
-            reply = replies.S552_MESSAGE_TOO_BIG
-        else:
-            reply = await self._finish(data, dot_stuffed=True)
-        if reply is replies.S552_MESSAGE_TOO_BIG:
-            self.log_transaction(self.envelope, str(reply), None)
+        incoming = self._start_incoming(dot_stuffed=True)
+        await self._read_data(incoming)
+        reply = await self._finish(incoming)
         self._set_post_data_state()
         await self.push(reply)
 
-    async def _read_data(self) -> tuple[bytes, bool]:
-        """Read up to CRLF.CRLF (the only end of DATA, RFC 5321 4.1.1.4), in large chunks.
+    def _start_incoming(self, *, dot_stuffed: bool) -> IncomingMessage:
+        incoming = IncomingMessage(
+            dot_stuffed=dot_stuffed,
+            max_size=self.max_size,
+            deadline=self.loop.time() + self.data_total_timeout,
+        )
+        self.envelope.incoming = incoming
+        return incoming
 
-        Returns the bytes before the final ".\\r\\n" (dot-stuffed still) and whether the size
-        limit was passed; past the limit the bytes are read and dropped.
-        """
+    async def _read_data(self, incoming: IncomingMessage) -> None:
+        """Read up to CRLF.CRLF (the only end of DATA, RFC 5321 4.1.1.4), in large chunks,
+        handing each on as it comes; only a tail that may hold the terminator's start waits."""
         reader = self._reader
-        limit = self.max_size
-        buf = bytearray(b"\r\n")  # so that an empty message (".\r\n" at once) matches too
-        search_from = 0
-        too_big = False
+        pending = bytearray(b"\r\n")  # so that an empty message (".\r\n" at once) matches too
+        skip = 2  # octets at the start of `pending` that are not message data
         while True:
-            self._reset_timeout(self.data_timeout)
+            self._reset_data_timeout(incoming)
             chunk = await reader.read(READ_CHUNK)
             if not chunk:
                 raise ConnectionResetError("client closed the connection during DATA")
-            buf += chunk
-            end = buf.find(b"\r\n.\r\n", search_from)
+            pending += chunk
+            end = pending.find(b"\r\n.\r\n")
             if end >= 0:
-                rest = buf[end + 5 :]
+                rest = pending[end + 5 :]
                 if rest:
                     # Pipelined commands after the message go back for the command loop.
                     reader._buffer[0:0] = rest  # noqa: SLF001
                 self._reset_timeout()
-                if too_big or end > limit:  # `end` is the message's length on the wire
-                    return b"", True
-                return bytes(buf[2 : end + 2]), False
-            if len(buf) > limit + 8:
-                # It can no longer end within the limit: keep reading, keep only a tail long
-                # enough to hold the start of the terminator.
-                too_big = True
-                del buf[:-4]
-            search_from = max(0, len(buf) - 4)
+                incoming.feed(bytes(pending[skip : end + 2]))
+                return
+            cut = len(pending) - 4
+            if cut > skip:
+                incoming.feed(bytes(pending[skip:cut]))
+                del pending[:cut]
+                skip = 0
 
     async def smtp_BDAT(self, arg: str | None) -> None:
         parts = (arg or "").split()
@@ -584,47 +608,39 @@ class SMTPSession(SMTP):
         size, last = int(parts[0]), len(parts) == 2
         problem = self._check_data_start()
         envelope = self.envelope
-        keep = problem is None
-        if keep and envelope.bdat is None:
-            envelope.bdat = bytearray()
+        incoming = envelope.incoming
+        if problem is None and incoming is None:
+            envelope.bdat = True
+            incoming = self._start_incoming(dot_stuffed=False)
         remaining = size
         while remaining:
-            self._reset_timeout(self.data_timeout)
+            if incoming is not None:
+                self._reset_data_timeout(incoming)
+            else:
+                self._reset_timeout(self.data_timeout)
             chunk = await self._reader.readexactly(min(remaining, READ_CHUNK))
             remaining -= len(chunk)
-            if keep and not envelope.bdat_too_big:
-                if len(envelope.bdat) + len(chunk) > self.max_size:
-                    envelope.bdat_too_big = True
-                    envelope.bdat = bytearray()
-                else:
-                    envelope.bdat += chunk
+            if problem is None:
+                incoming.feed(chunk)
         self._reset_timeout()
         if problem is not None:
             await self.push(problem)
             return
-        if envelope.bdat_too_big:
+        if incoming.problem is not None or last:
             # RFC 3030 2: a failed chunk fails the transaction; later chunks get 503.
-            self.log_transaction(envelope, str(replies.S552_MESSAGE_TOO_BIG), None)
+            reply = await self._finish(incoming)
             self._set_post_data_state()
-            await self.push(replies.S552_MESSAGE_TOO_BIG)
+            await self.push(reply)
             return
-        if not last:
-            await self.push(replies.S250_BDAT_CHUNK.format(size))
-            return
-        data = bytes(envelope.bdat)
-        reply = await self._finish(data, dot_stuffed=False)
-        self._set_post_data_state()
-        await self.push(reply)
+        await self.push(replies.S250_BDAT_CHUNK.format(size))
 
-    async def _finish(self, data: bytes, *, dot_stuffed: bool) -> Reply:
-        check = syntax.check_content(
-            data, bare_line_endings=self.bare_line_endings, dot_stuffed=dot_stuffed
-        )
-        if check.reply is not None:
-            self.log_transaction(self.envelope, str(check.reply), None)
-            return check.reply
-        self.envelope.content = check.content
-        self.envelope.original_content = check.content
+    async def _finish(self, incoming: IncomingMessage) -> Reply:
+        content = incoming.finish()
+        if incoming.problem is not None:
+            self.log_transaction(self.envelope, str(incoming.problem), None)
+            return incoming.problem
+        self.envelope.content = content
+        self.envelope.original_content = content
         return await self._call_handler_hook("DATA")
 
     # --- Logging -------------------------------------------------------------------------------

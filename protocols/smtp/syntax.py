@@ -218,12 +218,6 @@ def normalize_line_endings(data: bytes) -> bytes:
     return _BARE_LINE_ENDING.sub(b"\r\n", data)
 
 
-def longest_line(data: bytes) -> int:
-    if len(data) <= 998:
-        return len(data)
-    return max(map(len, data.split(b"\r\n")))
-
-
 def unstuff(data: bytes) -> bytes:
     """Remove the transparency dots of RFC 5321 4.5.2 (data without the final `.`)."""
     if b"\r\n." in data:
@@ -233,19 +227,95 @@ def unstuff(data: bytes) -> bytes:
     return data
 
 
-def check_content(data: bytes, *, bare_line_endings: str, dot_stuffed: bool) -> ContentCheck:
-    """Decide whether message bytes as received may be accepted, and return them cleaned.
+class ContentFilter:
+    """Message bytes as received -> the bytes to store, checked piece by piece, so that a
+    message need not be held whole to be checked (DATA and BDAT spool it as it comes).
 
     Only CRLF ends a line: a bare CR or LF is refused (550 5.6.0), the SMTP smuggling
-    defence, unless the policy is "normalize". Lines over 998 octets are refused
-    (RFC 5322 2.1.1).
+    defence, unless `bare_line_endings` is "normalize". A NUL is refused the same way (a
+    next hop that drops NULs could see an end of data where we saw none) unless `nul_bytes`
+    is "strip". A line longer than `max_line` octets (CRLF not counted) is refused with 552
+    5.3.4. `problem` holds the reply once one is found; later pieces are dropped.
     """
-    if has_bare_line_ending(data):
-        if bare_line_endings != "normalize":
-            return ContentCheck(replies.S550_BARE_LINE_ENDING)
-        data = normalize_line_endings(data)
-    if dot_stuffed:
-        data = unstuff(data)
-    if longest_line(data) > 998:
-        return ContentCheck(replies.S550_DATA_LINE_TOO_LONG)
-    return ContentCheck(None, data)
+
+    def __init__(
+        self,
+        *,
+        dot_stuffed: bool,
+        bare_line_endings: str = "refuse",
+        nul_bytes: str = "refuse",
+        max_line: int = 998,
+    ) -> None:
+        self.dot_stuffed = dot_stuffed
+        self.bare_line_endings = bare_line_endings
+        self.nul_bytes = nul_bytes
+        self.max_line = max_line
+        self.problem: Reply | None = None
+        self._carry = b""  # a trailing CR, which the next piece's LF may complete
+        self._line_start = True
+        self._line = 0  # octets of the current, unfinished line
+
+    def feed(self, data: bytes) -> bytes:
+        if self.problem is not None:
+            return b""
+        data = self._carry + data
+        self._carry = b""
+        if data.endswith(b"\r"):
+            self._carry, data = b"\r", data[:-1]
+        return self._clean(data)
+
+    def finish(self) -> bytes:
+        """The last cleaned bytes (a CR left at the very end is a bare one)."""
+        data, self._carry = self._carry, b""
+        return self._clean(data) if data and self.problem is None else b""
+
+    def _clean(self, data: bytes) -> bytes:
+        if has_bare_line_ending(data):
+            if self.bare_line_endings != "normalize":
+                self.problem = replies.S550_BARE_LINE_ENDING
+                return b""
+            data = normalize_line_endings(data)
+        nul = b"\0" in data
+        if nul and self.nul_bytes != "strip":
+            self.problem = replies.S550_NUL_IN_MESSAGE
+            return b""
+        if not data:
+            return data
+        if self.dot_stuffed:
+            line_start, self._line_start = self._line_start, data.endswith(b"\r\n")
+            if b"\r\n." in data:
+                data = data.replace(b"\r\n.", b"\r\n")
+            if line_start and data.startswith(b"."):
+                data = data[1:]
+        if nul:  # after unstuffing: a line "NUL ." is kept as ".", never taken for a stuffed dot
+            data = data.replace(b"\0", b"")
+        if self._line + len(data) <= self.max_line:  # no line can be too long: skip the split
+            last = data.rfind(b"\r\n")
+            self._line = self._line + len(data) if last < 0 else len(data) - last - 2
+        else:
+            lines = data.split(b"\r\n")
+            longest = max(self._line + len(lines[0]), max(map(len, lines[1:]), default=0))
+            if longest > self.max_line:
+                self.problem = replies.S552_DATA_LINE_TOO_LONG.format(self.max_line)
+                return b""
+            self._line = self._line + len(lines[0]) if len(lines) == 1 else len(lines[-1])
+        return data
+
+
+def check_content(
+    data: bytes,
+    *,
+    bare_line_endings: str,
+    dot_stuffed: bool,
+    nul_bytes: str = "refuse",
+    max_line: int = 998,
+) -> ContentCheck:
+    """ContentFilter on a whole message at once."""
+    check = ContentFilter(
+        dot_stuffed=dot_stuffed,
+        bare_line_endings=bare_line_endings,
+        nul_bytes=nul_bytes,
+        max_line=max_line,
+    )
+    content = check.feed(data) + check.finish()
+    return ContentCheck(check.problem, b"" if check.problem else content)

@@ -51,14 +51,8 @@ def open_data(mta: Transcript) -> None:
 def test_smuggled_message_is_refused_whole(mta, ending):
     open_data(mta)
     mta.send(b"Subject: real\r\n\r\nreal body" + ending + SMUGGLED + b".\r\n")
-    if b"\x00" in ending:
-        # No bare line ending: it is one (odd) message with the "smuggled" text as body.
-        assert mta.line().startswith("250 2.0.0 OK queued as ")
-        mta.command("NOOP", replies.S250_NOOP)
-        assert Message.objects.count() == 1
-        assert not Message.objects.filter(folder__mailbox__local_part="bob").exists()
-        return
-    mta.expect(replies.S550_BARE_LINE_ENDING)
+    # A NUL is no line ending, but a next hop that drops NULs would see one: refused too.
+    mta.expect(replies.S550_NUL_IN_MESSAGE if b"\x00" in ending else replies.S550_BARE_LINE_ENDING)
     # Exactly one reply: nothing after the fake ending was read as a command.
     mta.command("NOOP", replies.S250_NOOP)
     assert not Message.objects.exists()

@@ -120,10 +120,9 @@ def test_check_content():
     fixed = syntax.check_content(b"a\nb\rc\r\n", bare_line_endings="normalize", dot_stuffed=False)
     assert fixed.content == b"a\r\nb\r\nc\r\n"
     long_line = b"x" * 999 + b"\r\n"
-    assert (
-        syntax.check_content(long_line, bare_line_endings="refuse", dot_stuffed=False).reply
-        == replies.S550_DATA_LINE_TOO_LONG
-    )
+    assert syntax.check_content(
+        long_line, bare_line_endings="refuse", dot_stuffed=False
+    ).reply == replies.S552_DATA_LINE_TOO_LONG.format(998)
     # A dot-stuffed line of 998 octets is 999 on the wire and still fits.
     stuffed = b"." + b"." + b"x" * 997 + b"\r\n"
     assert syntax.check_content(stuffed, bare_line_endings="refuse", dot_stuffed=True).reply is None
