@@ -21,7 +21,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 # Well under the lease's own expiry (MAILHOST_POP3_LEASE_SECONDS, minutes): only a release at
 # the end of the connection frees the maildrop this soon.
-RELOGIN_WITHIN = 3.0
+RELOGIN_WITHIN = 2.0
 
 
 @pytest.fixture
