@@ -122,16 +122,20 @@ class _Group:
         if self.last:
             self.imap.unsubscribe()
             for session in list(self.imap.sessions):
-                # A graceful TLS close would wait for the peer; shutdown must not.
-                session.writer.transport.abort()
+                session.shutdown()
 
     async def wait_closed(self) -> None:
         await self.server.wait_closed()
         if self.last and self.imap.tasks:
-            # Sessions whose sockets were closed end at their next read; give them a moment.
+            # Sessions end after their BYE (idle ones at once, others after their command).
             _done, pending = await asyncio.wait(set(self.imap.tasks), timeout=5)
             for task in pending:
                 task.cancel()
+            if pending:
+                # A graceful TLS close would wait for the peer; shutdown must not.
+                for session in list(self.imap.sessions):
+                    session.writer.transport.abort()
+                await asyncio.wait(pending, timeout=1)
         if self.last:
             await asyncio.get_running_loop().run_in_executor(None, close_db_connections)
 

@@ -250,6 +250,11 @@ class Session:
         self.auth_failures = 0
         self.wakeup = asyncio.Event()
         self.read_task: asyncio.Task | None = None
+        # Shutdown (SIGTERM): a session waiting for a command says BYE at once, one running a
+        # command after its reply.
+        self.awaiting_command = False
+        self.shutting_down = False
+        self.said_bye = False
         peer = writer.get_extra_info("peername")
         self.client_ip = peer[0] if peer else None
 
@@ -362,6 +367,8 @@ class Session:
             loop = asyncio.get_running_loop()
             command_deadline = None
             while self.state != State.LOGOUT:
+                if self.shutting_down:
+                    await self.bye_for_shutdown()
                 item = self.parser.next_command()
                 if item is p.NEED_DATA:
                     # The timeout bounds a whole command, not each read: a client that
@@ -373,7 +380,11 @@ class Session:
                         timeout = max(0.0, command_deadline - loop.time())
                     else:
                         command_deadline = None
-                    self.parser.feed(await self.read_some(timeout))
+                    self.awaiting_command = not self.parser.in_command
+                    try:
+                        self.parser.feed(await self.read_some(timeout))
+                    finally:
+                        self.awaiting_command = False
                     continue
                 command_deadline = None
                 if item is p.NEED_CONTINUATION:
@@ -388,6 +399,21 @@ class Session:
             logger.exception("IMAP session failed")
         finally:
             await self.close()
+
+    def shutdown(self) -> None:
+        """The server stops (SIGTERM): RFC 9051 7.1.5 BYE, now when the session waits for a
+        command or is in IDLE, else after the reply to the command it runs."""
+        self.shutting_down = True
+        if self.awaiting_command and not self.said_bye:
+            self.said_bye = True
+            self.writer.write(r.BYE_SHUTDOWN.untagged())
+            self.writer.close()  # after the BYE is written; the pending read then ends
+
+    async def bye_for_shutdown(self) -> None:
+        if not self.said_bye:
+            self.said_bye = True
+            await self.send(r.BYE_SHUTDOWN.untagged())
+        raise ConnectionDone()
 
     async def close(self) -> None:
         if self.read_task is not None:

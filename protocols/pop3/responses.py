@@ -65,6 +65,8 @@ ERR_LINE_TOO_LONG: Final = "-ERR Line too long"
 ERR_TOO_MANY_ERRORS: Final = "-ERR Too many invalid commands, closing connection"
 ERR_TOO_MANY_CONNECTIONS: Final = f"-ERR {SYS_TEMP} Too many connections, try again later"
 ERR_SERVER: Final = f"-ERR {SYS_TEMP} Internal server error, try again later"
+# Sent before the server closes a session when it stops (SIGTERM); RFC 3206 4: transient.
+ERR_SHUTDOWN: Final = f"-ERR {SYS_TEMP} Server shutting down, try again later"
 
 
 def greeting(hostname: str) -> str:

@@ -76,6 +76,10 @@ class Connection(asyncio.Protocol):
         self._eof = False
         self.closed = False
         self.task: asyncio.Task | None = None
+        # Shutdown: a session waiting for a command gets -ERR [SYS/TEMP] at once, one running
+        # a command after its reply.
+        self.awaiting_command = False
+        self.stopping = False
 
     # --- asyncio callbacks
 
@@ -132,10 +136,13 @@ class Connection(asyncio.Protocol):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
+            self.awaiting_command = True
             try:
                 await asyncio.wait_for(self._data.wait(), remaining)
             except TimeoutError:
                 return None
+            finally:
+                self.awaiting_command = False
 
     async def send(self, data: bytes) -> None:
         if self.closed:
@@ -168,6 +175,16 @@ class Connection(asyncio.Protocol):
     def close(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
+
+    def shutdown(self) -> None:
+        """The server stops: a final -ERR [SYS/TEMP] line (RFC 2449 8 / RFC 3206 4) before
+        the close, now when the session waits for a command, else after its reply."""
+        if self.stopping:  # both listeners' close() reach every connection of the family
+            return
+        self.stopping = True
+        if self.awaiting_command and not self.closed and self.transport is not None:
+            self.transport.write(responses.encode(responses.ERR_SHUTDOWN))
+            self.close()
 
 
 class Session:
@@ -216,6 +233,9 @@ class Session:
                 if event is None:
                     break
                 await self.dispatch(event)
+                if self.conn.stopping and not self.done:
+                    await self.reply(responses.ERR_SHUTDOWN)
+                    break
         except (ConnectionClosed, ConnectionError):
             pass
         except asyncio.CancelledError:
@@ -560,8 +580,8 @@ class Family:
 
 
 class Pop3Server:
-    """Both listeners' servers as the runner sees one: close() stops accepting and drops the
-    open sessions (a dropped session deletes nothing, RFC 1939 6)."""
+    """Both listeners' servers as the runner sees one: close() stops accepting and ends the
+    open sessions with -ERR [SYS/TEMP] (a session ended so deletes nothing, RFC 1939 6)."""
 
     def __init__(self, server: asyncio.Server, family: Family) -> None:
         self.server = server
@@ -574,7 +594,7 @@ class Pop3Server:
     def close(self) -> None:
         self.server.close()
         for connection in list(self.family.connections):
-            connection.close()
+            connection.shutdown()
 
     async def wait_closed(self) -> None:
         # Sessions give their leases back before the loop goes away.

@@ -37,11 +37,17 @@ async def idle(session: Session, command: p.Simple) -> None:
             if remaining <= 0:
                 await session.send(r.BYE_TIMEOUT.untagged())
                 raise ConnectionDone()
-            done, _ = await asyncio.wait(
-                {session.read_task, wake_task},
-                timeout=min(remaining, POLL_SECONDS),
-                return_when=asyncio.FIRST_COMPLETED,
-            )
+            if session.shutting_down:
+                await session.bye_for_shutdown()
+            session.awaiting_command = True  # a shutdown may say BYE now
+            try:
+                done, _ = await asyncio.wait(
+                    {session.read_task, wake_task},
+                    timeout=min(remaining, POLL_SECONDS),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            finally:
+                session.awaiting_command = False
             if not done and session.selected is not None:
                 # No event for a while: look anyway, in case one was lost (Redis restart).
                 session.selected.dirty = True

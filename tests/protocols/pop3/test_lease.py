@@ -208,7 +208,7 @@ def test_session_renews_its_lease_and_ends_when_it_is_taken(client_for, mailbox,
     assert first.closed()
 
 
-def test_server_shutdown_drops_sessions_without_update_and_frees_leases(pop3_settings, mailbox):
+def test_server_shutdown_ends_sessions_without_update_and_frees_leases(pop3_settings, mailbox):
     from mailboxes.selectors import folder_get
     from protocols import runner
     from tests.support.servers import running
@@ -220,7 +220,9 @@ def test_server_shutdown_drops_sessions_without_update_and_frees_leases(pop3_set
         client.line()
         assert login(client) == R.ok_login(1, len(raw))
         assert client.command("DELE 1") == R.ok_dele(1)
-    # The listeners are closed and their sessions ended before `running` returns.
+    # The listeners are closed and their sessions ended before `running` returns, each
+    # with a last -ERR [SYS/TEMP] line.
+    assert client.line() == R.ERR_SHUTDOWN
     assert client.closed()
     assert folder_get(mailbox, "INBOX").message_count == 1
     assert lease.acquire(mailbox.pk, lease.new_holder()) is lease.Outcome.ACQUIRED
