@@ -20,10 +20,12 @@ and it stopped accepting anyone for two minutes.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import socket
 import threading
 import time
+from collections import Counter
 
 from django.conf import settings
 from waitress.adjustments import Adjustments
@@ -41,10 +43,38 @@ TOO_MANY_CONNECTIONS = (
 )
 
 
+def address_key(client: str) -> str:
+    """What the per-address cap counts: an IPv4 address, or an IPv6 /64 (one subscriber's
+    usual allocation, from which a client can pick any number of addresses)."""
+    try:
+        address = ipaddress.ip_address(client)
+    except ValueError:
+        return client
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return client
+
+
 class GuardedChannel(HTTPChannel):
-    """Remembers when the request being received began (its first octet)."""
+    """Counts itself per client address while open, and remembers when the request being
+    received began (its first octet)."""
 
     request_started: float | None = None
+    counted_as: str | None = None
+
+    def __init__(self, server, sock, addr, adj, map=None) -> None:
+        super().__init__(server, sock, addr, adj, map)
+        if isinstance(addr, tuple) and self.connected:
+            self.counted_as = address_key(addr[0])
+            server.count_connection(self.counted_as, +1)
+
+    def del_channel(self, map=None) -> None:
+        super().del_channel(map)
+        if self.counted_as is not None:
+            self.server.count_connection(self.counted_as, -1)
+            self.counted_as = None
 
     def received(self, data: bytes) -> bool:
         if self.request is None and data:
@@ -57,6 +87,20 @@ class GuardedChannel(HTTPChannel):
 
 class GuardedServer(TcpWSGIServer):
     channel_class = GuardedChannel
+    # A flood is logged once per address per this many seconds, with the number refused.
+    REFUSAL_LOG_INTERVAL = 60.0
+
+    def __init__(self, *args, **kwargs) -> None:
+        self._per_address: Counter[str] = Counter()
+        self._count_lock = threading.Lock()
+        self._refusals: dict[str, tuple[float, int]] = {}  # key -> (last logged, since)
+        super().__init__(*args, **kwargs)
+
+    def count_connection(self, key: str, delta: int) -> None:
+        with self._count_lock:
+            self._per_address[key] += delta
+            if self._per_address[key] <= 0:
+                del self._per_address[key]
 
     def handle_accept(self) -> None:
         try:
@@ -67,13 +111,10 @@ class GuardedServer(TcpWSGIServer):
             return
         conn, addr = accepted
         client = addr[0] if isinstance(addr, tuple) else ""
+        key = address_key(client)
         limit = settings.MAILHOST_WEB_MAX_CONNECTIONS_PER_IP
-        if not is_trusted_proxy(client) and self._connections_from(client) >= limit:
-            logger.warning(
-                'web refused client=%s reason="more than %d connections from this address"',
-                client,
-                limit,
-            )
+        if self._per_address[key] >= limit and not is_trusted_proxy(client):
+            self._log_refusal(client, key, limit)
             try:
                 conn.send(TOO_MANY_CONNECTIONS, socket.MSG_DONTWAIT)
             except OSError:
@@ -82,11 +123,21 @@ class GuardedServer(TcpWSGIServer):
             return
         self.channel_class(self, conn, addr, self.adj, map=self._map)
 
-    def _connections_from(self, client: str) -> int:
-        return sum(
-            1
-            for channel in list(self.active_channels.values())
-            if isinstance(channel.addr, tuple) and channel.addr[0] == client
+    def _log_refusal(self, client: str, key: str, limit: int) -> None:
+        now = time.monotonic()
+        last, count = self._refusals.get(key, (0.0, 0))
+        count += 1
+        if now - last < self.REFUSAL_LOG_INTERVAL:
+            self._refusals[key] = (last, count)
+            return
+        if len(self._refusals) > 10_000:  # forget old floods rather than grow without end
+            self._refusals.clear()
+        self._refusals[key] = (now, 0)
+        logger.warning(
+            'web refused client=%s refused=%d reason="more than %d connections from this address"',
+            client,
+            count,
+            limit,
         )
 
     def maintenance(self, now: float) -> None:

@@ -19,8 +19,6 @@ from django.db import connections
 from protocols import runner
 from tests.support.servers import running
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
 ATTACKER = "127.0.0.1"
 VISITOR = "127.0.0.2"
 HALF_REQUEST = b"GET /login/ HTTP/1.1\r\nHost: mail.example.org\r\nUser-Agent: slow"
@@ -67,6 +65,7 @@ def closed_within(sock: socket.socket, seconds: float) -> bytes | None:
     return received
 
 
+@pytest.mark.django_db(transaction=True)
 def test_half_requests_from_one_address_do_not_take_the_web_app_down(web):
     held = half_requests(web, 120, ATTACKER)
     try:
@@ -89,6 +88,7 @@ def test_half_requests_from_one_address_do_not_take_the_web_app_down(web):
             sock.close()
 
 
+@pytest.mark.django_db(transaction=True)
 def test_connections_beyond_the_cap_get_503(web, live_settings):
     live_settings.MAILHOST_WEB_MAX_CONNECTIONS_PER_IP = 3  # read at each accept
     held = half_requests(web, 60, ATTACKER)
@@ -102,6 +102,7 @@ def test_connections_beyond_the_cap_get_503(web, live_settings):
             sock.close()
 
 
+@pytest.mark.django_db(transaction=True)
 def test_trusted_proxies_are_not_capped(live_settings, monkeypatch):
     live_settings.MAILHOST_WEB_MAX_CONNECTIONS_PER_IP = 2
     live_settings.MAILHOST_TRUSTED_PROXIES = (ipaddress.ip_network(ATTACKER),)
@@ -115,6 +116,7 @@ def test_trusted_proxies_are_not_capped(live_settings, monkeypatch):
                 sock.close()
 
 
+@pytest.mark.django_db(transaction=True)
 def test_clients_that_do_not_read_their_response_hold_no_worker(
     live_settings, monkeypatch, make_mailbox
 ):
@@ -162,3 +164,11 @@ def test_clients_that_do_not_read_their_response_hold_no_worker(
         finally:
             for sock in readers:
                 sock.close()
+
+
+def test_the_cap_counts_an_ipv6_client_by_its_64():
+    from mailhost.web import address_key
+
+    assert address_key("2001:db8:1:2::7") == address_key("2001:db8:1:2:ffff::1")
+    assert address_key("2001:db8:1:2::7") != address_key("2001:db8:1:3::7")
+    assert address_key("::ffff:192.0.2.1") == address_key("192.0.2.1") == "192.0.2.1"
