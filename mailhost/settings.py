@@ -235,6 +235,9 @@ MAILHOST_BLOB_INLINE_MAX = env_int("MAILHOST_BLOB_INLINE_MAX", 64 * 1024, minimu
 MAILHOST_AUTH_CACHE_SECONDS = env_int("MAILHOST_AUTH_CACHE_SECONDS", 300)
 # Webmail: a session idle this long ends (SESSION_COOKIE_AGE caps it in any case).
 MAILHOST_WEBMAIL_IDLE_SECONDS = env_int("MAILHOST_WEBMAIL_IDLE_SECONDS", 8 * 3600, minimum=60)
+# Webmail: characters of an HTML body read as markup (text for search, replies, the thread
+# view; the sanitized frame); the rest is left out, so hostile HTML costs bounded time.
+MAILHOST_WEBMAIL_HTML_LIMIT = env_int("MAILHOST_WEBMAIL_HTML_LIMIT", 1024 * 1024, minimum=1024)
 # Outbound delivery (delivery/). The retry schedule is delivery.retry.RETRY_SCHEDULE; the
 # environment may replace it with comma-separated durations, `0, 5m, 10m, 1h` or seconds
 # (tests use a short one).

@@ -14,7 +14,10 @@ from email.message import EmailMessage, Message
 from email.parser import BytesParser
 from email.utils import getaddresses
 
+from django.conf import settings
+
 from mailboxes.headers import decode_words
+from webmail import htmltext
 
 # Types a browser may show inline from our origin without risk of script execution.
 SAFE_INLINE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp"})
@@ -282,15 +285,9 @@ def quote_text(text: str) -> str:
 
 
 def html_to_text(html: str) -> str:
-    """A readable plain-text rendering of an HTML body (for replies and search)."""
-    import html as html_lib
-
-    text = re.sub(r"(?is)<(script|style|head)\b.*?</\1\s*>", " ", html)
-    text = re.sub(r"(?i)<br\s*/?>|</(p|div|tr|li|h[1-6])\s*>", "\n", text)
-    text = re.sub(r"<[^>]+>", "", text)
-    text = html_lib.unescape(text)
-    lines = [" ".join(line.split()) for line in text.splitlines()]
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+    """A readable plain-text rendering of an HTML body (for replies, the thread view, search),
+    in linear time over at most MAILHOST_WEBMAIL_HTML_LIMIT characters of it."""
+    return htmltext.to_text(html, limit=settings.MAILHOST_WEBMAIL_HTML_LIMIT)
 
 
 def body_text(raw: bytes) -> str:

@@ -13,6 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import nh3
+from django.conf import settings
+
+from webmail import htmltext
 
 TAGS = set(nh3.ALLOWED_TAGS) | {"font", "tfoot", "caption", "u", "big", "section"}
 _ATTRIBUTES = {tag: set(attrs) for tag, attrs in nh3.ALLOWED_ATTRIBUTES.items()}
@@ -27,7 +30,17 @@ ATTRIBUTES.setdefault("a", set()).update({"name"})
 URL_SCHEMES = {"http", "https", "mailto", "cid", "tel", "data"}
 CLEAN_CONTENT_TAGS = {"script", "style", "title", "head", "object", "iframe", "noscript"}
 
-_CSS_URL = re.compile(r"url\s*\([^)]*\)", re.I)
+# Nesting kept for the sanitizer (whose parser is quadratic in depth); Chromium keeps 512.
+MAX_DEPTH = 256
+# CSS that makes the browser fetch something (CSS Values 4 url(), CSS Images 4 image(),
+# image-set(), src()) or run something (old IE's expression() and behavior, Firefox's
+# -moz-binding), matched after escapes and comments are decoded and white space removed.
+CSS_FETCHING = ("url(", "image(", "image-set(", "src(", "@import", "expression(")
+CSS_FORBIDDEN = (*CSS_FETCHING, "behavior:", "-moz-binding")
+# CSS Syntax 3 4.3.7: a backslash and 1-6 hex digits (and one white space) or any other
+# character.
+_CSS_ESCAPE = re.compile(r"\\([0-9a-fA-F]{1,6})[ \t\n\r\f]?|\\(.)", re.S)
+_CSS_SPACE = re.compile(r"[ \t\n\r\f]+")
 
 
 @dataclass
@@ -59,18 +72,15 @@ def clean(html: str, *, cid_url: Callable[[str], str | None], allow_remote: bool
                 return value
             return None
         if attr == "style":
-            if _CSS_URL.search(value):
-                if allow_remote:
-                    return _CSS_URL.sub(lambda m: m.group(0) if _remote_css(m) else "none", value)
-                blocked += 1
-                return _CSS_URL.sub("none", value)
-            return value
+            value, dropped = clean_style(value, allow_remote=allow_remote)
+            blocked += dropped
+            return value or None
         if attr in {"href", "cite"} and value.strip().lower().startswith("data:"):
             return None
         return value
 
     cleaned = nh3.clean(
-        html,
+        htmltext.normalized(html, limit=settings.MAILHOST_WEBMAIL_HTML_LIMIT, max_depth=MAX_DEPTH),
         tags=TAGS,
         clean_content_tags=CLEAN_CONTENT_TAGS,
         attributes=ATTRIBUTES,
@@ -83,6 +93,51 @@ def clean(html: str, *, cid_url: Callable[[str], str | None], allow_remote: bool
     return SafeHtml(html=cleaned, blocked_images=blocked)
 
 
-def _remote_css(match: re.Match) -> bool:
-    inner = match.group(0)[4:-1].strip().strip("'\"").lower()
-    return inner.startswith(("http:", "https:"))
+def _css_decoded(text: str) -> str:
+    """A declaration as a CSS tokenizer reads its names: escapes decoded, lower case, white
+    space removed. A function's name may be written with escapes (`u\\rl(`, `\\75 rl(`) but
+    is never split by a comment, so comments stay (one holding "url(" only drops more)."""
+
+    def unescape(match: re.Match) -> str:
+        if match.group(1):
+            code = int(match.group(1), 16)
+            return chr(code) if 0 < code <= 0x10FFFF and not 0xD800 <= code <= 0xDFFF else "\ufffd"
+        return "" if match.group(2) == "\n" else match.group(2)
+
+    return _CSS_SPACE.sub("", _CSS_ESCAPE.sub(unescape, text)).lower()
+
+
+def clean_style(style: str, *, allow_remote: bool) -> tuple[str, int]:
+    """A style attribute without the declarations that fetch or run something; returns (the
+    kept declarations as written, 1 if a fetching one was dropped else 0).
+
+    Each declaration is checked as the browser will read it (escapes such as `u\\rl(` and
+    `\\75 rl(` decoded) and kept as written, so what was checked is what the browser
+    decodes (decoding twice could make a new escape). A ";" inside a string or url() splits
+    the declaration here where the browser would not: each piece is checked on its own and
+    the piece holding the function is dropped. With allow_remote, a declaration whose one fetch is a plain
+    `url(http...)` or `url(https...)` stays.
+    """
+    kept: list[str] = []
+    dropped = 0
+    for declaration in style.split(";"):
+        if not declaration.strip():
+            continue
+        decoded = _css_decoded(declaration)
+        if any(form in decoded for form in CSS_FORBIDDEN):
+            fetches = sum(decoded.count(form) for form in CSS_FORBIDDEN)
+            target = decoded.partition("url(")[2].lstrip("'\"")
+            if (
+                allow_remote
+                and fetches == 1
+                and target.startswith(("http:", "https:"))
+                and "\\" not in declaration
+                and "/*" not in declaration
+            ):
+                kept.append(declaration)
+                continue
+            if any(form in decoded for form in CSS_FETCHING):
+                dropped = 1
+            continue
+        kept.append(declaration)
+    return ";".join(kept), dropped
