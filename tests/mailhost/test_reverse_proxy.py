@@ -3,17 +3,21 @@
 Before MAILHOST_TRUSTED_PROXIES the sign-in POST got 403 "CSRF verification failed" (Origin
 https://... is not trusted): Django saw plain HTTP from the proxy. The client connects to
 nginx from 127.0.0.2, nginx to the web app from 127.0.0.1 (the trusted proxy), so the address
-the app logs and limits on shows whose X-Forwarded-For was believed.
+the app logs and limits on shows whose X-Forwarded-For was believed. Behind nginx runs
+either web server Mailhost has: runmail's (mailhost/web.py, in this process) and the
+production `gunicorn mailhost.wsgi` (a child process on the test database).
 """
 
 from __future__ import annotations
 
 import http.client
 import ipaddress
+import os
 import re
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from contextlib import contextmanager
 from http.cookies import SimpleCookie
@@ -21,6 +25,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
+from django.conf import global_settings
 from django.db import connections
 
 from protocols import runner
@@ -28,6 +33,7 @@ from tests.support.logs import log_lines
 from tests.support.servers import running
 from tests.support.tlsca import CertAuthority, make_ca
 
+REPO = Path(__file__).resolve().parents[2]
 NGINX = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")
 pytestmark = [
     pytest.mark.skipif(
@@ -76,6 +82,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def wait_for_port(port: int, process: subprocess.Popen, log: Path, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                text = log.read_text(errors="replace") if log.exists() else ""
+                raise RuntimeError(f"{process.args[0]} did not start: {text[-2000:]}") from None
+            time.sleep(0.05)
+
+
 @contextmanager
 def nginx(tmp_path, ca: CertAuthority, backend: int):
     prefix = tmp_path / "nginx"
@@ -90,24 +109,14 @@ def nginx(tmp_path, ca: CertAuthority, backend: int):
     process = subprocess.Popen(
         [NGINX, "-p", str(prefix), "-c", str(conf), "-e", "stderr"],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    error = process.stderr.read().decode()
-                    raise RuntimeError(f"nginx did not start: {error}") from None
-                time.sleep(0.05)
+        wait_for_port(port, process, prefix / "error.log")
         yield port
     finally:
         process.terminate()
         process.wait(10)
-        process.stderr.close()
 
 
 class Browser:
@@ -160,57 +169,132 @@ class Browser:
         return page, token.decode()
 
 
-@pytest.fixture
-def site(live_settings, make_mailbox, monkeypatch, tmp_path):
-    make_mailbox("alice@example.org", password="secret")
+GUNICORN = shutil.which("gunicorn") or shutil.which(
+    "gunicorn", path=str(Path(sys.executable).parent)
+)
+LOG_LINE = re.compile(r"^\S+ \S+ \S+ \S+ (.*)$")  # settings.LOGGING: time level name message
+
+
+class ServerLog:
+    """The log of a server in a child process: its stderr, in LOGGING's format."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @property
+    def messages(self) -> list[str]:
+        text = self.path.read_text(errors="replace") if self.path.exists() else ""
+        return [m.group(1) for m in map(LOG_LINE.match, text.splitlines()) if m]
+
+    def wait_for(self, prefix: str, count: int, timeout: float = 5) -> list[str]:
+        deadline = time.monotonic() + timeout
+        while True:
+            lines = [m for m in self.messages if m.startswith(prefix)]
+            if len(lines) >= count or time.monotonic() > deadline:
+                return lines
+            time.sleep(0.05)
+
+
+def database_url() -> str:
+    db = connections["default"].settings_dict
+    if db["ENGINE"].endswith("postgresql"):
+        return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
+    return f"sqlite:///{db['NAME']}"
+
+
+@contextmanager
+def gunicorn(tmp_path):
+    """`gunicorn mailhost.wsgi`, the production web app, on the test database."""
+    port = free_port()
+    log = tmp_path / "gunicorn.log"
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(),
+        "MAILHOST_DATA_DIR": str(tmp_path / "gunicorn-data"),
+        "MAILHOST_HOSTNAME": "mx.test.example",
+        "MAILHOST_TRUSTED_PROXIES": "127.0.0.1",
+    }
+    with open(log, "wb") as stderr:
+        process = subprocess.Popen(
+            [GUNICORN, "mailhost.wsgi", "-b", f"127.0.0.1:{port}", "-w", "1", "--threads", "4"],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    try:
+        wait_for_port(port, process, log)
+        yield port, ServerLog(log)
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+@contextmanager
+def runmail_web(live_settings, monkeypatch):
+    """The web app as `runmail` serves it (mailhost/web.py), in this process."""
     live_settings.MAILHOST_TRUSTED_PROXIES = (ipaddress.ip_network("127.0.0.1"),)
     # The server's threads close their connections after each request, so none outlives the
     # test (PostgreSQL refuses to drop a test database that still has sessions).
     monkeypatch.setitem(connections.settings["default"], "CONN_MAX_AGE", 0)
+    with running(runner.WEB) as ports, log_lines("mailhost", "webmail", "mailboxes") as logs:
+        yield ports["web"], logs
+
+
+@pytest.fixture(params=["runmail", "gunicorn"])
+def site(request, live_settings, make_mailbox, monkeypatch, tmp_path):
+    if request.param == "gunicorn":
+        if GUNICORN is None:
+            pytest.skip("gunicorn is not installed (requirements.txt); its variant skipped")
+        # The child process checks passwords with the default hashers, not the tests' fast one.
+        live_settings.PASSWORD_HASHERS = global_settings.PASSWORD_HASHERS
+        backend = gunicorn(tmp_path)
+    else:
+        backend = runmail_web(live_settings, monkeypatch)
+    make_mailbox("alice@example.org", password="a-long-secret-1")
     ca = make_ca(tmp_path / "ca")
-    with running(runner.WEB) as ports, nginx(tmp_path, ca, ports["web"]) as proxy_port:
-        yield ca, proxy_port, ports["web"]
+    with backend as (web_port, logs), nginx(tmp_path, ca, web_port) as proxy_port:
+        yield ca, proxy_port, web_port, logs
 
 
 def test_sign_in_through_nginx_over_https(site):
-    ca, proxy_port, _ = site
+    ca, proxy_port, _, logs = site
     browser = Browser(port=proxy_port, ca=ca, source=CLIENT)
-    with log_lines("mailhost", "webmail", "mailboxes") as logs:
-        page, token = browser.login_form()
-        assert page.set_cookies["csrftoken"]["secure"], page.headers.get_all("Set-Cookie")
-        assert page.headers["Strict-Transport-Security"] == "max-age=31536000"
+    page, token = browser.login_form()
+    assert page.set_cookies["csrftoken"]["secure"], page.headers.get_all("Set-Cookie")
+    assert page.headers["Strict-Transport-Security"] == "max-age=31536000"
 
-        # A wrong password first: the limiter and its log line see the browser's address,
-        # not nginx's and not the one the browser forged.
-        forged = {"X-Forwarded-For": "198.51.100.66"}
-        wrong = browser.request(
-            "POST",
-            "/login/",
-            form={"address": "alice@example.org", "password": "nope", "csrfmiddlewaretoken": token},
-            headers=forged,
-        )
-        assert wrong.status == 401, wrong.body[:300]
+    # A wrong password first: the limiter and its log line see the browser's address,
+    # not nginx's and not the one the browser forged.
+    forged = {"X-Forwarded-For": "198.51.100.66"}
+    wrong = browser.request(
+        "POST",
+        "/login/",
+        form={"address": "alice@example.org", "password": "nope", "csrfmiddlewaretoken": token},
+        headers=forged,
+    )
+    assert wrong.status == 401, wrong.body[:300]
 
-        signed = browser.request(
-            "POST",
-            "/login/",
-            form={
-                "address": "alice@example.org",
-                "password": "secret",
-                "csrfmiddlewaretoken": token,
-            },
-        )
-        assert signed.status == 302, signed.body[:300]  # before: 403 CSRF verification failed
-        session = signed.set_cookies["sessionid"]
-        assert session["secure"] and session["httponly"], signed.headers.get_all("Set-Cookie")
-        assert signed.headers["Strict-Transport-Security"] == "max-age=31536000"
-        index = browser.request("GET", signed.headers["Location"])
-        assert index.status == 302, index.body[:300]  # to the inbox, signed in
-        assert not index.headers["Location"].startswith("/login/")
-        inbox = browser.request("GET", index.headers["Location"])
-        assert inbox.status == 200 and b"alice@example.org" in inbox.body
+    signed = browser.request(
+        "POST",
+        "/login/",
+        form={
+            "address": "alice@example.org",
+            "password": "a-long-secret-1",
+            "csrfmiddlewaretoken": token,
+        },
+    )
+    assert signed.status == 302, signed.body[:300]  # before: 403 CSRF verification failed
+    session = signed.set_cookies["sessionid"]
+    assert session["secure"] and session["httponly"], signed.headers.get_all("Set-Cookie")
+    assert signed.headers["Strict-Transport-Security"] == "max-age=31536000"
+    index = browser.request("GET", signed.headers["Location"])
+    assert index.status == 302, index.body[:300]  # to the inbox, signed in
+    assert not index.headers["Location"].startswith("/login/")
+    inbox = browser.request("GET", index.headers["Location"])
+    assert inbox.status == 200 and b"alice@example.org" in inbox.body
 
-        access = logs.wait_for("web request", 5)
+    access = logs.wait_for("web request", 5)
     assert [line.split(" status=")[0] for line in access] == [
         f"web request client={CLIENT} method=GET path=/login/",
         f"web request client={CLIENT} method=POST path=/login/",
@@ -223,16 +307,15 @@ def test_sign_in_through_nginx_over_https(site):
 
 
 def test_forwarded_headers_from_an_untrusted_peer_are_ignored(site):
-    _, _, web_port = site
+    _, _, web_port, logs = site
     stranger = Browser(port=web_port, ca=None, source=STRANGER)
     claims = {
         "X-Forwarded-For": "203.0.113.9",
         "X-Forwarded-Proto": "https",
         "X-Forwarded-Host": "evil.example",
     }
-    with log_lines("mailhost.web") as logs:
-        page = stranger.request("GET", "/login/", headers=claims)
-        access = logs.wait_for("web request", 1)
+    page = stranger.request("GET", "/login/", headers=claims)
+    access = logs.wait_for("web request", 1)
     assert page.status == 200
     assert "Strict-Transport-Security" not in page.headers  # not believed to be HTTPS
     assert not page.set_cookies["csrftoken"]["secure"]
@@ -242,7 +325,7 @@ def test_forwarded_headers_from_an_untrusted_peer_are_ignored(site):
 
 def test_nginx_config_is_the_documented_one():
     # README shows operators this block; keep the two in step.
-    text = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    text = (REPO / "README.md").read_text(encoding="utf-8")
     for line in (
         "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
         "proxy_set_header X-Forwarded-Proto $scheme;",
