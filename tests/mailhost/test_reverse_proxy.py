@@ -29,7 +29,7 @@ from django.conf import global_settings
 from django.db import connections
 
 from protocols import runner
-from tests.support.logs import log_lines
+from tests.support.logs import ServerLog, log_lines
 from tests.support.servers import running
 from tests.support.tlsca import CertAuthority, make_ca
 
@@ -172,27 +172,6 @@ class Browser:
 GUNICORN = shutil.which("gunicorn") or shutil.which(
     "gunicorn", path=str(Path(sys.executable).parent)
 )
-LOG_LINE = re.compile(r"^\S+ \S+ \S+ \S+ (.*)$")  # settings.LOGGING: time level name message
-
-
-class ServerLog:
-    """The log of a server in a child process: its stderr, in LOGGING's format."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    @property
-    def messages(self) -> list[str]:
-        text = self.path.read_text(errors="replace") if self.path.exists() else ""
-        return [m.group(1) for m in map(LOG_LINE.match, text.splitlines()) if m]
-
-    def wait_for(self, prefix: str, count: int, timeout: float = 5) -> list[str]:
-        deadline = time.monotonic() + timeout
-        while True:
-            lines = [m for m in self.messages if m.startswith(prefix)]
-            if len(lines) >= count or time.monotonic() > deadline:
-                return lines
-            time.sleep(0.05)
 
 
 def database_url() -> str:
