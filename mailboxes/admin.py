@@ -3,23 +3,41 @@
 from __future__ import annotations
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import Count
 from django.utils.html import format_html
 
 from delivery.dkim import dkim_txt_record
 from mailboxes import services
 from mailboxes.addresses import domain_to_ascii, parse_address
-from mailboxes.exceptions import InvalidAddress
+from mailboxes.exceptions import InvalidAddress, InvalidValue
 from mailboxes.models import Alias, Domain, Folder, Mailbox
+from mailboxes.selectors import destinations_undeliverable
+from mailboxes.sizes import format_size, human_size, parse_size
 
 
-def _human_bytes(value: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(value) < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return str(value)
+class QuotaField(forms.CharField):
+    """A quota as people write it (500M, 2G, 1.5 GB, 0 or unlimited), stored in bytes."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("required", False)
+        kwargs.setdefault(
+            "help_text", "500M, 2G, 1.5 GB (binary units) or bytes; 0 or empty: unlimited."
+        )
+        super().__init__(**kwargs)
+
+    def prepare_value(self, value):
+        if isinstance(value, int):
+            return format_size(value) if value else "0"
+        return value
+
+    def to_python(self, value) -> int:
+        if str(value or "").strip().startswith("-"):
+            raise forms.ValidationError("quota must not be negative")
+        try:
+            return parse_size(str(value or ""))
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None
 
 
 def _search_by_address(parent, request, queryset, search_term: str, *, destinations=False):
@@ -88,6 +106,9 @@ class DomainAdmin(admin.ModelAdmin):
 
 class FolderInline(admin.TabularInline):
     model = Folder
+    # Django's tabular inline without the row's str() label ("1:Archive") above each row:
+    # the name is the first column already.
+    template = "admin/mailboxes/folder_inline.html"
     fields = ["name", "special_use", "subscribed", "message_count", "unseen_count", "size"]
     readonly_fields = ["name", "special_use", "message_count", "unseen_count", "size"]
     extra = 0
@@ -96,7 +117,7 @@ class FolderInline(admin.TabularInline):
 
     @admin.display(description="size")
     def size(self, obj: Folder) -> str:
-        return _human_bytes(obj.total_size)
+        return human_size(obj.total_size)
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -104,6 +125,7 @@ class FolderInline(admin.TabularInline):
 
 class MailboxForm(forms.ModelForm):
     address = forms.CharField(help_text="user@example.org")
+    quota = QuotaField()
     new_password = forms.CharField(
         required=False,
         widget=forms.PasswordInput(render_value=False),
@@ -146,6 +168,15 @@ class MailboxForm(forms.ModelForm):
             raise forms.ValidationError("quota must not be negative")
         return quota
 
+    def clean_new_password(self):
+        password = self.cleaned_data.get("new_password")
+        if password:
+            try:
+                services.password_check_strength(password)
+            except InvalidValue as exc:
+                raise forms.ValidationError(str(exc)) from None
+        return password
+
 
 @admin.register(Mailbox)
 class MailboxAdmin(admin.ModelAdmin):
@@ -175,13 +206,13 @@ class MailboxAdmin(admin.ModelAdmin):
 
     @admin.display(description="quota", ordering="quota")
     def quota_display(self, obj: Mailbox) -> str:
-        return _human_bytes(obj.quota) if obj.quota else "unlimited"
+        return human_size(obj.quota) if obj.quota else "unlimited"
 
     @admin.display(description="used", ordering="used_bytes")
     def usage(self, obj: Mailbox) -> str:
         if obj.quota:
-            return f"{_human_bytes(obj.used_bytes)} ({100 * obj.used_bytes / obj.quota:.0f}%)"
-        return _human_bytes(obj.used_bytes)
+            return f"{human_size(obj.used_bytes)} ({100 * obj.used_bytes / obj.quota:.0f}%)"
+        return human_size(obj.used_bytes)
 
     def save_model(self, request, obj, form, change):
         password = form.cleaned_data.get("new_password")
@@ -272,11 +303,18 @@ class AliasAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         if change:
             super().save_model(request, obj, form, change)
-            return
-        created = services.alias_create(
-            address=form.cleaned_data["address"],
-            destinations=form.cleaned_data["destinations"].split(),
-            active=form.cleaned_data.get("active", True),
-        )
-        obj.pk = created.pk
-        obj.__dict__.update(Alias.objects.get(pk=created.pk).__dict__)
+        else:
+            created = services.alias_create(
+                address=form.cleaned_data["address"],
+                destinations=form.cleaned_data["destinations"].split(),
+                active=form.cleaned_data.get("active", True),
+            )
+            obj.pk = created.pk
+            obj.__dict__.update(Alias.objects.get(pk=created.pk).__dict__)
+        for address in destinations_undeliverable(obj.destination_list):
+            # Saved all the same: the mailbox may be made next.
+            messages.warning(
+                request,
+                f"{address} is not a mailbox or alias here (yet): mail to {obj.address} for"
+                " it bounces until it is created.",
+            )

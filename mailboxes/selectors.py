@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -577,3 +578,14 @@ def folder_keywords(folder_id: int) -> list[str]:
 
 def folder_highestmodseq(folder_id: int) -> int | None:
     return Folder.objects.filter(pk=folder_id).values_list("highestmodseq", flat=True).first()
+
+
+def destinations_undeliverable(destinations: Iterable[str]) -> list[str]:
+    """The destinations in our own domains that no mailbox, alias or catch-all takes (yet):
+    mail an alias sends there bounces until one is made."""
+    cache: dict[str, Domain | None] = {}
+    return [
+        d
+        for d in destinations
+        if (resolution := recipient_resolve(d, domain_cache=cache)).hosted and not resolution.exists
+    ]

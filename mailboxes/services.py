@@ -100,7 +100,10 @@ def mailbox_create(
     quota: int | None = None,
     display_name: str = "",
     active: bool = True,
+    check_password_strength: bool = False,
 ) -> Mailbox:
+    """Create a mailbox and its folders. `check_password_strength`: the password must pass
+    AUTH_PASSWORD_VALIDATORS (the admin and addmailbox ask; tests and imports need not)."""
     parsed = parse_address(address)
     if not password:
         raise InvalidValue("a mailbox needs a password")
@@ -114,6 +117,8 @@ def mailbox_create(
         raise AlreadyExists(f"mailbox {parsed} exists")
     if Alias.objects.filter(domain=domain, local_key=local_key).exists():
         raise AlreadyExists(f"{parsed} is an alias")
+    if check_password_strength:
+        password_check_strength(password)
     try:
         with transaction.atomic():
             mailbox = Mailbox.objects.create(
@@ -132,9 +137,25 @@ def mailbox_create(
     return mailbox
 
 
-def mailbox_set_password(*, mailbox: Mailbox, password: str) -> None:
+def password_check_strength(password: str) -> None:
+    """AUTH_PASSWORD_VALIDATORS (length, common passwords, all digits): InvalidValue with the
+    validators' messages in one sentence."""
+    from django.contrib.auth.password_validation import validate_password
+    from django.core.exceptions import ValidationError
+
+    try:
+        validate_password(password)
+    except ValidationError as exc:
+        raise InvalidValue(" ".join(exc.messages)) from None
+
+
+def mailbox_set_password(
+    *, mailbox: Mailbox, password: str, check_password_strength: bool = False
+) -> None:
     if not password:
         raise InvalidValue("a mailbox needs a password")
+    if check_password_strength:
+        password_check_strength(password)
     mailbox.password = make_password(password)
     mailbox.save(update_fields=["password"])
     _auth_cache_forget(mailbox.id)

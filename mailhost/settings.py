@@ -327,6 +327,18 @@ STORAGES = {
 
 # --- Web ---------------------------------------------------------------------------------
 
+# Mailbox passwords set in the admin or by addmailbox, and admin users' passwords.
+MAILHOST_PASSWORD_MIN_LENGTH = env_int("MAILHOST_PASSWORD_MIN_LENGTH", 10, minimum=1)
+_VALIDATION = "django.contrib.auth.password_validation"
+AUTH_PASSWORD_VALIDATORS = [
+    {
+        "NAME": f"{_VALIDATION}.MinimumLengthValidator",
+        "OPTIONS": {"min_length": MAILHOST_PASSWORD_MIN_LENGTH},
+    },
+    {"NAME": f"{_VALIDATION}.CommonPasswordValidator"},
+    {"NAME": f"{_VALIDATION}.NumericPasswordValidator"},
+]
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True

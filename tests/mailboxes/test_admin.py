@@ -120,7 +120,7 @@ def test_create_mailbox_with_password_quota_and_folders(staff):
         staff,
         reverse("admin:mailboxes_mailbox_add"),
         address="Alice@example.org",
-        new_password="s3cret!",
+        new_password="s3cret!-and-more",
         display_name="Alice A.",
         quota="1048576",
     )
@@ -132,7 +132,7 @@ def test_create_mailbox_with_password_quota_and_folders(staff):
         "Alice A.",
     )
     assert Folder.objects.filter(mailbox=mailbox).count() == 6
-    assert services.mailbox_authenticate(address="alice@example.org", password="s3cret!")
+    assert services.mailbox_authenticate(address="alice@example.org", password="s3cret!-and-more")
     services.message_deliver(
         raw=b"Subject: x\r\n\r\n" + b"y" * 5000, recipients=["alice@example.org"]
     )

@@ -51,14 +51,14 @@ def test_provisioning_success(child_env, settings):
         "--password-stdin",
         "--quota",
         "5000",
-        stdin="pass word\n",
+        stdin="a pass word\n",
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "mailbox Jörg@bücher.example created"
     mailbox = Mailbox.objects.get()
     assert mailbox.quota == 5000
     assert Folder.objects.filter(mailbox=mailbox).count() == 6
-    assert services.mailbox_authenticate(address="jörg@bücher.example", password="pass word")
+    assert services.mailbox_authenticate(address="jörg@bücher.example", password="a pass word")
     result = manage(
         child_env, "addalias", "info@bücher.example", "jörg@bücher.example", "x@remote.example"
     )

@@ -140,7 +140,7 @@ class Load:
                 client = imaplib.IMAP4_SSL(
                     "127.0.0.1", self.mailhost.ports["imaps"], ssl_context=context, timeout=10
                 )
-                client.login("bob@example.org", "secret")
+                client.login("bob@example.org", "a-long-secret")
                 while not self.stop.is_set():
                     token = uuid.uuid4().hex
                     raw = _message(token, to="bob@example.org", size=3000)
@@ -182,7 +182,7 @@ def crash_mailhost(tmp_path: Path):
     mailhost.manage("migrate", "-v0")
     mailhost.manage("adddomain", "example.org")
     for address in ("alice@example.org", "bob@example.org"):
-        mailhost.manage("addmailbox", address, "--password-stdin", stdin="secret\n")
+        mailhost.manage("addmailbox", address, "--password-stdin", stdin="a-long-secret\n")
     mailhost.manage("addalias", "fwd@example.org", "r@remote.example")
     try:
         yield mailhost, sink

@@ -91,7 +91,7 @@ def make_mailhost(data_dir: Path, log_dir: Path, *, database_url=None, redis_url
     mailhost.manage("migrate", "-v0")
     mailhost.manage("adddomain", "example.org")
     for address in ("alice@example.org", "bob@example.org"):
-        mailhost.manage("addmailbox", address, "--password-stdin", stdin="secret\n")
+        mailhost.manage("addmailbox", address, "--password-stdin", stdin="a-long-secret\n")
     mailhost.manage("addalias", "fwd@example.org", "r@remote.example")
     return mailhost
 
@@ -270,7 +270,7 @@ class Load:
             try:
                 client = imaplib.IMAP4("127.0.0.1", self.mailhost.ports["imap"], timeout=30)
                 client.starttls(tls_context())
-                client.login("bob@example.org", "secret")
+                client.login("bob@example.org", "a-long-secret")
                 while not self.stop.is_set():
                     token, raw = message("bob@example.org", 1500)
                     with self.lock:
@@ -347,7 +347,7 @@ def test_postgres_connections_terminated_mid_transaction(tmp_path, database):
         client = imaplib.IMAP4_SSL(
             "127.0.0.1", mailhost.ports["imaps"], ssl_context=tls_context(), timeout=30
         )
-        client.login("bob@example.org", "secret")
+        client.login("bob@example.org", "a-long-secret")
         token, raw = message("bob@example.org")
         load.sent[token] = raw
         assert client.append("INBOX", None, None, raw)[0] == "OK"
@@ -444,7 +444,7 @@ def test_disk_full_gives_452_and_no_then_recovers(tmp_path, small_disk, database
         imap = imaplib.IMAP4_SSL(
             "127.0.0.1", mailhost.ports["imaps"], ssl_context=tls_context(), timeout=30
         )
-        imap.login("bob@example.org", "secret")
+        imap.login("bob@example.org", "a-long-secret")
         append_token, appended = message("bob@example.org", 200_000)
         status, data = imap.append("INBOX", None, None, appended)
         assert status == "NO", data
@@ -455,7 +455,7 @@ def test_disk_full_gives_452_and_no_then_recovers(tmp_path, small_disk, database
         alice = imaplib.IMAP4_SSL(
             "127.0.0.1", mailhost.ports["imaps"], ssl_context=tls_context(), timeout=30
         )
-        alice.login("alice@example.org", "secret")
+        alice.login("alice@example.org", "a-long-secret")
         alice.select("INBOX", readonly=True)
         status, data = alice.fetch("1:*", "(BODY.PEEK[])")
         assert status == "OK" and first in data[0][1], (status, data)
@@ -468,7 +468,7 @@ def test_disk_full_gives_452_and_no_then_recovers(tmp_path, small_disk, database
         imap = imaplib.IMAP4_SSL(
             "127.0.0.1", mailhost.ports["imaps"], ssl_context=tls_context(), timeout=30
         )
-        imap.login("bob@example.org", "secret")
+        imap.login("bob@example.org", "a-long-secret")
         assert imap.append("INBOX", None, None, appended)[0] == "OK"
         imap.logout()
     finally:

@@ -2,6 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from mailboxes import services
 from mailboxes.exceptions import MailhostError
+from mailboxes.selectors import destinations_undeliverable
 
 
 class Command(BaseCommand):
@@ -19,3 +20,9 @@ class Command(BaseCommand):
         except MailhostError as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(f"alias {alias.address} created")
+        for address in destinations_undeliverable(alias.destination_list):
+            # Created all the same: the mailbox may be made next.
+            self.stderr.write(
+                f"warning: {address} is not a mailbox or alias here (yet): mail to"
+                f" {alias.address} for it bounces until it is created"
+            )

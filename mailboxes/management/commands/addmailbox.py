@@ -4,6 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from mailboxes import services
 from mailboxes.exceptions import MailhostError
+from mailboxes.sizes import parse_size
 
 
 class Command(BaseCommand):
@@ -16,7 +17,11 @@ class Command(BaseCommand):
             action="store_true",
             help="Read the password from the first line of standard input (required).",
         )
-        parser.add_argument("--quota", type=int, default=None, help="Quota in bytes (0: none).")
+        parser.add_argument(
+            "--quota",
+            default=None,
+            help="Quota: bytes, or 500M, 2G, 1.5GB (binary units); 0 or unlimited: none.",
+        )
 
     def handle(self, *args, **options):
         # Checked here rather than by argparse, so that it fails like every other bad input:
@@ -26,11 +31,18 @@ class Command(BaseCommand):
         password = sys.stdin.readline().rstrip("\r\n")
         if not password:
             raise CommandError("no password on standard input")
-        if options["quota"] is not None and options["quota"] < 0:
-            raise CommandError("quota must not be negative")
+        quota = None
+        if options["quota"] is not None:
+            try:
+                quota = parse_size(options["quota"])
+            except ValueError as exc:
+                raise CommandError(f"--quota: {exc}") from None
         try:
             mailbox = services.mailbox_create(
-                address=options["address"], password=password, quota=options["quota"]
+                address=options["address"],
+                password=password,
+                quota=quota,
+                check_password_strength=True,
             )
         except MailhostError as exc:
             raise CommandError(str(exc)) from None

@@ -61,7 +61,7 @@ def instance(tmp_path):
 
     manage("migrate", "--verbosity", "0")
     manage("adddomain", "example.org")
-    manage("addmailbox", "alice@example.org", "--password-stdin", stdin="secret\n")
+    manage("addmailbox", "alice@example.org", "--password-stdin", stdin="a-long-secret\n")
     return env, ports, manage, tmp_path
 
 
@@ -147,7 +147,7 @@ def test_swaks_against_runmail(instance):
                 "--auth-user",
                 "alice@example.org",
                 "--auth-password",
-                "secret",
+                "a-long-secret",
                 "--from",
                 "alice@example.org",
                 "--to",
