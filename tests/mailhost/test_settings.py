@@ -131,6 +131,7 @@ BAD_VALUES: dict[str, Bad] = {
     "MAILHOST_OUTBOUND_TLS_VERIFY": Bad("strict", "is not a boolean"),
     "MAILHOST_DNS_TIMEOUT": Bad("ten", "'ten' is not a duration"),
     "MAILHOST_PASSWORD_MIN_LENGTH": Bad("0", "must be at least 1"),
+    "MAILHOST_WEBMAIL_HTML_LIMIT": Bad("1M", "is not a whole number"),
     "MAILHOST_DEBUG": Bad("maybe", "MAILHOST_DEBUG='maybe' is not a boolean"),
     "MAILHOST_TRUSTED_PROXIES": Bad(
         "10.0.0.1, proxy.lan",
