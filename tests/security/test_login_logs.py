@@ -165,3 +165,34 @@ def test_fail2ban_aggressive_mode_counts_smtp_rejections(servers, tmp_path):
         pytest.skip("this build logs no `smtp reject client=...` lines (the smtp helper's)")
     assert _fail2ban(log, str(FILTER)) == ["127.0.0.1"], text
     assert _fail2ban(log, f"{FILTER}[mode=aggressive]") == ["127.0.0.1"] * (1 + len(rejects))
+
+
+def test_behind_a_trusted_proxy_the_forwarded_client_is_logged_and_limited(
+    servers, settings, caplog
+):
+    """The web sign-ins take the client address from mailhost.proxy.client_address: behind a
+    proxy in MAILHOST_TRUSTED_PROXIES the limiter and the log see the forwarded client, and
+    a client's own X-Forwarded-For (no trusted proxy) changes nothing."""
+    import ipaddress
+
+    from django.test import Client
+
+    from mailboxes import throttle
+
+    settings.MAILHOST_TRUSTED_PROXIES = (ipaddress.ip_network("10.0.0.1/32"),)
+    caplog.set_level(logging.INFO, logger="mailboxes.auth")
+    proxied = Client(REMOTE_ADDR="10.0.0.1", HTTP_X_FORWARDED_FOR="203.0.113.9")
+    direct = Client(REMOTE_ADDR="198.51.100.3", HTTP_X_FORWARDED_FOR="203.0.113.10")
+    for client in (proxied, direct):
+        client.post("/login/", {"address": ALICE, "password": WRONG})
+        client.post("/admin/login/", {"username": "root", "password": WRONG})
+    assert _auth_lines(caplog) == [
+        f"auth failure protocol=webmail client=203.0.113.9 user={ALICE}",
+        "auth failure protocol=admin client=203.0.113.9 user=root",
+        f"auth failure protocol=webmail client=198.51.100.3 user={ALICE}",
+        "auth failure protocol=admin client=198.51.100.3 user=root",
+    ]
+    for _ in range(throttle.PAIR_FREE_FAILURES):
+        proxied.post("/login/", {"address": ALICE, "password": WRONG})
+    assert throttle.wait_for(ALICE, "203.0.113.9") > 0
+    assert throttle.wait_for(ALICE, "10.0.0.1") == 0
