@@ -170,7 +170,8 @@ class WebServer:
             threads=settings.MAILHOST_WEB_THREADS,
             ident="Mailhost",
             backlog=settings.MAILHOST_LISTEN_BACKLOG,
-            connection_limit=settings.MAILHOST_WEB_MAX_CONNECTIONS,
+            # Waitress counts its listening socket and its wake-up pipe among the connections.
+            connection_limit=settings.MAILHOST_WEB_MAX_CONNECTIONS + 2,
             channel_timeout=timeout,
             # How often the timeouts above are checked, so a connection is cut within a second
             # or so of its deadline.

@@ -172,3 +172,27 @@ def test_the_cap_counts_an_ipv6_client_by_its_64():
     assert address_key("2001:db8:1:2::7") == address_key("2001:db8:1:2:ffff::1")
     assert address_key("2001:db8:1:2::7") != address_key("2001:db8:1:3::7")
     assert address_key("::ffff:192.0.2.1") == address_key("192.0.2.1") == "192.0.2.1"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_total_cap_holds_new_connections_until_one_ends(live_settings, monkeypatch):
+    live_settings.MAILHOST_WEB_MAX_CONNECTIONS = 5
+    monkeypatch.setitem(connections.settings["default"], "CONN_MAX_AGE", 0)
+    with running(runner.WEB) as ports:
+        held = [half_requests(ports["web"], 1, f"127.0.0.{10 + i}")[0] for i in range(5)]
+        try:
+            time.sleep(0.3)
+            waiting = socket.create_connection(
+                ("127.0.0.1", ports["web"]), timeout=5, source_address=(VISITOR, 0)
+            )
+            waiting.sendall(b"GET /login/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            waiting.settimeout(1)
+            with pytest.raises(TimeoutError):  # the sixth is not taken in
+                waiting.recv(100)
+            held.pop().close()
+            waiting.settimeout(5)
+            assert waiting.recv(100).startswith(b"HTTP/1.1 200 ")
+            waiting.close()
+        finally:
+            for sock in held:
+                sock.close()
