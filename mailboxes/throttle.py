@@ -104,12 +104,14 @@ def _counter(key: tuple[str, ...], create: bool) -> _Counter | None:
     return counter
 
 
-_FREE_FAILURES = {
-    "pair": PAIR_FREE_FAILURES,
-    "address": ADDRESS_FREE_FAILURES,
-    "unknown": UNKNOWN_ADDRESS_BUDGET,
-    "client": CLIENT_FAILURE_BUDGET,
-}
+def _free(key: tuple[str, ...]) -> int:
+    """Failures under this key before its attempts wait (read when asked: tests scale them)."""
+    return {
+        "pair": PAIR_FREE_FAILURES,
+        "address": ADDRESS_FREE_FAILURES,
+        "unknown": UNKNOWN_ADDRESS_BUDGET,
+        "client": CLIENT_FAILURE_BUDGET,
+    }[key[0]]
 
 
 def _keys(address: str, ip: str) -> list[tuple[str, ...]]:
@@ -161,7 +163,7 @@ def admit(user: str | None, client_ip: str | None, *, max_wait: float | None = N
         for key in keys:
             counter = _counter(key, create=False)
             if counter is not None:
-                step = min(penalty(counter.recent(now), _FREE_FAILURES[key[0]]), cap)
+                step = min(penalty(counter.recent(now), _free(key)), cap)
                 counter.next_at = max(counter.next_at, now + wait + step)
         return Admission(wait=wait, admitted=True)
 
@@ -175,7 +177,7 @@ def record_failure(user: str | None, client_ip: str | None, *, user_exists: bool
                 continue
             counter = _counter(key, create=True)
             counter.failures.append(now)
-            step = penalty(counter.recent(now), _FREE_FAILURES[key[0]])
+            step = penalty(counter.recent(now), _free(key))
             counter.next_at = max(counter.next_at, now + step)
 
 
