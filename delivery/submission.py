@@ -17,7 +17,9 @@ import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from email.utils import format_datetime
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+from email.utils import format_datetime, getaddresses
 
 from django.conf import settings
 from django.utils import timezone
@@ -35,6 +37,10 @@ logger = logging.getLogger(__name__)
 
 class SenderNotAllowed(MailhostError):
     """The authenticated mailbox does not own the envelope sender address."""
+
+
+class FromNotAllowed(SenderNotAllowed):
+    """The message's From header names an address the authenticated mailbox does not own."""
 
 
 class NoRecipients(MailhostError):
@@ -135,6 +141,25 @@ def submission_headers(raw: bytes) -> bytes:
     return added
 
 
+def from_header_check(mailbox: Mailbox, raw: bytes) -> None:
+    """Raise FromNotAllowed unless every address in the From header is one `mailbox` may send
+    as, by the rule that holds for the envelope sender (selectors.mailbox_owns_address): a
+    submission is DKIM-signed for the From domain, so it must not pass as someone else."""
+    parsed = BytesHeaderParser(policy=compat32).parsebytes(headers.header_block(raw))
+    values = [headers.header_text(v) for v in parsed.get_all("From") or []]
+    if not values:
+        return  # nothing to pass as
+    try:
+        addresses = [address for _, address in getaddresses(values) if address]
+    except (RecursionError, ValueError, IndexError):
+        addresses = []
+    if not addresses:
+        raise FromNotAllowed(f"{mailbox} sent a From header with no address that can be read")
+    for address in addresses:
+        if not selectors.mailbox_owns_address(mailbox, address):
+            raise FromNotAllowed(f"{mailbox} may not send as {address} (From header)")
+
+
 def message_accept(
     *,
     raw: bytes,
@@ -169,6 +194,7 @@ def message_accept(
     addresses = [r.address for r in envelope]
     prefix = received_header(client=client, queue_id=queue_id, recipients=addresses)
     if submission:
+        from_header_check(authenticated_mailbox, raw)
         prefix += submission_headers(raw)
         from delivery.dkim import dkim_sign
 
@@ -361,6 +387,7 @@ __all__ = [
     "AcceptResult",
     "ClientInfo",
     "EnvelopeRecipient",
+    "FromNotAllowed",
     "InvalidAddress",
     "NoRecipients",
     "RecipientOutcome",

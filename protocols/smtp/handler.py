@@ -163,16 +163,14 @@ class Handler:
                 smtputf8=envelope.smtp_utf8,
                 body_8bit=envelope.params.body == "8BITMIME",
             )
+        except submission.FromNotAllowed:
+            return replies.S553_FROM_NOT_OWNED
         except MailhostError as exc:
             logger.error("%s message refused by storage: %s", server.client_ip, exc)
-            reply = replies.S452_NO_SPACE if out_of_space(exc) else replies.S451_LOCAL_ERROR
-            server.log_transaction(envelope, str(reply), None)
-            return reply
+            return replies.S452_NO_SPACE if out_of_space(exc) else replies.S451_LOCAL_ERROR
         except Exception as exc:
             logger.exception("%s message could not be stored", server.client_ip)
-            reply = replies.S452_NO_SPACE if out_of_space(exc) else replies.S451_LOCAL_ERROR
-            server.log_transaction(envelope, str(reply), None)
-            return reply
+            return replies.S452_NO_SPACE if out_of_space(exc) else replies.S451_LOCAL_ERROR
         if result.accepted:
             reply = replies.S250_QUEUED.format(result.queue_id)
             if result.refused:
@@ -188,7 +186,8 @@ class Handler:
             reply = replies.S554_RELAY_DENIED
         else:
             reply = replies.S550_NO_SUCH_USER
-        server.log_transaction(envelope, str(reply), result.queue_id if result.accepted else None)
+        if result.accepted:
+            server.log_accepted(envelope, result.queue_id, len(content))
         return reply
 
     async def handle_AUTH(

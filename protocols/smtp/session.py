@@ -24,6 +24,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session, TLSSetupException
 from django.conf import settings
 
 from delivery.submission import EnvelopeRecipient
+from mailboxes.throttle import log_value
 from protocols.smtp import replies, syntax
 from protocols.smtp.databuffer import IncomingMessage
 from protocols.smtp.replies import Reply
@@ -115,6 +116,8 @@ class SMTPSession(SMTP):
         # Port 465's TLS starts before any byte we could read, so PROXY is for 25 and 587.
         self.proxy_protocol = settings.MAILHOST_SMTP_PROXY_PROTOCOL and mode is not Mode.SUBMISSIONS
         self.client_ip = ""
+        self._log_from: str | None = None  # MAIL FROM's address while its hook decides
+        self._log_to: str | None = None  # RCPT TO's address while its hook decides
         self._out = bytearray()
         self._draining = False
         self._awaiting_command = False
@@ -147,7 +150,7 @@ class SMTPSession(SMTP):
             self._registered = False
         envelope = self.envelope
         if envelope is not None and envelope.mail_from is not None and envelope.rcpt_tos:
-            self.log_transaction(envelope, "disconnected", None)
+            self.log_event("smtp aborted", envelope, rcpts=str(len(envelope.rcpt_tos)))
         if envelope is not None:
             envelope.discard()  # an aborted transaction's data goes now, not when GC gets to it
         self.closed.set()
@@ -192,6 +195,8 @@ class SMTPSession(SMTP):
             line = status + b"\r\n"
         elif isinstance(status, Reply):
             line = status.line
+            if status.code >= 400 and status.code != 535:  # 535: the login limiter logs it
+                self.log_reject(status)
         else:
             line = str(status).encode("utf-8", "surrogateescape") + b"\r\n"
         self._out += line
@@ -504,7 +509,11 @@ class SMTPSession(SMTP):
             await self.push(replies.S553_SMTPUTF8_REQUIRED)
             return
         # The hook checks the sender and, when it accepts it, starts the envelope.
-        await self.push(await self._call_handler_hook("MAIL", address, params))
+        self._log_from = address
+        try:
+            await self.push(await self._call_handler_hook("MAIL", address, params))
+        finally:
+            self._log_from = None
 
     async def smtp_RCPT(self, arg: str | None) -> None:
         problem = self._check_sequence(need_mail=True)
@@ -532,7 +541,11 @@ class SMTPSession(SMTP):
             await self.push(replies.S452_TOO_MANY_RECIPIENTS)
             return
         # The hook checks the recipient and, when it accepts it, adds it to the envelope.
-        await self.push(await self._call_handler_hook("RCPT", address, params))
+        self._log_to = address
+        try:
+            await self.push(await self._call_handler_hook("RCPT", address, params))
+        finally:
+            self._log_to = None
 
     def _check_data_start(self) -> Reply | None:
         problem = self._check_sequence(need_mail=True)
@@ -557,8 +570,10 @@ class SMTPSession(SMTP):
         incoming = self._start_incoming(dot_stuffed=True)
         await self._read_data(incoming)
         reply = await self._finish(incoming)
-        self._set_post_data_state()
-        await self.push(reply)
+        try:
+            await self.push(reply)  # first: its log line names the transaction
+        finally:
+            self._set_post_data_state()
 
     def _start_incoming(self, *, dot_stuffed: bool) -> IncomingMessage:
         incoming = IncomingMessage(
@@ -629,15 +644,16 @@ class SMTPSession(SMTP):
         if incoming.problem is not None or last:
             # RFC 3030 2: a failed chunk fails the transaction; later chunks get 503.
             reply = await self._finish(incoming)
-            self._set_post_data_state()
-            await self.push(reply)
+            try:
+                await self.push(reply)
+            finally:
+                self._set_post_data_state()
             return
         await self.push(replies.S250_BDAT_CHUNK.format(size))
 
     async def _finish(self, incoming: IncomingMessage) -> Reply:
         content = incoming.finish()
         if incoming.problem is not None:
-            self.log_transaction(self.envelope, str(incoming.problem), None)
             return incoming.problem
         self.envelope.content = content
         self.envelope.original_content = content
@@ -645,19 +661,40 @@ class SMTPSession(SMTP):
 
     # --- Logging -------------------------------------------------------------------------------
 
-    def log_transaction(self, envelope: MailEnvelope, result: str, queue_id: str | None) -> None:
-        """One line per transaction: client, auth user, from, recipients, size, id, result."""
-        size = len(envelope.content) if envelope.content is not None else 0
-        logger.info(
-            "%s client=%s helo=%s tls=%s auth=%s from=<%s> rcpts=%s size=%d id=%s result=%s",
-            self.mode.value,
-            self.client_ip,
-            self.session.host_name if self.session else "",
-            "yes" if self.tls_active else "no",
-            self.session.auth_user if self.session else "",
-            envelope.mail_from,
-            ",".join(envelope.rcpt_tos),
-            size,
-            queue_id or "-",
-            result,
+    def log_event(self, event: str, envelope: MailEnvelope | None, **fields: str) -> None:
+        """One line per event, `<event> key=value ...` (the admin's log, fail2ban's input)."""
+        session = self.session
+        pairs = {
+            "client": self.client_ip,
+            "service": self.mode.value,
+            "helo": session.host_name if session and session.host_name else "",
+            "auth": session.auth_user if session else "",
+        }
+        sender = self._log_from if envelope is None or envelope.mail_from is None else None
+        if envelope is not None and envelope.mail_from is not None:
+            sender = envelope.mail_from
+        if sender is not None:
+            pairs["from"] = f"<{sender}>"
+        pairs.update(fields)
+        text = " ".join(f"{key}={log_value(value)}" for key, value in pairs.items() if value)
+        logger.info("%s %s", event, text)
+
+    def log_reject(self, reply: Reply) -> None:
+        fields = {}
+        if self._log_to is not None:
+            fields["to"] = f"<{self._log_to}>"
+        elif self.envelope is not None and self.envelope.rcpt_tos:
+            fields["rcpts"] = str(len(self.envelope.rcpt_tos))
+        fields["reply"] = str(reply)
+        self.log_event("smtp reject", self.envelope, **fields)
+
+    def log_accepted(self, envelope: MailEnvelope, queue_id: str, size: int) -> None:
+        """The acceptance line; its queue id is the one delivery's lines carry."""
+        self.log_event(
+            "smtp accepted",
+            envelope,
+            queue=queue_id,
+            rcpts=str(len(envelope.rcpt_tos)),
+            size=str(size),
+            tls="yes" if self.tls_active else "no",
         )
