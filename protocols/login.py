@@ -45,3 +45,11 @@ async def password_login(
         client_ip=client_ip,
         protocol=protocol,
     )
+
+
+def identity_refused(*, protocol: str, user: str, client_ip: str | None) -> None:
+    """A SASL PLAIN authorization identity other than the user's own (acting as someone else
+    is not offered): a failed login, counted and logged like a wrong password."""
+    throttle.login_result(
+        protocol=protocol, user=user, client_ip=client_ip, succeeded=False, user_exists=True
+    )

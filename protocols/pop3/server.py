@@ -20,10 +20,10 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections
 
-from mailboxes import services, throttle
+from mailboxes import services
 from mailhost import tls
 from protocols.listeners import Listener
-from protocols.login import Throttled, password_login
+from protocols.login import Throttled, identity_refused, password_login
 from protocols.pop3 import lease, parser, responses
 from protocols.pop3.maildrop import (
     Entry,
@@ -368,13 +368,7 @@ class Session:
             return
         if not authcid or (authzid and authzid != authcid):
             # Acting as another user is not offered: a mismatch is a failed login.
-            throttle.login_result(
-                protocol="pop3",
-                user=authcid,
-                client_ip=self.conn.peer_ip,
-                succeeded=False,
-                user_exists=True,
-            )
+            identity_refused(protocol="pop3", user=authcid, client_ip=self.conn.peer_ip)
             await self.login_failed()
             return
         await self.login(authcid, password)

@@ -21,7 +21,7 @@ from delivery import submission
 from mailboxes import selectors
 from mailboxes.exceptions import MailhostError
 from mailboxes.storage import out_of_space
-from protocols.login import Throttled, password_login
+from protocols.login import Throttled, identity_refused, password_login
 from protocols.smtp import replies
 from protocols.smtp.replies import Reply
 
@@ -213,6 +213,11 @@ class Handler:
                 return replies.S501_AUTH_BASE64
             authzid, login, password = parts
             if authzid and authzid != login:
+                identity_refused(
+                    protocol="smtp",
+                    user=login.decode("utf-8", "replace"),
+                    client_ip=server.client_ip,
+                )
                 return replies.S535_AUTH_FAILED  # acting as someone else is not offered
         else:  # LOGIN
             if initial is None:

@@ -196,3 +196,32 @@ def test_behind_a_trusted_proxy_the_forwarded_client_is_logged_and_limited(
         proxied.post("/login/", {"address": ALICE, "password": WRONG})
     assert throttle.wait_for(ALICE, "203.0.113.9") > 0
     assert throttle.wait_for(ALICE, "10.0.0.1") == 0
+
+
+def test_acting_as_someone_else_is_a_logged_failure(servers, caplog):
+    """SASL PLAIN with an authorization identity other than the user's (RFC 4616 2) is refused
+    on every protocol, and logged and counted as a failed login of that user."""
+    import base64
+    import imaplib
+    import poplib
+
+    from tests.support.logins import tls
+
+    caplog.set_level(logging.INFO, logger="mailboxes.auth")
+    ports = servers
+    token = base64.b64encode(f"root@example.org\0{ALICE}\0{PASSWORD}".encode()).decode()
+    with smtplib.SMTP_SSL("127.0.0.1", ports["submissions"], context=tls(), timeout=30) as smtp:
+        smtp.ehlo()
+        assert smtp.docmd("AUTH", f"PLAIN {token}")[0] == 535
+    imap = imaplib.IMAP4_SSL("127.0.0.1", ports["imaps"], ssl_context=tls(), timeout=30)
+    with pytest.raises(imaplib.IMAP4.error):
+        imap.authenticate("PLAIN", lambda _: base64.b64decode(token))
+    imap.shutdown()
+    pop = poplib.POP3_SSL("127.0.0.1", ports["pop3s"], context=tls(), timeout=30)
+    with pytest.raises(poplib.error_proto):
+        pop._shortcmd(f"AUTH PLAIN {token}")
+    pop.close()
+    assert _auth_lines(caplog) == [
+        f"auth failure protocol={protocol} client=127.0.0.1 user={ALICE}"
+        for protocol in ("smtp", "imap", "pop3")
+    ]

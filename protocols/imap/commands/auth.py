@@ -12,7 +12,7 @@ from protocols.imap import parser as p
 from protocols.imap import responses as r
 from protocols.imap.session import CommandError, ConnectionDone, Session, db
 from protocols.imap.states import State
-from protocols.login import Throttled, password_login
+from protocols.login import Throttled, identity_refused, password_login
 
 ID_RESPONSE = '* ID ("name" "Mailhost" "vendor" "Mailhost")\r\n'
 ENABLEABLE = {"CONDSTORE", "QRESYNC", "UTF8=ACCEPT", "IMAP4REV2"}
@@ -102,6 +102,7 @@ async def authenticate(session: Session, command: p.Authenticate) -> None:
         raise CommandError(r.BAD_BASE64.with_text("Malformed PLAIN response"))
     authzid, user, password = (f.decode("utf-8", "replace") for f in fields)
     if authzid and authzid.lower() != user.lower():
+        identity_refused(protocol="imap", user=user, client_ip=session.client_ip)
         raise CommandError(r.NO_AUTH_FAILED.with_text("Authorization identity differs"))
     await _authenticate(session, command, user, password)
 
