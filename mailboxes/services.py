@@ -211,7 +211,8 @@ _auth_checks: dict[tuple[int, str, bytes], futures.Future] = {}
 
 
 def mailbox_authenticate(*, address: str, password: str) -> Mailbox | None:
-    """The one login check for SMTP AUTH, IMAP, POP3 and the webmail.
+    """The password check under every login (clients log in through mailbox_login, which
+    adds the limiter's record and the log line).
 
     Inactive mailboxes and mailboxes of inactive domains cannot log in. A successful check is
     remembered in this process for MAILHOST_AUTH_CACHE_SECONDS as an HMAC (never the password),
