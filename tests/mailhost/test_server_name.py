@@ -100,6 +100,8 @@ def test_a_machine_name_without_a_dot_is_refused_and_an_explicit_name_starts(tmp
             if line.rstrip().endswith(" ready"):
                 break
         assert lines and lines[-1].rstrip().endswith(" ready"), lines
+        # The generated certificate is announced at every start while it is in use.
+        assert any("WARNING mailhost.tls tls SELF-SIGNED certificate" in x for x in lines), lines
     finally:
         started.send_signal(signal.SIGTERM)
         started.communicate(timeout=60)
