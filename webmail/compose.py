@@ -44,7 +44,7 @@ def split_addresses(text: str) -> tuple[list[tuple[str, str]], list[str]]:
     valid: list[tuple[str, str]] = []
     invalid: list[str] = []
     # getaddresses understands quoted names with commas; a lone word with no @ is invalid.
-    chunks = [c.strip() for c in re.split(r"[,;\n](?=(?:[^\"]*\"[^\"]*\")*[^\"]*$)", text or "")]
+    chunks = _address_chunks(text or "")
     for chunk in chunks:
         if not chunk:
             continue
@@ -68,6 +68,24 @@ def split_addresses(text: str) -> tuple[list[tuple[str, str]], list[str]]:
             continue
         valid.append((name, f"{parsed.local_part}@{address.rpartition('@')[2]}"))
     return valid, invalid
+
+
+# A quoted string (an unterminated one runs to the end), a run of anything else, a separator.
+_ADDRESS_PIECE = re.compile(r'"(?:[^"\\]|\\.)*+"?|[^",;\n]++|[,;\n]', re.S)
+
+
+def _address_chunks(text: str) -> list[str]:
+    """The entries of a typed address list: split at , ; and line ends outside quotes, in
+    linear time (a reply-all to a hostile message fills the field with thousands)."""
+    chunks, current = [], []
+    for piece in _ADDRESS_PIECE.findall(text):
+        if piece in (",", ";", "\n"):
+            chunks.append("".join(current).strip())
+            current = []
+        else:
+            current.append(piece)
+    chunks.append("".join(current).strip())
+    return chunks
 
 
 def format_addresses(pairs: list[tuple[str, str]]) -> str:
@@ -162,20 +180,19 @@ def _prefixed(subject: str, prefix: str) -> str:
 
 def reply_draft(*, mailbox: Mailbox, original: Message, raw: bytes, reply_all: bool) -> Draft:
     parsed = mime.read(raw)
-    reply_to = parsed.header("Reply-To") or parsed.header("From")
-    to_pairs = mime.addresses(reply_to)
+    to_pairs = parsed.addresses("Reply-To") or parsed.addresses("From")
     own = mailbox.address.lower()
     cc_pairs: list[tuple[str, str]] = []
     if reply_all:
         seen = {a.lower() for _, a in to_pairs} | {own}
         for name in ("To", "Cc"):
-            for pair in mime.addresses(parsed.header(name)):
+            for pair in parsed.addresses(name):
                 if pair[1].lower() not in seen:
                     seen.add(pair[1].lower())
                     cc_pairs.append(pair)
     if original.folder.special_use == "\\Sent":
         # Replying to our own message: answer the people we wrote to.
-        to_pairs = mime.addresses(parsed.header("To")) or to_pairs
+        to_pairs = parsed.addresses("To") or to_pairs
     references = " ".join(x for x in (original.references, original.message_id) if x).split()
     text = parsed.text or mime.html_to_text(parsed.html)
     when = original.sent_date or original.internal_date
@@ -212,9 +229,9 @@ def draft_from_message(raw: bytes) -> Draft:
     parsed = mime.read(raw)
     message = mime.parse(raw)
     return Draft(
-        to=parsed.header("To"),
-        cc=parsed.header("Cc"),
-        bcc=parsed.header("Bcc"),
+        to=format_addresses(parsed.addresses("To")),
+        cc=format_addresses(parsed.addresses("Cc")),
+        bcc=format_addresses(parsed.addresses("Bcc")),
         subject=parsed.header("Subject"),
         body=parsed.text.rstrip("\n") + "\n" if parsed.text else "",
         in_reply_to=str(message.get("In-Reply-To") or "").strip(),

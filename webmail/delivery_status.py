@@ -59,9 +59,11 @@ def recipients_status(
     mailbox: Mailbox, message: Message, parsed: mime.ParsedMessage, *, raw: bytes = b""
 ) -> list[RecipientState]:
     addresses: list[str] = []
+    seen: set[str] = set()
     for name in ("To", "Cc", "Bcc"):
-        for _, address in mime.addresses(parsed.header(name)):
-            if address.lower() not in {a.lower() for a in addresses}:
+        for _, address in parsed.addresses(name):
+            if address.lower() not in seen:
+                seen.add(address.lower())
                 addresses.append(address)
     spooled = outbound_recipients_for_message_id(
         sender_mailbox=mailbox, message_id=message.message_id, sent_at=message.internal_date

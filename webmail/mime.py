@@ -7,17 +7,20 @@ Parsing is tolerant: a broken message still shows whatever could be decoded.
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 from email import policy
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
-from email.utils import getaddresses
 
 from django.conf import settings
 
+from mailboxes import addresslist
 from mailboxes.headers import decode_words
 from webmail import htmltext
+
+logger = logging.getLogger(__name__)
 
 # Types a browser may show inline from our origin without risk of script execution.
 SAFE_INLINE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp"})
@@ -35,18 +38,23 @@ class Attachment:
 
 @dataclass
 class ParsedMessage:
-    headers: list[tuple[str, str]]
+    headers: list[tuple[str, str]]  # (name, text shown), address lists cut for display
     text: str = ""
     html: str = ""
     attachments: list[Attachment] = field(default_factory=list)
     # content-id (without <>) -> part path, for cid: images in the HTML
     cids: dict[str, str] = field(default_factory=dict)
+    # address header name -> every (display name, address) of its fields, for reply and drafts
+    address_lists: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
 
     def header(self, name: str) -> str:
         for key, value in self.headers:
             if key.lower() == name.lower():
                 return value
         return ""
+
+    def addresses(self, name: str) -> list[tuple[str, str]]:
+        return self.address_lists.get(name, [])
 
     @property
     def visible_attachments(self) -> list[Attachment]:
@@ -198,20 +206,85 @@ def _content_id(part: Message) -> str:
 
 
 DISPLAY_HEADERS = ("From", "Sender", "Reply-To", "To", "Cc", "Bcc", "Date", "Subject")
+ADDRESS_HEADERS = frozenset({"From", "Sender", "Reply-To", "To", "Cc", "Bcc"})
+# What the reading view shows of one header field: a list of 10,000 addresses (or groups) is
+# shown as its first MAX_SHOWN_ADDRESSES and how many more; any value is cut after
+# MAX_SHOWN_CHARS characters.
+MAX_SHOWN_ADDRESSES = 50
+MAX_SHOWN_CHARS = 4096
+
+
+def address_pairs(value: str) -> list[tuple[str, str]]:
+    """(display name, address) of an address field's raw value, by the linear parser of
+    mailboxes/addresslist.py (which reads its first MAX_LIST_OCTETS); group names left out."""
+    pairs = []
+    data = value.encode("utf-8", "surrogateescape")
+    for name, _adl, mailbox, host in addresslist.parse_addresses(data):
+        if mailbox is None or host is None or mailbox == addresslist.MISSING_MAILBOX:
+            continue  # a group's start or end, or a name without an address
+        address = mailbox.decode("utf-8", "replace")
+        if host != addresslist.MISSING_DOMAIN:
+            address += "@" + host.decode("utf-8", "replace")
+        label = decode_words(name.decode("utf-8", "replace")) if name else ""
+        pairs.append((label, address))
+    return pairs
+
+
+def _shown_addresses(value: str, pairs: list[tuple[str, str]]) -> str:
+    if not pairs:
+        return decode_words(value)
+    shown = ", ".join(
+        f"{label} <{address}>" if label else address
+        for label, address in pairs[:MAX_SHOWN_ADDRESSES]
+    )
+    more = len(pairs) - MAX_SHOWN_ADDRESSES
+    if len(value.encode("utf-8", "surrogateescape")) > addresslist.MAX_LIST_OCTETS:
+        shown += f" and more than {max(more, 0):,} more"
+    elif more > 0:
+        shown += f" and {more:,} more"
+    return shown
+
+
+def _shown_headers(message: Message, result: ParsedMessage) -> None:
+    """The header fields the reading view shows, from their raw values: never through the
+    email package's header registry, which fails on some hostile lists (a group not followed
+    by a comma raised AttributeError, a 500)."""
+    raw_values: dict[str, list[str]] = {}
+    for name, value in message.raw_items():
+        raw_values.setdefault(name.lower(), []).append(str(value))
+    for name in DISPLAY_HEADERS:
+        for value in raw_values.get(name.lower(), []):
+            if name in ADDRESS_HEADERS:
+                pairs = address_pairs(value)
+                result.address_lists.setdefault(name, []).extend(pairs)
+                text = _shown_addresses(value, pairs)
+            else:
+                text = decode_words(value)
+            text = " ".join(text.split())
+            if len(text) > MAX_SHOWN_CHARS:
+                text = text[:MAX_SHOWN_CHARS] + "…"
+            result.headers.append((name, text))
 
 
 def read(raw: bytes) -> ParsedMessage:
-    """Everything the reading view shows."""
+    """Everything the reading view shows. A message the email package cannot take apart is
+    shown as its header fields and its body as plain text."""
+    try:
+        return _read(raw)
+    except Exception:
+        logger.warning("webmail read degraded: message could not be parsed", exc_info=True)
+        head = BytesParser(policy=policy.compat32).parsebytes(raw, headersonly=True)
+        result = ParsedMessage(headers=[])
+        _shown_headers(head, result)
+        body = raw.partition(b"\r\n\r\n")[2] or raw.partition(b"\n\n")[2]
+        result.text = body.decode("utf-8", "replace")
+        return result
+
+
+def _read(raw: bytes) -> ParsedMessage:
     message = parse(raw)
-    shown: list[tuple[str, str]] = []
-    for name in DISPLAY_HEADERS:
-        for value in message.get_all(name) or []:
-            try:
-                text = str(value)
-            except Exception:
-                text = decode_words(str(value))
-            shown.append((name, " ".join(text.split())))
-    result = ParsedMessage(headers=shown)
+    result = ParsedMessage(headers=[])
+    _shown_headers(message, result)
     text_parts: list[str] = []
     html_parts: list[str] = []
     # The body: the preferred alternative of the first text parts; the rest are attachments.
@@ -273,11 +346,6 @@ def fallback_name(ctype: str, path: str) -> str:
         "application/pdf": "pdf",
     }
     return f"part-{path}.{extensions.get(ctype, 'bin')}"
-
-
-def addresses(value: str) -> list[tuple[str, str]]:
-    """(display name, address) pairs of an address header's decoded value."""
-    return [(name, addr) for name, addr in getaddresses([value]) if addr]
 
 
 def quote_text(text: str) -> str:
