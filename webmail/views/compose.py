@@ -190,8 +190,13 @@ def _post(request: HttpRequest) -> HttpResponse:
     recipients = list(dict.fromkeys(recipients))
     if action == "send" and not recipients and "to" not in errors:
         errors["to"] = "Add at least one recipient."
-    if action == "send" and len(recipients) > settings.MAILHOST_MAX_RECIPIENTS:
+    if len(recipients) > settings.MAILHOST_MAX_RECIPIENTS:
+        # Refused before the message is built: the email package takes about a millisecond
+        # per address to fold a header (a reply-all to a hostile list has thousands).
         errors["to"] = f"At most {settings.MAILHOST_MAX_RECIPIENTS} recipients per message."
+        if uploads:
+            errors["notice"] = "The new attachments were not kept; attach them again."
+        return _render(request, draft, kept=kept, errors=errors, status=400, extra=extra)
     sent_raw, message_id = compose.build(mailbox=mailbox, draft=draft, include_bcc=False)
     if len(sent_raw) > settings.MAILHOST_MAX_MESSAGE_SIZE:
         errors["attachments"] = (
