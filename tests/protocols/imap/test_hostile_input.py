@@ -29,17 +29,18 @@ def test_list_pattern_of_wildcard_pairs_answers_at_once(client):
     c = client()
     folder = "x" * 24
     assert c.cmd("a1", f"CREATE {folder}") == [ok("a1")]
-    # Six "%*" pairs before a character no name has: about 7 s in a backtracking regex.
+    # Six "%*" pairs before a character no name has: about 7 s in a backtracking regex; the
+    # bound leaves room for a loaded machine.
     lines, elapsed = timed(c, "a2", 'LIST "" "' + "%*" * 6 + '!"')
     assert lines == [ok("a2")]
-    assert elapsed < 0.5
+    assert elapsed < 1.0
     # A 200-character pattern, and LSUB with the same (its matcher is the same).
     lines, elapsed = timed(c, "a3", 'LIST "" "' + "%*" * 100 + '!"')
     assert lines == [ok("a3")]
-    assert elapsed < 0.5
+    assert elapsed < 1.0
     lines, elapsed = timed(c, "a4", 'LSUB "" "' + "*%" * 100 + '!"')
     assert lines == [ok("a4")]
-    assert elapsed < 0.5
+    assert elapsed < 1.0
     # The same kind of pattern that does match still lists the folder.
     assert c.cmd("a5", 'LIST "" "' + "%*" * 100 + 'x"') == [
         f'* LIST (\\HasNoChildren) "/" "{folder}"'.encode(),
@@ -146,7 +147,9 @@ def test_store_recent_is_refused_and_the_session_goes_on(client):
         ("a4", "UID STORE 1:* -FLAGS.SILENT \\Recent"),
     ):
         lines = c.cmd(tag, command)
-        assert lines == [tag.encode() + b" BAD Invalid system flag \\Recent: only the server sets it"]
+        assert lines == [
+            tag.encode() + b" BAD Invalid system flag \\Recent: only the server sets it"
+        ]
     assert c.cmd("a5", "FETCH 1 FLAGS") == [b"* 1 FETCH (FLAGS (\\Recent))", ok("a5")]
     assert c.cmd("a6", "STORE 1 +FLAGS (\\Seen)") == [
         b"* 1 FETCH (FLAGS (\\Seen \\Recent))",

@@ -43,7 +43,7 @@ ALPHABET = "ab/.%*INBOXinbox"
 NAMES = st.text(alphabet="ab/.INBOXinboxé", max_size=12)
 
 
-@settings(max_examples=2000, deadline=50)
+@settings(max_examples=2000, deadline=200)
 @given(
     reference=st.text(alphabet=ALPHABET, max_size=6),
     pattern=st.text(alphabet=ALPHABET, max_size=8),
@@ -54,7 +54,7 @@ def test_matcher_agrees_with_the_former_regex(reference, pattern, name):
     assert matches(reference, pattern, name) == expected
 
 
-@settings(max_examples=300, deadline=200)
+@settings(max_examples=300, deadline=500)
 @given(
     pattern=st.text(alphabet="a%*/", min_size=100, max_size=200),
     name=st.text(alphabet="a/", min_size=20, max_size=255),
