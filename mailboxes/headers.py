@@ -21,6 +21,11 @@ _HEADER_END = re.compile(rb"\r?\n\r?\n")
 # slow (10,000 encoded words took a second); the summary keeps at most 4,000 characters.
 MAX_DECODED_CHARS = 16 * 1024
 
+# Octets of one From/To/Cc field read for the summary (which keeps 4,000 characters) and for
+# SEARCH FROM/TO/CC beyond it; ENVELOPE reads up to addresslist.MAX_LIST_OCTETS.
+MAX_SUMMARY_LIST_OCTETS = 8 * 1024
+_SURROGATE = re.compile("[\udc80-\udcff]")
+
 logger = logging.getLogger("mailboxes.headers")
 _MSGID = re.compile(r"<[^<>\s]+>")
 
@@ -35,6 +40,8 @@ def decode_words(value: str | Header | None) -> str:
     if not value:
         return ""
     value = header_text(value)[:MAX_DECODED_CHARS]
+    if "=?" not in value:  # no encoded word (RFC 2047 2): nothing to decode
+        return " ".join(value.split())
     try:
         text = str(make_header(decode_header(value)))
     except Exception:  # 8-bit text beside encoded words, or malformed ones: piece by piece
@@ -75,7 +82,7 @@ def header_text(value: str | Header) -> str:
                 )
             pieces.append(data)
         return "".join(pieces)
-    if not any("\udc80" <= ch <= "\udcff" for ch in value):
+    if not _SURROGATE.search(value):
         return value
     return _octets_text(value.encode("utf-8", "surrogateescape"))
 
@@ -99,7 +106,9 @@ def _addresses_display(values: list[str]) -> tuple[str, str]:
     first_address = ""
     for value in values:
         data = value.encode("utf-8", "surrogateescape")
-        for name, _adl, mailbox, host in addresslist.parse_addresses(data):
+        for name, _adl, mailbox, host in addresslist.parse_addresses(
+            data, limit=MAX_SUMMARY_LIST_OCTETS
+        ):
             if mailbox is None:
                 continue  # the end of a group
             if host is None:

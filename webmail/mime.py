@@ -68,7 +68,7 @@ class ParsedMessage:
 # 8 KiB), deeper comments flattened.
 MAX_HEADER_CHARS = 8 * 1024
 MAX_COMMENT_DEPTH = 20
-MAX_HEADER_PARAMETERS = 64
+MAX_HEADER_PARAMETERS = 24
 
 
 def _bounded(value: str) -> str:

@@ -28,7 +28,10 @@ def _message(field: bytes) -> bytes:
         b"From: Carol <carol@remote.example>\r\n"
         b"To: alice@example.org\r\n"
         b"Subject: hostile header\r\n"
-        b"Message-ID: <hostile@remote.example>\r\n" + field + b"\r\n\r\nbody text\r\n"
+        b"Message-ID: <%d.hostile@remote.example>\r\n"
+        % len(field)
+        + field
+        + b"\r\n\r\nbody text\r\n"
     )
 
 

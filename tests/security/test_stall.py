@@ -1,0 +1,357 @@
+"""Stall tests (issue 14, "done when"): hostile input must not stall the server or exhaust its
+memory. `runmail` runs as one subprocess (every protocol in one process, as shipped); while
+each hostile input is sent to it over and over for at least MIN_SECONDS, a second client
+measures
+
+- the SMTP banner latency: connect to port 25, time to the 220 line;
+- the IMAP NOOP latency on a logged-in connection;
+- the server process's RSS (VmRSS of its /proc status),
+
+and each latency must stay under LATENCY_P99 at the 99th percentile, the RSS under
+RSS_CEILING (stated in README). The worst cases together on 100 connections from one address
+must keep the RSS under the same ceiling.
+
+Cases: hostile header fields (SMTP, IMAP ENVELOPE/BODYSTRUCTURE, webmail view), LIST with a
+backtracking-prone pattern, IMAP literals before login on 100 connections, and the worst of
+them together on 100 connections. Not here yet (their fixes had not landed or still stall):
+SEARCH with 5,000 NOTs (now BAD, but the IMAP parser spends 40-100 ms of the event loop on
+each such line: NOOP p99 about 115 ms while they repeat), SMTP DATA without the final dot on
+many connections, webmail search over bodies of repeated `<script`.
+
+Runs on SQLite, or on PostgreSQL + Redis when DATABASE_URL / REDIS_URL are set.
+"""
+
+from __future__ import annotations
+
+import http.cookiejar
+import math
+import os
+import re
+import smtplib
+import socket
+import threading
+import time
+import urllib.parse
+import urllib.request
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from bench.mailhost_process import Mailhost, PostgresDatabase, rss_bytes
+from tests.security.test_hostile_headers import CASES as HOSTILE_HEADERS
+
+LATENCY_P99 = 0.100  # seconds, SMTP banner and IMAP NOOP
+RSS_CEILING = 384 * 1024 * 1024  # bytes; README states the same figure
+MIN_SECONDS = 2.0  # each hostile input is repeated at least this long under measurement
+MIN_SAMPLES = 200  # ... and until this many probes of each kind (p99 is not the maximum)
+MAX_SECONDS = 120
+CONNECTIONS = 100  # "100 connections from one address with the worst cases"
+PASSWORD = "secret"
+LONG_FOLDER = "abcdefghijklmnopqrstuvwx"  # 24 characters, as in the issue
+SETUP = """
+from mailboxes import selectors, services
+services.domain_create(name="example.org")
+for name in ("alice", "bob"):
+    services.mailbox_create(address=f"{name}@example.org", password="secret")
+    services.message_deliver(
+        raw=b"From: a@remote.test\\r\\nSubject: hello\\r\\n\\r\\nfirst message\\r\\n",
+        recipients=[f"{name}@example.org"],
+    )
+alice = selectors.mailbox_get("alice@example.org")
+services.folder_create(mailbox=alice, name="LONG_FOLDER")
+print("ok")
+""".replace("LONG_FOLDER", LONG_FOLDER)
+
+
+@pytest.fixture(scope="module")
+def mailhost(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("stall")
+    database = None
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        database = PostgresDatabase(url, f"mh_stall_{os.getpid()}_{uuid.uuid4().hex[:6]}")
+        database.create()
+    server = Mailhost(
+        tmp_path / "data",
+        database_url=database.url if database else None,
+        redis_url=os.environ.get("REDIS_URL"),
+        extra_env={
+            "MAILHOST_ALLOW_PLAINTEXT_AUTH": "true",  # TLS is not what is measured here
+            "MAILHOST_MAX_CONNECTIONS": "2000",
+            "MAILHOST_MAX_CONNECTIONS_PER_IP": "1000",
+            "MAILHOST_IMAP_MAX_CONNECTIONS_PER_USER": "500",
+            "MAILHOST_WEB_MAX_CONNECTIONS_PER_IP": "200",
+            "MAILHOST_SHUTDOWN_GRACE": "1",
+            "MAILHOST_LOG_LEVEL": "WARNING",
+        },
+    )
+    server.data_dir.mkdir(parents=True)
+    server.manage("migrate", "-v0")
+    server.manage("shell", "-v0", "-c", SETUP)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        if database:
+            database.drop()
+
+
+# --- The second client -------------------------------------------------------------------
+
+
+def percentile(samples: list[float], fraction: float) -> float:
+    ordered = sorted(samples)
+    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
+
+
+class Imap:
+    """A raw IMAP client: exact commands, the tagged reply and what came before it."""
+
+    def __init__(self, port: int, *, login: bool = True, timeout: float = 30) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.file = self.sock.makefile("rb")
+        self.counter = 0
+        assert self.file.readline().startswith(b"* OK")
+        if login:
+            assert self.command(f"LOGIN alice@example.org {PASSWORD}")[-1].split()[1] == b"OK"
+
+    def command(self, text: str | bytes) -> list[bytes]:
+        self.counter += 1
+        tag = b"t%d" % self.counter
+        data = text.encode() if isinstance(text, str) else text
+        self.sock.sendall(tag + b" " + data + b"\r\n")
+        lines = []
+        while True:
+            line = self.file.readline()
+            if not line:
+                raise ConnectionError(f"closed after {lines[-3:]!r}")
+            lines.append(line)
+            match = re.search(rb"\{(\d+)\}\r\n$", line)
+            if match:
+                lines.append(self.file.read(int(match.group(1))))
+            elif line.startswith(tag + b" "):
+                return lines
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class Prober(threading.Thread):
+    """Measures banner and NOOP latency and the server's RSS until stopped."""
+
+    def __init__(self, server: Mailhost) -> None:
+        super().__init__(name="stall-prober", daemon=True)
+        self.server = server
+        self.banner: list[float] = []
+        self.noop: list[float] = []
+        self.rss_peak = 0
+        self.failure: BaseException | None = None
+        self._stop_event = threading.Event()
+        self.imap = Imap(server.ports["imap"])
+
+    def run(self) -> None:
+        try:
+            while not self._stop_event.is_set():
+                started = time.perf_counter()
+                with socket.create_connection(("127.0.0.1", self.server.ports["smtp"]), 10) as s:
+                    greeting = s.makefile("rb").readline()
+                    self.banner.append(time.perf_counter() - started)
+                    assert greeting.startswith(b"220"), greeting
+                    s.sendall(b"QUIT\r\n")
+                started = time.perf_counter()
+                reply = self.imap.command("NOOP")[-1]
+                self.noop.append(time.perf_counter() - started)
+                assert b" OK" in reply, reply
+                self.rss_peak = max(self.rss_peak, rss_bytes(self.server.pid))
+                self._stop_event.wait(0.005)
+        except BaseException as exc:  # reported by the test
+            self.failure = exc
+
+    def finish(self) -> None:
+        self._stop_event.set()
+        self.join(30)
+        self.imap.close()
+        if self.failure is not None:
+            raise AssertionError(f"the probing client failed: {self.failure!r}")
+        assert len(self.banner) >= MIN_SAMPLES and len(self.noop) >= MIN_SAMPLES
+
+
+def under_measurement(server: Mailhost, hostile, *, min_seconds: float = MIN_SECONDS) -> dict:
+    """Run `hostile()` repeatedly for at least min_seconds while a prober measures; assert the
+    bounds; return the figures (printed with -s)."""
+    prober = Prober(server)
+    prober.start()
+    started = time.monotonic()
+    rounds = 0
+    try:
+        while rounds == 0 or (
+            time.monotonic() - started < min_seconds or len(prober.noop) < MIN_SAMPLES
+        ):
+            assert time.monotonic() - started < MAX_SECONDS, "the probes were not answered"
+            hostile()
+            rounds += 1
+            prober.rss_peak = max(prober.rss_peak, rss_bytes(server.pid))
+    finally:
+        prober.finish()
+    figures = {
+        "rounds": rounds,
+        "banner_p99_ms": round(percentile(prober.banner, 0.99) * 1000, 1),
+        "noop_p99_ms": round(percentile(prober.noop, 0.99) * 1000, 1),
+        "samples": len(prober.banner),
+        "rss_peak_mib": round(prober.rss_peak / 2**20, 1),
+    }
+    print(figures)
+    assert figures["banner_p99_ms"] < LATENCY_P99 * 1000, figures
+    assert figures["noop_p99_ms"] < LATENCY_P99 * 1000, figures
+    assert prober.rss_peak < RSS_CEILING, figures
+    return figures
+
+
+# --- Clients for the hostile inputs ------------------------------------------------------
+
+
+class Webmail:
+    """A browser-less webmail session over real HTTP (sign-in form, CSRF, cookies)."""
+
+    def __init__(self, port: int) -> None:
+        self.base = f"http://127.0.0.1:{port}"
+        self.jar = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
+        self.get("/login/")
+        token = next(c.value for c in self.jar if c.name == "csrftoken")
+        data = urllib.parse.urlencode(
+            {"address": "alice@example.org", "password": PASSWORD, "csrfmiddlewaretoken": token}
+        ).encode()
+        response = self.opener.open(self.base + "/login/", data, timeout=60)
+        self.inbox_path = urllib.parse.urlsplit(response.geturl()).path
+        assert self.inbox_path.startswith("/f/"), self.inbox_path
+
+    def get(self, path: str, delay: float = 0) -> tuple[int, bytes]:
+        time.sleep(delay)
+        with self.opener.open(self.base + path, timeout=60) as response:
+            return response.status, response.read()
+
+
+def send_mail(
+    server: Mailhost, raw: bytes, recipient: str = "alice@example.org", delay: float = 0
+) -> None:
+    time.sleep(delay)
+    with smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=60) as client:
+        client.ehlo("remote.example")
+        assert client.sendmail("carol@remote.example", [recipient], raw) == {}
+
+
+HOSTILE_LIST_PATTERN = '"" "' + "%*" * 12 + 'z"'
+NOTS = "SEARCH " + "NOT " * 5000 + "ALL"
+
+
+# --- The cases ---------------------------------------------------------------------------
+
+
+class TestStall:
+    def test_hostile_headers(self, mailhost):
+        """10,000 RFC 2231 parameters or address groups, 20,000-deep comments: delivered over
+        SMTP, read over IMAP (ENVELOPE, BODYSTRUCTURE) and in the webmail message view."""
+        messages = list(HOSTILE_HEADERS.values())
+        imap = Imap(mailhost.ports["imap"])
+        imap.command("SELECT INBOX")
+        web = Webmail(mailhost.ports["web"])
+        state = {"next": 0}
+
+        def hostile() -> None:
+            raw = messages[state["next"] % len(messages)]
+            state["next"] += 1
+            # A Message-ID of its own: one message per view, not a growing thread of copies
+            raw = re.sub(rb"Message-ID: <", b"Message-ID: <%d." % state["next"], raw, count=1)
+            send_mail(mailhost, raw)
+            reply = imap.command("FETCH * (ENVELOPE BODYSTRUCTURE)")
+            assert reply[-1].split()[1] == b"OK", reply[-1]
+            uid = int(re.search(rb"UID (\d+)", imap.command("FETCH * UID")[0]).group(1))
+            folder = mailhost_folder(web)
+            assert web.get(f"/m/{folder}/{uid}/")[0] == 200
+
+        under_measurement(mailhost, hostile)
+        imap.close()
+
+    def test_list_with_a_hostile_pattern(self, mailhost):
+        imap = Imap(mailhost.ports["imap"])
+
+        def hostile() -> None:
+            started = time.perf_counter()
+            reply = imap.command("LIST " + HOSTILE_LIST_PATTERN)
+            assert reply[-1].split()[1] == b"OK", reply[-1]
+            assert time.perf_counter() - started < 1.0
+
+        under_measurement(mailhost, hostile)
+        imap.close()
+
+    def test_pre_auth_literals_on_many_connections(self, mailhost):
+        """Before login only small literals are taken: 100 connections announcing 50 MB
+        literals and sending a megabyte each hold no memory."""
+        under_measurement(
+            mailhost, lambda: many(CONNECTIONS, lambda d: preauth_literal(mailhost, d))
+        )
+
+    def test_100_connections_from_one_address_with_the_worst_cases(self, mailhost):
+        """The worst cases above at once on 100 connections from 127.0.0.1: the RSS stays
+        under RSS_CEILING and the second client is still answered in time."""
+        web = Webmail(mailhost.ports["web"])
+        folder = mailhost_folder(web)
+        worst = [
+            lambda d: preauth_literal(mailhost, d),
+            lambda d: imap_once(mailhost, "LIST " + HOSTILE_LIST_PATTERN, b"OK", delay=d),
+            lambda d: imap_once(mailhost, NOTS, b"BAD", select=True, delay=d),
+            lambda d: send_mail(mailhost, HOSTILE_HEADERS["10,000 address groups"], delay=d),
+            lambda d: web.get(f"/m/{folder}/1/", delay=d),
+        ]
+
+        def hostile() -> None:
+            many(CONNECTIONS, lambda d: worst[int(d * 1000) % len(worst)](d))
+
+        under_measurement(mailhost, hostile, min_seconds=MIN_SECONDS * 2)
+
+
+def mailhost_folder(web: Webmail) -> int:
+    return int(web.inbox_path.strip("/").split("/")[1])
+
+
+def imap_once(
+    server: Mailhost, command: str, status: bytes, *, select: bool = False, delay: float = 0
+) -> None:
+    time.sleep(delay)
+    imap = Imap(server.ports["imap"])
+    try:
+        if select:
+            imap.command("SELECT INBOX")
+        assert imap.command(command)[-1].split()[1] == status
+    finally:
+        imap.close()
+
+
+def preauth_literal(server: Mailhost, delay: float = 0.0) -> socket.socket:
+    """LOGIN announcing a 50 MB non-synchronizing literal, then a megabyte of it; the socket
+    is returned open (the caller holds it, as an attacker would)."""
+    time.sleep(delay)  # connections arrive spread out, not as one burst of SYNs
+    sock = socket.create_connection(("127.0.0.1", server.ports["imap"]), timeout=30)
+    try:
+        sock.recv(4096)  # the greeting
+        sock.sendall(b"a LOGIN {50000000+}\r\n")
+        chunk = b"x" * 65536
+        for _ in range(16):
+            sock.sendall(chunk)
+    except OSError:
+        pass  # refused and closed, as it should be
+    return sock
+
+
+def many(count: int, action, spread: float = 1.0) -> list:
+    """action(delay) on `count` connections from one address, their starts spread over
+    `spread` seconds; whatever they return is held until all are done, then closed."""
+    with ThreadPoolExecutor(count) as pool:
+        held = list(pool.map(lambda i: action(spread * i / count), range(count)))
+    for item in held:
+        if isinstance(item, socket.socket):
+            item.close()
+    return held
