@@ -306,3 +306,16 @@ def test_phone_layout(site, browser, alice):
     screenshot(page, "inbox-phone")
     assert page.js_errors == []
     context.close()
+
+
+def test_sign_in_with_non_ascii_address(site, browser, make_mailbox):
+    """Issue 13: the form's email input refused jörg@example.org before it was sent."""
+    make_mailbox("jörg@example.org", password="a long password")
+    services.message_deliver(
+        raw=make_raw(subject="Grüße", to="jörg@example.org"), recipients=["jörg@example.org"]
+    )
+    context, page = signed_in(browser, site, "jörg@example.org", "a long password")
+    assert page.locator(".account-address").inner_text() == "jörg@example.org"
+    assert page.locator(".message-list .msg").count() == 1
+    assert page.js_errors == []
+    context.close()

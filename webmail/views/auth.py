@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import unicodedata
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -46,7 +47,8 @@ def login(request: HttpRequest) -> HttpResponse:
         if current_mailbox(request) is not None:
             return redirect(safe_next(request, reverse("webmail:index")))
         return render(request, "webmail/login.html", {"next": request.GET.get("next", "")})
-    address = request.POST.get("address", "").strip()
+    # RFC 6532 3.1: addresses compare in NFC (a keyboard may send "o" + U+0308 for "ö").
+    address = unicodedata.normalize("NFC", request.POST.get("address", "").strip())
     password = request.POST.get("password", "")
     context = {"address": address, "next": request.POST.get("next", "")}
     if not address or not password:
