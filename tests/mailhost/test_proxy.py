@@ -115,3 +115,22 @@ def test_sign_in_through_an_https_proxy_passes_csrf(proxies, make_mailbox):
         **forwarded,
     )
     assert response.status_code == 302, response.content[:300]
+
+
+@pytest.mark.django_db
+def test_an_origin_from_the_allowed_hosts_is_trusted_without_x_forwarded_host(
+    proxies, make_mailbox
+):
+    # A proxy that passes the scheme but rewrites Host to its upstream's name: the browser's
+    # Origin is still one of MAILHOST_ALLOWED_HOSTS, so CSRF_TRUSTED_ORIGINS lets it in.
+    proxies.ALLOWED_HOSTS = ["mail.example.org", "backend"]
+    proxies.CSRF_TRUSTED_ORIGINS = trusted_origins(proxies.ALLOWED_HOSTS)
+    make_mailbox("alice@example.org", password="secret")
+    client = Client(enforce_csrf_checks=True, REMOTE_ADDR="10.0.0.5", HTTP_HOST="backend")
+    forwarded = {"HTTP_X_FORWARDED_FOR": "203.0.113.9", "HTTP_X_FORWARDED_PROTO": "https"}
+    token = client.get("/login/", **forwarded).cookies["csrftoken"].value
+    form = {"address": "alice@example.org", "password": "secret", "csrfmiddlewaretoken": token}
+    refused = client.post("/login/", form, HTTP_ORIGIN="https://evil.example", **forwarded)
+    assert refused.status_code == 403
+    ok = client.post("/login/", form, HTTP_ORIGIN="https://mail.example.org", **forwarded)
+    assert ok.status_code == 302
