@@ -367,10 +367,10 @@ class Session:
             loop = asyncio.get_running_loop()
             command_deadline = None
             while self.state != State.LOGOUT:
-                if self.shutting_down:
-                    await self.bye_for_shutdown()
                 item = self.parser.next_command()
                 if item is p.NEED_DATA:
+                    if self.shutting_down and not self.parser.in_command:
+                        await self.bye_for_shutdown()
                     # The timeout bounds a whole command, not each read: a client that
                     # trickles a byte at a time (slowloris) is cut off all the same.
                     timeout = self.timeout
@@ -393,6 +393,8 @@ class Session:
                     await self.parse_error(item)
                 else:
                     await self.dispatch(item)
+                    if self.shutting_down and self.state != State.LOGOUT:  # finished in flight
+                        await self.bye_for_shutdown()
         except (ConnectionDone, ConnectionError, ssl.SSLError, asyncio.IncompleteReadError):
             pass
         except Exception:

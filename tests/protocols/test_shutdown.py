@@ -61,6 +61,13 @@ def test_sigterm_says_bye_to_imap_and_err_to_pop3(mailhost):
     selected.login("alice@example.org", PASSWORD)
     selected.select("INBOX")
     anonymous = imaplib.IMAP4("127.0.0.1", ports["imap"], timeout=10)
+    # One in the middle of an APPEND: it finishes (the message is stored), then BYE.
+    appending = imaplib.IMAP4("127.0.0.1", ports["imap"], timeout=10)
+    appending.login("alice@example.org", PASSWORD)
+    message = b"Subject: in flight\r\n\r\n" + b"x" * 5000 + b"\r\n"
+    appending.send(b"p1 APPEND INBOX {%d}\r\n" % len(message))
+    assert appending.readline().startswith(b"+ ")
+    appending.send(message[:1000])
     # POP3: one in TRANSACTION over TLS, one in AUTHORIZATION.
     pop = poplib.POP3_SSL("127.0.0.1", ports["pop3s"], context=insecure(), timeout=10)
     pop.user("bob@example.org")
@@ -71,16 +78,22 @@ def test_sigterm_says_bye_to_imap_and_err_to_pop3(mailhost):
 
     started = time.monotonic()
     mailhost.process.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    appending.send(message[1000:] + b"\r\n")
+    assert appending.readline().startswith(b"p1 OK [APPENDUID ")
+    assert appending.readline() == BYE
+    assert appending.readline() == b""
     for client in (idling, selected, anonymous):
         assert client.readline() == BYE
         assert client.readline() == b""  # then the server closes
     for client in (pop, pop_anonymous):
         assert client.file.readline() == ERR
         assert client.file.readline() == b""
-    for client in (idling, selected, anonymous):
+    for client in (idling, selected, anonymous, appending):
         client.shutdown()
     pop.close()
     pop_anonymous.close()
     assert mailhost.process.wait(30) == 0
     elapsed = time.monotonic() - started
     assert elapsed < 10, elapsed
+    assert mailhost.count_messages("alice", "INBOX") == 1
