@@ -270,6 +270,8 @@ MAILHOST_POP3_MAX_BAD_COMMANDS = env_int("MAILHOST_POP3_MAX_BAD_COMMANDS", 20, m
 # One POP3 session per maildrop across front ends: a lease renewed while the session lives.
 MAILHOST_POP3_LEASE_SECONDS = env_int("MAILHOST_POP3_LEASE_SECONDS", 120, minimum=10)
 MAILHOST_POP3_LOGIN_DELAY = env_int("MAILHOST_POP3_LOGIN_DELAY", 0)  # RFC 2449 6.8; 0: off
+# A new login takes the maildrop over from a live session (a phone's half-open one); false: IN-USE.
+MAILHOST_POP3_TAKEOVER = env_bool("MAILHOST_POP3_TAKEOVER", True)
 MAILHOST_POP3_EXPIRE = env_choice("MAILHOST_POP3_EXPIRE", "", ("NEVER", "0"))  # RFC 2449 6.7
 # SMTP (RFC 5321 4.5.3.2.7: 5 minutes between commands; 4.5.3.2.5: 3 minutes per data block).
 MAILHOST_SMTP_COMMAND_TIMEOUT = env_int("MAILHOST_SMTP_COMMAND_TIMEOUT", 300, minimum=1)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from mailboxes import selectors, services
 from mailboxes.models import Folder, Mailbox
+from protocols.pop3 import lease
 
 CACHE_KEY = "pop3"
 CACHE_VERSION = 1
@@ -143,12 +144,15 @@ def remove_deleted(maildrop: Maildrop) -> list[int]:
     return services.messages_delete(folder=maildrop.folder, uids=uids)
 
 
-def update(maildrop: Maildrop, retrieved: set[int]) -> list[int]:
+def update(maildrop: Maildrop, retrieved: set[int], *, holder: str) -> list[int]:
     """The UPDATE state (sync). Messages downloaded with RETR and kept become \\Seen (as in
-    Dovecot, so IMAP shows them read); then those marked by DELE go, in one transaction."""
+    Dovecot, so IMAP shows them read); then those marked by DELE go, in one transaction that
+    commits only while `holder` still holds the maildrop's lease (lease.LeaseLost otherwise:
+    RFC 1939 8, a session that lost the maildrop to a newer one changes nothing)."""
     kept = [maildrop.entries[n - 1].uid for n in sorted(retrieved - maildrop.deleted)]
-    if kept:
-        services.messages_store_flags(
-            folder=maildrop.folder, uids=kept, flags=["\\Seen"], mode="add"
-        )
-    return remove_deleted(maildrop)
+    with lease.held(maildrop.mailbox_id, holder):
+        if kept:
+            services.messages_store_flags(
+                folder=maildrop.folder, uids=kept, flags=["\\Seen"], mode="add"
+            )
+        return remove_deleted(maildrop)

@@ -55,6 +55,9 @@ ERR_MESSAGE_GONE: Final = "-ERR Message was removed by another session"
 
 OK_BYE: Final = "+OK Logging out"
 ERR_UPDATE_FAILED: Final = f"-ERR {SYS_TEMP} Some deleted messages were not removed"
+# A newer login of the same mailbox took the maildrop over (MAILHOST_POP3_TAKEOVER): sent to
+# the older session, idle or at its QUIT, before it closes; its DELE marks are discarded.
+ERR_TAKEN_OVER: Final = f"-ERR {IN_USE} Maildrop taken over by a newer session, no message deleted"
 
 # --- Errors in any state --------------------------------------------------------------------
 

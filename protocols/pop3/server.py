@@ -80,6 +80,7 @@ class Connection(asyncio.Protocol):
         # a command after its reply.
         self.awaiting_command = False
         self.stopping = False
+        self.superseded = False  # a newer session took the maildrop over
 
     # --- asyncio callbacks
 
@@ -124,6 +125,8 @@ class Connection(asyncio.Protocol):
     async def next_event(self, deadline: float) -> parser.Event | None:
         """The next parsed input, or None on end of input, disconnect or idle timeout."""
         while True:
+            if self.superseded:
+                return None
             event = self.parser.next_event()
             if event is not parser.NEED_DATA:
                 return event
@@ -175,6 +178,20 @@ class Connection(asyncio.Protocol):
     def close(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
+
+    def supersede(self) -> None:
+        """The maildrop is another session's now: a last -ERR [IN-USE] line and the close, at
+        once when the session waits for a command (the half-open session of a phone that lost
+        signal), else after its reply; one stuck writing to a peer that reads nothing is cut."""
+        if self.superseded or self.closed or self.transport is None:
+            return
+        self.superseded = True
+        if not self._writable.is_set():
+            self.transport.abort()
+        elif self.awaiting_command:
+            self.transport.write(responses.encode(responses.ERR_TAKEN_OVER))
+            self.close()
+        self._data.set()
 
     def shutdown(self) -> None:
         """The server stops: a final -ERR [SYS/TEMP] line (RFC 2449 8 / RFC 3206 4) before
@@ -236,6 +253,9 @@ class Session:
                 if self.conn.stopping and not self.done:
                     await self.reply(responses.ERR_SHUTDOWN)
                     break
+                if self.conn.superseded and not self.done:
+                    await self.reply(responses.ERR_TAKEN_OVER)
+                    break
         except (ConnectionClosed, ConnectionError):
             pass
         except asyncio.CancelledError:
@@ -252,6 +272,7 @@ class Session:
     async def end(self) -> None:
         if self.heartbeat is not None:
             self.heartbeat.cancel()
+        self.conn.family.lease_holders.pop(self.holder, None)
         if self.mailbox_id is not None:
             mailbox_id, self.mailbox_id = self.mailbox_id, None
             try:
@@ -391,12 +412,18 @@ class Session:
         # Named before the await, so that end() gives the lease back even when the session is
         # cancelled while taking it (releasing a lease this holder never got is a no-op).
         self.mailbox_id = mailbox.pk
-        outcome = await _db(lease.acquire, mailbox.pk, self.holder)
-        if outcome is not lease.Outcome.ACQUIRED:
+        attempt = await _db(
+            lease.acquire, mailbox.pk, self.holder, take_over=settings.MAILHOST_POP3_TAKEOVER
+        )
+        if attempt.outcome is lease.Outcome.IN_USE:
             self.mailbox_id = None
-            in_use = outcome is lease.Outcome.IN_USE
-            await self.reply(responses.ERR_IN_USE if in_use else responses.ERR_LOGIN_DELAY)
+            await self.reply(responses.ERR_IN_USE)
             return
+        if attempt.outcome is lease.Outcome.LOGIN_DELAY:
+            self.mailbox_id = None
+            await self.reply(responses.ERR_LOGIN_DELAY)
+            return
+        self.take_maildrop(attempt, mailbox.address)
         try:
             self.maildrop = await _db(open_maildrop, mailbox)
         except MaildropUnavailable:
@@ -420,6 +447,22 @@ class Session:
             return
         await self.reply(reply)
 
+    def take_maildrop(self, attempt: lease.Attempt, address: str) -> None:
+        """Enter this session in the registry of lease holders; an older session of this
+        process that held the maildrop ends now (one elsewhere, at its next renewal)."""
+        holders = self.conn.family.lease_holders
+        holders[self.holder] = self.conn
+        if attempt.outcome is lease.Outcome.TAKEN_OVER:
+            older = holders.pop(attempt.previous, None)
+            if older is not None:
+                older.supersede()
+            logger.info(
+                "pop3 takeover client=%s user=%s older=%s",
+                self.conn.peer_ip,
+                address,
+                "ended" if older is not None else "elsewhere",
+            )
+
     async def give_back_lease(self) -> None:
         mailbox_id, self.mailbox_id = self.mailbox_id, None
         if mailbox_id is not None:
@@ -441,7 +484,7 @@ class Session:
                 # Another session holds the maildrop now: this one must not touch it.
                 logger.warning("POP3 lease of mailbox %s lost; closing the session", mailbox_id)
                 self.mailbox_id = None
-                self.conn.close()
+                self.conn.supersede()
                 return
 
     # --- TRANSACTION ------------------------------------------------------------------------
@@ -535,7 +578,10 @@ class Session:
             # RFC 2449 6.7: EXPIRE 0 means no mail is left on the server once retrieved.
             self.maildrop.deleted.update(self.retrieved)
         try:
-            removed = await _db(update, self.maildrop, self.retrieved)
+            removed = await _db(update, self.maildrop, self.retrieved, holder=self.holder)
+        except lease.LeaseLost:
+            await self.reply(responses.ERR_TAKEN_OVER)
+            return
         except Exception:
             logger.exception("POP3 UPDATE of mailbox %s failed", self.mailbox_id)
             await self.reply(responses.ERR_UPDATE_FAILED)
@@ -550,6 +596,8 @@ class Family:
         self.connections: set[Connection] = set()
         self.per_ip: Counter[str | None] = Counter()
         self.sessions: set[asyncio.Task] = set()
+        # Sessions holding a maildrop lease, by holder: a takeover ends the older one at once.
+        self.lease_holders: dict[str, Connection] = {}
 
     def track(self, task: asyncio.Task) -> None:
         self.sessions.add(task)

@@ -105,6 +105,7 @@ BAD_VALUES: dict[str, Bad] = {
     "MAILHOST_POP3_MAX_BAD_COMMANDS": Bad("none", "is not a whole number"),
     "MAILHOST_POP3_LEASE_SECONDS": Bad("1", "must be at least 10"),
     "MAILHOST_POP3_LOGIN_DELAY": Bad("-1", "must be at least 0"),
+    "MAILHOST_POP3_TAKEOVER": Bad("newest", "is not a boolean"),
     "MAILHOST_POP3_EXPIRE": Bad("sometimes", "must be one of NEVER, 0"),
     "MAILHOST_SMTP_COMMAND_TIMEOUT": Bad("0", "must be at least 1"),
     "MAILHOST_SMTP_DATA_TIMEOUT": Bad("3m", "is not a whole number"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import poplib
 import socket
 import ssl
 
@@ -109,6 +110,25 @@ def pop3(pop3_settings, transactional_db):
     """Ports of a running POP3 family: {"pop3": n, "pop3s": m}."""
     with running(runner.POP3) as ports:
         yield ports
+
+
+@pytest.fixture
+def long_lease(pop3_settings):
+    """A lease renewed only every 100 s, so only what a test checks can free or end it;
+    logins over TLS only."""
+    pop3_settings.MAILHOST_POP3_LEASE_SECONDS = 300
+    pop3_settings.MAILHOST_POP3_LOGIN_DELAY = 0
+    pop3_settings.MAILHOST_ALLOW_PLAINTEXT_AUTH = False
+    return pop3_settings
+
+
+def poplib_connect(ports: dict[str, int], port_name: str) -> poplib.POP3:
+    """poplib over TLS: implicit on "pop3s" (995), STLS on "pop3" (110)."""
+    if port_name == "pop3s":
+        return poplib.POP3_SSL("127.0.0.1", ports["pop3s"], context=client_context(), timeout=30)
+    client = poplib.POP3("127.0.0.1", ports["pop3"], timeout=30)
+    client.stls(client_context())
+    return client
 
 
 @pytest.fixture

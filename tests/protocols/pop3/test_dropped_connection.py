@@ -15,29 +15,13 @@ import time
 import pytest
 
 from protocols.pop3 import responses as R
-from tests.protocols.pop3.conftest import ADDRESS, PASSWORD, client_context, deliver
+from tests.protocols.pop3.conftest import ADDRESS, PASSWORD, deliver, poplib_connect
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 # Well under the lease's own expiry (MAILHOST_POP3_LEASE_SECONDS, minutes): only a release at
 # the end of the connection frees the maildrop this soon.
 RELOGIN_WITHIN = 2.0
-
-
-@pytest.fixture
-def long_lease(pop3_settings):
-    pop3_settings.MAILHOST_POP3_LEASE_SECONDS = 300
-    pop3_settings.MAILHOST_POP3_LOGIN_DELAY = 0
-    pop3_settings.MAILHOST_ALLOW_PLAINTEXT_AUTH = False
-    return pop3_settings
-
-
-def connect(ports: dict[str, int], port_name: str) -> poplib.POP3:
-    if port_name == "pop3s":
-        return poplib.POP3_SSL("127.0.0.1", ports["pop3s"], context=client_context(), timeout=30)
-    client = poplib.POP3("127.0.0.1", ports["pop3"], timeout=30)
-    client.stls(client_context())
-    return client
 
 
 def drop(client: poplib.POP3, how: str) -> None:
@@ -61,7 +45,7 @@ def relogin_seconds(ports: dict[str, int], port_name: str) -> float:
     """Seconds until a fresh session logs in; fails when the maildrop stays locked."""
     start = time.monotonic()
     while True:
-        client = connect(ports, port_name)
+        client = poplib_connect(ports, port_name)
         try:
             client.user(ADDRESS)
             reply = client.pass_(PASSWORD)
@@ -80,7 +64,7 @@ def relogin_seconds(ports: dict[str, int], port_name: str) -> float:
 @pytest.mark.parametrize("port_name", ["pop3s", "pop3"])
 def test_dropped_connection_releases_the_maildrop(pop3, long_lease, mailbox, port_name, how):
     deliver(b"Subject: hi\r\n\r\nbody\r\n")
-    client = connect(pop3, port_name)
+    client = poplib_connect(pop3, port_name)
     client.user(ADDRESS)
     assert client.pass_(PASSWORD).startswith(b"+OK")
     assert client.stat() == (1, 21)
@@ -92,7 +76,7 @@ def test_dropped_connection_releases_the_maildrop(pop3, long_lease, mailbox, por
 def test_dropped_mid_retrieval_releases_the_maildrop(pop3, long_lease, mailbox, port_name):
     # Dropped while the server is still writing a large RETR: the write side fails, not the read.
     deliver(b"Subject: big\r\n\r\n" + (b"x" * 998 + b"\r\n") * 20_000)
-    client = connect(pop3, port_name)
+    client = poplib_connect(pop3, port_name)
     client.user(ADDRESS)
     assert client.pass_(PASSWORD).startswith(b"+OK")
     client._putcmd("RETR 1")
@@ -104,7 +88,7 @@ def test_dropped_mid_retrieval_releases_the_maildrop(pop3, long_lease, mailbox, 
 @pytest.mark.parametrize("port_name", ["pop3s", "pop3"])
 def test_idle_timeout_releases_the_maildrop(pop3, long_lease, mailbox, port_name):
     long_lease.MAILHOST_POP3_IDLE_TIMEOUT = 1
-    client = connect(pop3, port_name)
+    client = poplib_connect(pop3, port_name)
     client.user(ADDRESS)
     assert client.pass_(PASSWORD).startswith(b"+OK")
     time.sleep(1.5)  # silent past the autologout timer (RFC 1939 3)

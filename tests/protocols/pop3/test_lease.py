@@ -42,41 +42,87 @@ def backend(request, settings):
 
 def test_only_one_holder(backend, mailbox):
     a, b = lease.new_holder(), lease.new_holder()
-    assert lease.acquire(mailbox.pk, a) is lease.Outcome.ACQUIRED
-    assert lease.acquire(mailbox.pk, b) is lease.Outcome.IN_USE
+    assert lease.acquire(mailbox.pk, a).outcome is lease.Outcome.ACQUIRED
+    assert lease.acquire(mailbox.pk, b).outcome is lease.Outcome.IN_USE
     lease.release(mailbox.pk, b)  # not b's to give back
-    assert lease.acquire(mailbox.pk, b) is lease.Outcome.IN_USE
+    assert lease.acquire(mailbox.pk, b).outcome is lease.Outcome.IN_USE
     lease.release(mailbox.pk, a)
-    assert lease.acquire(mailbox.pk, b) is lease.Outcome.ACQUIRED
+    assert lease.acquire(mailbox.pk, b).outcome is lease.Outcome.ACQUIRED
     assert lease.renew(mailbox.pk, b)
     assert not lease.renew(mailbox.pk, a)
+
+
+def test_take_over_names_the_previous_holder(backend, mailbox):
+    old, new, newest = lease.new_holder(), lease.new_holder(), lease.new_holder()
+    assert lease.acquire(mailbox.pk, old, take_over=True) == lease.Attempt(lease.Outcome.ACQUIRED)
+    assert lease.acquire(mailbox.pk, new, take_over=True) == lease.Attempt(
+        lease.Outcome.TAKEN_OVER, previous=old
+    )
+    assert not lease.renew(mailbox.pk, old)  # the old holder learns it at its renewal
+    lease.release(mailbox.pk, old)  # and giving back what is no longer its own does nothing
+    assert lease.acquire(mailbox.pk, newest).outcome is lease.Outcome.IN_USE
+    assert lease.acquire(mailbox.pk, newest, take_over=True).previous == new
+    lease.release(mailbox.pk, newest)
+    assert lease.acquire(mailbox.pk, old, take_over=True).outcome is lease.Outcome.ACQUIRED
+
+
+def test_login_delay_holds_against_take_over(backend, mailbox, settings):
+    settings.MAILHOST_POP3_LOGIN_DELAY = 60
+    first = lease.new_holder()
+    assert lease.acquire(mailbox.pk, first).outcome is lease.Outcome.ACQUIRED
+    attempt = lease.acquire(mailbox.pk, lease.new_holder(), take_over=True)
+    assert attempt.outcome is lease.Outcome.LOGIN_DELAY
+    assert lease.renew(mailbox.pk, first)
+
+
+def test_held_commits_only_for_the_holder(backend, mailbox):
+    from mailboxes.models import Mailbox
+
+    holder = lease.new_holder()
+    lease.acquire(mailbox.pk, holder)
+    with lease.held(mailbox.pk, holder):
+        Mailbox.objects.filter(pk=mailbox.pk).update(quota=1)
+    # Taken over before the transaction: nothing in it runs.
+    lease.acquire(mailbox.pk, lease.new_holder(), take_over=True)
+    with pytest.raises(lease.LeaseLost), lease.held(mailbox.pk, holder):
+        pytest.fail("ran without the lease")
+    # Taken over while the transaction runs (Redis: seen just before the commit; database:
+    # the takeover waits for the commit, so only Redis can be overtaken here).
+    holder = lease.new_holder()
+    lease.acquire(mailbox.pk, holder, take_over=True)
+    if backend == "redis":
+        with pytest.raises(lease.LeaseLost), lease.held(mailbox.pk, holder):
+            Mailbox.objects.filter(pk=mailbox.pk).update(quota=2)
+            lease.acquire(mailbox.pk, lease.new_holder(), take_over=True)
+    assert Mailbox.objects.get(pk=mailbox.pk).quota == 1
 
 
 def test_a_lease_nobody_renews_runs_out(backend, mailbox, settings):
     # A front end that crashed stops renewing; its lease must not lock the user out for good.
     settings.MAILHOST_POP3_LEASE_SECONDS = 1
     crashed, next_one = lease.new_holder(), lease.new_holder()
-    assert lease.acquire(mailbox.pk, crashed) is lease.Outcome.ACQUIRED
+    assert lease.acquire(mailbox.pk, crashed).outcome is lease.Outcome.ACQUIRED
     time.sleep(0.5)
     assert lease.renew(mailbox.pk, crashed)
     time.sleep(0.7)  # 1.2 s after taking it, but renewed at 0.5 s
-    assert lease.acquire(mailbox.pk, next_one) is lease.Outcome.IN_USE
+    assert lease.acquire(mailbox.pk, next_one).outcome is lease.Outcome.IN_USE
     time.sleep(1.2)
-    assert lease.acquire(mailbox.pk, next_one) is lease.Outcome.ACQUIRED
+    assert lease.acquire(mailbox.pk, next_one).outcome is lease.Outcome.ACQUIRED
     assert not lease.renew(mailbox.pk, crashed)
 
 
 def test_login_delay(backend, mailbox, settings):
     settings.MAILHOST_POP3_LOGIN_DELAY = 1
     first, second = lease.new_holder(), lease.new_holder()
-    assert lease.acquire(mailbox.pk, first) is lease.Outcome.ACQUIRED
+    assert lease.acquire(mailbox.pk, first).outcome is lease.Outcome.ACQUIRED
     lease.release(mailbox.pk, first)
-    assert lease.acquire(mailbox.pk, second) is lease.Outcome.LOGIN_DELAY
+    assert lease.acquire(mailbox.pk, second).outcome is lease.Outcome.LOGIN_DELAY
     time.sleep(1.1)
-    assert lease.acquire(mailbox.pk, second) is lease.Outcome.ACQUIRED
+    assert lease.acquire(mailbox.pk, second).outcome is lease.Outcome.ACQUIRED
 
 
-def test_second_session_gets_in_use_until_the_first_quits(client_for, mailbox):
+def test_second_session_gets_in_use_until_the_first_quits(client_for, mailbox, settings):
+    settings.MAILHOST_POP3_TAKEOVER = False  # takeover: tests/protocols/pop3/test_takeover.py
     deliver(b"Subject: hi\r\n\r\nbody\r\n")
     first = client_for()
     assert login(first) == R.ok_login(1, 21)
@@ -128,7 +174,8 @@ def _database_url() -> str:
 
 
 def test_one_session_per_maildrop_across_processes(pop3, settings, make_mailbox, tmp_path):
-    """A second front end (another `manage.py runpop3` process) refuses the same maildrop."""
+    """A second front end (another `manage.py runpop3` process) refuses the same maildrop
+    (with MAILHOST_POP3_TAKEOVER off; on, it would take it over)."""
     settings.PASSWORD_HASHERS = global_settings.PASSWORD_HASHERS  # the other process's
     make_mailbox(ADDRESS, PASSWORD)
     deliver(b"Subject: one\r\n\r\nbody\r\n")
@@ -142,6 +189,7 @@ def test_one_session_per_maildrop_across_processes(pop3, settings, make_mailbox,
         "MAILHOST_POP3S_PORT": str(_free_port()),
         "MAILHOST_HOSTNAME": "other.test.example",
         "MAILHOST_ALLOW_PLAINTEXT_AUTH": "1",
+        "MAILHOST_POP3_TAKEOVER": "0",
     }
     if settings.REDIS_URL:
         env["REDIS_URL"] = settings.REDIS_URL
@@ -186,6 +234,7 @@ def test_one_session_per_maildrop_across_processes(pop3, settings, make_mailbox,
 
 def test_session_renews_its_lease_and_ends_when_it_is_taken(client_for, mailbox, settings):
     settings.MAILHOST_POP3_LEASE_SECONDS = 1  # renewed every third of a second
+    settings.MAILHOST_POP3_TAKEOVER = False
     first = client_for()
     assert login(first) == R.ok_login(0, 0)
     time.sleep(1.5)  # longer than the lease: only renewal keeps it
@@ -205,6 +254,7 @@ def test_session_renews_its_lease_and_ends_when_it_is_taken(client_for, mailbox,
 
         MaildropLease.objects.filter(mailbox_id=mailbox.pk).update(holder="thief")
     time.sleep(1)
+    assert first.line() == R.ERR_TAKEN_OVER
     assert first.closed()
 
 
@@ -225,4 +275,4 @@ def test_server_shutdown_ends_sessions_without_update_and_frees_leases(pop3_sett
     assert client.line() == R.ERR_SHUTDOWN
     assert client.closed()
     assert folder_get(mailbox, "INBOX").message_count == 1
-    assert lease.acquire(mailbox.pk, lease.new_holder()) is lease.Outcome.ACQUIRED
+    assert lease.acquire(mailbox.pk, lease.new_holder()).outcome is lease.Outcome.ACQUIRED
