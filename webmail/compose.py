@@ -195,7 +195,7 @@ def reply_draft(*, mailbox: Mailbox, original: Message, raw: bytes, reply_all: b
         to_pairs = parsed.addresses("To") or to_pairs
     references = " ".join(x for x in (original.references, original.message_id) if x).split()
     text = parsed.text or mime.html_to_text(parsed.html)
-    when = original.sent_date or original.internal_date
+    when = timezone.localtime(original.sent_date or original.internal_date)  # the reader's zone
     author = original.from_display or original.from_address
     intro = f"On {when:%a, %d %b %Y at %H:%M}, {author} wrote:"
     return Draft(

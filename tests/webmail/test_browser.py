@@ -319,3 +319,33 @@ def test_sign_in_with_non_ascii_address(site, browser, make_mailbox):
     assert page.locator(".message-list .msg").count() == 1
     assert page.js_errors == []
     context.close()
+
+
+def test_times_in_the_readers_zone(site, browser, alice):
+    """Issue 13: every time was shown in UTC. Chromium in Kolkata (UTC+05:30) sees its own."""
+    import zoneinfo
+
+    raw = make_raw(subject="Dated").replace(
+        b"Date: ", b"Date: Tue, 01 Dec 2026 10:00:00 +0000\r\nX-Old-Date: ", 1
+    )
+    services.message_deliver(raw=raw, recipients=["alice@example.org"])
+    message = Message.objects.get(folder=folder(alice, "INBOX"), subject="Dated")
+    local = message.internal_date.astimezone(zoneinfo.ZoneInfo("Asia/Kolkata"))
+    context, page = signed_in(
+        browser, site, "alice@example.org", "secret", timezone_id="Asia/Kolkata"
+    )
+    # ICU names it by its old name
+    zone = page.evaluate("Intl.DateTimeFormat().resolvedOptions().timeZone")
+    assert zone in ("Asia/Kolkata", "Asia/Calcutta")
+    shown = page.locator(".message-list time").first.inner_text()
+    assert shown in (local.strftime("%H:%M"), local.strftime("%b %-d"))
+    assert page.locator(".message-list time").first.get_attribute("datetime").endswith("+05:30")
+    page.click("text=Dated")
+    page.wait_for_selector(".h-date")
+    assert page.locator(".h-date dd").inner_text() == "Tue, 1 Dec 2026 15:30 IST"
+    page.fill("[data-search-input]", "Dated")
+    page.press("[data-search-input]", "Enter")
+    page.wait_for_selector(".message-list time")
+    assert page.locator(".message-list time").first.inner_text() == shown
+    assert page.js_errors == []
+    context.close()

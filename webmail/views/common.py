@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from urllib.parse import quote
 
 from django.http import Http404, HttpRequest
@@ -112,6 +113,19 @@ def short_date(when) -> str:
     if local.year == now.year:
         return local.strftime("%b %-d")
     return local.strftime("%Y-%m-%d")
+
+
+def header_date(value: str) -> str:
+    """A Date header's time in the reader's zone ("Thu, 3 Dec 2026 06:30 IST"); the value as
+    written when it is not a date with a zone."""
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return value
+    if when is None or when.tzinfo is None:
+        return value
+    local = timezone.localtime(when)
+    return f"{local:%a, %-d %b %Y %H:%M} {local.tzname()}"
 
 
 def display_name(display: str, address: str) -> str:

@@ -17,6 +17,7 @@ from webmail.views.common import (
     content_disposition,
     folder_for,
     folder_items,
+    header_date,
     human_size,
     message_for,
 )
@@ -53,6 +54,7 @@ def message_view(request: HttpRequest, folder_id: int, uid: int) -> HttpResponse
         return redirect(f"{reverse('webmail:compose')}?draft={uid}")
     raw = selectors.blob_read(message.blob)
     parsed = mime.read(raw)
+    parsed.headers = [(n, header_date(v) if n == "Date" else v) for n, v in parsed.headers]
     if not message.seen:
         # Opening marks read, through the service, so IMAP and POP3 see it at once.
         services.messages_store_flags(folder=folder, uids=[uid], flags=["\\Seen"], mode="add")

@@ -3,6 +3,7 @@
   "use strict";
   var doc = document;
   doc.documentElement.classList.add("js");
+  readerTimezone();
   doc.addEventListener("DOMContentLoaded", function () {
     doc.body.classList.add("js");
     sidebar();
@@ -14,6 +15,25 @@
     shortcuts();
     poll();
   });
+
+  /* Times are shown in the reader's zone: the browser names it in a cookie the server reads
+     (webmail/timezones.py). When the page was made for another zone, load it once more. */
+  function readerTimezone() {
+    var zone;
+    try { zone = Intl.DateTimeFormat().resolvedOptions().timeZone; } catch (e) { return; }
+    if (!zone || !/^[A-Za-z0-9_+\-\/]{1,64}$/.test(zone)) { return; }
+    var secure = window.location.protocol === "https:" ? "; Secure" : "";
+    doc.cookie = "mailhost_tz=" + zone + "; path=/; max-age=31536000; SameSite=Lax" + secure;
+    doc.addEventListener("DOMContentLoaded", function () {
+      var shown = doc.body.getAttribute("data-timezone");
+      var key = "mailhost-tz-reload";
+      if (shown && shown !== zone && doc.querySelector("time, .when, .h-date") &&
+          window.sessionStorage && sessionStorage.getItem(key) !== zone) {
+        sessionStorage.setItem(key, zone);  /* once: an unknown zone must not reload forever */
+        window.location.reload();
+      }
+    });
+  }
 
   function sidebar() {
     doc.querySelectorAll("[data-toggle-sidebar]").forEach(function (el) {
