@@ -586,6 +586,9 @@ class Session:
             logger.exception("POP3 UPDATE of mailbox %s failed", self.mailbox_id)
             await self.reply(responses.ERR_UPDATE_FAILED)
             return
+        # Given back before the +OK: a client that logs in again the moment it reads it (or
+        # from another front end) must find the maildrop free.
+        await self.give_back_lease()
         await self.reply(responses.ok_bye_update(len(removed)))
 
 

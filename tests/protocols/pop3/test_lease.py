@@ -135,6 +135,27 @@ def test_second_session_gets_in_use_until_the_first_quits(client_for, mailbox, s
     assert login(second) == R.ok_login(0, 0)
 
 
+def test_quit_frees_the_maildrop_before_its_reply(client_for, mailbox, settings, monkeypatch):
+    # fetchmail and friends log in again the moment they read QUIT's +OK, perhaps on another
+    # front end; a slow release (a loaded database) must not make that login see [IN-USE].
+    settings.MAILHOST_POP3_TAKEOVER = False
+    release = lease.release
+
+    def slow_release(mailbox_id: int, holder: str) -> None:
+        time.sleep(0.3)
+        release(mailbox_id, holder)
+
+    monkeypatch.setattr(lease, "release", slow_release)
+    for _ in range(3):
+        first = client_for()
+        assert login(first) == R.ok_login(0, 0)
+        second = client_for()
+        assert second.command(f"USER {ADDRESS}") == R.OK_USER
+        assert first.command("QUIT") == R.ok_bye_update(0)
+        assert second.command(f"PASS {PASSWORD}") == R.ok_login(0, 0)
+        assert second.command("QUIT") == R.ok_bye_update(0)
+
+
 def test_login_delay_over_the_wire(client_for, mailbox, settings):
     settings.MAILHOST_POP3_LOGIN_DELAY = 60
     first = client_for()
