@@ -3,7 +3,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from delivery.views import embedded_queue_status
-from mailhost import admin_login
+from mailhost import admin_login, wellknown
 
 if settings.REDIS_URL:
     queue_dashboard = include("django_rq.urls")  # the dashboard of REDIS_URL's Redis
@@ -16,5 +16,6 @@ urlpatterns = [
     path("admin/rq/", queue_dashboard),
     path("admin/login/", admin_login.login, name="admin_login_throttled"),
     path("admin/", admin.site.urls),
+    path("", include(wellknown)),
     path("", include("webmail.urls")),
 ]
