@@ -20,8 +20,40 @@ _MISSING_SQLSTATES = {"42P01", "42703"}
 _MISSING_WORDS = ("no such table", "no such column")
 
 
+class DatabaseNotReady(Exception):
+    """The database lacks the schema this code needs; the message says what to do."""
+
+
+def require_schema() -> None:
+    """Refuse to start a listener or worker on a database without Mailhost's tables, or with
+    migrations of this code not applied: every session would fail on its first query."""
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    try:
+        executor = MigrationExecutor(connection)
+        plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    except (OperationalError, ProgrammingError) as exc:
+        message = operator_message(exc)
+        if message is None:
+            raise
+        raise DatabaseNotReady(message) from None
+    finally:
+        connection.close()  # the listeners' threads open their own
+    if not plan:
+        return
+    if not executor.loader.applied_migrations:
+        raise DatabaseNotReady(f"{NO_TABLES} (this command used {database_label()})")
+    raise DatabaseNotReady(
+        f"the database schema is behind this code ({len(plan)} migration(s) not applied):"
+        f" run `manage.py migrate` (this command used {database_label()})"
+    )
+
+
 def operator_message(exc: BaseException) -> str | None:
     """One line saying what to do about `exc`, or None when it is not the operator's to fix."""
+    if isinstance(exc, DatabaseNotReady):
+        return str(exc)
     if not isinstance(exc, OperationalError | ProgrammingError):
         return None
     cause = exc.__cause__

@@ -24,8 +24,10 @@ ALL = (SMTP, IMAP, POP3, WEB, DELIVERY)
 
 def run(modules: tuple[str, ...], *, skip_missing: bool = False) -> None:
     from mailhost.config import require_server_name
+    from mailhost.database import require_schema
 
     require_server_name()
+    require_schema()
     asyncio.run(_serve(modules, skip_missing=skip_missing))
 
 

@@ -18,16 +18,26 @@ COMMANDS = [
     (("collectblobs",), ""),
     (("createsuperuser", "--noinput", "--username", "admin", "--email", "a@example.org"), ""),
     (("changepassword", "admin"), ""),
+    # Listeners and workers too: every session would fail on its first query.
+    (("runsmtp",), ""),
+    (("runimap",), ""),
+    (("runpop3",), ""),
+    (("runworker",), ""),
+    (("runmail", "--no-migrate"), ""),
 ]
 
 
-def test_every_provisioning_command_says_to_migrate_first(tmp_path):
+def test_every_command_on_the_database_says_to_migrate_first(tmp_path):
     env = {
         key: value
         for key, value in os.environ.items()
         if key not in {"DATABASE_URL", "REDIS_URL"}  # a fresh SQLite file in a fresh data dir
     }
     env["MAILHOST_DATA_DIR"] = str(tmp_path / "fresh")
+    env["MAILHOST_HOSTNAME"] = "mx.test.example"
+    env["MAILHOST_BIND"] = "127.0.0.1"
+    for port in ("SMTP", "SUBMISSION", "SUBMISSIONS", "IMAP", "IMAPS", "POP3", "POP3S", "WEB"):
+        env[f"MAILHOST_{port}_PORT"] = "0"
 
     def run(case):
         args, stdin = case

@@ -28,7 +28,8 @@ PORTS = ("SMTP", "SUBMISSION", "SUBMISSIONS", "IMAP", "IMAPS", "POP3", "POP3S", 
 
 
 def manage(fqdn: str, *args: str, data_dir: Path, **env: str) -> subprocess.Popen:
-    environ = {k: v for k, v in os.environ.items() if k != "MAILHOST_HOSTNAME"}
+    drop = {"MAILHOST_HOSTNAME", "DATABASE_URL", "REDIS_URL"}  # SQLite in data_dir
+    environ = {k: v for k, v in os.environ.items() if k not in drop}
     environ.update(
         MAILHOST_DATA_DIR=str(data_dir),
         MAILHOST_BIND="127.0.0.1",
@@ -88,6 +89,8 @@ def test_a_machine_name_without_a_dot_is_refused_and_an_explicit_name_starts(tmp
     _, stderr = refused.communicate(timeout=120)
     assert refused.returncode != 0 and "MAILHOST_HOSTNAME" in stderr, stderr
 
+    migrate = manage("localhost", "migrate", "--verbosity", "0", data_dir=tmp_path)
+    assert migrate.wait(120) == 0, migrate.stderr.read()
     started = manage("localhost", "runsmtp", data_dir=tmp_path, MAILHOST_HOSTNAME="localhost")
     try:
         deadline = time.monotonic() + 60

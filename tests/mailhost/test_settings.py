@@ -274,6 +274,25 @@ def test_sqlite_is_in_wal_mode_with_a_busy_timeout_and_synced_commits():
     assert connection.settings_dict["OPTIONS"]["transaction_mode"] == "IMMEDIATE"
 
 
+def sqlite_environ() -> dict[str, str]:
+    """This environment with the default database (SQLite in the data dir), no Redis."""
+    return {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+
+
+@pytest.fixture(scope="module")
+def migrated(tmp_path_factory) -> Path:
+    """A data dir whose SQLite file has the tables (listeners refuse to start without)."""
+    data_dir = tmp_path_factory.mktemp("migrated")
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--verbosity", "0"],
+        env={**sqlite_environ(), "MAILHOST_DATA_DIR": str(data_dir)},
+        cwd=REPO,
+        check=True,
+        timeout=120,
+    )
+    return data_dir
+
+
 LISTENER_ENV = {
     "MAILHOST_HOSTNAME": "mx.test.example",
     "MAILHOST_BIND": "127.0.0.1",
@@ -294,10 +313,10 @@ LISTENER_ENV = {
     ],
     ids=["tls-files-hold-no-certificate", "bind-address-not-ours"],
 )
-def test_a_listener_that_cannot_start_says_which_setting_in_one_line(tmp_path, env, words):
+def test_a_listener_that_cannot_start_says_which_setting_in_one_line(migrated, env, words):
     result = subprocess.run(
         [sys.executable, "manage.py", "runsmtp"],
-        env={**os.environ, "MAILHOST_DATA_DIR": str(tmp_path), **LISTENER_ENV, **env},
+        env={**sqlite_environ(), "MAILHOST_DATA_DIR": str(migrated), **LISTENER_ENV, **env},
         cwd=REPO,
         capture_output=True,
         text=True,
