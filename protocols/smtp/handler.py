@@ -8,6 +8,7 @@ may this client relay, does the sender belong to the user); the acceptance servi
 from __future__ import annotations
 
 import binascii
+import ipaddress
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +20,8 @@ from django.db import close_old_connections
 
 from delivery import submission
 from mailboxes import selectors
-from mailboxes.exceptions import MailhostError
+from mailboxes.addresses import parse_address
+from mailboxes.exceptions import InvalidAddress, MailhostError
 from mailboxes.storage import out_of_space
 from protocols.login import Throttled, identity_refused, password_login
 from protocols.smtp import replies
@@ -90,6 +92,27 @@ _recipient_verdict = _db(submission.recipient_verdict)
 _owns_address = _db(selectors.mailbox_owns_address)
 _accept = _db(submission.message_accept)
 _postmaster_address = _db(submission.postmaster_address)
+_domain_is_hosted = _db(selectors.domain_is_hosted)
+
+# The mark on mail let through MAILHOST_SMTP_HOSTED_SENDER_CLIENTS (README says what it means).
+UNAUTHENTICATED_HOSTED_SENDER = "X-Mailhost-Unauthenticated-Hosted-Sender"
+
+
+async def _unauthenticated_hosted_sender(address: str) -> bool:
+    """Is `address` in a domain hosted here? (Invalid addresses are for other checks.)"""
+    try:
+        domain = parse_address(address).domain
+    except InvalidAddress:
+        return False
+    return await _domain_is_hosted(domain)
+
+
+def _client_listed(client_ip: str, networks: tuple) -> bool:
+    try:
+        address = ipaddress.ip_address(client_ip)
+    except ValueError:
+        return False
+    return any(address in network for network in networks)
 
 
 class Handler:
@@ -107,6 +130,12 @@ class Handler:
             # RFC 6409 6.1: the MSA checks the sender against the authenticated identity.
             if not address or not await _owns_address(session.mailbox, address):
                 return replies.S553_SENDER_NOT_OWNED
+        elif address and await _unauthenticated_hosted_sender(address):
+            # Mail from the world that claims one of our domains without logging in (the idea
+            # of Postfix's reject_unauth_sender_login_mismatch); the null sender never is.
+            if not _client_listed(server.client_ip, settings.MAILHOST_SMTP_HOSTED_SENDER_CLIENTS):
+                return replies.S550_HOSTED_SENDER_UNAUTHENTICATED
+            envelope.unauthenticated_hosted_sender = True
         envelope.mail_from = address
         envelope.params = params
         envelope.smtp_utf8 = params.smtputf8
@@ -151,6 +180,11 @@ class Handler:
         )
         recipients = envelope.recipients
         content = envelope.content
+        if envelope.unauthenticated_hosted_sender:
+            mark = (
+                f"{UNAUTHENTICATED_HOSTED_SENDER}: <{envelope.mail_from}> from {server.client_ip}"
+            )
+            content = mark.encode("utf-8", "surrogateescape") + b"\r\n" + content
         try:
             result = await _accept(
                 raw=content,

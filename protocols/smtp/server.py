@@ -24,32 +24,80 @@ from protocols.smtp.session import Mode, SMTPSession
 logger = logging.getLogger("mailhost.smtp")
 
 
-class ConnectionRegistry:
-    """Open sessions, capped in total and per client address (shared by the three ports)."""
+class ConnectionPool:
+    """Open sessions of some ports, capped in total and per client address."""
 
     def __init__(self, *, max_total: int, max_per_ip: int) -> None:
         self.max_total = max_total
         self.max_per_ip = max_per_ip
-        self.sessions: set[SMTPSession] = set()
+        self.count = 0
         self.per_ip: Counter[str] = Counter()
+
+
+class ConnectionRegistry:
+    """Open sessions of the three ports. Port 25 (anyone) and submission (587 and 465, users)
+    have caps of their own, so idle strangers on 25 cannot keep users from sending. When port
+    25 holds more than `busy_fraction` of its cap, its sessions that have not started a
+    transaction get `busy_timeout` seconds for their next command."""
+
+    def __init__(
+        self,
+        *,
+        max_total: int,
+        max_per_ip: int,
+        submission_max_total: int | None = None,
+        submission_max_per_ip: int | None = None,
+        busy_fraction: float = 1.0,
+        busy_timeout: float = 0,
+    ) -> None:
+        self.sessions: set[SMTPSession] = set()
+        self.mta = ConnectionPool(max_total=max_total, max_per_ip=max_per_ip)
+        self.submission = ConnectionPool(
+            max_total=submission_max_total or max_total,
+            max_per_ip=submission_max_per_ip or max_per_ip,
+        )
+        self.busy_above = int(max_total * busy_fraction) if busy_timeout else max_total
+        self.busy_timeout = busy_timeout
         self.listeners = 0  # open listeners of the family; the last one stops the workers
+
+    def pool(self, mode: Mode) -> ConnectionPool:
+        return self.submission if mode.is_submission else self.mta
+
+    @property
+    def busy(self) -> bool:
+        return self.mta.count > self.busy_above
 
     def add(self, session: SMTPSession) -> Reply | None:
         """Register a new session, or return the 421 that refuses it."""
-        if len(self.sessions) >= self.max_total:
+        pool = self.pool(session.mode)
+        if pool.count >= pool.max_total:
             return replies.S421_TOO_MANY_CONNECTIONS
-        if self.per_ip[session.client_ip] >= self.max_per_ip:
+        if pool.per_ip[session.client_ip] >= pool.max_per_ip:
             return replies.S421_TOO_MANY_FROM_ADDRESS
+        was_busy = self.busy
         self.sessions.add(session)
-        self.per_ip[session.client_ip] += 1
+        pool.count += 1
+        pool.per_ip[session.client_ip] += 1
+        if self.busy and not was_busy:
+            logger.warning(
+                "smtp busy connections=%d cap=%d idle_timeout=%ss",
+                self.mta.count,
+                self.mta.max_total,
+                self.busy_timeout,
+            )
+            for other in self.sessions:
+                if other is not session:
+                    other.idle_deadline_shortened()
         return None
 
     def remove(self, session: SMTPSession) -> None:
         if session in self.sessions:
             self.sessions.discard(session)
-            self.per_ip[session.client_ip] -= 1
-            if self.per_ip[session.client_ip] <= 0:
-                del self.per_ip[session.client_ip]
+            pool = self.pool(session.mode)
+            pool.count -= 1
+            pool.per_ip[session.client_ip] -= 1
+            if pool.per_ip[session.client_ip] <= 0:
+                del pool.per_ip[session.client_ip]
 
 
 class SMTPServer:
@@ -99,6 +147,10 @@ async def start() -> list[Listener]:
     registry = ConnectionRegistry(
         max_total=settings.MAILHOST_MAX_CONNECTIONS,
         max_per_ip=settings.MAILHOST_MAX_CONNECTIONS_PER_IP,
+        submission_max_total=settings.MAILHOST_SUBMISSION_MAX_CONNECTIONS,
+        submission_max_per_ip=settings.MAILHOST_SUBMISSION_MAX_CONNECTIONS_PER_IP,
+        busy_fraction=settings.MAILHOST_SMTP_BUSY_FRACTION,
+        busy_timeout=settings.MAILHOST_SMTP_BUSY_COMMAND_TIMEOUT,
     )
     hooks = handler.Handler()
     listeners = []

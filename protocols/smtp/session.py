@@ -230,6 +230,24 @@ class SMTPSession(SMTP):
             )
             self.transport.close()
 
+    # --- Under pressure: idle strangers on port 25 wait less --------------------------------------
+
+    def _cut_sooner(self) -> bool:
+        """Port 25 is busy and this session is an idle stranger (no AUTH, no transaction)."""
+        return (
+            self.registry is not None
+            and self.registry.busy
+            and not self.mode.is_submission
+            and not self.in_transaction
+            and not self.session.authenticated
+        )
+
+    def idle_deadline_shortened(self) -> None:
+        """Port 25 just became busy: an idle stranger waiting for a command gets the short
+        timeout from now on."""
+        if self._awaiting_command and self._cut_sooner() and self.transport is not None:
+            self._reset_timeout(self.registry.busy_timeout)
+
     # --- The command loop --------------------------------------------------------------------
 
     async def _handle_client(self) -> None:
@@ -249,6 +267,8 @@ class SMTPSession(SMTP):
                 return
             try:
                 self._awaiting_command = True
+                if self._cut_sooner():
+                    self._reset_timeout(self.registry.busy_timeout)
                 try:
                     line = await self._reader.readuntil(b"\n")
                 except asyncio.LimitOverrunError as exc:

@@ -54,7 +54,7 @@ def test_connection_caps_total_and_per_address(live_settings, transactional_db, 
     live_settings.MAILHOST_MAX_CONNECTIONS_PER_IP = 2
     with running(runner.SMTP) as ports:
         first = Transcript(ports["smtp"])
-        second = Transcript(ports["submission"])
+        second = Transcript(ports["smtp"])
         third = Transcript(ports["smtp"], greet=False)
         assert third.line() == str(replies.S421_TOO_MANY_FROM_ADDRESS.format("mx.test.example"))
         assert third.closed()
