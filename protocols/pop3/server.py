@@ -43,6 +43,9 @@ TLS_HANDSHAKE_TIMEOUT = 30.0
 # Pipelined input beyond this is left in the socket until the session catches up.
 READ_BUFFER_LIMIT = 256 * 1024
 EXPIRE_VALUES = {"", "NEVER", "0"}
+# Seconds a session ended by a takeover has to see its last bytes out before the connection
+# is cut (a phone that lost signal reads nothing, and TLS would wait for its close_notify).
+TAKEOVER_CLOSE_GRACE = 5.0
 
 
 def _db(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Awaitable[Any]:
@@ -182,16 +185,20 @@ class Connection(asyncio.Protocol):
     def supersede(self) -> None:
         """The maildrop is another session's now: a last -ERR [IN-USE] line and the close, at
         once when the session waits for a command (the half-open session of a phone that lost
-        signal), else after its reply; one stuck writing to a peer that reads nothing is cut."""
+        signal), else after its reply. What a peer that reads nothing leaves unsent (the rest
+        of a RETR, that line) is dropped TAKEOVER_CLOSE_GRACE seconds later."""
         if self.superseded or self.closed or self.transport is None:
             return
         self.superseded = True
-        if not self._writable.is_set():
-            self.transport.abort()
-        elif self.awaiting_command:
+        self._data.set()  # next_event() returns None: the session ends
+        if self.awaiting_command:
             self.transport.write(responses.encode(responses.ERR_TAKEN_OVER))
             self.close()
-        self._data.set()
+        asyncio.get_running_loop().call_later(TAKEOVER_CLOSE_GRACE, self.abort)
+
+    def abort(self) -> None:
+        if not self.closed and self.transport is not None:
+            self.transport.abort()
 
     def shutdown(self) -> None:
         """The server stops: a final -ERR [SYS/TEMP] line (RFC 2449 8 / RFC 3206 4) before

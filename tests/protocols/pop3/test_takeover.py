@@ -9,13 +9,15 @@ uses (MaildropLease rows, or Redis keys with REDIS_URL).
 
 from __future__ import annotations
 
+import logging
 import poplib
+import ssl
 import time
 
 import pytest
 
 from mailboxes.selectors import folder_get
-from protocols.pop3 import lease
+from protocols.pop3 import lease, server
 from protocols.pop3 import responses as R
 from tests.protocols.pop3.conftest import ADDRESS, PASSWORD, deliver, poplib_connect
 
@@ -23,7 +25,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 ONE = b"Subject: one\r\n\r\nfirst\r\n"
 TWO = b"Subject: two\r\n\r\nsecond\r\n"
-LOGIN_WITHIN = 1.0  # seconds; the lease itself lasts minutes
+LOGIN_WITHIN = 1.0  # seconds from PASS to +OK; the lease itself lasts minutes
 
 
 def logged_in(ports: dict[str, int], port_name: str) -> poplib.POP3:
@@ -50,16 +52,17 @@ def inbox_count(mailbox) -> int:
 
 
 @pytest.mark.parametrize("port_name", ["pop3s", "pop3"])
-def test_new_login_takes_over_from_a_silent_session(pop3, long_lease, mailbox, port_name):
+def test_new_login_takes_over_from_a_silent_session(pop3, long_lease, mailbox, port_name, caplog):
+    caplog.set_level(logging.INFO, logger="protocols.pop3.server")
     deliver(ONE)
     deliver(TWO)
     phone = logged_in(pop3, port_name)
     assert phone.dele(1).startswith(b"+OK")
     # Signal lost: the socket stays open, nothing more is read or written on it.
 
-    start = time.monotonic()
     again = poplib_connect(pop3, port_name)
     again.user(ADDRESS)
+    start = time.monotonic()
     assert again.pass_(PASSWORD) == R.ok_login(2, len(ONE) + len(TWO)).encode()
     assert time.monotonic() - start < LOGIN_WITHIN
     # The old session's DELE was discarded: message 1 is still there and retrievable.
@@ -68,6 +71,38 @@ def test_new_login_takes_over_from_a_silent_session(pop3, long_lease, mailbox, p
     assert again.quit() == R.ok_bye_update(0).encode()
 
     assert rest_of(phone) == [R.ERR_TAKEN_OVER.encode()]
+    phone.close()
+    assert inbox_count(mailbox) == 2
+    assert f"pop3 takeover client=127.0.0.1 user={ADDRESS} older=ended" in caplog.messages
+
+
+@pytest.mark.parametrize("port_name", ["pop3s", "pop3"])
+def test_takeover_cuts_a_session_stuck_writing(pop3, long_lease, mailbox, port_name, monkeypatch):
+    # Signal lost in the middle of a large RETR: the rest of the message waits for a peer that
+    # reads nothing. The connection is cut, not left to finish the message first.
+    monkeypatch.setattr(server, "TAKEOVER_CLOSE_GRACE", 0.5)
+    big = b"Subject: big\r\n\r\n" + (b"x" * 998 + b"\r\n") * 20_000
+    deliver(big)
+    deliver(ONE)
+    phone = logged_in(pop3, port_name)
+    assert phone.dele(2).startswith(b"+OK")
+    phone._putcmd("RETR 1")
+    time.sleep(0.5)  # the server fills the socket buffers and waits
+
+    again = logged_in(pop3, port_name)
+    assert again.quit() == R.ok_bye_update(0).encode()
+    time.sleep(1)  # past the grace
+
+    received = b""
+    phone.sock.settimeout(5)
+    try:
+        while chunk := phone.sock.recv(65536):
+            received += chunk
+    except TimeoutError:
+        pytest.fail(f"the old session is still open after {len(received)} octets")
+    except (ConnectionResetError, ssl.SSLError):
+        pass  # cut: an RST
+    assert len(received) < len(big)
     phone.close()
     assert inbox_count(mailbox) == 2
 
