@@ -39,6 +39,24 @@ class Draft:
     attachments: list[Upload] = field(default_factory=list)
 
 
+# Room a message needs besides its attachments' encoded octets: header fields, the text,
+# each part's MIME header lines.
+MESSAGE_OVERHEAD = 16 * 1024
+
+
+def encoded_size(size: int) -> int:
+    """Octets that `size` octets of attachment take base64-encoded (RFC 2045 6.8: 4
+    characters per 3 octets, in lines of 76 characters and CRLF): about 1.37 times."""
+    characters = 4 * ((size + 2) // 3)
+    return characters + 2 * ((characters + 75) // 76)
+
+
+def attachment_limit(max_message_size: int) -> int:
+    """The attachment octets, in all, that fit in a message of max_message_size once encoded
+    (57 octets become a 78-octet line)."""
+    return max(0, max_message_size - MESSAGE_OVERHEAD) // 78 * 57
+
+
 def split_addresses(text: str) -> tuple[list[tuple[str, str]], list[str]]:
     """Parse a To/Cc/Bcc field. Returns ((name, address) pairs, invalid entries)."""
     valid: list[tuple[str, str]] = []

@@ -349,3 +349,39 @@ def test_times_in_the_readers_zone(site, browser, alice):
     assert page.locator(".message-list time").first.inner_text() == shown
     assert page.js_errors == []
     context.close()
+
+
+def test_oversized_attachment_refused_before_upload(site, browser, alice, settings, tmp_path):
+    """Issue 13: a file over the limit once encoded was refused after the upload and lost.
+    The page now checks the total before anything is sent and keeps the rest of the form."""
+    settings.MAILHOST_MAX_MESSAGE_SIZE = 200_000  # attachments can total 131 KB
+    big = tmp_path / "report.bin"
+    big.write_bytes(b"\0" * 190_000)  # under the message limit, over it once encoded
+    small = tmp_path / "summary.txt"
+    small.write_bytes(b"the short version\n")
+    context, page = signed_in(browser, site, "alice@example.org", "secret")
+    posts: list[str] = []
+    page.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)
+    page.click("[data-test=compose]")
+    assert "Attachments up to 131 KB in all" in page.inner_text("[data-test=attachment-limit]")
+    page.fill("#f-to", "bob@example.org")
+    page.fill("#f-subject", "Quarterly report")
+    page.fill("textarea[name=body]", "Numbers attached.")
+    page.set_input_files("[data-file-input]", [str(big), str(small)])
+    error = page.locator("[data-test=error-attachments-client]")
+    error.wait_for(state="visible")
+    assert "Not attached: report.bin (0.2 MB), summary.txt" in error.inner_text()
+    assert page.eval_on_selector("[data-file-input]", "i => i.files.length") == 0
+    assert posts == []  # nothing was uploaded
+    assert page.input_value("#f-to") == "bob@example.org"
+    assert page.input_value("#f-subject") == "Quarterly report"
+    assert page.input_value("textarea[name=body]") == "Numbers attached."
+    # A file that fits is taken, and the message goes out with it.
+    page.set_input_files("[data-file-input]", [str(small)])
+    assert not error.is_visible()
+    page.click("[data-test=send]")
+    page.wait_for_selector(".reader")
+    sent = Message.objects.get(folder=folder(alice, "Sent"), subject="Quarterly report")
+    assert sent.has_attachments
+    assert page.js_errors == []
+    context.close()

@@ -167,7 +167,7 @@ def test_too_large(web, bob, settings):
         },
     )
     assert response.status_code == 400
-    assert b"the limit is 2 KB. Remove an attachment." in response.content
+    assert b"Not attached: big.bin (5 KB)." in response.content
     assert Message.objects.filter(folder=folder(bob, "INBOX")).count() == 0
 
 

@@ -38,6 +38,10 @@ class Kept:
     size: str
     upload: compose.Upload
 
+    @property
+    def octets(self) -> int:
+        return len(self.upload.data)
+
 
 def _message_ref(request: HttpRequest, ref: str) -> tuple[Message, str] | None:
     """`folder:uid` or `folder:uid:part` of a message of the reader's own."""
@@ -104,10 +108,16 @@ def _render(request, draft, *, kept, errors=None, status=200, extra=None) -> Htt
         "errors": errors or {},
         "draft_uid": (extra or {}).get("draft_uid", ""),
         "answer_ref": (extra or {}).get("answer_ref", ""),
-        "max_size": human_size(settings.MAILHOST_MAX_MESSAGE_SIZE),
+        "max_message": human_size(settings.MAILHOST_MAX_MESSAGE_SIZE),
+        "attachment_limit": human_size(_attachment_limit()),
+        "attachment_limit_octets": _attachment_limit(),
         "sender": request.mailbox,
     }
     return render(request, "webmail/compose.html", context, status=status)
+
+
+def _attachment_limit() -> int:
+    return compose.attachment_limit(settings.MAILHOST_MAX_MESSAGE_SIZE)
 
 
 @require_http_methods(["GET", "POST"])
@@ -198,7 +208,23 @@ def _post(request: HttpRequest) -> HttpResponse:
             errors["notice"] = "The new attachments were not kept; attach them again."
         return _render(request, draft, kept=kept, errors=errors, status=400, extra=extra)
     sent_raw, message_id = compose.build(mailbox=mailbox, draft=draft, include_bcc=False)
-    if len(sent_raw) > settings.MAILHOST_MAX_MESSAGE_SIZE:
+    refused: list[compose.Upload] = []
+    while len(sent_raw) > settings.MAILHOST_MAX_MESSAGE_SIZE and uploads:
+        # Too large once encoded: leave out new files, largest first, until the rest fits;
+        # those are kept (in a draft, by _failed) with everything else on the form.
+        largest = max(uploads, key=lambda upload: len(upload.data))
+        uploads.remove(largest)
+        refused.append(largest)
+        draft.attachments = [k.upload for k in kept] + uploads
+        sent_raw, message_id = compose.build(mailbox=mailbox, draft=draft, include_bcc=False)
+    if refused:
+        names = ", ".join(f"{u.filename} ({human_size(len(u.data))})" for u in refused)
+        errors["attachments"] = (
+            f"Not attached: {names}. Attachments can total {human_size(_attachment_limit())}: "
+            f"a message may be {human_size(settings.MAILHOST_MAX_MESSAGE_SIZE)} once encoded, "
+            "and encoding makes files about a third larger. The rest of your message is kept."
+        )
+    elif len(sent_raw) > settings.MAILHOST_MAX_MESSAGE_SIZE:
         errors["attachments"] = (
             f"The message is {human_size(len(sent_raw))}; the limit is "
             f"{human_size(settings.MAILHOST_MAX_MESSAGE_SIZE)}. Remove an attachment."
@@ -250,7 +276,7 @@ def _post(request: HttpRequest) -> HttpResponse:
 
 def _failed(request, draft, kept, uploads, extra, errors) -> HttpResponse:
     """Show the form again with everything on it; new uploads are kept in a draft."""
-    if uploads and "attachments" not in errors:
+    if uploads:
         try:
             saved, kept = _store_draft(request, draft, extra)
             extra["draft_uid"] = str(saved.uid)
@@ -259,8 +285,6 @@ def _failed(request, draft, kept, uploads, extra, errors) -> HttpResponse:
             )
         except MailhostError as exc:
             errors.setdefault("notice", f"Attach the files again, they could not be kept ({exc}).")
-    elif uploads:
-        errors.setdefault("notice", "The new attachments were not kept; attach smaller files.")
     return _render(request, draft, kept=kept, errors=errors, status=400, extra=extra)
 
 

@@ -93,10 +93,42 @@
     });
     doc.querySelectorAll("[data-file-input]").forEach(function (input) {
       var names = doc.querySelector("[data-file-names]");
+      var error = doc.querySelector("[data-size-error]");
+      var limit = parseInt(input.getAttribute("data-limit"), 10);
+      /* The server refuses a message whose attachments exceed the limit once encoded: say so
+         before the upload, and keep the files already attached and the rest of the form. */
+      function total() {
+        var sum = 0;
+        Array.prototype.forEach.call(input.files, function (f) { sum += f.size; });
+        doc.querySelectorAll("input[name=keep][data-octets]:checked").forEach(function (k) {
+          sum += parseInt(k.getAttribute("data-octets"), 10) || 0;
+        });
+        return sum;
+      }
+      function fits() {
+        if (!limit || total() <= limit) { if (error) { error.hidden = true; } return true; }
+        var picked = Array.prototype.map.call(input.files, function (f) {
+          return f.name + " (" + megabytes(f.size) + ")";
+        });
+        if (error) {
+          error.textContent = "Not attached: " + picked.join(", ") + ". Attachments can total " +
+            megabytes(limit) + " in all; the rest of your message is kept.";
+          error.hidden = false;
+        }
+        input.value = "";
+        if (names) { names.textContent = ""; }
+        return false;
+      }
       input.addEventListener("change", function () {
         var list = Array.prototype.map.call(input.files, function (f) { return f.name; });
         if (names) { names.textContent = list.join(", "); }
+        fits();
       });
+      if (input.form) {
+        input.form.addEventListener("submit", function (event) {
+          if (!fits()) { event.preventDefault(); }
+        });
+      }
     });
     var form = doc.querySelector(".compose-form");
     if (form) {
@@ -107,6 +139,10 @@
         if (dirty) { event.preventDefault(); event.returnValue = ""; }
       });
     }
+  }
+
+  function megabytes(octets) {
+    return (octets / (1024 * 1024)).toFixed(1) + " MB";
   }
 
   /* The message frame has no scripts of its own; we size it from the outside. */
