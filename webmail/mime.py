@@ -17,7 +17,7 @@ from email.parser import BytesParser
 from django.conf import settings
 
 from mailboxes import addresslist
-from mailboxes.headers import decode_words
+from mailboxes.headers import bounded_header, decode_words
 from webmail import htmltext
 
 logger = logging.getLogger(__name__)
@@ -108,6 +108,7 @@ BOUNDED = _BoundedPolicy()
 
 
 def parse(raw: bytes) -> EmailMessage:
+    raw = bounded_header(raw)  # a 100,000-field header took seconds to parse
     try:
         return BytesParser(policy=BOUNDED).parsebytes(raw)
     except RecursionError:

@@ -29,6 +29,9 @@ MAX_CACHED_PARTS = 1000
 # Parameters read from one Content-Type or Content-Disposition field (RFC 2231 continuations
 # count one each); the rest are ignored, so 10,000 parameters cost what 256 do.
 MAX_PARAMETERS = 256
+# Octets of a header section whose fields ENVELOPE and BODYSTRUCTURE read: a 100,000-field
+# header took a second; legitimate headers stay far below it.
+MAX_HEADER_OCTETS = 64 * 1024
 
 NIL = b"NIL"
 
@@ -128,7 +131,8 @@ class Header:
 
     def __init__(self, raw: bytes, start: int, end: int):
         self.raw = raw
-        self.fields = header_fields(raw, start, end)
+        # Structures read the first MAX_HEADER_OCTETS of a header (sections send it whole).
+        self.fields = header_fields(raw, start, min(end, start + MAX_HEADER_OCTETS))
         self._first: dict[str, tuple[int, int]] = {}
         for name, _fs, vs, fe in self.fields:
             self._first.setdefault(name, (vs, fe))

@@ -73,6 +73,9 @@ HOSTILE = {
         + b"\r\nIn-Reply-To: "
         + b"<(" * 10_000
     ),
+    "100,000 repeated To fields": b"\r\n".join(
+        b"To: r%d@remote.example" % i for i in range(100_000)
+    ),
     "10,000 encoded words": _folded(
         b"X-Long", [b"=?utf-8?q?=C3=A9?=" for _ in range(10_000)], b" "
     ),
