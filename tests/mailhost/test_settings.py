@@ -331,3 +331,22 @@ def test_a_listener_that_cannot_start_says_which_setting_in_one_line(migrated, e
     assert "Traceback" not in result.stderr, result.stderr
     errors = [line for line in result.stderr.splitlines() if "configuration error" in line]
     assert len(errors) == 1 and words in errors[0], result.stderr
+
+
+def test_gunicorn_with_a_bad_value_stops_with_one_line(tmp_path):
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+    result = subprocess.run(
+        [str(gunicorn), "--bind", "127.0.0.1:0", "mailhost.wsgi"],
+        env={**sqlite_environ(), "MAILHOST_DATA_DIR": str(tmp_path), "MAILHOST_LOG_LEVEL": "loud"},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,  # gunicorn must stop, not restart the worker forever
+    )
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if "configuration error" in line]
+    assert errors == [
+        "mailhost: configuration error: MAILHOST_LOG_LEVEL='loud' must be one of DEBUG, INFO,"
+        " WARNING, ERROR, CRITICAL"
+    ], result.stderr
