@@ -103,8 +103,9 @@ def dkim_public_key_value(domain: Domain) -> str:
 
 
 def dkim_txt_record(domain: Domain) -> str:
-    """The zone-file line that publishes the domain's DKIM key (also shown in the admin)."""
-    value = dkim_public_key_value(domain)
-    if not value:
-        return ""
-    return f'{domain.dkim_selector}._domainkey.{domain.name}. IN TXT "{value}"'
+    """The zone-file line that publishes the domain's DKIM key (also shown in the admin),
+    its value split into strings of at most 255 octets as zone files require."""
+    from delivery.dnsrecords import dkim_record  # it imports this module
+
+    record = dkim_record(domain)
+    return record.zone_line if record is not None else ""

@@ -228,6 +228,11 @@ class DNSPythonResolver:
             raise DNSTemporaryError("; ".join(f.text for f in failures))
         return result
 
+    def rdatas(self, name: str, rdtype: str) -> list:
+        """The records of one type at a name, as dnspython rdata ([] when it has none)."""
+        answer = self._query(name, rdtype)
+        return list(answer) if answer is not None else []
+
     def txt(self, name: str) -> list[bytes]:
         answer = self._query(name, "TXT")
         return [b"".join(r.strings) for r in answer] if answer is not None else []

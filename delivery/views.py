@@ -12,7 +12,8 @@ import threading
 
 from django.conf import settings
 from django.contrib import admin
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
+from django.http.request import split_domain_port
 from django.template.response import TemplateResponse
 
 from delivery import queue
@@ -34,3 +35,21 @@ def embedded_queue_status(request: HttpRequest) -> HttpResponse:
         "sweep_interval": settings.MAILHOST_SWEEP_INTERVAL,
     }
     return TemplateResponse(request, "admin/delivery/embedded_queue.html", context)
+
+
+MTA_STS_HOST_PREFIX = "mta-sts."  # RFC 8461 3.3: the policy host is mta-sts.<domain>
+
+
+def mta_sts_policy(request: HttpRequest) -> HttpResponse:
+    """The MTA-STS policy of the hosted domain whose mta-sts. name was asked for; 404 for
+    any other host, so that no policy is claimed for a domain that is not ours."""
+    from delivery.dnsrecords import mta_sts_policy as policy
+    from mailboxes.selectors import domain_is_hosted
+
+    host, _port = split_domain_port(request.get_host())
+    host = host.rstrip(".")
+    domain = host.removeprefix(MTA_STS_HOST_PREFIX)
+    if domain == host or not domain_is_hosted(domain):
+        raise Http404("no MTA-STS policy for this host")
+    # RFC 8461 3.3: media type text/plain.
+    return HttpResponse(policy(), content_type="text/plain; charset=utf-8")

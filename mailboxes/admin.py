@@ -5,8 +5,12 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count
+from django.http import Http404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils.html import format_html
 
+from delivery import dnsrecords
 from delivery.dkim import dkim_txt_record
 from mailboxes import services
 from mailboxes.addresses import domain_to_ascii, parse_address
@@ -81,7 +85,7 @@ class DomainAdmin(admin.ModelAdmin):
     list_display = ["name", "unicode_name", "active", "mailbox_count", "created_at"]
     list_filter = ["active"]
     search_fields = ["name"]
-    readonly_fields = ["dkim_dns_record"]
+    readonly_fields = ["dkim_dns_record", "dns_records"]
 
     class Media:
         css = {"all": ["mailboxes/admin.css"]}
@@ -97,6 +101,44 @@ class DomainAdmin(admin.ModelAdmin):
     def dkim_dns_record(self, obj: Domain) -> str:
         record = dkim_txt_record(obj) if obj.pk else ""
         return format_html('<code class="dkim-record">{}</code>', record) if record else "-"
+
+    @admin.display(description="DNS records to publish")
+    def dns_records(self, obj: Domain) -> str:
+        if not obj.pk:
+            return "-"
+        lines = "\n".join(r.zone_line for r in dnsrecords.domain_records(obj))
+        check = reverse("admin:mailboxes_domain_checkdns", args=[obj.pk])
+        return format_html(
+            '<pre class="dns-records">{}</pre><a href="{}">Check these records in DNS</a>'
+            " (as <code>manage.py checkdns {}</code> does)",
+            lines,
+            check,
+            obj.name,
+        )
+
+    def get_urls(self):
+        check = path(
+            "<path:object_id>/checkdns/",
+            self.admin_site.admin_view(self.checkdns_view),
+            name="mailboxes_domain_checkdns",
+        )
+        return [check, *super().get_urls()]
+
+    def checkdns_view(self, request, object_id):
+        """What DNS answers for each record of the domain (MAILHOST_DNS_SERVERS)."""
+        domain = self.get_object(request, object_id)
+        if domain is None or not self.has_view_permission(request, domain):
+            raise Http404("no such domain")
+        checks = dnsrecords.check_records(dnsrecords.domain_records(domain))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"DNS check of {domain}",
+            "opts": self.model._meta,
+            "original": domain,
+            "checks": checks,
+            "all_ok": all(c.status is dnsrecords.Status.OK for c in checks),
+        }
+        return TemplateResponse(request, "admin/mailboxes/domain_checkdns.html", context)
 
     def save_model(self, request, obj, form, change):
         if not change:

@@ -188,6 +188,30 @@ def env_ip_address(name: str, default: str) -> str:
         ) from None
 
 
+def env_ip_addresses(name: str) -> tuple[str, ...]:
+    """Comma-separated IP addresses (each one address, not a network)."""
+    raw = env_str(name) or ""
+    addresses = []
+    for item in raw.split(","):
+        if not item.strip():
+            continue
+        try:
+            addresses.append(str(ipaddress.ip_address(item.strip())))
+        except ValueError:
+            raise ImproperlyConfigured(f"{name}: {item.strip()!r} is not an IP address") from None
+    return tuple(addresses)
+
+
+def env_domain_names(name: str, default: str) -> tuple[str, ...]:
+    """Comma-separated DNS names (A-labels)."""
+    raw = env_str(name, default) or default
+    names = tuple(item.strip().lower() for item in raw.split(",") if item.strip())
+    for item in names:
+        if not is_hostname(item):
+            raise ImproperlyConfigured(f"{name}: {item!r} is not a domain name")
+    return names
+
+
 _LABEL = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)", re.IGNORECASE)
 
 

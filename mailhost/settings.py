@@ -10,6 +10,7 @@ from mailhost.config import (
     default_hostname,
     env_bool,
     env_choice,
+    env_domain_names,
     env_duration,
     env_durations,
     env_file,
@@ -20,6 +21,7 @@ from mailhost.config import (
     env_hostname,
     env_int,
     env_ip_address,
+    env_ip_addresses,
     env_log_level,
     env_networks,
     env_port,
@@ -263,6 +265,12 @@ if 0 < MAILHOST_OUTBOUND_LINE_LENGTH_LIMIT < 78:
         " must be 0 (off) or from 78 to 998"
     )
 MAILHOST_DNS_TIMEOUT = env_duration("MAILHOST_DNS_TIMEOUT", 10, minimum=0.01)
+# DNS records to publish (delivery/dnsrecords.py, `manage.py dnsrecords`): the addresses the
+# world reaches this server on (A/AAAA and PTR), the CAs allowed to issue for hosted domains,
+# and the MTA-STS policy's mode (RFC 8461 5: testing reports, enforce refuses).
+MAILHOST_PUBLIC_ADDRESSES = env_ip_addresses("MAILHOST_PUBLIC_ADDRESSES")
+MAILHOST_CAA_ISSUERS = env_domain_names("MAILHOST_CAA_ISSUERS", "letsencrypt.org")
+MAILHOST_MTA_STS_MODE = env_choice("MAILHOST_MTA_STS_MODE", "testing", ("testing", "enforce"))
 # POP3 (protocols/pop3). RFC 1939 3: an idle timer, if any, must be at least 10 minutes.
 MAILHOST_POP3_IDLE_TIMEOUT = env_int("MAILHOST_POP3_IDLE_TIMEOUT", 600, minimum=600)
 MAILHOST_POP3_MAX_LINE_LENGTH = env_int("MAILHOST_POP3_MAX_LINE_LENGTH", 2048, minimum=512)

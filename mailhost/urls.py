@@ -2,7 +2,7 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
-from delivery.views import embedded_queue_status
+from delivery.views import embedded_queue_status, mta_sts_policy
 from mailhost import admin_login, wellknown
 
 if settings.REDIS_URL:
@@ -17,5 +17,6 @@ urlpatterns = [
     path("admin/login/", admin_login.login, name="admin_login_throttled"),
     path("admin/", admin.site.urls),
     path("", include(wellknown)),
+    path(".well-known/mta-sts.txt", mta_sts_policy, name="mta_sts_policy"),
     path("", include("webmail.urls")),
 ]

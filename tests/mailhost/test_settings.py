@@ -136,6 +136,14 @@ BAD_VALUES: dict[str, Bad] = {
     "MAILHOST_OUTBOUND_TIMEOUT": Bad("5 min", "is not a whole number"),
     "MAILHOST_OUTBOUND_TLS_VERIFY": Bad("strict", "is not a boolean"),
     "MAILHOST_DNS_TIMEOUT": Bad("ten", "'ten' is not a duration"),
+    "MAILHOST_PUBLIC_ADDRESSES": Bad(
+        "203.0.113.5, mail.example.org",
+        "MAILHOST_PUBLIC_ADDRESSES: 'mail.example.org' is not an IP address",
+    ),
+    "MAILHOST_CAA_ISSUERS": Bad(
+        "https://letsencrypt.org", "MAILHOST_CAA_ISSUERS: 'https://letsencrypt.org' is not a"
+    ),
+    "MAILHOST_MTA_STS_MODE": Bad("strict", "must be one of testing, enforce"),
     "MAILHOST_PASSWORD_MIN_LENGTH": Bad("0", "must be at least 1"),
     "MAILHOST_WEBMAIL_HTML_LIMIT": Bad("1M", "is not a whole number"),
     "MAILHOST_DEBUG": Bad("maybe", "MAILHOST_DEBUG='maybe' is not a boolean"),
