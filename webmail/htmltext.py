@@ -52,8 +52,9 @@ _TAG_REST = (
 )
 _START_TAG = re.compile(rf"<([A-Za-z][^\t\n\f\r />]*+)({_TAG_REST})>")
 _END_TAG = re.compile(rf"</([A-Za-z][^\t\n\f\r />]*+){_TAG_REST}>")
+_ATTRIBUTE_GAP = re.compile(r"[\t\n\f\r /]*+")
 _ATTRIBUTE = re.compile(
-    r"""[\t\n\f\r /]*+(?P<name>[^\t\n\f\r />][^\t\n\f\r />=]*+)"""
+    r"""(?P<name>[^\t\n\f\r />][^\t\n\f\r />=]*+)"""
     r"""(?:[\t\n\f\r ]*+=[\t\n\f\r ]*+"""
     r"""(?:"(?P<dq>[^"]*+)"|'(?P<sq>[^']*+)'|(?P<uq>[^\t\n\f\r >]*+)))?+"""
 )
@@ -80,7 +81,16 @@ class StartTag:
         """(name, value) pairs, names lower case, values decoded; the first of repeated
         names counts (13.2.5.33)."""
         found: dict[str, str] = {}
-        for match in _ATTRIBUTE.finditer(self.source):
+        source, pos = self.source, 0
+        # A loop of anchored matches, not finditer: finditer retries a failed match at every
+        # following position, rescanning a run of white space once per character.
+        while pos < len(source):
+            pos = _ATTRIBUTE_GAP.match(source, pos).end()
+            match = _ATTRIBUTE.match(source, pos)
+            if match is None:
+                pos += 1
+                continue
+            pos = match.end()
             name = match.group("name").lower()
             if name not in found:
                 value = match.group("dq")

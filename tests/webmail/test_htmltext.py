@@ -138,9 +138,7 @@ def test_tokens():
 _NAMES = st.sampled_from(
     ["p", "div", "span", "b", "table", "tr", "td", "li", "ul", "pre", "h1", "a", "font"]
 )
-_WORDS = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs", "Cc")), min_size=0, max_size=40
-)
+_WORDS = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), min_size=0, max_size=40)
 
 
 def _element(children):
