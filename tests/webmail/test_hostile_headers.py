@@ -12,6 +12,9 @@ from mailboxes import services
 from mailboxes.models import Message
 from tests.webmail.conftest import folder
 
+# Bounds are on this process's CPU seconds (time.process_time, nh3's threads included): the
+# suite may share a loaded machine, and CPU is what hostile input makes grow.
+
 pytestmark = pytest.mark.django_db
 
 N = 10_000
@@ -39,9 +42,9 @@ def hostile(to: bytes) -> bytes:
 
 
 def timed_get(web, url: str):
-    started = time.perf_counter()
+    started = time.process_time()
     response = web.get(url)
-    return response, time.perf_counter() - started
+    return response, time.process_time() - started
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=list(SHAPES))
@@ -65,27 +68,27 @@ def test_views_answer_in_bounded_time(web, alice, shape):
 
 
 def test_long_lists_are_shown_cut(web, alice):
-    to = b",\r\n ".join(b'"Name %d" <x%d@remote.example>' % (i, i) for i in range(800))
+    to = b",\r\n ".join(b'"Name %d" <x%d@remote.example>' % (i, i) for i in range(400))
     services.message_deliver(raw=hostile(to), recipients=["alice@example.org"])
     inbox = folder(alice, "INBOX")
     uid = Message.objects.get(folder=inbox).uid
     page = web.get(f"/m/{inbox.pk}/{uid}/").content.decode()
-    assert page.count("and 750 more") == 3  # From, To, Cc
+    assert page.count("and 350 more") == 3  # From, To, Cc
     assert "x49@remote.example" in page and "x50@remote.example" not in page
     # Reply all answers the whole list, not what is shown of it.
     reply = web.get(f"/compose/?reply={inbox.pk}:{uid}&all=1").content.decode()
-    assert "x799@remote.example" in reply
+    assert "x399@remote.example" in reply
 
 
 def test_reply_all_to_thousands_submits_in_bounded_time(web, alice):
     """The typed list is split in linear time (the old split's lookahead scanned to the end
     of the field at every comma)."""
     cc = ", ".join(f'"Name, {i}" <x{i}@remote.example>' for i in range(5000))
-    started = time.perf_counter()
+    started = time.process_time()
     response = web.post(
         "/compose/",
         {"to": "bob@remote.example", "cc": cc, "subject": "s", "body": "b", "action": "send"},
     )
-    seconds = time.perf_counter() - started
+    seconds = time.process_time() - started
     assert response.status_code == 400 and b"At most" in response.content
     assert seconds < 5.0, f"{seconds:.2f}s"

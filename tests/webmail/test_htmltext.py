@@ -17,13 +17,16 @@ from hypothesis import strategies as st
 
 from webmail import htmltext, mime
 
+# Bounds are on this process's CPU seconds (time.process_time, nh3's threads included): the
+# suite may share a loaded machine, and CPU is what hostile input makes grow.
+
 EXAMPLES = int(os.environ.get("MAILHOST_FUZZ_EXAMPLES", "300"))
 
 
 def timed(function, *args):
-    started = time.perf_counter()
+    started = time.process_time()
     result = function(*args)
-    return result, time.perf_counter() - started
+    return result, time.process_time() - started
 
 
 @pytest.mark.parametrize("size", [112 * 1024, 5 * 1024 * 1024], ids=["112KB", "5MB"])
@@ -162,7 +165,7 @@ def test_well_formed_html_leaves_no_tags(body, noise):
     assert "class=" not in text
 
 
-@settings(max_examples=EXAMPLES, deadline=1000, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=EXAMPLES, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
 @given(
     piece=st.text(alphabet="<>/!-=\"' &#;abcdeiprstxy\n", min_size=1, max_size=12),
     repeat=st.integers(min_value=1, max_value=20_000),

@@ -9,6 +9,9 @@ import pytest
 
 from webmail import sanitize
 
+# Bounds are on this process's CPU seconds (time.process_time, nh3's threads included): the
+# suite may share a loaded machine, and CPU is what hostile input makes grow.
+
 
 def clean(html: str, *, allow_remote: bool = False) -> sanitize.SafeHtml:
     return sanitize.clean(html, cid_url=lambda c: None, allow_remote=allow_remote)
@@ -93,9 +96,9 @@ def test_hostile_bodies_sanitize_in_bounded_time(body):
     """Each took nh3 from 2 s to minutes before the body was normalized (200,000 nested
     <div>: 409 s); the last two shapes are runs of white space among attributes, which a
     finditer over them rescans once per character."""
-    started = time.perf_counter()
+    started = time.process_time()
     clean(body)
-    seconds = time.perf_counter() - started
+    seconds = time.process_time() - started
     assert seconds < 3.0, f"{body[:12]!r} took {seconds:.2f}s"
 
 
