@@ -268,3 +268,30 @@ def test_mta_sts_policy_served_on_the_mta_sts_name(client, dns_settings, make_do
     assert client.get("/.well-known/mta-sts.txt", HTTP_HOST="example.org").status_code == 404
     other = client.get("/.well-known/mta-sts.txt", HTTP_HOST="mta-sts.other.test")
     assert other.status_code == 404
+
+
+def test_check_with_silent_dns_takes_one_timeout_not_one_per_record(dns_settings, make_domain):
+    """The admin's check page runs in a web request: a resolver that never answers must cost
+    about one DNS timeout, not one per record (18 of them)."""
+    import socket
+    import time
+
+    from delivery import dns as delivery_dns
+    from delivery.dnsrecords import Status, check_records
+
+    domain = make_domain("example.org")
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", 0))  # takes queries, answers none
+    try:
+        dns_settings.MAILHOST_DNS_SERVERS = [silent.getsockname()]
+        dns_settings.MAILHOST_DNS_TIMEOUT = 1.0
+        delivery_dns.forget_resolvers()
+        records = domain_records(domain, addresses=[ADDRESS])
+        started = time.monotonic()
+        checks = check_records(records)
+        elapsed = time.monotonic() - started
+    finally:
+        silent.close()
+    assert [c.status for c in checks] == [Status.ERROR] * len(records)
+    assert checks[0].line == "example.org MX: error (DNS timeout)"
+    assert elapsed < 4, f"{len(records)} records took {elapsed:.1f} s"
