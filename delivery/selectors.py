@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from delivery.models import OutboundMessage, OutboundRecipient
@@ -76,4 +77,31 @@ def pending_recipients() -> list[OutboundRecipient]:
         )
         .select_related("message")
         .order_by("message__created_at", "message_id", "id")
+    )
+
+
+@dataclass(frozen=True)
+class QueueSummary:
+    messages: int  # messages with a recipient still queued or deferred
+    recipients: int  # recipients still queued or deferred
+    oldest: datetime | None  # acceptance time of the oldest such message
+
+
+def queue_summary() -> QueueSummary:
+    """The pending part of the spool in one query (the /metrics queue gauges)."""
+    from django.db.models import Count, Min
+
+    from delivery.models import RecipientStatus
+
+    totals = OutboundRecipient.objects.filter(
+        status__in=[RecipientStatus.QUEUED, RecipientStatus.DEFERRED]
+    ).aggregate(
+        messages=Count("message", distinct=True),
+        recipients=Count("id"),
+        oldest=Min("message__created_at"),
+    )
+    return QueueSummary(
+        messages=totals["messages"] or 0,
+        recipients=totals["recipients"] or 0,
+        oldest=totals["oldest"],
     )

@@ -23,6 +23,7 @@ from django.utils import timezone
 from delivery import bounces, retry
 from delivery.models import OutboundMessage, OutboundRecipient, RecipientStatus
 from mailboxes.models import Blob, Mailbox
+from mailhost import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -228,6 +229,7 @@ def recipients_record(
 def _log_lines(lines: list[str]) -> None:
     for line in lines:
         logger.info("%s", line)
+        metrics.delivery_result(line.split(" ", 2)[1])  # the event _result_line wrote
 
 
 def _result_line(

@@ -38,6 +38,8 @@ import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 
+from mailhost import metrics
+
 logger = logging.getLogger("mailboxes.auth")
 
 WINDOW_SECONDS = 900  # failures older than this are forgotten
@@ -228,10 +230,12 @@ def login_result(
     else:
         record_failure(user, client_ip, user_exists=user_exists)
         logger.info("auth failure %s", fields)
+    metrics.login(protocol=protocol, result="success" if succeeded else "failure")
 
 
 def login_refused(*, protocol: str, user: str | None, client_ip: str | None, wait: float) -> None:
     """Log an attempt refused by the limiter (its password was not checked)."""
+    metrics.login(protocol=protocol, result="throttled")
     logger.info(
         "auth throttled protocol=%s client=%s user=%s retry=%ds",
         protocol,

@@ -76,9 +76,11 @@ def env_host_ports(name: str) -> list[tuple[str, int]]:
     return result
 
 
-def env_networks(name: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+def env_networks(
+    name: str, default: str = ""
+) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
     """`10.0.0.1, 192.168.0.0/16, ::1` -> networks (an address is a network of one)."""
-    raw = env_str(name)
+    raw = env_str(name) or default
     networks = []
     for item in (raw or "").split(","):
         item = item.strip()

@@ -325,6 +325,8 @@ MAILHOST_SMTP_WORKER_THREADS = env_int("MAILHOST_SMTP_WORKER_THREADS", 16, minim
 MAILHOST_GROUP_COMMIT_MAX = env_int("MAILHOST_GROUP_COMMIT_MAX", 64, minimum=1)
 # SMTP ports 25 and 587 expect a PROXY protocol header (v1 or v2) from a load balancer first.
 MAILHOST_SMTP_PROXY_PROTOCOL = env_bool("MAILHOST_SMTP_PROXY_PROTOCOL", False)
+# Clients (addresses/CIDRs, as mailhost.proxy.client_address sees them) that may read /metrics.
+MAILHOST_METRICS_ALLOW = env_networks("MAILHOST_METRICS_ALLOW", "127.0.0.1, ::1")
 
 # Blobs go through Django's storage API, so django-storages can put them in S3.
 STORAGES = {

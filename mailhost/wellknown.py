@@ -14,10 +14,10 @@ from django.http.request import split_domain_port
 from django.shortcuts import render
 from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from mailboxes.selectors import domain_get
-from mailhost import clientconfig
+from mailhost import clientconfig, health, metrics
 from webmail.auth import mailbox_required
 from webmail.security import with_headers
 from webmail.views.common import folder_items
@@ -144,4 +144,6 @@ urlpatterns = [
         with_headers(apple_profile),
         name="apple_profile",
     ),
+    path("metrics", require_GET(metrics.scrape), name="metrics"),
+    path("healthz", require_http_methods(["GET", "HEAD"])(health.healthz), name="healthz"),
 ]

@@ -13,7 +13,7 @@ from collections import defaultdict
 from django.conf import settings
 
 from mailboxes import events
-from mailhost import tls
+from mailhost import metrics, tls
 from protocols.imap.session import Session, close_db_connections
 from protocols.listeners import Listener
 
@@ -95,8 +95,10 @@ class ImapServer:
         self.per_ip[ip] += 1
         task = asyncio.current_task()
         self.tasks.add(task)
+        metrics.connection_opened("imaps" if tls_active else "imap")
         try:
-            await session.run()
+            with metrics.IMAP_SESSIONS.track_inprogress():
+                await session.run()
         finally:
             self.sessions.discard(session)
             self.tasks.discard(task)

@@ -21,7 +21,7 @@ from django.conf import settings
 from django.db import close_old_connections
 
 from mailboxes import services
-from mailhost import tls
+from mailhost import metrics, tls
 from protocols.listeners import Listener
 from protocols.login import Throttled, identity_refused, password_login
 from protocols.pop3 import lease, parser, responses
@@ -621,6 +621,7 @@ class Family:
             return False
         self.connections.add(connection)
         self.per_ip[connection.peer_ip] += 1
+        metrics.connection_opened("pop3s" if connection.secure else "pop3")
         return True
 
     def leave(self, connection: Connection) -> None:

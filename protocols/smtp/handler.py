@@ -11,6 +11,7 @@ import binascii
 import ipaddress
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
@@ -171,6 +172,7 @@ class Handler:
     async def handle_DATA(
         self, server: SMTPSession, session: MailSession, envelope: MailEnvelope
     ) -> Reply:
+        started = time.monotonic()
         protocol = _with_protocol(server, session, envelope)
         client = submission.ClientInfo(
             helo=session.host_name or "",
@@ -221,7 +223,9 @@ class Handler:
         else:
             reply = replies.S550_NO_SUCH_USER
         if result.accepted:
-            server.log_accepted(envelope, result.queue_id, len(content))
+            server.log_accepted(
+                envelope, result.queue_id, len(content), seconds=time.monotonic() - started
+            )
         return reply
 
     async def handle_AUTH(

@@ -7,6 +7,8 @@ intermediate replies carry no enhanced status (RFC 2034 3).
 
 from __future__ import annotations
 
+import functools
+import re
 from dataclasses import dataclass
 
 
@@ -152,3 +154,25 @@ S552_MESSAGE_TOO_BIG = Reply(552, "5.3.4", "Message size exceeds fixed maximum m
 S553_FROM_NOT_OWNED = Reply(553, "5.7.1", "From header address not owned by authenticated user")
 S554_NO_VALID_RECIPIENTS = Reply(554, "5.5.1", "No valid recipients")
 S501_BDAT_SYNTAX = Reply(501, "5.5.4", "Syntax: BDAT chunk-size [LAST]")
+
+
+# --- Names (the /metrics rejection reason) ------------------------------------------------------
+
+
+@functools.cache
+def _templates() -> tuple[tuple[int, str, re.Pattern[str], str], ...]:
+    table = []
+    for name, value in globals().items():
+        if isinstance(value, Reply) and value.code >= 400:
+            text = re.sub(r"\\\{[^}]*\\\}", ".*", re.escape(value.text))  # "{}" fields
+            table.append((value.code, value.status, re.compile(text, re.S), name[5:].lower()))
+    return tuple(table)
+
+
+def reason(reply: Reply) -> str:
+    """The name of the constant a (formatted) reply comes from, `S550_NO_SUCH_USER` ->
+    `no_such_user`; `other` for a reply built elsewhere."""
+    for code, status, text, name in _templates():
+        if reply.code == code and reply.status == status and text.fullmatch(reply.text):
+            return name
+    return "other"

@@ -25,6 +25,7 @@ from django.conf import settings
 
 from delivery.submission import EnvelopeRecipient
 from mailboxes.throttle import log_value
+from mailhost import metrics
 from protocols.smtp import replies, syntax
 from protocols.smtp.databuffer import IncomingMessage
 from protocols.smtp.replies import Reply
@@ -259,6 +260,7 @@ class SMTPSession(SMTP):
                 await self.reply_and_close(refusal.format(self.hostname))
                 return
             self._registered = True
+            metrics.connection_opened(self.mode.value)
         await self.push(replies.S220_GREETING.format(self.hostname))
         errors = 0
         while self.transport is not None:
@@ -707,9 +709,14 @@ class SMTPSession(SMTP):
             fields["rcpts"] = str(len(self.envelope.rcpt_tos))
         fields["reply"] = str(reply)
         self.log_event("smtp reject", self.envelope, **fields)
+        metrics.smtp_rejected(reason=replies.reason(reply), code=reply.code)
 
-    def log_accepted(self, envelope: MailEnvelope, queue_id: str, size: int) -> None:
-        """The acceptance line; its queue id is the one delivery's lines carry."""
+    def log_accepted(
+        self, envelope: MailEnvelope, queue_id: str, size: int, *, seconds: float
+    ) -> None:
+        """The acceptance line; its queue id is the one delivery's lines carry. `seconds`:
+        from the end of the data to this 250 (the storing the client waited for)."""
+        metrics.smtp_accepted(protocol=self.mode.value, seconds=seconds)
         self.log_event(
             "smtp accepted",
             envelope,

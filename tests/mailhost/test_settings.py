@@ -152,6 +152,10 @@ BAD_VALUES: dict[str, Bad] = {
         "MAILHOST_TRUSTED_PROXIES='10.0.0.1, proxy.lan': 'proxy.lan' is not an IP address",
     ),
     "MAILHOST_WEB_MAX_CONNECTIONS_PER_IP": Bad("0", "must be at least 1"),
+    "MAILHOST_METRICS_ALLOW": Bad(
+        "127.0.0.1, monitor.lan",
+        "MAILHOST_METRICS_ALLOW='127.0.0.1, monitor.lan': 'monitor.lan' is not an IP address",
+    ),
     "MAILHOST_WEB_MAX_CONNECTIONS": Bad("many", "is not a whole number"),
     "MAILHOST_WEB_REQUEST_TIMEOUT": Bad("0", "must be at least 1"),
     "MAILHOST_WEB_THREADS": Bad("eight", "is not a whole number"),

@@ -1,0 +1,130 @@
+"""Prometheus metrics (`/metrics`), with prometheus-client's default registry.
+
+Each counter moves at the point that already logs the event, one call there: the listeners
+(connections, IMAP sessions), the SMTP acceptance and reject lines, mailboxes.throttle's
+`auth success|failure|throttled` lines, delivery's outcome lines. The queue's depth and age
+are read from the spool when scraped (delivery.selectors.queue_summary), so every process
+reports the same truth.
+
+The counters live in the process that serves the scrape: under runmail (one process: the
+listeners, the workers and the web app) that is all of them. Front ends split over several
+processes (runsmtp, runimap, gunicorn, rqworker) would need prometheus-client's multiprocess
+mode (PROMETHEUS_MULTIPROC_DIR) or a scrape of each process; that is left to the scale-out
+work, and the queue gauges are right from any process in any case.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from mailhost.proxy import client_address
+
+CONNECTIONS = Counter(
+    "mailhost_connections",
+    "Connections accepted past the connection limits, by listener",
+    ["protocol"],
+)
+IMAP_SESSIONS = Gauge("mailhost_imap_sessions", "IMAP connections open now")
+SMTP_ACCEPTED = Counter(
+    "mailhost_smtp_accepted", "SMTP transactions answered 250 after DATA/BDAT", ["protocol"]
+)
+SMTP_REJECTIONS = Counter(
+    "mailhost_smtp_rejections",
+    "SMTP replies 4xx/5xx (AUTH's 535 is a login failure), by reply name and code",
+    ["reason", "code"],
+)
+# From the end of the message data (the final dot or BDAT LAST chunk) to the 250: the time a
+# client waits while the message is stored, synced and committed.
+SMTP_ACCEPT_SECONDS = Histogram(
+    "mailhost_smtp_accept_seconds",
+    "Seconds from the end of message data to the 250 reply",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+DELIVERIES = Counter(
+    "mailhost_deliveries",
+    "Outbound recipient outcomes: delivered, deferred, bounced, expired",
+    ["result"],
+)
+LOGINS = Counter(
+    "mailhost_logins",
+    "Password logins by protocol and result: success, failure, throttled",
+    ["protocol", "result"],
+)
+
+
+def connection_opened(protocol: str) -> None:
+    CONNECTIONS.labels(protocol=protocol).inc()
+
+
+def smtp_accepted(*, protocol: str, seconds: float) -> None:
+    SMTP_ACCEPTED.labels(protocol=protocol).inc()
+    SMTP_ACCEPT_SECONDS.observe(seconds)
+
+
+def smtp_rejected(*, reason: str, code: int) -> None:
+    SMTP_REJECTIONS.labels(reason=reason, code=str(code)).inc()
+
+
+def delivery_result(result: str) -> None:
+    DELIVERIES.labels(result=result).inc()
+
+
+def login(*, protocol: str, result: str) -> None:
+    LOGINS.labels(protocol=protocol, result=result).inc()
+
+
+class QueueCollector:
+    """The spool's depth and the age of its oldest pending message, read at scrape time."""
+
+    def describe(self):  # registration must not touch the database (no query at import)
+        return self._families()
+
+    def _families(self) -> list[GaugeMetricFamily]:
+        return [
+            GaugeMetricFamily(
+                "mailhost_queue_messages", "Spooled messages with a pending recipient"
+            ),
+            GaugeMetricFamily(
+                "mailhost_queue_recipients", "Recipients queued or deferred in the spool"
+            ),
+            GaugeMetricFamily(
+                "mailhost_queue_oldest_age_seconds",
+                "Age of the oldest message with a pending recipient (0: empty queue)",
+            ),
+        ]
+
+    def collect(self):
+        from delivery.selectors import queue_summary
+
+        summary = queue_summary()
+        messages, recipients, oldest = self._families()
+        messages.add_metric([], summary.messages)
+        recipients.add_metric([], summary.recipients)
+        age = (timezone.now() - summary.oldest).total_seconds() if summary.oldest else 0.0
+        oldest.add_metric([], max(age, 0.0))
+        return [messages, recipients, oldest]
+
+
+REGISTRY.register(QueueCollector())
+
+
+def allowed(request: HttpRequest) -> bool:
+    """Whether the client (mailhost.proxy.client_address) is in MAILHOST_METRICS_ALLOW."""
+    try:
+        address = ipaddress.ip_address(client_address(request))
+    except ValueError:
+        return False
+    return any(address in network for network in settings.MAILHOST_METRICS_ALLOW)
+
+
+def scrape(request: HttpRequest) -> HttpResponse:
+    if not allowed(request):
+        return HttpResponse("forbidden\n", status=403, content_type="text/plain")
+    return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,59 @@
+"""/metrics (issue 18): logins counted over a real IMAP socket, the IMAP sessions gauge, and
+the allow-list, which judges the client as mailhost.proxy.client_address does."""
+
+from __future__ import annotations
+
+import imaplib
+import ipaddress
+
+import pytest
+
+from protocols import runner
+from tests.support.metrics import moved, scrape, value
+from tests.support.servers import running
+from tests.support.smtp import client_tls_context
+
+
+@pytest.mark.django_db(transaction=True)
+def test_logins_and_imap_sessions_counted(client, live_settings, make_mailbox):
+    make_mailbox("alice@example.org", password="secret")
+    before = scrape(client)
+    with running(runner.IMAP) as ports:
+        tls = client_tls_context()
+        imap = imaplib.IMAP4_SSL("127.0.0.1", ports["imaps"], ssl_context=tls)
+        with pytest.raises(imaplib.IMAP4.error):
+            imap.login("alice@example.org", "wrong")
+        other = imaplib.IMAP4_SSL("127.0.0.1", ports["imaps"], ssl_context=tls)
+        other.login("alice@example.org", "secret")
+        during = scrape(client)
+        other.logout()
+        imap.logout()
+    after = scrape(client)
+    assert moved(before, after, "mailhost_logins_total", protocol="imap", result="success") == 1
+    assert moved(before, after, "mailhost_logins_total", protocol="imap", result="failure") == 1
+    assert moved(before, after, "mailhost_connections_total", protocol="imaps") == 2
+    assert value(during, "mailhost_imap_sessions") - value(before, "mailhost_imap_sessions") == 2
+    assert value(after, "mailhost_imap_sessions") == value(before, "mailhost_imap_sessions")
+
+
+@pytest.mark.django_db
+def test_only_allowed_clients_may_scrape(client, settings):
+    assert client.get("/metrics", REMOTE_ADDR="127.0.0.1").status_code == 200
+    assert client.get("/metrics", REMOTE_ADDR="::1").status_code == 200
+    assert client.get("/metrics", REMOTE_ADDR="203.0.113.5").status_code == 403
+    # X-Forwarded-For is believed from trusted proxies only.
+    forged = client.get("/metrics", REMOTE_ADDR="203.0.113.5", HTTP_X_FORWARDED_FOR="127.0.0.1")
+    assert forged.status_code == 403
+    settings.MAILHOST_TRUSTED_PROXIES = (ipaddress.ip_network("10.0.0.1"),)
+    proxied = client.get("/metrics", REMOTE_ADDR="10.0.0.1", HTTP_X_FORWARDED_FOR="127.0.0.1")
+    assert proxied.status_code == 200
+    proxied = client.get("/metrics", REMOTE_ADDR="10.0.0.1", HTTP_X_FORWARDED_FOR="198.51.100.7")
+    assert proxied.status_code == 403
+    settings.MAILHOST_METRICS_ALLOW = (ipaddress.ip_network("203.0.113.0/24"),)
+    assert client.get("/metrics", REMOTE_ADDR="203.0.113.5").status_code == 200
+    assert client.get("/metrics", REMOTE_ADDR="127.0.0.1").status_code == 403
+
+
+@pytest.mark.django_db
+def test_metrics_is_get_only(client):
+    assert client.post("/metrics").status_code == 405
