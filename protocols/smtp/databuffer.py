@@ -118,11 +118,12 @@ class IncomingMessage:
 
     def finish(self) -> bytes:
         """The cleaned message (check `problem` first); the buffer is freed."""
-        if self.problem is None:
-            self.buffer.write(self.filter.finish())
-        content = self.buffer.getvalue() if self.problem is None else b""
-        self.buffer.discard()
-        return content
+        try:
+            if self.problem is None:
+                self.buffer.write(self.filter.finish())
+            return self.buffer.getvalue() if self.problem is None else b""
+        finally:
+            self.buffer.discard()
 
     def discard(self) -> None:
         self.buffer.discard()

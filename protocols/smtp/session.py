@@ -655,7 +655,10 @@ class SMTPSession(SMTP):
                 self._reset_data_timeout(incoming)
             else:
                 self._reset_timeout(self.data_timeout)
-            chunk = await self._reader.readexactly(min(remaining, READ_CHUNK))
+            # What has come so far, not a fixed amount: the block timeout is per read.
+            chunk = await self._reader.read(min(remaining, READ_CHUNK))
+            if not chunk:
+                raise ConnectionResetError("client closed the connection during BDAT")
             remaining -= len(chunk)
             if problem is None:
                 incoming.feed(chunk)
@@ -674,7 +677,13 @@ class SMTPSession(SMTP):
         await self.push(replies.S250_BDAT_CHUNK.format(size))
 
     async def _finish(self, incoming: IncomingMessage) -> Reply:
-        content = incoming.finish()
+        if incoming.buffer.path is not None:
+            # Reading a spooled message back (up to MAILHOST_MAX_MESSAGE_SIZE) off the loop;
+            # the worker owns the file now (and removes it), not connection_lost.
+            self.envelope.incoming = None
+            content = await self.loop.run_in_executor(None, incoming.finish)
+        else:
+            content = incoming.finish()
         if incoming.problem is not None:
             return incoming.problem
         self.envelope.content = content

@@ -108,13 +108,21 @@ def test_unfinished_data_on_ten_connections_keeps_rss_bounded(mta_port, spool):
     assert wait_for(lambda: spool_files(spool) == [], timeout=10), spool_files(spool)
 
 
+@pytest.mark.parametrize("verb", ["DATA", "BDAT"])
 def test_a_trickle_is_cut_after_the_total_data_timeout(
-    live_settings, spool, transactional_db, hosted
+    live_settings, spool, transactional_db, hosted, verb
 ):
     live_settings.MAILHOST_SMTP_DATA_TIMEOUT = 2  # per block: each byte comes well within it
     live_settings.MAILHOST_SMTP_DATA_TOTAL_TIMEOUT = 3
     with running(runner.SMTP) as ports:
-        client = open_data(ports["smtp"])
+        if verb == "DATA":
+            client = open_data(ports["smtp"])
+        else:
+            client = Transcript(ports["smtp"])
+            client.ehlo()
+            client.command("MAIL FROM:<x@remote.example>", replies.S250_SENDER_OK)
+            client.command("RCPT TO:<alice@example.org>", replies.S250_RECIPIENT_OK)
+            client.send(b"BDAT 100000 LAST\r\n")
         started = time.monotonic()
         cut = None
         try:
