@@ -33,6 +33,9 @@ from mailboxes.models import Domain
 TXT_STRING_MAX = 255  # RFC 1035 3.3: a <character-string> is at most 255 octets
 MTA_STS_MAX_AGE = 604800  # one week (RFC 8461 3.2 suggests weeks; at most 31557600)
 SPF_VALUE = "v=spf1 mx -all"
+# RFC 7208 2.3: receivers check the HELO name too, and it is the only identity a bounce
+# (MAIL FROM:<>) has; "a" names the server's own addresses.
+HELO_SPF_VALUE = "v=spf1 a -all"
 DMARC_POLICY = "quarantine"
 DMARC_RUA_LOCAL_PART = "dmarc-reports"
 TLSRPT_RUA_LOCAL_PART = "tls-reports"
@@ -135,6 +138,8 @@ def domain_records(domain: Domain, *, addresses: list[str] | None = None) -> lis
     records += [
         Record(name, "CAA", f'0 issue "{issuer}"') for issuer in settings.MAILHOST_CAA_ISSUERS
     ]
+    if host != name:  # a server named as the domain has the domain's SPF record
+        records.append(Record(host, "TXT", txt_value(HELO_SPF_VALUE)))
     records += server_records(host, public_addresses() if addresses is None else addresses)
     return records
 

@@ -77,6 +77,7 @@ def test_printed_records(dns_settings, make_domain):
         f"_pop3s._tcp.example.org. IN SRV 0 1 10995 {HOST}.",
         f"_pop3._tcp.example.org. IN SRV 10 1 10110 {HOST}.",
         'example.org. IN CAA 0 issue "letsencrypt.org"',
+        f'{HOST}. IN TXT "v=spf1 a -all"',
         f"{HOST}. IN A {ADDRESS}",
         f"{HOST}. IN AAAA {ADDRESS6}",
         f"5.113.0.203.in-addr.arpa. IN PTR {HOST}.",
@@ -295,3 +296,13 @@ def test_check_with_silent_dns_takes_one_timeout_not_one_per_record(dns_settings
     assert [c.status for c in checks] == [Status.ERROR] * len(records)
     assert checks[0].line == "example.org MX: error (DNS timeout)"
     assert elapsed < 4, f"{len(records)} records took {elapsed:.1f} s"
+
+
+def test_helo_spf_for_the_server_name_unless_it_is_the_domain(dns_settings, make_domain):
+    domain = make_domain("example.org")
+    spf = [(r.name, r.value) for r in domain_records(domain) if "v=spf1" in (r.value or "")]
+    assert spf == [("example.org", '"v=spf1 mx -all"'), (HOST, '"v=spf1 a -all"')]
+    # Two SPF records at one name would be a permerror (RFC 7208 4.5).
+    dns_settings.MAILHOST_HOSTNAME = "example.org"
+    spf = [(r.name, r.value) for r in domain_records(domain) if "v=spf1" in (r.value or "")]
+    assert spf == [("example.org", '"v=spf1 mx -all"')]
