@@ -16,6 +16,7 @@ work, and the queue gauges are right from any process in any case.
 from __future__ import annotations
 
 import ipaddress
+import logging
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
@@ -25,6 +26,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from mailhost.proxy import client_address
+
+logger = logging.getLogger("mailhost.metrics")
 
 CONNECTIONS = Counter(
     "mailhost_connections",
@@ -103,7 +106,11 @@ class QueueCollector:
     def collect(self):
         from delivery.selectors import queue_summary
 
-        summary = queue_summary()
+        try:
+            summary = queue_summary()
+        except Exception:  # the counters still go out; /healthz names the database
+            logger.warning("metrics: the spool could not be read", exc_info=True)
+            return []
         messages, recipients, oldest = self._families()
         messages.add_metric([], summary.messages)
         recipients.add_metric([], summary.recipients)

@@ -14,7 +14,12 @@ from django.http.request import split_domain_port
 from django.shortcuts import render
 from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import (
+    require_GET,
+    require_http_methods,
+    require_POST,
+    require_safe,
+)
 
 from mailboxes.selectors import domain_get
 from mailhost import clientconfig, health, metrics
@@ -36,7 +41,7 @@ def _domain_of(address: str) -> str:
     return address.rpartition("@")[2] if "@" in address else ""
 
 
-@require_GET  # HEAD too
+@require_safe  # GET and HEAD
 def thunderbird_autoconfig(request: HttpRequest) -> HttpResponse:
     """Thunderbird asks autoconfig.DOMAIN/mail/config-v1.1.xml?emailaddress=... and
     DOMAIN/.well-known/autoconfig/mail/config-v1.1.xml (the address is optional there)."""
@@ -68,7 +73,7 @@ def autodiscover_xml(request: HttpRequest) -> HttpResponse:
     return HttpResponse(document, content_type=XML)
 
 
-@require_GET
+@require_safe
 def autodiscover_json(request: HttpRequest, address: str = "") -> HttpResponse:
     """Autodiscover v2: `/autodiscover/autodiscover.json?Email=A&Protocol=P` or
     `/autodiscover/autodiscover.json/v1.0/A?Protocol=P`. Only AutodiscoverV1 is offered: the

@@ -112,6 +112,13 @@ def test_thunderbird_config_by_host(client, hosted, host):
     assert config["incoming"] == EXPECTED_INCOMING
 
 
+def test_thunderbird_config_answers_head(client, hosted):
+    response = client.head("/mail/config-v1.1.xml", {"emailaddress": "alice@example.org"})
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("application/xml")
+    assert client.post("/mail/config-v1.1.xml").status_code == 405
+
+
 def test_thunderbird_config_does_not_tell_which_addresses_exist(client, hosted):
     known = client.get("/mail/config-v1.1.xml", {"emailaddress": "alice@example.org"})
     unknown = client.get("/mail/config-v1.1.xml", {"emailaddress": "nobody@example.org"})

@@ -7,6 +7,7 @@ import imaplib
 import ipaddress
 
 import pytest
+from django.db import OperationalError
 
 from protocols import runner
 from tests.support.metrics import moved, scrape, value
@@ -57,3 +58,18 @@ def test_only_allowed_clients_may_scrape(client, settings):
 @pytest.mark.django_db
 def test_metrics_is_get_only(client):
     assert client.post("/metrics").status_code == 405
+
+
+@pytest.mark.django_db
+def test_counters_still_scraped_when_the_spool_cannot_be_read(client, monkeypatch):
+    from delivery import selectors
+
+    def unreadable():
+        raise OperationalError("database is locked")
+
+    assert value(scrape(client), "mailhost_queue_recipients") == 0
+    assert ("mailhost_queue_recipients", frozenset()) in scrape(client)
+    monkeypatch.setattr(selectors, "queue_summary", unreadable)
+    samples = scrape(client)
+    assert ("mailhost_queue_recipients", frozenset()) not in samples
+    assert any(name == "mailhost_smtp_accept_seconds_count" for name, _ in samples)
