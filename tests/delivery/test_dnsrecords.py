@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from io import StringIO
 
+import dns.rdatatype
 import dns.zone
 import pytest
 from django.contrib.auth.models import User
@@ -306,3 +307,66 @@ def test_helo_spf_for_the_server_name_unless_it_is_the_domain(dns_settings, make
     dns_settings.MAILHOST_HOSTNAME = "example.org"
     spf = [(r.name, r.value) for r in domain_records(domain) if "v=spf1" in (r.value or "")]
     assert spf == [("example.org", '"v=spf1 mx -all"')]
+
+
+def test_commands_end_to_end(tmp_path, dns_server):
+    """As an admin runs them: `dnsrecords` in a fresh install, its output loaded into a DNS
+    server as a zone, then `checkdns` through MAILHOST_DNS_SERVERS and its exit status."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("MAILHOST_") and key not in ("DATABASE_URL", "REDIS_URL")
+    }
+    env.update(
+        MAILHOST_DATA_DIR=str(tmp_path),
+        DATABASE_URL=f"sqlite:///{tmp_path}/db.sqlite3",
+        MAILHOST_HOSTNAME=HOST,
+        MAILHOST_PUBLIC_ADDRESSES=ADDRESS,
+        MAILHOST_DNS_SERVERS=f"127.0.0.1:{dns_server.port}",
+        MAILHOST_DNS_TIMEOUT="5",
+    )
+
+    def manage(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "manage.py", *args],
+            env=env,
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    assert manage("migrate", "-v0").returncode == 0
+    assert manage("adddomain", "example.org").returncode == 0
+    printed = manage("dnsrecords", "example.org")
+    assert printed.returncode == 0, printed.stderr
+    zone = dns.zone.from_text(
+        "$TTL 60\n" + printed.stdout, origin=".", check_origin=False, relativize=False
+    )
+    published = 0
+    for name, rdataset in zone.iterate_rdatasets():
+        for rdata in rdataset:
+            dns_server.add(name.to_text(), dns.rdatatype.to_text(rdataset.rdtype), rdata.to_text())
+            published += 1
+    assert published == len([line for line in printed.stdout.splitlines() if " IN " in line])
+
+    checked = manage("checkdns", "example.org")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert checked.stdout.count(": ok\n") == published
+
+    del dns_server.records["_smtp._tls.example.org"]
+    dns_server.records["autoconfig.example.org"]["CNAME"] = ["elsewhere.test."]
+    checked = manage("checkdns", "example.org")
+    assert checked.returncode == 1
+    bad = [line for line in checked.stdout.splitlines() if not line.endswith(": ok")]
+    assert bad == [
+        "_smtp._tls.example.org TXT: missing",
+        "autoconfig.example.org CNAME: wrong (found: elsewhere.test.)",
+    ]
+    assert checked.stderr.strip() == f"2 of {published} records are not right"
