@@ -15,7 +15,8 @@ Choices, each for the mail Mailhost itself sends and receives:
 - MTA-STS mode from MAILHOST_MTA_STS_MODE (`testing` by default: a certificate that does not
   yet match must not make senders refuse mail; RFC 8461 5).
 - SRV: both RFC 6186 (STARTTLS on 143/110/587) and RFC 8314 (implicit TLS on 993/995/465)
-  forms, implicit TLS first by priority (RFC 8314 5.1 prefers it).
+  forms with the configured ports, implicit TLS first by priority (RFC 8314 prefers it).
+  Every listener is always offered, so no record has the "not offered" target ".".
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ DMARC_POLICY = "quarantine"
 DMARC_RUA_LOCAL_PART = "dmarc-reports"
 TLSRPT_RUA_LOCAL_PART = "tls-reports"
 MX_PREFERENCE = 10
-# RFC 8314 5.1 and RFC 6186 3.4: lower priority is preferred; implicit TLS over STARTTLS.
+# RFC 6186 3.4: clients compare priorities across a service's STARTTLS and TLS records
+# (lower first); RFC 8314 prefers implicit TLS, and 5.1 adds its SRV names.
 SRV_PRIORITY_IMPLICIT_TLS = 0
 SRV_PRIORITY_STARTTLS = 10
 SRV_WEIGHT = 1
@@ -51,7 +53,7 @@ class Record:
     name: str  # absolute, without the final dot
     type: str
     value: str | None  # presentation syntax; None when it cannot be known (see `note`)
-    note: str = ""  # why, for a record whose value is unknown; or what it is for
+    note: str = ""  # why, for a record whose value is unknown
 
     @property
     def zone_line(self) -> str:
