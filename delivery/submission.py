@@ -17,6 +17,7 @@ import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from email.header import decode_header
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from email.utils import format_datetime, getaddresses
@@ -156,8 +157,23 @@ def from_header_check(mailbox: Mailbox, raw: bytes) -> None:
     if not addresses:
         raise FromNotAllowed(f"{mailbox} sent a From header with no address that can be read")
     for address in addresses:
-        if not selectors.mailbox_owns_address(mailbox, address):
+        if not selectors.mailbox_owns_address(mailbox, _words_decoded(address)):
             raise FromNotAllowed(f"{mailbox} may not send as {address} (From header)")
+
+
+def _words_decoded(address: str) -> str:
+    """An address with RFC 2047 words in its local part (as email's SMTP policy writes a
+    non-ASCII one, the webmail's included) read as the text they encode; the structure of
+    the field is the one parsed before, so no decoded text can add or move an address."""
+    if "=?" not in address:
+        return address
+    try:
+        return "".join(
+            part.decode(charset or "ascii") if isinstance(part, bytes) else part
+            for part, charset in decode_header(address)
+        )
+    except (LookupError, UnicodeDecodeError, ValueError):
+        return address
 
 
 def message_accept(

@@ -128,3 +128,26 @@ def test_webmail_send_refuses_a_from_header_not_owned(aliases):
         mailbox=alice, raw=own, mail_from="alice@example.org", recipients=["carol@example.org"]
     )
     assert result.accepted
+
+
+def test_webmail_from_header_of_a_non_ascii_address(make_mailbox):
+    """The webmail writes a non-ASCII local part as email's SMTP policy does (RFC 2047 words);
+    it is still the user's own address. Words that decode to someone else's are not."""
+    from delivery import submission
+    from webmail.compose import Draft, build
+
+    jorg = make_mailbox("jörg@example.org")
+    make_mailbox("carol@example.org")
+    raw, _ = build(
+        mailbox=jorg, draft=Draft(to="carol@example.org", subject="x"), include_bcc=False
+    )
+    assert b"From: =?utf-8?q?j=C3=B6rg?=@example.org" in raw
+    result = submission.message_submit(
+        mailbox=jorg, raw=raw, mail_from=jorg.ascii_address, recipients=["carol@example.org"]
+    )
+    assert result.accepted
+    other = raw.replace(b"=?utf-8?q?j=C3=B6rg?=@", b"=?utf-8?q?b=C3=B6b?=@")
+    with pytest.raises(submission.FromNotAllowed):
+        submission.message_submit(
+            mailbox=jorg, raw=other, mail_from=jorg.ascii_address, recipients=["carol@example.org"]
+        )
