@@ -7,6 +7,7 @@ bounds a whole DATA however steadily its bytes trickle in.
 
 from __future__ import annotations
 
+import os
 import socket
 import stat
 import threading
@@ -186,3 +187,17 @@ def test_aborted_transactions_free_their_temp_file_at_once(live_settings, mta_po
     from mailboxes.selectors import blob_read
 
     assert blob_read(Message.objects.get().blob).endswith(body)
+
+
+def test_files_a_killed_process_left_are_swept_at_start(live_settings, spool, transactional_db):
+    """No transaction lives longer than MAILHOST_SMTP_DATA_TOTAL_TIMEOUT, so an older file is
+    a dead process's; a recent one may be another live process's and stays."""
+    spool.mkdir(mode=0o700)
+    stale, recent = spool / "smtp-data-stale", spool / "smtp-data-recent"
+    for path in (stale, recent):
+        path.write_bytes(b"x")
+    old = time.time() - live_settings.MAILHOST_SMTP_DATA_TOTAL_TIMEOUT - 7200
+    os.utime(stale, (old, old))
+    with running(runner.SMTP):
+        pass
+    assert spool_files(spool) == [recent]

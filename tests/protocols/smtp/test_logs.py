@@ -76,12 +76,19 @@ def test_submission_rejections_and_the_queue_id_delivery_carries(smtp_ports, hos
     msa.command("DATA", replies.S354_START_DATA)
     msa.send(b"From: alice@example.org\r\nSubject: out\r\n\r\nhello\r\n.\r\n")
     queue_id = msa.line().rsplit(" ", 1)[1]
+    msa.command("MAIL FROM:<alice@example.org>", replies.S250_SENDER_OK)
+    msa.command("RCPT TO:<someone@remote.example>", replies.S250_RECIPIENT_OK)
+    msa.command("DATA", replies.S354_START_DATA)
+    msa.send(b"From: <bob@example.org>\r\nSubject: spoof\r\n\r\nhello\r\n.\r\n")
+    msa.expect(replies.S553_FROM_NOT_OWNED)
     msa.close()
     submission = "client=127.0.0.1 service=submission helo=client.example.net"
     assert log_lines("smtp reject") == [
         f'smtp reject {submission} reply="{replies.S530_AUTH_REQUIRED}"',
         f"smtp reject {submission} auth=alice@example.org from=<bob@example.org> "
         f'reply="{replies.S553_SENDER_NOT_OWNED}"',
+        f"smtp reject {submission} auth=alice@example.org from=<alice@example.org> rcpts=1 "
+        f'reply="{replies.S553_FROM_NOT_OWNED}"',
     ]
     (accepted,) = log_lines("smtp accepted")
     assert accepted.startswith(
