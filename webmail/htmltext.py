@@ -22,12 +22,14 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-# Elements whose content is not markup (13.2.5.2-13.2.5.5); all but textarea are dropped
-# from text. plaintext runs to the end of the input.
+# Elements whose content is not markup (13.2.5.2-13.2.5.5); all but textarea and xmp are
+# dropped from text and from what the sanitizer gets. plaintext runs to the end of the input.
 RAW_TEXT = frozenset(
     {"script", "style", "xmp", "iframe", "noembed", "noframes", "noscript", "title", "textarea"}
 )
-DROPPED_CONTENT = RAW_TEXT - {"textarea"}
+DROPPED_CONTENT = RAW_TEXT - {"textarea", "xmp"}
+# Old preformatted elements, read as <pre> (their content is plain text).
+_AS_PRE = {"xmp": "pre", "listing": "pre", "plaintext": "pre"}
 # Elements that start and end a line of text.
 BLOCKS = frozenset(
     {
@@ -201,12 +203,13 @@ def to_text(html: str, *, limit: int) -> str:
             if name in DROPPED_CONTENT:
                 skip_until = name
                 continue
+            name = _AS_PRE.get(name, name)
             if name == "pre":
                 pre += 1
         elif name == skip_until:
             skip_until = None
             continue
-        elif name == "pre" and pre:
+        elif _AS_PRE.get(name, name) == "pre" and pre:
             pre -= 1
         if name == "br":
             out.append("\n")
@@ -244,8 +247,13 @@ def normalized(html: str, *, limit: int, max_depth: int) -> str:
     tree (Chromium at 512). The sanitizer's parser is quadratic in depth; this is linear."""
     out: list[str] = []
     stack: list[str] = []
+    skip_until: str | None = None  # inside an element whose content is dropped
     for token in tokens(html[:limit]):
         kind = type(token)
+        if skip_until is not None:
+            if kind is EndTag and token.name == skip_until:
+                skip_until = None
+            continue
         if kind is Text:
             escaped = html_lib.escape(token.data, quote=False)
             if escaped.count("&") > _AMPERSANDS_PER_NODE:
@@ -257,7 +265,10 @@ def normalized(html: str, *, limit: int, max_depth: int) -> str:
                 escaped = "<wbr>&".join(groups)
             out.append(escaped)
         elif kind is StartTag:
-            name = token.name
+            if token.name in DROPPED_CONTENT:
+                skip_until = token.name
+                continue
+            name = _AS_PRE.get(token.name, token.name)
             closes = _CLOSED_BY.get(name)
             while closes and stack and stack[-1] in closes:
                 out.append(f"</{stack.pop()}>")
@@ -271,10 +282,11 @@ def normalized(html: str, *, limit: int, max_depth: int) -> str:
                 if not any(c in key for c in "\"'<")
             )
             out.append(f"<{name}{attributes}>")
-        elif token.name in stack:
+        elif _AS_PRE.get(token.name, token.name) in stack:
+            closing = _AS_PRE.get(token.name, token.name)
             while stack:
                 name = stack.pop()
                 out.append(f"</{name}>")
-                if name == token.name:
+                if name == closing:
                     break
     return "".join(out)

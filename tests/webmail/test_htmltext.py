@@ -118,6 +118,11 @@ def test_text_of_ordinary_html():
         assert dropped not in text
 
 
+def test_preformatted_raw_text():
+    assert mime.html_to_text("<p>a</p><xmp>  <b>x</b>\n  y</xmp><p>b</p>") == ("a\n<b>x</b>\ny\nb")
+    assert mime.html_to_text("<p>a</p><plaintext>1 < 2\n3") == "a\n1 < 2\n3"
+
+
 def test_unterminated_markup_runs_to_the_end():
     assert mime.html_to_text("before<script>alert(1)") == "before"
     assert mime.html_to_text("before<!-- never closed <p>x</p>") == "before"

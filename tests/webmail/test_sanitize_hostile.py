@@ -108,3 +108,14 @@ def test_nesting_is_capped_and_ordinary_structure_kept():
     lists = clean("<ul>" + "<li>item" * 600 + "</ul><p>a<p>b<table><tr><td>c<td>d</table>").html
     assert lists.count("<li>") == 600 and lists.count("</li>") == 600
     assert "<p>a</p><p>b</p>" in lists and "<td>c</td><td>d</td>" in lists
+
+
+def test_raw_text_elements():
+    cleaned = clean(
+        "<xmp><b>shown as text</b></xmp><noembed><i>gone</i></noembed>"
+        "<noframes>gone too</noframes><script>alert(1)</script><p>after</p>"
+        "<plaintext><u>rest</u>"
+    ).html
+    assert "<pre>&lt;b&gt;shown as text&lt;/b&gt;</pre>" in cleaned
+    assert "gone" not in cleaned and "alert" not in cleaned and "<p>after</p>" in cleaned
+    assert "<pre>&lt;u&gt;rest&lt;/u&gt;</pre>" in cleaned
