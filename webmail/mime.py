@@ -240,7 +240,7 @@ def _shown_addresses(value: str, pairs: list[tuple[str, str]]) -> str:
     )
     more = len(pairs) - MAX_SHOWN_ADDRESSES
     if len(value.encode("utf-8", "surrogateescape")) > addresslist.MAX_LIST_OCTETS:
-        shown += f" and more than {max(more, 0):,} more"
+        shown += f" and over {max(more, 0):,} more"  # the parser read the first 64 KiB
     elif more > 0:
         shown += f" and {more:,} more"
     return shown
@@ -272,8 +272,8 @@ def read(raw: bytes) -> ParsedMessage:
     shown as its header fields and its body as plain text."""
     try:
         return _read(raw)
-    except Exception:
-        logger.warning("webmail read degraded: message could not be parsed", exc_info=True)
+    except Exception as exc:
+        logger.warning("webmail read-degraded error=%s", type(exc).__name__, exc_info=True)
         head = BytesParser(policy=policy.compat32).parsebytes(raw, headersonly=True)
         result = ParsedMessage(headers=[])
         _shown_headers(head, result)

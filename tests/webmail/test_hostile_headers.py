@@ -92,3 +92,20 @@ def test_reply_all_to_thousands_submits_in_bounded_time(web, alice):
     seconds = time.process_time() - started
     assert response.status_code == 400 and b"At most" in response.content
     assert seconds < 5.0, f"{seconds:.2f}s"
+
+
+def test_a_message_the_email_package_cannot_read_is_shown_as_text(web, alice, monkeypatch):
+    from webmail import mime
+
+    services.message_deliver(raw=hostile(b"x@remote.example"), recipients=["alice@example.org"])
+    inbox = folder(alice, "INBOX")
+    uid = Message.objects.get(folder=inbox).uid
+
+    def broken(raw):
+        raise AttributeError("'Group' object has no attribute 'local_part'")
+
+    monkeypatch.setattr(mime, "parse", broken)
+    response = web.get(f"/m/{inbox.pk}/{uid}/")
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "hello" in page and "x@remote.example" in page
