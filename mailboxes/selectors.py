@@ -589,3 +589,10 @@ def destinations_undeliverable(destinations: Iterable[str]) -> list[str]:
         for d in destinations
         if (resolution := recipient_resolve(d, domain_cache=cache)).hosted and not resolution.exists
     ]
+
+
+def folder_message_fingerprints(folder: Folder | int) -> set[tuple[str, int, int]]:
+    """(Message-ID, internal date in whole seconds, size) of every message in the folder:
+    how importmailbox knows a message it already brought in."""
+    rows = messages_in(folder).values_list("message_id", "internal_date", "size")
+    return {(mid, int(date.timestamp()), size) for mid, date, size in rows}
