@@ -16,10 +16,10 @@ backtracking-prone pattern, webmail search over bodies of repeated `<script`, IM
 before login on 100 connections, and the worst of them together on 100 connections. Not here
 yet (their fixes had not landed or still stall): SEARCH with 5,000 NOTs (now BAD, but the IMAP
 parser spends 40-100 ms of the event loop on each such line: NOOP p99 about 115 ms while they
-repeat); SMTP DATA without the final dot on 100 connections (spooled past
-MAILHOST_SMTP_SPOOL_THRESHOLD, so the RSS stayed near 145 MiB, but reading the data holds the
-event loop: 256 KiB on each gave banner p99 about 160 ms and NOOP p99 about 250 ms, 1 MiB on
-each left probes unanswered for seconds). SMTP DATA of a message of
+repeat); SMTP DATA without the final dot on 100 connections: at c4b1941, 256 KiB on each (the
+spool threshold, all in memory) keeps both p99 near 10-15 ms, but past the threshold the
+spooling holds the event loop: 1 MiB on each gave banner p99 122 ms, NOOP p99 220 ms and
+RSS 83 -> 163 MiB, 4 MiB on each left probes unanswered for seconds. SMTP DATA of a message of
 100,000 short lines (header or body) holds the event loop too (banner p99 about 100-150 ms
 while such messages repeat), so the header case delivers that one before measuring.
 
