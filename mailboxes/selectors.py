@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.core.files.storage import storages
 from django.db import connection
-from django.db.models import IntegerField, QuerySet, Value
-from django.db.models.functions import Cast
+from django.db.models import F, IntegerField, QuerySet, Value
+from django.db.models.functions import Cast, Length
 
 from mailboxes.addresses import Address, parse_address
 from mailboxes.exceptions import InvalidAddress
@@ -596,3 +596,36 @@ def folder_message_fingerprints(folder: Folder | int) -> set[tuple[str, int, int
     how importmailbox knows a message it already brought in."""
     rows = messages_in(folder).values_list("message_id", "internal_date", "size")
     return {(mid, int(date.timestamp()), size) for mid, date, size in rows}
+
+
+def store_problems() -> Iterable[str]:
+    """One line per fault in the store (verifystore): a blob whose bytes are missing or not
+    its recorded size (a file, or inline in its row), a message whose size is not its blob's."""
+    storage = storages["blobs"]
+    blobs = (
+        Blob.objects.annotate(inline_size=Length("data"))
+        .order_by("id")
+        .values_list("id", "name", "size", "inline_size")
+    )
+    for blob_id, name, size, inline_size in blobs.iterator(chunk_size=2000):
+        if Blob.name_is_inline(name):
+            found = inline_size
+        else:
+            try:
+                found = storage.size(name)
+            except (FileNotFoundError, OSError):
+                found = None
+        if found is None:
+            yield f"blob {blob_id} {name}: missing (size {size})"
+        elif found != size:
+            yield f"blob {blob_id} {name}: size {found}, expected {size}"
+    mismatched = (
+        Message.objects.exclude(size=F("blob__size"))
+        .order_by("id")
+        .values_list("id", "folder__mailbox_id", "folder__name", "uid", "size", "blob__size")
+    )
+    for message_id, mailbox_id, folder, uid, size, blob_size in mismatched.iterator():
+        yield (
+            f"message {message_id} (mailbox {mailbox_id} folder {folder!r} uid {uid}):"
+            f" size {size}, its blob holds {blob_size}"
+        )

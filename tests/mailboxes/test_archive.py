@@ -4,6 +4,8 @@ internal dates and folders; a second import adds nothing; a Dovecot-style Maildi
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from datetime import UTC, datetime
 
 import pytest
@@ -11,7 +13,7 @@ from django.core.management import CommandError, call_command
 
 from mailboxes import selectors, services
 from mailboxes.models import Blob
-from tests.mailboxes.conftest import make_raw
+from tests.mailboxes.conftest import REPO, make_raw
 
 INLINE_MAX = 2000
 
@@ -174,3 +176,42 @@ def test_errors(make_mailbox, tmp_path):
         call_command(
             "exportmailbox", "alice@example.org", str(tmp_path / "full"), "--format", "mbox"
         )
+
+
+def verifystore(env) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "manage.py", "verifystore"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_verifystore(source, child_env, blob_dir):
+    result = verifystore(child_env)
+    assert (result.returncode, result.stdout) == (0, "store ok\n"), result.stderr
+    big = selectors.messages_in(selectors.folder_get(source, "Sent")).get()
+    path = selectors.blob_path(big.blob)
+    with open(path, "r+b") as fh:
+        fh.truncate(100)
+    small = selectors.messages_in(selectors.folder_get(source, "INBOX")).first()
+    Blob.objects.filter(pk=small.blob_id).update(data=b"short")
+    result = verifystore(child_env)
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == sorted(
+        [
+            f"blob {small.blob_id} {small.blob.name}: size 5, expected {small.size}",
+            f"blob {big.blob_id} {big.blob.name}: size 100, expected {big.size}",
+        ],
+        key=lambda line: int(line.split()[1]),
+    )
+    os.unlink(path)
+    Blob.objects.filter(pk=small.blob_id).update(data=None)
+    result = verifystore(child_env)
+    assert result.returncode == 1
+    assert f"blob {big.blob_id} {big.blob.name}: missing (size {big.size})" in result.stdout
+    assert f"blob {small.blob_id} {small.blob.name}: missing (size {small.size})" in result.stdout
+    assert "2 problem(s) found" in result.stderr
