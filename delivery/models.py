@@ -35,6 +35,10 @@ class RecipientStatus(models.TextChoices):
     DEFERRED = "deferred", "deferred"
     DELIVERED = "delivered", "delivered"
     FAILED = "failed", "failed"
+    # An operator's `manage.py queue hold`: never attempted (not due for the sweeper or a
+    # job) until `queue release`, and never pruned; kept past the queue lifetime, as Postfix's
+    # hold queue is.
+    HOLD = "hold", "on hold"
 
 
 class OutboundRecipient(models.Model):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -67,14 +68,16 @@ def spool_counts() -> dict[str, int]:
     return {name: count or 0 for name, count in totals.items()}
 
 
-def pending_recipients() -> list[OutboundRecipient]:
-    """Recipients still to be delivered (queued or deferred), oldest message first."""
+def pending_recipients(*, held: bool = False) -> list[OutboundRecipient]:
+    """Recipients still to be delivered (queued or deferred, and with `held` those on hold),
+    oldest message first."""
     from delivery.models import RecipientStatus
 
+    statuses = [RecipientStatus.QUEUED, RecipientStatus.DEFERRED]
+    if held:
+        statuses.append(RecipientStatus.HOLD)
     return list(
-        OutboundRecipient.objects.filter(
-            status__in=[RecipientStatus.QUEUED, RecipientStatus.DEFERRED]
-        )
+        OutboundRecipient.objects.filter(status__in=statuses)
         .select_related("message")
         .order_by("message__created_at", "message_id", "id")
     )
@@ -104,4 +107,18 @@ def queue_summary() -> QueueSummary:
         messages=totals["messages"] or 0,
         recipients=totals["recipients"] or 0,
         oldest=totals["oldest"],
+    )
+
+
+def outbound_by_queue_id(queue_ids: Iterable[str]) -> dict[str, OutboundMessage]:
+    """Spool entries by queue id (case-insensitive, as `mailq` prints them upper-case)."""
+    wanted = {q.upper() for q in queue_ids}
+    return {m.queue_id.upper(): m for m in OutboundMessage.objects.filter(queue_id__in=wanted)}
+
+
+def recipient_ids_of(message_ids: Iterable[int]) -> list[int]:
+    return list(
+        OutboundRecipient.objects.filter(message_id__in=list(message_ids))
+        .order_by("id")
+        .values_list("id", flat=True)
     )

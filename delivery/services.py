@@ -28,6 +28,8 @@ from mailhost import metrics
 logger = logging.getLogger(__name__)
 
 PENDING = (RecipientStatus.QUEUED, RecipientStatus.DEFERRED)
+# Still to be delivered: PENDING, or put on hold by the operator.
+WAITING = (*PENDING, RecipientStatus.HOLD)
 
 
 @dataclass(frozen=True)
@@ -208,6 +210,8 @@ def recipients_record(
                     next_attempt = retry.next_attempt_at(
                         attempts=row.attempts, now=now, created_at=row.message.created_at
                     )
+            if status == RecipientStatus.DEFERRED and row.status == RecipientStatus.HOLD:
+                status, next_attempt = RecipientStatus.HOLD, None  # held during the attempt
             updated = OutboundRecipient.objects.filter(pk=row.pk, lease_token=token).update(
                 status=status,
                 last_reply=reply[:2000],
@@ -480,13 +484,13 @@ def recipients_retry_now(*, recipient_ids: Iterable[int]) -> int:
 
 
 def recipients_bounce_now(*, recipient_ids: Iterable[int], reason: str = "") -> int:
-    """Give up on pending recipients now: they fail and their senders get a DSN."""
+    """Give up on pending or held recipients now: they fail and their senders get a DSN."""
     text = reason or "5.0.0 delivery cancelled by the administrator"
     reply = f"550 {text}"
     ids = list(recipient_ids)
     now = timezone.now()
     with transaction.atomic():
-        pending = OutboundRecipient.objects.filter(id__in=ids, status__in=PENDING)
+        pending = OutboundRecipient.objects.filter(id__in=ids, status__in=WAITING)
         outcome = Outcome(RecipientStatus.FAILED, reply)
         lines = [
             _result_line(row, outcome, status=outcome.status, reply=reply, now=now)
@@ -514,7 +518,7 @@ def spool_prune(*, now: datetime | None = None, limit: int = 500) -> int:
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=settings.MAILHOST_QUEUE_KEEP)
     unfinished = OutboundRecipient.objects.filter(
-        Q(status__in=PENDING) | Q(dsn_sent=False, status=RecipientStatus.FAILED)
+        Q(status__in=WAITING) | Q(dsn_sent=False, status=RecipientStatus.FAILED)
     ).values("message_id")
     ids = list(
         OutboundMessage.objects.filter(created_at__lt=cutoff)
@@ -536,3 +540,28 @@ def messages_delete(*, message_ids: Iterable[int]) -> int:
         count, _ = OutboundMessage.objects.filter(id__in=ids).delete()
         blob_release(blob_ids)
     return len(ids) if count else 0
+
+
+def messages_hold(*, message_ids: Iterable[int]) -> int:
+    """Put the pending recipients of these messages on hold (`manage.py queue hold`): no
+    sweeper or job attempts them until released. One being attempted right now keeps its
+    lease; if that attempt defers, it stays on hold. Returns the number of recipients held."""
+    with transaction.atomic():
+        count = OutboundRecipient.objects.filter(
+            message_id__in=list(message_ids), status__in=PENDING
+        ).update(status=RecipientStatus.HOLD, retry_forced=False)
+    return count
+
+
+def messages_release(*, message_ids: Iterable[int]) -> int:
+    """Take these messages' held recipients off hold and make them due now (retry now):
+    `deferred` again if they were attempted before, else `queued`."""
+    held = OutboundRecipient.objects.filter(
+        message_id__in=list(message_ids), status=RecipientStatus.HOLD
+    )
+    with transaction.atomic():
+        ids = list(held.values_list("id", flat=True))
+        rows = OutboundRecipient.objects.filter(id__in=ids)
+        rows.filter(attempts=0).update(status=RecipientStatus.QUEUED)
+        rows.filter(attempts__gt=0).update(status=RecipientStatus.DEFERRED)
+        return recipients_retry_now(recipient_ids=ids)

@@ -27,6 +27,7 @@ class RecipientState:
 LABELS = {
     RecipientStatus.QUEUED: ("queued", "Queued"),
     RecipientStatus.DEFERRED: ("deferred", "Deferred, will retry"),
+    RecipientStatus.HOLD: ("deferred", "On hold by the administrator"),
     RecipientStatus.DELIVERED: ("delivered", "Delivered"),
     RecipientStatus.FAILED: ("bounced", "Bounced"),
 }
