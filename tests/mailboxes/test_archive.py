@@ -3,9 +3,11 @@ internal dates and folders; a second import adds nothing; a Dovecot-style Maildi
 
 from __future__ import annotations
 
+import imaplib
 import os
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -215,3 +217,43 @@ def test_verifystore(source, child_env, blob_dir):
     assert f"blob {big.blob_id} {big.blob.name}: missing (size {big.size})" in result.stdout
     assert f"blob {small.blob_id} {small.blob.name}: missing (size {small.size})" in result.stdout
     assert "2 problem(s) found" in result.stderr
+
+
+def imap_state(port: int, user: str) -> dict[str, list[tuple]]:
+    """Every folder's messages as an IMAP client sees them: bytes, flags, INTERNALDATE."""
+    result = {}
+    with imaplib.IMAP4("127.0.0.1", port) as conn:
+        conn.login(user, "secret")
+        _, listing = conn.list()
+        names = [line.decode().rsplit(' "/" ', 1)[1].strip('"') for line in listing]
+        for name in names:
+            conn.select(f'"{name}"', readonly=True)
+            _, data = conn.uid("FETCH", "1:*", "(FLAGS INTERNALDATE BODY.PEEK[])")
+            rows = []
+            for item in data:
+                if not isinstance(item, tuple):
+                    continue
+                flags = sorted(f.decode().lower() for f in imaplib.ParseFlags(item[0]))
+                flags = [f for f in flags if f != "\\recent"]
+                date = imaplib.Internaldate2tuple(item[0])
+                rows.append((item[1], flags, time.mktime(date)))
+            result[name] = sorted(rows)
+    return result
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("fmt", ["mbox", "maildir"])
+def test_round_trip_seen_through_imap(source, make_mailbox, live_settings, tmp_path, fmt):
+    from protocols import runner
+    from tests.support.servers import running
+
+    live_settings.MAILHOST_ALLOW_PLAINTEXT_AUTH = True
+    call_command("exportmailbox", "alice@example.org", str(tmp_path / "x"), "--format", fmt)
+    make_mailbox("bob@example.org")
+    call_command("importmailbox", "bob@example.org", str(tmp_path / "x"))
+    with running(runner.IMAP) as ports:
+        before = imap_state(ports["imap"], "alice@example.org")
+        after = imap_state(ports["imap"], "bob@example.org")
+    assert sum(len(rows) for rows in before.values()) == len(MESSAGES)
+    assert BIG in [raw for raw, _, _ in before["Sent"]]
+    assert after == before
