@@ -205,19 +205,26 @@ def read_archive(path: str) -> list[ArchivedFolder]:
 
 
 def _mbox_read(path: str) -> Iterator[ArchivedMessage]:
-    with open(path, "rb") as fh:
-        data = fh.read()
-    starts = [m.start() for m in re.finditer(rb"(?:\A|(?<=\n))From ", data)]
-    for index, start in enumerate(starts):
-        end = starts[index + 1] if index + 1 < len(starts) else len(data)
-        line_end = data.find(b"\n", start, end)
-        if line_end < 0:
-            continue
-        from_line = data[start:line_end].decode("latin-1")
-        body = data[line_end + 1 : end]
+    """The messages of an mbox file, read line by line (one message in memory at a time)."""
+    from_line: str | None = None
+    lines: list[bytes] = []
+
+    def finish() -> ArchivedMessage:
+        body = b"".join(lines)
         if body.endswith(b"\n"):
             body = body[:-1]  # the separator the writer adds after each message
-        yield _mbox_message(from_line, mbox_unescape(body))
+        return _mbox_message(from_line or "", mbox_unescape(body))
+
+    with open(path, "rb") as fh:
+        for line in fh:
+            if line.startswith(b"From "):
+                if from_line is not None:
+                    yield finish()
+                from_line, lines = line.rstrip(b"\r\n").decode("latin-1"), []
+            elif from_line is not None:
+                lines.append(line)
+    if from_line is not None:
+        yield finish()
 
 
 def _mbox_message(from_line: str, raw: bytes) -> ArchivedMessage:
