@@ -546,22 +546,33 @@ def messages_hold(*, message_ids: Iterable[int]) -> int:
     """Put the pending recipients of these messages on hold (`manage.py queue hold`): no
     sweeper or job attempts them until released. One being attempted right now keeps its
     lease; if that attempt defers, it stays on hold. Returns the number of recipients held."""
+    message_ids = list(message_ids)
     with transaction.atomic():
         count = OutboundRecipient.objects.filter(
-            message_id__in=list(message_ids), status__in=PENDING
+            message_id__in=message_ids, status__in=PENDING
         ).update(status=RecipientStatus.HOLD, retry_forced=False)
+        _log_operator("hold", message_ids)
     return count
+
+
+def _log_operator(action: str, message_ids: list[int]) -> None:
+    """`queue hold queue=<queue_id>` (release likewise) once the change commits."""
+    queue_ids = list(
+        OutboundMessage.objects.filter(id__in=message_ids).values_list("queue_id", flat=True)
+    )
+    lines = [f"queue {action} queue={queue_id}" for queue_id in queue_ids]
+    transaction.on_commit(lambda: _log_lines(lines))
 
 
 def messages_release(*, message_ids: Iterable[int]) -> int:
     """Take these messages' held recipients off hold and make them due now (retry now):
     `deferred` again if they were attempted before, else `queued`."""
-    held = OutboundRecipient.objects.filter(
-        message_id__in=list(message_ids), status=RecipientStatus.HOLD
-    )
+    message_ids = list(message_ids)
+    held = OutboundRecipient.objects.filter(message_id__in=message_ids, status=RecipientStatus.HOLD)
     with transaction.atomic():
         ids = list(held.values_list("id", flat=True))
         rows = OutboundRecipient.objects.filter(id__in=ids)
         rows.filter(attempts=0).update(status=RecipientStatus.QUEUED)
         rows.filter(attempts__gt=0).update(status=RecipientStatus.DEFERRED)
+        _log_operator("release", message_ids)
         return recipients_retry_now(recipient_ids=ids)

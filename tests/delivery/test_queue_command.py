@@ -36,7 +36,8 @@ def queue_command(*args: str, capsys) -> tuple[str, str]:
     return captured.out, captured.err
 
 
-def test_hold_then_release(sender, peer, capsys):
+def test_hold_then_release(sender, peer, capsys, caplog):
+    caplog.set_level(logging.INFO, logger="delivery")
     message = spool(["bob@remote.test", "carol@remote.test"])
     clear_jobs()  # the job spooling enqueued is lost (as with a flushed Redis): the sweeper's turn
     out, _ = queue_command("hold", message.queue_id.lower(), capsys=capsys)
@@ -58,6 +59,11 @@ def test_hold_then_release(sender, peer, capsys):
 
     out, _ = queue_command("release", message.queue_id, capsys=capsys)
     assert out == "release: 2 recipient(s) of 1 queue id(s)\n"
+    logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("queue ")]
+    assert logged == [
+        f"queue hold queue={message.queue_id}",
+        f"queue release queue={message.queue_id}",
+    ]
     row = recipient(message, "bob@remote.test")
     assert row.status == RecipientStatus.QUEUED and row.next_attempt_at <= timezone.now()
     queue.sweep()
