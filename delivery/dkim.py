@@ -16,7 +16,7 @@ import dkim
 
 from mailboxes.addresses import domain_to_ascii
 from mailboxes.exceptions import InvalidAddress
-from mailboxes.models import Domain
+from mailboxes.models import DkimKey, Domain
 
 logger = logging.getLogger(__name__)
 
@@ -53,33 +53,45 @@ def _from_header_domain(raw: bytes) -> str | None:
     return None
 
 
-def signing_domain(raw: bytes, *, mail_from: str) -> Domain | None:
-    """The hosted, active domain with a key that should sign this message, if any."""
+def signing_key(raw: bytes, *, mail_from: str) -> DkimKey | None:
+    """The active key of the hosted, active domain that should sign this message, if any."""
     for name in (_from_header_domain(raw), _domain_of(mail_from) if mail_from else None):
         if not name:
             continue
-        domain = Domain.objects.filter(name=name, active=True).exclude(dkim_private_key="").first()
-        if domain is not None:
-            return domain
+        key = (
+            DkimKey.objects.select_related("domain")
+            .filter(domain__name=name, domain__active=True, state=DkimKey.State.ACTIVE)
+            .first()
+        )
+        if key is not None:
+            return key
     return None
+
+
+def signing_domain(raw: bytes, *, mail_from: str) -> Domain | None:
+    """The hosted, active domain with a key that should sign this message, if any."""
+    key = signing_key(raw, mail_from=mail_from)
+    return key.domain if key is not None else None
 
 
 def dkim_sign(raw: bytes, *, mail_from: str) -> bytes:
     """`raw` with a DKIM-Signature header prepended, when a hosted domain should sign it."""
-    domain = signing_domain(raw, mail_from=mail_from)
-    if domain is None:
+    key = signing_key(raw, mail_from=mail_from)
+    if key is None:
         return raw
+    domain = key.domain
     try:
         # include_headers=None: dkimpy's default list (From, To, Subject, Date, Message-ID,
         # MIME headers, ...) of the fields present, with From and the other "frozen" fields
         # signed once more so that a second copy cannot be added later (RFC 6376 8.15).
         signature = dkim.sign(
             raw,
-            domain.dkim_selector.encode("ascii"),
+            key.selector.encode("ascii"),
             domain.name.encode("ascii"),
-            domain.dkim_private_key.encode("ascii"),
+            _dkimpy_private_key(key),
             canonicalize=CANONICALIZATION,
             include_headers=None,
+            signature_algorithm=SIGNATURE_ALGORITHMS[key.algorithm],
         )
     except dkim.DKIMException:
         logger.exception("DKIM signing failed for %s; sending unsigned", domain.name)
@@ -89,23 +101,52 @@ def dkim_sign(raw: bytes, *, mail_from: str) -> bytes:
     return signature + raw
 
 
-def dkim_public_key_value(domain: Domain) -> str:
-    """The TXT record's value: `v=DKIM1; k=rsa; p=<base64 SubjectPublicKeyInfo>`."""
-    if not domain.dkim_private_key:
+SIGNATURE_ALGORITHMS = {
+    DkimKey.Algorithm.RSA: b"rsa-sha256",
+    DkimKey.Algorithm.ED25519: b"ed25519-sha256",  # RFC 8463 3
+}
+
+
+def _dkimpy_private_key(key: DkimKey) -> bytes:
+    """dkimpy takes RSA keys as PEM and Ed25519 keys as the base64 of the 32-octet seed."""
+    if key.algorithm == DkimKey.Algorithm.RSA:
+        return key.private_key.encode("ascii")
+    from cryptography.hazmat.primitives import serialization
+
+    private = serialization.load_pem_private_key(key.private_key.encode(), password=None)
+    seed = private.private_bytes(
+        serialization.Encoding.Raw,
+        serialization.PrivateFormat.Raw,
+        serialization.NoEncryption(),
+    )
+    return base64.b64encode(seed)
+
+
+def dkim_public_key_value(key: DkimKey | Domain | None) -> str:
+    """The TXT record's value: `v=DKIM1; k=rsa; p=<base64 SubjectPublicKeyInfo>`, or for
+    Ed25519 `k=ed25519; p=<base64 of the 32-octet public key>` (RFC 8463 4.2). A Domain
+    stands for its active key."""
+    if isinstance(key, Domain):
+        key = key.dkim_key
+    if key is None or not key.private_key:
         return ""
     from cryptography.hazmat.primitives import serialization
 
-    key = serialization.load_pem_private_key(domain.dkim_private_key.encode(), password=None)
-    der = key.public_key().public_bytes(
+    private = serialization.load_pem_private_key(key.private_key.encode(), password=None)
+    if key.algorithm == DkimKey.Algorithm.ED25519:
+        raw = private.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+        return "v=DKIM1; k=ed25519; p=" + base64.b64encode(raw).decode("ascii")
+    der = private.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     return "v=DKIM1; k=rsa; p=" + base64.b64encode(der).decode("ascii")
 
 
 def dkim_txt_record(domain: Domain) -> str:
-    """The zone-file line that publishes the domain's DKIM key (also shown in the admin),
-    its value split into strings of at most 255 octets as zone files require."""
-    from delivery.dnsrecords import dkim_record  # it imports this module
+    """The zone-file lines that publish the domain's DKIM keys, every one not retired (also
+    shown in the admin), values split into strings of at most 255 octets as zone files require."""
+    from delivery.dnsrecords import dkim_records  # it imports this module
 
-    record = dkim_record(domain)
-    return record.zone_line if record is not None else ""
+    return "\n".join(record.zone_line for record in dkim_records(domain))

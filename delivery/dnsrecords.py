@@ -29,6 +29,7 @@ from enum import Enum
 from django.conf import settings
 
 from delivery.dkim import dkim_public_key_value
+from mailboxes import selectors
 from mailboxes.models import Domain
 
 TXT_STRING_MAX = 255  # RFC 1035 3.3: a <character-string> is at most 255 octets
@@ -108,9 +109,7 @@ def domain_records(domain: Domain, *, addresses: list[str] | None = None) -> lis
         Record(name, "MX", f"{MX_PREFERENCE} {target}"),
         Record(name, "TXT", txt_value(SPF_VALUE)),
     ]
-    dkim = dkim_record(domain)
-    if dkim is not None:
-        records.append(dkim)
+    records.extend(dkim_records(domain))
     dmarc = f"v=DMARC1; p={DMARC_POLICY}; rua=mailto:{DMARC_RUA_LOCAL_PART}@{name}"
     records += [
         Record(f"_dmarc.{name}", "TXT", txt_value(dmarc)),
@@ -146,12 +145,16 @@ def domain_records(domain: Domain, *, addresses: list[str] | None = None) -> lis
     return records
 
 
-def dkim_record(domain: Domain) -> Record | None:
-    """The TXT record of the domain's DKIM key (RFC 6376 3.6.2.2), None without a key."""
-    value = dkim_public_key_value(domain)
-    if not value:
-        return None
-    return Record(f"{domain.dkim_selector}._domainkey.{domain.name}", "TXT", txt_value(value))
+def dkim_records(domain: Domain) -> list[Record]:
+    """The TXT record of each DKIM key of the domain not retired (RFC 6376 3.6.2.2): the active
+    one, a new one published ahead of its activation, an old one kept while mail it signed
+    is in flight."""
+    keys = selectors.domain_dkim_keys(domain, published=True)
+    return [
+        Record(f"{key.selector}._domainkey.{domain.name}", "TXT", txt_value(value))
+        for key in keys
+        if (value := dkim_public_key_value(key))
+    ]
 
 
 def server_records(host: str, addresses: list[str]) -> list[Record]:

@@ -14,8 +14,8 @@ from delivery import dnsrecords
 from delivery.dkim import dkim_txt_record
 from mailboxes import services
 from mailboxes.addresses import domain_to_ascii, parse_address
-from mailboxes.exceptions import InvalidAddress, InvalidValue
-from mailboxes.models import Alias, Domain, Folder, Mailbox
+from mailboxes.exceptions import InvalidAddress, InvalidValue, NotFound
+from mailboxes.models import Alias, DkimKey, Domain, Folder, Mailbox
 from mailboxes.selectors import destinations_undeliverable
 from mailboxes.sizes import format_size, human_size, parse_size
 
@@ -70,13 +70,28 @@ def _search_by_address(parent, request, queryset, search_term: str, *, destinati
 class DomainForm(forms.ModelForm):
     class Meta:
         model = Domain
-        fields = ["name", "active", "case_sensitive_local_parts", "plus_separator", "dkim_selector"]
+        fields = ["name", "active", "case_sensitive_local_parts", "plus_separator"]
 
     def clean_name(self):
         try:
             return domain_to_ascii(self.cleaned_data["name"])
         except InvalidAddress as exc:
             raise forms.ValidationError(str(exc)) from None
+
+
+class DkimKeyInline(admin.TabularInline):
+    """The domain's DKIM keys; created, activated and retired by the actions (or
+    `manage.py dkimkey`), never edited."""
+
+    model = DkimKey
+    fields = ["selector", "algorithm", "state", "created_at", "activated_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(Domain)
@@ -86,6 +101,8 @@ class DomainAdmin(admin.ModelAdmin):
     list_filter = ["active"]
     search_fields = ["name"]
     readonly_fields = ["dkim_dns_record", "dns_records"]
+    inlines = [DkimKeyInline]
+    actions = ["new_dkim_key_rsa", "new_dkim_key_ed25519"]
 
     class Media:
         css = {"all": ["mailboxes/admin.css"]}
@@ -97,10 +114,29 @@ class DomainAdmin(admin.ModelAdmin):
     def mailbox_count(self, obj: Domain) -> int:
         return obj._mailbox_count
 
-    @admin.display(description="DKIM record to publish")
+    @admin.display(description="DKIM records to publish")
     def dkim_dns_record(self, obj: Domain) -> str:
         record = dkim_txt_record(obj) if obj.pk else ""
         return format_html('<code class="dkim-record">{}</code>', record) if record else "-"
+
+    def _new_dkim_keys(self, request, queryset, algorithm: str) -> None:
+        for domain in queryset:
+            key = services.dkim_key_create(domain=domain, algorithm=algorithm)
+            self.message_user(
+                request,
+                f"{domain}: new {algorithm} key {key.selector}, published, not signing yet:"
+                f" add its record to DNS, then activate it (DKIM keys, or `manage.py dkimkey"
+                f" {domain.name} --activate {key.selector}`)",
+                messages.SUCCESS,
+            )
+
+    @admin.action(description="Create a new DKIM key (RSA) to rotate to", permissions=["change"])
+    def new_dkim_key_rsa(self, request, queryset):
+        self._new_dkim_keys(request, queryset, DkimKey.Algorithm.RSA)
+
+    @admin.action(description="Create a new DKIM key (ed25519, RFC 8463)", permissions=["change"])
+    def new_dkim_key_ed25519(self, request, queryset):
+        self._new_dkim_keys(request, queryset, DkimKey.Algorithm.ED25519)
 
     @admin.display(description="DNS records to publish")
     def dns_records(self, obj: Domain) -> str:
@@ -141,9 +177,42 @@ class DomainAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/mailboxes/domain_checkdns.html", context)
 
     def save_model(self, request, obj, form, change):
-        if not change:
-            obj.dkim_private_key = services.generate_dkim_key()
         super().save_model(request, obj, form, change)
+        if not change:
+            services.dkim_key_create(domain=obj, selector=services.DKIM_FIRST_SELECTOR, active=True)
+
+
+@admin.register(DkimKey)
+class DkimKeyAdmin(admin.ModelAdmin):
+    list_display = ["selector", "domain", "algorithm", "state", "created_at", "activated_at"]
+    list_filter = ["state", "algorithm"]
+    search_fields = ["domain__name", "selector"]
+    fields = ["domain", "selector", "algorithm", "state", "created_at", "activated_at"]
+    readonly_fields = fields
+    actions = ["activate", "retire"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def _each(self, request, queryset, service, done: str) -> None:
+        for key in queryset.select_related("domain"):
+            try:
+                service(domain=key.domain, selector=key.selector)
+            except (InvalidValue, NotFound) as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+            else:
+                self.message_user(request, f"{key.selector} of {key.domain}: {done}")
+
+    @admin.action(description="Activate (sign with it; its record must be in DNS)")
+    def activate(self, request, queryset):
+        self._each(request, queryset, services.dkim_key_activate, "signs the domain's mail now")
+
+    @admin.action(description="Retire (leave its record out; erase the private key)")
+    def retire(self, request, queryset):
+        self._each(request, queryset, services.dkim_key_retire, "retired")
 
 
 class FolderInline(admin.TabularInline):

@@ -15,7 +15,7 @@ from django.db.models.functions import Cast, Length
 
 from mailboxes.addresses import Address, parse_address
 from mailboxes.exceptions import InvalidAddress
-from mailboxes.models import Alias, Blob, Domain, Folder, Mailbox, Message
+from mailboxes.models import Alias, Blob, DkimKey, Domain, Folder, Mailbox, Message
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +42,15 @@ def domain_get(name: str) -> Domain | None:
     except InvalidAddress:
         return None
     return Domain.objects.filter(name=ascii_name).first()
+
+
+def domain_dkim_keys(domain: Domain, *, published: bool = False) -> list[DkimKey]:
+    """The domain's DKIM keys, oldest first; with `published`, those not retired (the ones
+    whose records DNS must serve)."""
+    keys = domain.dkim_keys.order_by("created_at", "id")
+    if published:
+        keys = keys.exclude(state=DkimKey.State.RETIRED)
+    return list(keys)
 
 
 def domain_is_hosted(name: str) -> bool:

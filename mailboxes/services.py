@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import logging
 import os
+import re
 import secrets
 import threading
 import time
@@ -49,6 +50,7 @@ from mailboxes.models import (
     HIERARCHY_DELIMITER,
     Alias,
     Blob,
+    DkimKey,
     Domain,
     Expunged,
     Folder,
@@ -75,12 +77,25 @@ def domain_create(*, name: str, active: bool = True) -> Domain:
     key = generate_dkim_key()
     try:
         with transaction.atomic():
-            return Domain.objects.create(name=ascii_name, active=active, dkim_private_key=key)
+            domain = Domain.objects.create(name=ascii_name, active=active)
+            DkimKey.objects.create(
+                domain=domain,
+                selector=DKIM_FIRST_SELECTOR,
+                private_key=key,
+                state=DkimKey.State.ACTIVE,
+                activated_at=timezone.now(),
+            )
+            return domain
     except IntegrityError:  # created concurrently since the check
         raise AlreadyExists(f"domain {ascii_name} exists") from None
 
 
+DKIM_FIRST_SELECTOR = "mailhost"
+DKIM_SELECTOR = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")  # one DNS label
+
+
 def generate_dkim_key() -> str:
+    """A 2048-bit RSA key, PEM (RFC 8301 3.2: at least 1024 bits, 2048 recommended)."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -90,6 +105,108 @@ def generate_dkim_key() -> str:
         serialization.PrivateFormat.TraditionalOpenSSL,
         serialization.NoEncryption(),
     ).decode("ascii")
+
+
+def generate_dkim_ed25519_key() -> str:
+    """An Ed25519 key (RFC 8463), PEM (PKCS #8)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    return (
+        ed25519.Ed25519PrivateKey.generate()
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        .decode("ascii")
+    )
+
+
+def dkim_key_create(
+    *,
+    domain: Domain,
+    algorithm: str = DkimKey.Algorithm.RSA,
+    selector: str | None = None,
+    active: bool = False,
+) -> DkimKey:
+    """A new key for `domain`, PUBLISHED (listed by dnsrecords, not signing) unless `active`.
+
+    The selector defaults to `mhYYYYMMDD` (with `-2`, `-3`... when taken that day), so that a
+    key's age shows in the records. Raises InvalidValue (a bad selector), AlreadyExists."""
+    if algorithm not in DkimKey.Algorithm.values:
+        raise InvalidValue(f"unknown DKIM algorithm {algorithm!r} (rsa or ed25519)")
+    if selector is not None:
+        selector = selector.lower()
+        if not DKIM_SELECTOR.fullmatch(selector):
+            raise InvalidValue(f"DKIM selector {selector!r} is not a DNS label")
+    generate = (
+        generate_dkim_key if algorithm == DkimKey.Algorithm.RSA else generate_dkim_ed25519_key
+    )
+    private_key = generate()
+    with transaction.atomic():
+        taken = set(domain.dkim_keys.values_list("selector", flat=True))
+        if selector is None:
+            base = f"mh{timezone.now():%Y%m%d}"
+            selector = base
+            n = 1
+            while selector in taken:
+                n += 1
+                selector = f"{base}-{n}"
+        elif selector in taken:
+            raise AlreadyExists(f"{domain.name} has a DKIM key with selector {selector}")
+        if active:
+            domain.dkim_keys.filter(state=DkimKey.State.ACTIVE).update(
+                state=DkimKey.State.PUBLISHED
+            )
+        return DkimKey.objects.create(
+            domain=domain,
+            selector=selector,
+            algorithm=algorithm,
+            private_key=private_key,
+            state=DkimKey.State.ACTIVE if active else DkimKey.State.PUBLISHED,
+            activated_at=timezone.now() if active else None,
+        )
+
+
+def _dkim_key_locked(domain: Domain, selector: str) -> DkimKey:
+    key = domain.dkim_keys.select_for_update().filter(selector=selector.lower()).first()
+    if key is None:
+        raise NotFound(f"{domain.name} has no DKIM key with selector {selector}")
+    return key
+
+
+@transaction.atomic
+def dkim_key_activate(*, domain: Domain, selector: str) -> DkimKey:
+    """Sign the domain's mail with this key from now on; the key that signed until now stays
+    PUBLISHED (mail it signed is still in flight and verified against DNS: RFC 6376 3.6.1).
+    Its record must be in DNS already, or receivers fail the new signatures."""
+    key = _dkim_key_locked(domain, selector)
+    if key.state == DkimKey.State.RETIRED:
+        raise InvalidValue(f"{key.selector} of {domain.name} is retired; create a new key")
+    if key.state == DkimKey.State.ACTIVE:
+        return key
+    # The old key leaves ACTIVE first: at most one active key per domain (a constraint).
+    domain.dkim_keys.filter(state=DkimKey.State.ACTIVE).update(state=DkimKey.State.PUBLISHED)
+    key.state = DkimKey.State.ACTIVE
+    key.activated_at = timezone.now()
+    key.save(update_fields=["state", "activated_at"])
+    return key
+
+
+@transaction.atomic
+def dkim_key_retire(*, domain: Domain, selector: str) -> DkimKey:
+    """Leave the key's record out of the records to publish and erase its private key. The
+    active key cannot be retired: activate another first (mail would leave unsigned)."""
+    key = _dkim_key_locked(domain, selector)
+    if key.state == DkimKey.State.ACTIVE:
+        raise InvalidValue(
+            f"{key.selector} signs {domain.name}'s mail; activate another key before retiring it"
+        )
+    key.state = DkimKey.State.RETIRED
+    key.private_key = ""
+    key.save(update_fields=["state", "private_key"])
+    return key
 
 
 @transaction.atomic
