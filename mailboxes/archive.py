@@ -60,11 +60,15 @@ class ArchivedMessage:
     flags: list[str]
     internal_date: datetime | None
 
+    def fingerprint(self, internal_date: datetime) -> tuple[str, int, int]:
+        return selectors.message_fingerprint(self.raw, internal_date, len(self.raw))
+
 
 @dataclass
 class ArchivedFolder:
     name: str
     messages: Iterator[ArchivedMessage]
+    special_use: str = ""  # a SpecialUse value: stored in our folder of that use
 
 
 @dataclass

@@ -6,6 +6,7 @@ import functools
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from django.conf import settings
 from django.core.files.storage import storages
@@ -13,6 +14,7 @@ from django.db import connection
 from django.db.models import F, IntegerField, QuerySet, Value
 from django.db.models.functions import Cast, Length
 
+from mailboxes import headers
 from mailboxes.addresses import Address, parse_address
 from mailboxes.exceptions import InvalidAddress
 from mailboxes.models import Alias, Blob, DkimKey, Domain, Folder, Mailbox, Message
@@ -605,6 +607,12 @@ def folder_message_fingerprints(folder: Folder | int) -> set[tuple[str, int, int
     how importmailbox knows a message it already brought in."""
     rows = messages_in(folder).values_list("message_id", "internal_date", "size")
     return {(mid, int(date.timestamp()), size) for mid, date, size in rows}
+
+
+def message_fingerprint(header: bytes, internal_date: datetime, size: int) -> tuple[str, int, int]:
+    """A message's entry of folder_message_fingerprints, from its header (the whole message
+    or just its Message-ID field), internal date and size."""
+    return headers.summarize(header)["message_id"], int(internal_date.timestamp()), size
 
 
 def store_problems() -> Iterable[str]:

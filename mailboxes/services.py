@@ -1451,27 +1451,37 @@ class ImportResult:
 
 def mailbox_import(*, mailbox: Mailbox, path: str) -> ImportResult:
     """Bring an mbox file, a directory of mbox files or a Maildir++ tree into the mailbox
-    (mailboxes/archive.py reads them): missing folders made with folder_create, each message
-    stored with message_append (durable as an IMAP APPEND is) with its flags, keywords and
-    internal date. A message whose Message-ID, internal date (to the second) and size are
-    already in the folder is skipped, so a second import adds nothing."""
-    from mailboxes import archive, selectors
+    (mailboxes/archive.py reads them) through mailbox_import_folders."""
+    from mailboxes import archive
+
+    return mailbox_import_folders(mailbox=mailbox, folders=archive.read_archive(path))
+
+
+def mailbox_import_folders(*, mailbox: Mailbox, folders: Iterable) -> ImportResult:
+    """Store archived folders (mailboxes.archive.ArchivedFolder: an archive's, or another IMAP
+    server's through mailboxes/imapimport.py): a folder with a special use goes into ours of
+    that use where there is one, else missing folders are made with folder_create; each
+    message stored with message_append (durable as an IMAP APPEND is) with its flags, keywords
+    and internal date. A message whose Message-ID, internal date (to the second) and size are
+    already in the folder is skipped (its bytes not even read), so a second import adds
+    nothing and an interrupted one resumes."""
+    from mailboxes import selectors
 
     result = ImportResult()
-    for archived in archive.read_archive(path):
-        name = folder_name_validate(archived.name)
-        folder = selectors.folder_get(mailbox, name)
+    for archived in folders:
+        folder = None
+        if archived.special_use:
+            folder = selectors.folder_by_special_use(mailbox, archived.special_use)
         if folder is None:
-            folder = folder_create(mailbox=mailbox, name=name)
+            name = folder_name_validate(archived.name)
+            folder = selectors.folder_get(mailbox, name)
+        if folder is None:
+            folder = folder_create(mailbox=mailbox, name=name, special_use=archived.special_use)
             result.folders_created += 1
         seen = selectors.folder_message_fingerprints(folder)
         for message in archived.messages:
             internal_date = message.internal_date or timezone.now()
-            key = (
-                headers.summarize(message.raw)["message_id"],
-                int(internal_date.timestamp()),
-                len(message.raw),
-            )
+            key = message.fingerprint(internal_date)
             if key in seen:
                 result.skipped += 1
                 continue
