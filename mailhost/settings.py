@@ -165,6 +165,8 @@ MAILHOST_IMAPS_PORT = env_port("MAILHOST_IMAPS_PORT", 993)
 MAILHOST_POP3_PORT = env_port("MAILHOST_POP3_PORT", 110)
 MAILHOST_POP3S_PORT = env_port("MAILHOST_POP3S_PORT", 995)
 MAILHOST_WEB_PORT = env_port("MAILHOST_WEB_PORT", 8000)
+# The web app over HTTPS under runmail (mailhost/web.py); unset: no HTTPS listener.
+MAILHOST_WEBS_PORT = env_port("MAILHOST_WEBS_PORT", 0) if env_str("MAILHOST_WEBS_PORT") else None
 # The web port under runmail (mailhost/web.py): connections per client address (trusted
 # proxies exempt) and in all, seconds for a request head to arrive in full (and for an idle
 # or stalled connection to be closed), threads running requests.

@@ -82,6 +82,29 @@ def server_context() -> ssl.SSLContext:
         return _context
 
 
+def reload() -> None:
+    """SIGHUP: load the certificate and key files again into the one context every listener
+    uses, so new handshakes present the new certificate and open sessions carry on. Called on
+    the event loop's thread (protocols/runner.py), where every asyncio handshake starts, so
+    none starts between the certificate and the key being replaced. A pair that cannot be
+    loaded is logged and the old one kept."""
+    with _lock:
+        if _context is None:
+            return
+        cert = None
+        try:
+            cert, key = certificate_paths()
+            # Checked on a scratch context first: a bad pair must not half-replace the old one.
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(str(cert), str(key))
+            _context.load_cert_chain(str(cert), str(key))
+        except (OSError, ssl.SSLError) as exc:
+            logger.error(
+                'tls reload failed cert=%s error="%s": keeping the old certificate', cert, exc
+            )
+            return
+    logger.info("tls reloaded cert=%s", cert)
+
+
 def _describe(names: tuple[list[str], list[str]] | None) -> str:
     if names is None:
         return "none"

@@ -15,6 +15,15 @@ connections, so they are bounded here:
   connection that sends nothing (idle, or stalled in a body) for that long is closed.
 Before this, 100 connections sending half a request filled waitress's default limit of 100
 and it stopped accepting anyone for two minutes.
+
+HTTPS (MAILHOST_WEBS_PORT): waitress has no TLS, so an asyncio listener terminates it (with
+mailhost.tls's context, reloaded on SIGHUP) and relays the plaintext to waitress's socket.
+The relay binds its local end before connecting and registers that address in `_relayed`, so
+waitress's accept maps it back to the real client (caps and REMOTE_ADDR count the client, not
+the relay) and marks the channel secure (wsgi.url_scheme https, so HSTS is sent). Nothing a
+client sends can claim either: only sockets this process bound are in the table. Plain HTTP
+then answers 301 to the HTTPS port, except REDIRECT_EXEMPT paths and trusted proxies (which
+terminate TLS themselves).
 """
 
 from __future__ import annotations
@@ -26,12 +35,15 @@ import socket
 import threading
 import time
 from collections import Counter
+from urllib.parse import quote
 
 from django.conf import settings
 from waitress.adjustments import Adjustments
 from waitress.channel import HTTPChannel
 from waitress.server import TcpWSGIServer
+from waitress.task import WSGITask
 
+from mailhost import tls
 from mailhost.proxy import is_trusted_proxy
 from protocols.listeners import Listener
 
@@ -57,12 +69,32 @@ def address_key(client: str) -> str:
     return client
 
 
+# Paths that stay on plain HTTP when HTTPS is on: monitoring and health checks, and
+# /.well-known/ (ACME http-01 challenges, MTA-STS, autoconfig clients).
+REDIRECT_EXEMPT = ("/healthz", "/metrics", "/.well-known/")
+
+# Relay connections from the HTTPS listener, by their local address: the real client address.
+_relayed: dict[tuple[str, int], tuple[str, int]] = {}
+_relayed_lock = threading.Lock()
+
+
+class GuardedTask(WSGITask):
+    def get_environment(self) -> dict:
+        environ = super().get_environment()
+        if getattr(self.channel, "secure", False):
+            environ["wsgi.url_scheme"] = "https"
+            environ["SERVER_PORT"] = str(self.channel.server.https_port)
+        return environ
+
+
 class GuardedChannel(HTTPChannel):
     """Counts itself per client address while open, and remembers when the request being
     received began (its first octet)."""
 
+    task_class = GuardedTask
     request_started: float | None = None
     counted_as: str | None = None
+    secure = False
 
     def __init__(self, server, sock, addr, adj, map=None) -> None:
         super().__init__(server, sock, addr, adj, map)
@@ -87,6 +119,7 @@ class GuardedChannel(HTTPChannel):
 
 class GuardedServer(TcpWSGIServer):
     channel_class = GuardedChannel
+    https_port: int | None = None  # the HTTPS listener's port, once it listens
     # A flood is logged once per address per this many seconds, with the number refused.
     REFUSAL_LOG_INTERVAL = 60.0
 
@@ -110,6 +143,12 @@ class GuardedServer(TcpWSGIServer):
         if accepted is None:
             return
         conn, addr = accepted
+        secure = False
+        if isinstance(addr, tuple):
+            with _relayed_lock:
+                real = _relayed.pop(addr[:2], None)
+            if real is not None:
+                addr, secure = real, True
         client = addr[0] if isinstance(addr, tuple) else ""
         key = address_key(client)
         limit = settings.MAILHOST_WEB_MAX_CONNECTIONS_PER_IP
@@ -121,7 +160,8 @@ class GuardedServer(TcpWSGIServer):
                 pass
             conn.close()
             return
-        self.channel_class(self, conn, addr, self.adj, map=self._map)
+        channel = self.channel_class(self, conn, addr, self.adj, map=self._map)
+        channel.secure = secure
 
     def _log_refusal(self, client: str, key: str, limit: int) -> None:
         now = time.monotonic()
@@ -189,7 +229,10 @@ class WebServer:
             clear_untrusted_proxy_headers=False,
         )
         self._server = GuardedServer(
-            application_with_static(), map={}, adj=adjustments, sockinfo=adjustments.listen[0]
+            RedirectToHttps(application_with_static(), self),
+            map={},
+            adj=adjustments,
+            sockinfo=adjustments.listen[0],
         )
         self.port = int(self._server.effective_port)
         self._thread = threading.Thread(target=self._run, name="mailhost-web", daemon=True)
@@ -207,8 +250,153 @@ class WebServer:
     async def wait_closed(self) -> None:
         await asyncio.to_thread(self._thread.join, 5)
 
+    @property
+    def https_port(self) -> int | None:
+        return self._server.https_port
+
+    @https_port.setter
+    def https_port(self, port: int) -> None:
+        self._server.https_port = port
+
+    def relay_target(self) -> tuple[str, int]:
+        """Where the HTTPS relay connects: waitress's socket (loopback if it binds all)."""
+        host = self._server.socket.getsockname()[0]
+        if host in ("0.0.0.0", "::"):
+            host = "127.0.0.1" if host == "0.0.0.0" else "::1"
+        return host, self.port
+
+
+class RedirectToHttps:
+    """301 from plain HTTP to the HTTPS port (when there is one), for every path but the
+    REDIRECT_EXEMPT ones and requests through a trusted proxy."""
+
+    def __init__(self, application, server: WebServer) -> None:
+        self.application = application
+        self.server = server
+
+    def __call__(self, environ, start_response):
+        port = self.server.https_port
+        path = environ.get("PATH_INFO", "")
+        if (
+            port is None
+            or environ.get("wsgi.url_scheme") == "https"
+            or path.startswith(REDIRECT_EXEMPT)
+            or is_trusted_proxy(environ.get("REMOTE_ADDR", ""))
+        ):
+            return self.application(environ, start_response)
+        host = _host_without_port(environ.get("HTTP_HOST", "")) or settings.MAILHOST_HOSTNAME
+        location = f"https://{host}{'' if port == 443 else f':{port}'}{quote(path)}"
+        if environ.get("QUERY_STRING"):
+            location += "?" + environ["QUERY_STRING"]
+        body = b"Moved to HTTPS.\r\n"
+        start_response(
+            "301 Moved Permanently",
+            [
+                ("Location", location),
+                ("Content-Type", "text/plain"),
+                ("Content-Length", str(len(body))),
+            ],
+        )
+        return [body]
+
+
+def _host_without_port(host: str) -> str:
+    if host.startswith("["):  # [IPv6]:port
+        return host[: host.find("]") + 1] if "]" in host else ""
+    host = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    # Only what a host name or address may hold: never a way to redirect elsewhere.
+    return host if host and all(c.isalnum() or c in ".-" for c in host) else ""
+
+
+class HttpsRelay:
+    """The HTTPS listener: TLS ends here, the plaintext goes to waitress (see the module's
+    docstring)."""
+
+    def __init__(self, web: WebServer) -> None:
+        self.web = web
+        self.server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task] = set()
+
+    async def start(self, host: str, port: int) -> None:
+        context = await asyncio.to_thread(tls.server_context)
+        self.server = await asyncio.start_server(
+            self._serve,
+            host,
+            port,
+            ssl=context,
+            ssl_handshake_timeout=settings.MAILHOST_WEB_REQUEST_TIMEOUT,
+            backlog=settings.MAILHOST_LISTEN_BACKLOG,
+        )
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        self._tasks.add(task)
+        peer = writer.get_extra_info("peername")
+        host, port = self.web.relay_target()
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        key = None
+        try:
+            sock.setblocking(False)
+            sock.bind((host, 0))
+            key = sock.getsockname()[:2]
+            with _relayed_lock:
+                _relayed[key] = (peer[0], peer[1])
+            await asyncio.get_running_loop().sock_connect(sock, (host, port))
+            up_reader, up_writer = await asyncio.open_connection(sock=sock)
+        except OSError:
+            if key is not None:
+                with _relayed_lock:
+                    _relayed.pop(key, None)
+            sock.close()
+            writer.close()
+            self._tasks.discard(task)
+            return
+        try:
+            await asyncio.gather(_pump(reader, up_writer), _pump(up_reader, writer))
+        finally:
+            for stream in (up_writer, writer):
+                stream.close()
+            self._tasks.discard(task)
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+    async def wait_closed(self) -> None:
+        # Waitress finishes or closes what it has; the relays follow their upstream closing.
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5)
+        for task in list(self._tasks):
+            task.cancel()
+
+
+async def _pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+    try:
+        while data := await source.read(65536):
+            sink.write(data)
+            await sink.drain()
+        if sink.can_write_eof():
+            sink.write_eof()
+        else:  # TLS has no half-close: the client has what waitress sent
+            sink.close()
+    except (OSError, asyncio.IncompleteReadError):
+        sink.close()
+
 
 async def start() -> list[Listener]:
     server = WebServer(settings.MAILHOST_BIND, settings.MAILHOST_WEB_PORT)
     logger.info("web app on %s:%s", settings.MAILHOST_BIND, server.port)
-    return [Listener("web", server)]
+    listeners = [Listener("web", server)]
+    if settings.MAILHOST_WEBS_PORT is not None:
+        relay = HttpsRelay(server)
+        try:
+            await relay.start(settings.MAILHOST_BIND, settings.MAILHOST_WEBS_PORT)
+        except OSError:
+            server.close()
+            raise
+        server.https_port = relay.port
+        logger.info("web app over https on %s:%s", settings.MAILHOST_BIND, relay.port)
+        listeners.append(Listener("webs", relay))
+    return listeners

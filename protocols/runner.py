@@ -36,6 +36,10 @@ async def _serve(modules: tuple[str, ...], *, skip_missing: bool) -> None:
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    from mailhost import tls
+
+    # SIGHUP: certificates again from their files (e.g. after renewal), sessions kept.
+    loop.add_signal_handler(signal.SIGHUP, tls.reload)
     services = []
     for name in modules:
         try:

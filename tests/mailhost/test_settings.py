@@ -60,6 +60,7 @@ BAD_VALUES: dict[str, Bad] = {
     "MAILHOST_POP3_PORT": Bad("1e3", "is not a whole number"),
     "MAILHOST_POP3S_PORT": Bad("99999", "must be between 0 and 65535"),
     "MAILHOST_WEB_PORT": Bad("http", "is not a whole number"),
+    "MAILHOST_WEBS_PORT": Bad("https", "MAILHOST_WEBS_PORT='https' is not a whole number"),
     # A missing file is named with its path when the settings load, not when TLS is first used.
     "MAILHOST_TLS_CERT": Bad(
         "/nonexistent/cert.pem",
