@@ -25,6 +25,18 @@ PASSWORD = "a long enough secret 42"
 
 @pytest.fixture
 def mailhost(tmp_path):
+    yield from run_mailhost(tmp_path)
+
+
+@pytest.fixture
+def mailhost_capped(tmp_path):
+    # Every address, so clients may come from 127.0.0.5 and 127.0.0.6; one connection each.
+    yield from run_mailhost(
+        tmp_path, MAILHOST_BIND="0.0.0.0", MAILHOST_WEB_MAX_CONNECTIONS_PER_IP="1"
+    )
+
+
+def run_mailhost(tmp_path, **extra_env):
     database = None
     url = os.environ.get("DATABASE_URL")
     if url and url.startswith("postgres"):
@@ -45,6 +57,7 @@ def mailhost(tmp_path):
             "MAILHOST_WEBS_PORT": str(webs_port),
             "MAILHOST_TLS_CERT": str(cert),
             "MAILHOST_TLS_KEY": str(key),
+            **extra_env,
         },
     )
     server.ports["webs"] = webs_port
@@ -156,3 +169,27 @@ def test_sighup_reloads_certificates_and_keeps_sessions(mailhost, tmp_path):
         assert smtp.sock.getpeercert(binary_form=True) == der(second.cert_path)
     assert session.noop()[0] == "OK"
     session.logout()
+
+
+def https_connection(
+    port: int, context: ssl.SSLContext, source: str
+) -> http.client.HTTPSConnection:
+    connection = http.client.HTTPSConnection(
+        "127.0.0.1", port, context=context, timeout=10, source_address=(source, 0)
+    )
+    connection.request("GET", "/login/")
+    return connection
+
+
+def test_https_clients_are_counted_by_their_own_address(mailhost_capped):
+    """Waitress sees the client's address, not the relay's: the per-address cap (1 here)
+    holds a second connection from the same client and lets another client in."""
+    port, context = mailhost_capped.ports["webs"], mailhost_capped.ca.client_context()
+    first = https_connection(port, context, "127.0.0.5")
+    assert first.getresponse().status == 200  # and kept alive: it counts
+    other = https_connection(port, context, "127.0.0.6")
+    assert other.getresponse().status == 200
+    again = https_connection(port, context, "127.0.0.5")
+    assert again.getresponse().status == 503
+    for connection in (first, other, again):
+        connection.close()
