@@ -108,6 +108,12 @@ def served_certificate(port: int) -> bytes:
             return sock.getpeercert(binary_form=True)
 
 
+def install(source, target) -> None:
+    scratch = target.with_suffix(".new")
+    scratch.write_bytes(source.read_bytes())
+    os.replace(scratch, target)
+
+
 def der(path) -> bytes:
     return ssl.PEM_cert_to_DER_cert(path.read_text())
 
@@ -139,10 +145,15 @@ def test_sighup_reloads_certificates_and_keeps_sessions(mailhost, tmp_path):
     assert session.sock.getpeercert(binary_form=True) == der(first.cert_path)
 
     second = make_ca(tmp_path / "ca2")
-    for source, target in ((second.cert_path, mailhost.cert), (second.key_path, mailhost.key)):
-        scratch = target.with_suffix(".new")
-        scratch.write_bytes(source.read_bytes())
-        os.replace(scratch, target)
+    # A pair that does not match (the new certificate, the old key): refused, the old kept.
+    install(second.cert_path, mailhost.cert)
+    mailhost.process.send_signal(signal.SIGHUP)
+    time.sleep(1)
+    assert served_certificate(ports["webs"]) == der(first.cert_path)
+    response, _ = https_get(ports["webs"], first.client_context(), "/login/")
+    assert response.status == 200
+
+    install(second.key_path, mailhost.key)
     mailhost.process.send_signal(signal.SIGHUP)
     # The runmail log is not flushed as it goes: wait for the new certificate to be served.
     deadline = time.monotonic() + 10
