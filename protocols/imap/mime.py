@@ -169,8 +169,8 @@ def _address_list(value: bytes | None) -> bytes:
 
 def envelope(header: Header) -> bytes:
     """RFC 9051 7.5.2 ENVELOPE of a parsed header."""
-    # Address fields that occur more than once are concatenated (SEARCH TO/CC match every
-    # one; Dovecot's message-part-data.c keeps only the last); the others keep the first.
+    # Address fields that occur more than once are concatenated, as Dovecot answers (SEARCH
+    # TO/CC match every one); the others keep the first.
     from_list = _address_list(header.get_list("from"))
     sender = header.get_list("sender")
     reply_to = header.get_list("reply-to")

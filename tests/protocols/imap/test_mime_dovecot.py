@@ -33,7 +33,17 @@ DISPLAY_NAME = (
     b'From: alice@example.com <bob@example.com>\r\nTo: "Carol, C." <c@example.org>\r\n'
     b"Subject: names\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\nbody\r\n"
 )
-MESSAGES = {"same boundary": SAME_BOUNDARY, "no charset": NO_CHARSET, "names": DISPLAY_NAME}
+REPEATED = (
+    b"From: Alice <alice@example.org>\r\nTo: one@example.org\r\nCc: c1@example.org\r\n"
+    b"To: Two <two@example.org>,\r\n three@example.org\r\nCc: Group: c2@example.org;\r\n"
+    b"Subject: repeated\r\n\r\nbody\r\n"
+)
+MESSAGES = {
+    "same boundary": SAME_BOUNDARY,
+    "no charset": NO_CHARSET,
+    "names": DISPLAY_NAME,
+    "repeated To and Cc": REPEATED,
+}
 
 
 def fetch_all(port: int, user: str, password: str, items: str) -> dict[str, bytes]:
