@@ -13,6 +13,7 @@ import pytest
 
 from bench.mailhost_process import free_port
 from tests.protocols.imap.test_mime import SAME_BOUNDARY
+from tests.protocols.imap.test_mime_clients import NUL_MESSAGE, append_literal8
 from tests.support import dovecot
 
 pytestmark = [
@@ -83,3 +84,29 @@ def test_same_answers_as_dovecot(imap, item):
             assert b'(("alice@example.com" NIL "bob" "example.com"))' in ours[name]
             continue
         assert ours[name].lower() == theirs[name].lower(), name
+
+
+def nul_answers(port: int, user: str) -> list:
+    client = imaplib.IMAP4("127.0.0.1", port)
+    client.login(user, "secret")
+    assert append_literal8(client, NUL_MESSAGE).startswith(b"n1 OK")
+    client.select("INBOX")
+    typ, data = client.fetch("1", "(RFC822.SIZE BODY.PEEK[] BINARY.PEEK[])")
+    assert typ == "OK", data
+    client.logout()
+    parts = [p for item in data for p in (item if isinstance(item, tuple) else (item,))]
+    return [re.sub(rb"UID \d+ ", b"", part) for part in parts]
+
+
+def test_nul_octets_as_dovecot_sends_them(imap):
+    # RFC 9051 4.3: no NUL in a literal but a literal8; Dovecot sends each as 0x80 in BODY[]
+    # (RFC822.SIZE unchanged) and the octets in BINARY[]'s literal8, as we do.
+    root = Path(tempfile.mkdtemp(prefix="mh-dovecot-"))
+    reference = dovecot.DovecotInstance(root, free_port(), "alice", "secret")
+    try:
+        reference.start()
+        theirs = nul_answers(reference.port, "alice")
+    finally:
+        reference.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    assert nul_answers(imap["ports"]["imap"], "alice@example.org") == theirs
