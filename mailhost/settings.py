@@ -179,6 +179,26 @@ if bool(env_str("MAILHOST_TLS_CERT")) != bool(env_str("MAILHOST_TLS_KEY")):
 MAILHOST_TLS_CERT = env_file("MAILHOST_TLS_CERT")
 MAILHOST_TLS_KEY = env_file("MAILHOST_TLS_KEY")
 MAILHOST_DNS_SERVERS = env_host_ports("MAILHOST_DNS_SERVERS")
+
+
+def _is_address(text: str) -> bool:
+    local, at, domain = text.partition("@")
+    return bool(local and at and "." in domain and "@" not in domain and text.split() == [text])
+
+
+# ACME (RFC 8555, mailhost/acme.py): a certificate for MAILHOST_HOSTNAME from this directory,
+# renewed MAILHOST_ACME_RENEW_DAYS before expiry, checked every MAILHOST_ACME_CHECK_INTERVAL.
+MAILHOST_ACME_DIRECTORY = env_url("MAILHOST_ACME_DIRECTORY", ("https",))
+MAILHOST_ACME_EMAIL = env_str("MAILHOST_ACME_EMAIL")
+if MAILHOST_ACME_EMAIL is not None and not _is_address(MAILHOST_ACME_EMAIL):
+    raise ImproperlyConfigured(f"MAILHOST_ACME_EMAIL={MAILHOST_ACME_EMAIL!r} is not an address")
+MAILHOST_ACME_CA_FILE = env_file("MAILHOST_ACME_CA_FILE")
+MAILHOST_ACME_RENEW_DAYS = env_int("MAILHOST_ACME_RENEW_DAYS", 30, minimum=1, maximum=89)
+MAILHOST_ACME_CHECK_INTERVAL = env_duration("MAILHOST_ACME_CHECK_INTERVAL", 86400, minimum=1)
+if MAILHOST_ACME_DIRECTORY and MAILHOST_TLS_CERT:
+    raise ImproperlyConfigured(
+        "MAILHOST_ACME_DIRECTORY and MAILHOST_TLS_CERT: set one of them (ACME writes its own)"
+    )
 MAILHOST_OUTBOUND_PORT = env_port("MAILHOST_OUTBOUND_PORT", 25)
 MAILHOST_RELAYHOST = env_host_port("MAILHOST_RELAYHOST", 25)
 MAILHOST_RELAYHOST_USER = env_str("MAILHOST_RELAYHOST_USER")

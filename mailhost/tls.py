@@ -34,6 +34,13 @@ def self_signed_names(hostname: str, bind: str) -> tuple[list[str], list[str]]:
 def certificate_paths() -> tuple[Path, Path]:
     if settings.MAILHOST_TLS_CERT:
         return Path(settings.MAILHOST_TLS_CERT), Path(settings.MAILHOST_TLS_KEY)
+    if settings.MAILHOST_ACME_DIRECTORY:
+        from mailhost import acme
+
+        cert, key = acme.certificate_files()
+        if cert.exists() and key.exists():
+            return cert, key
+        # None yet: the self-signed one below until runmail's first issuance reloads.
     directory = settings.DATA_DIR / "tls"
     cert, key = directory / "cert.pem", directory / "key.pem"
     names = self_signed_names(settings.MAILHOST_HOSTNAME, settings.MAILHOST_BIND)

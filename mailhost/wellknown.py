@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.http.request import split_domain_port
 from django.shortcuts import render
 from django.urls import path
@@ -136,7 +136,18 @@ def apple_profile(request: HttpRequest) -> HttpResponse:
     return response
 
 
+def acme_challenge(request: HttpRequest, token: str) -> HttpResponse:
+    """RFC 8555 8.3: the key authorization of an http-01 challenge mailhost.acme is answering."""
+    from mailhost import acme
+
+    body = acme.challenge_response(token)
+    if body is None:
+        raise Http404
+    return HttpResponse(body, content_type="application/octet-stream")
+
+
 urlpatterns = [
+    path(".well-known/acme-challenge/<str:token>", require_GET(acme_challenge)),
     path(".well-known/autoconfig/mail/config-v1.1.xml", thunderbird_autoconfig),
     path("mail/config-v1.1.xml", thunderbird_autoconfig),
     path("autodiscover/autodiscover.xml", autodiscover_xml),

@@ -66,10 +66,36 @@ async def _serve(modules: tuple[str, ...], *, skip_missing: bool) -> None:
         services.extend(started)
         logger.info("%s started (%d listener(s))", name, len(started))
     logger.info("ready")
+    from django.conf import settings
+
+    renewal = None
+    if settings.MAILHOST_ACME_DIRECTORY and WEB in modules:  # http-01 needs our web port
+        renewal = asyncio.create_task(_acme_renewal(tls))
     await stop.wait()
+    if renewal is not None:
+        renewal.cancel()
     logger.info("shutting down: no new connections, finishing what is in flight")
     await _stop(services)
     logger.info("stopped")
+
+
+async def _acme_renewal(tls) -> None:  # noqa: ANN001
+    """MAILHOST_ACME_DIRECTORY: issue or renew now and every MAILHOST_ACME_CHECK_INTERVAL, the
+    ACME exchange in a thread; a new certificate reaches every listener through tls.reload()
+    on the loop (as SIGHUP does), open sessions kept."""
+    from django.conf import settings
+
+    from mailhost import acme
+
+    while True:
+        try:
+            issued = await asyncio.to_thread(acme.ensure)
+        except Exception as exc:
+            logger.error('acme failed error="%s": keeping the current certificate', exc)
+            issued = False
+        if issued:
+            tls.reload()
+        await asyncio.sleep(settings.MAILHOST_ACME_CHECK_INTERVAL)
 
 
 async def _stop(services: list) -> None:

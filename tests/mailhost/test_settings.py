@@ -68,6 +68,15 @@ BAD_VALUES: dict[str, Bad] = {
         env={"MAILHOST_TLS_KEY": AN_EXISTING_FILE},
     ),
     "MAILHOST_TLS_KEY": Bad("key.pem", "MAILHOST_TLS_CERT and MAILHOST_TLS_KEY"),
+    "MAILHOST_ACME_DIRECTORY": Bad(
+        "acme.example/directory", "MAILHOST_ACME_DIRECTORY='acme.example/directory' is not a URL"
+    ),
+    "MAILHOST_ACME_EMAIL": Bad("postmaster", "MAILHOST_ACME_EMAIL='postmaster' is not an address"),
+    "MAILHOST_ACME_CA_FILE": Bad("/nonexistent/ca.pem", "MAILHOST_ACME_CA_FILE='/nonexistent"),
+    "MAILHOST_ACME_RENEW_DAYS": Bad("90", "MAILHOST_ACME_RENEW_DAYS=90 must be"),
+    "MAILHOST_ACME_CHECK_INTERVAL": Bad(
+        "0.5", "MAILHOST_ACME_CHECK_INTERVAL='0.5' must be at least"
+    ),
     "MAILHOST_DNS_SERVERS": Bad("127.0.0.1:x", "MAILHOST_DNS_SERVERS: port 'x' is not a number"),
     "MAILHOST_OUTBOUND_PORT": Bad("smtp", "is not a whole number"),
     "MAILHOST_OUTBOUND_LINE_LENGTH_LIMIT": Bad("12", "must be 0 (off) or from 78 to 998"),

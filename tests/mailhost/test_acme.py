@@ -1,0 +1,105 @@
+"""Renewal rule of mailhost/acme.py (issue 18) with a fake clock: a certificate is asked for
+when there is none, when its names are not MAILHOST_HOSTNAME, or when it expires within
+MAILHOST_ACME_RENEW_DAYS; otherwise the one on disk is kept. The exchange with the CA is
+tests/protocols/test_acme_pebble.py's."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from mailhost import acme
+
+NOW = datetime.datetime(2026, 6, 1, tzinfo=datetime.UTC)
+
+
+def make_certificate(name: str, days: int) -> tuple[str, bytes]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - datetime.timedelta(days=1))
+        .not_valid_after(NOW + datetime.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem
+
+
+@pytest.fixture
+def orders(settings, tmp_path, monkeypatch):
+    settings.DATA_DIR = tmp_path
+    settings.MAILHOST_HOSTNAME = "mx.example.org"
+    settings.MAILHOST_ACME_RENEW_DAYS = 30
+    asked: list[list[str]] = []
+
+    def order(names):
+        asked.append(names)
+        return make_certificate(names[0], 90)
+
+    monkeypatch.setattr(acme, "_order", order)
+    return asked
+
+
+def install(name: str, days: int) -> None:
+    cert, key = acme.certificate_files()
+    cert.parent.mkdir(parents=True, exist_ok=True)
+    pem, key_pem = make_certificate(name, days)
+    cert.write_text(pem)
+    key.write_bytes(key_pem)
+
+
+def test_no_certificate_is_issued(orders):
+    assert acme.ensure(NOW) is True
+    assert orders == [["mx.example.org"]]
+    cert, key = acme.certificate_files()
+    assert acme.needs_certificate(cert, ["mx.example.org"], NOW) is None
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert cert.parent.stat().st_mode & 0o777 == 0o700
+
+
+def test_valid_for_more_than_renew_days_is_kept(orders):
+    install("mx.example.org", 31)
+    assert acme.ensure(NOW) is False
+    assert orders == []
+
+
+def test_expiring_within_renew_days_is_renewed(orders):
+    install("mx.example.org", 31)
+    # The same certificate, 2 days later: 29 days left.
+    assert acme.ensure(NOW + datetime.timedelta(days=2)) is True
+    assert orders == [["mx.example.org"]]
+    cert, _ = acme.certificate_files()
+    left = x509.load_pem_x509_certificate(cert.read_bytes()).not_valid_after_utc - NOW
+    assert left > datetime.timedelta(days=80)
+
+
+def test_other_names_are_replaced(orders):
+    install("old.example.org", 80)
+    assert acme.needs_certificate(acme.certificate_files()[0], ["mx.example.org"], NOW) == "names"
+    assert acme.ensure(NOW) is True
+    assert orders == [["mx.example.org"]]
+
+
+def test_challenge_tokens_are_base64url_only(settings, tmp_path):
+    settings.DATA_DIR = tmp_path
+    tokens = acme.directory() / "challenges"
+    tokens.mkdir(parents=True)
+    (tokens / "abc-_123").write_bytes(b"abc-_123.thumbprint")
+    assert acme.challenge_response("abc-_123") == b"abc-_123.thumbprint"
+    assert acme.challenge_response("missing") is None
+    assert acme.challenge_response("../acme/account.key") is None

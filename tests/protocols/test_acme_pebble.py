@@ -1,0 +1,174 @@
+"""ACME (issue 18): `manage.py runmail` with MAILHOST_ACME_DIRECTORY pointing to a Pebble (Let's
+Encrypt's test CA, Debian package `pebble`) started here, which validates http-01 against our
+web port, resolving MAILHOST_HOSTNAME through the test DNS server. The certificate it issues is
+then served on 993, 465 and the HTTPS web port, an IMAP session opened before carries on, and a
+second start with that certificate still valid does not ask for another."""
+
+from __future__ import annotations
+
+import imaplib
+import json
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import time
+import urllib.request
+import uuid
+
+import pytest
+from cryptography import x509
+
+from bench.mailhost_process import Mailhost, PostgresDatabase, free_port
+from tests.delivery import conftest as delivery
+from tests.protocols.test_https_reload import PASSWORD, served_certificate
+from tests.support.tlsca import make_ca
+
+PEBBLE = shutil.which("pebble") or "/usr/bin/pebble"
+pytestmark = pytest.mark.skipif(
+    not os.access(PEBBLE, os.X_OK), reason="pebble (Debian package pebble) is not installed"
+)
+HOSTNAME = "mx.bench.test"
+
+
+def wait_listening(port: int, what: str, log=lambda: "") -> None:  # noqa: ANN001
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            assert time.monotonic() < deadline, f"{what} not listening\n{log()}"
+            time.sleep(0.1)
+
+
+@pytest.fixture
+def setup(tmp_path):
+    dns = delivery.TestDNSServer()
+    dns.add(HOSTNAME, "A", "127.0.0.1")
+    database = None
+    url = os.environ.get("DATABASE_URL")
+    if url and url.startswith("postgres"):
+        database = PostgresDatabase(url, f"mh_acme_{os.getpid()}_{uuid.uuid4().hex[:6]}")
+        database.create()
+    pebble_ca = make_ca(tmp_path / "pebble-tls", names=("127.0.0.1", "localhost"))
+    pebble_port, management_port = free_port(), free_port()
+    webs_port = free_port()
+    server = Mailhost(
+        tmp_path / "data",
+        database_url=database.url if database else None,
+        redis_url=os.environ.get("REDIS_URL"),
+        extra_env={
+            "MAILHOST_HOSTNAME": HOSTNAME,
+            "MAILHOST_WEBS_PORT": str(webs_port),
+            "MAILHOST_ACME_DIRECTORY": f"https://127.0.0.1:{pebble_port}/dir",
+            "MAILHOST_ACME_EMAIL": "postmaster@example.org",
+            "MAILHOST_ACME_CA_FILE": str(pebble_ca.ca_path),
+            "MAILHOST_ACME_CHECK_INTERVAL": "1",
+        },
+    )
+    server.ports["webs"] = webs_port
+    config = tmp_path / "pebble.json"
+    config.write_text(
+        json.dumps(
+            {
+                "pebble": {
+                    "listenAddress": f"127.0.0.1:{pebble_port}",
+                    "managementListenAddress": f"127.0.0.1:{management_port}",
+                    "certificate": str(pebble_ca.cert_path),
+                    "privateKey": str(pebble_ca.key_path),
+                    "httpPort": server.ports["web"],  # http-01 validated on our web port
+                    "tlsPort": free_port(),
+                    "ocspResponderURL": "",
+                    "externalAccountBindingRequired": False,
+                }
+            }
+        )
+    )
+    pebble_log = tmp_path / "pebble.log"
+    pebble = None
+
+    def start_pebble():
+        nonlocal pebble
+        pebble = subprocess.Popen(
+            [PEBBLE, "-config", str(config), "-dnsserver", f"127.0.0.1:{dns.port}"],
+            env={**os.environ, "PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0"},
+            stdout=pebble_log.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        wait_listening(pebble_port, "pebble", pebble_log.read_text)
+
+    def intermediate() -> x509.Certificate:
+        context = pebble_ca.client_context()
+        url = f"https://127.0.0.1:{management_port}/intermediates/0"
+        with urllib.request.urlopen(url, context=context, timeout=10) as response:
+            return x509.load_pem_x509_certificate(response.read())
+
+    server.start_pebble, server.intermediate, server.pebble_log = (
+        start_pebble,
+        intermediate,
+        pebble_log,
+    )
+    try:
+        server.manage("migrate", "-v0")
+        server.manage("adddomain", "example.org")
+        server.manage("addmailbox", "alice@example.org", "--password-stdin", stdin=PASSWORD + "\n")
+        yield server
+    finally:
+        server.stop()
+        if pebble is not None:
+            pebble.terminate()
+            pebble.wait(10)
+        dns.close()
+        if database is not None:
+            database.drop()
+
+
+def certificate(der: bytes) -> x509.Certificate:
+    return x509.load_der_x509_certificate(der)
+
+
+def test_certificate_from_pebble_used_everywhere_and_not_issued_twice(setup):
+    server = setup
+    server.start()
+    wait_listening(server.ports["webs"], "webs", server.log_tail)
+    # Before the CA answers: the self-signed certificate, and an IMAP session on it.
+    unverified = ssl.create_default_context()
+    unverified.check_hostname, unverified.verify_mode = False, ssl.CERT_NONE
+    session = imaplib.IMAP4_SSL(
+        "127.0.0.1", server.ports["imaps"], ssl_context=unverified, timeout=10
+    )
+    session.login("alice@example.org", PASSWORD)
+    session.select("INBOX")
+    before = session.sock.getpeercert(binary_form=True)
+    assert certificate(before).issuer == certificate(before).subject  # self-signed
+
+    server.start_pebble()  # the next check (MAILHOST_ACME_CHECK_INTERVAL=1) issues
+    deadline = time.monotonic() + 60
+    while served_certificate(server.ports["imaps"]) == before:
+        assert time.monotonic() < deadline, server.log_tail() + server.pebble_log.read_text()
+        time.sleep(0.2)
+    issuer = server.intermediate().subject
+    issued = served_certificate(server.ports["imaps"])
+    cert = certificate(issued)
+    assert cert.issuer == issuer
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert names.get_values_for_type(x509.DNSName) == [HOSTNAME]
+    for port in ("submissions", "webs"):
+        assert served_certificate(server.ports[port]) == issued, port
+    # The session opened before the switch carries on.
+    assert session.noop()[0] == "OK"
+    session.logout()
+    files = server.data_dir / "tls" / "acme"
+    assert oct((files).stat().st_mode & 0o777) == "0o700"
+    assert oct((files / "key.pem").stat().st_mode & 0o777) == "0o600"
+    mtime = (files / "cert.pem").stat().st_mtime_ns
+
+    # A second start with the certificate still valid: served at once, not asked for again.
+    server.stop()
+    server.start()
+    assert served_certificate(server.ports["imaps"]) == issued
+    time.sleep(3)  # several checks at MAILHOST_ACME_CHECK_INTERVAL=1
+    assert served_certificate(server.ports["imaps"]) == issued
+    assert (files / "cert.pem").stat().st_mtime_ns == mtime
