@@ -159,6 +159,21 @@ def _is_ours(address: str) -> bool:
 
 
 def check_tls() -> list[Result]:
+    if not settings.MAILHOST_TLS_CERT and settings.MAILHOST_ACME_DIRECTORY:
+        from mailhost import acme
+
+        cert_path, key_path = (str(p) for p in acme.certificate_files())
+        if not Path(cert_path).exists():
+            return [
+                Result(
+                    "tls",
+                    Status.FAIL,
+                    f"no ACME certificate yet ({cert_path}): runmail asks"
+                    f" {settings.MAILHOST_ACME_DIRECTORY} for one at start-up (see `acme failed`"
+                    " in its log), or run `manage.py acmecert` while it runs",
+                )
+            ]
+        return _check_certificate(cert_path, key_path, f"ACME certificate {cert_path}")
     if not settings.MAILHOST_TLS_CERT:
         # mailhost/tls.py generates one into the data dir exactly when this is unset.
         return [
@@ -170,10 +185,13 @@ def check_tls() -> list[Result]:
                 f" certificate from a CA (e.g. Let's Encrypt) for {settings.MAILHOST_HOSTNAME}",
             )
         ]
+    cert_path, key_path = settings.MAILHOST_TLS_CERT, settings.MAILHOST_TLS_KEY
+    return _check_certificate(cert_path, key_path, f"MAILHOST_TLS_CERT={cert_path}")
+
+
+def _check_certificate(cert_path: str, key_path: str, where: str) -> list[Result]:
     from cryptography import x509
 
-    cert_path, key_path = settings.MAILHOST_TLS_CERT, settings.MAILHOST_TLS_KEY
-    where = f"MAILHOST_TLS_CERT={cert_path}"
     try:
         ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert_path, key_path)
         cert = x509.load_pem_x509_certificates(Path(cert_path).read_bytes())[0]
@@ -182,7 +200,7 @@ def check_tls() -> list[Result]:
             Result(
                 "tls",
                 Status.FAIL,
-                f"{where}, MAILHOST_TLS_KEY={key_path}: cannot load the pair ({exc});"
+                f"{where}, key {key_path}: cannot load the pair ({exc});"
                 " give the certificate (chain) and its own private key, both PEM",
             )
         ]

@@ -184,6 +184,26 @@ def test_wildcard_certificate_covers_the_hostname(tls_settings, tmp_path, monkey
     assert only(deploycheck.check_tls()).status is Status.OK
 
 
+def test_acme_certificate_is_checked(tls_settings, tmp_path, monkeypatch):
+    """MAILHOST_ACME_DIRECTORY: the certificate mailhost.acme keeps in the data dir is the one
+    checked (runmail serves it), not the self-signed fallback."""
+    from mailhost import acme
+
+    tls_settings.MAILHOST_TLS_CERT = tls_settings.MAILHOST_TLS_KEY = None
+    tls_settings.MAILHOST_ACME_DIRECTORY = "https://acme.test.example/directory"
+    result = only(deploycheck.check_tls())
+    assert result.status is Status.FAIL and "no ACME certificate" in result.text
+    ca = make_ca(tmp_path / "ca", names=(HOSTNAME,))
+    cert, key = acme.certificate_files()
+    cert.parent.mkdir(parents=True)
+    cert.write_bytes(ca.cert_path.read_bytes())
+    key.write_bytes(ca.key_path.read_bytes())
+    monkeypatch.setattr(deploycheck, "TLS_EXPIRY_WARNING", datetime.timedelta(hours=1))
+    result = only(deploycheck.check_tls())
+    assert result.status is Status.OK, result
+    assert "ACME" in result.text and "Mailhost test CA" in result.text
+
+
 def test_certificate_with_someone_elses_key_fails(tls_settings, tmp_path):
     ca = make_ca(tmp_path / "ca", names=(HOSTNAME,))
     other = make_ca(tmp_path / "other", names=(HOSTNAME,))
