@@ -13,7 +13,9 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from django.conf import settings
@@ -22,6 +24,11 @@ from protocols.smtp import replies, syntax
 from protocols.smtp.replies import Reply
 
 PREFIX = "smtp-data-"
+
+# Pieces past the threshold are checked and written here, off the event loop: a file write
+# can block in the kernel (dirty-page throttling) for tens of milliseconds. One thread: the
+# pieces of all transactions queue here rather than compete with the event loop for the GIL.
+SPOOL_WRITERS = ThreadPoolExecutor(max_workers=1, thread_name_prefix="smtp-spool")
 
 
 def spool_dir() -> Path:
@@ -100,12 +107,28 @@ class IncomingMessage:
         self.deadline = deadline  # loop time by which the whole message must be in
         self.wire_size = 0  # octets received, as sent (dot-stuffed for DATA)
         self.too_big = False
+        self._lock = threading.Lock()  # one feed or discard at a time
+        self._discarded = False
 
     @property
     def problem(self) -> Reply | None:
         return replies.S552_MESSAGE_TOO_BIG if self.too_big else self.filter.problem
 
+    def spools(self, data: bytes) -> bool:
+        """Whether feeding `data` writes to the temporary file (then feed it off the loop)."""
+        return self.buffer.size + len(data) > self.buffer.threshold
+
     def feed(self, data: bytes) -> None:
+        """Check and keep `data`. Safe in a worker thread while the event loop may call
+        discard(): the session awaits each feed before the next, and discard() of a
+        transaction whose piece is being written leaves the removal to that writer."""
+        with self._lock:
+            if not self._discarded:
+                self._feed(data)
+        if self._discarded:  # set before discard() tried the lock: this writer removes
+            self.discard()
+
+    def _feed(self, data: bytes) -> None:
         if self.problem is not None:
             return  # read and dropped: the transaction has failed
         self.wire_size += len(data)
@@ -126,4 +149,9 @@ class IncomingMessage:
             self.buffer.discard()
 
     def discard(self) -> None:
-        self.buffer.discard()
+        self._discarded = True
+        if self._lock.acquire(blocking=False):  # else a writer holds it and removes the file
+            try:
+                self.buffer.discard()
+            finally:
+                self._lock.release()

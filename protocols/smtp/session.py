@@ -27,7 +27,7 @@ from delivery.submission import EnvelopeRecipient
 from mailboxes.throttle import log_value
 from mailhost import metrics
 from protocols.smtp import replies, syntax
-from protocols.smtp.databuffer import IncomingMessage
+from protocols.smtp.databuffer import SPOOL_WRITERS, IncomingMessage
 from protocols.smtp.replies import Reply
 
 if TYPE_CHECKING:
@@ -625,13 +625,21 @@ class SMTPSession(SMTP):
                     # Pipelined commands after the message go back for the command loop.
                     reader._buffer[0:0] = rest  # noqa: SLF001
                 self._reset_timeout()
-                incoming.feed(bytes(pending[skip : end + 2]))
+                await self._feed(incoming, bytes(pending[skip : end + 2]))
                 return
             cut = len(pending) - 4
             if cut > skip:
-                incoming.feed(bytes(pending[skip:cut]))
+                await self._feed(incoming, bytes(pending[skip:cut]))
                 del pending[:cut]
                 skip = 0
+
+    async def _feed(self, incoming: IncomingMessage, data: bytes) -> None:
+        """Hand a piece on; past the spool threshold in the spool thread, awaited before the
+        next read (so no more than READ_CHUNK waits per connection) and never on the loop."""
+        if incoming.spools(data):
+            await self.loop.run_in_executor(SPOOL_WRITERS, incoming.feed, data)
+        else:
+            incoming.feed(data)
 
     async def smtp_BDAT(self, arg: str | None) -> None:
         parts = (arg or "").split()
@@ -661,7 +669,7 @@ class SMTPSession(SMTP):
                 raise ConnectionResetError("client closed the connection during BDAT")
             remaining -= len(chunk)
             if problem is None:
-                incoming.feed(chunk)
+                await self._feed(incoming, chunk)
         self._reset_timeout()
         if problem is not None:
             await self.push(problem)

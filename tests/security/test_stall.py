@@ -20,7 +20,12 @@ Not here yet (it still stalls): SMTP DATA without the final dot on 100 connectio
 c4b1941, 256 KiB on each (the spool threshold, all in memory) keeps both p99 near 10-15 ms,
 but past the threshold the spooling holds the event loop: 1 MiB on each gave banner p99
 122 ms, NOOP p99 220 ms and RSS 83 -> 163 MiB; 4 MiB on each left probes unanswered for
-seconds. SMTP DATA of a message of 100,000 short lines (header or body) holds the event loop
+seconds. The pieces past the threshold are now checked and written in one spool thread
+(databuffer.SPOOL_WRITERS), which helps but is not enough: 100 connections each sending
+4 MiB without the dot, over and over, gave banner/NOOP p99 408-640/574-754 ms before and
+237-280/321-355 ms after, on 2 cores loaded 2-4x. What remains is CPU under the GIL
+(ContentFilter checks about 3.6 ms per MiB, mostly the line-length split), not file writes.
+SMTP DATA of a message of 100,000 short lines (header or body) holds the event loop
 too (banner p99 about 100-150 ms while such messages repeat), so the header case delivers
 that one before measuring.
 
