@@ -55,6 +55,11 @@ def domain_dkim_keys(domain: Domain, *, published: bool = False) -> list[DkimKey
     return list(keys)
 
 
+def domain_names_active() -> list[str]:
+    """The names (A-labels) of the active hosted domains, sorted."""
+    return list(Domain.objects.filter(active=True).order_by("name").values_list("name", flat=True))
+
+
 def domain_is_hosted(name: str) -> bool:
     domain = domain_get(name)
     return domain is not None and domain.active

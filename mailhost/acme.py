@@ -30,8 +30,36 @@ def certificate_files() -> tuple[Path, Path]:
     return directory() / "cert.pem", directory() / "key.pem"
 
 
+# Each hosted domain's names clients and other servers reach us by (autoconfig, MTA-STS).
+DOMAIN_PREFIXES = ("mail", "autoconfig", "mta-sts")
+
+
 def names() -> list[str]:
-    return [settings.MAILHOST_HOSTNAME.lower()]
+    """MAILHOST_HOSTNAME, then with MAILHOST_ACME_DOMAIN_NAMES each active hosted domain's
+    mail., autoconfig. and mta-sts. names that resolve (MAILHOST_DNS_SERVERS) to an address
+    of MAILHOST_HOSTNAME: a name that does not would fail the CA's validation and with it the
+    whole order."""
+    from delivery import dns
+    from mailboxes.selectors import domain_names_active
+
+    hostname = settings.MAILHOST_HOSTNAME.lower()
+    wanted = [hostname]
+    if not settings.MAILHOST_ACME_DOMAIN_NAMES:
+        return wanted
+    ours = set(_addresses(dns, hostname))
+    for domain in domain_names_active() if ours else []:
+        for prefix in DOMAIN_PREFIXES:
+            name = f"{prefix}.{domain}"
+            if name not in wanted and ours & set(_addresses(dns, name)):
+                wanted.append(name)
+    return wanted
+
+
+def _addresses(dns, name: str) -> list[str]:  # noqa: ANN001
+    try:
+        return dns.get_resolver().addresses(name)
+    except dns.DNSError:
+        return []
 
 
 def challenge_response(token: str) -> bytes | None:
@@ -63,6 +91,16 @@ def needs_certificate(cert_path: Path, wanted: list[str], now: datetime.datetime
     if left < datetime.timedelta(days=settings.MAILHOST_ACME_RENEW_DAYS):
         return "expiring"
     return None
+
+
+def check_in_thread() -> bool:
+    """ensure() from a pool thread (runmail's check): its database connection closed after."""
+    from django.db import connections
+
+    try:
+        return ensure()
+    finally:
+        connections.close_all()
 
 
 def ensure(now: datetime.datetime | None = None) -> bool:

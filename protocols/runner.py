@@ -89,7 +89,7 @@ async def _acme_renewal(tls) -> None:  # noqa: ANN001
 
     while True:
         try:
-            issued = await asyncio.to_thread(acme.ensure)
+            issued = await asyncio.to_thread(acme.check_in_thread)
         except Exception as exc:
             logger.error('acme failed error="%s": keeping the current certificate', exc)
             issued = False

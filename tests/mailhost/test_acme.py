@@ -13,6 +13,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from delivery import dns
+from mailboxes.services import domain_create
 from mailhost import acme
 
 NOW = datetime.datetime(2026, 6, 1, tzinfo=datetime.UTC)
@@ -45,6 +47,7 @@ def orders(settings, tmp_path, monkeypatch):
     settings.DATA_DIR = tmp_path
     settings.MAILHOST_HOSTNAME = "mx.example.org"
     settings.MAILHOST_ACME_RENEW_DAYS = 30
+    settings.MAILHOST_ACME_DOMAIN_NAMES = False
     asked: list[list[str]] = []
 
     def order(names):
@@ -103,3 +106,32 @@ def test_challenge_tokens_are_base64url_only(settings, tmp_path):
     assert acme.challenge_response("abc-_123") == b"abc-_123.thumbprint"
     assert acme.challenge_response("missing") is None
     assert acme.challenge_response("../acme/account.key") is None
+
+
+@pytest.mark.django_db
+def test_domain_names_that_resolve_to_us_are_added(settings):
+    settings.MAILHOST_HOSTNAME = "mx.example.net"
+    settings.MAILHOST_ACME_DOMAIN_NAMES = True
+    domain_create(name="example.org")
+    domain_create(name="example.com")
+    domain_create(name="gone.example", active=False)
+    hosts = {
+        "mx.example.net": ["192.0.2.1", "2001:db8::1"],
+        "mail.example.org": ["192.0.2.1"],
+        "autoconfig.example.org": ["2001:db8::1"],
+        "mta-sts.example.org": ["198.51.100.7"],  # somebody else's: left out
+        "mail.example.com": ["192.0.2.1"],
+        "mail.gone.example": ["192.0.2.1"],  # not active
+    }
+    dns.set_resolver(dns.MemoryResolver(hosts=hosts, failing={"autoconfig.example.com"}))
+    try:
+        assert acme.names() == [
+            "mx.example.net",
+            "mail.example.com",
+            "mail.example.org",
+            "autoconfig.example.org",
+        ]
+        settings.MAILHOST_ACME_DOMAIN_NAMES = False
+        assert acme.names() == ["mx.example.net"]
+    finally:
+        dns.set_resolver(None)

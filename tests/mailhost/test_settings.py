@@ -73,6 +73,7 @@ BAD_VALUES: dict[str, Bad] = {
     ),
     "MAILHOST_ACME_EMAIL": Bad("postmaster", "MAILHOST_ACME_EMAIL='postmaster' is not an address"),
     "MAILHOST_ACME_CA_FILE": Bad("/nonexistent/ca.pem", "MAILHOST_ACME_CA_FILE='/nonexistent"),
+    "MAILHOST_ACME_DOMAIN_NAMES": Bad("some", "MAILHOST_ACME_DOMAIN_NAMES='some' is not a boolean"),
     "MAILHOST_ACME_RENEW_DAYS": Bad("90", "MAILHOST_ACME_RENEW_DAYS=90 must be"),
     "MAILHOST_ACME_CHECK_INTERVAL": Bad(
         "0.5", "MAILHOST_ACME_CHECK_INTERVAL='0.5' must be at least"

@@ -2,7 +2,8 @@
 Encrypt's test CA, Debian package `pebble`) started here, which validates http-01 against our
 web port, resolving MAILHOST_HOSTNAME through the test DNS server. The certificate it issues is
 then served on 993, 465 and the HTTPS web port, an IMAP session opened before carries on, and a
-second start with that certificate still valid does not ask for another."""
+second start with that certificate still valid does not ask for another. The certificate also
+names the hosted domain's autoconfig. name, the one of its mail names that resolves to us."""
 
 from __future__ import annotations
 
@@ -47,6 +48,9 @@ def wait_listening(port: int, what: str, log=lambda: "") -> None:  # noqa: ANN00
 def setup(tmp_path):
     dns = delivery.TestDNSServer()
     dns.add(HOSTNAME, "A", "127.0.0.1")
+    # Of example.org's mail names only autoconfig. resolves to us: it joins the certificate.
+    dns.add("autoconfig.example.org", "A", "127.0.0.1")
+    dns.add("mta-sts.example.org", "A", "192.0.2.1")
     database = None
     url = os.environ.get("DATABASE_URL")
     if url and url.startswith("postgres"):
@@ -66,6 +70,7 @@ def setup(tmp_path):
             "MAILHOST_ACME_EMAIL": "postmaster@example.org",
             "MAILHOST_ACME_CA_FILE": str(pebble_ca.ca_path),
             "MAILHOST_ACME_CHECK_INTERVAL": "1",
+            "MAILHOST_DNS_SERVERS": f"127.0.0.1:{dns.port}",
         },
     )
     server.ports["webs"] = webs_port
@@ -154,7 +159,10 @@ def test_certificate_from_pebble_used_everywhere_and_not_issued_twice(setup):
     cert = certificate(issued)
     assert cert.issuer == issuer
     names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert names.get_values_for_type(x509.DNSName) == [HOSTNAME]
+    assert sorted(names.get_values_for_type(x509.DNSName)) == [
+        "autoconfig.example.org",
+        HOSTNAME,
+    ]
     for port in ("submissions", "webs"):
         assert served_certificate(server.ports[port]) == issued, port
     # The session opened before the switch carries on.
