@@ -20,6 +20,7 @@ POP3 = "protocols.pop3.server"
 WEB = "mailhost.web"
 DELIVERY = "delivery.worker"
 ALL = (SMTP, IMAP, POP3, WEB, DELIVERY)
+ACME_RETRY_SECONDS = 3600  # after a failed ACME check, sooner than MAILHOST_ACME_CHECK_INTERVAL
 
 
 def run(modules: tuple[str, ...], *, skip_missing: bool = False) -> None:
@@ -87,15 +88,18 @@ async def _acme_renewal(tls) -> None:  # noqa: ANN001
 
     from mailhost import acme
 
+    interval = settings.MAILHOST_ACME_CHECK_INTERVAL
     while True:
         try:
             issued = await asyncio.to_thread(acme.check_in_thread)
         except Exception as exc:
+            # Again within the hour (DNS not yet published, the CA down), not a day later.
             logger.error('acme failed error="%s": keeping the current certificate', exc)
-            issued = False
+            await asyncio.sleep(min(interval, ACME_RETRY_SECONDS))
+            continue
         if issued:
             tls.reload()
-        await asyncio.sleep(settings.MAILHOST_ACME_CHECK_INTERVAL)
+        await asyncio.sleep(interval)
 
 
 async def _stop(services: list) -> None:

@@ -11,6 +11,7 @@ import imaplib
 import json
 import os
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -180,3 +181,27 @@ def test_certificate_from_pebble_used_everywhere_and_not_issued_twice(setup):
     time.sleep(3)  # several checks at MAILHOST_ACME_CHECK_INTERVAL=1
     assert served_certificate(server.ports["imaps"]) == issued
     assert (files / "cert.pem").stat().st_mtime_ns == mtime
+
+
+def test_acmecert_issues_while_runmail_runs(setup):
+    """`manage.py acmecert` with runmail up (its web port answers the challenge), then SIGHUP."""
+    server = setup
+    server.env["MAILHOST_ACME_CHECK_INTERVAL"] = "1d"
+    # runmail's own checks fail (nothing listens there), so only acmecert issues.
+    directory = server.env["MAILHOST_ACME_DIRECTORY"]
+    server.env["MAILHOST_ACME_DIRECTORY"] = f"https://127.0.0.1:{free_port()}/dir"
+    server.start()
+    server.env["MAILHOST_ACME_DIRECTORY"] = directory
+    wait_listening(server.ports["webs"], "webs", server.log_tail)
+    before = served_certificate(server.ports["imaps"])
+    server.start_pebble()
+    assert "issued" in server.manage("acmecert")
+    assert "still valid" in server.manage("acmecert")
+    assert served_certificate(server.ports["imaps"]) == before  # until told
+    server.process.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while served_certificate(server.ports["imaps"]) == before:
+        assert time.monotonic() < deadline, server.log_tail()
+        time.sleep(0.1)
+    issued = certificate(served_certificate(server.ports["webs"]))
+    assert issued.issuer == server.intermediate().subject
