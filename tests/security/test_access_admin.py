@@ -16,7 +16,7 @@ from django.urls import reverse
 from delivery.models import OutboundMessage, OutboundRecipient
 from delivery.services import SpoolRecipient, spool_create
 from mailboxes import services
-from mailboxes.models import Alias, Domain, Mailbox
+from mailboxes.models import Alias, DkimKey, Domain, Mailbox
 
 OUR_APPS = {"mailboxes", "delivery", "protocols", "webmail"}
 
@@ -50,6 +50,7 @@ def objects(make_mailbox):
         Domain: alice.domain.pk,
         Mailbox: alice.pk,
         Alias: alias.pk,
+        DkimKey: DkimKey.objects.get(domain=alice.domain).pk,
         OutboundMessage: message.pk,
         OutboundRecipient: message.recipients.first().pk,
     }
@@ -60,6 +61,7 @@ def _state():
         list(Domain.objects.values_list("name", "active")),
         list(Mailbox.objects.values_list("local_part", "password", "active", "quota")),
         list(Alias.objects.values_list("pk")),
+        list(DkimKey.objects.values_list("pk", "state")),
         list(OutboundMessage.objects.values_list("pk")),
         list(OutboundRecipient.objects.values_list("status", "next_attempt_at")),
     )
