@@ -12,10 +12,10 @@ from django.utils.html import format_html
 
 from delivery import dnsrecords
 from delivery.dkim import dkim_txt_record
-from mailboxes import services
+from mailboxes import senderlists, services
 from mailboxes.addresses import domain_to_ascii, parse_address
 from mailboxes.exceptions import InvalidAddress, InvalidValue, NotFound
-from mailboxes.models import Alias, DkimKey, Domain, Folder, Mailbox
+from mailboxes.models import Alias, DkimKey, Domain, Folder, Mailbox, SenderListEntry
 from mailboxes.selectors import destinations_undeliverable
 from mailboxes.sizes import format_size, human_size, parse_size
 
@@ -94,6 +94,52 @@ class DkimKeyInline(admin.TabularInline):
         return False
 
 
+class SenderListForm(forms.ModelForm):
+    class Meta:
+        model = SenderListEntry
+        fields = ["pattern", "action"]
+
+    def clean_pattern(self):
+        try:
+            return senderlists.pattern_normalize(self.cleaned_data["pattern"])
+        except InvalidValue as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+
+class SenderListInline(admin.TabularInline):
+    """Allow and block list entries of the domain (for all its mailboxes) or of one mailbox
+    (which beat the domain's); saved through services.sender_list_add/_remove."""
+
+    model = SenderListEntry
+    form = SenderListForm
+    fields = ["pattern", "action", "created_at"]
+    readonly_fields = ["created_at"]
+    extra = 1
+    verbose_name = "allowed or blocked sender"
+    verbose_name_plural = "allowed and blocked senders"
+
+
+class DomainSenderListInline(SenderListInline):
+    fk_name = "domain"
+
+
+class MailboxSenderListInline(SenderListInline):
+    fk_name = "mailbox"
+
+
+def save_sender_list(parent_field: str, form, formset) -> None:
+    """Save an admin sender-list formset through the services (never the ORM directly)."""
+    owner = {parent_field: form.instance}
+    formset.save(commit=False)
+    for entry in formset.deleted_objects:
+        services.sender_list_remove(entry_id=entry.pk, **owner)
+    for entry, _changed in formset.changed_objects:
+        services.sender_list_remove(entry_id=entry.pk, **owner)
+        services.sender_list_add(pattern=entry.pattern, action=entry.action, **owner)
+    for entry in formset.new_objects:
+        services.sender_list_add(pattern=entry.pattern, action=entry.action, **owner)
+
+
 @admin.register(Domain)
 class DomainAdmin(admin.ModelAdmin):
     form = DomainForm
@@ -101,7 +147,7 @@ class DomainAdmin(admin.ModelAdmin):
     list_filter = ["active"]
     search_fields = ["name"]
     readonly_fields = ["dkim_dns_record", "dns_records"]
-    inlines = [DkimKeyInline]
+    inlines = [DkimKeyInline, DomainSenderListInline]
     actions = ["new_dkim_key_rsa", "new_dkim_key_ed25519"]
 
     class Media:
@@ -180,6 +226,12 @@ class DomainAdmin(admin.ModelAdmin):
         super().save_model(request, obj, form, change)
         if not change:
             services.dkim_key_create(domain=obj, selector=services.DKIM_FIRST_SELECTOR, active=True)
+
+    def save_formset(self, request, form, formset, change):
+        if formset.model is SenderListEntry:
+            save_sender_list("domain", form, formset)
+        else:
+            super().save_formset(request, form, formset, change)
 
 
 @admin.register(DkimKey)
@@ -306,7 +358,7 @@ class MailboxAdmin(admin.ModelAdmin):
     list_per_page = 100
     show_full_result_count = False
     readonly_fields = ["usage", "last_login_at"]
-    inlines = [FolderInline]
+    inlines = [FolderInline, MailboxSenderListInline]
 
     def get_search_results(self, request, queryset, search_term):
         return _search_by_address(super(), request, queryset, search_term)
@@ -345,6 +397,12 @@ class MailboxAdmin(admin.ModelAdmin):
     def get_inlines(self, request, obj):
         # mailbox_create makes the folders: the add form has none to show or save.
         return self.inlines if obj is not None else []
+
+    def save_formset(self, request, form, formset, change):
+        if formset.model is SenderListEntry:
+            save_sender_list("mailbox", form, formset)
+        else:
+            super().save_formset(request, form, formset, change)
 
 
 class AliasForm(forms.ModelForm):

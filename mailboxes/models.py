@@ -312,3 +312,56 @@ class Expunged(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["folder", "modseq"], name="expunged_folder_modseq")]
+
+
+class SenderListEntry(models.Model):
+    """One entry of an allow or block list of senders: a mailbox's own list, or its domain's
+    (which holds for every mailbox of the domain). The spam verdict reads them through
+    selectors.sender_lists: allow -> never Junk, block -> Junk.
+
+    `pattern` is stored normalized (mailboxes.senderlists.pattern_normalize): `user@host`
+    (exactly that address), `@host` (any address at exactly that domain) or `host` (that
+    domain and every domain under it); lower case, domains in ASCII (IDNA)."""
+
+    class Action(models.TextChoices):
+        ALLOW = "allow", "allow (never junk)"
+        BLOCK = "block", "block (always junk)"
+
+    domain = models.ForeignKey(
+        Domain, null=True, blank=True, on_delete=models.CASCADE, related_name="sender_list"
+    )
+    mailbox = models.ForeignKey(
+        Mailbox, null=True, blank=True, on_delete=models.CASCADE, related_name="sender_list"
+    )
+    pattern = models.CharField(
+        max_length=320,
+        help_text="alice@example.com (that address), @example.com (anyone at that domain) or "
+        "example.com (that domain and its subdomains).",
+    )
+    action = models.CharField(max_length=5, choices=Action.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "sender list entry"
+        verbose_name_plural = "sender list entries"
+        ordering = ["action", "pattern"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(domain__isnull=True, mailbox__isnull=False)
+                | models.Q(domain__isnull=False, mailbox__isnull=True),
+                name="sender_list_one_owner",
+            ),
+            models.UniqueConstraint(
+                fields=["mailbox", "pattern"],
+                condition=models.Q(mailbox__isnull=False),
+                name="sender_list_mailbox_pattern",
+            ),
+            models.UniqueConstraint(
+                fields=["domain", "pattern"],
+                condition=models.Q(domain__isnull=False),
+                name="sender_list_domain_pattern",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.pattern}"

@@ -11,13 +11,22 @@ from datetime import datetime
 from django.conf import settings
 from django.core.files.storage import storages
 from django.db import connection
-from django.db.models import F, IntegerField, QuerySet, Value
+from django.db.models import F, IntegerField, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Cast, Length
 
-from mailboxes import headers
+from mailboxes import headers, senderlists
 from mailboxes.addresses import Address, parse_address
 from mailboxes.exceptions import InvalidAddress
-from mailboxes.models import Alias, Blob, DkimKey, Domain, Folder, Mailbox, Message
+from mailboxes.models import (
+    Alias,
+    Blob,
+    DkimKey,
+    Domain,
+    Folder,
+    Mailbox,
+    Message,
+    SenderListEntry,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -260,6 +269,52 @@ def mailbox_owns_address(mailbox: Mailbox, address: str) -> bool:
             _expand_alias(alias, mailbox_ids, [], seen=set(), depth=0)
             return mailbox.id in mailbox_ids
     return False
+
+
+def sender_lists(mailbox_ids: Iterable[int], sender: str) -> dict[int, str | None]:
+    """What each mailbox's allow/block lists say of `sender` (an address; pass the From
+    address the reader sees): {mailbox id: "allow" | "block" | None}.
+
+    The rule (mailboxes.senderlists): the mailbox's own entries beat its domain's; within one
+    list the most specific matching pattern wins (address, then @domain, then the longest
+    domain suffix). One query when nothing matches, two when a domain entry does."""
+    ids = list(dict.fromkeys(mailbox_ids))
+    result: dict[int, str | None] = dict.fromkeys(ids)
+    candidates = senderlists.sender_candidates(sender)
+    if not ids or not candidates:
+        return result
+    rank = {pattern: index for index, pattern in enumerate(candidates)}
+    domains_of_ids = Mailbox.objects.filter(id__in=ids).values("domain_id")
+    rows = SenderListEntry.objects.filter(pattern__in=candidates).filter(
+        Q(mailbox_id__in=ids) | Q(domain_id__in=Subquery(domains_of_ids))
+    )
+    own: dict[int, tuple[int, str]] = {}
+    by_domain: dict[int, tuple[int, str]] = {}
+    for mailbox_id, domain_id, pattern, action in rows.values_list(
+        "mailbox_id", "domain_id", "pattern", "action"
+    ):
+        found = own if mailbox_id is not None else by_domain
+        key = mailbox_id if mailbox_id is not None else domain_id
+        if key not in found or rank[pattern] < found[key][0]:
+            found[key] = (rank[pattern], action)
+    mailbox_domain = (
+        dict(Mailbox.objects.filter(id__in=ids).values_list("id", "domain_id")) if by_domain else {}
+    )
+    for mailbox_id in ids:
+        if mailbox_id in own:
+            result[mailbox_id] = own[mailbox_id][1]
+        elif mailbox_domain.get(mailbox_id) in by_domain:
+            result[mailbox_id] = by_domain[mailbox_domain[mailbox_id]][1]
+    return result
+
+
+def sender_list_entries(
+    *, mailbox: Mailbox | None = None, domain: Domain | None = None
+) -> QuerySet[SenderListEntry]:
+    """One mailbox's own entries, or one domain's, allow first, by pattern."""
+    if mailbox is not None:
+        return SenderListEntry.objects.filter(mailbox=mailbox)
+    return SenderListEntry.objects.filter(domain=domain)
 
 
 def folders_of(mailbox: Mailbox | int) -> QuerySet[Folder]:

@@ -33,7 +33,7 @@ from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
-from mailboxes import events, headers, throttle
+from mailboxes import events, headers, senderlists, throttle
 from mailboxes.addresses import domain_to_ascii, parse_address
 from mailboxes.events import ChangeEvent
 from mailboxes.exceptions import (
@@ -56,6 +56,7 @@ from mailboxes.models import (
     Folder,
     Mailbox,
     Message,
+    SenderListEntry,
     SpecialUse,
 )
 from mailboxes.selectors import Resolution, folder_keywords, recipient_resolve
@@ -312,6 +313,64 @@ def alias_create(*, address: str, destinations: Sequence[str], active: bool = Tr
                 )
         except IntegrityError:  # created concurrently since the check
             raise AlreadyExists(f"alias {address} exists") from None
+
+
+# --- Allow and block lists of senders ------------------------------------------------------
+
+
+def _sender_list_owner(mailbox: Mailbox | None, domain: Domain | None) -> dict:
+    if (mailbox is None) == (domain is None):
+        raise InvalidValue("a sender list belongs to one mailbox or one domain")
+    return {"mailbox": mailbox} if mailbox is not None else {"domain": domain}
+
+
+def sender_list_add(
+    *,
+    pattern: str,
+    action: str,
+    mailbox: Mailbox | None = None,
+    domain: Domain | None = None,
+) -> SenderListEntry:
+    """Put a sender pattern on a mailbox's or a domain's list (mailboxes.senderlists gives the
+    syntax) as "allow" or "block"; a pattern already there takes the new action (trusting a
+    blocked sender moves it, it does not add a second entry). Raises InvalidValue."""
+    owner = _sender_list_owner(mailbox, domain)
+    if action not in SenderListEntry.Action.values:
+        raise InvalidValue(f"unknown action {action!r}: allow or block")
+    normalized = senderlists.pattern_normalize(pattern)
+    for _attempt in range(2):
+        try:
+            with transaction.atomic():
+                entry, _ = SenderListEntry.objects.update_or_create(
+                    **owner, pattern=normalized, defaults={"action": action}
+                )
+                break
+        except IntegrityError:  # created concurrently: the second round updates it
+            continue
+    else:
+        raise AlreadyExists(f"{normalized} is on the list already")
+    logger.info(
+        "sender_list_add owner=%s pattern=%s action=%s",
+        mailbox.ascii_address if mailbox is not None else domain.name,
+        normalized,
+        action,
+    )
+    return entry
+
+
+def sender_list_remove(
+    *, entry_id: int, mailbox: Mailbox | None = None, domain: Domain | None = None
+) -> bool:
+    """Remove one entry of this mailbox's (or domain's) list; False when it is not there."""
+    owner = _sender_list_owner(mailbox, domain)
+    deleted, _ = SenderListEntry.objects.filter(pk=entry_id, **owner).delete()
+    if deleted:
+        logger.info(
+            "sender_list_remove owner=%s entry=%s",
+            mailbox.ascii_address if mailbox is not None else domain.name,
+            entry_id,
+        )
+    return bool(deleted)
 
 
 # --- Authentication ------------------------------------------------------------------------

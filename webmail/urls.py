@@ -3,7 +3,7 @@
 from django.urls import path
 
 from webmail.security import with_headers
-from webmail.views import api, auth, compose, folders, mailbox, reading, search
+from webmail.views import api, auth, compose, folders, mailbox, reading, search, senders
 
 app_name = "webmail"
 
@@ -23,6 +23,9 @@ _routes = [
     ("m/<int:folder_id>/<int:uid>/raw/", reading.message_raw, "message_raw"),
     ("compose/", compose.compose_view, "compose"),
     ("search/", search.search_view, "search"),
+    ("settings/senders/", senders.senders_view, "senders"),
+    ("settings/senders/add/", senders.sender_add, "sender_add"),
+    ("settings/senders/<int:entry_id>/remove/", senders.sender_remove, "sender_remove"),
     ("api/status/", api.status, "api_status"),
 ]
 
