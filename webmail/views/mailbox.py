@@ -13,7 +13,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from mailboxes import services
+from mailboxes import senderlists, services
 from mailboxes.exceptions import MailhostError
 from mailboxes.models import Folder, Message, SpecialUse
 from webmail.auth import mailbox_required, safe_next
@@ -133,12 +133,27 @@ def folder_view(request: HttpRequest, folder_id: int) -> HttpResponse:
         "is_drafts": folder.special_use == SpecialUse.DRAFTS,
         "is_archive": folder.special_use == SpecialUse.ARCHIVE,
         "can_empty": folder.special_use in EMPTYABLE and folder.message_count > 0,
+        "is_junk": folder.special_use == SpecialUse.JUNK,
+        "can_junk": folder.special_use in JUNKABLE,
     }
     return render(request, "webmail/folder.html", context)
 
 
-ACTIONS = {"read", "unread", "flag", "unflag", "move", "archive", "delete", "junk", "empty"}
+ACTIONS = {
+    "read",
+    "unread",
+    "flag",
+    "unflag",
+    "move",
+    "archive",
+    "delete",
+    "junk",
+    "notjunk",
+    "empty",
+}
 EMPTYABLE = {SpecialUse.TRASH, SpecialUse.JUNK}
+# Folders whose messages can be called junk: mail that came in (not Sent, Drafts, Trash).
+JUNKABLE = {SpecialUse.NONE, SpecialUse.ARCHIVE}
 
 
 @require_POST
@@ -222,8 +237,12 @@ def apply(request, folder: Folder, action: str, uids: list[int], back: str) -> t
             return f"There is no {use.label} folder.", back
         if target.pk == folder.pk:
             return f"The messages are already in {target.name}.", back
-        services.messages_move(source=folder, uids=uids, target=target)
+        moved = services.messages_move(source=folder, uids=uids, target=target)
+        if action == "junk":
+            _train(request.mailbox, target, moved, spam=True)
         return f"{_plural(count)} moved to {target.name}.", _away(back, leaving)
+    if action == "notjunk":
+        return _not_junk(request, folder, uids, count, back, leaving)
     # delete: to Trash; from Trash (or with no Trash) for good, as IMAP clients do it.
     trash = special_folder(mailbox_id, SpecialUse.TRASH)
     if trash is None or trash.pk == folder.pk:
@@ -232,6 +251,48 @@ def apply(request, folder: Folder, action: str, uids: list[int], back: str) -> t
         return f"{_plural(len(gone))} deleted for good.", _away(back, leaving)
     services.messages_move(source=folder, uids=uids, target=trash)
     return f"{_plural(count)} moved to Trash.", _away(back, leaving)
+
+
+def _not_junk(request, folder: Folder, uids: list[int], count: int, back: str, leaving: str):
+    """Back to INBOX, trained as ham, and each sender on the reader's allow list."""
+    if folder.special_use != SpecialUse.JUNK:
+        return "Only messages in Junk can be marked as not junk.", back
+    target = inbox(request.mailbox.pk)
+    senders = sorted(
+        set(
+            Message.objects.filter(folder=folder, uid__in=uids)
+            .exclude(from_address="")
+            .values_list("from_address", flat=True)
+        )
+    )
+    moved = services.messages_move(source=folder, uids=uids, target=target)
+    _train(request.mailbox, target, moved, spam=False)
+    trusted = []
+    for sender in senders:
+        try:
+            entry = services.sender_list_add(
+                mailbox=request.mailbox, pattern=sender, action="allow"
+            )
+        except MailhostError:
+            continue  # a From address that is no address: nothing to trust
+        trusted.append(senderlists.pattern_display(entry.pattern))
+    text = f"{_plural(count)} moved to Inbox."
+    if trusted:
+        text += f" Mail from {', '.join(trusted)} will not go to Junk again."
+    return text, _away(back, leaving)
+
+
+def _train(mailbox, target: Folder, moved: list[tuple[int, int]], *, spam: bool) -> None:
+    """Tell the spam filter what the reader said of the moved messages (now in `target`)."""
+    train = getattr(services, "spam_train", None)
+    if train is None or not moved:  # delivery.spam's training is not installed
+        return
+    ids = list(
+        Message.objects.filter(folder=target, uid__in=[new for _, new in moved]).values_list(
+            "id", flat=True
+        )
+    )
+    train(mailbox=mailbox, message_ids=ids, spam=spam)
 
 
 def _away(back: str, folder_url: str) -> str:

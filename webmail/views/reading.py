@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -10,7 +11,7 @@ from django.views.decorators.http import require_GET
 
 from mailboxes import selectors, services
 from mailboxes.models import Message, SpecialUse
-from webmail import mime, sanitize
+from webmail import junk, mime, sanitize
 from webmail.auth import mailbox_required
 from webmail.security import DOWNLOAD_POLICY, frame_policy
 from webmail.views.common import (
@@ -21,6 +22,7 @@ from webmail.views.common import (
     human_size,
     message_for,
 )
+from webmail.views.mailbox import JUNKABLE
 
 THREAD_LIMIT = 25
 THREAD_TEXT_LIMIT = 20_000
@@ -32,6 +34,22 @@ FRAME_STYLE = (
     "img{max-width:100%;height:auto}table{max-width:100%}pre{white-space:pre-wrap}"
     "a{color:#0b57d0}blockquote{margin:0 0 0 .6em;padding-left:.8em;border-left:3px solid #d0d7de}"
 )
+
+
+def why_junk(mailbox, message: Message, raw: bytes) -> junk.Explanation:
+    """The stored verdict in plain words, and what the sender lists say of the sender now."""
+    explanation = junk.explain(raw, authserv_id=settings.MAILHOST_HOSTNAME)
+    listed = selectors.sender_lists([mailbox.pk], message.from_address).get(mailbox.pk)
+    if listed == "block":
+        explanation.findings.insert(
+            0,
+            junk.Finding(
+                junk.BAD,
+                f"{message.from_address} is on the block list (yours or your domain's).",
+                "sender_list=block",
+            ),
+        )
+    return explanation
 
 
 def _thread(message: Message, mailbox_id: int) -> list[Message]:
@@ -88,10 +106,14 @@ def message_view(request: HttpRequest, folder_id: int, uid: int) -> HttpResponse
         from webmail.delivery_status import recipients_status
 
         delivery = recipients_status(request.mailbox, message, parsed, raw=raw)
+    is_junk = folder.special_use == SpecialUse.JUNK
     context = {
         "folder": folder,
         "folders": items,
         "message": message,
+        "is_junk": is_junk,
+        "can_junk": folder.special_use in JUNKABLE,
+        "junk": why_junk(request.mailbox, message, raw) if is_junk else None,
         "parsed": parsed,
         "attachments": [{"a": a, "size": human_size(a.size)} for a in parsed.visible_attachments],
         "has_html": bool(parsed.html),

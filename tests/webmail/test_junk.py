@@ -1,0 +1,183 @@
+""" "Why is this junk?" and the Junk / Not junk buttons.
+
+The verdict is read from the stored header: our Authentication-Results (RFC 8601) and the
+spam scorer's X-Spam / X-Spam-Score. Messages reach Junk through the real delivery agent
+(X-Spam: Yes files into Junk)."""
+
+from __future__ import annotations
+
+import pytest
+
+from mailboxes import selectors, services
+from mailboxes.models import Message, SenderListEntry
+from tests.webmail.conftest import deliver, folder, make_raw
+from webmail import junk
+
+HOST = "mx.test.example"
+
+# RFC 8601 appendix B.4/B.5 style, with comments, a version and a quoted value.
+SPOOFED_HEADER = (
+    f"Authentication-Results: {HOST};\r\n"
+    "\tspf=fail (sender IP is 192.0.2.7) smtp.mailfrom=service@paypal.com;\r\n"
+    "\tdkim=none;\r\n"
+    "\tdmarc=fail (p=reject dis=quarantine) header.from=paypal.com\r\n"
+    "Authentication-Results: other.example; dmarc=pass header.from=paypal.com\r\n"
+    "X-Spam: Yes\r\n"
+    "X-Spam-Score: 9.5 (DMARC_REJECT=6.0, SPF_FAIL=3.0, URI_SHORTENER=0.7, KNOWN_SENDER=-0.2)\r\n"
+)
+
+
+def spoofed_raw(**kwargs) -> bytes:
+    kwargs.setdefault("sender", "PayPal <service@paypal.com>")
+    kwargs.setdefault("subject", "Your account is limited")
+    return SPOOFED_HEADER.encode() + make_raw(**kwargs)
+
+
+def test_parse_authentication_results_rfc8601_examples():
+    server, results = junk.parse_authentication_results(
+        "example.com 1; auth=pass (cram-md5) smtp.auth=sender@example.net; spf=pass"
+        ' smtp.mailfrom=example.net; dkim/1=pass reason="good signature"'
+        ' header.i=@mail-router.example.net; dkim=fail reason="bad signature"'
+        " header.i=@newyork.example.com"
+    )
+    assert server == "example.com"
+    assert [(r.method, r.result) for r in results] == [
+        ("auth", "pass"),
+        ("spf", "pass"),
+        ("dkim", "pass"),
+        ("dkim", "fail"),
+    ]
+    assert results[0].comment == "cram-md5"
+    assert results[2].reason == "good signature"
+    assert results[3].props == {"header.i": "@newyork.example.com"}
+    assert junk.parse_authentication_results("example.org; none") == ("example.org", [])
+    assert junk.parse_authentication_results("") == ("", [])
+    # Nested comments and a comment between the tokens.
+    _, results = junk.parse_authentication_results(
+        "mx (a (nested) comment); dmarc (x) = fail (p=quarantine) header.from = bank.example"
+    )
+    assert results[0].props["header.from"] == "bank.example"
+    assert results[0].comment == "x p=quarantine"
+
+
+def test_parse_spam_score():
+    assert junk.parse_spam_score("9.5 (GTUBE=1000, A_B=-1.5)") == (
+        9.5,
+        [("GTUBE", 1000.0), ("A_B", -1.5)],
+    )
+    assert junk.parse_spam_score("-2 HAM(-2.0) X:1") == (-2.0, [("HAM", -2.0), ("X", 1.0)])
+    assert junk.parse_spam_score("") == (None, [])
+
+
+def test_explain_in_plain_words_from_our_header_only():
+    found = junk.explain(spoofed_raw(), authserv_id=HOST)
+    assert found.spam is True and found.score == 9.5
+    words = [f.words for f in found.findings]
+    assert (
+        "Claims to be from paypal.com, but paypal.com's DMARC policy rejects it: neither SPF nor"
+        " a DKIM signature shows that paypal.com sent it." in words
+    )
+    assert "paypal.com says the server that sent it may not send its mail (SPF fail)." in words
+    assert "Not signed (no DKIM signature)." in words
+    # The other server's "dmarc=pass" is not ours: no "Really from paypal.com".
+    assert not any("Really from" in w for w in words)
+    # Spam reasons come first, largest score first; a negative one reads as good.
+    assert [f.code for f in found.findings][:4] == [
+        "DMARC_REJECT",
+        "SPF_FAIL",
+        "URI_SHORTENER",
+        "KNOWN_SENDER",
+    ]
+    assert found.findings[3].tone == junk.GOOD
+    # Under another authserv-id nothing of the authentication part is believed.
+    assert [f.code for f in junk.explain(spoofed_raw(), authserv_id="mx.other").findings] == [
+        "DMARC_REJECT",
+        "SPF_FAIL",
+        "URI_SHORTENER",
+        "KNOWN_SENDER",
+    ]
+
+
+@pytest.fixture
+def host(settings):
+    settings.MAILHOST_HOSTNAME = HOST
+
+
+def test_junk_message_page_says_why(web, alice, host):
+    deliver(spoofed_raw())
+    junk_folder = folder(alice, "Junk")
+    assert junk_folder.message_count == 1
+    page = web.get(f"/m/{junk_folder.pk}/1/").content.decode()
+    assert 'data-test="why-junk"' in page
+    assert "paypal.com&#x27;s DMARC policy rejects it" in page
+    assert 'data-test="notjunk"' in page and 'data-test="junk"' not in page
+
+
+def test_inbox_message_has_junk_button_and_no_explanation(web, alice, inbox, host):
+    deliver(make_raw())
+    page = web.get(f"/m/{inbox.pk}/1/").content.decode()
+    assert 'data-test="junk"' in page
+    assert 'data-test="why-junk"' not in page and 'data-test="notjunk"' not in page
+    sent = folder(alice, "Sent")
+    listing = web.get(f"/f/{sent.pk}/").content.decode()
+    assert 'value="junk"' not in listing
+
+
+def test_junk_without_a_verdict_and_a_blocked_sender(web, alice, inbox, host):
+    services.sender_list_add(mailbox=alice, pattern="carol@remote.example", action="block")
+    deliver(make_raw())
+    web.post(f"/f/{inbox.pk}/bulk/", {"action": "junk", "uid": ["1"]})
+    junk_folder = folder(alice, "Junk")
+    page = web.get(f"/m/{junk_folder.pk}/1/").content.decode()
+    assert "carol@remote.example is on the block list" in page
+    services.sender_list_remove(mailbox=alice, entry_id=SenderListEntry.objects.get().pk)
+    page = web.get(f"/m/{junk_folder.pk}/1/").content.decode()
+    assert 'data-test="no-verdict"' in page
+
+
+@pytest.fixture
+def training(monkeypatch):
+    """Records the training requests (spam_train belongs to delivery.spam)."""
+    calls: list[tuple[int, list[int], bool]] = []
+
+    def spam_train(*, mailbox, message_ids, spam):
+        calls.append((mailbox.pk, sorted(message_ids), spam))
+
+    monkeypatch.setattr(services, "spam_train", spam_train, raising=False)
+    return calls
+
+
+def test_not_junk_moves_to_inbox_trusts_sender_and_trains_ham(
+    web, alice, bob, inbox, host, training
+):
+    deliver(spoofed_raw(sender="Ann <Ann@Friends.Example>"), "alice@example.org", "bob@example.org")
+    junk_folder = folder(alice, "Junk")
+    response = web.post(
+        f"/f/{junk_folder.pk}/bulk/",
+        {"action": "notjunk", "uid": ["1"], "next": f"/m/{junk_folder.pk}/1/"},
+    )
+    assert response.status_code == 302 and response["Location"] == f"/f/{junk_folder.pk}/"
+    moved = Message.objects.get(folder=inbox)
+    assert folder(alice, "Junk").message_count == 0
+    assert selectors.sender_lists([alice.pk, bob.pk], "ann@friends.example") == {
+        alice.pk: "allow",
+        bob.pk: None,
+    }
+    assert training == [(alice.pk, [moved.pk], False)]
+    page = web.get(f"/f/{junk_folder.pk}/", follow=True).content.decode()
+    assert "Mail from ann@friends.example will not go to Junk again." in page
+
+
+def test_junk_button_moves_to_junk_and_trains_spam(web, alice, inbox, host, training):
+    deliver(make_raw())
+    web.post(f"/f/{inbox.pk}/bulk/", {"action": "junk", "uid": ["1"]})
+    moved = Message.objects.get(folder=folder(alice, "Junk"))
+    assert training == [(alice.pk, [moved.pk], True)]
+    assert not SenderListEntry.objects.exists()
+
+
+def test_not_junk_only_from_junk(web, alice, inbox, host, training):
+    deliver(make_raw())
+    response = web.post(f"/f/{inbox.pk}/bulk/", {"action": "notjunk", "uid": ["1"]}, follow=True)
+    assert b"Only messages in Junk" in response.content
+    assert inbox.messages.count() == 1 and training == []
