@@ -1,0 +1,2 @@
+# Explicit keep: the message goes to INBOX once, no implicit keep.
+keep;

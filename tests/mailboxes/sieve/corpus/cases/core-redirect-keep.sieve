@@ -1,0 +1,2 @@
+redirect "alice@forward.example";
+keep;

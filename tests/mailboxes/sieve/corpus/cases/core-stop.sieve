@@ -1,0 +1,4 @@
+require "fileinto";
+fileinto "Work";
+stop;
+fileinto "Junk";

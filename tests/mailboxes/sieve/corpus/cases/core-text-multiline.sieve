@@ -1,0 +1,11 @@
+# A multi-line string with dot-stuffing, as the folder name.
+require "fileinto";
+if header :contains "subject" text:
+meeting
+.
+{
+  fileinto text:
+Work
+.
+;
+}

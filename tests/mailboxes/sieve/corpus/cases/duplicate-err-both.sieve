@@ -1,0 +1,2 @@
+require "duplicate";
+if duplicate :header "message-id" :uniqueid "x" { discard; }

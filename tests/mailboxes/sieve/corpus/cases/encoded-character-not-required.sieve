@@ -1,0 +1,3 @@
+# Without the require, ${hex:...} is literal text.
+require "fileinto";
+fileinto "${hex:41}";

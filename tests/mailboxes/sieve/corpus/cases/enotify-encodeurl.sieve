@@ -1,0 +1,3 @@
+require ["enotify", "variables", "fileinto"];
+set :encodeurl "e" "Project & meeting?";
+fileinto "e-${e}";

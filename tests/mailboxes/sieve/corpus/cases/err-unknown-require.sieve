@@ -1,0 +1,2 @@
+require "no-such-extension";
+keep;

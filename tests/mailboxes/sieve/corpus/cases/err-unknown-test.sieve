@@ -1,0 +1,1 @@
+if spinach "x" { keep; }

@@ -1,0 +1,4 @@
+require "fileinto";
+fileinto "Work";
+fileinto "Archive/2026";
+fileinto "Work";

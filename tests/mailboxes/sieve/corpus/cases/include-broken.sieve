@@ -1,0 +1,3 @@
+require ["include", "fileinto"];
+include "broken";
+fileinto "Work";

@@ -1,0 +1,3 @@
+# message: urgent.eml
+require ["include", "imap4flags"];
+include "flag-urgent";

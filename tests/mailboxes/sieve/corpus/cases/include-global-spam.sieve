@@ -1,0 +1,4 @@
+# message: spam.eml
+require ["include", "fileinto"];
+include :global "spam";
+fileinto "not-reached";

@@ -1,0 +1,3 @@
+require ["include", "fileinto"];
+include "no-such-script";
+fileinto "Work";

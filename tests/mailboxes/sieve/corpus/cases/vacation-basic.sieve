@@ -1,0 +1,2 @@
+require "vacation";
+vacation "I am out of the office until Monday.";

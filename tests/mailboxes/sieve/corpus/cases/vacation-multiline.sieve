@@ -1,0 +1,7 @@
+require "vacation";
+vacation :subject "Away" text:
+Hello,
+
+I am away until 7 December.
+.
+;

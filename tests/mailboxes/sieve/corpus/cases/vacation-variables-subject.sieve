@@ -1,0 +1,3 @@
+require ["vacation", "variables"];
+if header :matches "subject" "*" { set "subject" "${1}"; }
+vacation :subject "Re: ${subject}" :days 1 "I will read it later.";

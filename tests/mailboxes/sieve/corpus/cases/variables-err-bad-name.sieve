@@ -1,0 +1,2 @@
+require "variables";
+set "1bad" "x";

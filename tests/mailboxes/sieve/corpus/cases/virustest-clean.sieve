@@ -1,0 +1,3 @@
+# message: spam.eml
+require ["virustest", "fileinto", "variables"];
+if virustest :matches "*" { fileinto "virus-${1}"; }

@@ -1,0 +1,5 @@
+require ["fileinto", "spamtest", "relational", "comparator-i;ascii-numeric"];
+if spamtest :value "ge" :comparator "i;ascii-numeric" "6" {
+  fileinto "Junk";
+  stop;
+}

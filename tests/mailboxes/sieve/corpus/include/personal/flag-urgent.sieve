@@ -1,0 +1,4 @@
+require ["imap4flags"];
+if header :contains "subject" "urgent" {
+  addflag "\\Flagged";
+}
