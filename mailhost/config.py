@@ -251,6 +251,16 @@ def env_file(name: str) -> str | None:
     return raw
 
 
+def env_dir(name: str) -> str | None:
+    """A path that must name an existing directory (checked now, read later)."""
+    raw = env_str(name)
+    if raw is None:
+        return None
+    if not Path(raw).is_dir():
+        raise ImproperlyConfigured(f"{name}={raw!r}: no such directory")
+    return raw
+
+
 def env_url(name: str, schemes: tuple[str, ...]) -> str | None:
     raw = env_str(name)
     if raw is None:

@@ -10,6 +10,7 @@ from mailhost.config import (
     default_hostname,
     env_bool,
     env_choice,
+    env_dir,
     env_domain_names,
     env_duration,
     env_durations,
@@ -178,6 +179,9 @@ if bool(env_str("MAILHOST_TLS_CERT")) != bool(env_str("MAILHOST_TLS_KEY")):
     raise ImproperlyConfigured("MAILHOST_TLS_CERT and MAILHOST_TLS_KEY must be set together")
 MAILHOST_TLS_CERT = env_file("MAILHOST_TLS_CERT")
 MAILHOST_TLS_KEY = env_file("MAILHOST_TLS_KEY")
+# More certificates, each a PEM file (chain and key) presented to clients asking for one of
+# its names (SNI); the one above serves every other name (mailhost/tls.py).
+MAILHOST_TLS_CERTS_DIR = env_dir("MAILHOST_TLS_CERTS_DIR")
 MAILHOST_DNS_SERVERS = env_host_ports("MAILHOST_DNS_SERVERS")
 
 
@@ -195,6 +199,9 @@ if MAILHOST_ACME_EMAIL is not None and not _is_address(MAILHOST_ACME_EMAIL):
 MAILHOST_ACME_CA_FILE = env_file("MAILHOST_ACME_CA_FILE")
 MAILHOST_ACME_DOMAIN_NAMES = env_bool("MAILHOST_ACME_DOMAIN_NAMES", True)
 MAILHOST_ACME_RENEW_DAYS = env_int("MAILHOST_ACME_RENEW_DAYS", 30, minimum=1, maximum=89)
+MAILHOST_ACME_CHALLENGE = env_choice(
+    "MAILHOST_ACME_CHALLENGE", "http-01", ("http-01", "tls-alpn-01")
+)
 MAILHOST_ACME_CHECK_INTERVAL = env_duration("MAILHOST_ACME_CHECK_INTERVAL", 86400, minimum=1)
 if MAILHOST_ACME_DIRECTORY and MAILHOST_TLS_CERT:
     raise ImproperlyConfigured(

@@ -1,6 +1,13 @@
-"""TLS for every listener: MAILHOST_TLS_CERT/KEY, or a self-signed pair generated into the
-data dir, made again whenever the names it must carry change (MAILHOST_HOSTNAME, the bind
-address)."""
+"""TLS for every listener: MAILHOST_TLS_CERT/KEY (or ACME's certificate for MAILHOST_HOSTNAME),
+or a self-signed pair generated into the data dir, made again whenever the names it must carry
+change (MAILHOST_HOSTNAME, the bind address).
+
+A client that names the host it wants (SNI, RFC 6066 3) gets the certificate for that name
+when there is one: each PEM file (chain and key) in MAILHOST_TLS_CERTS_DIR, then ACME's
+per-domain certificates (mailhost/acme.py), by their subjectAltNames (`*.example.org` matches
+one label); any other name, or none, gets the default one above. A client asking for a name
+with a pending ACME tls-alpn-01 challenge gets the challenge certificate, with ALPN acme-tls/1
+(RFC 8737 3). SIGHUP (reload) reads all of them again."""
 
 from __future__ import annotations
 
@@ -20,6 +27,10 @@ logger = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _context: ssl.SSLContext | None = None
+# SNI: host name -> context, and for wildcard certificates parent domain -> context; replaced
+# whole by reload(), read by the handshake callback.
+_by_name: dict[str, ssl.SSLContext] = {}
+_by_parent: dict[str, ssl.SSLContext] = {}
 
 UNSPECIFIED_ADDRESSES = {"0.0.0.0", "::"}
 
@@ -76,25 +87,116 @@ def server_context() -> ssl.SSLContext:
     with _lock:
         if _context is None:
             cert, key = certificate_paths()
-            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            context.minimum_version = ssl.TLSVersion.TLSv1_2
             try:
-                context.load_cert_chain(str(cert), str(key))
+                context = _new_context(cert, key)
             except (OSError, ssl.SSLError) as exc:
                 raise ImproperlyConfigured(
                     f"MAILHOST_TLS_CERT={str(cert)!r}, MAILHOST_TLS_KEY={str(key)!r}:"
                     f" cannot load the certificate and key: {exc}"
                 ) from None
+            _load_named()
+            context.sni_callback = _choose_certificate
             _context = context
         return _context
 
 
+def _new_context(cert: Path, key: Path | None) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(str(cert), str(key) if key else None)
+    return context
+
+
+def named_certificate_files() -> list[tuple[Path, Path | None]]:
+    """The certificates chosen by name, in order of precedence: the operator's own
+    (MAILHOST_TLS_CERTS_DIR, chain and key in one file), then ACME's per-domain ones."""
+    files: list[tuple[Path, Path | None]] = []
+    if settings.MAILHOST_TLS_CERTS_DIR:
+        files += [
+            (path, None) for path in sorted(Path(settings.MAILHOST_TLS_CERTS_DIR).glob("*.pem"))
+        ]
+    if settings.MAILHOST_ACME_DIRECTORY:
+        from mailhost import acme
+
+        files += acme.domain_certificate_files()
+    return files
+
+
+def _load_named() -> None:
+    """Build the SNI maps from named_certificate_files(); a file that cannot be loaded is
+    logged and left out (the others, and the default certificate, still serve)."""
+    global _by_name, _by_parent
+    by_name: dict[str, ssl.SSLContext] = {}
+    by_parent: dict[str, ssl.SSLContext] = {}
+    for cert, key in named_certificate_files():
+        names = _certificate_names(cert)
+        try:
+            context = _new_context(cert, key)
+        except (OSError, ssl.SSLError) as exc:
+            logger.error('tls certificate skipped cert=%s error="%s"', cert, exc)
+            continue
+        if not names or not names[0]:
+            logger.error("tls certificate skipped cert=%s error=no DNS subjectAltName", cert)
+            continue
+        for name in names[0]:
+            if name.startswith("*."):
+                by_parent.setdefault(name[2:], context)
+            else:
+                by_name.setdefault(name, context)
+        logger.info("tls certificate for names=%s cert=%s", ",".join(names[0]), cert)
+    _by_name, _by_parent = by_name, by_parent
+
+
+def context_for(server_name: str | None) -> ssl.SSLContext | None:
+    """The context of a named certificate for this SNI name, or None for the default."""
+    if not server_name:
+        return None
+    name = server_name.lower().rstrip(".")
+    chosen = _by_name.get(name)
+    if chosen is None and "." in name:
+        chosen = _by_parent.get(name.split(".", 1)[1])
+    return chosen
+
+
+def _choose_certificate(connection, server_name: str | None, context) -> None:  # noqa: ANN001
+    """The SNI callback (ssl.SSLContext.sni_callback): switch the handshake to the context of
+    the name asked for. Returning None lets the handshake go on with whatever is set."""
+    if not server_name:
+        return None
+    challenge = _acme_challenge_context(server_name.lower().rstrip("."))
+    chosen = challenge or context_for(server_name)
+    if chosen is not None:
+        connection.context = chosen
+    return None
+
+
+def _acme_challenge_context(name: str) -> ssl.SSLContext | None:
+    """RFC 8737 3: while a tls-alpn-01 challenge for `name` is pending (mailhost/acme.py
+    writes its certificate, perhaps from another process), the handshake for that name gets
+    it and negotiates acme-tls/1; the HTTPS relay then closes without relaying."""
+    if not settings.MAILHOST_ACME_DIRECTORY or settings.MAILHOST_ACME_CHALLENGE != "tls-alpn-01":
+        return None
+    from mailhost import acme
+
+    path = acme.alpn_challenge_file(name)
+    if path is None or not path.exists():
+        return None
+    try:
+        context = _new_context(path, None)
+    except (OSError, ssl.SSLError) as exc:
+        logger.error('acme challenge certificate unusable name=%s error="%s"', name, exc)
+        return None
+    context.set_alpn_protocols([acme.ALPN_PROTOCOL])
+    return context
+
+
 def reload() -> None:
     """SIGHUP: load the certificate and key files again into the one context every listener
-    uses, so new handshakes present the new certificate and open sessions carry on. Called on
-    the event loop's thread (protocols/runner.py), where every asyncio handshake starts, so
-    none starts between the certificate and the key being replaced. A pair that cannot be
-    loaded is logged and the old one kept."""
+    uses, so new handshakes present the new certificate and open sessions carry on, and the
+    certificates chosen by name (SNI) afresh. Called on the event loop's thread
+    (protocols/runner.py), where every asyncio handshake starts, so none starts between the
+    certificate and the key being replaced. A pair that cannot be loaded is logged and the old
+    one kept."""
     with _lock:
         if _context is None:
             return
@@ -108,8 +210,10 @@ def reload() -> None:
             logger.error(
                 'tls reload failed cert=%s error="%s": keeping the old certificate', cert, exc
             )
-            return
-    logger.info("tls reloaded cert=%s", cert)
+            cert = None
+        _load_named()
+    if cert is not None:
+        logger.info("tls reloaded cert=%s", cert)
 
 
 def _describe(names: tuple[list[str], list[str]] | None) -> str:

@@ -43,7 +43,7 @@ from waitress.channel import HTTPChannel
 from waitress.server import TcpWSGIServer
 from waitress.task import WSGITask
 
-from mailhost import tls
+from mailhost import acme, tls
 from mailhost.proxy import is_trusted_proxy
 from protocols.listeners import Listener
 
@@ -330,6 +330,11 @@ class HttpsRelay:
         self.port = self.server.sockets[0].getsockname()[1]
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        ssl_object = writer.get_extra_info("ssl_object")
+        if ssl_object is not None and ssl_object.selected_alpn_protocol() == acme.ALPN_PROTOCOL:
+            # An ACME tls-alpn-01 validation: the handshake was the answer (RFC 8737 3).
+            writer.close()
+            return
         task = asyncio.current_task()
         self._tasks.add(task)
         peer = writer.get_extra_info("peername")

@@ -95,6 +95,8 @@ async def _acme_renewal(tls) -> None:  # noqa: ANN001
         except Exception as exc:
             # Again within the hour (DNS not yet published, the CA down), not a day later.
             logger.error('acme failed error="%s": keeping the current certificate', exc)
+            if getattr(exc, "issued", False):  # some were had: serve those now
+                tls.reload()
             await asyncio.sleep(min(interval, ACME_RETRY_SECONDS))
             continue
         if issued:

@@ -109,7 +109,7 @@ def test_challenge_tokens_are_base64url_only(settings, tmp_path):
 
 
 @pytest.mark.django_db
-def test_domain_names_that_resolve_to_us_are_added(settings):
+def test_each_domain_gets_a_certificate_of_its_names_that_resolve_to_us(settings):
     settings.MAILHOST_HOSTNAME = "mx.example.net"
     settings.MAILHOST_ACME_DOMAIN_NAMES = True
     domain_create(name="example.org")
@@ -125,13 +125,75 @@ def test_domain_names_that_resolve_to_us_are_added(settings):
     }
     dns.set_resolver(dns.MemoryResolver(hosts=hosts, failing={"autoconfig.example.com"}))
     try:
-        assert acme.names() == [
-            "mx.example.net",
-            "mail.example.com",
-            "mail.example.org",
-            "autoconfig.example.org",
-        ]
+        assert acme.certificate_sets() == {
+            "": ["mx.example.net"],
+            "example.com": ["mail.example.com"],
+            "example.org": ["mail.example.org", "autoconfig.example.org"],
+        }
         settings.MAILHOST_ACME_DOMAIN_NAMES = False
-        assert acme.names() == ["mx.example.net"]
+        assert acme.certificate_sets() == {"": ["mx.example.net"]}
     finally:
         dns.set_resolver(None)
+
+
+@pytest.mark.django_db
+def test_domain_certificates_are_ordered_apart_and_one_failing_spares_the_others(
+    orders, settings, monkeypatch
+):
+    settings.MAILHOST_ACME_DOMAIN_NAMES = True
+    for name in ("example.com", "example.net", "example.org"):
+        domain_create(name=name)
+    hosts = {
+        "mx.example.org": ["192.0.2.1"],
+        "mail.example.com": ["192.0.2.1"],
+        "mail.example.net": ["192.0.2.1"],
+        "autoconfig.example.org": ["192.0.2.1"],
+    }
+    dns.set_resolver(dns.MemoryResolver(hosts=hosts))
+    issue = acme._order
+
+    def order(names):
+        if names == ["mail.example.net"]:
+            raise RuntimeError("urn:ietf:params:acme:error:dns")
+        return issue(names)
+
+    monkeypatch.setattr(acme, "_order", order)
+    try:
+        with pytest.raises(acme.AcmeIncomplete, match="example.net") as failed:
+            acme.ensure(NOW)
+        assert failed.value.issued is True
+        assert orders == [["mx.example.org"], ["mail.example.com"], ["autoconfig.example.org"]]
+        assert [cert.parent.name for cert, _ in acme.domain_certificate_files()] == [
+            "example.com",
+            "example.org",
+        ]
+        for _cert, key in acme.domain_certificate_files():
+            assert key.stat().st_mode & 0o777 == 0o600
+        # Next check: only what failed is asked for again.
+        monkeypatch.setattr(acme, "_order", issue)
+        assert acme.ensure(NOW) is True
+        assert orders[3:] == [["mail.example.net"]]
+        assert acme.ensure(NOW) is False
+    finally:
+        dns.set_resolver(None)
+
+
+def test_alpn_challenge_certificate_carries_the_key_authorization_digest(settings, tmp_path):
+    """RFC 8737 3: SAN the one name, critical acmeIdentifier = OCTET STRING(SHA-256(keyauth))."""
+    import hashlib
+
+    settings.DATA_DIR = tmp_path
+    pem = acme.alpn_challenge_certificate("mail.example.org", "token.thumbprint")
+    cert = x509.load_pem_x509_certificate(pem)
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert names.get_values_for_type(x509.DNSName) == ["mail.example.org"]
+    extension = cert.extensions.get_extension_for_oid(
+        x509.ObjectIdentifier(acme.ACME_IDENTIFIER_OID)
+    )
+    assert extension.critical
+    assert extension.value.value == b"\x04\x20" + hashlib.sha256(b"token.thumbprint").digest()
+    assert acme.alpn_challenge_file("mail.example.org") == (
+        tmp_path / "tls" / "acme" / "alpn" / "mail.example.org.pem"
+    )
+    assert acme.alpn_challenge_file("../account.key") is None
+    assert acme.alpn_challenge_file("Mail.Example.org/x") is None

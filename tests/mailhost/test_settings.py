@@ -73,6 +73,10 @@ BAD_VALUES: dict[str, Bad] = {
     ),
     "MAILHOST_ACME_EMAIL": Bad("postmaster", "MAILHOST_ACME_EMAIL='postmaster' is not an address"),
     "MAILHOST_ACME_CA_FILE": Bad("/nonexistent/ca.pem", "MAILHOST_ACME_CA_FILE='/nonexistent"),
+    "MAILHOST_TLS_CERTS_DIR": Bad(
+        "/nonexistent/certs", "MAILHOST_TLS_CERTS_DIR='/nonexistent/certs': no such directory"
+    ),
+    "MAILHOST_ACME_CHALLENGE": Bad("dns-01", "MAILHOST_ACME_CHALLENGE"),
     "MAILHOST_ACME_DOMAIN_NAMES": Bad("some", "MAILHOST_ACME_DOMAIN_NAMES='some' is not a boolean"),
     "MAILHOST_ACME_RENEW_DAYS": Bad("90", "MAILHOST_ACME_RENEW_DAYS=90 must be"),
     "MAILHOST_ACME_CHECK_INTERVAL": Bad(

@@ -2,8 +2,10 @@
 Encrypt's test CA, Debian package `pebble`) started here, which validates http-01 against our
 web port, resolving MAILHOST_HOSTNAME through the test DNS server. The certificate it issues is
 then served on 993, 465 and the HTTPS web port, an IMAP session opened before carries on, and a
-second start with that certificate still valid does not ask for another. The certificate also
-names the hosted domain's autoconfig. name, the one of its mail names that resolves to us."""
+second start with that certificate still valid does not ask for another. The one
+hosted domain, the one of whose mail names (autoconfig.) resolves to us, gets a certificate of
+its own, served to clients asking for that name (SNI). The same with tls-alpn-01 (RFC 8737),
+validated on our HTTPS port, http-01's port closed."""
 
 from __future__ import annotations
 
@@ -47,6 +49,15 @@ def wait_listening(port: int, what: str, log=lambda: "") -> None:  # noqa: ANN00
 
 @pytest.fixture
 def setup(tmp_path):
+    yield from make_setup(tmp_path, "http-01")
+
+
+@pytest.fixture
+def setup_alpn(tmp_path):
+    yield from make_setup(tmp_path, "tls-alpn-01")
+
+
+def make_setup(tmp_path, challenge: str):
     dns = delivery.TestDNSServer()
     dns.add(HOSTNAME, "A", "127.0.0.1")
     # Of example.org's mail names only autoconfig. resolves to us: it joins the certificate.
@@ -71,6 +82,7 @@ def setup(tmp_path):
             "MAILHOST_ACME_EMAIL": "postmaster@example.org",
             "MAILHOST_ACME_CA_FILE": str(pebble_ca.ca_path),
             "MAILHOST_ACME_CHECK_INTERVAL": "1",
+            "MAILHOST_ACME_CHALLENGE": challenge,
             "MAILHOST_DNS_SERVERS": f"127.0.0.1:{dns.port}",
         },
     )
@@ -84,8 +96,9 @@ def setup(tmp_path):
                     "managementListenAddress": f"127.0.0.1:{management_port}",
                     "certificate": str(pebble_ca.cert_path),
                     "privateKey": str(pebble_ca.key_path),
-                    "httpPort": server.ports["web"],  # http-01 validated on our web port
-                    "tlsPort": free_port(),
+                    # Each challenge validated on our port for it, the other on a closed one.
+                    "httpPort": server.ports["web"] if challenge == "http-01" else free_port(),
+                    "tlsPort": webs_port if challenge == "tls-alpn-01" else free_port(),
                     "ocspResponderURL": "",
                     "externalAccountBindingRequired": False,
                 }
@@ -135,6 +148,29 @@ def certificate(der: bytes) -> x509.Certificate:
     return x509.load_der_x509_certificate(der)
 
 
+def dns_names(cert: x509.Certificate) -> list[str]:
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return sorted(names.get_values_for_type(x509.DNSName))
+
+
+def certificate_for(port: int, name: str) -> x509.Certificate:
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname=name) as sock:
+            return certificate(sock.getpeercert(binary_form=True))
+
+
+def wait_for_domain_certificate(server, name: str) -> x509.Certificate:  # noqa: ANN001
+    """The certificate served for `name` once it is the CA's (the hostname's comes first)."""
+    issuer = server.intermediate().subject
+    deadline = time.monotonic() + 60
+    while (cert := certificate_for(server.ports["imaps"], name)).issuer != issuer:
+        assert time.monotonic() < deadline, server.log_tail() + server.pebble_log.read_text()
+        time.sleep(0.2)
+    return cert
+
+
 def test_certificate_from_pebble_used_everywhere_and_not_issued_twice(setup):
     server = setup
     server.start()
@@ -159,13 +195,13 @@ def test_certificate_from_pebble_used_everywhere_and_not_issued_twice(setup):
     issued = served_certificate(server.ports["imaps"])
     cert = certificate(issued)
     assert cert.issuer == issuer
-    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert sorted(names.get_values_for_type(x509.DNSName)) == [
-        "autoconfig.example.org",
-        HOSTNAME,
-    ]
+    assert dns_names(cert) == [HOSTNAME]
     for port in ("submissions", "webs"):
         assert served_certificate(server.ports[port]) == issued, port
+    # example.org's certificate, its own, to a client asking for its name (SNI).
+    domain = wait_for_domain_certificate(server, "autoconfig.example.org")
+    assert domain.issuer == issuer
+    assert dns_names(domain) == ["autoconfig.example.org"]
     # The session opened before the switch carries on.
     assert session.noop()[0] == "OK"
     session.logout()
@@ -205,3 +241,25 @@ def test_acmecert_issues_while_runmail_runs(setup):
         time.sleep(0.1)
     issued = certificate(served_certificate(server.ports["webs"]))
     assert issued.issuer == server.intermediate().subject
+
+
+def test_tls_alpn_01_answered_on_the_https_port(setup_alpn):
+    server = setup_alpn
+    server.start()
+    wait_listening(server.ports["webs"], "webs", server.log_tail)
+    before = served_certificate(server.ports["imaps"])
+    server.start_pebble()
+    deadline = time.monotonic() + 60
+    while served_certificate(server.ports["imaps"]) == before:
+        assert time.monotonic() < deadline, server.log_tail() + server.pebble_log.read_text()
+        time.sleep(0.2)
+    issued = certificate(served_certificate(server.ports["webs"]))
+    assert issued.issuer == server.intermediate().subject
+    assert dns_names(issued) == [HOSTNAME]
+    domain = wait_for_domain_certificate(server, "autoconfig.example.org")
+    assert dns_names(domain) == ["autoconfig.example.org"]
+    # Pebble's httpPort is a closed one and dns-01 has no record to find: the handshakes on
+    # our HTTPS port were the only answers it could accept.
+    assert not (server.data_dir / "tls" / "acme" / "alpn").exists() or not any(
+        (server.data_dir / "tls" / "acme" / "alpn").iterdir()
+    ), "challenge certificates are removed once answered"
