@@ -44,6 +44,15 @@ class FromNotAllowed(SenderNotAllowed):
     """The message's From header names an address the authenticated mailbox does not own."""
 
 
+class DMARCRejected(MailhostError):
+    """The From domain's DMARC policy is p=reject and the message failed it (RFC 7489 6.7):
+    nothing is stored, SMTP answers 550 5.7.1."""
+
+    def __init__(self, domain: str) -> None:
+        super().__init__(f"DMARC policy of {domain} rejects the message")
+        self.domain = domain
+
+
 class NoRecipients(MailhostError):
     """The message has no recipient, or none of them accepted it."""
 
@@ -176,6 +185,41 @@ def _words_decoded(address: str) -> str:
         return address
 
 
+def inbound_trust(
+    raw: bytes, *, mail_from: str, client: ClientInfo, queue_id: str
+) -> tuple[bytes, bool]:
+    """Port 25's checks (delivery.inbound): the bytes to store, with our
+    Authentication-Results on top and what the world may not tell us removed, and whether
+    the DMARC policy sends the message to Junk. Raises DMARCRejected for p=reject failures.
+    DKIM is verified on the bytes as received, before anything is removed."""
+    from delivery import inbound
+
+    hostname = settings.MAILHOST_HOSTNAME
+    if not settings.MAILHOST_INBOUND_CHECKS:
+        return inbound.strip_untrusted(raw, authserv_id=hostname), False
+    results = inbound.authenticate(
+        raw=raw, client_ip=client.ip, helo=client.helo, mail_from=mail_from
+    )
+    dmarc = results.dmarc
+    logger.info(
+        "inbound checks queue=%s client=%s spf=%s helo=%s dkim=%s arc=%s dmarc=%s"
+        " from=%s disposition=%s",
+        queue_id,
+        client.ip,
+        results.spf.result,
+        results.spf_helo.result,
+        ",".join(d.result for d in results.dkim) or "none",
+        results.arc.result,
+        dmarc.result,
+        dmarc.domain or "-",
+        dmarc.disposition,
+    )
+    if dmarc.disposition == "reject":
+        raise DMARCRejected(dmarc.domain)
+    stripped = inbound.strip_untrusted(raw, authserv_id=hostname)
+    return results.header() + stripped, dmarc.disposition == "quarantine"
+
+
 def message_accept(
     *,
     raw: bytes,
@@ -215,8 +259,12 @@ def message_accept(
         from delivery.dkim import dkim_sign
 
         raw = dkim_sign(prefix + raw, mail_from=mail_from)
+        quarantine = False
     else:
-        raw = prefix + raw
+        trust, quarantine = inbound_trust(
+            raw, mail_from=mail_from, client=client, queue_id=queue_id
+        )
+        raw = prefix + trust
 
     # Resolve (aliases, catch-alls) and write the bytes before the transaction: on SQLite
     # BEGIN IMMEDIATE takes the database's write lock, which should cover only the writes.
@@ -226,6 +274,8 @@ def message_accept(
         for r in envelope
     ]
     summary = headers.summarize_and_spam(raw)  # outside the transaction, computed once
+    if quarantine:
+        summary = (summary[0], True)  # the DMARC policy's Junk
     try:
         name = blob_write(raw)
     except Exception as exc:
@@ -402,6 +452,7 @@ def message_submit(
 __all__ = [
     "AcceptResult",
     "ClientInfo",
+    "DMARCRejected",
     "EnvelopeRecipient",
     "FromNotAllowed",
     "InvalidAddress",

@@ -295,6 +295,11 @@ if 0 < MAILHOST_OUTBOUND_LINE_LENGTH_LIMIT < 78:
         " must be 0 (off) or from 78 to 998"
     )
 MAILHOST_DNS_TIMEOUT = env_duration("MAILHOST_DNS_TIMEOUT", 10, minimum=0.01)
+# Inbound trust on port 25 (delivery/inbound): SPF, DKIM, ARC and DMARC checks, bounded in
+# time as a whole; sealers whose valid ARC chain that saw DMARC pass overrides a DMARC failure.
+MAILHOST_INBOUND_CHECKS = env_bool("MAILHOST_INBOUND_CHECKS", True)
+MAILHOST_INBOUND_CHECK_TIMEOUT = env_duration("MAILHOST_INBOUND_CHECK_TIMEOUT", 20, minimum=0.1)
+MAILHOST_ARC_TRUSTED_SEALERS = env_domain_names("MAILHOST_ARC_TRUSTED_SEALERS", "")
 # DNS records to publish (delivery/dnsrecords.py, `manage.py dnsrecords`): the addresses the
 # world reaches this server on (A/AAAA and PTR), the CAs allowed to issue for hosted domains,
 # and the MTA-STS policy's mode (RFC 8461 5: testing reports, enforce refuses).

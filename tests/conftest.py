@@ -33,6 +33,13 @@ def _fast_password_hashing(settings):
     throttle.reset()
 
 
+@pytest.fixture(autouse=True)
+def _inbound_checks_with_a_zone_only(settings):
+    # Port 25's SPF/DKIM/DMARC checks ask DNS; a test answers them from its own zone (the
+    # `dns_server` fixture turns them on), never from whatever resolver the machine has.
+    settings.MAILHOST_INBOUND_CHECKS = False
+
+
 @pytest.fixture
 def blob_dir(settings, tmp_path):
     """A private blob directory per test."""

@@ -201,6 +201,8 @@ class Handler:
             )
         except submission.FromNotAllowed:
             return replies.S553_FROM_NOT_OWNED
+        except submission.DMARCRejected as exc:
+            return replies.S550_DMARC_REJECT.format(exc.domain)
         except MailhostError as exc:
             logger.error("%s message refused by storage: %s", server.client_ip, exc)
             return replies.S452_NO_SPACE if out_of_space(exc) else replies.S451_LOCAL_ERROR

@@ -128,6 +128,8 @@ S501_RCPT_SYNTAX = Reply(501, "5.5.4", "Syntax: RCPT TO:<address> [parameters]")
 S503_NEED_MAIL = Reply(503, "5.5.1", "Need MAIL command first")
 S553_BAD_RECIPIENT_SYNTAX = Reply(553, "5.1.3", "Malformed recipient address")
 S550_NO_SUCH_USER = Reply(550, "5.1.1", "No such user here")
+# RFC 7489 6.7 / 15.4: the From domain's DMARC policy is reject and the message failed it.
+S550_DMARC_REJECT = Reply(550, "5.7.1", "Email rejected per DMARC policy for {}")
 S554_RELAY_DENIED = Reply(554, "5.7.1", "Relay access denied")
 S452_MAILBOX_FULL = Reply(452, "4.2.2", "Mailbox full, try again later")
 S552_MAILBOX_FULL = Reply(552, "5.2.2", "Mailbox full: message exceeds the quota")

@@ -111,6 +111,7 @@ def dns_server(settings):
     server = TestDNSServer()
     settings.MAILHOST_DNS_SERVERS = [("127.0.0.1", server.port)]
     settings.MAILHOST_DNS_TIMEOUT = 2.0
+    settings.MAILHOST_INBOUND_CHECKS = True  # port 25's checks ask this zone
     delivery_dns.set_resolver(None)
     # A new server may get an old one's port: no answer cached for that port may survive.
     delivery_dns.forget_resolvers()

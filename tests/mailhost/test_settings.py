@@ -151,6 +151,11 @@ BAD_VALUES: dict[str, Bad] = {
     "MAILHOST_OUTBOUND_TIMEOUT": Bad("5 min", "is not a whole number"),
     "MAILHOST_OUTBOUND_TLS_VERIFY": Bad("strict", "is not a boolean"),
     "MAILHOST_DNS_TIMEOUT": Bad("ten", "'ten' is not a duration"),
+    "MAILHOST_INBOUND_CHECKS": Bad("sometimes", "is not a boolean"),
+    "MAILHOST_INBOUND_CHECK_TIMEOUT": Bad("soon", "'soon' is not a duration"),
+    "MAILHOST_ARC_TRUSTED_SEALERS": Bad(
+        "lists.example.org, not a domain", "MAILHOST_ARC_TRUSTED_SEALERS: 'not a domain' is not a"
+    ),
     "MAILHOST_PUBLIC_ADDRESSES": Bad(
         "203.0.113.5, mail.example.org",
         "MAILHOST_PUBLIC_ADDRESSES: 'mail.example.org' is not an IP address",
