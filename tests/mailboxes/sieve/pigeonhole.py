@@ -122,7 +122,7 @@ plugin {{
   sieve = file:{dir}/personal;active={dir}/active.sieve
   sieve_global = {dir}/global
   sieve_extensions = +vacation-seconds +editheader +spamtest +spamtestplus +virustest
-  sieve_vacation_min_period = 1s
+  sieve_vacation_min_period = 0
   sieve_vacation_default_period = 7d
   sieve_vacation_max_period = 90d
   sieve_spamtest_status_type = score
