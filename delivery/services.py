@@ -280,7 +280,10 @@ def recipients_deliver_local(*, claim: Claim, recipients: Sequence[OutboundRecip
     raw = blob_read(message.blob)
     with transaction.atomic():
         results = message_deliver(
-            raw=raw, recipients=[r.address for r in recipients], blob=message.blob
+            raw=raw,
+            recipients=[r.address for r in recipients],
+            blob=message.blob,
+            mail_from=message.mail_from,
         )
         outcomes: dict[int, Outcome] = {}
         forward: dict[str, SpoolRecipient] = {}

@@ -26,7 +26,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from delivery.services import SpoolRecipient, new_queue_id, spool_create
-from mailboxes import headers, selectors
+from mailboxes import headers, mda, selectors
 from mailboxes.addresses import parse_address
 from mailboxes.exceptions import InvalidAddress, MailhostError, StorageError
 from mailboxes.groupcommit import committer
@@ -80,10 +80,11 @@ class ClientInfo:
 class RecipientOutcome:
     address: str
     # "delivered" (filed locally), "queued" (spooled for a remote server), "unknown",
-    # "over_quota", "relay_denied"
+    # "over_quota", "relay_denied", "rejected" (the recipient's Sieve ereject, `reason`)
     status: str
     mailbox_ids: tuple[int, ...] = ()
     forwarded: tuple[str, ...] = ()
+    reason: str = ""
 
     @property
     def accepted(self) -> bool:
@@ -276,6 +277,17 @@ def message_accept(
     summary = headers.summarize_and_spam(raw)  # outside the transaction, computed once
     if quarantine:
         summary = (summary[0], True)  # the DMARC policy's Junk
+    # The recipients' Sieve scripts run here, before the transaction: what they decide is
+    # carried out inside it, with the filing (mailboxes.mda).
+    plans = mda.plan(raw=raw, mail_from=mail_from, resolutions=resolutions, spam=summary[1])
+    refused = _sieve_refusal(resolutions, plans)
+    if refused:
+        logger.info("sieve ereject queue=%s to=<%s> reason=%s", queue_id, addresses[0], refused)
+        return AcceptResult(
+            queue_id=queue_id,
+            size=len(raw),
+            recipients=[RecipientOutcome(addresses[0], "rejected", reason=refused)],
+        )
     try:
         name = blob_write(raw)
     except Exception as exc:
@@ -288,7 +300,13 @@ def message_accept(
         result = AcceptResult(queue_id=queue_id, size=len(raw))
         blob = blob_row_create(name=name, raw=raw)
         delivered = message_deliver(
-            raw=raw, recipients=addresses, blob=blob, resolutions=resolutions, summary=summary
+            raw=raw,
+            recipients=addresses,
+            blob=blob,
+            resolutions=resolutions,
+            summary=summary,
+            mail_from=mail_from,
+            plans=plans,
         )
         spool: dict[str, SpoolRecipient] = {}
         for wanted, outcome in zip(envelope, delivered):
@@ -350,6 +368,20 @@ def message_accept(
         blob_discard(name)
         logger.exception("queue %s: could not store the message", queue_id)
         raise StorageError("could not store the message") from exc
+
+
+def _sieve_refusal(resolutions: Sequence[selectors.Resolution], plans: dict) -> str:
+    """The reason to refuse the message at SMTP time for an ereject (RFC 5429 2.2): only when
+    it has one envelope recipient, for one mailbox, whose script erejected it, so that the
+    550 speaks for every recipient. Otherwise the message is accepted and the ereject's DSN
+    goes to the sender like a reject's MDN."""
+    if len(resolutions) != 1:
+        return ""
+    resolution = resolutions[0]
+    if len(resolution.mailbox_ids) != 1 or resolution.remote:
+        return ""
+    plan = plans.get(resolution.mailbox_ids[0])
+    return plan.refuse if plan is not None else ""
 
 
 class _NothingAccepted(Exception):

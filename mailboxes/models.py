@@ -365,3 +365,33 @@ class SenderListEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} {self.pattern}"
+
+
+class SieveVacationReply(models.Model):
+    """When a mailbox's Sieve vacation last answered a sender (RFC 5230 4.2: one reply per
+    sender per :days, per :handle)."""
+
+    mailbox = models.ForeignKey(Mailbox, on_delete=models.CASCADE, related_name="+")
+    sender = models.CharField(max_length=320)  # lower-cased envelope sender
+    handle = models.CharField(max_length=64)  # :handle, or a hash of the reply's text
+    sent_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["mailbox", "sender", "handle"], name="sievevacation_unique"
+            )
+        ]
+
+
+class SieveDuplicate(models.Model):
+    """Ids the Sieve duplicate test (RFC 7352) has seen for a mailbox, until they expire."""
+
+    mailbox = models.ForeignKey(Mailbox, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=64)  # sha256 of handle + id, hex
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["mailbox", "key"], name="sieveduplicate_unique")
+        ]

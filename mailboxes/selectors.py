@@ -14,7 +14,7 @@ from django.db import connection
 from django.db.models import F, IntegerField, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Cast, Length
 
-from mailboxes import headers, senderlists
+from mailboxes import headers, senderlists, srs
 from mailboxes.addresses import Address, parse_address
 from mailboxes.exceptions import InvalidAddress
 from mailboxes.models import (
@@ -164,6 +164,8 @@ def recipient_resolve(
             return Resolution(address=address, hosted=True, mailbox_ids=(mailbox_id,))
     if domain is None:
         return Resolution(address=address, hosted=False, remote=(str(parsed),))
+    if srs.is_srs(parsed.local_part):
+        return _srs_resolve(address, parsed.local_part, domain_cache)
     mailbox_ids: list[int] = []
     remote: list[str] = []
     _expand(parsed, domain, mailbox_ids, remote, seen=set(), depth=0, domain_cache=domain_cache)
@@ -172,6 +174,24 @@ def recipient_resolve(
         hosted=True,
         mailbox_ids=tuple(dict.fromkeys(mailbox_ids)),
         remote=tuple(dict.fromkeys(remote)),
+    )
+
+
+def _srs_resolve(
+    address: str, local_part: str, domain_cache: dict[str, Domain | None] | None
+) -> Resolution:
+    """A bounce to an SRS address we wrote when forwarding (mailboxes.srs) goes on to the
+    original sender; a forged, mangled or expired one is nobody here."""
+    try:
+        original = srs.reverse(local_part)
+    except srs.SRSError as exc:
+        logger.info("srs refused to=<%s> reason=%s", address, exc)
+        return Resolution(address=address, hosted=True)
+    resolved = recipient_resolve(original, domain_cache=domain_cache)
+    if not resolved.hosted:
+        return Resolution(address=address, hosted=True, remote=(original,))
+    return Resolution(
+        address=address, hosted=True, mailbox_ids=resolved.mailbox_ids, remote=resolved.remote
     )
 
 

@@ -20,7 +20,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -45,6 +45,7 @@ from mailboxes.exceptions import (
     NotFound,
     QuotaExceeded,
 )
+from mailboxes.mda import Filing, MailboxPlan
 from mailboxes.models import (
     DEFAULT_FOLDERS,
     HIERARCHY_DELIMITER,
@@ -883,6 +884,9 @@ def message_deliver(
     blob: Blob | None = None,
     resolutions: Sequence[Resolution] | None = None,
     summary: tuple[dict, bool] | None = None,
+    mail_from: str = "",
+    plans: Mapping[int, MailboxPlan] | None = None,
+    sieve: bool = True,
 ) -> list[RecipientResult]:
     """The delivery agent: file one message for many envelope recipients.
 
@@ -895,13 +899,25 @@ def message_deliver(
     recipient_resolve results for `recipients`, made by the caller before its transaction
     (so that SQLite's write lock is not held while aliases are expanded); `summary`, likewise,
     is headers.summarize_and_spam(raw).
+
+    Sieve (mailboxes.mda): each mailbox's scripts decide where its copies go and what is
+    sent; `plans` are mda.plan's results made by the caller before its transaction, else
+    they are made here (with `sieve` false, no script runs: the filing of a copy the user
+    asked for). `mail_from` is the envelope sender the scripts see.
     """
     if resolutions is None:
         domains: dict = {}
         resolutions = [recipient_resolve(address, domain_cache=domains) for address in recipients]
     wanted = sorted({mid for r in resolutions for mid in r.mailbox_ids})
+    if plans is None and sieve and wanted:
+        from mailboxes import mda
+
+        summary = summary or headers.summarize_and_spam(raw)
+        plans = mda.plan(raw=raw, mail_from=mail_from, resolutions=resolutions, spam=summary[1])
     filed = (
-        _file_into_mailboxes(raw, wanted, internal_date=internal_date, blob=blob, summary=summary)
+        _file_into_mailboxes(
+            raw, wanted, internal_date=internal_date, blob=blob, summary=summary, plans=plans
+        )
         if wanted
         else set()
     )
@@ -929,16 +945,20 @@ def _file_into_mailboxes(
     internal_date: datetime | None,
     blob: Blob | None = None,
     summary: tuple[dict, bool] | None = None,
+    plans: Mapping[int, MailboxPlan] | None = None,
 ) -> set[int]:
     """File the message into every mailbox with room for it; return the ids that took it.
 
     The hot path of SMTP: one SELECT (mailboxes locked, with their INBOX and Junk ids), one
     UPDATE ... RETURNING per mailbox (the folder's UIDs and counters), one INSERT of the
     messages and one UPDATE of the mailboxes' usage (plus the blob row when not given).
+    A mailbox with a Sieve plan gets the copies, flags and folders its plan names, and the
+    plan's messages are spooled, all in this same transaction (_file_planned).
     """
     fields, spam = summary or headers.summarize_and_spam(raw)
     size = len(raw)
     when = internal_date or timezone.now()
+    plans = plans or {}
     # Bytes first (written and synced), rows after: a crash in between leaves an orphan file
     # for blob_collect_garbage, never a row without its bytes.
     written = blob_write(raw) if blob is None else None
@@ -946,49 +966,244 @@ def _file_into_mailboxes(
     # whole transaction (Django refuses further queries in it), never a half-filed message.
     with transaction.atomic(savepoint=False):
         mailboxes = _lock_mailboxes_with_folders(mailbox_ids)
-        targets: list[tuple[int, int]] = []  # (folder id, mailbox id)
+        # (folder id, mailbox id, copy): copy None is the shared bytes, unseen, no flags
+        targets: list[tuple[int, int, _Copy | None]] = []
+        usage: dict[int, int] = {}
+        planned: list[tuple[_Target, MailboxPlan]] = []
         for mailbox in mailboxes:
+            plan = plans.get(mailbox.pk)
+            if plan is not None:
+                copies = _plan_copies(mailbox, plan, raw, fields)
+                if copies is None:
+                    continue  # over quota: nothing of the plan happens (the retry runs it)
+                planned.append((mailbox, plan))
+                for folder_id, copy in copies:
+                    targets.append((folder_id, mailbox.pk, copy))
+                    usage[mailbox.pk] = usage.get(mailbox.pk, 0) + copy.size
+                continue
             if _over_quota(mailbox, size):
                 continue
             folder_id = (spam and mailbox.junk_id) or mailbox.inbox_id
             if folder_id is not None:
-                targets.append((folder_id, mailbox.pk))
+                targets.append((folder_id, mailbox.pk, None))
+                usage[mailbox.pk] = size
         # Folder rows are locked by their UPDATE, in id order (the lock order above).
-        targets.sort()
+        targets.sort(key=lambda t: (t[0], t[1]))
         rows = []
-        filed = []
-        for folder_id, mailbox_id in targets:
-            reserved = _reserve_one(folder_id, size)
+        filed = {mailbox.pk for mailbox, _ in planned}
+        for folder_id, mailbox_id, copy in targets:
+            unseen = 0 if copy is not None and copy.columns.get("seen") else 1
+            reserved = _reserve_one(folder_id, copy.size if copy else size, unseen)
             if reserved is None:  # the folder was deleted since the SELECT
+                usage[mailbox_id] -= copy.size if copy else size
                 continue
             uid, modseq = reserved
-            if blob is None:
-                blob = blob_row_create(name=written, raw=raw)
-            filed.append(mailbox_id)
+            if copy is not None:
+                row_blob = copy.blob(blob, written, raw)
+                if copy.raw is None and blob is None:
+                    blob = row_blob
+                row = {**copy.fields, **copy.columns, "keywords": " ".join(copy.keywords)}
+                row_size = copy.size
+            else:
+                if blob is None:
+                    blob = blob_row_create(name=written, raw=raw)
+                row_blob, row, row_size = blob, fields, size
+            filed.add(mailbox_id)
             rows.append(
                 {
                     "folder_id": folder_id,
                     "uid": uid,
                     "modseq": modseq,
-                    "blob_id": blob.pk,
-                    "size": size,
+                    "blob_id": row_blob.pk,
+                    "size": row_size,
                     "internal_date": when,
-                    **fields,
+                    **row,
                 }
             )
             events.publish(ChangeEvent(mailbox_id, folder_id, "exists", (uid,), modseq))
         if rows:
             _messages_insert(rows)
             table = connection.ops.quote_name(Mailbox._meta.db_table)
-            marks = ", ".join(["%s"] * len(filed))
             with connection.cursor() as cursor:
-                cursor.execute(
-                    f"UPDATE {table} SET used_bytes = used_bytes + %s WHERE id IN ({marks})",
-                    [size, *filed],
-                )
-    if not filed and written is not None:
+                for amount, ids in _by_amount(usage).items():
+                    marks = ", ".join(["%s"] * len(ids))
+                    cursor.execute(
+                        f"UPDATE {table} SET used_bytes = used_bytes + %s WHERE id IN ({marks})",
+                        [amount, *ids],
+                    )
+        for mailbox, plan in planned:
+            _plan_carry_out(mailbox.pk, plan)
+    if blob is None and written is not None:
         blob_discard(written)
-    return set(filed)
+    return filed
+
+
+def _by_amount(usage: Mapping[int, int]) -> dict[int, list[int]]:
+    """Mailbox ids grouped by the bytes to add to their usage (one UPDATE per amount)."""
+    grouped: dict[int, list[int]] = defaultdict(list)
+    for mailbox_id, amount in usage.items():
+        if amount:
+            grouped[amount].append(mailbox_id)
+    return grouped
+
+
+class _Variant:
+    """The bytes of a mailbox's copies: the shared ones (raw None) or its own (editheader,
+    an error note), stored once for all of that mailbox's folders."""
+
+    def __init__(self, raw: bytes | None, fields: dict) -> None:
+        self.raw = raw
+        self.fields = fields if raw is None else headers.summarize(raw)
+        self.stored: Blob | None = None
+
+    def blob(self, shared: Blob | None, written: str | None, raw: bytes) -> Blob:
+        if self.raw is None:
+            return shared if shared is not None else blob_row_create(name=written, raw=raw)
+        if self.stored is None:
+            self.stored = blob_store(self.raw)
+        return self.stored
+
+
+@dataclass
+class _Copy:
+    variant: _Variant
+    size: int
+    columns: dict[str, bool]
+    keywords: list[str]
+
+    @property
+    def raw(self) -> bytes | None:
+        return self.variant.raw
+
+    @property
+    def fields(self) -> dict:
+        return self.variant.fields
+
+    def blob(self, shared: Blob | None, written: str | None, raw: bytes) -> Blob:
+        return self.variant.blob(shared, written, raw)
+
+
+def _plan_copies(
+    mailbox: _Target, plan: MailboxPlan, raw: bytes, fields: dict
+) -> list[tuple[int, _Copy]] | None:
+    """The (folder id, copy) pairs a Sieve plan files for a locked mailbox, folders created
+    where the plan says :create; None when they do not fit its quota."""
+    folders = list(
+        Folder.objects.filter(mailbox_id=mailbox.pk).values_list("id", "name", "special_use")
+    )
+    variants: dict[int, _Variant] = {}
+    chosen: dict[int, _Copy] = {}
+    for filing in plan.filings:
+        folder_id = _filing_folder(mailbox, filing, folders)
+        if folder_id is None:
+            continue
+        variant = variants.setdefault(id(filing.raw), _Variant(filing.raw, fields))
+        columns, keywords = _parse_flags(filing.flags)
+        keywords = [k for k in keywords if len(k) <= settings.MAILHOST_IMAP_MAX_KEYWORD_LENGTH]
+        if folder_id in chosen:  # one copy per folder, flags merged (RFC 5228 4.1)
+            old = chosen[folder_id]
+            old.columns.update(columns)
+            old.keywords += [
+                k for k in keywords if k.lower() not in {o.lower() for o in old.keywords}
+            ]
+            continue
+        size = len(filing.raw) if filing.raw is not None else len(raw)
+        chosen[folder_id] = _Copy(variant, size, columns, keywords)
+    for folder_id, copy in chosen.items():
+        copy.keywords = _keywords_that_fit(folder_id, copy.keywords)
+    total = sum(copy.size for copy in chosen.values())
+    if chosen and mailbox.quota and mailbox.used_bytes + total > mailbox.quota:
+        return None
+    return list(chosen.items())
+
+
+def _keywords_that_fit(folder_id: int, keywords: list[str]) -> list[str]:
+    """A script's keywords within the per-message and per-folder caps (the rest dropped:
+    a filter never refuses a message over a keyword)."""
+    keywords = keywords[: settings.MAILHOST_IMAP_MAX_KEYWORDS_PER_MESSAGE]
+    if not keywords:
+        return keywords
+    existing = {k.lower() for k in folder_keywords(folder_id)}
+    room = settings.MAILHOST_IMAP_MAX_KEYWORDS_PER_FOLDER - len(existing)
+    kept = []
+    for keyword in keywords:
+        if keyword.lower() in existing:
+            kept.append(keyword)
+        elif room > 0:
+            kept.append(keyword)
+            existing.add(keyword.lower())
+            room -= 1
+    return kept
+
+
+def _filing_folder(
+    mailbox: _Target, filing: Filing, folders: list[tuple[int, str, str]]
+) -> int | None:
+    """The folder a filing goes to: its :mailboxid, its special use, its name, a folder
+    made for it (:create), else the implicit keep's (RFC 5228 4.1: a fileinto that cannot
+    be done must not lose the message)."""
+    if filing.folder_id is not None and any(f[0] == filing.folder_id for f in folders):
+        return filing.folder_id
+    if filing.special_use:
+        for folder_id, _, special_use in folders:
+            if special_use == filing.special_use:
+                return folder_id
+    try:
+        name = folder_name_validate(filing.folder)
+    except FolderError:
+        name = None
+    if name is not None:
+        for folder_id, folder_name, _ in folders:
+            if folder_name == name:
+                return folder_id
+        if filing.create:
+            created = folder_create(
+                mailbox=Mailbox(pk=mailbox.pk),
+                name=name,
+                special_use=filing.special_use if filing.special_use in SpecialUse.values else "",
+            )
+            folders.append((created.pk, created.name, created.special_use))
+            return created.pk
+    if not filing.keep:
+        logger.info(
+            "sieve fileinto missing mailbox=%s folder=%r: INBOX instead", mailbox.pk, filing.folder
+        )
+    return mailbox.inbox_id
+
+
+def _plan_carry_out(mailbox_id: int, plan: MailboxPlan) -> None:
+    """The rest of a Sieve plan, in the delivery transaction: spool what it sends (a vacation
+    reply only when due), remember its duplicate ids, log what it did once committed."""
+    from delivery.services import SpoolRecipient, spool_create
+    from mailboxes import mda
+
+    if plan.duplicates:
+        mda.duplicates_record(mailbox_id=mailbox_id, duplicates=plan.duplicates)
+    sent = []
+    for outgoing in plan.outgoing:
+        if outgoing.vacation is not None:
+            sender, handle, seconds = outgoing.vacation
+            if not mda.vacation_due(
+                mailbox_id=mailbox_id, sender=sender, handle=handle, seconds=seconds
+            ):
+                sent.append(f"{outgoing.kind}-not-due")
+                continue
+        # Our own notices leave with the null sender and ask for no DSN (RFC 3834 3.3).
+        notify = "NEVER" if not outgoing.mail_from else ""
+        spool_create(
+            blob=blob_store(outgoing.raw),
+            mail_from=outgoing.mail_from,
+            recipients=[SpoolRecipient(r, notify=notify) for r in outgoing.recipients],
+            smtputf8=not all(r.isascii() for r in outgoing.recipients),
+            body_8bit=not outgoing.raw.isascii(),
+        )
+        sent.append(f"{outgoing.kind}:{','.join(outgoing.recipients)}")
+    line = f'sieve delivered mailbox={mailbox_id} actions="{plan.summary}"'
+    if sent:
+        line += f' sent="{" ".join(sent)}"'
+    if plan.error:
+        line = f'sieve error mailbox={mailbox_id} reason="{plan.error}" action=keep'
+    transaction.on_commit(lambda: logger.info("%s", line))
 
 
 _message_insert_sql: tuple[str, list] | None = None
@@ -1068,7 +1283,7 @@ def _lock_mailboxes_with_folders(mailbox_ids: Iterable[int]) -> list[_Target]:
         return [_Target(*row) for row in cursor.fetchall()]
 
 
-def _reserve_one(folder_id: int, size: int) -> tuple[int, int] | None:
+def _reserve_one(folder_id: int, size: int, unseen: int = 1) -> tuple[int, int] | None:
     """_reserve of one unseen message in one statement: the UPDATE locks the folder row and
     RETURNING gives the new UIDNEXT and HIGHESTMODSEQ (SQLite 3.35+, PostgreSQL), so the
     UID is the row's UIDNEXT before it and no two writers ever share one. None when the
@@ -1077,9 +1292,9 @@ def _reserve_one(folder_id: int, size: int) -> tuple[int, int] | None:
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {table} SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1, "
-            "message_count = message_count + 1, unseen_count = unseen_count + 1, "
+            "message_count = message_count + 1, unseen_count = unseen_count + %s, "
             "total_size = total_size + %s WHERE id = %s RETURNING uidnext, highestmodseq",
-            [size, folder_id],
+            [unseen, size, folder_id],
         )
         row = cursor.fetchone()
     if row is None:

@@ -260,6 +260,24 @@ MAILHOST_MAX_CONNECTIONS_PER_IP = env_int("MAILHOST_MAX_CONNECTIONS_PER_IP", 100
 # out is left "connected" to a socket the server never sees. The kernel caps it at somaxconn.
 MAILHOST_LISTEN_BACKLOG = env_int("MAILHOST_LISTEN_BACKLOG", 4096, minimum=1)
 MAILHOST_ALIAS_MAX_DEPTH = 10
+# Sieve at delivery (mailboxes/mda.py). SRS: forwarded mail's envelope sender, keyed by
+# MAILHOST_SRS_SECRET (else derived from SECRET_KEY), valid this many days for bounces.
+MAILHOST_SRS_SECRET = env_str("MAILHOST_SRS_SECRET")
+if MAILHOST_SRS_SECRET is not None and len(MAILHOST_SRS_SECRET) < 16:
+    raise ImproperlyConfigured(
+        f"MAILHOST_SRS_SECRET is too short ({len(MAILHOST_SRS_SECRET)} characters; give at least 16)"
+    )
+MAILHOST_SRS_MAX_AGE = env_int("MAILHOST_SRS_MAX_AGE", 21, minimum=1, maximum=1000)
+# Redirects one delivery's scripts may make (Pigeonhole's sieve_max_redirects), and the
+# number of Delivered-To fields past which a message is not redirected again (a loop).
+MAILHOST_SIEVE_MAX_REDIRECTS = env_int("MAILHOST_SIEVE_MAX_REDIRECTS", 4, minimum=0, maximum=100)
+MAILHOST_SIEVE_MAX_HOPS = env_int("MAILHOST_SIEVE_MAX_HOPS", 10, minimum=1, maximum=100)
+# CPU time one script may take per message (milliseconds), and the shortest vacation
+# interval a script may ask for (seconds; RFC 6131 :seconds below it are raised to it).
+MAILHOST_SIEVE_CPU_LIMIT_MS = env_int("MAILHOST_SIEVE_CPU_LIMIT_MS", 1000, minimum=1)
+MAILHOST_SIEVE_VACATION_MIN_SECONDS = env_int(
+    "MAILHOST_SIEVE_VACATION_MIN_SECONDS", 3600, minimum=0, maximum=30 * 86400
+)
 # Grace period before a blob file with no row is considered an orphan of a crashed write.
 MAILHOST_BLOB_ORPHAN_AGE = env_int("MAILHOST_BLOB_ORPHAN_AGE", 3600)
 # Messages up to this many bytes are stored in their Blob row, made durable by the commit

@@ -218,6 +218,9 @@ class Handler:
                     result.queue_id,
                     ", ".join(f"{r.address} ({r.status})" for r in result.refused),
                 )
+        elif any(r.status == "rejected" for r in result.recipients):
+            reason = next(r.reason for r in result.recipients if r.status == "rejected")
+            reply = replies.S550_SIEVE_REJECTED.format(reason)
         elif any(r.status == "over_quota" for r in result.recipients):
             reply = replies.S452_MAILBOX_FULL
         elif any(r.status == "relay_denied" for r in result.recipients):

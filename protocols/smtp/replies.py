@@ -131,6 +131,8 @@ S550_NO_SUCH_USER = Reply(550, "5.1.1", "No such user here")
 # RFC 7489 6.7 / 15.4: the From domain's DMARC policy is reject and the message failed it.
 S550_DMARC_REJECT = Reply(550, "5.7.1", "Email rejected per DMARC policy for {}")
 S554_RELAY_DENIED = Reply(554, "5.7.1", "Relay access denied")
+# RFC 5429 2.2: the recipient's Sieve script refused the message (ereject), its reason.
+S550_SIEVE_REJECTED = Reply(550, "5.7.1", "{}")
 S452_MAILBOX_FULL = Reply(452, "4.2.2", "Mailbox full, try again later")
 S552_MAILBOX_FULL = Reply(552, "5.2.2", "Mailbox full: message exceeds the quota")
 S452_TOO_MANY_RECIPIENTS = Reply(452, "4.5.3", "Too many recipients")
