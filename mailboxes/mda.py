@@ -86,14 +86,40 @@ class _Mailbox:
 
 
 def _scripts_for(mailbox_ids: Sequence[int]) -> list[_Mailbox]:
-    """The mailboxes among `mailbox_ids` that have a script to run, with their scripts."""
-    try:
-        from mailboxes import selectors
+    """The mailboxes among `mailbox_ids` that have a script to run, with their scripts: the
+    domain's default (Domain.sieve_default), then the mailbox's active SieveScript. One query."""
+    from mailboxes import models
 
-        load = selectors.sieve_scripts_for_delivery
-    except AttributeError:
+    if not hasattr(models, "SieveScript"):  # the storage is not there (yet)
         return []
-    return [_Mailbox(*row) for row in load(mailbox_ids)]
+    from django.db.models import OuterRef, Subquery
+
+    active = models.SieveScript.objects.filter(mailbox_id=OuterRef("pk"), active=True)
+    rows = (
+        models.Mailbox.objects.filter(pk__in=mailbox_ids)
+        .annotate(
+            script_name=Subquery(active.values("name")[:1]),
+            script_text=Subquery(active.values("text")[:1]),
+        )
+        .values_list(
+            "id",
+            "local_part",
+            "domain__name",
+            "domain__sieve_default",
+            "script_name",
+            "script_text",
+        )
+    )
+    found = []
+    for mailbox_id, local_part, domain, default, name, text in rows:
+        scripts = []
+        if default and default.strip():
+            scripts.append(("domain default", default))
+        if text and text.strip():
+            scripts.append((f"user script {name!r}", text))
+        if scripts:
+            found.append(_Mailbox(mailbox_id, f"{local_part}@{domain}", domain, tuple(scripts)))
+    return found
 
 
 # --- The compiled-script cache -----------------------------------------------------------
@@ -275,16 +301,33 @@ def _context(mailbox: _Mailbox, info: DeliveryInfo, state: _State):  # noqa: ANN
     def include(name: str, personal: bool = True) -> str | None:
         from mailboxes import selectors
 
-        loader = getattr(selectors, "sieve_script_text", None)
-        return loader(mailbox.id, name, personal=personal) if loader else None
+        if not personal:
+            return None  # RFC 6609 :global scripts: none are kept here
+        get = getattr(selectors, "sievescript_get", None)
+        script = get(mailbox.id, name) if get is not None else None
+        return script.text if script is not None else None
 
+    def mailboxid_exists(folder_id: str) -> bool:
+        from mailboxes import selectors
+
+        return (
+            folder_id.isdigit()
+            and selectors.folders_of(mailbox.id).filter(pk=int(folder_id)).exists()
+        )
+
+    limits = sieve.Limits(
+        cpu_seconds=settings.MAILHOST_SIEVE_CPU_LIMIT_MS / 1000,
+        max_redirects=settings.MAILHOST_SIEVE_MAX_REDIRECTS,
+    )
     kwargs = dict(
         raw=state.raw if state.raw is not None else info.raw,
         envelope_from=info.mail_from,
         envelope_to=info.recipients.get(mailbox.id, mailbox.address),
         spam_score=info.spam_score,
         mailbox_exists=mailbox_exists,
+        mailboxid_exists=mailboxid_exists,
         duplicate=duplicate,
+        limits=limits,
         include=include,
         now=timezone.now(),
     )
@@ -310,6 +353,7 @@ def _apply_result(mailbox: _Mailbox, info: DeliveryInfo, state: _State, result) 
         state.raw = apply_header_edits(state.raw if state.raw is not None else info.raw, edits)
     if not getattr(result, "implicit_keep", True):
         state.implicit_keep = False
+    state.keep_flags = tuple(getattr(result, "implicit_keep_flags", None) or ())
     for action in getattr(result, "actions", ()):
         handler = _HANDLERS.get(type(action).__name__)
         if handler is None:
@@ -452,9 +496,7 @@ def _vacation(mailbox: _Mailbox, info: DeliveryInfo, state: _State, action) -> N
     seconds = max(int(seconds), settings.MAILHOST_SIEVE_VACATION_MIN_SECONDS)
     reason = str(getattr(action, "reason", "") or "")
     subject = str(getattr(action, "subject", None) or "")
-    from_address = str(
-        getattr(action, "from_", None) or getattr(action, "from_address", None) or ""
-    )
+    from_address = str(getattr(action, "from_address", None) or "")
     mime = bool(getattr(action, "mime", False))
     handle = autoreply.vacation_handle(
         handle=str(getattr(action, "handle", None) or ""),
@@ -500,7 +542,7 @@ def _notify(mailbox: _Mailbox, info: DeliveryInfo, state: _State, action) -> Non
     for address in to[:5]:
         raw = autoreply.notify_message(
             info.raw,
-            from_address=str(getattr(action, "from_", None) or mailbox.address),
+            from_address=str(getattr(action, "from_address", None) or mailbox.address),
             to=address,
             subject=query.get("subject", [""])[0],
             message=str(getattr(action, "message", None) or ""),
