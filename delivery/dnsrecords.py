@@ -39,8 +39,9 @@ SPF_VALUE = "v=spf1 mx -all"
 # (MAIL FROM:<>) has; "a" names the server's own addresses.
 HELO_SPF_VALUE = "v=spf1 a -all"
 DMARC_POLICY = "quarantine"
-DMARC_RUA_LOCAL_PART = "dmarc-reports"
-TLSRPT_RUA_LOCAL_PART = "tls-reports"
+# Mail to these is read as reports (mailboxes.selectors.recipient_resolve, delivery/reports.py).
+DMARC_RUA_LOCAL_PART = selectors.REPORT_DMARC_LOCAL_PART
+TLSRPT_RUA_LOCAL_PART = selectors.REPORT_TLS_LOCAL_PART
 MX_PREFERENCE = 10
 # RFC 6186 3.4: clients compare priorities across a service's STARTTLS and TLS records
 # (lower first); RFC 8314 prefers implicit TLS, and 5.1 adds its SRV names.

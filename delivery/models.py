@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db import models
 
-from mailboxes.models import Blob, Mailbox
+from mailboxes.models import Blob, Domain, Mailbox
 
 
 class OutboundMessage(models.Model):
@@ -79,3 +79,88 @@ class OutboundRecipient(models.Model):
     @property
     def domain(self) -> str:
         return self.address.rpartition("@")[2].lower()
+
+
+# --- Aggregate reports received about our domains (delivery/reports.py) -------------------
+
+
+class DmarcReport(models.Model):
+    """One DMARC aggregate report (RFC 7489 7.2) another receiver sent about `domain`."""
+
+    domain = models.ForeignKey(Domain, on_delete=models.CASCADE, related_name="dmarc_reports")
+    org_name = models.CharField(max_length=255)
+    org_email = models.CharField(max_length=320, blank=True)
+    report_id = models.CharField(max_length=255)
+    begin = models.DateTimeField()
+    end = models.DateTimeField()
+    policy_domain = models.CharField(max_length=253)
+    policy = models.CharField(max_length=16, blank=True)
+    subdomain_policy = models.CharField(max_length=16, blank=True)
+    pct = models.PositiveSmallIntegerField(null=True, blank=True)
+    adkim = models.CharField(max_length=1, blank=True)
+    aspf = models.CharField(max_length=1, blank=True)
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-begin", "org_name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["domain", "org_name", "report_id"], name="dmarc_report_unique"
+            )
+        ]
+        indexes = [models.Index(fields=["domain", "end"], name="dmarc_report_domain_end")]
+
+    def __str__(self) -> str:
+        return f"{self.org_name} {self.report_id} ({self.policy_domain})"
+
+
+class DmarcRecord(models.Model):
+    """One row of a DMARC report: `count` messages from `source_ip` claiming `header_from`."""
+
+    report = models.ForeignKey(DmarcReport, on_delete=models.CASCADE, related_name="records")
+    source_ip = models.GenericIPAddressField()
+    count = models.PositiveIntegerField()
+    disposition = models.CharField(max_length=16, blank=True)
+    dkim = models.CharField(max_length=8, blank=True)  # DMARC-aligned DKIM: pass | fail
+    spf = models.CharField(max_length=8, blank=True)  # DMARC-aligned SPF: pass | fail
+    header_from = models.CharField(max_length=253, blank=True)
+    envelope_from = models.CharField(max_length=253, blank=True)
+    # The raw checks, "domain selector result" / "domain scope result", one per line.
+    dkim_results = models.TextField(blank=True)
+    spf_results = models.TextField(blank=True)
+
+
+class TlsReport(models.Model):
+    """One SMTP TLS report (RFC 8460) another sender sent about `domain`."""
+
+    domain = models.ForeignKey(Domain, on_delete=models.CASCADE, related_name="tls_reports")
+    org_name = models.CharField(max_length=255)
+    contact = models.CharField(max_length=320, blank=True)
+    report_id = models.CharField(max_length=255)
+    begin = models.DateTimeField()
+    end = models.DateTimeField()
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-begin", "org_name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["domain", "org_name", "report_id"], name="tls_report_unique"
+            )
+        ]
+        indexes = [models.Index(fields=["domain", "end"], name="tls_report_domain_end")]
+
+    def __str__(self) -> str:
+        return f"{self.org_name} {self.report_id}"
+
+
+class TlsReportPolicy(models.Model):
+    """One policy of a TLS report: sessions that succeeded and failed under it."""
+
+    report = models.ForeignKey(TlsReport, on_delete=models.CASCADE, related_name="policies")
+    policy_type = models.CharField(max_length=16, blank=True)  # sts | tlsa | no-policy-found
+    policy_domain = models.CharField(max_length=253, blank=True)
+    mx_hosts = models.TextField(blank=True)  # one per line
+    successful = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    failure_details = models.JSONField(default=list, blank=True)

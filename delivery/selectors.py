@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from delivery.models import OutboundMessage, OutboundRecipient
+from delivery.models import (
+    DmarcRecord,
+    DmarcReport,
+    OutboundMessage,
+    OutboundRecipient,
+    TlsReport,
+    TlsReportPolicy,
+)
 from mailboxes.headers import header_block, summarize
 from mailboxes.models import Mailbox
 from mailboxes.selectors import blob_read
@@ -122,3 +129,135 @@ def recipient_ids_of(message_ids: Iterable[int]) -> list[int]:
         .order_by("id")
         .values_list("id", flat=True)
     )
+
+
+# --- Aggregate reports received -------------------------------------------------------------
+
+
+@dataclass
+class DmarcSource:
+    """What the reports say of one sending address using the domain in From."""
+
+    source_ip: str
+    header_from: str
+    messages: int = 0
+    dmarc_pass: int = 0  # aligned DKIM or aligned SPF passed (RFC 7489 4.2)
+    spf_pass: int = 0
+    dkim_pass: int = 0
+    quarantined: int = 0
+    rejected: int = 0
+    reporters: set[str] = field(default_factory=set)
+
+    @property
+    def dmarc_fail(self) -> int:
+        return self.messages - self.dmarc_pass
+
+    @property
+    def spf_fail(self) -> int:
+        return self.messages - self.spf_pass
+
+    @property
+    def dkim_fail(self) -> int:
+        return self.messages - self.dkim_pass
+
+
+@dataclass
+class DmarcSummary:
+    reports: list
+    sources: list[DmarcSource]
+    messages: int = 0
+    dmarc_pass: int = 0
+    spf_pass: int = 0
+    dkim_pass: int = 0
+
+    @property
+    def dmarc_fail(self) -> int:
+        return self.messages - self.dmarc_pass
+
+    @property
+    def spf_fail(self) -> int:
+        return self.messages - self.spf_pass
+
+    @property
+    def dkim_fail(self) -> int:
+        return self.messages - self.dkim_pass
+
+
+def dmarc_summary(domain, *, since: datetime) -> DmarcSummary:
+    """The DMARC reports about `domain` whose period ends after `since`: who sends as the
+    domain (by source address and From domain, most messages first) and the pass/fail counts
+    of SPF, DKIM (both as DMARC aligns them) and DMARC."""
+    reports = list(
+        DmarcReport.objects.filter(domain=domain, end__gte=since).order_by("-end", "org_name")
+    )
+    sources: dict[tuple[str, str], DmarcSource] = {}
+    summary = DmarcSummary(reports=reports, sources=[])
+    records = DmarcRecord.objects.filter(report__domain=domain, report__end__gte=since).values_list(
+        "source_ip", "header_from", "count", "dkim", "spf", "disposition", "report__org_name"
+    )
+    for ip, header_from, count, dkim, spf, disposition, org in records.iterator():
+        source = sources.setdefault((ip, header_from), DmarcSource(ip, header_from))
+        passed = dkim == "pass" or spf == "pass"
+        source.messages += count
+        source.dmarc_pass += count if passed else 0
+        source.spf_pass += count if spf == "pass" else 0
+        source.dkim_pass += count if dkim == "pass" else 0
+        source.quarantined += count if disposition == "quarantine" else 0
+        source.rejected += count if disposition == "reject" else 0
+        source.reporters.add(org)
+        summary.messages += count
+        summary.dmarc_pass += count if passed else 0
+        summary.spf_pass += count if spf == "pass" else 0
+        summary.dkim_pass += count if dkim == "pass" else 0
+    summary.sources = sorted(sources.values(), key=lambda s: (-s.messages, s.source_ip))
+    return summary
+
+
+@dataclass
+class TlsSummary:
+    reports: list
+    successful: int = 0
+    failed: int = 0
+    # (reporter, policy type, policy domain) -> [successful, failed]
+    by_policy: list[tuple[str, str, str, int, int]] = field(default_factory=list)
+    # (result type, receiving MX, sending MTA) -> failed sessions
+    failures: list[tuple[str, str, str, int]] = field(default_factory=list)
+
+
+def tls_summary(domain, *, since: datetime) -> TlsSummary:
+    """The SMTP TLS reports about `domain` whose period ends after `since`: sessions that
+    succeeded and failed, per reporter and policy, and the failures by kind."""
+    reports = list(
+        TlsReport.objects.filter(domain=domain, end__gte=since).order_by("-end", "org_name")
+    )
+    summary = TlsSummary(reports=reports)
+    by_policy: dict[tuple[str, str, str], list[int]] = {}
+    failures: dict[tuple[str, str, str], int] = {}
+    policies = TlsReportPolicy.objects.filter(
+        report__domain=domain, report__end__gte=since
+    ).values_list(
+        "report__org_name",
+        "policy_type",
+        "policy_domain",
+        "successful",
+        "failed",
+        "failure_details",
+    )
+    for org, kind, policy_domain, successful, failed, details in policies.iterator():
+        counts = by_policy.setdefault((org, kind, policy_domain), [0, 0])
+        counts[0] += successful
+        counts[1] += failed
+        summary.successful += successful
+        summary.failed += failed
+        for detail in details or []:
+            key = (
+                str(detail.get("result_type", "")),
+                str(detail.get("receiving_mx_hostname", "")),
+                str(detail.get("sending_mta_ip", "")),
+            )
+            failures[key] = failures.get(key, 0) + int(detail.get("failed_session_count", 0))
+    summary.by_policy = [(*key, ok, bad) for key, (ok, bad) in sorted(by_policy.items())]
+    summary.failures = sorted(
+        ((*key, count) for key, count in failures.items()), key=lambda f: (-f[3], f[0])
+    )
+    return summary

@@ -16,13 +16,22 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
 from delivery import bounces, retry
-from delivery.models import OutboundMessage, OutboundRecipient, RecipientStatus
-from mailboxes.models import Blob, Mailbox
+from delivery.models import (
+    DmarcRecord,
+    DmarcReport,
+    OutboundMessage,
+    OutboundRecipient,
+    RecipientStatus,
+    TlsReport,
+    TlsReportPolicy,
+)
+from delivery.reports import DmarcAggregate, TlsAggregate
+from mailboxes.models import Blob, Domain, Mailbox
 from mailhost import metrics
 
 logger = logging.getLogger(__name__)
@@ -579,3 +588,103 @@ def messages_release(*, message_ids: Iterable[int]) -> int:
         rows.filter(attempts__gt=0).update(status=RecipientStatus.DEFERRED)
         _log_operator("release", message_ids)
         return recipients_retry_now(recipient_ids=ids)
+
+
+# --- Aggregate reports received (delivery/reports.py) --------------------------------------
+
+
+def report_store(*, domain: Domain, report: DmarcAggregate | TlsAggregate) -> bool:
+    """Store one aggregate report about `domain`, in the caller's transaction when there is
+    one. False when the same report (reporter and report id) is stored already: reporters
+    resend, and a report sent to two of our addresses counts once per domain."""
+    model = DmarcReport if isinstance(report, DmarcAggregate) else TlsReport
+    if model.objects.filter(domain=domain, org_name=report.org_name, report_id=report.report_id):
+        return False
+    try:
+        with transaction.atomic():  # a savepoint: a concurrent twin must not spoil the caller
+            if isinstance(report, DmarcAggregate):
+                _dmarc_store(domain, report)
+            else:
+                _tls_store(domain, report)
+    except IntegrityError:
+        return False
+    if isinstance(report, DmarcAggregate):
+        logger.info(
+            "report_received kind=dmarc domain=%s org=%s id=%s rows=%d messages=%d",
+            domain.name,
+            report.org_name,
+            report.report_id,
+            len(report.rows),
+            sum(row.count for row in report.rows),
+        )
+    else:
+        logger.info(
+            "report_received kind=tlsrpt domain=%s org=%s id=%s successful=%d failed=%d",
+            domain.name,
+            report.org_name,
+            report.report_id,
+            sum(p.successful for p in report.policies),
+            sum(p.failed for p in report.policies),
+        )
+    return True
+
+
+def _dmarc_store(domain: Domain, report: DmarcAggregate) -> None:
+    row = DmarcReport.objects.create(
+        domain=domain,
+        org_name=report.org_name,
+        org_email=report.org_email,
+        report_id=report.report_id,
+        begin=report.begin,
+        end=report.end,
+        policy_domain=report.policy_domain,
+        policy=report.policy,
+        subdomain_policy=report.subdomain_policy,
+        pct=report.pct,
+        adkim=report.adkim,
+        aspf=report.aspf,
+    )
+    DmarcRecord.objects.bulk_create(
+        [
+            DmarcRecord(
+                report=row,
+                source_ip=r.source_ip,
+                count=r.count,
+                disposition=r.disposition,
+                dkim=r.dkim,
+                spf=r.spf,
+                header_from=r.header_from,
+                envelope_from=r.envelope_from,
+                dkim_results="\n".join(" ".join(filter(None, d)) for d in r.dkim_results),
+                spf_results="\n".join(" ".join(filter(None, s)) for s in r.spf_results),
+            )
+            for r in report.rows
+        ],
+        batch_size=1000,
+    )
+
+
+def _tls_store(domain: Domain, report: TlsAggregate) -> None:
+    row = TlsReport.objects.create(
+        domain=domain,
+        org_name=report.org_name,
+        contact=report.contact,
+        report_id=report.report_id,
+        begin=report.begin,
+        end=report.end,
+    )
+    TlsReportPolicy.objects.bulk_create(
+        [
+            TlsReportPolicy(
+                report=row,
+                policy_type=p.policy_type,
+                policy_domain=p.policy_domain,
+                mx_hosts="\n".join(p.mx_hosts),
+                successful=p.successful,
+                failed=p.failed,
+                failure_details=list(p.failure_details),
+            )
+            for p in report.policies
+        ],
+        batch_size=1000,
+    )

@@ -25,7 +25,8 @@ from email.utils import format_datetime, getaddresses
 from django.conf import settings
 from django.utils import timezone
 
-from delivery.services import SpoolRecipient, new_queue_id, spool_create
+from delivery import reports
+from delivery.services import SpoolRecipient, new_queue_id, report_store, spool_create
 from mailboxes import headers, mda, selectors
 from mailboxes.addresses import parse_address
 from mailboxes.exceptions import InvalidAddress, MailhostError, StorageError
@@ -277,6 +278,9 @@ def message_accept(
     summary = headers.summarize_and_spam(raw)  # outside the transaction, computed once
     if quarantine:
         summary = (summary[0], True)  # the DMARC policy's Junk
+    # Aggregate reports to our report addresses are read here, outside the transaction.
+    report_recipients = [r for r in resolutions if r.report]
+    extracted = reports.from_message(raw) if report_recipients else None
     # The recipients' Sieve scripts run here, before the transaction: what they decide is
     # carried out inside it, with the filing (mailboxes.mda).
     plans = mda.plan(raw=raw, mail_from=mail_from, resolutions=resolutions, spam=summary[1])
@@ -308,6 +312,8 @@ def message_accept(
             mail_from=mail_from,
             plans=plans,
         )
+        if extracted is not None:
+            _reports_store(extracted, report_recipients, queue_id)
         spool: dict[str, SpoolRecipient] = {}
         for wanted, outcome in zip(envelope, delivered):
             if outcome.status == "not_hosted":
@@ -382,6 +388,26 @@ def _sieve_refusal(resolutions: Sequence[selectors.Resolution], plans: dict) -> 
         return ""
     plan = plans.get(resolution.mailbox_ids[0])
     return plan.refuse if plan is not None else ""
+
+
+def _reports_store(extracted: reports.Extracted, resolutions: list, queue_id: str) -> None:
+    """Store the reports of a message sent to our report addresses, once per domain."""
+    for problem in extracted.problems:
+        logger.warning("report_unreadable queue=%s problem=%s", queue_id, problem[:200])
+    if not extracted.reports and not extracted.problems:
+        logger.warning("report_unreadable queue=%s problem=no report in the message", queue_id)
+    names = dict.fromkeys(parse_address(r.address).domain for r in resolutions)
+    for name in names:
+        domain = selectors.domain_get(name)
+        for report in extracted.reports if domain is not None else ():
+            if not report_store(domain=domain, report=report):
+                logger.info(
+                    "report_duplicate queue=%s domain=%s org=%s id=%s",
+                    queue_id,
+                    name,
+                    report.org_name,
+                    report.report_id,
+                )
 
 
 class _NothingAccepted(Exception):

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count
 from django.http import Http404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 
 from delivery import dnsrecords
+from delivery import selectors as delivery_selectors
 from delivery.dkim import dkim_txt_record
 from mailboxes import senderlists, services
 from mailboxes.addresses import domain_to_ascii, parse_address
@@ -146,7 +150,7 @@ class DomainAdmin(admin.ModelAdmin):
     list_display = ["name", "unicode_name", "active", "mailbox_count", "created_at"]
     list_filter = ["active"]
     search_fields = ["name"]
-    readonly_fields = ["dkim_dns_record", "dns_records"]
+    readonly_fields = ["dkim_dns_record", "dns_records", "aggregate_reports"]
     inlines = [DkimKeyInline, DomainSenderListInline]
     actions = ["new_dkim_key_rsa", "new_dkim_key_ed25519"]
 
@@ -198,13 +202,54 @@ class DomainAdmin(admin.ModelAdmin):
             obj.name,
         )
 
+    @admin.display(description="DMARC and TLS reports")
+    def aggregate_reports(self, obj: Domain) -> str:
+        if not obj.pk:
+            return "-"
+        return format_html(
+            '<a href="{}">Reports other mail servers sent about {}</a>'
+            " (to the rua addresses of its _dmarc and _smtp._tls records)",
+            reverse("admin:mailboxes_domain_reports", args=[obj.pk]),
+            obj,
+        )
+
     def get_urls(self):
         check = path(
             "<path:object_id>/checkdns/",
             self.admin_site.admin_view(self.checkdns_view),
             name="mailboxes_domain_checkdns",
         )
-        return [check, *super().get_urls()]
+        reports = path(
+            "<path:object_id>/reports/",
+            self.admin_site.admin_view(self.reports_view),
+            name="mailboxes_domain_reports",
+        )
+        return [check, reports, *super().get_urls()]
+
+    REPORT_DAYS = (7, 30, 90, 365)
+
+    def reports_view(self, request, object_id):
+        """DMARC aggregate reports (who sends as the domain, SPF/DKIM/DMARC pass and fail)
+        and SMTP TLS reports (sessions that succeeded and failed) of the last days."""
+        domain = self.get_object(request, object_id)
+        if domain is None or not self.has_view_permission(request, domain):
+            raise Http404("no such domain")
+        days = request.GET.get("days", "30")
+        days = int(days) if days.isdigit() and int(days) in self.REPORT_DAYS else 30
+        since = timezone.now() - timedelta(days=days)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"DMARC and TLS reports about {domain}",
+            "opts": self.model._meta,
+            "original": domain,
+            "days": days,
+            "day_choices": self.REPORT_DAYS,
+            "dmarc": delivery_selectors.dmarc_summary(domain, since=since),
+            "tls": delivery_selectors.tls_summary(domain, since=since),
+            "dmarc_rua": f"{dnsrecords.DMARC_RUA_LOCAL_PART}@{domain.name}",
+            "tls_rua": f"{dnsrecords.TLSRPT_RUA_LOCAL_PART}@{domain.name}",
+        }
+        return TemplateResponse(request, "admin/mailboxes/domain_reports.html", context)
 
     def checkdns_view(self, request, object_id):
         """What DNS answers for each record of the domain (MAILHOST_DNS_SERVERS)."""

@@ -39,10 +39,20 @@ class Resolution:
     hosted: bool  # the domain is one of ours
     mailbox_ids: tuple[int, ...] = field(default=())
     remote: tuple[str, ...] = field(default=())  # addresses outside our domains (alias targets)
+    # "dmarc" or "tlsrpt" at an address aggregate reports come to (REPORT_LOCAL_PARTS): the
+    # acceptance service reads and stores the reports, whether or not a mailbox is there too.
+    report: str = ""
 
     @property
     def exists(self) -> bool:
-        return bool(self.mailbox_ids or self.remote)
+        return bool(self.mailbox_ids or self.remote or self.report)
+
+
+# The local parts of the addresses that the _dmarc (rua) and _smtp._tls records published
+# for each hosted domain name (delivery/dnsrecords.py): report kind by local part.
+REPORT_DMARC_LOCAL_PART = "dmarc-reports"
+REPORT_TLS_LOCAL_PART = "tls-reports"
+REPORT_LOCAL_PARTS = {REPORT_DMARC_LOCAL_PART: "dmarc", REPORT_TLS_LOCAL_PART: "tlsrpt"}
 
 
 def domain_get(name: str) -> Domain | None:
@@ -151,6 +161,7 @@ def recipient_resolve(
         parsed = parse_address(address)
     except InvalidAddress:
         return Resolution(address=address, hosted=False)
+    report = REPORT_LOCAL_PARTS.get(parsed.local_part.lower(), "")
     if domain_cache is not None and parsed.domain in domain_cache:
         domain = domain_cache[parsed.domain]
     else:
@@ -161,7 +172,9 @@ def recipient_resolve(
             mailbox_id, quota, used = direct
             if usage is not None:
                 usage[mailbox_id] = (quota, used)
-            return Resolution(address=address, hosted=True, mailbox_ids=(mailbox_id,))
+            return Resolution(
+                address=address, hosted=True, mailbox_ids=(mailbox_id,), report=report
+            )
     if domain is None:
         return Resolution(address=address, hosted=False, remote=(str(parsed),))
     if srs.is_srs(parsed.local_part):
@@ -174,6 +187,7 @@ def recipient_resolve(
         hosted=True,
         mailbox_ids=tuple(dict.fromkeys(mailbox_ids)),
         remote=tuple(dict.fromkeys(remote)),
+        report=report,
     )
 
 

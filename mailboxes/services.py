@@ -929,7 +929,7 @@ def message_deliver(
             results.append(RecipientResult(resolution.address, "unknown"))
         else:
             taken = tuple(m for m in resolution.mailbox_ids if m in filed)
-            if resolution.mailbox_ids and not taken and not resolution.remote:
+            if resolution.mailbox_ids and not (taken or resolution.remote or resolution.report):
                 results.append(RecipientResult(resolution.address, "over_quota"))
             else:
                 results.append(
