@@ -118,6 +118,10 @@ log_path = /dev/stderr
 info_log_path = /dev/null
 mail_location = maildir:{dir}/mail
 recipient_delimiter = +
+namespace inbox {{
+  inbox = yes
+  separator = /
+}}
 plugin {{
   sieve = file:{dir}/personal;active={dir}/active.sieve
   sieve_global = {dir}/global

@@ -408,17 +408,17 @@ def test_regex_bad_pattern_is_a_compile_error():
 
 def test_include_personal_global_return_and_globals():
     scripts = {
-        ("lists", True): """require ["include", "variables", "fileinto"];
+        ("lists", "personal"): """require ["include", "variables", "fileinto"];
             global "where";
             if header :contains "subject" "lunch" { set "where" "Food"; return; }
             set "where" "Other";""",
-        ("base", False): 'require "fileinto"; fileinto "from-global";',
+        ("base", "global"): 'require "fileinto"; fileinto "from-global";',
     }
     loads = []
 
-    def include(name, personal):
-        loads.append((name, personal))
-        return scripts.get((name, personal))
+    def include(name, location):
+        loads.append((name, location))
+        return scripts.get((name, location))
 
     script = """require ["include", "variables", "fileinto"];
     global "where";
@@ -426,19 +426,19 @@ def test_include_personal_global_return_and_globals():
     include :personal "lists";
     fileinto "${where}";"""
     assert folders(script, include=include) == ["from-global", "Food"]
-    assert loads == [("base", False), ("lists", True)]
+    assert loads == [("base", "global"), ("lists", "personal")]
 
 
 def test_include_missing_optional_and_missing():
     script = 'require ["include", "fileinto"]; include :optional "nope"; fileinto "after";'
-    assert folders(script, include=lambda n, p: None) == ["after"]
-    failed('require "include"; include "nope";', include=lambda n, p: None)
+    assert folders(script, include=lambda name, location: None) == ["after"]
+    failed('require "include"; include "nope";', include=lambda name, location: None)
 
 
 def test_include_loop_is_a_run_time_error():
     failed(
         'require "include"; include "self";',
-        include=lambda n, p: 'require "include"; include "self";',
+        include=lambda name, location: 'require "include"; include "self";',
     )
 
 
@@ -544,8 +544,10 @@ def test_spamtest_from_context():
     if spamtest :matches "*" { fileinto "s-${1}"; }"""
     assert folders(script) == ["s-0"]  # not tested
     assert folders(script, spam_score=0.0) == ["s-1"]
-    # 1 + share * 9 rounded to the nearest (Pigeonhole truncates: 7 here; RFC 5235 leaves it).
-    assert folders(script, spam_score=7.5, spam_max=10.0) == ["s-8"]
+    # 1 + score/max * 9 rounded down, Pigeonhole's scale (RFC 5235 leaves it open): only a
+    # score at the top counts as 10, "definitely spam".
+    assert folders(script, spam_score=7.5, spam_max=10.0) == ["s-7"]
+    assert folders(script, spam_score=9.99, spam_max=10.0) == ["s-9"]
     assert folders(script, spam_score=10.0, spam_max=10.0) == ["s-10"]
     assert folders(script, spam_score=25.0, spam_max=10.0) == ["s-10"]
 
@@ -561,8 +563,9 @@ def test_virustest_from_context():
     script = """require ["virustest", "relational", "comparator-i;ascii-numeric", "fileinto"];
     if virustest :value "ge" :comparator "i;ascii-numeric" "4" { fileinto "Quarantine"; }
     if virustest :is "0" { fileinto "untested"; }"""
-    assert folders(script, virus_score=5) == ["Quarantine"]
-    assert folders(script, virus_score=1) == []
+    assert folders(script, virus_score=5.0, virus_max=5.0) == ["Quarantine"]
+    assert folders(script, virus_score=3.0, virus_max=5.0) == []  # 1 + 60% of 4 = 3
+    assert folders(script, virus_score=0.0, virus_max=5.0) == []  # 1: clean
     assert folders(script) == ["untested"]
 
 

@@ -1,0 +1,3 @@
+if address :is "from" "boss@example.org" {
+  keep;
+}
