@@ -29,8 +29,8 @@ def test_why_junk_then_not_junk_then_junk_again(site, browser, alice):  # noqa: 
     why.wait_for()
     text = why.inner_text()
     assert "Why is this junk?" in text
-    assert "paypal.com's DMARC policy rejects it" in text
-    assert "says the server that sent it may not send its mail" in text
+    assert "Claims to be from paypal.com but paypal.com's DMARC policy sends it to Junk." in text
+    assert "Sent from 192.0.2.7, which paypal.com does not allow to send its mail." in text
     screenshot(page, "why-junk")
 
     page.click("#message-actions [data-test=notjunk]")
