@@ -1,0 +1,3 @@
+require ["mailbox", "fileinto"];
+if mailboxexists "inbox" { fileinto "inbox-lower"; }
+if mailboxexists "work" { fileinto "work-lower"; }

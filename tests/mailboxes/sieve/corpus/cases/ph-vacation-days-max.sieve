@@ -1,0 +1,2 @@
+require "vacation";
+vacation :days 365 "A year in days.";

@@ -1,0 +1,2 @@
+require ["vacation", "vacation-seconds"];
+vacation :seconds 31536000 "A year.";
