@@ -57,6 +57,10 @@ class Vacation:
     seconds: int = 7 * 86400  # :days * 86400, or :seconds (RFC 6131)
     days: int | None = None
 
+    @property
+    def from_(self) -> str | None:
+        return self.from_address
+
 
 @dataclass(frozen=True, slots=True)
 class Notify:
@@ -67,6 +71,10 @@ class Notify:
     importance: str = "2"
     options: tuple[str, ...] = ()
     message: str | None = None
+
+    @property
+    def from_(self) -> str | None:
+        return self.from_address
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,14 +122,18 @@ class SieveContext:
     # None when the message was not tested.
     spam_score: float | None = None
     spam_max: float = 10.0
-    virus_score: int | None = None  # RFC 5235 3.3: 1 clean .. 5 infected; None not tested
+    virus_score: float | None = None  # RFC 5235 3.3: scaled to 1 clean .. 5 infected
+    virus_max: float = 5.0
     mailbox_exists: Callable[[str], bool] | None = None
     mailboxid_exists: Callable[[str], bool] | None = None
     # RFC 7352: duplicate(key, seconds) -> seen before; records the key for `seconds`.
     duplicate: Callable[[str, int], bool] | None = None
-    # RFC 6609: include(name, personal) -> the script's text or None when there is none.
-    include: Callable[[str, bool], str | None] | None = None
+    # RFC 6609: include(name, location) -> the script's text, or None when there is none;
+    # location is "personal" or "global".
+    include: Callable[[str, str], str | None] | None = None
     now: datetime | None = None  # aware; its zone is "local" for the date extension
+    # RFC 5183: "domain", "host", "remote-host", "remote-ip", "version"... as the MDA knows
+    environment: dict[str, str] = field(default_factory=dict)
     limits: Limits = field(default_factory=Limits)
 
 

@@ -116,8 +116,29 @@ class _Checker:
             if command.name != "require":
                 self.node(command, is_test=False)
             if command.block is not None:
-                self.block(command.block)
+                guarded = self._ihave(command)
+                if guarded is None:
+                    self.block(command.block)
+                elif all(name in grammar.CAPABILITIES for name in guarded):
+                    # RFC 5463 4: the block may use what the test asked for
+                    saved = set(self.requires)
+                    self.requires.update(guarded)
+                    self.block(command.block)
+                    self.requires = saved
+                # else: an extension we lack; the block never runs and is not checked
             previous = command
+
+    def _ihave(self, command: Command) -> list[str] | None:
+        """The extensions an `if ihave [...]` asks for, when its argument is a constant."""
+        if command.name not in ("if", "elsif") or len(command.tests) != 1:
+            return None
+        test = command.tests[0]
+        if test.name != "ihave" or "ihave" not in self.requires or len(test.args) != 1:
+            return None
+        arg = test.args[0]
+        if not isinstance(arg, StringArg) or not self.constant(arg):
+            return None
+        return list(arg.values)
 
     # -- one command or test ------------------------------------------------------------
 
@@ -366,9 +387,7 @@ def _check_notify(checker: _Checker, node: Command) -> None:
 
 
 def _check_date(checker: _Checker, node: Test) -> None:
-    part = node.positional[-2]
-    if checker.constant(part) and part.values[0].lower() not in grammar.DATE_PARTS:
-        checker.error(part, f"unknown date part {part.values[0]!r}")
+    # An unknown date part is not an error: the test is false (as in Pigeonhole).
     zone = node.tagged.get("zone")
     if zone and zone[0] == ":zone" and checker.constant(zone[1]):
         if not ZONE.match(zone[1].values[0]):

@@ -262,7 +262,7 @@ def _include(run: Run, frame: Frame, node: Command) -> None:
     if run.include_count > run.limits.max_includes:
         raise SieveRuntimeError(f"more than {run.limits.max_includes} includes")
     loader = run.context.include
-    text = loader(name, location == "personal") if loader else None
+    text = loader(name, location) if loader else None
     if text is None:
         if ":optional" in node.tagged:
             return
@@ -286,7 +286,13 @@ def _global(run: Run, frame: Frame, node: Command) -> None:
         frame.global_names.add(name.lower())
 
 
+def _error(run: Run, frame: Frame, node: Command) -> None:
+    """RFC 5463 5: the script fails on purpose."""
+    raise SieveRuntimeError(run.string(frame, node.positional[0]))
+
+
 COMMANDS = {
+    "error": _error,
     "stop": _stop,
     "return": _return,
     "keep": _keep,

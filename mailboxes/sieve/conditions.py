@@ -164,18 +164,18 @@ def _date(run: Run, frame: Frame, node: Test) -> bool:
             continue
         zone = _zone_of(run, frame, node, when)
         values.append(date_part(when.astimezone(zone), part))
-    return run.match(frame, node, values, keys)
+    return None not in values and run.match(frame, node, values, keys)
 
 
 def _currentdate(run: Run, frame: Frame, node: Test) -> bool:
     part = run.string(frame, node.positional[0])
     keys = run.strings(frame, node.positional[1])
-    now = run.now.astimezone(_zone_of(run, frame, node, None))
-    return run.match(frame, node, [date_part(now, part)], keys)
+    value = date_part(run.now.astimezone(_zone_of(run, frame, node, None)), part)
+    return value is not None and run.match(frame, node, [value], keys)
 
 
-def date_part(when: datetime, part: str) -> str:
-    """RFC 5260 4.2."""
+def date_part(when: datetime, part: str) -> str | None:
+    """RFC 5260 4.2; None for a part that does not exist."""
     part = part.lower()
     offset = when.utcoffset() or timedelta()
     sign = "-" if offset < timedelta() else "+"
@@ -200,14 +200,16 @@ def date_part(when: datetime, part: str) -> str:
     if part == "time":
         return f"{when.hour:02d}:{when.minute:02d}:{when.second:02d}"
     if part == "iso8601":
-        return when.strftime("%Y-%m-%dT%H:%M:%S") + f"{zone[:3]}:{zone[3:]}"
+        # RFC 3339 5.6 (which RFC 5260 cites): "Z" for UTC, as Pigeonhole writes it
+        suffix = "Z" if zone == "+0000" else f"{zone[:3]}:{zone[3:]}"
+        return when.strftime("%Y-%m-%dT%H:%M:%S") + suffix
     if part == "std11":
         return when.strftime("%a, %d %b %Y %H:%M:%S ") + zone
     if part == "zone":
         return zone
     if part == "weekday":
         return str((when.weekday() + 1) % 7)  # 0 is Sunday
-    raise SieveRuntimeError(f"unknown date part {part!r}")
+    return None
 
 
 def _mailboxexists(run: Run, frame: Frame, node: Test) -> bool:
@@ -260,19 +262,47 @@ def _spamtest(run: Run, frame: Frame, node: Test) -> bool:
     if score is None:
         value = "0"
     else:
-        share = min(max(score / run.context.spam_max, 0.0), 1.0) if run.context.spam_max else 1.0
-        value = str(round(share * 100)) if ":percent" in node.tagged else str(1 + round(share * 9))
+        percent = _percent(score, run.context.spam_max)
+        value = str(percent) if ":percent" in node.tagged else str(1 + percent * 9 // 100)
     return run.match(frame, node, [value], keys)
+
+
+def _percent(score: float, top: float) -> int:
+    """The score as a whole percentage of `top`, rounded down (Pigeonhole's scale)."""
+    return int(min(max(score / top, 0.0), 1.0) * 100) if top > 0 else 100
 
 
 def _virustest(run: Run, frame: Frame, node: Test) -> bool:
     keys = [run.string(frame, node.positional[0])]
-    score = run.context.virus_score
-    value = "0" if score is None else str(min(max(int(score), 1), 5))
+    score, top = run.context.virus_score, run.context.virus_max
+    if score is None:
+        value = "0"
+    else:
+        value = str(1 + _percent(score, top) * 4 // 100)
     return run.match(frame, node, [value], keys)
 
 
+# RFC 5183 4: what the environment test knows without the MDA's help.
+ENVIRONMENT = {"name": "Mailhost", "location": "MDA", "phase": "during"}
+
+
+def _environment(run: Run, frame: Frame, node: Test) -> bool:
+    name = run.string(frame, node.positional[0]).lower()
+    keys = run.strings(frame, node.positional[1])
+    value = {**ENVIRONMENT, **run.context.environment}.get(name)
+    return value is not None and run.match(frame, node, [value], keys)
+
+
+def _ihave(run: Run, frame: Frame, node: Test) -> bool:
+    from mailboxes.sieve.grammar import CAPABILITIES, IMPLICIT_CAPABILITIES
+
+    names = run.strings(frame, node.positional[0])
+    return all(name in CAPABILITIES or name in IMPLICIT_CAPABILITIES for name in names)
+
+
 TESTS = {
+    "environment": _environment,
+    "ihave": _ihave,
     "allof": _allof,
     "anyof": _anyof,
     "not": _not,

@@ -40,6 +40,8 @@ CAPABILITIES = (
     "spamtest",
     "spamtestplus",
     "virustest",
+    "environment",  # RFC 5183
+    "ihave",  # RFC 5463
 )
 
 # An extension that brings another with it (RFC 6131 3, RFC 5235 3.2).
@@ -194,6 +196,7 @@ _SPECS = (
     ),
     Spec("return", extension="include"),
     Spec("global", forms=(("strings",),), extension="include"),
+    Spec("error", forms=(("string",),), extension="ihave"),  # RFC 5463 5
     # RFC 5228 5: tests
     Spec(
         "address",
@@ -290,6 +293,14 @@ _SPECS = (
         extension="spamtest",
         is_test=True,
     ),
+    Spec(
+        "environment",
+        forms=(("string", "strings"),),
+        tags=_tags(COMPARATOR, MATCH_TYPE),
+        extension="environment",
+        is_test=True,
+    ),
+    Spec("ihave", forms=(("strings",),), extension="ihave", is_test=True),
     Spec(
         "virustest",
         forms=(("string",),),

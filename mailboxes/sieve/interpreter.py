@@ -216,6 +216,15 @@ class Run:
 
 def _merge(previous: object, action: object) -> object | None:
     """The one action that stands for both when they are duplicates, else None."""
+    if {type(previous), type(action)} == {act.Keep, act.FileInto}:
+        # RFC 5228 4.1: keep is fileinto "INBOX"; the first of the two stands.
+        into = previous if isinstance(previous, act.FileInto) else action
+        if _mailbox_key(into.mailbox) != "INBOX" or into.mailboxid or into.copy:
+            return None
+        flags = _union(previous.flags, action.flags)
+        if isinstance(previous, act.Keep):
+            return act.Keep(flags=flags)
+        return act.FileInto(mailbox=previous.mailbox, flags=flags, create=previous.create)
     if type(previous) is not type(action):
         return None
     if isinstance(action, act.Keep):
@@ -234,7 +243,7 @@ def _merge(previous: object, action: object) -> object | None:
             mailboxid=previous.mailboxid,
         )
     if isinstance(action, act.Redirect):
-        if previous.address.lower() != action.address.lower():
+        if _address_key(previous.address) != _address_key(action.address):
             return None
         return act.Redirect(previous.address, copy=previous.copy and action.copy)
     if isinstance(action, act.Discard):
@@ -242,6 +251,12 @@ def _merge(previous: object, action: object) -> object | None:
     if isinstance(action, act.Notify) and previous == action:
         return previous
     return None
+
+
+def _address_key(address: str) -> str:
+    """Local parts are case-sensitive (RFC 5321 2.4), domains are not."""
+    local, at, domain = address.rpartition("@")
+    return f"{local}@{domain.lower()}" if at else address
 
 
 def _mailbox_key(name: str) -> str:

@@ -93,13 +93,13 @@ def decode_words(value: str) -> str:
 
 
 def addresses(value: str) -> list[tuple[str, str | None]]:
-    """(local part, domain or None) of each address in a header value; group names and
-    empty groups give nothing (RFC 5228 2.7.4)."""
+    """(local part, domain or None) of each address in a header value. A group's name
+    counts as an address without a domain, as in Pigeonhole (RFC 5228 2.7.4 is silent)."""
     result = []
     for _name, _adl, mailbox, host in addresslist.parse_addresses(value.encode("utf-8")):
-        if mailbox is None or mailbox == addresslist.MISSING_MAILBOX or host is None:
+        if mailbox is None or mailbox == addresslist.MISSING_MAILBOX:
             continue
-        domain = None if host == addresslist.MISSING_DOMAIN else _text(host)
+        domain = None if host in (None, addresslist.MISSING_DOMAIN) else _text(host)
         result.append((_text(mailbox), domain))
     return result
 

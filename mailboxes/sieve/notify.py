@@ -22,8 +22,7 @@ def method_problem(uri: str) -> str | None:
         name, _, value = header.partition("=")
         if name.lower() == "to":
             recipients += [unquote(a) for a in value.split(",") if a]
-    if not recipients:
-        return f"mailto URI {uri!r} names no recipient"
+    # "mailto:" with no recipient is valid (RFC 6068 2); there is nobody to notify.
     for address in recipients:
         if not _ADDRESS.match(address.strip()):
             return f"mailto URI {uri!r} has an invalid recipient {address!r}"

@@ -129,7 +129,8 @@ def test_keep_discard_and_implicit_keep():
         ('address :localpart :is "from" "bob+lists"', True),
         ('address :domain :is "to" "example.net"', True),
         ('address :all :is ["to", "cc"] "carol@example.net"', True),
-        ('address :domain :matches "cc" "*"', False),  # a group with no member: no address
+        ('address :domain :matches "cc" "?*"', False),  # a group name has no domain
+        ('address :all :is "cc" "undisclosed-recipients"', True),  # as in Pigeonhole
         ('envelope :is "from" "bob@remote.example"', True),
         ('envelope :domain :is "to" "EXAMPLE.ORG"', True),
         ('exists ["from", "date"]', True),
@@ -157,12 +158,13 @@ def test_duplicate_actions_are_one():
     text = (
         'require ["fileinto", "copy"];\n'
         'fileinto "A"; fileinto "A"; keep; keep; redirect "x@example.net";'
-        'redirect "X@example.net"; fileinto :copy "B"; discard; discard;'
+        'redirect "x@EXAMPLE.net"; redirect "X@example.net"; fileinto :copy "B"; discard; discard;'
     )
     assert actions(text) == [
         FileInto("A"),
         Keep(),
         Redirect("x@example.net"),
+        Redirect("X@example.net"),  # local parts are case-sensitive
         FileInto("B", copy=True),
         Discard(),
     ]
@@ -477,7 +479,7 @@ def test_include_return_and_globals():
         'include :global :once "common";\n'
         'include :optional "missing";'
     )
-    result = run(text, include=lambda name, personal: scripts.get((name, personal)))
+    result = run(text, include=lambda name, personal: scripts.get((name, personal == "personal")))
     assert result.errors == [] and result.actions == [FileInto("Lists")]
 
 
@@ -624,3 +626,31 @@ def test_virustest_score():
 
 def test_encoded_character_in_a_test():
     assert matches('header :contains "subject" "${hex:31 2e 30}"', '"encoded-character"')
+
+
+# -- environment (RFC 5183), ihave (RFC 5463) -------------------------------------------------
+
+
+def test_environment():
+    require = '"environment"'
+    assert matches('environment :is "name" "Mailhost"', require)
+    assert matches(
+        'environment :is "remote-ip" "192.0.2.1"', require, environment={"remote-ip": "192.0.2.1"}
+    )
+    assert not matches('environment :matches "domain" "*"', require)
+
+
+def test_ihave_guards_unknown_extensions():
+    text = (
+        'require ["ihave", "fileinto"];\n'
+        'if ihave "fileinto" { fileinto "A"; }\n'
+        'if ihave "x-unknown" { x_unknown :weird "args"; }\n'
+        'if ihave "vacation" { vacation "away"; }\n'
+    )
+    assert sieve.check(text) == []
+    assert actions(text) == [
+        FileInto("A"),
+        Vacation(reason="away", handle=actions(text)[1].handle, days=7),
+    ]
+    failed = run('require "ihave"; error "stop here";')
+    assert failed.errors[0].message == "stop here" and failed.implicit_keep
