@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -452,12 +453,28 @@ def test_regex_and_match_variables():
     assert actions(text) == [FileInto("acme-users/1.0")]
 
 
-def test_regex_built_at_run_time_from_a_catastrophic_pattern_does_not_match():
+def test_catastrophic_regex_ends_in_a_run_time_error_not_a_stuck_delivery():
     text = (
         'require ["regex", "variables"];\n'
-        'set "p" "(a+)+$"; if string :regex "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa!" "${p}" { discard; }'
+        'set "p" "(a|aa)+$"; if string :regex "${s}" "${p}" { discard; }'
     )
-    assert actions(text) == []
+    text = text.replace("${s}", "a" * 80 + "!")
+    started = time.process_time()
+    result = run(text)
+    assert time.process_time() - started < 1.0
+    assert result.errors[0].message == "regular expression '(a|aa)+$' took longer than 0.05 s"
+    assert result.actions == [] and result.implicit_keep
+    # the same shape of pattern is fine where it cannot backtrack
+    assert matches('header :regex "from" "([a-z]+\\\\.)+example"', '"regex"')
+
+
+def test_regex_posix_classes_and_longest_match():
+    text = (
+        'require ["regex", "variables", "reject"];\n'
+        'if string :regex "ab12cd" "[[:digit:]]+" { set "d" "${0}"; }\n'
+        'if string :regex "ab" "a|ab" { reject "${d} ${0}"; }'
+    )
+    assert actions(text) == [Reject("12 ab")]
 
 
 # -- include (RFC 6609) ---------------------------------------------------------------------
