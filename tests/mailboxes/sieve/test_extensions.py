@@ -134,6 +134,32 @@ def test_core_compile_errors_report_line():
     assert_compile_error('require "no-such-extension";', 1)
 
 
+@pytest.mark.parametrize(
+    "script",
+    [
+        'require "fileinto";\nfileinto :copy "x";',  # copy not required
+        'require "vacation";\nvacation :days "three" "x";',
+        'require "imap4flags";\nsetflag;',
+        'require "relational";\nif header :value "bigger" "a" "b" { keep; }',
+        'require "date";\nif date :zone "0100" "date" "year" "1" { keep; }',
+        'require "index";\nif header :last "a" "b" { keep; }',
+        'require "duplicate";\nif duplicate :header "a" :uniqueid "b" { keep; }',
+        'require "editheader";\naddheader "Bad Name" "x";',
+        'require "enotify";\nnotify "nosuchscheme:x";',
+        'require "variables";\nset "1" "x";',
+        'require "include";\ninclude "../etc/passwd";',
+        'require "spamtest";\nif spamtest :percent "5" { keep; }',
+        'require "mailbox";\nif mailboxexists { keep; }',
+        'require "reject";\nreject;',
+        'require "body";\nif body :content "text" { keep; }',
+        'require "subaddress";\nif address :user :detail "to" "x" { keep; }',
+    ],
+)
+def test_check_finds_extension_errors_on_line_two(script):
+    errors = sieve.check(script)
+    assert errors and errors[0].line == 2, errors
+
+
 def test_core_check_never_raises_on_garbage():
     for text in ["", "{", '"', "if", "text:\r\nx", "\x00\xff", "require [", "/* open"]:
         errors = sieve.check(text)
@@ -399,6 +425,14 @@ def test_regex():
     assert folders(script) == ["Lunch-tomorrow"]
 
 
+def test_regex_optional_group_with_a_star_is_accepted():
+    # The subaddress idiom of Pigeonhole's regex tests: an optional group cannot backtrack
+    # catastrophically, so the guard against nested repetition must let it through.
+    script = """require ["regex", "fileinto"];
+    if address :regex "from" "bob(\\\\+.*)?@remote\\\\.example" { fileinto "bob"; }"""
+    assert folders(script) == ["bob"]
+
+
 def test_regex_bad_pattern_is_a_compile_error():
     assert_compile_error('require "regex";\nif header :regex "subject" "(" { keep; }', 2)
 
@@ -506,6 +540,15 @@ def test_editheader_cannot_touch_received():
     deleteheader "received";
     if exists "received" { fileinto "kept"; }"""
     assert folders(script, raw) == ["kept"]
+
+
+def test_editheader_cannot_add_auto_submitted():
+    script = """require ["editheader", "fileinto"];
+    addheader "Auto-Submitted" "auto-generated";
+    if exists "auto-submitted" { fileinto "added"; }"""
+    result = run(script)
+    assert result.actions == []
+    assert result.header_edits == []
 
 
 # --- enotify (RFC 5435) with mailto (RFC 5436) -----------------------------------------------
