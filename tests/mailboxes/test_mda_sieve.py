@@ -11,9 +11,10 @@ import pytest
 
 from delivery.models import OutboundMessage
 from delivery.submission import message_accept
-from mailboxes import mda, services
+from mailboxes import services
 from mailboxes.models import Message
 from mailboxes.selectors import blob_read, folder_get
+from tests.support.sievescripts import give_script
 
 pytest.importorskip("mailboxes.sieve", reason="the Sieve language (issue 17) has not landed")
 pytestmark = pytest.mark.django_db
@@ -31,36 +32,9 @@ MESSAGE = (
 @pytest.fixture
 def script(monkeypatch):
     """Give a mailbox an active script (and its domain a default one)."""
-    from mailboxes import models
-
-    stored: dict[int, tuple[str, str]] = {}
 
     def give(mailbox, text: str, *, default: str = "") -> None:
-        if hasattr(models, "SieveScript"):
-            models.SieveScript.objects.create(mailbox=mailbox, name="main", text=text, active=True)
-            models.Domain.objects.filter(pk=mailbox.domain_id).update(sieve_default=default)
-            return
-        # Until the storage lands: the same rows, kept here.
-        stored[mailbox.id] = (default, text)
-        address = f"{mailbox.local_part}@{mailbox.domain.name}"
-
-        def scripts_for(ids):
-            return [
-                mda._Mailbox(
-                    mid,
-                    address,
-                    mailbox.domain.name,
-                    tuple(
-                        (label, body)
-                        for label, body in (("domain default", d), ("user script", t))
-                        if body
-                    ),
-                )
-                for mid, (d, t) in stored.items()
-                if mid in ids
-            ]
-
-        monkeypatch.setattr(mda, "_scripts_for", scripts_for)
+        give_script(monkeypatch, mailbox, text, default=default)
 
     return give
 
@@ -266,12 +240,7 @@ def test_vacation_only_when_the_user_is_a_visible_recipient(make_mailbox, script
     script_addresses = (
         'require "vacation"; vacation :addresses ["team@remote.test"] "Back on Monday.";'
     )
-    from mailboxes import models
-
-    if hasattr(models, "SieveScript"):
-        models.SieveScript.objects.filter(mailbox=alice).update(text=script_addresses)
-    else:
-        script(alice, script_addresses)
+    script(alice, script_addresses)
     accept(MESSAGE.replace(b"To: Alice <alice@example.org>", b"To: team@remote.test"))
     assert len(spooled()) == 1
 
