@@ -309,6 +309,26 @@ class Bench:
                 if self.mailhost is not None:
                     self.ensure_running(name)
 
+    # --- Sieve ---------------------------------------------------------------------------------
+
+    def sieve(self) -> None:
+        """CPU cost of a 50-rule Sieve script per delivery (bench/sieve_cost.py, in its own
+        process on a scratch SQLite database: an in-process figure, not a throughput one)."""
+        data_dir = self.tmp / "sieve"
+        data_dir.mkdir()
+        env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+        env["MAILHOST_DATA_DIR"] = str(data_dir)
+        runs = "50" if self.args.quick else "500"
+        done = subprocess.run(
+            [sys.executable, str(REPO / "bench" / "sieve_cost.py"), runs, "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=True,
+        )
+        self.results["sieve"] = json.loads(done.stdout.strip().splitlines()[-1])
+
     # --- SMTP inbound ------------------------------------------------------------------------
 
     def smtp(self) -> None:
@@ -557,6 +577,7 @@ class Bench:
                 self.restart_mailhost(MAILHOST_DELIVERY_THREADS="4")
             self.section("memory", self.memory)
             self.section("outbound, 4 workers", lambda: self.outbound(4))
+            self.section("sieve", self.sieve)
             teardown = time.perf_counter()
         self.results["meta"]["phases"]["teardown"] = round(time.perf_counter() - teardown, 2)
         self.results["meta"]["loadavg_at_end"] = os.getloadavg()[0]
@@ -820,6 +841,15 @@ def table(results: dict) -> str:
             f"Webmail on a {webmail['messages']}-message folder: list {webmail['list_ms']} ms, "
             f"message {webmail['message_ms']} ms"
         )
+    sieve = results.get("sieve")
+    if sieve:
+        out.append("")
+        out.append(
+            f"Sieve, a {sieve['rules']}-rule script per delivery, CPU ms per message: "
+            f"interpreter {sieve['interpreter_cpu_ms']}, MDA plan {sieve['mda_plan_cpu_ms']}, "
+            f"message_accept {sieve['accept_cpu_ms_without_script']} without a script and "
+            f"{sieve['accept_cpu_ms_with_script']} with it (+{sieve['accept_cpu_ms_added']})"
+        )
     if results.get("errors"):
         out.append("")
         for name, error in results["errors"].items():
@@ -869,7 +899,8 @@ def main(argv: list[str] | None = None) -> int:
         "--only",
         type=lambda text: set(text.split(",")),
         default=None,
-        help="comma-separated sections to run: smtp, outbound, imap, webmail, imaptest, memory",
+        help="comma-separated sections to run: smtp, outbound, imap, webmail, imaptest, memory, "
+        "sieve",
     )
     parser.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "latest.json")
     args = parser.parse_args(argv)

@@ -1088,9 +1088,15 @@ def _plan_copies(
 ) -> list[tuple[int, _Copy]] | None:
     """The (folder id, copy) pairs a Sieve plan files for a locked mailbox, folders created
     where the plan says :create; None when they do not fit its quota."""
-    folders = list(
-        Folder.objects.filter(mailbox_id=mailbox.pk).values_list("id", "name", "special_use")
-    )
+    if all(_plain_keep(f) for f in plan.filings):
+        # The implicit keep alone (the common case of a script that matched nothing): the
+        # locked row already names INBOX and Junk, no folder query needed.
+        folders = [(mailbox.inbox_id, "INBOX", ""), (mailbox.junk_id, "", SpecialUse.JUNK.value)]
+        folders = [f for f in folders if f[0] is not None]
+    else:
+        folders = list(
+            Folder.objects.filter(mailbox_id=mailbox.pk).values_list("id", "name", "special_use")
+        )
     variants: dict[int, _Variant] = {}
     chosen: dict[int, _Copy] = {}
     for filing in plan.filings:
@@ -1115,6 +1121,10 @@ def _plan_copies(
     if chosen and mailbox.quota and mailbox.used_bytes + total > mailbox.quota:
         return None
     return list(chosen.items())
+
+
+def _plain_keep(filing: Filing) -> bool:
+    return filing.keep and not filing.create and filing.folder_id is None
 
 
 def _keywords_that_fit(folder_id: int, keywords: list[str]) -> list[str]:
@@ -1198,6 +1208,8 @@ def _plan_carry_out(mailbox_id: int, plan: MailboxPlan) -> None:
             body_8bit=not outgoing.raw.isascii(),
         )
         sent.append(f"{outgoing.kind}:{','.join(outgoing.recipients)}")
+    if plan.summary == "keep" and not sent and not plan.error:
+        return  # nothing happened that the default delivery would not have done
     line = f'sieve delivered mailbox={mailbox_id} actions="{plan.summary}"'
     if sent:
         line += f' sent="{" ".join(sent)}"'
