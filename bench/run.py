@@ -314,6 +314,9 @@ class Bench:
     def sieve(self) -> None:
         """CPU cost of a 50-rule Sieve script per delivery (bench/sieve_cost.py, in its own
         process on a scratch SQLite database: an in-process figure, not a throughput one)."""
+        if not (REPO / "mailboxes" / "sieve" / "__init__.py").exists():
+            self.results["sieve"] = "the Sieve language (mailboxes/sieve) is not there"
+            return
         data_dir = self.tmp / "sieve"
         data_dir.mkdir()
         env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
@@ -842,7 +845,7 @@ def table(results: dict) -> str:
             f"message {webmail['message_ms']} ms"
         )
     sieve = results.get("sieve")
-    if sieve:
+    if isinstance(sieve, dict):
         out.append("")
         out.append(
             f"Sieve, a {sieve['rules']}-rule script per delivery, CPU ms per message: "

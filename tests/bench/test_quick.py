@@ -52,6 +52,12 @@ def test_quick_bench_produces_every_figure(tmp_path):
             for key in ("postfix_per_s", "postfix_accept_per_s", "ratio_to_postfix"):
                 assert _number(case[key]) and case[key] > 0, (key, case)
 
+    if (REPO / "mailboxes" / "sieve" / "__init__.py").exists():
+        sieve = data["sieve"]
+        assert sieve["rules"] == 50
+        for key in ("interpreter_cpu_ms", "mda_plan_cpu_ms", "accept_cpu_ms_with_script"):
+            assert _number(sieve[key]) and sieve[key] > 0, (key, sieve)
+
     outbound = {run["workers"]: run for run in data["outbound"]}
     assert set(outbound) == {1, 4}
     for run in outbound.values():
