@@ -298,10 +298,10 @@ def _context(mailbox: _Mailbox, info: DeliveryInfo, state: _State):  # noqa: ANN
             state.duplicates.append((digest, max(int(seconds), 1)))
         return seen
 
-    def include(name: str, personal: bool = True) -> str | None:
+    def include(name: str, location: str = "personal") -> str | None:
         from mailboxes import selectors
 
-        if not personal:
+        if location != "personal":
             return None  # RFC 6609 :global scripts: none are kept here
         get = getattr(selectors, "sievescript_get", None)
         script = get(mailbox.id, name) if get is not None else None
@@ -323,15 +323,30 @@ def _context(mailbox: _Mailbox, info: DeliveryInfo, state: _State):  # noqa: ANN
         raw=state.raw if state.raw is not None else info.raw,
         envelope_from=info.mail_from,
         envelope_to=info.recipients.get(mailbox.id, mailbox.address),
-        spam_score=info.spam_score,
+        spam_score=info.spam_score if info.spam_score is not None else _spam_score(info.raw),
         mailbox_exists=mailbox_exists,
         mailboxid_exists=mailboxid_exists,
         duplicate=duplicate,
         limits=limits,
         include=include,
         now=timezone.now(),
+        environment={
+            "name": "Mailhost",
+            "host": settings.MAILHOST_HOSTNAME,
+            "domain": mailbox.domain,
+            "phase": "during",
+        },
     )
     return _build(sieve.SieveContext, kwargs)
+
+
+def _spam_score(raw: bytes) -> float | None:
+    """RFC 5235 spamtest's input: our X-Spam-Score field (the inbound path removes any that
+    came from outside), None when the message was not scored."""
+    match = re.search(
+        rb"(?im)^x-spam-score:[ \t]*(-?[0-9]+(?:\.[0-9]+)?)", headers.header_block(raw)
+    )
+    return float(match.group(1)) if match else None
 
 
 def _build(cls: type, kwargs: Mapping[str, object]):  # noqa: ANN202

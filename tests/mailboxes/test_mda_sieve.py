@@ -309,3 +309,20 @@ def test_the_queued_local_retry_runs_the_script_too(make_mailbox, script):
     script(alice, 'require ["fileinto", "mailbox"]; fileinto :create "Later";')
     services.message_deliver(raw=MESSAGE, recipients=["alice@example.org"], mail_from="x@y.test")
     assert len(folder_messages(alice, "Later")) == 1
+
+
+def test_spamtest_reads_our_score_and_environment_names_the_host(make_mailbox, script, settings):
+    alice = make_mailbox("alice@example.org")
+    script(
+        alice,
+        'require ["spamtest", "relational", "comparator-i;ascii-numeric", "fileinto",'
+        ' "environment"];\n'
+        'if spamtest :value "ge" :comparator "i;ascii-numeric" "5" { fileinto "Junk"; }\n'
+        f'elsif environment :is "host" "{settings.MAILHOST_HOSTNAME}" {{ fileinto "Archive"; }}\n',
+    )
+    services.message_deliver(
+        raw=b"X-Spam-Score: 7.5\r\n" + MESSAGE, recipients=["alice@example.org"], mail_from="b@c.t"
+    )
+    assert len(folder_messages(alice, "Junk")) == 1
+    services.message_deliver(raw=MESSAGE, recipients=["alice@example.org"], mail_from="b@c.t")
+    assert len(folder_messages(alice, "Archive")) == 1
