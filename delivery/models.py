@@ -164,3 +164,79 @@ class TlsReportPolicy(models.Model):
     successful = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0)
     failure_details = models.JSONField(default=list, blank=True)
+
+
+# --- Spam: the per-mailbox classifier, training requests, sender reputation, greylisting -----
+
+
+class SpamToken(models.Model):
+    """One hashed token's counts in one mailbox's classifier (delivery/spam/classifier.py).
+
+    `token` is a 32-bit hash of the token text (never the text: the table stays small and
+    says nothing readable). The reserved token 0 holds the mailbox's totals: how many
+    messages were trained as spam and as ham."""
+
+    mailbox = models.ForeignKey(Mailbox, on_delete=models.CASCADE, related_name="+")
+    token = models.IntegerField()
+    spam = models.PositiveIntegerField(default=0)
+    ham = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["mailbox", "token"], name="spamtoken_unique")
+        ]
+
+
+class SpamTraining(models.Model):
+    """What the user said of one message (its bytes, `blob_id`) in one mailbox: `spam` is
+    the class wanted, `trained` the class its tokens are counted in now (None: not yet).
+    A row whose two differ is pending; the trainer makes them agree (so a message moved into
+    Junk and back out is counted once, as ham). blob_id is a plain number, not a foreign
+    key: the blob may be collected after its messages go; the row then cannot be retrained."""
+
+    mailbox = models.ForeignKey(Mailbox, on_delete=models.CASCADE, related_name="+")
+    blob_id = models.BigIntegerField()
+    spam = models.BooleanField()
+    trained = models.BooleanField(null=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["mailbox", "blob_id"], name="spamtraining_unique")
+        ]
+
+
+class KnownSender(models.Model):
+    """A sender one mailbox trusts: it wrote to them ("wrote_to": a recipient of mail it
+    submitted) or moved their mail out of Junk ("not_junk"). Addresses are lower case."""
+
+    mailbox = models.ForeignKey(Mailbox, on_delete=models.CASCADE, related_name="+")
+    address = models.CharField(max_length=320)
+    source = models.CharField(max_length=10)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["mailbox", "address"], name="knownsender_unique")
+        ]
+
+
+class GreylistEntry(models.Model):
+    """One (client network, sender, recipient) triple seen on port 25 (RFC 6647).
+
+    `passed_at` is set once the client retried after the delay; from then on the triple is
+    let through until it is unseen for MAILHOST_GREYLIST_EXPIRY."""
+
+    network = models.CharField(max_length=64)  # the client's /24 (IPv4) or /64 (IPv6)
+    sender = models.CharField(max_length=320)
+    recipient = models.CharField(max_length=320)
+    first_seen = models.DateTimeField()
+    last_seen = models.DateTimeField(db_index=True)
+    passed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["network", "sender", "recipient"], name="greylist_triple_unique"
+            )
+        ]

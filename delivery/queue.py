@@ -154,6 +154,11 @@ def housekeep() -> tuple[int, int]:
         if message_notify(message_id=message_id):
             notified += 1
     pruned = spool_prune()
+    # Spam training a crash left pending (the rows say what the user asked), old greylist.
+    from delivery.spam.services import greylist_prune, training_run
+
+    training_run()
+    greylist_prune()
     # Unused blobs, and files of writes that died before committing (mailboxes owns them).
     from mailboxes.services import blob_collect_garbage_if_due
 

@@ -25,8 +25,9 @@ from email.utils import format_datetime, getaddresses
 from django.conf import settings
 from django.utils import timezone
 
-from delivery import reports
+from delivery import reports, spam
 from delivery.services import SpoolRecipient, new_queue_id, report_store, spool_create
+from delivery.spam.services import known_senders_add
 from mailboxes import headers, mda, selectors
 from mailboxes.addresses import parse_address
 from mailboxes.exceptions import InvalidAddress, MailhostError, StorageError
@@ -187,18 +188,18 @@ def _words_decoded(address: str) -> str:
         return address
 
 
-def inbound_trust(
-    raw: bytes, *, mail_from: str, client: ClientInfo, queue_id: str
-) -> tuple[bytes, bool]:
+def inbound_trust(raw: bytes, *, mail_from: str, client: ClientInfo, queue_id: str) -> tuple:
     """Port 25's checks (delivery.inbound): the bytes to store, with our
-    Authentication-Results on top and what the world may not tell us removed, and whether
-    the DMARC policy sends the message to Junk. Raises DMARCRejected for p=reject failures.
+    Authentication-Results on top and what the world may not tell us removed, and the
+    AuthResults (None with MAILHOST_INBOUND_CHECKS off) for the spam verdict, whose
+    `dmarc.disposition` "quarantine" sends the message to Junk. Raises DMARCRejected for
+    p=reject failures.
     DKIM is verified on the bytes as received, before anything is removed."""
     from delivery import inbound
 
     hostname = settings.MAILHOST_HOSTNAME
     if not settings.MAILHOST_INBOUND_CHECKS:
-        return inbound.strip_untrusted(raw, authserv_id=hostname), False
+        return inbound.strip_untrusted(raw, authserv_id=hostname), None
     results = inbound.authenticate(
         raw=raw, client_ip=client.ip, helo=client.helo, mail_from=mail_from
     )
@@ -219,7 +220,7 @@ def inbound_trust(
     if dmarc.disposition == "reject":
         raise DMARCRejected(dmarc.domain)
     stripped = inbound.strip_untrusted(raw, authserv_id=hostname)
-    return results.header() + stripped, dmarc.disposition == "quarantine"
+    return results.header() + stripped, results
 
 
 def message_accept(
@@ -261,12 +262,10 @@ def message_accept(
         from delivery.dkim import dkim_sign
 
         raw = dkim_sign(prefix + raw, mail_from=mail_from)
-        quarantine = False
+        auth = None
     else:
-        trust, quarantine = inbound_trust(
-            raw, mail_from=mail_from, client=client, queue_id=queue_id
-        )
-        raw = prefix + trust
+        trust, auth = inbound_trust(raw, mail_from=mail_from, client=client, queue_id=queue_id)
+        raw = trust
 
     # Resolve (aliases, catch-alls) and write the bytes before the transaction: on SQLite
     # BEGIN IMMEDIATE takes the database's write lock, which should cover only the writes.
@@ -275,15 +274,41 @@ def message_accept(
         r.resolution or selectors.recipient_resolve(r.address, domain_cache=domains)
         for r in envelope
     ]
+    junk_mailbox_ids = None
+    spam_score = None
+    if not submission:
+        mailbox_ids = {m for r in resolutions for m in r.mailbox_ids}
+        verdict = spam.verdict(
+            raw=raw,
+            auth=auth,
+            client_ip=client.ip,
+            helo=client.helo,
+            mail_from=mail_from,
+            mailbox_ids=mailbox_ids,
+        )
+        if verdict.reject:
+            raise spam.SpamRejected(verdict)  # nothing stored
+        junk_mailbox_ids = verdict.junk_mailbox_ids
+        spam_score = verdict.score
+        if auth is not None and auth.dmarc.disposition == "quarantine":
+            # The From domain's DMARC policy: Junk for everyone, whatever the lists say
+            # (an allow-listed From that fails DMARC is not that sender).
+            junk_mailbox_ids = set(mailbox_ids)
+        raw = prefix + verdict.headers() + raw
     summary = headers.summarize_and_spam(raw)  # outside the transaction, computed once
-    if quarantine:
-        summary = (summary[0], True)  # the DMARC policy's Junk
     # Aggregate reports to our report addresses are read here, outside the transaction.
     report_recipients = [r for r in resolutions if r.report]
     extracted = reports.from_message(raw) if report_recipients else None
     # The recipients' Sieve scripts run here, before the transaction: what they decide is
     # carried out inside it, with the filing (mailboxes.mda).
-    plans = mda.plan(raw=raw, mail_from=mail_from, resolutions=resolutions, spam=summary[1])
+    plans = mda.plan(
+        raw=raw,
+        mail_from=mail_from,
+        resolutions=resolutions,
+        spam=summary[1],
+        junk_mailbox_ids=junk_mailbox_ids,
+        spam_score=spam_score,
+    )
     refused = _sieve_refusal(resolutions, plans)
     if refused:
         logger.info("sieve ereject queue=%s to=<%s> reason=%s", queue_id, addresses[0], refused)
@@ -311,9 +336,16 @@ def message_accept(
             summary=summary,
             mail_from=mail_from,
             plans=plans,
+            junk_mailbox_ids=junk_mailbox_ids,
         )
         if extracted is not None:
             _reports_store(extracted, report_recipients, queue_id)
+        if submission:
+            # Whom a mailbox writes to, it trusts to write back (the spam verdict's
+            # KNOWN_SENDER).
+            known_senders_add(
+                mailbox_id=authenticated_mailbox.pk, addresses=addresses, source="wrote_to"
+            )
         spool: dict[str, SpoolRecipient] = {}
         for wanted, outcome in zip(envelope, delivered):
             if outcome.status == "not_hosted":

@@ -887,12 +887,15 @@ def message_deliver(
     mail_from: str = "",
     plans: Mapping[int, MailboxPlan] | None = None,
     sieve: bool = True,
+    junk_mailbox_ids: Iterable[int] | None = None,
 ) -> list[RecipientResult]:
     """The delivery agent: file one message for many envelope recipients.
 
     Resolves each recipient (mailbox, alias, sub-address, catch-all), files the message once
-    per distinct mailbox (INBOX, or Junk for `X-Spam: Yes`), stores the bytes once for all of
-    them, and refuses only the recipients whose every mailbox is over quota (status
+    per distinct mailbox (INBOX, or Junk: for the mailboxes in `junk_mailbox_ids`, the spam
+    verdict's, when given; else for all when the message says `X-Spam: Yes`, which only mail
+    from trusted paths can: port 25's X-Spam headers from outside are removed), stores
+    the bytes once for all of them, and refuses only the recipients whose every mailbox is over quota (status
     "over_quota": SMTP's 552 5.2.2). Remote alias targets come back in `forward` for the
     caller to spool. `blob`, when given, is an already stored Blob of these bytes (SMTP shares
     one blob between mailboxes and the spool). `resolutions`, when given, are the
@@ -913,10 +916,22 @@ def message_deliver(
         from mailboxes import mda
 
         summary = summary or headers.summarize_and_spam(raw)
-        plans = mda.plan(raw=raw, mail_from=mail_from, resolutions=resolutions, spam=summary[1])
+        plans = mda.plan(
+            raw=raw,
+            mail_from=mail_from,
+            resolutions=resolutions,
+            spam=summary[1],
+            junk_mailbox_ids=junk_mailbox_ids,
+        )
     filed = (
         _file_into_mailboxes(
-            raw, wanted, internal_date=internal_date, blob=blob, summary=summary, plans=plans
+            raw,
+            wanted,
+            internal_date=internal_date,
+            blob=blob,
+            summary=summary,
+            plans=plans,
+            junk_mailbox_ids=junk_mailbox_ids,
         )
         if wanted
         else set()
@@ -946,6 +961,7 @@ def _file_into_mailboxes(
     blob: Blob | None = None,
     summary: tuple[dict, bool] | None = None,
     plans: Mapping[int, MailboxPlan] | None = None,
+    junk_mailbox_ids: Iterable[int] | None = None,
 ) -> set[int]:
     """File the message into every mailbox with room for it; return the ids that took it.
 
@@ -956,6 +972,7 @@ def _file_into_mailboxes(
     plan's messages are spooled, all in this same transaction (_file_planned).
     """
     fields, spam = summary or headers.summarize_and_spam(raw)
+    junk_ids = None if junk_mailbox_ids is None else set(junk_mailbox_ids)
     size = len(raw)
     when = internal_date or timezone.now()
     plans = plans or {}
@@ -983,7 +1000,8 @@ def _file_into_mailboxes(
                 continue
             if _over_quota(mailbox, size):
                 continue
-            folder_id = (spam and mailbox.junk_id) or mailbox.inbox_id
+            junk = spam if junk_ids is None else mailbox.pk in junk_ids
+            folder_id = (junk and mailbox.junk_id) or mailbox.inbox_id
             if folder_id is not None:
                 targets.append((folder_id, mailbox.pk, None))
                 usage[mailbox.pk] = size
@@ -1669,10 +1687,40 @@ def _copy_messages(
         copy.modseq = modseq
         copies.append(copy)
     Message.objects.bulk_create(copies, batch_size=1000)
+    # The locked rows, not the callers' Folder objects (IMAP passes a stub of the source).
+    trained = copies if all(c.pk for c in copies) else originals
+    _train_on_junk_moves(locked[source.pk], locked[target.pk], trained)
     if count_usage:
         Mailbox.objects.filter(pk=mailbox.pk).update(used_bytes=F("used_bytes") + size)
     events.publish(ChangeEvent(mailbox.pk, target.pk, "exists", tuple(n for _, n in pairs), modseq))
     return pairs, originals, locked
+
+
+def _train_on_junk_moves(source: Folder, target: Folder, messages: list[Message]) -> None:
+    """Into Junk: the user says spam; out of Junk (not to Trash: deleting junk says nothing
+    more): ham. IMAP MOVE, COPY (then EXPUNGE) and the webmail all come through here.
+    `messages` are the copies (or, where the database gives no ids back, the originals)."""
+    junk, trash = SpecialUse.JUNK.value, SpecialUse.TRASH.value
+    ids = [m.pk for m in messages]
+    if target.special_use == junk and source.special_use != junk:
+        spam_train(mailbox=source.mailbox, message_ids=ids, spam=True)
+    elif source.special_use == junk and target.special_use not in {junk, trash}:
+        spam_train(mailbox=source.mailbox, message_ids=ids, spam=False)
+
+
+def spam_train(*, mailbox: Mailbox | int, message_ids: Iterable[int], spam: bool) -> list[int]:
+    """Train the mailbox's spam filter on these messages as spam (or ham), and trust their
+    senders when ham; part of the caller's transaction. The training itself (the builtin
+    classifier's counts, or rspamd's /learnspam and /learnham) runs once it commits, and
+    housekeeping finishes what a crash leaves pending. Returns the training row ids."""
+    from delivery.spam.services import training_request
+
+    mailbox_id = mailbox if isinstance(mailbox, int) else mailbox.pk
+    rows = Message.objects.filter(pk__in=list(message_ids), folder__mailbox_id=mailbox_id)
+    found = list(rows.values_list("blob_id", "from_address"))
+    if not found:
+        return []
+    return training_request(mailbox_id=mailbox_id, messages=found, spam=spam)
 
 
 @transaction.atomic

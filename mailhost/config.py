@@ -122,6 +122,42 @@ def env_fraction(name: str, default: float) -> float:
     return value
 
 
+def env_float(name: str, default: float) -> float:
+    raw = env_str(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a number") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a finite number")
+    return value
+
+
+def env_scored_zones(name: str, default_score: float) -> tuple[tuple[str, float], ...]:
+    """DNS list zones with an optional score each: `zen.spamhaus.org=4, list.example`."""
+    raw = env_str(name) or ""
+    zones = []
+    for item in raw.split(","):
+        if not item.strip():
+            continue
+        zone, sep, score_text = item.strip().partition("=")
+        zone = zone.strip().rstrip(".").lower()
+        if not is_hostname(zone):
+            raise ImproperlyConfigured(f"{name}: {zone!r} is not a DNS zone name")
+        score = default_score
+        if sep:
+            try:
+                score = float(score_text)
+            except ValueError:
+                raise ImproperlyConfigured(
+                    f"{name}: score {score_text.strip()!r} of {zone} is not a number"
+                ) from None
+        zones.append((zone, score))
+    return tuple(zones)
+
+
 def _parse_port(name: str, text: str) -> int:
     try:
         port = int(text)

@@ -15,6 +15,7 @@ from mailhost.config import (
     env_duration,
     env_durations,
     env_file,
+    env_float,
     env_fraction,
     env_host_names,
     env_host_port,
@@ -26,6 +27,7 @@ from mailhost.config import (
     env_log_level,
     env_networks,
     env_port,
+    env_scored_zones,
     env_str,
     env_url,
 )
@@ -380,6 +382,30 @@ MAILHOST_GROUP_COMMIT_MAX = env_int("MAILHOST_GROUP_COMMIT_MAX", 64, minimum=1)
 MAILHOST_SMTP_PROXY_PROTOCOL = env_bool("MAILHOST_SMTP_PROXY_PROTOCOL", False)
 # Clients (addresses/CIDRs, as mailhost.proxy.client_address sees them) that may read /metrics.
 MAILHOST_METRICS_ALLOW = env_networks("MAILHOST_METRICS_ALLOW", "127.0.0.1, ::1")
+
+# Spam verdict of mail from port 25 (delivery/spam): the scorer, its thresholds (points, as
+# SpamAssassin and rspamd count them), DNS lists (off until zones are named) and greylisting.
+MAILHOST_SPAM_BACKEND = env_choice("MAILHOST_SPAM_BACKEND", "builtin", ("builtin", "rspamd", "off"))
+MAILHOST_RSPAMD_URL = env_url("MAILHOST_RSPAMD_URL", ("http", "https")) or "http://127.0.0.1:11334"
+MAILHOST_RSPAMD_TIMEOUT = env_duration("MAILHOST_RSPAMD_TIMEOUT", 10, minimum=0.1)
+MAILHOST_SPAM_JUNK_SCORE = env_float("MAILHOST_SPAM_JUNK_SCORE", 5.0)
+MAILHOST_SPAM_REJECT_SCORE = env_float("MAILHOST_SPAM_REJECT_SCORE", 15.0)
+if MAILHOST_SPAM_REJECT_SCORE < MAILHOST_SPAM_JUNK_SCORE:
+    raise ImproperlyConfigured(
+        f"MAILHOST_SPAM_REJECT_SCORE={MAILHOST_SPAM_REJECT_SCORE:g} must be at least"
+        f" MAILHOST_SPAM_JUNK_SCORE={MAILHOST_SPAM_JUNK_SCORE:g}"
+    )
+MAILHOST_DNSBL_ZONES = env_scored_zones("MAILHOST_DNSBL_ZONES", 3.0)
+MAILHOST_DNSWL_ZONES = env_scored_zones("MAILHOST_DNSWL_ZONES", -3.0)
+# RFC 6647 greylisting at RCPT on port 25: an unknown (network, sender, recipient) triple
+# gets 451 4.7.1 until it comes back after the delay; one that never does is forgotten after
+# the retry window, one that did is remembered until unseen for the expiry.
+MAILHOST_GREYLIST = env_bool("MAILHOST_GREYLIST", False)
+MAILHOST_GREYLIST_DELAY = env_duration("MAILHOST_GREYLIST_DELAY", 300)
+MAILHOST_GREYLIST_RETRY_WINDOW = env_duration(
+    "MAILHOST_GREYLIST_RETRY_WINDOW", 2 * 86400, minimum=60
+)
+MAILHOST_GREYLIST_EXPIRY = env_duration("MAILHOST_GREYLIST_EXPIRY", 35 * 86400, minimum=60)
 
 # Blobs go through Django's storage API, so django-storages can put them in S3.
 STORAGES = {

@@ -51,7 +51,17 @@ def parse_spam_score(value: str) -> tuple[float | None, list[tuple[str, float]]]
     head = _SCORE_HEAD.match(value)
     total = float(head.group(1)) if head else None
     rest = value[head.end() :] if head else value
+    rest = _QUOTED.sub(" ", rest)  # delivery.spam's plain words: not items themselves
     return total, [(code, float(score)) for code, score in _ITEM.findall(rest)]
+
+
+_QUOTED = re.compile(r'"[^"]*"')
+_ITEM_WORDS = re.compile(rf'([A-Za-z][A-Za-z0-9_.-]*)=({_NUMBER}) "([^"]*)"')
+
+
+def spam_score_words(value: str) -> dict[str, str]:
+    """The plain words delivery.spam writes after each item (`CODE=1.0 "words"`), by code."""
+    return {code: words for code, _, words in _ITEM_WORDS.findall(value)}
 
 
 # --- Plain words ----------------------------------------------------------------------------
@@ -92,12 +102,14 @@ def explain(raw: bytes, *, authserv_id: str) -> Explanation:
     parsed = BytesHeaderParser(policy=compat32).parsebytes(headers.header_block(raw))
     spam_value = (parsed.get("X-Spam") or "").strip().lower()
     spam = True if spam_value.startswith("yes") else False if spam_value.startswith("no") else None
-    total, items = parse_spam_score(headers.header_text(parsed.get("X-Spam-Score") or ""))
+    score_value = headers.header_text(parsed.get("X-Spam-Score") or "")
+    total, items = parse_spam_score(score_value)
+    written = spam_score_words(score_value)
     auth = AuthResults.from_header(raw, authserv_id)
     auth_words = dict(auth.reasons()) if auth is not None else {}
     findings: list[Finding] = []
     for code, score in sorted(items, key=lambda item: -item[1]):
-        words = auth_words.pop(code, None) or SPAM_WORDS.get(code.upper())
+        words = auth_words.pop(code, None) or SPAM_WORDS.get(code.upper()) or written.get(code)
         words = words or code.replace("_", " ").capitalize()
         findings.append(Finding(_tone(code, score), _sentence(words), code, score))
     for code, words in auth_words.items():

@@ -20,6 +20,8 @@ from django.conf import settings
 from django.db import close_old_connections
 
 from delivery import submission
+from delivery.spam import SpamRejected
+from delivery.spam import services as spam_services
 from mailboxes import selectors
 from mailboxes.addresses import parse_address
 from mailboxes.exceptions import InvalidAddress, MailhostError
@@ -94,6 +96,7 @@ _owns_address = _db(selectors.mailbox_owns_address)
 _accept = _db(submission.message_accept)
 _postmaster_address = _db(submission.postmaster_address)
 _domain_is_hosted = _db(selectors.domain_is_hosted)
+_greylist_check = _db(spam_services.greylist_check)
 
 # The mark on mail let through MAILHOST_SMTP_HOSTED_SENDER_CLIENTS (README says what it means).
 UNAUTHENTICATED_HOSTED_SENDER = "X-Mailhost-Unauthenticated-Hosted-Sender"
@@ -163,6 +166,18 @@ class Handler:
         )
         if status != "ok":
             return RECIPIENT_REPLIES.get(status, replies.S550_NO_SUCH_USER)
+        if settings.MAILHOST_GREYLIST and session.mailbox is None:
+            passed = await _greylist_check(
+                client_ip=server.client_ip, sender=envelope.mail_from or "", recipient=address
+            )
+            if not passed:
+                logger.info(
+                    "greylisted client=%s from=<%s> to=<%s>",
+                    server.client_ip,
+                    envelope.mail_from,
+                    address,
+                )
+                return replies.S451_GREYLISTED
         envelope.rcpt_tos.append(address)
         envelope.recipients.append(
             submission.EnvelopeRecipient(address, params.notify, params.orcpt, resolution)
@@ -203,6 +218,14 @@ class Handler:
             return replies.S553_FROM_NOT_OWNED
         except submission.DMARCRejected as exc:
             return replies.S550_DMARC_REJECT.format(exc.domain)
+        except SpamRejected as refused:
+            logger.info(
+                "spam_rejected client=%s from=<%s> score=%.1f",
+                server.client_ip,
+                envelope.mail_from,
+                refused.verdict.score,
+            )
+            return replies.S550_SPAM_REJECTED
         except MailhostError as exc:
             logger.error("%s message refused by storage: %s", server.client_ip, exc)
             return replies.S452_NO_SPACE if out_of_space(exc) else replies.S451_LOCAL_ERROR

@@ -140,6 +140,8 @@ S452_NO_SPACE = Reply(452, "4.3.1", "Insufficient system storage, try again late
 S553_SMTPUTF8_RECIPIENT = Reply(553, "5.6.7", "Non-ASCII address requires SMTPUTF8")
 S501_NOTIFY = Reply(501, "5.5.4", "Invalid NOTIFY parameter")
 S501_ORCPT = Reply(501, "5.5.4", "Invalid ORCPT parameter")
+# RFC 6647 2.1: greylisting answers a new (client, sender, recipient) triple with a 4xx.
+S451_GREYLISTED = Reply(451, "4.7.1", "Greylisted, please try again later")
 
 # --- DATA and BDAT (RFC 5321 4.1.1.4, RFC 3030) -----------------------------------------------
 
@@ -156,6 +158,7 @@ S550_NUL_IN_MESSAGE = Reply(550, "5.6.0", "NUL characters in message not allowed
 S552_DATA_LINE_TOO_LONG = Reply(552, "5.3.4", "Message line longer than {} octets")
 S552_MESSAGE_TOO_BIG = Reply(552, "5.3.4", "Message size exceeds fixed maximum message size")
 S553_FROM_NOT_OWNED = Reply(553, "5.7.1", "From header address not owned by authenticated user")
+S550_SPAM_REJECTED = Reply(550, "5.7.1", "Message refused as spam")
 S554_NO_VALID_RECIPIENTS = Reply(554, "5.5.1", "No valid recipients")
 S501_BDAT_SYNTAX = Reply(501, "5.5.4", "Syntax: BDAT chunk-size [LAST]")
 

@@ -74,7 +74,11 @@ def test_forged_verdicts_from_outside_are_removed(receiver):
     [row] = Message.objects.all()
     raw = blob_read(row.blob)
     head = raw.partition(b"\r\n\r\n")[0]
-    assert b"X-Spam" not in head and b"x-spam" not in head
+    # Every X-Spam* field from outside is gone; the two left are our spam verdict's, on top.
+    spam_fields = [line for line in head.split(b"\r\n") if line.lower().startswith(b"x-spam")]
+    assert [f.split(b":")[0] for f in spam_fields] == [b"X-Spam", b"X-Spam-Score"]
+    assert spam_fields[0] == b"X-Spam: No" and head.index(b"X-Spam: No") < head.index(b"From: ")
+    assert b"-100" not in head and b"x-spam-flag" not in head.lower() and b"Spammy" not in head
     assert head.count(b"Authentication-Results: mx.receiver.test;") == 1  # ours only
     assert b"Authentication-Results: relay.elsewhere.test;" in head
     ours = AuthResults.from_header(raw, HOST)

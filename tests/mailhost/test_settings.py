@@ -162,6 +162,17 @@ BAD_VALUES: dict[str, Bad] = {
     "MAILHOST_ARC_TRUSTED_SEALERS": Bad(
         "lists.example.org, not a domain", "MAILHOST_ARC_TRUSTED_SEALERS: 'not a domain' is not a"
     ),
+    "MAILHOST_SPAM_BACKEND": Bad("spamassassin", "must be one of builtin, rspamd, off"),
+    "MAILHOST_RSPAMD_URL": Bad("127.0.0.1:11334", "is not a URL of scheme http://, https://"),
+    "MAILHOST_RSPAMD_TIMEOUT": Bad("0", "must be at least 0.1 seconds"),
+    "MAILHOST_SPAM_JUNK_SCORE": Bad("five", "MAILHOST_SPAM_JUNK_SCORE='five' is not a number"),
+    "MAILHOST_SPAM_REJECT_SCORE": Bad("4", "must be at least MAILHOST_SPAM_JUNK_SCORE=5"),
+    "MAILHOST_DNSBL_ZONES": Bad("zen.spamhaus.org=high", "score 'high' of zen.spamhaus.org"),
+    "MAILHOST_DNSWL_ZONES": Bad("list dnswl org", "'list dnswl org' is not a DNS zone name"),
+    "MAILHOST_GREYLIST": Bad("sometimes", "is not a boolean"),
+    "MAILHOST_GREYLIST_DELAY": Bad("soon", "'soon' is not a duration"),
+    "MAILHOST_GREYLIST_RETRY_WINDOW": Bad("10", "must be at least 60 seconds"),
+    "MAILHOST_GREYLIST_EXPIRY": Bad("-1d", "is not a duration"),
     "MAILHOST_PUBLIC_ADDRESSES": Bad(
         "203.0.113.5, mail.example.org",
         "MAILHOST_PUBLIC_ADDRESSES: 'mail.example.org' is not an IP address",

@@ -165,3 +165,22 @@ def test_not_junk_only_from_junk(web, alice, inbox, host, training):
     response = web.post(f"/f/{inbox.pk}/bulk/", {"action": "notjunk", "uid": ["1"]}, follow=True)
     assert b"Only messages in Junk" in response.content
     assert inbox.messages.count() == 1 and training == []
+
+
+def test_explains_the_header_delivery_spam_writes_with_its_own_words(settings):
+    from delivery.spam import Reason, render_headers
+
+    settings.MAILHOST_SPAM_JUNK_SCORE = 5.0
+    written = render_headers(
+        9.0,
+        [
+            Reason("DNSBL_bl.test", 6.0, "the sending server 192.0.2.7 is on bl.test (127.0.0.2)"),
+            Reason("BAYES_LIKELY_SPAM", 3.0, "your junk filter learned that mail like this is"),
+        ],
+    )
+    explained = junk.explain(written + b"Subject: x\r\n\r\nbody\r\n", authserv_id=HOST)
+    assert explained.spam is True and explained.score == 9.0
+    assert [(f.code, f.score, f.words) for f in explained.findings] == [
+        ("DNSBL_bl.test", 6.0, "The sending server 192.0.2.7 is on bl.test (127.0.0.2)."),
+        ("BAYES_LIKELY_SPAM", 3.0, "Your junk filter learned that mail like this is."),
+    ]

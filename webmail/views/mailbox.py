@@ -237,9 +237,8 @@ def apply(request, folder: Folder, action: str, uids: list[int], back: str) -> t
             return f"There is no {use.label} folder.", back
         if target.pk == folder.pk:
             return f"The messages are already in {target.name}.", back
-        moved = services.messages_move(source=folder, uids=uids, target=target)
-        if action == "junk":
-            _train(request.mailbox, target, moved, spam=True)
+        # Into Junk trains the spam filter (messages_move does it, as for IMAP).
+        services.messages_move(source=folder, uids=uids, target=target)
         return f"{_plural(count)} moved to {target.name}.", _away(back, leaving)
     if action == "notjunk":
         return _not_junk(request, folder, uids, count, back, leaving)
@@ -265,8 +264,7 @@ def _not_junk(request, folder: Folder, uids: list[int], count: int, back: str, l
             .values_list("from_address", flat=True)
         )
     )
-    moved = services.messages_move(source=folder, uids=uids, target=target)
-    _train(request.mailbox, target, moved, spam=False)
+    services.messages_move(source=folder, uids=uids, target=target)  # trains ham
     trusted = []
     for sender in senders:
         try:
@@ -280,19 +278,6 @@ def _not_junk(request, folder: Folder, uids: list[int], count: int, back: str, l
     if trusted:
         text += f" Mail from {', '.join(trusted)} will not go to Junk again."
     return text, _away(back, leaving)
-
-
-def _train(mailbox, target: Folder, moved: list[tuple[int, int]], *, spam: bool) -> None:
-    """Tell the spam filter what the reader said of the moved messages (now in `target`)."""
-    train = getattr(services, "spam_train", None)
-    if train is None or not moved:  # delivery.spam's training is not installed
-        return
-    ids = list(
-        Message.objects.filter(folder=target, uid__in=[new for _, new in moved]).values_list(
-            "id", flat=True
-        )
-    )
-    train(mailbox=mailbox, message_ids=ids, spam=spam)
 
 
 def _away(back: str, folder_url: str) -> str:

@@ -1,0 +1,283 @@
+"""The builtin scorer: a small set of explained rules, then each mailbox's own view.
+
+Message reasons (the same for every recipient), with their points:
+- GTUBE (1000): the GTUBE test string (as SpamAssassin scores it), for testing a setup.
+- Authentication (delivery.inbound's AuthResults): SPF fail +3, softfail +1; a broken DKIM
+  signature +1, a valid one -0.5; DMARC fail +1.5 (policy none), +6 (quarantine: Junk),
+  +10 (reject, when the refusal was overridden); DMARC pass -1.
+- DNS lists (MAILHOST_DNSBL_ZONES / MAILHOST_DNSWL_ZONES): each zone's score.
+- Heuristics: no Date +1, no Message-ID +0.5, no From +2, no To or Cc +0.5, a Subject in
+  capitals +1, a sender name that shows another domain's address +2, HTML without a plain
+  text part +0.5, links to bare IP addresses +1.5, a HELO that is no host name +1.
+Mailbox reasons (per recipient mailbox):
+- ALLOW_LISTED -100 / BLOCK_LISTED +100: the mailbox's (or its domain's) allow/block lists.
+- KNOWN_SENDER: the mailbox wrote to this sender or took their mail out of Junk: -3 when the
+  From domain authenticated (DMARC pass), else -1.5.
+- BAYES_*: the mailbox's classifier, once trained (classifier.MIN_SPAM / MIN_HAM): spam
+  probability >= 0.99 +6 (enough for Junk alone), >= 0.9 +3, <= 0.1 -1.5, <= 0.01 -3.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+from email.utils import getaddresses
+
+from django.conf import settings
+
+from delivery.spam import GTUBE, Reason, SpamVerdict, dnsbl, selectors
+from delivery.spam import classifier as bayes
+from delivery.spam.tokens import Text, hashes_of, text_of
+from mailboxes import headers
+
+_URL_IP = re.compile(r"(?i)https?://\[?(\d{1,3}(?:\.\d{1,3}){3}|[0-9a-f:]*:[0-9a-f:]+)\]?[/:]")
+_ADDRESS_IN_NAME = re.compile(r"[\w.+-]+@([\w-]+(?:\.[\w-]+)+)")
+
+
+def verdict(
+    *, raw: bytes, auth, client_ip: str, helo: str, mail_from: str, mailbox_ids: list[int]
+) -> SpamVerdict:  # noqa: ANN001
+    summary = headers.summarize(raw)
+    parsed = BytesHeaderParser(policy=compat32).parsebytes(
+        headers.header_block(headers.bounded_header(raw))
+    )
+    text = text_of(raw)
+    reasons: list[Reason] = []
+    if GTUBE in raw:
+        reasons.append(Reason("GTUBE", 1000.0, "it contains the GTUBE test string"))
+    reasons += auth_reasons(auth)
+    reasons += dns_list_reasons(client_ip)
+    reasons += heuristics(parsed, text, helo)
+    sender = summary["from_address"] or mail_from
+    per_mailbox = mailbox_reasons(
+        mailbox_ids,
+        sender=sender,
+        authenticated=_result(auth, "dmarc") == "pass",
+        hashes=lambda: hashes_of(
+            text, subject=summary["subject"], from_address=summary["from_address"]
+        ),
+    )
+    return SpamVerdict(reasons, per_mailbox, "builtin")
+
+
+def _result(auth, name: str) -> str:  # noqa: ANN001
+    part = getattr(auth, name, None)
+    value = getattr(part, "result", part)
+    return str(value or "").lower()
+
+
+def _domain_of(auth, name: str) -> str:  # noqa: ANN001
+    part = getattr(auth, name, None)
+    for attribute in ("domain", "header_from", "from_domain"):
+        value = getattr(part, attribute, None)
+        if isinstance(value, str) and value:
+            return value
+    return ""
+
+
+def auth_reasons(auth) -> list[Reason]:  # noqa: ANN001
+    """Points from SPF, DKIM and DMARC results (delivery.inbound.AuthResults, duck-typed)."""
+    if auth is None:
+        return []
+    reasons = []
+    spf = _result(auth, "spf")
+    domain = _domain_of(auth, "spf") or "the sender's domain"
+    if spf == "fail":
+        reasons.append(
+            Reason("SPF_FAIL", 3.0, f"the sending server is not allowed to send for {domain}")
+        )
+    elif spf == "softfail":
+        reasons.append(
+            Reason("SPF_SOFTFAIL", 1.0, f"{domain} says the sending server is probably not its")
+        )
+    dkim = [str(getattr(d, "result", d) or "").lower() for d in (getattr(auth, "dkim", ()) or ())]
+    if "pass" in dkim:
+        reasons.append(Reason("DKIM_VALID", -0.5, "it carries a valid DKIM signature"))
+    elif any(r in {"fail", "permerror"} for r in dkim):
+        reasons.append(Reason("DKIM_INVALID", 1.0, "its DKIM signature does not verify"))
+    dmarc = _result(auth, "dmarc")
+    from_domain = _domain_of(auth, "dmarc") or "the From domain"
+    disposition = str(getattr(getattr(auth, "dmarc", None), "disposition", "") or "").lower()
+    if dmarc == "fail":
+        if disposition == "reject":
+            reasons.append(
+                Reason(
+                    "DMARC_REJECT",
+                    10.0,
+                    f"it claims to be from {from_domain} but {from_domain}'s DMARC policy"
+                    " rejects it",
+                )
+            )
+        elif disposition == "quarantine":
+            reasons.append(
+                Reason(
+                    "DMARC_QUARANTINE",
+                    6.0,
+                    f"it claims to be from {from_domain} but {from_domain}'s DMARC policy"
+                    " says to treat it as junk",
+                )
+            )
+        else:
+            reasons.append(
+                Reason(
+                    "DMARC_FAIL",
+                    1.5,
+                    f"it claims to be from {from_domain} but fails that domain's DMARC check",
+                )
+            )
+    elif dmarc == "pass":
+        reasons.append(Reason("DMARC_PASS", -1.0, f"it is proven to come from {from_domain}"))
+    return reasons
+
+
+def dns_list_reasons(client_ip: str) -> list[Reason]:
+    zones = settings.MAILHOST_DNSBL_ZONES + settings.MAILHOST_DNSWL_ZONES
+    if not zones:
+        return []
+    block = {zone for zone, _ in settings.MAILHOST_DNSBL_ZONES}
+    reasons = []
+    for zone, score, answer in dnsbl.lookups(client_ip, zones):
+        if zone in block:
+            reasons.append(
+                Reason(
+                    f"DNSBL_{zone}",
+                    score,
+                    f"the sending server {client_ip} is on the block list {zone} ({answer})",
+                )
+            )
+        else:
+            reasons.append(
+                Reason(
+                    f"DNSWL_{zone}",
+                    score,
+                    f"the sending server {client_ip} is on the allow list {zone} ({answer})",
+                )
+            )
+    return reasons
+
+
+def heuristics(parsed, text: Text, helo: str) -> list[Reason]:  # noqa: ANN001
+    """Header and content rules (see the module docstring)."""
+    reasons = []
+    if parsed.get("Date") is None:
+        reasons.append(Reason("MISSING_DATE", 1.0, "it has no Date header"))
+    if parsed.get("Message-ID") is None:
+        reasons.append(Reason("MISSING_MESSAGE_ID", 0.5, "it has no Message-ID header"))
+    from_values = [headers.header_text(v) for v in parsed.get_all("From") or []]
+    if not from_values:
+        reasons.append(Reason("MISSING_FROM", 2.0, "it has no From header"))
+    if parsed.get("To") is None and parsed.get("Cc") is None:
+        reasons.append(Reason("MISSING_TO", 0.5, "it has no To or Cc header"))
+    subject = headers.decode_words(parsed.get("Subject"))
+    letters = [c for c in subject if c.isalpha()]
+    if len(letters) >= 10 and all(c.isupper() for c in letters):
+        reasons.append(Reason("SUBJECT_ALL_CAPS", 1.0, "its subject is written in capitals"))
+    try:
+        pairs = getaddresses(from_values)
+    except (RecursionError, ValueError, IndexError):
+        pairs = []
+    for name, address in pairs:
+        shown = _ADDRESS_IN_NAME.search(headers.decode_words(name) if name else "")
+        real = address.rpartition("@")[2].lower()
+        if shown and real and shown[1].lower() != real:
+            reasons.append(
+                Reason(
+                    "FROM_NAME_OTHER_DOMAIN",
+                    2.0,
+                    f"the sender's name shows an address at {shown[1].lower()}, but it comes"
+                    f" from {real}",
+                )
+            )
+            break
+    if text.has_html and not text.has_plain:
+        reasons.append(Reason("HTML_ONLY", 0.5, "it has HTML but no plain text version"))
+    if _URL_IP.search(text.text):
+        reasons.append(Reason("URL_BARE_IP", 1.5, "it links to a bare IP address"))
+    if not _helo_is_name(helo):
+        reasons.append(
+            Reason("HELO_NOT_FQDN", 1.0, "the sending server did not introduce itself by host name")
+        )
+    return reasons
+
+
+def _helo_is_name(helo: str) -> bool:
+    from mailhost.config import is_hostname
+
+    value = helo.strip()
+    if value.startswith("[") and value.endswith("]"):
+        literal = value[1:-1].removeprefix("IPv6:")
+        try:
+            ipaddress.ip_address(literal)
+            return True  # RFC 5321 4.1.4: an address literal is a proper HELO
+        except ValueError:
+            return False
+    return "." in value and is_hostname(value)
+
+
+def mailbox_reasons(
+    mailbox_ids: list[int], *, sender: str, authenticated: bool, hashes, classifier: bool = True
+) -> dict[int, list[Reason]]:  # noqa: ANN001
+    """Each mailbox's own reasons: lists, known senders, classifier (see module docstring)."""
+    result: dict[int, list[Reason]] = {m: [] for m in mailbox_ids}
+    if not mailbox_ids:
+        return result
+    lists = selectors.sender_list_verdicts(mailbox_ids, sender)
+    for mailbox_id, action in lists.items():
+        if action == "allow":
+            result[mailbox_id].append(
+                Reason("ALLOW_LISTED", -100.0, f"{sender} is on your list of allowed senders")
+            )
+        elif action == "block":
+            result[mailbox_id].append(
+                Reason("BLOCK_LISTED", 100.0, f"{sender} is on your list of blocked senders")
+            )
+    for mailbox_id in selectors.known_sender_mailboxes(mailbox_ids, sender):
+        if authenticated:
+            reason = Reason("KNOWN_SENDER", -3.0, f"you have written to {sender} before")
+        else:
+            reason = Reason(
+                "KNOWN_SENDER_UNVERIFIED",
+                -1.5,
+                f"you have written to {sender} before (but the sender is not proven)",
+            )
+        result[mailbox_id].append(reason)
+    if not classifier:
+        return result
+    totals = {m: t for m, t in selectors.classifier_totals(mailbox_ids).items() if t.ready}
+    if totals:
+        tokens = hashes()
+        counts = selectors.classifier_counts(list(totals), tokens)
+        for mailbox_id, mailbox_totals in totals.items():
+            seen = counts.get(mailbox_id, {})
+            probability, clues = bayes.spam_probability(list(seen.values()), mailbox_totals)
+            reason = bayes_reason(probability, clues)
+            if reason is not None:
+                result[mailbox_id].append(reason)
+    return result
+
+
+def bayes_reason(probability: float, clues: int) -> Reason | None:
+    percent = f"{probability * 100:.0f}%"
+    if probability >= 0.99:
+        return Reason(
+            "BAYES_SPAM", 6.0, f"your junk filter learned that mail like this is junk ({percent})"
+        )
+    if probability >= 0.9:
+        return Reason(
+            "BAYES_LIKELY_SPAM",
+            3.0,
+            f"your junk filter learned that mail like this is probably junk ({percent})",
+        )
+    if probability <= 0.01:
+        return Reason(
+            "BAYES_HAM", -3.0, f"your junk filter learned that mail like this is wanted ({percent})"
+        )
+    if probability <= 0.1:
+        return Reason(
+            "BAYES_LIKELY_HAM",
+            -1.5,
+            f"your junk filter learned that mail like this is probably wanted ({percent})",
+        )
+    return None

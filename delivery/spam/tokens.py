@@ -1,0 +1,105 @@
+"""Tokens of a message for the classifier, hashed: pure functions, no I/O.
+
+Words of the Subject and the text parts (HTML tags dropped), the From address and domain,
+and the host names of links, each prefixed with where it came from ("s:", "f:", "u:"), read
+from at most BODY_LIMIT octets of text. Each token is kept once per message and hashed to
+32 bits (zlib.crc32, stable across processes, unlike hash()); the classifier stores hashes
+only. 0 is reserved for the totals row.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from dataclasses import dataclass
+from email import message_from_bytes
+from email.policy import compat32
+
+from mailboxes import headers
+
+BODY_LIMIT = 64 * 1024  # octets of decoded text read per message
+MAX_TOKENS = 1500  # distinct tokens kept per message (the first ones)
+
+_WORD = re.compile(r"[^\W_]{3,24}")
+_TAG = re.compile(r"<[^>]{0,2000}>")
+_URL_HOST = re.compile(r"(?i)https?://([a-z0-9.-]{1,253})")
+_ADDRESS = re.compile(r"[\w.+-]+@([\w-]+(?:\.[\w-]+)+)")
+
+
+def token_hash(token: str) -> int:
+    """The signed 32-bit hash stored for a token (never 0: that is the totals row)."""
+    value = zlib.crc32(token.encode("utf-8", "surrogatepass"))
+    if value >= 1 << 31:
+        value -= 1 << 32
+    return value or 1
+
+
+@dataclass
+class Text:
+    """What the scorer and the classifier read of a message, from one parse."""
+
+    text: str  # the text parts, decoded, HTML tags dropped; at most BODY_LIMIT characters
+    has_plain: bool
+    has_html: bool
+
+
+def text_of(raw: bytes) -> Text:
+    """The decoded text of the message's text/* parts (see Text)."""
+    message = message_from_bytes(raw[: BODY_LIMIT * 2], policy=compat32)
+    texts: list[str] = []
+    size = 0
+    kinds = set()
+    for part in message.walk():
+        if part.is_multipart() or part.get_content_maintype() != "text":
+            continue
+        if str(part.get("Content-Disposition", "")).lower().startswith("attachment"):
+            continue
+        kinds.add(part.get_content_subtype())
+        if size >= BODY_LIMIT:
+            continue
+        try:
+            payload = part.get_payload(decode=True) or b""
+        except Exception:  # a broken transfer encoding is read as it stands
+            payload = str(part.get_payload()).encode("utf-8", "replace")
+        charset = part.get_content_charset() or "utf-8"
+        try:
+            text = payload.decode(charset, "replace")
+        except LookupError:
+            text = payload.decode("utf-8", "replace")
+        if part.get_content_subtype() == "html":
+            text = _TAG.sub(" ", text)
+        texts.append(text[: BODY_LIMIT - size])
+        size += len(texts[-1])
+    return Text("\n".join(texts), "plain" in kinds, "html" in kinds)
+
+
+def tokens(text: Text, *, subject: str = "", from_address: str = "") -> set[str]:
+    """The distinct tokens of a message (see the module docstring)."""
+    found: dict[str, None] = {}
+    if from_address:
+        address = from_address.lower()
+        found["f:" + address] = None
+        found["f@" + address.rpartition("@")[2]] = None
+    for word in _WORD.findall(subject.lower()):
+        found["s:" + word] = None
+    body = text.text
+    for host in _URL_HOST.findall(body):
+        found["u:" + host.lower().rstrip(".")] = None
+    for domain in _ADDRESS.findall(body):
+        found["a@" + domain.lower()] = None
+    for word in _WORD.findall(body.lower()):
+        if len(found) >= MAX_TOKENS:
+            break
+        found[word] = None
+    return set(found)
+
+
+def hashes_of(text: Text, *, subject: str, from_address: str) -> list[int]:
+    words = tokens(text, subject=subject, from_address=from_address)
+    return sorted({token_hash(t) for t in words})
+
+
+def message_hashes(raw: bytes) -> list[int]:
+    """The sorted distinct token hashes of a message, as the classifier counts them."""
+    summary = headers.summarize(raw)
+    return hashes_of(text_of(raw), subject=summary["subject"], from_address=summary["from_address"])
