@@ -362,6 +362,8 @@ class SenderListEntry(models.Model):
                 name="sender_list_domain_pattern",
             ),
         ]
+        # sender_lists looks entries up by the sender's candidate patterns first.
+        indexes = [models.Index(fields=["pattern"], name="sender_list_pattern")]
 
     def __str__(self) -> str:
         return f"{self.action} {self.pattern}"
