@@ -28,6 +28,7 @@ PORT_NAMES = (
     "IMAPS",
     "POP3",
     "POP3S",
+    "MANAGESIEVE",
     "WEB",
 )
 

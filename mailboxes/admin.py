@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import Count
 from django.http import Http404
@@ -74,7 +75,24 @@ def _search_by_address(parent, request, queryset, search_term: str, *, destinati
 class DomainForm(forms.ModelForm):
     class Meta:
         model = Domain
-        fields = ["name", "active", "case_sensitive_local_parts", "plus_separator"]
+        fields = ["name", "active", "case_sensitive_local_parts", "plus_separator", "sieve_default"]
+        widgets = {"sieve_default": forms.Textarea(attrs={"rows": 8, "cols": 80})}
+
+    def clean_sieve_default(self):
+        """Validated here, when it is saved (the MDA never checks a script at delivery)."""
+        text = self.cleaned_data["sieve_default"]
+        if not text.strip():
+            return ""
+        if len(text.encode("utf-8")) > settings.MAILHOST_SIEVE_MAX_SCRIPT_SIZE:
+            raise forms.ValidationError(
+                f"larger than {settings.MAILHOST_SIEVE_MAX_SCRIPT_SIZE} octets"
+            )
+        errors = services.sievescript_check(text=text)
+        if errors:
+            raise forms.ValidationError(
+                [f"line {e.line}, column {e.column}: {e.message}" for e in errors]
+            )
+        return text
 
     def clean_name(self):
         try:

@@ -35,3 +35,31 @@ class FolderError(MailhostError):
 
 class StorageError(MailhostError):
     """Our own fault: the blob or the database could not be written."""
+
+
+class SieveScriptInvalid(MailhostError, ValueError):
+    """A Sieve script that does not compile; `errors` are mailboxes.sieve's SieveError items
+    (line, column, message)."""
+
+    def __init__(self, errors: list) -> None:
+        self.errors = list(errors)
+        super().__init__("; ".join(_describe(e) for e in self.errors) or "invalid script")
+
+
+class SieveScriptActive(MailhostError):
+    """The active script cannot be deleted (RFC 5804 2.10: NO (ACTIVE))."""
+
+
+class SieveQuotaExceeded(QuotaExceeded):
+    """Too many scripts or too large a script: `resource` is "MAXSCRIPTS" or "MAXSIZE", the
+    RFC 5804 1.3 QUOTA/ sub-codes."""
+
+    def __init__(self, resource: str, message: str) -> None:
+        super().__init__(message)
+        self.resource = resource
+
+
+def _describe(error: object) -> str:
+    line = getattr(error, "line", None)
+    message = getattr(error, "message", str(error))
+    return f"line {line}: {message}" if line else str(message)

@@ -24,6 +24,13 @@ class Domain(models.Model):
         help_text="Sub-addressing separator (user+tag@); blank turns it off.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    # Run before each mailbox's own active script (Pigeonhole's sieve_before); written through
+    # services.domain_set_sieve_default, which validates it (never checked at delivery).
+    sieve_default = models.TextField(
+        blank=True,
+        default="",
+        help_text="Sieve script run before every mailbox's own active script; blank: none.",
+    )
 
     class Meta:
         ordering = ["name"]
@@ -397,3 +404,35 @@ class SieveDuplicate(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["mailbox", "key"], name="sieveduplicate_unique")
         ]
+
+
+class SieveScript(models.Model):
+    """One Sieve script (RFC 5228) of a mailbox, managed over ManageSieve (RFC 5804) and the
+    webmail; the MDA runs the one that is active. Text is validated when it is stored
+    (services.sievescript_put), never when mail arrives."""
+
+    mailbox = models.ForeignKey(Mailbox, on_delete=models.CASCADE, related_name="sieve_scripts")
+    name = models.CharField(max_length=128)  # RFC 5804 1.6; case-sensitive
+    text = models.TextField()
+    active = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["mailbox", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["mailbox", "name"], name="sievescript_unique_name"),
+            # RFC 5804 2.8: at most one script of a user is active.
+            models.UniqueConstraint(
+                fields=["mailbox"],
+                condition=models.Q(active=True),
+                name="sievescript_one_active",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.mailbox_id}:{self.name}{' (active)' if self.active else ''}"
+
+    @property
+    def size(self) -> int:
+        return len(self.text.encode("utf-8"))

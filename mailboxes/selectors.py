@@ -26,6 +26,7 @@ from mailboxes.models import (
     Mailbox,
     Message,
     SenderListEntry,
+    SieveScript,
 )
 
 logger = logging.getLogger(__name__)
@@ -739,3 +740,25 @@ def store_problems() -> Iterable[str]:
             f"message {message_id} (mailbox {mailbox_id} folder {folder!r} uid {uid}):"
             f" size {size}, its blob holds {blob_size}"
         )
+
+
+# --- Sieve scripts --------------------------------------------------------------------------
+
+
+def sievescript_active(mailbox_id: int) -> SieveScript | None:
+    """The mailbox's active Sieve script, run by the MDA after the domain's default."""
+    return SieveScript.objects.filter(mailbox_id=mailbox_id, active=True).first()
+
+
+def sievescripts_of(mailbox: Mailbox | int) -> list[SieveScript]:
+    return list(SieveScript.objects.filter(mailbox=mailbox).order_by("name"))
+
+
+def sievescript_get(mailbox: Mailbox | int, name: str) -> SieveScript | None:
+    return SieveScript.objects.filter(mailbox=mailbox, name=name).first()
+
+
+def domain_sieve_default(domain_id: int) -> str:
+    """The domain's default script (run before each mailbox's own), "" when none."""
+    text = Domain.objects.filter(pk=domain_id).values_list("sieve_default", flat=True).first()
+    return text or ""

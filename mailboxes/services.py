@@ -44,6 +44,9 @@ from mailboxes.exceptions import (
     KeywordLimit,
     NotFound,
     QuotaExceeded,
+    SieveQuotaExceeded,
+    SieveScriptActive,
+    SieveScriptInvalid,
 )
 from mailboxes.mda import Filing, MailboxPlan
 from mailboxes.models import (
@@ -58,6 +61,7 @@ from mailboxes.models import (
     Mailbox,
     Message,
     SenderListEntry,
+    SieveScript,
     SpecialUse,
 )
 from mailboxes.selectors import Resolution, folder_keywords, recipient_resolve
@@ -1825,3 +1829,167 @@ def mailbox_import_folders(*, mailbox: Mailbox, folders: Iterable) -> ImportResu
             seen.add(key)
             result.imported += 1
     return result
+
+
+# --- Sieve scripts (RFC 5228) and their storage (RFC 5804) ------------------------------
+#
+# Scripts are validated here, when they are stored; delivery runs what was accepted and never
+# parses for errors. The active script and the domain's default are read through
+# selectors.sievescript_active / domain_sieve_default.
+
+SIEVE_NAME_MAX = 128  # RFC 5804 1.6: servers take at least 128 characters; we take that many
+# RFC 5804 1.6: no control characters (C0, DEL, C1), no LINE/PARAGRAPH SEPARATOR.
+_SIEVE_NAME_FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def sievescript_name_validate(name: str) -> str:
+    """The name as stored, or InvalidValue (RFC 5804 1.6: NFC UTF-8, no control characters)."""
+    import unicodedata
+
+    if not name:
+        raise InvalidValue("script name is empty")
+    if len(name) > SIEVE_NAME_MAX:
+        raise InvalidValue(f"script name is longer than {SIEVE_NAME_MAX} characters")
+    if _SIEVE_NAME_FORBIDDEN.search(name):
+        raise InvalidValue("script name has a control character")
+    if not unicodedata.is_normalized("NFC", name):
+        raise InvalidValue("script name is not in Unicode NFC")
+    return name
+
+
+def sievescript_check(*, text: str) -> list:
+    """The errors of a script (mailboxes.sieve's SieveError: line, column, message); empty
+    when it compiles. Never raises for a bad script."""
+    from mailboxes import sieve
+
+    return list(sieve.check(text))
+
+
+def _sieve_validate(text: str) -> None:
+    errors = sievescript_check(text=text)
+    if errors:
+        raise SieveScriptInvalid(errors)
+
+
+def sievescript_check_space(*, mailbox: Mailbox, name: str, size: int) -> None:
+    """SieveQuotaExceeded when a script of `size` octets under `name` would not fit
+    (RFC 5804 2.5 HAVESPACE; PUTSCRIPT applies the same rule)."""
+    if size > settings.MAILHOST_SIEVE_MAX_SCRIPT_SIZE:
+        raise SieveQuotaExceeded(
+            "MAXSIZE",
+            f"script is larger than {settings.MAILHOST_SIEVE_MAX_SCRIPT_SIZE} octets",
+        )
+    scripts = SieveScript.objects.filter(mailbox_id=mailbox.pk)
+    if (
+        scripts.count() >= settings.MAILHOST_SIEVE_MAX_SCRIPTS
+        and not scripts.filter(name=name).exists()
+    ):
+        raise SieveQuotaExceeded(
+            "MAXSCRIPTS", f"at most {settings.MAILHOST_SIEVE_MAX_SCRIPTS} scripts per mailbox"
+        )
+
+
+@transaction.atomic
+def sievescript_put(
+    *, mailbox: Mailbox, name: str, text: str, activate: bool = False
+) -> SieveScript:
+    """Store a script under `name`, replacing one of that name (RFC 5804 2.6: an active
+    script stays active). SieveScriptInvalid when it does not compile, SieveQuotaExceeded
+    past MAILHOST_SIEVE_MAX_SCRIPTS / _MAX_SCRIPT_SIZE. `activate` makes it the active one."""
+    name = sievescript_name_validate(name)
+    _lock_sieve_owner(mailbox)
+    sievescript_check_space(mailbox=mailbox, name=name, size=len(text.encode("utf-8")))
+    _sieve_validate(text)
+    script, created = SieveScript.objects.get_or_create(
+        mailbox_id=mailbox.pk, name=name, defaults={"text": text}
+    )
+    if not created:
+        script.text = text
+        script.save(update_fields=["text", "updated_at"])
+    if activate and not script.active:
+        SieveScript.objects.filter(mailbox_id=mailbox.pk, active=True).update(active=False)
+        SieveScript.objects.filter(pk=script.pk).update(active=True)
+        script.active = True
+    logger.info(
+        "sievescript put mailbox=%s name=%r size=%d created=%s active=%s",
+        mailbox.pk,
+        name,
+        script.size,
+        created,
+        script.active,
+    )
+    return script
+
+
+@transaction.atomic
+def sievescript_activate(*, mailbox: Mailbox, name: str | None) -> SieveScript | None:
+    """Make `name` the mailbox's one active script; "" or None: none is active (RFC 5804
+    2.8). NotFound when no script has that name."""
+    _lock_sieve_owner(mailbox)
+    script = None
+    if name:
+        script = SieveScript.objects.filter(mailbox_id=mailbox.pk, name=name).first()
+        if script is None:
+            raise NotFound(f"no script named {name!r}")
+    SieveScript.objects.filter(mailbox_id=mailbox.pk, active=True).exclude(
+        pk=script.pk if script else None
+    ).update(active=False)
+    if script is not None and not script.active:
+        SieveScript.objects.filter(pk=script.pk).update(active=True)
+        script.active = True
+    logger.info("sievescript activate mailbox=%s name=%r", mailbox.pk, name or "")
+    return script
+
+
+@transaction.atomic
+def sievescript_delete(*, mailbox: Mailbox, name: str) -> None:
+    """NotFound, or SieveScriptActive for the active script (RFC 5804 2.10)."""
+    _lock_sieve_owner(mailbox)
+    script = SieveScript.objects.filter(mailbox_id=mailbox.pk, name=name).first()
+    if script is None:
+        raise NotFound(f"no script named {name!r}")
+    if script.active:
+        raise SieveScriptActive(f"script {name!r} is active")
+    script.delete()
+    logger.info("sievescript delete mailbox=%s name=%r", mailbox.pk, name)
+
+
+@transaction.atomic
+def sievescript_rename(*, mailbox: Mailbox, old_name: str, new_name: str) -> SieveScript:
+    """NotFound, AlreadyExists, InvalidValue for a bad new name. An active script stays
+    active under its new name (RFC 5804 2.11.1)."""
+    new_name = sievescript_name_validate(new_name)
+    _lock_sieve_owner(mailbox)
+    script = SieveScript.objects.filter(mailbox_id=mailbox.pk, name=old_name).first()
+    if script is None:
+        raise NotFound(f"no script named {old_name!r}")
+    if new_name == old_name:
+        return script
+    if SieveScript.objects.filter(mailbox_id=mailbox.pk, name=new_name).exists():
+        raise AlreadyExists(f"a script named {new_name!r} exists")
+    script.name = new_name
+    script.save(update_fields=["name", "updated_at"])
+    logger.info("sievescript rename mailbox=%s old=%r new=%r", mailbox.pk, old_name, new_name)
+    return script
+
+
+def _lock_sieve_owner(mailbox: Mailbox) -> None:
+    # Serializes a mailbox's script changes, so the count check and the one-active rule hold
+    # under concurrent sessions (the constraints back them up).
+    Mailbox.objects.select_for_update().filter(pk=mailbox.pk).first()
+
+
+@transaction.atomic
+def domain_set_sieve_default(*, domain: Domain, text: str) -> Domain:
+    """The script run before every mailbox's own (Pigeonhole's sieve_before); blank: none.
+    SieveScriptInvalid when it does not compile."""
+    if text.strip():
+        if len(text.encode("utf-8")) > settings.MAILHOST_SIEVE_MAX_SCRIPT_SIZE:
+            raise SieveQuotaExceeded("MAXSIZE", "script is too large")
+        _sieve_validate(text)
+    else:
+        text = ""
+    Domain.objects.filter(pk=domain.pk).update(sieve_default=text)
+    domain.sieve_default = text
+    logger.info("sievescript domain_default domain=%s size=%d", domain.name, len(text))
+    return domain

@@ -167,6 +167,7 @@ MAILHOST_IMAP_PORT = env_port("MAILHOST_IMAP_PORT", 143)
 MAILHOST_IMAPS_PORT = env_port("MAILHOST_IMAPS_PORT", 993)
 MAILHOST_POP3_PORT = env_port("MAILHOST_POP3_PORT", 110)
 MAILHOST_POP3S_PORT = env_port("MAILHOST_POP3S_PORT", 995)
+MAILHOST_MANAGESIEVE_PORT = env_port("MAILHOST_MANAGESIEVE_PORT", 4190)
 MAILHOST_WEB_PORT = env_port("MAILHOST_WEB_PORT", 8000)
 # The web app over HTTPS under runmail (mailhost/web.py); unset: no HTTPS listener.
 MAILHOST_WEBS_PORT = env_port("MAILHOST_WEBS_PORT", 0) if env_str("MAILHOST_WEBS_PORT") else None
@@ -337,6 +338,27 @@ MAILHOST_POP3_LOGIN_DELAY = env_int("MAILHOST_POP3_LOGIN_DELAY", 0)  # RFC 2449 
 # A new login takes the maildrop over from a live session (a phone's half-open one); false: IN-USE.
 MAILHOST_POP3_TAKEOVER = env_bool("MAILHOST_POP3_TAKEOVER", True)
 MAILHOST_POP3_EXPIRE = env_choice("MAILHOST_POP3_EXPIRE", "", ("NEVER", "0"))  # RFC 2449 6.7
+# ManageSieve (protocols/managesieve, RFC 5804): autologout, longest command line (literals
+# excluded), largest literal before login (AUTHENTICATE), and when a session is closed.
+MAILHOST_MANAGESIEVE_IDLE_TIMEOUT = env_int("MAILHOST_MANAGESIEVE_IDLE_TIMEOUT", 1800, minimum=60)
+MAILHOST_MANAGESIEVE_MAX_LINE_LENGTH = env_int(
+    "MAILHOST_MANAGESIEVE_MAX_LINE_LENGTH", 8192, minimum=1024
+)
+MAILHOST_MANAGESIEVE_MAX_LITERAL_BEFORE_AUTH = env_int(
+    "MAILHOST_MANAGESIEVE_MAX_LITERAL_BEFORE_AUTH", 8192, minimum=256
+)
+MAILHOST_MANAGESIEVE_MAX_AUTH_FAILURES = env_int(
+    "MAILHOST_MANAGESIEVE_MAX_AUTH_FAILURES", 3, minimum=1
+)
+MAILHOST_MANAGESIEVE_MAX_BAD_COMMANDS = env_int(
+    "MAILHOST_MANAGESIEVE_MAX_BAD_COMMANDS", 20, minimum=1
+)
+# Sieve scripts per mailbox and octets per script (ManageSieve QUOTA/MAXSCRIPTS, /MAXSIZE; the
+# webmail and the domain default too).
+MAILHOST_SIEVE_MAX_SCRIPTS = env_int("MAILHOST_SIEVE_MAX_SCRIPTS", 20, minimum=1)
+MAILHOST_SIEVE_MAX_SCRIPT_SIZE = env_int(
+    "MAILHOST_SIEVE_MAX_SCRIPT_SIZE", 1024 * 1024, minimum=1024
+)
 # SMTP (RFC 5321 4.5.3.2.7: 5 minutes between commands; 4.5.3.2.5: 3 minutes per data block).
 MAILHOST_SMTP_COMMAND_TIMEOUT = env_int("MAILHOST_SMTP_COMMAND_TIMEOUT", 300, minimum=1)
 MAILHOST_SMTP_DATA_TIMEOUT = env_int("MAILHOST_SMTP_DATA_TIMEOUT", 180, minimum=1)

@@ -13,12 +13,13 @@ from typing import Any
 # KEEPALIVE_IDLE seconds, KEEPALIVE_INTERVAL apart, given up after KEEPALIVE_PROBES unanswered.
 # A live client answers the probes from its kernel, so an idle session is not cut.
 KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_PROBES = 60, 10, 6
-KEEPALIVE_LISTENERS = frozenset({"imap", "imaps", "pop3", "pop3s"})
+KEEPALIVE_LISTENERS = frozenset({"imap", "imaps", "pop3", "pop3s", "managesieve"})
 
 
 @dataclass
 class Listener:
-    # "smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s", "web", "worker"
+    # "smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s", "managesieve",
+    # "web", "worker"
     name: str
     server: Any  # asyncio.Server, or anything with close() and async wait_closed()
 

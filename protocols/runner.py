@@ -2,7 +2,7 @@
 
 Each family is a module with `async def start() -> list[Listener]` (protocols/listeners.py),
 binding the ports its settings name (0 picks a free port, as tests do). `runmail` starts every
-family; `runsmtp`, `runimap`, `runpop3` start one.
+family; `runsmtp`, `runimap`, `runpop3`, `runmanagesieve` start one.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ logger = logging.getLogger(__name__)
 SMTP = "protocols.smtp.server"
 IMAP = "protocols.imap.server"
 POP3 = "protocols.pop3.server"
+MANAGESIEVE = "protocols.managesieve.server"
 WEB = "mailhost.web"
 DELIVERY = "delivery.worker"
-ALL = (SMTP, IMAP, POP3, WEB, DELIVERY)
+ALL = (SMTP, IMAP, POP3, MANAGESIEVE, WEB, DELIVERY)
 ACME_RETRY_SECONDS = 3600  # after a failed ACME check, sooner than MAILHOST_ACME_CHECK_INTERVAL
 
 

@@ -75,6 +75,7 @@ def live_settings(settings, blob_dir, tmp_path):
         "IMAPS_PORT",
         "POP3_PORT",
         "POP3S_PORT",
+        "MANAGESIEVE_PORT",
         "WEB_PORT",
     ):
         setattr(settings, f"MAILHOST_{name}", 0)

@@ -314,3 +314,19 @@ def test_search_and_filters(staff, make_mailbox):
     assert [a.address for a in aliases] == ["sales@example.org"]  # searched by destination
     domains = staff.get(reverse("admin:mailboxes_domain_changelist"), {"q": "other"})
     assert [d.name for d in domains.context["cl"].result_list] == ["other.example"]
+
+
+def test_domain_default_sieve_script_is_validated_when_saved(staff):
+    domain = services.domain_create(name="example.org")
+    url = reverse("admin:mailboxes_domain_change", args=[domain.pk])
+    bad = "if true {\r\n  keep;\r\n"
+    text = errors_of(submit(staff, url, sieve_default=bad))
+    [error] = services.sievescript_check(text=bad.strip())  # the form strips the text
+    assert f"line {error.line}, column {error.column}" in text
+    domain.refresh_from_db()
+    assert domain.sieve_default == ""
+    good = 'require "fileinto";\r\nif header :contains "subject" "[SPAM]" { fileinto "Junk"; }\r\n'
+    assert submit(staff, url, sieve_default=good).status_code == 302
+    from mailboxes.selectors import domain_sieve_default
+
+    assert domain_sieve_default(domain.pk) == good.strip()

@@ -36,7 +36,17 @@ def test_every_command_on_the_database_says_to_migrate_first(tmp_path):
     env["MAILHOST_DATA_DIR"] = str(tmp_path / "fresh")
     env["MAILHOST_HOSTNAME"] = "mx.test.example"
     env["MAILHOST_BIND"] = "127.0.0.1"
-    for port in ("SMTP", "SUBMISSION", "SUBMISSIONS", "IMAP", "IMAPS", "POP3", "POP3S", "WEB"):
+    for port in (
+        "SMTP",
+        "SUBMISSION",
+        "SUBMISSIONS",
+        "IMAP",
+        "IMAPS",
+        "POP3",
+        "POP3S",
+        "MANAGESIEVE",
+        "WEB",
+    ):
         env[f"MAILHOST_{port}_PORT"] = "0"
 
     def run(case):

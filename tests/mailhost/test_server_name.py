@@ -24,7 +24,17 @@ WITH_FQDN = (
     " sys.argv[0] = 'manage.py'; runpy.run_path('manage.py', run_name='__main__')"
 )
 
-PORTS = ("SMTP", "SUBMISSION", "SUBMISSIONS", "IMAP", "IMAPS", "POP3", "POP3S", "WEB")
+PORTS = (
+    "SMTP",
+    "SUBMISSION",
+    "SUBMISSIONS",
+    "IMAP",
+    "IMAPS",
+    "POP3",
+    "POP3S",
+    "MANAGESIEVE",
+    "WEB",
+)
 
 
 def manage(fqdn: str, *args: str, data_dir: Path, **env: str) -> subprocess.Popen:

@@ -59,7 +59,17 @@ def listeners(django_db_blocker):
         "MAILHOST_POP3_IDLE_TIMEOUT": SLOW_TIMEOUT,
         "MAILHOST_MAX_CONNECTIONS_PER_IP": 10_000,
     }
-    for name in ("SMTP", "SUBMISSION", "SUBMISSIONS", "IMAP", "IMAPS", "POP3", "POP3S", "WEB"):
+    for name in (
+        "SMTP",
+        "SUBMISSION",
+        "SUBMISSIONS",
+        "IMAP",
+        "IMAPS",
+        "POP3",
+        "POP3S",
+        "MANAGESIEVE",
+        "WEB",
+    ):
         overrides[f"MAILHOST_{name}_PORT"] = 0
     for key, value in overrides.items():
         saved[key] = getattr(django_settings, key)

@@ -6,7 +6,10 @@ from protocols import runner
 
 
 class Command(BaseCommand):
-    help = "Run everything in one process: SMTP, IMAP, POP3, the web app and delivery workers."
+    help = (
+        "Run everything in one process: SMTP, IMAP, POP3, ManageSieve, the web app and"
+        " delivery workers."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument(

@@ -23,6 +23,7 @@ PORT_NAMES = (
     "IMAPS_PORT",
     "POP3_PORT",
     "POP3S_PORT",
+    "MANAGESIEVE_PORT",
     "WEB_PORT",
 )
 
