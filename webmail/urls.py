@@ -3,7 +3,17 @@
 from django.urls import path
 
 from webmail.security import with_headers
-from webmail.views import api, auth, compose, folders, mailbox, reading, search, senders
+from webmail.views import (
+    api,
+    auth,
+    compose,
+    filters,
+    folders,
+    mailbox,
+    reading,
+    search,
+    senders,
+)
 
 app_name = "webmail"
 
@@ -26,6 +36,12 @@ _routes = [
     ("settings/senders/", senders.senders_view, "senders"),
     ("settings/senders/add/", senders.sender_add, "sender_add"),
     ("settings/senders/<int:entry_id>/remove/", senders.sender_remove, "sender_remove"),
+    ("settings/filters/", filters.filters_view, "filters"),
+    ("settings/filters/add/", filters.rule_add, "rule_add"),
+    ("settings/filters/<int:index>/delete/", filters.rule_delete, "rule_delete"),
+    ("settings/filters/script/", filters.script_save, "script_save"),
+    ("settings/vacation/", filters.vacation_view, "vacation"),
+    ("settings/forwarding/", filters.forwarding_view, "forwarding"),
     ("api/status/", api.status, "api_status"),
 ]
 
