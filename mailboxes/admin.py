@@ -20,7 +20,7 @@ from delivery.dkim import dkim_txt_record
 from mailboxes import senderlists, services
 from mailboxes.addresses import domain_to_ascii, parse_address
 from mailboxes.exceptions import InvalidAddress, InvalidValue, NotFound
-from mailboxes.models import Alias, DkimKey, Domain, Folder, Mailbox, SenderListEntry
+from mailboxes.models import Alias, DkimKey, Domain, Folder, Mailbox, SenderListEntry, SieveScript
 from mailboxes.selectors import destinations_undeliverable
 from mailboxes.sizes import format_size, human_size, parse_size
 
@@ -404,6 +404,25 @@ class MailboxForm(forms.ModelForm):
         return password
 
 
+class SieveScriptInline(admin.TabularInline):
+    """The mailbox's Sieve scripts, to look at: the user manages them (ManageSieve, the
+    webmail's Filters), and the domain's default script is on the domain's page."""
+
+    model = SieveScript
+    fields = ["name", "active", "script", "updated_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    verbose_name = "Sieve script"
+
+    @admin.display(description="script")
+    def script(self, obj: SieveScript) -> str:
+        return format_html('<pre class="sieve-script">{}</pre>', obj.text)
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(Mailbox)
 class MailboxAdmin(admin.ModelAdmin):
     form = MailboxForm
@@ -421,7 +440,7 @@ class MailboxAdmin(admin.ModelAdmin):
     list_per_page = 100
     show_full_result_count = False
     readonly_fields = ["usage", "last_login_at"]
-    inlines = [FolderInline, MailboxSenderListInline]
+    inlines = [FolderInline, MailboxSenderListInline, SieveScriptInline]
 
     def get_search_results(self, request, queryset, search_term):
         return _search_by_address(super(), request, queryset, search_term)

@@ -330,3 +330,11 @@ def test_domain_default_sieve_script_is_validated_when_saved(staff):
     from mailboxes.selectors import domain_sieve_default
 
     assert domain_sieve_default(domain.pk) == good.strip()
+
+
+def test_mailbox_page_shows_its_sieve_scripts(staff, make_mailbox):
+    mailbox = make_mailbox("alice@example.org")
+    services.sievescript_put(mailbox=mailbox, name="vacation <1>", text="keep;\n", activate=True)
+    page = staff.get(reverse("admin:mailboxes_mailbox_change", args=[mailbox.pk]))
+    text = page.content.decode()
+    assert "vacation &lt;1&gt;" in text and '<pre class="sieve-script">keep;\n</pre>' in text
