@@ -22,6 +22,7 @@ COMMANDS = [
     (("runsmtp",), ""),
     (("runimap",), ""),
     (("runpop3",), ""),
+    (("runmanagesieve",), ""),
     (("runworker",), ""),
     (("runmail", "--no-migrate"), ""),
 ]
