@@ -355,11 +355,6 @@ def _check_vacation(checker: _Checker, node: Command) -> None:
         value = sender[1].values[0]
         if not ADDRESS.match(_angle(value)):
             checker.error(sender[1], f"vacation :from is not a valid address: {value!r}")
-    addresses = node.tagged.get(":addresses")
-    if addresses and checker.constant(addresses[1]):
-        for value in addresses[1].values:
-            if not ADDRESS.match(_angle(value)):
-                checker.error(addresses[1], f"vacation :addresses has an invalid {value!r}")
 
 
 def _angle(value: str) -> str:

@@ -221,14 +221,15 @@ def _merge(previous: object, action: object) -> object | None:
         into = previous if isinstance(previous, act.FileInto) else action
         if _mailbox_key(into.mailbox) != "INBOX" or into.mailboxid or into.copy:
             return None
-        flags = _union(previous.flags, action.flags)
+        flags = action.flags
         if isinstance(previous, act.Keep):
             return act.Keep(flags=flags)
         return act.FileInto(mailbox=previous.mailbox, flags=flags, create=previous.create)
     if type(previous) is not type(action):
         return None
+    # RFC 5232 leaves flags of a duplicate store open: the last :flags stand, as in Pigeonhole.
     if isinstance(action, act.Keep):
-        return act.Keep(flags=_union(previous.flags, action.flags))
+        return act.Keep(flags=action.flags)
     if isinstance(action, act.FileInto):
         if _mailbox_key(previous.mailbox) != _mailbox_key(action.mailbox):
             return None
@@ -236,7 +237,7 @@ def _merge(previous: object, action: object) -> object | None:
             return None
         return act.FileInto(
             mailbox=previous.mailbox,
-            flags=_union(previous.flags, action.flags),
+            flags=action.flags,
             copy=previous.copy and action.copy,
             create=previous.create or action.create,
             specialuse=previous.specialuse,

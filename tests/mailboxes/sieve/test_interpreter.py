@@ -671,3 +671,11 @@ def test_ihave_guards_unknown_extensions():
     ]
     failed = run('require "ihave"; error "stop here";')
     assert failed.errors[0].message == "stop here" and failed.implicit_keep
+
+
+def test_duplicate_store_takes_the_last_flags():
+    text = (
+        'require ["imap4flags", "fileinto"];\n'
+        'fileinto :flags "a" "A"; fileinto :flags "b" "A"; keep :flags "c"; keep :flags "d";'
+    )
+    assert actions(text) == [FileInto("A", flags=("b",)), Keep(flags=("d",))]
