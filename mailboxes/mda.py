@@ -36,6 +36,7 @@ from mailboxes.selectors import Resolution
 logger = logging.getLogger(__name__)
 
 JUNK = "\\Junk"
+VACATION_MAX = 365 * 86400  # the longest vacation interval; older rate rows are dropped
 
 
 @dataclass(frozen=True)
@@ -508,7 +509,8 @@ def _vacation(mailbox: _Mailbox, info: DeliveryInfo, state: _State, action) -> N
     if seconds is None:
         days = getattr(action, "days", None)
         seconds = int(days if days is not None else 7) * 86400
-    seconds = max(int(seconds), settings.MAILHOST_SIEVE_VACATION_MIN_SECONDS)
+    # RFC 5230 4.1 lets a site bound :days both ways; a year at most keeps the table finite.
+    seconds = min(max(int(seconds), settings.MAILHOST_SIEVE_VACATION_MIN_SECONDS), VACATION_MAX)
     reason = str(getattr(action, "reason", "") or "")
     subject = str(getattr(action, "subject", None) or "")
     from_address = str(getattr(action, "from_address", None) or "")
@@ -604,6 +606,9 @@ def vacation_due(*, mailbox_id: int, sender: str, handle: str, seconds: int) -> 
     from mailboxes.models import SieveVacationReply
 
     now = timezone.now()
+    SieveVacationReply.objects.filter(
+        mailbox_id=mailbox_id, sent_at__lt=now - timedelta(seconds=VACATION_MAX)
+    ).delete()
     row = (
         SieveVacationReply.objects.select_for_update()
         .filter(mailbox_id=mailbox_id, sender=sender[:320], handle=handle)
@@ -624,6 +629,8 @@ def duplicates_record(*, mailbox_id: int, duplicates: Iterable[tuple[str, int]])
     from mailboxes.models import SieveDuplicate
 
     now = timezone.now()
+    # Expired ids go as new ones come: the table holds what can still match.
+    SieveDuplicate.objects.filter(mailbox_id=mailbox_id, expires_at__lte=now).delete()
     for key, seconds in duplicates:
         expires = now + timedelta(seconds=seconds)
         updated = SieveDuplicate.objects.filter(mailbox_id=mailbox_id, key=key).update(

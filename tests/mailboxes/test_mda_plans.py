@@ -209,3 +209,19 @@ def test_duplicates_are_remembered_until_they_expire(make_mailbox):
 
     [row] = SieveDuplicate.objects.all()
     assert row.mailbox_id == alice.id and row.expires_at > timezone.now()
+
+
+def test_expired_duplicates_and_year_old_vacation_rows_are_dropped(make_mailbox):
+    from mailboxes.models import SieveDuplicate
+
+    alice = make_mailbox("alice@example.org")
+    old = timezone.now() - timedelta(days=1)
+    SieveDuplicate.objects.create(mailbox=alice, key="old", expires_at=old)
+    plan = mda.MailboxPlan(alice.id, filings=(mda.Filing(),), duplicates=(("new", 60),))
+    deliver(make_raw(), ["alice@example.org"], {alice.id: plan})
+    assert set(SieveDuplicate.objects.values_list("key", flat=True)) == {"new"}
+    SieveVacationReply.objects.create(
+        mailbox=alice, sender="old@x.test", handle="h", sent_at=timezone.now() - timedelta(days=400)
+    )
+    assert mda.vacation_due(mailbox_id=alice.id, sender="new@x.test", handle="h", seconds=60)
+    assert set(SieveVacationReply.objects.values_list("sender", flat=True)) == {"new@x.test"}
