@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from delivery.models import SpamTraining
 from mailboxes import selectors, services
 from mailboxes.models import Message
 from tests.webmail.conftest import folder
@@ -40,6 +41,7 @@ def test_why_junk_then_not_junk_then_junk_again(site, browser, alice):  # noqa: 
     assert "Mail from ann@friends.example will not go to Junk again." in flash
     assert Message.objects.filter(folder=inbox, subject="Dinner on Saturday").count() == 1
     assert selectors.sender_lists([alice.pk], "ann@friends.example") == {alice.pk: "allow"}
+    assert list(SpamTraining.objects.values_list("mailbox_id", "spam")) == [(alice.pk, False)]
 
     # In the Inbox the same message offers "Junk" (and no explanation).
     page.click('.folder-link[data-folder-name="INBOX"]')
@@ -51,6 +53,8 @@ def test_why_junk_then_not_junk_then_junk_again(site, browser, alice):  # noqa: 
     page.wait_for_selector(".flash")
     assert "1 message moved to Junk." in page.inner_text(".flash")
     assert Message.objects.filter(folder=junk_folder, subject="Dinner on Saturday").count() == 1
+    # The filter learned it as spam again (one training row per message: the latest word).
+    assert list(SpamTraining.objects.values_list("mailbox_id", "spam")) == [(alice.pk, True)]
 
     # The allow list entry "Not junk" made is on the settings page, and can be removed there.
     page.click("[data-test=senders]")

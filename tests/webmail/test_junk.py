@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from delivery.inbound.results import ARCResult, AuthResults, DMARCResult, SPFResult
+from delivery.models import SpamTraining
 from mailboxes import selectors, services
 from mailboxes.models import Message, SenderListEntry
 from tests.webmail.conftest import deliver, folder, make_raw
@@ -119,21 +120,14 @@ def test_junk_without_a_verdict_and_a_blocked_sender(web, alice, inbox, host):
     assert 'data-test="no-verdict"' in page
 
 
-@pytest.fixture
-def training(monkeypatch):
-    """Records the training requests (spam_train belongs to delivery.spam)."""
-    calls: list[tuple[int, list[int], bool]] = []
-
-    def spam_train(*, mailbox, message_ids, spam):
-        calls.append((mailbox.pk, sorted(message_ids), spam))
-
-    monkeypatch.setattr(services, "spam_train", spam_train, raising=False)
-    return calls
+def trained() -> list[tuple[int, int, bool]]:
+    """What the moves asked the spam filter to learn: (mailbox id, blob id, spam) of each
+    SpamTraining row (delivery.spam trains them once the move commits)."""
+    rows = SpamTraining.objects.order_by("id").values_list("mailbox_id", "blob_id", "spam")
+    return list(rows)
 
 
-def test_not_junk_moves_to_inbox_trusts_sender_and_trains_ham(
-    web, alice, bob, inbox, host, training
-):
+def test_not_junk_moves_to_inbox_trusts_sender_and_trains_ham(web, alice, bob, inbox, host):
     deliver(spoofed_raw(sender="Ann <Ann@Friends.Example>"), "alice@example.org", "bob@example.org")
     junk_folder = folder(alice, "Junk")
     response = web.post(
@@ -147,24 +141,24 @@ def test_not_junk_moves_to_inbox_trusts_sender_and_trains_ham(
         alice.pk: "allow",
         bob.pk: None,
     }
-    assert training == [(alice.pk, [moved.pk], False)]
+    assert trained() == [(alice.pk, moved.blob_id, False)]
     page = web.get(f"/f/{junk_folder.pk}/", follow=True).content.decode()
     assert "Mail from ann@friends.example will not go to Junk again." in page
 
 
-def test_junk_button_moves_to_junk_and_trains_spam(web, alice, inbox, host, training):
+def test_junk_button_moves_to_junk_and_trains_spam(web, alice, inbox, host):
     deliver(make_raw())
     web.post(f"/f/{inbox.pk}/bulk/", {"action": "junk", "uid": ["1"]})
     moved = Message.objects.get(folder=folder(alice, "Junk"))
-    assert training == [(alice.pk, [moved.pk], True)]
+    assert trained() == [(alice.pk, moved.blob_id, True)]
     assert not SenderListEntry.objects.exists()
 
 
-def test_not_junk_only_from_junk(web, alice, inbox, host, training):
+def test_not_junk_only_from_junk(web, alice, inbox, host):
     deliver(make_raw())
     response = web.post(f"/f/{inbox.pk}/bulk/", {"action": "notjunk", "uid": ["1"]}, follow=True)
     assert b"Only messages in Junk" in response.content
-    assert inbox.messages.count() == 1 and training == []
+    assert inbox.messages.count() == 1 and trained() == []
 
 
 def test_explains_the_header_delivery_spam_writes_with_its_own_words(settings):
