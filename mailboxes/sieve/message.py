@@ -112,7 +112,10 @@ def envelope_address(value: str) -> tuple[str, str | None]:
 
 def address_part(local: str, domain: str | None, part: str) -> str | None:
     """One address's :all/:localpart/:domain/:user/:detail (RFC 5228 2.7.4, RFC 5233 4);
-    None when the address has no such part."""
+    None when the address has no such part. A quoted local part ("john doe"@x) is its
+    content for :localpart, :user and :detail, as in Pigeonhole; :all keeps the quotes."""
+    if part != ":all" and len(local) >= 2 and local[0] == local[-1] == '"':
+        local = re.sub(r"\\(.)", r"\1", local[1:-1])
     if part == ":localpart":
         return local
     if part == ":domain":

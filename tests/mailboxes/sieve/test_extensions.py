@@ -128,6 +128,15 @@ def test_core_address_parts_and_size():
     ]
 
 
+def test_core_address_quoted_local_part():
+    raw = message('From: "Doe, John" <"john doe"@quoted.example>')
+    script = """
+    if address :is :localpart "from" "john doe" { redirect "local@x.example"; }
+    if address :is :all "from" "\\"john doe\\"@quoted.example" { redirect "all@x.example"; }
+    """
+    assert [a.address for a in actions(script, raw)] == ["local@x.example", "all@x.example"]
+
+
 def test_core_compile_errors_report_line():
     assert_compile_error('keep;\nfileinto "x";\n', 2)
     assert_compile_error("keep;\n\nif true { keep;\n", 4)  # where the script ends
