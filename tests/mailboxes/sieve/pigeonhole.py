@@ -291,8 +291,8 @@ def parse_sieve_test(out: str, err: str) -> list[str]:
 
 
 def _action(text: str) -> dict:
-    if text.startswith("store message in folder: "):
-        return {"kind": "store", "mailbox": text.partition(": ")[2]}
+    if text.startswith("store message in folder:"):
+        return {"kind": "store", "mailbox": text.partition(":")[2].strip()}
     if text.startswith("redirect message to: "):
         return {"kind": "redirect", "address": text.partition(": ")[2].strip("<>")}
     if text == "discard":

@@ -76,6 +76,17 @@ EXPECTED_DIFFERENCES: dict[str, tuple[list[str], str]] = {
         '"x" :matches "*?*" (RFC 5228 2.7.1: any string of one character or more); '
         "Pigeonhole 0.5.19 says no.",
     ),
+    "odd-address-empty": (
+        ["store reply-to-exists"],
+        "Reply-To: <> holds no address (an angle-addr needs an addr-spec, RFC 5322 3.4); "
+        'Pigeonhole matches the text "<>" with :all.',
+    ),
+    "runtime-fileinto-empty-variable": (
+        ["runtime-error", "implicit-keep"],
+        'fileinto "" (a variable that expands to nothing) is a run-time error, so the '
+        'message goes to INBOX with the reason; Pigeonhole lists a store into the folder "" '
+        "that fails only when it is carried out.",
+    ),
     "ph-copy-keep-fileinto-same": (
         ["store Work"],
         'fileinto :copy "Work" then fileinto "Work": the second cancels the implicit keep '
@@ -193,6 +204,14 @@ def _mailto(uri: str) -> str:
     return f"{scheme}:" + ",".join(recipients)
 
 
+def _uri_subject(uri: str) -> str | None:
+    for pair in uri.partition("?")[2].split("&"):
+        key, _, value = pair.partition("=")
+        if key.lower() == "subject":
+            return unquote(value)
+    return None
+
+
 def normalize_ours(result, script: str) -> list[str]:
     lines = ["runtime-error"] if result.errors else []
     for action in result.actions:
@@ -223,8 +242,10 @@ def normalize_ours(result, script: str) -> list[str]:
             parts.append(f"importance={action.importance or 2}")
             if action.from_address:
                 parts.append(f"from={action.from_address}")
-            if action.message:
-                parts.append(f"message={action.message}")
+            # Pigeonhole shows the notification's subject: :message, else the URI's subject.
+            subject = action.message or _uri_subject(action.method)
+            if subject:
+                parts.append(f"message={subject}")
             lines.append(" ".join(parts))
         else:
             lines.append(f"other {action!r}")

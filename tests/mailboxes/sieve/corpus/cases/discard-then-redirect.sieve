@@ -1,0 +1,2 @@
+discard;
+redirect "alice@forward.example";

@@ -1,0 +1,3 @@
+require "fileinto";
+if false { fileinto "no"; } else { stop; }
+fileinto "never";
