@@ -178,3 +178,13 @@ def test_explains_the_header_delivery_spam_writes_with_its_own_words(settings):
         ("DNSBL_bl.test", 6.0, "The sending server 192.0.2.7 is on bl.test (127.0.0.2)."),
         ("BAYES_LIKELY_SPAM", 3.0, "Your junk filter learned that mail like this is."),
     ]
+
+
+def test_junk_by_the_mailboxs_own_filter_says_so(web, alice, host):
+    """A message whose shared verdict is "No" but that this mailbox's filter junked."""
+    deliver(b"X-Spam: No\r\nX-Spam-Score: -1.0 (DMARC_PASS=-1.0)\r\n" + make_raw())
+    inbox_folder = folder(alice, "INBOX")
+    web.post(f"/f/{inbox_folder.pk}/bulk/", {"action": "junk", "uid": ["1"]})
+    page = web.get(f"/m/{folder(alice, 'Junk').pk}/1/").content.decode()
+    assert 'data-code="mailbox"' in page
+    assert "your junk filter (which learns from what you move to Junk)" in page

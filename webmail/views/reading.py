@@ -49,6 +49,19 @@ def why_junk(mailbox, message: Message, raw: bytes) -> junk.Explanation:
                 "sender_list=block",
             ),
         )
+    elif explanation.findings and not explanation.bad:
+        # The stored bytes carry the message's own reasons; each mailbox's (its classifier,
+        # its lists) decide per mailbox and are not written into the shared copy.
+        explanation.findings.insert(
+            0,
+            junk.Finding(
+                junk.INFO,
+                "Nothing in the message itself or in its sender's authentication made it junk:"
+                " your junk filter (which learns from what you move to Junk), your sender"
+                " lists or one of your filters put it here.",
+                "mailbox",
+            ),
+        )
     return explanation
 
 
