@@ -21,7 +21,7 @@ class FileInto:
     flags: tuple[str, ...] = ()
     copy: bool = False  # RFC 3894: does not cancel the implicit keep
     create: bool = False  # RFC 5490 3.2
-    specialuse: str | None = None  # RFC 8579 (not parsed yet; always None)
+    specialuse: str | None = None  # RFC 8579 4: the folder with this attribute, if any
     mailboxid: str | None = None  # RFC 9042 4: file there if it exists, else into `mailbox`
 
 
@@ -126,6 +126,8 @@ class SieveContext:
     virus_max: float = 5.0
     mailbox_exists: Callable[[str], bool] | None = None
     mailboxid_exists: Callable[[str], bool] | None = None
+    # RFC 8579: specialuse_exists(mailbox or None, "\\Junk") -> that folder (or any) has it
+    specialuse_exists: Callable[[str | None, str], bool] | None = None
     # RFC 7352: duplicate(key, seconds) -> seen before; records the key for `seconds`.
     duplicate: Callable[[str, int], bool] | None = None
     # RFC 6609: include(name, location) -> the script's text, or None when there is none;

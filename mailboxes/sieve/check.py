@@ -46,6 +46,7 @@ ADDRESS_HEADERS = frozenset(
 ENVELOPE_PARTS = frozenset({"from", "to"})
 FIELD_NAME = re.compile(r"[\x21-\x39\x3b-\x7e]+\Z")  # RFC 5322 3.6.8 ftext
 ZONE = re.compile(r"[+-][0-9]{4}\Z")
+SPECIAL_USE = re.compile(r"\\[A-Za-z][A-Za-z0-9]*\Z")
 # A loose RFC 5321 mailbox: what redirect, vacation :from and :addresses may name.
 ADDRESS = re.compile(r'(?:[^\s@<>()\[\],;:"]+|"[^"]*")@[^\s@<>()\[\],;:"]+\Z')
 
@@ -318,6 +319,21 @@ def _check_fileinto(checker: _Checker, node: Command) -> None:
     arg = node.positional[0]
     if checker.constant(arg) and not arg.values[0]:
         checker.error(arg, "fileinto needs a mailbox name")
+    specialuse = node.tagged.get(":specialuse")
+    if specialuse and checker.constant(specialuse[1]):
+        _check_specialuse_flags(checker, specialuse[1])
+
+
+def _check_specialuse_flags(checker: _Checker, arg: StringArg) -> None:
+    """RFC 8579 3: special-use attributes are IMAP flags like "\\Junk" (RFC 6154)."""
+    for value in arg.values:
+        if not SPECIAL_USE.match(value):
+            checker.error(arg, f"invalid special-use attribute {value!r}")
+
+
+def _check_specialuse_exists(checker: _Checker, node: Test) -> None:
+    if checker.constant(node.positional[-1]):
+        _check_specialuse_flags(checker, node.positional[-1])
 
 
 def _check_flag_variable(checker: _Checker, node: Command) -> None:
@@ -417,6 +433,7 @@ _VALIDATORS = {
     "size": _check_size,
     "redirect": _check_redirect,
     "fileinto": _check_fileinto,
+    "specialuse_exists": _check_specialuse_exists,
     "setflag": _check_flag_variable,
     "addflag": _check_flag_variable,
     "removeflag": _check_flag_variable,

@@ -6,7 +6,7 @@ import hashlib
 
 from mailboxes.sieve import actions as act
 from mailboxes.sieve import strings
-from mailboxes.sieve.check import ADDRESS, FIELD_NAME, _angle
+from mailboxes.sieve.check import ADDRESS, FIELD_NAME, SPECIAL_USE, _angle
 from mailboxes.sieve.errors import SieveRuntimeError
 from mailboxes.sieve.interpreter import Frame, Return, Run, Stop
 from mailboxes.sieve.parser import Command
@@ -49,11 +49,15 @@ def _fileinto(run: Run, frame: Frame, node: Command) -> None:
         raise SieveRuntimeError("fileinto needs a mailbox name")
     copy = ":copy" in node.tagged
     mailboxid = run.tag_string(frame, node, ":mailboxid")
+    specialuse = run.tag_string(frame, node, ":specialuse")
+    if specialuse is not None and not SPECIAL_USE.match(specialuse):
+        raise SieveRuntimeError(f"invalid special-use attribute {specialuse!r}")
     action = act.FileInto(
         mailbox=mailbox,
         flags=_flags_argument(run, frame, node),
         copy=copy,
         create=":create" in node.tagged,
+        specialuse=specialuse,
         mailboxid=mailboxid,
     )
     run.add(action, cancels_keep=not copy)

@@ -221,6 +221,22 @@ def _mailboxexists(run: Run, frame: Frame, node: Test) -> bool:
     return callback is not None and all(callback(name) for name in names)
 
 
+def _specialuse_exists(run: Run, frame: Frame, node: Test) -> bool:
+    """RFC 8579 3: every attribute is on some folder, or on the named one."""
+    mailbox = run.string(frame, node.positional[0]) if len(node.positional) == 2 else None
+    attributes = run.strings(frame, node.positional[-1])
+    callback = run.context.specialuse_exists
+    if callback is None:
+        return False
+    if (
+        mailbox is not None
+        and run.context.mailbox_exists
+        and not run.context.mailbox_exists(mailbox)
+    ):
+        return False
+    return all(callback(mailbox, attribute) for attribute in attributes)
+
+
 def _duplicate(run: Run, frame: Frame, node: Test) -> bool:
     """RFC 7352 3: the message's Message-ID (or :header, or :uniqueid) seen before under
     this :handle. A message without that header is never a duplicate."""
@@ -321,6 +337,7 @@ TESTS = {
     "mailboxexists": _mailboxexists,
     "mailboxidexists": _mailboxexists,
     "duplicate": _duplicate,
+    "specialuse_exists": _specialuse_exists,
     "valid_notify_method": _valid_notify_method,
     "notify_method_capability": _notify_method_capability,
     "spamtest": _spamtest,

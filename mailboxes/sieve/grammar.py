@@ -40,6 +40,7 @@ CAPABILITIES = (
     "spamtest",
     "spamtestplus",
     "virustest",
+    "special-use",  # RFC 8579
     "environment",  # RFC 5183
     "ihave",  # RFC 5463
 )
@@ -135,6 +136,7 @@ _SPECS = (
             (
                 Tag(":create", extension="mailbox"),  # RFC 5490 3.2
                 Tag(":mailboxid", "string", extension="mailboxid"),  # RFC 9042 4
+                Tag(":specialuse", "string", extension="special-use"),  # RFC 8579 4
             ),
         ),
     ),
@@ -266,6 +268,12 @@ _SPECS = (
     ),
     Spec("mailboxexists", forms=(("strings",),), extension="mailbox", is_test=True),
     Spec("mailboxidexists", forms=(("strings",),), extension="mailboxid", is_test=True),
+    Spec(  # RFC 8579 3
+        "specialuse_exists",
+        forms=(("strings",), ("string", "strings")),
+        extension="special-use",
+        is_test=True,
+    ),
     Spec(
         "duplicate",  # RFC 7352 3
         tags=(

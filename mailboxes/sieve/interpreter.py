@@ -219,7 +219,7 @@ def _merge(previous: object, action: object) -> object | None:
     if {type(previous), type(action)} == {act.Keep, act.FileInto}:
         # RFC 5228 4.1: keep is fileinto "INBOX"; the first of the two stands.
         into = previous if isinstance(previous, act.FileInto) else action
-        if _mailbox_key(into.mailbox) != "INBOX" or into.mailboxid or into.copy:
+        if _mailbox_key(into.mailbox) != "INBOX" or into.mailboxid or into.specialuse or into.copy:
             return None
         flags = action.flags
         if isinstance(previous, act.Keep):
@@ -233,7 +233,7 @@ def _merge(previous: object, action: object) -> object | None:
     if isinstance(action, act.FileInto):
         if _mailbox_key(previous.mailbox) != _mailbox_key(action.mailbox):
             return None
-        if previous.mailboxid != action.mailboxid:
+        if (previous.mailboxid, previous.specialuse) != (action.mailboxid, action.specialuse):
             return None
         return act.FileInto(
             mailbox=previous.mailbox,

@@ -679,3 +679,32 @@ def test_duplicate_store_takes_the_last_flags():
         'fileinto :flags "a" "A"; fileinto :flags "b" "A"; keep :flags "c"; keep :flags "d";'
     )
     assert actions(text) == [FileInto("A", flags=("b",)), Keep(flags=("d",))]
+
+
+# -- special-use (RFC 8579) -------------------------------------------------------------------
+
+
+def test_special_use():
+    uses = {"Spam": "\\Junk", "Sent": "\\Sent"}
+
+    def specialuse_exists(mailbox, attribute):
+        if mailbox is None:
+            return attribute in uses.values()
+        return uses.get(mailbox) == attribute
+
+    text = (
+        'require ["special-use", "fileinto", "mailbox"];\n'
+        'if specialuse_exists "\\\\Junk" { fileinto :specialuse "\\\\Junk" "Junk"; }\n'
+        'if specialuse_exists "Spam" ["\\\\Junk", "\\\\Sent"] { discard; }\n'
+        'if specialuse_exists "Sent" "\\\\Sent" { fileinto :specialuse "\\\\Archive" :create "Archive"; }'
+    )
+    assert actions(text, specialuse_exists=specialuse_exists, mailbox_exists=uses.__contains__) == [
+        FileInto("Junk", specialuse="\\Junk"),
+        FileInto("Archive", specialuse="\\Archive", create=True),
+    ]
+    assert [
+        e.message
+        for e in sieve.check(
+            'require ["special-use", "fileinto"]; fileinto :specialuse "Junk" "J";'
+        )
+    ] == ["invalid special-use attribute 'Junk'"]
