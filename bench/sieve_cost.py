@@ -79,13 +79,9 @@ def accept_ms(raw: bytes, runs: int) -> float:
 
 
 def give_script(mailbox, text: str) -> None:  # noqa: ANN001
-    from mailboxes import mda, models
+    from mailboxes import services
 
-    if hasattr(models, "SieveScript"):
-        models.SieveScript.objects.create(mailbox=mailbox, name="rules", text=text, active=True)
-        return
-    entry = mda._Mailbox(mailbox.id, ADDRESS, mailbox.domain.name, (("user script", text),))
-    mda._scripts_for = lambda ids: [entry] if mailbox.id in ids else []
+    services.sievescript_put(mailbox=mailbox, name="rules", text=text, activate=True)
 
 
 def measure(runs: int) -> dict:

@@ -89,11 +89,9 @@ class _Mailbox:
 def _scripts_for(mailbox_ids: Sequence[int]) -> list[_Mailbox]:
     """The mailboxes among `mailbox_ids` that have a script to run, with their scripts: the
     domain's default (Domain.sieve_default), then the mailbox's active SieveScript. One query."""
-    from mailboxes import models
-
-    if not hasattr(models, "SieveScript"):  # the storage is not there (yet)
-        return []
     from django.db.models import OuterRef, Subquery
+
+    from mailboxes import models
 
     active = models.SieveScript.objects.filter(mailbox_id=OuterRef("pk"), active=True)
     rows = (
@@ -304,8 +302,7 @@ def _context(mailbox: _Mailbox, info: DeliveryInfo, state: _State):  # noqa: ANN
 
         if location != "personal":
             return None  # RFC 6609 :global scripts: none are kept here
-        get = getattr(selectors, "sievescript_get", None)
-        script = get(mailbox.id, name) if get is not None else None
+        script = selectors.sievescript_get(mailbox.id, name)
         return script.text if script is not None else None
 
     def mailboxid_exists(folder_id: str) -> bool:

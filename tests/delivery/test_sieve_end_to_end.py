@@ -89,10 +89,9 @@ def wait_for(condition, what: str, timeout: float = 20.0) -> None:
         time.sleep(0.05)
 
 
-def test_a_rule_files_mail_into_a_folder(world, monkeypatch):
+def test_a_rule_files_mail_into_a_folder(world):
     alice, _ = world
     give_script(
-        monkeypatch,
         alice,
         'require ["fileinto", "mailbox", "imap4flags"];\n'
         'if header :contains "subject" "quarterly" {\n'
@@ -108,10 +107,9 @@ def test_a_rule_files_mail_into_a_folder(world, monkeypatch):
     assert kept.subject == "Lunch"
 
 
-def test_a_vacation_reply_reaches_the_sender_once_in_three_messages(world, monkeypatch):
+def test_a_vacation_reply_reaches_the_sender_once_in_three_messages(world):
     alice, peer = world
     give_script(
-        monkeypatch,
         alice,
         'require "vacation";\nvacation :days 7 :subject "Out of office" "Back on the 10th.";\n',
     )
@@ -131,11 +129,9 @@ def test_a_vacation_reply_reaches_the_sender_once_in_three_messages(world, monke
     assert "Back on the 10th." in parsed.get_body().get_content()
 
 
-def test_a_redirect_arrives_remote_with_srs_passing_spf_and_bounces_come_back(
-    world, monkeypatch, dns_server
-):
+def test_a_redirect_arrives_remote_with_srs_passing_spf_and_bounces_come_back(world, dns_server):
     alice, peer = world
-    give_script(monkeypatch, alice, 'redirect "carol@far.test";')
+    give_script(alice, 'redirect "carol@far.test";')
     # The zones as their owners publish them: example.org lists this server (loopback here),
     # remote.test only its own server.
     dns_server.add_txt("example.org", "v=spf1 ip4:127.0.0.0/8 -all")
@@ -187,9 +183,9 @@ def test_a_forged_srs_address_is_refused_at_rcpt(world):
     assert code == 550
 
 
-def test_a_reject_answers_the_sender_with_an_mdn(world, monkeypatch):
+def test_a_reject_answers_the_sender_with_an_mdn(world):
     alice, peer = world
-    give_script(monkeypatch, alice, 'require "reject";\nreject "I no longer read this address.";\n')
+    give_script(alice, 'require "reject";\nreject "I no longer read this address.";\n')
     with running(runner.SMTP, runner.DELIVERY) as ports:
         assert send(ports["smtp"], message()) == {}
         wait_for(lambda: peer.received, "the MDN")
@@ -204,9 +200,9 @@ def test_a_reject_answers_the_sender_with_an_mdn(world, monkeypatch):
     assert b"I no longer read this address." in mdn.data
 
 
-def test_an_ereject_is_refused_in_the_smtp_dialogue(world, monkeypatch):
+def test_an_ereject_is_refused_in_the_smtp_dialogue(world):
     alice, _ = world
-    give_script(monkeypatch, alice, 'require "ereject";\nereject "Not accepting mail.";\n')
+    give_script(alice, 'require "ereject";\nereject "Not accepting mail.";\n')
     with running(runner.SMTP) as ports:
         with pytest.raises(smtplib.SMTPDataError) as refused:
             send(ports["smtp"], message())

@@ -30,13 +30,9 @@ MESSAGE = (
 
 
 @pytest.fixture
-def script(monkeypatch):
+def script():
     """Give a mailbox an active script (and its domain a default one)."""
-
-    def give(mailbox, text: str, *, default: str = "") -> None:
-        give_script(monkeypatch, mailbox, text, default=default)
-
-    return give
+    return give_script
 
 
 def accept(raw=MESSAGE, *, to=("alice@example.org",), sender="bob@remote.test"):
@@ -129,7 +125,10 @@ def test_a_runtime_failure_files_into_inbox_and_says_why(
 
 def test_a_script_that_does_not_compile_files_into_inbox(make_mailbox, script):
     alice = make_mailbox("alice@example.org")
-    script(alice, "this is not sieve;")
+    # Uploads are validated; a script stored under an older, laxer parser is not.
+    from mailboxes.models import SieveScript
+
+    SieveScript.objects.create(mailbox=alice, name="old", text="this is not sieve;", active=True)
     accept()
     [kept] = folder_messages(alice, "INBOX")
     assert blob_read(kept.blob).startswith(b"X-Sieve-Error: user script")
@@ -326,3 +325,15 @@ def test_spamtest_reads_our_score_and_environment_names_the_host(make_mailbox, s
     assert len(folder_messages(alice, "Junk")) == 1
     services.message_deliver(raw=MESSAGE, recipients=["alice@example.org"], mail_from="b@c.t")
     assert len(folder_messages(alice, "Archive")) == 1
+
+
+def test_include_personal_reads_the_mailboxs_other_stored_script(make_mailbox):
+    alice = make_mailbox("alice@example.org")
+    services.sievescript_put(
+        mailbox=alice,
+        name="lists",
+        text='require ["fileinto", "mailbox"]; fileinto :create "Reports";',
+    )
+    give_script(alice, 'require "include"; include :personal "lists";')
+    accept()
+    assert len(folder_messages(alice, "Reports")) == 1 and folder_messages(alice, "INBOX") == []
