@@ -176,7 +176,10 @@ def _rule_lines(rule: Rule) -> tuple[list[str], set[str]]:
         joined = ",\n    ".join(tests)
         head = f"if {'allof' if rule.match_all else 'anyof'} ({joined}) {{"
     body = []
-    for action in rule.actions:
+    # RFC 5232 3: fileinto and keep file with the flags set *before* them, so the flag
+    # actions come first whatever order the form gave.
+    flags_first = sorted(rule.actions, key=lambda a: a.kind not in {"flag", "read"})
+    for action in flags_first:
         line, needs = _action(action)
         body.append("  " + line)
         requires |= needs

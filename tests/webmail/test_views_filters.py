@@ -67,8 +67,8 @@ def test_conditions_and_actions_of_every_kind(web, alice):
     assert (
         'if anyof (header :is "X-Spam-Flag" "YES",\n    size :over 2M,\n'
         '    not header :contains "Subject" "say \\"hi\\"") {\n'
-        '  addflag "\\\\Flagged";\n  redirect "bob@elsewhere.example";\n'
-        '  addflag "\\\\Seen";\n}'
+        '  addflag "\\\\Flagged";\n  addflag "\\\\Seen";\n'
+        '  redirect "bob@elsewhere.example";\n}'
     ) in text
     web.post(
         "/settings/filters/add/",
@@ -235,3 +235,26 @@ def test_generate_and_parse_round_trip():
     assert filters.parse(text + "keep;\n") is None
     assert filters.parse("keep;\n") is None
     assert sieve.check(text) == []
+
+
+def test_a_rule_made_in_the_webmail_files_delivered_mail(web, alice):
+    from mailboxes.models import Message
+    from tests.webmail.conftest import make_raw
+
+    web.post(
+        "/settings/filters/add/",
+        {**RULE, "action_1": "flag", "action_2": "read"},
+    )
+    services.message_deliver(
+        raw=make_raw(sender="News <news@list.example>", subject="Weekly"),
+        recipients=["alice@example.org"],
+        mail_from="news@list.example",
+    )
+    services.message_deliver(
+        raw=make_raw(sender="Carol <carol@remote.example>", subject="Lunch"),
+        recipients=["alice@example.org"],
+        mail_from="carol@remote.example",
+    )
+    weekly = Message.objects.get(subject="Weekly")
+    assert (weekly.folder.name, weekly.flagged, weekly.seen) == ("Archive", True, True)
+    assert Message.objects.get(subject="Lunch").folder.name == "INBOX"
