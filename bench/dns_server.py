@@ -20,7 +20,20 @@ import dns.rrset
 
 
 class DnsServer:
-    def __init__(self, sink_domain: str, sink_address: str, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        sink_domain: str,
+        sink_address: str,
+        host: str = "127.0.0.1",
+        records: dict[tuple[str, str], list[str]] | None = None,
+    ) -> None:
+        # records[(name, type)] = [zone-file values]: more names to answer (the inbound
+        # checks' bench publishes SPF, DKIM and DMARC records this way).
+        self.records = {
+            (dns.name.from_text(name), dns.rdatatype.from_text(rdtype)): values
+            for (name, rdtype), values in (records or {}).items()
+        }
+        self.names = {name for name, _ in self.records}
         self.zone = dns.name.from_text(sink_domain)
         self.mx = dns.name.from_text(f"mx.{sink_domain}")
         self.sink_address = sink_address
@@ -53,7 +66,10 @@ class DnsServer:
             )
         elif name == self.mx and rdtype == dns.rdatatype.A:
             response.answer.append(dns.rrset.from_text(name, 60, "IN", "A", self.sink_address))
-        elif name in (self.zone, self.mx):
+        elif (name, rdtype) in self.records:
+            values = self.records[(name, rdtype)]
+            response.answer.append(dns.rrset.from_text(name, 60, "IN", rdtype, *values))
+        elif name in (self.zone, self.mx) or name in self.names:
             pass  # the name exists, no data of this type
         else:
             response.set_rcode(dns.rcode.NXDOMAIN)

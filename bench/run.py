@@ -60,6 +60,7 @@ FULL = {
     "folders": (1_000, 10_000, 100_000),
     "idle": (1, 1_000, 10_000),
     "appends": 300,
+    "inbound_checks": 200,
     "outbound": 400,
     "repeat": 3,
     "imaptest": (30, 10),  # secs, clients
@@ -71,6 +72,7 @@ QUICK = {
     "idle": (1, 20, 100),
     "appends": 20,
     "outbound": 20,
+    "inbound_checks": 20,
     "repeat": 2,
     "imaptest": (3, 10),
     "settle": 0.3,
@@ -393,6 +395,32 @@ class Bench:
                     cases.append(case)
                     print(f"   {case}", file=sys.stderr, flush=True)
 
+    def inbound_checks(self) -> None:
+        """CPU of port 25's SPF/DKIM/ARC/DMARC checks per message (bench/inbound_checks.py,
+        in its own process with its own scratch database and DNS server)."""
+        out = self.tmp / "inbound.json"
+        data_dir = self.tmp / "inbound"
+        data_dir.mkdir()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MAILHOST_")}
+        env.pop("DATABASE_URL", None)
+        env.pop("REDIS_URL", None)
+        env["MAILHOST_DATA_DIR"] = str(data_dir)
+        subprocess.run(
+            [
+                sys.executable,
+                str(REPO / "bench" / "inbound_checks.py"),
+                str(self.counts["inbound_checks"]),
+                "--json",
+                str(out),
+            ],
+            cwd=REPO,
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=600,
+        )
+        self.results["inbound_checks"] = json.loads(out.read_text())
+
     def mailhost_count(self) -> int:
         assert self.mailhost is not None
         return self.mailhost.count_messages(SMTP_BOX.split("@")[0], "INBOX")
@@ -571,6 +599,7 @@ class Bench:
         with self.stack:
             self.setup()
             self.section("smtp", self.smtp)
+            self.section("inbound", self.inbound_checks)
             self.section("outbound, 1 worker", lambda: self.outbound(1))
             self.section("imap", self.imap)
             self.section("webmail", self.webmail)
@@ -799,6 +828,16 @@ def table(results: dict) -> str:
                 f"| {c['aiosmtpd_per_s']} | {c.get('postfix_per_s')} "
                 f"| {c['ratio_to_aiosmtpd']} | {c.get('ratio_to_postfix')} |"
             )
+    inbound = results.get("inbound_checks")
+    if inbound:
+        out.append("")
+        out.append(
+            "Port 25 checks (SPF, DKIM, ARC, DMARC, Authentication-Results), CPU ms a message,"
+            " DNS answered locally"
+        )
+        for key, value in inbound.items():
+            if "ms" in key:
+                out.append(f"- {key}: {value}")
     outbound = results.get("outbound")
     if outbound:
         out.append("")
@@ -902,8 +941,8 @@ def main(argv: list[str] | None = None) -> int:
         "--only",
         type=lambda text: set(text.split(",")),
         default=None,
-        help="comma-separated sections to run: smtp, outbound, imap, webmail, imaptest, memory, "
-        "sieve",
+        help="comma-separated sections to run: smtp, inbound, outbound, imap, webmail, imaptest,"
+        " memory, sieve",
     )
     parser.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "latest.json")
     args = parser.parse_args(argv)

@@ -233,6 +233,32 @@ class DNSPythonResolver:
         answer = self._query(name, rdtype)
         return list(answer) if answer is not None else []
 
+    def cached_rdatas(self, name: str, rdtype: str) -> list | None:
+        """rdatas() when its answer is in this resolver's cache ([] for a cached NXDOMAIN or
+        no-data answer), None when the question would have to be asked. The same cache
+        entries dnspython's own resolve() reads (dns.resolver._Resolution.next_request),
+        without the machinery of a resolution around them."""
+        import dns.name
+        import dns.rcode
+        import dns.rdataclass
+        import dns.rdatatype
+
+        cache = self._resolver.cache
+        if cache is None:
+            return None
+        try:
+            qname = dns.name.from_text(name)
+            qtype = dns.rdatatype.from_text(rdtype)
+        except Exception:
+            return None
+        answer = cache.get((qname, qtype, dns.rdataclass.IN))
+        if answer is not None:
+            return list(answer.rrset) if answer.rrset is not None else []
+        answer = cache.get((qname, dns.rdatatype.ANY, dns.rdataclass.IN))
+        if answer is not None and answer.response.rcode() == dns.rcode.NXDOMAIN:
+            return []
+        return None
+
     def txt(self, name: str) -> list[bytes]:
         answer = self._query(name, "TXT")
         return [b"".join(r.strings) for r in answer] if answer is not None else []

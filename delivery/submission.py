@@ -21,6 +21,7 @@ from email.header import decode_header
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from email.utils import format_datetime, getaddresses
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.utils import timezone
@@ -34,6 +35,9 @@ from mailboxes.exceptions import InvalidAddress, MailhostError, StorageError
 from mailboxes.groupcommit import committer
 from mailboxes.models import Domain, Mailbox
 from mailboxes.services import blob_discard, blob_row_create, blob_write, message_deliver
+
+if TYPE_CHECKING:
+    from delivery.inbound import AuthResults
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +103,7 @@ class AcceptResult:
     size: int
     recipients: list[RecipientOutcome] = field(default_factory=list)
     spooled: bool = False  # an OutboundMessage with this queue id exists
+    auth: AuthResults | None = None  # port 25's checks (delivery.inbound), None otherwise
 
     @property
     def accepted(self) -> list[RecipientOutcome]:
@@ -188,13 +193,15 @@ def _words_decoded(address: str) -> str:
         return address
 
 
-def inbound_trust(raw: bytes, *, mail_from: str, client: ClientInfo, queue_id: str) -> tuple:
+def inbound_trust(
+    raw: bytes, *, mail_from: str, client: ClientInfo
+) -> tuple[bytes, AuthResults | None]:
     """Port 25's checks (delivery.inbound): the bytes to store, with our
     Authentication-Results on top and what the world may not tell us removed, and the
     AuthResults (None with MAILHOST_INBOUND_CHECKS off) for the spam verdict, whose
     `dmarc.disposition` "quarantine" sends the message to Junk. Raises DMARCRejected for
-    p=reject failures.
-    DKIM is verified on the bytes as received, before anything is removed."""
+    p=reject failures. DKIM is verified on the bytes as received, before anything is
+    removed. The results go on the "smtp accepted" log line (AcceptResult.auth)."""
     from delivery import inbound
 
     hostname = settings.MAILHOST_HOSTNAME
@@ -203,22 +210,8 @@ def inbound_trust(raw: bytes, *, mail_from: str, client: ClientInfo, queue_id: s
     results = inbound.authenticate(
         raw=raw, client_ip=client.ip, helo=client.helo, mail_from=mail_from
     )
-    dmarc = results.dmarc
-    logger.info(
-        "inbound checks queue=%s client=%s spf=%s helo=%s dkim=%s arc=%s dmarc=%s"
-        " from=%s disposition=%s",
-        queue_id,
-        client.ip,
-        results.spf.result,
-        results.spf_helo.result,
-        ",".join(d.result for d in results.dkim) or "none",
-        results.arc.result,
-        dmarc.result,
-        dmarc.domain or "-",
-        dmarc.disposition,
-    )
-    if dmarc.disposition == "reject":
-        raise DMARCRejected(dmarc.domain)
+    if results.dmarc.disposition == "reject":
+        raise DMARCRejected(results.dmarc.domain)
     stripped = inbound.strip_untrusted(raw, authserv_id=hostname)
     return results.header() + stripped, results
 
@@ -264,8 +257,8 @@ def message_accept(
         raw = dkim_sign(prefix + raw, mail_from=mail_from)
         auth = None
     else:
-        trust, auth = inbound_trust(raw, mail_from=mail_from, client=client, queue_id=queue_id)
-        raw = trust
+        trusted, auth = inbound_trust(raw, mail_from=mail_from, client=client)
+        raw = trusted
 
     # Resolve (aliases, catch-alls) and write the bytes before the transaction: on SQLite
     # BEGIN IMMEDIATE takes the database's write lock, which should cover only the writes.
@@ -326,7 +319,7 @@ def message_accept(
     def store() -> AcceptResult:
         # Run by the group committer, maybe in a transaction shared with other messages (and
         # maybe twice, when that transaction failed): everything it makes, it makes afresh.
-        result = AcceptResult(queue_id=queue_id, size=len(raw))
+        result = AcceptResult(queue_id=queue_id, size=len(raw), auth=auth)
         blob = blob_row_create(name=name, raw=raw)
         delivered = message_deliver(
             raw=raw,

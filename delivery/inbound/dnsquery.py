@@ -10,18 +10,27 @@ def resolver() -> delivery_dns.DNSPythonResolver:
     """delivery's shared dnspython resolver; a test twin without `rdatas` (MemoryResolver)
     answers MX only, so the checks then use a dnspython resolver of their own."""
     current = delivery_dns.get_resolver()
-    if hasattr(current, "rdatas"):
-        return current  # type: ignore[return-value]
+    if isinstance(current, delivery_dns.DNSPythonResolver):
+        return current
     return delivery_dns.DNSPythonResolver(cache=True)
 
 
 def rdatas(name: str, rdtype: str) -> list:
     """Records of one type ([] for NXDOMAIN or no data); DNSTemporaryError on SERVFAIL or
-    timeout."""
+    timeout. A cached answer is read straight from the cache."""
+    current = resolver()
+    found = current.cached_rdatas(name, rdtype)
+    if found is not None:
+        return found
     try:
-        return resolver().rdatas(name, rdtype)
+        return current.rdatas(name, rdtype)
     except delivery_dns.NoSuchDomain:
         return []
+
+
+def cached(name: str, rdtype: str = "TXT") -> bool:
+    """Is the answer in the shared resolver's cache (so asking costs no wait)?"""
+    return resolver().cached_rdatas(name, rdtype) is not None
 
 
 def txt(name: str) -> list[bytes]:

@@ -31,6 +31,7 @@ from protocols.smtp import replies
 from protocols.smtp.replies import Reply
 
 if TYPE_CHECKING:
+    from delivery.inbound import AuthResults
     from protocols.smtp.session import MailEnvelope, MailSession, SMTPSession
     from protocols.smtp.syntax import MailParams, RcptParams
 
@@ -252,7 +253,11 @@ class Handler:
             reply = replies.S550_NO_SUCH_USER
         if result.accepted:
             server.log_accepted(
-                envelope, result.queue_id, len(content), seconds=time.monotonic() - started
+                envelope,
+                result.queue_id,
+                len(content),
+                seconds=time.monotonic() - started,
+                **_auth_fields(result.auth),
             )
         return reply
 
@@ -318,6 +323,19 @@ class Handler:
         session.mailbox = mailbox
         session.auth_user = address
         return replies.S235_AUTH_OK
+
+
+def _auth_fields(auth: AuthResults | None) -> dict[str, str]:
+    """Port 25's check results for the acceptance line (README "Inbound trust")."""
+    if auth is None:
+        return {}
+    return {
+        "spf": auth.spf.result,
+        "dkim": ",".join(d.result for d in auth.dkim) or "none",
+        "dmarc": auth.dmarc.result,
+        "arc": auth.arc.result,
+        "disposition": auth.dmarc.disposition,
+    }
 
 
 def _b64(text: str) -> bytes | None:

@@ -729,10 +729,11 @@ class SMTPSession(SMTP):
         metrics.smtp_rejected(reason=replies.reason(reply), code=reply.code)
 
     def log_accepted(
-        self, envelope: MailEnvelope, queue_id: str, size: int, *, seconds: float
+        self, envelope: MailEnvelope, queue_id: str, size: int, *, seconds: float, **more: str
     ) -> None:
         """The acceptance line; its queue id is the one delivery's lines carry. `seconds`:
-        from the end of the data to this 250 (the storing the client waited for)."""
+        from the end of the data to this 250 (the storing the client waited for); `more`:
+        fields to add (port 25's check results)."""
         metrics.smtp_accepted(protocol=self.mode.value, seconds=seconds)
         self.log_event(
             "smtp accepted",
@@ -741,4 +742,5 @@ class SMTPSession(SMTP):
             rcpts=str(len(envelope.rcpt_tos)),
             size=str(size),
             tls="yes" if self.tls_active else "no",
+            **more,
         )

@@ -58,6 +58,12 @@ def test_quick_bench_produces_every_figure(tmp_path):
         for key in ("interpreter_cpu_ms", "mda_plan_cpu_ms", "accept_cpu_ms_with_script"):
             assert _number(sieve[key]) and sieve[key] > 0, (key, sieve)
 
+    inbound = data["inbound_checks"]  # port 25's checks, CPU per message
+    for key in ("authenticate, cached DNS: CPU ms", "authenticate, uncached DNS: CPU ms"):
+        assert _number(inbound[key]) and inbound[key] > 0, (key, inbound)
+    # A difference of two measurements: a busy machine may even make it negative.
+    assert isinstance(inbound["message_accept, added by the checks: CPU ms"], float)
+
     outbound = {run["workers"]: run for run in data["outbound"]}
     assert set(outbound) == {1, 4}
     for run in outbound.values():

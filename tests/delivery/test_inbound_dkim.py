@@ -114,3 +114,30 @@ def test_a_second_hop_extends_the_chain(zone):
     got = check(twice, mail_from="x@relay.test")
     assert got.arc.result == "pass"
     assert got.arc.sealers == ("relay.test", "lists.test")
+
+
+def test_openssl_rsa_check_agrees_with_dkimpys_own():
+    # delivery.inbound.rsaverify replaces dkimpy's pure-Python RSA check for speed: both
+    # must say the same of a good signature, a bad one, and one of another message.
+    import hashlib
+
+    import dkim
+    from dkim.crypto import RSASSA_PKCS1_v1_5_sign, parse_pem_private_key
+
+    from delivery.inbound import rsaverify
+    from tests.support.dkimkeys import signing_key
+
+    private = parse_pem_private_key(signing_key().pem)
+    public = {"modulus": private["modulus"], "publicExponent": private["publicExponent"]}
+    signature = bytes(RSASSA_PKCS1_v1_5_sign(hashlib.sha256(b"message"), private))
+    other = hashlib.sha256(b"another message")
+    for digest, sig, expected in [
+        (hashlib.sha256(b"message"), signature, True),
+        (hashlib.sha256(b"message"), signature[:-1] + bytes([signature[-1] ^ 1]), False),
+        (other, signature, False),
+        (hashlib.sha256(b"message"), signature[1:], False),
+    ]:
+        ours = rsaverify.rsassa_pkcs1_v1_5_verify(digest.copy(), sig, public)
+        theirs = rsaverify._pure_python(digest.copy(), sig, public)
+        assert ours == theirs == expected
+    assert dkim.RSASSA_PKCS1_v1_5_verify is rsaverify.rsassa_pkcs1_v1_5_verify

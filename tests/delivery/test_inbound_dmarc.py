@@ -3,6 +3,7 @@ SMTP does with them (Junk for quarantine, 550 5.7.1 for reject with nothing stor
 
 from __future__ import annotations
 
+import logging
 import smtplib
 
 import pytest
@@ -188,10 +189,13 @@ def stored(bob, folder: str) -> list[bytes]:
     ]
 
 
-def test_smtp_pass_files_into_inbox_with_authentication_results(receiver, zone):
+def test_smtp_pass_files_into_inbox_with_authentication_results(receiver, zone, caplog):
+    caplog.set_level(logging.INFO, logger="mailhost.smtp")
     bob, port = receiver
     zone.add_txt("_dmarc.origin.test", "v=DMARC1; p=reject")
     send(port, "jane@origin.test", sign(message("origin.test"), "origin.test"))
+    [line] = [r.getMessage() for r in caplog.records if "smtp accepted" in r.getMessage()]
+    assert line.endswith(" spf=pass dkim=pass dmarc=pass arc=none disposition=none")
     [raw] = stored(bob, "INBOX")
     assert raw.startswith(b"Received: ")
     head = raw.split(b"\r\n\r\n")[0].decode()
