@@ -311,7 +311,8 @@ def _check_size(checker: _Checker, node: Test) -> None:
 
 def _check_redirect(checker: _Checker, node: Command) -> None:
     arg = node.positional[0]
-    if checker.constant(arg) and not ADDRESS.match(arg.values[0].strip()):
+    # RFC 5228 2.4.2.3: an addr-spec, or a phrase and <addr-spec>, as the run accepts.
+    if checker.constant(arg) and not ADDRESS.match(_angle(arg.values[0])):
         checker.error(arg, f"redirect to an invalid address {arg.values[0]!r}")
 
 

@@ -148,6 +148,12 @@ def body_parts(message: Message, types: list[str] | None) -> list[str]:
                 continue
         elif not any(t == "" or t.lower() in (ctype, main) for t in types):
             continue
+        if ctype == "message/rfc822" and part.is_multipart():
+            # RFC 5173 5.2: only the nested message's header, as one string; its parts are
+            # searched when their own types match.
+            [nested] = part.get_payload()[:1] or [email.message.Message()]
+            parts.append("".join(f"{name}: {value}\r\n" for name, value in nested.items()))
+            continue
         if part.is_multipart():
             parts.append((part.preamble or "") + (part.epilogue or ""))
             continue

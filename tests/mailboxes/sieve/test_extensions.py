@@ -101,6 +101,13 @@ def test_core_keep_discard_stop():
     assert not result.implicit_keep
 
 
+def test_core_redirect_takes_a_name_and_address():
+    # RFC 5228 2.4.2.3: sieve-address = addr-spec / phrase "<" addr-spec ">".
+    script = 'redirect "Alice Forward <alice@forward.example>";'
+    assert actions(script) == [Redirect("alice@forward.example")]
+    assert sieve.check('redirect "Alice Forward";')
+
+
 def test_core_redirect_cancels_implicit_keep():
     result = run('redirect "alice@forward.example";')
     assert result.actions == [Redirect("alice@forward.example")]
@@ -289,6 +296,30 @@ def test_body_raw_content_text():
     if body :text :contains "secret payload" { fileinto "text-has-binary"; }
     if body :contains "Lunch" { fileinto "default-is-text"; }"""
     assert folders(script, MULTIPART) == ["raw-sees-encoding", "decoded", "b64"]
+
+
+FORWARDED = message(
+    "Subject: Fwd: contract",
+    "MIME-Version: 1.0",
+    'Content-Type: multipart/mixed; boundary="f"',
+    body=(
+        "--f\r\nContent-Type: text/plain\r\n\r\nSee below.\r\n"
+        "--f\r\nContent-Type: message/rfc822\r\n\r\n"
+        "From: legal@firm.example\r\nSubject: Contract draft\r\n"
+        "Content-Type: text/plain\r\n\r\nReady for signature.\r\n"
+        "--f--\r\n"
+    ),
+)
+
+
+def test_body_content_message_rfc822_searches_the_nested_header():
+    # RFC 5173 5.2: a message/rfc822 part is searched in its header only; the nested
+    # text part is searched when "text" is asked for.
+    script = """require ["body", "fileinto"];
+    if body :content "message/rfc822" :contains "Contract draft" { fileinto "header"; }
+    if body :content "message/rfc822" :contains "Ready for" { fileinto "nested-body"; }
+    if body :content "text/plain" :contains "Ready for" { fileinto "nested-text"; }"""
+    assert folders(script, FORWARDED) == ["header", "nested-text"]
 
 
 # --- variables (RFC 5229) --------------------------------------------------------------------
