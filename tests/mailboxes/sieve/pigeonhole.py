@@ -193,7 +193,8 @@ class Pigeonhole:
             leftover.unlink()
         os.chmod(script, 0o644)
         os.chmod(message, 0o644)
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.dir)}
+        # TZ=UTC: dates without :zone are in the local zone, ours takes SieveContext.now's (UTC).
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.dir), "TZ": "UTC"}
         env["USER"] = "nobody" if os.getuid() == 0 else os.environ.get("USER", "user")
         proc = subprocess.run(
             [

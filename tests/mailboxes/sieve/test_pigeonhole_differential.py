@@ -220,7 +220,9 @@ def normalize_ours(result, script: str) -> list[str]:
         if kind == "Keep":
             lines.append("store INBOX" + _flags(action.flags))
         elif kind == "FileInto":
-            lines.append(f"store {action.mailbox}{copy}" + _flags(action.flags))
+            # INBOX is the same folder in any case (RFC 3501 5.1; selectors.folder_get).
+            mailbox = "INBOX" if action.mailbox.upper() == "INBOX" else action.mailbox
+            lines.append(f"store {mailbox}{copy}" + _flags(action.flags))
         elif kind == "Redirect":
             lines.append(f"redirect {action.address}{copy}")
         elif kind == "Discard":

@@ -1,0 +1,3 @@
+# message: multipart.eml
+require ["body", "fileinto"];
+if body :content "text/plain; charset=utf-8" :contains "photos" { fileinto "with-parameters"; }

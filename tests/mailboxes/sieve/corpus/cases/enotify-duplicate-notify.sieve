@@ -1,0 +1,3 @@
+require "enotify";
+notify "mailto:alice@mobile.example";
+notify "mailto:alice@mobile.example";

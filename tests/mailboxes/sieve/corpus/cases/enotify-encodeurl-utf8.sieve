@@ -1,0 +1,3 @@
+require ["enotify", "variables", "fileinto"];
+set :encodeurl "e" "Grüße/ä b";
+fileinto "e-${e}";

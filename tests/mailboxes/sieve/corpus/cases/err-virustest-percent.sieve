@@ -1,0 +1,2 @@
+require ["virustest", "spamtestplus"];
+if virustest :percent "5" { keep; }

@@ -1,0 +1,1 @@
+redirect "Alice <alice@forward.example>";
