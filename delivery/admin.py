@@ -27,6 +27,7 @@ class OutboundRecipientInline(admin.TabularInline):
         "last_attempt_at",
         "last_reply",
         "mx_used",
+        "protection",
         "notify",
     ]
     readonly_fields = fields
@@ -130,9 +131,10 @@ class OutboundRecipientAdmin(admin.ModelAdmin):
         "next_attempt_at",
         "last_reply_short",
         "mx_used",
+        "protection",
         "updated_at",
     ]
-    list_filter = ["status"]
+    list_filter = ["status", "protection"]
     search_fields = ["address", "message__queue_id", "message__mail_from", "last_reply"]
     list_select_related = ["message"]
     readonly_fields = [f.name for f in OutboundRecipient._meta.fields]

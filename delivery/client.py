@@ -9,6 +9,7 @@ PLAIN (RFC 4954) towards a smart host.
 
 from __future__ import annotations
 
+import _ssl
 import base64
 import ipaddress
 import logging
@@ -72,6 +73,26 @@ class Envelope:
     ret: str = ""
     smtputf8: bool = False
     body_8bit: bool = False
+    require_tls: bool = False  # RFC 8689 REQUIRETLS
+
+
+@dataclass(frozen=True)
+class HostSecurity:
+    """What a session with one MX host must achieve (delivery/tlspolicy.py decides).
+
+    `protection` is the aim: "dane" (TLSA records to match), "mta-sts" (a certificate valid
+    for the MX name), "tls" (opportunistic: encrypt if offered, verify nothing), or
+    "refused" (do not connect: `reason` says why). With `enforce`, a failure to reach the aim
+    ends the session (a temporary failure: the next host, later a retry), never a fallback
+    to less; without it (MTA-STS testing) the session falls back to opportunistic TLS."""
+
+    protection: str = "tls"
+    enforce: bool = False
+    dane: object | None = None  # delivery.dane.DaneHost
+    reason: str = ""
+
+
+OPPORTUNISTIC = HostSecurity()
 
 
 @dataclass
@@ -84,6 +105,7 @@ class Delivery:
     # was unreachable moments ago): the attempt is not counted. None: something was tried.
     untried_for: float | None = None
     address: str = ""  # the IP address of the host that gave the replies ("" for none)
+    protection: str = ""  # what protected the session that gave them (models.Protection)
 
 
 class SMTPError(Exception):
@@ -213,8 +235,20 @@ class Connection:
         return reply
 
 
-def _tls_context() -> ssl.SSLContext:
+def _tls_context(wanted: HostSecurity = OPPORTUNISTIC) -> ssl.SSLContext:
+    if wanted.protection == "mta-sts":
+        # RFC 8461 4.2: PKIX, the MX host name in the certificate, TLS 1.2 or newer.
+        from delivery.mtasts import verifying_context
+
+        return verifying_context()
     context = ssl.create_default_context()
+    if wanted.protection == "dane":
+        # RFC 7672 3.1: the TLSA records are the trust; _dane_check matches them after the
+        # handshake (names and dates do not matter for DANE-EE).
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        return context
     if not settings.MAILHOST_OUTBOUND_TLS_VERIFY:
         # RFC 7435 opportunistic security: encrypt even when the certificate cannot be checked;
         # a failed check would otherwise push the mail back to plaintext.
@@ -340,13 +374,15 @@ def deliver(
     require_tls: bool = False,
     before_connect: Callable[[], None] | None = None,
     skip_unreachable: bool = True,
+    security: Callable[[MXHost], HostSecurity] | None = None,
 ) -> Delivery:
     """Hand the envelope to the first host that takes the transaction.
 
     Connection failures, greeting/EHLO/MAIL refusals with 4xx, and lost sessions move on to
     the next address or MX; a reply to a recipient or to DATA is final for this attempt.
     Addresses that could not be reached moments ago are skipped, unless `skip_unreachable`
-    is False (an operator's "retry now" means now).
+    is False (an operator's "retry now" means now). `security` gives what each host's
+    session must achieve (DANE, MTA-STS); without it, opportunistic TLS.
     """
     port = settings.MAILHOST_OUTBOUND_PORT if port is None else port
     data = prepare_data(envelope.data)
@@ -355,6 +391,11 @@ def deliver(
     tried = False
     wait = UNREACHABLE_MEMO
     for host in hosts:
+        wanted = security(host) if security is not None else OPPORTUNISTIC
+        if wanted.protection == "refused":
+            last = _temp(f"4.7.5 {host.name}: {wanted.reason}", host.name)
+            logger.info("delivery via %s refused: %s", host.name, wanted.reason)
+            continue
         for address in host.addresses:
             skipped_for = _unreachable_for(address, port) if skip_unreachable else 0.0
             if skipped_for:
@@ -369,7 +410,9 @@ def deliver(
             if before_connect is not None:
                 before_connect()  # the caller renews its lease: each session may take minutes
             try:
-                result = _session(host, address, port, envelope, data, auth, require_tls)
+                result = _session(
+                    host, address, port, envelope, data, auth, require_tls, wanted=wanted
+                )
                 result.address = address
                 return result
             except ConnectFailed as exc:
@@ -402,8 +445,10 @@ def _session(
     require_tls: bool,
     *,
     use_tls: bool = True,
+    wanted: HostSecurity = OPPORTUNISTIC,
 ) -> Delivery:
     conn = Connection(address, port, remote_name=host.name)
+    protection = "plain"
     try:
         greeting = conn.read_reply()
         if greeting.code != 220:
@@ -415,37 +460,87 @@ def _session(
             reply = conn.command(f"HELO {settings.MAILHOST_HOSTNAME}")
             if reply.code != 250:
                 raise SMTPError(reply)
+        verified = wanted.protection in ("dane", "mta-sts")
+        if verified and wanted.enforce and "STARTTLS" not in conn.extensions:
+            raise SMTPError(
+                _temp(f"4.7.4 the peer does not offer STARTTLS ({wanted.protection})", host.name)
+            )
         if use_tls and "STARTTLS" in conn.extensions:
+            # SNI with the MX name; it is checked only when something asks for verification.
+            sni = None if _is_ip_literal(host.name) else host.name
             try:
-                # SNI with the MX name; it is checked only when verification is on.
-                sni = None if _is_ip_literal(host.name) else host.name
-                tls_reply = conn.starttls(_tls_context(), sni)
+                tls_reply = conn.starttls(_tls_context(wanted), sni)
             except (ssl.SSLError, OSError) as exc:
-                if require_tls:
+                if require_tls or (verified and wanted.enforce):
                     raise SMTPError(
                         _temp(f"4.7.5 TLS handshake failed: {exc}", host.name)
                     ) from None
-                # The session is unusable after a failed handshake: plaintext on a new one.
+                # The session is unusable after a failed handshake: on a new one, without
+                # verification (MTA-STS testing), or without TLS.
                 conn.close()
+                if verified:
+                    logger.info(
+                        "%s verification with %s failed (%s); opportunistic TLS",
+                        wanted.protection,
+                        host.name,
+                        exc,
+                    )
+                    return _session(host, address, port, envelope, data, auth, require_tls)
                 logger.info("STARTTLS with %s failed (%s); retrying without TLS", host.name, exc)
                 return _session(
                     host, address, port, envelope, data, auth, require_tls, use_tls=False
                 )
             if tls_reply.code == 220:
+                protection = wanted.protection if verified else "tls"
+                if wanted.protection == "dane":
+                    _dane_check(conn, wanted, host.name)
                 reply = conn.ehlo(settings.MAILHOST_HOSTNAME)
                 if reply.code != 250:
                     raise SMTPError(reply)
         if require_tls and not conn.tls:
             raise SMTPError(_temp("4.7.4 the peer does not offer STARTTLS", host.name))
+        if verified and wanted.enforce and not conn.tls:
+            raise SMTPError(
+                _temp(f"4.7.4 STARTTLS refused by the peer ({wanted.protection})", host.name)
+            )
+        if envelope.require_tls:
+            _require_tls_check(conn, protection, host.name)
         if auth:
             _authenticate(conn, *auth)
-        return _transaction(conn, envelope, data)
+        result = _transaction(conn, envelope, data)
+        result.protection = protection
+        return result
     finally:
         try:
             conn.send(b"QUIT\r\n")
         except OSError:
             pass
         conn.close()
+
+
+def _dane_check(conn: Connection, wanted: HostSecurity, name: str) -> None:
+    """RFC 7672 3: the peer's chain must match one of the host's usable TLSA records (none
+    usable: TLS without authentication, 2.2). A mismatch defers: never plaintext instead."""
+    from delivery import dane
+
+    records = wanted.dane.records if wanted.dane is not None else ()
+    if not records:
+        return
+    chain = [c.public_bytes(_ssl.ENCODING_DER) for c in conn.sock._sslobj.get_unverified_chain()]
+    why = dane.verify(records, chain, name)
+    if why is not None:
+        raise SMTPError(_temp(f"4.7.5 DANE: {why}", name))
+
+
+def _require_tls_check(conn: Connection, protection: str, name: str) -> None:
+    """RFC 8689 4.2.1: a REQUIRETLS message goes only over TLS verified by DANE or MTA-STS,
+    to a peer that offers REQUIRETLS itself; else it is returned (5.7.30)."""
+    if protection not in ("dane", "mta-sts"):
+        raise SMTPError(
+            Reply(550, f"5.7.30 REQUIRETLS: no verified TLS to {name} (DANE or MTA-STS)", name)
+        )
+    if "REQUIRETLS" not in conn.extensions:
+        raise SMTPError(Reply(550, f"5.7.30 REQUIRETLS: {name} does not offer REQUIRETLS", name))
 
 
 def _authenticate(conn: Connection, user: str, password: str) -> None:
@@ -492,6 +587,8 @@ def _transaction(conn: Connection, envelope: Envelope, data: bytes) -> Delivery:
         mail += " BODY=8BITMIME"
     if use_smtputf8:
         mail += " SMTPUTF8"
+    if envelope.require_tls:
+        mail += " REQUIRETLS"
     if dsn:
         if envelope.ret:
             mail += f" RET={envelope.ret}"

@@ -115,7 +115,18 @@ def _deliver_remote(
         ret=message.ret,
         smtputf8=message.smtputf8,
         body_8bit=message.body_8bit,
+        require_tls=message.require_tls,
     )
+    security = None
+    if not settings.MAILHOST_RELAYHOST:
+        from delivery import tlspolicy
+
+        security = tlspolicy.destination_security(
+            recipients[0].domain,
+            port=settings.MAILHOST_OUTBOUND_PORT,
+            raw=raw,
+            require_tls=message.require_tls,
+        )
     # A password never crosses the network in the clear: AUTH at a smart host elsewhere than
     # on this machine needs STARTTLS.
     require_tls = bool(auth) and not all(_is_loopback(a) for h in hosts for a in h.addresses)
@@ -127,6 +138,7 @@ def _deliver_remote(
         require_tls=require_tls,
         before_connect=claim_keeper(claim),
         skip_unreachable=not any(r.retry_forced for r in recipients),
+        security=security,
     )
     outcomes = {}
     for r in recipients:
@@ -144,6 +156,7 @@ def _deliver_remote(
             peer_dsn=result.peer_dsn,
             untried_for=result.untried_for,
             remote_address=result.address if reply.remote else "",
+            protection=result.protection if reply.remote else "",
         )
     return outcomes
 

@@ -20,6 +20,9 @@ class OutboundMessage(models.Model):
     ret = models.CharField(max_length=4, blank=True)  # "FULL", "HDRS" or ""
     smtputf8 = models.BooleanField(default=False)
     body_8bit = models.BooleanField(default=False)
+    # RFC 8689 REQUIRETLS: delivered only over TLS verified by DANE or MTA-STS to a peer that
+    # offers REQUIRETLS itself, else bounced.
+    require_tls = models.BooleanField(default=False)
     size = models.BigIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
@@ -61,6 +64,8 @@ class OutboundRecipient(models.Model):
     lease_token = models.CharField(max_length=32, blank=True, db_index=True)
     last_reply = models.TextField(blank=True)
     mx_used = models.CharField(max_length=255, blank=True)
+    # How the last session was protected: Protection's values ("" before any).
+    protection = models.CharField(max_length=16, blank=True)
     delay_notified = models.BooleanField(default=False)
     # An operator's "retry now": the next attempt ignores the dead-address memo.
     retry_forced = models.BooleanField(default=False)
@@ -240,3 +245,26 @@ class GreylistEntry(models.Model):
                 fields=["network", "sender", "recipient"], name="greylist_triple_unique"
             )
         ]
+
+
+class Protection(models.TextChoices):
+    """What protected an outbound session, strongest first."""
+
+    DANE = "dane", "DANE (TLSA verified)"
+    MTA_STS = "mta-sts", "MTA-STS (certificate verified)"
+    TLS = "tls", "TLS (not verified)"
+    PLAIN = "plain", "none (plain text)"
+
+
+class MtaStsPolicy(models.Model):
+    """A recipient domain's MTA-STS policy (RFC 8461), kept until max_age after its fetch."""
+
+    domain = models.CharField(max_length=255, unique=True)
+    policy_id = models.CharField(max_length=32)
+    mode = models.CharField(max_length=8)
+    mx = models.TextField()  # the patterns, one per line
+    max_age = models.PositiveIntegerField()
+    fetched_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.domain} ({self.mode}, id {self.policy_id})"

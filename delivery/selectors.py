@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from delivery.models import (
     DmarcRecord,
     DmarcReport,
+    MtaStsPolicy,
     OutboundMessage,
     OutboundRecipient,
     TlsReport,
@@ -261,3 +262,14 @@ def tls_summary(domain, *, since: datetime) -> TlsSummary:
         ((*key, count) for key, count in failures.items()), key=lambda f: (-f[3], f[0])
     )
     return summary
+
+
+def mta_sts_policy(domain: str, *, now: datetime):
+    """The cached MTA-STS policy of a domain while its max_age lasts (RFC 8461 5.1), as a
+    delivery.mtasts.Policy, or None."""
+    from delivery.mtasts import Policy
+
+    row = MtaStsPolicy.objects.filter(domain=domain).first()
+    if row is None or row.fetched_at + timedelta(seconds=row.max_age) <= now:
+        return None
+    return Policy(row.domain, row.policy_id, row.mode, tuple(row.mx.split()), row.max_age)

@@ -24,6 +24,7 @@ from delivery import bounces, retry
 from delivery.models import (
     DmarcRecord,
     DmarcReport,
+    MtaStsPolicy,
     OutboundMessage,
     OutboundRecipient,
     RecipientStatus,
@@ -64,6 +65,7 @@ def spool_create(
     ret: str = "",
     smtputf8: bool = False,
     body_8bit: bool = False,
+    require_tls: bool = False,
 ) -> OutboundMessage:
     """Queue a stored message for remote recipients (inside the caller's transaction)."""
     message = OutboundMessage.objects.create(
@@ -75,6 +77,7 @@ def spool_create(
         ret=ret,
         smtputf8=smtputf8,
         body_8bit=body_8bit,
+        require_tls=require_tls,
         size=blob.size,
     )
     now = timezone.now()
@@ -180,6 +183,7 @@ class Outcome:
     # counted is taken back, and the recipient is due again after this many seconds.
     untried_for: float | None = None
     remote_address: str = ""  # the IP address `remote` was reached at
+    protection: str = ""  # what protected the session (models.Protection), "" for none
 
 
 def recipients_record(
@@ -225,6 +229,7 @@ def recipients_record(
                 status=status,
                 last_reply=reply[:2000],
                 mx_used=outcome.remote[:255],
+                protection=outcome.protection,
                 next_attempt_at=next_attempt,
                 dsn_sent=dsn_sent,
                 attempts=attempts,
@@ -687,4 +692,18 @@ def _tls_store(domain: Domain, report: TlsAggregate) -> None:
             for p in report.policies
         ],
         batch_size=1000,
+    )
+
+
+def mta_sts_policy_store(*, policy, fetched_at: datetime) -> None:  # noqa: ANN001
+    """Keep a fetched MTA-STS policy (delivery.mtasts.Policy) in place of the domain's last."""
+    MtaStsPolicy.objects.update_or_create(
+        domain=policy.domain,
+        defaults={
+            "policy_id": policy.policy_id,
+            "mode": policy.mode,
+            "mx": "\n".join(policy.mx),
+            "max_age": policy.max_age,
+            "fetched_at": fetched_at,
+        },
     )

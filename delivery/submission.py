@@ -227,6 +227,7 @@ def message_accept(
     ret: str = "",
     smtputf8: bool = False,
     body_8bit: bool = False,
+    require_tls: bool = False,
     queue_late_refusals: bool = True,
 ) -> AcceptResult:
     """Accept one message for its envelope recipients; see the module docstring.
@@ -383,6 +384,7 @@ def message_accept(
                 ret=ret,
                 smtputf8=smtputf8,
                 body_8bit=body_8bit,
+                require_tls=require_tls,
             )
             result.spooled = True
         return result

@@ -306,6 +306,14 @@ MAILHOST_DELIVERY_THREADS = env_int("MAILHOST_DELIVERY_THREADS", 2)
 MAILHOST_OUTBOUND_CONNECT_TIMEOUT = env_int("MAILHOST_OUTBOUND_CONNECT_TIMEOUT", 30, minimum=1)
 MAILHOST_OUTBOUND_TIMEOUT = env_int("MAILHOST_OUTBOUND_TIMEOUT", 300, minimum=1)
 MAILHOST_OUTBOUND_TLS_VERIFY = env_bool("MAILHOST_OUTBOUND_TLS_VERIFY", False)
+# Outbound TLS policies (delivery/tlspolicy.py): DANE (RFC 7672) when the resolver validates
+# DNSSEC, MTA-STS (RFC 8461) policies fetched over HTTPS; the CAs that verify peers and
+# policy servers (system's when unset).
+MAILHOST_DANE = env_bool("MAILHOST_DANE", True)
+MAILHOST_MTA_STS = env_bool("MAILHOST_MTA_STS", True)
+MAILHOST_MTA_STS_TIMEOUT = env_duration("MAILHOST_MTA_STS_TIMEOUT", 10, minimum=1)
+MAILHOST_MTA_STS_PORT = env_port("MAILHOST_MTA_STS_PORT", 443)
+MAILHOST_OUTBOUND_CA_FILE = env_file("MAILHOST_OUTBOUND_CA_FILE")
 # Postfix's smtp_line_length_limit: longer lines are broken on the way out; 0: never.
 MAILHOST_OUTBOUND_LINE_LENGTH_LIMIT = env_int(
     "MAILHOST_OUTBOUND_LINE_LENGTH_LIMIT", 998, maximum=998

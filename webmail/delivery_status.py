@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from delivery.models import RecipientStatus
+from delivery.models import Protection, RecipientStatus
 from delivery.selectors import outbound_recipients_for_message_id
 from mailboxes import selectors
 from mailboxes.models import Mailbox, Message
@@ -22,6 +22,7 @@ class RecipientState:
     attempts: int = 0
     mx: str = ""
     updated: datetime | None = None
+    protection: str = ""  # how the session was protected, in words ("" before any)
 
 
 LABELS = {
@@ -103,4 +104,5 @@ def _from_row(address: str, row) -> RecipientState:
         attempts=row.attempts,
         mx=row.mx_used,
         updated=row.updated_at,
+        protection=Protection(row.protection).label if row.protection else "",
     )

@@ -214,6 +214,7 @@ class Handler:
                 ret=envelope.params.ret,
                 smtputf8=envelope.smtp_utf8,
                 body_8bit=envelope.params.body == "8BITMIME",
+                require_tls=envelope.params.require_tls,
             )
         except submission.FromNotAllowed:
             return replies.S553_FROM_NOT_OWNED

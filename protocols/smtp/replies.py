@@ -71,6 +71,7 @@ S502_NOT_IMPLEMENTED = Reply(502, "5.5.1", "Command not implemented")
 S503_BAD_SEQUENCE = Reply(503, "5.5.1", "Bad sequence of commands: {}")
 S504_PARAMETER = Reply(504, "5.5.4", "Parameter not implemented: {}")
 S555_PARAMETER = Reply(555, "5.5.4", "Parameter not recognized: {}")
+S501_REQUIRETLS_VALUE = Reply(501, "5.5.4", "REQUIRETLS takes no value")
 S451_LOCAL_ERROR = Reply(451, "4.3.0", "Local error, try again later")
 
 # --- EHLO ------------------------------------------------------------------------------------
@@ -84,6 +85,8 @@ S220_READY_TLS = Reply(220, "2.0.0", "Ready to start TLS")
 S454_TLS_UNAVAILABLE = Reply(454, "4.7.0", "TLS not available")
 S503_TLS_ALREADY = Reply(503, "5.5.1", "TLS already active")
 S530_STARTTLS_FIRST = Reply(530, "5.7.0", "Must issue a STARTTLS command first")
+# RFC 8689 4.1: REQUIRETLS is offered, and taken, only on a session protected by TLS.
+S530_REQUIRETLS_NEEDS_TLS = Reply(530, "5.7.10", "REQUIRETLS needs a TLS session")
 
 # --- AUTH (RFC 4954) -------------------------------------------------------------------------
 

@@ -391,6 +391,7 @@ class SMTPSession(SMTP):
             "8BITMIME",
             "DSN",
             "SMTPUTF8",
+            *(["REQUIRETLS"] if self.tls_active else []),  # RFC 8689 4.1: only under TLS
             "CHUNKING",
         ]
         if self.tls_context is not None and not self.tls_active:
@@ -529,6 +530,9 @@ class SMTPSession(SMTP):
             return
         if not address.isascii() and not params.smtputf8:
             await self.push(replies.S553_SMTPUTF8_REQUIRED)
+            return
+        if params.require_tls and not self.tls_active:
+            await self.push(replies.S530_REQUIRETLS_NEEDS_TLS)
             return
         # The hook checks the sender and, when it accepts it, starts the envelope.
         self._log_from = address

@@ -122,6 +122,7 @@ class MailParams:
     smtputf8: bool = False
     ret: str = ""  # RFC 3461 4.3: FULL or HDRS
     envid: str = ""  # RFC 3461 4.4, decoded from xtext
+    require_tls: bool = False  # RFC 8689 4.1
 
 
 def parse_mail_params(text: str, *, max_size: int) -> MailParams:
@@ -150,6 +151,10 @@ def parse_mail_params(text: str, *, max_size: int) -> MailParams:
                 raise SyntaxProblem(replies.S501_ENVID) from None
             if not value or len(result.envid) > 100:
                 raise SyntaxProblem(replies.S501_ENVID)
+        elif key == "REQUIRETLS":
+            if value is not None:
+                raise SyntaxProblem(replies.S501_REQUIRETLS_VALUE)
+            result.require_tls = True
         elif key == "AUTH":
             # RFC 4954 5: the original submitter; we trust none, so it is accepted and ignored.
             continue

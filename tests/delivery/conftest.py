@@ -42,6 +42,9 @@ class TestDNSServer:
         self.records: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
         self.servfail: set[str] = set()
         self.refused: set[tuple[str, str]] = set()
+        # Names whose answers carry the AD bit, as a validating resolver gives for a zone
+        # signed with DNSSEC (RFC 4035 3.2.3).
+        self.signed: set[str] = set()
         self.queries: list[tuple[str, str]] = []
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
@@ -86,6 +89,8 @@ class TestDNSServer:
         elif name not in self.records:
             response.set_rcode(dns.rcode.NXDOMAIN)
         elif self.records[name].get(rdtype):
+            if name in self.signed:
+                response.flags |= dns.flags.AD
             response.answer.append(
                 dns.rrset.from_text(question.name, 60, "IN", rdtype, *self.records[name][rdtype])
             )

@@ -73,6 +73,13 @@ BAD_VALUES: dict[str, Bad] = {
     ),
     "MAILHOST_ACME_EMAIL": Bad("postmaster", "MAILHOST_ACME_EMAIL='postmaster' is not an address"),
     "MAILHOST_ACME_CA_FILE": Bad("/nonexistent/ca.pem", "MAILHOST_ACME_CA_FILE='/nonexistent"),
+    "MAILHOST_DANE": Bad("maybe", "MAILHOST_DANE='maybe' is not a boolean"),
+    "MAILHOST_MTA_STS": Bad("maybe", "MAILHOST_MTA_STS='maybe' is not a boolean"),
+    "MAILHOST_MTA_STS_TIMEOUT": Bad("soon", "MAILHOST_MTA_STS_TIMEOUT"),
+    "MAILHOST_MTA_STS_PORT": Bad("70000", "MAILHOST_MTA_STS_PORT"),
+    "MAILHOST_OUTBOUND_CA_FILE": Bad(
+        "/nonexistent/ca.pem", "MAILHOST_OUTBOUND_CA_FILE='/nonexistent"
+    ),
     "MAILHOST_TLS_CERTS_DIR": Bad(
         "/nonexistent/certs", "MAILHOST_TLS_CERTS_DIR='/nonexistent/certs': no such directory"
     ),

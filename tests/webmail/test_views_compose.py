@@ -509,3 +509,30 @@ def test_storage_failure_is_shown_and_nothing_is_sent(web, bob, settings, tmp_pa
     assert b'value="Lost?"' in response.content
     assert Message.objects.filter(folder=folder(bob, "INBOX")).count() == 0
     assert not OutboundMessage.objects.exists()
+
+
+def test_delivery_status_says_how_the_connection_was_protected(web, alice):
+    web.post(
+        "/compose/",
+        {
+            "to": "dora@remote.example, eve@far.example",
+            "subject": "S",
+            "body": "b",
+            "action": "send",
+        },
+    )
+    sent = folder(alice, "Sent")
+    copy = only(sent)
+    OutboundRecipient.objects.filter(address="dora@remote.example").update(
+        status="delivered", mx_used="mx1.remote.example", protection="dane"
+    )
+    OutboundRecipient.objects.filter(address="eve@far.example").update(
+        status="delivered", mx_used="mx.far.example", protection="plain"
+    )
+    page = web.get(f"/m/{sent.pk}/{copy.uid}/")
+    shown = {r.address: r.protection for r in page.context["delivery"]}
+    assert shown == {
+        "dora@remote.example": "DANE (TLSA verified)",
+        "eve@far.example": "none (plain text)",
+    }
+    assert "encryption: DANE (TLSA verified)" in page.content.decode()

@@ -1,0 +1,69 @@
+"""Which protection each MX host of a destination domain must give (RFC 7672 DANE, RFC 8461
+MTA-STS, RFC 8689 REQUIRETLS and TLS-Required), as delivery/client.py's HostSecurity.
+
+- DANE first: when the domain's MX RRset and the host's TLSA records are DNSSEC-validated
+  (MAILHOST_DANE), the host must match them; DANE takes precedence over MTA-STS for that
+  host (RFC 8461 2).
+- MTA-STS: with a policy in force, a host the policy's `mx` does not name is not used in
+  enforce mode, and every other host must show a certificate valid for its name; in testing
+  mode failures are logged and mail still goes by opportunistic TLS (RFC 8461 5).
+- Else opportunistic TLS.
+- A message with `TLS-Required: No` (RFC 8689 5) and no REQUIRETLS ignores DANE and MTA-STS
+  failures: it goes by opportunistic TLS, its sender having said confidentiality matters
+  less than delivery.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+
+from django.conf import settings
+
+from delivery import dane, dns, mtasts
+from delivery.client import OPPORTUNISTIC, HostSecurity
+from delivery.dns import MXHost
+
+logger = logging.getLogger(__name__)
+
+_TLS_REQUIRED_NO = re.compile(rb"(?im)^TLS-Required:[ \t]*No[ \t]*\r?$")
+
+
+def tls_required_no(raw: bytes) -> bool:
+    """The message's header says `TLS-Required: No` (RFC 8689 5)."""
+    end = raw.find(b"\r\n\r\n")
+    head = raw if end < 0 else raw[: end + 2]
+    return bool(_TLS_REQUIRED_NO.search(head))
+
+
+def destination_security(
+    domain: str, *, port: int, raw: bytes, require_tls: bool
+) -> Callable[[MXHost], HostSecurity]:
+    """The per-host rule for mail to `domain` (see the module docstring)."""
+    if not require_tls and tls_required_no(raw):
+        return lambda host: OPPORTUNISTIC
+    dane_applies = settings.MAILHOST_DANE and dane.mx_secure(domain)
+    policy = mtasts.policy(domain)
+
+    def security(host: MXHost) -> HostSecurity:
+        if dane_applies:
+            try:
+                found = dane.tlsa_for(host.name, port)
+            except dns.DNSError as exc:
+                return HostSecurity("refused", reason=f"TLSA lookup failed: {exc.text}")
+            if found is not None:
+                return HostSecurity("dane", enforce=True, dane=found)
+        if policy is None:
+            return OPPORTUNISTIC
+        enforce = policy.mode == "enforce" or require_tls  # RFC 8689 4.2.1: testing counts
+        if not policy.allows(host.name):
+            if enforce:
+                return HostSecurity(
+                    "refused", reason=f"not an MX host of {domain}'s MTA-STS policy"
+                )
+            logger.info("mta-sts testing host=%s not in the policy of domain=%s", host.name, domain)
+            return OPPORTUNISTIC
+        return HostSecurity("mta-sts", enforce=enforce)
+
+    return security
