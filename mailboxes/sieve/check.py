@@ -46,6 +46,7 @@ ADDRESS_HEADERS = frozenset(
 ENVELOPE_PARTS = frozenset({"from", "to"})
 FIELD_NAME = re.compile(r"[\x21-\x39\x3b-\x7e]+\Z")  # RFC 5322 3.6.8 ftext
 ZONE = re.compile(r"[+-][0-9]{4}\Z")
+NOTIFY_OPTION = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+-]*=", re.DOTALL)  # RFC 5435 3.7
 SPECIAL_USE = re.compile(r"\\[A-Za-z][A-Za-z0-9]*\Z")
 # A loose RFC 5321 mailbox: what redirect, vacation :from and :addresses may name.
 ADDRESS = re.compile(r'(?:[^\s@<>()\[\],;:"]+|"[^"]*")@[^\s@<>()\[\],;:"]+\Z')
@@ -55,6 +56,7 @@ class _Checker:
     def __init__(self) -> None:
         self.errors: list[SieveError] = []
         self.requires: set[str] = set()
+        self.locals: set[str] = set()  # variables set so far, for RFC 6609 global
 
     def error(self, node, message: str) -> None:  # noqa: ANN001 - any node with a position
         self.errors.append(SieveError(node.line, node.column, message))
@@ -358,6 +360,7 @@ def _check_hasflag(checker: _Checker, node: Test) -> None:
 
 def _check_set(checker: _Checker, node: Command) -> None:
     name = node.positional[0]
+    checker.locals.add(name.values[0].lower())
     if not strings.VARIABLE_NAME.match(name.values[0]):
         checker.error(name, f"invalid variable name {name.values[0]!r}")
     elif "." in name.values[0] and not name.values[0].lower().startswith("global."):
@@ -387,6 +390,11 @@ def _check_notify(checker: _Checker, node: Command) -> None:
     if importance and checker.constant(importance[1]):
         if importance[1].values[0] not in ("1", "2", "3"):
             checker.error(importance[1], ':importance must be "1", "2" or "3"')
+    options = node.tagged.get(":options")
+    if options and checker.constant(options[1]):
+        for option in options[1].values:
+            if not NOTIFY_OPTION.match(option):
+                checker.error(options[1], f"invalid notify option {option!r} (want name=value)")
     method = node.positional[0]
     if checker.constant(method):
         problem = notify.method_problem(method.values[0])
@@ -426,6 +434,9 @@ def _check_global(checker: _Checker, node: Command) -> None:
     for value in node.positional[0].values:
         if not re.match(r"[A-Za-z_][A-Za-z0-9_]*\Z", value):
             checker.error(node.positional[0], f"invalid global variable name {value!r}")
+        elif value.lower() in checker.locals:
+            # RFC 6609 3.4: a name is global for the whole script or not at all
+            checker.error(node, f"global {value!r} comes after the script used it as local")
 
 
 _VALIDATORS = {

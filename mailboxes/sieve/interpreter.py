@@ -18,6 +18,10 @@ from mailboxes.sieve.errors import SieveRuntimeError
 from mailboxes.sieve.message import Message
 from mailboxes.sieve.parser import Command, StringArg, Test
 
+# RFC 5229 leaves sizes to us. Values are cut to Pigeonhole's default variable size, so
+# `set "a" "${a}${a}"` in a loop of includes cannot double its way through memory.
+MAX_VARIABLE_SIZE = 4096
+
 
 @dataclass
 class Script:
@@ -124,13 +128,14 @@ class Run:
         if name.startswith("global."):
             return self.globals.get(name[7:], "")
         if "." in name:
-            return None  # a namespace nobody here knows: the reference stays as written
+            return ""  # a namespace nobody here knows: empty, as in Pigeonhole
         if name in frame.global_names:
             return self.globals.get(name, "")
         return frame.variables.get(name, "")
 
     def assign(self, frame: Frame, name: str, value: str) -> None:
         name = name.lower()
+        value = value[:MAX_VARIABLE_SIZE]
         if name.startswith("global."):
             self.globals[name[7:]] = value
         elif name in frame.global_names:
@@ -177,7 +182,7 @@ class Run:
         if found is None:
             return False
         if match_type in (":matches", ":regex") and frame.has_variables:
-            frame.match = found
+            frame.match = [value[:MAX_VARIABLE_SIZE] for value in found]
         return True
 
     # -- actions ----------------------------------------------------------------------

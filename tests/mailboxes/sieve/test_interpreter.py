@@ -708,3 +708,13 @@ def test_special_use():
             'require ["special-use", "fileinto"]; fileinto :specialuse "Junk" "J";'
         )
     ] == ["invalid special-use attribute 'Junk'"]
+
+
+def test_variables_are_capped_so_doubling_cannot_exhaust_memory():
+    text = (
+        'require ["variables", "reject"]; set "a" "0123456789abcdef";'
+        + ('set "a" "${a}${a}";' * 40)
+        + 'if header :matches "subject" "*" { set "s" "${1}"; } reject "${a}";'
+    )
+    (action,) = actions(text)
+    assert len(action.reason) == 4096

@@ -218,6 +218,14 @@ def test_parse_keeps_tags_and_positions():
         ('require "include"; include "../x";', "invalid script name '../x'"),
         ('require ["include", "variables"]; global "a-b";', "invalid global variable name 'a-b'"),
         ('require "envelope"; if envelope "cc" "x" {}', "unknown envelope part 'cc'"),
+        (
+            'require ["include", "variables"]; set "x" "1"; global "x";',
+            "global 'x' comes after the script used it as local",
+        ),
+        (
+            'require "enotify"; notify :options ["a"] "mailto:a@example.org";',
+            "invalid notify option 'a' (want name=value)",
+        ),
     ],
 )
 def test_extension_argument_checks(text, message):
