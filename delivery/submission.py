@@ -12,6 +12,7 @@ nothing half-done.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import uuid
@@ -80,6 +81,9 @@ class ClientInfo:
     ip: str = ""
     protocol: str = "ESMTP"  # the "with" clause: SMTP, ESMTP, ESMTPS, ESMTPSA, UTF8SMTPSA, ...
     tls: str = ""  # e.g. "TLSv1.3 with cipher TLS_AES_256_GCM_SHA384"
+    # A hosted domain's sender let in by MAILHOST_SMTP_HOSTED_SENDER_CLIENTS (the site's own
+    # printer or web server): its DMARC failure is expected, the operator vouches for it.
+    hosted_sender_relay: bool = False
 
 
 @dataclass(frozen=True)
@@ -210,6 +214,10 @@ def inbound_trust(
     results = inbound.authenticate(
         raw=raw, client_ip=client.ip, helo=client.helo, mail_from=mail_from
     )
+    if client.hosted_sender_relay and results.dmarc.disposition != "none":
+        # RFC 7489 7.2 "local_policy": the operator listed this client as its own relay.
+        dmarc = dataclasses.replace(results.dmarc, disposition="none", override="local_policy")
+        results = dataclasses.replace(results, dmarc=dmarc)
     if results.dmarc.disposition == "reject":
         raise DMARCRejected(results.dmarc.domain)
     stripped = inbound.strip_untrusted(raw, authserv_id=hostname)

@@ -62,7 +62,9 @@ class DMARCResult:
     org_domain: str = ""
     spf_aligned: bool = False
     dkim_aligned: bool = False
-    override: str = ""  # why the policy was not applied: "sampled_out", "trusted_forwarder"
+    # why the policy was not applied (RFC 7489 7.2): "sampled_out", "trusted_forwarder",
+    # "local_policy" (a client in MAILHOST_SMTP_HOSTED_SENDER_CLIENTS)
+    override: str = ""
     reason: str = ""
 
 

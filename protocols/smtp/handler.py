@@ -195,6 +195,7 @@ class Handler:
             ip=server.client_ip,
             protocol=protocol,
             tls=server.tls_description(),
+            hosted_sender_relay=envelope.unauthenticated_hosted_sender,
         )
         recipients = envelope.recipients
         content = envelope.content

@@ -240,3 +240,58 @@ def test_smtp_a_trusted_forwarder_overrides_the_reject(receiver, zone, settings)
     [raw] = stored(bob, "INBOX")
     assert b"dmarc=fail (p=reject dis=none override=trusted_forwarder)" in raw
     assert b"arc=pass (i=1 lists.test)" in raw
+
+
+def test_smtp_a_listed_hosted_sender_client_is_not_junked_by_our_own_policy(
+    receiver, zone, live_settings
+):
+    # example.org (hosted here) publishes p=quarantine, as `dnsrecords` says; the office
+    # printer on a listed address sends as scanner@example.org, unsigned, outside SPF.
+    import ipaddress
+
+    bob, port = receiver
+    live_settings.MAILHOST_SMTP_HOSTED_SENDER_CLIENTS = (ipaddress.ip_network("127.0.0.1/32"),)
+    zone.add_txt("example.org", "v=spf1 ip4:192.0.2.1 -all")
+    zone.add_txt("_dmarc.example.org", "v=DMARC1; p=quarantine")
+    scan = message("origin.test").replace(b"jane@origin.test", b"scanner@example.org")
+    send(port, "scanner@example.org", scan)
+    [raw] = stored(bob, "INBOX")
+    assert b"dmarc=fail (p=quarantine dis=none override=local_policy)" in raw
+    # Anyone else sending as example.org gets the policy.
+    live_settings.MAILHOST_SMTP_HOSTED_SENDER_CLIENTS = ()
+    send(port, "x@spammer.test", scan)
+    [junked] = stored(bob, "Junk")
+    assert b"dmarc=fail (p=quarantine dis=quarantine)" in junked
+
+
+def test_smtp_a_dns_outage_never_loses_mail(receiver, zone, settings):
+    # Nothing answers DNS: every check is a temperror within the bound, and the message
+    # is accepted (p=reject is never applied on a temperror).
+    bob, port = receiver
+    zone.add_txt("_dmarc.origin.test", "v=DMARC1; p=reject")
+    settings.MAILHOST_DNS_SERVERS = [("127.0.0.1", 9)]
+    settings.MAILHOST_INBOUND_CHECK_TIMEOUT = 0.5
+    delivery_dns.forget_resolvers()
+    send(port, "x@spammer.test", message("origin.test"))
+    [raw] = stored(bob, "INBOX")
+    assert b"dmarc=temperror" in raw and b"spf=temperror" in raw
+
+
+def test_smtp_authenticated_submission_skips_the_checks_and_is_signed(receiver, zone, make_mailbox):
+    from tests.support.smtp import client_tls_context
+
+    bob, _ = receiver
+    make_mailbox("alice@example.org")
+    zone.add_txt("_dmarc.example.org", "v=DMARC1; p=reject")  # and no SPF for 127.0.0.1
+    with running(runner.SMTP) as ports:
+        with smtplib.SMTP("127.0.0.1", ports["submission"], timeout=30) as client:
+            client.starttls(context=client_tls_context())
+            client.login("alice@example.org", "secret")
+            client.sendmail(
+                "alice@example.org",
+                ["bob@example.org"],
+                message("example.org").replace(b"jane@", b"alice@"),
+            )
+    [raw] = stored(bob, "INBOX")
+    assert raw.startswith(b"DKIM-Signature: ")
+    assert b"Authentication-Results" not in raw
