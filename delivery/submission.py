@@ -319,8 +319,10 @@ def message_accept(
             size=len(raw),
             recipients=[RecipientOutcome(addresses[0], "rejected", reason=refused)],
         )
+    forwarding = _forward_copies(raw, mail_from, resolutions)
     try:
         name = blob_write(raw)
+        forward_names = {d: blob_write(copy) for d, (_, copy) in forwarding.items()}
     except Exception as exc:
         logger.exception("queue %s: could not write the message", queue_id)
         raise StorageError("could not write the message") from exc
@@ -349,7 +351,8 @@ def message_accept(
                 mailbox_id=authenticated_mailbox.pk, addresses=addresses, source="wrote_to"
             )
         spool: dict[str, SpoolRecipient] = {}
-        for wanted, outcome in zip(envelope, delivered):
+        forwards: dict[str, dict[str, SpoolRecipient]] = {d: {} for d in forwarding}
+        for wanted, outcome, resolution in zip(envelope, delivered, resolutions):
             if outcome.status == "not_hosted":
                 if submission:
                     spool.setdefault(
@@ -360,9 +363,10 @@ def message_accept(
                 else:
                     result.recipients.append(RecipientOutcome(wanted.address, "relay_denied"))
                 continue
+            group = forwards.get(_domain_of(resolution.address), spool)
             for target in outcome.forward:
                 orcpt = wanted.orcpt or f"rfc822;{wanted.address}"
-                spool.setdefault(target, SpoolRecipient(target, wanted.notify, orcpt))
+                group.setdefault(target, SpoolRecipient(target, wanted.notify, orcpt))
             result.recipients.append(
                 RecipientOutcome(
                     wanted.address, outcome.status, outcome.mailbox_ids, outcome.forward
@@ -395,20 +399,66 @@ def message_accept(
                 require_tls=require_tls,
             )
             result.spooled = True
+        for domain, targets in forwards.items():
+            # Forwarded by an alias of `domain`: its SRS sender and its ARC-sealed copy.
+            if targets:
+                sender, copy = forwarding[domain]
+                spool_create(
+                    blob=blob_row_create(name=forward_names[domain], raw=copy),
+                    mail_from=sender,
+                    recipients=list(targets.values()),
+                    smtputf8=smtputf8,
+                    body_8bit=body_8bit,
+                )
         return result
 
+    def discard() -> None:
+        for blob_name in (name, *forward_names.values()):
+            blob_discard(blob_name)
+
     try:
-        return committer.run(store)
+        accepted = committer.run(store)
     except _NothingAccepted as refused:
-        blob_discard(name)
+        discard()
         return refused.result
     except MailhostError:
-        blob_discard(name)
+        discard()
         raise
     except Exception as exc:
-        blob_discard(name)
+        discard()
         logger.exception("queue %s: could not store the message", queue_id)
         raise StorageError("could not store the message") from exc
+    return accepted
+
+
+def _domain_of(address: str) -> str:
+    try:
+        return parse_address(address).domain
+    except InvalidAddress:
+        return ""
+
+
+def _forward_copies(
+    raw: bytes, mail_from: str, resolutions: Sequence[selectors.Resolution]
+) -> dict[str, tuple[str, bytes]]:
+    """Forwarding by our aliases to addresses outside our domains, per hosted domain that
+    forwards: the SRS envelope sender (so SPF passes at the destination) and the copy with
+    our ARC seal (RFC 8617). Empty for the null sender and for senders of that domain, whose
+    copies go out as they came (SPF passes for them, and a bounce needs no way back)."""
+    from delivery.dkim import arc_seal
+    from mailboxes import srs
+
+    copies: dict[str, tuple[str, bytes]] = {}
+    for resolution in resolutions:
+        if not (resolution.hosted and resolution.remote):
+            continue
+        domain = _domain_of(resolution.address)
+        if not domain or domain in copies:
+            continue
+        sender = srs.forward(mail_from, domain=domain)
+        if sender != mail_from:
+            copies[domain] = (sender, arc_seal(raw, domain_name=domain))
+    return copies
 
 
 def _sieve_refusal(resolutions: Sequence[selectors.Resolution], plans: dict) -> str:

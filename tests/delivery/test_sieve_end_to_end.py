@@ -209,3 +209,23 @@ def test_an_ereject_is_refused_in_the_smtp_dialogue(world):
     assert refused.value.smtp_code == 550
     assert refused.value.smtp_error == b"5.7.1 Not accepting mail."
     assert Message.objects.count() == 0
+
+
+def test_an_alias_forwarding_outside_gets_srs_and_our_arc_seal_too(world, dns_server):
+    from mailboxes.services import alias_create
+
+    _, peer = world
+    alias_create(address="team@example.org", destinations=["carol@far.test"])
+    dns_server.add_txt("example.org", "v=spf1 ip4:127.0.0.0/8 -all")
+    with running(runner.SMTP, runner.DELIVERY) as ports:
+        assert send(ports["smtp"], message(), to=("team@example.org",)) == {}
+        wait_for(lambda: peer.received, "the forwarded copy")
+    [copy] = peer.received
+    assert copy.rcpt_tos == ["carol@far.test"]
+    assert copy.mail_from.startswith("SRS0=") and copy.mail_from.endswith("@example.org")
+    at_peer = spf.check_mailfrom(
+        client_ip=peer.client_ips[0], mail_from=copy.mail_from, helo="mx.test.example", timeout=5
+    )
+    assert at_peer.result == "pass"
+    cv, _, reason = dkim.arc_verify(copy.data, dnsfunc=dns_server.txt_lookup)
+    assert cv == dkim.CV_Pass, reason
