@@ -17,10 +17,18 @@ from django.utils.html import format_html
 from delivery import dnsrecords
 from delivery import selectors as delivery_selectors
 from delivery.dkim import dkim_txt_record
-from mailboxes import senderlists, services
+from mailboxes import selectors, senderlists, services
 from mailboxes.addresses import domain_to_ascii, parse_address
 from mailboxes.exceptions import InvalidAddress, InvalidValue, NotFound
-from mailboxes.models import Alias, DkimKey, Domain, Folder, Mailbox, SenderListEntry, SieveScript
+from mailboxes.models import (
+    Alias,
+    DkimKey,
+    Domain,
+    Folder,
+    Mailbox,
+    SenderListEntry,
+    SieveScript,
+)
 from mailboxes.selectors import destinations_undeliverable
 from mailboxes.sizes import format_size, human_size, parse_size
 
@@ -330,8 +338,27 @@ class DkimKeyAdmin(admin.ModelAdmin):
         self._each(request, queryset, services.dkim_key_retire, "retired")
 
 
+class FolderForm(forms.ModelForm):
+    """A folder row with its subscription (a Subscription row, not a Folder field): saved
+    through services.subscription_set by MailboxAdmin.save_formset."""
+
+    subscribed = forms.BooleanField(required=False)
+
+    class Meta:
+        model = Folder
+        fields: list[str] = []
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["subscribed"].initial = selectors.is_subscribed(
+                self.instance.mailbox_id, self.instance.name
+            )
+
+
 class FolderInline(admin.TabularInline):
     model = Folder
+    form = FolderForm
     # Django's tabular inline without the row's str() label ("1:Archive") above each row:
     # the name is the first column already.
     template = "admin/mailboxes/folder_inline.html"
@@ -483,6 +510,15 @@ class MailboxAdmin(admin.ModelAdmin):
     def save_formset(self, request, form, formset, change):
         if formset.model is SenderListEntry:
             save_sender_list("mailbox", form, formset)
+        elif formset.model is Folder:
+            # Folder rows are read-only here; only their subscription changes.
+            formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+            for folder_form in formset.forms:
+                if folder_form.instance.pk and "subscribed" in folder_form.changed_data:
+                    services.folder_set_subscribed(
+                        folder=folder_form.instance,
+                        subscribed=folder_form.cleaned_data["subscribed"],
+                    )
         else:
             super().save_formset(request, form, formset, change)
 

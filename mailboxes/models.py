@@ -196,7 +196,6 @@ class Folder(models.Model):
     # Full hierarchical name with HIERARCHY_DELIMITER, in UTF-8 ("INBOX" is always upper-case).
     name = models.CharField(max_length=512)
     special_use = models.CharField(max_length=16, choices=SpecialUse.choices, blank=True)
-    subscribed = models.BooleanField(default=True)
     uidvalidity = models.PositiveIntegerField()
     uidnext = models.PositiveIntegerField(default=1)
     highestmodseq = models.BigIntegerField(default=1)
@@ -213,6 +212,26 @@ class Folder(models.Model):
         ordering = ["mailbox", "name"]
         constraints = [
             models.UniqueConstraint(fields=["mailbox", "name"], name="folder_unique_name")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.mailbox_id}:{self.name}"
+
+
+class Subscription(models.Model):
+    """A name on a mailbox's subscription list (IMAP SUBSCRIBE, LSUB, LIST (SUBSCRIBED)).
+
+    Kept apart from the folders: a subscription to a name that does not exist, or whose
+    folder was deleted, stays until UNSUBSCRIBE (RFC 9051 6.3.7, 6.3.9; LIST-EXTENDED shows it
+    with \\NonExistent, RFC 5258 3)."""
+
+    mailbox = models.ForeignKey(Mailbox, on_delete=models.CASCADE, related_name="subscriptions")
+    name = models.CharField(max_length=512)  # as Folder.name: UTF-8, "INBOX" upper-case
+
+    class Meta:
+        ordering = ["mailbox", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["mailbox", "name"], name="subscription_unique_name")
         ]
 
     def __str__(self) -> str:

@@ -27,6 +27,7 @@ from mailboxes.models import (
     Message,
     SenderListEntry,
     SieveScript,
+    Subscription,
 )
 
 logger = logging.getLogger(__name__)
@@ -354,6 +355,17 @@ def sender_list_entries(
 def folders_of(mailbox: Mailbox | int) -> QuerySet[Folder]:
     mailbox_id = mailbox if isinstance(mailbox, int) else mailbox.id
     return Folder.objects.filter(mailbox_id=mailbox_id).order_by("name")
+
+
+def subscriptions_of(mailbox: Mailbox | int) -> set[str]:
+    """The names on the mailbox's subscription list, folders or not (RFC 9051 6.3.7)."""
+    mailbox_id = mailbox if isinstance(mailbox, int) else mailbox.id
+    return set(Subscription.objects.filter(mailbox_id=mailbox_id).values_list("name", flat=True))
+
+
+def is_subscribed(mailbox: Mailbox | int, name: str) -> bool:
+    mailbox_id = mailbox if isinstance(mailbox, int) else mailbox.id
+    return Subscription.objects.filter(mailbox_id=mailbox_id, name=name).exists()
 
 
 def folder_get(mailbox: Mailbox | int, name: str) -> Folder | None:

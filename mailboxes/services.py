@@ -63,6 +63,7 @@ from mailboxes.models import (
     SenderListEntry,
     SieveScript,
     SpecialUse,
+    Subscription,
 )
 from mailboxes.selectors import Resolution, folder_keywords, recipient_resolve
 from mailboxes.transactions import unsynced_atomic
@@ -257,6 +258,9 @@ def mailbox_create(
         raise AlreadyExists(f"mailbox {parsed} exists") from None
     for name, special_use in DEFAULT_FOLDERS:
         _folder_insert(mailbox, name, special_use)
+    Subscription.objects.bulk_create(
+        [Subscription(mailbox=mailbox, name=name) for name, _ in DEFAULT_FOLDERS]
+    )
     return mailbox
 
 
@@ -657,7 +661,6 @@ def _folder_insert(mailbox: Mailbox, name: str, special_use: str = "") -> Folder
         mailbox=mailbox,
         name=name,
         special_use=special_use,
-        subscribed=True,
         uidvalidity=_next_uidvalidity(mailbox),
     )
     events.publish(ChangeEvent(mailbox.id, folder.id, "folders"))
@@ -681,7 +684,11 @@ def folder_name_validate(name: str) -> str:
 
 
 @transaction.atomic
-def folder_create(*, mailbox: Mailbox, name: str, special_use: str = "") -> Folder:
+def folder_create(
+    *, mailbox: Mailbox, name: str, special_use: str = "", subscribe: bool = True
+) -> Folder:
+    """Create a folder and its missing parents; `subscribe` puts those it creates on the
+    subscription list (IMAP CREATE does not: RFC 9051 6.3.4, clients SUBSCRIBE)."""
     name = folder_name_validate(name)
     if special_use and special_use not in SpecialUse.values:
         raise FolderError(f"unknown special use {special_use}")
@@ -689,11 +696,16 @@ def folder_create(*, mailbox: Mailbox, name: str, special_use: str = "") -> Fold
     if Folder.objects.filter(mailbox=mailbox, name=name).exists():
         raise AlreadyExists(f"folder {name} exists")
     parts = name.split(HIERARCHY_DELIMITER)
+    created = []
     for depth in range(1, len(parts)):
         parent = HIERARCHY_DELIMITER.join(parts[:depth])
         if not Folder.objects.filter(mailbox=mailbox, name=parent).exists():
-            _folder_insert(mailbox, parent)
-    return _folder_insert(mailbox, name, special_use)
+            created.append(_folder_insert(mailbox, parent))
+    folder = _folder_insert(mailbox, name, special_use)
+    if subscribe:
+        for item in [*created, folder]:
+            Subscription.objects.get_or_create(mailbox=mailbox, name=item.name)
+    return folder
 
 
 @transaction.atomic
@@ -745,7 +757,17 @@ def folder_rename(*, folder: Folder, new_name: str) -> Folder:
     clash = Folder.objects.filter(mailbox=mailbox, name__in=[n for _, n in renamed]).first()
     if clash is not None:
         raise AlreadyExists(f"folder {clash.name} exists")
+    # Subscriptions follow the folders they name (as Dovecot's do); one to a name that
+    # exists no more stays where it is.
+    subscribed = set(
+        Subscription.objects.filter(
+            mailbox=mailbox, name__in=[item.name for item, _ in renamed]
+        ).values_list("name", flat=True)
+    )
     for item, name in renamed:
+        if item.name in subscribed:
+            Subscription.objects.filter(mailbox=mailbox, name=item.name).delete()
+            Subscription.objects.get_or_create(mailbox=mailbox, name=name)
         # A renamed folder is a new mailbox to clients: a new UIDVALIDITY (RFC 9051 6.3.6).
         item.name = name
         item.uidvalidity = _next_uidvalidity(mailbox)
@@ -754,9 +776,24 @@ def folder_rename(*, folder: Folder, new_name: str) -> Folder:
     return folder
 
 
+def subscription_set(*, mailbox: Mailbox | int, name: str, subscribed: bool) -> None:
+    """Put a name on the mailbox's subscription list or take it off. The name need not
+    exist as a folder, and deleting the folder leaves it listed (RFC 9051 6.3.7, 6.3.9)."""
+    mailbox_id = mailbox if isinstance(mailbox, int) else mailbox.id
+    if name.upper() == "INBOX":
+        name = "INBOX"
+    if subscribed:
+        try:
+            with transaction.atomic():
+                Subscription.objects.get_or_create(mailbox_id=mailbox_id, name=name)
+        except IntegrityError:  # subscribed concurrently: it is on the list either way
+            pass
+    else:
+        Subscription.objects.filter(mailbox_id=mailbox_id, name=name).delete()
+
+
 def folder_set_subscribed(*, folder: Folder, subscribed: bool) -> None:
-    Folder.objects.filter(pk=folder.pk).update(subscribed=subscribed)
-    folder.subscribed = subscribed
+    subscription_set(mailbox=folder.mailbox_id, name=folder.name, subscribed=subscribed)
 
 
 @unsynced_atomic()

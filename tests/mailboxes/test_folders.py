@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from mailboxes import services
+from mailboxes import selectors, services
 from mailboxes.exceptions import AlreadyExists, FolderError
 from mailboxes.models import Blob, Folder, Mailbox, Message, SpecialUse
 from mailboxes.selectors import blob_path, folder_get, folders_of, messages_in
@@ -149,7 +149,7 @@ def test_delete_refusals(alice):
 def test_subscribe(alice):
     folder = folder_get(alice, "Archive")
     services.folder_set_subscribed(folder=folder, subscribed=False)
-    assert not Folder.objects.get(pk=folder.pk).subscribed
+    assert "Archive" not in selectors.subscriptions_of(alice)
 
 
 def test_claim_recent(alice):
@@ -160,3 +160,38 @@ def test_claim_recent(alice):
     assert services.folder_claim_recent(folder=inbox) == (3, 3)  # the next session sees none
     services.message_deliver(raw=make_raw(), recipients=["alice@example.org"])
     assert services.folder_claim_recent(folder=inbox) == (3, 4)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_migration_moves_folder_subscriptions_to_their_own_rows():
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    before = [("mailboxes", "0009_merge_sieve_scripts_sender_list_pattern")]
+    after = [("mailboxes", "0010_subscriptions")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    try:
+        old_apps = executor.loader.project_state(before).apps
+        OldDomain = old_apps.get_model("mailboxes", "Domain")
+        OldMailbox = old_apps.get_model("mailboxes", "Mailbox")
+        OldFolder = old_apps.get_model("mailboxes", "Folder")
+        domain = OldDomain.objects.create(name="migrate.example")
+        box = OldMailbox.objects.create(domain=domain, local_part="a", local_key="a")
+        for name, subscribed, validity in (
+            ("INBOX", True, 1),
+            ("Old", False, 2),
+            ("Lists", True, 3),
+        ):
+            OldFolder.objects.create(
+                mailbox=box, name=name, subscribed=subscribed, uidvalidity=validity
+            )
+        executor = MigrationExecutor(connection)
+        executor.migrate(after)
+        new_apps = executor.loader.project_state(after).apps
+        Subscription = new_apps.get_model("mailboxes", "Subscription")
+        names = set(Subscription.objects.filter(mailbox_id=box.id).values_list("name", flat=True))
+        assert names == {"INBOX", "Lists"}
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes())

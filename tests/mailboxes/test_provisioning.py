@@ -52,7 +52,8 @@ def test_mailbox_create_makes_the_special_use_folders(make_domain):
     folders = {f.name: f for f in Folder.objects.filter(mailbox=mailbox)}
     assert {name: folders[name].special_use for name, _ in DEFAULT_FOLDERS} == dict(DEFAULT_FOLDERS)
     assert folders["Junk"].special_use == SpecialUse.JUNK
-    assert all(f.subscribed and f.uidnext == 1 for f in folders.values())
+    assert all(f.uidnext == 1 for f in folders.values())
+    assert selectors.subscriptions_of(mailbox) == set(folders)
     # UIDVALIDITY strictly increases within the mailbox (never repeats after delete+create).
     values = [f.uidvalidity for f in Folder.objects.filter(mailbox=mailbox).order_by("pk")]
     assert values == sorted(set(values))

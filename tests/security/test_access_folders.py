@@ -73,7 +73,8 @@ def _bob_state(bob) -> list:
             (m.uid, m.size, bytes(selectors.blob_read(m.blob)), m.seen, m.deleted)
             for m in selectors.messages_in(folder)
         ]
-        state.append((folder.name, folder.uidvalidity, folder.uidnext, folder.subscribed, messages))
+        subscribed = selectors.is_subscribed(bob, folder.name)
+        state.append((folder.name, folder.uidvalidity, folder.uidnext, subscribed, messages))
     return state
 
 

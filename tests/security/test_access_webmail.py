@@ -34,7 +34,7 @@ def _bob_state(bob):
     return [
         (
             f.name,
-            f.subscribed,
+            selectors.is_subscribed(bob, f.name),
             [(m.uid, m.seen, m.deleted, m.flagged) for m in selectors.messages_in(f)],
         )
         for f in selectors.folders_of(bob)

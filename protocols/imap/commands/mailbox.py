@@ -34,18 +34,16 @@ async def create(session: Session, command: p.MailboxCommand) -> None:
         if len(command.special_use) > 1 or command.special_use[0].lower() not in known:
             raise CommandError(r.NO_USE_ATTR)
         special_use = known[command.special_use[0].lower()]
-    await db(_create_unsubscribed, session.mailbox, name, special_use)
+    # CREATE makes the folder (and missing parents) without subscribing them: IMAP clients
+    # SUBSCRIBE what they want listed (RFC 9051 6.3.4, 6.3.7).
+    await db(
+        services.folder_create,
+        mailbox=session.mailbox,
+        name=name,
+        special_use=special_use,
+        subscribe=False,
+    )
     await session.finish(command)
-
-
-def _create_unsubscribed(mailbox, name: str, special_use: str) -> None:
-    """CREATE makes the folder (and missing parents) without subscribing them: IMAP clients
-    SUBSCRIBE what they want listed (RFC 9051 6.3.4, 6.3.7)."""
-    existing = {f.name for f in selectors.folders_of(mailbox.id).only("name")}
-    services.folder_create(mailbox=mailbox, name=name, special_use=special_use)
-    for folder in selectors.folders_of(mailbox.id):
-        if folder.name not in existing and folder.subscribed:
-            services.folder_set_subscribed(folder=folder, subscribed=False)
 
 
 async def delete(session: Session, command: p.MailboxCommand) -> None:
@@ -85,8 +83,13 @@ async def rename(session: Session, command: p.Rename) -> None:
 
 
 async def subscribe(session: Session, command: p.MailboxCommand) -> None:
-    folder = await _folder(session, command.mailbox)
-    await db(services.folder_set_subscribed, folder=folder, subscribed=command.name == "SUBSCRIBE")
+    # RFC 9051 6.3.7/6.3.8: the list is of names; one need not exist as a folder (a client
+    # may subscribe before it creates), and a folder's deletion leaves it subscribed.
+    subscribed = command.name == "SUBSCRIBE"
+    name = command.mailbox
+    if subscribed:
+        name = services.folder_name_validate(name.rstrip(DELIMITER) or name)
+    await db(services.subscription_set, mailbox=session.mailbox, name=name, subscribed=subscribed)
     await session.finish(command)
 
 
@@ -156,16 +159,15 @@ async def status(session: Session, command: p.Status) -> None:
     await session.finish(command)
 
 
-def _list_rows(mailbox_id: int, status_items) -> list[tuple[Folder, int | None, int | None]]:
-    folders = list(selectors.folders_of(mailbox_id))
-    rows = []
-    for folder in folders:
-        if status_items:
-            recent, deleted = _status_data(folder, status_items)
-        else:
-            recent = deleted = None
-        rows.append((folder, recent, deleted))
-    return rows
+def _list_data(mailbox_id: int, with_subscriptions: bool) -> tuple[dict[str, Folder], set[str]]:
+    folders = {f.name: f for f in selectors.folders_of(mailbox_id)}
+    subscriptions = selectors.subscriptions_of(mailbox_id) if with_subscriptions else set()
+    return folders, subscriptions
+
+
+def _ancestors(name: str) -> list[str]:
+    parts = name.split(DELIMITER)
+    return [DELIMITER.join(parts[:depth]) for depth in range(1, len(parts))]
 
 
 async def list_command(session: Session, command: p.ListCommand) -> None:
@@ -179,45 +181,55 @@ async def list_command(session: Session, command: p.ListCommand) -> None:
     returns = command.returns
     selection = command.selection
     status_items = returns.status
-    folders = await db(_list_rows, session.mailbox.id, None)
-    names = {f.name for f, _, _ in folders}
-    matchers = [mailbox_pattern(command.reference, pat) for pat in command.patterns if pat != ""]
     subscribed_only = lsub or "SUBSCRIBED" in selection
+    want_subscribed = subscribed_only or returns.subscribed
+    folders, subscriptions = await db(_list_data, session.mailbox.id, want_subscribed)
+    matchers = [mailbox_pattern(command.reference, pat) for pat in command.patterns if pat != ""]
     special_only = "SPECIAL-USE" in selection
     recursive = "RECURSIVEMATCH" in selection
+    lsub_parents = lsub and any("%" in pat for pat in command.patterns)
+    if subscribed_only:
+        # Subscribed names, folders or not (RFC 9051 6.3.9), and their parents where a
+        # parent may be listed for its subscribed children (RFC 5258 3.5, RFC 3501 6.3.9).
+        candidates = set(subscriptions)
+        if recursive or lsub_parents:
+            candidates.update(a for name in subscriptions for a in _ancestors(name))
+    else:
+        candidates = set(folders)
     out: list[bytes] = []
     status_wanted: list[Folder] = []
-    for folder, _recent, _deleted in folders:
-        name = folder.name
+    for name in sorted(candidates):
         if not any(m.matches(name) for m in matchers):
             continue
+        folder = folders.get(name)
         child_info = False
         lsub_noselect = False
-        if subscribed_only and not folder.subscribed:
-            subscribed_children = [
-                f.name
-                for f, _, _ in folders
-                if f.subscribed and f.name.startswith(name + DELIMITER)
-            ]
+        if subscribed_only and name not in subscriptions:
+            prefix = name + DELIMITER
+            subscribed_children = [s for s in subscriptions if s.startswith(prefix)]
             if recursive and any(
                 not any(m.matches(child) for m in matchers) for child in subscribed_children
             ):
                 # RFC 5258 3.5: a parent whose subscribed children the patterns miss.
                 child_info = True
-            elif lsub and subscribed_children and any("%" in pat for pat in command.patterns):
+            elif lsub_parents and subscribed_children:
                 # RFC 3501 6.3.9: "%" shows an unsubscribed parent of subscribed children.
                 lsub_noselect = True
             else:
                 continue
-        if special_only and not folder.special_use:
+        if special_only and not (folder and folder.special_use):
             continue
-        attrs = ["\\Noselect"] if lsub_noselect else []
-        has_children = any(n.startswith(name + DELIMITER) for n in names)
-        if not lsub:
+        if lsub:
+            # Without LIST-EXTENDED a name that is no folder is \Noselect (RFC 5258 3.4).
+            attrs = ["\\Noselect"] if lsub_noselect or folder is None else []
+        else:
+            attrs = [] if folder is not None else ["\\NonExistent"]  # RFC 5258 3.4
+            prefix = name + DELIMITER
+            has_children = any(n.startswith(prefix) for n in folders)
             attrs.append("\\HasChildren" if has_children else "\\HasNoChildren")
-            if folder.special_use:  # RFC 6154 2: always, not only on request
+            if folder is not None and folder.special_use:  # RFC 6154 2: always
                 attrs.append(folder.special_use)
-            if (returns.subscribed or "SUBSCRIBED" in selection) and folder.subscribed:
+            if want_subscribed and name in subscriptions:
                 attrs.append("\\Subscribed")
         line = f'{command.name} ({" ".join(attrs)}) "{DELIMITER}" '.encode() + r.mailbox_name(
             name, utf8=session.utf8
@@ -225,7 +237,7 @@ async def list_command(session: Session, command: p.ListCommand) -> None:
         if child_info:
             line += b' ("CHILDINFO" ("SUBSCRIBED"))'
         out.append(r.untagged(line))
-        if status_items and not child_info:
+        if status_items and folder is not None and not child_info:
             status_wanted.append(folder)
             out.append(b"")  # placeholder for the STATUS line right after its LIST line
     if status_items:

@@ -117,7 +117,51 @@ def test_subscribe_lsub_and_list_subscribed(client):
         b'* LIST (\\HasChildren) "/" "Lists" ("CHILDINFO" ("SUBSCRIBED"))',
         ok("a4"),
     ]
-    assert c.cmd("a5", "SUBSCRIBE Nope") == [ok("a5", r.NO_NONEXISTENT)]
+    assert c.cmd("a5", "SUBSCRIBE Lists/Perl/") == [ok("a5")]  # no such folder
+    assert c.cmd("a6", 'LSUB "" Lists/*') == [
+        b'* LSUB (\\Noselect) "/" "Lists/Perl"',
+        b'* LSUB () "/" "Lists/Python"',
+        ok("a6"),
+    ]
+    refused = r.NO_CANNOT.with_text("folder name has a forbidden character")
+    assert c.cmd("a7", 'SUBSCRIBE "bad*name"') == [ok("a7", refused)]
+
+
+def test_subscription_outlives_its_folder(client):
+    # RFC 9051 6.3.9, RFC 5258 3: the subscription stays, listed as \NonExistent.
+    c = client()
+    c.cmd("a0", "CREATE Old")
+    c.cmd("a0", "CREATE Tree/Leaf")
+    assert c.cmd("a1", "SUBSCRIBE Old") == [ok("a1")]
+    assert c.cmd("a1", "SUBSCRIBE Tree/Leaf") == [ok("a1")]
+    assert c.cmd("a2", "DELETE Old") == [ok("a2")]
+    assert c.cmd("a3", 'LIST (SUBSCRIBED) "" *') == [
+        b'* LIST (\\HasNoChildren \\Archive \\Subscribed) "/" "Archive"',
+        b'* LIST (\\HasNoChildren \\Drafts \\Subscribed) "/" "Drafts"',
+        b'* LIST (\\HasNoChildren \\Subscribed) "/" INBOX',
+        b'* LIST (\\HasNoChildren \\Junk \\Subscribed) "/" "Junk"',
+        b'* LIST (\\NonExistent \\HasNoChildren \\Subscribed) "/" "Old"',
+        b'* LIST (\\HasNoChildren \\Sent \\Subscribed) "/" "Sent"',
+        b'* LIST (\\HasNoChildren \\Trash \\Subscribed) "/" "Trash"',
+        b'* LIST (\\HasNoChildren \\Subscribed) "/" "Tree/Leaf"',
+        ok("a3"),
+    ]
+    assert c.cmd("a4", 'LSUB "" O*') == [b'* LSUB (\\Noselect) "/" "Old"', ok("a4")]
+    assert c.cmd("a5", 'LIST "" O*') == [ok("a5")]  # plain LIST: folders only
+    # RECURSIVEMATCH: an unsubscribed parent of a subscribed child the pattern misses
+    assert c.cmd("a6", 'LIST (SUBSCRIBED RECURSIVEMATCH) "" T%') == [
+        b'* LIST (\\HasNoChildren \\Trash \\Subscribed) "/" "Trash"',
+        b'* LIST (\\HasChildren) "/" "Tree" ("CHILDINFO" ("SUBSCRIBED"))',
+        ok("a6"),
+    ]
+    # a folder created again under the name is subscribed already; renaming moves it
+    c.cmd("a7", "CREATE Old")
+    assert c.cmd("a8", 'LSUB "" O*') == [b'* LSUB () "/" "Old"', ok("a8")]
+    assert c.cmd("a9", "RENAME Tree Grove") == [ok("a9")]
+    assert c.cmd("b1", 'LSUB "" *Leaf') == [b'* LSUB () "/" "Grove/Leaf"', ok("b1")]
+    assert c.cmd("b2", "UNSUBSCRIBE Old") == [ok("b2")]
+    assert c.cmd("b3", "UNSUBSCRIBE Never") == [ok("b3")]
+    assert c.cmd("b4", 'LSUB "" O*') == [ok("b4")]
 
 
 def test_list_extended_return_options(client):
