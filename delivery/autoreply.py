@@ -66,6 +66,9 @@ def vacation_refusal(raw: bytes, *, mail_from: str, user_addresses: Iterable[str
         return "null sender"
     if _SYSTEM_SENDER.search(sender.rpartition("@")[0]):
         return "sender is a mail system or list address"
+    mine = {a.lower() for a in user_addresses if a}
+    if sender.lower() in mine:
+        return "sender is the user"
     parsed = _parsed(raw)
     auto = _text(parsed.get("Auto-Submitted")).strip().lower()
     if auto and not auto.startswith("no"):
@@ -80,7 +83,6 @@ def vacation_refusal(raw: bytes, *, mail_from: str, user_addresses: Iterable[str
         value = _text(parsed.get(name)).lower()
         if "oof" in value or "all" in value:
             return name
-    mine = {a.lower() for a in user_addresses if a}
     shown = _addresses(parsed, "To", "Cc", "Bcc", "Resent-To", "Resent-Cc", "Resent-Bcc")
     if not mine.intersection(shown):
         return "no address of the user in To/Cc"

@@ -499,6 +499,8 @@ def _vacation(mailbox: _Mailbox, info: DeliveryInfo, state: _State, action) -> N
     addresses = [mailbox.address, info.recipients.get(mailbox.id, "")]
     addresses += list(getattr(action, "addresses", None) or ())
     why = autoreply.vacation_refusal(info.raw, mail_from=sender, user_addresses=addresses)
+    if not why and info.junk(mailbox.id):
+        why = "junk"  # answering spam is backscatter to forged senders
     if why:
         state.done.append(f"vacation-skipped({why})")
         return

@@ -44,6 +44,7 @@ def test_an_ordinary_message_to_me_is_answered():
         (message("List-Id: <news.remote.test>"), "bob@remote.test", "list-id"),
         (message("List-Unsubscribe: <mailto:x@remote.test>"), "bob@remote.test", "list-unsub"),
         (message(to="everyone@remote.test"), "bob@remote.test", "no address of the user"),
+        (message(), "Alice@Example.org", "sender is the user"),
     ],
 )
 def test_never_answered(raw, sender, why):

@@ -337,3 +337,12 @@ def test_include_personal_reads_the_mailboxs_other_stored_script(make_mailbox):
     give_script(alice, 'require "include"; include :personal "lists";')
     accept()
     assert len(folder_messages(alice, "Reports")) == 1 and folder_messages(alice, "INBOX") == []
+
+
+def test_vacation_does_not_answer_junk(make_mailbox, script):
+    alice = make_mailbox("alice@example.org")
+    script(alice, VACATION)
+    services.message_deliver(
+        raw=b"X-Spam: Yes\r\n" + MESSAGE, recipients=["alice@example.org"], mail_from="b@c.test"
+    )
+    assert spooled() == [] and len(folder_messages(alice, "Junk")) == 1
