@@ -182,6 +182,22 @@ def reasons(results: AuthResults) -> list[tuple[str, str]]:
         else:
             words = f"claims to be from {domain} but could not be shown to come from {domain}"
         out.append((f"DMARC_FAIL_{dmarc.policy.upper()}", words))
+        if dmarc.override == "local_policy":
+            out.append(
+                (
+                    "DMARC_LOCAL_POLICY",
+                    "was handed over by a server this site lists as its own, so the policy"
+                    " was not applied",
+                )
+            )
+        elif dmarc.override == "sampled_out":
+            out.append(
+                (
+                    "DMARC_SAMPLED_OUT",
+                    f"{domain} applies its policy to only part of its mail, and not to this"
+                    " message",
+                )
+            )
         if dmarc.override == "trusted_forwarder":
             sealer = results.arc.sealers[0] if results.arc.sealers else "a forwarder"
             out.append(

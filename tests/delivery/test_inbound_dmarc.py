@@ -9,7 +9,7 @@ import smtplib
 import pytest
 
 from delivery import dns as delivery_dns
-from delivery.inbound import authenticate
+from delivery.inbound import AuthResults, authenticate
 from delivery.inbound.dmarc import org_domain, parse_record
 from mailboxes.models import Message
 from mailboxes.selectors import blob_read, folder_get
@@ -257,6 +257,8 @@ def test_smtp_a_listed_hosted_sender_client_is_not_junked_by_our_own_policy(
     send(port, "scanner@example.org", scan)
     [raw] = stored(bob, "INBOX")
     assert b"dmarc=fail (p=quarantine dis=none override=local_policy)" in raw
+    codes = [code for code, _ in AuthResults.from_header(raw, "mx.receiver.test").reasons()]
+    assert codes[:2] == ["DMARC_FAIL_QUARANTINE", "DMARC_LOCAL_POLICY"]
     # Anyone else sending as example.org gets the policy.
     live_settings.MAILHOST_SMTP_HOSTED_SENDER_CLIENTS = ()
     send(port, "x@spammer.test", scan)
