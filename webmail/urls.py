@@ -39,6 +39,7 @@ _routes = [
     ("settings/filters/", filters.filters_view, "filters"),
     ("settings/filters/add/", filters.rule_add, "rule_add"),
     ("settings/filters/<int:index>/delete/", filters.rule_delete, "rule_delete"),
+    ("settings/filters/<int:index>/move/", filters.rule_move, "rule_move"),
     ("settings/filters/script/", filters.script_save, "script_save"),
     ("settings/vacation/", filters.vacation_view, "vacation"),
     ("settings/forwarding/", filters.forwarding_view, "forwarding"),

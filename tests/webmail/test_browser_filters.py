@@ -38,5 +38,14 @@ def test_create_a_rule_in_the_browser(site, browser, alice):  # noqa: F811
     [rule] = filters.parse(script.text).rules
     assert rule.actions == (filters.Action("move", "Archive"), filters.Action("flag"))
     screenshot(page, "filters")
+    # Edit it: the form comes back filled in; the rule keeps its place.
+    page.click('[data-rule="Invoices"] [data-test=edit]')
+    page.wait_for_selector("text=Edit rule “Invoices”")
+    assert form.locator("input[name=value_0]").input_value() == "invoice"
+    form.locator("select[name=folder_0]").select_option("Junk")
+    form.locator("button[type=submit]").click()
+    page.wait_for_selector("text=Rule “Invoices” saved.")
+    [rule] = filters.parse(selectors.sievescript_active(alice.pk).text).rules
+    assert rule.actions[0] == filters.Action("move", "Junk")
     assert page.js_errors == []
     context.close()

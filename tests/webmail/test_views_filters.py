@@ -258,3 +258,34 @@ def test_a_rule_made_in_the_webmail_files_delivered_mail(web, alice):
     weekly = Message.objects.get(subject="Weekly")
     assert (weekly.folder.name, weekly.flagged, weekly.seen) == ("Archive", True, True)
     assert Message.objects.get(subject="Lunch").folder.name == "INBOX"
+
+
+def test_edit_and_reorder_rules(web, alice):
+    web.post("/settings/filters/add/", RULE)
+    web.post("/settings/filters/add/", {**RULE, "name": "Second", "value_0": "promo"})
+    page = web.get("/settings/filters/?edit=1").content.decode()
+    assert "Edit rule “Second”" in page
+    assert 'name="index" value="1"' in page and 'value="promo"' in page
+    assert '<option value="Archive" selected>' in page
+    response = web.post(
+        "/settings/filters/add/",
+        {**RULE, "index": "1", "name": "Promotions", "value_0": "promo", "folder_0": "Junk"},
+    )
+    assert response.status_code == 302
+    rules = filters.parse(active(alice).text).rules
+    assert [(r.name, r.actions[0].argument) for r in rules] == [
+        ("Newsletters", "Archive"),
+        ("Promotions", "Junk"),
+    ]
+    assert web.post("/settings/filters/1/move/", {"direction": "up"}).status_code == 302
+    assert [r.name for r in filters.parse(active(alice).text).rules] == [
+        "Promotions",
+        "Newsletters",
+    ]
+    web.post("/settings/filters/0/move/", {"direction": "down"})
+    assert [r.name for r in filters.parse(active(alice).text).rules] == [
+        "Newsletters",
+        "Promotions",
+    ]
+    assert web.post("/settings/filters/1/move/", {"direction": "down"}).status_code == 404
+    assert web.post("/settings/filters/add/", {**RULE, "index": "7"}).status_code == 404

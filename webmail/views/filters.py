@@ -23,7 +23,7 @@ from webmail import filters
 from webmail.auth import mailbox_required
 from webmail.views.common import folder_items
 
-MAX_ROWS = 3  # condition and action rows the rule form offers
+MAX_ROWS = 3  # blank condition and action rows the rule form offers (an edited rule: more)
 
 
 class Current:
@@ -87,10 +87,16 @@ def _context(request: HttpRequest, current: Current, **extra) -> dict:
 @mailbox_required
 def filters_view(request: HttpRequest) -> HttpResponse:
     current = Current(request.mailbox)
+    count = len(current.settings.rules)
     rules = [
-        {"index": i, "rule": rule, "text": filters.describe(rule)}
+        {"index": i, "rule": rule, "text": filters.describe(rule), "last": i == count - 1}
         for i, rule in enumerate(current.settings.rules)
     ]
+    editing = None
+    edit = request.GET.get("edit", "")
+    if edit.isdigit() and int(edit) < len(current.settings.rules):
+        editing = int(edit)
+    rule = current.settings.rules[editing] if editing is not None else None
     return render(
         request,
         "webmail/filters.html",
@@ -98,8 +104,9 @@ def filters_view(request: HttpRequest) -> HttpResponse:
             request,
             current,
             rules=rules,
+            editing=editing,
+            form=_form_rows(rule),
             generated=filters.generate(current.settings),
-            rows=range(MAX_ROWS),
             fields=filters.FIELDS,
             operators={**filters.OPERATORS, **filters.SIZE_OPERATORS},
             actions=filters.ACTIONS,
@@ -107,11 +114,31 @@ def filters_view(request: HttpRequest) -> HttpResponse:
     )
 
 
+def _form_rows(rule: filters.Rule | None) -> dict:
+    """The rule form's values: a rule being edited, or blank rows."""
+    conditions = list(rule.conditions) if rule else []
+    actions = list(rule.actions) if rule else []
+    blank_condition = filters.Condition("from", "contains", "")
+    return {
+        "name": rule.name if rule else "",
+        "match_all": rule.match_all if rule else True,
+        "stop": rule.stop if rule else True,
+        "conditions": [
+            (i, conditions[i] if i < len(conditions) else blank_condition)
+            for i in range(max(MAX_ROWS, len(conditions)))
+        ],
+        "actions": [
+            (i, actions[i] if i < len(actions) else None)
+            for i in range(max(MAX_ROWS, len(actions)))
+        ],
+    }
+
+
 def _rule_from_post(request: HttpRequest) -> filters.Rule:
     folder_names = {item.folder.name for item in folder_items(request.mailbox.pk)}
     post = request.POST
     conditions = []
-    for i in range(MAX_ROWS):
+    for i in range(MAX_ROWS * 2):
         value = post.get(f"value_{i}", "").strip()
         field = post.get(f"field_{i}", "")
         if not value:
@@ -127,7 +154,7 @@ def _rule_from_post(request: HttpRequest) -> filters.Rule:
             )
         )
     actions = []
-    for i in range(MAX_ROWS):
+    for i in range(MAX_ROWS * 2):
         kind = post.get(f"action_{i}", "")
         if not kind:
             continue
@@ -154,15 +181,37 @@ def _rule_from_post(request: HttpRequest) -> filters.Rule:
 @require_POST
 @mailbox_required
 def rule_add(request: HttpRequest) -> HttpResponse:
+    """A new rule at the end, or (`index` given) the rule at that place replaced."""
     current = Current(request.mailbox)
+    rules = list(current.settings.rules)
+    index = request.POST.get("index", "")
+    if index and (not index.isdigit() or int(index) >= len(rules)):
+        raise Http404("no such rule")
     try:
         rule = _rule_from_post(request)
     except filters.FilterError as exc:
-        flash.error(request, f"The rule was not added: {exc}")
+        flash.error(request, f"The rule was not saved: {exc}")
         return redirect("webmail:filters")
-    settings = replace(current.settings, rules=(*current.settings.rules, rule))
-    if _save(request, current, settings):
-        flash.success(request, f"Rule “{rule.name}” added.")
+    if index:
+        rules[int(index)] = rule
+    else:
+        rules.append(rule)
+    if _save(request, current, replace(current.settings, rules=tuple(rules))):
+        flash.success(request, f"Rule “{rule.name}” {'saved' if index else 'added'}.")
+    return redirect("webmail:filters")
+
+
+@require_POST
+@mailbox_required
+def rule_move(request: HttpRequest, index: int) -> HttpResponse:
+    """One place up (or down with direction=down): rules run in order."""
+    current = Current(request.mailbox)
+    rules = list(current.settings.rules)
+    other = index + 1 if request.POST.get("direction") == "down" else index - 1
+    if not (0 <= index < len(rules) and 0 <= other < len(rules)):
+        raise Http404("no such place")
+    rules[index], rules[other] = rules[other], rules[index]
+    _save(request, current, replace(current.settings, rules=tuple(rules)))
     return redirect("webmail:filters")
 
 
