@@ -49,6 +49,7 @@ ZONE = re.compile(r"[+-][0-9]{4}\Z")
 NOTIFY_OPTION = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+-]*=", re.DOTALL)  # RFC 5435 3.7
 SPECIAL_USE = re.compile(r"\\[A-Za-z][A-Za-z0-9]*\Z")
 # A loose RFC 5321 mailbox: what redirect, vacation :from and :addresses may name.
+_DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*\Z")
 ADDRESS = re.compile(r'(?:[^\s@<>()\[\],;:"]+|"[^"]*")@[^\s@<>()\[\],;:"]+\Z')
 
 
@@ -378,9 +379,18 @@ def _check_vacation(checker: _Checker, node: Command) -> None:
 
 
 def _angle(value: str) -> str:
-    """The address inside "Name <address>", or the value itself."""
+    """The address inside "Name <address>", or the value itself, normalized: white space
+    around the parts dropped (RFC 5322 CFWS) and quotes a dot-atom does not need removed
+    ("Sirius"@example.net is Sirius@example.net), as Pigeonhole sends it."""
     match = re.search(r"<([^<>]*)>\s*\Z", value)
-    return (match.group(1) if match else value).strip()
+    address = (match.group(1) if match else value).strip()
+    local, at, domain = address.rpartition("@")
+    if not at:
+        return address
+    local, domain = local.strip(), domain.strip()
+    if len(local) >= 2 and local[0] == local[-1] == '"' and _DOT_ATOM.match(local[1:-1]):
+        local = local[1:-1]
+    return f"{local}@{domain}"
 
 
 def _check_notify(checker: _Checker, node: Command) -> None:

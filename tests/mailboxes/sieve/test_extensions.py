@@ -106,6 +106,10 @@ def test_core_redirect_takes_a_name_and_address():
     script = 'redirect "Alice Forward <alice@forward.example>";'
     assert actions(script) == [Redirect("alice@forward.example")]
     assert sieve.check('redirect "Alice Forward";')
+    # White space around the parts (RFC 5322 CFWS) and needless quotes go.
+    script = 'redirect "  Bob  < bob @ forward.example > "; redirect "\\"Sirius\\"@x.example";'
+    assert actions(script) == [Redirect("bob@forward.example"), Redirect("Sirius@x.example")]
+    assert actions('redirect "\\"S[r]us\\"@x.example";') == [Redirect('"S[r]us"@x.example')]
 
 
 def test_core_redirect_cancels_implicit_keep():
