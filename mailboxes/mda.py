@@ -209,7 +209,7 @@ def plan_mailbox(mailbox: _Mailbox, info: DeliveryInfo) -> MailboxPlan:
 
 def failed_plan(mailbox_id: int, info: DeliveryInfo, reason: str) -> MailboxPlan:
     note = _one_line(reason)[:400]
-    raw = f"X-Sieve-Error: {note}\r\n".encode("utf-8", "replace") + info.raw
+    raw = f"X-Sieve-Error: {note}\r\n".encode("ascii", "replace") + info.raw  # one ASCII line
     keep = replace(implicit_keep(mailbox_id, info), raw=raw)
     return MailboxPlan(mailbox_id=mailbox_id, filings=(keep,), error=note, summary="error")
 

@@ -83,13 +83,25 @@ def test_the_domain_default_runs_before_the_users_script(make_mailbox, script):
     script(
         alice,
         'require "fileinto"; fileinto "Mine";',
-        default='require ["imap4flags"]; addflag "$Checked";',
+        default='require ["fileinto", "copy", "mailbox"]; fileinto :copy :create "Audit"; stop;',
     )
     services.folder_create(mailbox=alice, name="Mine")
     accept()
-    [filed] = folder_messages(alice, "Mine")
+    # the default's stop ends the default only; both copies are filed, no implicit keep
+    assert len(folder_messages(alice, "Audit")) == 1
+    assert len(folder_messages(alice, "Mine")) == 1
     assert folder_messages(alice, "INBOX") == []
-    assert filed is not None
+
+
+def test_a_domain_default_alone_runs_for_mailboxes_without_a_script(make_mailbox):
+    alice = make_mailbox("alice@example.org")
+    services.domain_set_sieve_default(
+        domain=alice.domain,
+        text='require ["fileinto", "mailbox"];\n'
+        'if header :contains "subject" "report" { fileinto :create "Reports"; }',
+    )
+    accept()
+    assert len(folder_messages(alice, "Reports")) == 1
 
 
 def test_editheader_gives_the_mailbox_its_own_copy(make_mailbox, script):
