@@ -358,3 +358,19 @@ def test_vacation_does_not_answer_junk(make_mailbox, script):
         raw=b"X-Spam: Yes\r\n" + MESSAGE, recipients=["alice@example.org"], mail_from="b@c.test"
     )
     assert spooled() == [] and len(folder_messages(alice, "Junk")) == 1
+
+
+def test_a_bug_in_the_interpreter_still_files_into_inbox(make_mailbox, script, monkeypatch):
+    """Fault injection: whatever the interpreter raises, the message is kept."""
+    from mailboxes import sieve
+
+    alice = make_mailbox("alice@example.org")
+    script(alice, "discard;")
+
+    def broken(script, context):  # noqa: ANN001, ANN202
+        raise RuntimeError("interpreter bug")
+
+    monkeypatch.setattr(sieve, "run", broken)
+    assert accept().accepted
+    [kept] = folder_messages(alice, "INBOX")
+    assert blob_read(kept.blob).startswith(b"X-Sieve-Error: internal error: RuntimeError")
