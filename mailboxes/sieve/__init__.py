@@ -73,7 +73,7 @@ def check(text: str) -> list[SieveError]:
         return [SieveError(1, 1, "the script nests too deeply")]
 
 
-@lru_cache(maxsize=128)
+@lru_cache(maxsize=32)
 def compile(text: str) -> Script:  # noqa: A001 - the name the interface agreed on
     """The script ready to run; SieveSyntaxError(errors) when check() finds any."""
     try:

@@ -210,6 +210,8 @@ class _Checker:
             if len(form) == len(positional) and all(map(_fits, positional, form)):
                 node.positional = positional
                 return ok
+        if not ok:  # the positional count is off because of the tag already reported
+            return False
         expected = " or ".join(
             ", ".join(_words(kind) for kind in form) or "no argument" for form in spec.forms
         )

@@ -63,7 +63,8 @@ class Run:
         self.globals: dict[str, str] = {}
         self.edits = act.HeaderEdits()
         self.steps = 0
-        self.cpu_start = time.process_time()
+        # The thread's CPU time: deliveries run side by side in threads of one process.
+        self.cpu_start = time.thread_time()
         self.include_stack: list[tuple[str, str]] = []
         self.included: set[tuple[str, str]] = set()
         self.include_count = 0
@@ -77,7 +78,7 @@ class Run:
             raise SieveRuntimeError(
                 f"the script ran more than {self.limits.max_steps} steps", node.line, node.column
             )
-        if self.steps % 64 == 0 and time.process_time() - self.cpu_start > self.limits.cpu_seconds:
+        if self.steps % 64 == 0 and time.thread_time() - self.cpu_start > self.limits.cpu_seconds:
             raise SieveRuntimeError(
                 f"the script used more than {self.limits.cpu_seconds} s of CPU",
                 node.line,

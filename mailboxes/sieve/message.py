@@ -42,6 +42,7 @@ class Message:
             if colon and name and not name[0].isspace():
                 self.fields.append((name.strip(), _FOLD.sub("", value).strip()))
         self._parsed = None
+        self._decoded: dict[str, list[str]] = {}
 
     @property
     def size(self) -> int:
@@ -54,7 +55,10 @@ class Message:
 
     def decoded(self, name: str) -> list[str]:
         """RFC 5228 5.7: header values with RFC 2047 encoded words decoded."""
-        return [decode_words(value) for value in self.values(name)]
+        name = name.lower()
+        if name not in self._decoded:
+            self._decoded[name] = [decode_words(value) for value in self.values(name)]
+        return self._decoded[name]
 
     def parsed(self) -> email.message.Message:
         if self._parsed is None:
@@ -64,12 +68,14 @@ class Message:
     # -- editheader (RFC 5293) ------------------------------------------------------------
 
     def add(self, name: str, value: str, last: bool) -> None:
+        self._decoded.clear()
         if last:
             self.fields.append((name, value))
         else:
             self.fields.insert(0, (name, value))
 
     def delete(self, name: str, occurrences: set[int]) -> None:
+        self._decoded.clear()
         lower, seen, kept = name.lower(), 0, []
         for field_name, value in self.fields:
             if field_name.lower() == lower:

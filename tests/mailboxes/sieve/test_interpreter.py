@@ -718,3 +718,10 @@ def test_variables_are_capped_so_doubling_cannot_exhaust_memory():
     )
     (action,) = actions(text)
     assert len(action.reason) == 4096
+
+
+def test_cpu_budget():
+    text = 'if header :contains "subject" "x" { keep; }\n' * 200
+    result = run(text, limits=Limits(cpu_seconds=0.0))
+    assert result.errors[0].message == "the script used more than 0.0 s of CPU"
+    assert result.implicit_keep is True and result.actions == []
