@@ -44,6 +44,7 @@ NOTIFY_OPTION = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+-]*=", re.DOTALL)  # RFC 543
 SPECIAL_USE = re.compile(r"\\[A-Za-z][A-Za-z0-9]*\Z")
 # A loose RFC 5321 mailbox: what redirect, vacation :from and :addresses may name.
 _DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*\Z")
+_ATEXT_DOTS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+\Z")
 ADDRESS = re.compile(r'(?:[^\s@<>()\[\],;:"]+|"[^"]*")@[^\s@<>()\[\],;:"]+\Z')
 
 
@@ -377,7 +378,8 @@ def _check_vacation(checker: _Checker, node: Command) -> None:
 def _angle(value: str) -> str:
     """The address inside "Name <address>", or the value itself, normalized: white space
     around the parts dropped (RFC 5322 CFWS) and quotes a dot-atom does not need removed
-    ("Sirius"@example.net is Sirius@example.net), as Pigeonhole sends it."""
+    ("Sirius"@example.net is Sirius@example.net) or added where dots make it no dot-atom,
+    as Pigeonhole sends it."""
     match = re.search(r"<([^<>]*)>\s*\Z", value)
     address = (match.group(1) if match else value).strip()
     local, at, domain = address.rpartition("@")
@@ -386,6 +388,8 @@ def _angle(value: str) -> str:
     local, domain = local.strip(), domain.strip()
     if len(local) >= 2 and local[0] == local[-1] == '"' and _DOT_ATOM.match(local[1:-1]):
         local = local[1:-1]
+    elif not _DOT_ATOM.match(local) and _ATEXT_DOTS.match(local):
+        local = f'"{local}"'  # ".a..b" is no dot-atom: SMTP needs it quoted (RFC 5321 4.1.2)
     return f"{local}@{domain}"
 
 

@@ -110,6 +110,7 @@ def test_core_redirect_takes_a_name_and_address():
     script = 'redirect "  Bob  < bob @ forward.example > "; redirect "\\"Sirius\\"@x.example";'
     assert actions(script) == [Redirect("bob@forward.example"), Redirect("Sirius@x.example")]
     assert actions('redirect "\\"S[r]us\\"@x.example";') == [Redirect('"S[r]us"@x.example')]
+    assert actions('redirect "a..b.@x.example";') == [Redirect('"a..b."@x.example')]
 
 
 def test_core_redirect_cancels_implicit_keep():
