@@ -76,6 +76,11 @@ EXPECTED_DIFFERENCES: dict[str, tuple[list[str], str]] = {
         '"x" :matches "*?*" (RFC 5228 2.7.1: any string of one character or more); '
         "Pigeonhole 0.5.19 says no.",
     ),
+    "addr-bad-13": (
+        ["redirect rüdiger@example.com"],
+        "An internationalized address (RFC 6532) is a redirect target: Mailhost relays it with "
+        "SMTPUTF8 (RFC 6531); Pigeonhole 0.5.19 takes ASCII addresses only.",
+    ),
     "odd-address-empty": (
         ["store reply-to-exists"],
         "Reply-To: <> holds no address (an angle-addr needs an addr-spec, RFC 5322 3.4); "

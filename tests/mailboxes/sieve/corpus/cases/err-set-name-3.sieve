@@ -1,0 +1,3 @@
+# Ideas from Pigeonhole tests/extensions/variables/errors/set.sieve.
+require "variables";
+set "name." "frop";

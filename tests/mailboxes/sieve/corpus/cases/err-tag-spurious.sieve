@@ -1,0 +1,1 @@
+if true :comparator "i;ascii-numeric" { keep; }

@@ -1,0 +1,3 @@
+# Ideas from Pigeonhole tests/compile/errors/tag.sieve.
+require "envelope";
+if envelope :isnot :localpart "from" "nico" { discard; }

@@ -1,0 +1,2 @@
+require "enotify";
+notify :options ["frop=frml", "x-a=b"] "mailto:alice@mobile.example";
