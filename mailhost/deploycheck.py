@@ -57,6 +57,8 @@ LISTENER_PORTS = (
     ("MAILHOST_IMAPS_PORT", True, "* OK"),
     ("MAILHOST_POP3_PORT", False, "+OK"),
     ("MAILHOST_POP3S_PORT", True, "+OK"),
+    # RFC 5804 1.7: ManageSieve greets with its capability list, IMPLEMENTATION first here.
+    ("MAILHOST_MANAGESIEVE_PORT", False, '"IMPLEMENTATION"'),
 )
 PORT_TIMEOUT = 10.0  # seconds to connect and read a greeting
 TLS_EXPIRY_WARNING = datetime.timedelta(days=14)  # ACME renews at 30 days; 14 means it failed
@@ -399,7 +401,7 @@ def check_ports() -> list[Result]:
                     "ports",
                     Status.FAIL,
                     f"{setting}={port} on {host}: {why}; start the listener (runmail, or"
-                    " runsmtp/runimap/runpop3) or correct the setting",
+                    " runsmtp/runimap/runpop3/runmanagesieve) or correct the setting",
                 )
             )
             continue

@@ -333,13 +333,14 @@ def free_port() -> int:
 
 @pytest.mark.django_db(transaction=True)
 def test_ports_of_live_listeners_greet(live_settings):
-    with running(runner.SMTP, runner.IMAP, runner.POP3) as ports:
+    with running(runner.SMTP, runner.IMAP, runner.POP3, runner.MANAGESIEVE) as ports:
         use_ports(live_settings, ports)
         results = deploycheck.check_ports()
-    assert statuses(results) == [Status.OK] * 7, [r.line for r in results]
+    assert statuses(results) == [Status.OK] * 8, [r.line for r in results]
     lines = {r.text.split("=")[0]: r.text for r in results}
     assert f": 220 {HOSTNAME}" in lines["MAILHOST_SUBMISSIONS_PORT"]  # read through TLS
     assert ": * OK" in lines["MAILHOST_IMAPS_PORT"] and ": +OK" in lines["MAILHOST_POP3S_PORT"]
+    assert ': "IMPLEMENTATION" "Mailhost"' in lines["MAILHOST_MANAGESIEVE_PORT"]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -375,7 +376,7 @@ def test_command_prints_a_line_per_check_and_exits_1_on_failure(
     live_settings.MAILHOST_BIND = "127.0.0.1"
     dns_zone.add(HOSTNAME, "A", "127.0.0.1")
     domain_create(name="example.org")
-    with running(runner.SMTP, runner.IMAP, runner.POP3) as ports:
+    with running(runner.SMTP, runner.IMAP, runner.POP3, runner.MANAGESIEVE) as ports:
         use_ports(live_settings, ports)
         with pytest.raises(SystemExit) as exit_info:
             call_command("checkdeploy")
@@ -387,7 +388,7 @@ def test_command_prints_a_line_per_check_and_exits_1_on_failure(
         "fail tls",
         *["ok   relay"] * len(deploycheck.RELAY_FORMS),
         "ok   data_dir",
-        *["ok   ports"] * 7,
+        *["ok   ports"] * 8,
     ]
     assert err.strip() == f"1 of {len(lines)} checks failed"
 
