@@ -24,6 +24,8 @@ SPAMMY = [
     "Claim your casino prize now, winner of cheap replica watches, limited offer {n} today",
     "Casino jackpot winner {n}: claim the prize, cheap replica watches, limited offer today",
     "Limited offer {n}: cheap replica watches and a casino prize for every winner, claim now",
+    "Winner {n}! Your casino prize waits: claim now, cheap replica watches, limited offer",
+    "Cheap replica watches, limited offer {n}: claim your casino prize today, every winner",
 ]
 HAM = "Minutes of the project meeting: the budget review moves to Thursday, agenda attached"
 
@@ -33,7 +35,7 @@ def message(body: str, *, n: int, sender: str, date: bool = True) -> bytes:
         f"From: {sender}",
         "To: alice@example.org",
         f"Subject: {body[:30]}",
-        f"Message-ID: <m{n}.{abs(hash(body))}@remote.example>",
+        f"Message-ID: <m{n}.{len(body)}@remote.example>",
     ]
     if date:
         lines.append("Date: Tue, 5 Mar 2024 10:00:00 +0000")
@@ -82,14 +84,17 @@ def test_rspamd_scores_the_message_with_its_own_symbols(servers):
 
 
 def test_moves_to_junk_teach_rspamd_and_similar_mail_then_goes_to_junk(servers, rspamd, settings):
-    # rspamd weighs BAYES_SPAM by its certainty (5.1 points at 100%): after three examples
-    # it is about 65% sure; our junk threshold decides.
-    settings.MAILHOST_SPAM_JUNK_SCORE = 3.0
+    # rspamd weighs BAYES_SPAM by its certainty (5.1 points at 100%): after a few examples
+    # it is not yet sure (1.8 to 3.5 points here, as the Received fields vary), so the junk
+    # threshold sits above what these messages score without it (DATE_IN_PAST, 1 point).
+    settings.MAILHOST_SPAM_JUNK_SCORE = 1.5
     learned_before = rspamd.stat()["learned"]
+    before = send(servers, message(SPAMMY[0], n=6, sender="offers@prizes.example"))
+    assert "BAYES_SPAM" not in verdict_of(before)[2] and before.folder.name == "INBOX"
     rows = [send(servers, message(b, n=i, sender=f"deals{i}@casino.example"))
             for i, b in enumerate(SPAMMY)]  # fmt: skip
     ham = send(servers, message(HAM, n=9, sender="colleague@work.example"))
-    assert {r.folder.name for r in [*rows, ham]} == {"INBOX"}
+    assert {r.folder.name for r in [*rows, ham]} == {"INBOX"}, [verdict_of(r) for r in rows]
 
     imap = imaplib.IMAP4("127.0.0.1", servers["imap"])
     imap.login("alice@example.org", "secret")
@@ -104,13 +109,13 @@ def test_moves_to_junk_teach_rspamd_and_similar_mail_then_goes_to_junk(servers, 
     imap.logout()
 
     trained = sorted(SpamTraining.objects.values_list("spam", "trained"))
-    assert trained == [(False, False), (True, True), (True, True), (True, True)]
-    assert rspamd.stat()["learned"] >= learned_before + 4  # accepted by rspamd
+    assert trained == [(False, False)] + [(True, True)] * len(SPAMMY)
+    assert rspamd.stat()["learned"] >= learned_before + len(SPAMMY) + 1  # accepted by rspamd
 
     probe = send(servers, message(SPAMMY[0], n=7, sender="offers@prizes.example"))
     flag, score, codes = verdict_of(probe)
     assert 0 < codes.get("BAYES_SPAM", 0) <= 5.1, codes
-    assert flag == "Yes" and score >= 3.0
+    assert (flag, score >= 1.5) == ("Yes", True), (score, codes)
     assert probe.folder.special_use == SpecialUse.JUNK
 
 
