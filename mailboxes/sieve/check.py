@@ -235,7 +235,8 @@ class _Checker:
         comparator = "i;ascii-casemap"
         if "comparator" in node.tagged:
             arg = node.tagged["comparator"][1]
-            comparator = arg.values[0]
+            # RFC 4790 3.1: comparator names are compared without case
+            comparator = arg.values[0] = arg.values[0].lower()
             if comparator not in grammar.COMPARATORS:
                 self.error(arg, f"unknown comparator {comparator!r}")
                 return

@@ -21,9 +21,10 @@ END = "end"
 
 PUNCTUATION = frozenset(";,()[]{}")
 _QUANTIFIERS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-# RFC 5228 does not bound numbers; Pigeonhole keeps them in 64 bits, so do we.
-MAX_NUMBER = (1 << 63) - 1
+# RFC 5228 does not bound numbers; Pigeonhole keeps them in 64 unsigned bits, so do we.
+MAX_NUMBER = (1 << 64) - 1
 
+_CRLF = re.compile(r"\r?\n")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _NUMBER = re.compile(r"[0-9]+([KkMmGg])?")
 _WHITE = re.compile(r"[ \t\r\n]+")
@@ -147,7 +148,8 @@ def _quoted(scan: _Scanner) -> str:
         char = text[pos]
         if char == '"':
             scan.pos = pos + 1
-            return "".join(pieces)
+            # Line ends inside a string are CRLF whatever the file has (RFC 5228 2.4.2).
+            return _CRLF.sub("\r\n", "".join(pieces))
         if char == "\\" and pos + 1 < len(text):
             pieces.append(text[pos + 1])
             pos += 2

@@ -46,6 +46,16 @@ def test_quoted_string_escapes():
     assert first_string(r'require "reject"; reject "a\"b\\c\d";') == ['a"b\\cd']
 
 
+def test_line_ends_in_strings_are_crlf():
+    assert first_string('require "reject";\nreject "a\nb\r\nc";') == ["a\r\nb\r\nc"]
+
+
+def test_comparator_names_ignore_case_and_numbers_are_64_bit():
+    assert errors('if header :comparator "I;OCTET" "subject" "x" {}') == []
+    assert errors("if size :over 18446744073709551615 {}") == []
+    assert errors("if size :over 18446744073709551616 {}")[0][2].startswith("number")
+
+
 def test_multiline_string_dot_stuffing():
     text = 'require "reject";\nreject text: # why\nline one\n..dotted\n.\n;\n'
     assert first_string(text) == ["line one\r\n.dotted\r\n"]

@@ -104,12 +104,6 @@ EXPECTED_DIFFERENCES: dict[str, tuple[list[str], str]] = {
         "limit additions; a script could otherwise make a message look automatic or not to "
         "the loop and vacation checks); Pigeonhole only forbids the deletion.",
     ),
-    "ph-lexer-dot-stuffing": (
-        ["store unknown-escapes"],
-        "text: lines end in CRLF whatever the script file used (RFC 5228 2.4.2; the values go "
-        "into mail as vacation texts and reject reasons); a quoted string keeps what was "
-        "written. In this LF-only script file Pigeonhole keeps both as written.",
-    ),
 }
 
 
