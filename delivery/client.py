@@ -151,6 +151,16 @@ def forget_unreachable() -> None:
         _unreachable.clear()
 
 
+def source_address(peer: str) -> tuple[str, int] | None:
+    """MAILHOST_OUTBOUND_BIND's address of the peer's family to connect from, or None (the
+    system chooses)."""
+    family = ipaddress.ip_address(peer).version if _is_ip_literal(peer) else 4
+    for address in settings.MAILHOST_OUTBOUND_BIND:
+        if ipaddress.ip_address(address).version == family:
+            return (address, 0)
+    return None
+
+
 def _temp(text: str, remote: str = "") -> Reply:
     return Reply(451, text, remote)
 
@@ -163,7 +173,9 @@ class Connection:
         self.address = address
         try:
             self.sock = socket.create_connection(
-                (address, port), timeout=settings.MAILHOST_OUTBOUND_CONNECT_TIMEOUT
+                (address, port),
+                timeout=settings.MAILHOST_OUTBOUND_CONNECT_TIMEOUT,
+                source_address=source_address(address),
             )
         except OSError as exc:
             raise ConnectFailed(str(exc)) from exc

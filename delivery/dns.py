@@ -55,6 +55,12 @@ class NoSuchDomain(DNSPermanentError):
     pass
 
 
+class MXLoopError(DNSPermanentError):
+    # RFC 3463 X.4.6 routing loop, as Postfix words it: "mail for <domain> loops back to myself".
+    status = "5.4.6"
+    code = 554
+
+
 @dataclass(frozen=True)
 class MXHost:
     name: str  # the exchange's name, or the literal address
@@ -119,6 +125,21 @@ def destination_hosts(domain: str, resolver: Resolver | None = None) -> list[MXH
     if not hosts:
         detail = f": {last_error.text}" if last_error else ""
         raise DNSTemporaryError(f"no MX host of {ascii_domain} has an address{detail}")
+    return _without_ourselves(ascii_domain, hosts)
+
+
+def _without_ourselves(domain: str, hosts: list[MXHost]) -> list[MXHost]:
+    """RFC 5321 5.1: when we are one of the MX hosts (MAILHOST_HOSTNAME, or an address of
+    MAILHOST_PUBLIC_ADDRESSES), only those more preferred than us may be tried; when none is,
+    the mail would come back to us: a loop (a domain that points here but is not hosted)."""
+    ours = set(settings.MAILHOST_PUBLIC_ADDRESSES)
+    hostname = settings.MAILHOST_HOSTNAME.lower()
+    for index, host in enumerate(hosts):
+        if host.name == hostname or ours.intersection(host.addresses):
+            kept = [h for h in hosts[:index] if h.preference < host.preference]
+            if not kept:
+                raise MXLoopError(f"mail for {domain} loops back to myself")
+            return kept
     return hosts
 
 

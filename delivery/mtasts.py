@@ -167,6 +167,8 @@ def policy(domain: str, *, now: datetime.datetime | None = None) -> Policy | Non
     cached = selectors.mta_sts_policy(domain, now=now)
     try:
         policy_id = parse_txt(dns.get_resolver().txt(f"_mta-sts.{domain}"))
+    except dns.NoSuchDomain:  # the usual case: no policy published
+        policy_id = None
     except dns.DNSError as exc:
         logger.info("mta-sts txt lookup failed domain=%s error=%s", domain, exc.text)
         policy_id = None

@@ -60,6 +60,21 @@ class DMARCRejected(MailhostError):
         self.domain = domain
 
 
+class TooManyHops(MailhostError):
+    """More Received fields than MAILHOST_MAX_HOPS: the message is going round in a loop
+    (RFC 5321 6.3); nothing is stored, SMTP answers 554 5.4.14."""
+
+
+def hop_count_check(raw: bytes) -> None:
+    """RFC 5321 6.3: refuse a message whose Received fields outnumber MAILHOST_MAX_HOPS."""
+    hops = len(_RECEIVED.findall(_header_section(raw)))
+    if hops > settings.MAILHOST_MAX_HOPS:
+        raise TooManyHops(f"{hops} Received header fields (more than {settings.MAILHOST_MAX_HOPS})")
+
+
+_RECEIVED = re.compile(rb"(?im)^Received[ \t]*:")
+
+
 class NoRecipients(MailhostError):
     """The message has no recipient, or none of them accepted it."""
 
@@ -253,6 +268,7 @@ def message_accept(
     envelope = [r if isinstance(r, EnvelopeRecipient) else EnvelopeRecipient(r) for r in recipients]
     if not envelope:
         raise NoRecipients("no recipients")
+    hop_count_check(raw)
     queue_id = new_queue_id()
     client = client or ClientInfo()
     submission = authenticated_mailbox is not None
@@ -602,6 +618,7 @@ __all__ = [
     "NoRecipients",
     "RecipientOutcome",
     "SenderNotAllowed",
+    "TooManyHops",
     "message_accept",
     "message_submit",
 ]

@@ -310,6 +310,10 @@ MAILHOST_OUTBOUND_TLS_VERIFY = env_bool("MAILHOST_OUTBOUND_TLS_VERIFY", False)
 # DNSSEC, MTA-STS (RFC 8461) policies fetched over HTTPS; the CAs that verify peers and
 # policy servers (system's when unset).
 MAILHOST_DANE = env_bool("MAILHOST_DANE", True)
+# Loops: a message with more Received fields is refused (Postfix's hopcount_limit is 50).
+MAILHOST_MAX_HOPS = env_int("MAILHOST_MAX_HOPS", 50, minimum=1)
+# Source addresses of outbound SMTP connections (one per address family), or the system's.
+MAILHOST_OUTBOUND_BIND = env_ip_addresses("MAILHOST_OUTBOUND_BIND")
 MAILHOST_MTA_STS = env_bool("MAILHOST_MTA_STS", True)
 MAILHOST_MTA_STS_TIMEOUT = env_duration("MAILHOST_MTA_STS_TIMEOUT", 10, minimum=1)
 MAILHOST_MTA_STS_PORT = env_port("MAILHOST_MTA_STS_PORT", 443)

@@ -219,6 +219,9 @@ class Handler:
             )
         except submission.FromNotAllowed:
             return replies.S553_FROM_NOT_OWNED
+        except submission.TooManyHops as exc:
+            logger.info("smtp rejected client=%s reason=loop detail=%s", server.client_ip, exc)
+            return replies.S554_TOO_MANY_HOPS
         except submission.DMARCRejected as exc:
             return replies.S550_DMARC_REJECT.format(exc.domain)
         except SpamRejected as refused:

@@ -86,6 +86,8 @@ S454_TLS_UNAVAILABLE = Reply(454, "4.7.0", "TLS not available")
 S503_TLS_ALREADY = Reply(503, "5.5.1", "TLS already active")
 S530_STARTTLS_FIRST = Reply(530, "5.7.0", "Must issue a STARTTLS command first")
 # RFC 8689 4.1: REQUIRETLS is offered, and taken, only on a session protected by TLS.
+# RFC 5321 6.3, RFC 5248: a loop, seen by counting Received fields.
+S554_TOO_MANY_HOPS = Reply(554, "5.4.14", "Hop count exceeded - possible mail loop")
 S530_REQUIRETLS_NEEDS_TLS = Reply(530, "5.7.10", "REQUIRETLS needs a TLS session")
 
 # --- AUTH (RFC 4954) -------------------------------------------------------------------------

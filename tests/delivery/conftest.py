@@ -135,6 +135,7 @@ class Received:
     data: bytes
     mail_options: list[str]
     rcpt_options: list[str]
+    peer: str = ""  # the address the client connected from
 
 
 @dataclass
@@ -173,6 +174,7 @@ class PeerHandler:
                 envelope.original_content or envelope.content,
                 list(envelope.mail_options),
                 list(envelope.rcpt_options),
+                session.peer[0] if session.peer else "",
             )
         )
         return "250 2.0.0 queued as TEST"

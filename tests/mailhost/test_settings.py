@@ -73,6 +73,10 @@ BAD_VALUES: dict[str, Bad] = {
     ),
     "MAILHOST_ACME_EMAIL": Bad("postmaster", "MAILHOST_ACME_EMAIL='postmaster' is not an address"),
     "MAILHOST_ACME_CA_FILE": Bad("/nonexistent/ca.pem", "MAILHOST_ACME_CA_FILE='/nonexistent"),
+    "MAILHOST_MAX_HOPS": Bad("0", "MAILHOST_MAX_HOPS"),
+    "MAILHOST_OUTBOUND_BIND": Bad(
+        "mail.example.org", "MAILHOST_OUTBOUND_BIND: 'mail.example.org' is not an IP address"
+    ),
     "MAILHOST_DANE": Bad("maybe", "MAILHOST_DANE='maybe' is not a boolean"),
     "MAILHOST_MTA_STS": Bad("maybe", "MAILHOST_MTA_STS='maybe' is not a boolean"),
     "MAILHOST_MTA_STS_TIMEOUT": Bad("soon", "MAILHOST_MTA_STS_TIMEOUT"),
