@@ -20,8 +20,9 @@ Normalized action lines (one per action, in the order the script made them):
     compile-error                               the script does not compile (nothing else)
 
 Run `python -m tests.mailboxes.sieve.pigeonhole --record` to refresh corpus/pigeonhole.json from
-the installed sieve-test (the recorded values are what the differential test compares against
-when sieve-test is missing).
+the installed sieve-test (the recorded values are what the differential test compares ours
+against), `--compare` to print how many cases give the same actions in both, `--show <case>`
+to see one case's lines from sieve-test.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote
 
 HERE = Path(__file__).resolve().parent
 CORPUS = HERE / "corpus"
@@ -355,6 +357,135 @@ def _format(action: dict) -> str:
     return "other " + action.get("text", "")
 
 
+# ---------------------------------------------------------------------------------------------
+# Our side: mailboxes.sieve with a SieveContext standing for the MDA, reduced to the same lines.
+
+
+def _spam_score(raw: bytes, header: str) -> float | None:
+    match = re.search(rb"^" + header.encode() + rb":\s*(-?[0-9.]+)", raw, re.M | re.I)
+    return float(match.group(1)) if match else None
+
+
+def _loader(name: str, location: str) -> str | None:
+    path = (PERSONAL if location == "personal" else GLOBAL) / f"{name}.sieve"
+    return path.read_text() if path.exists() else None
+
+
+def context_for(sieve, case: Case):  # noqa: ANN001, ANN201 - sieve is the module
+    return sieve.SieveContext(
+        raw=case.raw,
+        envelope_from=case.mail_from,
+        envelope_to=case.rcpt_to,
+        spam_score=_spam_score(case.raw, SPAM_HEADER),
+        spam_max=SPAM_MAX,
+        virus_score=_spam_score(case.raw, VIRUS_HEADER),
+        virus_max=VIRUS_MAX,
+        mailbox_exists=lambda name: name.upper() == "INBOX" or name in MAILBOXES,
+        duplicate=lambda _id, _seconds: False,
+        include=_loader,
+    )
+
+
+def _our_flags(flags) -> str:
+    if not flags:
+        return ""
+    names = sorted({f.lower() if f.startswith("\\") else f for f in flags})
+    return " flags=" + " ".join(names)
+
+
+def _mailto(uri: str) -> str:
+    scheme, _, rest = uri.partition(":")
+    to, _, query = rest.partition("?")
+    recipients = [unquote(a) for a in to.split(",") if a]
+    for pair in query.split("&") if query else []:
+        key, _, value = pair.partition("=")
+        if key.lower() == "to":
+            recipients.extend(unquote(a) for a in value.split(",") if a)
+    return f"{scheme}:" + ",".join(recipients)
+
+
+def _uri_subject(uri: str) -> str | None:
+    for pair in uri.partition("?")[2].split("&"):
+        key, _, value = pair.partition("=")
+        if key.lower() == "subject":
+            return unquote(value)
+    return None
+
+
+def normalize_ours(result, script: str) -> list[str]:
+    lines = ["runtime-error"] if result.errors else []
+    for action in result.actions:
+        kind = type(action).__name__
+        copy = " copy" if getattr(action, "copy", False) else ""
+        if kind == "Keep":
+            lines.append("store INBOX" + _our_flags(action.flags))
+        elif kind == "FileInto":
+            # INBOX is the same folder in any case (RFC 3501 5.1; selectors.folder_get).
+            mailbox = "INBOX" if action.mailbox.upper() == "INBOX" else action.mailbox
+            lines.append(f"store {mailbox}{copy}" + _our_flags(action.flags))
+        elif kind == "Redirect":
+            lines.append(f"redirect {action.address}{copy}")
+        elif kind == "Discard":
+            lines.append("discard")
+        elif kind == "Reject":
+            lines.append(f"reject {_text(action.reason)}")
+        elif kind == "Vacation":
+            parts = ["vacation", f"seconds={action.seconds}"]
+            if action.subject is not None:
+                parts.append(f"subject={action.subject}")
+            if action.from_address is not None:
+                parts.append(f"from={action.from_address}")
+            if action.handle is not None and ":handle" in script:
+                parts.append(f"handle={action.handle}")
+            parts.append(f"reason={_text(action.reason)}")
+            lines.append(" ".join(parts))
+        elif kind == "Notify":
+            parts = ["notify", _mailto(action.method)]
+            parts.append(f"importance={action.importance or 2}")
+            if action.from_address:
+                parts.append(f"from={action.from_address}")
+            # Pigeonhole shows the notification's subject: :message, else the URI's subject.
+            subject = action.message or _uri_subject(action.method)
+            if subject:
+                parts.append(f"message={subject}")
+            lines.append(" ".join(parts))
+        else:
+            lines.append(f"other {action!r}")
+    if result.implicit_keep:
+        lines.append("implicit-keep" + _our_flags(getattr(result, "implicit_keep_flags", ())))
+    return lines
+
+
+def run_ours(sieve, case: Case) -> list[str]:
+    if sieve.check(case.script):
+        return ["compile-error"]
+    script = sieve.compile(case.script)
+    return normalize_ours(sieve.run(script, context_for(sieve, case)), case.script)
+
+
+def compare() -> None:
+    """Print how many cases give the same actions in both, and each other case."""
+    from mailboxes import sieve
+
+    from .test_pigeonhole_differential import EXPECTED_DIFFERENCES
+
+    theirs = recorded()
+    cases = load_cases()
+    same = listed = 0
+    for case in cases:
+        ours = run_ours(sieve, case)
+        if ours == theirs[case.name]:
+            same += 1
+        elif EXPECTED_DIFFERENCES.get(case.name, ([],))[0] == ours:
+            listed += 1
+        else:
+            print(f"{case.name}:\n  pigeonhole {theirs[case.name]}\n  ours       {ours}")
+    print(
+        f"{len(cases)} pairs: {same} the same actions, {listed} listed differences, "
+        f"{len(cases) - same - listed} other"
+    )
+
+
 def record() -> None:
     if not sieve_test_path():
         sys.exit("sieve-test is not installed (Debian: apt-get install dovecot-sieve)")
@@ -370,6 +501,12 @@ def record() -> None:
 if __name__ == "__main__":
     if sys.argv[1:] == ["--record"]:
         record()
+    elif sys.argv[1:] == ["--compare"]:
+        import django
+
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mailhost.settings")
+        django.setup()
+        compare()
     elif len(sys.argv) == 3 and sys.argv[1] == "--show":
         ph = Pigeonhole()
         try:
@@ -377,4 +514,6 @@ if __name__ == "__main__":
         finally:
             ph.close()
     else:
-        sys.exit("usage: python -m tests.mailboxes.sieve.pigeonhole --record | --show <case>")
+        sys.exit(
+            "usage: python -m tests.mailboxes.sieve.pigeonhole --record | --compare | --show <case>"
+        )

@@ -5,7 +5,8 @@ both interpreters; both results are reduced to the same normalized action lines
 (tests/mailboxes/sieve/pigeonhole.py explains the form) and must be equal, except for the cases
 in EXPECTED_DIFFERENCES, where Pigeonhole is wrong per the RFC or we differ on purpose: there
 ours must give exactly the listed lines (and Pigeonhole must still give something else, so that
-the table never goes stale). README's "Sieve: differences from Pigeonhole" lists the same.
+the table never goes stale). README's "Sieve tested against Pigeonhole" lists the same. `python -m
+tests.mailboxes.sieve.pigeonhole --compare` prints the agreement figure.
 
 Pigeonhole's answers are recorded in corpus/pigeonhole.json; test_recorded_matches_sieve_test
 checks the record against the installed sieve-test (Debian: dovecot-sieve) and is skipped
@@ -15,18 +16,19 @@ without it, the comparison itself runs from the record.
 from __future__ import annotations
 
 import re
-from urllib.parse import unquote
+from pathlib import Path
 
 import pytest
 
 from . import pigeonhole
-from .pigeonhole import GLOBAL, MAILBOXES, PERSONAL, Case
+from .pigeonhole import Case, run_ours
 
 CASES = pigeonhole.load_cases()
 RECORDED = pigeonhole.recorded()
 
 # The extensions the issue names. Debian 12's Pigeonhole (0.5.19) has neither ereject nor
-# mailboxid (nor special-use), so those are covered by the transcript tests only.
+# mailboxid (nor special-use), so those are covered by the transcript tests only
+# (test_extensions.py).
 ISSUE_EXTENSIONS = {
     "fileinto", "reject", "envelope", "encoded-character", "imap4flags", "body", "variables",
     "vacation", "vacation-seconds", "copy", "relational", "subaddress", "date", "index", "regex",
@@ -126,6 +128,9 @@ def test_corpus_size_and_coverage():
     for name in ISSUE_EXTENSIONS:
         uses = [c for c in CASES if name in _required(c.script) and not c.name.startswith("err-")]
         assert len(uses) >= 2, f"{name}: {len(uses)} cases"
+    transcripts = Path(__file__).with_name("test_extensions.py").read_text()
+    for name in NOT_IN_PIGEONHOLE - {"special-use"}:
+        assert f'require "{name}"' in transcripts or f'"{name}"' in transcripts, name
 
 
 @pytest.fixture(scope="module")
@@ -154,112 +159,6 @@ def _sieve():
     if not hasattr(sieve, "run"):
         pytest.skip("mailboxes.sieve has no run() yet")
     return sieve
-
-
-def _spam_score(raw: bytes, header: str) -> float | None:
-    match = re.search(rb"^" + header.encode() + rb":\s*(-?[0-9.]+)", raw, re.M | re.I)
-    return float(match.group(1)) if match else None
-
-
-def _loader(name: str, location: str) -> str | None:
-    path = (PERSONAL if location == "personal" else GLOBAL) / f"{name}.sieve"
-    return path.read_text() if path.exists() else None
-
-
-def context_for(sieve, case: Case):
-    return sieve.SieveContext(
-        raw=case.raw,
-        envelope_from=case.mail_from,
-        envelope_to=case.rcpt_to,
-        spam_score=_spam_score(case.raw, pigeonhole.SPAM_HEADER),
-        spam_max=pigeonhole.SPAM_MAX,
-        virus_score=_spam_score(case.raw, pigeonhole.VIRUS_HEADER),
-        virus_max=pigeonhole.VIRUS_MAX,
-        mailbox_exists=lambda name: name.upper() == "INBOX" or name in MAILBOXES,
-        duplicate=lambda _id, _seconds: False,
-        include=_loader,
-    )
-
-
-def _flags(flags) -> str:
-    if not flags:
-        return ""
-    names = sorted({f.lower() if f.startswith("\\") else f for f in flags})
-    return " flags=" + " ".join(names)
-
-
-def _text(text: str) -> str:
-    return re.sub(r"[\x00-\x1f]", "?", text)
-
-
-def _mailto(uri: str) -> str:
-    scheme, _, rest = uri.partition(":")
-    to, _, query = rest.partition("?")
-    recipients = [unquote(a) for a in to.split(",") if a]
-    for pair in query.split("&") if query else []:
-        key, _, value = pair.partition("=")
-        if key.lower() == "to":
-            recipients.extend(unquote(a) for a in value.split(",") if a)
-    return f"{scheme}:" + ",".join(recipients)
-
-
-def _uri_subject(uri: str) -> str | None:
-    for pair in uri.partition("?")[2].split("&"):
-        key, _, value = pair.partition("=")
-        if key.lower() == "subject":
-            return unquote(value)
-    return None
-
-
-def normalize_ours(result, script: str) -> list[str]:
-    lines = ["runtime-error"] if result.errors else []
-    for action in result.actions:
-        kind = type(action).__name__
-        copy = " copy" if getattr(action, "copy", False) else ""
-        if kind == "Keep":
-            lines.append("store INBOX" + _flags(action.flags))
-        elif kind == "FileInto":
-            # INBOX is the same folder in any case (RFC 3501 5.1; selectors.folder_get).
-            mailbox = "INBOX" if action.mailbox.upper() == "INBOX" else action.mailbox
-            lines.append(f"store {mailbox}{copy}" + _flags(action.flags))
-        elif kind == "Redirect":
-            lines.append(f"redirect {action.address}{copy}")
-        elif kind == "Discard":
-            lines.append("discard")
-        elif kind == "Reject":
-            lines.append(f"reject {_text(action.reason)}")
-        elif kind == "Vacation":
-            parts = ["vacation", f"seconds={action.seconds}"]
-            if action.subject is not None:
-                parts.append(f"subject={action.subject}")
-            if action.from_address is not None:
-                parts.append(f"from={action.from_address}")
-            if action.handle is not None and ":handle" in script:
-                parts.append(f"handle={action.handle}")
-            parts.append(f"reason={_text(action.reason)}")
-            lines.append(" ".join(parts))
-        elif kind == "Notify":
-            parts = ["notify", _mailto(action.method)]
-            parts.append(f"importance={action.importance or 2}")
-            if action.from_address:
-                parts.append(f"from={action.from_address}")
-            # Pigeonhole shows the notification's subject: :message, else the URI's subject.
-            subject = action.message or _uri_subject(action.method)
-            if subject:
-                parts.append(f"message={subject}")
-            lines.append(" ".join(parts))
-        else:
-            lines.append(f"other {action!r}")
-    if result.implicit_keep:
-        lines.append("implicit-keep" + _flags(getattr(result, "implicit_keep_flags", ())))
-    return lines
-
-
-def run_ours(sieve, case: Case) -> list[str]:
-    if sieve.check(case.script):
-        return ["compile-error"]
-    script = sieve.compile(case.script)
-    return normalize_ours(sieve.run(script, context_for(sieve, case)), case.script)
 
 
 @pytest.mark.parametrize("case", CASES, ids=_ids)
