@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 
 from mailboxes.sieve import actions as act
 from mailboxes.sieve import strings
@@ -221,7 +222,9 @@ def _addheader(run: Run, frame: Frame, node: Command) -> None:
     if name.lower() in PROTECTED_HEADERS:
         return  # RFC 5293 6: silently left alone
     last = ":last" in node.tagged
-    value = " ".join(value.splitlines())  # RFC 5293 4: no bare line ends in a field
+    # RFC 5293 4: a folded value is unfolded (RFC 5322 2.2.3); a line end not followed by
+    # white space cannot be in a field and becomes a space.
+    value = re.sub(r"\r?\n(?=[ \t])", "", value).replace("\r\n", " ").replace("\n", " ")
     run.message.add(name, value, last)
     run.edits.append(act.AddHeader(name=name, value=value, last=last))
 
