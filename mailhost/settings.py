@@ -352,7 +352,8 @@ MAILHOST_POP3_TAKEOVER = env_bool("MAILHOST_POP3_TAKEOVER", True)
 MAILHOST_POP3_EXPIRE = env_choice("MAILHOST_POP3_EXPIRE", "", ("NEVER", "0"))  # RFC 2449 6.7
 # ManageSieve (protocols/managesieve, RFC 5804): autologout, longest command line (literals
 # excluded), largest literal before login (AUTHENTICATE), and when a session is closed.
-MAILHOST_MANAGESIEVE_IDLE_TIMEOUT = env_int("MAILHOST_MANAGESIEVE_IDLE_TIMEOUT", 1800, minimum=60)
+# RFC 5804 1.2: an autologout after login is at least 30 minutes.
+MAILHOST_MANAGESIEVE_IDLE_TIMEOUT = env_int("MAILHOST_MANAGESIEVE_IDLE_TIMEOUT", 1800, minimum=1800)
 MAILHOST_MANAGESIEVE_MAX_LINE_LENGTH = env_int(
     "MAILHOST_MANAGESIEVE_MAX_LINE_LENGTH", 8192, minimum=1024
 )

@@ -73,6 +73,8 @@ NO_ENCRYPT_NEEDED: Final = no(
     ENCRYPT_NEEDED,
 )
 NO_MECHANISM: Final = no("Unsupported SASL mechanism.")
+# RFC 5804 2.1: an initial response with a mechanism whose server speaks first (LOGIN) is refused.
+NO_INITIAL_RESPONSE: Final = no("This mechanism takes no initial response.")
 NO_AUTH_FAILED: Final = no("Authentication failed.")
 NO_AUTH_CANCELLED: Final = no("Authentication cancelled.")
 NO_AUTH_MALFORMED: Final = no("Malformed SASL response.")
@@ -107,6 +109,10 @@ NO_ALREADYEXISTS: Final = no("A script with that name already exists.", ALREADYE
 NO_INVALID_NAME: Final = no("Invalid script name.")
 NO_NOT_UTF8: Final = no("Script is not valid UTF-8.")
 NO_LITERAL_TOO_LARGE: Final = no("Script is too large.", QUOTA_MAXSIZE)
+# RFC 5804 2.12: CHECKSCRIPT checks no quota, so its refusal of an oversized literal has no code.
+NO_CHECK_TOO_LARGE: Final = no("Script is too large to check.")
+NO_LITERAL_TOO_LARGE_OTHER: Final = no("Literal too large.")
+NO_EMPTY_SCRIPT: Final = no("Script is empty.")  # RFC 5804 2.6: zero length SHOULD be refused
 
 
 def no_syntax(text: str) -> bytes:
@@ -167,8 +173,7 @@ def capabilities(
     lines.append(b'"SASL" ' + string(" ".join(sasl)))
     if starttls:
         lines.append(b'"STARTTLS"')
-    if max_redirects:  # RFC 5804 1.7: a non-zero number; none is allowed, say nothing
-        lines.append(b'"MAXREDIRECTS" ' + string(str(max_redirects)))
+    lines.append(b'"MAXREDIRECTS" ' + string(str(max_redirects)))  # RFC 5804 1.7: 0 is valid
     if owner is not None:
         lines.append(b'"OWNER" ' + string(owner))
     lines.append(b'"UNAUTHENTICATE"')

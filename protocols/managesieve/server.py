@@ -274,7 +274,9 @@ class Session:
                 await self.send(responses.BYE_LITERAL_TOO_LARGE)
                 self.done = True
             else:
-                await self.error(responses.NO_LITERAL_TOO_LARGE)
+                await self.error(
+                    _TOO_LARGE.get(event.command, responses.NO_LITERAL_TOO_LARGE_OTHER)
+                )
         elif isinstance(event, parser.UnknownCommand):
             await self.error(responses.NO_UNKNOWN_COMMAND)
         elif isinstance(event, parser.BadSyntax):
@@ -300,7 +302,8 @@ class Session:
             sieve_extensions=extensions,
             # RFC 5804 1.7: an empty SASL list while logins need TLS first.
             sasl=SASL_MECHANISMS if self.login_allowed else (),
-            starttls=not self.conn.secure,
+            # RFC 5804 1.7: not advertised once STARTTLS or AUTHENTICATE has succeeded.
+            starttls=not self.conn.secure and self.state is State.NON_AUTHENTICATED,
             max_redirects=settings.MAILHOST_SIEVE_MAX_REDIRECTS,
             notify=["mailto"] if "enotify" in extensions else [],
             owner=self.mailbox.address if self.mailbox is not None else None,
@@ -357,11 +360,11 @@ class Session:
                 return
             await self.auth_plain(command.initial_response)
             return
-        # LOGIN: the user name may come as an initial response (as in SMTP AUTH LOGIN).
-        self.sasl = ("LOGIN", [])
         if command.initial_response is not None:
-            await self.sasl_response(parser.SaslResponse(command.initial_response))
+            # RFC 5804 2.1: LOGIN's server speaks first ("Username:").
+            await self.error(responses.NO_INITIAL_RESPONSE)
             return
+        self.sasl = ("LOGIN", [])
         await self.challenge(LOGIN_CHALLENGES[0])
 
     async def challenge(self, data: bytes) -> None:
@@ -480,6 +483,9 @@ class Session:
             await self.send(responses.OK_HAVESPACE)
 
     async def cmd_putscript(self, command: parser.PutScript) -> None:
+        if not command.script:
+            await self.send(responses.NO_EMPTY_SCRIPT)
+            return
         text = await self.script_text(command.script)
         if text is None:
             return
@@ -490,9 +496,6 @@ class Session:
     async def cmd_checkscript(self, command: parser.CheckScript) -> None:
         text = await self.script_text(command.script)
         if text is None:
-            return
-        if len(command.script) > settings.MAILHOST_SIEVE_MAX_SCRIPT_SIZE:
-            await self.send(responses.NO_LITERAL_TOO_LARGE)
             return
         errors = await _db(services.sievescript_check, text=text)
         await self.send(responses.no_script_errors(errors) if errors else responses.OK_CHECKSCRIPT)
@@ -525,6 +528,13 @@ class Session:
         )
         if done:
             await self.send(responses.OK_RENAMESCRIPT)
+
+
+# An oversized literal (after login; it was skipped): PUTSCRIPT's is over the size quota.
+_TOO_LARGE = {
+    "PUTSCRIPT": responses.NO_LITERAL_TOO_LARGE,
+    "CHECKSCRIPT": responses.NO_CHECK_TOO_LARGE,
+}
 
 
 def _b64(data: bytes) -> bytes:

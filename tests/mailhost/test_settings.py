@@ -140,7 +140,7 @@ BAD_VALUES: dict[str, Bad] = {
     "MAILHOST_SIEVE_CPU_LIMIT_MS": Bad("0", "must be at least 1"),
     "MAILHOST_SIEVE_VACATION_MIN_SECONDS": Bad("-5", "must be between 0 and"),
     "MAILHOST_MANAGESIEVE_PORT": Bad("sieve", "is not a whole number"),
-    "MAILHOST_MANAGESIEVE_IDLE_TIMEOUT": Bad("10", "must be at least 60"),
+    "MAILHOST_MANAGESIEVE_IDLE_TIMEOUT": Bad("600", "must be at least 1800"),
     "MAILHOST_MANAGESIEVE_MAX_LINE_LENGTH": Bad("100", "must be at least 1024"),
     "MAILHOST_MANAGESIEVE_MAX_LITERAL_BEFORE_AUTH": Bad("10", "must be at least 256"),
     "MAILHOST_MANAGESIEVE_MAX_AUTH_FAILURES": Bad("0", "must be at least 1"),

@@ -262,3 +262,23 @@ def test_scripts_are_per_mailbox(client_for, mailbox, make_mailbox):
     secure_login(bob, "bob@example.org", "bobsecret")
     assert bob.command("LISTSCRIPTS") == R.OK_LISTSCRIPTS
     assert bob.command('GETSCRIPT "mine"') == R.NO_NONEXISTENT
+
+
+def test_rfc5804_details(client_for, mailbox, settings):
+    settings.MAILHOST_ALLOW_PLAINTEXT_AUTH = True
+    settings.MAILHOST_SIEVE_MAX_SCRIPT_SIZE = 2048
+    client = client_for(greeting=False)
+    client.response()
+    # 2.1: LOGIN's server speaks first, so an initial response is refused.
+    assert client.command('AUTHENTICATE "LOGIN" "YWxpY2U="') == R.NO_INITIAL_RESPONSE
+    assert client.command(f'AUTHENTICATE "PLAIN" "{plain()}"') == R.OK_LOGGED_IN
+    # 1.7: STARTTLS is not advertised once AUTHENTICATE succeeded (even without TLS).
+    assert client.command("CAPABILITY") == capabilities(secure=True, login=True, owner=ADDRESS) + (
+        R.OK_CAPABILITY
+    )
+    # 2.6: a script of zero length is refused.
+    assert client.command(b'PUTSCRIPT "empty" {0+}\r\n') == R.NO_EMPTY_SCRIPT
+    # 2.12: CHECKSCRIPT checks no quota: an oversized script is refused without QUOTA.
+    big = "#" * 3000 + "\r\nkeep;"
+    assert client.command(b"CHECKSCRIPT " + literal(big)) == R.NO_CHECK_TOO_LARGE
+    assert client.command(b'PUTSCRIPT "big" ' + literal(big)) == R.NO_LITERAL_TOO_LARGE
