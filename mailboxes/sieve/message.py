@@ -208,10 +208,11 @@ def apply_edits(raw: bytes, edits: list) -> bytes:
             fields = [*fields, line] if edit.last else [line, *fields]
             continue
         lower, seen, kept = edit.name.lower().encode(), 0, []
+        occurrences = set(edit.occurrences)
         for line in fields:
             if line.split(b":", 1)[0].strip().lower() == lower:
                 seen += 1
-                if seen in edit.occurrences:
+                if seen in occurrences:
                     continue
             kept.append(line)
         fields = kept

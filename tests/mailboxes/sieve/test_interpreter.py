@@ -725,3 +725,29 @@ def test_cpu_budget():
     result = run(text, limits=Limits(cpu_seconds=0.0))
     assert result.errors[0].message == "the script used more than 0.0 s of CPU"
     assert result.implicit_keep is True and result.actions == []
+
+
+def test_deleting_twenty_thousand_fields_is_linear():
+    raw = b"Subject: x\r\n" + b"X-Many: y\r\n" * 20_000 + b"\r\nbody"
+    started = time.process_time()
+    result = run('require "editheader"; deleteheader "x-many";', raw)
+    assert result.header_edits.apply(raw) == b"Subject: x\r\n\r\nbody"
+    assert time.process_time() - started < 1.0
+
+
+def test_a_message_nested_past_the_recursion_limit_is_kept():
+    raw = b"From: a@b\r\nMIME-Version: 1.0\r\n" + _nested(2000)
+    result = run('require "body"; if body :contains "needle" { discard; }', raw)
+    assert result.actions == [] and result.implicit_keep is True
+    assert result.errors[0].message == "the script nests too deeply"
+
+
+def _nested(depth: int) -> bytes:
+    body = b"Content-Type: text/plain\r\n\r\nneedle\r\n"
+    for i in range(depth):
+        b = f"b{i}".encode()
+        body = (
+            b'Content-Type: multipart/mixed; boundary="' + b + b'"\r\n\r\n--' + b + b"\r\n"
+            + body + b"\r\n--" + b + b"--\r\n"
+        )  # fmt: skip
+    return body
