@@ -88,36 +88,40 @@ class _Mailbox:
 
 def _scripts_for(mailbox_ids: Sequence[int]) -> list[_Mailbox]:
     """The mailboxes among `mailbox_ids` that have a script to run, with their scripts: the
-    domain's default (Domain.sieve_default), then the mailbox's active SieveScript. One query."""
-    from django.db.models import OuterRef, Subquery
+    domain's default (Domain.sieve_default), then the mailbox's active SieveScript (at most
+    one: a database constraint). One plain query: it runs for every delivery, and the ORM
+    spent ten times the database's time building it."""
+    from django.db import connection
 
-    from mailboxes import models
+    from mailboxes.models import Domain, Mailbox, SieveScript
 
-    active = models.SieveScript.objects.filter(mailbox_id=OuterRef("pk"), active=True)
-    rows = (
-        models.Mailbox.objects.filter(pk__in=mailbox_ids)
-        .annotate(
-            script_name=Subquery(active.values("name")[:1]),
-            script_text=Subquery(active.values("text")[:1]),
-        )
-        .values_list(
-            "id",
-            "local_part",
-            "domain__name",
-            "domain__sieve_default",
-            "script_name",
-            "script_text",
-        )
+    ids = sorted(set(mailbox_ids))
+    q = connection.ops.quote_name
+    mailbox, domain, script = (
+        q(Mailbox._meta.db_table),
+        q(Domain._meta.db_table),
+        q(SieveScript._meta.db_table),
     )
+    sql = (
+        f"SELECT m.id, m.local_part, d.name, d.sieve_default, s.name, s.text FROM {mailbox} m "
+        f"JOIN {domain} d ON d.id = m.domain_id "
+        f"LEFT JOIN {script} s ON s.mailbox_id = m.id AND s.active = %s "
+        f"WHERE m.id IN ({', '.join(['%s'] * len(ids))})"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [True, *ids])
+        rows = cursor.fetchall()
     found = []
-    for mailbox_id, local_part, domain, default, name, text in rows:
+    for mailbox_id, local_part, domain_name, default, name, text in rows:
         scripts = []
         if default and default.strip():
             scripts.append(("domain default", default))
         if text and text.strip():
             scripts.append((f"user script {name!r}", text))
         if scripts:
-            found.append(_Mailbox(mailbox_id, f"{local_part}@{domain}", domain, tuple(scripts)))
+            found.append(
+                _Mailbox(mailbox_id, f"{local_part}@{domain_name}", domain_name, tuple(scripts))
+            )
     return found
 
 
