@@ -203,6 +203,10 @@ class _Checker:
                 ok = False
                 continue
             node.tagged[key] = (arg.name, value)
+        index = node.tagged.get(":index")
+        if index and getattr(index[1], "value", 1) < 1:  # RFC 5260 6: fields count from 1
+            self.error(index[1], ":index counts from 1")
+            ok = False
         for tag in spec.tags:
             if tag.needs and tag.name in node.tagged and tag.needs not in node.tagged:
                 self.error(node, f"{tag.name} needs {tag.needs}")

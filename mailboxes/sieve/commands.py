@@ -80,12 +80,23 @@ def _reject(run: Run, frame: Frame, node: Command) -> None:
 # -- RFC 5232 imap4flags --------------------------------------------------------------------
 
 
+_SETTABLE_SYSTEM_FLAGS = frozenset({"\\seen", "\\answered", "\\flagged", "\\deleted", "\\draft"})
+_KEYWORD = re.compile(r'[^\x00-\x20\x7f-\U0010ffff(){%*"\\\]]+\Z')  # RFC 9051 atom
+
+
 def _flag_list(values: list[str]) -> list[str]:
-    """Flags split at spaces, each once (compared without case, RFC 5232 3)."""
+    """Flags split at spaces, each once (compared without case, RFC 5232 3); a flag IMAP
+    cannot store is ignored (RFC 5232 2): a system flag other than the five a client may
+    set, or a keyword that is no IMAP atom."""
     result: list[str] = []
     seen: set[str] = set()
     for value in values:
         for flag in value.split():
+            if flag.startswith("\\"):
+                if flag.lower() not in _SETTABLE_SYSTEM_FLAGS:
+                    continue
+            elif not _KEYWORD.match(flag):
+                continue
             if flag.lower() not in seen:
                 seen.add(flag.lower())
                 result.append(flag)

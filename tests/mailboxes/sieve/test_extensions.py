@@ -268,6 +268,16 @@ def test_imap4flags_flags_tag_and_hasflag():
     assert result.actions == [FileInto("Work", flags=("\\Answered",)), Keep(flags=("$Later",))]
 
 
+def test_imap4flags_ignores_flags_imap_cannot_store():
+    # RFC 5232 2: an unknown system flag or a keyword that is no IMAP atom is ignored.
+    script = r"""require "imap4flags"; setflag ["\\Recent", "\\Frop", "(x)", "", "$ok \\Seen"];"""
+    assert set(run(script).implicit_keep_flags) == {"$ok", "\\Seen"}
+
+
+def test_index_counts_from_one():
+    assert_compile_error('require "index";\nif header :index 0 "received" "x" { keep; }', 2)
+
+
 def test_imap4flags_variable():
     script = r"""require ["imap4flags", "variables", "fileinto"];
     set "mine" "";
