@@ -375,7 +375,7 @@ def context_for(sieve, case: Case):  # noqa: ANN001, ANN201 - sieve is the modul
     return sieve.SieveContext(
         raw=case.raw,
         envelope_from=case.mail_from,
-        envelope_to=case.rcpt_to,
+        envelope_to=case.orig_to,  # RCPT TO as the sender gave it (sieve-test -a)
         spam_score=_spam_score(case.raw, SPAM_HEADER),
         spam_max=SPAM_MAX,
         virus_score=_spam_score(case.raw, VIRUS_HEADER),

@@ -1,0 +1,1 @@
+if header :is "bad name" "x" { keep; }

@@ -1,0 +1,3 @@
+require "fileinto";
+if header :is "SUBJECT" "Project meeting tomorrow" { fileinto "upper-name"; }
+if exists "sUbJeCt" { fileinto "mixed-exists"; }

@@ -1,0 +1,3 @@
+require ["imap4flags", "fileinto"];
+addflag ["\\Frop", "$ok", "bad flag", ""];
+fileinto "Work";

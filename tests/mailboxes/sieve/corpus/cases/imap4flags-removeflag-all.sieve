@@ -1,0 +1,3 @@
+require ["imap4flags"];
+setflag "\\Seen \\Flagged";
+removeflag ["\\seen", "\\flagged"];

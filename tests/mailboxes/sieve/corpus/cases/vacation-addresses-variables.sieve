@@ -1,0 +1,3 @@
+require ["vacation", "variables"];
+set "me" "alice@example.org";
+vacation :addresses ["${me}", "alias@example.org"] :days 2 "Away.";

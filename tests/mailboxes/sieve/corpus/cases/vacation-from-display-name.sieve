@@ -1,0 +1,2 @@
+require "vacation";
+vacation :from "Alice Example <alice@example.org>" :subject "=?utf-8?q?Abwesend?=" "Away.";
