@@ -58,14 +58,30 @@ __all__ = [
 ]
 
 
-def _analyse(text: str) -> tuple[Script, list[SieveError]]:
+def _decode(source: str | bytes) -> tuple[str, list[SieveError]]:
+    """Scripts are UTF-8 (RFC 5228 2.2); bytes that are not are an error at their place."""
+    if isinstance(source, str):
+        return source, []
+    try:
+        return source.decode("utf-8"), []
+    except UnicodeDecodeError as error:
+        line_start = source.rfind(b"\n", 0, error.start) + 1
+        line = source.count(b"\n", 0, error.start) + 1
+        column = len(source[line_start : error.start].decode("utf-8", "replace")) + 1
+        message = f"invalid UTF-8 at byte {error.start}"
+        return source.decode("utf-8", "replace"), [SieveError(line, column, message)]
+
+
+def _analyse(source: str | bytes) -> tuple[Script, list[SieveError]]:
+    text, encoding_errors = _decode(source)
     commands, errors = parse(text)
+    errors = encoding_errors + errors
     requires, check_errors = check_script(commands)
     errors = sorted(errors + check_errors, key=lambda e: (e.line, e.column))
     return Script(commands, frozenset(requires), text), errors
 
 
-def check(text: str) -> list[SieveError]:
+def check(text: str | bytes) -> list[SieveError]:
     """Every error in the script, with line and column; [] when it is valid. Never raises."""
     try:
         return _analyse(text)[1]
@@ -74,7 +90,7 @@ def check(text: str) -> list[SieveError]:
 
 
 @lru_cache(maxsize=32)
-def compile(text: str) -> Script:  # noqa: A001 - the name the interface agreed on
+def compile(text: str | bytes) -> Script:  # noqa: A001 - the name the interface agreed on
     """The script ready to run; SieveSyntaxError(errors) when check() finds any."""
     try:
         script, errors = _analyse(text)

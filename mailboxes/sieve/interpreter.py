@@ -293,7 +293,9 @@ def run(script: Script, context: act.SieveContext) -> act.SieveResult:
             header_edits=act.HeaderEdits(),
         )
     except RecursionError:
-        return act.SieveResult(errors=[SieveRuntimeError("the script nests too deeply").error])
+        return act.SieveResult(
+            errors=[SieveRuntimeError("the script or the message nests too deeply").error]
+        )
     return act.SieveResult(
         actions=state.actions,
         implicit_keep=state.implicit_keep,

@@ -739,7 +739,7 @@ def test_a_message_nested_past_the_recursion_limit_is_kept():
     raw = b"From: a@b\r\nMIME-Version: 1.0\r\n" + _nested(2000)
     result = run('require "body"; if body :contains "needle" { discard; }', raw)
     assert result.actions == [] and result.implicit_keep is True
-    assert result.errors[0].message == "the script nests too deeply"
+    assert result.errors[0].message == "the script or the message nests too deeply"
 
 
 def _nested(depth: int) -> bytes:

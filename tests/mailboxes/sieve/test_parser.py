@@ -46,6 +46,26 @@ def test_quoted_string_escapes():
     assert first_string(r'require "reject"; reject "a\"b\\c\d";') == ['a"b\\cd']
 
 
+def test_bytes_must_be_utf8_and_errors_name_the_byte():
+    script = 'require "fileinto";\r\nfileinto "Caf\u00e9 \u2615";\r\n'.encode()
+    assert sieve.check(script) == []
+    assert sieve.compile(script).commands[1].positional[0].values == ["Caf\u00e9 \u2615"]
+    bad = b'keep;\r\nfileinto "\xc3\xa9\xff";'
+    assert errors(bad) == [
+        (2, 1, "command 'fileinto' needs require 'fileinto'"),
+        (2, 12, "invalid UTF-8 at byte 19"),
+    ]
+
+
+def test_columns_count_characters_and_lines_end_in_lf_or_crlf():
+    assert errors("keep;\r\n\t  foo;") == [(2, 4, "unknown command 'foo'")]
+    assert errors("keep;\n\u00e9\u00e9") == [
+        (2, 1, "unexpected character '\u00e9'"),
+        (2, 2, "unexpected character '\u00e9'"),
+    ]
+    assert errors('require "reject"; reject "\u2615";  foo;') == [(1, 32, "unknown command 'foo'")]
+
+
 def test_line_ends_in_strings_are_crlf():
     assert first_string('require "reject";\nreject "a\nb\r\nc";') == ["a\r\nb\r\nc"]
 
