@@ -41,6 +41,8 @@ _routes = [
     ("settings/filters/<int:index>/delete/", filters.rule_delete, "rule_delete"),
     ("settings/filters/<int:index>/move/", filters.rule_move, "rule_move"),
     ("settings/filters/script/", filters.script_save, "script_save"),
+    ("settings/filters/scripts/activate/", filters.script_activate, "script_activate"),
+    ("settings/filters/scripts/delete/", filters.script_delete, "script_delete"),
     ("settings/vacation/", filters.vacation_view, "vacation"),
     ("settings/forwarding/", filters.forwarding_view, "forwarding"),
     ("api/status/", api.status, "api_status"),

@@ -289,3 +289,20 @@ def test_edit_and_reorder_rules(web, alice):
     ]
     assert web.post("/settings/filters/1/move/", {"direction": "down"}).status_code == 404
     assert web.post("/settings/filters/add/", {**RULE, "index": "7"}).status_code == 404
+
+
+def test_stored_scripts_can_be_activated_turned_off_and_deleted(web, alice):
+    services.sievescript_put(mailbox=alice, name="mine", text=HAND_WRITTEN, activate=True)
+    web.post("/settings/vacation/", {"enabled": "on", "subject": "Away", "text": "Away."})
+    page = web.get("/settings/filters/").content.decode()
+    assert 'data-script="mine"' in page and 'data-script="webmail"' in page
+    web.post("/settings/filters/scripts/activate/", {"name": "mine"})
+    assert active(alice).name == "mine"
+    response = web.post("/settings/filters/scripts/delete/", {"name": "mine"}, follow=True)
+    assert "Not deleted:" in response.content.decode()  # the active one stays
+    web.post("/settings/filters/scripts/activate/", {"name": ""})
+    assert active(alice) is None
+    web.post("/settings/filters/scripts/delete/", {"name": "mine"})
+    assert [s.name for s in selectors.sievescripts_of(alice)] == ["webmail"]
+    response = web.post("/settings/filters/scripts/activate/", {"name": "gone"}, follow=True)
+    assert "Not changed:" in response.content.decode()

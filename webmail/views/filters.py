@@ -107,6 +107,7 @@ def filters_view(request: HttpRequest) -> HttpResponse:
             editing=editing,
             form=_form_rows(rule),
             generated=filters.generate(current.settings),
+            scripts=selectors.sievescripts_of(request.mailbox.pk),
             fields=filters.FIELDS,
             operators={**filters.OPERATORS, **filters.SIZE_OPERATORS},
             actions=filters.ACTIONS,
@@ -246,6 +247,33 @@ def script_save(request: HttpRequest) -> HttpResponse:
             status=400,
         )
     flash.success(request, f"Script “{name}” saved.")
+    return redirect("webmail:filters")
+
+
+@require_POST
+@mailbox_required
+def script_activate(request: HttpRequest) -> HttpResponse:
+    """Make one of the stored scripts the active one ("" : none runs)."""
+    name = request.POST.get("name", "")
+    try:
+        services.sievescript_activate(mailbox=request.mailbox, name=name)
+    except MailhostError as exc:
+        flash.error(request, f"Not changed: {exc}")
+    else:
+        flash.success(request, f"“{name}” is active now." if name else "No filters run now.")
+    return redirect("webmail:filters")
+
+
+@require_POST
+@mailbox_required
+def script_delete(request: HttpRequest) -> HttpResponse:
+    name = request.POST.get("name", "")
+    try:
+        services.sievescript_delete(mailbox=request.mailbox, name=name)
+    except MailhostError as exc:
+        flash.error(request, f"Not deleted: {exc}")
+    else:
+        flash.success(request, f"“{name}” deleted.")
     return redirect("webmail:filters")
 
 
