@@ -118,6 +118,7 @@ class SieveContext:
     raw: bytes
     envelope_from: str = ""  # "" for the null reverse-path
     envelope_to: str = ""  # the original recipient of this delivery
+    envelope_auth: str = ""  # the authenticated submitter, if any (envelope "auth")
     # RFC 5235: the spam score and the score that counts as "definitely spam" (10 / 100%);
     # None when the message was not tested.
     spam_score: float | None = None

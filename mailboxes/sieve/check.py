@@ -37,9 +37,10 @@ ADDRESS_HEADERS = frozenset(
         "x-beenthere",
     }
 )
-ENVELOPE_PARTS = frozenset({"from", "to"})
+# RFC 5228 5.4, and "auth" (the RFC 4954 AUTH= identity) as Pigeonhole has it
+ENVELOPE_PARTS = frozenset({"from", "to", "auth"})
 FIELD_NAME = re.compile(r"[\x21-\x39\x3b-\x7e]+\Z")  # RFC 5322 3.6.8 ftext
-ZONE = re.compile(r"[+-][0-9]{4}\Z")
+ZONE = re.compile(r"[+-](?:[01][0-9]|2[0-3])[0-5][0-9]\Z")  # RFC 5260 4.1, hours below 24
 NOTIFY_OPTION = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+-]*=", re.DOTALL)  # RFC 5435 3.7
 SPECIAL_USE = re.compile(r"\\[A-Za-z][A-Za-z0-9]*\Z")
 # A loose RFC 5321 mailbox: what redirect, vacation :from and :addresses may name.

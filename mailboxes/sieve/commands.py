@@ -181,7 +181,7 @@ def _vacation(run: Run, frame: Frame, node: Command) -> None:
         seconds = period[1].value
     if sender is not None and not ADDRESS.match(_angle(sender)):
         raise SieveRuntimeError(f"vacation :from is not a valid address: {sender!r}")
-    if handle is None:
+    if not handle:
         # RFC 5230 4.2: without :handle, the same arguments are the same vacation.
         key = "\0".join([reason, subject or "", sender or "", "mime" if mime else ""])
         handle = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:32]
@@ -208,6 +208,7 @@ def _notify(run: Run, frame: Frame, node: Command) -> None:
     problem = notify.method_problem(method)
     if problem:
         raise SieveRuntimeError(problem)
+    method = "mailto:" + method[len("mailto:") :]  # the scheme ignores case (RFC 3986 3.1)
     importance = run.tag_string(frame, node, ":importance", "2")
     if importance not in ("1", "2", "3"):
         raise SieveRuntimeError(':importance must be "1", "2" or "3"')

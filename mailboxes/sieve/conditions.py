@@ -6,6 +6,7 @@ import hashlib
 from datetime import UTC, datetime, timedelta, timezone
 
 from mailboxes.sieve import message as msg
+from mailboxes.sieve.check import ZONE
 from mailboxes.sieve.errors import SieveRuntimeError
 from mailboxes.sieve.interpreter import Frame, Run
 from mailboxes.sieve.parser import Test
@@ -70,7 +71,11 @@ def _envelope(run: Run, frame: Frame, node: Test) -> bool:
     values, count = [], 0
     for name in parts:
         name = name.lower()
-        value = {"from": run.context.envelope_from, "to": run.context.envelope_to}.get(name)
+        value = {
+            "from": run.context.envelope_from,
+            "to": run.context.envelope_to,
+            "auth": run.context.envelope_auth or None,  # absent unless the sender logged in
+        }.get(name)
         if value is None:
             continue
         count += 1
@@ -145,7 +150,7 @@ def _zone_of(run: Run, frame: Frame, node: Test, original: datetime | None) -> t
     if zone[0] == ":originalzone":
         return original.tzinfo if original else None
     text = run.string(frame, zone[1])
-    if len(text) != 5 or text[0] not in "+-" or not text[1:].isdigit():
+    if not ZONE.match(text):
         raise SieveRuntimeError(f"invalid time zone {text!r}")
     minutes = int(text[1:3]) * 60 + int(text[3:])
     return timezone(timedelta(minutes=minutes if text[0] == "+" else -minutes))

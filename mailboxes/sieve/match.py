@@ -162,10 +162,16 @@ def glob(value: str, pattern: str, comparator: str = "i;ascii-casemap") -> list[
 # -- :regex --------------------------------------------------------------------------------
 
 
+# "(?i)", "(?=", "(?P<": Perl and Python syntax that POSIX regcomp (Pigeonhole) refuses.
+_PERL_GROUP = re.compile(r"(?<!\\)\(\?")
+
+
 def regex_problem(pattern: str) -> str | None:
     """Why a :regex key cannot be used, or None."""
     if len(pattern) > MAX_REGEX_CHARS:
         return f"longer than {MAX_REGEX_CHARS} characters"
+    if _PERL_GROUP.search(pattern):
+        return "'(?' is not POSIX extended syntax"
     try:
         regex.compile(pattern, _REGEX_FLAGS)
     except regex.error as error:

@@ -751,3 +751,18 @@ def _nested(depth: int) -> bytes:
             + body + b"\r\n--" + b + b"--\r\n"
         )  # fmt: skip
     return body
+
+
+def test_zone_out_of_range_from_a_variable_is_a_run_time_error():
+    text = 'require ["date", "variables"]; set "z" "+2500"; if currentdate :zone "${z}" "year" "2026" { discard; }'
+    result = run(text, now=NOW)
+    assert result.errors[0].message == "invalid time zone '+2500'" and result.implicit_keep
+
+
+def test_envelope_auth_and_mailto_scheme_case():
+    text = 'require "envelope"; if envelope :is "auth" "alice@example.org" { discard; }'
+    assert actions(text, envelope_auth="alice@example.org") == [Discard()]
+    assert actions(text) == []
+    assert actions('require "enotify"; notify "MAILTO:a@example.org";') == [
+        Notify("mailto:a@example.org")
+    ]

@@ -242,6 +242,14 @@ def test_parse_keeps_tags_and_positions():
         ),
         ('require "index"; if header :last "a" "b" {}', ":last needs :index"),
         (
+            'require "regex"; if header :regex "a" "(?i)x" {}',
+            "bad regular expression '(?i)x': '(?' is not POSIX extended syntax",
+        ),
+        (
+            'require "date"; if currentdate :zone "+2500" "year" "1" {}',
+            "invalid time zone '+2500' (want +hhmm)",
+        ),
+        (
             'require "imap4flags"; setflag "var" "\\\\Seen";',
             "setflag with a variable name needs require 'variables'",
         ),
