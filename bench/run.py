@@ -334,6 +334,29 @@ class Bench:
         )
         self.results["sieve"] = json.loads(done.stdout.strip().splitlines()[-1])
 
+    # --- Spam verdict ---------------------------------------------------------------------------
+
+    def spam(self) -> None:
+        """CPU of the builtin spam verdict per message and the classifier's size
+        (bench/spam_cost.py, in its own process on a scratch SQLite database)."""
+        data_dir = self.tmp / "spam"
+        data_dir.mkdir()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MAILHOST_")}
+        env.pop("DATABASE_URL", None)
+        env.pop("REDIS_URL", None)
+        env["MAILHOST_DATA_DIR"] = str(data_dir)
+        env["MAILHOST_LOG_LEVEL"] = "WARNING"
+        runs = "50" if self.args.quick else "500"
+        done = subprocess.run(
+            [sys.executable, str(REPO / "bench" / "spam_cost.py"), runs, "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=True,
+        )
+        self.results["spam"] = json.loads(done.stdout.strip().splitlines()[-1])
+
     # --- SMTP inbound ------------------------------------------------------------------------
 
     def smtp(self) -> None:
@@ -610,6 +633,7 @@ class Bench:
             self.section("memory", self.memory)
             self.section("outbound, 4 workers", lambda: self.outbound(4))
             self.section("sieve", self.sieve)
+            self.section("spam", self.spam)
             teardown = time.perf_counter()
         self.results["meta"]["phases"]["teardown"] = round(time.perf_counter() - teardown, 2)
         self.results["meta"]["loadavg_at_end"] = os.getloadavg()[0]
@@ -838,6 +862,19 @@ def table(results: dict) -> str:
         for key, value in inbound.items():
             if "ms" in key:
                 out.append(f"- {key}: {value}")
+    spam = results.get("spam")
+    if spam:
+        out.append("")
+        out.append(
+            "Spam verdict (builtin), CPU ms a message: "
+            f"verdict {spam['verdict_untrained_cpu_ms']} (untrained mailbox), "
+            f"{spam['verdict_trained_cpu_ms']} (classifier trained on {spam['trained_messages']}"
+            f" messages); message_accept +{spam['accept_cpu_ms_added']} "
+            f"({spam['accept_cpu_ms_backend_off']} off, {spam['accept_cpu_ms_builtin']} builtin);"
+            f" training {spam['training_cpu_ms_per_message']} (after the move's commit); "
+            f"classifier {spam['classifier_rows']} rows, {spam['classifier_table_bytes']} bytes "
+            f"on disk, {spam['verdict_peak_python_kib']} KiB peak per verdict"
+        )
     outbound = results.get("outbound")
     if outbound:
         out.append("")
@@ -942,7 +979,7 @@ def main(argv: list[str] | None = None) -> int:
         type=lambda text: set(text.split(",")),
         default=None,
         help="comma-separated sections to run: smtp, inbound, outbound, imap, webmail, imaptest,"
-        " memory, sieve",
+        " memory, sieve, spam",
     )
     parser.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "latest.json")
     args = parser.parse_args(argv)

@@ -233,7 +233,8 @@ def mailbox_reasons(
             result[mailbox_id].append(
                 Reason("BLOCK_LISTED", 100.0, f"{sender} is on your list of blocked senders")
             )
-    for mailbox_id in selectors.known_sender_mailboxes(mailbox_ids, sender):
+    all_totals, known = selectors.mailbox_facts(mailbox_ids, sender)
+    for mailbox_id in sorted(known):
         if authenticated:
             reason = Reason("KNOWN_SENDER", -3.0, f"you have written to {sender} before")
         else:
@@ -245,7 +246,7 @@ def mailbox_reasons(
         result[mailbox_id].append(reason)
     if not classifier:
         return result
-    totals = {m: t for m, t in selectors.classifier_totals(mailbox_ids).items() if t.ready}
+    totals = {m: t for m, t in all_totals.items() if t.ready}
     if totals:
         tokens = hashes()
         counts = selectors.classifier_counts(list(totals), tokens)

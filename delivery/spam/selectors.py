@@ -5,16 +5,60 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 
+from django.db import connection
+
 from delivery.models import KnownSender, SpamToken, SpamTraining
 from delivery.spam.classifier import Totals
 
 TOTALS_TOKEN = 0  # SpamToken row holding a mailbox's trained message counts
 
 
+def _table(model) -> str:  # noqa: ANN001
+    return connection.ops.quote_name(model._meta.db_table)
+
+
+def _marks(values: list) -> str:
+    return ", ".join(["%s"] * len(values))
+
+
 def classifier_totals(mailbox_ids: Iterable[int]) -> dict[int, Totals]:
     """Each mailbox's trained counts (mailboxes never trained are left out)."""
-    rows = SpamToken.objects.filter(mailbox_id__in=list(mailbox_ids), token=TOTALS_TOKEN)
-    return {m: Totals(s, h) for m, s, h in rows.values_list("mailbox_id", "spam", "ham")}
+    return mailbox_facts(mailbox_ids, "")[0]
+
+
+def known_sender_mailboxes(mailbox_ids: Iterable[int], address: str) -> set[int]:
+    """Those of these mailboxes that trust `address` (they wrote to it, or un-junked it)."""
+    return mailbox_facts(mailbox_ids, address)[1]
+
+
+def mailbox_facts(mailbox_ids: Iterable[int], sender: str) -> tuple[dict[int, Totals], set[int]]:
+    """classifier_totals and known_sender_mailboxes in one statement (the hot path of port
+    25: plain SQL, since building these with the ORM cost more CPU than running them)."""
+    ids = sorted(set(mailbox_ids))
+    if not ids:
+        return {}, set()
+    marks = _marks(ids)
+    sql = (
+        f"SELECT 0, mailbox_id, spam, ham FROM {_table(SpamToken)}"
+        f" WHERE token = %s AND mailbox_id IN ({marks})"
+    )
+    params: list = [TOTALS_TOKEN, *ids]
+    if sender:
+        sql += (
+            f" UNION ALL SELECT 1, mailbox_id, 0, 0 FROM {_table(KnownSender)}"
+            f" WHERE address = %s AND mailbox_id IN ({marks})"
+        )
+        params += [sender.lower(), *ids]
+    totals: dict[int, Totals] = {}
+    known: set[int] = set()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        for kind, mailbox_id, spam, ham in cursor.fetchall():
+            if kind:
+                known.add(mailbox_id)
+            else:
+                totals[mailbox_id] = Totals(spam, ham)
+    return totals, known
 
 
 def classifier_counts(
@@ -22,20 +66,20 @@ def classifier_counts(
 ) -> dict[int, dict[int, tuple[int, int]]]:
     """{mailbox id: {token hash: (spam, ham)}} for the tokens these mailboxes have seen."""
     found: dict[int, dict[int, tuple[int, int]]] = defaultdict(dict)
-    ids = list(mailbox_ids)
-    for start in range(0, len(hashes), 900):  # SQLite's bound parameters
-        rows = SpamToken.objects.filter(mailbox_id__in=ids, token__in=hashes[start : start + 900])
-        for mailbox_id, token, spam, ham in rows.values_list("mailbox_id", "token", "spam", "ham"):
-            found[mailbox_id][token] = (spam, ham)
+    ids = sorted(set(mailbox_ids))
+    if not ids or not hashes:
+        return found
+    with connection.cursor() as cursor:
+        for start in range(0, len(hashes), 900):  # SQLite's bound parameters
+            chunk = hashes[start : start + 900]
+            cursor.execute(
+                f"SELECT mailbox_id, token, spam, ham FROM {_table(SpamToken)}"
+                f" WHERE mailbox_id IN ({_marks(ids)}) AND token IN ({_marks(chunk)})",
+                [*ids, *chunk],
+            )
+            for mailbox_id, token, spam, ham in cursor.fetchall():
+                found[mailbox_id][token] = (spam, ham)
     return found
-
-
-def known_sender_mailboxes(mailbox_ids: Iterable[int], address: str) -> set[int]:
-    """Those of these mailboxes that trust `address` (they wrote to it, or un-junked it)."""
-    if not address:
-        return set()
-    rows = KnownSender.objects.filter(mailbox_id__in=list(mailbox_ids), address=address.lower())
-    return set(rows.values_list("mailbox_id", flat=True))
 
 
 def sender_list_verdicts(mailbox_ids: Iterable[int], sender: str) -> dict[int, str | None]:

@@ -64,6 +64,12 @@ def test_quick_bench_produces_every_figure(tmp_path):
     # A difference of two measurements: a busy machine may even make it negative.
     assert isinstance(inbound["message_accept, added by the checks: CPU ms"], float)
 
+    spam = data["spam"]  # the builtin spam verdict, CPU per message, classifier size
+    for key in ("verdict_untrained_cpu_ms", "verdict_trained_cpu_ms", "tokens_cpu_ms"):
+        assert _number(spam[key]) and spam[key] > 0, (key, spam)
+    assert spam["classifier_rows"] > 0 and isinstance(spam["accept_cpu_ms_added"], float)
+    assert "Spam verdict (builtin)" in result.stdout
+
     outbound = {run["workers"]: run for run in data["outbound"]}
     assert set(outbound) == {1, 4}
     for run in outbound.values():
