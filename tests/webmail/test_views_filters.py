@@ -306,3 +306,17 @@ def test_stored_scripts_can_be_activated_turned_off_and_deleted(web, alice):
     assert [s.name for s in selectors.sievescripts_of(alice)] == ["webmail"]
     response = web.post("/settings/filters/scripts/activate/", {"name": "gone"}, follow=True)
     assert "Not changed:" in response.content.decode()
+
+
+def test_another_mailboxs_scripts_are_out_of_reach(web, alice, bob):
+    services.sievescript_put(mailbox=bob, name="bobs", text=HAND_WRITTEN, activate=True)
+    services.sievescript_put(mailbox=bob, name="spare", text="keep;\n")
+    web.post("/settings/filters/scripts/activate/", {"name": "spare"})
+    web.post("/settings/filters/scripts/delete/", {"name": "spare"})
+    web.post("/settings/filters/script/", {"script": "discard;\n"})
+    assert [(s.name, s.active) for s in selectors.sievescripts_of(bob)] == [
+        ("bobs", True),
+        ("spare", False),
+    ]
+    assert "bobs" not in web.get("/settings/filters/").content.decode()
+    assert active(alice).text == "discard;\n"  # alice's own, named for her
