@@ -80,7 +80,7 @@ class _Checker:
         self.block(commands, top=True)
 
     def require(self, command: Command) -> None:
-        args = [a for a in command.args]
+        args = list(command.args)
         if len(args) != 1 or not isinstance(args[0], StringArg) or command.tests or command.block:
             self.error(command, "require takes one string list of extension names")
             return
