@@ -15,7 +15,8 @@ Choices, each for the mail Mailhost itself sends and receives:
 - MTA-STS mode from MAILHOST_MTA_STS_MODE (`testing` by default: a certificate that does not
   yet match must not make senders refuse mail; RFC 8461 5).
 - SRV: both RFC 6186 (STARTTLS on 143/110/587) and RFC 8314 (implicit TLS on 993/995/465)
-  forms with the configured ports, implicit TLS first by priority (RFC 8314 prefers it).
+  forms with the configured ports, implicit TLS first by priority (RFC 8314 prefers it), and
+  RFC 5804's _sieve for ManageSieve (STARTTLS only, so one record).
   Every listener is always offered, so no record has the "not offered" target ".".
 """
 
@@ -131,6 +132,8 @@ def domain_records(domain: Domain, *, addresses: list[str] | None = None) -> lis
         ("_imap", settings.MAILHOST_IMAP_PORT, SRV_PRIORITY_STARTTLS),
         ("_pop3s", settings.MAILHOST_POP3S_PORT, SRV_PRIORITY_IMPLICIT_TLS),
         ("_pop3", settings.MAILHOST_POP3_PORT, SRV_PRIORITY_STARTTLS),
+        # RFC 5804 1.8: ManageSieve clients look up _sieve._tcp before port 4190.
+        ("_sieve", settings.MAILHOST_MANAGESIEVE_PORT, SRV_PRIORITY_IMPLICIT_TLS),
     ]
     records += [
         Record(f"{service}._tcp.{name}", "SRV", f"{priority} {SRV_WEIGHT} {port} {target}")

@@ -37,6 +37,7 @@ def dns_settings(settings):
     settings.MAILHOST_IMAPS_PORT = 10993
     settings.MAILHOST_POP3_PORT = 10110
     settings.MAILHOST_POP3S_PORT = 10995
+    settings.MAILHOST_MANAGESIEVE_PORT = 14190
     return settings
 
 
@@ -77,6 +78,7 @@ def test_printed_records(dns_settings, make_domain):
         f"_imap._tcp.example.org. IN SRV 10 1 10143 {HOST}.",
         f"_pop3s._tcp.example.org. IN SRV 0 1 10995 {HOST}.",
         f"_pop3._tcp.example.org. IN SRV 10 1 10110 {HOST}.",
+        f"_sieve._tcp.example.org. IN SRV 0 1 14190 {HOST}.",
         'example.org. IN CAA 0 issue "letsencrypt.org"',
         f'{HOST}. IN TXT "v=spf1 a -all"',
         f"{HOST}. IN A {ADDRESS}",
