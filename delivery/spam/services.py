@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import threading
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
@@ -24,6 +25,11 @@ logger = logging.getLogger("mailhost.spam")
 # --- Training ------------------------------------------------------------------------------
 
 
+# A move of up to this many messages is trained before the mover hears back (right after
+# the commit); a larger one (a whole folder dragged into Junk) in a background thread.
+TRAIN_INLINE = 50
+
+
 def training_request(
     *, mailbox_id: int, messages: Iterable[tuple[int, str]], spam: bool
 ) -> list[int]:
@@ -31,19 +37,38 @@ def training_request(
     pairs) of one mailbox are spam (or ham), and train on them once it commits. Un-junked
     senders become known senders. Returns the SpamTraining ids."""
     messages = list(messages)
-    ids = []
-    for blob_id, _ in messages:
-        row, created = SpamTraining.objects.get_or_create(
-            mailbox_id=mailbox_id, blob_id=blob_id, defaults={"spam": spam}
+    blob_ids = sorted({blob_id for blob_id, _ in messages})
+    existing = dict(
+        SpamTraining.objects.filter(mailbox_id=mailbox_id, blob_id__in=blob_ids).values_list(
+            "blob_id", "spam"
         )
-        if not created and row.spam != spam:
-            SpamTraining.objects.filter(pk=row.pk).update(spam=spam, updated_at=timezone.now())
-        ids.append(row.pk)
+    )
+    changed = [b for b, wanted in existing.items() if wanted != spam]
+    if changed:
+        SpamTraining.objects.filter(mailbox_id=mailbox_id, blob_id__in=changed).update(
+            spam=spam, updated_at=timezone.now()
+        )
+    SpamTraining.objects.bulk_create(
+        [
+            SpamTraining(mailbox_id=mailbox_id, blob_id=b, spam=spam)
+            for b in blob_ids
+            if b not in existing
+        ],
+        ignore_conflicts=True,  # a concurrent request for the same message: one row
+    )
+    ids = list(
+        SpamTraining.objects.filter(mailbox_id=mailbox_id, blob_id__in=blob_ids).values_list(
+            "id", flat=True
+        )
+    )
     if not spam:
         known_senders_add(
             mailbox_id=mailbox_id, addresses=[a for _, a in messages], source="not_junk"
         )
-    transaction.on_commit(lambda: _train_quietly(ids))
+    if len(ids) <= TRAIN_INLINE:
+        transaction.on_commit(lambda: _train_quietly(ids))
+    else:
+        transaction.on_commit(lambda: _train_in_background(ids))
     return ids
 
 
@@ -53,13 +78,27 @@ def _train_quietly(ids: list[int]) -> None:
     try:
         training_run(ids=ids)
     except Exception:
-        logger.exception("spam training failed; left pending ids=%s", ids)
+        logger.exception("spam training failed; left pending ids=%s", ids[:20])
+
+
+def _train_in_background(ids: list[int]) -> None:
+    def run() -> None:
+        from django.db import close_old_connections, connections
+
+        try:
+            close_old_connections()
+            _train_quietly(ids)
+        finally:
+            connections.close_all()
+
+    threading.Thread(target=run, name="spam-train", daemon=True).start()
 
 
 def training_run(*, ids: Iterable[int] | None = None) -> int:
     """Make pending SpamTraining rows (these, or all) agree with what the user said; safe to
     run twice and concurrently (each row is locked while its counts change). Returns how
-    many rows were trained."""
+    many rows were trained. Stops at the first backend failure (rspamd down): the rest stay
+    pending for the next housekeeping pass."""
     wanted = list(ids) if ids is not None else selectors.trainings_pending()
     done = 0
     for training_id in wanted:
@@ -67,7 +106,13 @@ def training_run(*, ids: Iterable[int] | None = None) -> int:
             if _train_one(training_id):
                 done += 1
         except _BackendUnavailable as exc:
-            logger.warning("spam_train deferred id=%s reason=%s", training_id, exc)
+            logger.warning(
+                "spam_train deferred id=%s pending=%d reason=%s",
+                training_id,
+                len(wanted) - done,
+                exc,
+            )
+            break
     return done
 
 

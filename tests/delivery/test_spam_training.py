@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import imaplib
 import smtplib
+import time
 
 import pytest
 
@@ -215,3 +216,33 @@ def test_fisher_combining_separates_spam_and_ham_clues():
     once, often = (classifier.token_probability(n, 0, totals) for n in (1, 10))
     assert 0.5 < once < often < 1.0 and round(once, 3) == round(1.225 / 1.45, 3)
     assert not Totals(spam=1, ham=5).ready and Totals(spam=2, ham=1).ready
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_large_move_into_junk_is_trained_in_the_background(alice, monkeypatch):
+    from delivery.spam import services as spam_services
+
+    monkeypatch.setattr(spam_services, "TRAIN_INLINE", 5)
+    for n in range(12):
+        deliver(message(f"{SPAMMY[n % len(SPAMMY)]} number {n}"))
+    inbox, junk = folder(alice, "INBOX"), folder(alice, SpecialUse.JUNK)
+    uids = list(Message.objects.filter(folder=inbox).values_list("uid", flat=True))
+    services.messages_move(source=inbox, uids=uids, target=junk)
+    deadline = time.monotonic() + 20
+    while classifier_totals([alice.pk]).get(alice.pk) != Totals(spam=12, ham=0):
+        assert time.monotonic() < deadline, classifier_totals([alice.pk])
+        time.sleep(0.05)
+
+
+@pytest.mark.django_db
+def test_an_unreachable_rspamd_leaves_training_pending_and_is_asked_once(alice, settings, caplog):
+    from bench.mailhost_process import free_port
+
+    settings.MAILHOST_SPAM_BACKEND = "rspamd"
+    settings.MAILHOST_RSPAMD_URL = f"http://127.0.0.1:{free_port()}"
+    rows = [deliver(message(f"{SPAMMY[0]} {n}")) for n in range(3)]
+    services.spam_train(mailbox=alice, message_ids=[r.pk for r in rows], spam=True)
+    queue.housekeep()
+    assert list(SpamTraining.objects.values_list("trained", flat=True)) == [None] * 3
+    assert caplog.text.count("spam_train deferred") == 1  # not one timeout per row
+    assert not SpamToken.objects.exists()  # the builtin counts are not touched
