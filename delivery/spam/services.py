@@ -213,6 +213,10 @@ def known_senders_add(*, mailbox_id: int, addresses: Iterable[str], source: str)
 # --- Greylisting (RFC 6647) ----------------------------------------------------------------
 
 
+# A passed triple's last_seen is moved on at most this often (expiry is counted in days).
+LAST_SEEN_STEP = timedelta(hours=1)
+
+
 def greylist_network(client_ip: str) -> str:
     """The client's /24 (IPv4) or /64 (IPv6): senders retry from other hosts of their pool
     (RFC 6647 4.4)."""
@@ -247,6 +251,8 @@ def greylist_check(
                     GreylistEntry.objects.create(**key, first_seen=now, last_seen=now)
                     return False
                 if entry.passed_at is not None and now - entry.last_seen <= expiry:
+                    if now - entry.last_seen < LAST_SEEN_STEP:
+                        return True  # no write for every message of a busy triple
                     passed = True
                 elif entry.passed_at is None and delay <= now - entry.first_seen <= delay + window:
                     entry.passed_at = now
