@@ -48,15 +48,18 @@ class _Scanner:
         # Positions only move forward: count lines from the last answer, not from the start.
         self._seen_pos = 0
         self._seen_line = 1
+        self._seen_line_start = 0
 
     def where(self, pos: int | None = None) -> tuple[int, int]:
         pos = self.pos if pos is None else pos
         if pos < self._seen_pos:
-            self._seen_pos, self._seen_line = 0, 1
+            self._seen_pos, self._seen_line, self._seen_line_start = 0, 1, 0
         self._seen_line += self.text.count("\n", self._seen_pos, pos)
+        last_break = self.text.rfind("\n", self._seen_pos, pos)
+        if last_break >= 0:
+            self._seen_line_start = last_break + 1
         self._seen_pos = pos
-        start = self.text.rfind("\n", 0, pos) + 1
-        return self._seen_line, pos - start + 1
+        return self._seen_line, pos - self._seen_line_start + 1
 
     def error(self, message: str, pos: int | None = None) -> None:
         line, column = self.where(pos)
