@@ -103,7 +103,14 @@ def vacation_handle(*, handle: str, subject: str, from_: str, reason: str, mime:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
 def _header(name: str, value: str) -> str:
+    # A value comes from the script and, through variables, from the incoming message (an
+    # encoded word can carry CR LF): line breaks would start header fields of the sender's
+    # choosing in a reply signed with our key, so each run of control characters is a space.
+    value = " ".join(_CONTROL.split(value)).strip()
     if value.isascii():
         return f"{name}: {value}"
     return f"{name}: {Header(value, 'utf-8', header_name=name).encode()}"

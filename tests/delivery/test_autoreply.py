@@ -74,6 +74,32 @@ def test_the_reply_carries_rfc3834_fields_and_threads():
     assert "Grüße" in parsed.get_content()
 
 
+def test_no_header_field_can_be_injected_through_subject_or_from():
+    # A script's `vacation :subject "Re: ${subject}"` with a Subject whose encoded word holds
+    # CR LF: the reply keeps one Subject line and no Bcc of the sender's choosing.
+    reply = autoreply.vacation_reply(
+        message(),
+        from_address="alice@example.org\r\nX-Injected: 1",
+        to="bob@remote.test",
+        subject="Re: hi\r\nBcc: victim@target.example\r\n\r\nbody",
+        reason="Away.",
+        mime=False,
+    )
+    parsed = email.message_from_bytes(reply, policy=policy.default)
+    assert parsed["Bcc"] is None and parsed["X-Injected"] is None
+    assert parsed["Subject"] == "Re: hi Bcc: victim@target.example body"
+    assert parsed.get_content().strip() == "Away."
+    notice = autoreply.notify_message(
+        message(),
+        from_address="alice@example.org",
+        to="alice@mobile.test",
+        subject="New\r\nBcc: victim@target.example",
+        message="",
+        importance="2",
+    )
+    assert email.message_from_bytes(notice, policy=policy.default)["Bcc"] is None
+
+
 def test_the_handle_depends_on_the_text_unless_given():
     one = autoreply.vacation_handle(handle="", subject="", from_="", reason="a", mime=False)
     two = autoreply.vacation_handle(handle="", subject="", from_="", reason="b", mime=False)
