@@ -438,7 +438,9 @@ def _check_editheader(checker: _Checker, node: Command) -> None:
 
 def _check_include(checker: _Checker, node: Command) -> None:
     name = node.positional[0]
-    if checker.constant(name):
+    if not checker.constant(name):  # RFC 6609 3.2: variables are never expanded in the name
+        checker.error(name, "the included script's name must be a constant string")
+    else:
         value = name.values[0]
         if not value or "/" in value or value in (".", ".."):
             checker.error(name, f"invalid script name {value!r}")

@@ -518,6 +518,11 @@ def test_include_personal_global_return_and_globals():
     assert loads == [("base", "global"), ("lists", "personal")]
 
 
+def test_include_name_is_never_expanded():
+    # RFC 6609 3.2: the name MUST be a constant string; variables are not expanded.
+    assert_compile_error('require ["include", "variables"];\ninclude "${name}";', 2)
+
+
 def test_include_missing_optional_and_missing():
     script = 'require ["include", "fileinto"]; include :optional "nope"; fileinto "after";'
     assert folders(script, include=lambda name, location: None) == ["after"]
