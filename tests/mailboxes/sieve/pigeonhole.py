@@ -412,6 +412,11 @@ def _uri_subject(uri: str) -> str | None:
     return None
 
 
+def _first_line(value: str) -> str:
+    # sieve-test prints a subject, :from or :message up to its first line break only.
+    return value.splitlines()[0] if value else value
+
+
 def normalize_ours(result, script: str) -> list[str]:
     lines = ["runtime-error"] if result.errors else []
     for action in result.actions:
@@ -422,7 +427,7 @@ def normalize_ours(result, script: str) -> list[str]:
         elif kind == "FileInto":
             # INBOX is the same folder in any case (RFC 3501 5.1; selectors.folder_get).
             mailbox = "INBOX" if action.mailbox.upper() == "INBOX" else action.mailbox
-            lines.append(f"store {mailbox}{copy}" + _our_flags(action.flags))
+            lines.append(f"store {_text(mailbox)}{copy}" + _our_flags(action.flags))
         elif kind == "Redirect":
             lines.append(f"redirect {action.address}{copy}")
         elif kind == "Discard":
@@ -432,9 +437,9 @@ def normalize_ours(result, script: str) -> list[str]:
         elif kind == "Vacation":
             parts = ["vacation", f"seconds={action.seconds}"]
             if action.subject is not None:
-                parts.append(f"subject={action.subject}")
+                parts.append(f"subject={_first_line(action.subject)}")
             if action.from_address is not None:
-                parts.append(f"from={action.from_address}")
+                parts.append(f"from={_first_line(action.from_address)}")
             if action.handle is not None and ":handle" in script:
                 parts.append(f"handle={action.handle}")
             parts.append(f"reason={_text(action.reason)}")
@@ -443,11 +448,11 @@ def normalize_ours(result, script: str) -> list[str]:
             parts = ["notify", _mailto(action.method)]
             parts.append(f"importance={action.importance or 2}")
             if action.from_address:
-                parts.append(f"from={action.from_address}")
+                parts.append(f"from={_first_line(action.from_address)}")
             # Pigeonhole shows the notification's subject: :message, else the URI's subject.
             subject = action.message or _uri_subject(action.method)
             if subject:
-                parts.append(f"message={subject}")
+                parts.append(f"message={_first_line(subject)}")
             lines.append(" ".join(parts))
         else:
             lines.append(f"other {action!r}")

@@ -1,0 +1,2 @@
+require ["duplicate", "fileinto"];
+if duplicate :uniqueid "" { fileinto "dup"; } else { fileinto "not-dup"; }

@@ -1,0 +1,2 @@
+require "enotify";
+notify "mailto:?to=alice@mobile.example";

@@ -1,0 +1,3 @@
+require ["include", "variables"];
+set "n" "lists";
+include "${n}";

@@ -1,0 +1,4 @@
+require ["vacation", "variables"];
+set "s" "two
+lines";
+vacation :subject "${s}" "Away.";
