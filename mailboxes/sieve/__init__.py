@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 
 from mailboxes.sieve.actions import (
@@ -29,6 +30,7 @@ from mailboxes.sieve.actions import (
 from mailboxes.sieve.check import check_script
 from mailboxes.sieve.errors import SieveError, SieveRuntimeError, SieveSyntaxError
 from mailboxes.sieve.grammar import CAPABILITIES
+from mailboxes.sieve.includes import check_includes
 from mailboxes.sieve.interpreter import Script
 from mailboxes.sieve.interpreter import run as _run
 from mailboxes.sieve.parser import parse
@@ -81,10 +83,17 @@ def _analyse(source: str | bytes) -> tuple[Script, list[SieveError]]:
     return Script(commands, frozenset(requires), text), errors
 
 
-def check(text: str | bytes) -> list[SieveError]:
-    """Every error in the script, with line and column; [] when it is valid. Never raises."""
+def check(
+    text: str | bytes, include: Callable[[str, str], str | None] | None = None
+) -> list[SieveError]:
+    """Every error in the script, with line and column; [] when it is valid. Never raises.
+    With `include` (the loader SieveContext.include takes), constant includes are loaded
+    and checked too (RFC 6609: missing, broken, looping)."""
     try:
-        return _analyse(text)[1]
+        script, errors = _analyse(text)
+        if include is not None and not errors:
+            errors = check_includes(script.commands, script.requires, include, _analyse)
+        return errors
     except RecursionError:
         return [SieveError(1, 1, "the script nests too deeply")]
 

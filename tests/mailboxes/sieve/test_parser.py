@@ -272,3 +272,30 @@ def test_extension_argument_checks(text, message):
 
 def test_variables_defer_constant_checks_to_run_time():
     assert errors('require ["variables", "fileinto"]; set "a" "x"; redirect "${a}";') == []
+
+
+def test_includes_checked_at_upload_when_a_loader_is_given():
+    scripts = {
+        ("personal", "ok"): 'require "fileinto"; fileinto "A";',
+        ("personal", "broken"): "foo;",
+        ("personal", "loop"): 'require "include"; include "loop2";',
+        ("personal", "loop2"): 'require "include"; include "loop";',
+        ("global", "common"): 'require "include"; include :personal "ok";',
+    }
+
+    def load(name, location):
+        return scripts.get((location, name))
+
+    text = 'require "include";\ninclude "ok"; include :global "common"; include :optional "none";\n'
+    assert sieve.check(text, include=load) == []
+    assert sieve.check('require "include";\n  include "none";', include=load) == [
+        sieve.SieveError(2, 3, "included personal script 'none' does not exist")
+    ]
+    assert [e.message for e in sieve.check('require "include"; include "broken";', load)] == [
+        "included personal script 'broken': line 1, column 1: unknown command 'foo'"
+    ]
+    assert [e.message for e in sieve.check('require "include"; include "loop";', load)] == [
+        "included personal script 'loop': included personal script 'loop2': "
+        "include loop: personal script 'loop' includes itself"
+    ]
+    assert sieve.check('require "include"; include "none";') == []  # no loader: run time
