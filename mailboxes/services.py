@@ -72,6 +72,7 @@ logger = logging.getLogger(__name__)
 
 SYSTEM_FLAGS = {name.lower(): column for name, column in Message.SYSTEM_FLAGS.items()}
 FLAG_COLUMNS = tuple(Message.SYSTEM_FLAGS.values())
+_ANSWERED = FLAG_COLUMNS.index("answered")
 
 
 # --- Domains, mailboxes, aliases ---------------------------------------------------------
@@ -1448,6 +1449,8 @@ class StoreResult:
     changed: list[tuple[int, list[str], int]] = field(default_factory=list)
     # UIDs refused by UNCHANGEDSINCE (RFC 7162 3.1.3: reported as MODIFIED)
     modified: list[int] = field(default_factory=list)
+    # UIDs that gained \\Answered (the spam filter learns them as ham)
+    answered: list[int] = field(default_factory=list)
 
 
 def _flag_list(state: tuple[bool, ...], keywords: str) -> list[str]:
@@ -1476,7 +1479,26 @@ def messages_store_flags(
     if mode not in {"add", "remove", "replace"}:
         raise ValueError(f"unknown mode {mode}")
     with connection.cursor() as cursor:
-        return _store_flags(cursor, folder, uids, flags, mode, unchangedsince)
+        result = _store_flags(cursor, folder, uids, flags, mode, unchangedsince)
+    if result.answered:
+        _train_on_replies(folder, result.answered)
+    return result
+
+
+_NOT_REPLY_TRAINED = {SpecialUse.JUNK.value, SpecialUse.TRASH.value, SpecialUse.SENT.value}
+
+
+def _train_on_replies(folder: Folder, uids: list[int]) -> None:
+    """A message the user answered (\\Answered set, as mail clients and the webmail do on
+    reply) was wanted: the spam filter learns it as ham (outside Junk, Trash and Sent)."""
+    row = Folder.objects.filter(pk=folder.pk).values_list("special_use", "mailbox_id").first()
+    if row is None or row[0] in _NOT_REPLY_TRAINED:
+        return
+    ids = list(
+        Message.objects.filter(folder_id=folder.pk, uid__in=uids).values_list("pk", flat=True)
+    )
+    if ids:
+        spam_train(mailbox=row[1], message_ids=ids, spam=False)
 
 
 def _store_flags(cursor, folder, uids, flags, mode, unchangedsince) -> StoreResult:
@@ -1536,6 +1558,8 @@ def _store_flags(cursor, folder, uids, flags, mode, unchangedsince) -> StoreResu
                 continue
             groups[(new_state, new_keywords)].append(uid)
             unseen_delta += int(not new_state[0]) - int(not state[0])
+            if new_state[_ANSWERED] and not state[_ANSWERED]:
+                result.answered.append(uid)
             result.changed.append((uid, _flag_list(new_state, new_keywords), new_modseq))
     result.modified.sort()
     if not result.changed:

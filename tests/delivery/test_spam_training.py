@@ -246,3 +246,21 @@ def test_an_unreachable_rspamd_leaves_training_pending_and_is_asked_once(alice, 
     assert list(SpamTraining.objects.values_list("trained", flat=True)) == [None] * 3
     assert caplog.text.count("spam_train deferred") == 1  # not one timeout per row
     assert not SpamToken.objects.exists()  # the builtin counts are not touched
+
+
+@pytest.mark.django_db
+def test_a_reply_teaches_ham(alice):
+    wanted = deliver(message(HAMMY[1], sender="colleague@work.example"))
+    junked = deliver(message(SPAMMY[1]))
+    inbox, junk = folder(alice, "INBOX"), folder(alice, SpecialUse.JUNK)
+    [(_, in_junk)] = services.messages_move(source=inbox, uids=[junked.uid], target=junk)
+    services.messages_store_flags(folder=inbox, uids=[wanted.uid], flags=["\\Seen"], mode="add")
+    assert not SpamTraining.objects.filter(spam=False).exists()  # reading says nothing
+    services.messages_store_flags(folder=inbox, uids=[wanted.uid], flags=["\\Answered"], mode="add")
+    services.messages_store_flags(
+        folder=inbox, uids=[wanted.uid], flags=["\\Answered", "\\Seen"], mode="replace"
+    )  # already answered: nothing more
+    services.messages_store_flags(folder=junk, uids=[in_junk], flags=["\\Answered"], mode="add")
+    queue.housekeep()
+    assert classifier_totals([alice.pk])[alice.pk] == Totals(spam=1, ham=1)
+    assert list(KnownSender.objects.values_list("address", flat=True)) == ["colleague@work.example"]
