@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.conf import settings
 from django.core.files.storage import storages
 from django.db import connection
-from django.db.models import F, IntegerField, QuerySet, Value
+from django.db.models import CharField, F, IntegerField, QuerySet, Value
 from django.db.models.functions import Cast, Length
 
 from mailboxes import headers, senderlists, srs
@@ -366,6 +366,29 @@ def subscriptions_of(mailbox: Mailbox | int) -> set[str]:
 def is_subscribed(mailbox: Mailbox | int, name: str) -> bool:
     mailbox_id = mailbox if isinstance(mailbox, int) else mailbox.id
     return Subscription.objects.filter(mailbox_id=mailbox_id, name=name).exists()
+
+
+def message_sort_rows(folder_id: int, max_uid: int, columns: Sequence[str]) -> list[tuple]:
+    """(uid, *columns) of the folder's messages up to max_uid, in UID order: the cached header
+    fields IMAP SORT and THREAD order by (never the blobs); dates as UTC text."""
+    # Dates come as the database's own UTC text, which sorts as the instants do: converting
+    # 100k values to datetime objects (and comparing those) cost more than the sort itself.
+    dates = {c: Cast(c, CharField()) for c in columns if c in ("internal_date", "sent_date")}
+    rows = (
+        Message.objects.filter(folder_id=folder_id, uid__lte=max_uid)
+        .annotate(**{f"{c}_text": cast for c, cast in dates.items()})
+        .order_by("uid")
+        .values_list("uid", *(f"{c}_text" if c in dates else c for c in columns))
+    )
+    return list(rows.iterator(chunk_size=5000))
+
+
+def message_blob_names(folder_id: int, uids: Sequence[int]) -> dict[int, str]:
+    """uid -> blob storage name of the folder's messages with those UIDs (a few of them)."""
+    rows = Message.objects.filter(folder_id=folder_id, uid__in=list(uids)).values_list(
+        "uid", "blob__name"
+    )
+    return dict(rows)
 
 
 def folder_get(mailbox: Mailbox | int, name: str) -> Folder | None:

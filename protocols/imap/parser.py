@@ -240,6 +240,28 @@ class Search(Command):
 
 
 @dataclass(frozen=True)
+class Sort(Command):
+    """SORT (RFC 5256), with ESORT's RETURN (RFC 5267) and PARTIAL (RFC 9394)."""
+
+    uid: bool
+    criteria: tuple[str, ...]  # upper-case words: REVERSE and the sort keys
+    charset: str
+    keys: tuple  # search keys, as Search.keys
+    returns: tuple[str, ...] | None = None
+    partial: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class Thread(Command):
+    """THREAD (RFC 5256)."""
+
+    uid: bool
+    algorithm: str
+    charset: str
+    keys: tuple
+
+
+@dataclass(frozen=True)
 class Id(Command):
     params: tuple[tuple[str, str | None], ...] | None
 
@@ -726,7 +748,16 @@ def parse_command(parts: list[bytes], *, utf8: bool = False):
         if name == "UID":
             reader.sp()
             name = reader.atom().upper()
-            if name not in ("FETCH", "STORE", "COPY", "MOVE", "SEARCH", "EXPUNGE"):
+            if name not in (
+                "FETCH",
+                "STORE",
+                "COPY",
+                "MOVE",
+                "SEARCH",
+                "EXPUNGE",
+                "SORT",
+                "THREAD",
+            ):
                 raise ParseFailure("Unknown UID command")
             uid = True
         handler = _HANDLERS.get(name)
@@ -735,7 +766,7 @@ def parse_command(parts: list[bytes], *, utf8: bool = False):
         if uid and name == "EXPUNGE":
             reader.sp()
             command = UidExpunge(tag, "UID EXPUNGE", reader.sequence_set())
-        elif name in ("FETCH", "STORE", "COPY", "MOVE", "SEARCH"):
+        elif name in ("FETCH", "STORE", "COPY", "MOVE", "SEARCH", "SORT", "THREAD"):
             command = handler(reader, tag, name, uid)
         else:
             command = handler(reader, tag, name)
@@ -1094,6 +1125,74 @@ def _search(reader: Reader, tag: str, name: str, uid: bool) -> Command:
     return Search(tag, name, uid, tuple(keys), charset, returns)
 
 
+def _return_options(
+    reader: Reader, allowed: frozenset[str]
+) -> tuple[tuple[str, ...], tuple[int, int] | None]:
+    """RETURN (...) of ESEARCH/ESORT; PARTIAL takes a range (RFC 5267 4.4, RFC 9394 3.1)."""
+    words = iter(reader.paren_list(reader.atom))
+    options: list[str] = []
+    partial = None
+    for word in words:
+        word = word.upper()
+        if word == "PARTIAL" and "PARTIAL" in allowed:
+            partial = _partial_range(next(words, ""))
+        elif word in allowed:
+            options.append(word)
+        else:
+            raise ParseFailure(f"Unknown RETURN option {word}")
+    return tuple(options), partial
+
+
+_PARTIAL = re.compile(r"(-?)([1-9]\d{0,9}):(-?)([1-9]\d{0,9})$")
+
+
+def _partial_range(text: str) -> tuple[int, int]:
+    """ "2:4" or "-1:-100" (RFC 9394 3.1; both ends on one side), the smaller magnitude
+    first as the response gives it."""
+    match = _PARTIAL.match(text)
+    if match is None or match.group(1) != match.group(3):
+        raise ParseFailure("Invalid PARTIAL range")
+    low, high = sorted((int(match.group(2)), int(match.group(4))))
+    if high > MAX_NUMBER:
+        raise ParseFailure("Invalid PARTIAL range")
+    return (-low, -high) if match.group(1) else (low, high)
+
+
+def _search_keys(reader: Reader) -> tuple:
+    keys = [reader.generic()]
+    while not reader.at_end():
+        reader.sp()
+        keys.append(reader.generic())
+    return tuple(keys)
+
+
+def _sort(reader: Reader, tag: str, name: str, uid: bool) -> Command:
+    # RFC 5256 4: SORT [RETURN (...)] (criteria) charset search-key...
+    reader.sp()
+    returns = partial = None
+    if reader.line[reader.pos : reader.pos + 7].upper() == b"RETURN ":
+        reader.pos += 7
+        returns, partial = _return_options(
+            reader, frozenset({"MIN", "MAX", "ALL", "COUNT", "PARTIAL"})
+        )
+        reader.sp()
+    criteria = tuple(word.upper() for word in reader.paren_list(reader.atom))
+    reader.sp()
+    charset = reader.astring().decode("ascii", "replace").upper()
+    reader.sp()
+    return Sort(tag, name, uid, criteria, charset, _search_keys(reader), returns, partial)
+
+
+def _thread(reader: Reader, tag: str, name: str, uid: bool) -> Command:
+    # RFC 5256 4: THREAD algorithm charset search-key...
+    reader.sp()
+    algorithm = reader.atom().upper()
+    reader.sp()
+    charset = reader.astring().decode("ascii", "replace").upper()
+    reader.sp()
+    return Thread(tag, name, uid, algorithm, charset, _search_keys(reader))
+
+
 def _id(reader: Reader, tag: str, name: str) -> Command:
     reader.sp()
     if reader.peek() != 0x28:
@@ -1133,5 +1232,7 @@ _HANDLERS = {
     "COPY": _copy,
     "MOVE": _copy,
     "SEARCH": _search,
+    "SORT": _sort,
+    "THREAD": _thread,
     "ID": _id,
 }

@@ -301,6 +301,11 @@ class Session:
             "STATUS=SIZE",
             "ESEARCH",
             "SEARCHRES",
+            "SORT",
+            "SORT=DISPLAY",
+            "ESORT",
+            "THREAD=ORDEREDSUBJECT",
+            "THREAD=REFERENCES",
             "CONDSTORE",
             "QRESYNC",
             "UTF8=ACCEPT",
@@ -751,6 +756,6 @@ class Session:
 
 def expunge_allowed(command: p.Command) -> bool:
     # RFC 9051 7.5.1: no EXPUNGE during FETCH, STORE or SEARCH by sequence number.
-    if command.name in ("FETCH", "STORE", "SEARCH"):
+    if command.name in ("FETCH", "STORE", "SEARCH", "SORT", "THREAD"):
         return bool(getattr(command, "uid", False))
     return True

@@ -40,6 +40,8 @@ SELECTED_ONLY = frozenset(
         "EXPUNGE",
         "UID EXPUNGE",
         "SEARCH",
+        "SORT",
+        "THREAD",
         "FETCH",
         "STORE",
         "COPY",

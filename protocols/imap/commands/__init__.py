@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from protocols.imap.commands import auth, fetchsearch, idle, mailbox, message, select
+from protocols.imap.commands import (
+    auth,
+    fetchsearch,
+    idle,
+    mailbox,
+    message,
+    select,
+    sortthread,
+)
 
 HANDLERS = {
     "CAPABILITY": auth.capability,
@@ -36,4 +44,6 @@ HANDLERS = {
     "IDLE": idle.idle,
     "FETCH": fetchsearch.fetch,
     "SEARCH": fetchsearch.search,
+    "SORT": sortthread.sort,
+    "THREAD": sortthread.thread,
 }

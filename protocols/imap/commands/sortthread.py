@@ -1,0 +1,124 @@
+"""SORT and THREAD (RFC 5256), ESORT (RFC 5267), SORT=DISPLAY (RFC 5957): the engine side;
+sort keys, base subjects and the threading algorithms live in protocols/imap/sort.py."""
+
+from __future__ import annotations
+
+from mailboxes import selectors
+from protocols.imap import parser as p
+from protocols.imap import responses as r
+from protocols.imap import search as search_keys
+from protocols.imap import sort as sorting
+from protocols.imap.session import CommandError, Session, db
+
+BAD_THREAD_ALGORITHM = r.Reply("BAD", "Unknown thread algorithm")
+
+
+async def _matching(session: Session, keys: tuple, charset: str) -> search_keys.SearchResult:
+    """The session's messages the search keys match (UIDs ascending), as SEARCH finds them."""
+    sel = session.selected
+    try:
+        key = search_keys.parse_keys(keys, charset)
+    except search_keys.BadCharset:
+        raise CommandError(r.NO_BAD_CHARSET) from None
+    except (search_keys.SearchSyntaxError, p.ParseFailure, ValueError) as exc:
+        raise CommandError(r.Reply("BAD", str(exc) or "Bad search key")) from None
+    want_modseq = search_keys.uses_modseq(key)
+    if want_modseq:
+        session.enable_condstore()  # RFC 7162 3.1.5: MODSEQ in SORT as in SEARCH
+    if isinstance(key, search_keys.All):
+        # The usual SORT: every message of the view, no query (the rows are read next).
+        return search_keys.SearchResult(list(await session.sequence_map()), None)
+    return await db(
+        search_keys.search_full,
+        sel.folder_id,
+        key,
+        seq_uids=await session.sequence_map(),
+        recent_uids=sel.recent,
+        saved_uids=list(sel.saved or ()),
+        want_modseq=want_modseq,
+    )
+
+
+def _rows(folder_id: int, uids: list[int], columns: tuple[str, ...]) -> list[tuple]:
+    """(uid, *columns) of the given UIDs, in UID order, from the cached header fields."""
+    wanted = set(uids)
+    rows = selectors.message_sort_rows(folder_id, uids[-1], columns)
+    return [row for row in rows if row[0] in wanted]
+
+
+def _sorted(folder_id: int, uids: list[int], keys: tuple[sorting.SortKey, ...]) -> list[int]:
+    columns = sorting.columns_for(keys)
+    rows = _rows(folder_id, uids, columns)
+    return sorting.sort_rows(rows, columns, keys, _exact_addresses(folder_id, rows, columns))
+
+
+def _exact_addresses(folder_id: int, rows: list[tuple], columns: tuple[str, ...]) -> dict:
+    """The first address of the few messages whose cached address text cannot tell it
+    (groups beside addresses), read from their headers."""
+    out: dict[str, dict[int, tuple[str, str]]] = {}
+    for position, column in enumerate(columns, start=1):
+        field_name = sorting.HEADER_OF_COLUMN.get(column)
+        if field_name is None:
+            continue
+        uids = [row[0] for row in rows if sorting.display_ambiguous(row[position])]
+        if not uids:
+            continue
+        names = selectors.message_blob_names(folder_id, uids)
+        blobs = selectors.blob_read_many(set(names.values()))
+        out[column] = {
+            uid: sorting.header_first_address(blobs[name], field_name)
+            for uid, name in names.items()
+            if name in blobs
+        }
+    return out
+
+
+async def sort(session: Session, command: p.Sort) -> None:
+    # RFC 5256 3-4; RETURN RFC 5267 3.2; PARTIAL RFC 9394
+    sel = session.selected
+    try:
+        keys = sorting.parse_criteria(command.criteria)
+    except sorting.SortSyntaxError as exc:
+        raise CommandError(r.Reply("BAD", str(exc))) from None
+    result = await _matching(session, command.keys, command.charset)
+    ordered = await db(_sorted, sel.folder_id, result.uids, keys) if result.uids else []
+    numbers = ordered if command.uid else [sel.seq_of(uid) for uid in ordered]
+    numbers = [n for n in numbers if n is not None]
+    if command.returns is None and command.partial is None:
+        line = "* SORT" + "".join(f" {n}" for n in numbers)
+        if numbers and result.highest_modseq is not None:
+            line += f" (MODSEQ {result.highest_modseq})"
+        await session.send((line + "\r\n").encode("ascii"))
+    else:
+        await session.send(
+            sorting.esort_response(
+                command.tag,
+                numbers,
+                command.returns or (),
+                uid=command.uid,
+                partial=command.partial,
+            )
+        )
+    await session.finish(command)
+
+
+def _threads(folder_id: int, uids: list[int], algorithm: str) -> list[sorting.Node]:
+    rows = _rows(folder_id, uids, sorting.THREAD_COLUMNS)
+    if algorithm == "REFERENCES":
+        return sorting.thread_references(rows)
+    return sorting.thread_orderedsubject(rows)
+
+
+async def thread(session: Session, command: p.Thread) -> None:
+    # RFC 5256 3-4
+    sel = session.selected
+    if command.algorithm not in sorting.THREAD_ALGORITHMS:
+        raise CommandError(BAD_THREAD_ALGORITHM)
+    result = await _matching(session, command.keys, command.charset)
+    roots = await db(_threads, sel.folder_id, result.uids, command.algorithm) if result.uids else []
+    numbers = None
+    if not command.uid:
+        numbers = dict(zip(result.uids, sel.seqs_of(result.uids), strict=True))
+    text = sorting.thread_text(roots, numbers)
+    await session.send(("* THREAD" + (" " + text if text else "") + "\r\n").encode("ascii"))
+    await session.finish(command)
