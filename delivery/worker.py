@@ -30,6 +30,7 @@ from rq.timeouts import TimerDeathPenalty
 from rq.worker import SimpleWorker
 
 from delivery import queue
+from mailboxes import fulltext
 from mailhost.config import require_server_name
 from protocols.listeners import Listener
 
@@ -164,10 +165,12 @@ class DeliveryService:
         self.count = settings.MAILHOST_DELIVERY_THREADS if threads is None else threads
         self.stop_event = threading.Event()
         self.sweeper = Sweeper()
+        self.indexer = fulltext.Indexer()
         self.threads: list[threading.Thread] = []
 
     def start(self) -> None:
         self.sweeper.start()
+        self.indexer.start()
         for index in range(self.count):
             if settings.REDIS_URL:
                 target, args = _rq_thread_worker, (self.stop_event, index)
@@ -184,11 +187,13 @@ class DeliveryService:
     def close(self) -> None:
         self.stop_event.set()
         self.sweeper.stop()
+        self.indexer.stop()
         if not settings.REDIS_URL:
             queue.embedded.wake(len(self.threads))
 
     def join(self, timeout: float = 30) -> None:
         self.sweeper.join(timeout)
+        self.indexer.join(timeout)
         for thread in self.threads:
             thread.join(timeout)
 

@@ -258,6 +258,24 @@ class Blob(models.Model):
         return self.name
 
 
+class BlobText(models.Model):
+    """The searchable text of a blob (mailboxes/fulltext.py): its header fields and its text
+    parts, decoded, case-folded and with white space runs as one space, exactly what IMAP
+    SEARCH HEADER/BODY/TEXT match against. A full-text index (SQLite FTS5 trigram, or
+    PostgreSQL pg_trgm) makes substring search over it fast. Keyed by the blob's id without
+    a foreign key: blob_release removes both, and the index is rebuilt from blobs at will
+    (`manage.py reindex`)."""
+
+    blob_id = models.BigIntegerField(primary_key=True)
+    header = models.TextField()
+    body = models.TextField()
+    # The text was longer than MAILHOST_FTS_MAX_TEXT and cut: searches read the blob instead.
+    truncated = models.BooleanField(default=False)
+
+    def __str__(self) -> str:
+        return f"text of blob {self.blob_id}"
+
+
 class Message(models.Model):
     folder = models.ForeignKey(Folder, on_delete=models.CASCADE, related_name="messages")
     uid = models.PositiveIntegerField()

@@ -54,6 +54,7 @@ from mailboxes.models import (
     HIERARCHY_DELIMITER,
     Alias,
     Blob,
+    BlobText,
     DkimKey,
     Domain,
     Expunged,
@@ -524,8 +525,8 @@ def blob_release(blob_ids: Iterable[int]) -> int:
     # the rows that PROTECT them, which the NOT EXISTS below has just ruled out (the foreign
     # keys still refuse a delete that races a new reference).
     quote = connection.ops.quote_name
-    blob, message, outbound = (
-        quote(model._meta.db_table) for model in (Blob, Message, OutboundMessage)
+    blob, message, outbound, blob_text = (
+        quote(model._meta.db_table) for model in (Blob, Message, OutboundMessage, BlobText)
     )
     with connection.cursor() as cursor:
         for start in range(0, len(ids), 5000):
@@ -540,9 +541,9 @@ def blob_release(blob_ids: Iterable[int]) -> int:
             unused = cursor.fetchall()
             if unused:
                 marks = ", ".join(["%s"] * len(unused))
-                cursor.execute(
-                    f"DELETE FROM {blob} WHERE id IN ({marks})", [row[0] for row in unused]
-                )
+                ids_unused = [row[0] for row in unused]
+                cursor.execute(f"DELETE FROM {blob_text} WHERE blob_id IN ({marks})", ids_unused)
+                cursor.execute(f"DELETE FROM {blob} WHERE id IN ({marks})", ids_unused)
                 released += len(unused)
                 names.extend(row[1] for row in unused if not Blob.name_is_inline(row[1]))
     if not names:

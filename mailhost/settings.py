@@ -310,6 +310,10 @@ MAILHOST_OUTBOUND_TLS_VERIFY = env_bool("MAILHOST_OUTBOUND_TLS_VERIFY", False)
 # DNSSEC, MTA-STS (RFC 8461) policies fetched over HTTPS; the CAs that verify peers and
 # policy servers (system's when unset).
 MAILHOST_DANE = env_bool("MAILHOST_DANE", True)
+# Full-text search (mailboxes/fulltext.py): texts longer than this are not indexed (searches
+# read those messages' bytes), and the indexer sweeps for unindexed mail this often.
+MAILHOST_FTS_MAX_TEXT = env_int("MAILHOST_FTS_MAX_TEXT", 10 * 1024 * 1024, minimum=1024)
+MAILHOST_FTS_INTERVAL = env_duration("MAILHOST_FTS_INTERVAL", 30, minimum=1)
 # Loops: a message with more Received fields is refused (Postfix's hopcount_limit is 50).
 MAILHOST_MAX_HOPS = env_int("MAILHOST_MAX_HOPS", 50, minimum=1)
 # Source addresses of outbound SMTP connections (one per address family), or the system's.

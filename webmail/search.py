@@ -1,8 +1,9 @@
 """Searching a folder or the whole mailbox.
 
 From, To/Cc and Subject are matched against the header fields cached at delivery (one query).
-Body text has no index: the newest BODY_SCAN_LIMIT candidates of the scope are decoded and
-scanned, and the result says so when older messages were not searched.
+Body text through the full-text index (mailboxes/fulltext.py) over the whole scope; messages not
+indexed yet (just delivered, or too long to index) are decoded and scanned, the newest
+BODY_SCAN_LIMIT of them, and the result says so when older ones were not searched.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from dataclasses import dataclass, field
 
 from django.db.models import Q
 
-from mailboxes import selectors
+from mailboxes import fulltext, selectors
 from mailboxes.models import Folder, Mailbox, Message
 from webmail import mime
 
@@ -54,10 +55,17 @@ def search(
         ]:
             found[message.pk] = message
     if where in {"any", "body"}:
+        indexed = scope.filter(blob_id__in=fulltext.matching("body", fulltext.fold(query)))
+        for message in indexed.order_by("-internal_date", "-id")[: RESULT_LIMIT + 1]:
+            found[message.pk] = message
         needle = query.casefold()
         scanned_bytes = 0
         texts: dict[int, str] = {}  # copies of one message share a blob: decode it once
-        candidates = scope.exclude(pk__in=list(found)).order_by("-internal_date", "-id")
+        candidates = (
+            scope.filter(fulltext.unindexed_q())
+            .exclude(pk__in=list(found))
+            .order_by("-internal_date", "-id")
+        )
         for message in candidates.select_related("blob")[: BODY_SCAN_LIMIT + 1]:
             if result.body_scanned >= BODY_SCAN_LIMIT or scanned_bytes >= BODY_SCAN_BYTES:
                 result.body_incomplete = True

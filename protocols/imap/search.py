@@ -31,10 +31,9 @@ from email.utils import parsedate_tz
 from django.db.models import BooleanField, F, Func, Q
 from django.db.models.functions import Length
 
+from mailboxes import fulltext, selectors
 from mailboxes import headers as header_cache
-from mailboxes import selectors
 from mailboxes.models import Message
-from protocols.imap import mime
 from protocols.imap.parser import ParseFailure, SequenceSet, parse_sequence_set
 
 # Advertised in BADCHARSET; any charset Python can decode is accepted (aliases too: utf8).
@@ -424,8 +423,7 @@ def uses_saved(key: object) -> bool:
 # --- Evaluation --------------------------------------------------------------------------
 
 
-def _fold(text: str) -> str:
-    return " ".join(text.casefold().split())
+_fold = fulltext.fold
 
 
 class _Message:
@@ -452,16 +450,7 @@ class _Message:
     def fields(self) -> list[tuple[str, str]]:
         """(lower-case name, value as text) of each header field, in order."""
         if self._parsed is None:
-            raw = self.raw
-            self._parsed = [
-                (name, header_cache.header_text(value.decode("utf-8", "surrogateescape")))
-                for name, value in (
-                    (name, mime.field_value(raw, vs, fe))
-                    for name, _fs, vs, fe in mime.header_fields(
-                        raw, 0, mime.split_header(raw, 0, len(raw))
-                    )
-                )
-            ]
+            self._parsed = fulltext.header_fields(self.raw)
         return self._parsed
 
     def header_values(self, name: str) -> list[str]:
@@ -483,36 +472,11 @@ class _Message:
 
     def body_text(self) -> str:
         if self._body is None:
-            raw = self.raw
-            tree = mime.parse(raw, render=False)
-            pieces = []
-            for part, charset in mime.text_parts(raw, tree):
-                try:
-                    data = mime.decode_cte(raw[part.bs : part.be], part.cte)
-                except mime.UnknownCTE:
-                    data = raw[part.bs : part.be]
-                pieces.append(_decode(data, charset))
-            self._body = _fold("\n".join(pieces))
+            self._body = fulltext.body_text(self.raw)
         return self._body
 
     def header_text(self) -> str:
-        return _fold(" ".join(f"{name}: {_words(value)}" for name, value in self.fields()))
-
-
-def _words(value: str) -> str:
-    # decode_words is costly; most values hold no encoded-word (RFC 2047 "=?")
-    return header_cache.decode_words(value) if "=?" in value else value
-
-
-def _decode(data: bytes, charset: bytes) -> str:
-    name = charset.decode("ascii", "replace").strip() or "us-ascii"
-    try:
-        codecs.lookup(name)
-    except LookupError:
-        name = "utf-8"
-    if name.lower() in ("us-ascii", "ascii"):
-        name = "utf-8"  # 8-bit bytes in "us-ascii" text are almost always UTF-8
-    return data.decode(name, "replace")
+        return fulltext.header_text(self.fields())
 
 
 @dataclass
@@ -570,10 +534,32 @@ def uid_ranges(uids: Iterable[int]) -> list[tuple[int, int]]:
 
 
 class _Context:
-    def __init__(self, seq_uids: Sequence[int], recent_uids: set[int], saved: Sequence[int]):
+    def __init__(
+        self,
+        seq_uids: Sequence[int],
+        recent_uids: set[int],
+        saved: Sequence[int],
+        folder_id: int | None = None,
+    ):
         self.seq_uids = seq_uids
         self.recent_uids = recent_uids
         self.saved = saved
+        self.folder_id = folder_id
+        self.needs_indexed = False  # rows need their fts_indexed annotation
+        self._unindexed: bool | None = None
+
+    def has_unindexed(self) -> bool:
+        """Does the session's view hold a message without usable indexed text?"""
+        if self._unindexed is None:
+            self._unindexed = (
+                self.folder_id is None
+                or Message.objects.filter(
+                    fulltext.unindexed_q(),
+                    folder_id=self.folder_id,
+                    uid__lte=self.seq_uids[-1] if self.seq_uids else 0,
+                ).exists()
+            )
+        return self._unindexed
 
     def sequence(self, key: Sequence_) -> list[tuple[int, int]]:
         if key.set.saved:
@@ -725,6 +711,35 @@ def _compile_header(key: HeaderKey) -> _Compiled:
     return _Compiled(None, _EVERY, lambda m: needle in _fold(m.field_text(key.field)))
 
 
+def _compile_text(key: TextKey, ctx: _Context) -> _Compiled:
+    """BODY and TEXT through the full-text index (mailboxes/fulltext.py): exact SQL when every
+    message of the folder is indexed; otherwise the index for those that are and the bytes of
+    the others (not indexed yet, or too long to index)."""
+    needle, where = _fold(key.needle), key.where
+    matched = Q(blob_id__in=fulltext.matching(where, needle))
+    found: set[int] | None = None
+
+    def indexed_match(m: _Message) -> bool:
+        nonlocal found
+        if found is None:
+            found = fulltext.matching_ids(where, needle)
+        return m.row["blob_id"] in found
+
+    def read_match(m: _Message) -> bool:
+        if where == "body":
+            return needle in m.body_text()
+        return needle in m.header_text() or needle in m.body_text()
+
+    if not ctx.has_unindexed():
+        return _exact(matched, indexed_match)
+    ctx.needs_indexed = True
+    return _Compiled(
+        None,
+        matched | fulltext.unindexed_q(),
+        lambda m: indexed_match(m) if m.row["fts_indexed"] else read_match(m),
+    )
+
+
 def _compile(key: object, ctx: _Context) -> _Compiled:
     if isinstance(key, All):
         return _exact(_EVERY, lambda m: True)
@@ -764,12 +779,7 @@ def _compile(key: object, ctx: _Context) -> _Compiled:
     if isinstance(key, HeaderKey):
         return _compile_header(key)
     if isinstance(key, TextKey):
-        needle = _fold(key.needle)
-        if key.where == "body":
-            return _Compiled(None, _EVERY, lambda m: needle in m.body_text())
-        return _Compiled(
-            None, _EVERY, lambda m: needle in m.header_text() or needle in m.body_text()
-        )
+        return _compile_text(key, ctx)
     if isinstance(key, Not):
         inner = _compile(key.key, ctx)
         if inner.exact is not None:
@@ -807,6 +817,7 @@ ROW_FIELDS = (
     "from_display",
     "to_display",
     "cc_display",
+    "blob_id",
     "blob__name",
 )
 
@@ -830,9 +841,13 @@ def search_full(
     """The UIDs (ascending) of the session's messages that match the key tree."""
     if not seq_uids:
         return SearchResult([], None)
-    ctx = _Context(seq_uids, set(recent_uids), saved_uids)
+    ctx = _Context(seq_uids, set(recent_uids), saved_uids, folder_id)
     compiled = _compile(key, ctx)
     queryset = Message.objects.filter(folder_id=folder_id, uid__lte=seq_uids[-1])
+    fields = ROW_FIELDS
+    if ctx.needs_indexed:
+        queryset = queryset.annotate(fts_indexed=fulltext.indexed())
+        fields = (*ROW_FIELDS, "fts_indexed")
     queryset = queryset.alias(
         **{f"{column}_len": Length(column) for column, _limit in CACHED_FIELDS.values()}
     )
@@ -845,7 +860,7 @@ def search_full(
         rows = queryset.filter(compiled.exact).order_by("uid").values_list("uid", "modseq")
         matches = [(uid, modseq) for uid, modseq in rows.iterator(chunk_size=5000) if uid in view]
     else:
-        rows = queryset.filter(compiled.pre).order_by("uid").values(*ROW_FIELDS)
+        rows = queryset.filter(compiled.pre).order_by("uid").values(*fields)
         for row in rows.iterator(chunk_size=2000):
             if row["uid"] in view and compiled.py(_Message(row)):
                 matches.append((row["uid"], row["modseq"]))

@@ -73,6 +73,8 @@ BAD_VALUES: dict[str, Bad] = {
     ),
     "MAILHOST_ACME_EMAIL": Bad("postmaster", "MAILHOST_ACME_EMAIL='postmaster' is not an address"),
     "MAILHOST_ACME_CA_FILE": Bad("/nonexistent/ca.pem", "MAILHOST_ACME_CA_FILE='/nonexistent"),
+    "MAILHOST_FTS_MAX_TEXT": Bad("12", "MAILHOST_FTS_MAX_TEXT"),
+    "MAILHOST_FTS_INTERVAL": Bad("often", "MAILHOST_FTS_INTERVAL"),
     "MAILHOST_MAX_HOPS": Bad("0", "MAILHOST_MAX_HOPS"),
     "MAILHOST_OUTBOUND_BIND": Bad(
         "mail.example.org", "MAILHOST_OUTBOUND_BIND: 'mail.example.org' is not an IP address"

@@ -1,0 +1,132 @@
+"""Full-text search (mailboxes/fulltext.py): the index gives IMAP SEARCH and webmail exactly
+what reading every message gives, with the index complete, partial or absent; it is used (no
+message is read when all are indexed); and it follows the messages (expunge, reindex, the
+indexer thread woken by a delivery). SQLite (FTS5 trigram) and PostgreSQL (pg_trgm) alike."""
+
+# ruff: noqa: F811  (the folder fixture comes from test_search)
+from __future__ import annotations
+
+import time
+
+import pytest
+from django.core.management import call_command
+
+from mailboxes import fulltext, selectors, services
+from mailboxes.models import BlobText, Message
+from protocols.imap import search as s
+from tests.protocols.imap.test_search import (  # noqa: F401  (fixtures)
+    MESSAGES,
+    _one_dkim_key,  # noqa: F401
+    folder,
+    run,
+)
+
+pytestmark = pytest.mark.django_db
+
+TEXT_KEYS = [
+    ("BODY numbers", [1]),
+    ("BODY up", [1]),  # two characters: below the trigram, the LIKE path
+    ("BODY u", [1, 2, 3]),
+    ("BODY café", [2]),  # base64, UTF-8
+    ("BODY GRÖSSE", [2]),  # Unicode case folding: ß is ss
+    ('BODY "menü of"', [2]),  # quoted-printable, ISO-8859-1
+    ("BODY köln", [3]),
+    ("BODY quarterly", []),
+    ('BODY "the   numbers"', [1]),  # white space runs are one space
+    ('BODY "50%"', []),  # LIKE's wildcards are plain characters here
+    ("BODY _", []),
+    ("TEXT quarterly", [1]),
+    ("TEXT numbers", [1]),
+    ("TEXT x-priority", [1]),
+    ("NOT BODY numbers", [2, 3, 4]),
+    ("OR SEEN BODY köln", [1, 3]),
+    ("OR NOT SEEN BODY numbers", [1, 2, 3, 4]),
+    ("BODY café SEEN", []),
+    ("BODY café UNSEEN", [2]),
+]
+
+
+@pytest.mark.parametrize("text,expected", TEXT_KEYS)
+@pytest.mark.parametrize("index", ["none", "all", "some"])
+def test_the_same_results_whatever_is_indexed(folder, text, expected, index):
+    if index == "all":
+        assert fulltext.index_all() == len(MESSAGES)
+    elif index == "some":
+        blobs = list(
+            Message.objects.filter(folder=folder).order_by("uid").values_list("blob_id", flat=True)
+        )
+        fulltext.index_blobs(blobs[::2])
+    assert run(folder, text) == expected
+
+
+def test_an_indexed_folder_reads_no_message(folder, monkeypatch):
+    fulltext.index_all()
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("a message was read")
+
+    monkeypatch.setattr(selectors, "blob_read", no_reading)
+    assert run(folder, "BODY café") == [2]
+    assert run(folder, "NOT BODY numbers") == [2, 3, 4]
+    assert run(folder, "OR SEEN BODY köln") == [1, 3]
+
+
+def test_stored_text_is_what_search_matches(folder):
+    fulltext.index_all()
+    message = Message.objects.get(folder=folder, uid=2)
+    text = BlobText.objects.get(blob_id=message.blob_id)
+    row = s._Message({"blob__name": message.blob.name})
+    assert (text.header, text.body) == (row.header_text(), row.body_text())
+    assert "lunch at the café grösse" in text.body
+
+
+def test_too_long_texts_are_searched_by_reading(folder, settings):
+    settings.MAILHOST_FTS_MAX_TEXT = 1024
+    fulltext.index_all()
+    assert BlobText.objects.filter(truncated=True).count() >= 1
+    assert run(folder, "BODY numbers") == [1]
+    assert run(folder, "SUBJECT needle-at-the-end") == [4]
+
+
+def test_expunge_removes_the_text_and_reindex_builds_it_again(folder):
+    fulltext.index_all()
+    message = Message.objects.get(folder=folder, uid=1)
+    Message.objects.filter(pk=message.pk).delete()
+    services.blob_release([message.blob_id])
+    assert not BlobText.objects.filter(blob_id=message.blob_id).exists()
+    assert run(folder, "BODY numbers") == []
+    call_command("reindex", stdout=open("/dev/null", "w"))
+    assert BlobText.objects.count() == len(MESSAGES) - 1
+    assert run(folder, "BODY café") == [1]  # message 2 is now number 1
+
+
+def test_webmail_searches_the_whole_mailbox_through_the_index(folder, monkeypatch):
+    from webmail import search as webmail_search
+
+    fulltext.index_all()
+    monkeypatch.setattr(webmail_search, "BODY_SCAN_LIMIT", 0)  # nothing read: the index alone
+    found = webmail_search.search(mailbox=folder.mailbox, query="köln", where="body")
+    assert [m.uid for m in found.messages] == [3]
+    assert not found.body_incomplete
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_indexer_indexes_a_delivery_soon(make_mailbox, settings):
+    settings.MAILHOST_FTS_INTERVAL = 3600  # only the delivery's event can wake it
+    mailbox = make_mailbox("owner@example.org")
+    indexer = fulltext.Indexer()
+    indexer.start()
+    try:
+        time.sleep(0.3)
+        services.message_deliver(
+            raw=b"Subject: hi\r\n\r\nzebra crossing\r\n", recipients=["owner@example.org"]
+        )
+        deadline = time.monotonic() + 10
+        while not BlobText.objects.filter(body__contains="zebra").exists():
+            assert time.monotonic() < deadline, "not indexed"
+            time.sleep(0.05)
+    finally:
+        indexer.stop()
+        indexer.join(5)
+    inbox = selectors.folder_get(mailbox, "INBOX")
+    assert run(inbox, "BODY zebra") == [1]
