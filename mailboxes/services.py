@@ -1276,7 +1276,34 @@ def _plan_carry_out(mailbox_id: int, plan: MailboxPlan) -> None:
         line += f' sent="{" ".join(sent)}"'
     if plan.error:
         line = f'sieve error mailbox={mailbox_id} reason="{plan.error}" action=keep'
-    transaction.on_commit(lambda: logger.info("%s", line))
+    kinds = ["error"] if plan.error else _action_kinds(plan.summary)
+
+    def log() -> None:
+        from mailhost import metrics
+
+        logger.info("%s", line)
+        metrics.sieve_actions(kinds)
+
+    transaction.on_commit(log)
+
+
+_SIEVE_KINDS = {
+    "fileinto",
+    "keep",
+    "redirect",
+    "vacation",
+    "reject",
+    "ereject",
+    "notify",
+    "discard",
+}
+
+
+def _action_kinds(summary: str) -> list[str]:
+    """The action names of a plan's summary ("fileinto:Work redirect:a@b" -> fileinto,
+    redirect) for the metric; skipped and looped ones count under what they were."""
+    kinds = [re.split(r"[:(-]", word, maxsplit=1)[0] for word in summary.split()]
+    return [k for k in kinds if k in _SIEVE_KINDS]
 
 
 _message_insert_sql: tuple[str, list] | None = None

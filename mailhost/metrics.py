@@ -55,6 +55,12 @@ DELIVERIES = Counter(
     "Outbound recipient outcomes: delivered, deferred, bounced, expired",
     ["result"],
 )
+SIEVE_ACTIONS = Counter(
+    "mailhost_sieve_actions",
+    "What Sieve scripts did at delivery, per mailbox: fileinto, keep, redirect, vacation, "
+    "reject, ereject, notify, discard; error when a script failed (implicit keep)",
+    ["action"],
+)
 LOGINS = Counter(
     "mailhost_logins",
     "Password logins by protocol and result: success, failure, throttled",
@@ -77,6 +83,11 @@ def smtp_rejected(*, reason: str, code: int) -> None:
 
 def delivery_result(result: str) -> None:
     DELIVERIES.labels(result=result).inc()
+
+
+def sieve_actions(actions: list[str]) -> None:
+    for action in actions:
+        SIEVE_ACTIONS.labels(action=action).inc()
 
 
 def login(*, protocol: str, result: str) -> None:

@@ -374,3 +374,25 @@ def test_a_bug_in_the_interpreter_still_files_into_inbox(make_mailbox, script, m
     assert accept().accepted
     [kept] = folder_messages(alice, "INBOX")
     assert blob_read(kept.blob).startswith(b"X-Sieve-Error: internal error: RuntimeError")
+
+
+def test_actions_and_failures_are_counted_in_metrics(
+    make_mailbox, script, django_capture_on_commit_callbacks
+):
+    from prometheus_client import REGISTRY
+
+    def count(action: str) -> float:
+        value = REGISTRY.get_sample_value("mailhost_sieve_actions_total", {"action": action})
+        return value or 0.0
+
+    alice = make_mailbox("alice@example.org")
+    before = {a: count(a) for a in ("fileinto", "redirect", "error")}
+    script(alice, 'require "fileinto"; fileinto "Archive"; redirect "carol@far.test";')
+    with django_capture_on_commit_callbacks(execute=True):
+        accept()
+    script(alice, 'require "include"; include :personal "missing";')
+    with django_capture_on_commit_callbacks(execute=True):
+        accept()
+    assert count("fileinto") == before["fileinto"] + 1
+    assert count("redirect") == before["redirect"] + 1
+    assert count("error") == before["error"] + 1
