@@ -185,12 +185,24 @@ class Pigeonhole:
     def close(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
 
+    def vacation(self, case: VacationCase) -> str:
+        """ "send" or "skip": what sieve-test -e does with a plain vacation action."""
+        for dupes in self.dir.glob(".dovecot.lda-dupes*"):
+            dupes.unlink()  # each case on its own: no "already answered" across cases
+        plain = Case(
+            case.name, VACATION_SCRIPT, "plain.eml", case.mail_from, case.rcpt_to, case.rcpt_to
+        )
+        return parse_vacation_log(self._sieve_test(plain, case.raw, ["-e"])[1])
+
     def run(self, case: Case) -> list[str]:
+        return parse_sieve_test(*self._sieve_test(case, case.raw, []))
+
+    def _sieve_test(self, case: Case, raw: bytes, options: list[str]) -> tuple[str, str]:
         work = self.dir / "work"
         script = work / "script.sieve"
         message = work / "message.eml"
         script.write_text(case.script)
-        message.write_bytes(case.raw)
+        message.write_bytes(raw)
         for leftover in work.glob("script.svbin"):
             leftover.unlink()
         os.chmod(script, 0o644)
@@ -201,6 +213,7 @@ class Pigeonhole:
         proc = subprocess.run(
             [
                 sieve_test_path() or "sieve-test",
+                *options,
                 "-c",
                 str(self.dir / "config"),
                 "-f",
@@ -217,9 +230,7 @@ class Pigeonhole:
             cwd=work,
             timeout=30,
         )
-        return parse_sieve_test(
-            proc.stdout.decode("utf-8", "replace"), proc.stderr.decode("utf-8", "replace")
-        )
+        return proc.stdout.decode("utf-8", "replace"), proc.stderr.decode("utf-8", "replace")
 
 
 def _flags(text: str) -> list[str]:
@@ -355,6 +366,84 @@ def _format(action: dict) -> str:
             parts.append(f"message={fields['subject']}")
         return " ".join(parts)
     return "other " + action.get("text", "")
+
+
+# ---------------------------------------------------------------------------------------------
+# Vacation: whether a reply goes out at all (RFC 5230 4.5/4.6, RFC 3834 2), with sieve-test -e,
+# which carries the actions out and logs "sent vacation response" or "discarding ...".
+
+VACATION_RECORD = CORPUS / "pigeonhole-vacation.json"
+VACATION_SCRIPT = 'require "vacation";\nvacation "I am away.";\n'
+
+
+@dataclass(frozen=True)
+class VacationCase:
+    """plain.eml with `headers` replacing (or, for new names, adding) fields; "" deletes."""
+
+    name: str
+    headers: tuple[tuple[str, str], ...] = ()
+    mail_from: str = "bob@remote.example"
+    rcpt_to: str = "alice@example.org"
+
+    @property
+    def raw(self) -> bytes:
+        head, _, body = (MESSAGES / "plain.eml").read_bytes().partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        for name, value in self.headers:
+            key = name.lower().encode() + b":"
+            lines = [line for line in lines if not line.lower().startswith(key)]
+            if value:
+                lines.append(f"{name}: {value}".encode())
+        return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+VACATION_CASES = [
+    VacationCase("ordinary"),
+    VacationCase("cc-only", (("To", "carol@example.org"), ("Cc", "alice@example.org"))),
+    VacationCase("not-addressed", (("To", "carol@example.org"), ("Cc", ""))),
+    VacationCase("undisclosed", (("To", "undisclosed-recipients:;"), ("Cc", ""))),
+    VacationCase("uppercase-address", (("To", "ALICE@EXAMPLE.ORG"),)),
+    VacationCase("precedence-bulk", (("Precedence", "bulk"),)),
+    VacationCase("precedence-list", (("Precedence", "list"),)),
+    VacationCase("precedence-junk", (("Precedence", "junk"),)),
+    VacationCase("precedence-first-class", (("Precedence", "first-class"),)),
+    VacationCase("auto-submitted-generated", (("Auto-Submitted", "auto-generated"),)),
+    VacationCase("auto-submitted-replied", (("Auto-Submitted", "auto-replied"),)),
+    VacationCase("auto-submitted-no", (("Auto-Submitted", "no"),)),
+    VacationCase("list-id", (("List-Id", "<dev.lists.example.net>"),)),
+    VacationCase("list-post", (("List-Post", "<mailto:dev@lists.example.net>"),)),
+    VacationCase("list-unsubscribe", (("List-Unsubscribe", "<mailto:u@lists.example.net>"),)),
+    VacationCase("list-help", (("List-Help", "<mailto:help@lists.example.net>"),)),
+    VacationCase("x-auto-response-suppress", (("X-Auto-Response-Suppress", "OOF"),)),
+    VacationCase("mailer-daemon", mail_from="MAILER-DAEMON@remote.example"),
+    VacationCase("owner-prefix", mail_from="owner-dev@lists.example.net"),
+    VacationCase("request-suffix", mail_from="dev-request@lists.example.net"),
+    VacationCase("bounces-suffix", mail_from="dev-bounces@lists.example.net"),
+    VacationCase("listserv", mail_from="LISTSERV@lists.example.net"),
+    VacationCase("majordomo", mail_from="majordomo@lists.example.net"),
+    VacationCase("noreply", mail_from="noreply@remote.example"),
+    VacationCase("from-self", mail_from="alice@example.org"),
+    VacationCase(
+        "resent-to", (("To", "carol@example.org"), ("Cc", ""), ("Resent-To", "alice@example.org"))
+    ),
+    VacationCase(
+        "subaddress-rcpt", (("To", "alice+work@example.org"),), rcpt_to="alice+work@example.org"
+    ),
+]
+
+
+def vacation_recorded() -> dict[str, str]:
+    if not VACATION_RECORD.exists():
+        return {}
+    return json.loads(VACATION_RECORD.read_text())
+
+
+def parse_vacation_log(err: str) -> str:
+    if "sent vacation response" in err:
+        return "send"
+    if re.search(r"vacation action: (discard|not sending)", err):
+        return "skip"
+    return "?"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -497,10 +586,14 @@ def record() -> None:
     ph = Pigeonhole()
     try:
         result = {case.name: ph.run(case) for case in load_cases()}
+        vacation = {case.name: ph.vacation(case) for case in VACATION_CASES}
     finally:
         ph.close()
     RECORD.write_text(json.dumps(result, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
-    print(f"recorded {len(result)} cases in {RECORD.name}")
+    VACATION_RECORD.write_text(json.dumps(vacation, indent=1, sort_keys=True) + "\n")
+    print(
+        f"recorded {len(result)} cases in {RECORD.name}, {len(vacation)} in {VACATION_RECORD.name}"
+    )
 
 
 if __name__ == "__main__":
