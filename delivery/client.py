@@ -90,6 +90,9 @@ class HostSecurity:
     enforce: bool = False
     dane: object | None = None  # delivery.dane.DaneHost
     reason: str = ""
+    # delivery.outreports.tlsrpt.PolicyKey: where the session's TLS outcome is counted for
+    # the recipient domain's TLS report (RFC 8460); None: not counted.
+    tlsrpt: object | None = None
 
 
 OPPORTUNISTIC = HostSecurity()
@@ -180,6 +183,7 @@ class Connection:
         except OSError as exc:
             raise ConnectFailed(str(exc)) from exc
         self.sock.settimeout(settings.MAILHOST_OUTBOUND_TIMEOUT)
+        self.local_address = self.sock.getsockname()[0]  # sending-mta-ip of a TLS report
         self.file = self.sock.makefile("rb")
         self.extensions: dict[str, str] = {}
         self.tls = False
@@ -472,6 +476,8 @@ def _session(
             reply = conn.command(f"HELO {settings.MAILHOST_HOSTNAME}")
             if reply.code != 250:
                 raise SMTPError(reply)
+        if use_tls and "STARTTLS" not in conn.extensions:
+            _tls_outcome(wanted, conn, "starttls-not-supported")
         verified = wanted.protection in ("dane", "mta-sts")
         if verified and wanted.enforce and "STARTTLS" not in conn.extensions:
             raise SMTPError(
@@ -483,6 +489,7 @@ def _session(
             try:
                 tls_reply = conn.starttls(_tls_context(wanted), sni)
             except (ssl.SSLError, OSError) as exc:
+                _tls_outcome(wanted, conn, _handshake_failure(exc), str(exc))
                 if require_tls or (verified and wanted.enforce):
                     raise SMTPError(
                         _temp(f"4.7.5 TLS handshake failed: {exc}", host.name)
@@ -502,10 +509,14 @@ def _session(
                 return _session(
                     host, address, port, envelope, data, auth, require_tls, use_tls=False
                 )
+            if tls_reply.code != 220:
+                _tls_outcome(wanted, conn, "starttls-not-supported", str(tls_reply))
             if tls_reply.code == 220:
                 protection = wanted.protection if verified else "tls"
                 if wanted.protection == "dane":
                     _dane_check(conn, wanted, host.name)
+                else:
+                    _tls_outcome(wanted, conn)
                 reply = conn.ehlo(settings.MAILHOST_HOSTNAME)
                 if reply.code != 250:
                     raise SMTPError(reply)
@@ -537,11 +548,37 @@ def _dane_check(conn: Connection, wanted: HostSecurity, name: str) -> None:
 
     records = wanted.dane.records if wanted.dane is not None else ()
     if not records:
+        _tls_outcome(wanted, conn, "tlsa-invalid", "no usable TLSA record")
         return
     chain = [c.public_bytes(_ssl.ENCODING_DER) for c in conn.sock._sslobj.get_unverified_chain()]
     why = dane.verify(records, chain, name)
     if why is not None:
+        # RFC 8460 4.3: the TLSA records are the trust anchors; none vouches for this chain.
+        _tls_outcome(wanted, conn, "certificate-not-trusted", why)
         raise SMTPError(_temp(f"4.7.5 DANE: {why}", name))
+    _tls_outcome(wanted, conn)
+
+
+def _tls_outcome(
+    wanted: HostSecurity, conn: Connection, result_type: str = "", reason: str = ""
+) -> None:
+    """Count the session's TLS outcome ("" for success, else an RFC 8460 4.3 result type)
+    for the TLS report of the policy `wanted` came from (delivery/outreports/tlsrpt.py)."""
+    if wanted.tlsrpt is None:
+        return
+    wanted.tlsrpt.session(
+        result_type,
+        mx_host=conn.remote,
+        receiving_ip=conn.address,
+        sending_ip=conn.local_address,
+        reason=reason,
+    )
+
+
+def _handshake_failure(exc: BaseException) -> str:
+    from delivery.outreports.tlsrpt import handshake_failure
+
+    return handshake_failure(exc)
 
 
 def _require_tls_check(conn: Connection, protection: str, name: str) -> None:

@@ -268,3 +268,85 @@ class MtaStsPolicy(models.Model):
 
     def __str__(self) -> str:
         return f"{self.domain} ({self.mode}, id {self.policy_id})"
+
+
+# --- Aggregate reports we send: TLS (RFC 8460) and DMARC (RFC 7489) ---------------------------
+
+
+class TlsSessionCount(models.Model):
+    """Outbound TLS sessions of one UTC day under one policy of one recipient domain, by
+    result (RFC 8460 4.3; "" is success), counted in memory by delivery/outreports/tlsrpt.py
+    and added here with F() increments. A failure row names the MX host and addresses."""
+
+    day = models.DateField()
+    policy_domain = models.CharField(max_length=253)
+    policy_type = models.CharField(max_length=16)  # tlsa | sts | no-policy-found
+    policy_digest = models.CharField(max_length=64)  # SHA-256 of the strings and mx-host
+    policy_strings = models.JSONField(default=list)
+    mx_patterns = models.JSONField(default=list)  # the report's mx-host
+    result_type = models.CharField(max_length=32, blank=True)
+    mx_host = models.CharField(max_length=253, blank=True)
+    receiving_ip = models.CharField(max_length=45, blank=True)
+    sending_ip = models.CharField(max_length=45, blank=True)
+    reason = models.CharField(max_length=255, blank=True)  # failure-reason-code (the last seen)
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=[
+                    "day",
+                    "policy_domain",
+                    "policy_type",
+                    "policy_digest",
+                    "result_type",
+                    "mx_host",
+                    "receiving_ip",
+                    "sending_ip",
+                ],
+                name="tls_session_count_unique",
+            )
+        ]
+        indexes = [models.Index(fields=["day", "policy_domain"], name="tls_session_day_domain")]
+
+
+class DmarcEvaluation(models.Model):
+    """The DMARC evaluation of one message received on port 25 (accepted or refused), for
+    the aggregate report to the From domain's rua (RFC 7489 7.2); removed once reported."""
+
+    day = models.DateField()
+    header_from = models.CharField(max_length=253)
+    envelope_from = models.CharField(max_length=253, blank=True)
+    source_ip = models.CharField(max_length=45)
+    disposition = models.CharField(max_length=10)  # none | quarantine | reject
+    dkim_aligned = models.BooleanField(default=False)
+    spf_aligned = models.BooleanField(default=False)
+    override = models.CharField(max_length=20, blank=True)  # RFC 7489 PolicyOverrideType
+    spf_domain = models.CharField(max_length=253, blank=True)
+    spf_scope = models.CharField(max_length=5, default="mfrom")  # mfrom | helo
+    spf_result = models.CharField(max_length=10, default="none")
+    dkim = models.JSONField(default=list)  # [[domain, selector, result], ...]
+
+    class Meta:
+        indexes = [models.Index(fields=["day", "header_from"], name="dmarc_eval_day_from")]
+
+
+class ReportSent(models.Model):
+    """An aggregate report of one kind, day and policy domain was sent (or handed to its
+    https destinations): the unique row makes it once, whichever process gets there first."""
+
+    class Kind(models.TextChoices):
+        TLS = "tls", "TLS (RFC 8460)"
+        DMARC = "dmarc", "DMARC (RFC 7489)"
+
+    kind = models.CharField(max_length=5, choices=Kind.choices)
+    day = models.DateField()
+    domain = models.CharField(max_length=253)
+    report_id = models.CharField(max_length=255)
+    destinations = models.TextField(blank=True)  # one per line
+    sent_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "day", "domain"], name="report_sent_unique")
+        ]

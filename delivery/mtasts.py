@@ -30,6 +30,9 @@ MAX_POLICY_BYTES = 64 * 1024  # RFC 8461 3.3: "a reasonable maximum size (e.g. 6
 MAX_AGE_LIMIT = 31_557_600  # RFC 8461 3.2: at most one year
 POLICY_ID = re.compile(r"[A-Za-z0-9]{1,32}")
 MODES = ("enforce", "testing", "none")
+# RFC 8460 4.3.2.3: why a policy could not be had (a PolicyError's result_type).
+FETCH_ERROR = "sts-policy-fetch-error"
+WEBPKI_INVALID = "sts-webpki-invalid"
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,11 @@ class Policy:
 
 
 class PolicyError(Exception):
-    pass
+    """No policy could be had; `result_type` says why as RFC 8460 4.3.2.3 reports it."""
+
+    def __init__(self, text: str, result_type: str = "sts-policy-invalid") -> None:
+        super().__init__(text)
+        self.result_type = result_type
 
 
 def parse_txt(records: list[bytes]) -> str | None:
@@ -124,10 +131,11 @@ def fetch(domain: str, policy_id: str) -> Policy:
     try:
         addresses = dns.get_resolver().addresses(host)
     except dns.DNSError as exc:
-        raise PolicyError(f"{host}: {exc.text}") from None
+        raise PolicyError(f"{host}: {exc.text}", FETCH_ERROR) from None
     if not addresses:
-        raise PolicyError(f"{host} has no address")
+        raise PolicyError(f"{host} has no address", FETCH_ERROR)
     errors = []
+    result_type = FETCH_ERROR
     for address in addresses:
         connection = _ResolvedHTTPS(
             host, address, settings.MAILHOST_MTA_STS_PORT, context=verifying_context()
@@ -137,7 +145,7 @@ def fetch(domain: str, policy_id: str) -> Policy:
             response = connection.getresponse()
             # No redirects are followed (3.3): anything but 200 is no policy.
             if response.status != 200:
-                raise PolicyError(f"{host} answered HTTP {response.status}")
+                raise PolicyError(f"{host} answered HTTP {response.status}", FETCH_ERROR)
             kind = (response.getheader("Content-Type") or "").split(";")[0].strip().lower()
             if kind != "text/plain":
                 raise PolicyError(f"{host} sent {kind or 'no content type'}, not text/plain")
@@ -149,9 +157,11 @@ def fetch(domain: str, policy_id: str) -> Policy:
             raise
         except (OSError, ssl.SSLError, http.client.HTTPException) as exc:
             errors.append(f"[{address}] {exc}")
+            if isinstance(exc, ssl.SSLCertVerificationError):
+                result_type = WEBPKI_INVALID
         finally:
             connection.close()
-    raise PolicyError(f"{host}: " + "; ".join(errors))
+    raise PolicyError(f"{host}: " + "; ".join(errors), result_type)
 
 
 def policy(domain: str, *, now: datetime.datetime | None = None) -> Policy | None:
@@ -178,6 +188,7 @@ def policy(domain: str, *, now: datetime.datetime | None = None) -> Policy | Non
         fetched = fetch(domain, policy_id)
     except PolicyError as exc:
         logger.warning('mta-sts fetch failed domain=%s error="%s"', domain, exc)
+        _fetch_failure_count(domain, cached, exc)
         return _in_force(cached)
     services.mta_sts_policy_store(policy=fetched, fetched_at=now)
     logger.info(
@@ -193,3 +204,14 @@ def policy(domain: str, *, now: datetime.datetime | None = None) -> Policy | Non
 
 def _in_force(found: Policy | None) -> Policy | None:
     return None if found is None or found.mode == "none" else found
+
+
+def _fetch_failure_count(domain: str, cached: Policy | None, exc: PolicyError) -> None:
+    """A failed fetch is a failure of the domain's TLS report (RFC 8460 4.3.2.3), under the
+    cached policy still in force, else under no policy found."""
+    from delivery.outreports import tlsrpt
+
+    in_force = _in_force(cached)
+    key = tlsrpt.sts(domain, in_force) if in_force is not None else tlsrpt.no_policy(domain)
+    if key is not None:
+        key.session(exc.result_type, reason=str(exc))

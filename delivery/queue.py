@@ -163,6 +163,13 @@ def housekeep() -> tuple[int, int]:
     from mailboxes.services import blob_collect_garbage_if_due
 
     blob_collect_garbage_if_due()
+    # The daily TLS (RFC 8460) and DMARC (RFC 7489) aggregate reports, once each day ended.
+    from delivery import outreports
+
+    try:
+        outreports.send_due()
+    except Exception:
+        logger.exception("aggregate reports failed; trying again at the next housekeeping")
     if notified or pruned:
         logger.info("housekeeping: %d DSN(s) sent late, %d spool entries removed", notified, pruned)
     return notified, pruned

@@ -28,6 +28,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from delivery import reports, spam
+from delivery.outreports.services import dmarc_evaluation_record
 from delivery.services import SpoolRecipient, new_queue_id, report_store, spool_create
 from delivery.spam.services import known_senders_add
 from mailboxes import headers, mda, selectors
@@ -234,6 +235,8 @@ def inbound_trust(
         dmarc = dataclasses.replace(results.dmarc, disposition="none", override="local_policy")
         results = dataclasses.replace(results, dmarc=dmarc)
     if results.dmarc.disposition == "reject":
+        # Refused, but counted in the From domain's aggregate report (RFC 7489 7.2).
+        dmarc_evaluation_record(auth=results, mail_from=mail_from)
         raise DMARCRejected(results.dmarc.domain)
     stripped = inbound.strip_untrusted(raw, authserv_id=hostname)
     return results.header() + stripped, results
@@ -360,6 +363,9 @@ def message_accept(
         )
         if extracted is not None:
             _reports_store(extracted, report_recipients, queue_id)
+        if auth is not None:
+            # For the From domain's DMARC aggregate report (delivery/outreports).
+            dmarc_evaluation_record(auth=auth, mail_from=mail_from)
         if submission:
             # Whom a mailbox writes to, it trusts to write back (the spam verdict's
             # KNOWN_SENDER).

@@ -11,6 +11,11 @@ MTA-STS, RFC 8689 REQUIRETLS and TLS-Required), as delivery/client.py's HostSecu
 - A message with `TLS-Required: No` (RFC 8689 5) and no REQUIRETLS ignores DANE and MTA-STS
   failures: it goes by opportunistic TLS, its sender having said confidentiality matters
   less than delivery.
+
+Each HostSecurity carries the policy its session is counted under for the recipient
+domain's TLS report (RFC 8460, delivery/outreports/tlsrpt.py); a host refused here is
+counted here. Mail with `TLS-Required: No` is not counted (our own TLS reports carry it:
+RFC 8460 5.3 asks that their sessions stay out of the next report).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from django.conf import settings
 from delivery import dane, dns, mtasts
 from delivery.client import OPPORTUNISTIC, HostSecurity
 from delivery.dns import MXHost
+from delivery.outreports import tlsrpt
 
 logger = logging.getLogger(__name__)
 
@@ -45,25 +51,36 @@ def destination_security(
         return lambda host: OPPORTUNISTIC
     dane_applies = settings.MAILHOST_DANE and dane.mx_secure(domain)
     policy = mtasts.policy(domain)
+    no_policy = HostSecurity(tlsrpt=tlsrpt.no_policy(domain))
+    sts_key = tlsrpt.sts(domain, policy) if policy is not None else None
 
     def security(host: MXHost) -> HostSecurity:
         if dane_applies:
             try:
                 found = dane.tlsa_for(host.name, port)
             except dns.DNSError as exc:
-                return HostSecurity("refused", reason=f"TLSA lookup failed: {exc.text}")
+                reason = f"TLSA lookup failed: {exc.text}"
+                _refused(tlsrpt.tlsa(domain, host.name, ()), tlsrpt.DNSSEC_INVALID, host, reason)
+                return HostSecurity("refused", reason=reason)
             if found is not None:
-                return HostSecurity("dane", enforce=True, dane=found)
+                key = tlsrpt.tlsa(domain, host.name, found.records)
+                return HostSecurity("dane", enforce=True, dane=found, tlsrpt=key)
         if policy is None:
-            return OPPORTUNISTIC
+            return no_policy
         enforce = policy.mode == "enforce" or require_tls  # RFC 8689 4.2.1: testing counts
         if not policy.allows(host.name):
+            reason = f"not an MX host of {domain}'s MTA-STS policy"
+            _refused(sts_key, tlsrpt.VALIDATION_FAILURE, host, reason)
             if enforce:
-                return HostSecurity(
-                    "refused", reason=f"not an MX host of {domain}'s MTA-STS policy"
-                )
+                return HostSecurity("refused", reason=reason)
             logger.info("mta-sts testing host=%s not in the policy of domain=%s", host.name, domain)
             return OPPORTUNISTIC
-        return HostSecurity("mta-sts", enforce=enforce)
+        return HostSecurity("mta-sts", enforce=enforce, tlsrpt=sts_key)
 
     return security
+
+
+def _refused(key: tlsrpt.PolicyKey | None, result_type: str, host: MXHost, reason: str) -> None:
+    """Count a host the policy rules out as a failed session of the policy's report."""
+    if key is not None:
+        key.session(result_type, mx_host=host.name, reason=reason)

@@ -30,6 +30,7 @@ from rq.timeouts import TimerDeathPenalty
 from rq.worker import SimpleWorker
 
 from delivery import queue
+from delivery.outreports import tlsrpt
 from mailboxes import fulltext
 from mailhost.config import require_server_name
 from protocols.listeners import Listener
@@ -58,6 +59,7 @@ class Sweeper(threading.Thread):
                     count = queue.sweep()
                     if count:
                         logger.info("sweeper enqueued %d message(s)", count)
+                    tlsrpt.flush()  # this process's TLS session counts, for the daily report
                     if time.monotonic() - last_prune >= PRUNE_INTERVAL:
                         last_prune = time.monotonic()
                         queue.housekeep()
@@ -65,6 +67,7 @@ class Sweeper(threading.Thread):
                     logger.exception("sweep failed; trying again in %ss", self.interval)
                 self.stopping.wait(self.interval)
         finally:
+            tlsrpt.flush()
             connections.close_all()
 
     def stop(self) -> None:
@@ -99,6 +102,7 @@ class MailhostWorker(SimpleWorker):
             if sweeper:
                 sweeper.stop()
                 sweeper.join(10)
+            tlsrpt.flush()  # a burst worker has no sweeper: its counts are stored here
             connections.close_all()
 
 

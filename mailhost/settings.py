@@ -322,6 +322,22 @@ MAILHOST_MTA_STS = env_bool("MAILHOST_MTA_STS", True)
 MAILHOST_MTA_STS_TIMEOUT = env_duration("MAILHOST_MTA_STS_TIMEOUT", 10, minimum=1)
 MAILHOST_MTA_STS_PORT = env_port("MAILHOST_MTA_STS_PORT", 443)
 MAILHOST_OUTBOUND_CA_FILE = env_file("MAILHOST_OUTBOUND_CA_FILE")
+# Aggregate reports we send (delivery/outreports): TLS reports (RFC 8460) about our outbound
+# sessions to the recipient domains, DMARC aggregate reports (RFC 7489 7.2) about the mail we
+# received to its From domains, daily, from MAILHOST_REPORTS_FROM (default: noreply@ the
+# hosted domain of MAILHOST_HOSTNAME, else the first hosted domain) as MAILHOST_REPORTS_ORG.
+MAILHOST_TLS_REPORTS = env_bool("MAILHOST_TLS_REPORTS", True)
+MAILHOST_DMARC_REPORTS = env_bool("MAILHOST_DMARC_REPORTS", True)
+MAILHOST_REPORTS_FROM = env_str("MAILHOST_REPORTS_FROM")
+if MAILHOST_REPORTS_FROM is not None and not _is_address(MAILHOST_REPORTS_FROM):
+    raise ImproperlyConfigured(f"MAILHOST_REPORTS_FROM={MAILHOST_REPORTS_FROM!r} is not an address")
+MAILHOST_REPORTS_ORG = env_str("MAILHOST_REPORTS_ORG")
+if MAILHOST_REPORTS_ORG is not None and (
+    len(MAILHOST_REPORTS_ORG) > 100 or not MAILHOST_REPORTS_ORG.isprintable()
+):
+    raise ImproperlyConfigured(
+        "MAILHOST_REPORTS_ORG must be one line of at most 100 printable characters"
+    )
 # Postfix's smtp_line_length_limit: longer lines are broken on the way out; 0: never.
 MAILHOST_OUTBOUND_LINE_LENGTH_LIMIT = env_int(
     "MAILHOST_OUTBOUND_LINE_LENGTH_LIMIT", 998, maximum=998

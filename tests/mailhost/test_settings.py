@@ -202,6 +202,10 @@ BAD_VALUES: dict[str, Bad] = {
         "https://letsencrypt.org", "MAILHOST_CAA_ISSUERS: 'https://letsencrypt.org' is not a"
     ),
     "MAILHOST_MTA_STS_MODE": Bad("strict", "must be one of testing, enforce"),
+    "MAILHOST_TLS_REPORTS": Bad("maybe", "MAILHOST_TLS_REPORTS='maybe' is not a boolean"),
+    "MAILHOST_DMARC_REPORTS": Bad("sometimes", "MAILHOST_DMARC_REPORTS='sometimes' is not a"),
+    "MAILHOST_REPORTS_FROM": Bad("noreply", "MAILHOST_REPORTS_FROM='noreply' is not an address"),
+    "MAILHOST_REPORTS_ORG": Bad("Example\tInc", "MAILHOST_REPORTS_ORG must be one line"),
     "MAILHOST_PASSWORD_MIN_LENGTH": Bad("0", "must be at least 1"),
     "MAILHOST_WEBMAIL_HTML_LIMIT": Bad("1M", "is not a whole number"),
     "MAILHOST_DEBUG": Bad("maybe", "MAILHOST_DEBUG='maybe' is not a boolean"),

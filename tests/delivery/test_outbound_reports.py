@@ -1,0 +1,247 @@
+"""Aggregate reports we send (issue 20): a day of outbound sessions becomes a TLS report
+(RFC 8460) per recipient domain that asks for one, a day of mail received on port 25 becomes
+a DMARC aggregate report (RFC 7489) per From domain that asks for one. End to end: the
+deliveries and the SMTP sessions are real, the local DNS server publishes the policies, the
+`rua` records and our DKIM key, the daily job runs with a "now" of the next day, and the
+reports arrive at an SMTP peer (and an HTTPS endpoint), read back with delivery/reports.py."""
+
+from __future__ import annotations
+
+import datetime
+import gzip
+import http.server
+import json
+import ssl
+import threading
+from email import message_from_bytes
+from email.policy import compat32
+
+import dkim
+import pytest
+
+from delivery import outreports, reports
+from delivery.dkim import dkim_public_key_value
+from delivery.models import OutboundRecipient, RecipientStatus, TlsSessionCount
+from delivery.outreports import tlsrpt
+from mailboxes.models import Domain
+from tests.delivery.conftest import run_queue
+from tests.delivery.test_outbound_tls import (  # noqa: F401 - `world` is a fixture
+    ENFORCE,
+    der_of,
+    spool,
+    tlsa,
+    world,
+)
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("delivery_env")]
+
+REPORTS_PEER = "127.0.0.6"
+
+
+def tomorrow(minutes: int = 30) -> datetime.datetime:
+    today = datetime.datetime.now(datetime.UTC).date()
+    midnight = datetime.datetime.combine(today + datetime.timedelta(days=1), datetime.time())
+    return midnight.replace(tzinfo=datetime.UTC) + datetime.timedelta(minutes=minutes)
+
+
+@pytest.fixture(autouse=True)
+def _no_counts_left():
+    tlsrpt.forget()
+    yield
+    tlsrpt.forget()
+
+
+def publish_our_dkim_key(zone) -> None:
+    domain = Domain.objects.get(name="example.org")
+    zone.add_txt(f"{domain.dkim_selector}._domainkey.example.org", dkim_public_key_value(domain))
+
+
+def reports_peer(world):  # noqa: F811 - the fixture's value
+    """reports.test's MX: a plain SMTP peer that keeps what it is sent."""
+    world.zone.add("reports.test", "MX", "10 mx.reports.test.")
+    world.zone.add("mx.reports.test", "A", REPORTS_PEER)
+    return world.peers.start(REPORTS_PEER)
+
+
+class PostServer:
+    """https://rua.reports.test:<port>/tlsrpt on 127.0.0.10: keeps each POST."""
+
+    def __init__(self, ca, address: str = "127.0.0.10") -> None:
+        self.posts: list[tuple[str, str, bytes]] = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                outer.posts.append((self.path, self.headers["Content-Type"], body))
+                self.send_response(201)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer((address, 0), Handler)
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(str(ca.cert_path), str(ca.key_path))
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def by_domain(received) -> dict[str, bytes]:
+    found = {}
+    for item in received:
+        message = message_from_bytes(item.data, policy=compat32)
+        found[message["TLS-Report-Domain"] or message["Subject"].split()[2]] = item.data
+    return found
+
+
+# --- TLS reports (RFC 8460) ---------------------------------------------------------------------
+
+
+def test_a_day_of_sessions_becomes_a_signed_tls_report_per_domain(world, settings):  # noqa: F811
+    zone = world.zone
+    publish_our_dkim_key(zone)
+    collector = reports_peer(world)
+    # secure.test: MTA-STS enforce; two sessions verified, then an impostor with a
+    # certificate for another name (deferred).
+    world.peer("127.0.0.2", world.ca("ca-mx", "mx1.secure.test"))
+    world.policy(ENFORCE)
+    zone.add_txt("_smtp._tls.secure.test", "v=TLSRPTv1; rua=mailto:tlsrpt@reports.test")
+    for _ in range(2):
+        message = spool()
+        run_queue()
+        assert OutboundRecipient.objects.get(message=message).status == RecipientStatus.DELIVERED
+    world.peers.controllers.pop("127.0.0.2").stop()
+    world.peer("127.0.0.2", world.ca("ca-impostor", "someone-else.test"))
+    impostor = spool()
+    run_queue()
+    assert OutboundRecipient.objects.get(message=impostor).status == RecipientStatus.DEFERRED
+    # plain.test: no policy, a peer without STARTTLS; its rua is mail and https.
+    zone.add("plain.test", "MX", "10 mx.plain.test.")
+    zone.add("mx.plain.test", "A", "127.0.0.4")
+    world.peers.start("127.0.0.4")
+    https_ca = world.ca("ca-rua", "rua.reports.test")
+    post_server = PostServer(https_ca)
+    zone.add("rua.reports.test", "A", "127.0.0.10")
+    zone.add_txt(
+        "_smtp._tls.plain.test",
+        "v=TLSRPTv1; rua=mailto:tlsrpt@reports.test,"
+        f"https://rua.reports.test:{post_server.port}/tlsrpt",
+    )
+    # dane.test: signed, a TLSA record that does not match the peer's certificate.
+    zone.add("dane.test", "MX", "10 mx1.dane.test.")
+    zone.add("mx1.dane.test", "A", "127.0.0.5")
+    dane_ca = world.ca("ca-dane", "mx1.dane.test")
+    world.peer("127.0.0.5", dane_ca)
+    tlsa_name = f"_{world.peers.port}._tcp.mx1.dane.test"
+    wrong = tlsa(3, 1, 1, der_of(world.ca("ca-dane-other", "mx1.dane.test").cert_path))
+    zone.add(tlsa_name, "TLSA", wrong)
+    zone.signed.update({"dane.test", tlsa_name})
+    zone.add_txt("_smtp._tls.dane.test", "v=TLSRPTv1; rua=mailto:tlsrpt@reports.test")
+    # nothing.test: sessions, but no TLSRPT record: no report.
+    zone.add("nothing.test", "MX", "10 mx.plain.test.")
+    from delivery.services import SpoolRecipient, spool_create
+    from mailboxes.services import blob_store
+
+    def send(to: str):
+        message = spool_create(
+            blob=blob_store(b"From: alice@example.org\r\nSubject: hi\r\n\r\nhello\r\n"),
+            mail_from="alice@example.org",
+            recipients=[SpoolRecipient(to)],
+        )
+        run_queue()
+        return OutboundRecipient.objects.get(message=message)
+
+    assert send("bob@plain.test").protection == "plain"
+    assert send("bob@dane.test").status == RecipientStatus.DEFERRED
+    assert send("bob@nothing.test").status == RecipientStatus.DELIVERED
+
+    # The day is not over: nothing is due yet.
+    assert outreports.send_due() == {"tls": 0, "dmarc": 0}
+    assert TlsSessionCount.objects.exists()  # counted, flushed to the database
+
+    sent = outreports.send_due(now=tomorrow())
+    assert sent["tls"] == 3
+    run_queue()
+    got = by_domain(collector.received)
+    assert sorted(got) == ["dane.test", "plain.test", "secure.test"]
+    for domain, raw in got.items():
+        assert [r.rcpt_tos for r in collector.received if r.data == raw] == [
+            ["tlsrpt@reports.test"]
+        ]
+        assert dkim.verify(raw, dnsfunc=zone.txt_lookup), domain
+        message = message_from_bytes(raw, policy=compat32)
+        assert message.get_content_type() == "multipart/report"
+        assert message.get_param("report-type") == "tlsrpt"
+        assert message["From"] == "noreply@example.org"
+        assert message["TLS-Report-Submitter"] == "mx.test.example"
+        assert message["Subject"].startswith(f"Report Domain: {domain} Submitter: mx.test.example")
+        attachment = [
+            p for p in message.walk() if p.get_content_type() == "application/tlsrpt+gzip"
+        ]
+        assert attachment[0].get_filename().startswith(f"mx.test.example!{domain}!")
+        assert attachment[0].get_filename().endswith(".json.gz")
+
+    day = datetime.datetime.now(datetime.UTC).date()
+    [secure] = reports.from_message(got["secure.test"]).reports
+    assert (secure.org_name, secure.contact) == ("example.org", "postmaster@example.org")
+    assert secure.begin == datetime.datetime.combine(day, datetime.time(), tzinfo=datetime.UTC)
+    [policy] = secure.policies
+    assert (policy.policy_type, policy.policy_domain) == ("sts", "secure.test")
+    assert policy.mx_hosts == ("mx1.secure.test", "*.backup.secure.test")
+    assert (policy.successful, policy.failed) == (2, 1)
+    [detail] = policy.failure_details
+    assert detail["result_type"] == "certificate-host-mismatch"
+    assert detail["receiving_mx_hostname"] == "mx1.secure.test"
+    assert detail["receiving_ip"] == "127.0.0.2"
+    assert detail["failed_session_count"] == 1
+    assert detail["sending_mta_ip"] == "127.0.0.1"
+    document = json.loads(
+        gzip.decompress(
+            [
+                p.get_payload(decode=True)
+                for p in message_from_bytes(got["secure.test"], policy=compat32).walk()
+                if p.get_content_type() == "application/tlsrpt+gzip"
+            ][0]
+        )
+    )
+    assert document["policies"][0]["policy"]["policy-string"] == ENFORCE.strip().split("\n")
+
+    [plain] = reports.from_message(got["plain.test"]).reports
+    [policy] = plain.policies
+    assert (policy.policy_type, policy.successful, policy.failed) == ("no-policy-found", 0, 1)
+    assert policy.failure_details[0]["result_type"] == "starttls-not-supported"
+    assert policy.failure_details[0]["receiving_mx_hostname"] == "mx.plain.test"
+    # The same report went to the https rua.
+    [(path, kind, body)] = post_server.posts
+    post_server.close()
+    assert (path, kind) == ("/tlsrpt", "application/tlsrpt+gzip")
+    assert reports.parse_document(gzip.decompress(body)) == plain
+
+    [dane_report] = reports.from_message(got["dane.test"]).reports
+    [policy] = dane_report.policies
+    assert (policy.policy_type, policy.mx_hosts) == ("tlsa", ("mx1.dane.test",))
+    assert (policy.successful, policy.failed) == (0, 1)
+    assert policy.failure_details[0]["result_type"] == "certificate-not-trusted"
+    assert json.loads(
+        gzip.decompress(
+            [
+                p.get_payload(decode=True)
+                for p in message_from_bytes(got["dane.test"], policy=compat32).walk()
+                if p.get_content_type() == "application/tlsrpt+gzip"
+            ][0]
+        )
+    )["policies"][0]["policy"]["policy-string"] == [wrong]
+
+    # The reports' own sessions (TLS-Required: No) are not counted; the rows are gone; a
+    # second run sends nothing again.
+    assert tlsrpt.take() == []
+    assert not TlsSessionCount.objects.exclude(policy_domain="nothing.test").exists()
+    assert outreports.send_due(now=tomorrow(90)) == {"tls": 0, "dmarc": 0}
+    assert not TlsSessionCount.objects.exists()  # nothing.test's: nobody to report to
