@@ -11,7 +11,7 @@ from datetime import datetime
 from django.conf import settings
 from django.core.files.storage import storages
 from django.db import connection
-from django.db.models import CharField, F, IntegerField, QuerySet, Value
+from django.db.models import CharField, Count, F, IntegerField, QuerySet, Sum, Value
 from django.db.models.functions import Cast, Length
 
 from mailboxes import headers, senderlists, srs
@@ -493,6 +493,21 @@ def folder_count_from_uid(folder: Folder | int, uid: int) -> int:
 def folder_deleted_count(folder: Folder | int) -> int:
     folder_id = folder if isinstance(folder, int) else folder.id
     return Message.objects.filter(folder_id=folder_id, deleted=True).count()
+
+
+def folder_deleted_totals(folder: Folder | int) -> tuple[int, int]:
+    """(count, octets) of the folder's messages flagged \\Deleted."""
+    folder_id = folder if isinstance(folder, int) else folder.id
+    totals = Message.objects.filter(folder_id=folder_id, deleted=True).aggregate(
+        count=Count("id"), octets=Sum("size")
+    )
+    return totals["count"], totals["octets"] or 0
+
+
+def mailbox_quota(mailbox: Mailbox | int) -> tuple[int, int]:
+    """(quota, used_bytes) of the mailbox now; a quota of 0 means no limit."""
+    mailbox_id = mailbox if isinstance(mailbox, int) else mailbox.id
+    return Mailbox.objects.filter(pk=mailbox_id).values_list("quota", "used_bytes").get()
 
 
 def message_flag_rows(folder: Folder | int, uids=None, *, changed_since: int | None = None):

@@ -262,6 +262,21 @@ class Thread(Command):
 
 
 @dataclass(frozen=True)
+class QuotaCommand(Command):
+    """GETQUOTA (a quota root) and GETQUOTAROOT (a mailbox), RFC 9208 4.2-4.3."""
+
+    name_arg: str
+
+
+@dataclass(frozen=True)
+class SetQuota(Command):
+    """SETQUOTA root (resource limit ...), RFC 9208 4.4."""
+
+    root: str
+    limits: tuple[tuple[str, int], ...]
+
+
+@dataclass(frozen=True)
 class Id(Command):
     params: tuple[tuple[str, str | None], ...] | None
 
@@ -315,6 +330,7 @@ STATUS_ITEMS = frozenset(
         "SIZE",
         "HIGHESTMODSEQ",
         "DELETED",
+        "DELETED-STORAGE",
         "APPENDLIMIT",
     }
 )
@@ -1193,6 +1209,29 @@ def _thread(reader: Reader, tag: str, name: str, uid: bool) -> Command:
     return Thread(tag, name, uid, algorithm, charset, _search_keys(reader))
 
 
+def _getquota(reader: Reader, tag: str, name: str) -> Command:
+    reader.sp()
+    if name == "GETQUOTAROOT":
+        return QuotaCommand(tag, name, reader.mailbox())
+    return QuotaCommand(tag, name, reader.text_astring())
+
+
+def _setquota(reader: Reader, tag: str, name: str) -> Command:
+    # RFC 9208 4.4: setquota_list = "(" [setquota_resource *(SP setquota_resource)] ")"
+    reader.sp()
+    root = reader.text_astring()
+    reader.sp()
+    reader.expect(b"(")
+    limits = []
+    while not reader.try_take(b")"):
+        resource = reader.atom().upper()
+        reader.sp()
+        limits.append((resource, reader.number(limit=MAX_NUMBER64)))
+        if reader.peek() == 0x20:
+            reader.sp()
+    return SetQuota(tag, name, root, tuple(limits))
+
+
 def _id(reader: Reader, tag: str, name: str) -> Command:
     reader.sp()
     if reader.peek() != 0x28:
@@ -1234,5 +1273,8 @@ _HANDLERS = {
     "SEARCH": _search,
     "SORT": _sort,
     "THREAD": _thread,
+    "GETQUOTA": _getquota,
+    "GETQUOTAROOT": _getquota,
+    "SETQUOTA": _setquota,
     "ID": _id,
 }

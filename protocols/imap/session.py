@@ -306,6 +306,8 @@ class Session:
             "ESORT",
             "THREAD=ORDEREDSUBJECT",
             "THREAD=REFERENCES",
+            "QUOTA",
+            "QUOTA=RES-STORAGE",
             "CONDSTORE",
             "QRESYNC",
             "UTF8=ACCEPT",

@@ -30,6 +30,9 @@ AUTHENTICATED = frozenset(
         "STATUS",
         "APPEND",
         "IDLE",
+        "GETQUOTA",
+        "GETQUOTAROOT",
+        "SETQUOTA",
     }
 )
 SELECTED_ONLY = frozenset(

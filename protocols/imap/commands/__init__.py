@@ -8,6 +8,7 @@ from protocols.imap.commands import (
     idle,
     mailbox,
     message,
+    quota,
     select,
     sortthread,
 )
@@ -46,4 +47,7 @@ HANDLERS = {
     "SEARCH": fetchsearch.search,
     "SORT": sortthread.sort,
     "THREAD": sortthread.thread,
+    "GETQUOTA": quota.getquota,
+    "GETQUOTAROOT": quota.getquotaroot,
+    "SETQUOTA": quota.setquota,
 }

@@ -107,7 +107,13 @@ def mailbox_pattern(reference: str, pattern: str) -> MailboxPattern:
     return MailboxPattern.compile(reference, pattern, delimiter=DELIMITER)
 
 
-def _status_values(folder: Folder, items, *, recent: int | None = None, deleted: int | None = None):
+def _status_values(
+    folder: Folder,
+    items,
+    *,
+    recent: int | None = None,
+    deleted: tuple[int, int] | None = None,
+):
     values = []
     for item in items:
         if item == "MESSAGES":
@@ -125,19 +131,25 @@ def _status_values(folder: Folder, items, *, recent: int | None = None, deleted:
         elif item == "HIGHESTMODSEQ":
             values.append((item, folder.highestmodseq))
         elif item == "DELETED":
-            values.append((item, deleted or 0))
+            values.append((item, deleted[0] if deleted else 0))
+        elif item == "DELETED-STORAGE":
+            # RFC 9208 4.4: what EXPUNGE would free, in the STORAGE resource's 1024 octets
+            values.append((item, deleted[1] // 1024 if deleted else 0))
         elif item == "APPENDLIMIT":
             values.append((item, settings.MAILHOST_MAX_MESSAGE_SIZE))
     return values
 
 
-def _status_data(folder: Folder, items) -> tuple[int | None, int | None]:
+def _status_data(folder: Folder, items) -> tuple[int | None, tuple[int, int] | None]:
+    """RECENT, and (count, octets) of \\Deleted messages, when the items ask for them."""
     recent = (
         selectors.folder_count_from_uid(folder.id, folder.first_recent_uid)
         if "RECENT" in items
         else None
     )
-    deleted = selectors.folder_deleted_count(folder.id) if "DELETED" in items else None
+    deleted = None
+    if "DELETED" in items or "DELETED-STORAGE" in items:
+        deleted = selectors.folder_deleted_totals(folder.id)
     return recent, deleted
 
 
