@@ -306,6 +306,8 @@ def message_accept(
             helo=client.helo,
             mail_from=mail_from,
             mailbox_ids=mailbox_ids,
+            recipients=addresses,
+            queue_id=queue_id,
         )
         if verdict.reject:
             raise spam.SpamRejected(verdict)  # nothing stored

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -148,8 +148,11 @@ def verdict(
     helo: str,
     mail_from: str,
     mailbox_ids: Iterable[int],
+    recipients: Sequence[str] = (),
+    queue_id: str = "",
 ) -> SpamVerdict:
-    """The spam verdict of one message for its recipient mailboxes (see the module doc)."""
+    """The spam verdict of one message for its recipient mailboxes (see the module doc).
+    `recipients` (the envelope's) and `queue_id` are passed on to rspamd."""
     ids = sorted(set(mailbox_ids))
     backend = settings.MAILHOST_SPAM_BACKEND
     if backend == "off":
@@ -158,7 +161,14 @@ def verdict(
         from delivery.spam import rspamd
 
         result = rspamd.verdict(
-            raw=raw, auth=auth, client_ip=client_ip, helo=helo, mail_from=mail_from, mailbox_ids=ids
+            raw=raw,
+            auth=auth,
+            client_ip=client_ip,
+            helo=helo,
+            mail_from=mail_from,
+            mailbox_ids=ids,
+            recipients=list(recipients),
+            queue_id=queue_id,
         )
     else:
         from delivery.spam import builtin

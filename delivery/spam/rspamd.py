@@ -18,6 +18,7 @@ import json
 import logging
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 
 from django.conf import settings
 
@@ -50,7 +51,15 @@ def _header_value(text: str) -> str:
     return "".join(c for c in text if c.isprintable())[:500]
 
 
-def check(*, raw: bytes, client_ip: str, helo: str, mail_from: str, recipients: list[str]) -> dict:
+def check(
+    *,
+    raw: bytes,
+    client_ip: str,
+    helo: str,
+    mail_from: str,
+    recipients: list[str],
+    queue_id: str = "",
+) -> dict:
     headers = [
         ("IP", _header_value(client_ip)),
         ("Helo", _header_value(helo)),
@@ -60,6 +69,8 @@ def check(*, raw: bytes, client_ip: str, helo: str, mail_from: str, recipients: 
         ("Content-Type", "message/rfc822"),
     ]
     headers += [("Rcpt", _header_value(r)) for r in recipients]
+    if queue_id:
+        headers.append(("Queue-Id", _header_value(queue_id)))
     return _post("/checkv2", raw, headers)
 
 
@@ -75,13 +86,28 @@ def learn(raw: bytes, *, spam: bool) -> dict:
 
 
 def verdict(
-    *, raw: bytes, auth, client_ip: str, helo: str, mail_from: str, mailbox_ids: list[int]
-) -> SpamVerdict:  # noqa: ANN001
+    *,
+    raw: bytes,
+    auth,  # noqa: ANN001
+    client_ip: str,
+    helo: str,
+    mail_from: str,
+    mailbox_ids: list[int],
+    recipients: Sequence[str] = (),
+    queue_id: str = "",
+) -> SpamVerdict:
     from mailboxes import headers as message_headers
 
     reasons: list[Reason] = []
     try:
-        answer = check(raw=raw, client_ip=client_ip, helo=helo, mail_from=mail_from, recipients=[])
+        answer = check(
+            raw=raw,
+            client_ip=client_ip,
+            helo=helo,
+            mail_from=mail_from,
+            recipients=list(recipients),
+            queue_id=queue_id,
+        )
     except RspamdError as exc:
         logger.warning("spam_backend_unavailable backend=rspamd error=%s", exc)
         answer = None

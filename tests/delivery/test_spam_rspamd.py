@@ -127,3 +127,17 @@ def test_an_unreachable_rspamd_never_holds_mail_up(servers, settings, caplog):
     assert row.folder.name == "INBOX"
     assert verdict_of(row)[:2] == ("No", 0.0)
     assert "spam_backend_unavailable backend=rspamd" in caplog.text
+
+
+def test_the_envelope_reaches_rspamd(rspamd, settings):
+    from delivery.spam import rspamd as client
+
+    settings.MAILHOST_RSPAMD_URL = rspamd.url
+    raw = message(HAM, n=11, sender="colleague@work.example")
+    envelope = dict(raw=raw, client_ip="192.0.2.7", helo="mx.work.example")
+    told = client.check(**envelope, mail_from="colleague@work.example", recipients=[
+        "alice@example.org"
+    ], queue_id="Q1")  # fmt: skip
+    assert {"FROM_EQ_ENVFROM", "TO_MATCH_ENVRCPT_ALL"} <= set(told["symbols"]), told["symbols"]
+    untold = client.check(**envelope, mail_from="", recipients=[])
+    assert not {"FROM_EQ_ENVFROM", "TO_MATCH_ENVRCPT_ALL"} & set(untold["symbols"])
