@@ -33,7 +33,7 @@ from delivery.spam.tokens import Text, hashes_of, text_of
 from mailboxes import headers
 
 _URL_IP = re.compile(r"(?i)https?://\[?(\d{1,3}(?:\.\d{1,3}){3}|[0-9a-f:]*:[0-9a-f:]+)\]?[/:]")
-_ADDRESS_IN_NAME = re.compile(r"[\w.+-]+@([\w-]+(?:\.[\w-]+)+)")
+_ADDRESS_IN_NAME = re.compile(r"@([\w-]+(?:\.[\w-]+)+)")
 
 
 def verdict(

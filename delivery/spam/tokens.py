@@ -27,7 +27,8 @@ MAX_TOKENS = 1500  # distinct tokens kept per message (the first ones)
 _WORD = re.compile(r"[^\W_]{3,24}")
 _TAG = re.compile(r"<[^>]{0,2000}>")
 _URL_HOST = re.compile(r"(?i)https?://([a-z0-9.-]{1,253})")
-_ADDRESS = re.compile(r"[\w.+-]+@([\w-]+(?:\.[\w-]+)+)")
+# The domain after an "@" (matching the local part too would rescan every long word).
+_ADDRESS = re.compile(r"@([\w-]+(?:\.[\w-]+)+)")
 
 
 def token_hash(token: str) -> int:
