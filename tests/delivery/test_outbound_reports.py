@@ -21,7 +21,12 @@ import pytest
 
 from delivery import outreports, reports
 from delivery.dkim import dkim_public_key_value
-from delivery.models import OutboundRecipient, RecipientStatus, TlsSessionCount
+from delivery.models import (
+    DmarcEvaluation,
+    OutboundRecipient,
+    RecipientStatus,
+    TlsSessionCount,
+)
 from delivery.outreports import tlsrpt
 from mailboxes.models import Domain
 from tests.delivery.conftest import run_queue
@@ -245,3 +250,184 @@ def test_a_day_of_sessions_becomes_a_signed_tls_report_per_domain(world, setting
     assert not TlsSessionCount.objects.exclude(policy_domain="nothing.test").exists()
     assert outreports.send_due(now=tomorrow(90)) == {"tls": 0, "dmarc": 0}
     assert not TlsSessionCount.objects.exists()  # nothing.test's: nobody to report to
+
+
+# --- DMARC aggregate reports (RFC 7489) ---------------------------------------------------------
+
+RECEIVER = "mx.receiver.test"
+
+
+def dkim_key(zone, domain: str, selector: str = "s1") -> bytes:
+    """A fresh RSA key for `domain`, its public half published; the private PEM back."""
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    zone.add_txt(
+        f"{selector}._domainkey.{domain}", f"v=DKIM1; k=rsa; p={base64.b64encode(public).decode()}"
+    )
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+
+
+def smtp_send(port: int, *, mail_from: str, header_from: str, source: str = "127.0.0.1", sign=None):
+    import smtplib
+
+    raw = (
+        f"From: {header_from}\r\nTo: bob@example.org\r\nSubject: report me\r\n"
+        f"Message-ID: <{id(object())}@{header_from.rpartition('@')[2]}>\r\n\r\nHello.\r\n"
+    ).encode()
+    if sign is not None:
+        domain, pem = sign
+        raw = dkim.sign(raw, b"s1", domain.encode(), pem) + raw
+    with smtplib.SMTP("127.0.0.1", port, timeout=30, source_address=(source, 0)) as client:
+        client.ehlo("client.example.net")
+        client.mail(mail_from)
+        client.rcpt("bob@example.org")
+        code, _ = client.data(raw)
+    return code
+
+
+@pytest.fixture
+def receiving(live_settings, dns_server, peers, make_mailbox, settings):
+    """Our port 25 (MAILHOST_HOSTNAME mx.receiver.test, example.org hosted with its DKIM key
+    published), and reports.test's MX as a peer that keeps what it is sent."""
+    from protocols import runner
+    from tests.support.servers import running
+
+    make_mailbox("bob@example.org")
+    live_settings.MAILHOST_HOSTNAME = RECEIVER
+    publish_our_dkim_key(dns_server)
+    dns_server.add("reports.test", "MX", "10 mx.reports.test.")
+    dns_server.add("mx.reports.test", "A", REPORTS_PEER)
+    collector = peers.start(REPORTS_PEER)
+    with running(runner.SMTP) as ports:
+        yield dns_server, ports["smtp"], collector
+
+
+def test_a_day_of_inbound_mail_becomes_a_dmarc_report_per_domain(receiving):
+    zone, port, collector = receiving
+    # sender.test: p=quarantine, reports to another organization that agreed to take them.
+    zone.add_txt("sender.test", "v=spf1 ip4:127.0.0.1 -all")
+    zone.add_txt("_dmarc.sender.test", "v=DMARC1; p=quarantine; rua=mailto:dmarc@reports.test")
+    zone.add_txt("sender.test._report._dmarc.reports.test", "v=DMARC1")
+    pem = dkim_key(zone, "sender.test")
+    # reject.test: p=reject, reports to the same place (also agreed).
+    zone.add_txt("_dmarc.reject.test", "v=DMARC1; p=reject; rua=mailto:dmarc@reports.test")
+    zone.add_txt("reject.test._report._dmarc.reports.test", "v=DMARC1")
+    # other.test asks for reports at reports.test, which never agreed (RFC 7489 7.1).
+    zone.add_txt("other.test", "v=spf1 ip4:127.0.0.1 -all")
+    zone.add_txt("_dmarc.other.test", "v=DMARC1; p=none; rua=mailto:dmarc@reports.test")
+    # quiet.test: a DMARC record without rua: nothing recorded is sent anywhere.
+    zone.add_txt("quiet.test", "v=spf1 ip4:127.0.0.1 -all")
+    zone.add_txt("_dmarc.quiet.test", "v=DMARC1; p=none")
+
+    ok = dict(mail_from="alice@sender.test", header_from="alice@sender.test")
+    assert smtp_send(port, **ok) == 250
+    assert smtp_send(port, **ok) == 250
+    assert smtp_send(port, **ok, sign=("sender.test", pem)) == 250
+    # Forged: another envelope, another address: neither SPF nor DKIM aligns; quarantined.
+    forged = dict(mail_from="x@spoofer.example.net", header_from="ceo@sender.test")
+    assert smtp_send(port, **forged, source="127.0.0.2") == 250
+    assert smtp_send(port, mail_from="x@spoofer.example.net", header_from="a@reject.test") == 550
+    assert smtp_send(port, mail_from="bob@other.test", header_from="bob@other.test") == 250
+    assert smtp_send(port, mail_from="bob@quiet.test", header_from="bob@quiet.test") == 250
+    assert DmarcEvaluation.objects.count() == 7
+
+    assert outreports.send_due() == {"tls": 0, "dmarc": 0}  # the day is not over
+    assert outreports.send_due(now=tomorrow()) == {"tls": 0, "dmarc": 2}
+    run_queue()
+    got = by_domain(collector.received)
+    assert sorted(got) == ["reject.test", "sender.test"]
+    today = datetime.datetime.now(datetime.UTC).date()
+    for domain, raw in got.items():
+        assert dkim.verify(raw, dnsfunc=zone.txt_lookup), domain
+        message = message_from_bytes(raw, policy=compat32)
+        assert message["From"] == "noreply@example.org"
+        assert " ".join(message["Subject"].split()) == (
+            f"Report Domain: {domain} Submitter: {RECEIVER} Report-ID: <{today:%Y%m%d}.{domain}@{RECEIVER}>"
+        )
+        [part] = [p for p in message.walk() if p.get_content_type() == "application/gzip"]
+        begin = int(
+            datetime.datetime.combine(today, datetime.time(), tzinfo=datetime.UTC).timestamp()
+        )
+        assert part.get_filename() == f"{RECEIVER}!{domain}!{begin}!{begin + 86399}.xml.gz"
+        check_structure(gzip.decompress(part.get_payload(decode=True)))
+
+    [report] = reports.from_message(got["sender.test"]).reports
+    assert (report.org_name, report.org_email) == ("example.org", "postmaster@example.org")
+    assert (report.policy_domain, report.policy, report.pct) == ("sender.test", "quarantine", 100)
+    assert (report.adkim, report.aspf) == ("r", "r")
+    assert report.begin == datetime.datetime.combine(today, datetime.time(), tzinfo=datetime.UTC)
+    rows = {(r.source_ip, r.disposition, r.spf, r.dkim, r.count) for r in report.rows}
+    assert rows == {
+        ("127.0.0.1", "none", "pass", "fail", 2),
+        ("127.0.0.1", "none", "pass", "pass", 1),
+        ("127.0.0.2", "quarantine", "fail", "fail", 1),
+    }
+    signed = next(r for r in report.rows if r.dkim == "pass")
+    assert signed.dkim_results == (("sender.test", "s1", "pass"),)
+    assert signed.spf_results == (("sender.test", "mfrom", "pass"),)
+    assert signed.envelope_from == "sender.test" and signed.header_from == "sender.test"
+    forged_row = next(r for r in report.rows if r.disposition == "quarantine")
+    assert forged_row.envelope_from == "spoofer.example.net"
+    assert forged_row.spf_results == (("spoofer.example.net", "mfrom", "none"),)
+
+    [refused] = reports.from_message(got["reject.test"]).reports
+    assert [(r.disposition, r.count, r.header_from) for r in refused.rows] == [
+        ("reject", 1, "reject.test")
+    ]
+    # Everything reported or with nobody to report to is gone; a second run sends nothing.
+    assert not DmarcEvaluation.objects.exists()
+    assert outreports.send_due(now=tomorrow(90)) == {"tls": 0, "dmarc": 0}
+
+
+def check_structure(xml: bytes) -> None:
+    """The element order of RFC 7489 appendix C (with DMARCbis's envelope_from)."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.fromstring(xml)
+    assert root.tag == "feedback"
+    names = [child.tag for child in root]
+    assert names[:3] == ["version", "report_metadata", "policy_published"]
+    assert set(names[3:]) == {"record"}
+    meta = root.find("report_metadata")
+    assert [c.tag for c in meta] == ["org_name", "email", "report_id", "date_range"]
+    assert [c.tag for c in meta.find("date_range")] == ["begin", "end"]
+    assert [c.tag for c in root.find("policy_published")] == [
+        "domain",
+        "adkim",
+        "aspf",
+        "p",
+        "sp",
+        "pct",
+    ]
+    for record in root.findall("record"):
+        assert [c.tag for c in record] == ["row", "identifiers", "auth_results"]
+        row = record.find("row")
+        assert [c.tag for c in row] == ["source_ip", "count", "policy_evaluated"]
+        evaluated = [c.tag for c in row.find("policy_evaluated")]
+        assert evaluated[:3] == ["disposition", "dkim", "spf"]
+        assert set(evaluated[3:]) <= {"reason"}
+        identifiers = [c.tag for c in record.find("identifiers")]
+        assert identifiers in (["envelope_from", "header_from"], ["header_from"])
+        auth = [c.tag for c in record.find("auth_results")]
+        assert auth[-1] == "spf" and set(auth[:-1]) <= {"dkim"}
+        for dkim_el in record.find("auth_results").findall("dkim"):
+            assert [c.tag for c in dkim_el] in (
+                ["domain", "selector", "result"],
+                ["domain", "result"],
+            )
+        assert [c.tag for c in record.find("auth_results").find("spf")] == [
+            "domain",
+            "scope",
+            "result",
+        ]
