@@ -400,7 +400,7 @@ def _angle(value: str) -> str:
 
 
 def _check_notify(checker: _Checker, node: Command) -> None:
-    from mailboxes.sieve import notify
+    from mailboxes.sieve.extensions import enotify
 
     importance = node.tagged.get(":importance")
     if importance and checker.constant(importance[1]):
@@ -413,7 +413,7 @@ def _check_notify(checker: _Checker, node: Command) -> None:
                 checker.error(options[1], f"invalid notify option {option!r} (want name=value)")
     method = node.positional[0]
     if checker.constant(method):
-        problem = notify.method_problem(method.values[0])
+        problem = enotify.method_problem(method.values[0])
         if problem:
             checker.error(method, problem)
     sender = node.tagged.get(":from")
