@@ -30,10 +30,13 @@ def test_failed_logins_are_throttled_across_sessions(client_for, mailbox):
             R.NO_AUTH_FAILED
         )
         client.close()
+        # The limiter's wait counts from the last failure, so the clock starts here: the next
+        # session's connection and TLS handshake are part of it.
+        last_failure = time.monotonic()
     client = tls_session(client_for)
-    started = time.monotonic()
     assert client.command(f'AUTHENTICATE "PLAIN" "{plain(password="guess")}"') == (R.NO_AUTH_FAILED)
-    assert time.monotonic() - started >= 0.9 * throttle.penalty(3, throttle.PAIR_FREE_FAILURES)
+    waited = time.monotonic() - last_failure
+    assert waited >= 0.9 * throttle.penalty(3, throttle.PAIR_FREE_FAILURES)
 
 
 def test_logins_are_logged_with_the_protocol(client_for, mailbox, caplog):
