@@ -1449,6 +1449,24 @@ def message_append(
     return message
 
 
+def messages_append(*, folder: Folder, messages: Sequence[tuple]) -> list[Message]:
+    """Store several messages in a folder, all or none (IMAP MULTIAPPEND, RFC 3502 6.3.11:
+    "If the server fails to append any message, none are appended"). `messages` holds
+    (raw, flags, internal_date) triples. Raises as message_append does, having stored none."""
+    stored: list[Message] = []
+    try:
+        with transaction.atomic():
+            for raw, flags, internal_date in messages:
+                stored.append(
+                    message_append(folder=folder, raw=raw, flags=flags, internal_date=internal_date)
+                )
+    except BaseException:
+        for message in stored:  # their rows are rolled back: their files are nobody's
+            blob_discard(message.blob.name)
+        raise
+    return stored
+
+
 def _check_keywords(keywords: Sequence[str]) -> None:
     """One message's keywords against the caps (Dovecot refuses a keyword longer than its
     mail_max_keyword_length, 50, the same way)."""

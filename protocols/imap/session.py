@@ -308,6 +308,7 @@ class Session:
             "THREAD=REFERENCES",
             "QUOTA",
             "QUOTA=RES-STORAGE",
+            "MULTIAPPEND",
             "CONDSTORE",
             "QRESYNC",
             "UTF8=ACCEPT",

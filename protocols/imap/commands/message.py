@@ -22,25 +22,31 @@ def folder_ref(session: Session) -> Folder:
 
 
 def _append_to(mailbox_id: int, name: str, messages) -> tuple[Folder | None, list[int]]:
-    """Find the folder and file the messages (each durable before the next), in one worker
-    hop; (None, []) when there is no such folder."""
+    """Find the folder and file the messages (all or none), in one worker hop; (None, [])
+    when there is no such folder."""
     folder = selectors.folder_get(mailbox_id, name)
     if folder is None:
         return None, []
-    uids = []
-    for message in messages:
-        stored = services.message_append(
-            folder=folder,
-            raw=message.data,  # as sent: NUL octets too (BODY[] shows them as 0x80)
-            flags=message.flags,
-            internal_date=message.date,
+    if len(messages) == 1:
+        message = messages[0]
+        stored = [
+            services.message_append(
+                folder=folder,
+                raw=message.data,  # as sent: NUL octets too (BODY[] shows them as 0x80)
+                flags=message.flags,
+                internal_date=message.date,
+            )
+        ]
+    else:
+        # MULTIAPPEND (RFC 3502): all of them or none
+        stored = services.messages_append(
+            folder=folder, messages=[(m.data, m.flags, m.date) for m in messages]
         )
-        uids.append(stored.uid)
-    return folder, uids
+    return folder, [message.uid for message in stored]
 
 
 async def append(session: Session, command: p.Append) -> None:
-    # RFC 9051 6.3.12, APPENDLIMIT RFC 7889, APPENDUID RFC 4315
+    # RFC 9051 6.3.12, MULTIAPPEND RFC 3502, APPENDLIMIT RFC 7889, APPENDUID RFC 4315
     for message in command.messages:
         if len(message.data) > settings.MAILHOST_MAX_MESSAGE_SIZE:
             raise CommandError(r.NO_TOO_BIG)
