@@ -56,6 +56,19 @@ def domain_to_unicode(ascii_name: str) -> str:
         return ascii_name
 
 
+# RFC 5321 4.5.3.1.1 caps a local part at 64 octets, and 4.5.3.1 asks servers to accept
+# longer ones where they can: the SRS addresses our forwarding writes (mailboxes.srs) carry a
+# whole original address and often need more, so for them the cap is 255.
+SRS_LOCAL_MAX = 255
+
+
+def local_part_too_long(local: str) -> bool:
+    size = len(local.encode("utf-8", "surrogateescape"))
+    if local[:5].lower() in {"srs0=", "srs1=", "srs0+", "srs1+", "srs0-", "srs1-"}:
+        return size > SRS_LOCAL_MAX
+    return size > 64
+
+
 def parse_address(text: str) -> Address:
     """Parse `local@domain` (angle brackets allowed); raises InvalidAddress."""
     text = text.strip()
@@ -75,6 +88,6 @@ def parse_address(text: str) -> Address:
         or ".." in local
     ):
         raise InvalidAddress(f"invalid local part in {text!r}")
-    if len(local.encode("utf-8")) > 64:
+    if local_part_too_long(local):
         raise InvalidAddress(f"local part longer than 64 octets in {text!r}")
     return Address(local_part=local, domain=domain_to_ascii(domain))

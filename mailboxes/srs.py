@@ -13,7 +13,9 @@ TT is the day (base32, modulo 1024) and HHHH a keyed hash of TT and the original
 so nobody can make us relay to an address we never rewrote, nor replay one for longer than
 MAILHOST_SRS_MAX_AGE days. The hash is base32 of HMAC-SHA256 over the lower-cased text, so a
 relay that changes the case of the local part does not break it. The key is
-MAILHOST_SRS_SECRET, or one derived from SECRET_KEY.
+MAILHOST_SRS_SECRET, or one derived from SECRET_KEY. Such a local part often passes 64 octets
+(it holds a whole address); ours are accepted up to 255 (mailboxes.addresses.SRS_LOCAL_MAX),
+as RFC 5321 4.5.3.1 asks and postsrsd's users rely on.
 """
 
 from __future__ import annotations

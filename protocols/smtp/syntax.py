@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from mailboxes.addresses import local_part_too_long
 from protocols.smtp import replies
 from protocols.smtp.replies import Reply
 
@@ -83,7 +84,7 @@ def _validate_mailbox(mailbox: str) -> str:
         raise SyntaxProblem(replies.S501_SYNTAX.format("address must be local@domain"))
     if not (_DOT_STRING.match(local) or _QUOTED_STRING.match(local)):
         raise SyntaxProblem(replies.S501_SYNTAX.format("bad local part"))
-    if len(local.encode("utf-8", "surrogateescape")) > 64 or len(domain) > 255:
+    if local_part_too_long(local) or len(domain) > 255:
         raise SyntaxProblem(replies.S501_SYNTAX.format("address too long"))
     if not (_DOMAIN.match(domain) or _ADDRESS_LITERAL.match(domain)):
         raise SyntaxProblem(replies.S501_SYNTAX.format("bad domain"))

@@ -229,3 +229,27 @@ def test_an_alias_forwarding_outside_gets_srs_and_our_arc_seal_too(world, dns_se
     assert at_peer.result == "pass"
     cv, _, reason = dkim.arc_verify(copy.data, dnsfunc=dns_server.txt_lookup)
     assert cv == dkim.CV_Pass, reason
+
+
+def test_a_long_srs_address_goes_out_and_its_bounce_comes_back(world):
+    """An SRS address holds the whole original address, often past 64 octets: our client
+    sends it, our server accepts a bounce to it."""
+    alice, peer = world
+    give_script(alice, 'redirect "carol@far.test";')
+    sender = "quarterly-notifications-from-the-finance-team@remote.test"
+    with running(runner.SMTP, runner.DELIVERY) as ports:
+        assert send(ports["smtp"], message(), sender=sender) == {}
+        wait_for(lambda: peer.received, "the redirected copy")
+        long_address = peer.received[0].mail_from
+        assert len(long_address.rpartition("@")[0]) > 64
+        assert srs.reverse(long_address.rpartition("@")[0]) == sender
+        with smtplib.SMTP("127.0.0.1", ports["smtp"], timeout=15) as client:
+            client.ehlo("mx.far.test")
+            client.mail("")
+            code, _ = client.rcpt(long_address)
+            assert code == 250
+            code, _ = client.data(b"Subject: Undelivered\r\n\r\nnot here\r\n")
+            assert code == 250
+        wait_for(lambda: len(peer.received) == 2, "the bounce passed on")
+    back = peer.received[1]
+    assert back.rcpt_tos == [sender] and back.mail_from == "<>"

@@ -42,6 +42,7 @@ def test_split_path(arg, expected):
         "<a@-bad-.example>",
         "<a b@example.org>",
         "<" + "x" * 65 + "@example.org>",
+        "<SRS0=" + "x" * 251 + "@example.org>",  # 256 octets: past even an SRS address's cap
         "<\udcff@example.org>",
         "",
     ],
@@ -50,6 +51,12 @@ def test_split_path_refuses(arg):
     with pytest.raises(SyntaxProblem) as info:
         syntax.split_path(arg)
     assert info.value.reply.code == 501
+
+
+def test_an_srs_local_part_may_pass_64_octets():
+    """RFC 5321 4.5.3.1: our SRS addresses hold a whole address (mailboxes.srs)."""
+    path = "SRS0=HHHH=TT=mailing.example.net=" + "x" * 60 + "@example.org"
+    assert syntax.split_path(f"<{path}>") == (path, "")
 
 
 def test_mail_params():
