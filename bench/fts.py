@@ -1,0 +1,254 @@
+"""Full-text search at scale (issue 19): SEARCH BODY over IMAP on a folder of N distinct
+messages, Mailhost (mailboxes/fulltext.py) beside a stock Dovecot (no fts plugin: Dovecot's
+default, which reads the messages) on the same messages, and webmail's search in process.
+
+    .venv/bin/python bench/fts.py [--messages 100000] [--postgres]
+
+Each message has its own body of about 1 KB drawn from a vocabulary; "zyxwvu<i>" appears in 10
+of them (a rare needle), "quarterly" in every other one (a common one). Prints one JSON object:
+the time to build the data and the index, and the median of 5 searches of each kind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import imaplib
+import json
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+USER, PASSWORD = "box@bench.test", "bench password 42"
+RARE, COMMON = "zyxwvu7", "quarterly"
+
+
+def body_words(rng: random.Random, vocabulary: list[str], index: int) -> str:
+    words = rng.choices(vocabulary, k=160)
+    if index % 2 == 0:
+        words[rng.randrange(len(words))] = COMMON
+    if index % 10_000 == 7:
+        words[rng.randrange(len(words))] = RARE
+    return " ".join(words)
+
+
+def message(index: int, body: str) -> bytes:
+    lines = [body[i : i + 72] for i in range(0, len(body), 72)]
+    return (
+        f"From: Sender {index} <sender{index}@example.net>\r\n"
+        f"To: Bench <{USER}>\r\nSubject: bench message {index}\r\n"
+        f"Date: Sun, 29 Nov 2026 01:00:00 +0000\r\nMessage-ID: <fts-{index}@example.net>\r\n"
+        "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+        + "\r\n".join(lines)
+        + "\r\n"
+    ).encode()
+
+
+def messages(count: int) -> list[bytes]:
+    rng = random.Random(19)
+    vocabulary = [
+        "".join(rng.choices("abcdefghijklmnoprstuvw", k=rng.randint(3, 9))) for _ in range(5000)
+    ]
+    return [message(i, body_words(rng, vocabulary, i)) for i in range(count)]
+
+
+def median_ms(fn, repeat: int = 5) -> float:  # noqa: ANN001
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - started) * 1000)
+    return round(statistics.median(times), 2)
+
+
+def populate(raws: list[bytes]) -> None:
+    """Distinct inline blobs and their Message rows in bulk, counters set as delivery would."""
+    from django.db import transaction
+    from django.db.models import F
+    from django.utils import timezone
+
+    from mailboxes import headers, selectors, services
+    from mailboxes.models import Blob, Folder, Mailbox, Message
+
+    services.domain_create(name="bench.test")
+    mailbox = services.mailbox_create(address=USER, password=PASSWORD)
+    inbox = selectors.folder_get(mailbox, "INBOX")
+    now = timezone.now()
+    total = 0
+    with transaction.atomic():
+        for start in range(0, len(raws), 5000):
+            chunk = raws[start : start + 5000]
+            blobs = Blob.objects.bulk_create(
+                [
+                    Blob(name=Blob.INLINE_PREFIX + uuid.uuid4().hex, size=len(r), data=r)
+                    for r in chunk
+                ]
+            )
+            Message.objects.bulk_create(
+                [
+                    Message(
+                        folder_id=inbox.pk,
+                        uid=start + offset + 1,
+                        modseq=1,
+                        blob=blob,
+                        size=len(raw),
+                        internal_date=now,
+                        **headers.summarize(raw),
+                    )
+                    for offset, (blob, raw) in enumerate(zip(blobs, chunk))
+                ]
+            )
+            total += sum(len(r) for r in chunk)
+        Folder.objects.filter(pk=inbox.pk).update(
+            uidnext=len(raws) + 1,
+            highestmodseq=1,
+            first_recent_uid=len(raws) + 1,
+            message_count=len(raws),
+            unseen_count=len(raws),
+            total_size=total,
+        )
+        Mailbox.objects.filter(pk=mailbox.pk).update(used_bytes=F("used_bytes") + total)
+
+
+def imap_search_ms(port: int, needle: str, user: str) -> tuple[float, int, float]:
+    """(median ms of UID SEARCH BODY, matches, first SELECT ms) on a fresh connection."""
+    client = imaplib.IMAP4("127.0.0.1", port, timeout=600)
+    client.login(user, PASSWORD)
+    started = time.perf_counter()
+    client.select("INBOX")
+    select_ms = (time.perf_counter() - started) * 1000
+    found = []
+
+    def search() -> None:
+        typ, data = client.uid("SEARCH", "BODY", needle)
+        assert typ == "OK", data
+        found.append(len(data[0].split()))
+
+    search()  # the first one may build Dovecot's index; the figure is the warm median
+    ms = median_ms(search)
+    client.logout()
+    return ms, found[-1], round(select_ms, 1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=100_000)
+    parser.add_argument("--postgres", action="store_true", help="PostgreSQL (DATABASE_URL)")
+    args = parser.parse_args(argv)
+    root = Path(tempfile.mkdtemp(prefix="mailhost-fts-"))
+    root.chmod(0o755)  # Dovecot's auth and mail processes (other users) reach their files
+    os.environ["MAILHOST_DATA_DIR"] = str(root / "data")
+    os.environ.setdefault("MAILHOST_HOSTNAME", "mx.bench.test")
+    database = None
+    from bench.mailhost_process import Mailhost, PostgresDatabase, free_port
+
+    if args.postgres:
+        database = PostgresDatabase(
+            os.environ.get("DATABASE_URL", "postgres://root@127.0.0.1:5432/postgres"),
+            f"mh_fts_{os.getpid()}",
+        )
+        database.create()
+        os.environ["DATABASE_URL"] = database.url
+    else:
+        os.environ.pop("DATABASE_URL", None)
+    os.environ.pop("REDIS_URL", None)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mailhost.settings")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    from mailboxes import fulltext, selectors
+    from mailboxes.selectors import mailbox_get
+    from protocols.imap import search as imap_search
+    from webmail import search as webmail_search
+
+    figures: dict = {"messages": args.messages, "database": "postgresql" if database else "sqlite"}
+    mailhost = dovecot = None
+    try:
+        call_command("migrate", verbosity=0)
+        started = time.perf_counter()
+        raws = messages(args.messages)
+        populate(raws)
+        figures["populate_s"] = round(time.perf_counter() - started, 1)
+        started = time.perf_counter()
+        fulltext.index_all()
+        figures["index_s"] = round(time.perf_counter() - started, 1)
+        figures["index_ms_per_message"] = round(figures["index_s"] * 1000 / args.messages, 3)
+
+        mailbox = mailbox_get(USER)
+        inbox = selectors.folder_get(mailbox, "INBOX")
+        uids = list(range(1, args.messages + 1))
+        for name, needle in (("rare", RARE), ("common", COMMON)):
+            key = imap_search.parse_keys(f"BODY {needle}")
+            found = imap_search.search(inbox.id, key, seq_uids=uids)
+            figures[f"inprocess_body_{name}_ms"] = median_ms(
+                lambda key=key: imap_search.search(inbox.id, key, seq_uids=uids)
+            )
+            figures[f"inprocess_body_{name}_found"] = len(found)
+            result = webmail_search.search(mailbox=mailbox, query=needle, where="body")
+            figures[f"webmail_{name}_ms"] = median_ms(
+                lambda needle=needle: webmail_search.search(
+                    mailbox=mailbox, query=needle, where="body"
+                )
+            )
+            figures[f"webmail_{name}_shown"] = len(result.messages)
+
+        mailhost = Mailhost(
+            root / "data",
+            database_url=database.url if database else None,
+            extra_env={"MAILHOST_ALLOW_PLAINTEXT_AUTH": "1"},
+        )
+        mailhost.start()
+        for name, needle in (("rare", RARE), ("common", COMMON)):
+            ms, found, _select = imap_search_ms(mailhost.ports["imap"], needle, USER)
+            (
+                figures[f"mailhost_imap_body_{name}_ms"],
+                figures[f"mailhost_imap_body_{name}_found"],
+            ) = ms, found
+        mailhost.stop()
+        mailhost = None
+
+        from tests.support.dovecot import DovecotInstance, available
+
+        if not available():
+            figures["dovecot"] = "not installed (Debian package dovecot-imapd)"
+        else:
+            dovecot = DovecotInstance(root / "dovecot", free_port(), USER, PASSWORD)
+            maildir = root / "dovecot" / "home" / USER.split("@")[0] / "Maildir"
+            for sub in ("cur", "new", "tmp"):
+                (maildir / sub).mkdir(parents=True, exist_ok=True)
+            for index, raw in enumerate(raws):
+                (maildir / "cur" / f"{1700000000 + index}.M{index}P1.bench:2,").write_bytes(raw)
+            if os.geteuid() == 0:
+                for path in (root / "dovecot" / "home").rglob("*"):
+                    os.chown(path, 65534, 65534)
+            dovecot.start()
+            for name, needle in (("rare", RARE), ("common", COMMON)):
+                ms, found, select_ms = imap_search_ms(dovecot.port, needle, USER)
+                figures[f"dovecot_imap_body_{name}_ms"] = ms
+                figures[f"dovecot_imap_body_{name}_found"] = found
+                figures.setdefault("dovecot_first_select_ms", select_ms)
+    finally:
+        if mailhost is not None:
+            mailhost.stop()
+        if dovecot is not None:
+            dovecot.stop()
+        if database is not None:
+            from django.db import connections
+
+            connections.close_all()
+            database.drop()
+    print(json.dumps(figures, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
