@@ -119,24 +119,25 @@ def index_blobs(blob_ids: list[int]) -> int:
     return len(rows)
 
 
-def index_pending(limit: int = 500) -> int:
-    """Index up to `limit` blobs that messages use and that have no text yet."""
-    pending = list(
-        Message.objects.filter(~Exists(BlobText.objects.filter(blob_id=OuterRef("blob_id"))))
+def pending(*, after: int = 0, limit: int = 500) -> list[int]:
+    """Up to `limit` ids, ascending and above `after`, of blobs that messages use and that
+    have no text yet (in blob order, so that a walk over them reads the message index once)."""
+    return list(
+        Message.objects.filter(blob_id__gt=after)
+        .filter(~Exists(BlobText.objects.filter(blob_id=OuterRef("blob_id"))))
+        .order_by("blob_id")
         .values_list("blob_id", flat=True)
         .distinct()[:limit]
     )
-    return index_blobs(pending) if pending else 0
 
 
-def index_all() -> int:
-    """Index everything not indexed yet (the `reindex` command, after emptying the table)."""
-    total = 0
-    while True:
-        added = index_pending(500)
-        if not added:
-            return total
-        total += added
+def index_all(*, batch: int = 500) -> int:
+    """Index everything not indexed yet, in one walk up the blob ids; returns how many."""
+    total, after = 0, 0
+    while ids := pending(after=after, limit=batch):
+        total += index_blobs(ids)
+        after = ids[-1]
+    return total
 
 
 # --- Searching --------------------------------------------------------------------------------
@@ -202,16 +203,23 @@ class Indexer(threading.Thread):
         if event.kind == "exists":
             self.wanted.set()
 
+    # A wake-up walks from a little below the highest blob indexed: new mail has higher ids,
+    # give or take the transactions that committed out of order; the periodic walk starts at 0.
+    SLACK = 1000
+
     def run(self) -> None:
+        highest, woken = 0, False
         try:
             while not self.stopping.is_set():
                 self.wanted.clear()
+                after = max(0, highest - self.SLACK) if woken else 0
                 try:
-                    while not self.stopping.is_set() and index_pending(200):
-                        pass
+                    while not self.stopping.is_set() and (ids := pending(after=after, limit=200)):
+                        index_blobs(ids)
+                        after = highest = max(highest, ids[-1])
                 except Exception:
                     logger.exception("fts indexing failed; trying again later")
-                self.wanted.wait(settings.MAILHOST_FTS_INTERVAL)
+                woken = self.wanted.wait(settings.MAILHOST_FTS_INTERVAL)
                 self.stopping.wait(0.2)  # let a burst of deliveries gather
         finally:
             connections.close_all()
