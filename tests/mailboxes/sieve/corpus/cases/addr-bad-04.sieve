@@ -1,2 +1,2 @@
 # Ideas from Pigeonhole tests/compile/errors/out-address.sieve: an address to refuse.
-redirect "Stephan Bosch error@example.org";
+redirect "Sam Sample error@example.org";

@@ -1,2 +1,2 @@
 # Ideas from Pigeonhole tests/compile/errors/out-address.sieve: an address to refuse.
-redirect "rüdiger@example.com";
+redirect "jürgen@example.com";

@@ -1,2 +1,2 @@
 # Ideas from Pigeonhole tests/compile/errors/out-address.sieve: an address to accept.
-redirect "Ok Good <stephan@example.org>";
+redirect "Ok Good <sam@example.org>";

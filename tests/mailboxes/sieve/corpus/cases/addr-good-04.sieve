@@ -1,2 +1,2 @@
 # Ideas from Pigeonhole tests/compile/errors/out-address.sieve: an address to accept.
-redirect ".japanese@example.com";
+redirect ".jpn@example.com";

@@ -1,3 +1,3 @@
 # Ideas from Pigeonhole tests/extensions/enotify/errors/options.sieve.
 require "enotify";
-notify :options "frop" "mailto:alice@mobile.example";
+notify :options "fred" "mailto:alice@mobile.example";

@@ -1,3 +1,3 @@
 # Ideas from Pigeonhole tests/extensions/enotify/errors/options.sieve.
 require "enotify";
-notify :options "_frop=" "mailto:alice@mobile.example";
+notify :options "_fred=" "mailto:alice@mobile.example";

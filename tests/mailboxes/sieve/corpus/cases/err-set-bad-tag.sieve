@@ -1,2 +1,2 @@
 require "variables";
-set :inner "name" "frop";
+set :inner "name" "fred";

@@ -1,3 +1,3 @@
 # Ideas from Pigeonhole tests/extensions/variables/errors/set.sieve.
 require "variables";
-set "${frop}" "frop";
+set "${fred}" "fred";

@@ -1,3 +1,3 @@
 # Ideas from Pigeonhole tests/extensions/variables/errors/set.sieve.
 require "variables";
-set "0" "frop";
+set "0" "fred";

@@ -1,3 +1,3 @@
 # Ideas from Pigeonhole tests/compile/errors/tag.sieve.
 require "envelope";
-if envelope :isnot :localpart "from" "nico" { discard; }
+if envelope :isnot :localpart "from" "nina" { discard; }

@@ -1,3 +1,3 @@
 require "fileinto";
-fileinto "frup"
+fileinto "fran"
 true;

@@ -1,2 +1,2 @@
 # Ideas from Pigeonhole tests/compile/errors/typos.sieve.
-if address matches "from" "*frop*" { stop; }
+if address matches "from" "*fred*" { stop; }

@@ -1,3 +1,3 @@
 require ["imap4flags", "fileinto"];
-addflag ["\\Frop", "$ok", "bad flag", ""];
+addflag ["\\Bogus", "$ok", "bad flag", ""];
 fileinto "Work";

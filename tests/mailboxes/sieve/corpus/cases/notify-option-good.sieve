@@ -1,2 +1,2 @@
 require "enotify";
-notify :options ["frop=frml", "x-a=b"] "mailto:alice@mobile.example";
+notify :options ["fred=frank", "x-a=b"] "mailto:alice@mobile.example";

@@ -1,4 +1,4 @@
 # Ideas from Pigeonhole tests/execute/address-normalize.svtest: quoted local parts.
-redirect "\"S[r]us\"@example.net";
-redirect "\"Sirius\"@example.net";
-redirect "\"Stephan Bosch\" <\"S.Bosch\"@example.net>";
+redirect "\"S[a]m\"@example.net";
+redirect "\"Sirio\"@example.net";
+redirect "\"Sam Sample\" <\"S.Sample\"@example.net>";
