@@ -79,18 +79,19 @@ def _day_bounds(day: datetime.date) -> tuple[int, int]:
 
 def send_due(*, now: datetime.datetime | None = None) -> dict[str, int]:
     """Send every report that is due; returns how many of each kind went."""
-    from delivery.outreports import services, tlsrpt
+    from delivery.outreports import selectors, services, tlsrpt
 
     now = now or timezone.now()
     tlsrpt.flush()
     before = (now - REPORT_DELAY).astimezone(datetime.UTC).date()
     sent = {"tls": 0, "dmarc": 0}
-    address = reports_address()
-    if address is None:
-        logger.warning("reports not sent: no hosted domain to send them from")
-    else:
-        sent["tls"] = _send_tls_reports(before, address)
-        sent["dmarc"] = _send_dmarc_reports(before, address)
+    if selectors.anything_pending(before=before):
+        address = reports_address()
+        if address is None:
+            logger.warning("reports not sent: no hosted domain to send them from")
+        else:
+            sent["tls"] = _send_tls_reports(before, address)
+            sent["dmarc"] = _send_dmarc_reports(before, address)
     services.reports_prune(today=now.astimezone(datetime.UTC).date())
     return sent
 

@@ -7,6 +7,14 @@ import datetime
 from delivery.models import DmarcEvaluation, ReportSent, TlsSessionCount
 
 
+def anything_pending(*, before: datetime.date) -> bool:
+    """Is there a day before `before` with counts or evaluations (the job's cheap first look)?"""
+    return (
+        TlsSessionCount.objects.filter(day__lt=before).exists()
+        or DmarcEvaluation.objects.filter(day__lt=before).exists()
+    )
+
+
 def tls_pending(*, before: datetime.date) -> list[tuple[datetime.date, str]]:
     """(day, policy domain) pairs with counts of days before `before`."""
     pairs = (
