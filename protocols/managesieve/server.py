@@ -261,22 +261,21 @@ class Session:
         await self.send(reply)
 
     async def dispatch(self, event: parser.Event) -> None:
-        if isinstance(event, parser.SaslResponse):
+        # Input that cannot be framed ends the session first, in a SASL exchange or not: what
+        # follows it (an unread literal's octets) must never be read as commands.
+        if isinstance(event, parser.LineTooLong):
+            await self.send(responses.BYE_LINE_TOO_LONG)
+            self.done = True
+        elif isinstance(event, parser.LiteralTooLarge) and event.fatal:
+            await self.send(responses.BYE_LITERAL_TOO_LARGE)
+            self.done = True
+        elif isinstance(event, parser.SaslResponse):
             await self.sasl_response(event)
         elif self.sasl is not None:  # a syntax error in a SASL response ends the exchange
             self.sasl = None
             await self.login_failed(responses.NO_AUTH_MALFORMED)
-        elif isinstance(event, parser.LineTooLong):
-            await self.send(responses.BYE_LINE_TOO_LONG)
-            self.done = True
         elif isinstance(event, parser.LiteralTooLarge):
-            if event.fatal:
-                await self.send(responses.BYE_LITERAL_TOO_LARGE)
-                self.done = True
-            else:
-                await self.error(
-                    _TOO_LARGE.get(event.command, responses.NO_LITERAL_TOO_LARGE_OTHER)
-                )
+            await self.error(_TOO_LARGE.get(event.command, responses.NO_LITERAL_TOO_LARGE_OTHER))
         elif isinstance(event, parser.UnknownCommand):
             await self.error(responses.NO_UNKNOWN_COMMAND)
         elif isinstance(event, parser.BadSyntax):

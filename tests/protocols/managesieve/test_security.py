@@ -101,3 +101,20 @@ def test_an_address_given_as_authzid_of_another_user_fails(client_for, mailbox, 
     client = tls_session(client_for)
     token = plain(ADDRESS, "secret", authzid="bob@example.org")
     assert client.command(f'AUTHENTICATE "PLAIN" "{token}"') == R.NO_AUTH_FAILED
+
+
+def test_a_large_literal_as_a_sasl_response_closes(client_for, mailbox):
+    client = tls_session(client_for)
+    client.send('AUTHENTICATE "PLAIN"')
+    assert client.line() == b'""\r\n'
+    client.send_raw(b"{100000+}\r\nLOGOUT\r\n")
+    assert client.response() == R.BYE_LITERAL_TOO_LARGE
+    assert client.closed()
+
+
+def test_a_malformed_sasl_response_is_a_failed_login(client_for, mailbox):
+    client = tls_session(client_for)
+    client.send('AUTHENTICATE "PLAIN"')
+    assert client.line() == b'""\r\n'
+    assert client.command('"unterminated') == R.NO_AUTH_MALFORMED
+    assert client.command(f'AUTHENTICATE "PLAIN" "{plain()}"') == R.OK_LOGGED_IN
