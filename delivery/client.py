@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import _ssl
 import base64
+import dataclasses
+import errno
 import ipaddress
 import logging
+import os
 import re
+import selectors
 import socket
 import ssl
 import threading
@@ -109,6 +113,8 @@ class Delivery:
     untried_for: float | None = None
     address: str = ""  # the IP address of the host that gave the replies ("" for none)
     protection: str = ""  # what protected the session that gave them (models.Protection)
+    throttled: bool = False  # a peer answered 421 or 4.7.x (is_throttling)
+    transacted: bool = True  # False: no host took a transaction (the replies are ours)
 
 
 class SMTPError(Exception):
@@ -118,6 +124,7 @@ class SMTPError(Exception):
         super().__init__(str(reply))
         self.reply = reply
         self.try_next = try_next
+        self.throttled = False  # the session saw a 421 or 4.7.x from the peer
 
 
 class ConnectFailed(OSError):
@@ -171,22 +178,30 @@ def _temp(text: str, remote: str = "") -> Reply:
 class Connection:
     """A blocking SMTP client connection; replies are read line by line."""
 
-    def __init__(self, address: str, port: int, *, remote_name: str) -> None:
+    def __init__(
+        self, address: str, port: int, *, remote_name: str, sock: socket.socket | None = None
+    ) -> None:
         self.remote = remote_name
         self.address = address
-        try:
-            self.sock = socket.create_connection(
-                (address, port),
-                timeout=settings.MAILHOST_OUTBOUND_CONNECT_TIMEOUT,
-                source_address=source_address(address),
-            )
-        except OSError as exc:
-            raise ConnectFailed(str(exc)) from exc
+        if sock is None:
+            try:
+                sock = socket.create_connection(
+                    (address, port),
+                    timeout=settings.MAILHOST_OUTBOUND_CONNECT_TIMEOUT,
+                    source_address=source_address(address),
+                )
+            except OSError as exc:
+                raise ConnectFailed(str(exc)) from exc
+        self.sock = sock
         self.sock.settimeout(settings.MAILHOST_OUTBOUND_TIMEOUT)
         self.local_address = self.sock.getsockname()[0]  # sending-mta-ip of a TLS report
         self.file = self.sock.makefile("rb")
         self.extensions: dict[str, str] = {}
         self.tls = False
+        self.protection = "plain"
+        self.transactions = 0  # messages sent over this connection
+        # The peer said 421 or 4.7.x ("slow down"): the destination is throttled.
+        self.throttled = False
 
     def close(self) -> None:
         for thing in (self.file, self.sock):
@@ -216,7 +231,10 @@ class Connection:
             lines.append(line[4:])
             if len(line) == 3 or line[3] != "-":
                 break
-        return Reply(code, " ".join(part for part in lines if part), self.remote)
+        reply = Reply(code, " ".join(part for part in lines if part), self.remote)
+        if is_throttling(reply):
+            self.throttled = True
+        return reply
 
     def ehlo(self, name: str) -> Reply:
         self.send(f"EHLO {name}\r\n".encode())
@@ -233,6 +251,8 @@ class Connection:
                 break
         code = int(line[:3])
         self.extensions = {}
+        if code == 421:
+            self.throttled = True
         if code == 250:
             for ext in lines[1:]:
                 keyword, _, params = ext.partition(" ")
@@ -381,6 +401,196 @@ def _utf8_boundary(line: bytes, cut: int) -> int:
     return cut
 
 
+def is_throttling(reply: Reply) -> bool:
+    """A peer's way of saying "slow down": 421 (RFC 5321 3.8: closing, try later) or an
+    enhanced code 4.7.x (RFC 3463 3.8: a security or policy status, how Gmail and Outlook
+    answer a sender that opens too many sessions or sends too fast)."""
+    return reply.code == 421 or reply.enhanced.startswith("4.7.")
+
+
+def family_order(addresses: Sequence[str]) -> list[str]:
+    """A host's addresses, the families taking turns, IPv4 first (RFC 8305 4: interleave;
+    IPv4 first because a host here may well lack IPv6 routing)."""
+    v4 = [a for a in addresses if ":" not in a]
+    v6 = [a for a in addresses if ":" in a]
+    ordered: list[str] = []
+    for index in range(max(len(v4), len(v6))):
+        ordered += v4[index : index + 1] + v6[index : index + 1]
+    return ordered
+
+
+# RFC 8305 5: "Connection Attempt Delay", the time one attempt has alone before the next
+# address (of the other family, where there is one) is tried beside it. 250 ms is the RFC's
+# recommended value.
+CONNECTION_ATTEMPT_DELAY = 0.25
+
+
+def race_connect(
+    addresses: Sequence[str], port: int, *, timeout: float, failed: list[tuple[str, str]]
+) -> tuple[socket.socket, str]:
+    """Connect to the first of `addresses` that answers, Happy Eyeballs style (RFC 8305 5):
+    each attempt gets CONNECTION_ATTEMPT_DELAY alone before the next one starts beside it, so
+    an unreachable address (a blackholed IPv6 route) costs that delay, not a connect timeout.
+
+    Returns (socket, address); the addresses that failed are appended to `failed` with the
+    reason. Raises ConnectFailed when none connects within `timeout` of its start."""
+    pending = list(addresses)
+    attempts: dict[socket.socket, tuple[str, float]] = {}  # socket -> (address, deadline)
+    selector = selectors.DefaultSelector()
+    next_start = 0.0
+    last_error = "no address to connect to"
+    try:
+        while pending or attempts:
+            now = time.monotonic()
+            if pending and (not attempts or now >= next_start):
+                address = pending.pop(0)
+                try:
+                    sock = _start_connect(address, port)
+                except OSError as exc:
+                    failed.append((address, str(exc)))
+                    last_error = str(exc)
+                    continue  # at once to the next: this one failed without waiting
+                attempts[sock] = (address, now + timeout)
+                selector.register(sock, selectors.EVENT_WRITE)
+                next_start = now + CONNECTION_ATTEMPT_DELAY
+            wake = min(deadline for _, deadline in attempts.values())
+            if pending:
+                wake = min(wake, next_start)
+            for key, _ in selector.select(max(0.0, wake - time.monotonic())):
+                sock = key.fileobj
+                address, _ = attempts.pop(sock)
+                selector.unregister(sock)
+                error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if error == 0:
+                    sock.setblocking(True)
+                    return sock, address
+                sock.close()
+                last_error = os.strerror(error)
+                failed.append((address, last_error))
+                next_start = 0.0  # a failure lets the next attempt start now
+            now = time.monotonic()
+            for sock, (address, deadline) in list(attempts.items()):
+                if now >= deadline:
+                    del attempts[sock]
+                    selector.unregister(sock)
+                    sock.close()
+                    last_error = "timed out"
+                    failed.append((address, last_error))
+        raise ConnectFailed(last_error)
+    finally:
+        for sock in attempts:
+            sock.close()
+        selector.close()
+
+
+def _start_connect(address: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        source = source_address(address)
+        if source is not None:
+            sock.bind(source)  # MAILHOST_OUTBOUND_BIND
+        sock.setblocking(False)
+        error = sock.connect_ex((address, port))
+        if error not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK):
+            raise OSError(error, os.strerror(error))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class ConnectionCache:
+    """Sessions kept open after a transaction, for the next message to the same host.
+
+    A connection goes back here after a transaction that ended cleanly, and waits at most
+    MAILHOST_OUTBOUND_IDLE_TIMEOUT seconds for the next message (Postfix's
+    smtp_connection_cache_time_limit); the next sender over it starts with RSET (RFC 5321
+    4.1.1.5), so a peer that closed it meanwhile costs one round trip, not a message. After
+    MAILHOST_OUTBOUND_REUSE_LIMIT messages, or a 421/4.7.x from the peer, it is closed. Shared
+    by the delivery threads of a process; a thread closes what has waited too long."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Condition()
+        self._idle: dict[tuple, list[tuple[Connection, float]]] = {}
+        self._reaper: threading.Thread | None = None
+        self.opened = 0  # connections made by deliver() (tests, the bench)
+
+    def take(self, key: tuple) -> Connection | None:
+        with self._lock:
+            entries = self._idle.get(key)
+            while entries:
+                conn, since = entries.pop()
+                if time.monotonic() - since < settings.MAILHOST_OUTBOUND_IDLE_TIMEOUT:
+                    return conn
+                _quit(conn)
+        return None
+
+    def put(self, key: tuple, conn: Connection) -> None:
+        limit = settings.MAILHOST_OUTBOUND_REUSE_LIMIT
+        if (
+            settings.MAILHOST_OUTBOUND_IDLE_TIMEOUT <= 0
+            or conn.throttled
+            or (limit and conn.transactions >= limit)
+        ):
+            _quit(conn)
+            return
+        with self._lock:
+            self._idle.setdefault(key, []).append((conn, time.monotonic()))
+            if self._reaper is None or not self._reaper.is_alive():
+                self._reaper = threading.Thread(
+                    target=self._reap, name="outbound-connection-cache", daemon=True
+                )
+                self._reaper.start()
+            self._lock.notify()
+
+    def _reap(self) -> None:
+        with self._lock:
+            while self._idle:
+                timeout = settings.MAILHOST_OUTBOUND_IDLE_TIMEOUT
+                now = time.monotonic()
+                wake = now + timeout
+                for key, entries in list(self._idle.items()):
+                    keep = []
+                    for conn, since in entries:
+                        if now - since >= timeout:
+                            _quit(conn)
+                        else:
+                            keep.append((conn, since))
+                            wake = min(wake, since + timeout)
+                    if keep:
+                        self._idle[key] = keep
+                    else:
+                        del self._idle[key]
+                if self._idle:
+                    self._lock.wait(max(0.01, wake - now))
+            self._reaper = None
+
+    def idle_count(self) -> int:
+        with self._lock:
+            return sum(len(entries) for entries in self._idle.values())
+
+    def close_all(self) -> None:
+        with self._lock:
+            for entries in self._idle.values():
+                for conn, _ in entries:
+                    _quit(conn)
+            self._idle.clear()
+            self._lock.notify()
+
+
+def _quit(conn: Connection) -> None:
+    try:
+        conn.sock.settimeout(5)
+        conn.send(b"QUIT\r\n")
+    except OSError:
+        pass
+    conn.close()
+
+
+connection_cache = ConnectionCache()
+
+
 def deliver(
     hosts: Sequence[MXHost],
     envelope: Envelope,
@@ -396,15 +606,18 @@ def deliver(
 
     Connection failures, greeting/EHLO/MAIL refusals with 4xx, and lost sessions move on to
     the next address or MX; a reply to a recipient or to DATA is final for this attempt.
-    Addresses that could not be reached moments ago are skipped, unless `skip_unreachable`
-    is False (an operator's "retry now" means now). `security` gives what each host's
-    session must achieve (DANE, MTA-STS); without it, opportunistic TLS.
+    A session left open by an earlier message to the host is used first (connection_cache);
+    new connections race the host's addresses (race_connect). Addresses that could not be
+    reached moments ago are skipped, unless `skip_unreachable` is False (an operator's
+    "retry now" means now). `security` gives what each host's session must achieve (DANE,
+    MTA-STS); without it, opportunistic TLS.
     """
     port = settings.MAILHOST_OUTBOUND_PORT if port is None else port
     data = prepare_data(envelope.data)
     last = _temp("4.4.1 no MX host answered")
     last_address = ""
     tried = False
+    throttled = False
     wait = UNREACHABLE_MEMO
     for host in hosts:
         wanted = security(host) if security is not None else OPPORTUNISTIC
@@ -412,7 +625,40 @@ def deliver(
             last = _temp(f"4.7.5 {host.name}: {wanted.reason}", host.name)
             logger.info("delivery via %s refused: %s", host.name, wanted.reason)
             continue
-        for address in host.addresses:
+        # What the session was opened for; the TLS report's counter is not part of it.
+        aim = repr(dataclasses.replace(wanted, tlsrpt=None))
+        key = (host.name, tuple(host.addresses), port, aim, auth, require_tls)
+        reused = connection_cache.take(key)
+        if reused is not None:
+            if before_connect is not None:
+                before_connect()
+            tried = True
+            try:
+                result = _session(
+                    host,
+                    reused.address,
+                    port,
+                    envelope,
+                    data,
+                    auth,
+                    require_tls,
+                    wanted=wanted,
+                    key=key,
+                    conn=reused,
+                )
+                result.address = reused.address
+                return result
+            except (_Stale, OSError, ssl.SSLError):
+                pass  # the peer closed it while it waited: a new connection below
+            except SMTPError as exc:
+                throttled = throttled or exc.throttled
+                last, last_address = exc.reply, reused.address
+                logger.info("delivery via %s [%s] failed: %s", host.name, reused.address, exc.reply)
+                if not exc.try_next:
+                    replies = {r.address: exc.reply for r in envelope.recipients}
+                    return Delivery(replies, address=reused.address, throttled=throttled)
+        pending = []
+        for address in family_order(host.addresses):
             skipped_for = _unreachable_for(address, port) if skip_unreachable else 0.0
             if skipped_for:
                 wait = min(wait, skipped_for)
@@ -420,27 +666,56 @@ def deliver(
                     f"4.4.1 {host.name} [{address}] was unreachable moments ago", host.name
                 )
                 last_address = address
-                continue
+            else:
+                pending.append(address)
+        while pending:
             tried = True
-            last_address = address
             if before_connect is not None:
                 before_connect()  # the caller renews its lease: each session may take minutes
+            failed: list[tuple[str, str]] = []
+            try:
+                sock, address = race_connect(
+                    pending, port, timeout=settings.MAILHOST_OUTBOUND_CONNECT_TIMEOUT, failed=failed
+                )
+            except ConnectFailed:
+                sock = None
+            for bad, why in failed:
+                _mark_unreachable(bad, port)
+                pending.remove(bad)
+                last, last_address = _temp(f"4.4.1 {host.name} [{bad}]: {why}", host.name), bad
+                logger.info("cannot connect to %s [%s]: %s", host.name, bad, why)
+            if sock is None:
+                break
+            pending.remove(address)
+            last_address = address
+            connection_cache.opened += 1
             try:
                 result = _session(
-                    host, address, port, envelope, data, auth, require_tls, wanted=wanted
+                    host,
+                    address,
+                    port,
+                    envelope,
+                    data,
+                    auth,
+                    require_tls,
+                    wanted=wanted,
+                    key=key,
+                    sock=sock,
                 )
                 result.address = address
+                result.throttled = result.throttled or throttled
                 return result
-            except ConnectFailed as exc:
+            except ConnectFailed as exc:  # a reconnection (TLS fallback) failed
                 _mark_unreachable(address, port)
                 last = _temp(f"4.4.1 {host.name} [{address}]: {exc}", host.name)
                 logger.info("cannot connect to %s [%s]: %s", host.name, address, exc)
             except SMTPError as exc:
+                throttled = throttled or exc.throttled
                 last = exc.reply
                 logger.info("delivery via %s [%s] failed: %s", host.name, address, exc.reply)
                 if not exc.try_next:
                     replies = {r.address: exc.reply for r in envelope.recipients}
-                    return Delivery(replies, address=address)
+                    return Delivery(replies, address=address, throttled=throttled)
             except (OSError, ssl.SSLError) as exc:
                 last = _temp(f"4.4.1 {host.name} [{address}]: {exc}", host.name)
                 logger.info("delivery via %s [%s] failed: %s", host.name, address, exc)
@@ -448,23 +723,28 @@ def deliver(
         {r.address: last for r in envelope.recipients},
         untried_for=None if tried else wait,
         address=last_address,
+        throttled=throttled,
+        transacted=False,
     )
 
 
-def _session(
+class _Stale(Exception):
+    """A cached connection that did not answer RSET: the peer closed it meanwhile."""
+
+
+def _open(
     host: MXHost,
     address: str,
     port: int,
-    envelope: Envelope,
-    data: bytes,
     auth: tuple[str, str] | None,
     require_tls: bool,
     *,
     use_tls: bool = True,
     wanted: HostSecurity = OPPORTUNISTIC,
-) -> Delivery:
-    conn = Connection(address, port, remote_name=host.name)
-    protection = "plain"
+    sock: socket.socket | None = None,
+) -> Connection:
+    """A session ready for MAIL FROM: greeting, EHLO, STARTTLS as `wanted`, AUTH."""
+    conn = Connection(address, port, remote_name=host.name, sock=sock)
     try:
         greeting = conn.read_reply()
         if greeting.code != 220:
@@ -504,15 +784,13 @@ def _session(
                         host.name,
                         exc,
                     )
-                    return _session(host, address, port, envelope, data, auth, require_tls)
+                    return _open(host, address, port, auth, require_tls)
                 logger.info("STARTTLS with %s failed (%s); retrying without TLS", host.name, exc)
-                return _session(
-                    host, address, port, envelope, data, auth, require_tls, use_tls=False
-                )
+                return _open(host, address, port, auth, require_tls, use_tls=False)
             if tls_reply.code != 220:
                 _tls_outcome(wanted, conn, "starttls-not-supported", str(tls_reply))
             if tls_reply.code == 220:
-                protection = wanted.protection if verified else "tls"
+                conn.protection = wanted.protection if verified else "tls"
                 if wanted.protection == "dane":
                     _dane_check(conn, wanted, host.name)
                 else:
@@ -526,19 +804,63 @@ def _session(
             raise SMTPError(
                 _temp(f"4.7.4 STARTTLS refused by the peer ({wanted.protection})", host.name)
             )
-        if envelope.require_tls:
-            _require_tls_check(conn, protection, host.name)
         if auth:
             _authenticate(conn, *auth)
-        result = _transaction(conn, envelope, data)
-        result.protection = protection
-        return result
-    finally:
+    except SMTPError as exc:
+        exc.throttled = conn.throttled
+        _quit(conn)
+        raise
+    except BaseException:
+        _quit(conn)
+        raise
+    return conn
+
+
+def _session(
+    host: MXHost,
+    address: str,
+    port: int,
+    envelope: Envelope,
+    data: bytes,
+    auth: tuple[str, str] | None,
+    require_tls: bool,
+    *,
+    wanted: HostSecurity = OPPORTUNISTIC,
+    key: tuple = (),
+    conn: Connection | None = None,
+    sock: socket.socket | None = None,
+) -> Delivery:
+    """One transaction: on `conn` (a cached session, RSET first; raises _Stale when it is
+    gone) or on a new session over `sock`. A session that ends cleanly goes back to the
+    connection cache."""
+    if conn is not None:
         try:
-            conn.send(b"QUIT\r\n")
-        except OSError:
-            pass
-        conn.close()
+            reply = conn.command("RSET")
+        except (SMTPError, OSError):
+            reply = None
+        if reply is None or reply.code != 250:
+            _quit(conn)
+            raise _Stale()
+    else:
+        conn = _open(host, address, port, auth, require_tls, wanted=wanted, sock=sock)
+    clean = False
+    try:
+        if envelope.require_tls:
+            _require_tls_check(conn, conn.protection, host.name)
+        result = _transaction(conn, envelope, data)
+        conn.transactions += 1
+        result.protection = conn.protection
+        result.throttled = conn.throttled
+        clean = True
+        return result
+    except SMTPError as exc:
+        exc.throttled = conn.throttled
+        raise
+    finally:
+        if clean:
+            connection_cache.put(key, conn)
+        else:
+            _quit(conn)
 
 
 def _dane_check(conn: Connection, wanted: HostSecurity, name: str) -> None:

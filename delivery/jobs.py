@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db import connections
 
 from delivery import client, dns, queue, services
+from delivery.destinations import destinations
 from delivery.models import OutboundRecipient, RecipientStatus
 from delivery.services import Claim, Outcome
 from mailboxes.selectors import blob_read, domain_is_hosted
@@ -107,6 +108,46 @@ def _deliver_remote(
     except dns.DNSError as exc:
         status = RecipientStatus.FAILED if exc.permanent else RecipientStatus.DEFERRED
         return {r.id: Outcome(status, exc.reply) for r in recipients}
+    destination = f"[{host}]:{port}" if settings.MAILHOST_RELAYHOST else recipients[0].domain
+    forced = any(r.retry_forced for r in recipients)  # an operator's "retry now" means now
+    wait = destinations.acquire(destination, force=forced)
+    if wait is not None:
+        # Not now (busy, rate, backoff): deferred without counting an attempt, and the job
+        # comes back by itself once the wait is over (the sweeper would too, later).
+        logger.info(
+            "destination deferred name=%s queue=%s wait=%.1fs reason=%s",
+            destination,
+            message.queue_id,
+            wait.seconds,
+            wait.reason,
+        )
+        reply = f"451 4.4.5 {destination}: delivery paused, {wait.reason}"
+        outcome = Outcome(RecipientStatus.DEFERRED, reply, untried_for=wait.seconds)
+        queue.enqueue_after(message.pk, wait.seconds)
+        return {r.id: outcome for r in recipients}
+    result = None
+    try:
+        result = _send(claim, recipients, raw, hosts, auth, port, forced)
+        return _outcomes(recipients, result)
+    finally:
+        destinations.release(
+            destination,
+            transacted=result is not None and result.transacted,
+            failed=result is not None and not result.transacted and result.untried_for is None,
+            throttled=result is not None and result.throttled,
+        )
+
+
+def _send(
+    claim: Claim,
+    recipients: list[OutboundRecipient],
+    raw: bytes,
+    hosts: list,
+    auth: tuple[str, str] | None,
+    port: int | None,
+    forced: bool,
+) -> client.Delivery:
+    message = claim.message
     envelope = client.Envelope(
         mail_from=message.mail_from,
         recipients=[client.RecipientEnvelope(r.address, r.notify, r.orcpt) for r in recipients],
@@ -130,16 +171,19 @@ def _deliver_remote(
     # A password never crosses the network in the clear: AUTH at a smart host elsewhere than
     # on this machine needs STARTTLS.
     require_tls = bool(auth) and not all(_is_loopback(a) for h in hosts for a in h.addresses)
-    result = client.deliver(
+    return client.deliver(
         hosts,
         envelope,
         port=port,
         auth=auth,
         require_tls=require_tls,
         before_connect=claim_keeper(claim),
-        skip_unreachable=not any(r.retry_forced for r in recipients),
+        skip_unreachable=not forced,
         security=security,
     )
+
+
+def _outcomes(recipients: list[OutboundRecipient], result: client.Delivery) -> dict[int, Outcome]:
     outcomes = {}
     for r in recipients:
         reply = result.replies.get(r.address) or client.Reply(451, "4.3.0 no reply")

@@ -7,9 +7,11 @@ with a process costs at most one sweep interval.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import queue as stdlib_queue
 import threading
+import time
 from collections.abc import Callable
 
 from django.conf import settings
@@ -55,6 +57,51 @@ def _rq_enqueue(message_id: int) -> bool:
         # The spool row is committed; the sweeper will enqueue it once Redis is back.
         logger.exception("could not enqueue delivery of message %s", message_id)
         return False
+
+
+class _Later:
+    """Jobs to enqueue after a delay, from one thread (a destination that was busy or had
+    used its rate: the wait is seconds, much shorter than a sweep interval). Lost with the
+    process, like any enqueue: the sweeper still finds the recipients due."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int]] = []
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def add(self, message_id: int, seconds: float) -> None:
+        with self._changed:
+            heapq.heappush(self._heap, (time.monotonic() + seconds, message_id))
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="delivery-later", daemon=True
+                )
+                self._thread.start()
+            self._changed.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                while not self._heap or self._heap[0][0] > time.monotonic():
+                    timeout = self._heap[0][0] - time.monotonic() if self._heap else None
+                    self._changed.wait(timeout)
+                _, message_id = heapq.heappop(self._heap)
+            try:
+                enqueue(message_id)
+            except Exception:
+                logger.exception("could not enqueue delivery of message %s", message_id)
+
+    def clear(self) -> None:
+        with self._changed:
+            self._heap.clear()
+
+
+later = _Later()
+
+
+def enqueue_after(message_id: int, seconds: float) -> None:
+    """enqueue() in `seconds` (its recipients are due again then)."""
+    later.add(message_id, seconds)
 
 
 def job_started(message_id: int) -> None:

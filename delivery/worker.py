@@ -196,10 +196,13 @@ class DeliveryService:
             queue.embedded.wake(len(self.threads))
 
     def join(self, timeout: float = 30) -> None:
+        from delivery.client import connection_cache
+
         self.sweeper.join(timeout)
         self.indexer.join(timeout)
         for thread in self.threads:
             thread.join(timeout)
+        connection_cache.close_all()  # QUIT to the peers, rather than dropped sessions
 
     async def wait_closed(self) -> None:
         # A job in flight finishes its current exchange (bounded by the SMTP timeouts).

@@ -306,6 +306,21 @@ MAILHOST_DELIVERY_THREADS = env_int("MAILHOST_DELIVERY_THREADS", 2)
 MAILHOST_OUTBOUND_CONNECT_TIMEOUT = env_int("MAILHOST_OUTBOUND_CONNECT_TIMEOUT", 30, minimum=1)
 MAILHOST_OUTBOUND_TIMEOUT = env_int("MAILHOST_OUTBOUND_TIMEOUT", 300, minimum=1)
 MAILHOST_OUTBOUND_TLS_VERIFY = env_bool("MAILHOST_OUTBOUND_TLS_VERIFY", False)
+# Connection reuse and politeness per destination (delivery/client.py ConnectionCache,
+# delivery/destinations.py): seconds an idle session waits for the next message to the same
+# host (0: one session per message), messages per session, sessions at once and messages a
+# second per destination (0: no rate limit).
+MAILHOST_OUTBOUND_IDLE_TIMEOUT = env_duration("MAILHOST_OUTBOUND_IDLE_TIMEOUT", 5)
+MAILHOST_OUTBOUND_REUSE_LIMIT = env_int("MAILHOST_OUTBOUND_REUSE_LIMIT", 100)
+MAILHOST_OUTBOUND_DESTINATION_CONCURRENCY = env_int(
+    "MAILHOST_OUTBOUND_DESTINATION_CONCURRENCY", 20, minimum=1
+)
+MAILHOST_OUTBOUND_DESTINATION_RATE = env_float("MAILHOST_OUTBOUND_DESTINATION_RATE", 0.0)
+if MAILHOST_OUTBOUND_DESTINATION_RATE < 0:
+    raise ImproperlyConfigured(
+        f"MAILHOST_OUTBOUND_DESTINATION_RATE={MAILHOST_OUTBOUND_DESTINATION_RATE:g}"
+        " must be at least 0 (0: no limit)"
+    )
 # Outbound TLS policies (delivery/tlspolicy.py): DANE (RFC 7672) when the resolver validates
 # DNSSEC, MTA-STS (RFC 8461) policies fetched over HTTPS; the CAs that verify peers and
 # policy servers (system's when unset).

@@ -261,14 +261,20 @@ def clear_queue() -> None:
 @pytest.fixture(autouse=True)
 def _clean_queue():
     """No job of one test is left for the next (the spool rows go with the test database),
-    nor a memory of which peers were down."""
+    nor a memory of which peers were down, nor an open session, nor a destination's state."""
     from delivery import client
+    from delivery.destinations import destinations
 
-    clear_queue()
-    client.forget_unreachable()
+    def forget() -> None:
+        clear_queue()
+        queue.later.clear()
+        client.forget_unreachable()
+        client.connection_cache.close_all()
+        destinations.forget()
+
+    forget()
     yield
-    clear_queue()
-    client.forget_unreachable()
+    forget()
 
 
 @pytest.fixture

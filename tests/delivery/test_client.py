@@ -87,6 +87,8 @@ def smtp_settings(settings, peers):
     settings.MAILHOST_HOSTNAME = "mx.test.example"
     settings.MAILHOST_OUTBOUND_CONNECT_TIMEOUT = 2
     settings.MAILHOST_OUTBOUND_TIMEOUT = 5
+    # Each transcript is one whole session, QUIT included (reuse: test_connection_reuse.py).
+    settings.MAILHOST_OUTBOUND_IDLE_TIMEOUT = 0
     return settings
 
 

@@ -113,6 +113,8 @@ def test_a_day_of_sessions_becomes_a_signed_tls_report_per_domain(world, setting
     zone = world.zone
     publish_our_dkim_key(zone)
     collector = reports_peer(world)
+    # A session per message (reuse would carry both messages over one counted session).
+    settings.MAILHOST_OUTBOUND_IDLE_TIMEOUT = 0
     # secure.test: MTA-STS enforce; two sessions verified, then an impostor with a
     # certificate for another name (deferred).
     world.peer("127.0.0.2", world.ca("ca-mx", "mx1.secure.test"))

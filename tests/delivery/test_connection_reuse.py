@@ -1,0 +1,290 @@
+"""Connection reuse and politeness per destination, counted at the peers.
+
+Several messages to one MX over one session (RSET between), the idle session closed after
+MAILHOST_OUTBOUND_IDLE_TIMEOUT, at most MAILHOST_OUTBOUND_DESTINATION_CONCURRENCY sessions at
+once, a 421 that slows the destination down, and a failing or slow destination that does
+not hold up mail to another one.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP
+
+from delivery import client
+from delivery.destinations import THROTTLED_RATE, destinations
+from delivery.models import OutboundRecipient, RecipientStatus
+from protocols import runner
+from tests.delivery.conftest import PeerHandler, deliver_until, run_queue
+from tests.delivery.test_delivery import spool
+from tests.support.servers import running
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("delivery_env")]
+
+
+class CountingHandler(PeerHandler):
+    """A peer that also counts sessions, RSETs, QUITs, sessions open at once and
+    transactions in progress at once."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.lock = threading.Lock()
+        self.sessions = 0
+        self.open = 0
+        self.max_open = 0
+        self.in_transaction = 0
+        self.max_in_transaction = 0
+        self.rsets = 0
+        self.quits = 0
+
+    def connected(self) -> None:
+        with self.lock:
+            self.sessions += 1
+            self.open += 1
+            self.max_open = max(self.max_open, self.open)
+
+    def disconnected(self) -> None:
+        with self.lock:
+            self.open -= 1
+
+    async def handle_RSET(self, server, session, envelope):
+        self.rsets += 1
+        return "250 OK"
+
+    async def handle_QUIT(self, server, session, envelope):
+        self.quits += 1
+        return "221 Bye"
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        with self.lock:
+            self.in_transaction += 1
+            self.max_in_transaction = max(self.max_in_transaction, self.in_transaction)
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        try:
+            return await super().handle_DATA(server, session, envelope)
+        finally:
+            with self.lock:
+                self.in_transaction -= 1
+
+
+class CountingSMTP(SMTP):
+    def connection_made(self, transport) -> None:
+        self.event_handler.connected()
+        super().connection_made(transport)
+
+    def connection_lost(self, error) -> None:
+        self.event_handler.disconnected()
+        super().connection_lost(error)
+
+
+class CountingController(Controller):
+    def factory(self):
+        return CountingSMTP(self.handler, **self.SMTP_kwargs)
+
+
+def start_peer(peers, address: str, handler: CountingHandler) -> CountingHandler:
+    controller = CountingController(
+        handler, hostname=address, port=peers.port, server_hostname=f"peer-{address}"
+    )
+    controller.start()
+    peers.controllers[address] = controller
+    # The controller's own readiness check was a session: count from here.
+    wait_for(lambda: handler.open == 0)
+    handler.sessions = handler.max_open = handler.quits = 0
+    return handler
+
+
+@pytest.fixture
+def zone(make_mailbox, dns_server):
+    make_mailbox("alice@example.org")
+    for domain, address in (("remote.test", "127.0.0.2"), ("other.test", "127.0.0.4")):
+        dns_server.add(domain, "MX", f"10 mx.{domain}.")
+        dns_server.add(f"mx.{domain}", "A", address)
+    return dns_server
+
+
+def wait_for(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def statuses() -> set[str]:
+    return set(OutboundRecipient.objects.values_list("status", flat=True))
+
+
+def test_messages_to_one_mx_share_one_session_with_rset_between(zone, peers):
+    peer = start_peer(peers, "127.0.0.2", CountingHandler())
+    for index in range(5):
+        spool([f"user{index}@remote.test"])
+    run_queue()
+    assert statuses() == {RecipientStatus.DELIVERED}
+    assert len(peer.received) == 5
+    assert peer.sessions == 1  # one connection for the five messages
+    assert peer.rsets == 4  # RSET before each message after the first (RFC 5321 4.1.1.5)
+    assert client.connection_cache.idle_count() == 1  # still open for the next one
+
+
+def test_idle_session_is_closed_after_the_idle_timeout(zone, peers, settings):
+    settings.MAILHOST_OUTBOUND_IDLE_TIMEOUT = 0.5
+    peer = start_peer(peers, "127.0.0.2", CountingHandler())
+    spool(["bob@remote.test"])
+    run_queue()
+    assert len(peer.received) == 1
+    assert peer.open == 1 and peer.quits == 0  # kept for the next message
+    wait_for(lambda: peer.open == 0, timeout=5)
+    assert peer.quits == 1  # closed politely, by the cache's own thread
+    assert client.connection_cache.idle_count() == 0
+    spool(["carol@remote.test"])
+    run_queue()
+    assert peer.sessions == 2 and peer.rsets == 0  # a new session, not the closed one
+
+
+def test_a_session_the_peer_closed_meanwhile_costs_no_message(zone, peers):
+    peer = start_peer(peers, "127.0.0.2", CountingHandler())
+    spool(["bob@remote.test"])
+    run_queue()
+    # The peer drops the idle session (its own timeout); our RSET finds it gone.
+    peers.controllers["127.0.0.2"].stop()
+    peer = start_peer(peers, "127.0.0.2", CountingHandler())
+    spool(["carol@remote.test"])
+    run_queue()
+    assert statuses() == {RecipientStatus.DELIVERED}
+    assert [r.rcpt_tos for r in peer.received] == [["carol@remote.test"]]
+
+
+def test_reuse_limit_closes_the_session_after_that_many_messages(zone, peers, settings):
+    settings.MAILHOST_OUTBOUND_REUSE_LIMIT = 2
+    peer = start_peer(peers, "127.0.0.2", CountingHandler())
+    for index in range(5):
+        spool([f"user{index}@remote.test"])
+    run_queue()
+    assert len(peer.received) == 5
+    assert peer.sessions == 3  # 2 + 2 + 1
+
+
+def test_idle_timeout_zero_means_a_session_per_message(zone, peers, settings):
+    settings.MAILHOST_OUTBOUND_IDLE_TIMEOUT = 0
+    peer = start_peer(peers, "127.0.0.2", CountingHandler())
+    for index in range(3):
+        spool([f"user{index}@remote.test"])
+    run_queue()
+    assert len(peer.received) == 3
+    assert peer.sessions == 3 and peer.quits == 3
+
+
+def test_concurrency_limit_per_destination_is_respected(zone, peers, settings):
+    settings.MAILHOST_OUTBOUND_DESTINATION_CONCURRENCY = 2
+    settings.MAILHOST_DELIVERY_THREADS = 6
+    settings.MAILHOST_SWEEP_INTERVAL = 0.2
+    peer = start_peer(peers, "127.0.0.2", CountingHandler(on_data=lambda: time.sleep(0.3)))
+    other = start_peer(peers, "127.0.0.4", CountingHandler(on_data=lambda: time.sleep(0.3)))
+    for index in range(8):
+        spool([f"user{index}@remote.test"])
+        spool([f"user{index}@other.test"])
+    with running(runner.DELIVERY):
+        wait_for(lambda: len(peer.received) == 8 and len(other.received) == 8, timeout=30)
+    assert peer.max_in_transaction == 2 and other.max_in_transaction == 2
+    assert peer.max_open <= 2 and other.max_open <= 2
+    assert statuses() == {RecipientStatus.DELIVERED}
+    # Those deferred while the destination was busy were not counted as attempts.
+    assert set(OutboundRecipient.objects.values_list("attempts", flat=True)) == {1}
+
+
+def test_a_421_slows_the_destination_down(zone, peers, settings):
+    settings.MAILHOST_OUTBOUND_DESTINATION_CONCURRENCY = 5
+    handler = CountingHandler(rcpt_replies={"bob@remote.test": "421 4.7.0 Too many messages"})
+    peer = start_peer(peers, "127.0.0.2", handler)
+    assert destinations.limits("remote.test") == (5, 0)
+    spool(["bob@remote.test"])
+    run_queue()
+    assert destinations.limits("remote.test") == (1, THROTTLED_RATE)
+    assert peer.quits == 1  # a session that said 421 is not kept
+    refused_at = time.monotonic()
+    message = spool(["carol@remote.test"])
+    run_queue()  # at once: too soon for the lowered rate
+    row = OutboundRecipient.objects.get(message=message)
+    assert row.status == RecipientStatus.DEFERRED and row.attempts == 0
+    assert "delivery paused, rate of 1 message(s)/s" in row.last_reply
+    deliver_until(lambda: len(peer.received) == 1, timeout=10)
+    assert time.monotonic() - refused_at >= 1 / THROTTLED_RATE - 0.05
+    row.refresh_from_db()
+    assert row.status == RecipientStatus.DELIVERED and row.attempts == 1
+
+
+def blackhole(address: str, port: int) -> list[socket.socket]:
+    """A listener whose accept queue is full: further SYNs are dropped, so connecting there
+    hangs until the connect timeout, like a firewalled or dead host."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    listener = socket.socket(family)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((address, port))
+    listener.listen(0)
+    fillers = []
+    for _ in range(4):  # fill the queue (the kernel takes backlog + 1)
+        s = socket.socket(family)
+        s.setblocking(False)
+        s.connect_ex((address, port))
+        fillers.append(s)
+    time.sleep(0.1)
+    return [listener, *fillers]  # close them all to end it
+
+
+def test_a_failing_destination_backs_off_and_does_not_delay_another(zone, peers, settings):
+    settings.MAILHOST_OUTBOUND_CONNECT_TIMEOUT = 1
+    zone.add("dead.test", "MX", "10 mx.dead.test.")
+    zone.add("mx.dead.test", "A", "127.0.0.5")
+    hole = blackhole("127.0.0.5", peers.port)
+    try:
+        peer = start_peer(peers, "127.0.0.2", CountingHandler())
+        dead = [spool([f"user{i}@dead.test"]) for i in range(3)]
+        live = [spool([f"user{i}@remote.test"]) for i in range(3)]
+        started = time.monotonic()
+        run_queue()
+        elapsed = time.monotonic() - started
+    finally:
+        for s in hole:
+            s.close()
+    assert len(peer.received) == 3
+    assert all(
+        OutboundRecipient.objects.get(message=m).status == RecipientStatus.DELIVERED for m in live
+    )
+    # One connect timeout for the dead destination, not one per message.
+    assert elapsed < 2.5
+    rows = [OutboundRecipient.objects.get(message=m) for m in dead]
+    assert [r.attempts for r in rows] == [1, 0, 0]
+    assert all(r.status == RecipientStatus.DEFERRED for r in rows)
+    assert all("delivery paused, backing off after 1 failure(s)" in r.last_reply for r in rows[1:])
+
+
+def test_a_slow_destination_does_not_hold_the_threads(zone, peers, settings):
+    settings.MAILHOST_OUTBOUND_DESTINATION_CONCURRENCY = 1
+    settings.MAILHOST_DELIVERY_THREADS = 3
+    settings.MAILHOST_SWEEP_INTERVAL = 0.2
+    slow = start_peer(peers, "127.0.0.2", CountingHandler(on_data=lambda: time.sleep(1.0)))
+    fast = start_peer(peers, "127.0.0.4", CountingHandler())
+    for index in range(3):
+        spool([f"user{index}@remote.test"])
+    for index in range(2):
+        spool([f"user{index}@other.test"])
+    started = time.monotonic()
+    with running(runner.DELIVERY):
+        wait_for(lambda: len(fast.received) == 2, timeout=30)
+        fast_done = time.monotonic() - started
+        wait_for(lambda: len(slow.received) == 3, timeout=30)
+        slow_done = time.monotonic() - started
+    assert slow_done >= 3.0  # one session at a time there, a second a message
+    # The fast domain did not wait behind the slow one (its second message may wait for
+    # its own single session: one BUSY_RETRY).
+    assert fast_done < slow_done - 1.0
+    assert slow.max_in_transaction == 1
