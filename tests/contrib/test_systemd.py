@@ -50,6 +50,7 @@ def test_the_units_are_there():
         "mailhost-smtp.service",
         "mailhost-imap.service",
         "mailhost-pop3.service",
+        "mailhost-managesieve.service",
         "mailhost-web.service",
         "mailhost-rqworker@.service",
     }
@@ -95,6 +96,7 @@ def test_unit_runs_a_contract_command_as_the_mailhost_user(name):
             "mailhost-smtp.service": "runsmtp",
             "mailhost-imap.service": "runimap",
             "mailhost-pop3.service": "runpop3",
+            "mailhost-managesieve.service": "runmanagesieve",
             "mailhost-rqworker@.service": "rqworker",
         }[name]
         assert argv[2] == expected
