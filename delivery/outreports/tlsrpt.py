@@ -10,7 +10,9 @@ job before it reads.
 
 The policy domain is the recipient domain for all three policy types: for DANE the policy
 is the MX host's TLSA records (policy-type "tlsa", mx-host the MX host), reported to the
-recipient domain's `_smtp._tls` record like MTA-STS, as Postfix does.
+recipient domain's `_smtp._tls` record like MTA-STS. An MX host's own `_smtp._tls.<mx>`
+record (which mox also sends DANE results to, reading the TLSA base domain as a policy
+domain of its own) is not used.
 """
 
 from __future__ import annotations
