@@ -10,7 +10,7 @@ from django.db.models import Count, Q
 from django.utils.html import format_html
 
 from delivery import services
-from delivery.models import OutboundMessage, OutboundRecipient, RecipientStatus
+from delivery.models import OutboundMessage, OutboundRecipient, RecipientStatus, ReportSent
 
 PENDING = [RecipientStatus.QUEUED, RecipientStatus.DEFERRED]
 
@@ -175,3 +175,20 @@ class OutboundRecipientAdmin(admin.ModelAdmin):
             recipient_ids=list(queryset.values_list("id", flat=True))
         )
         self.message_user(request, f"{count} recipient(s) bounced.", messages.SUCCESS)
+
+
+@admin.register(ReportSent)
+class ReportSentAdmin(admin.ModelAdmin):
+    """The aggregate reports we sent (delivery/outreports): read only, the job writes them."""
+
+    list_display = ["sent_at", "kind", "day", "domain", "report_id", "destinations"]
+    list_filter = ["kind", "day"]
+    search_fields = ["domain", "report_id"]
+    date_hierarchy = "day"
+    readonly_fields = list_display
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

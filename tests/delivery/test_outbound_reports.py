@@ -392,6 +392,25 @@ def test_a_day_of_inbound_mail_becomes_a_dmarc_report_per_domain(receiving):
     assert outreports.send_due(now=tomorrow(90)) == {"tls": 0, "dmarc": 0}
 
 
+def test_the_admin_lists_the_reports_sent(client, live_settings):
+    from django.contrib.auth.models import User
+
+    from delivery.models import ReportSent
+
+    ReportSent.objects.create(
+        kind="tls",
+        day=datetime.date(2026, 12, 2),
+        domain="secure.test",
+        report_id="20261202.secure.test@mx.test.example",
+        destinations="mailto:tlsrpt@reports.test",
+        sent_at=tomorrow(),
+    )
+    client.force_login(User.objects.create_superuser("admin", "admin@example.org", "pw"))
+    page = client.get("/admin/delivery/reportsent/").content.decode()
+    assert "20261202.secure.test@mx.test.example" in page
+    assert "mailto:tlsrpt@reports.test" in page
+
+
 def check_structure(xml: bytes) -> None:
     """The element order of RFC 7489 appendix C (with DMARCbis's envelope_from)."""
     import xml.etree.ElementTree as ET
