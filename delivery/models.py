@@ -347,6 +347,7 @@ class ReportSent(models.Model):
     sent_at = models.DateTimeField()
 
     class Meta:
+        verbose_name_plural = "reports sent"
         constraints = [
             models.UniqueConstraint(fields=["kind", "day", "domain"], name="report_sent_unique")
         ]
