@@ -396,3 +396,22 @@ def test_actions_and_failures_are_counted_in_metrics(
     assert count("fileinto") == before["fileinto"] + 1
     assert count("redirect") == before["redirect"] + 1
     assert count("error") == before["error"] + 1
+
+
+def test_the_implicit_keep_follows_each_mailboxs_junk_verdict(make_mailbox, script):
+    """The spam verdict decides per mailbox (allow lists, classifiers): Junk for those in
+    junk_mailbox_ids, INBOX for the others, scripts or not."""
+    alice = make_mailbox("alice@example.org")
+    bob = make_mailbox("bob@example.org")
+    carol = make_mailbox("carol@example.org")
+    for mailbox in (alice, bob):
+        script(mailbox, 'require "fileinto"; if header :is "subject" "never" { fileinto "X"; }')
+    services.message_deliver(
+        raw=MESSAGE,
+        recipients=["alice@example.org", "bob@example.org", "carol@example.org"],
+        mail_from="b@c.test",
+        junk_mailbox_ids={alice.id, carol.id},
+    )
+    assert len(folder_messages(alice, "Junk")) == 1 and folder_messages(alice, "INBOX") == []
+    assert len(folder_messages(bob, "INBOX")) == 1 and folder_messages(bob, "Junk") == []
+    assert len(folder_messages(carol, "Junk")) == 1
