@@ -493,7 +493,7 @@ def _reject(mailbox: _Mailbox, info: DeliveryInfo, state: _State, action) -> Non
         )
     else:
         raw = autoreply.reject_mdn(info.raw, mail_from=sender, recipient=recipient, reason=reason)
-    state.outgoing.append(Outgoing("reject", raw, "", (sender,)))
+    state.outgoing.append(Outgoing("reject", _signed(raw, mailbox), "", (sender,)))
 
 
 def _vacation(mailbox: _Mailbox, info: DeliveryInfo, state: _State, action) -> None:  # noqa: ANN001
@@ -533,11 +533,14 @@ def _vacation(mailbox: _Mailbox, info: DeliveryInfo, state: _State, action) -> N
         reason=reason,
         mime=mime,
     )
-    from delivery.dkim import dkim_sign
-
-    raw = dkim_sign(raw, mail_from=mailbox.address)
     state.outgoing.append(
-        Outgoing("vacation", raw, "", (sender,), vacation=(sender.lower(), handle, seconds))
+        Outgoing(
+            "vacation",
+            _signed(raw, mailbox),
+            "",
+            (sender,),
+            vacation=(sender.lower(), handle, seconds),
+        )
     )
     state.done.append("vacation")
 
@@ -568,8 +571,16 @@ def _notify(mailbox: _Mailbox, info: DeliveryInfo, state: _State, action) -> Non
             message=str(getattr(action, "message", None) or ""),
             importance=str(getattr(action, "importance", None) or "2"),
         )
-        state.outgoing.append(Outgoing("notify", raw, "", (address,)))
+        state.outgoing.append(Outgoing("notify", _signed(raw, mailbox), "", (address,)))
     state.done.append("notify")
+
+
+def _signed(raw: bytes, mailbox: _Mailbox) -> bytes:
+    """Our own notices DKIM-signed like submissions (the From domain's key, else the
+    mailbox's domain's), so that they are not junked on arrival."""
+    from delivery.dkim import dkim_sign
+
+    return dkim_sign(raw, mail_from=mailbox.address)
 
 
 _HANDLERS: dict[str, Callable] = {

@@ -107,7 +107,7 @@ def test_a_rule_files_mail_into_a_folder(world):
     assert kept.subject == "Lunch"
 
 
-def test_a_vacation_reply_reaches_the_sender_once_in_three_messages(world):
+def test_a_vacation_reply_reaches_the_sender_once_in_three_messages(world, dns_server):
     alice, peer = world
     give_script(
         alice,
@@ -127,6 +127,7 @@ def test_a_vacation_reply_reaches_the_sender_once_in_three_messages(world):
     assert parsed["Auto-Submitted"].startswith("auto-replied")
     assert parsed["In-Reply-To"] == "<numbers.0@remote.test>"
     assert "Back on the 10th." in parsed.get_body().get_content()
+    assert dkim.verify(reply.data, dnsfunc=dns_server.txt_lookup)  # signed as example.org
 
 
 def test_a_redirect_arrives_remote_with_srs_passing_spf_and_bounces_come_back(world, dns_server):
@@ -183,7 +184,7 @@ def test_a_forged_srs_address_is_refused_at_rcpt(world):
     assert code == 550
 
 
-def test_a_reject_answers_the_sender_with_an_mdn(world):
+def test_a_reject_answers_the_sender_with_an_mdn(world, dns_server):
     alice, peer = world
     give_script(alice, 'require "reject";\nreject "I no longer read this address.";\n')
     with running(runner.SMTP, runner.DELIVERY) as ports:
@@ -198,6 +199,7 @@ def test_a_reject_answers_the_sender_with_an_mdn(world):
     assert b"Disposition: automatic-action/MDN-sent-automatically; deleted" in mdn.data
     assert b"Original-Message-ID: <numbers.1@remote.test>" in mdn.data
     assert b"I no longer read this address." in mdn.data
+    assert dkim.verify(mdn.data, dnsfunc=dns_server.txt_lookup)
 
 
 def test_an_ereject_is_refused_in_the_smtp_dialogue(world):

@@ -311,6 +311,7 @@ def test_notify_mailto_sends_a_notification(make_mailbox, script):
     parsed = email.message_from_bytes(blob_read(note.blob), policy=policy.default)
     assert parsed["Auto-Submitted"] == "auto-notified" and parsed["To"] == "pager@far.test"
     assert "Report in" in parsed.get_content()
+    assert blob_read(note.blob).startswith(b"DKIM-Signature:")
 
 
 def test_the_queued_local_retry_runs_the_script_too(make_mailbox, script):
