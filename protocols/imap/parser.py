@@ -262,6 +262,11 @@ class Thread(Command):
 
 
 @dataclass(frozen=True)
+class Compress(Command):
+    algorithm: str
+
+
+@dataclass(frozen=True)
 class QuotaCommand(Command):
     """GETQUOTA (a quota root) and GETQUOTAROOT (a mailbox), RFC 9208 4.2-4.3."""
 
@@ -293,6 +298,7 @@ SIMPLE_COMMANDS = frozenset(
         "EXPUNGE",
         "IDLE",
         "NAMESPACE",
+        "UNAUTHENTICATE",
     }
 )
 
@@ -1209,6 +1215,12 @@ def _thread(reader: Reader, tag: str, name: str, uid: bool) -> Command:
     return Thread(tag, name, uid, algorithm, charset, _search_keys(reader))
 
 
+def _compress(reader: Reader, tag: str, name: str) -> Command:
+    # RFC 4978 3: COMPRESS SP algorithm
+    reader.sp()
+    return Compress(tag, name, reader.atom().upper())
+
+
 def _getquota(reader: Reader, tag: str, name: str) -> Command:
     reader.sp()
     if name == "GETQUOTAROOT":
@@ -1273,6 +1285,7 @@ _HANDLERS = {
     "SEARCH": _search,
     "SORT": _sort,
     "THREAD": _thread,
+    "COMPRESS": _compress,
     "GETQUOTA": _getquota,
     "GETQUOTAROOT": _getquota,
     "SETQUOTA": _setquota,

@@ -16,6 +16,7 @@ import logging
 import ssl
 import sys
 import threading
+import zlib
 from array import array
 from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
@@ -46,6 +47,8 @@ FLAGS_LINE_BASE = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 # Keywords clients commonly use; announced in FLAGS so they show up before first use.
 COMMON_KEYWORDS = ("$Forwarded", "$MDNSent", "$Junk", "$NotJunk", "$Phishing")
 
+
+INFLATE_CHUNK = 256 * 1024  # octets inflated per read at most (COMPRESS=DEFLATE)
 
 _executor: ThreadPoolExecutor | None = None
 
@@ -257,6 +260,9 @@ class Session:
         self.said_bye = False
         peer = writer.get_extra_info("peername")
         self.client_ip = peer[0] if peer else None
+        # COMPRESS=DEFLATE (RFC 4978): raw deflate both ways once the OK has gone out
+        self.deflate = None
+        self.inflate = None
 
     @property
     def state(self) -> State:
@@ -309,6 +315,8 @@ class Session:
             "QUOTA",
             "QUOTA=RES-STORAGE",
             "MULTIAPPEND",
+            "UNAUTHENTICATE",
+            *(["COMPRESS=DEFLATE"] if self.deflate is None else []),
             "CONDSTORE",
             "QRESYNC",
             "UTF8=ACCEPT",
@@ -332,10 +340,32 @@ class Session:
     # --- I/O ---------------------------------------------------------------------------
 
     async def send(self, data: bytes) -> None:
-        self.writer.write(data)
+        self.writer.write(self.compressed(data))
         await self.writer.drain()
 
+    def compressed(self, data: bytes) -> bytes:
+        if self.deflate is None:
+            return data
+        # RFC 4978 4: each response flushed, so the client can read it at once
+        return self.deflate.compress(data) + self.deflate.flush(zlib.Z_SYNC_FLUSH)
+
+    def start_compression(self) -> None:
+        """COMPRESS DEFLATE answered OK: from here on both directions are deflated. Octets
+        the client sent after the command (pipelined) were compressed already."""
+        self.deflate = zlib.compressobj(6, zlib.DEFLATED, -15)
+        self.inflate = zlib.decompressobj(-15)
+        pending = self.parser.take_buffer()
+        if pending:
+            self.parser.feed(self.inflate.decompress(pending, INFLATE_CHUNK))
+
     async def read_some(self, timeout: float | None = None) -> bytes:
+        if self.inflate is not None and self.inflate.unconsumed_tail:
+            # At most INFLATE_CHUNK octets out per read: a small deflated input may inflate
+            # a thousandfold, and the parser's limits apply to what comes out; the rest of
+            # the input waits here, not in the socket.
+            out = self.inflate.decompress(self.inflate.unconsumed_tail, INFLATE_CHUNK)
+            if out:
+                return out
         if self.read_task is None:
             self.read_task = asyncio.ensure_future(self.reader.read(65536))
         try:
@@ -347,7 +377,12 @@ class Session:
         data = task.result()
         if not data:
             raise ConnectionDone()
-        return data
+        if self.inflate is None:
+            return data
+        out = self.inflate.decompress(data, INFLATE_CHUNK)
+        if not out and not self.inflate.unconsumed_tail:
+            return await self.read_some(timeout)  # a deflate block not complete yet
+        return out
 
     @property
     def timeout(self) -> float:
@@ -410,13 +445,25 @@ class Session:
         finally:
             await self.close()
 
+    def unauthenticate(self) -> None:
+        """Back to the state of a new connection, TLS and compression kept (RFC 8437 3)."""
+        if self.selected is not None:
+            self.unselect()
+        self.server.release_user(self)
+        self.mailbox = None
+        self.enabled.clear()
+        self.condstore = self.announce_modseq = False
+        self.parser.utf8 = False
+        self.commands_before_auth = 0
+        self.state = State.NOT_AUTHENTICATED
+
     def shutdown(self) -> None:
         """The server stops (SIGTERM): RFC 9051 7.1.5 BYE, now when the session waits for a
         command or is in IDLE, else after the reply to the command it runs."""
         self.shutting_down = True
         if self.awaiting_command and not self.said_bye:
             self.said_bye = True
-            self.writer.write(r.BYE_SHUTDOWN.untagged())
+            self.writer.write(self.compressed(r.BYE_SHUTDOWN.untagged()))
             self.writer.close()  # after the BYE is written; the pending read then ends
 
     async def bye_for_shutdown(self) -> None:

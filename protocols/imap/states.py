@@ -30,6 +30,8 @@ AUTHENTICATED = frozenset(
         "STATUS",
         "APPEND",
         "IDLE",
+        "UNAUTHENTICATE",
+        "COMPRESS",
         "GETQUOTA",
         "GETQUOTAROOT",
         "SETQUOTA",

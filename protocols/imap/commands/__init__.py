@@ -22,6 +22,8 @@ HANDLERS = {
     "STARTTLS": auth.starttls,
     "LOGIN": auth.login,
     "AUTHENTICATE": auth.authenticate,
+    "UNAUTHENTICATE": auth.unauthenticate,
+    "COMPRESS": auth.compress,
     "SELECT": select.select,
     "EXAMINE": select.select,
     "CLOSE": select.close,

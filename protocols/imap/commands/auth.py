@@ -15,6 +15,9 @@ from protocols.imap.states import State
 from protocols.login import Throttled, identity_refused, password_login
 
 ID_RESPONSE = '* ID ("name" "Mailhost" "vendor" "Mailhost")\r\n'
+OK_DEFLATE_ACTIVE = r.Reply("OK", "DEFLATE active")
+NO_COMPRESSION_ACTIVE = r.Reply("NO", "Compression is already active", "COMPRESSIONACTIVE")
+BAD_COMPRESS_ALGORITHM = r.Reply("BAD", "Unknown compression algorithm")
 ENABLEABLE = {"CONDSTORE", "QRESYNC", "UTF8=ACCEPT", "IMAP4REV2"}
 
 
@@ -58,6 +61,22 @@ async def enable(session: Session, command: p.Enable) -> None:
     session.parser.utf8 = session.utf8
     await session.send(r.untagged("ENABLED" + "".join(" " + c for c in newly)))
     await session.finish(command)
+
+
+async def unauthenticate(session: Session, command: p.Simple) -> None:
+    # RFC 8437 3: the connection's state as new, TLS and COMPRESS kept
+    session.unauthenticate()
+    await session.send(r.OK_COMPLETED.tagged(command.tag))
+
+
+async def compress(session: Session, command: p.Compress) -> None:
+    # RFC 4978 3: deflate from the octet after this OK on, both ways
+    if command.algorithm != "DEFLATE":
+        raise CommandError(BAD_COMPRESS_ALGORITHM)
+    if session.deflate is not None:
+        raise CommandError(NO_COMPRESSION_ACTIVE)
+    await session.finish(command, OK_DEFLATE_ACTIVE)
+    session.start_compression()
 
 
 async def starttls(session: Session, command: p.Simple) -> None:
