@@ -194,3 +194,64 @@ def test_dmarc_destinations_inside_the_organization_or_agreed(dns_server):
         dmarc.Destination("a@reports.example.net", None),
         dmarc.Destination("c@sub.example.com", 1024),
     ]
+
+
+# --- the counts reach the database; a report goes once ------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_sweeper_stores_the_counts_of_its_process():
+    import time
+
+    from delivery.models import TlsSessionCount
+    from delivery.worker import Sweeper
+
+    key = tlsrpt.PolicyKey("example.net", "no-policy-found")
+    key.session()
+    key.session()
+    key.session("starttls-not-supported", mx_host="MX.example.net.", receiving_ip="192.0.2.1")
+    sweeper = Sweeper(interval=0.05)
+    sweeper.start()
+    try:
+        deadline = time.monotonic() + 10
+        while TlsSessionCount.objects.count() < 2:
+            assert time.monotonic() < deadline, "the sweeper did not store the counts"
+            time.sleep(0.05)
+    finally:
+        sweeper.stop()
+        sweeper.join(5)
+    rows = {
+        (r.result_type, r.mx_host, r.receiving_ip, r.count) for r in TlsSessionCount.objects.all()
+    }
+    assert rows == {("", "", "", 2), ("starttls-not-supported", "mx.example.net", "192.0.2.1", 1)}
+    # Counted again and flushed again: added to the same rows.
+    key.session()
+    tlsrpt.flush()
+    assert TlsSessionCount.objects.get(result_type="").count == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_report_is_queued_once_whoever_runs_the_job(make_domain):
+    from delivery.models import OutboundMessage, ReportSent, TlsSessionCount
+    from delivery.outreports import services
+
+    make_domain("example.org")
+    day = datetime.date(2026, 12, 2)
+
+    def queue_it() -> bool:
+        return services.report_queue(
+            kind=ReportSent.Kind.TLS,
+            day=day,
+            domain="example.net",
+            report_id="r1",
+            destinations=["mailto:tls@example.net"],
+            raw=b"From: noreply@example.org\r\nSubject: r\r\n\r\nreport\r\n",
+            mail_from="noreply@example.org",
+            recipients=["tls@example.net"],
+            covered=TlsSessionCount.objects.filter(day=day, policy_domain="example.net"),
+        )
+
+    assert queue_it() is True
+    assert queue_it() is False
+    assert ReportSent.objects.count() == 1
+    assert OutboundMessage.objects.count() == 1
