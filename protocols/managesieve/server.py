@@ -41,6 +41,7 @@ logger = logging.getLogger(__name__)
 
 TLS_HANDSHAKE_TIMEOUT = 30.0
 READ_BUFFER_LIMIT = 256 * 1024  # pipelined input beyond this waits in the socket
+SHUTDOWN_CLOSE_GRACE = 2.0  # seconds a stopping listener's sessions get to see their BYE out
 SASL_MECHANISMS = ("PLAIN", "LOGIN")  # what SMTP AUTH offers too
 LOGIN_CHALLENGES = (b"VXNlcm5hbWU6", b"UGFzc3dvcmQ6")  # "Username:", "Password:" (SASL LOGIN)
 
@@ -187,6 +188,13 @@ class Connection(asyncio.Protocol):
         if self.awaiting_command and not self.closed and self.transport is not None:
             self.transport.write(responses.BYE_SHUTDOWN)
             self.close()
+        # A TLS close waits for the peer's close_notify; a peer that sends none (or reads
+        # nothing) is cut after a short grace, so the listener stops in time.
+        asyncio.get_running_loop().call_later(SHUTDOWN_CLOSE_GRACE, self.abort)
+
+    def abort(self) -> None:
+        if not self.closed and self.transport is not None:
+            self.transport.abort()
 
 
 class Session:

@@ -118,3 +118,19 @@ def test_a_malformed_sasl_response_is_a_failed_login(client_for, mailbox):
     assert client.line() == b'""\r\n'
     assert client.command('"unterminated') == R.NO_AUTH_MALFORMED
     assert client.command(f'AUTHENTICATE "PLAIN" "{plain()}"') == R.OK_LOGGED_IN
+
+
+def test_stopping_the_listener_says_bye_to_open_sessions(sieve_settings, mailbox):
+    from protocols import runner
+    from tests.protocols.managesieve.conftest import Client
+    from tests.support.servers import running
+
+    with running(runner.MANAGESIEVE) as ports:
+        client = Client(ports["managesieve"])
+        client.response()
+        secure_login(client)
+        started = time.monotonic()
+    # The client read nothing while the listener stopped: it is cut after the grace, not 10 s.
+    assert time.monotonic() - started < 8
+    assert client.response() == R.BYE_SHUTDOWN
+    assert client.closed()
