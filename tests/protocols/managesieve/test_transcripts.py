@@ -282,3 +282,14 @@ def test_rfc5804_details(client_for, mailbox, settings):
     big = "#" * 3000 + "\r\nkeep;"
     assert client.command(b"CHECKSCRIPT " + literal(big)) == R.NO_CHECK_TOO_LARGE
     assert client.command(b'PUTSCRIPT "big" ' + literal(big)) == R.NO_LITERAL_TOO_LARGE
+
+
+def test_names_with_utf8_quotes_and_backslashes_travel_intact(session, mailbox):
+    name = 'café "quoted" \\ 🙂'
+    wire = name.replace("\\", "\\\\").replace('"', '\\"').encode()
+    assert session.command(b'PUTSCRIPT "' + wire + b'" ' + literal("keep;")) == R.OK_PUTSCRIPT
+    # As a literal too (a name may be sent either way).
+    assert session.command(b"PUTSCRIPT {2+}\r\nab " + literal("keep;")) == R.OK_PUTSCRIPT
+    assert session.command("LISTSCRIPTS") == (b'"ab"\r\n"' + wire + b'"\r\n' + R.OK_LISTSCRIPTS)
+    assert selectors.sievescript_get(mailbox.pk, name).text == "keep;"
+    assert session.command(b'SETACTIVE "' + wire + b'"') == R.OK_SETACTIVE
