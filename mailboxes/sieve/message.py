@@ -99,13 +99,22 @@ def decode_words(value: str) -> str:
 
 
 def addresses(value: str) -> list[tuple[str, str | None]]:
-    """(local part, domain or None) of each address in a header value. A group's name
-    counts as an address without a domain, as in Pigeonhole (RFC 5228 2.7.4 is silent)."""
+    """(local part, domain or None) of each address in a header value, as Pigeonhole reads
+    them: a group's members are addresses and its name is not (RFC 5322 3.4), an empty group
+    ("undisclosed-recipients:;") reads as its text, and so does a value where no address
+    parses ("<>"); an entry without a domain has only its text, for :all (RFC 5228 2.7.4)."""
+    entries = addresslist.parse_addresses(value.encode("utf-8"))
+    if not entries and value.strip():  # nothing parses ("<>"): the text, for :all
+        return [(value.strip(), None)]
     result = []
-    for _name, _adl, mailbox, host in addresslist.parse_addresses(value.encode("utf-8")):
+    for index, (_name, _adl, mailbox, host) in enumerate(entries):
         if mailbox is None or mailbox == addresslist.MISSING_MAILBOX:
             continue
-        domain = None if host in (None, addresslist.MISSING_DOMAIN) else _text(host)
+        if host is None:  # a group's name
+            if index + 1 < len(entries) and entries[index + 1][2] is None:
+                result.append((_text(mailbox) + ":;", None))
+            continue
+        domain = None if host == addresslist.MISSING_DOMAIN else _text(host)
         result.append((_text(mailbox), domain))
     return result
 
@@ -122,10 +131,12 @@ def address_part(local: str, domain: str | None, part: str) -> str | None:
     content for :localpart, :user and :detail, as in Pigeonhole; :all keeps the quotes."""
     if part != ":all" and len(local) >= 2 and local[0] == local[-1] == '"':
         local = re.sub(r"\\(.)", r"\1", local[1:-1])
+    if domain is None and part != ":all":
+        return None  # RFC 5228 2.7.4: no :localpart or :domain of an invalid address
     if part == ":localpart":
         return local
     if part == ":domain":
-        return domain if domain is not None else ""
+        return domain
     if part in (":user", ":detail"):
         user, plus, detail = local.partition("+")
         if part == ":user":

@@ -149,6 +149,26 @@ def test_core_address_quoted_local_part():
     assert [a.address for a in actions(script, raw)] == ["local@x.example", "all@x.example"]
 
 
+def test_core_address_groups_and_invalid_addresses():
+    # A group's members are addresses, its name is not (RFC 5322 3.4); an entry without a
+    # domain, an empty group or "<>" match only as text with :all (RFC 5228 2.7.4).
+    raw = message(
+        "To: Friends: a@x.example, b@y.example;, c@z.example",
+        "Cc: undisclosed-recipients:;",
+        "Bcc: bare-local",
+        "Reply-To: <>",
+    )
+    script = """require ["variables", "fileinto"];
+    if address :all :is "to" "Friends" { fileinto "group-name"; }
+    if address :all :is "to" "b@y.example" { fileinto "member"; }
+    if address :all :is "cc" "undisclosed-recipients:;" { fileinto "empty-group-text"; }
+    if address :localpart :matches ["cc", "bcc", "reply-to"] "*" { fileinto "wrong-local"; }
+    if address :domain :matches ["cc", "bcc", "reply-to"] "*" { fileinto "wrong-domain"; }
+    if address :all :is "bcc" "bare-local" { fileinto "bare-text"; }
+    if address :all :is "reply-to" "<>" { fileinto "null-text"; }"""
+    assert folders(script, raw) == ["member", "empty-group-text", "bare-text", "null-text"]
+
+
 def test_core_compile_errors_report_line():
     assert_compile_error('keep;\nfileinto "x";\n', 2)
     assert_compile_error("keep;\n\nif true { keep;\n", 4)  # where the script ends

@@ -131,7 +131,8 @@ def test_keep_discard_and_implicit_keep():
         ('address :domain :is "to" "example.net"', True),
         ('address :all :is ["to", "cc"] "carol@example.net"', True),
         ('address :domain :matches "cc" "?*"', False),  # a group name has no domain
-        ('address :all :is "cc" "undisclosed-recipients"', True),  # as in Pigeonhole
+        ('address :all :is "cc" "undisclosed-recipients:;"', True),  # an empty group, as text
+        ('address :localpart :matches "cc" "*"', False),  # ... with no local part
         ('envelope :is "from" "bob@remote.example"', True),
         ('envelope :domain :is "to" "EXAMPLE.ORG"', True),
         ('exists ["from", "date"]', True),
