@@ -108,11 +108,6 @@ EXPECTED_DIFFERENCES: dict[str, tuple[list[str], str]] = {
         '"Gr????e*" does not match "Grüße aus München"; Pigeonhole 0.5.19 takes "?" for '
         "one octet (an ü needs two).",
     ),
-    "odd-address-empty": (
-        ["store reply-to-exists"],
-        "Reply-To: <> holds no address (an angle-addr needs an addr-spec, RFC 5322 3.4); "
-        'Pigeonhole matches the text "<>" with :all.',
-    ),
     "runtime-fileinto-empty-variable": (
         ["runtime-error", "implicit-keep"],
         'fileinto "" (a variable that expands to nothing) is a run-time error, so the '
