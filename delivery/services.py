@@ -33,6 +33,7 @@ from delivery.models import (
 )
 from delivery.reports import DmarcAggregate, TlsAggregate
 from mailboxes.models import Blob, Domain, Mailbox
+from mailboxes.transactions import unsynced_atomic
 from mailhost import metrics
 
 logger = logging.getLogger(__name__)
@@ -143,7 +144,9 @@ def recipients_claim(*, message_id: int, now: datetime | None = None) -> Claim |
     now = now or timezone.now()
     token = secrets.token_hex(16)
     lease = now + timedelta(seconds=settings.MAILHOST_DELIVERY_LEASE)
-    with transaction.atomic():
+    # Not synced before returning (mailboxes/transactions.py): a claim lost with the power
+    # only makes the recipients due again, as an expired lease would.
+    with unsynced_atomic():
         claimed = (
             due_recipients(now)
             .filter(message_id=message_id)
@@ -169,7 +172,8 @@ def recipients_claim(*, message_id: int, now: datetime | None = None) -> Claim |
 def lease_extend(*, token: str) -> None:
     """Keep holding the claim while a long attempt goes on (one call per destination)."""
     lease = timezone.now() + timedelta(seconds=settings.MAILHOST_DELIVERY_LEASE)
-    OutboundRecipient.objects.filter(lease_token=token).update(lease_until=lease)
+    with unsynced_atomic():
+        OutboundRecipient.objects.filter(lease_token=token).update(lease_until=lease)
 
 
 @dataclass(frozen=True)
@@ -197,7 +201,12 @@ def recipients_record(
     now = now or timezone.now()
     written = 0
     lines: list[str] = []
-    with transaction.atomic():
+    # Not synced before returning (mailboxes/transactions.py): a result lost with the power
+    # leaves the recipients as they were before the attempt, tried again (a peer may get a
+    # duplicate, as after a crash mid-session). Anything synced later (the next message
+    # accepted, a DSN spooled) syncs this too: the log is written in order. This takes one
+    # fsync per message off the delivery threads, which on SQLite wait for each other's.
+    with unsynced_atomic():
         rows = OutboundRecipient.objects.filter(
             lease_token=token, id__in=list(outcomes)
         ).select_related("message")
