@@ -3,6 +3,8 @@ form writes as the mailbox's active Sieve script, and what happens to a hand-wri
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from mailboxes import selectors, services, sieve
@@ -320,3 +322,71 @@ def test_another_mailboxs_scripts_are_out_of_reach(web, alice, bob):
     ]
     assert "bobs" not in web.get("/settings/filters/").content.decode()
     assert active(alice).text == "discard;\n"  # alice's own, named for her
+
+
+MESSAGE = (
+    b"From: Bob <bob@remote.test>\r\n"
+    b"To: Alice <alice@example.org>\r\n"
+    b"Subject: Weekly report\r\n"
+    b"Message-ID: <report.1@remote.test>\r\n"
+    b"\r\n"
+    b"Numbers attached.\r\n"
+)
+
+
+def test_the_webmail_vacation_and_forwarding_act_at_delivery(web, alice):
+    """The scripts these pages write, run by the delivery agent through port 25's path: a
+    vacation reply to the sender (within its dates), and a copy to the forwarding address
+    with the message kept."""
+    import email
+    from email import policy
+
+    from django.utils import timezone
+
+    from delivery.models import OutboundMessage
+    from delivery.submission import message_accept
+    from mailboxes.models import Message
+    from mailboxes.selectors import blob_read
+
+    today = timezone.localdate()
+    web.post(
+        "/settings/vacation/",
+        {
+            "enabled": "on",
+            "start": (today - timedelta(days=1)).isoformat(),
+            "end": (today + timedelta(days=1)).isoformat(),
+            "subject": "Out of office",
+            "text": "Back soon.",
+        },
+    )
+    web.post("/settings/forwarding/", {"address": "alice@elsewhere.test"})
+    result = message_accept(
+        raw=MESSAGE, mail_from="bob@remote.test", recipients=["alice@example.org"]
+    )
+    assert result.accepted
+    assert Message.objects.get(subject="Weekly report").folder.name == "INBOX"
+    spooled = {
+        tuple(r.address for r in out.recipients.all()): out
+        for out in OutboundMessage.objects.prefetch_related("recipients")
+    }
+    assert set(spooled) == {("bob@remote.test",), ("alice@elsewhere.test",)}
+    reply = email.message_from_bytes(
+        blob_read(spooled[("bob@remote.test",)].blob), policy=policy.default
+    )
+    assert reply["Subject"] == "Out of office" and "Back soon." in reply.get_content()
+    assert blob_read(spooled[("alice@elsewhere.test",)].blob).endswith(MESSAGE)
+
+
+def test_a_vacation_outside_its_dates_stays_silent(web, alice):
+    from django.utils import timezone
+
+    from delivery.models import OutboundMessage
+    from delivery.submission import message_accept
+
+    start = (timezone.localdate() + timedelta(days=3)).isoformat()
+    web.post(
+        "/settings/vacation/",
+        {"enabled": "on", "start": start, "subject": "Away", "text": "Later."},
+    )
+    message_accept(raw=MESSAGE, mail_from="bob@remote.test", recipients=["alice@example.org"])
+    assert OutboundMessage.objects.count() == 0
