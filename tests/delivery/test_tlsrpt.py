@@ -255,3 +255,30 @@ def test_a_report_is_queued_once_whoever_runs_the_job(make_domain):
     assert queue_it() is False
     assert ReportSent.objects.count() == 1
     assert OutboundMessage.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("delivery_env")
+def test_a_reused_session_is_counted_once(world, settings):  # noqa: F811
+    # RFC 8460 counts TLS sessions, not messages: two messages over one kept session.
+    from delivery import client
+    from delivery.models import OutboundRecipient, RecipientStatus, TlsSessionCount
+    from tests.delivery.conftest import run_queue
+    from tests.delivery.test_outbound_tls import spool
+
+    settings.MAILHOST_OUTBOUND_IDLE_TIMEOUT = 30
+    world.peer("127.0.0.2", world.ca("ca-mx", "mx1.secure.test"))
+    world.policy(ENFORCE)
+    for _ in range(2):
+        message = spool()
+        run_queue()
+        assert OutboundRecipient.objects.get(message=message).status == RecipientStatus.DELIVERED
+    assert client.connection_cache.opened == 1
+    tlsrpt.flush()
+    [row] = TlsSessionCount.objects.all()
+    assert (row.policy_domain, row.policy_type, row.result_type, row.count) == (
+        "secure.test",
+        "sts",
+        "",
+        1,
+    )
