@@ -215,11 +215,45 @@ def _wait_port_free(port: int) -> None:
 
 def test_sigkill_during_smtp_and_append_loses_nothing(crash_mailhost):
     mailhost, sink = crash_mailhost
+    _kill_and_check(mailhost, sink, KILLS)
+
+
+SIEVE_SCRIPT = """require ["fileinto", "mailbox", "copy"];
+fileinto :create "Filed";
+redirect :copy "r2@remote.example";
+"""
+GIVE_SCRIPT = f"""
+from mailboxes import services
+from mailboxes.selectors import mailbox_get
+services.sievescript_put(
+    mailbox=mailbox_get("alice@example.org"), name="s", text={SIEVE_SCRIPT!r}, activate=True
+)
+"""
+
+
+def test_sigkill_with_a_sieve_script_loses_nothing(crash_mailhost):
+    """The same, with alice's script filing every message into a folder it creates and
+    redirecting a copy out: every acknowledged message is filed once and its redirect
+    leaves (the filing and the spooling commit together, or neither does)."""
+    mailhost, sink = crash_mailhost
+    mailhost.manage("shell", "-v0", "-c", GIVE_SCRIPT)
+    state, acked_smtp = _kill_and_check(mailhost, sink, max(KILLS // 2, 3))
+    folders = {row["folder"] for row in state["messages"] if row["mailbox"] == "alice"}
+    assert folders == {"Filed"}
+    redirected = {
+        TOKEN.search(raw)[1].decode()
+        for raw in sink.received
+        if b"Delivered-To: alice@example.org\r\n" in raw and TOKEN.search(raw)
+    }
+    assert set(acked_smtp) <= redirected, f"redirects lost: {set(acked_smtp) - redirected}"
+
+
+def _kill_and_check(mailhost: Mailhost, sink: RelaySink, kills: int) -> tuple[dict, dict]:
     rng = random.Random(1234)
     load = Load(mailhost)
     mailhost.start()
     load.start()
-    for _kill_number in range(KILLS):
+    for _kill_number in range(kills):
         # Let both clients make progress (logins are deliberately slow), then kill at a
         # random moment: mid-greeting, mid-DATA, mid-APPEND literal, mid-commit.
         load.wait_progress(timeout=30)
@@ -244,7 +278,7 @@ def test_sigkill_during_smtp_and_append_loses_nothing(crash_mailhost):
 
     acked_smtp = dict(load.smtp_acked)
     acked_append = dict(load.append_acked)
-    assert len(acked_smtp) > KILLS and len(acked_append) > KILLS // 2, "too little load"
+    assert len(acked_smtp) > kills and len(acked_append) > kills // 2, "too little load"
 
     stored: dict[tuple[str, str], list[dict]] = {}
     for row in state["messages"]:
@@ -277,6 +311,7 @@ def test_sigkill_during_smtp_and_append_loses_nothing(crash_mailhost):
     delivered = {TOKEN.search(raw)[1].decode() for raw in sink.received if TOKEN.search(raw)}
     assert remote_tokens <= delivered, f"outbound lost: {remote_tokens - delivered}"
     print(
-        f"kills={KILLS} smtp_acked={len(acked_smtp)} append_acked={len(acked_append)} "
+        f"kills={kills} smtp_acked={len(acked_smtp)} append_acked={len(acked_append)} "
         f"stored={len(state['messages'])} outbound={len(remote_tokens)} lost=0"
     )
+    return state, acked_smtp
