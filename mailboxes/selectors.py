@@ -620,6 +620,8 @@ class FetchRow:
     internal_date: object = None
     blob_name: object = None  # storage name, or the blob id when the name was not asked for
     mime_cache: object = None
+    blob_id: int = 0  # with_ids: OBJECTID's EMAILID and THREADID (RFC 8474)
+    thread_key: str = ""
 
 
 def _raw_rows(queryset) -> list[tuple]:
@@ -642,6 +644,7 @@ def message_fetch_rows(
     with_cache: bool = False,
     with_blob: bool = True,
     with_details: bool = True,
+    with_ids: bool = False,
 ) -> list[FetchRow]:
     """Rows for FETCH, in UID order: one query for a dense range (1:*), chunked for
     scattered UIDs. Only the columns asked for are read (FETCH 1:* (FLAGS) converts no
@@ -659,13 +662,15 @@ def message_fetch_rows(
     columns.append("blob__name" if with_blob else "blob_id")
     if with_cache:
         columns.append("mime_cache")
+    if with_ids:
+        columns += ["blob_id", "thread_key"]
     raw_rows = []
     if len(wanted) > 500 and wanted[-1] - wanted[0] < 4 * len(wanted):
         wanted_set = set(wanted) if len(wanted) != wanted[-1] - wanted[0] + 1 else None
         rows = (
             qs.filter(uid__gte=wanted[0], uid__lte=wanted[-1]).order_by("uid").values_list(*columns)
         )
-        if not with_details and not with_cache:
+        if not with_details and not with_cache and not with_ids:
             # Flags only (FETCH 1:* (FLAGS)): the same query without Django's per-value
             # converters, which cost more than the query itself on 100k rows.
             rows = _raw_rows(rows)
@@ -691,6 +696,9 @@ def message_fetch_rows(
             item = FetchRow(row[0], row[1], row[2], flags, row[9], row[10], row[11])
         else:
             item = FetchRow(row[0], row[1], row[2], flags, blob_name=row[9])
+        if with_ids:
+            item.blob_id, item.thread_key = row[-2], row[-1]
+            row = row[:-2]
         if with_cache:
             item.mime_cache = row[-1]
         result.append(item)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from protocols.imap import mime
+from protocols.imap import mime, objectid
 from protocols.imap.parser import FETCH_MACROS
 
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -34,8 +34,11 @@ SIMPLE = frozenset(
         "RFC822",
         "RFC822.HEADER",
         "RFC822.TEXT",
+        "EMAILID",
+        "THREADID",
     }
 )
+OBJECTID_ITEMS = frozenset({"EMAILID", "THREADID"})  # RFC 8474 5
 SECTIONED = frozenset({"BODY", "BODY.PEEK", "BINARY", "BINARY.PEEK", "BINARY.SIZE"})
 SPECS = ("HEADER.FIELDS.NOT", "HEADER.FIELDS", "HEADER", "TEXT", "MIME")
 
@@ -352,7 +355,17 @@ def render_item(item: Item, row: Row, flags: Sequence[str], source: _Source) -> 
         return b"RFC822.HEADER " + _literal(mime.section(source.raw, source.tree(), (), "HEADER"))
     if name == "RFC822.TEXT":
         return b"RFC822.TEXT " + _literal(mime.section(source.raw, source.tree(), (), "TEXT"))
+    if name in OBJECTID_ITEMS:
+        return objectid_text(name, row).encode("ascii")
     raise FetchSyntaxError(f"Unknown FETCH item {name}")
+
+
+def objectid_text(name: str, row: Row) -> str:
+    """EMAILID (M1) / THREADID (T...) or THREADID NIL (RFC 8474 5.1, 5.2)."""
+    if name == "EMAILID":
+        return f"EMAILID ({objectid.email_id(row.blob_id)})"
+    thread = objectid.thread_id(row.thread_key)
+    return f"THREADID ({thread})" if thread else "THREADID NIL"
 
 
 def render(

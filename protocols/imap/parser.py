@@ -338,6 +338,7 @@ STATUS_ITEMS = frozenset(
         "DELETED",
         "DELETED-STORAGE",
         "APPENDLIMIT",
+        "MAILBOXID",
     }
 )
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")

@@ -34,6 +34,7 @@ from django.db.models.functions import Length
 from mailboxes import fulltext, selectors
 from mailboxes import headers as header_cache
 from mailboxes.models import Message
+from protocols.imap import objectid
 from protocols.imap.parser import ParseFailure, SequenceSet, parse_sequence_set
 
 # Advertised in BADCHARSET; any charset Python can decode is accepted (aliases too: utf8).
@@ -104,6 +105,14 @@ class DateKey:
     field: str  # "internal" (BEFORE ON SINCE) or "sent" (SENTBEFORE SENTON SENTSINCE)
     op: str  # "before" "on" "since"
     day: date
+
+
+@dataclass(frozen=True)
+class ObjectId:
+    """EMAILID / THREADID (RFC 8474 6)."""
+
+    kind: str  # "emailid" "threadid"
+    value: str
 
 
 @dataclass(frozen=True)
@@ -339,6 +348,11 @@ class _Reader:
             return Keyword(flag, name == "KEYWORD")
         if name in ("LARGER", "SMALLER"):
             return Size(name.lower(), self.number())
+        if name in ("EMAILID", "THREADID"):
+            value = _text(self.next(), None)
+            if not objectid.valid(value):
+                raise SearchSyntaxError(f"Bad {name}")
+            return ObjectId(name.lower(), value)
         if name == "NOT":
             return Not(self.nested())
         if name == "OR":
@@ -771,6 +785,18 @@ def _compile(key: object, ctx: _Context) -> _Compiled:
         if key.op == "larger":
             return _exact(Q(size__gt=octets), lambda m: m.row["size"] > octets)
         return _exact(Q(size__lt=octets), lambda m: m.row["size"] < octets)
+    if isinstance(key, ObjectId):
+        wanted = key.value
+        if key.kind == "emailid":
+            blob_id = objectid.parse_email_id(wanted)
+            if blob_id is None:
+                return _exact(_NOTHING, lambda m: False)
+            return _exact(Q(blob_id=blob_id), lambda m: m.row["blob_id"] == blob_id)
+        # THREADID is a digest of thread_key: compared row by row (thread_key is indexed,
+        # but the digest is not in the database)
+        return _Compiled(
+            None, ~Q(thread_key=""), lambda m: objectid.thread_id(m.row["thread_key"]) == wanted
+        )
     if isinstance(key, Modseq):
         value = key.value
         return _exact(Q(modseq__gte=value), lambda m: m.row["modseq"] >= value)
@@ -819,6 +845,7 @@ ROW_FIELDS = (
     "cc_display",
     "blob_id",
     "blob__name",
+    "thread_key",
 )
 
 

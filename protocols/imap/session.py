@@ -316,6 +316,7 @@ class Session:
             "QUOTA=RES-STORAGE",
             "MULTIAPPEND",
             "UNAUTHENTICATE",
+            "OBJECTID",
             *(["COMPRESS=DEFLATE"] if self.deflate is None else []),
             "CONDSTORE",
             "QRESYNC",

@@ -6,6 +6,7 @@ from django.conf import settings
 
 from mailboxes import selectors, services
 from mailboxes.models import HIERARCHY_DELIMITER, Folder
+from protocols.imap import objectid
 from protocols.imap import parser as p
 from protocols.imap import responses as r
 from protocols.imap.listpattern import MailboxPattern
@@ -36,14 +37,16 @@ async def create(session: Session, command: p.MailboxCommand) -> None:
         special_use = known[command.special_use[0].lower()]
     # CREATE makes the folder (and missing parents) without subscribing them: IMAP clients
     # SUBSCRIBE what they want listed (RFC 9051 6.3.4, 6.3.7).
-    await db(
+    folder = await db(
         services.folder_create,
         mailbox=session.mailbox,
         name=name,
         special_use=special_use,
         subscribe=False,
     )
-    await session.finish(command)
+    # RFC 8474 4.1: the new mailbox's MAILBOXID in the tagged OK
+    code = f"MAILBOXID ({objectid.mailbox_id(folder.id)})"
+    await session.finish(command, r.OK_COMPLETED.with_code(code))
 
 
 async def delete(session: Session, command: p.MailboxCommand) -> None:
@@ -135,6 +138,8 @@ def _status_values(
         elif item == "DELETED-STORAGE":
             # RFC 9208 4.4: what EXPUNGE would free, in the STORAGE resource's 1024 octets
             values.append((item, deleted[1] // 1024 if deleted else 0))
+        elif item == "MAILBOXID":  # RFC 8474 4.3
+            values.append((item, f"({objectid.mailbox_id(folder.id)})"))
         elif item == "APPENDLIMIT":
             values.append((item, settings.MAILHOST_MAX_MESSAGE_SIZE))
     return values

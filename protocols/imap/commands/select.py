@@ -6,6 +6,7 @@ from django.conf import settings
 
 from mailboxes import selectors, services
 from mailboxes.models import Folder
+from protocols.imap import objectid
 from protocols.imap import parser as p
 from protocols.imap import responses as r
 from protocols.imap.session import CommandError, Session, db, flags_of, select_view
@@ -74,6 +75,8 @@ async def select(session: Session, command: p.Select) -> None:
     out.append(r.Reply("OK", "UIDs valid", f"UIDVALIDITY {folder.uidvalidity}").untagged())
     out.append(r.Reply("OK", "Predicted next UID", f"UIDNEXT {folder.uidnext}").untagged())
     out.append(r.Reply("OK", "Highest", f"HIGHESTMODSEQ {folder.highestmodseq}").untagged())
+    # RFC 8474 4.2
+    out.append(r.Reply("OK", "Ok", f"MAILBOXID ({objectid.mailbox_id(folder.id)})").untagged())
     if session.rev2:
         out.append(r.untagged(b'LIST () "/" ' + r.mailbox_name(folder.name, utf8=True)))
     if command.qresync is not None and command.qresync.uidvalidity == folder.uidvalidity:

@@ -16,6 +16,12 @@ def ok(tag: str, reply: r.Reply = r.OK_COMPLETED) -> bytes:
     return reply.tagged(tag).rstrip(b"\r\n")
 
 
+def created(imap, tag: str, name: str) -> bytes:
+    """CREATE's OK, with the new folder's MAILBOXID (RFC 8474 4.1)."""
+    folder = selectors.folder_get(imap["mailbox"], name)
+    return ok(tag, r.OK_COMPLETED.with_code(f"MAILBOXID (F{folder.id})"))
+
+
 def test_default_folders_listed_with_special_use(client):
     c = client()
     assert c.cmd("a1", 'LIST "" "*"') == [
@@ -30,9 +36,9 @@ def test_default_folders_listed_with_special_use(client):
     assert c.cmd("a2", 'LIST "" ""') == [b'* LIST (\\Noselect) "/" ""', ok("a2")]
 
 
-def test_create_hierarchy_percent_and_star(client):
+def test_create_hierarchy_percent_and_star(client, imap):
     c = client()
-    assert c.cmd("a1", "CREATE Work/2024/Q1") == [ok("a1")]
+    assert c.cmd("a1", "CREATE Work/2024/Q1") == [created(imap, "a1", "Work/2024/Q1")]
     assert c.cmd("a2", "CREATE Work/") == [ok("a2", r.NO_ALREADY_EXISTS)]
     assert c.cmd("a3", 'LIST "" Work/%') == [
         b'* LIST (\\HasChildren) "/" "Work/2024"',
@@ -49,7 +55,7 @@ def test_create_hierarchy_percent_and_star(client):
 
 def test_modified_utf7_names_round_trip(client, imap):
     c = client()
-    assert c.cmd("a1", "CREATE Entw&APw-rfe") == [ok("a1")]
+    assert c.cmd("a1", "CREATE Entw&APw-rfe") == [created(imap, "a1", "Entwürfe")]
     assert selectors.folder_get(imap["mailbox"], "Entwürfe") is not None
     assert c.cmd("a2", 'LIST "" Entw*') == [
         b'* LIST (\\HasNoChildren) "/" "Entw&APw-rfe"',
@@ -184,9 +190,9 @@ def test_list_extended_return_options(client):
     ]
 
 
-def test_create_special_use(client):
+def test_create_special_use(client, imap):
     c = client()
-    assert c.cmd("a1", "CREATE MyTrash (USE (\\Trash))") == [ok("a1")]
+    assert c.cmd("a1", "CREATE MyTrash (USE (\\Trash))") == [created(imap, "a1", "MyTrash")]
     assert c.cmd("a2", 'LIST "" MyTrash') == [
         b'* LIST (\\HasNoChildren \\Trash) "/" "MyTrash"',
         ok("a2"),

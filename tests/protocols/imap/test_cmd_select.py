@@ -39,6 +39,7 @@ def test_select_reports_counters_recent_and_unseen(client, imap):
         b"* OK [UIDVALIDITY %d] UIDs valid" % folder.uidvalidity,
         b"* OK [UIDNEXT 4] Predicted next UID",
         b"* OK [HIGHESTMODSEQ %d] Highest" % folder.highestmodseq,
+        b"* OK [MAILBOXID (F%d)] Ok" % folder.id,
         ok("a1", r.OK_SELECT_RW),
     ]
     # \Recent belongs to the first session only (RFC 3501 2.3.2).
