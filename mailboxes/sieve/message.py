@@ -6,7 +6,7 @@ from __future__ import annotations
 import email
 import email.policy
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from email.header import decode_header, make_header
 from email.utils import parsedate_to_datetime
 
@@ -198,7 +198,10 @@ def parse_date(value: str) -> datetime | None:
         parsed = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
         return None
-    return parsed if parsed and parsed.tzinfo is not None else None
+    if parsed is not None and parsed.tzinfo is None:
+        # "-0000" (RFC 5322 3.3: UTC, local zone unknown), which Python leaves naive
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed
 
 
 # -- applying the edits to the bytes ------------------------------------------------------

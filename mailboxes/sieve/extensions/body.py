@@ -17,7 +17,10 @@ def _body(run: Run, frame: Frame, node: Test) -> bool:
         values = msg.body_parts(run.message, run.strings(frame, content))
     else:
         values = msg.body_parts(run.message, None)
-    return run.match(frame, node, values, keys)
+    before = frame.match
+    found = run.match(frame, node, values, keys)
+    frame.match = before  # RFC 5173 6: wildcards in body never set the match variables
+    return found
 
 
 TESTS = {"body": _body}

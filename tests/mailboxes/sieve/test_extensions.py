@@ -357,6 +357,14 @@ def test_body_content_message_rfc822_searches_the_nested_header():
     assert folders(script, FORWARDED) == ["header", "nested-text"]
 
 
+def test_body_wildcards_never_set_match_variables():
+    # RFC 5173 6: "body :matches" leaves ${1} as the last other test set it.
+    script = """require ["body", "variables", "fileinto"];
+    if header :matches "subject" "* *" { }
+    if body :matches "*tomorrow*" { fileinto "kept-${1}"; }"""
+    assert folders(script) == ["kept-Lunch"]
+
+
 # --- variables (RFC 5229) --------------------------------------------------------------------
 
 
@@ -473,6 +481,14 @@ def test_date_header_and_zones():
     if date :is "date" "weekday" "6" { fileinto "saturday"; }"""
     now = datetime(2026, 12, 3, 5, 0, tzinfo=UTC)
     assert folders(script, now=now) == ["day", "local-hour", "utc-hour", "saturday"]
+
+
+def test_date_with_zone_minus_0000_is_utc():
+    # RFC 5322 3.3: -0000 is UTC with the local zone unknown (Python parses it naive).
+    raw = message("Date: Thu, 03 Dec 2026 04:00:00 -0000")
+    script = """require ["date", "variables", "fileinto"];
+    if date :originalzone :matches "date" "iso8601" "*" { fileinto "${1}"; }"""
+    assert folders(script, raw) == ["2026-12-03T04:00:00Z"]
 
 
 def test_currentdate_uses_context_now():
