@@ -88,6 +88,28 @@ EXPECTED_DIFFERENCES: dict[str, tuple[list[str], str]] = {
         "A message without a body has the empty body (RFC 5322 3.5 makes it optional): "
         'body :is "" and :contains "" match it; Pigeonhole finds nothing to test.',
     ),
+    "grid2-headeronly": (
+        [
+            "store text 0",
+            "store raw 0",
+            "store plain 0",
+            "store d year [2026]",
+            "store d month [12]",
+            "store d day [03]",
+            "store d date [2026-12-03]",
+            "store d julian [61377]",
+            "store d hour [01]",
+            "store d minute [02]",
+            "store d second [03]",
+            "store d time [01:02:03]",
+            "store d iso8601 [2026-12-03T01:02:03Z]",
+            "store d std11 [Thu, 03 Dec 2026 01:02:03 +0000]",
+            "store d zone [+0000]",
+            "store d weekday [4]",
+            "store utc [2026-12-03T01:02:03Z]",
+        ],
+        "As body-empty: the missing body is the empty body.",
+    ),
     "header-odd-values": (
         [
             "store weird-=?x-unknown-charset?Q?caf=E9?=",
