@@ -71,6 +71,10 @@ class SpamVerdict:
 
     @property
     def is_spam(self) -> bool:
+        """Junk: its one mailbox's decision (allow/block lists included), or with several
+        mailboxes the message's score against the junk threshold."""
+        if len(self.mailbox_reasons) == 1:
+            return next(iter(self.mailbox_reasons)) in self.junk_mailbox_ids
         return self.score >= settings.MAILHOST_SPAM_JUNK_SCORE
 
     @property
@@ -106,11 +110,12 @@ class SpamVerdict:
         MAILHOST_SPAM_BACKEND is off."""
         if self.backend == "off":
             return b""
-        return render_headers(self.score, self.reasons)
+        return render_headers(self.score, self.reasons, spam=self.is_spam)
 
 
-def render_headers(score: float, reasons: Iterable[Reason]) -> bytes:
-    spam = score >= settings.MAILHOST_SPAM_JUNK_SCORE
+def render_headers(score: float, reasons: Iterable[Reason], *, spam: bool | None = None) -> bytes:
+    if spam is None:
+        spam = score >= settings.MAILHOST_SPAM_JUNK_SCORE
     parts = [f'{r.code}={r.score:.1f} "{_header_safe(r.words)}"' for r in reasons if r.score]
     value = f"{score:.1f}"
     if parts:

@@ -130,3 +130,12 @@ def test_per_mailbox_decisions(settings):
         [Reason("GTUBE", 1000.0, "")], {7: [], 8: [Reason("ALLOW_LISTED", -100, "")]}
     )
     assert not allowed.reject and allowed.junk_mailbox_ids == {7}
+
+
+def test_x_spam_says_what_happened_to_the_one_mailbox(settings):
+    settings.MAILHOST_SPAM_JUNK_SCORE = 5.0
+    gtube = [Reason("GTUBE", 1000.0, "")]
+    allowed = SpamVerdict(gtube, {7: [Reason("ALLOW_LISTED", -100.0, "")]})
+    assert not allowed.is_spam and allowed.headers().startswith(b"X-Spam: No\r\n")
+    blocked = SpamVerdict([], {7: [Reason("BLOCK_LISTED", 100.0, "")]})
+    assert blocked.is_spam and blocked.headers().startswith(b"X-Spam: Yes\r\n")
