@@ -1,15 +1,19 @@
 """DNS block and allow lists of client addresses (RFC 5782): a query for the reversed
 address under each zone; an A record in 127.0.0.0/8 means listed. 127.255.255.0/24 answers
 are the lists' error codes (Spamhaus: "you asked through a public resolver") and mean
-nothing. Zones are asked concurrently, each bounded by MAILHOST_DNS_TIMEOUT; a failing
-lookup counts as not listed (and is logged), so DNS trouble never holds mail up."""
+nothing. Zones are asked concurrently, all together bounded by
+MAILHOST_INBOUND_CHECK_TIMEOUT (each lookup by MAILHOST_DNS_TIMEOUT); a failing or late
+lookup counts as not listed (and is logged), so DNS trouble never holds mail up for long."""
 
 from __future__ import annotations
 
 import ipaddress
 import logging
 import threading
-from concurrent.futures import ThreadPoolExecutor
+import time
+from concurrent.futures import ThreadPoolExecutor, TimeoutError
+
+from django.conf import settings
 
 from delivery import dns
 
@@ -64,9 +68,16 @@ def lookups(client_ip: str, zones: tuple[tuple[str, float], ...]) -> list[tuple[
     if not asked:
         return []
     futures = [(zone, score, _executor().submit(_listed, name)) for zone, score, name in asked]
+    # All the lists together get what the inbound checks get (MAILHOST_INBOUND_CHECK_TIMEOUT):
+    # a list that has not answered by then counts as not listing the client.
+    deadline = time.monotonic() + getattr(settings, "MAILHOST_INBOUND_CHECK_TIMEOUT", 20)
     found = []
     for zone, score, future in futures:
-        answers = future.result()
+        try:
+            answers = future.result(timeout=max(0.0, deadline - time.monotonic()))
+        except TimeoutError:
+            logger.warning("dnsbl_lookup_failed zone=%s error=timeout", zone)
+            continue
         if answers:
             found.append((zone, score, answers[0]))
     return found

@@ -139,3 +139,26 @@ def test_x_spam_says_what_happened_to_the_one_mailbox(settings):
     assert not allowed.is_spam and allowed.headers().startswith(b"X-Spam: No\r\n")
     blocked = SpamVerdict([], {7: [Reason("BLOCK_LISTED", 100.0, "")]})
     assert blocked.is_spam and blocked.headers().startswith(b"X-Spam: Yes\r\n")
+
+
+def test_dns_lists_that_do_not_answer_cost_at_most_the_check_timeout(settings, caplog):
+    import socket
+    import time
+
+    from delivery import dns
+
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # a resolver that never answers
+    silent.bind(("127.0.0.1", 0))
+    try:
+        settings.MAILHOST_DNS_SERVERS = [("127.0.0.1", silent.getsockname()[1])]
+        settings.MAILHOST_DNS_TIMEOUT = 5.0
+        settings.MAILHOST_INBOUND_CHECK_TIMEOUT = 0.5
+        settings.MAILHOST_DNSBL_ZONES = (("bl.test", 6.0), ("other.test", 6.0))
+        dns.forget_resolvers()
+        started = time.monotonic()
+        assert codes(CLEAN) == {}
+        assert time.monotonic() - started < 2.0
+        assert "dnsbl_lookup_failed zone=bl.test error=timeout" in caplog.text
+    finally:
+        silent.close()
+        dns.forget_resolvers()
