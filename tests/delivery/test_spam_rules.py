@@ -151,14 +151,15 @@ def test_dns_lists_that_do_not_answer_cost_at_most_the_check_timeout(settings, c
     silent.bind(("127.0.0.1", 0))
     try:
         settings.MAILHOST_DNS_SERVERS = [("127.0.0.1", silent.getsockname()[1])]
-        settings.MAILHOST_DNS_TIMEOUT = 5.0
-        settings.MAILHOST_INBOUND_CHECK_TIMEOUT = 0.5
+        settings.MAILHOST_DNS_TIMEOUT = 1.5
+        settings.MAILHOST_INBOUND_CHECK_TIMEOUT = 0.3
         settings.MAILHOST_DNSBL_ZONES = (("bl.test", 6.0), ("other.test", 6.0))
         dns.forget_resolvers()
         started = time.monotonic()
         assert codes(CLEAN) == {}
-        assert time.monotonic() - started < 2.0
+        assert time.monotonic() - started < 1.0
         assert "dnsbl_lookup_failed zone=bl.test error=timeout" in caplog.text
+        time.sleep(1.7)  # the abandoned lookups end (and log) while the test still listens
     finally:
         silent.close()
         dns.forget_resolvers()
