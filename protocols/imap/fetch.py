@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from protocols.imap import mime, objectid
+from protocols.imap import mime, objectid, preview
 from protocols.imap.parser import FETCH_MACROS
+from protocols.imap.responses import quoted_or_literal
 
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
@@ -36,6 +37,7 @@ SIMPLE = frozenset(
         "RFC822.TEXT",
         "EMAILID",
         "THREADID",
+        "PREVIEW",
     }
 )
 OBJECTID_ITEMS = frozenset({"EMAILID", "THREADID"})  # RFC 8474 5
@@ -87,7 +89,12 @@ class Item:
 
     @property
     def needs_raw(self) -> bool:
-        return self.section is not None or self.name in ("RFC822", "RFC822.HEADER", "RFC822.TEXT")
+        return self.section is not None or self.name in (
+            "RFC822",
+            "RFC822.HEADER",
+            "RFC822.TEXT",
+            "PREVIEW",
+        )
 
     @property
     def needs_structure(self) -> bool:
@@ -357,6 +364,10 @@ def render_item(item: Item, row: Row, flags: Sequence[str], source: _Source) -> 
         return b"RFC822.TEXT " + _literal(mime.section(source.raw, source.tree(), (), "TEXT"))
     if name in OBJECTID_ITEMS:
         return objectid_text(name, row).encode("ascii")
+    if name == "PREVIEW":  # RFC 8970 4
+        # UTF-8 text: quoted when ASCII, else a literal (RFC 8970 4)
+        text = preview.preview(source.raw, source.tree())
+        return b"PREVIEW " + quoted_or_literal(text, utf8=False)
     raise FetchSyntaxError(f"Unknown FETCH item {name}")
 
 

@@ -323,6 +323,7 @@ FETCH_SIMPLE = frozenset(
         "SAVEDATE",
         "EMAILID",
         "THREADID",
+        "PREVIEW",
     }
 )
 FETCH_SECTIONED = frozenset({"BODY", "BODY.PEEK", "BINARY", "BINARY.PEEK", "BINARY.SIZE"})
@@ -1078,6 +1079,9 @@ def _fetch_att(reader: Reader, macros: bool = False) -> tuple[FetchAtt, ...]:
         raise ParseFailure(f"{word} needs a section")
     elif word not in FETCH_SIMPLE:
         raise ParseFailure(f"Unknown FETCH item {word or '(empty)'}")
+    elif word == "PREVIEW" and reader.line[reader.pos : reader.pos + 7].upper() == b" (LAZY)":
+        # RFC 8970 4: PREVIEW (LAZY); we always compute it, which LAZY allows
+        reader.pos += 7
     return (FetchAtt(word, section, partial),)
 
 

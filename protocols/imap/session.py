@@ -317,6 +317,7 @@ class Session:
             "MULTIAPPEND",
             "UNAUTHENTICATE",
             "OBJECTID",
+            "PREVIEW",
             *(["COMPRESS=DEFLATE"] if self.deflate is None else []),
             "CONDSTORE",
             "QRESYNC",

@@ -1,0 +1,47 @@
+"""PREVIEW (RFC 8970): up to 256 characters of a message's text, for a client's list view.
+
+The first text/plain part, else the first text/html one with its markup taken out, transfer
+encoding and charset undone, white space runs as one space (RFC 8970 3: plain text, no line
+breaks, at most 256 characters); "" for a message without text.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+
+from protocols.imap import mime
+
+MAX_CHARS = 256  # RFC 8970 3
+_SCAN = 64 * 1024  # octets of a text part read for its preview: plenty for 256 characters
+_DROP = re.compile(r"(?is)<(script|style|head)\b.*?</\1\s*>|<!--.*?-->")
+_TAG = re.compile(r"(?s)<[^>]*>")
+
+
+def preview(raw: bytes, tree: mime.Part) -> str:
+    parts = mime.text_parts(raw, tree)
+    chosen = next(((p, c) for p, c in parts if p.sub.lower() == b"plain"), None)
+    if chosen is None:
+        chosen = next(((p, c) for p, c in parts if p.sub.lower() == b"html"), None)
+    if chosen is None:
+        return ""
+    part, charset = chosen
+    data = raw[part.bs : min(part.be, part.bs + _SCAN)]
+    try:
+        data = mime.decode_cte(data, part.cte)
+    except mime.UnknownCTE:
+        return ""
+    text = _decode(data, charset)
+    if part.sub.lower() == b"html":
+        text = html.unescape(_TAG.sub(" ", _DROP.sub(" ", text)))
+    return " ".join(text.split())[:MAX_CHARS]
+
+
+def _decode(data: bytes, charset: bytes) -> str:
+    name = charset.decode("ascii", "replace").strip() or "utf-8"
+    if name.lower() in ("us-ascii", "ascii"):
+        name = "utf-8"  # 8-bit octets in "us-ascii" text are almost always UTF-8
+    try:
+        return data.decode(name, "replace")
+    except LookupError:
+        return data.decode("utf-8", "replace")
