@@ -294,10 +294,6 @@ def test_imap4flags_ignores_flags_imap_cannot_store():
     assert set(run(script).implicit_keep_flags) == {"$ok", "\\Seen"}
 
 
-def test_index_counts_from_one():
-    assert_compile_error('require "index";\nif header :index 0 "received" "x" { keep; }', 2)
-
-
 def test_imap4flags_variable():
     script = r"""require ["imap4flags", "variables", "fileinto"];
     set "mine" "";
@@ -505,6 +501,10 @@ def test_index():
     if header :index 1 :last "x-label" "three" { fileinto "last"; }
     if header :index 1 "x-label" "two" { fileinto "wrong"; }"""
     assert folders(script, raw) == ["second", "last"]
+
+
+def test_index_counts_from_one():
+    assert_compile_error('require "index";\nif header :index 0 "received" "x" { keep; }', 2)
 
 
 # --- regex (draft-ietf-sieve-regex) ----------------------------------------------------------
