@@ -1443,10 +1443,32 @@ def message_append(
             )
             Mailbox.objects.filter(pk=mailbox.pk).update(used_bytes=F("used_bytes") + size)
             events.publish(ChangeEvent(mailbox.pk, folder.pk, "exists", (uid,), modseq))
+            if locked.special_use == SpecialUse.SENT.value:
+                _trust_recipients(mailbox.pk, raw)
     except (QuotaExceeded, NotFound, KeywordLimit):
         blob_discard(name)  # refused before any row named it
         raise
     return message
+
+
+def _trust_recipients(mailbox_id: int, raw: bytes) -> None:
+    """A message filed in Sent (a client that sends elsewhere keeps its copy here) says whom
+    the mailbox writes to: the spam verdict trusts them (KNOWN_SENDER)."""
+    from email.parser import BytesHeaderParser
+    from email.policy import compat32
+    from email.utils import getaddresses
+
+    from delivery.spam.services import known_senders_add
+
+    parsed = BytesHeaderParser(policy=compat32).parsebytes(headers.header_block(raw))
+    values = [
+        headers.header_text(v) for name in ("To", "Cc", "Bcc") for v in parsed.get_all(name) or []
+    ]
+    try:
+        addresses = [address for _, address in getaddresses(values) if "@" in address]
+    except (RecursionError, ValueError, IndexError):
+        return
+    known_senders_add(mailbox_id=mailbox_id, addresses=addresses[:100], source="wrote_to")
 
 
 def messages_append(*, folder: Folder, messages: Sequence[tuple]) -> list[Message]:

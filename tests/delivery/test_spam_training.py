@@ -264,3 +264,19 @@ def test_a_reply_teaches_ham(alice):
     queue.housekeep()
     assert classifier_totals([alice.pk])[alice.pk] == Totals(spam=1, ham=1)
     assert list(KnownSender.objects.values_list("address", flat=True)) == ["colleague@work.example"]
+
+
+@pytest.mark.django_db
+def test_mail_filed_in_sent_trusts_its_recipients(alice):
+    sent = folder(alice, SpecialUse.SENT)
+    raw = (
+        b"From: alice@example.org\r\nTo: Ann <Ann@Friends.Example>, bob@work.example\r\n"
+        b"Cc: carol@work.example\r\nSubject: hi\r\n\r\nhi\r\n"
+    )
+    services.message_append(folder=sent, raw=raw)
+    services.message_append(folder=folder(alice, "INBOX"), raw=raw.replace(b"bob", b"dave"))
+    assert sorted(KnownSender.objects.values_list("address", "source")) == [
+        ("ann@friends.example", "wrote_to"),
+        ("bob@work.example", "wrote_to"),
+        ("carol@work.example", "wrote_to"),
+    ]
