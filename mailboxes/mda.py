@@ -252,6 +252,12 @@ def _run_all(mailbox: _Mailbox, info: DeliveryInfo) -> MailboxPlan:
         if errors:
             raise ScriptFailure(f"{label} script: {errors[0]}")
         _apply_result(mailbox, info, state, result)
+        kept = result.implicit_keep or any(type(a).__name__ == "Keep" for a in result.actions)
+        if not kept:
+            # As Pigeonhole's sieve_before: the next script (the user's after the domain's
+            # default) runs only while the message is still kept; a default that files it
+            # into Junk, discards or redirects it decides alone.
+            break
     filings = list(state.filings)
     if state.implicit_keep and not any(f.keep for f in filings):
         filings.append(implicit_keep(mailbox.id, info, state.keep_flags))

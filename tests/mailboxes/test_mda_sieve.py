@@ -93,6 +93,22 @@ def test_the_domain_default_runs_before_the_users_script(make_mailbox, script):
     assert folder_messages(alice, "INBOX") == []
 
 
+def test_a_domain_default_that_files_elsewhere_decides_alone(make_mailbox, script):
+    # Pigeonhole's sieve_before, as `sieve-test -s default.sieve user.sieve` shows: the user's
+    # script runs only while the message is kept (implicit keep, keep or :copy).
+    alice = make_mailbox("alice@example.org")
+    script(
+        alice,
+        'require "fileinto"; fileinto "Mine";',
+        default='require ["fileinto", "mailbox"]; fileinto :create "Quarantine";',
+    )
+    services.folder_create(mailbox=alice, name="Mine")
+    accept()
+    assert len(folder_messages(alice, "Quarantine")) == 1
+    assert folder_messages(alice, "Mine") == []
+    assert folder_messages(alice, "INBOX") == []
+
+
 def test_a_domain_default_alone_runs_for_mailboxes_without_a_script(make_mailbox):
     alice = make_mailbox("alice@example.org")
     services.domain_set_sieve_default(
