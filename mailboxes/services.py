@@ -1489,6 +1489,33 @@ def messages_append(*, folder: Folder, messages: Sequence[tuple]) -> list[Messag
     return stored
 
 
+def message_replace(
+    *,
+    source: Folder,
+    uid: int,
+    target: Folder,
+    raw: bytes,
+    flags: Iterable[str] = (),
+    internal_date: datetime | None = None,
+) -> Message:
+    """IMAP REPLACE (RFC 8508 3): the old message expunged and the new one stored, as one
+    transaction (both happen or neither). The old message's octets are freed first, so a
+    replacement no larger than what it replaces fits a full mailbox. Raises NotFound when
+    the old message is gone, and as message_append does."""
+    with transaction.atomic():
+        _lock_mailboxes([source.mailbox_id])
+        locked = _lock_folders([source.pk])[source.pk]
+        rows = list(
+            Message.objects.filter(folder_id=source.pk, uid=uid).values_list(
+                "uid", "size", "seen", "blob_id"
+            )
+        )
+        if not rows:
+            raise NotFound(f"message {uid} is gone")
+        _remove_messages(locked, rows)
+        return message_append(folder=target, raw=raw, flags=flags, internal_date=internal_date)
+
+
 def _check_keywords(keywords: Sequence[str]) -> None:
     """One message's keywords against the caps (Dovecot refuses a keyword longer than its
     mail_max_keyword_length, 50, the same way)."""

@@ -199,6 +199,16 @@ class Append(Command):
 
 
 @dataclass(frozen=True)
+class Replace(Command):
+    """REPLACE and UID REPLACE (RFC 8508 6): one message, one new one."""
+
+    uid: bool
+    number: int
+    mailbox: str
+    message: AppendMessage
+
+
+@dataclass(frozen=True)
 class Fetch(Command):
     uid: bool
     sequence: SequenceSet
@@ -781,6 +791,7 @@ def parse_command(parts: list[bytes], *, utf8: bool = False):
                 "EXPUNGE",
                 "SORT",
                 "THREAD",
+                "REPLACE",
             ):
                 raise ParseFailure("Unknown UID command")
             uid = True
@@ -790,7 +801,7 @@ def parse_command(parts: list[bytes], *, utf8: bool = False):
         if uid and name == "EXPUNGE":
             reader.sp()
             command = UidExpunge(tag, "UID EXPUNGE", reader.sequence_set())
-        elif name in ("FETCH", "STORE", "COPY", "MOVE", "SEARCH", "SORT", "THREAD"):
+        elif name in ("FETCH", "STORE", "COPY", "MOVE", "SEARCH", "SORT", "THREAD", "REPLACE"):
             command = handler(reader, tag, name, uid)
         else:
             command = handler(reader, tag, name)
@@ -984,30 +995,45 @@ def _append(reader: Reader, tag: str, name: str) -> Command:
     messages = []
     while not reader.at_end():
         reader.sp()
-        flags: tuple[str, ...] = ()
-        date = None
-        if reader.peek() == 0x28:
-            flags = reader.flag_list()
-            reader.sp()
-        if reader.peek() == 0x22:
-            date = reader.date_time()
-            reader.sp()
-        if reader.line[reader.pos : reader.pos + 5].upper() == b"UTF8 ":
-            # RFC 6855 4: APPEND ... UTF8 (literal8)
-            reader.pos += 5
-            reader.expect(b"(")
-            data = reader.string()
-            reader.expect(b")")
-        else:
-            if reader.peek() not in (0x7B, 0x7E):
-                raise ParseFailure("APPEND needs a literal")
-            data = reader.literal()
-        if any(f == "\\*" or f.lower() == "\\recent" for f in flags):
-            raise ParseFailure("Invalid flag in APPEND")
-        messages.append(AppendMessage(data, flags, date))
+        messages.append(_append_message(reader))
     if not messages:
         raise ParseFailure("APPEND needs a message")
     return Append(tag, name, mailbox, tuple(messages))
+
+
+def _replace(reader: Reader, tag: str, name: str, uid: bool) -> Command:
+    # RFC 8508 6: replace = "REPLACE" SP seq-number SP mailbox SP append-message
+    reader.sp()
+    number = reader.number(nonzero=True)
+    reader.sp()
+    mailbox = reader.mailbox()
+    reader.sp()
+    return Replace(tag, name, uid, number, mailbox, _append_message(reader))
+
+
+def _append_message(reader: Reader) -> AppendMessage:
+    """One append-message (RFC 9051 9): [flag-list SP] [date-time SP] literal."""
+    flags: tuple[str, ...] = ()
+    date = None
+    if reader.peek() == 0x28:
+        flags = reader.flag_list()
+        reader.sp()
+    if reader.peek() == 0x22:
+        date = reader.date_time()
+        reader.sp()
+    if reader.line[reader.pos : reader.pos + 5].upper() == b"UTF8 ":
+        # RFC 6855 4: APPEND ... UTF8 (literal8)
+        reader.pos += 5
+        reader.expect(b"(")
+        data = reader.string()
+        reader.expect(b")")
+    else:
+        if reader.peek() not in (0x7B, 0x7E):
+            raise ParseFailure("APPEND needs a literal")
+        data = reader.literal()
+    if any(f == "\\*" or f.lower() == "\\recent" for f in flags):
+        raise ParseFailure("Invalid flag in APPEND")
+    return AppendMessage(data, flags, date)
 
 
 def _fetch(reader: Reader, tag: str, name: str, uid: bool) -> Command:
@@ -1291,6 +1317,7 @@ _HANDLERS = {
     "SORT": _sort,
     "THREAD": _thread,
     "COMPRESS": _compress,
+    "REPLACE": _replace,
     "GETQUOTA": _getquota,
     "GETQUOTAROOT": _getquota,
     "SETQUOTA": _setquota,

@@ -318,6 +318,7 @@ class Session:
             "UNAUTHENTICATE",
             "OBJECTID",
             "PREVIEW",
+            "REPLACE",
             *(["COMPRESS=DEFLATE"] if self.deflate is None else []),
             "CONDSTORE",
             "QRESYNC",

@@ -51,6 +51,7 @@ SELECTED_ONLY = frozenset(
         "STORE",
         "COPY",
         "MOVE",
+        "REPLACE",
     }
 )
 

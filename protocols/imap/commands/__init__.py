@@ -42,6 +42,7 @@ HANDLERS = {
     "STORE": message.store,
     "COPY": message.copy,
     "MOVE": message.copy,
+    "REPLACE": message.replace,
     "EXPUNGE": message.expunge,
     "UID EXPUNGE": message.expunge,
     "IDLE": idle.idle,

@@ -174,6 +174,45 @@ async def copy(session: Session, command: p.Copy) -> None:
     await session.finish(command, r.Reply("OK", "COPY completed", code))
 
 
+NO_NO_SUCH_MESSAGE = r.Reply("NO", "No such message", "NONEXISTENT")
+
+
+async def replace(session: Session, command: p.Replace) -> None:
+    # RFC 8508 3: APPEND to the mailbox and expunge the message, as one
+    sel = session.selected
+    if sel.readonly:
+        raise CommandError(r.NO_READ_ONLY)
+    message = command.message
+    if len(message.data) > settings.MAILHOST_MAX_MESSAGE_SIZE:
+        raise CommandError(r.NO_TOO_BIG)
+    if not message.data:
+        raise CommandError(r.NO_CANNOT.with_text("Empty message"))
+    uids = await session.resolve(
+        p.SequenceSet(((command.number, command.number),)), uid=command.uid
+    )
+    if not uids:
+        raise CommandError(NO_NO_SUCH_MESSAGE)
+    target = await _target(session, command.mailbox)
+    stored = await session.db_and_changes(
+        services.message_replace,
+        source=folder_ref(session),
+        uid=uids[0],
+        target=target,
+        raw=message.data,
+        flags=message.flags,
+        internal_date=message.date,
+    )
+    # RFC 8508 3.3: APPENDUID untagged, then the old message's EXPUNGE
+    out = [
+        r.Reply(
+            "OK", "Replacement message ready", f"APPENDUID {target.uidvalidity} {stored.uid}"
+        ).untagged()
+    ]
+    out.extend(session.expunge_lines(uids))
+    await session.send(b"".join(out))
+    await session.finish(command, r.Reply("OK", "REPLACE completed"))
+
+
 async def expunge(session: Session, command) -> None:
     # RFC 9051 6.4.3; UID EXPUNGE RFC 4315 2.1
     sel = session.selected
