@@ -2013,16 +2013,35 @@ def sievescript_name_validate(name: str) -> str:
     return name
 
 
-def sievescript_check(*, text: str) -> list:
+def sievescript_check(
+    *, text: str, mailbox: Mailbox | None = None, name: str | None = None
+) -> list:
     """The errors of a script (mailboxes.sieve's SieveError: line, column, message); empty
-    when it compiles. Never raises for a bad script."""
+    when it compiles. Never raises for a bad script. With `mailbox`, its includes (RFC 6609)
+    are loaded from that mailbox's scripts and checked too (missing, broken, looping), as
+    Pigeonhole does at upload; `name` is the script being stored, which includes see as
+    `text` already."""
     from mailboxes import sieve
 
-    return list(sieve.check(text))
+    if mailbox is None:
+        return list(sieve.check(text))
+
+    def include(script_name: str, location: str = "personal") -> str | None:
+        if location != "personal":
+            return None  # no :global scripts are kept here
+        if script_name == name:
+            return text
+        return (
+            SieveScript.objects.filter(mailbox_id=mailbox.pk, name=script_name)
+            .values_list("text", flat=True)
+            .first()
+        )
+
+    return list(sieve.check(text, include=include))
 
 
-def _sieve_validate(text: str) -> None:
-    errors = sievescript_check(text=text)
+def _sieve_validate(text: str, *, mailbox: Mailbox | None = None, name: str | None = None) -> None:
+    errors = sievescript_check(text=text, mailbox=mailbox, name=name)
     if errors:
         raise SieveScriptInvalid(errors)
 
@@ -2055,7 +2074,7 @@ def sievescript_put(
     name = sievescript_name_validate(name)
     _lock_sieve_owner(mailbox)
     sievescript_check_space(mailbox=mailbox, name=name, size=len(text.encode("utf-8")))
-    _sieve_validate(text)
+    _sieve_validate(text, mailbox=mailbox, name=name)
     script, created = SieveScript.objects.get_or_create(
         mailbox_id=mailbox.pk, name=name, defaults={"text": text}
     )

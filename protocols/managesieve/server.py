@@ -504,7 +504,7 @@ class Session:
         text = await self.script_text(command.script)
         if text is None:
             return
-        errors = await _db(services.sievescript_check, text=text)
+        errors = await _db(services.sievescript_check, text=text, mailbox=self.mailbox)
         await self.send(responses.no_script_errors(errors) if errors else responses.OK_CHECKSCRIPT)
 
     async def cmd_listscripts(self, command: parser.ListScripts) -> None:

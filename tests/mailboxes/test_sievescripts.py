@@ -113,3 +113,27 @@ def test_domain_default_script(mailbox):
     assert selectors.domain_sieve_default(domain.pk) == VALID
     services.domain_set_sieve_default(domain=domain, text="  \n")
     assert selectors.domain_sieve_default(domain.pk) == ""
+
+
+def test_includes_are_checked_against_the_mailboxs_scripts(mailbox):
+    # RFC 6609, as Pigeonhole checks at upload: a missing include is refused unless :optional.
+    with pytest.raises(SieveScriptInvalid) as caught:
+        services.sievescript_put(
+            mailbox=mailbox, name="main", text='require "include";\ninclude "rules";\n'
+        )
+    assert "does not exist" in str(caught.value)
+    services.sievescript_put(
+        mailbox=mailbox, name="main", text='require "include";\ninclude :optional "rules";\n'
+    )
+    services.sievescript_put(mailbox=mailbox, name="rules", text="keep;\n")
+    services.sievescript_put(
+        mailbox=mailbox, name="main", text='require "include";\ninclude "rules";\n'
+    )
+    # A script that includes itself (as it is being stored) loops.
+    with pytest.raises(SieveScriptInvalid) as caught:
+        services.sievescript_put(
+            mailbox=mailbox, name="rules", text='require "include";\ninclude "rules";\n'
+        )
+    assert "loop" in str(caught.value)
+    assert services.sievescript_check(text='require "include";\ninclude "x";\n') == []
+    assert services.sievescript_check(text='require "include";\ninclude "x";\n', mailbox=mailbox)

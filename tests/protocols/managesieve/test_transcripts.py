@@ -293,3 +293,13 @@ def test_names_with_utf8_quotes_and_backslashes_travel_intact(session, mailbox):
     assert session.command("LISTSCRIPTS") == (b'"ab"\r\n"' + wire + b'"\r\n' + R.OK_LISTSCRIPTS)
     assert selectors.sievescript_get(mailbox.pk, name).text == "keep;"
     assert session.command(b'SETACTIVE "' + wire + b'"') == R.OK_SETACTIVE
+
+
+def test_includes_are_checked_against_the_users_scripts(session):
+    main = 'require "include";\r\ninclude "rules";\r\n'
+    reply = session.command(b"CHECKSCRIPT " + literal(main))
+    assert reply.startswith(b'NO "line 2, column 1: included personal script')
+    assert session.command(b'PUTSCRIPT "main" ' + literal(main)) == reply
+    assert session.command(b'PUTSCRIPT "rules" ' + literal("keep;")) == R.OK_PUTSCRIPT
+    assert session.command(b"CHECKSCRIPT " + literal(main)) == R.OK_CHECKSCRIPT
+    assert session.command(b'PUTSCRIPT "main" ' + literal(main)) == R.OK_PUTSCRIPT
