@@ -33,6 +33,10 @@ class FolderError(MailhostError):
     """A folder operation the rules forbid (delete INBOX, rename onto an existing name...)."""
 
 
+class NoPermission(MailhostError):
+    """The folder is another mailbox's, shared without the right this needs (RFC 4314)."""
+
+
 class StorageError(MailhostError):
     """Our own fault: the blob or the database could not be written."""
 

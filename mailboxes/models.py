@@ -189,6 +189,11 @@ DEFAULT_FOLDERS: tuple[tuple[str, str], ...] = (
 )
 
 HIERARCHY_DELIMITER = "/"
+# RFC 2342 namespaces of folders other mailboxes share: "Other Users/<address>/<folder>" for
+# a folder shared with this mailbox, "Shared/<address>/<folder>" for one shared with the
+# whole domain. No personal folder may be named under them.
+OTHER_USERS_NAMESPACE = "Other Users"
+SHARED_NAMESPACE = "Shared"
 
 
 class Folder(models.Model):
@@ -216,6 +221,41 @@ class Folder(models.Model):
 
     def __str__(self) -> str:
         return f"{self.mailbox_id}:{self.name}"
+
+
+# RFC 4314 2.1: the rights, in the order GETACL and MYRIGHTS show them.
+ACL_RIGHTS = "lrswipkxtea"
+# RFC 4314 2.1.1: the obsolete "c" and "d" stand for these (RIGHTS=texk).
+ACL_OBSOLETE_RIGHTS = {"c": "k", "d": "xte"}
+
+
+class FolderAcl(models.Model):
+    """One entry of a folder's access control list (RFC 4314): what another mailbox, or every
+    mailbox of the owner's domain (grantee None: the identifier "anyone"), may do with it.
+    The owner holds every right and has no row."""
+
+    folder = models.ForeignKey(Folder, on_delete=models.CASCADE, related_name="acl")
+    grantee = models.ForeignKey(
+        Mailbox, on_delete=models.CASCADE, null=True, blank=True, related_name="granted"
+    )
+    rights = models.CharField(max_length=16)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["folder", "grantee"],
+                condition=models.Q(grantee__isnull=False),
+                name="folderacl_unique_grantee",
+            ),
+            models.UniqueConstraint(
+                fields=["folder"],
+                condition=models.Q(grantee__isnull=True),
+                name="folderacl_unique_anyone",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.folder_id}:{self.grantee_id or 'anyone'}={self.rights}"
 
 
 class Subscription(models.Model):

@@ -11,18 +11,23 @@ from datetime import datetime
 from django.conf import settings
 from django.core.files.storage import storages
 from django.db import connection
-from django.db.models import CharField, Count, F, IntegerField, QuerySet, Sum, Value
+from django.db.models import CharField, Count, F, IntegerField, Q, QuerySet, Sum, Value
 from django.db.models.functions import Cast, Length
 
 from mailboxes import headers, senderlists, srs
 from mailboxes.addresses import Address, parse_address
 from mailboxes.exceptions import InvalidAddress
 from mailboxes.models import (
+    ACL_RIGHTS,
+    HIERARCHY_DELIMITER,
+    OTHER_USERS_NAMESPACE,
+    SHARED_NAMESPACE,
     Alias,
     Blob,
     DkimKey,
     Domain,
     Folder,
+    FolderAcl,
     Mailbox,
     Message,
     SenderListEntry,
@@ -820,3 +825,137 @@ def domain_sieve_default(domain_id: int) -> str:
     """The domain's default script (run before each mailbox's own), "" when none."""
     text = Domain.objects.filter(pk=domain_id).values_list("sieve_default", flat=True).first()
     return text or ""
+
+
+# --- access control lists and shared folders (RFC 4314, RFC 2342) ----------------------
+
+
+@dataclass(frozen=True)
+class FolderAccess:
+    """A folder as one mailbox may reach it: its own, or another's shared with it."""
+
+    folder: Folder
+    rights: str  # RFC 4314 rights, in ACL_RIGHTS order
+    prefix: str = ""  # "" for the viewer's own folder, else "Other Users/<address>/"
+
+    @property
+    def name(self) -> str:
+        """The name the viewer knows the folder by."""
+        return self.prefix + self.folder.name
+
+    @property
+    def shared(self) -> bool:
+        return bool(self.prefix)
+
+
+def shared_name_split(name: str) -> tuple[str, str, str] | None:
+    """(namespace, owner address, folder name) of a name in a shared namespace, or None."""
+    for namespace in (OTHER_USERS_NAMESPACE, SHARED_NAMESPACE):
+        if name.startswith(namespace + HIERARCHY_DELIMITER):
+            rest = name[len(namespace) + 1 :]
+            address, _, folder = rest.partition(HIERARCHY_DELIMITER)
+            return namespace, address, folder
+    return None
+
+
+def _rights_union(*rights: str) -> str:
+    held = set("".join(rights))
+    return "".join(c for c in ACL_RIGHTS if c in held)
+
+
+def folder_rights(folder: Folder, viewer_id: int) -> str:
+    """What the viewer may do with the folder: every right for its owner, else the union of
+    the entries naming the viewer and "anyone" of the owner's domain (RFC 4314 2)."""
+    if folder.mailbox_id == viewer_id:
+        return ACL_RIGHTS
+    entries = FolderAcl.objects.filter(folder_id=folder.id)
+    rows = list(entries.filter(grantee_id=viewer_id).values_list("rights", flat=True))
+    anyone = entries.filter(grantee__isnull=True).values_list("rights", flat=True).first()
+    if anyone and (
+        Mailbox.objects.filter(pk=viewer_id).values_list("domain_id", flat=True).first()
+        == Mailbox.objects.filter(pk=folder.mailbox_id).values_list("domain_id", flat=True).first()
+    ):
+        rows.append(anyone)
+    return _rights_union(*rows)
+
+
+def shared_owner(viewer_id: int, name: str) -> tuple[Mailbox, str, str] | None:
+    """(owner mailbox, folder name in the owner's mailbox, prefix) of a name in a shared
+    namespace; None when the name is not in one or names no other mailbox."""
+    split = shared_name_split(name)
+    if split is None:
+        return None
+    namespace, address, folder_name = split
+    owner = mailbox_get(address)
+    if owner is None or owner.id == viewer_id:
+        return None
+    prefix = f"{namespace}{HIERARCHY_DELIMITER}{address}{HIERARCHY_DELIMITER}"
+    return owner, folder_name, prefix
+
+
+def folder_access(viewer_id: int, name: str) -> FolderAccess | None:
+    """The folder a name means to this mailbox, with the viewer's rights; None when there is
+    none, or it is another's the viewer holds no right on (RFC 4314 6: not told it exists)."""
+    owned = shared_owner(viewer_id, name)
+    if owned is None:
+        if shared_name_split(name) is not None:
+            return None
+        folder = folder_get(viewer_id, name)
+        return FolderAccess(folder, ACL_RIGHTS) if folder is not None else None
+    owner, folder_name, prefix = owned
+    folder = folder_get(owner.id, folder_name) if folder_name else None
+    if folder is None:
+        return None
+    rights = folder_rights(folder, viewer_id)
+    if not rights:
+        return None
+    return FolderAccess(folder, rights, prefix)
+
+
+def shared_folders(viewer_id: int) -> list[FolderAccess]:
+    """Other mailboxes' folders this one may see (the "l" right), under the namespace each
+    is shared in: "Other Users" when shared with the viewer, "Shared" when only with the
+    domain."""
+    viewer = Mailbox.objects.filter(pk=viewer_id).values_list("domain_id", flat=True).first()
+    entries = (
+        FolderAcl.objects.filter(
+            Q(grantee_id=viewer_id) | Q(grantee__isnull=True, folder__mailbox__domain_id=viewer)
+        )
+        .exclude(folder__mailbox_id=viewer_id)
+        .select_related("folder", "folder__mailbox", "folder__mailbox__domain")
+    )
+    by_folder: dict[int, tuple[Folder, list[str], bool]] = {}
+    for entry in entries:
+        folder, rights, personal = by_folder.get(entry.folder_id, (entry.folder, [], False))
+        rights.append(entry.rights)
+        by_folder[entry.folder_id] = (folder, rights, personal or entry.grantee_id is not None)
+    result = []
+    for folder, rights, personal in by_folder.values():
+        held = _rights_union(*rights)
+        if "l" not in held:
+            continue
+        namespace = OTHER_USERS_NAMESPACE if personal else SHARED_NAMESPACE
+        owner = folder.mailbox.address
+        prefix = f"{namespace}{HIERARCHY_DELIMITER}{owner}{HIERARCHY_DELIMITER}"
+        result.append(FolderAccess(folder, held, prefix))
+    return sorted(result, key=lambda access: access.name)
+
+
+def folder_acl(folder: Folder) -> list[tuple[str, str]]:
+    """(identifier, rights) of the folder's ACL, the owner first (RFC 4314 3.3)."""
+    owner = Mailbox.objects.select_related("domain").get(pk=folder.mailbox_id)
+    result = [(owner.address, ACL_RIGHTS)]
+    entries = FolderAcl.objects.filter(folder_id=folder.id).select_related("grantee__domain")
+    for entry in sorted(entries, key=lambda e: (e.grantee is not None, str(e.grantee or ""))):
+        identifier = entry.grantee.address if entry.grantee is not None else "anyone"
+        result.append((identifier, entry.rights))
+    return result
+
+
+def folder_readers(folder_id: int) -> list[int]:
+    """Mailboxes other than the owner that may hold the folder selected (IDLE, NOTIFY)."""
+    return list(
+        FolderAcl.objects.filter(folder_id=folder_id, grantee__isnull=False).values_list(
+            "grantee_id", flat=True
+        )
+    )

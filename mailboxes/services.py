@@ -50,6 +50,8 @@ from mailboxes.exceptions import (
 )
 from mailboxes.mda import Filing, MailboxPlan
 from mailboxes.models import (
+    ACL_OBSOLETE_RIGHTS,
+    ACL_RIGHTS,
     DEFAULT_FOLDERS,
     HIERARCHY_DELIMITER,
     Alias,
@@ -59,6 +61,7 @@ from mailboxes.models import (
     Domain,
     Expunged,
     Folder,
+    FolderAcl,
     Mailbox,
     Message,
     SenderListEntry,
@@ -1801,21 +1804,26 @@ def _remove_messages(
 
 
 def _copy_messages(
-    source: Folder, uids: Iterable[int], target: Folder, *, count_usage: bool
+    source: Folder, uids: Iterable[int], target: Folder, *, count_usage: bool, shared: bool = False
 ) -> tuple[list[tuple[int, int]], list[Message], dict[int, Folder]]:
     """Copy messages (sharing their blobs) inside the caller's transaction.
 
     Returns the (source uid, new uid) pairs, the source messages and the locked folders.
+    Between two mailboxes (a folder shared with the other, RFC 4314) the copies count to the
+    target's usage, a move's too; only when the caller says so (`shared`: it checked the
+    rights), else NotFound.
     """
-    if source.mailbox_id != target.mailbox_id:
+    cross = source.mailbox_id != target.mailbox_id
+    if cross and not shared:
         raise NotFound("target folder belongs to another mailbox")
+    count_usage = count_usage or cross
     uid_list = sorted(set(uids))
     if not uid_list:
         return [], [], {}
-    mailboxes = _lock_mailboxes([source.mailbox_id])
-    if source.mailbox_id not in mailboxes:
+    mailboxes = _lock_mailboxes([source.mailbox_id, target.mailbox_id])
+    if source.mailbox_id not in mailboxes or target.mailbox_id not in mailboxes:
         raise NotFound("mailbox does not exist")
-    mailbox = mailboxes[source.mailbox_id]
+    mailbox = mailboxes[target.mailbox_id]
     locked = _lock_folders({source.pk, target.pk})
     originals: list[Message] = []
     for start in range(0, len(uid_list), 5000):
@@ -1849,7 +1857,8 @@ def _copy_messages(
     Message.objects.bulk_create(copies, batch_size=1000)
     # The locked rows, not the callers' Folder objects (IMAP passes a stub of the source).
     trained = copies if all(c.pk for c in copies) else originals
-    _train_on_junk_moves(locked[source.pk], locked[target.pk], trained)
+    if not cross:
+        _train_on_junk_moves(locked[source.pk], locked[target.pk], trained)
     if count_usage:
         Mailbox.objects.filter(pk=mailbox.pk).update(used_bytes=F("used_bytes") + size)
     events.publish(ChangeEvent(mailbox.pk, target.pk, "exists", tuple(n for _, n in pairs), modseq))
@@ -1884,27 +1893,35 @@ def spam_train(*, mailbox: Mailbox | int, message_ids: Iterable[int], spam: bool
 
 
 @transaction.atomic
-def messages_copy(*, source: Folder, uids: Iterable[int], target: Folder) -> list[tuple[int, int]]:
-    """Copy messages (sharing their blobs) to another folder of the same mailbox.
+def messages_copy(
+    *, source: Folder, uids: Iterable[int], target: Folder, shared: bool = False
+) -> list[tuple[int, int]]:
+    """Copy messages (sharing their blobs) to another folder of the same mailbox (or, with
+    `shared`, of another whose folder is shared: the caller checked the ACL, RFC 4314).
 
     Returns (source uid, new uid) pairs in ascending source order (UIDPLUS COPYUID). Raises
     QuotaExceeded when the copies do not fit.
     """
-    pairs, _, _ = _copy_messages(source, uids, target, count_usage=True)
+    pairs, _, _ = _copy_messages(source, uids, target, count_usage=True, shared=shared)
     return pairs
 
 
 @transaction.atomic
-def messages_move(*, source: Folder, uids: Iterable[int], target: Folder) -> list[tuple[int, int]]:
+def messages_move(
+    *, source: Folder, uids: Iterable[int], target: Folder, shared: bool = False
+) -> list[tuple[int, int]]:
     """Move messages: copy, then expunge from the source, in one transaction (RFC 6851).
 
     A move does not change the mailbox's usage, so it is never refused for quota (moving mail
     to Trash must work in a full mailbox).
     """
-    pairs, originals, locked = _copy_messages(source, uids, target, count_usage=False)
+    pairs, originals, locked = _copy_messages(
+        source, uids, target, count_usage=False, shared=shared
+    )
     if pairs:
         rows = [(m.uid, m.size, m.seen, m.blob_id) for m in originals]
-        _remove_messages(locked[source.pk], rows, count_usage=False, release_blobs=False)
+        cross = source.mailbox_id != target.mailbox_id  # the octets leave the source's usage
+        _remove_messages(locked[source.pk], rows, count_usage=cross, release_blobs=False)
     return pairs
 
 
@@ -2168,3 +2185,85 @@ def domain_set_sieve_default(*, domain: Domain, text: str) -> Domain:
     domain.sieve_default = text
     logger.info("sievescript domain_default domain=%s size=%d", domain.name, len(text))
     return domain
+
+
+# --- access control lists (RFC 4314) ----------------------------------------------------
+
+
+def acl_rights_parse(text: str) -> tuple[str, str]:
+    """(mode, rights) of a SETACL rights argument: mode "+", "-" or "" (replace); the
+    obsolete "c" and "d" become what they stand for (RFC 4314 2.1.1). InvalidValue for a
+    right we do not know (RFC 4314 3.1: BAD)."""
+    mode = text[:1] if text[:1] in ("+", "-") else ""
+    held: set[str] = set()
+    for c in text[len(mode) :]:
+        if c in ACL_OBSOLETE_RIGHTS:
+            held.update(ACL_OBSOLETE_RIGHTS[c])
+        elif c in ACL_RIGHTS:
+            held.add(c)
+        else:
+            raise InvalidValue(f"Unknown right {c!r}")
+    return mode, "".join(c for c in ACL_RIGHTS if c in held)
+
+
+def _acl_grantee(folder: Folder, identifier: str) -> Mailbox | None:
+    """The mailbox an identifier names (None for "anyone"); NotFound when none does, and
+    FolderError for the owner, whose rights are all of them and fixed."""
+    if identifier.lower() == "anyone":
+        return None
+    from mailboxes import selectors
+
+    grantee = selectors.mailbox_get(identifier)
+    if grantee is None:
+        raise NotFound(identifier)
+    if grantee.id == folder.mailbox_id:
+        raise FolderError("The owner's rights cannot change")
+    return grantee
+
+
+@transaction.atomic
+def folder_acl_set(*, folder: Folder, identifier: str, rights: str, mode: str = "") -> str:
+    """Give, add ("+") or take ("-") rights on a folder to a mailbox's address or "anyone"
+    (every mailbox of the owner's domain); returns the rights held now ("" removes the entry).
+    RFC 4314 3.1."""
+    grantee = _acl_grantee(folder, identifier)
+    entry = FolderAcl.objects.select_for_update().filter(folder=folder, grantee=grantee).first()
+    current = set(entry.rights) if entry is not None else set()
+    if mode == "+":
+        current |= set(rights)
+    elif mode == "-":
+        current -= set(rights)
+    else:
+        current = set(rights)
+    new = "".join(c for c in ACL_RIGHTS if c in current)
+    if not new:
+        if entry is not None:
+            entry.delete()
+    elif entry is None:
+        FolderAcl.objects.create(folder=folder, grantee=grantee, rights=new)
+    elif entry.rights != new:
+        entry.rights = new
+        entry.save(update_fields=["rights"])
+    logger.info(
+        "folder_acl_set folder=%s identifier=%s rights=%s", folder.id, identifier, new or "-"
+    )
+    return new
+
+
+@transaction.atomic
+def folder_acl_delete(*, folder: Folder, identifier: str) -> None:
+    """Remove an identifier's entry from the folder's ACL (RFC 4314 3.2)."""
+    grantee = _acl_grantee(folder, identifier)
+    FolderAcl.objects.filter(folder=folder, grantee=grantee).delete()
+    logger.info("folder_acl_delete folder=%s identifier=%s", folder.id, identifier)
+
+
+def folder_acl_inherit(*, folder: Folder, parent: Folder) -> None:
+    """A folder created under a shared one takes the parent's ACL (as Dovecot does)."""
+    FolderAcl.objects.bulk_create(
+        [
+            FolderAcl(folder=folder, grantee_id=entry.grantee_id, rights=entry.rights)
+            for entry in FolderAcl.objects.filter(folder=parent)
+        ],
+        ignore_conflicts=True,
+    )

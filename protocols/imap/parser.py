@@ -292,6 +292,15 @@ class SetQuota(Command):
 
 
 @dataclass(frozen=True)
+class AclCommand(Command):
+    """SETACL DELETEACL GETACL LISTRIGHTS MYRIGHTS (RFC 4314 3)."""
+
+    mailbox: str
+    identifier: str = ""
+    rights: str = ""  # SETACL's mod-rights, as sent ("+" or "-" first adds or takes)
+
+
+@dataclass(frozen=True)
 class Id(Command):
     params: tuple[tuple[str, str | None], ...] | None
 
@@ -1275,6 +1284,21 @@ def _setquota(reader: Reader, tag: str, name: str) -> Command:
     return SetQuota(tag, name, root, tuple(limits))
 
 
+def _acl(reader: Reader, tag: str, name: str) -> Command:
+    # RFC 4314 3 / 7: each takes a mailbox; SETACL DELETEACL LISTRIGHTS an identifier;
+    # SETACL a mod-rights (astring)
+    reader.sp()
+    mailbox = reader.mailbox()
+    identifier = rights = ""
+    if name in ("SETACL", "DELETEACL", "LISTRIGHTS"):
+        reader.sp()
+        identifier = reader.text_astring()
+    if name == "SETACL":
+        reader.sp()
+        rights = reader.text_astring()
+    return AclCommand(tag, name, mailbox, identifier, rights)
+
+
 def _id(reader: Reader, tag: str, name: str) -> Command:
     reader.sp()
     if reader.peek() != 0x28:
@@ -1322,4 +1346,5 @@ _HANDLERS = {
     "GETQUOTAROOT": _getquota,
     "SETQUOTA": _setquota,
     "ID": _id,
+    **{name: _acl for name in ("SETACL", "DELETEACL", "GETACL", "LISTRIGHTS", "MYRIGHTS")},
 }

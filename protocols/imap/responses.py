@@ -45,6 +45,7 @@ OK_LOGOUT = Reply("OK", "Logout completed")
 OK_BEGIN_TLS = Reply("OK", "Begin TLS negotiation now")
 OK_IDLE_DONE = Reply("OK", "IDLE terminated")
 OK_SELECT_RW = Reply("OK", "SELECT completed", "READ-WRITE")
+OK_SELECT_RO = Reply("OK", "SELECT completed", "READ-ONLY")  # RFC 4314 4: no write right
 OK_EXAMINE_RO = Reply("OK", "EXAMINE completed", "READ-ONLY")
 OK_CLOSED = Reply("OK", "Previous mailbox closed", "CLOSED")
 OK_NOOP = Reply("OK", "NOOP completed")
@@ -92,6 +93,7 @@ NO_LIMIT = Reply("NO", "Too many keywords", "LIMIT")  # RFC 5530 3
 NO_BAD_CHARSET = Reply("NO", "Unsupported charset", "BADCHARSET (US-ASCII UTF-8)")
 NO_BAD_NAME = Reply("NO", "Invalid mailbox name", "CANNOT")
 NO_LOGIN_DISABLED = Reply("NO", "LOGIN is disabled before STARTTLS", "PRIVACYREQUIRED")
+NO_PERMISSION = Reply("NO", "Permission denied", "NOPERM")  # RFC 4314 4
 NO_USE_ATTR = Reply("NO", "Unsupported special-use attribute", "USEATTR")
 
 CONTINUE_LITERAL = b"+ Ready for literal data\r\n"

@@ -30,10 +30,11 @@ from mailboxes.exceptions import (
     AlreadyExists,
     FolderError,
     KeywordLimit,
+    NoPermission,
     NotFound,
     QuotaExceeded,
 )
-from mailboxes.models import Folder, Mailbox
+from mailboxes.models import ACL_RIGHTS, Folder, Mailbox
 from mailboxes.storage import out_of_space
 from protocols.imap import parser as p
 from protocols.imap import responses as r
@@ -157,6 +158,15 @@ class Selected:
     # UIDs expunged elsewhere while EXPUNGE could not be sent yet
     pending_expunge: set[int] = field(default_factory=set)
     saved: list[int] | None = None  # SEARCHRES "$" (RFC 5182), as UIDs
+    # RFC 4314: the session's rights on the folder (all of them on its own), and the
+    # mailbox that owns it (another's, for a shared folder)
+    rights: str = ACL_RIGHTS
+    owner_id: int = 0
+
+    def require(self, right: str) -> None:
+        """NO [NOPERM] unless the session holds the right on the selected folder."""
+        if right not in self.rights:
+            raise CommandError(r.NO_PERMISSION)
 
     @property
     def exists(self) -> int:
@@ -197,16 +207,26 @@ class SelectView:
     recent: tuple[int, int]  # [first, uidnext): the UIDs that are \Recent for this session
     recent_at_select: int  # how many of them are in the view
     first_unseen: tuple[int, int] | None  # (UID, sequence number) when asked for
+    access: selectors.FolderAccess | None = None
+
+
+# RFC 4314 4: a folder the session may change nothing in is selected read-only.
+WRITE_RIGHTS = frozenset("stwe")
 
 
 def select_view(
     mailbox_id: int, name: str, *, readonly: bool, first_unseen: bool
 ) -> SelectView | None:
     """The folder row, its \\Recent claim (RFC 3501 2.3.2) and SELECT's counts, in one
-    worker hop; None when there is no such folder."""
-    folder = selectors.folder_get(mailbox_id, name)
-    if folder is None:
+    worker hop; None when there is no such folder (or one shared without the "r" right:
+    then a view without a folder's counts, which SELECT refuses)."""
+    access = selectors.folder_access(mailbox_id, name)
+    if access is None:
         return None
+    folder = access.folder
+    if "r" not in access.rights:
+        return SelectView(folder, True, (0, 0), 0, None, access)
+    readonly = readonly or not (WRITE_RIGHTS & set(access.rights))
     first, uidnext = folder.first_recent_uid, folder.uidnext
     if not readonly and first < uidnext:
         # EXAMINE shows \Recent without taking it from the next read-write session.
@@ -224,7 +244,7 @@ def select_view(
         unseen = selectors.folder_first_unseen(
             folder.id, folder.highestmodseq, folder.uidnext, folder.message_count
         )
-    return SelectView(folder, readonly, (first, uidnext), recent_at_select, unseen)
+    return SelectView(folder, readonly, (first, uidnext), recent_at_select, unseen, access)
 
 
 class Session:
@@ -314,6 +334,8 @@ class Session:
             "THREAD=REFERENCES",
             "QUOTA",
             "QUOTA=RES-STORAGE",
+            "ACL",
+            "RIGHTS=texk",
             "MULTIAPPEND",
             "UNAUTHENTICATE",
             "OBJECTID",
@@ -526,6 +548,8 @@ class Session:
             await self.finish(command, r.NO_NONEXISTENT)
         except AlreadyExists:
             await self.finish(command, r.NO_ALREADY_EXISTS)
+        except NoPermission:
+            await self.finish(command, r.NO_PERMISSION)
         except QuotaExceeded:
             await self.finish(command, r.NO_OVER_QUOTA)
         except KeywordLimit as exc:
@@ -578,9 +602,10 @@ class Session:
         if keywords is None:
             keywords = set(await db(selectors.folder_keywords, folder.id))
             keywords = self.server.keywords.setdefault(folder.id, keywords)
+        access = view.access
         selected = Selected(
             folder_id=folder.id,
-            name=folder.name,
+            name=access.name if access is not None else folder.name,
             uidvalidity=folder.uidvalidity,
             readonly=readonly,
             known_modseq=folder.highestmodseq,
@@ -590,6 +615,8 @@ class Session:
             recent_range=(first, uidnext),
             recent_at_select=recent_at_select,
             keywords=keywords,
+            rights=access.rights if access is not None else ACL_RIGHTS,
+            owner_id=folder.mailbox_id,
         )
         self.server.unwatch(self)
         self.selected = selected

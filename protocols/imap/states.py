@@ -35,6 +35,11 @@ AUTHENTICATED = frozenset(
         "GETQUOTA",
         "GETQUOTAROOT",
         "SETQUOTA",
+        "SETACL",
+        "DELETEACL",
+        "GETACL",
+        "LISTRIGHTS",
+        "MYRIGHTS",
     }
 )
 SELECTED_ONLY = frozenset(

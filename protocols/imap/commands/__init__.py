@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from protocols.imap.commands import (
+    acl,
     auth,
     fetchsearch,
     idle,
@@ -53,4 +54,5 @@ HANDLERS = {
     "GETQUOTA": quota.getquota,
     "GETQUOTAROOT": quota.getquotaroot,
     "SETQUOTA": quota.setquota,
+    **acl.HANDLERS,
 }

@@ -162,7 +162,7 @@ async def fetch(session: Session, command: p.Fetch) -> None:
             await session.send(b"".join(out))
         await session.finish(command)
         return
-    if fetch_items.sets_seen(items) and not sel.readonly:
+    if fetch_items.sets_seen(items) and not sel.readonly and "s" in sel.rights:
         result = await db(
             services.messages_store_flags,
             folder=folder_ref(session),

@@ -5,7 +5,12 @@ from __future__ import annotations
 from django.conf import settings
 
 from mailboxes import selectors, services
-from mailboxes.models import HIERARCHY_DELIMITER, Folder
+from mailboxes.models import (
+    HIERARCHY_DELIMITER,
+    OTHER_USERS_NAMESPACE,
+    SHARED_NAMESPACE,
+    Folder,
+)
 from protocols.imap import objectid
 from protocols.imap import parser as p
 from protocols.imap import responses as r
@@ -16,10 +21,39 @@ DELIMITER = HIERARCHY_DELIMITER
 SPECIAL_USES = {"\\Sent", "\\Drafts", "\\Junk", "\\Trash", "\\Archive"}
 
 
-async def _folder(session: Session, name: str, *, missing: r.Reply = r.NO_NONEXISTENT) -> Folder:
-    folder = await db(selectors.folder_get, session.mailbox.id, name)
-    if folder is None:
-        raise CommandError(missing)
+async def _access(session: Session, name: str, right: str = "") -> selectors.FolderAccess:
+    """The folder a name means to the session (its own or one shared with it), NO
+    [NONEXISTENT] without one and NO [NOPERM] without `right` (RFC 4314 4)."""
+    access = await db(selectors.folder_access, session.mailbox.id, name)
+    if access is None:
+        raise CommandError(r.NO_NONEXISTENT)
+    if right and right not in access.rights:
+        raise CommandError(r.NO_PERMISSION)
+    return access
+
+
+async def _folder(session: Session, name: str) -> Folder:
+    """One of the session's own folders (RENAME does not reach into shared ones)."""
+    access = await _access(session, name)
+    if access.shared:
+        raise CommandError(r.NO_PERMISSION)
+    return access.folder
+
+
+def _create_shared(viewer_id: int, name: str) -> Folder | None:
+    """CREATE in another mailbox's shared folder: needs "k" on the parent (RFC 4314 4); the
+    new folder takes the parent's ACL, so whoever could see the parent sees it. None when
+    the name is in no mailbox's shared folder the viewer may create in."""
+    owned = selectors.shared_owner(viewer_id, name)
+    if owned is None:
+        return False
+    owner, folder_name, prefix = owned
+    parent_name, _, leaf = folder_name.rpartition(DELIMITER)
+    parent = selectors.folder_access(viewer_id, prefix + parent_name) if parent_name else None
+    if parent is None or not leaf or "k" not in parent.rights:
+        return None
+    folder = services.folder_create(mailbox=owner, name=folder_name, subscribe=False)
+    services.folder_acl_inherit(folder=folder, parent=parent.folder)
     return folder
 
 
@@ -35,15 +69,20 @@ async def create(session: Session, command: p.MailboxCommand) -> None:
         if len(command.special_use) > 1 or command.special_use[0].lower() not in known:
             raise CommandError(r.NO_USE_ATTR)
         special_use = known[command.special_use[0].lower()]
-    # CREATE makes the folder (and missing parents) without subscribing them: IMAP clients
-    # SUBSCRIBE what they want listed (RFC 9051 6.3.4, 6.3.7).
-    folder = await db(
-        services.folder_create,
-        mailbox=session.mailbox,
-        name=name,
-        special_use=special_use,
-        subscribe=False,
-    )
+    if selectors.shared_name_split(name) is not None:
+        folder = None if special_use else await db(_create_shared, session.mailbox.id, name)
+        if folder is None:
+            raise CommandError(r.NO_PERMISSION)
+    else:
+        # CREATE makes the folder (and missing parents) without subscribing them: IMAP
+        # clients SUBSCRIBE what they want listed (RFC 9051 6.3.4, 6.3.7).
+        folder = await db(
+            services.folder_create,
+            mailbox=session.mailbox,
+            name=name,
+            special_use=special_use,
+            subscribe=False,
+        )
     # RFC 8474 4.1: the new mailbox's MAILBOXID in the tagged OK
     code = f"MAILBOXID ({objectid.mailbox_id(folder.id)})"
     await session.finish(command, r.OK_COMPLETED.with_code(code))
@@ -53,8 +92,10 @@ async def delete(session: Session, command: p.MailboxCommand) -> None:
     # RFC 9051 6.3.5
     if command.mailbox == "INBOX":
         raise CommandError(r.NO_INBOX_DELETE)
-    folder = await _folder(session, command.mailbox)
-    children = await db(_has_children, session.mailbox.id, folder.name)
+    folder = (await _access(session, command.mailbox, "x")).folder  # RFC 4314 4
+    if folder.name == "INBOX":
+        raise CommandError(r.NO_INBOX_DELETE)
+    children = await db(_has_children, folder.mailbox_id, folder.name)
     if children:
         raise CommandError(r.NO_HAS_CHILDREN)
     await db(services.folder_delete, folder=folder)
@@ -72,6 +113,8 @@ async def rename(session: Session, command: p.Rename) -> None:
     # RFC 9051 6.3.6: renaming INBOX moves its messages and leaves INBOX in place.
     folder = await _folder(session, command.mailbox)
     new_name = command.new_name.rstrip(DELIMITER) or command.new_name
+    if selectors.shared_name_split(new_name) is not None:
+        raise CommandError(r.NO_PERMISSION)
     if new_name.upper() == "INBOX" or (
         await db(selectors.folder_get, session.mailbox.id, new_name)
     ):
@@ -97,8 +140,15 @@ async def subscribe(session: Session, command: p.MailboxCommand) -> None:
 
 
 async def namespace(session: Session, command: p.Simple) -> None:
-    # RFC 2342: one personal namespace, no shared or other users' namespaces.
-    await session.send(r.untagged(f'NAMESPACE (("" "{DELIMITER}")) NIL NIL'))
+    # RFC 2342: the personal namespace, other users' folders shared with this mailbox
+    # (RFC 4314), and the folders shared with the whole domain.
+    others, shared = OTHER_USERS_NAMESPACE + DELIMITER, SHARED_NAMESPACE + DELIMITER
+    await session.send(
+        r.untagged(
+            f'NAMESPACE (("" "{DELIMITER}")) (("{others}" "{DELIMITER}")) '
+            f'(("{shared}" "{DELIMITER}"))'
+        )
+    )
     await session.finish(command)
 
 
@@ -158,28 +208,38 @@ def _status_data(folder: Folder, items) -> tuple[int | None, tuple[int, int] | N
     return recent, deleted
 
 
-def status_line(session: Session, folder: Folder, items, recent, deleted) -> bytes:
+def status_line(
+    session: Session, folder: Folder, items, recent, deleted, name: str | None = None
+) -> bytes:
     values = _status_values(folder, items, recent=recent, deleted=deleted)
     inner = " ".join(f"{k} {v}" for k, v in values)
-    return r.untagged(
-        b"STATUS " + r.mailbox_name(folder.name, utf8=session.utf8) + f" ({inner})".encode()
-    )
+    wire = r.mailbox_name(name or folder.name, utf8=session.utf8)
+    return r.untagged(b"STATUS " + wire + f" ({inner})".encode())
 
 
 async def status(session: Session, command: p.Status) -> None:
     # RFC 9051 6.3.11; SIZE RFC 8438; HIGHESTMODSEQ RFC 7162 3.1.8
-    folder = await _folder(session, command.mailbox)
+    access = await _access(session, command.mailbox, "r")  # RFC 4314 4
+    folder = access.folder
     if "HIGHESTMODSEQ" in command.items:
         session.enable_condstore()
     recent, deleted = await db(_status_data, folder, command.items)
-    await session.send(status_line(session, folder, command.items, recent, deleted))
+    await session.send(status_line(session, folder, command.items, recent, deleted, access.name))
     await session.finish(command)
 
 
-def _list_data(mailbox_id: int, with_subscriptions: bool) -> tuple[dict[str, Folder], set[str]]:
+def _list_data(
+    mailbox_id: int, with_subscriptions: bool
+) -> tuple[dict[str, Folder], set[str], dict[str, str]]:
+    """The mailbox's folders and those shared with it (by the names it knows them by), its
+    subscriptions, and the rights it holds on each shared one."""
     folders = {f.name: f for f in selectors.folders_of(mailbox_id)}
+    shared_rights = {}
+    for access in selectors.shared_folders(mailbox_id):
+        folders[access.name] = access.folder
+        shared_rights[access.name] = access.rights
     subscriptions = selectors.subscriptions_of(mailbox_id) if with_subscriptions else set()
-    return folders, subscriptions
+    return folders, subscriptions, shared_rights
 
 
 def _ancestors(name: str) -> list[str]:
@@ -200,7 +260,13 @@ async def list_command(session: Session, command: p.ListCommand) -> None:
     status_items = returns.status
     subscribed_only = lsub or "SUBSCRIBED" in selection
     want_subscribed = subscribed_only or returns.subscribed
-    folders, subscriptions = await db(_list_data, session.mailbox.id, want_subscribed)
+    folders, subscriptions, shared_rights = await db(
+        _list_data, session.mailbox.id, want_subscribed
+    )
+    # The levels above shared folders ("Other Users", "Other Users/<address>") are listed
+    # as \\Noselect, so that a client walking the tree with "%" finds them (RFC 2342 3).
+    namespace_levels = {a for name in shared_rights for a in _ancestors(name)}
+    namespace_levels -= set(folders)
     matchers = [mailbox_pattern(command.reference, pat) for pat in command.patterns if pat != ""]
     special_only = "SPECIAL-USE" in selection
     recursive = "RECURSIVEMATCH" in selection
@@ -212,9 +278,9 @@ async def list_command(session: Session, command: p.ListCommand) -> None:
         if recursive or lsub_parents:
             candidates.update(a for name in subscriptions for a in _ancestors(name))
     else:
-        candidates = set(folders)
+        candidates = set(folders) | namespace_levels
     out: list[bytes] = []
-    status_wanted: list[Folder] = []
+    status_wanted: list[tuple[str, Folder]] = []
     for name in sorted(candidates):
         if not any(m.matches(name) for m in matchers):
             continue
@@ -240,7 +306,12 @@ async def list_command(session: Session, command: p.ListCommand) -> None:
             # Without LIST-EXTENDED a name that is no folder is \Noselect (RFC 5258 3.4).
             attrs = ["\\Noselect"] if lsub_noselect or folder is None else []
         else:
-            attrs = [] if folder is not None else ["\\NonExistent"]  # RFC 5258 3.4
+            if name in namespace_levels:
+                attrs = ["\\Noselect"]
+            elif folder is None:
+                attrs = ["\\NonExistent"]  # RFC 5258 3.4
+            else:
+                attrs = []
             prefix = name + DELIMITER
             has_children = any(n.startswith(prefix) for n in folders)
             attrs.append("\\HasChildren" if has_children else "\\HasNoChildren")
@@ -254,14 +325,15 @@ async def list_command(session: Session, command: p.ListCommand) -> None:
         if child_info:
             line += b' ("CHILDINFO" ("SUBSCRIBED"))'
         out.append(r.untagged(line))
-        if status_items and folder is not None and not child_info:
-            status_wanted.append(folder)
+        readable = "r" in shared_rights.get(name, "r")
+        if status_items and folder is not None and not child_info and readable:
+            status_wanted.append((name, folder))
             out.append(b"")  # placeholder for the STATUS line right after its LIST line
     if status_items:
         lines = []
-        for folder in status_wanted:
+        for name, folder in status_wanted:
             recent, deleted = await db(_status_data, folder, status_items)
-            lines.append(status_line(session, folder, status_items, recent, deleted))
+            lines.append(status_line(session, folder, status_items, recent, deleted, name))
         it = iter(lines)
         out = [line if line else next(it) for line in out]
     await session.send(b"".join(out))

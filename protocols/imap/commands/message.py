@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from django.conf import settings
 
 from mailboxes import selectors, services
-from mailboxes.models import Folder
+from mailboxes.exceptions import NoPermission
+from mailboxes.models import ACL_RIGHTS, Folder
 from protocols.imap import parser as p
 from protocols.imap import responses as r
 from protocols.imap.session import CommandError, Session, db, flags_of
@@ -15,18 +18,38 @@ def folder_ref(session: Session) -> Folder:
     sel = session.selected
     return Folder(
         id=sel.folder_id,
-        mailbox_id=session.mailbox.id,
+        mailbox_id=sel.owner_id,
         name=sel.name,
         uidvalidity=sel.uidvalidity,
     )
 
 
+def allowed_flags(flags, rights: str) -> list[str]:
+    """The flags the rights let one set (RFC 4314 4: on APPEND and COPY the others are
+    dropped silently): \\Seen needs "s", \\Deleted "t", any other "w"."""
+    if rights == ACL_RIGHTS:
+        return list(flags)
+    return [f for f in flags if _flag_right(f) in rights]
+
+
+def _flag_right(flag: str) -> str:
+    lowered = flag.lower()
+    return "s" if lowered == "\\seen" else "t" if lowered == "\\deleted" else "w"
+
+
 def _append_to(mailbox_id: int, name: str, messages) -> tuple[Folder | None, list[int]]:
     """Find the folder and file the messages (all or none), in one worker hop; (None, [])
-    when there is no such folder."""
-    folder = selectors.folder_get(mailbox_id, name)
-    if folder is None:
+    when there is no such folder. NoPermission without the "i" right (RFC 4314 4)."""
+    access = selectors.folder_access(mailbox_id, name)
+    if access is None:
         return None, []
+    if "i" not in access.rights:
+        raise NoPermission(name)
+    folder = access.folder
+    if access.shared:
+        messages = [
+            dataclasses.replace(m, flags=allowed_flags(m.flags, access.rights)) for m in messages
+        ]
     if len(messages) == 1:
         message = messages[0]
         stored = [
@@ -68,6 +91,13 @@ async def store(session: Session, command: p.Store) -> None:
     sel = session.selected
     if sel.readonly:
         raise CommandError(r.NO_READ_ONLY)
+    for flag in command.flags:  # RFC 4314 4: \\Seen needs "s", \\Deleted "t", others "w"
+        if flag.lower() != "\\recent":
+            sel.require(_flag_right(flag))
+    if command.mode == "replace" and sel.rights != ACL_RIGHTS:
+        # FLAGS (replace) clears every other flag too: every right it touches is needed.
+        for right in "stw":
+            sel.require(right)
     uids = await session.resolve(command.sequence, uid=command.uid)
     if command.unchangedsince is not None:
         session.enable_condstore()
@@ -135,10 +165,12 @@ async def store(session: Session, command: p.Store) -> None:
 
 
 async def _target(session: Session, name: str) -> Folder:
-    folder = await db(selectors.folder_get, session.mailbox.id, name)
-    if folder is None:
+    access = await db(selectors.folder_access, session.mailbox.id, name)
+    if access is None:
         raise CommandError(r.NO_TRYCREATE)
-    return folder
+    if "i" not in access.rights:  # RFC 4314 4: COPY and MOVE into a folder need "i"
+        raise CommandError(r.NO_PERMISSION)
+    return access.folder
 
 
 async def copy(session: Session, command: p.Copy) -> None:
@@ -149,11 +181,15 @@ async def copy(session: Session, command: p.Copy) -> None:
     moving = command.name == "MOVE"
     if moving and sel.readonly:
         raise CommandError(r.NO_READ_ONLY)
+    if moving:  # RFC 6851 3.3 / RFC 4314: MOVE takes the messages away: "t" and "e"
+        sel.require("t")
+        sel.require("e")
     if not uids:
         await session.finish(command, r.Reply("OK", "No messages"))
         return
     service = services.messages_move if moving else services.messages_copy
-    pairs = await db(service, source=folder_ref(session), uids=uids, target=target)
+    # Between two mailboxes only through a shared folder, its rights checked above.
+    pairs = await db(service, source=folder_ref(session), uids=uids, target=target, shared=True)
     code = None
     if pairs:
         code = (
@@ -218,6 +254,7 @@ async def expunge(session: Session, command) -> None:
     sel = session.selected
     if sel.readonly:
         raise CommandError(r.NO_READ_ONLY)
+    sel.require("e")  # RFC 4314 4
     await session.sync_updates(allow_expunge=True)
     if isinstance(command, p.UidExpunge):
         wanted = await session.resolve(command.sequence, uid=True)

@@ -59,7 +59,10 @@ async def select(session: Session, command: p.Select) -> None:
         await session.send(r.OK_CLOSED.untagged())
     if view is None:
         raise CommandError(r.NO_NONEXISTENT)
+    if view.access is not None and "r" not in view.access.rights:
+        raise CommandError(r.NO_PERMISSION)  # RFC 4314 4: SELECT and EXAMINE need "r"
     folder = view.folder
+    readonly = view.readonly
     sel = await session.select(view)
     out = [session.flags_line()]
     if readonly:
@@ -78,7 +81,7 @@ async def select(session: Session, command: p.Select) -> None:
     # RFC 8474 4.2
     out.append(r.Reply("OK", "Ok", f"MAILBOXID ({objectid.mailbox_id(folder.id)})").untagged())
     if session.rev2:
-        out.append(r.untagged(b'LIST () "/" ' + r.mailbox_name(folder.name, utf8=True)))
+        out.append(r.untagged(b'LIST () "/" ' + r.mailbox_name(sel.name, utf8=True)))
     if command.qresync is not None and command.qresync.uidvalidity == folder.uidvalidity:
         uids = await session.sequence_map()
         vanished, rows = await db(_qresync_data, folder.id, command.qresync, uids)
@@ -93,15 +96,17 @@ async def select(session: Session, command: p.Select) -> None:
                     )
                 )
     await session.send(b"".join(out))
-    reply = r.OK_EXAMINE_RO if readonly else r.OK_SELECT_RW
+    reply = r.OK_SELECT_RW
+    if readonly:
+        reply = r.OK_EXAMINE_RO if command.name == "EXAMINE" else r.OK_SELECT_RO
     await session.send(reply.tagged(command.tag))
 
 
 async def close(session: Session, command: p.Simple) -> None:
     # RFC 9051 6.4.1: expunge silently unless read-only, then leave the selected state.
     sel = session.selected
-    if not sel.readonly:
-        folder = Folder(pk=sel.folder_id, id=sel.folder_id, mailbox_id=session.mailbox.id)
+    if not sel.readonly and "e" in sel.rights:  # RFC 4314 4: CLOSE expunges only with "e"
+        folder = Folder(pk=sel.folder_id, id=sel.folder_id, mailbox_id=sel.owner_id)
         await db(services.messages_expunge, folder=folder, uids=await session.sequence_map())
     session.unselect()
     await session.send(r.OK_COMPLETED.tagged(command.tag))

@@ -202,7 +202,10 @@ def test_create_special_use(client, imap):
 
 def test_namespace(client):
     c = client()
-    assert c.cmd("a1", "NAMESPACE") == [b'* NAMESPACE (("" "/")) NIL NIL', ok("a1")]
+    assert c.cmd("a1", "NAMESPACE") == [
+        b'* NAMESPACE (("" "/")) (("Other Users/" "/")) (("Shared/" "/"))',
+        ok("a1"),
+    ]
 
 
 def test_status_every_item(client, imap):
