@@ -109,6 +109,22 @@ def test_a_domain_default_that_files_elsewhere_decides_alone(make_mailbox, scrip
     assert folder_messages(alice, "INBOX") == []
 
 
+@pytest.mark.parametrize(
+    ("default", "mine"),
+    [
+        ("keep;", 1),  # an explicit keep still keeps: the user's script runs
+        ("discard;", 0),  # discarded: it does not
+        ('require ["fileinto", "copy", "mailbox"]; fileinto :copy :create "Audit"; stop;', 1),
+    ],
+)
+def test_the_users_script_runs_while_the_default_keeps(make_mailbox, script, default, mine):
+    alice = make_mailbox("alice@example.org")
+    script(alice, 'require "fileinto"; fileinto "Mine";', default=default)
+    services.folder_create(mailbox=alice, name="Mine")
+    accept()
+    assert len(folder_messages(alice, "Mine")) == mine
+
+
 def test_a_domain_default_alone_runs_for_mailboxes_without_a_script(make_mailbox):
     alice = make_mailbox("alice@example.org")
     services.domain_set_sieve_default(
