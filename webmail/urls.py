@@ -27,6 +27,7 @@ _routes = [
     ("folders/create/", folders.folder_create, "folder_create"),
     ("folders/<int:folder_id>/rename/", folders.folder_rename, "folder_rename"),
     ("folders/<int:folder_id>/delete/", folders.folder_delete, "folder_delete"),
+    ("folders/<int:folder_id>/sharing/", folders.folder_sharing, "folder_sharing"),
     ("m/<int:folder_id>/<int:uid>/", reading.message_view, "message"),
     ("m/<int:folder_id>/<int:uid>/frame/", reading.message_frame, "message_frame"),
     ("m/<int:folder_id>/<int:uid>/part/<str:path>/", reading.message_part, "message_part"),

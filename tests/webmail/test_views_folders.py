@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mailboxes import services
+from mailboxes import selectors, services
 from mailboxes.models import Folder, Message
 from tests.webmail.conftest import deliver, folder, make_raw
 
@@ -94,3 +94,54 @@ def test_delete_errors(web, alice, inbox, bob):
     bobs = folder(bob, "INBOX")
     assert web.post(f"/folders/{bobs.pk}/delete/").status_code == 404
     assert web.post(f"/folders/{bobs.pk}/rename/", {"name": "x"}).status_code == 404
+
+
+def test_sharing_a_folder_read_only_read_write_and_with_the_domain(web, alice, bob):
+    archive = folder(alice, "Archive")
+    page = web.get(f"/folders/{archive.pk}/sharing/")
+    assert "Not shared: only you see this folder." in page.content.decode()
+    assert f"/folders/{archive.pk}/sharing/" in web.get("/folders/").content.decode()
+    response = web.post(
+        f"/folders/{archive.pk}/sharing/",
+        {"who": "address", "address": bob.address, "access": "read"},
+        follow=True,
+    )
+    assert f"“Archive” shared with {bob.address}." in response.content.decode()
+    shared = f"Other Users/{alice.address}/Archive"
+    assert selectors.folder_access(bob.id, shared).rights == "lr"
+    web.post(f"/folders/{archive.pk}/sharing/", {"who": "domain", "access": "write"})
+    assert selectors.folder_acl(archive) == [
+        (alice.address, "lrswipkxtea"),
+        ("anyone", "lrswipkxte"),
+        (bob.address, "lr"),
+    ]
+    html = web.get(f"/folders/{archive.pk}/sharing/").content.decode()
+    assert "Everyone in your domain" in html and "Read and write" in html and "Read only" in html
+    # bob holds the union of his entry and the domain's
+    assert selectors.folder_access(bob.id, shared).rights == "lrswipkxte"
+    web.post(
+        f"/folders/{archive.pk}/sharing/",
+        {"action": "remove", "who": "address", "address": bob.address},
+    )
+    web.post(f"/folders/{archive.pk}/sharing/", {"action": "remove", "who": "domain"})
+    assert selectors.folder_acl(archive) == [(alice.address, "lrswipkxtea")]
+    assert selectors.folder_access(bob.id, shared) is None
+
+
+def test_sharing_errors_and_other_mailboxes_folders(web, alice, bob):
+    archive = folder(alice, "Archive")
+    response = web.post(
+        f"/folders/{archive.pk}/sharing/",
+        {"who": "address", "address": "nobody@example.org", "access": "read"},
+        follow=True,
+    )
+    assert "There is no mailbox nobody@example.org here." in response.content.decode()
+    response = web.post(
+        f"/folders/{archive.pk}/sharing/",
+        {"who": "address", "address": alice.address, "access": "read"},
+        follow=True,
+    )
+    assert "Could not share “Archive”" in response.content.decode()
+    assert selectors.folder_acl(archive) == [(alice.address, "lrswipkxtea")]
+    # another mailbox's folder is not alice's to share
+    assert web.get(f"/folders/{folder(bob, 'Archive').pk}/sharing/").status_code == 404

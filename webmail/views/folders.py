@@ -1,4 +1,4 @@
-"""Managing folders: create, rename, delete (through the same services as IMAP)."""
+"""Managing folders: create, rename, delete, share (through the same services as IMAP)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from mailboxes import services
-from mailboxes.exceptions import MailhostError
+from mailboxes import selectors, services
+from mailboxes.exceptions import MailhostError, NotFound
 from mailboxes.models import HIERARCHY_DELIMITER
 from webmail.auth import mailbox_required
 from webmail.views.common import folder_for, folder_items, human_size
@@ -78,3 +78,56 @@ def folder_delete(request: HttpRequest, folder_id: int) -> HttpResponse:
         return redirect("webmail:folders")
     flash.success(request, f"Folder “{folder.name}” deleted with its messages.")
     return redirect("webmail:folders")
+
+
+# RFC 4314 rights behind the two choices the Sharing page offers.
+SHARE_ACCESS = {
+    "read": ("Read only", "lr"),
+    "write": ("Read and write", "lrswipkxte"),
+}
+
+
+def _access_label(rights: str) -> str:
+    for label, granted in SHARE_ACCESS.values():
+        if rights == granted:
+            return label
+    return f"Custom ({rights})"  # set over IMAP SETACL
+
+
+@mailbox_required
+def folder_sharing(request: HttpRequest, folder_id: int) -> HttpResponse:
+    """A folder's Sharing settings: who else may read it, or read and write it (RFC 4314
+    rights behind the two choices; IMAP clients see the same list with GETACL)."""
+    folder = folder_for(request, folder_id)
+    if request.method == "POST":
+        domain_wide = request.POST.get("who") == "domain"
+        identifier = "anyone" if domain_wide else request.POST.get("address", "").strip()
+        try:
+            if request.POST.get("action") == "remove":
+                services.folder_acl_delete(folder=folder, identifier=identifier)
+                flash.success(request, "Sharing removed.")
+            else:
+                _label, rights = SHARE_ACCESS.get(
+                    request.POST.get("access", ""), SHARE_ACCESS["read"]
+                )
+                services.folder_acl_set(folder=folder, identifier=identifier, rights=rights)
+                whom = "everyone in your domain" if domain_wide else identifier
+                flash.success(request, f"“{folder.name}” shared with {whom}.")
+        except NotFound:
+            flash.error(request, f"There is no mailbox {identifier} here.")
+        except MailhostError as exc:
+            flash.error(request, f"Could not share “{folder.name}”: {exc}")
+        return redirect("webmail:folder_sharing", folder_id=folder.pk)
+    entries = [
+        {
+            "identifier": identifier,
+            "domain": identifier == "anyone",
+            "label": _access_label(rights),
+        }
+        for identifier, rights in selectors.folder_acl(folder)[1:]  # the owner's is fixed
+    ]
+    return render(
+        request,
+        "webmail/folder_sharing.html",
+        {"folder": folder, "entries": entries, "choices": SHARE_ACCESS},
+    )
