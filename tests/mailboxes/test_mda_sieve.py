@@ -149,11 +149,20 @@ def test_editheader_gives_the_mailbox_its_own_copy(make_mailbox, script):
     assert mine.blob_id != theirs.blob_id and mine.subject == ""
 
 
+def gone_after_upload(mailbox) -> None:  # noqa: ANN001
+    """A script "missing" that exists while the including script is uploaded (uploads check
+    includes, RFC 6609 as Pigeonhole does) and is deleted before mail arrives: a run-time
+    failure."""
+    services.sievescript_put(mailbox=mailbox, name="missing", text="keep;")
+
+
 def test_a_runtime_failure_files_into_inbox_and_says_why(
     make_mailbox, script, caplog, django_capture_on_commit_callbacks
 ):
     alice = make_mailbox("alice@example.org")
+    gone_after_upload(alice)
     script(alice, 'require ["include", "fileinto"]; include :personal "missing"; fileinto "X";')
+    services.sievescript_delete(mailbox=alice, name="missing")
     caplog.set_level("INFO", logger="mailboxes")
     with django_capture_on_commit_callbacks(execute=True):
         result = accept()
@@ -423,7 +432,9 @@ def test_actions_and_failures_are_counted_in_metrics(
     script(alice, 'require "fileinto"; fileinto "Archive"; redirect "carol@far.test";')
     with django_capture_on_commit_callbacks(execute=True):
         accept()
+    gone_after_upload(alice)
     script(alice, 'require "include"; include :personal "missing";')
+    services.sievescript_delete(mailbox=alice, name="missing")
     with django_capture_on_commit_callbacks(execute=True):
         accept()
     assert count("fileinto") == before["fileinto"] + 1
