@@ -7,6 +7,7 @@ mailboxes/selectors.py.
 from __future__ import annotations
 
 from django.db import models
+from django.utils import timezone
 
 
 class Domain(models.Model):
@@ -323,6 +324,9 @@ class Message(models.Model):
     blob = models.ForeignKey(Blob, on_delete=models.PROTECT, related_name="messages")
     size = models.PositiveIntegerField()
     internal_date = models.DateTimeField()
+    # When the row was saved in its folder (delivery, APPEND, COPY, MOVE): IMAP SAVEDATE
+    # (RFC 8514). NULL for rows older than the column, which SAVEDATE shows as NIL.
+    saved_at = models.DateTimeField(null=True, blank=True, default=timezone.now)
     # System flags as columns (fast SEARCH and counters); keywords as a space-separated string.
     seen = models.BooleanField(default=False)
     answered = models.BooleanField(default=False)

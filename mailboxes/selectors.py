@@ -625,8 +625,9 @@ class FetchRow:
     internal_date: object = None
     blob_name: object = None  # storage name, or the blob id when the name was not asked for
     mime_cache: object = None
-    blob_id: int = 0  # with_ids: OBJECTID's EMAILID and THREADID (RFC 8474)
+    blob_id: int = 0  # with_ids: OBJECTID's EMAILID and THREADID (RFC 8474), SAVEDATE
     thread_key: str = ""
+    saved_at: object = None
 
 
 def _raw_rows(queryset) -> list[tuple]:
@@ -668,7 +669,7 @@ def message_fetch_rows(
     if with_cache:
         columns.append("mime_cache")
     if with_ids:
-        columns += ["blob_id", "thread_key"]
+        columns += ["blob_id", "thread_key", "saved_at"]
     raw_rows = []
     if len(wanted) > 500 and wanted[-1] - wanted[0] < 4 * len(wanted):
         wanted_set = set(wanted) if len(wanted) != wanted[-1] - wanted[0] + 1 else None
@@ -702,8 +703,8 @@ def message_fetch_rows(
         else:
             item = FetchRow(row[0], row[1], row[2], flags, blob_name=row[9])
         if with_ids:
-            item.blob_id, item.thread_key = row[-2], row[-1]
-            row = row[:-2]
+            item.blob_id, item.thread_key, item.saved_at = row[-3:]
+            row = row[:-3]
         if with_cache:
             item.mime_cache = row[-1]
         result.append(item)

@@ -1840,6 +1840,7 @@ def _copy_messages(
     first_uid, modseq = _reserve(locked[target.pk], len(originals), size, unseen)
     pairs = []
     copies = []
+    saved_at = timezone.now()
     for offset, original in enumerate(originals):
         new_uid = first_uid + offset
         pairs.append((original.uid, new_uid))
@@ -1853,6 +1854,7 @@ def _copy_messages(
         copy.folder_id = target.pk
         copy.uid = new_uid
         copy.modseq = modseq
+        copy.saved_at = saved_at  # RFC 8514 3: the copy's own save date
         copies.append(copy)
     Message.objects.bulk_create(copies, batch_size=1000)
     # The locked rows, not the callers' Folder objects (IMAP passes a stub of the source).

@@ -38,9 +38,11 @@ SIMPLE = frozenset(
         "EMAILID",
         "THREADID",
         "PREVIEW",
+        "SAVEDATE",
     }
 )
 OBJECTID_ITEMS = frozenset({"EMAILID", "THREADID"})  # RFC 8474 5
+ROW_ID_ITEMS = OBJECTID_ITEMS | {"SAVEDATE"}  # read with selectors' with_ids
 SECTIONED = frozenset({"BODY", "BODY.PEEK", "BINARY", "BINARY.PEEK", "BINARY.SIZE"})
 SPECS = ("HEADER.FIELDS.NOT", "HEADER.FIELDS", "HEADER", "TEXT", "MIME")
 
@@ -362,7 +364,7 @@ def render_item(item: Item, row: Row, flags: Sequence[str], source: _Source) -> 
         return b"RFC822.HEADER " + _literal(mime.section(source.raw, source.tree(), (), "HEADER"))
     if name == "RFC822.TEXT":
         return b"RFC822.TEXT " + _literal(mime.section(source.raw, source.tree(), (), "TEXT"))
-    if name in OBJECTID_ITEMS:
+    if name in ROW_ID_ITEMS:
         return objectid_text(name, row).encode("ascii")
     if name == "PREVIEW":  # RFC 8970 4
         # UTF-8 text: quoted when ASCII, else a literal (RFC 8970 4)
@@ -372,7 +374,12 @@ def render_item(item: Item, row: Row, flags: Sequence[str], source: _Source) -> 
 
 
 def objectid_text(name: str, row: Row) -> str:
-    """EMAILID (M1) / THREADID (T...) or THREADID NIL (RFC 8474 5.1, 5.2)."""
+    """EMAILID (M1) / THREADID (T...) or THREADID NIL (RFC 8474 5.1, 5.2); SAVEDATE
+    "date-time" or NIL (RFC 8514 3)."""
+    if name == "SAVEDATE":
+        if row.saved_at is None:
+            return "SAVEDATE NIL"
+        return "SAVEDATE " + internal_date_text(row.saved_at).decode("ascii")
     if name == "EMAILID":
         return f"EMAILID ({objectid.email_id(row.blob_id)})"
     thread = objectid.thread_id(row.thread_key)

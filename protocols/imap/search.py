@@ -382,6 +382,7 @@ def _sequence(text: str) -> SequenceSet:
 
 _SIMPLE_KEYS = {
     "ALL": All(),
+    "SAVEDATESUPPORTED": All(),  # RFC 8514 4: every mailbox keeps save dates
     "ANSWERED": Flag("answered", True),
     "DELETED": Flag("deleted", True),
     "DRAFT": Flag("draft", True),
@@ -404,6 +405,9 @@ _DATE_KEYS = {
     "SENTBEFORE": ("sent", "before"),
     "SENTON": ("sent", "on"),
     "SENTSINCE": ("sent", "since"),
+    "SAVEDBEFORE": ("saved", "before"),  # RFC 8514 4
+    "SAVEDON": ("saved", "on"),
+    "SAVEDSINCE": ("saved", "since"),
 }
 
 
@@ -620,6 +624,25 @@ def _sent_day(m: _Message) -> date | None:
 def _compile_date(key: DateKey) -> _Compiled:
     start = _day_start(key.day)
     end = start + timedelta(days=1)
+    if key.field == "saved":
+        # RFC 8514 4: the save date's UTC day, as INTERNALDATE's; a row without one (older
+        # than the column) is taken at its internal date
+        def saved_q(column: str) -> Q:
+            return {
+                "before": Q(**{f"{column}__lt": start}),
+                "on": Q(**{f"{column}__gte": start, f"{column}__lt": end}),
+                "since": Q(**{f"{column}__gte": start}),
+            }[key.op]
+
+        q = (Q(saved_at__isnull=False) & saved_q("saved_at")) | (
+            Q(saved_at__isnull=True) & saved_q("internal_date")
+        )
+
+        def saved_py(m: _Message) -> bool:
+            when = m.row["saved_at"] or m.row["internal_date"]
+            return _compare(when.astimezone(UTC).date(), key.op, key.day)
+
+        return _exact(q, saved_py)
     if key.field == "internal":
         # INTERNALDATE is kept (and shown) in UTC, so its day is the UTC day.
         column = "internal_date"
@@ -846,6 +869,7 @@ ROW_FIELDS = (
     "blob_id",
     "blob__name",
     "thread_key",
+    "saved_at",
 )
 
 

@@ -341,6 +341,7 @@ class Session:
             "OBJECTID",
             "PREVIEW",
             "REPLACE",
+            "SAVEDATE",
             *(["COMPRESS=DEFLATE"] if self.deflate is None else []),
             "CONDSTORE",
             "QRESYNC",

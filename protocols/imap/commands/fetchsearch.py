@@ -75,7 +75,7 @@ def _render_simple(rows, items, seqs, recent, rev2) -> bytes:
                 parts.append(f"MODSEQ ({row.modseq})")
             elif name == "RFC822.SIZE":
                 parts.append(f"RFC822.SIZE {row.size}")
-            elif name in fetch_items.OBJECTID_ITEMS:
+            elif name in fetch_items.ROW_ID_ITEMS:
                 parts.append(fetch_items.objectid_text(name, row))
             elif name == "INTERNALDATE":
                 text = dates.get(row.internal_date)
@@ -201,7 +201,7 @@ async def fetch(session: Session, command: p.Fetch) -> None:
         with_details=needs_raw
         or needs_structure
         or any(i.name in ("RFC822.SIZE", "INTERNALDATE") for i in items),
-        with_ids=any(i.name in fetch_items.OBJECTID_ITEMS for i in items),
+        with_ids=any(i.name in fetch_items.ROW_ID_ITEMS for i in items),
     )
     row_uids = [row.uid for row in rows]  # ascending
     seqs = dict(zip(row_uids, sel.seqs_of(row_uids), strict=True))
