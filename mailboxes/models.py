@@ -259,6 +259,37 @@ class FolderAcl(models.Model):
         return f"{self.folder_id}:{self.grantee_id or 'anyone'}={self.rights}"
 
 
+class MetadataEntry(models.Model):
+    """An annotation (RFC 5464): on a folder, or on the server (folder None). A /private/
+    entry belongs to the mailbox that set it (each reader of a shared folder has their own),
+    a /shared/ one on a folder to the folder's owner. Names are kept in lower case (RFC 5464
+    3.2: entry names are case-insensitive)."""
+
+    mailbox = models.ForeignKey(Mailbox, on_delete=models.CASCADE, related_name="metadata")
+    folder = models.ForeignKey(
+        Folder, on_delete=models.CASCADE, null=True, blank=True, related_name="metadata"
+    )
+    name = models.CharField(max_length=255)
+    value = models.BinaryField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["mailbox", "folder", "name"],
+                condition=models.Q(folder__isnull=False),
+                name="metadata_unique_folder_entry",
+            ),
+            models.UniqueConstraint(
+                fields=["mailbox", "name"],
+                condition=models.Q(folder__isnull=True),
+                name="metadata_unique_server_entry",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.mailbox_id}:{self.folder_id or ''}:{self.name}"
+
+
 class Subscription(models.Model):
     """A name on a mailbox's subscription list (IMAP SUBSCRIBE, LSUB, LIST (SUBSCRIBED)).
 

@@ -30,6 +30,7 @@ from mailboxes.models import (
     FolderAcl,
     Mailbox,
     Message,
+    MetadataEntry,
     SenderListEntry,
     SieveScript,
     Subscription,
@@ -960,3 +961,54 @@ def folder_readers(folder_id: int) -> list[int]:
             "grantee_id", flat=True
         )
     )
+
+
+# --- metadata (RFC 5464) ----------------------------------------------------------------
+
+
+def _metadata_builtin(folder: Folder | None) -> dict[str, bytes]:
+    """Entries the server keeps itself: the server's /shared/admin (RFC 5464 6.2.1), and a
+    folder's special use as /private/specialuse (RFC 6154 6)."""
+    if folder is None:
+        return {"/shared/admin": f"mailto:postmaster@{settings.MAILHOST_HOSTNAME}".encode()}
+    if folder.special_use:
+        return {"/private/specialuse": folder.special_use.encode()}
+    return {}
+
+
+def metadata_entries(viewer_id: int, folder: Folder | None) -> dict[str, bytes]:
+    """Every entry the viewer sees on a folder (None: the server): its own /private/ ones
+    and the /shared/ ones of the folder's owner."""
+    entries = _metadata_builtin(folder)
+    if folder is None:
+        rows = MetadataEntry.objects.filter(mailbox_id=viewer_id, folder__isnull=True)
+    else:
+        rows = MetadataEntry.objects.filter(folder_id=folder.id).filter(
+            Q(mailbox_id=viewer_id, name__startswith="/private/")
+            | Q(mailbox_id=folder.mailbox_id, name__startswith="/shared/")
+        )
+    for name, value in rows.values_list("name", "value"):
+        entries[name] = bytes(value)
+    return entries
+
+
+def metadata_get(
+    viewer_id: int, folder: Folder | None, names: Sequence[str], depth: int | None = 0
+) -> list[tuple[str, bytes]]:
+    """The entries named, and with `depth` 1 their children, None all descendants (RFC 5464
+    4.2.2), in name order; an entry with no value is left out."""
+    entries = metadata_entries(viewer_id, folder)
+    found: dict[str, bytes] = {}
+    for wanted in names:
+        for name, value in entries.items():
+            if name == wanted:
+                found[name] = value
+            elif depth != 0 and name.startswith(wanted + "/"):
+                rest = name[len(wanted) + 1 :]
+                if depth is None or "/" not in rest:
+                    found[name] = value
+    return sorted(found.items())
+
+
+def metadata_count(mailbox_id: int) -> int:
+    return MetadataEntry.objects.filter(mailbox_id=mailbox_id).count()

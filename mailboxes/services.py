@@ -42,6 +42,7 @@ from mailboxes.exceptions import (
     InvalidAddress,
     InvalidValue,
     KeywordLimit,
+    NoPermission,
     NotFound,
     QuotaExceeded,
     SieveQuotaExceeded,
@@ -64,6 +65,7 @@ from mailboxes.models import (
     FolderAcl,
     Mailbox,
     Message,
+    MetadataEntry,
     SenderListEntry,
     SieveScript,
     SpecialUse,
@@ -2268,4 +2270,57 @@ def folder_acl_inherit(*, folder: Folder, parent: Folder) -> None:
             for entry in FolderAcl.objects.filter(folder=parent)
         ],
         ignore_conflicts=True,
+    )
+
+
+# --- metadata (RFC 5464) ----------------------------------------------------------------
+
+# RFC 5464 4.3: the largest value and the most entries one mailbox may keep (entries on the
+# server and on its folders together); beyond them SETMETADATA gets [METADATA MAXSIZE n] or
+# [METADATA TOOMANY].
+METADATA_MAX_VALUE_SIZE = 64 * 1024
+METADATA_MAX_ENTRIES = 1000
+
+
+class MetadataTooLarge(InvalidValue):
+    pass
+
+
+class MetadataTooMany(InvalidValue):
+    pass
+
+
+@transaction.atomic
+def metadata_set(
+    *, mailbox: Mailbox, folder: Folder | None, entries: Sequence[tuple[str, bytes | None]]
+) -> None:
+    """Set (or with None remove) entries, all or none (RFC 5464 4.3). /private/ ones are the
+    mailbox's own, /shared/ ones on a folder its owner's; the server's /shared/ entries are
+    the administrator's (NoPermission), and so are the ones the server keeps itself."""
+    from mailboxes import selectors
+
+    Mailbox.objects.select_for_update().filter(pk=mailbox.pk).first()
+    for name, value in entries:
+        if value is not None and len(value) > METADATA_MAX_VALUE_SIZE:
+            raise MetadataTooLarge(name)
+        if name in selectors._metadata_builtin(folder):
+            raise NoPermission(name)
+        if name.startswith("/private/"):
+            owner_id = mailbox.pk
+        elif folder is None:
+            raise NoPermission(name)
+        else:
+            owner_id = folder.mailbox_id
+        rows = MetadataEntry.objects.filter(mailbox_id=owner_id, folder=folder, name=name)
+        if value is None:
+            rows.delete()
+        elif not rows.update(value=value):
+            if selectors.metadata_count(owner_id) >= METADATA_MAX_ENTRIES:
+                raise MetadataTooMany(name)
+            MetadataEntry.objects.create(mailbox_id=owner_id, folder=folder, name=name, value=value)
+    logger.info(
+        "metadata_set mailbox=%s folder=%s entries=%d",
+        mailbox.pk,
+        folder.pk if folder is not None else "-",
+        len(entries),
     )

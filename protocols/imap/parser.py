@@ -104,6 +104,8 @@ class ListReturn:
     children: bool = False
     special_use: bool = False
     status: tuple[str, ...] | None = None
+    metadata: tuple[str, ...] | None = None  # LIST-METADATA, RFC 9590
+    metadata_maxsize: int | None = None
 
 
 # --- Commands ---------------------------------------------------------------------------
@@ -298,6 +300,24 @@ class AclCommand(Command):
     mailbox: str
     identifier: str = ""
     rights: str = ""  # SETACL's mod-rights, as sent ("+" or "-" first adds or takes)
+
+
+@dataclass(frozen=True)
+class GetMetadata(Command):
+    """GETMETADATA [(MAXSIZE n DEPTH d)] mailbox entries (RFC 5464 4.2)."""
+
+    mailbox: str  # "" for the server's entries
+    entries: tuple[str, ...]
+    maxsize: int | None = None
+    depth: int | None = 0  # 0, 1, or None for infinity
+
+
+@dataclass(frozen=True)
+class SetMetadata(Command):
+    """SETMETADATA mailbox (entry value ...) (RFC 5464 4.3); a NIL value removes."""
+
+    mailbox: str
+    entries: tuple[tuple[str, bytes | None], ...]
 
 
 @dataclass(frozen=True)
@@ -965,7 +985,7 @@ def _list(reader: Reader, tag: str, name: str) -> Command:
 def _list_returns(reader: Reader) -> ListReturn:
     reader.expect(b"(")
     subscribed = children = special_use = False
-    status = None
+    status = metadata = maxsize = None
     while not reader.try_take(b")"):
         option = reader.atom().upper()
         if option == "SUBSCRIBED":
@@ -977,11 +997,18 @@ def _list_returns(reader: Reader) -> ListReturn:
         elif option == "STATUS":
             reader.sp()
             status = _status_items(reader)
+        elif option == "METADATA":
+            # RFC 9590: METADATA ([MAXSIZE n] entries) or METADATA (MAXSIZE n) (entries)
+            reader.sp()
+            if _metadata_options_ahead(reader):
+                maxsize, _depth = _metadata_options(reader)
+                reader.sp()
+            metadata = _metadata_entries(reader)
         else:
             raise ParseFailure(f"Unknown LIST return option {option}")
         if reader.peek() == 0x20:
             reader.sp()
-    return ListReturn(subscribed, children, special_use, status)
+    return ListReturn(subscribed, children, special_use, status, metadata, maxsize)
 
 
 def _status_items(reader: Reader) -> tuple[str, ...]:
@@ -1299,6 +1326,99 @@ def _acl(reader: Reader, tag: str, name: str) -> Command:
     return AclCommand(tag, name, mailbox, identifier, rights)
 
 
+def metadata_entry(reader: Reader, *, setting: bool = False) -> str:
+    """An entry name (RFC 5464 3.2): /private or /shared then slash-separated components of
+    printable ASCII without "*" or "%"; lower-cased (names are case-insensitive)."""
+    raw = reader.astring()
+    if any(c < 0x21 or c > 0x7E or c in b"*%" for c in raw):
+        raise ParseFailure("Invalid metadata entry name")
+    name = raw.decode("ascii").lower()
+    roots = ("/private/", "/shared/") if setting else ("/private", "/shared")
+    if (
+        not name.startswith(roots)
+        or "//" in name
+        or (name.endswith("/") and len(name) > 1)
+        or name.split("/")[1] not in ("private", "shared")
+    ):
+        raise ParseFailure("Invalid metadata entry name")
+    return name
+
+
+def _metadata_entries(reader: Reader) -> tuple[str, ...]:
+    if reader.peek() == 0x28:
+        entries = tuple(reader.paren_list(lambda: metadata_entry(reader)))
+        if not entries:
+            raise ParseFailure("No metadata entries")
+        return entries
+    return (metadata_entry(reader),)
+
+
+def _metadata_options(reader: Reader) -> tuple[int | None, int | None]:
+    """(MAXSIZE n DEPTH 0|1|infinity), RFC 5464 4.2.1-4.2.2; (maxsize, depth)."""
+    maxsize, depth = None, 0
+    reader.expect(b"(")
+    while not reader.try_take(b")"):
+        option = reader.atom().upper()
+        reader.sp()
+        if option == "MAXSIZE":
+            maxsize = reader.number()
+        elif option == "DEPTH":
+            value = reader.atom().lower()
+            if value not in ("0", "1", "infinity"):
+                raise ParseFailure("DEPTH is 0, 1 or infinity")
+            depth = None if value == "infinity" else int(value)
+        else:
+            raise ParseFailure(f"Unknown GETMETADATA option {option}")
+        if reader.peek() == 0x20:
+            reader.sp()
+    return maxsize, depth
+
+
+def _metadata_options_ahead(reader: Reader) -> bool:
+    rest = reader.line[reader.pos : reader.pos + 9].upper()
+    return rest.startswith((b"(MAXSIZE ", b"(DEPTH "))
+
+
+def _getmetadata(reader: Reader, tag: str, name: str) -> Command:
+    # RFC 5464 4.2; the options may also follow the mailbox, as Dovecot and clients send
+    reader.sp()
+    maxsize, depth = None, 0
+    if _metadata_options_ahead(reader):
+        maxsize, depth = _metadata_options(reader)
+        reader.sp()
+    mailbox = _metadata_mailbox(reader)
+    reader.sp()
+    if _metadata_options_ahead(reader):
+        maxsize, depth = _metadata_options(reader)
+        reader.sp()
+    return GetMetadata(tag, name, mailbox, _metadata_entries(reader), maxsize, depth)
+
+
+def _setmetadata(reader: Reader, tag: str, name: str) -> Command:
+    # RFC 5464 4.3: SETMETADATA mailbox (entry value *(SP entry value))
+    reader.sp()
+    mailbox = _metadata_mailbox(reader)
+    reader.sp()
+    reader.expect(b"(")
+    entries = []
+    while True:
+        entry = metadata_entry(reader, setting=True)
+        reader.sp()
+        entries.append((entry, reader.nstring()))
+        if reader.try_take(b")"):
+            break
+        reader.sp()
+    return SetMetadata(tag, name, mailbox, tuple(entries))
+
+
+def _metadata_mailbox(reader: Reader) -> str:
+    """A mailbox name, or "" for the server (RFC 5464 4.2: an empty mailbox name)."""
+    if reader.line[reader.pos : reader.pos + 2] == b'""':
+        reader.pos += 2
+        return ""
+    return reader.mailbox()
+
+
 def _id(reader: Reader, tag: str, name: str) -> Command:
     reader.sp()
     if reader.peek() != 0x28:
@@ -1346,5 +1466,7 @@ _HANDLERS = {
     "GETQUOTAROOT": _getquota,
     "SETQUOTA": _setquota,
     "ID": _id,
+    "GETMETADATA": _getmetadata,
+    "SETMETADATA": _setmetadata,
     **{name: _acl for name in ("SETACL", "DELETEACL", "GETACL", "LISTRIGHTS", "MYRIGHTS")},
 }

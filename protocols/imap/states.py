@@ -40,6 +40,8 @@ AUTHENTICATED = frozenset(
         "GETACL",
         "LISTRIGHTS",
         "MYRIGHTS",
+        "GETMETADATA",
+        "SETMETADATA",
     }
 )
 SELECTED_ONLY = frozenset(

@@ -9,6 +9,7 @@ from protocols.imap.commands import (
     idle,
     mailbox,
     message,
+    metadata,
     quota,
     select,
     sortthread,
@@ -55,4 +56,5 @@ HANDLERS = {
     "GETQUOTAROOT": quota.getquotaroot,
     "SETQUOTA": quota.setquota,
     **acl.HANDLERS,
+    **metadata.HANDLERS,
 }

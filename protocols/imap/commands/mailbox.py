@@ -14,10 +14,12 @@ from mailboxes.models import (
 from protocols.imap import objectid
 from protocols.imap import parser as p
 from protocols.imap import responses as r
+from protocols.imap.commands import metadata
 from protocols.imap.listpattern import MailboxPattern
 from protocols.imap.session import CommandError, Session, db
 
 DELIMITER = HIERARCHY_DELIMITER
+METADATA_SLOT = b"METADATA"  # where a LIST-METADATA line goes, once read
 SPECIAL_USES = {"\\Sent", "\\Drafts", "\\Junk", "\\Trash", "\\Archive"}
 
 
@@ -281,6 +283,7 @@ async def list_command(session: Session, command: p.ListCommand) -> None:
         candidates = set(folders) | namespace_levels
     out: list[bytes] = []
     status_wanted: list[tuple[str, Folder]] = []
+    metadata_wanted: list[tuple[str, Folder]] = []
     for name in sorted(candidates):
         if not any(m.matches(name) for m in matchers):
             continue
@@ -329,6 +332,9 @@ async def list_command(session: Session, command: p.ListCommand) -> None:
         if status_items and folder is not None and not child_info and readable:
             status_wanted.append((name, folder))
             out.append(b"")  # placeholder for the STATUS line right after its LIST line
+        if returns.metadata and folder is not None and not child_info and readable:
+            metadata_wanted.append((name, folder))
+            out.append(METADATA_SLOT)
     if status_items:
         lines = []
         for name, folder in status_wanted:
@@ -336,5 +342,24 @@ async def list_command(session: Session, command: p.ListCommand) -> None:
             lines.append(status_line(session, folder, status_items, recent, deleted, name))
         it = iter(lines)
         out = [line if line else next(it) for line in out]
+    if metadata_wanted:
+        # LIST-METADATA (RFC 9590): a METADATA line after each folder's LIST (and STATUS)
+        found = iter(
+            await db(
+                metadata.list_metadata,
+                session.mailbox.id,
+                metadata_wanted,
+                returns.metadata,
+                returns.metadata_maxsize,
+            )
+        )
+
+        def fill(line: bytes) -> bytes:
+            if line is not METADATA_SLOT:
+                return line
+            name, entries = next(found)
+            return metadata.metadata_line(session, name, entries) if entries else b""
+
+        out = [fill(line) for line in out]
     await session.send(b"".join(out))
     await session.finish(command)
