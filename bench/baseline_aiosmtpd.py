@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import signal
 import threading
+import time
 
 from aiosmtpd.smtp import SMTP
 
@@ -27,12 +28,25 @@ class CountingHandler:
     def __init__(self) -> None:
         self.count = 0
         self.recipients = 0
+        self.sessions = 0  # EHLO/HELO greetings: one per connection (no STARTTLS here)
+        self.arrivals: list[float] = []  # perf_counter() of each message
         self.changed = threading.Condition()
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):  # noqa: ANN001
+        self.sessions += 1
+        session.host_name = hostname
+        return responses
+
+    async def handle_HELO(self, server, session, envelope, hostname):  # noqa: ANN001
+        self.sessions += 1
+        session.host_name = hostname
+        return f"250 {server.hostname}"
 
     async def handle_DATA(self, server, session, envelope) -> str:  # noqa: ANN001
         with self.changed:
             self.count += 1
             self.recipients += len(envelope.rcpt_tos)
+            self.arrivals.append(time.perf_counter())
             self.changed.notify_all()
         return "250 OK"
 

@@ -87,11 +87,21 @@ def smtp_source_available() -> bool:
 
 
 class PostfixInstance:
-    def __init__(self, root: Path, port: int, domain: str, bind: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        root: Path,
+        port: int,
+        domain: str,
+        bind: str = "127.0.0.1",
+        relay: dict[str, tuple[str, int]] | None = None,
+    ) -> None:
         self.root = root
         self.port = port
         self.bind = bind
         self.domain = domain
+        # Domains relayed to a fixed host and port (the outbound sink), by smtp(8) with
+        # Postfix's defaults (connection cache on demand, 20 sessions per destination).
+        self.relay = relay or {}
         self.config = root / "etc"
         self.maildir = root / "mail" / "box"
         self.started = False
@@ -104,14 +114,18 @@ class PostfixInstance:
         pw = pwd.getpwnam("postfix")
         os.chown(self.root / "data", pw.pw_uid, pw.pw_gid)
         os.chown(self.root / "mail", VMAIL_UID, VMAIL_UID)
-        (self.config / "main.cf").write_text(
-            MAIN_CF.format(
-                root=self.root,
-                daemon_directory=DAEMON_DIRECTORY,
-                domain=self.domain,
-                uid=VMAIL_UID,
-            )
+        main_cf = MAIN_CF.format(
+            root=self.root,
+            daemon_directory=DAEMON_DIRECTORY,
+            domain=self.domain,
+            uid=VMAIL_UID,
         )
+        if self.relay:
+            routes = ", ".join(
+                f"{domain}=smtp:[{host}]:{port}" for domain, (host, port) in self.relay.items()
+            )
+            main_cf += f"transport_maps = inline:{{ {routes} }}\n"
+        (self.config / "main.cf").write_text(main_cf)
         (self.config / "master.cf").write_text(MASTER_CF.format(bind=self.bind, port=self.port))
         os.chmod(self.root, 0o755)
         self._postfix("start")

@@ -189,6 +189,8 @@ class Bench:
     def start_references(self) -> None:
         """The reference servers the chosen sections compare with, started beside Mailhost."""
         with self.phase("setup: reference servers (beside runmail)"):
+            if self.wants("outbound") and not self.wants("smtp") and reference_postfix.available():
+                self.start_postfix()
             if self.wants("smtp"):
                 self.baseline_port = free_port()
                 baseline = subprocess.Popen(
@@ -204,13 +206,7 @@ class Bench:
                 self.stoppers.append(lambda: stop_process(baseline))
                 self.results["meta"].setdefault("pids", []).append(baseline.pid)
                 if reference_postfix.available():
-                    postfix = reference_postfix.PostfixInstance(
-                        self.tmp / "postfix", free_port(), DOMAIN
-                    )
-                    self.stoppers.append(postfix.stop)
-                    postfix.start()
-                    self.results["meta"].setdefault("pids", []).append(postfix.master_pid())
-                    self.postfix = postfix
+                    self.start_postfix()
                 if baseline.stdout.readline().strip() != "ready":
                     raise RuntimeError("baseline aiosmtpd did not start")
             if self.wants("imaptest") and imaptest_binary() and reference_dovecot.available():
@@ -221,6 +217,20 @@ class Bench:
                 dovecot.start()
                 self.results["meta"].setdefault("pids", []).append(dovecot.pid)
                 self.dovecot = dovecot
+
+    def start_postfix(self) -> None:
+        """The stock Postfix of the SMTP rows (virtual(8) for the bench domain), which also
+        relays mail for the sink's domain to the sink (the outbound rows)."""
+        postfix = reference_postfix.PostfixInstance(
+            self.tmp / "postfix",
+            free_port(),
+            DOMAIN,
+            relay={SINK_DOMAIN: (SINK_ADDRESS, self.sink.port)},
+        )
+        self.stoppers.append(postfix.stop)
+        postfix.start()
+        self.results["meta"].setdefault("pids", []).append(postfix.master_pid())
+        self.postfix = postfix
 
     def remove_tmp(self) -> None:
         with self.phase("teardown: remove data"):
@@ -450,40 +460,75 @@ class Bench:
 
     # --- outbound -------------------------------------------------------------------------
 
-    def outbound(self, workers: int) -> None:
-        """Runs with runmail started with MAILHOST_DELIVERY_THREADS=workers."""
+    def outbound(self, workers: int, processes: int = 0) -> None:
+        """Runs with runmail started with MAILHOST_DELIVERY_THREADS=workers (in each of
+        MAILHOST_DELIVERY_PROCESSES=processes children when set); the first run also sends
+        the same load through the reference Postfix to the same sink."""
         assert self.mailhost is not None
         assert self.mailhost.env["MAILHOST_DELIVERY_THREADS"] == str(workers)
+        assert self.mailhost.env.get("MAILHOST_DELIVERY_PROCESSES", "0") == str(processes)
         runs = self.results.setdefault("outbound", [])
+        run = {"workers": workers, "processes": processes, "messages": self.counts["outbound"]}
+        run.update(self.outbound_load(self.mailhost.ports["submission"], auth=True))
+        if self.postfix is not None and "outbound_postfix" not in self.results:
+            self.results["outbound_postfix"] = self.outbound_load(self.postfix.port, auth=False)
+            print(f"   postfix: {self.results['outbound_postfix']}", file=sys.stderr, flush=True)
+        reference = (self.results.get("outbound_postfix") or {}).get("delivered_per_s")
+        run["postfix_delivered_per_s"] = reference
+        run["ratio_to_postfix"] = ratio(run["delivered_per_s"], reference)
+        runs.append(run)
+        print(f"   {run}", file=sys.stderr, flush=True)
+
+    def outbound_drain(self, workers: int, processes: int = 0) -> None:
+        """Delivery alone: a runmail without delivery threads spools the load, then one with
+        `workers` threads (in `processes` children when set) delivers the backlog; the rate
+        from the first message at the sink to the last (submission is not in it)."""
         count = self.counts["outbound"]
-        if True:
-            before = self.sink.handler.recipients
-            result = asyncio.run(
-                submit(
-                    "127.0.0.1",
-                    self.mailhost.ports["submission"],
-                    count,
-                    sessions=4,
-                )
-            )
-            start = result["start"]
-            submitted = time.perf_counter() - start
-            done = self.sink.handler.wait_for(before + result["ok"], 300)
-            elapsed = time.perf_counter() - start
-            delivered = self.sink.handler.recipients - before
-            run = {
-                "workers": workers,
-                "messages": count,
-                "submitted": result["ok"],
-                "submit_per_s": round(result["ok"] / submitted, 1),
-                "delivered": delivered,
-                "delivered_per_s": round(delivered / elapsed, 1),
-                "complete": done,
-            }
-            if result["errors"]:
-                run["errors"] = result["errors"]
-            runs.append(run)
-            print(f"   {run}", file=sys.stderr, flush=True)
+        self.restart_mailhost(MAILHOST_DELIVERY_THREADS="0", MAILHOST_DELIVERY_PROCESSES="0")
+        assert self.mailhost is not None
+        before = self.sink.handler.recipients
+        result = asyncio.run(
+            submit("127.0.0.1", self.mailhost.ports["submission"], count, sessions=4)
+        )
+        first = len(self.sink.handler.arrivals)
+        self.restart_mailhost(
+            MAILHOST_DELIVERY_THREADS=str(workers), MAILHOST_DELIVERY_PROCESSES=str(processes)
+        )
+        done = self.sink.handler.wait_for(before + result["ok"], 300)
+        arrivals = self.sink.handler.arrivals[first:]
+        seconds = arrivals[-1] - arrivals[0] if len(arrivals) > 1 else None
+        run = {
+            "workers": workers,
+            "processes": processes,
+            "messages": count,
+            "delivered": len(arrivals),
+            "drain_per_s": round((len(arrivals) - 1) / seconds, 1) if seconds else None,
+            "complete": done,
+        }
+        self.results.setdefault("outbound_drain", []).append(run)
+        print(f"   {run}", file=sys.stderr, flush=True)
+
+    def outbound_load(self, port: int, *, auth: bool) -> dict:
+        """Submit the outbound load on `port` and time it until the sink has it all."""
+        count = self.counts["outbound"]
+        before = self.sink.handler.recipients
+        result = asyncio.run(submit("127.0.0.1", port, count, sessions=4, auth=auth))
+        start = result["start"]
+        submitted = time.perf_counter() - start
+        done = self.sink.handler.wait_for(before + result["ok"], 300)
+        elapsed = time.perf_counter() - start
+        delivered = self.sink.handler.recipients - before
+        run = {
+            "submitted": result["ok"],
+            "submit_per_s": round(result["ok"] / submitted, 1),
+            "delivered": delivered,
+            "delivered_per_s": round(delivered / elapsed, 1),
+            "complete": done,
+            "sink_sessions": self.sink.handler.sessions,
+        }
+        if result["errors"]:
+            run["errors"] = result["errors"]
+        return run
 
     # --- IMAP --------------------------------------------------------------------------------
 
@@ -632,6 +677,20 @@ class Bench:
                 self.restart_mailhost(MAILHOST_DELIVERY_THREADS="4")
             self.section("memory", self.memory)
             self.section("outbound, 4 workers", lambda: self.outbound(4))
+            if self.wants("outbound"):
+                self.restart_mailhost(MAILHOST_DELIVERY_THREADS="16")
+            self.section("outbound, 16 workers", lambda: self.outbound(16))
+            # The same 16 threads in 2 delivery processes (GILs of their own).
+            if self.wants("outbound"):
+                self.restart_mailhost(
+                    MAILHOST_DELIVERY_THREADS="8", MAILHOST_DELIVERY_PROCESSES="2"
+                )
+            self.section("outbound, 2x8 workers", lambda: self.outbound(8, processes=2))
+            for threads, processes in ((1, 0), (4, 0), (16, 0), (8, 2)):
+                self.section(
+                    f"outbound, drain {processes or 1}x{threads}",
+                    lambda t=threads, p=processes: self.outbound_drain(t, p),
+                )
             self.section("sieve", self.sieve)
             self.section("spam", self.spam)
             teardown = time.perf_counter()
@@ -644,8 +703,9 @@ class Bench:
 # --- helpers -----------------------------------------------------------------------------
 
 
-async def submit(host: str, port: int, count: int, sessions: int) -> dict:
-    """Submit `count` messages to remote recipients through the MSA (AUTH PLAIN).
+async def submit(host: str, port: int, count: int, sessions: int, auth: bool = True) -> dict:
+    """Submit `count` messages to remote recipients through the MSA (AUTH PLAIN), or without
+    AUTH (`auth=False`: a relay that trusts loopback, the reference Postfix).
 
     Every session logs in before the clock starts: the first LOGIN of a process pays the
     password hash (PBKDF2), which is a login cost, not a delivery one.
@@ -662,8 +722,9 @@ async def submit(host: str, port: int, count: int, sessions: int) -> dict:
         await loadgen._expect(reader, 220)
         writer.write(b"EHLO client.bench.test\r\n")
         await loadgen._expect(reader, 250)
-        writer.write(f"AUTH PLAIN {credentials}\r\n".encode())
-        await loadgen._expect(reader, 235)
+        if auth:
+            writer.write(f"AUTH PLAIN {credentials}\r\n".encode())
+            await loadgen._expect(reader, 235)
         return reader, writer
 
     async def session(reader, writer) -> None:  # noqa: ANN001
@@ -879,12 +940,31 @@ def table(results: dict) -> str:
     if outbound:
         out.append("")
         out.append("Outbound: submission -> spool -> workers -> local sink")
-        out.append("| workers | messages | submitted/s | delivered/s (end to end) |")
-        out.append("|---|---|---|---|")
+        out.append(
+            "| delivery threads | messages | submitted/s | delivered/s (end to end) "
+            "| Postfix delivered/s | vs Postfix |"
+        )
+        out.append("|---|---|---|---|---|---|")
         for r in outbound:
+            threads = r["workers"]
+            if r.get("processes"):
+                threads = f"{r['processes']} processes x {threads}"
             out.append(
-                f"| {r['workers']} | {r['messages']} | {r['submit_per_s']} | {r['delivered_per_s']} |"
+                f"| {threads} | {r['messages']} | {r['submit_per_s']} "
+                f"| {r['delivered_per_s']} | {r.get('postfix_delivered_per_s')} "
+                f"| {r.get('ratio_to_postfix')} |"
             )
+    drain = results.get("outbound_drain")
+    if drain:
+        out.append("")
+        out.append("Outbound, delivery alone: a spooled backlog -> workers -> local sink")
+        out.append("| delivery threads | messages | delivered/s |")
+        out.append("|---|---|---|")
+        for r in drain:
+            threads = r["workers"]
+            if r.get("processes"):
+                threads = f"{r['processes']} processes x {threads}"
+            out.append(f"| {threads} | {r['messages']} | {r['drain_per_s']} |")
     imap = results.get("imap")
     if imap and imap.get("folders"):
         out.append("")

@@ -37,6 +37,8 @@ def enqueue(message_id: int) -> bool:
     """Ask a worker to attempt this message's due recipients; False if one is already asked."""
     if settings.REDIS_URL:
         return _rq_enqueue(message_id)
+    if settings.MAILHOST_DELIVERY_PROCESSES:
+        return False  # the delivery processes' sweepers find it (delivery.worker)
     return embedded.put(message_id)
 
 

@@ -120,12 +120,12 @@ def due_recipients(now: datetime | None = None):
 
 
 def due_message_ids(*, now: datetime | None = None, limit: int = 1000) -> list[int]:
-    return list(
-        due_recipients(now)
-        .order_by("message_id")
-        .values_list("message_id", flat=True)
-        .distinct()[:limit]
-    )
+    due = due_recipients(now)
+    if settings.MAILHOST_DELIVERY_SHARE:
+        # A delivery process of several (MAILHOST_DELIVERY_PROCESSES) sweeps its share only.
+        index, count = settings.MAILHOST_DELIVERY_SHARE
+        due = due.annotate(share=F("message_id") % count).filter(share=index)
+    return list(due.order_by("message_id").values_list("message_id", flat=True).distinct()[:limit])
 
 
 @dataclass(frozen=True)

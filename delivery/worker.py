@@ -60,7 +60,10 @@ class Sweeper(threading.Thread):
                     if count:
                         logger.info("sweeper enqueued %d message(s)", count)
                     tlsrpt.flush()  # this process's TLS session counts, for the daily report
-                    if time.monotonic() - last_prune >= PRUNE_INTERVAL:
+                    share = settings.MAILHOST_DELIVERY_SHARE
+                    if share and share[0] != 0:
+                        pass  # housekeeping is the first delivery process's
+                    elif time.monotonic() - last_prune >= PRUNE_INTERVAL:
                         last_prune = time.monotonic()
                         queue.housekeep()
                 except Exception:
@@ -209,7 +212,91 @@ class DeliveryService:
         await asyncio.to_thread(self.join)
 
 
+# How often a delivery process of several sweeps its share of the spool: the parent's
+# enqueue cannot reach its in-process queue, so this is its wake-up.
+SHARE_SWEEP_INTERVAL = 0.1
+
+
+class DeliveryProcesses:
+    """MAILHOST_DELIVERY_PROCESSES children, each `manage.py runworker` with
+    MAILHOST_DELIVERY_THREADS threads: delivery gets GILs of its own instead of contending
+    with the listeners' event loop for this process's (a CPU-bound delivery thread holds the
+    GIL for up to the switch interval each time the loop wakes up for a few microseconds of
+    I/O, so every thread added slowed the SMTP sessions down more than it delivered).
+    Without REDIS_URL each child sweeps its own share of the spool (message id modulo N)
+    every SHARE_SWEEP_INTERVAL; with it they are RQ workers on the same queue. A child that
+    dies is started again."""
+
+    port = None
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.children: list = [None] * count
+        self.stopping = threading.Event()
+        self.monitor = threading.Thread(target=self._watch, name="delivery-processes", daemon=True)
+
+    def _spawn(self, index: int):
+        import os
+        import subprocess
+        import sys
+
+        env = dict(os.environ)
+        env["MAILHOST_DELIVERY_PROCESSES"] = "0"
+        env["MAILHOST_DELIVERY_THREADS"] = str(settings.MAILHOST_DELIVERY_THREADS)
+        if not settings.REDIS_URL:
+            env["MAILHOST_DELIVERY_SHARE"] = f"{index}/{self.count}"
+            env["MAILHOST_SWEEP_INTERVAL"] = str(
+                min(settings.MAILHOST_SWEEP_INTERVAL, SHARE_SWEEP_INTERVAL)
+            )
+        manage = str(settings.BASE_DIR / "manage.py")
+        return subprocess.Popen([sys.executable, manage, "runworker"], env=env)
+
+    def start(self) -> None:
+        for index in range(self.count):
+            self.children[index] = self._spawn(index)
+        self.monitor.start()
+        logger.info(
+            "delivery: %d process(es) of %d thread(s)",
+            self.count,
+            settings.MAILHOST_DELIVERY_THREADS,
+        )
+
+    def _watch(self) -> None:
+        while not self.stopping.wait(1.0):
+            for index, child in enumerate(self.children):
+                if child is not None and child.poll() is not None and not self.stopping.is_set():
+                    logger.warning(
+                        "delivery process %d exited with %s; starting it again",
+                        child.pid,
+                        child.returncode,
+                    )
+                    self.children[index] = self._spawn(index)
+
+    def close(self) -> None:
+        self.stopping.set()
+        for child in self.children:
+            if child is not None and child.poll() is None:
+                child.terminate()
+
+    def join(self, timeout: float = 30) -> None:
+        for child in self.children:
+            if child is None:
+                continue
+            try:
+                child.wait(timeout)
+            except Exception:
+                child.kill()
+                child.wait(5)
+
+    async def wait_closed(self) -> None:
+        await asyncio.to_thread(self.join)
+
+
 async def start() -> list[Listener]:
+    if settings.MAILHOST_DELIVERY_PROCESSES:
+        processes = DeliveryProcesses(settings.MAILHOST_DELIVERY_PROCESSES)
+        processes.start()
+        return [Listener("worker", processes)]
     service = DeliveryService()
     service.start()
     return [Listener("worker", service)]

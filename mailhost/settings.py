@@ -303,6 +303,20 @@ MAILHOST_QUEUE_KEEP = env_int("MAILHOST_QUEUE_KEEP", 7 * 86400)
 MAILHOST_SWEEP_INTERVAL = env_duration("MAILHOST_SWEEP_INTERVAL", 30, minimum=0.01)
 MAILHOST_DELIVERY_LEASE = env_int("MAILHOST_DELIVERY_LEASE", 600, minimum=1)
 MAILHOST_DELIVERY_THREADS = env_int("MAILHOST_DELIVERY_THREADS", 2)
+# Delivery in N child processes of runmail/runworker (each `runworker` with
+# MAILHOST_DELIVERY_THREADS threads, its own GIL), rather than threads beside the listeners;
+# without REDIS_URL each takes the messages whose id % N is its share (MAILHOST_DELIVERY_SHARE,
+# set by the parent: "i/N"), found by a sweep every 0.1 s.
+MAILHOST_DELIVERY_PROCESSES = env_int("MAILHOST_DELIVERY_PROCESSES", 0)
+MAILHOST_DELIVERY_SHARE: tuple[int, int] | None = None
+if env_str("MAILHOST_DELIVERY_SHARE"):
+    _share = env_str("MAILHOST_DELIVERY_SHARE").strip()
+    _index, _, _count = _share.partition("/")
+    if not (_index.isdigit() and _count.isdigit() and int(_index) < int(_count)):
+        raise ImproperlyConfigured(
+            f"MAILHOST_DELIVERY_SHARE={_share!r} must be i/N with 0 <= i < N"
+        )
+    MAILHOST_DELIVERY_SHARE = (int(_index), int(_count))
 MAILHOST_OUTBOUND_CONNECT_TIMEOUT = env_int("MAILHOST_OUTBOUND_CONNECT_TIMEOUT", 30, minimum=1)
 MAILHOST_OUTBOUND_TIMEOUT = env_int("MAILHOST_OUTBOUND_TIMEOUT", 300, minimum=1)
 MAILHOST_OUTBOUND_TLS_VERIFY = env_bool("MAILHOST_OUTBOUND_TLS_VERIFY", False)

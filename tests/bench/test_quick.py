@@ -70,11 +70,18 @@ def test_quick_bench_produces_every_figure(tmp_path):
     assert spam["classifier_rows"] > 0 and isinstance(spam["accept_cpu_ms_added"], float)
     assert "Spam verdict (builtin)" in result.stdout
 
-    outbound = {run["workers"]: run for run in data["outbound"]}
-    assert set(outbound) == {1, 4}
+    outbound = {(run["processes"], run["workers"]): run for run in data["outbound"]}
+    assert set(outbound) == {(0, 1), (0, 4), (0, 16), (2, 8)}
     for run in outbound.values():
         assert run["complete"] and run["delivered"] == run["messages"], run
         assert _number(run["delivered_per_s"]) and _number(run["submit_per_s"])
+        # The same load relayed by the reference Postfix, where it is installed.
+        assert "postfix_delivered_per_s" in run
+    drain = {(run["processes"], run["workers"]): run for run in data["outbound_drain"]}
+    assert set(drain) == set(outbound)
+    for run in drain.values():
+        assert run["complete"] and run["delivered"] == run["messages"], run
+        assert _number(run["drain_per_s"]), run
 
     folders = data["imap"]["folders"]
     assert len(folders) == 3

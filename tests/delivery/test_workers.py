@@ -236,3 +236,30 @@ def test_concurrent_jobs_for_one_message_deliver_it_once(sender, zone, peers):
     assert len(peer.received) == 1
     rows = OutboundRecipient.objects.filter(message=message)
     assert {(r.status, r.attempts) for r in rows} == {("delivered", 1)}
+
+
+def test_delivery_processes_each_deliver_their_share_once(sender, zone, peers, monkeypatch):
+    """MAILHOST_DELIVERY_PROCESSES: runmail's worker family as child `runworker` processes,
+    each sweeping its share of the spool (message id modulo N) without REDIS_URL, or RQ
+    workers with it; every message delivered once."""
+    peer = peers.start("127.0.0.2")
+    monkeypatch.setenv("DATABASE_URL", _database_url())
+    monkeypatch.setenv("MAILHOST_HOSTNAME", "mx.test.example")
+    monkeypatch.setenv("MAILHOST_DNS_SERVERS", f"127.0.0.1:{zone.port}")
+    monkeypatch.setenv("MAILHOST_OUTBOUND_PORT", str(settings.MAILHOST_OUTBOUND_PORT))
+    if settings.REDIS_URL:
+        monkeypatch.setenv("REDIS_URL", settings.REDIS_URL)
+    else:
+        monkeypatch.delenv("REDIS_URL", raising=False)
+    settings.MAILHOST_DELIVERY_PROCESSES = 2
+    settings.MAILHOST_DELIVERY_THREADS = 2
+    messages = [spool([f"user{i}@remote.test"]) for i in range(10)]
+    assert len(queue.embedded) == 0  # nothing for threads of this process
+    with running(runner.DELIVERY):
+        deadline = time.monotonic() + 60
+        while any(status_of(m) != RecipientStatus.DELIVERED for m in messages):
+            assert time.monotonic() < deadline, "the delivery processes did not deliver"
+            time.sleep(0.1)
+    assert sorted(r.rcpt_tos[0] for r in peer.received) == sorted(
+        f"user{i}@remote.test" for i in range(10)
+    )

@@ -174,6 +174,8 @@ BAD_VALUES: dict[str, Bad] = {
     "MAILHOST_SWEEP_INTERVAL": Bad("often", "'often' is not a duration"),
     "MAILHOST_DELIVERY_LEASE": Bad("0", "must be at least 1"),
     "MAILHOST_DELIVERY_THREADS": Bad("-1", "must be at least 0"),
+    "MAILHOST_DELIVERY_PROCESSES": Bad("many", "is not a whole number"),
+    "MAILHOST_DELIVERY_SHARE": Bad("3/2", "must be i/N with 0 <= i < N"),
     "MAILHOST_OUTBOUND_CONNECT_TIMEOUT": Bad("0", "must be at least 1"),
     "MAILHOST_OUTBOUND_TIMEOUT": Bad("5 min", "is not a whole number"),
     "MAILHOST_OUTBOUND_TLS_VERIFY": Bad("strict", "is not a boolean"),
