@@ -252,6 +252,16 @@ class Search(Command):
 
 
 @dataclass(frozen=True)
+class MultiSearch(Command):
+    """ESEARCH [IN (source-mbox)] [RETURN (...)] [CHARSET x] keys (RFC 7377 2)."""
+
+    sources: tuple[tuple[str, tuple[str, ...]], ...] | None  # (filter, mailbox names)
+    returns: tuple[str, ...]
+    charset: str | None
+    keys: tuple
+
+
+@dataclass(frozen=True)
 class Sort(Command):
     """SORT (RFC 5256), with ESORT's RETURN (RFC 5267) and PARTIAL (RFC 9394)."""
 
@@ -1255,6 +1265,62 @@ def _search_keys(reader: Reader) -> tuple:
     return tuple(keys)
 
 
+MULTISEARCH_FILTERS = frozenset(
+    {
+        "SELECTED",
+        "SELECTED-DELAYED",
+        "INBOXES",
+        "PERSONAL",
+        "SUBSCRIBED",
+        "SUBTREE",
+        "SUBTREE-ONE",
+        "MAILBOXES",
+    }
+)
+
+
+def _esearch(reader: Reader, tag: str, name: str) -> Command:
+    # RFC 7377 2: esearch = "ESEARCH" [SP esearch-source-opts] [SP search-return-opts]
+    #                       SP search-program
+    reader.sp()
+    sources = None
+    if reader.line[reader.pos : reader.pos + 4].upper() == b"IN (":
+        reader.pos += 4
+        items = []
+        while True:
+            word = reader.atom().upper()
+            if word not in MULTISEARCH_FILTERS:
+                raise ParseFailure(f"Unknown mailbox filter {word}")
+            names: tuple[str, ...] = ()
+            if word in ("SUBTREE", "SUBTREE-ONE", "MAILBOXES"):
+                reader.sp()
+                if reader.peek() == 0x28:
+                    names = tuple(reader.paren_list(reader.mailbox))
+                else:
+                    names = (reader.mailbox(),)
+                if not names:
+                    raise ParseFailure("Mailbox filter needs a mailbox")
+            items.append((word, names))
+            if reader.try_take(b")"):
+                break
+            reader.sp()
+        sources = tuple(items)
+        reader.sp()
+    returns: tuple[str, ...] = ()
+    if reader.line[reader.pos : reader.pos + 7].upper() == b"RETURN ":
+        reader.pos += 7
+        returns, _ = _return_options(reader, frozenset({"MIN", "MAX", "ALL", "COUNT", "SAVE"}))
+        reader.sp()
+    if sources is not None and "SAVE" in returns:
+        raise ParseFailure("SAVE cannot be used with IN")  # RFC 7377 2
+    charset = None
+    if reader.line[reader.pos : reader.pos + 8].upper() == b"CHARSET ":
+        reader.pos += 8
+        charset = reader.astring().decode("ascii", "replace").upper()
+        reader.sp()
+    return MultiSearch(tag, name, sources, returns, charset, _search_keys(reader))
+
+
 def _sort(reader: Reader, tag: str, name: str, uid: bool) -> Command:
     # RFC 5256 4: SORT [RETURN (...)] (criteria) charset search-key...
     reader.sp()
@@ -1461,6 +1527,7 @@ _HANDLERS = {
     "SORT": _sort,
     "THREAD": _thread,
     "COMPRESS": _compress,
+    "ESEARCH": _esearch,
     "REPLACE": _replace,
     "GETQUOTA": _getquota,
     "GETQUOTAROOT": _getquota,

@@ -345,6 +345,7 @@ class Session:
             "PREVIEW",
             "REPLACE",
             "SAVEDATE",
+            "MULTISEARCH",
             *(["COMPRESS=DEFLATE"] if self.deflate is None else []),
             "CONDSTORE",
             "QRESYNC",

@@ -32,6 +32,7 @@ AUTHENTICATED = frozenset(
         "IDLE",
         "UNAUTHENTICATE",
         "COMPRESS",
+        "ESEARCH",
         "GETQUOTA",
         "GETQUOTAROOT",
         "SETQUOTA",
