@@ -194,6 +194,12 @@ class Pigeonhole:
         )
         return parse_vacation_log(self._sieve_test(plain, case.raw, ["-e"])[1])
 
+    def reject_notice(self, case: Case) -> bytes:
+        """The notice sieve-test -e sends for the case's reject (it prints it on stdout)."""
+        out = self._sieve_test(case, case.raw, ["-e"])[0]
+        notice = out.partition("\nRECIPIENT: ")[0]
+        return notice.replace("\r\n", "\n").replace("\n", "\r\n").encode("utf-8")
+
     def run(self, case: Case) -> list[str]:
         return parse_sieve_test(*self._sieve_test(case, case.raw, []))
 
