@@ -205,6 +205,7 @@ def _summary(raw: bytes, block: bytes, parsed) -> dict:  # noqa: ANN001 - a comp
         "references": references[:8000],
         "thread_key": thread_root[:255],
         "has_attachments": has_attachments,
+        "preview": _preview(raw),
     }
     # PostgreSQL text cannot hold NUL, which a hostile header may carry: store U+FFFD instead.
     return {k: v.replace("\0", "\ufffd") if isinstance(v, str) else v for k, v in summary.items()}
@@ -222,7 +223,15 @@ _DEGRADED_SUMMARY = {
     "references": "",
     "thread_key": "",
     "has_attachments": False,
+    "preview": "",
 }
+
+
+def _preview(raw: bytes) -> str:
+    """RFC 8970 PREVIEW text, by the same code IMAP FETCH PREVIEW runs, so both agree."""
+    from protocols.imap import mime, preview  # the message parser IMAP uses
+
+    return preview.preview(raw, mime.parse(raw, render=False))
 
 
 def _first_msgid(value) -> str:  # noqa: ANN001 - a header value or None

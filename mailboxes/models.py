@@ -377,6 +377,9 @@ class Message(models.Model):
     references = models.TextField(blank=True, default="")
     thread_key = models.CharField(max_length=255, blank=True, default="", db_index=True)
     has_attachments = models.BooleanField(default=False)
+    # The first 256 characters of the text, as IMAP PREVIEW (RFC 8970) gives them, computed
+    # at delivery for the webmail list ("" for rows older than the column, or no text).
+    preview = models.TextField(blank=True, default="", db_default="")
     # Protocol caches derived from the bytes (IMAP ENVELOPE, BODYSTRUCTURE...), filled lazily.
     mime_cache = models.JSONField(null=True, blank=True)
 

@@ -103,16 +103,32 @@ def human_size(size: int) -> str:
     return f"{size / (1024 * 1024):.1f} MB"
 
 
-def short_date(when) -> str:
+def short_date(when, now=None) -> str:
     if when is None:
         return ""
     local = timezone.localtime(when)
-    now = timezone.localtime()
+    now = timezone.localtime(now)
     if local.date() == now.date():
         return local.strftime("%H:%M")
     if local.year == now.year:
         return local.strftime("%b %-d")
     return local.strftime("%Y-%m-%d")
+
+
+def relative_date(when, now=None) -> str:
+    """The list's date, relative to today in the reader's zone: the time today ("14:05",
+    which shows the zone), "Yesterday", the weekday within a week, then "Mar 4", then
+    "2024-03-04"."""
+    if when is None:
+        return ""
+    local = timezone.localtime(when)
+    now = timezone.localtime(now)
+    days = (now.date() - local.date()).days
+    if days == 1:
+        return "Yesterday"
+    if 1 < days < 7:
+        return local.strftime("%A")
+    return short_date(when, now)
 
 
 def header_date(value: str) -> str:

@@ -1,0 +1,110 @@
+"""What a line of the message list shows: preview, conversations, relative dates."""
+
+from __future__ import annotations
+
+import zoneinfo
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.utils import timezone
+
+from mailboxes import services
+from mailboxes.models import Message
+from protocols.imap import mime, preview
+from tests.webmail.conftest import deliver, make_raw
+from webmail.views.common import relative_date
+
+pytestmark = pytest.mark.django_db
+
+
+def test_preview_is_cached_at_delivery_as_imap_preview_gives_it(web, inbox):
+    raw = make_raw(subject="lunch", text="Hi Alice,\n\n  lunch   at one?\n-- \nCarol\n")
+    deliver(raw)
+    message = Message.objects.get(folder=inbox, uid=1)
+    assert message.preview == "Hi Alice, lunch at one? -- Carol"
+    assert message.preview == preview.preview(raw, mime.parse(raw))  # what FETCH PREVIEW says
+    body = web.get(f"/f/{inbox.pk}/").content.decode()
+    assert "Hi Alice, lunch at one? -- Carol" in body
+
+
+def test_preview_of_html_only_mail_has_no_markup(web, inbox):
+    raw = make_raw(text="", html="<style>p{}</style><p>Sale <b>today</b> &amp; more</p>")
+    deliver(raw)
+    row = web.get(f"/f/{inbox.pk}/").context["rows"][0]
+    # set_content("") makes an empty text/plain part first: the preview is that empty text
+    assert row["preview"] == preview.preview(raw, mime.parse(raw))
+
+
+def test_preview_is_kept_on_append_and_move(web, alice, inbox):
+    from tests.webmail.conftest import folder
+
+    archive = folder(alice, "Archive")
+    services.message_append(folder=archive, raw=make_raw(text="appended text\n"), flags=[])
+    assert Message.objects.get(folder=archive).preview == "appended text"
+    deliver(make_raw(text="moved text\n"))
+    services.messages_move(source=inbox, uids=[1], target=archive)
+    assert sorted(Message.objects.filter(folder=archive).values_list("preview", flat=True)) == [
+        "appended text",
+        "moved text",
+    ]
+
+
+def test_conversation_is_one_line_with_its_count(web, inbox):
+    deliver(make_raw(subject="plan", message_id="<root@remote.example>"))
+    deliver(make_raw(subject="other"))
+    deliver(
+        make_raw(
+            subject="Re: plan",
+            message_id="<r1@remote.example>",
+            in_reply_to="<root@remote.example>",
+            references="<root@remote.example>",
+        )
+    )
+    deliver(
+        make_raw(
+            subject="Re: plan",
+            sender="Dan <dan@remote.example>",
+            in_reply_to="<r1@remote.example>",
+            references="<root@remote.example> <r1@remote.example>",
+        )
+    )
+    response = web.get(f"/f/{inbox.pk}/")
+    rows = response.context["rows"]
+    assert [(r["subject"], r["thread_count"], r["uids"]) for r in rows] == [
+        ("Re: plan", 3, [4, 3, 1]),
+        ("other", 1, [2]),
+    ]
+    assert rows[0]["who"] == "Dan"
+    assert 'data-test="thread-count">3<' in response.content.decode()
+    # Its checkbox acts on the whole conversation
+    web.post(f"/f/{inbox.pk}/bulk/", {"action": "read", "uid": "4,3,1"})
+    assert list(Message.objects.filter(folder=inbox, seen=True).values_list("uid", flat=True)) == [
+        1,
+        3,
+        4,
+    ]
+
+
+def test_unread_conversation_is_unread_if_any_message_is(web, inbox):
+    deliver(make_raw(subject="a", message_id="<t@remote.example>"))
+    deliver(make_raw(subject="b", references="<t@remote.example>"))
+    services.messages_store_flags(folder=inbox, uids=[2], flags=["\\Seen"], mode="add")
+    row = web.get(f"/f/{inbox.pk}/").context["rows"][0]
+    assert row["uids"] == [2, 1] and not row["seen"]
+
+
+@pytest.mark.parametrize(
+    ("ago", "shown"),
+    [
+        (timedelta(minutes=7), "14:53"),
+        (timedelta(hours=14, minutes=30), "00:30"),
+        (timedelta(hours=15, minutes=30), "Yesterday"),
+        (timedelta(days=3), "Monday"),
+        (timedelta(days=20), "Nov 13"),
+        (timedelta(days=400), "2025-10-29"),
+    ],
+)
+def test_relative_dates_in_the_readers_zone(ago, shown):
+    now = datetime(2026, 12, 3, 14, 0, tzinfo=UTC)  # a Thursday, 15:00 in Berlin
+    with timezone.override(zoneinfo.ZoneInfo("Europe/Berlin")):
+        assert relative_date(now - ago, now) == shown
