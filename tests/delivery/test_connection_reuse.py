@@ -17,7 +17,8 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP
 
 from delivery import client
-from delivery.destinations import THROTTLED_RATE, destinations
+from delivery import destinations as destinations_module
+from delivery.destinations import destinations
 from delivery.models import OutboundRecipient, RecipientStatus
 from protocols import runner
 from tests.delivery.conftest import PeerHandler, deliver_until, run_queue
@@ -201,23 +202,26 @@ def test_concurrency_limit_per_destination_is_respected(zone, peers, settings):
     assert set(OutboundRecipient.objects.values_list("attempts", flat=True)) == {1}
 
 
-def test_a_421_slows_the_destination_down(zone, peers, settings):
+def test_a_421_slows_the_destination_down(zone, peers, settings, monkeypatch):
+    # A slower throttled rate than the default 1/s, so that a loaded machine's pauses
+    # between the two attempts stay well inside the wait.
+    monkeypatch.setattr(destinations_module, "THROTTLED_RATE", 0.25)
     settings.MAILHOST_OUTBOUND_DESTINATION_CONCURRENCY = 5
     handler = CountingHandler(rcpt_replies={"bob@remote.test": "421 4.7.0 Too many messages"})
     peer = start_peer(peers, "127.0.0.2", handler)
     assert destinations.limits("remote.test") == (5, 0)
     spool(["bob@remote.test"])
     run_queue()
-    assert destinations.limits("remote.test") == (1, THROTTLED_RATE)
-    assert peer.quits == 1  # a session that said 421 is not kept
     refused_at = time.monotonic()
+    assert destinations.limits("remote.test") == (1, 0.25)
+    assert peer.quits == 1  # a session that said 421 is not kept
     message = spool(["carol@remote.test"])
     run_queue()  # at once: too soon for the lowered rate
     row = OutboundRecipient.objects.get(message=message)
     assert row.status == RecipientStatus.DEFERRED and row.attempts == 0
-    assert "delivery paused, rate of 1 message(s)/s" in row.last_reply
-    deliver_until(lambda: len(peer.received) == 1, timeout=10)
-    assert time.monotonic() - refused_at >= 1 / THROTTLED_RATE - 0.05
+    assert "delivery paused, rate of 0.25 message(s)/s" in row.last_reply
+    deliver_until(lambda: len(peer.received) == 1, timeout=15)
+    assert time.monotonic() - refused_at >= 2.5  # 4 s after the 421, less our own pauses
     row.refresh_from_db()
     assert row.status == RecipientStatus.DELIVERED and row.attempts == 1
 
