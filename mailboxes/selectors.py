@@ -1012,3 +1012,10 @@ def metadata_get(
 
 def metadata_count(mailbox_id: int) -> int:
     return MetadataEntry.objects.filter(mailbox_id=mailbox_id).count()
+
+
+def folders_by_id(folder_ids: Sequence[int]) -> dict[int, Folder]:
+    """Folder rows by id (NOTIFY's STATUS of folders not selected)."""
+    if not folder_ids:
+        return {}
+    return {f.id: f for f in Folder.objects.filter(pk__in=list(folder_ids))}

@@ -797,6 +797,8 @@ def subscription_set(*, mailbox: Mailbox | int, name: str, subscribed: bool) -> 
             pass
     else:
         Subscription.objects.filter(mailbox_id=mailbox_id, name=name).delete()
+    # NOTIFY's SubscriptionChange (RFC 5465 5.6): no folder, the listener compares the lists
+    events.publish(ChangeEvent(mailbox_id, 0, "subscriptions"))
 
 
 def folder_set_subscribed(*, folder: Folder, subscribed: bool) -> None:
@@ -2318,6 +2320,8 @@ def metadata_set(
             if selectors.metadata_count(owner_id) >= METADATA_MAX_ENTRIES:
                 raise MetadataTooMany(name)
             MetadataEntry.objects.create(mailbox_id=owner_id, folder=folder, name=name, value=value)
+    # NOTIFY's MailboxMetadataChange / ServerMetadataChange (RFC 5465 5.7, 5.8)
+    events.publish(ChangeEvent(mailbox.pk, folder.pk if folder is not None else 0, "metadata"))
     logger.info(
         "metadata_set mailbox=%s folder=%s entries=%d",
         mailbox.pk,

@@ -331,6 +331,24 @@ class SetMetadata(Command):
 
 
 @dataclass(frozen=True)
+class NotifyGroup:
+    """One event group of NOTIFY SET (RFC 5465 3.1): which mailboxes, which events."""
+
+    filter: str  # SELECTED SELECTED-DELAYED INBOXES PERSONAL SUBSCRIBED SUBTREE MAILBOXES
+    mailboxes: tuple[str, ...] = ()  # for SUBTREE and MAILBOXES
+    events: tuple[str, ...] = ()  # () for NONE
+    fetch: tuple[FetchAtt, ...] = ()  # MessageNew's FETCH attributes (SELECTED only)
+
+
+@dataclass(frozen=True)
+class Notify(Command):
+    """NOTIFY SET [STATUS] groups... / NOTIFY NONE (RFC 5465 3)."""
+
+    groups: tuple[NotifyGroup, ...] | None  # None: NOTIFY NONE
+    status: bool = False
+
+
+@dataclass(frozen=True)
 class Id(Command):
     params: tuple[tuple[str, str | None], ...] | None
 
@@ -1485,6 +1503,89 @@ def _metadata_mailbox(reader: Reader) -> str:
     return reader.mailbox()
 
 
+NOTIFY_FILTERS = frozenset(
+    {"SELECTED", "SELECTED-DELAYED", "INBOXES", "PERSONAL", "SUBSCRIBED", "SUBTREE", "MAILBOXES"}
+)
+NOTIFY_EVENTS = {
+    name.upper(): name
+    for name in (
+        "MessageNew",
+        "MessageExpunge",
+        "FlagChange",
+        "AnnotationChange",
+        "MailboxName",
+        "SubscriptionChange",
+        "MailboxMetadataChange",
+        "ServerMetadataChange",
+    )
+}
+
+
+def _notify_group(reader: Reader) -> NotifyGroup:
+    reader.expect(b"(")
+    kind = reader.atom().upper()
+    if kind not in NOTIFY_FILTERS:
+        raise ParseFailure(f"Unknown NOTIFY filter {kind}")
+    mailboxes: tuple[str, ...] = ()
+    if kind in ("SUBTREE", "MAILBOXES"):
+        reader.sp()
+        if reader.peek() == 0x28:
+            mailboxes = tuple(reader.paren_list(reader.mailbox))
+        else:
+            mailboxes = (reader.mailbox(),)
+    reader.sp()
+    events: list[str] = []
+    fetch: tuple[FetchAtt, ...] = ()
+    if reader.try_take(b"("):
+        while True:
+            word = reader.atom().upper()
+            if word not in NOTIFY_EVENTS:
+                # RFC 5465 3.1: NO [BADEVENT] names the events we support
+                raise ParseFailure(
+                    f"Unknown event {word}",
+                    "BADEVENT (" + " ".join(NOTIFY_EVENTS.values()) + ")",
+                    "NO",
+                )
+            events.append(NOTIFY_EVENTS[word])
+            if word == "MESSAGENEW" and reader.line[reader.pos : reader.pos + 2] == b" (":
+                reader.sp()
+                fetch = tuple(
+                    a for group in reader.paren_list(lambda: _fetch_att(reader)) for a in group
+                )
+            if reader.try_take(b")"):
+                break
+            reader.sp()
+    elif reader.atom().upper() != "NONE":
+        raise ParseFailure("Expected events or NONE")
+    reader.expect(b")")
+    if ("MessageNew" in events) != ("MessageExpunge" in events) or (
+        "FlagChange" in events and "MessageNew" not in events
+    ):
+        # RFC 5465 5: MessageNew and MessageExpunge go together, FlagChange needs them
+        raise ParseFailure("MessageNew and MessageExpunge go together")
+    return NotifyGroup(kind, mailboxes, tuple(events), fetch)
+
+
+def _notify(reader: Reader, tag: str, name: str) -> Command:
+    # RFC 5465 8: notify = "NOTIFY" SP (notify-set / notify-none)
+    reader.sp()
+    word = reader.atom().upper()
+    if word == "NONE":
+        return Notify(tag, name, None)
+    if word != "SET":
+        raise ParseFailure("Expected SET or NONE")
+    reader.sp()
+    status = False
+    if reader.line[reader.pos : reader.pos + 7].upper() == b"STATUS ":
+        reader.pos += 7
+        status = True
+    groups = [_notify_group(reader)]
+    while not reader.at_end():
+        reader.sp()
+        groups.append(_notify_group(reader))
+    return Notify(tag, name, tuple(groups), status)
+
+
 def _id(reader: Reader, tag: str, name: str) -> Command:
     reader.sp()
     if reader.peek() != 0x28:
@@ -1534,6 +1635,7 @@ _HANDLERS = {
     "SETQUOTA": _setquota,
     "ID": _id,
     "GETMETADATA": _getmetadata,
+    "NOTIFY": _notify,
     "SETMETADATA": _setmetadata,
     **{name: _acl for name in ("SETACL", "DELETEACL", "GETACL", "LISTRIGHTS", "MYRIGHTS")},
 }

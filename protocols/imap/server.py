@@ -28,6 +28,9 @@ class ImapServer:
         self.sessions: set[Session] = set()
         self.watchers: dict[int, set[Session]] = defaultdict(set)
         self.watching: dict[Session, int] = {}
+        # NOTIFY (RFC 5465): mailbox id -> sessions that hear all of its events
+        self.notifiers: dict[int, set[Session]] = defaultdict(set)
+        self.notifying: dict[Session, set[int]] = {}
         self.per_user: dict[int, int] = defaultdict(int)
         self.user_of: dict[Session, int] = {}
         self.tasks: set[asyncio.Task] = set()
@@ -47,6 +50,20 @@ class ImapServer:
     def _on_event(self, event: events.ChangeEvent) -> None:
         for session in list(self.watchers.get(event.folder_id, ())):
             session.notify(event.modseq)
+        for session in list(self.notifiers.get(event.mailbox_id, ())):
+            session.notify_event(event)
+
+    def notify_register(self, session: Session, mailbox_ids: set[int]) -> None:
+        self.unnotify(session)
+        self.notifying[session] = set(mailbox_ids)
+        for mailbox_id in mailbox_ids:
+            self.notifiers[mailbox_id].add(session)
+
+    def unnotify(self, session: Session) -> None:
+        for mailbox_id in self.notifying.pop(session, ()):
+            self.notifiers[mailbox_id].discard(session)
+            if not self.notifiers[mailbox_id]:
+                del self.notifiers[mailbox_id]
 
     def watch(self, session: Session, folder_id: int) -> None:
         self.watchers[folder_id].add(session)

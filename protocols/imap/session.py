@@ -272,6 +272,7 @@ class Session:
         self.commands_before_auth = 0
         self.auth_failures = 0
         self.wakeup = asyncio.Event()
+        self.notify_state = None  # NOTIFY SET (protocols/imap/notify.py)
         self.read_task: asyncio.Task | None = None
         # Shutdown (SIGTERM): a session waiting for a command says BYE at once, one running a
         # command after its reply.
@@ -339,6 +340,7 @@ class Session:
             "METADATA",
             "METADATA-SERVER",
             "LIST-METADATA",
+            "NOTIFY",
             "MULTIAPPEND",
             "UNAUTHENTICATE",
             "OBJECTID",
@@ -506,6 +508,7 @@ class Session:
         if self.read_task is not None:
             self.read_task.cancel()
         self.server.unwatch(self)
+        self.server.unnotify(self)
         self.server.release_user(self)
         try:
             self.writer.close()
@@ -735,7 +738,34 @@ class Session:
             sel.dirty = True
         return value
 
+    def notify_event(self, event) -> None:
+        """Called on the loop with a change event of a mailbox NOTIFY registered for."""
+        state = self.notify_state
+        if state is not None:
+            state.pending.append(event)
+            self.wakeup.set()
+
+    async def notify_flush(self) -> None:
+        """Send what NOTIFY's pending events changed outside the selected folder."""
+        from protocols.imap import notify
+        from protocols.imap.commands.mailbox import status_line
+
+        state = self.notify_state
+        events, state.pending = state.pending, []
+        selected_id = self.selected.folder_id if self.selected is not None else None
+        status, lists, metadata = await db(
+            notify.read_changes, self.mailbox.id, state, events, selected_id
+        )
+        items = notify.status_items(self.condstore)
+        out = [notify.list_line(self, *entry) for entry in lists]
+        out += [status_line(self, folder, items, None, None, name) for name, folder in status]
+        out += [notify.metadata_line(self, name, entries) for name, entries in metadata]
+        if out:
+            await self.send(b"".join(out))
+
     async def sync_updates(self, *, allow_expunge: bool) -> None:
+        if self.notify_state is not None and self.notify_state.pending:
+            await self.notify_flush()
         sel = self.selected
         if sel is None:
             return
@@ -811,6 +841,11 @@ class Session:
             out.append(r.exists(sel.exists))
             if not self.rev2:
                 out.append(r.untagged(f"{sel.recent_count} RECENT"))
+            if self.notify_state is not None and self.notify_state.selected_fetch:
+                # RFC 5465 5.2: MessageNew's FETCH attributes follow the EXISTS
+                await self.send(b"".join(out))
+                out = []
+                await self.notify_fetch(new_uids)
         sel.known_modseq = max(sel.known_modseq, highest, *(row[1] for row in rows))
         if sel.dirty and 0 < sel.event_modseq <= sel.known_modseq:
             # Every event since the read names a change it saw (the write of this very
@@ -818,6 +853,18 @@ class Session:
             sel.dirty = False
         if out:
             await self.send(b"".join(out))
+
+    async def notify_fetch(self, uids: list[int]) -> None:
+        from protocols.imap.commands.fetchsearch import fetch_responses
+
+        ranges = tuple((uid, uid) for uid in uids)
+        command = p.Fetch(
+            "*", "FETCH", True, p.SequenceSet(ranges), self.notify_state.selected_fetch
+        )
+        try:
+            await fetch_responses(self, command)
+        except CommandError as exc:
+            logger.info("notify fetch refused uids=%d reason=%s", len(uids), exc.reply.text)
 
     def expunge_lines(self, gone_uids) -> list[bytes]:
         """Remove UIDs from the session and return EXPUNGE (or VANISHED) lines."""

@@ -43,6 +43,7 @@ AUTHENTICATED = frozenset(
         "MYRIGHTS",
         "GETMETADATA",
         "SETMETADATA",
+        "NOTIFY",
     }
 )
 SELECTED_ONLY = frozenset(

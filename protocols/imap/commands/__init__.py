@@ -11,6 +11,7 @@ from protocols.imap.commands import (
     message,
     metadata,
     multisearch,
+    notify,
     quota,
     select,
     sortthread,
@@ -59,4 +60,5 @@ HANDLERS = {
     "SETQUOTA": quota.setquota,
     **acl.HANDLERS,
     **metadata.HANDLERS,
+    **notify.HANDLERS,
 }

@@ -132,6 +132,13 @@ def _flag_responses(rows, items, uids, recent, rev2) -> tuple[list[bytes], set[s
 
 async def fetch(session: Session, command: p.Fetch) -> None:
     # RFC 9051 6.4.5; CHANGEDSINCE and VANISHED RFC 7162 3.1.4, 3.2.6
+    await fetch_responses(session, command)
+    await session.finish(command)
+
+
+async def fetch_responses(session: Session, command: p.Fetch) -> None:
+    """FETCH's untagged responses (also NOTIFY's MessageNew with FETCH attributes, RFC 5465
+    5.2, which has no tagged reply of its own)."""
     sel = session.selected
     try:
         items = fetch_items.parse_items(command.items)
@@ -160,7 +167,6 @@ async def fetch(session: Session, command: p.Fetch) -> None:
     if not uids:
         if out:
             await session.send(b"".join(out))
-        await session.finish(command)
         return
     if fetch_items.sets_seen(items) and not sel.readonly and "s" in sel.rights:
         result = await db(
@@ -187,7 +193,6 @@ async def fetch(session: Session, command: p.Fetch) -> None:
                 chunks.insert(0, update)
         for data in chunks:
             await session.send(data)
-        await session.finish(command)
         return
     needs_raw = any(i.needs_raw for i in items)
     needs_structure = any(i.needs_structure for i in items)
@@ -229,7 +234,6 @@ async def fetch(session: Session, command: p.Fetch) -> None:
         else:
             data = _render_simple(chunk, items, seqs, sel.recent, session.rev2)
         await session.send(data)
-    await session.finish(command)
 
 
 async def search(session: Session, command: p.Search) -> None:
