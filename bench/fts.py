@@ -16,6 +16,7 @@ import imaplib
 import json
 import os
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -182,6 +183,10 @@ def main(argv: list[str] | None = None) -> int:
         fulltext.index_all()
         figures["index_s"] = round(time.perf_counter() - started, 1)
         figures["index_ms_per_message"] = round(figures["index_s"] * 1000 / args.messages, 3)
+        if not database:
+            figures["sqlite_mib"] = round(
+                (root / "data" / "mailhost.sqlite3").stat().st_size / 2**20
+            )
 
         mailbox = mailbox_get(USER)
         inbox = selectors.folder_get(mailbox, "INBOX")
@@ -246,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
 
             connections.close_all()
             database.drop()
+        shutil.rmtree(root, ignore_errors=True)
     print(json.dumps(figures, indent=1))
     return 0
 

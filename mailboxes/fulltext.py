@@ -5,14 +5,16 @@ The text is what IMAP SEARCH matches (RFC 9051 6.4.4: substrings, case-insensiti
 header fields with encoded words decoded, and the text/* parts with their transfer encoding
 and charset undone, each case-folded with white space runs as one space (`fold`). Because the
 stored text is already folded, a substring query on it is exact, not a word-based
-approximation: SQLite's trigram MATCH of a quoted phrase, or LIKE '%needle%', finds exactly the
-blobs whose text contains the needle.
+approximation: the index proposes the blobs holding every trigram of the needle (SQLite FTS5
+with detail=none, a quarter of the size of a positional index; PostgreSQL pg_trgm), and LIKE
+'%needle%' on their text decides.
 
-Indexing is off the delivery path (a 250 never waits for it): the Indexer thread of the
-delivery workers indexes what delivery reports (change events) and sweeps for anything left
-every MAILHOST_FTS_INTERVAL seconds. A search treats blobs not yet indexed (or whose text was
-longer than MAILHOST_FTS_MAX_TEXT) the old way, reading their bytes, so results never depend on
-the indexer having caught up. `manage.py reindex` rebuilds it all.
+Indexing is off the delivery path (a 250 never waits for it). A database trigger puts every
+new blob in BlobTextPending; the Indexer thread of the delivery workers, woken by delivery's
+change events and every MAILHOST_FTS_INTERVAL seconds, turns pending blobs into text. A search
+reads the bytes of the messages whose blob is still pending (or whose text is longer than
+MAILHOST_FTS_MAX_TEXT), found from the pending rows rather than by scanning the folder, so
+results never depend on the indexer having caught up. `manage.py reindex` rebuilds it all.
 """
 
 from __future__ import annotations
@@ -22,12 +24,12 @@ import logging
 import threading
 
 from django.conf import settings
-from django.db import connection, connections
+from django.db import connection, connections, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.db.models.expressions import RawSQL
 
 from mailboxes import headers as header_cache
-from mailboxes.models import Blob, BlobText, Message
+from mailboxes.models import Blob, BlobText, BlobTextPending, Message
 
 logger = logging.getLogger(__name__)
 
@@ -90,53 +92,56 @@ def _decode(data: bytes, charset: bytes) -> str:
 
 # --- Building the index -----------------------------------------------------------------------
 
+PENDING = "mailboxes_blobtextpending"
+
 
 def index_blobs(blob_ids: list[int]) -> int:
-    """Index these blobs (those not indexed yet); returns how many were added."""
+    """Index these pending blobs; returns how many got their text. Each one's text and the
+    removal of its pending row commit together."""
     from mailboxes.selectors import blob_read
 
-    wanted = sorted(
-        set(blob_ids)
-        - set(BlobText.objects.filter(blob_id__in=blob_ids).values_list("blob_id", flat=True))
-    )
     limit = settings.MAILHOST_FTS_MAX_TEXT
-    rows = []
-    for blob in Blob.objects.filter(pk__in=wanted).only("id", "name", "data"):
+    done = 0
+    for blob in Blob.objects.filter(pk__in=blob_ids).only("id", "name", "data"):
         try:
             raw = blob_read(blob)
+            header, body = header_text(header_fields(raw)), body_text(raw)
         except OSError:
             continue  # a missing blob: verifystore reports it; searches read it (and fail) as before
-        try:
-            header, body = header_text(header_fields(raw)), body_text(raw)
-        except Exception:  # a message our parser chokes on stays unindexed: searched the old way
+        except Exception:  # a message our parser chokes on stays pending: searched the old way
             logger.exception("fts could not index blob=%s", blob.pk)
+            BlobTextPending.objects.filter(blob_id=blob.pk).update(too_long=True)
             continue
-        truncated = len(header) + len(body) > limit
-        if truncated:
-            header, body = "", ""
-        rows.append(BlobText(blob_id=blob.pk, header=header, body=body, truncated=truncated))
-    BlobText.objects.bulk_create(rows, ignore_conflicts=True)
-    return len(rows)
+        with transaction.atomic():
+            if len(header) + len(body) > limit:
+                BlobTextPending.objects.filter(blob_id=blob.pk).update(too_long=True)
+                continue
+            BlobText.objects.bulk_create(
+                [BlobText(blob_id=blob.pk, header=header, body=body)], ignore_conflicts=True
+            )
+            BlobTextPending.objects.filter(blob_id=blob.pk).delete()
+        done += 1
+    return done
 
 
-def pending(*, after: int = 0, limit: int = 500) -> list[int]:
-    """Up to `limit` ids, ascending and above `after`, of blobs that messages use and that
-    have no text yet (in blob order, so that a walk over them reads the message index once)."""
+def pending(*, limit: int = 200) -> list[int]:
+    """Pending blobs that messages use (not those only the outbound spool holds), oldest first."""
     return list(
-        Message.objects.filter(blob_id__gt=after)
-        .filter(~Exists(BlobText.objects.filter(blob_id=OuterRef("blob_id"))))
+        BlobTextPending.objects.filter(too_long=False)
+        .filter(Exists(Message.objects.filter(blob_id=OuterRef("blob_id"))))
         .order_by("blob_id")
-        .values_list("blob_id", flat=True)
-        .distinct()[:limit]
+        .values_list("blob_id", flat=True)[:limit]
     )
 
 
 def index_all(*, batch: int = 500) -> int:
-    """Index everything not indexed yet, in one walk up the blob ids; returns how many."""
-    total, after = 0, 0
-    while ids := pending(after=after, limit=batch):
-        total += index_blobs(ids)
-        after = ids[-1]
+    """Index everything pending; returns how many."""
+    total = 0
+    while ids := pending(limit=batch):
+        added = index_blobs(ids)
+        total += added
+        if not added:
+            return total  # nothing could be indexed (unreadable): do not spin
     return total
 
 
@@ -148,36 +153,51 @@ def _like(needle: str) -> str:
 
 
 def matching(where: str, needle: str) -> RawSQL:
-    """A subquery of the ids of indexed (not truncated) blobs whose text contains `needle`
-    (already folded): `where` is "body" (the text parts) or "text" (header and body)."""
+    """A subquery of the ids of indexed blobs whose text contains `needle` (already folded):
+    `where` is "body" (the text parts) or "text" (header and body). The index proposes (on
+    SQLite every trigram of the needle, on PostgreSQL pg_trgm), LIKE on the text decides."""
     columns = ("body",) if where == "body" else ("header", "body")
+    test = " OR ".join(f"t.{c} LIKE %s ESCAPE '\\'" for c in columns)
+    params = [_like(needle)] * len(columns)
     if connection.vendor == "sqlite" and len(needle) >= TRIGRAM:
-        phrase = '"' + needle.replace('"', '""') + '"'
-        target = "body" if where == "body" else "{header body}"
+        grams = sorted({needle[i : i + TRIGRAM] for i in range(len(needle) - TRIGRAM + 1)})
+        query = " AND ".join('"' + g.replace('"', '""') + '"' for g in grams)
         sql = (
-            f"SELECT f.rowid FROM {FTS_TABLE} f JOIN {TABLE} t ON t.blob_id = f.rowid"
-            f" WHERE {FTS_TABLE} MATCH %s AND NOT t.truncated"
+            f"SELECT t.blob_id FROM {TABLE} t WHERE t.blob_id IN"
+            f" (SELECT rowid FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH %s) AND ({test})"
         )
-        return RawSQL(sql, [f"{target} : {phrase}"])
-    test = " OR ".join(f"{c} LIKE %s ESCAPE '\\'" for c in columns)
-    sql = f"SELECT blob_id FROM {TABLE} WHERE NOT truncated AND ({test})"
-    return RawSQL(sql, [_like(needle)] * len(columns))
+        return RawSQL(sql, [query, *params])
+    return RawSQL(f"SELECT t.blob_id FROM {TABLE} t WHERE {test}", params)
 
 
-def matching_ids(where: str, needle: str) -> set[int]:
+def matching_ids(where: str, needle: str) -> list[int]:
     subquery = matching(where, needle)
     with connection.cursor() as cursor:
         cursor.execute(subquery.sql, subquery.params)
-        return {row[0] for row in cursor.fetchall()}
-
-
-def indexed() -> Exists:
-    """Whether a Message row's blob has usable indexed text (an annotation)."""
-    return Exists(BlobText.objects.filter(blob_id=OuterRef("blob_id"), truncated=False))
+        return [row[0] for row in cursor.fetchall()]
 
 
 def unindexed_q() -> Q:
-    return ~Q(indexed())
+    """Messages whose blob has no indexed text (pending, or too long)."""
+    return Q(blob_id__in=BlobTextPending.objects.values("blob_id"))
+
+
+def folder_has_unindexed(folder_id: int, max_uid: int) -> bool:
+    """Is a message of the folder (UID up to max_uid) without indexed text? Driven from the
+    pending rows (few) rather than the folder's messages (many)."""
+    join = "CROSS JOIN" if connection.vendor == "sqlite" else "JOIN"  # SQLite: this order
+    sql = (
+        f"SELECT 1 FROM {PENDING} p {join} mailboxes_message m ON m.blob_id = p.blob_id"
+        " WHERE m.folder_id = %s AND m.uid <= %s LIMIT 1"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [folder_id, max_uid])
+        return cursor.fetchone() is not None
+
+
+def indexed() -> Exists:
+    """Whether a Message row's blob has indexed text (an annotation)."""
+    return Exists(BlobText.objects.filter(blob_id=OuterRef("blob_id")))
 
 
 # --- The indexer thread -------------------------------------------------------------------
@@ -203,23 +223,17 @@ class Indexer(threading.Thread):
         if event.kind == "exists":
             self.wanted.set()
 
-    # A wake-up walks from a little below the highest blob indexed: new mail has higher ids,
-    # give or take the transactions that committed out of order; the periodic walk starts at 0.
-    SLACK = 1000
-
     def run(self) -> None:
-        highest, woken = 0, False
         try:
             while not self.stopping.is_set():
                 self.wanted.clear()
-                after = max(0, highest - self.SLACK) if woken else 0
                 try:
-                    while not self.stopping.is_set() and (ids := pending(after=after, limit=200)):
-                        index_blobs(ids)
-                        after = highest = max(highest, ids[-1])
+                    while not self.stopping.is_set() and (ids := pending(limit=200)):
+                        if not index_blobs(ids):
+                            break
                 except Exception:
                     logger.exception("fts indexing failed; trying again later")
-                woken = self.wanted.wait(settings.MAILHOST_FTS_INTERVAL)
+                self.wanted.wait(settings.MAILHOST_FTS_INTERVAL)
                 self.stopping.wait(0.2)  # let a burst of deliveries gather
         finally:
             connections.close_all()
@@ -232,9 +246,13 @@ class Indexer(threading.Thread):
 
 
 def reindex() -> int:
-    """Empty the index and build it again from the blobs (`manage.py reindex`)."""
-    with connection.cursor() as cursor:
+    """Empty the index and build it again from the blobs (`manage.py reindex`): every blob is
+    pending again (searches read their bytes meanwhile), then indexed."""
+    false = "0" if connection.vendor == "sqlite" else "false"
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {PENDING}")
+        cursor.execute(
+            f"INSERT INTO {PENDING}(blob_id, too_long) SELECT id, {false} FROM mailboxes_blob"
+        )
         cursor.execute(f"DELETE FROM {TABLE}")
-        if connection.vendor == "sqlite":
-            cursor.execute(f"INSERT INTO {FTS_TABLE}({FTS_TABLE}) VALUES ('rebuild')")
     return index_all()

@@ -334,18 +334,29 @@ class BlobText(models.Model):
     """The searchable text of a blob (mailboxes/fulltext.py): its header fields and its text
     parts, decoded, case-folded and with white space runs as one space, exactly what IMAP
     SEARCH HEADER/BODY/TEXT match against. A full-text index (SQLite FTS5 trigram, or
-    PostgreSQL pg_trgm) makes substring search over it fast. Keyed by the blob's id without
-    a foreign key: blob_release removes both, and the index is rebuilt from blobs at will
-    (`manage.py reindex`)."""
+    PostgreSQL pg_trgm) finds candidates fast; LIKE on this text makes the answer exact. Keyed
+    by the blob's id without a foreign key: blob_release removes both, and the index is
+    rebuilt from blobs at will (`manage.py reindex`)."""
 
     blob_id = models.BigIntegerField(primary_key=True)
     header = models.TextField()
     body = models.TextField()
-    # The text was longer than MAILHOST_FTS_MAX_TEXT and cut: searches read the blob instead.
-    truncated = models.BooleanField(default=False)
 
     def __str__(self) -> str:
         return f"text of blob {self.blob_id}"
+
+
+class BlobTextPending(models.Model):
+    """A blob without indexed text: every new blob gets a row (a database trigger, so that no
+    way of making blobs is missed), the indexer removes it with the text it writes. Searches
+    read the bytes of messages whose blob is here; `too_long` marks text longer than
+    MAILHOST_FTS_MAX_TEXT, which is never indexed."""
+
+    blob_id = models.BigIntegerField(primary_key=True)
+    too_long = models.BooleanField(default=False)
+
+    def __str__(self) -> str:
+        return f"blob {self.blob_id} not indexed"
 
 
 class Message(models.Model):

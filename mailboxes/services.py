@@ -58,6 +58,7 @@ from mailboxes.models import (
     Alias,
     Blob,
     BlobText,
+    BlobTextPending,
     DkimKey,
     Domain,
     Expunged,
@@ -530,8 +531,9 @@ def blob_release(blob_ids: Iterable[int]) -> int:
     # the rows that PROTECT them, which the NOT EXISTS below has just ruled out (the foreign
     # keys still refuse a delete that races a new reference).
     quote = connection.ops.quote_name
-    blob, message, outbound, blob_text = (
-        quote(model._meta.db_table) for model in (Blob, Message, OutboundMessage, BlobText)
+    blob, message, outbound, blob_text, pending = (
+        quote(model._meta.db_table)
+        for model in (Blob, Message, OutboundMessage, BlobText, BlobTextPending)
     )
     with connection.cursor() as cursor:
         for start in range(0, len(ids), 5000):
@@ -548,6 +550,7 @@ def blob_release(blob_ids: Iterable[int]) -> int:
                 marks = ", ".join(["%s"] * len(unused))
                 ids_unused = [row[0] for row in unused]
                 cursor.execute(f"DELETE FROM {blob_text} WHERE blob_id IN ({marks})", ids_unused)
+                cursor.execute(f"DELETE FROM {pending} WHERE blob_id IN ({marks})", ids_unused)
                 cursor.execute(f"DELETE FROM {blob} WHERE id IN ({marks})", ids_unused)
                 released += len(unused)
                 names.extend(row[1] for row in unused if not Blob.name_is_inline(row[1]))

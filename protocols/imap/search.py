@@ -569,13 +569,8 @@ class _Context:
     def has_unindexed(self) -> bool:
         """Does the session's view hold a message without usable indexed text?"""
         if self._unindexed is None:
-            self._unindexed = (
-                self.folder_id is None
-                or Message.objects.filter(
-                    fulltext.unindexed_q(),
-                    folder_id=self.folder_id,
-                    uid__lte=self.seq_uids[-1] if self.seq_uids else 0,
-                ).exists()
+            self._unindexed = self.folder_id is None or fulltext.folder_has_unindexed(
+                self.folder_id, self.seq_uids[-1] if self.seq_uids else 0
             )
         return self._unindexed
 
@@ -753,13 +748,13 @@ def _compile_text(key: TextKey, ctx: _Context) -> _Compiled:
     message of the folder is indexed; otherwise the index for those that are and the bytes of
     the others (not indexed yet, or too long to index)."""
     needle, where = _fold(key.needle), key.where
-    matched = Q(blob_id__in=fulltext.matching(where, needle))
-    found: set[int] | None = None
+    ids = fulltext.matching_ids(where, needle)
+    found = set(ids)
+    # A few matches: their ids, which the message table's blob index finds at once; many: the
+    # subquery, which the database joins as it likes.
+    matched = Q(blob_id__in=ids if len(ids) <= 2000 else fulltext.matching(where, needle))
 
     def indexed_match(m: _Message) -> bool:
-        nonlocal found
-        if found is None:
-            found = fulltext.matching_ids(where, needle)
         return m.row["blob_id"] in found
 
     def read_match(m: _Message) -> bool:

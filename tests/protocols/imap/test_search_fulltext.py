@@ -12,7 +12,7 @@ import pytest
 from django.core.management import call_command
 
 from mailboxes import fulltext, selectors, services
-from mailboxes.models import BlobText, Message
+from mailboxes.models import Blob, BlobText, BlobTextPending, Message
 from protocols.imap import search as s
 from tests.protocols.imap.test_search import (  # noqa: F401  (fixtures)
     MESSAGES,
@@ -83,7 +83,7 @@ def test_stored_text_is_what_search_matches(folder):
 def test_too_long_texts_are_searched_by_reading(folder, settings):
     settings.MAILHOST_FTS_MAX_TEXT = 1024
     fulltext.index_all()
-    assert BlobText.objects.filter(truncated=True).count() >= 1
+    assert BlobTextPending.objects.filter(too_long=True).count() >= 1
     assert run(folder, "BODY numbers") == [1]
     assert run(folder, "SUBJECT needle-at-the-end") == [4]
 
@@ -94,6 +94,7 @@ def test_expunge_removes_the_text_and_reindex_builds_it_again(folder):
     Message.objects.filter(pk=message.pk).delete()
     services.blob_release([message.blob_id])
     assert not BlobText.objects.filter(blob_id=message.blob_id).exists()
+    assert not BlobTextPending.objects.filter(blob_id=message.blob_id).exists()
     assert run(folder, "BODY numbers") == []
     call_command("reindex", stdout=open("/dev/null", "w"))
     assert BlobText.objects.count() == len(MESSAGES) - 1
@@ -130,3 +131,12 @@ def test_the_indexer_indexes_a_delivery_soon(make_mailbox, settings):
         indexer.join(5)
     inbox = selectors.folder_get(mailbox, "INBOX")
     assert run(inbox, "BODY zebra") == [1]
+
+
+def test_every_new_blob_is_pending_however_it_is_made(folder):
+    """A database trigger, so that bulk inserts (the bench, imports) are not missed."""
+    fulltext.index_all()
+    assert not BlobTextPending.objects.exists()
+    made = Blob.objects.bulk_create([Blob(name=Blob.INLINE_PREFIX + "x1", size=3, data=b"a\r\n")])
+    stored = services.blob_store(b"Subject: s\r\n\r\nb\r\n")
+    assert set(BlobTextPending.objects.values_list("blob_id", flat=True)) == {made[0].pk, stored.pk}
