@@ -96,12 +96,13 @@ PENDING = "mailboxes_blobtextpending"
 
 
 def index_blobs(blob_ids: list[int]) -> int:
-    """Index these pending blobs; returns how many got their text. Each one's text and the
-    removal of its pending row commit together."""
+    """Index these pending blobs; returns how many got their text. The texts and the removal
+    of their pending rows commit together, one transaction for the batch."""
     from mailboxes.selectors import blob_read
 
     limit = settings.MAILHOST_FTS_MAX_TEXT
-    done = 0
+    texts: list[BlobText] = []
+    too_long: list[int] = []
     for blob in Blob.objects.filter(pk__in=blob_ids).only("id", "name", "data"):
         try:
             raw = blob_read(blob)
@@ -110,18 +111,17 @@ def index_blobs(blob_ids: list[int]) -> int:
             continue  # a missing blob: verifystore reports it; searches read it (and fail) as before
         except Exception:  # a message our parser chokes on stays pending: searched the old way
             logger.exception("fts could not index blob=%s", blob.pk)
-            BlobTextPending.objects.filter(blob_id=blob.pk).update(too_long=True)
+            too_long.append(blob.pk)
             continue
-        with transaction.atomic():
-            if len(header) + len(body) > limit:
-                BlobTextPending.objects.filter(blob_id=blob.pk).update(too_long=True)
-                continue
-            BlobText.objects.bulk_create(
-                [BlobText(blob_id=blob.pk, header=header, body=body)], ignore_conflicts=True
-            )
-            BlobTextPending.objects.filter(blob_id=blob.pk).delete()
-        done += 1
-    return done
+        if len(header) + len(body) > limit:
+            too_long.append(blob.pk)
+        else:
+            texts.append(BlobText(blob_id=blob.pk, header=header, body=body))
+    with transaction.atomic():
+        BlobText.objects.bulk_create(texts, ignore_conflicts=True)
+        BlobTextPending.objects.filter(blob_id__in=[t.blob_id for t in texts]).delete()
+        BlobTextPending.objects.filter(blob_id__in=too_long).update(too_long=True)
+    return len(texts) + len(too_long)
 
 
 def pending(*, limit: int = 200) -> list[int]:
