@@ -75,7 +75,7 @@ def backwards(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("mailboxes", "0013_message_saved_at"),
+        ("mailboxes", "0015_message_preview"),
     ]
 
     operations = [
