@@ -67,3 +67,8 @@ def _describe(error: object) -> str:
     line = getattr(error, "line", None)
     message = getattr(error, "message", str(error))
     return f"line {line}: {message}" if line else str(message)
+
+
+class AppPasswordRequired(MailhostError):
+    """A mail client's login to a mailbox with two-factor sign-in on, without an app password
+    (the main password is for the web only then)."""

@@ -118,6 +118,14 @@ class Mailbox(models.Model):
     uidvalidity_seq = models.PositiveIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     last_login_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # The reader's own settings (webmail Settings > Account); blank: the browser's zone and
+    # the site's language.
+    time_zone = models.CharField(max_length=64, blank=True, default="")
+    language = models.CharField(max_length=16, blank=True, default="")
+    # Two-factor sign-in (RFC 6238 TOTP): the shared secret in base32 once enrolment is
+    # confirmed (blank: off), and the last time step accepted, so a code is never used twice.
+    totp_secret = models.CharField(max_length=64, blank=True, default="", editable=False)
+    totp_last_step = models.BigIntegerField(default=0, editable=False)
 
     class Meta:
         verbose_name_plural = "mailboxes"
@@ -562,3 +570,51 @@ class SieveScript(models.Model):
     @property
     def size(self) -> int:
         return len(self.text.encode("utf-8"))
+
+
+class AppPassword(models.Model):
+    """A password for one device's mail client (IMAP, POP3, SMTP submission, ManageSieve),
+    never for the web sign-in. Shown once; stored hashed (Django's hashers). `prefix` is its
+    first characters, shown in the list and used to find the row without hashing every one."""
+
+    mailbox = models.ForeignKey(Mailbox, on_delete=models.CASCADE, related_name="app_passwords")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=8, db_index=True)
+    password = models.CharField(max_length=256)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["mailbox", "name"]
+
+
+class RecoveryCode(models.Model):
+    """A single-use code that stands in for a TOTP code (shown once, stored hashed)."""
+
+    mailbox = models.ForeignKey(Mailbox, on_delete=models.CASCADE, related_name="recovery_codes")
+    code = models.CharField(max_length=256)
+    used_at = models.DateTimeField(null=True, blank=True)
+
+
+class WebSession(models.Model):
+    """One signed-in webmail session, listed under Settings > Sessions: deleting the row
+    ends the session (the webmail checks for it on every request)."""
+
+    mailbox = models.ForeignKey(Mailbox, on_delete=models.CASCADE, related_name="web_sessions")
+    session_key = models.CharField(max_length=64, unique=True)
+    user_agent = models.CharField(max_length=300, blank=True)
+    ip = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_seen_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-last_seen_at"]
+
+
+class AdminTOTP(models.Model):
+    """Two-factor sign-in of a Django admin user (superusers are Django users, not mailboxes):
+    enrolled with `manage.py admintotp`, asked for by the admin sign-in form."""
+
+    user = models.OneToOneField("auth.User", on_delete=models.CASCADE, related_name="totp")
+    secret = models.CharField(max_length=64)
+    last_step = models.BigIntegerField(default=0)

@@ -23,6 +23,7 @@ from mailboxes.models import (
     OTHER_USERS_NAMESPACE,
     SHARED_NAMESPACE,
     Alias,
+    AppPassword,
     Blob,
     DkimKey,
     Domain,
@@ -31,9 +32,11 @@ from mailboxes.models import (
     Mailbox,
     Message,
     MetadataEntry,
+    RecoveryCode,
     SenderListEntry,
     SieveScript,
     Subscription,
+    WebSession,
 )
 
 logger = logging.getLogger(__name__)
@@ -1019,3 +1022,16 @@ def folders_by_id(folder_ids: Sequence[int]) -> dict[int, Folder]:
     if not folder_ids:
         return {}
     return {f.id: f for f in Folder.objects.filter(pk__in=list(folder_ids))}
+
+
+def web_sessions(*, mailbox: Mailbox) -> list[WebSession]:
+    """The mailbox's signed-in web sessions, the most recently seen first."""
+    return list(WebSession.objects.filter(mailbox=mailbox).order_by("-last_seen_at"))
+
+
+def app_passwords(*, mailbox: Mailbox) -> list[AppPassword]:
+    return list(AppPassword.objects.filter(mailbox=mailbox).order_by("name", "created_at"))
+
+
+def recovery_codes_left(*, mailbox: Mailbox) -> int:
+    return RecoveryCode.objects.filter(mailbox=mailbox, used_at__isnull=True).count()

@@ -38,6 +38,7 @@ from mailboxes.addresses import domain_to_ascii, parse_address
 from mailboxes.events import ChangeEvent
 from mailboxes.exceptions import (
     AlreadyExists,
+    AppPasswordRequired,
     FolderError,
     InvalidAddress,
     InvalidValue,
@@ -56,6 +57,7 @@ from mailboxes.models import (
     DEFAULT_FOLDERS,
     HIERARCHY_DELIMITER,
     Alias,
+    AppPassword,
     Blob,
     BlobText,
     BlobTextPending,
@@ -67,10 +69,12 @@ from mailboxes.models import (
     Mailbox,
     Message,
     MetadataEntry,
+    RecoveryCode,
     SenderListEntry,
     SieveScript,
     SpecialUse,
     Subscription,
+    WebSession,
 )
 from mailboxes.selectors import Resolution, folder_keywords, recipient_resolve
 from mailboxes.transactions import unsynced_atomic
@@ -396,23 +400,28 @@ def sender_list_remove(
 # address costs the same time as a wrong password (no account enumeration by timing).
 _dummy_hash: str | None = None
 _dummy_hash_lock = threading.Lock()
-_auth_cache: dict[int, tuple[str, bytes, float]] = {}
+# Successful checks, by (what, row id): ("mailbox", id) for main passwords, ("app", id) for
+# app passwords; each holds the stored hash it was checked against, so a changed or revoked
+# password misses at once in every process (each login reads the row again).
+_auth_cache: dict[tuple[str, int], tuple[str, bytes, float]] = {}
 _auth_cache_lock = threading.Lock()
 _auth_cache_key = secrets.token_bytes(32)
-# Password checks under way, by (mailbox id, stored hash, HMAC of the password tried).
-_auth_checks: dict[tuple[int, str, bytes], futures.Future] = {}
+# Password checks under way, by (cache key, stored hash, HMAC of the password tried).
+_auth_checks: dict[tuple[tuple[str, int], str, bytes], futures.Future] = {}
+WEB_PROTOCOL = "webmail"
 
 
 def mailbox_authenticate(*, address: str, password: str) -> Mailbox | None:
     """The password check under every login (clients log in through mailbox_login, which
-    adds the limiter's record and the log line).
+    adds the limiter's record and the log line). This is the web's check: the main password
+    only (app passwords are for mail clients).
 
     Inactive mailboxes and mailboxes of inactive domains cannot log in. A successful check is
     remembered in this process for MAILHOST_AUTH_CACHE_SECONDS as an HMAC (never the password),
     as Dovecot's auth cache does, so clients that log in per command stay cheap. Concurrent
     checks of the same password share one hash computation (_password_check).
     """
-    return _authenticate(address, password)[0]
+    return _authenticate(address, password, client=False)[0]
 
 
 def mailbox_login(
@@ -421,8 +430,14 @@ def mailbox_login(
     """mailbox_authenticate for a client's login on any protocol: the outcome goes to the
     login limiter (mailboxes/throttle.py; an address that does not exist counts against the
     client's budget for those) and to the log, one `auth success|failure` line. The caller
-    has waited what throttle.admit() asked before calling this."""
-    mailbox, exists = _authenticate(address, password)
+    has waited what throttle.admit() asked before calling this.
+
+    The web (protocol "webmail") takes the main password only. Mail clients (every other
+    protocol) take an app password too, and only an app password once the mailbox has
+    two-factor sign-in: then a failure raises AppPasswordRequired (still counted as one),
+    so that the client's error tells the user what to do."""
+    client = protocol != WEB_PROTOCOL
+    mailbox, exists, app_only = _authenticate(address, password, client=client)
     throttle.login_result(
         protocol=protocol,
         user=address,
@@ -430,37 +445,58 @@ def mailbox_login(
         succeeded=mailbox is not None,
         user_exists=exists,
     )
+    if app_only and mailbox is None:
+        raise AppPasswordRequired("two-factor sign-in is on: use an app password")
     return mailbox
 
 
-def _authenticate(address: str, password: str) -> tuple[Mailbox | None, bool]:
-    """The mailbox the password opens (or None), and whether the address names a mailbox."""
+def _authenticate(
+    address: str, password: str, *, client: bool
+) -> tuple[Mailbox | None, bool, bool]:
+    """The mailbox the password opens (or None), whether the address names a mailbox, and
+    whether only app passwords are taken (a mail client's login to a two-factor mailbox)."""
     from mailboxes.selectors import mailbox_get
 
     mailbox = mailbox_get(address, active_only=False) if password is not None else None
     if mailbox is None or not mailbox.active or not mailbox.domain.active:
         check_password(password or "", _dummy_password_hash())
-        return None, mailbox is not None
+        return None, mailbox is not None, False
     digest = hmac.new(_auth_cache_key, password.encode("utf-8"), hashlib.sha256).digest()
     now = time.monotonic()
+    if client:
+        app = _app_password_match(mailbox, password, digest, now)
+        if app is not None:
+            _app_password_used(app)
+            return mailbox, True, False
+        if mailbox.totp_secret:
+            return None, True, True
+    matched = _password_matches(("mailbox", mailbox.id), mailbox.password, password, digest, now)
+    return (mailbox if matched else None), True, False
+
+
+def _password_matches(
+    key: tuple[str, int], stored: str, password: str, digest: bytes, now: float
+) -> bool:
     with _auth_cache_lock:
-        cached = _auth_cache.get(mailbox.id)
+        cached = _auth_cache.get(key)
     if (
         cached is not None
-        and cached[0] == mailbox.password
+        and cached[0] == stored
         and cached[2] > now
         and hmac.compare_digest(cached[1], digest)
     ):
-        return mailbox, True
-    return (mailbox if _password_check(mailbox, password, digest, now) else None), True
+        return True
+    return _password_check(key, stored, password, digest, now)
 
 
-def _password_check(mailbox: Mailbox, password: str, digest: bytes, now: float) -> bool:
+def _password_check(
+    cache_key: tuple[str, int], stored: str, password: str, digest: bytes, now: float
+) -> bool:
     """check_password, single-flight: while one thread hashes a password against a stored
     hash, others trying the same password wait for its answer instead of hashing it again
     (ten clients logging in at once on a cold server cost one PBKDF2, not ten). A success is
     cached before the waiters are released."""
-    key = (mailbox.id, mailbox.password, digest)
+    key = (cache_key, stored, digest)
     with _auth_cache_lock:
         running = _auth_checks.get(key)
         if running is None:
@@ -469,11 +505,11 @@ def _password_check(mailbox: Mailbox, password: str, digest: bytes, now: float) 
         return running.result()
     matched = False
     try:
-        matched = check_password(password, mailbox.password)
+        matched = check_password(password, stored)
         if matched and settings.MAILHOST_AUTH_CACHE_SECONDS:
             with _auth_cache_lock:
-                _auth_cache[mailbox.id] = (
-                    mailbox.password,
+                _auth_cache[cache_key] = (
+                    stored,
                     digest,
                     now + settings.MAILHOST_AUTH_CACHE_SECONDS,
                 )
@@ -497,7 +533,243 @@ def _dummy_password_hash() -> str:
 
 def _auth_cache_forget(mailbox_id: int) -> None:
     with _auth_cache_lock:
-        _auth_cache.pop(mailbox_id, None)
+        _auth_cache.pop(("mailbox", mailbox_id), None)
+
+
+# --- Account security: password change, app passwords, two-factor, web sessions ----------
+
+# App passwords are 16 lower-case letters (75 bits; shown as four groups of four, as Gmail
+# does); recovery codes 12 (56 bits). The first PREFIX_LENGTH characters are kept in clear to
+# find the row, so a login hashes one candidate, not every one; the rest stays behind the
+# password hasher.
+APP_PASSWORD_LENGTH = 16
+RECOVERY_CODE_LENGTH = 12
+RECOVERY_CODE_COUNT = 10
+PREFIX_LENGTH = 4
+MAX_APP_PASSWORDS = 50
+_SECRET_ALPHABET = "abcdefghijklmnopqrstuvwxyz"
+# last_used_at of an app password and last_seen_at of a web session are kept to the minute.
+USE_RECORD_INTERVAL = timedelta(minutes=1)
+
+
+def _random_letters(length: int) -> str:
+    return "".join(secrets.choice(_SECRET_ALPHABET) for _ in range(length))
+
+
+def _typed_secret(text: str) -> str:
+    """How a typed app password or recovery code compares: no spaces or dashes, lower case."""
+    return re.sub(r"[\s-]", "", text).lower()
+
+
+def mailbox_change_password(
+    *,
+    mailbox: Mailbox,
+    old_password: str,
+    new_password: str,
+    keep_session_key: str | None = None,
+) -> None:
+    """The reader's own password change: the old password must match (InvalidValue if not),
+    the new one passes the strength checks. Every other web session ends, and the auth cache
+    forgets the old password (every process checks the stored hash, so IMAP, POP3, SMTP and
+    ManageSieve refuse the old one at once)."""
+    if not check_password(old_password, mailbox.password):
+        raise InvalidValue("the current password is not right")
+    if old_password == new_password:
+        raise InvalidValue("the new password is the same as the current one")
+    mailbox_set_password(mailbox=mailbox, password=new_password, check_password_strength=True)
+    web_sessions_end(mailbox=mailbox, keep_session_key=keep_session_key)
+    logger.info("password changed mailbox=%s", mailbox.address)
+
+
+def mailbox_set_preferences(
+    *, mailbox: Mailbox, display_name: str, time_zone: str, language: str
+) -> None:
+    """Display name, time zone (an IANA name, blank: the browser's) and language (one of
+    settings.LANGUAGES, blank: the site's)."""
+    import zoneinfo
+
+    display_name = display_name.strip()
+    if len(display_name) > 200 or any(c in display_name for c in "\r\n"):
+        raise InvalidValue("a display name is one line of at most 200 characters")
+    if time_zone:
+        try:
+            zoneinfo.ZoneInfo(time_zone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+            raise InvalidValue(f"unknown time zone {time_zone!r}") from None
+    if language and language not in dict(settings.LANGUAGES):
+        raise InvalidValue(f"unknown language {language!r}")
+    mailbox.display_name = display_name
+    mailbox.time_zone = time_zone
+    mailbox.language = language
+    mailbox.save(update_fields=["display_name", "time_zone", "language"])
+
+
+def app_password_create(*, mailbox: Mailbox, name: str) -> tuple[AppPassword, str]:
+    """A new app password: the row and the password itself, which is never shown again."""
+    name = name.strip()
+    if not name or len(name) > 100:
+        raise InvalidValue("name the device (at most 100 characters)")
+    if AppPassword.objects.filter(mailbox=mailbox).count() >= MAX_APP_PASSWORDS:
+        raise InvalidValue(f"at most {MAX_APP_PASSWORDS} app passwords; revoke one first")
+    secret = _random_letters(APP_PASSWORD_LENGTH)
+    app = AppPassword.objects.create(
+        mailbox=mailbox,
+        name=name,
+        prefix=secret[:PREFIX_LENGTH],
+        password=make_password(secret),
+    )
+    logger.info("app password created mailbox=%s id=%s", mailbox.address, app.pk)
+    return app, " ".join(secret[i : i + 4] for i in range(0, len(secret), 4))
+
+
+def app_password_revoke(*, mailbox: Mailbox, app_password_id: int) -> bool:
+    deleted, _ = AppPassword.objects.filter(mailbox=mailbox, pk=app_password_id).delete()
+    if deleted:
+        with _auth_cache_lock:
+            _auth_cache.pop(("app", app_password_id), None)
+        logger.info("app password revoked mailbox=%s id=%s", mailbox.address, app_password_id)
+    return bool(deleted)
+
+
+def _app_password_match(
+    mailbox: Mailbox, password: str, digest: bytes, now: float
+) -> AppPassword | None:
+    typed = _typed_secret(password)
+    if len(typed) != APP_PASSWORD_LENGTH:
+        return None
+    typed_digest = hmac.new(_auth_cache_key, typed.encode(), hashlib.sha256).digest()
+    for app in AppPassword.objects.filter(mailbox=mailbox, prefix=typed[:PREFIX_LENGTH]):
+        if _password_matches(("app", app.id), app.password, typed, typed_digest, now):
+            return app
+    return None
+
+
+def _app_password_used(app: AppPassword) -> None:
+    now = timezone.now()
+    if app.last_used_at is not None and now - app.last_used_at < USE_RECORD_INTERVAL:
+        return
+    try:
+        AppPassword.objects.filter(pk=app.pk).update(last_used_at=now)
+    except DatabaseError as exc:  # bookkeeping only: the login goes on
+        logger.warning("could not record the use of app password %s: %s", app.pk, exc)
+
+
+def totp_enable(*, mailbox: Mailbox, secret: str, code: str) -> list[str]:
+    """Turn two-factor sign-in on once the reader's app shows the right code for `secret`;
+    the recovery codes, shown once. From now on mail clients need app passwords."""
+    from mailboxes import totp
+
+    step = totp.verify(secret, code, last_step=0)
+    if step is None:
+        raise InvalidValue("that code is not the one your app shows now")
+    with transaction.atomic():
+        mailbox.totp_secret = secret
+        mailbox.totp_last_step = step
+        mailbox.save(update_fields=["totp_secret", "totp_last_step"])
+        codes = _recovery_codes_replace(mailbox)
+    logger.info("two-factor enabled mailbox=%s", mailbox.address)
+    return codes
+
+
+def totp_disable(*, mailbox: Mailbox) -> None:
+    with transaction.atomic():
+        mailbox.totp_secret = ""
+        mailbox.totp_last_step = 0
+        mailbox.save(update_fields=["totp_secret", "totp_last_step"])
+        RecoveryCode.objects.filter(mailbox=mailbox).delete()
+    logger.info("two-factor disabled mailbox=%s", mailbox.address)
+
+
+def recovery_codes_regenerate(*, mailbox: Mailbox) -> list[str]:
+    with transaction.atomic():
+        return _recovery_codes_replace(mailbox)
+
+
+def _recovery_codes_replace(mailbox: Mailbox) -> list[str]:
+    RecoveryCode.objects.filter(mailbox=mailbox).delete()
+    codes = [_random_letters(RECOVERY_CODE_LENGTH) for _ in range(RECOVERY_CODE_COUNT)]
+    RecoveryCode.objects.bulk_create(
+        RecoveryCode(mailbox=mailbox, code=code[:PREFIX_LENGTH] + "$" + make_password(code))
+        for code in codes
+    )
+    return ["-".join(c[i : i + 4] for i in range(0, len(c), 4)) for c in codes]
+
+
+def second_factor_check(*, mailbox: Mailbox, code: str) -> str | None:
+    """The second step of a two-factor sign-in: "totp" for a current code (each time step
+    once: RFC 6238 5.2), "recovery" for an unused recovery code (used up now), else None.
+    The caller counts a None as a failed login."""
+    from mailboxes import totp
+
+    if not mailbox.totp_secret:
+        return None
+    step = totp.verify(mailbox.totp_secret, code, last_step=mailbox.totp_last_step)
+    if step is not None:
+        # Conditional on the step read: two requests racing with one code let one through.
+        won = Mailbox.objects.filter(pk=mailbox.pk, totp_last_step__lt=step).update(
+            totp_last_step=step
+        )
+        return "totp" if won else None
+    typed = _typed_secret(code)
+    if len(typed) != RECOVERY_CODE_LENGTH:
+        return None
+    candidates = RecoveryCode.objects.filter(
+        mailbox=mailbox, used_at__isnull=True, code__startswith=typed[:PREFIX_LENGTH] + "$"
+    )
+    for row in candidates:
+        if check_password(typed, row.code.split("$", 1)[1]):
+            used = RecoveryCode.objects.filter(pk=row.pk, used_at__isnull=True).update(
+                used_at=timezone.now()
+            )
+            if used:
+                logger.info("recovery code used mailbox=%s", mailbox.address)
+                return "recovery"
+    return None
+
+
+def web_session_start(
+    *, mailbox: Mailbox, session_key: str, user_agent: str, ip: str | None
+) -> WebSession:
+    return WebSession.objects.create(
+        mailbox=mailbox,
+        session_key=session_key,
+        user_agent=user_agent[:300],
+        ip=(ip or "")[:64],
+        last_seen_at=timezone.now(),
+    )
+
+
+def web_session_seen(*, session_key: str, ip: str | None) -> None:
+    WebSession.objects.filter(session_key=session_key).update(
+        last_seen_at=timezone.now(), ip=(ip or "")[:64]
+    )
+
+
+def web_session_forget(*, session_key: str) -> None:
+    """The row of a session that signed out (the session store ends it itself)."""
+    WebSession.objects.filter(session_key=session_key).delete()
+
+
+def web_sessions_end(
+    *, mailbox: Mailbox, keep_session_key: str | None = None, session_id: int | None = None
+) -> int:
+    """End the mailbox's web sessions (one by id, or all but keep_session_key): the rows and
+    the sessions themselves. The number ended."""
+    from importlib import import_module
+
+    rows = WebSession.objects.filter(mailbox=mailbox)
+    if session_id is not None:
+        rows = rows.filter(pk=session_id)
+    if keep_session_key:
+        rows = rows.exclude(session_key=keep_session_key)
+    keys = list(rows.values_list("session_key", flat=True))
+    store = import_module(settings.SESSION_ENGINE).SessionStore
+    for key in keys:
+        store(session_key=key).delete()
+    rows.delete()
+    if keys:
+        logger.info("web sessions ended mailbox=%s count=%d", mailbox.address, len(keys))
+    return len(keys)
 
 
 # --- Blobs -------------------------------------------------------------------------------

@@ -516,6 +516,9 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 LANGUAGE_CODE = "en-us"
+# The languages a reader may choose under Settings > Account (webmail.timezones activates it
+# per request); a translation adds its row here and its catalogue under locale/.
+LANGUAGES = [("en", "English")]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True

@@ -9,7 +9,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from mailboxes import services, throttle
+from mailboxes.exceptions import AppPasswordRequired
 from mailboxes.models import Mailbox
+
+__all__ = ["AppPasswordRequired", "Throttled", "identity_refused", "password_login"]
 
 
 class Throttled(Exception):
@@ -29,7 +32,9 @@ async def password_login(
     client_ip: str | None,
 ) -> Mailbox | None:
     """The mailbox, or None for a wrong password or address; Throttled when the limiter
-    refuses the attempt (after holding the reply for as long as a session ever waits).
+    refuses the attempt (after holding the reply for as long as a session ever waits);
+    AppPasswordRequired when the mailbox has two-factor sign-in and this was not one of its
+    app passwords (a failure too: the reply tells the user to make an app password).
     `db` runs a sync service in the protocol's worker threads."""
     admission = throttle.admit(address, client_ip)
     await asyncio.sleep(min(admission.wait, throttle.MAX_DELAY))

@@ -2,8 +2,12 @@
 users; the admin keeps Django's own auth in the same session store).
 
 A session ends when the reader signs out, when it has been idle for
-MAILHOST_WEBMAIL_IDLE_SECONDS, after SESSION_COOKIE_AGE in any case, and as soon as the
-mailbox's password changes or the mailbox or its domain is disabled.
+MAILHOST_WEBMAIL_IDLE_SECONDS, after SESSION_COOKIE_AGE in any case, as soon as the
+mailbox's password changes or the mailbox or its domain is disabled, and when its row in
+mailboxes.WebSession goes (Settings > Sessions: "sign out" one device or everywhere).
+
+With two-factor sign-in on, the password alone does not sign in: it leaves a pending sign-in
+(SESSION_PENDING, valid PENDING_SECONDS) that a TOTP or recovery code completes.
 """
 
 from __future__ import annotations
@@ -19,13 +23,19 @@ from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 
+from mailboxes import services
 from mailboxes.models import Mailbox
+from mailhost.proxy import client_address
 
 API_PREFIX = "/api/"
 SESSION_MAILBOX = "webmail_mailbox_id"
 SESSION_HASH = "webmail_auth_hash"
 SESSION_STARTED = "webmail_started"
 SESSION_TOUCHED = "webmail_touched"
+SESSION_PENDING = "webmail_pending"  # {"id": mailbox id, "hash": ..., "at": time}
+SESSION_TIMEZONE = "webmail_tz"
+SESSION_LANGUAGE = "webmail_lang"
+PENDING_SECONDS = 300
 TOUCH_INTERVAL = 300  # seconds between idle-expiry refreshes (each one is a session write)
 
 
@@ -40,16 +50,69 @@ def _password_hash_digest(mailbox: Mailbox) -> str:
 
 
 def sign_in(request: HttpRequest, mailbox: Mailbox) -> None:
+    request.session.pop(SESSION_PENDING, None)
     request.session.cycle_key()  # a new session id at login: no session fixation
     request.session[SESSION_MAILBOX] = mailbox.pk
     request.session[SESSION_HASH] = _password_hash_digest(mailbox)
     request.session[SESSION_STARTED] = int(time.time())
     request.session[SESSION_TOUCHED] = int(time.time())
     request.session.set_expiry(idle_seconds())
+    remember_preferences(request, mailbox)
+    if request.session.session_key is None:
+        request.session.save()
+    services.web_session_start(
+        mailbox=mailbox,
+        session_key=request.session.session_key,
+        user_agent=request.META.get("HTTP_USER_AGENT", ""),
+        ip=client_address(request),
+    )
+
+
+def remember_preferences(request: HttpRequest, mailbox: Mailbox) -> None:
+    """The reader's time zone and language, read by webmail.timezones on every request."""
+    request.session[SESSION_TIMEZONE] = mailbox.time_zone
+    request.session[SESSION_LANGUAGE] = mailbox.language
+
+
+def begin_second_factor(request: HttpRequest, mailbox: Mailbox) -> None:
+    """The password was right and the mailbox has two-factor sign-in: remember that (bound to
+    the password, for PENDING_SECONDS) until a code completes it."""
+    request.session.cycle_key()
+    request.session[SESSION_PENDING] = {
+        "id": mailbox.pk,
+        "hash": _password_hash_digest(mailbox),
+        "at": int(time.time()),
+    }
+
+
+def pending_mailbox(request: HttpRequest) -> Mailbox | None:
+    pending = request.session.get(SESSION_PENDING)
+    if not isinstance(pending, dict) or time.time() - pending.get("at", 0) > PENDING_SECONDS:
+        return None
+    mailbox = (
+        Mailbox.objects.select_related("domain")
+        .filter(pk=pending.get("id"), active=True, domain__active=True)
+        .first()
+    )
+    if mailbox is None or not hmac.compare_digest(
+        pending.get("hash", ""), _password_hash_digest(mailbox)
+    ):
+        return None
+    return mailbox
 
 
 def sign_out(request: HttpRequest) -> None:
-    for key in (SESSION_MAILBOX, SESSION_HASH, SESSION_STARTED, SESSION_TOUCHED):
+    if request.session.session_key:
+        services.web_session_forget(session_key=request.session.session_key)
+    for key in (
+        SESSION_MAILBOX,
+        SESSION_HASH,
+        SESSION_STARTED,
+        SESSION_TOUCHED,
+        SESSION_PENDING,
+        SESSION_TIMEZONE,
+        SESSION_LANGUAGE,
+    ):
         request.session.pop(key, None)
     request.session.cycle_key()
 
@@ -60,7 +123,12 @@ def current_mailbox(request: HttpRequest) -> Mailbox | None:
         return None
     mailbox = (
         Mailbox.objects.select_related("domain")
-        .filter(pk=mailbox_id, active=True, domain__active=True)
+        .filter(
+            pk=mailbox_id,
+            active=True,
+            domain__active=True,
+            web_sessions__session_key=request.session.session_key or "",
+        )
         .first()
     )
     started = request.session.get(SESSION_STARTED, 0)
@@ -93,6 +161,9 @@ def mailbox_required(view):
         if now - request.session.get(SESSION_TOUCHED, 0) > TOUCH_INTERVAL:
             request.session[SESSION_TOUCHED] = now
             request.session.set_expiry(idle_seconds())
+            services.web_session_seen(
+                session_key=request.session.session_key, ip=client_address(request)
+            )
         return view(request, *args, **kwargs)
 
     return wrapper

@@ -12,7 +12,7 @@ import re
 import zoneinfo
 
 from django.http import HttpRequest, HttpResponse
-from django.utils import timezone
+from django.utils import timezone, translation
 
 TIMEZONE_COOKIE = "mailhost_tz"
 # An IANA zone name ("Europe/Berlin", "America/Argentina/Buenos_Aires", "Etc/GMT+5"); the
@@ -34,12 +34,23 @@ class ReaderTimezoneMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        zone = zone_named(request.COOKIES.get(TIMEZONE_COOKIE, ""))
+        # The zone and language chosen under Settings > Account come first (kept in the
+        # session by webmail.auth), then the browser's zone.
+        session = getattr(request, "session", None) or {}
+        zone = zone_named(session.get("webmail_tz", "")) or zone_named(
+            request.COOKIES.get(TIMEZONE_COOKIE, "")
+        )
         if zone is None:
             timezone.deactivate()
         else:
             timezone.activate(zone)
+        language = session.get("webmail_lang", "")
+        if language:
+            translation.activate(language)
+            request.LANGUAGE_CODE = language
         try:
             return self.get_response(request)
         finally:
             timezone.deactivate()
+            if language:
+                translation.deactivate()

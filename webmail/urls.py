@@ -4,6 +4,7 @@ from django.urls import path
 
 from webmail.security import with_headers
 from webmail.views import (
+    account,
     api,
     auth,
     compose,
@@ -20,6 +21,7 @@ app_name = "webmail"
 _routes = [
     ("", mailbox.index, "index"),
     ("login/", auth.login, "login"),
+    ("login/verify/", auth.login_verify, "login_verify"),
     ("logout/", auth.logout, "logout"),
     ("f/<int:folder_id>/", mailbox.folder_view, "folder"),
     ("f/<int:folder_id>/bulk/", mailbox.bulk, "bulk"),
@@ -34,6 +36,11 @@ _routes = [
     ("m/<int:folder_id>/<int:uid>/raw/", reading.message_raw, "message_raw"),
     ("compose/", compose.compose_view, "compose"),
     ("search/", search.search_view, "search"),
+    ("settings/account/", account.account_view, "account"),
+    ("settings/account/password/", account.password_change, "password_change"),
+    ("settings/sessions/", account.sessions_view, "sessions"),
+    ("settings/app-passwords/", account.app_passwords_view, "app_passwords"),
+    ("settings/two-factor/", account.two_factor_view, "two_factor"),
     ("settings/senders/", senders.senders_view, "senders"),
     ("settings/senders/add/", senders.sender_add, "sender_add"),
     ("settings/senders/<int:entry_id>/remove/", senders.sender_remove, "sender_remove"),

@@ -70,6 +70,12 @@ BAD_INVALID_SEQUENCE = Reply("BAD", "Invalid message sequence number")
 BAD_CONDSTORE_OFF = Reply("BAD", "QRESYNC must be enabled first")
 
 NO_AUTH_FAILED = Reply("NO", "Authentication failed", "AUTHENTICATIONFAILED")
+# Two-factor sign-in is on: the main password is for the web; mail clients use app passwords.
+NO_AUTH_APP_PASSWORD = Reply(
+    "NO",
+    "Two-factor sign-in is on for this account: use an app password (webmail Settings)",
+    "AUTHENTICATIONFAILED",
+)
 # RFC 5530 3: UNAVAILABLE, a temporary failure; the limiter did not check the password.
 NO_AUTH_THROTTLED = Reply("NO", "Too many failed logins; try again later", "UNAVAILABLE")
 NO_PRIVACY_REQUIRED = Reply("NO", "Plaintext authentication disallowed", "PRIVACYREQUIRED")

@@ -76,6 +76,7 @@ NO_MECHANISM: Final = no("Unsupported SASL mechanism.")
 # RFC 5804 2.1: an initial response with a mechanism whose server speaks first (LOGIN) is refused.
 NO_INITIAL_RESPONSE: Final = no("This mechanism takes no initial response.")
 NO_AUTH_FAILED: Final = no("Authentication failed.")
+NO_AUTH_APP_PASSWORD: Final = no("Two-factor sign-in is on for this account: use an app password.")
 NO_AUTH_CANCELLED: Final = no("Authentication cancelled.")
 NO_AUTH_MALFORMED: Final = no("Malformed SASL response.")
 # The shared limiter refused the attempt without checking the password (RFC 5804 1.3 TRYLATER).

@@ -33,7 +33,7 @@ from mailboxes.exceptions import (
 from mailboxes.models import Mailbox
 from mailhost import metrics, tls
 from protocols.listeners import Listener
-from protocols.login import Throttled, identity_refused, password_login
+from protocols.login import AppPasswordRequired, Throttled, identity_refused, password_login
 from protocols.managesieve import parser, responses
 from protocols.managesieve.states import State, allowed
 
@@ -428,6 +428,9 @@ class Session:
             )
         except Throttled:
             await self.login_failed(responses.NO_AUTH_THROTTLED)
+            return
+        except AppPasswordRequired:
+            await self.login_failed(responses.NO_AUTH_APP_PASSWORD)
             return
         if mailbox is None:
             await self.login_failed()

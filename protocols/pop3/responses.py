@@ -32,6 +32,9 @@ ERR_PLAINTEXT_DISALLOWED: Final = (
     f"-ERR {AUTH} Plaintext authentication disallowed on non-secure connections, use STLS"
 )
 ERR_AUTH_FAILED: Final = f"-ERR {AUTH} Invalid user name or password"
+ERR_AUTH_APP_PASSWORD: Final = (
+    f"-ERR {AUTH} Two-factor sign-in is on for this account: use an app password"
+)
 # RFC 3206 4: SYS/TEMP, a transient failure; the limiter did not check the password.
 ERR_AUTH_THROTTLED: Final = f"-ERR {SYS_TEMP} Too many failed logins, try again later"
 ERR_AUTH_FAILED_CLOSING: Final = f"-ERR {AUTH} Too many failed logins, closing connection"

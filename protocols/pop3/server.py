@@ -23,7 +23,7 @@ from django.db import close_old_connections
 from mailboxes import services
 from mailhost import metrics, tls
 from protocols.listeners import Listener
-from protocols.login import Throttled, identity_refused, password_login
+from protocols.login import AppPasswordRequired, Throttled, identity_refused, password_login
 from protocols.pop3 import lease, parser, responses
 from protocols.pop3.maildrop import (
     Entry,
@@ -412,6 +412,9 @@ class Session:
             )
         except Throttled:
             await self.login_failed(responses.ERR_AUTH_THROTTLED)
+            return
+        except AppPasswordRequired:
+            await self.login_failed(responses.ERR_AUTH_APP_PASSWORD)
             return
         if mailbox is None:
             await self.login_failed()

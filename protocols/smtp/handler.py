@@ -26,7 +26,7 @@ from mailboxes import selectors
 from mailboxes.addresses import parse_address
 from mailboxes.exceptions import InvalidAddress, MailhostError
 from mailboxes.storage import out_of_space
-from protocols.login import Throttled, identity_refused, password_login
+from protocols.login import AppPasswordRequired, Throttled, identity_refused, password_login
 from protocols.smtp import replies
 from protocols.smtp.replies import Reply
 
@@ -322,6 +322,8 @@ class Handler:
             )
         except Throttled:
             return replies.S454_AUTH_TEMPORARY  # RFC 4954 6: try again later
+        except AppPasswordRequired:
+            return replies.S535_AUTH_APP_PASSWORD
         if mailbox is None:
             return replies.S535_AUTH_FAILED
         session.authenticated = True

@@ -103,6 +103,10 @@ S503_AUTH_NOT_OFFERED = Reply(503, "5.5.1", "AUTH not available on this port")
 S504_AUTH_MECHANISM = Reply(504, "5.5.4", "Unrecognized authentication mechanism")
 S530_AUTH_REQUIRED = Reply(530, "5.7.0", "Authentication required")
 S535_AUTH_FAILED = Reply(535, "5.7.8", "Authentication credentials invalid")
+# Two-factor sign-in is on: the main password is for the web; mail clients use app passwords.
+S535_AUTH_APP_PASSWORD = Reply(
+    535, "5.7.8", "Two-factor sign-in is on for this account: use an app password"
+)
 S538_ENCRYPTION_REQUIRED = Reply(
     538, "5.7.11", "Encryption required for requested authentication mechanism"
 )

@@ -7,6 +7,7 @@ import math
 import time
 import unicodedata
 
+from django.contrib import messages as flash
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -16,7 +17,14 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from mailboxes import services, throttle
 from mailhost.proxy import client_address
-from webmail.auth import current_mailbox, safe_next, sign_in, sign_out
+from webmail.auth import (
+    begin_second_factor,
+    current_mailbox,
+    pending_mailbox,
+    safe_next,
+    sign_in,
+    sign_out,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -67,9 +75,55 @@ def login(request: HttpRequest) -> HttpResponse:
     if mailbox is None:
         context["error"] = "Wrong address or password."
         return render(request, "webmail/login.html", context, status=401)
+    if mailbox.totp_secret:
+        begin_second_factor(request, mailbox)
+        request.session["webmail_pending_next"] = safe_next(request, reverse("webmail:index"))
+        return redirect(reverse("webmail:login_verify"))
     services.mailbox_record_login(mailbox=mailbox)
     sign_in(request, mailbox)
     return redirect(safe_next(request, reverse("webmail:index")))
+
+
+@never_cache
+@csrf_protect
+@require_http_methods(["GET", "POST"])
+def login_verify(request: HttpRequest) -> HttpResponse:
+    """The second step of a two-factor sign-in: a code from the authenticator app, or a
+    recovery code. A wrong code is a failed login for the limiter, like a wrong password."""
+    mailbox = pending_mailbox(request)
+    if mailbox is None:
+        return redirect(reverse("webmail:login"))
+    context = {"address": mailbox.address}
+    if request.method == "GET":
+        return render(request, "webmail/login_verify.html", context)
+    ip = client_address(request)
+    admission = throttle.admit(mailbox.address, ip, max_wait=MAX_WEB_WAIT)
+    if not admission.admitted:
+        throttle.login_refused(
+            protocol="webmail", user=mailbox.address, client_ip=ip, wait=admission.wait
+        )
+        return throttled_response(request, "webmail/login_verify.html", context, admission.wait)
+    if admission.wait:
+        sleep(admission.wait)
+    kind = services.second_factor_check(mailbox=mailbox, code=request.POST.get("code", ""))
+    throttle.login_result(
+        protocol="webmail",
+        user=mailbox.address,
+        client_ip=ip,
+        succeeded=kind is not None,
+        user_exists=True,
+    )
+    if kind is None:
+        context["error"] = "That code is not right (or was used already)."
+        return render(request, "webmail/login_verify.html", context, status=401)
+    target = request.session.pop("webmail_pending_next", "") or reverse("webmail:index")
+    services.mailbox_record_login(mailbox=mailbox)
+    sign_in(request, mailbox)
+    if kind == "recovery":
+        flash.warning(
+            request, "You used a recovery code; it will not work again. Make new ones in Settings."
+        )
+    return redirect(target)
 
 
 @require_POST

@@ -12,7 +12,7 @@ from protocols.imap import parser as p
 from protocols.imap import responses as r
 from protocols.imap.session import CommandError, ConnectionDone, Session, db
 from protocols.imap.states import State
-from protocols.login import Throttled, identity_refused, password_login
+from protocols.login import AppPasswordRequired, Throttled, identity_refused, password_login
 
 ID_RESPONSE = '* ID ("name" "Mailhost" "vendor" "Mailhost")\r\n'
 OK_DEFLATE_ACTIVE = r.Reply("OK", "DEFLATE active")
@@ -133,6 +133,8 @@ async def _authenticate(session: Session, command: p.Command, user: str, passwor
         )
     except Throttled:
         mailbox, refusal = None, r.NO_AUTH_THROTTLED
+    except AppPasswordRequired:
+        mailbox, refusal = None, r.NO_AUTH_APP_PASSWORD
     else:
         refusal = r.NO_AUTH_FAILED
     if mailbox is None:
