@@ -56,6 +56,7 @@ from mailboxes.models import (
     ACL_RIGHTS,
     DEFAULT_FOLDERS,
     HIERARCHY_DELIMITER,
+    AdminTOTP,
     Alias,
     AppPassword,
     Blob,
@@ -725,6 +726,37 @@ def second_factor_check(*, mailbox: Mailbox, code: str) -> str | None:
                 logger.info("recovery code used mailbox=%s", mailbox.address)
                 return "recovery"
     return None
+
+
+def admin_totp_enrol(*, user) -> str:  # noqa: ANN001 - a Django user
+    """A new TOTP secret for a Django admin user (replacing any): the key to show once."""
+    from mailboxes import totp
+
+    secret = totp.new_secret()
+    AdminTOTP.objects.update_or_create(user=user, defaults={"secret": secret, "last_step": 0})
+    logger.info("admin two-factor enrolled user=%s", user.get_username())
+    return secret
+
+
+def admin_totp_remove(*, user) -> bool:  # noqa: ANN001
+    deleted, _ = AdminTOTP.objects.filter(user=user).delete()
+    return bool(deleted)
+
+
+def admin_totp_check(*, user, code: str) -> bool:  # noqa: ANN001
+    """True for an admin without two-factor sign-in, or with the current code (each step
+    once); False otherwise."""
+    from mailboxes import totp
+
+    enrolment = AdminTOTP.objects.filter(user=user).first()
+    if enrolment is None:
+        return True
+    step = totp.verify(enrolment.secret, code, last_step=enrolment.last_step)
+    if step is None:
+        return False
+    return bool(
+        AdminTOTP.objects.filter(pk=enrolment.pk, last_step__lt=step).update(last_step=step)
+    )
 
 
 def web_session_start(

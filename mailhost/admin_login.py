@@ -1,18 +1,25 @@
 """The Django admin's sign-in behind the same login limiter as every other login
 (mailboxes/throttle.py): slowed after failures, refused with 429 and Retry-After beyond what a
-web request should wait, and logged as `auth success|failure protocol=admin ...`."""
+web request should wait, and logged as `auth success|failure protocol=admin ...`.
+
+Two-factor sign-in for the admin: admins are Django users, not mailboxes, so their TOTP secret
+lives in mailboxes.AdminTOTP, enrolled from the shell (`manage.py admintotp USER`, which
+prints the key and a QR code). An enrolled admin types the code in the same form as the
+password (one step: a wrong code or a wrong password get the same answer, so the form never
+says the password was right); a wrong code is a failed login for the limiter."""
 
 from __future__ import annotations
 
 import math
 
+from django import forms
 from django.contrib import admin
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 
-from mailboxes import throttle
+from mailboxes import services, throttle
 from mailhost.proxy import client_address
 from webmail.views import auth as webmail_auth
 
@@ -26,6 +33,12 @@ def _user_exists(username: str) -> bool:
 
 class ThrottledAdminAuthenticationForm(AdminAuthenticationForm):
     retry_after: int | None = None
+    otp_code = forms.CharField(
+        label="Two-factor code",
+        required=False,
+        help_text="Only if you enrolled an authenticator app (manage.py admintotp).",
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
+    )
 
     def clean(self):
         username = self.cleaned_data.get("username")
@@ -48,6 +61,13 @@ class ThrottledAdminAuthenticationForm(AdminAuthenticationForm):
             webmail_auth.sleep(admission.wait)
         try:
             cleaned = super().clean()  # authenticate(), then active and staff
+            if not services.admin_totp_check(
+                user=self.get_user(), code=self.cleaned_data.get("otp_code") or ""
+            ):
+                raise ValidationError(
+                    "Please enter the correct username, password and two-factor code.",
+                    code="invalid_login",
+                )
         except ValidationError:
             throttle.login_result(
                 protocol=PROTOCOL,
