@@ -170,8 +170,15 @@ def summarize_and_spam(raw: bytes) -> tuple[dict, bool]:
 
 def _summary(raw: bytes, block: bytes, parsed) -> dict:  # noqa: ANN001 - a compat32 Message
 
+    # The address fields as IMAP's parser reads them (FETCH ENVELOPE, SEARCH): a name with
+    # white space before its colon (RFC 5322 4.5 obs-optional, "From  : ...") is a field, a
+    # line without a colon is skipped rather than ending the header as compat32 does.
+    from mailboxes import fulltext
+
+    fields = fulltext.header_fields(block)
+
     def get_all(name: str) -> list[str]:
-        return [header_text(v) for v in (parsed.get_all(name) or [])]
+        return [value for field, value in fields if field == name.lower()]
 
     from_display, from_address = _addresses_display(get_all("From"))
     to_display, _ = _addresses_display(get_all("To"))

@@ -183,3 +183,25 @@ def test_needles_whose_folding_is_ascii_match_cached_fields(imap, criteria, foun
     c.select_folder("INBOX")
     assert c.search(criteria, charset="UTF-8") == found
     c.logout()
+
+
+def test_from_to_cc_read_the_fields_fetch_reads(imap, client):
+    # Found by the Dovecot differential (RFC 2822 A.6.3's example, a mail parser fixture):
+    # "From  :" with white space before the colon is a field (RFC 5322 4.5 obs-optional), and
+    # a line without a colon does not end the header. SEARCH FROM/CC went by the address
+    # columns cached at delivery, which Python's compat32 parser had read without them.
+    raw = (
+        b"From  : John Doe <jdoe@machine(comment).  example>\r\n"
+        b"To: mary@example.net\r\n"
+        b"by a line that lost its fold\r\n"
+        b"Cc: carol@example.com\r\n"
+        b"Subject: obsolete syntax\r\n"
+        b"\r\n"
+        b"body\r\n"
+    )
+    services.message_deliver(raw=raw, recipients=["alice@example.org"])
+    c = client()
+    c.cmd("s", "SELECT INBOX")
+    assert c.cmd("a", "SEARCH FROM jdoe@machine.example") == [b"* SEARCH 1", ok("a")]
+    assert c.cmd("b", "SEARCH CC carol") == [b"* SEARCH 1", ok("b")]
+    assert c.cmd("c", 'SEARCH NOT FROM "@"') == [b"* SEARCH", ok("c")]
