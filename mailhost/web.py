@@ -245,6 +245,9 @@ class WebServer:
             pass
 
     def close(self) -> None:
+        from webmail import push
+
+        push.release_all()  # held long-polls answer now, while their sockets are open
         self._server.close()
 
     async def wait_closed(self) -> None:

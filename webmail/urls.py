@@ -54,6 +54,7 @@ _routes = [
     ("settings/vacation/", filters.vacation_view, "vacation"),
     ("settings/forwarding/", filters.forwarding_view, "forwarding"),
     ("api/status/", api.status, "api_status"),
+    ("api/wait/", api.wait, "api_wait"),
 ]
 
 urlpatterns = [path(route, with_headers(view), name=name) for route, view, name in _routes]

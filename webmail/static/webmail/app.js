@@ -179,22 +179,30 @@
     });
   }
 
-  /* New mail without a reload: cheap counters every 10 s; the list is refetched only when the
-     open folder changed and the reader has nothing selected. */
+  /* New mail without a reload, pushed: a long-poll the server answers as soon as a change
+     event names this mailbox (webmail/push.py says why not SSE). The list is refetched only
+     when the open folder changed and the reader has nothing selected. */
   function poll() {
-    var url = doc.body.getAttribute("data-status-url");
+    var url = doc.body.getAttribute("data-wait-url");
     if (!url || !doc.querySelector(".folder-list")) { return; }
     var baseTitle = doc.title;
     var inboxLink = doc.querySelector('.folder-link[data-folder-name="INBOX"]');
+    var version = "";
     function tick() {
-      fetch(url, { credentials: "same-origin", headers: { "Accept": "application/json" } })
+      fetch(url + "?v=" + encodeURIComponent(version), {
+        credentials: "same-origin", headers: { "Accept": "application/json" }
+      })
         .then(function (r) {
           if (r.status === 401) { window.location.reload(); throw new Error("signed out"); }
+          if (!r.ok) { throw new Error("status " + r.status); }
           return r.json();
         })
-        .then(update)
-        .catch(function () {})
-        .then(function () { window.setTimeout(tick, doc.hidden ? 30000 : 10000); });
+        .then(function (data) {
+          version = data.v || "";
+          update(data);
+          window.setTimeout(tick, (data.retry || 0) * 1000);
+        })
+        .catch(function () { window.setTimeout(tick, 5000); });
     }
     function update(data) {
       (data.folders || []).forEach(function (f) {
@@ -227,6 +235,6 @@
           moveSelects();
         });
     }
-    window.setTimeout(tick, 10000);
+    tick();
   }
 })();
