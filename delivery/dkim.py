@@ -14,11 +14,14 @@ from email.utils import getaddresses
 
 import dkim
 
+from delivery.inbound import rsaverify
 from mailboxes.addresses import domain_to_ascii
 from mailboxes.exceptions import InvalidAddress
 from mailboxes.models import DkimKey, Domain
 
 logger = logging.getLogger(__name__)
+
+rsaverify.install()  # signing (and ARC sealing) by OpenSSL, not dkimpy's pure-Python RSA
 
 # relaxed/relaxed survives the header re-folding and whitespace changes that relays commonly
 # make (RFC 6376 3.4.2, 3.4.4).

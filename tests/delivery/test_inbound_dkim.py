@@ -141,3 +141,23 @@ def test_openssl_rsa_check_agrees_with_dkimpys_own():
         theirs = rsaverify._pure_python(digest.copy(), sig, public)
         assert ours == theirs == expected
     assert dkim.RSASSA_PKCS1_v1_5_verify is rsaverify.rsassa_pkcs1_v1_5_verify
+
+
+def test_openssl_rsa_signature_is_dkimpys_own():
+    # PKCS#1 v1.5 signatures are deterministic: OpenSSL's (delivery.inbound.rsaverify, what
+    # DKIM signing and ARC sealing use) must be byte for byte dkimpy's pure-Python one.
+    import hashlib
+
+    import dkim
+    from dkim.crypto import parse_pem_private_key
+
+    import delivery.dkim  # noqa: F401  (installs the OpenSSL signer)
+    from delivery.inbound import rsaverify
+    from tests.support.dkimkeys import signing_key
+
+    private = parse_pem_private_key(signing_key().pem)
+    for text in (b"message", b"", b"another message" * 100):
+        ours = rsaverify.rsassa_pkcs1_v1_5_sign(hashlib.sha256(text), private)
+        theirs = rsaverify._pure_python_sign(hashlib.sha256(text), private)
+        assert bytes(ours) == bytes(theirs)
+    assert dkim.RSASSA_PKCS1_v1_5_sign is rsaverify.rsassa_pkcs1_v1_5_sign
