@@ -90,19 +90,28 @@ def snapshot(viewer_id: int, groups: tuple[p.NotifyGroup, ...]) -> NotifyState:
     return state
 
 
-def status_items(condstore: bool) -> tuple[str, ...]:
-    # RFC 5465 5.2-5.4: what changed in a folder not selected, as STATUS
-    items = ("MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN")
-    return (*items, "HIGHESTMODSEQ") if condstore else items
+def status_items(events: set[str]) -> tuple[str, ...]:
+    """What STATUS tells of a folder not selected (RFC 5465 5.2-5.4), by the events asked
+    for it, as Dovecot answers: MessageNew the counts and UIDNEXT, MessageExpunge the count,
+    FlagChange HIGHESTMODSEQ (with UIDVALIDITY, which makes it comparable)."""
+    wanted = set()
+    if "MessageNew" in events:
+        wanted |= {"MESSAGES", "UIDNEXT", "UIDVALIDITY"}
+    if "MessageExpunge" in events:
+        wanted.add("MESSAGES")
+    if "FlagChange" in events:
+        wanted |= {"UIDVALIDITY", "HIGHESTMODSEQ"}
+    order = ("MESSAGES", "UIDNEXT", "UIDVALIDITY", "HIGHESTMODSEQ")
+    return tuple(item for item in order if item in wanted)
 
 
 def initial_status(viewer_id: int, state: NotifyState, selected_id: int | None):
-    """NOTIFY SET STATUS (RFC 5465 3.1): each non-selected folder that MessageNew is asked
+    """NOTIFY SET STATUS (RFC 5465 3.1): each non-selected folder a message event is asked
     for, with its current row."""
     wanted = [
         fid
         for fid, name in state.names.items()
-        if fid != selected_id and "MessageNew" in state.events_for(name)
+        if fid != selected_id and status_items(state.events_for(name))
     ]
     rows = selectors.folders_by_id(wanted)
     return [

@@ -1558,11 +1558,8 @@ def _notify_group(reader: Reader) -> NotifyGroup:
     elif reader.atom().upper() != "NONE":
         raise ParseFailure("Expected events or NONE")
     reader.expect(b")")
-    if ("MessageNew" in events) != ("MessageExpunge" in events) or (
-        "FlagChange" in events and "MessageNew" not in events
-    ):
-        # RFC 5465 5: MessageNew and MessageExpunge go together, FlagChange needs them
-        raise ParseFailure("MessageNew and MessageExpunge go together")
+    # RFC 5465 5 asks clients to name MessageNew and MessageExpunge together; like Dovecot
+    # (and its imaptest script) each is taken alone too.
     return NotifyGroup(kind, mailboxes, tuple(events), fetch)
 
 

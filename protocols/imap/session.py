@@ -756,9 +756,10 @@ class Session:
         status, lists, metadata = await db(
             notify.read_changes, self.mailbox.id, state, events, selected_id
         )
-        items = notify.status_items(self.condstore)
         out = [notify.list_line(self, *entry) for entry in lists]
-        out += [status_line(self, folder, items, None, None, name) for name, folder in status]
+        for name, folder in status:
+            items = notify.status_items(state.events_for(name))
+            out.append(status_line(self, folder, items, None, None, name))
         out += [notify.metadata_line(self, name, entries) for name, entries in metadata]
         if out:
             await self.send(b"".join(out))

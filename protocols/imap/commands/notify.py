@@ -18,9 +18,13 @@ async def notify_command(session: Session, command: p.Notify) -> None:
     state = await db(notify.snapshot, session.mailbox.id, command.groups)
     selected_id = session.selected.folder_id if session.selected is not None else None
     if command.status:
-        items = notify.status_items(session.condstore)
         rows = await db(notify.initial_status, session.mailbox.id, state, selected_id)
-        out = [status_line(session, folder, items, None, None, name) for name, folder in rows]
+        out = [
+            status_line(
+                session, folder, notify.status_items(state.events_for(name)), None, None, name
+            )
+            for name, folder in rows
+        ]
         if out:
             await session.send(b"".join(out))
     session.notify_state = state

@@ -40,12 +40,18 @@ def uidvalidity(name: str) -> int:
     return selectors.folder_get(selectors.mailbox_get("alice@example.org").id, name).uidvalidity
 
 
+def highestmodseq(name: str) -> int:
+    folder = selectors.folder_get(selectors.mailbox_get("alice@example.org").id, name)
+    return folder.highestmodseq
+
+
 def test_capability_and_syntax(client):
     c = client()
     assert b"NOTIFY" in c.cmd("c1", "CAPABILITY")[0].split()
     assert c.cmd("n1", "NOTIFY SET (INBOXES (MessageNew MessageExpunge))") == [ok("n1")]
     assert c.cmd("n2", "NOTIFY NONE") == [ok("n2")]
-    assert c.cmd("n3", "NOTIFY SET (INBOXES (MessageNew))")[0].startswith(b"n3 BAD")
+    # MessageNew alone is taken, as Dovecot does (its imaptest script relies on it)
+    assert c.cmd("n3", "NOTIFY SET (INBOXES (MessageNew))") == [ok("n3")]
     bad = c.cmd("n4", "NOTIFY SET (INBOXES (NoSuchEvent))")[0]
     assert bad.startswith(b"n4 NO [BADEVENT (MessageNew MessageExpunge FlagChange")
     assert c.cmd("n5", "NOTIFY SET (ELSEWHERE (MessageNew MessageExpunge))")[0].startswith(
@@ -57,13 +63,13 @@ def test_delivery_to_a_folder_not_selected_gives_status_during_idle(client):
     c = client()
     c.cmd("s1", "SELECT Archive")
     assert c.cmd("n1", "NOTIFY SET STATUS (INBOXES (MessageNew MessageExpunge))") == [
-        b"* STATUS INBOX (MESSAGES 0 UIDNEXT 1 UIDVALIDITY %d UNSEEN 0)" % uidvalidity("INBOX"),
+        b"* STATUS INBOX (MESSAGES 0 UIDNEXT 1 UIDVALIDITY %d)" % uidvalidity("INBOX"),
         ok("n1"),
     ]
     idle(c)
     deliver_in_thread(MESSAGE, "alice@example.org")
     assert c.line() == (
-        b"* STATUS INBOX (MESSAGES 1 UIDNEXT 2 UIDVALIDITY %d UNSEEN 1)" % uidvalidity("INBOX")
+        b"* STATUS INBOX (MESSAGES 1 UIDNEXT 2 UIDVALIDITY %d)" % uidvalidity("INBOX")
     )
     done(c)
     # NOTIFY NONE: nothing more
@@ -78,12 +84,16 @@ def test_flag_change_and_expunge_in_a_personal_folder(client):
     watcher.cmd("n1", "NOTIFY SET (PERSONAL (MessageNew MessageExpunge FlagChange))")
     actor.cmd("s1", "SELECT INBOX")
     actor.cmd("t1", "STORE 1 +FLAGS.SILENT (\\Seen)")
-    status = b"* STATUS INBOX (MESSAGES %d UIDNEXT 2 UIDVALIDITY %d UNSEEN 0)"
-    assert watcher.cmd("n2", "NOOP") == [status % (1, uidvalidity("INBOX")), ok("n2", r.OK_NOOP)]
+    status = b"* STATUS INBOX (MESSAGES %d UIDNEXT 2 UIDVALIDITY %d HIGHESTMODSEQ %d)"
+    assert watcher.cmd("n2", "NOOP") == [
+        status % (1, uidvalidity("INBOX"), highestmodseq("INBOX")),
+        ok("n2", r.OK_NOOP),
+    ]
     actor.cmd("t2", "STORE 1 +FLAGS.SILENT (\\Deleted)")
     actor.cmd("e1", "EXPUNGE")
     lines = watcher.cmd("n3", "NOOP")
-    assert lines[-2:] == [status % (0, uidvalidity("INBOX")), ok("n3", r.OK_NOOP)]
+    expected = status % (0, uidvalidity("INBOX"), highestmodseq("INBOX"))
+    assert lines[-2:] == [expected, ok("n3", r.OK_NOOP)]
 
 
 def test_mailbox_name_and_subscription_change(client):
@@ -143,7 +153,7 @@ def test_a_shared_folder_of_another_mailbox(client, make_mailbox):
     bob.cmd("n1", 'NOTIFY SET (SUBTREE "Other Users" (MessageNew MessageExpunge))')
     idle(bob)
     services.message_append(folder=archive, raw=MESSAGE, flags=[])
-    assert bob.line() == b"* STATUS %s (MESSAGES 1 UIDNEXT 2 UIDVALIDITY %d UNSEEN 1)" % (
+    assert bob.line() == b"* STATUS %s (MESSAGES 1 UIDNEXT 2 UIDVALIDITY %d)" % (
         shared,
         archive.uidvalidity,
     )
@@ -181,6 +191,6 @@ def test_notify_woken_by_delivery_in_another_process(client, tmp_path):
     other = subprocess.run([sys.executable, "-c", DELIVER], env=env, cwd=root, timeout=60)
     assert other.returncode == 0
     assert c.line() == (
-        b"* STATUS INBOX (MESSAGES 1 UIDNEXT 2 UIDVALIDITY %d UNSEEN 1)" % uidvalidity("INBOX")
+        b"* STATUS INBOX (MESSAGES 1 UIDNEXT 2 UIDVALIDITY %d)" % uidvalidity("INBOX")
     )
     done(c)
