@@ -49,6 +49,9 @@ FLAGS_LINE_BASE = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 COMMON_KEYWORDS = ("$Forwarded", "$MDNSent", "$Junk", "$NotJunk", "$Phishing")
 
 
+# RFC 9585 INPROGRESS: a command still running after this many seconds says so, and again
+# each time as long again has passed.
+PROGRESS_INTERVAL = 1.0
 INFLATE_CHUNK = 256 * 1024  # octets inflated per read at most (COMPRESS=DEFLATE)
 
 _executor: ThreadPoolExecutor | None = None
@@ -284,6 +287,8 @@ class Session:
         # COMPRESS=DEFLATE (RFC 4978): raw deflate both ways once the OK has gone out
         self.deflate = None
         self.inflate = None
+        self.command_started = 0.0  # loop time the running command began (INPROGRESS)
+        self.last_progress = 0.0
 
     @property
     def state(self) -> State:
@@ -348,6 +353,7 @@ class Session:
             "REPLACE",
             "SAVEDATE",
             "MULTISEARCH",
+            "INPROGRESS",
             *(["COMPRESS=DEFLATE"] if self.deflate is None else []),
             "CONDSTORE",
             "QRESYNC",
@@ -477,6 +483,29 @@ class Session:
         finally:
             await self.close()
 
+    async def progress(self, tag: str, count: int | None = None, total: int | None = None) -> None:
+        """`* OK [INPROGRESS ("tag" count total)]` when the command has run PROGRESS_INTERVAL
+        since it began or since the last one (RFC 9585 3); nothing otherwise."""
+        now = asyncio.get_running_loop().time()
+        if now - max(self.command_started, self.last_progress) < PROGRESS_INTERVAL:
+            return
+        self.last_progress = now
+        numbers = " ".join("NIL" if n is None else str(n) for n in (count, total))
+        quoted = r.quoted_or_literal(tag).decode("ascii")
+        await self.send(
+            r.Reply("OK", "Still working", f"INPROGRESS ({quoted} {numbers})").untagged()
+        )
+
+    async def db_progress(self, tag: str, fn, *args, **kwargs):
+        """db(fn, ...) with INPROGRESS responses while it runs (one worker hop that may be
+        long: a SEARCH, SORT or THREAD of a large folder)."""
+        future = db(fn, *args, **kwargs)
+        while True:
+            done, _ = await asyncio.wait({future}, timeout=PROGRESS_INTERVAL)
+            if done:
+                return future.result()
+            await self.progress(tag)
+
     def unauthenticate(self) -> None:
         """Back to the state of a new connection, TLS and compression kept (RFC 8437 3)."""
         if self.selected is not None:
@@ -548,6 +577,8 @@ class Session:
                 await self.send(r.BAD_STATE.tagged(command.tag))
             return
         handler = HANDLERS[command.name]
+        self.command_started = asyncio.get_running_loop().time()
+        self.last_progress = 0.0
         try:
             await handler(self, command)
         except CommandError as exc:

@@ -216,6 +216,8 @@ async def fetch_responses(session: Session, command: p.Fetch) -> None:
     step = CHUNK if (needs_raw or needs_structure) else 5000
     wants_flags = any(i.name == "FLAGS" for i in items)
     for start in range(0, len(rows), step):
+        if start:
+            await session.progress(command.tag, start, len(rows))  # RFC 9585
         chunk = rows[start : start + step]
         if wants_flags:
             update = session.keyword_update({f for row in chunk for f in row.flags})
@@ -248,7 +250,8 @@ async def search(session: Session, command: p.Search) -> None:
     want_modseq = search_keys.uses_modseq(key)
     if want_modseq:
         session.enable_condstore()
-    result = await db(
+    result = await session.db_progress(
+        command.tag,
         search_keys.search_full,
         sel.folder_id,
         key,

@@ -8,12 +8,14 @@ from protocols.imap import parser as p
 from protocols.imap import responses as r
 from protocols.imap import search as search_keys
 from protocols.imap import sort as sorting
-from protocols.imap.session import CommandError, Session, db
+from protocols.imap.session import CommandError, Session
 
 BAD_THREAD_ALGORITHM = r.Reply("BAD", "Unknown thread algorithm")
 
 
-async def _matching(session: Session, keys: tuple, charset: str) -> search_keys.SearchResult:
+async def _matching(
+    session: Session, tag: str, keys: tuple, charset: str
+) -> search_keys.SearchResult:
     """The session's messages the search keys match (UIDs ascending), as SEARCH finds them."""
     sel = session.selected
     try:
@@ -28,7 +30,8 @@ async def _matching(session: Session, keys: tuple, charset: str) -> search_keys.
     if isinstance(key, search_keys.All):
         # The usual SORT: every message of the view, no query (the rows are read next).
         return search_keys.SearchResult(list(await session.sequence_map()), None)
-    return await db(
+    return await session.db_progress(
+        tag,
         search_keys.search_full,
         sel.folder_id,
         key,
@@ -80,8 +83,12 @@ async def sort(session: Session, command: p.Sort) -> None:
         keys = sorting.parse_criteria(command.criteria)
     except sorting.SortSyntaxError as exc:
         raise CommandError(r.Reply("BAD", str(exc))) from None
-    result = await _matching(session, command.keys, command.charset)
-    ordered = await db(_sorted, sel.folder_id, result.uids, keys) if result.uids else []
+    result = await _matching(session, command.tag, command.keys, command.charset)
+    ordered = (
+        await session.db_progress(command.tag, _sorted, sel.folder_id, result.uids, keys)
+        if result.uids
+        else []
+    )
     numbers = ordered if command.uid else [sel.seq_of(uid) for uid in ordered]
     numbers = [n for n in numbers if n is not None]
     if command.returns is None and command.partial is None:
@@ -114,8 +121,14 @@ async def thread(session: Session, command: p.Thread) -> None:
     sel = session.selected
     if command.algorithm not in sorting.THREAD_ALGORITHMS:
         raise CommandError(BAD_THREAD_ALGORITHM)
-    result = await _matching(session, command.keys, command.charset)
-    roots = await db(_threads, sel.folder_id, result.uids, command.algorithm) if result.uids else []
+    result = await _matching(session, command.tag, command.keys, command.charset)
+    roots = (
+        await session.db_progress(
+            command.tag, _threads, sel.folder_id, result.uids, command.algorithm
+        )
+        if result.uids
+        else []
+    )
     numbers = None
     if not command.uid:
         numbers = dict(zip(result.uids, sel.seqs_of(result.uids), strict=True))
