@@ -64,3 +64,63 @@ def test_new_mail_arrives_without_reload_within_two_seconds(site, browser, alice
     assert page.title().startswith("(2)")
     assert page.js_errors == []
     context.close()
+
+
+def test_keyboard_only(site, browser, alice):  # noqa: F811
+    for n in range(3):
+        deliver(make_raw(subject=f"Key {n}", text=f"Body {n}\n"))
+    context, page = signed_in(browser, site, "alice@example.org", "secret")
+    page.keyboard.press("?")
+    dialog = page.locator("[data-shortcuts]")
+    assert dialog.is_visible() and "Reply all" in dialog.inner_text()
+    screenshot(page, "daily-shortcuts")
+    page.keyboard.press("Escape")
+    assert not dialog.is_visible()
+    page.keyboard.press("j")
+    page.keyboard.press("j")
+    focused = page.evaluate("document.activeElement.querySelector('.subject').textContent")
+    assert focused == "Key 1"  # newest first: Key 2, then Key 1
+    page.keyboard.press("k")
+    page.keyboard.press("e")  # archive the current line
+    page.wait_for_selector(".flash")
+    assert "moved to Archive" in page.locator(".flash").inner_text()
+    subjects = page.locator(".message-list .subject").all_inner_texts()
+    assert subjects == ["Key 1", "Key 0"]
+    page.keyboard.press("j")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("[data-test=reply]")
+    page.keyboard.press("r")
+    page.wait_for_url("**/compose/?reply=*")
+    page.go_back()
+    page.keyboard.press("#")  # delete the open message
+    page.wait_for_selector(".flash")
+    assert "moved to Trash" in page.locator(".flash").inner_text()
+    page.keyboard.press("/")
+    assert page.evaluate("document.activeElement.getAttribute('aria-label')") == "Search mail"
+    page.keyboard.press("Escape")
+    page.evaluate("document.activeElement.blur()")
+    page.keyboard.press("c")
+    page.wait_for_url("**/compose/")
+    assert page.js_errors == []
+    context.close()
+
+
+def test_select_all_across_pages(site, browser, alice):  # noqa: F811
+    from webmail.views.common import PAGE_SIZE
+
+    inbox = folder(alice, "INBOX")
+    for n in range(PAGE_SIZE + 2):
+        services.message_append(folder=inbox, raw=make_raw(subject=f"Many {n}"), flags=[])
+    context, page = signed_in(browser, site, "alice@example.org", "secret")
+    assert not page.locator("[data-test=select-folder]").is_visible()
+    page.check("[data-pick-all]")
+    offer = page.locator("[data-test=select-folder]")
+    assert offer.inner_text() == f"Select all {PAGE_SIZE + 2} messages in INBOX"
+    offer.click()
+    assert page.locator("[data-selection-count]").inner_text().startswith(f"All {PAGE_SIZE + 2}")
+    page.click("button[name=action][value=read]")
+    page.wait_for_selector(".flash")
+    assert f"{PAGE_SIZE + 2} messages marked read" in page.locator(".flash").inner_text()
+    assert page.locator(".msg.unread").count() == 0
+    assert page.js_errors == []
+    context.close()

@@ -108,3 +108,22 @@ def test_relative_dates_in_the_readers_zone(ago, shown):
     now = datetime(2026, 12, 3, 14, 0, tzinfo=UTC)  # a Thursday, 15:00 in Berlin
     with timezone.override(zoneinfo.ZoneInfo("Europe/Berlin")):
         assert relative_date(now - ago, now) == shown
+
+
+def test_select_all_across_pages_acts_on_the_whole_folder(web, inbox):
+    from webmail.views.common import PAGE_SIZE
+
+    for n in range(PAGE_SIZE + 3):
+        deliver(make_raw(subject=f"bulk {n}"))
+    page = web.get(f"/f/{inbox.pk}/").content.decode()
+    assert 'data-test="select-folder"' in page and f"Select all {PAGE_SIZE + 3} messages" in page
+    response = web.post(f"/f/{inbox.pk}/bulk/", {"action": "read", "uid": "1", "all": "1"})
+    assert response.status_code == 302
+    assert not Message.objects.filter(folder=inbox, seen=False).exists()
+    inbox.refresh_from_db()
+    assert inbox.unseen_count == 0
+
+
+def test_select_all_is_not_offered_on_a_single_page(web, inbox):
+    deliver(make_raw())
+    assert 'data-test="select-folder"' not in web.get(f"/f/{inbox.pk}/").content.decode()

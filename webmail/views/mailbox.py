@@ -212,6 +212,10 @@ def bulk(request: HttpRequest, folder_id: int) -> HttpResponse:
         uids = sorted({int(u) for v in request.POST.getlist("uid") for u in v.split(",")})
     except ValueError:
         return HttpResponseBadRequest("bad uid")
+    if request.POST.get("all") == "1":  # "select all N messages in the folder": every page
+        uids = list(
+            Message.objects.filter(folder=folder).order_by("uid").values_list("uid", flat=True)
+        )
     if not uids:
         flash.info(request, "Select some messages first.")
         return redirect(back)

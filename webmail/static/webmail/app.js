@@ -41,12 +41,17 @@
     });
   }
 
-  /* Checkboxes in the list: select all, show the actions once something is picked. */
+  /* Checkboxes in the list: select all, show the actions once something is picked. When the
+     whole page is picked and the folder has more, offer every message of the folder (all=1,
+     which the server takes as every UID in it). */
   function selection() {
     var all = doc.querySelector("[data-pick-all]");
     var picks = Array.prototype.slice.call(doc.querySelectorAll("[data-pick]"));
     var group = doc.querySelector("[data-needs-selection]");
     var counter = doc.querySelector("[data-selection-count]");
+    var whole = doc.querySelector("[data-select-folder]");
+    var wholeInput = doc.querySelector("[data-all-input]");
+    var note = doc.querySelector("[data-select-folder-note]");
     if (!picks.length) { if (all) { all.disabled = true; } return; }
     function refresh() {
       var n = picks.filter(function (p) { return p.checked; }).length;
@@ -54,11 +59,24 @@
       if (group) { group.classList.toggle("active", n > 0); }
       if (counter) { counter.textContent = n ? n + " selected" : ""; }
       if (all) { all.checked = n === picks.length; all.indeterminate = n > 0 && n < picks.length; }
+      if (whole && wholeInput && note) {
+        var every = n === picks.length;
+        note.hidden = !every;
+        if (!every) { wholeInput.value = ""; whole.textContent = whole.getAttribute("data-offer"); }
+        else if (wholeInput.value === "1" && counter) { counter.textContent = whole.getAttribute("data-chosen"); }
+      }
     }
     picks.forEach(function (p) { p.addEventListener("change", refresh); });
     if (all) {
       all.addEventListener("change", function () {
         picks.forEach(function (p) { p.checked = all.checked; });
+        refresh();
+      });
+    }
+    if (whole && wholeInput) {
+      whole.addEventListener("click", function () {
+        wholeInput.value = "1";
+        whole.textContent = whole.getAttribute("data-chosen");
         refresh();
       });
     }
@@ -165,16 +183,74 @@
     });
   }
 
+  /* Gmail's keys: j/k move through the list, x selects, Enter opens; r/a/f reply, reply all,
+     forward; e archives, # deletes (the selection, else the current line, else the open
+     message); / searches, c composes, ? lists them all. */
   function shortcuts() {
+    var current = -1;
+    function rows() { return Array.prototype.slice.call(doc.querySelectorAll(".message-list .msg-link")); }
+    function move(step) {
+      var links = rows();
+      if (!links.length) { return; }
+      var at = links.indexOf(doc.activeElement);
+      current = Math.max(0, Math.min(links.length - 1, (at >= 0 ? at : current) + step));
+      links.forEach(function (l, i) { l.closest(".msg").classList.toggle("current", i === current); });
+      links[current].focus();
+    }
+    function currentRow() {
+      var links = rows();
+      var at = links.indexOf(doc.activeElement);
+      var link = links[at >= 0 ? at : current];
+      return link ? link.closest(".msg") : null;
+    }
+    function act(value) {
+      var button = doc.querySelector('button[name=action][value="' + value + '"]');
+      if (!button) { return; }
+      if (doc.querySelector(".message-list") && !doc.querySelector("[data-pick]:checked")) {
+        var row = currentRow();
+        var pick = row && row.querySelector("[data-pick]");
+        if (!pick) { return; }
+        pick.checked = true;
+        pick.dispatchEvent(new Event("change"));
+      }
+      if (button.form.requestSubmit) { button.form.requestSubmit(button); } else { button.click(); }
+    }
+    function follow(selector) {
+      var link = doc.querySelector(selector);
+      if (link) { window.location.href = link.href; }
+    }
+    var dialog = doc.querySelector("[data-shortcuts]");
     doc.addEventListener("keydown", function (event) {
       var tag = (event.target.tagName || "").toLowerCase();
-      if (tag === "input" || tag === "textarea" || tag === "select" || event.ctrlKey || event.metaKey || event.altKey) { return; }
-      if (event.key === "/") {
+      if (tag === "input" || tag === "textarea" || tag === "select" || event.target.isContentEditable ||
+          event.ctrlKey || event.metaKey || event.altKey) { return; }
+      if (dialog && dialog.open) { return; }
+      var key = event.key;
+      if (key === "/") {
         var search = doc.querySelector("[data-search-input]");
         if (search) { event.preventDefault(); search.focus(); }
-      } else if (event.key === "c") {
-        var compose = doc.querySelector("[data-test=compose]");
-        if (compose) { window.location.href = compose.href; }
+      } else if (key === "c") {
+        follow("[data-test=compose]");
+      } else if (key === "j" || key === "k") {
+        event.preventDefault();
+        move(key === "j" ? 1 : -1);
+      } else if (key === "x") {
+        var row = currentRow();
+        var pick = row && row.querySelector("[data-pick]");
+        if (pick) { pick.checked = !pick.checked; pick.dispatchEvent(new Event("change")); }
+      } else if (key === "r") {
+        follow("[data-test=reply]");
+      } else if (key === "a") {
+        follow("[data-test=reply-all]");
+      } else if (key === "f") {
+        follow("[data-test=forward]");
+      } else if (key === "e") {
+        act("archive");
+      } else if (key === "#") {
+        act("delete");
+      } else if (key === "?" && dialog && dialog.showModal) {
+        event.preventDefault();
+        dialog.showModal();
       }
     });
   }
