@@ -436,6 +436,39 @@ class Session:
                 return line
             self.parser.feed(await self.read_some(self.timeout))
 
+    async def read_or_notify(self, timeout: float) -> bytes:
+        """read_some, that between commands also sends what NOTIFY's events changed in
+        folders not selected as they come (RFC 5465 3: at any time; the selected folder's
+        EXPUNGE waits for a command, RFC 9051 7.5.1)."""
+        if self.notify_state is None or self.parser.in_command:
+            return await self.read_some(timeout)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            self.wakeup.clear()  # before looking, so an event from here on wakes again
+            if self.notify_state is not None and self.notify_state.pending:
+                await self.notify_flush()
+            if self.read_task is None:
+                self.read_task = asyncio.ensure_future(self.reader.read(65536))
+            wake = asyncio.ensure_future(self.wakeup.wait())
+            try:
+                done, _ = await asyncio.wait(
+                    {self.read_task, wake},
+                    timeout=max(0.0, deadline - loop.time()),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            finally:
+                wake.cancel()
+            if self.read_task in done:
+                task, self.read_task = self.read_task, None
+                data = task.result()
+                if not data:
+                    raise ConnectionDone()
+                return data
+            if not done:
+                await self.send(r.BYE_TIMEOUT.untagged())
+                raise ConnectionDone()
+
     async def run(self) -> None:
         try:
             await self.send(
@@ -463,7 +496,7 @@ class Session:
                         command_deadline = None
                     self.awaiting_command = not self.parser.in_command
                     try:
-                        self.parser.feed(await self.read_some(timeout))
+                        self.parser.feed(await self.read_or_notify(timeout))
                     finally:
                         self.awaiting_command = False
                     continue

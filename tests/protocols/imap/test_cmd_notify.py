@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -194,3 +195,20 @@ def test_notify_woken_by_delivery_in_another_process(client, tmp_path):
         b"* STATUS INBOX (MESSAGES 1 UIDNEXT 2 UIDVALIDITY %d)" % uidvalidity("INBOX")
     )
     done(c)
+
+
+def test_notifications_between_commands_without_idle(client):
+    c = client()
+    c.cmd("s1", "SELECT Archive")
+    c.cmd(
+        "n1",
+        "NOTIFY SET (INBOXES (MessageNew MessageExpunge)) (SELECTED (MessageNew MessageExpunge))",
+    )
+    started = time.monotonic()
+    deliver_in_thread(MESSAGE, "alice@example.org")
+    # no command sent: RFC 5465 lets the server say it at once
+    assert c.line() == b"* STATUS INBOX (MESSAGES 1 UIDNEXT 2 UIDVALIDITY %d)" % uidvalidity(
+        "INBOX"
+    )
+    assert time.monotonic() - started < 2.0
+    assert c.cmd("n2", "NOOP") == [ok("n2", r.OK_NOOP)]
