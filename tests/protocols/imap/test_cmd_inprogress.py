@@ -22,8 +22,9 @@ def test_fetch_reports_progress(client, monkeypatch):
     c = client()
     assert b"INPROGRESS" in c.cmd("c1", "CAPABILITY")[0].split()
     c.cmd("s1", "SELECT INBOX")
+    monkeypatch.setattr(imap_session, "PROGRESS_INTERVAL", 3600.0)
     lines = c.cmd("f0", "FETCH 1:* (BODY.PEEK[])")
-    assert not any(b"INPROGRESS" in line for line in lines)  # quick: nothing to say
+    assert not any(b"INPROGRESS" in line for line in lines)  # within the interval: nothing
     monkeypatch.setattr(imap_session, "PROGRESS_INTERVAL", 0.0)
     lines = c.cmd("f1", "FETCH 1:* (BODY.PEEK[])")
     progress = [line for line in lines if b"INPROGRESS" in line]
@@ -48,6 +49,6 @@ def test_slow_search_says_it_is_at_work(client, monkeypatch):
     c.cmd("s1", "SELECT INBOX")
     lines = c.cmd("q1", "SEARCH SUBJECT s")
     progress = [line for line in lines if b"INPROGRESS" in line]
-    assert 2 <= len(progress) <= 6
+    assert 1 <= len(progress) <= 6
     assert set(progress) == {b'* OK [INPROGRESS ("q1" NIL NIL)] Still working'}
     assert lines[-2:] == [b"* SEARCH 1", b"q1 OK Completed"]
