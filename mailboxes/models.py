@@ -618,3 +618,19 @@ class AdminTOTP(models.Model):
     user = models.OneToOneField("auth.User", on_delete=models.CASCADE, related_name="totp")
     secret = models.CharField(max_length=64)
     last_step = models.BigIntegerField(default=0)
+
+
+class Passkey(models.Model):
+    """A WebAuthn credential (a passkey or a security key) of a mailbox: signs in to the
+    webmail without a password, or stands in for the TOTP code after it."""
+
+    mailbox = models.ForeignKey(Mailbox, on_delete=models.CASCADE, related_name="passkeys")
+    name = models.CharField(max_length=100)
+    credential_id = models.CharField(max_length=1400, unique=True)  # base64url
+    public_key = models.BinaryField()  # COSE_Key
+    sign_count = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["mailbox", "name"]

@@ -32,6 +32,7 @@ from mailboxes.models import (
     Mailbox,
     Message,
     MetadataEntry,
+    Passkey,
     RecoveryCode,
     SenderListEntry,
     SieveScript,
@@ -1035,3 +1036,7 @@ def app_passwords(*, mailbox: Mailbox) -> list[AppPassword]:
 
 def recovery_codes_left(*, mailbox: Mailbox) -> int:
     return RecoveryCode.objects.filter(mailbox=mailbox, used_at__isnull=True).count()
+
+
+def passkeys(*, mailbox: Mailbox) -> list[Passkey]:
+    return list(Passkey.objects.filter(mailbox=mailbox).order_by("created_at"))

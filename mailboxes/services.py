@@ -70,6 +70,7 @@ from mailboxes.models import (
     Mailbox,
     Message,
     MetadataEntry,
+    Passkey,
     RecoveryCode,
     SenderListEntry,
     SieveScript,
@@ -757,6 +758,127 @@ def admin_totp_check(*, user, code: str) -> bool:  # noqa: ANN001
     return bool(
         AdminTOTP.objects.filter(pk=enrolment.pk, last_step__lt=step).update(last_step=step)
     )
+
+
+def passkey_registration_options(*, mailbox: Mailbox, rp_id: str) -> tuple[str, bytes]:
+    """WebAuthn registration options (JSON for navigator.credentials.create) and the
+    challenge the caller keeps until passkey_register. A discoverable credential with user
+    verification: it signs in without the address or the password."""
+    import webauthn
+    from webauthn.helpers.structs import (
+        AuthenticatorSelectionCriteria,
+        PublicKeyCredentialDescriptor,
+        ResidentKeyRequirement,
+        UserVerificationRequirement,
+    )
+
+    existing = Passkey.objects.filter(mailbox=mailbox).values_list("credential_id", flat=True)
+    options = webauthn.generate_registration_options(
+        rp_id=rp_id,
+        rp_name="Mailhost",
+        user_id=f"mailbox-{mailbox.pk}".encode(),
+        user_name=mailbox.address,
+        user_display_name=mailbox.display_name or mailbox.address,
+        authenticator_selection=AuthenticatorSelectionCriteria(
+            resident_key=ResidentKeyRequirement.REQUIRED,
+            user_verification=UserVerificationRequirement.REQUIRED,
+        ),
+        exclude_credentials=[
+            PublicKeyCredentialDescriptor(id=webauthn.base64url_to_bytes(c)) for c in existing
+        ],
+    )
+    return webauthn.options_to_json(options), options.challenge
+
+
+def passkey_register(
+    *, mailbox: Mailbox, name: str, credential: str, challenge: bytes, rp_id: str, origin: str
+) -> Passkey:
+    """Verify the authenticator's attestation response (challenge, origin, rp id, user
+    verification) and keep the credential. InvalidValue when it does not verify."""
+    import webauthn
+    from webauthn.helpers.exceptions import InvalidRegistrationResponse
+
+    name = name.strip()[:100] or "Passkey"
+    try:
+        verified = webauthn.verify_registration_response(
+            credential=credential,
+            expected_challenge=challenge,
+            expected_rp_id=rp_id,
+            expected_origin=origin,
+            require_user_verification=True,
+        )
+    except (InvalidRegistrationResponse, ValueError, KeyError, TypeError) as exc:
+        raise InvalidValue(f"the passkey could not be verified ({exc})") from None
+    passkey = Passkey.objects.create(
+        mailbox=mailbox,
+        name=name,
+        credential_id=webauthn.helpers.bytes_to_base64url(verified.credential_id),
+        public_key=verified.credential_public_key,
+        sign_count=verified.sign_count,
+    )
+    logger.info("passkey added mailbox=%s id=%s", mailbox.address, passkey.pk)
+    return passkey
+
+
+def passkey_authentication_options(*, rp_id: str) -> tuple[str, bytes]:
+    """Options for navigator.credentials.get with no credential list (discoverable: the
+    authenticator offers the passkeys it holds for this site)."""
+    import webauthn
+    from webauthn.helpers.structs import UserVerificationRequirement
+
+    options = webauthn.generate_authentication_options(
+        rp_id=rp_id, user_verification=UserVerificationRequirement.REQUIRED
+    )
+    return webauthn.options_to_json(options), options.challenge
+
+
+def passkey_authenticate(
+    *, credential: str, challenge: bytes, rp_id: str, origin: str
+) -> tuple[Mailbox | None, str | None]:
+    """The mailbox whose passkey signed the challenge (user verified, origin and rp id
+    checked, signature counter not going back), or None; with the address it claimed (for
+    the limiter), None when the credential is unknown."""
+    import json
+
+    import webauthn
+    from webauthn.helpers.exceptions import InvalidAuthenticationResponse
+
+    try:
+        credential_id = json.loads(credential)["id"]
+    except (ValueError, KeyError, TypeError):
+        return None, None
+    passkey = (
+        Passkey.objects.select_related("mailbox__domain")
+        .filter(credential_id=credential_id)
+        .first()
+    )
+    if passkey is None:
+        return None, None
+    mailbox = passkey.mailbox
+    try:
+        verified = webauthn.verify_authentication_response(
+            credential=credential,
+            expected_challenge=challenge,
+            expected_rp_id=rp_id,
+            expected_origin=origin,
+            credential_public_key=bytes(passkey.public_key),
+            credential_current_sign_count=passkey.sign_count,
+            require_user_verification=True,
+        )
+    except (InvalidAuthenticationResponse, ValueError, KeyError, TypeError) as exc:
+        logger.info("passkey refused mailbox=%s reason=%s", mailbox.address, exc)
+        return None, mailbox.address
+    if not mailbox.active or not mailbox.domain.active:
+        return None, mailbox.address
+    Passkey.objects.filter(pk=passkey.pk).update(
+        sign_count=verified.new_sign_count, last_used_at=timezone.now()
+    )
+    return mailbox, mailbox.address
+
+
+def passkey_delete(*, mailbox: Mailbox, passkey_id: int) -> bool:
+    deleted, _ = Passkey.objects.filter(mailbox=mailbox, pk=passkey_id).delete()
+    return bool(deleted)
 
 
 def web_session_start(

@@ -346,3 +346,28 @@ def test_imap_pop3_smtp_take_app_passwords_only_once_two_factor_is_on(ports, ali
     with pytest.raises(poplib.error_proto, match="use an app password"):
         pop.pass_("secret")
     pop.quit()
+
+
+# --- Passkeys (the full ceremony runs in Chromium: test_browser_account.py) ----------------
+
+
+def test_passkey_sign_in_needs_a_challenge_and_a_known_credential(db, alice):
+    client = Client(enforce_csrf_checks=False)
+    assert client.post("/login/passkey/", "{}", content_type="application/json").status_code == 400
+    options = client.post("/login/passkey/options/").json()
+    assert options["rpId"] == "testserver" and options["userVerification"] == "required"
+    forged = '{"id": "AAAA", "rawId": "AAAA", "type": "public-key", "response": {}}'
+    response = client.post("/login/passkey/", forged, content_type="application/json")
+    assert response.status_code == 401
+    assert client.get(PROBE).status_code == 302
+    # The challenge is used up: the same answer again has none to match.
+    response = client.post("/login/passkey/", forged, content_type="application/json")
+    assert response.status_code == 400
+
+
+def test_passkey_registration_options_exclude_nothing_yet(db, alice, web):
+    options = web.post("/settings/passkeys/options/").json()
+    assert options["rp"]["id"] == "testserver"
+    assert options["authenticatorSelection"]["residentKey"] == "required"
+    assert options["user"]["name"] == "alice@example.org"
+    assert options["excludeCredentials"] == []

@@ -12,8 +12,8 @@ import ssl
 import pytest
 from django.db import connections
 
-from mailboxes import totp
-from mailboxes.models import Mailbox
+from mailboxes import services, totp
+from mailboxes.models import Mailbox, Passkey
 from protocols import runner
 from protocols.imap import responses as imap_responses
 from tests.support.servers import running
@@ -28,6 +28,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "is_mobile": True}
 NEW_PASSWORD = "a much longer password 2026"
+SECRET = totp.new_secret()
 
 
 @pytest.fixture
@@ -153,3 +154,51 @@ def test_password_change_ends_the_other_browser_and_sign_out_everywhere(
     assert "/login/" in phone_page.url
     laptop.close()
     phone.close()
+
+
+def test_passkey_sign_in_through_chromiums_virtual_authenticator(site, browser, alice):  # noqa: F811
+    url, _ports = site
+    context, page = signed_in(browser, url, "alice@example.org", "secret")
+    cdp = context.new_cdp_session(page)
+    cdp.send("WebAuthn.enable")
+    cdp.send(
+        "WebAuthn.addVirtualAuthenticator",
+        {
+            "options": {
+                "protocol": "ctap2",
+                "transport": "internal",
+                "hasResidentKey": True,
+                "hasUserVerification": True,
+                "isUserVerified": True,
+                "automaticPresenceSimulation": True,
+            }
+        },
+    )
+    page.goto(f"{url}/settings/two-factor/")
+    page.fill("#pk-name", "Virtual key")
+    page.click("[data-passkey-register]")
+    page.wait_for_selector("[data-test=passkeys] [data-passkey]")
+    screenshot(page, "settings-passkeys-desktop")
+    passkey = Passkey.objects.get()
+    assert (passkey.mailbox_id, passkey.name) == (alice.pk, "Virtual key")
+
+    # Passwordless: no address, no password.
+    page.click("[data-test=logout]")
+    page.wait_for_selector("#l-address")
+    page.click("[data-test=passkey-login]")
+    page.wait_for_selector(".message-list")
+    assert Passkey.objects.get().last_used_at is not None
+
+    # As the second step after the password of a two-factor mailbox.
+    services.totp_enable(
+        mailbox=Mailbox.objects.get(pk=alice.pk), secret=SECRET, code=totp.code_at(SECRET)
+    )
+    page.click("[data-test=logout]")
+    page.fill("#l-address", "alice@example.org")
+    page.fill("#l-password", "secret")
+    page.click("button[type=submit]")
+    page.wait_for_selector("#l-code")
+    page.click("[data-test=passkey-login]")
+    page.wait_for_selector(".message-list")
+    assert page.js_errors == []
+    context.close()

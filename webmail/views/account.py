@@ -3,13 +3,18 @@ account security (the admin keeps domain-wide settings)."""
 
 from __future__ import annotations
 
+import json
+
 import segno
 from django.conf import settings
 from django.contrib import messages as flash
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http.request import split_domain_port
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
+from webauthn import base64url_to_bytes
+from webauthn.helpers import bytes_to_base64url
 
 from mailboxes import selectors, services, throttle, totp
 from mailboxes.exceptions import InvalidValue
@@ -242,4 +247,68 @@ def two_factor_view(request: HttpRequest) -> HttpResponse:
         context.update(_enrolment(request))
     else:
         context["codes_left"] = selectors.recovery_codes_left(mailbox=mailbox)
+    context["passkeys"] = selectors.passkeys(mailbox=mailbox)
     return _page(request, "webmail/two_factor.html", context, status=status)
+
+
+# --- Passkeys (WebAuthn) -----------------------------------------------------------------
+
+SESSION_PASSKEY_CHALLENGE = "webmail_passkey_challenge"
+
+
+def relying_party(request: HttpRequest) -> tuple[str, str]:
+    """The rp id (the host the webmail is served on, which ALLOWED_HOSTS already vetted in
+    get_host()) and the origin the browser must report (the scheme as the proxy settings
+    decide it, like the CSRF origin check)."""
+    host = request.get_host()
+    domain, _port = split_domain_port(host)
+    scheme = "https" if request.is_secure() else "http"
+    return domain, f"{scheme}://{host}"
+
+
+@never_cache
+@require_POST
+@mailbox_required
+def passkey_options(request: HttpRequest) -> HttpResponse:
+    rp_id, _origin = relying_party(request)
+    options, challenge = services.passkey_registration_options(mailbox=request.mailbox, rp_id=rp_id)
+    request.session[SESSION_PASSKEY_CHALLENGE] = bytes_to_base64url(challenge)
+    return HttpResponse(options, content_type="application/json")
+
+
+@never_cache
+@require_POST
+@mailbox_required
+def passkeys_view(request: HttpRequest) -> HttpResponse:
+    """Add a passkey (JSON from passkeys.js) or delete one (a form)."""
+    if request.POST.get("delete"):
+        try:
+            passkey_id = int(request.POST["delete"])
+        except ValueError:
+            passkey_id = -1
+        if services.passkey_delete(mailbox=request.mailbox, passkey_id=passkey_id):
+            flash.success(request, "Passkey removed.")
+        return redirect("webmail:two_factor")
+    try:
+        body = json.loads(request.body)
+        credential = json.dumps(body["credential"])
+        name = str(body.get("name", ""))
+    except (ValueError, KeyError, TypeError):
+        return JsonResponse({"error": "malformed request"}, status=400)
+    challenge = request.session.pop(SESSION_PASSKEY_CHALLENGE, "")
+    if not challenge:
+        return JsonResponse({"error": "no registration under way"}, status=400)
+    rp_id, origin = relying_party(request)
+    try:
+        passkey = services.passkey_register(
+            mailbox=request.mailbox,
+            name=name,
+            credential=credential,
+            challenge=base64url_to_bytes(challenge),
+            rp_id=rp_id,
+            origin=origin,
+        )
+    except InvalidValue as exc:
+        return JsonResponse({"error": str(exc)}, status=400)
+    flash.success(request, f"Passkey “{passkey.name}” added.")
+    return JsonResponse({"id": passkey.pk}, status=201)

@@ -8,7 +8,7 @@ import time
 import unicodedata
 
 from django.contrib import messages as flash
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
@@ -124,6 +124,68 @@ def login_verify(request: HttpRequest) -> HttpResponse:
             request, "You used a recovery code; it will not work again. Make new ones in Settings."
         )
     return redirect(target)
+
+
+@never_cache
+@csrf_protect
+@require_POST
+def passkey_login_options(request: HttpRequest) -> HttpResponse:
+    from webauthn.helpers import bytes_to_base64url
+
+    from webmail.views.account import SESSION_PASSKEY_CHALLENGE, relying_party
+
+    rp_id, _origin = relying_party(request)
+    options, challenge = services.passkey_authentication_options(rp_id=rp_id)
+    request.session[SESSION_PASSKEY_CHALLENGE] = bytes_to_base64url(challenge)
+    return HttpResponse(options, content_type="application/json")
+
+
+@never_cache
+@csrf_protect
+@require_POST
+def passkey_login(request: HttpRequest) -> HttpResponse:
+    """A passkey sign-in: passwordless (the authenticator verified its user, so it is two
+    factors in itself), or the second step after the password of a two-factor mailbox (then
+    the passkey must be that mailbox's). A refused assertion is a failed login."""
+
+    from webauthn import base64url_to_bytes
+
+    from webmail.views.account import SESSION_PASSKEY_CHALLENGE, relying_party
+
+    challenge = request.session.pop(SESSION_PASSKEY_CHALLENGE, "")
+    if not challenge:
+        return JsonResponse({"error": "no sign-in under way"}, status=400)
+    rp_id, origin = relying_party(request)
+    ip = client_address(request)
+    mailbox, claimed = services.passkey_authenticate(
+        credential=request.body.decode("utf-8", "replace"),
+        challenge=base64url_to_bytes(challenge),
+        rp_id=rp_id,
+        origin=origin,
+    )
+    pending = pending_mailbox(request)
+    if mailbox is not None and pending is not None and pending.pk != mailbox.pk:
+        mailbox = None
+    if claimed is not None:
+        admission = throttle.admit(claimed, ip, max_wait=MAX_WEB_WAIT)
+        if not admission.admitted:
+            throttle.login_refused(
+                protocol="webmail", user=claimed, client_ip=ip, wait=admission.wait
+            )
+            return JsonResponse({"error": "too many failed sign-ins"}, status=429)
+    throttle.login_result(
+        protocol="webmail",
+        user=claimed,
+        client_ip=ip,
+        succeeded=mailbox is not None,
+        user_exists=claimed is not None,
+    )
+    if mailbox is None:
+        return JsonResponse({"error": "That passkey was not accepted."}, status=401)
+    target = request.session.pop("webmail_pending_next", "") or reverse("webmail:index")
+    services.mailbox_record_login(mailbox=mailbox)
+    sign_in(request, mailbox)
+    return JsonResponse({"redirect": target})
 
 
 @require_POST
