@@ -59,7 +59,7 @@ def test_imaplib_every_command_over_implicit_tls(tls_only):
     assert typ == "OK"
     assert "MOVE" in m.capabilities or m.capability()[0] == "OK"
     assert m.enable("CONDSTORE")[0] == "OK"
-    assert m.namespace() == ("OK", [b'(("" "/")) NIL NIL'])
+    assert m.namespace() == ("OK", [b'(("" "/")) (("Other Users/" "/")) (("Shared/" "/"))'])
     typ, data = m._simple_command("ID", '("name" "imaplib")')
     assert typ == "OK"
     assert m.create("Projects/2024")[0] == "OK"
