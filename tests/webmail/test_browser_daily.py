@@ -8,6 +8,7 @@ import time
 import pytest
 
 from mailboxes import services
+from tests.webmail.axe import serious_violations
 from tests.webmail.conftest import folder, make_raw
 from tests.webmail.test_browser import browser, screenshot, signed_in, site  # noqa: F401
 
@@ -122,5 +123,93 @@ def test_select_all_across_pages(site, browser, alice):  # noqa: F811
     page.wait_for_selector(".flash")
     assert f"{PAGE_SIZE + 2} messages marked read" in page.locator(".flash").inner_text()
     assert page.locator(".msg.unread").count() == 0
+    assert page.js_errors == []
+    context.close()
+
+
+PAGES = [
+    ("inbox", "/"),
+    ("message", None),  # the first message of the inbox
+    ("compose", "/compose/"),
+    ("search", "/search/?q=Axe"),
+    ("folders", "/folders/"),
+    ("senders", "/settings/senders/"),
+    ("filters", "/settings/filters/"),
+    ("vacation", "/settings/vacation/"),
+    ("forwarding", "/settings/forwarding/"),
+    ("account", "/settings/account/"),
+    ("sessions", "/settings/sessions/"),
+    ("app-passwords", "/settings/app-passwords/"),
+    ("two-factor", "/settings/two-factor/"),
+    ("mail-apps", "/mail-apps/"),
+]
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_axe_core_finds_no_serious_violation_on_any_page(site, browser, alice, scheme):  # noqa: F811
+    deliver(
+        make_raw(
+            subject="Axe check",
+            sender="Ann Example <ann@remote.example>",
+            html="<p>Hello <b>Alice</b></p>",
+            attachments=(("notes.txt", "text/plain", b"notes"),),
+        )
+    )
+    problems: dict[str, list[str]] = {}
+    login = browser.new_context(color_scheme=scheme)
+    page = login.new_page()
+    page.goto(f"{site}/login/")
+    problems["login"] = serious_violations(page)
+    login.close()
+    context, page = signed_in(browser, site, "alice@example.org", "secret", color_scheme=scheme)
+    inbox = folder(alice, "INBOX")
+    for name, path in PAGES:
+        page.goto(site + (path or f"/m/{inbox.pk}/1/"))
+        page.wait_for_load_state("load")
+        problems[name] = serious_violations(page)
+    found = {name: found for name, found in problems.items() if found}
+    assert found == {}, "\n".join(f"{name}: {lines}" for name, lines in found.items())
+    assert page.js_errors == []
+    context.close()
+
+
+@pytest.mark.parametrize(
+    ("device", "options"),
+    [
+        ("desktop", {"viewport": {"width": 1280, "height": 860}}),
+        (
+            "phone",
+            {"viewport": {"width": 390, "height": 800}, "is_mobile": True, "has_touch": True},
+        ),
+    ],
+)
+def test_screenshots_of_inbox_message_and_compose(site, browser, alice, device, options):  # noqa: F811
+    deliver(make_raw(subject="Team lunch", message_id="<lunch@remote.example>", text="Friday?\n"))
+    deliver(
+        make_raw(
+            subject="Re: Team lunch",
+            sender="Dan Brown <dan@remote.example>",
+            references="<lunch@remote.example>",
+            text="Friday at noon works, see you at the usual place.\n",
+        )
+    )
+    deliver(
+        make_raw(
+            subject="Quarterly report",
+            sender="Finance <finance@remote.example>",
+            text="The report is attached.\n",
+            html="<h1>Q3</h1><p>The report is <b>attached</b>.</p>",
+            attachments=(("q3.pdf", "application/pdf", b"%PDF-1.4"),),
+        )
+    )
+    context, page = signed_in(browser, site, "alice@example.org", "secret", **options)
+    shots = [screenshot(page, f"inbox-{device}")]
+    page.click(".msg .subject:text('Quarterly report')")
+    page.wait_for_selector("[data-test=raw]", state="attached")
+    page.wait_for_load_state("load")
+    shots.append(screenshot(page, f"message-{device}"))
+    page.goto(f"{site}/compose/")
+    shots.append(screenshot(page, f"compose-{device}"))
+    assert all(path.stat().st_size > 10_000 for path in shots)
     assert page.js_errors == []
     context.close()
