@@ -359,12 +359,19 @@ def get_resolver() -> Resolver:
         return resolver
 
 
+# Bumped whenever the resolvers change: memos of answers (delivery/mtasts.py) keyed by it.
+generation = 0
+
+
 def forget_resolvers() -> None:
     """Drop the shared resolvers and their caches (tests start each zone afresh)."""
+    global generation
     with _resolvers_lock:
         _resolvers.clear()
+        generation += 1
 
 
 def set_resolver(resolver: Resolver | None) -> None:
-    global _resolver_override
+    global _resolver_override, generation
     _resolver_override = resolver
+    generation += 1

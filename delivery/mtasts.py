@@ -17,6 +17,7 @@ import logging
 import re
 import socket
 import ssl
+import time
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -164,32 +165,53 @@ def fetch(domain: str, policy_id: str) -> Policy:
     raise PolicyError(f"{host}: " + "; ".join(errors), result_type)
 
 
+# What policy() answered per domain, for MEMO_SECONDS in this process: delivery asks for every
+# message, and most domains publish nothing (a database read and a TXT lookup each time).
+MEMO_SECONDS = 60
+_memo: dict[tuple[int, str], tuple[float, Policy | None]] = {}
+
+
 def policy(domain: str, *, now: datetime.datetime | None = None) -> Policy | None:
     """The domain's MTA-STS policy in force, or None (RFC 8461 5.1): a cached one whose id the
     TXT record still names is used as it is; a new id is fetched; when the record or the fetch
-    fails, an unexpired cached policy still applies. Mode `none` comes back as None."""
-    from delivery import selectors, services
-
+    fails, an unexpired cached policy still applies. Mode `none` comes back as None. The
+    answer is remembered for MEMO_SECONDS (a policy's TXT record has a TTL of its own)."""
     if not settings.MAILHOST_MTA_STS:
         return None
-    now = now or timezone.now()
     domain = domain.lower().rstrip(".")
+    key = (dns.generation, domain)
+    remembered = _memo.get(key)
+    if now is None and remembered is not None and remembered[0] > time.monotonic():
+        return remembered[1]
+    found, settled = _policy(domain, now=now or timezone.now())
+    if settled:  # failed lookups and fetches are tried again next time
+        if len(_memo) > 10_000:
+            _memo.clear()
+        _memo[key] = (time.monotonic() + MEMO_SECONDS, found)
+    return found
+
+
+def _policy(domain: str, *, now: datetime.datetime) -> tuple[Policy | None, bool]:
+    """(the policy in force, whether that answer is settled enough to remember)."""
+    from delivery import selectors, services
+
     cached = selectors.mta_sts_policy(domain, now=now)
+    settled = True
     try:
         policy_id = parse_txt(dns.get_resolver().txt(f"_mta-sts.{domain}"))
     except dns.NoSuchDomain:  # the usual case: no policy published
         policy_id = None
     except dns.DNSError as exc:
         logger.info("mta-sts txt lookup failed domain=%s error=%s", domain, exc.text)
-        policy_id = None
+        policy_id, settled = None, False
     if policy_id is None or (cached is not None and cached.policy_id == policy_id):
-        return _in_force(cached)
+        return _in_force(cached), settled
     try:
         fetched = fetch(domain, policy_id)
     except PolicyError as exc:
         logger.warning('mta-sts fetch failed domain=%s error="%s"', domain, exc)
         _fetch_failure_count(domain, cached, exc)
-        return _in_force(cached)
+        return _in_force(cached), False
     services.mta_sts_policy_store(policy=fetched, fetched_at=now)
     logger.info(
         "mta-sts policy domain=%s id=%s mode=%s mx=%s max_age=%s",
@@ -199,7 +221,7 @@ def policy(domain: str, *, now: datetime.datetime | None = None) -> Policy | Non
         ",".join(fetched.mx),
         fetched.max_age,
     )
-    return _in_force(fetched)
+    return _in_force(fetched), True
 
 
 def _in_force(found: Policy | None) -> Policy | None:

@@ -386,3 +386,12 @@ def test_requiretls_bounces_without_dane_or_mta_sts(world):
     assert row.status == RecipientStatus.FAILED, row.last_reply
     assert "5.7.30" in row.last_reply and "no verified TLS" in row.last_reply
     assert peer.received == []
+
+
+def test_a_domain_without_a_policy_is_not_asked_again_for_each_message(world):
+    peer = world.peer("127.0.0.2", world.ca("ca-mx", "mx1.secure.test"))
+    for _ in range(3):
+        assert outcome(spool()).status == RecipientStatus.DELIVERED
+    asked = [q for q in world.zone.queries if q[0] == "_mta-sts.secure.test"]
+    assert len(asked) == 1  # remembered for mtasts.MEMO_SECONDS
+    assert len(peer.received) == 3
