@@ -14,7 +14,7 @@ from email.parser import BytesHeaderParser
 from email.policy import compat32
 from email.utils import parsedate_to_datetime
 
-from mailboxes import addresslist
+from mailboxes import addresslist, charsets  # noqa: F401 - charsets registers codec aliases
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 # Characters of one header value that RFC 2047 decoding reads: decode_header is linear but

@@ -205,3 +205,29 @@ def test_from_to_cc_read_the_fields_fetch_reads(imap, client):
     assert c.cmd("a", "SEARCH FROM jdoe@machine.example") == [b"* SEARCH 1", ok("a")]
     assert c.cmd("b", "SEARCH CC carol") == [b"* SEARCH 1", ok("b")]
     assert c.cmd("c", 'SEARCH NOT FROM "@"') == [b"* SEARCH", ok("c")]
+
+
+def test_rfc1556_and_mac_charsets_are_read(imap, client):
+    # Found by the Dovecot differential: an Outlook subject in iso-8859-8-i (RFC 1556) was
+    # read as Latin-1 (its yod became "é"), an x-mac-cyrillic body not at all.
+    raw = (
+        b"From: a@example.org\r\n"
+        b"Subject: =?iso-8859-8-i?B?7vLw5CAn4PDpIOzgIPDu9uAnOiBJbnZvaWNlIDAyNzIyMDI3?=\r\n"
+        b"Content-Type: text/plain; charset=x-mac-cyrillic\r\n"
+        b"\r\n"
+        b"\x8f\xf0\xe8\xe2\xe5\xf2\r\n"  # "Привет"
+    )
+    services.message_deliver(raw=raw, recipients=["alice@example.org"])
+    c = client()
+    c.cmd("s", "SELECT INBOX")
+    for tag, key, needle in (
+        ("a", "SUBJECT", "נמצא"),
+        ("b", "SUBJECT", "é"),
+        ("c", "BODY", "привет"),
+    ):
+        data = needle.encode()
+        c.send(f"{tag} SEARCH CHARSET UTF-8 {key} {{{len(data)}}}\r\n".encode())
+        assert c.line().startswith(b"+")
+        found = b"* SEARCH" if needle == "é" else b"* SEARCH 1"
+        c.send(data + b"\r\n")
+        assert c.until(tag) == [found, ok(tag)], needle
