@@ -102,7 +102,8 @@ def test_sessions_list_and_sign_out_everywhere(db, alice):
     sign_in(laptop, "alice@example.org", "secret")
     sign_in(phone, "alice@example.org", "secret")
     page = laptop.get("/settings/sessions/")
-    assert b"Firefox/140.0" in page.content and b"iPhone" in page.content
+    assert b">Firefox on Linux" in page.content and b">Safari on iOS" in page.content
+    assert b'title="Mozilla/5.0 (X11; Linux) Firefox/140.0"' in page.content
     assert page.content.count(b"data-session=") == 2
     assert b"(this one)" in page.content
     laptop.post("/settings/sessions/", {"everywhere": "1"})

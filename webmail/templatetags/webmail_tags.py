@@ -32,3 +32,36 @@ def initial(text: str) -> str:
 def avatar_hue(text: str) -> int:
     """A stable colour class (0-7) per correspondent."""
     return sum((text or "").encode("utf-8")) % 8
+
+
+# (token in the User-Agent, name shown), first match wins: Edge and Opera also say "Chrome",
+# Chrome also says "Safari", Android also says "Linux", iOS also says "Mac OS X".
+_BROWSERS = (
+    ("Edg/", "Edge"),
+    ("OPR/", "Opera"),
+    ("Firefox/", "Firefox"),
+    ("HeadlessChrome/", "Chrome (headless)"),
+    ("Chromium/", "Chromium"),
+    ("Chrome/", "Chrome"),
+    ("Safari/", "Safari"),
+)
+_SYSTEMS = (
+    ("Android", "Android"),
+    ("iPhone", "iOS"),
+    ("iPad", "iPadOS"),
+    ("Windows", "Windows"),
+    ("CrOS", "ChromeOS"),
+    ("Mac OS X", "macOS"),
+    ("Linux", "Linux"),
+)
+
+
+@register.filter
+def device(user_agent: str) -> str:
+    """'Firefox on Linux' from a User-Agent header (the sessions list shows the whole header
+    on hover); the header itself when neither part is known."""
+    browser = next((name for token, name in _BROWSERS if token in user_agent), "")
+    system = next((name for token, name in _SYSTEMS if token in user_agent), "")
+    if browser and system:
+        return f"{browser} on {system}"
+    return browser or system or user_agent[:60] or "Unknown browser"
