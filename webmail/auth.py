@@ -32,6 +32,9 @@ SESSION_MAILBOX = "webmail_mailbox_id"
 SESSION_HASH = "webmail_auth_hash"
 SESSION_STARTED = "webmail_started"
 SESSION_TOUCHED = "webmail_touched"
+# Set by sign_in since sessions have WebSession rows: a session without it was signed in
+# before (an upgrade) and gets its row on its next request instead of being signed out.
+SESSION_TRACKED = "webmail_tracked"
 SESSION_PENDING = "webmail_pending"  # {"id": mailbox id, "hash": ..., "at": time}
 SESSION_TIMEZONE = "webmail_tz"
 SESSION_LANGUAGE = "webmail_lang"
@@ -57,6 +60,7 @@ def sign_in(request: HttpRequest, mailbox: Mailbox) -> None:
     request.session[SESSION_STARTED] = int(time.time())
     request.session[SESSION_TOUCHED] = int(time.time())
     request.session.set_expiry(idle_seconds())
+    request.session[SESSION_TRACKED] = True
     remember_preferences(request, mailbox)
     if request.session.session_key is None:
         request.session.save()
@@ -109,6 +113,7 @@ def sign_out(request: HttpRequest) -> None:
         SESSION_HASH,
         SESSION_STARTED,
         SESSION_TOUCHED,
+        SESSION_TRACKED,
         SESSION_PENDING,
         SESSION_TIMEZONE,
         SESSION_LANGUAGE,
@@ -121,16 +126,13 @@ def current_mailbox(request: HttpRequest) -> Mailbox | None:
     mailbox_id = request.session.get(SESSION_MAILBOX)
     if not mailbox_id:
         return None
-    mailbox = (
-        Mailbox.objects.select_related("domain")
-        .filter(
-            pk=mailbox_id,
-            active=True,
-            domain__active=True,
-            web_sessions__session_key=request.session.session_key or "",
-        )
-        .first()
+    tracked = request.session.get(SESSION_TRACKED, False)
+    mailboxes = Mailbox.objects.select_related("domain").filter(
+        pk=mailbox_id, active=True, domain__active=True
     )
+    if tracked:  # signed out from Settings > Sessions when its row is gone
+        mailboxes = mailboxes.filter(web_sessions__session_key=request.session.session_key or "")
+    mailbox = mailboxes.first()
     started = request.session.get(SESSION_STARTED, 0)
     if (
         mailbox is None
@@ -141,6 +143,14 @@ def current_mailbox(request: HttpRequest) -> Mailbox | None:
     ):
         sign_out(request)
         return None
+    if not tracked:
+        request.session[SESSION_TRACKED] = True
+        services.web_session_start(
+            mailbox=mailbox,
+            session_key=request.session.session_key,
+            user_agent=request.META.get("HTTP_USER_AGENT", ""),
+            ip=client_address(request),
+        )
     return mailbox
 
 

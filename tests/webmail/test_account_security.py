@@ -372,3 +372,16 @@ def test_passkey_registration_options_exclude_nothing_yet(db, alice, web):
     assert options["authenticatorSelection"]["residentKey"] == "required"
     assert options["user"]["name"] == "alice@example.org"
     assert options["excludeCredentials"] == []
+
+
+def test_a_session_from_before_the_sessions_list_gets_its_row(db, alice, web):
+    """Signed in before WebSession rows existed (an upgrade): listed on its next request,
+    not signed out; once listed, removing its row ends it."""
+    WebSession.objects.all().delete()
+    session = web.session
+    del session["webmail_tracked"]
+    session.save()
+    assert web.get(PROBE).status_code == 200
+    assert WebSession.objects.filter(session_key=web.session.session_key).exists()
+    WebSession.objects.all().delete()
+    assert web.get(PROBE).status_code == 302
