@@ -170,9 +170,10 @@ def summarize_and_spam(raw: bytes) -> tuple[dict, bool]:
 
 def _summary(raw: bytes, block: bytes, parsed) -> dict:  # noqa: ANN001 - a compat32 Message
 
-    # The address fields as IMAP's parser reads them (FETCH ENVELOPE, SEARCH): a name with
-    # white space before its colon (RFC 5322 4.5 obs-optional, "From  : ...") is a field, a
-    # line without a colon is skipped rather than ending the header as compat32 does.
+    # The address, Subject and Date fields as IMAP's parser reads them (FETCH ENVELOPE,
+    # SEARCH): a name with white space before its colon (RFC 5322 4.5 obs-optional,
+    # "From  : ...") is a field, a line without a colon is skipped rather than ending the
+    # header as compat32 does.
     from mailboxes import fulltext
 
     fields = fulltext.header_fields(block)
@@ -184,7 +185,7 @@ def _summary(raw: bytes, block: bytes, parsed) -> dict:  # noqa: ANN001 - a comp
     to_display, _ = _addresses_display(get_all("To"))
     cc_display, _ = _addresses_display(get_all("Cc"))
     sent_date: datetime | None = None
-    date_value = parsed.get("Date")
+    date_value = next(iter(get_all("Date")), None)
     if date_value:
         try:
             sent_date = parsedate_to_datetime(str(date_value))
@@ -201,7 +202,7 @@ def _summary(raw: bytes, block: bytes, parsed) -> dict:  # noqa: ANN001 - a comp
         re.search(rb"(?im)^content-disposition:\s*attachment", raw[len(block) :])
     )
     summary = {
-        "subject": decode_words(parsed.get("Subject"))[:2000],
+        "subject": decode_words(next(iter(get_all("Subject")), None))[:2000],
         "from_display": from_display[:2000],
         "from_address": from_address[:320],
         "to_display": to_display[:4000],

@@ -579,8 +579,6 @@ KNOWN: dict[tuple[str, str], str] = {
     ("php-mime-mail-parser/issue133.eml", "BODYSTRUCTURE"): "broken-mime",
     ("php-mime-mail-parser/issue212.eml", "SEARCH SENTBEFORE 1-Jan-2005"): "sent-date",
     ("php-mime-mail-parser/issue250.eml", "SEARCH SENTBEFORE 1-Jan-2005"): "sent-date",
-    ("php-mime-mail-parser/issue84.eml", "SEARCH SENTSINCE 1-Jan-2010"): "sent-date",
-    ("php-mime-mail-parser/issue84.eml", "SEARCH SUBJECT 'Re:'"): "broken-header",
     ("php-mime-mail-parser/m0014.eml", "SEARCH HEADER Subject 'ß'"): "casemap",
     ("php-mime-mail-parser/m0016.eml", "SEARCH HEADER Subject 'ß'"): "casemap",
     ("php-mime-mail-parser/m0022.eml", "ENVELOPE"): "envelope",

@@ -185,17 +185,18 @@ def test_needles_whose_folding_is_ascii_match_cached_fields(imap, criteria, foun
     c.logout()
 
 
-def test_from_to_cc_read_the_fields_fetch_reads(imap, client):
+def test_from_to_cc_subject_date_read_the_fields_fetch_reads(imap, client):
     # Found by the Dovecot differential (RFC 2822 A.6.3's example, a mail parser fixture):
     # "From  :" with white space before the colon is a field (RFC 5322 4.5 obs-optional), and
-    # a line without a colon does not end the header. SEARCH FROM/CC went by the address
-    # columns cached at delivery, which Python's compat32 parser had read without them.
+    # a line without a colon does not end the header. SEARCH FROM/CC/SUBJECT/SENT* went by
+    # the columns cached at delivery, which Python's compat32 parser had read without them.
     raw = (
         b"From  : John Doe <jdoe@machine(comment).  example>\r\n"
         b"To: mary@example.net\r\n"
         b"by a line that lost its fold\r\n"
         b"Cc: carol@example.com\r\n"
-        b"Subject: obsolete syntax\r\n"
+        b"Subject  : obsolete syntax\r\n"
+        b"Date: Mon, 26 Mar 2007 09:00:00 -0700\r\n"
         b"\r\n"
         b"body\r\n"
     )
@@ -205,6 +206,8 @@ def test_from_to_cc_read_the_fields_fetch_reads(imap, client):
     assert c.cmd("a", "SEARCH FROM jdoe@machine.example") == [b"* SEARCH 1", ok("a")]
     assert c.cmd("b", "SEARCH CC carol") == [b"* SEARCH 1", ok("b")]
     assert c.cmd("c", 'SEARCH NOT FROM "@"') == [b"* SEARCH", ok("c")]
+    assert c.cmd("d", "SEARCH SUBJECT obsolete") == [b"* SEARCH 1", ok("d")]
+    assert c.cmd("e", "SEARCH SENTON 26-Mar-2007") == [b"* SEARCH 1", ok("e")]
 
 
 def test_rfc1556_and_mac_charsets_are_read(imap, client):
