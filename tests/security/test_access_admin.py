@@ -8,12 +8,15 @@ login page, for GET and POST, and nothing changes.
 
 from __future__ import annotations
 
+import datetime
+
 import pytest
 from django.contrib import admin
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
-from delivery.models import OutboundMessage, OutboundRecipient
+from delivery.models import OutboundMessage, OutboundRecipient, ReportSent
 from delivery.services import SpoolRecipient, spool_create
 from mailboxes import services
 from mailboxes.models import Alias, DkimKey, Domain, Mailbox
@@ -46,7 +49,15 @@ def objects(make_mailbox):
         mail_from="alice@example.org",
         recipients=[SpoolRecipient("r@remote.example")],
     )
+    report = ReportSent.objects.create(
+        kind=ReportSent.Kind.TLS,
+        day=datetime.date(2026, 12, 1),
+        domain="remote.example",
+        report_id="20261201.remote.example@mx.test.example",
+        sent_at=timezone.now(),
+    )
     return {
+        ReportSent: report.pk,
         Domain: alice.domain.pk,
         Mailbox: alice.pk,
         Alias: alias.pk,
@@ -64,6 +75,7 @@ def _state():
         list(DkimKey.objects.values_list("pk", "state")),
         list(OutboundMessage.objects.values_list("pk")),
         list(OutboundRecipient.objects.values_list("status", "next_attempt_at")),
+        list(ReportSent.objects.values_list("pk", "report_id")),
     )
 
 
