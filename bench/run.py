@@ -661,8 +661,42 @@ class Bench:
             "messages": count,
             "list_ms": round(statistics.median(get(list_path) for _ in range(repeat)), 1),
             "message_ms": round(statistics.median(get(message_path) for _ in range(repeat)), 1),
+            "push_ms": round(
+                statistics.median(self.push_latency(opener, base) for _ in range(repeat)), 1
+            ),
         }
         print(f"   {self.results['webmail']}", file=sys.stderr, flush=True)
+
+    def push_latency(self, opener, base: str) -> float:
+        """From the SMTP connection to port 25 opening until the page's held long-poll
+        (/api/wait/) answers: SMTP transaction, delivery, change event, answer."""
+        import json
+        import smtplib
+        import threading
+
+        with opener.open(f"{base}/api/status/", timeout=60) as response:
+            version = json.loads(response.read())["v"]
+        answered: dict = {}
+
+        def wait() -> None:
+            with opener.open(f"{base}/api/wait/?v={version}", timeout=60) as response:
+                answered["data"] = json.loads(response.read())
+                answered["at"] = time.perf_counter()
+
+        waiter = threading.Thread(target=wait)
+        waiter.start()
+        time.sleep(0.5)  # the wait is held by now
+        start = time.perf_counter()
+        with smtplib.SMTP("127.0.0.1", self.mailhost.ports["smtp"], timeout=60) as smtp:
+            smtp.sendmail(
+                f"push@{SINK_DOMAIN}",
+                [IMAP_USER],
+                f"From: push@{SINK_DOMAIN}\r\nTo: {IMAP_USER}\r\nSubject: push\r\n\r\nlive\r\n",
+            )
+        waiter.join(60)
+        if "at" not in answered or answered["data"].get("v") == version:
+            raise RuntimeError("the long-poll did not answer the delivery")
+        return (answered["at"] - start) * 1000
 
     # --- run ---------------------------------------------------------------------------------
 
@@ -1006,7 +1040,8 @@ def table(results: dict) -> str:
         out.append("")
         out.append(
             f"Webmail on a {webmail['messages']}-message folder: list {webmail['list_ms']} ms, "
-            f"message {webmail['message_ms']} ms"
+            f"message {webmail['message_ms']} ms, live push (SMTP to the held long-poll "
+            f"answering) {webmail.get('push_ms')} ms"
         )
     sieve = results.get("sieve")
     if isinstance(sieve, dict):

@@ -444,6 +444,26 @@ class Message(models.Model):
         return result
 
 
+class Identity(models.Model):
+    """How a mailbox writes as one of its addresses (its own, or an alias that delivers to
+    it): the display name in From and the signature the webmail puts under new messages."""
+
+    mailbox = models.ForeignKey(Mailbox, on_delete=models.CASCADE, related_name="identities")
+    address = models.CharField(max_length=320)
+    name = models.CharField(max_length=200, blank=True, default="")
+    signature = models.TextField(blank=True, default="")
+    is_default = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["mailbox", "address"]
+        constraints = [
+            models.UniqueConstraint(fields=["mailbox", "address"], name="identity_unique_address")
+        ]
+
+    def __str__(self) -> str:
+        return self.address
+
+
 class Expunged(models.Model):
     """Tombstone of an expunged UID, for QRESYNC's VANISHED (RFC 7162 3.2.10)."""
 

@@ -317,6 +317,40 @@ def mailbox_owns_address(mailbox: Mailbox, address: str) -> bool:
     return False
 
 
+def identities_of(mailbox: Mailbox) -> list[dict]:
+    """The addresses the mailbox may write as (its own, then each active alias, not a
+    catch-all, of an active domain that delivers to it), each with its saved name and
+    signature: [{"address", "name", "signature", "default"}], the default first."""
+    from mailboxes.models import Identity
+
+    addresses = [mailbox.address]
+    aliases = Alias.objects.filter(active=True, domain__active=True).exclude(local_key="")
+    wanted = mailbox.address.lower()
+    # Only aliases that name something on their destination lines are candidates; expanding
+    # each confirms it reaches this mailbox (nested aliases included).
+    for alias in aliases.select_related("domain"):
+        ids: list[int] = []
+        _expand_alias(alias, ids, [], seen=set(), depth=0)
+        if mailbox.id in ids and alias.address.lower() != wanted:
+            addresses.append(alias.address)
+    saved = {i.address.lower(): i for i in Identity.objects.filter(mailbox=mailbox)}
+    result = []
+    for address in dict.fromkeys(addresses):
+        row = saved.get(address.lower())
+        result.append(
+            {
+                "address": address,
+                "name": row.name if row and row.name else mailbox.display_name,
+                "signature": row.signature if row else "",
+                "default": bool(row and row.is_default),
+            }
+        )
+    if not any(r["default"] for r in result):
+        result[0]["default"] = True
+    result.sort(key=lambda r: not r["default"])
+    return result
+
+
 def sender_lists(mailbox_ids: Iterable[int], sender: str) -> dict[int, str | None]:
     """What each mailbox's allow/block lists say of `sender` (an address; pass the From
     address the reader sees): {mailbox id: "allow" | "block" | None}.

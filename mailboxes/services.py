@@ -2766,3 +2766,28 @@ def metadata_set(
         folder.pk if folder is not None else "-",
         len(entries),
     )
+
+
+def identity_save(
+    *, mailbox: Mailbox, address: str, name: str, signature: str, is_default: bool
+) -> None:
+    """Save how the mailbox writes as `address` (one it owns, selectors.identities_of)."""
+    from mailboxes import selectors
+    from mailboxes.models import Identity
+
+    owned = {r["address"].lower(): r["address"] for r in selectors.identities_of(mailbox)}
+    if address.lower() not in owned:
+        raise InvalidAddress(f"{address} is not one of this mailbox's addresses")
+    address = owned[address.lower()]
+    with transaction.atomic():
+        if is_default:
+            Identity.objects.filter(mailbox=mailbox).update(is_default=False)
+        Identity.objects.update_or_create(
+            mailbox=mailbox,
+            address=address,
+            defaults={
+                "name": name.strip()[:200],
+                "signature": signature.replace("\r\n", "\n")[:10000],
+                "is_default": is_default,
+            },
+        )

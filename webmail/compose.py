@@ -37,6 +37,10 @@ class Draft:
     in_reply_to: str = ""
     references: str = ""
     attachments: list[Upload] = field(default_factory=list)
+    # The identity written as (an address the mailbox owns) and its display name; empty:
+    # the mailbox's own address and name.
+    from_address: str = ""
+    from_name: str = ""
 
 
 # Room a message needs besides its attachments' encoded octets: header fields, the text,
@@ -131,7 +135,10 @@ def build(
     recipients never has it (RFC 5322 3.6.3).
     """
     message = EmailMessage(policy=policy.SMTP)
-    message["From"] = _address_header([(mailbox.display_name, mailbox.address)])
+    if draft.from_address:
+        message["From"] = _address_header([(draft.from_name, draft.from_address)])
+    else:
+        message["From"] = _address_header([(mailbox.display_name, mailbox.address)])
     to, _ = split_addresses(draft.to)
     cc, _ = split_addresses(draft.cc)
     bcc, _ = split_addresses(draft.bcc)
@@ -254,4 +261,5 @@ def draft_from_message(raw: bytes) -> Draft:
         body=parsed.text.rstrip("\n") + "\n" if parsed.text else "",
         in_reply_to=str(message.get("In-Reply-To") or "").strip(),
         references=" ".join(str(message.get("References") or "").split()),
+        from_address=(parsed.addresses("From") or [("", "")])[0][1],
     )

@@ -10,6 +10,7 @@ from webmail.views import (
     compose,
     filters,
     folders,
+    identities,
     mailbox,
     reading,
     search,
@@ -46,6 +47,7 @@ _routes = [
     ("settings/passkeys/options/", account.passkey_options, "passkey_options"),
     ("settings/passkeys/", account.passkeys_view, "passkeys"),
     ("settings/senders/", senders.senders_view, "senders"),
+    ("settings/identities/", identities.identities_view, "identities"),
     ("settings/senders/add/", senders.sender_add, "sender_add"),
     ("settings/senders/<int:entry_id>/remove/", senders.sender_remove, "sender_remove"),
     ("settings/filters/", filters.filters_view, "filters"),
@@ -59,6 +61,7 @@ _routes = [
     ("settings/forwarding/", filters.forwarding_view, "forwarding"),
     ("api/status/", api.status, "api_status"),
     ("api/wait/", api.wait, "api_wait"),
+    ("api/addresses/", api.addresses, "api_addresses"),
 ]
 
 urlpatterns = [path(route, with_headers(view), name=name) for route, view, name in _routes]

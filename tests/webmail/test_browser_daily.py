@@ -213,3 +213,39 @@ def test_screenshots_of_inbox_message_and_compose(site, browser, alice, device, 
     assert all(path.stat().st_size > 10_000 for path in shots)
     assert page.js_errors == []
     context.close()
+
+
+def test_compose_identity_signature_and_autocomplete(site, browser, alice, bob):  # noqa: F811
+    services.alias_create(address="sales@example.org", destinations=["alice@example.org"])
+    services.identity_save(
+        mailbox=alice, address="alice@example.org", name="Alice", signature="Alice\nExample Org",
+        is_default=True,
+    )  # fmt: skip
+    services.identity_save(
+        mailbox=alice, address="sales@example.org", name="ACME Sales", signature="The Sales Team",
+        is_default=False,
+    )  # fmt: skip
+    deliver(make_raw(sender="Dana Scully <dana@fbi.example>"))
+    context, page = signed_in(browser, site, "alice@example.org", "secret")
+    page.goto(f"{site}/compose/")
+    body = page.locator("[data-body]")
+    assert body.input_value().endswith("\n\n-- \nAlice\nExample Org\n")  # signature inserted
+    page.select_option("[data-test=from]", "sales@example.org")  # identity chosen
+    assert body.input_value().endswith("\n\n-- \nThe Sales Team\n")
+    assert "Example Org" not in body.input_value()
+    page.locator("#f-to").press_sequentially("bob@example.org, dan", delay=30)
+    option = page.locator("#address-suggestions option")
+    option.first.wait_for(state="attached", timeout=3000)
+    assert (
+        option.first.get_attribute("value") == "bob@example.org, Dana Scully <dana@fbi.example>, "
+    )
+    page.fill("#f-to", option.first.get_attribute("value"))
+    page.fill("#f-subject", "From sales")
+    body.press("Control+Home")
+    body.type("Our offer.")
+    page.click("[data-test=send]")
+    page.wait_for_selector(".flash")
+    sent = services.Message.objects.get(folder=folder(bob, "INBOX"), subject="From sales")
+    assert sent.from_display == "ACME Sales <sales@example.org>"
+    assert page.js_errors == []
+    context.close()

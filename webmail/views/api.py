@@ -11,6 +11,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
 from mailboxes import selectors
+from mailboxes.models import Message
 from webmail import push
 from webmail.auth import mailbox_required
 
@@ -55,3 +56,42 @@ def wait(request: HttpRequest) -> JsonResponse:
     data["held"] = changed is not None
     data["retry"] = 0 if changed is not None else push.FALLBACK_SECONDS
     return JsonResponse(data)
+
+
+SUGGEST_SCAN = 3000  # newest messages of the mailbox read for past correspondents
+SUGGEST_LIMIT = 10
+
+
+@require_GET
+@mailbox_required
+def addresses(request: HttpRequest) -> JsonResponse:
+    """Address suggestions for compose: past correspondents (senders of mail received, the
+    recipients of mail sent) whose name or address contains `q`, most frequent first."""
+    from webmail.compose import format_addresses, split_addresses
+
+    query = request.GET.get("q", "").strip().lower()
+    if len(query) < 2:
+        return JsonResponse({"addresses": []})
+    own = request.mailbox.address.lower()
+    counts: dict[str, int] = {}
+    names: dict[str, str] = {}
+    recent = (
+        Message.objects.filter(folder__mailbox_id=request.mailbox.pk)
+        .order_by("-id")
+        .values_list("from_display", "to_display", "cc_display")[:SUGGEST_SCAN]
+    )
+    for row in recent:
+        for display in row:
+            if not display or (query not in display.lower()):
+                continue
+            valid, _ = split_addresses(display)
+            for name, address in valid:
+                key = address.lower()
+                if key == own or (query not in key and query not in name.lower()):
+                    continue
+                counts[key] = counts.get(key, 0) + 1
+                if name and not names.get(key):
+                    names[key] = name
+                names.setdefault(key, "")
+    best = sorted(counts, key=lambda k: (-counts[k], k))[:SUGGEST_LIMIT]
+    return JsonResponse({"addresses": [format_addresses([(names[k], k)]) for k in best]})

@@ -87,9 +87,29 @@ def _attachment_refs(message: Message, raw: bytes) -> list[str]:
     return [f"{message.folder_id}:{message.uid}:{a.path}" for a in parsed.attachments]
 
 
+def _identity(request: HttpRequest, address: str) -> dict:
+    """The chosen identity if the mailbox owns it, else the default one."""
+    identities = selectors.identities_of(request.mailbox)
+    for identity in identities:
+        if identity["address"].lower() == address.strip().lower():
+            return identity
+    return identities[0]
+
+
+def _with_signature(body: str, signature: str) -> str:
+    """A new message's text with the signature under it, after the "-- " line (RFC 3676
+    4.3), which app.js swaps when another identity is chosen."""
+    if not signature.strip():
+        return body
+    return body + "\n\n-- \n" + signature.strip("\n") + "\n"
+
+
 def _form_draft(request: HttpRequest) -> compose.Draft:
     post = request.POST
+    identity = _identity(request, post.get("from", ""))
     return compose.Draft(
+        from_address=identity["address"],
+        from_name=identity["name"],
         to=post.get("to", ""),
         cc=post.get("cc", ""),
         bcc=post.get("bcc", ""),
@@ -112,6 +132,7 @@ def _render(request, draft, *, kept, errors=None, status=200, extra=None) -> Htt
         "attachment_limit": human_size(_attachment_limit()),
         "attachment_limit_octets": _attachment_limit(),
         "sender": request.mailbox,
+        "identities": selectors.identities_of(request.mailbox),
     }
     return render(request, "webmail/compose.html", context, status=status)
 
@@ -169,6 +190,11 @@ def compose_view(request: HttpRequest) -> HttpResponse:
         draft = compose.draft_from_message(raw)
         kept = [k for k in (_kept(request, r) for r in _attachment_refs(message, raw)) if k]
         extra["draft_uid"] = str(message.uid)
+    if not draft.from_address:
+        identity = _identity(request, "")
+        draft.from_address, draft.from_name = identity["address"], identity["name"]
+        if not request.GET.get("draft"):
+            draft.body = _with_signature(draft.body, identity["signature"])
     return _render(request, draft, kept=kept, extra=extra)
 
 

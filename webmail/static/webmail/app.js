@@ -148,6 +148,8 @@
         });
       }
     });
+    identities();
+    suggestions();
     var form = doc.querySelector(".compose-form");
     if (form) {
       var dirty = false;
@@ -157,6 +159,59 @@
         if (dirty) { event.preventDefault(); event.returnValue = ""; }
       });
     }
+  }
+
+  /* Choosing another From swaps the signature under the "-- " line for that identity's. */
+  function identities() {
+    var select = doc.querySelector("[data-identity]");
+    var body = doc.querySelector("[data-body]");
+    if (!select || !body) { return; }
+    var shown = select.options[select.selectedIndex].getAttribute("data-signature") || "";
+    select.addEventListener("change", function () {
+      var next = select.options[select.selectedIndex].getAttribute("data-signature") || "";
+      var text = body.value;
+      var old = shown ? "\n\n-- \n" + shown.replace(/\n+$/, "") + "\n" : "";
+      var fresh = next ? "\n\n-- \n" + next.replace(/\n+$/, "") + "\n" : "";
+      if (old && text.indexOf(old) >= 0) {
+        body.value = text.replace(old, fresh);
+      } else if (fresh) {
+        body.value = text.replace(/\n*$/, "") + fresh;
+      }
+      shown = next;
+    });
+  }
+
+  /* Recipient fields suggest past correspondents as one types (the last address after a
+     comma); the datalist holds the whole field's value with the suggestion completed. */
+  function suggestions() {
+    var list = doc.querySelector("datalist[data-suggest-url]");
+    if (!list) { return; }
+    var url = list.getAttribute("data-suggest-url");
+    var timer = null;
+    doc.querySelectorAll("[data-suggest]").forEach(function (input) {
+      input.addEventListener("input", function () {
+        window.clearTimeout(timer);
+        timer = window.setTimeout(function () {
+          var value = input.value;
+          var cut = Math.max(value.lastIndexOf(","), value.lastIndexOf(";"));
+          var head = cut >= 0 ? value.slice(0, cut + 1) + " " : "";
+          var word = value.slice(cut + 1).trim();
+          if (word.length < 2) { list.textContent = ""; return; }
+          fetch(url + "?q=" + encodeURIComponent(word), { credentials: "same-origin" })
+            .then(function (r) { return r.json(); })
+            .then(function (data) {
+              list.textContent = "";
+              (data.addresses || []).forEach(function (address) {
+                var option = doc.createElement("option");
+                option.value = head + address + ", ";
+                option.textContent = address;
+                list.appendChild(option);
+              });
+            })
+            .catch(function () {});
+        }, 150);
+      });
+    });
   }
 
   function megabytes(octets) {
