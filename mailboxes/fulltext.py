@@ -177,6 +177,21 @@ def matching_ids(where: str, needle: str) -> list[int]:
         return [row[0] for row in cursor.fetchall()]
 
 
+def folder_uids(folder_id: int, blob_ids: list[int]) -> list[int]:
+    """UIDs of the folder's messages with these blobs, found through the blob index (SQLite
+    would otherwise walk the folder's (folder, uid) index over every message)."""
+    if not blob_ids:
+        return []
+    marks = ", ".join(["%s"] * len(blob_ids))
+    folder = "+m.folder_id" if connection.vendor == "sqlite" else "m.folder_id"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT m.uid FROM mailboxes_message m WHERE m.blob_id IN ({marks}) AND {folder} = %s",
+            [*blob_ids, folder_id],
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
 def unindexed_q() -> Q:
     """Messages whose blob has no indexed text (pending, or too long)."""
     return Q(blob_id__in=BlobTextPending.objects.values("blob_id"))

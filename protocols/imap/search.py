@@ -750,9 +750,12 @@ def _compile_text(key: TextKey, ctx: _Context) -> _Compiled:
     needle, where = _fold(key.needle), key.where
     ids = fulltext.matching_ids(where, needle)
     found = set(ids)
-    # A few matches: their ids, which the message table's blob index finds at once; many: the
+    # A few matches: the UIDs of their messages, found through the blob index; many: the
     # subquery, which the database joins as it likes.
-    matched = Q(blob_id__in=ids if len(ids) <= 2000 else fulltext.matching(where, needle))
+    if len(ids) <= 2000 and ctx.folder_id is not None:
+        matched = Q(uid__in=fulltext.folder_uids(ctx.folder_id, ids))
+    else:
+        matched = Q(blob_id__in=fulltext.matching(where, needle))
 
     def indexed_match(m: _Message) -> bool:
         return m.row["blob_id"] in found
