@@ -464,6 +464,32 @@ class Identity(models.Model):
         return self.address
 
 
+class Contact(models.Model):
+    """One card of a mailbox's address book: the vCard as written (by the webmail, an
+    import or a CardDAV client) and what the webmail reads from it."""
+
+    mailbox = models.ForeignKey(Mailbox, on_delete=models.CASCADE, related_name="contacts")
+    uid = models.CharField(max_length=255)
+    name = models.CharField(max_length=200, blank=True, default="")
+    # One address a line, lower case as written
+    emails = models.TextField(blank=True, default="")
+    vcard = models.TextField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["mailbox", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["mailbox", "uid"], name="contact_unique_uid")
+        ]
+
+    def __str__(self) -> str:
+        return self.name or self.uid
+
+    @property
+    def email_list(self) -> list[str]:
+        return [e for e in self.emails.split("\n") if e]
+
+
 class Expunged(models.Model):
     """Tombstone of an expunged UID, for QRESYNC's VANISHED (RFC 7162 3.2.10)."""
 

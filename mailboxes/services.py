@@ -2791,3 +2791,29 @@ def identity_save(
                 "is_default": is_default,
             },
         )
+
+
+def contacts_put(*, mailbox: Mailbox, cards: list) -> int:
+    """Store vCards (mailboxes.vcard.Card) in the mailbox's address book, replacing the
+    card with the same UID; returns how many were stored."""
+    from mailboxes.models import Contact
+
+    with transaction.atomic():
+        for card in cards:
+            Contact.objects.update_or_create(
+                mailbox=mailbox,
+                uid=card.uid,
+                defaults={
+                    "name": card.name,
+                    "emails": "\n".join(card.emails),
+                    "vcard": card.text,
+                },
+            )
+    return len(cards)
+
+
+def contact_delete(*, mailbox: Mailbox, contact_id: int) -> bool:
+    from mailboxes.models import Contact
+
+    deleted, _ = Contact.objects.filter(mailbox=mailbox, pk=contact_id).delete()
+    return bool(deleted)

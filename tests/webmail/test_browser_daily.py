@@ -141,7 +141,9 @@ PAGES = [
     ("sessions", "/settings/sessions/"),
     ("app-passwords", "/settings/app-passwords/"),
     ("two-factor", "/settings/two-factor/"),
-    ("mail-apps", "/mail-apps/"),
+    ("mail-apps", "/settings/mail-apps/"),
+    ("identities", "/settings/identities/"),
+    ("contacts", "/contacts/"),
 ]
 
 
@@ -164,7 +166,8 @@ def test_axe_core_finds_no_serious_violation_on_any_page(site, browser, alice, s
     context, page = signed_in(browser, site, "alice@example.org", "secret", color_scheme=scheme)
     inbox = folder(alice, "INBOX")
     for name, path in PAGES:
-        page.goto(site + (path or f"/m/{inbox.pk}/1/"))
+        response = page.goto(site + (path or f"/m/{inbox.pk}/1/"))
+        assert response.status == 200, (name, response.status)
         page.wait_for_load_state("load")
         problems[name] = serious_violations(page)
     found = {name: found for name, found in problems.items() if found}

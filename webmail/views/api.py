@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 
+from django.db.models import Q
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
@@ -93,5 +94,18 @@ def addresses(request: HttpRequest) -> JsonResponse:
                 if name and not names.get(key):
                     names[key] = name
                 names.setdefault(key, "")
-    best = sorted(counts, key=lambda k: (-counts[k], k))[:SUGGEST_LIMIT]
-    return JsonResponse({"addresses": [format_addresses([(names[k], k)]) for k in best]})
+    # The address book first (every match), then past correspondents by frequency.
+    from mailboxes.models import Contact
+
+    booked: list[str] = []
+    matching = Contact.objects.filter(mailbox=request.mailbox).filter(
+        Q(name__icontains=query) | Q(emails__icontains=query)
+    )
+    for contact in matching[:SUGGEST_LIMIT]:
+        for address in contact.email_list:
+            if query in address.lower() or query in contact.name.lower():
+                booked.append(format_addresses([(contact.name, address)]))
+    taken = {b.rsplit("<", 1)[-1].rstrip(">").lower() for b in booked}
+    best = [k for k in sorted(counts, key=lambda k: (-counts[k], k)) if k not in taken]
+    found = booked + [format_addresses([(names[k], k)]) for k in best]
+    return JsonResponse({"addresses": found[:SUGGEST_LIMIT]})
