@@ -470,6 +470,9 @@ def blob_read(blob: Blob | int | str, *, limit: int = -1) -> bytes:
             raise FileNotFoundError(name)
         return bytes(data if limit < 0 else data[:limit])  # PostgreSQL gives a memoryview
     storage = storages["blobs"]
+    read_prefix = getattr(storage, "read_prefix", None)
+    if read_prefix is not None:  # object storage: a ranged GET for a prefix
+        return read_prefix(name, limit)
     with storage.open(name, "rb") as fh:
         return fh.read(limit)
 
@@ -763,6 +766,9 @@ def blob_read_many(names) -> dict[str, bytes]:
         if Blob.name_is_inline(name):
             continue
         try:
+            if hasattr(storage, "read_prefix"):  # object storage: one GET
+                out[name] = storage.read_prefix(name)
+                continue
             with storage.open(name, "rb") as fh:
                 out[name] = fh.read()
         except FileNotFoundError:

@@ -1020,10 +1020,12 @@ def blob_collect_garbage(*, orphan_age: int | None = None) -> tuple[int, int]:
         with transaction.atomic():  # blob_release re-checks under its own transaction
             rows += blob_release(unused_ids[start : start + 5000])
     storage = storages["blobs"]
+    if hasattr(storage, "iter_objects"):  # object storage: list, compare, delete
+        return rows, _collect_objects(storage, old)
     try:
         root = storage.path("")
     except NotImplementedError:
-        return rows, 0  # object storage: lifecycle rules expire stray objects
+        return rows, 0
     cutoff = time.time() - age
     files = 0
     candidates: list[tuple[str, str]] = []
@@ -1054,6 +1056,39 @@ def blob_collect_garbage(*, orphan_age: int | None = None) -> tuple[int, int]:
     if candidates:
         remove_unknown()
     return rows, files
+
+
+def _collect_objects(storage, old) -> int:  # noqa: ANN001 - a DurableS3Storage
+    """Delete the objects older than `old` that no Blob row names (writes whose rows never
+    committed), listing the blob prefix a page at a time."""
+    removed = 0
+    candidates: list[str] = []
+
+    def remove_unknown() -> None:
+        nonlocal removed
+        known = set(Blob.objects.filter(name__in=candidates).values_list("name", flat=True))
+        for name in candidates:
+            if name in known:
+                continue
+            try:
+                storage.delete(name)
+            except OSError:
+                logger.warning("could not remove blob object %s", name)
+                continue
+            removed += 1
+        candidates.clear()
+
+    for name, modified in storage.iter_objects():
+        if modified >= old:
+            continue  # a write in flight: its row may not be committed yet
+        candidates.append(name)
+        if len(candidates) >= 1000:
+            remove_unknown()
+    if candidates:
+        remove_unknown()
+    if removed:
+        logger.info("blob objects collected count=%d", removed)
+    return removed
 
 
 _last_collection: float | None = None

@@ -405,3 +405,28 @@ def _chmod_private(path: Path) -> None:
     if stat.S_ISLNK(st.st_mode) or st.st_uid != os.geteuid() or not st.st_mode & 0o077:
         return
     os.chmod(path, stat.S_IMODE(st.st_mode) & ~PRIVATE_UMASK)
+
+
+_S3_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_S3_REGION = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+
+
+def env_s3_bucket(name: str) -> str | None:
+    """An S3 bucket name (3-63 lowercase letters, digits, dots and hyphens), or None."""
+    raw = env_str(name)
+    if raw is None:
+        return None
+    if not _S3_BUCKET.fullmatch(raw) or ".." in raw:
+        raise ImproperlyConfigured(
+            f"{name}={raw!r} is not an S3 bucket name (3-63 lowercase letters, digits, . and -)"
+        )
+    return raw
+
+
+def env_s3_region(name: str) -> str | None:
+    raw = env_str(name)
+    if raw is None:
+        return None
+    if not _S3_REGION.fullmatch(raw):
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a region name (like us-east-1)")
+    return raw

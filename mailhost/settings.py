@@ -27,6 +27,8 @@ from mailhost.config import (
     env_log_level,
     env_networks,
     env_port,
+    env_s3_bucket,
+    env_s3_region,
     env_scored_zones,
     env_str,
     env_url,
@@ -500,6 +502,30 @@ STORAGES = {
     },
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+# With a bucket, blobs are objects in S3-compatible storage (django-storages, boto3): every
+# front end and worker on every machine reads the same ones. Unset: files under the data dir.
+MAILHOST_S3_BUCKET = env_s3_bucket("MAILHOST_S3_BUCKET")
+MAILHOST_S3_ENDPOINT_URL = env_url("MAILHOST_S3_ENDPOINT_URL", ("http", "https"))
+MAILHOST_S3_REGION = env_s3_region("MAILHOST_S3_REGION")
+MAILHOST_S3_ACCESS_KEY_ID = env_str("MAILHOST_S3_ACCESS_KEY_ID")
+MAILHOST_S3_SECRET_ACCESS_KEY = env_str("MAILHOST_S3_SECRET_ACCESS_KEY")
+if bool(MAILHOST_S3_ACCESS_KEY_ID) != bool(MAILHOST_S3_SECRET_ACCESS_KEY):
+    raise ImproperlyConfigured(
+        "MAILHOST_S3_ACCESS_KEY_ID and MAILHOST_S3_SECRET_ACCESS_KEY go together: give both"
+        " (or neither, for the credentials boto3 finds on its own)"
+    )
+if MAILHOST_S3_BUCKET:
+    STORAGES["blobs"] = {
+        "BACKEND": "mailboxes.s3storage.DurableS3Storage",
+        "OPTIONS": {
+            "bucket_name": MAILHOST_S3_BUCKET,
+            "endpoint_url": MAILHOST_S3_ENDPOINT_URL,
+            "region_name": MAILHOST_S3_REGION,
+            "access_key": MAILHOST_S3_ACCESS_KEY_ID,
+            "secret_key": MAILHOST_S3_SECRET_ACCESS_KEY,
+            "location": "blobs",
+        },
+    }
 
 # --- Web ---------------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from urllib.parse import quote
 import pytest
 
 from mailboxes import events, services
+from tests.support.s3 import s3_blobs, s3_server  # noqa: F401 - fixtures of test_s3.py
 
 REPO = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).with_name("worker.py")

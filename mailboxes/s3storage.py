@@ -1,0 +1,114 @@
+"""Blobs as objects in S3-compatible storage (django-storages' S3 backend, boto3).
+
+Imported only when MAILHOST_S3_BUCKET is set. The durability promise of the filesystem
+backend holds: `save` returns once the PUT succeeded and a HEAD shows the object with all its
+bytes, so a row naming it is committed only after the object is there. Errors of the object
+store (unreachable, refused, throttled past the retries) come out as OSError, like a disk's,
+so the callers that survive a failed file delete survive a failed object delete.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Iterator
+from datetime import datetime
+
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+from storages.backends.s3 import S3Storage
+from storages.utils import clean_name
+
+# Connection refused or a dead endpoint fails in seconds, not boto3's default minute: DATA
+# is waiting for the answer (451 then, the client retries later).
+CLIENT_CONFIG = {
+    "connect_timeout": 5,
+    "read_timeout": 60,
+    "retries": {"max_attempts": 3, "mode": "standard"},
+}
+
+
+class ObjectStoreError(OSError):
+    """The object store failed (a 4xx/5xx answer, or no answer at all)."""
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+class DurableS3Storage(S3Storage):
+    def __init__(self, **settings) -> None:  # noqa: ANN003 - django-storages' options
+        if "client_config" not in settings:
+            addressing = "path" if settings.get("endpoint_url") else "auto"
+            settings["client_config"] = Config(
+                s3={"addressing_style": addressing}, signature_version="s3v4", **CLIENT_CONFIG
+            )
+        settings.setdefault("file_overwrite", True)  # blob names are random (uuid4)
+        settings.setdefault("default_acl", None)
+        super().__init__(**settings)
+
+    def _save(self, name: str, content) -> str:  # noqa: ANN001 - Django's signature
+        size = content.size
+        try:
+            name = super()._save(name, content)
+            head = self.connection.meta.client.head_object(
+                Bucket=self.bucket_name, Key=self._normalize_name(clean_name(name))
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise ObjectStoreError(
+                errno.EIO, f"object store: could not write {name}: {exc}"
+            ) from exc
+        if head.get("ContentLength") != size:
+            raise ObjectStoreError(
+                errno.EIO,
+                f"object store: {name} holds {head.get('ContentLength')} bytes, wrote {size}",
+            )
+        return name
+
+    def delete(self, name: str) -> None:
+        try:
+            super().delete(name)
+        except (BotoCoreError, ClientError) as exc:
+            raise ObjectStoreError(
+                errno.EIO, f"object store: could not delete {name}: {exc}"
+            ) from exc
+
+    def read_prefix(self, name: str, limit: int = -1) -> bytes:
+        """The object's bytes, or only its first `limit` with a ranged GET (never the whole
+        object for a prefix). FileNotFoundError when it is gone."""
+        key = self._normalize_name(clean_name(name))
+        args = {"Bucket": self.bucket_name, "Key": key}
+        if limit == 0:
+            return b""
+        if limit > 0:
+            args["Range"] = f"bytes=0-{limit - 1}"
+        try:
+            body = self.connection.meta.client.get_object(**args)["Body"]
+            try:
+                return body.read()
+            finally:
+                body.close()
+        except ClientError as exc:
+            if _code(exc) == "InvalidRange":
+                return b""  # a range of an empty object
+            if _code(exc) in {"404", "NoSuchKey", "NotFound"}:
+                raise FileNotFoundError(name) from exc
+            raise ObjectStoreError(
+                errno.EIO, f"object store: could not read {name}: {exc}"
+            ) from exc
+        except BotoCoreError as exc:
+            raise ObjectStoreError(
+                errno.EIO, f"object store: could not read {name}: {exc}"
+            ) from exc
+
+    def iter_objects(self) -> Iterator[tuple[str, datetime]]:
+        """(blob name, last modified) of every object under the blob prefix, one listing page
+        (1,000 objects) at a time: memory stays flat however many there are."""
+        root = self._normalize_name("")
+        prefix = root.rstrip("/") + "/" if root else ""
+        paginator = self.connection.meta.client.get_paginator("list_objects_v2")
+        try:
+            for page in paginator.paginate(Bucket=self.bucket_name, Prefix=prefix):
+                for item in page.get("Contents", ()):
+                    yield item["Key"][len(prefix) :], item["LastModified"]
+        except (BotoCoreError, ClientError) as exc:
+            raise ObjectStoreError(errno.EIO, f"object store: could not list: {exc}") from exc
