@@ -466,6 +466,9 @@ MAILHOST_SMTP_WORKER_THREADS = env_int("MAILHOST_SMTP_WORKER_THREADS", 16, minim
 MAILHOST_GROUP_COMMIT_MAX = env_int("MAILHOST_GROUP_COMMIT_MAX", 64, minimum=1)
 # SMTP ports 25 and 587 expect a PROXY protocol header (v1 or v2) from a load balancer first.
 MAILHOST_SMTP_PROXY_PROTOCOL = env_bool("MAILHOST_SMTP_PROXY_PROTOCOL", False)
+# Load balancers (addresses/CIDRs) whose connections to any mail listener start with a PROXY
+# v1/v2 header naming the client (protocols/proxy.py); everyone else is served directly.
+MAILHOST_PROXY_TRUSTED = env_networks("MAILHOST_PROXY_TRUSTED")
 # Clients (addresses/CIDRs, as mailhost.proxy.client_address sees them) that may read /metrics.
 MAILHOST_METRICS_ALLOW = env_networks("MAILHOST_METRICS_ALLOW", "127.0.0.1, ::1")
 

@@ -14,6 +14,7 @@ from django.conf import settings
 
 from mailboxes import events
 from mailhost import metrics, tls
+from protocols import proxy
 from protocols.imap.session import Session, close_db_connections
 from protocols.listeners import Listener
 
@@ -172,20 +173,31 @@ async def start() -> list[Listener]:
 
     bind = settings.MAILHOST_BIND
     limit = settings.MAILHOST_IMAP_MAX_LINE_LENGTH + 1024
-    server_plain = await asyncio.start_server(
-        plain,
+
+    def streams(callback):
+        # asyncio.start_server's own factory, so that protocols/proxy.py can stand in front.
+        def factory() -> asyncio.StreamReaderProtocol:
+            reader = asyncio.StreamReader(limit=limit, loop=loop)
+            return asyncio.StreamReaderProtocol(reader, callback, loop=loop)
+
+        return factory
+
+    server_plain = await proxy.create_server(
+        loop,
+        streams(plain),
         bind,
         settings.MAILHOST_IMAP_PORT,
-        limit=limit,
+        name="imap",
         reuse_address=True,
         backlog=settings.MAILHOST_LISTEN_BACKLOG,
     )
-    server_tls = await asyncio.start_server(
-        implicit,
+    server_tls = await proxy.create_server(
+        loop,
+        streams(implicit),
         bind,
         settings.MAILHOST_IMAPS_PORT,
+        name="imaps",
         ssl=context,
-        limit=limit,
         reuse_address=True,
         backlog=settings.MAILHOST_LISTEN_BACKLOG,
     )

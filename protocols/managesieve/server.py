@@ -32,6 +32,7 @@ from mailboxes.exceptions import (
 )
 from mailboxes.models import Mailbox
 from mailhost import metrics, tls
+from protocols import proxy
 from protocols.listeners import Listener
 from protocols.login import AppPasswordRequired, Throttled, identity_refused, password_login
 from protocols.managesieve import parser, responses
@@ -609,10 +610,12 @@ async def start() -> list[Listener]:
     await asyncio.to_thread(tls.server_context)  # made (or loaded) before the first STARTTLS
     loop = asyncio.get_running_loop()
     family = Family()
-    server = await loop.create_server(
+    server = await proxy.create_server(
+        loop,
         lambda: Connection(family),
         settings.MAILHOST_BIND,
         settings.MAILHOST_MANAGESIEVE_PORT,
+        name="managesieve",
         backlog=settings.MAILHOST_LISTEN_BACKLOG,
     )
     return [Listener("managesieve", ManageSieveServer(server, family))]

@@ -22,6 +22,7 @@ from django.db import close_old_connections
 
 from mailboxes import services
 from mailhost import metrics, tls
+from protocols import proxy
 from protocols.listeners import Listener
 from protocols.login import AppPasswordRequired, Throttled, identity_refused, password_login
 from protocols.pop3 import lease, parser, responses
@@ -670,16 +671,20 @@ async def start() -> list[Listener]:
     loop = asyncio.get_running_loop()
     family = Family()
     host = settings.MAILHOST_BIND
-    plain = await loop.create_server(
+    plain = await proxy.create_server(
+        loop,
         lambda: Connection(family, implicit_tls=False),
         host,
         settings.MAILHOST_POP3_PORT,
+        name="pop3",
         backlog=settings.MAILHOST_LISTEN_BACKLOG,
     )
-    secure = await loop.create_server(
+    secure = await proxy.create_server(
+        loop,
         lambda: Connection(family, implicit_tls=True),
         host,
         settings.MAILHOST_POP3S_PORT,
+        name="pop3s",
         ssl=context,
         ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT,
         backlog=settings.MAILHOST_LISTEN_BACKLOG,

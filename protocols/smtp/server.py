@@ -16,6 +16,7 @@ from collections import Counter
 from django.conf import settings
 
 from mailhost.tls import server_context
+from protocols import proxy
 from protocols.listeners import Listener
 from protocols.smtp import databuffer, handler, replies
 from protocols.smtp.replies import Reply
@@ -165,10 +166,12 @@ async def start() -> list[Listener]:
             def factory(mode: Mode = mode) -> SMTPSession:
                 return SMTPSession(hooks, mode=mode, registry=registry, tls_context=tls, loop=loop)
 
-            server = await loop.create_server(
+            server = await proxy.create_server(
+                loop,
                 factory,
-                host=settings.MAILHOST_BIND,
-                port=port,
+                settings.MAILHOST_BIND,
+                port,
+                name=mode.value,
                 ssl=implicit_tls,
                 reuse_address=True,
                 backlog=settings.MAILHOST_LISTEN_BACKLOG,

@@ -115,7 +115,12 @@ class SMTPSession(SMTP):
         self.auth_offered = mode.is_submission or settings.MAILHOST_SMTP_AUTH_ON_MTA
         self.must_starttls = mode is Mode.SUBMISSION and not self.plaintext_auth
         # Port 465's TLS starts before any byte we could read, so PROXY is for 25 and 587.
-        self.proxy_protocol = settings.MAILHOST_SMTP_PROXY_PROTOCOL and mode is not Mode.SUBMISSIONS
+        # MAILHOST_PROXY_TRUSTED (protocols/proxy.py, every listener) supersedes it when set.
+        self.proxy_protocol = (
+            settings.MAILHOST_SMTP_PROXY_PROTOCOL
+            and not settings.MAILHOST_PROXY_TRUSTED
+            and mode is not Mode.SUBMISSIONS
+        )
         self.client_ip = ""
         self._log_from: str | None = None  # MAIL FROM's address while its hook decides
         self._log_to: str | None = None  # RCPT TO's address while its hook decides

@@ -224,6 +224,10 @@ BAD_VALUES: dict[str, Bad] = {
         "10.0.0.1, proxy.lan",
         "MAILHOST_TRUSTED_PROXIES='10.0.0.1, proxy.lan': 'proxy.lan' is not an IP address",
     ),
+    "MAILHOST_PROXY_TRUSTED": Bad(
+        "10.0.0.0/8, haproxy.lan",
+        "MAILHOST_PROXY_TRUSTED='10.0.0.0/8, haproxy.lan': 'haproxy.lan' is not an IP address",
+    ),
     "MAILHOST_WEB_MAX_CONNECTIONS_PER_IP": Bad("0", "must be at least 1"),
     "MAILHOST_METRICS_ALLOW": Bad(
         "127.0.0.1, monitor.lan",
