@@ -8,6 +8,7 @@ is served), the `proxy_accepted` log line, and for SMTP the Received header.
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import logging
 import socket
@@ -194,3 +195,39 @@ def test_v1_and_v2_parsers_refuse_malformed_headers():
         proxy.parse_v2(proxy.V2_SIGNATURE + bytes([0x31, 0x11, 0, 12]), header[16:])
     with pytest.raises(proxy.ProxyHeaderError):
         proxy.parse_v2(header[:16], header[16:20])
+
+
+PLAIN = base64.b64encode(b"\0alice@example.org\0wrong").decode()
+# listener -> the exchanges of a failed login after the greeting (sent, what the reply starts
+# with); the greeting ends with the line that starts with the last value.
+LOGINS = {
+    "submissions": (b"220 ", [(b"EHLO x", b"250 "), (f"AUTH PLAIN {PLAIN}".encode(), b"535")]),
+    "imaps": (b"* OK", [(b"a LOGIN alice@example.org wrong", b"a NO")]),
+    "pop3s": (b"+OK", [(b"USER alice@example.org", b"+OK"), (b"PASS wrong", b"-ERR")]),
+    "managesieve": (b"OK", [(f'AUTHENTICATE "PLAIN" "{PLAIN}"'.encode(), b"NO")]),
+}
+
+
+@pytest.mark.parametrize("name", list(LOGINS))
+def test_the_login_limiter_and_its_log_see_the_proxied_client(ports, name, caplog, settings):
+    settings.MAILHOST_ALLOW_PLAINTEXT_AUTH = True
+    caplog.set_level(logging.INFO)
+    tls = LISTENERS[name][0]
+    last, exchanges = LOGINS[name]
+    reader = connect(ports[name], header=v2("192.0.2.77"), tls=tls).makefile("rb")
+    sock = reader.raw._sock
+
+    def until(start: bytes) -> bytes:
+        while True:
+            line = reader.readline()
+            assert line, "connection closed"
+            if line.startswith(start):
+                return line
+
+    until(last)
+    for sent, expected in exchanges:
+        sock.sendall(sent + b"\r\n")
+        until(expected)
+    sock.close()
+    protocol = {"submissions": "smtp", "imaps": "imap", "pop3s": "pop3"}.get(name, name)
+    assert f"auth failure protocol={protocol} client=192.0.2.77" in caplog.text
