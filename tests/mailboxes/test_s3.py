@@ -136,3 +136,16 @@ def test_a_prefix_read_is_one_ranged_get_and_a_released_blob_reads_as_missing(
     with pytest.raises(FileNotFoundError):
         selectors.blob_read(blob.name)
     assert selectors.blob_read_many([blob.name]) == {}
+
+
+@pytest.mark.django_db
+def test_verifystore_reports_an_object_gone_from_the_bucket(s3_blobs, settings):
+    settings.MAILHOST_BLOB_INLINE_MAX = 0
+    kept = services.blob_store(b"still here\r\n")
+    lost = services.blob_store(b"deleted behind our back\r\n")
+    assert list(selectors.store_problems()) == []
+    s3_blobs.client().delete_object(Bucket="mailhost-blobs", Key=f"blobs/{lost.name}")
+    assert list(selectors.store_problems()) == [
+        f"blob {lost.id} {lost.name}: missing (size {lost.size})"
+    ]
+    assert selectors.blob_read(kept) == b"still here\r\n"
