@@ -475,6 +475,8 @@ class Contact(models.Model):
     emails = models.TextField(blank=True, default="")
     vcard = models.TextField()
     updated_at = models.DateTimeField(auto_now=True)
+    # Change number (nanoseconds of the change): the card's ETag and CardDAV's sync token.
+    modseq = models.BigIntegerField(default=0, db_default=0)
 
     class Meta:
         ordering = ["mailbox", "name"]
@@ -488,6 +490,17 @@ class Contact(models.Model):
     @property
     def email_list(self) -> list[str]:
         return [e for e in self.emails.split("\n") if e]
+
+
+class ContactDeleted(models.Model):
+    """Tombstone of a deleted card, for CardDAV sync-collection (RFC 6578)."""
+
+    mailbox = models.ForeignKey(Mailbox, on_delete=models.CASCADE, related_name="+")
+    uid = models.CharField(max_length=255)
+    modseq = models.BigIntegerField()
+
+    class Meta:
+        indexes = [models.Index(fields=["mailbox", "modseq"], name="contactdeleted_modseq")]
 
 
 class Expunged(models.Model):

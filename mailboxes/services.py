@@ -2828,13 +2828,28 @@ def identity_save(
         )
 
 
+def _contact_modseq(mailbox: Mailbox) -> int:
+    """A change number above every earlier one of the mailbox's book."""
+    from django.db.models import Max
+
+    from mailboxes.models import Contact, ContactDeleted
+
+    last = max(
+        Contact.objects.filter(mailbox=mailbox).aggregate(m=Max("modseq"))["m"] or 0,
+        ContactDeleted.objects.filter(mailbox=mailbox).aggregate(m=Max("modseq"))["m"] or 0,
+    )
+    return max(time.time_ns(), last + 1)
+
+
 def contacts_put(*, mailbox: Mailbox, cards: list) -> int:
     """Store vCards (mailboxes.vcard.Card) in the mailbox's address book, replacing the
     card with the same UID; returns how many were stored."""
-    from mailboxes.models import Contact
+    from mailboxes.models import Contact, ContactDeleted
 
     with transaction.atomic():
+        Mailbox.objects.select_for_update().filter(pk=mailbox.pk).first()  # one writer
         for card in cards:
+            modseq = _contact_modseq(mailbox)
             Contact.objects.update_or_create(
                 mailbox=mailbox,
                 uid=card.uid,
@@ -2842,13 +2857,23 @@ def contacts_put(*, mailbox: Mailbox, cards: list) -> int:
                     "name": card.name,
                     "emails": "\n".join(card.emails),
                     "vcard": card.text,
+                    "modseq": modseq,
                 },
             )
+            ContactDeleted.objects.filter(mailbox=mailbox, uid=card.uid).delete()
     return len(cards)
 
 
 def contact_delete(*, mailbox: Mailbox, contact_id: int) -> bool:
-    from mailboxes.models import Contact
+    from mailboxes.models import Contact, ContactDeleted
 
-    deleted, _ = Contact.objects.filter(mailbox=mailbox, pk=contact_id).delete()
-    return bool(deleted)
+    with transaction.atomic():
+        Mailbox.objects.select_for_update().filter(pk=mailbox.pk).first()
+        contact = Contact.objects.filter(mailbox=mailbox, pk=contact_id).first()
+        if contact is None:
+            return False
+        ContactDeleted.objects.create(
+            mailbox=mailbox, uid=contact.uid, modseq=_contact_modseq(mailbox)
+        )
+        contact.delete()
+    return True

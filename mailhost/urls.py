@@ -1,9 +1,10 @@
 from django.conf import settings
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 
 from delivery.views import embedded_queue_status, mta_sts_policy
 from mailhost import admin_login, wellknown
+from webmail import carddav
 
 if settings.REDIS_URL:
     queue_dashboard = include("django_rq.urls")  # the dashboard of REDIS_URL's Redis
@@ -18,5 +19,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include(wellknown)),
     path(".well-known/mta-sts.txt", mta_sts_policy, name="mta_sts_policy"),
+    path(".well-known/carddav", carddav.well_known, name="carddav_well_known"),
+    re_path(r"^dav/.*$", carddav.dav, name="carddav"),
     path("", include("webmail.urls")),
 ]
