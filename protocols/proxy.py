@@ -159,11 +159,14 @@ class _Accept(asyncio.Protocol):
     the socket out of its plain transport and hands it on, after the header when the peer is
     a trusted balancer, with TLS on implicit-TLS listeners."""
 
-    def __init__(self, factory: Callable[[], asyncio.BaseProtocol], tls, timeout, name: str):
+    def __init__(
+        self, factory: Callable[[], asyncio.BaseProtocol], tls, timeout, name: str, listening
+    ):
         self.factory = factory
         self.tls = tls
         self.timeout = timeout
         self.name = name
+        self.listening = listening  # the asyncio.Server, once made: is it still serving?
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         transport.pause_reading()  # type: ignore[attr-defined]
@@ -201,6 +204,10 @@ class _Accept(asyncio.Protocol):
                     peer_ip,
                     header.source[0],
                 )
+        server = self.listening()
+        if server is not None and not server.is_serving():
+            sock.close()  # the listener stopped while the header was on its way
+            return
         try:
             await loop.connect_accepted_socket(
                 self.factory,
@@ -229,6 +236,13 @@ async def create_server(
             kwargs["ssl_handshake_timeout"] = ssl_handshake_timeout
         return await loop.create_server(factory, host, port, ssl=ssl, **kwargs)
     timeout = ssl_handshake_timeout or TLS_HANDSHAKE_TIMEOUT
-    return await loop.create_server(
-        lambda: _Accept(factory, ssl, timeout, name), host, port, **kwargs
+    made: list[asyncio.Server] = []
+
+    def listening() -> asyncio.Server | None:
+        return made[0] if made else None
+
+    server = await loop.create_server(
+        lambda: _Accept(factory, ssl, timeout, name, listening), host, port, **kwargs
     )
+    made.append(server)
+    return server
