@@ -28,8 +28,8 @@ BALANCER, STRANGER = "127.0.0.1", "127.0.0.2"
 
 
 def v1(client: str, port: int = 40000) -> bytes:
-    family = "TCP6" if ":" in client else "TCP4"
-    return f"PROXY {family} {client} 127.0.0.1 {port} 25\r\n".encode()
+    family, server = ("TCP6", "::1") if ":" in client else ("TCP4", "127.0.0.1")
+    return f"PROXY {family} {client} {server} {port} 25\r\n".encode()
 
 
 def v2(client: str, port: int = 40000) -> bytes:
@@ -231,3 +231,24 @@ def test_the_login_limiter_and_its_log_see_the_proxied_client(ports, name, caplo
     sock.close()
     protocol = {"submissions": "smtp", "imaps": "imap", "pop3s": "pop3"}.get(name, name)
     assert f"auth failure protocol={protocol} client=192.0.2.77" in caplog.text
+
+
+def v2_ipv6(client: str, port: int = 40000) -> bytes:
+    body = (
+        ipaddress.IPv6Address(client).packed
+        + ipaddress.IPv6Address("::1").packed
+        + struct.pack("!HH", port, 143)
+    )
+    return proxy.V2_SIGNATURE + bytes([0x21, 0x21]) + struct.pack("!H", len(body)) + body
+
+
+@pytest.mark.parametrize("header", [v1("2001:db8::9"), v2_ipv6("2001:db8::9")], ids=["v1", "v2"])
+def test_an_ipv6_client_through_an_ipv4_balancer(ports, header, caplog):
+    caplog.set_level(logging.INFO)
+    sock = connect(ports["imaps"], header=header, tls=True)
+    assert first_line(sock).startswith(b"* OK")
+    sock.sendall(b"a LOGIN alice@example.org wrong\r\n")
+    assert first_line(sock).startswith(b"a NO")
+    sock.close()
+    assert "proxy_accepted listener=imaps peer=127.0.0.1 client=2001:db8::9" in caplog.text
+    assert "auth failure protocol=imap client=2001:db8::9" in caplog.text
