@@ -252,3 +252,29 @@ def test_compose_identity_signature_and_autocomplete(site, browser, alice, bob):
     assert sent.from_display == "ACME Sales <sales@example.org>"
     assert page.js_errors == []
     context.close()
+
+
+def test_draft_saves_itself_while_typing(site, browser, alice):  # noqa: F811
+    from mailboxes.models import Message
+
+    context, page = signed_in(browser, site, "alice@example.org", "secret")
+    page.goto(f"{site}/compose/")
+    page.fill("#f-to", "bob@example.org")
+    page.fill("#f-subject", "Autosaved")
+    page.locator("[data-body]").press("Control+Home")
+    page.locator("[data-body]").type("First words")
+    page.wait_for_selector("[data-test=autosave]:text('Draft saved')", timeout=8000)
+    drafts = folder(alice, "Drafts")
+    first = Message.objects.get(folder=drafts, subject="Autosaved")
+    page.locator("[data-body]").type(", more words")
+    uid_input = page.locator("input[name=draft_uid]")
+    deadline = time.monotonic() + 8
+    while uid_input.input_value() == str(first.uid) and time.monotonic() < deadline:
+        page.wait_for_timeout(200)
+    assert uid_input.input_value() != str(first.uid)
+    saved = Message.objects.filter(folder=drafts, subject="Autosaved")
+    assert saved.count() == 1 and saved.get().uid != first.uid  # replaced, not piled up
+    assert "First words, more words" in saved.get().preview
+    assert page.url.endswith("/compose/")  # no navigation
+    assert page.js_errors == []
+    context.close()

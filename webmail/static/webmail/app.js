@@ -155,10 +155,42 @@
       var dirty = false;
       form.addEventListener("input", function () { dirty = true; });
       form.addEventListener("submit", function () { dirty = false; });
+      autosave(form);
       window.addEventListener("beforeunload", function (event) {
         if (dirty) { event.preventDefault(); event.returnValue = ""; }
       });
     }
+  }
+
+  /* Drafts save themselves: 3 s after the last keystroke the form is posted as "Save draft"
+     (without new files: those go with Send or Save), and the draft's UID it came back with
+     replaces the one on the form, so each save replaces the previous draft. */
+  function autosave(form) {
+    var status = doc.querySelector("[data-autosave-status]");
+    var timer = null;
+    var saving = false;
+    function save() {
+      if (saving) { timer = window.setTimeout(save, 1000); return; }
+      saving = true;
+      var data = new FormData(form);
+      data.delete("attachments");
+      data.set("action", "save");
+      fetch(form.getAttribute("action"), { method: "POST", body: data, credentials: "same-origin" })
+        .then(function (r) {
+          var match = /[?&]draft=(\d+)/.exec(r.url || "");
+          if (!r.ok || !match) { throw new Error("not saved"); }
+          form.querySelector("input[name=draft_uid]").value = match[1];
+          if (status) { status.textContent = "Draft saved"; }
+        })
+        .catch(function () { if (status) { status.textContent = "Draft not saved"; } })
+        .then(function () { saving = false; });
+    }
+    form.addEventListener("input", function (event) {
+      if (event.target && event.target.type === "file") { return; }
+      window.clearTimeout(timer);
+      timer = window.setTimeout(save, 3000);
+    });
+    form.addEventListener("submit", function () { window.clearTimeout(timer); });
   }
 
   /* Choosing another From swaps the signature under the "-- " line for that identity's. */
