@@ -15,7 +15,7 @@ from django.utils import timezone
 from mailboxes.addresses import parse_address
 from mailboxes.exceptions import InvalidAddress
 from mailboxes.models import Mailbox, Message
-from webmail import mime
+from webmail import htmltext, mime
 
 
 @dataclass
@@ -41,6 +41,8 @@ class Draft:
     # the mailbox's own address and name.
     from_address: str = ""
     from_name: str = ""
+    # Rich text: the HTML the editor made (sanitized when built); body is then its text.
+    html: str = ""
 
 
 # Room a message needs besides its attachments' encoded octets: header fields, the text,
@@ -160,7 +162,16 @@ def build(
     body = draft.body.replace("\r\n", "\n")
     if not body.endswith("\n"):
         body += "\n"
+    html = rich_html(draft.html) if draft.html.strip() else ""
+    if html and not draft.body.strip():
+        body = htmltext.to_text(html, limit=len(html)).strip() + "\n"
     message.set_content(body, subtype="plain", charset="utf-8", cte=_cte_for(body))
+    if html:
+        # multipart/alternative: the text first, the HTML last (RFC 2046 5.1.4)
+        document = (
+            f'<!DOCTYPE html><html><head><meta charset="utf-8"></head><body>{html}</body></html>\n'
+        )
+        message.add_alternative(document, subtype="html", charset="utf-8", cte=_cte_for(document))
     for upload in draft.attachments:
         if upload.content_type == "message/rfc822":
             from email.parser import BytesParser
@@ -175,6 +186,14 @@ def build(
             upload.data, maintype=maintype, subtype=subtype, filename=upload.filename
         )
     return message.as_bytes(policy=policy.SMTP), message_id
+
+
+def rich_html(html: str) -> str:
+    """The editor's HTML as the reader's sanitizer leaves it (nh3, webmail/sanitize.py):
+    what we send is what we would show."""
+    from webmail import sanitize
+
+    return sanitize.clean(html, cid_url=lambda _cid: None, allow_remote=True).html
 
 
 def _cte_for(body: str) -> str:

@@ -278,3 +278,34 @@ def test_draft_saves_itself_while_typing(site, browser, alice):  # noqa: F811
     assert page.url.endswith("/compose/")  # no navigation
     assert page.js_errors == []
     context.close()
+
+
+def test_rich_text_compose(site, browser, alice, bob):  # noqa: F811
+    from email import message_from_bytes, policy
+
+    from mailboxes import selectors
+    from mailboxes.models import Message
+
+    context, page = signed_in(browser, site, "alice@example.org", "secret")
+    page.goto(f"{site}/compose/")
+    page.fill("#f-to", "bob@example.org")
+    page.fill("#f-subject", "Formatted")
+    page.check("[data-test=rich-toggle]")
+    editor = page.locator("[data-test=rich-editor]")
+    assert editor.is_visible() and not page.locator("[data-body]").is_visible()
+    editor.click()
+    page.keyboard.press("Control+Home")
+    page.click("[data-command=bold]")
+    page.keyboard.type("Important")
+    page.click("[data-command=bold]")
+    page.keyboard.type(" news")
+    screenshot(page, "compose-rich-desktop")
+    page.click("[data-test=send]")
+    page.wait_for_selector(".flash")
+    received = Message.objects.get(folder=folder(bob, "INBOX"), subject="Formatted")
+    parsed = message_from_bytes(selectors.blob_read(received.blob), policy=policy.default)
+    plain, html = parsed.get_payload()
+    assert "<b>Important</b> news" in html.get_content()
+    assert plain.get_content().startswith("Important news")
+    assert page.js_errors == []
+    context.close()

@@ -107,3 +107,35 @@ def test_address_suggestions_from_past_correspondents(web, alice):
     }
     assert web.get("/api/addresses/?q=d").json()["addresses"] == []
     assert "alice@example.org" not in str(web.get("/api/addresses/?q=alice").json())
+
+
+def test_rich_text_is_sent_sanitized_with_a_plain_alternative(web, alice, bob):
+    from email import message_from_bytes, policy
+
+    from mailboxes import selectors as sel
+
+    response = web.post(
+        "/compose/",
+        {"to": "bob@example.org", "subject": "Rich", "format": "html", "body": "",
+         "html": '<p>Hello <b>Bob</b></p><script>alert(1)</script><img src="x" onerror="y">',
+         "action": "send"},
+    )  # fmt: skip
+    assert response.status_code == 302
+    received = Message.objects.get(folder=folder(bob, "INBOX"), subject="Rich")
+    parsed = message_from_bytes(sel.blob_read(received.blob), policy=policy.default)
+    assert parsed.get_content_type() == "multipart/alternative"
+    plain, html = parsed.get_payload()
+    assert plain.get_content_type() == "text/plain" and plain.get_content().strip() == "Hello Bob"
+    assert "<b>Bob</b>" in html.get_content()
+    assert "script" not in html.get_content() and "onerror" not in html.get_content()
+    assert received.preview == "Hello Bob"
+
+
+def test_plain_text_stays_plain(web, alice, bob):
+    web.post(
+        "/compose/",
+        {"to": "bob@example.org", "subject": "Plain", "body": "just text", "html": "<b>x</b>",
+         "action": "send"},
+    )  # fmt: skip
+    received = Message.objects.get(folder=folder(bob, "INBOX"), subject="Plain")
+    assert b"text/html" not in selectors.blob_read(received.blob)

@@ -110,6 +110,7 @@ def _form_draft(request: HttpRequest) -> compose.Draft:
     return compose.Draft(
         from_address=identity["address"],
         from_name=identity["name"],
+        html=post.get("html", "") if post.get("format") == "html" else "",
         to=post.get("to", ""),
         cc=post.get("cc", ""),
         bcc=post.get("bcc", ""),

@@ -150,6 +150,7 @@
     });
     identities();
     suggestions();
+    richText();
     var form = doc.querySelector(".compose-form");
     if (form) {
       var dirty = false;
@@ -191,6 +192,45 @@
       timer = window.setTimeout(save, 3000);
     });
     form.addEventListener("submit", function () { window.clearTimeout(timer); });
+  }
+
+  /* Rich text: a contenteditable editor whose HTML goes in the hidden `html` field and its
+     text in `body` (the plain-text alternative), kept current on every change. The server
+     sanitizes the HTML with the reader's nh3 rules before it builds the message. */
+  function richText() {
+    var toggle = doc.querySelector("[data-rich-toggle]");
+    var editor = doc.querySelector("[data-rich-editor]");
+    var body = doc.querySelector("[data-body]");
+    var html = doc.querySelector("[data-rich-html]");
+    var tools = doc.querySelector("[data-rich-tools]");
+    if (!toggle || !editor || !body || !html) { return; }
+    function sync() { html.value = editor.innerHTML; body.value = editor.innerText; }
+    function show(rich) {
+      editor.hidden = !rich;
+      body.hidden = rich;
+      if (tools) { tools.hidden = !rich; }
+      if (rich) {
+        if (!editor.innerHTML.trim()) {
+          if (html.value) { editor.innerHTML = html.value; }
+          else { editor.textContent = body.value; editor.style.whiteSpace = "pre-wrap"; }
+        }
+        sync();
+      } else {
+        body.value = editor.innerText || body.value;
+      }
+    }
+    editor.addEventListener("input", sync);
+    toggle.addEventListener("change", function () { show(toggle.checked); });
+    if (tools) {
+      tools.addEventListener("click", function (event) {
+        var button = event.target.closest("[data-command]");
+        if (!button) { return; }
+        editor.focus();
+        doc.execCommand(button.getAttribute("data-command"), false, null);
+        sync();
+      });
+    }
+    show(toggle.checked);
   }
 
   /* Choosing another From swaps the signature under the "-- " line for that identity's. */
