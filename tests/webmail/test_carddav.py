@@ -139,3 +139,14 @@ def test_one_mailbox_does_not_see_anothers_book(dav, alice, bob):
     )
     assert call(dav, "GET", "/dav/book/b.vcf").status_code == 404
     assert call(dav, "DELETE", "/dav/book/b.vcf").status_code == 404
+
+
+def test_an_app_password_signs_in_to_carddav(dav, alice):
+    _app, secret = services.app_password_create(mailbox=alice, name="Phone")
+    response = requests.request(
+        "PROPFIND",
+        dav.base + "/dav/book/",
+        auth=("alice@example.org", secret),
+        headers={"Depth": "0"},
+    )
+    assert response.status_code == 207
