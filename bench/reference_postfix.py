@@ -107,6 +107,15 @@ class PostfixInstance:
         self.started = False
 
     def start(self) -> None:
+        # Postfix's daemons run as its own users: the directories must not inherit a private
+        # umask (Mailhost's settings set 077, and test runs start the bench from there).
+        umask = os.umask(0o022)
+        try:
+            self._start()
+        finally:
+            os.umask(umask)
+
+    def _start(self) -> None:
         self.config.mkdir(parents=True, exist_ok=True)
         (self.root / "mail").mkdir(exist_ok=True)
         (self.root / "queue").mkdir(exist_ok=True)
