@@ -33,3 +33,13 @@ def _search(name: str) -> codecs.CodecInfo | None:
 
 
 codecs.register(_search)
+
+
+def part_charset(part, default: str) -> str:  # noqa: ANN001  (an email.message.Message)
+    """A MIME part's charset parameter, or `default`: the standard library's reading of the
+    parameters raises on hostile ones (RFC 2231 continuations numbered and unnumbered mixed:
+    TypeError in email.utils.decode_params), which must not fail the whole message."""
+    try:
+        return part.get_content_charset() or default
+    except Exception:
+        return default

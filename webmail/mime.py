@@ -17,6 +17,7 @@ from email.parser import BytesParser
 from django.conf import settings
 
 from mailboxes import addresslist
+from mailboxes.charsets import part_charset
 from mailboxes.headers import bounded_header, decode_words
 from webmail import htmltext
 
@@ -194,7 +195,7 @@ def part_bytes(part: Message) -> bytes:
 
 def part_text(part: Message) -> str:
     data = part_bytes(part)
-    charset = part.get_content_charset() or "utf-8"
+    charset = part_charset(part, "utf-8")
     try:
         return data.decode(charset, "replace")
     except LookupError:

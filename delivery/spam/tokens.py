@@ -16,6 +16,7 @@ from email import message_from_bytes
 from email.policy import compat32
 
 from mailboxes import headers
+from mailboxes.charsets import part_charset
 
 # Decoded text read per message (SpamAssassin reads 50 000 characters of each body part; the
 # words that decide are near the top, and the cost grows with the text), from at most
@@ -66,7 +67,7 @@ def text_of(raw: bytes) -> Text:
             payload = part.get_payload(decode=True) or b""
         except Exception:  # a broken transfer encoding is read as it stands
             payload = str(part.get_payload()).encode("utf-8", "replace")
-        charset = part.get_content_charset() or "utf-8"
+        charset = part_charset(part, "utf-8")
         try:
             text = payload.decode(charset, "replace")
         except LookupError:

@@ -11,6 +11,7 @@ from email.header import decode_header, make_header
 from email.utils import parsedate_to_datetime
 
 from mailboxes import addresslist
+from mailboxes.charsets import part_charset
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
@@ -177,7 +178,7 @@ def body_parts(message: Message, types: list[str] | None) -> list[str]:
         payload = part.get_payload(decode=True) or b""
         payload = payload[:MAX_BODY_OCTETS]
         if main == "text":
-            charset = part.get_content_charset() or "us-ascii"
+            charset = part_charset(part, "us-ascii")
             try:
                 text = payload.decode(charset, "replace")
             except LookupError:

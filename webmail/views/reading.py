@@ -10,6 +10,7 @@ from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_GET
 
 from mailboxes import selectors, services
+from mailboxes.charsets import part_charset
 from mailboxes.models import Message, SpecialUse
 from webmail import junk, mime, sanitize
 from webmail.auth import mailbox_required
@@ -199,7 +200,7 @@ def message_part(request: HttpRequest, folder_id: int, uid: int, path: str) -> H
             ctype if ctype not in {"text/html", "image/svg+xml"} else ("application/octet-stream")
         )
     else:
-        served_type = f"{ctype}; charset={part.get_content_charset() or 'utf-8'}"
+        served_type = f"{ctype}; charset={part_charset(part, 'utf-8')}"
     response = HttpResponse(data, content_type=served_type)
     response["Content-Disposition"] = content_disposition(filename, attachment=not inline)
     response["Content-Security-Policy"] = DOWNLOAD_POLICY
