@@ -172,7 +172,6 @@ BAD_VALUES: dict[str, Bad] = {
     "MAILHOST_SHUTDOWN_GRACE": Bad("-1", "must be at least 0"),
     "MAILHOST_SMTP_PROXY_PROTOCOL": Bad("v2", "is not a boolean"),
     "MAILHOST_LOG_LEVEL": Bad("verbose", "must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL"),
-    "MAILHOST_DEBUG": Bad("maybe", "MAILHOST_DEBUG='maybe' is not a boolean"),
     "MAILHOST_SESSION_AGE": Bad("10", "MAILHOST_SESSION_AGE"),
     "MAILHOST_RETRY_SCHEDULE": Bad("5m,soon", "'soon' is not a duration"),
     "MAILHOST_QUEUE_LIFETIME": Bad("5d", "is not a whole number"),
