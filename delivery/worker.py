@@ -33,7 +33,7 @@ from delivery import queue
 from delivery.outreports import tlsrpt
 from mailboxes import fulltext
 from mailhost.config import require_server_name
-from protocols.listeners import Listener
+from mailhost.listeners import Listener
 
 logger = logging.getLogger(__name__)
 

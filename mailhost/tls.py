@@ -194,7 +194,7 @@ def reload() -> None:
     """SIGHUP: load the certificate and key files again into the one context every listener
     uses, so new handshakes present the new certificate and open sessions carry on, and the
     certificates chosen by name (SNI) afresh. Called on the event loop's thread
-    (protocols/runner.py), where every asyncio handshake starts, so none starts between the
+    (mailhost/runner.py), where every asyncio handshake starts, so none starts between the
     certificate and the key being replaced. A pair that cannot be loaded is logged and the old
     one kept."""
     with _lock:

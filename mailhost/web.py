@@ -44,8 +44,8 @@ from waitress.server import TcpWSGIServer
 from waitress.task import WSGITask
 
 from mailhost import acme, tls
+from mailhost.listeners import Listener
 from mailhost.proxy import is_trusted_proxy
-from protocols.listeners import Listener
 
 logger = logging.getLogger(__name__)
 

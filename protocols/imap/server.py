@@ -14,9 +14,9 @@ from django.conf import settings
 
 from mailboxes import events
 from mailhost import metrics, tls
+from mailhost.listeners import Listener
 from protocols import proxy
 from protocols.imap.session import Session, close_db_connections
-from protocols.listeners import Listener
 
 logger = logging.getLogger(__name__)
 

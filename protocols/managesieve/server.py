@@ -32,8 +32,8 @@ from mailboxes.exceptions import (
 )
 from mailboxes.models import Mailbox
 from mailhost import metrics, tls
+from mailhost.listeners import Listener
 from protocols import proxy
-from protocols.listeners import Listener
 from protocols.login import AppPasswordRequired, Throttled, identity_refused, password_login
 from protocols.managesieve import parser, responses
 from protocols.managesieve.states import State, allowed

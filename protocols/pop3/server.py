@@ -22,8 +22,8 @@ from django.db import close_old_connections
 
 from mailboxes import services
 from mailhost import metrics, tls
+from mailhost.listeners import Listener
 from protocols import proxy
-from protocols.listeners import Listener
 from protocols.login import AppPasswordRequired, Throttled, identity_refused, password_login
 from protocols.pop3 import lease, parser, responses
 from protocols.pop3.maildrop import (

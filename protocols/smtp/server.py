@@ -15,9 +15,9 @@ from collections import Counter
 
 from django.conf import settings
 
+from mailhost.listeners import Listener
 from mailhost.tls import server_context
 from protocols import proxy
-from protocols.listeners import Listener
 from protocols.smtp import databuffer, handler, replies
 from protocols.smtp.replies import Reply
 from protocols.smtp.session import Mode, SMTPSession

@@ -20,7 +20,7 @@ from delivery import client
 from delivery import destinations as destinations_module
 from delivery.destinations import destinations
 from delivery.models import OutboundRecipient, RecipientStatus
-from protocols import runner
+from mailhost import runner
 from tests.delivery.conftest import PeerHandler, deliver_until, run_queue
 from tests.delivery.test_delivery import spool
 from tests.support.servers import running

@@ -14,7 +14,7 @@ import pytest
 
 from delivery.dkim import dkim_public_key_value
 from delivery.models import OutboundRecipient, RecipientStatus
-from protocols import runner
+from mailhost import runner
 from tests.delivery.test_delivery import inbox_messages
 from tests.support.servers import running
 from tests.support.smtp import client_tls_context

@@ -13,7 +13,7 @@ from django.utils import timezone
 from delivery.models import GreylistEntry
 from delivery.spam.services import greylist_check, greylist_network, greylist_prune
 from mailboxes.models import Message
-from protocols import runner
+from mailhost import runner
 from protocols.smtp import replies
 from tests.support.servers import running
 from tests.support.smtp import Transcript

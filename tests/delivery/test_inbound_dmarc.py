@@ -13,7 +13,7 @@ from delivery.inbound import AuthResults, authenticate
 from delivery.inbound.dmarc import org_domain, parse_record
 from mailboxes.models import Message
 from mailboxes.selectors import blob_read, folder_get
-from protocols import runner
+from mailhost import runner
 from protocols.smtp import replies
 from tests.support.dkimkeys import publish, sign
 from tests.support.servers import running

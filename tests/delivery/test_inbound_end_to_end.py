@@ -16,7 +16,7 @@ from bench.mailhost_process import Mailhost
 from delivery.inbound import AuthResults
 from mailboxes.models import Message
 from mailboxes.selectors import blob_read, folder_get
-from protocols import runner
+from mailhost import runner
 from protocols.smtp import replies
 from tests.support.servers import running
 from tests.support.smtp import client_tls_context

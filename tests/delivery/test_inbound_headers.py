@@ -11,7 +11,7 @@ import pytest
 from delivery.inbound import AuthResults, strip_untrusted
 from mailboxes.models import Message
 from mailboxes.selectors import blob_read
-from protocols import runner
+from mailhost import runner
 from tests.support.dkimkeys import publish, sign
 from tests.support.servers import running
 

@@ -12,7 +12,7 @@ from delivery.models import OutboundRecipient, RecipientStatus
 from delivery.services import SpoolRecipient, spool_create
 from mailboxes.models import Message
 from mailboxes.services import blob_store
-from protocols import runner
+from mailhost import runner
 from protocols.smtp import replies
 from tests.delivery.conftest import HOSTNAME, PeerHandler, run_queue
 from tests.support.servers import running

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from delivery.models import OutboundRecipient
-from protocols import runner
+from mailhost import runner
 from tests.delivery.conftest import PeerHandler
 from tests.support.metrics import moved, scrape, value
 from tests.support.servers import running

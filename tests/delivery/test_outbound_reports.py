@@ -302,7 +302,7 @@ def smtp_send(port: int, *, mail_from: str, header_from: str, source: str = "127
 def receiving(live_settings, dns_server, peers, make_mailbox, settings):
     """Our port 25 (MAILHOST_HOSTNAME mx.receiver.test, example.org hosted with its DKIM key
     published), and reports.test's MX as a peer that keeps what it is sent."""
-    from protocols import runner
+    from mailhost import runner
     from tests.support.servers import running
 
     make_mailbox("bob@example.org")

@@ -26,7 +26,7 @@ from delivery.inbound import spf
 from mailboxes import srs
 from mailboxes.models import Message
 from mailboxes.selectors import folder_get
-from protocols import runner
+from mailhost import runner
 from tests.delivery.conftest import PeerHandler
 from tests.support.servers import running
 from tests.support.sievescripts import give_script

@@ -11,7 +11,7 @@ from delivery.models import SpamTraining
 from delivery.spam import reasons_of
 from mailboxes import headers, selectors
 from mailboxes.models import Message, SpecialUse
-from protocols import runner
+from mailhost import runner
 from tests.support.rspamd import MISSING, running_rspamd
 from tests.support.servers import running
 

@@ -11,7 +11,7 @@ import pytest
 from delivery.spam import GTUBE, reasons_of
 from mailboxes import headers, selectors
 from mailboxes.models import Message, SpecialUse
-from protocols import runner
+from mailhost import runner
 from protocols.smtp import replies
 from tests.support.servers import running
 from tests.support.smtp import Transcript

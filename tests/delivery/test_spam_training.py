@@ -16,7 +16,7 @@ from delivery.spam.selectors import classifier_totals
 from delivery.submission import message_accept
 from mailboxes import selectors, services
 from mailboxes.models import Message, SpecialUse
-from protocols import runner
+from mailhost import runner
 from tests.support.servers import running
 
 SPAMMY = [

@@ -16,7 +16,7 @@ from django.db import connection
 
 from delivery import queue
 from delivery.models import OutboundRecipient, RecipientStatus
-from protocols import runner
+from mailhost import runner
 from tests.delivery.conftest import PeerHandler, deliver_until, run_queue
 from tests.delivery.test_delivery import spool
 from tests.support.servers import running

@@ -244,7 +244,7 @@ def imap_state(port: int, user: str) -> dict[str, list[tuple]]:
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("fmt", ["mbox", "maildir"])
 def test_round_trip_seen_through_imap(source, make_mailbox, live_settings, tmp_path, fmt):
-    from protocols import runner
+    from mailhost import runner
     from tests.support.servers import running
 
     live_settings.MAILHOST_ALLOW_PLAINTEXT_AUTH = True

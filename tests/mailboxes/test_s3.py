@@ -13,7 +13,7 @@ from django.core.files.storage import storages
 
 from mailboxes import selectors, services
 from mailboxes.models import Blob, Message
-from protocols import runner
+from mailhost import runner
 from tests.support.servers import running
 
 

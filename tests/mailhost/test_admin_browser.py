@@ -11,7 +11,7 @@ from django.contrib.auth.models import User
 from django.db import connections
 
 from mailboxes import services
-from protocols import runner
+from mailhost import runner
 from tests.support.servers import running
 
 CHROMIUM = "/usr/bin/chromium"

@@ -11,7 +11,7 @@ from django.db import connections
 
 from delivery.models import OutboundMessage, OutboundRecipient, RecipientStatus
 from mailboxes import services
-from protocols import runner
+from mailhost import runner
 from tests.support.servers import running
 
 CHROMIUM = "/usr/bin/chromium"

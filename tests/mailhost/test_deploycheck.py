@@ -14,9 +14,8 @@ from django.core.management import call_command
 from delivery import dns as delivery_dns
 from delivery import submission
 from mailboxes.services import alias_create, domain_create
-from mailhost import deploycheck, tls
+from mailhost import deploycheck, runner, tls
 from mailhost.deploycheck import Status
-from protocols import runner
 from tests.delivery import conftest as delivery_fixtures
 from tests.support.servers import running
 from tests.support.tlsca import make_ca

@@ -9,7 +9,7 @@ import ipaddress
 import pytest
 from django.db import OperationalError
 
-from protocols import runner
+from mailhost import runner
 from tests.support.metrics import moved, scrape, value
 from tests.support.servers import running
 from tests.support.smtp import client_tls_context

@@ -28,7 +28,7 @@ import pytest
 from django.conf import global_settings
 from django.db import connections
 
-from protocols import runner
+from mailhost import runner
 from tests.support.logs import ServerLog, log_lines
 from tests.support.servers import running
 from tests.support.tlsca import CertAuthority, make_ca

@@ -12,8 +12,7 @@ import ssl
 import pytest
 from cryptography import x509
 
-from mailhost import tls
-from protocols import runner
+from mailhost import runner, tls
 from tests.support.servers import running
 
 

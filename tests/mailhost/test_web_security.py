@@ -11,8 +11,8 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
+from mailhost import runner
 from mailhost.accesslog import access_line
-from protocols import runner
 from tests.support.logs import log_lines
 from tests.support.servers import running
 

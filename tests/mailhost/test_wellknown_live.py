@@ -10,7 +10,7 @@ import http.client
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from protocols import runner
+from mailhost import runner
 from tests.mailhost.test_clientconfig import autodiscover_request, outlook_protocols
 from tests.support.servers import running
 

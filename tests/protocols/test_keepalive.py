@@ -11,8 +11,8 @@ import subprocess
 
 import pytest
 
-from protocols import runner
-from protocols.listeners import KEEPALIVE_IDLE
+from mailhost import runner
+from mailhost.listeners import KEEPALIVE_IDLE
 from tests.support.servers import running
 
 pytestmark = pytest.mark.skipif(not shutil.which("ss"), reason="needs ss (iproute2)")

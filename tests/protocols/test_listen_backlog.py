@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-from protocols import runner
+from mailhost import runner
 from tests.support.servers import running
 
 pytestmark = pytest.mark.skipif(not shutil.which("ss"), reason="needs ss (iproute2)")

@@ -14,7 +14,7 @@ import pytest
 
 from mailboxes.models import Message
 from mailboxes.selectors import blob_read
-from protocols import runner
+from mailhost import runner
 from tests.support.servers import running
 
 pytestmark = [

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from mailboxes import selectors, services
-from protocols import runner
+from mailhost import runner
 from tests.protocols.imap.conftest import Transcript
 from tests.support.servers import running
 

@@ -16,7 +16,7 @@ import logging
 import pytest
 
 from mailboxes import throttle
-from protocols import runner
+from mailhost import runner
 from tests.support.logins import imap_login, pop3_login, smtp_login, timed, web_login
 from tests.support.servers import running
 

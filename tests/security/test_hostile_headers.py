@@ -123,7 +123,7 @@ def alice(make_mailbox):
 
 @pytest.mark.parametrize("raw", CASES.values(), ids=CASES.keys())
 def test_accepted_over_smtp_and_shown_in_webmail(raw, alice, live_settings):
-    from protocols import runner
+    from mailhost import runner
     from tests.support.servers import running
 
     with running(runner.SMTP) as ports:
@@ -149,7 +149,7 @@ def test_a_summary_that_cannot_be_parsed_is_degraded_not_a_4xx(
     alice, live_settings, monkeypatch, caplog
 ):
     from mailboxes.models import Message
-    from protocols import runner
+    from mailhost import runner
     from tests.support.servers import running
 
     def broken(*args, **kwargs):  # noqa: ANN002, ANN003

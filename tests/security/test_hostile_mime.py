@@ -15,7 +15,7 @@ import pytest
 from django.test import Client
 
 from mailboxes import selectors, services
-from protocols import runner
+from mailhost import runner
 from tests.support.servers import running
 
 HEAD = b"From: Mallory <mallory@remote.example>\r\nTo: alice@example.org\r\n"

@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from protocols import runner
+from mailhost import runner
 from tests.support.servers import running
 
 EXAMPLES = int(os.environ.get("MAILHOST_FUZZ_EXAMPLES", "100"))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from mailboxes import throttle
-from protocols import runner
+from mailhost import runner
 from tests.support.logins import (
     admin_login,
     imap_login,

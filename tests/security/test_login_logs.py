@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings as django_settings
 
-from protocols import runner
+from mailhost import runner
 from tests.support.logins import (
     admin_login,
     imap_login,

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from protocols import runner
+from mailhost import runner
 from protocols.smtp import replies
 from tests.support.servers import running
 from tests.support.smtp import Transcript, client_tls_context

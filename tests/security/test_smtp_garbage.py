@@ -9,7 +9,7 @@ import time
 import pytest
 
 from mailboxes.models import Blob, Message
-from protocols import runner
+from mailhost import runner
 from protocols.smtp import replies
 from tests.support.servers import running
 from tests.support.smtp import Transcript

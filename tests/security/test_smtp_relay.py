@@ -9,7 +9,7 @@ import pytest
 from delivery.models import OutboundMessage
 from mailboxes.models import Message
 from mailboxes.services import alias_create
-from protocols import runner
+from mailhost import runner
 from protocols.smtp import replies
 from tests.support.servers import running
 from tests.support.smtp import Transcript

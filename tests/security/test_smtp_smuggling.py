@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mailboxes.models import Message
-from protocols import runner
+from mailhost import runner
 from protocols.smtp import replies
 from tests.support.servers import running
 from tests.support.smtp import Transcript

@@ -16,7 +16,7 @@ import time
 import pytest
 from django.db import connections
 
-from protocols import runner
+from mailhost import runner
 from tests.support.servers import running
 
 ATTACKER = "127.0.0.1"

@@ -15,7 +15,7 @@ import importlib
 import threading
 from contextlib import contextmanager
 
-from protocols.listeners import Listener
+from mailhost.listeners import Listener
 
 
 @contextmanager

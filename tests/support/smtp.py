@@ -7,7 +7,7 @@ import ssl
 
 import pytest
 
-from protocols import runner
+from mailhost import runner
 from protocols.smtp.replies import Reply
 from tests.support.servers import running
 

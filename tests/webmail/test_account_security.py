@@ -14,7 +14,7 @@ from django.test import Client
 
 from mailboxes import services, throttle, totp
 from mailboxes.models import AppPassword, Mailbox, RecoveryCode, WebSession
-from protocols import runner
+from mailhost import runner
 from protocols.imap import responses as imap_responses
 from protocols.smtp import replies
 from tests.support.servers import running

@@ -23,7 +23,7 @@ from django.db import connections
 
 from mailboxes import services
 from mailboxes.models import Message
-from protocols import runner
+from mailhost import runner
 from tests.support.servers import running
 from tests.webmail.conftest import folder, make_raw, release_server_connections
 

@@ -14,7 +14,7 @@ from django.db import connections
 
 from mailboxes import services, totp
 from mailboxes.models import Mailbox, Passkey
-from protocols import runner
+from mailhost import runner
 from protocols.imap import responses as imap_responses
 from tests.support.servers import running
 from tests.webmail.conftest import release_server_connections

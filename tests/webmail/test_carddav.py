@@ -12,7 +12,7 @@ import vobject
 from django.db import connections
 
 from mailboxes import services, vcard
-from protocols import runner
+from mailhost import runner
 from tests.support.servers import running
 from tests.webmail.conftest import release_server_connections
 

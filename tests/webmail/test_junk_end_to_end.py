@@ -9,7 +9,7 @@ import pytest
 
 from mailboxes import selectors
 from mailboxes.models import Message
-from protocols import runner
+from mailhost import runner
 from tests.delivery.conftest import dns_server  # noqa: F401
 from tests.support.servers import running
 from tests.webmail.conftest import folder, sign_in

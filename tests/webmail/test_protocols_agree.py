@@ -12,7 +12,7 @@ import pytest
 
 from mailboxes import services
 from mailboxes.models import Blob, Message
-from protocols import runner
+from mailhost import runner
 from tests.support.servers import running
 from tests.webmail.conftest import folder, make_raw, release_server_connections
 

@@ -1,8 +1,8 @@
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
+from mailhost import runner
 from mailhost.config import require_server_name
-from protocols import runner
 
 
 class Command(BaseCommand):

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from protocols import runner
+from mailhost import runner
 
 
 class Command(BaseCommand):

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from protocols import runner
+from mailhost import runner
 from tests.support.servers import running
 
 PASSWORD = "secret"

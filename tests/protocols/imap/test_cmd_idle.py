@@ -85,7 +85,7 @@ def test_two_sessions_see_each_others_changes_at_next_command(client, imap):
 def test_idle_woken_by_smtp_delivery(client, live_settings):
     """A message arriving over SMTP reaches an IDLE session within a second."""
     pytest.importorskip("protocols.smtp.server")
-    from protocols import runner
+    from mailhost import runner
     from tests.support.servers import running
 
     c = client()

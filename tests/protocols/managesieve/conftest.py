@@ -8,7 +8,7 @@ import ssl
 
 import pytest
 
-from protocols import runner
+from mailhost import runner
 from protocols.managesieve import responses
 from protocols.managesieve.server import sieve_extensions
 from tests.support.servers import running

@@ -121,7 +121,7 @@ def test_a_malformed_sasl_response_is_a_failed_login(client_for, mailbox):
 
 
 def test_stopping_the_listener_says_bye_to_open_sessions(sieve_settings, mailbox):
-    from protocols import runner
+    from mailhost import runner
     from tests.protocols.managesieve.conftest import Client
     from tests.support.servers import running
 

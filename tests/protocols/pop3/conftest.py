@@ -10,7 +10,7 @@ import pytest
 from django.conf import settings as django_settings
 
 from mailboxes import services
-from protocols import runner
+from mailhost import runner
 from protocols.pop3 import responses
 from tests.support.servers import running
 

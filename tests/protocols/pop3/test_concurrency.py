@@ -11,7 +11,7 @@ import pytest
 
 from mailboxes import services
 from mailboxes.selectors import folder_get
-from protocols import runner
+from mailhost import runner
 from protocols.pop3 import responses as R
 from tests.protocols.pop3.conftest import ADDRESS, PASSWORD, client_context, deliver, login
 from tests.support.servers import running

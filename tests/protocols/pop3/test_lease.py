@@ -361,7 +361,7 @@ def test_session_renews_its_lease_and_ends_when_it_is_taken(client_for, mailbox,
 
 def test_server_shutdown_ends_sessions_without_update_and_frees_leases(pop3_settings, mailbox):
     from mailboxes.selectors import folder_get
-    from protocols import runner
+    from mailhost import runner
     from tests.support.servers import running
 
     raw = b"Subject: stays\r\n\r\nbody\r\n"

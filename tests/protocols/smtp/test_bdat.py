@@ -86,7 +86,7 @@ def test_bdat_bare_lf_is_refused(mta):
 
 
 def test_bdat_over_the_size_limit(live_settings, transactional_db, hosted):
-    from protocols import runner
+    from mailhost import runner
     from tests.support.servers import running
 
     live_settings.MAILHOST_MAX_MESSAGE_SIZE = 2048

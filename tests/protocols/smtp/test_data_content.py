@@ -11,7 +11,7 @@ import pytest
 
 from mailboxes.models import Message
 from mailboxes.selectors import blob_read
-from protocols import runner
+from mailhost import runner
 from protocols.smtp import replies
 from tests.support.servers import running
 from tests.support.smtp import Transcript

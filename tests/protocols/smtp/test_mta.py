@@ -164,7 +164,7 @@ def test_size_parameter_over_the_limit_is_552_5_3_4(mta, settings):
 
 
 def test_size_enforced_while_reading(live_settings, transactional_db, hosted):
-    from protocols import runner
+    from mailhost import runner
     from tests.support.servers import running
 
     live_settings.MAILHOST_MAX_MESSAGE_SIZE = 2048

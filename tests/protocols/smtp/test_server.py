@@ -11,7 +11,7 @@ import pytest
 
 from delivery import submission
 from mailboxes.models import Message
-from protocols import runner
+from mailhost import runner
 from protocols.smtp import replies
 from protocols.smtp.server import start
 from tests.support.servers import running

@@ -1,6 +1,6 @@
 """Running listener families in one asyncio process, with clean shutdown on SIGTERM.
 
-Each family is a module with `async def start() -> list[Listener]` (protocols/listeners.py),
+Each family is a module with `async def start() -> list[Listener]` (mailhost/listeners.py),
 binding the ports its settings name (0 picks a free port, as tests do). `runmail` starts every
 family; `runsmtp`, `runimap`, `runpop3`, `runmanagesieve` start one.
 """
