@@ -12,7 +12,8 @@ import pytest
 from delivery.inbound import AuthResults
 from mailboxes.models import Message
 from mailboxes.selectors import blob_read
-from protocols import proxy, runner
+from mailhost import runner
+from protocols import proxy
 from tests.support.servers import running
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -19,7 +19,8 @@ import pytest
 
 from mailboxes.models import Message
 from mailboxes.selectors import blob_read
-from protocols import proxy, runner
+from mailhost import runner
+from protocols import proxy
 from tests.support.servers import running
 
 pytestmark = pytest.mark.django_db(transaction=True)
