@@ -16,7 +16,8 @@ from mailboxes import events
 from mailhost import metrics, tls
 from mailhost.listeners import Listener
 from protocols import proxy
-from protocols.imap.session import Session, close_db_connections
+from protocols.imap.session import Session
+from protocols.imap.worker import close_db_connections
 
 logger = logging.getLogger(__name__)
 

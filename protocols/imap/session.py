@@ -15,15 +15,12 @@ import bisect
 import logging
 import ssl
 import sys
-import threading
 import zlib
 from array import array
-from concurrent import futures
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from django.conf import settings
-from django.db import close_old_connections
 
 from mailboxes import selectors, services
 from mailboxes.exceptions import (
@@ -39,90 +36,21 @@ from mailboxes.storage import out_of_space
 from protocols.imap import parser as p
 from protocols.imap import responses as r
 from protocols.imap import states, uidcache
+from protocols.imap.commands import HANDLERS, UPDATES
+from protocols.imap.errors import CommandError, ConnectionDone
+from protocols.imap.flags import COMMON_KEYWORDS, FLAGS_LINE_BASE, flags_of
 from protocols.imap.states import State
+from protocols.imap.worker import db
+
+if TYPE_CHECKING:
+    from protocols.imap.commands.select import SelectView
 
 logger = logging.getLogger(__name__)
-
-SYSTEM_FLAGS = ("\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft")
-FLAGS_LINE_BASE = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
-# Keywords clients commonly use; announced in FLAGS so they show up before first use.
-COMMON_KEYWORDS = ("$Forwarded", "$MDNSent", "$Junk", "$NotJunk", "$Phishing")
-
 
 # RFC 9585 INPROGRESS: a command still running after this many seconds says so, and again
 # each time as long again has passed.
 PROGRESS_INTERVAL = 1.0
 INFLATE_CHUNK = 256 * 1024  # octets inflated per read at most (COMPRESS=DEFLATE)
-
-_executor: ThreadPoolExecutor | None = None
-
-
-def _db_executor() -> ThreadPoolExecutor:
-    # IMAP's own pool (MAILHOST_IMAP_WORKER_THREADS): under runmail, SMTP and POP3 do not
-    # compete with it for the loop's small default executor.
-    global _executor
-    if _executor is None:
-        _executor = ThreadPoolExecutor(
-            settings.MAILHOST_IMAP_WORKER_THREADS, thread_name_prefix="imap-db"
-        )
-    return _executor
-
-
-def db(fn, *args, **kwargs):
-    """Run a sync service/selector in a worker thread (never on the event loop), on a usable
-    database connection: one left broken by a dropped backend or a database restart is
-    replaced first, as SMTP and POP3 do."""
-
-    def call():
-        close_old_connections()
-        return fn(*args, **kwargs)
-
-    # The loop's own hand-off, not asgiref's sync_to_async: that one copies and restores
-    # the context around every call, a cost paid on each of a command's database hops, for
-    # context these calls do not use.
-    return asyncio.get_running_loop().run_in_executor(_db_executor(), call)
-
-
-def close_db_connections() -> None:
-    """Close every worker thread's database connection (at shutdown; blocking)."""
-    pool = _executor
-    count = len(getattr(pool, "_threads", ())) if pool is not None else 0
-    if not count:
-        return
-    # Each task waits for the others, so every thread runs exactly one of them.
-    barrier = threading.Barrier(count)
-
-    def close() -> None:
-        from django.db import connections
-
-        connections.close_all()
-        try:
-            barrier.wait(5)
-        except threading.BrokenBarrierError:
-            pass
-
-    futures.wait([pool.submit(close) for _ in range(count)], timeout=10)
-
-
-class CommandError(Exception):
-    """A handler refuses the command: the reply goes out tagged."""
-
-    def __init__(self, reply: r.Reply):
-        super().__init__(reply.text)
-        self.reply = reply
-
-
-class ConnectionDone(Exception):
-    """The connection ends (LOGOUT, BYE, peer gone)."""
-
-
-def flags_of(row) -> list[str]:
-    """Flag names from a selectors.message_flag_rows row."""
-    _uid, _modseq, keywords, *columns = row
-    flags = [name for name, on in zip(SYSTEM_FLAGS, columns) if on]
-    if keywords:
-        flags.extend(keywords.split())
-    return flags
 
 
 @dataclass
@@ -199,55 +127,6 @@ class Selected:
         """The message's sequence number (the map must be read: Session.sequence_map)."""
         i = bisect.bisect_left(self.uids, uid)
         return i + 1 if i < len(self.uids) and self.uids[i] == uid else None
-
-
-@dataclass
-class SelectView:
-    """What SELECT/EXAMINE reads, in one worker hop (select_view)."""
-
-    folder: Folder
-    readonly: bool
-    recent: tuple[int, int]  # [first, uidnext): the UIDs that are \Recent for this session
-    recent_at_select: int  # how many of them are in the view
-    first_unseen: tuple[int, int] | None  # (UID, sequence number) when asked for
-    access: selectors.FolderAccess | None = None
-
-
-# RFC 4314 4: a folder the session may change nothing in is selected read-only.
-WRITE_RIGHTS = frozenset("stwe")
-
-
-def select_view(
-    mailbox_id: int, name: str, *, readonly: bool, first_unseen: bool
-) -> SelectView | None:
-    """The folder row, its \\Recent claim (RFC 3501 2.3.2) and SELECT's counts, in one
-    worker hop; None when there is no such folder (or one shared without the "r" right:
-    then a view without a folder's counts, which SELECT refuses)."""
-    access = selectors.folder_access(mailbox_id, name)
-    if access is None:
-        return None
-    folder = access.folder
-    if "r" not in access.rights:
-        return SelectView(folder, True, (0, 0), 0, None, access)
-    readonly = readonly or not (WRITE_RIGHTS & set(access.rights))
-    first, uidnext = folder.first_recent_uid, folder.uidnext
-    if not readonly and first < uidnext:
-        # EXAMINE shows \Recent without taking it from the next read-write session.
-        first, uidnext = services.folder_claim_recent(folder=folder)
-    # Claimed UIDs from folder.uidnext on are not in the view yet: sync_updates marks them
-    # when it announces them.
-    recent_high = min(uidnext, folder.uidnext)
-    recent_at_select = 0
-    if first < recent_high:
-        recent_at_select = selectors.folder_view_count(
-            folder.id, folder.highestmodseq, first, recent_high
-        )
-    unseen = None
-    if first_unseen and folder.unseen_count:
-        unseen = selectors.folder_first_unseen(
-            folder.id, folder.highestmodseq, folder.uidnext, folder.message_count
-        )
-    return SelectView(folder, readonly, (first, uidnext), recent_at_select, unseen, access)
 
 
 class Session:
@@ -600,8 +479,6 @@ class Session:
     # --- dispatch ----------------------------------------------------------------------
 
     async def dispatch(self, command: p.Command) -> None:
-        from protocols.imap.commands import HANDLERS
-
         await self.count_unauthenticated()
         if not states.allowed(self.state, command.name):
             if self.state == State.AUTHENTICATED and command.name in states.SELECTED_ONLY:
@@ -811,22 +688,7 @@ class Session:
 
     async def notify_flush(self) -> None:
         """Send what NOTIFY's pending events changed outside the selected folder."""
-        from protocols.imap import notify
-        from protocols.imap.commands.mailbox import status_line
-
-        state = self.notify_state
-        events, state.pending = state.pending, []
-        selected_id = self.selected.folder_id if self.selected is not None else None
-        status, lists, metadata = await db(
-            notify.read_changes, self.mailbox.id, state, events, selected_id
-        )
-        out = [notify.list_line(self, *entry) for entry in lists]
-        for name, folder in status:
-            items = notify.status_items(state.events_for(name))
-            out.append(status_line(self, folder, items, None, None, name))
-        out += [notify.metadata_line(self, name, entries) for name, entries in metadata]
-        if out:
-            await self.send(b"".join(out))
+        await UPDATES["notify"](self)
 
     async def sync_updates(self, *, allow_expunge: bool) -> None:
         if self.notify_state is not None and self.notify_state.pending:
@@ -920,16 +782,8 @@ class Session:
             await self.send(b"".join(out))
 
     async def notify_fetch(self, uids: list[int]) -> None:
-        from protocols.imap.commands.fetchsearch import fetch_responses
-
-        ranges = tuple((uid, uid) for uid in uids)
-        command = p.Fetch(
-            "*", "FETCH", True, p.SequenceSet(ranges), self.notify_state.selected_fetch
-        )
-        try:
-            await fetch_responses(self, command)
-        except CommandError as exc:
-            logger.info("notify fetch refused uids=%d reason=%s", len(uids), exc.reply.text)
+        """RFC 5465 5.2: MessageNew's FETCH attributes for new messages (no tagged reply)."""
+        await UPDATES["notify_fetch"](self, uids)
 
     def expunge_lines(self, gone_uids) -> list[bytes]:
         """Remove UIDs from the session and return EXPUNGE (or VANISHED) lines."""

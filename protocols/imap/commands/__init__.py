@@ -62,3 +62,10 @@ HANDLERS = {
     **metadata.HANDLERS,
     **notify.HANDLERS,
 }
+
+# What the session sends between commands for NOTIFY's events (RFC 5465): the session's
+# only other door into the command modules.
+UPDATES = {
+    "notify": notify.flush,
+    "notify_fetch": notify.new_messages_fetch,
+}

@@ -6,13 +6,19 @@ domain), holds what the owner (or a holder of "a") granted. Shared folders show 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from mailboxes import selectors, services
 from mailboxes.exceptions import FolderError, InvalidValue, NotFound
 from mailboxes.models import ACL_RIGHTS
 from protocols.imap import parser as p
 from protocols.imap import responses as r
 from protocols.imap.commands.mailbox import _access
-from protocols.imap.session import CommandError, Session, db
+from protocols.imap.errors import CommandError
+from protocols.imap.worker import db
+
+if TYPE_CHECKING:
+    from protocols.imap.session import Session
 
 # RFC 4314 3.4: what LISTRIGHTS offers a grantee other than the owner: no right is tied to
 # another, each may be granted alone.

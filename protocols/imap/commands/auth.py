@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import base64
 import binascii
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 
 from mailboxes import services
 from protocols.imap import parser as p
 from protocols.imap import responses as r
-from protocols.imap.session import CommandError, ConnectionDone, Session, db
+from protocols.imap.errors import CommandError, ConnectionDone
 from protocols.imap.states import State
+from protocols.imap.worker import db
 from protocols.login import AppPasswordRequired, Throttled, identity_refused, password_login
+
+if TYPE_CHECKING:
+    from protocols.imap.session import Session
 
 ID_RESPONSE = '* ID ("name" "Mailhost" "vendor" "Mailhost")\r\n'
 OK_DEFLATE_ACTIVE = r.Reply("OK", "DEFLATE active")

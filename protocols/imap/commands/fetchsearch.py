@@ -4,6 +4,7 @@ rendering lives in protocols/imap/fetch.py and search keys in protocols/imap/sea
 from __future__ import annotations
 
 import bisect
+from typing import TYPE_CHECKING
 
 from mailboxes import selectors, services
 from mailboxes.models import Blob, Expunged
@@ -12,7 +13,12 @@ from protocols.imap import parser as p
 from protocols.imap import responses as r
 from protocols.imap import search as search_keys
 from protocols.imap.commands.message import folder_ref
-from protocols.imap.session import SYSTEM_FLAGS, CommandError, Session, db
+from protocols.imap.errors import CommandError
+from protocols.imap.flags import SYSTEM_FLAGS
+from protocols.imap.worker import db
+
+if TYPE_CHECKING:
+    from protocols.imap.session import Session
 
 CHUNK = 200  # messages rendered per worker-thread round trip when bytes are needed
 

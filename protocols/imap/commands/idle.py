@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 from protocols.imap import parser as p
 from protocols.imap import responses as r
-from protocols.imap.session import ConnectionDone, Session
+from protocols.imap.errors import ConnectionDone
+
+if TYPE_CHECKING:
+    from protocols.imap.session import Session
 
 # IDLE looks at the database this often even without change events.
 POLL_SECONDS = 60

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.conf import settings
 
 from mailboxes import selectors, services
@@ -15,8 +17,12 @@ from protocols.imap import objectid
 from protocols.imap import parser as p
 from protocols.imap import responses as r
 from protocols.imap.commands import metadata
+from protocols.imap.errors import CommandError
 from protocols.imap.listpattern import MailboxPattern
-from protocols.imap.session import CommandError, Session, db
+from protocols.imap.worker import db
+
+if TYPE_CHECKING:
+    from protocols.imap.session import Session
 
 DELIMITER = HIERARCHY_DELIMITER
 METADATA_SLOT = b"METADATA"  # where a LIST-METADATA line goes, once read

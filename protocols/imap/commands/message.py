@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 
@@ -11,7 +12,12 @@ from mailboxes.exceptions import NoPermission
 from mailboxes.models import ACL_RIGHTS, Folder
 from protocols.imap import parser as p
 from protocols.imap import responses as r
-from protocols.imap.session import CommandError, Session, db, flags_of
+from protocols.imap.errors import CommandError
+from protocols.imap.flags import flags_of
+from protocols.imap.worker import db
+
+if TYPE_CHECKING:
+    from protocols.imap.session import Session
 
 
 def folder_ref(session: Session) -> Folder:

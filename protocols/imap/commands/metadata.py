@@ -3,11 +3,17 @@ of LIST-METADATA (RFC 9590), which LIST sends through metadata_lines."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from mailboxes import selectors, services
 from mailboxes.models import Folder
 from protocols.imap import parser as p
 from protocols.imap import responses as r
-from protocols.imap.session import CommandError, Session, db
+from protocols.imap.errors import CommandError
+from protocols.imap.worker import db
+
+if TYPE_CHECKING:
+    from protocols.imap.session import Session
 
 NO_TOO_MANY = r.Reply("NO", "Too many metadata entries", "METADATA TOOMANY")
 

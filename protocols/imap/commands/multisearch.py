@@ -4,6 +4,8 @@ UIDVALIDITY. Without IN it searches the selected mailbox, as UID SEARCH RETURN d
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from mailboxes import selectors
 from mailboxes.models import HIERARCHY_DELIMITER, Folder
 from protocols.imap import parser as p
@@ -11,7 +13,11 @@ from protocols.imap import responses as r
 from protocols.imap import search as search_keys
 from protocols.imap import uidcache
 from protocols.imap.commands import fetchsearch
-from protocols.imap.session import CommandError, Session, db
+from protocols.imap.errors import CommandError
+from protocols.imap.worker import db
+
+if TYPE_CHECKING:
+    from protocols.imap.session import Session
 
 
 def _folders(mailbox_id: int, sources, selected_id: int | None) -> list[Folder]:

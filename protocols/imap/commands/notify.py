@@ -1,12 +1,24 @@
 """NOTIFY (RFC 5465): NOTIFY SET [STATUS] (filter events)... and NOTIFY NONE; the state and
-the responses live in protocols/imap/notify.py."""
+the responses live in protocols/imap/notify.py. Also what the session sends between commands
+for the events NOTIFY registered (flush, new_messages_fetch: the session reaches them through
+commands.UPDATES)."""
 
 from __future__ import annotations
 
+import logging
+from typing import TYPE_CHECKING
+
 from protocols.imap import notify
 from protocols.imap import parser as p
+from protocols.imap.commands.fetchsearch import fetch_responses
 from protocols.imap.commands.mailbox import status_line
-from protocols.imap.session import Session, db
+from protocols.imap.errors import CommandError
+from protocols.imap.worker import db
+
+if TYPE_CHECKING:
+    from protocols.imap.session import Session
+
+logger = logging.getLogger("protocols.imap.session")
 
 
 async def notify_command(session: Session, command: p.Notify) -> None:
@@ -30,6 +42,35 @@ async def notify_command(session: Session, command: p.Notify) -> None:
     session.notify_state = state
     session.server.notify_register(session, state.owners)
     await session.finish(command)
+
+
+async def flush(session: Session) -> None:
+    """Send what NOTIFY's pending events changed outside the selected folder."""
+    state = session.notify_state
+    events, state.pending = state.pending, []
+    selected_id = session.selected.folder_id if session.selected is not None else None
+    status, lists, metadata = await db(
+        notify.read_changes, session.mailbox.id, state, events, selected_id
+    )
+    out = [notify.list_line(session, *entry) for entry in lists]
+    for name, folder in status:
+        items = notify.status_items(state.events_for(name))
+        out.append(status_line(session, folder, items, None, None, name))
+    out += [notify.metadata_line(session, name, entries) for name, entries in metadata]
+    if out:
+        await session.send(b"".join(out))
+
+
+async def new_messages_fetch(session: Session, uids: list[int]) -> None:
+    """RFC 5465 5.2: MessageNew's FETCH attributes, after the EXISTS (no tagged reply)."""
+    ranges = tuple((uid, uid) for uid in uids)
+    command = p.Fetch(
+        "*", "FETCH", True, p.SequenceSet(ranges), session.notify_state.selected_fetch
+    )
+    try:
+        await fetch_responses(session, command)
+    except CommandError as exc:
+        logger.info("notify fetch refused uids=%d reason=%s", len(uids), exc.reply.text)
 
 
 HANDLERS = {"NOTIFY": notify_command}

@@ -8,10 +8,16 @@ offered. Limits are the administrator's: SETQUOTA is refused.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from mailboxes import selectors
 from protocols.imap import parser as p
 from protocols.imap import responses as r
-from protocols.imap.session import CommandError, Session, db
+from protocols.imap.errors import CommandError
+from protocols.imap.worker import db
+
+if TYPE_CHECKING:
+    from protocols.imap.session import Session
 
 ROOT = ""  # RFC 9208 4.2: the quota root's name
 NO_NO_SUCH_QUOTA_ROOT = r.Reply("NO", "No such quota root", "NONEXISTENT")

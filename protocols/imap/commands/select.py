@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 from django.conf import settings
 
 from mailboxes import selectors, services
@@ -9,7 +12,61 @@ from mailboxes.models import Folder
 from protocols.imap import objectid
 from protocols.imap import parser as p
 from protocols.imap import responses as r
-from protocols.imap.session import CommandError, Session, db, flags_of, select_view
+from protocols.imap.errors import CommandError
+from protocols.imap.flags import flags_of
+from protocols.imap.worker import db
+
+if TYPE_CHECKING:
+    from protocols.imap.session import Session
+
+
+@dataclass
+class SelectView:
+    """What SELECT/EXAMINE reads, in one worker hop (select_view)."""
+
+    folder: Folder
+    readonly: bool
+    recent: tuple[int, int]  # [first, uidnext): the UIDs that are \Recent for this session
+    recent_at_select: int  # how many of them are in the view
+    first_unseen: tuple[int, int] | None  # (UID, sequence number) when asked for
+    access: selectors.FolderAccess | None = None
+
+
+# RFC 4314 4: a folder the session may change nothing in is selected read-only.
+WRITE_RIGHTS = frozenset("stwe")
+
+
+def select_view(
+    mailbox_id: int, name: str, *, readonly: bool, first_unseen: bool
+) -> SelectView | None:
+    """The folder row, its \\Recent claim (RFC 3501 2.3.2) and SELECT's counts, in one
+    worker hop; None when there is no such folder (or one shared without the "r" right:
+    then a view without a folder's counts, which SELECT refuses)."""
+    access = selectors.folder_access(mailbox_id, name)
+    if access is None:
+        return None
+    folder = access.folder
+    if "r" not in access.rights:
+        return SelectView(folder, True, (0, 0), 0, None, access)
+    readonly = readonly or not (WRITE_RIGHTS & set(access.rights))
+    first, uidnext = folder.first_recent_uid, folder.uidnext
+    if not readonly and first < uidnext:
+        # EXAMINE shows \Recent without taking it from the next read-write session.
+        first, uidnext = services.folder_claim_recent(folder=folder)
+    # Claimed UIDs from folder.uidnext on are not in the view yet: sync_updates marks them
+    # when it announces them.
+    recent_high = min(uidnext, folder.uidnext)
+    recent_at_select = 0
+    if first < recent_high:
+        recent_at_select = selectors.folder_view_count(
+            folder.id, folder.highestmodseq, first, recent_high
+        )
+    unseen = None
+    if first_unseen and folder.unseen_count:
+        unseen = selectors.folder_first_unseen(
+            folder.id, folder.highestmodseq, folder.uidnext, folder.message_count
+        )
+    return SelectView(folder, readonly, (first, uidnext), recent_at_select, unseen, access)
 
 
 def _qresync_data(folder_id: int, params: p.QresyncParams, uids: list[int]):

@@ -3,12 +3,17 @@ sort keys, base subjects and the threading algorithms live in protocols/imap/sor
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from mailboxes import selectors
 from protocols.imap import parser as p
 from protocols.imap import responses as r
 from protocols.imap import search as search_keys
 from protocols.imap import sort as sorting
-from protocols.imap.session import CommandError, Session
+from protocols.imap.errors import CommandError
+
+if TYPE_CHECKING:
+    from protocols.imap.session import Session
 
 BAD_THREAD_ALGORITHM = r.Reply("BAD", "Unknown thread algorithm")
 
