@@ -33,6 +33,10 @@ PORT_NAMES = (
 )
 
 
+# Variables of the caller's environment that reach runmail.
+PASSED_THROUGH = ("MAILHOST_PROCESSES",)
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
@@ -45,6 +49,59 @@ def rss_bytes(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and every process descended from it (worker and delivery processes), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            # The command name may hold spaces and parentheses: the fields follow the last ")".
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo += children.get(current, [])
+    return tree
+
+
+def tree_memory(pid: int) -> dict[str, int]:
+    """Memory of `pid`'s process tree: RSS summed over the processes (pages shared between
+    forked workers count once per process, so this is the high figure), PSS summed (shared
+    pages divided among their sharers: what the tree costs the machine), and the count."""
+    rss = pss = count = 0
+    for member in process_tree(pid):
+        try:
+            rss += rss_bytes(member)
+            with open(f"/proc/{member}/smaps_rollup") as rollup:
+                pss += next(
+                    int(line.split()[1]) * 1024 for line in rollup if line.startswith("Pss:")
+                )
+        except (OSError, RuntimeError, StopIteration):
+            continue  # exited between the listing and the reading
+        count += 1
+    return {"rss": rss, "pss": pss, "processes": count}
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User plus system CPU seconds used so far by `pid`'s process tree: the processes alive
+    now, and those of its children that exited and were waited for (Postfix's and Dovecot's
+    short-lived daemons are reaped by their master, which then carries their time)."""
+    ticks = 0
+    for member in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        # utime, stime, cutime, cstime: /proc/PID/stat fields 14 to 17.
+        ticks += sum(int(field) for field in fields[11:15])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 class PostgresDatabase:
@@ -85,10 +142,13 @@ class Mailhost:
     ) -> None:
         self.data_dir = data_dir
         self.ports = {name.lower(): free_port() for name in PORT_NAMES}
+        # The caller's settings stay out, except the number of worker processes, which the
+        # bench passes through (run.py --processes, else MAILHOST_PROCESSES as set).
         self.env = {
             key: value
             for key, value in os.environ.items()
-            if not key.startswith("MAILHOST_") and key not in {"DATABASE_URL", "REDIS_URL"}
+            if (not key.startswith("MAILHOST_") or key in PASSED_THROUGH)
+            and key not in {"DATABASE_URL", "REDIS_URL"}
         }
         self.env.update(
             {

@@ -1,6 +1,6 @@
 """Mailhost benchmarks: one command, Mailhost and the reference servers side by side.
 
-    .venv/bin/python bench/run.py [--quick] [--postgres] [--json PATH]
+    .venv/bin/python bench/run.py [--quick] [--postgres] [--processes N] [--json PATH]
 
 Starts `manage.py runmail` on 127.0.0.1 (free high ports, a fresh data dir; SQLite, or with
 --postgres a fresh PostgreSQL database and Redis), provisions with `adddomain`/`addmailbox`,
@@ -38,7 +38,14 @@ import reference_dovecot  # noqa: E402
 import reference_postfix  # noqa: E402
 from baseline_aiosmtpd import Sink  # noqa: E402
 from dns_server import DnsServer  # noqa: E402
-from mailhost_process import REPO, Mailhost, PostgresDatabase, free_port, rss_bytes  # noqa: E402
+from mailhost_process import (  # noqa: E402
+    REPO,
+    Mailhost,
+    PostgresDatabase,
+    free_port,
+    tree_cpu_seconds,
+    tree_memory,
+)
 
 DOMAIN = "bench.test"
 SMTP_BOX = f"box@{DOMAIN}"
@@ -58,7 +65,7 @@ SIZES = {"1KB": 1024, "10KB": 10 * 1024, "100KB": 100 * 1024}
 FULL = {
     "smtp_messages": {1: 500, 20: 2000},  # a row lasts seconds, not a fraction of one
     "folders": (1_000, 10_000, 100_000),
-    "idle": (1, 1_000, 10_000),
+    "idle": (1, 1_000, 10_000, 50_000),
     "appends": 300,
     "inbound_checks": 200,
     "outbound": 400,
@@ -77,14 +84,17 @@ QUICK = {
     "imaptest": (3, 10),
     "settle": 0.3,
 }
+# Issue 22's memory targets: idle IMAP connections -> MiB for all processes together.
+IDLE_TARGETS_MIB = {10_000: 150, 50_000: 1024}
 # Settings a bench deployment changes from the defaults, and why.
 MAILHOST_ENV = {
     # The IMAP/POP3 LOGIN over plain TCP on loopback (no TLS handshake in the figures).
     "MAILHOST_ALLOW_PLAINTEXT_AUTH": "1",
-    # 10000 idle IMAP connections of one user from 200 loopback addresses.
-    "MAILHOST_IMAP_MAX_CONNECTIONS": "20000",
-    "MAILHOST_IMAP_MAX_CONNECTIONS_PER_USER": "20000",
-    "MAILHOST_MAX_CONNECTIONS": "20000",
+    # 50000 idle IMAP connections of one user from 200 loopback addresses (250 each).
+    "MAILHOST_IMAP_MAX_CONNECTIONS": "60000",
+    "MAILHOST_IMAP_MAX_CONNECTIONS_PER_USER": "60000",
+    "MAILHOST_MAX_CONNECTIONS": "60000",
+    "MAILHOST_MAX_CONNECTIONS_PER_IP": "1000",
     # The outbound figure measures the workers, not the sweeper's period.
     "MAILHOST_SWEEP_INTERVAL": "1",
 }
@@ -93,7 +103,9 @@ MAILHOST_ENV = {
 class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.counts = QUICK if args.quick else FULL
+        self.counts = dict(QUICK if args.quick else FULL)
+        if args.idle:
+            self.counts["idle"] = args.idle
         self.results: dict = {
             "meta": {
                 "mode": "quick" if args.quick else "full",
@@ -104,6 +116,8 @@ class Bench:
                 "commit": git_commit(),
                 # Other work on the machine skews every figure: the load is recorded.
                 "loadavg_at_start": os.getloadavg()[0],
+                # runmail's worker processes (MAILHOST_PROCESSES; unset: its default).
+                "processes": args.processes or os.environ.get("MAILHOST_PROCESSES") or "default",
                 "machine": platform.machine(),
                 "loadgen": "smtp-source"
                 if reference_postfix.smtp_source_available()
@@ -117,6 +131,7 @@ class Bench:
         self.mailhost: Mailhost | None = None
         # Reference servers, started in setup for the sections that compare with them.
         self.baseline_port: int | None = None
+        self.baseline_pid: int | None = None
         self.postfix: reference_postfix.PostfixInstance | None = None
         self.dovecot: reference_dovecot.DovecotInstance | None = None
         self.stoppers: list[Callable[[], None]] = []
@@ -149,6 +164,8 @@ class Bench:
         env["MAILHOST_DNS_SERVERS"] = f"{self.dns.address[0]}:{self.dns.address[1]}"
         env["MAILHOST_OUTBOUND_PORT"] = str(self.sink.port)
         env["MAILHOST_DELIVERY_THREADS"] = "1"
+        if self.args.processes:
+            env["MAILHOST_PROCESSES"] = str(self.args.processes)
         self.mailhost_env = env
         self.mailhost = Mailhost(
             self.tmp / "mailhost", database_url=database_url, redis_url=redis_url, extra_env=env
@@ -204,6 +221,7 @@ class Bench:
                     text=True,
                 )
                 self.stoppers.append(lambda: stop_process(baseline))
+                self.baseline_pid = baseline.pid
                 self.results["meta"].setdefault("pids", []).append(baseline.pid)
                 if reference_postfix.available():
                     self.start_postfix()
@@ -388,9 +406,11 @@ class Bench:
                         "messages": messages,
                     }
                     load = dict(messages=messages, sessions=sessions, size=size, reuse=reuse)
+                    cpu = tree_cpu_seconds(self.mailhost.pid)
                     result = loadgen.run_load(
                         "127.0.0.1", self.mailhost.ports["smtp"], recipient=SMTP_BOX, **load
                     )
+                    case["mailhost_cpu_ms"] = cpu_ms(self.mailhost.pid, cpu, messages)
                     self.ensure_running(f"smtp {size_name}/{sessions}/{case['connection']}")
                     now = self.mailhost_count()
                     case["mailhost_stored"] = now - stored
@@ -398,15 +418,18 @@ class Bench:
                     case["mailhost_per_s"] = round(case["mailhost_stored"] / result.seconds, 1)
                     if result.errors:
                         case["mailhost_errors"] = result.errors
+                    cpu = tree_cpu_seconds(self.baseline_pid)
                     result = loadgen.run_load(
                         "127.0.0.1", baseline_port, recipient=SMTP_BOX, **load
                     )
+                    case["aiosmtpd_cpu_ms"] = cpu_ms(self.baseline_pid, cpu, messages)
                     case["aiosmtpd_per_s"] = round(result.ok / result.seconds, 1)
                     case["ratio_to_aiosmtpd"] = ratio(
                         case["mailhost_per_s"], case["aiosmtpd_per_s"]
                     )
                     if postfix is not None:
                         before = postfix.delivered()
+                        cpu = tree_cpu_seconds(postfix.master_pid())
                         start = time.perf_counter()
                         result = loadgen.run_load(
                             "127.0.0.1", postfix.port, recipient=SMTP_BOX, **load
@@ -418,6 +441,8 @@ class Bench:
                                 break
                             time.sleep(0.01)
                         elapsed = time.perf_counter() - start
+                        # Postfix's daemons are children of its master (reaped ones included).
+                        case["postfix_cpu_ms"] = cpu_ms(postfix.master_pid(), cpu, messages)
                         delivered = postfix.delivered() - before
                         case["postfix_per_s"] = round(delivered / elapsed, 1)
                         case["ratio_to_postfix"] = ratio(
@@ -575,22 +600,28 @@ class Bench:
         write_mbox(mbox, IMAPTEST_MESSAGES)
         run = {"secs": secs, "clients": clients, "messages": IMAPTEST_MESSAGES}
         self.results["imaptest"] = run
-        run["mailhost"] = imaptest_run(binary, self.mailhost.ports["imap"], mbox, secs, clients)
+        run["mailhost"] = imaptest_run(
+            binary, self.mailhost.ports["imap"], mbox, secs, clients, self.mailhost.pid
+        )
         print(f"   imaptest Mailhost {run['mailhost']}", file=sys.stderr, flush=True)
         if self.dovecot is None:
             run["dovecot"] = "not installed"
             return
-        run["dovecot"] = imaptest_run(binary, self.dovecot.port, mbox, secs, clients)
+        run["dovecot"] = imaptest_run(
+            binary, self.dovecot.port, mbox, secs, clients, self.dovecot.pid
+        )
         print(f"   imaptest Dovecot {run['dovecot']}", file=sys.stderr, flush=True)
         run["ratio_to_dovecot"] = ratio(run["mailhost"]["ops_per_s"], run["dovecot"]["ops_per_s"])
 
     # --- memory ------------------------------------------------------------------------------
 
     def memory(self) -> None:
+        """Memory of runmail's whole process tree (workers and delivery processes included)
+        with 0, then more and more IMAP connections logged in and in IDLE."""
         assert self.mailhost is not None
         # Runs first in a fresh runmail: the figure is idle connections, not earlier garbage.
         time.sleep(self.counts["settle"])
-        runs = [{"connections": 0, "rss_mib": mib(rss_bytes(self.mailhost.pid))}]
+        runs = [{"connections": 0, **memory_figures(self.mailhost.pid)}]
         self.results["memory"] = runs
         crowd = imapbench.IdleCrowd("127.0.0.1", self.mailhost.ports["imap"], IMAP_USER, PASSWORD)
 
@@ -606,9 +637,13 @@ class Bench:
                             "asked": total,
                             "failed": crowd.failed,
                             "setup_s": round(time.perf_counter() - start, 2),
-                            "rss_mib": mib(rss_bytes(self.mailhost.pid)),
+                            **memory_figures(self.mailhost.pid),
                         }
                     )
+                    target = IDLE_TARGETS_MIB.get(total)
+                    if target:
+                        runs[-1]["target_mib"] = target
+                        runs[-1]["met"] = runs[-1]["rss_mib"] < target and not crowd.failed
                     print(f"   {runs[-1]}", file=sys.stderr, flush=True)
             finally:
                 await crowd.close()
@@ -811,12 +846,17 @@ def write_mbox(path: Path, count: int) -> None:
             )
 
 
-def imaptest_run(binary: str, port: int, mbox: Path, secs: int, clients: int) -> dict:
+def imaptest_run(
+    binary: str, port: int, mbox: Path, secs: int, clients: int, server_pid: int
+) -> dict:
+    """imaptest against the server on `port`, with the CPU its process tree (`server_pid`)
+    used per operation meanwhile."""
     # One login first: the server's first one pays the password hash, which ten clients
     # logging in at once would otherwise all wait for.
     client = imapbench.ImapClient("127.0.0.1", port)
     client.command(f'LOGIN "{IMAPTEST_USER}" "{PASSWORD}"')
     client.close()
+    cpu = tree_cpu_seconds(server_pid)
     result = subprocess.run(
         [
             binary,
@@ -832,10 +872,14 @@ def imaptest_run(binary: str, port: int, mbox: Path, secs: int, clients: int) ->
         text=True,
         timeout=secs + 120,
     )
+    cpu = tree_cpu_seconds(server_pid) - cpu
     output = result.stdout + result.stderr
     if result.returncode != 0:
         raise RuntimeError(f"imaptest exited with {result.returncode}: {output[-500:]}")
-    return imaptest_figures(output, secs)
+    figures = imaptest_figures(output, secs)
+    operations = sum(figures["operations"].values())
+    figures["cpu_ms_per_op"] = round(cpu * 1000 / operations, 2) if operations else None
+    return figures
 
 
 def imaptest_figures(output: str, secs: int) -> dict:
@@ -909,16 +953,41 @@ def ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 3)
 
 
+def cpu_ms(pid: int, before: float, count: int) -> float | None:
+    """CPU milliseconds per item used by `pid`'s process tree since `before` (seconds)."""
+    if not count:
+        return None
+    return round((tree_cpu_seconds(pid) - before) * 1000 / count, 2)
+
+
 def mib(value: int) -> float:
     return round(value / (1 << 20), 1)
+
+
+def memory_figures(pid: int) -> dict:
+    """`rss_mib`: RSS summed over the process tree (the issue's figure: pages forked workers
+    share count in each), `pss_mib`: the same shared pages divided among their sharers."""
+    memory = tree_memory(pid)
+    return {
+        "rss_mib": mib(memory["rss"]),
+        "pss_mib": mib(memory["pss"]),
+        "processes": memory["processes"],
+    }
 
 
 def round_all(figures: dict) -> dict:
     return {k: round(v, 2) if isinstance(v, float) else v for k, v in figures.items()}
 
 
-def raise_fd_limit() -> None:
+def raise_fd_limit(connections: int) -> None:
+    """Room for `connections` idle IMAP connections on both ends (runmail inherits the
+    limit): the hard limit too where allowed (root, up to fs.nr_open), else the soft one."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = connections + 10_000
+    if wanted > hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, wanted))
+            return
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
@@ -949,6 +1018,16 @@ def table(results: dict) -> str:
                 f"| {c['size']} | {c['sessions']} | {c['connection']} | {c['mailhost_per_s']} "
                 f"| {c['aiosmtpd_per_s']} | {c.get('postfix_per_s')} "
                 f"| {c['ratio_to_aiosmtpd']} | {c.get('ratio_to_postfix')} |"
+            )
+        out.append("")
+        out.append("SMTP inbound, CPU ms per message (each server's process tree, during its load)")
+        out.append("| size | sessions | connection | Mailhost | aiosmtpd 250-only | Postfix |")
+        out.append("|---|---|---|---|---|---|")
+        for c in smtp["cases"]:
+            out.append(
+                f"| {c['size']} | {c['sessions']} | {c['connection']} "
+                f"| {c.get('mailhost_cpu_ms')} | {c.get('aiosmtpd_cpu_ms')} "
+                f"| {c.get('postfix_cpu_ms')} |"
             )
     inbound = results.get("inbound_checks")
     if inbound:
@@ -1030,11 +1109,18 @@ def table(results: dict) -> str:
     memory = results.get("memory")
     if memory:
         out.append("")
-        out.append("Memory: runmail resident size with idle IMAP connections (IDLE)")
-        out.append("| connections | RSS MiB |")
-        out.append("|---|---|")
+        out.append(
+            "Memory: runmail and its child processes together, with idle IMAP connections (IDLE)"
+        )
+        out.append("| connections | processes | RSS MiB (summed) | PSS MiB | target | met |")
+        out.append("|---|---|---|---|---|---|")
         for m in memory:
-            out.append(f"| {m['connections']} | {m['rss_mib']} |")
+            target = f"< {m['target_mib']}" if m.get("target_mib") else ""
+            failed = f" ({m['failed']} failed)" if m.get("failed") else ""
+            out.append(
+                f"| {m['connections']}{failed} | {m.get('processes')} | {m['rss_mib']} "
+                f"| {m.get('pss_mib')} | {target} | {m.get('met', '')} |"
+            )
     webmail = results.get("webmail")
     if webmail:
         out.append("")
@@ -1083,6 +1169,10 @@ def imaptest_table(test: dict | str | None) -> list[str]:
         f"| {test.get('ratio_to_dovecot')} |"
     )
     out.append(f"| errors | {mailhost['errors']} | {dovecot.get('errors')} | |")
+    out.append(
+        f"| CPU ms per operation | {mailhost.get('cpu_ms_per_op')} "
+        f"| {dovecot.get('cpu_ms_per_op')} | |"
+    )
     for line in mailhost["first_errors"]:
         out.append(f"Mailhost {line}")
     return out
@@ -1104,9 +1194,24 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated sections to run: smtp, inbound, outbound, imap, webmail, imaptest,"
         " memory, sieve, spam",
     )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=None,
+        help="runmail's worker processes (MAILHOST_PROCESSES; default: as set in the "
+        "environment, else runmail's own default)",
+    )
+    parser.add_argument(
+        "--idle",
+        type=lambda text: tuple(int(n) for n in text.split(",")),
+        default=None,
+        help="the memory section's idle IMAP connection counts, comma-separated (default "
+        "1,1000,10000,50000; --quick 1,20,100)",
+    )
     parser.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "latest.json")
     args = parser.parse_args(argv)
-    raise_fd_limit()
+    counts = QUICK if args.quick else FULL
+    raise_fd_limit(max(args.idle or counts["idle"]))
 
     def terminate(signum, frame):  # noqa: ANN001
         raise SystemExit(128 + signum)
