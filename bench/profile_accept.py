@@ -6,6 +6,8 @@ delivery.submission.message_accept of bench/sample.eml to one local mailbox, in 
 Prints the SQL statements a message costs (`sql` lists them), then wall and CPU time per
 message (`prof`: a pyinstrument profile instead; pip install pyinstrument, not a
 requirement). Uses the SQLite database in MAILHOST_DATA_DIR (or DATABASE_URL): a scratch one.
+The same path through a running server, its SMTP session and event loop included, sampled by
+py-spy: bench/profile_server.py smtp.
 """
 
 from __future__ import annotations

@@ -1,0 +1,268 @@
+"""Profile a running Mailhost under load: py-spy samples runmail's whole process tree while the
+bench's own clients drive port 25 (the accept path, through the SMTP session) or an IMAP
+FETCH/SEARCH loop.
+
+    .venv/bin/python bench/profile_server.py smtp [--seconds 20] [--sessions 20] [--size 1024]
+    .venv/bin/python bench/profile_server.py imap [--seconds 20] [--clients 4] [--messages 10000]
+    common options: --processes N  --postgres  --gil  --rate HZ  --top N  --out DIR
+
+It starts `manage.py runmail` as bench/run.py does (bench/mailhost_process.py: free high ports,
+a fresh data dir, SQLite, or with --postgres a fresh database on DATABASE_URL's server and
+Redis), provisions the bench's mailboxes (bench/dbtool.py; for `imap` one folder of --messages
+messages), starts the load, and after two seconds of warm-up samples for --seconds:
+
+- the CPU runmail's process tree used per message or per IMAP command in that window (from
+  /proc: user + system time, all processes), and the rate;
+- py-spy's samples of every process of the tree (`py-spy record --subprocesses`; `--gil`: only
+  the thread holding the GIL), as the functions with the most samples where the time is spent
+  (self) and under them (total), and py-spy's collapsed stacks in DIR/profile-LOAD.txt (the
+  input of flamegraph.pl and of speedscope's viewer). Default DIR: bench/results/.
+
+The IMAP loop: each client logs in, SELECTs the folder and repeats `UID FETCH 1:* (FLAGS)`,
+`UID SEARCH UNSEEN`, `UID SEARCH SUBJECT "message 42"` and `UID FETCH n (BODY.PEEK[]
+INTERNALDATE)` of a message at random. The SMTP load is bench/loadgen.py's (smtp-source where
+installed), 20 sessions reusing their connections by default.
+
+py-spy is not a requirement: `pip install py-spy`, or name its binary in MAILHOST_BENCH_PYSPY;
+it reads the processes' memory (ptrace: root, or kernel.yama.ptrace_scope 0). Without it the
+CPU figures are still printed. For the accept path in one process without sockets (SQL
+statements per message, a pyinstrument profile), bench/profile_accept.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import imapbench  # noqa: E402
+import loadgen  # noqa: E402
+from mailhost_process import REPO, Mailhost, PostgresDatabase, tree_cpu_seconds  # noqa: E402
+from run import DOMAIN, IMAP_USER, MAILBOXES, MAILHOST_ENV, PASSWORD, SMTP_BOX  # noqa: E402
+
+FOLDER = "profile"
+WARM_UP = 2.0
+
+
+def pyspy_binary() -> str | None:
+    """py-spy: the MAILHOST_BENCH_PYSPY variable, else `py-spy` on PATH or beside Python."""
+    named = os.environ.get("MAILHOST_BENCH_PYSPY")
+    if named:
+        return named if os.access(named, os.X_OK) else None
+    beside = Path(sys.executable).parent / "py-spy"
+    return shutil.which("py-spy") or (str(beside) if os.access(beside, os.X_OK) else None)
+
+
+class Load:
+    """A load running in threads until stopped, counting what it completed."""
+
+    def __init__(self) -> None:
+        self._done = 0
+        self.count = lambda: self._done
+        self.errors: list[str] = []
+        self.stopping = threading.Event()
+        self.threads: list[threading.Thread] = []
+        self.lock = threading.Lock()
+
+    def add(self, count: int = 1) -> None:
+        with self.lock:
+            self._done += count
+
+    def error(self, text: str) -> None:
+        if len(self.errors) < 5:
+            self.errors.append(text[:300])
+
+    def start(self, target, count: int) -> None:  # noqa: ANN001
+        for _ in range(count):
+            thread = threading.Thread(target=target, daemon=True)
+            thread.start()
+            self.threads.append(thread)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        for thread in self.threads:
+            thread.join(120)
+
+
+def smtp_load(mailhost: Mailhost, args: argparse.Namespace) -> Load:
+    """Batches of bench/loadgen.py's load (each `sessions` sessions), one after the other;
+    what counts is the messages stored (rows in the mailbox's INBOX)."""
+    load = Load()
+    load.count = lambda: mailhost.count_messages(SMTP_BOX.split("@")[0], "INBOX")
+    batch = args.sessions * 5
+
+    def run() -> None:
+        while not load.stopping.is_set():
+            result = loadgen.run_load(
+                "127.0.0.1",
+                mailhost.ports["smtp"],
+                messages=batch,
+                sessions=args.sessions,
+                size=args.size,
+                reuse=not args.new_connections,
+                recipient=SMTP_BOX,
+            )
+            for error in result.errors:
+                load.error(error)
+
+    load.start(run, 1)
+    return load
+
+
+def imap_load(mailhost: Mailhost, args: argparse.Namespace) -> Load:
+    """`clients` connections, each repeating FETCH FLAGS, two SEARCHes and one message's FETCH."""
+    load = Load()
+
+    def run() -> None:
+        rng = random.Random()
+        try:
+            client = imapbench.ImapClient("127.0.0.1", mailhost.ports["imap"])
+            client.command(f'LOGIN "{IMAP_USER}" "{PASSWORD}"')
+            client.command(f'SELECT "{FOLDER}"')
+            commands = (
+                lambda: "UID FETCH 1:* (FLAGS)",
+                lambda: "UID SEARCH UNSEEN",
+                lambda: 'UID SEARCH SUBJECT "message 42"',
+                lambda: f"UID FETCH {rng.randint(1, args.messages)} (BODY.PEEK[] INTERNALDATE)",
+            )
+            while not load.stopping.is_set():
+                for command in commands:
+                    client.command(command())
+                    load.add()
+            client.close()
+        except (OSError, imapbench.ImapError) as exc:
+            load.error(repr(exc))
+
+    load.start(run, args.clients)
+    return load
+
+
+def summarize(raw: Path, top: int) -> str:
+    """The functions with the most samples in py-spy's collapsed stacks ("f1;f2;...;fN count"
+    a line, outermost first): where the time is spent (self), and under which (total)."""
+    own: Counter[str] = Counter()
+    total: Counter[str] = Counter()
+    samples = 0
+    for line in raw.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frames = stack.split(";")
+        n = int(count)
+        samples += n
+        own[frames[-1]] += n
+        for frame in set(frames):
+            total[frame] += n
+    if not samples:
+        return "py-spy recorded no samples"
+    out = [f"{samples} samples"]
+    for title, counter in (("self", own), ("total (self and callees)", total)):
+        out.append("")
+        out.append(f"top {top} functions, {title}:")
+        for frame, n in counter.most_common(top):
+            out.append(f"  {100 * n / samples:5.1f}%  {frame}")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("load", choices=("smtp", "imap"))
+    parser.add_argument("--seconds", type=float, default=20.0, help="sampling window")
+    parser.add_argument("--sessions", type=int, default=20, help="smtp: parallel sessions")
+    parser.add_argument("--size", type=int, default=1024, help="smtp: message bytes")
+    parser.add_argument(
+        "--new-connections", action="store_true", help="smtp: a connection per message"
+    )
+    parser.add_argument("--clients", type=int, default=4, help="imap: parallel connections")
+    parser.add_argument("--messages", type=int, default=10_000, help="imap: the folder's size")
+    parser.add_argument("--processes", type=int, help="runmail's MAILHOST_PROCESSES")
+    parser.add_argument("--postgres", action="store_true", help="PostgreSQL and Redis")
+    parser.add_argument("--gil", action="store_true", help="py-spy: the GIL holder only")
+    parser.add_argument("--rate", type=int, default=200, help="py-spy: samples a second")
+    parser.add_argument("--top", type=int, default=30, help="functions listed")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    args = parser.parse_args(argv)
+
+    with contextlib.ExitStack() as stack:
+        tmp = Path(tempfile.mkdtemp(prefix="mailhost-profile-"))
+        stack.callback(shutil.rmtree, tmp, True)
+        database_url = redis_url = None
+        if args.postgres:
+            import run
+
+            server = os.environ.get("DATABASE_URL") or "postgres://root@127.0.0.1:5432/postgres"
+            db = PostgresDatabase(server, f"mh_profile_{os.getpid()}")
+            db.create()
+            stack.callback(db.drop)
+            database_url, redis_url = db.url, run.bench_redis_url()
+            run.flush_redis(redis_url)
+            stack.callback(run.flush_redis, redis_url)
+        env = dict(MAILHOST_ENV)
+        if args.processes:
+            env["MAILHOST_PROCESSES"] = str(args.processes)
+        mailhost = Mailhost(
+            tmp / "mailhost", database_url=database_url, redis_url=redis_url, extra_env=env
+        )
+        populate = (
+            ["populate", IMAP_USER, FOLDER, str(args.messages)] if args.load == "imap" else []
+        )
+        tool = mailhost.tool_process("setup", DOMAIN, *MAILBOXES, *populate)
+        tool.stdin.write(PASSWORD + "\n")
+        tool.stdin.close()
+        if tool.stdout.readline().strip() != "migrated" or tool.wait(600) != 0:
+            raise SystemExit(f"dbtool setup: {tool.stderr.read()[-2000:]}")
+        stack.callback(mailhost.stop)
+        mailhost.start()
+        print(f"runmail started (pid {mailhost.pid}); load: {args.load}", file=sys.stderr)
+
+        load = (smtp_load if args.load == "smtp" else imap_load)(mailhost, args)
+        stack.callback(load.stop)
+        time.sleep(WARM_UP)
+        spy = pyspy_binary()
+        recorder = raw = None
+        if spy:
+            args.out.mkdir(parents=True, exist_ok=True)
+            raw = args.out / f"profile-{args.load}.txt"
+            command = [spy, "record", "--pid", str(mailhost.pid), "--subprocesses", "--nolineno"]
+            command += ["--rate", str(args.rate), "--duration", str(round(args.seconds))]
+            command += ["--format", "raw", "--output", str(raw), "--nonblocking"]
+            if args.gil:
+                command.append("--gil")
+            recorder = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        else:
+            print("py-spy not found (pip install py-spy, or MAILHOST_BENCH_PYSPY): CPU only")
+        cpu, done, start = tree_cpu_seconds(mailhost.pid), load.count(), time.perf_counter()
+        time.sleep(args.seconds)
+        cpu = tree_cpu_seconds(mailhost.pid) - cpu
+        done, seconds = load.count() - done, time.perf_counter() - start
+        unit = "message" if args.load == "smtp" else "IMAP command"
+        print(
+            f"{done} {unit}s in {seconds:.1f} s: {done / seconds:.1f}/s, runmail's process tree "
+            f"{cpu * 1000 / max(done, 1):.2f} ms CPU per {unit} ({cpu / seconds:.2f} CPUs busy; "
+            f"load average {os.getloadavg()[0]:.1f})"
+        )
+        if load.errors:
+            print(f"load errors: {load.errors}")
+        if recorder is not None and raw is not None:
+            _, error = recorder.communicate(timeout=120)
+            if recorder.returncode != 0 or not raw.exists():
+                print(f"py-spy failed ({recorder.returncode}): {error.decode()[-1000:]}")
+                return 1
+            print(summarize(raw, args.top))
+            print(f"\ncollapsed stacks: {raw}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
