@@ -1,4 +1,5 @@
-"""The policy of the MTA and the MSA, as aiosmtpd handler hooks.
+"""The policy of the MTA and the MSA, as hooks the session calls (`handle_MAIL(session_protocol,
+session, envelope, ...)`, the shape aiosmtpd gave them).
 
 Hooks reject early and cheaply (is the domain ours, does the address exist, is there quota,
 may this client relay, does the sender belong to the user); the acceptance service

@@ -141,10 +141,6 @@ async def start() -> list[Listener]:
     # Generating the self-signed certificate the first time takes a moment: not on the loop.
     tls = await loop.run_in_executor(None, server_context)
     await loop.run_in_executor(None, databuffer.sweep_stale)
-    aiosmtpd_log = logging.getLogger("mail.log")
-    if aiosmtpd_log.level == logging.NOTSET:
-        # aiosmtpd logs every connection at INFO; our own transaction line says what matters.
-        aiosmtpd_log.setLevel(logging.WARNING)
     registry = ConnectionRegistry(
         max_total=settings.MAILHOST_MAX_CONNECTIONS,
         max_per_ip=settings.MAILHOST_MAX_CONNECTIONS_PER_IP,

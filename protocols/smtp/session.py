@@ -1,13 +1,18 @@
-"""One SMTP connection: aiosmtpd's SMTP protocol with what aiosmtpd lacks added on top.
+"""One SMTP connection: asyncio moves the bytes, the sans-IO parser (parser.py) frames them,
+the state table (states.py) says which command may come now, and one method per command
+answers it. No aiosmtpd and no private asyncio attribute: an asyncio.Protocol, a buffer of
+our own, loop.start_tls for STARTTLS.
 
-aiosmtpd gives the connection, STARTTLS and the handler-hook contract. This subclass adds
-PIPELINING (replies batched per RFC 2920 3.1), ENHANCEDSTATUSCODES on every reply (named in
-replies.py), CHUNKING/BDAT (RFC 3030), DSN parameters (RFC 3461), SIZE enforced while
-reading, AUTH only over TLS, implicit TLS, per-state timeouts (RFC 5321 4.5.3.2), and a DATA
-reader that ends a message only at CRLF.CRLF and refuses bare CR/LF (SMTP smuggling).
+What the session implements: PIPELINING (replies batched while more pipelined commands wait,
+RFC 2920 3.1), ENHANCEDSTATUSCODES on every reply (named in replies.py), CHUNKING/BDAT (RFC
+3030), DSN parameters (RFC 3461), SMTPUTF8, 8BITMIME, REQUIRETLS (RFC 8689), SIZE enforced
+while reading, AUTH PLAIN/LOGIN only over TLS, STARTTLS and implicit TLS, the PROXY header
+(MAILHOST_SMTP_PROXY_PROTOCOL), per-state timeouts (RFC 5321 4.5.3.2), and a DATA reader that
+ends a message only at CRLF.CRLF and refuses bare CR/LF (SMTP smuggling).
 
 Policy (is the domain ours, may this client relay, does the sender belong to the user) lives
-in the handler's `handle_*` hooks (handler.py); the session parses and moves bytes.
+in the handler's `handle_*` hooks (handler.py), called as
+`handle_X(session_protocol, session, envelope, *args)`; the session parses and moves bytes.
 """
 
 from __future__ import annotations
@@ -19,25 +24,28 @@ import ssl
 from base64 import b64decode, b64encode
 from typing import TYPE_CHECKING, Any
 
-from aiosmtpd.proxy_protocol import get_proxy
-from aiosmtpd.smtp import SMTP, Envelope, Session, TLSSetupException
 from django.conf import settings
 
 from delivery.submission import EnvelopeRecipient
 from mailboxes.throttle import log_value
 from mailhost import metrics
-from protocols.smtp import replies, syntax
+from protocols import proxy
+from protocols.smtp import parser, replies, syntax
 from protocols.smtp.databuffer import SPOOL_WRITERS, IncomingMessage
 from protocols.smtp.replies import Reply
+from protocols.smtp.states import TRANSACTION, State, after, refusal
 
 if TYPE_CHECKING:
     from protocols.smtp.server import ConnectionRegistry
 
 logger = logging.getLogger("mailhost.smtp")
 
-READ_CHUNK = 256 * 1024
+# Received and not yet handled beyond this, the socket is not read until the session catches
+# up (a pipelining client, a message arriving faster than it is spooled).
+READ_BUFFER_LIMIT = 256 * 1024
 MAX_ERRORS = 10  # syntax errors and unknown commands before the connection is dropped
 PROXY_HEADER_TIMEOUT = 10  # seconds for the load balancer's PROXY header
+TLS_HANDSHAKE_TIMEOUT = 60  # seconds for STARTTLS's handshake
 MAX_AUTH_FAILURES = 3  # per connection; the shared throttle slows guessing across them
 # RFC 3207 4: before STARTTLS on a port that requires it, only these are allowed.
 ALLOWED_BEFORE_STARTTLS = {"EHLO", "HELO", "STARTTLS", "NOOP", "QUIT", "RSET"}
@@ -53,17 +61,31 @@ class Mode(enum.Enum):
         return self is not Mode.MTA
 
 
-class MailSession(Session):
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        super().__init__(loop)
+class TLSHandshakeFailed(Exception):
+    """STARTTLS's handshake did not complete."""
+
+
+class MailSession:
+    """What the client said about itself: HELO name, ESMTP, login. STARTTLS starts anew."""
+
+    def __init__(self) -> None:
+        self.host_name: str | None = None
+        self.extended_smtp = False
+        self.authenticated = False
         self.mailbox = None  # the authenticated Mailbox
         self.auth_user = ""
         self.auth_failures = 0
 
 
-class MailEnvelope(Envelope):
+class MailEnvelope:
+    """One mail transaction: sender, recipients, message data."""
+
     def __init__(self) -> None:
-        super().__init__()
+        self.mail_from: str | None = None
+        self.rcpt_tos: list[str] = []
+        self.smtp_utf8 = False
+        self.content: bytes | None = None
+        self.original_content: bytes | None = None
         self.params = syntax.MailParams()
         self.recipients: list[EnvelopeRecipient] = []  # parallel to rcpt_tos, with DSN params
         self.incoming: IncomingMessage | None = None  # the message data so far
@@ -79,11 +101,7 @@ class MailEnvelope(Envelope):
             self.incoming = None
 
 
-class SMTPSession(SMTP):
-    # StreamReader limit: large enough that DATA reads big chunks; command lines are checked
-    # against MAILHOST_MAX_LINE_LENGTH separately.
-    line_length_limit = 64 * 1024
-
+class SMTPSession(asyncio.Protocol):
     def __init__(
         self,
         handler: Any,
@@ -93,23 +111,17 @@ class SMTPSession(SMTP):
         tls_context: ssl.SSLContext | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
-        super().__init__(
-            handler,
-            data_size_limit=settings.MAILHOST_MAX_MESSAGE_SIZE,
-            enable_SMTPUTF8=True,
-            hostname=settings.MAILHOST_HOSTNAME,
-            tls_context=tls_context if mode is not Mode.SUBMISSIONS else None,
-            require_starttls=False,
-            timeout=settings.MAILHOST_SMTP_COMMAND_TIMEOUT,
-            auth_require_tls=True,
-            loop=loop,
-        )
+        self.handler = handler
+        self.loop = loop or asyncio.get_running_loop()
         self.mode = mode
         self.registry = registry
+        self.hostname = settings.MAILHOST_HOSTNAME
+        # STARTTLS's context (465 is TLS from the first byte: nothing to start there).
+        self.tls_context = tls_context if mode is not Mode.SUBMISSIONS else None
+        self.command_timeout = settings.MAILHOST_SMTP_COMMAND_TIMEOUT
         self.max_size = settings.MAILHOST_MAX_MESSAGE_SIZE
         self.max_line = settings.MAILHOST_MAX_LINE_LENGTH
         self.plaintext_auth = settings.MAILHOST_ALLOW_PLAINTEXT_AUTH
-        self.bare_line_endings = settings.MAILHOST_SMTP_BARE_LINE_ENDINGS
         self.data_timeout = settings.MAILHOST_SMTP_DATA_TIMEOUT
         self.data_total_timeout = settings.MAILHOST_SMTP_DATA_TOTAL_TIMEOUT
         self.auth_offered = mode.is_submission or settings.MAILHOST_SMTP_AUTH_ON_MTA
@@ -121,60 +133,162 @@ class SMTPSession(SMTP):
             and not settings.MAILHOST_PROXY_TRUSTED
             and mode is not Mode.SUBMISSIONS
         )
+        self.parser = parser.Parser(max_line=self.max_line)
+        self.state = State.CONNECTED
+        self.session = MailSession()
+        self.envelope = MailEnvelope()
+        self.transport: asyncio.Transport | None = None
         self.client_ip = ""
+        self.closed = asyncio.Event()
+        self._commands = {
+            "HELO": self.smtp_HELO,
+            "EHLO": self.smtp_EHLO,
+            "MAIL": self.smtp_MAIL,
+            "RCPT": self.smtp_RCPT,
+            "DATA": self.smtp_DATA,
+            "BDAT": self.smtp_BDAT,
+            "RSET": self.smtp_RSET,
+            "NOOP": self.smtp_NOOP,
+            "QUIT": self.smtp_QUIT,
+            "VRFY": self.smtp_VRFY,
+            "EXPN": self.smtp_EXPN,
+            "HELP": self.smtp_HELP,
+            "STARTTLS": self.smtp_STARTTLS,
+            "AUTH": self.smtp_AUTH,
+        }
         self._log_from: str | None = None  # MAIL FROM's address while its hook decides
         self._log_to: str | None = None  # RCPT TO's address while its hook decides
         self._out = bytearray()
+        self._input: asyncio.Future | None = None  # the session waits for input
+        self._writable: asyncio.Future | None = None  # the session waits for the socket
+        self._read_paused = False
+        self._write_paused = False
+        self._eof = False
+        self._deadline = 0.0  # loop time of the current timeout
+        self._timer: asyncio.TimerHandle | None = None
         self._draining = False
         self._awaiting_command = False
         self._registered = False
-        self.closed = asyncio.Event()
 
-    # --- aiosmtpd plumbing -------------------------------------------------------------------
-
-    def _create_session(self) -> MailSession:
-        return MailSession(self.loop)
-
-    def _create_envelope(self) -> MailEnvelope:
-        return MailEnvelope()
-
-    def _set_post_data_state(self) -> None:
-        if self.envelope is not None:
-            self.envelope.discard()
-        super()._set_post_data_state()
+    # --- asyncio callbacks ---------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        starttls = self._original_transport is not None
-        super().connection_made(transport)
-        if not starttls:
-            peer = transport.get_extra_info("peername")
-            self.client_ip = peer[0] if peer else ""
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        self.client_ip = peer[0] if peer else ""
+        self._reset_timeout()
+        self.loop.create_task(self._run())
+
+    def data_received(self, data: bytes) -> None:
+        self.parser.receive_data(data)
+        if self.parser.buffered > READ_BUFFER_LIMIT and not self._read_paused:
+            self._read_paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def eof_received(self) -> bool:
+        # The client is gone: what it pipelined and the session has not handled is dropped
+        # (a message whose end came with the FIN is not accepted unanswered).
+        self._eof = True
+        self._wake()
+        return False
 
     def connection_lost(self, error: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._registered and self.registry is not None:
             self.registry.remove(self)
             self._registered = False
         envelope = self.envelope
-        if envelope is not None and envelope.mail_from is not None and envelope.rcpt_tos:
+        if envelope.mail_from is not None and envelope.rcpt_tos:
             self.log_event("smtp aborted", envelope, rcpts=str(len(envelope.rcpt_tos)))
-        if envelope is not None:
-            envelope.discard()  # an aborted transaction's data goes now, not when GC gets to it
+        envelope.discard()  # an aborted transaction's data goes now, not when GC gets to it
+        self.transport = None
         self.closed.set()
-        super().connection_lost(error)
+        self._wake()
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)
 
-    def _timeout_cb(self) -> None:
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)
+
+    def _wake(self) -> None:
+        if self._input is not None and not self._input.done():
+            self._input.set_result(None)
+
+    # --- Input ---------------------------------------------------------------------------------
+
+    async def _wait_input(self) -> None:
+        if self._read_paused and self.transport is not None:
+            self._read_paused = False
+            self.transport.resume_reading()
+        self._input = self.loop.create_future()
+        try:
+            await self._input
+        finally:
+            self._input = None
+
+    async def _next_event(self) -> parser.Event | None:
+        """The next parsed input; None once the client has closed or the connection is lost."""
+        while True:
+            if self._eof or self.transport is None:
+                return None
+            event = self.parser.next_event()
+            if event is not parser.NEED_DATA:
+                return event
+            await self._wait_input()
+
+    async def _next_command(self) -> parser.Event | None:
+        while True:
+            if self._eof or self.transport is None:
+                return None
+            event = self.parser.next_event()
+            if event is not parser.NEED_DATA:
+                return event
+            self._awaiting_command = True
+            try:
+                await self._wait_input()
+            finally:
+                self._awaiting_command = False
+
+    # --- Timeouts (RFC 5321 4.5.3.2): one deadline, one timer re-armed only when it fires early --
+
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        self._deadline = self.loop.time() + (duration or self.command_timeout)
+        timer = self._timer
+        if timer is None or timer.when() > self._deadline:
+            if timer is not None:
+                timer.cancel()
+            self._timer = self.loop.call_at(self._deadline, self._timer_fired)
+
+    def _timer_fired(self) -> None:
+        self._timer = None
+        if self.loop.time() + 0.001 < self._deadline:  # moved on since it was armed
+            self._timer = self.loop.call_at(self._deadline, self._timer_fired)
+            return
+        self._timeout()
+
+    def _timeout(self) -> None:
         if self.transport is not None:
-            incoming = self.envelope.incoming if self.envelope is not None else None
+            incoming = self.envelope.incoming
             expired = incoming is not None and self.loop.time() >= incoming.deadline - 0.01
             reply = replies.S421_DATA_TOO_SLOW if expired else replies.S421_TIMEOUT
             self.transport.write(self._pending() + reply.format(self.hostname).line)
-        super()._timeout_cb()
+            self.transport.close()
 
     def _reset_data_timeout(self, incoming: IncomingMessage) -> None:
         """RFC 5321 4.5.3.2.5: a timeout per data block, and (ours) one for the whole
         message, so that a trickle of bytes cannot hold a session for ever."""
         remaining = incoming.deadline - self.loop.time()
         self._reset_timeout(max(0.001, min(self.data_timeout, remaining)))
+
+    # --- TLS ------------------------------------------------------------------------------------
 
     @property
     def tls_active(self) -> bool:
@@ -196,24 +310,34 @@ class SMTPSession(SMTP):
         self._out.clear()
         return data
 
-    async def push(self, status: Any) -> None:
-        if isinstance(status, bytes):
-            line = status + b"\r\n"
-        elif isinstance(status, Reply):
+    async def push(self, status: Reply | bytes | str) -> None:
+        if isinstance(status, Reply):
             line = status.line
             if status.code >= 400 and status.code != 535:  # 535: the login limiter logs it
                 self.log_reject(status)
+        elif isinstance(status, bytes):
+            line = status + b"\r\n"
         else:
-            line = str(status).encode("utf-8", "surrogateescape") + b"\r\n"
+            line = status.encode("utf-8", "surrogateescape") + b"\r\n"
         self._out += line
-        if b"\n" in self._reader._buffer:  # noqa: SLF001 - a whole command is waiting
+        if self.parser.command_waiting():  # a whole command is waiting
             return
         await self.flush()
 
     async def flush(self) -> None:
-        if self._out and self.transport is not None:
-            self._writer.write(self._pending())
-            await self._writer.drain()
+        transport = self.transport
+        if not self._out or transport is None:
+            return
+        if transport.is_closing():
+            self._out.clear()  # a timeout or the client ended it: nobody reads these
+            return
+        transport.write(self._pending())
+        if self._write_paused:
+            self._writable = self.loop.create_future()
+            try:
+                await self._writable
+            finally:
+                self._writable = None
 
     async def reply_and_close(self, reply: Reply) -> None:
         await self.push(reply)
@@ -221,11 +345,15 @@ class SMTPSession(SMTP):
         if self.transport is not None:
             self.transport.close()
 
+    @property
+    def _ended(self) -> bool:
+        return self.transport is None or self.transport.is_closing()
+
     # --- Draining on shutdown ------------------------------------------------------------------
 
     @property
     def in_transaction(self) -> bool:
-        return self.envelope is not None and self.envelope.mail_from is not None
+        return self.state in TRANSACTION
 
     def begin_drain(self) -> None:
         """Stop after the transaction in flight; an idle connection is told 421 now."""
@@ -256,55 +384,49 @@ class SMTPSession(SMTP):
 
     # --- The command loop --------------------------------------------------------------------
 
+    async def _run(self) -> None:
+        try:
+            await self._handle_client()
+        except ConnectionError:
+            pass  # the client went away while being answered
+        except Exception:
+            logger.exception("%s SMTP session error", self.client_ip)
+        finally:
+            if self.transport is not None:
+                self.transport.close()
+
     async def _handle_client(self) -> None:
         if self.proxy_protocol and not await self._read_proxy_header():
             return
         if self.registry is not None:
-            refusal = self.registry.add(self)
-            if refusal is not None:
-                await self.reply_and_close(refusal.format(self.hostname))
+            refused = self.registry.add(self)
+            if refused is not None:
+                await self.reply_and_close(refused.format(self.hostname))
                 return
             self._registered = True
             metrics.connection_opened(self.mode.value)
         await self.push(replies.S220_GREETING.format(self.hostname))
         errors = 0
-        while self.transport is not None:
+        while not self._ended:
             if self._draining and not self.in_transaction:
                 await self.reply_and_close(replies.S421_SHUTTING_DOWN.format(self.hostname))
                 return
             try:
-                self._awaiting_command = True
                 if self._cut_sooner():
                     self._reset_timeout(self.registry.busy_timeout)
-                try:
-                    line = await self._reader.readuntil(b"\n")
-                except asyncio.LimitOverrunError as exc:
-                    await self._discard_line(exc.consumed)
-                    line = None
-                finally:
-                    self._awaiting_command = False
-                reply = None
-                if line is None or len(line) > self.max_line:
-                    reply = replies.S500_LINE_TOO_LONG
-                elif not line.endswith(b"\r\n") or b"\r" in line[:-2]:
-                    reply = replies.S500_BARE_LINE_ENDING
-                if reply is None:
-                    command_bytes, _, arg_bytes = line[:-2].partition(b" ")
-                    if not command_bytes:
-                        reply = replies.S500_BAD_SYNTAX
-                    elif not command_bytes.isascii() or not command_bytes.isalpha():
-                        reply = replies.S500_UNRECOGNIZED
-                if reply is None:
-                    command = command_bytes.decode("ascii").upper()
-                    method = self._smtp_methods.get(command)
-                    if method is None:
-                        reply = replies.S500_UNRECOGNIZED
-                    elif (
-                        self.must_starttls
-                        and not self.tls_active
-                        and command not in ALLOWED_BEFORE_STARTTLS
-                    ):
-                        reply = replies.S530_STARTTLS_FIRST
+                event = await self._next_command()
+                if event is None:
+                    return  # the client went away: nothing of a transaction was stored
+                if isinstance(event, parser.BadCommand):
+                    reply = event.reply
+                elif (
+                    self.must_starttls
+                    and not self.tls_active
+                    and event.verb not in ALLOWED_BEFORE_STARTTLS
+                ):
+                    reply = replies.S530_STARTTLS_FIRST
+                else:
+                    reply = None
                 if reply is not None:
                     errors += 1
                     if errors >= MAX_ERRORS:
@@ -314,21 +436,13 @@ class SMTPSession(SMTP):
                         return
                     await self.push(reply)
                     continue
-                arg = arg_bytes.strip(b" ").decode("utf-8", "surrogateescape") or None
                 self._reset_timeout()
-                await method(arg)
-            except asyncio.CancelledError:
-                self._writer.close()
-                raise
-            except (ConnectionError, asyncio.IncompleteReadError):
+                await self._commands[event.verb](event.arg)
+            except ConnectionError:
                 # The client went away (mid-DATA included): nothing of it was stored.
-                if self.transport is not None:
-                    self.transport.close()
                 return
-            except TLSSetupException:
+            except TLSHandshakeFailed:
                 logger.info("%s TLS handshake failed", self.client_ip)
-                if self.transport is not None:
-                    self.transport.close()
                 return
             except Exception:
                 logger.exception("%s SMTP session error", self.client_ip)
@@ -337,38 +451,32 @@ class SMTPSession(SMTP):
     async def _read_proxy_header(self) -> bool:
         """The load balancer's PROXY header (v1 or v2): the real client's address."""
         self._reset_timeout(PROXY_HEADER_TIMEOUT)
-        try:
-            proxy = await get_proxy(self._reader)
-        except (asyncio.IncompleteReadError, ConnectionError):
-            proxy = None
-        if not proxy:
+        header = None
+        while not (self._eof or self.transport is None):
+            try:
+                header = self.parser.proxy_header()
+            except proxy.ProxyHeaderError:
+                header = None
+                break
+            if header is not parser.NEED_DATA:
+                break
+            header = None
+            await self._wait_input()
+        if header is None:
             logger.warning("%s no valid PROXY header; connection closed", self.client_ip)
-            if self.transport is not None:
-                self.transport.close()
             return False
-        self.session.proxy_data = proxy
-        if proxy.src_addr is not None:  # "PROXY UNKNOWN" (health checks) carries none
-            self.client_ip = str(proxy.src_addr)
+        if header.source is not None:  # "PROXY UNKNOWN" (health checks) carries none
+            self.client_ip = header.source[0]
         self._reset_timeout()
         return True
 
-    async def _discard_line(self, consumed: int) -> None:
-        await self._reader.readexactly(consumed)
-        while True:
-            try:
-                await self._reader.readuntil(b"\n")
-                return
-            except asyncio.LimitOverrunError as exc:
-                await self._reader.readexactly(exc.consumed)
+    def _auth_required(self) -> bool:
+        return self.mode.is_submission and not self.session.authenticated
 
-    def _check_sequence(self, *, need_mail: bool = False) -> Reply | None:
-        if not self.session.host_name:
-            return replies.S503_NEED_HELO
-        if self.mode.is_submission and not self.session.authenticated:
-            return replies.S530_AUTH_REQUIRED
-        if need_mail and self.envelope.mail_from is None:
-            return replies.S503_NEED_MAIL
-        return None
+    def _set_rset_state(self) -> None:
+        """A new, empty transaction (RSET, HELO/EHLO, the end of a message)."""
+        self.envelope.discard()
+        self.envelope = MailEnvelope()
 
     # --- Commands ------------------------------------------------------------------------------
 
@@ -377,6 +485,7 @@ class SMTPSession(SMTP):
             await self.push(replies.S501_HELO_SYNTAX.format("HELO"))
             return
         self._set_rset_state()
+        self.state = after(self.state, "HELO")
         self.session.extended_smtp = False
         self.session.host_name = arg
         await self.push(replies.S250_HELO.format(self.hostname))
@@ -386,8 +495,10 @@ class SMTPSession(SMTP):
             await self.push(replies.S501_HELO_SYNTAX.format("EHLO"))
             return
         self._set_rset_state()
+        self.state = after(self.state, "EHLO")
         self.session.extended_smtp = True
         self.session.host_name = arg
+        tls_active = self.tls_active
         lines = [
             self.hostname,
             "PIPELINING",
@@ -396,16 +507,14 @@ class SMTPSession(SMTP):
             "8BITMIME",
             "DSN",
             "SMTPUTF8",
-            *(["REQUIRETLS"] if self.tls_active else []),  # RFC 8689 4.1: only under TLS
+            *(["REQUIRETLS"] if tls_active else []),  # RFC 8689 4.1: only under TLS
             "CHUNKING",
         ]
-        if self.tls_context is not None and not self.tls_active:
+        if self.tls_context is not None and not tls_active:
             lines.append("STARTTLS")
-        if self.auth_offered and (self.tls_active or self.plaintext_auth):
+        if self.auth_offered and (tls_active or self.plaintext_auth):
             lines.append("AUTH PLAIN LOGIN")
-        for text in lines[:-1]:
-            await self.push(f"250-{text}")
-        await self.push(f"250 {lines[-1]}")
+        await self.push("\r\n".join(f"250-{text}" for text in lines[:-1]) + f"\r\n250 {lines[-1]}")
 
     async def smtp_NOOP(self, arg: str | None) -> None:
         await self.push(replies.S250_NOOP)
@@ -415,6 +524,7 @@ class SMTPSession(SMTP):
             await self.push(replies.S501_SYNTAX.format("RSET"))
             return
         self._set_rset_state()
+        self.state = after(self.state, "RSET")
         await self.push(replies.S250_RESET)
 
     async def smtp_QUIT(self, arg: str | None) -> None:
@@ -442,27 +552,33 @@ class SMTPSession(SMTP):
             return
         await self.push(replies.S220_READY_TLS)
         await self.flush()
-        # As aiosmtpd's smtp_STARTTLS: wrap the transport; connection_made() then resets the
-        # session and drops any plaintext the client pipelined after STARTTLS (RFC 3207 4.2).
-        import asyncio.sslproto as sslproto
-
-        waiter = self.loop.create_future()
-        self._tls_protocol = sslproto.SSLProtocol(
-            self.loop, self, self.tls_context, waiter, server_side=True
-        )
-        self._original_transport = self.transport
-        self._original_transport.set_protocol(self._tls_protocol)
-        self.transport = self._tls_protocol._app_transport
-        self._tls_protocol.connection_made(self._original_transport)
+        # RFC 3207 4.2: whatever the client pipelined in the clear after STARTTLS is dropped,
+        # never read as if it came through TLS; no await between here and the handshake.
+        self.parser.discard_buffered()
+        self._read_paused = False  # start_tls resumes reading when it is done
         try:
-            await waiter
+            transport = await self.loop.start_tls(
+                self.transport,
+                self,
+                self.tls_context,
+                server_side=True,
+                ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT,
+            )
         except asyncio.CancelledError:
             raise
         except Exception as error:
-            raise TLSSetupException() from error
+            raise TLSHandshakeFailed() from error
+        if transport is None or self.transport is None:
+            raise ConnectionResetError("connection lost during the TLS handshake")
+        self.transport = transport
+        # RFC 3207 4.2: the session starts over, as if just connected.
+        self.session = MailSession()
+        self._set_rset_state()
+        self.state = after(self.state, "STARTTLS")
+        self._reset_timeout()
 
     async def smtp_AUTH(self, arg: str | None) -> None:
-        if not self.session.host_name or not self.session.extended_smtp:
+        if self.state is State.CONNECTED or not self.session.extended_smtp:
             await self.push(replies.S503_NEED_HELO)
             return
         if not self.auth_offered:
@@ -474,8 +590,9 @@ class SMTPSession(SMTP):
         if self.session.authenticated:
             await self.push(replies.S503_AUTH_ALREADY)
             return
-        if self.in_transaction:
-            await self.push(replies.S503_AUTH_IN_TRANSACTION)
+        problem = refusal(self.state, "AUTH", auth_required=False)
+        if problem is not None:
+            await self.push(problem)
             return
         args = (arg or "").split()
         if not args or len(args) > 2:
@@ -485,7 +602,7 @@ class SMTPSession(SMTP):
         if args[0] not in {"PLAIN", "LOGIN"}:
             await self.push(replies.S504_AUTH_MECHANISM)
             return
-        reply = await self._call_handler_hook("AUTH", args)
+        reply = await self.handler.handle_AUTH(self, self.session, self.envelope, args)
         if reply is None:
             return  # the exchange was cancelled; its reply is sent
         if reply.code == 535:
@@ -496,29 +613,30 @@ class SMTPSession(SMTP):
                 return
         await self.push(reply)
 
-    async def challenge_auth(
-        self, challenge: str | bytes, encode_to_b64: bool = True, log_client_response: bool = False
-    ) -> bytes | None:
+    async def challenge_auth(self, challenge: str | bytes) -> bytes | None:
         """Send a 334 challenge and return the decoded answer, or None (reply already sent)."""
         data = challenge.encode() if isinstance(challenge, str) else challenge
-        text = b64encode(data).decode("ascii") if encode_to_b64 else data.decode("ascii")
-        await self.push(replies.S334_CHALLENGE.format(text))
+        await self.push(replies.S334_CHALLENGE.format(b64encode(data).decode("ascii")))
         await self.flush()
-        line = await self._reader.readline()
-        answer = line.strip()
-        if answer == b"*":  # RFC 4954 4: the client cancels
+        self.parser.start_line()
+        event = await self._next_event()
+        if event is None:
+            raise ConnectionResetError("client closed the connection during AUTH")
+        assert isinstance(event, parser.Line)
+        if event.too_long:
+            await self.push(replies.S500_LINE_TOO_LONG)
+            return None
+        if event.data == b"*":  # RFC 4954 4: the client cancels
             await self.push(replies.S501_AUTH_CANCELLED)
             return None
         try:
-            return b64decode(answer, validate=True)
+            return b64decode(event.data, validate=True)
         except ValueError:
             await self.push(replies.S501_AUTH_BASE64)
             return None
 
     async def smtp_MAIL(self, arg: str | None) -> None:
-        problem = self._check_sequence()
-        if problem is None and self.envelope.mail_from is not None:
-            problem = replies.S503_NESTED_MAIL
+        problem = refusal(self.state, "MAIL", auth_required=self._auth_required())
         if problem is not None:
             await self.push(problem)
             return
@@ -542,12 +660,17 @@ class SMTPSession(SMTP):
         # The hook checks the sender and, when it accepts it, starts the envelope.
         self._log_from = address
         try:
-            await self.push(await self._call_handler_hook("MAIL", address, params))
+            reply = await self.handler.handle_MAIL(
+                self, self.session, self.envelope, address, params
+            )
+            if self.envelope.mail_from is not None:
+                self.state = after(self.state, "MAIL")
+            await self.push(reply)
         finally:
             self._log_from = None
 
     async def smtp_RCPT(self, arg: str | None) -> None:
-        problem = self._check_sequence(need_mail=True)
+        problem = refusal(self.state, "RCPT", auth_required=self._auth_required())
         if problem is not None:
             await self.push(problem)
             return
@@ -574,23 +697,15 @@ class SMTPSession(SMTP):
         # The hook checks the recipient and, when it accepts it, adds it to the envelope.
         self._log_to = address
         try:
-            await self.push(await self._call_handler_hook("RCPT", address, params))
+            reply = await self.handler.handle_RCPT(self, self.session, envelope, address, params)
+            if envelope.rcpt_tos and envelope is self.envelope:
+                self.state = after(self.state, "RCPT")
+            await self.push(reply)
         finally:
             self._log_to = None
 
-    def _check_data_start(self) -> Reply | None:
-        problem = self._check_sequence(need_mail=True)
-        if problem is not None:
-            return problem
-        if not self.envelope.rcpt_tos:
-            # RFC 5321 3.3 / RFC 2920 3.1: MAIL was accepted but no recipient was.
-            return replies.S554_NO_VALID_RECIPIENTS
-        return None
-
     async def smtp_DATA(self, arg: str | None) -> None:
-        problem = self._check_data_start()
-        if problem is None and self.envelope.bdat:
-            problem = replies.S503_DATA_AFTER_BDAT
+        problem = refusal(self.state, "DATA", auth_required=self._auth_required())
         if problem is None and arg:
             problem = replies.S501_SYNTAX.format("DATA")
         if problem is not None:
@@ -599,12 +714,23 @@ class SMTPSession(SMTP):
         await self.push(replies.S354_START_DATA)
         await self.flush()
         incoming = self._start_incoming(dot_stuffed=True)
-        await self._read_data(incoming)
+        self.parser.start_data()
+        while True:
+            self._reset_data_timeout(incoming)
+            event = await self._next_event()
+            if event is None:
+                raise ConnectionResetError("client closed the connection during DATA")
+            if event.end:
+                self._reset_timeout()
+            await self._feed(incoming, event.data)
+            if event.end:
+                break
         reply = await self._finish(incoming)
         try:
             await self.push(reply)  # first: its log line names the transaction
         finally:
-            self._set_post_data_state()
+            self._set_rset_state()
+            self.state = after(self.state, "DATA")
 
     def _start_incoming(self, *, dot_stuffed: bool) -> IncomingMessage:
         incoming = IncomingMessage(
@@ -615,36 +741,12 @@ class SMTPSession(SMTP):
         self.envelope.incoming = incoming
         return incoming
 
-    async def _read_data(self, incoming: IncomingMessage) -> None:
-        """Read up to CRLF.CRLF (the only end of DATA, RFC 5321 4.1.1.4), in large chunks,
-        handing each on as it comes; only a tail that may hold the terminator's start waits."""
-        reader = self._reader
-        pending = bytearray(b"\r\n")  # so that an empty message (".\r\n" at once) matches too
-        skip = 2  # octets at the start of `pending` that are not message data
-        while True:
-            self._reset_data_timeout(incoming)
-            chunk = await reader.read(READ_CHUNK)
-            if not chunk:
-                raise ConnectionResetError("client closed the connection during DATA")
-            pending += chunk
-            end = pending.find(b"\r\n.\r\n")
-            if end >= 0:
-                rest = pending[end + 5 :]
-                if rest:
-                    # Pipelined commands after the message go back for the command loop.
-                    reader._buffer[0:0] = rest  # noqa: SLF001
-                self._reset_timeout()
-                await self._feed(incoming, bytes(pending[skip : end + 2]))
-                return
-            cut = len(pending) - 4
-            if cut > skip:
-                await self._feed(incoming, bytes(pending[skip:cut]))
-                del pending[:cut]
-                skip = 0
-
     async def _feed(self, incoming: IncomingMessage, data: bytes) -> None:
         """Hand a piece on; past the spool threshold in the spool thread, awaited before the
-        next read (so no more than READ_CHUNK waits per connection) and never on the loop."""
+        next piece (so no more than READ_BUFFER_LIMIT waits per connection) and never on the
+        loop."""
+        if not data:
+            return
         if incoming.spools(data):
             await self.loop.run_in_executor(SPOOL_WRITERS, incoming.feed, data)
         else:
@@ -660,25 +762,26 @@ class SMTPSession(SMTP):
             await self.reply_and_close(replies.S501_BDAT_SYNTAX)
             return
         size, last = int(parts[0]), len(parts) == 2
-        problem = self._check_data_start()
+        problem = refusal(self.state, "BDAT", auth_required=self._auth_required())
         envelope = self.envelope
         incoming = envelope.incoming
         if problem is None and incoming is None:
             envelope.bdat = True
             incoming = self._start_incoming(dot_stuffed=False)
-        remaining = size
-        while remaining:
+        self.parser.start_chunk(size)
+        while True:
             if incoming is not None:
                 self._reset_data_timeout(incoming)
             else:
                 self._reset_timeout(self.data_timeout)
             # What has come so far, not a fixed amount: the block timeout is per read.
-            chunk = await self._reader.read(min(remaining, READ_CHUNK))
-            if not chunk:
+            event = await self._next_event()
+            if event is None:
                 raise ConnectionResetError("client closed the connection during BDAT")
-            remaining -= len(chunk)
             if problem is None:
-                await self._feed(incoming, chunk)
+                await self._feed(incoming, event.data)
+            if event.end:
+                break
         self._reset_timeout()
         if problem is not None:
             await self.push(problem)
@@ -689,8 +792,10 @@ class SMTPSession(SMTP):
             try:
                 await self.push(reply)
             finally:
-                self._set_post_data_state()
+                self._set_rset_state()
+                self.state = after(self.state, "BDAT LAST")
             return
+        self.state = after(self.state, "BDAT")
         await self.push(replies.S250_BDAT_CHUNK.format(size))
 
     async def _finish(self, incoming: IncomingMessage) -> Reply:
@@ -705,7 +810,7 @@ class SMTPSession(SMTP):
             return incoming.problem
         self.envelope.content = content
         self.envelope.original_content = content
-        return await self._call_handler_hook("DATA")
+        return await self.handler.handle_DATA(self, self.session, self.envelope)
 
     # --- Logging -------------------------------------------------------------------------------
 

@@ -76,24 +76,22 @@ def refusal(state: State, verb: str, *, auth_required: bool) -> Reply | None:
     return REFUSED[state].get(verb)
 
 
-# Where a command that succeeded leads; a command not listed leaves the state as it is.
-# "BDAT LAST" stands for the last chunk, which ends the transaction as DATA does.
-_AFTER: Final[dict[str, State]] = {
-    "HELO": State.GREETED,
-    "EHLO": State.GREETED,
-    "STARTTLS": State.CONNECTED,
-    "MAIL": State.MAIL,
-    "RCPT": State.RCPT,
-    "BDAT": State.BDAT,
-    "BDAT LAST": State.GREETED,
-    "DATA": State.GREETED,
-    "RSET": State.GREETED,
+# Where a command that succeeded leads; a pair not listed leaves the state as it is. "BDAT
+# LAST" stands for the chunk that ends the transaction (the last one, or one that failed), as
+# DATA's message does whatever its reply.
+TRANSITIONS: Final[dict[tuple[State, str], State]] = {
+    **{(state, verb): State.GREETED for state in State for verb in ("HELO", "EHLO")},
+    **{(state, "STARTTLS"): State.CONNECTED for state in State},  # RFC 3207 4.2
+    **{(state, "RSET"): State.GREETED for state in State if state is not State.CONNECTED},
+    (State.GREETED, "MAIL"): State.MAIL,
+    (State.MAIL, "RCPT"): State.RCPT,
+    (State.RCPT, "BDAT"): State.BDAT,
+    (State.RCPT, "BDAT LAST"): State.GREETED,
+    (State.BDAT, "BDAT LAST"): State.GREETED,
+    (State.RCPT, "DATA"): State.GREETED,
 }
 
 
 def after(state: State, verb: str) -> State:
-    """The state after `verb` succeeded in `state` (a transaction that failed at its end
-    counts as ended: the session calls this for DATA and BDAT LAST whatever their reply)."""
-    if state is State.CONNECTED and verb == "RSET":
-        return State.CONNECTED  # RSET does not stand for a missing HELO
-    return _AFTER.get(verb, state)
+    """The state after `verb` succeeded in `state`."""
+    return TRANSITIONS.get((state, verb), state)

@@ -325,3 +325,5 @@ def test_state_transitions():
     assert after(State.RCPT, "DATA") is State.GREETED
     assert after(State.RCPT, "STARTTLS") is State.CONNECTED
     assert after(State.RCPT, "NOOP") is State.RCPT
+    assert after(State.BDAT, "RCPT") is State.BDAT  # DATA stays refused after a chunk
+    assert after(State.BDAT, "BDAT") is State.BDAT
