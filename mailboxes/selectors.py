@@ -117,6 +117,26 @@ def _mailbox_for(parsed: Address, *, active_only: bool) -> Mailbox | None:
     return qs.first()
 
 
+def mailbox_addresses_same(address: str, other: str) -> bool:
+    """Whether `other` names the mailbox `address` names, by mailbox_get's normalization: the
+    domain in lower-case ASCII, the local part folded to lower case unless the domain keeps
+    local parts case-sensitive (a SASL authorization identity is checked with this)."""
+    if address == other:
+        return True
+    try:
+        first, second = parse_address(address), parse_address(other)
+    except InvalidAddress:
+        return False
+    if first.domain != second.domain:
+        return False
+    if first.local_part == second.local_part:
+        return True
+    domain = Domain.objects.filter(name=first.domain).first()
+    return domain is not None and (
+        domain.local_key(first.local_part) == domain.local_key(second.local_part)
+    )
+
+
 def _active_domain(name: str, cache: dict[str, Domain | None] | None) -> Domain | None:
     if cache is not None and name in cache:
         return cache[name]

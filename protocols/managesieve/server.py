@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import logging
 import time
 from collections import Counter
@@ -34,7 +33,15 @@ from mailboxes.models import Mailbox
 from mailhost import metrics, tls
 from mailhost.listeners import Listener
 from protocols import proxy
-from protocols.login import AppPasswordRequired, Throttled, identity_refused, password_login
+from protocols.common import sasl
+from protocols.common.login import (
+    Credentials,
+    FailureCount,
+    Refusal,
+    password_login,
+    plaintext_allowed,
+    record,
+)
 from protocols.managesieve import parser, responses
 from protocols.managesieve.states import State, allowed
 
@@ -43,8 +50,12 @@ logger = logging.getLogger(__name__)
 TLS_HANDSHAKE_TIMEOUT = 30.0
 READ_BUFFER_LIMIT = 256 * 1024  # pipelined input beyond this waits in the socket
 SHUTDOWN_CLOSE_GRACE = 2.0  # seconds a stopping listener's sessions get to see their BYE out
-SASL_MECHANISMS = ("PLAIN", "LOGIN")  # what SMTP AUTH offers too
-LOGIN_CHALLENGES = (b"VXNlcm5hbWU6", b"UGFzc3dvcmQ6")  # "Username:", "Password:" (SASL LOGIN)
+LOGIN_REFUSALS = {
+    Refusal.FAILED: responses.NO_AUTH_FAILED,
+    Refusal.IDENTITY: responses.NO_AUTH_FAILED,  # acting as someone else is not offered
+    Refusal.THROTTLED: responses.NO_AUTH_THROTTLED,
+    Refusal.APP_PASSWORD: responses.NO_AUTH_APP_PASSWORD,
+}
 
 
 def _db(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Awaitable[Any]:
@@ -205,11 +216,10 @@ class Session:
         self.conn = connection
         self.state = State.NON_AUTHENTICATED
         self.mailbox: Mailbox | None = None
-        self.failures = 0
+        self.failures = FailureCount(settings.MAILHOST_MANAGESIEVE_MAX_AUTH_FAILURES)
         self.errors = 0
         self.done = False
-        # A SASL exchange in progress: the mechanism and what the client sent so far.
-        self.sasl: tuple[str, list[bytes]] | None = None
+        self.sasl: sasl.Exchange | None = None  # waiting for the client's SASL response
         self.handlers: dict[type, Callable[[Any], Awaitable[None]]] = {
             parser.Authenticate: self.cmd_authenticate,
             parser.StartTls: self.cmd_starttls,
@@ -302,14 +312,14 @@ class Session:
 
     @property
     def login_allowed(self) -> bool:
-        return self.conn.secure or settings.MAILHOST_ALLOW_PLAINTEXT_AUTH
+        return plaintext_allowed(self.conn.secure)
 
     def capability_lines(self) -> bytes:
         extensions = sieve_extensions()
         return responses.capabilities(
             sieve_extensions=extensions,
             # RFC 5804 1.7: an empty SASL list while logins need TLS first.
-            sasl=SASL_MECHANISMS if self.login_allowed else (),
+            sasl=sasl.MECHANISMS if self.login_allowed else (),
             # RFC 5804 1.7: not advertised once STARTTLS or AUTHENTICATE has succeeded.
             starttls=not self.conn.secure and self.state is State.NON_AUTHENTICATED,
             max_redirects=settings.MAILHOST_SIEVE_MAX_REDIRECTS,
@@ -355,86 +365,50 @@ class Session:
     # --- AUTHENTICATE (RFC 5804 2.1) --------------------------------------------------------
 
     async def cmd_authenticate(self, command: parser.Authenticate) -> None:
-        if command.mechanism not in SASL_MECHANISMS:
+        if command.mechanism not in sasl.MECHANISMS:
             await self.error(responses.NO_MECHANISM)
             return
         if not self.login_allowed:
             await self.error(responses.NO_ENCRYPT_NEEDED)
             return
-        if command.mechanism == "PLAIN":
-            if command.initial_response is None:
-                self.sasl = ("PLAIN", [])
-                await self.challenge(b"")
-                return
-            await self.auth_plain(command.initial_response)
-            return
-        if command.initial_response is not None:
+        if command.mechanism == sasl.LOGIN and command.initial_response is not None:
             # RFC 5804 2.1: LOGIN's server speaks first ("Username:").
             await self.error(responses.NO_INITIAL_RESPONSE)
             return
-        self.sasl = ("LOGIN", [])
-        await self.challenge(LOGIN_CHALLENGES[0])
-
-    async def challenge(self, data: bytes) -> None:
-        self.conn.parser.expect_sasl_response()
-        await self.send(responses.sasl_challenge(data))
+        await self.sasl_step(sasl.Exchange(command.mechanism, command.initial_response))
 
     async def sasl_response(self, response: parser.SaslResponse) -> None:
-        if self.sasl is None:  # cannot happen: the parser was not told to expect one
+        exchange, self.sasl = self.sasl, None
+        if exchange is None:  # cannot happen: the parser was not told to expect one
             await self.error(responses.NO_UNKNOWN_COMMAND)
             return
-        mechanism, received = self.sasl
         if response.cancelled:
-            self.sasl = None
             await self.send(responses.NO_AUTH_CANCELLED)
             return
-        if mechanism == "PLAIN":
-            self.sasl = None
-            await self.auth_plain(response.data)
-            return
-        received.append(response.data)
-        if len(received) < 2:
-            await self.challenge(LOGIN_CHALLENGES[1])
-            return
-        self.sasl = None
+        await self.sasl_step(exchange, response.data)
+
+    async def sasl_step(self, exchange: sasl.Exchange, response: bytes | None = None) -> None:
         try:
-            user, password = (_b64(item).decode("utf-8") for item in received)
-        except (ValueError, binascii.Error, UnicodeError):
+            step = exchange.start() if response is None else exchange.respond(response)
+        except sasl.Cancelled:
+            await self.send(responses.NO_AUTH_CANCELLED)
+            return
+        except sasl.Malformed:
             await self.login_failed(responses.NO_AUTH_MALFORMED)
             return
-        await self.login(user, password)
+        if isinstance(step, sasl.Challenge):
+            self.sasl = exchange
+            self.conn.parser.expect_sasl_response()
+            await self.send(responses.sasl_challenge(base64.b64encode(step.data)))
+            return
+        await self.login(step)
 
-    async def auth_plain(self, data: bytes) -> None:
-        # RFC 4616 2: authzid NUL authcid NUL password
-        try:
-            authzid, authcid, password = (part.decode("utf-8") for part in _b64(data).split(b"\0"))
-        except (ValueError, binascii.Error, UnicodeError):
-            await self.login_failed(responses.NO_AUTH_MALFORMED)
-            return
-        if not authcid or (authzid and authzid != authcid):
-            # Acting as another user is not offered: a mismatch is a failed login.
-            identity_refused(protocol="managesieve", user=authcid, client_ip=self.conn.peer_ip)
-            await self.login_failed()
-            return
-        await self.login(authcid, password)
-
-    async def login(self, address: str, password: str) -> None:
-        try:
-            mailbox = await password_login(
-                _db,
-                protocol="managesieve",
-                address=address,
-                password=password,
-                client_ip=self.conn.peer_ip,
-            )
-        except Throttled:
-            await self.login_failed(responses.NO_AUTH_THROTTLED)
-            return
-        except AppPasswordRequired:
-            await self.login_failed(responses.NO_AUTH_APP_PASSWORD)
-            return
-        if mailbox is None:
-            await self.login_failed()
+    async def login(self, credentials: Credentials) -> None:
+        mailbox = await password_login(
+            _db, protocol="managesieve", credentials=credentials, client_ip=self.conn.peer_ip
+        )
+        if isinstance(mailbox, Refusal):
+            await self.login_failed(LOGIN_REFUSALS[mailbox])
             return
         self.mailbox = mailbox
         self.state = State.AUTHENTICATED
@@ -443,12 +417,11 @@ class Session:
         self.conn.parser.set_limits(
             max_literal=settings.MAILHOST_SIEVE_MAX_SCRIPT_SIZE, fatal_literals=False
         )
-        await _db(services.mailbox_record_login, mailbox=mailbox)
+        await record(_db, mailbox)
         await self.send(responses.OK_LOGGED_IN)
 
-    async def login_failed(self, reply: bytes = responses.NO_AUTH_FAILED) -> None:
-        self.failures += 1
-        if self.failures >= settings.MAILHOST_MANAGESIEVE_MAX_AUTH_FAILURES:
+    async def login_failed(self, reply: bytes) -> None:
+        if self.failures.add():
             await self.send(responses.BYE_AUTH_FAILURES)
             self.done = True
             return
@@ -546,11 +519,6 @@ _TOO_LARGE = {
     "PUTSCRIPT": responses.NO_LITERAL_TOO_LARGE,
     "CHECKSCRIPT": responses.NO_CHECK_TOO_LARGE,
 }
-
-
-def _b64(data: bytes) -> bytes:
-    # RFC 5804 2.1: an empty initial response is an empty string.
-    return base64.b64decode(data, validate=True) if data else b""
 
 
 class Family:

@@ -8,8 +8,6 @@ mailboxes services in a worker thread. Every reply comes from responses.py.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import logging
 import time
 from collections import Counter
@@ -20,11 +18,18 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections
 
-from mailboxes import services
 from mailhost import metrics, tls
 from mailhost.listeners import Listener
 from protocols import proxy
-from protocols.login import AppPasswordRequired, Throttled, identity_refused, password_login
+from protocols.common import sasl
+from protocols.common.login import (
+    Credentials,
+    FailureCount,
+    Refusal,
+    password_login,
+    plaintext_allowed,
+    record,
+)
 from protocols.pop3 import lease, parser, responses
 from protocols.pop3.maildrop import (
     Entry,
@@ -47,6 +52,12 @@ EXPIRE_VALUES = {"", "NEVER", "0"}
 # Seconds a session ended by a takeover has to see its last bytes out before the connection
 # is cut (a phone that lost signal reads nothing, and TLS would wait for its close_notify).
 TAKEOVER_CLOSE_GRACE = 5.0
+LOGIN_REFUSALS = {
+    Refusal.FAILED: responses.ERR_AUTH_FAILED,
+    Refusal.IDENTITY: responses.ERR_AUTH_FAILED,  # acting as someone else is not offered
+    Refusal.THROTTLED: responses.ERR_AUTH_THROTTLED,
+    Refusal.APP_PASSWORD: responses.ERR_AUTH_APP_PASSWORD,
+}
 
 
 def _db(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Awaitable[Any]:
@@ -219,7 +230,8 @@ class Session:
         self.conn = connection
         self.state = State.AUTHORIZATION
         self.user: str | None = None  # after USER, waiting for PASS
-        self.failures = 0
+        self.failures = FailureCount(settings.MAILHOST_POP3_MAX_AUTH_FAILURES)
+        self.sasl: sasl.Exchange | None = None  # AUTH waiting for the client's response
         self.errors = 0
         self.mailbox_id: int | None = None
         self.holder = lease.new_holder()
@@ -318,7 +330,7 @@ class Session:
 
     @property
     def login_allowed(self) -> bool:
-        return self.conn.secure or settings.MAILHOST_ALLOW_PLAINTEXT_AUTH
+        return plaintext_allowed(self.conn.secure)
 
     async def cmd_capa(self, command: parser.Capa) -> None:
         # RFC 2449 5
@@ -360,7 +372,7 @@ class Session:
         if user is None:
             await self.reply(responses.ERR_PASS_WITHOUT_USER)
             return
-        await self.login(user, command.password)
+        await self.login(Credentials(authcid=user, password=command.password))
 
     async def cmd_auth(self, command: parser.Auth) -> None:
         if command.mechanism is None:
@@ -374,51 +386,38 @@ class Session:
         if not self.login_allowed:
             await self.reply(responses.ERR_PLAINTEXT_DISALLOWED)
             return
-        if command.initial_response is None:
-            # RFC 5034 4: no initial response, so an empty challenge asks for it.
+        # RFC 5034 4: without an initial response, an empty challenge asks for it.
+        await self.sasl_step(sasl.Exchange(sasl.PLAIN, command.initial_response))
+
+    async def sasl_response(self, data: str) -> None:
+        exchange, self.sasl = self.sasl, None
+        if exchange is None:  # cannot happen: the parser was not told to expect one
+            await self.error(responses.ERR_UNKNOWN_COMMAND)
+            return
+        await self.sasl_step(exchange, data)
+
+    async def sasl_step(self, exchange: sasl.Exchange, response: str | None = None) -> None:
+        try:
+            step = exchange.start() if response is None else exchange.respond(response)
+        except sasl.Cancelled:
+            await self.reply(responses.ERR_AUTH_CANCELLED)
+            return
+        except sasl.Malformed:
+            await self.reply(responses.ERR_AUTH_MALFORMED)
+            return
+        if isinstance(step, sasl.Challenge):  # PLAIN's, which is empty
+            self.sasl = exchange
             self.conn.parser.expect_sasl_response()
             await self.reply(responses.SASL_CONTINUE)
             return
-        await self.auth_plain(command.initial_response)
+        await self.login(step)
 
-    async def sasl_response(self, data: str) -> None:
-        if data == "*":
-            await self.reply(responses.ERR_AUTH_CANCELLED)
-            return
-        await self.auth_plain(data)
-
-    async def auth_plain(self, data: str) -> None:
-        # RFC 5034 4: "=" is an empty initial response; RFC 4616 2: authzid NUL authcid NUL pw
-        try:
-            decoded = base64.b64decode(b"" if data == "=" else data.encode("ascii"), validate=True)
-            authzid, authcid, password = (part.decode("utf-8") for part in decoded.split(b"\x00"))
-        except (ValueError, binascii.Error, UnicodeError):
-            await self.reply(responses.ERR_AUTH_MALFORMED)
-            return
-        if not authcid or (authzid and authzid != authcid):
-            # Acting as another user is not offered: a mismatch is a failed login.
-            identity_refused(protocol="pop3", user=authcid, client_ip=self.conn.peer_ip)
-            await self.login_failed()
-            return
-        await self.login(authcid, password)
-
-    async def login(self, address: str, password: str) -> None:
-        try:
-            mailbox = await password_login(
-                _db,
-                protocol="pop3",
-                address=address,
-                password=password,
-                client_ip=self.conn.peer_ip,
-            )
-        except Throttled:
-            await self.login_failed(responses.ERR_AUTH_THROTTLED)
-            return
-        except AppPasswordRequired:
-            await self.login_failed(responses.ERR_AUTH_APP_PASSWORD)
-            return
-        if mailbox is None:
-            await self.login_failed()
+    async def login(self, credentials: Credentials) -> None:
+        mailbox = await password_login(
+            _db, protocol="pop3", credentials=credentials, client_ip=self.conn.peer_ip
+        )
+        if isinstance(mailbox, Refusal):
+            await self.login_failed(LOGIN_REFUSALS[mailbox])
             return
         # Named before the await, so that end() gives the lease back even when the session is
         # cancelled while taking it (releasing a lease this holder never got is a no-op).
@@ -445,14 +444,13 @@ class Session:
         except Exception:
             await self.give_back_lease()
             raise
-        await _db(services.mailbox_record_login, mailbox=mailbox)
+        await record(_db, mailbox)
         self.state = State.TRANSACTION
         self.heartbeat = asyncio.get_running_loop().create_task(self.keep_lease())
         await self.reply(responses.ok_login(*self.maildrop.totals()))
 
-    async def login_failed(self, reply: str = responses.ERR_AUTH_FAILED) -> None:
-        self.failures += 1
-        if self.failures >= settings.MAILHOST_POP3_MAX_AUTH_FAILURES:
+    async def login_failed(self, reply: str) -> None:
+        if self.failures.add():
             await self.reply(responses.ERR_AUTH_FAILED_CLOSING)
             self.done = True
             return

@@ -8,7 +8,6 @@ may this client relay, does the sender belong to the user); the acceptance servi
 
 from __future__ import annotations
 
-import binascii
 import ipaddress
 import logging
 import threading
@@ -27,7 +26,8 @@ from mailboxes import selectors
 from mailboxes.addresses import parse_address
 from mailboxes.exceptions import InvalidAddress, MailhostError
 from mailboxes.storage import out_of_space
-from protocols.login import AppPasswordRequired, Throttled, identity_refused, password_login
+from protocols.common import sasl
+from protocols.common.login import Refusal, password_login
 from protocols.smtp import replies
 from protocols.smtp.replies import Reply
 
@@ -45,6 +45,13 @@ RECIPIENT_REPLIES = {
     "unknown": replies.S550_NO_SUCH_USER,
     "full": replies.S452_MAILBOX_FULL,
     "too_big": replies.S552_MAILBOX_FULL,
+}
+
+LOGIN_REFUSALS = {
+    Refusal.FAILED: replies.S535_AUTH_FAILED,
+    Refusal.IDENTITY: replies.S535_AUTH_FAILED,  # acting as someone else is not offered
+    Refusal.THROTTLED: replies.S454_AUTH_TEMPORARY,  # RFC 4954 6: try again later
+    Refusal.APP_PASSWORD: replies.S535_AUTH_APP_PASSWORD,
 }
 
 
@@ -270,66 +277,26 @@ class Handler:
     async def handle_AUTH(
         self, server: SMTPSession, session: MailSession, envelope: MailEnvelope, args: list[str]
     ) -> Reply | None:
-        """AUTH PLAIN (RFC 4616) and LOGIN, checked by protocols.login (the shared limiter,
-        mailbox_login and its log line)."""
-        mechanism = args[0]
-        initial = args[1] if len(args) > 1 else None
-        if mechanism == "PLAIN":
-            if initial is None:
-                response = await server.challenge_auth(b"")
-            elif initial == "=":
-                response = b""
-            else:
-                response = _b64(initial)
+        """AUTH PLAIN (RFC 4616) and LOGIN (protocols.common.sasl), checked by
+        protocols.common.login (the shared limiter, mailbox_login and its log line)."""
+        exchange = sasl.Exchange(args[0], args[1] if len(args) > 1 else None)
+        try:
+            step = exchange.start()
+            while isinstance(step, sasl.Challenge):
+                response = await server.challenge_auth(step.data)
                 if response is None:
-                    return replies.S501_AUTH_BASE64
-            if response is None:
-                return None
-            parts = response.split(b"\x00")
-            if len(parts) != 3:
-                return replies.S501_AUTH_BASE64
-            authzid, login, password = parts
-            if authzid and authzid != login:
-                identity_refused(
-                    protocol="smtp",
-                    user=login.decode("utf-8", "replace"),
-                    client_ip=server.client_ip,
-                )
-                return replies.S535_AUTH_FAILED  # acting as someone else is not offered
-        else:  # LOGIN
-            if initial is None:
-                login = await server.challenge_auth(b"Username:")
-            else:
-                login = _b64(initial)
-                if login is None:
-                    return replies.S501_AUTH_BASE64
-            if login is None:
-                return None
-            password = await server.challenge_auth(b"Password:")
-            if password is None:
-                return None
-        try:
-            address = login.decode("utf-8")
-            secret = password.decode("utf-8")
-        except UnicodeDecodeError:
-            address, secret = "", ""
-        try:
-            mailbox = await password_login(
-                _run_db,
-                protocol="smtp",
-                address=address,
-                password=secret,
-                client_ip=server.client_ip,
-            )
-        except Throttled:
-            return replies.S454_AUTH_TEMPORARY  # RFC 4954 6: try again later
-        except AppPasswordRequired:
-            return replies.S535_AUTH_APP_PASSWORD
-        if mailbox is None:
-            return replies.S535_AUTH_FAILED
+                    return None  # cancelled, or not base64: the session replied
+                step = exchange.feed(response)
+        except sasl.Malformed:
+            return replies.S501_AUTH_BASE64
+        mailbox = await password_login(
+            _run_db, protocol="smtp", credentials=step, client_ip=server.client_ip
+        )
+        if isinstance(mailbox, Refusal):
+            return LOGIN_REFUSALS[mailbox]
         session.authenticated = True
         session.mailbox = mailbox
-        session.auth_user = address
+        session.auth_user = step.authcid
         return replies.S235_AUTH_OK
 
 
@@ -344,15 +311,6 @@ def _auth_fields(auth: AuthResults | None) -> dict[str, str]:
         "arc": auth.arc.result,
         "disposition": auth.dmarc.disposition,
     }
-
-
-def _b64(text: str) -> bytes | None:
-    import base64
-
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        return None
 
 
 def _with_protocol(server: SMTPSession, session: MailSession, envelope: MailEnvelope) -> str:

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import TYPE_CHECKING
 
 from django.conf import settings
 
-from mailboxes import services
+from protocols.common import sasl
+from protocols.common.login import Credentials, Refusal, password_login, record
 from protocols.imap import parser as p
 from protocols.imap import responses as r
 from protocols.imap.errors import CommandError, ConnectionDone
 from protocols.imap.states import State
 from protocols.imap.worker import db
-from protocols.login import AppPasswordRequired, Throttled, identity_refused, password_login
 
 if TYPE_CHECKING:
     from protocols.imap.session import Session
@@ -24,6 +22,13 @@ OK_DEFLATE_ACTIVE = r.Reply("OK", "DEFLATE active")
 NO_COMPRESSION_ACTIVE = r.Reply("NO", "Compression is already active", "COMPRESSIONACTIVE")
 BAD_COMPRESS_ALGORITHM = r.Reply("BAD", "Unknown compression algorithm")
 ENABLEABLE = {"CONDSTORE", "QRESYNC", "UTF8=ACCEPT", "IMAP4REV2"}
+LOGIN_REFUSALS = {
+    Refusal.FAILED: r.NO_AUTH_FAILED,
+    Refusal.IDENTITY: r.NO_AUTH_FAILED.with_text("Authorization identity differs"),
+    Refusal.THROTTLED: r.NO_AUTH_THROTTLED,
+    Refusal.APP_PASSWORD: r.NO_AUTH_APP_PASSWORD,
+}
+BAD_PLAIN = r.BAD_BASE64.with_text("Malformed PLAIN response")
 
 
 async def capability(session: Session, command: p.Simple) -> None:
@@ -102,47 +107,38 @@ async def login(session: Session, command: p.Login) -> None:
     # RFC 9051 6.2.3
     if not session.plaintext_ok:
         raise CommandError(r.NO_LOGIN_DISABLED)
-    await _authenticate(session, command, command.user, command.password)
+    await _authenticate(
+        session, command, Credentials(authcid=command.user, password=command.password)
+    )
 
 
 async def authenticate(session: Session, command: p.Authenticate) -> None:
     # RFC 9051 6.2.2, SASL PLAIN (RFC 4616), SASL-IR (RFC 4959)
-    if command.mechanism != "PLAIN":
+    if command.mechanism != sasl.PLAIN:
         raise CommandError(r.NO_UNKNOWN_MECHANISM)
     if not session.plaintext_ok:
         raise CommandError(r.NO_PRIVACY_REQUIRED)
-    text = command.initial
-    if text is None:
-        await session.send(r.CONTINUE_AUTH)
-        text = (await session.read_line()).decode("ascii", "replace").strip()
-    if text == "*":
-        raise CommandError(r.BAD_AUTH_CANCELLED)
+    exchange = sasl.Exchange(sasl.PLAIN, command.initial)
     try:
-        decoded = b"" if text == "=" else base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
+        step = exchange.start()
+        while isinstance(step, sasl.Challenge):  # PLAIN's, which is empty
+            await session.send(r.CONTINUE_AUTH)
+            step = exchange.respond((await session.read_line()).decode("ascii", "replace"))
+    except sasl.Cancelled:
+        raise CommandError(r.BAD_AUTH_CANCELLED) from None
+    except sasl.NotBase64:
         raise CommandError(r.BAD_BASE64) from None
-    fields = decoded.split(b"\0")
-    if len(fields) != 3:
-        raise CommandError(r.BAD_BASE64.with_text("Malformed PLAIN response"))
-    authzid, user, password = (f.decode("utf-8", "replace") for f in fields)
-    if authzid and authzid.lower() != user.lower():
-        identity_refused(protocol="imap", user=user, client_ip=session.client_ip)
-        raise CommandError(r.NO_AUTH_FAILED.with_text("Authorization identity differs"))
-    await _authenticate(session, command, user, password)
+    except sasl.Malformed:
+        raise CommandError(BAD_PLAIN) from None
+    await _authenticate(session, command, step)
 
 
-async def _authenticate(session: Session, command: p.Command, user: str, password: str) -> None:
-    try:
-        mailbox = await password_login(
-            db, protocol="imap", address=user, password=password, client_ip=session.client_ip
-        )
-    except Throttled:
-        mailbox, refusal = None, r.NO_AUTH_THROTTLED
-    except AppPasswordRequired:
-        mailbox, refusal = None, r.NO_AUTH_APP_PASSWORD
-    else:
-        refusal = r.NO_AUTH_FAILED
-    if mailbox is None:
+async def _authenticate(session: Session, command: p.Command, credentials: Credentials) -> None:
+    mailbox = await password_login(
+        db, protocol="imap", credentials=credentials, client_ip=session.client_ip
+    )
+    if isinstance(mailbox, Refusal):
+        refusal = LOGIN_REFUSALS[mailbox]
         session.auth_failures += 1
         if session.auth_failures >= settings.MAILHOST_IMAP_MAX_AUTH_FAILURES:
             await session.send(refusal.tagged(command.tag) + r.BYE_TOO_MANY_FAILURES.untagged())
@@ -152,7 +148,6 @@ async def _authenticate(session: Session, command: p.Command, user: str, passwor
         raise CommandError(r.NO_TOO_MANY_CONNECTIONS)
     session.mailbox = mailbox
     session.state = State.AUTHENTICATED
-    if services.mailbox_login_record_due(mailbox):
-        await db(services.mailbox_record_login, mailbox=mailbox)
+    await record(db, mailbox)
     caps = "CAPABILITY " + " ".join(session.capabilities())
     await session.send(r.OK_LOGGED_IN.with_code(caps).tagged(command.tag))
