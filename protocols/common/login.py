@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -16,13 +16,14 @@ from django.conf import settings
 
 from mailboxes import selectors, services, throttle
 from mailboxes.exceptions import AppPasswordRequired
-from protocols.common.sasl import Credentials
+from protocols.common.sasl import Cancelled, Challenge, Credentials, Exchange, Malformed
 
 if TYPE_CHECKING:
     from mailboxes.models import Mailbox
 
 __all__ = [
     "Credentials",
+    "EventLogin",
     "FailureCount",
     "Refusal",
     "password_login",
@@ -101,3 +102,65 @@ class FailureCount:
         """Count one failure; True when it was the last the session allows."""
         self.count += 1
         return self.count >= self.limit
+
+
+class EventLogin:
+    """SASL and the password login of a session whose parser hands it the client's SASL
+    responses as events (POP3, ManageSieve): the steps are here, the replies are the
+    session's, through the hooks below. The session has `conn.peer_ip` and `failures`."""
+
+    conn: Any
+    protocol: str
+    refusals: Mapping[Refusal, Any]  # the session's reply to each refusal
+    sasl: Exchange | None = None  # an exchange waiting for the client's response
+
+    @staticmethod
+    def db(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Awaitable[Any]:
+        raise NotImplementedError
+
+    async def sasl_challenge(self, data: bytes) -> None:
+        """Send the challenge (raw octets) and have the parser read the next line as the
+        client's response."""
+        raise NotImplementedError
+
+    async def sasl_failed(self, error: Cancelled | Malformed) -> None:
+        raise NotImplementedError
+
+    async def login_failed(self, reply: Any) -> None:
+        """A refused login (its reply); the session counts it in `failures`."""
+        raise NotImplementedError
+
+    async def logged_in(self, mailbox: Mailbox) -> None:
+        raise NotImplementedError
+
+    async def sasl_start(self, mechanism: str, initial: str | bytes | None) -> None:
+        await self._sasl_step(Exchange(mechanism, initial), None)
+
+    async def sasl_response(self, response: str | bytes) -> None:
+        """The client's answer to the challenge sent last (the parser reads one only then)."""
+        exchange = self.sasl
+        if exchange is None:
+            raise RuntimeError("a SASL response without a challenge")
+        await self._sasl_step(exchange, response)
+
+    async def _sasl_step(self, exchange: Exchange, response: str | bytes | None) -> None:
+        self.sasl = None
+        try:
+            step = exchange.start() if response is None else exchange.respond(response)
+        except (Cancelled, Malformed) as error:
+            await self.sasl_failed(error)
+            return
+        if isinstance(step, Challenge):
+            self.sasl = exchange
+            await self.sasl_challenge(step.data)
+            return
+        await self.login(step)
+
+    async def login(self, credentials: Credentials) -> None:
+        mailbox = await password_login(
+            self.db, protocol=self.protocol, credentials=credentials, client_ip=self.conn.peer_ip
+        )
+        if isinstance(mailbox, Refusal):
+            await self.login_failed(self.refusals[mailbox])
+        else:
+            await self.logged_in(mailbox)

@@ -35,10 +35,9 @@ from mailhost.listeners import Listener
 from protocols import proxy
 from protocols.common import sasl
 from protocols.common.login import (
-    Credentials,
+    EventLogin,
     FailureCount,
     Refusal,
-    password_login,
     plaintext_allowed,
     record,
 )
@@ -209,8 +208,12 @@ class Connection(asyncio.Protocol):
             self.transport.abort()
 
 
-class Session:
+class Session(EventLogin):
     """One ManageSieve session: the state table, the login and one method per command."""
+
+    protocol = "managesieve"
+    refusals = LOGIN_REFUSALS
+    db = staticmethod(_db)
 
     def __init__(self, connection: Connection) -> None:
         self.conn = connection
@@ -219,7 +222,6 @@ class Session:
         self.failures = FailureCount(settings.MAILHOST_MANAGESIEVE_MAX_AUTH_FAILURES)
         self.errors = 0
         self.done = False
-        self.sasl: sasl.Exchange | None = None  # waiting for the client's SASL response
         self.handlers: dict[type, Callable[[Any], Awaitable[None]]] = {
             parser.Authenticate: self.cmd_authenticate,
             parser.StartTls: self.cmd_starttls,
@@ -289,7 +291,8 @@ class Session:
             await self.send(responses.BYE_LITERAL_TOO_LARGE)
             self.done = True
         elif isinstance(event, parser.SaslResponse):
-            await self.sasl_response(event)
+            # RFC 5804 2.1: "*" cancels (the base64 alphabet has no "*").
+            await self.sasl_response(b"*" if event.cancelled else event.data)
         elif self.sasl is not None:  # a syntax error in a SASL response ends the exchange
             self.sasl = None
             await self.login_failed(responses.NO_AUTH_MALFORMED)
@@ -375,41 +378,19 @@ class Session:
             # RFC 5804 2.1: LOGIN's server speaks first ("Username:").
             await self.error(responses.NO_INITIAL_RESPONSE)
             return
-        await self.sasl_step(sasl.Exchange(command.mechanism, command.initial_response))
+        await self.sasl_start(command.mechanism, command.initial_response)
 
-    async def sasl_response(self, response: parser.SaslResponse) -> None:
-        exchange, self.sasl = self.sasl, None
-        if exchange is None:  # cannot happen: the parser was not told to expect one
-            await self.error(responses.NO_UNKNOWN_COMMAND)
-            return
-        if response.cancelled:
-            await self.send(responses.NO_AUTH_CANCELLED)
-            return
-        await self.sasl_step(exchange, response.data)
+    async def sasl_challenge(self, data: bytes) -> None:
+        self.conn.parser.expect_sasl_response()
+        await self.send(responses.sasl_challenge(base64.b64encode(data)))
 
-    async def sasl_step(self, exchange: sasl.Exchange, response: bytes | None = None) -> None:
-        try:
-            step = exchange.start() if response is None else exchange.respond(response)
-        except sasl.Cancelled:
+    async def sasl_failed(self, error: sasl.Cancelled | sasl.Malformed) -> None:
+        if isinstance(error, sasl.Cancelled):
             await self.send(responses.NO_AUTH_CANCELLED)
-            return
-        except sasl.Malformed:
+        else:
             await self.login_failed(responses.NO_AUTH_MALFORMED)
-            return
-        if isinstance(step, sasl.Challenge):
-            self.sasl = exchange
-            self.conn.parser.expect_sasl_response()
-            await self.send(responses.sasl_challenge(base64.b64encode(step.data)))
-            return
-        await self.login(step)
 
-    async def login(self, credentials: Credentials) -> None:
-        mailbox = await password_login(
-            _db, protocol="managesieve", credentials=credentials, client_ip=self.conn.peer_ip
-        )
-        if isinstance(mailbox, Refusal):
-            await self.login_failed(LOGIN_REFUSALS[mailbox])
-            return
+    async def logged_in(self, mailbox: Mailbox) -> None:
         self.mailbox = mailbox
         self.state = State.AUTHENTICATED
         # After login a literal may carry a whole script; past the size limit it is skipped

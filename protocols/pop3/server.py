@@ -12,7 +12,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -24,9 +24,9 @@ from protocols import proxy
 from protocols.common import sasl
 from protocols.common.login import (
     Credentials,
+    EventLogin,
     FailureCount,
     Refusal,
-    password_login,
     plaintext_allowed,
     record,
 )
@@ -42,6 +42,9 @@ from protocols.pop3.maildrop import (
     update,
 )
 from protocols.pop3.states import State, allowed
+
+if TYPE_CHECKING:
+    from mailboxes.models import Mailbox
 
 logger = logging.getLogger(__name__)
 
@@ -223,15 +226,18 @@ class Connection(asyncio.Protocol):
             self.close()
 
 
-class Session:
+class Session(EventLogin):
     """One POP3 session: the state table, the maildrop and one method per command."""
+
+    protocol = "pop3"
+    refusals = LOGIN_REFUSALS
+    db = staticmethod(_db)
 
     def __init__(self, connection: Connection) -> None:
         self.conn = connection
         self.state = State.AUTHORIZATION
         self.user: str | None = None  # after USER, waiting for PASS
         self.failures = FailureCount(settings.MAILHOST_POP3_MAX_AUTH_FAILURES)
-        self.sasl: sasl.Exchange | None = None  # AUTH waiting for the client's response
         self.errors = 0
         self.mailbox_id: int | None = None
         self.holder = lease.new_holder()
@@ -387,38 +393,19 @@ class Session:
             await self.reply(responses.ERR_PLAINTEXT_DISALLOWED)
             return
         # RFC 5034 4: without an initial response, an empty challenge asks for it.
-        await self.sasl_step(sasl.Exchange(sasl.PLAIN, command.initial_response))
+        await self.sasl_start(sasl.PLAIN, command.initial_response)
 
-    async def sasl_response(self, data: str) -> None:
-        exchange, self.sasl = self.sasl, None
-        if exchange is None:  # cannot happen: the parser was not told to expect one
-            await self.error(responses.ERR_UNKNOWN_COMMAND)
-            return
-        await self.sasl_step(exchange, data)
+    async def sasl_challenge(self, data: bytes) -> None:
+        self.conn.parser.expect_sasl_response()
+        await self.reply(responses.SASL_CONTINUE)  # PLAIN's challenge, which is empty
 
-    async def sasl_step(self, exchange: sasl.Exchange, response: str | None = None) -> None:
-        try:
-            step = exchange.start() if response is None else exchange.respond(response)
-        except sasl.Cancelled:
-            await self.reply(responses.ERR_AUTH_CANCELLED)
-            return
-        except sasl.Malformed:
-            await self.reply(responses.ERR_AUTH_MALFORMED)
-            return
-        if isinstance(step, sasl.Challenge):  # PLAIN's, which is empty
-            self.sasl = exchange
-            self.conn.parser.expect_sasl_response()
-            await self.reply(responses.SASL_CONTINUE)
-            return
-        await self.login(step)
-
-    async def login(self, credentials: Credentials) -> None:
-        mailbox = await password_login(
-            _db, protocol="pop3", credentials=credentials, client_ip=self.conn.peer_ip
+    async def sasl_failed(self, error: sasl.Cancelled | sasl.Malformed) -> None:
+        cancelled = isinstance(error, sasl.Cancelled)
+        await self.reply(
+            responses.ERR_AUTH_CANCELLED if cancelled else responses.ERR_AUTH_MALFORMED
         )
-        if isinstance(mailbox, Refusal):
-            await self.login_failed(LOGIN_REFUSALS[mailbox])
-            return
+
+    async def logged_in(self, mailbox: Mailbox) -> None:
         # Named before the await, so that end() gives the lease back even when the session is
         # cancelled while taking it (releasing a lease this holder never got is a no-op).
         self.mailbox_id = mailbox.pk
