@@ -92,16 +92,15 @@ class Exchange:
         them all."""
         if self.initial is None:
             return self._next_challenge()
-        return self.feed(decode(self.initial))
+        return self._feed(decode(self.initial))
 
     def respond(self, response: str | bytes) -> Challenge | Credentials:
         """The client's answer to the last challenge, as sent (base64 text, or "*")."""
         if response.strip() in ("*", b"*"):
             raise Cancelled()
-        return self.feed(decode(response))
+        return self._feed(decode(response))
 
-    def feed(self, octets: bytes) -> Challenge | Credentials:
-        """An answer already decoded from base64 (for a session that decodes its own)."""
+    def _feed(self, octets: bytes) -> Challenge | Credentials:
         self.received.append(octets)
         if self.mechanism == PLAIN:
             return plain(octets)

@@ -285,8 +285,10 @@ class Handler:
             while isinstance(step, sasl.Challenge):
                 response = await server.challenge_auth(step.data)
                 if response is None:
-                    return None  # cancelled, or not base64: the session replied
-                step = exchange.feed(response)
+                    return None  # the session replied
+                step = exchange.respond(response)
+        except sasl.Cancelled:
+            return replies.S501_AUTH_CANCELLED  # RFC 4954 4
         except sasl.Malformed:
             return replies.S501_AUTH_BASE64
         mailbox = await password_login(

@@ -21,7 +21,7 @@ import asyncio
 import enum
 import logging
 import ssl
-from base64 import b64decode, b64encode
+from base64 import b64encode
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -604,7 +604,7 @@ class SMTPSession(asyncio.Protocol):
             return
         reply = await self.handler.handle_AUTH(self, self.session, self.envelope, args)
         if reply is None:
-            return  # the exchange was cancelled; its reply is sent
+            return  # the session replied (a line too long)
         if reply.code == 535:
             self.session.auth_failures += 1
             if self.session.auth_failures >= MAX_AUTH_FAILURES:
@@ -613,10 +613,10 @@ class SMTPSession(asyncio.Protocol):
                 return
         await self.push(reply)
 
-    async def challenge_auth(self, challenge: str | bytes) -> bytes | None:
-        """Send a 334 challenge and return the decoded answer, or None (reply already sent)."""
-        data = challenge.encode() if isinstance(challenge, str) else challenge
-        await self.push(replies.S334_CHALLENGE.format(b64encode(data).decode("ascii")))
+    async def challenge_auth(self, challenge: bytes) -> bytes | None:
+        """Send a 334 challenge (raw octets, sent in base64) and return the client's answer as
+        sent, for protocols.common.sasl to read; None when the line was too long (replied)."""
+        await self.push(replies.S334_CHALLENGE.format(b64encode(challenge).decode("ascii")))
         await self.flush()
         self.parser.start_line()
         event = await self._next_event()
@@ -626,14 +626,7 @@ class SMTPSession(asyncio.Protocol):
         if event.too_long:
             await self.push(replies.S500_LINE_TOO_LONG)
             return None
-        if event.data == b"*":  # RFC 4954 4: the client cancels
-            await self.push(replies.S501_AUTH_CANCELLED)
-            return None
-        try:
-            return b64decode(event.data, validate=True)
-        except ValueError:
-            await self.push(replies.S501_AUTH_BASE64)
-            return None
+        return event.data
 
     async def smtp_MAIL(self, arg: str | None) -> None:
         problem = refusal(self.state, "MAIL", auth_required=self._auth_required())

@@ -44,7 +44,7 @@ def test_login_prompts_for_user_then_password():
 def test_login_initial_response_is_the_user_name():
     exchange = sasl.Exchange("LOGIN", b64(b"alice@example.org"))
     assert exchange.start() == sasl.Challenge(b"Password:")
-    assert exchange.feed(b"secret") == sasl.Credentials("alice@example.org", "secret")
+    assert exchange.respond(b64(b"secret")) == sasl.Credentials("alice@example.org", "secret")
 
 
 @pytest.mark.parametrize("empty", ["=", "", b"=", b""])
