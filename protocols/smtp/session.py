@@ -30,6 +30,7 @@ from delivery.submission import EnvelopeRecipient
 from mailboxes.throttle import log_value
 from mailhost import metrics
 from protocols import proxy
+from protocols.common.login import FailureCount
 from protocols.smtp import parser, replies, syntax
 from protocols.smtp.databuffer import SPOOL_WRITERS, IncomingMessage
 from protocols.smtp.replies import Reply
@@ -74,7 +75,7 @@ class MailSession:
         self.authenticated = False
         self.mailbox = None  # the authenticated Mailbox
         self.auth_user = ""
-        self.auth_failures = 0
+        self.auth_failures = FailureCount(MAX_AUTH_FAILURES)
 
 
 class MailEnvelope:
@@ -605,12 +606,10 @@ class SMTPSession(asyncio.Protocol):
         reply = await self.handler.handle_AUTH(self, self.session, self.envelope, args)
         if reply is None:
             return  # the session replied (a line too long)
-        if reply.code == 535:
-            self.session.auth_failures += 1
-            if self.session.auth_failures >= MAX_AUTH_FAILURES:
-                await self.push(reply)
-                await self.reply_and_close(replies.S421_TOO_MANY_ERRORS.format(self.hostname))
-                return
+        if reply.code == 535 and self.session.auth_failures.add():
+            await self.push(reply)
+            await self.reply_and_close(replies.S421_TOO_MANY_ERRORS.format(self.hostname))
+            return
         await self.push(reply)
 
     async def challenge_auth(self, challenge: bytes) -> bytes | None:
