@@ -164,6 +164,10 @@ class Bench:
         env["MAILHOST_DNS_SERVERS"] = f"{self.dns.address[0]}:{self.dns.address[1]}"
         env["MAILHOST_OUTBOUND_PORT"] = str(self.sink.port)
         env["MAILHOST_DELIVERY_THREADS"] = "1"
+        # One certificate for both IMAP servers' TLS (imaptest's TLS run), as runmail's own
+        # self-signed one would be: EC P-256.
+        self.tls = bench_certificate(self.tmp / "tls")
+        env["MAILHOST_TLS_CERT"], env["MAILHOST_TLS_KEY"] = map(str, self.tls)
         if self.args.processes:
             env["MAILHOST_PROCESSES"] = str(self.args.processes)
         self.mailhost_env = env
@@ -229,7 +233,12 @@ class Bench:
                     raise RuntimeError("baseline aiosmtpd did not start")
             if self.wants("imaptest") and imaptest_binary() and reference_dovecot.available():
                 dovecot = reference_dovecot.DovecotInstance(
-                    self.tmp / "dovecot", free_port(), IMAPTEST_USER, PASSWORD
+                    self.tmp / "dovecot",
+                    free_port(),
+                    IMAPTEST_USER,
+                    PASSWORD,
+                    tls=self.tls,
+                    imaps_port=free_port(),
                 )
                 self.stoppers.append(dovecot.stop)
                 dovecot.start()
@@ -600,18 +609,40 @@ class Bench:
         write_mbox(mbox, IMAPTEST_MESSAGES)
         run = {"secs": secs, "clients": clients, "messages": IMAPTEST_MESSAGES}
         self.results["imaptest"] = run
-        run["mailhost"] = imaptest_run(
-            binary, self.mailhost.ports["imap"], mbox, secs, clients, self.mailhost.pid
-        )
-        print(f"   imaptest Mailhost {run['mailhost']}", file=sys.stderr, flush=True)
-        if self.dovecot is None:
-            run["dovecot"] = "not installed"
-            return
-        run["dovecot"] = imaptest_run(
-            binary, self.dovecot.port, mbox, secs, clients, self.dovecot.pid
-        )
-        print(f"   imaptest Dovecot {run['dovecot']}", file=sys.stderr, flush=True)
-        run["ratio_to_dovecot"] = ratio(run["mailhost"]["ops_per_s"], run["dovecot"]["ops_per_s"])
+        # Plain IMAP, then implicit TLS (issue 22's row: imaptest's default mix over TLS),
+        # each against Mailhost then Dovecot.
+        tls: dict = {}
+        for figures, ports in ((run, ("imap", "port")), (tls, ("imaps", "imaps_port"))):
+            secure = figures is tls
+            figures["mailhost"] = imaptest_run(
+                binary,
+                self.mailhost.ports[ports[0]],
+                mbox,
+                secs,
+                clients,
+                self.mailhost.pid,
+                tls=secure,
+                login_port=self.mailhost.ports["imap"],
+            )
+            print(f"   imaptest Mailhost {figures['mailhost']}", file=sys.stderr, flush=True)
+            if self.dovecot is None:
+                figures["dovecot"] = "not installed"
+            else:
+                figures["dovecot"] = imaptest_run(
+                    binary,
+                    getattr(self.dovecot, ports[1]),
+                    mbox,
+                    secs,
+                    clients,
+                    self.dovecot.pid,
+                    tls=secure,
+                    login_port=self.dovecot.port,
+                )
+                print(f"   imaptest Dovecot {figures['dovecot']}", file=sys.stderr, flush=True)
+                figures["ratio_to_dovecot"] = ratio(
+                    figures["mailhost"]["ops_per_s"], figures["dovecot"]["ops_per_s"]
+                )
+        run["tls"] = tls
 
     # --- memory ------------------------------------------------------------------------------
 
@@ -831,6 +862,19 @@ def imaptest_binary() -> str | None:
     return shutil.which("imaptest")
 
 
+def bench_certificate(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate and key for mx.bench.test and 127.0.0.1, made by runmail's
+    own generator (what it makes for itself when given none)."""
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    from mailhost.tls import _generate_self_signed
+
+    directory.mkdir(mode=0o755)
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    _generate_self_signed(directory, cert, key, ["mx.bench.test"], ["127.0.0.1"])
+    return cert, key
+
+
 def write_mbox(path: Path, count: int) -> None:
     """imaptest's source of messages to APPEND: `count` plain messages, 0.5-2.5 KB."""
     with open(path, "w") as out:
@@ -847,13 +891,21 @@ def write_mbox(path: Path, count: int) -> None:
 
 
 def imaptest_run(
-    binary: str, port: int, mbox: Path, secs: int, clients: int, server_pid: int
+    binary: str,
+    port: int,
+    mbox: Path,
+    secs: int,
+    clients: int,
+    server_pid: int,
+    *,
+    tls: bool = False,
+    login_port: int | None = None,
 ) -> dict:
-    """imaptest against the server on `port`, with the CPU its process tree (`server_pid`)
-    used per operation meanwhile."""
-    # One login first: the server's first one pays the password hash, which ten clients
-    # logging in at once would otherwise all wait for.
-    client = imapbench.ImapClient("127.0.0.1", port)
+    """imaptest against the server on `port` (`tls`: implicit TLS, the certificate not
+    verified), with the CPU its process tree (`server_pid`) used per operation meanwhile."""
+    # One login first (on the plain port, `login_port`): the server's first one pays the
+    # password hash, which ten clients logging in at once would otherwise all wait for.
+    client = imapbench.ImapClient("127.0.0.1", login_port or port)
     client.command(f'LOGIN "{IMAPTEST_USER}" "{PASSWORD}"')
     client.close()
     cpu = tree_cpu_seconds(server_pid)
@@ -867,6 +919,7 @@ def imaptest_run(
             f"mbox={mbox}",
             f"secs={secs}",
             f"clients={clients}",
+            *(["ssl=any-cert"] if tls else []),
         ],
         capture_output=True,
         text=True,
@@ -1150,11 +1203,20 @@ def imaptest_table(test: dict | str | None) -> list[str]:
         return []
     if isinstance(test, str):
         return ["", f"IMAP stress (Dovecot's imaptest): {test}"]
-    out = [
-        "",
-        f"IMAP stress: Dovecot's imaptest secs={test['secs']} clients={test['clients']}, "
-        f"{test['messages']}-message mbox, operations/s",
-    ]
+    out = []
+    for figures, over in ((test, "plain IMAP"), (test.get("tls"), "implicit TLS")):
+        if figures:
+            out.append("")
+            out.append(
+                f"IMAP stress: Dovecot's imaptest secs={test['secs']} clients={test['clients']}, "
+                f"{test['messages']}-message mbox, {over}, operations/s"
+            )
+            out += imaptest_rows(figures)
+    return out
+
+
+def imaptest_rows(test: dict) -> list[str]:
+    out = []
     mailhost, dovecot = test["mailhost"], test["dovecot"]
     if isinstance(dovecot, str):
         out.append(f"(Dovecot {dovecot})")

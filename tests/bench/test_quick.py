@@ -51,6 +51,11 @@ def test_quick_bench_produces_every_figure(tmp_path):
         if postfix:
             for key in ("postfix_per_s", "postfix_accept_per_s", "ratio_to_postfix"):
                 assert _number(case[key]) and case[key] > 0, (key, case)
+        # CPU per message of each server's process tree (clock ticks: a short row may read 0).
+        cpu_keys = ["mailhost_cpu_ms", "aiosmtpd_cpu_ms"] + (["postfix_cpu_ms"] if postfix else [])
+        for key in cpu_keys:
+            assert _number(case[key]), (key, case)
+    assert any(case["mailhost_cpu_ms"] > 0 for case in cases)
 
     if (REPO / "mailboxes" / "sieve" / "__init__.py").exists():
         sieve = data["sieve"]
@@ -101,6 +106,9 @@ def test_quick_bench_produces_every_figure(tmp_path):
     memory = data["memory"]
     assert [m["connections"] for m in memory] == [0, *(m["asked"] for m in memory[1:])]
     assert len(memory) == 4 and all(_number(m["rss_mib"]) and m["rss_mib"] > 0 for m in memory)
+    # The whole process tree: RSS summed over its processes, PSS beside it.
+    for m in memory:
+        assert m["processes"] >= 1 and 0 < m["pss_mib"] <= m["rss_mib"], m
 
     webmail = data["webmail"]
     assert _number(webmail["list_ms"]) and _number(webmail["message_ms"])
@@ -114,6 +122,13 @@ def test_quick_bench_produces_every_figure(tmp_path):
                 assert stress[server]["ops_per_s"] > 0, stress
                 assert stress[server]["operations"]["Logi"] > 0, stress
         assert "IMAP stress" in result.stdout
+        # The same mix over implicit TLS (issue 22's row), with CPU per operation.
+        for server in ("mailhost", "dovecot"):
+            figures = stress["tls"][server]
+            if isinstance(figures, dict):
+                assert figures["ops_per_s"] > 0 and figures["operations"]["Logi"] > 0, stress
+                assert _number(figures["cpu_ms_per_op"]), stress
+        assert "implicit TLS" in result.stdout
     else:
         assert "imaptest not found" in stress
 

@@ -1,0 +1,77 @@
+"""The bench's own measuring: a server's process tree with its CPU time and memory
+(bench/mailhost_process.py), and the summary of py-spy's collapsed stacks
+(bench/profile_server.py)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+# A parent that starts a child; the child burns CPU for a while, then both wait to be killed.
+FAMILY = """
+import subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", '''
+import time
+end = time.process_time() + 0.6
+while time.process_time() < end:
+    pass
+print("burnt", flush=True)
+time.sleep(60)
+'''], stdout=sys.stdout)
+print(child.pid, flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.fixture
+def bench_path(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+
+
+def test_process_tree_cpu_and_memory_count_the_children(bench_path):
+    from mailhost_process import process_tree, tree_cpu_seconds, tree_memory
+
+    parent = subprocess.Popen([sys.executable, "-c", FAMILY], stdout=subprocess.PIPE, text=True)
+    child = None
+    try:
+        child = int(parent.stdout.readline())
+        assert process_tree(parent.pid) == [parent.pid, child]
+        assert parent.stdout.readline().strip() == "burnt"
+        # The child's CPU is the tree's; the parent alone used a fraction of it.
+        assert tree_cpu_seconds(child) >= 0.5
+        assert tree_cpu_seconds(parent.pid) >= tree_cpu_seconds(child)
+        memory = tree_memory(parent.pid)
+        alone = tree_memory(child)
+        assert memory["processes"] == 2 and alone["processes"] == 1
+        assert memory["rss"] > alone["rss"] > 0 and 0 < memory["pss"] <= memory["rss"]
+    finally:
+        if child is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGKILL)
+        parent.kill()
+        parent.wait(10)
+
+
+def test_profile_summary_counts_self_and_total(bench_path, tmp_path):
+    from profile_server import summarize
+
+    raw = tmp_path / "profile.txt"
+    raw.write_text(
+        "process 1;main (a.py);accept (b.py);parse (c.py) 6\n"
+        "process 1;main (a.py);accept (b.py) 2\n"
+        "process 1;main (a.py);select (d.py) 2\n"
+        "not a stack line\n"
+    )
+    text = summarize(raw, top=3)
+    assert text.startswith("10 samples")
+    own, total = text.split("total (self and callees):")
+    assert "60.0%  parse (c.py)" in own and "20.0%  accept (b.py)" in own
+    assert "80.0%  accept (b.py)" in total and "100.0%  main (a.py)" in total
