@@ -28,7 +28,8 @@ from datetime import UTC, datetime, timedelta
 
 from mailboxes import selectors
 from mailboxes.exceptions import InvalidValue
-from mailboxes.models import HIERARCHY_DELIMITER, Mailbox, Message
+from mailboxes.flags import SYSTEM as SYSTEM_FLAGS
+from mailboxes.models import HIERARCHY_DELIMITER, Mailbox
 from protocols.imap import utf7
 
 # Message column -> mbox header letter (Status: R and O; X-Status: the rest, as mutt and
@@ -36,7 +37,7 @@ from protocols.imap import utf7
 MBOX_STATUS = {"seen": "R"}
 MBOX_X_STATUS = {"answered": "A", "flagged": "F", "draft": "T", "deleted": "D"}
 MAILDIR_INFO = {"draft": "D", "flagged": "F", "answered": "R", "seen": "S", "deleted": "T"}
-FLAG_NAMES = {column: flag for flag, column in Message.SYSTEM_FLAGS.items()}
+FLAG_NAMES = {flag.column: flag.imap for flag in SYSTEM_FLAGS}
 
 # The headers mbox export puts at the top of each message, in this order, always all three
 # (import removes them when a message starts with exactly these; README lists them).

@@ -9,6 +9,9 @@ from __future__ import annotations
 from django.db import models
 from django.utils import timezone
 
+from mailboxes.flags import COLUMNS as FLAG_COLUMNS
+from mailboxes.flags import names_of_columns
+
 
 class Domain(models.Model):
     # Stored as lower-case ASCII (IDNA "xn--" form for internationalized names).
@@ -428,20 +431,10 @@ class Message(models.Model):
     def __str__(self) -> str:
         return f"{self.folder_id}:{self.uid}"
 
-    SYSTEM_FLAGS = {
-        "\\Seen": "seen",
-        "\\Answered": "answered",
-        "\\Flagged": "flagged",
-        "\\Deleted": "deleted",
-        "\\Draft": "draft",
-    }
-
     @property
     def flags(self) -> list[str]:
-        result = [flag for flag, field in self.SYSTEM_FLAGS.items() if getattr(self, field)]
-        if self.keywords:
-            result.extend(self.keywords.split())
-        return result
+        """Flag names (mailboxes/flags.py's order): system flags, then keywords."""
+        return names_of_columns(self.keywords, [getattr(self, c) for c in FLAG_COLUMNS])
 
 
 class Identity(models.Model):

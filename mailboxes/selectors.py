@@ -17,6 +17,8 @@ from django.db.models.functions import Cast, Length
 from mailboxes import headers, senderlists, srs
 from mailboxes.addresses import Address, parse_address
 from mailboxes.exceptions import InvalidAddress
+from mailboxes.flags import COLUMNS as FLAG_COLUMNS
+from mailboxes.flags import names_of_columns
 from mailboxes.models import (
     ACL_RIGHTS,
     HIERARCHY_DELIMITER,
@@ -511,8 +513,6 @@ def blob_path(blob: Blob | str) -> str | None:
 
 # --- IMAP session reads (protocols/imap) -------------------------------------------------
 
-MESSAGE_FLAG_COLUMNS = ("seen", "answered", "flagged", "deleted", "draft")
-
 
 def folder_view_count(folder_id: int, modseq: int, low: int, high: int) -> int:
     """How many UIDs in [low, high) a session's view of a folder holds: the view as of
@@ -578,21 +578,21 @@ def mailbox_quota(mailbox: Mailbox | int) -> tuple[int, int]:
 
 
 def message_flag_rows(folder: Folder | int, uids=None, *, changed_since: int | None = None):
-    """(uid, modseq, keywords, seen, answered, flagged, deleted, draft) rows, by UID; the
-    flag columns are truthy values (0/1 on SQLite).
+    """(uid, modseq, keywords, seen, answered, flagged, deleted, draft) rows, by UID: the
+    flag columns (mailboxes.flags.COLUMNS) are truthy values (0/1 on SQLite).
 
     `uids` limits to those UIDs; `changed_since` to rows with a higher MODSEQ.
     """
-    columns = ("uid", "modseq", "keywords", *MESSAGE_FLAG_COLUMNS)
+    columns = ("uid", "modseq", "keywords", *FLAG_COLUMNS)
     return _rows_by_uid(_changed(folder, changed_since), columns, uids)
 
 
 def message_flag_bits(folder: Folder | int, uids=None, *, changed_since: int | None = None):
-    """(uid, modseq, keywords, flag bits) rows, by UID: bit k set when the k-th of
-    MESSAGE_FLAG_COLUMNS is. Half the values of message_flag_rows to convert, for FETCH
+    """(uid, modseq, keywords, flag bits) rows, by UID, the bits those of
+    mailboxes.flags.SystemFlag. Half the values of message_flag_rows to convert, for FETCH
     1:* (FLAGS) on large folders."""
     bits = sum(
-        (Cast(name, IntegerField()) * (1 << k) for k, name in enumerate(MESSAGE_FLAG_COLUMNS)),
+        (Cast(name, IntegerField()) * (1 << k) for k, name in enumerate(FLAG_COLUMNS)),
         start=Value(0),
     )
     qs = _changed(folder, changed_since).annotate(flag_bits=bits)
@@ -661,8 +661,8 @@ def _changes_sql() -> str:
     from mailboxes.models import Expunged
 
     quote = connection.ops.quote_name
-    flags = ", ".join(quote(c) for c in ("keywords", *MESSAGE_FLAG_COLUMNS))
-    nulls = ", ".join(["NULL"] * (1 + len(MESSAGE_FLAG_COLUMNS)))
+    flags = ", ".join(quote(c) for c in ("keywords", *FLAG_COLUMNS))
+    nulls = ", ".join(["NULL"] * (1 + len(FLAG_COLUMNS)))
     # (kind, uid or HIGHESTMODSEQ, modseq, keywords, flags...): 0 the folder, 1 a message
     # changed after `modseq`, 2 a tombstone after `expunge_modseq`.
     return (
@@ -701,9 +701,6 @@ def _raw_rows(queryset) -> list[tuple]:
         return cursor.fetchall()
 
 
-_FLAG_NAMES = ("\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft")
-
-
 def message_fetch_rows(
     folder: Folder | int,
     uids,
@@ -724,7 +721,7 @@ def message_fetch_rows(
     qs = Message.objects.filter(folder_id=folder_id)
     if changed_since is not None:
         qs = qs.filter(modseq__gt=changed_since)
-    columns = ["id", "uid", "modseq", "keywords", *MESSAGE_FLAG_COLUMNS]
+    columns = ["id", "uid", "modseq", "keywords", *FLAG_COLUMNS]
     if with_details:
         columns += ["size", "internal_date"]
     columns.append("blob__name" if with_blob else "blob_id")
@@ -756,10 +753,7 @@ def message_fetch_rows(
         key = row[3:9]
         flags = flag_lists.get(key)
         if flags is None:
-            flags = [n for n, on in zip(_FLAG_NAMES, row[4:9]) if on]
-            if row[3]:
-                flags.extend(row[3].split())
-            flags = flag_lists[key] = flags
+            flags = flag_lists[key] = names_of_columns(row[3], row[4:9])
         if with_details:
             item = FetchRow(row[0], row[1], row[2], flags, row[9], row[10], row[11])
         else:

@@ -50,6 +50,8 @@ from mailboxes.exceptions import (
     SieveScriptActive,
     SieveScriptInvalid,
 )
+from mailboxes.flags import COLUMNS as FLAG_COLUMNS
+from mailboxes.flags import Flags, SystemFlag, bits_of, column_values, names_of_bits
 from mailboxes.mda import Filing, MailboxPlan
 from mailboxes.models import (
     ACL_OBSOLETE_RIGHTS,
@@ -82,10 +84,6 @@ from mailboxes.selectors import Resolution, folder_keywords, recipient_resolve
 from mailboxes.transactions import unsynced_atomic
 
 logger = logging.getLogger(__name__)
-
-SYSTEM_FLAGS = {name.lower(): column for name, column in Message.SYSTEM_FLAGS.items()}
-FLAG_COLUMNS = tuple(Message.SYSTEM_FLAGS.values())
-_ANSWERED = FLAG_COLUMNS.index("answered")
 
 
 # --- Domains, mailboxes, aliases ---------------------------------------------------------
@@ -1304,26 +1302,6 @@ class RecipientResult:
         return self.status == "delivered"
 
 
-# RFC 9051 4: a flag keyword is an atom; atom-specials and controls cannot be stored.
-_KEYWORD_FORBIDDEN = set('(){ %*"\\]') | {chr(c) for c in range(33)} | {"\x7f"}
-
-
-def _parse_flags(flags: Iterable[str]) -> tuple[dict[str, bool], list[str]]:
-    columns: dict[str, bool] = {}
-    keywords: list[str] = []
-    have: set[str] = set()
-    for flag in flags:
-        column = SYSTEM_FLAGS.get(flag.lower())
-        if column:
-            columns[column] = True
-        elif not flag or flag.startswith("\\") or _KEYWORD_FORBIDDEN.intersection(flag):
-            continue  # \Recent, unknown system flags and non-atoms are not stored
-        elif flag.lower() not in have:
-            have.add(flag.lower())
-            keywords.append(flag)
-    return columns, keywords
-
-
 def _lock_mailboxes(mailbox_ids: Iterable[int]) -> dict[int, Mailbox]:
     """Lock mailbox rows (id order) and return them with their quota and usage."""
     return {
@@ -1524,7 +1502,7 @@ def _file_into_mailboxes(
         rows = []
         filed = {mailbox.pk for mailbox, _ in planned}
         for folder_id, mailbox_id, copy in targets:
-            unseen = 0 if copy is not None and copy.columns.get("seen") else 1
+            unseen = 0 if copy is not None and copy.system & SystemFlag.SEEN else 1
             reserved = _reserve_one(folder_id, copy.size if copy else size, unseen)
             if reserved is None:  # the folder was deleted since the SELECT
                 usage[mailbox_id] -= copy.size if copy else size
@@ -1534,7 +1512,11 @@ def _file_into_mailboxes(
                 row_blob = copy.blob(blob, written, raw)
                 if copy.raw is None and blob is None:
                     blob = row_blob
-                row = {**copy.fields, **copy.columns, "keywords": " ".join(copy.keywords)}
+                row = {
+                    **copy.fields,
+                    **Flags(copy.system).columns(),
+                    "keywords": " ".join(copy.keywords),
+                }
                 row_size = copy.size
             else:
                 if blob is None:
@@ -1600,7 +1582,7 @@ class _Variant:
 class _Copy:
     variant: _Variant
     size: int
-    columns: dict[str, bool]
+    system: SystemFlag
     keywords: list[str]
 
     @property
@@ -1636,17 +1618,19 @@ def _plan_copies(
         if folder_id is None:
             continue
         variant = variants.setdefault(id(filing.raw), _Variant(filing.raw, fields))
-        columns, keywords = _parse_flags(filing.flags)
-        keywords = [k for k in keywords if len(k) <= settings.MAILHOST_IMAP_MAX_KEYWORD_LENGTH]
+        parsed = Flags.parse(filing.flags)
+        keywords = [
+            k for k in parsed.keywords if len(k) <= settings.MAILHOST_IMAP_MAX_KEYWORD_LENGTH
+        ]
         if folder_id in chosen:  # one copy per folder, flags merged (RFC 5228 4.1)
             old = chosen[folder_id]
-            old.columns.update(columns)
+            old.system |= parsed.system
             old.keywords += [
                 k for k in keywords if k.lower() not in {o.lower() for o in old.keywords}
             ]
             continue
         size = len(filing.raw) if filing.raw is not None else len(raw)
-        chosen[folder_id] = _Copy(variant, size, columns, keywords)
+        chosen[folder_id] = _Copy(variant, size, parsed.system, keywords)
     for folder_id, copy in chosen.items():
         copy.keywords = _keywords_that_fit(folder_id, copy.keywords)
     total = sum(copy.size for copy in chosen.values())
@@ -1888,7 +1872,8 @@ def message_append(
     mailbox = Mailbox.objects.only("id", "quota", "used_bytes").get(pk=folder.mailbox_id)
     if _over_quota(mailbox, size):  # cheap early refusal before writing the bytes
         raise QuotaExceeded(f"mailbox {mailbox.pk} is over quota")
-    columns, keywords = _parse_flags(flags)
+    parsed = Flags.parse(flags)
+    keywords = list(parsed.keywords)
     _check_keywords(keywords)
     summary = headers.summarize(raw)
     name = blob_write(raw)
@@ -1900,7 +1885,7 @@ def message_append(
             locked = _lock_folders([folder.pk])[folder.pk]
             _check_folder_keywords(folder.pk, keywords)
             blob = blob_row_create(name=name, raw=raw)
-            uid, modseq = _reserve(locked, 1, size, 0 if columns.get("seen") else 1)
+            uid, modseq = _reserve(locked, 1, size, 0 if SystemFlag.SEEN in parsed else 1)
             message = Message.objects.create(
                 folder_id=folder.pk,
                 uid=uid,
@@ -1909,7 +1894,7 @@ def message_append(
                 size=size,
                 internal_date=internal_date or timezone.now(),
                 keywords=" ".join(keywords),
-                **columns,
+                **parsed.columns(),
                 **summary,
             )
             Mailbox.objects.filter(pk=mailbox.pk).update(used_bytes=F("used_bytes") + size)
@@ -2019,14 +2004,6 @@ class StoreResult:
     answered: list[int] = field(default_factory=list)
 
 
-def _flag_list(state: tuple[bool, ...], keywords: str) -> list[str]:
-    names = list(Message.SYSTEM_FLAGS)
-    result = [names[i] for i, on in enumerate(state) if on]
-    if keywords:
-        result.extend(keywords.split())
-    return result
-
-
 def messages_store_flags(
     *,
     folder: Folder,
@@ -2076,8 +2053,12 @@ def _train_on_replies(folder: Folder, uids: list[int]) -> None:
         spam_train(mailbox=row[1], message_ids=ids, spam=False)
 
 
+_SEEN, _ANSWERED = int(SystemFlag.SEEN), int(SystemFlag.ANSWERED)  # ints: tested per row
+
+
 def _store_flags(cursor, folder, uids, flags, mode, unchangedsince) -> StoreResult:
-    columns, keywords = _parse_flags(flags)
+    parsed = Flags.parse(flags)
+    bits, keywords = int(parsed.system), list(parsed.keywords)
     lowered_keywords = {k.lower() for k in keywords}
     uid_list = sorted(set(uids))
     result = StoreResult()
@@ -2097,7 +2078,7 @@ def _store_flags(cursor, folder, uids, flags, mode, unchangedsince) -> StoreResu
         _check_keywords(keywords)
         _check_folder_keywords(folder.pk, keywords)
     per_message = settings.MAILHOST_IMAP_MAX_KEYWORDS_PER_MESSAGE
-    groups: dict[tuple[tuple[bool, ...], str], list[int]] = defaultdict(list)
+    groups: dict[tuple[int, str], list[int]] = defaultdict(list)
     unseen_delta = 0
     columns_sql = ", ".join(quote(c) for c in FLAG_COLUMNS)
     for chunk_start in range(0, len(uid_list), 5000):
@@ -2107,35 +2088,33 @@ def _store_flags(cursor, folder, uids, flags, mode, unchangedsince) -> StoreResu
             f" WHERE folder_id = %s AND uid IN ({', '.join(['%s'] * len(chunk))})",
             [folder.pk, *chunk],
         )
-        for uid, modseq, current_keywords, *state in cursor.fetchall():
-            state = tuple(bool(v) for v in state)  # 0/1 on SQLite
+        for uid, modseq, current_keywords, *values in cursor.fetchall():
+            state = bits_of(values)
             if unchangedsince is not None and modseq > unchangedsince:
                 result.modified.append(uid)
                 continue
             if mode == "replace":
-                new_state = tuple(columns.get(c, False) for c in FLAG_COLUMNS)
+                new_state = bits
                 new_keywords = " ".join(keywords)
             elif mode == "add":
-                new_state = tuple(s or columns.get(c, False) for s, c in zip(state, FLAG_COLUMNS))
+                new_state = state | bits
                 existing = current_keywords.split()
                 have = {k.lower() for k in existing}
                 new_keywords = " ".join(existing + [k for k in keywords if k.lower() not in have])
                 if len(new_keywords.split()) > max(per_message, len(existing)):
                     raise KeywordLimit(f"At most {per_message} keywords per message")
             else:
-                new_state = tuple(
-                    s and not columns.get(c, False) for s, c in zip(state, FLAG_COLUMNS)
-                )
+                new_state = state & ~bits
                 new_keywords = " ".join(
                     k for k in current_keywords.split() if k.lower() not in lowered_keywords
                 )
             if new_state == state and new_keywords == current_keywords:
                 continue
             groups[(new_state, new_keywords)].append(uid)
-            unseen_delta += int(not new_state[0]) - int(not state[0])
-            if new_state[_ANSWERED] and not state[_ANSWERED]:
+            unseen_delta += int(not new_state & _SEEN) - int(not state & _SEEN)
+            if new_state & _ANSWERED and not state & _ANSWERED:
                 result.answered.append(uid)
-            result.changed.append((uid, _flag_list(new_state, new_keywords), new_modseq))
+            result.changed.append((uid, names_of_bits(new_state, new_keywords), new_modseq))
     result.modified.sort()
     if not result.changed:
         return result
@@ -2146,7 +2125,7 @@ def _store_flags(cursor, folder, uids, flags, mode, unchangedsince) -> StoreResu
             cursor.execute(
                 f"UPDATE {messages} SET {assignments}"
                 f" WHERE folder_id = %s AND uid IN ({', '.join(['%s'] * len(chunk))})",
-                [new_modseq, new_keywords, *state, folder.pk, *chunk],
+                [new_modseq, new_keywords, *column_values(state), folder.pk, *chunk],
             )
     cursor.execute(
         f"UPDATE {folders} SET highestmodseq = %s, unseen_count = unseen_count + %s WHERE id = %s",

@@ -33,6 +33,10 @@ from django.db.models.functions import Length
 
 from mailboxes import fulltext, selectors
 from mailboxes import headers as header_cache
+from mailboxes.flags import COLUMNS as FLAG_COLUMNS
+from mailboxes.flags import SYSTEM as SYSTEM_FLAGS
+from mailboxes.flags import SystemFlag
+from mailboxes.flags import column as flag_column
 from mailboxes.models import Message
 from protocols.imap import objectid
 from protocols.imap.parser import ParseFailure, SequenceSet, parse_sequence_set
@@ -56,14 +60,6 @@ MAX_SQL_RANGES = 100
 # is built and evaluated recursively (5,000 NOTs were a RecursionError, NO [SERVERBUG]).
 MAX_KEY_DEPTH = 100
 
-FLAG_COLUMNS = {
-    "\\seen": "seen",
-    "\\answered": "answered",
-    "\\flagged": "flagged",
-    "\\deleted": "deleted",
-    "\\draft": "draft",
-}
-
 
 class SearchSyntaxError(ValueError):
     """Keys the grammar does not allow: the engine answers BAD."""
@@ -85,7 +81,7 @@ class All:
 
 @dataclass(frozen=True)
 class Flag:
-    column: str  # seen answered flagged deleted draft
+    column: str  # a Message column of mailboxes.flags.COLUMNS
     value: bool
 
 
@@ -342,7 +338,7 @@ class _Reader:
             flag = self.atom()
             if flag.lower() == "\\recent":
                 return Recent() if name == "KEYWORD" else Not(Recent())
-            column = FLAG_COLUMNS.get(flag.lower())
+            column = flag_column(flag)
             if column is not None:
                 return Flag(column, name == "KEYWORD")
             return Keyword(flag, name == "KEYWORD")
@@ -383,19 +379,12 @@ def _sequence(text: str) -> SequenceSet:
 _SIMPLE_KEYS = {
     "ALL": All(),
     "SAVEDATESUPPORTED": All(),  # RFC 8514 4: every mailbox keeps save dates
-    "ANSWERED": Flag("answered", True),
-    "DELETED": Flag("deleted", True),
-    "DRAFT": Flag("draft", True),
-    "FLAGGED": Flag("flagged", True),
-    "SEEN": Flag("seen", True),
-    "UNANSWERED": Flag("answered", False),
-    "UNDELETED": Flag("deleted", False),
-    "UNDRAFT": Flag("draft", False),
-    "UNFLAGGED": Flag("flagged", False),
-    "UNSEEN": Flag("seen", False),
+    # ANSWERED, UNANSWERED, DELETED, UNDELETED...: one pair per system flag.
+    **{flag.name: Flag(flag.column, True) for flag in SYSTEM_FLAGS},
+    **{"UN" + flag.name: Flag(flag.column, False) for flag in SYSTEM_FLAGS},
     "RECENT": Recent(),
     # RFC 3501 6.4.4: NEW is RECENT UNSEEN; OLD is NOT RECENT.
-    "NEW": And((Recent(), Flag("seen", False))),
+    "NEW": And((Recent(), Flag(SystemFlag.SEEN.column, False))),
     "OLD": Not(Recent()),
 }
 _DATE_KEYS = {
@@ -854,11 +843,7 @@ ROW_FIELDS = (
     "size",
     "internal_date",
     "sent_date",
-    "seen",
-    "answered",
-    "flagged",
-    "deleted",
-    "draft",
+    *FLAG_COLUMNS,
     "keywords",
     "subject",
     "from_display",

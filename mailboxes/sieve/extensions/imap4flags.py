@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import re
 
+from mailboxes.flags import system_flag
 from mailboxes.sieve.interpreter import Frame, Run
 from mailboxes.sieve.parser import Command, Test
 
-_SETTABLE_SYSTEM_FLAGS = frozenset({"\\seen", "\\answered", "\\flagged", "\\deleted", "\\draft"})
 _KEYWORD = re.compile(r'[^\x00-\x20\x7f-\U0010ffff(){%*"\\\]]+\Z')  # RFC 9051 atom
 
 
@@ -21,7 +21,7 @@ def flag_list(values: list[str]) -> list[str]:
     for value in values:
         for flag in value.split():
             if flag.startswith("\\"):
-                if flag.lower() not in _SETTABLE_SYSTEM_FLAGS:
+                if system_flag(flag) is None:
                     continue
             elif not _KEYWORD.match(flag):
                 continue

@@ -13,7 +13,7 @@ from protocols.imap import objectid
 from protocols.imap import parser as p
 from protocols.imap import responses as r
 from protocols.imap.errors import CommandError
-from protocols.imap.flags import flags_of
+from protocols.imap.flags import FLAGS_LINE_BASE, flags_of
 from protocols.imap.worker import db
 
 if TYPE_CHECKING:
@@ -85,7 +85,7 @@ def _qresync_data(folder_id: int, params: p.QresyncParams, uids: list[int]):
 def permanent_flags(keywords: set[str]) -> bytes:
     """RFC 9051 7.1: `\\*` says new keywords may be created; not when the folder holds as
     many as MAILHOST_IMAP_MAX_KEYWORDS_PER_FOLDER (as far as this process knows)."""
-    flags = "\\Answered \\Flagged \\Deleted \\Seen \\Draft"
+    flags = " ".join(FLAGS_LINE_BASE)
     if len(keywords) < settings.MAILHOST_IMAP_MAX_KEYWORDS_PER_FOLDER:
         flags += " \\*"
     return r.Reply("OK", "Flags permitted", f"PERMANENTFLAGS ({flags})").untagged()
