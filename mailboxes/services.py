@@ -1861,10 +1861,11 @@ def message_append(
     *,
     folder: Folder,
     raw: bytes,
-    flags: Iterable[str] = (),
+    flags: Iterable[str] | Flags = (),
     internal_date: datetime | None = None,
 ) -> Message:
-    """Store a message in a folder (IMAP APPEND, webmail drafts and Sent copies).
+    """Store a message in a folder (IMAP APPEND, webmail drafts and Sent copies) with its
+    flags: a Flags value, or names as an IMAP client gives them.
 
     Raises QuotaExceeded when the mailbox has no room, NotFound when the folder is gone.
     """
@@ -1872,7 +1873,7 @@ def message_append(
     mailbox = Mailbox.objects.only("id", "quota", "used_bytes").get(pk=folder.mailbox_id)
     if _over_quota(mailbox, size):  # cheap early refusal before writing the bytes
         raise QuotaExceeded(f"mailbox {mailbox.pk} is over quota")
-    parsed = Flags.parse(flags)
+    parsed = flags if isinstance(flags, Flags) else Flags.parse(flags)
     keywords = list(parsed.keywords)
     _check_keywords(keywords)
     summary = headers.summarize(raw)
@@ -2169,8 +2170,8 @@ def messages_expunge(
 @transaction.atomic
 def messages_delete(*, folder: Folder, uids: Iterable[int]) -> list[int]:
     """Remove these messages whatever their flags, in one transaction (POP3 UPDATE state:
-    DELE marks, QUIT removes). UIDs already gone are skipped. Returns the removed UIDs; IMAP
-    sessions see them as EXPUNGE."""
+    DELE marks, QUIT removes; the webmail's delete for good). UIDs already gone are skipped.
+    Returns the removed UIDs; IMAP sessions see them as EXPUNGE."""
     _lock_mailboxes([folder.mailbox_id])
     locked = _lock_folders([folder.pk])[folder.pk]
     wanted = sorted(set(uids))
@@ -2182,6 +2183,49 @@ def messages_delete(*, folder: Folder, uids: Iterable[int]) -> list[int]:
             ).values_list("uid", "size", "seen", "blob_id")
         )
     return _remove_messages(locked, rows)
+
+
+@transaction.atomic
+def folder_empty(*, folder: Folder) -> list[int]:
+    """Remove every message of a folder for good (the webmail's Empty Trash / Empty Junk),
+    in one transaction. Returns the removed UIDs; IMAP sessions see them as EXPUNGE."""
+    _lock_mailboxes([folder.mailbox_id])
+    locked = _lock_folders([folder.pk])[folder.pk]
+    rows = list(
+        Message.objects.filter(folder_id=folder.pk).values_list("uid", "size", "seen", "blob_id")
+    )
+    return _remove_messages(locked, rows)
+
+
+# What a reader means, for callers that do not speak IMAP (the webmail, POP3): each is one
+# STORE on the flags, with everything messages_store_flags does (MODSEQ, counters, IDLE,
+# training on \\Answered).
+
+
+def messages_mark_read(*, folder: Folder, uids: Iterable[int]) -> StoreResult:
+    return _store_system_flag(folder, uids, SystemFlag.SEEN, "add")
+
+
+def messages_mark_unread(*, folder: Folder, uids: Iterable[int]) -> StoreResult:
+    return _store_system_flag(folder, uids, SystemFlag.SEEN, "remove")
+
+
+def messages_flag(*, folder: Folder, uids: Iterable[int]) -> StoreResult:
+    """Flag messages for attention (IMAP \\Flagged; the webmail's star)."""
+    return _store_system_flag(folder, uids, SystemFlag.FLAGGED, "add")
+
+
+def messages_unflag(*, folder: Folder, uids: Iterable[int]) -> StoreResult:
+    return _store_system_flag(folder, uids, SystemFlag.FLAGGED, "remove")
+
+
+def messages_mark_answered(*, folder: Folder, uids: Iterable[int]) -> StoreResult:
+    """Mark messages answered (a reply to them was sent): the spam filter learns them as ham."""
+    return _store_system_flag(folder, uids, SystemFlag.ANSWERED, "add")
+
+
+def _store_system_flag(folder: Folder, uids: Iterable[int], flag: SystemFlag, mode: str):
+    return messages_store_flags(folder=folder, uids=uids, flags=[flag.imap], mode=mode)
 
 
 def message_caches_put(*, key: str, values: dict[int, object]) -> None:

@@ -152,7 +152,5 @@ def update(maildrop: Maildrop, retrieved: set[int], *, holder: str) -> list[int]
     kept = [maildrop.entries[n - 1].uid for n in sorted(retrieved - maildrop.deleted)]
     with lease.held(maildrop.mailbox_id, holder):
         if kept:
-            services.messages_store_flags(
-                folder=maildrop.folder, uids=kept, flags=["\\Seen"], mode="add"
-            )
+            services.messages_mark_read(folder=maildrop.folder, uids=kept)
         return remove_deleted(maildrop)

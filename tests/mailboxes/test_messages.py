@@ -355,3 +355,64 @@ def test_folder_keywords_lists_each_keyword_once(alice):
     fill(inbox, 2)
     assert folder_keywords(inbox.id) == ["$Done", "$Todo"]
     assert folder_keywords(folder_get(alice, "Trash").id) == []
+
+
+# --- what a reader means (the webmail, POP3) --------------------------------------------------
+
+
+def test_mark_read_unread_flag_unflag_answered(alice, monkeypatch):
+    inbox = folder_get(alice, "INBOX")
+    fill(inbox, 3)  # uids 1..3, modseqs 2..4
+    trained = []
+    monkeypatch.setattr(services, "spam_train", lambda **kwargs: trained.append(kwargs))
+    assert services.messages_mark_read(folder=inbox, uids=[1, 2]).changed == [
+        (1, ["\\Seen"], 5),
+        (2, ["\\Seen"], 5),
+    ]
+    assert fresh(inbox).unseen_count == 1
+    assert services.messages_flag(folder=inbox, uids=[2, 3]).changed == [
+        (2, ["\\Seen", "\\Flagged"], 6),
+        (3, ["\\Flagged"], 6),
+    ]
+    assert services.messages_mark_unread(folder=inbox, uids=[2]).changed == [
+        (2, ["\\Flagged"], 7)
+    ]
+    assert services.messages_unflag(folder=inbox, uids=[2, 3]).changed == [
+        (2, [], 8),
+        (3, [], 8),
+    ]
+    answered = services.messages_mark_answered(folder=inbox, uids=[3])
+    assert answered.changed == [(3, ["\\Answered"], 9)] and answered.answered == [3]
+    assert [t["spam"] for t in trained] == [False]  # a message answered was wanted
+    rows = {m.uid: m.flags for m in messages_in(inbox)}
+    assert rows == {1: ["\\Seen"], 2: [], 3: ["\\Answered"]}
+    assert fresh(inbox).unseen_count == 2
+
+
+def test_append_with_a_flags_value(alice):
+    from mailboxes.flags import Flags, SystemFlag
+
+    drafts = folder_get(alice, "Drafts")
+    message = services.message_append(
+        folder=drafts, raw=make_raw("d"), flags=Flags.of(SystemFlag.DRAFT, SystemFlag.SEEN)
+    )
+    assert message.flags == ["\\Seen", "\\Draft"]
+    assert fresh(drafts).unseen_count == 0
+
+
+def test_delete_and_folder_empty_remove_whatever_the_flags(
+    alice, published, django_capture_on_commit_callbacks
+):
+    trash = folder_get(alice, "Trash")
+    fill(trash, 4)
+    services.messages_mark_read(folder=trash, uids=[4])
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.messages_delete(folder=trash, uids=[2, 9]) == [2]
+    assert published[-1].kind == "expunge" and published[-1].uids == (2,)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.folder_empty(folder=trash) == [1, 3, 4]
+    assert published[-1].kind == "expunge" and published[-1].uids == (1, 3, 4)
+    after = fresh(trash)
+    assert (after.message_count, after.unseen_count, after.total_size) == (0, 0, 0)
+    assert used(alice) == 0
+    assert services.folder_empty(folder=trash) == []

@@ -21,6 +21,7 @@ from django.views.decorators.http import require_http_methods
 
 from mailboxes import selectors, services
 from mailboxes.exceptions import MailhostError, QuotaExceeded
+from mailboxes.flags import Flags, SystemFlag
 from mailboxes.models import Folder, Message, SpecialUse
 from mailhost.proxy import client_address
 from webmail import compose, delivery_status, mime
@@ -288,7 +289,9 @@ def _post(request: HttpRequest) -> HttpResponse:
     if sent is not None:
         try:
             copy_raw = delivery_status.mark_refused(copy_raw, result.refused)
-            copy = services.message_append(folder=sent, raw=copy_raw, flags=["\\Seen"])
+            copy = services.message_append(
+                folder=sent, raw=copy_raw, flags=Flags.of(SystemFlag.SEEN)
+            )
             target = reverse("webmail:message", args=[sent.pk, copy.uid])
         except QuotaExceeded:
             flash.warning(request, "Sent, but your mailbox is full: no copy was kept in Sent.")
@@ -322,7 +325,9 @@ def _store_draft(request, draft, extra) -> tuple[Message, list[Kept]]:
             mailbox=request.mailbox, name="Drafts", special_use=SpecialUse.DRAFTS
         )
     raw, _ = compose.build(mailbox=request.mailbox, draft=draft, include_bcc=True)
-    saved = services.message_append(folder=drafts, raw=raw, flags=["\\Draft", "\\Seen"])
+    saved = services.message_append(
+        folder=drafts, raw=raw, flags=Flags.of(SystemFlag.DRAFT, SystemFlag.SEEN)
+    )
     saved.folder = drafts
     _drop_draft(request, extra.get("draft_uid", ""))
     kept = [k for k in (_kept(request, r) for r in _attachment_refs(saved, raw)) if k]
@@ -348,8 +353,7 @@ def _drop_draft(request, uid_text: str) -> None:
     uid = int(uid_text)
     if not Message.objects.filter(folder=drafts, uid=uid, draft=True).exists():
         return
-    services.messages_store_flags(folder=drafts, uids=[uid], flags=["\\Deleted"], mode="add")
-    services.messages_expunge(folder=drafts, uids=[uid])
+    services.messages_delete(folder=drafts, uids=[uid])
 
 
 def _mark_answered(request, ref: str) -> None:
@@ -358,6 +362,4 @@ def _mark_answered(request, ref: str) -> None:
         return
     message = found[0]
     folder = Folder.objects.get(pk=message.folder_id)
-    services.messages_store_flags(
-        folder=folder, uids=[message.uid], flags=["\\Answered"], mode="add"
-    )
+    services.messages_mark_answered(folder=folder, uids=[message.uid])

@@ -191,6 +191,13 @@ ACTIONS = {
     "notjunk",
     "empty",
 }
+# Actions that change a flag: the service and what the confirmation says was done.
+FLAG_ACTIONS = {
+    "read": (services.messages_mark_read, "marked read"),
+    "unread": (services.messages_mark_unread, "marked unread"),
+    "flag": (services.messages_flag, "flagged"),
+    "unflag": (services.messages_unflag, "unflagged"),
+}
 EMPTYABLE = {SpecialUse.TRASH, SpecialUse.JUNK}
 # Folders whose messages can be called junk: mail that came in (not Sent, Drafts, Trash).
 JUNKABLE = {SpecialUse.NONE, SpecialUse.ARCHIVE}
@@ -229,15 +236,12 @@ def bulk(request: HttpRequest, folder_id: int) -> HttpResponse:
 
 
 def _empty(request: HttpRequest, folder: Folder, back: str) -> HttpResponse:
-    """Delete everything in Trash or Junk for good (\\Deleted + EXPUNGE, as IMAP sees it)."""
+    """Delete everything in Trash or Junk for good."""
     if folder.special_use not in EMPTYABLE:
         flash.error(request, f"Only Trash and Junk can be emptied, not {folder.name}.")
         return redirect(back)
-    uids = list(Message.objects.filter(folder=folder).values_list("uid", flat=True))
     try:
-        if uids:
-            services.messages_store_flags(folder=folder, uids=uids, flags=["\\Deleted"], mode="add")
-        gone = services.messages_expunge(folder=folder, uids=uids) if uids else []
+        gone = services.folder_empty(folder=folder)
     except MailhostError as exc:
         flash.error(request, f"Could not empty {folder.name}: {exc}")
         return redirect(back)
@@ -252,17 +256,10 @@ def _plural(count: int) -> str:
 def apply(request, folder: Folder, action: str, uids: list[int], back: str) -> tuple[str, str]:
     mailbox_id = request.mailbox.pk
     count = Message.objects.filter(folder=folder, uid__in=uids).count()
-    if action in {"read", "unread", "flag", "unflag"}:
-        flag = "\\Seen" if action in {"read", "unread"} else "\\Flagged"
-        mode = "add" if action in {"read", "flag"} else "remove"
-        services.messages_store_flags(folder=folder, uids=uids, flags=[flag], mode=mode)
-        words = {
-            "read": "marked read",
-            "unread": "marked unread",
-            "flag": "flagged",
-            "unflag": "unflagged",
-        }
-        return f"{_plural(count)} {words[action]}.", back
+    if action in FLAG_ACTIONS:
+        service, words = FLAG_ACTIONS[action]
+        service(folder=folder, uids=uids)
+        return f"{_plural(count)} {words}.", back
     leaving = reverse("webmail:folder", args=[folder.pk])
     if action == "move":
         target_id = request.POST.get("target", "")
@@ -290,8 +287,7 @@ def apply(request, folder: Folder, action: str, uids: list[int], back: str) -> t
     # delete: to Trash; from Trash (or with no Trash) for good, as IMAP clients do it.
     trash = special_folder(mailbox_id, SpecialUse.TRASH)
     if trash is None or trash.pk == folder.pk:
-        services.messages_store_flags(folder=folder, uids=uids, flags=["\\Deleted"], mode="add")
-        gone = services.messages_expunge(folder=folder, uids=uids)
+        gone = services.messages_delete(folder=folder, uids=uids)
         return f"{_plural(len(gone))} deleted for good.", _away(back, leaving)
     services.messages_move(source=folder, uids=uids, target=trash)
     return f"{_plural(count)} moved to Trash.", _away(back, leaving)

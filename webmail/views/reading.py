@@ -89,7 +89,7 @@ def message_view(request: HttpRequest, folder_id: int, uid: int) -> HttpResponse
     parsed.headers = [(n, header_date(v) if n == "Date" else v) for n, v in parsed.headers]
     if not message.seen:
         # Opening marks read, through the service, so IMAP and POP3 see it at once.
-        services.messages_store_flags(folder=folder, uids=[uid], flags=["\\Seen"], mode="add")
+        services.messages_mark_read(folder=folder, uids=[uid])
         message.seen = True
     allow_images = request.GET.get("images") == "1"
     blocked = 0
