@@ -11,7 +11,7 @@ from datetime import datetime
 from django.conf import settings
 from django.core.files.storage import storages
 from django.db import connection
-from django.db.models import CharField, Count, F, IntegerField, Q, QuerySet, Sum, Value
+from django.db.models import CharField, Count, F, IntegerField, Max, Q, QuerySet, Sum, Value
 from django.db.models.functions import Cast, Length
 
 from mailboxes import headers, senderlists, srs
@@ -27,8 +27,11 @@ from mailboxes.models import (
     Alias,
     AppPassword,
     Blob,
+    Contact,
+    ContactDeleted,
     DkimKey,
     Domain,
+    Expunged,
     Folder,
     FolderAcl,
     Mailbox,
@@ -38,6 +41,7 @@ from mailboxes.models import (
     RecoveryCode,
     SenderListEntry,
     SieveScript,
+    SpecialUse,
     Subscription,
     WebSession,
 )
@@ -434,6 +438,24 @@ def is_subscribed(mailbox: Mailbox | int, name: str) -> bool:
     return Subscription.objects.filter(mailbox_id=mailbox_id, name=name).exists()
 
 
+def messages_to_search(folder_id: int, *, max_uid: int) -> QuerySet[Message]:
+    """A folder's messages up to UID `max_uid`, for a search to filter: IMAP SEARCH
+    (protocols/imap/search.py) compiles its keys to conditions on Message's fields."""
+    return Message.objects.filter(folder_id=folder_id, uid__lte=max_uid)
+
+
+def messages_to_search_in_mailbox(
+    mailbox: Mailbox | int, *, folder: Folder | None = None
+) -> QuerySet[Message]:
+    """A mailbox's messages (or one folder's), their folder rows read with them, for a
+    search to filter (webmail/search.py)."""
+    mailbox_id = mailbox if isinstance(mailbox, int) else mailbox.id
+    scope = Message.objects.filter(folder__mailbox_id=mailbox_id)
+    if folder is not None:
+        scope = scope.filter(folder_id=folder.pk)
+    return scope.select_related("folder")
+
+
 def message_sort_rows(folder_id: int, max_uid: int, columns: Sequence[str]) -> list[tuple]:
     """(uid, *columns) of the folder's messages up to max_uid, in UID order: the cached header
     fields IMAP SORT and THREAD order by (never the blobs); dates as UTC text."""
@@ -475,11 +497,17 @@ def messages_in(folder: Folder | int) -> QuerySet[Message]:
     return Message.objects.filter(folder_id=folder_id).order_by("uid")
 
 
+# What blob_read raises for a blob released since its name or id was read (by id, the row
+# itself is gone): callers that render many messages skip the one it names.
+BLOB_GONE: tuple[type[Exception], ...] = (FileNotFoundError, Blob.DoesNotExist)
+
+
 def blob_read(blob: Blob | int | str, *, limit: int = -1) -> bytes:
     """The raw bytes of a blob (by row, id or storage name), or their first `limit` bytes.
 
     Raises FileNotFoundError when the blob is gone (released by an expunge since its name
-    was read), whether its bytes were a file or inline in the row."""
+    was read), whether its bytes were a file or inline in the row (Blob.DoesNotExist when
+    read by the id of a row gone since: BLOB_GONE names both)."""
     if isinstance(blob, int):
         blob = Blob.objects.get(pk=blob)
     name = blob if isinstance(blob, str) else blob.name
@@ -514,13 +542,45 @@ def blob_path(blob: Blob | str) -> str | None:
 # --- IMAP session reads (protocols/imap) -------------------------------------------------
 
 
+def folder_uids_between(folder_id: int, low: int, high: int) -> list[int]:
+    """The UIDs in [low, high) of a folder's messages now, ascending (the rows of a session's
+    view: protocols/imap/uidcache.py)."""
+    # Raw SQL: Django's per-row machinery costs more than the query on 100k rows.
+    table = connection.ops.quote_name(Message._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT uid FROM {table} WHERE folder_id = %s AND uid >= %s AND uid < %s ORDER BY uid",
+            [folder_id, low, high],
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+def folder_expunged_since(folder_id: int, modseq: int) -> list[tuple[int, int]]:
+    """(uid, modseq) of what was expunged from a folder after MODSEQ `modseq`: its
+    tombstones (every removal writes one with its new MODSEQ), in no particular order."""
+    table = connection.ops.quote_name(Expunged._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT uid, modseq FROM {table} WHERE folder_id = %s AND modseq > %s",
+            [folder_id, modseq],
+        )
+        return cursor.fetchall()
+
+
+def folder_vanished_since(folder_id: int, modseq: int) -> list[int]:
+    """The UIDs expunged from a folder after MODSEQ `modseq`, ascending, each once: QRESYNC's
+    VANISHED (EARLIER) (RFC 7162 3.2.5.2, 3.2.6)."""
+    uids = Expunged.objects.filter(folder_id=folder_id, modseq__gt=modseq).values_list(
+        "uid", flat=True
+    )
+    return sorted(set(uids))
+
+
 def folder_view_count(folder_id: int, modseq: int, low: int, high: int) -> int:
     """How many UIDs in [low, high) a session's view of a folder holds: the view as of
     (modseq, uidnext) is the UIDs below uidnext less those expunged at or before modseq
     (protocols/imap/uidcache.py). Rows and tombstones are counted in one statement, so a
     message expunged meanwhile is counted exactly once."""
-    from mailboxes.models import Expunged
-
     messages = connection.ops.quote_name(Message._meta.db_table)
     expunged = connection.ops.quote_name(Expunged._meta.db_table)
     with connection.cursor() as cursor:
@@ -658,8 +718,6 @@ def folder_changes_since(folder_id: int, modseq: int, expunge_modseq: int):
 
 @functools.cache
 def _changes_sql() -> str:
-    from mailboxes.models import Expunged
-
     quote = connection.ops.quote_name
     flags = ", ".join(quote(c) for c in ("keywords", *FLAG_COLUMNS))
     nulls = ", ".join(["NULL"] * (1 + len(FLAG_COLUMNS)))
@@ -1094,3 +1152,175 @@ def recovery_codes_left(*, mailbox: Mailbox) -> int:
 
 def passkeys(*, mailbox: Mailbox) -> list[Passkey]:
     return list(Passkey.objects.filter(mailbox=mailbox).order_by("created_at"))
+
+
+# --- Webmail reads (webmail/views) -------------------------------------------------------
+
+
+def folder_of(mailbox: Mailbox | int, folder_id: int) -> Folder | None:
+    """A mailbox's folder by id; None when there is none or it is another mailbox's."""
+    mailbox_id = mailbox if isinstance(mailbox, int) else mailbox.id
+    return Folder.objects.filter(pk=folder_id, mailbox_id=mailbox_id).first()
+
+
+def message_get(folder: Folder | int, uid: int) -> Message | None:
+    """A message by folder and UID, with its blob and folder rows."""
+    return Message.objects.select_related("blob", "folder").filter(folder=folder, uid=uid).first()
+
+
+def message_of(mailbox: Mailbox | int, folder_id: int, uid: int) -> Message | None:
+    """A message of the mailbox's own by folder id and UID, with its blob and folder rows;
+    None when there is none or its folder is another mailbox's."""
+    mailbox_id = mailbox if isinstance(mailbox, int) else mailbox.id
+    return (
+        Message.objects.select_related("blob", "folder")
+        .filter(folder_id=folder_id, folder__mailbox_id=mailbox_id, uid=uid)
+        .first()
+    )
+
+
+def message_is_draft(folder: Folder | int, uid: int) -> bool:
+    """Whether the folder holds a message with this UID flagged \\Draft."""
+    return Message.objects.filter(folder=folder, uid=uid, draft=True).exists()
+
+
+def folder_uids(folder: Folder | int) -> list[int]:
+    """Every UID of a folder's messages, ascending."""
+    return list(Message.objects.filter(folder=folder).order_by("uid").values_list("uid", flat=True))
+
+
+def messages_count(folder: Folder | int, uids: Iterable[int]) -> int:
+    """How many of these UIDs the folder holds."""
+    return Message.objects.filter(folder=folder, uid__in=uids).count()
+
+
+def messages_senders(folder: Folder | int, uids: Iterable[int]) -> list[str]:
+    """The From addresses of these messages, each once, sorted (messages without one left
+    out)."""
+    senders = (
+        Message.objects.filter(folder=folder, uid__in=uids)
+        .exclude(from_address="")
+        .values_list("from_address", flat=True)
+    )
+    return sorted(set(senders))
+
+
+def message_list_page(
+    folder: Folder, *, before: int | None, after: int | None, size: int, fields: Sequence[str]
+) -> tuple[list[Message], bool, bool]:
+    """One page of a folder's messages, newest first, with only `fields` loaded: the `size`
+    below UID `before`, or above UID `after`, or the newest. Returns (messages, has_newer,
+    has_older). Each page is one range scan on (folder, uid), whatever its depth (no
+    OFFSET)."""
+    qs = Message.objects.filter(folder_id=folder.pk).only(*fields)
+    if after is not None:
+        chunk = list(qs.filter(uid__gt=after).order_by("uid")[: size + 1])
+        has_newer = len(chunk) > size
+        page = list(reversed(chunk[:size]))
+        has_older = bool(page) and qs.filter(uid__lt=page[-1].uid).exists()
+        return page, has_newer, has_older
+    qs_page = qs.filter(uid__lt=before) if before is not None else qs
+    chunk = list(qs_page.order_by("-uid")[: size + 1])
+    has_older = len(chunk) > size
+    page = chunk[:size]
+    has_newer = before is not None and bool(page) and qs.filter(uid__gt=page[0].uid).exists()
+    return page, has_newer, has_older
+
+
+def folder_thread_counts(folder: Folder | int, thread_keys: Iterable[str]) -> dict[str, int]:
+    """How many of the folder's messages each conversation (thread_key) has: one grouped
+    COUNT over the keys (indexed)."""
+    folder_id = folder if isinstance(folder, int) else folder.pk
+    keys = set(thread_keys)
+    if not keys:
+        return {}
+    return dict(
+        Message.objects.filter(folder_id=folder_id, thread_key__in=keys)
+        .values("thread_key")
+        .annotate(n=Count("id"))
+        .values_list("thread_key", "n")
+    )
+
+
+def conversation_of(message: Message, mailbox: Mailbox | int, *, limit: int) -> list[Message]:
+    """The messages of a message's conversation (thread_key) across its mailbox's folders,
+    Trash left out, oldest first, at most `limit`, with their folder and blob rows; the
+    message alone when it has no conversation."""
+    mailbox_id = mailbox if isinstance(mailbox, int) else mailbox.id
+    if not message.thread_key:
+        return [message]
+    return list(
+        Message.objects.filter(folder__mailbox_id=mailbox_id, thread_key=message.thread_key)
+        .exclude(folder__special_use=SpecialUse.TRASH)
+        .select_related("folder", "blob")
+        .order_by("internal_date", "id")[:limit]
+    ) or [message]
+
+
+def correspondents_recent(mailbox: Mailbox | int, *, limit: int) -> list[tuple[str, str, str]]:
+    """(From, To, Cc) display texts of the mailbox's newest `limit` messages (by row id,
+    every folder): the webmail's address suggestions."""
+    mailbox_id = mailbox if isinstance(mailbox, int) else mailbox.id
+    return list(
+        Message.objects.filter(folder__mailbox_id=mailbox_id)
+        .order_by("-id")
+        .values_list("from_display", "to_display", "cc_display")[:limit]
+    )
+
+
+def contacts_of(mailbox: Mailbox | int) -> QuerySet[Contact]:
+    """The mailbox's address book, by name."""
+    return Contact.objects.filter(mailbox=mailbox).order_by("name", "uid")
+
+
+def contacts_matching(mailbox: Mailbox | int, text: str, *, limit: int) -> list[Contact]:
+    """At most `limit` contacts whose name or addresses contain `text` (without regard to
+    case)."""
+    matching = Contact.objects.filter(mailbox=mailbox).filter(
+        Q(name__icontains=text) | Q(emails__icontains=text)
+    )
+    return list(matching[:limit])
+
+
+def contact_get(mailbox: Mailbox | int, uid: str) -> Contact | None:
+    """A card of the mailbox's address book by its UID."""
+    return Contact.objects.filter(mailbox=mailbox, uid=uid).first()
+
+
+def contacts_by_uid(mailbox: Mailbox | int) -> QuerySet[Contact]:
+    """The mailbox's address book in UID order (CardDAV listings)."""
+    return Contact.objects.filter(mailbox=mailbox).order_by("uid")
+
+
+def contacts_changed_since(mailbox: Mailbox | int, modseq: int) -> QuerySet[Contact]:
+    """The cards written after MODSEQ `modseq`, in MODSEQ order (CardDAV sync, RFC 6578)."""
+    return Contact.objects.filter(mailbox=mailbox, modseq__gt=modseq).order_by("modseq")
+
+
+def contacts_deleted_since(mailbox: Mailbox | int, modseq: int) -> list[str]:
+    """The UIDs of the cards deleted after MODSEQ `modseq` (their tombstones)."""
+    return list(
+        ContactDeleted.objects.filter(mailbox=mailbox, modseq__gt=modseq).values_list(
+            "uid", flat=True
+        )
+    )
+
+
+def contacts_highest_modseq(mailbox: Mailbox | int) -> int:
+    """The address book's last change, written or deleted: its CardDAV sync token."""
+    return max(
+        Contact.objects.filter(mailbox=mailbox).aggregate(m=Max("modseq"))["m"] or 0,
+        ContactDeleted.objects.filter(mailbox=mailbox).aggregate(m=Max("modseq"))["m"] or 0,
+    )
+
+
+def mailbox_signed_in(mailbox_id: object, *, session_key: str | None = None) -> Mailbox | None:
+    """The active mailbox (of an active domain, its domain row read with it) a web session
+    names by id; with `session_key`, only while that session's row exists (a session signed
+    out from Settings > Sessions has none)."""
+    mailboxes = Mailbox.objects.select_related("domain").filter(
+        pk=mailbox_id, active=True, domain__active=True
+    )
+    if session_key is not None:
+        mailboxes = mailboxes.filter(web_sessions__session_key=session_key)
+    return mailboxes.first()

@@ -16,6 +16,7 @@ import functools
 import hashlib
 import hmac
 import time
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -23,9 +24,11 @@ from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 
-from mailboxes import services
-from mailboxes.models import Mailbox
+from mailboxes import selectors, services
 from mailhost.proxy import client_address
+
+if TYPE_CHECKING:
+    from mailboxes.models import Mailbox
 
 API_PREFIX = "/api/"
 SESSION_MAILBOX = "webmail_mailbox_id"
@@ -93,11 +96,7 @@ def pending_mailbox(request: HttpRequest) -> Mailbox | None:
     pending = request.session.get(SESSION_PENDING)
     if not isinstance(pending, dict) or time.time() - pending.get("at", 0) > PENDING_SECONDS:
         return None
-    mailbox = (
-        Mailbox.objects.select_related("domain")
-        .filter(pk=pending.get("id"), active=True, domain__active=True)
-        .first()
-    )
+    mailbox = selectors.mailbox_signed_in(pending.get("id"))
     if mailbox is None or not hmac.compare_digest(
         pending.get("hash", ""), _password_hash_digest(mailbox)
     ):
@@ -127,12 +126,9 @@ def current_mailbox(request: HttpRequest) -> Mailbox | None:
     if not mailbox_id:
         return None
     tracked = request.session.get(SESSION_TRACKED, False)
-    mailboxes = Mailbox.objects.select_related("domain").filter(
-        pk=mailbox_id, active=True, domain__active=True
-    )
-    if tracked:  # signed out from Settings > Sessions when its row is gone
-        mailboxes = mailboxes.filter(web_sessions__session_key=request.session.session_key or "")
-    mailbox = mailboxes.first()
+    # Signed out from Settings > Sessions when a tracked session's row is gone.
+    session_key = (request.session.session_key or "") if tracked else None
+    mailbox = selectors.mailbox_signed_in(mailbox_id, session_key=session_key)
     started = request.session.get(SESSION_STARTED, 0)
     if (
         mailbox is None

@@ -15,15 +15,18 @@ from __future__ import annotations
 
 import base64
 import xml.etree.ElementTree as ET
+from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from mailboxes import services, vcard
+from mailboxes import selectors, services, vcard
 from mailboxes.exceptions import MailhostError
-from mailboxes.models import Contact, ContactDeleted
 from mailhost.proxy import client_address
+
+if TYPE_CHECKING:
+    from mailboxes.models import Contact
 
 DAV = "DAV:"
 CARD = "urn:ietf:params:xml:ns:carddav"
@@ -62,13 +65,7 @@ def _etag(contact: Contact) -> str:
 
 
 def _token(mailbox) -> str:
-    from django.db.models import Max
-
-    last = max(
-        Contact.objects.filter(mailbox=mailbox).aggregate(m=Max("modseq"))["m"] or 0,
-        ContactDeleted.objects.filter(mailbox=mailbox).aggregate(m=Max("modseq"))["m"] or 0,
-    )
-    return f"http://mailhost/sync/{last}"
+    return f"http://mailhost/sync/{selectors.contacts_highest_modseq(mailbox)}"
 
 
 def _multistatus(responses: list[ET.Element], token: str | None = None) -> HttpResponse:
@@ -214,7 +211,7 @@ def dav(request: HttpRequest, rest: str = "") -> HttpResponse:
     uid = _uid_from(path)
     if uid is None:
         return HttpResponse(status=405)
-    contact = Contact.objects.filter(mailbox=mailbox, uid=uid).first()
+    contact = selectors.contact_get(mailbox, uid)
     if method in ("GET", "HEAD"):
         if contact is None:
             return HttpResponse(status=404)
@@ -243,12 +240,12 @@ def _propfind(request, mailbox, path: str) -> HttpResponse:
             if path == ROOT:
                 responses.append(_response(BOOK, *_pick(_collection_props(mailbox, BOOK), wanted)))
             else:
-                for contact in Contact.objects.filter(mailbox=mailbox).order_by("uid"):
+                for contact in selectors.contacts_by_uid(mailbox):
                     props = _card_props(contact, with_data=False)
                     responses.append(_response(_href(contact), *_pick(props, wanted)))
         return _multistatus(responses)
     uid = _uid_from(path)
-    contact = Contact.objects.filter(mailbox=mailbox, uid=uid).first() if uid else None
+    contact = selectors.contact_get(mailbox, uid) if uid else None
     if contact is None:
         return HttpResponse(status=404)
     return _multistatus([_response(path, *_pick(_card_props(contact, False), wanted))])
@@ -261,12 +258,11 @@ def _report(request, mailbox, path: str) -> HttpResponse:
     prop = root.find(_q(DAV, "prop"))
     wanted = None if prop is None else [child.tag for child in prop]
     with_data = wanted is None or _q(CARD, "address-data") in wanted
-    contacts = Contact.objects.filter(mailbox=mailbox)
     if root.tag == _q(CARD, "addressbook-multiget"):
         responses = []
         for href in root.findall(_q(DAV, "href")):
             uid = _uid_from(unquote(href.text or ""))
-            contact = contacts.filter(uid=uid).first() if uid else None
+            contact = selectors.contact_get(mailbox, uid) if uid else None
             if contact is None:
                 responses.append(_response(href.text or "", {}, status=404))
             else:
@@ -277,7 +273,7 @@ def _report(request, mailbox, path: str) -> HttpResponse:
         return _multistatus(
             [
                 _response(_href(c), *_pick(_card_props(c, with_data), wanted))
-                for c in contacts.order_by("uid")
+                for c in selectors.contacts_by_uid(mailbox)
             ]
         )
     if root.tag == _q(DAV, "sync-collection"):
@@ -290,13 +286,13 @@ def _report(request, mailbox, path: str) -> HttpResponse:
             since = int(tail)
         responses = [
             _response(_href(c), *_pick(_card_props(c, with_data), wanted))
-            for c in contacts.filter(modseq__gt=since).order_by("modseq")
+            for c in selectors.contacts_changed_since(mailbox, since)
         ]
         if since:
             from urllib.parse import quote
 
-            for gone in ContactDeleted.objects.filter(mailbox=mailbox, modseq__gt=since):
-                responses.append(_response(f"{BOOK}{quote(gone.uid, safe='')}.vcf", {}, status=404))
+            for gone in selectors.contacts_deleted_since(mailbox, since):
+                responses.append(_response(f"{BOOK}{quote(gone, safe='')}.vcf", {}, status=404))
         return _multistatus(responses, token=_token(mailbox))
     return HttpResponse(status=403)
 
@@ -325,7 +321,7 @@ def _put(request, mailbox, uid: str, contact: Contact | None) -> HttpResponse:
     card = cards[0]
     card.uid = uid  # the resource name is the card's identity here
     services.contacts_put(mailbox=mailbox, cards=[card])
-    stored = Contact.objects.get(mailbox=mailbox, uid=uid)
+    stored = selectors.contact_get(mailbox, uid)
     response = HttpResponse(status=201 if contact is None else 204)
     response["ETag"] = _etag(stored)
     return response

@@ -9,13 +9,16 @@ from email import policy
 from email.headerregistry import Address as HeaderAddress
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, getaddresses, make_msgid
+from typing import TYPE_CHECKING
 
 from django.utils import timezone
 
 from mailboxes.addresses import parse_address
 from mailboxes.exceptions import InvalidAddress
-from mailboxes.models import Mailbox, Message
 from webmail import htmltext, mime
+
+if TYPE_CHECKING:
+    from mailboxes.models import Mailbox, Message
 
 
 @dataclass

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from delivery.models import Protection, RecipientStatus
 from delivery.selectors import outbound_recipients_for_message_id
 from mailboxes import selectors
-from mailboxes.models import Mailbox, Message
 from webmail import mime
+
+if TYPE_CHECKING:
+    from mailboxes.models import Mailbox, Message
 
 
 @dataclass

@@ -9,12 +9,15 @@ BODY_SCAN_LIMIT of them, and the result says so when older ones were not searche
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from django.db.models import Q
 
 from mailboxes import fulltext, selectors
-from mailboxes.models import Folder, Mailbox, Message
 from webmail import mime
+
+if TYPE_CHECKING:
+    from mailboxes.models import Folder, Mailbox, Message
 
 RESULT_LIMIT = 200
 BODY_SCAN_LIMIT = 500
@@ -44,10 +47,7 @@ def search(
     result = SearchResult()
     if not query:
         return result
-    scope = Message.objects.filter(folder__mailbox_id=mailbox.pk)
-    if folder is not None:
-        scope = scope.filter(folder_id=folder.pk)
-    scope = scope.select_related("folder")
+    scope = selectors.messages_to_search_in_mailbox(mailbox, folder=folder)
     found: dict[int, Message] = {}
     if where != "body":
         for message in scope.filter(_header_q(query, where)).order_by("-internal_date", "-id")[

@@ -37,7 +37,6 @@ from mailboxes.flags import COLUMNS as FLAG_COLUMNS
 from mailboxes.flags import SYSTEM as SYSTEM_FLAGS
 from mailboxes.flags import SystemFlag
 from mailboxes.flags import column as flag_column
-from mailboxes.models import Message
 from protocols.imap import objectid
 from protocols.imap.parser import ParseFailure, SequenceSet, parse_sequence_set
 
@@ -877,7 +876,7 @@ def search_full(
         return SearchResult([], None)
     ctx = _Context(seq_uids, set(recent_uids), saved_uids, folder_id)
     compiled = _compile(key, ctx)
-    queryset = Message.objects.filter(folder_id=folder_id, uid__lte=seq_uids[-1])
+    queryset = selectors.messages_to_search(folder_id, max_uid=seq_uids[-1])
     fields = ROW_FIELDS
     if ctx.needs_indexed:
         queryset = queryset.annotate(fts_indexed=fulltext.indexed())

@@ -22,9 +22,7 @@ import threading
 from array import array
 from collections import OrderedDict
 
-from django.db import connection
-
-from mailboxes.models import Expunged, Message
+from mailboxes import selectors
 
 MAX_FOLDERS = 256  # about 400 KB per 100k-message folder
 
@@ -48,8 +46,8 @@ def folder_uids(folder_id: int, modseq: int, uidnext: int) -> array:
             return uids
         if cached_modseq >= modseq and cached_uidnext >= uidnext:
             return _backward(folder_id, cached_modseq, cached, modseq, uidnext)
-    uids = array("I", _uids(folder_id, 1, uidnext))
-    late = [uid for uid, _ in _expunged_after(folder_id, modseq) if uid < uidnext]
+    uids = array("I", selectors.folder_uids_between(folder_id, 1, uidnext))
+    late = [uid for uid, _ in selectors.folder_expunged_since(folder_id, modseq) if uid < uidnext]
     if late:
         uids = array("I", sorted(set(uids).union(late)))
     if entry is None or (modseq, uidnext) > entry[:2]:
@@ -58,10 +56,10 @@ def folder_uids(folder_id: int, modseq: int, uidnext: int) -> array:
 
 
 def _forward(folder_id, cached_modseq, cached_uidnext, cached, modseq, uidnext) -> array:
-    arrived = _uids(folder_id, cached_uidnext, uidnext)
+    arrived = selectors.folder_uids_between(folder_id, cached_uidnext, uidnext)
     gone = set()
     late = []  # arrived after the cached view, expunged after the wanted one
-    for uid, when in _expunged_after(folder_id, cached_modseq):
+    for uid, when in selectors.folder_expunged_since(folder_id, cached_modseq):
         if when <= modseq:
             gone.add(uid)
         elif cached_uidnext <= uid < uidnext:
@@ -75,35 +73,13 @@ def _backward(folder_id, cached_modseq, cached, modseq, uidnext) -> array:
     # Expunged after the wanted view and up to the cached one: still in the wanted view.
     back = {
         uid
-        for uid, when in _expunged_after(folder_id, modseq)
+        for uid, when in selectors.folder_expunged_since(folder_id, modseq)
         if when <= cached_modseq and uid < uidnext
     }
     below = cached[: bisect.bisect_left(cached, uidnext)]
     if not back:
         return array("I", below)
     return array("I", sorted(back.union(below)))
-
-
-def _uids(folder_id: int, low: int, high: int) -> list[int]:
-    # Raw SQL: Django's per-row machinery costs more than the query on 100k rows.
-    table = connection.ops.quote_name(Message._meta.db_table)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT uid FROM {table} WHERE folder_id = %s AND uid >= %s AND uid < %s ORDER BY uid",
-            [folder_id, low, high],
-        )
-        return [row[0] for row in cursor.fetchall()]
-
-
-def _expunged_after(folder_id: int, modseq: int) -> list[tuple[int, int]]:
-    """(uid, modseq) of the tombstones above modseq."""
-    table = connection.ops.quote_name(Expunged._meta.db_table)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT uid, modseq FROM {table} WHERE folder_id = %s AND modseq > %s",
-            [folder_id, modseq],
-        )
-        return cursor.fetchall()
 
 
 def _remember(folder_id: int, modseq: int, uidnext: int, uids: array) -> None:

@@ -10,10 +10,13 @@ bytes and kept in Message.mime_cache["pop3"].
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from mailboxes import selectors, services
-from mailboxes.models import Folder, Mailbox
 from protocols.pop3 import lease
+
+if TYPE_CHECKING:
+    from mailboxes.models import Folder, Mailbox
 
 CACHE_KEY = "pop3"
 CACHE_VERSION = 1

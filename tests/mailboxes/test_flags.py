@@ -25,7 +25,9 @@ def test_columns_are_message_fields():
 
 
 def test_parse_keeps_what_a_message_can_store():
-    parsed = Flags.parse(["\\draft", "$Label1", "\\Recent", "\\Unknown", "$label1", "a(b", "\\SEEN"])
+    parsed = Flags.parse(
+        ["\\draft", "$Label1", "\\Recent", "\\Unknown", "$label1", "a(b", "\\SEEN"]
+    )
     assert parsed == Flags(SystemFlag.SEEN | SystemFlag.DRAFT, ("$Label1",))
     assert parsed.names() == ["\\Seen", "\\Draft", "$Label1"]
     assert SystemFlag.DRAFT in parsed and SystemFlag.DELETED not in parsed

@@ -374,9 +374,7 @@ def test_mark_read_unread_flag_unflag_answered(alice, monkeypatch):
         (2, ["\\Seen", "\\Flagged"], 6),
         (3, ["\\Flagged"], 6),
     ]
-    assert services.messages_mark_unread(folder=inbox, uids=[2]).changed == [
-        (2, ["\\Flagged"], 7)
-    ]
+    assert services.messages_mark_unread(folder=inbox, uids=[2]).changed == [(2, ["\\Flagged"], 7)]
     assert services.messages_unflag(folder=inbox, uids=[2, 3]).changed == [
         (2, [], 8),
         (3, [], 8),

@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import hashlib
 
-from django.db.models import Q
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
 from mailboxes import selectors
-from mailboxes.models import Message
 from webmail import push
 from webmail.auth import mailbox_required
 
@@ -76,11 +74,7 @@ def addresses(request: HttpRequest) -> JsonResponse:
     own = request.mailbox.address.lower()
     counts: dict[str, int] = {}
     names: dict[str, str] = {}
-    recent = (
-        Message.objects.filter(folder__mailbox_id=request.mailbox.pk)
-        .order_by("-id")
-        .values_list("from_display", "to_display", "cc_display")[:SUGGEST_SCAN]
-    )
+    recent = selectors.correspondents_recent(request.mailbox.pk, limit=SUGGEST_SCAN)
     for row in recent:
         for display in row:
             if not display or (query not in display.lower()):
@@ -95,13 +89,8 @@ def addresses(request: HttpRequest) -> JsonResponse:
                     names[key] = name
                 names.setdefault(key, "")
     # The address book first (every match), then past correspondents by frequency.
-    from mailboxes.models import Contact
-
     booked: list[str] = []
-    matching = Contact.objects.filter(mailbox=request.mailbox).filter(
-        Q(name__icontains=query) | Q(emails__icontains=query)
-    )
-    for contact in matching[:SUGGEST_LIMIT]:
+    for contact in selectors.contacts_matching(request.mailbox, query, limit=SUGGEST_LIMIT):
         for address in contact.email_list:
             if query in address.lower() or query in contact.name.lower():
                 booked.append(format_addresses([(contact.name, address)]))

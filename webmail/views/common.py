@@ -5,13 +5,17 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from django.http import Http404, HttpRequest
 from django.utils import timezone
 
 from mailboxes import selectors
-from mailboxes.models import HIERARCHY_DELIMITER, Folder, Message, SpecialUse
+from mailboxes.models import HIERARCHY_DELIMITER, SpecialUse
+
+if TYPE_CHECKING:
+    from mailboxes.models import Folder, Message
 
 PAGE_SIZE = 50
 
@@ -69,16 +73,14 @@ def folder_items(mailbox_id: int) -> list[FolderItem]:
 
 
 def folder_for(request: HttpRequest, folder_id: int) -> Folder:
-    folder = Folder.objects.filter(pk=folder_id, mailbox_id=request.mailbox.pk).first()
+    folder = selectors.folder_of(request.mailbox.pk, folder_id)
     if folder is None:
         raise Http404("no such folder")
     return folder
 
 
 def message_for(folder: Folder, uid: int) -> Message:
-    message = (
-        Message.objects.select_related("blob", "folder").filter(folder=folder, uid=uid).first()
-    )
+    message = selectors.message_get(folder, uid)
     if message is None:
         raise Http404("no such message")
     return message

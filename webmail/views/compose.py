@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.contrib import messages as flash
@@ -22,12 +23,15 @@ from django.views.decorators.http import require_http_methods
 from mailboxes import selectors, services
 from mailboxes.exceptions import MailhostError, QuotaExceeded
 from mailboxes.flags import Flags, SystemFlag
-from mailboxes.models import Folder, Message, SpecialUse
+from mailboxes.models import SpecialUse
 from mailhost.proxy import client_address
 from webmail import compose, delivery_status, mime
 from webmail.auth import mailbox_required
 from webmail.sending import SendError, refused_text, send
 from webmail.views.common import folder_items, human_size, special_folder
+
+if TYPE_CHECKING:
+    from mailboxes.models import Message
 
 logger = logging.getLogger(__name__)
 
@@ -49,15 +53,7 @@ def _message_ref(request: HttpRequest, ref: str) -> tuple[Message, str] | None:
     pieces = ref.split(":")
     if len(pieces) not in (2, 3) or not pieces[0].isdigit() or not pieces[1].isdigit():
         return None
-    message = (
-        Message.objects.select_related("blob", "folder")
-        .filter(
-            folder_id=int(pieces[0]),
-            folder__mailbox_id=request.mailbox.pk,
-            uid=int(pieces[1]),
-        )
-        .first()
-    )
+    message = selectors.message_of(request.mailbox.pk, int(pieces[0]), int(pieces[1]))
     if message is None:
         return None
     return message, pieces[2] if len(pieces) == 3 else ""
@@ -179,13 +175,7 @@ def compose_view(request: HttpRequest) -> HttpResponse:
     elif request.GET.get("draft"):
         drafts = special_folder(mailbox.pk, SpecialUse.DRAFTS)
         uid = request.GET["draft"]
-        message = (
-            Message.objects.select_related("blob", "folder")
-            .filter(folder=drafts, uid=int(uid))
-            .first()
-            if drafts and uid.isdigit()
-            else None
-        )
+        message = selectors.message_get(drafts, int(uid)) if drafts and uid.isdigit() else None
         if message is None:
             return HttpResponse("No such draft.", status=404, content_type="text/plain")
         raw = selectors.blob_read(message.blob)
@@ -351,7 +341,7 @@ def _drop_draft(request, uid_text: str) -> None:
     if drafts is None:
         return
     uid = int(uid_text)
-    if not Message.objects.filter(folder=drafts, uid=uid, draft=True).exists():
+    if not selectors.message_is_draft(drafts, uid):
         return
     services.messages_delete(folder=drafts, uids=[uid])
 
@@ -361,5 +351,5 @@ def _mark_answered(request, ref: str) -> None:
     if found is None:
         return
     message = found[0]
-    folder = Folder.objects.get(pk=message.folder_id)
+    folder = message.folder  # read with the message
     services.messages_mark_answered(folder=folder, uids=[message.uid])

@@ -7,8 +7,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from mailboxes import services, vcard
-from mailboxes.models import Contact
+from mailboxes import selectors, services, vcard
 from webmail.auth import mailbox_required
 from webmail.compose import split_addresses
 from webmail.views.common import folder_items
@@ -36,7 +35,7 @@ def contacts_view(request: HttpRequest) -> HttpResponse:
         "webmail/contacts.html",
         {
             "folders": folder_items(request.mailbox.pk),
-            "contacts": Contact.objects.filter(mailbox=request.mailbox).order_by("name", "uid"),
+            "contacts": selectors.contacts_of(request.mailbox),
         },
     )
 
@@ -63,7 +62,7 @@ def contacts_import(request: HttpRequest) -> HttpResponse:
 @require_GET
 @mailbox_required
 def contacts_export(request: HttpRequest) -> HttpResponse:
-    cards = Contact.objects.filter(mailbox=request.mailbox).order_by("name", "uid")
+    cards = selectors.contacts_of(request.mailbox)
     response = HttpResponse(
         "".join(c.vcard for c in cards), content_type="text/vcard; charset=utf-8"
     )

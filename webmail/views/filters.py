@@ -10,6 +10,7 @@ writes the generated script beside it and makes that one active (the other stays
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from django.contrib import messages as flash
 from django.http import Http404, HttpRequest, HttpResponse
@@ -18,10 +19,12 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from mailboxes import selectors, services
 from mailboxes.exceptions import MailhostError, SieveScriptInvalid
-from mailboxes.models import Mailbox, SieveScript
 from webmail import filters
 from webmail.auth import mailbox_required
 from webmail.views.common import folder_items
+
+if TYPE_CHECKING:
+    from mailboxes.models import Mailbox, SieveScript
 
 MAX_ROWS = 3  # blank condition and action rows the rule form offers (an edited rule: more)
 

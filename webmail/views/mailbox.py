@@ -7,16 +7,17 @@ so the 2000th page of a 100k folder costs what the first does (no OFFSET).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.contrib import messages as flash
-from django.db.models import Count
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from mailboxes import senderlists, services
+from mailboxes import selectors, senderlists, services
 from mailboxes.exceptions import MailhostError
-from mailboxes.models import Folder, Message, SpecialUse
+from mailboxes.models import SpecialUse
 from webmail.auth import mailbox_required, safe_next
 from webmail.views.common import (
     PAGE_SIZE,
@@ -28,6 +29,9 @@ from webmail.views.common import (
     relative_date,
     special_folder,
 )
+
+if TYPE_CHECKING:
+    from mailboxes.models import Folder, Message
 
 LIST_FIELDS = (
     "id",
@@ -82,17 +86,7 @@ def conversations(page: list[Message], folder: Folder) -> list[dict]:
     In-Reply-To, else the Message-ID): each conversation once, at its newest message on the
     page, with the number of its messages in the folder. One grouped COUNT over the page's
     thread keys (indexed), so a page costs the same at 100k messages."""
-    keys = {m.thread_key for m in page if m.thread_key}
-    counts = (
-        dict(
-            Message.objects.filter(folder_id=folder.pk, thread_key__in=keys)
-            .values("thread_key")
-            .annotate(n=Count("id"))
-            .values_list("thread_key", "n")
-        )
-        if keys
-        else {}
-    )
+    counts = selectors.folder_thread_counts(folder, (m.thread_key for m in page if m.thread_key))
     rows: list[dict] = []
     shown: dict[str, dict] = {}
     for message in page:  # newest first
@@ -121,22 +115,9 @@ def index(request: HttpRequest) -> HttpResponse:
 
 def page_of(folder: Folder, *, before: int | None, after: int | None) -> tuple[list, bool, bool]:
     """One page newest first; returns (messages, has_newer, has_older)."""
-    qs = Message.objects.filter(folder_id=folder.pk).only(*LIST_FIELDS)
-    if after is not None:
-        chunk = list(qs.filter(uid__gt=after).order_by("uid")[: PAGE_SIZE + 1])
-        has_newer = len(chunk) > PAGE_SIZE
-        page = list(reversed(chunk[:PAGE_SIZE]))
-        has_older = bool(page) and qs.filter(uid__lt=page[-1].uid).exists()
-        return page, has_newer, has_older
-    if before is not None:
-        qs_page = qs.filter(uid__lt=before)
-    else:
-        qs_page = qs
-    chunk = list(qs_page.order_by("-uid")[: PAGE_SIZE + 1])
-    has_older = len(chunk) > PAGE_SIZE
-    page = chunk[:PAGE_SIZE]
-    has_newer = before is not None and bool(page) and qs.filter(uid__gt=page[0].uid).exists()
-    return page, has_newer, has_older
+    return selectors.message_list_page(
+        folder, before=before, after=after, size=PAGE_SIZE, fields=LIST_FIELDS
+    )
 
 
 def _int_param(request: HttpRequest, name: str) -> int | None:
@@ -220,9 +201,7 @@ def bulk(request: HttpRequest, folder_id: int) -> HttpResponse:
     except ValueError:
         return HttpResponseBadRequest("bad uid")
     if request.POST.get("all") == "1":  # "select all N messages in the folder": every page
-        uids = list(
-            Message.objects.filter(folder=folder).order_by("uid").values_list("uid", flat=True)
-        )
+        uids = selectors.folder_uids(folder)
     if not uids:
         flash.info(request, "Select some messages first.")
         return redirect(back)
@@ -255,7 +234,7 @@ def _plural(count: int) -> str:
 
 def apply(request, folder: Folder, action: str, uids: list[int], back: str) -> tuple[str, str]:
     mailbox_id = request.mailbox.pk
-    count = Message.objects.filter(folder=folder, uid__in=uids).count()
+    count = selectors.messages_count(folder, uids)
     if action in FLAG_ACTIONS:
         service, words = FLAG_ACTIONS[action]
         service(folder=folder, uids=uids)
@@ -263,9 +242,7 @@ def apply(request, folder: Folder, action: str, uids: list[int], back: str) -> t
     leaving = reverse("webmail:folder", args=[folder.pk])
     if action == "move":
         target_id = request.POST.get("target", "")
-        target = Folder.objects.filter(
-            pk=int(target_id) if target_id.isdigit() else 0, mailbox_id=mailbox_id
-        ).first()
+        target = selectors.folder_of(mailbox_id, int(target_id) if target_id.isdigit() else 0)
         if target is None:
             return "Choose a folder to move to.", back
         if target.pk == folder.pk:
@@ -298,13 +275,7 @@ def _not_junk(request, folder: Folder, uids: list[int], count: int, back: str, l
     if folder.special_use != SpecialUse.JUNK:
         return "Only messages in Junk can be marked as not junk.", back
     target = inbox(request.mailbox.pk)
-    senders = sorted(
-        set(
-            Message.objects.filter(folder=folder, uid__in=uids)
-            .exclude(from_address="")
-            .values_list("from_address", flat=True)
-        )
-    )
+    senders = selectors.messages_senders(folder, uids)
     services.messages_move(source=folder, uids=uids, target=target)  # trains ham
     trusted = []
     for sender in senders:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -11,7 +13,7 @@ from django.views.decorators.http import require_GET
 
 from mailboxes import selectors, services
 from mailboxes.charsets import part_charset
-from mailboxes.models import Message, SpecialUse
+from mailboxes.models import SpecialUse
 from webmail import junk, mime, sanitize
 from webmail.auth import mailbox_required
 from webmail.security import DOWNLOAD_POLICY, frame_policy
@@ -24,6 +26,9 @@ from webmail.views.common import (
     message_for,
 )
 from webmail.views.mailbox import JUNKABLE
+
+if TYPE_CHECKING:
+    from mailboxes.models import Message
 
 THREAD_LIMIT = 25
 THREAD_TEXT_LIMIT = 20_000
@@ -67,14 +72,7 @@ def why_junk(mailbox, message: Message, raw: bytes) -> junk.Explanation:
 
 
 def _thread(message: Message, mailbox_id: int) -> list[Message]:
-    if not message.thread_key:
-        return [message]
-    return list(
-        Message.objects.filter(folder__mailbox_id=mailbox_id, thread_key=message.thread_key)
-        .exclude(folder__special_use=SpecialUse.TRASH)
-        .select_related("folder", "blob")
-        .order_by("internal_date", "id")[:THREAD_LIMIT]
-    ) or [message]
+    return selectors.conversation_of(message, mailbox_id, limit=THREAD_LIMIT)
 
 
 @require_GET

@@ -7,7 +7,6 @@ import bisect
 from typing import TYPE_CHECKING
 
 from mailboxes import selectors, services
-from mailboxes.models import Blob, Expunged
 from protocols.imap import fetch as fetch_items
 from protocols.imap import parser as p
 from protocols.imap import responses as r
@@ -24,10 +23,8 @@ CHUNK = 200  # messages rendered per worker-thread round trip when bytes are nee
 
 
 def _vanished_earlier(folder_id: int, changedsince: int, ranges) -> list[int]:
-    uids = Expunged.objects.filter(folder_id=folder_id, modseq__gt=changedsince).values_list(
-        "uid", flat=True
-    )
-    return sorted({u for u in uids if any(low <= u <= high for low, high in ranges)})
+    uids = selectors.folder_vanished_since(folder_id, changedsince)
+    return [u for u in uids if any(low <= u <= high for low, high in ranges)]
 
 
 def _render_chunk(rows, items, seqs, recent, needs_raw, rev2):
@@ -41,7 +38,7 @@ def _render_chunk(rows, items, seqs, recent, needs_raw, rev2):
     for row in rows:
         try:
             rendered = _render_row(row, items, seqs, recent, rev2, blobs)
-        except (FileNotFoundError, Blob.DoesNotExist):  # by id when the row had no name
+        except selectors.BLOB_GONE:
             continue
         out.append(rendered.data)
         if rendered.cache is not None:

@@ -71,10 +71,7 @@ def select_view(
 
 def _qresync_data(folder_id: int, params: p.QresyncParams, uids: list[int]):
     """VANISHED (EARLIER) UIDs and changed flag rows since the client's MODSEQ."""
-    from mailboxes.models import Expunged
-
-    expunged = Expunged.objects.filter(folder_id=folder_id, modseq__gt=params.modseq)
-    vanished = sorted(set(expunged.values_list("uid", flat=True)))
+    vanished = selectors.folder_vanished_since(folder_id, params.modseq)
     if params.known_uids is not None:
         known = params.known_uids.resolve(uids[-1] if uids else 0)
         vanished = [u for u in vanished if any(lo <= u <= hi for lo, hi in known)]
