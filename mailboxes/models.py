@@ -12,6 +12,17 @@ from django.utils import timezone
 from mailboxes.flags import COLUMNS as FLAG_COLUMNS
 from mailboxes.flags import names_of_columns
 
+# Defined in the leaf module mailboxes/folders.py; named here too, where the models use them.
+from mailboxes.folders import (  # noqa: F401 - re-exported
+    ACL_OBSOLETE_RIGHTS,
+    ACL_RIGHTS,
+    DEFAULT_FOLDERS,
+    HIERARCHY_DELIMITER,
+    OTHER_USERS_NAMESPACE,
+    SHARED_NAMESPACE,
+    SpecialUse,
+)
+
 
 class Domain(models.Model):
     # Stored as lower-case ASCII (IDNA "xn--" form for internationalized names).
@@ -181,33 +192,6 @@ class Alias(models.Model):
         return [d for d in self.destinations.replace(",", "\n").split() if d]
 
 
-class SpecialUse(models.TextChoices):
-    NONE = "", "none"
-    SENT = "\\Sent", "Sent"
-    DRAFTS = "\\Drafts", "Drafts"
-    JUNK = "\\Junk", "Junk"
-    TRASH = "\\Trash", "Trash"
-    ARCHIVE = "\\Archive", "Archive"
-
-
-# The folders every new mailbox gets (RFC 6154 special uses).
-DEFAULT_FOLDERS: tuple[tuple[str, str], ...] = (
-    ("INBOX", SpecialUse.NONE),
-    ("Sent", SpecialUse.SENT),
-    ("Drafts", SpecialUse.DRAFTS),
-    ("Junk", SpecialUse.JUNK),
-    ("Trash", SpecialUse.TRASH),
-    ("Archive", SpecialUse.ARCHIVE),
-)
-
-HIERARCHY_DELIMITER = "/"
-# RFC 2342 namespaces of folders other mailboxes share: "Other Users/<address>/<folder>" for
-# a folder shared with this mailbox, "Shared/<address>/<folder>" for one shared with the
-# whole domain. No personal folder may be named under them.
-OTHER_USERS_NAMESPACE = "Other Users"
-SHARED_NAMESPACE = "Shared"
-
-
 class Folder(models.Model):
     mailbox = models.ForeignKey(Mailbox, on_delete=models.CASCADE, related_name="folders")
     # Full hierarchical name with HIERARCHY_DELIMITER, in UTF-8 ("INBOX" is always upper-case).
@@ -233,12 +217,6 @@ class Folder(models.Model):
 
     def __str__(self) -> str:
         return f"{self.mailbox_id}:{self.name}"
-
-
-# RFC 4314 2.1: the rights, in the order GETACL and MYRIGHTS show them.
-ACL_RIGHTS = "lrswipkxtea"
-# RFC 4314 2.1.1: the obsolete "c" and "d" stand for these (RIGHTS=texk).
-ACL_OBSOLETE_RIGHTS = {"c": "k", "d": "xte"}
 
 
 class FolderAcl(models.Model):

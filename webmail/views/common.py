@@ -12,7 +12,7 @@ from django.http import Http404, HttpRequest
 from django.utils import timezone
 
 from mailboxes import selectors
-from mailboxes.models import HIERARCHY_DELIMITER, SpecialUse
+from mailboxes.folders import HIERARCHY_DELIMITER, SpecialUse
 
 if TYPE_CHECKING:
     from mailboxes.models import Folder, Message

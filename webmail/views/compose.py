@@ -23,7 +23,7 @@ from django.views.decorators.http import require_http_methods
 from mailboxes import selectors, services
 from mailboxes.exceptions import MailhostError, QuotaExceeded
 from mailboxes.flags import Flags, SystemFlag
-from mailboxes.models import SpecialUse
+from mailboxes.folders import SpecialUse
 from mailhost.proxy import client_address
 from webmail import compose, delivery_status, mime
 from webmail.auth import mailbox_required

@@ -9,7 +9,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from mailboxes import selectors, services
 from mailboxes.exceptions import MailhostError, NotFound
-from mailboxes.models import HIERARCHY_DELIMITER
+from mailboxes.folders import HIERARCHY_DELIMITER
 from webmail.auth import mailbox_required
 from webmail.views.common import folder_for, folder_items, human_size
 

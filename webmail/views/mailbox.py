@@ -17,7 +17,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from mailboxes import selectors, senderlists, services
 from mailboxes.exceptions import MailhostError
-from mailboxes.models import SpecialUse
+from mailboxes.folders import SpecialUse
 from webmail.auth import mailbox_required, safe_next
 from webmail.views.common import (
     PAGE_SIZE,

@@ -13,7 +13,7 @@ from django.views.decorators.http import require_GET
 
 from mailboxes import selectors, services
 from mailboxes.charsets import part_charset
-from mailboxes.models import SpecialUse
+from mailboxes.folders import SpecialUse
 from webmail import junk, mime, sanitize
 from webmail.auth import mailbox_required
 from webmail.security import DOWNLOAD_POLICY, frame_policy

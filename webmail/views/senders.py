@@ -9,7 +9,6 @@ from django.views.decorators.http import require_GET, require_POST
 
 from mailboxes import selectors, senderlists, services
 from mailboxes.exceptions import MailhostError
-from mailboxes.models import SenderListEntry
 from webmail.auth import mailbox_required
 from webmail.views.common import folder_items
 
@@ -26,8 +25,8 @@ def senders_view(request: HttpRequest) -> HttpResponse:
         "webmail/senders.html",
         {
             "folders": folder_items(request.mailbox.pk),
-            "allowed": [e for e in entries if e["entry"].action == SenderListEntry.Action.ALLOW],
-            "blocked": [e for e in entries if e["entry"].action == SenderListEntry.Action.BLOCK],
+            "allowed": [e for e in entries if e["entry"].action == senderlists.ALLOW],
+            "blocked": [e for e in entries if e["entry"].action == senderlists.BLOCK],
         },
     )
 
@@ -37,7 +36,7 @@ def senders_view(request: HttpRequest) -> HttpResponse:
 def sender_add(request: HttpRequest) -> HttpResponse:
     pattern = request.POST.get("pattern", "").strip()
     action = request.POST.get("action", "")
-    if action not in SenderListEntry.Action.values:
+    if action not in (senderlists.ALLOW, senderlists.BLOCK):
         return HttpResponseBadRequest("unknown action")
     try:
         entry = services.sender_list_add(mailbox=request.mailbox, pattern=pattern, action=action)
@@ -45,7 +44,7 @@ def sender_add(request: HttpRequest) -> HttpResponse:
         flash.error(request, f"Could not add “{pattern}”: {exc}")
         return redirect("webmail:senders")
     shown = senderlists.pattern_display(entry.pattern)
-    if action == SenderListEntry.Action.ALLOW:
+    if action == senderlists.ALLOW:
         flash.success(request, f"Mail from {shown} never goes to Junk now.")
     else:
         flash.success(request, f"Mail from {shown} goes to Junk now.")
