@@ -414,3 +414,18 @@ def test_delete_and_folder_empty_remove_whatever_the_flags(
     assert (after.message_count, after.unseen_count, after.total_size) == (0, 0, 0)
     assert used(alice) == 0
     assert services.folder_empty(folder=trash) == []
+
+
+def test_view_selectors_rows_and_tombstones(alice):
+    from mailboxes import selectors
+
+    inbox = folder_get(alice, "INBOX")
+    fill(inbox, 5)  # uids 1..5, modseqs 2..6
+    services.messages_delete(folder=inbox, uids=[2])  # modseq 7
+    services.messages_delete(folder=inbox, uids=[4, 5])  # modseq 8
+    assert selectors.folder_uids_between(inbox.pk, 1, 5) == [1, 3]
+    assert selectors.folder_uids_between(inbox.pk, 3, 100) == [3]
+    assert sorted(selectors.folder_expunged_since(inbox.pk, 6)) == [(2, 7), (4, 8), (5, 8)]
+    assert sorted(selectors.folder_expunged_since(inbox.pk, 7)) == [(4, 8), (5, 8)]
+    assert selectors.folder_vanished_since(inbox.pk, 6) == [2, 4, 5]
+    assert selectors.folder_vanished_since(inbox.pk, 8) == []
