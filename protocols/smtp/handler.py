@@ -8,6 +8,8 @@ may this client relay, does the sender belong to the user); the acceptance servi
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import ipaddress
 import logging
 import threading
@@ -15,7 +17,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections
 
@@ -82,15 +83,18 @@ def executor_shutdown() -> None:
 
 
 def _db(fn):
-    """Run a sync service off the event loop, in a worker thread with a usable connection."""
+    """Run a sync service off the event loop, in a worker thread with a usable connection.
+    One executor hop in the caller's context: asgiref's sync_to_async costs about 0.2 ms of
+    CPU more per call, and a message takes three (MAIL, RCPT, DATA)."""
 
-    def call(*args, **kwargs):
+    def call(context, args, kwargs):
         close_old_connections()
-        return fn(*args, **kwargs)
+        return context.run(fn, *args, **kwargs)
 
     async def run(*args, **kwargs):
-        return await sync_to_async(call, thread_sensitive=False, executor=executor())(
-            *args, **kwargs
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            executor(), call, contextvars.copy_context(), args, kwargs
         )
 
     return run

@@ -235,24 +235,16 @@ class SMTPSession(asyncio.Protocol):
         finally:
             self._input = None
 
-    async def _next_event(self) -> parser.Event | None:
-        """The next parsed input; None once the client has closed or the connection is lost."""
+    async def _next_event(self, *, command: bool = False) -> parser.Event | None:
+        """The next parsed input; None once the client has closed or the connection is lost.
+        `command`: the session waits between commands (a drain may end it there)."""
         while True:
             if self._eof or self.transport is None:
                 return None
             event = self.parser.next_event()
             if event is not parser.NEED_DATA:
                 return event
-            await self._wait_input()
-
-    async def _next_command(self) -> parser.Event | None:
-        while True:
-            if self._eof or self.transport is None:
-                return None
-            event = self.parser.next_event()
-            if event is not parser.NEED_DATA:
-                return event
-            self._awaiting_command = True
+            self._awaiting_command = command
             try:
                 await self._wait_input()
             finally:
@@ -415,7 +407,7 @@ class SMTPSession(asyncio.Protocol):
             try:
                 if self._cut_sooner():
                     self._reset_timeout(self.registry.busy_timeout)
-                event = await self._next_command()
+                event = await self._next_event(command=True)
                 if event is None:
                     return  # the client went away: nothing of a transaction was stored
                 if isinstance(event, parser.BadCommand):
