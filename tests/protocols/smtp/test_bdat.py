@@ -1,6 +1,8 @@
-"""CHUNKING / BDAT (RFC 3030) transcripts."""
+"""CHUNKING / BDAT (RFC 3030) transcripts; commands and a message split across many reads."""
 
 from __future__ import annotations
+
+import socket
 
 import pytest
 
@@ -102,3 +104,33 @@ def test_bdat_over_the_size_limit(live_settings, transactional_db, hosted):
         mta.command("NOOP", replies.S250_NOOP)
         mta.close()
     assert not Message.objects.exists()
+
+
+def test_a_recipient_between_chunks_keeps_data_refused(mta):
+    """The state table: RCPT after a chunk adds a recipient and stays in BDAT's state, so
+    DATA is still refused (RFC 3030 3) and the message ends with BDAT LAST."""
+    start(mta)
+    mta.send(f"BDAT {len(HEAD)}".encode() + b"\r\n" + HEAD)
+    mta.expect(replies.S250_BDAT_CHUNK.format(len(HEAD)))
+    mta.command("RCPT TO:<bob@example.org>", replies.S250_RECIPIENT_OK)
+    mta.command("DATA", replies.S503_DATA_AFTER_BDAT)
+    mta.send(f"BDAT {len(BODY)} LAST".encode() + b"\r\n" + BODY)
+    assert mta.line().startswith("250 2.0.0 OK queued as ")
+    assert Message.objects.count() == 2
+
+
+def test_commands_sent_one_octet_at_a_time(mta):
+    """Pipelined commands and a message split across many reads come out whole."""
+    stream = (
+        b"MAIL FROM:<x@remote.example>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\n"
+        + HEAD
+        + BODY.replace(b"\r\n.", b"\r\n..")
+        + b".\r\nNOOP\r\n"
+    )
+    mta.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    for octet in stream:
+        mta.send(bytes([octet]))
+    mta.expect(replies.S250_SENDER_OK, replies.S250_RECIPIENT_OK, replies.S354_START_DATA)
+    assert mta.line().startswith("250 2.0.0 OK queued as ")
+    mta.expect(replies.S250_NOOP)
+    assert blob_read(Message.objects.get().blob).endswith(HEAD + BODY)
