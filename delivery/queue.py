@@ -16,6 +16,8 @@ from collections.abc import Callable
 
 from django.conf import settings
 
+from mailhost import fanout
+
 logger = logging.getLogger(__name__)
 
 JOB = "delivery.jobs.deliver_message"
@@ -39,7 +41,21 @@ def enqueue(message_id: int) -> bool:
         return _rq_enqueue(message_id)
     if settings.MAILHOST_DELIVERY_PROCESSES:
         return False  # the delivery processes' sweepers find it (delivery.worker)
+    if fanout.active() and fanout.worker_slot() != 0:
+        # Several worker processes: the embedded queue runs in worker 0 (mailhost/processes.py).
+        fanout.send(TOPIC, {"id": message_id}, to=0)
+        return True
     return embedded.put(message_id)
+
+
+TOPIC = "deliver"
+
+
+def _heard(message: dict) -> None:
+    try:
+        embedded.put(int(message["id"]))
+    except (KeyError, TypeError, ValueError):
+        logger.warning("ignoring malformed delivery hint %r", message)
 
 
 def rq_queue():
@@ -222,3 +238,6 @@ def housekeep() -> tuple[int, int]:
     if notified or pruned:
         logger.info("housekeeping: %d DSN(s) sent late, %d spool entries removed", notified, pruned)
     return notified, pruned
+
+
+fanout.subscribe(TOPIC, _heard)

@@ -2,7 +2,8 @@
 
 IMAP IDLE, selected IMAP sessions and the webmail listen. With REDIS_URL set, events travel
 through Redis pub/sub so every process (any front end) hears them; without it they are
-dispatched in-process. Subscribers are plain callables invoked from a non-event-loop thread or
+dispatched in-process, and to the other worker processes of the same server
+(MAILHOST_PROCESSES) through mailhost/fanout.py. Subscribers are plain callables invoked from a non-event-loop thread or
 the publishing thread: an asyncio listener should hand the event over with
 `loop.call_soon_threadsafe`.
 """
@@ -13,10 +14,12 @@ import json
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from django.conf import settings
 from django.db import transaction
+
+from mailhost import fanout
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +94,36 @@ def _send(event: ChangeEvent) -> None:
         except Exception:
             logger.exception("publishing change event to Redis failed; dispatching locally")
     _dispatch(event)
+    if fanout.active():
+        for part in _parts(event):
+            fanout.send(TOPIC, asdict(part))
+
+
+# An event's UIDs travel to the other workers in parts of this many (one datagram each).
+FANOUT_UIDS = 4000
+TOPIC = "change"
+
+
+def _parts(event: ChangeEvent) -> list[ChangeEvent]:
+    if len(event.uids) <= FANOUT_UIDS:
+        return [event]
+    return [
+        replace(event, uids=event.uids[i : i + FANOUT_UIDS])
+        for i in range(0, len(event.uids), FANOUT_UIDS)
+    ]
+
+
+def _heard(message: dict) -> None:
+    try:
+        message["uids"] = tuple(message.get("uids") or ())
+        event = ChangeEvent(**message)
+    except TypeError:
+        logger.warning("ignoring malformed change event %r", message)
+        return
+    _dispatch(event)
+
+
+fanout.subscribe(TOPIC, _heard)
 
 
 def _dispatch(event: ChangeEvent) -> None:

@@ -25,8 +25,10 @@ max_wait the attempt is refused without checking the password (the webmail answe
 Retry-After, the protocols a temporary failure). Sessions await the wait (asyncio.sleep),
 the web app sleeps in its worker thread: never on an event loop.
 
-State is in this process (bounded: MAX_TRACKED_KEYS, MAX_KNOWN_CLIENTS). fail2ban, fed by the
-`auth failure` log lines written here (contrib/fail2ban/), bans across processes and restarts.
+State is in this process (bounded: MAX_TRACKED_KEYS, MAX_KNOWN_CLIENTS), and in every worker
+process of the same server (MAILHOST_PROCESSES), which tell each other what they record.
+fail2ban, fed by the `auth failure` log lines written here (contrib/fail2ban/), bans across
+servers and restarts.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 
-from mailhost import metrics
+from mailhost import fanout, metrics
 
 logger = logging.getLogger("mailboxes.auth")
 
@@ -162,25 +164,36 @@ def admit(user: str | None, client_ip: str | None, *, max_wait: float | None = N
         wait = min(_wait(keys, now), cap)
         if wait > max_wait:
             return Admission(wait=wait, admitted=False)
-        for key in keys:
-            counter = _counter(key, create=False)
-            if counter is not None:
-                step = min(penalty(counter.recent(now), _free(key)), cap)
-                counter.next_at = max(counter.next_at, now + wait + step)
-        return Admission(wait=wait, admitted=True)
+        _reserve(address, ip, now, wait)
+    _tell("reserve", address, ip, now, wait=wait)
+    return Admission(wait=wait, admitted=True)
+
+
+def _reserve(address: str, ip: str, now: float, wait: float) -> None:
+    keys, cap = _rules(address, ip, now)
+    for key in keys:
+        counter = _counter(key, create=False)
+        if counter is not None:
+            step = min(penalty(counter.recent(now), _free(key)), cap)
+            counter.next_at = max(counter.next_at, now + wait + step)
 
 
 def record_failure(user: str | None, client_ip: str | None, *, user_exists: bool) -> None:
     """A checked password was wrong (or the address does not exist: user_exists False)."""
     address, ip, now = _address(user), client_ip or "", clock()
     with _lock:
-        for key in _keys(address, ip):
-            if key[0] == "unknown" and user_exists:
-                continue
-            counter = _counter(key, create=True)
-            counter.failures.append(now)
-            step = penalty(counter.recent(now), _free(key))
-            counter.next_at = max(counter.next_at, now + step)
+        _failure(address, ip, now, user_exists)
+    _tell("failure", address, ip, now, user_exists=user_exists)
+
+
+def _failure(address: str, ip: str, now: float, user_exists: bool) -> None:
+    for key in _keys(address, ip):
+        if key[0] == "unknown" and user_exists:
+            continue
+        counter = _counter(key, create=True)
+        counter.failures.append(now)
+        step = penalty(counter.recent(now), _free(key))
+        counter.next_at = max(counter.next_at, now + step)
 
 
 def record_success(user: str | None, client_ip: str | None) -> None:
@@ -190,11 +203,45 @@ def record_success(user: str | None, client_ip: str | None) -> None:
     if not address:
         return
     with _lock:
-        _counters.pop(("pair", address, ip), None)
-        _known[(address, ip)] = now
-        _known.move_to_end((address, ip))
-        while len(_known) > MAX_KNOWN_CLIENTS:
-            _known.popitem(last=False)
+        _success(address, ip, now)
+    _tell("success", address, ip, now)
+
+
+def _success(address: str, ip: str, now: float) -> None:
+    _counters.pop(("pair", address, ip), None)
+    _known[(address, ip)] = now
+    _known.move_to_end((address, ip))
+    while len(_known) > MAX_KNOWN_CLIENTS:
+        _known.popitem(last=False)
+
+
+# --- Several worker processes (MAILHOST_PROCESSES): each tells the others what it recorded,
+# with its own clock reading (CLOCK_MONOTONIC, one for the whole machine), and each applies
+# what it hears, so a guesser gains nothing by landing on another process.
+
+TOPIC = "login"
+
+
+def _tell(op: str, address: str, ip: str, now: float, **extra: object) -> None:
+    if fanout.active():
+        fanout.send(TOPIC, {"op": op, "address": address, "ip": ip, "now": now, **extra})
+
+
+def _heard(message: dict) -> None:
+    try:
+        op, address, ip, now = message["op"], message["address"], message["ip"], message["now"]
+        with _lock:
+            if op == "failure":
+                _failure(address, ip, now, bool(message["user_exists"]))
+            elif op == "success":
+                _success(address, ip, now)
+            elif op == "reserve":
+                _reserve(address, ip, now, float(message["wait"]))
+    except (KeyError, TypeError, ValueError):
+        logger.warning("ignoring malformed limiter message %r", message)
+
+
+fanout.subscribe(TOPIC, _heard)
 
 
 def reset() -> None:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import os
 import socket
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,3 +54,108 @@ def keep_alive(sock: Any) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, KEEPALIVE_IDLE)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, KEEPALIVE_INTERVAL)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, KEEPALIVE_PROBES)
+
+
+# --- Several worker processes (MAILHOST_PROCESSES, mailhost/processes.py)
+
+_inherited: dict[str, Any] = {}  # listener name -> the socket the supervisor opened
+_shared: Any = None  # the supervisor's SharedCounts, in a worker process
+
+
+def inherited(name: str) -> Any:
+    """The listening socket the supervisor opened for this listener, or None (then the family
+    binds its own, as a single process does)."""
+    return _inherited.get(name)
+
+
+class LocalCounts:
+    """Open connections of one pool in this process, by key (a client address)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.by_key: Counter[str] = Counter()
+
+    def total(self) -> int:
+        return self.count
+
+    def get(self, key: str) -> int:
+        return self.by_key.get(key, 0)
+
+    def add(self, key: str, delta: int) -> None:
+        self.count += delta
+        self.by_key[key] += delta
+        if self.by_key[key] <= 0:
+            del self.by_key[key]
+
+
+# The pools whose caps hold across worker processes (protocols/common/listener.py: Caps).
+POOLS = ("smtp", "submission", "imap", "imap-user", "pop3", "managesieve")
+BUCKETS = 65536  # per pool: a client address (a mailbox) counts in one bucket, by keyed hash
+
+
+class SharedCounts:
+    """Open connections of every pool in every worker, in anonymous shared memory the
+    supervisor maps before it starts the workers. Each worker writes only its own row per pool
+    (a total and a count per bucket of client addresses), so no lock is needed; a reader sums
+    the rows of all workers. The supervisor zeroes a dead worker's rows before restarting it.
+    Two addresses in one bucket count together: the bucket is a keyed hash (a random key per
+    start), so nobody can aim at another client's bucket."""
+
+    def __init__(self, workers: int) -> None:
+        import mmap
+
+        self.workers = workers
+        self.row = BUCKETS + 1
+        self.memory = mmap.mmap(-1, workers * len(POOLS) * self.row * 4)
+        self.cells = memoryview(self.memory).cast("i")
+        self.key = os.urandom(16)
+        self.slot = 0
+
+    def pool(self, name: str) -> PoolCounts:
+        return PoolCounts(self, POOLS.index(name))
+
+    def offset(self, worker: int, pool: int) -> int:
+        return (worker * len(POOLS) + pool) * self.row
+
+    def clear(self, worker: int) -> None:
+        start = self.offset(worker, 0)
+        end = start + len(POOLS) * self.row
+        self.cells[start:end] = memoryview(bytes((end - start) * 4)).cast("i")
+
+    def bucket(self, key: str) -> int:
+        digest = hashlib.blake2b(key.encode(), digest_size=4, key=self.key).digest()
+        return 1 + int.from_bytes(digest, "big") % BUCKETS
+
+
+class PoolCounts:
+    """One pool's counts, as LocalCounts, summed over the workers."""
+
+    def __init__(self, shared: SharedCounts, pool: int) -> None:
+        self.shared = shared
+        self.pool = pool
+
+    def _sum(self, index: int) -> int:
+        shared = self.shared
+        return sum(
+            shared.cells[shared.offset(worker, self.pool) + index]
+            for worker in range(shared.workers)
+        )
+
+    def total(self) -> int:
+        return self._sum(0)
+
+    def get(self, key: str) -> int:
+        return self._sum(self.shared.bucket(key))
+
+    def add(self, key: str, delta: int) -> None:
+        shared = self.shared
+        own = shared.offset(shared.slot, self.pool)
+        shared.cells[own] += delta
+        shared.cells[own + shared.bucket(key)] += delta
+
+
+def shared_counts(pool: str) -> Any:
+    """The counts a connection cap reads: this process's alone, or every worker's together."""
+    if _shared is None:
+        return LocalCounts()
+    return _shared.pool(pool)

@@ -10,7 +10,10 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import os
 import signal
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -21,6 +24,9 @@ MANAGESIEVE = "protocols.managesieve.server"
 WEB = "mailhost.web"
 DELIVERY = "delivery.worker"
 ALL = (SMTP, IMAP, POP3, MANAGESIEVE, WEB, DELIVERY)
+# With MAILHOST_PROCESSES above 1, these run in every worker process on shared sockets; the
+# others (and ACME renewal) in worker 0 only (mailhost/processes.py).
+PER_PROCESS = (SMTP, IMAP, POP3, MANAGESIEVE)
 ACME_RETRY_SECONDS = 3600  # after a failed ACME check, sooner than MAILHOST_ACME_CHECK_INTERVAL
 
 
@@ -30,10 +36,52 @@ def run(modules: tuple[str, ...], *, skip_missing: bool = False) -> None:
 
     require_server_name()
     require_schema()
-    asyncio.run(_serve(modules, skip_missing=skip_missing))
+    from django.conf import settings
+
+    count = settings.MAILHOST_PROCESSES
+    if count > 1 and any(module in PER_PROCESS for module in modules):
+        from mailhost import processes
+
+        processes.supervise(modules, count, skip_missing=skip_missing)
+        return
+    serve(_serve(modules, skip_missing=skip_missing))
 
 
-async def _serve(modules: tuple[str, ...], *, skip_missing: bool) -> None:
+def serve(main: Coroutine[Any, Any, None]) -> None:
+    """Run the listeners' coroutine on a new event loop: uvloop's when it is installed (an
+    optional dependency, `pip install uvloop`), asyncio's own otherwise."""
+    try:
+        import uvloop
+    except ImportError:
+        factory = None
+    else:
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(main)
+
+
+def cannot_listen(name: str, exc: OSError) -> Exception:
+    """Binding failed: the address is not this machine's, the port is taken or needs
+    privileges. The operator's fix is a setting, so say which (manage.py prints
+    ImproperlyConfigured as one line)."""
+    from django.conf import settings
+    from django.core.exceptions import ImproperlyConfigured
+
+    return ImproperlyConfigured(
+        f"{name} cannot listen: {exc} (MAILHOST_BIND={settings.MAILHOST_BIND};"
+        " the ports are the MAILHOST_*_PORT settings)"
+    )
+
+
+async def _serve(
+    modules: tuple[str, ...],
+    *,
+    skip_missing: bool,
+    worker: int | None = None,
+    ready: Callable[[], None] | None = None,
+) -> None:
+    """Run the families until SIGTERM or SIGINT; `worker` (with `ready`, called once they
+    all listen) when this is one worker process of several."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -55,24 +103,19 @@ async def _serve(modules: tuple[str, ...], *, skip_missing: bool) -> None:
             started = await module.start()
         except OSError as exc:
             await _stop(services)
-            # Binding failed: the address is not this machine's, the port is taken or needs
-            # privileges. The operator's fix is a setting, so say which (manage.py prints
-            # ImproperlyConfigured as one line).
-            from django.conf import settings
-            from django.core.exceptions import ImproperlyConfigured
-
-            raise ImproperlyConfigured(
-                f"{name} cannot listen: {exc} (MAILHOST_BIND={settings.MAILHOST_BIND};"
-                " the ports are the MAILHOST_*_PORT settings)"
-            ) from None
+            raise cannot_listen(name, exc) from None
         services.extend(started)
         logger.info("%s started (%d listener(s))", name, len(started))
-    logger.info("ready")
+    if worker is None:
+        logger.info("ready")
+    else:
+        logger.info("worker %d (pid %d) serving", worker, os.getpid())
+        ready()
     from django.conf import settings
 
     renewal = None
     if settings.MAILHOST_ACME_DIRECTORY and WEB in modules:  # http-01 needs our web port
-        renewal = asyncio.create_task(_acme_renewal(tls))
+        renewal = asyncio.create_task(_acme_renewal(tls if worker is None else _Everywhere()))
     await stop.wait()
     if renewal is not None:
         renewal.cancel()
@@ -103,6 +146,15 @@ async def _acme_renewal(tls) -> None:  # noqa: ANN001
         if issued:
             tls.reload()
         await asyncio.sleep(interval)
+
+
+class _Everywhere:
+    """tls for ACME renewal in worker 0 of several: a new certificate reaches every worker
+    through the supervisor's SIGHUP."""
+
+    @staticmethod
+    def reload() -> None:
+        os.kill(os.getppid(), signal.SIGHUP)
 
 
 async def _stop(services: list) -> None:

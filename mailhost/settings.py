@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
@@ -264,6 +266,13 @@ MAILHOST_MAX_CONNECTIONS_PER_IP = env_int("MAILHOST_MAX_CONNECTIONS_PER_IP", 100
 # queue: the kernel drops the handshake's last ACK, and a client whose SYN-ACK retries run
 # out is left "connected" to a socket the server never sees. The kernel caps it at somaxconn.
 MAILHOST_LISTEN_BACKLOG = env_int("MAILHOST_LISTEN_BACKLOG", 4096, minimum=1)
+# Worker processes sharing the listening ports (mailhost/processes.py): the CPUs this process
+# may run on by default; 1 serves everything in one process.
+MAILHOST_PROCESSES = env_int(
+    "MAILHOST_PROCESSES",
+    len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1),
+    minimum=1,
+)
 MAILHOST_ALIAS_MAX_DEPTH = 10
 # Sieve at delivery (mailboxes/mda.py). SRS: forwarded mail's envelope sender, keyed by
 # MAILHOST_SRS_SECRET (else derived from SECRET_KEY), valid this many days for bounces.

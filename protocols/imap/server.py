@@ -13,13 +13,15 @@ from collections import defaultdict
 from django.conf import settings
 
 from mailboxes import events
-from mailhost import metrics, tls
+from mailhost import listeners, metrics, tls
 from mailhost.listeners import Listener
-from protocols import proxy
+from protocols.common.listener import Caps, Served, drain, listen
 from protocols.imap.session import Session
 from protocols.imap.worker import close_db_connections
 
 logger = logging.getLogger(__name__)
+
+PORTS = {"imap": "MAILHOST_IMAP_PORT", "imaps": "MAILHOST_IMAPS_PORT"}  # see mailhost/processes.py
 
 
 class ImapServer:
@@ -33,10 +35,15 @@ class ImapServer:
         # NOTIFY (RFC 5465): mailbox id -> sessions that hear all of its events
         self.notifiers: dict[int, set[Session]] = defaultdict(set)
         self.notifying: dict[Session, set[int]] = {}
-        self.per_user: dict[int, int] = defaultdict(int)
+        # Sessions per mailbox (MAILHOST_IMAP_MAX_CONNECTIONS_PER_USER), in every worker.
+        self.per_user = listeners.shared_counts("imap-user")
         self.user_of: dict[Session, int] = {}
         self.tasks: set[asyncio.Task] = set()
-        self.per_ip: dict[str, int] = defaultdict(int)
+        self.caps = Caps(
+            "imap",
+            max_total="MAILHOST_IMAP_MAX_CONNECTIONS",
+            max_per_ip="MAILHOST_MAX_CONNECTIONS_PER_IP",
+        )
         # folder id -> keywords in use, grown as sessions see them (never shrinks while up)
         self.keywords: dict[int, set[str]] = {}
         self.unsubscribe = events.subscribe(self._on_event_threadsafe)
@@ -79,28 +86,23 @@ class ImapServer:
                 del self.watchers[folder_id]
 
     def claim_user(self, session: Session, mailbox_id: int) -> bool:
-        if self.per_user[mailbox_id] >= settings.MAILHOST_IMAP_MAX_CONNECTIONS_PER_USER:
+        if self.per_user.get(str(mailbox_id)) >= settings.MAILHOST_IMAP_MAX_CONNECTIONS_PER_USER:
             return False
-        self.per_user[mailbox_id] += 1
+        self.per_user.add(str(mailbox_id), 1)
         self.user_of[session] = mailbox_id
         return True
 
     def release_user(self, session: Session) -> None:
         mailbox_id = self.user_of.pop(session, None)
         if mailbox_id is not None:
-            self.per_user[mailbox_id] -= 1
-            if self.per_user[mailbox_id] <= 0:
-                del self.per_user[mailbox_id]
+            self.per_user.add(str(mailbox_id), -1)
 
     async def handle(self, reader, writer, *, tls_active: bool, starttls_allowed: bool) -> None:
         from protocols.imap import responses as r
 
         peer = writer.get_extra_info("peername")
         ip = peer[0] if peer else ""
-        if (
-            len(self.sessions) >= settings.MAILHOST_IMAP_MAX_CONNECTIONS
-            or self.per_ip[ip] >= settings.MAILHOST_MAX_CONNECTIONS_PER_IP
-        ):
+        if self.caps.refusal(ip) is not None:
             try:
                 writer.write(r.BYE_TOO_MANY_CONNECTIONS.untagged())
                 await writer.drain()
@@ -111,7 +113,7 @@ class ImapServer:
             return
         session = Session(self, reader, writer, tls=tls_active, starttls_allowed=starttls_allowed)
         self.sessions.add(session)
-        self.per_ip[ip] += 1
+        self.caps.add(ip)
         task = asyncio.current_task()
         self.tasks.add(task)
         metrics.connection_opened("imaps" if tls_active else "imap")
@@ -121,22 +123,16 @@ class ImapServer:
         finally:
             self.sessions.discard(session)
             self.tasks.discard(task)
-            self.per_ip[ip] -= 1
-            if self.per_ip[ip] <= 0:
-                del self.per_ip[ip]
+            self.caps.remove(ip)
 
 
-class _Group:
+class _Group(Served):
     """Both listeners stop together and end their sessions' event subscription."""
 
     def __init__(self, server: asyncio.Server, imap: ImapServer, last: bool):
         self.server = server
         self.imap = imap
         self.last = last
-
-    @property
-    def sockets(self):
-        return self.server.sockets
 
     def close(self) -> None:
         self.server.close()
@@ -147,18 +143,18 @@ class _Group:
 
     async def wait_closed(self) -> None:
         await self.server.wait_closed()
-        if self.last and self.imap.tasks:
-            # Sessions end after their BYE (idle ones at once, others after their command).
-            _done, pending = await asyncio.wait(set(self.imap.tasks), timeout=5)
-            for task in pending:
-                task.cancel()
-            if pending:
-                # A graceful TLS close would wait for the peer; shutdown must not.
-                for session in list(self.imap.sessions):
-                    session.writer.transport.abort()
-                await asyncio.wait(pending, timeout=1)
-        if self.last:
-            await asyncio.get_running_loop().run_in_executor(None, close_db_connections)
+        if not self.last:
+            return
+        # Sessions end after their BYE (idle ones at once, others after their command).
+        pending = await drain(self.imap.tasks, 5)
+        for task in pending:
+            task.cancel()
+        if pending:
+            # A graceful TLS close would wait for the peer; shutdown must not.
+            for session in list(self.imap.sessions):
+                session.writer.transport.abort()
+            await asyncio.wait(pending, timeout=1)
+        await asyncio.get_running_loop().run_in_executor(None, close_db_connections)
 
 
 async def start() -> list[Listener]:
@@ -172,7 +168,6 @@ async def start() -> list[Listener]:
     async def implicit(reader, writer):
         await imap.handle(reader, writer, tls_active=True, starttls_allowed=False)
 
-    bind = settings.MAILHOST_BIND
     limit = settings.MAILHOST_IMAP_MAX_LINE_LENGTH + 1024
 
     def streams(callback):
@@ -183,24 +178,9 @@ async def start() -> list[Listener]:
 
         return factory
 
-    server_plain = await proxy.create_server(
-        loop,
-        streams(plain),
-        bind,
-        settings.MAILHOST_IMAP_PORT,
-        name="imap",
-        reuse_address=True,
-        backlog=settings.MAILHOST_LISTEN_BACKLOG,
-    )
-    server_tls = await proxy.create_server(
-        loop,
-        streams(implicit),
-        bind,
-        settings.MAILHOST_IMAPS_PORT,
-        name="imaps",
-        ssl=context,
-        reuse_address=True,
-        backlog=settings.MAILHOST_LISTEN_BACKLOG,
+    server_plain = await listen(streams(plain), name="imap", port=settings.MAILHOST_IMAP_PORT)
+    server_tls = await listen(
+        streams(implicit), name="imaps", port=settings.MAILHOST_IMAPS_PORT, ssl=context
     )
     return [
         Listener("imap", _Group(server_plain, imap, last=False)),

@@ -12,13 +12,10 @@ import asyncio
 import base64
 import logging
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import close_old_connections
 
 from mailboxes import selectors, services
 from mailboxes.exceptions import (
@@ -30,10 +27,11 @@ from mailboxes.exceptions import (
     SieveScriptInvalid,
 )
 from mailboxes.models import Mailbox
-from mailhost import metrics, tls
+from mailhost import tls
 from mailhost.listeners import Listener
-from protocols import proxy
 from protocols.common import sasl
+from protocols.common.connection import ConnectionClosed, LineConnection, db
+from protocols.common.listener import Caps, Served, Sessions, listen
 from protocols.common.login import (
     EventLogin,
     FailureCount,
@@ -46,8 +44,8 @@ from protocols.managesieve.states import State, allowed
 
 logger = logging.getLogger(__name__)
 
-TLS_HANDSHAKE_TIMEOUT = 30.0
-READ_BUFFER_LIMIT = 256 * 1024  # pipelined input beyond this waits in the socket
+PORTS = {"managesieve": "MAILHOST_MANAGESIEVE_PORT"}  # see mailhost/processes.py
+
 SHUTDOWN_CLOSE_GRACE = 2.0  # seconds a stopping listener's sessions get to see their BYE out
 LOGIN_REFUSALS = {
     Refusal.FAILED: responses.NO_AUTH_FAILED,
@@ -57,155 +55,35 @@ LOGIN_REFUSALS = {
 }
 
 
-def _db(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Awaitable[Any]:
-    """Sync store work in a worker thread, on a usable database connection."""
-
-    def call() -> Any:
-        close_old_connections()
-        return fn(*args, **kwargs)
-
-    return sync_to_async(call, thread_sensitive=False)()
-
-
 def sieve_extensions() -> list[str]:
     from mailboxes import sieve
 
     return sorted(sieve.CAPABILITIES)
 
 
-class ConnectionClosed(Exception):
-    pass
-
-
-class Connection(asyncio.Protocol):
+class Connection(LineConnection):
     """Bytes in and out of one client socket; no ManageSieve logic."""
 
-    def __init__(self, family: Family) -> None:
-        self.family = family
-        self.secure = False
-        self.parser = parser.Parser(
-            max_line_length=settings.MAILHOST_MANAGESIEVE_MAX_LINE_LENGTH,
-            max_literal=settings.MAILHOST_MANAGESIEVE_MAX_LITERAL_BEFORE_AUTH,
+    need_data = parser.NEED_DATA
+    refusal = responses.BYE_TOO_MANY_CONNECTIONS
+    goodbye = responses.BYE_SHUTDOWN
+    shutdown_grace = SHUTDOWN_CLOSE_GRACE
+
+    def __init__(self, family: Sessions) -> None:
+        super().__init__(
+            family,
+            parser.Parser(
+                max_line_length=settings.MAILHOST_MANAGESIEVE_MAX_LINE_LENGTH,
+                max_literal=settings.MAILHOST_MANAGESIEVE_MAX_LITERAL_BEFORE_AUTH,
+            ),
+            secure=False,
         )
-        self.transport: asyncio.Transport | None = None
-        self.peer_ip: str | None = None
-        self._data = asyncio.Event()
-        self._writable = asyncio.Event()
-        self._writable.set()
-        self._paused = False
-        self._eof = False
-        self.closed = False
-        self.task: asyncio.Task | None = None
-        self.awaiting_command = False
-        self.stopping = False
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        peer = transport.get_extra_info("peername")
-        self.peer_ip = peer[0] if peer else None
-        if not self.family.admit(self):
-            transport.write(responses.BYE_TOO_MANY_CONNECTIONS)
-            transport.close()
-            self.closed = True
-            return
-        self.task = asyncio.get_running_loop().create_task(Session(self).run())
-        self.family.track(self.task)
+    def session(self) -> Awaitable[None]:
+        return Session(self).run()
 
-    def data_received(self, data: bytes) -> None:
-        self.parser.receive_data(data)
-        self._data.set()
-        if self.parser.buffered > READ_BUFFER_LIMIT and not self._paused:
-            self._paused = True
-            self.transport.pause_reading()
-
-    def eof_received(self) -> bool:
-        self._eof = True
-        self._data.set()
-        return False
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        self._data.set()
-        self._writable.set()
-        self.family.leave(self)
-
-    def pause_writing(self) -> None:
-        self._writable.clear()
-
-    def resume_writing(self) -> None:
-        self._writable.set()
-
-    async def next_event(self, deadline: float) -> parser.Event | None:
-        """The next parsed input; None on end of input or disconnect; TimeoutError when the
-        deadline passes first."""
-        while True:
-            event = self.parser.next_event()
-            if event is not parser.NEED_DATA:
-                return event
-            if self.closed or self._eof:
-                return None
-            if self._paused:
-                self._paused = False
-                self.transport.resume_reading()
-            self._data.clear()
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError
-            self.awaiting_command = True
-            try:
-                await asyncio.wait_for(self._data.wait(), remaining)
-            finally:
-                self.awaiting_command = False
-
-    async def send(self, data: bytes) -> None:
-        if self.closed:
-            raise ConnectionClosed()
-        self.transport.write(data)
-        if not self._writable.is_set():
-            try:
-                await asyncio.wait_for(
-                    self._writable.wait(), settings.MAILHOST_MANAGESIEVE_IDLE_TIMEOUT
-                )
-            except TimeoutError:
-                self.transport.abort()
-                raise ConnectionClosed() from None
-        if self.closed:
-            raise ConnectionClosed()
-
-    async def start_tls(self) -> None:
-        # Whatever the client pipelined in the clear after STARTTLS is dropped, never read as
-        # if it came through TLS (the STARTTLS command injection class of bugs).
-        self.parser.discard_buffered()
-        loop = asyncio.get_running_loop()
-        self.transport = await loop.start_tls(
-            self.transport,
-            self,
-            tls.server_context(),
-            server_side=True,
-            ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT,
-        )
-        self.secure = True
-
-    def close(self) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.close()
-
-    def shutdown(self) -> None:
-        """The server stops: BYE now when the session waits for a command, else after its
-        reply."""
-        if self.stopping:
-            return
-        self.stopping = True
-        if self.awaiting_command and not self.closed and self.transport is not None:
-            self.transport.write(responses.BYE_SHUTDOWN)
-            self.close()
-        # A TLS close waits for the peer's close_notify; a peer that sends none (or reads
-        # nothing) is cut after a short grace, so the listener stops in time.
-        asyncio.get_running_loop().call_later(SHUTDOWN_CLOSE_GRACE, self.abort)
-
-    def abort(self) -> None:
-        if not self.closed and self.transport is not None:
-            self.transport.abort()
+    def idle_timeout(self) -> float:
+        return settings.MAILHOST_MANAGESIEVE_IDLE_TIMEOUT
 
 
 class Session(EventLogin):
@@ -213,7 +91,7 @@ class Session(EventLogin):
 
     protocol = "managesieve"
     refusals = LOGIN_REFUSALS
-    db = staticmethod(_db)
+    db = staticmethod(db)
 
     def __init__(self, connection: Connection) -> None:
         self.conn = connection
@@ -398,7 +276,7 @@ class Session(EventLogin):
         self.conn.parser.set_limits(
             max_literal=settings.MAILHOST_SIEVE_MAX_SCRIPT_SIZE, fatal_literals=False
         )
-        await record(_db, mailbox)
+        await record(db, mailbox)
         await self.send(responses.OK_LOGGED_IN)
 
     async def login_failed(self, reply: bytes) -> None:
@@ -413,7 +291,7 @@ class Session(EventLogin):
     async def store(self, fn: Callable[..., Any], /, **kwargs: Any) -> tuple[bool, Any]:
         """Run a script service; on a refusal reply NO with its code and return (False, None)."""
         try:
-            return True, await _db(fn, mailbox=self.mailbox, **kwargs)
+            return True, await db(fn, mailbox=self.mailbox, **kwargs)
         except NotFound:
             await self.send(responses.NO_NONEXISTENT)
         except SieveScriptActive:
@@ -462,11 +340,11 @@ class Session(EventLogin):
         text = await self.script_text(command.script)
         if text is None:
             return
-        errors = await _db(services.sievescript_check, text=text, mailbox=self.mailbox)
+        errors = await db(services.sievescript_check, text=text, mailbox=self.mailbox)
         await self.send(responses.no_script_errors(errors) if errors else responses.OK_CHECKSCRIPT)
 
     async def cmd_listscripts(self, command: parser.ListScripts) -> None:
-        scripts = await _db(selectors.sievescripts_of, self.mailbox.pk)
+        scripts = await db(selectors.sievescripts_of, self.mailbox.pk)
         entries = [(script.name, script.active) for script in scripts]
         await self.send(responses.script_list(entries) + responses.OK_LISTSCRIPTS)
 
@@ -476,7 +354,7 @@ class Session(EventLogin):
             await self.send(responses.OK_SETACTIVE)
 
     async def cmd_getscript(self, command: parser.GetScript) -> None:
-        script = await _db(selectors.sievescript_get, self.mailbox.pk, command.name)
+        script = await db(selectors.sievescript_get, self.mailbox.pk, command.name)
         if script is None:
             await self.send(responses.NO_NONEXISTENT)
             return
@@ -502,69 +380,17 @@ _TOO_LARGE = {
 }
 
 
-class Family:
-    """The listener's bookkeeping: connection limits and open sessions."""
-
-    def __init__(self) -> None:
-        self.connections: set[Connection] = set()
-        self.per_ip: Counter[str | None] = Counter()
-        self.sessions: set[asyncio.Task] = set()
-
-    def track(self, task: asyncio.Task) -> None:
-        self.sessions.add(task)
-        task.add_done_callback(self.sessions.discard)
-
-    def admit(self, connection: Connection) -> bool:
-        if (
-            len(self.connections) >= settings.MAILHOST_MAX_CONNECTIONS
-            or self.per_ip[connection.peer_ip] >= settings.MAILHOST_MAX_CONNECTIONS_PER_IP
-        ):
-            return False
-        self.connections.add(connection)
-        self.per_ip[connection.peer_ip] += 1
-        metrics.connection_opened("managesieve")
-        return True
-
-    def leave(self, connection: Connection) -> None:
-        if connection in self.connections:
-            self.connections.discard(connection)
-            self.per_ip[connection.peer_ip] -= 1
-            if self.per_ip[connection.peer_ip] <= 0:
-                del self.per_ip[connection.peer_ip]
-
-
-class ManageSieveServer:
-    """The listener as the runner sees it: close() stops accepting and ends open sessions."""
-
-    def __init__(self, server: asyncio.Server, family: Family) -> None:
-        self.server = server
-        self.family = family
-
-    @property
-    def sockets(self):
-        return self.server.sockets
-
-    def close(self) -> None:
-        self.server.close()
-        for connection in list(self.family.connections):
-            connection.shutdown()
-
-    async def wait_closed(self) -> None:
-        if self.family.sessions:
-            await asyncio.wait(list(self.family.sessions), timeout=10)
-        await self.server.wait_closed()
-
-
 async def start() -> list[Listener]:
     await asyncio.to_thread(tls.server_context)  # made (or loaded) before the first STARTTLS
-    loop = asyncio.get_running_loop()
-    family = Family()
-    server = await proxy.create_server(
-        loop,
-        lambda: Connection(family),
-        settings.MAILHOST_BIND,
-        settings.MAILHOST_MANAGESIEVE_PORT,
-        name="managesieve",
-        backlog=settings.MAILHOST_LISTEN_BACKLOG,
+    family = Sessions(
+        Caps(
+            "managesieve",
+            max_total="MAILHOST_MAX_CONNECTIONS",
+            max_per_ip="MAILHOST_MAX_CONNECTIONS_PER_IP",
+        ),
+        lambda connection: "managesieve",
     )
-    return [Listener("managesieve", ManageSieveServer(server, family))]
+    server = await listen(
+        lambda: Connection(family), name="managesieve", port=settings.MAILHOST_MANAGESIEVE_PORT
+    )
+    return [Listener("managesieve", Served(server, family))]

@@ -11,7 +11,8 @@ PostgreSQL alike. LOGIN-DELAY (RFC 2449 6.8), when set, is kept beside the lease
 
 A login may take the lease over from a live holder (MAILHOST_POP3_TAKEOVER: a phone that lost
 signal leaves a half-open session that still renews). The old holder learns it at its next
-renewal, or at once through the registry of its own process; and its UPDATE runs under `held`,
+renewal, or at once through the registry of its own process (told by another worker process of
+the same server through mailhost/fanout.py); and its UPDATE runs under `held`,
 which commits only while the lease is still its own, so a session that lost the maildrop
 never deletes anything (RFC 1939 8 keeps exclusive access).
 

@@ -10,18 +10,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import close_old_connections
 
-from mailhost import metrics, tls
+from mailhost import fanout, tls
 from mailhost.listeners import Listener
-from protocols import proxy
 from protocols.common import sasl
+from protocols.common.connection import TLS_HANDSHAKE_TIMEOUT, ConnectionClosed, LineConnection, db
+from protocols.common.listener import Caps, Served, Sessions, listen
 from protocols.common.login import (
     Credentials,
     EventLogin,
@@ -48,9 +46,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-TLS_HANDSHAKE_TIMEOUT = 30.0
-# Pipelined input beyond this is left in the socket until the session catches up.
-READ_BUFFER_LIMIT = 256 * 1024
+TAKEOVER = "pop3-takeover"  # the fanout topic (mailhost/fanout.py)
+PORTS = {"pop3": "MAILHOST_POP3_PORT", "pop3s": "MAILHOST_POP3S_PORT"}  # see mailhost/processes.py
+
 EXPIRE_VALUES = {"", "NEVER", "0"}
 # Seconds a session ended by a takeover has to see its last bytes out before the connection
 # is cut (a phone that lost signal reads nothing, and TLS would wait for its close_notify).
@@ -63,139 +61,38 @@ LOGIN_REFUSALS = {
 }
 
 
-def _db(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Awaitable[Any]:
-    """Run sync store work in a worker thread, on a usable database connection (one left
-    broken by a database restart, or past its age, is replaced first)."""
+class Connection(LineConnection):
+    """Bytes in and out of one POP3 client socket; no POP3 logic."""
 
-    def call() -> Any:
-        close_old_connections()
-        return fn(*args, **kwargs)
-
-    return sync_to_async(call, thread_sensitive=False)()
-
-
-class ConnectionClosed(Exception):
-    pass
-
-
-class Connection(asyncio.Protocol):
-    """Bytes in and out of one client socket; no POP3 logic."""
+    need_data = parser.NEED_DATA
+    refusal = responses.encode(responses.ERR_TOO_MANY_CONNECTIONS)
+    # RFC 2449 8 / RFC 3206 4: the session ended so deletes nothing (RFC 1939 6).
+    goodbye = responses.encode(responses.ERR_SHUTDOWN)
 
     def __init__(self, family: Family, *, implicit_tls: bool) -> None:
+        super().__init__(
+            family,
+            parser.Parser(max_line_length=settings.MAILHOST_POP3_MAX_LINE_LENGTH),
+            secure=implicit_tls,
+        )
         self.family = family
-        self.secure = implicit_tls
-        self.parser = parser.Parser(max_line_length=settings.MAILHOST_POP3_MAX_LINE_LENGTH)
-        self.transport: asyncio.Transport | None = None
-        self.peer_ip: str | None = None
-        self._data = asyncio.Event()
-        self._writable = asyncio.Event()
-        self._writable.set()
-        self._paused = False
-        self._eof = False
-        self.closed = False
-        self.task: asyncio.Task | None = None
-        # Shutdown: a session waiting for a command gets -ERR [SYS/TEMP] at once, one running
-        # a command after its reply.
-        self.awaiting_command = False
-        self.stopping = False
         self.superseded = False  # a newer session took the maildrop over
 
-    # --- asyncio callbacks
+    def session(self) -> Awaitable[None]:
+        return Session(self).run()
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        peer = transport.get_extra_info("peername")
-        self.peer_ip = peer[0] if peer else None
-        if not self.family.admit(self):
-            transport.write(responses.encode(responses.ERR_TOO_MANY_CONNECTIONS))
-            transport.close()
-            self.closed = True
-            return
-        self.task = asyncio.get_running_loop().create_task(Session(self).run())
-        self.family.track(self.task)
+    def idle_timeout(self) -> float:
+        return settings.MAILHOST_POP3_IDLE_TIMEOUT
 
-    def data_received(self, data: bytes) -> None:
-        self.parser.receive_data(data)
-        self._data.set()
-        if self.parser.buffered > READ_BUFFER_LIMIT and not self._paused:
-            self._paused = True
-            self.transport.pause_reading()
-
-    def eof_received(self) -> bool:
-        self._eof = True
-        self._data.set()
-        return False
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        self._data.set()
-        self._writable.set()
-        self.family.leave(self)
-
-    def pause_writing(self) -> None:
-        self._writable.clear()
-
-    def resume_writing(self) -> None:
-        self._writable.set()
-
-    # --- used by the session
+    def ended(self) -> bool:
+        return self.superseded
 
     async def next_event(self, deadline: float) -> parser.Event | None:
         """The next parsed input, or None on end of input, disconnect or idle timeout."""
-        while True:
-            if self.superseded:
-                return None
-            event = self.parser.next_event()
-            if event is not parser.NEED_DATA:
-                return event
-            if self.closed or self._eof:
-                return None
-            if self._paused:
-                self._paused = False
-                self.transport.resume_reading()
-            self._data.clear()
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return None
-            self.awaiting_command = True
-            try:
-                await asyncio.wait_for(self._data.wait(), remaining)
-            except TimeoutError:
-                return None
-            finally:
-                self.awaiting_command = False
-
-    async def send(self, data: bytes) -> None:
-        if self.closed:
-            raise ConnectionClosed()
-        self.transport.write(data)
-        if not self._writable.is_set():
-            # A client that stops reading is idle too: it must not hold the maildrop forever.
-            try:
-                await asyncio.wait_for(self._writable.wait(), settings.MAILHOST_POP3_IDLE_TIMEOUT)
-            except TimeoutError:
-                self.transport.abort()
-                raise ConnectionClosed() from None
-        if self.closed:
-            raise ConnectionClosed()
-
-    async def start_tls(self) -> None:
-        # RFC 2595 4 (and the STARTTLS injection class of bugs): whatever the client sent in
-        # the clear after STLS is dropped, never read as if it came through TLS.
-        self.parser.discard_buffered()
-        loop = asyncio.get_running_loop()
-        self.transport = await loop.start_tls(
-            self.transport,
-            self,
-            tls.server_context(),
-            server_side=True,
-            ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT,
-        )
-        self.secure = True
-
-    def close(self) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.close()
+        try:
+            return await super().next_event(deadline)
+        except TimeoutError:
+            return None
 
     def supersede(self) -> None:
         """The maildrop is another session's now: a last -ERR [IN-USE] line and the close, at
@@ -211,27 +108,13 @@ class Connection(asyncio.Protocol):
             self.close()
         asyncio.get_running_loop().call_later(TAKEOVER_CLOSE_GRACE, self.abort)
 
-    def abort(self) -> None:
-        if not self.closed and self.transport is not None:
-            self.transport.abort()
-
-    def shutdown(self) -> None:
-        """The server stops: a final -ERR [SYS/TEMP] line (RFC 2449 8 / RFC 3206 4) before
-        the close, now when the session waits for a command, else after its reply."""
-        if self.stopping:  # both listeners' close() reach every connection of the family
-            return
-        self.stopping = True
-        if self.awaiting_command and not self.closed and self.transport is not None:
-            self.transport.write(responses.encode(responses.ERR_SHUTDOWN))
-            self.close()
-
 
 class Session(EventLogin):
     """One POP3 session: the state table, the maildrop and one method per command."""
 
     protocol = "pop3"
     refusals = LOGIN_REFUSALS
-    db = staticmethod(_db)
+    db = staticmethod(db)
 
     def __init__(self, connection: Connection) -> None:
         self.conn = connection
@@ -302,7 +185,7 @@ class Session(EventLogin):
         if self.mailbox_id is not None:
             mailbox_id, self.mailbox_id = self.mailbox_id, None
             try:
-                await _db(lease.release, mailbox_id, self.holder)
+                await db(lease.release, mailbox_id, self.holder)
             except Exception:
                 logger.exception("releasing the POP3 lease of mailbox %s failed", mailbox_id)
         self.conn.close()
@@ -409,7 +292,7 @@ class Session(EventLogin):
         # Named before the await, so that end() gives the lease back even when the session is
         # cancelled while taking it (releasing a lease this holder never got is a no-op).
         self.mailbox_id = mailbox.pk
-        attempt = await _db(
+        attempt = await db(
             lease.acquire, mailbox.pk, self.holder, take_over=settings.MAILHOST_POP3_TAKEOVER
         )
         if attempt.outcome is lease.Outcome.IN_USE:
@@ -422,7 +305,7 @@ class Session(EventLogin):
             return
         self.take_maildrop(attempt, mailbox.address)
         try:
-            self.maildrop = await _db(open_maildrop, mailbox)
+            self.maildrop = await db(open_maildrop, mailbox)
         except MaildropUnavailable:
             logger.error("POP3 login of %s: no INBOX", mailbox.address)
             await self.give_back_lease()
@@ -431,7 +314,7 @@ class Session(EventLogin):
         except Exception:
             await self.give_back_lease()
             raise
-        await record(_db, mailbox)
+        await record(db, mailbox)
         self.state = State.TRANSACTION
         self.heartbeat = asyncio.get_running_loop().create_task(self.keep_lease())
         await self.reply(responses.ok_login(*self.maildrop.totals()))
@@ -445,13 +328,16 @@ class Session(EventLogin):
 
     def take_maildrop(self, attempt: lease.Attempt, address: str) -> None:
         """Enter this session in the registry of lease holders; an older session of this
-        process that held the maildrop ends now (one elsewhere, at its next renewal)."""
+        process (or of another worker process of this server) that held the maildrop ends now
+        (one elsewhere, at its next renewal)."""
         holders = self.conn.family.lease_holders
         holders[self.holder] = self.conn
         if attempt.outcome is lease.Outcome.TAKEN_OVER:
             older = holders.pop(attempt.previous, None)
             if older is not None:
                 older.supersede()
+            else:  # perhaps another worker process's session (MAILHOST_PROCESSES)
+                fanout.send(TAKEOVER, {"holder": attempt.previous})
             logger.info(
                 "pop3 takeover client=%s user=%s older=%s",
                 self.conn.peer_ip,
@@ -462,7 +348,7 @@ class Session(EventLogin):
     async def give_back_lease(self) -> None:
         mailbox_id, self.mailbox_id = self.mailbox_id, None
         if mailbox_id is not None:
-            await _db(lease.release, mailbox_id, self.holder)
+            await db(lease.release, mailbox_id, self.holder)
 
     async def keep_lease(self) -> None:
         interval = settings.MAILHOST_POP3_LEASE_SECONDS / 3
@@ -472,7 +358,7 @@ class Session(EventLogin):
             if mailbox_id is None:
                 return
             try:
-                kept = await _db(lease.renew, mailbox_id, self.holder)
+                kept = await db(lease.renew, mailbox_id, self.holder)
             except Exception:
                 logger.exception("renewing the POP3 lease of mailbox %s failed", mailbox_id)
                 continue
@@ -521,7 +407,7 @@ class Session(EventLogin):
 
     async def wire_form(self, entry: Entry) -> bytes | None:
         try:
-            return await _db(read_wire_form, entry)
+            return await db(read_wire_form, entry)
         except FileNotFoundError:
             # Expunged through IMAP during this session, and its bytes are gone.
             await self.reply(responses.ERR_MESSAGE_GONE)
@@ -574,7 +460,7 @@ class Session(EventLogin):
             # RFC 2449 6.7: EXPIRE 0 means no mail is left on the server once retrieved.
             self.maildrop.deleted.update(self.retrieved)
         try:
-            removed = await _db(update, self.maildrop, self.retrieved, holder=self.holder)
+            removed = await db(update, self.maildrop, self.retrieved, holder=self.holder)
         except lease.LeaseLost:
             await self.reply(responses.ERR_TAKEN_OVER)
             return
@@ -588,61 +474,31 @@ class Session(EventLogin):
         await self.reply(responses.ok_bye_update(len(removed)))
 
 
-class Family:
-    """The POP3 listeners' shared bookkeeping: connection limits and open sessions."""
+class Family(Sessions):
+    """The POP3 listeners' shared bookkeeping: connection limits, open sessions, and the
+    sessions holding a maildrop lease, by holder (a takeover ends the older one at once)."""
 
     def __init__(self) -> None:
-        self.connections: set[Connection] = set()
-        self.per_ip: Counter[str | None] = Counter()
-        self.sessions: set[asyncio.Task] = set()
-        # Sessions holding a maildrop lease, by holder: a takeover ends the older one at once.
+        super().__init__(
+            Caps(
+                "pop3",
+                max_total="MAILHOST_MAX_CONNECTIONS",
+                max_per_ip="MAILHOST_MAX_CONNECTIONS_PER_IP",
+            ),
+            lambda connection: "pop3s" if connection.secure else "pop3",
+        )
         self.lease_holders: dict[str, Connection] = {}
+        if fanout.active():
+            loop = asyncio.get_running_loop()
+            fanout.subscribe(
+                TAKEOVER, lambda message: loop.call_soon_threadsafe(self.taken_over, message)
+            )
 
-    def track(self, task: asyncio.Task) -> None:
-        self.sessions.add(task)
-        task.add_done_callback(self.sessions.discard)
-
-    def admit(self, connection: Connection) -> bool:
-        if (
-            len(self.connections) >= settings.MAILHOST_MAX_CONNECTIONS
-            or self.per_ip[connection.peer_ip] >= settings.MAILHOST_MAX_CONNECTIONS_PER_IP
-        ):
-            return False
-        self.connections.add(connection)
-        self.per_ip[connection.peer_ip] += 1
-        metrics.connection_opened("pop3s" if connection.secure else "pop3")
-        return True
-
-    def leave(self, connection: Connection) -> None:
-        if connection in self.connections:
-            self.connections.discard(connection)
-            self.per_ip[connection.peer_ip] -= 1
-            if self.per_ip[connection.peer_ip] <= 0:
-                del self.per_ip[connection.peer_ip]
-
-
-class Pop3Server:
-    """Both listeners' servers as the runner sees one: close() stops accepting and ends the
-    open sessions with -ERR [SYS/TEMP] (a session ended so deletes nothing, RFC 1939 6)."""
-
-    def __init__(self, server: asyncio.Server, family: Family) -> None:
-        self.server = server
-        self.family = family
-
-    @property
-    def sockets(self):
-        return self.server.sockets
-
-    def close(self) -> None:
-        self.server.close()
-        for connection in list(self.family.connections):
-            connection.shutdown()
-
-    async def wait_closed(self) -> None:
-        # Sessions give their leases back before the loop goes away.
-        if self.family.sessions:
-            await asyncio.wait(list(self.family.sessions), timeout=10)
-        await self.server.wait_closed()
+    def taken_over(self, message: dict) -> None:
+        """A session of another worker process took over a maildrop: end its holder here."""
+        older = self.lease_holders.pop(str(message.get("holder")), None)
+        if older is not None:
+            older.supersede()
 
 
 async def start() -> list[Listener]:
@@ -653,28 +509,17 @@ async def start() -> list[Listener]:
             f"MAILHOST_POP3_EXPIRE={settings.MAILHOST_POP3_EXPIRE!r}: use NEVER or 0 (or unset)"
         )
     context = await asyncio.to_thread(tls.server_context)
-    loop = asyncio.get_running_loop()
     family = Family()
-    host = settings.MAILHOST_BIND
-    plain = await proxy.create_server(
-        loop,
+    plain = await listen(
         lambda: Connection(family, implicit_tls=False),
-        host,
-        settings.MAILHOST_POP3_PORT,
         name="pop3",
-        backlog=settings.MAILHOST_LISTEN_BACKLOG,
+        port=settings.MAILHOST_POP3_PORT,
     )
-    secure = await proxy.create_server(
-        loop,
+    secure = await listen(
         lambda: Connection(family, implicit_tls=True),
-        host,
-        settings.MAILHOST_POP3S_PORT,
         name="pop3s",
+        port=settings.MAILHOST_POP3S_PORT,
         ssl=context,
         ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT,
-        backlog=settings.MAILHOST_LISTEN_BACKLOG,
     )
-    return [
-        Listener("pop3", Pop3Server(plain, family)),
-        Listener("pop3s", Pop3Server(secure, family)),
-    ]
+    return [Listener("pop3", Served(plain, family)), Listener("pop3s", Served(secure, family))]

@@ -11,28 +11,31 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
 
 from django.conf import settings
 
 from mailhost.listeners import Listener
 from mailhost.tls import server_context
-from protocols import proxy
+from protocols.common.listener import Caps, Served, drain, listen
 from protocols.smtp import databuffer, handler, replies
 from protocols.smtp.replies import Reply
 from protocols.smtp.session import Mode, SMTPSession
 
 logger = logging.getLogger("mailhost.smtp")
 
+# The listeners and the settings naming their ports (the supervisor of several worker
+# processes opens them once: mailhost/processes.py).
+PORTS = {
+    "smtp": "MAILHOST_SMTP_PORT",
+    "submission": "MAILHOST_SUBMISSION_PORT",
+    "submissions": "MAILHOST_SUBMISSIONS_PORT",
+}
 
-class ConnectionPool:
-    """Open sessions of some ports, capped in total and per client address."""
 
-    def __init__(self, *, max_total: int, max_per_ip: int) -> None:
-        self.max_total = max_total
-        self.max_per_ip = max_per_ip
-        self.count = 0
-        self.per_ip: Counter[str] = Counter()
+_REFUSALS = {
+    "total": replies.S421_TOO_MANY_CONNECTIONS,
+    "per_ip": replies.S421_TOO_MANY_FROM_ADDRESS,
+}
 
 
 class ConnectionRegistry:
@@ -52,8 +55,9 @@ class ConnectionRegistry:
         busy_timeout: float = 0,
     ) -> None:
         self.sessions: set[SMTPSession] = set()
-        self.mta = ConnectionPool(max_total=max_total, max_per_ip=max_per_ip)
-        self.submission = ConnectionPool(
+        self.mta = Caps("smtp", max_total=max_total, max_per_ip=max_per_ip)
+        self.submission = Caps(
+            "submission",
             max_total=submission_max_total or max_total,
             max_per_ip=submission_max_per_ip or max_per_ip,
         )
@@ -61,7 +65,7 @@ class ConnectionRegistry:
         self.busy_timeout = busy_timeout
         self.listeners = 0  # open listeners of the family; the last one stops the workers
 
-    def pool(self, mode: Mode) -> ConnectionPool:
+    def pool(self, mode: Mode) -> Caps:
         return self.submission if mode.is_submission else self.mta
 
     @property
@@ -71,14 +75,12 @@ class ConnectionRegistry:
     def add(self, session: SMTPSession) -> Reply | None:
         """Register a new session, or return the 421 that refuses it."""
         pool = self.pool(session.mode)
-        if pool.count >= pool.max_total:
-            return replies.S421_TOO_MANY_CONNECTIONS
-        if pool.per_ip[session.client_ip] >= pool.max_per_ip:
-            return replies.S421_TOO_MANY_FROM_ADDRESS
+        refusal = pool.refusal(session.client_ip)
+        if refusal is not None:
+            return _REFUSALS[refusal]
         was_busy = self.busy
         self.sessions.add(session)
-        pool.count += 1
-        pool.per_ip[session.client_ip] += 1
+        pool.add(session.client_ip)
         if self.busy and not was_busy:
             logger.warning(
                 "smtp busy connections=%d cap=%d idle_timeout=%ss",
@@ -94,24 +96,16 @@ class ConnectionRegistry:
     def remove(self, session: SMTPSession) -> None:
         if session in self.sessions:
             self.sessions.discard(session)
-            pool = self.pool(session.mode)
-            pool.count -= 1
-            pool.per_ip[session.client_ip] -= 1
-            if pool.per_ip[session.client_ip] <= 0:
-                del pool.per_ip[session.client_ip]
+            self.pool(session.mode).remove(session.client_ip)
 
 
-class SMTPServer:
+class SMTPServer(Served):
     """One listening socket; what the runner closes."""
 
     def __init__(self, server: asyncio.Server, registry: ConnectionRegistry, mode: Mode) -> None:
         self.server = server
         self.registry = registry
         self.mode = mode
-
-    @property
-    def sockets(self):
-        return self.server.sockets
 
     def close(self) -> None:
         self.server.close()
@@ -121,10 +115,9 @@ class SMTPServer:
         sessions = [s for s in self.registry.sessions if s.mode is self.mode]
         for session in sessions:
             session.begin_drain()
-        pending = [asyncio.ensure_future(s.closed.wait()) for s in sessions]
+        pending = {asyncio.ensure_future(s.closed.wait()) for s in sessions}
         if pending:
-            done, not_done = await asyncio.wait(pending, timeout=settings.MAILHOST_SHUTDOWN_GRACE)
-            for future in not_done:
+            for future in await drain(pending, settings.MAILHOST_SHUTDOWN_GRACE):
                 future.cancel()
             for session in sessions:
                 if not session.closed.is_set() and session.transport is not None:
@@ -162,16 +155,7 @@ async def start() -> list[Listener]:
             def factory(mode: Mode = mode) -> SMTPSession:
                 return SMTPSession(hooks, mode=mode, registry=registry, tls_context=tls, loop=loop)
 
-            server = await proxy.create_server(
-                loop,
-                factory,
-                settings.MAILHOST_BIND,
-                port,
-                name=mode.value,
-                ssl=implicit_tls,
-                reuse_address=True,
-                backlog=settings.MAILHOST_LISTEN_BACKLOG,
-            )
+            server = await listen(factory, name=mode.value, port=port, ssl=implicit_tls)
             listeners.append(Listener(mode.value, SMTPServer(server, registry, mode)))
             registry.listeners += 1
             logger.info(

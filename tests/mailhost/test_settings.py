@@ -110,6 +110,7 @@ BAD_VALUES: dict[str, Bad] = {
     "MAILHOST_MAX_CONNECTIONS": Bad("many", "is not a whole number"),
     "MAILHOST_MAX_CONNECTIONS_PER_IP": Bad("0", "must be at least 1"),
     "MAILHOST_LISTEN_BACKLOG": Bad("0", "must be at least 1"),
+    "MAILHOST_PROCESSES": Bad("0", "MAILHOST_PROCESSES=0 must be at least 1"),
     "MAILHOST_BLOB_ORPHAN_AGE": Bad("1h", "is not a whole number"),
     "MAILHOST_BLOB_INLINE_MAX": Bad("64K", "is not a whole number"),
     "MAILHOST_S3_BUCKET": Bad("Mail_Blobs", "is not an S3 bucket name"),

@@ -1,0 +1,347 @@
+"""Several worker processes (MAILHOST_PROCESSES=2) behind the same ports, as `runmail` runs
+them: real processes, real sockets, the embedded default (SQLite, no Redis).
+
+Which worker serves a connection is read from /proc (the server side of the TCP connection is
+a socket whose inode one worker holds open), so a test can hold one session in each worker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import smtplib
+import socket
+import ssl
+import time
+from pathlib import Path
+
+import pytest
+
+from bench.mailhost_process import Mailhost, process_tree
+from tests.support.tlsca import make_ca
+
+pytestmark = pytest.mark.skipif(
+    not Path("/proc/net/tcp").exists(), reason="finds each connection's worker in /proc"
+)
+
+PASSWORD = "correct horse battery"
+PER_IP = 8  # MAILHOST_MAX_CONNECTIONS_PER_IP of the server under test
+CAPPED_SOURCE = "127.0.0.9"  # the caps test's connections come from here
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("processes")
+    ca = make_ca(root / "ca", names=("127.0.0.1",))
+    mailhost = Mailhost(
+        root / "data",
+        extra_env={
+            "MAILHOST_PROCESSES": "2",
+            "MAILHOST_TLS_CERT": str(ca.cert_path),
+            "MAILHOST_TLS_KEY": str(ca.key_path),
+            "MAILHOST_MAX_CONNECTIONS_PER_IP": str(PER_IP),
+            "MAILHOST_ALLOW_PLAINTEXT_AUTH": "1",
+        },
+    )
+    mailhost.manage("migrate")
+    mailhost.manage("adddomain", "example.org")
+    for user in ("alice", "bob", "carol"):
+        mailhost.manage(
+            "addmailbox", f"{user}@example.org", "--password-stdin", stdin=PASSWORD + "\n"
+        )
+    mailhost.ca = ca
+    mailhost.start(120)
+    try:
+        yield mailhost
+    finally:
+        if mailhost.process.poll() is None:
+            mailhost.process.send_signal(signal.SIGTERM)
+            try:
+                mailhost.process.wait(60)
+            except Exception:
+                mailhost.process.kill()
+
+
+def workers(mailhost: Mailhost) -> list[int]:
+    return process_tree(mailhost.pid)[1:]
+
+
+def _server_inode(client: socket.socket) -> str:
+    """The inode of the server's side of this loopback connection."""
+    client_port = client.getsockname()[1]
+    server_port = client.getpeername()[1]
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as lines:
+            next(lines)
+            for line in lines:
+                fields = line.split()
+                local, remote = fields[1], fields[2]
+                if (
+                    int(local.rsplit(":", 1)[1], 16) == server_port
+                    and int(remote.rsplit(":", 1)[1], 16) == client_port
+                ):
+                    return fields[9]
+    raise AssertionError("connection not in /proc/net/tcp")
+
+
+def worker_of(mailhost: Mailhost, client: socket.socket, timeout: float = 5) -> int:
+    """The pid of the worker that accepted this connection."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        inode = _server_inode(client)
+        target = f"socket:[{inode}]"
+        for pid in workers(mailhost):
+            try:
+                fds = os.listdir(f"/proc/{pid}/fd")
+            except OSError:
+                continue
+            for fd in fds:
+                try:
+                    if os.readlink(f"/proc/{pid}/fd/{fd}") == target:
+                        return pid
+                except OSError:
+                    continue
+        time.sleep(0.05)
+    raise AssertionError("no worker holds the connection")
+
+
+class Line:
+    """A line-protocol client (IMAP, POP3) on a plain or TLS socket."""
+
+    def __init__(self, mailhost: Mailhost, port_name: str, *, source: str = "127.0.0.1"):
+        self.sock = socket.create_connection(
+            ("127.0.0.1", mailhost.ports[port_name]), timeout=15, source_address=(source, 0)
+        )
+        self.file = self.sock.makefile("rb")
+
+    def line(self) -> bytes:
+        data = self.file.readline()
+        if not data:
+            raise ConnectionError("closed")
+        return data.rstrip(b"\r\n")
+
+    def send(self, text: str) -> None:
+        self.sock.sendall(text.encode() + b"\r\n")
+
+    def until(self, prefix: bytes) -> list[bytes]:
+        lines = []
+        while True:
+            lines.append(self.line())
+            if lines[-1].startswith(prefix):
+                return lines
+
+    def close(self) -> None:
+        self.file.close()
+        self.sock.close()
+
+
+def imap(mailhost: Mailhost, user: str | None = None, **kwargs) -> Line:
+    client = Line(mailhost, "imap", **kwargs)
+    assert client.line().startswith(b"* OK")
+    if user:
+        client.send(f'a LOGIN {user}@example.org "{PASSWORD}"')
+        assert client.until(b"a ")[-1].startswith(b"a OK"), user
+    return client
+
+
+def one_in_each(mailhost: Mailhost, connect, attempts: int = 60) -> dict[int, Line]:
+    """Connections until each worker holds one; the others are closed."""
+    held: dict[int, Line] = {}
+    for _ in range(attempts):
+        client = connect()
+        pid = worker_of(mailhost, client.sock)
+        if pid in held:
+            client.close()
+        else:
+            held[pid] = client
+        if len(held) == len(workers(mailhost)) == 2:
+            return held
+    raise AssertionError(f"connections reached {len(held)} worker(s) only")
+
+
+def test_two_workers_share_the_ports(server):
+    assert len(workers(server)) == 2
+    held = one_in_each(server, lambda: imap(server))
+    assert len(held) == 2
+    for client in held.values():
+        client.close()
+
+
+def test_idle_in_one_worker_is_woken_by_append_in_the_other(server):
+    held = one_in_each(server, lambda: imap(server, "alice"))
+    (idler_pid, idler), (_, appender) = held.items()
+    idler.send("s SELECT INBOX")
+    exists = [line for line in idler.until(b"s ") if line.endswith(b" EXISTS")][0]
+    count = int(exists.split()[1])
+    idler.send("i IDLE")
+    assert idler.line().startswith(b"+")
+    message = "Subject: across\r\n\r\nhello\r\n"
+    appender.send(f"p APPEND INBOX {{{len(message)}}}")
+    assert appender.line().startswith(b"+")
+    appender.sock.sendall(message.encode() + b"\r\n")
+    assert appender.until(b"p ")[-1].startswith(b"p OK")
+    started = time.monotonic()
+    assert idler.line() == f"* {count + 1} EXISTS".encode()
+    assert time.monotonic() - started < 2
+    idler.send("DONE")
+    assert idler.until(b"i ")[-1].startswith(b"i OK")
+    for client in held.values():
+        client.close()
+
+
+def test_smtp_delivery_wakes_idle_in_every_worker(server):
+    held = one_in_each(server, lambda: imap(server, "bob"))
+    counts = {}
+    for pid, client in held.items():
+        client.send("s SELECT INBOX")
+        exists = [line for line in client.until(b"s ") if line.endswith(b" EXISTS")][0]
+        counts[pid] = int(exists.split()[1])
+        client.send("i IDLE")
+        assert client.line().startswith(b"+")
+    with smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=30) as smtp:
+        smtp.sendmail(
+            "someone@example.net", ["bob@example.org"], b"Subject: wake\r\n\r\nup\r\n"
+        )
+    for pid, client in held.items():
+        assert client.line() == f"* {counts[pid] + 1} EXISTS".encode()
+        client.send("DONE")
+        assert client.until(b"i ")[-1].startswith(b"i OK")
+        client.close()
+
+
+def pop3_login(client: Line, user: str) -> bytes:
+    client.send(f"USER {user}@example.org")
+    assert client.line().startswith(b"+OK")
+    client.send(f"PASS {PASSWORD}")
+    return client.line()
+
+
+def test_pop3_takeover_reaches_the_session_in_the_other_worker(server):
+    def connect() -> Line:
+        client = Line(server, "pop3")
+        assert client.line().startswith(b"+OK")
+        return client
+
+    held = one_in_each(server, connect)
+    (_, first), (_, second) = held.items()
+    assert pop3_login(first, "carol").startswith(b"+OK")
+    # The maildrop is exclusive across the workers (the lease is in the database), and the
+    # newer login takes it over (MAILHOST_POP3_TAKEOVER): the older session, waiting for a
+    # command in the other process, hears it at once, not at its next lease renewal.
+    started = time.monotonic()
+    assert pop3_login(second, "carol").startswith(b"+OK")
+    assert first.line().startswith(b"-ERR [IN-USE]")
+    assert time.monotonic() - started < 5
+    second.send("QUIT")
+    assert second.line().startswith(b"+OK")
+    for client in held.values():
+        client.close()
+
+
+def test_login_limiter_counts_failures_from_every_worker(server):
+    held = one_in_each(server, lambda: imap(server))
+    (_, guesser), (_, other) = held.items()
+    # Wrong passwords for alice in one worker: past the free failures each waits longer.
+    for attempt in range(3):  # IMAP closes the connection after MAILHOST_IMAP_MAX_AUTH_FAILURES
+        guesser.send(f'g{attempt} LOGIN alice@example.org "wrong {attempt}"')
+        assert guesser.until(f"g{attempt} ".encode())[-1].startswith(f"g{attempt} NO".encode())
+    # The same client in the other worker waits too, although that process saw none of them.
+    started = time.monotonic()
+    other.send(f'o LOGIN alice@example.org "{PASSWORD}"')
+    reply = other.until(b"o ")[-1]
+    waited = time.monotonic() - started
+    assert waited >= 1.0 or reply.startswith(b"o NO"), (waited, reply)
+    for client in held.values():
+        client.close()
+
+
+def test_connection_caps_hold_across_workers(server):
+    clients = [imap(server, source=CAPPED_SOURCE) for _ in range(PER_IP)]
+    assert len({worker_of(server, client.sock) for client in clients}) == 2
+    refused = Line(server, "imap", source=CAPPED_SOURCE)
+    assert refused.line().startswith(b"* BYE")
+    refused.close()
+    for client in clients:
+        client.close()
+
+
+def fingerprint(server: Mailhost) -> tuple[int, str]:
+    context = ssl.create_default_context(cafile=str(server.ca.ca_path))
+    raw = socket.create_connection(("127.0.0.1", server.ports["imaps"]), timeout=15)
+    with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+        pid = worker_of(server, tls)
+        return pid, hashlib.sha256(tls.getpeercert(binary_form=True)).hexdigest()
+
+
+def test_sighup_reloads_the_certificate_in_every_worker(server, tmp_path):
+    before = {fingerprint(server)[1] for _ in range(4)}
+    assert len(before) == 1
+    fresh = make_ca(tmp_path / "ca2", names=("127.0.0.1",))
+    # The same CA file name for the client: the new chain replaces the old one in place.
+    server.ca.ca_path.write_bytes(fresh.ca_path.read_bytes())
+    server.ca.key_path.write_bytes(fresh.key_path.read_bytes())
+    server.ca.cert_path.write_bytes(fresh.cert_path.read_bytes())
+    os.kill(server.pid, signal.SIGHUP)
+    seen: dict[int, set[str]] = {}
+    deadline = time.monotonic() + 20
+    while len(seen) < 2 and time.monotonic() < deadline:
+        try:
+            pid, print_ = fingerprint(server)
+        except ssl.SSLError:  # a worker that has not reloaded yet serves the old chain
+            time.sleep(0.1)
+            continue
+        seen.setdefault(pid, set()).add(print_)
+    assert len(seen) == 2
+    for prints in seen.values():
+        assert prints.isdisjoint(before)
+
+
+def test_a_killed_worker_is_started_again(server):
+    before = workers(server)
+    assert len(before) == 2
+    os.kill(before[1], signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        now = workers(server)
+        if len(now) == 2 and before[1] not in now:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError(f"workers {workers(server)} after killing {before[1]}")
+    held = one_in_each(server, lambda: imap(server, "alice"))
+    assert set(held) == set(workers(server))
+    for client in held.values():
+        client.close()
+    assert server.process.poll() is None
+
+
+def test_sigterm_drains_every_worker(server):
+    """Last in this module: the server stops. A transaction in flight in each worker ends
+    with its 250 after SIGTERM; idle IMAP sessions hear BYE; the supervisor exits 0."""
+
+    def connect() -> Line:
+        client = Line(server, "smtp")
+        assert client.line().startswith(b"220")
+        return client
+
+    held = one_in_each(server, connect)
+    for client in held.values():
+        client.send("EHLO client.example.net")
+        client.until(b"250 ")
+        client.send("MAIL FROM:<someone@example.net>")
+        assert client.line().startswith(b"250")
+        client.send("RCPT TO:<alice@example.org>")
+        assert client.line().startswith(b"250")
+    idle = one_in_each(server, lambda: imap(server, "alice"))
+    server.process.send_signal(signal.SIGTERM)
+    for client in idle.values():
+        assert client.line().startswith(b"* BYE")
+    for client in held.values():
+        client.send("DATA")
+        assert client.line().startswith(b"354")
+        client.sock.sendall(b"Subject: in flight\r\n\r\nstill accepted\r\n.\r\n")
+        assert client.line().startswith(b"250")
+    assert server.process.wait(60) == 0
+    for client in [*held.values(), *idle.values()]:
+        client.close()
