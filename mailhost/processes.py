@@ -25,13 +25,13 @@ safe as the first time. It logs "ready" once every worker has started.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import os
 import select
 import signal
 import socket
-import sys
 import time
 from typing import Any
 
@@ -40,6 +40,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 logger = logging.getLogger(__name__)
 
+PIPE_BUF = 4096  # a write this short reaches a pipe whole, whichever worker writes it
 RESTART_BACKOFF = 1.0  # seconds before starting again a worker that died soon after its start
 STOP_TIMEOUT_EXTRA = 30.0  # beyond MAILHOST_SHUTDOWN_GRACE, then the stragglers are killed
 
@@ -133,6 +134,8 @@ class Supervisor:
         self.shared = listeners.SharedCounts(self.count)
         self.ready_pipe = os.pipe()
         os.set_blocking(self.ready_pipe[0], False)
+        self.error_pipe = os.pipe()  # a worker's configuration error, for the supervisor to say
+        os.set_blocking(self.error_pipe[0], False)
         connections.close_all()  # a worker opens its own
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._stop)
@@ -157,6 +160,15 @@ class Supervisor:
                 code = failed
                 break
         self.shutdown()
+        if code:
+            try:
+                error = (
+                    os.read(self.error_pipe[0], PIPE_BUF).split(b"\0")[0].decode(errors="replace")
+                )
+            except BlockingIOError:
+                error = ""
+            if error:
+                raise ImproperlyConfigured(error)
         return code
 
     def _stop(self, signum: int, frame: Any) -> None:
@@ -173,7 +185,9 @@ class Supervisor:
             try:
                 code = self.worker(slot)
             except ImproperlyConfigured as exc:
-                sys.stderr.write(f"ImproperlyConfigured: {exc}\n")
+                # The supervisor stops everything and says it, once (manage.py's one line).
+                with contextlib.suppress(OSError):
+                    os.write(self.error_pipe[1], str(exc).encode()[: PIPE_BUF - 1] + b"\0")
             except BaseException:
                 logger.exception("worker %d failed", slot)
             finally:

@@ -91,6 +91,8 @@ def mailhost(tmp_path_factory):
         database_url=database.url if database else None,
         redis_url=os.environ.get("REDIS_URL"),
         extra_env={
+            # One process, as the docstring says: the RSS read is that process's.
+            "MAILHOST_PROCESSES": "1",
             "MAILHOST_ALLOW_PLAINTEXT_AUTH": "true",  # TLS is not what is measured here
             "MAILHOST_MAX_CONNECTIONS": "2000",
             "MAILHOST_MAX_CONNECTIONS_PER_IP": "1000",
