@@ -200,9 +200,7 @@ def test_smtp_delivery_wakes_idle_in_every_worker(server):
         client.send("i IDLE")
         assert client.line().startswith(b"+")
     with smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=30) as smtp:
-        smtp.sendmail(
-            "someone@example.net", ["bob@example.org"], b"Subject: wake\r\n\r\nup\r\n"
-        )
+        smtp.sendmail("someone@example.net", ["bob@example.org"], b"Subject: wake\r\n\r\nup\r\n")
     for pid, client in held.items():
         assert client.line() == f"* {counts[pid] + 1} EXISTS".encode()
         client.send("DONE")
