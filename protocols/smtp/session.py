@@ -170,6 +170,7 @@ class SMTPSession(asyncio.Protocol):
         self._draining = False
         self._awaiting_command = False
         self._registered = False
+        self._task: asyncio.Task | None = None
 
     # --- asyncio callbacks ---------------------------------------------------------------------
 
@@ -178,7 +179,8 @@ class SMTPSession(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.client_ip = peer[0] if peer else ""
         self._reset_timeout()
-        self.loop.create_task(self._run())
+        # Held here: the loop keeps only a weak reference to a task.
+        self._task = self.loop.create_task(self._run())
 
     def data_received(self, data: bytes) -> None:
         self.parser.receive_data(data)
