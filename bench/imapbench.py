@@ -7,9 +7,13 @@ server's, not a Python IMAP library's parsing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import re
 import socket
 import statistics
+import subprocess
+import sys
 import time
 
 LITERAL = re.compile(rb"\{(\d+)\+?\}\r\n$")
@@ -134,10 +138,12 @@ def append_rate(host: str, port: int, user: str, password: str, count: int, raw:
 
 
 class IdleCrowd:
-    """Many connections, each logged in with INBOX selected and in IDLE."""
+    """Many connections, each logged in with INBOX selected and in IDLE (connection `index`
+    from source address 127.0.0.(10 + index % 200), the first one `first`)."""
 
-    def __init__(self, host: str, port: int, user: str, password: str) -> None:
+    def __init__(self, host: str, port: int, user: str, password: str, first: int = 0) -> None:
         self.host, self.port, self.user, self.password = host, port, user, password
+        self.first = first
         self.connections: list[asyncio.StreamWriter] = []
         self.failed = 0
         self.errors: list[str] = []
@@ -199,7 +205,7 @@ class IdleCrowd:
                         self.errors.append(repr(exc)[:200])
 
         start = len(self.connections) + self.failed
-        await asyncio.gather(*(guarded(i) for i in range(start, total)))
+        await asyncio.gather(*(guarded(self.first + i) for i in range(start, total)))
 
     async def close(self) -> None:
         for writer in self.connections:
@@ -210,3 +216,81 @@ class IdleCrowd:
                 pass
         self.connections.clear()
         await asyncio.sleep(0.5)
+
+
+class IdleCrowds:
+    """An IdleCrowd spread over child processes of `per_process` connections at most: one
+    process's file limit bounds its crowd, and a sandboxed root may not raise the hard limit.
+    Each child (`python bench/imapbench.py crowd ...`) holds its connections open between
+    the commands it reads ("grow N", "close") and answers each grow with a JSON line."""
+
+    def __init__(self, host: str, port: int, user: str, password: str, per_process: int) -> None:
+        self.args = [host, str(port), user, password]
+        self.per_process = per_process
+        self.children: list[subprocess.Popen] = []
+        self.connections = self.failed = 0
+        self.errors: list[str] = []
+
+    def grow(self, total: int) -> None:
+        """Every child to its share of `total` (the first ones full), answers read after all
+        were asked, so that the children connect in parallel."""
+        needed = (total + self.per_process - 1) // self.per_process
+        while len(self.children) < needed:
+            first = str(len(self.children) * self.per_process)
+            self.children.append(
+                subprocess.Popen(
+                    [sys.executable, __file__, "crowd", *self.args, first],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
+            )
+        for index, child in enumerate(self.children):
+            share = min(self.per_process, max(0, total - index * self.per_process))
+            child.stdin.write(f"grow {share}\n")
+            child.stdin.flush()
+        self.connections = self.failed = 0
+        for child in self.children:
+            line = child.stdout.readline()
+            if not line:
+                raise ImapError(f"crowd process {child.pid} exited ({child.poll()})")
+            state = json.loads(line)
+            self.connections += state["connections"]
+            self.failed += state["failed"]
+            self.errors = (self.errors + state["errors"])[:5]
+
+    def close(self) -> None:
+        for child in self.children:
+            with contextlib.suppress(OSError):
+                child.stdin.write("close\n")
+                child.stdin.close()
+        for child in self.children:
+            try:
+                child.wait(60)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait(10)
+        self.children.clear()
+
+
+async def crowd_main(host: str, port: str, user: str, password: str, first: str) -> None:
+    """A child of IdleCrowds: "grow N" on standard input grows the crowd to N connections
+    (failed ones are not retried) and answers its state as JSON; "close" or the end of the
+    input closes them all."""
+    crowd = IdleCrowd(host, int(port), user, password, int(first))
+    loop = asyncio.get_running_loop()
+    try:
+        while True:
+            command = (await loop.run_in_executor(None, sys.stdin.readline)).split()
+            if not command or command[0] != "grow":
+                break
+            await crowd.grow(int(command[1]))
+            state = {"connections": len(crowd.connections), "failed": crowd.failed}
+            print(json.dumps({**state, "errors": crowd.errors[:5]}), flush=True)
+            crowd.errors.clear()
+    finally:
+        await crowd.close()
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["crowd"]:
+    asyncio.run(crowd_main(*sys.argv[2:7]))

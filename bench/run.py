@@ -654,32 +654,37 @@ class Bench:
         time.sleep(self.counts["settle"])
         runs = [{"connections": 0, **memory_figures(self.mailhost.pid)}]
         self.results["memory"] = runs
-        crowd = imapbench.IdleCrowd("127.0.0.1", self.mailhost.ports["imap"], IMAP_USER, PASSWORD)
-
-        async def grow() -> None:
-            try:
-                for total in self.counts["idle"]:
-                    start = time.perf_counter()
-                    await crowd.grow(total)
-                    await asyncio.sleep(self.counts["settle"])
-                    runs.append(
-                        {
-                            "connections": len(crowd.connections),
-                            "asked": total,
-                            "failed": crowd.failed,
-                            "setup_s": round(time.perf_counter() - start, 2),
-                            **memory_figures(self.mailhost.pid),
-                        }
-                    )
-                    target = IDLE_TARGETS_MIB.get(total)
-                    if target:
-                        runs[-1]["target_mib"] = target
-                        runs[-1]["met"] = runs[-1]["rss_mib"] < target and not crowd.failed
-                    print(f"   {runs[-1]}", file=sys.stderr, flush=True)
-            finally:
-                await crowd.close()
-
-        asyncio.run(grow())
+        # The crowd in child processes of at most this many connections each: their file
+        # limit is this process's (raised as far as allowed), and runmail's too: one runmail
+        # process holds as many connections as its limit allows (`fd_limit` in the JSON), so a
+        # crowd larger than that needs MAILHOST_PROCESSES workers (--processes).
+        limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        self.results["meta"]["fd_limit"] = limit
+        crowd = imapbench.IdleCrowds(
+            "127.0.0.1", self.mailhost.ports["imap"], IMAP_USER, PASSWORD, limit - 1000
+        )
+        try:
+            for total in self.counts["idle"]:
+                start = time.perf_counter()
+                crowd.grow(total)
+                time.sleep(self.counts["settle"])
+                runs.append(
+                    {
+                        "connections": crowd.connections,
+                        "asked": total,
+                        "failed": crowd.failed,
+                        "setup_s": round(time.perf_counter() - start, 2),
+                        **memory_figures(self.mailhost.pid),
+                    }
+                )
+                target = IDLE_TARGETS_MIB.get(total)
+                if target:
+                    runs[-1]["target_mib"] = target
+                    runs[-1]["met"] = runs[-1]["rss_mib"] < target and not crowd.failed
+                print(f"   {runs[-1]}", file=sys.stderr, flush=True)
+        finally:
+            crowd.close()
+            time.sleep(0.5)
         if crowd.errors:
             self.results["memory_errors"] = crowd.errors
 
