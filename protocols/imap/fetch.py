@@ -1,224 +1,59 @@
-"""FETCH data items: parsing (RFC 9051 6.4.5, RFC 3516 BINARY, RFC 7162 MODSEQ) and rendering.
+"""FETCH responses (RFC 9051 7.5.2, RFC 3516 BINARY, RFC 7162 MODSEQ): the one renderer.
 
-`parse_items` accepts the parser's `FetchAtt` tuple (see the NOTE in parser.py) or plain text
-such as 'BODY.PEEK[HEADER.FIELDS (From To)]<0.100> FLAGS'. `render` produces one untagged
-FETCH response from a message row and a lazy loader of its raw bytes: the blob is read only
-when an item needs the octets (a section, RFC822*, BINARY*, or a missing MIME cache).
+Every FETCH response the server writes comes from here: FETCH and UID FETCH, STORE's, the
+unsolicited FLAGS of changes made elsewhere, SELECT's QRESYNC changes and NOTIFY's MessageNew.
+Items read from the message row alone have one format each (ROW_FORMATS), filled per message
+from a template made once per command; `render` writes a response that needs the message's
+bytes or structure, from a row and a lazy loader of its raw bytes: the blob is read only when
+an item needs the octets (a section, RFC822*, BINARY*, or a missing MIME cache).
+
+The items come typed from the parser (protocols/imap/parser.py: FetchItem, Section);
+`parse_items` reads them from text for tests and tools by the same grammar.
 """
 
 from __future__ import annotations
 
-import re
+import bisect
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Protocol
 
 from protocols.imap import mime, objectid, preview
-from protocols.imap.parser import FETCH_MACROS
+from protocols.imap import parser as p
+from protocols.imap.flags import flags_of_bits
 from protocols.imap.responses import quoted_or_literal
 
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
-# RFC 9051 6.4.5 macros: the parser owns the table.
-MACROS = FETCH_MACROS
-SIMPLE = frozenset(
-    {
-        "FLAGS",
-        "INTERNALDATE",
-        "RFC822.SIZE",
-        "ENVELOPE",
-        "BODY",
-        "BODYSTRUCTURE",
-        "UID",
-        "MODSEQ",
-        "RFC822",
-        "RFC822.HEADER",
-        "RFC822.TEXT",
-        "EMAILID",
-        "THREADID",
-        "PREVIEW",
-        "SAVEDATE",
-    }
-)
+Item = p.FetchItem
+Section = p.Section
 OBJECTID_ITEMS = frozenset({"EMAILID", "THREADID"})  # RFC 8474 5
 ROW_ID_ITEMS = OBJECTID_ITEMS | {"SAVEDATE"}  # read with selectors' with_ids
-SECTIONED = frozenset({"BODY", "BODY.PEEK", "BINARY", "BINARY.PEEK", "BINARY.SIZE"})
-SPECS = ("HEADER.FIELDS.NOT", "HEADER.FIELDS", "HEADER", "TEXT", "MIME")
 
 
 class FetchSyntaxError(ValueError):
-    """A FETCH item the grammar does not allow (the engine answers BAD)."""
+    """FETCH items from text that the grammar does not allow."""
 
 
 UnknownCTE = mime.UnknownCTE
 
 
-@dataclass(frozen=True)
-class Section:
-    path: tuple[int, ...] = ()
-    spec: str = ""  # "", HEADER, TEXT, MIME, HEADER.FIELDS, HEADER.FIELDS.NOT
-    fields: tuple[str, ...] = ()
-
-    def text(self) -> str:
-        """Canonical form for the response (RFC 9051 7.5.2 echoes the section)."""
-        pieces = [str(n) for n in self.path]
-        if self.spec:
-            pieces.append(self.spec)
-        out = ".".join(pieces)
-        if self.spec.startswith("HEADER.FIELDS"):
-            out += " (" + " ".join(_astring_text(f) for f in self.fields) + ")"
-        return out
-
-
-@dataclass(frozen=True)
-class Item:
-    """One FETCH data item. name is a SIMPLE name, or "BODY" / "BINARY" / "BINARY.SIZE"
-    with a section (peek says whether .PEEK was used)."""
-
-    name: str
-    section: Section | None = None
-    peek: bool = False
-    partial: tuple[int, int] | None = None
-
-    @property
-    def sets_seen(self) -> bool:
-        # RFC 9051 6.4.5: BODY[...] and BINARY[...] set \Seen unless .PEEK; RFC822 and
-        # RFC822.TEXT do too; RFC822.HEADER (= BODY.PEEK[HEADER]) does not.
-        if self.section is not None:
-            return self.name in ("BODY", "BINARY") and not self.peek
-        return self.name in ("RFC822", "RFC822.TEXT")
-
-    @property
-    def needs_raw(self) -> bool:
-        return self.section is not None or self.name in (
-            "RFC822",
-            "RFC822.HEADER",
-            "RFC822.TEXT",
-            "PREVIEW",
-        )
-
-    @property
-    def needs_structure(self) -> bool:
-        return self.name in ("ENVELOPE", "BODY", "BODYSTRUCTURE") and self.section is None
-
-
-def _astring_text(value: str) -> str:
-    if value and re.fullmatch(r"[!#$&'+\-.0-9:<=>?@A-Z^_`a-z|}~]+", value):
-        return value.upper()
-    return '"' + value.upper().replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def parse_section(text: str) -> Section:
-    """The text inside [...]: "", "1.2", "HEADER", "1.TEXT", "HEADER.FIELDS (A B)", ..."""
-    text = text.strip()
-    if not text:
-        return Section()
-    fields: tuple[str, ...] = ()
-    paren = text.find("(")
-    if paren >= 0:
-        if not text.endswith(")"):
-            raise FetchSyntaxError("Bad header list")
-        fields = tuple(_field_names(text[paren + 1 : -1]))
-        if not fields:
-            raise FetchSyntaxError("Empty header list")
-        text = text[:paren].rstrip()
-        if " " in text:
-            raise FetchSyntaxError("Bad section")
-    path: list[int] = []
-    rest = text
-    while rest:
-        number, dot, tail = rest.partition(".")
-        if number.isdigit() and number.isascii():
-            if number.startswith("0"):
-                raise FetchSyntaxError("Section numbers start at 1")
-            path.append(int(number))
-            if dot and not tail:
-                raise FetchSyntaxError("Bad section")
-            rest = tail
-        else:
-            break
-    spec = rest.upper()
-    if spec and spec not in SPECS:
-        raise FetchSyntaxError(f"Unknown section {rest}")
-    if spec == "MIME" and not path:
-        raise FetchSyntaxError("MIME needs a part number")
-    if spec.startswith("HEADER.FIELDS") != bool(fields):
-        raise FetchSyntaxError("HEADER.FIELDS takes a header list")
-    # RFC 3516 section-binary allows part numbers only; like Dovecot (and imaptest's
-    # fetch-binary-mime) we also take HEADER, TEXT, MIME and HEADER.FIELDS, sent undecoded.
-    return Section(tuple(path), spec, fields)
-
-
-def _field_names(text: str) -> list[str]:
-    names = []
-    for match in re.finditer(r'"((?:[^"\\]|\\.)*)"|(\S+)', text):
-        if match.group(1) is not None:
-            names.append(re.sub(r"\\(.)", r"\1", match.group(1)))
-        else:
-            names.append(match.group(2))
-    return names
-
-
-_ITEM = re.compile(r"([A-Za-z0-9.]+)(?:\[([^\]]*)\])?(?:<(\d+)\.(\d+)>)?")
-
-
-def _make(name: str, section: str | None, partial: tuple[int, int] | None) -> Item:
-    name = name.upper()
-    if section is None:
-        if name not in SIMPLE or partial is not None:
-            raise FetchSyntaxError(f"Unknown FETCH item {name}")
-        return Item(name)
-    if name not in SECTIONED:
-        raise FetchSyntaxError(f"{name} takes no section")
-    if partial is not None and name == "BINARY.SIZE":
-        raise FetchSyntaxError("BINARY.SIZE takes no partial")
-    base = name.removesuffix(".PEEK")
-    return Item(
-        base,
-        parse_section(section),
-        peek=name.endswith(".PEEK"),
-        partial=partial,
-    )
-
-
 def parse_items(items: str | Iterable) -> tuple[Item, ...]:
-    """FETCH items from text or from the parser's FetchAtt tuple; macros are expanded."""
-    if isinstance(items, str):
-        text = items.strip()
-        if text.startswith("(") and text.endswith(")"):
-            text = text[1:-1].strip()
-        if text.upper() in MACROS:
-            return tuple(Item(n) for n in MACROS[text.upper()])
-        out = []
-        pos = 0
-        while pos < len(text):
-            match = _ITEM.match(text, pos)
-            if not match or not match.group(1):
-                raise FetchSyntaxError("Bad FETCH item list")
-            name, section, start, count = match.groups()
-            partial = None if start is None else (int(start), int(count))
-            if name.upper() in MACROS:
-                raise FetchSyntaxError("Macros stand alone")
-            out.append(_make(name, section, partial))
-            pos = match.end()
-            if pos < len(text):
-                if text[pos] != " ":
-                    raise FetchSyntaxError("Bad FETCH item list")
-                pos += 1
-        if not out:
-            raise FetchSyntaxError("Empty FETCH item list")
-        return tuple(out)
-    result: list[Item] = []
-    for att in items:
-        name = att.name.upper()
-        if name in MACROS:
-            result.extend(Item(n) for n in MACROS[name])
-        else:
-            result.append(_make(name, att.section, att.partial))
-    if not result:
-        raise FetchSyntaxError("Empty FETCH item list")
-    return tuple(result)
+    """Typed FETCH items from text, from FetchAtts as the client wrote them, or already
+    typed (returned as they are); macros are expanded."""
+    items = items if isinstance(items, str) else tuple(items)
+    if items and all(isinstance(item, Item) for item in items):
+        return items
+    try:
+        if isinstance(items, str):
+            return p.parse_fetch_items(items)
+        if not items:
+            raise p.ParseFailure("Empty FETCH item list")
+        return p.fetch_items_of(items)
+    except p.ParseFailure as exc:
+        raise FetchSyntaxError(str(exc)) from None
 
 
 def sets_seen(items: Iterable[Item]) -> bool:
@@ -264,8 +99,120 @@ def internal_date_text(when: datetime) -> bytes:
     return text.encode("ascii")
 
 
-def flags_text(flags: Sequence[str]) -> bytes:
-    return ("(" + " ".join(flags) + ")").encode("utf-8")
+# The items read from the message row alone, one format each. A response's template joins
+# them once per command; its fields are, in this order: sequence number, UID, the flag names
+# joined by spaces, MODSEQ, RFC822.SIZE, INTERNALDATE's text, and the EMAILID, THREADID and
+# SAVEDATE items whole (objectid_text).
+ROW_FORMATS = {
+    "UID": "UID {1}",
+    "FLAGS": "FLAGS ({2})",
+    "MODSEQ": "MODSEQ ({3})",  # RFC 7162 3.1.4.1
+    "RFC822.SIZE": "RFC822.SIZE {4}",
+    "INTERNALDATE": "INTERNALDATE {5}",
+    "EMAILID": "{6}",
+    "THREADID": "{7}",
+    "SAVEDATE": "{8}",
+}
+ROW_ITEMS = frozenset(ROW_FORMATS)
+# The items selectors.message_flag_bits rows carry (UID order, flags as keywords and bits).
+FLAG_ITEMS = frozenset({"FLAGS", "UID", "MODSEQ"})
+
+
+@lru_cache(maxsize=256)
+def row_template(names: tuple[str, ...]) -> str:
+    """`* {0} FETCH (...)` of row-only items, in the order given (str.format's fields as in
+    ROW_FORMATS)."""
+    return "* {0} FETCH (" + " ".join(ROW_FORMATS[name] for name in names) + ")\r\n"
+
+
+def flags_response(
+    seq: int, flags: Iterable[str] | None, *, uid: int | None = None, modseq: int | None = None
+) -> bytes:
+    """One message's `* seq FETCH ([UID u] [FLAGS (...)] [MODSEQ (m)])`: STORE's answer and
+    the unsolicited updates (RFC 9051 7.5.2; RFC 7162 3.1.4.1, 3.2.4)."""
+    names = (
+        *(("UID",) if uid is not None else ()),
+        *(("FLAGS",) if flags is not None else ()),
+        *(("MODSEQ",) if modseq is not None else ()),
+    )
+    text = " ".join(flags) if flags is not None else ""
+    return row_template(names).format(seq, uid, text, modseq).encode("utf-8")
+
+
+def render_flag_rows(
+    rows, items: Sequence[Item], uids, recent, rev2: bool
+) -> tuple[list[bytes], set[str]]:
+    """Responses of FLAGS / UID / MODSEQ straight from selectors.message_flag_bits tuples (in
+    UID order): one template per command, and sequence numbers found by walking the sorted
+    map alongside the rows. Returns chunks of responses and the keywords they use."""
+    line = row_template(tuple(item.name for item in items))
+    flag_texts: dict[tuple, str] = {}
+    keywords: set[str] = set()
+    chunks: list[bytes] = []
+    out: list[str] = []
+    count = len(uids)
+    i = bisect.bisect_left(uids, rows[0][0]) if rows else 0
+    for row in rows:
+        uid = row[0]
+        if i >= count or uids[i] != uid:
+            i = bisect.bisect_left(uids, uid, i)
+            if i == count or uids[i] != uid:
+                continue  # not in this session's view yet
+        key = row[2:]
+        text = flag_texts.get(key)
+        if text is None:
+            keyword_text, bits = key
+            if keyword_text:
+                keywords.update(keyword_text.split())
+            text = flag_texts[key] = " ".join(flags_of_bits(keyword_text, bits))
+        if not rev2 and uid in recent:
+            text = (text + " \\Recent").lstrip()
+        i += 1
+        out.append(line.format(i, uid, text, row[1]))
+        if len(out) == 5000:
+            chunks.append("".join(out).encode("utf-8"))
+            out = []
+    if out:
+        chunks.append("".join(out).encode("utf-8"))
+    return chunks, keywords
+
+
+def render_rows(rows, items: Sequence[Item], seqs, recent, rev2: bool) -> bytes:
+    """Responses of row-only items (ROW_ITEMS) without the per-message machinery: FETCH 1:*
+    (FLAGS INTERNALDATE RFC822.SIZE) on a large folder is string formatting only."""
+    names = tuple(item.name for item in items)
+    line = row_template(names)
+    wants = set(names)
+    dates: dict = {}
+    out = []
+    for row in rows:
+        flags = None
+        if "FLAGS" in wants:
+            flags = row.flags if rev2 or row.uid not in recent else [*row.flags, "\\Recent"]
+            flags = " ".join(flags)
+        date = None
+        if "INTERNALDATE" in wants:
+            date = dates.get(row.internal_date)
+            if date is None:
+                date = dates[row.internal_date] = internal_date_text(row.internal_date).decode()
+        ids = [
+            objectid_text(n, row) if n in wants else None
+            for n in ("EMAILID", "THREADID", "SAVEDATE")
+        ]
+        out.append(line.format(seqs[row.uid], row.uid, flags, row.modseq, row.size, date, *ids))
+    return "".join(out).encode("utf-8")
+
+
+def _row_item(name: str, row: Row, flags: Sequence[str]) -> bytes:
+    """One row-only item inside a response that also carries bytes-derived items."""
+    if name == "INTERNALDATE":
+        value = internal_date_text(row.internal_date).decode("ascii")
+    elif name in ROW_ID_ITEMS:
+        value = objectid_text(name, row)
+    else:
+        value = None
+    fields = (None, row.uid, " ".join(flags), row.modseq, row.size, value, value, value, value)
+    return ROW_FORMATS[name].format(*fields).encode("utf-8")
 
 
 def _literal(data: bytes, *, binary: bool = False) -> bytes:
@@ -342,16 +289,8 @@ def render_item(item: Item, row: Row, flags: Sequence[str], source: _Source) -> 
         if data is None:
             return key.encode() + b" NIL"
         return key.encode() + b" " + _literal(_partial(data, item.partial), binary=name == "BINARY")
-    if name == "UID":
-        return b"UID %d" % row.uid
-    if name == "FLAGS":
-        return b"FLAGS " + flags_text(flags)
-    if name == "INTERNALDATE":
-        return b"INTERNALDATE " + internal_date_text(row.internal_date)
-    if name == "RFC822.SIZE":
-        return b"RFC822.SIZE %d" % row.size
-    if name == "MODSEQ":
-        return b"MODSEQ (%d)" % row.modseq  # RFC 7162 3.1.4.1
+    if name in ROW_ITEMS:
+        return _row_item(name, row, flags)
     if name == "ENVELOPE":
         return b"ENVELOPE " + source.analysis()["envelope"].encode("latin-1")
     if name == "BODYSTRUCTURE":
@@ -364,8 +303,6 @@ def render_item(item: Item, row: Row, flags: Sequence[str], source: _Source) -> 
         return b"RFC822.HEADER " + _literal(mime.section(source.raw, source.tree(), (), "HEADER"))
     if name == "RFC822.TEXT":
         return b"RFC822.TEXT " + _literal(mime.section(source.raw, source.tree(), (), "TEXT"))
-    if name in ROW_ID_ITEMS:
-        return objectid_text(name, row).encode("ascii")
     if name == "PREVIEW":  # RFC 8970 4
         # UTF-8 text: quoted when ASCII, else a literal (RFC 8970 4)
         text = preview.preview(source.raw, source.tree())

@@ -37,7 +37,7 @@ class NotifyState:
     pending: list[ChangeEvent] = field(default_factory=list)
 
     @property
-    def selected_fetch(self) -> tuple[p.FetchAtt, ...]:
+    def selected_fetch(self) -> tuple[p.FetchItem, ...]:
         for group in self.groups:
             if group.filter in SELECTED_FILTERS and group.fetch:
                 return group.fetch

@@ -2,12 +2,11 @@
 
 NOTE for protocols/imap/fetch.py and search.py (the interface between the two halves):
 
-- FETCH: `Fetch.items` is a tuple of `FetchAtt(name, section, partial)`. `name` is upper-case
-  ("FLAGS", "UID", "BODY", "BODY.PEEK", "BINARY", "BINARY.PEEK", "BINARY.SIZE", "RFC822",
-  "ENVELOPE", ...); the macros ALL, FAST and FULL arrive already expanded. `section` is the raw
-  text between the brackets exactly as the client sent it ("" for BODY[], None when the item
-  had no brackets, e.g. "HEADER.FIELDS (From To)", "1.2.MIME"). `partial` is (offset, length)
-  from `<offset.length>` or None. fetch.py may re-parse `section` as it likes.
+- FETCH: `Fetch.fetch_items` is a tuple of typed `FetchItem(name, section, peek, partial)`:
+  `name` is "BODY", "BINARY" or "BINARY.SIZE" with a `Section(path, spec, fields)`, or a
+  simple item ("FLAGS", "UID", "RFC822", "ENVELOPE", ...); the macros ALL, FAST and FULL
+  arrive expanded, and a section the grammar refuses is a parse error. `Fetch.items` keeps
+  them as the client wrote them (`FetchAtt(name, section text, partial)`).
 - SEARCH: `Search.keys` is the generic token list after RETURN and CHARSET were taken off:
   atoms (including sequence sets such as "1:*,7" or "$") as `str`, quoted strings and literals as
   `bytes`, parenthesized lists as `list`. `parse_sequence_set(text)` turns an atom into a
@@ -93,9 +92,68 @@ class SequenceSet:
 
 @dataclass(frozen=True)
 class FetchAtt:
+    """A FETCH item as the client wrote it: the section as its text."""
+
     name: str
     section: str | None = None
     partial: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class Section:
+    """A FETCH section (RFC 9051 6.4.5): part numbers, then a specifier."""
+
+    path: tuple[int, ...] = ()
+    spec: str = ""  # "", HEADER, TEXT, MIME, HEADER.FIELDS, HEADER.FIELDS.NOT
+    fields: tuple[str, ...] = ()
+
+    def text(self) -> str:
+        """Canonical form for the response (RFC 9051 7.5.2 echoes the section)."""
+        pieces = [str(n) for n in self.path]
+        if self.spec:
+            pieces.append(self.spec)
+        out = ".".join(pieces)
+        if self.spec.startswith("HEADER.FIELDS"):
+            out += " (" + " ".join(_astring_text(f) for f in self.fields) + ")"
+        return out
+
+
+def _astring_text(value: str) -> str:
+    if value and re.fullmatch(r"[!#$&'+\-.0-9:<=>?@A-Z^_`a-z|}~]+", value):
+        return value.upper()
+    return '"' + value.upper().replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+@dataclass(frozen=True)
+class FetchItem:
+    """One FETCH data item, typed. name is a simple item's name, or "BODY" / "BINARY" /
+    "BINARY.SIZE" with a section (peek says whether .PEEK was used)."""
+
+    name: str
+    section: Section | None = None
+    peek: bool = False
+    partial: tuple[int, int] | None = None
+
+    @property
+    def sets_seen(self) -> bool:
+        # RFC 9051 6.4.5: BODY[...] and BINARY[...] set \Seen unless .PEEK; RFC822 and
+        # RFC822.TEXT do too; RFC822.HEADER (= BODY.PEEK[HEADER]) does not.
+        if self.section is not None:
+            return self.name in ("BODY", "BINARY") and not self.peek
+        return self.name in ("RFC822", "RFC822.TEXT")
+
+    @property
+    def needs_raw(self) -> bool:
+        return self.section is not None or self.name in (
+            "RFC822",
+            "RFC822.HEADER",
+            "RFC822.TEXT",
+            "PREVIEW",
+        )
+
+    @property
+    def needs_structure(self) -> bool:
+        return self.name in ("ENVELOPE", "BODY", "BODYSTRUCTURE") and self.section is None
 
 
 @dataclass(frozen=True)
@@ -214,9 +272,10 @@ class Replace(Command):
 class Fetch(Command):
     uid: bool
     sequence: SequenceSet
-    items: tuple[FetchAtt, ...]
+    items: tuple[FetchAtt, ...]  # as the client wrote them
     changedsince: int | None = None
     vanished: bool = False
+    fetch_items: tuple[FetchItem, ...] = field(default=(), compare=False)  # typed
 
 
 @dataclass(frozen=True)
@@ -337,7 +396,7 @@ class NotifyGroup:
     filter: str  # SELECTED SELECTED-DELAYED INBOXES PERSONAL SUBSCRIBED SUBTREE MAILBOXES
     mailboxes: tuple[str, ...] = ()  # for SUBTREE and MAILBOXES
     events: tuple[str, ...] = ()  # () for NONE
-    fetch: tuple[FetchAtt, ...] = ()  # MessageNew's FETCH attributes (SELECTED only)
+    fetch: tuple[FetchItem, ...] = ()  # MessageNew's FETCH attributes (SELECTED only)
 
 
 @dataclass(frozen=True)
@@ -556,6 +615,10 @@ def _guess_command(line: bytes) -> str:
 
 class Reader:
     """A cursor over the parts of one command: line, literal, line, literal, ..., line."""
+
+    # FETCH items read from text (parse_fetch_items) may ask for <n.0>, which the command
+    # grammar refuses (RFC 9051 9: nz-number): tests render the empty partial with it.
+    zero_partial = False
 
     def __init__(self, parts: list[bytes], *, utf8: bool = False):
         self.parts = parts
@@ -1104,13 +1167,7 @@ def _fetch(reader: Reader, tag: str, name: str, uid: bool) -> Command:
     reader.sp()
     sequence = reader.sequence_set()
     reader.sp()
-    items: list[FetchAtt] = []
-    if reader.peek() == 0x28:
-        items = [a for group in reader.paren_list(lambda: _fetch_att(reader)) for a in group]
-        if not items:
-            raise ParseFailure("Empty FETCH item list")
-    else:
-        items = list(_fetch_att(reader, macros=True))
+    pairs = _fetch_att_list(reader)
     changedsince = None
     vanished = False
     if not reader.at_end():
@@ -1129,13 +1186,123 @@ def _fetch(reader: Reader, tag: str, name: str, uid: bool) -> Command:
                 reader.sp()
     if vanished and (not uid or changedsince is None):
         raise ParseFailure("VANISHED needs UID FETCH with CHANGEDSINCE")  # RFC 7162 3.2.6
-    return Fetch(tag, name, uid, sequence, tuple(items), changedsince, vanished)
+    atts = tuple(att for att, _item in pairs)
+    items = tuple(item for _att, item in pairs)
+    return Fetch(tag, name, uid, sequence, atts, changedsince, vanished, items)
 
 
-def _fetch_att(reader: Reader, macros: bool = False) -> tuple[FetchAtt, ...]:
+def _fetch_att_list(reader: Reader) -> list[tuple[FetchAtt, FetchItem]]:
+    """A parenthesized list of FETCH items, or one item or macro."""
+    if reader.peek() == 0x28:
+        pairs = [a for group in reader.paren_list(lambda: _fetch_att(reader)) for a in group]
+        if not pairs:
+            raise ParseFailure("Empty FETCH item list")
+        return pairs
+    return list(_fetch_att(reader, macros=True))
+
+
+def parse_fetch_items(text: str) -> tuple[FetchItem, ...]:
+    """FETCH items from text (tests and tools) by the command's grammar: a macro, or items
+    with or without the parentheses ("(UID BODY.PEEK[1])", "RFC822.SIZE BODY[]")."""
+    text = text.strip()
+    if text.startswith("(") and text.endswith(")"):
+        text = text[1:-1].strip()
+    if text.upper() in FETCH_MACROS:
+        return tuple(FetchItem(n) for n in FETCH_MACROS[text.upper()])
+    reader = Reader([text.encode("utf-8")])
+    reader.zero_partial = True
+    items = [item for _att, item in _fetch_att(reader)]
+    while not reader.at_end():
+        reader.sp()
+        items.extend(item for _att, item in _fetch_att(reader))
+    return tuple(items)
+
+
+def fetch_items_of(atts) -> tuple[FetchItem, ...]:
+    """The typed items of FetchAtts (a macro names several)."""
+    items: list[FetchItem] = []
+    for att in atts:
+        name = att.name.upper()
+        if name in FETCH_MACROS and att.section is None:
+            items.extend(FetchItem(n) for n in FETCH_MACROS[name])
+        else:
+            items.append(_typed_item(name, att.section, att.partial))
+    return tuple(items)
+
+
+def _typed_item(word: str, section: str | None, partial: tuple[int, int] | None) -> FetchItem:
+    if section is None:
+        if word not in FETCH_SIMPLE or partial is not None:
+            raise ParseFailure(f"Unknown FETCH item {word}")
+        return FetchItem(word)
+    if word not in FETCH_SECTIONED:
+        raise ParseFailure(f"{word} takes no section")
+    if partial is not None and word == "BINARY.SIZE":
+        raise ParseFailure("BINARY.SIZE takes no partial")
+    return FetchItem(
+        word.removesuffix(".PEEK"), parse_section(section), word.endswith(".PEEK"), partial
+    )
+
+
+FETCH_SPECS = ("HEADER.FIELDS.NOT", "HEADER.FIELDS", "HEADER", "TEXT", "MIME")
+
+
+def parse_section(text: str) -> Section:
+    """The text inside [...]: "", "1.2", "HEADER", "1.TEXT", "HEADER.FIELDS (A B)", ..."""
+    text = text.strip()
+    if not text:
+        return Section()
+    fields: tuple[str, ...] = ()
+    paren = text.find("(")
+    if paren >= 0:
+        if not text.endswith(")"):
+            raise ParseFailure("Bad header list")
+        fields = tuple(_field_names(text[paren + 1 : -1]))
+        if not fields:
+            raise ParseFailure("Empty header list")
+        text = text[:paren].rstrip()
+        if " " in text:
+            raise ParseFailure("Bad section")
+    path: list[int] = []
+    rest = text
+    while rest:
+        number, dot, tail = rest.partition(".")
+        if number.isdigit() and number.isascii():
+            if number.startswith("0"):
+                raise ParseFailure("Section numbers start at 1")
+            path.append(int(number))
+            if dot and not tail:
+                raise ParseFailure("Bad section")
+            rest = tail
+        else:
+            break
+    spec = rest.upper()
+    if spec and spec not in FETCH_SPECS:
+        raise ParseFailure(f"Unknown section {rest}")
+    if spec == "MIME" and not path:
+        raise ParseFailure("MIME needs a part number")
+    if spec.startswith("HEADER.FIELDS") != bool(fields):
+        raise ParseFailure("HEADER.FIELDS takes a header list")
+    # RFC 3516 section-binary allows part numbers only; like Dovecot (and imaptest's
+    # fetch-binary-mime) we also take HEADER, TEXT, MIME and HEADER.FIELDS, sent undecoded.
+    return Section(tuple(path), spec, fields)
+
+
+def _field_names(text: str) -> list[str]:
+    names = []
+    for match in re.finditer(r'"((?:[^"\\]|\\.)*)"|(\S+)', text):
+        if match.group(1) is not None:
+            names.append(re.sub(r"\\(.)", r"\1", match.group(1)))
+        else:
+            names.append(match.group(2))
+    return names
+
+
+def _fetch_att(reader: Reader, macros: bool = False) -> tuple[tuple[FetchAtt, FetchItem], ...]:
+    """One FETCH item as written and typed (a macro's items when macros are allowed)."""
     word = reader.chars(frozenset(b" ()[<")).decode("ascii", "replace").upper()
     if macros and word in FETCH_MACROS:
-        return tuple(FetchAtt(n) for n in FETCH_MACROS[word])
+        return tuple((FetchAtt(n), FetchItem(n)) for n in FETCH_MACROS[word])
     section = None
     partial = None
     if reader.peek() == 0x5B:
@@ -1162,7 +1329,7 @@ def _fetch_att(reader: Reader, macros: bool = False) -> tuple[FetchAtt, ...]:
             if word == "BINARY.SIZE":
                 raise ParseFailure("BINARY.SIZE takes no partial")
             reader.expect(b".")
-            length = reader.number(nonzero=True)
+            length = reader.number(nonzero=not reader.zero_partial)
             reader.expect(b">")
             partial = (offset, length)
     elif word in ("BODY.PEEK", "BINARY", "BINARY.PEEK", "BINARY.SIZE"):
@@ -1172,7 +1339,7 @@ def _fetch_att(reader: Reader, macros: bool = False) -> tuple[FetchAtt, ...]:
     elif word == "PREVIEW" and reader.line[reader.pos : reader.pos + 7].upper() == b" (LAZY)":
         # RFC 8970 4: PREVIEW (LAZY); we always compute it, which LAZY allows
         reader.pos += 7
-    return (FetchAtt(word, section, partial),)
+    return ((FetchAtt(word, section, partial), _typed_item(word, section, partial)),)
 
 
 def _store(reader: Reader, tag: str, name: str, uid: bool) -> Command:
@@ -1235,11 +1402,7 @@ def _search(reader: Reader, tag: str, name: str, uid: bool) -> Command:
         reader.pos += 8
         charset = reader.astring().decode("ascii", "replace").upper()
         reader.sp()
-    keys = [reader.generic()]
-    while not reader.at_end():
-        reader.sp()
-        keys.append(reader.generic())
-    return Search(tag, name, uid, tuple(keys), charset, returns)
+    return Search(tag, name, uid, _search_keys(reader), charset, returns)
 
 
 def _return_options(
@@ -1281,6 +1444,12 @@ def _search_keys(reader: Reader) -> tuple:
         reader.sp()
         keys.append(reader.generic())
     return tuple(keys)
+
+
+def parse_search_keys(text: str) -> tuple:
+    """SEARCH keys from text (tests and tools) as the command's tokens: atoms str, strings
+    bytes, parenthesized lists list."""
+    return _search_keys(Reader([text.encode("utf-8")]))
 
 
 MULTISEARCH_FILTERS = frozenset(
@@ -1535,7 +1704,7 @@ def _notify_group(reader: Reader) -> NotifyGroup:
             mailboxes = (reader.mailbox(),)
     reader.sp()
     events: list[str] = []
-    fetch: tuple[FetchAtt, ...] = ()
+    fetch: tuple[FetchItem, ...] = ()
     if reader.try_take(b"("):
         while True:
             word = reader.atom().upper()
@@ -1550,7 +1719,9 @@ def _notify_group(reader: Reader) -> NotifyGroup:
             if word == "MESSAGENEW" and reader.line[reader.pos : reader.pos + 2] == b" (":
                 reader.sp()
                 fetch = tuple(
-                    a for group in reader.paren_list(lambda: _fetch_att(reader)) for a in group
+                    item
+                    for group in reader.paren_list(lambda: _fetch_att(reader))
+                    for _att, item in group
                 )
             if reader.try_take(b")"):
                 break

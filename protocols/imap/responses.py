@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from datetime import datetime
 
 from protocols.imap import utf7
 
@@ -167,19 +166,6 @@ def sequence_text(numbers: Iterable[int]) -> str:
     return ",".join(parts)
 
 
-def internal_date(value: datetime) -> str:
-    """RFC 9051 date-time, quoted: "29-Nov-2026 01:50:04 +0000"."""
-    months = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
-    offset = value.utcoffset()
-    minutes = int(offset.total_seconds() // 60) if offset else 0
-    sign = "-" if minutes < 0 else "+"
-    minutes = abs(minutes)
-    return (
-        f'"{value.day:02d}-{months[value.month - 1]}-{value.year:04d} '
-        f'{value.hour:02d}:{value.minute:02d}:{value.second:02d} {sign}{minutes // 60:02d}{minutes % 60:02d}"'
-    )
-
-
 def capability_line(capabilities: Iterable[str]) -> bytes:
     return untagged("CAPABILITY " + " ".join(capabilities))
 
@@ -195,15 +181,3 @@ def expunge(seq: int) -> bytes:
 def vanished(uids: Iterable[int], *, earlier: bool = False) -> bytes:
     prefix = "VANISHED (EARLIER) " if earlier else "VANISHED "
     return untagged(prefix + sequence_text(uids))
-
-
-def fetch_flags(
-    seq: int, flags: Iterable[str], *, uid: int | None = None, modseq: int | None = None
-) -> bytes:
-    items = []
-    if uid is not None:
-        items.append(f"UID {uid}")
-    items.append("FLAGS " + flag_list(flags))
-    if modseq is not None:
-        items.append(f"MODSEQ ({modseq})")
-    return untagged(f"{seq} FETCH (" + " ".join(items) + ")")

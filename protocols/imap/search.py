@@ -38,7 +38,12 @@ from mailboxes.flags import SYSTEM as SYSTEM_FLAGS
 from mailboxes.flags import SystemFlag
 from mailboxes.flags import column as flag_column
 from protocols.imap import objectid
-from protocols.imap.parser import ParseFailure, SequenceSet, parse_sequence_set
+from protocols.imap.parser import (
+    ParseFailure,
+    SequenceSet,
+    parse_search_keys,
+    parse_sequence_set,
+)
 
 # Advertised in BADCHARSET; any charset Python can decode is accepted (aliases too: utf8).
 SUPPORTED_CHARSETS = ("US-ASCII", "UTF-8")
@@ -161,47 +166,6 @@ _SEQUENCE = re.compile(r"^[0-9*$:,]+$")
 _DATE = re.compile(r"^(\d{1,2})-([A-Za-z]{3})-(\d{4})$")
 
 
-def tokenize(text: str) -> list:
-    """Generic tokens from text (for tests and tools): atoms str, quoted strings bytes,
-    parenthesized lists as lists."""
-    stack: list[list] = [[]]
-    i, n = 0, len(text)
-    while i < n:
-        c = text[i]
-        if c == " ":
-            i += 1
-        elif c == "(":
-            stack.append([])
-            i += 1
-        elif c == ")":
-            if len(stack) == 1:
-                raise SearchSyntaxError("Unbalanced parenthesis")
-            done = stack.pop()
-            stack[-1].append(done)
-            i += 1
-        elif c == '"':
-            out = []
-            i += 1
-            while i < n and text[i] != '"':
-                if text[i] == "\\" and i + 1 < n:
-                    i += 1
-                out.append(text[i])
-                i += 1
-            if i >= n:
-                raise SearchSyntaxError("Unterminated string")
-            stack[-1].append("".join(out).encode("utf-8"))
-            i += 1
-        else:
-            j = i
-            while j < n and text[j] not in ' ()"':
-                j += 1
-            stack[-1].append(text[i:j])
-            i = j
-    if len(stack) != 1:
-        raise SearchSyntaxError("Unbalanced parenthesis")
-    return stack[0]
-
-
 def check_charset(charset: str | None) -> str | None:
     """The Python codec that decodes the SEARCH strings of `charset`.
 
@@ -221,11 +185,15 @@ def check_charset(charset: str | None) -> str | None:
 def parse_keys(tokens: Sequence | str, charset: str | None = None) -> object:
     """The key tree of a SEARCH command's keys (implicitly ANDed).
 
-    tokens: the parser's generic list (atoms str, strings bytes, lists list), or text.
+    tokens: the parser's generic list (atoms str, strings bytes, lists list), or text read
+    by the parser's grammar (parser.parse_search_keys).
     A leading CHARSET x in the tokens is honoured too.
     """
     if isinstance(tokens, str):
-        tokens = tokenize(tokens)
+        try:
+            tokens = parse_search_keys(tokens)
+        except ParseFailure as exc:
+            raise SearchSyntaxError(str(exc)) from None
     tokens = list(tokens)
     if len(tokens) >= 2 and isinstance(tokens[0], str) and tokens[0].upper() == "CHARSET":
         charset = _text(tokens[1], None)

@@ -33,9 +33,9 @@ from mailboxes.exceptions import (
 )
 from mailboxes.models import ACL_RIGHTS, Folder, Mailbox
 from mailboxes.storage import out_of_space
+from protocols.imap import fetch, states, uidcache
 from protocols.imap import parser as p
 from protocols.imap import responses as r
-from protocols.imap import states, uidcache
 from protocols.imap.commands import HANDLERS, UPDATES
 from protocols.imap.errors import CommandError, ConnectionDone
 from protocols.imap.flags import COMMON_KEYWORDS, FLAGS_LINE_BASE, flags_of
@@ -745,7 +745,7 @@ class Session:
             if update:
                 out.append(update)
             out.append(
-                r.fetch_flags(
+                fetch.flags_response(
                     sel.seq_of(uid),
                     self.flag_names(uid, flags),
                     uid=uid if self.qresync else None,

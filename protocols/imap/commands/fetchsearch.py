@@ -3,7 +3,6 @@ rendering lives in protocols/imap/fetch.py and search keys in protocols/imap/sea
 
 from __future__ import annotations
 
-import bisect
 from typing import TYPE_CHECKING
 
 from mailboxes import selectors, services
@@ -13,7 +12,6 @@ from protocols.imap import responses as r
 from protocols.imap import search as search_keys
 from protocols.imap.commands.message import folder_ref
 from protocols.imap.errors import CommandError
-from protocols.imap.flags import SYSTEM_FLAGS
 from protocols.imap.worker import db
 
 if TYPE_CHECKING:
@@ -60,79 +58,6 @@ def _render_row(row, items, seqs, recent, rev2, blobs):
     return fetch_items.render(seqs[row.uid], items, row, load, flags=flags, cache=cache)
 
 
-def _render_simple(rows, items, seqs, recent, rev2) -> bytes:
-    """FETCH of row-only items (FLAGS UID MODSEQ RFC822.SIZE INTERNALDATE) without the
-    per-message machinery: FETCH 1:* (FLAGS) on a large folder is string joins only."""
-    dates: dict = {}
-    out = []
-    for row in rows:
-        parts = []
-        for item in items:
-            name = item.name
-            if name == "FLAGS":
-                flags = row.flags if rev2 or row.uid not in recent else [*row.flags, "\\Recent"]
-                parts.append("FLAGS (" + " ".join(flags) + ")")
-            elif name == "UID":
-                parts.append(f"UID {row.uid}")
-            elif name == "MODSEQ":
-                parts.append(f"MODSEQ ({row.modseq})")
-            elif name == "RFC822.SIZE":
-                parts.append(f"RFC822.SIZE {row.size}")
-            elif name in fetch_items.ROW_ID_ITEMS:
-                parts.append(fetch_items.objectid_text(name, row))
-            elif name == "INTERNALDATE":
-                text = dates.get(row.internal_date)
-                if text is None:
-                    text = dates[row.internal_date] = fetch_items.internal_date_text(
-                        row.internal_date
-                    ).decode("ascii")
-                parts.append("INTERNALDATE " + text)
-        out.append(f"* {seqs[row.uid]} FETCH ({' '.join(parts)})\r\n")
-    return "".join(out).encode("utf-8")
-
-
-FLAG_ITEMS = frozenset({"FLAGS", "UID", "MODSEQ"})
-
-
-def _flag_responses(rows, items, uids, recent, rev2) -> tuple[list[bytes], set[str]]:
-    """FETCH of FLAGS / UID / MODSEQ straight from selectors.message_flag_bits tuples (in
-    UID order): one format per message, and sequence numbers found by walking the sorted
-    map alongside the rows. Returns chunks of responses and the keywords they use."""
-    fields = {"FLAGS": "FLAGS ({1})", "UID": "UID {2}", "MODSEQ": "MODSEQ ({3})"}
-    line = "* {0} FETCH (" + " ".join(fields[item.name] for item in items) + ")\r\n"
-    flag_texts: dict[tuple, str] = {}
-    keywords: set[str] = set()
-    chunks: list[bytes] = []
-    out: list[str] = []
-    count = len(uids)
-    i = bisect.bisect_left(uids, rows[0][0]) if rows else 0
-    for row in rows:
-        uid = row[0]
-        if i >= count or uids[i] != uid:
-            i = bisect.bisect_left(uids, uid, i)
-            if i == count or uids[i] != uid:
-                continue  # not in this session's view yet
-        key = row[2:]
-        text = flag_texts.get(key)
-        if text is None:
-            keyword_text, bits = key
-            names = [n for k, n in enumerate(SYSTEM_FLAGS) if bits >> k & 1]
-            if keyword_text:
-                names.extend(keyword_text.split())
-                keywords.update(keyword_text.split())
-            text = flag_texts[key] = " ".join(names)
-        if not rev2 and uid in recent:
-            text = (text + " \\Recent").lstrip()
-        i += 1
-        out.append(line.format(i, text, uid, row[1]))
-        if len(out) == 5000:
-            chunks.append("".join(out).encode("utf-8"))
-            out = []
-    if out:
-        chunks.append("".join(out).encode("utf-8"))
-    return chunks, keywords
-
-
 async def fetch(session: Session, command: p.Fetch) -> None:
     # RFC 9051 6.4.5; CHANGEDSINCE and VANISHED RFC 7162 3.1.4, 3.2.6
     await fetch_responses(session, command)
@@ -143,10 +68,7 @@ async def fetch_responses(session: Session, command: p.Fetch) -> None:
     """FETCH's untagged responses (also NOTIFY's MessageNew with FETCH attributes, RFC 5465
     5.2, which has no tagged reply of its own)."""
     sel = session.selected
-    try:
-        items = fetch_items.parse_items(command.items)
-    except fetch_items.FetchSyntaxError as exc:
-        raise CommandError(r.Reply("BAD", str(exc))) from None
+    items = command.fetch_items  # typed and checked by the parser
     uids = await session.resolve(command.sequence, uid=command.uid)
     if command.uid:
         items = fetch_items.with_item(items, "UID")
@@ -183,13 +105,15 @@ async def fetch_responses(session: Session, command: p.Fetch) -> None:
             items = fetch_items.with_item(items, "FLAGS")
             for uid, _flags, modseq in result.changed:
                 sel.reported[uid] = modseq
-    if all(i.name in FLAG_ITEMS and i.section is None for i in items):
+    if all(i.name in fetch_items.FLAG_ITEMS and i.section is None for i in items):
         rows = await db(
             selectors.message_flag_bits, sel.folder_id, uids, changed_since=command.changedsince
         )
         if out:
             await session.send(b"".join(out))
-        chunks, keywords = _flag_responses(rows, items, sel.uids, sel.recent, session.rev2)
+        chunks, keywords = fetch_items.render_flag_rows(
+            rows, items, sel.uids, sel.recent, session.rev2
+        )
         if any(i.name == "FLAGS" for i in items):
             update = session.keyword_update(keywords)
             if update:
@@ -237,7 +161,7 @@ async def fetch_responses(session: Session, command: p.Fetch) -> None:
                     r.Reply("NO", "Unknown Content-Transfer-Encoding", "UNKNOWN-CTE")
                 ) from None
         else:
-            data = _render_simple(chunk, items, seqs, sel.recent, session.rev2)
+            data = fetch_items.render_rows(chunk, items, seqs, sel.recent, session.rev2)
         await session.send(data)
 
 

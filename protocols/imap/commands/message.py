@@ -10,6 +10,7 @@ from django.conf import settings
 from mailboxes import selectors, services
 from mailboxes.exceptions import NoPermission
 from mailboxes.models import ACL_RIGHTS, Folder
+from protocols.imap import fetch
 from protocols.imap import parser as p
 from protocols.imap import responses as r
 from protocols.imap.errors import CommandError
@@ -145,13 +146,12 @@ async def store(session: Session, command: p.Store) -> None:
             sel.reported[uid] = max(sel.reported.get(uid, 0), modseq)
             if command.silent:
                 # RFC 7162 3.1.3: .SILENT still reports the new MODSEQ.
-                parts = [f"UID {uid}"] if command.uid else []
-                parts.append(f"MODSEQ ({modseq})")
-                out.append(r.untagged(f"{seq} FETCH ({' '.join(parts)})"))
+                uid_item = uid if command.uid else None
+                out.append(fetch.flags_response(seq, None, uid=uid_item, modseq=modseq))
                 continue
             shown.update(flags)
             out.append(
-                r.fetch_flags(
+                fetch.flags_response(
                     seq,
                     session.flag_names(uid, flags),
                     uid=uid if command.uid or session.qresync else None,

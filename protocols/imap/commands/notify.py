@@ -64,9 +64,8 @@ async def flush(session: Session) -> None:
 async def new_messages_fetch(session: Session, uids: list[int]) -> None:
     """RFC 5465 5.2: MessageNew's FETCH attributes, after the EXISTS (no tagged reply)."""
     ranges = tuple((uid, uid) for uid in uids)
-    command = p.Fetch(
-        "*", "FETCH", True, p.SequenceSet(ranges), session.notify_state.selected_fetch
-    )
+    items = session.notify_state.selected_fetch
+    command = p.Fetch("*", "FETCH", True, p.SequenceSet(ranges), (), fetch_items=items)
     try:
         await fetch_responses(session, command)
     except CommandError as exc:

@@ -9,7 +9,7 @@ from django.conf import settings
 
 from mailboxes import selectors, services
 from mailboxes.models import Folder
-from protocols.imap import objectid
+from protocols.imap import fetch, objectid
 from protocols.imap import parser as p
 from protocols.imap import responses as r
 from protocols.imap.errors import CommandError
@@ -145,7 +145,7 @@ async def select(session: Session, command: p.Select) -> None:
             seq = sel.seq_of(row[0])
             if seq:
                 out.append(
-                    r.fetch_flags(
+                    fetch.flags_response(
                         seq, session.flag_names(row[0], flags_of(row)), uid=row[0], modseq=row[1]
                     )
                 )
