@@ -19,7 +19,6 @@ results never depend on the indexer having caught up. `manage.py reindex` rebuil
 
 from __future__ import annotations
 
-import codecs
 import logging
 import threading
 
@@ -45,7 +44,7 @@ def fold(text: str) -> str:
 
 def header_fields(raw: bytes) -> list[tuple[str, str]]:
     """(lower-case name, value as text) of each header field of the message, in order."""
-    from protocols.imap import mime  # the message parser IMAP uses (FETCH, BODYSTRUCTURE)
+    from mailboxes import mime
 
     return [
         (name, header_cache.header_text(value.decode("utf-8", "surrogateescape")))
@@ -61,33 +60,22 @@ def header_text(fields: list[tuple[str, str]]) -> str:
 
 
 def body_text(raw: bytes) -> str:
-    from protocols.imap import mime
+    from mailboxes import mime
 
-    tree = mime.parse(raw, render=False)
+    tree = mime.parse(raw)
     pieces = []
     for part, charset in mime.text_parts(raw, tree):
         try:
             data = mime.decode_cte(raw[part.bs : part.be], part.cte)
         except mime.UnknownCTE:
             data = raw[part.bs : part.be]
-        pieces.append(_decode(data, charset))
+        pieces.append(mime.decode_text(data, charset))
     return fold("\n".join(pieces))
 
 
 def _words(value: str) -> str:
     # decode_words is costly; most values hold no encoded-word (RFC 2047 "=?")
     return header_cache.decode_words(value) if "=?" in value else value
-
-
-def _decode(data: bytes, charset: bytes) -> str:
-    name = charset.decode("ascii", "replace").strip() or "us-ascii"
-    try:
-        codecs.lookup(name)
-    except LookupError:
-        name = "utf-8"
-    if name.lower() in ("us-ascii", "ascii"):
-        name = "utf-8"  # 8-bit bytes in "us-ascii" text are almost always UTF-8
-    return data.decode(name, "replace")
 
 
 # --- Building the index -----------------------------------------------------------------------

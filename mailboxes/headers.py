@@ -237,9 +237,9 @@ _DEGRADED_SUMMARY = {
 
 def _preview(raw: bytes) -> str:
     """RFC 8970 PREVIEW text, by the same code IMAP FETCH PREVIEW runs, so both agree."""
-    from protocols.imap import mime, preview  # the message parser IMAP uses
+    from mailboxes import mime, preview
 
-    return preview.preview(raw, mime.parse(raw, render=False))
+    return preview.preview(raw, mime.parse(raw))
 
 
 def _first_msgid(value) -> str:  # noqa: ANN001 - a header value or None

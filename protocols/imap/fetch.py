@@ -20,7 +20,8 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Protocol
 
-from protocols.imap import mime, objectid, preview
+from mailboxes import preview
+from protocols.imap import mime, objectid
 from protocols.imap import parser as p
 from protocols.imap.flags import flags_of_bits
 from protocols.imap.responses import quoted_or_literal
@@ -182,24 +183,26 @@ def render_rows(rows, items: Sequence[Item], seqs, recent, rev2: bool) -> bytes:
     (FLAGS INTERNALDATE RFC822.SIZE) on a large folder is string formatting only."""
     names = tuple(item.name for item in items)
     line = row_template(names)
-    wants = set(names)
+    wants_flags, wants_date = "FLAGS" in names, "INTERNALDATE" in names
+    id_names = [n if n in names else None for n in ("EMAILID", "THREADID", "SAVEDATE")]
+    no_ids = not any(id_names)
+    flags = date = None
     dates: dict = {}
     out = []
     for row in rows:
-        flags = None
-        if "FLAGS" in wants:
-            flags = row.flags if rev2 or row.uid not in recent else [*row.flags, "\\Recent"]
-            flags = " ".join(flags)
-        date = None
-        if "INTERNALDATE" in wants:
+        if wants_flags:
+            flags = " ".join(
+                row.flags if rev2 or row.uid not in recent else [*row.flags, "\\Recent"]
+            )
+        if wants_date:
             date = dates.get(row.internal_date)
             if date is None:
                 date = dates[row.internal_date] = internal_date_text(row.internal_date).decode()
-        ids = [
-            objectid_text(n, row) if n in wants else None
-            for n in ("EMAILID", "THREADID", "SAVEDATE")
-        ]
-        out.append(line.format(seqs[row.uid], row.uid, flags, row.modseq, row.size, date, *ids))
+        if no_ids:
+            out.append(line.format(seqs[row.uid], row.uid, flags, row.modseq, row.size, date))
+        else:
+            ids = [n and objectid_text(n, row) for n in id_names]
+            out.append(line.format(seqs[row.uid], row.uid, flags, row.modseq, row.size, date, *ids))
     return "".join(out).encode("utf-8")
 
 

@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.utils import timezone
 
-from mailboxes import services
+from mailboxes import preview, services
 from mailboxes.models import Message
-from protocols.imap import mime, preview
+from protocols.imap import mime
 from tests.webmail.conftest import deliver, make_raw
 from webmail.views.common import relative_date
 

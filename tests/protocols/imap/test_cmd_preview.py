@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mailboxes import services
-from protocols.imap import mime, preview
+from mailboxes import preview, services
+from protocols.imap import mime
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -1,4 +1,5 @@
-"""PREVIEW (RFC 8970): up to 256 characters of a message's text, for a client's list view.
+"""A message's preview: up to 256 characters of its text, for a list view (IMAP's PREVIEW,
+RFC 8970, and webmail's message list show the same text).
 
 The first text/plain part, else the first text/html one with its markup taken out, transfer
 encoding and charset undone, white space runs as one space (RFC 8970 3: plain text, no line
@@ -10,7 +11,7 @@ from __future__ import annotations
 import html
 import re
 
-from protocols.imap import mime
+from mailboxes import mime
 
 MAX_CHARS = 256  # RFC 8970 3
 _SCAN = 64 * 1024  # octets of a text part read for its preview: plenty for 256 characters
@@ -31,17 +32,7 @@ def preview(raw: bytes, tree: mime.Part) -> str:
         data = mime.decode_cte(data, part.cte)
     except mime.UnknownCTE:
         return ""
-    text = _decode(data, charset)
+    text = mime.decode_text(data, charset)
     if part.sub.lower() == b"html":
         text = html.unescape(_TAG.sub(" ", _DROP.sub(" ", text)))
     return " ".join(text.split())[:MAX_CHARS]
-
-
-def _decode(data: bytes, charset: bytes) -> str:
-    name = charset.decode("ascii", "replace").strip() or "utf-8"
-    if name.lower() in ("us-ascii", "ascii"):
-        name = "utf-8"  # 8-bit octets in "us-ascii" text are almost always UTF-8
-    try:
-        return data.decode(name, "replace")
-    except LookupError:
-        return data.decode("utf-8", "replace")
