@@ -1,8 +1,9 @@
 """Reading stored messages for display: text and HTML bodies, attachments, inline images.
 
-Parts are addressed by a dotted path of 1-based indexes in the MIME tree ("1", "2.1"), the
-same numbering IMAP's BODY[section] uses (RFC 9051 6.4.5), so a part has one stable name.
-Parsing is tolerant: a broken message still shows whatever could be decoded.
+The message is read by the store's MIME model (mailboxes/mime.py), the one IMAP reads too:
+parts are addressed by a dotted path of 1-based indexes in its tree ("1", "2.1"), the same
+numbering IMAP's BODY[section] uses (RFC 9051 6.4.5), so a part has one name and one content
+for both. Parsing is tolerant: a broken message still shows whatever could be decoded.
 """
 
 from __future__ import annotations
@@ -10,15 +11,14 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
-from email import policy
-from email.message import EmailMessage, Message
-from email.parser import BytesParser
+from urllib.parse import unquote_to_bytes
 
 from django.conf import settings
 
 from mailboxes import addresslist
+from mailboxes import mime as model
 from mailboxes.charsets import part_charset
-from mailboxes.headers import bounded_header, decode_words
+from mailboxes.headers import decode_words
 from webmail import htmltext
 
 logger = logging.getLogger(__name__)
@@ -62,69 +62,101 @@ class ParsedMessage:
         return [a for a in self.attachments if not a.inline]
 
 
-# Characters of one header value, and depth of nested comments, that the email package's
-# header registry is given: its parser recurses per nesting level (a 20,000-deep comment in
-# From was a RecursionError, a 500) and is super-linear in parameters and groups (10,000
-# RFC 2231 parameters took 25 s). Longer values are shown cut (after 64 parameters or
-# 8 KiB), deeper comments flattened.
-MAX_HEADER_CHARS = 8 * 1024
-MAX_COMMENT_DEPTH = 20
-MAX_HEADER_PARAMETERS = 24
+def _text(value: bytes) -> str:
+    # Header octets as the email package gives them: ASCII, other octets kept as surrogates.
+    return value.decode("ascii", "surrogateescape")
 
 
-def _bounded(value: str) -> str:
-    value = value[:MAX_HEADER_CHARS]
-    if value.count(";") > MAX_HEADER_PARAMETERS:
-        cut = -1
-        for _ in range(MAX_HEADER_PARAMETERS + 1):
-            cut = value.index(";", cut + 1)
-        value = value[:cut]
-    if value.count("(") <= MAX_COMMENT_DEPTH:
-        return value
-    out = []
-    depth = 0
-    for ch in value:
-        if ch == "(":
-            depth += 1
-            if depth > MAX_COMMENT_DEPTH:
-                continue
-        elif ch == ")" and depth:
-            depth -= 1
-            if depth >= MAX_COMMENT_DEPTH:
-                continue
-        out.append(ch)
-    return "".join(out)
+class MessagePart:
+    """One part of a stored message in the store's MIME model, with what the reading view asks
+    of it (its type, header fields, parameters); one object per part of a parse."""
+
+    def __init__(self, raw: bytes, part: model.Part, known: dict | None = None):
+        self.raw = raw
+        self.part = part
+        self._known = {} if known is None else known  # model part id -> its MessagePart
+        self._known[id(part)] = self
+        self._header: model.Header | None = None
+        self._params: list[tuple[bytes, bytes]] | None = None
+
+    def _of(self, part: model.Part) -> MessagePart:
+        return self._known.get(id(part)) or MessagePart(self.raw, part, self._known)
+
+    @property
+    def header(self) -> model.Header:
+        if self._header is None:
+            self._header = model.Header(self.raw, self.part.hs, self.part.bs)
+        return self._header
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        value = self.header.get(name.lower())
+        return default if value is None else _text(value)
+
+    def raw_items(self) -> list[tuple[str, str]]:
+        raw = self.raw
+        return [
+            (name, _text(model.field_value(raw, vs, fe)))
+            for name, _fs, vs, fe in self.header.fields
+        ]
+
+    def get_content_type(self) -> str:
+        return _text(self.part.ctype + b"/" + self.part.sub).lower()
+
+    def is_multipart(self) -> bool:
+        return bool(self.part.children) or self.part.message is not None
+
+    def iter_parts(self) -> list[MessagePart]:
+        if self.part.message is not None:
+            return [self._of(self.part.message)]
+        return [self._of(child) for child in self.part.children]
+
+    def get_content_disposition(self) -> str | None:
+        disposition = model.parse_disposition(self.header.get("content-disposition"))
+        return None if disposition is None else _text(disposition[0]).lower()
+
+    def get_param(self, name: str, header: str = "content-type") -> str | None:
+        """A parameter of Content-Type (or Content-Disposition), RFC 2231 values decoded."""
+        if header == "content-type":
+            params = model.parse_content_type(self.header.get("content-type"))[2]
+        else:
+            params = (model.parse_disposition(self.header.get(header)) or (b"", []))[1]
+        wanted = name.lower().encode()
+        for key, value in params:
+            if key.lower() == wanted:
+                return _text(value)
+        for key, value in params:
+            if key.lower() == wanted + b"*":
+                return _rfc2231_value(value)
+        return None
+
+    def get_content_charset(self) -> str | None:
+        charset = self.get_param("charset")
+        return charset.lower() if charset else None
+
+    def get_filename(self) -> str | None:
+        return self.get_param("filename", "content-disposition") or self.get_param("name")
 
 
-class _BoundedPolicy(policy.EmailPolicy):
-    """policy.default, with header values bounded before the header registry parses them."""
-
-    def header_fetch_parse(self, name, value):  # noqa: ANN001, ANN201 - the email API's
-        if not hasattr(value, "name"):
-            value = _bounded(value)
-        return super().header_fetch_parse(name, value)
-
-
-BOUNDED = _BoundedPolicy()
-
-
-def parse(raw: bytes) -> EmailMessage:
-    raw = bounded_header(raw)  # a 100,000-field header took seconds to parse
+def _rfc2231_value(value: bytes) -> str:
+    """charset'language'percent-encoded octets (RFC 2231 4) as text."""
+    charset, _sep, rest = value.partition(b"'")
+    _language, sep, encoded = rest.partition(b"'")
+    if not sep:
+        return _text(value)
+    data = unquote_to_bytes(encoded)
     try:
-        return BytesParser(policy=BOUNDED).parsebytes(raw)
-    except RecursionError:
-        # Nesting deeper than the email package can walk (a thousand multiparts): show the
-        # headers and the body as plain text rather than fail the page.
-        message = BytesParser(policy=BOUNDED).parsebytes(raw, headersonly=True)
-        del message["Content-Type"]
-        del message["Content-Transfer-Encoding"]
-        message["Content-Type"] = "text/plain; charset=utf-8"
-        return message
+        return data.decode(_text(charset) or "us-ascii", "replace")
+    except LookupError:
+        return data.decode("utf-8", "replace")
 
 
-def _walk(part: Message, path: str):
+def parse(raw: bytes) -> MessagePart:
+    return MessagePart(raw, model.parse(raw))
+
+
+def _walk(part: MessagePart, path: str):
     """Yield (path, part) for every leaf and message/rfc822 part, depth first."""
-    if part.is_multipart() and part.get_content_type() != "message/rfc822":
+    if part.part.children:
         for index, child in enumerate(part.iter_parts(), start=1):
             child_path = f"{path}.{index}" if path else str(index)
             yield from _walk(child, child_path)
@@ -132,38 +164,16 @@ def _walk(part: Message, path: str):
         yield (path or "1"), part
 
 
-def part_at(message: EmailMessage, path: str) -> Message | None:
+def part_at(message: MessagePart, path: str) -> MessagePart | None:
     if not re.fullmatch(r"\d+(\.\d+)*", path or ""):
         return None
-    if not message.is_multipart():
-        return message if path == "1" else None
-    current: Message = message
-    for piece in path.split("."):
-        if not current.is_multipart():
-            return None
-        children = list(current.iter_parts())
-        index = int(piece)
-        if not 1 <= index <= len(children):
-            return None
-        current = children[index - 1]
-    return current
+    found = model.part_at(message.part, tuple(int(n) for n in path.split(".")))
+    return None if found is None else message._of(found)
 
 
-def part_filename(part: Message) -> str:
+def part_filename(part: MessagePart) -> str:
     """The part's file name: RFC 2231 parameters and RFC 2047 words decoded."""
-    try:
-        name = part.get_filename()
-    except Exception:
-        name = None
-    if not name:
-        try:
-            name = part.get_param("name", header="content-type")
-        except Exception:
-            name = None
-        if isinstance(name, tuple):  # RFC 2231 triple
-            from email.utils import collapse_rfc2231_value
-
-            name = collapse_rfc2231_value(name)
+    name = part.get_filename()
     name = decode_words(str(name)) if name else ""
     # A name is a name, not a path.
     name = name.replace("\\", "/").rsplit("/", 1)[-1].strip().strip(".")
@@ -177,23 +187,20 @@ def part_filename_from_upload(name: str) -> str:
     return name or "attachment"
 
 
-def part_bytes(part: Message) -> bytes:
-    """The decoded content of a leaf part; an attached message/rfc822 as its own bytes."""
-    if part.get_content_type() == "message/rfc822":
-        inner = part.get_payload()
-        if isinstance(inner, list) and inner:
-            return inner[0].as_bytes(policy=policy.SMTP)
+def part_bytes(part: MessagePart) -> bytes:
+    """The decoded content of a leaf part; an attached message/rfc822 as its stored octets
+    (what IMAP's BODY[path] gives)."""
+    node = part.part
+    data = part.raw[node.bs : node.be]
+    if node.children or node.message is not None:
+        return data
     try:
-        payload = part.get_payload(decode=True)
-    except Exception:
-        payload = None
-    if payload is None:
-        raw = part.get_payload()
-        return raw.encode("utf-8", "replace") if isinstance(raw, str) else b""
-    return payload
+        return model.decode_cte(data, node.cte)
+    except model.UnknownCTE:
+        return data
 
 
-def part_text(part: Message) -> str:
+def part_text(part: MessagePart) -> str:
     data = part_bytes(part)
     charset = part_charset(part, "utf-8")
     try:
@@ -202,9 +209,47 @@ def part_text(part: Message) -> str:
         return data.decode("utf-8", "replace")
 
 
-def _content_id(part: Message) -> str:
+def _content_id(part: MessagePart) -> str:
     value = str(part.get("Content-ID") or "").strip()
     return value[1:-1] if value.startswith("<") and value.endswith(">") else value
+
+
+def _find_body(part: MessagePart, preferences: tuple[str, ...], root: MessagePart):
+    """(rank, part) of the candidates for the body, as the email package's get_body ranks
+    them: text parts of a preferred subtype, through multiparts, and of a multipart/related
+    only its start part."""
+    if part.get_content_disposition() == "attachment":
+        return
+    maintype, _slash, subtype = part.get_content_type().partition("/")
+    if maintype == "text":
+        if subtype in preferences:
+            yield preferences.index(subtype), part
+        return
+    if maintype != "multipart" or not root.is_multipart():
+        return
+    if subtype != "related":
+        for child in part.iter_parts():
+            yield from _find_body(child, preferences, root)
+        return
+    candidate = None
+    start = part.get_param("start")
+    if start:
+        candidate = next((c for c in part.iter_parts() if c.get("Content-ID") == start), None)
+    if candidate is None:
+        children = part.iter_parts()
+        candidate = children[0] if children else None
+    if candidate is not None:
+        yield from _find_body(candidate, preferences, root)
+
+
+def get_body(message: MessagePart, preferences: tuple[str, ...]) -> MessagePart | None:
+    best, body = len(preferences), None
+    for rank, part in _find_body(message, preferences, message):
+        if rank < best:
+            best, body = rank, part
+            if rank == 0:
+                break
+    return body
 
 
 DISPLAY_HEADERS = ("From", "Sender", "Reply-To", "To", "Cc", "Bcc", "Date", "Subject")
@@ -247,7 +292,7 @@ def _shown_addresses(value: str, pairs: list[tuple[str, str]]) -> str:
     return shown
 
 
-def _shown_headers(message: Message, result: ParsedMessage) -> None:
+def _shown_headers(message: MessagePart, result: ParsedMessage) -> None:
     """The header fields the reading view shows, from their raw values: never through the
     email package's header registry, which fails on some hostile lists (a group not followed
     by a comma raised AttributeError, a 500)."""
@@ -269,13 +314,13 @@ def _shown_headers(message: Message, result: ParsedMessage) -> None:
 
 
 def read(raw: bytes) -> ParsedMessage:
-    """Everything the reading view shows. A message the email package cannot take apart is
-    shown as its header fields and its body as plain text."""
+    """Everything the reading view shows. A message that cannot be taken apart is shown as
+    its header fields and its body as plain text."""
     try:
         return _read(raw)
     except Exception as exc:
         logger.warning("webmail read-degraded error=%s", type(exc).__name__, exc_info=True)
-        head = BytesParser(policy=policy.compat32).parsebytes(raw, headersonly=True)
+        head = MessagePart(raw, model.Part(0, model.split_header(raw, 0, len(raw)), len(raw)))
         result = ParsedMessage(headers=[])
         _shown_headers(head, result)
         body = raw.partition(b"\r\n\r\n")[2] or raw.partition(b"\n\n")[2]
@@ -290,11 +335,8 @@ def _read(raw: bytes) -> ParsedMessage:
     text_parts: list[str] = []
     html_parts: list[str] = []
     # The body: the preferred alternative of the first text parts; the rest are attachments.
-    try:
-        body = message.get_body(preferencelist=("html", "plain"))
-        plain = message.get_body(preferencelist=("plain",))
-    except Exception:
-        body = plain = None
+    body = get_body(message, ("html", "plain"))
+    plain = get_body(message, ("plain",))
     body_ids = {id(p) for p in (body, plain) if p is not None}
     for path, part in _walk(message, ""):
         ctype = part.get_content_type()
@@ -367,17 +409,15 @@ def body_text(raw: bytes) -> str:
 
 
 def searchable_text(raw: bytes) -> str:
-    """Every body text of a message, plain and HTML alike (they can differ), for search.
-
-    The compat32 parser skips the header registry, which costs most of a policy.default
-    parse; search decodes hundreds of messages per query.
-    """
-    from email.parser import BytesParser as Parser
-    from email.policy import compat32
-
-    message = Parser(policy=compat32).parsebytes(raw)
+    """Every body text of a message, plain and HTML alike (they can differ), for search:
+    its text/plain and text/html parts that are not attachments, attached messages' too."""
     texts = []
-    for part in message.walk():
+    stack = [parse(raw)]
+    while stack:
+        part = stack.pop()
+        if part.is_multipart():
+            stack.extend(reversed(part.iter_parts()))
+            continue
         ctype = part.get_content_type()
         if ctype not in {"text/plain", "text/html"}:
             continue
