@@ -648,6 +648,54 @@ def decode_qp(data: bytes) -> bytes:
     return b"".join(out)
 
 
+UUENCODE = frozenset({b"x-uuencode", b"uuencode", b"uue", b"x-uue"})
+
+
+def decode_uu(data: bytes) -> bytes:
+    """uuencoded content (the "begin mode name" line to "end"), as mail readers undo it;
+    ValueError when there is no begin line."""
+    lines = iter(data.splitlines())
+    for line in lines:
+        if line.startswith(b"begin "):
+            mode = line.removeprefix(b"begin ").partition(b" ")[0]
+            try:
+                int(mode, base=8)
+            except ValueError:
+                continue
+            break
+    else:
+        raise ValueError("no begin line")
+    out = []
+    for line in lines:
+        if not line:
+            raise ValueError("truncated")
+        if line.strip(b" \t\r\n\f") == b"end":
+            break
+        try:
+            out.append(binascii.a2b_uu(line))
+        except binascii.Error:
+            # Broken encoders pad lines: decode what the length byte announces.
+            out.append(binascii.a2b_uu(line[: (((line[0] - 32) & 63) * 4 + 5) // 3]))
+    return b"".join(out)
+
+
+def content(raw: bytes, part: Part) -> bytes:
+    """A leaf part's content for a reader: its transfer encoding undone as far as it can be
+    (uuencode too), else its octets as stored; a multipart or message part as stored."""
+    data = raw[part.bs : part.be]
+    if part.children or part.message is not None:
+        return data
+    if part.cte.lower() in UUENCODE:
+        try:
+            return decode_uu(data)
+        except (ValueError, binascii.Error):
+            return data
+    try:
+        return decode_cte(data, part.cte)
+    except UnknownCTE:
+        return data
+
+
 def binary(raw: bytes, root: Part, path: tuple[int, ...]) -> bytes | None:
     """BINARY[path] (RFC 3516): the section with its transfer encoding undone."""
     if not path:

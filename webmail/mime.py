@@ -116,10 +116,13 @@ class MessagePart:
 
     def get_param(self, name: str, header: str = "content-type") -> str | None:
         """A parameter of Content-Type (or Content-Disposition), RFC 2231 values decoded."""
+        value = self.header.get(header)
+        if value is None:
+            return None
         if header == "content-type":
-            params = model.parse_content_type(self.header.get("content-type"))[2]
+            params = model.parse_content_type(value)[2]
         else:
-            params = (model.parse_disposition(self.header.get(header)) or (b"", []))[1]
+            params = (model.parse_disposition(value) or (b"", []))[1]
         wanted = name.lower().encode()
         for key, value in params:
             if key.lower() == wanted:
@@ -190,14 +193,7 @@ def part_filename_from_upload(name: str) -> str:
 def part_bytes(part: MessagePart) -> bytes:
     """The decoded content of a leaf part; an attached message/rfc822 as its stored octets
     (what IMAP's BODY[path] gives)."""
-    node = part.part
-    data = part.raw[node.bs : node.be]
-    if node.children or node.message is not None:
-        return data
-    try:
-        return model.decode_cte(data, node.cte)
-    except model.UnknownCTE:
-        return data
+    return model.content(part.raw, part.part)
 
 
 def part_text(part: MessagePart) -> str:
