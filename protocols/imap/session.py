@@ -490,7 +490,12 @@ class Session:
         self.command_started = asyncio.get_running_loop().time()
         self.last_progress = 0.0
         try:
-            await handler(self, command)
+            # A handler sends its untagged responses and returns its tagged reply (None when
+            # it has sent that itself: LOGOUT, STARTTLS, SELECT...); finish sends it after any
+            # updates the RFC allows now.
+            reply = await handler(self, command)
+            if reply is not None:
+                await self.finish(command, reply)
         except CommandError as exc:
             await self.finish(command, exc.reply)
         except NotFound:

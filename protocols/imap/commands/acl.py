@@ -36,7 +36,7 @@ def _mailbox(session: Session, name: str) -> bytes:
     return r.mailbox_name(name, utf8=session.utf8)
 
 
-async def setacl(session: Session, command: p.AclCommand) -> None:
+async def setacl(session: Session, command: p.AclCommand) -> r.Reply | None:
     # RFC 4314 3.1: needs "a"; unknown rights are a BAD
     try:
         mode, rights = services.acl_rights_parse(command.rights)
@@ -54,7 +54,7 @@ async def setacl(session: Session, command: p.AclCommand) -> None:
     )
 
 
-async def deleteacl(session: Session, command: p.AclCommand) -> None:
+async def deleteacl(session: Session, command: p.AclCommand) -> r.Reply | None:
     # RFC 4314 3.2
     access = await _access(session, command.mailbox, "a")
     await _change(
@@ -66,17 +66,17 @@ async def deleteacl(session: Session, command: p.AclCommand) -> None:
     )
 
 
-async def _change(session: Session, command: p.AclCommand, service, **kwargs) -> None:
+async def _change(session: Session, command: p.AclCommand, service, **kwargs) -> r.Reply | None:
     try:
         await db(service, **kwargs)
     except NotFound:
         raise CommandError(NO_NO_SUCH_IDENTIFIER) from None
     except FolderError:
         raise CommandError(NO_OWNER_RIGHTS) from None
-    await session.finish(command)
+    return r.OK_COMPLETED
 
 
-async def getacl(session: Session, command: p.AclCommand) -> None:
+async def getacl(session: Session, command: p.AclCommand) -> r.Reply | None:
     # RFC 4314 3.3: * ACL mailbox (identifier rights)*
     access = await _access(session, command.mailbox, "a")
     entries = await db(selectors.folder_acl, access.folder)
@@ -84,10 +84,10 @@ async def getacl(session: Session, command: p.AclCommand) -> None:
     for identifier, rights in entries:
         line += b" " + _identifier(identifier) + b" " + rights.encode()
     await session.send(r.untagged(line))
-    await session.finish(command)
+    return r.OK_COMPLETED
 
 
-async def listrights(session: Session, command: p.AclCommand) -> None:
+async def listrights(session: Session, command: p.AclCommand) -> r.Reply | None:
     # RFC 4314 3.4: the owner's rights are all required; anyone else's each optional
     access = await _access(session, command.mailbox, "a")
     entries = await db(selectors.folder_acl, access.folder)
@@ -99,15 +99,15 @@ async def listrights(session: Session, command: p.AclCommand) -> None:
     else:
         line += b'"" ' + OPTIONAL_RIGHTS.encode()
     await session.send(r.untagged(line))
-    await session.finish(command)
+    return r.OK_COMPLETED
 
 
-async def myrights(session: Session, command: p.AclCommand) -> None:
+async def myrights(session: Session, command: p.AclCommand) -> r.Reply | None:
     # RFC 4314 3.5: * MYRIGHTS mailbox rights
     access = await _access(session, command.mailbox)
     rights = access.rights.encode() or b'""'
     await session.send(r.untagged(b"MYRIGHTS " + _mailbox(session, access.name) + b" " + rights))
-    await session.finish(command)
+    return r.OK_COMPLETED
 
 
 HANDLERS = {

@@ -58,10 +58,10 @@ def _render_row(row, items, seqs, recent, rev2, blobs):
     return fetch_items.render(seqs[row.uid], items, row, load, flags=flags, cache=cache)
 
 
-async def fetch(session: Session, command: p.Fetch) -> None:
+async def fetch(session: Session, command: p.Fetch) -> r.Reply | None:
     # RFC 9051 6.4.5; CHANGEDSINCE and VANISHED RFC 7162 3.1.4, 3.2.6
     await fetch_responses(session, command)
-    await session.finish(command)
+    return r.OK_COMPLETED
 
 
 async def fetch_responses(session: Session, command: p.Fetch) -> None:
@@ -165,7 +165,7 @@ async def fetch_responses(session: Session, command: p.Fetch) -> None:
         await session.send(data)
 
 
-async def search(session: Session, command: p.Search) -> None:
+async def search(session: Session, command: p.Search) -> r.Reply | None:
     # RFC 9051 6.4.4; ESEARCH RETURN RFC 4731; SEARCHRES RFC 5182; MODSEQ RFC 7162 3.1.5
     sel = session.selected
     try:
@@ -205,4 +205,4 @@ async def search(session: Session, command: p.Search) -> None:
                     command.tag, numbers, returns, uid=command.uid, modseqs=result.modseqs
                 )
             )
-    await session.finish(command)
+    return r.OK_COMPLETED

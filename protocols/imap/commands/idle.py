@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 POLL_SECONDS = 60
 
 
-async def idle(session: Session, command: p.Simple) -> None:
+async def idle(session: Session, command: p.Simple) -> r.Reply | None:
     await session.send(r.CONTINUE_IDLE)
     session.wakeup.clear()
     if session.selected is not None:
@@ -69,4 +69,4 @@ async def idle(session: Session, command: p.Simple) -> None:
     finally:
         if wake_task is not None:
             wake_task.cancel()
-    await session.finish(command, r.OK_IDLE_DONE)
+    return r.OK_IDLE_DONE

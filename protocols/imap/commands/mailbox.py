@@ -65,7 +65,7 @@ def _create_shared(viewer_id: int, name: str) -> Folder | None:
     return folder
 
 
-async def create(session: Session, command: p.MailboxCommand) -> None:
+async def create(session: Session, command: p.MailboxCommand) -> r.Reply | None:
     # RFC 9051 6.3.4: a trailing delimiter only says the client means to create children.
     name = command.mailbox.rstrip(DELIMITER) if command.mailbox != DELIMITER else command.mailbox
     if name.upper() == "INBOX":
@@ -93,10 +93,10 @@ async def create(session: Session, command: p.MailboxCommand) -> None:
         )
     # RFC 8474 4.1: the new mailbox's MAILBOXID in the tagged OK
     code = f"MAILBOXID ({objectid.mailbox_id(folder.id)})"
-    await session.finish(command, r.OK_COMPLETED.with_code(code))
+    return r.OK_COMPLETED.with_code(code)
 
 
-async def delete(session: Session, command: p.MailboxCommand) -> None:
+async def delete(session: Session, command: p.MailboxCommand) -> r.Reply | None:
     # RFC 9051 6.3.5
     if command.mailbox == "INBOX":
         raise CommandError(r.NO_INBOX_DELETE)
@@ -109,7 +109,7 @@ async def delete(session: Session, command: p.MailboxCommand) -> None:
     await db(services.folder_delete, folder=folder)
     if session.selected is not None and session.selected.folder_id == folder.id:
         session.unselect()
-    await session.finish(command)
+    return r.OK_COMPLETED
 
 
 def _has_children(mailbox_id: int, name: str) -> bool:
@@ -117,7 +117,7 @@ def _has_children(mailbox_id: int, name: str) -> bool:
     return any(f.name.startswith(prefix) for f in selectors.folders_of(mailbox_id).only("name"))
 
 
-async def rename(session: Session, command: p.Rename) -> None:
+async def rename(session: Session, command: p.Rename) -> r.Reply | None:
     # RFC 9051 6.3.6: renaming INBOX moves its messages and leaves INBOX in place.
     folder = await _folder(session, command.mailbox)
     new_name = command.new_name.rstrip(DELIMITER) or command.new_name
@@ -133,10 +133,10 @@ async def rename(session: Session, command: p.Rename) -> None:
         # The selected mailbox stays selected under its new name (its messages and UIDs
         # are the same rows); the new UIDVALIDITY shows at the next SELECT.
         sel.name = renamed.name
-    await session.finish(command)
+    return r.OK_COMPLETED
 
 
-async def subscribe(session: Session, command: p.MailboxCommand) -> None:
+async def subscribe(session: Session, command: p.MailboxCommand) -> r.Reply | None:
     # RFC 9051 6.3.7/6.3.8: the list is of names; one need not exist as a folder (a client
     # may subscribe before it creates), and a folder's deletion leaves it subscribed.
     subscribed = command.name == "SUBSCRIBE"
@@ -144,10 +144,10 @@ async def subscribe(session: Session, command: p.MailboxCommand) -> None:
     if subscribed:
         name = services.folder_name_validate(name.rstrip(DELIMITER) or name)
     await db(services.subscription_set, mailbox=session.mailbox, name=name, subscribed=subscribed)
-    await session.finish(command)
+    return r.OK_COMPLETED
 
 
-async def namespace(session: Session, command: p.Simple) -> None:
+async def namespace(session: Session, command: p.Simple) -> r.Reply | None:
     # RFC 2342: the personal namespace, other users' folders shared with this mailbox
     # (RFC 4314), and the folders shared with the whole domain.
     others, shared = OTHER_USERS_NAMESPACE + DELIMITER, SHARED_NAMESPACE + DELIMITER
@@ -157,7 +157,7 @@ async def namespace(session: Session, command: p.Simple) -> None:
             f'(("{shared}" "{DELIMITER}"))'
         )
     )
-    await session.finish(command)
+    return r.OK_COMPLETED
 
 
 # --- LIST -------------------------------------------------------------------------------
@@ -225,7 +225,7 @@ def status_line(
     return r.untagged(b"STATUS " + wire + f" ({inner})".encode())
 
 
-async def status(session: Session, command: p.Status) -> None:
+async def status(session: Session, command: p.Status) -> r.Reply | None:
     # RFC 9051 6.3.11; SIZE RFC 8438; HIGHESTMODSEQ RFC 7162 3.1.8
     access = await _access(session, command.mailbox, "r")  # RFC 4314 4
     folder = access.folder
@@ -233,7 +233,7 @@ async def status(session: Session, command: p.Status) -> None:
         session.enable_condstore()
     recent, deleted = await db(_status_data, folder, command.items)
     await session.send(status_line(session, folder, command.items, recent, deleted, access.name))
-    await session.finish(command)
+    return r.OK_COMPLETED
 
 
 def _list_data(
@@ -255,14 +255,13 @@ def _ancestors(name: str) -> list[str]:
     return [DELIMITER.join(parts[:depth]) for depth in range(1, len(parts))]
 
 
-async def list_command(session: Session, command: p.ListCommand) -> None:
+async def list_command(session: Session, command: p.ListCommand) -> r.Reply | None:
     # RFC 9051 6.3.9, LIST-EXTENDED RFC 5258, SPECIAL-USE RFC 6154, LIST-STATUS RFC 5819
     lsub = command.name == "LSUB"
     if command.patterns == ("",) and not command.extended:
         # The delimiter and root of the reference (RFC 9051 6.3.9 last paragraphs).
         await session.send(r.untagged(f'{command.name} (\\Noselect) "{DELIMITER}" ""'))
-        await session.finish(command)
-        return
+        return r.OK_COMPLETED
     returns = command.returns
     selection = command.selection
     status_items = returns.status
@@ -368,4 +367,4 @@ async def list_command(session: Session, command: p.ListCommand) -> None:
 
         out = [fill(line) for line in out]
     await session.send(b"".join(out))
-    await session.finish(command)
+    return r.OK_COMPLETED

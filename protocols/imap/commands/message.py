@@ -75,7 +75,7 @@ def _append_to(mailbox_id: int, name: str, messages) -> tuple[Folder | None, lis
     return folder, [message.uid for message in stored]
 
 
-async def append(session: Session, command: p.Append) -> None:
+async def append(session: Session, command: p.Append) -> r.Reply | None:
     # RFC 9051 6.3.12, MULTIAPPEND RFC 3502, APPENDLIMIT RFC 7889, APPENDUID RFC 4315
     for message in command.messages:
         if len(message.data) > settings.MAILHOST_MAX_MESSAGE_SIZE:
@@ -90,10 +90,10 @@ async def append(session: Session, command: p.Append) -> None:
     if folder is None:
         raise CommandError(r.NO_TRYCREATE)
     code = f"APPENDUID {folder.uidvalidity} {r.sequence_text(uids)}"
-    await session.finish(command, r.Reply("OK", "APPEND completed", code))
+    return r.Reply("OK", "APPEND completed", code)
 
 
-async def store(session: Session, command: p.Store) -> None:
+async def store(session: Session, command: p.Store) -> r.Reply | None:
     # RFC 9051 6.4.6; UNCHANGEDSINCE and MODIFIED RFC 7162 3.1.3
     sel = session.selected
     if sel.readonly:
@@ -167,7 +167,7 @@ async def store(session: Session, command: p.Store) -> None:
         reply = r.Reply(
             "OK", "Conditional STORE failed", f"MODIFIED {r.sequence_text(n for n in numbers if n)}"
         )
-    await session.finish(command, reply)
+    return reply
 
 
 async def _target(session: Session, name: str) -> Folder:
@@ -179,7 +179,7 @@ async def _target(session: Session, name: str) -> Folder:
     return access.folder
 
 
-async def copy(session: Session, command: p.Copy) -> None:
+async def copy(session: Session, command: p.Copy) -> r.Reply | None:
     # RFC 9051 6.4.7 (COPY) and 6.4.8 / RFC 6851 (MOVE); COPYUID RFC 4315
     sel = session.selected
     uids = await session.resolve(command.sequence, uid=command.uid)
@@ -191,8 +191,7 @@ async def copy(session: Session, command: p.Copy) -> None:
         sel.require("t")
         sel.require("e")
     if not uids:
-        await session.finish(command, r.Reply("OK", "No messages"))
-        return
+        return r.Reply("OK", "No messages")
     service = services.messages_move if moving else services.messages_copy
     # Between two mailboxes only through a shared folder, its rights checked above.
     pairs = await db(service, source=folder_ref(session), uids=uids, target=target, shared=True)
@@ -211,15 +210,14 @@ async def copy(session: Session, command: p.Copy) -> None:
             out.append(r.Reply("OK", "Moved", code).untagged())
         out.extend(session.expunge_lines([s for s, _ in pairs]))
         await session.send(b"".join(out))
-        await session.finish(command, r.Reply("OK", "MOVE completed"))
-        return
-    await session.finish(command, r.Reply("OK", "COPY completed", code))
+        return r.Reply("OK", "MOVE completed")
+    return r.Reply("OK", "COPY completed", code)
 
 
 NO_NO_SUCH_MESSAGE = r.Reply("NO", "No such message", "NONEXISTENT")
 
 
-async def replace(session: Session, command: p.Replace) -> None:
+async def replace(session: Session, command: p.Replace) -> r.Reply | None:
     # RFC 8508 3: APPEND to the mailbox and expunge the message, as one
     sel = session.selected
     if sel.readonly:
@@ -252,10 +250,10 @@ async def replace(session: Session, command: p.Replace) -> None:
     ]
     out.extend(session.expunge_lines(uids))
     await session.send(b"".join(out))
-    await session.finish(command, r.Reply("OK", "REPLACE completed"))
+    return r.Reply("OK", "REPLACE completed")
 
 
-async def expunge(session: Session, command) -> None:
+async def expunge(session: Session, command) -> r.Reply | None:
     # RFC 9051 6.4.3; UID EXPUNGE RFC 4315 2.1
     sel = session.selected
     if sel.readonly:
@@ -282,4 +280,4 @@ async def expunge(session: Session, command) -> None:
     lines = session.expunge_lines(gone)
     if lines:
         await session.send(b"".join(lines))
-    await session.finish(command)
+    return r.OK_COMPLETED

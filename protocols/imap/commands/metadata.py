@@ -61,7 +61,7 @@ async def _target(session: Session, name: str, right: str) -> tuple[Folder | Non
     return access.folder, access.name
 
 
-async def getmetadata(session: Session, command: p.GetMetadata) -> None:
+async def getmetadata(session: Session, command: p.GetMetadata) -> r.Reply | None:
     # RFC 5464 4.2; reading a folder's entries needs "r" (RFC 5464 6.1 with RFC 4314)
     folder, name = await _target(session, command.mailbox, "r")
     entries = await db(
@@ -73,10 +73,10 @@ async def getmetadata(session: Session, command: p.GetMetadata) -> None:
     reply = r.OK_COMPLETED
     if longest:
         reply = r.Reply("OK", "Completed", f"METADATA LONGENTRIES {longest}")
-    await session.finish(command, reply)
+    return reply
 
 
-async def setmetadata(session: Session, command: p.SetMetadata) -> None:
+async def setmetadata(session: Session, command: p.SetMetadata) -> r.Reply | None:
     # RFC 5464 4.3: /private entries need "r" on the folder, /shared ones "w"
     shared = any(entry.startswith("/shared/") for entry, _ in command.entries)
     folder, _name = await _target(session, command.mailbox, "w" if shared else "r")
@@ -91,7 +91,7 @@ async def setmetadata(session: Session, command: p.SetMetadata) -> None:
         raise CommandError(_no_max_size()) from None
     except services.MetadataTooMany:
         raise CommandError(NO_TOO_MANY) from None
-    await session.finish(command)
+    return r.OK_COMPLETED
 
 
 def list_metadata(viewer_id: int, folders: list[tuple[str, Folder]], names, maxsize):

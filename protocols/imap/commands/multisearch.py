@@ -69,7 +69,7 @@ def _search_folders(folders: list[Folder], key, selected_view) -> list[tuple[Fol
     return results
 
 
-async def esearch(session: Session, command: p.MultiSearch) -> None:
+async def esearch(session: Session, command: p.MultiSearch) -> r.Reply | None:
     # RFC 7377 2-3
     sel = session.selected
     if command.sources is None:
@@ -78,8 +78,7 @@ async def esearch(session: Session, command: p.MultiSearch) -> None:
         search = p.Search(
             command.tag, "SEARCH", True, command.keys, command.charset, command.returns
         )
-        await fetchsearch.search(session, search)
-        return
+        return await fetchsearch.search(session, search)
     try:
         key = search_keys.parse_keys(command.keys, command.charset)
     except search_keys.BadCharset:
@@ -109,4 +108,4 @@ async def esearch(session: Session, command: p.MultiSearch) -> None:
         )
         out.append(correlator + line[len(head) :])
     await session.send(b"".join(out))
-    await session.finish(command)
+    return r.OK_COMPLETED

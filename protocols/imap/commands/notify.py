@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from protocols.imap import notify
 from protocols.imap import parser as p
+from protocols.imap import responses as r
 from protocols.imap.commands.fetchsearch import fetch_responses
 from protocols.imap.commands.mailbox import status_line
 from protocols.imap.errors import CommandError
@@ -21,12 +22,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger("protocols.imap.session")
 
 
-async def notify_command(session: Session, command: p.Notify) -> None:
+async def notify_command(session: Session, command: p.Notify) -> r.Reply | None:
     session.server.unnotify(session)
     session.notify_state = None
     if command.groups is None:  # NOTIFY NONE
-        await session.finish(command)
-        return
+        return r.OK_COMPLETED
     state = await db(notify.snapshot, session.mailbox.id, command.groups)
     selected_id = session.selected.folder_id if session.selected is not None else None
     if command.status:
@@ -41,7 +41,7 @@ async def notify_command(session: Session, command: p.Notify) -> None:
             await session.send(b"".join(out))
     session.notify_state = state
     session.server.notify_register(session, state.owners)
-    await session.finish(command)
+    return r.OK_COMPLETED
 
 
 async def flush(session: Session) -> None:

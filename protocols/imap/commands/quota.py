@@ -29,16 +29,16 @@ def quota_line(quota: int, used: int) -> bytes:
     return r.untagged(f'QUOTA "{ROOT}" (STORAGE {used // 1024} {quota // 1024})')
 
 
-async def getquota(session: Session, command: p.QuotaCommand) -> None:
+async def getquota(session: Session, command: p.QuotaCommand) -> r.Reply | None:
     # RFC 9208 4.2
     quota, used = await db(selectors.mailbox_quota, session.mailbox.id)
     if command.name_arg != ROOT or not quota:
         raise CommandError(NO_NO_SUCH_QUOTA_ROOT)
     await session.send(quota_line(quota, used))
-    await session.finish(command)
+    return r.OK_COMPLETED
 
 
-async def getquotaroot(session: Session, command: p.QuotaCommand) -> None:
+async def getquotaroot(session: Session, command: p.QuotaCommand) -> r.Reply | None:
     # RFC 9208 4.3: the mailbox's roots (none without a limit), then each root's QUOTA
     folder = await db(selectors.folder_get, session.mailbox.id, command.name_arg)
     if folder is None:
@@ -51,9 +51,9 @@ async def getquotaroot(session: Session, command: p.QuotaCommand) -> None:
         await session.send(
             r.untagged(b"QUOTAROOT " + name + f' "{ROOT}"'.encode()) + quota_line(quota, used)
         )
-    await session.finish(command)
+    return r.OK_COMPLETED
 
 
-async def setquota(session: Session, command: p.SetQuota) -> None:
+async def setquota(session: Session, command: p.SetQuota) -> r.Reply | None:
     # RFC 9208 4.1: the server may refuse to change limits
     raise CommandError(NO_SETQUOTA)

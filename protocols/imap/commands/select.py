@@ -88,7 +88,7 @@ def permanent_flags(keywords: set[str]) -> bytes:
     return r.Reply("OK", "Flags permitted", f"PERMANENTFLAGS ({flags})").untagged()
 
 
-async def select(session: Session, command: p.Select) -> None:
+async def select(session: Session, command: p.Select) -> r.Reply | None:
     # RFC 9051 6.3.2 / 6.3.3
     if command.qresync is not None and not session.qresync:
         raise CommandError(r.BAD_CONDSTORE_OFF)
@@ -156,7 +156,7 @@ async def select(session: Session, command: p.Select) -> None:
     await session.send(reply.tagged(command.tag))
 
 
-async def close(session: Session, command: p.Simple) -> None:
+async def close(session: Session, command: p.Simple) -> r.Reply | None:
     # RFC 9051 6.4.1: expunge silently unless read-only, then leave the selected state.
     sel = session.selected
     if not sel.readonly and "e" in sel.rights:  # RFC 4314 4: CLOSE expunges only with "e"
@@ -166,11 +166,11 @@ async def close(session: Session, command: p.Simple) -> None:
     await session.send(r.OK_COMPLETED.tagged(command.tag))
 
 
-async def unselect(session: Session, command: p.Simple) -> None:
+async def unselect(session: Session, command: p.Simple) -> r.Reply | None:
     # RFC 3691
     session.unselect()
     await session.send(r.OK_COMPLETED.tagged(command.tag))
 
 
-async def check(session: Session, command: p.Simple) -> None:
-    await session.finish(command)
+async def check(session: Session, command: p.Simple) -> r.Reply | None:
+    return r.OK_COMPLETED

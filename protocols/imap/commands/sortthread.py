@@ -81,7 +81,7 @@ def _exact_addresses(folder_id: int, rows: list[tuple], columns: tuple[str, ...]
     return out
 
 
-async def sort(session: Session, command: p.Sort) -> None:
+async def sort(session: Session, command: p.Sort) -> r.Reply | None:
     # RFC 5256 3-4; RETURN RFC 5267 3.2; PARTIAL RFC 9394
     sel = session.selected
     try:
@@ -111,7 +111,7 @@ async def sort(session: Session, command: p.Sort) -> None:
                 partial=command.partial,
             )
         )
-    await session.finish(command)
+    return r.OK_COMPLETED
 
 
 def _threads(folder_id: int, uids: list[int], algorithm: str) -> list[sorting.Node]:
@@ -121,7 +121,7 @@ def _threads(folder_id: int, uids: list[int], algorithm: str) -> list[sorting.No
     return sorting.thread_orderedsubject(rows)
 
 
-async def thread(session: Session, command: p.Thread) -> None:
+async def thread(session: Session, command: p.Thread) -> r.Reply | None:
     # RFC 5256 3-4
     sel = session.selected
     if command.algorithm not in sorting.THREAD_ALGORITHMS:
@@ -139,4 +139,4 @@ async def thread(session: Session, command: p.Thread) -> None:
         numbers = dict(zip(result.uids, sel.seqs_of(result.uids), strict=True))
     text = sorting.thread_text(roots, numbers)
     await session.send(("* THREAD" + (" " + text if text else "") + "\r\n").encode("ascii"))
-    await session.finish(command)
+    return r.OK_COMPLETED
