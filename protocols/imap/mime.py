@@ -12,11 +12,13 @@ import re
 
 from mailboxes.addresslist import parse_addresses
 from mailboxes.mime import (  # noqa: F401  (the model's parts FETCH reads through this module)
+    MAX_DEPTH,
     Header,
     Part,
     UnknownCTE,
     binary,
     decode_cte,
+    decode_qp,
     latin,
     parse_disposition,
     section,
