@@ -43,7 +43,7 @@ async def setacl(session: Session, command: p.AclCommand) -> r.Reply | None:
     except InvalidValue:
         raise CommandError(BAD_RIGHTS) from None
     access = await _access(session, command.mailbox, "a")
-    await _change(
+    return await _change(
         session,
         command,
         services.folder_acl_set,
@@ -57,7 +57,7 @@ async def setacl(session: Session, command: p.AclCommand) -> r.Reply | None:
 async def deleteacl(session: Session, command: p.AclCommand) -> r.Reply | None:
     # RFC 4314 3.2
     access = await _access(session, command.mailbox, "a")
-    await _change(
+    return await _change(
         session,
         command,
         services.folder_acl_delete,
@@ -66,7 +66,7 @@ async def deleteacl(session: Session, command: p.AclCommand) -> r.Reply | None:
     )
 
 
-async def _change(session: Session, command: p.AclCommand, service, **kwargs) -> r.Reply | None:
+async def _change(session: Session, command: p.AclCommand, service, **kwargs) -> r.Reply:
     try:
         await db(service, **kwargs)
     except NotFound:
