@@ -1,5 +1,5 @@
 """In-process cost of the SMTP inbound hot path, without sockets: the RCPT-time verdict plus
-delivery.submission.message_accept of bench/sample.eml to one local mailbox, in a loop.
+delivery.accept.message_accept of bench/sample.eml to one local mailbox, in a loop.
 
     MAILHOST_DATA_DIR=<scratch dir> .venv/bin/python bench/profile_accept.py [N] [time|sql|prof]
 
@@ -29,7 +29,7 @@ from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 
-from delivery import submission  # noqa: E402
+from delivery import accept  # noqa: E402
 from mailboxes import services  # noqa: E402
 from mailboxes.models import Domain  # noqa: E402
 
@@ -46,12 +46,12 @@ def main() -> None:
     raw = (REPO / "bench" / "sample.eml").read_bytes()
 
     def one() -> None:
-        _, resolution = submission.recipient_verdict(ADDRESS, relay_allowed=False, size=len(raw))
-        result = submission.message_accept(
+        _, resolution = accept.recipient_verdict(ADDRESS, relay_allowed=False, size=len(raw))
+        result = accept.message_accept(
             raw=raw,
             mail_from="sender@remote.example",
-            recipients=[submission.EnvelopeRecipient(ADDRESS, resolution=resolution)],
-            client=submission.ClientInfo(helo="client.example", ip="127.0.0.1"),
+            recipients=[accept.EnvelopeRecipient(ADDRESS, resolution=resolution)],
+            client=accept.ClientInfo(helo="client.example", ip="127.0.0.1"),
         )
         assert result.accepted, result
 

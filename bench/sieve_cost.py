@@ -8,7 +8,7 @@ on the machine counts less than in wall time):
 - interpreter: mailboxes.sieve.run of the compiled script on bench/sample.eml;
 - mda plan: mailboxes.mda.plan_mailbox, what the MDA does before the delivery transaction
   (the interpreter, its callbacks and the translation into a plan);
-- accept: delivery.submission.message_accept of the message to one local mailbox, without a
+- accept: delivery.accept.message_accept of the message to one local mailbox, without a
   script and with the script (the whole SMTP-side cost: Received, trust headers skipped,
   resolution, blob, group commit), and the difference; interleaved, one message to a mailbox
   without a script then one to the mailbox with it, medians of each.
@@ -71,11 +71,11 @@ def cpu_ms(fn, runs: int) -> float:  # noqa: ANN001
 def accept_pair_ms(raw: bytes, runs: int) -> tuple[float, float]:
     """Median CPU ms of message_accept to the mailbox without a script and to the one with
     it, interleaved (one of each per round) so that drift in the machine's load hits both."""
-    from delivery import submission
+    from delivery import accept
 
     def one(address: str) -> float:
         start = time.process_time()
-        result = submission.message_accept(
+        result = accept.message_accept(
             raw=raw, mail_from="sender@remote.bench.test", recipients=[address]
         )
         spent = (time.process_time() - start) * 1000

@@ -13,7 +13,7 @@ CPU milliseconds per message (median of N runs; process time), on bench/sample.e
   tokenizer reads at most 16 KiB of decoded text);
 - training: spam_train plus the trainer, per message (off the SMTP path: after the move's
   commit);
-- accept: delivery.submission.message_accept to one local mailbox with MAILHOST_SPAM_BACKEND
+- accept: delivery.accept.message_accept to one local mailbox with MAILHOST_SPAM_BACKEND
   builtin and off, and the difference (the verdict's cost on the SMTP path).
 
 Size: the trained mailbox's SpamToken rows and the table's bytes on disk (SQLite's dbstat),
@@ -78,11 +78,11 @@ def cpu_ms(fn, runs: int) -> float:  # noqa: ANN001
 
 
 def accept_ms(raw: bytes, address: str, runs: int) -> float:
-    from delivery import submission
+    from delivery import accept
 
     start = time.process_time()
     for _ in range(runs):
-        result = submission.message_accept(
+        result = accept.message_accept(
             raw=raw, mail_from="sender@remote.bench.test", recipients=[address]
         )
         assert result.accepted, result

@@ -33,6 +33,7 @@ from delivery.models import (
 )
 from delivery.reports import DmarcAggregate, TlsAggregate
 from mailboxes.models import Blob, Domain, Mailbox
+from mailboxes.outcomes import Outcome as Filed
 from mailboxes.transactions import unsynced_atomic
 from mailhost import metrics
 
@@ -290,6 +291,17 @@ def _expired_prefix() -> str:
     return f"4.4.7 delivery time expired (gave up after {days:g} days);"
 
 
+# The spool's reply table: what a queued recipient's row records when the delivery agent
+# filed it here (or could not).
+_LOCAL_REPLIES = {
+    Filed.DELIVERED: Outcome(RecipientStatus.DELIVERED, "250 2.0.0 delivered locally"),
+    Filed.OVER_QUOTA: Outcome(RecipientStatus.DEFERRED, "452 4.2.2 mailbox full"),
+    Filed.NO_SUCH_USER: Outcome(RecipientStatus.FAILED, "550 5.1.1 no such mailbox here"),
+    # Not hosted after all (the domain went away): try again as remote mail.
+    Filed.NOT_HOSTED: Outcome(RecipientStatus.DEFERRED, "451 4.3.0 domain no longer hosted here"),
+}
+
+
 def recipients_deliver_local(*, claim: Claim, recipients: Sequence[OutboundRecipient]) -> None:
     """File recipients on hosted domains straight into their mailboxes, and record it.
 
@@ -311,19 +323,11 @@ def recipients_deliver_local(*, claim: Claim, recipients: Sequence[OutboundRecip
         outcomes: dict[int, Outcome] = {}
         forward: dict[str, SpoolRecipient] = {}
         for row, result in zip(recipients, results):
-            if result.status == "delivered":
-                outcomes[row.id] = Outcome(RecipientStatus.DELIVERED, "250 2.0.0 delivered locally")
+            outcomes[row.id] = _LOCAL_REPLIES[result.status]
+            if result.status is Filed.DELIVERED:
                 orcpt = row.orcpt or f"rfc822;{row.address}"
                 for target in result.forward:
                     forward.setdefault(target.lower(), SpoolRecipient(target, row.notify, orcpt))
-            elif result.status == "over_quota":
-                outcomes[row.id] = Outcome(RecipientStatus.DEFERRED, "452 4.2.2 mailbox full")
-            elif result.status == "unknown":
-                outcomes[row.id] = Outcome(RecipientStatus.FAILED, "550 5.1.1 no such mailbox here")
-            else:  # not hosted after all (the domain went away): try again as remote mail
-                outcomes[row.id] = Outcome(
-                    RecipientStatus.DEFERRED, "451 4.3.0 domain no longer hosted here"
-                )
         if forward:
             spool_create(
                 blob=message.blob,
@@ -463,7 +467,7 @@ def _dsn_send(message: OutboundMessage, event: str, rows: Sequence[OutboundRecip
     sender = message.mail_from
     if domain_is_hosted(sender.rpartition("@")[2]):
         results = message_deliver(raw=dsn, recipients=[sender])
-        if results and results[0].status == "delivered":
+        if results and results[0].status is Filed.DELIVERED:
             if results[0].forward:
                 spool_create(
                     blob=blob_store(dsn),

@@ -80,6 +80,7 @@ from mailboxes.models import (
     Subscription,
     WebSession,
 )
+from mailboxes.outcomes import Outcome
 from mailboxes.selectors import Resolution, folder_keywords, recipient_resolve
 from mailboxes.transactions import unsynced_atomic
 
@@ -1293,13 +1294,13 @@ class RecipientResult:
     """What became of one envelope recipient in message_deliver."""
 
     address: str
-    status: str  # "delivered", "unknown", "over_quota", "not_hosted"
+    status: Outcome  # DELIVERED, NO_SUCH_USER, OVER_QUOTA, NOT_HOSTED
     mailbox_ids: tuple[int, ...] = field(default=())
     forward: tuple[str, ...] = field(default=())  # remote alias targets: the caller spools them
 
     @property
     def accepted(self) -> bool:
-        return self.status == "delivered"
+        return self.status is Outcome.DELIVERED
 
 
 def _lock_mailboxes(mailbox_ids: Iterable[int]) -> dict[int, Mailbox]:
@@ -1387,8 +1388,8 @@ def message_deliver(
     per distinct mailbox (INBOX, or Junk: for the mailboxes in `junk_mailbox_ids`, the spam
     verdict's, when given; else for all when the message says `X-Spam: Yes`, which only mail
     from trusted paths can: port 25's X-Spam headers from outside are removed), stores
-    the bytes once for all of them, and refuses only the recipients whose every mailbox is over quota (status
-    "over_quota": SMTP's 552 5.2.2). Remote alias targets come back in `forward` for the
+    the bytes once for all of them, and refuses only the recipients whose every mailbox is over
+    quota (Outcome.OVER_QUOTA). Remote alias targets come back in `forward` for the
     caller to spool. `blob`, when given, is an already stored Blob of these bytes (SMTP shares
     one blob between mailboxes and the spool). `resolutions`, when given, are the
     recipient_resolve results for `recipients`, made by the caller before its transaction
@@ -1431,16 +1432,16 @@ def message_deliver(
     results = []
     for resolution in resolutions:
         if not resolution.hosted:
-            results.append(RecipientResult(resolution.address, "not_hosted"))
+            results.append(RecipientResult(resolution.address, Outcome.NOT_HOSTED))
         elif not resolution.exists:
-            results.append(RecipientResult(resolution.address, "unknown"))
+            results.append(RecipientResult(resolution.address, Outcome.NO_SUCH_USER))
         else:
             taken = tuple(m for m in resolution.mailbox_ids if m in filed)
             if resolution.mailbox_ids and not (taken or resolution.remote or resolution.report):
-                results.append(RecipientResult(resolution.address, "over_quota"))
+                results.append(RecipientResult(resolution.address, Outcome.OVER_QUOTA))
             else:
                 results.append(
-                    RecipientResult(resolution.address, "delivered", taken, resolution.remote)
+                    RecipientResult(resolution.address, Outcome.DELIVERED, taken, resolution.remote)
                 )
     return results
 

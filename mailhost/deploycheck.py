@@ -18,7 +18,7 @@ Decisions:
   MAILHOST_PUBLIC_ADDRESSES (behind NAT the public address is on no interface). A loopback
   answer is `warn`: it is this host, but no other server can reach it.
 - The relay test set goes through the code the port-25 session runs for RCPT
-  (syntax.split_path, then submission.recipient_verdict without authentication, the replies
+  (syntax.split_path, then accept.recipient_verdict without authentication, the replies
   handler.RECIPIENT_REPLIES maps them to), with no network: a form accepted for a hosted
   address (a catch-all) is delivered here, not relayed, and passes.
 """
@@ -281,8 +281,9 @@ def _name_matches(pattern: str, hostname: str) -> bool:
 
 
 def check_relay() -> list[Result]:
-    from delivery import submission
+    from delivery import accept
     from mailboxes.models import Domain
+    from mailboxes.outcomes import Outcome
     from protocols.smtp import syntax
     from protocols.smtp.handler import RECIPIENT_REPLIES
     from protocols.smtp.replies import S550_NO_SUCH_USER
@@ -299,8 +300,8 @@ def check_relay() -> list[Result]:
         except syntax.SyntaxProblem as problem:
             results.append(Result("relay", Status.OK, f"RCPT TO:{arg} refused: {problem.reply}"))
             continue
-        status, resolution = submission.recipient_verdict(address, relay_allowed=False)
-        if status != "ok":
+        status, resolution = accept.recipient_verdict(address, relay_allowed=False)
+        if status is not Outcome.OK:
             reply = RECIPIENT_REPLIES.get(status, S550_NO_SUCH_USER)
             results.append(Result("relay", Status.OK, f"RCPT TO:{arg} refused: {reply}"))
         elif resolution is not None and resolution.hosted:

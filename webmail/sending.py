@@ -1,21 +1,22 @@
 """The webmail's one call into the submission service (the same path as port 587: sender
-rules, Received, DKIM, local delivery and the spool; see delivery/submission.py)."""
+rules, Received, DKIM, local delivery and the spool; see delivery/accept.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from delivery import submission
+from delivery import accept
 from mailboxes.exceptions import InvalidAddress, QuotaExceeded, StorageError
 from mailboxes.models import Mailbox
+from mailboxes.outcomes import Outcome
 
+# The webmail's words for recipient outcomes (what SMTP says with RECIPIENT_REPLIES).
 RECIPIENT_PROBLEMS = {
-    "invalid": "is not a valid address",
-    "unknown": "has no mailbox here",
-    "full": "has a full mailbox (try again later)",
-    "too_big": "cannot take a message this large",
-    "relay_denied": "cannot be reached from this server",
-    "over_quota": "has a full mailbox (try again later)",
+    Outcome.INVALID: "is not a valid address",
+    Outcome.NO_SUCH_USER: "has no mailbox here",
+    Outcome.OVER_QUOTA: "has a full mailbox (try again later)",
+    Outcome.TOO_BIG: "cannot take a message this large",
+    Outcome.RELAY_DENIED: "cannot be reached from this server",
 }
 
 
@@ -32,32 +33,32 @@ def recipient_problems(recipients: Sequence[str], size: int) -> list[str]:
     before anything is sent."""
     problems = []
     for address in recipients:
-        verdict = submission.recipient_check(address, relay_allowed=True, size=size)
-        if verdict != "ok":
+        verdict, _ = accept.recipient_verdict(address, relay_allowed=True, size=size)
+        if verdict is not Outcome.OK:
             problems.append(f"{address} {RECIPIENT_PROBLEMS.get(verdict, verdict)}")
     return problems
 
 
 def send(
     *, mailbox: Mailbox, raw: bytes, recipients: Sequence[str], client_ip: str = ""
-) -> submission.AcceptResult:
+) -> accept.AcceptResult:
     """Submit; returns only once the message is committed (filed locally and/or spooled)."""
     problems = recipient_problems(recipients, len(raw))
     if problems:
         raise SendError("Not sent: " + "; ".join(problems) + ".", field="to")
     try:
-        return submission.message_submit(
+        return accept.message_submit(
             mailbox=mailbox,
             raw=raw,
             mail_from=mailbox.ascii_address,
             recipients=list(recipients),
             client_ip=client_ip,
         )
-    except submission.SenderNotAllowed as exc:
+    except accept.SenderNotAllowed as exc:
         raise SendError(f"Not sent: {exc}.") from exc
     except InvalidAddress as exc:
         raise SendError(f"Not sent: {exc}.", field="to") from exc
-    except submission.NoRecipients as exc:
+    except accept.NoRecipients as exc:
         raise SendError("Not sent: no recipient accepted the message.", field="to") from exc
     except QuotaExceeded as exc:
         raise SendError(f"Not sent: {exc}.") from exc
@@ -65,7 +66,7 @@ def send(
         raise SendError("Not sent: the server could not store the message; try again.") from exc
 
 
-def refused_text(result: submission.AcceptResult) -> str:
+def refused_text(result: accept.AcceptResult) -> str:
     return "; ".join(
         f"{r.address} {RECIPIENT_PROBLEMS.get(r.status, r.status)}" for r in result.refused
     )

@@ -4,7 +4,7 @@
     results = authenticate(raw=raw, client_ip=ip, helo=helo, mail_from=mail_from)
     raw = results.header() + strip_untrusted(raw, authserv_id=settings.MAILHOST_HOSTNAME)
 
-delivery.submission.message_accept calls both for every unauthenticated message; the spam
+delivery.accept.message_accept calls both for every unauthenticated message; the spam
 scorer and the webmail read the results (`AuthResults.from_header` reads them back from the
 stored bytes).
 """

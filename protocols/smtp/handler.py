@@ -3,7 +3,7 @@ session, envelope, ...)`, the shape aiosmtpd gave them).
 
 Hooks reject early and cheaply (is the domain ours, does the address exist, is there quota,
 may this client relay, does the sender belong to the user); the acceptance service
-(delivery.submission.message_accept) decides for good. Each hook returns a named Reply.
+(delivery.accept.message_accept) decides for good. Each hook returns a named Reply.
 """
 
 from __future__ import annotations
@@ -20,12 +20,13 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 from django.db import close_old_connections
 
-from delivery import submission
+from delivery import accept
 from delivery.spam import SpamRejected
 from delivery.spam import services as spam_services
 from mailboxes import selectors
 from mailboxes.addresses import parse_address
 from mailboxes.exceptions import InvalidAddress, MailhostError
+from mailboxes.outcomes import Outcome
 from mailboxes.storage import out_of_space
 from protocols.common import sasl
 from protocols.common.login import Refusal, password_login
@@ -40,13 +41,17 @@ if TYPE_CHECKING:
 logger = logging.getLogger("mailhost.smtp")
 
 
+# SMTP's reply table for recipient outcomes: at RCPT, and at DATA for a message nobody took.
 RECIPIENT_REPLIES = {
-    "invalid": replies.S553_BAD_RECIPIENT_SYNTAX,
-    "relay_denied": replies.S554_RELAY_DENIED,
-    "unknown": replies.S550_NO_SUCH_USER,
-    "full": replies.S452_MAILBOX_FULL,
-    "too_big": replies.S552_MAILBOX_FULL,
+    Outcome.INVALID: replies.S553_BAD_RECIPIENT_SYNTAX,
+    Outcome.RELAY_DENIED: replies.S554_RELAY_DENIED,
+    Outcome.NO_SUCH_USER: replies.S550_NO_SUCH_USER,
+    Outcome.OVER_QUOTA: replies.S452_MAILBOX_FULL,
+    Outcome.TOO_BIG: replies.S552_MAILBOX_FULL,
 }
+# One reply speaks for every recipient at DATA (RFC 5321 4.2.5): a temporary refusal first,
+# so that the sender tries again, then relaying; else there was nobody here.
+_DATA_REFUSALS = (Outcome.OVER_QUOTA, Outcome.RELAY_DENIED)
 
 LOGIN_REFUSALS = {
     Refusal.FAILED: replies.S535_AUTH_FAILED,
@@ -104,10 +109,10 @@ def _run_db(fn, /, **kwargs):
     return _db(fn)(**kwargs)
 
 
-_recipient_verdict = _db(submission.recipient_verdict)
+_recipient_verdict = _db(accept.recipient_verdict)
 _owns_address = _db(selectors.mailbox_owns_address)
-_accept = _db(submission.message_accept)
-_postmaster_address = _db(submission.postmaster_address)
+_accept = _db(accept.message_accept)
+_postmaster_address = _db(accept.postmaster_address)
 _domain_is_hosted = _db(selectors.domain_is_hosted)
 _greylist_check = _db(spam_services.greylist_check)
 
@@ -177,7 +182,7 @@ class Handler:
             relay_allowed=session.mailbox is not None,
             size=envelope.params.size or 0,
         )
-        if status != "ok":
+        if status is not Outcome.OK:
             return RECIPIENT_REPLIES.get(status, replies.S550_NO_SUCH_USER)
         if settings.MAILHOST_GREYLIST and session.mailbox is None:
             passed = await _greylist_check(
@@ -193,7 +198,7 @@ class Handler:
                 return replies.S451_GREYLISTED
         envelope.rcpt_tos.append(address)
         envelope.recipients.append(
-            submission.EnvelopeRecipient(address, params.notify, params.orcpt, resolution)
+            accept.EnvelopeRecipient(address, params.notify, params.orcpt, resolution)
         )
         return replies.S250_RECIPIENT_OK
 
@@ -202,7 +207,7 @@ class Handler:
     ) -> Reply:
         started = time.monotonic()
         protocol = _with_protocol(server, session, envelope)
-        client = submission.ClientInfo(
+        client = accept.ClientInfo(
             helo=session.host_name or "",
             ip=server.client_ip,
             protocol=protocol,
@@ -229,12 +234,12 @@ class Handler:
                 body_8bit=envelope.params.body == "8BITMIME",
                 require_tls=envelope.params.require_tls,
             )
-        except submission.FromNotAllowed:
+        except accept.FromNotAllowed:
             return replies.S553_FROM_NOT_OWNED
-        except submission.TooManyHops as exc:
+        except accept.TooManyHops as exc:
             logger.info("smtp rejected client=%s reason=loop detail=%s", server.client_ip, exc)
             return replies.S554_TOO_MANY_HOPS
-        except submission.DMARCRejected as exc:
+        except accept.DMARCRejected as exc:
             return replies.S550_DMARC_REJECT.format(exc.domain)
         except SpamRejected as refused:
             logger.info(
@@ -259,15 +264,8 @@ class Handler:
                     result.queue_id,
                     ", ".join(f"{r.address} ({r.status})" for r in result.refused),
                 )
-        elif any(r.status == "rejected" for r in result.recipients):
-            reason = next(r.reason for r in result.recipients if r.status == "rejected")
-            reply = replies.S550_SIEVE_REJECTED.format(reason)
-        elif any(r.status == "over_quota" for r in result.recipients):
-            reply = replies.S452_MAILBOX_FULL
-        elif any(r.status == "relay_denied" for r in result.recipients):
-            reply = replies.S554_RELAY_DENIED
         else:
-            reply = replies.S550_NO_SUCH_USER
+            reply = _refusal_reply(result)
         if result.accepted:
             server.log_accepted(
                 envelope,
@@ -304,6 +302,18 @@ class Handler:
         session.mailbox = mailbox
         session.auth_user = step.authcid
         return replies.S235_AUTH_OK
+
+
+def _refusal_reply(result: accept.AcceptResult) -> Reply:
+    """The reply to DATA for a message no recipient took."""
+    for outcome in result.recipients:
+        if outcome.status is Outcome.REJECTED:  # a Sieve ereject speaks in its own words
+            return replies.S550_SIEVE_REJECTED.format(outcome.reason)
+    statuses = {outcome.status for outcome in result.recipients}
+    for status in _DATA_REFUSALS:
+        if status in statuses:
+            return RECIPIENT_REPLIES[status]
+    return replies.S550_NO_SUCH_USER
 
 
 def _auth_fields(auth: AuthResults | None) -> dict[str, str]:

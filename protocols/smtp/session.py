@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 
-from delivery.submission import EnvelopeRecipient
+from delivery.accept import EnvelopeRecipient
 from mailboxes.throttle import log_value
 from mailhost import metrics
 from protocols import proxy

@@ -247,7 +247,7 @@ def test_report_address_is_refused_for_a_domain_not_ours(smtp_ports, example):  
 
 @pytest.mark.django_db
 def test_a_mailbox_at_the_report_address_gets_the_message_too(example):
-    from delivery.submission import message_accept
+    from delivery.accept import message_accept
 
     services.mailbox_create(address="dmarc-reports@example.org", password="a long secret")
     raw = google_dmarc_message("dmarc-reports@example.org", "example.org", "both", BEGIN, END)
@@ -261,7 +261,7 @@ def test_a_mailbox_at_the_report_address_gets_the_message_too(example):
 
 @pytest.mark.django_db
 def test_junk_to_the_report_address_is_accepted_and_dropped(example, caplog):
-    from delivery.submission import message_accept
+    from delivery.accept import message_accept
 
     raw = b"From: spam@spam.example\r\nSubject: buy\r\n\r\nbuy now\r\n"
     result = message_accept(
@@ -278,7 +278,7 @@ def staff(admin_client, blob_dir):
 
 @pytest.mark.django_db
 def test_admin_report_page(staff, example):
-    from delivery.submission import message_accept
+    from delivery.accept import message_accept
 
     for raw in (
         google_dmarc_message("dmarc-reports@example.org", "example.org", "g1", BEGIN, END),

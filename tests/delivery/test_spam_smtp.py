@@ -169,7 +169,7 @@ def test_dns_lists_are_off_by_default(mta, settings, dns_server):
 
 
 def test_submissions_get_no_verdict(live_settings, transactional_db, make_mailbox):
-    from delivery.submission import message_accept
+    from delivery.accept import message_accept
 
     alice = make_mailbox("alice@example.org")
     make_mailbox("bob@example.org")

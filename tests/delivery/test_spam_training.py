@@ -9,11 +9,11 @@ import time
 import pytest
 
 from delivery import queue
+from delivery.accept import message_accept
 from delivery.models import KnownSender, SpamToken, SpamTraining
 from delivery.spam import classifier, verdict
 from delivery.spam.classifier import Totals
 from delivery.spam.selectors import classifier_totals
-from delivery.submission import message_accept
 from mailboxes import selectors, services
 from mailboxes.models import Message, SpecialUse
 from mailhost import runner

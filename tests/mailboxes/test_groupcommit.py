@@ -13,7 +13,7 @@ import time
 import pytest
 from django.db import IntegrityError, connection, transaction
 
-from delivery.submission import EnvelopeRecipient, message_accept
+from delivery.accept import EnvelopeRecipient, message_accept
 from mailboxes.groupcommit import GroupCommitter, committer
 from mailboxes.models import Domain, Folder, Mailbox, Message
 from mailboxes.selectors import recipient_resolve

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from delivery.accept import message_accept
 from delivery.models import OutboundMessage
-from delivery.submission import message_accept
 from mailboxes.groupcommit import committer
 from mailboxes.models import Message
 from tests.mailboxes.test_groupcommit import queue_behind

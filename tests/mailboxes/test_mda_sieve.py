@@ -9,8 +9,8 @@ from email import policy
 
 import pytest
 
+from delivery.accept import message_accept
 from delivery.models import OutboundMessage
-from delivery.submission import message_accept
 from mailboxes import services
 from mailboxes.models import Message
 from mailboxes.selectors import blob_read, folder_get

@@ -11,8 +11,8 @@ import socket
 import pytest
 from django.core.management import call_command
 
+from delivery import accept
 from delivery import dns as delivery_dns
-from delivery import submission
 from mailboxes.services import alias_create, domain_create
 from mailhost import deploycheck, runner, tls
 from mailhost.deploycheck import Status
@@ -240,12 +240,12 @@ def test_relay_forms_without_hosted_domains_are_refused(db, settings):
 @pytest.mark.django_db
 def test_a_policy_that_relays_fails(make_domain, monkeypatch):
     make_domain("example.org")
-    verdict = submission.recipient_verdict
+    verdict = accept.recipient_verdict
 
     def open_relay(address, *, relay_allowed, size=0):  # every client treated as logged in
         return verdict(address, relay_allowed=True, size=size)
 
-    monkeypatch.setattr(submission, "recipient_verdict", open_relay)
+    monkeypatch.setattr(accept, "recipient_verdict", open_relay)
     results = deploycheck.check_relay()
     failed = [r for r in results if r.status is Status.FAIL]
     # The source route is dropped (RFC 5321 4.1.1.3), so it reaches user@remote.test too.

@@ -110,13 +110,13 @@ def test_own_from_header_is_accepted(smtp_ports, aliases, from_header):
 
 def test_webmail_send_refuses_a_from_header_not_owned(aliases):
     """The webmail submits through message_submit, the same acceptance path."""
-    from delivery import submission
+    from delivery import accept
     from mailboxes.models import Mailbox, Message
 
     alice = Mailbox.objects.get(local_part="alice")
     spoof = b"From: <bob@victim.test>\r\nTo: carol@example.org\r\nSubject: x\r\n\r\nx\r\n"
-    with pytest.raises(submission.FromNotAllowed):
-        submission.message_submit(
+    with pytest.raises(accept.FromNotAllowed):
+        accept.message_submit(
             mailbox=alice,
             raw=spoof,
             mail_from="alice@example.org",
@@ -124,7 +124,7 @@ def test_webmail_send_refuses_a_from_header_not_owned(aliases):
         )
     assert not Message.objects.exists()
     own = spoof.replace(b"<bob@victim.test>", b"Alice <alice@example.org>")
-    result = submission.message_submit(
+    result = accept.message_submit(
         mailbox=alice, raw=own, mail_from="alice@example.org", recipients=["carol@example.org"]
     )
     assert result.accepted
@@ -133,7 +133,7 @@ def test_webmail_send_refuses_a_from_header_not_owned(aliases):
 def test_webmail_from_header_of_a_non_ascii_address(make_mailbox):
     """The webmail writes a non-ASCII local part as email's SMTP policy does (RFC 2047 words);
     it is still the user's own address. Words that decode to someone else's are not."""
-    from delivery import submission
+    from delivery import accept
     from webmail.compose import Draft, build
 
     jorg = make_mailbox("jörg@example.org")
@@ -142,12 +142,12 @@ def test_webmail_from_header_of_a_non_ascii_address(make_mailbox):
         mailbox=jorg, draft=Draft(to="carol@example.org", subject="x"), include_bcc=False
     )
     assert b"From: =?utf-8?q?j=C3=B6rg?=@example.org" in raw
-    result = submission.message_submit(
+    result = accept.message_submit(
         mailbox=jorg, raw=raw, mail_from=jorg.ascii_address, recipients=["carol@example.org"]
     )
     assert result.accepted
     other = raw.replace(b"=?utf-8?q?j=C3=B6rg?=@", b"=?utf-8?q?b=C3=B6b?=@")
-    with pytest.raises(submission.FromNotAllowed):
-        submission.message_submit(
+    with pytest.raises(accept.FromNotAllowed):
+        accept.message_submit(
             mailbox=jorg, raw=other, mail_from=jorg.ascii_address, recipients=["carol@example.org"]
         )

@@ -343,8 +343,8 @@ def test_the_webmail_vacation_and_forwarding_act_at_delivery(web, alice):
 
     from django.utils import timezone
 
+    from delivery.accept import message_accept
     from delivery.models import OutboundMessage
-    from delivery.submission import message_accept
     from mailboxes.models import Message
     from mailboxes.selectors import blob_read
 
@@ -380,8 +380,8 @@ def test_the_webmail_vacation_and_forwarding_act_at_delivery(web, alice):
 def test_a_vacation_outside_its_dates_stays_silent(web, alice):
     from django.utils import timezone
 
+    from delivery.accept import message_accept
     from delivery.models import OutboundMessage
-    from delivery.submission import message_accept
 
     start = (timezone.localdate() + timedelta(days=3)).isoformat()
     web.post(

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from delivery import submission
+from delivery import accept
 from mailboxes.models import Message
 from mailhost import runner
 from protocols.smtp import replies
@@ -39,7 +39,7 @@ def test_storage_failure_is_451_4_3_0_and_nothing_is_kept(smtp_ports, hosted, mo
     def broken(**kwargs):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(submission, "message_deliver", broken)
+    monkeypatch.setattr(accept, "message_deliver", broken)
     client = Transcript(smtp_ports["smtp"])
     transaction_to_data(client)
     client.send(MESSAGE + b".\r\n")

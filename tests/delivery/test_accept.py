@@ -6,9 +6,8 @@ import re
 
 import pytest
 
-from delivery import submission
-from delivery.models import OutboundMessage
-from delivery.submission import (
+from delivery import accept
+from delivery.accept import (
     ClientInfo,
     EnvelopeRecipient,
     NoRecipients,
@@ -17,6 +16,7 @@ from delivery.submission import (
     message_submit,
     recipient_check,
 )
+from delivery.models import OutboundMessage
 from mailboxes.exceptions import InvalidAddress, StorageError
 from mailboxes.models import Blob, Folder, Mailbox, Message
 from mailboxes.selectors import blob_read
@@ -38,7 +38,7 @@ def files(root) -> list:
 
 def test_received_header_follows_rfc5321_4_4(settings):
     settings.MAILHOST_HOSTNAME = "mx.test.example"
-    header = submission.received_header(
+    header = accept.received_header(
         client=ClientInfo(
             helo="client.example.net",
             ip="192.0.2.7",
@@ -55,7 +55,7 @@ def test_received_header_follows_rfc5321_4_4(settings):
         r"\tfor <bob@example\.org>; \w{3}, \d{2} \w{3} \d{4} \d\d:\d\d:\d\d \+0000\r\n",
         header,
     ), header
-    several = submission.received_header(
+    several = accept.received_header(
         client=ClientInfo(helo="bad\x00 helo", ip="2001:db8::1"),
         queue_id="X",
         recipients=["a@example.org", "b@example.org"],
@@ -112,7 +112,7 @@ def test_storage_failure_leaves_nothing_half_done(people, blob_files, monkeypatc
     def broken(**kwargs):
         raise RuntimeError("database went away")
 
-    monkeypatch.setattr(submission, "spool_create", broken)
+    monkeypatch.setattr(accept, "spool_create", broken)
     inbox = Folder.objects.get(mailbox=people["bob"], name="INBOX")
     with pytest.raises(StorageError):
         message_accept(
@@ -132,7 +132,7 @@ def test_blob_write_failure_is_a_storage_error(people, monkeypatch):
     def broken(raw):
         raise OSError("disk full")
 
-    monkeypatch.setattr(submission, "blob_write", broken)
+    monkeypatch.setattr(accept, "blob_write", broken)
     with pytest.raises(StorageError):
         message_accept(raw=RAW, mail_from="x@remote.example", recipients=["bob@example.org"])
     assert not Message.objects.exists()

@@ -1,13 +1,15 @@
-"""The one acceptance service for a new message: the MTA (port 25), the MSA (587/465) and the
-webmail all hand a message over here.
+"""Accepting a new message: the MTA (port 25), the MSA (587/465) and the webmail all hand a
+message over here, and the RCPT check asks here first (recipient_verdict).
 
-`message_accept` adds the trace and submission headers, DKIM-signs submissions, writes the
-bytes once (synced), then, in ONE transaction, files the message into every local mailbox and
-queues one spool entry for every remote recipient (remote alias targets included), all
-sharing that one blob (a transaction that concurrent messages may share: mailboxes.groupcommit).
-It returns only after the commit, so a caller's "accepted" (SMTP 250,
-a webmail "sent" page) is never a lie; on a storage failure it raises StorageError and leaves
-nothing half-done.
+`message_accept` is two steps. `message_prepare` adds the trace and submission headers,
+DKIM-signs submissions or runs port 25's checks and spam verdict, resolves the recipients,
+plans their Sieve scripts, and writes the bytes once (synced). `file_and_spool` then, in ONE
+transaction, files the message into every local mailbox and queues one spool entry for every
+remote recipient (remote alias targets included), all sharing that one blob (a transaction
+that concurrent messages may share: mailboxes.groupcommit). It returns only after the
+commit, so a caller's "accepted" (SMTP 250, a webmail "sent" page) is never a lie; on a
+storage failure it raises StorageError and leaves nothing half-done. What became of each
+recipient is a mailboxes.outcomes.Outcome.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from mailboxes.addresses import parse_address
 from mailboxes.exceptions import InvalidAddress, MailhostError, StorageError
 from mailboxes.groupcommit import committer
 from mailboxes.models import Domain, Mailbox
+from mailboxes.outcomes import Outcome
 from mailboxes.services import blob_discard, blob_row_create, blob_write, message_deliver
 
 if TYPE_CHECKING:
@@ -105,16 +108,16 @@ class ClientInfo:
 @dataclass(frozen=True)
 class RecipientOutcome:
     address: str
-    # "delivered" (filed locally), "queued" (spooled for a remote server), "unknown",
-    # "over_quota", "relay_denied", "rejected" (the recipient's Sieve ereject, `reason`)
-    status: str
+    # DELIVERED (filed locally), QUEUED (spooled for a remote server or a retry), and the
+    # refusals NO_SUCH_USER, OVER_QUOTA, RELAY_DENIED, REJECTED (the Sieve ereject's `reason`)
+    status: Outcome
     mailbox_ids: tuple[int, ...] = ()
     forwarded: tuple[str, ...] = ()
     reason: str = ""
 
     @property
     def accepted(self) -> bool:
-        return self.status in {"delivered", "queued"}
+        return self.status.accepted
 
 
 @dataclass
@@ -267,17 +270,96 @@ def message_accept(
     a caller that reports refusals itself (the webmail) passes queue_late_refusals=False.
     When it is accepted for nobody, nothing is stored and the outcomes say why ("unknown",
     "over_quota", "relay_denied").
+
+    Two steps: message_prepare (everything outside the transaction: headers, checks, the
+    verdicts, the Sieve plans, the bytes written and synced), then file_and_spool (the rows,
+    in one transaction that the group committer may share with other messages).
     """
-    envelope = [r if isinstance(r, EnvelopeRecipient) else EnvelopeRecipient(r) for r in recipients]
+    prepared = message_prepare(
+        raw=raw,
+        mail_from=mail_from,
+        envelope=[
+            r if isinstance(r, EnvelopeRecipient) else EnvelopeRecipient(r) for r in recipients
+        ],
+        client=client or ClientInfo(),
+        authenticated_mailbox=authenticated_mailbox,
+        spool=SpoolOptions(
+            envid=envid,
+            ret=ret,
+            smtputf8=smtputf8,
+            body_8bit=body_8bit,
+            require_tls=require_tls,
+            queue_late_refusals=queue_late_refusals,
+        ),
+    )
+    if isinstance(prepared, AcceptResult):
+        return prepared  # refused before anything was written (a Sieve ereject)
+    return file_and_spool(prepared)
+
+
+@dataclass(frozen=True)
+class SpoolOptions:
+    """What the envelope asks of the spool entry (RFC 3461 ENVID/RET, RFC 6531 SMTPUTF8,
+    8BITMIME, RFC 8689 REQUIRETLS), and whether late refusals are queued."""
+
+    envid: str = ""
+    ret: str = ""
+    smtputf8: bool = False
+    body_8bit: bool = False
+    require_tls: bool = False
+    queue_late_refusals: bool = True
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A message ready to be filed: its final bytes, already written and synced (`name`),
+    and every decision made outside the transaction (message_prepare)."""
+
+    queue_id: str
+    raw: bytes
+    mail_from: str
+    envelope: list[EnvelopeRecipient]
+    resolutions: list[selectors.Resolution]
+    authenticated_mailbox: Mailbox | None
+    spool: SpoolOptions
+    auth: AuthResults | None
+    summary: tuple[dict, bool]
+    plans: dict
+    junk_mailbox_ids: set[int] | None
+    report_recipients: list[selectors.Resolution]
+    extracted: reports.Extracted | None
+    forwarding: dict[str, tuple[str, bytes]]  # hosted domain -> (SRS sender, sealed copy)
+    name: str  # the blob of `raw`
+    forward_names: dict[str, str]  # hosted domain -> the blob of its forwarded copy
+
+    @property
+    def addresses(self) -> list[str]:
+        return [r.address for r in self.envelope]
+
+
+def message_prepare(
+    *,
+    raw: bytes,
+    mail_from: str,
+    envelope: list[EnvelopeRecipient],
+    client: ClientInfo,
+    authenticated_mailbox: Mailbox | None,
+    spool: SpoolOptions,
+) -> Prepared | AcceptResult:
+    """The first step of message_accept, outside any transaction: the trace and submission
+    headers and DKIM (submissions) or port 25's checks and the spam verdict, the recipients
+    resolved (aliases, catch-alls), the Sieve plans, and the bytes written and synced. On
+    SQLite BEGIN IMMEDIATE takes the database's write lock, which should cover only the
+    writes. Returns the AcceptResult instead when a Sieve ereject refuses the message;
+    raises what refuses it outright (TooManyHops, FromNotAllowed, DMARCRejected,
+    SpamRejected) and StorageError when the bytes cannot be written."""
     if not envelope:
         raise NoRecipients("no recipients")
     hop_count_check(raw)
     queue_id = new_queue_id()
-    client = client or ClientInfo()
-    submission = authenticated_mailbox is not None
     addresses = [r.address for r in envelope]
     prefix = received_header(client=client, queue_id=queue_id, recipients=addresses)
-    if submission:
+    if authenticated_mailbox is not None:
         from_header_check(authenticated_mailbox, raw)
         prefix += submission_headers(raw)
         from delivery.dkim import dkim_sign
@@ -285,11 +367,7 @@ def message_accept(
         raw = dkim_sign(prefix + raw, mail_from=mail_from)
         auth = None
     else:
-        trusted, auth = inbound_trust(raw, mail_from=mail_from, client=client)
-        raw = trusted
-
-    # Resolve (aliases, catch-alls) and write the bytes before the transaction: on SQLite
-    # BEGIN IMMEDIATE takes the database's write lock, which should cover only the writes.
+        raw, auth = inbound_trust(raw, mail_from=mail_from, client=client)
     domains: dict = {}
     resolutions = [
         r.resolution or selectors.recipient_resolve(r.address, domain_cache=domains)
@@ -297,26 +375,17 @@ def message_accept(
     ]
     junk_mailbox_ids = None
     spam_score = None
-    if not submission:
-        mailbox_ids = {m for r in resolutions for m in r.mailbox_ids}
-        verdict = spam.verdict(
-            raw=raw,
+    if authenticated_mailbox is None:
+        verdict, junk_mailbox_ids = _spam_verdict(
+            raw,
             auth=auth,
-            client_ip=client.ip,
-            helo=client.helo,
+            client=client,
             mail_from=mail_from,
-            mailbox_ids=mailbox_ids,
-            recipients=addresses,
+            resolutions=resolutions,
+            addresses=addresses,
             queue_id=queue_id,
         )
-        if verdict.reject:
-            raise spam.SpamRejected(verdict)  # nothing stored
-        junk_mailbox_ids = verdict.junk_mailbox_ids
         spam_score = verdict.score
-        if auth is not None and auth.dmarc.disposition == "quarantine":
-            # The From domain's DMARC policy: Junk for everyone, whatever the lists say
-            # (an allow-listed From that fails DMARC is not that sender).
-            junk_mailbox_ids = set(mailbox_ids)
         raw = prefix + verdict.headers() + raw
     summary = headers.summarize_and_spam(raw)  # outside the transaction, computed once
     # Aggregate reports to our report addresses are read here, outside the transaction.
@@ -338,7 +407,7 @@ def message_accept(
         return AcceptResult(
             queue_id=queue_id,
             size=len(raw),
-            recipients=[RecipientOutcome(addresses[0], "rejected", reason=refused)],
+            recipients=[RecipientOutcome(addresses[0], Outcome.REJECTED, reason=refused)],
         )
     forwarding = _forward_copies(raw, mail_from, resolutions)
     try:
@@ -347,112 +416,174 @@ def message_accept(
     except Exception as exc:
         logger.exception("queue %s: could not write the message", queue_id)
         raise StorageError("could not write the message") from exc
+    return Prepared(
+        queue_id=queue_id,
+        raw=raw,
+        mail_from=mail_from,
+        envelope=envelope,
+        resolutions=resolutions,
+        authenticated_mailbox=authenticated_mailbox,
+        spool=spool,
+        auth=auth,
+        summary=summary,
+        plans=plans,
+        junk_mailbox_ids=junk_mailbox_ids,
+        report_recipients=report_recipients,
+        extracted=extracted,
+        forwarding=forwarding,
+        name=name,
+        forward_names=forward_names,
+    )
 
-    def store() -> AcceptResult:
-        # Run by the group committer, maybe in a transaction shared with other messages (and
-        # maybe twice, when that transaction failed): everything it makes, it makes afresh.
-        result = AcceptResult(queue_id=queue_id, size=len(raw), auth=auth)
-        blob = blob_row_create(name=name, raw=raw)
-        delivered = message_deliver(
-            raw=raw,
-            recipients=addresses,
-            blob=blob,
-            resolutions=resolutions,
-            summary=summary,
-            mail_from=mail_from,
-            plans=plans,
-            junk_mailbox_ids=junk_mailbox_ids,
-        )
-        if extracted is not None:
-            _reports_store(extracted, report_recipients, queue_id)
-        if auth is not None:
-            # For the From domain's DMARC aggregate report (delivery/outreports).
-            dmarc_evaluation_record(auth=auth, mail_from=mail_from)
-        if submission:
-            # Whom a mailbox writes to, it trusts to write back (the spam verdict's
-            # KNOWN_SENDER).
-            known_senders_add(
-                mailbox_id=authenticated_mailbox.pk, addresses=addresses, source="wrote_to"
-            )
-        spool: dict[str, SpoolRecipient] = {}
-        forwards: dict[str, dict[str, SpoolRecipient]] = {d: {} for d in forwarding}
-        for wanted, outcome, resolution in zip(envelope, delivered, resolutions):
-            if outcome.status == "not_hosted":
-                if submission:
-                    spool.setdefault(
-                        outcome.address,
-                        SpoolRecipient(outcome.address, wanted.notify, wanted.orcpt),
-                    )
-                    result.recipients.append(RecipientOutcome(wanted.address, "queued"))
-                else:
-                    result.recipients.append(RecipientOutcome(wanted.address, "relay_denied"))
-                continue
-            group = forwards.get(_domain_of(resolution.address), spool)
-            for target in outcome.forward:
-                orcpt = wanted.orcpt or f"rfc822;{wanted.address}"
-                group.setdefault(target, SpoolRecipient(target, wanted.notify, orcpt))
-            result.recipients.append(
-                RecipientOutcome(
-                    wanted.address, outcome.status, outcome.mailbox_ids, outcome.forward
-                )
-            )
-        if not result.accepted:
-            raise _NothingAccepted(result)
-        # Once the message is accepted for anyone, it is ours for everyone: a recipient
-        # that stopped fitting since RCPT (quota filled, address removed) is queued, so
-        # the delivery worker retries it locally and, failing that, sends the DSN.
-        for index, outcome in enumerate(result.recipients):
-            if queue_late_refusals and outcome.status in {"over_quota", "unknown"}:
-                wanted = envelope[index]
-                spool.setdefault(
-                    wanted.address,
-                    SpoolRecipient(wanted.address, wanted.notify, wanted.orcpt),
-                )
-                result.recipients[index] = RecipientOutcome(wanted.address, "queued")
-        if spool:
-            spool_create(
-                blob=blob,
-                mail_from=mail_from,
-                recipients=list(spool.values()),
-                queue_id=queue_id,
-                sender_mailbox=authenticated_mailbox,
-                envid=envid,
-                ret=ret,
-                smtputf8=smtputf8,
-                body_8bit=body_8bit,
-                require_tls=require_tls,
-            )
-            result.spooled = True
-        for domain, targets in forwards.items():
-            # Forwarded by an alias of `domain`: its SRS sender and its ARC-sealed copy.
-            if targets:
-                sender, copy = forwarding[domain]
-                spool_create(
-                    blob=blob_row_create(name=forward_names[domain], raw=copy),
-                    mail_from=sender,
-                    recipients=list(targets.values()),
-                    smtputf8=smtputf8,
-                    body_8bit=body_8bit,
-                )
-        return result
 
-    def discard() -> None:
-        for blob_name in (name, *forward_names.values()):
-            blob_discard(blob_name)
+def _spam_verdict(
+    raw: bytes,
+    *,
+    auth: AuthResults | None,
+    client: ClientInfo,
+    mail_from: str,
+    resolutions: Sequence[selectors.Resolution],
+    addresses: list[str],
+    queue_id: str,
+) -> tuple[spam.SpamVerdict, set[int] | None]:
+    """Port 25's spam verdict and the mailboxes whose copy goes to Junk; raises SpamRejected
+    (nothing stored) when the verdict refuses the message."""
+    mailbox_ids = {m for r in resolutions for m in r.mailbox_ids}
+    verdict = spam.verdict(
+        raw=raw,
+        auth=auth,
+        client_ip=client.ip,
+        helo=client.helo,
+        mail_from=mail_from,
+        mailbox_ids=mailbox_ids,
+        recipients=addresses,
+        queue_id=queue_id,
+    )
+    if verdict.reject:
+        raise spam.SpamRejected(verdict)  # nothing stored
+    if auth is not None and auth.dmarc.disposition == "quarantine":
+        # The From domain's DMARC policy: Junk for everyone, whatever the lists say
+        # (an allow-listed From that fails DMARC is not that sender).
+        return verdict, set(mailbox_ids)
+    return verdict, verdict.junk_mailbox_ids
 
+
+def file_and_spool(prepared: Prepared) -> AcceptResult:
+    """The second step of message_accept: file the message into every local mailbox and
+    spool it for every remote recipient (remote alias targets included), all sharing its one
+    blob, in ONE transaction (mailboxes.groupcommit). Returns only after the commit; on a
+    failure the bytes written by message_prepare are removed and nothing is half-done."""
     try:
-        accepted = committer.run(store)
+        return committer.run(lambda: _file_and_spool_rows(prepared))
     except _NothingAccepted as refused:
-        discard()
+        _discard(prepared)
         return refused.result
     except MailhostError:
-        discard()
+        _discard(prepared)
         raise
     except Exception as exc:
-        discard()
-        logger.exception("queue %s: could not store the message", queue_id)
+        _discard(prepared)
+        logger.exception("queue %s: could not store the message", prepared.queue_id)
         raise StorageError("could not store the message") from exc
-    return accepted
+
+
+def _discard(prepared: Prepared) -> None:
+    for blob_name in (prepared.name, *prepared.forward_names.values()):
+        blob_discard(blob_name)
+
+
+def _file_and_spool_rows(p: Prepared) -> AcceptResult:
+    """Run by the group committer, maybe in a transaction shared with other messages (and
+    maybe twice, when that transaction failed): everything it makes, it makes afresh."""
+    blob = blob_row_create(name=p.name, raw=p.raw)
+    delivered = message_deliver(
+        raw=p.raw,
+        recipients=p.addresses,
+        blob=blob,
+        resolutions=p.resolutions,
+        summary=p.summary,
+        mail_from=p.mail_from,
+        plans=p.plans,
+        junk_mailbox_ids=p.junk_mailbox_ids,
+    )
+    if p.extracted is not None:
+        _reports_store(p.extracted, p.report_recipients, p.queue_id)
+    if p.auth is not None:
+        # For the From domain's DMARC aggregate report (delivery/outreports).
+        dmarc_evaluation_record(auth=p.auth, mail_from=p.mail_from)
+    if p.authenticated_mailbox is not None:
+        # Whom a mailbox writes to, it trusts to write back (the spam verdict's KNOWN_SENDER).
+        known_senders_add(
+            mailbox_id=p.authenticated_mailbox.pk, addresses=p.addresses, source="wrote_to"
+        )
+    result = AcceptResult(queue_id=p.queue_id, size=len(p.raw), auth=p.auth)
+    spool: dict[str, SpoolRecipient] = {}
+    forwards: dict[str, dict[str, SpoolRecipient]] = {d: {} for d in p.forwarding}
+    for wanted, outcome, resolution in zip(p.envelope, delivered, p.resolutions):
+        if outcome.status == Outcome.NOT_HOSTED:
+            if p.authenticated_mailbox is not None:
+                spool.setdefault(
+                    outcome.address, SpoolRecipient(outcome.address, wanted.notify, wanted.orcpt)
+                )
+                result.recipients.append(RecipientOutcome(wanted.address, Outcome.QUEUED))
+            else:
+                result.recipients.append(RecipientOutcome(wanted.address, Outcome.RELAY_DENIED))
+            continue
+        group = forwards.get(_domain_of(resolution.address), spool)
+        for target in outcome.forward:
+            orcpt = wanted.orcpt or f"rfc822;{wanted.address}"
+            group.setdefault(target, SpoolRecipient(target, wanted.notify, orcpt))
+        result.recipients.append(
+            RecipientOutcome(wanted.address, outcome.status, outcome.mailbox_ids, outcome.forward)
+        )
+    if not result.accepted:
+        raise _NothingAccepted(result)
+    if p.spool.queue_late_refusals:
+        _queue_late_refusals(result, p.envelope, spool)
+    if spool:
+        spool_create(
+            blob=blob,
+            mail_from=p.mail_from,
+            recipients=list(spool.values()),
+            queue_id=p.queue_id,
+            sender_mailbox=p.authenticated_mailbox,
+            envid=p.spool.envid,
+            ret=p.spool.ret,
+            smtputf8=p.spool.smtputf8,
+            body_8bit=p.spool.body_8bit,
+            require_tls=p.spool.require_tls,
+        )
+        result.spooled = True
+    for domain, targets in forwards.items():
+        # Forwarded by an alias of `domain`: its SRS sender and its ARC-sealed copy.
+        if targets:
+            sender, copy = p.forwarding[domain]
+            spool_create(
+                blob=blob_row_create(name=p.forward_names[domain], raw=copy),
+                mail_from=sender,
+                recipients=list(targets.values()),
+                smtputf8=p.spool.smtputf8,
+                body_8bit=p.spool.body_8bit,
+            )
+    return result
+
+
+_LATE_REFUSALS = frozenset({Outcome.OVER_QUOTA, Outcome.NO_SUCH_USER})
+
+
+def _queue_late_refusals(
+    result: AcceptResult, envelope: list[EnvelopeRecipient], spool: dict[str, SpoolRecipient]
+) -> None:
+    """Once the message is accepted for anyone, it is ours for everyone: a recipient that
+    stopped fitting since RCPT (quota filled, address removed) is queued, so the delivery
+    worker retries it locally and, failing that, sends the DSN."""
+    for index, outcome in enumerate(result.recipients):
+        if outcome.status in _LATE_REFUSALS:
+            wanted = envelope[index]
+            spool.setdefault(
+                wanted.address, SpoolRecipient(wanted.address, wanted.notify, wanted.orcpt)
+            )
+            result.recipients[index] = RecipientOutcome(wanted.address, Outcome.QUEUED)
 
 
 def _domain_of(address: str) -> str:
@@ -528,31 +659,34 @@ class _NothingAccepted(Exception):
 
 
 def recipient_check(address: str, *, relay_allowed: bool, size: int = 0) -> str:
-    """The cheap early check for one envelope recipient (SMTP RCPT); message_accept decides.
-
-    Returns "ok", "invalid", "relay_denied" (outside our domains, not allowed to relay),
-    "unknown" (our domain, nobody there), "full" (every mailbox is over quota now, try
-    later) or "too_big" (`size` can never fit the quota).
-    """
-    return recipient_verdict(address, relay_allowed=relay_allowed, size=size)[0]
+    """recipient_verdict's outcome alone, in the words the RCPT check has always used:
+    "ok", "invalid", "relay_denied", "unknown", "too_big", and "full" for OVER_QUOTA."""
+    outcome = recipient_verdict(address, relay_allowed=relay_allowed, size=size)[0]
+    return "full" if outcome is Outcome.OVER_QUOTA else str(outcome)
 
 
 def recipient_verdict(
     address: str, *, relay_allowed: bool, size: int = 0
-) -> tuple[str, selectors.Resolution | None]:
-    """recipient_check's verdict and the resolution it made (for EnvelopeRecipient)."""
+) -> tuple[Outcome, selectors.Resolution | None]:
+    """The cheap early check for one envelope recipient (SMTP RCPT, the webmail's form);
+    message_accept decides. Returns the resolution it made too (for EnvelopeRecipient).
+
+    Outcome OK, INVALID, RELAY_DENIED (outside our domains, not allowed to relay),
+    NO_SUCH_USER (our domain, nobody there), OVER_QUOTA (every mailbox is over quota now, try
+    later) or TOO_BIG (`size` can never fit the quota).
+    """
     try:
         parse_address(address)
     except InvalidAddress:
-        return "invalid", None
+        return Outcome.INVALID, None
     usage: dict[int, tuple[int, int]] = {}
     resolution = selectors.recipient_resolve(address, usage=usage)
     if not resolution.hosted:
-        return ("ok" if relay_allowed else "relay_denied"), resolution
+        return (Outcome.OK if relay_allowed else Outcome.RELAY_DENIED), resolution
     if not resolution.exists:
-        return "unknown", resolution
+        return Outcome.NO_SUCH_USER, resolution
     if resolution.remote or not resolution.mailbox_ids:
-        return "ok", resolution
+        return Outcome.OK, resolution
     if usage.keys() >= set(resolution.mailbox_ids):
         quotas = [usage[mailbox_id] for mailbox_id in resolution.mailbox_ids]
     else:
@@ -560,10 +694,10 @@ def recipient_verdict(
             Mailbox.objects.filter(id__in=resolution.mailbox_ids).values_list("quota", "used_bytes")
         )
     if any(not quota or used + size <= quota for quota, used in quotas):
-        return "ok", resolution
+        return Outcome.OK, resolution
     if all(size > quota for quota, _ in quotas):
-        return "too_big", resolution
-    return "full", resolution
+        return Outcome.TOO_BIG, resolution
+    return Outcome.OVER_QUOTA, resolution
 
 
 def postmaster_address() -> str | None:
@@ -624,9 +758,14 @@ __all__ = [
     "FromNotAllowed",
     "InvalidAddress",
     "NoRecipients",
+    "Outcome",
+    "Prepared",
     "RecipientOutcome",
+    "SpoolOptions",
     "SenderNotAllowed",
     "TooManyHops",
+    "file_and_spool",
     "message_accept",
+    "message_prepare",
     "message_submit",
 ]
