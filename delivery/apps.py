@@ -4,3 +4,8 @@ from django.apps import AppConfig
 class DeliveryConfig(AppConfig):
     name = "delivery"
     verbose_name = "Outbound queue"
+
+    def ready(self) -> None:
+        from delivery import metrics
+
+        metrics.register()

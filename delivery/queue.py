@@ -1,8 +1,10 @@
 """Getting delivery jobs to workers: RQ with REDIS_URL, an in-process queue without it.
 
 Jobs carry only an OutboundMessage id. Enqueueing is a hint, never the record: the sweeper
-re-enqueues whatever the spool says is due, so a job lost with Redis (flushed, restarted) or
-with a process costs at most one sweep interval.
+(delivery.housekeeping.sweep) re-enqueues whatever the spool says is due, so a job lost with
+Redis (flushed, restarted) or with a process costs at most one sweep interval. This module
+knows no spool and no job code: the spool's services call it, and the job is named by its
+dotted path (JOB), as RQ names it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import time
 from collections.abc import Callable
 
 from django.conf import settings
+from django.utils.module_loading import import_string
 
 from mailhost import fanout
 
@@ -180,7 +183,7 @@ class EmbeddedQueue:
     def run_burst(self, job: Callable[[int], object] | None = None) -> int:
         """Run every queued job in this thread until the queue is empty (tests, burst mode)."""
         if job is None:
-            from delivery.jobs import deliver_message as job
+            job = import_string(JOB)  # by name, as RQ finds it: the queue knows no job code
         done = 0
         while True:
             try:
@@ -194,50 +197,6 @@ class EmbeddedQueue:
 
 
 embedded = EmbeddedQueue()
-
-
-def sweep() -> int:
-    """Enqueue every message with due recipients that no worker holds; returns how many."""
-    from delivery.services import due_message_ids
-
-    count = 0
-    for message_id in due_message_ids():
-        if enqueue(message_id):
-            count += 1
-    return count
-
-
-def housekeep() -> tuple[int, int]:
-    """Send the DSNs a crashed job left owed, and remove old finished spool entries.
-
-    Returns (messages notified, entries removed).
-    """
-    from delivery.services import dsn_owed_message_ids, message_notify, spool_prune
-
-    notified = 0
-    for message_id in dsn_owed_message_ids():
-        if message_notify(message_id=message_id):
-            notified += 1
-    pruned = spool_prune()
-    # Spam training a crash left pending (the rows say what the user asked), old greylist.
-    from delivery.spam.services import greylist_prune, training_run
-
-    training_run()
-    greylist_prune()
-    # Unused blobs, and files of writes that died before committing (mailboxes owns them).
-    from mailboxes.services import blob_collect_garbage_if_due
-
-    blob_collect_garbage_if_due()
-    # The daily TLS (RFC 8460) and DMARC (RFC 7489) aggregate reports, once each day ended.
-    from delivery import outreports
-
-    try:
-        outreports.send_due()
-    except Exception:
-        logger.exception("aggregate reports failed; trying again at the next housekeeping")
-    if notified or pruned:
-        logger.info("housekeeping: %d DSN(s) sent late, %d spool entries removed", notified, pruned)
-    return notified, pruned
 
 
 fanout.subscribe(TOPIC, _heard)

@@ -20,7 +20,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from delivery import bounces, retry
+from delivery import bounces, queue, retry
 from delivery.models import (
     DmarcRecord,
     DmarcReport,
@@ -97,14 +97,8 @@ def spool_create(
         ]
     )
     message_id = message.pk
-    transaction.on_commit(lambda: _enqueue(message_id))
+    transaction.on_commit(lambda: queue.enqueue(message_id))
     return message
-
-
-def _enqueue(message_id: int) -> None:
-    from delivery import queue
-
-    queue.enqueue(message_id)
 
 
 # --- Claiming and recording attempts -----------------------------------------------------
@@ -509,7 +503,7 @@ def recipients_retry_now(*, recipient_ids: Iterable[int]) -> int:
             OutboundRecipient.objects.filter(id__in=ids).values_list("message_id", flat=True)
         )
         for message_id in message_ids:
-            transaction.on_commit(lambda m=message_id: _enqueue(m))
+            transaction.on_commit(lambda m=message_id: queue.enqueue(m))
     return count
 
 

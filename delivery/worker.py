@@ -29,7 +29,7 @@ from rq.exceptions import StopRequested
 from rq.timeouts import TimerDeathPenalty
 from rq.worker import SimpleWorker
 
-from delivery import queue
+from delivery import housekeeping, queue
 from delivery.outreports import tlsrpt
 from mailboxes import fulltext
 from mailhost.config import require_server_name
@@ -56,7 +56,7 @@ class Sweeper(threading.Thread):
             while not self.stopping.is_set():
                 try:
                     close_old_connections()
-                    count = queue.sweep()
+                    count = housekeeping.sweep()
                     if count:
                         logger.info("sweeper enqueued %d message(s)", count)
                     tlsrpt.flush()  # this process's TLS session counts, for the daily report
@@ -65,7 +65,7 @@ class Sweeper(threading.Thread):
                         pass  # housekeeping is the first delivery process's
                     elif time.monotonic() - last_prune >= PRUNE_INTERVAL:
                         last_prune = time.monotonic()
-                        queue.housekeep()
+                        housekeeping.housekeep()
                 except Exception:
                     logger.exception("sweep failed; trying again in %ss", self.interval)
                 self.stopping.wait(self.interval)

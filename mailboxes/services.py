@@ -30,7 +30,7 @@ from django.contrib.auth.hashers import check_password, get_hasher, make_passwor
 from django.core.files.base import ContentFile
 from django.core.files.storage import storages
 from django.db import DatabaseError, IntegrityError, connection, transaction
-from django.db.models import Exists, F, OuterRef
+from django.db.models import Exists, F, ForeignKey, OuterRef
 from django.utils import timezone
 
 from mailboxes import events, headers, senderlists, throttle
@@ -945,10 +945,16 @@ def blob_store(raw: bytes) -> Blob:
     return blob_row_create(name=blob_write(raw), raw=raw)
 
 
+def blob_referrers() -> list[ForeignKey]:
+    """The columns whose rows hold a blob: every foreign key to Blob, as Django's app
+    registry knows them (Message here, the spool's OutboundMessage in delivery), so that the
+    store names no other part's table and a new holder cannot be forgotten. A blob none of
+    them names is garbage."""
+    return [rel.field for rel in Blob._meta.related_objects if rel.one_to_many or rel.one_to_one]
+
+
 def blob_release(blob_ids: Iterable[int]) -> int:
     """Delete blobs no message and no spool entry uses; files go once the rows are gone."""
-    from delivery.models import OutboundMessage
-
     ids = sorted(set(blob_ids))
     released = 0
     names: list[str] = []  # their files (inline blobs have none)
@@ -956,18 +962,20 @@ def blob_release(blob_ids: Iterable[int]) -> int:
     # the rows that PROTECT them, which the NOT EXISTS below has just ruled out (the foreign
     # keys still refuse a delete that races a new reference).
     quote = connection.ops.quote_name
-    blob, message, outbound, blob_text, pending = (
-        quote(model._meta.db_table)
-        for model in (Blob, Message, OutboundMessage, BlobText, BlobTextPending)
+    blob, blob_text, pending = (
+        quote(model._meta.db_table) for model in (Blob, BlobText, BlobTextPending)
+    )
+    unreferenced = "".join(
+        f" AND NOT EXISTS (SELECT 1 FROM {quote(holder.model._meta.db_table)}"
+        f" WHERE {quote(holder.column)} = b.id)"
+        for holder in blob_referrers()
     )
     with connection.cursor() as cursor:
         for start in range(0, len(ids), 5000):
             chunk = ids[start : start + 5000]
             marks = ", ".join(["%s"] * len(chunk))
             cursor.execute(
-                f"SELECT id, name FROM {blob} b WHERE id IN ({marks})"
-                f" AND NOT EXISTS (SELECT 1 FROM {message} WHERE blob_id = b.id)"
-                f" AND NOT EXISTS (SELECT 1 FROM {outbound} WHERE blob_id = b.id)",
+                f"SELECT id, name FROM {blob} b WHERE id IN ({marks}){unreferenced}",
                 chunk,
             )
             unused = cursor.fetchall()
@@ -1004,16 +1012,13 @@ def blob_collect_garbage(*, orphan_age: int | None = None) -> tuple[int, int]:
     yet referenced. Memory stays flat however many blobs there are. Returns (rows removed,
     files removed).
     """
-    from delivery.models import OutboundMessage
-
     age = settings.MAILHOST_BLOB_ORPHAN_AGE if orphan_age is None else orphan_age
     old = timezone.now() - timedelta(seconds=age)
-    unused_ids = list(
-        Blob.objects.filter(created_at__lt=old)
-        .exclude(Exists(Message.objects.filter(blob_id=OuterRef("pk"))))
-        .exclude(Exists(OutboundMessage.objects.filter(blob_id=OuterRef("pk"))))
-        .values_list("id", flat=True)
-    )
+    unused = Blob.objects.filter(created_at__lt=old)
+    for holder in blob_referrers():
+        held = holder.model._base_manager.filter(**{holder.attname: OuterRef("pk")})
+        unused = unused.exclude(Exists(held))
+    unused_ids = list(unused.values_list("id", flat=True))
     rows = 0
     for start in range(0, len(unused_ids), 5000):
         with transaction.atomic():  # blob_release re-checks under its own transaction

@@ -3,8 +3,8 @@
 Each counter moves at the point that already logs the event, one call there: the listeners
 (connections, IMAP sessions), the SMTP acceptance and reject lines, mailboxes.throttle's
 `auth success|failure|throttled` lines, delivery's outcome lines. The queue's depth and age
-are read from the spool when scraped (delivery.selectors.queue_summary), so every process
-reports the same truth.
+are read from the spool when scraped (delivery/metrics.py, registered by the delivery app
+when it is ready: this module imports no part), so every process reports the same truth.
 
 The counters live in the process that serves the scrape: under runmail (one process: the
 listeners, the workers and the web app) that is all of them. Front ends split over several
@@ -16,18 +16,13 @@ work, and the queue gauges are right from any process in any case.
 from __future__ import annotations
 
 import ipaddress
-import logging
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
-from django.utils import timezone
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from mailhost.proxy import client_address
-
-logger = logging.getLogger("mailhost.metrics")
 
 CONNECTIONS = Counter(
     "mailhost_connections",
@@ -92,45 +87,6 @@ def sieve_actions(actions: list[str]) -> None:
 
 def login(*, protocol: str, result: str) -> None:
     LOGINS.labels(protocol=protocol, result=result).inc()
-
-
-class QueueCollector:
-    """The spool's depth and the age of its oldest pending message, read at scrape time."""
-
-    def describe(self):  # registration must not touch the database (no query at import)
-        return self._families()
-
-    def _families(self) -> list[GaugeMetricFamily]:
-        return [
-            GaugeMetricFamily(
-                "mailhost_queue_messages", "Spooled messages with a pending recipient"
-            ),
-            GaugeMetricFamily(
-                "mailhost_queue_recipients", "Recipients queued or deferred in the spool"
-            ),
-            GaugeMetricFamily(
-                "mailhost_queue_oldest_age_seconds",
-                "Age of the oldest message with a pending recipient (0: empty queue)",
-            ),
-        ]
-
-    def collect(self):
-        from delivery.selectors import queue_summary
-
-        try:
-            summary = queue_summary()
-        except Exception:  # the counters still go out; /healthz names the database
-            logger.warning("metrics: the spool could not be read", exc_info=True)
-            return []
-        messages, recipients, oldest = self._families()
-        messages.add_metric([], summary.messages)
-        recipients.add_metric([], summary.recipients)
-        age = (timezone.now() - summary.oldest).total_seconds() if summary.oldest else 0.0
-        oldest.add_metric([], max(age, 0.0))
-        return [messages, recipients, oldest]
-
-
-REGISTRY.register(QueueCollector())
 
 
 def allowed(request: HttpRequest) -> bool:

@@ -1,7 +1,7 @@
 """Writes for the spam filter: training requests and the trainer, known senders, the
 greylist. Training is recorded in the caller's transaction (a SpamTraining row, so it is as
 durable as the move that asked for it) and done after the commit; what a crash leaves
-pending, housekeeping (delivery.queue.housekeep) finishes."""
+pending, housekeeping (delivery.housekeeping.housekeep) finishes."""
 
 from __future__ import annotations
 

@@ -26,7 +26,7 @@ from aiosmtpd.controller import Controller
 from django.conf import settings
 
 from delivery import dns as delivery_dns
-from delivery import queue
+from delivery import housekeeping, queue
 
 HOSTNAME = "mx.test.example"
 
@@ -246,7 +246,7 @@ def deliver_until(done: Callable[[], bool], timeout: float = 20.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("delivery did not reach the expected state in time")
         time.sleep(0.05)
-        queue.sweep()
+        housekeeping.sweep()
 
 
 def clear_queue() -> None:

@@ -10,7 +10,7 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from delivery import queue
+from delivery import housekeeping, queue
 from delivery.models import OutboundMessage, OutboundRecipient, RecipientStatus
 from tests.delivery.conftest import run_queue
 from tests.delivery.test_delivery import SENDER, inbox_messages, recipient, spool, status_blocks
@@ -44,7 +44,7 @@ def test_hold_then_release(sender, peer, capsys, caplog):
     assert out == "hold: 2 recipient(s) of 1 queue id(s)\n"
     # Due long ago: only the hold keeps the sweeper and a burst-mode worker off it.
     OutboundRecipient.objects.update(next_attempt_at=timezone.now() - timedelta(hours=1))
-    assert queue.sweep() == 0
+    assert housekeeping.sweep() == 0
     queue.enqueue(message.pk)  # a job for it all the same (a duplicate, a stale one)
     run_queue()
     assert peer.received == []
@@ -66,7 +66,7 @@ def test_hold_then_release(sender, peer, capsys, caplog):
     ]
     row = recipient(message, "bob@remote.test")
     assert row.status == RecipientStatus.QUEUED and row.next_attempt_at <= timezone.now()
-    queue.sweep()
+    housekeeping.sweep()
     run_queue()
     assert [r.status for r in OutboundRecipient.objects.order_by("id")] == [
         RecipientStatus.DELIVERED,
@@ -137,7 +137,7 @@ def test_delete_removes_without_dsn(sender, peer, capsys):
     assert out == "delete: 1 message(s) of 1 queue id(s)\n"
     assert list(OutboundMessage.objects.values_list("pk", flat=True)) == [other.pk]
     assert inbox_messages(sender) == []
-    queue.sweep()
+    housekeeping.sweep()
     run_queue()
     [got] = peer.received
     assert got.rcpt_tos == ["carol@remote.test"]

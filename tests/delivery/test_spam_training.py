@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from delivery import queue
+from delivery import housekeeping
 from delivery.accept import message_accept
 from delivery.models import KnownSender, SpamToken, SpamTraining
 from delivery.spam import classifier, verdict
@@ -127,12 +127,12 @@ def test_training_left_by_a_crash_after_the_commit_is_done_by_housekeeping(alice
     )
     assert list(SpamTraining.objects.values_list("spam", "trained")) == [(True, None)]
     assert not SpamToken.objects.exists()
-    queue.housekeep()
+    housekeeping.housekeep()
     assert list(SpamTraining.objects.values_list("spam", "trained")) == [(True, True)]
     assert classifier_totals([alice.pk])[alice.pk] == Totals(spam=1, ham=0)
     tokens = SpamToken.objects.filter(mailbox=alice).exclude(token=0)
     assert tokens.count() > 10 and set(tokens.values_list("spam", "ham")) == {(1, 0)}
-    queue.housekeep()  # twice is harmless
+    housekeeping.housekeep()  # twice is harmless
     assert classifier_totals([alice.pk])[alice.pk] == Totals(spam=1, ham=0)
 
 
@@ -141,9 +141,9 @@ def test_out_of_junk_retrains_as_ham_once_and_trusts_the_sender(alice):
     m = deliver(message(SPAMMY[0], sender="friend@remote.example"))
     inbox, junk = folder(alice, "INBOX"), folder(alice, SpecialUse.JUNK)
     [(_, in_junk)] = services.messages_move(source=inbox, uids=[m.uid], target=junk)
-    queue.housekeep()
+    housekeeping.housekeep()
     services.messages_move(source=junk, uids=[in_junk], target=inbox)
-    queue.housekeep()
+    housekeeping.housekeep()
     assert classifier_totals([alice.pk])[alice.pk] == Totals(spam=0, ham=1)
     tokens = SpamToken.objects.filter(mailbox=alice).exclude(token=0)
     assert set(tokens.values_list("spam", "ham")) == {(0, 1)}
@@ -160,10 +160,10 @@ def test_deleting_junk_to_trash_and_moves_elsewhere_do_not_train(alice):
     [(_, uid)] = services.messages_copy(source=inbox, uids=[m.uid], target=archive)
     assert not SpamTraining.objects.exists()
     services.messages_move(source=archive, uids=[uid], target=junk)
-    queue.housekeep()
+    housekeeping.housekeep()
     junk_uid = Message.objects.get(folder=junk).uid
     services.messages_move(source=junk, uids=[junk_uid], target=trash)
-    queue.housekeep()
+    housekeeping.housekeep()
     assert list(SpamTraining.objects.values_list("spam", "trained")) == [(True, True)]
 
 
@@ -174,7 +174,7 @@ def test_spam_train_takes_message_ids_as_the_webmail_gives_them(alice):
     services.spam_train(mailbox=alice, message_ids=[m.pk], spam=True)
     services.spam_train(mailbox=alice.pk, message_ids=[other.pk], spam=False)
     services.spam_train(mailbox=alice, message_ids=[other.pk], spam=False)  # again: no change
-    queue.housekeep()
+    housekeeping.housekeep()
     assert classifier_totals([alice.pk])[alice.pk] == Totals(spam=1, ham=1)
 
 
@@ -242,7 +242,7 @@ def test_an_unreachable_rspamd_leaves_training_pending_and_is_asked_once(alice, 
     settings.MAILHOST_RSPAMD_URL = f"http://127.0.0.1:{free_port()}"
     rows = [deliver(message(f"{SPAMMY[0]} {n}")) for n in range(3)]
     services.spam_train(mailbox=alice, message_ids=[r.pk for r in rows], spam=True)
-    queue.housekeep()
+    housekeeping.housekeep()
     assert list(SpamTraining.objects.values_list("trained", flat=True)) == [None] * 3
     assert caplog.text.count("spam_train deferred") == 1  # not one timeout per row
     assert not SpamToken.objects.exists()  # the builtin counts are not touched
@@ -261,7 +261,7 @@ def test_a_reply_teaches_ham(alice):
         folder=inbox, uids=[wanted.uid], flags=["\\Answered", "\\Seen"], mode="replace"
     )  # already answered: nothing more
     services.messages_store_flags(folder=junk, uids=[in_junk], flags=["\\Answered"], mode="add")
-    queue.housekeep()
+    housekeeping.housekeep()
     assert classifier_totals([alice.pk])[alice.pk] == Totals(spam=1, ham=1)
     assert list(KnownSender.objects.values_list("address", flat=True)) == ["colleague@work.example"]
 

@@ -14,7 +14,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from delivery import queue
+from delivery import housekeeping, queue
 from delivery.models import OutboundRecipient, RecipientStatus
 from mailhost import runner
 from tests.delivery.conftest import PeerHandler, deliver_until, run_queue
@@ -56,8 +56,8 @@ def test_jobs_lost_before_any_attempt_are_swept_back(sender, zone, peers):
     flush_queue()
     assert run_queue() == 0
     assert status_of(message) == RecipientStatus.QUEUED
-    assert queue.sweep() == 1
-    assert queue.sweep() == 0  # already waiting in the queue: not enqueued twice
+    assert housekeeping.sweep() == 1
+    assert housekeeping.sweep() == 0  # already waiting in the queue: not enqueued twice
     run_queue()
     assert status_of(message) == RecipientStatus.DELIVERED
     assert len(peer.received) == 1
@@ -70,7 +70,7 @@ def test_redis_flushed_between_attempts_still_delivers(sender, zone, peers, sett
     run_queue()
     assert status_of(message) == RecipientStatus.DEFERRED
     time.sleep(0.4)
-    queue.sweep()  # the retry is enqueued ...
+    housekeeping.sweep()  # the retry is enqueued ...
     flush_queue()  # ... and lost
     deliver_until(lambda: status_of(message) == RecipientStatus.DELIVERED)
     assert len(peer.received) == 1
@@ -85,7 +85,7 @@ def test_leased_recipients_are_not_swept(sender, zone, peers):
     claim = recipients_claim(message_id=message.id)
     assert claim is not None and [r.address for r in claim.recipients] == ["bob@remote.test"]
     assert recipients_claim(message_id=message.id) is None  # held: nobody else gets it
-    assert queue.sweep() == 0
+    assert housekeeping.sweep() == 0
     row = OutboundRecipient.objects.get(message=message)
     assert row.attempts == 1 and row.last_attempt_at is not None  # counted before connecting
 
@@ -202,9 +202,9 @@ def test_housekeeping_sends_the_dsn_a_crashed_job_left_owed(sender, zone, peers)
     )
     # ... and the job died before message_notify.
     assert inbox_messages(sender) == []
-    assert queue.housekeep() == (1, 0)
+    assert housekeeping.housekeep() == (1, 0)
     assert len(inbox_messages(sender)) == 1
-    assert queue.housekeep() == (0, 0)  # once
+    assert housekeeping.housekeep() == (0, 0)  # once
 
 
 def test_concurrent_jobs_for_one_message_deliver_it_once(sender, zone, peers):

@@ -67,6 +67,14 @@ def test_a_spooled_blob_is_kept(make_mailbox, django_capture_on_commit_callbacks
     assert os.path.exists(blob_path(blob))
 
 
+def test_the_tables_that_hold_blobs_are_found_not_named():
+    """The store knows the spool's blobs through its foreign key, without importing delivery."""
+    from delivery.models import OutboundMessage
+
+    holders = {(f.model, f.column) for f in services.blob_referrers()}
+    assert holders == {(Message, "blob_id"), (OutboundMessage, "blob_id")}
+
+
 @pytest.mark.django_db(transaction=True)  # real commits: released files go on commit
 def test_garbage_collection(make_mailbox, blob_dir):
     alice = make_mailbox("alice@example.org")
@@ -112,19 +120,19 @@ def test_garbage_collection_default_age_comes_from_settings(blob_dir, settings):
 @pytest.mark.django_db(transaction=True)
 def test_the_delivery_sweepers_housekeeping_collects_orphans(blob_dir, settings, monkeypatch):
     """Orphans are not left to an operator: the sweeper's housekeeping removes them."""
-    from delivery import queue
+    from delivery import housekeeping
 
     monkeypatch.setattr(services, "_last_collection", None)
     settings.MAILHOST_BLOB_ORPHAN_AGE = 600
     old = services.blob_write(b"left by a crash")
     young = services.blob_write(b"in flight")
     age(os.path.join(blob_dir, old), 1200)
-    queue.housekeep()
+    housekeeping.housekeep()
     assert files_in(blob_dir) == {young}
     # Not due again before the orphan age has passed: no second walk of the store.
     age(os.path.join(blob_dir, young), 1200)
     assert services.blob_collect_garbage_if_due() is None
-    queue.housekeep()
+    housekeeping.housekeep()
     assert files_in(blob_dir) == {young}
     monkeypatch.setattr(services, "_last_collection", None)
     assert services.blob_collect_garbage_if_due() == (0, 1)
