@@ -1,22 +1,16 @@
-"""Django admin for domains, mailboxes and aliases. Writes go through the services."""
+"""Django admin for domains, mailboxes and aliases. Writes go through the services.
+
+The domain's page gains its DNS records, DNS check and aggregate reports from
+delivery/admin.py, which extends DomainAdmin (the store does not import delivery)."""
 
 from __future__ import annotations
-
-from datetime import timedelta
 
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import Count
-from django.http import Http404
-from django.template.response import TemplateResponse
-from django.urls import path, reverse
-from django.utils import timezone
 from django.utils.html import format_html
 
-from delivery import dnsrecords
-from delivery import selectors as delivery_selectors
-from delivery.dkim import dkim_txt_record
 from mailboxes import selectors, senderlists, services
 from mailboxes.addresses import domain_to_ascii, parse_address
 from mailboxes.exceptions import InvalidAddress, InvalidValue, NotFound
@@ -176,7 +170,6 @@ class DomainAdmin(admin.ModelAdmin):
     list_display = ["name", "unicode_name", "active", "mailbox_count", "created_at"]
     list_filter = ["active"]
     search_fields = ["name"]
-    readonly_fields = ["dkim_dns_record", "dns_records", "aggregate_reports"]
     inlines = [DkimKeyInline, DomainSenderListInline]
     actions = ["new_dkim_key_rsa", "new_dkim_key_ed25519"]
 
@@ -189,11 +182,6 @@ class DomainAdmin(admin.ModelAdmin):
     @admin.display(description="mailboxes", ordering="_mailbox_count")
     def mailbox_count(self, obj: Domain) -> int:
         return obj._mailbox_count
-
-    @admin.display(description="DKIM records to publish")
-    def dkim_dns_record(self, obj: Domain) -> str:
-        record = dkim_txt_record(obj) if obj.pk else ""
-        return format_html('<code class="dkim-record">{}</code>', record) if record else "-"
 
     def _new_dkim_keys(self, request, queryset, algorithm: str) -> None:
         for domain in queryset:
@@ -213,85 +201,6 @@ class DomainAdmin(admin.ModelAdmin):
     @admin.action(description="Create a new DKIM key (ed25519, RFC 8463)", permissions=["change"])
     def new_dkim_key_ed25519(self, request, queryset):
         self._new_dkim_keys(request, queryset, DkimKey.Algorithm.ED25519)
-
-    @admin.display(description="DNS records to publish")
-    def dns_records(self, obj: Domain) -> str:
-        if not obj.pk:
-            return "-"
-        lines = "\n".join(r.zone_line for r in dnsrecords.domain_records(obj))
-        check = reverse("admin:mailboxes_domain_checkdns", args=[obj.pk])
-        return format_html(
-            '<pre class="dns-records">{}</pre><a href="{}">Check these records in DNS</a>'
-            " (as <code>manage.py checkdns {}</code> does)",
-            lines,
-            check,
-            obj.name,
-        )
-
-    @admin.display(description="DMARC and TLS reports")
-    def aggregate_reports(self, obj: Domain) -> str:
-        if not obj.pk:
-            return "-"
-        return format_html(
-            '<a href="{}">Reports other mail servers sent about {}</a>'
-            " (to the rua addresses of its _dmarc and _smtp._tls records)",
-            reverse("admin:mailboxes_domain_reports", args=[obj.pk]),
-            obj,
-        )
-
-    def get_urls(self):
-        check = path(
-            "<path:object_id>/checkdns/",
-            self.admin_site.admin_view(self.checkdns_view),
-            name="mailboxes_domain_checkdns",
-        )
-        reports = path(
-            "<path:object_id>/reports/",
-            self.admin_site.admin_view(self.reports_view),
-            name="mailboxes_domain_reports",
-        )
-        return [check, reports, *super().get_urls()]
-
-    REPORT_DAYS = (7, 30, 90, 365)
-
-    def reports_view(self, request, object_id):
-        """DMARC aggregate reports (who sends as the domain, SPF/DKIM/DMARC pass and fail)
-        and SMTP TLS reports (sessions that succeeded and failed) of the last days."""
-        domain = self.get_object(request, object_id)
-        if domain is None or not self.has_view_permission(request, domain):
-            raise Http404("no such domain")
-        days = request.GET.get("days", "30")
-        days = int(days) if days.isdigit() and int(days) in self.REPORT_DAYS else 30
-        since = timezone.now() - timedelta(days=days)
-        context = {
-            **self.admin_site.each_context(request),
-            "title": f"DMARC and TLS reports about {domain}",
-            "opts": self.model._meta,
-            "original": domain,
-            "days": days,
-            "day_choices": self.REPORT_DAYS,
-            "dmarc": delivery_selectors.dmarc_summary(domain, since=since),
-            "tls": delivery_selectors.tls_summary(domain, since=since),
-            "dmarc_rua": f"{dnsrecords.DMARC_RUA_LOCAL_PART}@{domain.name}",
-            "tls_rua": f"{dnsrecords.TLSRPT_RUA_LOCAL_PART}@{domain.name}",
-        }
-        return TemplateResponse(request, "admin/mailboxes/domain_reports.html", context)
-
-    def checkdns_view(self, request, object_id):
-        """What DNS answers for each record of the domain (MAILHOST_DNS_SERVERS)."""
-        domain = self.get_object(request, object_id)
-        if domain is None or not self.has_view_permission(request, domain):
-            raise Http404("no such domain")
-        checks = dnsrecords.check_records(dnsrecords.domain_records(domain))
-        context = {
-            **self.admin_site.each_context(request),
-            "title": f"DNS check of {domain}",
-            "opts": self.model._meta,
-            "original": domain,
-            "checks": checks,
-            "all_ok": all(c.status is dnsrecords.Status.OK for c in checks),
-        }
-        return TemplateResponse(request, "admin/mailboxes/domain_checkdns.html", context)
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
