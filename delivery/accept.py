@@ -39,7 +39,13 @@ from mailboxes.exceptions import InvalidAddress, MailhostError, StorageError
 from mailboxes.groupcommit import committer
 from mailboxes.models import Domain, Mailbox
 from mailboxes.outcomes import Outcome
-from mailboxes.services import blob_discard, blob_row_create, blob_write, message_deliver
+from mailboxes.services import (
+    RecipientResult,
+    blob_discard,
+    blob_row_create,
+    blob_write,
+    message_deliver,
+)
 
 if TYPE_CHECKING:
     from delivery.inbound import AuthResults
@@ -516,26 +522,7 @@ def _file_and_spool_rows(p: Prepared) -> AcceptResult:
         known_senders_add(
             mailbox_id=p.authenticated_mailbox.pk, addresses=p.addresses, source="wrote_to"
         )
-    result = AcceptResult(queue_id=p.queue_id, size=len(p.raw), auth=p.auth)
-    spool: dict[str, SpoolRecipient] = {}
-    forwards: dict[str, dict[str, SpoolRecipient]] = {d: {} for d in p.forwarding}
-    for wanted, outcome, resolution in zip(p.envelope, delivered, p.resolutions):
-        if outcome.status == Outcome.NOT_HOSTED:
-            if p.authenticated_mailbox is not None:
-                spool.setdefault(
-                    outcome.address, SpoolRecipient(outcome.address, wanted.notify, wanted.orcpt)
-                )
-                result.recipients.append(RecipientOutcome(wanted.address, Outcome.QUEUED))
-            else:
-                result.recipients.append(RecipientOutcome(wanted.address, Outcome.RELAY_DENIED))
-            continue
-        group = forwards.get(_domain_of(resolution.address), spool)
-        for target in outcome.forward:
-            orcpt = wanted.orcpt or f"rfc822;{wanted.address}"
-            group.setdefault(target, SpoolRecipient(target, wanted.notify, orcpt))
-        result.recipients.append(
-            RecipientOutcome(wanted.address, outcome.status, outcome.mailbox_ids, outcome.forward)
-        )
+    result, spool, forwards = _outcomes(p, delivered)
     if not result.accepted:
         raise _NothingAccepted(result)
     if p.spool.queue_late_refusals:
@@ -566,6 +553,35 @@ def _file_and_spool_rows(p: Prepared) -> AcceptResult:
                 body_8bit=p.spool.body_8bit,
             )
     return result
+
+
+def _outcomes(
+    p: Prepared, delivered: Sequence[RecipientResult]
+) -> tuple[AcceptResult, dict[str, SpoolRecipient], dict[str, dict[str, SpoolRecipient]]]:
+    """Each envelope recipient's outcome from the delivery agent's, and whom to spool: remote
+    recipients of a submission, and remote alias targets (under the forwarding domain's
+    own entry when its copy is SRS-sent and ARC-sealed)."""
+    result = AcceptResult(queue_id=p.queue_id, size=len(p.raw), auth=p.auth)
+    spool: dict[str, SpoolRecipient] = {}
+    forwards: dict[str, dict[str, SpoolRecipient]] = {d: {} for d in p.forwarding}
+    for wanted, outcome, resolution in zip(p.envelope, delivered, p.resolutions):
+        if outcome.status is Outcome.NOT_HOSTED:
+            if p.authenticated_mailbox is not None:
+                spool.setdefault(
+                    outcome.address, SpoolRecipient(outcome.address, wanted.notify, wanted.orcpt)
+                )
+                result.recipients.append(RecipientOutcome(wanted.address, Outcome.QUEUED))
+            else:
+                result.recipients.append(RecipientOutcome(wanted.address, Outcome.RELAY_DENIED))
+            continue
+        group = forwards.get(_domain_of(resolution.address), spool)
+        for target in outcome.forward:
+            orcpt = wanted.orcpt or f"rfc822;{wanted.address}"
+            group.setdefault(target, SpoolRecipient(target, wanted.notify, orcpt))
+        result.recipients.append(
+            RecipientOutcome(wanted.address, outcome.status, outcome.mailbox_ids, outcome.forward)
+        )
+    return result, spool, forwards
 
 
 _LATE_REFUSALS = frozenset({Outcome.OVER_QUOTA, Outcome.NO_SUCH_USER})
