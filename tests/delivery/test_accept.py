@@ -11,8 +11,13 @@ from delivery.accept import (
     ClientInfo,
     EnvelopeRecipient,
     NoRecipients,
+    Outcome,
+    Prepared,
     SenderNotAllowed,
+    SpoolOptions,
+    file_and_spool,
     message_accept,
+    message_prepare,
     message_submit,
     recipient_check,
 )
@@ -126,6 +131,44 @@ def test_storage_failure_leaves_nothing_half_done(people, blob_files, monkeypatc
     inbox.refresh_from_db()
     assert inbox.uidnext == 1 and inbox.message_count == 0
     assert Mailbox.objects.get(pk=people["bob"].pk).used_bytes == 0
+
+
+def test_prepare_writes_the_bytes_and_file_and_spool_makes_the_rows(people, blob_files):
+    """The two steps of message_accept: the bytes are on disk before any row exists, and the
+    rows come in the second step, which returns once they are committed."""
+    prepared = message_prepare(
+        raw=RAW,
+        mail_from="alice@example.org",
+        envelope=[EnvelopeRecipient("bob@example.org"), EnvelopeRecipient("dan@remote.example")],
+        client=ClientInfo(helo="laptop", ip="192.0.2.1"),
+        authenticated_mailbox=people["alice"],
+        spool=SpoolOptions(),
+    )
+    assert isinstance(prepared, Prepared)
+    assert [p.name for p in files(blob_files)] == [prepared.name.rsplit("/", 1)[-1]]
+    assert not Blob.objects.exists() and not Message.objects.exists()
+    result = file_and_spool(prepared)
+    assert [(r.address, r.status) for r in result.recipients] == [
+        ("bob@example.org", Outcome.DELIVERED),
+        ("dan@remote.example", Outcome.QUEUED),
+    ]
+    assert Message.objects.get().blob.name == prepared.name
+    assert OutboundMessage.objects.get().queue_id == prepared.queue_id == result.queue_id
+
+
+def test_each_front_end_has_words_for_every_refusal_at_rcpt():
+    from protocols.smtp.handler import RECIPIENT_REPLIES
+    from webmail.sending import RECIPIENT_PROBLEMS
+
+    refusals = {
+        Outcome.INVALID,
+        Outcome.RELAY_DENIED,
+        Outcome.NO_SUCH_USER,
+        Outcome.OVER_QUOTA,
+        Outcome.TOO_BIG,
+    }
+    assert set(RECIPIENT_REPLIES) == refusals
+    assert set(RECIPIENT_PROBLEMS) == refusals
 
 
 def test_blob_write_failure_is_a_storage_error(people, monkeypatch):
