@@ -4,11 +4,14 @@ rules, Received, DKIM, local delivery and the spool; see delivery/accept.py)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from delivery import accept
 from mailboxes.exceptions import InvalidAddress, QuotaExceeded, StorageError
-from mailboxes.models import Mailbox
 from mailboxes.outcomes import Outcome
+
+if TYPE_CHECKING:
+    from mailboxes.models import Mailbox
 
 # The webmail's words for recipient outcomes (what SMTP says with RECIPIENT_REPLIES).
 RECIPIENT_PROBLEMS = {
