@@ -197,6 +197,8 @@ class Supervisor:
         self.started[slot] = time.monotonic()
 
     def worker(self, slot: int) -> int:
+        import asyncio
+
         from mailhost import fanout, listeners, runner
 
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -211,7 +213,7 @@ class Supervisor:
         def ready() -> None:
             os.write(self.ready_pipe[1], bytes([slot]))
 
-        runner.serve(
+        asyncio.run(
             runner._serve(
                 self.families(slot), skip_missing=self.skip_missing, worker=slot, ready=ready
             )

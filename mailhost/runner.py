@@ -12,8 +12,7 @@ import importlib
 import logging
 import os
 import signal
-from collections.abc import Callable, Coroutine
-from typing import Any
+from collections.abc import Callable
 
 logger = logging.getLogger(__name__)
 
@@ -44,20 +43,7 @@ def run(modules: tuple[str, ...], *, skip_missing: bool = False) -> None:
 
         processes.supervise(modules, count, skip_missing=skip_missing)
         return
-    serve(_serve(modules, skip_missing=skip_missing))
-
-
-def serve(main: Coroutine[Any, Any, None]) -> None:
-    """Run the listeners' coroutine on a new event loop: uvloop's when it is installed (an
-    optional dependency, `pip install uvloop`), asyncio's own otherwise."""
-    try:
-        import uvloop
-    except ImportError:
-        factory = None
-    else:
-        factory = uvloop.new_event_loop
-    with asyncio.Runner(loop_factory=factory) as runner:
-        runner.run(main)
+    asyncio.run(_serve(modules, skip_missing=skip_missing))
 
 
 def cannot_listen(name: str, exc: OSError) -> Exception:
