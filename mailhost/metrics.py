@@ -6,9 +6,11 @@ Each counter moves at the point that already logs the event, one call there: the
 are read from the spool when scraped (delivery/metrics.py, registered by the delivery app
 when it is ready: this module imports no part), so every process reports the same truth.
 
-The counters live in the process that serves the scrape: under runmail (one process: the
-listeners, the workers and the web app) that is all of them. Front ends split over several
-processes (runsmtp, runimap, gunicorn, rqworker) would need prometheus-client's multiprocess
+The counters live in the process that serves the scrape: under runmail with
+MAILHOST_PROCESSES=1 (one process: the listeners, the workers and the web app) that is all of
+them; with several worker processes the web app in worker 0 counts worker 0's connections,
+logins and acceptances only. Those, and front ends split over several processes (runsmtp,
+runimap, gunicorn, rqworker), would need prometheus-client's multiprocess
 mode (PROMETHEUS_MULTIPROC_DIR) or a scrape of each process; that is left to the scale-out
 work, and the queue gauges are right from any process in any case.
 """
