@@ -30,6 +30,7 @@ from rq.timeouts import TimerDeathPenalty
 from rq.worker import SimpleWorker
 
 from delivery import housekeeping, queue
+from delivery.leader import Leadership
 from delivery.outreports import tlsrpt
 from mailboxes import fulltext
 from mailhost.config import require_server_name
@@ -43,12 +44,14 @@ PRUNE_INTERVAL = 600
 
 
 class Sweeper(threading.Thread):
-    """Re-enqueue what the spool says is due, every MAILHOST_SWEEP_INTERVAL seconds."""
+    """Re-enqueue what the spool says is due, every MAILHOST_SWEEP_INTERVAL seconds, and
+    keep house: in one process at a time among several (delivery/leader.py)."""
 
     def __init__(self, interval: float | None = None) -> None:
         super().__init__(name="delivery-sweeper", daemon=True)
         self.interval = settings.MAILHOST_SWEEP_INTERVAL if interval is None else interval
         self.stopping = threading.Event()
+        self.leadership = Leadership()
 
     def run(self) -> None:
         last_prune = 0.0
@@ -56,10 +59,13 @@ class Sweeper(threading.Thread):
             while not self.stopping.is_set():
                 try:
                     close_old_connections()
+                    tlsrpt.flush()  # this process's TLS session counts, for the daily report
+                    if not self.leadership.hold():
+                        self.stopping.wait(self.interval)
+                        continue
                     count = housekeeping.sweep()
                     if count:
                         logger.info("sweeper enqueued %d message(s)", count)
-                    tlsrpt.flush()  # this process's TLS session counts, for the daily report
                     share = settings.MAILHOST_DELIVERY_SHARE
                     if share and share[0] != 0:
                         pass  # housekeeping is the first delivery process's
@@ -70,6 +76,7 @@ class Sweeper(threading.Thread):
                     logger.exception("sweep failed; trying again in %ss", self.interval)
                 self.stopping.wait(self.interval)
         finally:
+            self.leadership.release()
             tlsrpt.flush()
             connections.close_all()
 
@@ -78,7 +85,8 @@ class Sweeper(threading.Thread):
 
 
 class MailhostWorker(SimpleWorker):
-    """The RQ worker of `manage.py rqworker`: jobs in-process, the sweeper in a thread.
+    """The RQ worker of `manage.py rqworker`: jobs in-process, the sweeper and the full-text
+    indexer in threads (working in the leading worker only: delivery/leader.py).
 
     Jobs run in the worker's own process (SimpleWorker): a delivery job is I/O-bound and
     keeps no state between runs, and not forking keeps Django's database connections sane.
@@ -97,14 +105,19 @@ class MailhostWorker(SimpleWorker):
                 " to; without REDIS_URL, runmail or runworker deliver from the embedded queue"
             )
         sweeper = Sweeper() if self.run_sweeper and not kwargs.get("burst") else None
+        # The leader's indexer makes the full-text index (fulltext.Indexer); the others idle.
+        indexer = fulltext.Indexer(gate=sweeper.leadership.is_leading) if sweeper else None
         if sweeper:
             sweeper.start()
+            indexer.start()
         try:
             return super().work(*args, **kwargs)
         finally:
             if sweeper:
                 sweeper.stop()
+                indexer.stop()
                 sweeper.join(10)
+                indexer.join(10)
             tlsrpt.flush()  # a burst worker has no sweeper: its counts are stored here
             connections.close_all()
 
@@ -172,7 +185,7 @@ class DeliveryService:
         self.count = settings.MAILHOST_DELIVERY_THREADS if threads is None else threads
         self.stop_event = threading.Event()
         self.sweeper = Sweeper()
-        self.indexer = fulltext.Indexer()
+        self.indexer = fulltext.Indexer(gate=self.sweeper.leadership.is_leading)
         self.threads: list[threading.Thread] = []
 
     def start(self) -> None:

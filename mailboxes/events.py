@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field, replace
 from django.conf import settings
 from django.db import transaction
 
-from mailhost import fanout
+from mailhost import fanout, redisconn
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +61,6 @@ _lock = threading.Lock()
 _subscribers: list[Subscriber] = []
 _redis_listener: threading.Thread | None = None
 _redis_listener_url: str | None = None
-_redis_clients: dict[str, object] = {}
 
 
 def subscribe(callback: Subscriber) -> Callable[[], None]:
@@ -89,7 +88,7 @@ def publish(event: ChangeEvent) -> None:
 def _send(event: ChangeEvent) -> None:
     if settings.REDIS_URL:
         try:
-            _redis().publish(channel(), event.to_json())
+            redisconn.client().publish(channel(), event.to_json())
             return
         except Exception:
             logger.exception("publishing change event to Redis failed; dispatching locally")
@@ -134,16 +133,6 @@ def _dispatch(event: ChangeEvent) -> None:
             callback(event)
         except Exception:
             logger.exception("change event subscriber failed")
-
-
-def _redis():
-    url = settings.REDIS_URL
-    client = _redis_clients.get(url)
-    if client is None:
-        import redis
-
-        client = _redis_clients[url] = redis.Redis.from_url(url)
-    return client
 
 
 def _ensure_redis_listener() -> None:

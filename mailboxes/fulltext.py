@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 from django.conf import settings
 from django.db import connection, connections, transaction
@@ -208,10 +209,12 @@ def indexed() -> Exists:
 
 class Indexer(threading.Thread):
     """Indexes new mail soon after delivery: woken by change events ("exists"), and every
-    MAILHOST_FTS_INTERVAL seconds in any case (mail delivered by another process)."""
+    MAILHOST_FTS_INTERVAL seconds in any case (mail delivered by another process). With a
+    `gate`, only while it answers True (the delivery processes' leader: delivery/leader.py)."""
 
-    def __init__(self) -> None:
+    def __init__(self, gate: Callable[[], bool] | None = None) -> None:
         super().__init__(name="fts-indexer", daemon=True)
+        self.gate = gate
         self.stopping = threading.Event()
         self.wanted = threading.Event()
         self._unsubscribe = None
@@ -231,7 +234,11 @@ class Indexer(threading.Thread):
             while not self.stopping.is_set():
                 self.wanted.clear()
                 try:
-                    while not self.stopping.is_set() and (ids := pending(limit=200)):
+                    while (
+                        not self.stopping.is_set()
+                        and (self.gate is None or self.gate())
+                        and (ids := pending(limit=200))
+                    ):
                         if not index_blobs(ids):
                             break
                 except Exception:

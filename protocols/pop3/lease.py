@@ -25,7 +25,6 @@ import datetime
 import enum
 import logging
 import secrets
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,24 +33,12 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from mailhost import redisconn
 from protocols.pop3.models import MaildropLease
 
 logger = logging.getLogger(__name__)
 
 REDIS_PREFIX = "mailhost:pop3:"
-
-_RENEW = """
-if redis.call('get', KEYS[1]) == ARGV[1] then
-    return redis.call('pexpire', KEYS[1], ARGV[2])
-end
-return 0
-"""
-_RELEASE = """
-if redis.call('get', KEYS[1]) == ARGV[1] then
-    return redis.call('del', KEYS[1])
-end
-return 0
-"""
 
 
 class Outcome(enum.Enum):
@@ -86,7 +73,7 @@ def renew(mailbox_id: int, holder: str) -> bool:
     """Extend the lease; False when it is no longer ours (it ran out and was taken)."""
     if settings.REDIS_URL:
         ms = settings.MAILHOST_POP3_LEASE_SECONDS * 1000
-        return bool(_redis().eval(_RENEW, 1, _key("lease", mailbox_id), holder, ms))
+        return redisconn.expire_if_held(_key("lease", mailbox_id), holder, ms)
     return bool(
         MaildropLease.objects.filter(mailbox_id=mailbox_id, holder=holder).update(
             expires_at=_expiry()
@@ -96,7 +83,7 @@ def renew(mailbox_id: int, holder: str) -> bool:
 
 def release(mailbox_id: int, holder: str) -> None:
     if settings.REDIS_URL:
-        _redis().eval(_RELEASE, 1, _key("lease", mailbox_id), holder)
+        redisconn.delete_if_held(_key("lease", mailbox_id), holder)
         return
     MaildropLease.objects.filter(mailbox_id=mailbox_id, holder=holder).update(
         holder="", expires_at=timezone.now()
@@ -118,7 +105,10 @@ def held(mailbox_id: int, holder: str) -> Iterator[None]:
         if not renew(mailbox_id, holder):
             raise LeaseLost(mailbox_id)
         yield
-        if settings.REDIS_URL and _redis().get(_key("lease", mailbox_id)) != holder.encode():
+        if (
+            settings.REDIS_URL
+            and redisconn.client().get(_key("lease", mailbox_id)) != holder.encode()
+        ):
             raise LeaseLost(mailbox_id)
 
 
@@ -159,26 +149,12 @@ def _db_acquire(mailbox_id: int, holder: str, take_over: bool) -> Attempt:
     return Attempt(Outcome.ACQUIRED)
 
 
-_redis_lock = threading.Lock()
-_redis_client = None
-
-
-def _redis():
-    global _redis_client
-    with _redis_lock:
-        if _redis_client is None:
-            import redis
-
-            _redis_client = redis.Redis.from_url(settings.REDIS_URL)
-        return _redis_client
-
-
 def _key(kind: str, mailbox_id: int) -> str:
     return f"{REDIS_PREFIX}{kind}:{mailbox_id}"
 
 
 def _redis_acquire(mailbox_id: int, holder: str, take_over: bool) -> Attempt:
-    client = _redis()
+    client = redisconn.client()
     delay = settings.MAILHOST_POP3_LOGIN_DELAY
     if delay and client.exists(_key("login", mailbox_id)):
         return Attempt(Outcome.LOGIN_DELAY)
