@@ -28,7 +28,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -42,7 +41,7 @@ from urllib.parse import urlsplit
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from dns_server import DnsServer  # noqa: E402
-from mailhost_process import REPO, PostgresDatabase  # noqa: E402
+from mailhost_process import REPO, PostgresDatabase, terminate  # noqa: E402
 
 HAPROXY = "127.0.0.40"
 HAPROXY_SOURCE = "127.0.0.49"  # the balancer's side of its connections to the front ends
@@ -181,14 +180,8 @@ class Node:
 
     def stop(self, grace: float = 10) -> None:
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(grace)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+        if process is not None:
+            terminate(process, grace)
 
     def log_tail(self, lines: int = 40) -> str:
         try:
@@ -294,7 +287,7 @@ class Cluster:
             stderr=subprocess.DEVNULL,
             env=env,
         )
-        self.stack.callback(_terminate, process)
+        self.stack.callback(terminate, process)
         _wait_listening(S3_HOST, self.s3_port, process, "moto")
         boto3.client(
             "s3",
@@ -362,7 +355,7 @@ class Cluster:
             [shutil.which("haproxy"), "-db", "-f", str(path)], stdout=log, stderr=log
         )
         self.stack.callback(log.close)
-        self.stack.callback(_terminate, self.haproxy)
+        self.stack.callback(terminate, self.haproxy)
         _wait_listening(HAPROXY, self.front["smtp"], self.haproxy, "haproxy")
 
     def _stop_nodes(self) -> None:
@@ -397,16 +390,6 @@ def _flush(url: str) -> None:
     import redis
 
     redis.Redis.from_url(url).flushdb()
-
-
-def _terminate(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
 
 
 def _wait_listening(host: str, port: int, process: subprocess.Popen, what: str) -> None:

@@ -356,8 +356,13 @@ def test_pop3_maildrop_is_held_by_one_session_at_a_time(cluster):
     second = poplib.POP3(HAPROXY, cluster.front["pop3"], timeout=20)
     second.user(address("bob"))
     second.pass_(PASSWORD)
+    # The older session is told at its next command, or at its next renewal of the lease
+    # (a third of MAILHOST_POP3_LEASE_SECONDS) when the news has not reached it yet.
+    deadline = time.monotonic() + 10
     with pytest.raises(poplib.error_proto, match="IN-USE"):
-        first.stat()
+        while time.monotonic() < deadline:
+            first.noop()
+            time.sleep(0.5)
     first.close()
     assert second.stat()[0] == count == len(stored_tokens(cluster, "bob"))
     second.quit()
