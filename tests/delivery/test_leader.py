@@ -46,7 +46,9 @@ def test_a_leader_that_died_is_replaced_after_its_lease(redis_settings, monkeypa
 def test_two_sweepers_sweep_from_one_process_at_a_time(redis_settings, monkeypatch, db):
     monkeypatch.setattr(leader, "LEADER_MIN_SECONDS", 0.3)
     passes: list[str] = []
-    monkeypatch.setattr(housekeeping, "sweep", lambda: passes.append(threading.current_thread().name))
+    monkeypatch.setattr(
+        housekeeping, "sweep", lambda: passes.append(threading.current_thread().name)
+    )
     monkeypatch.setattr(housekeeping, "housekeep", lambda: passes.append("housekeep"))
     sweepers = [worker.Sweeper(), worker.Sweeper()]
     for index, sweeper in enumerate(sweepers):
