@@ -161,8 +161,9 @@ RQ_SHOW_ADMIN_LINK = bool(REDIS_URL)
 
 # The machine's FQDN when unset; listeners and workers refuse a default that is not a FQDN
 # (config.require_server_name): it would be the EHLO name, the Received host, MAILER-DAEMON@.
-MAILHOST_HOSTNAME_FROM_ENV = env_hostname("MAILHOST_HOSTNAME") is not None
-MAILHOST_HOSTNAME = env_hostname("MAILHOST_HOSTNAME") or default_hostname()
+_hostname_set = env_hostname("MAILHOST_HOSTNAME")
+MAILHOST_HOSTNAME_FROM_ENV = _hostname_set is not None
+MAILHOST_HOSTNAME = _hostname_set or default_hostname()
 MAILHOST_BIND = env_ip_address("MAILHOST_BIND", "0.0.0.0")
 MAILHOST_SMTP_PORT = env_port("MAILHOST_SMTP_PORT", 25)
 MAILHOST_SUBMISSION_PORT = env_port("MAILHOST_SUBMISSION_PORT", 587)

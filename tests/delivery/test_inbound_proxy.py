@@ -15,6 +15,7 @@ from mailboxes.selectors import blob_read
 from mailhost import runner
 from protocols import proxy
 from tests.support.servers import running
+from tests.support.smtp import raw_transaction
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -41,23 +42,15 @@ def send(port: int, client: str) -> None:
     sock.sendall(v2(client))
     reader = sock.makefile("rb")
 
-    def reply() -> bytes:
-        while True:
-            line = reader.readline()
-            if line[3:4] != b"-":
-                return line
-
-    assert reply().startswith(b"220 ")
-    for command, code in (
-        (b"EHLO mx.sender.test", b"250"),
-        (b"MAIL FROM:<alice@sender.test>", b"250"),
-        (b"RCPT TO:<bob@example.org>", b"250"),
-        (b"DATA", b"354"),
-    ):
-        sock.sendall(command + b"\r\n")
-        assert reply().startswith(code), command
-    sock.sendall(b"From: alice@sender.test\r\nSubject: x\r\n\r\nhi\r\n.\r\n")
-    assert reply().startswith(b"250 ")
+    final = raw_transaction(
+        sock,
+        reader,
+        helo=b"mx.sender.test",
+        mail_from=b"alice@sender.test",
+        rcpt=b"bob@example.org",
+        body=b"From: alice@sender.test\r\nSubject: x\r\n\r\nhi",
+    )
+    assert final.startswith(b"250 ")
     sock.close()
 
 

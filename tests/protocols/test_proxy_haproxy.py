@@ -16,6 +16,7 @@ from mailboxes.models import Message
 from mailboxes.selectors import blob_read
 from mailhost import runner
 from tests.support.servers import running
+from tests.support.smtp import raw_transaction
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -77,23 +78,15 @@ def test_mail_through_haproxy_names_the_client_in_received(haproxy):
     reader = connect(haproxy["smtp"]).makefile("rb")
     sock = reader.raw._sock
 
-    def reply() -> bytes:
-        while True:
-            line = reader.readline()
-            if line[3:4] != b"-":
-                return line
-
-    assert reply().startswith(b"220 ")
-    for command, code in (
-        (b"EHLO client.example.net", b"250"),
-        (b"MAIL FROM:<x@remote.example>", b"250"),
-        (b"RCPT TO:<alice@example.org>", b"250"),
-        (b"DATA", b"354"),
-    ):
-        sock.sendall(command + b"\r\n")
-        assert reply().startswith(code), command
-    sock.sendall(b"Subject: through HAProxy\r\n\r\nhi\r\n.\r\n")
-    assert reply().startswith(b"250 ")
+    final = raw_transaction(
+        sock,
+        reader,
+        helo=b"client.example.net",
+        mail_from=b"x@remote.example",
+        rcpt=b"alice@example.org",
+        body=b"Subject: through HAProxy\r\n\r\nhi",
+    )
+    assert final.startswith(b"250 ")
     sock.close()
     received = blob_read(Message.objects.get().blob).split(b"\r\n", 1)[0]
     assert f"[{CLIENT}]".encode() in received

@@ -22,6 +22,7 @@ from mailboxes.selectors import blob_read
 from mailhost import runner
 from protocols import proxy
 from tests.support.servers import running
+from tests.support.smtp import raw_transaction
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -151,25 +152,17 @@ def test_smtp_received_header_names_the_proxied_client(ports):
     sock = connect(ports["smtp"], header=v2("192.0.2.9"))
     reader = sock.makefile("rb")
 
-    def reply() -> bytes:
-        while True:
-            line = reader.readline()
-            if line[3:4] != b"-":
-                return line
-
-    assert reply().startswith(b"220 ")
-    for command, code in (
-        (b"EHLO client.example.net", b"250"),
-        (b"MAIL FROM:<x@remote.example>", b"250"),
-        (b"RCPT TO:<alice@example.org>", b"250"),
-        (b"DATA", b"354"),
-    ):
-        sock.sendall(command + b"\r\n")
-        assert reply().startswith(code), command
-    sock.sendall(b"Subject: via HAProxy\r\n\r\nhi\r\n.\r\n")
-    assert reply().startswith(b"250 ")
+    final = raw_transaction(
+        sock,
+        reader,
+        helo=b"client.example.net",
+        mail_from=b"x@remote.example",
+        rcpt=b"alice@example.org",
+        body=b"Subject: via HAProxy\r\n\r\nhi",
+    )
+    assert final.startswith(b"250 ")
     sock.sendall(b"QUIT\r\n")
-    reply()
+    reader.readline()  # 221
     sock.close()
     stored = blob_read(Message.objects.get().blob)
     assert b"[192.0.2.9]" in stored.split(b"\r\n", 1)[0]

@@ -105,3 +105,26 @@ class Transcript:
             self.sock.close()
         except OSError:
             pass
+
+
+def raw_transaction(sock, reader, *, helo: bytes, mail_from: bytes, rcpt: bytes, body: bytes):
+    """One SMTP transaction on a raw socket (e.g. after a PROXY header): the greeting, EHLO,
+    MAIL, RCPT and DATA, each reply checked, then the message; returns its final reply line."""
+
+    def reply() -> bytes:
+        while True:
+            line = reader.readline()
+            if line[3:4] != b"-":
+                return line
+
+    assert reply().startswith(b"220 ")
+    for command, code in (
+        (b"EHLO " + helo, b"250"),
+        (b"MAIL FROM:<" + mail_from + b">", b"250"),
+        (b"RCPT TO:<" + rcpt + b">", b"250"),
+        (b"DATA", b"354"),
+    ):
+        sock.sendall(command + b"\r\n")
+        assert reply().startswith(code), command
+    sock.sendall(body + b"\r\n.\r\n")
+    return reply()
