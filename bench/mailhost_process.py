@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -37,8 +38,41 @@ PORT_NAMES = (
 PASSED_THROUGH = ("MAILHOST_PROCESSES",)
 
 
+_HANDED_OUT: set[int] = set()
+_RANDOM = random.Random()  # its own: a test that seeds `random` must not make two runs agree
+
+
+def _ephemeral_low() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as ports:
+            return int(ports.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
+    """A port free on every address, below the kernel's ephemeral range.
+
+    A port the kernel hands out for bind(0) is an ephemeral one, and a client's outgoing
+    connection may take it between this call and the server's bind: that is how a runmail
+    under test once found its ManageSieve port taken. Ports below the range are only ever
+    taken by a bind that names them. `host` is where the caller will listen; the check binds
+    the wildcard address, so the port is free there and on every loopback address.
+    """
+    low = min(_ephemeral_low(), 65536)
+    span = range(20000, low) if low - 20000 >= 1000 else range(1024, low)
+    for _ in range(200):
+        port = _RANDOM.choice(span)
+        if port in _HANDED_OUT:  # not bound yet by whoever asked first
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("0.0.0.0" if ":" not in host else "::", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    with socket.socket() as sock:  # a crowded machine: fall back to what the kernel gives
         sock.bind((host, 0))
         return sock.getsockname()[1]
 

@@ -41,7 +41,7 @@ from urllib.parse import urlsplit
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from dns_server import DnsServer  # noqa: E402
-from mailhost_process import REPO, PostgresDatabase, terminate  # noqa: E402
+from mailhost_process import REPO, PostgresDatabase, free_port, terminate  # noqa: E402
 
 HAPROXY = "127.0.0.40"
 HAPROXY_SOURCE = "127.0.0.49"  # the balancer's side of its connections to the front ends
@@ -67,12 +67,6 @@ WORKERS = ("worker1", "worker2")
 # The plain ports each front end family listens on, and the balancer's frontends for them.
 FAMILY_PORTS = {"runsmtp": ("SMTP",), "runimap": ("IMAP",), "runpop3": ("POP3",)}
 UNUSED_PORTS = ("SUBMISSION", "SUBMISSIONS", "IMAPS", "POP3S", "MANAGESIEVE", "WEB")
-
-
-def free_port(host: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
 
 
 def default_redis_url() -> str:

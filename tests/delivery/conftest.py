@@ -25,6 +25,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from django.conf import settings
 
+from bench.mailhost_process import free_port as _free_port
 from delivery import dns as delivery_dns
 from delivery import housekeeping, queue
 
@@ -202,14 +203,6 @@ class Peers:
     def stop_all(self) -> None:
         for controller in self.controllers.values():
             controller.stop()
-
-
-def _free_port(address: str) -> int:
-    # A port free on one loopback address is free on the others in practice; the peers on
-    # 127.0.0.2, .4, ... bind it, 127.0.0.3 is left silent ("MX down").
-    with socket.socket() as s:
-        s.bind((address, 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from __future__ import annotations
 import imaplib
 import io
 import shutil
-import socket
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
+from bench.mailhost_process import free_port
 from mailboxes import imapimport, selectors
 from tests.mailboxes.conftest import make_raw
 from tests.mailboxes.test_archive import state
@@ -77,12 +77,6 @@ OURS = {
     "Projects.2026": "Projects/2026",
     "Caf&AOk-": "Café",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

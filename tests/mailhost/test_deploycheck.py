@@ -11,6 +11,7 @@ import socket
 import pytest
 from django.core.management import call_command
 
+from bench.mailhost_process import free_port
 from delivery import accept
 from delivery import dns as delivery_dns
 from mailboxes.services import alias_create, domain_create
@@ -322,12 +323,6 @@ def test_default_paths_are_the_settings(data_dir):
 def use_ports(settings, ports: dict[str, int]) -> None:
     for name, port in ports.items():
         setattr(settings, f"MAILHOST_{name.upper()}_PORT", port)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.mark.django_db(transaction=True)

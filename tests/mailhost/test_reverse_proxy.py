@@ -28,6 +28,7 @@ import pytest
 from django.conf import global_settings
 from django.db import connections
 
+from bench.mailhost_process import free_port
 from mailhost import runner
 from tests.support.logs import ServerLog, log_lines
 from tests.support.servers import running
@@ -74,12 +75,6 @@ http {{
     }}
 }}
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for_port(port: int, process: subprocess.Popen, log: Path, timeout: float = 20) -> None:

@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from bench.mailhost_process import free_port
 from mailboxes.models import Message
 from mailboxes.selectors import blob_read
 from mailhost import runner
@@ -24,12 +25,6 @@ pytestmark = [
 ]
 
 FRONT, CLIENT = "127.0.0.3", "127.0.0.5"
-
-
-def free_port(host: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture

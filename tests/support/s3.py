@@ -18,17 +18,13 @@ import time
 import boto3
 from botocore.config import Config
 
+from bench.mailhost_process import free_port as _free_port
+
 HOST = "127.0.0.23"
 BUCKET = "mailhost-blobs"
 KEY_ID = "test-key-id"
 SECRET = "test-secret-key"
 REGION = "us-east-1"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
 
 
 class S3Server:

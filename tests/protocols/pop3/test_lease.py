@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from django.conf import global_settings
 
+from bench.mailhost_process import free_port as _free_port
 from mailboxes.selectors import folder_get
 from protocols.pop3 import lease
 from protocols.pop3 import responses as R
@@ -206,12 +207,6 @@ def test_the_store_stays_writable_during_a_session(client_for, mailbox):
     login(first)
     services.message_append(folder=folder_get(mailbox, "INBOX"), raw=b"Subject: x\r\n\r\ny\r\n")
     assert first.command("STAT") == R.ok_stat(0, 0)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _database_url() -> str:

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.mailhost_process import free_port
+
 REPO = Path(__file__).resolve().parents[3]
 PORT_NAMES = (
     "SMTP_PORT",
@@ -26,12 +28,6 @@ PORT_NAMES = (
     "MANAGESIEVE_PORT",
     "WEB_PORT",
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
