@@ -39,6 +39,47 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace(",", "\\,").replace(";", "\\;").replace("\n", "\\n")
 
 
+@dataclass(frozen=True)
+class Property:
+    """One content line, unfolded: name (upper case, no group), parameters (names upper
+    case, values as written, unquoted) and the value unescaped."""
+
+    name: str
+    params: dict[str, list[str]]
+    value: str
+
+
+def _params(head: str) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for part in re.findall(r';((?:[^;"]|"[^"]*")*)', head):
+        key, sep, values = part.partition("=")
+        key = key.strip().upper()
+        if not sep:  # vCard 2.1/3.0 bare type: TEL;CELL
+            key, values = "TYPE", key
+        items = re.findall(r'"([^"]*)"|([^,]+)', values)
+        found.setdefault(key, []).extend(q or b for q, b in items)
+    return found
+
+
+def properties(text: str) -> list[Property]:
+    """Every property of one card, in order (for CardDAV's filters, RFC 6352 10.5)."""
+    result = []
+    for line in _unfold(text):
+        head, sep, value = line.partition(":")
+        # a colon inside a quoted parameter value is not the separator
+        while sep and head.count('"') % 2:
+            more, sep, value = value.partition(":")
+            head = f"{head}:{more}"
+        if not sep:
+            continue
+        name = head.split(";", 1)[0].rsplit(".", 1)[-1].strip().upper()
+        if name in ("BEGIN", "END"):
+            continue
+        params = _params(head[len(head.split(";", 1)[0]) :])
+        result.append(Property(name, params, _unescape(value)))
+    return result
+
+
 def _split(line: str) -> tuple[str, str]:
     """(property name without group and parameters, upper case; raw value)."""
     head, sep, value = line.partition(":")

@@ -4,9 +4,9 @@ One book per mailbox at /dav/book/, cards at /dav/book/<uid>.vcf. The principal 
 address book home are /dav/ (a client finds them from /.well-known/carddav, RFC 6764).
 HTTP Basic with the mailbox address and its password, or an app password (as for IMAP).
 Served: OPTIONS, PROPFIND (Depth 0/1), REPORT addressbook-multiget, addressbook-query
-(every card: its filters are not applied yet, so a client asking for a subset gets the whole
-book), sync-collection (RFC 6578, from Contact.modseq and ContactDeleted tombstones), GET,
-PUT (If-Match / If-None-Match: *), DELETE. ETags are the card's change number. Logins go
+(prop-filters, param-filters, text-matches and CARDDAV:limit applied, webmail/cardquery.py),
+sync-collection (RFC 6578, from Contact.modseq and ContactDeleted tombstones), GET, PUT
+(If-Match / If-None-Match: *), DELETE. ETags are the card's change number. Logins go
 through services.mailbox_login (logged, counted by the limiter's record) but do not wait
 on throttle.admit yet.
 """
@@ -24,6 +24,7 @@ from django.views.decorators.csrf import csrf_exempt
 from mailboxes import selectors, services, vcard
 from mailboxes.exceptions import MailhostError
 from mailhost.proxy import client_address
+from webmail import cardquery
 
 if TYPE_CHECKING:
     from mailboxes.models import Contact
@@ -270,12 +271,7 @@ def _report(request, mailbox, path: str) -> HttpResponse:
                 responses.append(_response(href.text, *_pick(props, wanted)))
         return _multistatus(responses)
     if root.tag == _q(CARD, "addressbook-query"):
-        return _multistatus(
-            [
-                _response(_href(c), *_pick(_card_props(c, with_data), wanted))
-                for c in selectors.contacts_by_uid(mailbox)
-            ]
-        )
+        return _query(root, mailbox, wanted, with_data)
     if root.tag == _q(DAV, "sync-collection"):
         token_text = (root.findtext(_q(DAV, "sync-token")) or "").strip()
         since = 0
@@ -297,8 +293,29 @@ def _report(request, mailbox, path: str) -> HttpResponse:
     return HttpResponse(status=403)
 
 
-def _precondition(name: str) -> HttpResponse:
-    root = _el(DAV, "error", _el(DAV, name))
+def _query(root: ET.Element, mailbox, wanted: list[str] | None, with_data: bool) -> HttpResponse:
+    """RFC 6352 8.6: the cards the filter matches, at most CARDDAV:limit of them."""
+    try:
+        query = cardquery.parse(root.find(_q(CARD, "filter")))
+        most = cardquery.limit(root)
+    except cardquery.FilterError as exc:
+        return _precondition(exc.precondition, ns=CARD)
+    found = [c for c in selectors.contacts_by_uid(mailbox) if cardquery.matches(query, c.vcard)]
+    responses = [
+        _response(_href(c), *_pick(_card_props(c, with_data), wanted)) for c in found[:most]
+    ]
+    if most is not None and len(found) > most:
+        # RFC 6352 8.6.2: a truncated result says so with a 507 for the Request-URI
+        node = ET.Element(_q(DAV, "response"))
+        ET.SubElement(node, _q(DAV, "href")).text = BOOK
+        ET.SubElement(node, _q(DAV, "status")).text = "HTTP/1.1 507 Insufficient Storage"
+        node.append(_el(DAV, "error", _el(DAV, "number-of-matches-within-limits")))
+        responses.append(node)
+    return _multistatus(responses)
+
+
+def _precondition(name: str, ns: str = DAV) -> HttpResponse:
+    root = _el(DAV, "error", _el(ns, name))
     return HttpResponse(
         ET.tostring(root), status=403, content_type="application/xml; charset=utf-8"
     )

@@ -150,3 +150,113 @@ def test_an_app_password_signs_in_to_carddav(dav, alice):
         headers={"Depth": "0"},
     )
     assert response.status_code == 207
+
+
+QUERY = """<?xml version="1.0"?><card:addressbook-query xmlns:d="DAV:"
+  xmlns:card="urn:ietf:params:xml:ns:carddav"><d:prop><d:getetag/><card:address-data/></d:prop>
+  {filter}</card:addressbook-query>"""
+
+CARDS = {
+    "dana": "BEGIN:VCARD\r\nVERSION:3.0\r\nUID:dana\r\nFN:Dana Scully\r\nN:Scully;Dana;;;\r\n"
+    "EMAIL;TYPE=work:dana@fbi.example\r\nEMAIL;TYPE=home:dana@home.example\r\n"
+    "TEL;TYPE=cell:+1 555 0100\r\nEND:VCARD\r\n",
+    "fox": "BEGIN:VCARD\r\nVERSION:4.0\r\nUID:fox\r\nFN:Fox Mulder\r\n"
+    "EMAIL;TYPE=work:fox@fbi.example\r\nEND:VCARD\r\n",
+    "jörg": "BEGIN:VCARD\r\nVERSION:4.0\r\nUID:jörg\r\nFN:JÖRG Müller\r\n"
+    "item1.EMAIL:joerg@example.de\r\nNOTE:met at the conference\\, 2019\r\nEND:VCARD\r\n",
+}
+
+
+def _query(dav, filter_xml, **headers):
+    return call(dav, "REPORT", "/dav/book/", QUERY.format(filter=filter_xml), Depth="1", **headers)
+
+
+def _names(response):
+    tree = xml(response)
+    return sorted(
+        vobject.readOne(d.text).fn.value for d in tree.findall(".//card:address-data", NS)
+    )
+
+
+def test_addressbook_query_applies_the_filter(dav, alice):
+    """RFC 6352 8.6 and 10.5: prop-filter, text-match (match types, collations, negation),
+    param-filter, is-not-defined, anyof/allof, limit; cards read back with vobject."""
+    for uid, text in CARDS.items():
+        put = call(dav, "PUT", f"/dav/book/{uid}.vcf", text.encode(), **{"If-None-Match": "*"})
+        assert put.status_code == 201, put.text
+
+    def names(filter_xml):
+        return _names(_query(dav, f"<card:filter {filter_xml}</card:filter>"))
+
+    # the default: contains, i;unicode-casemap (case and accents of another case match)
+    assert names('><card:prop-filter name="FN"><card:text-match>SCULLY</card:text-match>'
+                 "</card:prop-filter>") == ["Dana Scully"]  # fmt: skip
+    assert names('><card:prop-filter name="FN"><card:text-match>jörg</card:text-match>'
+                 "</card:prop-filter>") == ["JÖRG Müller"]  # fmt: skip
+    # any instance of a property matches (Dana's second EMAIL), grouped properties too
+    assert names('><card:prop-filter name="EMAIL"><card:text-match match-type="ends-with">'
+                 "home.example</card:text-match></card:prop-filter>") == ["Dana Scully"]  # fmt: skip
+    assert names('><card:prop-filter name="EMAIL"><card:text-match match-type="starts-with">'
+                 "joerg@</card:text-match></card:prop-filter>") == ["JÖRG Müller"]  # fmt: skip
+    assert names('><card:prop-filter name="EMAIL"><card:text-match match-type="equals">'
+                 "fox@fbi.example</card:text-match></card:prop-filter>") == ["Fox Mulder"]  # fmt: skip
+    assert names('><card:prop-filter name="EMAIL"><card:text-match match-type="equals">'
+                 "fox@fbi</card:text-match></card:prop-filter>") == []  # fmt: skip
+    # i;octet is case-sensitive, i;ascii-casemap folds ASCII only
+    assert names('><card:prop-filter name="FN"><card:text-match collation="i;octet">'
+                 "scully</card:text-match></card:prop-filter>") == []  # fmt: skip
+    assert names('><card:prop-filter name="FN"><card:text-match collation="i;ascii-casemap">'
+                 "jörg</card:text-match></card:prop-filter>") == []  # fmt: skip
+    assert names('><card:prop-filter name="FN"><card:text-match collation="i;ascii-casemap">'
+                 "mulder</card:text-match></card:prop-filter>") == ["Fox Mulder"]  # fmt: skip
+    # values are compared unescaped (NOTE's \\,)
+    assert names('><card:prop-filter name="NOTE"><card:text-match>conference, 2019'
+                 "</card:text-match></card:prop-filter>") == ["JÖRG Müller"]  # fmt: skip
+    # negate-condition
+    assert names('><card:prop-filter name="FN"><card:text-match negate-condition="yes">'
+                 "fbi</card:text-match></card:prop-filter>") == [
+        "Dana Scully", "Fox Mulder", "JÖRG Müller"]  # fmt: skip
+    assert names('><card:prop-filter name="EMAIL"><card:text-match negate-condition="yes">'
+                 "fbi.example</card:text-match></card:prop-filter>") == [
+        "Dana Scully", "JÖRG Müller"]  # fmt: skip
+    # an empty prop-filter: the property exists; is-not-defined: it does not
+    assert names('><card:prop-filter name="TEL"/>') == ["Dana Scully"]
+    assert names('><card:prop-filter name="TEL"><card:is-not-defined/></card:prop-filter>') == [
+        "Fox Mulder", "JÖRG Müller"]  # fmt: skip
+    # param-filter: TYPE=home on some EMAIL; a parameter no EMAIL has
+    assert names('><card:prop-filter name="EMAIL"><card:param-filter name="TYPE">'
+                 '<card:text-match match-type="equals">home</card:text-match>'
+                 "</card:param-filter></card:prop-filter>") == [
+        "Dana Scully"]  # fmt: skip
+    assert names('><card:prop-filter name="EMAIL"><card:param-filter name="TYPE">'
+                 "<card:is-not-defined/></card:param-filter></card:prop-filter>") == [
+        "JÖRG Müller"]  # fmt: skip
+    # anyof (the default) and allof, between prop-filters and within one
+    two = ('<card:prop-filter name="FN"><card:text-match>fox</card:text-match>'
+           '</card:prop-filter><card:prop-filter name="TEL"/>')  # fmt: skip
+    assert names(f">{two}") == ["Dana Scully", "Fox Mulder"]
+    assert names(f' test="allof">{two}') == []
+    both = ('<card:prop-filter name="EMAIL" test="allof"><card:text-match>fbi'
+            "</card:text-match><card:text-match>home</card:text-match></card:prop-filter>")  # fmt: skip
+    assert names(f">{both}") == ["Dana Scully"]
+    # an empty filter matches every card
+    assert names(">") == ["Dana Scully", "Fox Mulder", "JÖRG Müller"]
+
+
+def test_addressbook_query_limit_and_refusals(dav, alice):
+    for uid, text in CARDS.items():
+        call(dav, "PUT", f"/dav/book/{uid}.vcf", text.encode())
+    limited = _query(dav, "<card:filter/><card:limit><card:nresults>2</card:nresults></card:limit>")
+    tree = xml(limited)
+    statuses = {r.find("d:href", NS).text: r.findtext("d:status", None, NS)
+                for r in tree.findall("d:response", NS)}  # fmt: skip
+    assert len(tree.findall(".//card:address-data", NS)) == 2
+    # RFC 6352 8.6.2: truncation is a 507 for the Request-URI
+    assert statuses["/dav/book/"] == "HTTP/1.1 507 Insufficient Storage"
+    assert tree.find(".//d:error/d:number-of-matches-within-limits", NS) is not None
+    # an unknown collation: the supported-collation precondition
+    refused = _query(dav, '<card:filter><card:prop-filter name="FN"><card:text-match '
+                     'collation="i;klingon">x</card:text-match></card:prop-filter></card:filter>')  # fmt: skip
+    assert refused.status_code == 403
+    error = ET.fromstring(refused.content)
+    assert error.find("card:supported-collation", NS) is not None
