@@ -120,33 +120,40 @@ FLAG_ITEMS = frozenset({"FLAGS", "UID", "MODSEQ"})
 
 
 @lru_cache(maxsize=256)
-def row_template(names: tuple[str, ...]) -> str:
+def row_template(names: tuple[str, ...], verb: str = "FETCH") -> str:
     """`* {0} FETCH (...)` of row-only items, in the order given (str.format's fields as in
-    ROW_FORMATS)."""
-    return "* {0} FETCH (" + " ".join(ROW_FORMATS[name] for name in names) + ")\r\n"
+    ROW_FORMATS); verb UIDFETCH for RFC 9586's `* uid UIDFETCH (...)`."""
+    return f"* {{0}} {verb} (" + " ".join(ROW_FORMATS[name] for name in names) + ")\r\n"
 
 
 def flags_response(
-    seq: int, flags: Iterable[str] | None, *, uid: int | None = None, modseq: int | None = None
+    seq: int,
+    flags: Iterable[str] | None,
+    *,
+    uid: int | None = None,
+    modseq: int | None = None,
+    verb: str = "FETCH",
 ) -> bytes:
     """One message's `* seq FETCH ([UID u] [FLAGS (...)] [MODSEQ (m)])`: STORE's answer and
-    the unsolicited updates (RFC 9051 7.5.2; RFC 7162 3.1.4.1, 3.2.4)."""
+    the unsolicited updates (RFC 9051 7.5.2; RFC 7162 3.1.4.1, 3.2.4); with verb UIDFETCH
+    seq is the UID (RFC 9586 3.3)."""
     names = (
         *(("UID",) if uid is not None else ()),
         *(("FLAGS",) if flags is not None else ()),
         *(("MODSEQ",) if modseq is not None else ()),
     )
     text = " ".join(flags) if flags is not None else ""
-    return row_template(names).format(seq, uid, text, modseq).encode("utf-8")
+    return row_template(names, verb).format(seq, uid, text, modseq).encode("utf-8")
 
 
 def render_flag_rows(
-    rows, items: Sequence[Item], uids, recent, rev2: bool
+    rows, items: Sequence[Item], uids, recent, rev2: bool, *, uidonly: bool = False
 ) -> tuple[list[bytes], set[str]]:
     """Responses of FLAGS / UID / MODSEQ straight from selectors.message_flag_bits tuples (in
     UID order): one template per command, and sequence numbers found by walking the sorted
-    map alongside the rows. Returns chunks of responses and the keywords they use."""
-    line = row_template(tuple(item.name for item in items))
+    map alongside the rows (UIDFETCH responses numbered by UID with uidonly, RFC 9586 3.3).
+    Returns chunks of responses and the keywords they use."""
+    line = row_template(tuple(item.name for item in items), "UIDFETCH" if uidonly else "FETCH")
     flag_texts: dict[tuple, str] = {}
     keywords: set[str] = set()
     chunks: list[bytes] = []
@@ -169,7 +176,7 @@ def render_flag_rows(
         if not rev2 and uid in recent:
             text = (text + " \\Recent").lstrip()
         i += 1
-        out.append(line.format(i, uid, text, row[1]))
+        out.append(line.format(uid if uidonly else i, uid, text, row[1]))
         if len(out) == 5000:
             chunks.append("".join(out).encode("utf-8"))
             out = []
@@ -178,11 +185,14 @@ def render_flag_rows(
     return chunks, keywords
 
 
-def render_rows(rows, items: Sequence[Item], seqs, recent, rev2: bool) -> bytes:
+def render_rows(
+    rows, items: Sequence[Item], seqs, recent, rev2: bool, verb: str = "FETCH"
+) -> bytes:
     """Responses of row-only items (ROW_ITEMS) without the per-message machinery: FETCH 1:*
-    (FLAGS INTERNALDATE RFC822.SIZE) on a large folder is string formatting only."""
+    (FLAGS INTERNALDATE RFC822.SIZE) on a large folder is string formatting only. seqs maps
+    each UID to the response's number (the UID itself for verb UIDFETCH)."""
     names = tuple(item.name for item in items)
-    line = row_template(names)
+    line = row_template(names, verb)
     wants_flags, wants_date = "FLAGS" in names, "INTERNALDATE" in names
     id_names = [n if n in names else None for n in ("EMAILID", "THREADID", "SAVEDATE")]
     no_ids = not any(id_names)
@@ -334,8 +344,9 @@ def render(
     *,
     flags: Sequence[str] | None = None,
     cache: object = None,
+    verb: str = "FETCH",
 ) -> Rendered:
-    """One `* number FETCH (...)` response.
+    """One `* number FETCH (...)` response (`* uid UIDFETCH (...)` with verb UIDFETCH).
 
     row has uid, size, modseq, internal_date (and flags / mime_cache, used unless passed);
     load_raw returns the message's bytes and is called at most once, only when needed.
@@ -347,4 +358,5 @@ def render(
         cache = getattr(row, "mime_cache", None)
     source = _Source(load_raw, cache)
     body = b" ".join(render_item(item, row, flags, source) for item in items)
-    return Rendered(b"* %d FETCH (" % number + body + b")\r\n", source.fresh_cache)
+    head = b"* %d %s (" % (number, verb.encode("ascii"))
+    return Rendered(head + body + b")\r\n", source.fresh_cache)

@@ -67,6 +67,10 @@ BAD_BASE64 = Reply("BAD", "Invalid base64")
 BAD_AUTH_CANCELLED = Reply("BAD", "Authentication cancelled")
 BAD_INVALID_SEQUENCE = Reply("BAD", "Invalid message sequence number")
 BAD_CONDSTORE_OFF = Reply("BAD", "QRESYNC must be enabled first")
+# RFC 9586 3: once UIDONLY is enabled, no command may name messages by sequence number.
+BAD_UID_REQUIRED = Reply(
+    "BAD", "Message sequence numbers are not used once UIDONLY is on", "UIDREQUIRED"
+)
 
 NO_AUTH_FAILED = Reply("NO", "Authentication failed", "AUTHENTICATIONFAILED")
 # Two-factor sign-in is on: the main password is for the web; mail clients use app passwords.

@@ -367,31 +367,34 @@ _DATE_KEYS = {
 }
 
 
+def _any_key(key: object, test: Callable[[object], bool]) -> bool:
+    """True when `test` holds for a leaf key anywhere in the tree (NOT, OR, AND walked)."""
+    if isinstance(key, Not):
+        return _any_key(key.key, test)
+    if isinstance(key, Or):
+        return _any_key(key.left, test) or _any_key(key.right, test)
+    if isinstance(key, And):
+        return any(_any_key(k, test) for k in key.keys)
+    return test(key)
+
+
 def uses_modseq(key: object) -> bool:
     """True when the keys contain MODSEQ: the response then carries (MODSEQ n) (RFC 7162
     3.1.5)."""
-    if isinstance(key, Modseq):
-        return True
-    if isinstance(key, Not):
-        return uses_modseq(key.key)
-    if isinstance(key, Or):
-        return uses_modseq(key.left) or uses_modseq(key.right)
-    if isinstance(key, And):
-        return any(uses_modseq(k) for k in key.keys)
-    return False
+    return _any_key(key, lambda leaf: isinstance(leaf, Modseq))
+
+
+def uses_sequence_numbers(key: object) -> bool:
+    """True when the keys name messages by sequence number (a bare sequence set, not UID
+    nor "$"): refused once UIDONLY is enabled (RFC 9586 3)."""
+    return _any_key(
+        key, lambda leaf: isinstance(leaf, Sequence_) and not leaf.uid and not leaf.set.saved
+    )
 
 
 def uses_saved(key: object) -> bool:
     """True when the keys refer to the saved result "$" (RFC 5182)."""
-    if isinstance(key, Sequence_):
-        return key.set.saved
-    if isinstance(key, Not):
-        return uses_saved(key.key)
-    if isinstance(key, Or):
-        return uses_saved(key.left) or uses_saved(key.right)
-    if isinstance(key, And):
-        return any(uses_saved(k) for k in key.keys)
-    return False
+    return _any_key(key, lambda leaf: isinstance(leaf, Sequence_) and leaf.set.saved)
 
 
 # --- Evaluation --------------------------------------------------------------------------

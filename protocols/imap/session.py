@@ -233,6 +233,7 @@ class Session:
             "SAVEDATE",
             "MULTISEARCH",
             "INPROGRESS",
+            "UIDONLY",
             *(["COMPRESS=DEFLATE"] if self.deflate is None else []),
             "CONDSTORE",
             "QRESYNC",
@@ -253,6 +254,16 @@ class Session:
     @property
     def qresync(self) -> bool:
         return "QRESYNC" in self.enabled
+
+    @property
+    def uidonly(self) -> bool:
+        """RFC 9586: messages are named by UID only, in commands and in responses."""
+        return "UIDONLY" in self.enabled
+
+    def fetch_form(self, uid: int, seq: int) -> tuple[int, str]:
+        """The number and the verb of a FETCH response: `* seq FETCH`, or with UIDONLY
+        `* uid UIDFETCH` (RFC 9586 3.3)."""
+        return (uid, "UIDFETCH") if self.uidonly else (seq, "FETCH")
 
     # --- I/O ---------------------------------------------------------------------------
 
@@ -485,6 +496,9 @@ class Session:
                 await self.send(r.BAD_NOT_SELECTED.tagged(command.tag))
             else:
                 await self.send(r.BAD_STATE.tagged(command.tag))
+            return
+        if self.uidonly and states.uid_required(command):
+            await self.send(r.BAD_UID_REQUIRED.tagged(command.tag))
             return
         handler = HANDLERS[command.name]
         self.command_started = asyncio.get_running_loop().time()
@@ -749,12 +763,16 @@ class Session:
             update = self.keyword_update(flags)
             if update:
                 out.append(update)
+            number, verb = self.fetch_form(uid, sel.seq_of(uid))
             out.append(
                 fetch.flags_response(
-                    sel.seq_of(uid),
+                    number,
                     self.flag_names(uid, flags),
-                    uid=uid if self.qresync else None,
+                    # RFC 7162 3.2.4: with QRESYNC the UID is in every unsolicited FETCH
+                    # (a UIDFETCH is numbered by it already)
+                    uid=uid if self.qresync and not self.uidonly else None,
                     modseq=modseq if self.condstore else None,
+                    verb=verb,
                 )
             )
         sel.reported.clear()
@@ -798,8 +816,9 @@ class Session:
             sel.recent.discard(uid)
         if not gone:
             return []
-        if self.qresync:
-            # RFC 7162 3.2.10: VANISHED replaces EXPUNGE once QRESYNC is enabled.
+        if self.qresync or self.uidonly:
+            # RFC 7162 3.2.10: VANISHED replaces EXPUNGE once QRESYNC is enabled; RFC 9586
+            # 3.4 likewise once UIDONLY is.
             lines = [r.vanished(sorted(gone))]
         else:
             # Highest first: removing a message renumbers only those after it, so each

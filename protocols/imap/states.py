@@ -64,6 +64,12 @@ SELECTED_ONLY = frozenset(
     }
 )
 
+# RFC 9586 3: the forms that name messages by sequence number, refused (BAD [UIDREQUIRED])
+# once UIDONLY is enabled; their UID forms stay.
+SEQUENCE_NUMBER_FORMS = frozenset(
+    {"FETCH", "STORE", "SEARCH", "COPY", "MOVE", "REPLACE", "SORT", "THREAD"}
+)
+
 ALLOWED: dict[State, frozenset[str]] = {
     State.NOT_AUTHENTICATED: ANY_STATE | NOT_AUTHENTICATED_ONLY,
     State.AUTHENTICATED: ANY_STATE | AUTHENTICATED,
@@ -75,3 +81,9 @@ ALLOWED: dict[State, frozenset[str]] = {
 def allowed(state: State, command: str) -> bool:
     """`command` is the command name; UID commands by their base name except UID EXPUNGE."""
     return command in ALLOWED[state]
+
+
+def uid_required(command) -> bool:
+    """True for a command that numbers messages by sequence (FETCH, not UID FETCH): what
+    UIDONLY refuses (RFC 9586 3)."""
+    return command.name in SEQUENCE_NUMBER_FORMS and not getattr(command, "uid", False)

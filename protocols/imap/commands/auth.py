@@ -21,7 +21,7 @@ ID_RESPONSE = '* ID ("name" "Mailhost" "vendor" "Mailhost")\r\n'
 OK_DEFLATE_ACTIVE = r.Reply("OK", "DEFLATE active")
 NO_COMPRESSION_ACTIVE = r.Reply("NO", "Compression is already active", "COMPRESSIONACTIVE")
 BAD_COMPRESS_ALGORITHM = r.Reply("BAD", "Unknown compression algorithm")
-ENABLEABLE = {"CONDSTORE", "QRESYNC", "UTF8=ACCEPT", "IMAP4REV2"}
+ENABLEABLE = {"CONDSTORE", "QRESYNC", "UTF8=ACCEPT", "IMAP4REV2", "UIDONLY"}
 LOGIN_REFUSALS = {
     Refusal.FAILED: r.NO_AUTH_FAILED,
     Refusal.IDENTITY: r.NO_AUTH_FAILED.with_text("Authorization identity differs"),
@@ -58,7 +58,7 @@ async def id_command(session: Session, command: p.Id) -> None:
 
 
 async def enable(session: Session, command: p.Enable) -> None:
-    # RFC 5161; CONDSTORE/QRESYNC RFC 7162 3.2.3; UTF8=ACCEPT RFC 6855 3
+    # RFC 5161; CONDSTORE/QRESYNC RFC 7162 3.2.3; UTF8=ACCEPT RFC 6855 3; UIDONLY RFC 9586 3
     newly = []
     for capability_name in command.capabilities:
         if capability_name in ENABLEABLE and capability_name not in session.enabled:

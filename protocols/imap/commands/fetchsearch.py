@@ -25,7 +25,7 @@ def _vanished_earlier(folder_id: int, changedsince: int, ranges) -> list[int]:
     return [u for u in uids if any(low <= u <= high for low, high in ranges)]
 
 
-def _render_chunk(rows, items, seqs, recent, needs_raw, rev2):
+def _render_chunk(rows, items, seqs, recent, needs_raw, rev2, verb="FETCH"):
     """Render FETCH responses for rows (in a worker thread: blob reads happen here).
 
     A message expunged elsewhere since its row was read has lost its bytes: it is left out
@@ -35,7 +35,7 @@ def _render_chunk(rows, items, seqs, recent, needs_raw, rev2):
     fresh = {}
     for row in rows:
         try:
-            rendered = _render_row(row, items, seqs, recent, rev2, blobs)
+            rendered = _render_row(row, items, seqs, recent, rev2, blobs, verb)
         except selectors.BLOB_GONE:
             continue
         out.append(rendered.data)
@@ -46,7 +46,7 @@ def _render_chunk(rows, items, seqs, recent, needs_raw, rev2):
     return b"".join(out)
 
 
-def _render_row(row, items, seqs, recent, rev2, blobs):
+def _render_row(row, items, seqs, recent, rev2, blobs, verb):
     flags = row.flags if row.uid not in recent or rev2 else [*row.flags, "\\Recent"]
     cache = row.mime_cache.get("imap") if isinstance(row.mime_cache, dict) else None
     name = row.blob_name
@@ -55,7 +55,7 @@ def _render_row(row, items, seqs, recent, rev2, blobs):
         data = blobs.get(name)
         return data if data is not None else selectors.blob_read(name)
 
-    return fetch_items.render(seqs[row.uid], items, row, load, flags=flags, cache=cache)
+    return fetch_items.render(seqs[row.uid], items, row, load, flags=flags, cache=cache, verb=verb)
 
 
 async def fetch(session: Session, command: p.Fetch) -> r.Reply | None:
@@ -70,7 +70,9 @@ async def fetch_responses(session: Session, command: p.Fetch) -> None:
     sel = session.selected
     items = command.fetch_items  # typed and checked by the parser
     uids = await session.resolve(command.sequence, uid=command.uid)
-    if command.uid:
+    if command.uid and not session.uidonly:
+        # RFC 9586 3.3: a UIDFETCH response is numbered by the UID; the UID item only
+        # when asked for
         items = fetch_items.with_item(items, "UID")
     items = fetch_items.uid_first(items)
     if command.changedsince is not None or any(i.name == "MODSEQ" for i in items):
@@ -112,7 +114,7 @@ async def fetch_responses(session: Session, command: p.Fetch) -> None:
         if out:
             await session.send(b"".join(out))
         chunks, keywords = fetch_items.render_flag_rows(
-            rows, items, sel.uids, sel.recent, session.rev2
+            rows, items, sel.uids, sel.recent, session.rev2, uidonly=session.uidonly
         )
         if any(i.name == "FLAGS" for i in items):
             update = session.keyword_update(keywords)
@@ -138,6 +140,9 @@ async def fetch_responses(session: Session, command: p.Fetch) -> None:
     row_uids = [row.uid for row in rows]  # ascending
     seqs = dict(zip(row_uids, sel.seqs_of(row_uids), strict=True))
     rows = [row for row in rows if seqs[row.uid]]
+    verb = "FETCH"
+    if session.uidonly:
+        verb, seqs = "UIDFETCH", {row.uid: row.uid for row in rows}
     if out:
         await session.send(b"".join(out))
     step = CHUNK if (needs_raw or needs_structure) else 5000
@@ -153,7 +158,7 @@ async def fetch_responses(session: Session, command: p.Fetch) -> None:
         if needs_raw or needs_structure:
             try:
                 data = await db(
-                    _render_chunk, chunk, items, seqs, sel.recent, needs_raw, session.rev2
+                    _render_chunk, chunk, items, seqs, sel.recent, needs_raw, session.rev2, verb
                 )
             except fetch_items.UnknownCTE:
                 # RFC 3516 4.3: BINARY of a part whose encoding we cannot undo
@@ -161,7 +166,7 @@ async def fetch_responses(session: Session, command: p.Fetch) -> None:
                     r.Reply("NO", "Unknown Content-Transfer-Encoding", "UNKNOWN-CTE")
                 ) from None
         else:
-            data = fetch_items.render_rows(chunk, items, seqs, sel.recent, session.rev2)
+            data = fetch_items.render_rows(chunk, items, seqs, sel.recent, session.rev2, verb)
         await session.send(data)
 
 
@@ -174,6 +179,8 @@ async def search(session: Session, command: p.Search) -> r.Reply | None:
         raise CommandError(r.NO_BAD_CHARSET) from None
     except (search_keys.SearchSyntaxError, p.ParseFailure, ValueError) as exc:
         raise CommandError(r.Reply("BAD", str(exc) or "Bad search key")) from None
+    if session.uidonly and search_keys.uses_sequence_numbers(key):
+        raise CommandError(r.BAD_UID_REQUIRED)  # RFC 9586 3
     want_modseq = search_keys.uses_modseq(key)
     if want_modseq:
         session.enable_condstore()

@@ -144,18 +144,24 @@ async def store(session: Session, command: p.Store) -> r.Reply | None:
             if seq is None:
                 continue
             sel.reported[uid] = max(sel.reported.get(uid, 0), modseq)
+            # RFC 9586 3.3: `* uid UIDFETCH (...)` with UIDONLY, no UID item
+            number, verb = session.fetch_form(uid, seq)
+            uid_item = uid if (command.uid or session.qresync) and not session.uidonly else None
             if command.silent:
                 # RFC 7162 3.1.3: .SILENT still reports the new MODSEQ.
-                uid_item = uid if command.uid else None
-                out.append(fetch.flags_response(seq, None, uid=uid_item, modseq=modseq))
+                uid_item = uid if command.uid and not session.uidonly else None
+                out.append(
+                    fetch.flags_response(number, None, uid=uid_item, modseq=modseq, verb=verb)
+                )
                 continue
             shown.update(flags)
             out.append(
                 fetch.flags_response(
-                    seq,
+                    number,
                     session.flag_names(uid, flags),
-                    uid=uid if command.uid or session.qresync else None,
+                    uid=uid_item,
                     modseq=modseq if session.condstore else None,
+                    verb=verb,
                 )
             )
     data = session.keyword_update(shown) + b"".join(out)

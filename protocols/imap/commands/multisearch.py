@@ -87,6 +87,8 @@ async def esearch(session: Session, command: p.MultiSearch) -> r.Reply | None:
         raise CommandError(r.Reply("BAD", str(exc) or "Bad search key")) from None
     if search_keys.uses_saved(key):
         raise CommandError(r.BAD_SEARCHRES_EMPTY.with_text("$ cannot be used with IN"))
+    if session.uidonly and search_keys.uses_sequence_numbers(key):
+        raise CommandError(r.BAD_UID_REQUIRED)  # RFC 9586 3
     selected_view = None
     if sel is not None:
         selected_view = (sel.folder_id, list(await session.sequence_map()), set(sel.recent))

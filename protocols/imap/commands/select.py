@@ -92,6 +92,8 @@ async def select(session: Session, command: p.Select) -> r.Reply | None:
     # RFC 9051 6.3.2 / 6.3.3
     if command.qresync is not None and not session.qresync:
         raise CommandError(r.BAD_CONDSTORE_OFF)
+    if session.uidonly and command.qresync is not None and command.qresync.seq_match:
+        raise CommandError(r.BAD_UID_REQUIRED)  # RFC 9586 3: no sequence match data
     if session.selected is not None:
         previous = True
         session.unselect()
@@ -106,7 +108,8 @@ async def select(session: Session, command: p.Select) -> r.Reply | None:
         command.mailbox,
         readonly=readonly,
         # RFC 3501 6.3.1 requires [UNSEEN n] (RFC 9051 dropped it): counted, not mapped.
-        first_unseen=not session.rev2,
+        # It is a sequence number, which UIDONLY never sends (RFC 9586 3).
+        first_unseen=not session.rev2 and not session.uidonly,
     )
     if previous:
         # RFC 7162 3.2.11 / RFC 9051 7.1: the previous mailbox is closed.
@@ -144,9 +147,14 @@ async def select(session: Session, command: p.Select) -> r.Reply | None:
         for row in rows:
             seq = sel.seq_of(row[0])
             if seq:
+                number, verb = session.fetch_form(row[0], seq)
                 out.append(
                     fetch.flags_response(
-                        seq, session.flag_names(row[0], flags_of(row)), uid=row[0], modseq=row[1]
+                        number,
+                        session.flag_names(row[0], flags_of(row)),
+                        uid=None if session.uidonly else row[0],
+                        modseq=row[1],
+                        verb=verb,
                     )
                 )
     await session.send(b"".join(out))

@@ -29,6 +29,8 @@ async def _matching(
         raise CommandError(r.NO_BAD_CHARSET) from None
     except (search_keys.SearchSyntaxError, p.ParseFailure, ValueError) as exc:
         raise CommandError(r.Reply("BAD", str(exc) or "Bad search key")) from None
+    if session.uidonly and search_keys.uses_sequence_numbers(key):
+        raise CommandError(r.BAD_UID_REQUIRED)  # RFC 9586 3
     want_modseq = search_keys.uses_modseq(key)
     if want_modseq:
         session.enable_condstore()  # RFC 7162 3.1.5: MODSEQ in SORT as in SEARCH
