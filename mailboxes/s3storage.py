@@ -72,33 +72,61 @@ class DurableS3Storage(S3Storage):
                 errno.EIO, f"object store: could not delete {name}: {exc}"
             ) from exc
 
-    def read_prefix(self, name: str, limit: int = -1) -> bytes:
-        """The object's bytes, or only its first `limit` with a ranged GET (never the whole
-        object for a prefix). FileNotFoundError when it is gone."""
-        key = self._normalize_name(clean_name(name))
-        args = {"Bucket": self.bucket_name, "Key": key}
-        if limit == 0:
+    def read_range(self, name: str, offset: int, length: int = -1) -> bytes:
+        """`length` bytes from `offset` (-1: to the end) with one GET, ranged unless the whole
+        object is asked for; fewer at its end, none past it. FileNotFoundError when it is gone."""
+        body = self._get_body(name, offset, length)
+        if body is None:
             return b""
-        if limit > 0:
-            args["Range"] = f"bytes=0-{limit - 1}"
         try:
-            body = self.connection.meta.client.get_object(**args)["Body"]
-            try:
-                return body.read()
-            finally:
-                body.close()
+            return body.read()
+        except BotoCoreError as exc:
+            raise self._read_error(name, exc) from exc
+        finally:
+            body.close()
+
+    def open_range(self, name: str, offset: int, length: int, chunk_size: int) -> Iterator[bytes]:
+        """The bytes of read_range in chunks of at most chunk_size, from one GET whose body is
+        read as it is consumed: the whole range is never in memory. The GET is made now
+        (FileNotFoundError now when the object is gone); the iterator holds its connection
+        until exhausted or closed."""
+        body = self._get_body(name, offset, length)
+        return self._chunks(name, body, chunk_size)
+
+    def _chunks(self, name: str, body, chunk_size: int) -> Iterator[bytes]:  # noqa: ANN001
+        if body is None:
+            return
+        try:
+            while chunk := body.read(chunk_size):
+                yield chunk
+        except BotoCoreError as exc:
+            raise self._read_error(name, exc) from exc
+        finally:
+            body.close()
+
+    def _get_body(self, name: str, offset: int, length: int):  # noqa: ANN202 - botocore's body
+        """The streaming body of a GET of that range, or None for an empty range."""
+        if length == 0:
+            return None
+        args = {"Bucket": self.bucket_name, "Key": self._normalize_name(clean_name(name))}
+        if length > 0:
+            args["Range"] = f"bytes={offset}-{offset + length - 1}"
+        elif offset > 0:
+            args["Range"] = f"bytes={offset}-"
+        try:
+            return self.connection.meta.client.get_object(**args)["Body"]
         except ClientError as exc:
             if _code(exc) == "InvalidRange":
-                return b""  # a range of an empty object
+                return None  # past the end, or a range of an empty object
             if _code(exc) in {"404", "NoSuchKey", "NotFound"}:
                 raise FileNotFoundError(name) from exc
-            raise ObjectStoreError(
-                errno.EIO, f"object store: could not read {name}: {exc}"
-            ) from exc
+            raise self._read_error(name, exc) from exc
         except BotoCoreError as exc:
-            raise ObjectStoreError(
-                errno.EIO, f"object store: could not read {name}: {exc}"
-            ) from exc
+            raise self._read_error(name, exc) from exc
+
+    @staticmethod
+    def _read_error(name: str, exc: Exception) -> ObjectStoreError:
+        return ObjectStoreError(errno.EIO, f"object store: could not read {name}: {exc}")
 
     def iter_objects(self) -> Iterator[tuple[str, datetime]]:
         """(blob name, last modified) of every object under the blob prefix, one listing page

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -508,23 +508,78 @@ def blob_read(blob: Blob | int | str, *, limit: int = -1) -> bytes:
     Raises FileNotFoundError when the blob is gone (released by an expunge since its name
     was read), whether its bytes were a file or inline in the row (Blob.DoesNotExist when
     read by the id of a row gone since: BLOB_GONE names both)."""
+    return blob_read_range(blob, offset=0, length=limit)
+
+
+def blob_read_range(blob: Blob | int | str, *, offset: int, length: int = -1) -> bytes:
+    """`length` bytes of a blob from `offset` (-1: to the end; fewer at its end, none past
+    it): a slice of an inline blob, a seek and one read of a file, one ranged GET of an
+    object. Raises as blob_read does."""
+    name, data = _blob_inline(blob)
+    if data is not None:
+        return bytes(data[offset:] if length < 0 else data[offset : offset + length])
+    storage = storages["blobs"]
+    read_range = getattr(storage, "read_range", None)
+    if read_range is not None:  # object storage: one GET, ranged for a part
+        return read_range(name, offset, length)
+    with storage.open(name, "rb") as fh:
+        if offset:
+            fh.seek(offset)
+        return fh.read(length)
+
+
+def blob_stream(
+    blob: Blob | int | str, *, offset: int = 0, length: int = -1, chunk_size: int = 0
+) -> Iterator[bytes]:
+    """The bytes of blob_read_range in chunks of at most `chunk_size` (0:
+    MAILHOST_BLOB_STREAM_CHUNK), for readers of large messages: never the whole in memory.
+    One open file, or one GET (ranged for a part) whose body is read as the chunks are
+    taken. The file or GET is opened now, so FileNotFoundError comes from this call, not
+    from the iterator; close the iterator when stopping early."""
+    chunk_size = chunk_size or settings.MAILHOST_BLOB_STREAM_CHUNK
+    name, data = _blob_inline(blob)
+    if data is not None:
+        data = (
+            memoryview(data)[offset:] if length < 0 else memoryview(data)[offset : offset + length]
+        )
+        return (bytes(data[i : i + chunk_size]) for i in range(0, len(data), chunk_size))
+    storage = storages["blobs"]
+    open_range = getattr(storage, "open_range", None)
+    if open_range is not None:  # object storage
+        return open_range(name, offset, length, chunk_size)
+    fh = storage.open(name, "rb")
+    return _file_chunks(fh, offset, length, chunk_size)
+
+
+def _file_chunks(fh, offset: int, length: int, chunk_size: int) -> Iterator[bytes]:  # noqa: ANN001
+    with fh:
+        if offset:
+            fh.seek(offset)
+        left = length if length >= 0 else None
+        while left is None or left > 0:
+            chunk = fh.read(chunk_size if left is None else min(chunk_size, left))
+            if not chunk:
+                return
+            if left is not None:
+                left -= len(chunk)
+            yield chunk
+
+
+def _blob_inline(blob: Blob | int | str) -> tuple[str, bytes | memoryview | None]:
+    """(storage name, the bytes when they are inline in the row, else None); raises as
+    blob_read does for a blob gone."""
     if isinstance(blob, int):
         blob = Blob.objects.get(pk=blob)
     name = blob if isinstance(blob, str) else blob.name
-    if Blob.name_is_inline(name):
-        if isinstance(blob, str):
-            data = Blob.objects.filter(name=name).values_list("data", flat=True).first()
-        else:
-            data = blob.data
-        if data is None:
-            raise FileNotFoundError(name)
-        return bytes(data if limit < 0 else data[:limit])  # PostgreSQL gives a memoryview
-    storage = storages["blobs"]
-    read_prefix = getattr(storage, "read_prefix", None)
-    if read_prefix is not None:  # object storage: a ranged GET for a prefix
-        return read_prefix(name, limit)
-    with storage.open(name, "rb") as fh:
-        return fh.read(limit)
+    if not Blob.name_is_inline(name):
+        return name, None
+    if isinstance(blob, str):
+        data = Blob.objects.filter(name=name).values_list("data", flat=True).first()
+    else:
+        data = blob.data
+    if data is None:
+        raise FileNotFoundError(name)
+    return name, data  # PostgreSQL gives a memoryview
 
 
 def blob_path(blob: Blob | str) -> str | None:
@@ -838,8 +893,8 @@ def blob_read_many(names) -> dict[str, bytes]:
         if Blob.name_is_inline(name):
             continue
         try:
-            if hasattr(storage, "read_prefix"):  # object storage: one GET
-                out[name] = storage.read_prefix(name)
+            if hasattr(storage, "read_range"):  # object storage: one GET
+                out[name] = storage.read_range(name, 0)
                 continue
             with storage.open(name, "rb") as fh:
                 out[name] = fh.read()

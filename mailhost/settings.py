@@ -298,6 +298,11 @@ MAILHOST_BLOB_ORPHAN_AGE = env_int("MAILHOST_BLOB_ORPHAN_AGE", 3600)
 # Messages up to this many bytes are stored in their Blob row, made durable by the commit
 # that files them, instead of a file synced (with its directory) before it; 0: always files.
 MAILHOST_BLOB_INLINE_MAX = env_int("MAILHOST_BLOB_INLINE_MAX", 64 * 1024, minimum=0)
+# Readers of a message at least MAILHOST_BLOB_STREAM_MIN bytes (IMAP FETCH of its bytes, POP3
+# RETR/TOP, the webmail's download) take them from the store in chunks of
+# MAILHOST_BLOB_STREAM_CHUNK bytes (one GET or one open file), never the whole message at once.
+MAILHOST_BLOB_STREAM_MIN = env_int("MAILHOST_BLOB_STREAM_MIN", 1024 * 1024, minimum=1)
+MAILHOST_BLOB_STREAM_CHUNK = env_int("MAILHOST_BLOB_STREAM_CHUNK", 256 * 1024, minimum=1024)
 MAILHOST_AUTH_CACHE_SECONDS = env_int("MAILHOST_AUTH_CACHE_SECONDS", 300)
 # Webmail: a session idle this long ends (SESSION_COOKIE_AGE caps it in any case).
 MAILHOST_WEBMAIL_IDLE_SECONDS = env_int("MAILHOST_WEBMAIL_IDLE_SECONDS", 8 * 3600, minimum=60)

@@ -8,12 +8,20 @@ from datetime import timedelta
 from io import StringIO
 
 import pytest
+from django.core.files.storage import storages
 from django.core.management import call_command
 from django.utils import timezone
 
 from mailboxes import services
 from mailboxes.models import Blob, Message
-from mailboxes.selectors import blob_path, blob_read, blob_read_many, folder_get
+from mailboxes.selectors import (
+    blob_path,
+    blob_read,
+    blob_read_many,
+    blob_read_range,
+    blob_stream,
+    folder_get,
+)
 from tests.mailboxes.conftest import make_raw
 
 # The file path: every blob a file (the inline tests at the end turn inline storage back on).
@@ -145,6 +153,66 @@ def test_large_blob_round_trip(blob_dir):
     assert files_in(blob_dir) == {name}
 
 
+class CountedReads:
+    """The files the blob storage opens, with the offset of every seek and the size of
+    every read they answer."""
+
+    def __init__(self, storage, monkeypatch):
+        self.reads: list[int] = []
+        self.seeks: list[int] = []
+        opened = storage.open
+        counter = self
+
+        class Counted:
+            def __init__(self, inner):
+                self.inner = inner
+
+            def read(self, n=-1):
+                data = self.inner.read(n)
+                counter.reads.append(len(data))
+                return data
+
+            def seek(self, offset, *rest):
+                counter.seeks.append(offset)
+                return self.inner.seek(offset, *rest)
+
+            def __getattr__(self, name):
+                return getattr(self.inner, name)
+
+        def counted_open(name, mode="rb"):
+            fh = opened(name, mode)
+            fh.file = Counted(fh.file)
+            return fh
+
+        monkeypatch.setattr(storage, "open", counted_open)
+
+
+def test_a_range_of_a_file_is_a_seek_and_one_read_and_a_stream_reads_chunks(
+    blob_dir, settings, monkeypatch
+):
+    raw = os.urandom(3 * 1024 * 1024 + 17)
+    blob = services.blob_store(raw)
+    counted = CountedReads(storages["blobs"], monkeypatch)
+    assert blob_read_range(blob, offset=2_000_000, length=1000) == raw[2_000_000:2_001_000]
+    assert counted.seeks == [2_000_000] and counted.reads == [1000]
+    assert blob_read_range(blob.name, offset=len(raw) - 7, length=1000) == raw[-7:]
+    assert blob_read_range(blob.name, offset=len(raw) + 5, length=10) == b""
+
+    counted.reads.clear()
+    settings.MAILHOST_BLOB_STREAM_CHUNK = 64 * 1024
+    chunks = list(blob_stream(blob, offset=17, length=len(raw) - 100))
+    assert b"".join(chunks) == raw[17:-83]
+    assert max(counted.reads) == max(map(len, chunks)) == 64 * 1024
+    assert list(blob_stream(blob.pk)) and b"".join(blob_stream(blob.pk)) == raw
+    assert b"".join(blob_stream(blob, offset=len(raw) - 3)) == raw[-3:]
+
+    stopped = blob_stream(blob, chunk_size=1024)
+    assert next(stopped) == raw[:1024]
+    stopped.close()  # the file closes with the iterator
+    with pytest.raises(FileNotFoundError):
+        blob_stream("ab/cd/gone")  # at the call, not at the first chunk
+
+
 def test_failed_write_leaves_no_temporary_file(blob_dir, monkeypatch):
     from mailboxes import storage
 
@@ -191,6 +259,9 @@ def test_small_blob_is_stored_in_its_row_and_no_file_is_written(blob_dir, settin
     assert bytes(Blob.objects.get(pk=blob.pk).data) == raw
     assert blob_read(blob) == blob_read(blob.pk) == blob_read(blob.name) == raw
     assert blob_read(blob.name, limit=10) == raw[:10]
+    assert blob_read_range(blob.name, offset=1000, length=100) == raw[1000:]
+    assert b"".join(blob_stream(blob, offset=5, chunk_size=100)) == raw[5:]
+    assert [len(c) for c in blob_stream(blob.name, length=250, chunk_size=100)] == [100, 100, 50]
     assert files_in(blob_dir) == set()
     big = services.blob_store(raw + b"!")  # one byte over: a file
     assert files_in(blob_dir) == {big.name}

@@ -80,3 +80,20 @@ def test_hundred_thousand_messages(client, imap, request):
     fill(imap, 100_000)
     timings = measure(client, 100_000)
     print("IMAP 100k:", {k: round(v, 3) for k, v in timings.items()})
+
+
+def test_small_message_bodies(client, imap):
+    """FETCH of small messages' bytes (inline in their rows, the common case): BODY.PEEK[]
+    whole and a partial of it, 20k messages. Printed, like the others; the assertions check
+    that every message came back."""
+    fill(imap, 20_000)
+    c = client()
+    c.cmd("a1", "SELECT INBOX")
+    timings = {}
+    for tag, items in (("a2", "BODY.PEEK[]"), ("a3", "BODY.PEEK[]<0.10>"), ("a4", "RFC822")):
+        started = time.perf_counter()
+        lines = c.cmd(tag, f"FETCH 1:* ({items})")
+        timings[items] = time.perf_counter() - started
+        assert sum(b" FETCH (" in line for line in lines) == 20_000
+        assert lines[-1].startswith(tag.encode() + b" OK")
+    print("IMAP 20k bodies:", {k: round(v, 3) for k, v in timings.items()})
