@@ -439,20 +439,19 @@ def is_subscribed(mailbox: Mailbox | int, name: str) -> bool:
 
 
 def messages_to_search(folder_id: int, *, max_uid: int) -> QuerySet[Message]:
-    """A folder's messages up to UID `max_uid`, for a search to filter: IMAP SEARCH
-    (protocols/imap/search.py) compiles its keys to conditions on Message's fields."""
+    """A folder's messages up to UID `max_uid`, for a search to filter (mailboxes/search.py)."""
     return Message.objects.filter(folder_id=folder_id, uid__lte=max_uid)
 
 
 def messages_to_search_in_mailbox(
-    mailbox: Mailbox | int, *, folder: Folder | None = None
+    mailbox: Mailbox | int, *, folder_id: int | None = None
 ) -> QuerySet[Message]:
     """A mailbox's messages (or one folder's), their folder rows read with them, for a
-    search to filter (webmail/search.py)."""
+    search to filter (mailboxes/search.py)."""
     mailbox_id = mailbox if isinstance(mailbox, int) else mailbox.id
     scope = Message.objects.filter(folder__mailbox_id=mailbox_id)
-    if folder is not None:
-        scope = scope.filter(folder_id=folder.pk)
+    if folder_id is not None:
+        scope = scope.filter(folder_id=folder_id)
     return scope.select_related("folder")
 
 

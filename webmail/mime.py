@@ -402,23 +402,3 @@ def body_text(raw: bytes) -> str:
     """The body as plain text: the text part, else the HTML part rendered as text."""
     parsed = read(raw)
     return parsed.text or html_to_text(parsed.html)
-
-
-def searchable_text(raw: bytes) -> str:
-    """Every body text of a message, plain and HTML alike (they can differ), for search:
-    its text/plain and text/html parts that are not attachments, attached messages' too."""
-    texts = []
-    stack = [parse(raw)]
-    while stack:
-        part = stack.pop()
-        if part.is_multipart():
-            stack.extend(reversed(part.iter_parts()))
-            continue
-        ctype = part.get_content_type()
-        if ctype not in {"text/plain", "text/html"}:
-            continue
-        if (part.get("Content-Disposition") or "").lower().startswith("attachment"):
-            continue
-        text = part_text(part)
-        texts.append(html_to_text(text) if ctype == "text/html" else text)
-    return "\n".join(texts)

@@ -1,9 +1,11 @@
-"""Searching a folder or the whole mailbox.
+"""Searching a folder or the whole mailbox, through the store's search (mailboxes/search.py),
+which IMAP SEARCH uses too: the same matching (substrings, Unicode case folding, white space
+runs as one) and the same full-text index.
 
-From, To/Cc and Subject are matched against the header fields cached at delivery (one query).
-Body text through the full-text index (mailboxes/fulltext.py) over the whole scope; messages not
-indexed yet (just delivered, or too long to index) are decoded and scanned, the newest
-BODY_SCAN_LIMIT of them, and the result says so when older ones were not searched.
+From, To/Cc and Subject are matched against the header fields cached at delivery. Body text
+through the full-text index (mailboxes/fulltext.py); messages not indexed yet (just delivered,
+or too long to index) are read, the newest BODY_SCAN_LIMIT of them (BODY_SCAN_BYTES at most),
+and the result says so when older ones were not searched.
 """
 
 from __future__ import annotations
@@ -11,10 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from django.db.models import Q
-
-from mailboxes import fulltext, selectors
-from webmail import mime
+from mailboxes import search as store_search
+from mailboxes.search import HeaderKey, Or, TextKey
 
 if TYPE_CHECKING:
     from mailboxes.models import Folder, Mailbox, Message
@@ -33,60 +33,34 @@ class SearchResult:
     truncated: bool = False  # more matches than RESULT_LIMIT
 
 
-def _header_q(query: str, where: str) -> Q:
-    subject = Q(subject__icontains=query)
-    sender = Q(from_display__icontains=query) | Q(from_address__icontains=query)
-    to = Q(to_display__icontains=query) | Q(cc_display__icontains=query)
-    return {"from": sender, "to": to, "subject": subject}.get(where, subject | sender | to)
+def criteria(query: str, where: str) -> object:
+    """What the page's field means, as the store's search criteria."""
+    sender = HeaderKey("from", query)
+    to = Or(HeaderKey("to", query), HeaderKey("cc", query))
+    subject = HeaderKey("subject", query)
+    body = TextKey("body", query)
+    if where == "any":
+        return Or(Or(subject, sender), Or(to, body))
+    return {"from": sender, "to": to, "subject": subject, "body": body}[where]
 
 
 def search(
     *, mailbox: Mailbox, query: str, folder: Folder | None = None, where: str = "any"
 ) -> SearchResult:
     query = query.strip()
-    result = SearchResult()
     if not query:
-        return result
-    scope = selectors.messages_to_search_in_mailbox(mailbox, folder=folder)
-    found: dict[int, Message] = {}
-    if where != "body":
-        for message in scope.filter(_header_q(query, where)).order_by("-internal_date", "-id")[
-            : RESULT_LIMIT + 1
-        ]:
-            found[message.pk] = message
-    if where in {"any", "body"}:
-        needle = fulltext.fold(query)
-        ids = fulltext.matching_ids("body", needle)
-        # A few matches by id (the blob index finds them), many through the subquery.
-        indexed = scope.filter(
-            blob_id__in=ids if len(ids) <= 2000 else fulltext.matching("body", needle)
-        )
-        for message in indexed.order_by("-internal_date", "-id")[: RESULT_LIMIT + 1]:
-            found[message.pk] = message
-        needle = query.casefold()
-        scanned_bytes = 0
-        texts: dict[int, str] = {}  # copies of one message share a blob: decode it once
-        candidates = (
-            scope.filter(fulltext.unindexed_q())
-            .exclude(pk__in=list(found))
-            .order_by("-internal_date", "-id")
-        )
-        for message in candidates.select_related("blob")[: BODY_SCAN_LIMIT + 1]:
-            if result.body_scanned >= BODY_SCAN_LIMIT or scanned_bytes >= BODY_SCAN_BYTES:
-                result.body_incomplete = True
-                break
-            result.body_scanned += 1
-            scanned_bytes += message.size
-            text = texts.get(message.blob_id)
-            if text is None:
-                try:
-                    text = mime.searchable_text(selectors.blob_read(message.blob)).casefold()
-                except Exception:  # an unreadable message is skipped, not fatal to the search
-                    text = ""
-                texts[message.blob_id] = text
-            if needle in text:
-                found[message.pk] = message
-    ordered = sorted(found.values(), key=lambda m: (m.internal_date, m.pk), reverse=True)
-    result.truncated = len(ordered) > RESULT_LIMIT
-    result.messages = ordered[:RESULT_LIMIT]
-    return result
+        return SearchResult()
+    messages, found = store_search.mailbox_search(
+        mailbox.pk,
+        criteria(query, where),
+        folder_id=folder.pk if folder is not None else None,
+        limit=RESULT_LIMIT + 1,
+        read_limit=BODY_SCAN_LIMIT,
+        read_bytes=BODY_SCAN_BYTES,
+    )
+    return SearchResult(
+        messages=messages[:RESULT_LIMIT],
+        body_scanned=found.read,
+        body_incomplete=found.incomplete,
+        truncated=len(messages) > RESULT_LIMIT,
+    )

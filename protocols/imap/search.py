@@ -1,42 +1,39 @@
 """SEARCH: search keys into a key tree (RFC 3501 6.4.4, RFC 9051 6.4.4, RFC 7162 MODSEQ), and
 the key tree evaluated against a folder.
 
-Evaluation is split in two: every key compiles to
-- `exact`: a Django Q on mailboxes.models.Message giving exactly the key's messages, when the
-  key is about columns (flags, dates, size, uid, modseq, sequence numbers, \\Recent);
-- `pre`: a Q that is a superset of the key's messages otherwise (cached header fields, dates);
-- `py`: a Python predicate that is always exact, used on the rows the SQL lets through. It
-  reads the message's bytes only when the key needs them (BODY, TEXT, HEADER, BCC, a
-  Date: header near the day boundary, a header field too long to be cached whole).
-
-So flag/date/uid/size searches on a 100k-message folder are one SQL query, and header or body
-searches read blobs only for the candidate rows.
-
-What the string keys match (case-insensitively, Unicode case folding, white space runs as one):
-FROM/TO/CC/BCC the decoded addresses as mailboxes.headers displays them ("Name <a@b>", group
-names too); SUBJECT the decoded subject; HEADER the decoded field (all occurrences); BODY the
-text/* parts with their transfer encoding and charset undone; TEXT the header and BODY.
+The tree is the store's criteria tree (mailboxes/search.py, which the webmail's search uses
+too, and which compiles it to SQL plus an exact Python check) with three leaves of IMAP's own:
+message sequence sets (and UID sets, "$"), \\Recent and OBJECTID's EMAILID/THREADID. Before
+evaluation these become the store's UID ranges, blob and thread criteria for the session's
+view of the folder.
 """
 
 from __future__ import annotations
 
-import bisect
 import codecs
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
-from email.utils import parsedate_tz
+from datetime import date
 
-from django.db.models import BooleanField, F, Func, Q
-from django.db.models.functions import Length
-
-from mailboxes import fulltext, selectors
-from mailboxes import headers as header_cache
-from mailboxes.flags import COLUMNS as FLAG_COLUMNS
+from mailboxes import search as store_search
 from mailboxes.flags import SYSTEM as SYSTEM_FLAGS
 from mailboxes.flags import SystemFlag
 from mailboxes.flags import column as flag_column
+from mailboxes.search import (
+    FOLDS_TO_ASCII,
+    All,
+    And,
+    DateKey,
+    Flag,
+    HeaderKey,
+    Keyword,
+    Modseq,
+    Not,
+    Or,
+    Size,
+    TextKey,
+)
 from protocols.imap import objectid
 from protocols.imap.parser import (
     ParseFailure,
@@ -45,21 +42,25 @@ from protocols.imap.parser import (
     parse_sequence_set,
 )
 
+__all__ = [  # the store's criteria, as IMAP's key tree names them
+    "FOLDS_TO_ASCII",
+    "All",
+    "And",
+    "DateKey",
+    "Flag",
+    "HeaderKey",
+    "Keyword",
+    "Modseq",
+    "Not",
+    "Or",
+    "Size",
+    "TextKey",
+]
+
 # Advertised in BADCHARSET; any charset Python can decode is accepted (aliases too: utf8).
 SUPPORTED_CHARSETS = ("US-ASCII", "UTF-8")
 MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
 
-# Header fields cached on Message, with the length at which the cache truncates them.
-CACHED_FIELDS = {
-    "from": ("from_display", 2000),
-    "to": ("to_display", 4000),
-    "cc": ("cc_display", 4000),
-    "subject": ("subject", 2000),
-}
-# A Date: header's own day may differ from its UTC day by this much (RFC 5322 zones).
-SENT_DATE_BAND = timedelta(hours=24)
-# More ranges than this in a sequence set are matched in Python (SQL expression depth).
-MAX_SQL_RANGES = 100
 # NOT, OR and parenthesized lists nested deeper than this are refused with BAD: the key tree
 # is built and evaluated recursively (5,000 NOTs were a RecursionError, NO [SERVERBUG]).
 MAX_KEY_DEPTH = 100
@@ -75,36 +76,12 @@ class BadCharset(Exception):
     code = "BADCHARSET (" + " ".join(SUPPORTED_CHARSETS) + ")"
 
 
-# --- The key tree ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class All:
-    pass
-
-
-@dataclass(frozen=True)
-class Flag:
-    column: str  # a Message column of mailboxes.flags.COLUMNS
-    value: bool
-
-
-@dataclass(frozen=True)
-class Keyword:
-    name: str
-    present: bool
+# --- IMAP's own leaves of the key tree (the rest is mailboxes/search.py's) -------------
 
 
 @dataclass(frozen=True)
 class Recent:
     pass
-
-
-@dataclass(frozen=True)
-class DateKey:
-    field: str  # "internal" (BEFORE ON SINCE) or "sent" (SENTBEFORE SENTON SENTSINCE)
-    op: str  # "before" "on" "since"
-    day: date
 
 
 @dataclass(frozen=True)
@@ -116,48 +93,9 @@ class ObjectId:
 
 
 @dataclass(frozen=True)
-class Size:
-    op: str  # "larger" "smaller"
-    octets: int
-
-
-@dataclass(frozen=True)
-class HeaderKey:
-    field: str  # lower-case field name (FROM TO CC BCC SUBJECT map here too)
-    needle: str
-
-
-@dataclass(frozen=True)
-class TextKey:
-    where: str  # "body" or "text"
-    needle: str
-
-
-@dataclass(frozen=True)
 class Sequence_:
     set: SequenceSet
     uid: bool
-
-
-@dataclass(frozen=True)
-class Modseq:
-    value: int
-
-
-@dataclass(frozen=True)
-class Not:
-    key: object
-
-
-@dataclass(frozen=True)
-class Or:
-    left: object
-    right: object
-
-
-@dataclass(frozen=True)
-class And:
-    keys: tuple
 
 
 # --- Parsing -----------------------------------------------------------------------------
@@ -399,101 +337,8 @@ def uses_saved(key: object) -> bool:
 
 # --- Evaluation --------------------------------------------------------------------------
 
-
-_fold = fulltext.fold
-
-
-class _Message:
-    """One candidate row, with its bytes and decoded texts loaded on first use."""
-
-    __slots__ = ("row", "_raw", "_parsed", "_body", "_tree")
-
-    def __init__(self, row: dict):
-        self.row = row
-        self._raw: bytes | None = None
-        self._parsed = None
-        self._body: str | None = None
-        self._tree = None
-
-    @property
-    def raw(self) -> bytes:
-        if self._raw is None:
-            try:
-                self._raw = selectors.blob_read(self.row["blob__name"])
-            except OSError:
-                self._raw = b""  # a missing blob matches no content key
-        return self._raw
-
-    def fields(self) -> list[tuple[str, str]]:
-        """(lower-case name, value as text) of each header field, in order."""
-        if self._parsed is None:
-            self._parsed = fulltext.header_fields(self.raw)
-        return self._parsed
-
-    def header_values(self, name: str) -> list[str]:
-        name = name.lower()
-        return [value for field, value in self.fields() if field == name]
-
-    def field_text(self, field: str) -> str:
-        """What FROM/TO/CC/BCC/SUBJECT/HEADER match: the decoded field, as the cache has it."""
-        if field == "subject":
-            values = self.header_values("Subject")
-            return header_cache.decode_words(values[0] if values else None)
-        if field in ("from", "to", "cc", "bcc"):
-            return header_cache._addresses_display(self.header_values(field))[0]
-        name = field.removeprefix("header:")
-        return " ".join(header_cache.decode_words(v) for v in self.header_values(name))
-
-    def has_field(self, name: str) -> bool:
-        return bool(self.header_values(name))
-
-    def body_text(self) -> str:
-        if self._body is None:
-            self._body = fulltext.body_text(self.raw)
-        return self._body
-
-    def header_text(self) -> str:
-        return fulltext.header_text(self.fields())
-
-
-@dataclass
-class _Compiled:
-    exact: Q | None
-    pre: Q
-    py: Callable[[_Message], bool]
-
-    @property
-    def sql(self) -> Q:
-        return self.exact if self.exact is not None else self.pre
-
-
-_NOTHING = Q(pk__in=[])
-# Django drops an empty Q() from | and ~ (it is the identity), so "every row" must be a real
-# condition for NOT ALL and OR with a Python-only key to mean what they say.
-_EVERY = Q(uid__gte=0)
-
-
-def _exact(q: Q, py: Callable[[_Message], bool]) -> _Compiled:
-    return _Compiled(q, q, py)
-
-
-def _ranges_q(ranges: list[tuple[int, int]]) -> _Compiled:
-    """UIDs in sorted, disjoint (low, high) ranges."""
-    if not ranges:
-        return _exact(_NOTHING, lambda m: False)
-    lows = [low for low, _high in ranges]
-
-    def py(m: _Message) -> bool:
-        uid = m.row["uid"]
-        i = bisect.bisect_right(lows, uid) - 1
-        return i >= 0 and uid <= ranges[i][1]
-
-    if len(ranges) > MAX_SQL_RANGES:
-        return _Compiled(None, Q(uid__gte=ranges[0][0], uid__lte=ranges[-1][1]), py)
-    q = Q()
-    for low, high in ranges:
-        q |= Q(uid=low) if low == high else Q(uid__gte=low, uid__lte=high)
-    return _exact(q, py)
+# Candidate rows as the store evaluates them (tests read their texts).
+_Message = store_search.Candidate
 
 
 def _merge(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -511,27 +356,12 @@ def uid_ranges(uids: Iterable[int]) -> list[tuple[int, int]]:
 
 
 class _Context:
-    def __init__(
-        self,
-        seq_uids: Sequence[int],
-        recent_uids: set[int],
-        saved: Sequence[int],
-        folder_id: int | None = None,
-    ):
+    """The session's view: what sequence numbers, \\Recent and "$" mean."""
+
+    def __init__(self, seq_uids: Sequence[int], recent_uids: set[int], saved: Sequence[int]):
         self.seq_uids = seq_uids
         self.recent_uids = recent_uids
         self.saved = saved
-        self.folder_id = folder_id
-        self.needs_indexed = False  # rows need their fts_indexed annotation
-        self._unindexed: bool | None = None
-
-    def has_unindexed(self) -> bool:
-        """Does the session's view hold a message without usable indexed text?"""
-        if self._unindexed is None:
-            self._unindexed = self.folder_id is None or fulltext.folder_has_unindexed(
-                self.folder_id, self.seq_uids[-1] if self.seq_uids else 0
-            )
-        return self._unindexed
 
     def sequence(self, key: Sequence_) -> list[tuple[int, int]]:
         if key.set.saved:
@@ -550,280 +380,27 @@ class _Context:
         return _merge(out)
 
 
-def _day_start(day: date) -> datetime:
-    return datetime.combine(day, time(0), tzinfo=UTC)
-
-
-def _compare(value: date, op: str, day: date) -> bool:
-    if op == "before":
-        return value < day
-    if op == "on":
-        return value == day
-    return value >= day
-
-
-def _sent_day(m: _Message) -> date | None:
-    """The date of the Date: header in its own zone (RFC 9051 6.4.4 SENT* keys disregard
-    time and timezone)."""
-    values = m.header_values("Date")
-    parsed = parsedate_tz(values[0]) if values else None
-    if not parsed:
-        return None
-    try:
-        return date(parsed[0], parsed[1], parsed[2])
-    except (ValueError, TypeError):
-        return None
-
-
-def _compile_date(key: DateKey) -> _Compiled:
-    start = _day_start(key.day)
-    end = start + timedelta(days=1)
-    if key.field == "saved":
-        # RFC 8514 4: the save date's UTC day, as INTERNALDATE's; a row without one (older
-        # than the column) is taken at its internal date
-        def saved_q(column: str) -> Q:
-            return {
-                "before": Q(**{f"{column}__lt": start}),
-                "on": Q(**{f"{column}__gte": start, f"{column}__lt": end}),
-                "since": Q(**{f"{column}__gte": start}),
-            }[key.op]
-
-        q = (Q(saved_at__isnull=False) & saved_q("saved_at")) | (
-            Q(saved_at__isnull=True) & saved_q("internal_date")
-        )
-
-        def saved_py(m: _Message) -> bool:
-            when = m.row["saved_at"] or m.row["internal_date"]
-            return _compare(when.astimezone(UTC).date(), key.op, key.day)
-
-        return _exact(q, saved_py)
-    if key.field == "internal":
-        # INTERNALDATE is kept (and shown) in UTC, so its day is the UTC day.
-        column = "internal_date"
-        q = {
-            "before": Q(internal_date__lt=start),
-            "on": Q(internal_date__gte=start, internal_date__lt=end),
-            "since": Q(internal_date__gte=start),
-        }[key.op]
-
-        def py(m: _Message) -> bool:
-            return _compare(m.row[column].astimezone(UTC).date(), key.op, key.day)
-
-        return _exact(q, py)
-    band = SENT_DATE_BAND
-    pre = {
-        "before": Q(sent_date__lt=start + band),
-        "on": Q(sent_date__gte=start - band, sent_date__lt=end + band),
-        "since": Q(sent_date__gte=start - band),
-    }[key.op]
-
-    def sent_py(m: _Message) -> bool:
-        sent = m.row["sent_date"]
-        if sent is None:
-            return False
-        # Far from the day's edges the UTC time decides; near them the header's own zone.
-        if key.op == "before" and sent < start - band:
-            return True
-        if key.op == "since" and sent >= end + band:
-            return True
-        if key.op == "before" and sent >= start + band:
-            return False
-        if key.op == "since" and sent < start - band:
-            return False
-        if key.op == "on" and not (start - band <= sent < end + band):
-            return False
-        day = _sent_day(m)
-        return day is not None and _compare(day, key.op, key.day)
-
-    return _Compiled(None, pre, sent_py)
-
-
-def _cacheable(needle: str) -> bool:
-    # SQL LIKE folds ASCII case only (SQLite); other needles are matched in Python.
-    return needle.isascii()
-
-
-# The characters whose case folding holds an ASCII letter ("ß" -> "ss", "ﬁ" -> "fi", the
-# Kelvin sign -> "k", "İ" -> "i" + U+0307): a text holding one may match an ASCII needle
-# that SQL's LIKE does not find in it. All of Unicode has these 19 (a test recomputes them).
-FOLDS_TO_ASCII = "ßİŉſǰẖẗẘẙẚẞ\u212aﬀﬁﬂﬃﬄﬅﬆ"
-
-
-class _HoldsAnyOf(Func):
-    """True when a text column holds one of `chars` (GLOB on SQLite, ~ on PostgreSQL; no
-    narrowing elsewhere)."""
-
-    output_field = BooleanField()
-
-    def __init__(self, column: str, chars: str):
-        super().__init__(F(column))
-        self.chars = chars
-
-    def as_sql(self, compiler, connection, **extra):
-        column_sql, params = compiler.compile(self.get_source_expressions()[0])
-        if connection.vendor == "postgresql":
-            return f"({column_sql} ~ %s)", [*params, f"[{self.chars}]"]
-        if connection.vendor == "sqlite":
-            return f"({column_sql} GLOB %s)", [*params, f"*[{self.chars}]*"]
-        return "(1 = 1)", []
-
-
-def _cached_pre(column: str, limit: int, needle: str) -> Q:
-    """A superset, in SQL, of the rows whose cached `column` holds the folded ASCII `needle`
-    after _fold: each of its words appears as such (white space runs fold to one space),
-    or the text holds a character that folds to ASCII, or it was too long to cache whole."""
-    words = Q()
-    for word in needle.split():
-        words &= Q(**{f"{column}__icontains": word})
-    return words | Q(_HoldsAnyOf(column, FOLDS_TO_ASCII)) | Q(**{f"{column}_len__gte": limit})
-
-
-def _compile_header(key: HeaderKey) -> _Compiled:
-    needle = _fold(key.needle)
-    cached = CACHED_FIELDS.get(key.field)
-    if cached is not None:
-        column, limit = cached
-
-        def cached_py(m: _Message) -> bool:
-            value = m.row[column]
-            if len(value) >= limit:  # the cache may have cut it: use the bytes
-                value = m.field_text(key.field)
-            return needle in _fold(value)
-
-        if needle and _cacheable(needle):
-            # The cached field is the same decoded text the Python check reads; SQL narrows
-            # to rows containing the needle, or too long to be cached whole.
-            return _Compiled(None, _cached_pre(column, limit, needle), cached_py)
-        return _Compiled(None, _EVERY, cached_py)
-    if key.field.startswith("header:") and not key.needle:
-        name = key.field.removeprefix("header:")
-        # RFC 9051 6.4.4: an empty string matches every message that has the field.
-        return _Compiled(None, _EVERY, lambda m: m.has_field(name))
-    return _Compiled(None, _EVERY, lambda m: needle in _fold(m.field_text(key.field)))
-
-
-def _compile_text(key: TextKey, ctx: _Context) -> _Compiled:
-    """BODY and TEXT through the full-text index (mailboxes/fulltext.py): exact SQL when every
-    message of the folder is indexed; otherwise the index for those that are and the bytes of
-    the others (not indexed yet, or too long to index)."""
-    needle, where = _fold(key.needle), key.where
-    ids = fulltext.matching_ids(where, needle)
-    found = set(ids)
-    # A few matches: the UIDs of their messages, found through the blob index; many: the
-    # subquery, which the database joins as it likes.
-    if len(ids) <= 2000 and ctx.folder_id is not None:
-        matched = Q(uid__in=fulltext.folder_uids(ctx.folder_id, ids))
-    else:
-        matched = Q(blob_id__in=fulltext.matching(where, needle))
-
-    def indexed_match(m: _Message) -> bool:
-        return m.row["blob_id"] in found
-
-    def read_match(m: _Message) -> bool:
-        if where == "body":
-            return needle in m.body_text()
-        return needle in m.header_text() or needle in m.body_text()
-
-    if not ctx.has_unindexed():
-        return _exact(matched, indexed_match)
-    ctx.needs_indexed = True
-    return _Compiled(
-        None,
-        matched | fulltext.unindexed_q(),
-        lambda m: indexed_match(m) if m.row["fts_indexed"] else read_match(m),
-    )
-
-
-def _compile(key: object, ctx: _Context) -> _Compiled:
-    if isinstance(key, All):
-        return _exact(_EVERY, lambda m: True)
-    if isinstance(key, Flag):
-        column, value = key.column, key.value
-        return _exact(Q(**{column: value}), lambda m: m.row[column] == value)
-    if isinstance(key, Keyword):
-        name = key.name
-        q = (
-            Q(keywords__iexact=name)
-            | Q(keywords__istartswith=name + " ")
-            | Q(keywords__iendswith=" " + name)
-            | Q(keywords__icontains=" " + name + " ")
-        )
-        lowered = name.lower()
-
-        def has_keyword(m: _Message) -> bool:
-            return lowered in m.row["keywords"].lower().split()
-
-        if key.present:
-            return _exact(q, has_keyword)
-        return _exact(~q, lambda m: not has_keyword(m))
-    if isinstance(key, Recent):
-        return _ranges_q(uid_ranges(ctx.recent_uids))
-    if isinstance(key, DateKey):
-        return _compile_date(key)
-    if isinstance(key, Size):
-        octets = key.octets
-        if key.op == "larger":
-            return _exact(Q(size__gt=octets), lambda m: m.row["size"] > octets)
-        return _exact(Q(size__lt=octets), lambda m: m.row["size"] < octets)
-    if isinstance(key, ObjectId):
-        wanted = key.value
-        if key.kind == "emailid":
-            blob_id = objectid.parse_email_id(wanted)
-            if blob_id is None:
-                return _exact(_NOTHING, lambda m: False)
-            return _exact(Q(blob_id=blob_id), lambda m: m.row["blob_id"] == blob_id)
-        # THREADID is a digest of thread_key: compared row by row (thread_key is indexed,
-        # but the digest is not in the database)
-        return _Compiled(
-            None, ~Q(thread_key=""), lambda m: objectid.thread_id(m.row["thread_key"]) == wanted
-        )
-    if isinstance(key, Modseq):
-        value = key.value
-        return _exact(Q(modseq__gte=value), lambda m: m.row["modseq"] >= value)
+def _to_store(key: object, ctx: _Context) -> object:
+    """The key tree with IMAP's own leaves made the store's criteria."""
     if isinstance(key, Sequence_):
-        return _ranges_q(ctx.sequence(key))
-    if isinstance(key, HeaderKey):
-        return _compile_header(key)
-    if isinstance(key, TextKey):
-        return _compile_text(key, ctx)
+        return store_search.Uids(tuple(ctx.sequence(key)))
+    if isinstance(key, Recent):
+        return store_search.Uids(tuple(uid_ranges(ctx.recent_uids)))
+    if isinstance(key, ObjectId):
+        if key.kind == "emailid":
+            blob_id = objectid.parse_email_id(key.value)
+            if blob_id is None:
+                return store_search.Uids(())
+            return store_search.BlobIs(blob_id)
+        wanted = key.value
+        return store_search.ThreadIs(lambda thread_key: objectid.thread_id(thread_key) == wanted)
     if isinstance(key, Not):
-        inner = _compile(key.key, ctx)
-        if inner.exact is not None:
-            return _exact(~inner.exact, lambda m: not inner.py(m))
-        return _Compiled(None, _EVERY, lambda m: not inner.py(m))
+        return Not(_to_store(key.key, ctx))
     if isinstance(key, Or):
-        left, right = _compile(key.left, ctx), _compile(key.right, ctx)
-        if left.exact is not None and right.exact is not None:
-            return _exact(left.exact | right.exact, lambda m: left.py(m) or right.py(m))
-        return _Compiled(None, left.sql | right.sql, lambda m: left.py(m) or right.py(m))
+        return Or(_to_store(key.left, ctx), _to_store(key.right, ctx))
     if isinstance(key, And):
-        parts = [_compile(k, ctx) for k in key.keys]
-        q = Q()
-        for part in parts:
-            q &= part.sql
-        if all(part.exact is not None for part in parts):
-            return _exact(q, lambda m: all(part.py(m) for part in parts))
-        return _Compiled(None, q, lambda m: all(part.py(m) for part in parts))
-    raise SearchSyntaxError(f"Unknown key {key!r}")
-
-
-ROW_FIELDS = (
-    "uid",
-    "modseq",
-    "size",
-    "internal_date",
-    "sent_date",
-    *FLAG_COLUMNS,
-    "keywords",
-    "subject",
-    "from_display",
-    "to_display",
-    "cc_display",
-    "blob_id",
-    "blob__name",
-    "thread_key",
-    "saved_at",
-)
+        return And(tuple(_to_store(k, ctx) for k in key.keys))
+    return key
 
 
 @dataclass
@@ -845,35 +422,18 @@ def search_full(
     """The UIDs (ascending) of the session's messages that match the key tree."""
     if not seq_uids:
         return SearchResult([], None)
-    ctx = _Context(seq_uids, set(recent_uids), saved_uids, folder_id)
-    compiled = _compile(key, ctx)
-    queryset = selectors.messages_to_search(folder_id, max_uid=seq_uids[-1])
-    fields = ROW_FIELDS
-    if ctx.needs_indexed:
-        queryset = queryset.annotate(fts_indexed=fulltext.indexed())
-        fields = (*ROW_FIELDS, "fts_indexed")
-    queryset = queryset.alias(
-        **{f"{column}_len": Length(column) for column, _limit in CACHED_FIELDS.values()}
+    criteria = _to_store(key, _Context(seq_uids, set(recent_uids), saved_uids))
+    rows = store_search.folder_search(
+        folder_id,
+        criteria,
+        max_uid=seq_uids[-1],
+        view=set(seq_uids),
+        fields=("uid", "modseq") if want_modseq else ("uid",),
     )
-    view = set(seq_uids)
-    matches: list[tuple[int, int]] = []
-    if compiled.exact is not None and not want_modseq:
-        found = queryset.filter(compiled.exact).order_by("uid").values_list("uid", flat=True)
-        return SearchResult([uid for uid in found.iterator(chunk_size=5000) if uid in view], None)
-    if compiled.exact is not None:
-        rows = queryset.filter(compiled.exact).order_by("uid").values_list("uid", "modseq")
-        matches = [(uid, modseq) for uid, modseq in rows.iterator(chunk_size=5000) if uid in view]
-    else:
-        rows = queryset.filter(compiled.pre).order_by("uid").values(*fields)
-        for row in rows.iterator(chunk_size=2000):
-            if row["uid"] in view and compiled.py(_Message(row)):
-                matches.append((row["uid"], row["modseq"]))
     if not want_modseq:
-        return SearchResult([uid for uid, _modseq in matches], None)
-    highest = max((modseq for _uid, modseq in matches), default=None)
-    return SearchResult(
-        [uid for uid, _modseq in matches], highest, [modseq for _uid, modseq in matches]
-    )
+        return SearchResult([row[0] for row in rows], None)
+    highest = max((modseq for _uid, modseq in rows), default=None)
+    return SearchResult([uid for uid, _modseq in rows], highest, [m for _uid, m in rows])
 
 
 def search(
