@@ -40,7 +40,9 @@ def channel() -> str:
 class ChangeEvent:
     mailbox_id: int
     folder_id: int
-    # "exists" (new messages), "flags", "expunge", "folders" (created/renamed/deleted)
+    # "exists" (new messages), "flags", "expunge", "folders" (created/renamed/deleted),
+    # SIGN_OUT (the password changed: the mailbox's protocol sessions end; modseq is the
+    # change's time in ns, and sessions signed in after it stay)
     kind: str
     uids: tuple[int, ...] = field(default=())
     modseq: int = 0
@@ -54,6 +56,8 @@ class ChangeEvent:
         data["uids"] = tuple(data.get("uids") or ())
         return cls(**data)
 
+
+SIGN_OUT = "signout"
 
 Subscriber = Callable[[ChangeEvent], None]
 

@@ -570,15 +570,18 @@ def mailbox_change_password(
     keep_session_key: str | None = None,
 ) -> None:
     """The reader's own password change: the old password must match (InvalidValue if not),
-    the new one passes the strength checks. Every other web session ends, and the auth cache
+    the new one passes the strength checks. Every other web session ends, the auth cache
     forgets the old password (every process checks the stored hash, so IMAP, POP3, SMTP and
-    ManageSieve refuse the old one at once)."""
+    ManageSieve refuse the old one at once), and the open IMAP, POP3 and ManageSieve sessions
+    of the mailbox end (a SIGN_OUT change event)."""
     if not check_password(old_password, mailbox.password):
         raise InvalidValue("the current password is not right")
     if old_password == new_password:
         raise InvalidValue("the new password is the same as the current one")
     mailbox_set_password(mailbox=mailbox, password=new_password, check_password_strength=True)
     web_sessions_end(mailbox=mailbox, keep_session_key=keep_session_key)
+    # Every process's IMAP, POP3 and ManageSieve sessions of the mailbox hear this and end.
+    events.publish(ChangeEvent(mailbox.pk, 0, events.SIGN_OUT, modseq=time.time_ns()))
     logger.info("password changed mailbox=%s", mailbox.address)
 
 

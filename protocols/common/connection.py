@@ -16,6 +16,7 @@ from mailhost import tls
 from protocols.common.listener import Sessions
 
 TLS_HANDSHAKE_TIMEOUT = 30.0
+SIGN_OUT_CLOSE_GRACE = 5.0
 # Pipelined input beyond this is left in the socket until the session catches up.
 READ_BUFFER_LIMIT = 256 * 1024
 
@@ -41,6 +42,7 @@ class LineConnection(asyncio.Protocol):
     need_data: Any  # the parser's NEED_DATA
     refusal: bytes  # written to a connection over the caps, before the close
     goodbye: bytes  # written at shutdown to a session waiting for a command
+    signed_out: bytes  # written when the account's password changed (sign_out)
     shutdown_grace: float | None = None  # then cut a stopping session that did not end
 
     def __init__(self, sessions: Sessions, parser: Any, *, secure: bool) -> None:
@@ -60,6 +62,9 @@ class LineConnection(asyncio.Protocol):
         # command after its reply.
         self.awaiting_command = False
         self.stopping = False
+        # (mailbox id, time.time_ns() of the sign-in) while a session is signed in
+        self.signed_in: tuple[int, int] | None = None
+        self.revoked = False  # signed out by a password change: ends at its next read
 
     # --- what the subclass provides
 
@@ -117,7 +122,7 @@ class LineConnection(asyncio.Protocol):
         """The next parsed input; None on end of input or disconnect; TimeoutError when the
         deadline passes first."""
         while True:
-            if self.ended():
+            if self.ended() or self.revoked:
                 return None
             event = self.parser.next_event()
             if event is not self.need_data:
@@ -172,6 +177,22 @@ class LineConnection(asyncio.Protocol):
     def abort(self) -> None:
         if not self.closed and self.transport is not None:
             self.transport.abort()
+
+    def sign_in(self, mailbox_id: int) -> None:
+        self.signed_in = (mailbox_id, time.time_ns())
+
+    def sign_out(self) -> None:
+        """The account's password changed: the signed_out line and the close, at once when
+        the session waits for a command, else after its reply (the session loop sends it);
+        a peer that reads nothing is cut SIGN_OUT_CLOSE_GRACE seconds later."""
+        if self.revoked or self.closed or self.transport is None:
+            return
+        self.revoked = True
+        self._data.set()  # next_event() returns None: the session ends
+        if self.awaiting_command:
+            self.transport.write(self.signed_out)
+            self.close()
+        asyncio.get_running_loop().call_later(SIGN_OUT_CLOSE_GRACE, self.abort)
 
     def shutdown(self) -> None:
         """The server stops: the goodbye now when the session waits for a command, else after

@@ -109,6 +109,9 @@ async def drain(tasks: set[asyncio.Task], timeout: float) -> set[asyncio.Task]:
 
 class Connection(Protocol):
     peer_ip: str | None
+    signed_in: tuple[int, int] | None
+
+    def sign_out(self) -> None: ...
 
     def shutdown(self) -> None: ...
 
@@ -121,6 +124,7 @@ class Sessions:
         self.listener = listener  # a connection's listener name, for the connection metric
         self.connections: set[Any] = set()
         self.tasks: set[asyncio.Task] = set()
+        self._unsubscribe: Callable[[], None] | None = None
 
     def admit(self, connection: Connection) -> bool:
         if connection in self.connections:
@@ -136,6 +140,34 @@ class Sessions:
         if connection in self.connections:
             self.connections.discard(connection)
             self.caps.remove(connection.peer_ip)
+
+    def hear_sign_outs(self) -> None:
+        """End the sessions of a mailbox whose password changed (the SIGN_OUT change event,
+        from any process) that signed in before the change."""
+        from mailboxes import events
+
+        loop = asyncio.get_running_loop()
+
+        def heard(event: events.ChangeEvent) -> None:
+            if event.kind != events.SIGN_OUT or loop.is_closed():
+                return
+            try:
+                loop.call_soon_threadsafe(self.sign_out, event.mailbox_id, event.modseq)
+            except RuntimeError:
+                pass  # the loop closed meanwhile
+
+        self._unsubscribe = events.subscribe(heard)
+
+    def sign_out(self, mailbox_id: int, changed_ns: int) -> None:
+        for connection in list(self.connections):
+            signed_in = connection.signed_in
+            if signed_in is not None and signed_in[0] == mailbox_id and signed_in[1] <= changed_ns:
+                connection.sign_out()
+
+    def stop_hearing(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
 
     def track(self, task: asyncio.Task) -> None:
         self.tasks.add(task)
@@ -161,6 +193,7 @@ class Served:
 
     def close(self) -> None:
         self.server.close()
+        self.sessions.stop_hearing()
         for connection in list(self.sessions.connections):
             connection.shutdown()
 

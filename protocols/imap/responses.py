@@ -58,6 +58,7 @@ BYE_TOO_MANY_FAILURES = Reply("BYE", "Too many authentication failures")
 BYE_SHUTDOWN = Reply("BYE", "Server shutting down", "UNAVAILABLE")
 BYE_LITERAL_TOO_BIG = Reply("BYE", "Literal too large; closing", "TOOBIG")
 BYE_MAILBOX_DELETED = Reply("BYE", "Selected mailbox was deleted")
+BYE_SIGNED_OUT = Reply("BYE", "Signed out: the account's password was changed")
 
 BAD_STATE = Reply("BAD", "Command not allowed in this state")
 BAD_NOT_SELECTED = Reply("BAD", "No mailbox selected")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import defaultdict
 
 from django.conf import settings
@@ -16,6 +17,7 @@ from mailboxes import events
 from mailhost import listeners, metrics, tls
 from mailhost.listeners import Listener
 from protocols.common.listener import Caps, Served, drain, listen
+from protocols.imap import responses as r
 from protocols.imap.session import Session
 from protocols.imap.worker import close_db_connections
 
@@ -38,6 +40,7 @@ class ImapServer:
         # Sessions per mailbox (MAILHOST_IMAP_MAX_CONNECTIONS_PER_USER), in every worker.
         self.per_user = listeners.shared_counts("imap-user")
         self.user_of: dict[Session, int] = {}
+        self.signed_in_at: dict[Session, int] = {}  # time.time_ns() of the sign-in
         self.tasks: set[asyncio.Task] = set()
         self.caps = Caps(
             "imap",
@@ -57,6 +60,9 @@ class ImapServer:
             pass  # loop closed while shutting down
 
     def _on_event(self, event: events.ChangeEvent) -> None:
+        if event.kind == events.SIGN_OUT:
+            self.sign_out(event.mailbox_id, event.modseq)
+            return
         for session in list(self.watchers.get(event.folder_id, ())):
             session.notify(event.modseq)
         for session in list(self.notifiers.get(event.mailbox_id, ())):
@@ -90,16 +96,23 @@ class ImapServer:
             return False
         self.per_user.add(str(mailbox_id), 1)
         self.user_of[session] = mailbox_id
+        self.signed_in_at[session] = time.time_ns()
         return True
+
+    def sign_out(self, mailbox_id: int, changed_ns: int) -> None:
+        """The mailbox's password changed at `changed_ns`: its sessions signed in before then
+        end with a BYE (at once when waiting for a command, else after their reply)."""
+        for session, user in list(self.user_of.items()):
+            if user == mailbox_id and self.signed_in_at.get(session, 0) <= changed_ns:
+                session.shutdown(r.BYE_SIGNED_OUT)
 
     def release_user(self, session: Session) -> None:
         mailbox_id = self.user_of.pop(session, None)
+        self.signed_in_at.pop(session, None)
         if mailbox_id is not None:
             self.per_user.add(str(mailbox_id), -1)
 
     async def handle(self, reader, writer, *, tls_active: bool, starttls_allowed: bool) -> None:
-        from protocols.imap import responses as r
-
         peer = writer.get_extra_info("peername")
         ip = peer[0] if peer else ""
         if self.caps.refusal(ip) is not None:

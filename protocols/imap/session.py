@@ -160,6 +160,7 @@ class Session:
         # command after its reply.
         self.awaiting_command = False
         self.shutting_down = False
+        self.bye = r.BYE_SHUTDOWN
         self.said_bye = False
         peer = writer.get_extra_info("peername")
         self.client_ip = peer[0] if peer else None
@@ -441,19 +442,23 @@ class Session:
         self.commands_before_auth = 0
         self.state = State.NOT_AUTHENTICATED
 
-    def shutdown(self) -> None:
-        """The server stops (SIGTERM): RFC 9051 7.1.5 BYE, now when the session waits for a
-        command or is in IDLE, else after the reply to the command it runs."""
+    def shutdown(self, bye: r.Reply = r.BYE_SHUTDOWN) -> None:
+        """The server stops (SIGTERM), or the account's password changed (BYE_SIGNED_OUT):
+        RFC 9051 7.1.5 BYE, now when the session waits for a command or is in IDLE, else
+        after the reply to the command it runs."""
+        if self.shutting_down:
+            return
         self.shutting_down = True
+        self.bye = bye
         if self.awaiting_command and not self.said_bye:
             self.said_bye = True
-            self.writer.write(self.compressed(r.BYE_SHUTDOWN.untagged()))
+            self.writer.write(self.compressed(bye.untagged()))
             self.writer.close()  # after the BYE is written; the pending read then ends
 
     async def bye_for_shutdown(self) -> None:
         if not self.said_bye:
             self.said_bye = True
-            await self.send(r.BYE_SHUTDOWN.untagged())
+            await self.send(self.bye.untagged())
         raise ConnectionDone()
 
     async def close(self) -> None:

@@ -92,6 +92,7 @@ BYE_LITERAL_TOO_LARGE: Final = bye("Literal too large, closing connection.")
 BYE_IDLE: Final = bye("Disconnected for inactivity.", TRYLATER)
 BYE_TOO_MANY_CONNECTIONS: Final = bye("Too many connections, try again later.", TRYLATER)
 BYE_SHUTDOWN: Final = bye("Server shutting down, try again later.", TRYLATER)
+BYE_SIGNED_OUT: Final = bye("Signed out: the account's password was changed.")
 NO_SERVER_ERROR: Final = no("Internal server error, try again later.", TRYLATER)
 
 # --- Scripts (RFC 5804 2.5 - 2.12) ------------------------------------------------------

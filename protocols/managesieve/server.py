@@ -67,6 +67,7 @@ class Connection(LineConnection):
     need_data = parser.NEED_DATA
     refusal = responses.BYE_TOO_MANY_CONNECTIONS
     goodbye = responses.BYE_SHUTDOWN
+    signed_out = responses.BYE_SIGNED_OUT
     shutdown_grace = SHUTDOWN_CLOSE_GRACE
 
     def __init__(self, family: Sessions) -> None:
@@ -136,6 +137,9 @@ class Session(EventLogin):
                 await self.dispatch(event)
                 if self.conn.stopping and not self.done:
                     await self.send(responses.BYE_SHUTDOWN)
+                    break
+                if self.conn.revoked and not self.done:
+                    await self.send(responses.BYE_SIGNED_OUT)
                     break
         except (ConnectionClosed, ConnectionError):
             pass
@@ -236,6 +240,7 @@ class Session(EventLogin):
     async def cmd_unauthenticate(self, command: parser.Unauthenticate) -> None:
         # RFC 5804 2.14.1: back to the non-authenticated state; TLS stays.
         self.mailbox = None
+        self.conn.signed_in = None
         self.state = State.NON_AUTHENTICATED
         self.conn.parser.set_limits(
             max_literal=settings.MAILHOST_MANAGESIEVE_MAX_LITERAL_BEFORE_AUTH,
@@ -277,6 +282,7 @@ class Session(EventLogin):
             max_literal=settings.MAILHOST_SIEVE_MAX_SCRIPT_SIZE, fatal_literals=False
         )
         await record(db, mailbox)
+        self.conn.sign_in(mailbox.pk)
         await self.send(responses.OK_LOGGED_IN)
 
     async def login_failed(self, reply: bytes) -> None:
@@ -390,6 +396,7 @@ async def start() -> list[Listener]:
         ),
         lambda connection: "managesieve",
     )
+    family.hear_sign_outs()
     server = await listen(
         lambda: Connection(family), name="managesieve", port=settings.MAILHOST_MANAGESIEVE_PORT
     )

@@ -73,6 +73,9 @@ ERR_TOO_MANY_CONNECTIONS: Final = f"-ERR {SYS_TEMP} Too many connections, try ag
 ERR_SERVER: Final = f"-ERR {SYS_TEMP} Internal server error, try again later"
 # Sent before the server closes a session when it stops (SIGTERM); RFC 3206 4: transient.
 ERR_SHUTDOWN: Final = f"-ERR {SYS_TEMP} Server shutting down, try again later"
+# Sent before the close when the account's password changed (RFC 3206 5: the credentials are
+# no longer good); the session's DELE marks are discarded.
+ERR_SIGNED_OUT: Final = f"-ERR {AUTH} Signed out: the account's password was changed"
 
 
 def greeting(hostname: str) -> str:

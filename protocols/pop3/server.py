@@ -68,6 +68,7 @@ class Connection(LineConnection):
     refusal = responses.encode(responses.ERR_TOO_MANY_CONNECTIONS)
     # RFC 2449 8 / RFC 3206 4: the session ended so deletes nothing (RFC 1939 6).
     goodbye = responses.encode(responses.ERR_SHUTDOWN)
+    signed_out = responses.encode(responses.ERR_SIGNED_OUT)
 
     def __init__(self, family: Family, *, implicit_tls: bool) -> None:
         super().__init__(
@@ -164,6 +165,9 @@ class Session(EventLogin):
                     break
                 if self.conn.superseded and not self.done:
                     await self.reply(responses.ERR_TAKEN_OVER)
+                    break
+                if self.conn.revoked and not self.done:
+                    await self.reply(responses.ERR_SIGNED_OUT)
                     break
         except (ConnectionClosed, ConnectionError):
             pass
@@ -315,6 +319,7 @@ class Session(EventLogin):
             await self.give_back_lease()
             raise
         await record(db, mailbox)
+        self.conn.sign_in(mailbox.pk)
         self.state = State.TRANSACTION
         self.heartbeat = asyncio.get_running_loop().create_task(self.keep_lease())
         await self.reply(responses.ok_login(*self.maildrop.totals()))
@@ -510,6 +515,7 @@ async def start() -> list[Listener]:
         )
     context = await asyncio.to_thread(tls.server_context)
     family = Family()
+    family.hear_sign_outs()
     plain = await listen(
         lambda: Connection(family, implicit_tls=False),
         name="pop3",

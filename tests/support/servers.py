@@ -51,3 +51,34 @@ def running(*modules: str):
             loop.call_soon_threadsafe(loop.stop)
             thread.join(10)
             loop.close()
+
+
+def run_elsewhere(code: str, data_dir) -> int:
+    """Run Python `code` (after django.setup()) in another process on this test's PostgreSQL
+    database, with the tests' password hasher: another front end's work, heard through Redis.
+    Returns its exit status."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from django.conf import settings
+    from django.db import connection
+
+    db = connection.settings_dict
+    host, port = db["HOST"] or "127.0.0.1", db["PORT"] or 5432
+    prelude = (
+        "import django; django.setup()\n"
+        "from django.conf import settings\n"
+        f"settings.PASSWORD_HASHERS = {settings.PASSWORD_HASHERS!r}\n"
+    )
+    env = dict(
+        os.environ,
+        DATABASE_URL=f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{host}:{port}/{db['NAME']}",
+        MAILHOST_DATA_DIR=str(data_dir),
+        DJANGO_SETTINGS_MODULE="mailhost.settings",
+    )
+    root = Path(__file__).resolve().parents[2]
+    return subprocess.run(
+        [sys.executable, "-c", prelude + code], env=env, cwd=root, timeout=60
+    ).returncode
