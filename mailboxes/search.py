@@ -26,7 +26,7 @@ parts with their transfer encoding and charset undone (what mailboxes/fulltext.p
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Container, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from email.utils import parsedate_tz
@@ -656,12 +656,16 @@ def folder_search(
     max_uid: int,
     view: Container[int] | None = None,
     fields: Sequence[str] = ("uid",),
+    only_uids: Iterable[int] | None = None,
 ) -> list[tuple]:
     """The asked-for fields of the folder's messages (UID up to max_uid, and in `view` when
-    given) that match, in UID order. Exact: every message whose bytes a criterion needs is
-    read."""
+    given) that match, in UID order; with only_uids, among those messages alone (IMAP's
+    update contexts re-checking what changed). Exact: every message whose bytes a criterion
+    needs is read."""
     ctx = _Context(folder_id=folder_id, max_uid=max_uid)
     scope = selectors.messages_to_search(folder_id, max_uid=max_uid)
+    if only_uids is not None:
+        scope = scope.filter(uid__in=list(only_uids))
     return _run(scope, criteria, ctx, fields=tuple(fields), order=("uid",), view=view).rows
 
 

@@ -308,6 +308,14 @@ class Search(Command):
     keys: tuple
     charset: str | None = None
     returns: tuple[str, ...] | None = None  # ESEARCH RETURN (...): None for plain SEARCH
+    partial: tuple[int, int] | None = None  # RETURN (PARTIAL low:high), RFC 5267 4.4
+
+
+@dataclass(frozen=True)
+class CancelUpdate(Command):
+    """CANCELUPDATE "tag" ... (RFC 5267 4.3.5): the UPDATE contexts to end."""
+
+    tags: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -1391,24 +1399,30 @@ def _search(reader: Reader, tag: str, name: str, uid: bool) -> Command:
     returns = None
     charset = None
     reader.sp()
+    partial = None
     if reader.line[reader.pos : reader.pos + 7].upper() == b"RETURN ":
         reader.pos += 7
-        returns = tuple(s.upper() for s in reader.paren_list(reader.atom))
-        allowed = {"MIN", "MAX", "ALL", "COUNT", "SAVE"}
-        if set(returns) - allowed:
-            raise ParseFailure("Unknown SEARCH return option")
+        returns, partial = _return_options(reader, SEARCH_RETURN_OPTIONS)
         reader.sp()
     if reader.line[reader.pos : reader.pos + 8].upper() == b"CHARSET ":
         reader.pos += 8
         charset = reader.astring().decode("ascii", "replace").upper()
         reader.sp()
-    return Search(tag, name, uid, _search_keys(reader), charset, returns)
+    return Search(tag, name, uid, _search_keys(reader), charset, returns, partial)
+
+
+# RFC 4731 and RFC 5182's options, and RFC 5267 4's CONTEXT, UPDATE and PARTIAL
+SEARCH_RETURN_OPTIONS = frozenset(
+    {"MIN", "MAX", "ALL", "COUNT", "SAVE", "CONTEXT", "UPDATE", "PARTIAL"}
+)
+SORT_RETURN_OPTIONS = frozenset({"MIN", "MAX", "ALL", "COUNT", "CONTEXT", "UPDATE", "PARTIAL"})
 
 
 def _return_options(
     reader: Reader, allowed: frozenset[str]
 ) -> tuple[tuple[str, ...], tuple[int, int] | None]:
-    """RETURN (...) of ESEARCH/ESORT; PARTIAL takes a range (RFC 5267 4.4, RFC 9394 3.1)."""
+    """RETURN (...) of ESEARCH/ESORT; PARTIAL takes a range (RFC 5267 4.4, RFC 9394 3.1).
+    CONTEXT is a hint (RFC 5267 4.2) and left out."""
     words = iter(reader.paren_list(reader.atom))
     options: list[str] = []
     partial = None
@@ -1416,10 +1430,16 @@ def _return_options(
         word = word.upper()
         if word == "PARTIAL" and "PARTIAL" in allowed:
             partial = _partial_range(next(words, ""))
+        elif word == "CONTEXT" and word in allowed:
+            continue
         elif word in allowed:
             options.append(word)
         else:
             raise ParseFailure(f"Unknown RETURN option {word}")
+    if partial is not None and "ALL" in options:
+        raise ParseFailure("PARTIAL conflicts with ALL")  # RFC 5267 4.4, RFC 9394 3.1
+    if options.count("UPDATE") > 1:
+        raise ParseFailure("Duplicate UPDATE")
     return tuple(options), partial
 
 
@@ -1514,15 +1534,24 @@ def _sort(reader: Reader, tag: str, name: str, uid: bool) -> Command:
     returns = partial = None
     if reader.line[reader.pos : reader.pos + 7].upper() == b"RETURN ":
         reader.pos += 7
-        returns, partial = _return_options(
-            reader, frozenset({"MIN", "MAX", "ALL", "COUNT", "PARTIAL"})
-        )
+        returns, partial = _return_options(reader, SORT_RETURN_OPTIONS)
         reader.sp()
     criteria = tuple(word.upper() for word in reader.paren_list(reader.atom))
     reader.sp()
     charset = reader.astring().decode("ascii", "replace").upper()
     reader.sp()
     return Sort(tag, name, uid, criteria, charset, _search_keys(reader), returns, partial)
+
+
+def _cancelupdate(reader: Reader, tag: str, name: str) -> Command:
+    # RFC 5267 5: "CANCELUPDATE" 1*(SP quoted)
+    tags = []
+    while not reader.at_end():
+        reader.sp()
+        tags.append(reader.quoted().decode("utf-8", "replace"))
+    if not tags:
+        raise ParseFailure("CANCELUPDATE needs a tag")
+    return CancelUpdate(tag, name, tuple(tags))
 
 
 def _thread(reader: Reader, tag: str, name: str, uid: bool) -> Command:
@@ -1797,6 +1826,7 @@ _HANDLERS = {
     "THREAD": _thread,
     "COMPRESS": _compress,
     "ESEARCH": _esearch,
+    "CANCELUPDATE": _cancelupdate,
     "REPLACE": _replace,
     "GETQUOTA": _getquota,
     "GETQUOTAROOT": _getquota,

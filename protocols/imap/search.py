@@ -418,8 +418,10 @@ def search_full(
     recent_uids: set[int] = frozenset(),
     saved_uids: Sequence[int] = (),
     want_modseq: bool = False,
+    only_uids: Iterable[int] | None = None,
 ) -> SearchResult:
-    """The UIDs (ascending) of the session's messages that match the key tree."""
+    """The UIDs (ascending) of the session's messages that match the key tree; with
+    only_uids, of those messages alone (an update context re-checking what changed)."""
     if not seq_uids:
         return SearchResult([], None)
     criteria = _to_store(key, _Context(seq_uids, set(recent_uids), saved_uids))
@@ -429,6 +431,7 @@ def search_full(
         max_uid=seq_uids[-1],
         view=set(seq_uids),
         fields=("uid", "modseq") if want_modseq else ("uid",),
+        only_uids=only_uids,
     )
     if not want_modseq:
         return SearchResult([row[0] for row in rows], None)
@@ -469,6 +472,16 @@ def search_response(numbers: Sequence[int], modseq: int | None = None) -> bytes:
     return out + b"\r\n"
 
 
+def partial_slice(numbers: Sequence[int], low: int, high: int) -> list[int]:
+    """The numbers at 1-based positions low..high (RFC 5267 4.4); negative positions count
+    from the end (RFC 9394 3.1: -1 is the last)."""
+    if low < 0:
+        count = len(numbers)
+        first, last = count + high + 1, count + low + 1  # -1:-100 -> the last hundred
+        return list(numbers[max(first, 1) - 1 : max(last, 0)])
+    return list(numbers[low - 1 : high])
+
+
 def esearch_response(
     tag: str,
     numbers: Sequence[int],
@@ -477,6 +490,7 @@ def esearch_response(
     uid: bool,
     modseqs: Sequence[int] | None = None,
     modseq: int | None = None,
+    partial: tuple[int, int] | None = None,
 ) -> bytes:
     """`* ESEARCH (TAG "t") [UID] MIN n MAX n COUNT n ALL set [MODSEQ n]` (RFC 4731 3.1).
 
@@ -485,9 +499,9 @@ def esearch_response(
     highest MODSEQ of the messages returned, so with only MIN/MAX just of those. (modseq,
     the highest of all matches, is the older form, used when modseqs is not given.)
     """
-    options = {r.upper() for r in returns} or {"ALL"}
-    if options == {"SAVE"}:
-        options = set()
+    options = {r.upper() for r in returns} or ({"ALL"} if partial is None else set())
+    # SAVE and UPDATE (RFC 5267 4.3: the correlator alone, as Dovecot) return no data
+    options -= {"SAVE", "UPDATE"}
     out = b'* ESEARCH (TAG "' + tag.encode("ascii", "replace") + b'")'
     if uid:
         out += b" UID"
@@ -512,6 +526,11 @@ def esearch_response(
         out += b" COUNT %d" % len(numbers)
     if numbers and "ALL" in options:
         out += b" ALL " + sequence_set_text(numbers).encode("ascii")
+    if partial is not None:  # RFC 5267 4.4, RFC 9394 3.1
+        low, high = partial
+        chosen = partial_slice(numbers, low, high)
+        text = sequence_set_text(chosen) if chosen else "NIL"
+        out += f" PARTIAL ({low}:{high} {text})".encode("ascii")
     if modseq is not None:
         out += b" MODSEQ %d" % modseq
     return out + b"\r\n"

@@ -33,7 +33,7 @@ from mailboxes.exceptions import (
 )
 from mailboxes.models import ACL_RIGHTS, Folder, Mailbox
 from mailboxes.storage import out_of_space
-from protocols.imap import fetch, states, uidcache
+from protocols.imap import contexts, fetch, states, uidcache
 from protocols.imap import parser as p
 from protocols.imap import responses as r
 from protocols.imap.commands import HANDLERS, UPDATES
@@ -89,6 +89,9 @@ class Selected:
     # UIDs expunged elsewhere while EXPUNGE could not be sent yet
     pending_expunge: set[int] = field(default_factory=set)
     saved: list[int] | None = None  # SEARCHRES "$" (RFC 5182), as UIDs
+    # SEARCH/SORT RETURN (UPDATE) contexts by their command's tag (RFC 5267 4.3): they end
+    # with the selection
+    contexts: dict[str, contexts.UpdateContext] = field(default_factory=dict)
     # RFC 4314: the session's rights on the folder (all of them on its own), and the
     # mailbox that owns it (another's, for a shared folder)
     rights: str = ACL_RIGHTS
@@ -233,6 +236,8 @@ class Session:
             "REPLACE",
             "SAVEDATE",
             "MULTISEARCH",
+            "CONTEXT=SEARCH",
+            "CONTEXT=SORT",
             "INPROGRESS",
             "UIDONLY",
             *(["COMPRESS=DEFLATE"] if self.deflate is None else []),
@@ -801,6 +806,10 @@ class Session:
                 await self.send(b"".join(out))
                 out = []
                 await self.notify_fetch(new_uids)
+        if sel.contexts and (rows or new_uids):
+            # RFC 5267 4.3.3: ADDTO after the EXISTS that numbers the arrivals
+            changed = {row[0] for row in rows} | set(new_uids)
+            out.extend(await UPDATES["contexts"](self, changed))
         sel.known_modseq = max(sel.known_modseq, highest, *(row[1] for row in rows))
         if sel.dirty and 0 < sel.event_modseq <= sel.known_modseq:
             # Every event since the read names a change it saw (the write of this very
@@ -821,6 +830,12 @@ class Session:
             sel.recent.discard(uid)
         if not gone:
             return []
+        # RFC 5267 4.3.4: a context's REMOVEFROM before the expunge, numbered as before it
+        removals = []
+        for context in sel.contexts.values():
+            removes = contexts.removal_pairs(context, gone)
+            number = contexts.numbering(context, sel.seq_of)
+            removals.append(contexts.update_response(context, removes, [], number))
         if self.qresync or self.uidonly:
             # RFC 7162 3.2.10: VANISHED replaces EXPUNGE once QRESYNC is enabled; RFC 9586
             # 3.4 likewise once UIDONLY is.
@@ -829,6 +844,7 @@ class Session:
             # Highest first: removing a message renumbers only those after it, so each
             # number sent is the message's number at that moment (RFC 9051 7.5.1).
             lines = [r.expunge(sel.seq_of(uid)) for uid in sorted(gone, reverse=True)]
+        lines = [line for line in removals if line] + lines
         # One pass, however many went (deleting one by one from a 100k map is quadratic).
         sel.uids = array("I", (u for u in sel.uids if u not in gone))
         return lines

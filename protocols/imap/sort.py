@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from protocols.imap.search import uid_ranges
+from protocols.imap.search import partial_slice, uid_ranges
 
 SORT_KEYS = frozenset(
     {"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO"}
@@ -555,16 +555,6 @@ def ordered_set_text(numbers: Sequence[int]) -> str:
     return ",".join(parts)
 
 
-def partial_slice(numbers: Sequence[int], low: int, high: int) -> list[int]:
-    """The numbers at 1-based positions low..high (RFC 5267 4.4); negative positions count
-    from the end (RFC 9394 3.1: -1 is the last)."""
-    if low < 0:
-        count = len(numbers)
-        first, last = count + high + 1, count + low + 1  # -1:-100 -> the last hundred
-        return list(numbers[max(first, 1) - 1 : max(last, 0)])
-    return list(numbers[low - 1 : high])
-
-
 def esort_response(
     tag: str,
     numbers: Sequence[int],
@@ -575,8 +565,10 @@ def esort_response(
 ) -> bytes:
     """`* ESEARCH (TAG "t") [UID] MIN n MAX n COUNT n ALL set PARTIAL (range set)` for a SORT
     with RETURN (RFC 5267 3.2: MIN/MAX are the first and last in sort order, ALL keeps it)."""
-    # RETURN () means ALL (RFC 4731 3.1); RETURN (PARTIAL ...) alone just that
+    # RETURN () means ALL (RFC 4731 3.1); RETURN (PARTIAL ...) alone just that; UPDATE
+    # alone (RFC 5267 4.3) only the correlator, as Dovecot answers SEARCH RETURN (UPDATE)
     options = {r.upper() for r in returns} or ({"ALL"} if partial is None else set())
+    options.discard("UPDATE")
     out = '* ESEARCH (TAG "' + tag + '")'
     if uid:
         out += " UID"

@@ -61,6 +61,7 @@ SELECTED_ONLY = frozenset(
         "COPY",
         "MOVE",
         "REPLACE",
+        "CANCELUPDATE",
     }
 )
 

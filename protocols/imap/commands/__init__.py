@@ -5,6 +5,7 @@ from __future__ import annotations
 from protocols.imap.commands import (
     acl,
     auth,
+    contexts,
     fetchsearch,
     idle,
     mailbox,
@@ -61,6 +62,7 @@ HANDLERS = {
     **acl.HANDLERS,
     **metadata.HANDLERS,
     **notify.HANDLERS,
+    **contexts.HANDLERS,
 }
 
 # What the session sends between commands for NOTIFY's events (RFC 5465): the session's
@@ -68,4 +70,5 @@ HANDLERS = {
 UPDATES = {
     "notify": notify.flush,
     "notify_fetch": notify.new_messages_fetch,
+    "contexts": contexts.refresh,  # RFC 5267 4.3: SEARCH/SORT RETURN (UPDATE)
 }

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mailboxes import selectors, services
+from protocols.imap import contexts
 from protocols.imap import fetch as fetch_items
 from protocols.imap import parser as p
 from protocols.imap import responses as r
@@ -181,6 +182,9 @@ async def search(session: Session, command: p.Search) -> r.Reply | None:
         raise CommandError(r.Reply("BAD", str(exc) or "Bad search key")) from None
     if session.uidonly and search_keys.uses_sequence_numbers(key):
         raise CommandError(r.BAD_UID_REQUIRED)  # RFC 9586 3
+    update = command.returns is not None and "UPDATE" in command.returns
+    if update:
+        contexts.check_tag(sel.contexts, command.tag)
     want_modseq = search_keys.uses_modseq(key)
     if want_modseq:
         session.enable_condstore()
@@ -206,10 +210,19 @@ async def search(session: Session, command: p.Search) -> r.Reply | None:
         saved = search_keys.saved_result(uids, returns)
         if saved is not None:
             sel.saved = saved
-        if search_keys.esearch_sends_response(returns):
+        if update:  # RFC 5267 4.3: CONTEXT=SEARCH
+            refused = contexts.start(sel.contexts, command.tag, key, uid=command.uid, results=uids)
+            if refused:
+                await session.send(refused)
+        if search_keys.esearch_sends_response(returns) or command.partial is not None:
             await session.send(
                 search_keys.esearch_response(
-                    command.tag, numbers, returns, uid=command.uid, modseqs=result.modseqs
+                    command.tag,
+                    numbers,
+                    returns,
+                    uid=command.uid,
+                    modseqs=result.modseqs,
+                    partial=command.partial,
                 )
             )
     return r.OK_COMPLETED

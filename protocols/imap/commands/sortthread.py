@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mailboxes import selectors
+from protocols.imap import contexts
 from protocols.imap import parser as p
 from protocols.imap import responses as r
 from protocols.imap import search as search_keys
@@ -19,9 +20,10 @@ BAD_THREAD_ALGORITHM = r.Reply("BAD", "Unknown thread algorithm")
 
 
 async def _matching(
-    session: Session, tag: str, keys: tuple, charset: str
-) -> search_keys.SearchResult:
-    """The session's messages the search keys match (UIDs ascending), as SEARCH finds them."""
+    session: Session, tag: str, keys: tuple, charset: str, *, update: bool = False
+) -> tuple[object, search_keys.SearchResult]:
+    """The parsed keys and the session's messages they match (UIDs ascending), as SEARCH
+    finds them; `update`: the tag must be free for a context (RFC 5267 4.3)."""
     sel = session.selected
     try:
         key = search_keys.parse_keys(keys, charset)
@@ -31,13 +33,15 @@ async def _matching(
         raise CommandError(r.Reply("BAD", str(exc) or "Bad search key")) from None
     if session.uidonly and search_keys.uses_sequence_numbers(key):
         raise CommandError(r.BAD_UID_REQUIRED)  # RFC 9586 3
+    if update:
+        contexts.check_tag(sel.contexts, tag)
     want_modseq = search_keys.uses_modseq(key)
     if want_modseq:
         session.enable_condstore()  # RFC 7162 3.1.5: MODSEQ in SORT as in SEARCH
     if isinstance(key, search_keys.All):
         # The usual SORT: every message of the view, no query (the rows are read next).
-        return search_keys.SearchResult(list(await session.sequence_map()), None)
-    return await session.db_progress(
+        return key, search_keys.SearchResult(list(await session.sequence_map()), None)
+    return key, await session.db_progress(
         tag,
         search_keys.search_full,
         sel.folder_id,
@@ -56,7 +60,7 @@ def _rows(folder_id: int, uids: list[int], columns: tuple[str, ...]) -> list[tup
     return [row for row in rows if row[0] in wanted]
 
 
-def _sorted(folder_id: int, uids: list[int], keys: tuple[sorting.SortKey, ...]) -> list[int]:
+def sort_uids(folder_id: int, uids: list[int], keys: tuple[sorting.SortKey, ...]) -> list[int]:
     columns = sorting.columns_for(keys)
     rows = _rows(folder_id, uids, columns)
     return sorting.sort_rows(rows, columns, keys, _exact_addresses(folder_id, rows, columns))
@@ -90,14 +94,23 @@ async def sort(session: Session, command: p.Sort) -> r.Reply | None:
         keys = sorting.parse_criteria(command.criteria)
     except sorting.SortSyntaxError as exc:
         raise CommandError(r.Reply("BAD", str(exc))) from None
-    result = await _matching(session, command.tag, command.keys, command.charset)
+    update = "UPDATE" in (command.returns or ())
+    key, result = await _matching(
+        session, command.tag, command.keys, command.charset, update=update
+    )
     ordered = (
-        await session.db_progress(command.tag, _sorted, sel.folder_id, result.uids, keys)
+        await session.db_progress(command.tag, sort_uids, sel.folder_id, result.uids, keys)
         if result.uids
         else []
     )
     numbers = ordered if command.uid else [sel.seq_of(uid) for uid in ordered]
     numbers = [n for n in numbers if n is not None]
+    if update:  # RFC 5267 4.3: CONTEXT=SORT
+        refused = contexts.start(
+            sel.contexts, command.tag, key, uid=command.uid, results=ordered, sort_keys=keys
+        )
+        if refused:
+            await session.send(refused)
     if command.returns is None and command.partial is None:
         line = "* SORT" + "".join(f" {n}" for n in numbers)
         if numbers and result.highest_modseq is not None:
@@ -128,7 +141,7 @@ async def thread(session: Session, command: p.Thread) -> r.Reply | None:
     sel = session.selected
     if command.algorithm not in sorting.THREAD_ALGORITHMS:
         raise CommandError(BAD_THREAD_ALGORITHM)
-    result = await _matching(session, command.tag, command.keys, command.charset)
+    _key, result = await _matching(session, command.tag, command.keys, command.charset)
     roots = (
         await session.db_progress(
             command.tag, _threads, sel.folder_id, result.uids, command.algorithm

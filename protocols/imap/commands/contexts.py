@@ -1,0 +1,85 @@
+"""CONTEXT=SEARCH and CONTEXT=SORT (RFC 5267 4): the engine side of RETURN (UPDATE): opening a
+context, CANCELUPDATE, and re-checking the contexts when the selected folder changes (the
+session reaches `refresh` through commands.UPDATES). The contexts, their ADDTO/REMOVEFROM
+pairs and responses live in protocols/imap/contexts.py."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from protocols.imap import contexts
+from protocols.imap import parser as p
+from protocols.imap import responses as r
+from protocols.imap import search as search_keys
+from protocols.imap.commands.sortthread import sort_uids
+from protocols.imap.errors import CommandError
+from protocols.imap.worker import db
+
+if TYPE_CHECKING:
+    from protocols.imap.session import Session
+
+# A change to more messages than this re-evaluates the whole view rather than each of them
+# (one `uid IN (...)` list stays small).
+MAX_CHECKED = 500
+
+NO_UNKNOWN_TAG = r.Reply("NO", "Unknown tag")
+OK_CANCELLED = r.Reply("OK", "Updates cancelled")
+
+
+async def cancelupdate(session: Session, command: p.CancelUpdate) -> r.Reply | None:
+    # RFC 5267 4.3.5; an unknown tag is refused, as Dovecot does
+    sel = session.selected
+    if any(tag not in sel.contexts for tag in command.tags):
+        raise CommandError(NO_UNKNOWN_TAG)
+    for tag in command.tags:
+        del sel.contexts[tag]
+    return OK_CANCELLED
+
+
+def _matches(folder_id: int, jobs, view, recent, saved) -> list[tuple[list[int], set[int]]]:
+    """For each (key, checked UIDs or None for the whole view): the matching UIDs and the
+    UIDs that were checked, in one worker hop."""
+    out = []
+    for key, checked in jobs:
+        found = search_keys.search_full(
+            folder_id,
+            key,
+            seq_uids=view,
+            recent_uids=recent,
+            saved_uids=saved,
+            only_uids=checked,
+        )
+        out.append((found.uids, set(view) if checked is None else checked))
+    return out
+
+
+async def refresh(session: Session, changed: set[int]) -> list[bytes]:
+    """ESEARCH ADDTO/REMOVEFROM for what changed in the selected folder (flags, arrivals
+    already announced by EXISTS, RFC 5267 4.3.3), each context re-checked for the changed
+    messages (all of them when its keys number messages)."""
+    sel = session.selected
+    view = await session.sequence_map()
+    live = list(sel.contexts.values())
+    jobs = [(c.key, None if c.whole_view or len(changed) > MAX_CHECKED else changed) for c in live]
+    found = await db(_matches, sel.folder_id, jobs, view, set(sel.recent), list(sel.saved or ()))
+    out = []
+    for context, (matched, checked) in zip(live, found, strict=True):
+        new = contexts.merged(context, matched, checked)  # mailbox order
+        kept = set(new)
+        removes = contexts.removal_pairs(context, {u for u in context.results if u not in kept})
+        if context.sorted:
+            # what stays keeps its order (sort keys do not change); arrivals are placed by
+            # sorting the whole result again
+            if len(new) > len(context.results):
+                new = await db(sort_uids, sel.folder_id, new, context.sort_keys)
+            else:
+                new = context.results
+        adds = contexts.addition_pairs(context, new)
+        number = contexts.numbering(context, sel.seq_of)
+        line = contexts.update_response(context, removes, adds, number)
+        if line:
+            out.append(line)
+    return out
+
+
+HANDLERS = {"CANCELUPDATE": cancelupdate}

@@ -1,0 +1,167 @@
+"""Search and sort contexts kept up to date (RFC 5267 4.3, CONTEXT=SEARCH and CONTEXT=SORT):
+what a SEARCH or SORT with RETURN (UPDATE) remembers, how its result changes become ADDTO and
+REMOVEFROM pairs, and the ESEARCH responses that carry them. Sans-IO: the session and
+commands/contexts.py feed it results and send what it returns."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from protocols.imap import responses as r
+from protocols.imap.errors import CommandError
+from protocols.imap.search import sequence_set_text, uses_saved, uses_sequence_numbers
+from protocols.imap.sort import ordered_set_text
+
+# A pair of an ADDTO or REMOVEFROM item: (context position, numbers in the context's order).
+Pair = tuple[int, list[int]]
+
+BAD_TAG_IN_USE = r.Reply("BAD", "Tag already names an update context")  # RFC 5267 4.3
+
+
+@dataclass
+class UpdateContext:
+    """One RETURN (UPDATE) command's live result, until CANCELUPDATE or the mailbox is left."""
+
+    tag: str
+    key: object  # the parsed search keys
+    uid: bool  # UID SEARCH / UID SORT: updates in UIDs, else in sequence numbers
+    sort_keys: tuple | None  # None for SEARCH: mailbox order, every position 0
+    results: list[int]  # UIDs, in the context's order
+    # Sequence-number keys or "$": a change to one message can change whether another
+    # matches, so every change re-evaluates the whole view.
+    whole_view: bool = False
+
+    @property
+    def sorted(self) -> bool:
+        return self.sort_keys is not None
+
+
+def check_tag(live: dict[str, UpdateContext], tag: str) -> None:
+    """RFC 5267 4.3: UPDATE under a tag a live context already uses SHALL get BAD."""
+    if tag in live:
+        raise CommandError(BAD_TAG_IN_USE)
+
+
+def start(
+    live: dict[str, UpdateContext],
+    tag: str,
+    key: object,
+    *,
+    uid: bool,
+    results: list[int],
+    sort_keys: tuple | None = None,
+) -> bytes:
+    """Open the context of a SEARCH or SORT with RETURN (UPDATE) among the selection's live
+    ones; over MAILHOST_IMAP_MAX_UPDATE_CONTEXTS, the untagged `NO [NOUPDATE "tag"]` to
+    send instead (RFC 5267 4.3.1: the other return options are answered all the same)."""
+    if len(live) >= settings.MAILHOST_IMAP_MAX_UPDATE_CONTEXTS:
+        code = "NOUPDATE " + r.quoted_or_literal(tag).decode("ascii")
+        return r.Reply("NO", "Too many update contexts", code).untagged()
+    live[tag] = UpdateContext(
+        tag=tag,
+        key=key,
+        uid=uid,
+        sort_keys=sort_keys,
+        results=list(results),
+        whole_view=uses_sequence_numbers(key) or uses_saved(key),
+    )
+    return b""
+
+
+def removal_pairs(context: UpdateContext, gone: set[int]) -> list[Pair]:
+    """REMOVEFROM pairs taking `gone` out of the context's result (RFC 5267 4.3.4), in UIDs,
+    and the result updated. SEARCH: position 0 and the set in mailbox order; SORT: each run of
+    neighbours at the position its first holds once the runs before it are removed."""
+    old = context.results
+    context.results = [uid for uid in old if uid not in gone]
+    removed = [uid for uid in old if uid in gone]
+    if not removed:
+        return []
+    if not context.sorted:
+        return [(0, sorted(removed))]
+    pairs: list[Pair] = []
+    taken = 0
+    run: list[int] = []
+    start = 0
+    for index, uid in enumerate(old):
+        if uid in gone:
+            if not run:
+                start = index + 1 - taken
+            run.append(uid)
+            continue
+        if run:
+            pairs.append((start, run))
+            taken += len(run)
+            run = []
+    if run:
+        pairs.append((start, run))
+    return pairs
+
+
+def addition_pairs(context: UpdateContext, new_results: list[int]) -> list[Pair]:
+    """ADDTO pairs that make the context's result `new_results` (RFC 5267 4.3.3), given that
+    every UID kept is in both in the same order, and the result updated. SEARCH: position 0,
+    the set in mailbox order; SORT: each run of additions at its position in the new result
+    (the pairs applied in order, everything before a run is in place by then)."""
+    present = set(context.results)
+    context.results = list(new_results)
+    if not context.sorted:
+        added = sorted(uid for uid in new_results if uid not in present)
+        return [(0, added)] if added else []
+    pairs: list[Pair] = []
+    run: list[int] = []
+    start = 0
+    for index, uid in enumerate(new_results):
+        if uid not in present:
+            if not run:
+                start = index + 1
+            run.append(uid)
+            continue
+        if run:
+            pairs.append((start, run))
+            run = []
+    if run:
+        pairs.append((start, run))
+    return pairs
+
+
+def merged(context: UpdateContext, matched: Iterable[int], checked: set[int]) -> list[int]:
+    """A SEARCH context's new result in mailbox order: the old one, less the `checked` UIDs,
+    plus those of them that `matched`."""
+    return sorted({uid for uid in context.results if uid not in checked} | set(matched))
+
+
+def numbering(
+    context: UpdateContext, seq_of: Callable[[int], int | None]
+) -> Callable[[int], int | None]:
+    """What the context's client counts in: UIDs, or sequence numbers (RFC 5267 4.3.2)."""
+    return (lambda uid: uid) if context.uid else seq_of
+
+
+def update_response(
+    context: UpdateContext,
+    removes: Sequence[Pair],
+    adds: Sequence[Pair],
+    number: Callable[[int], int | None],
+) -> bytes:
+    """`* ESEARCH (TAG "t") [UID] REMOVEFROM (pos set ...) ADDTO (pos set ...)` (RFC 5267 5);
+    `number` turns a UID into what the client counts in (itself, or its sequence number now).
+    b"" when nothing changed."""
+    parts = []
+    for name, pairs in (("REMOVEFROM", removes), ("ADDTO", adds)):
+        items = []
+        for position, uids in pairs:
+            numbers = [n for n in map(number, uids) if n is not None]
+            if numbers:
+                # SORT keeps its order, ascending runs as ranges (RFC 5267 3.2)
+                text = ordered_set_text(numbers) if context.sorted else sequence_set_text(numbers)
+                items.append(f"{position} {text}")
+        if items:
+            parts.append(f"{name} ({' '.join(items)})")
+    if not parts:
+        return b""
+    head = f'* ESEARCH (TAG "{context.tag}")' + (" UID" if context.uid else "")
+    return (head + " " + " ".join(parts) + "\r\n").encode("utf-8")
