@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from protocols.imap import responses as r
+from protocols.imap import untagged
 from protocols.imap.errors import CommandError
 from protocols.imap.search import sequence_set_text, uses_saved, uses_sequence_numbers
 from protocols.imap.sort import ordered_set_text
@@ -45,7 +46,7 @@ def check_tag(live: dict[str, UpdateContext], tag: str) -> None:
         raise CommandError(BAD_TAG_IN_USE)
 
 
-def start(
+def open_context(
     live: dict[str, UpdateContext],
     tag: str,
     key: object,
@@ -53,13 +54,13 @@ def start(
     uid: bool,
     results: list[int],
     sort_keys: tuple | None = None,
-) -> bytes:
+) -> r.Reply | None:
     """Open the context of a SEARCH or SORT with RETURN (UPDATE) among the selection's live
     ones; over MAILHOST_IMAP_MAX_UPDATE_CONTEXTS, the untagged `NO [NOUPDATE "tag"]` to
     send instead (RFC 5267 4.3.1: the other return options are answered all the same)."""
     if len(live) >= settings.MAILHOST_IMAP_MAX_UPDATE_CONTEXTS:
         code = "NOUPDATE " + r.quoted_or_literal(tag).decode("ascii")
-        return r.Reply("NO", "Too many update contexts", code).untagged()
+        return r.Reply("NO", "Too many update contexts", code)
     live[tag] = UpdateContext(
         tag=tag,
         key=key,
@@ -68,7 +69,13 @@ def start(
         results=list(results),
         whole_view=uses_sequence_numbers(key) or uses_saved(key),
     )
-    return b""
+    return None
+
+
+def start(live: dict[str, UpdateContext], tag: str, key: object, **kwargs) -> bytes:
+    """open_context, its refusal as the client reads it (b"" when opened)."""
+    refusal = open_context(live, tag, key, **kwargs)
+    return refusal.untagged() if refusal is not None else b""
 
 
 def removal_pairs(context: UpdateContext, gone: set[int]) -> list[Pair]:
@@ -147,10 +154,21 @@ def update_response(
     adds: Sequence[Pair],
     number: Callable[[int], int | None],
 ) -> bytes:
+    """update_esearch as the client reads it (b"" when nothing changed)."""
+    response = update_esearch(context, removes, adds, number)
+    return untagged.wire([response]) if response is not None else b""
+
+
+def update_esearch(
+    context: UpdateContext,
+    removes: Sequence[Pair],
+    adds: Sequence[Pair],
+    number: Callable[[int], int | None],
+) -> untagged.ESearch | None:
     """`* ESEARCH (TAG "t") [UID] REMOVEFROM (pos set ...) ADDTO (pos set ...)` (RFC 5267 5);
     `number` turns a UID into what the client counts in (itself, or its sequence number now).
-    b"" when nothing changed."""
-    parts = []
+    None when nothing changed."""
+    data = []
     for name, pairs in (("REMOVEFROM", removes), ("ADDTO", adds)):
         items = []
         for position, uids in pairs:
@@ -160,8 +178,7 @@ def update_response(
                 text = ordered_set_text(numbers) if context.sorted else sequence_set_text(numbers)
                 items.append(f"{position} {text}")
         if items:
-            parts.append(f"{name} ({' '.join(items)})")
-    if not parts:
-        return b""
-    head = f'* ESEARCH (TAG "{context.tag}")' + (" UID" if context.uid else "")
-    return (head + " " + " ".join(parts) + "\r\n").encode("utf-8")
+            data.append((name, f"({' '.join(items)})"))
+    if not data:
+        return None
+    return untagged.ESearch(context.tag, context.uid, tuple(data))

@@ -18,7 +18,7 @@ from mailboxes import selectors
 from mailboxes.events import ChangeEvent
 from mailboxes.models import HIERARCHY_DELIMITER, Folder
 from protocols.imap import parser as p
-from protocols.imap import responses as r
+from protocols.imap import untagged
 
 logger = logging.getLogger(__name__)
 
@@ -173,15 +173,8 @@ def read_changes(
     return status, lists, metadata
 
 
-def list_line(session, attrs: tuple[str, ...], name: str, old: str | None) -> bytes:
-    wire = r.mailbox_name(name, utf8=session.utf8)
-    line = f'LIST ({" ".join(attrs)}) "{HIERARCHY_DELIMITER}" '.encode() + wire
-    if old is not None:
-        line += b' ("OLDNAME" (' + r.mailbox_name(old, utf8=session.utf8) + b"))"
-    return r.untagged(line)
-
-
-def metadata_line(session, name: str, entries: list[str]) -> bytes:
-    # RFC 5464 4.4.2: unsolicited METADATA names the entries that changed, not their values
-    wire = r.mailbox_name(name, utf8=session.utf8) if name else b'""'
-    return r.untagged(b"METADATA " + wire + b" " + " ".join(entries).encode())
+def list_response(
+    attrs: tuple[str, ...], name: str, old: str | None, *, utf8: bool
+) -> untagged.ListItem:
+    """The LIST a mailbox event sends (RFC 5465 5.4), with OLDNAME after a rename."""
+    return untagged.ListItem("LIST", tuple(attrs), HIERARCHY_DELIMITER, name, utf8, oldname=old)

@@ -1,6 +1,8 @@
-"""IMAP replies as pure functions and named constants (RFC 9051 7; response codes 7.1).
+"""IMAP status replies as values and named constants (RFC 9051 7.1; response codes 7.1), and
+how values are written on the wire (strings, literals, mailbox names, flag lists, sets).
 
-Transcript tests compare against these constants, so the wording lives in one place.
+Transcript tests compare against these constants, so the wording lives in one place. The other
+untagged responses are values of protocols/imap/untagged.py, written by its `wire`.
 """
 
 from __future__ import annotations
@@ -111,16 +113,6 @@ CONTINUE_IDLE = b"+ idling\r\n"
 CONTINUE_AUTH = b"+ \r\n"
 
 
-def tagged(tag: str, reply: Reply) -> bytes:
-    return reply.tagged(tag)
-
-
-def untagged(text: str | bytes) -> bytes:
-    """`* <text>CRLF`; bytes pass through untouched (they may carry literals)."""
-    body = text if isinstance(text, bytes) else text.encode("utf-8")
-    return b"* " + body + CRLF
-
-
 # --- Values -----------------------------------------------------------------------------
 
 
@@ -169,20 +161,3 @@ def sequence_text(numbers: Iterable[int]) -> str:
     if start is not None:
         parts.append(str(start) if start == prev else f"{start}:{prev}")
     return ",".join(parts)
-
-
-def capability_line(capabilities: Iterable[str]) -> bytes:
-    return untagged("CAPABILITY " + " ".join(capabilities))
-
-
-def exists(count: int) -> bytes:
-    return untagged(f"{count} EXISTS")
-
-
-def expunge(seq: int) -> bytes:
-    return untagged(f"{seq} EXPUNGE")
-
-
-def vanished(uids: Iterable[int], *, earlier: bool = False) -> bytes:
-    prefix = "VANISHED (EARLIER) " if earlier else "VANISHED "
-    return untagged(prefix + sequence_text(uids))

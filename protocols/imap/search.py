@@ -34,7 +34,7 @@ from mailboxes.search import (
     Size,
     TextKey,
 )
-from protocols.imap import objectid
+from protocols.imap import objectid, untagged
 from protocols.imap.parser import (
     ParseFailure,
     SequenceSet,
@@ -464,12 +464,7 @@ def sequence_set_text(numbers: Iterable[int]) -> str:
 
 def search_response(numbers: Sequence[int], modseq: int | None = None) -> bytes:
     """`* SEARCH n n n` (RFC 9051 7.3.4 as RFC 3501 7.2.5), with (MODSEQ n) of RFC 7162."""
-    out = b"* SEARCH"
-    if numbers:
-        out += b" " + b" ".join(b"%d" % n for n in numbers)
-        if modseq is not None:
-            out += b" (MODSEQ %d)" % modseq
-    return out + b"\r\n"
+    return untagged.wire([untagged.Search(numbers, modseq)])
 
 
 def partial_slice(numbers: Sequence[int], low: int, high: int) -> list[int]:
@@ -482,7 +477,12 @@ def partial_slice(numbers: Sequence[int], low: int, high: int) -> list[int]:
     return list(numbers[low - 1 : high])
 
 
-def esearch_response(
+def esearch_response(*args, **kwargs) -> bytes:
+    """esearch's response (same arguments) as the client reads it."""
+    return untagged.wire([esearch(*args, **kwargs)])
+
+
+def esearch(
     tag: str,
     numbers: Sequence[int],
     returns: Sequence[str],
@@ -491,7 +491,7 @@ def esearch_response(
     modseqs: Sequence[int] | None = None,
     modseq: int | None = None,
     partial: tuple[int, int] | None = None,
-) -> bytes:
+) -> untagged.ESearch:
     """`* ESEARCH (TAG "t") [UID] MIN n MAX n COUNT n ALL set [MODSEQ n]` (RFC 4731 3.1).
 
     An empty RETURN () means ALL. MIN, MAX and ALL are left out when nothing matched.
@@ -502,9 +502,6 @@ def esearch_response(
     options = {r.upper() for r in returns} or ({"ALL"} if partial is None else set())
     # SAVE and UPDATE (RFC 5267 4.3: the correlator alone, as Dovecot) return no data
     options -= {"SAVE", "UPDATE"}
-    out = b'* ESEARCH (TAG "' + tag.encode("ascii", "replace") + b'")'
-    if uid:
-        out += b" UID"
     if not numbers or not options:
         modseq = None
     if modseqs is not None and numbers:
@@ -517,23 +514,23 @@ def esearch_response(
             )
             modseq = max(m for _n, m in chosen)
     numbers = sorted(numbers)
+    data: list[tuple[str, object]] = []
     if numbers:
         if "MIN" in options:
-            out += b" MIN %d" % numbers[0]
+            data.append(("MIN", numbers[0]))
         if "MAX" in options:
-            out += b" MAX %d" % numbers[-1]
+            data.append(("MAX", numbers[-1]))
     if "COUNT" in options:
-        out += b" COUNT %d" % len(numbers)
+        data.append(("COUNT", len(numbers)))
     if numbers and "ALL" in options:
-        out += b" ALL " + sequence_set_text(numbers).encode("ascii")
+        data.append(("ALL", sequence_set_text(numbers)))
     if partial is not None:  # RFC 5267 4.4, RFC 9394 3.1
         low, high = partial
         chosen = partial_slice(numbers, low, high)
-        text = sequence_set_text(chosen) if chosen else "NIL"
-        out += f" PARTIAL ({low}:{high} {text})".encode("ascii")
+        data.append(("PARTIAL", f"({low}:{high} {sequence_set_text(chosen) if chosen else 'NIL'})"))
     if modseq is not None:
-        out += b" MODSEQ %d" % modseq
-    return out + b"\r\n"
+        data.append(("MODSEQ", modseq))
+    return untagged.ESearch(tag, uid, tuple(data))
 
 
 def esearch_sends_response(returns: Sequence[str]) -> bool:

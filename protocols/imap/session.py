@@ -1,5 +1,11 @@
 """One IMAP connection: reads bytes into the parser, dispatches commands, writes replies.
 
+A handler (protocols/imap/commands/) sends its untagged responses as values
+(protocols/imap/untagged.py, written by its `wire`) and returns its tagged reply, a Reply or a
+Done that also says what the connection does next (close, compress, TLS): the session carries
+that out. The selected state is protocols/imap/selected.py's Selected, what CAPABILITY lists
+protocols/imap/capability.py's.
+
 The session keeps the selected folder's sequence-number-to-UID list in memory, read on first
 need rather than at SELECT (which answers from the folder row's counters): until then the
 session holds only the view's bounds (protocols/imap/uidcache.py). Changes made elsewhere
@@ -17,7 +23,6 @@ import ssl
 import sys
 import zlib
 from array import array
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from django.conf import settings
@@ -31,14 +36,17 @@ from mailboxes.exceptions import (
     NotFound,
     QuotaExceeded,
 )
-from mailboxes.models import ACL_RIGHTS, Folder, Mailbox
+from mailboxes.folders import ACL_RIGHTS
+from mailboxes.models import Folder, Mailbox
 from mailboxes.storage import out_of_space
-from protocols.imap import contexts, fetch, states, uidcache
+from protocols.imap import capability, states, uidcache
 from protocols.imap import parser as p
 from protocols.imap import responses as r
+from protocols.imap import untagged as u
 from protocols.imap.commands import HANDLERS, UPDATES
 from protocols.imap.errors import CommandError, ConnectionDone
-from protocols.imap.flags import COMMON_KEYWORDS, FLAGS_LINE_BASE, flags_of
+from protocols.imap.flags import flags_of
+from protocols.imap.selected import Selected
 from protocols.imap.states import State
 from protocols.imap.worker import db
 
@@ -51,85 +59,6 @@ logger = logging.getLogger(__name__)
 # each time as long again has passed.
 PROGRESS_INTERVAL = 1.0
 INFLATE_CHUNK = 256 * 1024  # octets inflated per read at most (COMPRESS=DEFLATE)
-
-
-@dataclass
-class Selected:
-    folder_id: int
-    name: str
-    uidvalidity: int
-    readonly: bool
-    known_modseq: int
-    # Expunges up to here are reported; with view_uidnext, the view the client was told of.
-    expunge_modseq: int
-    view_uidnext: int  # UIDs from here on are new to the client (not yet in an EXISTS)
-    count: int  # EXISTS while the sequence map is not read
-    # seq -> uid: 4 bytes per message (a 100k-message folder costs 400 kB per session),
-    # None until a command needs sequence numbers (Session.sequence_map).
-    uids: array | None = None
-    # \Recent: the UIDs claimed at SELECT are a range (how many of them: recent_at_select)
-    # until the map is read; `recent` holds the rest (and all of them once the map is read).
-    recent_range: tuple[int, int] = (0, 0)
-    recent_at_select: int = 0
-    recent: set[int] = field(default_factory=set)
-    # Keywords of the folder, shared by every session of this process that selected it
-    # (so no FLAGS response ever drops one another session announced), and the keywords
-    # this session's last FLAGS response listed.
-    keywords: set[str] = field(default_factory=set)
-    announced: set[str] = field(default_factory=set)
-    dirty: bool = False
-    # What changed since known_modseq, read in the hop of the command's own write
-    # (Session.db_and_changes): the next sync_updates sends it instead of asking again.
-    prefetched: tuple | None = None
-    # Highest MODSEQ named by a change event since the session last cleared `dirty`: a
-    # change at or below the MODSEQ it has read up to is no reason to read again.
-    event_modseq: int = 0
-    # (uid -> highest modseq) this session already showed itself (STORE), not repeated by sync
-    reported: dict[int, int] = field(default_factory=dict)
-    # UIDs expunged elsewhere while EXPUNGE could not be sent yet
-    pending_expunge: set[int] = field(default_factory=set)
-    saved: list[int] | None = None  # SEARCHRES "$" (RFC 5182), as UIDs
-    # SEARCH/SORT RETURN (UPDATE) contexts by their command's tag (RFC 5267 4.3): they end
-    # with the selection
-    contexts: dict[str, contexts.UpdateContext] = field(default_factory=dict)
-    # RFC 4314: the session's rights on the folder (all of them on its own), and the
-    # mailbox that owns it (another's, for a shared folder)
-    rights: str = ACL_RIGHTS
-    owner_id: int = 0
-
-    def require(self, right: str) -> None:
-        """NO [NOPERM] unless the session holds the right on the selected folder."""
-        if right not in self.rights:
-            raise CommandError(r.NO_PERMISSION)
-
-    @property
-    def exists(self) -> int:
-        return self.count if self.uids is None else len(self.uids)
-
-    @property
-    def recent_count(self) -> int:
-        if self.uids is None:
-            return self.recent_at_select + len(self.recent)
-        return len(self.recent)
-
-    def seqs_of(self, uids) -> list[int | None]:
-        """Sequence numbers of ascending UIDs (None where not in the map): for a large
-        result one walk of the map, cheaper than a bisection each."""
-        mapped, count = self.uids, len(self.uids)
-        if len(uids) * 8 < count:
-            return [self.seq_of(uid) for uid in uids]
-        seqs: list[int | None] = []
-        i = 0
-        for uid in uids:
-            while i < count and mapped[i] < uid:
-                i += 1
-            seqs.append(i + 1 if i < count and mapped[i] == uid else None)
-        return seqs
-
-    def seq_of(self, uid: int) -> int | None:
-        """The message's sequence number (the map must be read: Session.sequence_map)."""
-        i = bisect.bisect_left(self.uids, uid)
-        return i + 1 if i < len(self.uids) and self.uids[i] == uid else None
 
 
 class Session:
@@ -187,68 +116,6 @@ class Session:
             limit = min(limit, settings.MAILHOST_IMAP_MAX_LITERAL_BEFORE_AUTH)
         self.parser.max_literal = limit
 
-    # --- capabilities ------------------------------------------------------------------
-
-    @property
-    def plaintext_ok(self) -> bool:
-        return self.tls or settings.MAILHOST_ALLOW_PLAINTEXT_AUTH
-
-    def capabilities(self) -> list[str]:
-        caps = ["IMAP4rev1", "IMAP4rev2", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE"]
-        if self.state == State.NOT_AUTHENTICATED:
-            if self.starttls_allowed and not self.tls:
-                caps.append("STARTTLS")
-            if self.plaintext_ok:
-                caps.append("AUTH=PLAIN")
-            else:
-                caps.append("LOGINDISABLED")
-            return caps
-        caps += [
-            "NAMESPACE",
-            "UNSELECT",
-            "UIDPLUS",
-            "MOVE",
-            "CHILDREN",
-            "LIST-EXTENDED",
-            "LIST-STATUS",
-            "SPECIAL-USE",
-            "CREATE-SPECIAL-USE",
-            "STATUS=SIZE",
-            "ESEARCH",
-            "SEARCHRES",
-            "SORT",
-            "SORT=DISPLAY",
-            "ESORT",
-            "THREAD=ORDEREDSUBJECT",
-            "THREAD=REFERENCES",
-            "QUOTA",
-            "QUOTA=RES-STORAGE",
-            "ACL",
-            "RIGHTS=texk",
-            "METADATA",
-            "METADATA-SERVER",
-            "LIST-METADATA",
-            "NOTIFY",
-            "MULTIAPPEND",
-            "UNAUTHENTICATE",
-            "OBJECTID",
-            "PREVIEW",
-            "REPLACE",
-            "SAVEDATE",
-            "MULTISEARCH",
-            "CONTEXT=SEARCH",
-            "CONTEXT=SORT",
-            "INPROGRESS",
-            "UIDONLY",
-            *(["COMPRESS=DEFLATE"] if self.deflate is None else []),
-            "CONDSTORE",
-            "QRESYNC",
-            "UTF8=ACCEPT",
-            "BINARY",
-            f"APPENDLIMIT={settings.MAILHOST_MAX_MESSAGE_SIZE}",
-        ]
-        return caps
-
     @property
     def utf8(self) -> bool:
         return bool(self.enabled & {"UTF8=ACCEPT", "IMAP4REV2"})
@@ -266,6 +133,12 @@ class Session:
         """RFC 9586: messages are named by UID only, in commands and in responses."""
         return "UIDONLY" in self.enabled
 
+    @property
+    def vanished(self) -> bool:
+        """Expunges are told as VANISHED: RFC 7162 3.2.10 once QRESYNC is enabled, RFC 9586
+        3.4 once UIDONLY is."""
+        return self.qresync or self.uidonly
+
     def fetch_form(self, uid: int, seq: int) -> tuple[int, str]:
         """The number and the verb of a FETCH response: `* seq FETCH`, or with UIDONLY
         `* uid UIDFETCH` (RFC 9586 3.3)."""
@@ -276,6 +149,11 @@ class Session:
     async def send(self, data: bytes) -> None:
         self.writer.write(self.compressed(data))
         await self.writer.drain()
+
+    async def respond(self, *responses) -> None:
+        """Send untagged responses (protocols/imap/untagged.py's values, or Reply)."""
+        if responses:
+            await self.send(u.wire(responses))
 
     def compressed(self, data: bytes) -> bytes:
         if self.deflate is None:
@@ -305,7 +183,7 @@ class Session:
         try:
             await asyncio.wait_for(asyncio.shield(self.read_task), timeout)
         except TimeoutError:
-            await self.send(r.BYE_TIMEOUT.untagged())
+            await self.respond(r.BYE_TIMEOUT)
             raise ConnectionDone() from None
         task, self.read_task = self.read_task, None
         data = task.result()
@@ -362,17 +240,17 @@ class Session:
                     raise ConnectionDone()
                 return data
             if not done:
-                await self.send(r.BYE_TIMEOUT.untagged())
+                await self.respond(r.BYE_TIMEOUT)
                 raise ConnectionDone()
 
     async def run(self) -> None:
         try:
-            await self.send(
+            await self.respond(
                 r.Reply(
                     "OK",
                     f"{settings.MAILHOST_HOSTNAME} Mailhost IMAP ready",
-                    "CAPABILITY " + " ".join(self.capabilities()),
-                ).untagged()
+                    "CAPABILITY " + " ".join(capability.of(self)),
+                )
             )
             loop = asyncio.get_running_loop()
             command_deadline = None
@@ -421,9 +299,7 @@ class Session:
         self.last_progress = now
         numbers = " ".join("NIL" if n is None else str(n) for n in (count, total))
         quoted = r.quoted_or_literal(tag).decode("ascii")
-        await self.send(
-            r.Reply("OK", "Still working", f"INPROGRESS ({quoted} {numbers})").untagged()
-        )
+        await self.respond(r.Reply("OK", "Still working", f"INPROGRESS ({quoted} {numbers})"))
 
     async def db_progress(self, tag: str, fn, *args, **kwargs):
         """db(fn, ...) with INPROGRESS responses while it runs (one worker hop that may be
@@ -463,7 +339,7 @@ class Session:
     async def bye_for_shutdown(self) -> None:
         if not self.said_bye:
             self.said_bye = True
-            await self.send(self.bye.untagged())
+            await self.respond(self.bye)
         raise ConnectionDone()
 
     async def close(self) -> None:
@@ -484,7 +360,7 @@ class Session:
         else:
             reply = r.Reply("BAD", error.text, error.code)
         if error.fatal:
-            await self.send(r.BYE_LITERAL_TOO_BIG.untagged())
+            await self.respond(r.BYE_LITERAL_TOO_BIG)
             await self.send(reply.tagged(error.tag))
             raise ConnectionDone()
         await self.count_unauthenticated()
@@ -494,7 +370,7 @@ class Session:
         if self.state == State.NOT_AUTHENTICATED:
             self.commands_before_auth += 1
             if self.commands_before_auth > settings.MAILHOST_IMAP_MAX_COMMANDS_BEFORE_AUTH:
-                await self.send(r.BYE_TOO_MANY_COMMANDS.untagged())
+                await self.respond(r.BYE_TOO_MANY_COMMANDS)
                 raise ConnectionDone()
 
     # --- dispatch ----------------------------------------------------------------------
@@ -514,12 +390,10 @@ class Session:
         self.command_started = asyncio.get_running_loop().time()
         self.last_progress = 0.0
         try:
-            # A handler sends its untagged responses and returns its tagged reply (None when
-            # it has sent that itself: LOGOUT, STARTTLS, SELECT...); finish sends it after any
-            # updates the RFC allows now.
-            reply = await handler(self, command)
-            if reply is not None:
-                await self.finish(command, reply)
+            # A handler sends its untagged responses and returns its tagged reply, a Reply
+            # or a Done (what goes with it, and what the connection does next): finish sends
+            # it after any updates the RFC allows now.
+            await self.finish(command, await handler(self, command))
         except CommandError as exc:
             await self.finish(command, exc.reply)
         except NotFound:
@@ -543,15 +417,36 @@ class Session:
             else:
                 await self.send(r.NO_SERVERBUG.tagged(command.tag))
 
-    async def finish(self, command: p.Command, reply: r.Reply = r.OK_COMPLETED) -> None:
-        """Send pending updates the RFC allows now, then the tagged reply."""
-        await self.sync_updates(allow_expunge=expunge_allowed(command))
-        if self.announce_modseq:
-            self.announce_modseq = False
-            if self.selected is not None:
-                highest = await db(selectors.folder_highestmodseq, self.selected.folder_id)
-                await self.send(r.Reply("OK", "Highest", f"HIGHESTMODSEQ {highest}").untagged())
-        await self.send(reply.tagged(command.tag))
+    async def finish(self, command: p.Command, outcome: r.Reply | u.Done) -> None:
+        """Send pending updates the RFC allows now, then the tagged reply; then do what the
+        handler's Done asks for."""
+        done = outcome if isinstance(outcome, u.Done) else u.Done(outcome)
+        if done.updates:
+            await self.sync_updates(allow_expunge=expunge_allowed(command))
+            if self.announce_modseq:
+                self.announce_modseq = False
+                if self.selected is not None:
+                    highest = await db(selectors.folder_highestmodseq, self.selected.folder_id)
+                    await self.respond(r.Reply("OK", "Highest", f"HIGHESTMODSEQ {highest}"))
+        await self.send(u.wire(done.before) + done.reply.tagged(command.tag) + u.wire(done.after))
+        if done.then is u.After.CLOSE:
+            self.state = State.LOGOUT
+            raise ConnectionDone()
+        if done.then is u.After.COMPRESS:
+            self.start_compression()
+        elif done.then is u.After.TLS:
+            await self.start_tls()
+
+    async def start_tls(self) -> None:
+        """STARTTLS answered OK: the handshake, then a new parser (RFC 9051 6.2.1)."""
+        # Anything pipelined after STARTTLS was sent in clear text: drop it (CVE-2011-0411
+        # class).
+        self.parser.take_buffer()
+        from mailhost import tls
+
+        await self.writer.start_tls(tls.server_context())
+        self.tls = True
+        self.parser = p.Parser()
 
     def enable_condstore(self) -> None:
         """A CONDSTORE-enabling command ran (RFC 7162 3.1): from now on FETCH responses carry
@@ -627,28 +522,6 @@ class Session:
         self.server.unwatch(self)
         self.selected = None
         self.state = State.AUTHENTICATED
-
-    def flag_names(self, uid: int, flags: list[str]) -> list[str]:
-        if self.selected and uid in self.selected.recent and not self.rev2:
-            return [*flags, "\\Recent"]
-        return flags
-
-    def flags_line(self) -> bytes:
-        sel = self.selected
-        keywords = set(COMMON_KEYWORDS) | (sel.keywords if sel else set())
-        if sel is not None:
-            sel.announced = set(keywords)
-        return r.untagged("FLAGS " + r.flag_list([*FLAGS_LINE_BASE, *sorted(keywords)]))
-
-    def keyword_update(self, flags) -> bytes:
-        """A FLAGS response when `flags` use a keyword this client has not been told of
-        (RFC 9051 7.3.5: FLAGS lists every flag in use); b"" otherwise."""
-        sel = self.selected
-        new = {f for f in flags if not f.startswith("\\")} - sel.announced
-        if not new:
-            return b""
-        sel.keywords |= new
-        return self.flags_line()
 
     async def resolve(self, sequence: p.SequenceSet, *, uid: bool) -> list[int]:
         """UIDs of the selected folder named by a sequence set (sequence numbers or UIDs)."""
@@ -738,10 +611,10 @@ class Session:
                 sel.expunge_modseq,
             )
         if changes is None:
-            await self.send(r.BYE_MAILBOX_DELETED.untagged())
+            await self.respond(r.BYE_MAILBOX_DELETED)
             raise ConnectionDone()
         highest, rows, expunged = changes
-        out: list[bytes] = []
+        out: list = []
         if sel.uids is None and (expunged or any(row[0] < sel.view_uidnext for row in rows)):
             # Sequence numbers are needed (EXPUNGE, FETCH FLAGS): read the map first.
             await self.sequence_map()
@@ -753,7 +626,7 @@ class Session:
         if allow_expunge and sel.pending_expunge:
             gone = sorted(sel.pending_expunge)
             sel.pending_expunge.clear()
-            out.extend(self.expunge_lines(gone))
+            out.extend(sel.expunge(gone, vanished=self.vanished))
         # A message that came and went between two looks is never announced.
         gone_now = {uid for uid, _ in expunged}
         new_uids = []
@@ -770,14 +643,12 @@ class Session:
                 # after this read was made): an older state now would drop its MODSEQ.
                 continue
             flags = flags_of(row)
-            update = self.keyword_update(flags)
-            if update:
-                out.append(update)
+            out.extend(sel.keyword_update(flags))
             number, verb = self.fetch_form(uid, sel.seq_of(uid))
             out.append(
-                fetch.flags_response(
+                u.FetchFlags(
                     number,
-                    self.flag_names(uid, flags),
+                    sel.flag_names(uid, flags, rev2=self.rev2),
                     # RFC 7162 3.2.4: with QRESYNC the UID is in every unsolicited FETCH
                     # (a UIDFETCH is numbered by it already)
                     uid=uid if self.qresync and not self.uidonly else None,
@@ -793,17 +664,17 @@ class Session:
                 sel.uids.extend(new_uids)
             sel.view_uidnext = new_uids[-1] + 1
             low, high = sel.recent_range
-            sel.recent |= {u for u in new_uids if low <= u < high}
+            sel.recent |= {uid for uid in new_uids if low <= uid < high}
             if not sel.readonly:
                 folder = Folder(pk=sel.folder_id, id=sel.folder_id)
                 first, uidnext = await db(services.folder_claim_recent, folder=folder)
-                sel.recent |= {u for u in new_uids if first <= u < uidnext}
-            out.append(r.exists(sel.exists))
+                sel.recent |= {uid for uid in new_uids if first <= uid < uidnext}
+            out.append(u.Exists(sel.exists))
             if not self.rev2:
-                out.append(r.untagged(f"{sel.recent_count} RECENT"))
+                out.append(u.Recent(sel.recent_count))
             if self.notify_state is not None and self.notify_state.selected_fetch:
                 # RFC 5465 5.2: MessageNew's FETCH attributes follow the EXISTS
-                await self.send(b"".join(out))
+                await self.respond(*out)
                 out = []
                 await self.notify_fetch(new_uids)
         if sel.contexts and (rows or new_uids):
@@ -815,39 +686,11 @@ class Session:
             # Every event since the read names a change it saw (the write of this very
             # command, typically): every MODSEQ up to the folder's highest had committed.
             sel.dirty = False
-        if out:
-            await self.send(b"".join(out))
+        await self.respond(*out)
 
     async def notify_fetch(self, uids: list[int]) -> None:
         """RFC 5465 5.2: MessageNew's FETCH attributes for new messages (no tagged reply)."""
         await UPDATES["notify_fetch"](self, uids)
-
-    def expunge_lines(self, gone_uids) -> list[bytes]:
-        """Remove UIDs from the session and return EXPUNGE (or VANISHED) lines."""
-        sel = self.selected
-        gone = {u for u in gone_uids if sel.seq_of(u) is not None}
-        for uid in gone:
-            sel.recent.discard(uid)
-        if not gone:
-            return []
-        # RFC 5267 4.3.4: a context's REMOVEFROM before the expunge, numbered as before it
-        removals = []
-        for context in sel.contexts.values():
-            removes = contexts.removal_pairs(context, gone)
-            number = contexts.numbering(context, sel.seq_of)
-            removals.append(contexts.update_response(context, removes, [], number))
-        if self.qresync or self.uidonly:
-            # RFC 7162 3.2.10: VANISHED replaces EXPUNGE once QRESYNC is enabled; RFC 9586
-            # 3.4 likewise once UIDONLY is.
-            lines = [r.vanished(sorted(gone))]
-        else:
-            # Highest first: removing a message renumbers only those after it, so each
-            # number sent is the message's number at that moment (RFC 9051 7.5.1).
-            lines = [r.expunge(sel.seq_of(uid)) for uid in sorted(gone, reverse=True)]
-        lines = [line for line in removals if line] + lines
-        # One pass, however many went (deleting one by one from a 100k map is quadratic).
-        sel.uids = array("I", (u for u in sel.uids if u not in gone))
-        return lines
 
 
 def expunge_allowed(command: p.Command) -> bool:

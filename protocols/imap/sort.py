@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from protocols.imap import untagged
 from protocols.imap.search import partial_slice, uid_ranges
 
 SORT_KEYS = frozenset(
@@ -555,37 +556,35 @@ def ordered_set_text(numbers: Sequence[int]) -> str:
     return ",".join(parts)
 
 
-def esort_response(
+def esort(
     tag: str,
     numbers: Sequence[int],
     returns: Sequence[str],
     *,
     uid: bool,
     partial: tuple[int, int] | None = None,
-) -> bytes:
+) -> untagged.ESearch:
     """`* ESEARCH (TAG "t") [UID] MIN n MAX n COUNT n ALL set PARTIAL (range set)` for a SORT
     with RETURN (RFC 5267 3.2: MIN/MAX are the first and last in sort order, ALL keeps it)."""
     # RETURN () means ALL (RFC 4731 3.1); RETURN (PARTIAL ...) alone just that; UPDATE
     # alone (RFC 5267 4.3) only the correlator, as Dovecot answers SEARCH RETURN (UPDATE)
     options = {r.upper() for r in returns} or ({"ALL"} if partial is None else set())
     options.discard("UPDATE")
-    out = '* ESEARCH (TAG "' + tag + '")'
-    if uid:
-        out += " UID"
+    data: list[tuple[str, object]] = []
     if numbers:
         if "MIN" in options:
-            out += f" MIN {numbers[0]}"
+            data.append(("MIN", numbers[0]))
         if "MAX" in options:
-            out += f" MAX {numbers[-1]}"
+            data.append(("MAX", numbers[-1]))
     if "COUNT" in options:
-        out += f" COUNT {len(numbers)}"
+        data.append(("COUNT", len(numbers)))
     if numbers and "ALL" in options:
-        out += " ALL " + ordered_set_text(numbers)
+        data.append(("ALL", ordered_set_text(numbers)))
     if partial is not None:
         low, high = partial
         chosen = partial_slice(numbers, low, high)
-        out += f" PARTIAL ({low}:{high} {ordered_set_text(chosen) if chosen else 'NIL'})"
-    return (out + "\r\n").encode("utf-8")
+        data.append(("PARTIAL", f"({low}:{high} {ordered_set_text(chosen) if chosen else 'NIL'})"))
+    return untagged.ESearch(tag, uid, tuple(data))
 
 
 def ascending_set_text(numbers: Iterable[int]) -> str:

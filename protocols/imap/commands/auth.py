@@ -8,16 +8,18 @@ from django.conf import settings
 
 from protocols.common import sasl
 from protocols.common.login import Credentials, Refusal, password_login, record
+from protocols.imap import capability as caps
 from protocols.imap import parser as p
 from protocols.imap import responses as r
-from protocols.imap.errors import CommandError, ConnectionDone
+from protocols.imap import untagged as u
+from protocols.imap.errors import CommandError
 from protocols.imap.states import State
 from protocols.imap.worker import db
 
 if TYPE_CHECKING:
     from protocols.imap.session import Session
 
-ID_RESPONSE = '* ID ("name" "Mailhost" "vendor" "Mailhost")\r\n'
+ID_RESPONSE = u.Id((("name", "Mailhost"), ("vendor", "Mailhost")))
 OK_DEFLATE_ACTIVE = r.Reply("OK", "DEFLATE active")
 NO_COMPRESSION_ACTIVE = r.Reply("NO", "Compression is already active", "COMPRESSIONACTIVE")
 BAD_COMPRESS_ALGORITHM = r.Reply("BAD", "Unknown compression algorithm")
@@ -31,33 +33,32 @@ LOGIN_REFUSALS = {
 BAD_PLAIN = r.BAD_BASE64.with_text("Malformed PLAIN response")
 
 
-async def capability(session: Session, command: p.Simple) -> None:
+async def capability(session: Session, command: p.Simple) -> r.Reply | u.Done:
     # RFC 9051 6.1.1
-    await session.send(r.capability_line(session.capabilities()))
-    await session.finish(command, r.OK_CAPABILITY)
+    await session.respond(u.Capability(caps.of(session)))
+    return r.OK_CAPABILITY
 
 
-async def noop(session: Session, command: p.Simple) -> None:
+async def noop(session: Session, command: p.Simple) -> r.Reply | u.Done:
     # RFC 9051 6.1.2: NOOP is how clients poll for updates. Ask the database even when no
     # change event came (one indexed query), so a lost event never hides a change for long.
     if session.selected is not None:
         session.selected.dirty = True
-    await session.finish(command, r.OK_NOOP)
+    return r.OK_NOOP
 
 
-async def logout(session: Session, command: p.Simple) -> None:
-    await session.send(r.BYE_LOGOUT.untagged() + r.OK_LOGOUT.tagged(command.tag))
-    session.state = State.LOGOUT
-    raise ConnectionDone()
+async def logout(session: Session, command: p.Simple) -> r.Reply | u.Done:
+    # RFC 9051 6.1.3: BYE, then the tagged OK, then the connection closes
+    return u.Done(r.OK_LOGOUT, before=(r.BYE_LOGOUT,), then=u.After.CLOSE, updates=False)
 
 
-async def id_command(session: Session, command: p.Id) -> None:
+async def id_command(session: Session, command: p.Id) -> r.Reply | u.Done:
     # RFC 2971
-    await session.send(ID_RESPONSE.encode())
-    await session.finish(command)
+    await session.respond(ID_RESPONSE)
+    return r.OK_COMPLETED
 
 
-async def enable(session: Session, command: p.Enable) -> None:
+async def enable(session: Session, command: p.Enable) -> r.Reply | u.Done:
     # RFC 5161; CONDSTORE/QRESYNC RFC 7162 3.2.3; UTF8=ACCEPT RFC 6855 3; UIDONLY RFC 9586 3
     newly = []
     for capability_name in command.capabilities:
@@ -69,54 +70,46 @@ async def enable(session: Session, command: p.Enable) -> None:
             if capability_name in ("CONDSTORE", "QRESYNC"):
                 session.enable_condstore()
     session.parser.utf8 = session.utf8
-    await session.send(r.untagged("ENABLED" + "".join(" " + c for c in newly)))
-    await session.finish(command)
+    await session.respond(u.Enabled(tuple(newly)))
+    return r.OK_COMPLETED
 
 
-async def unauthenticate(session: Session, command: p.Simple) -> None:
+async def unauthenticate(session: Session, command: p.Simple) -> r.Reply | u.Done:
     # RFC 8437 3: the connection's state as new, TLS and COMPRESS kept
     session.unauthenticate()
-    await session.send(r.OK_COMPLETED.tagged(command.tag))
+    return u.Done(r.OK_COMPLETED, updates=False)
 
 
-async def compress(session: Session, command: p.Compress) -> None:
+async def compress(session: Session, command: p.Compress) -> r.Reply | u.Done:
     # RFC 4978 3: deflate from the octet after this OK on, both ways
     if command.algorithm != "DEFLATE":
         raise CommandError(BAD_COMPRESS_ALGORITHM)
     if session.deflate is not None:
         raise CommandError(NO_COMPRESSION_ACTIVE)
-    await session.finish(command, OK_DEFLATE_ACTIVE)
-    session.start_compression()
+    return u.Done(OK_DEFLATE_ACTIVE, then=u.After.COMPRESS)
 
 
-async def starttls(session: Session, command: p.Simple) -> None:
-    # RFC 9051 6.2.1
+async def starttls(session: Session, command: p.Simple) -> r.Reply | u.Done:
+    # RFC 9051 6.2.1: the session drops what was pipelined in clear text and starts TLS
     if session.tls or not session.starttls_allowed:
         raise CommandError(r.BAD_TLS_ACTIVE)
-    # Anything pipelined after STARTTLS was sent in clear text: drop it (CVE-2011-0411 class).
-    session.parser.take_buffer()
-    await session.send(r.OK_BEGIN_TLS.tagged(command.tag))
-    from mailhost import tls
-
-    await session.writer.start_tls(tls.server_context())
-    session.tls = True
-    session.parser = p.Parser()
+    return u.Done(r.OK_BEGIN_TLS, then=u.After.TLS, updates=False)
 
 
-async def login(session: Session, command: p.Login) -> None:
+async def login(session: Session, command: p.Login) -> r.Reply | u.Done:
     # RFC 9051 6.2.3
-    if not session.plaintext_ok:
+    if not caps.plaintext_ok(tls=session.tls):
         raise CommandError(r.NO_LOGIN_DISABLED)
-    await _authenticate(
+    return await _authenticate(
         session, command, Credentials(authcid=command.user, password=command.password)
     )
 
 
-async def authenticate(session: Session, command: p.Authenticate) -> None:
+async def authenticate(session: Session, command: p.Authenticate) -> r.Reply | u.Done:
     # RFC 9051 6.2.2, SASL PLAIN (RFC 4616), SASL-IR (RFC 4959)
     if command.mechanism != sasl.PLAIN:
         raise CommandError(r.NO_UNKNOWN_MECHANISM)
-    if not session.plaintext_ok:
+    if not caps.plaintext_ok(tls=session.tls):
         raise CommandError(r.NO_PRIVACY_REQUIRED)
     exchange = sasl.Exchange(sasl.PLAIN, command.initial)
     try:
@@ -130,10 +123,12 @@ async def authenticate(session: Session, command: p.Authenticate) -> None:
         raise CommandError(r.BAD_BASE64) from None
     except sasl.Malformed:
         raise CommandError(BAD_PLAIN) from None
-    await _authenticate(session, command, step)
+    return await _authenticate(session, command, step)
 
 
-async def _authenticate(session: Session, command: p.Command, credentials: Credentials) -> None:
+async def _authenticate(
+    session: Session, command: p.Command, credentials: Credentials
+) -> r.Reply | u.Done:
     mailbox = await password_login(
         db, protocol="imap", credentials=credentials, client_ip=session.client_ip
     )
@@ -141,13 +136,14 @@ async def _authenticate(session: Session, command: p.Command, credentials: Crede
         refusal = LOGIN_REFUSALS[mailbox]
         session.auth_failures += 1
         if session.auth_failures >= settings.MAILHOST_IMAP_MAX_AUTH_FAILURES:
-            await session.send(refusal.tagged(command.tag) + r.BYE_TOO_MANY_FAILURES.untagged())
-            raise ConnectionDone()
+            return u.Done(
+                refusal, after=(r.BYE_TOO_MANY_FAILURES,), then=u.After.CLOSE, updates=False
+            )
         raise CommandError(refusal)
     if not session.server.claim_user(session, mailbox.id):
         raise CommandError(r.NO_TOO_MANY_CONNECTIONS)
     session.mailbox = mailbox
     session.state = State.AUTHENTICATED
     await record(db, mailbox)
-    caps = "CAPABILITY " + " ".join(session.capabilities())
-    await session.send(r.OK_LOGGED_IN.with_code(caps).tagged(command.tag))
+    code = "CAPABILITY " + " ".join(caps.of(session))
+    return u.Done(r.OK_LOGGED_IN.with_code(code), updates=False)

@@ -11,6 +11,7 @@ from protocols.imap import contexts
 from protocols.imap import parser as p
 from protocols.imap import responses as r
 from protocols.imap import search as search_keys
+from protocols.imap import untagged as u
 from protocols.imap.commands.sortthread import sort_uids
 from protocols.imap.errors import CommandError
 from protocols.imap.worker import db
@@ -26,7 +27,7 @@ NO_UNKNOWN_TAG = r.Reply("NO", "Unknown tag")
 OK_CANCELLED = r.Reply("OK", "Updates cancelled")
 
 
-async def cancelupdate(session: Session, command: p.CancelUpdate) -> r.Reply | None:
+async def cancelupdate(session: Session, command: p.CancelUpdate) -> r.Reply | u.Done:
     # RFC 5267 4.3.5; an unknown tag is refused, as Dovecot does
     sel = session.selected
     if any(tag not in sel.contexts for tag in command.tags):
@@ -53,7 +54,7 @@ def _matches(folder_id: int, jobs, view, recent, saved) -> list[tuple[list[int],
     return out
 
 
-async def refresh(session: Session, changed: set[int]) -> list[bytes]:
+async def refresh(session: Session, changed: set[int]) -> list[u.ESearch]:
     """ESEARCH ADDTO/REMOVEFROM for what changed in the selected folder (flags, arrivals
     already announced by EXISTS, RFC 5267 4.3.3), each context re-checked for the changed
     messages (all of them when its keys number messages)."""
@@ -76,9 +77,9 @@ async def refresh(session: Session, changed: set[int]) -> list[bytes]:
                 new = context.results
         adds = contexts.addition_pairs(context, new)
         number = contexts.numbering(context, sel.seq_of)
-        line = contexts.update_response(context, removes, adds, number)
-        if line:
-            out.append(line)
+        response = contexts.update_esearch(context, removes, adds, number)
+        if response is not None:
+            out.append(response)
     return out
 
 

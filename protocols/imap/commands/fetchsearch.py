@@ -11,6 +11,7 @@ from protocols.imap import fetch as fetch_items
 from protocols.imap import parser as p
 from protocols.imap import responses as r
 from protocols.imap import search as search_keys
+from protocols.imap import untagged as u
 from protocols.imap.commands.message import folder_ref
 from protocols.imap.errors import CommandError
 from protocols.imap.worker import db
@@ -59,7 +60,7 @@ def _render_row(row, items, seqs, recent, rev2, blobs, verb):
     return fetch_items.render(seqs[row.uid], items, row, load, flags=flags, cache=cache, verb=verb)
 
 
-async def fetch(session: Session, command: p.Fetch) -> r.Reply | None:
+async def fetch(session: Session, command: p.Fetch) -> r.Reply | u.Done:
     # RFC 9051 6.4.5; CHANGEDSINCE and VANISHED RFC 7162 3.1.4, 3.2.6
     await fetch_responses(session, command)
     return r.OK_COMPLETED
@@ -91,10 +92,9 @@ async def fetch_responses(session: Session, command: p.Fetch) -> None:
         )
         vanished = await db(_vanished_earlier, sel.folder_id, command.changedsince, ranges)
         if vanished:
-            out.append(r.vanished(vanished, earlier=True))
+            out.append(u.Vanished(vanished, earlier=True))
     if not uids:
-        if out:
-            await session.send(b"".join(out))
+        await session.respond(*out)
         return
     if fetch_items.sets_seen(items) and not sel.readonly and "s" in sel.rights:
         result = await db(
@@ -112,17 +112,14 @@ async def fetch_responses(session: Session, command: p.Fetch) -> None:
         rows = await db(
             selectors.message_flag_bits, sel.folder_id, uids, changed_since=command.changedsince
         )
-        if out:
-            await session.send(b"".join(out))
+        await session.respond(*out)
         chunks, keywords = fetch_items.render_flag_rows(
             rows, items, sel.uids, sel.recent, session.rev2, uidonly=session.uidonly
         )
         if any(i.name == "FLAGS" for i in items):
-            update = session.keyword_update(keywords)
-            if update:
-                chunks.insert(0, update)
+            await session.respond(*sel.keyword_update(keywords))
         for data in chunks:
-            await session.send(data)
+            await session.respond(u.Fetched(data))
         return
     needs_raw = any(i.needs_raw for i in items)
     needs_structure = any(i.needs_structure for i in items)
@@ -144,8 +141,7 @@ async def fetch_responses(session: Session, command: p.Fetch) -> None:
     verb = "FETCH"
     if session.uidonly:
         verb, seqs = "UIDFETCH", {row.uid: row.uid for row in rows}
-    if out:
-        await session.send(b"".join(out))
+    await session.respond(*out)
     step = CHUNK if (needs_raw or needs_structure) else 5000
     wants_flags = any(i.name == "FLAGS" for i in items)
     for start in range(0, len(rows), step):
@@ -153,9 +149,7 @@ async def fetch_responses(session: Session, command: p.Fetch) -> None:
             await session.progress(command.tag, start, len(rows))  # RFC 9585
         chunk = rows[start : start + step]
         if wants_flags:
-            update = session.keyword_update({f for row in chunk for f in row.flags})
-            if update:
-                await session.send(update)
+            await session.respond(*sel.keyword_update({f for row in chunk for f in row.flags}))
         if needs_raw or needs_structure:
             try:
                 data = await db(
@@ -168,10 +162,10 @@ async def fetch_responses(session: Session, command: p.Fetch) -> None:
                 ) from None
         else:
             data = fetch_items.render_rows(chunk, items, seqs, sel.recent, session.rev2, verb)
-        await session.send(data)
+        await session.respond(u.Fetched(data))
 
 
-async def search(session: Session, command: p.Search) -> r.Reply | None:
+async def search(session: Session, command: p.Search) -> r.Reply | u.Done:
     # RFC 9051 6.4.4; ESEARCH RETURN RFC 4731; SEARCHRES RFC 5182; MODSEQ RFC 7162 3.1.5
     sel = session.selected
     try:
@@ -205,18 +199,20 @@ async def search(session: Session, command: p.Search) -> r.Reply | None:
     if returns is None and session.rev2:
         returns = ()  # RFC 9051 6.4.4: IMAP4rev2 answers SEARCH with ESEARCH
     if returns is None:
-        await session.send(search_keys.search_response(numbers, result.highest_modseq))
+        await session.respond(u.Search(numbers, result.highest_modseq))
     else:
         saved = search_keys.saved_result(uids, returns)
         if saved is not None:
             sel.saved = saved
         if update:  # RFC 5267 4.3: CONTEXT=SEARCH
-            refused = contexts.start(sel.contexts, command.tag, key, uid=command.uid, results=uids)
-            if refused:
-                await session.send(refused)
+            refused = contexts.open_context(
+                sel.contexts, command.tag, key, uid=command.uid, results=uids
+            )
+            if refused is not None:
+                await session.respond(refused)
         if search_keys.esearch_sends_response(returns) or command.partial is not None:
-            await session.send(
-                search_keys.esearch_response(
+            await session.respond(
+                search_keys.esearch(
                     command.tag,
                     numbers,
                     returns,

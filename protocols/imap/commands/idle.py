@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from protocols.imap import parser as p
 from protocols.imap import responses as r
+from protocols.imap import untagged as u
 from protocols.imap.errors import ConnectionDone
 
 if TYPE_CHECKING:
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
 POLL_SECONDS = 60
 
 
-async def idle(session: Session, command: p.Simple) -> r.Reply | None:
+async def idle(session: Session, command: p.Simple) -> r.Reply | u.Done:
     await session.send(r.CONTINUE_IDLE)
     session.wakeup.clear()
     if session.selected is not None:
@@ -31,15 +32,14 @@ async def idle(session: Session, command: p.Simple) -> r.Reply | None:
             if line is not None:
                 if line.strip().upper() == b"DONE":
                     break
-                await session.send(r.Reply("BAD", "Expected DONE").tagged(command.tag))
-                return
+                return u.Done(r.Reply("BAD", "Expected DONE"), updates=False)
             if session.read_task is None:
                 session.read_task = asyncio.ensure_future(session.reader.read(65536))
             if wake_task is None:
                 wake_task = asyncio.ensure_future(session.wakeup.wait())
             remaining = deadline - loop.time()
             if remaining <= 0:
-                await session.send(r.BYE_TIMEOUT.untagged())
+                await session.respond(r.BYE_TIMEOUT)
                 raise ConnectionDone()
             if session.shutting_down:
                 await session.bye_for_shutdown()

@@ -16,6 +16,7 @@ from mailboxes.models import (
 from protocols.imap import objectid
 from protocols.imap import parser as p
 from protocols.imap import responses as r
+from protocols.imap import untagged as u
 from protocols.imap.commands import metadata
 from protocols.imap.errors import CommandError
 from protocols.imap.listpattern import MailboxPattern
@@ -25,7 +26,8 @@ if TYPE_CHECKING:
     from protocols.imap.session import Session
 
 DELIMITER = HIERARCHY_DELIMITER
-METADATA_SLOT = b"METADATA"  # where a LIST-METADATA line goes, once read
+# Where a LIST-STATUS or LIST-METADATA response goes, right after its LIST, once read.
+STATUS_SLOT, METADATA_SLOT = object(), object()
 SPECIAL_USES = {"\\Sent", "\\Drafts", "\\Junk", "\\Trash", "\\Archive"}
 
 
@@ -65,7 +67,7 @@ def _create_shared(viewer_id: int, name: str) -> Folder | None:
     return folder
 
 
-async def create(session: Session, command: p.MailboxCommand) -> r.Reply | None:
+async def create(session: Session, command: p.MailboxCommand) -> r.Reply | u.Done:
     # RFC 9051 6.3.4: a trailing delimiter only says the client means to create children.
     name = command.mailbox.rstrip(DELIMITER) if command.mailbox != DELIMITER else command.mailbox
     if name.upper() == "INBOX":
@@ -96,7 +98,7 @@ async def create(session: Session, command: p.MailboxCommand) -> r.Reply | None:
     return r.OK_COMPLETED.with_code(code)
 
 
-async def delete(session: Session, command: p.MailboxCommand) -> r.Reply | None:
+async def delete(session: Session, command: p.MailboxCommand) -> r.Reply | u.Done:
     # RFC 9051 6.3.5
     if command.mailbox == "INBOX":
         raise CommandError(r.NO_INBOX_DELETE)
@@ -117,7 +119,7 @@ def _has_children(mailbox_id: int, name: str) -> bool:
     return any(f.name.startswith(prefix) for f in selectors.folders_of(mailbox_id).only("name"))
 
 
-async def rename(session: Session, command: p.Rename) -> r.Reply | None:
+async def rename(session: Session, command: p.Rename) -> r.Reply | u.Done:
     # RFC 9051 6.3.6: renaming INBOX moves its messages and leaves INBOX in place.
     folder = await _folder(session, command.mailbox)
     new_name = command.new_name.rstrip(DELIMITER) or command.new_name
@@ -136,7 +138,7 @@ async def rename(session: Session, command: p.Rename) -> r.Reply | None:
     return r.OK_COMPLETED
 
 
-async def subscribe(session: Session, command: p.MailboxCommand) -> r.Reply | None:
+async def subscribe(session: Session, command: p.MailboxCommand) -> r.Reply | u.Done:
     # RFC 9051 6.3.7/6.3.8: the list is of names; one need not exist as a folder (a client
     # may subscribe before it creates), and a folder's deletion leaves it subscribed.
     subscribed = command.name == "SUBSCRIBE"
@@ -147,15 +149,12 @@ async def subscribe(session: Session, command: p.MailboxCommand) -> r.Reply | No
     return r.OK_COMPLETED
 
 
-async def namespace(session: Session, command: p.Simple) -> r.Reply | None:
+async def namespace(session: Session, command: p.Simple) -> r.Reply | u.Done:
     # RFC 2342: the personal namespace, other users' folders shared with this mailbox
     # (RFC 4314), and the folders shared with the whole domain.
     others, shared = OTHER_USERS_NAMESPACE + DELIMITER, SHARED_NAMESPACE + DELIMITER
-    await session.send(
-        r.untagged(
-            f'NAMESPACE (("" "{DELIMITER}")) (("{others}" "{DELIMITER}")) '
-            f'(("{shared}" "{DELIMITER}"))'
-        )
+    await session.respond(
+        u.Namespace((("", DELIMITER),), ((others, DELIMITER),), ((shared, DELIMITER),))
     )
     return r.OK_COMPLETED
 
@@ -216,23 +215,23 @@ def _status_data(folder: Folder, items) -> tuple[int | None, tuple[int, int] | N
     return recent, deleted
 
 
-def status_line(
+def status_response(
     session: Session, folder: Folder, items, recent, deleted, name: str | None = None
-) -> bytes:
+) -> u.Status:
     values = _status_values(folder, items, recent=recent, deleted=deleted)
-    inner = " ".join(f"{k} {v}" for k, v in values)
-    wire = r.mailbox_name(name or folder.name, utf8=session.utf8)
-    return r.untagged(b"STATUS " + wire + f" ({inner})".encode())
+    return u.Status(name or folder.name, tuple(values), session.utf8)
 
 
-async def status(session: Session, command: p.Status) -> r.Reply | None:
+async def status(session: Session, command: p.Status) -> r.Reply | u.Done:
     # RFC 9051 6.3.11; SIZE RFC 8438; HIGHESTMODSEQ RFC 7162 3.1.8
     access = await _access(session, command.mailbox, "r")  # RFC 4314 4
     folder = access.folder
     if "HIGHESTMODSEQ" in command.items:
         session.enable_condstore()
     recent, deleted = await db(_status_data, folder, command.items)
-    await session.send(status_line(session, folder, command.items, recent, deleted, access.name))
+    await session.respond(
+        status_response(session, folder, command.items, recent, deleted, access.name)
+    )
     return r.OK_COMPLETED
 
 
@@ -255,12 +254,14 @@ def _ancestors(name: str) -> list[str]:
     return [DELIMITER.join(parts[:depth]) for depth in range(1, len(parts))]
 
 
-async def list_command(session: Session, command: p.ListCommand) -> r.Reply | None:
+async def list_command(session: Session, command: p.ListCommand) -> r.Reply | u.Done:
     # RFC 9051 6.3.9, LIST-EXTENDED RFC 5258, SPECIAL-USE RFC 6154, LIST-STATUS RFC 5819
     lsub = command.name == "LSUB"
     if command.patterns == ("",) and not command.extended:
         # The delimiter and root of the reference (RFC 9051 6.3.9 last paragraphs).
-        await session.send(r.untagged(f'{command.name} (\\Noselect) "{DELIMITER}" ""'))
+        await session.respond(
+            u.ListItem(command.name, ("\\Noselect",), DELIMITER, "", session.utf8)
+        )
         return r.OK_COMPLETED
     returns = command.returns
     selection = command.selection
@@ -286,7 +287,7 @@ async def list_command(session: Session, command: p.ListCommand) -> r.Reply | No
             candidates.update(a for name in subscriptions for a in _ancestors(name))
     else:
         candidates = set(folders) | namespace_levels
-    out: list[bytes] = []
+    out: list = []
     status_wanted: list[tuple[str, Folder]] = []
     metadata_wanted: list[tuple[str, Folder]] = []
     for name in sorted(candidates):
@@ -327,26 +328,30 @@ async def list_command(session: Session, command: p.ListCommand) -> r.Reply | No
                 attrs.append(folder.special_use)
             if want_subscribed and name in subscriptions:
                 attrs.append("\\Subscribed")
-        line = f'{command.name} ({" ".join(attrs)}) "{DELIMITER}" '.encode() + r.mailbox_name(
-            name, utf8=session.utf8
+        out.append(
+            u.ListItem(
+                command.name,
+                tuple(attrs),
+                DELIMITER,
+                name,
+                session.utf8,
+                childinfo_subscribed=child_info,
+            )
         )
-        if child_info:
-            line += b' ("CHILDINFO" ("SUBSCRIBED"))'
-        out.append(r.untagged(line))
         readable = "r" in shared_rights.get(name, "r")
         if status_items and folder is not None and not child_info and readable:
             status_wanted.append((name, folder))
-            out.append(b"")  # placeholder for the STATUS line right after its LIST line
+            out.append(STATUS_SLOT)
         if returns.metadata and folder is not None and not child_info and readable:
             metadata_wanted.append((name, folder))
             out.append(METADATA_SLOT)
     if status_items:
-        lines = []
+        statuses = []
         for name, folder in status_wanted:
             recent, deleted = await db(_status_data, folder, status_items)
-            lines.append(status_line(session, folder, status_items, recent, deleted, name))
-        it = iter(lines)
-        out = [line if line else next(it) for line in out]
+            statuses.append(status_response(session, folder, status_items, recent, deleted, name))
+        it = iter(statuses)
+        out = [next(it) if response is STATUS_SLOT else response for response in out]
     if metadata_wanted:
         # LIST-METADATA (RFC 9590): a METADATA line after each folder's LIST (and STATUS)
         found = iter(
@@ -359,12 +364,12 @@ async def list_command(session: Session, command: p.ListCommand) -> r.Reply | No
             )
         )
 
-        def fill(line: bytes) -> bytes:
-            if line is not METADATA_SLOT:
-                return line
+        def fill(response):
+            if response is not METADATA_SLOT:
+                return response
             name, entries = next(found)
-            return metadata.metadata_line(session, name, entries) if entries else b""
+            return metadata.metadata_response(session, name, entries) if entries else None
 
-        out = [fill(line) for line in out]
-    await session.send(b"".join(out))
+        out = [fill(response) for response in out]
+    await session.respond(*(response for response in out if response is not None))
     return r.OK_COMPLETED

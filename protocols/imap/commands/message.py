@@ -10,9 +10,9 @@ from django.conf import settings
 from mailboxes import selectors, services
 from mailboxes.exceptions import NoPermission
 from mailboxes.models import ACL_RIGHTS, Folder
-from protocols.imap import fetch
 from protocols.imap import parser as p
 from protocols.imap import responses as r
+from protocols.imap import untagged as u
 from protocols.imap.errors import CommandError
 from protocols.imap.flags import flags_of
 from protocols.imap.worker import db
@@ -75,7 +75,7 @@ def _append_to(mailbox_id: int, name: str, messages) -> tuple[Folder | None, lis
     return folder, [message.uid for message in stored]
 
 
-async def append(session: Session, command: p.Append) -> r.Reply | None:
+async def append(session: Session, command: p.Append) -> r.Reply | u.Done:
     # RFC 9051 6.3.12, MULTIAPPEND RFC 3502, APPENDLIMIT RFC 7889, APPENDUID RFC 4315
     for message in command.messages:
         if len(message.data) > settings.MAILHOST_MAX_MESSAGE_SIZE:
@@ -93,7 +93,7 @@ async def append(session: Session, command: p.Append) -> r.Reply | None:
     return r.Reply("OK", "APPEND completed", code)
 
 
-async def store(session: Session, command: p.Store) -> r.Reply | None:
+async def store(session: Session, command: p.Store) -> r.Reply | u.Done:
     # RFC 9051 6.4.6; UNCHANGEDSINCE and MODIFIED RFC 7162 3.1.3
     sel = session.selected
     if sel.readonly:
@@ -150,23 +150,19 @@ async def store(session: Session, command: p.Store) -> r.Reply | None:
             if command.silent:
                 # RFC 7162 3.1.3: .SILENT still reports the new MODSEQ.
                 uid_item = uid if command.uid and not session.uidonly else None
-                out.append(
-                    fetch.flags_response(number, None, uid=uid_item, modseq=modseq, verb=verb)
-                )
+                out.append(u.FetchFlags(number, None, uid=uid_item, modseq=modseq, verb=verb))
                 continue
             shown.update(flags)
             out.append(
-                fetch.flags_response(
+                u.FetchFlags(
                     number,
-                    session.flag_names(uid, flags),
+                    sel.flag_names(uid, flags, rev2=session.rev2),
                     uid=uid_item,
                     modseq=modseq if session.condstore else None,
                     verb=verb,
                 )
             )
-    data = session.keyword_update(shown) + b"".join(out)
-    if data:
-        await session.send(data)
+    await session.respond(*sel.keyword_update(shown), *out)
     reply = r.OK_COMPLETED
     if result.modified:
         numbers = result.modified if command.uid else [sel.seq_of(u) for u in result.modified]
@@ -185,7 +181,7 @@ async def _target(session: Session, name: str) -> Folder:
     return access.folder
 
 
-async def copy(session: Session, command: p.Copy) -> r.Reply | None:
+async def copy(session: Session, command: p.Copy) -> r.Reply | u.Done:
     # RFC 9051 6.4.7 (COPY) and 6.4.8 / RFC 6851 (MOVE); COPYUID RFC 4315
     sel = session.selected
     uids = await session.resolve(command.sequence, uid=command.uid)
@@ -213,9 +209,9 @@ async def copy(session: Session, command: p.Copy) -> r.Reply | None:
     if moving:
         out = []
         if code:
-            out.append(r.Reply("OK", "Moved", code).untagged())
-        out.extend(session.expunge_lines([s for s, _ in pairs]))
-        await session.send(b"".join(out))
+            out.append(r.Reply("OK", "Moved", code))
+        out.extend(sel.expunge([s for s, _ in pairs], vanished=session.vanished))
+        await session.respond(*out)
         return r.Reply("OK", "MOVE completed")
     return r.Reply("OK", "COPY completed", code)
 
@@ -223,7 +219,7 @@ async def copy(session: Session, command: p.Copy) -> r.Reply | None:
 NO_NO_SUCH_MESSAGE = r.Reply("NO", "No such message", "NONEXISTENT")
 
 
-async def replace(session: Session, command: p.Replace) -> r.Reply | None:
+async def replace(session: Session, command: p.Replace) -> r.Reply | u.Done:
     # RFC 8508 3: APPEND to the mailbox and expunge the message, as one
     sel = session.selected
     if sel.readonly:
@@ -249,17 +245,14 @@ async def replace(session: Session, command: p.Replace) -> r.Reply | None:
         internal_date=message.date,
     )
     # RFC 8508 3.3: APPENDUID untagged, then the old message's EXPUNGE
-    out = [
-        r.Reply(
-            "OK", "Replacement message ready", f"APPENDUID {target.uidvalidity} {stored.uid}"
-        ).untagged()
-    ]
-    out.extend(session.expunge_lines(uids))
-    await session.send(b"".join(out))
+    await session.respond(
+        r.Reply("OK", "Replacement message ready", f"APPENDUID {target.uidvalidity} {stored.uid}"),
+        *sel.expunge(uids, vanished=session.vanished),
+    )
     return r.Reply("OK", "REPLACE completed")
 
 
-async def expunge(session: Session, command) -> r.Reply | None:
+async def expunge(session: Session, command) -> r.Reply | u.Done:
     # RFC 9051 6.4.3; UID EXPUNGE RFC 4315 2.1
     sel = session.selected
     if sel.readonly:
@@ -283,7 +276,5 @@ async def expunge(session: Session, command) -> r.Reply | None:
         )
     if gone:
         await session.sequence_map()  # the view as it was, expunged messages included
-    lines = session.expunge_lines(gone)
-    if lines:
-        await session.send(b"".join(lines))
+    await session.respond(*sel.expunge(gone, vanished=session.vanished))
     return r.OK_COMPLETED

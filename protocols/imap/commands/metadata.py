@@ -1,5 +1,5 @@
 """METADATA and METADATA-SERVER (RFC 5464): GETMETADATA, SETMETADATA; and the METADATA lines
-of LIST-METADATA (RFC 9590), which LIST sends through metadata_lines."""
+of LIST-METADATA (RFC 9590), which LIST sends through metadata_response."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from mailboxes import selectors, services
 from mailboxes.models import Folder
 from protocols.imap import parser as p
 from protocols.imap import responses as r
+from protocols.imap import untagged as u
 from protocols.imap.errors import CommandError
 from protocols.imap.worker import db
 
@@ -26,17 +27,9 @@ def _no_max_size() -> r.Reply:
     )
 
 
-def _value(value: bytes) -> bytes:
-    if b"\0" in value:  # RFC 5464 5.4: a value with NUL goes as a literal8
-        return b"~{%d}\r\n" % len(value) + value
-    return r.quoted_or_literal(value)
-
-
-def metadata_line(session: Session, name: str, entries: list[tuple[str, bytes]]) -> bytes:
+def metadata_response(session: Session, name: str, entries: list[tuple[str, bytes]]) -> u.Metadata:
     """* METADATA mailbox (entry value ...) (RFC 5464 4.4.1)."""
-    wire = r.mailbox_name(name, utf8=session.utf8) if name else b'""'
-    inner = b" ".join(entry.encode() + b" " + _value(value) for entry, value in entries)
-    return r.untagged(b"METADATA " + wire + b" (" + inner + b")")
+    return u.Metadata(name, tuple(entries), session.utf8)
 
 
 def within(entries: list[tuple[str, bytes]], maxsize: int | None):
@@ -61,7 +54,7 @@ async def _target(session: Session, name: str, right: str) -> tuple[Folder | Non
     return access.folder, access.name
 
 
-async def getmetadata(session: Session, command: p.GetMetadata) -> r.Reply | None:
+async def getmetadata(session: Session, command: p.GetMetadata) -> r.Reply | u.Done:
     # RFC 5464 4.2; reading a folder's entries needs "r" (RFC 5464 6.1 with RFC 4314)
     folder, name = await _target(session, command.mailbox, "r")
     entries = await db(
@@ -69,14 +62,14 @@ async def getmetadata(session: Session, command: p.GetMetadata) -> r.Reply | Non
     )
     entries, longest = within(entries, command.maxsize)
     if entries:
-        await session.send(metadata_line(session, name, entries))
+        await session.respond(metadata_response(session, name, entries))
     reply = r.OK_COMPLETED
     if longest:
         reply = r.Reply("OK", "Completed", f"METADATA LONGENTRIES {longest}")
     return reply
 
 
-async def setmetadata(session: Session, command: p.SetMetadata) -> r.Reply | None:
+async def setmetadata(session: Session, command: p.SetMetadata) -> r.Reply | u.Done:
     # RFC 5464 4.3: /private entries need "r" on the folder, /shared ones "w"
     shared = any(entry.startswith("/shared/") for entry, _ in command.entries)
     folder, _name = await _target(session, command.mailbox, "w" if shared else "r")

@@ -12,6 +12,7 @@ from protocols.imap import parser as p
 from protocols.imap import responses as r
 from protocols.imap import search as search_keys
 from protocols.imap import uidcache
+from protocols.imap import untagged as u
 from protocols.imap.commands import fetchsearch
 from protocols.imap.errors import CommandError
 from protocols.imap.worker import db
@@ -69,7 +70,7 @@ def _search_folders(folders: list[Folder], key, selected_view) -> list[tuple[Fol
     return results
 
 
-async def esearch(session: Session, command: p.MultiSearch) -> r.Reply | None:
+async def esearch(session: Session, command: p.MultiSearch) -> r.Reply | u.Done:
     # RFC 7377 2-3
     sel = session.selected
     if command.sources is None:
@@ -96,18 +97,14 @@ async def esearch(session: Session, command: p.MultiSearch) -> r.Reply | None:
         _folders, session.mailbox.id, command.sources, sel.folder_id if sel else None
     )
     results = await db(_search_folders, folders, key, selected_view)
-    out = []
-    for folder, uids in results:
-        if not uids:
-            continue  # no response for a mailbox without matches
-        line = search_keys.esearch_response(command.tag, uids, command.returns, uid=True)
-        head = b'* ESEARCH (TAG "' + command.tag.encode("ascii", "replace") + b'")'
-        correlator = (
-            head[:-1]
-            + b" MAILBOX "
-            + r.mailbox_name(folder.name, utf8=session.utf8)
-            + b" UIDVALIDITY %d)" % folder.uidvalidity
+    # One response per mailbox with matches, its correlator naming the mailbox (RFC 7377 2.1)
+    await session.respond(
+        *(
+            search_keys.esearch(command.tag, uids, command.returns, uid=True)._replace(
+                mailbox=folder.name, uidvalidity=folder.uidvalidity, utf8=session.utf8
+            )
+            for folder, uids in results
+            if uids
         )
-        out.append(correlator + line[len(head) :])
-    await session.send(b"".join(out))
+    )
     return r.OK_COMPLETED

@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING
 from protocols.imap import notify
 from protocols.imap import parser as p
 from protocols.imap import responses as r
+from protocols.imap import untagged as u
 from protocols.imap.commands.fetchsearch import fetch_responses
-from protocols.imap.commands.mailbox import status_line
+from protocols.imap.commands.mailbox import status_response
 from protocols.imap.errors import CommandError
 from protocols.imap.worker import db
 
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("protocols.imap.session")
 
 
-async def notify_command(session: Session, command: p.Notify) -> r.Reply | None:
+async def notify_command(session: Session, command: p.Notify) -> r.Reply | u.Done:
     session.server.unnotify(session)
     session.notify_state = None
     if command.groups is None:  # NOTIFY NONE
@@ -31,14 +32,14 @@ async def notify_command(session: Session, command: p.Notify) -> r.Reply | None:
     selected_id = session.selected.folder_id if session.selected is not None else None
     if command.status:
         rows = await db(notify.initial_status, session.mailbox.id, state, selected_id)
-        out = [
-            status_line(
-                session, folder, notify.status_items(state.events_for(name)), None, None, name
+        await session.respond(
+            *(
+                status_response(
+                    session, folder, notify.status_items(state.events_for(name)), None, None, name
+                )
+                for name, folder in rows
             )
-            for name, folder in rows
-        ]
-        if out:
-            await session.send(b"".join(out))
+        )
     session.notify_state = state
     session.server.notify_register(session, state.owners)
     return r.OK_COMPLETED
@@ -52,13 +53,12 @@ async def flush(session: Session) -> None:
     status, lists, metadata = await db(
         notify.read_changes, session.mailbox.id, state, events, selected_id
     )
-    out = [notify.list_line(session, *entry) for entry in lists]
+    out = [notify.list_response(*entry, utf8=session.utf8) for entry in lists]
     for name, folder in status:
         items = notify.status_items(state.events_for(name))
-        out.append(status_line(session, folder, items, None, None, name))
-    out += [notify.metadata_line(session, name, entries) for name, entries in metadata]
-    if out:
-        await session.send(b"".join(out))
+        out.append(status_response(session, folder, items, None, None, name))
+    out += [u.MetadataChanged(name, tuple(entries), session.utf8) for name, entries in metadata]
+    await session.respond(*out)
 
 
 async def new_messages_fetch(session: Session, uids: list[int]) -> None:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from mailboxes import selectors
 from protocols.imap import parser as p
 from protocols.imap import responses as r
+from protocols.imap import untagged as u
 from protocols.imap.errors import CommandError
 from protocols.imap.worker import db
 
@@ -24,36 +25,35 @@ NO_NO_SUCH_QUOTA_ROOT = r.Reply("NO", "No such quota root", "NONEXISTENT")
 NO_SETQUOTA = r.Reply("NO", "Quota limits are set by the administrator", "NOPERM")
 
 
-def quota_line(quota: int, used: int) -> bytes:
+def quota_response(quota: int, used: int) -> u.Quota:
     # RFC 9208 5.1: STORAGE in units of 1024 octets
-    return r.untagged(f'QUOTA "{ROOT}" (STORAGE {used // 1024} {quota // 1024})')
+    return u.Quota(ROOT, (("STORAGE", used // 1024, quota // 1024),))
 
 
-async def getquota(session: Session, command: p.QuotaCommand) -> r.Reply | None:
+async def getquota(session: Session, command: p.QuotaCommand) -> r.Reply | u.Done:
     # RFC 9208 4.2
     quota, used = await db(selectors.mailbox_quota, session.mailbox.id)
     if command.name_arg != ROOT or not quota:
         raise CommandError(NO_NO_SUCH_QUOTA_ROOT)
-    await session.send(quota_line(quota, used))
+    await session.respond(quota_response(quota, used))
     return r.OK_COMPLETED
 
 
-async def getquotaroot(session: Session, command: p.QuotaCommand) -> r.Reply | None:
+async def getquotaroot(session: Session, command: p.QuotaCommand) -> r.Reply | u.Done:
     # RFC 9208 4.3: the mailbox's roots (none without a limit), then each root's QUOTA
     folder = await db(selectors.folder_get, session.mailbox.id, command.name_arg)
     if folder is None:
         raise CommandError(r.NO_NONEXISTENT)
     quota, used = await db(selectors.mailbox_quota, session.mailbox.id)
-    name = r.mailbox_name(folder.name, utf8=session.utf8)
     if not quota:
-        await session.send(r.untagged(b"QUOTAROOT " + name))
+        await session.respond(u.QuotaRoot(folder.name, (), session.utf8))
     else:
-        await session.send(
-            r.untagged(b"QUOTAROOT " + name + f' "{ROOT}"'.encode()) + quota_line(quota, used)
+        await session.respond(
+            u.QuotaRoot(folder.name, (ROOT,), session.utf8), quota_response(quota, used)
         )
     return r.OK_COMPLETED
 
 
-async def setquota(session: Session, command: p.SetQuota) -> r.Reply | None:
+async def setquota(session: Session, command: p.SetQuota) -> r.Reply | u.Done:
     # RFC 9208 4.1: the server may refuse to change limits
     raise CommandError(NO_SETQUOTA)

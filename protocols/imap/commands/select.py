@@ -9,9 +9,10 @@ from django.conf import settings
 
 from mailboxes import selectors, services
 from mailboxes.models import Folder
-from protocols.imap import fetch, objectid
+from protocols.imap import objectid
 from protocols.imap import parser as p
 from protocols.imap import responses as r
+from protocols.imap import untagged as u
 from protocols.imap.errors import CommandError
 from protocols.imap.flags import FLAGS_LINE_BASE, flags_of
 from protocols.imap.worker import db
@@ -79,16 +80,16 @@ def _qresync_data(folder_id: int, params: p.QresyncParams, uids: list[int]):
     return vanished, rows
 
 
-def permanent_flags(keywords: set[str]) -> bytes:
+def permanent_flags(keywords: set[str]) -> r.Reply:
     """RFC 9051 7.1: `\\*` says new keywords may be created; not when the folder holds as
     many as MAILHOST_IMAP_MAX_KEYWORDS_PER_FOLDER (as far as this process knows)."""
     flags = " ".join(FLAGS_LINE_BASE)
     if len(keywords) < settings.MAILHOST_IMAP_MAX_KEYWORDS_PER_FOLDER:
         flags += " \\*"
-    return r.Reply("OK", "Flags permitted", f"PERMANENTFLAGS ({flags})").untagged()
+    return r.Reply("OK", "Flags permitted", f"PERMANENTFLAGS ({flags})")
 
 
-async def select(session: Session, command: p.Select) -> r.Reply | None:
+async def select(session: Session, command: p.Select) -> r.Reply | u.Done:
     # RFC 9051 6.3.2 / 6.3.3
     if command.qresync is not None and not session.qresync:
         raise CommandError(r.BAD_CONDSTORE_OFF)
@@ -113,7 +114,7 @@ async def select(session: Session, command: p.Select) -> r.Reply | None:
     )
     if previous:
         # RFC 7162 3.2.11 / RFC 9051 7.1: the previous mailbox is closed.
-        await session.send(r.OK_CLOSED.untagged())
+        await session.respond(r.OK_CLOSED)
     if view is None:
         raise CommandError(r.NO_NONEXISTENT)
     if view.access is not None and "r" not in view.access.rights:
@@ -121,64 +122,64 @@ async def select(session: Session, command: p.Select) -> r.Reply | None:
     folder = view.folder
     readonly = view.readonly
     sel = await session.select(view)
-    out = [session.flags_line()]
+    out = [sel.flags_response()]
     if readonly:
-        out.append(r.Reply("OK", "No permanent flags permitted", "PERMANENTFLAGS ()").untagged())
+        out.append(r.Reply("OK", "No permanent flags permitted", "PERMANENTFLAGS ()"))
     else:
         out.append(permanent_flags(sel.keywords))
-    out.append(r.exists(sel.exists))
+    out.append(u.Exists(sel.exists))
     if not session.rev2:
-        out.append(r.untagged(f"{sel.recent_count} RECENT"))
+        out.append(u.Recent(sel.recent_count))
         first_unseen = view.first_unseen
         if first_unseen is not None and 1 <= first_unseen[1] <= sel.exists:
-            out.append(r.Reply("OK", "First unseen", f"UNSEEN {first_unseen[1]}").untagged())
-    out.append(r.Reply("OK", "UIDs valid", f"UIDVALIDITY {folder.uidvalidity}").untagged())
-    out.append(r.Reply("OK", "Predicted next UID", f"UIDNEXT {folder.uidnext}").untagged())
-    out.append(r.Reply("OK", "Highest", f"HIGHESTMODSEQ {folder.highestmodseq}").untagged())
+            out.append(r.Reply("OK", "First unseen", f"UNSEEN {first_unseen[1]}"))
+    out.append(r.Reply("OK", "UIDs valid", f"UIDVALIDITY {folder.uidvalidity}"))
+    out.append(r.Reply("OK", "Predicted next UID", f"UIDNEXT {folder.uidnext}"))
+    out.append(r.Reply("OK", "Highest", f"HIGHESTMODSEQ {folder.highestmodseq}"))
     # RFC 8474 4.2
-    out.append(r.Reply("OK", "Ok", f"MAILBOXID ({objectid.mailbox_id(folder.id)})").untagged())
+    out.append(r.Reply("OK", "Ok", f"MAILBOXID ({objectid.mailbox_id(folder.id)})"))
     if session.rev2:
-        out.append(r.untagged(b'LIST () "/" ' + r.mailbox_name(sel.name, utf8=True)))
+        out.append(u.ListItem("LIST", (), "/", sel.name, utf8=True))
     if command.qresync is not None and command.qresync.uidvalidity == folder.uidvalidity:
         uids = await session.sequence_map()
         vanished, rows = await db(_qresync_data, folder.id, command.qresync, uids)
         if vanished:
-            out.append(r.vanished(vanished, earlier=True))
+            out.append(u.Vanished(vanished, earlier=True))
         for row in rows:
             seq = sel.seq_of(row[0])
             if seq:
                 number, verb = session.fetch_form(row[0], seq)
                 out.append(
-                    fetch.flags_response(
+                    u.FetchFlags(
                         number,
-                        session.flag_names(row[0], flags_of(row)),
+                        sel.flag_names(row[0], flags_of(row), rev2=session.rev2),
                         uid=None if session.uidonly else row[0],
                         modseq=row[1],
                         verb=verb,
                     )
                 )
-    await session.send(b"".join(out))
     reply = r.OK_SELECT_RW
     if readonly:
         reply = r.OK_EXAMINE_RO if command.name == "EXAMINE" else r.OK_SELECT_RO
-    await session.send(reply.tagged(command.tag))
+    # The untagged responses and the reply in one write; no updates yet (the view is new).
+    return u.Done(reply, before=tuple(out), updates=False)
 
 
-async def close(session: Session, command: p.Simple) -> r.Reply | None:
+async def close(session: Session, command: p.Simple) -> r.Reply | u.Done:
     # RFC 9051 6.4.1: expunge silently unless read-only, then leave the selected state.
     sel = session.selected
     if not sel.readonly and "e" in sel.rights:  # RFC 4314 4: CLOSE expunges only with "e"
         folder = Folder(pk=sel.folder_id, id=sel.folder_id, mailbox_id=sel.owner_id)
         await db(services.messages_expunge, folder=folder, uids=await session.sequence_map())
     session.unselect()
-    await session.send(r.OK_COMPLETED.tagged(command.tag))
+    return u.Done(r.OK_COMPLETED, updates=False)
 
 
-async def unselect(session: Session, command: p.Simple) -> r.Reply | None:
+async def unselect(session: Session, command: p.Simple) -> r.Reply | u.Done:
     # RFC 3691
     session.unselect()
-    await session.send(r.OK_COMPLETED.tagged(command.tag))
+    return u.Done(r.OK_COMPLETED, updates=False)
 
 
-async def check(session: Session, command: p.Simple) -> r.Reply | None:
+async def check(session: Session, command: p.Simple) -> r.Reply | u.Done:
     return r.OK_COMPLETED

@@ -11,6 +11,7 @@ from protocols.imap import parser as p
 from protocols.imap import responses as r
 from protocols.imap import search as search_keys
 from protocols.imap import sort as sorting
+from protocols.imap import untagged as u
 from protocols.imap.errors import CommandError
 
 if TYPE_CHECKING:
@@ -87,7 +88,7 @@ def _exact_addresses(folder_id: int, rows: list[tuple], columns: tuple[str, ...]
     return out
 
 
-async def sort(session: Session, command: p.Sort) -> r.Reply | None:
+async def sort(session: Session, command: p.Sort) -> r.Reply | u.Done:
     # RFC 5256 3-4; RETURN RFC 5267 3.2; PARTIAL RFC 9394
     sel = session.selected
     try:
@@ -106,19 +107,16 @@ async def sort(session: Session, command: p.Sort) -> r.Reply | None:
     numbers = ordered if command.uid else [sel.seq_of(uid) for uid in ordered]
     numbers = [n for n in numbers if n is not None]
     if update:  # RFC 5267 4.3: CONTEXT=SORT
-        refused = contexts.start(
+        refused = contexts.open_context(
             sel.contexts, command.tag, key, uid=command.uid, results=ordered, sort_keys=keys
         )
-        if refused:
-            await session.send(refused)
+        if refused is not None:
+            await session.respond(refused)
     if command.returns is None and command.partial is None:
-        line = "* SORT" + "".join(f" {n}" for n in numbers)
-        if numbers and result.highest_modseq is not None:
-            line += f" (MODSEQ {result.highest_modseq})"
-        await session.send((line + "\r\n").encode("ascii"))
+        await session.respond(u.Sort(numbers, result.highest_modseq))
     else:
-        await session.send(
-            sorting.esort_response(
+        await session.respond(
+            sorting.esort(
                 command.tag,
                 numbers,
                 command.returns or (),
@@ -136,7 +134,7 @@ def _threads(folder_id: int, uids: list[int], algorithm: str) -> list[sorting.No
     return sorting.thread_orderedsubject(rows)
 
 
-async def thread(session: Session, command: p.Thread) -> r.Reply | None:
+async def thread(session: Session, command: p.Thread) -> r.Reply | u.Done:
     # RFC 5256 3-4
     sel = session.selected
     if command.algorithm not in sorting.THREAD_ALGORITHMS:
@@ -153,5 +151,5 @@ async def thread(session: Session, command: p.Thread) -> r.Reply | None:
     if not command.uid:
         numbers = dict(zip(result.uids, sel.seqs_of(result.uids), strict=True))
     text = sorting.thread_text(roots, numbers)
-    await session.send(("* THREAD" + (" " + text if text else "") + "\r\n").encode("ascii"))
+    await session.respond(u.Thread(text))
     return r.OK_COMPLETED

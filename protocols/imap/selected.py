@@ -1,0 +1,148 @@
+"""The selected state (RFC 9051 3.3): the folder a session has selected, its view of it, and
+the responses that change that view (FLAGS when a keyword is new, EXPUNGE or VANISHED).
+
+The session holds one Selected while in the selected state; the command handlers and the
+session's update code read and change it here, and send the responses it returns.
+"""
+
+from __future__ import annotations
+
+import bisect
+from array import array
+from dataclasses import dataclass, field
+
+from mailboxes.folders import ACL_RIGHTS
+from protocols.imap import contexts as update_contexts
+from protocols.imap import responses as r
+from protocols.imap import untagged as u
+from protocols.imap.errors import CommandError
+from protocols.imap.flags import COMMON_KEYWORDS, FLAGS_LINE_BASE
+
+
+@dataclass
+class Selected:
+    folder_id: int
+    name: str
+    uidvalidity: int
+    readonly: bool
+    known_modseq: int
+    # Expunges up to here are reported; with view_uidnext, the view the client was told of.
+    expunge_modseq: int
+    view_uidnext: int  # UIDs from here on are new to the client (not yet in an EXISTS)
+    count: int  # EXISTS while the sequence map is not read
+    # seq -> uid: 4 bytes per message (a 100k-message folder costs 400 kB per session),
+    # None until a command needs sequence numbers (Session.sequence_map).
+    uids: array | None = None
+    # \Recent: the UIDs claimed at SELECT are a range (how many of them: recent_at_select)
+    # until the map is read; `recent` holds the rest (and all of them once the map is read).
+    recent_range: tuple[int, int] = (0, 0)
+    recent_at_select: int = 0
+    recent: set[int] = field(default_factory=set)
+    # Keywords of the folder, shared by every session of this process that selected it
+    # (so no FLAGS response ever drops one another session announced), and the keywords
+    # this session's last FLAGS response listed.
+    keywords: set[str] = field(default_factory=set)
+    announced: set[str] = field(default_factory=set)
+    dirty: bool = False
+    # What changed since known_modseq, read in the hop of the command's own write
+    # (Session.db_and_changes): the next sync_updates sends it instead of asking again.
+    prefetched: tuple | None = None
+    # Highest MODSEQ named by a change event since the session last cleared `dirty`: a
+    # change at or below the MODSEQ it has read up to is no reason to read again.
+    event_modseq: int = 0
+    # (uid -> highest modseq) this session already showed itself (STORE), not repeated by sync
+    reported: dict[int, int] = field(default_factory=dict)
+    # UIDs expunged elsewhere while EXPUNGE could not be sent yet
+    pending_expunge: set[int] = field(default_factory=set)
+    saved: list[int] | None = None  # SEARCHRES "$" (RFC 5182), as UIDs
+    # SEARCH/SORT RETURN (UPDATE) contexts by their command's tag (RFC 5267 4.3): they end
+    # with the selection
+    contexts: dict[str, update_contexts.UpdateContext] = field(default_factory=dict)
+    # RFC 4314: the session's rights on the folder (all of them on its own), and the
+    # mailbox that owns it (another's, for a shared folder)
+    rights: str = ACL_RIGHTS
+    owner_id: int = 0
+
+    def require(self, right: str) -> None:
+        """NO [NOPERM] unless the session holds the right on the selected folder."""
+        if right not in self.rights:
+            raise CommandError(r.NO_PERMISSION)
+
+    @property
+    def exists(self) -> int:
+        return self.count if self.uids is None else len(self.uids)
+
+    @property
+    def recent_count(self) -> int:
+        if self.uids is None:
+            return self.recent_at_select + len(self.recent)
+        return len(self.recent)
+
+    def seqs_of(self, uids) -> list[int | None]:
+        """Sequence numbers of ascending UIDs (None where not in the map): for a large
+        result one walk of the map, cheaper than a bisection each."""
+        mapped, count = self.uids, len(self.uids)
+        if len(uids) * 8 < count:
+            return [self.seq_of(uid) for uid in uids]
+        seqs: list[int | None] = []
+        i = 0
+        for uid in uids:
+            while i < count and mapped[i] < uid:
+                i += 1
+            seqs.append(i + 1 if i < count and mapped[i] == uid else None)
+        return seqs
+
+    def seq_of(self, uid: int) -> int | None:
+        """The message's sequence number (the map must be read: Session.sequence_map)."""
+        i = bisect.bisect_left(self.uids, uid)
+        return i + 1 if i < len(self.uids) and self.uids[i] == uid else None
+
+    def flag_names(self, uid: int, flags: list[str], *, rev2: bool) -> list[str]:
+        """A message's flags as FETCH shows them: \\Recent added before IMAP4rev2."""
+        if uid in self.recent and not rev2:
+            return [*flags, "\\Recent"]
+        return flags
+
+    def flags_response(self) -> u.Flags:
+        """FLAGS: the system flags, the common keywords and the folder's (RFC 9051 7.3.5);
+        they count as announced from here on."""
+        keywords = set(COMMON_KEYWORDS) | self.keywords
+        self.announced = set(keywords)
+        return u.Flags((*FLAGS_LINE_BASE, *sorted(keywords)))
+
+    def keyword_update(self, flags) -> list[u.Flags]:
+        """A FLAGS response when `flags` use a keyword this client has not been told of
+        (RFC 9051 7.3.5: FLAGS lists every flag in use); none otherwise."""
+        new = {f for f in flags if not f.startswith("\\")} - self.announced
+        if not new:
+            return []
+        self.keywords |= new
+        return [self.flags_response()]
+
+    def expunge(self, gone_uids, *, vanished: bool) -> list[u.ESearch | u.Expunge | u.Vanished]:
+        """Remove UIDs from the view and return the EXPUNGE (or VANISHED) responses, after
+        the update contexts' REMOVEFROM."""
+        gone = {uid for uid in gone_uids if self.seq_of(uid) is not None}
+        for uid in gone:
+            self.recent.discard(uid)
+        if not gone:
+            return []
+        # RFC 5267 4.3.4: a context's REMOVEFROM before the expunge, numbered as before it
+        removals = []
+        for context in self.contexts.values():
+            removes = update_contexts.removal_pairs(context, gone)
+            number = update_contexts.numbering(context, self.seq_of)
+            removal = update_contexts.update_esearch(context, removes, [], number)
+            if removal is not None:
+                removals.append(removal)
+        if vanished:
+            # RFC 7162 3.2.10, RFC 9586 3.4: VANISHED replaces EXPUNGE once QRESYNC or
+            # UIDONLY is enabled (Session.vanished).
+            responses = [u.Vanished(sorted(gone))]
+        else:
+            # Highest first: removing a message renumbers only those after it, so each
+            # number sent is the message's number at that moment (RFC 9051 7.5.1).
+            responses = [u.Expunge(self.seq_of(uid)) for uid in sorted(gone, reverse=True)]
+        # One pass, however many went (deleting one by one from a 100k map is quadratic).
+        self.uids = array("I", (uid for uid in self.uids if uid not in gone))
+        return removals + responses
