@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 from array import array
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from mailboxes.folders import ACL_RIGHTS
 from protocols.imap import contexts as update_contexts
@@ -17,6 +18,9 @@ from protocols.imap import responses as r
 from protocols.imap import untagged as u
 from protocols.imap.errors import CommandError
 from protocols.imap.flags import COMMON_KEYWORDS, FLAGS_LINE_BASE
+
+if TYPE_CHECKING:
+    from protocols.imap.commands.select import SelectView
 
 
 @dataclass
@@ -62,6 +66,27 @@ class Selected:
     # mailbox that owns it (another's, for a shared folder)
     rights: str = ACL_RIGHTS
     owner_id: int = 0
+
+    @classmethod
+    def of_view(cls, view: SelectView, keywords: set[str]) -> Selected:
+        """The state SELECT enters, from its select_view read (the folder row's counters and
+        bounds: no per-message read) and the folder's keywords as this process knows them."""
+        folder, access = view.folder, view.access
+        return cls(
+            folder_id=folder.id,
+            name=access.name if access is not None else folder.name,
+            uidvalidity=folder.uidvalidity,
+            readonly=view.readonly,
+            known_modseq=folder.highestmodseq,
+            expunge_modseq=folder.highestmodseq,
+            view_uidnext=folder.uidnext,
+            count=folder.message_count,
+            recent_range=view.recent,
+            recent_at_select=view.recent_at_select,
+            keywords=keywords,
+            rights=access.rights if access is not None else ACL_RIGHTS,
+            owner_id=folder.mailbox_id,
+        )
 
     def require(self, right: str) -> None:
         """NO [NOPERM] unless the session holds the right on the selected folder."""

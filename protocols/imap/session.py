@@ -36,7 +36,6 @@ from mailboxes.exceptions import (
     NotFound,
     QuotaExceeded,
 )
-from mailboxes.folders import ACL_RIGHTS
 from mailboxes.models import Folder, Mailbox
 from mailboxes.storage import out_of_space
 from protocols.imap import capability, states, uidcache
@@ -469,32 +468,16 @@ class Session:
     async def select(self, view: SelectView) -> Selected:
         """Select from a select_view read (the folder row, its counters and bounds): no
         per-message read."""
-        folder, (first, uidnext) = view.folder, view.recent
-        readonly, recent_at_select = view.readonly, view.recent_at_select
-        keywords = self.server.keywords.get(folder.id)
+        folder_id = view.folder.id
+        keywords = self.server.keywords.get(folder_id)
         if keywords is None:
-            keywords = set(await db(selectors.folder_keywords, folder.id))
-            keywords = self.server.keywords.setdefault(folder.id, keywords)
-        access = view.access
-        selected = Selected(
-            folder_id=folder.id,
-            name=access.name if access is not None else folder.name,
-            uidvalidity=folder.uidvalidity,
-            readonly=readonly,
-            known_modseq=folder.highestmodseq,
-            expunge_modseq=folder.highestmodseq,
-            view_uidnext=folder.uidnext,
-            count=folder.message_count,
-            recent_range=(first, uidnext),
-            recent_at_select=recent_at_select,
-            keywords=keywords,
-            rights=access.rights if access is not None else ACL_RIGHTS,
-            owner_id=folder.mailbox_id,
-        )
+            keywords = set(await db(selectors.folder_keywords, folder_id))
+            keywords = self.server.keywords.setdefault(folder_id, keywords)
+        selected = Selected.of_view(view, keywords)
         self.server.unwatch(self)
         self.selected = selected
         self.state = State.SELECTED
-        self.server.watch(self, folder.id)
+        self.server.watch(self, folder_id)
         return selected
 
     async def sequence_map(self) -> array:
