@@ -398,6 +398,9 @@ class Message(models.Model):
             models.Index(fields=["folder", "flagged"], name="message_folder_flagged"),
             models.Index(fields=["folder", "deleted"], name="message_folder_deleted"),
             models.Index(fields=["folder", "internal_date"], name="message_folder_date"),
+            # A conversation's messages in a folder, newest last: the webmail's list asks of
+            # each row whether a newer message of its conversation is in the folder.
+            models.Index(fields=["folder", "thread_key", "uid"], name="message_folder_thread"),
             # The few rows with keywords: the IMAP FLAGS response without a folder scan.
             models.Index(
                 fields=["folder", "keywords"],

@@ -11,7 +11,19 @@ from datetime import datetime
 from django.conf import settings
 from django.core.files.storage import storages
 from django.db import connection
-from django.db.models import CharField, Count, F, IntegerField, Max, Q, QuerySet, Sum, Value
+from django.db.models import (
+    CharField,
+    Count,
+    Exists,
+    F,
+    IntegerField,
+    Max,
+    OuterRef,
+    Q,
+    QuerySet,
+    Sum,
+    Value,
+)
 from django.db.models.functions import Cast, Length
 
 from mailboxes import headers, senderlists, srs
@@ -1259,14 +1271,24 @@ def messages_senders(folder: Folder | int, uids: Iterable[int]) -> list[str]:
     return sorted(set(senders))
 
 
-def message_list_page(
+def _conversation_heads(folder_id: int) -> QuerySet[Message]:
+    """The folder's messages that are the newest of their conversation in it (thread_key;
+    a message without one is a conversation of its own)."""
+    newer = Message.objects.filter(
+        folder_id=OuterRef("folder_id"), thread_key=OuterRef("thread_key"), uid__gt=OuterRef("uid")
+    )
+    return Message.objects.filter(folder_id=folder_id).filter(Q(thread_key="") | ~Exists(newer))
+
+
+def conversation_list_page(
     folder: Folder, *, before: int | None, after: int | None, size: int, fields: Sequence[str]
 ) -> tuple[list[Message], bool, bool]:
-    """One page of a folder's messages, newest first, with only `fields` loaded: the `size`
-    below UID `before`, or above UID `after`, or the newest. Returns (messages, has_newer,
-    has_older). Each page is one range scan on (folder, uid), whatever its depth (no
-    OFFSET)."""
-    qs = Message.objects.filter(folder_id=folder.pk).only(*fields)
+    """One page of a folder's conversations, newest first, as the newest message of each
+    (its place in the list): the `size` below UID `before`, or above UID `after`, or the
+    newest. Returns (messages, has_newer, has_older). Keyset pages, no OFFSET: the scan
+    walks (folder, uid) from the cursor and asks of each row, through the (folder,
+    thread_key, uid) index, whether its conversation has a newer message here."""
+    qs = _conversation_heads(folder.pk).only(*fields)
     if after is not None:
         chunk = list(qs.filter(uid__gt=after).order_by("uid")[: size + 1])
         has_newer = len(chunk) > size
@@ -1281,19 +1303,45 @@ def message_list_page(
     return page, has_newer, has_older
 
 
-def folder_thread_counts(folder: Folder | int, thread_keys: Iterable[str]) -> dict[str, int]:
-    """How many of the folder's messages each conversation (thread_key) has: one grouped
-    COUNT over the keys (indexed)."""
+@dataclass(frozen=True)
+class ConversationSummary:
+    """A conversation's messages in one folder: how many, which (UIDs, newest first), and
+    whether any is unread, flagged or has attachments."""
+
+    count: int
+    uids: tuple[int, ...]
+    unseen: bool
+    flagged: bool
+    attachments: bool
+
+
+def folder_conversations(
+    folder: Folder | int, thread_keys: Iterable[str]
+) -> dict[str, ConversationSummary]:
+    """For each thread key, its conversation's messages in the folder: one indexed read of
+    (thread_key, uid, flags) over the keys."""
     folder_id = folder if isinstance(folder, int) else folder.pk
-    keys = set(thread_keys)
+    keys = {k for k in thread_keys if k}
     if not keys:
         return {}
-    return dict(
+    found: dict[str, list[tuple[int, bool, bool, bool]]] = {}
+    rows = (
         Message.objects.filter(folder_id=folder_id, thread_key__in=keys)
-        .values("thread_key")
-        .annotate(n=Count("id"))
-        .values_list("thread_key", "n")
+        .order_by("-uid")
+        .values_list("thread_key", "uid", "seen", "flagged", "has_attachments")
     )
+    for key, uid, seen, flagged, attachments in rows:
+        found.setdefault(key, []).append((uid, seen, flagged, attachments))
+    return {
+        key: ConversationSummary(
+            count=len(items),
+            uids=tuple(i[0] for i in items),
+            unseen=not all(i[1] for i in items),
+            flagged=any(i[2] for i in items),
+            attachments=any(i[3] for i in items),
+        )
+        for key, items in found.items()
+    }
 
 
 def conversation_of(message: Message, mailbox: Mailbox | int, *, limit: int) -> list[Message]:

@@ -12,7 +12,7 @@ from mailboxes import preview, services
 from mailboxes.models import Message
 from protocols.imap import mime
 from tests.webmail.conftest import deliver, make_raw
-from webmail.views.common import relative_date
+from webmail.views.common import PAGE_SIZE, relative_date
 
 pytestmark = pytest.mark.django_db
 
@@ -83,6 +83,39 @@ def test_conversation_is_one_line_with_its_count(web, inbox):
         3,
         4,
     ]
+
+
+def test_conversation_across_pages_is_shown_once_at_its_newest_message(web, inbox):
+    """Grouping covers the whole folder: a conversation whose messages would fall on two
+    pages is one line, where its newest message puts it, with its whole count, unread and
+    flagged if any of its messages is, and every UID in its checkbox."""
+    deliver(make_raw(subject="old plan", message_id="<root@remote.example>"))  # UID 1
+    services.messages_store_flags(folder=inbox, uids=[1], flags=["\\Flagged"], mode="add")
+    for n in range(PAGE_SIZE + 10):  # UIDs 2..61, each its own conversation
+        deliver(make_raw(subject=f"single {n}", message_id=f"<s{n}@remote.example>"))
+    deliver(make_raw(subject="Re: old plan", references="<root@remote.example>"))  # UID 62
+    services.messages_store_flags(folder=inbox, uids=[62], flags=["\\Seen"], mode="add")
+    first = web.get(f"/f/{inbox.pk}/").context
+    top = first["rows"][0]
+    assert (top["subject"], top["thread_count"], top["uids"]) == ("Re: old plan", 2, [62, 1])
+    assert not top["seen"] and top["flagged"]  # UID 1 is unread and flagged
+    assert len(first["rows"]) == PAGE_SIZE and first["has_older"]
+    older_uid = first["older_uid"]
+    second = web.get(f"/f/{inbox.pk}/?before={older_uid}").context
+    subjects = [r["subject"] for r in second["rows"]]
+    assert "old plan" not in subjects  # not again on the page its old message falls on
+    assert len(subjects) == 11 and not second["has_older"]  # 61 conversations in all
+    assert [r["uid"] for r in second["rows"]][-1] == 2
+    # the newer page from the second one is the first page again
+    back = web.get(f"/f/{inbox.pk}/?after={second['newer_uid']}").context
+    assert [r["uid"] for r in back["rows"]] == [r["uid"] for r in first["rows"]]
+    assert not back["has_newer"]
+    # a reply to an old conversation brings it to the top, away from its old place
+    deliver(make_raw(subject="Re: single 0", references="<s0@remote.example>"))  # UID 63
+    rows = web.get(f"/f/{inbox.pk}/").context["rows"]
+    assert [(r["uid"], r["thread_count"]) for r in rows[:2]] == [(63, 2), (62, 2)]
+    last = web.get(f"/f/{inbox.pk}/?before={rows[-1]['uid']}").context["rows"]
+    assert 2 not in [r["uid"] for r in last]
 
 
 def test_unread_conversation_is_unread_if_any_message_is(web, inbox):

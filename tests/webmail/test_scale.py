@@ -16,9 +16,10 @@ from mailboxes.models import Folder, Message
 pytestmark = pytest.mark.django_db
 
 
-def bulk_inbox(mailbox, count: int) -> Folder:
+def bulk_inbox(mailbox, count: int, thread_size: int = 1) -> Folder:
     """`count` messages sharing one blob, inserted with one executemany (bulk_create of 100k
-    ORM objects takes minutes on a slow machine)."""
+    ORM objects takes minutes on a slow machine); with `thread_size`, in conversations of that
+    many messages with consecutive UIDs."""
     folder = selectors.folder_get(mailbox, "INBOX")
     seed = services.message_append(
         folder=folder, raw=b"From: a@remote.example\r\nSubject: seed\r\n\r\nneedle\r\n"
@@ -36,7 +37,7 @@ def bulk_inbox(mailbox, count: int) -> Folder:
             adapt(start + timedelta(minutes=i)), i % 3 == 0, False, i % 97 == 0, False, False,
             "", f"message {i}", f"Sender {i % 100} <s{i % 100}@example.org>",
             f"s{i % 100}@example.org", "alice@example.org", "", f"<m{i}@example.org>", "", "",
-            f"<m{i}@example.org>", i % 7 == 0,
+            f"<m{i - i % thread_size}@example.org>", i % 7 == 0,
         )
         for i in range(1, count)
     ]  # fmt: skip
@@ -99,3 +100,27 @@ def test_big_folder(web, alice, request, count, django_assert_max_num_queries):
     )
     # Keyset paging keeps the query count flat (asserted above); timings are printed only,
     # speed targets live in bench/.
+
+
+@pytest.mark.parametrize("count", [20_000, pytest.param(100_000, marks=pytest.mark.slow)])
+def test_big_folder_of_long_conversations(web, alice, request, count):
+    """Conversations of 100 messages with consecutive UIDs, the list's worst layout: each page
+    of 50 conversations walks 5,000 rows, asking of each whether its conversation has a newer
+    message (one probe of the (folder, thread_key, uid) index)."""
+    if count > 20_000 and "slow" not in (request.config.getoption("markexpr") or ""):
+        pytest.skip("the 100k-message variant runs with -m slow")
+    folder = bulk_inbox(alice, count, thread_size=100)
+    base = f"/f/{folder.pk}/"
+    timings = {}
+    timings["first page"], first = timed(web, base)
+    rows = first.context["rows"]
+    assert [r["uid"] for r in rows[:2]] == [count, count - 100]  # UIDs count-99..count
+    assert rows[1]["thread_count"] == 100 and len(rows[1]["uids"]) == 100
+    timings["middle page"], middle = timed(web, f"{base}?before={count // 2 + 1}")
+    assert [r["uid"] for r in middle.context["rows"]][:2] == [count // 2, count // 2 - 100]
+    timings["last page"], last = timed(web, f"{base}?before={count // 20}")
+    assert not last.context["has_older"] and last.context["rows"][-1]["uids"][-1] == 1
+    print(
+        f"\n{connection.vendor}, {count} messages in conversations of 100:\n"
+        + "\n".join(f"{t * 1000:8.1f} ms  {name}" for name, t in timings.items())
+    )

@@ -1,8 +1,9 @@
 """The message list of a folder and what can be done to many messages at once.
 
-Pages are UID keysets, newest first: `?before=<uid>` shows the PAGE_SIZE messages below that
-UID, `?after=<uid>` those above it. Each page is one indexed range scan on (folder, uid),
-so the 2000th page of a 100k folder costs what the first does (no OFFSET).
+Pages are UID keysets, newest first, of conversations (each at its newest message in the
+folder): `?before=<uid>` shows the PAGE_SIZE conversations below that UID, `?after=<uid>`
+those above it. Each page is one indexed range scan on (folder, uid) with an index probe per
+row, so the 2000th page of a 100k folder costs what the first does (no OFFSET).
 """
 
 from __future__ import annotations
@@ -82,27 +83,24 @@ def row(message: Message, folder: Folder | None = None, *, show_folder: bool = F
 
 
 def conversations(page: list[Message], folder: Folder) -> list[dict]:
-    """The page's rows grouped by conversation (thread_key: the References root, else
-    In-Reply-To, else the Message-ID): each conversation once, at its newest message on the
-    page, with the number of its messages in the folder. One grouped COUNT over the page's
-    thread keys (indexed), so a page costs the same at 100k messages."""
-    counts = selectors.folder_thread_counts(folder, (m.thread_key for m in page if m.thread_key))
+    """The page's rows, one per conversation (thread_key: the References root, else
+    In-Reply-To, else the Message-ID): the page holds the newest message of each, so a
+    conversation is shown once in the whole folder, with the number of its messages in the
+    folder; it is unread, flagged or with attachments if any of them is, and its checkbox
+    carries all their UIDs. One indexed read over the page's thread keys."""
+    threads = selectors.folder_conversations(folder, (m.thread_key for m in page))
     rows: list[dict] = []
-    shown: dict[str, dict] = {}
     for message in page:  # newest first
-        key = message.thread_key
-        if key and key in shown:
-            first = shown[key]
-            first["seen"] = first["seen"] and message.seen  # unread if any of it is
-            first["attachment"] = first["attachment"] or message.has_attachments
-            first["flagged"] = first["flagged"] or message.flagged
-            first["uids"].append(message.uid)
-            continue
         line = row(message, folder)
-        line["uids"] = [message.uid]
-        line["thread_count"] = counts.get(key, 1) if key else 1
-        if key:
-            shown[key] = line
+        thread = threads.get(message.thread_key) if message.thread_key else None
+        if thread is None:
+            line["uids"] = [message.uid]
+        else:
+            line["uids"] = list(thread.uids)
+            line["thread_count"] = thread.count
+            line["seen"] = not thread.unseen
+            line["flagged"] = thread.flagged
+            line["attachment"] = thread.attachments
         rows.append(line)
     return rows
 
@@ -114,8 +112,9 @@ def index(request: HttpRequest) -> HttpResponse:
 
 
 def page_of(folder: Folder, *, before: int | None, after: int | None) -> tuple[list, bool, bool]:
-    """One page newest first; returns (messages, has_newer, has_older)."""
-    return selectors.message_list_page(
+    """One page of conversations newest first (each as its newest message); returns
+    (messages, has_newer, has_older)."""
+    return selectors.conversation_list_page(
         folder, before=before, after=after, size=PAGE_SIZE, fields=LIST_FIELDS
     )
 
