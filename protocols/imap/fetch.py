@@ -239,21 +239,72 @@ def _literal(data: bytes, *, binary: bool = False) -> bytes:
     return b"{%d}\r\n" % len(data) + data.replace(b"\x00", b"\x80")
 
 
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A literal's content sent from the store in chunks, not rendered here: `length` octets
+    of the stored message from `offset`. binary: a literal8's (BINARY), sent as stored;
+    otherwise each NUL is sent as 0x80, as _literal does."""
+
+    offset: int
+    length: int
+    binary: bool = False
+
+
 @dataclass
 class Rendered:
-    data: bytes  # the whole "* n FETCH (...)\r\n"
+    data: bytes  # the whole "* n FETCH (...)\r\n"; empty when pieces holds it
     cache: dict | None  # a fresh MIME cache for Message.mime_cache, when one was computed
+    # A streamed message's response: its bytes with a Span where each large literal goes.
+    pieces: list[bytes | Span] | None = None
+
+
+# Encodings whose BINARY octets are the stored ones (RFC 3516 4.2).
+IDENTITY_CTE = frozenset({b"7bit", b"8bit", b"binary", b""})
+_NO_PART = (-1, -1)  # _section_range: the section names no part (sent as NIL)
 
 
 class _Source:
-    """The message's bytes and structure, each loaded at most once, only when needed."""
+    """The message's bytes and structure, each loaded at most once, only when needed.
 
-    def __init__(self, load_raw: Callable[[], bytes], cache: object):
+    With read_range (a large message: the session streams it), sections that are a range of
+    the stored octets become Spans, found from the message's size, its cached structure or
+    its header alone: the whole message is loaded only for what needs it all (a structure
+    not cached yet, PREVIEW, BINARY of an encoded part)."""
+
+    def __init__(
+        self,
+        load_raw: Callable[[], bytes],
+        cache: object,
+        read_range: Callable[[int, int], bytes] | None = None,
+        size: int = 0,
+    ):
         self._load_raw = load_raw
         self._raw: bytes | None = None
         self.cache = cache if mime.cache_valid(cache) else None
         self.fresh_cache: dict | None = None
         self._tree: mime.Part | None = None
+        self.read_range = read_range
+        self.size = size
+        self.spans = False  # a Span was rendered
+
+    def known_tree(self) -> mime.Part | None:
+        """The part tree when it is known without reading the message (cached or built)."""
+        if self._tree is None and (self.cache is None or self.cache["tree"] is None):
+            return None
+        return self.tree()
+
+    def root_cte(self) -> bytes:
+        """The top-level Content-Transfer-Encoding, lower-case: from the structure when
+        known, else from the header alone (the first MAX_HEADER_OCTETS, as the parser reads)."""
+        tree = self.known_tree()
+        if tree is not None:
+            return tree.cte.lower()
+        assert self.read_range is not None
+        head = self.read_range(0, mime.MAX_HEADER_OCTETS)
+        header = mime.Header(head, 0, mime.split_header(head, 0, len(head)))
+        value = header.get("content-transfer-encoding")
+        words = value.replace(b"\x00", b"").split() if value else None
+        return words[0].lower() if words else b"7bit"
 
     @property
     def raw(self) -> bytes:
@@ -290,8 +341,111 @@ def _partial(data: bytes, partial: tuple[int, int] | None) -> bytes:
     return data[start : start + count]
 
 
-def render_item(item: Item, row: Row, flags: Sequence[str], source: _Source) -> bytes:
+def _section_range(name: str, section: Section, source: _Source) -> tuple[int, int] | None:
+    """(start, end) of the stored octets that are the section (BODY, or BINARY where no
+    decoding is needed), _NO_PART when there is no such part, None when the section is not
+    a range of them or the structure is not known without reading the message."""
+    path, spec = section.path, section.spec.upper()
+    binary = name != "BODY" and not spec
+    if not path and not spec and (not binary or source.root_cte() in IDENTITY_CTE):
+        return 0, source.size  # RFC 9051 6.4.5: BODY[] is the whole message
+    tree = source.known_tree()
+    if tree is None:
+        return None
+    message = tree
+    if path:  # mime.section's and mime.binary's choices, without the octets
+        part = mime.part_at(tree, path)
+        if part is None:
+            return _NO_PART
+        if binary:
+            composite = part.children or part.message is not None
+            return (part.bs, part.be) if composite or part.cte.lower() in IDENTITY_CTE else None
+        if spec == "":
+            return part.bs, part.be
+        if spec == "MIME":
+            return part.hs, part.bs
+        if part.message is None:
+            return _NO_PART
+        message = part.message
+    if binary:
+        composite = message.children or message.message is not None
+        return (message.hs, message.be) if composite else None
+    if spec == "":
+        return message.hs, message.be
+    if spec == "HEADER":
+        return message.hs, message.bs
+    if spec == "TEXT":
+        return message.bs, message.be
+    return None
+
+
+def _header_fields_data(section: Section, source: _Source) -> bytes | None:
+    """HEADER.FIELDS (.NOT) of a streamed message with a known structure: from a read of
+    that header's octets alone."""
+    tree = source.known_tree()
+    if tree is None or source.read_range is None:
+        return None
+    message = tree
+    if section.path:
+        part = mime.part_at(tree, section.path)
+        if part is None or part.message is None:
+            return None
+        message = part.message
+    head = source.read_range(message.hs, message.bs - message.hs)
+    root = mime.Part(0, len(head), len(head))
+    return mime.section(head, root, (), section.spec, section.fields)
+
+
+def _streamed_item(key: str, name: str, section: Section, partial, source: _Source):  # noqa: ANN001, ANN202
+    """A streamed message's section as its literal's head and a Span (the data as bytes for
+    HEADER.FIELDS; None for what needs the whole message)."""
+    if section.spec.upper().startswith("HEADER.FIELDS"):
+        data = _header_fields_data(section, source)
+        if data is None:
+            return None
+        if partial is not None:
+            key += f"<{partial[0]}>"
+        return key.encode() + b" " + _literal(_partial(data, partial))
+    found = _section_range(name, section, source)
+    if found is None:
+        return None
+    if found is _NO_PART:
+        return key.encode() + (b" 0" if name == "BINARY.SIZE" else b" NIL")
+    start, end = found
+    if name == "BINARY.SIZE":
+        return key.encode() + b" %d" % (end - start)
+    if partial is not None:
+        key += f"<{partial[0]}>"
+        # RFC 9051 6.4.5: a start beyond the end gives the empty string.
+        start, end = min(start + partial[0], end), min(start + partial[0] + partial[1], end)
+    binary = name == "BINARY"
+    source.spans = True
+    head = b"%s ~{%d}\r\n" if binary else b"%s {%d}\r\n"
+    return head % (key.encode(), end - start), Span(start, end - start, binary)
+
+
+# RFC822, RFC822.HEADER and RFC822.TEXT are BODY[], BODY.PEEK[HEADER] and BODY[TEXT]
+# (RFC 9051 6.4.5; \Seen is set by the engine).
+_RFC822_SECTIONS = {
+    "RFC822": Section(),
+    "RFC822.HEADER": Section(spec="HEADER"),
+    "RFC822.TEXT": Section(spec="TEXT"),
+}
+
+
+def render_item(item: Item, row: Row, flags: Sequence[str], source: _Source):  # noqa: ANN201
+    """The item's bytes; for a streamed message's literal, its head and a Span."""
     name = item.name
+    if source.read_range is not None:
+        if item.section is not None:
+            key = f"{name}[{item.section.text()}]"
+            out = _streamed_item(key, name, item.section, item.partial, source)
+        elif name in _RFC822_SECTIONS:
+            out = _streamed_item(name, "BODY", _RFC822_SECTIONS[name], None, source)
+        else:
+            out = None
+        if out is not None:
+            return out
     if item.section is not None:
         key = f"{name}[{item.section.text()}]"
         data = _section_data(item, source)
@@ -345,18 +499,32 @@ def render(
     flags: Sequence[str] | None = None,
     cache: object = None,
     verb: str = "FETCH",
+    read_range: Callable[[int, int], bytes] | None = None,
 ) -> Rendered:
     """One `* number FETCH (...)` response (`* uid UIDFETCH (...)` with verb UIDFETCH).
 
     row has uid, size, modseq, internal_date (and flags / mime_cache, used unless passed);
     load_raw returns the message's bytes and is called at most once, only when needed.
+    With read_range(offset, length) (a large message), the literals that are ranges of the
+    stored octets come back as Spans in Rendered.pieces, for the session to stream.
     Raises UnknownCTE for BINARY on an encoding we cannot decode.
     """
     if flags is None:
         flags = list(getattr(row, "flags", ()))
     if cache is None:
         cache = getattr(row, "mime_cache", None)
-    source = _Source(load_raw, cache)
-    body = b" ".join(render_item(item, row, flags, source) for item in items)
+    source = _Source(load_raw, cache, read_range, row.size if read_range is not None else 0)
+    rendered = [render_item(item, row, flags, source) for item in items]
     head = b"* %d %s (" % (number, verb.encode("ascii"))
-    return Rendered(head + body + b")\r\n", source.fresh_cache)
+    if not source.spans:
+        return Rendered(head + b" ".join(rendered) + b")\r\n", source.fresh_cache)
+    pieces: list[bytes | Span] = [head]
+    for i, out in enumerate(rendered):
+        separator = b" " if i else b""
+        if isinstance(out, tuple):
+            pieces[-1] += separator + out[0]
+            pieces += [out[1], b""]
+        else:
+            pieces[-1] += separator + out
+    pieces[-1] += b")\r\n"
+    return Rendered(b"", source.fresh_cache, pieces)

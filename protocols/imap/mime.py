@@ -13,6 +13,7 @@ import re
 from mailboxes.addresslist import parse_addresses
 from mailboxes.mime import (  # noqa: F401  (the model's parts FETCH reads through this module)
     MAX_DEPTH,
+    MAX_HEADER_OCTETS,
     Header,
     Part,
     UnknownCTE,
@@ -21,7 +22,9 @@ from mailboxes.mime import (  # noqa: F401  (the model's parts FETCH reads throu
     decode_qp,
     latin,
     parse_disposition,
+    part_at,
     section,
+    split_header,
     text_parts,
 )
 from mailboxes.mime import parse as parse_tree

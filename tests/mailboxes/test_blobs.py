@@ -23,6 +23,7 @@ from mailboxes.selectors import (
     folder_get,
 )
 from tests.mailboxes.conftest import make_raw
+from tests.support.blobreads import FileReads
 
 # The file path: every blob a file (the inline tests at the end turn inline storage back on).
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("blob_files")]
@@ -153,46 +154,12 @@ def test_large_blob_round_trip(blob_dir):
     assert files_in(blob_dir) == {name}
 
 
-class CountedReads:
-    """The files the blob storage opens, with the offset of every seek and the size of
-    every read they answer."""
-
-    def __init__(self, storage, monkeypatch):
-        self.reads: list[int] = []
-        self.seeks: list[int] = []
-        opened = storage.open
-        counter = self
-
-        class Counted:
-            def __init__(self, inner):
-                self.inner = inner
-
-            def read(self, n=-1):
-                data = self.inner.read(n)
-                counter.reads.append(len(data))
-                return data
-
-            def seek(self, offset, *rest):
-                counter.seeks.append(offset)
-                return self.inner.seek(offset, *rest)
-
-            def __getattr__(self, name):
-                return getattr(self.inner, name)
-
-        def counted_open(name, mode="rb"):
-            fh = opened(name, mode)
-            fh.file = Counted(fh.file)
-            return fh
-
-        monkeypatch.setattr(storage, "open", counted_open)
-
-
 def test_a_range_of_a_file_is_a_seek_and_one_read_and_a_stream_reads_chunks(
     blob_dir, settings, monkeypatch
 ):
     raw = os.urandom(3 * 1024 * 1024 + 17)
     blob = services.blob_store(raw)
-    counted = CountedReads(storages["blobs"], monkeypatch)
+    counted = FileReads(storages["blobs"], monkeypatch)
     assert blob_read_range(blob, offset=2_000_000, length=1000) == raw[2_000_000:2_001_000]
     assert counted.seeks == [2_000_000] and counted.reads == [1000]
     assert blob_read_range(blob.name, offset=len(raw) - 7, length=1000) == raw[-7:]

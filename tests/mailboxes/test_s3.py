@@ -14,6 +14,7 @@ from django.core.files.storage import storages
 from mailboxes import selectors, services
 from mailboxes.models import Blob, Message
 from mailhost import runner
+from tests.support.s3 import GetLog
 from tests.support.servers import running
 
 
@@ -138,24 +139,6 @@ def test_a_prefix_read_is_one_ranged_get_and_a_released_blob_reads_as_missing(
     assert selectors.blob_read_many([blob.name]) == {}
 
 
-class GetLog:
-    """Every GET the blob storage's S3 client makes: its Range header and the body bytes
-    the store answered with (Content-Length), from botocore's events."""
-
-    def __init__(self) -> None:
-        self.ranges: list[str | None] = []
-        self.sent: list[int] = []
-        client = storages["blobs"].connection.meta.client
-        client.meta.events.register("before-parameter-build.s3.GetObject", self._request)
-        client.meta.events.register("after-call.s3.GetObject", self._response)
-
-    def _request(self, params, **_) -> None:
-        self.ranges.append(params.get("Range"))
-
-    def _response(self, parsed, **_) -> None:
-        self.sent.append(parsed.get("ContentLength", 0))
-
-
 @pytest.mark.django_db
 def test_a_range_is_one_ranged_get_of_those_bytes_and_a_stream_one_get_read_in_chunks(
     s3_blobs, settings
@@ -163,7 +146,7 @@ def test_a_range_is_one_ranged_get_of_those_bytes_and_a_stream_one_get_read_in_c
     settings.MAILHOST_BLOB_INLINE_MAX = 0
     raw = bytes(range(256)) * 8000  # about 2 MB
     blob = services.blob_store(raw)
-    gets = GetLog()
+    gets = GetLog(storages["blobs"])
     assert (
         selectors.blob_read_range(blob, offset=1_500_000, length=1000) == raw[1_500_000:1_501_000]
     )
@@ -176,7 +159,7 @@ def test_a_range_is_one_ranged_get_of_those_bytes_and_a_stream_one_get_read_in_c
     ]
     assert gets.sent == [1000, 10, 0]  # the third is refused (416): nothing sent
 
-    gets.ranges.clear(), gets.sent.clear()
+    gets.clear()
     stream = selectors.blob_stream(blob, offset=1000, length=len(raw) - 2000, chunk_size=65536)
     chunks = list(stream)
     assert b"".join(chunks) == raw[1000:-1000]

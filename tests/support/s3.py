@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import boto3
@@ -93,6 +94,36 @@ class S3Server:
                 "location": "blobs",
             },
         }
+
+
+class GetLog:
+    """Every GET the blob storage makes, from any thread (each has its own S3 client, made
+    from a session this hooks): its Range header, and the body bytes the store answered with
+    (Content-Length; 0 for a refused range)."""
+
+    def __init__(self, storage) -> None:  # noqa: ANN001 - the blobs' DurableS3Storage
+        self.ranges: list[str | None] = []
+        self.sent: list[int] = []
+        make_session = storage._create_session
+
+        def hooked_session():  # noqa: ANN202
+            session = make_session()
+            session.events.register("before-parameter-build.s3.GetObject", self._request)
+            session.events.register("after-call.s3.GetObject", self._response)
+            return session
+
+        storage._create_session = hooked_session
+        storage._connections = threading.local()  # clients made from now on are hooked
+
+    def _request(self, params, **_) -> None:  # noqa: ANN001
+        self.ranges.append(params.get("Range"))
+
+    def _response(self, parsed, **_) -> None:  # noqa: ANN001
+        self.sent.append(parsed.get("ContentLength", 0))
+
+    def clear(self) -> None:
+        self.ranges.clear()
+        self.sent.clear()
 
 
 # Fixtures (import them into a test module: `from tests.support.s3 import s3_blobs, s3_server`).

@@ -3,7 +3,10 @@ rendering lives in protocols/imap/fetch.py and search keys in protocols/imap/sea
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
+
+from django.conf import settings
 
 from mailboxes import selectors, services
 from protocols.imap import contexts
@@ -19,6 +22,8 @@ from protocols.imap.worker import db
 if TYPE_CHECKING:
     from protocols.imap.session import Session
 
+logger = logging.getLogger(__name__)
+
 CHUNK = 200  # messages rendered per worker-thread round trip when bytes are needed
 
 
@@ -30,25 +35,47 @@ def _vanished_earlier(folder_id: int, changedsince: int, ranges) -> list[int]:
 def _render_chunk(rows, items, seqs, recent, needs_raw, rev2, verb="FETCH"):
     """Render FETCH responses for rows (in a worker thread: blob reads happen here).
 
+    Messages of MAILHOST_BLOB_STREAM_MIN bytes or more are not read here: their literals
+    come back as Spans for _send_streamed. Returns the responses' bytes, or a list of bytes
+    and (blob name, pieces) of the streamed ones.
+
     A message expunged elsewhere since its row was read has lost its bytes: it is left out
     (RFC 9051 7.5.1 lets the server omit it)."""
-    blobs = selectors.blob_read_many({row.blob_name for row in rows}) if needs_raw else {}
+    stream_min = settings.MAILHOST_BLOB_STREAM_MIN
+    blobs = (
+        selectors.blob_read_many({row.blob_name for row in rows if row.size < stream_min})
+        if needs_raw
+        else {}
+    )
     out = []
     fresh = {}
+    streamed = False
     for row in rows:
         try:
-            rendered = _render_row(row, items, seqs, recent, rev2, blobs, verb)
+            rendered = _render_row(row, items, seqs, recent, rev2, blobs, verb, stream_min)
         except selectors.BLOB_GONE:
             continue
-        out.append(rendered.data)
+        if rendered.pieces is None:
+            out.append(rendered.data)
+        else:
+            out.append((row.blob_name, rendered.pieces))
+            streamed = True
         if rendered.cache is not None:
             fresh[row.id] = rendered.cache
     if fresh:
         services.message_caches_put(key="imap", values=fresh)
-    return b"".join(out)
+    if not streamed:
+        return b"".join(out)
+    merged: list = []
+    for response in out:
+        if isinstance(response, bytes) and merged and isinstance(merged[-1], bytes):
+            merged[-1] += response
+        else:
+            merged.append(response)
+    return merged
 
 
-def _render_row(row, items, seqs, recent, rev2, blobs, verb):
+def _render_row(row, items, seqs, recent, rev2, blobs, verb, stream_min):
     flags = row.flags if row.uid not in recent or rev2 else [*row.flags, "\\Recent"]
     cache = row.mime_cache.get("imap") if isinstance(row.mime_cache, dict) else None
     name = row.blob_name
@@ -57,7 +84,75 @@ def _render_row(row, items, seqs, recent, rev2, blobs, verb):
         data = blobs.get(name)
         return data if data is not None else selectors.blob_read(name)
 
-    return fetch_items.render(seqs[row.uid], items, row, load, flags=flags, cache=cache, verb=verb)
+    read_range = None
+    if row.size >= stream_min:
+
+        def read_range(offset: int, length: int) -> bytes:
+            return selectors.blob_read_range(name, offset=offset, length=length)
+
+    return fetch_items.render(
+        seqs[row.uid], items, row, load, flags=flags, cache=cache, verb=verb, read_range=read_range
+    )
+
+
+async def _send(session: Session, data) -> None:  # noqa: ANN001
+    """_render_chunk's responses to the client."""
+    if isinstance(data, bytes):
+        await session.respond(u.Fetched(data))
+        return
+    for response in data:
+        if isinstance(response, bytes):
+            await session.respond(u.Fetched(response))
+        else:
+            await _send_streamed(session, *response)
+
+
+async def _send_streamed(session: Session, name: str, pieces) -> None:  # noqa: ANN001
+    """A large message's response, its literals read from the store a chunk
+    (MAILHOST_BLOB_STREAM_CHUNK) at a time as the client takes them: one GET or one open
+    file per literal. They are opened before any of the response is sent, so a message
+    expunged meanwhile is left out whole (RFC 9051 7.5.1)."""
+    spans = [piece for piece in pieces if isinstance(piece, fetch_items.Span)]
+    streams = []
+    try:
+        try:
+            for span in spans:
+                streams.append(
+                    await db(selectors.blob_stream, name, offset=span.offset, length=span.length)
+                )
+        except selectors.BLOB_GONE:
+            return
+        opened = iter(streams)
+        for piece in pieces:
+            if isinstance(piece, bytes):
+                if piece:
+                    await session.respond(u.Fetched(piece))
+                continue
+            await _send_span(session, name, piece, next(opened))
+    finally:
+        for stream in streams:
+            try:
+                stream.close()
+            except ValueError:  # still running in its worker (cancelled): closed when freed
+                pass
+
+
+async def _send_span(session: Session, name: str, span, stream) -> None:  # noqa: ANN001
+    sent = 0
+    try:
+        while chunk := await db(next, stream, b""):
+            if not span.binary and b"\x00" in chunk:
+                chunk = chunk.replace(b"\x00", b"\x80")  # as fetch._literal does
+            await session.send(chunk)
+            sent += len(chunk)
+    except OSError as exc:  # the store failed mid-literal: the response cannot be finished
+        logger.error(
+            "imap stream_failed blob=%s sent=%d of=%d error=%s", name, sent, span.length, exc
+        )
+        raise ConnectionError("the message store failed during a literal") from exc
+    if sent != span.length:
+        logger.error("imap stream_short blob=%s sent=%d of=%d", name, sent, span.length)
+        raise ConnectionError("the message store gave fewer octets than its size")
 
 
 async def fetch(session: Session, command: p.Fetch) -> r.Reply | u.Done:
@@ -162,7 +257,7 @@ async def fetch_responses(session: Session, command: p.Fetch) -> None:
                 ) from None
         else:
             data = fetch_items.render_rows(chunk, items, seqs, sel.recent, session.rev2, verb)
-        await session.respond(u.Fetched(data))
+        await _send(session, data)
 
 
 async def search(session: Session, command: p.Search) -> r.Reply | u.Done:
