@@ -1384,6 +1384,11 @@ def contacts_matching(mailbox: Mailbox | int, text: str, *, limit: int) -> list[
     return list(matching[:limit])
 
 
+def contact_by_id(mailbox: Mailbox | int, contact_id: int) -> Contact | None:
+    """A card of the mailbox's address book by its row id (the webmail's links)."""
+    return Contact.objects.filter(mailbox=mailbox, pk=contact_id).first()
+
+
 def contact_get(mailbox: Mailbox | int, uid: str) -> Contact | None:
     """A card of the mailbox's address book by its UID."""
     return Contact.objects.filter(mailbox=mailbox, uid=uid).first()

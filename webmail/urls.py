@@ -53,6 +53,7 @@ _routes = [
     ("contacts/import/", contacts.contacts_import, "contacts_import"),
     ("contacts/export.vcf", contacts.contacts_export, "contacts_export"),
     ("contacts/<int:contact_id>/delete/", contacts.contact_delete, "contact_delete"),
+    ("contacts/<int:contact_id>/", contacts.contact_edit, "contact_edit"),
     ("settings/senders/add/", senders.sender_add, "sender_add"),
     ("settings/senders/<int:entry_id>/remove/", senders.sender_remove, "sender_remove"),
     ("settings/filters/", filters.filters_view, "filters"),

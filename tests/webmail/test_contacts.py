@@ -93,3 +93,100 @@ def test_delete_only_ones_own_contact(web, alice, bob):
     assert mine.name == "Ann"
     web.post(f"/contacts/{mine.pk}/delete/")
     assert not Contact.objects.filter(mailbox=alice).exists()
+
+
+def test_edit_round_trip_keeps_the_card_as_written():
+    """Saving the form unchanged gives the card back byte for byte; a change touches only
+    the properties it changes (TYPE parameters, groups, photos and PRODID stay)."""
+    dana = vcard.parse(PHONE_EXPORT)[0]
+    shown = vcard.fields(dana.text)
+    assert shown == vcard.Fields(
+        name="Dana Scully",
+        given="Dana",
+        family="Scully",
+        emails=["dana@fbi.example", "dana.k@home.example"],
+        phones=["+1 202 555 0100"],
+        note="Partner, since 1993\nBasement office",
+    )
+    assert vcard.edit(dana.text, shown).text == dana.text
+    changed = vcard.Fields(
+        name="Dana K. Scully",
+        given="Dana K.",
+        family="Scully",
+        emails=["dana@fbi.example", "dks@fbi.example"],
+        phones=["+1 202 555 0100", "+1 202 555 0199"],
+        note="Partner; since 1993",
+    )
+    edited = vcard.edit(dana.text, changed)
+    assert vcard.fields(edited.text) == changed
+    assert (edited.uid, edited.name, edited.emails) == (
+        "dana-1",
+        "Dana K. Scully",
+        ["dana@fbi.example", "dks@fbi.example"],
+    )
+    for kept in (
+        "PRODID:-//Apple Inc.//iPhone OS 17.0//EN\r\n",
+        "N:Scully;Dana K.;Katherine;;\r\n",  # the middle name stays
+        "item1.EMAIL;type=INTERNET;type=pref:dana@fbi.example\r\n",
+        "TEL;type=CELL:+1 202 555 0100\r\n",
+    ):
+        assert kept in edited.text
+    assert "dana.k@home.example" not in edited.text
+    card = vobject.readOne(edited.text)
+    assert card.note.value == "Partner; since 1993"
+    assert sorted(t.value for t in card.tel_list) == ["+1 202 555 0100", "+1 202 555 0199"]
+    # vCard 4.0 numbers as URIs are shown as numbers; long lines are folded at 75 octets
+    fox = vcard.parse(
+        "BEGIN:VCARD\r\nVERSION:4.0\r\nUID:fox\r\nFN:Fox\r\nTEL;VALUE=uri:tel:+1-555-0100\r\n"
+        "END:VCARD\r\n"
+    )[0]
+    assert vcard.fields(fox.text).phones == ["+1-555-0100"]
+    long_note = "Ünïcödé " * 20
+    edited = vcard.edit(fox.text, vcard.Fields(name="Fox", phones=["+1-555-0100"], note=long_note))
+    assert all(len(line.encode()) <= 75 for line in edited.text.split("\r\n"))
+    assert "TEL;VALUE=uri:tel:+1-555-0100\r\n" in edited.text
+    assert vcard.fields(edited.text).note == long_note
+
+
+def test_edit_form_saves_and_carddav_sees_the_change(web, alice):
+    web.post(
+        "/contacts/import/",
+        {"file": SimpleUploadedFile("c.vcf", PHONE_EXPORT.encode(), "text/vcard")},
+    )
+    dana = Contact.objects.get(mailbox=alice, uid="dana-1")
+    page = web.get(f"/contacts/{dana.pk}/")
+    assert page.status_code == 200
+    assert page.context["emails"] == ["dana@fbi.example", "dana.k@home.example", "", ""]
+    before, modseq = dana.vcard, dana.modseq
+    unchanged = {
+        "name": "Dana Scully",
+        "given": "Dana",
+        "family": "Scully",
+        "email": ["dana@fbi.example", "dana.k@home.example", ""],
+        "phone": ["+1 202 555 0100", ""],
+        "note": "Partner, since 1993\r\nBasement office",  # a browser's textarea sends CRLF
+    }
+    assert web.post(f"/contacts/{dana.pk}/", unchanged).status_code == 302
+    dana.refresh_from_db()
+    assert dana.vcard == before and dana.modseq == modseq  # same card, same ETag
+    bad = web.post(f"/contacts/{dana.pk}/", {**unchanged, "email": ["not an address"]})
+    assert bad.status_code == 400 and "Not a valid email address" in bad.content.decode()
+    changed = {**unchanged, "name": "Dana K. Scully", "email": ["dks@fbi.example"]}
+    assert web.post(f"/contacts/{dana.pk}/", changed).status_code == 302
+    dana.refresh_from_db()
+    assert (dana.name, dana.email_list) == ("Dana K. Scully", ["dks@fbi.example"])
+    exported = web.get("/contacts/export.vcf").content.decode()
+    assert vobject.readOne(exported).fn.value in {"Dana K. Scully", "Fox Mulder"}
+    assert "TEL;type=CELL:+1 202 555 0100" in exported
+
+
+def test_edit_only_ones_own_contact(web, alice, bob):
+    card = vcard.write(name="Bob's", emails=["b@x.example"], uid="b")
+    from mailboxes import services
+
+    services.contacts_put(mailbox=bob, cards=[card])
+    theirs = Contact.objects.get(mailbox=bob)
+    assert web.get(f"/contacts/{theirs.pk}/").status_code == 404
+    assert web.post(f"/contacts/{theirs.pk}/", {"name": "mine"}).status_code == 404
+    theirs.refresh_from_db()
+    assert theirs.name == "Bob's"
