@@ -120,12 +120,17 @@ def main(address: str, password: str, port: int, count: int) -> None:
     client.logout()
 
 
-if __name__ == "__main__":
+def command_line(run, usage: str) -> None:
+    """ADDRESS PASSWORD PORT [COUNT] from the command line to run(...)."""
     if len(sys.argv) < 4:
-        raise SystemExit(__doc__)
-    main(
+        raise SystemExit(usage)
+    run(
         sys.argv[1],
         sys.argv[2],
         int(sys.argv[3]),
         int(sys.argv[4]) if len(sys.argv) > 4 else 100000,
     )
+
+
+if __name__ == "__main__":
+    command_line(main, __doc__)

@@ -5,8 +5,9 @@ commands/contexts.py feed it results and send what it returns."""
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.conf import settings
 
@@ -34,6 +35,10 @@ class UpdateContext:
     # Sequence-number keys or "$": a change to one message can change whether another
     # matches, so every change re-evaluates the whole view.
     whole_view: bool = False
+    members: set[int] = field(default_factory=set)  # the UIDs of results
+
+    def __post_init__(self) -> None:
+        self.members = set(self.results)
 
     @property
     def sorted(self) -> bool:
@@ -78,17 +83,31 @@ def start(live: dict[str, UpdateContext], tag: str, key: object, **kwargs) -> by
     return refusal.untagged() if refusal is not None else b""
 
 
-def removal_pairs(context: UpdateContext, gone: set[int]) -> list[Pair]:
+def delta(
+    context: UpdateContext, matched: Iterable[int], checked: Iterable[int]
+) -> tuple[set[int], set[int]]:
+    """(left, joined): of the `checked` UIDs, those in the result that no longer match and
+    those that match and were not in it. Costs the size of `checked`, not of the result."""
+    matched = set(matched)
+    left = {uid for uid in checked if uid in context.members and uid not in matched}
+    return left, matched - context.members
+
+
+def removal_pairs(context: UpdateContext, gone: Iterable[int]) -> list[Pair]:
     """REMOVEFROM pairs taking `gone` out of the context's result (RFC 5267 4.3.4), in UIDs,
     and the result updated. SEARCH: position 0 and the set in mailbox order; SORT: each run of
     neighbours at the position its first holds once the runs before it are removed."""
+    gone = {uid for uid in gone if uid in context.members}
+    if not gone:
+        return []
+    context.members -= gone
+    if not context.sorted:
+        removed = sorted(gone)
+        for uid in removed:  # the result is in UID order
+            del context.results[bisect.bisect_left(context.results, uid)]
+        return [(0, removed)]
     old = context.results
     context.results = [uid for uid in old if uid not in gone]
-    removed = [uid for uid in old if uid in gone]
-    if not removed:
-        return []
-    if not context.sorted:
-        return [(0, sorted(removed))]
     pairs: list[Pair] = []
     taken = 0
     run: list[int] = []
@@ -108,21 +127,27 @@ def removal_pairs(context: UpdateContext, gone: set[int]) -> list[Pair]:
     return pairs
 
 
-def addition_pairs(context: UpdateContext, new_results: list[int]) -> list[Pair]:
-    """ADDTO pairs that make the context's result `new_results` (RFC 5267 4.3.3), given that
-    every UID kept is in both in the same order, and the result updated. SEARCH: position 0,
-    the set in mailbox order; SORT: each run of additions at its position in the new result
-    (the pairs applied in order, everything before a run is in place by then)."""
-    present = set(context.results)
-    context.results = list(new_results)
+def addition_pairs(
+    context: UpdateContext, added: set[int], ordered: list[int] | None = None
+) -> list[Pair]:
+    """ADDTO pairs putting `added` into the context's result (RFC 5267 4.3.3), and the
+    result updated. SEARCH: position 0, the set in mailbox order. SORT: `ordered` is the new
+    result in sort order (every UID kept in the same order as before); each run of additions
+    goes at its position in it (applied in order, everything before a run is in place)."""
+    if not added:
+        return []
     if not context.sorted:
-        added = sorted(uid for uid in new_results if uid not in present)
-        return [(0, added)] if added else []
+        for uid in sorted(added):
+            bisect.insort(context.results, uid)
+        context.members |= added
+        return [(0, sorted(added))]
+    context.results = list(ordered)
+    context.members = set(ordered)
     pairs: list[Pair] = []
     run: list[int] = []
     start = 0
-    for index, uid in enumerate(new_results):
-        if uid not in present:
+    for index, uid in enumerate(ordered):
+        if uid in added:
             if not run:
                 start = index + 1
             run.append(uid)
@@ -133,12 +158,6 @@ def addition_pairs(context: UpdateContext, new_results: list[int]) -> list[Pair]
     if run:
         pairs.append((start, run))
     return pairs
-
-
-def merged(context: UpdateContext, matched: Iterable[int], checked: set[int]) -> list[int]:
-    """A SEARCH context's new result in mailbox order: the old one, less the `checked` UIDs,
-    plus those of them that `matched`."""
-    return sorted({uid for uid in context.results if uid not in checked} | set(matched))
 
 
 def numbering(

@@ -10,6 +10,7 @@ view of the folder.
 
 from __future__ import annotations
 
+import bisect
 import codecs
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -429,7 +430,7 @@ def search_full(
         folder_id,
         criteria,
         max_uid=seq_uids[-1],
-        view=set(seq_uids),
+        view=set(seq_uids) if only_uids is None else _in_view(only_uids, seq_uids),
         fields=("uid", "modseq") if want_modseq else ("uid",),
         only_uids=only_uids,
     )
@@ -437,6 +438,16 @@ def search_full(
         return SearchResult([row[0] for row in rows], None)
     highest = max((modseq for _uid, modseq in rows), default=None)
     return SearchResult([uid for uid, _modseq in rows], highest, [m for _uid, m in rows])
+
+
+def _in_view(uids: Iterable[int], seq_uids: Sequence[int]) -> set[int]:
+    """Those of `uids` in the ascending view, without a set of the whole view."""
+    out = set()
+    for uid in uids:
+        i = bisect.bisect_left(seq_uids, uid)
+        if i < len(seq_uids) and seq_uids[i] == uid:
+            out.add(uid)
+    return out
 
 
 def search(

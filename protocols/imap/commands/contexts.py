@@ -37,7 +37,7 @@ async def cancelupdate(session: Session, command: p.CancelUpdate) -> r.Reply | u
     return OK_CANCELLED
 
 
-def _matches(folder_id: int, jobs, view, recent, saved) -> list[tuple[list[int], set[int]]]:
+def _matches(folder_id: int, jobs, view, recent, saved) -> list[tuple[list[int], object]]:
     """For each (key, checked UIDs or None for the whole view): the matching UIDs and the
     UIDs that were checked, in one worker hop."""
     out = []
@@ -50,7 +50,7 @@ def _matches(folder_id: int, jobs, view, recent, saved) -> list[tuple[list[int],
             saved_uids=saved,
             only_uids=checked,
         )
-        out.append((found.uids, set(view) if checked is None else checked))
+        out.append((found.uids, view if checked is None else checked))
     return out
 
 
@@ -65,17 +65,16 @@ async def refresh(session: Session, changed: set[int]) -> list[u.ESearch]:
     found = await db(_matches, sel.folder_id, jobs, view, set(sel.recent), list(sel.saved or ()))
     out = []
     for context, (matched, checked) in zip(live, found, strict=True):
-        new = contexts.merged(context, matched, checked)  # mailbox order
-        kept = set(new)
-        removes = contexts.removal_pairs(context, {u for u in context.results if u not in kept})
-        if context.sorted:
-            # what stays keeps its order (sort keys do not change); arrivals are placed by
+        left, joined = contexts.delta(context, matched, checked)
+        removes = contexts.removal_pairs(context, left)
+        ordered = None
+        if context.sorted and joined:
+            # what stays keeps its order (sort keys do not change); what joins is placed by
             # sorting the whole result again
-            if len(new) > len(context.results):
-                new = await db(sort_uids, sel.folder_id, new, context.sort_keys)
-            else:
-                new = context.results
-        adds = contexts.addition_pairs(context, new)
+            ordered = await db(
+                sort_uids, sel.folder_id, sorted(context.members | joined), context.sort_keys
+            )
+        adds = contexts.addition_pairs(context, joined, ordered)
         number = contexts.numbering(context, sel.seq_of)
         response = contexts.update_esearch(context, removes, adds, number)
         if response is not None:

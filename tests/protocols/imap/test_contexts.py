@@ -42,16 +42,22 @@ def test_sorted_pairs_reproduce_the_new_order():
         old = [u for u in universe if rng.random() < 0.5]
         new = [u for u in universe if (u in old and rng.random() < 0.7) or rng.random() < 0.3]
         c = context(list(old))
-        removes = contexts.removal_pairs(c, set(old) - set(new))
-        adds = contexts.addition_pairs(c, new)
+        left, joined = contexts.delta(c, new, set(universe))
+        assert left == set(old) - set(new)
+        assert joined == set(new) - set(old)
+        removes = contexts.removal_pairs(c, left)
+        adds = contexts.addition_pairs(c, joined, new)
         assert apply(old, removes, adds) == new
         assert c.results == new
+        assert c.members == set(new)
 
 
 def test_search_pairs_are_position_zero_in_mailbox_order():
     c = context([2, 5, 9], sorted_=False)
-    assert contexts.removal_pairs(c, {9, 2}) == [(0, [2, 9])]
-    assert contexts.addition_pairs(c, [1, 5, 7]) == [(0, [1, 7])]
+    assert contexts.delta(c, [5, 7], {2, 5, 7}) == ({2}, {7})
+    assert contexts.removal_pairs(c, {9, 2, 4}) == [(0, [2, 9])]
+    assert contexts.addition_pairs(c, {1, 7}) == [(0, [1, 7])]
+    assert c.results == [1, 5, 7]
     assert contexts.update_response(c, [(0, [2, 9])], [(0, [1, 7])], lambda u: u) == (
         b'* ESEARCH (TAG "t") UID REMOVEFROM (0 2,9) ADDTO (0 1,7)\r\n'
     )
