@@ -6,6 +6,7 @@ class DeliveryConfig(AppConfig):
     verbose_name = "Outbound queue"
 
     def ready(self) -> None:
-        from delivery import metrics
+        from delivery import metrics, outbound
 
         metrics.register()
+        outbound.connect()

@@ -31,6 +31,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from mailboxes import headers
+from mailboxes.outbound import outbound
 from mailboxes.selectors import Resolution
 
 logger = logging.getLogger(__name__)
@@ -458,16 +459,12 @@ def _redirect(mailbox: _Mailbox, info: DeliveryInfo, state: _State, action) -> N
         # SPF at the destination checks our address: the sender becomes an SRS address of
         # the forwarding mailbox's domain, and the copy carries our ARC seal.
         mail_from = srs.forward(mail_from, domain=mailbox.domain)
-        from delivery.dkim import arc_seal
-
-        raw = arc_seal(raw, domain_name=mailbox.domain)
+        raw = outbound().arc_seal(raw, domain_name=mailbox.domain)
     state.outgoing.append(Outgoing("redirect", raw, mail_from, (target,)))
     state.done.append(f"redirect:{target}")
 
 
 def _reject(mailbox: _Mailbox, info: DeliveryInfo, state: _State, action) -> None:  # noqa: ANN001
-    from delivery import autoreply, bounces
-
     reason = str(getattr(action, "reason", "") or "Message rejected")
     extended = bool(getattr(action, "extended", False))
     state.done.append("ereject" if extended else "reject")
@@ -479,32 +476,16 @@ def _reject(mailbox: _Mailbox, info: DeliveryInfo, state: _State, action) -> Non
     recipient = info.recipients.get(mailbox.id, mailbox.address)
     if extended:
         # ereject past the SMTP session (more than one recipient, a queued retry): a DSN.
-        raw = bounces.build_dsn(
-            event=bounces.FAILED,
-            original=info.raw,
-            mail_from=sender,
-            queue_id=hashlib.sha256(info.raw[:4096]).hexdigest()[:16].upper(),
-            envid="",
-            ret="HDRS",
-            arrival=timezone.now(),
-            recipients=[
-                bounces.ReportedRecipient(
-                    address=recipient,
-                    orcpt="",
-                    status="5.7.1",
-                    reply=f"550 5.7.1 {state.refuse}",
-                    remote_mta="",
-                )
-            ],
+        raw = outbound().reject_dsn(
+            info.raw, mail_from=sender, recipient=recipient, reply=f"550 5.7.1 {state.refuse}"
         )
     else:
-        raw = autoreply.reject_mdn(info.raw, mail_from=sender, recipient=recipient, reason=reason)
+        raw = outbound().reject_mdn(info.raw, mail_from=sender, recipient=recipient, reason=reason)
     state.outgoing.append(Outgoing("reject", _signed(raw, mailbox), "", (sender,)))
 
 
 def _vacation(mailbox: _Mailbox, info: DeliveryInfo, state: _State, action) -> None:  # noqa: ANN001
-    from delivery import autoreply
-
+    autoreply = outbound()
     sender = info.mail_from
     addresses = [mailbox.address, info.recipients.get(mailbox.id, "")]
     addresses += list(getattr(action, "addresses", None) or ())
@@ -554,7 +535,7 @@ def _vacation(mailbox: _Mailbox, info: DeliveryInfo, state: _State, action) -> N
 def _notify(mailbox: _Mailbox, info: DeliveryInfo, state: _State, action) -> None:  # noqa: ANN001
     from urllib.parse import parse_qs, unquote, urlsplit
 
-    from delivery import autoreply
+    autoreply = outbound()
 
     method = str(getattr(action, "method", "") or "")
     parts = urlsplit(method)
@@ -584,9 +565,7 @@ def _notify(mailbox: _Mailbox, info: DeliveryInfo, state: _State, action) -> Non
 def _signed(raw: bytes, mailbox: _Mailbox) -> bytes:
     """Our own notices DKIM-signed like submissions (the From domain's key, else the
     mailbox's domain's), so that they are not junked on arrival."""
-    from delivery.dkim import dkim_sign
-
-    return dkim_sign(raw, mail_from=mailbox.address)
+    return outbound().dkim_sign(raw, mail_from=mailbox.address)
 
 
 _HANDLERS: dict[str, Callable] = {

@@ -80,6 +80,7 @@ from mailboxes.models import (
     Subscription,
     WebSession,
 )
+from mailboxes.outbound import outbound
 from mailboxes.outcomes import Outcome
 from mailboxes.selectors import Resolution, folder_keywords, recipient_resolve
 from mailboxes.transactions import unsynced_atomic
@@ -1709,7 +1710,6 @@ def _filing_folder(
 def _plan_carry_out(mailbox_id: int, plan: MailboxPlan) -> None:
     """The rest of a Sieve plan, in the delivery transaction: spool what it sends (a vacation
     reply only when due), remember its duplicate ids, log what it did once committed."""
-    from delivery.services import SpoolRecipient, spool_create
     from mailboxes import mda
 
     if plan.duplicates:
@@ -1724,11 +1724,11 @@ def _plan_carry_out(mailbox_id: int, plan: MailboxPlan) -> None:
                 sent.append(f"{outgoing.kind}-not-due")
                 continue
         # Our own notices leave with the null sender and ask for no DSN (RFC 3834 3.3).
-        notify = "NEVER" if not outgoing.mail_from else ""
-        spool_create(
+        outbound().spool(
             blob=blob_store(outgoing.raw),
             mail_from=outgoing.mail_from,
-            recipients=[SpoolRecipient(r, notify=notify) for r in outgoing.recipients],
+            recipients=outgoing.recipients,
+            notify="NEVER" if not outgoing.mail_from else "",
             smtputf8=not all(r.isascii() for r in outgoing.recipients),
             body_8bit=not outgoing.raw.isascii(),
         )
@@ -1924,8 +1924,6 @@ def _trust_recipients(mailbox_id: int, raw: bytes) -> None:
     from email.policy import compat32
     from email.utils import getaddresses
 
-    from delivery.spam.services import known_senders_add
-
     parsed = BytesHeaderParser(policy=compat32).parsebytes(headers.header_block(raw))
     values = [
         headers.header_text(v) for name in ("To", "Cc", "Bcc") for v in parsed.get_all(name) or []
@@ -1934,7 +1932,9 @@ def _trust_recipients(mailbox_id: int, raw: bytes) -> None:
         addresses = [address for _, address in getaddresses(values) if "@" in address]
     except (RecursionError, ValueError, IndexError):
         return
-    known_senders_add(mailbox_id=mailbox_id, addresses=addresses[:100], source="wrote_to")
+    outbound().known_senders_add(
+        mailbox_id=mailbox_id, addresses=addresses[:100], source="wrote_to"
+    )
 
 
 def messages_append(*, folder: Folder, messages: Sequence[tuple]) -> list[Message]:
@@ -2393,14 +2393,12 @@ def spam_train(*, mailbox: Mailbox | int, message_ids: Iterable[int], spam: bool
     senders when ham; part of the caller's transaction. The training itself (the builtin
     classifier's counts, or rspamd's /learnspam and /learnham) runs once it commits, and
     housekeeping finishes what a crash leaves pending. Returns the training row ids."""
-    from delivery.spam.services import training_request
-
     mailbox_id = mailbox if isinstance(mailbox, int) else mailbox.pk
     rows = Message.objects.filter(pk__in=list(message_ids), folder__mailbox_id=mailbox_id)
     found = list(rows.values_list("blob_id", "from_address"))
     if not found:
         return []
-    return training_request(mailbox_id=mailbox_id, messages=found, spam=spam)
+    return outbound().training_request(mailbox_id=mailbox_id, messages=found, spam=spam)
 
 
 @transaction.atomic
