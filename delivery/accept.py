@@ -269,13 +269,13 @@ def message_accept(
 
     With `authenticated_mailbox` the message is a submission: remote recipients are allowed
     (relaying), missing Date and Message-ID are added and the message is DKIM-signed. Without
-    it, recipients outside our domains are refused ("relay_denied"), never queued. The caller
+    it, recipients outside our domains are refused (RELAY_DENIED), never queued. The caller
     checks the sender rule first (message_submit does, the SMTP hooks do). When the message
     is accepted for at least one recipient, local recipients it cannot be filed for right now
     (over quota, gone since RCPT) are queued too, as SMTP must once it has said 250 to them;
     a caller that reports refusals itself (the webmail) passes queue_late_refusals=False.
-    When it is accepted for nobody, nothing is stored and the outcomes say why ("unknown",
-    "over_quota", "relay_denied").
+    When it is accepted for nobody, nothing is stored and the outcomes say why (Outcome
+    NO_SUCH_USER, OVER_QUOTA, RELAY_DENIED).
 
     Two steps: message_prepare (everything outside the transaction: headers, checks, the
     verdicts, the Sieve plans, the bytes written and synced), then file_and_spool (the rows,
@@ -672,13 +672,6 @@ class _NothingAccepted(Exception):
     def __init__(self, result: AcceptResult) -> None:
         super().__init__(result.queue_id)
         self.result = result
-
-
-def recipient_check(address: str, *, relay_allowed: bool, size: int = 0) -> str:
-    """recipient_verdict's outcome alone, in the words the RCPT check has always used:
-    "ok", "invalid", "relay_denied", "unknown", "too_big", and "full" for OVER_QUOTA."""
-    outcome = recipient_verdict(address, relay_allowed=relay_allowed, size=size)[0]
-    return "full" if outcome is Outcome.OVER_QUOTA else str(outcome)
 
 
 def recipient_verdict(

@@ -19,7 +19,7 @@ from delivery.accept import (
     message_accept,
     message_prepare,
     message_submit,
-    recipient_check,
+    recipient_verdict,
 )
 from delivery.models import OutboundMessage
 from mailboxes.exceptions import InvalidAddress, StorageError
@@ -223,29 +223,37 @@ def test_message_submit_adds_headers_and_signs(people):
     assert b"\r\nDate: " in head and b"\r\nMessage-ID: <" in head
 
 
+def recipient_check(address: str, *, relay_allowed: bool, size: int = 0) -> Outcome:
+    return recipient_verdict(address, relay_allowed=relay_allowed, size=size)[0]
+
+
 def test_recipient_check(people):
     alias_create(address="fwd@example.org", destinations=["far@elsewhere.example"])
-    assert recipient_check("bob@example.org", relay_allowed=False) == "ok"
-    assert recipient_check("fwd@example.org", relay_allowed=False) == "ok"
-    assert recipient_check("zed@example.org", relay_allowed=False) == "unknown"
-    assert recipient_check("x@remote.example", relay_allowed=False) == "relay_denied"
-    assert recipient_check("x@remote.example", relay_allowed=True) == "ok"
-    assert recipient_check("x@[127.0.0.1]", relay_allowed=True) == "invalid"
+    assert recipient_check("bob@example.org", relay_allowed=False) is Outcome.OK
+    assert recipient_check("fwd@example.org", relay_allowed=False) is Outcome.OK
+    assert recipient_check("zed@example.org", relay_allowed=False) is Outcome.NO_SUCH_USER
+    assert recipient_check("x@remote.example", relay_allowed=False) is Outcome.RELAY_DENIED
+    assert recipient_check("x@remote.example", relay_allowed=True) is Outcome.OK
+    assert recipient_check("x@[127.0.0.1]", relay_allowed=True) is Outcome.INVALID
     Mailbox.objects.filter(pk=people["bob"].pk).update(quota=1000, used_bytes=990)
-    assert recipient_check("bob@example.org", relay_allowed=False, size=5) == "ok"
-    assert recipient_check("bob@example.org", relay_allowed=False, size=50) == "full"
-    assert recipient_check("bob@example.org", relay_allowed=False, size=5000) == "too_big"
+    assert recipient_check("bob@example.org", relay_allowed=False, size=5) is Outcome.OK
+    assert recipient_check("bob@example.org", relay_allowed=False, size=50) is Outcome.OVER_QUOTA
+    assert recipient_check("bob@example.org", relay_allowed=False, size=5000) is Outcome.TOO_BIG
 
 
 def test_recipient_check_of_a_mailbox_is_one_query(people, django_assert_num_queries):
     # RCPT runs for every recipient of every message: domain, mailbox and quota in one go.
     Mailbox.objects.filter(pk=people["bob"].pk).update(quota=1000, used_bytes=990)
     with django_assert_num_queries(1):
-        assert recipient_check("Bob@Example.org", relay_allowed=False, size=50) == "full"
+        assert recipient_check("Bob@Example.org", relay_allowed=False, size=50) is (
+            Outcome.OVER_QUOTA
+        )
     with django_assert_num_queries(1):
-        assert recipient_check("nobody@remote.example", relay_allowed=False) == "relay_denied"
+        assert recipient_check("nobody@remote.example", relay_allowed=False) is (
+            Outcome.RELAY_DENIED
+        )
     Mailbox.objects.filter(pk=people["bob"].pk).update(active=False)
-    assert recipient_check("bob@example.org", relay_allowed=False) == "unknown"
+    assert recipient_check("bob@example.org", relay_allowed=False) is Outcome.NO_SUCH_USER
 
 
 def test_a_local_recipient_that_no_longer_fits_is_queued_not_dropped(people):
