@@ -81,6 +81,7 @@ MIDDLEWARE = [
     "mailhost.middleware.HttpsResponseMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -564,8 +565,10 @@ AUTH_PASSWORD_VALIDATORS = [
 
 LANGUAGE_CODE = "en-us"
 # The languages a reader may choose under Settings > Account (webmail.timezones activates it
-# per request); a translation adds its row here and its catalogue under locale/.
-LANGUAGES = [("en", "English")]
+# per request; before any choice LocaleMiddleware takes the browser's Accept-Language); a
+# translation adds its row here and its catalogue under locale/ (README: Translations).
+LANGUAGES = [("en", "English"), ("de", "Deutsch"), ("fr", "Français")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True

@@ -44,7 +44,10 @@ class ReaderTimezoneMiddleware:
             timezone.deactivate()
         else:
             timezone.activate(zone)
+        # The language chosen under Settings > Account beats the browser's Accept-Language,
+        # which LocaleMiddleware (before this one) activated.
         language = session.get("webmail_lang", "")
+        before = translation.get_language()
         if language:
             translation.activate(language)
             request.LANGUAGE_CODE = language
@@ -52,5 +55,5 @@ class ReaderTimezoneMiddleware:
             return self.get_response(request)
         finally:
             timezone.deactivate()
-            if language:
-                translation.deactivate()
+            if language:  # back to the request's, for LocaleMiddleware's Content-Language
+                translation.activate(before)

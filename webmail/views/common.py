@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from django.http import Http404, HttpRequest
-from django.utils import timezone
+from django.utils import dateformat, timezone
+from django.utils.dates import WEEKDAYS
+from django.utils.translation import gettext as _
 
 from mailboxes import selectors
 from mailboxes.folders import HIERARCHY_DELIMITER, SpecialUse
@@ -51,7 +53,7 @@ def folder_items(mailbox_id: int) -> list[FolderItem]:
     items = []
     for folder in folders:
         if folder.name == "INBOX":
-            items.append(FolderItem(folder, "inbox", "Inbox", 0, True))
+            items.append(FolderItem(folder, "inbox", _("Inbox"), 0, True))
         elif folder.special_use:
             items.append(
                 FolderItem(folder, ICONS.get(folder.special_use, "folder"), folder.name, 0, True)
@@ -113,7 +115,7 @@ def short_date(when, now=None) -> str:
     if local.date() == now.date():
         return local.strftime("%H:%M")
     if local.year == now.year:
-        return local.strftime("%b %-d")
+        return dateformat.format(local, "M j")  # the month's name in the reader's language
     return local.strftime("%Y-%m-%d")
 
 
@@ -127,9 +129,9 @@ def relative_date(when, now=None) -> str:
     now = timezone.localtime(now)
     days = (now.date() - local.date()).days
     if days == 1:
-        return "Yesterday"
+        return _("Yesterday")
     if 1 < days < 7:
-        return local.strftime("%A")
+        return str(WEEKDAYS[local.weekday()])
     return short_date(when, now)
 
 

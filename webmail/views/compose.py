@@ -18,6 +18,7 @@ from django.contrib import messages as flash
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext
 from django.views.decorators.http import require_http_methods
 
 from mailboxes import selectors, services
@@ -213,11 +214,13 @@ def _post(request: HttpRequest) -> HttpResponse:
     for field_name in ("to", "cc", "bcc"):
         valid, invalid = compose.split_addresses(getattr(draft, field_name))
         if invalid:
-            errors[field_name] = "Not a valid address: " + ", ".join(invalid)
+            errors[field_name] = gettext("Not a valid address: %(addresses)s") % {
+                "addresses": ", ".join(invalid)
+            }
         recipients.extend(a for _, a in valid)
     recipients = list(dict.fromkeys(recipients))
     if action == "send" and not recipients and "to" not in errors:
-        errors["to"] = "Add at least one recipient."
+        errors["to"] = gettext("Add at least one recipient.")
     if len(recipients) > settings.MAILHOST_MAX_RECIPIENTS:
         # Refused before the message is built: the email package takes about a millisecond
         # per address to fold a header (a reply-all to a hostile list has thousands).
@@ -290,7 +293,9 @@ def _post(request: HttpRequest) -> HttpResponse:
     if result.refused:
         flash.warning(request, "Not delivered to: " + refused_text(result) + ".")
     accepted = [r.address for r in result.accepted]
-    flash.success(request, f"Message sent to {', '.join(accepted)}.")
+    flash.success(
+        request, gettext("Message sent to %(recipients)s.") % {"recipients": ", ".join(accepted)}
+    )
     return redirect(target or reverse("webmail:index"))
 
 
@@ -330,7 +335,7 @@ def _save_draft(request, draft, kept, uploads, extra, errors) -> HttpResponse:
     except MailhostError as exc:
         errors["send"] = f"The draft could not be saved: {exc}"
         return _render(request, draft, kept=kept, errors=errors, status=400, extra=extra)
-    flash.success(request, "Draft saved.")
+    flash.success(request, gettext("Draft saved."))
     return redirect(f"{reverse('webmail:compose')}?draft={saved.uid}")
 
 

@@ -14,6 +14,7 @@ from django.contrib import messages as flash
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
 from mailboxes import selectors, senderlists, services
@@ -68,7 +69,7 @@ def row(message: Message, folder: Folder | None = None, *, show_folder: bool = F
         "folder_id": folder.id,
         "folder_name": folder.name if show_folder else "",
         "who": who,
-        "subject": message.subject or "(no subject)",
+        "subject": message.subject or _("(no subject)"),
         "date": relative_date(message.internal_date),
         "preview": message.preview,
         "thread_count": 1,
@@ -202,7 +203,7 @@ def bulk(request: HttpRequest, folder_id: int) -> HttpResponse:
     if request.POST.get("all") == "1":  # "select all N messages in the folder": every page
         uids = selectors.folder_uids(folder)
     if not uids:
-        flash.info(request, "Select some messages first.")
+        flash.info(request, _("Select some messages first."))
         return redirect(back)
     try:
         text, back = apply(request, folder, action, uids, back)
