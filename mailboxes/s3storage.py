@@ -35,6 +35,35 @@ def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
+class _BodyChunks:
+    """A GET's body a chunk at a time; close() releases the connection, read to the end or
+    not."""
+
+    def __init__(self, name: str, body, chunk_size: int) -> None:  # noqa: ANN001
+        self.name, self.body, self.chunk_size = name, body, chunk_size
+
+    def __iter__(self) -> _BodyChunks:
+        return self
+
+    def __next__(self) -> bytes:
+        if self.body is None:
+            raise StopIteration
+        try:
+            chunk = self.body.read(self.chunk_size)
+        except BotoCoreError as exc:
+            self.close()
+            raise DurableS3Storage._read_error(self.name, exc) from exc
+        if not chunk:
+            self.close()
+            raise StopIteration
+        return chunk
+
+    def close(self) -> None:
+        if self.body is not None:
+            self.body.close()
+            self.body = None
+
+
 class DurableS3Storage(S3Storage):
     def __init__(self, **settings) -> None:  # noqa: ANN003 - django-storages' options
         if "client_config" not in settings:
@@ -90,19 +119,7 @@ class DurableS3Storage(S3Storage):
         read as it is consumed: the whole range is never in memory. The GET is made now
         (FileNotFoundError now when the object is gone); the iterator holds its connection
         until exhausted or closed."""
-        body = self._get_body(name, offset, length)
-        return self._chunks(name, body, chunk_size)
-
-    def _chunks(self, name: str, body, chunk_size: int) -> Iterator[bytes]:  # noqa: ANN001
-        if body is None:
-            return
-        try:
-            while chunk := body.read(chunk_size):
-                yield chunk
-        except BotoCoreError as exc:
-            raise self._read_error(name, exc) from exc
-        finally:
-            body.close()
+        return _BodyChunks(name, self._get_body(name, offset, length), chunk_size)
 
     def _get_body(self, name: str, offset: int, length: int):  # noqa: ANN202 - botocore's body
         """The streaming body of a GET of that range, or None for an empty range."""

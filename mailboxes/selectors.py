@@ -559,21 +559,37 @@ def blob_stream(
     if open_range is not None:  # object storage
         return open_range(name, offset, length, chunk_size)
     fh = storage.open(name, "rb")
-    return _file_chunks(fh, offset, length, chunk_size)
+    return _FileChunks(fh, offset, length, chunk_size)
 
 
-def _file_chunks(fh, offset: int, length: int, chunk_size: int) -> Iterator[bytes]:  # noqa: ANN001
-    with fh:
+class _FileChunks:
+    """An open blob file a chunk at a time from offset; closed at its end or by close()."""
+
+    def __init__(self, fh, offset: int, length: int, chunk_size: int) -> None:  # noqa: ANN001
+        self.fh, self.left, self.chunk_size = fh, length if length >= 0 else None, chunk_size
         if offset:
             fh.seek(offset)
-        left = length if length >= 0 else None
-        while left is None or left > 0:
-            chunk = fh.read(chunk_size if left is None else min(chunk_size, left))
-            if not chunk:
-                return
-            if left is not None:
-                left -= len(chunk)
-            yield chunk
+
+    def __iter__(self) -> _FileChunks:
+        return self
+
+    def __next__(self) -> bytes:
+        if self.fh is None or self.left == 0:
+            self.close()
+            raise StopIteration
+        size = self.chunk_size if self.left is None else min(self.chunk_size, self.left)
+        chunk = self.fh.read(size)
+        if not chunk:
+            self.close()
+            raise StopIteration
+        if self.left is not None:
+            self.left -= len(chunk)
+        return chunk
+
+    def close(self) -> None:
+        if self.fh is not None:
+            self.fh.close()
+            self.fh = None
 
 
 def _blob_inline(blob: Blob | int | str) -> tuple[str, bytes | memoryview | None]:

@@ -35,7 +35,9 @@ from protocols.pop3.maildrop import (
     MaildropUnavailable,
     multiline_body,
     open_maildrop,
+    open_wire_stream,
     read_wire_form,
+    streams,
     top_of,
     update,
 )
@@ -422,6 +424,10 @@ class Session(EventLogin):
         entry = await self.message(command.message)
         if entry is None:
             return
+        if streams(entry):
+            if await self.send_streamed(entry, responses.ok_retr(entry.size), None):
+                self.retrieved.add(command.message)
+            return
         data = await self.wire_form(entry)
         if data is None:
             return
@@ -433,11 +439,34 @@ class Session(EventLogin):
         entry = await self.message(command.message)
         if entry is None:
             return
+        if streams(entry):
+            await self.send_streamed(entry, responses.OK_TOP, command.lines)
+            return
         data = await self.wire_form(entry)
         if data is None:
             return
         await self.reply(responses.OK_TOP)
         await self.conn.send(multiline_body(top_of(data, command.lines)))
+
+    async def send_streamed(self, entry: Entry, first: str, top: int | None) -> bool:
+        """A large message's RETR or TOP reply, read from the store a chunk at a time as the
+        client takes it (maildrop.open_wire_stream): never whole in memory."""
+        try:
+            stream = await db(open_wire_stream, entry, top)
+        except FileNotFoundError:
+            await self.reply(responses.ERR_MESSAGE_GONE)  # expunged through IMAP meanwhile
+            return False
+        try:
+            await self.reply(first)
+            while chunk := await db(next, stream, b""):
+                await self.conn.send(chunk)
+        except OSError as exc:  # the store failed mid-message: the reply cannot be finished
+            logger.error("pop3 stream_failed blob=%s error=%s", entry.blob_name, exc)
+            raise ConnectionClosed() from exc
+        finally:
+            await db(stream.close)
+        await self.conn.send(b".\r\n")
+        return True
 
     async def cmd_dele(self, command: parser.Dele) -> None:
         # RFC 1939 5: only marks; the message goes in the UPDATE state.

@@ -12,9 +12,13 @@ from protocols.pop3.maildrop import (
     byte_stuff,
     multiline_body,
     open_maildrop,
+    stuffed_chunks,
+    top_chunks,
     top_of,
     unique_id,
+    wire_chunks,
     wire_form,
+    wire_size,
 )
 from tests.protocols.pop3.conftest import deliver
 
@@ -98,3 +102,41 @@ def test_what_the_client_gets_is_the_counted_wire_form(raw, pieces):
     # The size STAT and LIST give is the size the client counts.
     assert len(wire) == len(_unstuff(multiline_body(wire)))
     assert b"\n" not in wire.replace(b"\r\n", b"")
+
+
+def split(data: bytes, cuts: list[int]) -> list[bytes]:
+    points = sorted({min(c, len(data)) for c in cuts})
+    return [data[a:b] for a, b in zip([0, *points], [*points, len(data)], strict=True)]
+
+
+@given(
+    st.binary(max_size=300),
+    st.lists(st.sampled_from([b".", b"\r\n", b"\n", b"\r", b"x", b"\r\n\r\n", b"\n\n"])),
+    st.lists(st.integers(0, 400), max_size=12),
+    st.integers(0, 5),
+)
+@settings(max_examples=500, deadline=None)
+def test_the_chunked_forms_are_the_whole_ones_however_the_bytes_are_cut(raw, pieces, cuts, lines):
+    # A large message goes out a chunk of the store at a time (RETR, TOP, its LIST size).
+    raw = b"".join(pieces) + raw + b"".join(reversed(pieces))
+    chunks = split(raw, cuts)
+    wire = wire_form(raw)
+    assert b"".join(wire_chunks(chunks)) == wire
+    assert wire_size(chunks) == len(wire)
+    assert b"".join(stuffed_chunks(wire_chunks(chunks))) == byte_stuff(wire)
+    top = b"".join(stuffed_chunks(top_chunks(wire_chunks(chunks), lines)))
+    assert top == byte_stuff(top_of(wire, lines))
+
+
+def test_top_stops_reading_after_its_lines():
+    taken = []
+
+    def chunks():
+        for n in range(1000):
+            taken.append(n)
+            yield b"Subject: x\r\n\r\n" if n == 0 else b"line %d\r\n" % n
+
+    assert (
+        b"".join(top_chunks(wire_chunks(chunks()), 2)) == b"Subject: x\r\n\r\nline 1\r\nline 2\r\n"
+    )
+    assert len(taken) <= 4
