@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 
 import pytest
+from django.core.files.storage import storages
 
 from mailboxes import services
 from mailboxes.models import Message
+from tests.support.blobreads import FileReads
 from tests.webmail.conftest import deliver, folder, make_raw
 
 pytestmark = pytest.mark.django_db
@@ -221,6 +223,21 @@ def test_raw_source(web, inbox):
     download = web.get(f"/m/{inbox.pk}/1/raw/?download=1")
     assert download["Content-Type"] == "message/rfc822"
     assert download["Content-Disposition"] == 'attachment; filename="Source please.eml"'
+
+
+def test_the_raw_source_of_a_large_message_streams_from_its_file(web, inbox, settings, monkeypatch):
+    raw = make_raw(subject="Big one", text="0123456789abcdef\n" * 200_000)  # 3.4 MB
+    deliver(raw)
+    stored = Message.objects.select_related("blob").get().blob
+    reads = FileReads(storages["blobs"], monkeypatch)
+    response = web.get(f"/m/{inbox.pk}/1/raw/?download=1")
+    assert response.streaming and response["Content-Length"] == str(stored.size)
+    assert response["Content-Disposition"] == 'attachment; filename="Big one.eml"'
+    assert b"".join(response.streaming_content) == raw
+    assert max(reads.reads) == settings.MAILHOST_BLOB_STREAM_CHUNK  # never the whole file
+    settings.MAILHOST_BLOB_STREAM_MIN = stored.size + 1  # below it: one read, as before
+    response = web.get(f"/m/{inbox.pk}/1/raw/")
+    assert not response.streaming and response.content == raw
 
 
 def test_unknown_message_and_other_mailbox(web, inbox, bob):

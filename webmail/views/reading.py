@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.clickjacking import xframe_options_sameorigin
@@ -209,15 +209,20 @@ def message_part(request: HttpRequest, folder_id: int, uid: int, path: str) -> H
 @require_GET
 @mailbox_required
 def message_raw(request: HttpRequest, folder_id: int, uid: int) -> HttpResponse:
-    """The message exactly as stored."""
+    """The message exactly as stored; one of MAILHOST_BLOB_STREAM_MIN bytes or more is sent
+    from the store a chunk at a time (one GET or one open file), never whole in memory."""
     folder = folder_for(request, folder_id)
     message = message_for(folder, uid)
-    raw = selectors.blob_read(message.blob)
-    if request.GET.get("download") == "1":
-        response = HttpResponse(raw, content_type="message/rfc822")
+    download = request.GET.get("download") == "1"
+    content_type = "message/rfc822" if download else "text/plain; charset=utf-8"
+    if message.blob.size >= settings.MAILHOST_BLOB_STREAM_MIN:
+        chunks = selectors.blob_stream(message.blob)  # closed by Django when sent
+        response = StreamingHttpResponse(chunks, content_type=content_type)
+        response["Content-Length"] = str(message.blob.size)
+    else:
+        response = HttpResponse(selectors.blob_read(message.blob), content_type=content_type)
+    if download:
         name = (message.subject or "message")[:80] + ".eml"
         response["Content-Disposition"] = content_disposition(name, attachment=True)
-    else:
-        response = HttpResponse(raw, content_type="text/plain; charset=utf-8")
     response["Content-Security-Policy"] = DOWNLOAD_POLICY
     return response
