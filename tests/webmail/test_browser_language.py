@@ -37,6 +37,7 @@ def test_accept_language_then_the_readers_choice(site, browser, alice):  # noqa:
     page.locator("[data-test=preferences] button[type=submit]").click()
     page.wait_for_load_state("load")
     assert page.locator("html").get_attribute("lang") == "de"
+    assert page.locator(".flash").inner_text() == "Gespeichert."
     page.goto(f"{site}/")
     assert page.locator(".pane-head h1").inner_text() == "Posteingang"
     assert page.locator(".pane-sub").inner_text() == "0 Nachrichten"

@@ -11,6 +11,8 @@ from django.contrib import messages as flash
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.request import split_domain_port
 from django.shortcuts import redirect, render
+from django.utils import translation
+from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 from webauthn import base64url_to_bytes
@@ -78,7 +80,8 @@ def account_view(request: HttpRequest) -> HttpResponse:
             flash.error(request, f"Not saved: {exc}.")
         else:
             remember_preferences(request, mailbox)
-            flash.success(request, "Saved.")
+            with translation.override(mailbox.language or translation.get_language()):
+                flash.success(request, _("Saved."))  # in the language just chosen
         return redirect("webmail:account")
     return _page(
         request,
@@ -95,13 +98,13 @@ def password_change(request: HttpRequest) -> HttpResponse:
     old = request.POST.get("old_password", "")
     new = request.POST.get("new_password", "")
     if new != request.POST.get("new_password2", ""):
-        flash.error(request, "The two new passwords differ.")
+        flash.error(request, _("The two new passwords differ."))
         return redirect("webmail:account")
     admission = throttle.admit(
         mailbox.address, client_address(request), max_wait=auth_views.MAX_WEB_WAIT
     )
     if not admission.admitted:
-        flash.error(request, "Too many failed attempts. Try again later.")
+        flash.error(request, _("Too many failed attempts. Try again later."))
         return redirect("webmail:account")
     if admission.wait:
         auth_views.sleep(admission.wait)
@@ -121,7 +124,9 @@ def password_change(request: HttpRequest) -> HttpResponse:
     # sign this one in again (a new session id).
     services.web_session_forget(session_key=request.session.session_key)
     sign_in(request, mailbox)
-    flash.success(request, "Password changed. Every other session and device has been signed out.")
+    flash.success(
+        request, _("Password changed. Every other session and device has been signed out.")
+    )
     return redirect("webmail:account")
 
 
@@ -140,7 +145,7 @@ def sessions_view(request: HttpRequest) -> HttpResponse:
             ended = services.web_sessions_end(
                 mailbox=mailbox, session_id=session_id, keep_session_key=current
             )
-            flash.success(request, "Signed out." if ended else "That session had ended.")
+            flash.success(request, _("Signed out.") if ended else _("That session had ended."))
         else:
             ended = services.web_sessions_end(mailbox=mailbox, keep_session_key=current)
             flash.success(
@@ -169,7 +174,7 @@ def app_passwords_view(request: HttpRequest) -> HttpResponse:
             except ValueError:
                 app_id = -1
             if services.app_password_revoke(mailbox=mailbox, app_password_id=app_id):
-                flash.success(request, "Revoked: that device can no longer sign in.")
+                flash.success(request, _("Revoked: that device can no longer sign in."))
             return redirect("webmail:app_passwords")
         try:
             app, secret = services.app_password_create(
@@ -233,11 +238,11 @@ def two_factor_view(request: HttpRequest) -> HttpResponse:
             address=mailbox.ascii_address, password=request.POST.get("password", "")
         ):
             _old_password_refused(request)
-            flash.error(request, "That is not your current password.")
+            flash.error(request, _("That is not your current password."))
             return redirect("webmail:two_factor")
         if action == "disable":
             services.totp_disable(mailbox=mailbox)
-            flash.success(request, "Two-factor sign-in is off.")
+            flash.success(request, _("Two-factor sign-in is off."))
             return redirect("webmail:two_factor")
         context["recovery_codes"] = services.recovery_codes_regenerate(mailbox=mailbox)
         status = 201
@@ -287,7 +292,7 @@ def passkeys_view(request: HttpRequest) -> HttpResponse:
         except ValueError:
             passkey_id = -1
         if services.passkey_delete(mailbox=request.mailbox, passkey_id=passkey_id):
-            flash.success(request, "Passkey removed.")
+            flash.success(request, _("Passkey removed."))
         return redirect("webmail:two_factor")
     try:
         body = json.loads(request.body)
