@@ -310,6 +310,66 @@ class Session:
                 return future.result()
             await self.progress(tag)
 
+    def enable(self, name: str) -> bool:
+        """ENABLE one extension (RFC 5161); False when it was enabled already. QRESYNC brings
+        CONDSTORE (RFC 7162 3.2.3); UTF8=ACCEPT and IMAP4rev2 let the parser take UTF-8
+        strings (RFC 6855 3)."""
+        if name in self.enabled:
+            return False
+        self.enabled.add(name)
+        if name == "QRESYNC":
+            self.enabled.add("CONDSTORE")
+        if name in ("CONDSTORE", "QRESYNC"):
+            self.enable_condstore()
+        self.parser.utf8 = self.utf8
+        return True
+
+    def log_in(self, mailbox: Mailbox) -> bool:
+        """The authenticated state as `mailbox`; False when the mailbox holds as many
+        connections as MAILHOST_IMAP_MAX_CONNECTIONS_PER_USER allows."""
+        if not self.server.claim_user(self, mailbox.id):
+            return False
+        self.mailbox = mailbox
+        self.state = State.AUTHENTICATED
+        return True
+
+    async def idle_wait(self, deadline: float, poll: float) -> tuple[bytes | None, bool, bool]:
+        """IDLE's wait (RFC 2177): (the client's next line or None, whether a change event
+        came, whether `poll` seconds passed without either). BYE when the loop time passes
+        `deadline`, or when the server shuts down (RFC 9051 7.1.5: at once while idling)."""
+        line = self.parser.next_line()
+        if line is not None:
+            return line, False, False
+        if self.read_task is None:
+            self.read_task = asyncio.ensure_future(self.reader.read(65536))
+        remaining = deadline - asyncio.get_running_loop().time()
+        if remaining <= 0:
+            await self.respond(r.BYE_TIMEOUT)
+            raise ConnectionDone()
+        if self.shutting_down:
+            await self.bye_for_shutdown()
+        wake = asyncio.ensure_future(self.wakeup.wait())
+        self.awaiting_command = True  # a shutdown may say BYE now
+        try:
+            done, _ = await asyncio.wait(
+                {self.read_task, wake},
+                timeout=min(remaining, poll),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            self.awaiting_command = False
+            wake.cancel()
+        changed = wake in done
+        if changed:
+            self.wakeup.clear()
+        if self.read_task.done():
+            task, self.read_task = self.read_task, None
+            data = task.result()
+            if not data:
+                raise ConnectionDone()
+            self.parser.feed(data)
+        return None, changed, not done
+
     def unauthenticate(self) -> None:
         """Back to the state of a new connection, TLS and compression kept (RFC 8437 3)."""
         if self.selected is not None:
@@ -563,6 +623,14 @@ class Session:
             sel.prefetched = None
             sel.dirty = True
         return value
+
+    def set_notify(self, state) -> None:
+        """NOTIFY SET's state (protocols/imap/notify.py), or None for NOTIFY NONE: the server
+        hands the session the change events of the mailboxes it names (RFC 5465)."""
+        self.server.unnotify(self)
+        self.notify_state = state
+        if state is not None:
+            self.server.notify_register(self, state.owners)
 
     def notify_event(self, event) -> None:
         """Called on the loop with a change event of a mailbox NOTIFY registered for."""

@@ -13,7 +13,6 @@ from protocols.imap import parser as p
 from protocols.imap import responses as r
 from protocols.imap import untagged as u
 from protocols.imap.errors import CommandError
-from protocols.imap.states import State
 from protocols.imap.worker import db
 
 if TYPE_CHECKING:
@@ -60,17 +59,10 @@ async def id_command(session: Session, command: p.Id) -> r.Reply | u.Done:
 
 async def enable(session: Session, command: p.Enable) -> r.Reply | u.Done:
     # RFC 5161; CONDSTORE/QRESYNC RFC 7162 3.2.3; UTF8=ACCEPT RFC 6855 3; UIDONLY RFC 9586 3
-    newly = []
-    for capability_name in command.capabilities:
-        if capability_name in ENABLEABLE and capability_name not in session.enabled:
-            session.enabled.add(capability_name)
-            newly.append(capability_name)
-            if capability_name == "QRESYNC":
-                session.enabled.add("CONDSTORE")
-            if capability_name in ("CONDSTORE", "QRESYNC"):
-                session.enable_condstore()
-    session.parser.utf8 = session.utf8
-    await session.respond(u.Enabled(tuple(newly)))
+    newly = tuple(
+        name for name in command.capabilities if name in ENABLEABLE and session.enable(name)
+    )
+    await session.respond(u.Enabled(newly))
     return r.OK_COMPLETED
 
 
@@ -140,10 +132,8 @@ async def _authenticate(
                 refusal, after=(r.BYE_TOO_MANY_FAILURES,), then=u.After.CLOSE, updates=False
             )
         raise CommandError(refusal)
-    if not session.server.claim_user(session, mailbox.id):
+    if not session.log_in(mailbox):
         raise CommandError(r.NO_TOO_MANY_CONNECTIONS)
-    session.mailbox = mailbox
-    session.state = State.AUTHENTICATED
     await record(db, mailbox)
     code = "CAPABILITY " + " ".join(caps.of(session))
     return u.Done(r.OK_LOGGED_IN.with_code(code), updates=False)

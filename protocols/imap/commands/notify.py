@@ -24,8 +24,7 @@ logger = logging.getLogger("protocols.imap.session")
 
 
 async def notify_command(session: Session, command: p.Notify) -> r.Reply | u.Done:
-    session.server.unnotify(session)
-    session.notify_state = None
+    session.set_notify(None)
     if command.groups is None:  # NOTIFY NONE
         return r.OK_COMPLETED
     state = await db(notify.snapshot, session.mailbox.id, command.groups)
@@ -40,8 +39,7 @@ async def notify_command(session: Session, command: p.Notify) -> r.Reply | u.Don
                 for name, folder in rows
             )
         )
-    session.notify_state = state
-    session.server.notify_register(session, state.owners)
+    session.set_notify(state)
     return r.OK_COMPLETED
 
 
