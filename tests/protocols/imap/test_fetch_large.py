@@ -1,10 +1,12 @@
 """A 50 MB message over IMAP, its blob in S3 (moto's server, tests/support/s3.py) or a file:
 FETCH of a part of it is one ranged GET (or a seek and one read) of those bytes, and FETCH
 of all of it streams from the store in chunks: this process never holds the message whole.
-Real sockets; the client reads the literal a chunk at a time and keeps only a hash."""
+Real sockets; the client reads the literal a chunk at a time and keeps only a hash. And a
+streamed message whose bytes are gone is left out whole."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import hashlib
 import socket
@@ -13,8 +15,11 @@ import tracemalloc
 import pytest
 from django.core.files.storage import storages
 
+from mailboxes import services
 from mailboxes.models import Message
 from mailhost import runner
+from protocols.imap import fetch
+from protocols.imap.commands import fetchsearch
 from tests.support.blobreads import FileReads
 from tests.support.s3 import GetLog, s3_blobs, s3_server  # noqa: F401 - fixtures
 from tests.support.servers import running
@@ -149,3 +154,31 @@ def test_fetch_of_a_50_mb_message_reads_ranges_and_streams_the_whole(store, monk
         else:
             assert max(log.reads) == CHUNK and sum(log.reads) == SIZE
         client.close()
+
+
+class Collecting:
+    """The session side _send_streamed writes to: what it would send, in order."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    async def respond(self, *responses) -> None:
+        self.sent.extend(r.data for r in responses)
+
+    async def send(self, data: bytes) -> None:
+        self.sent.append(data)
+
+
+def test_a_streamed_message_whose_bytes_are_gone_is_left_out_whole(blob_files):
+    # Expunged through another session between its row's read and its literal: nothing of
+    # its response is sent (RFC 9051 7.5.1), as for the messages read whole.
+    head, tail = b"* 1 FETCH (BODY[] {5}\r\n", b")\r\n"
+    session = Collecting()
+    pieces = [head, fetch.Span(0, 5), tail]
+    asyncio.run(fetchsearch._send_streamed(session, "ab/cd/gone", pieces))
+    assert session.sent == []
+    name = services.blob_write(b"hello world")
+    asyncio.run(fetchsearch._send_streamed(session, name, [head, fetch.Span(6, 5), tail]))
+    assert session.sent == [head, b"world", tail]
+    with pytest.raises(ConnectionError):  # shorter than its size: the connection ends
+        asyncio.run(fetchsearch._send_streamed(session, name, [head, fetch.Span(8, 5), tail]))
