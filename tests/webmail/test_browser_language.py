@@ -52,6 +52,9 @@ def test_accept_language_then_the_readers_choice(site, browser, alice):  # noqa:
     assert page.get_by_role("button", name="Einschalten").is_visible()
     page.goto(f"{site}/settings/vacation/")
     assert page.locator(".pane-head h1").inner_text() == "Abwesenheitsnotiz"
+    page.goto(f"{site}/search/?q=Urlaub")
+    summary = page.locator("[data-test=search-summary]").inner_text()
+    assert summary == "0 Treffer für „Urlaub“ in allen Ordnern."
     page.goto(f"{site}/")
     page.get_by_role("link", name="Verfassen").click()
     page.wait_for_selector(".compose-form")
