@@ -186,17 +186,26 @@ def unindexed_q() -> Q:
     return Q(blob_id__in=BlobTextPending.objects.values("blob_id"))
 
 
-def folder_has_unindexed(folder_id: int, max_uid: int) -> bool:
-    """Is a message of the folder (UID up to max_uid) without indexed text? Driven from the
-    pending rows (few) rather than the folder's messages (many)."""
-    join = "CROSS JOIN" if connection.vendor == "sqlite" else "JOIN"  # SQLite: this order
-    sql = (
-        f"SELECT 1 FROM {PENDING} p {join} mailboxes_message m ON m.blob_id = p.blob_id"
-        " WHERE m.folder_id = %s AND m.uid <= %s LIMIT 1"
-    )
+def unindexed_blobs(folder_id: int | None, max_uid: int, *, limit: int) -> set[int] | None:
+    """The blobs without indexed text (pending, or too long) of the folder's messages with a
+    UID up to max_uid, or of every message when folder_id is None; None when there are more
+    than `limit`. Driven from the pending rows (few) rather than the folder's messages (many).
+
+    A search asks this before it asks the index: a message indexed in between is then read
+    from its bytes, never missed as "indexed but not among the matches"."""
+    if folder_id is None:
+        sql, params = f"SELECT p.blob_id FROM {PENDING} p LIMIT %s", [limit + 1]
+    else:
+        join = "CROSS JOIN" if connection.vendor == "sqlite" else "JOIN"  # SQLite: this order
+        sql = (
+            f"SELECT DISTINCT p.blob_id FROM {PENDING} p {join} mailboxes_message m"
+            " ON m.blob_id = p.blob_id WHERE m.folder_id = %s AND m.uid <= %s LIMIT %s"
+        )
+        params = [folder_id, max_uid, limit + 1]
     with connection.cursor() as cursor:
-        cursor.execute(sql, [folder_id, max_uid])
-        return cursor.fetchone() is not None
+        cursor.execute(sql, params)
+        found = {row[0] for row in cursor.fetchall()}
+    return None if len(found) > limit else found
 
 
 def indexed() -> Exists:

@@ -52,6 +52,7 @@ MAX_SQL_RANGES = 100
 # Fewer full-text matches than this are looked up by id (the blob index finds them); more go
 # to the database as a subquery, which it joins as it likes.
 FEW_TEXT_MATCHES = 2000
+UNINDEXED_LISTED = 2000  # more blobs waiting for the indexer than this: the rows say which
 
 
 # --- The criteria tree -------------------------------------------------------------------
@@ -164,17 +165,19 @@ class _Context:
         self.bytes = 0
         self.incomplete = False  # a row was left unchecked: the budget was spent
         self.needs_indexed = False  # rows need their fts_indexed annotation
-        self._unindexed: bool | None = None
+        self._unindexed: set[int] | None = None
+        self._unindexed_known = False
         self.raw: dict[object, bytes] = {}  # copies share a blob: read it once
         self.bodies: dict[object, str] = {}
 
-    def has_unindexed(self) -> bool:
-        """Does the scope hold a message without usable indexed text? (A whole mailbox is
-        not asked: it is searched as if it did.)"""
-        if self._unindexed is None:
-            self._unindexed = self.folder_id is None or fulltext.folder_has_unindexed(
-                self.folder_id, self.max_uid
+    def unindexed(self) -> set[int] | None:
+        """The blobs of the scope without usable indexed text, as they were before the index
+        was first asked (None: more than UNINDEXED_LISTED of them)."""
+        if not self._unindexed_known:
+            self._unindexed = fulltext.unindexed_blobs(
+                self.folder_id, self.max_uid, limit=UNINDEXED_LISTED
             )
+            self._unindexed_known = True
         return self._unindexed
 
     def charge(self, size: int) -> None:
@@ -475,6 +478,9 @@ def _compile_text(key: TextKey, ctx: _Context) -> _Compiled:
     message of the folder is indexed; otherwise the index for those that are and the bytes of
     the others (not indexed yet, or too long to index)."""
     needle, where = _fold(key.needle), key.where
+    # Which messages lack indexed text, asked before the index: one the indexer reaches in
+    # between is then read from its bytes rather than missed.
+    unindexed = ctx.unindexed()
     ids = fulltext.matching_ids(where, needle)
     found = set(ids)
     if len(ids) <= FEW_TEXT_MATCHES and ctx.folder_id is not None:
@@ -493,8 +499,15 @@ def _compile_text(key: TextKey, ctx: _Context) -> _Compiled:
             return needle in m.body_text()
         return needle in m.header_text() or needle in m.body_text()
 
-    if not ctx.has_unindexed():
-        return _exact(matched, indexed_match)
+    if unindexed is not None:
+        if not unindexed:
+            return _exact(matched, indexed_match)
+        return _Compiled(
+            None,
+            matched | Q(blob_id__in=unindexed),
+            lambda m: read_match(m) if m.row["blob_id"] in unindexed else indexed_match(m),
+        )
+    # A backlog too long to list (a fresh import): the rows say whether they are indexed.
     ctx.needs_indexed = True
     return _Compiled(
         None,
