@@ -240,6 +240,9 @@ BAD_VALUES: dict[str, Bad] = {
     "MAILHOST_WEB_THREADS": Bad("eight", "is not a whole number"),
     "MAILHOST_HSTS_SECONDS": Bad("-1", "must be at least 0"),
     "MAILHOST_HSTS_INCLUDE_SUBDOMAINS": Bad("sure", "is not a boolean"),
+    "MAILHOST_IMAP_MAX_UPDATE_CONTEXTS": Bad("0", "must be at least 1"),
+    "MAILHOST_BLOB_STREAM_MIN": Bad("1M", "is not a whole number"),
+    "MAILHOST_BLOB_STREAM_CHUNK": Bad("100", "must be at least 1024"),
 }
 
 
