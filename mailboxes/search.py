@@ -49,6 +49,8 @@ CACHED_FIELDS = {
 SENT_DATE_BAND = timedelta(hours=24)
 # More ranges than this in a UID set are matched in Python (SQL expression depth).
 MAX_SQL_RANGES = 100
+# Above every UID (RFC 9051 2.3.1.1: 32 bits): a whole folder.
+MAX_UID = 2**32
 # Fewer full-text matches than this are looked up by id (the blob index finds them); more go
 # to the database as a subquery, which it joins as it likes.
 FEW_TEXT_MATCHES = 2000
@@ -696,7 +698,9 @@ def mailbox_search(
     messages (or `read_bytes` octets) were read, rows that need their bytes are left out
     and the result says it is incomplete. A search that reads spends its budget even past
     `limit` matches, so that how far back it read does not depend on how many matched."""
-    ctx = _Context(read_limit=read_limit, read_bytes=read_bytes)
+    ctx = _Context(
+        folder_id=folder_id, max_uid=MAX_UID, read_limit=read_limit, read_bytes=read_bytes
+    )
     scope = selectors.messages_to_search_in_mailbox(mailbox_id, folder_id=folder_id)
     found = _run(scope, criteria, ctx, fields=("id",), order=("-internal_date", "-id"), limit=limit)
     ids = [row[0] for row in found.rows]
