@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from django.utils.translation import gettext_lazy as _
+
 from delivery.models import Protection, RecipientStatus
 from delivery.selectors import outbound_recipients_for_message_id
 from mailboxes import selectors
@@ -29,11 +31,11 @@ class RecipientState:
 
 
 LABELS = {
-    RecipientStatus.QUEUED: ("queued", "Queued"),
-    RecipientStatus.DEFERRED: ("deferred", "Deferred, will retry"),
-    RecipientStatus.HOLD: ("deferred", "On hold by the administrator"),
-    RecipientStatus.DELIVERED: ("delivered", "Delivered"),
-    RecipientStatus.FAILED: ("bounced", "Bounced"),
+    RecipientStatus.QUEUED: ("queued", _("Queued")),
+    RecipientStatus.DEFERRED: ("deferred", _("Deferred, will retry")),
+    RecipientStatus.HOLD: ("deferred", _("On hold by the administrator")),
+    RecipientStatus.DELIVERED: ("delivered", _("Delivered")),
+    RecipientStatus.FAILED: ("bounced", _("Bounced")),
 }
 
 
@@ -66,7 +68,7 @@ def recipients_status(
     addresses: list[str] = []
     seen: set[str] = set()
     for name in ("To", "Cc", "Bcc"):
-        for _, address in parsed.addresses(name):
+        for _display, address in parsed.addresses(name):
             if address.lower() not in seen:
                 seen.add(address.lower())
                 addresses.append(address)
@@ -83,13 +85,13 @@ def recipients_status(
 
             status = refused[address.lower()]
             reason = RECIPIENT_PROBLEMS.get(status, status)
-            result.append(RecipientState(address, "bounced", "Refused", detail=reason))
+            result.append(RecipientState(address, "bounced", _("Refused"), detail=reason))
         elif row is not None:
             result.append(_from_row(address, row))
         elif selectors.domain_is_hosted(address.rpartition("@")[2]):
-            result.append(RecipientState(address, "local", "Delivered to a mailbox here"))
+            result.append(RecipientState(address, "local", _("Delivered to a mailbox here")))
         else:
-            result.append(RecipientState(address, "unknown", "No spool record"))
+            result.append(RecipientState(address, "unknown", _("No spool record")))
     # Spooled recipients the headers do not name (alias expansions, redirects).
     for row in by_address.values():
         result.append(_from_row(row.address, row))

@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 
+from django.utils.functional import Promise
+from django.utils.translation import gettext_lazy as _
+
 from mailboxes import headers
 
 BAD, GOOD, INFO = "bad", "good", "info"
@@ -68,8 +71,8 @@ def spam_score_words(value: str) -> dict[str, str]:
 
 # Words of the spam scorer's own reason codes; a code neither listed here nor one of the
 # authentication reasons (delivery.inbound's AuthResults.reasons) is shown as it is.
-SPAM_WORDS: dict[str, str] = {
-    "GTUBE": "Contains the GTUBE test string, which marks a message as spam on purpose.",
+SPAM_WORDS: dict[str, str | Promise] = {
+    "GTUBE": _("Contains the GTUBE test string, which marks a message as spam on purpose."),
 }
 _GOOD_CODES = ("_PASS", "_OVERRIDE")
 _INFO_CODES = ("_TEMPERROR", "DKIM_NONE")
@@ -109,7 +112,11 @@ def explain(raw: bytes, *, authserv_id: str) -> Explanation:
     auth_words = dict(auth.reasons()) if auth is not None else {}
     findings: list[Finding] = []
     for code, score in sorted(items, key=lambda item: -item[1]):
-        words = auth_words.pop(code, None) or SPAM_WORDS.get(code.upper()) or written.get(code)
+        words = (
+            auth_words.pop(code, None)
+            or str(SPAM_WORDS.get(code.upper()) or "")
+            or written.get(code)
+        )
         words = words or code.replace("_", " ").capitalize()
         findings.append(Finding(_tone(code, score), _sentence(words), code, score))
     for code, words in auth_words.items():

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from django.utils.translation import gettext_lazy as _
+
 from delivery import accept
 from mailboxes.exceptions import InvalidAddress, QuotaExceeded, StorageError
 from mailboxes.outcomes import Outcome
@@ -15,11 +17,11 @@ if TYPE_CHECKING:
 
 # The webmail's words for recipient outcomes (what SMTP says with RECIPIENT_REPLIES).
 RECIPIENT_PROBLEMS = {
-    Outcome.INVALID: "is not a valid address",
-    Outcome.NO_SUCH_USER: "has no mailbox here",
-    Outcome.OVER_QUOTA: "has a full mailbox (try again later)",
-    Outcome.TOO_BIG: "cannot take a message this large",
-    Outcome.RELAY_DENIED: "cannot be reached from this server",
+    Outcome.INVALID: _("is not a valid address"),
+    Outcome.NO_SUCH_USER: _("has no mailbox here"),
+    Outcome.OVER_QUOTA: _("has a full mailbox (try again later)"),
+    Outcome.TOO_BIG: _("cannot take a message this large"),
+    Outcome.RELAY_DENIED: _("cannot be reached from this server"),
 }
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from django.contrib import messages as flash
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from mailboxes import selectors, services
@@ -61,15 +62,16 @@ def _save(request: HttpRequest, current: Current, settings: filters.FilterSettin
             activate=True,
         )
     except SieveScriptInvalid as exc:
-        flash.error(request, f"The filter could not be saved: {exc}")
+        flash.error(request, gettext("The filter could not be saved: %(error)s") % {"error": exc})
         return False
     except MailhostError as exc:
-        flash.error(request, f"The filter could not be saved: {exc}")
+        flash.error(request, gettext("The filter could not be saved: %(error)s") % {"error": exc})
         return False
     if current.hand_written:
         flash.info(
             request,
-            f"Your script “{current.active.name}” is kept, inactive; the webmail's is active.",
+            gettext("Your script “%(name)s” is kept, inactive; the webmail's is active.")
+            % {"name": current.active.name},
         )
     return True
 
@@ -111,7 +113,7 @@ def filters_view(request: HttpRequest) -> HttpResponse:
             form=_form_rows(rule),
             generated=filters.generate(current.settings),
             scripts=selectors.sievescripts_of(request.mailbox.pk),
-            fields=filters.FIELDS,
+            fields=filters.FIELD_LABELS,
             operators={**filters.OPERATORS, **filters.SIZE_OPERATORS},
             actions=filters.ACTIONS,
         ),
@@ -194,14 +196,18 @@ def rule_add(request: HttpRequest) -> HttpResponse:
     try:
         rule = _rule_from_post(request)
     except filters.FilterError as exc:
-        flash.error(request, f"The rule was not saved: {exc}")
+        flash.error(request, gettext("The rule was not saved: %(error)s") % {"error": exc})
         return redirect("webmail:filters")
     if index:
         rules[int(index)] = rule
     else:
         rules.append(rule)
     if _save(request, current, replace(current.settings, rules=tuple(rules))):
-        flash.success(request, f"Rule “{rule.name}” {'saved' if index else 'added'}.")
+        flash.success(
+            request,
+            (gettext("Rule “%(name)s” saved.") if index else gettext("Rule “%(name)s” added."))
+            % {"name": rule.name},
+        )
     return redirect("webmail:filters")
 
 
@@ -228,7 +234,7 @@ def rule_delete(request: HttpRequest, index: int) -> HttpResponse:
         raise Http404("no such rule")
     removed = rules.pop(index)
     if _save(request, current, replace(current.settings, rules=tuple(rules))):
-        flash.success(request, f"Rule “{removed.name}” deleted.")
+        flash.success(request, gettext("Rule “%(name)s” deleted.") % {"name": removed.name})
     return redirect("webmail:filters")
 
 
@@ -242,14 +248,14 @@ def script_save(request: HttpRequest) -> HttpResponse:
     try:
         services.sievescript_put(mailbox=request.mailbox, name=name, text=text, activate=True)
     except MailhostError as exc:
-        flash.error(request, f"The script was not saved: {exc}")
+        flash.error(request, gettext("The script was not saved: %(error)s") % {"error": exc})
         return render(
             request,
             "webmail/filters.html",
             _context(request, current, rules=[], raw_text=text, raw_error=True),
             status=400,
         )
-    flash.success(request, f"Script “{name}” saved.")
+    flash.success(request, gettext("Script “%(name)s” saved.") % {"name": name})
     return redirect("webmail:filters")
 
 
@@ -261,9 +267,14 @@ def script_activate(request: HttpRequest) -> HttpResponse:
     try:
         services.sievescript_activate(mailbox=request.mailbox, name=name)
     except MailhostError as exc:
-        flash.error(request, f"Not changed: {exc}")
+        flash.error(request, gettext("Not changed: %(error)s") % {"error": exc})
     else:
-        flash.success(request, f"“{name}” is active now." if name else "No filters run now.")
+        flash.success(
+            request,
+            gettext("“%(name)s” is active now.") % {"name": name}
+            if name
+            else gettext("No filters run now."),
+        )
     return redirect("webmail:filters")
 
 
@@ -274,9 +285,9 @@ def script_delete(request: HttpRequest) -> HttpResponse:
     try:
         services.sievescript_delete(mailbox=request.mailbox, name=name)
     except MailhostError as exc:
-        flash.error(request, f"Not deleted: {exc}")
+        flash.error(request, gettext("Not deleted: %(error)s") % {"error": exc})
     else:
-        flash.success(request, f"“{name}” deleted.")
+        flash.success(request, gettext("“%(name)s” deleted.") % {"name": name})
     return redirect("webmail:filters")
 
 
