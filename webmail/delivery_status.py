@@ -39,6 +39,15 @@ LABELS = {
 }
 
 
+# Protection's labels, in the reader's language.
+PROTECTION_LABELS = {
+    Protection.DANE: _("DANE (TLSA verified)"),
+    Protection.MTA_STS: _("MTA-STS (certificate verified)"),
+    Protection.TLS: _("TLS (not verified)"),
+    Protection.PLAIN: _("none (plain text)"),
+}
+
+
 REFUSED_HEADER = b"X-Mailhost-Refused"
 
 
@@ -109,5 +118,5 @@ def _from_row(address: str, row) -> RecipientState:
         attempts=row.attempts,
         mx=row.mx_used,
         updated=row.updated_at,
-        protection=Protection(row.protection).label if row.protection else "",
+        protection=PROTECTION_LABELS[Protection(row.protection)] if row.protection else "",
     )

@@ -13,6 +13,7 @@ from django.http.request import split_domain_port
 from django.shortcuts import redirect, render
 from django.utils import translation
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 from webauthn import base64url_to_bytes
@@ -77,7 +78,7 @@ def account_view(request: HttpRequest) -> HttpResponse:
                 language=request.POST.get("language", ""),
             )
         except InvalidValue as exc:
-            flash.error(request, f"Not saved: {exc}.")
+            flash.error(request, _("Not saved: %(error)s.") % {"error": exc})
         else:
             remember_preferences(request, mailbox)
             with translation.override(mailbox.language or translation.get_language()):
@@ -118,7 +119,7 @@ def password_change(request: HttpRequest) -> HttpResponse:
     except InvalidValue as exc:
         if "current password" in str(exc):
             _old_password_refused(request)
-        flash.error(request, f"Password not changed: {exc}.")
+        flash.error(request, _("Password not changed: %(error)s.") % {"error": exc})
         return redirect("webmail:account")
     # The stored hash changed, which ends every session bound to the old one, this one too:
     # sign this one in again (a new session id).
@@ -149,7 +150,13 @@ def sessions_view(request: HttpRequest) -> HttpResponse:
         else:
             ended = services.web_sessions_end(mailbox=mailbox, keep_session_key=current)
             flash.success(
-                request, f"Signed out everywhere else ({ended} session{'s' if ended != 1 else ''})."
+                request,
+                ngettext(
+                    "Signed out everywhere else (%(count)s session).",
+                    "Signed out everywhere else (%(count)s sessions).",
+                    ended,
+                )
+                % {"count": ended},
             )
         return redirect("webmail:sessions")
     sessions = selectors.web_sessions(mailbox=mailbox)
@@ -181,7 +188,7 @@ def app_passwords_view(request: HttpRequest) -> HttpResponse:
                 mailbox=mailbox, name=request.POST.get("name", "")
             )
         except InvalidValue as exc:
-            flash.error(request, f"Not created: {exc}.")
+            flash.error(request, _("Not created: %(error)s.") % {"error": exc})
             return redirect("webmail:app_passwords")
         # Shown in this response only (no redirect, never stored in clear).
         created = {"app": app, "secret": secret}
@@ -315,5 +322,5 @@ def passkeys_view(request: HttpRequest) -> HttpResponse:
         )
     except InvalidValue as exc:
         return JsonResponse({"error": str(exc)}, status=400)
-    flash.success(request, f"Passkey “{passkey.name}” added.")
+    flash.success(request, _("Passkey “%(name)s” added.") % {"name": passkey.name})
     return JsonResponse({"id": passkey.pk}, status=201)

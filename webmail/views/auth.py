@@ -11,6 +11,7 @@ from django.contrib import messages as flash
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext, ngettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.http import require_http_methods, require_POST
@@ -39,9 +40,11 @@ def throttled_response(
     """429 with Retry-After (RFC 9110 10.2.3) and the wait in words: the sign-in was refused
     by the login limiter without checking the password."""
     seconds = max(1, math.ceil(wait))
-    context["error"] = (
-        f"Too many failed sign-ins. Try again in {seconds} second{'s' if seconds != 1 else ''}."
-    )
+    context["error"] = ngettext(
+        "Too many failed sign-ins. Try again in %(seconds)s second.",
+        "Too many failed sign-ins. Try again in %(seconds)s seconds.",
+        seconds,
+    ) % {"seconds": seconds}
     response = render(request, template, context, status=429)
     response["Retry-After"] = str(seconds)
     return response
@@ -60,7 +63,7 @@ def login(request: HttpRequest) -> HttpResponse:
     password = request.POST.get("password", "")
     context = {"address": address, "next": request.POST.get("next", "")}
     if not address or not password:
-        context["error"] = "Enter your address and password."
+        context["error"] = gettext("Enter your address and password.")
         return render(request, "webmail/login.html", context, status=400)
     ip = client_address(request)
     admission = throttle.admit(address, ip, max_wait=MAX_WEB_WAIT)
@@ -73,7 +76,7 @@ def login(request: HttpRequest) -> HttpResponse:
         address=address, password=password, client_ip=ip, protocol="webmail"
     )
     if mailbox is None:
-        context["error"] = "Wrong address or password."
+        context["error"] = gettext("Wrong address or password.")
         return render(request, "webmail/login.html", context, status=401)
     if mailbox.totp_secret:
         begin_second_factor(request, mailbox)
@@ -114,14 +117,15 @@ def login_verify(request: HttpRequest) -> HttpResponse:
         user_exists=True,
     )
     if kind is None:
-        context["error"] = "That code is not right (or was used already)."
+        context["error"] = gettext("That code is not right (or was used already).")
         return render(request, "webmail/login_verify.html", context, status=401)
     target = request.session.pop("webmail_pending_next", "") or reverse("webmail:index")
     services.mailbox_record_login(mailbox=mailbox)
     sign_in(request, mailbox)
     if kind == "recovery":
         flash.warning(
-            request, "You used a recovery code; it will not work again. Make new ones in Settings."
+            request,
+            gettext("You used a recovery code; it will not work again. Make new ones in Settings."),
         )
     return redirect(target)
 
@@ -181,7 +185,7 @@ def passkey_login(request: HttpRequest) -> HttpResponse:
         user_exists=claimed is not None,
     )
     if mailbox is None:
-        return JsonResponse({"error": "That passkey was not accepted."}, status=401)
+        return JsonResponse({"error": gettext("That passkey was not accepted.")}, status=401)
     target = request.session.pop("webmail_pending_next", "") or reverse("webmail:index")
     services.mailbox_record_login(mailbox=mailbox)
     sign_in(request, mailbox)

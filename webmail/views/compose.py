@@ -224,9 +224,11 @@ def _post(request: HttpRequest) -> HttpResponse:
     if len(recipients) > settings.MAILHOST_MAX_RECIPIENTS:
         # Refused before the message is built: the email package takes about a millisecond
         # per address to fold a header (a reply-all to a hostile list has thousands).
-        errors["to"] = f"At most {settings.MAILHOST_MAX_RECIPIENTS} recipients per message."
+        errors["to"] = gettext("At most %(count)s recipients per message.") % {
+            "count": settings.MAILHOST_MAX_RECIPIENTS
+        }
         if uploads:
-            errors["notice"] = "The new attachments were not kept; attach them again."
+            errors["notice"] = gettext("The new attachments were not kept; attach them again.")
         return _render(request, draft, kept=kept, errors=errors, status=400, extra=extra)
     sent_raw, message_id = compose.build(mailbox=mailbox, draft=draft, include_bcc=False)
     refused: list[compose.Upload] = []
@@ -240,16 +242,22 @@ def _post(request: HttpRequest) -> HttpResponse:
         sent_raw, message_id = compose.build(mailbox=mailbox, draft=draft, include_bcc=False)
     if refused:
         names = ", ".join(f"{u.filename} ({human_size(len(u.data))})" for u in refused)
-        errors["attachments"] = (
-            f"Not attached: {names}. Attachments can total {human_size(_attachment_limit())}: "
-            f"a message may be {human_size(settings.MAILHOST_MAX_MESSAGE_SIZE)} once encoded, "
-            "and encoding makes files about a third larger. The rest of your message is kept."
-        )
+        errors["attachments"] = gettext(
+            "Not attached: %(names)s. Attachments can total %(total)s: a message may be"
+            " %(limit)s once encoded, and encoding makes files about a third larger. The rest"
+            " of your message is kept."
+        ) % {
+            "names": names,
+            "total": human_size(_attachment_limit()),
+            "limit": human_size(settings.MAILHOST_MAX_MESSAGE_SIZE),
+        }
     elif len(sent_raw) > settings.MAILHOST_MAX_MESSAGE_SIZE:
-        errors["attachments"] = (
-            f"The message is {human_size(len(sent_raw))}; the limit is "
-            f"{human_size(settings.MAILHOST_MAX_MESSAGE_SIZE)}. Remove an attachment."
-        )
+        errors["attachments"] = gettext(
+            "The message is %(size)s; the limit is %(limit)s. Remove an attachment."
+        ) % {
+            "size": human_size(len(sent_raw)),
+            "limit": human_size(settings.MAILHOST_MAX_MESSAGE_SIZE),
+        }
     if action == "save" and "attachments" not in errors:
         return _save_draft(request, draft, kept, uploads, extra, errors)
     if errors:
@@ -260,9 +268,9 @@ def _post(request: HttpRequest) -> HttpResponse:
     sent = special_folder(mailbox.pk, SpecialUse.SENT)
     mailbox.refresh_from_db(fields=["used_bytes", "quota"])
     if sent is not None and mailbox.quota and mailbox.used_bytes + len(copy_raw) > mailbox.quota:
-        errors["send"] = (
-            "Not sent: your mailbox is over quota, so the copy for Sent would not fit. "
-            "Delete some mail and send again."
+        errors["send"] = gettext(
+            "Not sent: your mailbox is over quota, so the copy for Sent would not fit."
+            " Delete some mail and send again."
         )
         return _failed(request, draft, kept, uploads, extra, errors)
     try:
@@ -275,7 +283,7 @@ def _post(request: HttpRequest) -> HttpResponse:
     except SendError as exc:
         errors["send"] = str(exc)
         if exc.field == "to":
-            errors["to"] = "Check the recipients."
+            errors["to"] = gettext("Check the recipients.")
         return _failed(request, draft, kept, uploads, extra, errors)
     # Committed: the message is on its way. Now the copy, the answered mark, the draft.
     target = None
@@ -287,11 +295,15 @@ def _post(request: HttpRequest) -> HttpResponse:
             )
             target = reverse("webmail:message", args=[sent.pk, copy.uid])
         except QuotaExceeded:
-            flash.warning(request, "Sent, but your mailbox is full: no copy was kept in Sent.")
+            flash.warning(
+                request, gettext("Sent, but your mailbox is full: no copy was kept in Sent.")
+            )
     _mark_answered(request, extra["answer_ref"])
     _drop_draft(request, extra["draft_uid"])
     if result.refused:
-        flash.warning(request, "Not delivered to: " + refused_text(result) + ".")
+        flash.warning(
+            request, gettext("Not delivered to: %(problems)s.") % {"problems": refused_text(result)}
+        )
     accepted = [r.address for r in result.accepted]
     flash.success(
         request, gettext("Message sent to %(recipients)s.") % {"recipients": ", ".join(accepted)}
@@ -306,10 +318,15 @@ def _failed(request, draft, kept, uploads, extra, errors) -> HttpResponse:
             saved, kept = _store_draft(request, draft, extra)
             extra["draft_uid"] = str(saved.uid)
             errors.setdefault(
-                "notice", "Your attachments were saved with a draft; they are still attached."
+                "notice",
+                gettext("Your attachments were saved with a draft; they are still attached."),
             )
         except MailhostError as exc:
-            errors.setdefault("notice", f"Attach the files again, they could not be kept ({exc}).")
+            errors.setdefault(
+                "notice",
+                gettext("Attach the files again, they could not be kept (%(error)s).")
+                % {"error": exc},
+            )
     return _render(request, draft, kept=kept, errors=errors, status=400, extra=extra)
 
 
@@ -333,7 +350,7 @@ def _save_draft(request, draft, kept, uploads, extra, errors) -> HttpResponse:
     try:
         saved, _ = _store_draft(request, draft, extra)
     except MailhostError as exc:
-        errors["send"] = f"The draft could not be saved: {exc}"
+        errors["send"] = gettext("The draft could not be saved: %(error)s") % {"error": exc}
         return _render(request, draft, kept=kept, errors=errors, status=400, extra=extra)
     flash.success(request, gettext("Draft saved."))
     return redirect(f"{reverse('webmail:compose')}?draft={saved.uid}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.contrib import messages as flash
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext, ngettext
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from mailboxes import selectors, services, vcard
@@ -22,13 +23,13 @@ def contacts_view(request: HttpRequest) -> HttpResponse:
         name = request.POST.get("name", "").strip()
         valid, invalid = split_addresses(request.POST.get("email", ""))
         if invalid or not valid:
-            flash.error(request, "Give a valid email address.")
+            flash.error(request, gettext("Give a valid email address."))
         else:
             card = vcard.write(
                 name=name or valid[0][0] or valid[0][1], emails=[a for _, a in valid]
             )
             services.contacts_put(mailbox=request.mailbox, cards=[card])
-            flash.success(request, f"Added {card.name}.")
+            flash.success(request, gettext("Added %(name)s.") % {"name": card.name})
         return redirect("webmail:contacts")
     return render(
         request,
@@ -47,15 +48,19 @@ def contacts_import(request: HttpRequest) -> HttpResponse:
     if upload is None:
         return HttpResponseBadRequest("no file")
     if upload.size > MAX_IMPORT:
-        flash.error(request, "The file is larger than 10 MB.")
+        flash.error(request, gettext("The file is larger than 10 MB."))
         return redirect("webmail:contacts")
     try:
         cards = vcard.parse(upload.read().decode("utf-8", "replace"))
     except vcard.VCardError as exc:
-        flash.error(request, f"Not imported: {exc}.")
+        flash.error(request, gettext("Not imported: %(error)s.") % {"error": exc})
         return redirect("webmail:contacts")
     count = services.contacts_put(mailbox=request.mailbox, cards=cards)
-    flash.success(request, f"Imported {count} contact{'s' if count != 1 else ''}.")
+    flash.success(
+        request,
+        ngettext("Imported %(count)s contact.", "Imported %(count)s contacts.", count)
+        % {"count": count},
+    )
     return redirect("webmail:contacts")
 
 
@@ -74,7 +79,7 @@ def contacts_export(request: HttpRequest) -> HttpResponse:
 @mailbox_required
 def contact_delete(request: HttpRequest, contact_id: int) -> HttpResponse:
     if services.contact_delete(mailbox=request.mailbox, contact_id=contact_id):
-        flash.success(request, "Contact deleted.")
+        flash.success(request, gettext("Contact deleted."))
     return redirect("webmail:contacts")
 
 
@@ -117,16 +122,20 @@ def contact_edit(request: HttpRequest, contact_id: int) -> HttpResponse:
     if request.method == "POST":
         fields, invalid = _form_fields(request)
         if invalid:
-            flash.error(request, f"Not a valid email address: {', '.join(invalid)}.")
+            flash.error(
+                request,
+                gettext("Not a valid email address: %(addresses)s.")
+                % {"addresses": ", ".join(invalid)},
+            )
             status = 400
         elif not (fields.name or fields.given or fields.family or fields.emails):
-            flash.error(request, "Give a name or an email address.")
+            flash.error(request, gettext("Give a name or an email address."))
             status = 400
         else:
             card = vcard.edit(contact.vcard, fields)
             if card.text != contact.vcard:  # unchanged: same card, same ETag, nothing to sync
                 services.contacts_put(mailbox=request.mailbox, cards=[card])
-            flash.success(request, f"Saved {card.name}.")
+            flash.success(request, gettext("Saved %(name)s.") % {"name": card.name})
             return redirect("webmail:contacts")
     else:
         fields = vcard.fields(contact.vcard)

@@ -174,7 +174,7 @@ def _rule_from_post(request: HttpRequest) -> filters.Rule:
         raise filters.FilterError("Give at least one condition.")
     if not actions:
         raise filters.FilterError("Give at least one action.")
-    name = post.get("name", "").strip() or f"Rule {len(conditions)}"
+    name = post.get("name", "").strip() or gettext("Rule %(number)s") % {"number": len(conditions)}
     return filters.Rule(
         name=name[:100],
         conditions=tuple(conditions),
@@ -321,11 +321,14 @@ def vacation_view(request: HttpRequest) -> HttpResponse:
                 days=vacation.days,
             )
         except filters.FilterError as exc:
-            flash.error(request, f"Not saved: {exc}")
+            flash.error(request, gettext("Not saved: %(error)s") % {"error": exc})
         else:
             if _save(request, current, replace(current.settings, vacation=vacation)):
                 flash.success(
-                    request, "Vacation reply on." if vacation.enabled else "Vacation reply off."
+                    request,
+                    gettext("Vacation reply on.")
+                    if vacation.enabled
+                    else gettext("Vacation reply off."),
                 )
                 return redirect("webmail:vacation")
     return render(request, "webmail/vacation.html", _context(request, current, vacation=vacation))
@@ -342,15 +345,16 @@ def forwarding_view(request: HttpRequest) -> HttpResponse:
             if address:
                 filters.check_action(filters.Action("forward", address))
         except filters.FilterError as exc:
-            flash.error(request, f"Not saved: {exc}")
+            flash.error(request, gettext("Not saved: %(error)s") % {"error": exc})
         else:
             forwarding = filters.Forwarding(address=address, keep=True)
             if _save(request, current, replace(current.settings, forwarding=forwarding)):
                 flash.success(
                     request,
-                    f"A copy of every message goes to {address} now."
+                    gettext("A copy of every message goes to %(address)s now.")
+                    % {"address": address}
                     if address
-                    else "Forwarding off.",
+                    else gettext("Forwarding off."),
                 )
                 return redirect("webmail:forwarding")
     return render(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.contrib import messages as flash
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext, gettext_lazy
 from django.views.decorators.http import require_GET, require_POST
 
 from mailboxes import selectors, services
@@ -34,15 +35,18 @@ def folder_create(request: HttpRequest) -> HttpResponse:
     if parent:
         parent_folder = folder_for(request, int(parent)) if parent.isdigit() else None
         if parent_folder is None:
-            flash.error(request, "Unknown parent folder.")
+            flash.error(request, gettext("Unknown parent folder."))
             return redirect("webmail:folders")
         name = f"{parent_folder.name}{HIERARCHY_DELIMITER}{name}"
     try:
         folder = services.folder_create(mailbox=request.mailbox, name=name)
     except MailhostError as exc:
-        flash.error(request, f"Could not create “{name}”: {exc}")
+        flash.error(
+            request,
+            gettext("Could not create “%(name)s”: %(error)s") % {"name": name, "error": exc},
+        )
         return redirect("webmail:folders")
-    flash.success(request, f"Folder “{folder.name}” created.")
+    flash.success(request, gettext("Folder “%(name)s” created.") % {"name": folder.name})
     return redirect("webmail:folders")
 
 
@@ -52,15 +56,22 @@ def folder_rename(request: HttpRequest, folder_id: int) -> HttpResponse:
     folder = folder_for(request, folder_id)
     new_name = request.POST.get("name", "").strip()
     if folder.special_use or folder.name == "INBOX":
-        flash.error(request, f"“{folder.name}” is a special folder and keeps its name.")
+        flash.error(
+            request,
+            gettext("“%(name)s” is a special folder and keeps its name.") % {"name": folder.name},
+        )
         return redirect("webmail:folders")
     old = folder.name
     try:
         services.folder_rename(folder=folder, new_name=new_name)
     except MailhostError as exc:
-        flash.error(request, f"Could not rename “{old}”: {exc}")
+        flash.error(
+            request, gettext("Could not rename “%(name)s”: %(error)s") % {"name": old, "error": exc}
+        )
         return redirect("webmail:folders")
-    flash.success(request, f"“{old}” renamed to “{new_name}”.")
+    flash.success(
+        request, gettext("“%(old)s” renamed to “%(new)s”.") % {"old": old, "new": new_name}
+    )
     return redirect("webmail:folders")
 
 
@@ -69,29 +80,38 @@ def folder_rename(request: HttpRequest, folder_id: int) -> HttpResponse:
 def folder_delete(request: HttpRequest, folder_id: int) -> HttpResponse:
     folder = folder_for(request, folder_id)
     if folder.special_use or folder.name == "INBOX":
-        flash.error(request, f"“{folder.name}” is a special folder and cannot be deleted.")
+        flash.error(
+            request,
+            gettext("“%(name)s” is a special folder and cannot be deleted.")
+            % {"name": folder.name},
+        )
         return redirect("webmail:folders")
     try:
         services.folder_delete(folder=folder)
     except MailhostError as exc:
-        flash.error(request, f"Could not delete “{folder.name}”: {exc}")
+        flash.error(
+            request,
+            gettext("Could not delete “%(name)s”: %(error)s") % {"name": folder.name, "error": exc},
+        )
         return redirect("webmail:folders")
-    flash.success(request, f"Folder “{folder.name}” deleted with its messages.")
+    flash.success(
+        request, gettext("Folder “%(name)s” deleted with its messages.") % {"name": folder.name}
+    )
     return redirect("webmail:folders")
 
 
 # RFC 4314 rights behind the two choices the Sharing page offers.
 SHARE_ACCESS = {
-    "read": ("Read only", "lr"),
-    "write": ("Read and write", "lrswipkxte"),
+    "read": (gettext_lazy("Read only"), "lr"),
+    "write": (gettext_lazy("Read and write"), "lrswipkxte"),
 }
 
 
 def _access_label(rights: str) -> str:
     for label, granted in SHARE_ACCESS.values():
         if rights == granted:
-            return label
-    return f"Custom ({rights})"  # set over IMAP SETACL
+            return str(label)
+    return gettext("Custom (%(rights)s)") % {"rights": rights}  # set over IMAP SETACL
 
 
 @mailbox_required
@@ -105,18 +125,27 @@ def folder_sharing(request: HttpRequest, folder_id: int) -> HttpResponse:
         try:
             if request.POST.get("action") == "remove":
                 services.folder_acl_delete(folder=folder, identifier=identifier)
-                flash.success(request, "Sharing removed.")
+                flash.success(request, gettext("Sharing removed."))
             else:
                 _label, rights = SHARE_ACCESS.get(
                     request.POST.get("access", ""), SHARE_ACCESS["read"]
                 )
                 services.folder_acl_set(folder=folder, identifier=identifier, rights=rights)
-                whom = "everyone in your domain" if domain_wide else identifier
-                flash.success(request, f"“{folder.name}” shared with {whom}.")
+                if domain_wide:
+                    text = gettext("“%(name)s” shared with everyone in your domain.")
+                else:
+                    text = gettext("“%(name)s” shared with %(address)s.")
+                flash.success(request, text % {"name": folder.name, "address": identifier})
         except NotFound:
-            flash.error(request, f"There is no mailbox {identifier} here.")
+            flash.error(
+                request, gettext("There is no mailbox %(address)s here.") % {"address": identifier}
+            )
         except MailhostError as exc:
-            flash.error(request, f"Could not share “{folder.name}”: {exc}")
+            flash.error(
+                request,
+                gettext("Could not share “%(name)s”: %(error)s")
+                % {"name": folder.name, "error": exc},
+            )
         return redirect("webmail:folder_sharing", folder_id=folder.pk)
     entries = [
         {

@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.contrib import messages as flash
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext
 from django.views.decorators.http import require_http_methods
 
 from mailboxes import selectors, services
@@ -28,9 +29,11 @@ def identities_view(request: HttpRequest) -> HttpResponse:
                 is_default=post.get("default") == "1",
             )
         except MailhostError as exc:
-            flash.error(request, f"Not saved: {exc}.")
+            flash.error(request, gettext("Not saved: %(error)s.") % {"error": exc})
         else:
-            flash.success(request, f"Saved {post.get('address', '')}.")
+            flash.success(
+                request, gettext("Saved %(address)s.") % {"address": post.get("address", "")}
+            )
         return redirect("webmail:identities")
     return render(
         request,

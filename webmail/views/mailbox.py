@@ -15,6 +15,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext, ngettext_lazy
 from django.views.decorators.http import require_GET, require_POST
 
 from mailboxes import selectors, senderlists, services
@@ -172,12 +173,24 @@ ACTIONS = {
     "notjunk",
     "empty",
 }
+# What a failed action says, by action (the error follows).
+_FAILED = {
+    "read": gettext_lazy("Could not mark read: %(error)s"),
+    "unread": gettext_lazy("Could not mark unread: %(error)s"),
+    "flag": gettext_lazy("Could not flag: %(error)s"),
+    "unflag": gettext_lazy("Could not unflag: %(error)s"),
+    "move": gettext_lazy("Could not move: %(error)s"),
+    "archive": gettext_lazy("Could not archive: %(error)s"),
+    "delete": gettext_lazy("Could not delete: %(error)s"),
+    "junk": gettext_lazy("Could not move to Junk: %(error)s"),
+    "notjunk": gettext_lazy("Could not mark as not junk: %(error)s"),
+}
 # Actions that change a flag: the service and what the confirmation says was done.
 FLAG_ACTIONS = {
-    "read": (services.messages_mark_read, "marked read"),
-    "unread": (services.messages_mark_unread, "marked unread"),
-    "flag": (services.messages_flag, "flagged"),
-    "unflag": (services.messages_unflag, "unflagged"),
+    "read": (services.messages_mark_read, "read"),
+    "unread": (services.messages_mark_unread, "unread"),
+    "flag": (services.messages_flag, "flag"),
+    "unflag": (services.messages_unflag, "unflag"),
 }
 EMPTYABLE = {SpecialUse.TRASH, SpecialUse.JUNK}
 # Folders whose messages can be called junk: mail that came in (not Sent, Drafts, Trash).
@@ -208,7 +221,7 @@ def bulk(request: HttpRequest, folder_id: int) -> HttpResponse:
     try:
         text, back = apply(request, folder, action, uids, back)
     except MailhostError as exc:
-        flash.error(request, f"Could not {action}: {exc}")
+        flash.error(request, _FAILED[action] % {"error": exc})
         return redirect(back)
     flash.success(request, text)
     return redirect(back)
@@ -217,63 +230,99 @@ def bulk(request: HttpRequest, folder_id: int) -> HttpResponse:
 def _empty(request: HttpRequest, folder: Folder, back: str) -> HttpResponse:
     """Delete everything in Trash or Junk for good."""
     if folder.special_use not in EMPTYABLE:
-        flash.error(request, f"Only Trash and Junk can be emptied, not {folder.name}.")
+        flash.error(
+            request, _("Only Trash and Junk can be emptied, not %(name)s.") % {"name": folder.name}
+        )
         return redirect(back)
     try:
         gone = services.folder_empty(folder=folder)
     except MailhostError as exc:
-        flash.error(request, f"Could not empty {folder.name}: {exc}")
+        flash.error(
+            request, _("Could not empty %(name)s: %(error)s") % {"name": folder.name, "error": exc}
+        )
         return redirect(back)
-    flash.success(request, f"{folder.name} emptied: {_plural(len(gone))} deleted for good.")
+    text = ngettext(
+        "%(name)s emptied: %(count)s message deleted for good.",
+        "%(name)s emptied: %(count)s messages deleted for good.",
+        len(gone),
+    )
+    flash.success(request, text % {"name": folder.name, "count": len(gone)})
     return redirect(back)
 
 
-def _plural(count: int) -> str:
-    return f"{count} message" + ("" if count == 1 else "s")
+# What a bulk action did, by action; the count picks the plural form.
+_DONE = {
+    "read": ngettext_lazy(
+        "%(count)s message marked read.", "%(count)s messages marked read.", "count"
+    ),
+    "unread": ngettext_lazy(
+        "%(count)s message marked unread.", "%(count)s messages marked unread.", "count"
+    ),
+    "flag": ngettext_lazy("%(count)s message flagged.", "%(count)s messages flagged.", "count"),
+    "unflag": ngettext_lazy(
+        "%(count)s message unflagged.", "%(count)s messages unflagged.", "count"
+    ),
+    "moved": ngettext_lazy(
+        "%(count)s message moved to %(name)s.", "%(count)s messages moved to %(name)s.", "count"
+    ),
+    "deleted": ngettext_lazy(
+        "%(count)s message deleted for good.", "%(count)s messages deleted for good.", "count"
+    ),
+    "trash": ngettext_lazy(
+        "%(count)s message moved to Trash.", "%(count)s messages moved to Trash.", "count"
+    ),
+    "inbox": ngettext_lazy(
+        "%(count)s message moved to Inbox.", "%(count)s messages moved to Inbox.", "count"
+    ),
+}
+
+
+def _done(what: str, count: int, name: str = "") -> str:
+    return _DONE[what] % {"count": count, "name": name}
 
 
 def apply(request, folder: Folder, action: str, uids: list[int], back: str) -> tuple[str, str]:
     mailbox_id = request.mailbox.pk
     count = selectors.messages_count(folder, uids)
     if action in FLAG_ACTIONS:
-        service, words = FLAG_ACTIONS[action]
+        service, what = FLAG_ACTIONS[action]
         service(folder=folder, uids=uids)
-        return f"{_plural(count)} {words}.", back
+        return _done(what, count), back
     leaving = reverse("webmail:folder", args=[folder.pk])
     if action == "move":
         target_id = request.POST.get("target", "")
         target = selectors.folder_of(mailbox_id, int(target_id) if target_id.isdigit() else 0)
         if target is None:
-            return "Choose a folder to move to.", back
+            return _("Choose a folder to move to."), back
         if target.pk == folder.pk:
-            return "The messages are already in that folder.", back
+            return _("The messages are already in that folder."), back
         services.messages_move(source=folder, uids=uids, target=target)
-        return f"{_plural(count)} moved to {target.name}.", _away(back, leaving)
+        return _done("moved", count, target.name), _away(back, leaving)
     if action in {"archive", "junk"}:
         use = SpecialUse.ARCHIVE if action == "archive" else SpecialUse.JUNK
         target = special_folder(mailbox_id, use)
         if target is None:
-            return f"There is no {use.label} folder.", back
+            return _("There is no %(name)s folder.") % {"name": _(use.label)}, back
         if target.pk == folder.pk:
-            return f"The messages are already in {target.name}.", back
+            return _("The messages are already in %(name)s.") % {"name": target.name}, back
         # Into Junk trains the spam filter (messages_move does it, as for IMAP).
         services.messages_move(source=folder, uids=uids, target=target)
-        return f"{_plural(count)} moved to {target.name}.", _away(back, leaving)
+        return _done("moved", count, target.name), _away(back, leaving)
     if action == "notjunk":
         return _not_junk(request, folder, uids, count, back, leaving)
     # delete: to Trash; from Trash (or with no Trash) for good, as IMAP clients do it.
     trash = special_folder(mailbox_id, SpecialUse.TRASH)
     if trash is None or trash.pk == folder.pk:
         gone = services.messages_delete(folder=folder, uids=uids)
-        return f"{_plural(len(gone))} deleted for good.", _away(back, leaving)
+        return _done("deleted", len(gone)), _away(back, leaving)
     services.messages_move(source=folder, uids=uids, target=trash)
-    return f"{_plural(count)} moved to Trash.", _away(back, leaving)
+    return _done("trash", count), _away(back, leaving)
 
 
 def _not_junk(request, folder: Folder, uids: list[int], count: int, back: str, leaving: str):
     """Back to INBOX, trained as ham, and each sender on the reader's allow list."""
     if folder.special_use != SpecialUse.JUNK:
-        return "Only messages in Junk can be marked as not junk.", back
+        return _("Only messages in Junk can be marked as not junk."), back
     target = inbox(request.mailbox.pk)
     senders = selectors.messages_senders(folder, uids)
     services.messages_move(source=folder, uids=uids, target=target)  # trains ham
@@ -286,9 +335,11 @@ def _not_junk(request, folder: Folder, uids: list[int], count: int, back: str, l
         except MailhostError:
             continue  # a From address that is no address: nothing to trust
         trusted.append(senderlists.pattern_display(entry.pattern))
-    text = f"{_plural(count)} moved to Inbox."
+    text = _done("inbox", count)
     if trusted:
-        text += f" Mail from {', '.join(trusted)} will not go to Junk again."
+        text += " " + _("Mail from %(senders)s will not go to Junk again.") % {
+            "senders": ", ".join(trusted)
+        }
     return text, _away(back, leaving)
 
 

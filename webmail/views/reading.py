@@ -8,6 +8,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_GET
 
@@ -51,7 +52,8 @@ def why_junk(mailbox, message: Message, raw: bytes) -> junk.Explanation:
             0,
             junk.Finding(
                 junk.BAD,
-                f"{message.from_address} is on the block list (yours or your domain's).",
+                gettext("%(address)s is on the block list (yours or your domain's).")
+                % {"address": message.from_address},
                 "sender_list=block",
             ),
         )
@@ -62,9 +64,11 @@ def why_junk(mailbox, message: Message, raw: bytes) -> junk.Explanation:
             0,
             junk.Finding(
                 junk.INFO,
-                "Nothing in the message itself or in its sender's authentication made it junk:"
-                " your junk filter (which learns from what you move to Junk), your sender"
-                " lists or one of your filters put it here.",
+                gettext(
+                    "Nothing in the message itself or in its sender's authentication made it"
+                    " junk: your junk filter (which learns from what you move to Junk), your"
+                    " sender lists or one of your filters put it here."
+                ),
                 "mailbox",
             ),
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.contrib import messages as flash
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext
 from django.views.decorators.http import require_GET, require_POST
 
 from mailboxes import selectors, senderlists, services
@@ -41,13 +42,20 @@ def sender_add(request: HttpRequest) -> HttpResponse:
     try:
         entry = services.sender_list_add(mailbox=request.mailbox, pattern=pattern, action=action)
     except MailhostError as exc:
-        flash.error(request, f"Could not add “{pattern}”: {exc}")
+        flash.error(
+            request,
+            gettext("Could not add “%(pattern)s”: %(error)s") % {"pattern": pattern, "error": exc},
+        )
         return redirect("webmail:senders")
     shown = senderlists.pattern_display(entry.pattern)
     if action == senderlists.ALLOW:
-        flash.success(request, f"Mail from {shown} never goes to Junk now.")
+        flash.success(
+            request, gettext("Mail from %(sender)s never goes to Junk now.") % {"sender": shown}
+        )
     else:
-        flash.success(request, f"Mail from {shown} goes to Junk now.")
+        flash.success(
+            request, gettext("Mail from %(sender)s goes to Junk now.") % {"sender": shown}
+        )
     return redirect("webmail:senders")
 
 
@@ -55,7 +63,7 @@ def sender_add(request: HttpRequest) -> HttpResponse:
 @mailbox_required
 def sender_remove(request: HttpRequest, entry_id: int) -> HttpResponse:
     if services.sender_list_remove(mailbox=request.mailbox, entry_id=entry_id):
-        flash.success(request, "Removed from the list.")
+        flash.success(request, gettext("Removed from the list."))
     else:
-        flash.error(request, "That entry is not on your lists.")
+        flash.error(request, gettext("That entry is not on your lists."))
     return redirect("webmail:senders")
