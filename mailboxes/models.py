@@ -418,6 +418,37 @@ class Message(models.Model):
         return names_of_columns(self.keywords, [getattr(self, c) for c in FLAG_COLUMNS])
 
 
+class PrivateSeen(models.Model):
+    """A reader's own \\Seen on a message of a folder shared with it (RFC 4314's "s" right
+    keeps \\Seen per user, as Dovecot's INDEXPVT does): the message's `seen` column is its
+    owner's, and each other mailbox reading the folder has a row here once it sets or clears
+    \\Seen (no row: unseen). `modseq` is the MODSEQ of the reader's last change (RFC 7162),
+    taken from the folder's HIGHESTMODSEQ counter so that the reader's sessions see it as a
+    change and nobody else's do. Keyed by (folder, uid) without a foreign key to the message:
+    messages are removed with plain DELETEs, and _remove_messages removes these rows too."""
+
+    folder = models.ForeignKey(Folder, on_delete=models.CASCADE, related_name="private_seen")
+    reader = models.ForeignKey(Mailbox, on_delete=models.CASCADE, related_name="private_seen")
+    uid = models.PositiveIntegerField()
+    seen = models.BooleanField(default=True)
+    modseq = models.BigIntegerField()
+
+    class Meta:
+        constraints = [
+            # a reader's rows of a folder in UID order: FETCH's batch, STATUS's count
+            models.UniqueConstraint(
+                fields=["folder", "reader", "uid"], name="privateseen_unique_uid"
+            )
+        ]
+        indexes = [
+            # expunging messages removes every reader's rows of them
+            models.Index(fields=["folder", "uid"], name="privateseen_folder_uid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.folder_id}:{self.uid}@{self.reader_id}={self.seen}"
+
+
 class Identity(models.Model):
     """How a mailbox writes as one of its addresses (its own, or an alias that delivers to
     it): the display name in From and the signature the webmail puts under new messages."""

@@ -158,8 +158,11 @@ class _Context:
         max_uid: int = 0,
         read_limit: int | None = None,
         read_bytes: int | None = None,
+        reader: int | None = None,
     ):
         self.folder_id = folder_id
+        # A reader of another's shared folder: \Seen is its own (the scope's reader_seen)
+        self.reader = reader
         self.max_uid = max_uid
         self.read_limit = read_limit
         self.read_bytes = read_bytes
@@ -523,6 +526,8 @@ def _compile(key: object, ctx: _Context) -> _Compiled:
         return _exact(_EVERY, lambda m: True)
     if isinstance(key, Flag):
         column, value = key.column, key.value
+        if column == "seen" and ctx.reader is not None:
+            column = "reader_seen"
         return _exact(Q(**{column: value}), lambda m: m.row[column] == value)
     if isinstance(key, Keyword):
         name = key.name
@@ -556,7 +561,8 @@ def _compile(key: object, ctx: _Context) -> _Compiled:
         return _Compiled(None, ~Q(thread_key=""), lambda m: test(m.row["thread_key"]))
     if isinstance(key, Modseq):
         value = key.value
-        return _exact(Q(modseq__gte=value), lambda m: m.row["modseq"] >= value)
+        column = "modseq" if ctx.reader is None else "reader_modseq"
+        return _exact(Q(**{f"{column}__gte": value}), lambda m: m.row[column] >= value)
     if isinstance(key, Uids):
         return _ranges_q(list(key.ranges))
     if isinstance(key, HeaderKey):
@@ -641,10 +647,10 @@ def _run(
                 if limit is not None and len(found.rows) >= limit:
                     break
         return found
-    names = ROW_FIELDS
+    names = ROW_FIELDS if ctx.reader is None else (*ROW_FIELDS, "reader_seen", "reader_modseq")
     if ctx.needs_indexed:
         scope = scope.annotate(fts_indexed=fulltext.indexed())
-        names = (*ROW_FIELDS, "fts_indexed")
+        names = (*names, "fts_indexed")
     for row in scope.filter(compiled.pre).order_by(*order).values(*names).iterator(chunk_size=2000):
         if view is not None and row["uid"] not in view:
             continue
@@ -672,13 +678,14 @@ def folder_search(
     view: Container[int] | None = None,
     fields: Sequence[str] = ("uid",),
     only_uids: Iterable[int] | None = None,
+    reader: int | None = None,
 ) -> list[tuple]:
     """The asked-for fields of the folder's messages (UID up to max_uid, and in `view` when
     given) that match, in UID order; with only_uids, among those messages alone (IMAP's
     update contexts re-checking what changed). Exact: every message whose bytes a criterion
     needs is read."""
-    ctx = _Context(folder_id=folder_id, max_uid=max_uid)
-    scope = selectors.messages_to_search(folder_id, max_uid=max_uid)
+    ctx = _Context(folder_id=folder_id, max_uid=max_uid, reader=reader)
+    scope = selectors.messages_to_search(folder_id, max_uid=max_uid, reader=reader)
     if only_uids is not None:
         scope = scope.filter(uid__in=list(only_uids))
     return _run(scope, criteria, ctx, fields=tuple(fields), order=("uid",), view=view).rows

@@ -21,10 +21,11 @@ from django.db.models import (
     OuterRef,
     Q,
     QuerySet,
+    Subquery,
     Sum,
     Value,
 )
-from django.db.models.functions import Cast, Length
+from django.db.models.functions import Cast, Coalesce, Greatest, Length
 
 from mailboxes import headers, senderlists, srs
 from mailboxes.addresses import Address, parse_address
@@ -50,6 +51,7 @@ from mailboxes.models import (
     Message,
     MetadataEntry,
     Passkey,
+    PrivateSeen,
     RecoveryCode,
     SenderListEntry,
     SieveScript,
@@ -450,9 +452,32 @@ def is_subscribed(mailbox: Mailbox | int, name: str) -> bool:
     return Subscription.objects.filter(mailbox_id=mailbox_id, name=name).exists()
 
 
-def messages_to_search(folder_id: int, *, max_uid: int) -> QuerySet[Message]:
-    """A folder's messages up to UID `max_uid`, for a search to filter (mailboxes/search.py)."""
-    return Message.objects.filter(folder_id=folder_id, uid__lte=max_uid)
+def messages_to_search(
+    folder_id: int, *, max_uid: int, reader: int | None = None
+) -> QuerySet[Message]:
+    """A folder's messages up to UID `max_uid`, for a search to filter (mailboxes/search.py).
+    With a reader (a mailbox reading another's shared folder), each row carries
+    `reader_seen`: the reader's own \\Seen (PrivateSeen), which its searches match instead
+    of the owner's `seen`, and `reader_modseq`, the later of the message's MODSEQ and the
+    reader's own change."""
+    scope = Message.objects.filter(folder_id=folder_id, uid__lte=max_uid)
+    if reader is not None:
+        own = PrivateSeen.objects.filter(folder_id=folder_id, reader_id=reader, uid=OuterRef("uid"))
+        scope = scope.annotate(
+            reader_seen=_private_seen_exists(folder_id, reader),
+            reader_modseq=Greatest(
+                F("modseq"), Coalesce(Subquery(own.values("modseq")[:1]), Value(0))
+            ),
+        )
+    return scope
+
+
+def _private_seen_exists(folder_id: int, reader: int) -> Exists:
+    return Exists(
+        PrivateSeen.objects.filter(
+            folder_id=folder_id, reader_id=reader, uid=OuterRef("uid"), seen=True
+        )
+    )
 
 
 def messages_to_search_in_mailbox(
@@ -676,16 +701,19 @@ def folder_view_count(folder_id: int, modseq: int, low: int, high: int) -> int:
         return cursor.fetchone()[0]
 
 
-def folder_first_unseen(folder_id: int, modseq: int, uidnext: int, exists: int):
+def folder_first_unseen(
+    folder_id: int, modseq: int, uidnext: int, exists: int, *, reader: int | None = None
+):
     """(UID, sequence number) of the first unseen message in a session's view (modseq,
     uidnext) of `exists` messages, or None: SELECT's [UNSEEN n] without reading the view.
-    The number is counted from the nearer end (unseen mail is usually the newest)."""
-    first = (
-        Message.objects.filter(folder_id=folder_id, seen=False, uid__lt=uidnext)
-        .order_by("uid")
-        .values_list("uid", flat=True)
-        .first()
-    )
+    The number is counted from the nearer end (unseen mail is usually the newest). With a
+    reader, unseen by the reader (its PrivateSeen rows)."""
+    scope = Message.objects.filter(folder_id=folder_id, uid__lt=uidnext)
+    if reader is None:
+        scope = scope.filter(seen=False)
+    else:
+        scope = scope.exclude(_private_seen_exists(folder_id, reader))
+    first = scope.order_by("uid").values_list("uid", flat=True).first()
     if first is None:
         return None
     if uidnext - first < first:
@@ -719,26 +747,122 @@ def mailbox_quota(mailbox: Mailbox | int) -> tuple[int, int]:
     return Mailbox.objects.filter(pk=mailbox_id).values_list("quota", "used_bytes").get()
 
 
-def message_flag_rows(folder: Folder | int, uids=None, *, changed_since: int | None = None):
+def message_flag_rows(
+    folder: Folder | int,
+    uids=None,
+    *,
+    changed_since: int | None = None,
+    reader: int | None = None,
+):
     """(uid, modseq, keywords, seen, answered, flagged, deleted, draft) rows, by UID: the
     flag columns (mailboxes.flags.COLUMNS) are truthy values (0/1 on SQLite).
 
-    `uids` limits to those UIDs; `changed_since` to rows with a higher MODSEQ.
+    `uids` limits to those UIDs; `changed_since` to rows with a higher MODSEQ. With a
+    reader, `seen` and the MODSEQ are the reader's (private_seen_apply).
     """
     columns = ("uid", "modseq", "keywords", *FLAG_COLUMNS)
-    return _rows_by_uid(_changed(folder, changed_since), columns, uids)
+
+    def read(wanted, since):
+        return _rows_by_uid(_changed(folder, since), columns, wanted)
+
+    if reader is None:
+        return read(uids, changed_since)
+    return _reader_rows(folder, reader, uids, changed_since, read, _seen_column_row)
 
 
-def message_flag_bits(folder: Folder | int, uids=None, *, changed_since: int | None = None):
+def message_flag_bits(
+    folder: Folder | int,
+    uids=None,
+    *,
+    changed_since: int | None = None,
+    reader: int | None = None,
+):
     """(uid, modseq, keywords, flag bits) rows, by UID, the bits those of
     mailboxes.flags.SystemFlag. Half the values of message_flag_rows to convert, for FETCH
-    1:* (FLAGS) on large folders."""
+    1:* (FLAGS) on large folders. With a reader, \\Seen and the MODSEQ are the reader's."""
     bits = sum(
         (Cast(name, IntegerField()) * (1 << k) for k, name in enumerate(FLAG_COLUMNS)),
         start=Value(0),
     )
-    qs = _changed(folder, changed_since).annotate(flag_bits=bits)
-    return _rows_by_uid(qs, ("uid", "modseq", "keywords", "flag_bits"), uids)
+
+    def read(wanted, since):
+        qs = _changed(folder, since).annotate(flag_bits=bits)
+        return _rows_by_uid(qs, ("uid", "modseq", "keywords", "flag_bits"), wanted)
+
+    if reader is None:
+        return read(uids, changed_since)
+    return _reader_rows(folder, reader, uids, changed_since, read, _seen_bit_row)
+
+
+# --- A reader's own \Seen on a shared folder (PrivateSeen) -------------------------------
+
+
+def private_seen_map(folder: Folder | int, reader: int, uids=None) -> dict[int, tuple[bool, int]]:
+    """uid -> (seen, modseq) of the reader's PrivateSeen rows in the folder (of `uids` when
+    given): one query for a whole folder or a dense range, chunks for scattered UIDs."""
+    folder_id = folder if isinstance(folder, int) else folder.id
+    qs = PrivateSeen.objects.filter(folder_id=folder_id, reader_id=reader)
+    columns = ("uid", "seen", "modseq")
+    if uids is None:
+        rows = _raw_rows(qs.values_list(*columns))
+    else:
+        wanted = sorted(set(uids))
+        if not wanted:
+            return {}
+        if len(wanted) > 500:
+            in_range = qs.filter(uid__gte=wanted[0], uid__lte=wanted[-1])
+            wanted_set = set(wanted)
+            rows = [r for r in _raw_rows(in_range.values_list(*columns)) if r[0] in wanted_set]
+        else:
+            rows = _raw_rows(qs.filter(uid__in=wanted).values_list(*columns))
+    return {uid: (bool(seen), modseq) for uid, seen, modseq in rows}
+
+
+def private_seen_count(folder: Folder | int, reader: int) -> int:
+    """How many of the folder's messages the reader has seen (its own \\Seen)."""
+    folder_id = folder if isinstance(folder, int) else folder.id
+    return PrivateSeen.objects.filter(folder_id=folder_id, reader_id=reader, seen=True).count()
+
+
+def _reader_rows(folder, reader: int, uids, changed_since, read, apply) -> list:
+    """Rows of `read(uids, changed_since)` (uid first, MODSEQ second) as the reader sees
+    them: its own \\Seen, and a MODSEQ that is the later of the message's and of the
+    reader's own change (RFC 7162 for the reader's sessions alone). With changed_since,
+    the messages only the reader's \\Seen changed on count too. One batch of PrivateSeen
+    rows for the whole read, never a query per message."""
+    private = private_seen_map(folder, reader, uids)
+    rows = read(uids, changed_since)
+    if changed_since is not None:
+        have = {_uid_of(row) for row in rows}
+        extra = [uid for uid, (_s, m) in private.items() if m > changed_since and uid not in have]
+        if extra:
+            rows = sorted([*rows, *read(extra, None)], key=_uid_of)
+    return [apply(row, private.get(_uid_of(row))) for row in rows]
+
+
+def _uid_of(row) -> int:  # noqa: ANN001 - a row tuple (uid first) or a FetchRow
+    return row.uid if isinstance(row, FetchRow) else row[0]
+
+
+_SEEN_INDEX = 3 + FLAG_COLUMNS.index("seen")  # in message_flag_rows' rows
+
+
+def _seen_column_row(row: tuple, private: tuple[bool, int] | None) -> tuple:
+    seen, modseq = private if private is not None else (False, 0)
+    return (
+        row[0],
+        max(row[1], modseq),
+        *row[2:_SEEN_INDEX],
+        seen,
+        *row[_SEEN_INDEX + 1 :],
+    )
+
+
+def _seen_bit_row(row: tuple, private: tuple[bool, int] | None) -> tuple:
+    seen, modseq = private if private is not None else (False, 0)
+    bit = 1 << FLAG_COLUMNS.index("seen")
+    bits = (row[3] & ~bit) | (bit if seen else 0)
+    return (row[0], max(row[1], modseq), row[2], bits)
 
 
 def _changed(folder: Folder | int, changed_since: int | None) -> QuerySet[Message]:
@@ -773,15 +897,23 @@ def _rows_by_uid(qs: QuerySet[Message], columns, uids) -> list[tuple]:
     return rows
 
 
-def folder_changes_since(folder_id: int, modseq: int, expunge_modseq: int):
+def folder_changes_since(
+    folder_id: int, modseq: int, expunge_modseq: int, *, reader: int | None = None
+):
     """What changed in a folder since a session last looked: (highestmodseq, flag rows
     with a higher MODSEQ (new messages included), UIDs expunged after expunge_modseq), or
-    None when the folder no longer exists."""
+    None when the folder no longer exists. With a reader, the rows carry the reader's own
+    \\Seen and MODSEQ, and the reader's own \\Seen changes count as changes."""
     # Asked before nearly every command of every session that another session's change
     # touched: one plain statement (one round trip, one snapshot); the ORM's query building
     # cost more than running it.
     with connection.cursor() as cursor:
-        cursor.execute(_changes_sql(), [folder_id, folder_id, modseq, folder_id, expunge_modseq])
+        if reader is None:
+            params = [folder_id, folder_id, modseq, folder_id, expunge_modseq]
+            cursor.execute(_changes_sql(), params)
+        else:
+            params = [folder_id, reader, folder_id, modseq, reader, folder_id, modseq, modseq]
+            cursor.execute(_reader_changes_sql(), [*params, folder_id, expunge_modseq])
         found = cursor.fetchall()
     highest = None
     rows, expunged = [], []
@@ -796,6 +928,36 @@ def folder_changes_since(folder_id: int, modseq: int, expunge_modseq: int):
         return None
     rows.sort()
     return highest, rows, expunged
+
+
+@functools.cache
+def _reader_changes_sql() -> str:
+    """_changes_sql as a reader of a shared folder sees it: a message row changed after
+    `modseq` with the reader's \\Seen (none: unseen) and the later MODSEQ, and the messages
+    whose only change is the reader's own \\Seen (PrivateSeen.modseq after `modseq`)."""
+    quote = connection.ops.quote_name
+    nulls = ", ".join(["NULL"] * (1 + len(FLAG_COLUMNS)))
+    private = quote(PrivateSeen._meta.db_table)
+    # keywords, then the five flags in COLUMNS order, \\Seen the reader's
+    keywords_first = ", ".join(
+        "COALESCE(p.seen, FALSE)" if c == "seen" else f"m.{quote(c)}"
+        for c in ("keywords", *FLAG_COLUMNS)
+    )
+    later = "CASE WHEN p.modseq > m.modseq THEN p.modseq ELSE m.modseq END"
+    return (
+        f"SELECT 0, highestmodseq, 0, {nulls} FROM {quote(Folder._meta.db_table)}"
+        " WHERE id = %s"
+        f" UNION ALL SELECT 1, m.uid, {later}, {keywords_first}"
+        f" FROM {quote(Message._meta.db_table)} m LEFT JOIN {private} p"
+        " ON p.folder_id = m.folder_id AND p.uid = m.uid AND p.reader_id = %s"
+        " WHERE m.folder_id = %s AND m.modseq > %s"
+        f" UNION ALL SELECT 1, m.uid, p.modseq, {keywords_first}"
+        f" FROM {private} p JOIN {quote(Message._meta.db_table)} m"
+        " ON m.folder_id = p.folder_id AND m.uid = p.uid"
+        " WHERE p.reader_id = %s AND p.folder_id = %s AND p.modseq > %s AND m.modseq <= %s"
+        f" UNION ALL SELECT 2, uid, modseq, {nulls} FROM {quote(Expunged._meta.db_table)}"
+        " WHERE folder_id = %s AND modseq > %s"
+    )
 
 
 @functools.cache
@@ -850,11 +1012,22 @@ def message_fetch_rows(
     with_blob: bool = True,
     with_details: bool = True,
     with_ids: bool = False,
+    reader: int | None = None,
 ) -> list[FetchRow]:
     """Rows for FETCH, in UID order: one query for a dense range (1:*), chunked for
     scattered UIDs. Only the columns asked for are read (FETCH 1:* (FLAGS) converts no
-    dates)."""
+    dates). With a reader, \\Seen and the MODSEQ are the reader's (one more query, for
+    the whole FETCH)."""
     folder_id = folder if isinstance(folder, int) else folder.id
+    if reader is not None:
+        options = dict(
+            with_cache=with_cache, with_blob=with_blob, with_details=with_details, with_ids=with_ids
+        )
+
+        def read(wanted, since):
+            return message_fetch_rows(folder_id, wanted, changed_since=since, **options)
+
+        return _reader_rows(folder_id, reader, uids, changed_since, read, _seen_fetch_row)
     wanted = sorted(set(uids))
     if not wanted:
         return []
@@ -905,6 +1078,14 @@ def message_fetch_rows(
             item.mime_cache = row[-1]
         result.append(item)
     return result
+
+
+def _seen_fetch_row(row: FetchRow, private: tuple[bool, int] | None) -> FetchRow:
+    seen, modseq = private if private is not None else (False, 0)
+    others = [f for f in row.flags if f != "\\Seen"]
+    row.flags = ["\\Seen", *others] if seen else others  # \\Seen is first (mailboxes/flags.py)
+    row.modseq = max(row.modseq, modseq)
+    return row
 
 
 def blob_read_many(names) -> dict[str, bytes]:
@@ -1037,6 +1218,13 @@ class FolderAccess:
     folder: Folder
     rights: str  # RFC 4314 rights, in ACL_RIGHTS order
     prefix: str = ""  # "" for the viewer's own folder, else "Other Users/<address>/"
+    viewer_id: int = 0
+
+    @property
+    def reader(self) -> int | None:
+        """The viewer when it reads another's folder (its \\Seen is its own: PrivateSeen),
+        else None."""
+        return self.viewer_id if self.prefix else None
 
     @property
     def name(self) -> str:
@@ -1109,7 +1297,15 @@ def folder_access(viewer_id: int, name: str) -> FolderAccess | None:
     rights = folder_rights(folder, viewer_id)
     if not rights:
         return None
-    return FolderAccess(folder, rights, prefix)
+    reader_view(folder, viewer_id)
+    return FolderAccess(folder, rights, prefix, viewer_id)
+
+
+def reader_view(folder: Folder, reader: int) -> Folder:
+    """The folder row as a reader of it sees it: its unseen count is the reader's (the
+    messages without the reader's own \\Seen), for STATUS and SELECT."""
+    folder.unseen_count = max(0, folder.message_count - private_seen_count(folder, reader))
+    return folder
 
 
 def shared_folders(viewer_id: int) -> list[FolderAccess]:
@@ -1137,7 +1333,7 @@ def shared_folders(viewer_id: int) -> list[FolderAccess]:
         namespace = OTHER_USERS_NAMESPACE if personal else SHARED_NAMESPACE
         owner = folder.mailbox.address
         prefix = f"{namespace}{HIERARCHY_DELIMITER}{owner}{HIERARCHY_DELIMITER}"
-        result.append(FolderAccess(folder, held, prefix))
+        result.append(FolderAccess(folder, held, prefix, viewer_id))
     return sorted(result, key=lambda access: access.name)
 
 

@@ -51,7 +51,15 @@ from mailboxes.exceptions import (
     SieveScriptInvalid,
 )
 from mailboxes.flags import COLUMNS as FLAG_COLUMNS
-from mailboxes.flags import Flags, SystemFlag, bits_of, column_values, names_of_bits
+from mailboxes.flags import (
+    Flags,
+    SystemFlag,
+    bits_of,
+    column_values,
+    names_of_bits,
+    names_of_columns,
+    system_flag,
+)
 from mailboxes.mda import Filing, MailboxPlan
 from mailboxes.models import (
     ACL_OBSOLETE_RIGHTS,
@@ -73,6 +81,7 @@ from mailboxes.models import (
     Message,
     MetadataEntry,
     Passkey,
+    PrivateSeen,
     RecoveryCode,
     SenderListEntry,
     SieveScript,
@@ -82,7 +91,13 @@ from mailboxes.models import (
 )
 from mailboxes.outbound import outbound
 from mailboxes.outcomes import Outcome
-from mailboxes.selectors import Resolution, folder_keywords, recipient_resolve
+from mailboxes.selectors import (
+    Resolution,
+    folder_keywords,
+    message_flag_rows,
+    private_seen_map,
+    recipient_resolve,
+)
 from mailboxes.transactions import unsynced_atomic
 
 logger = logging.getLogger(__name__)
@@ -2021,8 +2036,14 @@ def messages_store_flags(
     flags: Iterable[str],
     mode: str,
     unchangedsince: int | None = None,
+    reader: int | None = None,
 ) -> StoreResult:
     """Change flags: mode "add", "remove" or "replace" (IMAP +FLAGS, -FLAGS, FLAGS).
+
+    With a reader (a mailbox other than the folder's owner, reading it shared), \\Seen is
+    the reader's own (PrivateSeen, RFC 4314's "s" right kept per user): the owner's and
+    other readers' \\Seen and MODSEQs stay as they were, and the result shows the flags as
+    the reader sees them.
 
     Every changed message gets one new MODSEQ, shared by the operation; unchanged messages
     keep theirs. Rows are grouped by their resulting flags, so `1:* +FLAGS \\Seen` on a large
@@ -2033,7 +2054,10 @@ def messages_store_flags(
     of the mailbox-then-folder order every other writer takes (on PostgreSQL, imaptest's
     stress run met deadlocks between STORE and APPEND).
     """
-    result = _store_flags_atomic(folder, uids, flags, mode, unchangedsince)
+    if reader is not None and reader != folder.mailbox_id:
+        result = _store_flags_reader(folder, uids, list(flags), mode, unchangedsince, reader)
+    else:
+        result = _store_flags_atomic(folder, uids, flags, mode, unchangedsince)
     if result.answered:
         _train_on_replies(folder, result.answered)
     return result
@@ -2045,6 +2069,80 @@ def _store_flags_atomic(folder, uids, flags, mode, unchangedsince) -> StoreResul
         raise ValueError(f"unknown mode {mode}")
     with connection.cursor() as cursor:
         return _store_flags(cursor, folder, uids, flags, mode, unchangedsince)
+
+
+@unsynced_atomic()
+def _store_flags_reader(folder, uids, flags, mode, unchangedsince, reader: int) -> StoreResult:
+    """messages_store_flags for a reader of another's folder: the flags but \\Seen on the
+    message rows (the owner's \\Seen kept, even by FLAGS), \\Seen in the reader's
+    PrivateSeen rows; one new MODSEQ for both (RFC 7162 3.1.3), from the folder's counter."""
+    if mode not in {"add", "remove", "replace"}:
+        raise ValueError(f"unknown mode {mode}")
+    seen_named = SystemFlag.SEEN in Flags.parse(flags)
+    shared_flags = [f for f in flags if system_flag(f) is not SystemFlag.SEEN]
+    result = StoreResult()
+    if not uids:
+        return result
+    with connection.cursor() as cursor:
+        _locked_highestmodseq(cursor, folder)  # the folder row locked before the reads
+        # (uid, MODSEQ, keywords, flags...) as the reader sees them: its \Seen, and the
+        # later of the message's MODSEQ and its own change (RFC 7162 3.1.3 compares that)
+        before = {row[0]: row for row in message_flag_rows(folder.pk, uids, reader=reader)}
+        if unchangedsince is not None:
+            result.modified = [u for u, row in before.items() if row[1] > unchangedsince]
+        wanted = sorted(set(before) - set(result.modified))
+        shared = StoreResult()
+        if wanted and (mode == "replace" or shared_flags):
+            shared = _store_flags(cursor, folder, wanted, shared_flags, mode, None, keep_seen=True)
+        result.modified.sort()
+        result.answered = shared.answered
+        target = {"add": True, "remove": False}.get(mode, seen_named)
+        if mode != "replace" and not seen_named:
+            target = None
+        flip = [u for u in wanted if bool(before[u][3]) != target]
+        changed = {u for u, _, _ in shared.changed}
+        if target is not None and flip:
+            modseq = _private_seen_modseq(cursor, folder, shared)
+            PrivateSeen.objects.bulk_create(
+                [
+                    PrivateSeen(
+                        folder_id=folder.pk, reader_id=reader, uid=u, seen=target, modseq=modseq
+                    )
+                    for u in flip
+                ],
+                batch_size=1000,
+                update_conflicts=True,
+                unique_fields=["folder", "reader", "uid"],
+                update_fields=["seen", "modseq"],
+            )
+            events.publish(ChangeEvent(folder.mailbox_id, folder.pk, "flags", tuple(flip), modseq))
+            changed.update(flip)
+    if changed:
+        rows = message_flag_rows(folder.pk, sorted(changed), reader=reader)
+        result.changed = [(row[0], names_of_columns(row[2], row[3:]), row[1]) for row in rows]
+    return result
+
+
+def _private_seen_modseq(cursor, folder, shared: StoreResult) -> int:  # noqa: ANN001
+    """The MODSEQ of a reader's \\Seen change: the one its STORE's other flags took, else
+    the folder's next (HIGHESTMODSEQ moves for everyone; only the reader's rows carry it)."""
+    if shared.changed:
+        return shared.changed[0][2]
+    modseq = _locked_highestmodseq(cursor, folder) + 1
+    folders = connection.ops.quote_name(Folder._meta.db_table)
+    cursor.execute(f"UPDATE {folders} SET highestmodseq = %s WHERE id = %s", [modseq, folder.pk])
+    return modseq
+
+
+def _locked_highestmodseq(cursor, folder) -> int:  # noqa: ANN001
+    """The folder's HIGHESTMODSEQ, its row locked for the caller's transaction."""
+    folders = connection.ops.quote_name(Folder._meta.db_table)
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    cursor.execute(f"SELECT highestmodseq FROM {folders} WHERE id = %s{lock}", [folder.pk])
+    locked = cursor.fetchone()
+    if locked is None:
+        raise NotFound("folder does not exist")
+    return locked[0]
 
 
 _NOT_REPLY_TRAINED = {SpecialUse.JUNK.value, SpecialUse.TRASH.value, SpecialUse.SENT.value}
@@ -2066,7 +2164,9 @@ def _train_on_replies(folder: Folder, uids: list[int]) -> None:
 _SEEN, _ANSWERED = int(SystemFlag.SEEN), int(SystemFlag.ANSWERED)  # ints: tested per row
 
 
-def _store_flags(cursor, folder, uids, flags, mode, unchangedsince) -> StoreResult:
+def _store_flags(
+    cursor, folder, uids, flags, mode, unchangedsince, *, keep_seen: bool = False
+) -> StoreResult:
     parsed = Flags.parse(flags)
     bits, keywords = int(parsed.system), list(parsed.keywords)
     lowered_keywords = {k.lower() for k in keywords}
@@ -2078,12 +2178,7 @@ def _store_flags(cursor, folder, uids, flags, mode, unchangedsince) -> StoreResu
     # through the ORM cost more than running them.
     quote = connection.ops.quote_name
     messages, folders = quote(Message._meta.db_table), quote(Folder._meta.db_table)
-    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
-    cursor.execute(f"SELECT highestmodseq FROM {folders} WHERE id = %s{lock}", [folder.pk])
-    locked = cursor.fetchone()
-    if locked is None:
-        raise NotFound("folder does not exist")
-    new_modseq = locked[0] + 1
+    new_modseq = _locked_highestmodseq(cursor, folder) + 1
     if mode != "remove":
         _check_keywords(keywords)
         _check_folder_keywords(folder.pk, keywords)
@@ -2104,7 +2199,8 @@ def _store_flags(cursor, folder, uids, flags, mode, unchangedsince) -> StoreResu
                 result.modified.append(uid)
                 continue
             if mode == "replace":
-                new_state = bits
+                # keep_seen: a reader's FLAGS leaves the owner's \\Seen (its own is private)
+                new_state = bits | (state & _SEEN) if keep_seen else bits
                 new_keywords = " ".join(keywords)
             elif mode == "add":
                 new_state = state | bits
@@ -2282,12 +2378,17 @@ def _remove_messages(
     # A plain DELETE: no model refers to a message, so the ORM's delete() (its collector
     # and a transaction of its own) would add only cost.
     table = connection.ops.quote_name(Message._meta.db_table)
+    private = connection.ops.quote_name(PrivateSeen._meta.db_table)  # readers' own \\Seen
     with connection.cursor() as cursor:
         for start in range(0, len(expunged), 5000):
             chunk = expunged[start : start + 5000]
             marks = ", ".join(["%s"] * len(chunk))
             cursor.execute(
                 f"DELETE FROM {table} WHERE folder_id = %s AND uid IN ({marks})",
+                [folder.pk, *chunk],
+            )
+            cursor.execute(
+                f"DELETE FROM {private} WHERE folder_id = %s AND uid IN ({marks})",
                 [folder.pk, *chunk],
             )
     Expunged.objects.bulk_create(
@@ -2313,14 +2414,21 @@ def _remove_messages(
 
 
 def _copy_messages(
-    source: Folder, uids: Iterable[int], target: Folder, *, count_usage: bool, shared: bool = False
+    source: Folder,
+    uids: Iterable[int],
+    target: Folder,
+    *,
+    count_usage: bool,
+    shared: bool = False,
+    reader: int | None = None,
 ) -> tuple[list[tuple[int, int]], list[Message], dict[int, Folder]]:
     """Copy messages (sharing their blobs) inside the caller's transaction.
 
     Returns the (source uid, new uid) pairs, the source messages and the locked folders.
     Between two mailboxes (a folder shared with the other, RFC 4314) the copies count to the
     target's usage, a move's too; only when the caller says so (`shared`: it checked the
-    rights), else NotFound.
+    rights), else NotFound. Copied by a reader of the source (another's shared folder), the
+    copies take the reader's own \\Seen.
     """
     cross = source.mailbox_id != target.mailbox_id
     if cross and not shared:
@@ -2345,7 +2453,11 @@ def _copy_messages(
     size = sum(m.size for m in originals)
     if count_usage and _over_quota(mailbox, size):
         raise QuotaExceeded(f"mailbox {mailbox.pk} is over quota")
-    unseen = sum(1 for m in originals if not m.seen)
+    seen = {m.uid: m.seen for m in originals}
+    if reader is not None and reader != source.mailbox_id:
+        private = private_seen_map(source.pk, reader, list(seen))
+        seen = {uid: private.get(uid, (False, 0))[0] for uid in seen}
+    unseen = sum(1 for value in seen.values() if not value)
     first_uid, modseq = _reserve(locked[target.pk], len(originals), size, unseen)
     pairs = []
     copies = []
@@ -2362,6 +2474,7 @@ def _copy_messages(
         )
         copy.folder_id = target.pk
         copy.uid = new_uid
+        copy.seen = seen[original.uid]
         copy.modseq = modseq
         copy.saved_at = saved_at  # RFC 8514 3: the copy's own save date
         copies.append(copy)
@@ -2403,7 +2516,12 @@ def spam_train(*, mailbox: Mailbox | int, message_ids: Iterable[int], spam: bool
 
 @transaction.atomic
 def messages_copy(
-    *, source: Folder, uids: Iterable[int], target: Folder, shared: bool = False
+    *,
+    source: Folder,
+    uids: Iterable[int],
+    target: Folder,
+    shared: bool = False,
+    reader: int | None = None,
 ) -> list[tuple[int, int]]:
     """Copy messages (sharing their blobs) to another folder of the same mailbox (or, with
     `shared`, of another whose folder is shared: the caller checked the ACL, RFC 4314).
@@ -2411,13 +2529,20 @@ def messages_copy(
     Returns (source uid, new uid) pairs in ascending source order (UIDPLUS COPYUID). Raises
     QuotaExceeded when the copies do not fit.
     """
-    pairs, _, _ = _copy_messages(source, uids, target, count_usage=True, shared=shared)
+    pairs, _, _ = _copy_messages(
+        source, uids, target, count_usage=True, shared=shared, reader=reader
+    )
     return pairs
 
 
 @transaction.atomic
 def messages_move(
-    *, source: Folder, uids: Iterable[int], target: Folder, shared: bool = False
+    *,
+    source: Folder,
+    uids: Iterable[int],
+    target: Folder,
+    shared: bool = False,
+    reader: int | None = None,
 ) -> list[tuple[int, int]]:
     """Move messages: copy, then expunge from the source, in one transaction (RFC 6851).
 
@@ -2425,7 +2550,7 @@ def messages_move(
     to Trash must work in a full mailbox).
     """
     pairs, originals, locked = _copy_messages(
-        source, uids, target, count_usage=False, shared=shared
+        source, uids, target, count_usage=False, shared=shared, reader=reader
     )
     if pairs:
         rows = [(m.uid, m.size, m.seen, m.blob_id) for m in originals]

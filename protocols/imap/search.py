@@ -420,6 +420,7 @@ def search_full(
     saved_uids: Sequence[int] = (),
     want_modseq: bool = False,
     only_uids: Iterable[int] | None = None,
+    reader: int | None = None,
 ) -> SearchResult:
     """The UIDs (ascending) of the session's messages that match the key tree; with
     only_uids, of those messages alone (an update context re-checking what changed)."""
@@ -431,8 +432,12 @@ def search_full(
         criteria,
         max_uid=seq_uids[-1],
         view=set(seq_uids) if only_uids is None else _in_view(only_uids, seq_uids),
-        fields=("uid", "modseq") if want_modseq else ("uid",),
+        # a reader of another's folder: its own \\Seen changes count (RFC 7162 3.1.5)
+        fields=("uid", "modseq" if reader is None else "reader_modseq")
+        if want_modseq
+        else ("uid",),
         only_uids=only_uids,
+        reader=reader,
     )
     if not want_modseq:
         return SearchResult([row[0] for row in rows], None)

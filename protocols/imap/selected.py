@@ -66,6 +66,9 @@ class Selected:
     # mailbox that owns it (another's, for a shared folder)
     rights: str = ACL_RIGHTS
     owner_id: int = 0
+    # The session's mailbox when the folder is another's: its \Seen is its own (PrivateSeen),
+    # and every flag read and write passes it to the store; None on its own folder.
+    reader: int | None = None
 
     @classmethod
     def of_view(cls, view: SelectView, keywords: set[str]) -> Selected:
@@ -86,6 +89,7 @@ class Selected:
             keywords=keywords,
             rights=access.rights if access is not None else ACL_RIGHTS,
             owner_id=folder.mailbox_id,
+            reader=access.reader if access is not None else None,
         )
 
     def require(self, right: str) -> None:

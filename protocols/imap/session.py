@@ -608,7 +608,10 @@ class Session:
 
         def both():
             value = fn(*args, **kwargs)
-            return value, selectors.folder_changes_since(sel.folder_id, known, expunged)
+            changes = selectors.folder_changes_since(
+                sel.folder_id, known, expunged, reader=sel.reader
+            )
+            return value, changes
 
         try:
             value, changes = await db(both)
@@ -660,6 +663,7 @@ class Session:
                 sel.folder_id,
                 sel.known_modseq,
                 sel.expunge_modseq,
+                reader=sel.reader,
             )
         if changes is None:
             await self.respond(r.BYE_MAILBOX_DELETED)

@@ -37,7 +37,9 @@ async def cancelupdate(session: Session, command: p.CancelUpdate) -> r.Reply | u
     return OK_CANCELLED
 
 
-def _matches(folder_id: int, jobs, view, recent, saved) -> list[tuple[list[int], object]]:
+def _matches(
+    folder_id: int, jobs, view, recent, saved, reader: int | None = None
+) -> list[tuple[list[int], object]]:
     """For each (key, checked UIDs or None for the whole view): the matching UIDs and the
     UIDs that were checked, in one worker hop."""
     out = []
@@ -49,6 +51,7 @@ def _matches(folder_id: int, jobs, view, recent, saved) -> list[tuple[list[int],
             recent_uids=recent,
             saved_uids=saved,
             only_uids=checked,
+            reader=reader,
         )
         out.append((found.uids, view if checked is None else checked))
     return out
@@ -62,7 +65,9 @@ async def refresh(session: Session, changed: set[int]) -> list[u.ESearch]:
     view = await session.sequence_map()
     live = list(sel.contexts.values())
     jobs = [(c.key, None if c.whole_view or len(changed) > MAX_CHECKED else changed) for c in live]
-    found = await db(_matches, sel.folder_id, jobs, view, set(sel.recent), list(sel.saved or ()))
+    found = await db(
+        _matches, sel.folder_id, jobs, view, set(sel.recent), list(sel.saved or ()), sel.reader
+    )
     out = []
     for context, (matched, checked) in zip(live, found, strict=True):
         left, joined = contexts.delta(context, matched, checked)

@@ -198,6 +198,7 @@ async def fetch_responses(session: Session, command: p.Fetch) -> None:
             uids=uids,
             flags=["\\Seen"],
             mode="add",
+            reader=sel.reader,
         )
         if result.changed:
             items = fetch_items.with_item(items, "FLAGS")
@@ -205,7 +206,11 @@ async def fetch_responses(session: Session, command: p.Fetch) -> None:
                 sel.reported[uid] = modseq
     if all(i.name in fetch_items.FLAG_ITEMS and i.section is None for i in items):
         rows = await db(
-            selectors.message_flag_bits, sel.folder_id, uids, changed_since=command.changedsince
+            selectors.message_flag_bits,
+            sel.folder_id,
+            uids,
+            changed_since=command.changedsince,
+            reader=sel.reader,
         )
         await session.respond(*out)
         chunks, keywords = fetch_items.render_flag_rows(
@@ -229,6 +234,7 @@ async def fetch_responses(session: Session, command: p.Fetch) -> None:
         or needs_structure
         or any(i.name in ("RFC822.SIZE", "INTERNALDATE") for i in items),
         with_ids=any(i.name in fetch_items.ROW_ID_ITEMS for i in items),
+        reader=sel.reader,
     )
     row_uids = [row.uid for row in rows]  # ascending
     seqs = dict(zip(row_uids, sel.seqs_of(row_uids), strict=True))
@@ -287,6 +293,7 @@ async def search(session: Session, command: p.Search) -> r.Reply | u.Done:
         recent_uids=sel.recent,
         saved_uids=list(sel.saved or ()),
         want_modseq=want_modseq,
+        reader=sel.reader,
     )
     uids = result.uids
     numbers = uids if command.uid else sel.seqs_of(uids)  # uids ascend

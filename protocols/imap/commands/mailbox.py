@@ -202,8 +202,13 @@ def _status_values(
     return values
 
 
-def _status_data(folder: Folder, items) -> tuple[int | None, tuple[int, int] | None]:
-    """RECENT, and (count, octets) of \\Deleted messages, when the items ask for them."""
+def _status_data(
+    folder: Folder, items, reader: int | None = None
+) -> tuple[int | None, tuple[int, int] | None]:
+    """RECENT, and (count, octets) of \\Deleted messages, when the items ask for them; with
+    a reader of another's folder, UNSEEN is made the reader's (on the folder row)."""
+    if reader is not None and "UNSEEN" in items:
+        selectors.reader_view(folder, reader)
     recent = (
         selectors.folder_count_from_uid(folder.id, folder.first_recent_uid)
         if "RECENT" in items
@@ -348,7 +353,8 @@ async def list_command(session: Session, command: p.ListCommand) -> r.Reply | u.
     if status_items:
         statuses = []
         for name, folder in status_wanted:
-            recent, deleted = await db(_status_data, folder, status_items)
+            reader = session.mailbox.id if folder.mailbox_id != session.mailbox.id else None
+            recent, deleted = await db(_status_data, folder, status_items, reader)
             statuses.append(status_response(session, folder, status_items, recent, deleted, name))
         it = iter(statuses)
         out = [next(it) if response is STATUS_SLOT else response for response in out]

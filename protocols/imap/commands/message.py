@@ -117,6 +117,7 @@ async def store(session: Session, command: p.Store) -> r.Reply | u.Done:
             flags=[f for f in command.flags if f.lower() != "\\recent"],
             mode=command.mode,
             unchangedsince=command.unchangedsince,
+            reader=sel.reader,
         )
     out = []
     # Keywords a FLAGS response must announce first (RFC 9051 7.3.5): those stored, and any
@@ -128,7 +129,7 @@ async def store(session: Session, command: p.Store) -> r.Reply | u.Done:
     if not command.silent or session.condstore:
         unchanged = [u for u in uids if u not in changed and u not in result.modified]
         rows = (
-            await db(selectors.message_flag_rows, sel.folder_id, unchanged)
+            await db(selectors.message_flag_rows, sel.folder_id, unchanged, reader=sel.reader)
             if unchanged and not command.silent
             else []
         )
@@ -196,7 +197,14 @@ async def copy(session: Session, command: p.Copy) -> r.Reply | u.Done:
         return r.Reply("OK", "No messages")
     service = services.messages_move if moving else services.messages_copy
     # Between two mailboxes only through a shared folder, its rights checked above.
-    pairs = await db(service, source=folder_ref(session), uids=uids, target=target, shared=True)
+    pairs = await db(
+        service,
+        source=folder_ref(session),
+        uids=uids,
+        target=target,
+        shared=True,
+        reader=sel.reader,
+    )
     code = None
     if pairs:
         code = (

@@ -65,18 +65,24 @@ def select_view(
     unseen = None
     if first_unseen and folder.unseen_count:
         unseen = selectors.folder_first_unseen(
-            folder.id, folder.highestmodseq, folder.uidnext, folder.message_count
+            folder.id,
+            folder.highestmodseq,
+            folder.uidnext,
+            folder.message_count,
+            reader=access.reader,
         )
     return SelectView(folder, readonly, (first, uidnext), recent_at_select, unseen, access)
 
 
-def _qresync_data(folder_id: int, params: p.QresyncParams, uids: list[int]):
+def _qresync_data(
+    folder_id: int, params: p.QresyncParams, uids: list[int], reader: int | None = None
+):
     """VANISHED (EARLIER) UIDs and changed flag rows since the client's MODSEQ."""
     vanished = selectors.folder_vanished_since(folder_id, params.modseq)
     if params.known_uids is not None:
         known = params.known_uids.resolve(uids[-1] if uids else 0)
         vanished = [u for u in vanished if any(lo <= u <= hi for lo, hi in known)]
-    rows = selectors.message_flag_rows(folder_id, changed_since=params.modseq)
+    rows = selectors.message_flag_rows(folder_id, changed_since=params.modseq, reader=reader)
     return vanished, rows
 
 
@@ -142,7 +148,7 @@ async def select(session: Session, command: p.Select) -> r.Reply | u.Done:
         out.append(u.ListItem("LIST", (), "/", sel.name, utf8=True))
     if command.qresync is not None and command.qresync.uidvalidity == folder.uidvalidity:
         uids = await session.sequence_map()
-        vanished, rows = await db(_qresync_data, folder.id, command.qresync, uids)
+        vanished, rows = await db(_qresync_data, folder.id, command.qresync, uids, sel.reader)
         if vanished:
             out.append(u.Vanished(vanished, earlier=True))
         for row in rows:

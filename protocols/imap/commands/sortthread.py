@@ -51,6 +51,7 @@ async def _matching(
         recent_uids=sel.recent,
         saved_uids=list(sel.saved or ()),
         want_modseq=want_modseq,
+        reader=sel.reader,
     )
 
 
