@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from urllib.parse import unquote_to_bytes
 
 from django.conf import settings
+from django.utils.translation import gettext
 
 from mailboxes import addresslist
 from mailboxes import mime as model
@@ -282,9 +283,10 @@ def _shown_addresses(value: str, pairs: list[tuple[str, str]]) -> str:
     )
     more = len(pairs) - MAX_SHOWN_ADDRESSES
     if len(value.encode("utf-8", "surrogateescape")) > addresslist.MAX_LIST_OCTETS:
-        shown += f" and over {max(more, 0):,} more"  # the parser read the first 64 KiB
+        # the parser read the first 64 KiB
+        shown += gettext(" and over %(count)s more") % {"count": f"{max(more, 0):,}"}
     elif more > 0:
-        shown += f" and {more:,} more"
+        shown += gettext(" and %(count)s more") % {"count": f"{more:,}"}
     return shown
 
 

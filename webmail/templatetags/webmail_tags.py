@@ -4,8 +4,20 @@ from __future__ import annotations
 
 from django import template
 from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
 
 register = template.Library()
+
+# The header fields the reading view shows (webmail.mime.DISPLAY_HEADERS), named in the
+# reader's language; Cc and Bcc are the same in every language the webmail speaks.
+HEADER_LABELS = {
+    "From": _("From"),
+    "Sender": _("Sender"),
+    "Reply-To": _("Reply-To"),
+    "To": _("To"),
+    "Date": _("Date"),
+    "Subject": _("Subject"),
+}
 
 
 @register.simple_tag
@@ -65,3 +77,9 @@ def device(user_agent: str) -> str:
     if browser and system:
         return f"{browser} on {system}"
     return browser or system or user_agent[:60] or "Unknown browser"
+
+
+@register.filter
+def header_label(name: str) -> str:
+    """A header field's name as the reading view shows it."""
+    return str(HEADER_LABELS.get(name, name))

@@ -233,8 +233,8 @@ def two_factor_view(request: HttpRequest) -> HttpResponse:
             codes = services.totp_enable(
                 mailbox=mailbox, secret=secret, code=request.POST.get("code", "")
             )
-        except InvalidValue as exc:
-            context["error"] = f"{exc}."
+        except InvalidValue:
+            context["error"] = _("That code is not the one your app shows now.")
             status = 400
         else:
             request.session.pop(SESSION_TOTP_ENROL, None)
