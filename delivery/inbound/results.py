@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from django.utils.translation import gettext
+
 SPF_RESULTS = ("pass", "fail", "softfail", "neutral", "none", "temperror", "permerror")
 DKIM_RESULTS = ("pass", "fail", "neutral", "none", "temperror", "permerror", "policy")
 DMARC_RESULTS = ("pass", "fail", "none", "temperror", "permerror")
@@ -176,64 +178,88 @@ def reasons(results: AuthResults) -> list[tuple[str, str]]:
     domain = dmarc.domain
     if dmarc.result == "fail":
         if dmarc.policy == "reject":
-            words = f"claims to be from {domain} but {domain}'s DMARC policy rejects it"
+            words = gettext("claims to be from %(domain)s but %(domain)s's DMARC policy rejects it")
         elif dmarc.policy == "quarantine":
-            words = f"claims to be from {domain} but {domain}'s DMARC policy sends it to Junk"
+            words = gettext(
+                "claims to be from %(domain)s but %(domain)s's DMARC policy sends it to Junk"
+            )
         else:
-            words = f"claims to be from {domain} but could not be shown to come from {domain}"
-        out.append((f"DMARC_FAIL_{dmarc.policy.upper()}", words))
+            words = gettext(
+                "claims to be from %(domain)s but could not be shown to come from %(domain)s"
+            )
+        out.append((f"DMARC_FAIL_{dmarc.policy.upper()}", words % {"domain": domain}))
         if dmarc.override == "local_policy":
             out.append(
                 (
                     "DMARC_LOCAL_POLICY",
-                    "was handed over by a server this site lists as its own, so the policy"
-                    " was not applied",
+                    gettext(
+                        "was handed over by a server this site lists as its own, so the policy"
+                        " was not applied"
+                    ),
                 )
             )
         elif dmarc.override == "sampled_out":
             out.append(
                 (
                     "DMARC_SAMPLED_OUT",
-                    f"{domain} applies its policy to only part of its mail, and not to this"
-                    " message",
+                    gettext(
+                        "%(domain)s applies its policy to only part of its mail, and not to"
+                        " this message"
+                    )
+                    % {"domain": domain},
                 )
             )
         if dmarc.override == "trusted_forwarder":
-            sealer = results.arc.sealers[0] if results.arc.sealers else "a forwarder"
+            sealer = results.arc.sealers[0] if results.arc.sealers else gettext("a forwarder")
             out.append(
                 (
                     "DMARC_ARC_OVERRIDE",
-                    f"forwarded by {sealer}, a trusted forwarder that vouches it was genuine",
+                    gettext(
+                        "forwarded by %(sealer)s, a trusted forwarder that vouches it was genuine"
+                    )
+                    % {"sealer": sealer},
                 )
             )
     elif dmarc.result == "temperror":
-        out.append(("DMARC_TEMPERROR", f"{domain}'s DMARC policy could not be checked now"))
+        out.append(
+            (
+                "DMARC_TEMPERROR",
+                gettext("%(domain)s's DMARC policy could not be checked now") % {"domain": domain},
+            )
+        )
     elif dmarc.result == "pass":
-        out.append(("DMARC_PASS", f"really comes from {domain} (DMARC)"))
+        out.append(
+            ("DMARC_PASS", gettext("really comes from %(domain)s (DMARC)") % {"domain": domain})
+        )
     spf = results.spf
     if spf.result in {"fail", "softfail"}:
         out.append(
             (
                 f"SPF_{spf.result.upper()}",
-                f"sent from {results.client_ip or 'a server'}, which {spf.domain} does not"
-                " allow to send its mail",
+                gettext("sent from %(client)s, which %(domain)s does not allow to send its mail")
+                % {"client": results.client_ip or gettext("a server"), "domain": spf.domain},
             )
         )
     elif spf.result == "permerror":
-        out.append(("SPF_PERMERROR", f"{spf.domain}'s SPF record is broken"))
+        out.append(
+            ("SPF_PERMERROR", gettext("%(domain)s's SPF record is broken") % {"domain": spf.domain})
+        )
     failed = [d for d in results.dkim if d.result in {"fail", "permerror"}]
     for sig in failed:
         out.append(
             (
                 "DKIM_FAIL",
-                f"carries a signature of {sig.domain or 'an unnamed domain'} that does not"
-                " match the message (altered on the way, or forged)",
+                gettext(
+                    "carries a signature of %(domain)s that does not match the message"
+                    " (altered on the way, or forged)"
+                )
+                % {"domain": sig.domain or gettext("an unnamed domain")},
             )
         )
     if not results.dkim:
-        out.append(("DKIM_NONE", "is not signed (DKIM)"))
+        out.append(("DKIM_NONE", gettext("is not signed (DKIM)")))
     if results.arc.result == "fail":
-        out.append(("ARC_FAIL", "carries a broken forwarding chain (ARC)"))
+        out.append(("ARC_FAIL", gettext("carries a broken forwarding chain (ARC)")))
     return out
 
 

@@ -83,9 +83,11 @@ def template_strings() -> tuple[set[str], set[str]]:
 
 
 def python_strings() -> set[str]:
-    """The string literals the webmail's Python code hands to gettext and its kin."""
+    """The string literals the webmail's Python code (and delivery.inbound's words for a
+    message's authentication, which the junk explanation shows) hands to gettext."""
     found: set[str] = set()
-    for path in (ROOT / "webmail").rglob("*.py"):
+    sources = [*(ROOT / "webmail").rglob("*.py"), ROOT / "delivery" / "inbound" / "results.py"]
+    for path in sources:
         for node in ast.walk(ast.parse(path.read_text())):
             if not isinstance(node, ast.Call):
                 continue
@@ -180,7 +182,9 @@ class Walk:
         for text in shown_texts(page):
             if text in self.data:
                 continue
-            if any(p.fullmatch(text) for p in self.patterns):
+            # A phrase may be shown as a sentence of its own (webmail.junk._sentence).
+            phrase = (text[:1].lower() + text[1:]).removesuffix(".")
+            if any(p.fullmatch(text) or p.fullmatch(phrase) for p in self.patterns):
                 self.english.setdefault(text, set()).add(url)
         return page
 
