@@ -2,9 +2,36 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from mailboxes import services, throttle
+
+# Tests whose subject is not the database or Redis (TLS and certificates, PROXY headers,
+# settings, the data dir, the Sieve interpreter and its differential against Pigeonhole, MIME
+# against Dovecot, the bench harness): marked `backend_neutral`. CI's PostgreSQL + Redis pass
+# leaves them (and the browser tests) to the SQLite pass: -m "not browser and not backend_neutral".
+BACKEND_NEUTRAL = (
+    "bench/test_quick.py",
+    "mailboxes/sieve/",
+    "mailhost/test_data_dir.py",
+    "mailhost/test_settings.py",
+    "protocols/imap/test_dovecot_differential.py",
+    "protocols/test_acme_pebble.py",
+    "protocols/test_https_reload.py",
+    "protocols/test_proxy_protocol.py",
+    "protocols/test_sni.py",
+)
+TESTS = Path(__file__).resolve().parent
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by markers
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        relative = item.path.resolve().relative_to(TESTS).as_posix()
+        if relative.startswith(BACKEND_NEUTRAL):
+            item.add_marker(pytest.mark.backend_neutral)
 
 
 @pytest.fixture(scope="session")
