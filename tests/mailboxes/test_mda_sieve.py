@@ -176,6 +176,40 @@ def test_a_runtime_failure_files_into_inbox_and_says_why(
     )
 
 
+def test_the_cpu_limit_counts_the_scripts_thread_only(make_mailbox, script, settings):
+    """Other threads of the process (deliveries, sessions) burning CPU while a script runs do
+    not count against it: measured with process_time(), a busy server filed into INBOX."""
+    import threading
+    import time
+
+    from mailboxes import mda
+
+    settings.MAILHOST_SIEVE_CPU_LIMIT_MS = 50
+    alice = make_mailbox("alice@example.org")
+    script(alice, 'require ["fileinto", "mailbox"]; fileinto :create "Filed";')
+    running = mda._run_all
+
+    def slow_beside_a_busy_thread(*args, **kwargs):
+        def burn() -> None:
+            end = time.thread_time() + 0.3
+            while time.thread_time() < end:
+                pass
+
+        burner = threading.Thread(target=burn)
+        burner.start()
+        burner.join()  # 300 ms of CPU in another thread, while this script is "running"
+        return running(*args, **kwargs)
+
+    mda._run_all = slow_beside_a_busy_thread
+    try:
+        accept()
+    finally:
+        mda._run_all = running
+    kept = folder_messages(alice, "INBOX")
+    assert kept == [], blob_read(kept[0].blob)[:200]
+    assert len(folder_messages(alice, "Filed")) == 1
+
+
 def test_a_script_that_does_not_compile_files_into_inbox(make_mailbox, script):
     alice = make_mailbox("alice@example.org")
     # Uploads are validated; a script stored under an older, laxer parser is not.
