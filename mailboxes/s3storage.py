@@ -10,6 +10,7 @@ so the callers that survive a failed file delete survive a failed object delete.
 from __future__ import annotations
 
 import errno
+import threading
 from collections.abc import Iterator
 from datetime import datetime
 
@@ -64,7 +65,12 @@ class _BodyChunks:
             self.body = None
 
 
+_READ_CLIENT_LOCK = threading.Lock()
+
+
 class DurableS3Storage(S3Storage):
+    _read_client = None  # made on first use, then shared by the reads of every thread
+
     def __init__(self, **settings) -> None:  # noqa: ANN003 - django-storages' options
         if "client_config" not in settings:
             addressing = "path" if settings.get("endpoint_url") else "auto"
@@ -101,6 +107,24 @@ class DurableS3Storage(S3Storage):
                 errno.EIO, f"object store: could not delete {name}: {exc}"
             ) from exc
 
+    @property
+    def read_client(self):  # noqa: ANN201 - a botocore S3 client
+        """One client for the reads of every thread. Clients are thread-safe; django-storages
+        makes a boto3 resource per thread, and each costs about 12 MB of model data: a FETCH
+        served by a new worker thread made one."""
+        client = self._read_client
+        if client is None:
+            with _READ_CLIENT_LOCK:
+                if self._read_client is None:
+                    self._read_client = self.connection.meta.client
+                client = self._read_client
+        return client
+
+    def __getstate__(self) -> dict:
+        state = super().__getstate__()
+        state.pop("_read_client", None)
+        return state
+
     def read_range(self, name: str, offset: int, length: int = -1) -> bytes:
         """`length` bytes from `offset` (-1: to the end) with one GET, ranged unless the whole
         object is asked for; fewer at its end, none past it. FileNotFoundError when it is gone."""
@@ -131,7 +155,7 @@ class DurableS3Storage(S3Storage):
         elif offset > 0:
             args["Range"] = f"bytes={offset}-"
         try:
-            return self.connection.meta.client.get_object(**args)["Body"]
+            return self.read_client.get_object(**args)["Body"]
         except ClientError as exc:
             if _code(exc) == "InvalidRange":
                 return None  # past the end, or a range of an empty object
@@ -150,7 +174,7 @@ class DurableS3Storage(S3Storage):
         (1,000 objects) at a time: memory stays flat however many there are."""
         root = self._normalize_name("")
         prefix = root.rstrip("/") + "/" if root else ""
-        paginator = self.connection.meta.client.get_paginator("list_objects_v2")
+        paginator = self.read_client.get_paginator("list_objects_v2")
         try:
             for page in paginator.paginate(Bucket=self.bucket_name, Prefix=prefix):
                 for item in page.get("Contents", ()):

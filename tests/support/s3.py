@@ -97,7 +97,7 @@ class S3Server:
 
 
 class GetLog:
-    """Every GET the blob storage makes, from any thread (each has its own S3 client, made
+    """Every GET the blob storage makes, from any thread (its clients are made
     from a session this hooks): its Range header, and the body bytes the store answered with
     (Content-Length; 0 for a refused range)."""
 
@@ -114,6 +114,7 @@ class GetLog:
 
         storage._create_session = hooked_session
         storage._connections = threading.local()  # clients made from now on are hooked
+        storage._read_client = None  # the shared one too
 
     def _request(self, params, **_) -> None:  # noqa: ANN001
         self.ranges.append(params.get("Range"))
