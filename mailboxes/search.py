@@ -30,6 +30,7 @@ from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from email.utils import parsedate_tz
+from functools import cached_property
 
 from django.db.models import BooleanField, F, Func, IntegerField, Q, QuerySet
 
@@ -170,20 +171,14 @@ class _Context:
         self.bytes = 0
         self.incomplete = False  # a row was left unchecked: the budget was spent
         self.needs_indexed = False  # rows need their fts_indexed annotation
-        self._unindexed: set[int] | None = None
-        self._unindexed_known = False
         self.raw: dict[object, bytes] = {}  # copies share a blob: read it once
         self.bodies: dict[object, str] = {}
 
+    @cached_property
     def unindexed(self) -> set[int] | None:
         """The blobs of the scope without usable indexed text, as they were before the index
         was first asked (None: more than UNINDEXED_LISTED of them)."""
-        if not self._unindexed_known:
-            self._unindexed = fulltext.unindexed_blobs(
-                self.folder_id, self.max_uid, limit=UNINDEXED_LISTED
-            )
-            self._unindexed_known = True
-        return self._unindexed
+        return fulltext.unindexed_blobs(self.folder_id, self.max_uid, limit=UNINDEXED_LISTED)
 
     def charge(self, size: int) -> None:
         if (self.read_limit is not None and self.read >= self.read_limit) or (
@@ -485,7 +480,7 @@ def _compile_text(key: TextKey, ctx: _Context) -> _Compiled:
     needle, where = _fold(key.needle), key.where
     # Which messages lack indexed text, asked before the index: one the indexer reaches in
     # between is then read from its bytes rather than missed.
-    unindexed = ctx.unindexed()
+    unindexed = ctx.unindexed
     ids = fulltext.matching_ids(where, needle)
     found = set(ids)
     if len(ids) <= FEW_TEXT_MATCHES and ctx.folder_id is not None:
