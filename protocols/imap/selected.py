@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 from array import array
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -23,7 +24,21 @@ if TYPE_CHECKING:
     from protocols.imap.commands.select import SelectView
 
 
-@dataclass
+# Shared, never changed: a selection's sets start as this and are replaced, not changed, so
+# that thousands of idle sessions do not each hold empty sets (issue 22).
+NONE: frozenset = frozenset()
+# The keywords FLAGS responses listed: one object for the sessions that announced the same.
+_announced: dict[frozenset[str], frozenset[str]] = {}
+
+
+def _shared(keywords: set[str]) -> frozenset[str]:
+    if len(_announced) > 1000:
+        _announced.clear()
+    key = frozenset(keywords)
+    return _announced.setdefault(key, key)
+
+
+@dataclass(slots=True)
 class Selected:
     folder_id: int
     name: str
@@ -41,12 +56,12 @@ class Selected:
     # until the map is read; `recent` holds the rest (and all of them once the map is read).
     recent_range: tuple[int, int] = (0, 0)
     recent_at_select: int = 0
-    recent: set[int] = field(default_factory=set)
+    recent: AbstractSet[int] = NONE
     # Keywords of the folder, shared by every session of this process that selected it
     # (so no FLAGS response ever drops one another session announced), and the keywords
     # this session's last FLAGS response listed.
     keywords: set[str] = field(default_factory=set)
-    announced: set[str] = field(default_factory=set)
+    announced: frozenset[str] = NONE
     dirty: bool = False
     # What changed since known_modseq, read in the hop of the command's own write
     # (Session.db_and_changes): the next sync_updates sends it instead of asking again.
@@ -57,7 +72,7 @@ class Selected:
     # (uid -> highest modseq) this session already showed itself (STORE), not repeated by sync
     reported: dict[int, int] = field(default_factory=dict)
     # UIDs expunged elsewhere while EXPUNGE could not be sent yet
-    pending_expunge: set[int] = field(default_factory=set)
+    pending_expunge: AbstractSet[int] = NONE
     saved: list[int] | None = None  # SEARCHRES "$" (RFC 5182), as UIDs
     # SEARCH/SORT RETURN (UPDATE) contexts by their command's tag (RFC 5267 4.3): they end
     # with the selection
@@ -107,6 +122,15 @@ class Selected:
             return self.recent_at_select + len(self.recent)
         return len(self.recent)
 
+    def add_recent(self, uids) -> None:
+        """These UIDs are \\Recent in this session (its own set from the first one on)."""
+        uids = list(uids)
+        if not uids:
+            return
+        if not isinstance(self.recent, set):
+            self.recent = set(self.recent)
+        self.recent.update(uids)
+
     def seqs_of(self, uids) -> list[int | None]:
         """Sequence numbers of ascending UIDs (None where not in the map): for a large
         result one walk of the map, cheaper than a bisection each."""
@@ -136,7 +160,7 @@ class Selected:
         """FLAGS: the system flags, the common keywords and the folder's (RFC 9051 7.3.5);
         they count as announced from here on."""
         keywords = set(COMMON_KEYWORDS) | self.keywords
-        self.announced = set(keywords)
+        self.announced = _shared(keywords)
         return u.Flags((*FLAGS_LINE_BASE, *sorted(keywords)))
 
     def keyword_update(self, flags) -> list[u.Flags]:
@@ -152,8 +176,8 @@ class Selected:
         """Remove UIDs from the view and return the EXPUNGE (or VANISHED) responses, after
         the update contexts' REMOVEFROM."""
         gone = {uid for uid in gone_uids if self.seq_of(uid) is not None}
-        for uid in gone:
-            self.recent.discard(uid)
+        if self.recent:
+            self.recent -= gone
         if not gone:
             return []
         # RFC 5267 4.3.4: a context's REMOVEFROM before the expunge, numbered as before it

@@ -45,7 +45,7 @@ from protocols.imap import untagged as u
 from protocols.imap.commands import HANDLERS, UPDATES
 from protocols.imap.errors import CommandError, ConnectionDone
 from protocols.imap.flags import flags_of
-from protocols.imap.selected import Selected
+from protocols.imap.selected import NONE, Selected
 from protocols.imap.states import State
 from protocols.imap.worker import db
 
@@ -60,11 +60,82 @@ PROGRESS_INTERVAL = 1.0
 INFLATE_CHUNK = 256 * 1024  # octets inflated per read at most (COMPRESS=DEFLATE)
 
 
+class SessionReader(asyncio.StreamReader):
+    """The connection's StreamReader, that also resolves the future its session waits on
+    (`waiter`) when bytes, the end of input or an error arrive: an idle session waits on that
+    one future, resolved by the client's bytes, a change event or its timer, instead of
+    keeping a read task (a Task, two coroutines, a future) and a wake-up task beside it."""
+
+    waiter: asyncio.Future | None = None
+
+    def ready(self) -> bool:
+        """A read returns without waiting: bytes are buffered, or the input ended or failed."""
+        return bool(self._buffer) or self._eof or self._exception is not None
+
+    def feed_data(self, data: bytes) -> None:
+        super().feed_data(data)
+        wake(self.waiter)
+
+    def feed_eof(self) -> None:
+        super().feed_eof()
+        wake(self.waiter)
+
+    def set_exception(self, exc: BaseException) -> None:
+        super().set_exception(exc)
+        wake(self.waiter)
+
+
+class SessionProtocol(asyncio.StreamReaderProtocol):
+    """StreamReaderProtocol whose writers waiting for drain() are kept in a list: the deque
+    asyncio gives each connection costs 760 bytes, a list while empty 56 (a connection has one
+    writer, that waits only while the client reads slowly)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._drain_waiters = []  # appended, removed and walked only: a list serves
+
+
+def wake(waiter: asyncio.Future | None) -> None:
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)
+
+
 class Session:
+    # Thousands are open at once, most of them idle (issue 22): no __dict__ each.
+    __slots__ = (
+        "server",
+        "reader",
+        "writer",
+        "tls",
+        "starttls_allowed",
+        "parser",
+        "_state",
+        "mailbox",
+        "selected",
+        "enabled",
+        "condstore",
+        "announce_modseq",
+        "commands_before_auth",
+        "auth_failures",
+        "woken",
+        "waiter",
+        "notify_state",
+        "awaiting_command",
+        "shutting_down",
+        "bye",
+        "said_bye",
+        "client_ip",
+        "deflate",
+        "inflate",
+        "command_started",
+        "last_progress",
+        "__weakref__",
+    )
+
     def __init__(
         self,
         server,
-        reader: asyncio.StreamReader,
+        reader: SessionReader,
         writer: asyncio.StreamWriter,
         *,
         tls: bool,
@@ -79,14 +150,16 @@ class Session:
         self.state = State.NOT_AUTHENTICATED  # the setter also sets the parser's limits
         self.mailbox: Mailbox | None = None
         self.selected: Selected | None = None
-        self.enabled: set[str] = set()
+        self.enabled: frozenset[str] = NONE  # replaced, not changed
         self.condstore = False  # CONDSTORE enabled (RFC 7162 3.1: by ENABLE or first use)
         self.announce_modseq = False
         self.commands_before_auth = 0
         self.auth_failures = 0
-        self.wakeup = asyncio.Event()
+        # A change event came (notify, notify_event) since the session last looked; `waiter`
+        # is the future an idle session waits on (wait_input).
+        self.woken = False
+        self.waiter: asyncio.Future | None = None
         self.notify_state = None  # NOTIFY SET (protocols/imap/notify.py)
-        self.read_task: asyncio.Task | None = None
         # Shutdown (SIGTERM): a session waiting for a command says BYE at once, one running a
         # command after its reply.
         self.awaiting_command = False
@@ -177,23 +250,45 @@ class Session:
             out = self.inflate.decompress(self.inflate.unconsumed_tail, INFLATE_CHUNK)
             if out:
                 return out
-        if self.read_task is None:
-            self.read_task = asyncio.ensure_future(self.reader.read(65536))
-        try:
-            await asyncio.wait_for(asyncio.shield(self.read_task), timeout)
-        except TimeoutError:
+        if not await self.wait_input(timeout):
             await self.respond(r.BYE_TIMEOUT)
-            raise ConnectionDone() from None
-        task, self.read_task = self.read_task, None
-        data = task.result()
-        if not data:
             raise ConnectionDone()
+        data = await self.read_ready()
         if self.inflate is None:
             return data
         out = self.inflate.decompress(data, INFLATE_CHUNK)
         if not out and not self.inflate.unconsumed_tail:
             return await self.read_some(timeout)  # a deflate block not complete yet
         return out
+
+    async def wait_input(self, timeout: float | None, *, events: bool = False) -> bool:
+        """Wait until the client's bytes (or the end of its input) are there, or with
+        `events` a change event came (`woken`), at most `timeout` seconds: False when the time
+        ran out first. One future, resolved by the reader, notify() or the timer."""
+        reader = self.reader
+        if reader.ready() or (events and self.woken):
+            return True
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        reader.waiter = waiter
+        if events:
+            self.waiter = waiter
+        timer = None if timeout is None else loop.call_later(timeout, wake, waiter)
+        try:
+            await waiter
+        finally:
+            reader.waiter = self.waiter = None
+            if timer is not None:
+                timer.cancel()
+        return reader.ready() or (events and self.woken)
+
+    async def read_ready(self) -> bytes:
+        """The bytes wait_input found (they are buffered: no wait); ConnectionDone at the end
+        of the input."""
+        data = await self.reader.read(65536)
+        if not data:
+            raise ConnectionDone()
+        return data
 
     @property
     def timeout(self) -> float:
@@ -218,29 +313,14 @@ class Session:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
-            self.wakeup.clear()  # before looking, so an event from here on wakes again
+            self.woken = False  # before looking, so an event from here on wakes again
             if self.notify_state is not None and self.notify_state.pending:
                 await self.notify_flush()
-            if self.read_task is None:
-                self.read_task = asyncio.ensure_future(self.reader.read(65536))
-            wake = asyncio.ensure_future(self.wakeup.wait())
-            try:
-                done, _ = await asyncio.wait(
-                    {self.read_task, wake},
-                    timeout=max(0.0, deadline - loop.time()),
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-            finally:
-                wake.cancel()
-            if self.read_task in done:
-                task, self.read_task = self.read_task, None
-                data = task.result()
-                if not data:
-                    raise ConnectionDone()
-                return data
-            if not done:
+            if not await self.wait_input(max(0.0, deadline - loop.time()), events=True):
                 await self.respond(r.BYE_TIMEOUT)
                 raise ConnectionDone()
+            if self.reader.ready():
+                return await self.read_ready()
 
     async def run(self) -> None:
         try:
@@ -316,9 +396,7 @@ class Session:
         strings (RFC 6855 3)."""
         if name in self.enabled:
             return False
-        self.enabled.add(name)
-        if name == "QRESYNC":
-            self.enabled.add("CONDSTORE")
+        self.enabled |= {name, "CONDSTORE"} if name == "QRESYNC" else {name}
         if name in ("CONDSTORE", "QRESYNC"):
             self.enable_condstore()
         self.parser.utf8 = self.utf8
@@ -340,35 +418,21 @@ class Session:
         line = self.parser.next_line()
         if line is not None:
             return line, False, False
-        if self.read_task is None:
-            self.read_task = asyncio.ensure_future(self.reader.read(65536))
         remaining = deadline - asyncio.get_running_loop().time()
         if remaining <= 0:
             await self.respond(r.BYE_TIMEOUT)
             raise ConnectionDone()
         if self.shutting_down:
             await self.bye_for_shutdown()
-        wake = asyncio.ensure_future(self.wakeup.wait())
         self.awaiting_command = True  # a shutdown may say BYE now
         try:
-            done, _ = await asyncio.wait(
-                {self.read_task, wake},
-                timeout=min(remaining, poll),
-                return_when=asyncio.FIRST_COMPLETED,
-            )
+            came = await self.wait_input(min(remaining, poll), events=True)
         finally:
             self.awaiting_command = False
-            wake.cancel()
-        changed = wake in done
-        if changed:
-            self.wakeup.clear()
-        if self.read_task.done():
-            task, self.read_task = self.read_task, None
-            data = task.result()
-            if not data:
-                raise ConnectionDone()
-            self.parser.feed(data)
-        return None, changed, not done
+        changed, self.woken = self.woken, False
+        if self.reader.ready():
+            self.parser.feed(await self.read_ready())
+        return None, changed, not came
 
     def unauthenticate(self) -> None:
         """Back to the state of a new connection, TLS and compression kept (RFC 8437 3)."""
@@ -376,7 +440,7 @@ class Session:
             self.unselect()
         self.server.release_user(self)
         self.mailbox = None
-        self.enabled.clear()
+        self.enabled = NONE
         self.condstore = self.announce_modseq = False
         self.parser.utf8 = False
         self.commands_before_auth = 0
@@ -402,8 +466,6 @@ class Session:
         raise ConnectionDone()
 
     async def close(self) -> None:
-        if self.read_task is not None:
-            self.read_task.cancel()
         self.server.unwatch(self)
         self.server.unnotify(self)
         self.server.release_user(self)
@@ -523,7 +585,8 @@ class Session:
         if sel is not None:
             sel.dirty = True
             sel.event_modseq = max(sel.event_modseq, modseq or sys.maxsize)
-        self.wakeup.set()
+        self.woken = True
+        wake(self.waiter)
 
     async def select(self, view: SelectView) -> Selected:
         """Select from a select_view read (the folder row, its counters and bounds): no
@@ -557,7 +620,7 @@ class Session:
                     sel.count,
                 )
             low, high = sel.recent_range
-            sel.recent.update(uids[bisect.bisect_left(uids, low) : bisect.bisect_left(uids, high)])
+            sel.add_recent(uids[bisect.bisect_left(uids, low) : bisect.bisect_left(uids, high)])
             sel.uids = uids
         return sel.uids
 
@@ -640,7 +703,8 @@ class Session:
         state = self.notify_state
         if state is not None:
             state.pending.append(event)
-            self.wakeup.set()
+            self.woken = True
+            wake(self.waiter)
 
     async def notify_flush(self) -> None:
         """Send what NOTIFY's pending events changed outside the selected folder."""
@@ -674,13 +738,16 @@ class Session:
             # Sequence numbers are needed (EXPUNGE, FETCH FLAGS): read the map first.
             await self.sequence_map()
         # membership by bisection: no per-sync copy of a large sequence map
+        arrived = set()
         for uid, modseq in expunged:
             if sel.seq_of(uid) is not None:
-                sel.pending_expunge.add(uid)
+                arrived.add(uid)
             sel.expunge_modseq = max(sel.expunge_modseq, modseq)
+        if arrived:
+            sel.pending_expunge |= arrived
         if allow_expunge and sel.pending_expunge:
             gone = sorted(sel.pending_expunge)
-            sel.pending_expunge.clear()
+            sel.pending_expunge = NONE
             out.extend(sel.expunge(gone, vanished=self.vanished))
         # A message that came and went between two looks is never announced.
         gone_now = {uid for uid, _ in expunged}
@@ -719,11 +786,11 @@ class Session:
                 sel.uids.extend(new_uids)
             sel.view_uidnext = new_uids[-1] + 1
             low, high = sel.recent_range
-            sel.recent |= {uid for uid in new_uids if low <= uid < high}
+            sel.add_recent(uid for uid in new_uids if low <= uid < high)
             if not sel.readonly:
                 folder = Folder(pk=sel.folder_id, id=sel.folder_id)
                 first, uidnext = await db(services.folder_claim_recent, folder=folder)
-                sel.recent |= {uid for uid in new_uids if first <= uid < uidnext}
+                sel.add_recent(uid for uid in new_uids if first <= uid < uidnext)
             out.append(u.Exists(sel.exists))
             if not self.rev2:
                 out.append(u.Recent(sel.recent_count))

@@ -18,7 +18,7 @@ POLL_SECONDS = 60
 
 async def idle(session: Session, command: p.Simple) -> r.Reply | u.Done:
     await session.send(r.CONTINUE_IDLE)
-    session.wakeup.clear()
+    session.woken = False
     if session.selected is not None:
         session.selected.dirty = True
     await session.sync_updates(allow_expunge=True)
