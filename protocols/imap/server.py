@@ -10,6 +10,7 @@ import asyncio
 import functools
 import logging
 import time
+import weakref
 from collections import defaultdict
 
 from django.conf import settings
@@ -41,6 +42,10 @@ class ImapServer:
         # Sessions per mailbox (MAILHOST_IMAP_MAX_CONNECTIONS_PER_USER), in every worker.
         self.per_user = listeners.shared_counts("imap-user")
         self.user_of: dict[Session, int] = {}
+        # mailbox id -> the Mailbox row its signed-in sessions hold: one instance for all of
+        # them (about 1.7 kB each). Sessions use its id; the services they hand it to read
+        # the row again by that id.
+        self.mailboxes: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
         self.signed_in_at: dict[Session, int] = {}  # time.time_ns() of the sign-in
         self.tasks: set[asyncio.Task] = set()
         self.caps = Caps(

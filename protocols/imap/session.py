@@ -407,7 +407,7 @@ class Session:
         connections as MAILHOST_IMAP_MAX_CONNECTIONS_PER_USER allows."""
         if not self.server.claim_user(self, mailbox.id):
             return False
-        self.mailbox = mailbox
+        self.mailbox = self.server.mailboxes.setdefault(mailbox.id, mailbox)
         self.state = State.AUTHENTICATED
         return True
 

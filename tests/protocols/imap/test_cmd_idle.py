@@ -111,3 +111,37 @@ def test_noop_finds_changes_even_when_the_event_was_lost(client, monkeypatch):
     monkeypatch.setattr(events, "publish", lambda event: None)  # e.g. Redis was restarting
     services.message_deliver(raw=MESSAGE, recipients=["alice@example.org"])
     assert c.cmd("a1", "NOOP") == [b"* 1 EXISTS", b"* 1 RECENT", ok("a1", r.OK_NOOP)]
+
+
+def _pending_tasks() -> int:
+    import asyncio
+    import gc
+
+    return sum(1 for o in gc.get_objects() if isinstance(o, asyncio.Task) and not o.done())
+
+
+def test_a_session_in_idle_holds_one_task(client):
+    # Issue 22: thousands of idle connections each cost what their session keeps alive; in
+    # IDLE that is the session's own task, not a read task and a wake-up task beside it.
+    first = client()
+    first.cmd("a0", "SELECT INBOX")
+    first.send("a1 IDLE\r\n")
+    assert first.line() == r.CONTINUE_IDLE.rstrip(b"\r\n")
+    before = _pending_tasks()
+    crowd = [client() for _ in range(10)]
+    for c in crowd:
+        c.cmd("b0", "SELECT INBOX")
+        c.send("b1 IDLE\r\n")
+        assert c.line() == r.CONTINUE_IDLE.rstrip(b"\r\n")
+    time.sleep(0.2)
+    assert _pending_tasks() - before == 10
+    deliver_in_thread(MESSAGE, "alice@example.org")
+    recent = []
+    for c in [first, *crowd]:  # every one woken; \Recent for one of them (RFC 3501 2.3.2)
+        assert c.line() == b"* 1 EXISTS"
+        recent.append(c.line())
+        c.send("DONE\r\n")
+    assert sorted(recent) == [b"* 0 RECENT"] * 10 + [b"* 1 RECENT"]
+    for c in crowd:
+        assert c.until("b1") == [ok("b1", r.OK_IDLE_DONE)]
+    assert first.until("a1") == [ok("a1", r.OK_IDLE_DONE)]
