@@ -12,10 +12,12 @@ from django.conf import settings
 from django.core.files.storage import storages
 from django.db import connection
 from django.db.models import (
+    BooleanField,
     CharField,
     Count,
     Exists,
     F,
+    Func,
     IntegerField,
     Max,
     OuterRef,
@@ -472,10 +474,24 @@ def messages_to_search(
     return scope
 
 
-def _private_seen_exists(folder_id: int, reader: int) -> Exists:
-    return Exists(
-        PrivateSeen.objects.filter(
-            folder_id=folder_id, reader_id=reader, uid=OuterRef("uid"), seen=True
+class _IsTrue(Func):
+    """`(EXISTS (...)) IS TRUE`: the same truth as the bare EXISTS, but PostgreSQL does not
+    pull it up into a semi or anti join. It is then a subplan, hashed (one pass over the
+    reader's rows) or one index probe per message, whatever the statistics. As a join it was
+    planned from them: on tables not yet ANALYZEd, a server-side cursor's plan (Django's
+    iterator) took a nested loop over the reader's materialized rows, 100k messages times
+    50k rows, and a reader's SEARCH UNSEEN ran for minutes."""
+
+    template = "(%(expressions)s) IS TRUE"
+    output_field = BooleanField()
+
+
+def _private_seen_exists(folder_id: int, reader: int) -> _IsTrue:
+    return _IsTrue(
+        Exists(
+            PrivateSeen.objects.filter(
+                folder_id=folder_id, reader_id=reader, uid=OuterRef("uid"), seen=True
+            )
         )
     )
 
