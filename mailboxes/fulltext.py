@@ -82,6 +82,9 @@ def _words(value: str) -> str:
 # --- Building the index -----------------------------------------------------------------------
 
 PENDING = "mailboxes_blobtextpending"
+# More pending blobs than this (a bulk import the indexer has not reached) are not listed:
+# a search's rows then say whether they are indexed.
+PENDING_LISTED = 20_000
 
 
 def index_blobs(blob_ids: list[int]) -> int:
@@ -141,26 +144,28 @@ def _like(needle: str) -> str:
     return "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
-def matching(where: str, needle: str) -> RawSQL:
+def matching(where: str, needle: str, *, limit: int | None = None) -> RawSQL:
     """A subquery of the ids of indexed blobs whose text contains `needle` (already folded):
-    `where` is "body" (the text parts) or "text" (header and body). The index proposes (on
-    SQLite every trigram of the needle, on PostgreSQL pg_trgm), LIKE on the text decides."""
+    `where` is "body" (the text parts) or "text" (header and body); at most `limit` of them.
+    The index proposes (on SQLite every trigram of the needle, on PostgreSQL pg_trgm), LIKE
+    on the text decides."""
     columns = ("body",) if where == "body" else ("header", "body")
     test = " OR ".join(f"t.{c} LIKE %s ESCAPE '\\'" for c in columns)
     params = [_like(needle)] * len(columns)
+    tail, tail_params = (" LIMIT %s", [limit]) if limit is not None else ("", [])
     if connection.vendor == "sqlite" and len(needle) >= TRIGRAM:
         grams = sorted({needle[i : i + TRIGRAM] for i in range(len(needle) - TRIGRAM + 1)})
         query = " AND ".join('"' + g.replace('"', '""') + '"' for g in grams)
         sql = (
             f"SELECT t.blob_id FROM {TABLE} t WHERE t.blob_id IN"
-            f" (SELECT rowid FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH %s) AND ({test})"
+            f" (SELECT rowid FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH %s) AND ({test}){tail}"
         )
-        return RawSQL(sql, [query, *params])
-    return RawSQL(f"SELECT t.blob_id FROM {TABLE} t WHERE {test}", params)
+        return RawSQL(sql, [query, *params, *tail_params])
+    return RawSQL(f"SELECT t.blob_id FROM {TABLE} t WHERE {test}{tail}", [*params, *tail_params])
 
 
-def matching_ids(where: str, needle: str) -> list[int]:
-    subquery = matching(where, needle)
+def matching_ids(where: str, needle: str, *, limit: int | None = None) -> list[int]:
+    subquery = matching(where, needle, limit=limit)
     with connection.cursor() as cursor:
         cursor.execute(subquery.sql, subquery.params)
         return [row[0] for row in cursor.fetchall()]
@@ -195,15 +200,38 @@ def unindexed_blobs(folder_id: int | None, max_uid: int, *, limit: int) -> set[i
     from its bytes, never missed as "indexed but not among the matches"."""
     if folder_id is None:
         sql, params = f"SELECT p.blob_id FROM {PENDING} p LIMIT %s", [limit + 1]
-    else:
-        join = "CROSS JOIN" if connection.vendor == "sqlite" else "JOIN"  # SQLite: this order
-        sql = (
-            f"SELECT DISTINCT p.blob_id FROM {PENDING} p {join} mailboxes_message m"
+    elif connection.vendor == "sqlite":
+        sql = (  # CROSS JOIN: SQLite joins in this order
+            f"SELECT DISTINCT p.blob_id FROM {PENDING} p CROSS JOIN mailboxes_message m"
             " ON m.blob_id = p.blob_id WHERE m.folder_id = %s AND m.uid <= %s LIMIT %s"
         )
         params = [folder_id, max_uid, limit + 1]
+    else:
+        return _pending_in_folder(folder_id, max_uid, limit=limit)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
+        found = {row[0] for row in cursor.fetchall()}
+    return None if len(found) > limit else found
+
+
+def _pending_in_folder(folder_id: int, max_uid: int, *, limit: int) -> set[int] | None:
+    """unindexed_blobs of a folder on PostgreSQL, in two steps whose plans do not depend on
+    statistics: as one join, on tables not yet ANALYZEd, it walked the folder's 100k
+    messages probing the pending rows (2 s after a bulk import). The pending rows first (few,
+    or too many to list), then their messages through the blob index alone (the +0 keeps
+    the planner off the folder's index, whose rows it cannot count without statistics)."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT blob_id FROM {PENDING} LIMIT %s", [PENDING_LISTED + 1])
+        blobs = [row[0] for row in cursor.fetchall()]
+        if len(blobs) > PENDING_LISTED:
+            return None
+        if not blobs:
+            return set()
+        cursor.execute(
+            "SELECT DISTINCT m.blob_id FROM mailboxes_message m WHERE m.blob_id = ANY(%s)"
+            " AND m.folder_id + 0 = %s AND m.uid + 0 <= %s LIMIT %s",
+            [blobs, folder_id, max_uid, limit + 1],
+        )
         found = {row[0] for row in cursor.fetchall()}
     return None if len(found) > limit else found
 

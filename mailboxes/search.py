@@ -481,17 +481,25 @@ def _compile_text(key: TextKey, ctx: _Context) -> _Compiled:
     # Which messages lack indexed text, asked before the index: one the indexer reaches in
     # between is then read from its bytes rather than missed.
     unindexed = ctx.unindexed
-    ids = fulltext.matching_ids(where, needle)
-    found = set(ids)
-    if len(ids) <= FEW_TEXT_MATCHES and ctx.folder_id is not None:
-        # the UIDs of their messages, found through the blob index
-        matched = Q(uid__in=fulltext.folder_uids(ctx.folder_id, ids))
-    elif len(ids) <= FEW_TEXT_MATCHES:
-        matched = Q(blob_id__in=ids)
+    # The first FEW_TEXT_MATCHES + 1 matches tell a rare needle from a common one at a small
+    # part of a common one's cost.
+    ids = fulltext.matching_ids(where, needle, limit=FEW_TEXT_MATCHES + 1)
+    if len(ids) <= FEW_TEXT_MATCHES:
+        found: set[int] | None = set(ids)
+        if ctx.folder_id is not None:  # the UIDs of their messages, found through the blob index
+            matched = Q(uid__in=fulltext.folder_uids(ctx.folder_id, ids))
+        else:
+            matched = Q(blob_id__in=ids)
     else:
+        # Many: the index query is part of the search's own, asked once; the ids themselves
+        # only when a row must be checked in Python (a criterion SQL cannot decide).
+        found = None
         matched = Q(blob_id__in=fulltext.matching(where, needle))
 
     def indexed_match(m: Candidate) -> bool:
+        nonlocal found
+        if found is None:
+            found = set(fulltext.matching_ids(where, needle))
         return m.row["blob_id"] in found
 
     def read_match(m: Candidate) -> bool:

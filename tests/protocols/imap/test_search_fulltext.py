@@ -157,8 +157,8 @@ def test_a_message_indexed_during_the_search_is_not_missed(
         fulltext.index_blobs(blobs[1::2])
     asking = fulltext.matching_ids
 
-    def indexer_commits_after(where, needle):
-        found = asking(where, needle)
+    def indexer_commits_after(where, needle, **kwargs):
+        found = asking(where, needle, **kwargs)
         fulltext.index_all()  # everything left is indexed just after the index was asked
         return found
 
