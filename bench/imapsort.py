@@ -1,13 +1,16 @@
 """SORT and THREAD on a large folder, timed through IMAP (issue 19's figure).
 
-    python bench/imapsort.py ADDRESS PASSWORD PORT [COUNT]
+    python bench/imapsort.py ADDRESS PASSWORD PORT [COUNT] [--pid PID] [--runs N] [--only SORT|THREAD]
 
 Run in Mailhost's environment (same DATABASE_URL and data dir as the running IMAP listener,
 which must allow plaintext LOGIN on loopback). It fills the mailbox's folder "SortBench" with
 COUNT (default 100,000) messages the way bench/dbtool.py populate does (one blob shared,
 Message rows bulk-inserted with their cached header fields), but with varied subjects (reply
 and forward prefixes, list tags), senders, recipients, sizes and dates, so every key has
-real work to do; then times UID SORT per key and UID THREAD per algorithm (best of three).
+real work to do; then times UID SORT per key and UID THREAD per algorithm: the median of N
+runs (default 5) of the wall time and, with --pid (the listener's process id, on Linux), of the
+CPU time the listener spent on the command, which a loaded machine does not inflate; --only
+times the one command.
 A folder filled before is reused.
 """
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 import imaplib
 import os
 import random
+import statistics
 import sys
 import time
 from datetime import timedelta
@@ -93,42 +97,78 @@ def populate(address: str, count: int) -> None:
         Mailbox.objects.filter(pk=mailbox.pk).update(used_bytes=F("used_bytes") + len(raw) * count)
 
 
-def best_of_three(client: imaplib.IMAP4, *command: str) -> tuple[float, bytes]:
-    best, data = None, b""
-    for _ in range(3):
-        start = time.perf_counter()
-        typ, answer = client.uid(*command)
-        elapsed = time.perf_counter() - start
-        if typ != "OK":
-            raise SystemExit(f"{command}: {answer}")
-        best, data = (elapsed if best is None else min(best, elapsed)), answer[0]
-    return best, data
+def process_cpu(pid: int | None) -> float:
+    """User plus system CPU seconds of a process so far (Linux /proc), 0 without a pid."""
+    if pid is None:
+        return 0.0
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def main(address: str, password: str, port: int, count: int) -> None:
+class Timer:
+    """Medians of the wall time and the server's CPU time of repeated actions."""
+
+    def __init__(self, pid: int | None, runs: int, only: str | None = None) -> None:
+        self.pid, self.runs, self.only = pid, runs, only
+
+    def wants(self, command: str) -> bool:
+        return self.only is None or self.only.upper() == command
+
+    def measure(self, action) -> tuple[float, float]:
+        walls, cpus = [], []
+        for _ in range(self.runs):
+            cpu, start = process_cpu(self.pid), time.perf_counter()
+            action()
+            walls.append(time.perf_counter() - start)
+            cpus.append(process_cpu(self.pid) - cpu)
+        return statistics.median(walls), statistics.median(cpus)
+
+    def text(self, wall: float, cpu: float) -> str:
+        text = f"{wall * 1000:7.0f} ms"
+        return text + (f" (server CPU {cpu * 1000:5.0f} ms)" if self.pid else "")
+
+
+def uid_command(client: imaplib.IMAP4, *command: str) -> bytes:
+    typ, answer = client.uid(*command)
+    if typ != "OK":
+        raise SystemExit(f"{command}: {answer}")
+    return answer[0]
+
+
+def main(address: str, password: str, port: int, count: int, timer: Timer) -> None:
     populate(address, count)
     client = imaplib.IMAP4("127.0.0.1", port)
     client.login(address, password)
     client.select(FOLDER)
-    print(f"{count} messages, load average {os.getloadavg()[0]:.1f}")
-    for key in KEYS:
-        elapsed, data = best_of_three(client, "SORT", key, "UTF-8", "ALL")
-        print(f"UID SORT {key:18s} {elapsed * 1000:7.0f} ms ({len(data.split())} UIDs)")
-    for algorithm in ("ORDEREDSUBJECT", "REFERENCES"):
-        elapsed, data = best_of_three(client, "THREAD", algorithm, "UTF-8", "ALL")
-        print(f"UID THREAD {algorithm:16s} {elapsed * 1000:7.0f} ms")
+    print(f"{count} messages, load average {os.getloadavg()[0]:.1f}, median of {timer.runs}")
+    for key in KEYS if timer.wants("SORT") else ():
+        data = uid_command(client, "SORT", key, "UTF-8", "ALL")
+        wall, cpu = timer.measure(lambda: uid_command(client, "SORT", key, "UTF-8", "ALL"))  # noqa: B023
+        print(f"UID SORT {key:18s} {timer.text(wall, cpu)} ({len(data.split())} UIDs)")
+    for algorithm in ("ORDEREDSUBJECT", "REFERENCES") if timer.wants("THREAD") else ():
+        command = ("THREAD", algorithm, "UTF-8", "ALL")
+        wall, cpu = timer.measure(lambda: uid_command(client, *command))  # noqa: B023
+        print(f"UID THREAD {algorithm:16s} {timer.text(wall, cpu)}")
     client.logout()
 
 
 def command_line(run, usage: str) -> None:
-    """ADDRESS PASSWORD PORT [COUNT] from the command line to run(...)."""
-    if len(sys.argv) < 4:
+    """ADDRESS PASSWORD PORT [COUNT] [--pid PID] [--runs N] [--only C] from the command line
+    to run(address, password, port, count, timer)."""
+    args = sys.argv[1:]
+    options = {"--pid": None, "--runs": "5", "--only": None}
+    for name in options:
+        if name in args:
+            at = args.index(name)
+            options[name] = args[at + 1]
+            del args[at : at + 2]
+    if len(args) < 3:
         raise SystemExit(usage)
+    pid = int(options["--pid"]) if options["--pid"] else None
+    count = int(args[3]) if len(args) > 3 else 100000
     run(
-        sys.argv[1],
-        sys.argv[2],
-        int(sys.argv[3]),
-        int(sys.argv[4]) if len(sys.argv) > 4 else 100000,
+        args[0], args[1], int(args[2]), count, Timer(pid, int(options["--runs"]), options["--only"])
     )
 
 

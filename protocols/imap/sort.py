@@ -10,9 +10,13 @@ In-Reply-To and References), read by mailboxes.selectors.message_sort_rows: a SO
 
 from __future__ import annotations
 
+import gc
 import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from operator import attrgetter
 
 from protocols.imap import untagged
 from protocols.imap.search import partial_slice, uid_ranges
@@ -79,6 +83,35 @@ def columns_for(keys: Iterable[SortKey]) -> tuple[str, ...]:
     return tuple(columns)
 
 
+# --- The cyclic garbage collector ------------------------------------------------------------
+
+_paused = 0
+_was_enabled = False
+_pause_lock = threading.Lock()
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector off while a SORT or THREAD reads and orders a large
+    folder: 100k rows and thread containers are hundreds of thousands of new container
+    objects, and the collections they set off (each full one walking every object of the
+    process) cost THREAD more CPU than the algorithm itself. Reference counting still frees
+    what is dropped; the collector runs again when the last overlapping user is done."""
+    global _paused, _was_enabled
+    with _pause_lock:
+        if _paused == 0:
+            _was_enabled = gc.isenabled()
+            gc.disable()
+        _paused += 1
+    try:
+        yield
+    finally:
+        with _pause_lock:
+            _paused -= 1
+            if _paused == 0 and _was_enabled:
+                gc.enable()
+
+
 # --- Collation and base subject -------------------------------------------------------------
 
 # i;ascii-casemap (RFC 4790 9.2): a-z become A-Z, every other octet stays; comparing the
@@ -98,11 +131,19 @@ _LEADER = re.compile(
 )
 
 
+# What a subject that steps (2)-(6) change starts or ends with: whitespace, a blob or
+# "[fwd:", "re" or "fw"; whitespace or "(fwd)".
+_MAY_LEAD = " \t[rRfF"
+_MAY_TRAIL = " \t)"
+
+
 def base_subject(subject: str) -> tuple[str, bool]:
     """RFC 5256 2.1: the base subject, and whether the subject marked a reply or forward.
 
     `subject` is already step (1): RFC 2047 words decoded, whitespace runs one space (the
     cached Message.subject). Returned as is (compare through casemap)."""
+    if subject and subject[0] not in _MAY_LEAD and subject[-1] not in _MAY_TRAIL:
+        return subject, False  # no leader, blob, "[fwd:", "(fwd)" or whitespace to remove
     text = subject
     reply = False
     while True:
@@ -207,12 +248,6 @@ def display_key(first: tuple[str, str]) -> str:
     return name if name.strip() else address
 
 
-def _sent(value: str | None, fallback: str) -> str:
-    # RFC 5256 2.2: the sent date; the internal date when there is no valid Date. Both come
-    # as the database's UTC text (selectors.message_sort_rows), which sorts as the instants.
-    return value or fallback
-
-
 def _memo(function):
     """function(value) once per distinct value: a folder's subjects and senders repeat."""
     cache: dict = {}
@@ -286,70 +321,77 @@ def sort_rows(
 # --- THREAD -----------------------------------------------------------------------------------
 
 
-@dataclass(eq=False)
+_DUMMY_KEY = ("", 0)
+
+
 class Node:
     """A thread container: a message (uid) or a dummy (uid None) standing for one that is
-    referred to but not here."""
+    referred to but not here. `key` is a message's (sent date, uid), what siblings and
+    threads are ordered by (RFC 5256 REFERENCES (5), (7))."""
 
-    uid: int | None = None
-    date: str = ""
-    subject: str = ""
-    parent: Node | None = None
-    children: list[Node] = field(default_factory=list)
+    __slots__ = ("uid", "date", "subject", "parent", "children", "key")
+
+    def __init__(self, uid: int | None = None, date: str = "", subject: str = "") -> None:
+        self.uid = uid
+        self.date = date
+        self.subject = subject
+        self.parent: Node | None = None
+        self.children: list[Node] = []
+        self.key = _DUMMY_KEY if uid is None else (date, uid)
 
     def sort_key(self) -> tuple[str, int]:
         node = self
         while node.uid is None and node.children:  # a dummy: its first child
             node = node.children[0]
-        return (node.date, node.uid or 0)
+        return node.key
 
 
-@dataclass(frozen=True)
-class _Msg:
-    uid: int
-    date: str
-    subject: str
-    message_id: str
-    references: tuple[str, ...]
+def _subject_keys():
+    """subject -> (casemapped base subject, whether it marked a reply or forward), once per
+    distinct subject (a folder's subjects repeat)."""
+    cache: dict[str, tuple[str, bool]] = {}
 
+    def of(subject: str) -> tuple[str, bool]:
+        found = cache.get(subject)
+        if found is None:
+            base, reply = base_subject(subject)
+            found = cache[subject] = (casemap(base), reply)
+        return found
 
-def _messages(rows: list[tuple]) -> list[_Msg]:
-    out = []
-    for uid, sent, internal, subject, message_id, in_reply_to, references in rows:
-        refs = tuple(references.split()) if references else ()
-        if not refs and in_reply_to:
-            refs = (in_reply_to,)  # RFC 5256 REFERENCES (1)(B)
-        out.append(_Msg(uid, _sent(sent, internal), subject or "", message_id, refs))
-    return out
+    return of
 
 
 def thread_orderedsubject(rows: list[tuple]) -> list[Node]:
     """RFC 5256 ORDEREDSUBJECT: by base subject then sent date; each subject's first message
     is the parent of the others; threads in the sent date order of their first message."""
-    subject_key = _memo(lambda text: casemap(base_subject(text)[0]))
-    msgs = sorted(_messages(rows), key=lambda m: (subject_key(m.subject), m.date, m.uid))
+    subject_of = _subject_keys()
+    keyed = [
+        (subject_of(subject or "")[0], sent or internal, uid)
+        for uid, sent, internal, subject, *_ in rows
+    ]
+    keyed.sort()  # UIDs are unique: nothing past them is compared
     threads: list[Node] = []
     current: Node | None = None
     current_subject = None
-    for msg in msgs:
-        subject = subject_key(msg.subject)
-        node = Node(msg.uid, msg.date)
+    for subject, date, uid in keyed:
+        node = Node(uid, date)
         if current is not None and subject == current_subject:
-            node.parent = current
-            current.children.append(node)
+            current.children.append(node)  # no parent link: see thread_references
         else:
             current, current_subject = node, subject
             threads.append(node)
-    threads.sort(key=Node.sort_key)
+    threads.sort(key=_KEY)  # roots are messages
     return threads
 
 
-def _is_ancestor(node: Node, of: Node) -> bool:
-    walk = of
-    while walk is not None:
-        if walk is node:
+_KEY = attrgetter("key")
+
+
+def _is_ancestor(node: Node, of: Node | None) -> bool:
+    while of is not None:
+        if of is node:
             return True
-        walk = walk.parent
+        of = of.parent
     return False
 
 
@@ -358,56 +400,59 @@ def _link(parent: Node, child: Node) -> None:
     parent.children.append(child)
 
 
-def _unlink(child: Node) -> None:
-    child.parent.children.remove(child)
-    child.parent = None
-
-
 def thread_references(rows: list[tuple]) -> list[Node]:
-    """RFC 5256 REFERENCES (the steps are numbered as there)."""
+    """RFC 5256 REFERENCES (the steps are numbered as there). The threads come without
+    parent links, as thread_orderedsubject's."""
     table: dict[str, Node] = {}
     nodes: list[Node] = []
-
-    def container(message_id: str) -> Node:
-        node = table.get(message_id)
-        if node is None:
-            node = table[message_id] = Node()
-            nodes.append(node)
-        return node
+    new_node = nodes.append
 
     # (1) link the messages and their references
-    for msg in _messages(rows):
-        node = table.get(msg.message_id) if msg.message_id else None
-        if node is None and msg.message_id:
-            node = container(msg.message_id)
+    for uid, sent, internal, subject, message_id, in_reply_to, references in rows:
+        date = sent or internal
+        node = table.get(message_id) if message_id else None
         if node is None or node.uid is not None:
             # (1)(A) no Message-ID, or one seen already: a unique one of its own
-            node = Node()
-            nodes.append(node)
-        node.uid, node.date, node.subject = msg.uid, msg.date, msg.subject
+            node = Node(uid, date, subject or "")
+            new_node(node)
+            if message_id and message_id not in table:
+                table[message_id] = node
+        else:  # the container its references made
+            node.uid, node.date, node.subject, node.key = uid, date, subject or "", (date, uid)
+        refs = references.split() if references else ()
+        if not refs and in_reply_to:
+            refs = (in_reply_to,)  # RFC 5256 REFERENCES (1)(B)
         previous: Node | None = None
-        for ref in msg.references:
-            current = container(ref)
+        for ref in refs:
+            current = table.get(ref)
+            if current is None:
+                current = table[ref] = Node()
+                new_node(current)
             # (1)(B) link in order, leaving existing links and never making a loop
             if (
                 previous is not None
                 and current.parent is None
                 and current is not previous
-                and not _is_ancestor(current, previous)
+                and not _is_ancestor(current, previous.parent)
             ):
                 _link(previous, current)
             previous = current
-        # (1)(C) the last reference is the parent, replacing one presumed before
-        if node.parent is not None:
-            _unlink(node)
-        if previous is not None and not _is_ancestor(node, previous):
+        # (1)(C) the last reference is the parent, replacing one presumed before. Kept
+        # where it is when that is the parent already: siblings are put in order later
+        # (steps 5 and 7), and removing from a thread of thousands each time is quadratic.
+        parent = node.parent
+        if parent is not None and parent is not previous:
+            parent.children.remove(node)
+            node.parent = parent = None
+        if parent is None and previous is not None and not _is_ancestor(node, previous):
             _link(previous, node)
     # (2) the root set, (3) the table is not needed any more
     roots = [node for node in nodes if node.parent is None]
     # (4) prune dummies, deepest first
     order = _breadth_first(roots)
     for node in reversed(order):
-        node.children = _pruned(node.children, root=False)
+        if node.children:
+            node.children = _pruned(node.children, root=False)
     roots = _pruned(roots, root=True)
     # (5) the root set by sent date (a dummy by its first child's, its children sorted)
     for node in roots:
@@ -418,7 +463,11 @@ def thread_references(rows: list[tuple]) -> list[Node]:
     roots = _merge_subjects(roots)
     # (7) siblings by sent date, the youngest set first
     for node in reversed(_breadth_first(roots)):
-        node.children.sort(key=Node.sort_key)
+        # The links up go: without them the threads hold no reference cycles, and
+        # reference counting frees them at once instead of a full collection later.
+        node.parent = None
+        if len(node.children) > 1:
+            node.children.sort(key=Node.sort_key)
     roots.sort(key=Node.sort_key)
     return roots
 
@@ -450,24 +499,26 @@ def _pruned(children: list[Node], *, root: bool) -> list[Node]:
     return kept
 
 
-def _thread_subject(node: Node) -> tuple[str, bool]:
+def _thread_subject(node: Node, subject_of) -> tuple[str, bool]:
     if node.uid is None:
         node = node.children[0]
-    subject, reply = base_subject(node.subject)
-    return casemap(subject), reply
+    return subject_of(node.subject)
 
 
 def _merge_subjects(roots: list[Node]) -> list[Node]:
     # (6)(A)(B) the subject table: per base subject, preferably a dummy, else a non-reply
+    subject_of = _subject_keys()
     table: dict[str, Node] = {}
     for node in roots:
-        subject, reply = _thread_subject(node)
+        subject, reply = _thread_subject(node, subject_of)
         if not subject:
             continue
         held = table.get(subject)
         if held is None:
             table[subject] = node
-        elif held.uid is not None and (node.uid is None or (_is_reply(held) and not reply)):
+        elif held.uid is not None and (
+            node.uid is None or (_is_reply(held, subject_of) and not reply)
+        ):
             table[subject] = node
     # (6)(C) merge into the table's thread
     result: list[Node] = []
@@ -480,7 +531,7 @@ def _merge_subjects(roots: list[Node]) -> list[Node]:
                 position[id(dummy)] = len(result)
                 result.append(dummy)
             continue
-        subject, reply = _thread_subject(node)
+        subject, reply = _thread_subject(node, subject_of)
         held = table.get(subject) if subject else None
         if held is None or held is node:
             position[id(node)] = len(result)
@@ -489,7 +540,7 @@ def _merge_subjects(roots: list[Node]) -> list[Node]:
             for child in node.children:
                 child.parent = held
             held.children.extend(node.children)
-        elif held.uid is None or (reply and not _is_reply(held)):
+        elif held.uid is None or (reply and not _is_reply(held, subject_of)):
             _link(held, node)
         else:
             dummy = Node()
@@ -503,10 +554,10 @@ def _merge_subjects(roots: list[Node]) -> list[Node]:
     return result
 
 
-def _is_reply(node: Node) -> bool:
+def _is_reply(node: Node, subject_of) -> bool:
     if node.uid is None:
         return False
-    return base_subject(node.subject)[1]
+    return subject_of(node.subject)[1]
 
 
 def thread_text(roots: list[Node], numbers: dict[int, int] | None = None) -> str:

@@ -57,15 +57,18 @@ async def _matching(
 
 def _rows(folder_id: int, uids: list[int], columns: tuple[str, ...]) -> list[tuple]:
     """(uid, *columns) of the given UIDs, in UID order, from the cached header fields."""
-    wanted = set(uids)
     rows = selectors.message_sort_rows(folder_id, uids[-1], columns)
+    if len(rows) == len(uids) and [row[0] for row in rows] == uids:
+        return rows  # the usual ALL
+    wanted = set(uids)
     return [row for row in rows if row[0] in wanted]
 
 
 def sort_uids(folder_id: int, uids: list[int], keys: tuple[sorting.SortKey, ...]) -> list[int]:
     columns = sorting.columns_for(keys)
-    rows = _rows(folder_id, uids, columns)
-    return sorting.sort_rows(rows, columns, keys, _exact_addresses(folder_id, rows, columns))
+    with sorting.collector_paused():
+        rows = _rows(folder_id, uids, columns)
+        return sorting.sort_rows(rows, columns, keys, _exact_addresses(folder_id, rows, columns))
 
 
 def _exact_addresses(folder_id: int, rows: list[tuple], columns: tuple[str, ...]) -> dict:
@@ -128,11 +131,17 @@ async def sort(session: Session, command: p.Sort) -> r.Reply | u.Done:
     return r.OK_COMPLETED
 
 
-def _threads(folder_id: int, uids: list[int], algorithm: str) -> list[sorting.Node]:
-    rows = _rows(folder_id, uids, sorting.THREAD_COLUMNS)
-    if algorithm == "REFERENCES":
-        return sorting.thread_references(rows)
-    return sorting.thread_orderedsubject(rows)
+def _threads(
+    folder_id: int, uids: list[int], algorithm: str, numbers: dict[int, int] | None
+) -> str:
+    """The THREAD response's data (sorting.thread_text) for the given messages."""
+    with sorting.collector_paused():
+        rows = _rows(folder_id, uids, sorting.THREAD_COLUMNS)
+        if algorithm == "REFERENCES":
+            roots = sorting.thread_references(rows)
+        else:
+            roots = sorting.thread_orderedsubject(rows)
+        return sorting.thread_text(roots, numbers)
 
 
 async def thread(session: Session, command: p.Thread) -> r.Reply | u.Done:
@@ -141,16 +150,15 @@ async def thread(session: Session, command: p.Thread) -> r.Reply | u.Done:
     if command.algorithm not in sorting.THREAD_ALGORITHMS:
         raise CommandError(BAD_THREAD_ALGORITHM)
     _key, result = await _matching(session, command.tag, command.keys, command.charset)
-    roots = (
-        await session.db_progress(
-            command.tag, _threads, sel.folder_id, result.uids, command.algorithm
-        )
-        if result.uids
-        else []
-    )
     numbers = None
     if not command.uid:
         numbers = dict(zip(result.uids, sel.seqs_of(result.uids), strict=True))
-    text = sorting.thread_text(roots, numbers)
+    text = (
+        await session.db_progress(
+            command.tag, _threads, sel.folder_id, result.uids, command.algorithm, numbers
+        )
+        if result.uids
+        else ""
+    )
     await session.respond(u.Thread(text))
     return r.OK_COMPLETED

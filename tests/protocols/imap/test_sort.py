@@ -105,6 +105,21 @@ def test_references_links_prunes_and_merges():
     assert sort.thread_text(roots) == "((8)(1 2))((3)(4)(5))(7 6)"
 
 
+def test_references_message_already_under_its_parent_keeps_date_order():
+    # 5 (<b>) was linked under 1 by 2's References before it arrived, and 3 and 4 were
+    # placed after it since: (1)(C) makes 1 its parent again, and the siblings still come
+    # by sent date (5 at minute 2 between 3 and 4), not in the order they were linked
+    rows = [
+        row(1, 0, "A", "<a>"),
+        row(2, 4, "Re: A", "<c>", references="<a> <b>"),
+        row(3, 1, "Re: A", "<d>", references="<a> <x>"),
+        row(4, 3, "Re: A", "<e>", references="<a>"),
+        row(5, 2, "Re: A", "<b>", references="<a>"),
+        row(6, 5, "Re: A", "<f>", references="<a> <b>"),
+    ]
+    assert sort.thread_text(sort.thread_references(rows)) == "(1 (3)(5 (2)(6))(4))"
+
+
 def test_orderedsubject():
     rows = [
         row(1, 3, "b"),
