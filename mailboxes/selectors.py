@@ -508,15 +508,20 @@ def messages_to_search_in_mailbox(
     return scope.select_related("folder")
 
 
-def message_sort_rows(folder_id: int, max_uid: int, columns: Sequence[str]) -> list[tuple]:
-    """(uid, *columns) of the folder's messages up to max_uid, in UID order: the cached header
-    fields IMAP SORT and THREAD order by (never the blobs); dates as UTC text."""
+def message_sort_rows(
+    folder_id: int, max_uid: int, columns: Sequence[str], *, uids: Sequence[int] | None = None
+) -> list[tuple]:
+    """(uid, *columns) of the folder's messages up to max_uid (or of those among `uids`, a
+    few), in UID order: the cached header fields IMAP SORT and THREAD order by (never the
+    blobs); dates as UTC text."""
     # Dates come as the database's own UTC text, which sorts as the instants do: converting
     # 100k values to datetime objects (and comparing those) cost more than the sort itself.
     dates = {c: Cast(c, CharField()) for c in columns if c in ("internal_date", "sent_date")}
+    chosen = Message.objects.filter(folder_id=folder_id, uid__lte=max_uid)
+    if uids is not None:
+        chosen = chosen.filter(uid__in=list(uids))
     rows = (
-        Message.objects.filter(folder_id=folder_id, uid__lte=max_uid)
-        .annotate(**{f"{c}_text": cast for c, cast in dates.items()})
+        chosen.annotate(**{f"{c}_text": cast for c, cast in dates.items()})
         .order_by("uid")
         .values_list("uid", *(f"{c}_text" if c in dates else c for c in columns))
     )

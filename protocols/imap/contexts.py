@@ -8,6 +8,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cmp_to_key
 
 from django.conf import settings
 
@@ -15,7 +16,7 @@ from protocols.imap import responses as r
 from protocols.imap import untagged
 from protocols.imap.errors import CommandError
 from protocols.imap.search import sequence_set_text, uses_saved, uses_sequence_numbers
-from protocols.imap.sort import ordered_set_text
+from protocols.imap.sort import ordered_set_text, sort_before, sort_position
 
 # A pair of an ADDTO or REMOVEFROM item: (context position, numbers in the context's order).
 Pair = tuple[int, list[int]]
@@ -32,6 +33,9 @@ class UpdateContext:
     uid: bool  # UID SEARCH / UID SORT: updates in UIDs, else in sequence numbers
     sort_keys: tuple | None  # None for SEARCH: mailbox order, every position 0
     results: list[int]  # UIDs, in the context's order
+    # SORT: each result's sort value, in the same order (sort.sort_rows_keyed), by which a
+    # message that joins is placed without sorting the result again
+    values: list = field(default_factory=list)
     # Sequence-number keys or "$": a change to one message can change whether another
     # matches, so every change re-evaluates the whole view.
     whole_view: bool = False
@@ -43,6 +47,10 @@ class UpdateContext:
     @property
     def sorted(self) -> bool:
         return self.sort_keys is not None
+
+    @property
+    def reverses(self) -> tuple[bool, ...]:
+        return tuple(getattr(key, "reverse", False) for key in self.sort_keys or ())
 
 
 def check_tag(live: dict[str, UpdateContext], tag: str) -> None:
@@ -59,6 +67,7 @@ def open_context(
     uid: bool,
     results: list[int],
     sort_keys: tuple | None = None,
+    values: list | None = None,
 ) -> r.Reply | None:
     """Open the context of a SEARCH or SORT with RETURN (UPDATE) among the selection's live
     ones; over MAILHOST_IMAP_MAX_UPDATE_CONTEXTS, the untagged `NO [NOUPDATE "tag"]` to
@@ -72,6 +81,7 @@ def open_context(
         uid=uid,
         sort_keys=sort_keys,
         results=list(results),
+        values=list(values or ()),
         whole_view=uses_sequence_numbers(key) or uses_saved(key),
     )
     return None
@@ -106,8 +116,19 @@ def removal_pairs(context: UpdateContext, gone: Iterable[int]) -> list[Pair]:
         for uid in removed:  # the result is in UID order
             del context.results[bisect.bisect_left(context.results, uid)]
         return [(0, removed)]
-    old = context.results
-    context.results = [uid for uid in old if uid not in gone]
+    old, values = context.results, context.values
+    kept_values = len(values) == len(old)
+    places = [index for index, uid in enumerate(old) if uid in gone]
+    if len(places) * 16 < len(old):  # a few: deleting in place beats copying the rest
+        context.results = list(old)
+        for index in reversed(places):
+            del context.results[index]
+            if kept_values:
+                del values[index]
+    else:
+        context.results = [uid for uid in old if uid not in gone]
+        if kept_values:
+            context.values = [value for uid, value in zip(old, values) if uid not in gone]
     pairs: list[Pair] = []
     taken = 0
     run: list[int] = []
@@ -128,12 +149,17 @@ def removal_pairs(context: UpdateContext, gone: Iterable[int]) -> list[Pair]:
 
 
 def addition_pairs(
-    context: UpdateContext, added: set[int], ordered: list[int] | None = None
+    context: UpdateContext,
+    added: set[int],
+    ordered: list[int] | None = None,
+    values: Sequence | dict[int, object] | None = None,
 ) -> list[Pair]:
     """ADDTO pairs putting `added` into the context's result (RFC 5267 4.3.3), and the
-    result updated. SEARCH: position 0, the set in mailbox order. SORT: `ordered` is the new
-    result in sort order (every UID kept in the same order as before); each run of additions
-    goes at its position in it (applied in order, everything before a run is in place)."""
+    result updated. SEARCH: position 0, the set in mailbox order. SORT: `values` maps each
+    added UID to its sort value, and each goes in by binary search (sort.sort_position);
+    or `ordered` is the whole new result in sort order with `values` its sort values (every
+    UID kept in the same order as before). Each run of additions goes at its position in
+    the new result (applied in order, everything before a run is in place)."""
     if not added:
         return []
     if not context.sorted:
@@ -141,23 +167,45 @@ def addition_pairs(
             bisect.insort(context.results, uid)
         context.members |= added
         return [(0, sorted(added))]
-    context.results = list(ordered)
-    context.members = set(ordered)
+    if ordered is None:
+        places = _insert_sorted(context, added, values)
+    else:
+        context.results = list(ordered)
+        context.values = list(values or ())
+        context.members = set(ordered)
+        places = [index for index, uid in enumerate(ordered) if uid in added]
     pairs: list[Pair] = []
-    run: list[int] = []
-    start = 0
-    for index, uid in enumerate(ordered):
-        if uid in added:
-            if not run:
-                start = index + 1
-            run.append(uid)
-            continue
-        if run:
-            pairs.append((start, run))
-            run = []
-    if run:
-        pairs.append((start, run))
+    for index in places:
+        if pairs and pairs[-1][0] + len(pairs[-1][1]) == index + 1:
+            pairs[-1][1].append(context.results[index])
+        else:
+            pairs.append((index + 1, [context.results[index]]))
     return pairs
+
+
+def _insert_sorted(context: UpdateContext, added: set[int], values: dict) -> list[int]:
+    """Insert the added UIDs at their places in the sorted result; their indexes there,
+    ascending. Inserted in sort order, each lands after those before it, so the index it
+    gets is its index in the final result."""
+    reverses = context.reverses
+    single = len(reverses) == 1
+    mine = sorted(
+        added,
+        key=cmp_to_key(
+            lambda a, b: (
+                -1 if sort_before(values[a], a, values[b], b, reverses, single=single) else 1
+            )
+        ),
+    )
+    places = []
+    for uid in mine:
+        value = values[uid]
+        index = sort_position(context.results, context.values, reverses, uid, value)
+        context.results.insert(index, uid)
+        context.values.insert(index, value)
+        places.append(index)
+    context.members |= added
+    return places
 
 
 def numbering(

@@ -310,12 +310,53 @@ def sort_rows(
     """UIDs of rows (uid, *columns), in UID order) ordered by the keys; messages the keys
     cannot tell apart keep mailbox order (RFC 5256 3), whatever REVERSE says. `overrides`:
     per address column, the first address of rows whose cached text is ambiguous."""
+    return sort_rows_keyed(rows, columns, keys, overrides)[0]
+
+
+def sort_rows_keyed(
+    rows: list[tuple],
+    columns: Sequence[str],
+    keys: Sequence[SortKey],
+    overrides: dict[str, dict[int, tuple[str, str]]] | None = None,
+) -> tuple[list[int], list]:
+    """sort_rows, and the sort values of each UID in that order (one value per UID for one
+    key, else a tuple): what sort_position places another message by."""
     index = {column: i + 1 for i, column in enumerate(columns)}
-    ordered = list(rows)
+    values = [list(map(_key_function(key, index, overrides or {}), rows)) for key in keys]
+    order = list(range(len(rows)))
     # One stable pass per key, least significant first: REVERSE turns its key alone.
-    for key in reversed(keys):
-        ordered.sort(key=_key_function(key, index, overrides or {}), reverse=key.reverse)
-    return [row[0] for row in ordered]
+    for key, of_row in zip(reversed(keys), reversed(values), strict=True):
+        order.sort(key=of_row.__getitem__, reverse=key.reverse)
+    uids = [rows[i][0] for i in order]
+    if len(values) == 1:
+        return uids, [values[0][i] for i in order]
+    return uids, [tuple(column[i] for column in values) for i in order]
+
+
+def sort_position(
+    ordered: Sequence[int], values: Sequence, reverses: Sequence[bool], uid: int, value
+) -> int:
+    """Where a message (uid, its sort value) goes in `ordered` (UIDs in sort order, with
+    their sort values): a binary search by the keys, REVERSE per key, and then by UID."""
+    single = len(reverses) == 1
+    low, high = 0, len(ordered)
+    while low < high:
+        middle = (low + high) // 2
+        if sort_before(values[middle], ordered[middle], value, uid, reverses, single=single):
+            low = middle + 1
+        else:
+            high = middle
+    return low
+
+
+def sort_before(value, uid: int, other, other_uid: int, reverses, *, single: bool) -> bool:
+    """Whether the message (uid, its sort value) sorts before the other (RFC 5256 3: by the
+    keys, each turned by its REVERSE, then in mailbox order)."""
+    pairs = zip((value,), (other,), reverses) if single else zip(value, other, reverses)
+    for mine, theirs, reverse in pairs:
+        if mine != theirs:
+            return mine > theirs if reverse else mine < theirs
+    return uid < other_uid
 
 
 # --- THREAD -----------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from protocols.imap import parser as p
 from protocols.imap import responses as r
 from protocols.imap import search as search_keys
 from protocols.imap import untagged as u
-from protocols.imap.commands.sortthread import sort_uids
+from protocols.imap.commands.sortthread import sort_uids_keyed, sort_values
 from protocols.imap.errors import CommandError
 from protocols.imap.worker import db
 
@@ -72,14 +72,21 @@ async def refresh(session: Session, changed: set[int]) -> list[u.ESearch]:
     for context, (matched, checked) in zip(live, found, strict=True):
         left, joined = contexts.delta(context, matched, checked)
         removes = contexts.removal_pairs(context, left)
-        ordered = None
+        ordered = values = None
         if context.sorted and joined:
-            # what stays keeps its order (sort keys do not change); what joins is placed by
-            # sorting the whole result again
-            ordered = await db(
-                sort_uids, sel.folder_id, sorted(context.members | joined), context.sort_keys
-            )
-        adds = contexts.addition_pairs(context, joined, ordered)
+            # What stays keeps its order (sort keys do not change). What joins is placed by
+            # its sort value, a binary search each; many at once, by sorting again.
+            if len(joined) > MAX_CHECKED or len(context.values) != len(context.results):
+                ordered, values = await db(
+                    sort_uids_keyed,
+                    sel.folder_id,
+                    sorted(context.members | joined),
+                    context.sort_keys,
+                )
+            else:
+                values = await db(sort_values, sel.folder_id, sorted(joined), context.sort_keys)
+                joined &= values.keys()  # an expunge may have come first
+        adds = contexts.addition_pairs(context, joined, ordered, values)
         number = contexts.numbering(context, sel.seq_of)
         response = contexts.update_esearch(context, removes, adds, number)
         if response is not None:

@@ -65,10 +65,31 @@ def _rows(folder_id: int, uids: list[int], columns: tuple[str, ...]) -> list[tup
 
 
 def sort_uids(folder_id: int, uids: list[int], keys: tuple[sorting.SortKey, ...]) -> list[int]:
+    return sort_uids_keyed(folder_id, uids, keys)[0]
+
+
+def sort_uids_keyed(
+    folder_id: int, uids: list[int], keys: tuple[sorting.SortKey, ...]
+) -> tuple[list[int], list]:
+    """The UIDs in sort order and their sort values (sorting.sort_rows_keyed)."""
     columns = sorting.columns_for(keys)
     with sorting.collector_paused():
         rows = _rows(folder_id, uids, columns)
-        return sorting.sort_rows(rows, columns, keys, _exact_addresses(folder_id, rows, columns))
+        overrides = _exact_addresses(folder_id, rows, columns)
+        return sorting.sort_rows_keyed(rows, columns, keys, overrides)
+
+
+def sort_values(
+    folder_id: int, uids: list[int], keys: tuple[sorting.SortKey, ...]
+) -> dict[int, object]:
+    """uid -> sort value of a few messages (those still in the folder), to place them in a
+    kept sort order (CONTEXT=SORT) without sorting it again."""
+    columns = sorting.columns_for(keys)
+    rows = selectors.message_sort_rows(folder_id, max(uids), columns, uids=uids)
+    ordered, values = sorting.sort_rows_keyed(
+        rows, columns, keys, _exact_addresses(folder_id, rows, columns)
+    )
+    return dict(zip(ordered, values, strict=True))
 
 
 def _exact_addresses(folder_id: int, rows: list[tuple], columns: tuple[str, ...]) -> dict:
@@ -103,16 +124,22 @@ async def sort(session: Session, command: p.Sort) -> r.Reply | u.Done:
     key, result = await _matching(
         session, command.tag, command.keys, command.charset, update=update
     )
-    ordered = (
-        await session.db_progress(command.tag, sort_uids, sel.folder_id, result.uids, keys)
+    ordered, values = (
+        await session.db_progress(command.tag, sort_uids_keyed, sel.folder_id, result.uids, keys)
         if result.uids
-        else []
+        else ([], [])
     )
     numbers = ordered if command.uid else [sel.seq_of(uid) for uid in ordered]
     numbers = [n for n in numbers if n is not None]
     if update:  # RFC 5267 4.3: CONTEXT=SORT
         refused = contexts.open_context(
-            sel.contexts, command.tag, key, uid=command.uid, results=ordered, sort_keys=keys
+            sel.contexts,
+            command.tag,
+            key,
+            uid=command.uid,
+            results=ordered,
+            sort_keys=keys,
+            values=values,
         )
         if refused is not None:
             await session.respond(refused)

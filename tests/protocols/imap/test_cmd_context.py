@@ -3,6 +3,8 @@ live with ESEARCH ADDTO/REMOVEFROM, CANCELUPDATE ends it; PARTIAL in SEARCH RETU
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from protocols.imap import responses as r
@@ -209,3 +211,71 @@ def test_uidonly_session_keeps_a_context(client, imap):
         ok("u2"),
     ]
     assert c.cmd("u3", "EXPUNGE") == [b"* VANISHED 1", ok("u3")]
+
+
+def _pairs(text: bytes) -> list[tuple[int, list[int]]]:
+    """`3 4,7:6 9 1` -> [(3, [4, 7, 6]), (9, [1])]: ADDTO/REMOVEFROM data, in order."""
+    words = text.decode().split()
+    out = []
+    for position, numbers in zip(words[::2], words[1::2], strict=True):
+        uids: list[int] = []
+        for part in numbers.split(","):
+            low, _, high = part.partition(":")
+            step = 1 if int(high or low) >= int(low) else -1
+            uids.extend(range(int(low), int(high or low) + step, step))
+        out.append((int(position), uids))
+    return out
+
+
+def _applied(result: list[int], lines: list[bytes], tag: str) -> list[int]:
+    """The client's copy of a UID SORT context after the ESEARCH updates among `lines`."""
+    out = list(result)
+    for line in lines:
+        if not line.startswith(f'* ESEARCH (TAG "{tag}") UID '.encode()):
+            continue
+        for name, data in re.findall(rb"(REMOVEFROM|ADDTO) \(([^)]*)\)", line):
+            for position, uids in _pairs(data):
+                if name == b"REMOVEFROM":
+                    assert out[position - 1 : position - 1 + len(uids)] == uids
+                    del out[position - 1 : position - 1 + len(uids)]
+                else:
+                    out[position - 1 : position - 1] = uids
+    return out
+
+
+def test_sort_update_positions_agree_with_a_full_sort(client, imap):
+    # several rounds of arrivals (dates and subjects that interleave with the kept result,
+    # ties included) and expunges: the result the client builds from ADDTO and REMOVEFROM
+    # equals a fresh SORT's each time
+    def deliver_dated(*pairs: tuple[str, int]) -> None:
+        for subject, day in pairs:
+            message = (
+                f"From: bob@example.net\r\nSubject: {subject}\r\n"
+                f"Date: {day:02d} Jan 2024 10:00:00 +0000\r\n\r\nbody\r\n"
+            )
+            deliver_in_thread(message.encode(), "alice@example.org").join()
+
+    deliver_dated(("m", 10), ("c", 20), ("x", 5), ("c", 15))
+    c, other = client(), client()
+    c.cmd("s0", "SELECT INBOX")
+    other.cmd("o0", "SELECT INBOX")
+    criteria = "(REVERSE DATE SUBJECT) UTF-8 ALL"
+    first = c.cmd("t1", f"UID SORT RETURN (ALL UPDATE) {criteria}")
+    result = [int(n) for n in re.search(rb"ALL (\S+)", first[0]).group(1).split(b",")]
+    rounds = [
+        ([("a", 12), ("z", 20), ("b", 1)], ""),
+        ([("c", 15), ("m", 25)], "2,5"),
+        ([], "1"),
+        ([("y", 20), ("a", 3), ("q", 10)], "6,9"),
+    ]
+    for number, (arrivals, expunged) in enumerate(rounds):
+        deliver_dated(*arrivals)
+        if expunged:
+            other.cmd("o1", "NOOP")
+            other.cmd("o2", f"UID STORE {expunged} +FLAGS.SILENT (\\Deleted)")
+            other.cmd("o3", "UID EXPUNGE " + expunged)
+        lines = c.cmd(f"n{number}", "NOOP")
+        result = _applied(result, lines, "t1")
+        fresh = c.cmd(f"f{number}", f"UID SORT {criteria}")[0]
+        assert result == [int(n) for n in fresh.split()[2:]], (number, lines)
+    assert len(result) == 4 + 8 - 5

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from protocols.imap import contexts
+from protocols.imap import contexts, sort
 from protocols.imap import parser as p
 from protocols.imap.errors import CommandError
 
@@ -98,3 +98,53 @@ def test_parser_return_options_and_cancelupdate():
     )
     assert isinstance(p.parse_command([b"e CANCELUPDATE"]), p.ParseError)
     assert isinstance(p.parse_command([b"e CANCELUPDATE a"]), p.ParseError)
+
+
+@pytest.mark.parametrize(
+    "criteria",
+    [
+        ["SUBJECT"],
+        ["REVERSE", "SIZE"],
+        ["SUBJECT", "REVERSE", "SIZE"],
+        ["REVERSE", "DATE", "SUBJECT"],
+    ],
+)
+def test_sort_context_places_arrivals_as_a_full_sort_would(criteria):
+    # CONTEXT=SORT places a joining message by binary search on the kept sort values; after
+    # each round of arrivals and expunges the result, and the client's copy built from the
+    # ADDTO/REMOVEFROM pairs, equal a full sort of what is left (ties in UID order)
+    keys = sort.parse_criteria(criteria)
+    columns = sort.columns_for(keys)
+    rng = random.Random(" ".join(criteria))
+
+    def message(uid):
+        subject = rng.choice(["a", "Re: a", "b", "B", "c", "[x] c", "d"])
+        when = f"2024-01-0{rng.randint(1, 3)} 00:00:00"
+        values = {"subject": subject, "size": rng.choice([10, 20, 30]), "sent_date": when}
+        values["internal_date"] = when
+        return (uid, *(values[column] for column in columns))
+
+    rows = {uid: message(uid) for uid in range(1, 40)}
+    ordered, values = sort.sort_rows_keyed(sorted(rows.values()), columns, keys)
+    c = contexts.UpdateContext(
+        tag="t", key=None, uid=True, sort_keys=keys, results=ordered, values=values
+    )
+    client_copy = list(ordered)
+    next_uid = 40
+    for _ in range(12):
+        gone = set(rng.sample(sorted(rows), min(len(rows), rng.randint(0, 4))))
+        arrived = set(range(next_uid, next_uid + rng.randint(0, 5)))
+        next_uid += len(arrived)
+        for uid in gone:
+            del rows[uid]
+        new_rows = [message(uid) for uid in sorted(arrived)]
+        rows.update((row[0], row) for row in new_rows)
+        _, new_values = sort.sort_rows_keyed(new_rows, columns, keys)
+        placed = dict(zip(sort.sort_rows(new_rows, columns, keys), new_values, strict=True))
+        removes = contexts.removal_pairs(c, gone)
+        adds = contexts.addition_pairs(c, arrived, values=placed)
+        client_copy = apply(client_copy, removes, adds)
+        expected, expected_values = sort.sort_rows_keyed(sorted(rows.values()), columns, keys)
+        assert c.results == expected
+        assert c.values == expected_values
+        assert client_copy == expected
