@@ -1,10 +1,10 @@
 """What a live SEARCH or SORT context (RFC 5267 RETURN (UPDATE)) costs a change, through IMAP.
 
-    python bench/imapcontext.py ADDRESS PASSWORD PORT [COUNT]
+    python bench/imapcontext.py ADDRESS PASSWORD PORT [COUNT] [--pid PID] [--runs N]
 
 Run in Mailhost's environment beside a running IMAP listener, as bench/imapsort.py (whose
-folder "SortBench" of COUNT messages, default 100,000, it fills or reuses). Times, best of
-five, a flag change (`UID STORE n +FLAGS.SILENT (\\Flagged)` and back) and an arrival (APPEND
+folder "SortBench" of COUNT messages, default 100,000, it fills or reuses). Times, the median
+of N (default 5) and with the listener's CPU as there, a flag change (`UID STORE n +FLAGS.SILENT (\\Flagged)` and back) and an arrival (APPEND
 to the folder, answered with its EXISTS) in a session with no context, with a SEARCH context
 (UNFLAGGED), and with a SORT context (SUBJECT) open.
 """
@@ -14,24 +14,13 @@ from __future__ import annotations
 import imaplib
 import os
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from imapsort import FOLDER, command_line, populate  # noqa: E402
+from imapsort import FOLDER, Timer, command_line, populate  # noqa: E402
 
 MESSAGE = b"From: a@example.org\r\nSubject: topic number 2500\r\n\r\nbody\r\n"
-
-
-def best_of_five(action) -> float:
-    best = None
-    for _ in range(5):
-        start = time.perf_counter()
-        action()
-        elapsed = time.perf_counter() - start
-        best = elapsed if best is None else min(best, elapsed)
-    return best
 
 
 def check(answer) -> None:
@@ -40,7 +29,7 @@ def check(answer) -> None:
         raise SystemExit(f"refused: {data}")
 
 
-def measure(client: imaplib.IMAP4, uid: int) -> tuple[float, float]:
+def measure(client: imaplib.IMAP4, uid: int, timer: Timer) -> str:
     def flag() -> None:
         check(client.uid("STORE", str(uid), "+FLAGS.SILENT", "(\\Flagged)"))
         check(client.uid("STORE", str(uid), "-FLAGS.SILENT", "(\\Flagged)"))
@@ -48,7 +37,8 @@ def measure(client: imaplib.IMAP4, uid: int) -> tuple[float, float]:
     def arrive() -> None:
         check(client.append(FOLDER, "", None, MESSAGE))
 
-    return best_of_five(flag) / 2, best_of_five(arrive)
+    flag_wall, flag_cpu = timer.measure(flag)
+    return f"STORE {timer.text(flag_wall / 2, flag_cpu / 2)}  APPEND {timer.text(*timer.measure(arrive))}"
 
 
 CONTEXTS = {
@@ -58,9 +48,9 @@ CONTEXTS = {
 }
 
 
-def main(address: str, password: str, port: int, count: int) -> None:
+def main(address: str, password: str, port: int, count: int, timer: Timer) -> None:
     populate(address, count)
-    print(f"{count} messages, load average {os.getloadavg()[0]:.1f}")
+    print(f"{count} messages, load average {os.getloadavg()[0]:.1f}, median of {timer.runs}")
     for name, command in CONTEXTS.items():
         client = imaplib.IMAP4("127.0.0.1", port)
         client.login(address, password)
@@ -68,8 +58,7 @@ def main(address: str, password: str, port: int, count: int) -> None:
         uid = 1 + int(data[0]) // 2
         if command is not None:
             check(client.uid(*command))
-        flag, arrive = measure(client, uid)
-        print(f"{name:15s} STORE {flag * 1000:7.1f} ms  APPEND {arrive * 1000:7.1f} ms")
+        print(f"{name:15s} {measure(client, uid, timer)}")
         client.logout()
 
 

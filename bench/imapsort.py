@@ -125,8 +125,8 @@ class Timer:
         return statistics.median(walls), statistics.median(cpus)
 
     def text(self, wall: float, cpu: float) -> str:
-        text = f"{wall * 1000:7.0f} ms"
-        return text + (f" (server CPU {cpu * 1000:5.0f} ms)" if self.pid else "")
+        text = f"{wall * 1000:7.1f} ms"
+        return text + (f" (server CPU {cpu * 1000:6.1f} ms)" if self.pid else "")
 
 
 def uid_command(client: imaplib.IMAP4, *command: str) -> bytes:
