@@ -21,12 +21,13 @@ from tests.support.servers import running
 
 ATTACKER = "127.0.0.1"
 VISITOR = "127.0.0.2"
+REQUEST_TIMEOUT = 5
 HALF_REQUEST = b"GET /login/ HTTP/1.1\r\nHost: mail.example.org\r\nUser-Agent: slow"
 
 
 @pytest.fixture
 def web(live_settings, monkeypatch):
-    live_settings.MAILHOST_WEB_REQUEST_TIMEOUT = 3
+    live_settings.MAILHOST_WEB_REQUEST_TIMEOUT = REQUEST_TIMEOUT
     monkeypatch.setitem(connections.settings["default"], "CONN_MAX_AGE", 0)
     with running(runner.WEB) as ports:
         yield ports["web"]
@@ -67,22 +68,25 @@ def closed_within(sock: socket.socket, seconds: float) -> bytes | None:
 
 @pytest.mark.django_db(transaction=True)
 def test_half_requests_from_one_address_do_not_take_the_web_app_down(web):
+    assert get(web, VISITOR)[0] == 200  # the page's first rendering is not what is measured
     held = half_requests(web, 120, ATTACKER)
     try:
         time.sleep(0.3)  # let the server take them all in
         status, elapsed = get(web, VISITOR)
         print(f"visitor answered in {elapsed * 1000:.1f} ms beside 120 half requests")
         assert status == 200
-        assert elapsed < 1.0, f"another address waited {elapsed:.2f} s"
+        # Blocked behind the half requests, the visitor would wait until they are cut (the
+        # request timeout); half of it leaves room for a loaded machine.
+        assert elapsed < REQUEST_TIMEOUT / 2, f"another address waited {elapsed:.2f} s"
         # Beyond the per-address cap the attacker's connections got 503 and were closed.
         refused = [s for s in held if closed_within(s, 0.01) is not None]
         assert len(refused) == 120 - 50
-        # And a half request is cut once the request timeout (3 s here) is up.
+        # And a half request is cut once the request timeout is up.
         started = time.monotonic()
         open_ones = [s for s in held if s not in refused]
-        assert closed_within(open_ones[-1], 6) is not None
+        assert closed_within(open_ones[-1], REQUEST_TIMEOUT + 3) is not None
         print(f"half request cut {time.monotonic() - started:.2f} s after the visitor's answer")
-        assert time.monotonic() - started < 5
+        assert time.monotonic() - started < REQUEST_TIMEOUT + 2
     finally:
         for sock in held:
             sock.close()
