@@ -13,6 +13,7 @@ from __future__ import annotations
 import gc
 import re
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -87,7 +88,11 @@ def columns_for(keys: Iterable[SortKey]) -> tuple[str, ...]:
 
 _paused = 0
 _was_enabled = False
+_off_since = 0.0
 _pause_lock = threading.Lock()
+# Overlapping pauses (many sessions sorting large folders) could keep the collector off for
+# good: the pause that ends after this long with others still running collects once.
+PAUSE_LIMIT = 5.0
 
 
 @contextmanager
@@ -97,19 +102,26 @@ def collector_paused() -> Iterator[None]:
     objects, and the collections they set off (each full one walking every object of the
     process) cost THREAD more CPU than the algorithm itself. Reference counting still frees
     what is dropped; the collector runs again when the last overlapping user is done."""
-    global _paused, _was_enabled
+    global _paused, _was_enabled, _off_since
     with _pause_lock:
         if _paused == 0:
             _was_enabled = gc.isenabled()
+            _off_since = time.monotonic()
             gc.disable()
         _paused += 1
     try:
         yield
     finally:
+        collect = False
         with _pause_lock:
             _paused -= 1
-            if _paused == 0 and _was_enabled:
-                gc.enable()
+            if _paused == 0:
+                if _was_enabled:
+                    gc.enable()
+            elif _was_enabled and time.monotonic() - _off_since > PAUSE_LIMIT:
+                _off_since, collect = time.monotonic(), True
+        if collect:
+            gc.collect()
 
 
 # --- Collation and base subject -------------------------------------------------------------

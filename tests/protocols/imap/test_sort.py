@@ -133,6 +133,25 @@ def test_orderedsubject():
     )
 
 
+def test_collector_paused_nests_and_collects_when_overlapping_pauses_last(monkeypatch):
+    import gc
+
+    assert gc.isenabled()
+    with sort.collector_paused():
+        with sort.collector_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # another pause is still running
+    assert gc.isenabled()
+    collected = []
+    monkeypatch.setattr(gc, "collect", lambda *args: collected.append(args))
+    monkeypatch.setattr(sort, "PAUSE_LIMIT", 0.0)
+    with sort.collector_paused():
+        with sort.collector_paused():
+            pass
+        assert collected == [()]  # off too long with the outer pause still running
+    assert gc.isenabled()
+
+
 def test_ordered_sets_and_partial():
     assert sort.ordered_set_text([5, 3, 4, 2, 1]) == "5,3:4,2,1"
     assert sort.partial_slice([9, 8, 7, 6], 2, 3) == [8, 7]
