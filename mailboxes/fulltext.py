@@ -186,6 +186,21 @@ def folder_uids(folder_id: int, blob_ids: list[int]) -> list[int]:
         return [row[0] for row in cursor.fetchall()]
 
 
+def mailbox_message_ids(mailbox_id: int, blob_ids: list[int]) -> list[int]:
+    """Ids of the mailbox's messages with these blobs, found through the blob index."""
+    if not blob_ids:
+        return []
+    marks = ", ".join(["%s"] * len(blob_ids))
+    join = "CROSS JOIN" if connection.vendor == "sqlite" else "JOIN"  # SQLite: this order
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT m.id FROM mailboxes_message m {join} mailboxes_folder f"
+            f" ON f.id = m.folder_id WHERE m.blob_id IN ({marks}) AND f.mailbox_id = %s",
+            [*blob_ids, mailbox_id],
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
 def unindexed_q() -> Q:
     """Messages whose blob has no indexed text (pending, or too long)."""
     return Q(blob_id__in=BlobTextPending.objects.values("blob_id"))

@@ -156,12 +156,14 @@ class _Context:
         self,
         *,
         folder_id: int | None = None,
+        mailbox_id: int | None = None,
         max_uid: int = 0,
         read_limit: int | None = None,
         read_bytes: int | None = None,
         reader: int | None = None,
     ):
         self.folder_id = folder_id
+        self.mailbox_id = mailbox_id  # a search of a whole mailbox (folder_id None)
         # A reader of another's shared folder: \Seen is its own (the scope's reader_seen)
         self.reader = reader
         self.max_uid = max_uid
@@ -488,6 +490,10 @@ def _compile_text(key: TextKey, ctx: _Context) -> _Compiled:
         found: set[int] | None = set(ids)
         if ctx.folder_id is not None:  # the UIDs of their messages, found through the blob index
             matched = Q(uid__in=fulltext.folder_uids(ctx.folder_id, ids))
+        elif ctx.mailbox_id is not None:
+            # the mailbox's messages with them, through the blob index: asked for its newest
+            # matches, SQLite walked every message of its folders by date instead
+            matched = Q(pk__in=fulltext.mailbox_message_ids(ctx.mailbox_id, ids))
         else:
             matched = Q(blob_id__in=ids)
     else:
@@ -709,7 +715,11 @@ def mailbox_search(
     and the result says it is incomplete. A search that reads spends its budget even past
     `limit` matches, so that how far back it read does not depend on how many matched."""
     ctx = _Context(
-        folder_id=folder_id, max_uid=MAX_UID, read_limit=read_limit, read_bytes=read_bytes
+        folder_id=folder_id,
+        mailbox_id=mailbox_id,
+        max_uid=MAX_UID,
+        read_limit=read_limit,
+        read_bytes=read_bytes,
     )
     scope = selectors.messages_to_search_in_mailbox(mailbox_id, folder_id=folder_id)
     found = _run(scope, criteria, ctx, fields=("id",), order=("-internal_date", "-id"), limit=limit)
