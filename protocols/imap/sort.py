@@ -322,7 +322,12 @@ def sort_rows(
     """UIDs of rows (uid, *columns), in UID order) ordered by the keys; messages the keys
     cannot tell apart keep mailbox order (RFC 5256 3), whatever REVERSE says. `overrides`:
     per address column, the first address of rows whose cached text is ambiguous."""
-    return sort_rows_keyed(rows, columns, keys, overrides)[0]
+    index = {column: i + 1 for i, column in enumerate(columns)}
+    ordered = list(rows)
+    # One stable pass per key, least significant first: REVERSE turns its key alone.
+    for key in reversed(keys):
+        ordered.sort(key=_key_function(key, index, overrides or {}), reverse=key.reverse)
+    return [row[0] for row in ordered]
 
 
 def sort_rows_keyed(
@@ -331,18 +336,24 @@ def sort_rows_keyed(
     keys: Sequence[SortKey],
     overrides: dict[str, dict[int, tuple[str, str]]] | None = None,
 ) -> tuple[list[int], list]:
-    """sort_rows, and the sort values of each UID in that order (one value per UID for one
-    key, else a tuple): what sort_position places another message by."""
-    index = {column: i + 1 for i, column in enumerate(columns)}
-    values = [list(map(_key_function(key, index, overrides or {}), rows)) for key in keys]
-    order = list(range(len(rows)))
-    # One stable pass per key, least significant first: REVERSE turns its key alone.
-    for key, of_row in zip(reversed(keys), reversed(values), strict=True):
-        order.sort(key=of_row.__getitem__, reverse=key.reverse)
+    """sort_rows (the same passes over each key's values, kept), and the sort values of each
+    UID in that order (one value per UID for one key, else a tuple): what sort_position
+    places another message by."""
+    order, values = _sort_order(rows, columns, keys, overrides)
     uids = [rows[i][0] for i in order]
     if len(values) == 1:
         return uids, [values[0][i] for i in order]
     return uids, [tuple(column[i] for column in values) for i in order]
+
+
+def _sort_order(rows, columns, keys, overrides) -> tuple[list[int], list[list]]:
+    """The row indexes in sort order, and per key the rows' values."""
+    index = {column: i + 1 for i, column in enumerate(columns)}
+    values = [list(map(_key_function(key, index, overrides or {}), rows)) for key in keys]
+    order = list(range(len(rows)))
+    for key, of_row in zip(reversed(keys), reversed(values), strict=True):
+        order.sort(key=of_row.__getitem__, reverse=key.reverse)
+    return order, values
 
 
 def sort_position(

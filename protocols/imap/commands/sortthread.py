@@ -124,11 +124,15 @@ async def sort(session: Session, command: p.Sort) -> r.Reply | u.Done:
     key, result = await _matching(
         session, command.tag, command.keys, command.charset, update=update
     )
-    ordered, values = (
-        await session.db_progress(command.tag, sort_uids_keyed, sel.folder_id, result.uids, keys)
-        if result.uids
-        else ([], [])
-    )
+    ordered, values = [], []
+    if result.uids and update:  # the context keeps the sort values
+        ordered, values = await session.db_progress(
+            command.tag, sort_uids_keyed, sel.folder_id, result.uids, keys
+        )
+    elif result.uids:
+        ordered = await session.db_progress(
+            command.tag, sort_uids, sel.folder_id, result.uids, keys
+        )
     numbers = ordered if command.uid else [sel.seq_of(uid) for uid in ordered]
     numbers = [n for n in numbers if n is not None]
     if update:  # RFC 5267 4.3: CONTEXT=SORT

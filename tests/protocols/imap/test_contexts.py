@@ -145,6 +145,7 @@ def test_sort_context_places_arrivals_as_a_full_sort_would(criteria):
         adds = contexts.addition_pairs(c, arrived, values=placed)
         client_copy = apply(client_copy, removes, adds)
         expected, expected_values = sort.sort_rows_keyed(sorted(rows.values()), columns, keys)
+        assert expected == sort.sort_rows(sorted(rows.values()), columns, keys)  # SORT's own
         assert c.results == expected
         assert c.values == expected_values
         assert client_copy == expected
