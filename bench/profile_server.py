@@ -1,9 +1,11 @@
 """Profile a running Mailhost under load: py-spy samples runmail's whole process tree while the
-bench's own clients drive port 25 (the accept path, through the SMTP session) or an IMAP
+bench's own clients drive port 25 (the accept path, through the SMTP session), submission to
+remote recipients delivered to a local sink (bench/run.py's outbound rows), or an IMAP
 FETCH/SEARCH loop.
 
     .venv/bin/python bench/profile_server.py smtp [--seconds 20] [--sessions 20] [--size 1024]
     .venv/bin/python bench/profile_server.py imap [--seconds 20] [--clients 4] [--messages 10000]
+    .venv/bin/python bench/profile_server.py outbound [--seconds 20] [--sessions 4] [--threads 4]
     common options: --processes N  --postgres  --gil  --rate HZ  --top N  --out DIR
 
 It starts `manage.py runmail` as bench/run.py does (bench/mailhost_process.py: free high ports,
@@ -120,6 +122,29 @@ def smtp_load(mailhost: Mailhost, args: argparse.Namespace) -> Load:
     return load
 
 
+def outbound_load(mailhost: Mailhost, args: argparse.Namespace) -> Load:
+    """Batches of run.py's outbound load (submission with AUTH to remote recipients, each
+    `sessions` sessions); what counts is the messages the local sink was handed."""
+    import asyncio
+
+    import run
+
+    load = Load()
+    load.count = lambda: args.sink.handler.recipients
+    batch = args.sessions * 10
+
+    def run_batches() -> None:
+        while not load.stopping.is_set():
+            result = asyncio.run(
+                run.submit("127.0.0.1", mailhost.ports["submission"], batch, args.sessions)
+            )
+            for error in result["errors"]:
+                load.error(error)
+
+    load.start(run_batches, 1)
+    return load
+
+
 def imap_load(mailhost: Mailhost, args: argparse.Namespace) -> Load:
     """`clients` connections, each repeating FETCH FLAGS, two SEARCHes and one message's FETCH."""
     load = Load()
@@ -177,7 +202,7 @@ def summarize(raw: Path, top: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("load", choices=("smtp", "imap"))
+    parser.add_argument("load", choices=("smtp", "imap", "outbound"))
     parser.add_argument("--seconds", type=float, default=20.0, help="sampling window")
     parser.add_argument("--sessions", type=int, default=20, help="smtp: parallel sessions")
     parser.add_argument("--size", type=int, default=1024, help="smtp: message bytes")
@@ -187,6 +212,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=4, help="imap: parallel connections")
     parser.add_argument("--messages", type=int, default=10_000, help="imap: the folder's size")
     parser.add_argument("--processes", type=int, help="runmail's MAILHOST_PROCESSES")
+    parser.add_argument(
+        "--threads", type=int, default=4, help="outbound: MAILHOST_DELIVERY_THREADS"
+    )
     parser.add_argument("--postgres", action="store_true", help="PostgreSQL and Redis")
     parser.add_argument("--gil", action="store_true", help="py-spy: the GIL holder only")
     parser.add_argument("--rate", type=int, default=200, help="py-spy: samples a second")
@@ -211,6 +239,23 @@ def main(argv: list[str] | None = None) -> int:
         env = dict(MAILHOST_ENV)
         if args.processes:
             env["MAILHOST_PROCESSES"] = str(args.processes)
+        if args.load == "outbound":
+            # run.py's outbound rows: a local DNS server names a local sink as the MX.
+            import run
+            from baseline_aiosmtpd import Sink
+            from dns_server import DnsServer
+            from mailhost_process import free_port
+
+            dns_server = DnsServer(run.SINK_DOMAIN, run.SINK_ADDRESS)
+            dns_server.start()
+            stack.callback(dns_server.stop)
+            args.sink = Sink(run.SINK_ADDRESS, free_port(run.SINK_ADDRESS))
+            args.sink.start()
+            stack.callback(args.sink.stop)
+            host, port = dns_server.address
+            env["MAILHOST_DNS_SERVERS"] = f"{host}:{port}"
+            env["MAILHOST_OUTBOUND_PORT"] = str(args.sink.port)
+            env["MAILHOST_DELIVERY_THREADS"] = str(args.threads)
         mailhost = Mailhost(
             tmp / "mailhost", database_url=database_url, redis_url=redis_url, extra_env=env
         )
@@ -226,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
         mailhost.start()
         print(f"runmail started (pid {mailhost.pid}); load: {args.load}", file=sys.stderr)
 
-        load = (smtp_load if args.load == "smtp" else imap_load)(mailhost, args)
+        loads = {"smtp": smtp_load, "imap": imap_load, "outbound": outbound_load}
+        load = loads[args.load](mailhost, args)
         stack.callback(load.stop)
         time.sleep(WARM_UP)
         spy = pyspy_binary()
@@ -246,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(args.seconds)
         cpu = tree_cpu_seconds(mailhost.pid) - cpu
         done, seconds = load.count() - done, time.perf_counter() - start
-        unit = "message" if args.load == "smtp" else "IMAP command"
+        unit = "IMAP command" if args.load == "imap" else "message"
         print(
             f"{done} {unit}s in {seconds:.1f} s: {done / seconds:.1f}/s, runmail's process tree "
             f"{cpu * 1000 / max(done, 1):.2f} ms CPU per {unit} ({cpu / seconds:.2f} CPUs busy; "

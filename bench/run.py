@@ -210,7 +210,8 @@ class Bench:
     def start_references(self) -> None:
         """The reference servers the chosen sections compare with, started beside Mailhost."""
         with self.phase("setup: reference servers (beside runmail)"):
-            if self.wants("outbound") and not self.wants("smtp") and reference_postfix.available():
+            outbound = self.wants("outbound", "outbound-processes")
+            if outbound and not self.wants("smtp") and reference_postfix.available():
                 self.start_postfix()
             if self.wants("smtp"):
                 self.baseline_port = free_port()
@@ -503,12 +504,19 @@ class Bench:
         assert self.mailhost.env.get("MAILHOST_DELIVERY_PROCESSES", "0") == str(processes)
         runs = self.results.setdefault("outbound", [])
         run = {"workers": workers, "processes": processes, "messages": self.counts["outbound"]}
-        run.update(self.outbound_load(self.mailhost.ports["submission"], auth=True))
+        run["runmail_processes"] = self.results["meta"]["processes"]
+        run.update(
+            self.outbound_load(self.mailhost.ports["submission"], self.mailhost.pid, auth=True)
+        )
         if self.postfix is not None and "outbound_postfix" not in self.results:
-            self.results["outbound_postfix"] = self.outbound_load(self.postfix.port, auth=False)
+            self.results["outbound_postfix"] = self.outbound_load(
+                self.postfix.port, self.postfix.master_pid(), auth=False
+            )
             print(f"   postfix: {self.results['outbound_postfix']}", file=sys.stderr, flush=True)
-        reference = (self.results.get("outbound_postfix") or {}).get("delivered_per_s")
+        postfix = self.results.get("outbound_postfix") or {}
+        reference = postfix.get("delivered_per_s")
         run["postfix_delivered_per_s"] = reference
+        run["postfix_cpu_ms_per_message"] = postfix.get("cpu_ms_per_message")
         run["ratio_to_postfix"] = ratio(run["delivered_per_s"], reference)
         runs.append(run)
         print(f"   {run}", file=sys.stderr, flush=True)
@@ -545,21 +553,26 @@ class Bench:
         self.results.setdefault("outbound_drain", []).append(run)
         print(f"   {run}", file=sys.stderr, flush=True)
 
-    def outbound_load(self, port: int, *, auth: bool) -> dict:
-        """Submit the outbound load on `port` and time it until the sink has it all."""
+    def outbound_load(self, port: int, pid: int, *, auth: bool) -> dict:
+        """Submit the outbound load on `port` and time it until the sink has it all; with
+        the CPU the server's process tree (`pid`'s) used for it, per message delivered (the
+        login of the sessions included; the sink and the client are the bench's)."""
         count = self.counts["outbound"]
         before = self.sink.handler.recipients
+        cpu = tree_cpu_seconds(pid)
         result = asyncio.run(submit("127.0.0.1", port, count, sessions=4, auth=auth))
         start = result["start"]
         submitted = time.perf_counter() - start
         done = self.sink.handler.wait_for(before + result["ok"], 300)
         elapsed = time.perf_counter() - start
+        cpu = tree_cpu_seconds(pid) - cpu
         delivered = self.sink.handler.recipients - before
         run = {
             "submitted": result["ok"],
             "submit_per_s": round(result["ok"] / submitted, 1),
             "delivered": delivered,
             "delivered_per_s": round(delivered / elapsed, 1),
+            "cpu_ms_per_message": round(cpu * 1000 / max(delivered, 1), 2),
             "complete": done,
             "sink_sessions": self.sink.handler.sessions,
         }
@@ -789,14 +802,14 @@ class Bench:
                 self.restart_mailhost(MAILHOST_DELIVERY_THREADS="16")
             self.section("outbound, 16 workers", lambda: self.outbound(16))
             # The same 16 threads in 2 delivery processes (GILs of their own).
-            if self.wants("outbound"):
+            if self.wants("outbound-processes"):
                 self.restart_mailhost(
                     MAILHOST_DELIVERY_THREADS="8", MAILHOST_DELIVERY_PROCESSES="2"
                 )
-            self.section("outbound, 2x8 workers", lambda: self.outbound(8, processes=2))
+            self.section("outbound-processes, 2x8 workers", lambda: self.outbound(8, processes=2))
             for threads, processes in ((1, 0), (4, 0), (16, 0), (8, 2)):
                 self.section(
-                    f"outbound, drain {processes or 1}x{threads}",
+                    f"outbound-drain, {processes or 1}x{threads}",
                     lambda t=threads, p=processes: self.outbound_drain(t, p),
                 )
             self.section("sieve", self.sieve)
@@ -1116,18 +1129,20 @@ def table(results: dict) -> str:
         out.append("")
         out.append("Outbound: submission -> spool -> workers -> local sink")
         out.append(
-            "| delivery threads | messages | submitted/s | delivered/s (end to end) "
-            "| Postfix delivered/s | vs Postfix |"
+            "| delivery threads (per runmail worker) | messages | submitted/s "
+            "| delivered/s (end to end) | Postfix delivered/s | vs Postfix "
+            "| CPU ms/message Mailhost | CPU ms/message Postfix |"
         )
-        out.append("|---|---|---|---|---|---|")
+        out.append("|---|---|---|---|---|---|---|---|")
         for r in outbound:
             threads = r["workers"]
             if r.get("processes"):
-                threads = f"{r['processes']} processes x {threads}"
+                threads = f"{r['processes']} delivery processes x {threads}"
             out.append(
                 f"| {threads} | {r['messages']} | {r['submit_per_s']} "
                 f"| {r['delivered_per_s']} | {r.get('postfix_delivered_per_s')} "
-                f"| {r.get('ratio_to_postfix')} |"
+                f"| {r.get('ratio_to_postfix')} | {r.get('cpu_ms_per_message')} "
+                f"| {r.get('postfix_cpu_ms_per_message')} |"
             )
     drain = results.get("outbound_drain")
     if drain:
@@ -1259,8 +1274,9 @@ def main(argv: list[str] | None = None) -> int:
         "--only",
         type=lambda text: set(text.split(",")),
         default=None,
-        help="comma-separated sections to run: smtp, inbound, outbound, imap, webmail, imaptest,"
-        " memory, sieve, spam",
+        help="comma-separated sections to run: smtp, inbound, outbound (1, 4 and 16 delivery"
+        " threads), outbound-processes (2 delivery processes of 8), outbound-drain, imap,"
+        " webmail, imaptest, memory, sieve, spam",
     )
     parser.add_argument(
         "--processes",
