@@ -44,10 +44,14 @@ def enqueue(message_id: int) -> bool:
         return _rq_enqueue(message_id)
     if settings.MAILHOST_DELIVERY_PROCESSES:
         return False  # the delivery processes' sweepers find it (delivery.worker)
-    if fanout.active() and fanout.worker_slot() != 0:
-        # Several worker processes: the embedded queue runs in worker 0 (mailhost/processes.py).
-        fanout.send(TOPIC, {"id": message_id}, to=0)
-        return True
+    if fanout.active():
+        # Several worker processes, each with delivery threads on its own embedded queue
+        # (mailhost/processes.py): a message is worker id % N's, whoever spooled or swept it,
+        # so one worker's queue de-duplicates its hints and the others' GILs share the work.
+        owner = message_id % fanout.worker_count()
+        if owner != fanout.worker_slot():
+            fanout.send(TOPIC, {"id": message_id}, to=owner)
+            return True
     return embedded.put(message_id)
 
 

@@ -5,6 +5,9 @@ Under `runmail` (the "worker" listener family, `start()` below):
   queue;
 - with REDIS_URL, the same number of threads run RQ workers on the "default" queue (0 threads
   leaves the jobs to `manage.py rqworker` processes).
+With MAILHOST_PROCESSES above 1, every worker process runs its MAILHOST_DELIVERY_THREADS
+threads (without REDIS_URL on its share of the messages, id modulo the workers:
+delivery/queue.py), and worker 0 the sweeper and the indexer for all of them.
 Either way a sweeper thread re-enqueues, every MAILHOST_SWEEP_INTERVAL seconds, every message
 whose recipients are due and not held by a worker: the database is the queue's truth.
 
@@ -33,6 +36,7 @@ from delivery import housekeeping, queue
 from delivery.leader import Leadership
 from delivery.outreports import tlsrpt
 from mailboxes import fulltext
+from mailhost import fanout
 from mailhost.config import require_server_name
 from mailhost.listeners import Listener
 
@@ -181,16 +185,18 @@ class DeliveryService:
 
     port = None
 
-    def __init__(self, threads: int | None = None) -> None:
+    def __init__(self, threads: int | None = None, *, threads_only: bool = False) -> None:
         self.count = settings.MAILHOST_DELIVERY_THREADS if threads is None else threads
         self.stop_event = threading.Event()
         self.sweeper = Sweeper()
         self.indexer = fulltext.Indexer(gate=self.sweeper.leadership.is_leading)
+        # Without the sweeper and the indexer (another worker process runs them).
+        self.background = [] if threads_only else [self.sweeper, self.indexer]
         self.threads: list[threading.Thread] = []
 
     def start(self) -> None:
-        self.sweeper.start()
-        self.indexer.start()
+        for thread in self.background:
+            thread.start()
         for index in range(self.count):
             if settings.REDIS_URL:
                 target, args = _rq_thread_worker, (self.stop_event, index)
@@ -202,7 +208,8 @@ class DeliveryService:
             thread.start()
             self.threads.append(thread)
         mode = "RQ" if settings.REDIS_URL else "embedded"
-        logger.info("delivery: %d %s worker thread(s) and the sweeper", self.count, mode)
+        beside = " and the sweeper" if self.background else ""
+        logger.info("delivery: %d %s worker thread(s)%s", self.count, mode, beside)
 
     def close(self) -> None:
         self.stop_event.set()
@@ -214,9 +221,7 @@ class DeliveryService:
     def join(self, timeout: float = 30) -> None:
         from delivery.client import connection_cache
 
-        self.sweeper.join(timeout)
-        self.indexer.join(timeout)
-        for thread in self.threads:
+        for thread in [*self.background, *self.threads]:
             thread.join(timeout)
         connection_cache.close_all()  # QUIT to the peers, rather than dropped sessions
 
@@ -306,10 +311,15 @@ class DeliveryProcesses:
 
 
 async def start() -> list[Listener]:
+    # In worker 1.. of several (MAILHOST_PROCESSES), delivery threads only: worker 0 sweeps,
+    # keeps house and indexes for all of them, or runs the delivery processes.
+    other_worker = bool(fanout.worker_slot())
     if settings.MAILHOST_DELIVERY_PROCESSES:
+        if other_worker:
+            return []
         processes = DeliveryProcesses(settings.MAILHOST_DELIVERY_PROCESSES)
         processes.start()
         return [Listener("worker", processes)]
-    service = DeliveryService()
+    service = DeliveryService(threads_only=other_worker)
     service.start()
     return [Listener("worker", service)]

@@ -3,7 +3,7 @@
 What one process must tell the others: a folder changed (IMAP IDLE and NOTIFY, webmail push,
 the indexer: mailboxes/events.py), a login failed or succeeded (the limiter:
 mailboxes/throttle.py), a POP3 maildrop was taken over (protocols/pop3), a message waits for
-delivery (the embedded queue runs in one process: delivery/queue.py).
+delivery (each worker's embedded queue takes its share of the messages: delivery/queue.py).
 
 The supervisor makes, before it starts the workers, one Unix datagram socket pair per worker
 (socket.socketpair: no name in the filesystem or the abstract namespace, so nothing outside
@@ -80,6 +80,11 @@ def active() -> bool:
 def worker_slot() -> int | None:
     """This worker's number (0 is the one that runs what runs once), None when not a worker."""
     return _slot
+
+
+def worker_count() -> int:
+    """The number of workers of this server (1 when not one of several)."""
+    return len(_pairs) if _slot is not None else 1
 
 
 def subscribe(topic: str, callback: Subscriber) -> None:

@@ -12,9 +12,9 @@ With MAILHOST_PROCESSES above 1 (the default is the number of CPUs), `runmail` a
   worker tells the others (mailhost/fanout.py: change events for IDLE and NOTIFY, the login
   limiter, POP3 takeovers, delivery hints);
 - it forks the workers, each with its own event loop running the mail families (SMTP, IMAP,
-  POP3, ManageSieve) on the inherited sockets. Worker 0 also runs what must run once: the
-  web app, the delivery workers with the embedded queue, the spool sweeper and housekeeping,
-  the full-text indexer and ACME renewal;
+  POP3, ManageSieve) on the inherited sockets, and its delivery threads (a share of the
+  embedded queue's messages, or RQ workers). Worker 0 also runs what must run once: the
+  web app, the spool sweeper and housekeeping, the full-text indexer and ACME renewal;
 - it restarts a worker that dies (its rows of the shared counts cleared first), forwards
   SIGHUP (certificates again from their files) to every worker, and on SIGTERM or SIGINT
   asks every worker to drain, as a single process does, and waits for them.
@@ -95,7 +95,8 @@ class Supervisor:
 
         if slot == 0:
             return self.modules
-        return tuple(m for m in self.modules if m in runner.PER_PROCESS)
+        every = (*runner.PER_PROCESS, *runner.EVERY_WORKER)
+        return tuple(m for m in self.modules if m in every)
 
     def open_sockets(self) -> None:
         from mailhost import runner

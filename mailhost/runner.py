@@ -26,6 +26,9 @@ ALL = (SMTP, IMAP, POP3, MANAGESIEVE, WEB, DELIVERY)
 # With MAILHOST_PROCESSES above 1, these run in every worker process on shared sockets; the
 # others (and ACME renewal) in worker 0 only (mailhost/processes.py).
 PER_PROCESS = (SMTP, IMAP, POP3, MANAGESIEVE)
+# These run in every worker process too, without ports: the delivery threads (their sweeper,
+# housekeeping and indexer in worker 0 only: delivery/worker.py).
+EVERY_WORKER = (DELIVERY,)
 ACME_RETRY_SECONDS = 3600  # after a failed ACME check, sooner than MAILHOST_ACME_CHECK_INTERVAL
 
 

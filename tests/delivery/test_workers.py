@@ -263,3 +263,82 @@ def test_delivery_processes_each_deliver_their_share_once(sender, zone, peers, m
     assert sorted(r.rcpt_tos[0] for r in peer.received) == sorted(
         f"user{i}@remote.test" for i in range(10)
     )
+
+
+class WorkerRecordingPeer(PeerHandler):
+    """A peer that notes which of `pids` holds the client end of each session (from /proc,
+    while the client waits for the DATA reply), and answers slowly enough that one delivery
+    thread cannot take every message."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pids: list[int] = []
+        self.delivered_by: list[int | None] = []
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: ANN001
+        import asyncio
+
+        self.delivered_by.append(_holder_of_local_port(session.peer[1], self.pids))
+        await asyncio.sleep(0.2)
+        return await super().handle_DATA(server, session, envelope)
+
+
+def _holder_of_local_port(port: int, pids: list[int]) -> int | None:
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as lines:
+            next(lines)
+            for line in lines:
+                fields = line.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    inodes.add(f"socket:[{fields[9]}]")
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}") in inodes:
+                    return pid
+            except OSError:
+                continue
+    return None
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="finds the sender in /proc")
+def test_every_worker_process_delivers(sender, zone, peers, tmp_path):
+    """MAILHOST_PROCESSES=2: each worker process of runmail runs its delivery threads (without
+    REDIS_URL on the messages whose id modulo 2 is its number, which worker 0's sweeper hands
+    it; with it as RQ workers), and every message is delivered once."""
+    from bench.mailhost_process import Mailhost, process_tree
+
+    peer = peers.start("127.0.0.2", WorkerRecordingPeer())
+    mailhost = Mailhost(
+        tmp_path / "data",
+        database_url=_database_url(),
+        redis_url=settings.REDIS_URL or None,
+        extra_env={
+            "MAILHOST_PROCESSES": "2",
+            "MAILHOST_DELIVERY_THREADS": "1",
+            "MAILHOST_SWEEP_INTERVAL": "0.2",
+            "MAILHOST_DNS_SERVERS": f"127.0.0.1:{zone.port}",
+            "MAILHOST_OUTBOUND_PORT": str(settings.MAILHOST_OUTBOUND_PORT),
+        },
+    )
+    mailhost.start()
+    try:
+        workers = process_tree(mailhost.pid)[1:]
+        assert len(workers) == 2
+        peer.pids = workers
+        messages = [spool([f"user{i}@remote.test"]) for i in range(8)]
+        deadline = time.monotonic() + 60
+        while any(status_of(m) != RecipientStatus.DELIVERED for m in messages):
+            assert time.monotonic() < deadline, f"not delivered:\n{mailhost.log_tail()}"
+            time.sleep(0.1)
+    finally:
+        mailhost.stop()
+    assert sorted(r.rcpt_tos[0] for r in peer.received) == sorted(
+        f"user{i}@remote.test" for i in range(8)
+    )
+    assert set(peer.delivered_by) == set(workers)
