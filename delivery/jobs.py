@@ -9,12 +9,14 @@ at once, or again after a crash, is safe.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections import defaultdict
 
 from django.conf import settings
 from django.db import connections
 
-from delivery import client, dns, queue, services
+from delivery import bounces, client, dns, queue, services
 from delivery.destinations import destinations
 from delivery.models import OutboundRecipient, RecipientStatus
 from delivery.services import Claim, Outcome
@@ -31,18 +33,39 @@ def deliver_message(message_id: int) -> dict[str, int]:
     if claim is None:
         return {}
     counts = attempt(claim)
-    if services.dsn_owed(recipient_ids=[r.id for r in claim.recipients]):
+    if _dsn_possible(claim, counts) and services.dsn_owed(
+        recipient_ids=[r.id for r in claim.recipients]
+    ):
         services.message_notify(message_id=message_id)
     return counts
+
+
+def _dsn_possible(claim: Claim, counts: dict[str, int]) -> bool:
+    """False when this attempt can have left no DSN owed: every recipient delivered, none
+    asking for a success notice (the usual case, spared a query). A recipient whose result
+    another job wrote (a lost lease) is that job's to report."""
+    if counts != {RecipientStatus.DELIVERED: len(claim.recipients)}:
+        return True
+    return any(bounces.notify_wants(r.notify, bounces.DELIVERED) for r in claim.recipients)
+
+
+# A connection used this recently is taken as alive without asking the server (PostgreSQL's
+# is_usable() is a round trip: one per message to busy workers); one that dies meanwhile
+# fails its job, is closed before the next, and the sweeper brings the message back.
+HEALTH_CHECK_IDLE = 1.0
+_last_job = threading.local()
 
 
 def _drop_broken_connections() -> None:
     """A worker keeps its database connection from job to job (reopening one per job costs
     more than a small delivery), but not one the server has dropped or that failed."""
+    now = time.monotonic()
+    idle = now - getattr(_last_job, "at", float("-inf")) >= HEALTH_CHECK_IDLE
+    _last_job.at = now
     for conn in connections.all(initialized_only=True):
         if conn.connection is None or conn.in_atomic_block:
             continue  # a caller's open transaction (a test, a shell) is left alone
-        if conn.errors_occurred or not conn.is_usable():
+        if conn.errors_occurred or (idle and not conn.is_usable()):
             conn.close()
 
 
@@ -61,7 +84,9 @@ def attempt(claim: Claim) -> dict[str, int]:
             raw = blob_read(claim.message.blob)
             for group in _destinations(remote):
                 outcomes = _deliver_remote(claim, group, raw)
-                services.recipients_record(token=claim.token, outcomes=outcomes)
+                services.recipients_record(
+                    token=claim.token, outcomes=outcomes, claimed=claim.recipients
+                )
                 done.update(outcomes)
                 for outcome in outcomes.values():
                     counts[outcome.status] += 1
