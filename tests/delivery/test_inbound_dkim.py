@@ -161,3 +161,21 @@ def test_openssl_rsa_signature_is_dkimpys_own():
         theirs = rsaverify._pure_python_sign(hashlib.sha256(text), private)
         assert bytes(ours) == bytes(theirs)
     assert dkim.RSASSA_PKCS1_v1_5_sign is rsaverify.rsassa_pkcs1_v1_5_sign
+
+
+def test_a_signing_key_is_parsed_once():
+    # dkimpy parses the PEM key of every signature in pure Python; rsaverify keeps each key's
+    # parse (dkimpy only reads it), equal to a fresh one.
+    import dkim
+
+    import delivery.dkim  # noqa: F401  (installs the cached parse)
+    from delivery.inbound import rsaverify
+    from tests.support.dkimkeys import signing_key
+
+    pem = signing_key().pem
+    raw = b"From: a@example.org\r\nTo: b@remote.test\r\nSubject: hi\r\n\r\nbody\r\n"
+    rsaverify.parse_pem_private_key.cache_clear()
+    for _ in range(3):
+        dkim.sign(raw, b"s1", b"example.org", pem, include_headers=[b"from"])
+    assert rsaverify.parse_pem_private_key.cache_info().misses == 1
+    assert rsaverify.parse_pem_private_key(pem) == rsaverify._parse_pem(pem)
