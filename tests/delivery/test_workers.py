@@ -19,6 +19,7 @@ from delivery.models import OutboundRecipient, RecipientStatus
 from mailhost import runner
 from tests.delivery.conftest import PeerHandler, deliver_until, run_queue
 from tests.delivery.test_delivery import spool
+from tests.support import procsockets
 from tests.support.servers import running
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("delivery_env")]
@@ -284,26 +285,15 @@ class WorkerRecordingPeer(PeerHandler):
 
 
 def _holder_of_local_port(port: int, pids: list[int]) -> int | None:
-    inodes = set()
+    inodes = []
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         with open(table) as lines:
             next(lines)
             for line in lines:
                 fields = line.split()
                 if int(fields[1].rsplit(":", 1)[1], 16) == port:
-                    inodes.add(f"socket:[{fields[9]}]")
-    for pid in pids:
-        try:
-            fds = os.listdir(f"/proc/{pid}/fd")
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                if os.readlink(f"/proc/{pid}/fd/{fd}") in inodes:
-                    return pid
-            except OSError:
-                continue
-    return None
+                    inodes.append(fields[9])
+    return procsockets.holder(inodes, pids)
 
 
 @pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="finds the sender in /proc")
@@ -332,7 +322,7 @@ def test_every_worker_process_delivers(sender, zone, peers, tmp_path):
         assert len(workers) == 2
         peer.pids = workers
         messages = [spool([f"user{i}@remote.test"]) for i in range(8)]
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180
         while any(status_of(m) != RecipientStatus.DELIVERED for m in messages):
             assert time.monotonic() < deadline, f"not delivered:\n{mailhost.log_tail()}"
             time.sleep(0.1)

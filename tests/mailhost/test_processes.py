@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from bench.mailhost_process import Mailhost, process_tree
+from tests.support import procsockets
 from tests.support.tlsca import make_ca
 
 pytestmark = pytest.mark.skipif(
@@ -89,19 +90,9 @@ def worker_of(mailhost: Mailhost, client: socket.socket, timeout: float = 5) -> 
     """The pid of the worker that accepted this connection."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        inode = _server_inode(client)
-        target = f"socket:[{inode}]"
-        for pid in workers(mailhost):
-            try:
-                fds = os.listdir(f"/proc/{pid}/fd")
-            except OSError:
-                continue
-            for fd in fds:
-                try:
-                    if os.readlink(f"/proc/{pid}/fd/{fd}") == target:
-                        return pid
-                except OSError:
-                    continue
+        pid = procsockets.holder([_server_inode(client)], workers(mailhost))
+        if pid is not None:
+            return pid
         time.sleep(0.05)
     raise AssertionError("no worker holds the connection")
 
