@@ -1293,16 +1293,19 @@ def folder_set_subscribed(*, folder: Folder, subscribed: bool) -> None:
 
 
 @unsynced_atomic()
-def folder_claim_recent(*, folder: Folder) -> tuple[int, int]:
+def folder_claim_recent(*, folder: Folder, upto: int | None = None) -> tuple[int, int]:
     """Claim \\Recent for a session that selects the folder read-write (RFC 3501 2.3.2).
 
     Returns the range [first, uidnext) of UIDs that are \\Recent for this session only.
+    `upto`: claim no UID from there on (a selected session claims only the arrivals it is
+    announcing: one arriving meanwhile is for whichever session announces it first).
     """
     locked = Folder.objects.select_for_update().get(pk=folder.pk)
     first = locked.first_recent_uid
-    if locked.uidnext > first:
-        Folder.objects.filter(pk=folder.pk).update(first_recent_uid=locked.uidnext)
-    return first, locked.uidnext
+    end = locked.uidnext if upto is None else min(upto, locked.uidnext)
+    if end > first:
+        Folder.objects.filter(pk=folder.pk).update(first_recent_uid=end)
+    return first, max(first, end)
 
 
 # --- Messages ----------------------------------------------------------------------------

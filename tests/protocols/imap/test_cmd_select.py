@@ -6,6 +6,7 @@ import pytest
 
 from mailboxes import selectors, services
 from protocols.imap import responses as r
+from tests.protocols.imap.conftest import deliver_in_thread
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -58,6 +59,33 @@ def test_examine_is_read_only_and_claims_no_recent(client, imap):
     assert c.cmd("a3", "EXPUNGE") == [ok("a3", r.NO_READ_ONLY)]
     assert c.cmd("a4", "FETCH 1 BODY[TEXT]")[0] == b"* 1 FETCH (BODY[TEXT] {5}\r\nHi.\r\n)"
     assert not selectors.messages_in(inbox(imap)).get().seen  # EXAMINE never sets \Seen
+
+
+def test_mail_arriving_while_an_update_reads_is_recent_in_the_session_announcing_it(
+    client, monkeypatch
+):
+    # imaptest's checkpoint found messages \Recent in no session: an update read the changes
+    # (message 1), a message arrived, and the update's claim took the folder's UIDNEXT,
+    # message 2 included, which the next update then announced without \Recent.
+    c = client()
+    c.cmd("a1", "SELECT INBOX")
+    read = selectors.folder_changes_since
+    arrivals = [MESSAGE]
+
+    def read_then_one_arrives(*args, **kwargs):
+        changes = read(*args, **kwargs)
+        if arrivals and changes and changes[1]:
+            deliver_in_thread(arrivals.pop(), "alice@example.org").join()
+        return changes
+
+    monkeypatch.setattr(selectors, "folder_changes_since", read_then_one_arrives)
+    deliver(1)
+    assert c.cmd("a2", "NOOP")[:2] == [b"* 1 EXISTS", b"* 1 RECENT"]
+    assert not arrivals
+    assert c.cmd("a3", "NOOP")[:2] == [b"* 2 EXISTS", b"* 2 RECENT"]
+    assert c.cmd("a4", "FETCH 2 FLAGS")[0] == b"* 2 FETCH (FLAGS (\\Recent))"
+    other = client()
+    assert b"* 0 RECENT" in other.cmd("b1", "SELECT INBOX")
 
 
 def test_select_nonexistent_leaves_selected_state(client):
