@@ -149,8 +149,8 @@ async def store(session: Session, command: p.Store) -> r.Reply | u.Done:
             number, verb = session.fetch_form(uid, seq)
             uid_item = uid if (command.uid or session.qresync) and not session.uidonly else None
             if command.silent:
-                # RFC 7162 3.1.3: .SILENT still reports the new MODSEQ.
-                uid_item = uid if command.uid and not session.uidonly else None
+                # RFC 7162 3.1.3: .SILENT still reports the new MODSEQ (with the UID under
+                # QRESYNC, 3.2.4, as every FETCH not asked for).
                 out.append(u.FetchFlags(number, None, uid=uid_item, modseq=modseq, verb=verb))
                 continue
             shown.update(flags)

@@ -153,6 +153,28 @@ def test_qresync_select_reports_vanished_and_changes(client, imap):
     assert c.cmd("a5", "EXPUNGE") == [b"* VANISHED 2", ok("a5")]
 
 
+def test_silent_store_under_qresync_reports_the_uid_with_the_modseq(client, imap):
+    # RFC 7162 3.2.4: with QRESYNC every FETCH the client did not ask for carries the UID;
+    # .SILENT's MODSEQ-only FETCH had none (imaptest: "FETCH didn't return UID while QRESYNC
+    # was enabled: * 4 FETCH (MODSEQ (301))").
+    deliver(2)
+    c = client()
+    c.cmd("a1", "ENABLE QRESYNC")
+    c.cmd("a2", "SELECT INBOX")
+    highest = inbox(imap).highestmodseq
+    assert c.cmd("a3", "STORE 2 +FLAGS.SILENT (\\Seen)") == [
+        b"* 2 FETCH (UID 2 MODSEQ (%d))" % (highest + 1),
+        ok("a3"),
+    ]
+    # CONDSTORE alone: the MODSEQ, no UID (a STORE by sequence number)
+    other = client()
+    other.cmd("b1", "SELECT INBOX (CONDSTORE)")
+    assert other.cmd("b2", "STORE 1 +FLAGS.SILENT (\\Seen)") == [
+        b"* 1 FETCH (MODSEQ (%d))" % (highest + 2),
+        ok("b2"),
+    ]
+
+
 def test_select_another_mailbox_sends_closed(client):
     c = client()
     c.cmd("a1", "SELECT INBOX")
