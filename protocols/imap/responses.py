@@ -100,6 +100,7 @@ NO_TOO_BIG = Reply("NO", "Message too large", "TOOBIG")
 NO_READ_ONLY = Reply("NO", "Mailbox is read-only", "READ-ONLY")
 NO_SERVERBUG = Reply("NO", "Internal error; try again later", "SERVERBUG")
 NO_EXPUNGE_ISSUED = Reply("NO", "Some messages were expunged", "EXPUNGEISSUED")
+OK_EXPUNGE_ISSUED = Reply("OK", "Completed; some messages were expunged", "EXPUNGEISSUED")
 NO_UIDVALIDITY_CHANGED = Reply("NO", "UIDVALIDITY changed", "UIDVALIDITY")
 NO_LIMIT = Reply("NO", "Too many keywords", "LIMIT")  # RFC 5530 3
 NO_BAD_CHARSET = Reply("NO", "Unsupported charset", "BADCHARSET (US-ASCII UTF-8)")

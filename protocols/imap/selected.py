@@ -172,14 +172,21 @@ class Selected:
         self.keywords |= new
         return [self.flags_response()]
 
-    def expunge(self, gone_uids, *, vanished: bool) -> list[u.ESearch | u.Expunge | u.Vanished]:
+    def expunge(
+        self, gone_uids, *, vanished: bool, rev2: bool
+    ) -> list[u.ESearch | u.Expunge | u.Vanished | u.Recent]:
         """Remove UIDs from the view and return the EXPUNGE (or VANISHED) responses, after
-        the update contexts' REMOVEFROM."""
+        the update contexts' REMOVEFROM; before IMAP4rev2, RECENT after them when \\Recent
+        messages went (RFC 3501 7.3.2: RECENT follows a change of the mailbox's size, and a
+        client keeps the count it was last told: imaptest's checkpoint adds them up)."""
         gone = {uid for uid in gone_uids if self.seq_of(uid) is not None}
-        if self.recent:
-            self.recent -= gone
         if not gone:
             return []
+        trailer = []
+        if self.recent and not self.recent.isdisjoint(gone):
+            self.recent -= gone
+            if not rev2:
+                trailer = [u.Recent(len(self.recent))]
         # RFC 5267 4.3.4: a context's REMOVEFROM before the expunge, numbered as before it
         removals = []
         for context in self.contexts.values():
@@ -198,4 +205,4 @@ class Selected:
             responses = [u.Expunge(self.seq_of(uid)) for uid in sorted(gone, reverse=True)]
         # One pass, however many went (deleting one by one from a 100k map is quadratic).
         self.uids = array("I", (uid for uid in self.uids if uid not in gone))
-        return removals + responses
+        return removals + responses + trailer

@@ -748,7 +748,7 @@ class Session:
         if allow_expunge and sel.pending_expunge:
             gone = sorted(sel.pending_expunge)
             sel.pending_expunge = NONE
-            out.extend(sel.expunge(gone, vanished=self.vanished))
+            out.extend(sel.expunge(gone, vanished=self.vanished, rev2=self.rev2))
         # A message that came and went between two looks is never announced.
         gone_now = {uid for uid, _ in expunged}
         new_uids = []

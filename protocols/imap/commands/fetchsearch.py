@@ -27,6 +27,13 @@ logger = logging.getLogger(__name__)
 CHUNK = 200  # messages rendered per worker-thread round trip when bytes are needed
 
 
+def _search_and_expunged(folder_id: int, key, expunge_modseq: int, **kwargs):
+    """SEARCH's result, then the UIDs expunged since the session last looked (read after
+    the search, in the same hop: a message the search could not see any more is in it)."""
+    result = search_keys.search_full(folder_id, key, **kwargs)
+    return result, selectors.folder_vanished_since(folder_id, expunge_modseq)
+
+
 def _vanished_earlier(folder_id: int, changedsince: int, ranges) -> list[int]:
     uids = selectors.folder_vanished_since(folder_id, changedsince)
     return [u for u in uids if any(low <= u <= high for low, high in ranges)]
@@ -283,11 +290,12 @@ async def search(session: Session, command: p.Search) -> r.Reply | u.Done:
     want_modseq = search_keys.uses_modseq(key)
     if want_modseq:
         session.enable_condstore()
-    result = await session.db_progress(
+    result, gone = await session.db_progress(
         command.tag,
-        search_keys.search_full,
+        _search_and_expunged,
         sel.folder_id,
         key,
+        sel.expunge_modseq,
         # The session awaits the search: its map and \\Recent set cannot change meanwhile.
         seq_uids=await session.sequence_map(),
         recent_uids=sel.recent,
@@ -323,4 +331,10 @@ async def search(session: Session, command: p.Search) -> r.Reply | u.Done:
                     partial=command.partial,
                 )
             )
+    if sel.pending_expunge or any(sel.seq_of(uid) is not None for uid in gone):
+        # Messages of the session's view were expunged and are not announced yet (that
+        # waits for a command allowed to, RFC 9051 7.5.1): the search did not see them, and
+        # a key by sequence number or on what the client knows of them may have matched.
+        # RFC 5530 3: EXPUNGEISSUED tells the client so (imaptest: "SEARCH result missing").
+        return r.OK_EXPUNGE_ISSUED
     return r.OK_COMPLETED

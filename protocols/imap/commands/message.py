@@ -218,7 +218,7 @@ async def copy(session: Session, command: p.Copy) -> r.Reply | u.Done:
         out = []
         if code:
             out.append(r.Reply("OK", "Moved", code))
-        out.extend(sel.expunge([s for s, _ in pairs], vanished=session.vanished))
+        out.extend(sel.expunge([s for s, _ in pairs], vanished=session.vanished, rev2=session.rev2))
         await session.respond(*out)
         return r.Reply("OK", "MOVE completed")
     return r.Reply("OK", "COPY completed", code)
@@ -255,7 +255,7 @@ async def replace(session: Session, command: p.Replace) -> r.Reply | u.Done:
     # RFC 8508 3.3: APPENDUID untagged, then the old message's EXPUNGE
     await session.respond(
         r.Reply("OK", "Replacement message ready", f"APPENDUID {target.uidvalidity} {stored.uid}"),
-        *sel.expunge(uids, vanished=session.vanished),
+        *sel.expunge(uids, vanished=session.vanished, rev2=session.rev2),
     )
     return r.Reply("OK", "REPLACE completed")
 
@@ -284,5 +284,5 @@ async def expunge(session: Session, command) -> r.Reply | u.Done:
         )
     if gone:
         await session.sequence_map()  # the view as it was, expunged messages included
-    await session.respond(*sel.expunge(gone, vanished=session.vanished))
+    await session.respond(*sel.expunge(gone, vanished=session.vanished, rev2=session.rev2))
     return r.OK_COMPLETED

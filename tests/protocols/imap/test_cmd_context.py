@@ -72,6 +72,7 @@ def test_search_update_follows_flags_arrivals_and_expunges(client, imap):
         b'* ESEARCH (TAG "s1") UID REMOVEFROM (0 1,3)',
         b"* 3 EXPUNGE",
         b"* 1 EXPUNGE",
+        b"* 2 RECENT",
         ok("s5", r.OK_NOOP),
     ]
     assert c.cmd("s6", 'CANCELUPDATE "s1"') == [ok("s6", r.Reply("OK", "Updates cancelled"))]
@@ -98,6 +99,7 @@ def test_sequence_number_context_and_idle(client, imap):
     other.cmd("o3", "EXPUNGE")
     assert c.line() == b'* ESEARCH (TAG "q1") REMOVEFROM (0 1)'
     assert c.line() == b"* 1 EXPUNGE"
+    assert c.line() == b"* 2 RECENT"  # RFC 3501 7.3.2: the \Recent count changed
     c.send("DONE\r\n")
     assert c.until("i1") == [ok("i1", r.OK_IDLE_DONE)]
     assert c.cmd("q2", "SEARCH RETURN (ALL) FLAGGED") == [
@@ -192,6 +194,7 @@ def test_noupdate_beyond_the_limit(client, imap, live_settings):
     assert c.cmd("u4", "EXPUNGE") == [
         b'* ESEARCH (TAG "u1") UID REMOVEFROM (0 1)',
         b"* 1 EXPUNGE",
+        b"* 0 RECENT",
         ok("u4"),
     ]
 
@@ -210,7 +213,7 @@ def test_uidonly_session_keeps_a_context(client, imap):
         b'* ESEARCH (TAG "u1") UID REMOVEFROM (0 1)',
         ok("u2"),
     ]
-    assert c.cmd("u3", "EXPUNGE") == [b"* VANISHED 1", ok("u3")]
+    assert c.cmd("u3", "EXPUNGE") == [b"* VANISHED 1", b"* 1 RECENT", ok("u3")]
 
 
 def _pairs(text: bytes) -> list[tuple[int, list[int]]]:

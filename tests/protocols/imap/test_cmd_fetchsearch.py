@@ -115,6 +115,21 @@ def test_search_plain_uid_esearch_and_save(client, three):
     assert c.cmd("a9", "SEARCH FROBBED")[0].startswith(b"a9 BAD")
 
 
+def test_search_after_an_expunge_elsewhere_says_expungeissued(client, three):
+    # imaptest: "SEARCH result missing seq 4": a message expunged by another session is still
+    # in this session's view (no EXPUNGE during SEARCH), the search no longer sees it, and
+    # the reply did not say so (RFC 5530 3: EXPUNGEISSUED).
+    c, other = client(), client()
+    c.cmd("a0", "SELECT INBOX")
+    other.cmd("b0", "SELECT INBOX")
+    other.cmd("b1", "STORE 2 +FLAGS.SILENT (\\Deleted)")
+    other.cmd("b2", "EXPUNGE")
+    lines = c.cmd("a1", "SEARCH 1:3")
+    assert b"* SEARCH 1 3" in lines and lines[-1] == ok("a1", r.OK_EXPUNGE_ISSUED)
+    assert b"* 2 EXPUNGE" in c.cmd("a2", "NOOP")
+    assert c.cmd("a3", "SEARCH 1:2") == [b"* SEARCH 1 2", ok("a3")]
+
+
 def test_imap4rev2_search_answers_with_esearch(client, three):
     c = client()
     c.cmd("a0", "ENABLE IMAP4rev2")

@@ -137,6 +137,7 @@ def test_copy_and_move_with_copyuid(client, imap):
         r.Reply("OK", "Moved", f"COPYUID {archive.uidvalidity} 2:3 3:4").untagged().rstrip(b"\r\n"),
         b"* 3 EXPUNGE",
         b"* 2 EXPUNGE",
+        b"* 1 RECENT",
         ok("a3", r.Reply("OK", "MOVE completed")),
     ]
     assert folder(imap).message_count == 1 and folder(imap, "Archive").message_count == 4
@@ -148,10 +149,38 @@ def test_expunge_and_uid_expunge(client, imap):
     c = client()
     c.cmd("a0", "SELECT INBOX")
     c.cmd("a1", "STORE 1:4 +FLAGS.SILENT (\\Deleted)")
-    assert c.cmd("a2", "UID EXPUNGE 2:3") == [b"* 3 EXPUNGE", b"* 2 EXPUNGE", ok("a2")]
-    assert c.cmd("a3", "EXPUNGE") == [b"* 2 EXPUNGE", b"* 1 EXPUNGE", ok("a3")]
+    # RFC 3501 7.3.2: the \Recent count changed with the mailbox's size, RECENT says so
+    assert c.cmd("a2", "UID EXPUNGE 2:3") == [
+        b"* 3 EXPUNGE",
+        b"* 2 EXPUNGE",
+        b"* 2 RECENT",
+        ok("a2"),
+    ]
+    assert c.cmd("a3", "EXPUNGE") == [b"* 2 EXPUNGE", b"* 1 EXPUNGE", b"* 0 RECENT", ok("a3")]
     assert folder(imap).message_count == 0
     assert c.cmd("a4", "FETCH 1 FLAGS") == [ok("a4", r.BAD_INVALID_SEQUENCE)]
+
+
+def test_expunge_of_recent_messages_reports_recent_where_the_count_changed(client):
+    # imaptest's checkpoint adds up the sessions' last RECENT counts: without a RECENT after
+    # the expunge the total exceeded the messages left ("Total RECENT count 41 larger than
+    # current message count 37").
+    deliver(3)
+    holder, other, rev2 = client(), client(), client()
+    assert b"* 3 RECENT" in holder.cmd("a0", "SELECT INBOX")
+    assert b"* 0 RECENT" in other.cmd("b0", "SELECT INBOX")
+    rev2.cmd("c0", "ENABLE IMAP4rev2")
+    rev2.cmd("c1", "SELECT INBOX")
+    holder.cmd("a1", "STORE 2 +FLAGS.SILENT (\\Deleted)")
+    # Expunged elsewhere: the session holding the \Recent is told at its next update.
+    assert other.cmd("b1", "EXPUNGE")[-2:] == [b"* 2 EXPUNGE", ok("b1")]
+    assert holder.cmd("a2", "NOOP") == [b"* 2 EXPUNGE", b"* 2 RECENT", ok("a2", r.OK_NOOP)]
+    assert rev2.cmd("c2", "NOOP")[-2:] == [b"* 2 EXPUNGE", ok("c2", r.OK_NOOP)]
+    assert holder.cmd("a3", "FETCH 1:* FLAGS") == [
+        b"* 1 FETCH (FLAGS (\\Recent))",
+        b"* 2 FETCH (FLAGS (\\Recent))",
+        ok("a3"),
+    ]
 
 
 def test_append_binary_content_is_stored_as_sent_and_binary_returns_octets(client):

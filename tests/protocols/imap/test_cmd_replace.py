@@ -31,6 +31,7 @@ def test_replace_in_place_and_elsewhere(client, imap):
     assert c.cmd("r1", b"REPLACE 1 Drafts (\\Draft \\Seen) " + literal(draft(3))) == [
         b"* OK [APPENDUID %d 3] Replacement message ready" % drafts.uidvalidity,
         b"* 1 EXPUNGE",
+        b"* 1 RECENT",
         b"* 2 EXISTS",
         b"* 2 RECENT",
         b"r1 OK REPLACE completed",
@@ -45,6 +46,7 @@ def test_replace_in_place_and_elsewhere(client, imap):
     assert c.cmd("r2", b"UID REPLACE 3 Sent (\\Seen) " + literal(draft(4))) == [
         b"* OK [APPENDUID %d 1] Replacement message ready" % sent.uidvalidity,
         b"* 2 EXPUNGE",
+        b"* 1 RECENT",
         b"r2 OK REPLACE completed",
     ]
     assert selectors.folder_get(imap["mailbox"], "Sent").message_count == 1

@@ -133,7 +133,7 @@ def test_condstore_and_qresync_with_uidonly(client, imap):
         b"* 1 UIDFETCH (FLAGS (\\Deleted \\Recent) MODSEQ (%d))" % modseq,
         ok("f1"),
     ]
-    assert c.cmd("x1", "EXPUNGE") == [b"* VANISHED 1", ok("x1")]
+    assert c.cmd("x1", "EXPUNGE") == [b"* VANISHED 1", b"* 1 RECENT", ok("x1")]
 
 
 def test_expunges_are_vanished_and_changes_elsewhere_are_uidfetch(client, imap):
@@ -144,13 +144,17 @@ def test_expunges_are_vanished_and_changes_elsewhere_are_uidfetch(client, imap):
     actor.cmd("x0", "SELECT INBOX")
     # EXPUNGE of its own: VANISHED without QRESYNC (RFC 9586 3.4)
     watcher.cmd("w1", "UID STORE 1 +FLAGS.SILENT (\\Deleted)")
-    assert watcher.cmd("w2", "EXPUNGE") == [b"* VANISHED 1", ok("w2")]
+    assert watcher.cmd("w2", "EXPUNGE") == [b"* VANISHED 1", b"* 2 RECENT", ok("w2")]
     # UID EXPUNGE and MOVE too
     watcher.cmd("w3", "UID STORE 2 +FLAGS.SILENT (\\Deleted)")
-    assert watcher.cmd("w4", "UID EXPUNGE 2") == [b"* VANISHED 2", ok("w4")]
+    assert watcher.cmd("w4", "UID EXPUNGE 2") == [b"* VANISHED 2", b"* 1 RECENT", ok("w4")]
     watcher.cmd("w5", "CREATE Other")
     moved = watcher.cmd("w6", "UID MOVE 3 Other")
-    assert moved[1:] == [b"* VANISHED 3", ok("w6", r.Reply("OK", "MOVE completed"))]
+    assert moved[1:] == [
+        b"* VANISHED 3",
+        b"* 0 RECENT",
+        ok("w6", r.Reply("OK", "MOVE completed")),
+    ]
     assert moved[0].startswith(b"* OK [COPYUID ")
     # Changes made in another session, seen in IDLE: EXISTS, UIDFETCH, VANISHED
     watcher.send("w7 IDLE\r\n")
@@ -163,6 +167,7 @@ def test_expunges_are_vanished_and_changes_elsewhere_are_uidfetch(client, imap):
     assert watcher.line() == b"* 4 UIDFETCH (FLAGS (\\Flagged \\Deleted \\Recent))"
     actor.cmd("x3", "EXPUNGE")
     assert watcher.line() == b"* VANISHED 4"
+    assert watcher.line() == b"* 0 RECENT"
     watcher.send("DONE\r\n")
     assert watcher.until("w7") == [ok("w7", r.OK_IDLE_DONE)]
     # The other session, without UIDONLY, kept its sequence numbers
