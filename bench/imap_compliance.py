@@ -34,11 +34,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from mailhost_process import Mailhost, PostgresDatabase  # noqa: E402
+from mailhost_process import Mailhost  # noqa: E402
 from run import (  # noqa: E402
     bench_certificate,
-    bench_redis_url,
-    flush_redis,
+    fresh_postgres,
     imaptest_binary,
     imaptest_figures,
     write_mbox,
@@ -183,13 +182,7 @@ def main(argv: list[str] | None = None) -> int:
             env["MAILHOST_PROCESSES"] = str(args.processes)
         database_url = redis_url = None
         if args.postgres:
-            server = os.environ.get("DATABASE_URL") or "postgres://root@127.0.0.1:5432/postgres"
-            db = PostgresDatabase(server, f"mh_imaptest_{os.getpid()}")
-            db.create()
-            stack.callback(db.drop)
-            database_url, redis_url = db.url, bench_redis_url()
-            flush_redis(redis_url)
-            stack.callback(flush_redis, redis_url)
+            database_url, redis_url = fresh_postgres(stack, f"mh_imaptest_{os.getpid()}")
         mailhost = Mailhost(
             tmp / "mailhost", database_url=database_url, redis_url=redis_url, extra_env=env
         )

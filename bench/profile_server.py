@@ -50,7 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import imapbench  # noqa: E402
 import loadgen  # noqa: E402
-from mailhost_process import REPO, Mailhost, PostgresDatabase, tree_cpu_seconds  # noqa: E402
+from mailhost_process import REPO, Mailhost, tree_cpu_seconds  # noqa: E402
 from run import DOMAIN, IMAP_USER, MAILBOXES, MAILHOST_ENV, PASSWORD, SMTP_BOX  # noqa: E402
 
 FOLDER = "profile"
@@ -229,13 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.postgres:
             import run
 
-            server = os.environ.get("DATABASE_URL") or "postgres://root@127.0.0.1:5432/postgres"
-            db = PostgresDatabase(server, f"mh_profile_{os.getpid()}")
-            db.create()
-            stack.callback(db.drop)
-            database_url, redis_url = db.url, run.bench_redis_url()
-            run.flush_redis(redis_url)
-            stack.callback(run.flush_redis, redis_url)
+            database_url, redis_url = run.fresh_postgres(stack, f"mh_profile_{os.getpid()}")
         env = dict(MAILHOST_ENV)
         if args.processes:
             env["MAILHOST_PROCESSES"] = str(args.processes)

@@ -143,14 +143,7 @@ class Bench:
         database_url = redis_url = None
         if self.args.postgres:
             with self.phase("setup: database"):
-                server = os.environ.get("DATABASE_URL") or "postgres://root@127.0.0.1:5432/postgres"
-                db = PostgresDatabase(server, f"mh_bench_{os.getpid()}")
-                db.create()
-                self.stack.callback(db.drop)
-                database_url = db.url
-                redis_url = bench_redis_url()
-                flush_redis(redis_url)
-                self.stack.callback(flush_redis, redis_url)
+                database_url, redis_url = fresh_postgres(self.stack, f"mh_bench_{os.getpid()}")
         # Everything started below is stopped at the end, all at once (each waits for its
         # own processes), before the data dir and the database go.
         self.stack.callback(self.stop_all)
@@ -1006,6 +999,19 @@ def flush_redis(url: str) -> None:
     import redis
 
     redis.Redis.from_url(url).flushdb()
+
+
+def fresh_postgres(stack: contextlib.ExitStack, name: str) -> tuple[str, str]:
+    """A fresh PostgreSQL database `name` on DATABASE_URL's server and the bench's Redis db,
+    flushed; both dropped/flushed when `stack` closes. Returns (database URL, Redis URL)."""
+    server = os.environ.get("DATABASE_URL") or "postgres://root@127.0.0.1:5432/postgres"
+    db = PostgresDatabase(server, name)
+    db.create()
+    stack.callback(db.drop)
+    redis_url = bench_redis_url()
+    flush_redis(redis_url)
+    stack.callback(flush_redis, redis_url)
+    return db.url, redis_url
 
 
 def stop_process(process: subprocess.Popen) -> None:
