@@ -173,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no imaptest tests directory at {tests} (--tests)", file=sys.stderr)
         return 2
     results: dict = {"database": "postgresql" if args.postgres else "sqlite"}
-    results["processes"] = args.processes or 1
+    # runmail's MAILHOST_PROCESSES: --processes, else its default, the CPUs it may run on
+    results["processes"] = args.processes or len(os.sched_getaffinity(0))
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mh-imaptest-")))
         env = dict(ENV)
