@@ -150,6 +150,12 @@ class Selected:
         i = bisect.bisect_left(self.uids, uid)
         return i + 1 if i < len(self.uids) and self.uids[i] == uid else None
 
+    def expunged_unannounced(self, gone_uids) -> bool:
+        """Whether messages of this view were expunged and not announced yet (`gone_uids`:
+        expunged since the view was last brought up to date). A command that may not
+        announce them (RFC 9051 7.5.1) did not see them: RFC 5530 3's EXPUNGEISSUED says so."""
+        return bool(self.pending_expunge) or any(self.seq_of(uid) is not None for uid in gone_uids)
+
     def flag_names(self, uid: int, flags: list[str], *, rev2: bool) -> list[str]:
         """A message's flags as FETCH shows them: \\Recent added before IMAP4rev2."""
         if uid in self.recent and not rev2:

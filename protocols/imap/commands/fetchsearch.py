@@ -331,10 +331,8 @@ async def search(session: Session, command: p.Search) -> r.Reply | u.Done:
                     partial=command.partial,
                 )
             )
-    if sel.pending_expunge or any(sel.seq_of(uid) is not None for uid in gone):
-        # Messages of the session's view were expunged and are not announced yet (that
-        # waits for a command allowed to, RFC 9051 7.5.1): the search did not see them, and
-        # a key by sequence number or on what the client knows of them may have matched.
-        # RFC 5530 3: EXPUNGEISSUED tells the client so (imaptest: "SEARCH result missing").
+    if sel.expunged_unannounced(gone):
+        # The search did not see them, and a key by sequence number or on what the client
+        # knows of them may have matched (imaptest: "SEARCH result missing").
         return r.OK_EXPUNGE_ISSUED
     return r.OK_COMPLETED

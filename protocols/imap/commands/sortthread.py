@@ -3,6 +3,7 @@ sort keys, base subjects and the threading algorithms live in protocols/imap/sor
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING
 
 from mailboxes import selectors
@@ -64,18 +65,24 @@ def _rows(folder_id: int, uids: list[int], columns: tuple[str, ...]) -> list[tup
     return [row for row in rows if row[0] in wanted]
 
 
-def sort_uids(folder_id: int, uids: list[int], keys: tuple[sorting.SortKey, ...]) -> list[int]:
-    return sort_uids_keyed(folder_id, uids, keys)[0]
+def _and_expunged(fn, folder_id: int, expunge_modseq: int, *args):
+    """fn(folder_id, *args), then the UIDs expunged since the session's view was brought up
+    to date, read after it in the same hop (as SEARCH does, fetchsearch._search_and_expunged):
+    a message the command could not see any more is among them."""
+    return fn(folder_id, *args), selectors.folder_vanished_since(folder_id, expunge_modseq)
 
 
 def sort_uids_keyed(
-    folder_id: int, uids: list[int], keys: tuple[sorting.SortKey, ...]
+    folder_id: int, uids: list[int], keys: tuple[sorting.SortKey, ...], *, keep: bool = True
 ) -> tuple[list[int], list]:
-    """The UIDs in sort order and their sort values (sorting.sort_rows_keyed)."""
+    """The UIDs in sort order and their sort values (sorting.sort_rows_keyed); `keep=False`:
+    no values (sorting.sort_rows' passes, cheaper: only a context keeps them)."""
     columns = sorting.columns_for(keys)
     with sorting.collector_paused():
         rows = _rows(folder_id, uids, columns)
         overrides = _exact_addresses(folder_id, rows, columns)
+        if not keep:
+            return sorting.sort_rows(rows, columns, keys, overrides), []
         return sorting.sort_rows_keyed(rows, columns, keys, overrides)
 
 
@@ -125,13 +132,19 @@ async def sort(session: Session, command: p.Sort) -> r.Reply | u.Done:
         session, command.tag, command.keys, command.charset, update=update
     )
     ordered, values = [], []
-    if result.uids and update:  # the context keeps the sort values
-        ordered, values = await session.db_progress(
-            command.tag, sort_uids_keyed, sel.folder_id, result.uids, keys
+    if result.uids:
+        (ordered, values), gone = await session.db_progress(
+            command.tag,
+            _and_expunged,
+            partial(sort_uids_keyed, keep=update),  # a context keeps the sort values
+            sel.folder_id,
+            sel.expunge_modseq,
+            result.uids,
+            keys,
         )
-    elif result.uids:
-        ordered = await session.db_progress(
-            command.tag, sort_uids, sel.folder_id, result.uids, keys
+    else:
+        gone = await session.db_progress(
+            command.tag, selectors.folder_vanished_since, sel.folder_id, sel.expunge_modseq
         )
     numbers = ordered if command.uid else [sel.seq_of(uid) for uid in ordered]
     numbers = [n for n in numbers if n is not None]
@@ -159,7 +172,7 @@ async def sort(session: Session, command: p.Sort) -> r.Reply | u.Done:
                 partial=command.partial,
             )
         )
-    return r.OK_COMPLETED
+    return r.OK_EXPUNGE_ISSUED if sel.expunged_unannounced(gone) else r.OK_COMPLETED
 
 
 def _threads(
@@ -184,12 +197,23 @@ async def thread(session: Session, command: p.Thread) -> r.Reply | u.Done:
     numbers = None
     if not command.uid:
         numbers = dict(zip(result.uids, sel.seqs_of(result.uids), strict=True))
-    text = (
-        await session.db_progress(
-            command.tag, _threads, sel.folder_id, result.uids, command.algorithm, numbers
+    if result.uids:
+        text, gone = await session.db_progress(
+            command.tag,
+            _and_expunged,
+            _threads,
+            sel.folder_id,
+            sel.expunge_modseq,
+            result.uids,
+            command.algorithm,
+            numbers,
         )
-        if result.uids
-        else ""
-    )
+    else:
+        text, gone = (
+            "",
+            await session.db_progress(
+                command.tag, selectors.folder_vanished_since, sel.folder_id, sel.expunge_modseq
+            ),
+        )
     await session.respond(u.Thread(text))
-    return r.OK_COMPLETED
+    return r.OK_EXPUNGE_ISSUED if sel.expunged_unannounced(gone) else r.OK_COMPLETED

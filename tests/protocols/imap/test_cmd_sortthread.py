@@ -171,3 +171,22 @@ def test_refused(box, client):
     assert c.cmd("e5", "SORT ARRIVAL US-ASCII ALL")[0].startswith(b"e5 BAD")
     unselected = client()
     assert unselected.cmd("e6", "SORT (ARRIVAL) US-ASCII ALL") == [ok("e6", r.BAD_NOT_SELECTED)]
+
+
+@pytest.mark.parametrize(
+    "command",
+    ["SORT (ARRIVAL) US-ASCII ALL", "SORT (DATE) US-ASCII 1:5", "THREAD REFERENCES US-ASCII ALL"],
+)
+def test_after_an_expunge_elsewhere_sort_and_thread_say_expungeissued(box, client, command):
+    # As SEARCH (test_cmd_fetchsearch): another session expunged message 2, which this
+    # session may not be told of during SORT or THREAD (RFC 9051 7.5.1); the result leaves it
+    # out, and the reply says so (RFC 5530 3).
+    other = client()
+    other.cmd("o0", "SELECT INBOX")
+    other.cmd("o1", "STORE 2 +FLAGS.SILENT (\\Deleted)")
+    other.cmd("o2", "EXPUNGE")
+    lines = box.cmd("x1", command)
+    assert b" 2 " not in lines[0] + b" " and b"(2 " not in lines[0]
+    assert lines[-1] == ok("x1", r.OK_EXPUNGE_ISSUED)
+    assert b"* 2 EXPUNGE" in box.cmd("x2", "NOOP")
+    assert box.cmd("x3", command)[-1] == ok("x3")
