@@ -382,8 +382,10 @@ def message_prepare(
     junk_mailbox_ids = None
     spam_score = None
     if authenticated_mailbox is None:
+        header = headers.header_read(raw)  # one parse for the spam rules and the summary
         verdict, junk_mailbox_ids = _spam_verdict(
             raw,
+            header=header,
             auth=auth,
             client=client,
             mail_from=mail_from,
@@ -392,8 +394,14 @@ def message_prepare(
             queue_id=queue_id,
         )
         spam_score = verdict.score
-        raw = prefix + verdict.headers() + raw
-    summary = headers.summarize_and_spam(raw)  # outside the transaction, computed once
+        verdict_fields = verdict.headers()
+        raw = prefix + verdict_fields + raw
+        # The trace and verdict fields put on top change no summarized field, and the X-Spam
+        # field is ours alone (inbound_trust removed the world's): the stored message says
+        # X-Spam: Yes exactly when the verdict wrote one.
+        summary = (header.summary, bool(verdict_fields) and verdict.is_spam)
+    else:
+        summary = headers.summarize_and_spam(raw)  # outside the transaction, computed once
     # Aggregate reports to our report addresses are read here, outside the transaction.
     report_recipients = [r for r in resolutions if r.report]
     extracted = reports.from_message(raw) if report_recipients else None
@@ -445,6 +453,7 @@ def message_prepare(
 def _spam_verdict(
     raw: bytes,
     *,
+    header: headers.HeaderRead,
     auth: AuthResults | None,
     client: ClientInfo,
     mail_from: str,
@@ -464,6 +473,7 @@ def _spam_verdict(
         mailbox_ids=mailbox_ids,
         recipients=addresses,
         queue_id=queue_id,
+        header=header,
     )
     if verdict.reject:
         raise spam.SpamRejected(verdict)  # nothing stored

@@ -7,6 +7,7 @@ in-memory twin answers from dicts, for unit tests. Nothing resolves at import ti
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import random
 import threading
@@ -264,7 +265,6 @@ class DNSPythonResolver:
         no-data answer), None when the question would have to be asked. The same cache
         entries dnspython's own resolve() reads (dns.resolver._Resolution.next_request),
         without the machinery of a resolution around them."""
-        import dns.name
         import dns.rcode
         import dns.rdataclass
         import dns.rdatatype
@@ -272,11 +272,10 @@ class DNSPythonResolver:
         cache = self._resolver.cache
         if cache is None:
             return None
-        try:
-            qname = dns.name.from_text(name)
-            qtype = dns.rdatatype.from_text(rdtype)
-        except Exception:
+        question = _question(name, rdtype)
+        if question is None:
             return None
+        qname, qtype = question
         answer = cache.get((qname, qtype, dns.rdataclass.IN))
         if answer is not None:
             return list(answer.rrset) if answer.rrset is not None else []
@@ -335,6 +334,20 @@ class MemoryResolver:
     def addresses(self, name: str) -> list[str]:
         self._check(name)
         return list(self.hosts.get(name, []))
+
+
+@functools.lru_cache(maxsize=4096)
+def _question(name: str, rdtype: str) -> tuple | None:
+    """The cache key's name and type (None when they cannot be one): a port 25 message asks
+    the cache about the same few names six times, and dnspython's parse of a name cost
+    more than the lookup."""
+    import dns.name
+    import dns.rdatatype
+
+    try:
+        return dns.name.from_text(name), dns.rdatatype.from_text(rdtype)
+    except Exception:
+        return None
 
 
 _resolver_override: Resolver | None = None

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass
 from datetime import datetime
 from email.header import Header, decode_header, make_header
+from email.message import Message
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from email.utils import parsedate_to_datetime
@@ -156,6 +158,22 @@ def summarize(raw: bytes) -> dict:
 
 def summarize_and_spam(raw: bytes) -> tuple[dict, bool]:
     """summarize and is_spam from one parse of the header (delivery needs both)."""
+    read = header_read(raw)
+    return read.summary, read.spam
+
+
+@dataclass(frozen=True)
+class HeaderRead:
+    """One parse of a message's header: the summary (summarize), whether it says X-Spam: Yes
+    (is_spam), and the compat32 header itself, for readers of other fields (the spam rules)
+    that would otherwise parse it again."""
+
+    summary: dict
+    spam: bool
+    parsed: Message
+
+
+def header_read(raw: bytes) -> HeaderRead:
     block = header_block(bounded_header(raw))
     parsed = BytesHeaderParser(policy=compat32).parsebytes(block)
     try:
@@ -165,7 +183,7 @@ def summarize_and_spam(raw: bytes) -> tuple[dict, bool]:
         # forever: the message is stored unchanged with an empty summary (our fault, logged).
         logger.exception("headers degraded message_id=%s", _first_msgid(parsed.get("Message-ID")))
         summary = _DEGRADED_SUMMARY
-    return summary, _spam_verdict(parsed)
+    return HeaderRead(summary, _spam_verdict(parsed), parsed)
 
 
 def _summary(raw: bytes, block: bytes, parsed) -> dict:  # noqa: ANN001 - a compat32 Message

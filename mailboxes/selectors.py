@@ -114,8 +114,19 @@ def domain_names_active() -> list[str]:
 
 
 def domain_is_hosted(name: str) -> bool:
-    domain = domain_get(name)
-    return domain is not None and domain.active
+    """Is `name` an active domain of ours? Port 25 asks it for every MAIL FROM: one plain
+    statement (the ORM's query building cost several times the query)."""
+    from mailboxes.addresses import domain_to_ascii
+
+    try:
+        ascii_name = domain_to_ascii(name)
+    except InvalidAddress:
+        return False
+    domains = connection.ops.quote_name(Domain._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT active FROM {domains} WHERE name = %s", [ascii_name])
+        row = cursor.fetchone()
+    return row is not None and bool(row[0])
 
 
 def mailbox_get(address: str, *, active_only: bool = True) -> Mailbox | None:

@@ -23,10 +23,14 @@ import logging
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 
 from mailboxes.exceptions import MailhostError
+
+if TYPE_CHECKING:
+    from mailboxes.headers import HeaderRead
 
 logger = logging.getLogger("mailhost.spam")
 
@@ -155,9 +159,11 @@ def verdict(
     mailbox_ids: Iterable[int],
     recipients: Sequence[str] = (),
     queue_id: str = "",
+    header: HeaderRead | None = None,
 ) -> SpamVerdict:
     """The spam verdict of one message for its recipient mailboxes (see the module doc).
-    `recipients` (the envelope's) and `queue_id` are passed on to rspamd."""
+    `recipients` (the envelope's) and `queue_id` are passed on to rspamd; `header`
+    (mailboxes.headers.header_read of `raw`) spares the builtin scorer a parse."""
     ids = sorted(set(mailbox_ids))
     backend = settings.MAILHOST_SPAM_BACKEND
     if backend == "off":
@@ -179,7 +185,13 @@ def verdict(
         from delivery.spam import builtin
 
         result = builtin.verdict(
-            raw=raw, auth=auth, client_ip=client_ip, helo=helo, mail_from=mail_from, mailbox_ids=ids
+            raw=raw,
+            auth=auth,
+            client_ip=client_ip,
+            helo=helo,
+            mail_from=mail_from,
+            mailbox_ids=ids,
+            header=header,
         )
     logger.info(
         "spam_verdict backend=%s client=%s score=%.1f junk=%d/%d reject=%s codes=%s",

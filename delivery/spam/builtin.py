@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from email.parser import BytesHeaderParser
-from email.policy import compat32
 from email.utils import getaddresses
 
 from django.conf import settings
@@ -37,12 +35,18 @@ _ADDRESS_IN_NAME = re.compile(r"@([\w-]+(?:\.[\w-]+)+)")
 
 
 def verdict(
-    *, raw: bytes, auth, client_ip: str, helo: str, mail_from: str, mailbox_ids: list[int]
-) -> SpamVerdict:  # noqa: ANN001
-    summary = headers.summarize(raw)
-    parsed = BytesHeaderParser(policy=compat32).parsebytes(
-        headers.header_block(headers.bounded_header(raw))
-    )
+    *,
+    raw: bytes,
+    auth,  # noqa: ANN001
+    client_ip: str,
+    helo: str,
+    mail_from: str,
+    mailbox_ids: list[int],
+    header: headers.HeaderRead | None = None,
+) -> SpamVerdict:
+    """`header`: headers.header_read(raw), when the caller has it already."""
+    header = header or headers.header_read(raw)
+    summary, parsed = header.summary, header.parsed
     text = text_of(raw)
     reasons: list[Reason] = []
     if GTUBE in raw:
