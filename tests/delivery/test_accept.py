@@ -286,3 +286,37 @@ def test_message_submit_reports_late_refusals_instead_of_queueing(people):
     )
     assert [(r.address, r.status) for r in result.refused] == [("bob@example.org", "over_quota")]
     assert not OutboundMessage.objects.exists()
+
+
+def test_port_25_reads_the_header_once_and_stores_that_reading(people, monkeypatch):
+    # Issue 22: the spam rules, the spam flag and the stored summary share one parse of the
+    # header (the builtin scorer and delivery each parsed it again); what is stored is what a
+    # fresh reading of the stored bytes gives.
+    from email.parser import BytesHeaderParser
+
+    from mailboxes import headers
+
+    parses = []
+    parse = BytesHeaderParser.parsebytes
+    monkeypatch.setattr(
+        BytesHeaderParser,
+        "parsebytes",
+        lambda self, *a, **k: parses.append(1) or parse(self, *a, **k),
+    )
+    raw = (
+        b"From: Alice <alice@remote.example>\r\nTo: bob@example.org\r\nSubject: Hello there\r\n"
+        b"Date: Thu, 03 Dec 2026 10:00:00 +0000\r\nMessage-ID: <m1@remote.example>\r\n"
+        b"X-Spam: Yes\r\n\r\nbody\r\n"
+    )
+    result = message_accept(
+        raw=raw, mail_from="alice@remote.example", recipients=["bob@example.org"]
+    )
+    assert result.accepted
+    assert len(parses) == 1
+    monkeypatch.undo()
+    message = Message.objects.select_related("blob").get(folder__mailbox=people["bob"])
+    stored = blob_read(message.blob)
+    assert stored.count(b"X-Spam: ") == 1  # ours; the forged one was removed
+    summary, spam = headers.summarize_and_spam(stored)
+    assert {k: getattr(message, k) for k in summary} == summary
+    assert spam is (b"X-Spam: Yes" in stored)
