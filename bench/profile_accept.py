@@ -1,11 +1,12 @@
 """In-process cost of the SMTP inbound hot path, without sockets: the RCPT-time verdict plus
 delivery.accept.message_accept of bench/sample.eml to one local mailbox, in a loop.
 
-    MAILHOST_DATA_DIR=<scratch dir> .venv/bin/python bench/profile_accept.py [N] [time|sql|prof]
+    MAILHOST_DATA_DIR=<scratch dir> .venv/bin/python bench/profile_accept.py [N] [time|sql|prof|cpu]
 
 Prints the SQL statements a message costs (`sql` lists them), then wall and CPU time per
 message (`prof`: a pyinstrument profile instead; pip install pyinstrument, not a
-requirement). Uses the SQLite database in MAILHOST_DATA_DIR (or DATABASE_URL): a scratch one.
+requirement; `cpu`: cProfile timed by the thread's CPU clock, the functions by their CPU
+time with callees: what the path costs, whatever else the machine is doing). Uses the SQLite database in MAILHOST_DATA_DIR (or DATABASE_URL): a scratch one.
 The same path through a running server, its SMTP session and event loop included, sampled by
 py-spy: bench/profile_server.py smtp.
 """
@@ -62,6 +63,17 @@ def main() -> None:
     if mode == "sql":
         for query in queries.captured_queries:
             print("  ", query["sql"][:160])
+    if mode == "cpu":
+        import cProfile
+        import pstats
+
+        profiler = cProfile.Profile(time.thread_time)
+        profiler.enable()
+        for _ in range(count):
+            one()
+        profiler.disable()
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(60)
+        return
     if mode == "prof":
         from pyinstrument import Profiler
 
