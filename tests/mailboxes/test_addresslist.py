@@ -47,18 +47,18 @@ def test_ordinary_lists_read_as_getaddresses_reads_them(value):
 @pytest.mark.parametrize("depth", [1_000, 20_000, 200_000])
 def test_nested_comments_are_counted_not_recursed(depth):
     value = b"(" * depth + b"x" + b")" * depth + b" a@b.example"
-    started = time.perf_counter()
+    started = time.thread_time()  # CPU: the bound is against quadratic work, not a busy machine
     assert addresslist.parse_addresses(value, limit=len(value)) == [
         (b"(" * (depth - 1) + b"x" + b")" * (depth - 1), None, b"a", b"b.example")
     ]
-    assert time.perf_counter() - started < 1.0
+    assert time.thread_time() - started < 1.0
 
 
 def test_long_lists_are_read_up_to_the_limit():
     value = b", ".join(b"u%d@example.org" % i for i in range(100_000))
-    started = time.perf_counter()
+    started = time.thread_time()
     parsed = addresslist.parse_addresses(value)
-    assert time.perf_counter() - started < 1.0
+    assert time.thread_time() - started < 1.0
     assert 1000 < len(parsed) <= value[: addresslist.MAX_LIST_OCTETS].count(b",") + 1
 
 
