@@ -168,31 +168,22 @@ def verdict(
     backend = settings.MAILHOST_SPAM_BACKEND
     if backend == "off":
         return SpamVerdict([], {m: [] for m in ids}, backend)
+    message = {
+        "raw": raw,
+        "auth": auth,
+        "client_ip": client_ip,
+        "helo": helo,
+        "mail_from": mail_from,
+        "mailbox_ids": ids,
+    }
     if backend == "rspamd":
         from delivery.spam import rspamd
 
-        result = rspamd.verdict(
-            raw=raw,
-            auth=auth,
-            client_ip=client_ip,
-            helo=helo,
-            mail_from=mail_from,
-            mailbox_ids=ids,
-            recipients=list(recipients),
-            queue_id=queue_id,
-        )
+        result = rspamd.verdict(**message, recipients=list(recipients), queue_id=queue_id)
     else:
         from delivery.spam import builtin
 
-        result = builtin.verdict(
-            raw=raw,
-            auth=auth,
-            client_ip=client_ip,
-            helo=helo,
-            mail_from=mail_from,
-            mailbox_ids=ids,
-            header=header,
-        )
+        result = builtin.verdict(**message, header=header)
     logger.info(
         "spam_verdict backend=%s client=%s score=%.1f junk=%d/%d reject=%s codes=%s",
         backend,
