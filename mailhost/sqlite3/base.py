@@ -1,16 +1,25 @@
-"""Django's SQLite backend, with this process's writers queued on a lock of its own.
+"""Django's SQLite backend, with writers queued on locks of their own.
 
 SQLite lets one writer in at a time; the others wait in its busy handler, which sleeps and
 retries after 1, 2, 5, 10, ... up to 100 ms. Under load a writer that arrives after the lock
 was freed (and takes it at once) often beats one asleep in the handler, so waits of tens of
-milliseconds pile up behind transactions that hold the lock for one. Here a writer of this
-process takes a threading lock before BEGIN IMMEDIATE and gives it back once its transaction
-ends: the next writer wakes the moment the lock is free. Writers of other processes (workers,
-management commands) still meet at SQLite's own lock, through the busy handler as before.
+milliseconds pile up behind transactions that hold the lock for one. Here a writer takes,
+before BEGIN IMMEDIATE, a threading lock of its process and then an flock() on a file beside
+the database shared by every process (runmail's workers, delivery processes, management
+commands), and gives both back once its transaction ends: the next writer, in this process or
+another, is woken by the kernel the moment the lock is free instead of sleeping out SQLite's
+backoff. Only one thread of a process waits on the file at a time (the threading lock comes
+first), so the file lock is held by at most one thread per process and is never re-entered.
+
+Writes in autocommit mode (a statement outside any transaction) take neither lock and still
+meet the others at SQLite's own lock, through the busy handler, as do other programs that
+open the database.
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
 import threading
 
 from django.db.backends.sqlite3 import base
@@ -20,27 +29,80 @@ _locks_guard = threading.Lock()
 
 
 def _writer_lock(name: str) -> threading.Lock:
-    with _locks_guard:
-        return _locks.setdefault(name, threading.Lock())
+    lock = _locks.get(name)
+    if lock is None:
+        with _locks_guard:
+            lock = _locks.setdefault(name, threading.Lock())
+    return lock
+
+
+def lock_path(name: str) -> str:
+    """The file whose flock() serializes the writers of database file `name`."""
+    return f"{name}.writer-lock"
+
+
+class _FileLocks:
+    """This process's open lock files, one per database. An flock() belongs to the open file,
+    so a forked child must not use its parent's: the files are opened again in a new process."""
+
+    def __init__(self) -> None:
+        self._pid = 0
+        self._fds: dict[str, int] = {}
+        self._guard = threading.Lock()
+
+    def fd(self, name: str) -> int:
+        pid = os.getpid()
+        fd = self._fds.get(name)
+        if fd is not None and self._pid == pid:
+            return fd
+        with self._guard:
+            if self._pid != pid:
+                self._fds = {}  # the parent's: left open for the parent, not used here
+                self._pid = pid
+            fd = self._fds.get(name)
+            if fd is None:
+                fd = os.open(lock_path(name), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                self._fds[name] = fd
+            return fd
+
+
+_files = _FileLocks()
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
     holds_writer_lock = False
+    holds_file_lock: int | None = None
 
     def _start_transaction_under_autocommit(self):
-        lock = _writer_lock(str(self.settings_dict["NAME"]))
+        name = str(self.settings_dict["NAME"])
+        lock = _writer_lock(name)
         # Bounded like the busy timeout: past it, BEGIN waits on SQLite's lock as it would
         # without this one (and fails there if the database stays locked).
         acquired = lock.acquire(timeout=self.settings_dict["OPTIONS"].get("timeout", 5))
         try:
+            if acquired and not self.is_in_memory_db():
+                # The holder is a thread inside a write transaction of its own (nothing else
+                # takes the file), which ends or fails on SQLite's busy timeout: waiting
+                # without a bound here waits at most that long. A holder that dies releases
+                # it with its file.
+                fd = _files.fd(name)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                self.holds_file_lock = fd
             super()._start_transaction_under_autocommit()
         except BaseException:
+            self._release_file_lock()
             if acquired:
                 lock.release()
             raise
         self.holds_writer_lock = acquired
 
+    def _release_file_lock(self) -> None:
+        fd, self.holds_file_lock = self.holds_file_lock, None
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
     def _release_writer_lock(self) -> None:
+        self._release_file_lock()
         if self.holds_writer_lock:
             self.holds_writer_lock = False
             _writer_lock(str(self.settings_dict["NAME"])).release()
