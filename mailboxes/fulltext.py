@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 TABLE = "mailboxes_blobtext"
 FTS_TABLE = "mailboxes_blobtext_fts"
+WORDS_TABLE = "mailboxes_blobtext_words"  # SQLite: the words of the text parts (0024_fts_words)
 TRIGRAM = 3  # SQLite's trigram tokenizer matches needles of at least three characters
 
 
@@ -144,18 +145,50 @@ def _like(needle: str) -> str:
     return "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
+def is_word(needle: str) -> bool:
+    """Whether the words index answers for this (folded) needle: one word of ASCII letters and
+    digits, which the unicode61 tokenizer keeps as one token and folds to itself. A word of
+    the index equal to it is then a substring of the text (the text is folded already, so the
+    tokenizer's own case folding changes none of its characters into these)."""
+    return needle.isascii() and needle.isalnum()
+
+
+def _glob(needle: str) -> str:
+    """SQLite GLOB's pattern for "contains needle": its three special characters each in a
+    bracket of its own ("]" is special only inside one)."""
+    return "*" + "".join(f"[{c}]" if c in "*?[" else c for c in needle) + "*"
+
+
 def matching(where: str, needle: str, *, limit: int | None = None) -> RawSQL:
     """A subquery of the ids of indexed blobs whose text contains `needle` (already folded):
     `where` is "body" (the text parts) or "text" (header and body); at most `limit` of them.
     The index proposes (on SQLite every trigram of the needle, on PostgreSQL pg_trgm), LIKE
     on the text decides."""
     columns = ("body",) if where == "body" else ("header", "body")
-    test = " OR ".join(f"t.{c} LIKE %s ESCAPE '\\'" for c in columns)
-    params = [_like(needle)] * len(columns)
+    if connection.vendor == "sqlite":
+        # GLOB compares characters as they are, LIKE folds ASCII case first: on text and a
+        # needle already folded they agree, and GLOB checks 45k texts in a third less time.
+        test = " OR ".join(f"t.{c} GLOB %s" for c in columns)
+        params = [_glob(needle)] * len(columns)
+    else:
+        test = " OR ".join(f"t.{c} LIKE %s ESCAPE '\\'" for c in columns)
+        params = [_like(needle)] * len(columns)
     tail, tail_params = (" LIMIT %s", [limit]) if limit is not None else ("", [])
     if connection.vendor == "sqlite" and len(needle) >= TRIGRAM:
         grams = sorted({needle[i : i + TRIGRAM] for i in range(len(needle) - TRIGRAM + 1)})
         query = " AND ".join('"' + g.replace('"', '""') + '"' for g in grams)
+        if is_word(needle):
+            # The text parts holding it as a word match as the word index says; the trigram
+            # index's other candidates (the needle inside a longer word, or in the header
+            # fields) are checked on their text.
+            word = f'"{needle}"'
+            sql = (
+                f"SELECT rowid FROM {WORDS_TABLE} WHERE {WORDS_TABLE} MATCH %s UNION ALL"
+                f" SELECT t.blob_id FROM {TABLE} t WHERE t.blob_id IN"
+                f" (SELECT rowid FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH %s EXCEPT"
+                f" SELECT rowid FROM {WORDS_TABLE} WHERE {WORDS_TABLE} MATCH %s) AND ({test}){tail}"
+            )
+            return RawSQL(sql, [word, query, word, *params, *tail_params])
         sql = (
             f"SELECT t.blob_id FROM {TABLE} t WHERE t.blob_id IN"
             f" (SELECT rowid FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH %s) AND ({test}){tail}"

@@ -119,6 +119,12 @@ if DATABASE_URL:
 else:
     _db = {"ENGINE": "django.db.backends.sqlite3", "NAME": str(DATA_DIR / "mailhost.sqlite3")}
 
+# SQLite reads through a memory map of the file (this many bytes of it) rather than a copy of
+# each page into its cache: checking 45k texts of a full-text search at 100k messages took
+# 158 ms of CPU through read() and 86 ms through the map. Only reads use the map (SQLite writes
+# with write()); its pages are the kernel's page cache, shared by every connection and process.
+# SQLite caps it at its build's SQLITE_MAX_MMAP_SIZE (2 GiB in Debian's and Python's builds).
+MAILHOST_SQLITE_MMAP_SIZE = env_int("MAILHOST_SQLITE_MMAP_SIZE", 2**31, minimum=0)
 if _db["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets readers run beside one writer and several processes share the file; IMMEDIATE
     # takes the write lock at BEGIN, so concurrent writers queue on the busy timeout instead of
@@ -134,6 +140,7 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
             "transaction_mode": "IMMEDIATE",
             "init_command": (
                 "PRAGMA journal_mode=WAL;PRAGMA synchronous=FULL;PRAGMA busy_timeout=30000;"
+                f"PRAGMA mmap_size={MAILHOST_SQLITE_MMAP_SIZE};"
             ),
         }
     )

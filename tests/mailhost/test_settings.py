@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 
@@ -75,6 +76,7 @@ BAD_VALUES: dict[str, Bad] = {
     "MAILHOST_ACME_CA_FILE": Bad("/nonexistent/ca.pem", "MAILHOST_ACME_CA_FILE='/nonexistent"),
     "MAILHOST_FTS_MAX_TEXT": Bad("12", "MAILHOST_FTS_MAX_TEXT"),
     "MAILHOST_FTS_INTERVAL": Bad("often", "MAILHOST_FTS_INTERVAL"),
+    "MAILHOST_SQLITE_MMAP_SIZE": Bad("-1", "MAILHOST_SQLITE_MMAP_SIZE=-1 must be at least 0"),
     "MAILHOST_MAX_HOPS": Bad("0", "MAILHOST_MAX_HOPS"),
     "MAILHOST_OUTBOUND_BIND": Bad(
         "mail.example.org", "MAILHOST_OUTBOUND_BIND: 'mail.example.org' is not an IP address"
@@ -370,6 +372,9 @@ def test_sqlite_is_in_wal_mode_with_a_busy_timeout_and_synced_commits():
         # FULL (2): every commit syncs the WAL, so an acknowledged message survives power loss.
         cursor.execute("PRAGMA synchronous")
         assert cursor.fetchone()[0] == 2
+        # reads through a map of the file (MAILHOST_SQLITE_MMAP_SIZE, capped by SQLite's build)
+        cursor.execute("PRAGMA mmap_size")
+        assert cursor.fetchone()[0] == min(settings.MAILHOST_SQLITE_MMAP_SIZE, 0x7FFF0000)
     assert connection.settings_dict["OPTIONS"]["transaction_mode"] == "IMMEDIATE"
 
 

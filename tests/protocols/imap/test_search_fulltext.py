@@ -164,3 +164,113 @@ def test_a_message_indexed_during_the_search_is_not_missed(
 
     monkeypatch.setattr(fulltext, "matching_ids", indexer_commits_after)
     assert run(folder, text) == expected
+
+
+# --- The words index (SQLite) -------------------------------------------------------------
+
+# Bodies that put a word needle everywhere a word index could get it wrong: as a word, inside
+# longer words, beside punctuation and non-ASCII letters, split by white space, after letters
+# that case folding changes (U+0130, the Kelvin sign), and in a header field only.
+WORD_BODIES = [
+    "the report is due",
+    "two reports and a reporter",
+    "unreported, misreport",
+    "report-card; report.",
+    "REPORT IN CAPITALS",
+    "réport and reportß and ßreport",
+    "re port and rep ort",
+    "\u0130report and \u212areport and report\u212a",
+    "x2024y and 2024 and abc123",
+    "nothing here",
+]
+WORD_NEEDLES = ["report", "reports", "port", "eport", "rep", "2024", "abc123", "kreport", "ss"]
+
+
+@pytest.fixture
+def word_folder(make_mailbox):
+    mailbox = make_mailbox("words@example.org")
+    inbox = selectors.folder_get(mailbox, "INBOX")
+    for number, body in enumerate(WORD_BODIES):
+        subject = "report in the subject only" if number == len(WORD_BODIES) - 1 else "plain"
+        raw = (
+            f"Subject: {subject}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            "Content-Transfer-Encoding: 8bit\r\n\r\n"
+            f"{body}\r\n"
+        ).encode()
+        services.message_append(folder=inbox, raw=raw, flags=[])
+    return inbox
+
+
+@pytest.mark.parametrize("few", [2000, 0], ids=["rare path", "common path"])
+@pytest.mark.parametrize("where", ["BODY", "TEXT"])
+def test_word_needles_find_what_reading_finds(word_folder, monkeypatch, few, where):
+    """The words index answers for a needle that is a word, the trigram index for the rest:
+    together exactly what reading every message finds (the needle inside longer words, in
+    the header only, after characters whose case folding is not one to one)."""
+    from mailboxes import search as mailbox_search
+
+    read = {needle: run(word_folder, f"{where} {needle}") for needle in WORD_NEEDLES}
+    assert read["report"] and read["2024"] and read["abc123"]  # the corpus holds them
+    fulltext.index_all()
+    monkeypatch.setattr(mailbox_search, "FEW_TEXT_MATCHES", few)
+    monkeypatch.setattr(selectors, "blob_read", _no_reading)
+    assert {needle: run(word_folder, f"{where} {needle}") for needle in WORD_NEEDLES} == read
+
+
+def _no_reading(*args, **kwargs):
+    raise AssertionError("a message was read")
+
+
+def test_a_word_needle_reads_only_the_texts_the_words_index_cannot_decide(word_folder):
+    """Of the trigram index's candidates, those holding the needle as a word are taken as the
+    words index says; the text of the others alone is checked (SQLite)."""
+    from django.db import connection
+
+    if connection.vendor != "sqlite":
+        pytest.skip("the words index is SQLite's (PostgreSQL rechecks pg_trgm's candidates)")
+    fulltext.index_all()
+    subquery = fulltext.matching("body", "report")
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(*) FROM ({subquery.sql})", subquery.params)
+        (total,) = cursor.fetchone()
+        words = fulltext.WORDS_TABLE
+        cursor.execute(f"SELECT count(*) FROM {words} WHERE {words} MATCH '\"report\"'")
+        (as_words,) = cursor.fetchone()
+    read = run(word_folder, "BODY report")
+    assert total == len(read)
+    assert 0 < as_words < total  # some by the word, some only by their text
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_puts_texts_indexed_before_it_in_the_words_index():
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    if connection.vendor != "sqlite":
+        pytest.skip("the words index is SQLite's")
+    before = [("mailboxes", "0023_private_seen")]
+    after = [("mailboxes", "0024_fts_words")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO mailboxes_blob(name, size, data, created_at)"
+                " VALUES ('inline:migrate-words', 1, x'00', CURRENT_TIMESTAMP)"
+            )
+            blob_id = cursor.lastrowid
+            cursor.execute(
+                "INSERT INTO mailboxes_blobtext(blob_id, header, body) VALUES (%s, '', %s)",
+                [blob_id, "an older quarterly text"],
+            )
+        executor = MigrationExecutor(connection)
+        executor.migrate(after)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT rowid FROM {fulltext.WORDS_TABLE} WHERE {fulltext.WORDS_TABLE}"
+                " MATCH '\"quarterly\"'"
+            )
+            assert [row[0] for row in cursor.fetchall()] == [blob_id]
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes())
