@@ -1,12 +1,13 @@
 """In-process cost of one delivery job, without the submission: a spooled message to a remote
 recipient, claimed, sent to a local sink over a reused SMTP connection, and recorded.
 
-    MAILHOST_DATA_DIR=<scratch dir> .venv/bin/python bench/profile_delivery.py [N] [time|sql]
+    MAILHOST_DATA_DIR=<scratch dir> .venv/bin/python bench/profile_delivery.py [N] [time|sql|cpu]
 
 Spools N messages (bench/sample.eml from a hosted sender to the bench's sink domain; a tiny
 DNS server names the sink, as bench/run.py's outbound rows do), then runs the delivery job
 (delivery.jobs.deliver_message) of each in this thread and prints the SQL statements one job
-costs (`sql` lists them) and the CPU of this thread per job (the sink's thread is not in it).
+costs (`sql` lists them) and the CPU of this thread per job (the sink's thread is not in it);
+`cpu`: cProfile of the jobs timed by this thread's CPU clock, the functions by their CPU.
 Uses the SQLite database in MAILHOST_DATA_DIR (or DATABASE_URL): a scratch one. The same path
 in a running server, beside the submissions: bench/profile_server.py outbound.
 """
@@ -82,6 +83,17 @@ def main() -> None:
             for query in queries.captured_queries:
                 print("  ", query["sql"][:160])
         before = sink.handler.recipients
+        if mode == "cpu":
+            import cProfile
+            import pstats
+
+            profiler = cProfile.Profile(time.thread_time)
+            profiler.enable()
+            for message_id in ids:
+                deliver_message(message_id)
+            profiler.disable()
+            pstats.Stats(profiler).sort_stats("cumulative").print_stats(60)
+            return
         wall, cpu = time.perf_counter(), time.thread_time()
         for message_id in ids:
             deliver_message(message_id)

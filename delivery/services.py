@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -36,6 +36,7 @@ from mailboxes.models import Blob, Domain, Mailbox
 from mailboxes.outcomes import Outcome as Filed
 from mailboxes.transactions import unsynced_atomic
 from mailhost import metrics
+from mailhost.plainsql import Columns
 
 logger = logging.getLogger(__name__)
 
@@ -134,34 +135,73 @@ def recipients_claim(*, message_id: int, now: datetime | None = None) -> Claim |
     """Lease the message's due recipients and count the attempt, before any connection.
 
     One UPDATE with the due condition in its WHERE: concurrent claimers (threads, processes,
-    SQLite's serialized writers or PostgreSQL's row locks) each get disjoint rows.
+    SQLite's serialized writers or PostgreSQL's row locks) each get disjoint rows. Both of its
+    statements are plain text (`_claim_sql`): every delivery job runs them, and building them
+    through the ORM cost more CPU than the database spent on them.
     """
     now = now or timezone.now()
     token = secrets.token_hex(16)
     lease = now + timedelta(seconds=settings.MAILHOST_DELIVERY_LEASE)
+    update, select = _claim_sql()
+    adapt = connection.ops.adapt_datetimefield_value
     # Not synced before returning (mailboxes/transactions.py): a claim lost with the power
     # only makes the recipients due again, as an expired lease would.
-    with unsynced_atomic():
-        claimed = (
-            due_recipients(now)
-            .filter(message_id=message_id)
-            .update(
-                lease_token=token,
-                lease_until=lease,
-                attempts=F("attempts") + 1,
-                last_attempt_at=now,
-            )
+    with unsynced_atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            update,
+            [token, adapt(lease), adapt(now), message_id, *_PENDING_TEXT, adapt(now), adapt(now)],
         )
+        claimed = cursor.rowcount
     if not claimed:
         return None
-    recipients = list(
-        OutboundRecipient.objects.filter(message_id=message_id, lease_token=token)
-        .select_related("message", "message__blob")
-        .order_by("id")
-    )
-    if not recipients:
+    with connection.cursor() as cursor:
+        cursor.execute(select, [message_id, token])
+        rows = cursor.fetchall()
+    if not rows:
         return None
-    return Claim(token=token, message=recipients[0].message, recipients=recipients)
+    recipient, message, blob = _CLAIMED
+    first = message.instance(rows[0], len(recipient))
+    _MESSAGE_BLOB.set_cached_value(first, blob.instance(rows[0], len(recipient) + len(message)))
+    recipients = []
+    for row in rows:
+        r = recipient.instance(row)
+        _RECIPIENT_MESSAGE.set_cached_value(r, first)
+        recipients.append(r)
+    return Claim(token=token, message=first, recipients=recipients)
+
+
+# The claim's rows: the recipient's columns, then its message's, then the message's blob's.
+_CLAIMED = (
+    Columns(OutboundRecipient, "r"),
+    Columns(OutboundMessage, "m"),
+    Columns(Blob, "b"),
+)
+_PENDING_TEXT = [str(status) for status in PENDING]
+_RECIPIENT_MESSAGE = OutboundRecipient._meta.get_field("message")
+_MESSAGE_BLOB = OutboundMessage._meta.get_field("blob")
+_claim_statements: tuple[str, str] | None = None
+
+
+def _claim_sql() -> tuple[str, str]:
+    """The claim's UPDATE (due_recipients() of one message) and the SELECT of what it took."""
+    global _claim_statements
+    if _claim_statements is None:
+        recipient, message, blob = _CLAIMED
+        table = connection.ops.quote_name(OutboundRecipient._meta.db_table)
+        statuses = ", ".join(["%s"] * len(PENDING))
+        update = (
+            f"UPDATE {table} SET lease_token = %s, lease_until = %s, attempts = attempts + 1,"
+            f" last_attempt_at = %s WHERE message_id = %s AND status IN ({statuses})"
+            " AND next_attempt_at <= %s AND (lease_until IS NULL OR lease_until < %s)"
+        )
+        select = (
+            f"SELECT {recipient.sql}, {message.sql}, {blob.sql} FROM {recipient.table}"
+            f" INNER JOIN {message.table} ON m.id = r.message_id"
+            f" INNER JOIN {blob.table} ON b.id = m.blob_id"
+            " WHERE r.message_id = %s AND r.lease_token = %s ORDER BY r.id"
+        )
+        _claim_statements = (update, select)
+    return _claim_statements
 
 
 def lease_extend(*, token: str) -> None:
@@ -207,6 +247,7 @@ def recipients_record(
     # duplicate, as after a crash mid-session). Anything synced later (the next message
     # accepted, a DSN spooled) syncs this too: the log is written in order. This takes one
     # fsync per message off the delivery threads, which on SQLite wait for each other's.
+    adapt = connection.ops.adapt_datetimefield_value
     with unsynced_atomic():
         known = [
             r
@@ -243,23 +284,45 @@ def recipients_record(
                     )
             if status == RecipientStatus.DEFERRED and row.status == RecipientStatus.HOLD:
                 status, next_attempt = RecipientStatus.HOLD, None  # held during the attempt
-            updated = OutboundRecipient.objects.filter(pk=row.pk, lease_token=token).update(
-                status=status,
-                last_reply=reply[:2000],
-                mx_used=outcome.remote[:255],
-                protection=outcome.protection,
-                next_attempt_at=next_attempt,
-                dsn_sent=dsn_sent,
-                attempts=attempts,
-                retry_forced=False,
-                lease_until=None,
-                lease_token="",
-            )
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    _result_sql(),
+                    [
+                        str(status),
+                        reply[:2000],
+                        outcome.remote[:255],
+                        outcome.protection,
+                        None if next_attempt is None else adapt(next_attempt),
+                        dsn_sent,
+                        attempts,
+                        False,
+                        row.pk,
+                        token,
+                    ],
+                )
+                updated = cursor.rowcount
             written += updated
             if updated:
                 lines.append(_result_line(row, outcome, status=status, reply=reply, now=now))
         transaction.on_commit(lambda: _log_lines(lines))
     return written
+
+
+_result_statement: str | None = None
+
+
+def _result_sql() -> str:
+    """One recipient's result, written while the claim still holds it (plain text: one per
+    recipient of every delivery job)."""
+    global _result_statement
+    if _result_statement is None:
+        table = connection.ops.quote_name(OutboundRecipient._meta.db_table)
+        _result_statement = (
+            f"UPDATE {table} SET status = %s, last_reply = %s, mx_used = %s, protection = %s,"
+            " next_attempt_at = %s, dsn_sent = %s, attempts = %s, retry_forced = %s,"
+            " lease_until = NULL, lease_token = '' WHERE id = %s AND lease_token = %s"
+        )
+    return _result_statement
 
 
 def _log_lines(lines: list[str]) -> None:
