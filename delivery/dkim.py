@@ -13,11 +13,13 @@ from email.parser import BytesHeaderParser
 from email.utils import getaddresses
 
 import dkim
+from django.db import connection
 
 from delivery.inbound import rsaverify
 from mailboxes.addresses import domain_to_ascii
 from mailboxes.exceptions import InvalidAddress
 from mailboxes.models import DkimKey, Domain
+from mailhost.plainsql import Columns
 
 logger = logging.getLogger(__name__)
 
@@ -61,14 +63,37 @@ def signing_key(raw: bytes, *, mail_from: str) -> DkimKey | None:
     for name in (_from_header_domain(raw), _domain_of(mail_from) if mail_from else None):
         if not name:
             continue
-        key = (
-            DkimKey.objects.select_related("domain")
-            .filter(domain__name=name, domain__active=True, state=DkimKey.State.ACTIVE)
-            .first()
-        )
+        key = _active_key(name)
         if key is not None:
             return key
     return None
+
+
+_KEY = Columns(DkimKey, "k")
+_DOMAIN = Columns(Domain, "d")
+_DOMAIN_OF_KEY = DkimKey._meta.get_field("domain")
+_active_key_statement: str | None = None
+
+
+def _active_key(name: str) -> DkimKey | None:
+    """The active key of the active domain `name`, with its domain, in one plain statement
+    (every submission asks: the ORM's query building cost more CPU than the query)."""
+    global _active_key_statement
+    if _active_key_statement is None:
+        _active_key_statement = (
+            f"SELECT {_KEY.sql}, {_DOMAIN.sql} FROM {_KEY.table}"
+            f" INNER JOIN {_DOMAIN.table} ON d.id = k.domain_id"
+            " WHERE d.name = %s AND d.active = %s AND k.state = %s"
+            " ORDER BY k.created_at, k.id LIMIT 1"
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(_active_key_statement, [name, True, str(DkimKey.State.ACTIVE)])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    key = _KEY.instance(row)
+    _DOMAIN_OF_KEY.set_cached_value(key, _DOMAIN.instance(row, len(_KEY)))
+    return key
 
 
 def signing_domain(raw: bytes, *, mail_from: str) -> Domain | None:

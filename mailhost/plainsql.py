@@ -67,3 +67,39 @@ class Columns:
             values[index] = value
         return self.model.from_db(connection.alias, self.attnames, values)
 
+
+class Insert:
+    """INSERT of `model` instances in one plain statement, their values prepared as the ORM
+    prepares them (pre_save: auto_now_add and the like; get_db_prep_save), optionally with the
+    new primary keys set from RETURNING."""
+
+    def __init__(self, model: type[Model]) -> None:
+        self.model = model
+        self.fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+        self._head: str | None = None
+
+    def _statement(self, count: int, returning: bool) -> str:
+        if self._head is None:
+            quote = connection.ops.quote_name
+            columns = ", ".join(quote(f.column) for f in self.fields)
+            self._head = f"INSERT INTO {quote(self.model._meta.db_table)} ({columns}) VALUES "
+        marks = "(" + ", ".join(["%s"] * len(self.fields)) + ")"
+        pk = connection.ops.quote_name(self.model._meta.pk.column)
+        return self._head + ", ".join([marks] * count) + (f" RETURNING {pk}" if returning else "")
+
+    def __call__(self, instances: Sequence[Model], *, returning: bool = False) -> None:
+        if not instances:
+            return
+        params = [
+            f.get_db_prep_save(f.pre_save(instance, True), connection)
+            for instance in instances
+            for f in self.fields
+        ]
+        with connection.cursor() as cursor:
+            cursor.execute(self._statement(len(instances), returning), params)
+            ids = [row[0] for row in cursor.fetchall()] if returning else []
+        for instance, pk in zip(instances, ids, strict=False):
+            instance.pk = pk
+        for instance in instances:
+            instance._state.adding = False
+            instance._state.db = connection.alias

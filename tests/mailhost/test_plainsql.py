@@ -1,0 +1,65 @@
+"""mailhost/plainsql.py reads and writes rows as the ORM does: instances from a plain SELECT
+equal the ORM's field by field (aware datetimes, booleans, bytes), and Insert fills what
+pre_save fills (auto_now_add) and sets the new primary keys."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from delivery.models import OutboundMessage, OutboundRecipient, RecipientStatus
+from mailboxes.models import Blob
+from mailhost.plainsql import Columns, Insert
+
+pytestmark = pytest.mark.django_db
+
+
+def _fields(instance) -> dict:
+    return {f.attname: getattr(instance, f.attname) for f in type(instance)._meta.concrete_fields}
+
+
+def test_instances_read_from_a_plain_select_equal_the_orm_s():
+    blob = Blob.objects.create(name="inline:x", size=3, data=b"abc")
+    message = OutboundMessage.objects.create(
+        queue_id="Q1", blob=blob, mail_from="a@example.org", smtputf8=True, size=3
+    )
+    recipient = OutboundRecipient.objects.create(
+        message=message,
+        address="b@example.net",
+        status=RecipientStatus.DEFERRED,
+        next_attempt_at=timezone.now(),
+        retry_forced=True,
+    )
+    columns = (Columns(OutboundRecipient, "r"), Columns(OutboundMessage, "m"), Columns(Blob, "b"))
+    r, m, b = columns
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {r.sql}, {m.sql}, {b.sql} FROM {r.table}"
+            f" JOIN {m.table} ON m.id = r.message_id JOIN {b.table} ON b.id = m.blob_id"
+            " WHERE r.id = %s",
+            [recipient.pk],
+        )
+        row = cursor.fetchone()
+    read = (r.instance(row), m.instance(row, len(r)), b.instance(row, len(r) + len(m)))
+    for plain, orm in zip(read, (recipient, message, blob), strict=True):
+        expected = _fields(type(orm).objects.get(pk=orm.pk))
+        assert _fields(plain) == expected
+        assert plain._state.adding is False
+    assert read[0].retry_forced is True and timezone.is_aware(read[0].next_attempt_at)
+    assert bytes(read[2].data) == b"abc"
+
+
+def test_insert_fills_auto_fields_and_sets_the_primary_keys():
+    blob = Blob.objects.create(name="inline:y", size=1, data=b"y")
+    messages = [
+        OutboundMessage(queue_id=f"Q{i}", blob=blob, mail_from="a@example.org", require_tls=i == 1)
+        for i in range(2)
+    ]
+    Insert(OutboundMessage)(messages, returning=True)
+    assert all(m.pk for m in messages) and messages[0].pk != messages[1].pk
+    for message in messages:
+        stored = OutboundMessage.objects.get(pk=message.pk)
+        assert stored.queue_id == message.queue_id
+        assert stored.require_tls is message.require_tls
+        assert stored.created_at == message.created_at and stored.created_at is not None
