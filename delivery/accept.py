@@ -329,7 +329,7 @@ class Prepared:
     authenticated_mailbox: Mailbox | None
     spool: SpoolOptions
     auth: AuthResults | None
-    summary: tuple[dict, bool]
+    summary: tuple[dict, bool] | None  # None: no mailbox of ours gets the message
     plans: dict
     junk_mailbox_ids: set[int] | None
     report_recipients: list[selectors.Resolution]
@@ -400,8 +400,10 @@ def message_prepare(
         # field is ours alone (inbound_trust removed the world's): the stored message says
         # X-Spam: Yes exactly when the verdict wrote one.
         summary = (header.summary, bool(verdict_fields) and verdict.is_spam)
-    else:
+    elif any(r.mailbox_ids for r in resolutions):
         summary = headers.summarize_and_spam(raw)  # outside the transaction, computed once
+    else:
+        summary = None  # nothing is filed here (a submission to remote recipients)
     # Aggregate reports to our report addresses are read here, outside the transaction.
     report_recipients = [r for r in resolutions if r.report]
     extracted = reports.from_message(raw) if report_recipients else None
@@ -411,7 +413,7 @@ def message_prepare(
         raw=raw,
         mail_from=mail_from,
         resolutions=resolutions,
-        spam=summary[1],
+        spam=summary is not None and summary[1],
         junk_mailbox_ids=junk_mailbox_ids,
         spam_score=spam_score,
     )

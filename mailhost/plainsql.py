@@ -15,6 +15,7 @@ from typing import Any
 
 from django.db import connection
 from django.db.models import Model
+from django.db.models.constants import OnConflict
 
 
 class Columns:
@@ -71,25 +72,32 @@ class Columns:
 class Insert:
     """INSERT of `model` instances in one plain statement, their values prepared as the ORM
     prepares them (pre_save: auto_now_add and the like; get_db_prep_save), optionally with the
-    new primary keys set from RETURNING."""
+    new primary keys set from RETURNING, or with the rows that break a unique constraint left
+    out (`ignore_conflicts`, as bulk_create's)."""
 
-    def __init__(self, model: type[Model]) -> None:
+    def __init__(self, model: type[Model], *, ignore_conflicts: bool = False) -> None:
         self.model = model
         self.fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+        self.on_conflict = OnConflict.IGNORE if ignore_conflicts else None
         self._head: str | None = None
 
     def _statement(self, count: int, returning: bool) -> str:
+        ops = connection.ops
         if self._head is None:
-            quote = connection.ops.quote_name
-            columns = ", ".join(quote(f.column) for f in self.fields)
-            self._head = f"INSERT INTO {quote(self.model._meta.db_table)} ({columns}) VALUES "
+            columns = ", ".join(ops.quote_name(f.column) for f in self.fields)
+            table = ops.quote_name(self.model._meta.db_table)
+            self._head = f"{ops.insert_statement(on_conflict=self.on_conflict)} {table} ({columns})"
         marks = "(" + ", ".join(["%s"] * len(self.fields)) + ")"
-        pk = connection.ops.quote_name(self.model._meta.pk.column)
-        return self._head + ", ".join([marks] * count) + (f" RETURNING {pk}" if returning else "")
+        tail = ops.on_conflict_suffix_sql(self.fields, self.on_conflict, None, None)
+        if returning:
+            tail += f" RETURNING {ops.quote_name(self.model._meta.pk.column)}"
+        return f"{self._head} VALUES {', '.join([marks] * count)} {tail}".rstrip()
 
     def __call__(self, instances: Sequence[Model], *, returning: bool = False) -> None:
         if not instances:
             return
+        if returning and self.on_conflict is not None:
+            raise ValueError("RETURNING leaves out the ignored rows: their keys are unknown")
         params = [
             f.get_db_prep_save(f.pre_save(instance, True), connection)
             for instance in instances

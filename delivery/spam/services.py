@@ -18,6 +18,7 @@ from django.utils import timezone
 from delivery.models import GreylistEntry, KnownSender, SpamToken, SpamTraining
 from delivery.spam import selectors
 from delivery.spam.tokens import message_hashes
+from mailhost.plainsql import Insert
 
 logger = logging.getLogger("mailhost.spam")
 
@@ -206,8 +207,10 @@ def known_senders_add(*, mailbox_id: int, addresses: Iterable[str], source: str)
         for a in dict.fromkeys(addresses)
         if a and "@" in a
     ]
-    if rows:
-        KnownSender.objects.bulk_create(rows, ignore_conflicts=True)
+    _insert_known_senders(rows)  # every submission: one plain INSERT, not bulk_create's
+
+
+_insert_known_senders = Insert(KnownSender, ignore_conflicts=True)
 
 
 # --- Greylisting (RFC 6647) ----------------------------------------------------------------
