@@ -155,3 +155,23 @@ def test_an_exchange_whose_aaaa_is_refused_keeps_its_a_records(dns_server):
         destination_hosts("allrefused.test", r)
     assert "REFUSED" in exc.value.text and "SERVFAIL" not in exc.value.text
     assert exc.value.reply.startswith("451 4.4.3")
+
+
+def test_answers_from_the_cache_are_the_ones_asked_for(dns_server):
+    # A delivery job asks MX, A, AAAA (and TLSA) for its destination every time: a cached
+    # answer is read straight from dnspython's cache, with what an asked one gives.
+    dns_server.add("c.test", "MX", "10 mx.c.test.")
+    dns_server.add("mx.c.test", "A", "127.0.0.2")
+    dns_server.add("mx.c.test", "AAAA", "::1")
+    dns_server.signed.add("mx.c.test")
+    r = DNSPythonResolver(servers=[("127.0.0.1", dns_server.port)], timeout=2, cache=True)
+    first = [(h.name, h.addresses) for h in destination_hosts("c.test", r)]
+    first_secure = r.secure_rdatas("mx.c.test", "A")
+    asked = len(dns_server.queries)
+    assert first == [("mx.c.test", ("127.0.0.2", "::1"))]
+    assert [(h.name, h.addresses) for h in destination_hosts("c.test", r)] == first
+    rdatas, secure = r.secure_rdatas("mx.c.test", "A")
+    assert [x.to_text() for x in rdatas] == [x.to_text() for x in first_secure[0]] == ["127.0.0.2"]
+    assert secure is first_secure[1] is True  # the AD bit of the cached response
+    assert r.cached_rdatas("mx.c.test", "AAAA")[0].to_text() == "::1"
+    assert len(dns_server.queries) == asked  # nothing asked again
