@@ -197,6 +197,23 @@ def matching(where: str, needle: str, *, limit: int | None = None) -> RawSQL:
     return RawSQL(f"SELECT t.blob_id FROM {TABLE} t WHERE {test}{tail}", [*params, *tail_params])
 
 
+def matching_messages(where: str, needle: str) -> Q:
+    """Messages whose blob's indexed text contains `needle` (already folded), as a condition
+    on Message rows for a search of one folder. On SQLite by their ids, which the blob index
+    gives without reading the rows: the search's walk of the folder then reads only its
+    (folder, uid) index (each row's blob id took a read of the row: at 100k messages, 61 -> 44
+    ms of CPU)."""
+    if connection.vendor != "sqlite":
+        return Q(blob_id__in=matching(where, needle))
+    subquery = matching(where, needle)
+    return Q(
+        pk__in=RawSQL(
+            f"SELECT m.id FROM mailboxes_message m WHERE m.blob_id IN ({subquery.sql})",
+            subquery.params,
+        )
+    )
+
+
 def matching_ids(where: str, needle: str, *, limit: int | None = None) -> list[int]:
     subquery = matching(where, needle, limit=limit)
     with connection.cursor() as cursor:

@@ -500,7 +500,10 @@ def _compile_text(key: TextKey, ctx: _Context) -> _Compiled:
         # Many: the index query is part of the search's own, asked once; the ids themselves
         # only when a row must be checked in Python (a criterion SQL cannot decide).
         found = None
-        matched = Q(blob_id__in=fulltext.matching(where, needle))
+        if ctx.folder_id is not None:
+            matched = fulltext.matching_messages(where, needle)
+        else:  # the webmail's newest first over a mailbox: SQLite's plan is better on blob ids
+            matched = Q(blob_id__in=fulltext.matching(where, needle))
 
     def indexed_match(m: Candidate) -> bool:
         nonlocal found
