@@ -11,8 +11,12 @@ import asyncio
 import importlib
 import logging
 import os
+import pickle
 import signal
+import sys
 from collections.abc import Callable
+
+from django.core.management.base import BaseCommand
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +51,58 @@ def run(modules: tuple[str, ...], *, skip_missing: bool = False) -> None:
         processes.supervise(modules, count, skip_missing=skip_missing)
         return
     asyncio.run(_serve(modules, skip_missing=skip_missing))
+
+
+class ServerCommand(BaseCommand):
+    """A command that runs listeners (runmail, runsmtp, runimap, runpop3, runmanagesieve).
+
+    Its system checks run apart(), in a child process: they import the URLconf, so every
+    view and template tag, and the admin's checks, which neither the listeners nor delivery
+    use. Imported here, before the workers are forked, they would sit in every worker's image
+    and in the supervisor's (issue 22: about 10 MiB of it); worker 0 imports the web app
+    itself when it starts it."""
+
+    def check(self, *args, **kwargs):  # noqa: ANN201 - BaseCommand's
+        apart(lambda: super(ServerCommand, self).check(*args, **kwargs))
+
+
+def apart(work: Callable[[], object]) -> None:
+    """Run `work` in a forked child and wait for it: what it imports and allocates goes with
+    the child. Its exception, if any, is raised here (what cannot be pickled, as a
+    RuntimeError naming it); what it prints reaches the same standard output and error."""
+    from django.db import connections
+
+    connections.close_all()  # the child's queries open connections of its own
+    sys.stdout.flush()
+    sys.stderr.flush()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read)
+        code = 0
+        try:
+            work()
+        except BaseException as exc:
+            code = 1
+            try:
+                failure = pickle.dumps(exc)
+            except Exception:
+                failure = pickle.dumps(RuntimeError(f"{type(exc).__name__}: {exc}"))
+            os.write(write, failure)  # a pipe: blocks until the parent has read it all
+        finally:
+            connections.close_all()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        failure = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    if failure:
+        raise pickle.loads(failure)
+    code = os.waitstatus_to_exitcode(status)
+    if code:
+        raise RuntimeError(f"the child process (pid {pid}) exited with {code}")
 
 
 def cannot_listen(name: str, exc: OSError) -> Exception:

@@ -14,6 +14,7 @@ import smtplib
 import socket
 import ssl
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -157,6 +158,22 @@ def test_two_workers_share_the_ports(server):
     assert len(held) == 2
     for client in held.values():
         client.close()
+
+
+def test_the_web_app_is_only_in_the_first_worker(server):
+    """The system checks import the URLconf (every webmail view) in a child of their own, not
+    in the supervisor: the other workers, forked from it, never load webmail's modules. nh3,
+    webmail's HTML sanitizer, is the one with a library of its own to see in /proc."""
+    # The first request resolves the URLconf in the web worker.
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.ports['web']}/healthz", timeout=30):
+        pass
+    tree = process_tree(server.pid)
+    web_worker = None
+    for pid in tree:
+        if "nh3" in Path(f"/proc/{pid}/maps").read_text():
+            assert web_worker is None, "webmail in more than one process"
+            web_worker = pid
+    assert web_worker in workers(server)
 
 
 def test_idle_in_one_worker_is_woken_by_append_in_the_other(server):

@@ -1,9 +1,7 @@
-from django.core.management.base import BaseCommand
-
 from mailhost import runner
 
 
-class Command(BaseCommand):
+class Command(runner.ServerCommand):
     help = "Run the IMAP listeners."
 
     def handle(self, *args, **options):
