@@ -44,6 +44,7 @@ def run(modules: tuple[str, ...], *, skip_missing: bool = False) -> None:
     require_schema()
     from django.conf import settings
 
+    limit_malloc_arenas(settings.MAILHOST_MALLOC_ARENA_MAX)
     count = settings.MAILHOST_PROCESSES
     if count > 1 and any(module in PER_PROCESS for module in modules):
         from mailhost import processes
@@ -51,6 +52,26 @@ def run(modules: tuple[str, ...], *, skip_missing: bool = False) -> None:
         processes.supervise(modules, count, skip_missing=skip_missing)
         return
     asyncio.run(_serve(modules, skip_missing=skip_missing))
+
+
+M_ARENA_MAX = -8  # glibc's malloc.h
+
+
+def limit_malloc_arenas(arenas: int) -> None:
+    """MAILHOST_MALLOC_ARENA_MAX: at most this many glibc malloc arenas in this process and in
+    the workers it forks (set before any thread allocates: glibc fixes the limit once it has
+    more than 8 arenas), and in the processes it starts (MALLOC_ARENA_MAX, read by glibc at a
+    program's start: delivery processes). 0, or a C library other than glibc: unchanged."""
+    if arenas <= 0:
+        return
+    try:
+        import ctypes
+
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return  # not glibc (musl has one heap: nothing to limit)
+    if mallopt(M_ARENA_MAX, arenas) == 1:
+        os.environ["MALLOC_ARENA_MAX"] = str(arenas)
 
 
 class ServerCommand(BaseCommand):

@@ -160,6 +160,47 @@ def test_two_workers_share_the_ports(server):
         client.close()
 
 
+def malloc_arenas(pid: int) -> int:
+    """glibc's thread arenas in a process, from its maps: each is a heap reserved at an address
+    aligned to 64 MiB (HEAP_MAX_SIZE), its used part read-write, the rest of the reservation
+    following it without access (the main arena is the brk heap, not counted)."""
+    heap_max = 64 << 20
+    regions = []
+    for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
+        fields = line.split()
+        start, end = (int(value, 16) for value in fields[0].split("-"))
+        regions.append((start, end, fields[1], len(fields) > 5))
+    return sum(
+        1
+        for (start, end, perms, named), following in zip(regions, regions[1:] + [None])
+        if not named
+        and perms.startswith("rw")
+        and start % heap_max == 0
+        and end - start < heap_max
+        and following is not None
+        and following[0] == end
+        and following[2].startswith("---")
+    )
+
+
+def test_workers_keep_to_the_malloc_arena_limit(server):
+    """MAILHOST_MALLOC_ARENA_MAX (default 2: the main arena and one more) reaches the forked
+    workers, whose IMAP, web, delivery and fan-out threads would otherwise take an arena each."""
+    clients = [imap(server, "carol") for _ in range(PER_IP - 2)]  # IMAP's database threads at work
+    try:
+        for client in clients:
+            client.send("s SELECT INBOX")
+        for client in clients:
+            assert client.until(b"s ")[-1].startswith(b"s OK")
+        for pid in workers(server):
+            threads = len(os.listdir(f"/proc/{pid}/task"))
+            assert threads > 4
+            assert malloc_arenas(pid) <= 1, (pid, threads)
+    finally:
+        for client in clients:
+            client.close()
+
+
 def test_the_web_app_is_only_in_the_first_worker(server):
     """The system checks import the URLconf (every webmail view) in a child of their own, not
     in the supervisor: the other workers, forked from it, never load webmail's modules. nh3,

@@ -135,6 +135,7 @@ BAD_VALUES: dict[str, Bad] = {
     "MAILHOST_IMAP_MAX_CONNECTIONS": Bad("x", "is not a whole number"),
     "MAILHOST_IMAP_MAX_CONNECTIONS_PER_USER": Bad("0", "must be at least 1"),
     "MAILHOST_IMAP_WORKER_THREADS": Bad("0", "must be at least 1"),
+    "MAILHOST_MALLOC_ARENA_MAX": Bad("-1", "must be at least 0"),
     "MAILHOST_POP3_IDLE_TIMEOUT": Bad("60", "must be at least 600"),
     "MAILHOST_POP3_MAX_LINE_LENGTH": Bad("80", "must be at least 512"),
     "MAILHOST_POP3_MAX_AUTH_FAILURES": Bad("0", "must be at least 1"),
