@@ -47,7 +47,7 @@ def verdict(
     """`header`: headers.header_read(raw), when the caller has it already."""
     header = header or headers.header_read(raw)
     summary, parsed = header.summary, header.parsed
-    text = text_of(raw)
+    text = text_of(raw, parsed)
     reasons: list[Reason] = []
     if GTUBE in raw:
         reasons.append(Reason("GTUBE", 1000.0, "it contains the GTUBE test string"))

@@ -9,10 +9,13 @@ only. 0 is reserved for the totals row.
 
 from __future__ import annotations
 
+import quopri
 import re
 import zlib
 from dataclasses import dataclass
 from email import message_from_bytes
+from email._encoded_words import decode_b
+from email.message import Message
 from email.policy import compat32
 
 from mailboxes import headers
@@ -49,8 +52,14 @@ class Text:
     has_html: bool
 
 
-def text_of(raw: bytes) -> Text:
-    """The decoded text of the message's text/* parts (see Text)."""
+def text_of(raw: bytes, header: Message | None = None) -> Text:
+    """The decoded text of the message's text/* parts (see Text). `header`: the compat32
+    parse of raw's header section (mailboxes.headers.header_read), when the caller has it:
+    a single-part text message is then read without parsing the message again."""
+    if header is not None:
+        single = _single_text_part(raw, header)
+        if single is not None:
+            return single
     message = message_from_bytes(raw[:RAW_LIMIT], policy=compat32)
     texts: list[str] = []
     size = 0
@@ -77,6 +86,52 @@ def text_of(raw: bytes) -> Text:
         texts.append(text[: BODY_LIMIT - size])
         size += len(texts[-1])
     return Text("\n".join(texts), "plain" in kinds, "html" in kinds)
+
+
+# A header section as the email package reads it (email.feedparser): lines end at CRLF, CR or
+# LF, each a field ("name:") or a continuation, up to a blank line. A "From " line, or any
+# other that would end the header first, does not match.
+_HEADER = re.compile(rb"(?:(?:[\041-\071\073-\176]*:|[\t ])[^\r\n]*(?:\r\n|\r|\n))*(?:\r\n|\r|\n)")
+# Content-Transfer-Encodings whose payload compat32's get_payload(decode=True) returns as is.
+_DECODERS = {
+    "quoted-printable": quopri.decodestring,
+    "base64": lambda data: decode_b(b"".join(data.splitlines()))[0],
+}
+_UUENCODE = frozenset({"x-uuencode", "uuencode", "uue", "x-uue"})
+
+
+def _single_text_part(raw: bytes, header: Message) -> Text | None:
+    """text_of for a message that is one text/* part, from the header already parsed: the
+    body is where email.feedparser starts it and is decoded as compat32's get_payload does,
+    so the Text is the full parse's. None where that reading is not certain (a "From " line
+    in the header, a header without its blank line in the first RAW_LIMIT octets or that
+    another line would end first, a uuencoded body): the caller parses."""
+    if header.get_content_maintype() != "text":
+        return None  # multipart and message/* have parts of their own; other types none
+    section = _HEADER.match(raw, 0, RAW_LIMIT)
+    if section is None or section.end() != len(headers.header_block(raw)):
+        return None
+    subtype = header.get_content_subtype()
+    if str(header.get("Content-Disposition", "")).lower().startswith("attachment"):
+        return Text("", False, False)
+    cte = str(header.get("content-transfer-encoding", "")).lower()
+    if cte in _UUENCODE:
+        return None
+    payload = raw[section.end() : RAW_LIMIT]
+    decoder = _DECODERS.get(cte)
+    if decoder is not None:
+        try:
+            payload = decoder(payload)
+        except Exception:
+            return None
+    charset = part_charset(header, "utf-8")
+    try:
+        text = payload.decode(charset, "replace")
+    except LookupError:
+        text = payload.decode("utf-8", "replace")
+    if subtype == "html":
+        text = _TAG.sub(" ", text)
+    return Text(text[:BODY_LIMIT], subtype == "plain", subtype == "html")
 
 
 def tokens(text: Text, *, subject: str = "", from_address: str = "") -> set[str]:
