@@ -164,3 +164,40 @@ def test_the_timeout_bounds_the_checks(zone, settings):
     got = spf("someone@spf.test")
     assert time.monotonic() - started < 2
     assert got.spf.result == "temperror" and got.dmarc.result == "temperror"
+
+
+def test_a_result_is_given_again_while_its_answers_are_cached(zone, monkeypatch):
+    from delivery import dns as delivery_dns
+    from delivery.inbound import spf as spf_module
+
+    zone.add_txt("spf.test", "v=spf1 include:_spf.partner.test -all")
+    zone.add_txt("_spf.partner.test", f"v=spf1 ip4:{CLIENT} -all")
+    assert spf("someone@spf.test").spf.result == "pass"
+    evaluations = []
+    check = spf_module.pyspf.query.check
+
+    def counted(query, *args, **kwargs):  # noqa: ANN001, ANN202
+        evaluations.append(query.s)
+        return check(query, *args, **kwargs)
+
+    monkeypatch.setattr(spf_module.pyspf.query, "check", counted)
+    asked = len(zone.queries)
+    again = spf("someone@spf.test")
+    assert (again.spf.result, again.spf_helo.result) == ("pass", "none")
+    assert evaluations == [] and len(zone.queries) == asked
+    # Another client, sender or HELO is evaluated on its own.
+    assert spf("someone@spf.test", client_ip="192.0.2.11").spf.result == "fail"
+    assert spf("other@spf.test").spf.result == "pass"
+    assert len(evaluations) == 3  # the new client's MAIL FROM and HELO, the new sender
+    # The included record changes and its cached answer expires: evaluated afresh.
+    zone.records["_spf.partner.test"]["TXT"] = ['"v=spf1 -all"']
+    delivery_dns.forget_resolvers()
+    assert spf("someone@spf.test").spf.result == "fail"
+
+
+def test_a_temporary_failure_is_not_remembered(zone):
+    zone.servfail.add("spf.test")
+    assert spf("someone@spf.test").spf.result == "temperror"
+    zone.servfail.clear()
+    zone.add_txt("spf.test", f"v=spf1 ip4:{CLIENT} -all")
+    assert spf("someone@spf.test").spf.result == "pass"
