@@ -29,7 +29,7 @@ from django.db.models import Exists, OuterRef, Q
 from django.db.models.expressions import RawSQL
 
 from mailboxes import headers as header_cache
-from mailboxes.models import Blob, BlobText, BlobTextPending, Message
+from mailboxes.models import Blob, BlobText, BlobTextPending
 
 logger = logging.getLogger(__name__)
 
@@ -117,14 +117,20 @@ def index_blobs(blob_ids: list[int]) -> int:
     return len(texts) + len(too_long)
 
 
+# One plain statement: the indexer asks it after every burst of mail, and the ORM took 0.7 ms
+# of CPU to build it (the statement itself 0.02 ms when nothing is pending).
+_PENDING_USED = (
+    f"SELECT p.blob_id FROM {PENDING} p WHERE NOT p.too_long"
+    " AND EXISTS (SELECT 1 FROM mailboxes_message m WHERE m.blob_id = p.blob_id)"
+    " ORDER BY p.blob_id LIMIT %s"
+)
+
+
 def pending(*, limit: int = 200) -> list[int]:
     """Pending blobs that messages use (not those only the outbound spool holds), oldest first."""
-    return list(
-        BlobTextPending.objects.filter(too_long=False)
-        .filter(Exists(Message.objects.filter(blob_id=OuterRef("blob_id"))))
-        .order_by("blob_id")
-        .values_list("blob_id", flat=True)[:limit]
-    )
+    with connection.cursor() as cursor:
+        cursor.execute(_PENDING_USED, [limit])
+        return [blob_id for (blob_id,) in cursor.fetchall()]
 
 
 def index_all(*, batch: int = 500) -> int:
@@ -309,6 +315,9 @@ def indexed() -> Exists:
 # --- The indexer thread -------------------------------------------------------------------
 
 
+BATCH = 200  # pending blobs the indexer asks for at a time
+
+
 class Indexer(threading.Thread):
     """Indexes new mail soon after delivery: woken by change events ("exists"), and every
     MAILHOST_FTS_INTERVAL seconds in any case (mail delivered by another process). With a
@@ -339,9 +348,11 @@ class Indexer(threading.Thread):
                     while (
                         not self.stopping.is_set()
                         and (self.gate is None or self.gate())
-                        and (ids := pending(limit=200))
+                        and (ids := pending(limit=BATCH))
                     ):
-                        if not index_blobs(ids):
+                        # A short batch was all there was: mail that came meanwhile woke
+                        # `wanted`, so the next round asks, not another query now.
+                        if not index_blobs(ids) or len(ids) < BATCH:
                             break
                 except Exception:
                     logger.exception("fts indexing failed; trying again later")

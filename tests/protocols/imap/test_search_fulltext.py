@@ -274,3 +274,30 @@ def test_the_migration_puts_texts_indexed_before_it_in_the_words_index():
     finally:
         executor = MigrationExecutor(connection)
         executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_indexer_asks_once_for_a_short_batch(make_mailbox, settings, monkeypatch):
+    settings.MAILHOST_FTS_INTERVAL = 3600  # only the deliveries' events wake it
+    make_mailbox("owner@example.org")
+    asked = []
+    real_pending = fulltext.pending
+    monkeypatch.setattr(fulltext, "pending", lambda **kw: asked.append(kw) or real_pending(**kw))
+    indexer = fulltext.Indexer()
+    indexer.start()
+    try:
+        time.sleep(0.3)
+        for word in ("zebra", "yak"):
+            services.message_deliver(
+                raw=f"Subject: hi\r\n\r\n{word} crossing\r\n".encode(),
+                recipients=["owner@example.org"],
+            )
+            deadline = time.monotonic() + 10
+            while not BlobText.objects.filter(body__contains=word).exists():
+                assert time.monotonic() < deadline, "not indexed"
+                time.sleep(0.05)
+    finally:
+        indexer.stop()
+        indexer.join(5)
+    # Once at the start (nothing), then once a delivery: the short batch asks no more.
+    assert len(asked) == 3
