@@ -67,7 +67,12 @@ class _Lookups:
     def start(self, name: str) -> None:
         name = name.lower().rstrip(".")
         if name not in self.futures:
-            self.futures[name] = _soon(name, dnsquery.txt, name)
+            cached = dnsquery.cached_txt(name)  # one look at the cache, not two (_soon's)
+            if cached is None:
+                self.futures[name] = _executor().submit(dnsquery.txt, name)
+            else:
+                self.futures[name] = future = Future()
+                future.set_result(cached)
 
     def get(self, name: str) -> list[bytes]:
         """The answer; DNSTemporaryError when it failed or did not come in time."""

@@ -38,6 +38,12 @@ def txt(name: str) -> list[bytes]:
     return [b"".join(r.strings) for r in rdatas(name, "TXT")]
 
 
+def cached_txt(name: str) -> list[bytes] | None:
+    """txt(name) when its answer is in the shared resolver's cache, else None."""
+    found = resolver().cached_rdatas(name, "TXT")
+    return None if found is None else [b"".join(r.strings) for r in found]
+
+
 def exists(name: str) -> bool:
     """Does the name exist at all (DMARCbis np=)? NXDOMAIN holds for every type, so one
     question answers it."""

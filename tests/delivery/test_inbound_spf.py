@@ -201,3 +201,23 @@ def test_a_temporary_failure_is_not_remembered(zone):
     zone.servfail.clear()
     zone.add_txt("spf.test", f"v=spf1 ip4:{CLIENT} -all")
     assert spf("someone@spf.test").spf.result == "pass"
+
+
+def test_a_cached_answer_is_read_from_the_cache_once(zone, monkeypatch):
+    from delivery.inbound import dnsquery
+
+    zone.add_txt("_dmarc.spf.test", "v=DMARC1; p=none")
+    assert spf("someone@spf.test").dmarc.result != "temperror"  # the answers are cached now
+    resolver = dnsquery.resolver()
+    looked = []
+    cached_rdatas = resolver.cached_rdatas
+
+    def counted(name, rdtype):  # noqa: ANN001, ANN202
+        looked.append(name)
+        return cached_rdatas(name, rdtype)
+
+    monkeypatch.setattr(resolver, "cached_rdatas", counted)
+    asked = len(zone.queries)
+    spf("someone@spf.test")
+    assert len(zone.queries) == asked
+    assert looked.count("_dmarc.spf.test") == 1
