@@ -6,6 +6,7 @@ FETCH/SEARCH loop.
     .venv/bin/python bench/profile_server.py smtp [--seconds 20] [--sessions 20] [--size 1024]
     .venv/bin/python bench/profile_server.py imap [--seconds 20] [--clients 4] [--messages 10000]
     .venv/bin/python bench/profile_server.py outbound [--seconds 20] [--sessions 4] [--threads 4]
+    .venv/bin/python bench/profile_server.py imaptest [--seconds 20] [--clients 10] [--tls]
     common options: --processes N  --postgres  --gil  --rate HZ  --top N  --out DIR
 
 It starts `manage.py runmail` as bench/run.py does (bench/mailhost_process.py: free high ports,
@@ -19,6 +20,11 @@ messages), starts the load, and after two seconds of warm-up samples for --secon
   the thread holding the GIL), as the functions with the most samples where the time is spent
   (self) and under them (total), and py-spy's collapsed stacks in DIR/profile-LOAD.txt (the
   input of flamegraph.pl and of speedscope's viewer). Default DIR: bench/results/.
+
+`imaptest`: Dovecot's imaptest (MAILHOST_BENCH_IMAPTEST, else on PATH) in its default stress mix
+for --seconds with --clients clients, as bench/run.py's imaptest row runs it (--tls: port 993);
+the CPU per operation is over imaptest's whole run (each worker process having checked the
+password once before), and py-spy samples the same window.
 
 The IMAP loop: each client logs in, SELECTs the folder and repeats `UID FETCH 1:* (FLAGS)`,
 `UID SEARCH UNSEEN`, `UID SEARCH SUBJECT "message 42"` and `UID FETCH n (BODY.PEEK[]
@@ -173,6 +179,70 @@ def imap_load(mailhost: Mailhost, args: argparse.Namespace) -> Load:
     return load
 
 
+def record(pid: int, args: argparse.Namespace) -> tuple[subprocess.Popen, Path] | None:
+    """py-spy recording runmail's process tree for --seconds, or None where it is missing."""
+    spy = pyspy_binary()
+    if not spy:
+        print("py-spy not found (pip install py-spy, or MAILHOST_BENCH_PYSPY): CPU only")
+        return None
+    args.out.mkdir(parents=True, exist_ok=True)
+    raw = args.out / f"profile-{args.load}.txt"
+    command = [spy, "record", "--pid", str(pid), "--subprocesses", "--nolineno"]
+    command += ["--rate", str(args.rate), "--duration", str(round(args.seconds))]
+    command += ["--format", "raw", "--output", str(raw), "--nonblocking"]
+    if args.gil:
+        command.append("--gil")
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE), raw
+
+
+def report(recording: tuple[subprocess.Popen, Path] | None, top: int) -> int:
+    """py-spy's summary once it has written its samples."""
+    if recording is None:
+        return 0
+    recorder, raw = recording
+    _, error = recorder.communicate(timeout=120)
+    if recorder.returncode != 0 or not raw.exists():
+        print(f"py-spy failed ({recorder.returncode}): {error.decode()[-1000:]}")
+        return 1
+    print(summarize(raw, top))
+    print(f"\ncollapsed stacks: {raw}")
+    return 0
+
+
+def profile_imaptest(mailhost: Mailhost, tmp: Path, args: argparse.Namespace) -> int:
+    """imaptest's default stress mix for --seconds, sampled by py-spy over the same run."""
+    import run
+
+    binary = run.imaptest_binary()
+    if binary is None:
+        raise SystemExit(run.IMAPTEST_MISSING)
+    mbox = tmp / "imaptest.mbox"
+    run.write_mbox(mbox, run.IMAPTEST_MESSAGES)
+    # imaptest_run logs in once first, so that no client waits for the password hash; each
+    # worker process hashes it once, so more logins here keep that cost out of the figure.
+    for _ in range(4 * (args.processes or os.cpu_count() or 1)):
+        client = imapbench.ImapClient("127.0.0.1", mailhost.ports["imap"])
+        client.command(f'LOGIN "{run.IMAPTEST_USER}" "{PASSWORD}"')
+        client.close()
+    recording = record(mailhost.pid, args)
+    figures = run.imaptest_run(
+        binary,
+        mailhost.ports["imaps" if args.tls else "imap"],
+        mbox,
+        round(args.seconds),
+        args.clients,
+        mailhost.pid,
+        tls=args.tls,
+        login_port=mailhost.ports["imap"],
+    )
+    print(
+        f"imaptest: {figures['ops_per_s']} operations/s, {figures['errors']} errors, runmail's "
+        f"process tree {figures['cpu_ms_per_op']} ms CPU per operation (load average "
+        f"{os.getloadavg()[0]:.1f}); {figures['operations']}"
+    )
+    return report(recording, args.top)
+
+
 def summarize(raw: Path, top: int) -> str:
     """The functions with the most samples in py-spy's collapsed stacks ("f1;f2;...;fN count"
     a line, outermost first): where the time is spent (self), and under which (total)."""
@@ -202,14 +272,17 @@ def summarize(raw: Path, top: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("load", choices=("smtp", "imap", "outbound"))
+    parser.add_argument("load", choices=("smtp", "imap", "outbound", "imaptest"))
     parser.add_argument("--seconds", type=float, default=20.0, help="sampling window")
     parser.add_argument("--sessions", type=int, default=20, help="smtp: parallel sessions")
     parser.add_argument("--size", type=int, default=1024, help="smtp: message bytes")
     parser.add_argument(
         "--new-connections", action="store_true", help="smtp: a connection per message"
     )
-    parser.add_argument("--clients", type=int, default=4, help="imap: parallel connections")
+    parser.add_argument(
+        "--clients", type=int, help="imap, imaptest: parallel connections (4; imaptest 10)"
+    )
+    parser.add_argument("--tls", action="store_true", help="imaptest: implicit TLS (993)")
     parser.add_argument("--messages", type=int, default=10_000, help="imap: the folder's size")
     parser.add_argument("--processes", type=int, help="runmail's MAILHOST_PROCESSES")
     parser.add_argument(
@@ -221,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=30, help="functions listed")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     args = parser.parse_args(argv)
+    if args.clients is None:
+        args.clients = 10 if args.load == "imaptest" else 4
 
     with contextlib.ExitStack() as stack:
         tmp = Path(tempfile.mkdtemp(prefix="mailhost-profile-"))
@@ -264,24 +339,14 @@ def main(argv: list[str] | None = None) -> int:
         stack.callback(mailhost.stop)
         mailhost.start()
         print(f"runmail started (pid {mailhost.pid}); load: {args.load}", file=sys.stderr)
+        if args.load == "imaptest":
+            return profile_imaptest(mailhost, tmp, args)
 
         loads = {"smtp": smtp_load, "imap": imap_load, "outbound": outbound_load}
         load = loads[args.load](mailhost, args)
         stack.callback(load.stop)
         time.sleep(WARM_UP)
-        spy = pyspy_binary()
-        recorder = raw = None
-        if spy:
-            args.out.mkdir(parents=True, exist_ok=True)
-            raw = args.out / f"profile-{args.load}.txt"
-            command = [spy, "record", "--pid", str(mailhost.pid), "--subprocesses", "--nolineno"]
-            command += ["--rate", str(args.rate), "--duration", str(round(args.seconds))]
-            command += ["--format", "raw", "--output", str(raw), "--nonblocking"]
-            if args.gil:
-                command.append("--gil")
-            recorder = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        else:
-            print("py-spy not found (pip install py-spy, or MAILHOST_BENCH_PYSPY): CPU only")
+        recording = record(mailhost.pid, args)
         cpu, done, start = tree_cpu_seconds(mailhost.pid), load.count(), time.perf_counter()
         time.sleep(args.seconds)
         cpu = tree_cpu_seconds(mailhost.pid) - cpu
@@ -294,14 +359,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         if load.errors:
             print(f"load errors: {load.errors}")
-        if recorder is not None and raw is not None:
-            _, error = recorder.communicate(timeout=120)
-            if recorder.returncode != 0 or not raw.exists():
-                print(f"py-spy failed ({recorder.returncode}): {error.decode()[-1000:]}")
-                return 1
-            print(summarize(raw, args.top))
-            print(f"\ncollapsed stacks: {raw}")
-    return 0
+        return report(recording, args.top)
 
 
 if __name__ == "__main__":
