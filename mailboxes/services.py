@@ -99,6 +99,7 @@ from mailboxes.selectors import (
     recipient_resolve,
 )
 from mailboxes.transactions import unsynced_atomic
+from mailhost.plainsql import Columns, Insert
 
 logger = logging.getLogger(__name__)
 
@@ -1300,11 +1301,22 @@ def folder_claim_recent(*, folder: Folder, upto: int | None = None) -> tuple[int
     `upto`: claim no UID from there on (a selected session claims only the arrivals it is
     announcing: one arriving meanwhile is for whichever session announces it first).
     """
-    locked = Folder.objects.select_for_update().get(pk=folder.pk)
-    first = locked.first_recent_uid
-    end = locked.uidnext if upto is None else min(upto, locked.uidnext)
-    if end > first:
-        Folder.objects.filter(pk=folder.pk).update(first_recent_uid=end)
+    # Plain statements: every read-write SELECT claims.
+    table = connection.ops.quote_name(Folder._meta.db_table)
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT first_recent_uid, uidnext FROM {table} WHERE id = %s{lock}", [folder.pk]
+        )
+        row = cursor.fetchone()
+        if row is None:
+            raise Folder.DoesNotExist("Folder matching query does not exist.")
+        first, uidnext = row
+        end = uidnext if upto is None else min(upto, uidnext)
+        if end > first:
+            cursor.execute(
+                f"UPDATE {table} SET first_recent_uid = %s WHERE id = %s", [end, folder.pk]
+            )
     return first, max(first, end)
 
 
@@ -1330,26 +1342,87 @@ class RecipientResult:
         return self.status is Outcome.DELIVERED
 
 
+# The row locks and counters every write to a folder takes: plain statements (mailhost/
+# plainsql.py), since building them through the ORM cost more CPU than running them (IMAP
+# APPEND, STORE and EXPUNGE take them on every command).
+_FOLDER_COLUMNS = Columns(Folder, "f")
+_USAGE_FIELDS = ["id", "quota", "used_bytes"]
+_MESSAGE_INSERT = Insert(Message)
+
+
+def _mailbox_usage(mailbox_ids: Iterable[int], *, lock: bool) -> dict[int, Mailbox]:
+    """Mailbox rows (id order) with only their quota and usage read; `lock`: FOR UPDATE
+    where the database has it."""
+    ids = sorted(set(mailbox_ids))
+    if not ids:
+        return {}
+    table = connection.ops.quote_name(Mailbox._meta.db_table)
+    sql = (
+        f"SELECT m.id, m.quota, m.used_bytes FROM {table} m "
+        f"WHERE m.id IN ({', '.join(['%s'] * len(ids))}) ORDER BY m.id"
+    )
+    if lock and connection.features.has_select_for_update:
+        sql += " FOR UPDATE"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, ids)
+        rows = cursor.fetchall()
+    return {row[0]: Mailbox.from_db(connection.alias, _USAGE_FIELDS, row) for row in rows}
+
+
 def _lock_mailboxes(mailbox_ids: Iterable[int]) -> dict[int, Mailbox]:
     """Lock mailbox rows (id order) and return them with their quota and usage."""
-    return {
-        m.id: m
-        for m in Mailbox.objects.select_for_update()
-        .filter(pk__in=set(mailbox_ids))
-        .order_by("pk")
-        .only("id", "quota", "used_bytes")
-    }
+    return _mailbox_usage(mailbox_ids, lock=True)
+
+
+def _add_used_bytes(mailbox_id: int, size: int) -> None:
+    """Add `size` (negative: free) to a mailbox's usage."""
+    table = connection.ops.quote_name(Mailbox._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET used_bytes = used_bytes + %s WHERE id = %s", [size, mailbox_id]
+        )
 
 
 def _lock_folders(folder_ids: Iterable[int]) -> dict[int, Folder]:
     """Lock folder rows (id order); raises NotFound when one is gone."""
-    wanted = set(folder_ids)
-    locked = {
-        f.id: f for f in Folder.objects.select_for_update().filter(pk__in=wanted).order_by("pk")
-    }
+    wanted = sorted(set(folder_ids))
+    if not wanted:
+        return {}
+    columns = _FOLDER_COLUMNS
+    sql = (
+        f"SELECT {columns.sql} FROM {columns.table} "
+        f"WHERE f.id IN ({', '.join(['%s'] * len(wanted))}) ORDER BY f.id"
+    )
+    if connection.features.has_select_for_update:
+        sql += " FOR UPDATE"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, wanted)
+        rows = cursor.fetchall()
+    locked = {f.id: f for f in map(columns.instance, rows)}
     if len(locked) != len(wanted):
         raise NotFound("folder does not exist")
     return locked
+
+
+def _update_folder_counters(
+    folder: Folder, *, uidnext: int | None, modseq: int, count: int, unseen: int, size: int
+) -> None:
+    """Set a locked folder's HIGHESTMODSEQ (and UIDNEXT, when given) and add to its message,
+    unseen and octet counters, in the row and in `folder`."""
+    table = connection.ops.quote_name(Folder._meta.db_table)
+    sets = "highestmodseq = %s, message_count = message_count + %s, "
+    sets += "unseen_count = unseen_count + %s, total_size = total_size + %s"
+    params = [modseq, count, unseen, size]
+    if uidnext is not None:
+        sets = "uidnext = %s, " + sets
+        params.insert(0, uidnext)
+        folder.uidnext = uidnext
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {table} SET {sets} WHERE id = %s", [*params, folder.pk])
+    folder.highestmodseq = modseq
+    folder.message_count += count
+    folder.unseen_count += unseen
+    folder.total_size += size
 
 
 def _reserve(folder: Folder, count: int, size: int, unseen: int) -> tuple[int, int]:
@@ -1360,18 +1433,9 @@ def _reserve(folder: Folder, count: int, size: int, unseen: int) -> tuple[int, i
     """
     first_uid = folder.uidnext
     modseq = folder.highestmodseq + 1
-    Folder.objects.filter(pk=folder.pk).update(
-        uidnext=first_uid + count,
-        highestmodseq=modseq,
-        message_count=F("message_count") + count,
-        unseen_count=F("unseen_count") + unseen,
-        total_size=F("total_size") + size,
+    _update_folder_counters(
+        folder, uidnext=first_uid + count, modseq=modseq, count=count, unseen=unseen, size=size
     )
-    folder.uidnext = first_uid + count
-    folder.highestmodseq = modseq
-    folder.message_count += count
-    folder.unseen_count += unseen
-    folder.total_size += size
     return first_uid, modseq
 
 
@@ -1897,7 +1961,9 @@ def message_append(
     Raises QuotaExceeded when the mailbox has no room, NotFound when the folder is gone.
     """
     size = len(raw)
-    mailbox = Mailbox.objects.only("id", "quota", "used_bytes").get(pk=folder.mailbox_id)
+    mailbox = _mailbox_usage([folder.mailbox_id], lock=False).get(folder.mailbox_id)
+    if mailbox is None:
+        raise Mailbox.DoesNotExist("Mailbox matching query does not exist.")
     if _over_quota(mailbox, size):  # cheap early refusal before writing the bytes
         raise QuotaExceeded(f"mailbox {mailbox.pk} is over quota")
     parsed = flags if isinstance(flags, Flags) else Flags.parse(flags)
@@ -1914,7 +1980,7 @@ def message_append(
             _check_folder_keywords(folder.pk, keywords)
             blob = blob_row_create(name=name, raw=raw)
             uid, modseq = _reserve(locked, 1, size, 0 if SystemFlag.SEEN in parsed else 1)
-            message = Message.objects.create(
+            message = Message(
                 folder_id=folder.pk,
                 uid=uid,
                 modseq=modseq,
@@ -1925,7 +1991,8 @@ def message_append(
                 **parsed.columns(),
                 **summary,
             )
-            Mailbox.objects.filter(pk=mailbox.pk).update(used_bytes=F("used_bytes") + size)
+            _MESSAGE_INSERT([message], returning=True)
+            _add_used_bytes(mailbox.pk, size)
             events.publish(ChangeEvent(mailbox.pk, folder.pk, "exists", (uid,), modseq))
             if locked.special_use == SpecialUse.SENT.value:
                 _trust_recipients(mailbox.pk, raw)
@@ -2261,17 +2328,25 @@ def messages_expunge(
     when given). Returns their UIDs."""
     _lock_mailboxes([folder.mailbox_id])
     locked = _lock_folders([folder.pk])[folder.pk]
-    qs = Message.objects.filter(folder_id=folder.pk, deleted=True)
-    columns = ("uid", "size", "seen", "blob_id")
+    table = connection.ops.quote_name(Message._meta.db_table)
+    sql = f"SELECT uid, size, seen, blob_id FROM {table} WHERE folder_id = %s AND deleted = %s"
+    params: list = [folder.pk, True]
     if below_uid is not None:
-        qs = qs.filter(uid__lt=below_uid)
-    if uids is None:
-        rows = list(qs.values_list(*columns))
-    else:
-        wanted = sorted(set(uids))
-        rows = []
-        for start in range(0, len(wanted), 5000):
-            rows.extend(qs.filter(uid__in=wanted[start : start + 5000]).values_list(*columns))
+        sql += " AND uid < %s"
+        params.append(below_uid)
+    with connection.cursor() as cursor:
+        if uids is None:
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+        else:
+            wanted = sorted(set(uids))
+            rows = []
+            for start in range(0, len(wanted), 5000):
+                chunk = wanted[start : start + 5000]
+                cursor.execute(
+                    f"{sql} AND uid IN ({', '.join(['%s'] * len(chunk))})", [*params, *chunk]
+                )
+                rows.extend(cursor.fetchall())
     return _remove_messages(locked, rows)
 
 
@@ -2398,18 +2473,11 @@ def _remove_messages(
         [Expunged(folder_id=folder.pk, uid=uid, modseq=modseq) for uid in expunged],
         batch_size=2000,
     )
-    Folder.objects.filter(pk=folder.pk).update(
-        highestmodseq=modseq,
-        message_count=F("message_count") - len(rows),
-        unseen_count=F("unseen_count") - unseen,
-        total_size=F("total_size") - size,
+    _update_folder_counters(
+        folder, uidnext=None, modseq=modseq, count=-len(rows), unseen=-unseen, size=-size
     )
-    folder.highestmodseq = modseq
-    folder.message_count -= len(rows)
-    folder.unseen_count -= unseen
-    folder.total_size -= size
     if count_usage:
-        Mailbox.objects.filter(pk=folder.mailbox_id).update(used_bytes=F("used_bytes") - size)
+        _add_used_bytes(folder.mailbox_id, -size)
     if release_blobs:
         blob_release({r[3] for r in rows})
     events.publish(ChangeEvent(folder.mailbox_id, folder.pk, "expunge", tuple(expunged), modseq))
