@@ -156,16 +156,33 @@ def mailbox_get(address: str, *, active_only: bool = True) -> Mailbox | None:
     return _mailbox_for(parsed, active_only=active_only)
 
 
+_MAILBOX_COLUMNS = Columns(Mailbox, "m")
+_FOLDER_COLUMNS = Columns(Folder, "f")
+
+
 def _mailbox_for(parsed: Address, *, active_only: bool) -> Mailbox | None:
-    domain = _domain_named(parsed.domain)
-    if domain is None or (active_only and not domain.active):
-        return None
-    qs = Mailbox.objects.select_related("domain").filter(
-        domain=domain, local_key=domain.local_key(parsed.local_part)
+    # One plain statement (mailhost/plainsql.py) with its domain, as select_related reads it:
+    # every login and RCPT TO asks, and the ORM's two queries cost more to build than to run.
+    # The local part's key is the domain's (Domain.local_key): both spellings go in, the
+    # domain's row picks.
+    mailboxes, domains = _MAILBOX_COLUMNS, _DOMAIN
+    sql = (
+        f"SELECT {mailboxes.sql}, {domains.sql} FROM {domains.table} "
+        f"JOIN {mailboxes.table} ON m.domain_id = d.id WHERE d.name = %s AND m.local_key = "
+        "CASE WHEN d.case_sensitive_local_parts = %s THEN %s ELSE %s END"
     )
+    params: list = [parsed.domain, True, parsed.local_part, parsed.local_part.lower()]
     if active_only:
-        qs = qs.filter(active=True)
-    return qs.first()
+        sql += " AND d.active = %s AND m.active = %s"
+        params += [True, True]
+    with connection.cursor() as cursor:
+        cursor.execute(sql + " ORDER BY m.id LIMIT 1", params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    mailbox = mailboxes.instance(row)
+    mailbox.domain = domains.instance(row, len(mailboxes))
+    return mailbox
 
 
 def mailbox_addresses_same(address: str, other: str) -> bool:
@@ -572,7 +589,15 @@ def folder_get(mailbox: Mailbox | int, name: str) -> Folder | None:
     mailbox_id = mailbox if isinstance(mailbox, int) else mailbox.id
     if name.upper() == "INBOX":
         name = "INBOX"
-    return Folder.objects.filter(mailbox_id=mailbox_id, name=name).first()
+    # A plain statement (mailhost/plainsql.py): every SELECT, STATUS and APPEND asks.
+    columns = _FOLDER_COLUMNS
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {columns.sql} FROM {columns.table} WHERE f.mailbox_id = %s AND f.name = %s",
+            [mailbox_id, name],
+        )
+        row = cursor.fetchone()
+    return columns.instance(row) if row is not None else None
 
 
 def folder_by_special_use(mailbox: Mailbox | int, special_use: str) -> Folder | None:
@@ -760,12 +785,20 @@ def folder_first_unseen(
     uidnext) of `exists` messages, or None: SELECT's [UNSEEN n] without reading the view.
     The number is counted from the nearer end (unseen mail is usually the newest). With a
     reader, unseen by the reader (its PrivateSeen rows)."""
-    scope = Message.objects.filter(folder_id=folder_id, uid__lt=uidnext)
-    if reader is None:
-        scope = scope.filter(seen=False)
+    if reader is None:  # every SELECT: a plain statement
+        table = connection.ops.quote_name(Message._meta.db_table)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT uid FROM {table} WHERE folder_id = %s AND uid < %s AND seen = %s "
+                "ORDER BY uid LIMIT 1",
+                [folder_id, uidnext, False],
+            )
+            row = cursor.fetchone()
+        first = row[0] if row is not None else None
     else:
+        scope = Message.objects.filter(folder_id=folder_id, uid__lt=uidnext)
         scope = scope.exclude(_private_seen_exists(folder_id, reader))
-    first = scope.order_by("uid").values_list("uid", flat=True).first()
+        first = scope.order_by("uid").values_list("uid", flat=True).first()
     if first is None:
         return None
     if uidnext - first < first:
@@ -1364,19 +1397,34 @@ def shared_folders(viewer_id: int) -> list[FolderAccess]:
     """Other mailboxes' folders this one may see (the "l" right), under the namespace each
     is shared in: "Other Users" when shared with the viewer, "Shared" when only with the
     domain."""
-    viewer = Mailbox.objects.filter(pk=viewer_id).values_list("domain_id", flat=True).first()
-    entries = (
-        FolderAcl.objects.filter(
-            Q(grantee_id=viewer_id) | Q(grantee__isnull=True, folder__mailbox__domain_id=viewer)
-        )
-        .exclude(folder__mailbox_id=viewer_id)
-        .select_related("folder", "folder__mailbox", "folder__mailbox__domain")
+    # One plain statement (mailhost/plainsql.py): every LIST asks, and the ORM's two queries
+    # cost more to build than to run.
+    folders, mailboxes, domains = _FOLDER_COLUMNS, _MAILBOX_COLUMNS, _DOMAIN
+    q = connection.ops.quote_name
+    sql = (
+        f"SELECT a.grantee_id, a.rights, {folders.sql}, {mailboxes.sql}, {domains.sql} "
+        f"FROM {q(FolderAcl._meta.db_table)} a JOIN {folders.table} ON f.id = a.folder_id "
+        f"JOIN {mailboxes.table} ON m.id = f.mailbox_id JOIN {domains.table} ON d.id = m.domain_id "
+        "WHERE (a.grantee_id = %s OR (a.grantee_id IS NULL AND m.domain_id = "
+        f"(SELECT v.domain_id FROM {q(Mailbox._meta.db_table)} v WHERE v.id = %s))) "
+        "AND f.mailbox_id <> %s"
     )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [viewer_id, viewer_id, viewer_id])
+        rows = cursor.fetchall()
     by_folder: dict[int, tuple[Folder, list[str], bool]] = {}
-    for entry in entries:
-        folder, rights, personal = by_folder.get(entry.folder_id, (entry.folder, [], False))
-        rights.append(entry.rights)
-        by_folder[entry.folder_id] = (folder, rights, personal or entry.grantee_id is not None)
+    at_mailbox = 2 + len(folders)
+    for row in rows:
+        grantee_id, entry_rights, folder_id = row[0], row[1], row[2]
+        found = by_folder.get(folder_id)
+        if found is None:
+            folder = folders.instance(row, 2)
+            folder.mailbox = mailboxes.instance(row, at_mailbox)
+            folder.mailbox.domain = domains.instance(row, at_mailbox + len(mailboxes))
+            found = (folder, [], False)
+        folder, rights, personal = found
+        rights.append(entry_rights)
+        by_folder[folder_id] = (folder, rights, personal or grantee_id is not None)
     result = []
     for folder, rights, personal in by_folder.values():
         held = _rights_union(*rights)
