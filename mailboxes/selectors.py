@@ -1088,6 +1088,50 @@ def _raw_rows(queryset) -> list[tuple]:
         return cursor.fetchall()
 
 
+# message_fetch_rows' statements by the columns asked for: (SELECT ... WHERE m.folder_id = %s,
+# the converters of the columns that have some). Plain statements (mailhost/plainsql.py):
+# every FETCH reads its rows here, and the ORM's query building cost more than the query.
+_fetch_statements: dict[tuple[str, ...], tuple[str, list]] = {}
+
+
+def _fetch_statement(columns: tuple[str, ...]) -> tuple[str, list]:
+    found = _fetch_statements.get(columns)
+    if found is None:
+        quote = connection.ops.quote_name
+        select, converters = [], []
+        for index, name in enumerate(columns):
+            if name == "blob__name":
+                field, alias = Blob._meta.get_field("name"), "b"
+            else:
+                field, alias = Message._meta.get_field(name), "m"
+            select.append(f"{alias}.{quote(field.column)}")
+            column = field.get_col(alias)
+            found = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
+            if found:
+                converters.append((index, column, found))
+        sql = f"SELECT {', '.join(select)} FROM {quote(Message._meta.db_table)} m"
+        if "blob__name" in columns:
+            sql += f" JOIN {quote(Blob._meta.db_table)} b ON b.id = m.blob_id"
+        found = _fetch_statements[columns] = (sql + " WHERE m.folder_id = %s", converters)
+    return found
+
+
+def _converted(rows: list[tuple], converters: list) -> list[tuple]:
+    """Rows with the ORM's converters applied (as values_list gives them)."""
+    if not converters:
+        return rows
+    out = []
+    for row in rows:
+        values = list(row)
+        for index, column, functions in converters:
+            value = values[index]
+            for function in functions:
+                value = function(value, column, connection)
+            values[index] = value
+        out.append(tuple(values))
+    return out
+
+
 def message_fetch_rows(
     folder: Folder | int,
     uids,
@@ -1116,9 +1160,6 @@ def message_fetch_rows(
     wanted = sorted(set(uids))
     if not wanted:
         return []
-    qs = Message.objects.filter(folder_id=folder_id)
-    if changed_since is not None:
-        qs = qs.filter(modseq__gt=changed_since)
     columns = ["id", "uid", "modseq", "keywords", *FLAG_COLUMNS]
     if with_details:
         columns += ["size", "internal_date"]
@@ -1127,24 +1168,31 @@ def message_fetch_rows(
         columns.append("mime_cache")
     if with_ids:
         columns += ["blob_id", "thread_key", "saved_at"]
+    sql, converters = _fetch_statement(tuple(columns))
+    params: list = [folder_id]
+    if changed_since is not None:
+        sql += " AND m.modseq > %s"
+        params.append(changed_since)
+    if not with_details and not with_cache and not with_ids:
+        # Flags only (FETCH 1:* (FLAGS)): without Django's per-value converters, which cost
+        # more than the query itself on 100k rows.
+        converters = []
     raw_rows = []
-    if len(wanted) > 500 and wanted[-1] - wanted[0] < 4 * len(wanted):
-        wanted_set = set(wanted) if len(wanted) != wanted[-1] - wanted[0] + 1 else None
-        rows = (
-            qs.filter(uid__gte=wanted[0], uid__lte=wanted[-1]).order_by("uid").values_list(*columns)
-        )
-        if not with_details and not with_cache and not with_ids:
-            # Flags only (FETCH 1:* (FLAGS)): the same query without Django's per-value
-            # converters, which cost more than the query itself on 100k rows.
-            rows = _raw_rows(rows)
-        raw_rows = list(rows) if wanted_set is None else [r for r in rows if r[1] in wanted_set]
-    else:
-        for start in range(0, len(wanted), 2000):
-            raw_rows.extend(
-                qs.filter(uid__in=wanted[start : start + 2000])
-                .order_by("uid")
-                .values_list(*columns)
+    with connection.cursor() as cursor:
+        if len(wanted) > 500 and wanted[-1] - wanted[0] < 4 * len(wanted):
+            wanted_set = set(wanted) if len(wanted) != wanted[-1] - wanted[0] + 1 else None
+            cursor.execute(
+                f"{sql} AND m.uid >= %s AND m.uid <= %s ORDER BY m.uid",
+                [*params, wanted[0], wanted[-1]],
             )
+            rows = _converted(cursor.fetchall(), converters)
+            raw_rows = rows if wanted_set is None else [r for r in rows if r[1] in wanted_set]
+        else:
+            for start in range(0, len(wanted), 2000):
+                chunk = wanted[start : start + 2000]
+                marks = ", ".join(["%s"] * len(chunk))
+                cursor.execute(f"{sql} AND m.uid IN ({marks}) ORDER BY m.uid", [*params, *chunk])
+                raw_rows.extend(_converted(cursor.fetchall(), converters))
     flag_lists: dict[tuple, list[str]] = {}
     result = []
     for row in raw_rows:

@@ -1348,6 +1348,7 @@ class RecipientResult:
 _FOLDER_COLUMNS = Columns(Folder, "f")
 _USAGE_FIELDS = ["id", "quota", "used_bytes"]
 _MESSAGE_INSERT = Insert(Message)
+_CACHE_COLUMNS = Columns(Message, "m", ["id", "mime_cache"])
 
 
 def _mailbox_usage(mailbox_ids: Iterable[int], *, lock: bool) -> dict[int, Mailbox]:
@@ -2417,22 +2418,30 @@ def message_caches_put(*, key: str, values: dict[int, object]) -> None:
     if not values:
         return
     ids = sorted(values)
+    columns = _CACHE_COLUMNS
+    field = columns.fields[1]
+    table = connection.ops.quote_name(Message._meta.db_table)
     try:
-        with unsynced_atomic():
+        with unsynced_atomic(), connection.cursor() as cursor:
             for start in range(0, len(ids), 1000):
                 chunk = ids[start : start + 1000]
+                sql = (
+                    f"SELECT {columns.sql} FROM {columns.table} "
+                    f"WHERE m.id IN ({', '.join(['%s'] * len(chunk))}) ORDER BY m.id"
+                )
                 # Rows another transaction holds (a STORE, an expunge) are skipped, not
                 # waited for: waiting, in whatever order, could close a deadlock with that
                 # writer on PostgreSQL; their cache is written on a later read.
-                messages = list(
-                    Message.objects.select_for_update(skip_locked=True)
-                    .filter(pk__in=chunk)
-                    .order_by("pk")
-                    .only("id", "mime_cache")
-                )
-                for message in messages:
-                    message.mime_cache = {**(message.mime_cache or {}), key: values[message.id]}
-                Message.objects.bulk_update(messages, ["mime_cache"], batch_size=500)
+                if connection.features.has_select_for_update:
+                    sql += " FOR UPDATE SKIP LOCKED"
+                cursor.execute(sql, chunk)
+                updates = []
+                for row in cursor.fetchall():
+                    message_id, cache = columns.values(row)
+                    cache = {**(cache or {}), key: values[message_id]}
+                    updates.append((field.get_db_prep_save(cache, connection), message_id))
+                if updates:
+                    cursor.executemany(f"UPDATE {table} SET mime_cache = %s WHERE id = %s", updates)
     except DatabaseError as exc:
         # Only a cache: reading mail must go on when the disk is full (it is rebuilt later).
         logger.warning("could not store %s caches of %d message(s): %s", key, len(ids), exc)

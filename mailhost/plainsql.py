@@ -19,12 +19,14 @@ from django.db.models.constants import OnConflict
 
 
 class Columns:
-    """The concrete fields of `model` under the SQL alias `alias`."""
+    """The concrete fields of `model` (or only those named in `names`) under the SQL alias
+    `alias`."""
 
-    def __init__(self, model: type[Model], alias: str) -> None:
+    def __init__(self, model: type[Model], alias: str, names: Sequence[str] = ()) -> None:
         self.model = model
         self.alias = alias
-        self.fields = list(model._meta.concrete_fields)
+        meta = model._meta
+        self.fields = [meta.get_field(n) for n in names] if names else list(meta.concrete_fields)
         self.attnames = [f.attname for f in self.fields]
         self._sql: str | None = None
         self._converters: list[tuple[int, Any, list]] | None = None
@@ -58,15 +60,20 @@ class Columns:
             self._converters = converters
         return self._converters
 
-    def instance(self, row: Sequence, start: int = 0) -> Model:
-        """The instance whose columns are row[start:start + len(self)]."""
+    def values(self, row: Sequence, start: int = 0) -> list:
+        """row[start:start + len(self)] as the ORM reads them (the converters applied)."""
         values = list(row[start : start + len(self.fields)])
         for index, column, converters in self._converters_of():
             value = values[index]
             for converter in converters:
                 value = converter(value, column, connection)
             values[index] = value
-        return self.model.from_db(connection.alias, self.attnames, values)
+        return values
+
+    def instance(self, row: Sequence, start: int = 0) -> Model:
+        """The instance whose columns are row[start:start + len(self)] (with only some
+        fields named, the others deferred)."""
+        return self.model.from_db(connection.alias, self.attnames, self.values(row, start))
 
 
 class Insert:
