@@ -61,7 +61,10 @@ def bind(name: str, host: str, port: int) -> socket.socket:
             " 1 it must name one (an IP address, or :: for IPv6 and IPv4)"
         )
     ((family, address),) = infos
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP named, as getaddrinfo gives it to create_server: asyncio sets TCP_NODELAY only
+    # on sockets whose proto says TCP, and an accepted socket takes its listener's. With proto
+    # 0, Nagle held each reply's second write until the client's delayed ACK: 40 ms a command.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if family == socket.AF_INET6 and hasattr(socket, "IPPROTO_IPV6"):

@@ -343,7 +343,7 @@ class HttpsRelay:
         peer = writer.get_extra_info("peername")
         host, port = self.web.relay_target()
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # TCP_NODELAY too
         key = None
         try:
             sock.setblocking(False)

@@ -393,3 +393,32 @@ def test_sigterm_drains_every_worker(server):
     assert server.process.wait(60) == 0
     for client in [*held.values(), *idle.values()]:
         client.close()
+
+
+def test_connections_accepted_on_the_shared_sockets_send_without_delay():
+    """The supervisor's listening sockets (processes.bind) say they are TCP, as asyncio's own
+    are: asyncio sets TCP_NODELAY only on such sockets, and an accepted socket is its
+    listener's kind. Without it, Nagle held a reply's second write until the client's delayed
+    ACK (40 ms a command in every worker)."""
+    import asyncio
+
+    from mailhost import processes
+
+    listener = processes.bind("test", "127.0.0.1", 0)
+    seen = []
+
+    async def main() -> None:
+        async def accepted(reader, writer) -> None:
+            sock = writer.get_extra_info("socket")
+            seen.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        server = await asyncio.start_server(accepted, sock=listener)
+        async with server:
+            port = listener.getsockname()[1]
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            await reader.read()
+            writer.close()
+
+    asyncio.run(main())
+    assert seen and seen[0] != 0
