@@ -209,9 +209,9 @@ def matching_messages(where: str, needle: str) -> Q:
     gives without reading the rows: the search's walk of the folder then reads only its
     (folder, uid) index (each row's blob id took a read of the row: at 100k messages, 61 -> 44
     ms of CPU)."""
-    if connection.vendor != "sqlite":
-        return Q(blob_id__in=matching(where, needle))
     subquery = matching(where, needle)
+    if connection.vendor != "sqlite":
+        return Q(blob_id__in=subquery)
     return Q(
         pk__in=RawSQL(
             f"SELECT m.id FROM mailboxes_message m WHERE m.blob_id IN ({subquery.sql})",

@@ -61,7 +61,7 @@ from mailboxes.models import (
     Subscription,
     WebSession,
 )
-from mailhost.plainsql import Columns
+from mailhost.plainsql import Columns, converted, converters_of
 
 logger = logging.getLogger(__name__)
 
@@ -1098,21 +1098,20 @@ def _fetch_statement(columns: tuple[str, ...]) -> tuple[str, list]:
     found = _fetch_statements.get(columns)
     if found is None:
         quote = connection.ops.quote_name
-        select, converters = [], []
-        for index, name in enumerate(columns):
-            if name == "blob__name":
-                field, alias = Blob._meta.get_field("name"), "b"
-            else:
-                field, alias = Message._meta.get_field(name), "m"
-            select.append(f"{alias}.{quote(field.column)}")
-            column = field.get_col(alias)
-            found = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
-            if found:
-                converters.append((index, column, found))
-        sql = f"SELECT {', '.join(select)} FROM {quote(Message._meta.db_table)} m"
+        fields = [
+            (Blob._meta.get_field("name"), "b")
+            if name == "blob__name"
+            else (Message._meta.get_field(name), "m")
+            for name in columns
+        ]
+        select = ", ".join(f"{alias}.{quote(field.column)}" for field, alias in fields)
+        sql = f"SELECT {select} FROM {quote(Message._meta.db_table)} m"
         if "blob__name" in columns:
             sql += f" JOIN {quote(Blob._meta.db_table)} b ON b.id = m.blob_id"
-        found = _fetch_statements[columns] = (sql + " WHERE m.folder_id = %s", converters)
+        found = _fetch_statements[columns] = (
+            sql + " WHERE m.folder_id = %s",
+            converters_of(fields),
+        )
     return found
 
 
@@ -1120,16 +1119,7 @@ def _converted(rows: list[tuple], converters: list) -> list[tuple]:
     """Rows with the ORM's converters applied (as values_list gives them)."""
     if not converters:
         return rows
-    out = []
-    for row in rows:
-        values = list(row)
-        for index, column, functions in converters:
-            value = values[index]
-            for function in functions:
-                value = function(value, column, connection)
-            values[index] = value
-        out.append(tuple(values))
-    return out
+    return [tuple(converted(list(row), converters)) for row in rows]
 
 
 def message_fetch_rows(

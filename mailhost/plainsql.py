@@ -49,31 +49,39 @@ class Columns:
 
     def _converters_of(self) -> list[tuple[int, Any, list]]:
         if self._converters is None:
-            converters = []
-            for index, field in enumerate(self.fields):
-                column = field.get_col(self.alias)
-                found = connection.ops.get_db_converters(column) + column.get_db_converters(
-                    connection
-                )
-                if found:
-                    converters.append((index, column, found))
-            self._converters = converters
+            self._converters = converters_of([(f, self.alias) for f in self.fields])
         return self._converters
 
     def values(self, row: Sequence, start: int = 0) -> list:
         """row[start:start + len(self)] as the ORM reads them (the converters applied)."""
-        values = list(row[start : start + len(self.fields)])
-        for index, column, converters in self._converters_of():
-            value = values[index]
-            for converter in converters:
-                value = converter(value, column, connection)
-            values[index] = value
-        return values
+        return converted(list(row[start : start + len(self.fields)]), self._converters_of())
 
     def instance(self, row: Sequence, start: int = 0) -> Model:
         """The instance whose columns are row[start:start + len(self)] (with only some
         fields named, the others deferred)."""
         return self.model.from_db(connection.alias, self.attnames, self.values(row, start))
+
+
+def converters_of(columns: Sequence[tuple[Any, str]]) -> list[tuple[int, Any, list]]:
+    """(index, column, converters) of each (field, table alias) the backend or the field
+    converts on reading, as the ORM finds them."""
+    found = []
+    for index, (field, alias) in enumerate(columns):
+        column = field.get_col(alias)
+        functions = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
+        if functions:
+            found.append((index, column, functions))
+    return found
+
+
+def converted(values: list, converters: list[tuple[int, Any, list]]) -> list:
+    """`values` (a row's, in place) with `converters` (converters_of's) applied."""
+    for index, column, functions in converters:
+        value = values[index]
+        for function in functions:
+            value = function(value, column, connection)
+        values[index] = value
+    return values
 
 
 class Insert:
