@@ -58,6 +58,8 @@ def test_why_junk_then_not_junk_then_junk_again(site, browser, alice):  # noqa: 
 
     # The allow list entry "Not junk" made is on the settings page, and can be removed there.
     page.click("[data-test=senders]")
+    # count() does not wait: wait for the page the click loads before counting on it.
+    page.wait_for_selector("#sender-pattern")
     row = page.locator('[data-list=allow] tr[data-sender="ann@friends.example"]')
     assert row.count() == 1
     page.fill("#sender-pattern", "@spam.example")
