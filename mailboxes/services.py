@@ -2123,14 +2123,19 @@ def messages_store_flags(
     Training on replies runs after the flags' transaction, not inside it: that one holds the
     folder row, and training writes rows that lock the mailbox row (foreign keys), the reverse
     of the mailbox-then-folder order every other writer takes (on PostgreSQL, imaptest's
-    stress run met deadlocks between STORE and APPEND).
+    stress run met deadlocks between STORE and APPEND). Called in autocommit (IMAP's STORE),
+    the training is handed to this process's reply trainer (_ReplyTrainer) and the reply does
+    not wait for it; inside a caller's transaction its request is part of that transaction.
     """
     if reader is not None and reader != folder.mailbox_id:
         result = _store_flags_reader(folder, uids, list(flags), mode, unchangedsince, reader)
     else:
         result = _store_flags_atomic(folder, uids, flags, mode, unchangedsince)
     if result.answered:
-        _train_on_replies(folder, result.answered)
+        if connection.in_atomic_block:
+            _train_on_replies(folder.pk, result.answered)
+        else:
+            reply_trainer.put(folder.pk, result.answered)
     return result
 
 
@@ -2219,17 +2224,79 @@ def _locked_highestmodseq(cursor, folder) -> int:  # noqa: ANN001
 _NOT_REPLY_TRAINED = {SpecialUse.JUNK.value, SpecialUse.TRASH.value, SpecialUse.SENT.value}
 
 
-def _train_on_replies(folder: Folder, uids: list[int]) -> None:
+def _train_on_replies(folder_id: int, uids: list[int]) -> None:
     """A message the user answered (\\Answered set, as mail clients and the webmail do on
     reply) was wanted: the spam filter learns it as ham (outside Junk, Trash and Sent)."""
-    row = Folder.objects.filter(pk=folder.pk).values_list("special_use", "mailbox_id").first()
-    if row is None or row[0] in _NOT_REPLY_TRAINED:
-        return
-    ids = list(
-        Message.objects.filter(folder_id=folder.pk, uid__in=uids).values_list("pk", flat=True)
+    found = list(
+        Message.objects.filter(folder_id=folder_id, uid__in=uids)
+        .exclude(folder__special_use__in=_NOT_REPLY_TRAINED)
+        .values_list("folder__mailbox_id", "pk")
     )
-    if ids:
-        spam_train(mailbox=row[1], message_ids=ids, spam=False)
+    if found:
+        with transaction.atomic():  # the training itself runs once the request commits
+            spam_train(mailbox=found[0][0], message_ids=[pk for _, pk in found], spam=False)
+
+
+class _ReplyTrainer:
+    """STORE's training on replies, in a thread of its own: the session's reply does not wait
+    for the request's rows and the classifier's counts (5 ms of CPU a STORE under imaptest's
+    stress mix), and what the STOREs of GATHER seconds asked for is trained in one pass, a
+    folder at a time (one request's statements for all its messages). Work still queued when
+    the process dies is not trained (the flags themselves are committed unsynced:
+    transactions.py); a clean shutdown waits for it (drain)."""
+
+    GATHER = 1.0
+
+    def __init__(self) -> None:
+        self._lock = threading.Condition()
+        self._wanted: dict[int, set[int]] = defaultdict(set)
+        self._busy = False
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def put(self, folder_id: int, uids: Iterable[int]) -> None:
+        with self._lock:
+            if self._pid != os.getpid():  # a forked worker: the parent's thread is not here
+                self._pid, self._thread, self._busy = os.getpid(), None, False
+                self._wanted = defaultdict(set)
+            self._wanted[folder_id].update(uids)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="reply-train", daemon=True)
+                self._thread.start()
+            self._lock.notify_all()
+
+    def drain(self, timeout: float = 10.0) -> bool:
+        """Wait until everything asked so far is trained; False when `timeout` ran out."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while self._wanted or self._busy:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._pid != os.getpid():
+                    return False
+                self._lock.wait(left)
+        return True
+
+    def _run(self) -> None:
+        from django.db import close_old_connections
+
+        while True:
+            with self._lock:
+                self._busy = False
+                self._lock.notify_all()
+                while not self._wanted:
+                    self._lock.wait()
+            time.sleep(self.GATHER)  # let the replies of a burst of STOREs gather
+            with self._lock:
+                wanted, self._wanted, self._busy = self._wanted, defaultdict(set), True
+            for folder_id, uids in wanted.items():
+                try:
+                    close_old_connections()
+                    _train_on_replies(folder_id, sorted(uids))
+                except Exception:
+                    logger.exception("training on replies failed folder=%s", folder_id)
+
+
+reply_trainer = _ReplyTrainer()
 
 
 _SEEN, _ANSWERED = int(SystemFlag.SEEN), int(SystemFlag.ANSWERED)  # ints: tested per row

@@ -15,7 +15,7 @@ from collections import defaultdict
 
 from django.conf import settings
 
-from mailboxes import events
+from mailboxes import events, services
 from mailhost import listeners, metrics, tls
 from mailhost.listeners import Listener
 from protocols.common.listener import Caps, Served, drain, listen
@@ -174,7 +174,10 @@ class _Group(Served):
             for session in list(self.imap.sessions):
                 session.writer.transport.abort()
             await asyncio.wait(pending, timeout=1)
-        await asyncio.get_running_loop().run_in_executor(None, close_db_connections)
+        loop = asyncio.get_running_loop()
+        # STOREs' training on replies, handed to its thread, is done before the process ends.
+        await loop.run_in_executor(None, services.reply_trainer.drain, 5)
+        await loop.run_in_executor(None, close_db_connections)
 
 
 async def start() -> list[Listener]:

@@ -266,6 +266,31 @@ def test_a_reply_teaches_ham(alice):
     assert list(KnownSender.objects.values_list("address", flat=True)) == ["colleague@work.example"]
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_reply_flagged_over_imap_teaches_ham_after_the_store_answers(live_settings, make_mailbox):
+    # IMAP's STORE hands the training to the reply trainer's thread: the OK does not wait.
+    live_settings.MAILHOST_ALLOW_PLAINTEXT_AUTH = True
+    alice = make_mailbox("alice@example.org", "secret")
+    deliver(message(HAMMY[1], sender="colleague@work.example"))
+    deliver(message(SPAMMY[1], sender="deals@casino.example"))
+    with running(runner.IMAP) as ports:
+        imap = imaplib.IMAP4("127.0.0.1", ports["imap"])
+        imap.login("alice@example.org", "secret")
+        imap.select("INBOX")
+        assert imap.uid("MOVE", "2", "Junk")[0] == "OK"
+        assert imap.uid("STORE", "1", "+FLAGS.SILENT", r"(\Answered)")[0] == "OK"
+        imap.select("Junk")
+        assert imap.uid("STORE", "1:*", "+FLAGS.SILENT", r"(\Answered)")[0] == "OK"
+        imap.logout()
+        assert services.reply_trainer.drain()
+    assert classifier_totals([alice.pk])[alice.pk] == Totals(spam=1, ham=1)
+    assert list(SpamTraining.objects.order_by("id").values_list("spam", "trained")) == [
+        (True, True),
+        (False, False),
+    ]
+    assert list(KnownSender.objects.values_list("address", flat=True)) == ["colleague@work.example"]
+
+
 @pytest.mark.django_db
 def test_mail_filed_in_sent_trusts_its_recipients(alice):
     sent = folder(alice, SpecialUse.SENT)
