@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 
 from mailboxes import selectors, services
-from protocols.imap import contexts
+from protocols.imap import contexts, mime
 from protocols.imap import fetch as fetch_items
 from protocols.imap import parser as p
 from protocols.imap import responses as r
@@ -49,10 +49,15 @@ def _render_chunk(rows, items, seqs, recent, needs_raw, rev2, verb="FETCH"):
     A message expunged elsewhere since its row was read has lost its bytes: it is left out
     (RFC 9051 7.5.1 lets the server omit it)."""
     stream_min = settings.MAILHOST_BLOB_STREAM_MIN
-    blobs = (
-        selectors.blob_read_many({row.blob_name for row in rows if row.size < stream_min})
-        if needs_raw
-        else {}
+    # The bytes of every message that needs them, read together: all of them for a section
+    # or a body, else those whose structure is not cached yet (new mail's first ENVELOPE or
+    # BODYSTRUCTURE), which would otherwise be read one blob_read each.
+    blobs = selectors.blob_read_many(
+        {
+            row.blob_name
+            for row in rows
+            if row.size < stream_min and (needs_raw or not mime.cache_valid(_imap_cache(row)))
+        }
     )
     out = []
     fresh = {}
@@ -82,9 +87,13 @@ def _render_chunk(rows, items, seqs, recent, needs_raw, rev2, verb="FETCH"):
     return merged
 
 
+def _imap_cache(row):  # noqa: ANN001, ANN202
+    return row.mime_cache.get("imap") if isinstance(row.mime_cache, dict) else None
+
+
 def _render_row(row, items, seqs, recent, rev2, blobs, verb, stream_min):
     flags = row.flags if row.uid not in recent or rev2 else [*row.flags, "\\Recent"]
-    cache = row.mime_cache.get("imap") if isinstance(row.mime_cache, dict) else None
+    cache = _imap_cache(row)
     name = row.blob_name
 
     def load() -> bytes:
