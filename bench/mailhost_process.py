@@ -185,8 +185,10 @@ class Mailhost:
         redis_url: str | None = None,
         extra_env: dict[str, str] | None = None,
         log_name: str = "runmail.log",
+        wrapper: list[str] | None = None,
     ) -> None:
         self.data_dir = data_dir
+        self.wrapper = wrapper or []  # a command runmail runs under (valgrind's, for one)
         self.ports = {name.lower(): free_port() for name in PORT_NAMES}
         # The caller's settings stay out, except the number of worker processes, which the
         # bench passes through (run.py --processes, else MAILHOST_PROCESSES as set).
@@ -286,7 +288,7 @@ class Mailhost:
         self._ready.clear()
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed by the reader thread
         self.process = subprocess.Popen(
-            [sys.executable, str(REPO / "manage.py"), "runmail", "--no-migrate"],
+            [*self.wrapper, sys.executable, str(REPO / "manage.py"), "runmail", "--no-migrate"],
             cwd=REPO,
             env=self.env,
             stdin=subprocess.DEVNULL,

@@ -8,6 +8,7 @@ FETCH/SEARCH loop.
     .venv/bin/python bench/profile_server.py outbound [--seconds 20] [--sessions 4] [--threads 4]
     .venv/bin/python bench/profile_server.py imaptest [--seconds 20] [--clients 10] [--tls]
     common options: --processes N  --postgres  --gil  --rate HZ  --top N  --out DIR
+    .venv/bin/python bench/profile_server.py smtp --callgrind 100 [--size 1024] [--sessions 20]
 
 It starts `manage.py runmail` as bench/run.py does (bench/mailhost_process.py: free high ports,
 a fresh data dir, SQLite, or with --postgres a fresh database on DATABASE_URL's server and
@@ -25,6 +26,14 @@ messages), starts the load, and after two seconds of warm-up samples for --secon
 for --seconds with --clients clients, as bench/run.py's imaptest row runs it (--tls: port 993);
 the CPU per operation is over imaptest's whole run (each worker process having checked the
 password once before), and py-spy samples the same window.
+
+`smtp --callgrind N`: instead of py-spy, runmail (MAILHOST_PROCESSES=1) runs under valgrind's
+callgrind, and for each row (1 and 10 KB, or --size; reused and new connections) the bench
+zeroes its counters after a warm-up batch, sends N messages, waits for the indexer to have
+none pending and prints the instructions per stored message: the whole path from connection
+to indexed message, repeatable on a loaded machine (an idle window's instructions, timers and
+the other listeners, are measured and taken off). Each row's dump stays in DIR
+(callgrind-1k-reused.out, ...) for callgrind_annotate. Start-up under callgrind takes minutes.
 
 The IMAP loop: each client logs in, SELECTs the folder and repeats `UID FETCH 1:* (FLAGS)`,
 `UID SEARCH UNSEEN`, `UID SEARCH SUBJECT "message 42"` and `UID FETCH n (BODY.PEEK[]
@@ -270,12 +279,102 @@ def summarize(raw: Path, top: int) -> str:
     return "\n".join(out)
 
 
+def local_dns(stack: contextlib.ExitStack, env: dict[str, str]) -> None:
+    """bench/run.py's local DNS server: the sink's MX for the outbound load, NXDOMAIN for the
+    port 25 load's sender domain (its checks never wait on a resolver that cannot reach the
+    world)."""
+    import run
+    from dns_server import DnsServer
+
+    dns_server = DnsServer(run.SINK_DOMAIN, run.SINK_ADDRESS)
+    dns_server.start()
+    stack.callback(dns_server.stop)
+    host, port = dns_server.address
+    env["MAILHOST_DNS_SERVERS"] = f"{host}:{port}"
+
+
+CALLGRIND_ROWS = ((1024, False), (1024, True), (10240, False), (10240, True))
+
+
+def callgrind_totals(pid: int, out: Path, name: str) -> int:
+    """Dump callgrind's counters of `pid` now, keep the dump as OUT/callgrind-NAME.out (for
+    callgrind_annotate: the C functions, SQLite's and the interpreter's), and return the
+    instructions since the last zero."""
+    before = set(out.glob(f"callgrind.{pid}*"))
+    subprocess.run(["callgrind_control", "-d", str(pid)], check=True, capture_output=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        for dump in set(out.glob(f"callgrind.{pid}*")) - before:
+            text = dump.read_text(errors="replace")
+            for line in text.splitlines():
+                if line.startswith(("summary:", "totals:")):
+                    dump.replace(out / f"callgrind-{name}.out")
+                    return int(line.split()[1])
+        time.sleep(0.5)
+    raise RuntimeError("callgrind wrote no dump")
+
+
+def profile_callgrind(mailhost: Mailhost, out: Path, args: argparse.Namespace) -> int:
+    """Instructions runmail (one process, under valgrind's callgrind) executes per stored
+    message: for each row, a warm-up batch, the counters zeroed, --callgrind messages, the
+    indexer's pending rows drained, the counters read. The instructions of an idle window of
+    the same length (timers, the sweeper, the other listeners) are measured and taken off."""
+    size_rows = [(size, new) for size, new in CALLGRIND_ROWS if not args.size or size == args.size]
+
+    def pending() -> int:
+        import sqlite3
+
+        path = mailhost.data_dir / "mailhost.sqlite3"
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+            return conn.execute("SELECT COUNT(*) FROM mailboxes_blobtextpending").fetchone()[0]
+
+    def window(size: int, new: bool, messages: int) -> tuple[int, float]:
+        stored = mailhost.count_messages(SMTP_BOX.split("@")[0], "INBOX")
+        subprocess.run(
+            ["callgrind_control", "-z", str(mailhost.pid)], check=True, capture_output=True
+        )
+        start = time.perf_counter()
+        if messages:
+            loadgen.run_load(
+                "127.0.0.1",
+                mailhost.ports["smtp"],
+                messages=messages,
+                sessions=min(args.sessions, messages),
+                size=size,
+                reuse=not new,
+                recipient=SMTP_BOX,
+            )
+            while pending():
+                time.sleep(0.5)
+            done = mailhost.count_messages(SMTP_BOX.split("@")[0], "INBOX") - stored
+            if done != messages:
+                raise RuntimeError(f"{done} of {messages} messages stored")
+        else:
+            time.sleep(args.idle_seconds)
+        name = f"{size // 1024}k-{'new' if new else 'reused'}" if messages else "idle"
+        return callgrind_totals(mailhost.pid, out, name), time.perf_counter() - start
+
+    for size, new in size_rows:
+        window(size, new, args.sessions)  # warm: the sessions' first messages, the caches
+        total, seconds = window(size, new, args.callgrind)
+        idle, idle_seconds = window(size, new, 0)
+        busy = total - idle * seconds / idle_seconds
+        print(
+            f"{size // 1024} KB, {'new' if new else 'reused'} connections, {args.sessions}"
+            f" sessions: {busy / args.callgrind / 1e6:.2f} M instructions per message"
+            f" ({total / 1e6:.0f} M in {seconds:.0f} s for {args.callgrind} messages, idle"
+            f" {idle / idle_seconds / 1e6:.1f} M/s taken off)",
+            flush=True,
+        )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("load", choices=("smtp", "imap", "outbound", "imaptest"))
     parser.add_argument("--seconds", type=float, default=20.0, help="sampling window")
     parser.add_argument("--sessions", type=int, default=20, help="smtp: parallel sessions")
-    parser.add_argument("--size", type=int, default=1024, help="smtp: message bytes")
+    parser.add_argument("--size", type=int, help="smtp: message bytes (1024; --callgrind: all)")
     parser.add_argument(
         "--new-connections", action="store_true", help="smtp: a connection per message"
     )
@@ -293,7 +392,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=int, default=200, help="py-spy: samples a second")
     parser.add_argument("--top", type=int, default=30, help="functions listed")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    parser.add_argument(
+        "--callgrind",
+        type=int,
+        metavar="N",
+        help="smtp: instructions per message of N messages a row, runmail under callgrind",
+    )
+    parser.add_argument(
+        "--idle-seconds", type=float, default=20.0, help="--callgrind: the idle window"
+    )
     args = parser.parse_args(argv)
+    if args.callgrind and args.load != "smtp":
+        parser.error("--callgrind is for the smtp load")
+    if args.size is None and not args.callgrind:
+        args.size = 1024
     if args.clients is None:
         args.clients = 10 if args.load == "imaptest" else 4
 
@@ -308,25 +420,36 @@ def main(argv: list[str] | None = None) -> int:
         env = dict(MAILHOST_ENV)
         if args.processes:
             env["MAILHOST_PROCESSES"] = str(args.processes)
+        if args.load in ("smtp", "outbound"):
+            local_dns(stack, env)
+        wrapper = None
+        if args.callgrind:
+            # One process, and no sweeper waking each second: each costs instructions.
+            env["MAILHOST_PROCESSES"] = "1"
+            env["MAILHOST_SWEEP_INTERVAL"] = "3600"
+            args.out.mkdir(parents=True, exist_ok=True)
+            wrapper = [
+                "valgrind",
+                "--tool=callgrind",
+                f"--callgrind-out-file={args.out}/callgrind.%p",
+            ]
         if args.load == "outbound":
             # run.py's outbound rows: a local DNS server names a local sink as the MX.
             import run
             from baseline_aiosmtpd import Sink
-            from dns_server import DnsServer
             from mailhost_process import free_port
 
-            dns_server = DnsServer(run.SINK_DOMAIN, run.SINK_ADDRESS)
-            dns_server.start()
-            stack.callback(dns_server.stop)
             args.sink = Sink(run.SINK_ADDRESS, free_port(run.SINK_ADDRESS))
             args.sink.start()
             stack.callback(args.sink.stop)
-            host, port = dns_server.address
-            env["MAILHOST_DNS_SERVERS"] = f"{host}:{port}"
             env["MAILHOST_OUTBOUND_PORT"] = str(args.sink.port)
             env["MAILHOST_DELIVERY_THREADS"] = str(args.threads)
         mailhost = Mailhost(
-            tmp / "mailhost", database_url=database_url, redis_url=redis_url, extra_env=env
+            tmp / "mailhost",
+            database_url=database_url,
+            redis_url=redis_url,
+            extra_env=env,
+            wrapper=wrapper,
         )
         populate = (
             ["populate", IMAP_USER, FOLDER, str(args.messages)] if args.load == "imap" else []
@@ -337,8 +460,10 @@ def main(argv: list[str] | None = None) -> int:
         if tool.stdout.readline().strip() != "migrated" or tool.wait(600) != 0:
             raise SystemExit(f"dbtool setup: {tool.stderr.read()[-2000:]}")
         stack.callback(mailhost.stop)
-        mailhost.start()
+        mailhost.start(timeout=1200 if args.callgrind else 120)
         print(f"runmail started (pid {mailhost.pid}); load: {args.load}", file=sys.stderr)
+        if args.callgrind:
+            return profile_callgrind(mailhost, args.out, args)
         if args.load == "imaptest":
             return profile_imaptest(mailhost, tmp, args)
 
