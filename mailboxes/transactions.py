@@ -32,19 +32,21 @@ def unsynced_atomic() -> Iterator[None]:
         # connection, which the next (synced) writer of this thread uses as it is. The level
         # to restore is the connection's configured one (its init_command, the same on every
         # reconnect): read once per connection object, not on every STORE.
+        # The pragmas go to the sqlite3 connection itself: through Django's cursor wrappers
+        # they cost more than the STORE's own statements.
+        connection.ensure_connection()
         previous = getattr(connection, "mailhost_synchronous", None)
-        with connection.cursor() as cursor:
-            if previous is None:
-                cursor.execute("PRAGMA synchronous")
-                (previous,) = cursor.fetchone()
-                connection.mailhost_synchronous = previous
-            cursor.execute("PRAGMA synchronous=NORMAL")
+        if previous is None:
+            (previous,) = connection.connection.execute("PRAGMA synchronous").fetchone()
+            connection.mailhost_synchronous = previous
+        connection.connection.execute("PRAGMA synchronous=NORMAL")
         try:
             with transaction.atomic():
                 yield
         finally:
-            with connection.cursor() as cursor:
-                cursor.execute(f"PRAGMA synchronous={int(previous)}")
+            # A connection closed meanwhile (an error) comes back with its configured level.
+            if connection.connection is not None:
+                connection.connection.execute(f"PRAGMA synchronous={int(previous)}")
         return
     with transaction.atomic():
         if connection.vendor == "postgresql":

@@ -245,7 +245,7 @@ def _list_data(
 ) -> tuple[dict[str, Folder], set[str], dict[str, str]]:
     """The mailbox's folders and those shared with it (by the names it knows them by), its
     subscriptions, and the rights it holds on each shared one."""
-    folders = {f.name: f for f in selectors.folders_of(mailbox_id)}
+    folders = {f.name: f for f in selectors.folders_listed(mailbox_id)}
     shared_rights = {}
     for access in selectors.shared_folders(mailbox_id):
         folders[access.name] = access.folder
