@@ -2,7 +2,7 @@
 messages, Mailhost (mailboxes/fulltext.py) beside a stock Dovecot (no fts plugin: Dovecot's
 default, which reads the messages) on the same messages, and webmail's search in process.
 
-    .venv/bin/python bench/fts.py [--messages 100000] [--postgres] [--repeat 5]
+    .venv/bin/python bench/fts.py [--messages 100000] [--postgres [--keep NAME]] [--repeat 5]
 
 Each message has its own body of about 1 KB drawn from a vocabulary; "zyxwvu<i>" appears in 10
 of them (a rare needle), "quarterly" in every other one (a common one). Prints one JSON object:
@@ -11,7 +11,9 @@ In-process searches report their CPU time too (`*_cpu_ms`: this process's, and o
 PostgreSQL its backend's), steadier than wall time on a shared machine. On PostgreSQL they
 run twice: on tables not yet ANALYZEd (as just after a bulk import), then after ANALYZE
 (`analyzed_*`). `reader_unseen_*` is a reader's SEARCH UNSEEN on the folder shared with it,
-half of it \\Seen by the reader (per-reader \\Seen, PrivateSeen).
+half of it \\Seen by the reader (per-reader \\Seen, PrivateSeen). With `--keep NAME` the
+PostgreSQL database NAME is kept after the run and its messages, when it holds the bench's
+(migrated to this commit first), are searched again instead of built anew.
 """
 
 from __future__ import annotations
@@ -236,7 +238,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--postgres", action="store_true", help="PostgreSQL (DATABASE_URL)")
     parser.add_argument("--repeat", type=int, default=REPEAT, help="searches per median")
+    parser.add_argument(
+        "--keep", metavar="NAME", help="PostgreSQL: keep this database and reuse its messages"
+    )
     args = parser.parse_args(argv)
+    if args.keep and not args.postgres:
+        parser.error("--keep is for --postgres")
     globals()["REPEAT"] = args.repeat
     root = Path(tempfile.mkdtemp(prefix="mailhost-fts-"))
     root.chmod(0o755)  # Dovecot's auth and mail processes (other users) reach their files
@@ -248,9 +255,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.postgres:
         database = PostgresDatabase(
             os.environ.get("DATABASE_URL", "postgres://root@127.0.0.1:5432/postgres"),
-            f"mh_fts_{os.getpid()}",
+            args.keep or f"mh_fts_{os.getpid()}",
         )
-        database.create()
+        if not (args.keep and database.exists()):
+            database.create()
         os.environ["DATABASE_URL"] = database.url
     else:
         os.environ.pop("DATABASE_URL", None)
@@ -268,9 +276,13 @@ def main(argv: list[str] | None = None) -> int:
     mailhost = dovecot = None
     try:
         call_command("migrate", verbosity=0)
-        if database:
-            from django.db import connection
+        from django.db import connection
 
+        from mailboxes.models import Message
+
+        reused = bool(args.keep) and Message.objects.count() == args.messages
+        figures["reused"] = reused
+        if database and not reused:
             # the first searches find the tables as a bulk import leaves them, not ANALYZEd
             # by autovacuum meanwhile (the second ones run after an ANALYZE)
             with connection.cursor() as cursor:
@@ -278,12 +290,17 @@ def main(argv: list[str] | None = None) -> int:
                     cursor.execute(f"ALTER TABLE {table} SET (autovacuum_enabled = false)")
         started = time.perf_counter()
         raws = messages(args.messages)
-        populate(raws)
-        figures["populate_s"] = round(time.perf_counter() - started, 1)
-        started = time.perf_counter()
-        fulltext.index_all()
-        figures["index_s"] = round(time.perf_counter() - started, 1)
-        figures["index_ms_per_message"] = round(figures["index_s"] * 1000 / args.messages, 3)
+        if reused:
+            fulltext.index_all()  # what an interrupted run left
+        else:
+            if args.keep and Message.objects.exists():
+                parser.error(f"{args.keep} holds other messages than --messages says")
+            populate(raws)
+            figures["populate_s"] = round(time.perf_counter() - started, 1)
+            started = time.perf_counter()
+            fulltext.index_all()
+            figures["index_s"] = round(time.perf_counter() - started, 1)
+            figures["index_ms_per_message"] = round(figures["index_s"] * 1000 / args.messages, 3)
         if not database:
             figures["sqlite_mib"] = round(
                 (root / "data" / "mailhost.sqlite3").stat().st_size / 2**20
@@ -291,8 +308,11 @@ def main(argv: list[str] | None = None) -> int:
 
         mailbox = mailbox_get(USER)
         inbox = selectors.folder_get(mailbox, "INBOX")
-        reader = share_with_reader(inbox, args.messages)
-        inprocess(figures, "", mailbox, inbox, reader, args.messages)
+        if reused:
+            reader = mailbox_get(READER)
+        else:
+            reader = share_with_reader(inbox, args.messages)
+            inprocess(figures, "", mailbox, inbox, reader, args.messages)
         if database:
             with connection.cursor() as cursor:
                 cursor.execute("ANALYZE")
@@ -342,7 +362,8 @@ def main(argv: list[str] | None = None) -> int:
             from django.db import connections
 
             connections.close_all()
-            database.drop()
+            if not args.keep:
+                database.drop()
         shutil.rmtree(root, ignore_errors=True)
     print(json.dumps(figures, indent=1))
     return 0

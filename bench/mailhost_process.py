@@ -159,6 +159,13 @@ class PostgresDatabase:
         self.admin_url = urlunsplit(parts._replace(path="/postgres"))
         self.url = urlunsplit(parts._replace(path=f"/{name}"))
 
+    def exists(self) -> bool:
+        import psycopg
+
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [self.name])
+            return found.fetchone() is not None
+
     def create(self) -> None:
         import psycopg
 

@@ -7,7 +7,11 @@ and charset undone, each case-folded with white space runs as one space (`fold`)
 stored text is already folded, a substring query on it is exact, not a word-based
 approximation: the index proposes the blobs holding every trigram of the needle (SQLite FTS5
 with detail=none, a quarter of the size of a positional index; PostgreSQL pg_trgm), and LIKE
-'%needle%' on their text decides.
+'%needle%' on their text decides. A needle of ASCII letters and digits is mostly answered by
+a words index without reading text: on SQLite the texts holding it as a word, only the other
+trigram candidates checked on their text; on PostgreSQL the vocabulary (every word of every
+text) gives the words the needle is part of and the words index the texts holding them, which
+is exact (every occurrence of such a needle lies inside one of the text's words: words_of).
 
 Indexing is off the delivery path (a 250 never waits for it). A database trigger puts every
 new blob in BlobTextPending; the Indexer thread of the delivery workers, woken by delivery's
@@ -20,12 +24,13 @@ results never depend on the indexer having caught up. `manage.py reindex` rebuil
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Callable
 
 from django.conf import settings
 from django.db import connection, connections, transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import BooleanField, Exists, F, Func, OuterRef, Q
 from django.db.models.expressions import RawSQL
 
 from mailboxes import headers as header_cache
@@ -35,8 +40,19 @@ logger = logging.getLogger(__name__)
 
 TABLE = "mailboxes_blobtext"
 FTS_TABLE = "mailboxes_blobtext_fts"
-WORDS_TABLE = "mailboxes_blobtext_words"  # SQLite: the words of the text parts (0024_fts_words)
-TRIGRAM = 3  # SQLite's trigram tokenizer matches needles of at least three characters
+# The words of the texts: on SQLite an FTS5 table of the text parts' words (0024_fts_words); on
+# PostgreSQL a table of each text's ASCII words (`words_of`, 0025_fts_words_postgresql) beside
+# VOCABULARY, every word any text holds, for finding the words a needle is part of.
+WORDS_TABLE = "mailboxes_blobtext_words"
+VOCABULARY = "mailboxes_blobtext_vocabulary"
+TRIGRAM = 3  # the trigram indexes match needles of at least three characters
+# PostgreSQL: a run of ASCII letters and digits longer than WORD_LONGEST is kept as windows of
+# that length every WORD_STEP characters, so that each substring of it up to WORD_STEP + 1
+# characters long lies inside one of them (the words index answers for such needles).
+WORD_LONGEST, WORD_STEP = 100, 50
+# PostgreSQL: a needle inside more words of the vocabulary than this is looked for with the
+# trigram index instead (each word is a lookup in the words index).
+WORDS_PER_NEEDLE = 1000
 
 
 def fold(text: str) -> str:
@@ -80,6 +96,48 @@ def _words(value: str) -> str:
     return header_cache.decode_words(value) if "=?" in value else value
 
 
+_RUN = re.compile(r"[0-9a-z]+")
+
+
+def words_of(text: str) -> list[str]:
+    """The words PostgreSQL's words index keeps of a folded text: its runs of ASCII letters
+    and digits (a long run as overlapping windows), distinct. A needle of ASCII letters and
+    digits occurs in the text exactly when it occurs inside one of them: every occurrence
+    lies inside one run, and one of at most WORD_STEP + 1 characters inside one window."""
+    found = set()
+    for run in _RUN.findall(text):
+        if len(run) <= WORD_LONGEST:
+            found.add(run)
+        else:
+            found.update(
+                run[start : start + WORD_LONGEST]
+                for start in range(0, max(len(run) - WORD_STEP, 1), WORD_STEP)
+            )
+    return sorted(found)
+
+
+# PostgreSQL: the words of a batch of texts, in one statement (a trigger adds new words to the
+# vocabulary); each text's words as one string, split there.
+WORDS_INSERT = (
+    f"INSERT INTO {WORDS_TABLE}(blob_id, header, body)"
+    " SELECT b, string_to_array(h, ' '), string_to_array(t, ' ')"
+    " FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS x(b, h, t) ON CONFLICT DO NOTHING"
+)
+
+
+def words_insert(cursor, texts: list[tuple[int, str, str]]) -> None:  # noqa: ANN001
+    """Put the words of these (blob id, header, body) texts in PostgreSQL's words index."""
+    if texts:
+        cursor.execute(
+            WORDS_INSERT,
+            [
+                [blob_id for blob_id, _h, _b in texts],
+                [" ".join(words_of(header)) for _b, header, _t in texts],
+                [" ".join(words_of(body)) for _b, _h, body in texts],
+            ],
+        )
+
+
 # --- Building the index -----------------------------------------------------------------------
 
 PENDING = "mailboxes_blobtextpending"
@@ -113,6 +171,8 @@ def index_blobs(blob_ids: list[int]) -> int:
         for start in range(0, len(texts), 300):
             chunk = texts[start : start + 300]
             cursor.execute(_insert_texts(len(chunk)), [v for row in chunk for v in row])
+        if connection.vendor == "postgresql":
+            words_insert(cursor, texts)
         done = [blob_id for blob_id, _, _ in texts]
         for start in range(0, len(done), 500):
             chunk = done[start : start + 500]
@@ -243,7 +303,70 @@ def matching(where: str, needle: str, *, limit: int | None = None) -> RawSQL:
             f" (SELECT rowid FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH %s) AND ({test}){tail}"
         )
         return RawSQL(sql, [query, *params, *tail_params])
+    if connection.vendor == "postgresql" and (words := _words_matching(where, needle, limit)):
+        return words
     return RawSQL(f"SELECT t.blob_id FROM {TABLE} t WHERE {test}{tail}", [*params, *tail_params])
+
+
+def _words_matching(where: str, needle: str, limit: int | None) -> RawSQL | None:
+    """PostgreSQL: the texts holding a word of the vocabulary that the needle is part of,
+    when the words index answers for it: exact, and no text is read. The vocabulary is asked
+    in the same statement (so in the same snapshot as the words), whose plan then does not
+    depend on how many words or texts match: the words index, never a scan of the table."""
+    if not _words_answer(needle):
+        return None
+    columns = ("body",) if where == "body" else ("header", "body")
+    words = f"ARRAY(SELECT v.word FROM {VOCABULARY} v WHERE v.word LIKE %s)"
+    test = " OR ".join(f"w.{c} && {words}" for c in columns)
+    tail, tail_params = (" LIMIT %s", [limit]) if limit is not None else ("", [])
+    return RawSQL(
+        f"SELECT w.blob_id FROM {WORDS_TABLE} w WHERE {test}{tail}",
+        [_like(needle)] * len(columns) + tail_params,
+    )
+
+
+def _words_answer(needle: str) -> bool:
+    """PostgreSQL: whether the words index answers for this (folded) needle: ASCII letters
+    and digits, long enough for the vocabulary's trigram index, short enough to lie inside a
+    window of a long run (words_of), and inside at most WORDS_PER_NEEDLE words."""
+    if not (is_word(needle) and TRIGRAM <= len(needle) <= WORD_STEP + 1):
+        return False
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT count(*) FROM (SELECT 1 FROM {VOCABULARY} WHERE word LIKE %s LIMIT %s) v",
+            [_like(needle), WORDS_PER_NEEDLE + 1],
+        )
+        return cursor.fetchone()[0] <= WORDS_PER_NEEDLE
+
+
+class _AnyOf(Func):
+    """column = ANY(the array given as text): PostgreSQL hashes the array (a constant), so a
+    search walks its folder's rows once, each looked up in it."""
+
+    output_field = BooleanField()
+
+    def __init__(self, column: str, array: str):
+        super().__init__(F(column))
+        self.array = array
+
+    def as_sql(self, compiler, connection, **extra):  # noqa: ANN001, ANN003, ANN201
+        column_sql, params = compiler.compile(self.get_source_expressions()[0])
+        return f"({column_sql} = ANY(%s::bigint[]))", [*params, self.array]
+
+
+def matching_blobs(where: str, needle: str) -> Q:
+    """Messages whose blob's indexed text contains `needle` (already folded), as a condition
+    on their blob ids, for a search with many matches. On PostgreSQL, when the words index
+    answers, the matching blobs are asked first and given as an array: as a subquery, whose
+    size the planner cannot know from the vocabulary's words, it looked each match's message
+    up by blob (at 100k messages, 44,624 lookups: 130 ms of 190)."""
+    words = _words_matching(where, needle, None) if connection.vendor == "postgresql" else None
+    if words is None:
+        return Q(blob_id__in=matching(where, needle))
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT array_agg(blob_id)::text FROM ({words.sql}) m", words.params)
+        array = cursor.fetchone()[0] or "{}"
+    return Q(_AnyOf("blob_id", array))
 
 
 def matching_messages(where: str, needle: str) -> Q:
@@ -252,9 +375,9 @@ def matching_messages(where: str, needle: str) -> Q:
     gives without reading the rows: the search's walk of the folder then reads only its
     (folder, uid) index (each row's blob id took a read of the row: at 100k messages, 61 -> 44
     ms of CPU)."""
-    subquery = matching(where, needle)
     if connection.vendor != "sqlite":
-        return Q(blob_id__in=subquery)
+        return matching_blobs(where, needle)
+    subquery = matching(where, needle)
     return Q(
         pk__in=RawSQL(
             f"SELECT m.id FROM mailboxes_message m WHERE m.blob_id IN ({subquery.sql})",
@@ -420,5 +543,7 @@ def reindex() -> int:
         cursor.execute(
             f"INSERT INTO {PENDING}(blob_id, too_long) SELECT id, {false} FROM mailboxes_blob"
         )
-        cursor.execute(f"DELETE FROM {TABLE}")
+        cursor.execute(f"DELETE FROM {TABLE}")  # PostgreSQL: its words too (a trigger)
+        if connection.vendor == "postgresql":
+            cursor.execute(f"DELETE FROM {VOCABULARY}")
     return index_all()

@@ -503,7 +503,7 @@ def _compile_text(key: TextKey, ctx: _Context) -> _Compiled:
         if ctx.folder_id is not None:
             matched = fulltext.matching_messages(where, needle)
         else:  # the webmail's newest first over a mailbox: SQLite's plan is better on blob ids
-            matched = Q(blob_id__in=fulltext.matching(where, needle))
+            matched = fulltext.matching_blobs(where, needle)
 
     def indexed_match(m: Candidate) -> bool:
         nonlocal found

@@ -99,6 +99,35 @@ def test_expunge_removes_the_text_and_reindex_builds_it_again(folder):
     call_command("reindex", stdout=open("/dev/null", "w"))
     assert BlobText.objects.count() == len(MESSAGES) - 1
     assert run(folder, "BODY café") == [1]  # message 2 is now number 1
+    assert run(folder, "BODY lunch") == [1]
+
+
+def test_postgresql_words_follow_the_texts(folder):
+    """PostgreSQL: a text's words go with it (expunge, reindex), and reindex builds the words
+    and the vocabulary again."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the words table and vocabulary are PostgreSQL's")
+
+    def words() -> set[int]:
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT blob_id FROM {fulltext.WORDS_TABLE}")
+            return {row[0] for row in cursor.fetchall()}
+
+    fulltext.index_all()
+    assert words() == set(BlobText.objects.values_list("blob_id", flat=True))
+    message = Message.objects.get(folder=folder, uid=1)
+    Message.objects.filter(pk=message.pk).delete()
+    services.blob_release([message.blob_id])
+    assert message.blob_id not in words()
+    with connection.cursor() as cursor:
+        cursor.execute(f"INSERT INTO {fulltext.VOCABULARY}(word) VALUES ('lunchbox')")
+    call_command("reindex", stdout=open("/dev/null", "w"))
+    assert words() == set(BlobText.objects.values_list("blob_id", flat=True))
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT word FROM {fulltext.VOCABULARY} WHERE word LIKE '%%lunch%%'")
+        assert [row[0] for row in cursor.fetchall()] == ["lunch"]  # rebuilt from the texts
 
 
 def test_webmail_searches_the_whole_mailbox_through_the_index(folder, monkeypatch):
@@ -166,7 +195,7 @@ def test_a_message_indexed_during_the_search_is_not_missed(
     assert run(folder, text) == expected
 
 
-# --- The words index (SQLite) -------------------------------------------------------------
+# --- The words index (SQLite: FTS5 unicode61; PostgreSQL: words_of and the vocabulary) ------
 
 # Bodies that put a word needle everywhere a word index could get it wrong: as a word, inside
 # longer words, beside punctuation and non-ASCII letters, split by white space, after letters
@@ -227,7 +256,7 @@ def test_a_word_needle_reads_only_the_texts_the_words_index_cannot_decide(word_f
     from django.db import connection
 
     if connection.vendor != "sqlite":
-        pytest.skip("the words index is SQLite's (PostgreSQL rechecks pg_trgm's candidates)")
+        pytest.skip("SQLite's FTS5 words (PostgreSQL: test_a_word_needle_reads_no_text_...)")
     fulltext.index_all()
     subquery = fulltext.matching("body", "report")
     with connection.cursor() as cursor:
@@ -241,37 +270,116 @@ def test_a_word_needle_reads_only_the_texts_the_words_index_cannot_decide(word_f
     assert 0 < as_words < total  # some by the word, some only by their text
 
 
+def test_a_word_needle_reads_no_text_on_postgresql(word_folder):
+    """PostgreSQL: a needle of ASCII letters and digits is answered from the vocabulary and
+    the words index alone (no text of mailboxes_blobtext read): the plan of its statement
+    says so, and it finds what reading finds."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the vocabulary is PostgreSQL's (SQLite checks the other candidates' text)")
+    fulltext.index_all()
+    for where in ("body", "text"):
+        subquery = fulltext.matching(where, "report")
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL enable_seqscan = off")  # ten rows: the index's plan
+            cursor.execute(f"EXPLAIN (COSTS OFF) {subquery.sql}", subquery.params)
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+        assert "mailboxes_blobtext_words_body" in plan
+        assert (where == "text") == ("mailboxes_blobtext_words_header" in plan)
+        assert f"on {fulltext.VOCABULARY} v" in plan or f"on {fulltext.VOCABULARY}_" in plan
+        assert "on mailboxes_blobtext " not in plan  # no text read
+    read = run(word_folder, "BODY report")
+    assert sorted(fulltext.matching_ids("body", "report")) == sorted(
+        Message.objects.filter(folder=word_folder, uid__in=read).values_list("blob_id", flat=True)
+    )
+
+
+LONG_RUN = "q" * 130 + "report" + "z" * 70  # one run of 206 letters: windows on PostgreSQL
+
+
+@pytest.mark.parametrize("needle", ["report", "q" * 51, "z" * 51, "qreportz", "q" * 52])
+def test_a_needle_inside_a_long_run_is_found(make_mailbox, monkeypatch, needle):
+    """A run of letters longer than fulltext.WORD_LONGEST is kept as windows (PostgreSQL): a
+    needle anywhere inside it is found, as reading finds it; a longer needle than a window
+    holds goes to the trigram index."""
+    mailbox = make_mailbox("long@example.org")
+    inbox = selectors.folder_get(mailbox, "INBOX")
+    for body in (LONG_RUN, "a report", "nothing"):
+        raw = f"Subject: s\r\n\r\n{body}\r\n".encode()
+        services.message_append(folder=inbox, raw=raw, flags=[])
+    read = run(inbox, f"BODY {needle}")
+    assert read == ([1, 2] if needle == "report" else [1])
+    fulltext.index_all()
+    monkeypatch.setattr(selectors, "blob_read", _no_reading)
+    assert run(inbox, f"BODY {needle}") == read
+
+
+@pytest.mark.parametrize("length", [1, 50, 51, 100, 101, 149, 150, 151, 250, 1000])
+def test_words_of_holds_every_short_substring_of_a_run(length):
+    """Every substring of a run of up to WORD_STEP + 1 characters lies inside one of the words
+    words_of keeps of it, and each word is a substring of the text."""
+    run_text = "".join("abcdefghij"[(i * 7 + i // 10) % 10] for i in range(length))
+    text = f"é {run_text}.x"
+    words = fulltext.words_of(text)
+    assert all(word in text and len(word) <= fulltext.WORD_LONGEST for word in words)
+    for size in range(1, min(length, fulltext.WORD_STEP + 1) + 1):
+        for start in range(length - size + 1):
+            part = run_text[start : start + size]
+            assert any(part in word for word in words), (length, start, size)
+
+
 @pytest.mark.django_db(transaction=True)
 def test_the_migration_puts_texts_indexed_before_it_in_the_words_index():
     from django.db import connection
     from django.db.migrations.executor import MigrationExecutor
 
-    if connection.vendor != "sqlite":
-        pytest.skip("the words index is SQLite's")
-    before = [("mailboxes", "0023_private_seen")]
-    after = [("mailboxes", "0024_fts_words")]
+    sqlite = connection.vendor == "sqlite"
+    before = [("mailboxes", "0023_private_seen" if sqlite else "0024_fts_words")]
+    after = [("mailboxes", "0024_fts_words" if sqlite else "0025_fts_words_postgresql")]
     executor = MigrationExecutor(connection)
     executor.migrate(before)
     try:
         with connection.cursor() as cursor:
             cursor.execute(
                 "INSERT INTO mailboxes_blob(name, size, data, created_at)"
-                " VALUES ('inline:migrate-words', 1, x'00', CURRENT_TIMESTAMP)"
+                " VALUES ('inline:migrate-words', 1, %s, CURRENT_TIMESTAMP)",
+                [b"\x00"],
             )
-            blob_id = cursor.lastrowid
+            cursor.execute("SELECT id FROM mailboxes_blob WHERE name = 'inline:migrate-words'")
+            (blob_id,) = cursor.fetchone()
             cursor.execute(
-                "INSERT INTO mailboxes_blobtext(blob_id, header, body) VALUES (%s, '', %s)",
-                [blob_id, "an older quarterly text"],
+                "INSERT INTO mailboxes_blobtext(blob_id, header, body) VALUES (%s, %s, %s)",
+                [blob_id, "subject: older", "an older quarterly text"],
             )
         executor = MigrationExecutor(connection)
         executor.migrate(after)
         with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT rowid FROM {fulltext.WORDS_TABLE} WHERE {fulltext.WORDS_TABLE}"
-                " MATCH '\"quarterly\"'"
-            )
-            assert [row[0] for row in cursor.fetchall()] == [blob_id]
+            if sqlite:
+                cursor.execute(
+                    f"SELECT rowid FROM {fulltext.WORDS_TABLE} WHERE {fulltext.WORDS_TABLE}"
+                    " MATCH '\"quarterly\"'"
+                )
+                assert [row[0] for row in cursor.fetchall()] == [blob_id]
+            else:
+                cursor.execute(f"SELECT blob_id, header, body FROM {fulltext.WORDS_TABLE}")
+                assert cursor.fetchall() == [
+                    (blob_id, ["older", "subject"], ["an", "older", "quarterly", "text"])
+                ]
+                cursor.execute(f"SELECT word FROM {fulltext.VOCABULARY} ORDER BY word")
+                assert [row[0] for row in cursor.fetchall()] == [
+                    "an",
+                    "older",
+                    "quarterly",
+                    "subject",
+                    "text",
+                ]
+        assert fulltext.matching_ids("body", "quarter") == [blob_id]
+        assert fulltext.matching_ids("text", "subj") == [blob_id]
     finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DELETE FROM mailboxes_blobtext WHERE blob_id = %s", [blob_id])
+            cursor.execute("DELETE FROM mailboxes_blob WHERE id = %s", [blob_id])
         executor = MigrationExecutor(connection)
         executor.migrate(executor.loader.graph.leaf_nodes())
 
