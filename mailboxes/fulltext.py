@@ -339,34 +339,36 @@ def _words_answer(needle: str) -> bool:
         return cursor.fetchone()[0] <= WORDS_PER_NEEDLE
 
 
-class _AnyOf(Func):
-    """column = ANY(the array given as text): PostgreSQL hashes the array (a constant), so a
-    search walks its folder's rows once, each looked up in it."""
+class _NotLookedUpIn(Func):
+    """column + 0 IN (the subquery's blob ids + 0): the + 0s keep the planner off the indexes
+    of both sides (the message's blob, and the words' primary key, whose every probe would
+    read a row's words), so that a search hashes the subquery's rows and walks its folder's
+    rows once, each looked up in the hash."""
 
     output_field = BooleanField()
 
-    def __init__(self, column: str, array: str):
+    def __init__(self, column: str, subquery: RawSQL):
         super().__init__(F(column))
-        self.array = array
+        self.subquery = subquery
 
     def as_sql(self, compiler, connection, **extra):  # noqa: ANN001, ANN003, ANN201
         column_sql, params = compiler.compile(self.get_source_expressions()[0])
-        return f"({column_sql} = ANY(%s::bigint[]))", [*params, self.array]
+        return (
+            f"({column_sql} + 0 IN (SELECT s.blob_id + 0 FROM ({self.subquery.sql}) s))",
+            [*params, *self.subquery.params],
+        )
 
 
 def matching_blobs(where: str, needle: str) -> Q:
     """Messages whose blob's indexed text contains `needle` (already folded), as a condition
     on their blob ids, for a search with many matches. On PostgreSQL, when the words index
-    answers, the matching blobs are asked first and given as an array: as a subquery, whose
-    size the planner cannot know from the vocabulary's words, it looked each match's message
-    up by blob (at 100k messages, 44,624 lookups: 130 ms of 190)."""
+    answers, the planner cannot know how many texts the vocabulary's words give and guesses
+    few: it looked each one's message up by blob (at 100k messages, 44,624 lookups: 130 ms of
+    190), or, for a cursor, each message's words by blob (1 s); both are ruled out."""
     words = _words_matching(where, needle, None) if connection.vendor == "postgresql" else None
     if words is None:
         return Q(blob_id__in=matching(where, needle))
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT array_agg(blob_id)::text FROM ({words.sql}) m", words.params)
-        array = cursor.fetchone()[0] or "{}"
-    return Q(_AnyOf("blob_id", array))
+    return Q(_NotLookedUpIn("blob_id", words))
 
 
 def matching_messages(where: str, needle: str) -> Q:

@@ -295,6 +295,30 @@ def test_a_word_needle_reads_no_text_on_postgresql(word_folder):
     )
 
 
+def test_many_word_matches_are_hashed_not_looked_up_one_by_one(word_folder):
+    """PostgreSQL: a folder's search with many matches of a word needle hashes the words
+    index's texts and walks the folder, whatever the planner guesses of their number: never a
+    lookup of each match's message by blob, nor of each message's words by blob (each reads
+    a row's words: 1 s at 100k messages). Asked with index scans preferred, as a cursor's
+    fast start prefers them."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL's plan")
+    fulltext.index_all()
+    found = Message.objects.filter(
+        fulltext.matching_messages("body", "report"), folder=word_folder
+    ).order_by("uid")
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("SET LOCAL cursor_tuple_fraction = 0.01")
+        plan = found.values_list("uid", flat=True).explain()
+    assert "mailboxes_blobtext_words_body" in plan
+    assert "mailboxes_blobtext_words_pkey" not in plan
+    assert "mailboxes_message_blob_id" not in plan
+    assert list(found.values_list("uid", flat=True)) == run(word_folder, "BODY report")
+
+
 LONG_RUN = "q" * 130 + "report" + "z" * 70  # one run of 206 letters: windows on PostgreSQL
 
 
