@@ -1955,9 +1955,11 @@ def message_append(
     raw: bytes,
     flags: Iterable[str] | Flags = (),
     internal_date: datetime | None = None,
+    mime_cache: dict | None = None,
 ) -> Message:
     """Store a message in a folder (IMAP APPEND, webmail drafts and Sent copies) with its
-    flags: a Flags value, or names as an IMAP client gives them.
+    flags: a Flags value, or names as an IMAP client gives them. `mime_cache`: the protocol
+    caches of its bytes, as message_caches_put would write them later (IMAP's structure).
 
     Raises QuotaExceeded when the mailbox has no room, NotFound when the folder is gone.
     """
@@ -1989,6 +1991,7 @@ def message_append(
                 size=size,
                 internal_date=internal_date or timezone.now(),
                 keywords=" ".join(keywords),
+                mime_cache=mime_cache,
                 **parsed.columns(),
                 **summary,
             )

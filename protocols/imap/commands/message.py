@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import TYPE_CHECKING
 
 from django.conf import settings
@@ -10,6 +11,7 @@ from django.conf import settings
 from mailboxes import selectors, services
 from mailboxes.exceptions import NoPermission
 from mailboxes.models import ACL_RIGHTS, Folder
+from protocols.imap import mime
 from protocols.imap import parser as p
 from protocols.imap import responses as r
 from protocols.imap import untagged as u
@@ -19,6 +21,8 @@ from protocols.imap.worker import db
 
 if TYPE_CHECKING:
     from protocols.imap.session import Session
+
+logger = logging.getLogger(__name__)
 
 
 def folder_ref(session: Session) -> Folder:
@@ -65,6 +69,7 @@ def _append_to(mailbox_id: int, name: str, messages) -> tuple[Folder | None, lis
                 raw=message.data,  # as sent: NUL octets too (BODY[] shows them as 0x80)
                 flags=message.flags,
                 internal_date=message.date,
+                mime_cache=_structure_cache(message.data),
             )
         ]
     else:
@@ -73,6 +78,20 @@ def _append_to(mailbox_id: int, name: str, messages) -> tuple[Folder | None, lis
             folder=folder, messages=[(m.data, m.flags, m.date) for m in messages]
         )
     return folder, [message.uid for message in stored]
+
+
+def _structure_cache(raw: bytes) -> dict | None:
+    """The cache FETCH would write on first reading the message's structure (ENVELOPE,
+    BODYSTRUCTURE, sections), made while its bytes are at hand: its first FETCH then neither
+    reads the blob nor writes the row. Not for messages FETCH streams (it reads as little of
+    those as it can), nor for one the parser fails on (FETCH tries again, as before)."""
+    if len(raw) >= settings.MAILHOST_BLOB_STREAM_MIN:
+        return None
+    try:
+        return {"imap": mime.analyze(raw)}
+    except Exception:
+        logger.exception("imap structure of an appended message failed")
+        return None
 
 
 async def append(session: Session, command: p.Append) -> r.Reply | u.Done:

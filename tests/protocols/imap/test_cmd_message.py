@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from unittest import mock
+
 import pytest
 
 from mailboxes import selectors, services
+from protocols.imap import mime
 from protocols.imap import responses as r
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -48,6 +51,20 @@ def test_append_with_flags_date_and_appenduid(client, imap):
     assert lines == [
         ok("a2", r.Reply("OK", "APPEND completed", f"APPENDUID {drafts.uidvalidity} 2"))
     ]
+
+
+def test_an_appended_message_has_its_structure_cached_and_its_first_fetch_writes_nothing(
+    client, imap
+):
+    c = client()
+    c.cmd("a1", b"APPEND INBOX {%d+}\r\n" % len(MESSAGE) + MESSAGE)
+    message = selectors.messages_in(folder(imap, "INBOX")).get()
+    assert message.mime_cache == {"imap": mime.analyze(MESSAGE)}
+    c.cmd("a2", "SELECT INBOX")
+    with mock.patch.object(services, "message_caches_put") as caches_put:
+        lines = c.cmd("a3", "FETCH 1 (ENVELOPE BODYSTRUCTURE BODY.PEEK[HEADER])")
+    assert lines[-1] == ok("a3", r.OK_COMPLETED) and b"ENVELOPE" in lines[0]
+    caches_put.assert_not_called()
 
 
 def test_append_refusals(client, settings):
