@@ -11,9 +11,12 @@ delivery/queue.py), and worker 0 the sweeper and the indexer for all of them.
 Either way a sweeper thread re-enqueues, every MAILHOST_SWEEP_INTERVAL seconds, every message
 whose recipients are due and not held by a worker: the database is the queue's truth.
 
-`python manage.py rqworker` (django-rq) runs `MailhostWorker` (settings.RQ["WORKER_CLASS"]):
-an RQ worker that performs jobs in its own process (no fork per job) and runs the sweeper
-beside them, so a deployment of SMTP front ends plus rqworker processes needs nothing else.
+`python manage.py rqworker` (django-rq) runs delivery/rqworker.py's `MailhostWorker`
+(settings.RQ["WORKER_CLASS"]): an RQ worker that performs jobs in its own process (no fork per
+job) and runs the sweeper beside them, so a deployment of SMTP front ends plus rqworker
+processes needs nothing else. RQ, django-rq and the Redis client are imported only with
+REDIS_URL: without it a worker process never uses them (issue 22: about 10 MiB of a runmail
+tree's memory).
 `python manage.py runworker` runs this module's family alone (embedded or RQ threads).
 """
 
@@ -26,21 +29,23 @@ import time
 import uuid
 
 from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
 from django.db import close_old_connections, connections
-from rq.exceptions import StopRequested
-from rq.timeouts import TimerDeathPenalty
-from rq.worker import SimpleWorker
 
 from delivery import housekeeping, queue
 from delivery.leader import Leadership
 from delivery.outreports import tlsrpt
 from mailboxes import fulltext
 from mailhost import fanout
-from mailhost.config import require_server_name
 from mailhost.listeners import Listener
 
 logger = logging.getLogger(__name__)
+
+# `manage.py rqworker` without REDIS_URL: django-rq would take 127.0.0.1:6379, whoever's Redis
+# that is.
+NO_REDIS = (
+    "REDIS_URL is unset: `manage.py rqworker` needs the Redis the server enqueues to; without"
+    " REDIS_URL, runmail or runworker deliver from the embedded queue"
+)
 
 # Seconds between housekeeping passes: DSNs a crashed job left unsent, then removal of
 # finished spool entries.
@@ -88,64 +93,6 @@ class Sweeper(threading.Thread):
         self.stopping.set()
 
 
-class MailhostWorker(SimpleWorker):
-    """The RQ worker of `manage.py rqworker`: jobs in-process, the sweeper and the full-text
-    indexer in threads (working in the leading worker only: delivery/leader.py).
-
-    Jobs run in the worker's own process (SimpleWorker): a delivery job is I/O-bound and
-    keeps no state between runs, and not forking keeps Django's database connections sane.
-    A killed worker loses nothing: its recipients' leases run out and the sweeper of any
-    worker re-enqueues them.
-    """
-
-    run_sweeper = True
-
-    def work(self, *args, **kwargs) -> bool:
-        require_server_name()  # `manage.py rqworker` sends mail under MAILHOST_HOSTNAME
-        if not settings.REDIS_URL:
-            # django-rq would take 127.0.0.1:6379, whoever's Redis that is.
-            raise ImproperlyConfigured(
-                "REDIS_URL is unset: `manage.py rqworker` needs the Redis the server enqueues"
-                " to; without REDIS_URL, runmail or runworker deliver from the embedded queue"
-            )
-        sweeper = Sweeper() if self.run_sweeper and not kwargs.get("burst") else None
-        # The leader's indexer makes the full-text index (fulltext.Indexer); the others idle.
-        indexer = fulltext.Indexer(gate=sweeper.leadership.is_leading) if sweeper else None
-        if sweeper:
-            sweeper.start()
-            indexer.start()
-        try:
-            return super().work(*args, **kwargs)
-        finally:
-            if sweeper:
-                sweeper.stop()
-                indexer.stop()
-                sweeper.join(10)
-                indexer.join(10)
-            tlsrpt.flush()  # a burst worker has no sweeper: its counts are stored here
-            connections.close_all()
-
-
-class ThreadRQWorker(MailhostWorker):
-    """An RQ worker inside runmail's process: a thread, stopped by its owner, not by signals."""
-
-    run_sweeper = False  # runmail runs one sweeper for all its threads
-    death_penalty_class = TimerDeathPenalty
-
-    def __init__(self, *args, stop_event: threading.Event, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._stop_event = stop_event
-
-    def _install_signal_handlers(self) -> None:
-        pass  # only the main thread may install them; the runner handles SIGTERM
-
-    def heartbeat(self, *args, **kwargs):
-        # Called on every pass of the dequeue loop (each dequeue timeout): the place to stop.
-        if self._stop_event.is_set():
-            raise StopRequested()
-        return super().heartbeat(*args, **kwargs)
-
-
 def _embedded_worker(stop: threading.Event) -> None:
     from delivery.jobs import deliver_message
 
@@ -165,6 +112,8 @@ def _embedded_worker(stop: threading.Event) -> None:
 def _rq_thread_worker(stop: threading.Event, index: int) -> None:
     import os
     import socket
+
+    from delivery.rqworker import ThreadRQWorker  # RQ and Redis only with REDIS_URL
 
     q = queue.rq_queue()
     # Unique per start: a stopped worker's registration may outlive it in Redis for a while.

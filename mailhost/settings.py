@@ -68,7 +68,6 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
-    "django_rq",
     "mailboxes",
     "delivery",
     "protocols",
@@ -156,11 +155,17 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Redis and the queue -----------------------------------------------------------------
 
 REDIS_URL = env_url("REDIS_URL", ("redis", "rediss", "unix"))
+if REDIS_URL:
+    # django-rq (its rqworker command, the admin's dashboard) only for our own Redis: its
+    # package imports RQ, the Redis client and their dependencies, which a process without
+    # REDIS_URL never uses (issue 22: about 10 MiB of a runmail tree); before the apps whose
+    # commands it must win over (delivery's rqworker says why it cannot run without Redis).
+    INSTALLED_APPS.insert(INSTALLED_APPS.index("mailboxes"), "django_rq")
 RQ_QUEUES = {
     "default": {"URL": REDIS_URL or "redis://127.0.0.1:6379/0", "DEFAULT_TIMEOUT": 600},
 }
 # `manage.py rqworker` runs delivery's worker class: jobs in-process, plus the spool sweeper.
-RQ = {"WORKER_CLASS": "delivery.worker.MailhostWorker"}
+RQ = {"WORKER_CLASS": "delivery.rqworker.MailhostWorker"}
 # django-rq's admin dashboard only for our own Redis (mailhost/urls.py: /admin/rq/ shows the
 # embedded queue without it).
 RQ_SHOW_ADMIN_LINK = bool(REDIS_URL)

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 
 # In a process whose environment has no REDIS_URL (settings are read once, at start): a staff
@@ -61,24 +63,31 @@ def redis_listening(port: int = 6379) -> bool:
     return True
 
 
-def test_without_redis_url_the_dashboard_shows_the_embedded_queue(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "DATABASE_URL"}}
-    env.update(
+def run_script(script: str, tmp_path: Path, **env: str) -> dict:
+    """`script` in a Django process of its own without REDIS_URL (unless `env` names one) on
+    SQLite in `tmp_path`: the JSON of its last line."""
+    environment = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "DATABASE_URL"}}
+    environment.update(
         MAILHOST_DATA_DIR=str(tmp_path),
         MAILHOST_HOSTNAME="mx.test.example",
         DJANGO_SETTINGS_MODULE="mailhost.settings",
-        MAILHOST_SWEEP_INTERVAL="3600",  # the sweeper must not deliver the rows under test
+        **env,
     )
     result = subprocess.run(
-        [sys.executable, "-c", SCRIPT],
-        env=env,
+        [sys.executable, "-c", script],
+        env=environment,
         cwd=REPO,
         capture_output=True,
         text=True,
         timeout=180,
     )
     assert result.returncode == 0, result.stderr
-    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_without_redis_url_the_dashboard_shows_the_embedded_queue(tmp_path):
+    # The sweeper must not deliver the rows under test.
+    outcome = run_script(SCRIPT, tmp_path, MAILHOST_SWEEP_INTERVAL="3600")
     pages = outcome["pages"]
     status, body = pages["/admin/rq/"]
     assert status == 200, body[:2000]
@@ -114,3 +123,27 @@ def test_rqworker_without_redis_url_refuses_rather_than_use_127_0_0_1_6379(tmp_p
     assert len(lines) == 1 and lines[0].startswith(
         "mailhost: configuration error: REDIS_URL is unset"
     )
+
+
+LOADED = r"""
+import importlib, json, sys
+import django
+django.setup()
+from django.core.management import get_commands
+from mailhost import runner
+for family in runner.ALL:
+    importlib.import_module(family)
+loaded = sorted(m for m in ("redis", "rq", "django_rq") if m in sys.modules)
+print(json.dumps({"loaded": loaded, "rqworker": get_commands()["rqworker"]}))
+"""
+
+
+@pytest.mark.parametrize("redis_url", [None, "redis://127.0.0.1:6379/15"])
+def test_rq_and_the_redis_client_are_loaded_only_with_redis_url(tmp_path, redis_url):
+    # Issue 22: without REDIS_URL no process uses them (about 10 MiB of a runmail tree).
+    # With it, nothing connects at import time.
+    outcome = run_script(LOADED, tmp_path, **({"REDIS_URL": redis_url} if redis_url else {}))
+    if redis_url:
+        assert "django_rq" in outcome["loaded"] and outcome["rqworker"] == "django_rq"
+    else:
+        assert outcome == {"loaded": [], "rqworker": "delivery"}

@@ -133,7 +133,7 @@ def _start_worker(tmp_path: Path, dns_port: int, log: Path) -> subprocess.Popen:
     }
     if settings.REDIS_URL:
         env["REDIS_URL"] = settings.REDIS_URL
-        # django-rq's command, with delivery.worker.MailhostWorker (settings.RQ) and its sweeper
+        # django-rq's command, with delivery.rqworker.MailhostWorker (settings.RQ) and its sweeper
         command = [sys.executable, "manage.py", "rqworker", "default"]
     else:
         env.pop("REDIS_URL", None)
