@@ -311,17 +311,15 @@ def matching(where: str, needle: str, *, limit: int | None = None) -> RawSQL:
 def _words_matching(where: str, needle: str, limit: int | None) -> RawSQL | None:
     """PostgreSQL: the texts holding a word of the vocabulary that the needle is part of,
     when the words index answers for it: exact, and no text is read. The vocabulary is asked
-    in the same statement (so in the same snapshot as the words), whose plan then does not
-    depend on how many words or texts match: the words index, never a scan of the table."""
+    in the same statement (so in the same snapshot as the words), through a function whose
+    plan never scans the words table (0026_fts_words_matching: a scan reads every row's words
+    from TOAST, which the planner does not count)."""
     if not _words_answer(needle):
         return None
-    columns = ("body",) if where == "body" else ("header", "body")
-    words = f"ARRAY(SELECT v.word FROM {VOCABULARY} v WHERE v.word LIKE %s)"
-    test = " OR ".join(f"w.{c} && {words}" for c in columns)
     tail, tail_params = (" LIMIT %s", [limit]) if limit is not None else ("", [])
     return RawSQL(
-        f"SELECT w.blob_id FROM {WORDS_TABLE} w WHERE {test}{tail}",
-        [_like(needle)] * len(columns) + tail_params,
+        f"SELECT w.blob_id FROM {WORDS_TABLE}_matching(%s, %s) AS w(blob_id){tail}",
+        [_like(needle), where != "body", *tail_params],
     )
 
 
