@@ -22,16 +22,13 @@ POSTGRESQL = [
 POSTGRESQL_REVERSE = [f"DROP FUNCTION IF EXISTS {WORDS}_matching(text, boolean)"]
 
 
-def forwards(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        for statement in POSTGRESQL:
-            schema_editor.execute(statement)
+def on_postgresql(statements: list[str]):  # noqa: ANN201
+    def run(apps, schema_editor):  # noqa: ANN001, ANN202
+        if schema_editor.connection.vendor == "postgresql":
+            for statement in statements:
+                schema_editor.execute(statement)
 
-
-def backwards(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        for statement in POSTGRESQL_REVERSE:
-            schema_editor.execute(statement)
+    return run
 
 
 class Migration(migrations.Migration):
@@ -39,4 +36,6 @@ class Migration(migrations.Migration):
         ("mailboxes", "0025_fts_words_postgresql"),
     ]
 
-    operations = [migrations.RunPython(forwards, backwards)]
+    operations = [
+        migrations.RunPython(on_postgresql(POSTGRESQL), on_postgresql(POSTGRESQL_REVERSE))
+    ]
