@@ -143,13 +143,12 @@ class AcceptResult:
         return [r for r in self.recipients if not r.accepted]
 
 
-_HEADER_END = re.compile(rb"\r?\n\r?\n")
 _UNSAFE_TRACE = re.compile(r"[^\x21-\x7e]")
 
 
 def _header_section(raw: bytes) -> bytes:
-    match = _HEADER_END.search(raw)
-    return raw[: match.start() + 1] if match else raw
+    found = headers.blank_line(raw)
+    return raw[: found[0] + 1] if found else raw
 
 
 def _has_field(head: bytes, name: bytes) -> bool:

@@ -21,6 +21,7 @@ from delivery.inbound.results import (
     DMARCResult,
     SPFResult,
 )
+from mailboxes.headers import blank_line
 
 _LINE = re.compile(rb"[^\n]*\n|[^\n]+")
 _AUTHSERV = re.compile(rb"^\s*(?:\([^)]*\)\s*)*([^\s;(]+)")
@@ -57,10 +58,10 @@ def _untrusted(field: bytes, ours: bytes) -> bool:
 
 def _header_end(raw: bytes) -> int:
     """Offset just past the header section's last line (the blank line not included)."""
-    match = re.search(rb"\r?\n\r?\n", raw)
-    if not match:
+    found = blank_line(raw)
+    if not found:
         return len(raw)
-    return match.start() + (2 if raw.startswith(b"\r\n", match.start()) else 1)
+    return found[0] + (2 if raw.startswith(b"\r\n", found[0]) else 1)
 
 
 __all__ = [

@@ -12,8 +12,8 @@ from email.utils import parsedate_to_datetime
 
 from mailboxes import addresslist
 from mailboxes.charsets import part_charset
+from mailboxes.headers import blank_line
 
-_HEADER_END = re.compile(rb"\r?\n\r?\n")
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
 MAX_BODY_OCTETS = 1 << 20  # what the body test reads of each part (RFC 5173 leaves it open)
 _TAG = re.compile(r"<[^>]*>")
@@ -29,9 +29,9 @@ def _text(data: bytes) -> str:
 class Message:
     def __init__(self, raw: bytes) -> None:
         self.raw = raw
-        match = _HEADER_END.search(raw)
-        if match:
-            head, self.body = raw[: match.start()], raw[match.end() :]
+        found = blank_line(raw)
+        if found:
+            head, self.body = raw[: found[0]], raw[found[1] :]
         elif raw.startswith((b"\r\n", b"\n")):
             head, self.body = b"", raw.lstrip(b"\r").removeprefix(b"\n")
         else:
@@ -213,8 +213,8 @@ def apply_edits(raw: bytes, edits: list) -> bytes:
     when not ASCII), deleted fields removed, the other octets untouched."""
     from mailboxes.sieve.actions import AddHeader
 
-    match = _HEADER_END.search(raw)
-    head, rest = (raw[: match.start()], raw[match.start() :]) if match else (raw, b"")
+    found = blank_line(raw)
+    head, rest = (raw[: found[0]], raw[found[0] :]) if found else (raw, b"")
     lines = re.split(rb"(?<=\n)(?![ \t])", head + b"\r\n" if head else b"")
     fields = [line for line in lines if line]
     for edit in edits:
@@ -232,7 +232,7 @@ def apply_edits(raw: bytes, edits: list) -> bytes:
             kept.append(line)
         fields = kept
     new_head = b"".join(fields)
-    if not match:
+    if not found:
         return new_head
     return new_head.removesuffix(b"\r\n").removesuffix(b"\n") + rest
 

@@ -1,0 +1,53 @@
+"""mailboxes.headers.blank_line: the end of a header section, found from its LF."""
+
+from __future__ import annotations
+
+import random
+import re
+
+import pytest
+
+from mailboxes.headers import blank_line, bounded_header, header_block
+
+_SEARCHED = re.compile(rb"\r?\n\r?\n")  # what blank_line's span must equal
+
+
+def _expected(raw: bytes, pos: int, endpos: int) -> tuple[int, int] | None:
+    match = _SEARCHED.search(raw, pos, endpos)
+    return match.span() if match else None
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"Subject: a\r\n\r\nbody",
+        b"Subject: a\n\nbody",
+        b"Subject: a\r\n\nbody",
+        b"Subject: a\n\r\nbody",
+        b"\r\n\r\nbody",
+        b"\n\nbody",
+        b"Subject: a\r\r\n\r\nbody",
+        b"Subject: a\r\nno end",
+        b"",
+    ],
+)
+def test_blank_line_spans_what_the_pattern_spans(raw):
+    assert blank_line(raw) == _expected(raw, 0, len(raw))
+
+
+def test_blank_line_agrees_on_random_line_ends_and_bounds():
+    rng = random.Random(22)
+    for _ in range(20_000):
+        raw = bytes(rng.choice(b"\r\n\r\nab") for _ in range(rng.randrange(0, 14)))
+        pos = rng.randrange(0, len(raw) + 1)
+        endpos = rng.randrange(pos, len(raw) + 1)
+        assert blank_line(raw, pos, endpos) == _expected(raw, pos, endpos), (raw, pos, endpos)
+        assert blank_line(raw, pos) == _expected(raw, pos, len(raw)), (raw, pos)
+
+
+def test_header_block_and_bounded_header_cut_at_the_blank_line():
+    raw = b"Subject: a\r\nFrom: b@c.example\r\n\r\nbody\r\n\r\nmore"
+    assert header_block(raw) == b"Subject: a\r\nFrom: b@c.example\r\n\r\n"
+    assert bounded_header(raw, limit=64) == raw
+    long = b"".join(b"X-Field-%d: value\r\n" % n for n in range(10)) + b"\r\nbody"
+    assert bounded_header(long, limit=40) == b"X-Field-0: value\r\nX-Field-1: value\r\n\r\nbody"
