@@ -1853,7 +1853,7 @@ def _action_kinds(summary: str) -> list[str]:
     return [k for k in kinds if k in _SIEVE_KINDS]
 
 
-_message_insert_sql: tuple[str, list] | None = None
+_message_insert_sql: tuple[str, list, list] | None = None
 
 
 def _messages_insert(rows: list[dict]) -> None:
@@ -1864,14 +1864,18 @@ def _messages_insert(rows: list[dict]) -> None:
         fields = [f for f in Message._meta.concrete_fields if not f.primary_key]
         columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
         table = connection.ops.quote_name(Message._meta.db_table)
-        _message_insert_sql = (f"INSERT INTO {table} ({columns}) VALUES ", fields)
-    head, fields = _message_insert_sql
+        # Per field, what each row needs: its name, its default, whether it is a datetime.
+        plan = [
+            (f.attname, f.get_default, f.get_internal_type() == "DateTimeField") for f in fields
+        ]
+        _message_insert_sql = (f"INSERT INTO {table} ({columns}) VALUES ", fields, plan)
+    head, fields, plan = _message_insert_sql
     adapt = connection.ops.adapt_datetimefield_value
     params: list = []
     for row in rows:
-        for f in fields:
-            value = row[f.attname] if f.attname in row else f.get_default()
-            if value is not None and f.get_internal_type() == "DateTimeField":
+        for attname, default, is_datetime in plan:
+            value = row[attname] if attname in row else default()
+            if is_datetime and value is not None:
                 value = adapt(value)
             params.append(value)
     marks = "(" + ", ".join(["%s"] * len(fields)) + ")"

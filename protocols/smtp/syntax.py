@@ -53,20 +53,7 @@ def split_path(arg: str, *, allow_postmaster: bool = False) -> tuple[str, str]:
         if not address or "<" in address or ">" in address:
             raise SyntaxProblem(replies.S501_SYNTAX.format("bad path"))
         return _validate_mailbox(address), rest.strip(" ")
-    # Find the closing bracket, skipping over a quoted local part.
-    i, quoted = 1, False
-    while i < len(text):
-        c = text[i]
-        if quoted and c == "\\":
-            i += 2
-            continue
-        if c == '"':
-            quoted = not quoted
-        elif c == ">" and not quoted:
-            break
-        i += 1
-    else:
-        raise SyntaxProblem(replies.S501_SYNTAX.format("unterminated path"))
+    i = _closing_bracket(text)
     path, rest = text[1:i], text[i + 1 :]
     if rest and not rest.startswith(" "):
         raise SyntaxProblem(replies.S501_SYNTAX.format("text after the path"))
@@ -76,6 +63,28 @@ def split_path(arg: str, *, allow_postmaster: bool = False) -> tuple[str, str]:
     if route:
         path = path[route.end() :]
     return _validate_mailbox(path), rest.strip(" ")
+
+
+def _closing_bracket(text: str) -> int:
+    """Where the path `<...` closes, skipping over a quoted local part (the first `>` when
+    there is none: every MAIL and RCPT, not walked a character at a time)."""
+    if '"' not in text:
+        i = text.find(">")
+        if i < 0:
+            raise SyntaxProblem(replies.S501_SYNTAX.format("unterminated path"))
+        return i
+    i, quoted = 1, False
+    while i < len(text):
+        c = text[i]
+        if quoted and c == "\\":
+            i += 2
+            continue
+        if c == '"':
+            quoted = not quoted
+        elif c == ">" and not quoted:
+            return i
+        i += 1
+    raise SyntaxProblem(replies.S501_SYNTAX.format("unterminated path"))
 
 
 def _validate_mailbox(mailbox: str) -> str:
