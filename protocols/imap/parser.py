@@ -40,6 +40,21 @@ MAX_NESTING = 100  # parenthesized lists (SEARCH, ID): deeper is refused, never 
 # A line ends in a literal announcement: {n}, {n+} (LITERAL+), ~{n} (literal8, RFC 3516).
 _LITERAL_END = re.compile(rb"~?\{(\d{1,20})(\+?)\}$")
 _ATOM_SPECIALS = frozenset(b'(){ %*"\\]') | frozenset(range(0, 32)) | {127}
+_GENERIC_STOP = frozenset(b' ()"{') | frozenset(range(0, 32)) | {127}
+_RUNS: dict[frozenset[int], re.Pattern[bytes]] = {}
+
+
+def _run_until(stop: frozenset[int]) -> re.Pattern[bytes]:
+    """A pattern for the longest run of octets outside `stop`, compiled once per set: a
+    token is found by one match instead of a Python step per octet (SEARCH NOT ... at the
+    line limit: 15 ms of the event loop before)."""
+    pattern = _RUNS.get(stop)
+    if pattern is None:
+        pattern = re.compile(b"[^" + b"".join(b"\\x%02x" % c for c in sorted(stop)) + b"]*")
+        _RUNS[stop] = pattern
+    return pattern
+
+
 _TAG_CHARS_EXCLUDED = frozenset(b'(){ %*"\\+') | frozenset(range(0, 32)) | {127}
 
 
@@ -667,8 +682,7 @@ class Reader:
 
     def atom(self) -> str:
         start = self.pos
-        while self.pos < len(self.line) and self.line[self.pos] not in _ATOM_SPECIALS:
-            self.pos += 1
+        self.pos = _run_until(_ATOM_SPECIALS).match(self.line, start).end()
         if self.pos == start:
             raise ParseFailure("Expected an atom")
         data = self.line[start : self.pos]
@@ -678,8 +692,7 @@ class Reader:
 
     def chars(self, stop: frozenset[int]) -> bytes:
         start = self.pos
-        while self.pos < len(self.line) and self.line[self.pos] not in stop:
-            self.pos += 1
+        self.pos = _run_until(stop).match(self.line, start).end()
         return self.line[start : self.pos]
 
     def number(self, *, limit: int = MAX_NUMBER, nonzero: bool = False) -> int:
@@ -835,7 +848,7 @@ class Reader:
                 self.sp()
         if c == 0x22 or c == 0x7B or c == 0x7E:
             return self.string()
-        data = self.chars(frozenset(b' ()"{') | frozenset(range(0, 32)) | {127})
+        data = self.chars(_GENERIC_STOP)
         if not data:
             raise ParseFailure("Expected a value")
         return data.decode("utf-8", "replace")
