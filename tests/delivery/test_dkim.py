@@ -69,3 +69,40 @@ def test_txt_record_names_selector(make_domain):
     rdata = dns.rdata.from_text("IN", "TXT", record.split(" IN TXT ", 1)[1])
     assert all(len(s) <= 255 for s in rdata.strings)
     assert b"".join(rdata.strings).decode() == dkim_public_key_value(domain)
+
+
+def test_the_signing_key_is_read_once_not_per_message(make_domain, django_assert_num_queries):
+    make_domain("example.org")
+    dkim_sign(RAW, mail_from="alice@example.org")
+    with django_assert_num_queries(0):
+        signed = dkim_sign(RAW, mail_from="alice@example.org")
+    assert b"d=example.org" in signed
+
+
+def test_a_key_activated_or_a_domain_deactivated_signs_at_once(make_domain):
+    from mailboxes.services import dkim_key_activate, dkim_key_create
+
+    domain = make_domain("example.org")
+    assert b"s=mailhost" in dkim_sign(RAW, mail_from="alice@example.org")  # now cached
+    key = dkim_key_create(domain=domain, selector="next")
+    assert b"s=mailhost" in dkim_sign(RAW, mail_from="alice@example.org")
+    dkim_key_activate(domain=domain, selector=key.selector)
+    assert b"s=next;" in dkim_sign(RAW, mail_from="alice@example.org")
+    domain.active = False
+    domain.save()
+    assert dkim_sign(RAW, mail_from="alice@example.org") == RAW
+
+
+def test_a_cached_key_is_read_again_after_its_time(make_domain, monkeypatch):
+    from types import SimpleNamespace
+
+    from delivery import dkim as signing
+    from mailboxes.models import Domain
+
+    make_domain("example.org")
+    assert b"d=example.org" in dkim_sign(RAW, mail_from="alice@example.org")
+    Domain.objects.filter(name="example.org").update(active=False)  # no signal: another process
+    assert b"d=example.org" in dkim_sign(RAW, mail_from="alice@example.org")
+    clock = signing.time.monotonic() + signing.KEY_CACHE_SECONDS + 1
+    monkeypatch.setattr(signing, "time", SimpleNamespace(monotonic=lambda: clock))
+    assert dkim_sign(RAW, mail_from="alice@example.org") == RAW
