@@ -522,16 +522,22 @@ class Bench:
         self.restart_mailhost(MAILHOST_DELIVERY_THREADS="0", MAILHOST_DELIVERY_PROCESSES="0")
         assert self.mailhost is not None
         before = self.sink.handler.recipients
+        cpu = tree_cpu_seconds(self.mailhost.pid)
         result = asyncio.run(
             submit("127.0.0.1", self.mailhost.ports["submission"], count, sessions=4)
         )
         # Submission with no delivery beside it in the process: the end-to-end rows' ceiling.
         spooled_per_s = round(result["ok"] / (time.perf_counter() - result["start"]), 1)
+        spool_cpu = tree_cpu_seconds(self.mailhost.pid) - cpu
         first = len(self.sink.handler.arrivals)
         self.restart_mailhost(
             MAILHOST_DELIVERY_THREADS=str(workers), MAILHOST_DELIVERY_PROCESSES=str(processes)
         )
+        # Delivery's CPU from here (runmail's start is not in it) over what arrived from here.
+        cpu, counted = tree_cpu_seconds(self.mailhost.pid), self.sink.handler.recipients
         done = self.sink.handler.wait_for(before + result["ok"], 300)
+        drain_cpu = tree_cpu_seconds(self.mailhost.pid) - cpu
+        drained = self.sink.handler.recipients - counted
         arrivals = self.sink.handler.arrivals[first:]
         seconds = arrivals[-1] - arrivals[0] if len(arrivals) > 1 else None
         run = {
@@ -540,7 +546,9 @@ class Bench:
             "messages": count,
             "delivered": len(arrivals),
             "submit_alone_per_s": spooled_per_s,
+            "submit_alone_cpu_ms_per_message": round(spool_cpu * 1000 / max(result["ok"], 1), 2),
             "drain_per_s": round((len(arrivals) - 1) / seconds, 1) if seconds else None,
+            "drain_cpu_ms_per_message": round(drain_cpu * 1000 / max(drained, 1), 2),
             "complete": done,
         }
         self.results.setdefault("outbound_drain", []).append(run)
@@ -1155,16 +1163,18 @@ def table(results: dict) -> str:
         out.append("")
         out.append("Outbound, delivery alone: a spooled backlog -> workers -> local sink")
         out.append(
-            "| delivery threads | messages | delivered/s | submitted/s, no delivery running |"
+            "| delivery threads | messages | delivered/s | CPU ms/message delivering"
+            " | submitted/s, no delivery running | CPU ms/message submitting |"
         )
-        out.append("|---|---|---|---|")
+        out.append("|---|---|---|---|---|---|")
         for r in drain:
             threads = r["workers"]
             if r.get("processes"):
                 threads = f"{r['processes']} processes x {threads}"
             out.append(
-                f"| {threads} | {r['messages']} | {r['drain_per_s']} "
-                f"| {r.get('submit_alone_per_s')} |"
+                f"| {threads} | {r['messages']} | {r['drain_per_s']}"
+                f" | {r.get('drain_cpu_ms_per_message')} | {r.get('submit_alone_per_s')}"
+                f" | {r.get('submit_alone_cpu_ms_per_message')} |"
             )
     imap = results.get("imap")
     if imap and imap.get("folders"):
