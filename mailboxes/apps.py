@@ -4,3 +4,8 @@ from django.apps import AppConfig
 class MailboxesConfig(AppConfig):
     name = "mailboxes"
     verbose_name = "Mail domains and mailboxes"
+
+    def ready(self) -> None:
+        from mailhost.dbcursor import install_connection_storage
+
+        install_connection_storage()

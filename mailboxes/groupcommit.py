@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 
 T = TypeVar("T")
 
@@ -65,7 +65,7 @@ class GroupCommitter:
         one would roll its savepoint back unseen). Inside a caller's transaction it runs
         there, in a savepoint."""
         limit = settings.MAILHOST_GROUP_COMMIT_MAX
-        if connection.in_atomic_block or limit <= 1:
+        if connections[DEFAULT_DB_ALIAS].in_atomic_block or limit <= 1:
             with transaction.atomic():
                 return fn()
         work = _Work(fn)

@@ -92,12 +92,14 @@ def _scripts_for(mailbox_ids: Sequence[int]) -> list[_Mailbox]:
     domain's default (Domain.sieve_default), then the mailbox's active SieveScript (at most
     one: a database constraint). One plain query: it runs for every delivery, and the ORM
     spent ten times the database's time building it."""
-    from django.db import connection
+    from django.db import DEFAULT_DB_ALIAS, connections
 
     from mailboxes.models import Domain, Mailbox, SieveScript
 
+    db = connections[DEFAULT_DB_ALIAS]
+
     ids = sorted(set(mailbox_ids))
-    q = connection.ops.quote_name
+    q = db.ops.quote_name
     mailbox, domain, script = (
         q(Mailbox._meta.db_table),
         q(Domain._meta.db_table),
@@ -109,7 +111,7 @@ def _scripts_for(mailbox_ids: Sequence[int]) -> list[_Mailbox]:
         f"LEFT JOIN {script} s ON s.mailbox_id = m.id AND s.active = %s "
         f"WHERE m.id IN ({', '.join(['%s'] * len(ids))})"
     )
-    with connection.cursor() as cursor:
+    with db.cursor() as cursor:
         cursor.execute(sql, [True, *ids])
         rows = cursor.fetchall()
     found = []

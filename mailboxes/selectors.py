@@ -10,7 +10,7 @@ from datetime import datetime
 
 from django.conf import settings
 from django.core.files.storage import storages
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import (
     BooleanField,
     CharField,
@@ -134,14 +134,15 @@ def domain_names_active() -> list[str]:
 def domain_is_hosted(name: str) -> bool:
     """Is `name` an active domain of ours? Port 25 asks it for every MAIL FROM: one plain
     statement (the ORM's query building cost several times the query)."""
+    db = connections[DEFAULT_DB_ALIAS]
     from mailboxes.addresses import domain_to_ascii
 
     try:
         ascii_name = domain_to_ascii(name)
     except InvalidAddress:
         return False
-    domains = connection.ops.quote_name(Domain._meta.db_table)
-    with connection.cursor() as cursor:
+    domains = db.ops.quote_name(Domain._meta.db_table)
+    with db.cursor() as cursor:
         cursor.execute(f"SELECT active FROM {domains} WHERE name = %s", [ascii_name])
         row = cursor.fetchone()
     return row is not None and bool(row[0])
@@ -220,9 +221,10 @@ def _domain_and_mailbox(parsed: Address) -> tuple[Domain | None, tuple[int, int,
     """The active domain of `parsed` and, when one has exactly its local part, the active
     mailbox's (id, quota, used_bytes), in one statement: the common case of RCPT costs one
     query instead of three. Plain SQL: the ORM cost more CPU than the query."""
-    q = connection.ops.quote_name
+    db = connections[DEFAULT_DB_ALIAS]
+    q = db.ops.quote_name
     domains, mailboxes = q(Domain._meta.db_table), q(Mailbox._meta.db_table)
-    with connection.cursor() as cursor:
+    with db.cursor() as cursor:
         cursor.execute(
             f"SELECT d.id, d.case_sensitive_local_parts, d.plus_separator, m.id, m.quota, "
             f"m.used_bytes FROM {domains} d LEFT JOIN {mailboxes} m ON m.domain_id = d.id "
@@ -449,17 +451,18 @@ def sender_lists(mailbox_ids: Iterable[int], sender: str) -> dict[int, str | Non
     list the most specific matching pattern wins (address, then @domain, then the longest
     domain suffix). One indexed query per call (the spam verdict asks once per message);
     plain SQL, as in _domain_and_mailbox: the ORM cost more CPU than the query."""
+    db = connections[DEFAULT_DB_ALIAS]
     ids = list(dict.fromkeys(mailbox_ids))
     result: dict[int, str | None] = dict.fromkeys(ids)
     candidates = senderlists.sender_candidates(sender)
     if not ids or not candidates:
         return result
     rank = {pattern: index for index, pattern in enumerate(candidates)}
-    q = connection.ops.quote_name
+    q = db.ops.quote_name
     entries, mailboxes = q(SenderListEntry._meta.db_table), q(Mailbox._meta.db_table)
     id_marks = ", ".join(["%s"] * len(ids))
     pattern_marks = ", ".join(["%s"] * len(candidates))
-    with connection.cursor() as cursor:
+    with db.cursor() as cursor:
         cursor.execute(
             f"SELECT m.id, e.mailbox_id, e.pattern, e.action FROM {mailboxes} m"
             f" JOIN {entries} e ON (e.mailbox_id = m.id OR e.domain_id = m.domain_id)"

@@ -29,7 +29,14 @@ from django.conf import settings
 from django.contrib.auth.hashers import check_password, get_hasher, make_password
 from django.core.files.base import ContentFile
 from django.core.files.storage import storages
-from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db import (
+    DEFAULT_DB_ALIAS,
+    DatabaseError,
+    IntegrityError,
+    connection,
+    connections,
+    transaction,
+)
 from django.db.models import Exists, F, ForeignKey, OuterRef
 from django.utils import timezone
 
@@ -1556,6 +1563,7 @@ def _file_into_mailboxes(
     A mailbox with a Sieve plan gets the copies, flags and folders its plan names, and the
     plan's messages are spooled, all in this same transaction (_file_planned).
     """
+    db = connections[DEFAULT_DB_ALIAS]
     fields, spam = summary or headers.summarize_and_spam(raw)
     junk_ids = None if junk_mailbox_ids is None else set(junk_mailbox_ids)
     size = len(raw)
@@ -1630,8 +1638,8 @@ def _file_into_mailboxes(
             events.publish(ChangeEvent(mailbox_id, folder_id, "exists", (uid,), modseq))
         if rows:
             _messages_insert(rows)
-            table = connection.ops.quote_name(Mailbox._meta.db_table)
-            with connection.cursor() as cursor:
+            table = db.ops.quote_name(Mailbox._meta.db_table)
+            with db.cursor() as cursor:
                 for amount, ids in _by_amount(usage).items():
                     marks = ", ".join(["%s"] * len(ids))
                     cursor.execute(
@@ -1860,17 +1868,18 @@ def _messages_insert(rows: list[dict]) -> None:
     """INSERT new Message rows (attribute name -> value; the rest get their defaults) in one
     plain statement: bulk_create spent more CPU building it than the database running it."""
     global _message_insert_sql
+    db = connections[DEFAULT_DB_ALIAS]
     if _message_insert_sql is None:
         fields = [f for f in Message._meta.concrete_fields if not f.primary_key]
-        columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-        table = connection.ops.quote_name(Message._meta.db_table)
+        columns = ", ".join(db.ops.quote_name(f.column) for f in fields)
+        table = db.ops.quote_name(Message._meta.db_table)
         # Per field, what each row needs: its name, its default, whether it is a datetime.
         plan = [
             (f.attname, f.get_default, f.get_internal_type() == "DateTimeField") for f in fields
         ]
         _message_insert_sql = (f"INSERT INTO {table} ({columns}) VALUES ", fields, plan)
     head, fields, plan = _message_insert_sql
-    adapt = connection.ops.adapt_datetimefield_value
+    adapt = db.ops.adapt_datetimefield_value
     params: list = []
     for row in rows:
         for attname, default, is_datetime in plan:
@@ -1879,8 +1888,8 @@ def _messages_insert(rows: list[dict]) -> None:
                 value = adapt(value)
             params.append(value)
     marks = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    per_statement = max(1, (connection.features.max_query_params or 999) // len(fields))
-    with connection.cursor() as cursor:
+    per_statement = max(1, (db.features.max_query_params or 999) // len(fields))
+    with db.cursor() as cursor:
         for start in range(0, len(rows), per_statement):
             count = min(per_statement, len(rows) - start)
             chunk = params[start * len(fields) : (start + count) * len(fields)]
@@ -1890,14 +1899,15 @@ def _messages_insert(rows: list[dict]) -> None:
 def blob_row_create(*, name: str, raw: bytes) -> Blob:
     """The Blob row of the bytes blob_write named (holding them when the name is inline),
     in one plain INSERT ... RETURNING."""
-    table = connection.ops.quote_name(Blob._meta.db_table)
+    db = connections[DEFAULT_DB_ALIAS]
+    table = db.ops.quote_name(Blob._meta.db_table)
     now = timezone.now()
     data = raw if Blob.name_is_inline(name) else None
-    with connection.cursor() as cursor:
+    with db.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {table} (name, size, created_at, data) VALUES (%s, %s, %s, %s)"
             " RETURNING id",
-            [name, len(raw), connection.ops.adapt_datetimefield_value(now), data],
+            [name, len(raw), db.ops.adapt_datetimefield_value(now), data],
         )
         blob_id = cursor.fetchone()[0]
     return Blob(id=blob_id, name=name, size=len(raw), created_at=now, data=data)
@@ -1916,10 +1926,11 @@ def _lock_mailboxes_with_folders(mailbox_ids: Iterable[int]) -> list[_Target]:
     """_lock_mailboxes in one query that also reads each mailbox's INBOX id (`inbox_id`) and
     first Junk folder id (`junk_id`), as select-list subqueries (their rows are not locked).
     Plain SQL: building this with the ORM cost more CPU than running it."""
+    db = connections[DEFAULT_DB_ALIAS]
     ids = sorted(set(mailbox_ids))
     if not ids:
         return []
-    q = connection.ops.quote_name
+    q = db.ops.quote_name
     mailbox, folder = q(Mailbox._meta.db_table), q(Folder._meta.db_table)
     first_folder = f"SELECT f.id FROM {folder} f WHERE f.mailbox_id = m.id AND f.%s = %%s"
     sql = (
@@ -1927,9 +1938,9 @@ def _lock_mailboxes_with_folders(mailbox_ids: Iterable[int]) -> list[_Target]:
         f"({first_folder % 'special_use'} ORDER BY f.id LIMIT 1) FROM {mailbox} m "
         f"WHERE m.id IN ({', '.join(['%s'] * len(ids))}) ORDER BY m.id"
     )
-    if connection.features.has_select_for_update:
+    if db.features.has_select_for_update:
         sql += " FOR UPDATE"
-    with connection.cursor() as cursor:
+    with db.cursor() as cursor:
         cursor.execute(sql, ["INBOX", SpecialUse.JUNK.value, *ids])
         return [_Target(*row) for row in cursor.fetchall()]
 
@@ -1939,8 +1950,9 @@ def _reserve_one(folder_id: int, size: int, unseen: int = 1) -> tuple[int, int] 
     RETURNING gives the new UIDNEXT and HIGHESTMODSEQ (SQLite 3.35+, PostgreSQL), so the
     UID is the row's UIDNEXT before it and no two writers ever share one. None when the
     folder is gone."""
-    table = connection.ops.quote_name(Folder._meta.db_table)
-    with connection.cursor() as cursor:
+    db = connections[DEFAULT_DB_ALIAS]
+    table = db.ops.quote_name(Folder._meta.db_table)
+    with db.cursor() as cursor:
         cursor.execute(
             f"UPDATE {table} SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1, "
             "message_count = message_count + 1, unseen_count = unseen_count + %s, "

@@ -149,6 +149,9 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
     # open plus the three PRAGMAs cost about 3 ms a time. An idle SQLite connection holds no
     # lock and no snapshot; a broken one is still dropped (errors_occurred / is_usable).
     _db.setdefault("CONN_MAX_AGE", None)
+elif _db["ENGINE"] == "django.db.backends.postgresql":
+    # Django's backend with a cursor wrapper that names its attributes (mailhost/dbcursor.py).
+    _db["ENGINE"] = "mailhost.postgresql"
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 
 from delivery.models import KnownSender, SpamToken, SpamTraining
 from delivery.spam.classifier import Totals
@@ -14,7 +14,7 @@ TOTALS_TOKEN = 0  # SpamToken row holding a mailbox's trained message counts
 
 
 def _table(model) -> str:  # noqa: ANN001
-    return connection.ops.quote_name(model._meta.db_table)
+    return connections[DEFAULT_DB_ALIAS].ops.quote_name(model._meta.db_table)
 
 
 def _marks(values: list) -> str:
@@ -34,6 +34,7 @@ def known_sender_mailboxes(mailbox_ids: Iterable[int], address: str) -> set[int]
 def mailbox_facts(mailbox_ids: Iterable[int], sender: str) -> tuple[dict[int, Totals], set[int]]:
     """classifier_totals and known_sender_mailboxes in one statement (the hot path of port
     25: plain SQL, since building these with the ORM cost more CPU than running them)."""
+    db = connections[DEFAULT_DB_ALIAS]
     ids = sorted(set(mailbox_ids))
     if not ids:
         return {}, set()
@@ -51,7 +52,7 @@ def mailbox_facts(mailbox_ids: Iterable[int], sender: str) -> tuple[dict[int, To
         params += [sender.lower(), *ids]
     totals: dict[int, Totals] = {}
     known: set[int] = set()
-    with connection.cursor() as cursor:
+    with db.cursor() as cursor:
         cursor.execute(sql, params)
         for kind, mailbox_id, spam, ham in cursor.fetchall():
             if kind:

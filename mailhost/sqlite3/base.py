@@ -26,6 +26,8 @@ import threading
 from django.db.backends.sqlite3 import base
 from django.utils.asyncio import async_unsafe
 
+from mailhost import dbcursor
+
 _locks: dict[str, threading.Lock] = {}
 _locks_guard = threading.Lock()
 
@@ -99,6 +101,10 @@ class DatabaseWrapper(base.DatabaseWrapper):
     @async_unsafe
     def create_cursor(self, name=None):
         return self.connection.cursor(factory=CursorWrapper)
+
+    def make_cursor(self, cursor):
+        # Its attributes named, not found by __getattr__ after a failed lookup (see there).
+        return dbcursor.CursorWrapper(cursor, self)
 
     def _start_transaction_under_autocommit(self):
         name = str(self.settings_dict["NAME"])

@@ -1,0 +1,96 @@
+"""mailhost/dbcursor.py: port 25's path through the database reaches its connection and its
+cursor without a lookup that fails first (each failed lookup makes an AttributeError), and the
+connections keep asgiref's rules: one per thread, another in a running event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import Counter
+
+import pytest
+from asgiref.local import Local
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.backends import utils
+from django.utils.connection import ConnectionProxy
+
+from delivery import accept
+from mailhost.dbcursor import ConnectionStorage, CursorWrapper
+
+# The storage's own attributes: every other name is the connections'.
+LOCAL = object.__getattribute__(connections._connections, "_local")
+# The classes whose __getattr__ runs only after the ordinary lookup failed.
+FALLBACKS = (utils.CursorWrapper, ConnectionProxy, *type(LOCAL).__mro__)
+
+
+@pytest.fixture
+def fallbacks(monkeypatch):
+    """Counts the calls of every FALLBACKS class's own __getattr__, by class and name."""
+    calls: Counter = Counter()
+    for cls in FALLBACKS:
+        original = cls.__dict__.get("__getattr__")
+        if original is None or cls is object:
+            continue
+
+        def counted(self, name, _original=original, _cls=cls):
+            calls[(_cls.__name__, name)] += 1
+            return _original(self, name)
+
+        monkeypatch.setattr(cls, "__getattr__", counted)
+    return calls
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_stored_message_falls_back_on_no_getattr(make_mailbox, fallbacks):
+    make_mailbox("alice@example.org")
+    raw = b"From: a@remote.example\r\nTo: alice@example.org\r\nSubject: x\r\n\r\nbody\r\n"
+
+    def one() -> None:
+        _, resolution = accept.recipient_verdict(
+            "alice@example.org", relay_allowed=False, size=len(raw)
+        )
+        result = accept.message_accept(
+            raw=raw,
+            mail_from="a@remote.example",
+            recipients=[accept.EnvelopeRecipient("alice@example.org", resolution=resolution)],
+            client=accept.ClientInfo(helo="client.example", ip="192.0.2.1"),
+        )
+        assert result.accepted
+
+    one()  # the first opens what later ones reuse
+    fallbacks.clear()
+    one()
+    assert dict(fallbacks) == {}
+
+
+def test_the_storage_stands_in_for_the_local():
+    assert isinstance(connections._connections, ConnectionStorage)
+    assert isinstance(LOCAL, Local)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_connection_per_thread_and_another_in_a_running_loop():
+    here = connections[DEFAULT_DB_ALIAS]
+    assert connections[DEFAULT_DB_ALIAS] is here
+    assert isinstance(here.cursor(), CursorWrapper)
+    elsewhere = []
+    thread = threading.Thread(target=lambda: elsewhere.append(connections[DEFAULT_DB_ALIAS]))
+    thread.start()
+    thread.join()
+    assert elsewhere[0] is not here
+
+    async def in_loop():
+        return connections[DEFAULT_DB_ALIAS]
+
+    assert asyncio.run(in_loop()) is not here  # asgiref's context storage, as before
+    assert connections[DEFAULT_DB_ALIAS] is here
+
+
+@pytest.mark.django_db
+def test_the_cursor_s_attributes_read_through():
+    with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
+        cursor.execute("SELECT 1, 2 UNION ALL SELECT 3, 4")
+        assert len(cursor.description) == 2
+        assert cursor.fetchone() == (1, 2)
+        assert cursor.fetchmany(5) == [(3, 4)]
+        assert cursor.fetchall() == []
