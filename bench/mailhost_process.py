@@ -35,7 +35,7 @@ PORT_NAMES = (
 
 
 # Variables of the caller's environment that reach runmail.
-PASSED_THROUGH = ("MAILHOST_PROCESSES",)
+PASSED_THROUGH = ("MAILHOST_PROCESSES", "MAILHOST_EVENT_LOOP")
 
 
 _HANDED_OUT: set[int] = set()

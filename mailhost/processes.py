@@ -208,9 +208,7 @@ class Supervisor:
         self.started[slot] = time.monotonic()
 
     def worker(self, slot: int) -> int:
-        import asyncio
-
-        from mailhost import fanout, listeners, runner
+        from mailhost import eventloop, fanout, listeners, runner
 
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, signal.SIG_DFL)
@@ -224,7 +222,7 @@ class Supervisor:
         def ready() -> None:
             os.write(self.ready_pipe[1], bytes([slot]))
 
-        asyncio.run(
+        eventloop.run(
             runner._serve(
                 self.families(slot), skip_missing=self.skip_missing, worker=slot, ready=ready
             )

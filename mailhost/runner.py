@@ -51,7 +51,9 @@ def run(modules: tuple[str, ...], *, skip_missing: bool = False) -> None:
 
         processes.supervise(modules, count, skip_missing=skip_missing)
         return
-    asyncio.run(_serve(modules, skip_missing=skip_missing))
+    from mailhost import eventloop
+
+    eventloop.run(_serve(modules, skip_missing=skip_missing))
 
 
 M_ARENA_MAX = -8  # glibc's malloc.h

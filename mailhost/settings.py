@@ -299,6 +299,9 @@ MAILHOST_PROCESSES = env_int(
 # threads mostly wait for the GIL, so sharing 2 costs them no measurable contention, and
 # saves 7-9 MiB at 1000-10000 idle IMAP connections (issue 22). 0: glibc's own default.
 MAILHOST_MALLOC_ARENA_MAX = env_int("MAILHOST_MALLOC_ARENA_MAX", 2)
+# The servers' event loop (mailhost/eventloop.py): uvloop's when it is installed (auto), or
+# one named; `uvloop` without the package installed is an error.
+MAILHOST_EVENT_LOOP = env_choice("MAILHOST_EVENT_LOOP", "auto", ("auto", "uvloop", "asyncio"))
 MAILHOST_ALIAS_MAX_DEPTH = 10
 # Sieve at delivery (mailboxes/mda.py). SRS: forwarded mail's envelope sender, keyed by
 # MAILHOST_SRS_SECRET (else derived from SECRET_KEY), valid this many days for bounces.

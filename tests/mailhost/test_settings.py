@@ -136,6 +136,7 @@ BAD_VALUES: dict[str, Bad] = {
     "MAILHOST_IMAP_MAX_CONNECTIONS_PER_USER": Bad("0", "must be at least 1"),
     "MAILHOST_IMAP_WORKER_THREADS": Bad("0", "must be at least 1"),
     "MAILHOST_MALLOC_ARENA_MAX": Bad("-1", "must be at least 0"),
+    "MAILHOST_EVENT_LOOP": Bad("tokio", "must be one of auto, uvloop, asyncio"),
     "MAILHOST_POP3_IDLE_TIMEOUT": Bad("60", "must be at least 600"),
     "MAILHOST_POP3_MAX_LINE_LENGTH": Bad("80", "must be at least 512"),
     "MAILHOST_POP3_MAX_AUTH_FAILURES": Bad("0", "must be at least 1"),

@@ -15,12 +15,13 @@ import importlib
 import threading
 from contextlib import contextmanager
 
+from mailhost import eventloop
 from mailhost.listeners import Listener
 
 
 @contextmanager
 def running(*modules: str):
-    loop = asyncio.new_event_loop()
+    loop = eventloop.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="test-servers", daemon=True)
     thread.start()
 

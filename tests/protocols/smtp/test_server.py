@@ -11,7 +11,7 @@ import pytest
 
 from delivery import accept
 from mailboxes.models import Message
-from mailhost import runner
+from mailhost import eventloop, runner
 from protocols.smtp import replies
 from protocols.smtp.server import start
 from tests.support.servers import running
@@ -82,7 +82,7 @@ def test_connection_caps_total_and_per_address(live_settings, transactional_db, 
 
 
 def test_shutdown_finishes_transactions_in_flight(live_settings, transactional_db, hosted):
-    loop = asyncio.new_event_loop()
+    loop = eventloop.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     try:
@@ -119,7 +119,7 @@ def test_shutdown_finishes_transactions_in_flight(live_settings, transactional_d
 
 def test_shutdown_grace_is_bounded(live_settings, transactional_db, hosted):
     live_settings.MAILHOST_SHUTDOWN_GRACE = 1
-    loop = asyncio.new_event_loop()
+    loop = eventloop.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     try:
