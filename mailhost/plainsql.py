@@ -14,7 +14,17 @@ from collections.abc import Sequence
 from typing import Any
 
 from django.db import connection
-from django.db.models import Model
+from django.db.models import (
+    AutoField,
+    BigAutoField,
+    BooleanField,
+    CharField,
+    Field,
+    ForeignKey,
+    IntegerField,
+    Model,
+    TextField,
+)
 from django.db.models.constants import OnConflict
 
 
@@ -95,6 +105,7 @@ class Insert:
         self.fields = [f for f in model._meta.concrete_fields if not f.primary_key]
         self.on_conflict = OnConflict.IGNORE if ignore_conflicts else None
         self._head: str | None = None
+        self._plan: list[tuple[Field, str, tuple[type, ...]]] | None = None
 
     def _statement(self, count: int, returning: bool) -> str:
         ops = connection.ops
@@ -113,11 +124,16 @@ class Insert:
             return
         if returning and self.on_conflict is not None:
             raise ValueError("RETURNING leaves out the ignored rows: their keys are unknown")
-        params = [
-            f.get_db_prep_save(f.pre_save(instance, True), connection)
-            for instance in instances
-            for f in self.fields
-        ]
+        if self._plan is None:
+            self._plan = [(f, f.attname, _passed_as_is(f, connection)) for f in self.fields]
+        params = []
+        for instance in instances:
+            values = instance.__dict__
+            for field, attname, as_is in self._plan:
+                value = values.get(attname, _UNSET)
+                if type(value) not in as_is:
+                    value = field.get_db_prep_save(field.pre_save(instance, True), connection)
+                params.append(value)
         with connection.cursor() as cursor:
             cursor.execute(self._statement(len(instances), returning), params)
             ids = [row[0] for row in cursor.fetchall()] if returning else []
@@ -126,3 +142,46 @@ class Insert:
         for instance in instances:
             instance._state.adding = False
             instance._state.db = connection.alias
+
+
+_UNSET = object()
+_NONE = type(None)
+
+
+def _passed_as_is(field: Field, connection) -> tuple[type, ...]:  # noqa: ANN001
+    """The exact types of value that `field` sends to `connection`'s database unchanged, so
+    that the INSERT may take them without the ORM's preparation (pre_save and
+    get_db_prep_save: about 2.5 us a field, 78 us for a spooled message's two rows): strings
+    of a CharField or TextField, booleans of a BooleanField, integers of a foreign key to an
+    integer key (validate_autopk_value returns them as they are) or of an integer field where
+    the backend's adapt_integerfield_value does (SQLite's; PostgreSQL's wraps them in
+    psycopg's Int2/Int4/Int8), and None of any of those. () for a field whose own
+    preparation is kept (dates, auto_now, a custom field)."""
+    kind = type(field)
+    if kind.pre_save is not Field.pre_save:
+        return ()
+    if isinstance(field, ForeignKey):
+        target = field.target_field
+        if isinstance(target, (AutoField, BigAutoField)) and type(target).get_db_prep_value in (
+            AutoField.get_db_prep_value,
+            BigAutoField.get_db_prep_value,
+        ):
+            probe = 2**40
+            if connection.ops.validate_autopk_value(probe) is probe:
+                return (int, _NONE)
+        return ()
+    if kind.get_db_prep_save is not Field.get_db_prep_save:
+        return ()
+    prepares = (kind.get_prep_value, kind.get_db_prep_value)
+    if prepares in (
+        (CharField.get_prep_value, Field.get_db_prep_value),
+        (TextField.get_prep_value, Field.get_db_prep_value),
+    ):
+        return (str, _NONE)
+    if prepares == (BooleanField.get_prep_value, Field.get_db_prep_value):
+        return (bool, _NONE)
+    if prepares == (IntegerField.get_prep_value, IntegerField.get_db_prep_value):
+        probe = 2**40
+        if connection.ops.adapt_integerfield_value(probe, field.get_internal_type()) is probe:
+            return (int, _NONE)
+    return ()

@@ -63,3 +63,38 @@ def test_insert_fills_auto_fields_and_sets_the_primary_keys():
         assert stored.queue_id == message.queue_id
         assert stored.require_tls is message.require_tls
         assert stored.created_at == message.created_at and stored.created_at is not None
+
+
+SAMPLES = {
+    str: ["", "x", "é@example.org"],
+    bool: [True, False],
+    int: [0, 7, 2**40],
+    type(None): [None],
+}
+
+
+def test_values_an_insert_takes_as_they_are_are_those_the_orm_would_send():
+    from django.apps import apps
+
+    from mailhost.plainsql import _passed_as_is
+
+    checked = 0
+    for model in apps.get_models():
+        for field in Insert(model).fields:
+            for kind in _passed_as_is(field, connection):
+                for value in SAMPLES[kind]:
+                    prepared = field.get_db_prep_save(value, connection)
+                    assert prepared == value and type(prepared) is kind, (field, value)
+                    checked += 1
+    assert checked > 500
+
+
+def test_a_field_with_a_preparation_of_its_own_is_prepared_by_it():
+    from mailhost.plainsql import _passed_as_is
+
+    fields = {f.name: f for f in OutboundRecipient._meta.concrete_fields}
+    assert _passed_as_is(fields["address"], connection) == (str, type(None))
+    assert _passed_as_is(fields["message"], connection) == (int, type(None))
+    assert _passed_as_is(fields["retry_forced"], connection) == (bool, type(None))
+    assert _passed_as_is(fields["next_attempt_at"], connection) == ()  # a datetime is adapted
+    assert _passed_as_is(fields["updated_at"], connection) == ()  # auto_now's pre_save
