@@ -1300,7 +1300,6 @@ def folder_set_subscribed(*, folder: Folder, subscribed: bool) -> None:
     subscription_set(mailbox=folder.mailbox_id, name=folder.name, subscribed=subscribed)
 
 
-@unsynced_atomic()
 def folder_claim_recent(*, folder: Folder, upto: int | None = None) -> tuple[int, int]:
     """Claim \\Recent for a session that selects the folder read-write (RFC 3501 2.3.2).
 
@@ -1308,21 +1307,39 @@ def folder_claim_recent(*, folder: Folder, upto: int | None = None) -> tuple[int
     `upto`: claim no UID from there on (a selected session claims only the arrivals it is
     announcing: one arriving meanwhile is for whichever session announces it first).
     """
-    # Plain statements: every read-write SELECT claims.
+    # Most claims find nothing left (another session announced the arrivals first): a
+    # plain read says so without a write transaction. The claimed bound only grows, so
+    # nothing to claim as of this read is nothing to claim now.
+    first, end = _recent_bounds(folder.pk, upto, lock="")
+    if end <= first:
+        return first, first
+    return _folder_claim_recent_locked(folder.pk, upto)
+
+
+def _recent_bounds(folder_id: int, upto: int | None, *, lock: str) -> tuple[int, int]:
+    """The folder's first unclaimed UID and the end of what a claim up to `upto` takes."""
     table = connection.ops.quote_name(Folder._meta.db_table)
-    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT first_recent_uid, uidnext FROM {table} WHERE id = %s{lock}", [folder.pk]
+            f"SELECT first_recent_uid, uidnext FROM {table} WHERE id = %s{lock}", [folder_id]
         )
         row = cursor.fetchone()
-        if row is None:
-            raise Folder.DoesNotExist("Folder matching query does not exist.")
-        first, uidnext = row
-        end = uidnext if upto is None else min(upto, uidnext)
-        if end > first:
+    if row is None:
+        raise Folder.DoesNotExist("Folder matching query does not exist.")
+    first, uidnext = row
+    return first, uidnext if upto is None else min(upto, uidnext)
+
+
+@unsynced_atomic()
+def _folder_claim_recent_locked(folder_id: int, upto: int | None) -> tuple[int, int]:
+    # Plain statements: every read-write SELECT claims.
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    first, end = _recent_bounds(folder_id, upto, lock=lock)
+    if end > first:
+        table = connection.ops.quote_name(Folder._meta.db_table)
+        with connection.cursor() as cursor:
             cursor.execute(
-                f"UPDATE {table} SET first_recent_uid = %s WHERE id = %s", [end, folder.pk]
+                f"UPDATE {table} SET first_recent_uid = %s WHERE id = %s", [end, folder_id]
             )
     return first, max(first, end)
 

@@ -679,23 +679,25 @@ class Session:
             result = sorted(set(result))
         return result
 
-    async def db_and_changes(self, fn, *args, **kwargs):
+    async def db_and_changes(self, fn, *args, if_dirty: bool = False, **kwargs):
         """db(fn, ...) that also reads, in the same worker hop, what changed in the selected
         folder since the session last looked (its own write included): a command that writes
-        and then reports costs one hop, not two."""
+        and then reports costs one hop, not two. `if_dirty`: read them only when a change
+        event came (a read-only command: a change it did not make is what there is to see)."""
         sel = self.selected
-        known, expunged = sel.known_modseq, sel.expunge_modseq
+        if if_dirty and not sel.dirty:
+            return await db(fn, *args, **kwargs)
+        # An earlier read not sent yet is sent first, and this one read again then: arrivals
+        # it claimed \Recent for would be lost with it, so this one claims none.
+        first_read = sel.prefetched is None
+        read = self.changes_reader(claim=first_read)
         # Cleared before the read: an event handled from here on marks the session dirty
         # again, so a change committed after the read is never taken as seen.
         sel.dirty = False
         sel.event_modseq = 0
 
         def both():
-            value = fn(*args, **kwargs)
-            changes = selectors.folder_changes_since(
-                sel.folder_id, known, expunged, reader=sel.reader
-            )
-            return value, changes
+            return fn(*args, **kwargs), read()
 
         try:
             value, changes = await db(both)
@@ -704,12 +706,26 @@ class Session:
             raise
         if changes is None:  # the folder is gone: the next sync asks, and says BYE
             sel.dirty = True
-        elif sel.prefetched is None:
+        elif first_read:
             sel.prefetched = changes
         else:  # an earlier read not sent yet: read again at the next sync
             sel.prefetched = None
             sel.dirty = True
         return value
+
+    def changes_reader(self, *, claim: bool):
+        """The selected folder's changes since the session last looked, as a function for a
+        worker thread (folder_changes_since's triple and the claimed \\Recent range, see
+        read_changes), made on the loop from the view as it is now."""
+        sel = self.selected
+        folder_id, known, expunged = sel.folder_id, sel.known_modseq, sel.expunge_modseq
+        reader, view_uidnext = sel.reader, sel.view_uidnext
+        claim = claim and not sel.readonly
+
+        def read():
+            return read_changes(folder_id, known, expunged, reader, view_uidnext, claim=claim)
+
+        return read
 
     def set_notify(self, state) -> None:
         """NOTIFY SET's state (protocols/imap/notify.py), or None for NOTIFY NONE: the server
@@ -741,19 +757,14 @@ class Session:
         if changes is None:
             if not (sel.dirty or (allow_expunge and sel.pending_expunge)):
                 return
+            read = self.changes_reader(claim=True)
             sel.dirty = False
             sel.event_modseq = 0
-            changes = await db(
-                selectors.folder_changes_since,
-                sel.folder_id,
-                sel.known_modseq,
-                sel.expunge_modseq,
-                reader=sel.reader,
-            )
+            changes = await db(read)
         if changes is None:
             await self.respond(r.BYE_MAILBOX_DELETED)
             raise ConnectionDone()
-        highest, rows, expunged = changes
+        highest, rows, expunged, claimed = changes
         out: list = []
         if sel.uids is None and (expunged or any(row[0] < sel.view_uidnext for row in rows)):
             # Sequence numbers are needed (EXPUNGE, FETCH FLAGS): read the map first.
@@ -809,13 +820,9 @@ class Session:
             low, high = sel.recent_range
             sel.add_recent(uid for uid in new_uids if low <= uid < high)
             if not sel.readonly:
-                folder = Folder(pk=sel.folder_id, id=sel.folder_id)
-                # Only what this update announces: a claim up to the folder's UIDNEXT would
-                # take arrivals this session has not seen yet, and the update that does
-                # announce them would not mark them (\Recent nowhere, imaptest's checkpoint).
-                first, uidnext = await db(
-                    services.folder_claim_recent, folder=folder, upto=sel.view_uidnext
-                )
+                if claimed is None:  # not claimed in the read's hop
+                    claimed = await db(claim_recent, sel.folder_id, sel.view_uidnext)
+                first, uidnext = claimed
                 sel.add_recent(uid for uid in new_uids if first <= uid < uidnext)
             out.append(u.Exists(sel.exists))
             if not self.rev2:
@@ -839,6 +846,43 @@ class Session:
     async def notify_fetch(self, uids: list[int]) -> None:
         """RFC 5465 5.2: MessageNew's FETCH attributes for new messages (no tagged reply)."""
         await UPDATES["notify_fetch"](self, uids)
+
+
+def read_changes(
+    folder_id: int,
+    known_modseq: int,
+    expunge_modseq: int,
+    reader: int | None,
+    view_uidnext: int,
+    *,
+    claim: bool,
+):
+    """In a worker thread: folder_changes_since's (highest, rows, expunged), or None when
+    the folder is gone, and with `claim` the \\Recent range claimed for the arrivals these
+    rows announce (None when there are none): sync_updates's read and its claim in one hop."""
+    changes = selectors.folder_changes_since(folder_id, known_modseq, expunge_modseq, reader=reader)
+    if changes is None:
+        return None
+    highest, rows, expunged = changes
+    claimed = None
+    if claim:
+        # sync_updates's arrivals: rows at or above the view's UIDNEXT not expunged since
+        gone = {uid for uid, _ in expunged}
+        new_uids = [row[0] for row in rows if row[0] >= view_uidnext and row[0] not in gone]
+        if new_uids:
+            try:
+                claimed = claim_recent(folder_id, new_uids[-1] + 1)
+            except Folder.DoesNotExist:  # deleted since the read: the sync's own hop says so
+                claimed = None
+    return highest, rows, expunged, claimed
+
+
+def claim_recent(folder_id: int, upto: int) -> tuple[int, int]:
+    # Only what this update announces: a claim up to the folder's UIDNEXT would take
+    # arrivals this session has not seen yet, and the update that does announce them would
+    # not mark them (\Recent nowhere, imaptest's checkpoint).
+    folder = Folder(pk=folder_id, id=folder_id)
+    return services.folder_claim_recent(folder=folder, upto=upto)
 
 
 def expunge_allowed(command: p.Command) -> bool:

@@ -162,6 +162,23 @@ def test_claim_recent(alice):
     assert services.folder_claim_recent(folder=inbox) == (3, 4)
 
 
+def test_claim_recent_with_nothing_left_opens_no_transaction(alice, monkeypatch):
+    # Every selected session claims after each arrival it announces, and all but the first
+    # find nothing left: that answer needs no write transaction (no writer lock on SQLite).
+    from django.db import transaction
+
+    inbox = folder_get(alice, "INBOX")
+    services.message_deliver(raw=make_raw(), recipients=["alice@example.org"])
+    assert services.folder_claim_recent(folder=inbox, upto=2) == (1, 2)
+
+    def no_transaction(*args, **kwargs):
+        raise AssertionError("a write transaction for nothing to claim")
+
+    monkeypatch.setattr(transaction, "atomic", no_transaction)
+    assert services.folder_claim_recent(folder=inbox, upto=2) == (2, 2)
+    assert services.folder_claim_recent(folder=inbox) == (2, 2)
+
+
 @pytest.mark.django_db(transaction=True)
 def test_migration_moves_folder_subscriptions_to_their_own_rows():
     from django.db import connection

@@ -3,6 +3,7 @@ rendering lives in protocols/imap/fetch.py and search keys in protocols/imap/sea
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import TYPE_CHECKING
 
@@ -171,16 +172,41 @@ async def _send_span(session: Session, name: str, span, stream) -> None:  # noqa
         raise ConnectionError("the message store gave fewer octets than its size")
 
 
+def _rows_and_first_chunk(folder_id, uids, seqs_of, uidonly, render, **row_options):  # noqa: ANN001, ANN202
+    """In one worker hop: FETCH's rows (message_fetch_rows), each one's number (`seqs_of`:
+    the session's map, which does not change while it awaits this), and with `render`
+    (_render_chunk's other arguments) the first chunk's responses, or the UnknownCTE that
+    rendering raised (the caller raises it after what precedes it is sent)."""
+    rows = selectors.message_fetch_rows(folder_id, uids, **row_options)
+    row_uids = [row.uid for row in rows]  # ascending
+    seqs = dict(zip(row_uids, seqs_of(row_uids), strict=True))
+    rows = [row for row in rows if seqs[row.uid]]
+    if uidonly:
+        seqs = {row.uid: row.uid for row in rows}
+    first = None
+    if render is not None and rows:
+        try:
+            first = _render_chunk(rows[:CHUNK], render[0], seqs, *render[1:])
+        except fetch_items.UnknownCTE as exc:
+            first = exc
+    return rows, seqs, first
+
+
 async def fetch(session: Session, command: p.Fetch) -> r.Reply | u.Done:
     # RFC 9051 6.4.5; CHANGEDSINCE and VANISHED RFC 7162 3.1.4, 3.2.6
-    await fetch_responses(session, command)
+    await fetch_responses(session, command, with_changes=True)
     return r.OK_COMPLETED
 
 
-async def fetch_responses(session: Session, command: p.Fetch) -> None:
+async def fetch_responses(
+    session: Session, command: p.Fetch, *, with_changes: bool = False
+) -> None:
     """FETCH's untagged responses (also NOTIFY's MessageNew with FETCH attributes, RFC 5465
-    5.2, which has no tagged reply of its own)."""
+    5.2, which has no tagged reply of its own). `with_changes`: the rows' hop also reads what
+    changed in the folder when a change event came, for the updates after the responses."""
     sel = session.selected
+    # The command's own reads, with the folder's changes when they are wanted (one hop)
+    read = functools.partial(session.db_and_changes, if_dirty=True) if with_changes else db
     items = command.fetch_items  # typed and checked by the parser
     uids = await session.resolve(command.sequence, uid=command.uid)
     if command.uid and not session.uidonly:
@@ -221,7 +247,7 @@ async def fetch_responses(session: Session, command: p.Fetch) -> None:
             for uid, _flags, modseq in result.changed:
                 sel.reported[uid] = modseq
     if all(i.name in fetch_items.FLAG_ITEMS and i.section is None for i in items):
-        rows = await db(
+        rows = await read(
             selectors.message_flag_bits,
             sel.folder_id,
             uids,
@@ -239,27 +265,27 @@ async def fetch_responses(session: Session, command: p.Fetch) -> None:
         return
     needs_raw = any(i.needs_raw for i in items)
     needs_structure = any(i.needs_structure for i in items)
-    rows = await db(
-        selectors.message_fetch_rows,
+    rendered = needs_raw or needs_structure
+    verb = "UIDFETCH" if session.uidonly else "FETCH"
+    # _render_chunk's arguments after the chunk and its numbers
+    render = (items, sel.recent, needs_raw, session.rev2, verb) if rendered else None
+    # The rows, and the first chunk rendered in the same hop (the whole of most FETCHes)
+    rows, seqs, first = await read(
+        _rows_and_first_chunk,
         sel.folder_id,
         uids,
+        sel.seqs_of,
+        session.uidonly,
+        render,
         changed_since=command.changedsince,
-        with_cache=needs_raw or needs_structure,
+        with_cache=rendered,
         with_blob=needs_raw,
-        with_details=needs_raw
-        or needs_structure
-        or any(i.name in ("RFC822.SIZE", "INTERNALDATE") for i in items),
+        with_details=rendered or any(i.name in ("RFC822.SIZE", "INTERNALDATE") for i in items),
         with_ids=any(i.name in fetch_items.ROW_ID_ITEMS for i in items),
         reader=sel.reader,
     )
-    row_uids = [row.uid for row in rows]  # ascending
-    seqs = dict(zip(row_uids, sel.seqs_of(row_uids), strict=True))
-    rows = [row for row in rows if seqs[row.uid]]
-    verb = "FETCH"
-    if session.uidonly:
-        verb, seqs = "UIDFETCH", {row.uid: row.uid for row in rows}
     await session.respond(*out)
-    step = CHUNK if (needs_raw or needs_structure) else 5000
+    step = CHUNK if rendered else 5000
     wants_flags = any(i.name == "FLAGS" for i in items)
     for start in range(0, len(rows), step):
         if start:
@@ -267,11 +293,13 @@ async def fetch_responses(session: Session, command: p.Fetch) -> None:
         chunk = rows[start : start + step]
         if wants_flags:
             await session.respond(*sel.keyword_update({f for row in chunk for f in row.flags}))
-        if needs_raw or needs_structure:
+        if rendered:
             try:
-                data = await db(
-                    _render_chunk, chunk, items, seqs, sel.recent, needs_raw, session.rev2, verb
+                data = (
+                    first if not start else await db(_render_chunk, chunk, items, seqs, *render[1:])
                 )
+                if isinstance(data, fetch_items.UnknownCTE):
+                    raise data
             except fetch_items.UnknownCTE:
                 # RFC 3516 4.3: BINARY of a part whose encoding we cannot undo
                 raise CommandError(

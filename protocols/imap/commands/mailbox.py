@@ -227,13 +227,27 @@ def status_response(
     return u.Status(name or folder.name, tuple(values), session.utf8)
 
 
+def _status_of(mailbox_id: int, name: str, items):  # noqa: ANN001, ANN202
+    """STATUS's reads in one hop: the folder the name means (None without one), and when
+    the session may read it (RFC 4314 4: "r"), _status_data's values."""
+    access = selectors.folder_access(mailbox_id, name)
+    if access is None or "r" not in access.rights:
+        return access, None, None
+    return access, *_status_data(access.folder, items)
+
+
 async def status(session: Session, command: p.Status) -> r.Reply | u.Done:
     # RFC 9051 6.3.11; SIZE RFC 8438; HIGHESTMODSEQ RFC 7162 3.1.8
-    access = await _access(session, command.mailbox, "r")  # RFC 4314 4
+    access, recent, deleted = await db(
+        _status_of, session.mailbox.id, command.mailbox, command.items
+    )
+    if access is None:
+        raise CommandError(r.NO_NONEXISTENT)
+    if "r" not in access.rights:
+        raise CommandError(r.NO_PERMISSION)
     folder = access.folder
     if "HIGHESTMODSEQ" in command.items:
         session.enable_condstore()
-    recent, deleted = await db(_status_data, folder, command.items)
     await session.respond(
         status_response(session, folder, command.items, recent, deleted, access.name)
     )

@@ -3,6 +3,8 @@ VANISHED, ESEARCH, SEARCHRES). Item rendering is tested in test_fetch*.py / test
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from mailboxes import selectors, services
@@ -137,3 +139,51 @@ def test_imap4rev2_search_answers_with_esearch(client, three):
     assert not any(line.endswith(b"RECENT") for line in lines)
     assert b'* LIST () "/" INBOX' in lines
     assert c.cmd("a2", "SEARCH ALL") == [b'* ESEARCH (TAG "a2") ALL 1:3', ok("a2")]
+
+
+class CountingPool:
+    """The IMAP worker pool, counting the hops from the event loop to it."""
+
+    def __init__(self, pool) -> None:  # noqa: ANN001
+        self.pool, self.hops = pool, 0
+
+    def submit(self, fn, *args):  # noqa: ANN001, ANN202
+        self.hops += 1
+        return self.pool.submit(fn, *args)
+
+
+@pytest.fixture
+def hops(monkeypatch):
+    from protocols.imap import worker
+
+    counting = CountingPool(worker._db_executor())
+    monkeypatch.setattr(worker, "_db_executor", lambda: counting)
+    return counting
+
+
+def test_a_rendered_fetch_reads_rows_renders_and_reads_the_changes_in_one_hop(client, three, hops):
+    # The rows, the rendering, what another session changed meanwhile and the \\Recent claim
+    # of its arrival: one hop from the event loop (four before), the same responses.
+    c, other = client(), client()
+    c.cmd("a0", "SELECT INBOX")
+    c.cmd("a1", "FETCH 1:3 FLAGS")  # the sequence map is read
+    other.cmd("b1", b"APPEND INBOX {%d+}\r\n" % len(message(4)) + message(4))
+    time.sleep(0.3)  # the change event reaches the session
+    hops.hops = 0
+    assert c.cmd("a2", "FETCH 2 (RFC822.SIZE BODY.PEEK[TEXT])") == [
+        b"* 2 FETCH (RFC822.SIZE 51 BODY[TEXT] {9}\r\nBody 2.\r\n)",
+        b"* 4 EXISTS",
+        b"* 4 RECENT",
+        ok("a2"),
+    ]
+    assert hops.hops == 1
+
+
+def test_status_reads_in_one_hop(client, three, hops):
+    c = client()
+    hops.hops = 0
+    assert c.cmd("a1", "STATUS INBOX (MESSAGES RECENT)") == [
+        b"* STATUS INBOX (MESSAGES 3 RECENT 3)",
+        ok("a1"),
+    ]
+    assert hops.hops == 1
