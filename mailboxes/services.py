@@ -1300,20 +1300,25 @@ def folder_set_subscribed(*, folder: Folder, subscribed: bool) -> None:
     subscription_set(mailbox=folder.mailbox_id, name=folder.name, subscribed=subscribed)
 
 
-def folder_claim_recent(*, folder: Folder, upto: int | None = None) -> tuple[int, int]:
+def folder_claim_recent(
+    *, folder: Folder | None = None, folder_id: int | None = None, upto: int | None = None
+) -> tuple[int, int]:
     """Claim \\Recent for a session that selects the folder read-write (RFC 3501 2.3.2).
 
     Returns the range [first, uidnext) of UIDs that are \\Recent for this session only.
+    The folder, or its id alone (a selected session's claim: no model instance to build).
     `upto`: claim no UID from there on (a selected session claims only the arrivals it is
     announcing: one arriving meanwhile is for whichever session announces it first).
     """
+    if folder is not None:
+        folder_id = folder.pk
     # Most claims find nothing left (another session announced the arrivals first): a
     # plain read says so without a write transaction. The claimed bound only grows, so
     # nothing to claim as of this read is nothing to claim now.
-    first, end = _recent_bounds(folder.pk, upto, lock="")
+    first, end = _recent_bounds(folder_id, upto, lock="")
     if end <= first:
         return first, first
-    return _folder_claim_recent_locked(folder.pk, upto)
+    return _folder_claim_recent_locked(folder_id, upto)
 
 
 def _recent_bounds(folder_id: int, upto: int | None, *, lock: str) -> tuple[int, int]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import lru_cache
 from typing import Protocol
 
@@ -27,6 +27,7 @@ from protocols.imap.flags import flags_of_bits
 from protocols.imap.responses import quoted_or_literal
 
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+MONTH_BYTES = tuple(month.encode("ascii") for month in MONTHS)
 
 Item = p.FetchItem
 Section = p.Section
@@ -86,18 +87,23 @@ class Row(Protocol):
 
 
 def internal_date_text(when: datetime) -> bytes:
-    """RFC 9051 date-time: "dd-Mon-yyyy hh:mm:ss +zzzz"."""
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
+    """RFC 9051 date-time: "dd-Mon-yyyy hh:mm:ss +zzzz" (a naive time is UTC)."""
     offset = when.utcoffset()
     minutes = int(offset.total_seconds() // 60) if offset else 0
-    sign = "-" if minutes < 0 else "+"
+    sign = b"-" if minutes < 0 else b"+"
     minutes = abs(minutes)
-    text = (
-        f'"{when.day:02d}-{MONTHS[when.month - 1]}-{when.year:04d} '
-        f'{when:%H:%M:%S} {sign}{minutes // 60:02d}{minutes % 60:02d}"'
+    # One bytes formatting (a FETCH of INTERNALDATE renders it for every message)
+    return b'"%02d-%s-%04d %02d:%02d:%02d %s%02d%02d"' % (
+        when.day,
+        MONTH_BYTES[when.month - 1],
+        when.year,
+        when.hour,
+        when.minute,
+        when.second,
+        sign,
+        minutes // 60,
+        minutes % 60,
     )
-    return text.encode("ascii")
 
 
 # The items read from the message row alone, one format each. A response's template joins

@@ -20,6 +20,7 @@ synchronizing literal {n} waits for it; a LITERAL+ literal {n+} does not).
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -124,13 +125,19 @@ class Section:
 
     def text(self) -> str:
         """Canonical form for the response (RFC 9051 7.5.2 echoes the section)."""
-        pieces = [str(n) for n in self.path]
-        if self.spec:
-            pieces.append(self.spec)
-        out = ".".join(pieces)
-        if self.spec.startswith("HEADER.FIELDS"):
-            out += " (" + " ".join(_astring_text(f) for f in self.fields) + ")"
-        return out
+        return _section_text(self)
+
+
+@functools.lru_cache(maxsize=1024)
+def _section_text(section: Section) -> str:
+    # Asked once per message a FETCH renders: the same few sections every time.
+    pieces = [str(n) for n in section.path]
+    if section.spec:
+        pieces.append(section.spec)
+    out = ".".join(pieces)
+    if section.spec.startswith("HEADER.FIELDS"):
+        out += " (" + " ".join(_astring_text(f) for f in section.fields) + ")"
+    return out
 
 
 def _astring_text(value: str) -> str:

@@ -881,8 +881,7 @@ def claim_recent(folder_id: int, upto: int) -> tuple[int, int]:
     # Only what this update announces: a claim up to the folder's UIDNEXT would take
     # arrivals this session has not seen yet, and the update that does announce them would
     # not mark them (\Recent nowhere, imaptest's checkpoint).
-    folder = Folder(pk=folder_id, id=folder_id)
-    return services.folder_claim_recent(folder=folder, upto=upto)
+    return services.folder_claim_recent(folder_id=folder_id, upto=upto)
 
 
 def expunge_allowed(command: p.Command) -> bool:
