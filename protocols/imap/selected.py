@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from mailboxes.folders import ACL_RIGHTS
 from protocols.imap import contexts as update_contexts
+from protocols.imap import parser as p
 from protocols.imap import responses as r
 from protocols.imap import untagged as u
 from protocols.imap.errors import CommandError
@@ -132,23 +133,12 @@ class Selected:
         self.recent.update(uids)
 
     def seqs_of(self, uids) -> list[int | None]:
-        """Sequence numbers of ascending UIDs (None where not in the map): for a large
-        result one walk of the map, cheaper than a bisection each."""
-        mapped, count = self.uids, len(self.uids)
-        if len(uids) * 8 < count:
-            return [self.seq_of(uid) for uid in uids]
-        seqs: list[int | None] = []
-        i = 0
-        for uid in uids:
-            while i < count and mapped[i] < uid:
-                i += 1
-            seqs.append(i + 1 if i < count and mapped[i] == uid else None)
-        return seqs
+        """Sequence numbers of ascending UIDs (None where not in the map)."""
+        return seqs_in(self.uids, uids)
 
     def seq_of(self, uid: int) -> int | None:
         """The message's sequence number (the map must be read: Session.sequence_map)."""
-        i = bisect.bisect_left(self.uids, uid)
-        return i + 1 if i < len(self.uids) and self.uids[i] == uid else None
+        return seq_in(self.uids, uid)
 
     def expunged_unannounced(self, gone_uids) -> bool:
         """Whether messages of this view were expunged and not announced yet (`gone_uids`:
@@ -212,3 +202,61 @@ class Selected:
         # One pass, however many went (deleting one by one from a 100k map is quadratic).
         self.uids = array("I", (uid for uid in self.uids if uid not in gone))
         return removals + responses + trailer
+
+
+def seqs_in(mapped: array, uids) -> list[int | None]:  # noqa: ANN001
+    """Sequence numbers in a seq -> UID map of ascending UIDs (None where not in it): for a
+    large result one walk of the map, cheaper than a bisection each."""
+    count = len(mapped)
+    if len(uids) * 8 < count:
+        return [seq_in(mapped, uid) for uid in uids]
+    seqs: list[int | None] = []
+    i = 0
+    for uid in uids:
+        while i < count and mapped[i] < uid:
+            i += 1
+        seqs.append(i + 1 if i < count and mapped[i] == uid else None)
+    return seqs
+
+
+def seq_in(mapped: array, uid: int) -> int | None:
+    """The message's sequence number in a seq -> UID map, or None."""
+    i = bisect.bisect_left(mapped, uid)
+    return i + 1 if i < len(mapped) and mapped[i] == uid else None
+
+
+def recent_in_map(uids: array, recent_range: tuple[int, int]) -> array:
+    """The map's UIDs in the range claimed \\Recent at SELECT."""
+    low, high = recent_range
+    return uids[bisect.bisect_left(uids, low) : bisect.bisect_left(uids, high)]
+
+
+def resolve_in(
+    uids: array, sequence: p.SequenceSet, *, uid: bool, saved: list[int] | None
+) -> list[int]:
+    """Session.resolve on a given map (`saved`: the session's SEARCHRES UIDs): pure, so that
+    a command may run it in the worker hop that reads the map."""
+    if sequence.saved:
+        if saved is None:
+            return []
+        return [u for u in saved if seq_in(uids, u) is not None]
+    if not uids:
+        if not uid and any(low != p.STAR and high != p.STAR for low, high in sequence.ranges):
+            raise CommandError(r.BAD_INVALID_SEQUENCE)
+        return []
+    result: list[int] = []
+    if uid:
+        largest = uids[-1]
+        for low, high in sequence.resolve(largest):
+            start = bisect.bisect_left(uids, low)
+            end = bisect.bisect_right(uids, high)
+            result.extend(uids[start:end])
+    else:
+        count = len(uids)
+        for low, high in sequence.resolve(count):
+            if low < 1 or high > count:
+                raise CommandError(r.BAD_INVALID_SEQUENCE)
+            result.extend(uids[low - 1 : high])
+    if len(sequence.ranges) > 1:
+        result = sorted(set(result))
+    return result

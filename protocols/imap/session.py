@@ -17,7 +17,6 @@ changed since the MODSEQ it last reported and sends EXISTS / EXPUNGE / FETCH FLA
 from __future__ import annotations
 
 import asyncio
-import bisect
 import logging
 import ssl
 import sys
@@ -45,7 +44,7 @@ from protocols.imap import untagged as u
 from protocols.imap.commands import HANDLERS, UPDATES
 from protocols.imap.errors import CommandError, ConnectionDone
 from protocols.imap.flags import flags_of
-from protocols.imap.selected import NONE, Selected
+from protocols.imap.selected import NONE, Selected, recent_in_map, resolve_in
 from protocols.imap.states import State
 from protocols.imap.worker import db
 
@@ -629,21 +628,32 @@ class Session:
         view as of SELECT (and any EXISTS since), expunges since then included."""
         sel = self.selected
         if sel.uids is None:
-            uids = await db(
-                uidcache.folder_uids, sel.folder_id, sel.expunge_modseq, sel.view_uidnext
-            )
-            if len(uids) != sel.count:
-                # The folder row's message_count disagrees with its rows: a services bug.
-                logger.error(
-                    "folder %s: %d messages in the view, %d announced",
-                    sel.folder_id,
-                    len(uids),
-                    sel.count,
-                )
-            low, high = sel.recent_range
-            sel.add_recent(uids[bisect.bisect_left(uids, low) : bisect.bisect_left(uids, high)])
-            sel.uids = uids
+            self.install_map(await db(self.map_reader()))
         return sel.uids
+
+    def map_reader(self):
+        """sequence_map's read as a function for a worker thread (a command that reads the
+        map in its own hop installs it after with install_map)."""
+        sel = self.selected
+        folder_id, modseq, uidnext = sel.folder_id, sel.expunge_modseq, sel.view_uidnext
+
+        def read() -> array:
+            return uidcache.folder_uids(folder_id, modseq, uidnext)
+
+        return read
+
+    def install_map(self, uids: array) -> None:
+        sel = self.selected
+        if len(uids) != sel.count:
+            # The folder row's message_count disagrees with its rows: a services bug.
+            logger.error(
+                "folder %s: %d messages in the view, %d announced",
+                sel.folder_id,
+                len(uids),
+                sel.count,
+            )
+        sel.add_recent(recent_in_map(uids, sel.recent_range))
+        sel.uids = uids
 
     def unselect(self) -> None:
         self.server.unwatch(self)
@@ -652,32 +662,8 @@ class Session:
 
     async def resolve(self, sequence: p.SequenceSet, *, uid: bool) -> list[int]:
         """UIDs of the selected folder named by a sequence set (sequence numbers or UIDs)."""
-        sel = self.selected
         uids = await self.sequence_map()
-        if sequence.saved:
-            if sel.saved is None:
-                return []
-            return [u for u in sel.saved if sel.seq_of(u) is not None]
-        if not uids:
-            if not uid and any(low != p.STAR and high != p.STAR for low, high in sequence.ranges):
-                raise CommandError(r.BAD_INVALID_SEQUENCE)
-            return []
-        result: list[int] = []
-        if uid:
-            largest = uids[-1]
-            for low, high in sequence.resolve(largest):
-                start = bisect.bisect_left(uids, low)
-                end = bisect.bisect_right(uids, high)
-                result.extend(uids[start:end])
-        else:
-            count = len(uids)
-            for low, high in sequence.resolve(count):
-                if low < 1 or high > count:
-                    raise CommandError(r.BAD_INVALID_SEQUENCE)
-                result.extend(uids[low - 1 : high])
-        if len(sequence.ranges) > 1:
-            result = sorted(set(result))
-        return result
+        return resolve_in(uids, sequence, uid=uid, saved=self.selected.saved)
 
     async def db_and_changes(self, fn, *args, if_dirty: bool = False, **kwargs):
         """db(fn, ...) that also reads, in the same worker hop, what changed in the selected

@@ -18,6 +18,7 @@ from protocols.imap import search as search_keys
 from protocols.imap import untagged as u
 from protocols.imap.commands.message import folder_ref
 from protocols.imap.errors import CommandError
+from protocols.imap.selected import recent_in_map, resolve_in, seqs_in
 from protocols.imap.worker import db
 
 if TYPE_CHECKING:
@@ -172,7 +173,7 @@ async def _send_span(session: Session, name: str, span, stream) -> None:  # noqa
         raise ConnectionError("the message store gave fewer octets than its size")
 
 
-def _rows_and_first_chunk(folder_id, uids, seqs_of, uidonly, render, **row_options):  # noqa: ANN001, ANN202
+def _rows_and_first_chunk(folder_id, uids, seqs_of, uidonly, render, row_options):  # noqa: ANN001, ANN202
     """In one worker hop: FETCH's rows (message_fetch_rows), each one's number (`seqs_of`:
     the session's map, which does not change while it awaits this), and with `render`
     (_render_chunk's other arguments) the first chunk's responses, or the UnknownCTE that
@@ -208,15 +209,40 @@ async def fetch_responses(
     # The command's own reads, with the folder's changes when they are wanted (one hop)
     read = functools.partial(session.db_and_changes, if_dirty=True) if with_changes else db
     items = command.fetch_items  # typed and checked by the parser
-    uids = await session.resolve(command.sequence, uid=command.uid)
     if command.uid and not session.uidonly:
         # RFC 9586 3.3: a UIDFETCH response is numbered by the UID; the UID item only
         # when asked for
         items = fetch_items.with_item(items, "UID")
     items = fetch_items.uid_first(items)
-    if command.changedsince is not None or any(i.name == "MODSEQ" for i in items):
-        session.enable_condstore()
+    condstore = command.changedsince is not None or any(i.name == "MODSEQ" for i in items)
+    if condstore:
         items = fetch_items.with_item(items, "MODSEQ")
+    if (
+        with_changes
+        and sel.uids is None
+        and not command.vanished
+        and not _flags_only(items)
+        and not (fetch_items.sets_seen(items) and not sel.readonly and "s" in sel.rights)
+    ):
+        # The first command after SELECT that names messages: the sequence map is read in
+        # the hop of the rows, the sequence set resolved there (one hop, not two).
+        mapped, rows, seqs, first = await read(
+            _mapped_rows_and_first_chunk,
+            session.map_reader(),
+            command.sequence,
+            command.uid,
+            sel.saved,
+            sel.recent_range,
+            *_rows_arguments(session, command, items),
+        )
+        session.install_map(mapped)
+        if condstore:
+            session.enable_condstore()
+        await _send_rows(session, command, items, rows, seqs, first)
+        return
+    uids = await session.resolve(command.sequence, uid=command.uid)
+    if condstore:
+        session.enable_condstore()
     if command.vanished and not session.qresync:
         raise CommandError(r.BAD_CONDSTORE_OFF)
     out = []
@@ -246,7 +272,7 @@ async def fetch_responses(
             items = fetch_items.with_item(items, "FLAGS")
             for uid, _flags, modseq in result.changed:
                 sel.reported[uid] = modseq
-    if all(i.name in fetch_items.FLAG_ITEMS and i.section is None for i in items):
+    if _flags_only(items):
         rows = await read(
             selectors.message_flag_bits,
             sel.folder_id,
@@ -263,30 +289,80 @@ async def fetch_responses(
         for data in chunks:
             await session.respond(u.Fetched(data))
         return
+    rows, seqs, first = await read(
+        _rows_and_first_chunk, sel.folder_id, uids, *_rows_arguments(session, command, items)[1:]
+    )
+    await session.respond(*out)
+    await _send_rows(session, command, items, rows, seqs, first)
+
+
+def _flags_only(items) -> bool:  # noqa: ANN001
+    """Items a flag row answers (selectors.message_flag_bits), no message row needed."""
+    return all(i.name in fetch_items.FLAG_ITEMS and i.section is None for i in items)
+
+
+def _rendering(items) -> bool:  # noqa: ANN001
+    """The items need the message's bytes or structure (rendered in a worker thread)."""
+    return any(i.needs_raw or i.needs_structure for i in items)
+
+
+def _rows_arguments(session: Session, command: p.Fetch, items) -> tuple:  # noqa: ANN001
+    """_rows_and_first_chunk's arguments after the UIDs (the folder's id first)."""
+    sel = session.selected
     needs_raw = any(i.needs_raw for i in items)
-    needs_structure = any(i.needs_structure for i in items)
-    rendered = needs_raw or needs_structure
+    rendered = _rendering(items)
     verb = "UIDFETCH" if session.uidonly else "FETCH"
     # _render_chunk's arguments after the chunk and its numbers
     render = (items, sel.recent, needs_raw, session.rev2, verb) if rendered else None
-    # The rows, and the first chunk rendered in the same hop (the whole of most FETCHes)
-    rows, seqs, first = await read(
-        _rows_and_first_chunk,
-        sel.folder_id,
-        uids,
-        sel.seqs_of,
-        session.uidonly,
-        render,
-        changed_since=command.changedsince,
-        with_cache=rendered,
-        with_blob=needs_raw,
-        with_details=rendered or any(i.name in ("RFC822.SIZE", "INTERNALDATE") for i in items),
-        with_ids=any(i.name in fetch_items.ROW_ID_ITEMS for i in items),
-        reader=sel.reader,
+    options = {
+        "changed_since": command.changedsince,
+        "with_cache": rendered,
+        "with_blob": needs_raw,
+        "with_details": rendered or any(i.name in ("RFC822.SIZE", "INTERNALDATE") for i in items),
+        "with_ids": any(i.name in fetch_items.ROW_ID_ITEMS for i in items),
+        "reader": sel.reader,
+    }
+    return sel.folder_id, sel.seqs_of, session.uidonly, render, options
+
+
+def _mapped_rows_and_first_chunk(  # noqa: ANN202
+    read_map,
+    sequence,
+    uid,
+    saved,
+    recent_range,
+    folder_id,
+    seqs_of,
+    uidonly,
+    render,
+    options,  # noqa: ANN001
+):
+    """In one worker hop: the sequence map (Session.map_reader), the UIDs the sequence set
+    names in it, then _rows_and_first_chunk numbered by that map; the map comes back for
+    Session.install_map. The \\Recent UIDs the map brings (claimed at SELECT) count as
+    \\Recent in the rendering, as they do once it is installed."""
+    mapped = read_map()
+    uids = resolve_in(mapped, sequence, uid=uid, saved=saved)
+    if not uids:
+        return mapped, [], {}, None
+    arrived = recent_in_map(mapped, recent_range)
+    if render is not None and len(arrived):
+        render = (render[0], set(render[1]).union(arrived), *render[2:])
+    rows, seqs, first = _rows_and_first_chunk(
+        folder_id, uids, functools.partial(seqs_in, mapped), uidonly, render, options
     )
-    await session.respond(*out)
+    return mapped, rows, seqs, first
+
+
+async def _send_rows(session: Session, command: p.Fetch, items, rows, seqs, first) -> None:  # noqa: ANN001
+    """The FETCH responses of the rows, a chunk at a time (`first`: the first chunk's,
+    rendered in the rows' hop)."""
+    sel = session.selected
+    rendered = _rendering(items)
+    verb = "UIDFETCH" if session.uidonly else "FETCH"
     step = CHUNK if rendered else 5000
     wants_flags = any(i.name == "FLAGS" for i in items)
+    needs_raw = any(i.needs_raw for i in items)
     for start in range(0, len(rows), step):
         if start:
             await session.progress(command.tag, start, len(rows))  # RFC 9585
@@ -295,9 +371,11 @@ async def fetch_responses(
             await session.respond(*sel.keyword_update({f for row in chunk for f in row.flags}))
         if rendered:
             try:
-                data = (
-                    first if not start else await db(_render_chunk, chunk, items, seqs, *render[1:])
-                )
+                data = first
+                if start:
+                    data = await db(
+                        _render_chunk, chunk, items, seqs, sel.recent, needs_raw, session.rev2, verb
+                    )
                 if isinstance(data, fetch_items.UnknownCTE):
                     raise data
             except fetch_items.UnknownCTE:

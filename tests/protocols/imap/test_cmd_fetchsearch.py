@@ -187,3 +187,22 @@ def test_status_reads_in_one_hop(client, three, hops):
         ok("a1"),
     ]
     assert hops.hops == 1
+
+
+def test_the_first_fetch_after_select_reads_the_map_in_the_rows_hop(client, three, hops):
+    # The sequence map, the rows and the rendering in one hop (two before); the messages
+    # SELECT claimed \\Recent show it in this very FETCH, before the map is installed.
+    c = client()
+    c.cmd("a0", "SELECT INBOX")
+    hops.hops = 0
+    assert c.cmd("a1", "FETCH 2:3 (FLAGS BODY.PEEK[TEXT])") == [
+        b"* 2 FETCH (FLAGS (\\Recent) BODY[TEXT] {9}\r\nBody 2.\r\n)",
+        b"* 3 FETCH (FLAGS (\\Recent) BODY[TEXT] {9}\r\nBody 3.\r\n)",
+        ok("a1"),
+    ]
+    assert hops.hops == 1
+    assert c.cmd("a2", "FETCH 4 UID") == [b"a2 BAD Invalid message sequence number"]
+    other = client()  # a sequence number past the end, found in that hop
+    other.cmd("b0", "SELECT INBOX")
+    assert other.cmd("b1", "FETCH 4 BODY.PEEK[TEXT]") == [b"b1 BAD Invalid message sequence number"]
+    assert other.cmd("b2", "FETCH 3 RFC822.SIZE") == [b"* 3 FETCH (RFC822.SIZE 51)", ok("b2")]
