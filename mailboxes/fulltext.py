@@ -338,10 +338,14 @@ def _words_answer(needle: str) -> bool:
 
 
 class _NotLookedUpIn(Func):
-    """column + 0 IN (the subquery's blob ids + 0): the + 0s keep the planner off the indexes
-    of both sides (the message's blob, and the words' primary key, whose every probe would
-    read a row's words), so that a search hashes the subquery's rows and walks its folder's
-    rows once, each looked up in the hash."""
+    """(column + 0 IN (the subquery's blob ids + 0)) IS TRUE: the + 0s keep the planner off
+    the indexes of both sides (the message's blob, and the words' primary key, whose every
+    probe would read a row's words), and IS TRUE keeps the IN a hashed subplan rather than a
+    semi join planned from row estimates (as selectors._IsTrue does for EXISTS), so that a
+    search hashes the subquery's rows once and walks its folder's rows, each looked up in the
+    hash. As a join, a server-side cursor's plan on tables not yet ANALYZEd (a folder of 59
+    messages, by the planner's guess) was a nested loop reading the function's 44,624 rows
+    once per message: more than ten minutes for SEARCH BODY of a common needle at 100k."""
 
     output_field = BooleanField()
 
@@ -352,7 +356,7 @@ class _NotLookedUpIn(Func):
     def as_sql(self, compiler, connection, **extra):  # noqa: ANN001, ANN003, ANN201
         column_sql, params = compiler.compile(self.get_source_expressions()[0])
         return (
-            f"({column_sql} + 0 IN (SELECT s.blob_id + 0 FROM ({self.subquery.sql}) s))",
+            f"(({column_sql} + 0 IN (SELECT s.blob_id + 0 FROM ({self.subquery.sql}) s)) IS TRUE)",
             [*params, *self.subquery.params],
         )
 

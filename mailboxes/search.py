@@ -32,12 +32,15 @@ from datetime import UTC, date, datetime, time, timedelta
 from email.utils import parsedate_tz
 from functools import cached_property
 
+from django.core.exceptions import EmptyResultSet
+from django.db import connection
 from django.db.models import BooleanField, F, Func, IntegerField, Q, QuerySet
 
 from mailboxes import fulltext, selectors
 from mailboxes import headers as header_cache
 from mailboxes.flags import COLUMNS as FLAG_COLUMNS
 from mailboxes.models import Message
+from mailhost import plainsql
 
 # Header fields cached on Message, with the length at which the cache truncates them.
 CACHED_FIELDS = {
@@ -653,7 +656,7 @@ def _run(
         rows = scope.filter(compiled.exact).order_by(*order).values_list(*fields)
         if view is None and limit is not None:
             rows = rows[:limit]
-        for row in rows.iterator(chunk_size=5000):
+        for row in _rows_of(rows, fields):
             if view is None or row[fields.index("uid")] in view:
                 found.rows.append(row)
                 if limit is not None and len(found.rows) >= limit:
@@ -680,6 +683,26 @@ def _run(
             found.rows.append(tuple(row[name] for name in fields))
     found.read, found.incomplete = ctx.read, ctx.incomplete
     return found
+
+
+def _rows_of(rows: QuerySet, fields: Sequence[str]) -> Iterable[tuple]:
+    """The rows of `rows` (values_list of `fields`): through a plain cursor when no field's
+    value is converted on reading (UIDs, ids, MODSEQs), in chunks; else the ORM's iterator.
+    At 100k messages a common needle's 44,624 UIDs took the ORM 30 ms of Python, and on
+    PostgreSQL a server-side cursor, planned for its first rows."""
+    names = {field.name: field for field in Message._meta.concrete_fields}
+    columns = [(names.get(name), Message._meta.db_table) for name in fields]
+    if any(field is None for field, _ in columns) or plainsql.converters_of(columns):
+        yield from rows.iterator(chunk_size=5000)  # an annotation, or a converted value
+        return
+    try:
+        sql, params = rows.query.sql_with_params()
+    except EmptyResultSet:  # a condition no row meets (uid__in=[]): the ORM asks nothing
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        while chunk := cursor.fetchmany(5000):
+            yield from chunk
 
 
 def folder_search(

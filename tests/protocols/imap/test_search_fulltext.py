@@ -322,6 +322,45 @@ def test_many_word_matches_are_hashed_not_looked_up_one_by_one(word_folder):
     assert list(found.values_list("uid", flat=True)) == run(word_folder, "BODY report")
 
 
+@pytest.mark.parametrize("search", ["imap", "webmail"])
+def test_a_cursor_over_many_word_matches_is_not_a_nested_loop(word_folder, monkeypatch, search):
+    """PostgreSQL, tables not yet ANALYZEd: the statements a search with many matches of a
+    word needle runs, planned as they run (a server-side cursor, planned for its first rows),
+    never loop over the words function's rows once per message: they are hashed once, in a
+    subplan. As a semi join, the cursor over a folder's messages was a nested loop, and a
+    common needle at 100k messages ran for more than ten minutes."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from mailboxes import search as mailbox_search
+    from webmail import search as webmail_search
+
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL's plan")
+    fulltext.index_all()
+    monkeypatch.setattr(mailbox_search, "FEW_TEXT_MATCHES", 0)  # "report" is then common
+    with CaptureQueriesContext(connection) as captured:
+        if search == "imap":
+            assert run(word_folder, "BODY report")
+        else:
+            mailbox = word_folder.mailbox
+            assert webmail_search.search(mailbox=mailbox, query="report", where="body").messages
+    words = f"{fulltext.WORDS_TABLE}_matching("
+    statements = [  # the search's own, over the messages (not the count of the matches)
+        q["sql"]
+        for q in captured.captured_queries
+        if words in q["sql"] and "mailboxes_message" in q["sql"]
+    ]
+    assert statements
+    with connection.cursor() as cursor:
+        for sql in statements:
+            query = sql.split(" FOR ", 1)[1] if sql.startswith("DECLARE ") else sql
+            cursor.execute(f"EXPLAIN DECLARE plan_check NO SCROLL CURSOR WITH HOLD FOR {query}")
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+            assert "hashed SubPlan" in plan, plan
+            assert "Join" not in plan.split("SubPlan")[0], plan  # no join with the function
+
+
 LONG_RUN = "q" * 130 + "report" + "z" * 70  # one run of 206 letters: windows on PostgreSQL
 
 
