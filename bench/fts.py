@@ -2,7 +2,7 @@
 messages, Mailhost (mailboxes/fulltext.py) beside a stock Dovecot (no fts plugin: Dovecot's
 default, which reads the messages) on the same messages, and webmail's search in process.
 
-    .venv/bin/python bench/fts.py [--messages 100000] [--postgres [--keep NAME]] [--repeat 5]
+    .venv/bin/python bench/fts.py [--messages 100000] [--postgres] [--keep NAME] [--repeat 5]
 
 Each message has its own body of about 1 KB drawn from a vocabulary; "zyxwvu<i>" appears in 10
 of them (a rare needle), "quarterly" in every other one (a common one). Prints one JSON object:
@@ -12,8 +12,9 @@ PostgreSQL its backend's), steadier than wall time on a shared machine. On Postg
 run twice: on tables not yet ANALYZEd (as just after a bulk import), then after ANALYZE
 (`analyzed_*`). `reader_unseen_*` is a reader's SEARCH UNSEEN on the folder shared with it,
 half of it \\Seen by the reader (per-reader \\Seen, PrivateSeen). With `--keep NAME` the
-PostgreSQL database NAME is kept after the run and its messages, when it holds the bench's
-(migrated to this commit first), are searched again instead of built anew.
+PostgreSQL database NAME (on SQLite: the directory NAME holding the data dir and Dovecot's)
+is kept after the run and its messages, when it holds the bench's (migrated to this commit
+first), are searched again instead of built anew.
 """
 
 from __future__ import annotations
@@ -239,13 +240,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--postgres", action="store_true", help="PostgreSQL (DATABASE_URL)")
     parser.add_argument("--repeat", type=int, default=REPEAT, help="searches per median")
     parser.add_argument(
-        "--keep", metavar="NAME", help="PostgreSQL: keep this database and reuse its messages"
+        "--keep",
+        metavar="NAME",
+        help="keep this PostgreSQL database (SQLite: this directory) and reuse its messages",
     )
     args = parser.parse_args(argv)
-    if args.keep and not args.postgres:
-        parser.error("--keep is for --postgres")
     globals()["REPEAT"] = args.repeat
-    root = Path(tempfile.mkdtemp(prefix="mailhost-fts-"))
+    if args.keep and not args.postgres:
+        root = Path(args.keep).resolve()
+        root.mkdir(parents=True, exist_ok=True)
+    else:
+        root = Path(tempfile.mkdtemp(prefix="mailhost-fts-"))
     root.chmod(0o755)  # Dovecot's auth and mail processes (other users) reach their files
     os.environ["MAILHOST_DATA_DIR"] = str(root / "data")
     os.environ.setdefault("MAILHOST_HOSTNAME", "mx.bench.test")
@@ -310,6 +315,8 @@ def main(argv: list[str] | None = None) -> int:
         inbox = selectors.folder_get(mailbox, "INBOX")
         if reused:
             reader = mailbox_get(READER)
+            if not database:
+                inprocess(figures, "", mailbox, inbox, reader, args.messages)
         else:
             reader = share_with_reader(inbox, args.messages)
             inprocess(figures, "", mailbox, inbox, reader, args.messages)
@@ -343,7 +350,9 @@ def main(argv: list[str] | None = None) -> int:
             for sub in ("cur", "new", "tmp"):
                 (maildir / sub).mkdir(parents=True, exist_ok=True)
             for index, raw in enumerate(raws):
-                (maildir / "cur" / f"{1700000000 + index}.M{index}P1.bench:2,").write_bytes(raw)
+                path = maildir / "cur" / f"{1700000000 + index}.M{index}P1.bench:2,"
+                if not (reused and path.exists()):
+                    path.write_bytes(raw)
             if os.geteuid() == 0:
                 for path in (root / "dovecot" / "home").rglob("*"):
                     os.chown(path, 65534, 65534)
@@ -364,7 +373,8 @@ def main(argv: list[str] | None = None) -> int:
             connections.close_all()
             if not args.keep:
                 database.drop()
-        shutil.rmtree(root, ignore_errors=True)
+        if not args.keep or args.postgres:
+            shutil.rmtree(root, ignore_errors=True)
     print(json.dumps(figures, indent=1))
     return 0
 

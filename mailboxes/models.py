@@ -352,7 +352,10 @@ class Message(models.Model):
     folder = models.ForeignKey(Folder, on_delete=models.CASCADE, related_name="messages")
     uid = models.PositiveIntegerField()
     modseq = models.BigIntegerField()
-    blob = models.ForeignKey(Blob, on_delete=models.PROTECT, related_name="messages")
+    # Indexed by message_blob_folder_uid (Meta), not by an index of its own.
+    blob = models.ForeignKey(
+        Blob, on_delete=models.PROTECT, related_name="messages", db_index=False
+    )
     size = models.PositiveIntegerField()
     internal_date = models.DateTimeField()
     # When the row was saved in its folder (delivery, APPEND, COPY, MOVE): IMAP SAVEDATE
@@ -407,6 +410,10 @@ class Message(models.Model):
                 condition=~models.Q(keywords=""),
                 name="message_folder_keywords",
             ),
+            # A blob's messages, with their folder and UID in the index itself: a full-text
+            # search of a folder turns the blobs the words index gives into UIDs without
+            # reading a row (mailboxes/fulltext.py folder_matching_uids).
+            models.Index(fields=["blob", "folder", "uid"], name="message_blob_folder_uid"),
         ]
 
     def __str__(self) -> str:

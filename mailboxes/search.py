@@ -705,6 +705,21 @@ def _rows_of(rows: QuerySet, fields: Sequence[str]) -> Iterable[tuple]:
             yield from chunk
 
 
+def _text_alone(criteria: object, ctx: _Context) -> list[int] | None:
+    """The UIDs of a folder's search for one text key alone (IMAP's SEARCH BODY word), every
+    message indexed: from the index, without walking the folder's rows (SQLite; None
+    otherwise, and the search runs as any other)."""
+    while isinstance(criteria, And) and len(criteria.keys) == 1:
+        criteria = criteria.keys[0]
+    if connection.vendor != "sqlite" or not isinstance(criteria, TextKey):
+        return None
+    if ctx.unindexed != set():  # asked before the index, as _compile_text does
+        return None
+    return fulltext.folder_matching_uids(
+        ctx.folder_id, criteria.where, _fold(criteria.needle), ctx.max_uid
+    )
+
+
 def folder_search(
     folder_id: int,
     criteria: object,
@@ -720,6 +735,10 @@ def folder_search(
     update contexts re-checking what changed). Exact: every message whose bytes a criterion
     needs is read."""
     ctx = _Context(folder_id=folder_id, max_uid=max_uid, reader=reader)
+    if only_uids is None and tuple(fields) == ("uid",):
+        uids = _text_alone(criteria, ctx)
+        if uids is not None:
+            return [(uid,) for uid in uids if view is None or uid in view]
     scope = selectors.messages_to_search(folder_id, max_uid=max_uid, reader=reader)
     if only_uids is not None:
         scope = scope.filter(uid__in=list(only_uids))

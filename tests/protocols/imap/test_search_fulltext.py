@@ -6,10 +6,14 @@ indexer thread woken by a delivery). SQLite (FTS5 trigram) and PostgreSQL (pg_tr
 # ruff: noqa: F811  (the folder fixture comes from test_search)
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
 from django.core.management import call_command
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from mailboxes import fulltext, selectors, services
 from mailboxes.models import Blob, BlobText, BlobTextPending, Message
@@ -130,6 +134,38 @@ def test_postgresql_words_follow_the_texts(folder):
         assert [row[0] for row in cursor.fetchall()] == ["lunch"]  # rebuilt from the texts
 
 
+def test_sqlite_vocabulary_follows_the_texts(folder):
+    """SQLite: indexing adds a text's new words to the vocabulary; a removed text leaves its
+    words there, which find nothing (the words index is the truth); reindex builds the
+    vocabulary again from the texts."""
+    from django.db import connection
+
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite's vocabulary (PostgreSQL: test_postgresql_words_follow_the_texts)")
+
+    def vocabulary(like: str) -> list[str]:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT word FROM {fulltext.VOCABULARY} WHERE word LIKE %s ORDER BY word", [like]
+            )
+            return [row[0] for row in cursor.fetchall()]
+
+    fulltext.index_all()
+    assert vocabulary("%numb%") == ["numbers"]
+    message = Message.objects.get(folder=folder, uid=1)
+    Message.objects.filter(pk=message.pk).delete()
+    services.blob_release([message.blob_id])
+    assert vocabulary("%numb%") == ["numbers"]  # stale, and harmless:
+    assert fulltext.matching_ids("body", "numbers") == []
+    assert run(folder, "BODY numbers") == []
+    with connection.cursor() as cursor:
+        cursor.execute(f"INSERT INTO {fulltext.VOCABULARY}(word) VALUES ('lunchbox')")
+    call_command("reindex", stdout=open("/dev/null", "w"))
+    assert vocabulary("%numb%") == []
+    assert vocabulary("%lunch%") == ["lunch"]  # rebuilt from the texts
+    assert run(folder, "BODY lunch") == [1]
+
+
 def test_webmail_searches_the_whole_mailbox_through_the_index(folder, monkeypatch):
     from webmail import search as webmail_search
 
@@ -230,44 +266,62 @@ def word_folder(make_mailbox):
     return inbox
 
 
+@pytest.mark.parametrize("words", [1000, 0], ids=["vocabulary", "too many words"])
 @pytest.mark.parametrize("few", [2000, 0], ids=["rare path", "common path"])
 @pytest.mark.parametrize("where", ["BODY", "TEXT"])
-def test_word_needles_find_what_reading_finds(word_folder, monkeypatch, few, where):
+def test_word_needles_find_what_reading_finds(word_folder, monkeypatch, few, where, words):
     """The words index answers for a needle that is a word, the trigram index for the rest:
     together exactly what reading every message finds (the needle inside longer words, in
-    the header only, after characters whose case folding is not one to one)."""
+    the header only, after characters whose case folding is not one to one), through the
+    vocabulary or, for a needle inside too many of its words, the trigram index and the word
+    itself."""
     from mailboxes import search as mailbox_search
 
     read = {needle: run(word_folder, f"{where} {needle}") for needle in WORD_NEEDLES}
     assert read["report"] and read["2024"] and read["abc123"]  # the corpus holds them
     fulltext.index_all()
     monkeypatch.setattr(mailbox_search, "FEW_TEXT_MATCHES", few)
+    monkeypatch.setattr(fulltext, "WORDS_PER_NEEDLE", {"sqlite": words, "postgresql": words})
     monkeypatch.setattr(selectors, "blob_read", _no_reading)
     assert {needle: run(word_folder, f"{where} {needle}") for needle in WORD_NEEDLES} == read
+    # one key alone takes its UIDs from the index (SQLite): with another, the folder's walk
+    assert {needle: run(word_folder, f"{where} {needle} ALL") for needle in WORD_NEEDLES} == read
 
 
 def _no_reading(*args, **kwargs):
     raise AssertionError("a message was read")
 
 
-def test_a_word_needle_reads_only_the_texts_the_words_index_cannot_decide(word_folder):
-    """Of the trigram index's candidates, those holding the needle as a word are taken as the
-    words index says; the text of the others alone is checked (SQLite)."""
+def test_a_word_needle_reads_no_text_on_sqlite(word_folder, monkeypatch):
+    """SQLite: a needle of ASCII letters and digits is answered from the vocabulary (its
+    trigram table) and the words index alone, no text of mailboxes_blobtext read and no
+    trigram candidate checked; TEXT checks only the header fields of the trigram index's
+    other candidates. A folder's search for it alone takes its UIDs from the index (the
+    folder's rows are not walked)."""
     from django.db import connection
 
     if connection.vendor != "sqlite":
-        pytest.skip("SQLite's FTS5 words (PostgreSQL: test_a_word_needle_reads_no_text_...)")
+        pytest.skip("SQLite's FTS5 vocabulary (PostgreSQL: test_a_word_needle_reads_no_text_...)")
     fulltext.index_all()
-    subquery = fulltext.matching("body", "report")
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT count(*) FROM ({subquery.sql})", subquery.params)
-        (total,) = cursor.fetchone()
-        words = fulltext.WORDS_TABLE
-        cursor.execute(f"SELECT count(*) FROM {words} WHERE {words} MATCH '\"report\"'")
-        (as_words,) = cursor.fetchone()
     read = run(word_folder, "BODY report")
-    assert total == len(read)
-    assert 0 < as_words < total  # some by the word, some only by their text
+    for where in ("body", "text"):
+        subquery = fulltext.matching(where, "report", limit=2001)
+        with connection.cursor() as cursor:
+            cursor.execute(f"EXPLAIN QUERY PLAN {subquery.sql}", subquery.params)
+            plan = "\n".join(row[-1] for row in cursor.fetchall())
+        assert f"{fulltext.VOCABULARY_FTS} VIRTUAL TABLE" in plan, plan
+        assert "GLOB" not in subquery.sql if where == "body" else "t.header GLOB" in subquery.sql
+        assert ("SCAN t" in plan or "SEARCH t" in plan) == (where == "text"), plan
+    assert sorted(fulltext.matching_ids("body", "report")) == sorted(
+        Message.objects.filter(folder=word_folder, uid__in=read).values_list("blob_id", flat=True)
+    )
+
+    def no_walk(*args, **kwargs):
+        raise AssertionError("the folder's rows were walked")
+
+    monkeypatch.setattr(selectors, "messages_to_search", no_walk)
+    assert run(word_folder, "BODY report") == read
+    assert run(word_folder, "TEXT report") == read + [len(WORD_BODIES)]  # its subject
 
 
 def test_a_word_needle_reads_no_text_on_postgresql(word_folder):
@@ -278,7 +332,7 @@ def test_a_word_needle_reads_no_text_on_postgresql(word_folder):
     from django.db import connection
 
     if connection.vendor != "postgresql":
-        pytest.skip("the vocabulary is PostgreSQL's (SQLite checks the other candidates' text)")
+        pytest.skip("PostgreSQL's vocabulary (SQLite: test_a_word_needle_reads_no_text_on_sqlite)")
     fulltext.index_all()
     for where in ("body", "text"):
         subquery = fulltext.matching(where, "report", limit=2001)
@@ -361,6 +415,74 @@ def test_a_cursor_over_many_word_matches_is_not_a_nested_loop(word_folder, monke
             assert "Join" not in plan.split("SubPlan")[0], plan  # no join with the function
 
 
+@given(text=st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=60))
+@hypothesis_settings(max_examples=300, deadline=None)
+def test_token_is_what_the_ascii_tokenizer_keeps(text):
+    """fulltext.TOKEN finds the tokens FTS5's ascii tokenizer keeps of a (folded) text, which
+    the vocabulary must hold every one of: checked against FTS5 itself."""
+    import sqlite3
+
+    text = fulltext.fold(text)
+    database = sqlite3.connect(":memory:")
+    database.execute("CREATE VIRTUAL TABLE w USING fts5(body, tokenize='ascii', detail=none)")
+    database.execute("CREATE VIRTUAL TABLE v USING fts5vocab(w, 'row')")
+    database.execute("INSERT INTO w(rowid, body) VALUES (1, ?)", [text])
+    assert {row[0] for row in database.execute("SELECT term FROM v")} == set(
+        fulltext.TOKEN.findall(text)
+    )
+
+
+# Characters around ASCII words: white space, punctuation, digits, letters whose folding is not
+# one to one (U+0130, the Kelvin sign, ß), combining marks, and letters beyond the BMP.
+ALPHABET = "abcxyz0129" * 3 + " .,-_'\"@\t\u00e9\u00df\u0130\u212a\u0301\U0001d400\u20ac"
+
+
+def test_word_needles_find_what_a_scan_finds_in_random_texts(make_mailbox, monkeypatch):
+    """On random texts, a word needle (the vocabulary's path, or the trigram index's when it
+    is inside too many words) finds exactly the messages whose text holds it, as a scan of
+    the stored texts finds them, for BODY and TEXT."""
+    import random
+
+    rng = random.Random(19)
+    mailbox = make_mailbox("random@example.org")
+    inbox = selectors.folder_get(mailbox, "INBOX")
+    for _ in range(60):
+        body = "".join(rng.choices(ALPHABET, k=rng.randint(0, 120)))
+        subject = "".join(rng.choices(ALPHABET, k=rng.randint(0, 20))).replace("\t", " ")
+        raw = (
+            f"Subject: {subject}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            f"Content-Transfer-Encoding: 8bit\r\n\r\n{body}\r\n"
+        ).encode()
+        services.message_append(folder=inbox, raw=raw, flags=[])
+    fulltext.index_all()
+    texts = _texts_by_uid(inbox)
+    needles = {"abc", "x0", "zz", "a1", "cab"}
+    for header, body in texts.values():  # substrings of the texts' ASCII runs
+        for run_ in re.findall("[0-9a-z]{3,}", body + " " + header):
+            start = rng.randrange(len(run_) - 2)
+            needles.add(run_[start : start + rng.randint(3, 6)])
+    monkeypatch.setattr(selectors, "blob_read", _no_reading)
+    for words in (1000, 1):
+        monkeypatch.setattr(fulltext, "WORDS_PER_NEEDLE", {"sqlite": words, "postgresql": words})
+        for needle in sorted(needles):
+            in_body = sorted(uid for uid, (_h, body) in texts.items() if needle in body)
+            in_text = sorted(uid for uid, (h, body) in texts.items() if needle in h + body)
+            assert s.search(inbox.id, s.parse_keys(f"BODY {needle}"), seq_uids=sorted(texts)) == (
+                in_body
+            ), (needle, words)
+            assert s.search(inbox.id, s.parse_keys(f"TEXT {needle}"), seq_uids=sorted(texts)) == (
+                in_text
+            ), (needle, words)
+
+
+def _texts_by_uid(folder) -> dict[int, tuple[str, str]]:
+    blobs = dict(Message.objects.filter(folder=folder).values_list("blob_id", "uid"))
+    return {
+        blobs[text.blob_id]: (text.header, text.body)
+        for text in BlobText.objects.filter(blob_id__in=blobs)
+    }
+
+
 LONG_RUN = "q" * 130 + "report" + "z" * 70  # one run of 206 letters: windows on PostgreSQL
 
 
@@ -402,8 +524,8 @@ def test_the_migration_puts_texts_indexed_before_it_in_the_words_index():
 
     sqlite = connection.vendor == "sqlite"
     before = [("mailboxes", "0023_private_seen" if sqlite else "0024_fts_words")]
-    after = [("mailboxes", "0024_fts_words" if sqlite else "0026_fts_words_matching")]
     executor = MigrationExecutor(connection)
+    after = executor.loader.graph.leaf_nodes()
     executor.migrate(before)
     try:
         with connection.cursor() as cursor:
@@ -427,6 +549,8 @@ def test_the_migration_puts_texts_indexed_before_it_in_the_words_index():
                     " MATCH '\"quarterly\"'"
                 )
                 assert [row[0] for row in cursor.fetchall()] == [blob_id]
+                cursor.execute(f"SELECT word FROM {fulltext.VOCABULARY} ORDER BY word")
+                assert [row[0] for row in cursor.fetchall()] == ["an", "older", "quarterly", "text"]
             else:
                 cursor.execute(f"SELECT blob_id, header, body FROM {fulltext.WORDS_TABLE}")
                 assert cursor.fetchall() == [
@@ -448,6 +572,89 @@ def test_the_migration_puts_texts_indexed_before_it_in_the_words_index():
             cursor.execute("DELETE FROM mailboxes_blob WHERE id = %s", [blob_id])
         executor = MigrationExecutor(connection)
         executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_sqlite_vocabulary_migration_fills_the_vocabulary_from_the_texts():
+    """0027 (SQLite): the words index is rebuilt with the ascii tokenizer from the texts
+    indexed before it, and the vocabulary holds each of their tokens whole, one longer than
+    FTS5 keeps (32 KiB) too; backwards, the unicode61 words index is back. On both
+    databases the blob index of messages is (blob, folder, uid)."""
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    sqlite = connection.vendor == "sqlite"
+    long_run = "a" * 33_000 + "zq"
+    bodies = ["déjà-vu café2024x and quarterly", f"x {long_run} y", "unicode61 kept déjà whole"]
+    executor = MigrationExecutor(connection)
+    leaves = executor.loader.graph.leaf_nodes()
+    executor.migrate([("mailboxes", "0026_fts_words_matching")])
+    blob_ids = []
+    try:
+        with connection.cursor() as cursor:
+            for number, body in enumerate(bodies):
+                cursor.execute(
+                    "INSERT INTO mailboxes_blob(name, size, data, created_at)"
+                    " VALUES (%s, 1, %s, CURRENT_TIMESTAMP)",
+                    [f"inline:migrate-vocabulary-{number}", b"\x00"],
+                )
+                cursor.execute(
+                    "SELECT id FROM mailboxes_blob WHERE name = %s",
+                    [f"inline:migrate-vocabulary-{number}"],
+                )
+                blob_ids.append(cursor.fetchone()[0])
+                cursor.execute(
+                    "INSERT INTO mailboxes_blobtext(blob_id, header, body) VALUES (%s, %s, %s)",
+                    [blob_ids[-1], "subject: s", body],
+                )
+        executor = MigrationExecutor(connection)
+        executor.migrate(leaves)
+        if sqlite:  # (on PostgreSQL texts written without their words have none: 0025)
+            with connection.cursor() as cursor:
+                cursor.execute(f"SELECT word FROM {fulltext.VOCABULARY}")
+                assert {row[0] for row in cursor.fetchall()} == {
+                    token for body in bodies for token in fulltext.TOKEN.findall(body)
+                }
+                cursor.execute(
+                    f"SELECT count(*) FROM {fulltext.WORDS_TABLE} WHERE"
+                    f" {fulltext.WORDS_TABLE} MATCH '\"café2024x\"'"  # one ascii token
+                )
+                assert cursor.fetchone()[0] == 1
+            assert fulltext.matching_ids("body", "afe2024") == []
+            assert fulltext.matching_ids("body", "2024x") == [blob_ids[0]]
+            assert fulltext.matching_ids("body", "azq") == [blob_ids[1]]
+            assert fulltext.matching_ids("body", "icode6") == [blob_ids[2]]
+        assert _message_indexes() == {"message_blob_folder_uid": ["blob_id", "folder_id", "uid"]}
+        executor = MigrationExecutor(connection)
+        executor.migrate([("mailboxes", "0026_fts_words_matching")])
+        assert _message_indexes() == {"mailboxes_message_blob_id_7773ef7b": ["blob_id"]}
+        if sqlite:
+            with connection.cursor() as cursor:  # unicode61: "café2024x" is "café2024x"...
+                cursor.execute(
+                    f"SELECT count(*) FROM {fulltext.WORDS_TABLE} WHERE"
+                    f" {fulltext.WORDS_TABLE} MATCH '\"déjà\"'"  # ...and "déjà-vu" two words
+                )
+                assert cursor.fetchone()[0] == 2
+    finally:
+        with connection.cursor() as cursor:
+            for blob_id in blob_ids:
+                cursor.execute("DELETE FROM mailboxes_blobtext WHERE blob_id = %s", [blob_id])
+                cursor.execute("DELETE FROM mailboxes_blob WHERE id = %s", [blob_id])
+        executor = MigrationExecutor(connection)
+        executor.migrate(leaves)
+
+
+def _message_indexes() -> dict[str, list[str]]:
+    """The indexes of mailboxes_message whose first column is blob_id."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        found = connection.introspection.get_constraints(cursor, "mailboxes_message")
+    return {
+        name: spec["columns"]
+        for name, spec in found.items()
+        if spec["index"] and not spec["foreign_key"] and spec["columns"][:1] == ["blob_id"]
+    }
 
 
 @pytest.mark.django_db(transaction=True)
