@@ -352,6 +352,23 @@ def test_a_word_needle_reads_no_text_on_postgresql(word_folder):
     )
 
 
+def test_a_mailbox_search_with_many_matches_walks_by_date_on_sqlite(word_folder):
+    """SQLite: a whole mailbox's search with many matches (the webmail's newest first) walks
+    its messages by date, each blob looked up in the matches: given the vocabulary's words,
+    the planner looked every match's message up by blob, then read and sorted them all."""
+    from django.db import connection
+
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite's plan (PostgreSQL: test_many_word_matches_are_hashed_...)")
+    fulltext.index_all()
+    found = Message.objects.filter(
+        fulltext.matching_blobs("body", "report"), folder__mailbox_id=word_folder.mailbox_id
+    ).order_by("-internal_date", "-id")
+    plan = found.values_list("uid", flat=True).explain()
+    assert "message_blob_folder_uid" not in plan, plan
+    assert sorted(found.values_list("uid", flat=True)) == run(word_folder, "BODY report")
+
+
 def test_many_word_matches_are_hashed_not_looked_up_one_by_one(word_folder):
     """PostgreSQL: a folder's search with many matches of a word needle hashes the words
     index's texts and walks the folder, whatever the planner guesses of their number: never a
