@@ -59,6 +59,8 @@ WORD_LONGEST, WORD_STEP = 100, 50
 # about n steps per text found (341 words in 5,885 of 20k texts: 17 ms of CPU, the trigram
 # index and GLOB 11; 55 words in 1,127 texts: 1.5 ms, the trigram index 8).
 WORDS_PER_NEEDLE = {"postgresql": 1000, "sqlite": 200}
+# PostgreSQL: a folder's search for a word needle alone, in one call (0029)
+FOLDER_MATCHING_UIDS = "mailboxes_folder_matching_uids"
 
 
 def fold(text: str) -> str:
@@ -353,13 +355,14 @@ def _words_matching(where: str, needle: str, limit: int | None) -> RawSQL | None
     when the words index answers for it: exact, and no text is read. The vocabulary is asked
     in the same statement (so in the same snapshot as the words), through a function whose
     plan never scans the words table (0026_fts_words_matching: a scan reads every row's words
-    from TOAST, which the planner does not count)."""
+    from TOAST, which the planner does not count). The LIMIT is the function's own (0029): a
+    PL/pgSQL function's rows are all made before its caller reads one, so a LIMIT outside it
+    read every match of a common needle to tell it from a rare one."""
     if not _words_answer(needle):
         return None
-    tail, tail_params = (" LIMIT %s", [limit]) if limit is not None else ("", [])
     return RawSQL(
-        f"SELECT w.blob_id FROM {WORDS_TABLE}_matching(%s, %s) AS w(blob_id){tail}",
-        [_like(needle), where != "body", *tail_params],
+        f"SELECT w.blob_id FROM {WORDS_TABLE}_matching(%s, %s, %s) AS w(blob_id)",
+        [_like(needle), where != "body", limit],
     )
 
 
@@ -372,13 +375,19 @@ _WORDS_OF_NEEDLE = (
 )
 
 
+def _word_shaped(needle: str) -> bool:
+    """Whether the needle is one the words index may answer for, before asking how many
+    words of the vocabulary it is part of (_words_answer)."""
+    longest = None if connection.vendor == "sqlite" else WORD_STEP + 1
+    return is_word(needle) and TRIGRAM <= len(needle) <= (longest or len(needle))
+
+
 def _words_answer(needle: str) -> bool:
     """Whether the words index answers for this (folded) needle: ASCII letters and digits,
     long enough for the vocabulary's trigram index, inside at most WORDS_PER_NEEDLE words,
     and on PostgreSQL short enough to lie inside a window of a long run (words_of). On SQLite
     every token is whole: such a needle lies inside one token of each text part holding it."""
-    longest = None if connection.vendor == "sqlite" else WORD_STEP + 1
-    if not (is_word(needle) and TRIGRAM <= len(needle) <= (longest or len(needle))):
+    if not _word_shaped(needle):
         return False
     if connection.vendor == "sqlite":
         sql = f"SELECT 1 FROM {VOCABULARY_FTS} WHERE {VOCABULARY_FTS} MATCH %s LIMIT %s"
@@ -472,15 +481,26 @@ def matching_ids(where: str, needle: str, *, limit: int | None = None) -> list[i
         return [row[0] for row in cursor.fetchall()]
 
 
-def folder_matching_uids(folder_id: int, where: str, needle: str, max_uid: int) -> list[int] | None:
-    """SQLite: the UIDs (ascending) of the folder's messages up to max_uid whose indexed text
-    contains `needle` (already folded), from the indexes alone: the blobs the full-text index
-    gives, each looked up in the (blob, folder, uid) index of messages, no row read. The
-    words index's blobs drive the lookups themselves (as an IN list they were put in a
-    temporary b-tree first: at 100k messages and 44,624 matches, 19 -> 14 ms); the UIDs come
-    as one string (fetched as rows they cost 15-30 ms more). None on PostgreSQL."""
+def folder_matching_uids(
+    folder_id: int, where: str, needle: str, max_uid: int, *, few: int
+) -> list[int] | None:
+    """The UIDs (ascending) of the folder's messages up to max_uid whose indexed text
+    contains `needle` (already folded), as one string of them (fetched as rows they cost
+    15-30 ms more at 44,624 matches), read in one go.
+
+    SQLite, from the indexes alone: the blobs the full-text index gives, each looked up in
+    the (blob, folder, uid) index of messages, no row read. The words index's blobs drive
+    the lookups themselves (as an IN list they were put in a temporary b-tree first: at 100k
+    messages and 44,624 matches, 19 -> 14 ms).
+
+    PostgreSQL, when the words index answers (None otherwise), in one call of a function
+    (0029) that reads the vocabulary and the words index once: at most `few` matching blobs
+    are looked up in the (blob, folder, uid) index, more are hashed and the folder walked in
+    its (folder, uid) index carrying the blob ids (0028), as matching_messages does. The
+    search asked the words index twice (the first `few` + 1 matches to tell a rare needle
+    from a common one, then in its own statement) and read a row per UID."""
     if connection.vendor != "sqlite":
-        return None
+        return _folder_matching_uids_postgresql(folder_id, where, needle, max_uid, few)
     tail = "+m.folder_id = %s AND +m.uid <= %s"
     if where == "body" and _words_answer(needle):
         sql = (
@@ -497,6 +517,29 @@ def folder_matching_uids(folder_id: int, where: str, needle: str, max_uid: int) 
         (uids,) = cursor.fetchone()
     # json reads the numbers in half the time of int() on each
     return sorted(json.loads(f"[{uids}]")) if uids else []
+
+
+def _folder_matching_uids_postgresql(
+    folder_id: int, where: str, needle: str, max_uid: int, few: int
+) -> list[int] | None:
+    if not _word_shaped(needle):
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {FOLDER_MATCHING_UIDS}(%s, %s, %s, %s, %s, %s)",
+            [
+                folder_id,
+                max_uid,
+                _like(needle),
+                where != "body",
+                WORDS_PER_NEEDLE["postgresql"],
+                few,
+            ],
+        )
+        (found,) = cursor.fetchone()
+    if found is None:  # inside too many words of the vocabulary
+        return None
+    return sorted(json.loads(f"[{found}]"))
 
 
 def folder_uids(folder_id: int, blob_ids: list[int]) -> list[int]:

@@ -427,11 +427,16 @@ def search_full(
     if not seq_uids:
         return SearchResult([], None)
     criteria = _to_store(key, _Context(seq_uids, set(recent_uids), saved_uids))
+    if not want_modseq and only_uids is None:
+        uids = store_search.folder_search_uids(
+            folder_id, criteria, max_uid=seq_uids[-1], view=seq_uids, reader=reader
+        )
+        return SearchResult(uids, None)
     rows = store_search.folder_search(
         folder_id,
         criteria,
         max_uid=seq_uids[-1],
-        view=set(seq_uids) if only_uids is None else _in_view(only_uids, seq_uids),
+        view=seq_uids if only_uids is None else _in_view(only_uids, seq_uids),
         # a reader of another's folder: its own \\Seen changes count (RFC 7162 3.1.5)
         fields=("uid", "modseq" if reader is None else "reader_modseq")
         if want_modseq

@@ -13,6 +13,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from mailboxes import ascending
 from mailboxes.folders import ACL_RIGHTS
 from protocols.imap import contexts as update_contexts
 from protocols.imap import parser as p
@@ -205,18 +206,10 @@ class Selected:
 
 
 def seqs_in(mapped: array, uids) -> list[int | None]:  # noqa: ANN001
-    """Sequence numbers in a seq -> UID map of ascending UIDs (None where not in it): for a
-    large result one walk of the map, cheaper than a bisection each."""
-    count = len(mapped)
-    if len(uids) * 8 < count:
-        return [seq_in(mapped, uid) for uid in uids]
-    seqs: list[int | None] = []
-    i = 0
-    for uid in uids:
-        while i < count and mapped[i] < uid:
-            i += 1
-        seqs.append(i + 1 if i < count and mapped[i] == uid else None)
-    return seqs
+    """Sequence numbers in a seq -> UID map of ascending UIDs (None where not in it): the
+    map's stretches without gaps give them by subtraction (mailboxes.ascending; a walk of
+    the map took 10-15 ms for 44,624 UIDs of 100k)."""
+    return ascending.positions(mapped, uids, base=1)
 
 
 def seq_in(mapped: array, uid: int) -> int | None:

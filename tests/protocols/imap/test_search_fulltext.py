@@ -345,7 +345,8 @@ def test_a_word_needle_reads_no_text_on_postgresql(word_folder):
         cursor.execute(
             "SELECT proconfig FROM pg_proc WHERE proname = %s", [f"{fulltext.WORDS_TABLE}_matching"]
         )
-        assert cursor.fetchall() == [(["enable_seqscan=off"],)]
+        # 0029: index scans off too, as the function takes a LIMIT of its own
+        assert cursor.fetchall() == [(["enable_seqscan=off", "enable_indexscan=off"],)]
     read = run(word_folder, "BODY report")
     assert sorted(fulltext.matching_ids("body", "report")) == sorted(
         Message.objects.filter(folder=word_folder, uid__in=read).values_list("blob_id", flat=True)
@@ -411,8 +412,8 @@ def test_a_cursor_over_many_word_matches_is_not_a_nested_loop(word_folder, monke
     fulltext.index_all()
     monkeypatch.setattr(mailbox_search, "FEW_TEXT_MATCHES", 0)  # "report" is then common
     with CaptureQueriesContext(connection) as captured:
-        if search == "imap":
-            assert run(word_folder, "BODY report")
+        if search == "imap":  # with another key: BODY alone is one function (0029)
+            assert run(word_folder, "BODY report ALL")
         else:
             mailbox = word_folder.mailbox
             assert webmail_search.search(mailbox=mailbox, query="report", where="body").messages
@@ -515,7 +516,7 @@ def test_a_folder_with_many_word_matches_is_walked_in_its_uid_blob_index(word_fo
     fulltext.index_all()
     monkeypatch.setattr(mailbox_search, "FEW_TEXT_MATCHES", 0)
     with CaptureQueriesContext(connection) as captured:
-        found = run(word_folder, "BODY report")
+        found = run(word_folder, "BODY report ALL")  # BODY alone: the function of 0029
     (sql,) = [
         q["sql"]
         for q in captured.captured_queries
@@ -528,6 +529,72 @@ def test_a_folder_with_many_word_matches_is_walked_in_its_uid_blob_index(word_fo
         plan = "\n".join(row[0] for row in cursor.fetchall())
     assert "Index Only Scan using message_folder_uid_blob" in plan, plan
     assert found
+
+
+@pytest.mark.parametrize("few", [2000, 0], ids=["rare path", "common path"])
+@pytest.mark.parametrize("where", ["BODY", "TEXT"])
+def test_a_word_needle_alone_reads_the_words_index_once_on_postgresql(
+    word_folder, monkeypatch, few, where
+):
+    """PostgreSQL: a folder's search for a word needle alone is one call of a function
+    (0029) that reads the vocabulary and the words index once and answers the UIDs as one
+    string. The search asked the words index twice, the first FEW_TEXT_MATCHES + 1 matches
+    to tell a rare needle from a common one (a PL/pgSQL function made all its rows first:
+    10-20 ms for a common needle at 100k) and again in the search's statement. Its few or
+    many matches go to the blob index or the walk of the folder, as before; no row of the
+    messages is scanned whole."""
+    from django.db import connection
+
+    from mailboxes import search as mailbox_search
+
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL's words index (SQLite: test_a_word_needle_reads_no_text_on_sqlite)")
+    read = run(word_folder, f"{where} report")
+    assert read
+    fulltext.index_all()
+    monkeypatch.setattr(mailbox_search, "FEW_TEXT_MATCHES", few)
+    every = [m.uid for m in Message.objects.filter(folder=word_folder).order_by("uid")]
+    key = s.parse_keys(f"{where} report")
+    # the words indexes, and the tables whose sequential scans (of the messages, the words)
+    # would read every row
+    names = [f"{fulltext.WORDS_TABLE}_body", f"{fulltext.WORDS_TABLE}_header"]
+    names += ["mailboxes_message", fulltext.WORDS_TABLE]
+    before = _scans(names)
+    found = s.search(word_folder.id, key, seq_uids=every)
+    scans = {name: count - before[name] for name, count in _scans(names).items()}
+    assert [every.index(uid) + 1 for uid in found] == read
+    # one bitmap scan of each words index the search names (TEXT: header and body)
+    assert scans == dict(zip(names, [1, 1 if where == "TEXT" else 0, 0, 0], strict=True))
+
+
+def _scans(names: list[str]) -> dict[str, int]:
+    """This transaction's scans of these indexes (of these tables: their sequential scans)
+    so far, as PostgreSQL counts them."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT relname, pg_stat_get_xact_numscans(oid) FROM pg_class WHERE relname = ANY(%s)",
+            [names],
+        )
+        return dict(cursor.fetchall())
+
+
+@pytest.mark.parametrize("few", [2000, 0], ids=["rare path", "common path"])
+def test_a_word_needle_alone_answers_only_the_view(word_folder, monkeypatch, few):
+    """The UIDs a search for one text key alone takes from the index are those of the
+    session's view: a message the view lacks (gone from it, or past its last UID) is not
+    answered, with the view's stretches with and without gaps."""
+    from mailboxes import search as mailbox_search
+
+    fulltext.index_all()
+    monkeypatch.setattr(mailbox_search, "FEW_TEXT_MATCHES", few)
+    every = [m.uid for m in Message.objects.filter(folder=word_folder).order_by("uid")]
+    matching = s.search(word_folder.id, s.parse_keys("BODY report"), seq_uids=every)
+    assert len(matching) >= 4
+    for view in (every[1:], every[:-2], every[::2], [every[0], *every[3:]]):
+        expected = [uid for uid in matching if uid in view]
+        assert s.search(word_folder.id, s.parse_keys("BODY report"), seq_uids=view) == expected
 
 
 LONG_RUN = "q" * 130 + "report" + "z" * 70  # one run of 206 letters: windows on PostgreSQL
