@@ -101,7 +101,8 @@ async def measure(connections: int, top: int) -> None:
         for listener in listeners:
             listener.close()
     print(
-        f"{connections} idle connections: RSS {(rss_after - rss_before) / connections:.0f} B each"
+        f"{connections} idle connections ({type(loop).__module__}): RSS"
+        f" {(rss_after - rss_before) / connections:.0f} B each"
     )
     print("\nobjects the collector tracks, per connection (count, getsizeof bytes):")
     grown = {
@@ -146,7 +147,10 @@ def main() -> None:
         logging.disable(logging.INFO)  # a line per login
         if not args.no_trace:
             tracemalloc.start()
-        asyncio.run(measure(args.connections, args.top))
+        from mailhost import eventloop
+
+        # The loop runmail would run (MAILHOST_EVENT_LOOP: uvloop where installed).
+        eventloop.run(measure(args.connections, args.top))
 
 
 if __name__ == "__main__":

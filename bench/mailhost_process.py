@@ -35,7 +35,12 @@ PORT_NAMES = (
 
 
 # Variables of the caller's environment that reach runmail.
-PASSED_THROUGH = ("MAILHOST_PROCESSES", "MAILHOST_EVENT_LOOP")
+PASSED_THROUGH = (
+    "MAILHOST_PROCESSES",
+    "MAILHOST_EVENT_LOOP",
+    "MAILHOST_IMAP_WORKER_THREADS",
+    "MAILHOST_MALLOC_ARENA_MAX",
+)
 
 
 _HANDED_OUT: set[int] = set()
@@ -117,22 +122,31 @@ def process_tree(pid: int) -> list[int]:
     return tree
 
 
-def tree_memory(pid: int) -> dict[str, int]:
+def tree_memory(pid: int) -> dict:
     """Memory of `pid`'s process tree: RSS summed over the processes (pages shared between
     forked workers count once per process, so this is the high figure), PSS summed (shared
-    pages divided among their sharers: what the tree costs the machine), and the count."""
+    pages divided among their sharers: what the tree costs the machine), the count, and each
+    process's own figures (`each`: pid, RSS, PSS and USS, its private pages, in bytes)."""
     rss = pss = count = 0
+    each = []
     for member in process_tree(pid):
         try:
-            rss += rss_bytes(member)
+            own_rss = rss_bytes(member)
             with open(f"/proc/{member}/smaps_rollup") as rollup:
-                pss += next(
-                    int(line.split()[1]) * 1024 for line in rollup if line.startswith("Pss:")
-                )
-        except (OSError, RuntimeError, StopIteration):
+                fields = {
+                    line.split(":")[0]: int(line.split()[1]) * 1024
+                    for line in rollup
+                    if line.endswith("kB\n")
+                }
+            own_pss = fields["Pss"]
+            uss = fields["Private_Clean"] + fields["Private_Dirty"]
+        except (OSError, RuntimeError, KeyError):
             continue  # exited between the listing and the reading
+        rss += own_rss
+        pss += own_pss
         count += 1
-    return {"rss": rss, "pss": pss, "processes": count}
+        each.append({"pid": member, "rss": own_rss, "pss": own_pss, "uss": uss})
+    return {"rss": rss, "pss": pss, "processes": count, "each": each}
 
 
 def tree_cpu_seconds(pid: int) -> float:

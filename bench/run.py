@@ -1058,6 +1058,8 @@ def memory_figures(pid: int) -> dict:
         "rss_mib": mib(memory["rss"]),
         "pss_mib": mib(memory["pss"]),
         "processes": memory["processes"],
+        # Each process (the supervisor first), MiB: PSS, and USS (its private pages).
+        "each": [[mib(one["pss"]), mib(one["uss"])] for one in memory["each"]],
     }
 
 

@@ -476,7 +476,10 @@ class Session:
         self.bye = bye
         if self.awaiting_command and not self.said_bye:
             self.said_bye = True
-            self.writer.write(self.compressed(bye.untagged()))
+            # A connection the client closed, its session not yet ended: no BYE to write
+            # (uvloop's transports raise on a write after their close, asyncio's drop it).
+            if not self.writer.transport.is_closing():
+                self.writer.write(self.compressed(bye.untagged()))
             self.writer.close()  # after the BYE is written; the pending read then ends
 
     async def bye_for_shutdown(self) -> None:
