@@ -61,6 +61,22 @@ def prepare(count: int) -> None:
         _pairs.append((receive, send))
 
 
+def adopt(pairs: list[tuple[int, int]]) -> None:
+    """In a worker started afresh (not forked from the supervisor's image): the socket pairs
+    prepare() made, from their inherited descriptors."""
+    global _pairs
+    _pairs = []
+    for receive_fd, send_fd in pairs:
+        receive, send = socket.socket(fileno=receive_fd), socket.socket(fileno=send_fd)
+        send.settimeout(SEND_TIMEOUT)
+        _pairs.append((receive, send))
+
+
+def descriptors() -> list[tuple[int, int]]:
+    """Every pair's descriptors (receive, send), for adopt() in a worker started afresh."""
+    return [(receive.fileno(), send.fileno()) for receive, send in _pairs]
+
+
 def attach(slot: int) -> None:
     """In worker `slot`, just after it started: read this worker's messages from now on."""
     global _slot

@@ -101,15 +101,28 @@ class SharedCounts:
     Two addresses in one bucket count together: the bucket is a keyed hash (a random key per
     start), so nobody can aim at another client's bucket."""
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, *, fd: int | None = None, key: bytes | None = None) -> None:
+        """New counts, or (`fd`, `key`) those a worker started afresh maps again (Linux: a
+        memfd, whose descriptor passes through exec; elsewhere anonymous memory, inherited by
+        forked workers only)."""
         import mmap
 
         self.workers = workers
         self.row = BUCKETS + 1
-        self.memory = mmap.mmap(-1, workers * len(POOLS) * self.row * 4)
+        self.size = workers * self.per_worker()
+        if fd is None and hasattr(os, "memfd_create"):
+            fd = os.memfd_create("mailhost-counts")
+            os.ftruncate(fd, self.size)
+        self.fd = fd
+        self.memory = mmap.mmap(-1 if fd is None else fd, self.size)
         self.cells = memoryview(self.memory).cast("i")
-        self.key = os.urandom(16)
+        self.key = key or os.urandom(16)
         self.slot = 0
+
+    @staticmethod
+    def per_worker() -> int:
+        """Bytes of one worker's rows, which the supervisor zeroes before it restarts it."""
+        return len(POOLS) * (BUCKETS + 1) * 4
 
     def pool(self, name: str) -> PoolCounts:
         return PoolCounts(self, POOLS.index(name))

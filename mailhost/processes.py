@@ -15,12 +15,15 @@ With MAILHOST_PROCESSES above 1 (the default is the number of CPUs), `runmail` a
   POP3, ManageSieve) on the inherited sockets, and its delivery threads (a share of the
   embedded queue's messages, or RQ workers). Worker 0 also runs what must run once: the
   web app, the spool sweeper and housekeeping, the full-text indexer and ACME renewal;
-- it restarts a worker that dies (its rows of the shared counts cleared first), forwards
+- then it becomes mailhost/supervisor.py's small program (exec, the same pid; where the
+  system has no memfd for the shared counts, it stays as it is and supervises in process):
+  that restarts a worker that dies (its rows of the shared counts cleared first; a fresh
+  Python, `resume`, since the image the first workers were forked from is gone), forwards
   SIGHUP (certificates again from their files) to every worker, and on SIGTERM or SIGINT
   asks every worker to drain, as a single process does, and waits for them.
 
-The supervisor itself runs no thread and no event loop, so forking again after a crash is as
-safe as the first time. It logs "ready" once every worker has started.
+The supervisor itself runs no thread and no event loop, so forking is safe. It logs "ready"
+once every worker has started.
 """
 
 from __future__ import annotations
@@ -28,13 +31,13 @@ from __future__ import annotations
 import contextlib
 import gc
 import importlib
+import json
 import logging
 import os
-import select
 import signal
 import socket
+import sys
 import time
-from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -42,7 +45,6 @@ from django.core.exceptions import ImproperlyConfigured
 logger = logging.getLogger(__name__)
 
 PIPE_BUF = 4096  # a write this short reaches a pipe whole, whichever worker writes it
-RESTART_BACKOFF = 1.0  # seconds before starting again a worker that died soon after its start
 STOP_TIMEOUT_EXTRA = 30.0  # beyond MAILHOST_SHUTDOWN_GRACE, then the stragglers are killed
 
 
@@ -86,10 +88,6 @@ class Supervisor:
         self.sockets: dict[str, socket.socket] = {}
         self.workers: dict[int, int] = {}  # pid -> slot
         self.started: dict[int, float] = {}  # slot -> when its process started
-        self.ready: set[int] = set()  # slots that have started serving, at least once
-        self.announced = False
-        self.stopping = False
-        self.reloading = False
 
     # --- the plan
 
@@ -132,7 +130,7 @@ class Supervisor:
     def run(self) -> int:
         from django.db import connections
 
-        from mailhost import fanout, listeners
+        from mailhost import fanout, listeners, supervisor
 
         self.open_sockets()
         fanout.prepare(self.count)
@@ -142,9 +140,9 @@ class Supervisor:
         self.error_pipe = os.pipe()  # a worker's configuration error, for the supervisor to say
         os.set_blocking(self.error_pipe[0], False)
         connections.close_all()  # a worker opens its own
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, self._stop)
-        signal.signal(signal.SIGHUP, self._reload)
+        # Held until the supervision handles them, after the exec too: one that comes
+        # meanwhile waits for it (the workers unblock them for themselves).
+        signal.pthread_sigmask(signal.SIG_BLOCK, supervisor.HANDLED)
         logger.info(
             "supervisor %d: %d worker processes on %s",
             os.getpid(),
@@ -152,38 +150,76 @@ class Supervisor:
             ", ".join(f"{name}:{sock.getsockname()[1]}" for name, sock in self.sockets.items()),
         )
         for slot in range(self.count):
-            self.spawn(slot)
-        code = 0
-        while not self.stopping:
-            self.wait_ready(0.2)
-            if self.reloading:
-                self.reloading = False
-                logger.info("SIGHUP: workers reload their certificates")
-                self.signal_all(signal.SIGHUP)
-            failed = self.reap()
-            if failed is not None:
-                code = failed
-                break
-        self.shutdown()
-        if code:
-            try:
-                error = (
-                    os.read(self.error_pipe[0], PIPE_BUF).split(b"\0")[0].decode(errors="replace")
-                )
-            except BlockingIOError:
-                error = ""
-            if error:
-                raise ImproperlyConfigured(error)
-        return code
+            self.workers[self.fork(slot)] = slot
+            self.started[slot] = time.monotonic()
+        if self.shared.fd is not None:
+            self.become_supervisor()  # does not return
+        supervision = supervisor.Supervision(
+            count=self.count,
+            workers=self.workers,
+            started=self.started,
+            ready_fd=self.ready_pipe[0],
+            error_fd=self.error_pipe[0],
+            stop_timeout=settings.MAILHOST_SHUTDOWN_GRACE + STOP_TIMEOUT_EXTRA,
+            spawn=self.fork,
+            clear=self.shared.clear,
+            close=self.close_sockets,
+        )
+        try:
+            return supervision.run()
+        except supervisor.ConfigurationError as exc:
+            raise ImproperlyConfigured(str(exc)) from None
 
-    def _stop(self, signum: int, frame: Any) -> None:
-        self.stopping = True
+    def become_supervisor(self) -> None:
+        """Exec mailhost/supervisor.py's program in this process (same pid, the workers its
+        children still): the app's image, whose pages the workers have copied as they wrote
+        to them, is gone. The descriptors it needs, and that a worker started afresh
+        inherits from it, pass through exec."""
+        from mailhost import fanout, supervisor
 
-    def _reload(self, signum: int, frame: Any) -> None:
-        self.reloading = True
+        worker = {
+            "modules": list(self.modules),
+            "count": self.count,
+            "skip_missing": self.skip_missing,
+            "sockets": {name: sock.fileno() for name, sock in self.sockets.items()},
+            "counts_fd": self.shared.fd,
+            "counts_key": self.shared.key.hex(),
+            "fanout": fanout.descriptors(),
+            "ready_write": self.ready_pipe[1],
+            "error_write": self.error_pipe[1],
+        }
+        state = {
+            "count": self.count,
+            "workers": {str(pid): slot for pid, slot in self.workers.items()},
+            "started": {str(slot): at for slot, at in self.started.items()},
+            "ready_read": self.ready_pipe[0],
+            "error_read": self.error_pipe[0],
+            "stop_timeout": settings.MAILHOST_SHUTDOWN_GRACE + STOP_TIMEOUT_EXTRA,
+            "counts_fd": self.shared.fd,
+            "counts_per_worker": self.shared.per_worker(),
+            "sockets": worker["sockets"],
+            "log_format": settings.LOGGING["formatters"]["plain"]["format"],
+            "log_level": logging.getLogger().getEffectiveLevel(),
+            "worker": worker,
+        }
+        descriptors = [
+            *worker["sockets"].values(),
+            self.shared.fd,
+            *(fd for pair in worker["fanout"] for fd in pair),
+            *self.ready_pipe,
+            *self.error_pipe,
+        ]
+        for fd in descriptors:
+            os.set_inheritable(fd, True)
+        argv = supervisor.python("mailhost.supervisor.main", json.dumps(state))
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execv(argv[0], argv)
 
-    def spawn(self, slot: int) -> None:
-        self.shared.clear(slot)
+    def fork(self, slot: int) -> int:
+        """A worker forked from this process's image: the pid."""
         # Everything made so far (Django, the imported families) moves to the collector's
         # permanent generation: a worker's collections never write to those objects' headers,
         # so their pages stay shared with the supervisor and the other workers instead of
@@ -191,29 +227,34 @@ class Supervisor:
         # PSS at 1000 idle IMAP connections). Python's gc.freeze() documentation advises it.
         gc.freeze()
         pid = os.fork()
-        if pid == 0:  # the worker
-            code = 1
-            try:
-                code = self.worker(slot)
-            except ImproperlyConfigured as exc:
-                # The supervisor stops everything and says it, once (manage.py's one line).
-                with contextlib.suppress(OSError):
-                    os.write(self.error_pipe[1], str(exc).encode()[: PIPE_BUF - 1] + b"\0")
-            except BaseException:
-                logger.exception("worker %d failed", slot)
-            finally:
-                logging.shutdown()
-                os._exit(code)
-        self.workers[pid] = slot
-        self.started[slot] = time.monotonic()
+        if pid == 0:
+            self.child(slot)
+        return pid
+
+    def child(self, slot: int) -> None:
+        """Worker `slot`'s whole life, in its own process (forked, or started afresh)."""
+        code = 1
+        try:
+            code = self.worker(slot)
+        except ImproperlyConfigured as exc:
+            # The supervisor stops everything and says it, once (manage.py's one line).
+            with contextlib.suppress(OSError):
+                os.write(self.error_pipe[1], str(exc).encode()[: PIPE_BUF - 1] + b"\0")
+        except BaseException:
+            logger.exception("worker %d failed", slot)
+        finally:
+            logging.shutdown()
+            os._exit(code)
 
     def worker(self, slot: int) -> int:
-        from mailhost import eventloop, fanout, listeners, runner
+        from mailhost import eventloop, fanout, listeners, runner, supervisor
 
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        for signum in supervisor.HANDLED:
             signal.signal(signum, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, supervisor.HANDLED)
         _die_with_parent()
-        os.close(self.ready_pipe[0])
+        if self.ready_pipe[0] is not None:
+            os.close(self.ready_pipe[0])
         self.shared.slot = slot
         listeners._shared = self.shared
         listeners._inherited = dict(self.sockets)
@@ -229,76 +270,27 @@ class Supervisor:
         )
         return 0
 
-    def wait_ready(self, timeout: float) -> None:
-        try:
-            readable, _, _ = select.select([self.ready_pipe[0]], [], [], timeout)
-        except InterruptedError:
-            return
-        if not readable:
-            return
-        try:
-            data = os.read(self.ready_pipe[0], 256)
-        except BlockingIOError:
-            return
-        self.ready.update(data)
-        if not self.announced and len(self.ready) == self.count:
-            self.announced = True
-            logger.info("ready")
 
-    def reap(self) -> int | None:
-        """Restart the workers that died; the exit code to stop with when one died before it
-        ever started serving (its configuration is wrong: starting it again would not help)."""
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return None
-            if pid == 0:
-                return None
-            slot = self.workers.pop(pid, None)
-            if slot is None:
-                continue
-            code = os.waitstatus_to_exitcode(status)
-            if self.stopping:
-                continue
-            if slot not in self.ready:
-                logger.error("worker %d (pid %d) exited with %s before serving", slot, pid, code)
-                return code or 1
-            logger.warning("worker %d (pid %d) exited with %s; starting it again", slot, pid, code)
-            if time.monotonic() - self.started[slot] < RESTART_BACKOFF:
-                time.sleep(RESTART_BACKOFF)
-            self.spawn(slot)
+def resume(encoded: str) -> None:
+    """A worker started afresh by the supervisor (mailhost/supervisor.py) in place of one that
+    died: the app imported anew (nothing is left to fork it from), the supervisor's sockets,
+    shared counts and fan-out pairs taken from the descriptors it inherited. Never returns."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mailhost.settings")
+    import django
 
-    def signal_all(self, signum: int) -> None:
-        for pid in list(self.workers):
-            try:
-                os.kill(pid, signum)
-            except ProcessLookupError:
-                pass
+    django.setup()
+    from mailhost import fanout, listeners
 
-    def shutdown(self) -> None:
-        logger.info("shutting down: workers finish what is in flight")
-        self.signal_all(signal.SIGTERM)
-        deadline = time.monotonic() + settings.MAILHOST_SHUTDOWN_GRACE + STOP_TIMEOUT_EXTRA
-        while self.workers and time.monotonic() < deadline:
-            try:
-                pid, _status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                break
-            if pid == 0:
-                time.sleep(0.05)
-                continue
-            self.workers.pop(pid, None)
-        if self.workers:
-            logger.warning("killing %d worker(s) that did not stop", len(self.workers))
-            self.signal_all(signal.SIGKILL)
-            for pid in list(self.workers):
-                try:
-                    os.waitpid(pid, 0)
-                except ChildProcessError:
-                    pass
-        self.close_sockets()
-        logger.info("stopped")
+    state = json.loads(encoded)
+    worker = Supervisor(tuple(state["modules"]), state["count"], skip_missing=state["skip_missing"])
+    worker.sockets = {name: socket.socket(fileno=fd) for name, fd in state["sockets"].items()}
+    worker.shared = listeners.SharedCounts(
+        state["count"], fd=state["counts_fd"], key=bytes.fromhex(state["counts_key"])
+    )
+    fanout.adopt(state["fanout"])
+    worker.ready_pipe = (None, state["ready_write"])
+    worker.error_pipe = (None, state["error_write"])
+    worker.child(state["slot"])
 
 
 def _die_with_parent() -> None:

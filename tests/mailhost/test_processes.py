@@ -137,14 +137,22 @@ def imap(mailhost: Mailhost, user: str | None = None, **kwargs) -> Line:
     return client
 
 
-def one_in_each(mailhost: Mailhost, connect, attempts: int = 60) -> dict[int, Line]:
-    """Connections until each worker holds one; the others are closed."""
+def one_in_each(
+    mailhost: Mailhost, connect, attempts: int = 60, seconds: float = 0
+) -> dict[int, Line]:
+    """Connections until each worker holds one (`attempts` at least, and for `seconds` at
+    least); the others are closed."""
     held: dict[int, Line] = {}
-    for _ in range(attempts):
+    deadline = time.monotonic() + seconds
+    tried = 0
+    while tried < attempts or time.monotonic() < deadline:
+        tried += 1
         client = connect()
         pid = worker_of(mailhost, client.sock)
         if pid in held:
             client.close()
+            if seconds:
+                time.sleep(0.05)
         else:
             held[pid] = client
         if len(held) == len(workers(mailhost)) == 2:
@@ -199,6 +207,41 @@ def test_workers_keep_to_the_malloc_arena_limit(server):
     finally:
         for client in clients:
             client.close()
+
+
+def test_the_supervisor_holds_no_image_of_the_app(server):
+    """Once the first workers are forked the supervisor becomes mailhost/supervisor.py's
+    program (exec, the same pid): the image of the app they were forked from, whose pages they
+    copied as they wrote to them (reference counts), was 15-20 MiB that the supervisor alone
+    held (issue 22). Django imports decimal and the families ssl: neither library is mapped
+    in it now, and it runs one thread."""
+    pid = server.pid
+    assert "mailhost.supervisor" in Path(f"/proc/{pid}/cmdline").read_text()
+    libraries = {
+        Path(line.split()[-1]).name.split(".")[0]
+        for line in Path(f"/proc/{pid}/maps").read_text().splitlines()
+        if line.rstrip().endswith(".so") or ".so." in line
+    }
+    assert not libraries & {"_decimal", "_ssl", "_sqlite3"}, libraries
+    assert len(os.listdir(f"/proc/{pid}/task")) == 1
+    for worker in workers(server):  # the workers, forked before, are the app's
+        assert "_ssl" in Path(f"/proc/{worker}/maps").read_text()
+
+
+def test_the_supervisor_program_imports_no_django():
+    """mailhost/supervisor.py is the standard library alone: what it imports stays out of the
+    supervisor's memory (the test above sees the running one)."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    code = (
+        f"import sys; sys.path.insert(0, {str(root)!r}); import mailhost.supervisor;"
+        " print(sorted(m for m in sys.modules if m.split('.')[0] in ('django', 'mailboxes',"
+        " 'protocols', 'delivery') or m.startswith('mailhost.') and m != 'mailhost.supervisor'))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_the_web_app_is_only_in_the_first_worker(server):
@@ -357,7 +400,10 @@ def test_a_killed_worker_is_started_again(server):
         time.sleep(0.1)
     else:
         raise AssertionError(f"workers {workers(server)} after killing {before[1]}")
-    held = one_in_each(server, lambda: imap(server, "alice"))
+    # Started again as a fresh Python (mailhost/supervisor.py: the image the first workers
+    # were forked from is gone), it imports the app before it accepts: seconds, not a fork's
+    # milliseconds.
+    held = one_in_each(server, lambda: imap(server, "alice"), seconds=60)
     assert set(held) == set(workers(server))
     for client in held.values():
         client.close()
