@@ -22,6 +22,7 @@ import ssl
 import sys
 import zlib
 from array import array
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 from django.conf import settings
@@ -371,7 +372,18 @@ class Session:
                 elif isinstance(item, p.ParseError):
                     await self.parse_error(item)
                 else:
-                    await self.dispatch(item)
+                    waiting = await self.dispatch(item)
+                    while waiting is not None:  # IDLE
+                        # Its wait awaited in this frame: an idle session keeps no coroutine
+                        # of the command's (issue 22); then its woke() under the command's
+                        # error mapping, with the next wait or None once it has its reply.
+                        armed = self.arm_waiting(waiting)
+                        try:
+                            if armed is not None:
+                                await armed[0]
+                        finally:
+                            self.disarm_waiting(armed)
+                        waiting = await self.complete(waiting.command, waiting.woke(self, waiting))
                     if self.shutting_down and self.state != State.LOGOUT:  # finished in flight
                         await self.bye_for_shutdown()
         except (ConnectionDone, ConnectionError, ssl.SSLError, asyncio.IncompleteReadError):
@@ -426,33 +438,19 @@ class Session:
         self.state = State.AUTHENTICATED
         return True
 
-    async def idle_wait(self, deadline: float, poll: float) -> tuple[bytes | None, bool, bool]:
-        """IDLE's wait (RFC 2177): (the client's next line or None, whether a change event
-        came, whether `poll` seconds passed without either). BYE when the loop time passes
-        `deadline`, or when the server shuts down (RFC 9051 7.1.5: at once while idling)."""
-        line = self.parser.next_line()
-        if line is not None:
-            return line, False, False
-        remaining = deadline - asyncio.get_running_loop().time()
-        if remaining <= 0:
-            await self.respond(r.BYE_TIMEOUT)
-            raise ConnectionDone()
-        if self.shutting_down:
-            await self.bye_for_shutdown()
+    def arm_waiting(
+        self, waiting: u.Waiting
+    ) -> tuple[asyncio.Future, asyncio.TimerHandle | None] | None:
+        """A waiting command's wait (IDLE, RFC 2177), for run() to await: the client's bytes,
+        a change event, at most `waiting.seconds` and never past its deadline."""
         self.awaiting_command = True  # a shutdown may say BYE now
-        armed = self.arm_wait(min(remaining, poll), events=True)
-        try:
-            if armed is not None:
-                await armed[0]  # wait_input's wait, without its frame
-        finally:
-            self.awaiting_command = False
-            if armed is not None:
-                self.disarm_wait(armed[1])
-        came = self.reader.ready() or self.woken
-        changed, self.woken = self.woken, False
-        if self.reader.ready():
-            self.parser.feed(await self.read_ready())
-        return None, changed, not came
+        remaining = waiting.deadline - asyncio.get_running_loop().time()
+        return self.arm_wait(min(remaining, waiting.seconds), events=True)
+
+    def disarm_waiting(self, armed: tuple[asyncio.Future, asyncio.TimerHandle | None] | None):
+        self.awaiting_command = False
+        if armed is not None:
+            self.disarm_wait(armed[1])
 
     def unauthenticate(self) -> None:
         """Back to the state of a new connection, TLS and compression kept (RFC 8437 3)."""
@@ -519,25 +517,35 @@ class Session:
 
     # --- dispatch ----------------------------------------------------------------------
 
-    async def dispatch(self, command: p.Command) -> None:
+    async def dispatch(self, command: p.Command) -> u.Waiting | None:
         await self.count_unauthenticated()
         if not states.allowed(self.state, command.name):
             if self.state == State.AUTHENTICATED and command.name in states.SELECTED_ONLY:
                 await self.send(r.BAD_NOT_SELECTED.tagged(command.tag))
             else:
                 await self.send(r.BAD_STATE.tagged(command.tag))
-            return
+            return None
         if self.uidonly and states.uid_required(command):
             await self.send(r.BAD_UID_REQUIRED.tagged(command.tag))
-            return
+            return None
         handler = HANDLERS[command.name]
         self.command_started = asyncio.get_running_loop().time()
         self.last_progress = 0.0
+        return await self.complete(command, handler(self, command))
+
+    async def complete(
+        self, command: p.Command, outcome: Awaitable[r.Reply | u.Done | u.Waiting]
+    ) -> u.Waiting | None:
+        """Await a handler's outcome (or a waiting command's next) and finish the command
+        with it, a failure mapped to its reply; a Waiting is returned for run() to wait."""
         try:
             # A handler sends its untagged responses and returns its tagged reply, a Reply
             # or a Done (what goes with it, and what the connection does next): finish sends
-            # it after any updates the RFC allows now.
-            await self.finish(command, await handler(self, command))
+            # it after any updates the RFC allows now. IDLE returns a Waiting instead.
+            result = await outcome
+            if isinstance(result, u.Waiting):
+                return result
+            await self.finish(command, result)
         except CommandError as exc:
             await self.finish(command, exc.reply)
         except NotFound:
@@ -560,6 +568,7 @@ class Session:
                 await self.send(r.NO_NO_SPACE.tagged(command.tag))
             else:
                 await self.send(r.NO_SERVERBUG.tagged(command.tag))
+        return None
 
     async def finish(self, command: p.Command, outcome: r.Reply | u.Done) -> None:
         """Send pending updates the RFC allows now, then the tagged reply; then do what the

@@ -315,6 +315,21 @@ class After(enum.Enum):
     TLS = "tls"  # STARTTLS (RFC 9051 6.2.1): the TLS handshake begins
 
 
+@dataclass(slots=True)
+class Waiting:
+    """A handler that waits for the client (IDLE) returns this instead of its reply: the
+    session awaits its wake-up (the client's bytes, a change event, or `seconds` passing) in
+    its own frame, then calls `woke(session, waiting)` (again under the command's error
+    mapping), which returns the reply, or this to wait again. An idle session keeps no
+    coroutine of the command's while it waits (issue 22: 280 bytes each, thousands of
+    sessions)."""
+
+    command: object  # the command that waits (a protocols.imap.parser command)
+    deadline: float  # loop time: BYE after it
+    seconds: float  # at most this long a wait, then woke() with nothing come
+    woke: Callable
+
+
 @dataclass(frozen=True)
 class Done:
     """A handler's tagged reply with what goes around it (a handler may also return a bare

@@ -147,3 +147,34 @@ def test_a_session_in_idle_holds_one_task(client):
     for c in crowd:
         assert c.until("b1") == [ok("b1", r.OK_IDLE_DONE)]
     assert first.until("a1") == [ok("a1", r.OK_IDLE_DONE)]
+
+
+def test_a_session_in_idle_awaits_in_its_task_s_own_frame(client):
+    # Issue 22: each coroutine an idle session's task awaits through is a frame kept alive
+    # for as long as it idles (about 280 bytes each, thousands of sessions). IDLE's wait is
+    # awaited by the session's run() itself: one frame, not run, dispatch, idle and its wait.
+    import asyncio
+    import gc
+
+    c = client()
+    c.cmd("a0", "SELECT INBOX")
+    c.send("a1 IDLE\r\n")
+    assert c.line() == r.CONTINUE_IDLE.rstrip(b"\r\n")
+    time.sleep(0.2)
+    sessions = [
+        task
+        for task in gc.get_objects()
+        if isinstance(task, asyncio.Task)
+        and not task.done()
+        and task.get_coro().__qualname__ == "Session.run"
+    ]
+    assert len(sessions) == 1
+    awaiting = sessions[0].get_coro()
+    chain = []  # the coroutines the task awaits through, outermost first
+    while asyncio.iscoroutine(awaiting):
+        chain.append(awaiting.cr_code.co_name)
+        awaiting = awaiting.cr_await
+    assert chain == ["run"]
+    assert awaiting is not None  # the wake-up future's iterator
+    c.send("DONE\r\n")
+    assert c.until("a1") == [ok("a1", r.OK_IDLE_DONE)]
