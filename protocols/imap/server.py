@@ -201,11 +201,14 @@ async def start() -> list[Listener]:
 
     limit = settings.MAILHOST_IMAP_MAX_LINE_LENGTH + 1024
 
+    done = loop.create_future()  # every connection's StreamWriter._complete_fut
+    done.set_result(None)
+
     def streams(callback):
         # asyncio.start_server's own factory, so that protocols/proxy.py can stand in front.
         def factory() -> asyncio.StreamReaderProtocol:
             reader = SessionReader(limit=limit, loop=loop)
-            return SessionProtocol(reader, callback, loop=loop)
+            return SessionProtocol(reader, callback, loop=loop, done=done)
 
         return factory
 

@@ -178,3 +178,26 @@ def test_a_session_in_idle_awaits_in_its_task_s_own_frame(client):
     assert awaiting is not None  # the wake-up future's iterator
     c.send("DONE\r\n")
     assert c.until("a1") == [ok("a1", r.OK_IDLE_DONE)]
+
+
+def test_idle_connections_keep_no_close_future_of_their_own(client):
+    # Issue 22: asyncio's stream protocol makes a close future for each connection and its
+    # StreamWriter a completed one it never reads (144 bytes each): the close future is made
+    # at the connection's end (or when the session waits for it), the other is shared.
+    import gc
+
+    from protocols.imap.session import Session
+
+    crowd = [client() for _ in range(3)]
+    for c in crowd:
+        c.cmd("a0", "SELECT INBOX")
+        c.send("a1 IDLE\r\n")
+        assert c.line() == r.CONTINUE_IDLE.rstrip(b"\r\n")
+    time.sleep(0.2)
+    sessions = [s for s in gc.get_objects() if isinstance(s, Session) and s.selected is not None]
+    assert len(sessions) == 3
+    assert all(s.writer._protocol._closed is None for s in sessions)
+    assert len({id(s.writer._complete_fut) for s in sessions}) == 1
+    for c in crowd:
+        c.send("DONE\r\n")
+        assert c.until("a1") == [ok("a1", r.OK_IDLE_DONE)]
