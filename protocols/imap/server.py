@@ -20,7 +20,7 @@ from mailhost import listeners, metrics, tls
 from mailhost.listeners import Listener
 from protocols.common.listener import Caps, Served, drain, listen
 from protocols.imap import responses as r
-from protocols.imap.session import Session, SessionProtocol, SessionReader
+from protocols.imap.session import Alarms, Session, SessionProtocol, SessionReader
 from protocols.imap.worker import close_db_connections
 
 logger = logging.getLogger(__name__)
@@ -48,6 +48,7 @@ class ImapServer:
         self.mailboxes: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
         self.signed_in_at: dict[Session, int] = {}  # time.time_ns() of the sign-in
         self.tasks: set[asyncio.Task] = set()
+        self.alarms = Alarms(loop)  # the timers of the sessions in IDLE
         self.caps = Caps(
             "imap",
             max_total="MAILHOST_IMAP_MAX_CONNECTIONS",

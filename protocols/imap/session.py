@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import math
 import ssl
 import sys
 import zlib
@@ -124,6 +125,34 @@ class SessionProtocol(asyncio.StreamReaderProtocol):
 def wake(waiter: asyncio.Future | None) -> None:
     if waiter is not None and not waiter.done():
         waiter.set_result(None)
+
+
+class Alarms:
+    """Wake-ups for many waiters with one loop timer per GRAIN of loop time rather than one per
+    waiter (a timer handle, uvloop's timer and libuv's: about 500 bytes each, issue 22). A
+    waiter is woken at its time or up to GRAIN after it, never before (the loop's clock
+    resolution aside)."""
+
+    GRAIN = 0.1  # seconds
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.slots: dict[int, set[asyncio.Future]] = {}
+
+    def add(self, waiter: asyncio.Future, delay: float) -> set[asyncio.Future]:
+        """Wake `waiter` in `delay` seconds; the set returned is where it waits (discard it
+        from there when it is woken otherwise)."""
+        slot = math.ceil((self.loop.time() + max(delay, 0.0)) / self.GRAIN)
+        waiters = self.slots.get(slot)
+        if waiters is None:
+            waiters = self.slots[slot] = set()
+            self.loop.call_at(slot * self.GRAIN, self._ring, slot, context=NO_CONTEXT)
+        waiters.add(waiter)
+        return waiters
+
+    def _ring(self, slot: int) -> None:
+        for waiter in self.slots.pop(slot, ()):
+            wake(waiter)
 
 
 class Session:
@@ -296,15 +325,16 @@ class Session:
             try:
                 await armed[0]
             finally:
-                self.disarm_wait(armed[1])
+                self.disarm_wait(armed)
         return self.reader.ready() or (events and self.woken)
 
     def arm_wait(
-        self, timeout: float | None, *, events: bool
-    ) -> tuple[asyncio.Future, asyncio.TimerHandle | None] | None:
+        self, timeout: float | None, *, events: bool, coarse: bool = False
+    ) -> tuple[asyncio.Future, asyncio.TimerHandle | set | None] | None:
         """wait_input's future and its timer, or None when there is nothing to wait for;
         disarm_wait after the wait. Apart so that IDLE awaits the future in its own frame:
-        one coroutine less for each of thousands of idle sessions (issue 22)."""
+        one coroutine less for each of thousands of idle sessions (issue 22). `coarse`: the
+        timer is a place in the server's Alarms (up to Alarms.GRAIN late), not one of its own."""
         reader = self.reader
         if reader.ready() or (events and self.woken):
             return None
@@ -313,17 +343,21 @@ class Session:
         reader.waiter = waiter
         if events:
             self.waiter = waiter
-        timer = (
-            None
-            if timeout is None
+        if timeout is None:
+            timer = None
+        elif coarse:
+            timer = self.server.alarms.add(waiter, timeout)
+        else:
             # wake() reads no context variable: no copy of the context per timer (64 bytes)
-            else loop.call_later(timeout, wake, waiter, context=NO_CONTEXT)
-        )
+            timer = loop.call_later(timeout, wake, waiter, context=NO_CONTEXT)
         return waiter, timer
 
-    def disarm_wait(self, timer: asyncio.TimerHandle | None) -> None:
+    def disarm_wait(self, armed: tuple[asyncio.Future, asyncio.TimerHandle | set | None]) -> None:
         self.reader.waiter = self.waiter = None
-        if timer is not None:
+        waiter, timer = armed
+        if isinstance(timer, set):
+            timer.discard(waiter)
+        elif timer is not None:
             timer.cancel()
 
     async def read_ready(self) -> bytes:
@@ -471,17 +505,18 @@ class Session:
 
     def arm_waiting(
         self, waiting: u.Waiting
-    ) -> tuple[asyncio.Future, asyncio.TimerHandle | None] | None:
+    ) -> tuple[asyncio.Future, asyncio.TimerHandle | set | None] | None:
         """A waiting command's wait (IDLE, RFC 2177), for run() to await: the client's bytes,
-        a change event, at most `waiting.seconds` and never past its deadline."""
+        a change event, at most `waiting.seconds` and never past its deadline (its timer in
+        the server's Alarms: thousands of sessions in IDLE, a loop timer for each GRAIN)."""
         self.awaiting_command = True  # a shutdown may say BYE now
         remaining = waiting.deadline - asyncio.get_running_loop().time()
-        return self.arm_wait(min(remaining, waiting.seconds), events=True)
+        return self.arm_wait(min(remaining, waiting.seconds), events=True, coarse=True)
 
-    def disarm_waiting(self, armed: tuple[asyncio.Future, asyncio.TimerHandle | None] | None):
+    def disarm_waiting(self, armed: tuple[asyncio.Future, asyncio.TimerHandle | set | None] | None):
         self.awaiting_command = False
         if armed is not None:
-            self.disarm_wait(armed[1])
+            self.disarm_wait(armed)
 
     def unauthenticate(self) -> None:
         """Back to the state of a new connection, TLS and compression kept (RFC 8437 3)."""

@@ -201,3 +201,70 @@ def test_idle_connections_keep_no_close_future_of_their_own(client):
     for c in crowd:
         c.send("DONE\r\n")
         assert c.until("a1") == [ok("a1", r.OK_IDLE_DONE)]
+
+
+def test_idle_looks_after_its_poll_interval_when_the_event_was_lost(client, monkeypatch):
+    from mailboxes import events
+    from protocols.imap.commands import idle
+
+    monkeypatch.setattr(idle, "POLL_SECONDS", 0.3)
+    monkeypatch.setattr(events, "publish", lambda event: None)  # e.g. Redis was restarting
+    c = client()
+    c.cmd("a0", "SELECT INBOX")
+    c.send("a1 IDLE\r\n")
+    assert c.line() == r.CONTINUE_IDLE.rstrip(b"\r\n")
+    services.message_deliver(raw=MESSAGE, recipients=["alice@example.org"])
+    assert c.line() == b"* 1 EXISTS"
+    assert c.line() == b"* 1 RECENT"
+    c.send("DONE\r\n")
+    assert c.until("a1") == [ok("a1", r.OK_IDLE_DONE)]
+
+
+def test_idle_ends_with_bye_at_the_autologout_time(client, settings):
+    settings.MAILHOST_IMAP_IDLE_TIMEOUT = 0.5
+    c = client()
+    c.cmd("a0", "SELECT INBOX")
+    c.send("a1 IDLE\r\n")
+    assert c.line() == r.CONTINUE_IDLE.rstrip(b"\r\n")
+    assert c.line() == r.BYE_TIMEOUT.untagged().rstrip(b"\r\n")
+
+
+def _timers() -> int:
+    import gc
+
+    return sum(
+        1 for o in gc.get_objects() if type(o).__name__ == "TimerHandle" and not o.cancelled()
+    )
+
+
+def test_sessions_in_idle_share_their_timers(client):
+    # Issue 22: a timer of its own (handle, uvloop's and libuv's timer: about 500 bytes) for
+    # each session in IDLE; the server's Alarms keep one loop timer per grain of time.
+    first = client()
+    first.cmd("a0", "SELECT INBOX")
+    first.send("a1 IDLE\r\n")
+    assert first.line() == r.CONTINUE_IDLE.rstrip(b"\r\n")
+    time.sleep(0.2)
+    before = _timers()
+    crowd = [client() for _ in range(10)]
+    for c in crowd:
+        c.cmd("b0", "SELECT INBOX")
+    for c in crowd:  # within a few grains of each other
+        c.send("b1 IDLE\r\n")
+    for c in crowd:
+        assert c.line() == r.CONTINUE_IDLE.rstrip(b"\r\n")
+    time.sleep(0.2)
+    import gc
+
+    from protocols.imap.session import Session
+
+    waiting = [s for s in gc.get_objects() if isinstance(s, Session) and s.waiter is not None]
+    assert len(waiting) == 11
+    alarms = waiting[0].server.alarms
+    assert sum(len(waiters) for waiters in alarms.slots.values()) == 11
+    assert _timers() - before <= len(alarms.slots)  # a loop timer per slot, not per session
+    for c in [first, *crowd]:
+        c.send("DONE\r\n")
+    for c in crowd:
+        assert c.until("b1") == [ok("b1", r.OK_IDLE_DONE)]
+    assert first.until("a1") == [ok("a1", r.OK_IDLE_DONE)]
