@@ -1,4 +1,6 @@
-"""DKIM signing (RFC 6376) of mail that leaves from a hosted domain, with dkimpy.
+"""DKIM signing (RFC 6376) of mail that leaves from a hosted domain: RSA relaxed/relaxed by
+delivery.dkimrelaxed for the common message, dkimpy for the rest (Ed25519, bare LFs, header
+sections dkimpy reads its own way).
 
 The signing domain is the From header's domain when we host it (that is what DMARC aligns
 on), else the envelope sender's domain when we host that; mail from anyone else passes
@@ -15,9 +17,11 @@ from email.parser import BytesHeaderParser
 from email.utils import getaddresses
 
 import dkim
+from cryptography.exceptions import UnsupportedAlgorithm
 from django.db import connection, transaction
 from django.db.models.signals import post_delete, post_save
 
+from delivery.dkimrelaxed import relaxed_rsa_sha256
 from delivery.inbound import rsaverify
 from mailboxes.addresses import domain_to_ascii
 from mailboxes.exceptions import InvalidAddress
@@ -162,6 +166,18 @@ def dkim_sign(raw: bytes, *, mail_from: str) -> bytes:
     if key is None:
         return raw
     domain = key.domain
+    if key.algorithm == DkimKey.Algorithm.RSA and CANONICALIZATION == (b"relaxed", b"relaxed"):
+        try:
+            signature = relaxed_rsa_sha256(
+                raw,
+                selector=key.selector.encode("ascii"),
+                domain=domain.name.encode("ascii"),
+                pem=key.private_key,
+            )
+        except (ValueError, TypeError, UnsupportedAlgorithm):
+            signature = None  # a key `cryptography` cannot read: dkimpy says why below
+        if signature is not None:
+            return signature + raw
     try:
         # include_headers=None: dkimpy's default list (From, To, Subject, Date, Message-ID,
         # MIME headers, ...) of the fields present, with From and the other "frozen" fields
