@@ -202,7 +202,8 @@ def from_header_check(mailbox: Mailbox, raw: bytes) -> None:
     if not addresses:
         raise FromNotAllowed(f"{mailbox} sent a From header with no address that can be read")
     for address in addresses:
-        if not selectors.mailbox_owns_address(mailbox, _words_decoded(address)):
+        # MAIL FROM's answer, remembered (selectors.owned_addresses): the same question.
+        if not selectors.owned_addresses.get(mailbox, _words_decoded(address)):
             raise FromNotAllowed(f"{mailbox} may not send as {address} (From header)")
 
 

@@ -11,21 +11,19 @@ from __future__ import annotations
 
 import base64
 import logging
-import threading
-import time
 from email.parser import BytesHeaderParser
 from email.utils import getaddresses
 
 import dkim
 from cryptography.exceptions import UnsupportedAlgorithm
-from django.db import connection, transaction
-from django.db.models.signals import post_delete, post_save
+from django.db import connection
 
 from delivery.dkimrelaxed import relaxed_rsa_sha256
 from delivery.inbound import rsaverify
 from mailboxes.addresses import domain_to_ascii
 from mailboxes.exceptions import InvalidAddress
 from mailboxes.models import DkimKey, Domain
+from mailhost.expiring import ExpiringCache
 from mailhost.plainsql import Columns
 
 logger = logging.getLogger(__name__)
@@ -78,53 +76,9 @@ def signing_key(raw: bytes, *, mail_from: str) -> DkimKey | None:
 
 # How long a process signs with a key it read without reading it again: a key activated or
 # retired, or a domain deactivated, elsewhere (the admin's process, another worker) is seen
-# here within this many seconds; in this process at once (the signals below).
+# here within this many seconds; in this process at once (mailhost.expiring).
 KEY_CACHE_SECONDS = 10.0
 KEY_CACHE_NAMES = 1024
-
-
-class _KeyCache:
-    """The active key (or None) of each domain name asked, for KEY_CACHE_SECONDS: every
-    submission signs, and reading the key (a join returning the PEM) cost 0.1 to 0.2 ms of
-    CPU a message, about as much as the RSA signature itself. A save or delete of a key or a
-    domain forgets everything, when it happens and again when its transaction commits; a
-    lookup that a forget overtook does not store what it read."""
-
-    def __init__(self) -> None:
-        self._entries: dict[str, tuple[float, DkimKey | None]] = {}
-        self._generation = 0
-        self._lock = threading.Lock()
-
-    def get(self, name: str) -> DkimKey | None:
-        entry = self._entries.get(name)
-        now = time.monotonic()
-        if entry is not None and entry[0] > now:
-            return entry[1]
-        generation = self._generation
-        key = _active_key(name)
-        with self._lock:
-            if generation == self._generation:
-                if len(self._entries) >= KEY_CACHE_NAMES:
-                    self._entries = {}  # foreign From domains (a redirect keeps its From)
-                self._entries[name] = (now + KEY_CACHE_SECONDS, key)
-        return key
-
-    def forget(self, **_: object) -> None:
-        with self._lock:
-            self._generation += 1
-            self._entries = {}
-
-    def forget_now_and_on_commit(self, **kwargs: object) -> None:
-        self.forget()
-        transaction.on_commit(self.forget, using=kwargs.get("using"))
-
-
-_keys = _KeyCache()
-for _model in (DkimKey, Domain):
-    for _signal in (post_save, post_delete):
-        _signal.connect(
-            _keys.forget_now_and_on_commit, sender=_model, dispatch_uid=f"dkim-keys-{_model}"
-        )
 
 
 _KEY = Columns(DkimKey, "k")
@@ -152,6 +106,18 @@ def _active_key(name: str) -> DkimKey | None:
     key = _KEY.instance(row)
     _DOMAIN_OF_KEY.set_cached_value(key, _DOMAIN.instance(row, len(_KEY)))
     return key
+
+
+# Every submission signs, and reading the key (a join returning the PEM) cost 0.1 to 0.2 ms
+# of CPU a message, about as much as the RSA signature itself. A domain name with no key is
+# kept too (foreign From domains: a redirect keeps its From).
+_keys = ExpiringCache(
+    _active_key,
+    seconds=KEY_CACHE_SECONDS,
+    size=KEY_CACHE_NAMES,
+    models=(DkimKey, Domain),
+    name="dkim-keys",
+)
 
 
 def signing_domain(raw: bytes, *, mail_from: str) -> Domain | None:

@@ -61,6 +61,7 @@ from mailboxes.models import (
     Subscription,
     WebSession,
 )
+from mailhost.expiring import ExpiringCache
 from mailhost.plainsql import Columns, converted, converters_of
 
 logger = logging.getLogger(__name__)
@@ -407,6 +408,27 @@ def mailbox_owns_address(mailbox: Mailbox, address: str) -> bool:
             _expand_alias(alias, mailbox_ids, [], seen=set(), depth=0)
             return mailbox.id in mailbox_ids
     return False
+
+
+# SMTP's MAIL FROM asks on every message whether the sender's domain is hosted (port 25) or
+# the logged-in mailbox owns the sender address (submission): while fresh, the hook answers
+# from these without a hop to a database thread. A change in this process is seen at once,
+# one elsewhere within this many seconds (mailhost.expiring), as for the DKIM keys.
+SENDER_CHECK_CACHE_SECONDS = 10.0
+hosted_domains = ExpiringCache(
+    domain_is_hosted,
+    seconds=SENDER_CHECK_CACHE_SECONDS,
+    size=4096,
+    models=(Domain,),
+    name="hosted-domains",
+)
+owned_addresses = ExpiringCache(
+    mailbox_owns_address,
+    seconds=SENDER_CHECK_CACHE_SECONDS,
+    size=4096,
+    models=(Domain, Alias, Mailbox),
+    name="owned-addresses",
+)
 
 
 def identities_of(mailbox: Mailbox) -> list[dict]:

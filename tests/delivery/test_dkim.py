@@ -98,11 +98,12 @@ def test_a_cached_key_is_read_again_after_its_time(make_domain, monkeypatch):
 
     from delivery import dkim as signing
     from mailboxes.models import Domain
+    from mailhost import expiring
 
     make_domain("example.org")
     assert b"d=example.org" in dkim_sign(RAW, mail_from="alice@example.org")
     Domain.objects.filter(name="example.org").update(active=False)  # no signal: another process
     assert b"d=example.org" in dkim_sign(RAW, mail_from="alice@example.org")
-    clock = signing.time.monotonic() + signing.KEY_CACHE_SECONDS + 1
-    monkeypatch.setattr(signing, "time", SimpleNamespace(monotonic=lambda: clock))
+    clock = expiring.time.monotonic() + signing.KEY_CACHE_SECONDS + 1
+    monkeypatch.setattr(expiring, "time", SimpleNamespace(monotonic=lambda: clock))
     assert dkim_sign(RAW, mail_from="alice@example.org") == RAW

@@ -1,0 +1,117 @@
+"""Hops from the event loop to SMTP's database threads, counted per message, and the sender
+checks that MAIL answers from memory (mailhost.expiring) seeing a change at once."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from mailboxes.services import alias_create, domain_create
+from protocols.smtp import replies
+from tests.support.smtp import Transcript
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+MESSAGE = b"From: x@remote.example\r\nSubject: hello\r\n\r\nHello.\r\n.\r\n"
+SUBMITTED = (
+    b"From: Alice <alice@example.org>\r\nTo: bob@remote.test\r\nSubject: hi\r\n\r\nHi.\r\n.\r\n"
+)
+
+
+class CountingPool:
+    """SMTP's worker pool, counting the hops from the event loop to it."""
+
+    def __init__(self, pool) -> None:  # noqa: ANN001
+        self.pool, self.hops = pool, 0
+
+    def submit(self, fn, *args):  # noqa: ANN001, ANN202
+        self.hops += 1
+        return self.pool.submit(fn, *args)
+
+
+@pytest.fixture
+def hops(monkeypatch):
+    from protocols.smtp import handler
+
+    counting = CountingPool(handler.executor())
+    monkeypatch.setattr(handler, "executor", lambda: counting)
+    return counting
+
+
+@pytest.fixture
+def clients():
+    opened: list[Transcript] = []
+    yield opened
+    for client in opened:
+        client.close()
+
+
+def send(client: Transcript, mail_from: str, rcpt: str, message: bytes) -> None:
+    client.command(f"MAIL FROM:<{mail_from}>", replies.S250_SENDER_OK)
+    client.command(f"RCPT TO:<{rcpt}>", replies.S250_RECIPIENT_OK)
+    client.command("DATA", replies.S354_START_DATA)
+    client.send(message)
+    assert client.line().startswith("250 2.0.0 OK queued as ")
+
+
+def test_port_25_takes_two_hops_a_message(smtp_ports, hosted, hops, clients):
+    # RCPT's verdict and DATA's acceptance; MAIL's hosted-sender check is answered from
+    # memory after the first message (three hops a message before).
+    client = Transcript(smtp_ports["smtp"])
+    clients.append(client)
+    client.ehlo()
+    send(client, "x@remote.example", "alice@example.org", MESSAGE)
+    for _ in range(3):
+        hops.hops = 0
+        send(client, "x@remote.example", "alice@example.org", MESSAGE)
+        assert hops.hops == 2
+    fresh = Transcript(smtp_ports["smtp"])  # a new connection's message: the same
+    clients.append(fresh)
+    fresh.ehlo()
+    hops.hops = 0
+    send(fresh, "x@remote.example", "alice@example.org", MESSAGE)
+    assert hops.hops == 2
+
+
+def login(port: int) -> Transcript:
+    client = Transcript(port)
+    client.ehlo()
+    client.command("STARTTLS", replies.S220_READY_TLS)
+    client.starttls()
+    client.ehlo()
+    plain = base64.b64encode(b"\x00alice@example.org\x00secret").decode()
+    client.command(f"AUTH PLAIN {plain}", replies.S235_AUTH_OK)
+    return client
+
+
+def test_submission_takes_two_hops_a_message(smtp_ports, hosted, hops, clients):
+    client = login(smtp_ports["submission"])
+    clients.append(client)
+    send(client, "alice@example.org", "bob@remote.test", SUBMITTED)
+    for _ in range(3):
+        hops.hops = 0
+        send(client, "alice@example.org", "bob@remote.test", SUBMITTED)
+        assert hops.hops == 2  # RCPT and DATA; MAIL's ownership check from memory
+
+
+def test_a_domain_hosted_since_is_refused_as_an_unauthenticated_sender_at_once(
+    smtp_ports, hosted, clients
+):
+    client = Transcript(smtp_ports["smtp"])
+    clients.append(client)
+    client.ehlo()
+    client.command("MAIL FROM:<x@new.example>", replies.S250_SENDER_OK)  # now remembered
+    client.command("RSET", replies.S250_RESET)
+    domain_create(name="new.example")
+    client.command("MAIL FROM:<x@new.example>", replies.S550_HOSTED_SENDER_UNAUTHENTICATED)
+
+
+def test_an_alias_removed_may_no_longer_send_at_once(smtp_ports, hosted, clients):
+    alias = alias_create(address="sales@example.org", destinations=["alice@example.org"])
+    client = login(smtp_ports["submission"])
+    clients.append(client)
+    client.command("MAIL FROM:<sales@example.org>", replies.S250_SENDER_OK)
+    client.command("RSET", replies.S250_RESET)
+    alias.delete()
+    client.command("MAIL FROM:<sales@example.org>", replies.S553_SENDER_NOT_OWNED)
