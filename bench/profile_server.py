@@ -9,6 +9,7 @@ FETCH/SEARCH loop.
     .venv/bin/python bench/profile_server.py imaptest [--seconds 20] [--clients 10] [--tls]
     common options: --processes N  --postgres  --gil  --rate HZ  --top N  --out DIR
     .venv/bin/python bench/profile_server.py smtp --callgrind 100 [--size 1024] [--sessions 20]
+    .venv/bin/python bench/profile_server.py outbound --callgrind 100 --sessions 4 [--threads 4]
 
 It starts `manage.py runmail` as bench/run.py does (bench/mailhost_process.py: free high ports,
 a fresh data dir, SQLite, or with --postgres a fresh database on DATABASE_URL's server and
@@ -34,6 +35,8 @@ none pending and prints the instructions per stored message: the whole path from
 to indexed message, repeatable on a loaded machine (an idle window's instructions, timers and
 the other listeners, are measured and taken off). Each row's dump stays in DIR
 (callgrind-1k-reused.out, ...) for callgrind_annotate. Start-up under callgrind takes minutes.
+`outbound --callgrind N` counts the same way N messages submitted on 587 (AUTH, DKIM, the
+spool) and delivered by runmail's delivery threads to the sink: issue 20's path end to end.
 
 The IMAP loop: each client logs in, SELECTs the folder and repeats `UID FETCH 1:* (FLAGS)`,
 `UID SEARCH UNSEEN`, `UID SEARCH SUBJECT "message 42"` and `UID FETCH n (BODY.PEEK[]
@@ -369,6 +372,51 @@ def profile_callgrind(mailhost: Mailhost, out: Path, args: argparse.Namespace) -
     return 0
 
 
+def profile_callgrind_outbound(mailhost: Mailhost, out: Path, args: argparse.Namespace) -> int:
+    """Instructions runmail (one process, under callgrind) executes per message submitted on
+    587 and delivered to the sink, end to end (the MSA, DKIM, the spool, the delivery
+    threads' SMTP client): a warm-up batch, the counters zeroed, --callgrind messages until
+    the sink has them all, the counters read; an idle window's instructions taken off."""
+    import asyncio
+
+    import run
+
+    def window(messages: int) -> tuple[int, float]:
+        handed = args.sink.handler.recipients
+        subprocess.run(
+            ["callgrind_control", "-z", str(mailhost.pid)], check=True, capture_output=True
+        )
+        start = time.perf_counter()
+        if messages:
+            result = asyncio.run(
+                run.submit("127.0.0.1", mailhost.ports["submission"], messages, args.sessions)
+            )
+            if result["errors"]:
+                raise RuntimeError(f"submission failed: {result['errors']}")
+            deadline = time.monotonic() + 1800
+            while args.sink.handler.recipients - handed < messages:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the sink was not handed every message")
+                time.sleep(0.5)
+        else:
+            time.sleep(args.idle_seconds)
+        name = "outbound" if messages else "outbound-idle"
+        return callgrind_totals(mailhost.pid, out, name), time.perf_counter() - start
+
+    window(args.sessions)  # warm: the sessions' first messages, the caches, the connections
+    total, seconds = window(args.callgrind)
+    idle, idle_seconds = window(0)
+    busy = total - idle * seconds / idle_seconds
+    print(
+        f"outbound (2 KB, {args.sessions} sessions, {args.threads} delivery threads):"
+        f" {busy / args.callgrind / 1e6:.2f} M instructions per message submitted and delivered"
+        f" ({total / 1e6:.0f} M in {seconds:.0f} s for {args.callgrind} messages, idle"
+        f" {idle / idle_seconds / 1e6:.1f} M/s taken off)",
+        flush=True,
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("load", choices=("smtp", "imap", "outbound", "imaptest"))
@@ -396,14 +444,14 @@ def main(argv: list[str] | None = None) -> int:
         "--callgrind",
         type=int,
         metavar="N",
-        help="smtp: instructions per message of N messages a row, runmail under callgrind",
+        help="smtp, outbound: instructions per message of N messages, runmail under callgrind",
     )
     parser.add_argument(
         "--idle-seconds", type=float, default=20.0, help="--callgrind: the idle window"
     )
     args = parser.parse_args(argv)
-    if args.callgrind and args.load != "smtp":
-        parser.error("--callgrind is for the smtp load")
+    if args.callgrind and args.load not in ("smtp", "outbound"):
+        parser.error("--callgrind is for the smtp and outbound loads")
     if args.size is None and not args.callgrind:
         args.size = 1024
     if args.clients is None:
@@ -462,6 +510,8 @@ def main(argv: list[str] | None = None) -> int:
         stack.callback(mailhost.stop)
         mailhost.start(timeout=1200 if args.callgrind else 120)
         print(f"runmail started (pid {mailhost.pid}); load: {args.load}", file=sys.stderr)
+        if args.callgrind and args.load == "outbound":
+            return profile_callgrind_outbound(mailhost, args.out, args)
         if args.callgrind:
             return profile_callgrind(mailhost, args.out, args)
         if args.load == "imaptest":
