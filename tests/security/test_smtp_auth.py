@@ -20,10 +20,7 @@ def plain(user: str, password: str) -> str:
 
 def secured(port: int) -> Transcript:
     client = Transcript(port)
-    client.ehlo()
-    client.command("STARTTLS", replies.S220_READY_TLS)
-    client.starttls()
-    client.ehlo()
+    client.secure()
     return client
 
 

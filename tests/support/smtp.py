@@ -8,7 +8,7 @@ import ssl
 import pytest
 
 from mailhost import runner
-from protocols.smtp.replies import Reply
+from protocols.smtp.replies import S220_READY_TLS, Reply
 from tests.support.servers import running
 
 
@@ -91,6 +91,13 @@ class Transcript:
         self.file.close()
         self.sock = client_tls_context().wrap_socket(self.sock)
         self.file = self.sock.makefile("rb")
+
+    def secure(self) -> None:
+        """EHLO, STARTTLS and EHLO again: a session ready for AUTH."""
+        self.ehlo()
+        self.command("STARTTLS", S220_READY_TLS)
+        self.starttls()
+        self.ehlo()
 
     def closed(self) -> bool:
         """True when the server has closed the connection."""

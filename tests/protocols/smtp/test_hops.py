@@ -76,10 +76,7 @@ def test_port_25_takes_two_hops_a_message(smtp_ports, hosted, hops, clients):
 
 def login(port: int) -> Transcript:
     client = Transcript(port)
-    client.ehlo()
-    client.command("STARTTLS", replies.S220_READY_TLS)
-    client.starttls()
-    client.ehlo()
+    client.secure()
     plain = base64.b64encode(b"\x00alice@example.org\x00secret").decode()
     client.command(f"AUTH PLAIN {plain}", replies.S235_AUTH_OK)
     return client

@@ -27,10 +27,7 @@ def msa(smtp_ports, hosted):
 
 
 def tls_login(client: Transcript) -> None:
-    client.ehlo()
-    client.command("STARTTLS", replies.S220_READY_TLS)
-    client.starttls()
-    client.ehlo()
+    client.secure()
     client.command(f"AUTH PLAIN {PLAIN_ALICE}", replies.S235_AUTH_OK)
 
 
