@@ -9,6 +9,7 @@ import pytest
 
 from mailboxes import selectors, services
 from protocols.imap import responses as r
+from tests.support.hops import counting_pool
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -141,24 +142,11 @@ def test_imap4rev2_search_answers_with_esearch(client, three):
     assert c.cmd("a2", "SEARCH ALL") == [b'* ESEARCH (TAG "a2") ALL 1:3', ok("a2")]
 
 
-class CountingPool:
-    """The IMAP worker pool, counting the hops from the event loop to it."""
-
-    def __init__(self, pool) -> None:  # noqa: ANN001
-        self.pool, self.hops = pool, 0
-
-    def submit(self, fn, *args):  # noqa: ANN001, ANN202
-        self.hops += 1
-        return self.pool.submit(fn, *args)
-
-
 @pytest.fixture
 def hops(monkeypatch):
     from protocols.imap import worker
 
-    counting = CountingPool(worker._db_executor())
-    monkeypatch.setattr(worker, "_db_executor", lambda: counting)
-    return counting
+    return counting_pool(monkeypatch, worker, "_db_executor")
 
 
 def test_a_rendered_fetch_reads_rows_renders_and_reads_the_changes_in_one_hop(client, three, hops):

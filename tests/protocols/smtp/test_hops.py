@@ -9,6 +9,7 @@ import pytest
 
 from mailboxes.services import alias_create, domain_create
 from protocols.smtp import replies
+from tests.support.hops import counting_pool
 from tests.support.smtp import Transcript
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -19,24 +20,11 @@ SUBMITTED = (
 )
 
 
-class CountingPool:
-    """SMTP's worker pool, counting the hops from the event loop to it."""
-
-    def __init__(self, pool) -> None:  # noqa: ANN001
-        self.pool, self.hops = pool, 0
-
-    def submit(self, fn, *args):  # noqa: ANN001, ANN202
-        self.hops += 1
-        return self.pool.submit(fn, *args)
-
-
 @pytest.fixture
 def hops(monkeypatch):
     from protocols.smtp import handler
 
-    counting = CountingPool(handler.executor())
-    monkeypatch.setattr(handler, "executor", lambda: counting)
-    return counting
+    return counting_pool(monkeypatch, handler, "executor")
 
 
 @pytest.fixture
