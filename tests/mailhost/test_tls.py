@@ -95,3 +95,65 @@ def test_a_verifying_tls_client_trusting_the_certificate_accepts_the_server(
         with socket.create_connection(("127.0.0.1", ports["submissions"]), timeout=10) as raw:
             with pytest.raises(ssl.SSLCertVerificationError):
                 context.wrap_socket(raw, server_hostname="localhost")
+
+
+def _handshaken(server: ssl.SSLContext):
+    """A server and a client SSLObject over memory BIOs, after their handshake; send(data)
+    moves what the client wrote to the server's incoming BIO."""
+    client_context = ssl.create_default_context()
+    client_context.check_hostname = False
+    client_context.verify_mode = ssl.CERT_NONE
+    server_in, server_out, client_in, client_out = (ssl.MemoryBIO() for _ in range(4))
+    ours = server.wrap_bio(server_in, server_out, server_side=True)
+    theirs = client_context.wrap_bio(client_in, client_out)
+    for _ in range(10):
+        done = 0
+        for end in (theirs, ours):
+            try:
+                end.do_handshake()
+                done += 1
+            except ssl.SSLWantReadError:
+                pass
+        server_in.write(client_out.read())
+        client_in.write(server_out.read())
+        if done == 2:
+            break
+
+    def send(data: bytes) -> None:
+        theirs.write(data)
+        server_in.write(client_out.read())
+
+    return ours, send
+
+
+def _read_all(ours: ssl.SSLObject, size: int) -> list[bytes]:
+    chunks = []
+    while True:
+        try:
+            chunks.append(ours.read(size))
+        except ssl.SSLWantReadError:
+            return chunks
+
+
+def test_a_read_asks_for_one_record_not_the_protocols_256_kib(generated):
+    """uvloop's and asyncio's SSL protocols read decrypted data with read(256 KiB), and _ssl
+    allocates what is asked for before it reads: a command's read must not allocate 256 KiB
+    (an mmap, an mremap and a munmap each time), and what arrives is still all of it."""
+    import tracemalloc
+
+    ours, send = _handshaken(tls.server_context())
+    sent = b"a1 APPEND INBOX {40000}\r\n" + b"x" * 40_000 + b"\r\n"
+    send(sent)
+    tracemalloc.start()
+    try:
+        chunks = _read_all(ours, 256 * 1024)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert b"".join(chunks) == sent
+    assert all(len(chunk) <= tls.RECORD_PLAINTEXT for chunk in chunks)
+    assert peak < 64 * 1024, peak
+    # A read into the caller's buffer allocates nothing of its own: asked as given.
+    send(b"a2 NOOP\r\n")
+    buffer = bytearray(1024)
+    assert ours.read(1024, buffer) == 9 and bytes(buffer[:9]) == b"a2 NOOP\r\n"
