@@ -16,15 +16,20 @@ pytestmark = pytest.mark.django_db(transaction=True)
 MESSAGE = b"From: bob@example.net\r\nTo: alice@example.org\r\nSubject: ping\r\n\r\nHi.\r\n"
 
 
+def idle_in_inbox(c) -> None:  # noqa: ANN001
+    """`c` selects INBOX (a0) and is in IDLE (a1), its continuation read."""
+    c.cmd("a0", "SELECT INBOX")
+    c.send("a1 IDLE\r\n")
+    assert c.line() == r.CONTINUE_IDLE.rstrip(b"\r\n")
+
+
 def ok(tag: str, reply: r.Reply = r.OK_COMPLETED) -> bytes:
     return reply.tagged(tag).rstrip(b"\r\n")
 
 
 def test_idle_woken_by_delivery_within_a_second(client):
     c = client()
-    c.cmd("a0", "SELECT INBOX")
-    c.send("a1 IDLE\r\n")
-    assert c.line() == r.CONTINUE_IDLE.rstrip(b"\r\n")
+    idle_in_inbox(c)
     started = time.monotonic()
     deliver_in_thread(MESSAGE, "alice@example.org")
     assert c.line() == b"* 1 EXISTS"
@@ -126,9 +131,7 @@ def test_a_session_in_idle_holds_one_task(client):
     # Issue 22: thousands of idle connections each cost what their session keeps alive; in
     # IDLE that is the session's own task, not a read task and a wake-up task beside it.
     first = client()
-    first.cmd("a0", "SELECT INBOX")
-    first.send("a1 IDLE\r\n")
-    assert first.line() == r.CONTINUE_IDLE.rstrip(b"\r\n")
+    idle_in_inbox(first)
     before = _pending_tasks()
     crowd = [client() for _ in range(10)]
     for c in crowd:
@@ -157,9 +160,7 @@ def test_a_session_in_idle_awaits_in_its_task_s_own_frame(client):
     import gc
 
     c = client()
-    c.cmd("a0", "SELECT INBOX")
-    c.send("a1 IDLE\r\n")
-    assert c.line() == r.CONTINUE_IDLE.rstrip(b"\r\n")
+    idle_in_inbox(c)
     time.sleep(0.2)
     sessions = [
         task
@@ -190,9 +191,7 @@ def test_idle_connections_keep_no_close_future_of_their_own(client):
 
     crowd = [client() for _ in range(3)]
     for c in crowd:
-        c.cmd("a0", "SELECT INBOX")
-        c.send("a1 IDLE\r\n")
-        assert c.line() == r.CONTINUE_IDLE.rstrip(b"\r\n")
+        idle_in_inbox(c)
     time.sleep(0.2)
     sessions = [s for s in gc.get_objects() if isinstance(s, Session) and s.selected is not None]
     assert len(sessions) == 3
@@ -210,9 +209,7 @@ def test_idle_looks_after_its_poll_interval_when_the_event_was_lost(client, monk
     monkeypatch.setattr(idle, "POLL_SECONDS", 0.3)
     monkeypatch.setattr(events, "publish", lambda event: None)  # e.g. Redis was restarting
     c = client()
-    c.cmd("a0", "SELECT INBOX")
-    c.send("a1 IDLE\r\n")
-    assert c.line() == r.CONTINUE_IDLE.rstrip(b"\r\n")
+    idle_in_inbox(c)
     services.message_deliver(raw=MESSAGE, recipients=["alice@example.org"])
     assert c.line() == b"* 1 EXISTS"
     assert c.line() == b"* 1 RECENT"
@@ -223,9 +220,7 @@ def test_idle_looks_after_its_poll_interval_when_the_event_was_lost(client, monk
 def test_idle_ends_with_bye_at_the_autologout_time(client, settings):
     settings.MAILHOST_IMAP_IDLE_TIMEOUT = 0.5
     c = client()
-    c.cmd("a0", "SELECT INBOX")
-    c.send("a1 IDLE\r\n")
-    assert c.line() == r.CONTINUE_IDLE.rstrip(b"\r\n")
+    idle_in_inbox(c)
     assert c.line() == r.BYE_TIMEOUT.untagged().rstrip(b"\r\n")
 
 
@@ -241,9 +236,7 @@ def test_sessions_in_idle_share_their_timers(client):
     # Issue 22: a timer of its own (handle, uvloop's and libuv's timer: about 500 bytes) for
     # each session in IDLE; the server's Alarms keep one loop timer per grain of time.
     first = client()
-    first.cmd("a0", "SELECT INBOX")
-    first.send("a1 IDLE\r\n")
-    assert first.line() == r.CONTINUE_IDLE.rstrip(b"\r\n")
+    idle_in_inbox(first)
     time.sleep(0.2)
     before = _timers()
     crowd = [client() for _ in range(10)]
