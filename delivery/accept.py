@@ -85,6 +85,20 @@ def hop_count_check(raw: bytes) -> None:
 _RECEIVED = re.compile(rb"(?im)^Received[ \t]*:")
 
 
+class MalformedHeader(MailhostError):
+    """A submitted message whose first line is a continuation line (starts with a space or a
+    tab): RFC 5322 2.2.3 folds a field only after its name, so there is no field for that
+    line to continue, no From to check and nothing to sign; SMTP answers 550 5.6.0."""
+
+
+def header_start_check(raw: bytes) -> None:
+    """Refuse a submission whose header section starts with folding whitespace. Put under
+    our trace fields it would read as part of our own Received field; an MSA may refuse
+    what it cannot complete (RFC 6409 8)."""
+    if raw[:1] in (b" ", b"\t"):
+        raise MalformedHeader("the first header line is a continuation line")
+
+
 class NoRecipients(MailhostError):
     """The message has no recipient, or none of them accepted it."""
 
@@ -357,7 +371,7 @@ def message_prepare(
     resolved (aliases, catch-alls), the Sieve plans, and the bytes written and synced. On
     SQLite BEGIN IMMEDIATE takes the database's write lock, which should cover only the
     writes. Returns the AcceptResult instead when a Sieve ereject refuses the message;
-    raises what refuses it outright (TooManyHops, FromNotAllowed, DMARCRejected,
+    raises what refuses it outright (TooManyHops, MalformedHeader, FromNotAllowed, DMARCRejected,
     SpamRejected) and StorageError when the bytes cannot be written."""
     if not envelope:
         raise NoRecipients("no recipients")
@@ -366,6 +380,7 @@ def message_prepare(
     addresses = [r.address for r in envelope]
     prefix = received_header(client=client, queue_id=queue_id, recipients=addresses)
     if authenticated_mailbox is not None:
+        header_start_check(raw)
         from_header_check(authenticated_mailbox, raw)
         prefix += submission_headers(raw)
         from delivery.dkim import dkim_sign
@@ -778,6 +793,7 @@ __all__ = [
     "EnvelopeRecipient",
     "FromNotAllowed",
     "InvalidAddress",
+    "MalformedHeader",
     "NoRecipients",
     "Outcome",
     "Prepared",

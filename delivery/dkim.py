@@ -132,6 +132,12 @@ def dkim_sign(raw: bytes, *, mail_from: str) -> bytes:
     if key is None:
         return raw
     domain = key.domain
+    if raw[:1] in (b" ", b"\t"):
+        # RFC 5322 2.2.3: a continuation line first continues no field, so the header
+        # section cannot be read (dkimpy's parser fails with an IndexError on it).
+        # Submission refuses such a message before signing (accept.header_start_check).
+        logger.warning("DKIM: not signing for %s: the header starts folded", domain.name)
+        return raw
     if key.algorithm == DkimKey.Algorithm.RSA and CANONICALIZATION == (b"relaxed", b"relaxed"):
         try:
             signature = relaxed_rsa_sha256(

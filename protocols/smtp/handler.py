@@ -248,6 +248,8 @@ class Handler:
             )
         except accept.FromNotAllowed:
             return replies.S553_FROM_NOT_OWNED
+        except accept.MalformedHeader:
+            return replies.S550_HEADER_STARTS_FOLDED
         except accept.TooManyHops as exc:
             logger.info("smtp rejected client=%s reason=loop detail=%s", server.client_ip, exc)
             return replies.S554_TOO_MANY_HOPS

@@ -162,6 +162,9 @@ S250_QUEUED = Reply(250, "2.0.0", "OK queued as {}")
 S250_BDAT_CHUNK = Reply(250, "2.0.0", "{} octets received")
 S550_BARE_LINE_ENDING = Reply(550, "5.6.0", "Bare CR or LF in message not allowed")
 S550_NUL_IN_MESSAGE = Reply(550, "5.6.0", "NUL characters in message not allowed")
+# RFC 5322 2.2.3: a folded line continues the field before it; a header section cannot
+# start with one (a submission only: delivery.accept.header_start_check).
+S550_HEADER_STARTS_FOLDED = Reply(550, "5.6.0", "Message header starts with a continuation line")
 # RFC 5321 4.3.2: 500 is no reply to the end of data; 552 is, and 4.5.3.1 names it for data
 # beyond a limit ("552 Too much mail data"); RFC 3463 X.3.4: too big for the system.
 S552_DATA_LINE_TOO_LONG = Reply(552, "5.3.4", "Message line longer than {} octets")

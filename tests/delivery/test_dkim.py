@@ -107,3 +107,13 @@ def test_a_cached_key_is_read_again_after_its_time(make_domain, monkeypatch):
     clock = expiring.time.monotonic() + signing.KEY_CACHE_SECONDS + 1
     monkeypatch.setattr(expiring, "time", SimpleNamespace(monotonic=lambda: clock))
     assert dkim_sign(RAW, mail_from="alice@example.org") == RAW
+
+
+def test_a_header_that_starts_folded_is_returned_unsigned_not_an_index_error(make_domain):
+    """RFC 5322 2.2.3: a continuation line first continues no field; dkimpy's parser raised
+    IndexError on it. Submission refuses such a message (550 5.6.0) before it signs;
+    the other callers (notices, reports) get the message back unsigned."""
+    make_domain("example.org")
+    for fold in (b" ", b"\t"):
+        raw = fold + b"continued\r\nFrom: a@example.org\r\nSubject: x\r\n\r\nbody\r\n"
+        assert dkim_sign(raw, mail_from="a@example.org") == raw

@@ -138,6 +138,25 @@ def test_existing_date_and_message_id_are_kept(msa):
     assert stored.count(b"\r\nDate: ") == 1 and stored.count(b"Message-ID: ") == 1
 
 
+@pytest.mark.parametrize("fold", [b" ", b"\t"])
+def test_a_header_that_starts_with_a_continuation_line_is_refused_5_6_0(msa, fold):
+    """RFC 5322 2.2.3: the first line continues no field. Before, the line was read as part
+    of our own Received field and the message accepted (250)."""
+    tls_login(msa)
+    for _ in range(2):  # refused, and the session goes on
+        msa.command("MAIL FROM:<alice@example.org>", replies.S250_SENDER_OK)
+        msa.command("RCPT TO:<friend@elsewhere.example>", replies.S250_RECIPIENT_OK)
+        msa.command("DATA", replies.S354_START_DATA)
+        msa.send(fold + b"continued first\r\n" + MESSAGE + b".\r\n")
+        assert msa.line() == str(replies.S550_HEADER_STARTS_FOLDED)
+    assert not OutboundMessage.objects.exists() and not Message.objects.exists()
+    msa.command("MAIL FROM:<alice@example.org>", replies.S250_SENDER_OK)
+    msa.command("RCPT TO:<friend@elsewhere.example>", replies.S250_RECIPIENT_OK)
+    msa.command("DATA", replies.S354_START_DATA)
+    msa.send(MESSAGE + b".\r\n")
+    assert msa.line().startswith("250 2.0.0 OK queued as ")
+
+
 def test_sender_must_be_owned(msa):
     tls_login(msa)
     msa.command("MAIL FROM:<bob@example.org>", replies.S553_SENDER_NOT_OWNED)
