@@ -402,8 +402,15 @@ class Message(models.Model):
             models.Index(fields=["folder", "deleted"], name="message_folder_deleted"),
             models.Index(fields=["folder", "internal_date"], name="message_folder_date"),
             # A conversation's messages in a folder, newest last: the webmail's list asks of
-            # each row whether a newer message of its conversation is in the folder.
-            models.Index(fields=["folder", "thread_key", "uid"], name="message_folder_thread"),
+            # each row whether a newer message of its conversation is in the folder. The flags
+            # the list sums per conversation ride along, so that summary reads the index alone
+            # (folder_conversations: 48 -> 10 ms for a conversation of 100k on SQLite; a flag
+            # change costs SQLite one index entry more, PostgreSQL nothing: seen and flagged
+            # are indexed already, so those updates were never HOT).
+            models.Index(
+                fields=["folder", "thread_key", "uid", "seen", "flagged", "has_attachments"],
+                name="message_folder_thread_flags",
+            ),
             # The few rows with keywords: the IMAP FLAGS response without a folder scan.
             models.Index(
                 fields=["folder", "keywords"],

@@ -1719,11 +1719,10 @@ def conversation_list_page(
 
 @dataclass(frozen=True)
 class ConversationSummary:
-    """A conversation's messages in one folder: how many, which (UIDs, newest first), and
-    whether any is unread, flagged or has attachments."""
+    """A conversation's messages in one folder: how many, and whether any is unread, flagged
+    or has attachments."""
 
     count: int
-    uids: tuple[int, ...]
     unseen: bool
     flagged: bool
     attachments: bool
@@ -1732,30 +1731,51 @@ class ConversationSummary:
 def folder_conversations(
     folder: Folder | int, thread_keys: Iterable[str]
 ) -> dict[str, ConversationSummary]:
-    """For each thread key, its conversation's messages in the folder: one indexed read of
-    (thread_key, uid, flags) over the keys."""
+    """For each thread key, a summary of its conversation's messages in the folder: one
+    statement, summed per key by the database over the (folder, thread_key, uid, seen,
+    flagged, has_attachments) index alone, so that no message's row is read or sent (a
+    conversation of 100k notifications costs a 10 ms index walk, not 100k rows)."""
     folder_id = folder if isinstance(folder, int) else folder.pk
     keys = {k for k in thread_keys if k}
     if not keys:
         return {}
-    found: dict[str, list[tuple[int, bool, bool, bool]]] = {}
     rows = (
         Message.objects.filter(folder_id=folder_id, thread_key__in=keys)
-        .order_by("-uid")
-        .values_list("thread_key", "uid", "seen", "flagged", "has_attachments")
+        .order_by()  # no default ordering: it would join the GROUP BY
+        .values("thread_key")
+        .annotate(
+            count=Count("uid"),
+            unseen=Count("uid", filter=Q(seen=False)),
+            flagged=Count("uid", filter=Q(flagged=True)),
+            attachments=Count("uid", filter=Q(has_attachments=True)),
+        )
+        .values_list("thread_key", "count", "unseen", "flagged", "attachments")
     )
-    for key, uid, seen, flagged, attachments in rows:
-        found.setdefault(key, []).append((uid, seen, flagged, attachments))
     return {
         key: ConversationSummary(
-            count=len(items),
-            uids=tuple(i[0] for i in items),
-            unseen=not all(i[1] for i in items),
-            flagged=any(i[2] for i in items),
-            attachments=any(i[3] for i in items),
+            count=count, unseen=unseen > 0, flagged=flagged > 0, attachments=attachments > 0
         )
-        for key, items in found.items()
+        for key, count, unseen, flagged, attachments in rows
     }
+
+
+def conversations_uids(folder: Folder | int, newest_uids: Iterable[int]) -> list[int]:
+    """The UIDs, ascending, of the folder's conversations that these messages head: each
+    message's own and those of the folder's messages of its thread_key with a lower UID (what
+    the list showed as that conversation, and nothing that arrived after it). A message gone
+    from the folder contributes nothing. Two statements, whatever the conversations' sizes."""
+    folder_id = folder if isinstance(folder, int) else folder.pk
+    heads = Message.objects.filter(folder_id=folder_id, uid__in=set(newest_uids))
+    wanted = Q()
+    for uid, thread_key in heads.order_by().values_list("uid", "thread_key"):
+        wanted |= Q(thread_key=thread_key, uid__lte=uid) if thread_key else Q(uid=uid)
+    if not wanted:
+        return []
+    return list(
+        Message.objects.filter(wanted, folder_id=folder_id)
+        .order_by("uid")
+        .values_list("uid", flat=True)
+    )
 
 
 def conversation_of(message: Message, mailbox: Mailbox | int, *, limit: int) -> list[Message]:

@@ -3,12 +3,14 @@ same; the poller reads counters only; search says what it could not scan."""
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import connection
 from django.db.models import F
+from django.test.utils import CaptureQueriesContext
 
 from mailboxes import selectors, services
 from mailboxes.models import Folder, Message
@@ -16,11 +18,13 @@ from mailboxes.models import Folder, Message
 pytestmark = pytest.mark.django_db
 
 
-def bulk_inbox(mailbox, count: int, thread_size: int = 1) -> Folder:
+def bulk_inbox(mailbox, count: int, thread_size: int = 1, name: str = "INBOX") -> Folder:
     """`count` messages sharing one blob, inserted with one executemany (bulk_create of 100k
     ORM objects takes minutes on a slow machine); with `thread_size`, in conversations of that
-    many messages with consecutive UIDs."""
-    folder = selectors.folder_get(mailbox, "INBOX")
+    many messages with consecutive UIDs (the first message, UID 1, is one of its own)."""
+    folder = selectors.folder_get(mailbox, name) or services.folder_create(
+        mailbox=mailbox, name=name
+    )
     seed = services.message_append(
         folder=folder, raw=b"From: a@remote.example\r\nSubject: seed\r\n\r\nneedle\r\n"
     )
@@ -115,12 +119,58 @@ def test_big_folder_of_long_conversations(web, alice, request, count):
     timings["first page"], first = timed(web, base)
     rows = first.context["rows"]
     assert [r["uid"] for r in rows[:2]] == [count, count - 100]  # UIDs count-99..count
-    assert rows[1]["thread_count"] == 100 and len(rows[1]["uids"]) == 100
+    assert rows[1]["thread_count"] == 100 and rows[1]["pick"] == f"t{count - 100}"
     timings["middle page"], middle = timed(web, f"{base}?before={count // 2 + 1}")
     assert [r["uid"] for r in middle.context["rows"]][:2] == [count // 2, count // 2 - 100]
     timings["last page"], last = timed(web, f"{base}?before={count // 20}")
-    assert not last.context["has_older"] and last.context["rows"][-1]["uids"][-1] == 1
+    assert not last.context["has_older"]
+    assert [(r["uid"], r["thread_count"]) for r in last.context["rows"][-2:]] == [(100, 99), (1, 1)]
     print(
         f"\n{connection.vendor}, {count} messages in conversations of 100:\n"
         + "\n".join(f"{t * 1000:8.1f} ms  {name}" for name, t in timings.items())
     )
+
+
+def test_list_page_does_not_grow_with_a_conversation(web, alice):
+    """A conversation of 3,000 (notifications threaded on one root) costs the list what one of
+    10 does: its checkbox names its newest message ("t<UID>", not every UID: the page was 15 KB
+    bigger), the page takes as many statements, and the bulk action on that checkbox reaches
+    every message of it, but none that arrived after the page was shown."""
+    pages = {}
+    for size in (10, 3000):
+        folder = bulk_inbox(alice, size + 1, thread_size=size + 1, name=f"Talk {size}")
+        with CaptureQueriesContext(connection) as statements:
+            body = web.get(f"/f/{folder.pk}/").content.decode()
+        picks = re.findall(r'name="uid" value="([^"]+)"', body)
+        assert picks == [f"t{size + 1}", "1"]  # the conversation (UIDs 2..size+1), the seed
+        assert f'data-test="thread-count">{size}<' in body
+        rows = body[body.index('<ul class="message-list"') :]
+        pages[size] = (folder, len(rows[: rows.index("</ul>")]), len(statements))
+    (small, small_bytes, small_statements), (big, big_bytes, big_statements) = pages.values()
+    # Only the newest message's subject, size and date differ (every UID: 15 KB more)
+    assert big_bytes - small_bytes < 500
+    assert big_statements == small_statements
+    late = services.message_append(
+        folder=big, raw=b"Subject: late\r\nReferences: <m0@example.org>\r\n\r\nlate\r\n"
+    )
+    assert Message.objects.get(folder=big, uid=late.uid).thread_key == "<m0@example.org>"
+    small_seen = seen_uids(small)
+    assert len(seen_uids(big)) == 1000  # bulk_inbox's every third
+    answer = web.post(f"/f/{big.pk}/bulk/", {"action": "read", "uid": "t3001"})
+    assert answer.status_code == 302
+    assert seen_uids(big) == set(range(2, 3002))  # the conversation as shown, whole: not the
+    # late reply, nor the other conversation (UID 1), nor another folder's
+    assert seen_uids(small) == small_seen
+
+
+def seen_uids(folder: Folder) -> set[int]:
+    return set(Message.objects.filter(folder=folder, seen=True).values_list("uid", flat=True))
+
+
+def test_bulk_refuses_what_is_not_a_uid_or_a_conversation(web, alice):
+    folder = bulk_inbox(alice, 3, thread_size=3)
+    for value in ("t", "tt3", "3,x", " 3", "+3", "t-3", "\u0663"):
+        answer = web.post(f"/f/{folder.pk}/bulk/", {"action": "read", "uid": value})
+        assert answer.status_code == 400, value
+    assert web.post(f"/f/{folder.pk}/bulk/", {"action": "read", "uid": "t99"}).status_code == 302
+    assert seen_uids(folder) == set()  # bulk_inbox's are UIDs 2 and 3, unread; no UID 99
