@@ -115,7 +115,13 @@ class GroupCommitter:
 
         try:
             _commit_transaction(pieces)
-        except Exception:
+        except Exception as exc:
+            if getattr(exc, "after_commit", False):
+                # Committed, then not synced (mailhost/sqlite3): the rows are there, so none
+                # is run again, and none may be reported stored.
+                for work in batch:
+                    work.value, work.error, work.done = _MISSING, exc, True
+                return
             # Nothing of the batch is stored (a savepoint statement or the COMMIT failed).
             for work in batch:
                 work.value, work.error = _MISSING, None

@@ -1,14 +1,14 @@
 """Transactions whose commit need not reach the disk before the reply.
 
-Mail is durable before it is acknowledged (APPEND OK, SMTP 250: synchronous=FULL on SQLite,
-synchronous_commit on PostgreSQL). Flag changes, \\Recent claims, login times and protocol
-caches are not mail: like Dovecot, which does not fsync its index for flag updates, Mailhost
-commits them without waiting for the sync. The database stays consistent whatever happens (in
-WAL mode a commit that was not synced is either wholly there or wholly gone after a power
-loss); what a power loss may cost is the last fraction of a second of such changes. Any later
-synced commit (the next APPEND or delivery) syncs them too, since the log is written in order.
-A clean shutdown or a crash of the process alone loses nothing: the commit is in the
-operating system's hands before this returns.
+Mail is durable before it is acknowledged (APPEND OK, SMTP 250: the WAL synced after the commit
+on SQLite, mailhost/sqlite3; synchronous_commit on PostgreSQL). Flag changes, \\Recent claims,
+login times and protocol caches are not mail: like Dovecot, which does not fsync its index for
+flag updates, Mailhost commits them without waiting for the sync. The database stays consistent
+whatever happens (in WAL mode a commit that was not synced is either wholly there or wholly
+gone after a power loss); what a power loss may cost is the last fraction of a second of such
+changes. Any later synced commit (the next APPEND or delivery) syncs them too, since the log is
+written in order. A clean shutdown or a crash of the process alone loses nothing: the commit is
+in the operating system's hands before this returns.
 """
 
 from __future__ import annotations
@@ -28,25 +28,14 @@ def unsynced_atomic() -> Iterator[None]:
             yield
         return
     if connection.vendor == "sqlite":
-        # Set outside the transaction, restored after it: the pragma belongs to the
-        # connection, which the next (synced) writer of this thread uses as it is. The level
-        # to restore is the connection's configured one (its init_command, the same on every
-        # reconnect): read once per connection object, not on every STORE.
-        # The pragmas go to the sqlite3 connection itself: through Django's cursor wrappers
-        # they cost more than the STORE's own statements.
-        connection.ensure_connection()
-        previous = getattr(connection, "mailhost_synchronous", None)
-        if previous is None:
-            (previous,) = connection.connection.execute("PRAGMA synchronous").fetchone()
-            connection.mailhost_synchronous = previous
-        connection.connection.execute("PRAGMA synchronous=NORMAL")
+        # The backend (mailhost/sqlite3) runs every transaction at synchronous=NORMAL and
+        # syncs the WAL after a durable commit, outside the writer lock: this one it skips.
+        connection.synced_commit = False
         try:
             with transaction.atomic():
                 yield
         finally:
-            # A connection closed meanwhile (an error) comes back with its configured level.
-            if connection.connection is not None:
-                connection.connection.execute(f"PRAGMA synchronous={int(previous)}")
+            connection.synced_commit = True
         return
     with transaction.atomic():
         if connection.vendor == "postgresql":

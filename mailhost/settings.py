@@ -129,7 +129,9 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
     # takes the write lock at BEGIN, so concurrent writers queue on the busy timeout instead of
     # failing on a lock upgrade half-way through a transaction. synchronous=FULL syncs the WAL
     # at every commit: an SMTP 250 or IMAP OK must survive a power loss, not only a crash of
-    # this process (NORMAL would lose the last commits while their blobs survive).
+    # this process (NORMAL would lose the last commits while their blobs survive). Inside a
+    # transaction mailhost.sqlite3 runs at NORMAL and syncs the WAL itself once the writer
+    # lock is free, before the commit returns.
     # mailhost.sqlite3 is Django's backend with this process's writers queued on a lock of
     # their own (see there) rather than in SQLite's sleeping busy handler.
     _db["ENGINE"] = "mailhost.sqlite3"

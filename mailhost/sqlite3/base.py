@@ -14,6 +14,20 @@ first), so the file lock is held by at most one thread per process and is never 
 Writes in autocommit mode (a statement outside any transaction) take neither lock and still
 meet the others at SQLite's own lock, through the busy handler, as do other programs that
 open the database.
+
+A durable transaction's sync happens after both locks are given back. SQLite at
+synchronous=FULL syncs the WAL inside COMMIT, holding its write lock (and so ours) for the
+whole sync: every process's next writer waited for this one's disk. Here a transaction runs at
+synchronous=NORMAL (COMMIT writes the WAL and does not sync it), and `_commit` then gives the
+locks back and syncs the WAL itself (fdatasync of the -wal file) before it returns, so that
+the next writer's statements run while this one's bytes reach the disk, and two processes'
+syncs can share the file system's journal commit. The caller still returns only after the
+sync: the rows of an SMTP 250 or an IMAP APPEND OK are on the disk when it is said. The log is
+written in order, so the sync covers every earlier commit too; frames a checkpoint has moved
+into the database file were synced there first (NORMAL syncs the WAL before a checkpoint and
+the database after it), and the WAL file cannot be removed while this connection is open.
+A transaction of mailboxes.transactions.unsynced_atomic skips the sync. Outside transactions
+the connection stays at its configured level (FULL), so autocommit writes sync as before.
 """
 
 from __future__ import annotations
@@ -23,6 +37,7 @@ import functools
 import os
 import threading
 
+from django.db import OperationalError
 from django.db.backends.sqlite3 import base
 from django.utils.asyncio import async_unsafe
 
@@ -73,6 +88,58 @@ class _FileLocks:
 _files = _FileLocks()
 
 
+class _WalFiles:
+    """This process's descriptors of the databases' WAL files, for the sync after a commit.
+    fsync belongs to the file, not the descriptor: one opened here syncs what SQLite's own
+    wrote. A WAL file removed and made anew (once every connection had closed) is opened
+    again; the old descriptor stays open, since another thread may be syncing through it."""
+
+    def __init__(self) -> None:
+        self._pid = 0
+        self._fds: dict[str, tuple[int, int]] = {}  # path -> (inode, descriptor)
+        self._retired: list[int] = []
+        self._guard = threading.Lock()
+
+    def sync(self, name: str) -> None:
+        """Sync the WAL of database file `name` (the file itself when there is no WAL)."""
+        path = f"{name}-wal"
+        try:
+            inode = os.stat(path).st_ino
+        except FileNotFoundError:
+            path, inode = name, os.stat(name).st_ino
+        known = self._fds.get(path)
+        if known is None or known[0] != inode or self._pid != os.getpid():
+            known = self._open(path, inode)
+        os.fdatasync(known[1])
+
+    def _open(self, path: str, inode: int) -> tuple[int, int]:
+        with self._guard:
+            if self._pid != os.getpid():
+                self._fds, self._retired, self._pid = {}, [], os.getpid()
+            known = self._fds.get(path)
+            if known is not None and known[0] == inode:
+                return known
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            if known is not None:
+                self._retired.append(known[1])
+            known = self._fds[path] = (os.fstat(fd).st_ino, fd)
+        # A new file's name in its directory, durable once (SQLite's own sync of a new WAL
+        # does the same).
+        directory = os.open(os.path.dirname(path) or ".", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+        return known
+
+
+_wal_files = _WalFiles()
+
+# PRAGMA synchronous levels: a configured level from FULL up is what a transaction here
+# relaxes to NORMAL, syncing the WAL itself after the commit.
+SYNC_NORMAL, SYNC_FULL = 1, 2
+
+
 # Statements longer than this (bulk inserts of many rows) are converted each time, not kept.
 CONVERTED_MAX_LENGTH = 4096
 
@@ -97,6 +164,18 @@ class CursorWrapper(base.SQLiteCursorWrapper):
 class DatabaseWrapper(base.DatabaseWrapper):
     holds_writer_lock = False
     holds_file_lock: int | None = None
+    # Whether the next transaction's commit is synced (mailboxes.transactions.unsynced_atomic
+    # sets it False for its transaction).
+    synced_commit = True
+    # The connection's configured PRAGMA synchronous (read once per connection), and whether
+    # the transaction in progress runs relaxed to NORMAL with the sync left to _commit.
+    configured_sync = SYNC_FULL
+    _relaxed = False
+
+    def get_new_connection(self, conn_params):
+        conn = super().get_new_connection(conn_params)
+        (self.configured_sync,) = conn.execute("PRAGMA synchronous").fetchone()
+        return conn
 
     @async_unsafe
     def create_cursor(self, name=None):
@@ -121,13 +200,26 @@ class DatabaseWrapper(base.DatabaseWrapper):
                 fd = _files.fd(name)
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 self.holds_file_lock = fd
+                if self.configured_sync >= SYNC_FULL:
+                    # Before BEGIN: SQLite refuses to change the level inside a transaction.
+                    self.connection.execute("PRAGMA synchronous=NORMAL")
+                    self._relaxed = True
             super()._start_transaction_under_autocommit()
         except BaseException:
+            self._end_relaxed()
             self._release_file_lock()
             if acquired:
                 lock.release()
             raise
         self.holds_writer_lock = acquired
+
+    def _end_relaxed(self) -> bool:
+        """Back to the configured level once the transaction is over; whether it was relaxed
+        (its commit then still needs the WAL's sync)."""
+        relaxed, self._relaxed = self._relaxed, False
+        if relaxed and self.connection is not None:
+            self.connection.execute(f"PRAGMA synchronous={int(self.configured_sync)}")
+        return relaxed
 
     def _release_file_lock(self) -> None:
         fd, self.holds_file_lock = self.holds_file_lock, None
@@ -141,21 +233,39 @@ class DatabaseWrapper(base.DatabaseWrapper):
             _writer_lock(str(self.settings_dict["NAME"])).release()
 
     def _commit(self):
+        committed = False
         try:
-            return super()._commit()
+            result = super()._commit()
+            committed = True
+            return result
         finally:
             # A failed COMMIT leaves the transaction open: Atomic rolls it back next.
             if self.connection is None or not self.connection.in_transaction:
+                relaxed = self._end_relaxed()
                 self._release_writer_lock()
+                if committed and relaxed and self.synced_commit:
+                    self._sync_wal()  # the locks are free for the next writer meanwhile
+
+    def _sync_wal(self) -> None:
+        try:
+            _wal_files.sync(str(self.settings_dict["NAME"]))
+        except OSError as exc:
+            # Committed but maybe not on the disk: the caller must not say it is stored, and
+            # must not run the work again either (mailboxes.groupcommit reads the mark).
+            error = OperationalError(f"the committed transaction could not be synced: {exc}")
+            error.after_commit = True
+            raise error from exc
 
     def _rollback(self):
         try:
             return super()._rollback()
         finally:
+            self._end_relaxed()
             self._release_writer_lock()
 
     def _close(self):
         try:
             return super()._close()
         finally:
+            self._relaxed = False
             self._release_writer_lock()

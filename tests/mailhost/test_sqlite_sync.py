@@ -1,0 +1,125 @@
+"""A durable SQLite transaction syncs its WAL after the writer lock is free (mailhost/sqlite3/
+base.py): COMMIT runs at synchronous=NORMAL, then the backend gives the locks back and syncs
+the -wal file itself before commit() returns, so that the next writer (of this process or
+another) runs while this one's bytes reach the disk. An unsynced transaction
+(mailboxes.transactions.unsynced_atomic) is not synced; a sync that fails is an error."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+
+import pytest
+from django.db import OperationalError, connection, transaction
+
+from mailboxes.models import Domain
+from mailboxes.transactions import unsynced_atomic
+from mailhost.sqlite3.base import lock_path
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def syncs(monkeypatch):
+    """Every fdatasync the process makes: (the file, whether the writer lock was free)."""
+    if connection.vendor != "sqlite":
+        pytest.skip("the database is not SQLite")
+    seen: list[tuple[str, bool]] = []
+    real = os.fdatasync
+    lock_file = lock_path(str(connection.settings_dict["NAME"]))
+
+    def spy(fd: int) -> None:
+        # flock() locks belong to the open file: another descriptor of the lock file here
+        # conflicts with the connection's own lock as with another process's.
+        probe = os.open(lock_file, os.O_RDWR)
+        try:
+            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(probe, fcntl.LOCK_UN)
+            free = True
+        except BlockingIOError:
+            free = False
+        finally:
+            os.close(probe)
+        seen.append((os.readlink(f"/proc/self/fd/{fd}"), free))
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", spy)
+    return seen
+
+
+def sync_level() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA synchronous")
+        return cursor.fetchone()[0]
+
+
+def test_a_durable_commit_syncs_the_wal_once_the_writer_lock_is_free(syncs):
+    with transaction.atomic():
+        Domain.objects.create(name="durable.example")
+        assert sync_level() == 1  # NORMAL: COMMIT itself does not sync
+        assert syncs == []
+    wal = f"{connection.settings_dict['NAME']}-wal"
+    assert syncs == [(os.path.realpath(wal), True)]
+    assert sync_level() == 2  # FULL again outside transactions (autocommit writes)
+
+
+def test_an_unsynced_transaction_is_not_synced(syncs):
+    with unsynced_atomic():
+        Domain.objects.create(name="flags.example")
+        assert sync_level() == 1
+    assert syncs == []
+    assert sync_level() == 2
+    with transaction.atomic():  # the next transaction is durable again
+        Domain.objects.create(name="mail.example")
+    assert len(syncs) == 1
+
+
+def test_a_rolled_back_transaction_is_not_synced(syncs):
+    with pytest.raises(ValueError), transaction.atomic():
+        Domain.objects.create(name="gone.example")
+        raise ValueError("rolled back")
+    assert syncs == []
+    assert sync_level() == 2
+    assert not Domain.objects.filter(name="gone.example").exists()
+
+
+def test_a_failed_sync_fails_the_commit(syncs, monkeypatch):
+    def broken(fd: int) -> None:
+        raise OSError(errno.EIO, "I/O error")
+
+    monkeypatch.setattr(os, "fdatasync", broken)
+    with pytest.raises(OperationalError, match="could not be synced"), transaction.atomic():
+        Domain.objects.create(name="unsynced.example")
+    assert sync_level() == 2
+
+
+def test_a_batch_whose_sync_failed_is_not_run_again(syncs, monkeypatch):
+    """The group committer's pieces were committed before the sync failed: each gets the
+    error, and none is filed a second time in a transaction of its own."""
+    from mailboxes.groupcommit import GroupCommitter
+    from tests.mailboxes.test_groupcommit import queue_behind
+
+    group = GroupCommitter()
+    failing = {"on": False}
+    real = os.fdatasync
+
+    def fails_when_told(fd: int) -> None:
+        if failing["on"]:
+            raise OSError(errno.EIO, "I/O error")
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", fails_when_told)
+
+    def make(name: str):  # noqa: ANN202
+        def piece() -> str:
+            failing["on"] = True  # the batch's commit, not the holder's, fails to sync
+            Domain.objects.create(name=f"{name}.example")
+            return name
+
+        return piece
+
+    outcomes = queue_behind(group, {"first": make("first"), "second": make("second")})
+    assert all(isinstance(o, OperationalError) for o in outcomes.values()), outcomes
+    names = list(Domain.objects.values_list("name", flat=True))
+    assert sorted(names) == ["first.example", "second.example"]
