@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 
 from django.conf import settings
 from django.db import connections
@@ -27,17 +28,71 @@ logger = logging.getLogger(__name__)
 
 def deliver_message(message_id: int) -> dict[str, int]:
     """Attempt the message's due recipients; returns counts by resulting status."""
-    queue.job_started(message_id)
+    return deliver_messages([message_id]).get(message_id, {})
+
+
+def deliver_messages(message_ids: Sequence[int]) -> dict[int, dict[str, int]]:
+    """Attempt the due recipients of several messages one after the other (an embedded
+    worker's backlog: delivery.worker), under ONE claim and with their results written
+    together (_Results): two commits for the batch instead of two a message. Returns the
+    counts by resulting status of each message that had recipients due."""
+    for message_id in message_ids:
+        queue.job_started(message_id)
     _drop_broken_connections()
-    claim = services.recipients_claim(message_id=message_id)
-    if claim is None:
+    claims = services.recipients_claim_many(message_ids=message_ids)
+    if not claims:
         return {}
-    counts = attempt(claim)
-    if _dsn_possible(claim, counts) and services.dsn_owed(
-        recipient_ids=[r.id for r in claim.recipients]
-    ):
-        services.message_notify(message_id=message_id)
+    results = _Results(claims[0].token)
+    counts: dict[int, dict[str, int]] = {}
+    try:
+        for claim in claims:
+            results.flush_if_old()
+            counts[claim.message.pk] = attempt(claim, results)
+    finally:
+        results.flush()
+    for claim in claims:
+        if _dsn_possible(claim, counts[claim.message.pk]) and services.dsn_owed(
+            recipient_ids=[r.id for r in claim.recipients]
+        ):
+            services.message_notify(message_id=claim.message.pk)
     return counts
+
+
+# The results of a batch are written together, but none waits longer than this once known
+# (checked as each destination's outcome comes in and before each message): a delivered
+# result not yet written when the process dies means that recipient gets the message again.
+RECORD_WITHIN = 1.0
+
+
+class _Results:
+    """Outcomes of one claim's attempts, kept until they are written in one transaction
+    (services.recipients_record). Kept when writing fails: written again with what follows,
+    or lost with the process (the lease runs out and the recipients are due again)."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+        self.outcomes: dict[int, Outcome] = {}
+        self.claimed: dict[int, OutboundRecipient] = {}
+        self.since = 0.0
+
+    def add(self, outcomes: dict[int, Outcome], claimed: Sequence[OutboundRecipient]) -> None:
+        if not self.outcomes:
+            self.since = time.monotonic()
+        self.outcomes.update(outcomes)
+        self.claimed.update((r.id, r) for r in claimed if r.id in outcomes)
+        self.flush_if_old()
+
+    def flush_if_old(self) -> None:
+        if self.outcomes and time.monotonic() - self.since >= RECORD_WITHIN:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.outcomes:
+            return
+        services.recipients_record(
+            token=self.token, outcomes=self.outcomes, claimed=list(self.claimed.values())
+        )
+        self.outcomes, self.claimed = {}, {}
 
 
 def _dsn_possible(claim: Claim, counts: dict[str, int]) -> bool:
@@ -69,8 +124,11 @@ def _drop_broken_connections() -> None:
             conn.close()
 
 
-def attempt(claim: Claim) -> dict[str, int]:
+def attempt(claim: Claim, results: _Results | None = None) -> dict[str, int]:
+    """Attempt the claim's recipients; their outcomes go to `results` (written at once
+    without one)."""
     counts: dict[str, int] = defaultdict(int)
+    mine = results or _Results(claim.token)
     hosted = {d for d in {r.domain for r in claim.recipients} if domain_is_hosted(d)}
     local = [r for r in claim.recipients if r.domain in hosted]
     remote = [r for r in claim.recipients if r.domain not in hosted]
@@ -84,12 +142,12 @@ def attempt(claim: Claim) -> dict[str, int]:
             raw = blob_read(claim.message.blob)
             for group in _destinations(remote):
                 outcomes = _deliver_remote(claim, group, raw)
-                services.recipients_record(
-                    token=claim.token, outcomes=outcomes, claimed=claim.recipients
-                )
+                mine.add(outcomes, claim.recipients)
                 done.update(outcomes)
                 for outcome in outcomes.values():
                     counts[outcome.status] += 1
+        if results is None:
+            mine.flush()
     except Exception:
         # Our own fault: what is not recorded yet is deferred, not lost, and retried.
         logger.exception("delivery of %s failed", claim.message.queue_id)
@@ -99,7 +157,9 @@ def attempt(claim: Claim) -> dict[str, int]:
             if r.id not in done
         }
         if rest:
-            services.recipients_record(token=claim.token, outcomes=rest)
+            mine.add(rest, ())
+        if results is None:
+            mine.flush()
     return dict(counts)
 
 

@@ -167,6 +167,24 @@ class EmbeddedQueue:
         except stdlib_queue.Empty:
             return None
 
+    def take(self, limit: int) -> list[int]:
+        """Up to `limit` more ids that are queued now, without waiting."""
+        taken: list[int] = []
+        while len(taken) < limit:
+            try:
+                message_id = self._queue.get_nowait()
+            except stdlib_queue.Empty:
+                break
+            if message_id is None:
+                self._queue.put(None)  # a stop request: another thread's
+                break
+            taken.append(message_id)
+        return taken
+
+    def backlog(self) -> int:
+        """Ids queued now (an estimate: other threads take and add meanwhile)."""
+        return self._queue.qsize()
+
     def wake(self, count: int = 1) -> None:
         for _ in range(count):
             self._queue.put(None)

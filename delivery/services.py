@@ -140,7 +140,17 @@ class Claim:
 
 
 def recipients_claim(*, message_id: int, now: datetime | None = None) -> Claim | None:
-    """Lease the message's due recipients and count the attempt, before any connection.
+    """Lease the message's due recipients and count the attempt, before any connection."""
+    claims = recipients_claim_many(message_ids=[message_id], now=now)
+    return claims[0] if claims else None
+
+
+def recipients_claim_many(
+    *, message_ids: Sequence[int], now: datetime | None = None
+) -> list[Claim]:
+    """Lease the due recipients of these messages and count the attempt, before any
+    connection: one Claim a message that had any, all under one token, in ONE transaction
+    (a worker with a backlog claims several messages for the price of one commit).
 
     One UPDATE with the due condition in its WHERE: concurrent claimers (threads, processes,
     SQLite's serialized writers or PostgreSQL's row locks) each get disjoint rows. Both of its
@@ -150,32 +160,34 @@ def recipients_claim(*, message_id: int, now: datetime | None = None) -> Claim |
     now = now or timezone.now()
     token = secrets.token_hex(16)
     lease = now + timedelta(seconds=settings.MAILHOST_DELIVERY_LEASE)
-    update, select = _claim_sql()
+    ids = sorted(set(message_ids))
+    update, select = _claim_sql(len(ids))
     adapt = connection.ops.adapt_datetimefield_value
     # Not synced before returning (mailboxes/transactions.py): a claim lost with the power
     # only makes the recipients due again, as an expired lease would.
     with unsynced_atomic(), connection.cursor() as cursor:
         cursor.execute(
             update,
-            [token, adapt(lease), adapt(now), message_id, *_PENDING_TEXT, adapt(now), adapt(now)],
+            [token, adapt(lease), adapt(now), *ids, *_PENDING_TEXT, adapt(now), adapt(now)],
         )
         claimed = cursor.rowcount
     if not claimed:
-        return None
+        return []
     with connection.cursor() as cursor:
-        cursor.execute(select, [message_id, token])
+        cursor.execute(select, [*ids, token])
         rows = cursor.fetchall()
-    if not rows:
-        return None
     recipient, message, blob = _CLAIMED
-    first = message.instance(rows[0], len(recipient))
-    _MESSAGE_BLOB.set_cached_value(first, blob.instance(rows[0], len(recipient) + len(message)))
-    recipients = []
+    claims: list[Claim] = []
     for row in rows:
         r = recipient.instance(row)
-        _RECIPIENT_MESSAGE.set_cached_value(r, first)
-        recipients.append(r)
-    return Claim(token=token, message=first, recipients=recipients)
+        if not claims or claims[-1].message.pk != r.message_id:
+            first = message.instance(row, len(recipient))
+            blob_row = blob.instance(row, len(recipient) + len(message))
+            _MESSAGE_BLOB.set_cached_value(first, blob_row)
+            claims.append(Claim(token=token, message=first, recipients=[]))
+        _RECIPIENT_MESSAGE.set_cached_value(r, claims[-1].message)
+        claims[-1].recipients.append(r)
+    return claims
 
 
 # The claim's rows: the recipient's columns, then its message's, then the message's blob's.
@@ -187,29 +199,31 @@ _CLAIMED = (
 _PENDING_TEXT = [str(status) for status in PENDING]
 _RECIPIENT_MESSAGE = OutboundRecipient._meta.get_field("message")
 _MESSAGE_BLOB = OutboundMessage._meta.get_field("blob")
-_claim_statements: tuple[str, str] | None = None
+_claim_statements: dict[int, tuple[str, str]] = {}
 
 
-def _claim_sql() -> tuple[str, str]:
-    """The claim's UPDATE (due_recipients() of one message) and the SELECT of what it took."""
-    global _claim_statements
-    if _claim_statements is None:
+def _claim_sql(count: int) -> tuple[str, str]:
+    """The claim's UPDATE (due_recipients() of `count` messages) and the SELECT of what it
+    took, built once for each count."""
+    statements = _claim_statements.get(count)
+    if statements is None:
         recipient, message, blob = _CLAIMED
         table = connection.ops.quote_name(OutboundRecipient._meta.db_table)
         statuses = ", ".join(["%s"] * len(PENDING))
+        messages = "= %s" if count == 1 else f"IN ({', '.join(['%s'] * count)})"
         update = (
             f"UPDATE {table} SET lease_token = %s, lease_until = %s, attempts = attempts + 1,"
-            f" last_attempt_at = %s WHERE message_id = %s AND status IN ({statuses})"
+            f" last_attempt_at = %s WHERE message_id {messages} AND status IN ({statuses})"
             " AND next_attempt_at <= %s AND (lease_until IS NULL OR lease_until < %s)"
         )
         select = (
             f"SELECT {recipient.sql}, {message.sql}, {blob.sql} FROM {recipient.table}"
             f" INNER JOIN {message.table} ON m.id = r.message_id"
             f" INNER JOIN {blob.table} ON b.id = m.blob_id"
-            " WHERE r.message_id = %s AND r.lease_token = %s ORDER BY r.id"
+            f" WHERE r.message_id {messages} AND r.lease_token = %s ORDER BY r.message_id, r.id"
         )
-        _claim_statements = (update, select)
-    return _claim_statements
+        statements = _claim_statements[count] = (update, select)
+    return statements
 
 
 def lease_extend(*, token: str) -> None:

@@ -2,7 +2,8 @@
 
 Under `runmail` (the "worker" listener family, `start()` below):
 - without REDIS_URL, MAILHOST_DELIVERY_THREADS threads run delivery jobs from the in-process
-  queue;
+  queue; a thread that finds a backlog takes its share of it (batch_size) and claims and
+  records those messages together (delivery.jobs.deliver_messages);
 - with REDIS_URL, the same number of threads run RQ workers on the "default" queue (0 threads
   leaves the jobs to `manage.py rqworker` processes).
 With MAILHOST_PROCESSES above 1, every worker process runs its MAILHOST_DELIVERY_THREADS
@@ -93,18 +94,34 @@ class Sweeper(threading.Thread):
         self.stopping.set()
 
 
-def _embedded_worker(stop: threading.Event) -> None:
-    from delivery.jobs import deliver_message
+# The most messages an embedded worker thread takes at once from its backlog (one claim and
+# one write of the results for all of them: delivery.jobs.deliver_messages).
+BATCH_MAX = 8
+
+
+def batch_size(backlog: int, threads: int) -> int:
+    """How many more ids a thread takes besides the one it got: its share of the backlog
+    beyond one each, so that every thread still gets work while there is a message for it,
+    and a batch only when there are more messages queued than threads."""
+    return max(0, min(BATCH_MAX - 1, backlog // max(threads, 1)))
+
+
+def _embedded_worker(stop: threading.Event, threads: int = 1) -> None:
+    from delivery.jobs import deliver_messages
 
     try:
         while not stop.is_set():
             message_id = queue.embedded.get(timeout=1.0)
             if message_id is None or stop.is_set():
                 continue
+            message_ids = [message_id]
+            more = batch_size(queue.embedded.backlog(), threads)
+            if more:
+                message_ids += queue.embedded.take(more)
             try:
-                deliver_message(message_id)
+                deliver_messages(message_ids)
             except Exception:
-                logger.exception("delivery job for message %s failed", message_id)
+                logger.exception("delivery job for messages %s failed", message_ids)
     finally:
         connections.close_all()
 
@@ -150,7 +167,7 @@ class DeliveryService:
             if settings.REDIS_URL:
                 target, args = _rq_thread_worker, (self.stop_event, index)
             else:
-                target, args = _embedded_worker, (self.stop_event,)
+                target, args = _embedded_worker, (self.stop_event, self.count)
             thread = threading.Thread(
                 target=target, args=args, name=f"delivery-{index}", daemon=True
             )

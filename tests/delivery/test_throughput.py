@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from django.conf import settings
 
 from delivery.models import OutboundRecipient
 from tests.delivery.conftest import run_queue
@@ -61,3 +62,62 @@ def test_a_delivered_message_costs_its_claim_and_an_update_a_recipient(
         if "delivery_outboundrecipient" in q["sql"]
     ]
     assert spool_statements == ["UPDATE", "SELECT", "UPDATE", "UPDATE"]
+
+
+@pytest.mark.skipif(bool(settings.REDIS_URL), reason="the embedded queue's workers batch")
+def test_a_worker_thread_claims_and_records_its_backlog_in_two_commits(
+    make_mailbox, dns_server, peers, monkeypatch
+):
+    """A delivery thread that finds messages queued behind the one it took takes them too
+    (delivery.worker.batch_size): one claim and one write of the results for the batch, so
+    six messages cost the worker two commits (before: two a message, 12), each message in
+    its own transaction on the reused connection, each recipient delivered once."""
+    import threading
+
+    from django.db.backends.base.base import BaseDatabaseWrapper
+
+    from delivery import jobs, queue
+    from delivery.worker import DeliveryService
+
+    make_mailbox("alice@example.org")
+    dns_server.add("remote.test", "MX", "10 mx1.remote.test.")
+    dns_server.add("mx1.remote.test", "A", "127.0.0.2")
+    peer = peers.start("127.0.0.2")
+    for _ in range(6):
+        spool(["bob@remote.test", "carol@remote.test"])
+    assert len(queue.embedded) == 6
+    # However slow the machine is today (raising=False: the count is what fails before).
+    monkeypatch.setattr(jobs, "RECORD_WITHIN", 600.0, raising=False)
+    commits = []
+    real_commit = BaseDatabaseWrapper.commit
+
+    def counting_commit(self):  # noqa: ANN001, ANN202
+        if threading.current_thread().name.startswith("delivery-"):
+            commits.append(self.alias)
+        return real_commit(self)
+
+    monkeypatch.setattr(BaseDatabaseWrapper, "commit", counting_commit)
+    service = DeliveryService(threads=1, threads_only=True)
+    service.start()
+    try:
+        deadline = time.monotonic() + 20
+        while OutboundRecipient.objects.exclude(status="delivered").exists():
+            assert time.monotonic() < deadline, "the worker did not deliver the backlog"
+            time.sleep(0.05)
+    finally:
+        service.close()
+        service.join()
+    assert len(peer.received) == 6
+    assert set(OutboundRecipient.objects.values_list("attempts", flat=True)) == {1}
+    assert len(commits) == 2
+
+
+def test_a_batch_is_a_share_of_the_backlog_beyond_one_message_a_thread():
+    from delivery.worker import BATCH_MAX, batch_size
+
+    assert batch_size(0, 1) == 0  # nothing else queued
+    assert batch_size(3, 1) == 3
+    assert batch_size(100, 1) == BATCH_MAX - 1
+    assert batch_size(15, 16) == 0  # 16 messages, 16 threads: one each
+    assert batch_size(40, 4) == BATCH_MAX - 1
+    assert batch_size(12, 4) == 3
