@@ -49,6 +49,10 @@ CACHED_FIELDS = {
     "cc": ("cc_display", 4000),
     "subject": ("subject", 2000),
 }
+# Cached columns whose text is stored with white space runs as one space already
+# (headers.decode_words), as _fold leaves it: a needle of several words is looked for whole.
+# (The display columns' addresses keep what a quoted local part holds.)
+SPACED_COLUMNS = {"subject"}
 # A Date: header's own day may differ from its UTC day by this much (RFC 5322 zones).
 SENT_DATE_BAND = timedelta(hours=24)
 # More ranges than this in a UID set are matched in Python (SQL expression depth).
@@ -446,11 +450,17 @@ class _Octets(Func):
 
 def _cached_pre(column: str, limit: int, needle: str) -> Q:
     """A superset, in SQL, of the rows whose cached `column` holds the folded ASCII `needle`
-    after _fold: each of its words appears as such (white space runs fold to one space),
-    or the text holds a character that folds to ASCII, or it was too long to cache whole."""
-    words = Q()
-    for word in needle.split():
-        words &= Q(**{f"{column}__icontains": word})
+    after _fold: the needle appears as such (in a column of SPACED_COLUMNS; elsewhere each of
+    its words, white space runs folding to one space), or the text holds a character that
+    folds to ASCII, or it was too long to cache whole."""
+    if column in SPACED_COLUMNS:
+        # One LIKE, not one per word: a subject search for "message 42" at 100k messages
+        # handed Python the 3,970 rows holding both words for the 1,111 that hold it.
+        words = Q(**{f"{column}__icontains": needle})
+    else:
+        words = Q()
+        for word in needle.split():
+            words &= Q(**{f"{column}__icontains": word})
     return words | Q(_HoldsAnyOf(column, FOLDS_TO_ASCII)) | Q(**{f"{column}_len__gte": limit})
 
 
