@@ -131,7 +131,10 @@ def send(topic: str, message: dict[str, Any], *, to: int | None = None) -> None:
 def _listen(receive: socket.socket) -> None:
     while True:
         try:
-            data = receive.recv(1 << 20)
+            # No datagram is larger (send() refuses them). recv allocates what it is asked
+            # for before it reads: a 1 MiB ask was an mmap, page faults and a munmap for each
+            # delivery hint (9.7 us against 0.9 for the 60 KB ask, a 26-byte hint).
+            data = receive.recv(MAX_DATAGRAM)
         except OSError:
             return
         try:
