@@ -16,6 +16,7 @@ from django.db import OperationalError, connection, transaction
 from mailboxes.models import Domain
 from mailboxes.transactions import unsynced_atomic
 from mailhost.sqlite3.base import lock_path
+from tests.mailboxes.conftest import make_raw
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -123,3 +124,19 @@ def test_a_batch_whose_sync_failed_is_not_run_again(syncs, monkeypatch):
     assert all(isinstance(o, OperationalError) for o in outcomes.values()), outcomes
     names = list(Domain.objects.values_list("name", flat=True))
     assert sorted(names) == ["first.example", "second.example"]
+
+
+def test_the_indexers_transaction_is_not_synced(syncs, make_mailbox):
+    """Full-text texts are derived from blobs already stored: a power loss that takes the
+    indexer's commit back leaves their pending rows, indexed again later."""
+    from mailboxes import fulltext, services
+
+    make_mailbox("alice@example.org")
+    syncs.clear()
+    services.message_deliver(raw=make_raw("one"), recipients=["alice@example.org"])
+    assert len(syncs) == 1  # the delivery's
+    pending = fulltext.pending()
+    assert len(pending) == 1
+    assert fulltext.index_blobs(pending) == 1
+    assert fulltext.pending() == []
+    assert len(syncs) == 1
