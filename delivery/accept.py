@@ -201,14 +201,15 @@ def submission_headers(raw: bytes) -> bytes:
     return added
 
 
-def from_header_check(mailbox: Mailbox, raw: bytes) -> None:
+def from_header_check(mailbox: Mailbox, raw: bytes) -> list[str]:
     """Raise FromNotAllowed unless every address in the From header is one `mailbox` may send
     as, by the rule that holds for the envelope sender (selectors.mailbox_owns_address): a
-    submission is DKIM-signed for the From domain, so it must not pass as someone else."""
+    submission is DKIM-signed for the From domain, so it must not pass as someone else.
+    Returns the addresses read, in order (the signing domain is the first's: dkim_sign)."""
     parsed = BytesHeaderParser(policy=compat32).parsebytes(headers.header_block(raw))
     values = [headers.header_text(v) for v in parsed.get_all("From") or []]
     if not values:
-        return  # nothing to pass as
+        return []  # nothing to pass as
     try:
         addresses = [address for _, address in getaddresses(values) if address]
     except (RecursionError, ValueError, IndexError):
@@ -219,6 +220,7 @@ def from_header_check(mailbox: Mailbox, raw: bytes) -> None:
         # MAIL FROM's answer, remembered (selectors.owned_addresses): the same question.
         if not selectors.owned_addresses.get(mailbox, _words_decoded(address)):
             raise FromNotAllowed(f"{mailbox} may not send as {address} (From header)")
+    return addresses
 
 
 def _words_decoded(address: str) -> str:
@@ -381,11 +383,12 @@ def message_prepare(
     prefix = received_header(client=client, queue_id=queue_id, recipients=addresses)
     if authenticated_mailbox is not None:
         header_start_check(raw)
-        from_header_check(authenticated_mailbox, raw)
+        from_addresses = from_header_check(authenticated_mailbox, raw)
         prefix += submission_headers(raw)
         from delivery.dkim import dkim_sign
 
-        raw = dkim_sign(prefix + raw, mail_from=mail_from)
+        # The From addresses just read: the header is parsed once, not again for the domain.
+        raw = dkim_sign(prefix + raw, mail_from=mail_from, from_addresses=from_addresses)
         auth = None
     else:
         raw, auth = inbound_trust(raw, mail_from=mail_from, client=client)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import logging
+from collections.abc import Sequence
 from email.parser import BytesHeaderParser
 from email.utils import getaddresses
 
@@ -63,9 +64,17 @@ def _from_header_domain(raw: bytes) -> str | None:
     return None
 
 
-def signing_key(raw: bytes, *, mail_from: str) -> DkimKey | None:
-    """The active key of the hosted, active domain that should sign this message, if any."""
-    for name in (_from_header_domain(raw), _domain_of(mail_from) if mail_from else None):
+def signing_key(
+    raw: bytes, *, mail_from: str, from_addresses: Sequence[str] | None = None
+) -> DkimKey | None:
+    """The active key of the hosted, active domain that should sign this message, if any:
+    the From domain's (the first From address with a domain; `from_addresses`: those the
+    caller already read from the header), else the envelope sender's."""
+    if from_addresses is None:
+        from_domain = _from_header_domain(raw)
+    else:
+        from_domain = next(filter(None, map(_domain_of, from_addresses)), None)
+    for name in (from_domain, _domain_of(mail_from) if mail_from else None):
         if not name:
             continue
         key = _keys.get(name)
@@ -126,9 +135,10 @@ def signing_domain(raw: bytes, *, mail_from: str) -> Domain | None:
     return key.domain if key is not None else None
 
 
-def dkim_sign(raw: bytes, *, mail_from: str) -> bytes:
-    """`raw` with a DKIM-Signature header prepended, when a hosted domain should sign it."""
-    key = signing_key(raw, mail_from=mail_from)
+def dkim_sign(raw: bytes, *, mail_from: str, from_addresses: Sequence[str] | None = None) -> bytes:
+    """`raw` with a DKIM-Signature header prepended, when a hosted domain should sign it
+    (`from_addresses`: the From header's addresses when the caller has read them)."""
+    key = signing_key(raw, mail_from=mail_from, from_addresses=from_addresses)
     if key is None:
         return raw
     domain = key.domain

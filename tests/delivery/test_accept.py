@@ -320,3 +320,33 @@ def test_port_25_reads_the_header_once_and_stores_that_reading(people, monkeypat
     summary, spam = headers.summarize_and_spam(stored)
     assert {k: getattr(message, k) for k in summary} == summary
     assert spam is (b"X-Spam: Yes" in stored)
+
+
+def test_a_submission_reads_its_from_header_once(people, monkeypatch):
+    """The sender check reads the From addresses, and DKIM signs for the first one's domain
+    from them instead of parsing the header again (before: two parses a submission)."""
+    from email.parser import BytesHeaderParser
+
+    import dkim
+
+    from delivery.dkim import dkim_public_key_value
+
+    parses = []
+    real = BytesHeaderParser.parsebytes
+
+    def counting(self, text, headersonly=True):  # noqa: ANN001, ANN202
+        parses.append(text[:40])
+        return real(self, text, headersonly)
+
+    monkeypatch.setattr(BytesHeaderParser, "parsebytes", counting)
+    alice = Mailbox.objects.get(local_part="alice")
+    raw = b"From: Alice <alice@example.org>\r\nTo: x@remote.test\r\nSubject: s\r\n\r\nbody\r\n"
+    result = message_submit(
+        mailbox=alice, raw=raw, mail_from="alice@example.org", recipients=["x@remote.test"]
+    )
+    assert result.accepted
+    assert len(parses) == 1
+    signed = blob_read(OutboundMessage.objects.get().blob)
+    assert b"d=example.org" in signed.split(b"\r\n\r\n", 1)[0]
+    key = dkim_public_key_value(alice.domain).encode()
+    assert dkim.verify(signed, dnsfunc=lambda name, timeout=5: key)
