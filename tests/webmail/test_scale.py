@@ -174,3 +174,25 @@ def test_bulk_refuses_what_is_not_a_uid_or_a_conversation(web, alice):
         assert answer.status_code == 400, value
     assert web.post(f"/f/{folder.pk}/bulk/", {"action": "read", "uid": "t99"}).status_code == 302
     assert seen_uids(folder) == set()  # bulk_inbox's are UIDs 2 and 3, unread; no UID 99
+
+
+def test_list_page_finds_newest_messages_through_the_index(web, alice):
+    """Each row of the list's walk is checked against its conversation through the (folder,
+    thread_key, uid) index, on both databases (the walk itself may be a scan of a table this
+    small). PostgreSQL planned "is there a newer message
+    of its conversation" as a sequential scan of the table for each row: a folder of one
+    conversation of 100k (notifications threaded on one root) never answered."""
+    folder = bulk_inbox(alice, 3000, thread_size=3000)
+    with CaptureQueriesContext(connection) as statements:
+        assert web.get(f"/f/{folder.pk}/").context["rows"][0]["thread_count"] == 2999
+    (page,) = [q["sql"] for q in statements.captured_queries if q["sql"].endswith("LIMIT 51")]
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("EXPLAIN " + page)
+            plan = [row[0] for row in cursor.fetchall()]
+            probe = plan[next(i for i, line in enumerate(plan) if "SubPlan" in line) :]
+            assert not [line for line in probe if "Seq Scan" in line], "\n".join(plan)
+        else:
+            cursor.execute("EXPLAIN QUERY PLAN " + page)
+            plan = [row[-1] for row in cursor.fetchall()]
+            assert not [line for line in plan if line.startswith("SCAN")], plan
