@@ -138,6 +138,22 @@ async def _unauthenticated_hosted_sender(address: str) -> bool:
     return bool(await _remembered(selectors.hosted_domains, domain))
 
 
+async def _remote_resolution(address: str) -> selectors.Resolution | None:
+    """A submission's recipient outside our domains, resolved as recipient_resolve does
+    (not hosted, delivered to itself) with the domain's answer from memory: the RCPT of a
+    logged-in user to a remote address takes no hop to a database thread (the verdict there
+    would be OK, relaying being allowed). None for an address of a hosted domain or one that
+    does not parse: recipient_verdict decides those. A domain added in another process is
+    seen here within selectors.SENDER_CHECK_CACHE_SECONDS, as MAIL's checks see it."""
+    try:
+        parsed = parse_address(address)
+    except InvalidAddress:
+        return None
+    if await _remembered(selectors.hosted_domains, parsed.domain):
+        return None
+    return selectors.Resolution(address=address, hosted=False, remote=(str(parsed),))
+
+
 def _client_listed(client_ip: str, networks: tuple) -> bool:
     try:
         address = ipaddress.ip_address(client_ip)
@@ -189,11 +205,17 @@ class Handler:
             if hosted is None:
                 return replies.S550_NO_SUCH_USER
             address = hosted
-        status, resolution = await _recipient_verdict(
-            address,
-            relay_allowed=session.mailbox is not None,
-            size=envelope.params.size or 0,
-        )
+        resolution = None
+        if session.mailbox is not None:
+            resolution = await _remote_resolution(address)
+        if resolution is not None:
+            status = Outcome.OK  # a logged-in user may relay: nothing here to check
+        else:
+            status, resolution = await _recipient_verdict(
+                address,
+                relay_allowed=session.mailbox is not None,
+                size=envelope.params.size or 0,
+            )
         if status is not Outcome.OK:
             return RECIPIENT_REPLIES.get(status, replies.S550_NO_SUCH_USER)
         if settings.MAILHOST_GREYLIST and session.mailbox is None:

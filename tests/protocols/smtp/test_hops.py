@@ -7,6 +7,7 @@ import base64
 
 import pytest
 
+from delivery.models import OutboundMessage
 from mailboxes.services import alias_create, domain_create
 from protocols.smtp import replies
 from tests.support.hops import counting_pool
@@ -70,14 +71,35 @@ def login(port: int) -> Transcript:
     return client
 
 
-def test_submission_takes_two_hops_a_message(smtp_ports, hosted, hops, clients):
+def test_submission_to_a_remote_recipient_takes_one_hop_a_message(
+    smtp_ports, hosted, hops, clients
+):
     client = login(smtp_ports["submission"])
     clients.append(client)
     send(client, "alice@example.org", "bob@remote.test", SUBMITTED)
     for _ in range(3):
         hops.hops = 0
         send(client, "alice@example.org", "bob@remote.test", SUBMITTED)
-        assert hops.hops == 2  # RCPT and DATA; MAIL's ownership check from memory
+        # DATA's; MAIL's ownership check and RCPT's "not one of our domains" from memory
+        # (before: 2, RCPT's verdict in a database thread).
+        assert hops.hops == 1
+    spool = OutboundMessage.objects.order_by("-id").first()
+    assert list(spool.recipients.values_list("address", flat=True)) == ["bob@remote.test"]
+    send(client, "alice@example.org", "bob@example.org", SUBMITTED)  # example.org remembered
+    hops.hops = 0
+    send(client, "alice@example.org", "bob@example.org", SUBMITTED)
+    assert hops.hops == 2  # a recipient of ours: RCPT's verdict (the mailbox, its quota)
+    client.command("MAIL FROM:<alice@example.org>", replies.S250_SENDER_OK)
+    client.command("RCPT TO:<nobody@example.org>", replies.S550_NO_SUCH_USER)
+
+
+def test_a_domain_hosted_since_is_not_relayed_to_at_once(smtp_ports, hosted, clients):
+    client = login(smtp_ports["submission"])
+    clients.append(client)
+    send(client, "alice@example.org", "carol@new.example", SUBMITTED)  # remembered: remote
+    domain_create(name="new.example")
+    client.command("MAIL FROM:<alice@example.org>", replies.S250_SENDER_OK)
+    client.command("RCPT TO:<carol@new.example>", replies.S550_NO_SUCH_USER)
 
 
 def test_a_domain_hosted_since_is_refused_as_an_unauthenticated_sender_at_once(
