@@ -120,7 +120,34 @@ def compliance(binary: str, tests: Path, port: int) -> dict:
     }
 
 
+# imaptest's own assertion in the "qresync" mix: a client that logs out may keep its view
+# (1 in 3) for another client's SELECT (QRESYNC (uidvalidity modseq)); during that SELECT
+# imaptest holds the cached view alone and asserts out on a FETCH numbered past it, which is
+# what RFC 7162 3.2.5.2 has a server send for a message that arrived since that mod-sequence
+# (tests/protocols/imap/test_qresync_dovecot.py: Dovecot answers the same). Such a run is
+# tried again, up to QRESYNC_ATTEMPTS in all, and if every attempt asserts out the mix is
+# reported as imaptest's assertion, not as an error of the server.
+QRESYNC_ASSERTION = "array.c: line 10 (array_idx_modifiable_i)"
+QRESYNC_ATTEMPTS = 3
+
+
 def stress(binary: str, port: int, mbox: Path, args: argparse.Namespace, *extra: str) -> dict:
+    known = "qresync" in extra and "logout=0" not in extra
+    attempts = 0
+    while True:
+        attempts += 1
+        figures = stress_once(binary, port, mbox, args, *extra)
+        assertion = [e for e in figures.get("panics", []) if QRESYNC_ASSERTION in e]
+        if not (known and assertion) or attempts == QRESYNC_ATTEMPTS:
+            break
+    if attempts > 1:
+        figures["attempts"] = attempts
+    if known and assertion:
+        figures.update(errors=0, first_errors=[], imaptest_assertion=assertion[0])
+    return figures
+
+
+def stress_once(binary: str, port: int, mbox: Path, args: argparse.Namespace, *extra: str) -> dict:
     result = subprocess.run(
         [
             binary,
@@ -140,7 +167,12 @@ def stress(binary: str, port: int, mbox: Path, args: argparse.Namespace, *extra:
     output = result.stdout + result.stderr
     if "Totals:" not in output.splitlines():  # imaptest's own assertion: an error too
         panic = [line for line in output.splitlines() if line.startswith("Panic:")]
-        return {"ops_per_s": None, "errors": 1, "first_errors": panic or [output[-500:]]}
+        return {
+            "ops_per_s": None,
+            "errors": 1,
+            "first_errors": panic or [output[-500:]],
+            "panics": panic,
+        }
     figures = imaptest_figures(output, args.secs)
     figures["exit"] = result.returncode
     return figures
@@ -210,9 +242,12 @@ def main(argv: list[str] | None = None) -> int:
                     key = f"{name} {transport}"
                     runs[key] = stress(binary, port, mbox, args, *extra, *tls)
                     figures = runs[key]
+                    assertion = figures.get("imaptest_assertion")
                     print(
                         f"stress {key}: {figures['ops_per_s']} ops/s,"
-                        f" {figures['errors']} errors {figures['first_errors']}",
+                        f" {figures['errors']} errors {figures['first_errors']}"
+                        + (f" (attempts: {figures['attempts']})" if "attempts" in figures else "")
+                        + (f"; imaptest asserted out: {assertion}" if assertion else ""),
                         flush=True,
                     )
     if args.json:
