@@ -1013,6 +1013,11 @@ def fresh_postgres(stack: contextlib.ExitStack, name: str) -> tuple[str, str]:
     """A fresh PostgreSQL database `name` on DATABASE_URL's server and the bench's Redis db,
     flushed; both dropped/flushed when `stack` closes. Returns (database URL, Redis URL)."""
     server = os.environ.get("DATABASE_URL") or "postgres://root@127.0.0.1:5432/postgres"
+    # A DATABASE_URL naming a database of its own (mh_x) keeps the fresh one in its name
+    # space (mh_x_bench_PID), so that engineers sharing a server never touch each other's.
+    named = urlsplit(server).path.strip("/")
+    if named and named != "postgres":
+        name = f"{named}_{name.removeprefix('mh_')}"
     db = PostgresDatabase(server, name)
     db.create()
     stack.callback(db.drop)
