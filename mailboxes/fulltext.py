@@ -438,11 +438,19 @@ def matching_blobs(where: str, needle: str) -> Q:
     them and sorted them for the webmail's newest 200 (56 -> 86 ms of CPU): it walks the
     mailbox's messages by date instead, each blob looked up in the matches."""
     if connection.vendor == "sqlite":
-        return Q(_NotLookedUpBy("blob_id", matching(where, needle)))
+        return _blobs_among(matching(where, needle))
     words = _words_matching(where, needle, None)
     if words is None:
         return Q(blob_id__in=matching(where, needle))
-    return Q(_NotLookedUpIn("blob_id", words))
+    return _blobs_among(words)
+
+
+def _blobs_among(subquery: RawSQL) -> Q:
+    """Messages whose blob is among the subquery's (many: the words index's), walked in the
+    search's own order and each looked up in them (matching_blobs says why)."""
+    if connection.vendor == "sqlite":
+        return Q(_NotLookedUpBy("blob_id", subquery))
+    return Q(_NotLookedUpIn("blob_id", subquery))
 
 
 class _NotLookedUpBy(Func):
@@ -469,7 +477,11 @@ def matching_messages(where: str, needle: str) -> Q:
     ms of CPU)."""
     if connection.vendor != "sqlite":
         return matching_blobs(where, needle)
-    subquery = matching(where, needle)
+    return _messages_among(matching(where, needle))
+
+
+def _messages_among(subquery: RawSQL) -> Q:
+    """SQLite: messages whose blob is among the subquery's, by their ids (matching_messages)."""
     return Q(
         pk__in=RawSQL(
             f"SELECT m.id FROM mailboxes_message m WHERE m.blob_id IN ({subquery.sql})",
@@ -483,6 +495,112 @@ def matching_ids(where: str, needle: str, *, limit: int | None = None) -> list[i
     with connection.cursor() as cursor:
         cursor.execute(subquery.sql, subquery.params)
         return [row[0] for row in cursor.fetchall()]
+
+
+# --- Stemming: the webmail's search (IMAP matches substrings, RFC 9051 6.4.4) ---------------
+
+# A word of this many ASCII letters or more is stemmed (English Snowball), and its stem must be
+# as long: the vocabulary's words beginning with it are asked through an index.
+STEMMED_SHORTEST = 3
+# A word's other inflections are looked for among at most this many words of the vocabulary
+# that begin with its stem, and at most INFLECTIONS of them (the shortest) are searched.
+STEM_CANDIDATES = 2000
+INFLECTIONS = 50
+# PostgreSQL: the texts whose words index holds one of these words (0032)
+WORDS_HOLDING = f"{WORDS_TABLE}_holding"
+_LETTERS = re.compile(r"[a-z]+")
+
+
+def stemmable(needle: str) -> bool:
+    """Whether this (folded) needle is one word that other inflections of are looked for."""
+    return needle.isascii() and needle.isalpha() and len(needle) >= STEMMED_SHORTEST
+
+
+def stemmer():  # noqa: ANN201 - snowballstemmer's Stemmer, which keeps state: one per search
+    import snowballstemmer
+
+    return snowballstemmer.stemmer("english")
+
+
+def inflections(needle: str) -> list[str]:
+    """The words of the vocabulary, other than those holding the (stemmable, folded) needle
+    (its substring search finds them), whose English Snowball stem is the needle's: "runs"
+    and "run" for "running". The vocabulary's words beginning with the stem are found through
+    its index (on SQLite its unique index, as a range; on PostgreSQL pg_trgm's or its primary
+    key's), at most STEM_CANDIDATES of them, and the shortest INFLECTIONS kept."""
+    stem_of = stemmer().stemWord
+    stem = stem_of(needle)
+    if len(stem) < STEMMED_SHORTEST:
+        return []
+    if connection.vendor == "sqlite":
+        # every word beginning with the stem and going on with ASCII letters or digits
+        sql = f"SELECT word FROM {VOCABULARY} WHERE word >= %s AND word < %s LIMIT %s"
+        params = [stem, stem + "{", STEM_CANDIDATES]
+    else:
+        # the inner statement planned for all its rows (an index of the pattern), read up to
+        # the LIMIT: planned with it, a walk of the primary key filtering each word may look
+        # cheaper
+        sql = (
+            f"WITH c AS MATERIALIZED (SELECT word FROM {VOCABULARY} WHERE word LIKE %s)"
+            " SELECT word FROM c LIMIT %s"
+        )
+        params = [stem + "%", STEM_CANDIDATES]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        words = [row[0] for row in cursor.fetchall()]
+    found = sorted(
+        (w for w in words if needle not in w and _LETTERS.fullmatch(w) and stem_of(w) == stem),
+        key=lambda w: (len(w), w),
+    )
+    return found[:INFLECTIONS]
+
+
+def holds_inflection(body: str, needle: str, stem_of: Callable[[str], str]) -> bool:
+    """Whether a (folded) text holds a word of ASCII letters, not holding the needle, whose
+    stem is the needle's: what inflections finds in the index, for a text not indexed yet."""
+    stem = stem_of(needle)
+    if len(stem) < STEMMED_SHORTEST or stem not in body:
+        return False
+    return any(
+        needle not in w and w.startswith(stem) and stem_of(w) == stem
+        for w in _LETTERS.findall(body)
+    )
+
+
+def holding_words(words: list[str], *, limit: int | None = None) -> RawSQL:
+    """A subquery of the ids of indexed blobs whose text parts hold one of these words (of
+    ASCII letters) whole, from the words index alone: no text is read."""
+    if connection.vendor == "sqlite":
+        tail, tail_params = (" LIMIT %s", [limit]) if limit is not None else ("", [])
+        return RawSQL(
+            f"SELECT rowid FROM {WORDS_TABLE} WHERE {WORDS_TABLE} MATCH %s{tail}",
+            [" OR ".join(f'"{word}"' for word in words), *tail_params],
+        )
+    return RawSQL(f"SELECT w.blob_id FROM {WORDS_HOLDING}(%s, %s) AS w(blob_id)", [words, limit])
+
+
+def holding_ids(words: list[str], *, limit: int | None = None) -> list[int]:
+    if not words:
+        return []
+    subquery = holding_words(words, limit=limit)
+    with connection.cursor() as cursor:
+        cursor.execute(subquery.sql, subquery.params)
+        return [row[0] for row in cursor.fetchall()]
+
+
+def holding_blobs(words: list[str]) -> Q:
+    """Messages whose blob's indexed text parts hold one of these words, many of them (as
+    matching_blobs)."""
+    return _blobs_among(holding_words(words)) if words else Q(pk__in=[])
+
+
+def holding_messages(words: list[str]) -> Q:
+    """holding_blobs for a search of one folder (as matching_messages)."""
+    if not words:
+        return Q(pk__in=[])
+    if connection.vendor != "sqlite":
+        return holding_blobs(words)
+    return _messages_among(holding_words(words))
 
 
 def folder_matching_uids(

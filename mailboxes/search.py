@@ -20,7 +20,8 @@ Unicode case folding and white space runs as one): "from", "to", "cc", "bcc" the
 addresses as mailboxes.headers displays them ("Name <a@b>", group names too); "subject" the
 decoded subject; "header:<name>" the decoded field (all occurrences); body text the text/*
 parts with their transfer encoding and charset undone (what mailboxes/fulltext.py indexes);
-"text" the header and the body.
+"text" the header and the body. Inflected (the webmail's alone, beside "body"): body text
+holding another inflection of a word, by its English Snowball stem.
 """
 
 from __future__ import annotations
@@ -107,6 +108,15 @@ class HeaderKey:
 @dataclass(frozen=True)
 class TextKey:
     where: str  # "body" or "text" (header and body)
+    needle: str
+
+
+@dataclass(frozen=True)
+class Inflected:
+    """Body text holding another inflection of the needle, a word (its English Snowball stem):
+    the webmail's search, beside TextKey's substrings (body_stemmed). Never IMAP's, whose
+    BODY matches substrings alone (RFC 9051 6.4.4)."""
+
     needle: str
 
 
@@ -488,17 +498,66 @@ def _compile_header(key: HeaderKey) -> _Compiled:
     return _Compiled(None, _EVERY, lambda m: needle in _fold(m.field_text(key.field)))
 
 
+@dataclass(frozen=True)
+class _IndexMatch:
+    """How the full-text index answers a text criterion, and how a message it lacks is read."""
+
+    ids: Callable[[int | None], list[int]]  # the matching blobs' ids, at most so many
+    messages: Callable[[], Q]  # the folder's matching messages, many
+    blobs: Callable[[], Q]  # the mailbox's, many
+    read: Callable[[Candidate], bool]  # a message not indexed, from its text
+
+
 def _compile_text(key: TextKey, ctx: _Context) -> _Compiled:
-    """Body text through the full-text index (mailboxes/fulltext.py): exact SQL when every
-    message of the folder is indexed; otherwise the index for those that are and the bytes of
-    the others (not indexed yet, or too long to index)."""
+    """Body text through the full-text index (mailboxes/fulltext.py)."""
     needle, where = _fold(key.needle), key.where
+
+    def read_match(m: Candidate) -> bool:
+        if where == "body":
+            return needle in m.body_text()
+        return needle in m.header_text() or needle in m.body_text()
+
+    return _compile_indexed(
+        _IndexMatch(
+            ids=lambda limit: fulltext.matching_ids(where, needle, limit=limit),
+            messages=lambda: fulltext.matching_messages(where, needle),
+            # the webmail's newest first over a mailbox: SQLite's plan is better on blob ids
+            blobs=lambda: fulltext.matching_blobs(where, needle),
+            read=read_match,
+        ),
+        ctx,
+    )
+
+
+def _compile_inflected(key: Inflected, ctx: _Context) -> _Compiled:
+    """The words of the vocabulary that are other inflections of the needle, looked up in the
+    words index (no text read); a message not indexed yet, its text's words stemmed."""
+    needle = _fold(key.needle)
+    if not fulltext.stemmable(needle):
+        return _exact(_NOTHING, lambda m: False)
+    stem_of = fulltext.stemmer().stemWord
+    words = fulltext.inflections(needle)
+    return _compile_indexed(
+        _IndexMatch(
+            ids=lambda limit: fulltext.holding_ids(words, limit=limit),
+            messages=lambda: fulltext.holding_messages(words),
+            blobs=lambda: fulltext.holding_blobs(words),
+            read=lambda m: fulltext.holds_inflection(m.body_text(), needle, stem_of),
+        ),
+        ctx,
+    )
+
+
+def _compile_indexed(match: _IndexMatch, ctx: _Context) -> _Compiled:
+    """A text criterion: exact SQL when every message of the scope is indexed; otherwise the
+    index for those that are and the bytes of the others (not indexed yet, or too long to
+    index)."""
     # Which messages lack indexed text, asked before the index: one the indexer reaches in
     # between is then read from its bytes rather than missed.
     unindexed = ctx.unindexed
     # The first FEW_TEXT_MATCHES + 1 matches tell a rare needle from a common one at a small
     # part of a common one's cost.
-    ids = fulltext.matching_ids(where, needle, limit=FEW_TEXT_MATCHES + 1)
+    ids = match.ids(FEW_TEXT_MATCHES + 1)
     if len(ids) <= FEW_TEXT_MATCHES:
         found: set[int] | None = set(ids)
         if ctx.folder_id is not None:  # the UIDs of their messages, found through the blob index
@@ -513,22 +572,15 @@ def _compile_text(key: TextKey, ctx: _Context) -> _Compiled:
         # Many: the index query is part of the search's own, asked once; the ids themselves
         # only when a row must be checked in Python (a criterion SQL cannot decide).
         found = None
-        if ctx.folder_id is not None:
-            matched = fulltext.matching_messages(where, needle)
-        else:  # the webmail's newest first over a mailbox: SQLite's plan is better on blob ids
-            matched = fulltext.matching_blobs(where, needle)
+        matched = match.messages() if ctx.folder_id is not None else match.blobs()
 
     def indexed_match(m: Candidate) -> bool:
         nonlocal found
         if found is None:
-            found = set(fulltext.matching_ids(where, needle))
+            found = set(match.ids(None))
         return m.row["blob_id"] in found
 
-    def read_match(m: Candidate) -> bool:
-        if where == "body":
-            return needle in m.body_text()
-        return needle in m.header_text() or needle in m.body_text()
-
+    read_match = match.read
     if unindexed is not None:
         if not unindexed:
             return _exact(matched, indexed_match)
@@ -544,6 +596,13 @@ def _compile_text(key: TextKey, ctx: _Context) -> _Compiled:
         matched | fulltext.unindexed_q(),
         lambda m: indexed_match(m) if m.row["fts_indexed"] else read_match(m),
     )
+
+
+def body_stemmed(needle: str) -> object:
+    """The webmail's body criterion: the needle as a substring (IMAP's BODY) and, for a word,
+    its other inflections too."""
+    key = TextKey("body", needle)
+    return Or(key, Inflected(needle)) if fulltext.stemmable(_fold(needle)) else key
 
 
 def _compile(key: object, ctx: _Context) -> _Compiled:
@@ -594,6 +653,8 @@ def _compile(key: object, ctx: _Context) -> _Compiled:
         return _compile_header(key)
     if isinstance(key, TextKey):
         return _compile_text(key, ctx)
+    if isinstance(key, Inflected):
+        return _compile_inflected(key, ctx)
     if isinstance(key, Not):
         inner = _compile(key.key, ctx)
         if inner.exact is not None:

@@ -3,9 +3,10 @@ which IMAP SEARCH uses too: the same matching (substrings, Unicode case folding,
 runs as one) and the same full-text index.
 
 From, To/Cc and Subject are matched against the header fields cached at delivery. Body text
-through the full-text index (mailboxes/fulltext.py); messages not indexed yet (just delivered,
-or too long to index) are read, the newest BODY_SCAN_LIMIT of them (BODY_SCAN_BYTES at most),
-and the result says so when older ones were not searched.
+through the full-text index (mailboxes/fulltext.py), and for a word its other inflections as
+well (English Snowball stems: "running" finds "runs"; IMAP keeps to substrings); messages not
+indexed yet (just delivered, or too long to index) are read, the newest BODY_SCAN_LIMIT of them
+(BODY_SCAN_BYTES at most), and the result says so when older ones were not searched.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from mailboxes import search as store_search
-from mailboxes.search import HeaderKey, Or, TextKey
+from mailboxes.search import HeaderKey, Or, body_stemmed
 
 if TYPE_CHECKING:
     from mailboxes.models import Folder, Mailbox, Message
@@ -38,7 +39,7 @@ def criteria(query: str, where: str) -> object:
     sender = HeaderKey("from", query)
     to = Or(HeaderKey("to", query), HeaderKey("cc", query))
     subject = HeaderKey("subject", query)
-    body = TextKey("body", query)
+    body = body_stemmed(query)  # a word's other inflections too: "runs" for "running"
     if where == "any":
         return Or(Or(subject, sender), Or(to, body))
     return {"from": sender, "to": to, "subject": subject, "body": body}[where]

@@ -127,3 +127,29 @@ def test_inline_and_file_blobs_read_alike(ports, web, alice, inbox, settings, bl
     for uid, raw in enumerate((small, big), start=1):
         assert web.get(f"/m/{inbox.pk}/{uid}/raw/").content == raw
         assert web.get(f"/m/{inbox.pk}/{uid}/").status_code == 200
+
+
+def test_webmail_stems_and_imap_keeps_to_substrings(ports, web, alice, inbox):
+    """The webmail's search for "running" finds a message holding "runs" alone (its stem);
+    IMAP's SEARCH BODY "running" does not (RFC 9051 6.4.4: substrings), the same index asked."""
+    from mailboxes import fulltext
+
+    services.message_deliver(
+        raw=make_raw(subject="Morning", text="She runs every morning."),
+        recipients=["alice@example.org"],
+    )
+    services.message_deliver(
+        raw=make_raw(subject="Jobs", text="The job is rerunning tonight."),
+        recipients=["alice@example.org"],
+    )
+    fulltext.index_all()
+    rows = web.get("/search/?q=running&in=body").context["rows"]
+    assert [row["subject"] for row in rows] == ["Jobs", "Morning"]
+    client = imap(ports, "alice@example.org", "secret")
+    try:
+        client.select("INBOX")
+        assert client.uid("SEARCH", "BODY", "running") == ("OK", [b"2"])
+        assert client.uid("SEARCH", "BODY", "runs") == ("OK", [b"1"])
+        assert client.uid("SEARCH", "TEXT", "running") == ("OK", [b"2"])
+    finally:
+        client.logout()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mailboxes import services
+from mailboxes import fulltext, selectors, services
+from mailboxes import search as store_search
 from tests.webmail.conftest import deliver, folder, make_raw
 from webmail import search as search_module
 
@@ -104,3 +105,61 @@ def test_result_limit(web, inbox, monkeypatch):
     assert len(response.context["rows"]) == 2
     assert response.context["result"].truncated
     assert "2+ results" in response.content.decode()
+
+
+@pytest.fixture
+def inflected(alice, inbox):
+    """Messages holding inflections of "running" and "connection", but not the words."""
+    deliver(make_raw(subject="Morning", text="She runs every morning."))
+    deliver(make_raw(subject="Printer", text="The printer is connected now."))
+    deliver(make_raw(subject="Jobs", text="The job is rerunning tonight."))  # "running" inside
+    deliver(make_raw(subject="Runner", text="A runner and a rerun."))  # stems runner, rerun
+    deliver(make_raw(subject="Plain", text="Nothing to see here."))
+
+
+def _never_read(*args, **kwargs):
+    raise AssertionError("a message was read")
+
+
+@pytest.mark.parametrize(
+    "indexed", [2000, 0, None], ids=["indexed, few matches", "indexed, many", "not indexed"]
+)
+def test_a_search_word_finds_its_other_inflections(web, inflected, monkeypatch, indexed):
+    """The webmail's body search finds a word's other inflections (English Snowball stems)
+    beside its substrings; indexed, from the vocabulary and the words index without reading a
+    message (their blobs looked up by id, or, when many, the mailbox walked), and not indexed
+    yet, from each message's text."""
+    if indexed is not None:
+        fulltext.index_all()
+        monkeypatch.setattr(selectors, "blob_read", _never_read)
+        monkeypatch.setattr(store_search, "FEW_TEXT_MATCHES", indexed)
+    assert subjects(web.get("/search/?q=running&in=body")) == ["Jobs", "Morning"]
+    assert subjects(web.get("/search/?q=Connection&in=body")) == ["Printer"]
+    assert subjects(web.get("/search/?q=runs&in=body")) == ["Morning"]  # "running": no text
+    # "any" too; a needle that is not one word of letters keeps to substrings alone
+    assert subjects(web.get("/search/?q=running")) == ["Jobs", "Morning"]
+    assert subjects(web.get("/search/?q=is+running&in=body")) == []
+    assert subjects(web.get("/search/?q=runnin&in=body")) == ["Jobs"]
+
+
+def test_inflections_come_from_the_vocabulary(inflected):
+    """The vocabulary's words with the needle's stem, other than those holding the needle
+    (its substring search finds them), at most INFLECTIONS of them, the shortest first."""
+    fulltext.index_all()
+    assert fulltext.inflections("running") == ["runs"]
+    assert fulltext.inflections("runs") == []  # "rerunning" and "runner" stem otherwise
+    assert fulltext.inflections("connections") == ["connected"]
+    assert fulltext.inflections("connection") == ["connected"]
+    deliver(make_raw(text="We run; it was run; runs and running."))
+    fulltext.index_all()
+    assert fulltext.inflections("running") == ["run", "runs"]
+    assert fulltext.inflections("runs") == ["run", "running"]
+
+
+def test_inflections_are_bounded(inflected, monkeypatch):
+    deliver(make_raw(text="Run, runs."))
+    fulltext.index_all()
+    monkeypatch.setattr(fulltext, "INFLECTIONS", 1)
+    assert fulltext.inflections("running") == ["run"]
+    monkeypatch.setattr(fulltext, "STEM_CANDIDATES", 0)
+    assert fulltext.inflections("running") == []
