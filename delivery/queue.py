@@ -43,7 +43,13 @@ def enqueue(message_id: int) -> bool:
     if settings.REDIS_URL:
         return _rq_enqueue(message_id)
     if settings.MAILHOST_DELIVERY_PROCESSES:
-        return False  # the delivery processes' sweepers find it (delivery.worker)
+        # The delivery processes are worker 0's children (delivery.worker): it hands them the
+        # id (what it cannot hand, their sweep finds).
+        if fanout.active() and fanout.worker_slot() != 0:
+            fanout.send(TOPIC, {"id": message_id}, to=0)
+            return True
+        handoff = _handoff
+        return handoff(message_id) if handoff is not None else False
     if fanout.active():
         # Several worker processes, each with delivery threads on its own embedded queue
         # (mailhost/processes.py): a message is worker id % N's, whoever spooled or swept it,
@@ -57,10 +63,19 @@ def enqueue(message_id: int) -> bool:
 
 TOPIC = "deliver"
 
+# Set while this process runs MAILHOST_DELIVERY_PROCESSES children: passes an id to the one
+# whose share it is (delivery.worker.DeliveryProcesses.hand).
+_handoff: Callable[[int], bool] | None = None
+
+
+def hand_off_to(handoff: Callable[[int], bool] | None) -> None:
+    global _handoff
+    _handoff = handoff
+
 
 def _heard(message: dict) -> None:
     try:
-        embedded.put(int(message["id"]))
+        (_handoff or embedded.put)(int(message["id"]))
     except (KeyError, TypeError, ValueError):
         logger.warning("ignoring malformed delivery hint %r", message)
 

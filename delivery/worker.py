@@ -126,6 +126,28 @@ def _embedded_worker(stop: threading.Event, threads: int = 1) -> None:
         connections.close_all()
 
 
+def _handed(fd: int) -> None:
+    """In a delivery process of several: queue the ids its parent hands it (one a line),
+    until the parent closes the pipe (then the sweep alone finds its messages)."""
+    import os
+
+    pending = b""
+    while True:
+        try:
+            data = os.read(fd, 65536)
+        except OSError:
+            return
+        if not data:
+            os.close(fd)
+            return
+        *lines, pending = (pending + data).split(b"\n")
+        for line in lines:
+            try:
+                queue.embedded.put(int(line))
+            except ValueError:
+                logger.warning("ignoring malformed delivery hand-off %r", line)
+
+
 def _rq_thread_worker(stop: threading.Event, index: int) -> None:
     import os
     import socket
@@ -163,6 +185,13 @@ class DeliveryService:
     def start(self) -> None:
         for thread in self.background:
             thread.start()
+        if settings.MAILHOST_DELIVERY_WAKE_FD >= 0 and not settings.REDIS_URL:
+            threading.Thread(
+                target=_handed,
+                args=(settings.MAILHOST_DELIVERY_WAKE_FD,),
+                name="delivery-handed",
+                daemon=True,
+            ).start()
         for index in range(self.count):
             if settings.REDIS_URL:
                 target, args = _rq_thread_worker, (self.stop_event, index)
@@ -196,9 +225,11 @@ class DeliveryService:
         await asyncio.to_thread(self.join)
 
 
-# How often a delivery process of several sweeps its share of the spool: the parent's
-# enqueue cannot reach its in-process queue, so this is its wake-up.
-SHARE_SWEEP_INTERVAL = 0.1
+# How often a delivery process of several sweeps its share of the spool at most: the parent
+# hands it the messages spooled under it (DeliveryProcesses.hand), so the sweep is for the
+# rest (retries come due, spooled by another program, a hand-off lost with a full pipe or
+# a restarted child). It was 0.1 s, as the only wake-up: ~16 ms of CPU a second per idle child.
+SHARE_SWEEP_INTERVAL = 5.0
 
 
 class DeliveryProcesses:
@@ -207,15 +238,18 @@ class DeliveryProcesses:
     with the listeners' event loop for this process's (a CPU-bound delivery thread holds the
     GIL for up to the switch interval each time the loop wakes up for a few microseconds of
     I/O, so every thread added slowed the SMTP sessions down more than it delivered).
-    Without REDIS_URL each child sweeps its own share of the spool (message id modulo N)
-    every SHARE_SWEEP_INTERVAL; with it they are RQ workers on the same queue. A child that
-    dies is started again."""
+    Without REDIS_URL each child takes its own share of the spool (message id modulo N): the
+    ids this process hands it through a pipe as they are spooled (queue.enqueue, or another
+    worker's hint), and a sweep every SHARE_SWEEP_INTERVAL; with it they are RQ workers on
+    the same queue. A child that dies is started again."""
 
     port = None
 
     def __init__(self, count: int) -> None:
         self.count = count
         self.children: list = [None] * count
+        self.pipes: list[int | None] = [None] * count  # write ends, without REDIS_URL
+        self.pipes_lock = threading.Lock()  # no write to a descriptor closed (and reused)
         self.stopping = threading.Event()
         self.monitor = threading.Thread(target=self._watch, name="delivery-processes", daemon=True)
 
@@ -227,17 +261,49 @@ class DeliveryProcesses:
         env = dict(os.environ)
         env["MAILHOST_DELIVERY_PROCESSES"] = "0"
         env["MAILHOST_DELIVERY_THREADS"] = str(settings.MAILHOST_DELIVERY_THREADS)
-        if not settings.REDIS_URL:
-            env["MAILHOST_DELIVERY_SHARE"] = f"{index}/{self.count}"
-            env["MAILHOST_SWEEP_INTERVAL"] = str(
-                min(settings.MAILHOST_SWEEP_INTERVAL, SHARE_SWEEP_INTERVAL)
-            )
         manage = str(settings.BASE_DIR / "manage.py")
-        return subprocess.Popen([sys.executable, manage, "runworker"], env=env)
+        if settings.REDIS_URL:
+            return subprocess.Popen([sys.executable, manage, "runworker"], env=env)
+        env["MAILHOST_DELIVERY_SHARE"] = f"{index}/{self.count}"
+        env["MAILHOST_SWEEP_INTERVAL"] = str(
+            min(settings.MAILHOST_SWEEP_INTERVAL, SHARE_SWEEP_INTERVAL)
+        )
+        read, write = os.pipe()
+        env["MAILHOST_DELIVERY_WAKE_FD"] = str(read)
+        try:
+            child = subprocess.Popen(
+                [sys.executable, manage, "runworker"], env=env, pass_fds=(read,)
+            )
+        except BaseException:
+            os.close(write)
+            raise
+        finally:
+            os.close(read)
+        os.set_blocking(write, False)  # a full pipe drops the hand-off: the sweep finds it
+        with self.pipes_lock:
+            old, self.pipes[index] = self.pipes[index], write
+            if old is not None:
+                os.close(old)
+        return child
+
+    def hand(self, message_id: int) -> bool:
+        """Pass a spooled message's id to the child whose share it is (queue.enqueue)."""
+        import os
+
+        with self.pipes_lock:
+            pipe = self.pipes[message_id % self.count]
+            if pipe is None:
+                return False
+            try:
+                return os.write(pipe, b"%d\n" % message_id) > 0  # whole: under PIPE_BUF
+            except OSError:  # full (the child is behind: its sweep finds it), or restarting
+                return False
 
     def start(self) -> None:
         for index in range(self.count):
             self.children[index] = self._spawn(index)
+        if not settings.REDIS_URL:
+            queue.hand_off_to(self.hand)
         self.monitor.start()
         logger.info(
             "delivery: %d process(es) of %d thread(s)",
@@ -258,11 +324,14 @@ class DeliveryProcesses:
 
     def close(self) -> None:
         self.stopping.set()
+        queue.hand_off_to(None)
         for child in self.children:
             if child is not None and child.poll() is None:
                 child.terminate()
 
     def join(self, timeout: float = 30) -> None:
+        import os
+
         for child in self.children:
             if child is None:
                 continue
@@ -271,6 +340,11 @@ class DeliveryProcesses:
             except Exception:
                 child.kill()
                 child.wait(5)
+        with self.pipes_lock:
+            for index, pipe in enumerate(self.pipes):
+                if pipe is not None:
+                    os.close(pipe)
+                    self.pipes[index] = None
 
     async def wait_closed(self) -> None:
         await asyncio.to_thread(self.join)

@@ -353,7 +353,8 @@ MAILHOST_DELIVERY_THREADS = env_int("MAILHOST_DELIVERY_THREADS", 2)
 # Delivery in N child processes of runmail/runworker (each `runworker` with
 # MAILHOST_DELIVERY_THREADS threads, its own GIL), rather than threads beside the listeners;
 # without REDIS_URL each takes the messages whose id % N is its share (MAILHOST_DELIVERY_SHARE,
-# set by the parent: "i/N"), found by a sweep every 0.1 s.
+# set by the parent: "i/N"), handed to it by id through a pipe from the parent (its read end:
+# MAILHOST_DELIVERY_WAKE_FD), and found by a sweep every few seconds for the rest.
 MAILHOST_DELIVERY_PROCESSES = env_int("MAILHOST_DELIVERY_PROCESSES", 0)
 MAILHOST_DELIVERY_SHARE: tuple[int, int] | None = None
 if env_str("MAILHOST_DELIVERY_SHARE"):
@@ -364,6 +365,7 @@ if env_str("MAILHOST_DELIVERY_SHARE"):
             f"MAILHOST_DELIVERY_SHARE={_share!r} must be i/N with 0 <= i < N"
         )
     MAILHOST_DELIVERY_SHARE = (int(_index), int(_count))
+MAILHOST_DELIVERY_WAKE_FD = env_int("MAILHOST_DELIVERY_WAKE_FD", -1, minimum=-1)
 MAILHOST_OUTBOUND_CONNECT_TIMEOUT = env_int("MAILHOST_OUTBOUND_CONNECT_TIMEOUT", 30, minimum=1)
 MAILHOST_OUTBOUND_TIMEOUT = env_int("MAILHOST_OUTBOUND_TIMEOUT", 300, minimum=1)
 MAILHOST_OUTBOUND_TLS_VERIFY = env_bool("MAILHOST_OUTBOUND_TLS_VERIFY", False)

@@ -239,11 +239,46 @@ def test_concurrent_jobs_for_one_message_deliver_it_once(sender, zone, peers):
     assert {(r.status, r.attempts) for r in rows} == {("delivered", 1)}
 
 
-def test_delivery_processes_each_deliver_their_share_once(sender, zone, peers, monkeypatch):
+def test_delivery_processes_each_deliver_their_share_once(
+    sender, zone, peers, monkeypatch, settings
+):
     """MAILHOST_DELIVERY_PROCESSES: runmail's worker family as child `runworker` processes,
     each sweeping its share of the spool (message id modulo N) without REDIS_URL, or RQ
     workers with it; every message delivered once."""
     peer = peers.start("127.0.0.2")
+    _delivery_processes_env(monkeypatch, settings, zone)
+    messages = [spool([f"user{i}@remote.test"]) for i in range(10)]
+    assert len(queue.embedded) == 0  # nothing for threads of this process
+    with running(runner.DELIVERY):
+        _wait_delivered(messages)
+    assert sorted(r.rcpt_tos[0] for r in peer.received) == sorted(
+        f"user{i}@remote.test" for i in range(10)
+    )
+
+
+def _delivery_children() -> list[int]:
+    """This process's `runworker` children (DeliveryProcesses), from /proc."""
+    from bench.mailhost_process import process_tree
+
+    return [
+        pid
+        for pid in process_tree(os.getpid())[1:]
+        if b"runworker" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
+
+
+def _cpu_ticks(pids: list[int]) -> int:
+    """User plus system CPU of these processes so far, in clock ticks (/proc/PID/stat)."""
+    return sum(
+        sum(
+            int(field)
+            for field in Path(f"/proc/{pid}/stat").read_text().rsplit(")")[1].split()[11:13]
+        )
+        for pid in pids
+    )
+
+
+def _delivery_processes_env(monkeypatch, settings, zone) -> None:  # noqa: ANN001
     monkeypatch.setenv("DATABASE_URL", _database_url())
     monkeypatch.setenv("MAILHOST_HOSTNAME", "mx.test.example")
     monkeypatch.setenv("MAILHOST_DNS_SERVERS", f"127.0.0.1:{zone.port}")
@@ -254,16 +289,82 @@ def test_delivery_processes_each_deliver_their_share_once(sender, zone, peers, m
         monkeypatch.delenv("REDIS_URL", raising=False)
     settings.MAILHOST_DELIVERY_PROCESSES = 2
     settings.MAILHOST_DELIVERY_THREADS = 2
-    messages = [spool([f"user{i}@remote.test"]) for i in range(10)]
-    assert len(queue.embedded) == 0  # nothing for threads of this process
+    settings.MAILHOST_SWEEP_INTERVAL = 3600  # the children's sweep: at most SHARE_SWEEP_INTERVAL
+
+
+def _wait_delivered(messages, seconds: float = 60) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + seconds
+    while any(status_of(m) != RecipientStatus.DELIVERED for m in messages):
+        assert time.monotonic() < deadline, "the delivery processes did not deliver"
+        time.sleep(0.1)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads CPU times in /proc")
+def test_idle_delivery_processes_do_not_poll(sender, zone, peers, monkeypatch, settings):
+    """Idle delivery processes wait for work rather than sweeping the spool every 0.1 s (they
+    did: ~16 ms of CPU a second each, on a server with nothing to do). A CPU counter, not a
+    clock: 2 children over 3 s polled for 8-10 ticks of 10 ms; waiting, for 0-1."""
+    peers.start("127.0.0.2")
+    _delivery_processes_env(monkeypatch, settings, zone)
+    message = spool(["first@remote.test"])
     with running(runner.DELIVERY):
-        deadline = time.monotonic() + 60
-        while any(status_of(m) != RecipientStatus.DELIVERED for m in messages):
-            assert time.monotonic() < deadline, "the delivery processes did not deliver"
-            time.sleep(0.1)
+        _wait_delivered([message])  # the children are up (their first sweep found it)
+        children = _delivery_children()
+        assert len(children) == 2
+        time.sleep(1)  # the delivery's own after-work (connections closed, recorded)
+        before = _cpu_ticks(children)
+        time.sleep(3)
+        used = _cpu_ticks(children) - before
+    assert used <= 4, f"idle delivery processes used {used} ticks of CPU in 3 s"
+
+
+def test_message_spooled_while_delivery_processes_idle_is_delivered(
+    sender, zone, peers, monkeypatch, settings
+):
+    """The children are handed what is spooled (through a pipe from the process that started
+    them, or RQ with REDIS_URL) rather than finding it by their sweep, which here would come
+    only after an hour."""
+    from delivery import worker
+
+    peer = peers.start("127.0.0.2")
+    _delivery_processes_env(monkeypatch, settings, zone)
+    monkeypatch.setattr(worker, "SHARE_SWEEP_INTERVAL", 3600)
+    first = spool(["first@remote.test"])
+    with running(runner.DELIVERY):
+        _wait_delivered([first])  # by the children's first sweep
+        time.sleep(0.5)  # idle
+        later = [spool([f"later{i}@remote.test"]) for i in range(4)]  # both shares
+        _wait_delivered(later)
     assert sorted(r.rcpt_tos[0] for r in peer.received) == sorted(
-        f"user{i}@remote.test" for i in range(10)
+        ["first@remote.test"] + [f"later{i}@remote.test" for i in range(4)]
     )
+
+
+@pytest.mark.skipif(bool(settings.REDIS_URL), reason="with REDIS_URL the children are RQ workers")
+def test_other_workers_hand_delivery_processes_messages_to_worker_0(monkeypatch, settings):
+    """MAILHOST_PROCESSES with MAILHOST_DELIVERY_PROCESSES: the delivery processes are worker
+    0's children, so another worker tells worker 0 of what it spooled, and worker 0 hands it
+    to them (rather than into an embedded queue that no thread of its own reads)."""
+    from mailhost import fanout
+
+    settings.MAILHOST_DELIVERY_PROCESSES = 2
+    sent = []
+    monkeypatch.setattr(fanout, "active", lambda: True)
+    monkeypatch.setattr(fanout, "worker_slot", lambda: 1)
+    monkeypatch.setattr(
+        fanout, "send", lambda topic, message, to=None: sent.append((topic, message, to))
+    )
+    assert queue.enqueue(7) is True
+    assert sent == [(queue.TOPIC, {"id": 7}, 0)]
+
+    handed = []
+    queue.hand_off_to(lambda message_id: handed.append(message_id) or True)
+    try:
+        queue._heard({"id": 7})  # in worker 0, from the fanout
+    finally:
+        queue.hand_off_to(None)
+    assert handed == [7]
+    assert len(queue.embedded) == 0
 
 
 class WorkerRecordingPeer(PeerHandler):

@@ -187,6 +187,7 @@ BAD_VALUES: dict[str, Bad] = {
     "MAILHOST_DELIVERY_THREADS": Bad("-1", "must be at least 0"),
     "MAILHOST_DELIVERY_PROCESSES": Bad("many", "is not a whole number"),
     "MAILHOST_DELIVERY_SHARE": Bad("3/2", "must be i/N with 0 <= i < N"),
+    "MAILHOST_DELIVERY_WAKE_FD": Bad("pipe", "is not a whole number"),
     "MAILHOST_OUTBOUND_CONNECT_TIMEOUT": Bad("0", "must be at least 1"),
     "MAILHOST_OUTBOUND_TIMEOUT": Bad("5 min", "is not a whole number"),
     "MAILHOST_OUTBOUND_TLS_VERIFY": Bad("strict", "is not a boolean"),
