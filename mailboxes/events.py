@@ -3,7 +3,8 @@
 IMAP IDLE, selected IMAP sessions and the webmail listen. With REDIS_URL set, events travel
 through Redis pub/sub so every process (any front end) hears them; without it they are
 dispatched in-process, and to the other worker processes of the same server
-(MAILHOST_PROCESSES) through mailhost/fanout.py. Subscribers are plain callables invoked from a non-event-loop thread or
+(MAILHOST_PROCESSES) through mailhost/fanout.py: to those that watch the event's mailbox
+(watch(), counted in the workers' shared memory), a sign-out to all. Subscribers are plain callables invoked from a non-event-loop thread or
 the publishing thread: an asyncio listener should hand the event over with
 `loop.call_soon_threadsafe`.
 """
@@ -13,13 +14,14 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 
 from django.conf import settings
 from django.db import transaction
 
-from mailhost import fanout, redisconn
+from mailhost import fanout, listeners, redisconn
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +86,45 @@ def subscribe(callback: Subscriber) -> Callable[[], None]:
     return unsubscribe
 
 
+# Mailbox id -> what hears its events in this process (IMAP sessions, webmail long-polls), and
+# the same counts, by hashed bucket, in this worker's row of the shared "watch" pool, which
+# the other workers read before they send an event here (issue 22: a datagram and a wake-up
+# of every worker's event loop for each delivery, watched or not).
+_watched: Counter[int] = Counter()
+_watch_lock = threading.Lock()  # the counts are written from the loop and the web threads
+
+
+def watch(mailbox_id: int) -> None:
+    """Something in this process hears `mailbox_id`'s events from now on, until unwatch().
+    Call it before reading the state the events update: an event sent before the other
+    worker sees this is of a change committed before it, which that read sees."""
+    with _watch_lock:
+        _watched[mailbox_id] += 1
+        if fanout.active():
+            listeners.shared_counts("watch").add(str(mailbox_id), 1)
+
+
+def unwatch(mailbox_id: int) -> None:
+    with _watch_lock:
+        _watched[mailbox_id] -= 1
+        if _watched[mailbox_id] <= 0:
+            del _watched[mailbox_id]
+        if fanout.active():
+            listeners.shared_counts("watch").add(str(mailbox_id), -1)
+
+
+def watched_here(mailbox_id: int) -> bool:
+    """Whether something in this process watches the mailbox (a dict read: any thread)."""
+    return mailbox_id in _watched
+
+
+def wake_on_exists() -> None:
+    """The indexer is about to look for new mail: the next "exists" event of another worker
+    is sent here (one, not one per delivery: the sender lowers the flag it takes)."""
+    if fanout.active():
+        listeners.shared_counts("wake").raise_flag()
+
+
 def publish(event: ChangeEvent) -> None:
     """Publish once the current transaction commits (at once outside a transaction)."""
     transaction.on_commit(lambda: _send(event))
@@ -98,8 +139,21 @@ def _send(event: ChangeEvent) -> None:
             logger.exception("publishing change event to Redis failed; dispatching locally")
     _dispatch(event)
     if fanout.active():
-        for part in _parts(event):
-            fanout.send(TOPIC, asdict(part))
+        to = _hearers(event)
+        for part in _parts(event) if to else ():
+            for worker in to:
+                fanout.send(TOPIC, asdict(part), to=worker)
+
+
+def _hearers(event: ChangeEvent) -> list[int]:
+    """The other workers that hear the event: every one for a sign-out (each protocol's
+    sessions), else those watching its mailbox, and for new mail an indexer waiting for it."""
+    if event.kind == SIGN_OUT:
+        return [w for w in range(fanout.worker_count()) if w != fanout.worker_slot()]
+    to = listeners.shared_counts("watch").others_with(str(event.mailbox_id))
+    if event.kind == "exists":
+        to += [w for w in listeners.shared_counts("wake").take_flags() if w not in to]
+    return to
 
 
 # An event's UIDs travel to the other workers in parts of this many (one datagram each).

@@ -778,9 +778,12 @@ class Indexer(threading.Thread):
             self.wanted.set()
 
     def run(self) -> None:
+        from mailboxes import events
+
         try:
             while not self.stopping.is_set():
                 self.wanted.clear()
+                events.wake_on_exists()  # before pending(): later mail wakes this round
                 try:
                     while (
                         not self.stopping.is_set()

@@ -89,7 +89,9 @@ class LocalCounts:
 
 
 # The pools whose caps hold across worker processes (protocols/common/listener.py: Caps).
-POOLS = ("smtp", "submission", "imap", "imap-user", "pop3", "managesieve")
+POOLS = ("smtp", "submission", "imap", "imap-user", "pop3", "managesieve", "watch", "wake")
+# Not caps: "watch" counts, by mailbox, what hears a mailbox's change events in each worker
+# (mailboxes/events.py: watch), "wake" is a flag in its total (events.wake_on_exists).
 BUCKETS = 65536  # per pool: a client address (a mailbox) counts in one bucket, by keyed hash
 
 
@@ -165,6 +167,38 @@ class PoolCounts:
         own = shared.offset(shared.slot, self.pool)
         shared.cells[own] += delta
         shared.cells[own + shared.bucket(key)] += delta
+
+    def others_with(self, key: str) -> list[int]:
+        """The other workers whose row counts `key` (or a key of its bucket): a worker with
+        an empty row costs one read, no hash."""
+        shared = self.shared
+        cells, bucket, found = shared.cells, None, []
+        for worker in range(shared.workers):
+            if worker == shared.slot:
+                continue
+            row = shared.offset(worker, self.pool)
+            if cells[row]:
+                if bucket is None:
+                    bucket = shared.bucket(key)
+                if cells[row + bucket]:
+                    found.append(worker)
+        return found
+
+    def raise_flag(self) -> None:
+        """This worker's flag (the row's total) up: another worker takes it with take_flags."""
+        shared = self.shared
+        shared.cells[shared.offset(shared.slot, self.pool)] = 1
+
+    def take_flags(self) -> list[int]:
+        """The other workers whose flag is up, lowered."""
+        shared = self.shared
+        cells, found = shared.cells, []
+        for worker in range(shared.workers):
+            row = shared.offset(worker, self.pool)
+            if worker != shared.slot and cells[row]:
+                cells[row] = 0
+                found.append(worker)
+        return found
 
 
 def shared_counts(pool: str) -> Any:

@@ -76,10 +76,13 @@ def waiter(mailbox_id: int) -> Iterator[threading.Event | None]:
             _held += 1
     if flag is None:
         logger.info("webmail push not held mailbox=%s held=%d", mailbox_id, _held)
+    else:
+        events.watch(mailbox_id)  # the other workers send its events here from now on
     try:
         yield flag
     finally:
         if flag is not None:
+            events.unwatch(mailbox_id)
             with _lock:
                 _held -= 1
                 mine = _waiting.get(mailbox_id, [])

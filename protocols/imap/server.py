@@ -35,7 +35,7 @@ class ImapServer:
         self.loop = loop
         self.sessions: set[Session] = set()
         self.watchers: dict[int, set[Session]] = defaultdict(set)
-        self.watching: dict[Session, int] = {}
+        self.watching: dict[Session, tuple[int, int]] = {}  # (folder id, its mailbox id)
         # NOTIFY (RFC 5465): mailbox id -> sessions that hear all of its events
         self.notifiers: dict[int, set[Session]] = defaultdict(set)
         self.notifying: dict[Session, set[int]] = {}
@@ -59,7 +59,11 @@ class ImapServer:
         self.unsubscribe = events.subscribe(self._on_event_threadsafe)
 
     def _on_event_threadsafe(self, event: events.ChangeEvent) -> None:
-        if self.loop.is_closed():
+        # A mailbox no session watches (none signed in to it, selecting or NOTIFYing it)
+        # wakes no loop: sessions register (events.watch) before they read what it changes.
+        if self.loop.is_closed() or (
+            event.kind != events.SIGN_OUT and not events.watched_here(event.mailbox_id)
+        ):
             return
         try:
             self.loop.call_soon_threadsafe(self._on_event, event)
@@ -79,21 +83,28 @@ class ImapServer:
         self.unnotify(session)
         self.notifying[session] = set(mailbox_ids)
         for mailbox_id in mailbox_ids:
+            events.watch(mailbox_id)
             self.notifiers[mailbox_id].add(session)
 
     def unnotify(self, session: Session) -> None:
         for mailbox_id in self.notifying.pop(session, ()):
+            events.unwatch(mailbox_id)
             self.notifiers[mailbox_id].discard(session)
             if not self.notifiers[mailbox_id]:
                 del self.notifiers[mailbox_id]
 
-    def watch(self, session: Session, folder_id: int) -> None:
+    def watch(self, session: Session, folder_id: int, mailbox_id: int) -> None:
+        """`session` has the folder (of mailbox `mailbox_id`) selected. Its own mailbox is
+        watched since sign-in (claim_user), before SELECT read the folder; another's shared
+        folder from now on, as the local watchers always were."""
+        events.watch(mailbox_id)
         self.watchers[folder_id].add(session)
-        self.watching[session] = folder_id
+        self.watching[session] = (folder_id, mailbox_id)
 
     def unwatch(self, session: Session) -> None:
-        folder_id = self.watching.pop(session, None)
+        folder_id, mailbox_id = self.watching.pop(session, (None, None))
         if folder_id is not None:
+            events.unwatch(mailbox_id)
             self.watchers[folder_id].discard(session)
             if not self.watchers[folder_id]:
                 del self.watchers[folder_id]
@@ -102,6 +113,7 @@ class ImapServer:
         if self.per_user.get(str(mailbox_id)) >= settings.MAILHOST_IMAP_MAX_CONNECTIONS_PER_USER:
             return False
         self.per_user.add(str(mailbox_id), 1)
+        events.watch(mailbox_id)  # before the session reads anything of the mailbox
         self.user_of[session] = mailbox_id
         self.signed_in_at[session] = time.time_ns()
         return True
@@ -118,6 +130,7 @@ class ImapServer:
         self.signed_in_at.pop(session, None)
         if mailbox_id is not None:
             self.per_user.add(str(mailbox_id), -1)
+            events.unwatch(mailbox_id)
 
     def handle(self, reader, writer, *, tls_active: bool, starttls_allowed: bool) -> None:
         """A new connection (the StreamReaderProtocol's callback): its session runs in a task

@@ -698,7 +698,7 @@ class Session:
         self.server.unwatch(self)
         self.selected = selected
         self.state = State.SELECTED
-        self.server.watch(self, folder_id)
+        self.server.watch(self, folder_id, view.folder.mailbox_id)
         return selected
 
     async def sequence_map(self) -> array:
