@@ -526,33 +526,43 @@ def inflections(needle: str) -> list[str]:
     """The words of the vocabulary, other than those holding the (stemmable, folded) needle
     (its substring search finds them), whose English Snowball stem is the needle's: "runs"
     and "run" for "running". The vocabulary's words beginning with the stem are found through
-    its index (on SQLite its unique index, as a range; on PostgreSQL pg_trgm's or its primary
-    key's), at most STEM_CANDIDATES of them, and the shortest INFLECTIONS kept."""
+    its index (a range of it), at most STEM_CANDIDATES of them, and the shortest INFLECTIONS
+    kept."""
     stem_of = stemmer().stemWord
     stem = stem_of(needle)
     if len(stem) < STEMMED_SHORTEST:
         return []
-    if connection.vendor == "sqlite":
-        # every word beginning with the stem and going on with ASCII letters or digits
-        sql = f"SELECT word FROM {VOCABULARY} WHERE word >= %s AND word < %s LIMIT %s"
-        params = [stem, stem + "{", STEM_CANDIDATES]
-    else:
-        # the inner statement planned for all its rows (an index of the pattern), read up to
-        # the LIMIT: planned with it, a walk of the primary key filtering each word may look
-        # cheaper
-        sql = (
-            f"WITH c AS MATERIALIZED (SELECT word FROM {VOCABULARY} WHERE word LIKE %s)"
-            " SELECT word FROM c LIMIT %s"
-        )
-        params = [stem + "%", STEM_CANDIDATES]
+    # A range of the vocabulary's own index (SQLite's unique one, PostgreSQL's primary key):
+    # pg_trgm's index took 2 ms for LIKE 'deploy%' in 93k words (every word beginning with
+    # "d" has its first trigram), the range 0.05. The words beginning with the stem lie in it
+    # in any collation that orders letters and digits as ASCII does (C, and the usual ones at
+    # their first level); startswith below keeps only those.
+    sql, params = f"SELECT word FROM {VOCABULARY} WHERE word >= %s", [stem]
+    if below := _after(stem):
+        sql, params = f"{sql} AND word < %s", [stem, below]
+    sql, params = f"{sql} LIMIT %s", [*params, STEM_CANDIDATES]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         words = [row[0] for row in cursor.fetchall()]
     found = sorted(
-        (w for w in words if needle not in w and _LETTERS.fullmatch(w) and stem_of(w) == stem),
+        (
+            w
+            for w in words
+            if w.startswith(stem)
+            and needle not in w
+            and _LETTERS.fullmatch(w)
+            and stem_of(w) == stem
+        ),
         key=lambda w: (len(w), w),
     )
     return found[:INFLECTIONS]
+
+
+def _after(prefix: str) -> str:
+    """The least string of lower-case letters after every one beginning with the prefix (of
+    lower-case letters), "" when there is none ("zz")."""
+    head = prefix.rstrip("z")
+    return head[:-1] + chr(ord(head[-1]) + 1) if head else ""
 
 
 def holds_inflection(body: str, needle: str, stem_of: Callable[[str], str]) -> bool:

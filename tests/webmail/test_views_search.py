@@ -154,6 +154,10 @@ def test_inflections_come_from_the_vocabulary(inflected):
     fulltext.index_all()
     assert fulltext.inflections("running") == ["run", "runs"]
     assert fulltext.inflections("runs") == ["run", "running"]
+    # the range of the vocabulary's index after a stem ending in "z"
+    deliver(make_raw(text="The drink fizzes; fizzy; fj."))
+    fulltext.index_all()
+    assert fulltext.inflections("fizzing") == ["fizzes"]
 
 
 def test_inflections_are_bounded(inflected, monkeypatch):
