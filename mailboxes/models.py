@@ -415,9 +415,7 @@ class Message(models.Model):
             # A conversation across the mailbox's folders, oldest first (the webmail's message
             # page shows its first 25): read in order and cut, not sorted whole (a
             # conversation of 100k: 42.8 -> 1.7 ms of CPU on SQLite).
-            models.Index(
-                fields=["thread_key", "internal_date", "id"], name="message_thread_date"
-            ),
+            models.Index(fields=["thread_key", "internal_date", "id"], name="message_thread_date"),
             # The few rows with keywords: the IMAP FLAGS response without a folder scan.
             models.Index(
                 fields=["folder", "keywords"],
