@@ -259,7 +259,10 @@ def _kill_and_check(mailhost: Mailhost, sink: RelaySink, kills: int) -> tuple[di
         load.wait_progress(timeout=30)
         time.sleep(rng.uniform(0.0, 0.8))
         _kill(mailhost)
-        _wait_port_free(mailhost.ports["smtp"])
+        # Every listener's port: the workers die with the supervisor (PR_SET_PDEATHSIG), each
+        # closing its sockets as it exits, so SMTP's can be free while IMAP's is not yet.
+        for port in mailhost.ports.values():
+            _wait_port_free(port)
         mailhost.start()
     time.sleep(1)
     load.join()

@@ -146,7 +146,13 @@ def test_tokens():
 _NAMES = st.sampled_from(
     ["p", "div", "span", "b", "table", "tr", "td", "li", "ul", "pre", "h1", "a", "font"]
 )
-_WORDS = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), min_size=0, max_size=40)
+# The words carry no "<": escaped, "<a" is text that html_to_text rightly gives back as "<a",
+# which the check below would take for a tag (the entities are test_tokens' subject).
+_WORDS = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="<"),
+    min_size=0,
+    max_size=40,
+)
 
 
 def _element(children):
