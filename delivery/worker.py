@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 import uuid
@@ -129,8 +130,6 @@ def _embedded_worker(stop: threading.Event, threads: int = 1) -> None:
 def _handed(fd: int) -> None:
     """In a delivery process of several: queue the ids its parent hands it (one a line),
     until the parent closes the pipe (then the sweep alone finds its messages)."""
-    import os
-
     pending = b""
     while True:
         try:
@@ -149,7 +148,6 @@ def _handed(fd: int) -> None:
 
 
 def _rq_thread_worker(stop: threading.Event, index: int) -> None:
-    import os
     import socket
 
     from delivery.rqworker import ThreadRQWorker  # RQ and Redis only with REDIS_URL
@@ -254,7 +252,6 @@ class DeliveryProcesses:
         self.monitor = threading.Thread(target=self._watch, name="delivery-processes", daemon=True)
 
     def _spawn(self, index: int):
-        import os
         import subprocess
         import sys
 
@@ -288,8 +285,6 @@ class DeliveryProcesses:
 
     def hand(self, message_id: int) -> bool:
         """Pass a spooled message's id to the child whose share it is (queue.enqueue)."""
-        import os
-
         with self.pipes_lock:
             pipe = self.pipes[message_id % self.count]
             if pipe is None:
@@ -330,8 +325,6 @@ class DeliveryProcesses:
                 child.terminate()
 
     def join(self, timeout: float = 30) -> None:
-        import os
-
         for child in self.children:
             if child is None:
                 continue

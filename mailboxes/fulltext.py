@@ -491,7 +491,11 @@ def _messages_among(subquery: RawSQL) -> Q:
 
 
 def matching_ids(where: str, needle: str, *, limit: int | None = None) -> list[int]:
-    subquery = matching(where, needle, limit=limit)
+    return _ids(matching(where, needle, limit=limit))
+
+
+def _ids(subquery: RawSQL) -> list[int]:
+    """The blob ids a subquery of this module gives, read."""
     with connection.cursor() as cursor:
         cursor.execute(subquery.sql, subquery.params)
         return [row[0] for row in cursor.fetchall()]
@@ -590,12 +594,7 @@ def holding_words(words: list[str], *, limit: int | None = None) -> RawSQL:
 
 
 def holding_ids(words: list[str], *, limit: int | None = None) -> list[int]:
-    if not words:
-        return []
-    subquery = holding_words(words, limit=limit)
-    with connection.cursor() as cursor:
-        cursor.execute(subquery.sql, subquery.params)
-        return [row[0] for row in cursor.fetchall()]
+    return _ids(holding_words(words, limit=limit)) if words else []
 
 
 def holding_blobs(words: list[str]) -> Q:

@@ -6,15 +6,11 @@ from __future__ import annotations
 
 import imaplib
 import io
-import shutil
-import tempfile
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
 
-from bench.mailhost_process import free_port
 from mailboxes import imapimport, selectors
 from tests.mailboxes.conftest import make_raw
 from tests.mailboxes.test_archive import state
@@ -86,23 +82,10 @@ def ca(tmp_path_factory):
 
 @pytest.fixture
 def server(ca):
-    # Not under pytest's 0700 tmp_path: Dovecot's mail processes (nobody) must reach the home.
-    root = Path(tempfile.mkdtemp(prefix="mh-dovecot-"))
-    instance = dovecot.DovecotInstance(
-        root,
-        free_port(),
-        USER,
-        PASSWORD,
-        tls=(ca.cert_path, ca.key_path),
-        imaps_port=free_port(),
-        extra_config=SPECIAL_USE_CONFIG,
-    )
-    try:
-        instance.start()
+    with dovecot.running(
+        USER, PASSWORD, tls=(ca.cert_path, ca.key_path), extra_config=SPECIAL_USE_CONFIG
+    ) as instance:
         yield instance
-    finally:
-        instance.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def append(server, folder: str, raw: bytes, flags: list[str], date: datetime) -> None:

@@ -13,6 +13,7 @@ implicit TLS on `imaps_port`; `extra_config` is appended to the generated config
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import os
 import pwd
@@ -20,7 +21,9 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
@@ -71,6 +74,37 @@ service imap-login {{
 
 def available() -> bool:
     return os.path.exists(DOVECOT) and os.path.exists("/usr/lib/dovecot/imap")
+
+
+@contextlib.contextmanager
+def running(
+    user: str,
+    password: str,
+    *,
+    tls: tuple[Path, Path] | None = None,
+    extra_config: str = "",
+) -> Iterator[DovecotInstance]:
+    """A started Dovecot with one user (and implicit TLS on a port of its own, given `tls`),
+    in a directory of its own (not under pytest's 0700 tmp_path: Dovecot's mail processes, as
+    nobody, must reach the home), stopped and removed after."""
+    from bench.mailhost_process import free_port
+
+    root = Path(tempfile.mkdtemp(prefix="mh-dovecot-"))
+    reference = DovecotInstance(
+        root,
+        free_port(),
+        user,
+        password,
+        tls=tls,
+        imaps_port=free_port() if tls else 0,
+        extra_config=extra_config,
+    )
+    try:
+        reference.start()
+        yield reference
+    finally:
+        reference.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 class DovecotInstance:

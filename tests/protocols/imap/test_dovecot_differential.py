@@ -24,13 +24,10 @@ from __future__ import annotations
 import imaplib
 import os
 import re
-import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
 
-from bench.mailhost_process import free_port
 from tests.support import dovecot
 
 pytestmark = [
@@ -707,18 +704,12 @@ KNOWN: dict[tuple[str, str], str] = {
 def test_real_world_messages_answer_as_dovecot_does(imap, capsys):
     corpus = messages()
     assert len(corpus) >= 200
-    root = Path(tempfile.mkdtemp(prefix="mh-dovecot-"))
-    reference = dovecot.DovecotInstance(root, free_port(), "alice", "secret")
-    try:
-        reference.start()
+    with dovecot.running("alice", "secret") as reference:
         theirs = Side(reference.port, "alice", corpus)
         ours = Side(imap["ports"]["imap"], "alice@example.org", corpus)
         agree, differ, unanswered, inconsistent = compare(ours, theirs, corpus)
         theirs.client.logout()
         ours.client.logout()
-    finally:
-        reference.stop()
-        shutil.rmtree(root, ignore_errors=True)
     total = agree + len(differ)
     with capsys.disabled():
         print(

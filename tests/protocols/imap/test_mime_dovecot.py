@@ -101,12 +101,6 @@ def nul_answers(port: int, user: str) -> list:
 def test_nul_octets_as_dovecot_sends_them(imap):
     # RFC 9051 4.3: no NUL in a literal but a literal8; Dovecot sends each as 0x80 in BODY[]
     # (RFC822.SIZE unchanged) and the octets in BINARY[]'s literal8, as we do.
-    root = Path(tempfile.mkdtemp(prefix="mh-dovecot-"))
-    reference = dovecot.DovecotInstance(root, free_port(), "alice", "secret")
-    try:
-        reference.start()
+    with dovecot.running("alice", "secret") as reference:
         theirs = nul_answers(reference.port, "alice")
-    finally:
-        reference.stop()
-        shutil.rmtree(root, ignore_errors=True)
     assert nul_answers(imap["ports"]["imap"], "alice@example.org") == theirs

@@ -13,13 +13,9 @@ from __future__ import annotations
 
 import imaplib
 import re
-import shutil
-import tempfile
-from pathlib import Path
 
 import pytest
 
-from bench.mailhost_process import free_port
 from tests.support import dovecot
 
 pytestmark = [
@@ -91,15 +87,8 @@ def resync(port: int, user: str) -> dict:
 
 
 def test_select_qresync_reports_arrivals_as_dovecot_does(imap):
-    root = Path(tempfile.mkdtemp(prefix="mh-dovecot-"))
-    root.chmod(0o755)
-    reference = dovecot.DovecotInstance(root, free_port(), "alice", "secret")
-    try:
-        reference.start()
+    with dovecot.running("alice", "secret") as reference:
         theirs = resync(reference.port, "alice")
-    finally:
-        reference.stop()
-        shutil.rmtree(root, ignore_errors=True)
     ours = resync(imap["ports"]["imap"], "alice@example.org")
     assert ours == theirs
     # What both said: 5 known, UID 3 expunged, 6 and 7 arrived and 7 went again: 5 now; the

@@ -5,13 +5,9 @@ SORT and THREAD commands, the same answers."""
 from __future__ import annotations
 
 import imaplib
-import shutil
-import tempfile
-from pathlib import Path
 
 import pytest
 
-from bench.mailhost_process import free_port
 from tests.protocols.imap import sortcorpus
 from tests.support import dovecot
 
@@ -70,15 +66,8 @@ def answers(port: int, user: str) -> dict[str, bytes]:
 
 
 def test_sort_and_thread_as_dovecot(imap):
-    # Not under pytest's 0700 tmp_path: Dovecot's mail processes (nobody) must reach the home.
-    root = Path(tempfile.mkdtemp(prefix="mh-dovecot-"))
-    reference = dovecot.DovecotInstance(root, free_port(), "alice", "secret")
-    try:
-        reference.start()
+    with dovecot.running("alice", "secret") as reference:
         theirs = answers(reference.port, "alice")
-    finally:
-        reference.stop()
-        shutil.rmtree(root, ignore_errors=True)
     ours = answers(imap["ports"]["imap"], "alice@example.org")
     differ = {
         command: (ours[command], theirs[command])
