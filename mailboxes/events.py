@@ -1,8 +1,8 @@
 """Change events: what changed in which folder, published after commit.
 
-IMAP IDLE, selected IMAP sessions and the webmail listen. With REDIS_URL set, events travel
-through Redis pub/sub so every process (any front end) hears them; without it they are
-dispatched in-process, and to the other worker processes of the same server
+IMAP IDLE, selected IMAP sessions and the webmail listen. Every event is dispatched in the
+process that made the change at once; with REDIS_URL set it also travels through Redis pub/sub
+so every other process (any front end) hears it; without it, it goes to the other worker processes of the same server
 (MAILHOST_PROCESSES) through mailhost/fanout.py: to those that watch the event's mailbox
 (watch(), counted in the workers' shared memory), a sign-out to all. Subscribers are plain callables invoked from a non-event-loop thread or
 the publishing thread: an asyncio listener should hand the event over with
@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import threading
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -55,6 +58,7 @@ class ChangeEvent:
     @classmethod
     def from_json(cls, text: str | bytes) -> ChangeEvent:
         data = json.loads(text)
+        data.pop("origin", None)
         data["uids"] = tuple(data.get("uids") or ())
         return cls(**data)
 
@@ -130,14 +134,29 @@ def publish(event: ChangeEvent) -> None:
     transaction.on_commit(lambda: _send(event))
 
 
+def _origin() -> str:
+    """This process's name on the Redis channel (a fork gets its own: the pid is in it)."""
+    global _origin_name
+    if _origin_name is None or _origin_name[0] != os.getpid():
+        _origin_name = (os.getpid(), f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}")
+    return _origin_name[1]
+
+
+_origin_name: tuple[int, str] | None = None
+
+
 def _send(event: ChangeEvent) -> None:
+    # This process's own listeners hear the event at once, before the commit's caller answers
+    # (a NOOP on another connection of this server after the STORE's OK sees it); the other
+    # processes hear it through Redis, whose listener here skips what this process sent.
+    _dispatch(event)
     if settings.REDIS_URL:
         try:
-            redisconn.client().publish(channel(), event.to_json())
-            return
+            wire = dict(asdict(event), origin=_origin())
+            redisconn.client().publish(channel(), json.dumps(wire))
         except Exception:
-            logger.exception("publishing change event to Redis failed; dispatching locally")
-    _dispatch(event)
+            logger.exception("publishing change event to Redis failed; only this process heard it")
+        return
     if fanout.active():
         to = _hearers(event)
         for part in _parts(event) if to else ():
@@ -237,8 +256,10 @@ def _listen_redis(url: str, name: str, ready: threading.Event) -> None:
                     break
                 if message.get("type") == "message":
                     try:
+                        if json.loads(message["data"]).get("origin") == _origin():
+                            continue  # dispatched here when it was sent
                         _dispatch(ChangeEvent.from_json(message["data"]))
-                    except (ValueError, TypeError):
+                    except (ValueError, TypeError, AttributeError):
                         logger.warning("ignoring malformed change event %r", message["data"])
             pubsub.close()
         except Exception:
