@@ -201,13 +201,33 @@ def _count(mailbox_id: int, hashes: list[int], *, spam: bool, delta: int) -> Non
 
 
 def known_senders_add(*, mailbox_id: int, addresses: Iterable[str], source: str) -> None:
-    """Trust these senders in this mailbox from now on (already known ones stay as they are)."""
-    rows = [
-        KnownSender(mailbox_id=mailbox_id, address=a.strip().lower()[:320], source=source)
-        for a in dict.fromkeys(addresses)
-        if a and "@" in a
-    ]
-    _insert_known_senders(rows)  # every submission: one plain INSERT, not bulk_create's
+    """Trust these senders in this mailbox from now on (already known ones stay as they are).
+
+    Every submission calls this for its recipients; a pair this process has seen committed
+    is not written again (one plain INSERT only for the new ones). Known senders are never
+    removed but with their mailbox, whose id is not used again, so a remembered pair stays
+    true."""
+    rows = []
+    for a in dict.fromkeys(addresses):
+        if a and "@" in a:
+            address = a.strip().lower()[:320]
+            if (mailbox_id, address) not in _known_pairs:
+                rows.append({"mailbox_id": mailbox_id, "address": address, "source": source})
+    if rows:
+        _insert_known_senders.values(rows)
+        pairs = [(mailbox_id, row["address"]) for row in rows]
+        transaction.on_commit(lambda: _known_pairs_remember(pairs))
+
+
+# (mailbox id, address) pairs committed as known senders, seen by this process.
+_known_pairs: set[tuple[int, str]] = set()
+KNOWN_PAIRS_LIMIT = 100_000
+
+
+def _known_pairs_remember(pairs: list[tuple[int, str]]) -> None:
+    if len(_known_pairs) > KNOWN_PAIRS_LIMIT:
+        _known_pairs.clear()  # forgotten pairs cost one INSERT .. DO NOTHING each again
+    _known_pairs.update(pairs)
 
 
 _insert_known_senders = Insert(KnownSender, ignore_conflicts=True)

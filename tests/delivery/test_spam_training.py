@@ -305,3 +305,31 @@ def test_mail_filed_in_sent_trusts_its_recipients(alice):
         ("bob@work.example", "wrote_to"),
         ("carol@work.example", "wrote_to"),
     ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_known_sender_committed_is_not_written_again(alice, django_assert_num_queries):
+    """Every submission records its recipients; a pair this process saw committed costs no
+    INSERT the next time, and a pair whose transaction rolled back is written again."""
+    from django.db import transaction
+
+    from delivery.spam.services import known_senders_add
+
+    with pytest.raises(RuntimeError), transaction.atomic():
+        known_senders_add(mailbox_id=alice.pk, addresses=["Pal@Remote.Example"], source="wrote_to")
+        raise RuntimeError("rolled back")
+    assert not KnownSender.objects.exists()
+    with django_assert_num_queries(1):
+        known_senders_add(mailbox_id=alice.pk, addresses=["pal@remote.example"], source="wrote_to")
+    with django_assert_num_queries(0):
+        known_senders_add(mailbox_id=alice.pk, addresses=[" PAL@remote.example"], source="wrote_to")
+    with django_assert_num_queries(1):  # the new one only
+        known_senders_add(
+            mailbox_id=alice.pk,
+            addresses=["pal@remote.example", "other@remote.example"],
+            source="wrote_to",
+        )
+    assert sorted(KnownSender.objects.values_list("address", flat=True)) == [
+        "other@remote.example",
+        "pal@remote.example",
+    ]

@@ -98,3 +98,28 @@ def test_a_field_with_a_preparation_of_its_own_is_prepared_by_it():
     assert _passed_as_is(fields["retry_forced"], connection) == (bool, type(None))
     assert _passed_as_is(fields["next_attempt_at"], connection) == ()  # a datetime is adapted
     assert _passed_as_is(fields["updated_at"], connection) == ()  # auto_now's pre_save
+
+
+def test_insert_of_values_fills_defaults_as_the_orm_does():
+    blob = Blob.objects.create(name="inline:z", size=1, data=b"z")
+    message = OutboundMessage.objects.create(queue_id="QV", blob=blob, mail_from="a@example.org")
+    before = timezone.now()
+    (pk,) = Insert(OutboundRecipient).values(
+        [
+            {
+                "message_id": message.pk,
+                "address": "b@example.net",
+                "status": RecipientStatus.DEFERRED,  # an enum member is prepared, not sent as is
+                "next_attempt_at": before,
+            }
+        ],
+        returning=True,
+    )
+    orm = OutboundRecipient.objects.create(message=message, address="c@example.net")
+    stored = OutboundRecipient.objects.get(pk=pk)
+    assert stored.status == "deferred" and stored.next_attempt_at == before
+    assert stored.updated_at >= before  # auto_now: the time of the INSERT
+    left_out = {"id", "message_id", "address", "status", "next_attempt_at", "updated_at"}
+    for name in set(_fields(orm)) - left_out:
+        assert getattr(stored, name) == getattr(orm, name), name
+    assert Insert(OutboundRecipient).values([]) == []
