@@ -34,28 +34,49 @@ def deliver_message(message_id: int) -> dict[str, int]:
 def deliver_messages(message_ids: Sequence[int]) -> dict[int, dict[str, int]]:
     """Attempt the due recipients of several messages one after the other (an embedded
     worker's backlog: delivery.worker), under ONE claim and with their results written
-    together (_Results): two commits for the batch instead of two a message. Returns the
+    together (Results): two commits for the batch instead of two a message. Returns the
     counts by resulting status of each message that had recipients due."""
+    return deliver_batch(message_ids)[0]
+
+
+def deliver_batch(
+    message_ids: Sequence[int], *, previous: Results | None = None, carry: bool = False
+) -> tuple[dict[int, dict[str, int]], Results | None]:
+    """deliver_messages for a delivery thread that goes on to its next batch at once:
+    `previous` (the last batch's results, not yet written) is written in this batch's claim
+    transaction, and with `carry` this batch's results are handed back unwritten for the
+    next one (when no DSN can be owed: those are looked for once the results are written),
+    so a busy thread commits once a batch instead of twice. The caller writes what it got
+    back (flush) when no batch follows at once. Returns the counts, as deliver_messages,
+    and the results handed back (None: written)."""
     for message_id in message_ids:
         queue.job_started(message_id)
     _drop_broken_connections()
-    claims = services.recipients_claim_many(message_ids=message_ids)
+    record = previous.write_rows if previous is not None and previous.outcomes else None
+    claims = services.recipients_claim_many(message_ids=message_ids, record=record)
+    if record is not None:
+        previous.written()  # committed with the claim
     if not claims:
-        return {}
-    results = _Results(claims[0].token)
+        return {}, None
+    results = Results(claims[0].token)
     counts: dict[int, dict[str, int]] = {}
+    carried = False
     try:
         for claim in claims:
             results.flush_if_old()
             counts[claim.message.pk] = attempt(claim, results)
+        carried = carry and not any(_dsn_possible(c, counts[c.message.pk]) for c in claims)
     finally:
-        results.flush()
+        if not carried:
+            results.flush()
+    if carried:
+        return counts, results
     for claim in claims:
         if _dsn_possible(claim, counts[claim.message.pk]) and services.dsn_owed(
             recipient_ids=[r.id for r in claim.recipients]
         ):
             services.message_notify(message_id=claim.message.pk)
-    return counts
+    return counts, None
 
 
 # The results of a batch are written together, but none waits longer than this once known
@@ -64,7 +85,7 @@ def deliver_messages(message_ids: Sequence[int]) -> dict[int, dict[str, int]]:
 RECORD_WITHIN = 1.0
 
 
-class _Results:
+class Results:
     """Outcomes of one claim's attempts, kept until they are written in one transaction
     (services.recipients_record). Kept when writing fails: written again with what follows,
     or lost with the process (the lease runs out and the recipients are due again)."""
@@ -92,6 +113,15 @@ class _Results:
         services.recipients_record(
             token=self.token, outcomes=self.outcomes, claimed=list(self.claimed.values())
         )
+        self.written()
+
+    def write_rows(self) -> None:
+        """The outcomes' rows in the caller's transaction; written() once it commits."""
+        services.recipients_record_rows(
+            token=self.token, outcomes=self.outcomes, claimed=list(self.claimed.values())
+        )
+
+    def written(self) -> None:
         self.outcomes, self.claimed = {}, {}
 
 
@@ -124,11 +154,11 @@ def _drop_broken_connections() -> None:
             conn.close()
 
 
-def attempt(claim: Claim, results: _Results | None = None) -> dict[str, int]:
+def attempt(claim: Claim, results: Results | None = None) -> dict[str, int]:
     """Attempt the claim's recipients; their outcomes go to `results` (written at once
     without one)."""
     counts: dict[str, int] = defaultdict(int)
-    mine = results or _Results(claim.token)
+    mine = results or Results(claim.token)
     hosted = {d for d in {r.domain for r in claim.recipients} if domain_is_hosted(d)}
     local = [r for r in claim.recipients if r.domain in hosted]
     remote = [r for r in claim.recipients if r.domain not in hosted]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -153,7 +153,10 @@ def recipients_claim(*, message_id: int, now: datetime | None = None) -> Claim |
 
 
 def recipients_claim_many(
-    *, message_ids: Sequence[int], now: datetime | None = None
+    *,
+    message_ids: Sequence[int],
+    now: datetime | None = None,
+    record: Callable[[], object] | None = None,
 ) -> list[Claim]:
     """Lease the due recipients of these messages and count the attempt, before any
     connection: one Claim a message that had any, all under one token, in ONE transaction
@@ -163,6 +166,9 @@ def recipients_claim_many(
     SQLite's serialized writers or PostgreSQL's row locks) each get disjoint rows. Both of its
     statements are plain text (`_claim_sql`): every delivery job runs them, and building them
     through the ORM cost more CPU than the database spent on them.
+
+    `record`, when given, runs first in the same transaction: a delivery thread's previous
+    results (recipients_record_rows), written without a commit of their own.
     """
     now = now or timezone.now()
     token = secrets.token_hex(16)
@@ -173,6 +179,8 @@ def recipients_claim_many(
     # Not synced before returning (mailboxes/transactions.py): a claim lost with the power
     # only makes the recipients due again, as an expired lease would.
     with unsynced_atomic(), connection.cursor() as cursor:
+        if record is not None:
+            record()
         cursor.execute(
             update,
             [token, adapt(lease), adapt(now), *ids, *_PENDING_TEXT, adapt(now), adapt(now)],
@@ -269,72 +277,84 @@ def recipients_record(
     them is written without reading it again (nothing its result depends on changes under
     the lease), so a delivered message costs one UPDATE a recipient.
     """
-    now = now or timezone.now()
-    written = 0
-    lines: list[str] = []
     # Not synced before returning (mailboxes/transactions.py): a result lost with the power
     # leaves the recipients as they were before the attempt, tried again (a peer may get a
     # duplicate, as after a crash mid-session). Anything synced later (the next message
     # accepted, a DSN spooled) syncs this too: the log is written in order. This takes one
     # fsync per message off the delivery threads, which on SQLite wait for each other's.
-    adapt = connection.ops.adapt_datetimefield_value
     with unsynced_atomic():
-        known = [
-            r
-            for r in claimed
-            if r.id in outcomes and outcomes[r.id].status == RecipientStatus.DELIVERED
-        ]
-        rest = set(outcomes).difference(r.id for r in known)
-        rows = known
-        if rest:
-            rows += OutboundRecipient.objects.filter(
-                lease_token=token, id__in=sorted(rest)
-            ).select_related("message")
-        for row in sorted(rows, key=lambda r: r.id):
-            outcome = outcomes[row.id]
-            status, reply = outcome.status, outcome.reply
-            next_attempt = None
-            dsn_sent = row.dsn_sent
-            attempts = row.attempts
-            if status == RecipientStatus.DELIVERED:
-                # RFC 3461 5.2.2: NOTIFY=SUCCESS gets a "delivered" DSN for a mailbox here,
-                # or a "relayed" one from us when the next hop does not speak DSN.
-                dsn_sent = outcome.peer_dsn or not bounces.notify_wants(row.notify, "delivered")
-            elif status == RecipientStatus.DEFERRED:
-                expiry = retry.expires_at(row.message.created_at)
-                if now >= expiry:
-                    status = RecipientStatus.FAILED
-                    reply = f"{_expired_prefix()} last reply: {outcome.reply}"
-                elif outcome.untried_for is not None:
-                    attempts = max(row.attempts - 1, 0)
-                    next_attempt = min(now + timedelta(seconds=outcome.untried_for), expiry)
-                else:
-                    next_attempt = retry.next_attempt_at(
-                        attempts=row.attempts, now=now, created_at=row.message.created_at
-                    )
-            if status == RecipientStatus.DEFERRED and row.status == RecipientStatus.HOLD:
-                status, next_attempt = RecipientStatus.HOLD, None  # held during the attempt
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    _result_sql(),
-                    [
-                        str(status),
-                        reply[:2000],
-                        outcome.remote[:255],
-                        outcome.protection,
-                        None if next_attempt is None else adapt(next_attempt),
-                        dsn_sent,
-                        attempts,
-                        False,
-                        row.pk,
-                        token,
-                    ],
+        return recipients_record_rows(token=token, outcomes=outcomes, now=now, claimed=claimed)
+
+
+def recipients_record_rows(
+    *,
+    token: str,
+    outcomes: Mapping[int, Outcome],
+    now: datetime | None = None,
+    claimed: Sequence[OutboundRecipient] = (),
+) -> int:
+    """recipients_record's writes, in the caller's transaction (recipients_claim_many's
+    `record`: a delivery thread's results written with its next claim)."""
+    now = now or timezone.now()
+    written = 0
+    lines: list[str] = []
+    adapt = connection.ops.adapt_datetimefield_value
+    known = [
+        r
+        for r in claimed
+        if r.id in outcomes and outcomes[r.id].status == RecipientStatus.DELIVERED
+    ]
+    rest = set(outcomes).difference(r.id for r in known)
+    rows = known
+    if rest:
+        rows += OutboundRecipient.objects.filter(
+            lease_token=token, id__in=sorted(rest)
+        ).select_related("message")
+    for row in sorted(rows, key=lambda r: r.id):
+        outcome = outcomes[row.id]
+        status, reply = outcome.status, outcome.reply
+        next_attempt = None
+        dsn_sent = row.dsn_sent
+        attempts = row.attempts
+        if status == RecipientStatus.DELIVERED:
+            # RFC 3461 5.2.2: NOTIFY=SUCCESS gets a "delivered" DSN for a mailbox here,
+            # or a "relayed" one from us when the next hop does not speak DSN.
+            dsn_sent = outcome.peer_dsn or not bounces.notify_wants(row.notify, "delivered")
+        elif status == RecipientStatus.DEFERRED:
+            expiry = retry.expires_at(row.message.created_at)
+            if now >= expiry:
+                status = RecipientStatus.FAILED
+                reply = f"{_expired_prefix()} last reply: {outcome.reply}"
+            elif outcome.untried_for is not None:
+                attempts = max(row.attempts - 1, 0)
+                next_attempt = min(now + timedelta(seconds=outcome.untried_for), expiry)
+            else:
+                next_attempt = retry.next_attempt_at(
+                    attempts=row.attempts, now=now, created_at=row.message.created_at
                 )
-                updated = cursor.rowcount
-            written += updated
-            if updated:
-                lines.append(_result_line(row, outcome, status=status, reply=reply, now=now))
-        transaction.on_commit(lambda: _log_lines(lines))
+        if status == RecipientStatus.DEFERRED and row.status == RecipientStatus.HOLD:
+            status, next_attempt = RecipientStatus.HOLD, None  # held during the attempt
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _result_sql(),
+                [
+                    str(status),
+                    reply[:2000],
+                    outcome.remote[:255],
+                    outcome.protection,
+                    None if next_attempt is None else adapt(next_attempt),
+                    dsn_sent,
+                    attempts,
+                    False,
+                    row.pk,
+                    token,
+                ],
+            )
+            updated = cursor.rowcount
+        written += updated
+        if updated:
+            lines.append(_result_line(row, outcome, status=status, reply=reply, now=now))
+    transaction.on_commit(lambda: _log_lines(lines))
     return written
 
 

@@ -29,6 +29,7 @@ import os
 import threading
 import time
 import uuid
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import close_old_connections, connections
@@ -38,6 +39,9 @@ from delivery.leader import Leadership
 from delivery.outreports import tlsrpt
 from mailboxes import fulltext
 from mailhost import fanout
+
+if TYPE_CHECKING:
+    from delivery.jobs import Results
 from mailhost.listeners import Listener
 
 logger = logging.getLogger(__name__)
@@ -108,23 +112,42 @@ def batch_size(backlog: int, threads: int) -> int:
 
 
 def _embedded_worker(stop: threading.Event, threads: int = 1) -> None:
-    from delivery.jobs import deliver_messages
+    from delivery.jobs import deliver_batch
 
+    # The last batch's results while the next batch is already queued: written with the
+    # next claim (one commit a batch instead of two), else at once, before waiting.
+    pending = None
     try:
         while not stop.is_set():
-            message_id = queue.embedded.get(timeout=1.0)
+            message_id = queue.embedded.get(timeout=0 if pending is not None else 1.0)
             if message_id is None or stop.is_set():
+                pending = _written(pending)
                 continue
             message_ids = [message_id]
             more = batch_size(queue.embedded.backlog(), threads)
             if more:
                 message_ids += queue.embedded.take(more)
             try:
-                deliver_messages(message_ids)
+                _, pending = deliver_batch(message_ids, previous=pending, carry=True)
             except Exception:
                 logger.exception("delivery job for messages %s failed", message_ids)
     finally:
+        _written(pending)
         connections.close_all()
+
+
+def _written(pending: Results | None) -> Results | None:
+    """None once `pending` is written; kept when writing failed
+    (tried again with the next batch, or lost with the process: the lease runs out and the
+    recipients are due again, as after a crash)."""
+    if pending is None:
+        return None
+    try:
+        pending.flush()
+    except Exception:
+        logger.exception("delivery results could not be written")
+        return pending
+    return None
 
 
 def _handed(fd: int) -> None:

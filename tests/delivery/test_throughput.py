@@ -72,12 +72,7 @@ def test_a_worker_thread_claims_and_records_its_backlog_in_two_commits(
     (delivery.worker.batch_size): one claim and one write of the results for the batch, so
     six messages cost the worker two commits (before: two a message, 12), each message in
     its own transaction on the reused connection, each recipient delivered once."""
-    import threading
-
-    from django.db.backends.base.base import BaseDatabaseWrapper
-
     from delivery import jobs, queue
-    from delivery.worker import DeliveryService
 
     make_mailbox("alice@example.org")
     dns_server.add("remote.test", "MX", "10 mx1.remote.test.")
@@ -88,6 +83,21 @@ def test_a_worker_thread_claims_and_records_its_backlog_in_two_commits(
     assert len(queue.embedded) == 6
     # However slow the machine is today (raising=False: the count is what fails before).
     monkeypatch.setattr(jobs, "RECORD_WITHIN", 600.0, raising=False)
+    commits = _worker_thread_commits(monkeypatch)
+    assert len(peer.received) == 6
+    assert set(OutboundRecipient.objects.values_list("attempts", flat=True)) == {1}
+    assert len(commits) == 2
+
+
+def _worker_thread_commits(monkeypatch) -> list[str]:  # noqa: ANN001
+    """Run one embedded delivery thread until every recipient is delivered; the commits it
+    made."""
+    import threading
+
+    from django.db.backends.base.base import BaseDatabaseWrapper
+
+    from delivery.worker import DeliveryService
+
     commits = []
     real_commit = BaseDatabaseWrapper.commit
 
@@ -107,9 +117,7 @@ def test_a_worker_thread_claims_and_records_its_backlog_in_two_commits(
     finally:
         service.close()
         service.join()
-    assert len(peer.received) == 6
-    assert set(OutboundRecipient.objects.values_list("attempts", flat=True)) == {1}
-    assert len(commits) == 2
+    return commits
 
 
 def test_a_batch_is_a_share_of_the_backlog_beyond_one_message_a_thread():
@@ -121,3 +129,28 @@ def test_a_batch_is_a_share_of_the_backlog_beyond_one_message_a_thread():
     assert batch_size(15, 16) == 0  # 16 messages, 16 threads: one each
     assert batch_size(40, 4) == BATCH_MAX - 1
     assert batch_size(12, 4) == 3
+
+
+@pytest.mark.skipif(bool(settings.REDIS_URL), reason="the embedded queue's workers batch")
+def test_a_busy_worker_thread_writes_its_results_with_its_next_claim(
+    make_mailbox, dns_server, peers, monkeypatch
+):
+    """A delivery thread whose next message is already queued writes the last one's results
+    in the next claim's transaction (delivery.jobs.deliver_batch): six messages taken one at
+    a time cost six claims and one last write, 7 commits instead of 12, and each recipient is
+    delivered once and recorded as delivered."""
+    from delivery import jobs, queue, worker
+
+    make_mailbox("alice@example.org")
+    dns_server.add("remote.test", "MX", "10 mx1.remote.test.")
+    dns_server.add("mx1.remote.test", "A", "127.0.0.2")
+    peer = peers.start("127.0.0.2")
+    for _ in range(6):
+        spool(["bob@remote.test"])
+    assert len(queue.embedded) == 6
+    monkeypatch.setattr(jobs, "RECORD_WITHIN", 600.0, raising=False)
+    monkeypatch.setattr(worker, "batch_size", lambda backlog, threads: 0)  # one at a time
+    commits = _worker_thread_commits(monkeypatch)
+    assert len(peer.received) == 6
+    assert set(OutboundRecipient.objects.values_list("attempts", flat=True)) == {1}
+    assert len(commits) == 7
