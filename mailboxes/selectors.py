@@ -1687,20 +1687,10 @@ def messages_senders(folder: Folder | int, uids: Iterable[int]) -> list[str]:
 
 def _conversation_heads(folder_id: int) -> QuerySet[Message]:
     """The folder's messages that are the newest of their conversation in it (thread_key;
-    a message without one is a conversation of its own): each row's UID against its
-    conversation's highest, one backward probe of the (folder, thread_key, uid) index.
-    Not NOT EXISTS (a newer one): PostgreSQL planned that probe as a sequential scan of the
-    table (its estimate of the first match among a conversation's rows ignores uid > the
-    row's), once per row of the walk, and a folder of one conversation of 100k never
-    answered; the highest UID it reads from the index."""
-    newest = (
-        Message.objects.filter(folder_id=OuterRef("folder_id"), thread_key=OuterRef("thread_key"))
-        .order_by("-uid")
-        .values("uid")[:1]
-    )
-    return Message.objects.filter(folder_id=folder_id).filter(
-        Q(thread_key="") | Q(uid=Subquery(newest))
-    )
+    a message without one is a conversation of its own), by the mark the database keeps
+    (Message.conversation_head), read in UID order from the partial index of those rows:
+    a page of them costs its own rows, whatever the conversations' sizes."""
+    return Message.objects.filter(folder_id=folder_id, conversation_head=True)
 
 
 def conversation_list_page(
@@ -1708,9 +1698,8 @@ def conversation_list_page(
 ) -> tuple[list[Message], bool, bool]:
     """One page of a folder's conversations, newest first, as the newest message of each
     (its place in the list): the `size` below UID `before`, or above UID `after`, or the
-    newest. Returns (messages, has_newer, has_older). Keyset pages, no OFFSET: the scan
-    walks (folder, uid) from the cursor and asks of each row, through the (folder,
-    thread_key, uid) index, whether it is its conversation's newest message here."""
+    newest. Returns (messages, has_newer, has_older). Keyset pages, no OFFSET: a range of
+    the (folder, uid) index of conversations' newest messages from the cursor."""
     qs = _conversation_heads(folder.pk).only(*fields)
     if after is not None:
         chunk = list(qs.filter(uid__gt=after).order_by("uid")[: size + 1])

@@ -2665,6 +2665,9 @@ def _copy_messages(
         copy.seen = seen[original.uid]
         copy.modseq = modseq
         copy.saved_at = saved_at  # RFC 8514 3: the copy's own save date
+        # The highest UID of the target so far: its conversation's newest there (the
+        # database's trigger clears the one before it; migration 0033)
+        copy.conversation_head = True
         copies.append(copy)
     Message.objects.bulk_create(copies, batch_size=1000)
     # The locked rows, not the callers' Folder objects (IMAP passes a stub of the source).

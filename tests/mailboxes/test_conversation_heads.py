@@ -1,0 +1,195 @@
+"""Message.conversation_head, the mark the webmail's list reads conversations from: whatever
+sequence of writes happens (delivery, APPEND, COPY and MOVE, also into another's folder,
+EXPUNGE, delete, Empty, a folder's deletion, and rows written by plain statements: a UID given
+lower than the folder's highest, a thread_key, UID or folder changed, many rows at once), every
+row's mark equals its recomputation: the highest UID of its (folder, thread_key), or no
+thread_key. The triggers of migration 0033 keep it, on both databases."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from django.db.models import Sum
+from django.utils import timezone
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mailboxes import selectors, services
+from mailboxes.models import Folder, Mailbox, Message
+
+pytestmark = pytest.mark.django_db
+
+KEYS = ["", "<a@x.example>", "<b@x.example>"]
+# UIDs the services give start here, so that plain statements have lower free ones to use.
+FIRST_UID = 1000
+names = itertools.count()
+
+
+def raw_of(key: str, n: int) -> bytes:
+    """A message whose thread_key is `key` (its References root), or none (no Message-ID,
+    References or In-Reply-To)."""
+    header = f"References: {key}\r\nMessage-ID: <{n}@y.example>\r\n" if key else ""
+    return f"From: b@remote.example\r\nSubject: s{n}\r\n{header}\r\nbody {n}\r\n".encode()
+
+
+def recomputed() -> tuple[dict[int, bool], dict[int, bool]]:
+    """Every message's mark as kept, and as recomputed from the rows."""
+    rows = list(
+        Message.objects.values_list("id", "folder_id", "thread_key", "uid", "conversation_head")
+    )
+    newest: dict[tuple[int, str], int] = {}
+    for _, folder_id, key, uid, _ in rows:
+        newest[folder_id, key] = max(newest.get((folder_id, key), 0), uid)
+    kept = {pk: head for pk, _, _, _, head in rows}
+    truth = {pk: not key or uid == newest[folder_id, key] for pk, folder_id, key, uid, _ in rows}
+    return kept, truth
+
+
+def free_uid(folder: Folder, rng: int) -> int:
+    """A UID below FIRST_UID that the folder does not use."""
+    used = set(Message.objects.filter(folder=folder).values_list("uid", flat=True))
+    start = 1 + rng % 900
+    return next(u for u in [*range(start, FIRST_UID), *range(1, start)] if u not in used)
+
+
+def picked(folder: Folder, pick: list[int]) -> list[int]:
+    uids = sorted(Message.objects.filter(folder=folder).values_list("uid", flat=True))
+    return sorted({uids[i % len(uids)] for i in pick}) if uids else []
+
+
+folder_index = st.integers(0, 2)  # the two folders of the example, and bob's shared one
+pick = st.lists(st.integers(0, 50), min_size=1, max_size=4)
+key = st.sampled_from(range(len(KEYS)))
+operation = st.one_of(
+    st.tuples(st.just("append"), folder_index, st.lists(key, min_size=1, max_size=5)),
+    st.tuples(st.just("deliver"), key),
+    st.tuples(st.just("copy"), folder_index, folder_index, pick),
+    st.tuples(st.just("move"), folder_index, folder_index, pick),
+    st.tuples(st.just("expunge"), folder_index, pick),
+    st.tuples(st.just("delete"), folder_index, pick),
+    st.tuples(st.just("empty"), folder_index),
+    st.tuples(st.just("insert below"), folder_index, st.lists(key, min_size=1, max_size=3)),
+    st.tuples(st.just("rekey"), folder_index, pick, key),
+    st.tuples(st.just("renumber"), folder_index, pick),
+    st.tuples(st.just("refolder"), folder_index, folder_index, pick),
+)
+
+
+def recount(folders: list[Folder]) -> None:
+    """The folders' counters and their mailboxes' usage after plain statements moved rows
+    (the services keep them; the statements here stand for writers that are not services)."""
+    for folder in folders:
+        rows = Message.objects.filter(folder=folder)
+        Folder.objects.filter(pk=folder.pk).update(
+            message_count=rows.count(),
+            unseen_count=rows.filter(seen=False).count(),
+            total_size=rows.aggregate(size=Sum("size"))["size"] or 0,
+        )
+    for mailbox_id in {f.mailbox_id for f in folders}:
+        size = Message.objects.filter(folder__mailbox_id=mailbox_id).aggregate(size=Sum("size"))
+        Mailbox.objects.filter(pk=mailbox_id).update(used_bytes=size["size"] or 0)
+
+
+def apply(op: tuple, folders: list[Folder], blob_id: int, n: int) -> None:
+    kind, *args = op
+    if kind == "append":
+        for k in args[1]:
+            services.message_append(folder=folders[args[0]], raw=raw_of(KEYS[k], n))
+    elif kind == "deliver":
+        services.message_deliver(raw=raw_of(KEYS[args[0]], n), recipients=["alice@example.org"])
+    elif kind in ("copy", "move"):
+        source, target = folders[args[0]], folders[args[1]]
+        uids = picked(source, args[2])
+        if uids and source != target:
+            write = services.messages_copy if kind == "copy" else services.messages_move
+            write(source=source, uids=uids, target=target, shared=True)
+    elif kind == "expunge":
+        folder = folders[args[0]]
+        uids = picked(folder, args[1])
+        services.messages_store_flags(folder=folder, uids=uids, flags=["\\Deleted"], mode="add")
+        services.messages_expunge(folder=folder)
+    elif kind == "delete":
+        services.messages_delete(folder=folders[args[0]], uids=picked(folders[args[0]], args[1]))
+    elif kind == "empty":
+        services.folder_empty(folder=folders[args[0]])
+    elif kind == "insert below":  # an import's UIDs: lower than the folder's newest, one statement
+        folder = folders[args[0]]
+        used = set(Message.objects.filter(folder=folder).values_list("uid", flat=True))
+        free = [u for u in range(1 + n % 500, FIRST_UID) if u not in used][: len(args[1])]
+        Message.objects.bulk_create(
+            Message(
+                folder=folder, uid=uid, modseq=1, blob_id=blob_id, size=1,
+                internal_date=timezone.now(),
+                thread_key=KEYS[k], conversation_head=bool(n % 2),
+            )
+            for uid, k in zip(free, args[1], strict=False)
+        )  # fmt: skip
+    elif kind == "rekey":  # many rows at once
+        folder = folders[args[0]]
+        Message.objects.filter(folder=folder, uid__in=picked(folder, args[1])).update(
+            thread_key=KEYS[args[2]]
+        )
+    elif kind == "renumber":
+        folder = folders[args[0]]
+        for uid in picked(folder, args[1]):
+            Message.objects.filter(folder=folder, uid=uid).update(uid=free_uid(folder, n + uid))
+    elif kind == "refolder":
+        source, target = folders[args[0]], folders[args[1]]
+        for uid in picked(source, args[2]):
+            Message.objects.filter(folder=source, uid=uid).update(
+                folder=target, uid=free_uid(target, n + uid)
+            )
+    if kind in ("insert below", "refolder"):
+        recount(folders)
+
+
+@settings(
+    max_examples=80,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(ops=st.lists(operation, min_size=1, max_size=16))
+def test_every_write_keeps_the_mark_equal_to_its_recomputation(make_mailbox, ops):
+    alice = Mailbox.objects.filter(local_part="alice").first() or make_mailbox("alice@example.org")
+    bob = Mailbox.objects.filter(local_part="bob").first() or make_mailbox("bob@example.org")
+    number = next(names)
+    folders = [
+        services.folder_create(mailbox=alice, name=f"A{number}"),
+        services.folder_create(mailbox=alice, name=f"B{number}"),
+        services.folder_create(mailbox=bob, name=f"Shared{number}"),
+    ]
+    Folder.objects.filter(pk__in=[f.pk for f in folders]).update(uidnext=FIRST_UID)
+    folders = [Folder.objects.get(pk=f.pk) for f in folders]
+    seed = services.message_append(folder=folders[0], raw=raw_of(KEYS[1], 0))
+    for n, op in enumerate(ops, start=1):
+        apply(op, folders, seed.blob_id, n)
+        kept, truth = recomputed()
+        assert kept == truth, (op, {pk for pk in kept if kept[pk] != truth[pk]})
+        for folder in folders:
+            folder.refresh_from_db()
+            page, _, _ = selectors.conversation_list_page(
+                folder, before=None, after=None, size=1000, fields=("uid",)
+            )
+            listed = [m.uid for m in page]
+            rows = Message.objects.filter(folder=folder).values_list("uid", "id")
+            assert listed == sorted((u for u, pk in rows if truth[pk]), reverse=True)
+    for folder in folders:
+        services.folder_delete(folder=folder)
+    kept, truth = recomputed()
+    assert kept == truth
+
+
+def heads(folder: Folder) -> dict[int, bool]:
+    return dict(Message.objects.filter(folder=folder).values_list("uid", "conversation_head"))
+
+
+def test_a_reply_takes_the_mark_and_expunging_it_gives_it_back(make_mailbox):
+    alice = make_mailbox("alice@example.org")
+    inbox = selectors.folder_get(alice, "INBOX")
+    first = services.message_append(folder=inbox, raw=raw_of(KEYS[1], 1))
+    alone = services.message_append(folder=inbox, raw=raw_of("", 2))
+    reply = services.message_append(folder=inbox, raw=raw_of(KEYS[1], 3))
+    assert heads(inbox) == {first.uid: False, alone.uid: True, reply.uid: True}
+    services.messages_delete(folder=inbox, uids=[reply.uid])
+    assert heads(inbox) == {first.uid: True, alone.uid: True}
