@@ -6,7 +6,9 @@ delivery.accept.message_accept of bench/sample.eml to one local mailbox, in a lo
 Prints the SQL statements a message costs (`sql` lists them), then wall and CPU time per
 message (`prof`: a pyinstrument profile instead; pip install pyinstrument, not a
 requirement; `cpu`: cProfile timed by the thread's CPU clock, the functions by their CPU
-time with callees: what the path costs, whatever else the machine is doing). Uses the SQLite database in MAILHOST_DATA_DIR (or DATABASE_URL): a scratch one.
+time with callees: what the path costs, whatever else the machine is doing). On PostgreSQL
+the backend's CPU a message too (a server on this machine). Uses the SQLite database in
+MAILHOST_DATA_DIR (or DATABASE_URL): a scratch one.
 The same path through a running server, its SMTP session and event loop included, sampled by
 py-spy: bench/profile_server.py smtp.
 """
@@ -29,6 +31,7 @@ django.setup()
 from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
+from fts import backend_cpu_s  # noqa: E402  (bench/, this script's directory)
 
 from delivery import accept  # noqa: E402
 from mailboxes import services  # noqa: E402
@@ -84,13 +87,16 @@ def main() -> None:
         profiler.stop()
         print(profiler.output_text(unicode=False, color=False))
         return
+    backend = backend_cpu_s()
     wall, cpu = time.perf_counter(), time.process_time()
     for _ in range(count):
         one()
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    backend = backend_cpu_s() - backend
+    server = f", the PostgreSQL backend {backend / count * 1000:.2f} ms CPU" if backend else ""
     print(
         f"{count} messages: {wall / count * 1000:.2f} ms wall, {cpu / count * 1000:.2f} ms CPU"
-        f" a message, {count / wall:.1f} msg/s (load average {os.getloadavg()[0]:.1f})"
+        f" a message{server}, {count / wall:.1f} msg/s (load average {os.getloadavg()[0]:.1f})"
     )
 
 

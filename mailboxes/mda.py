@@ -111,7 +111,7 @@ def _scripts_for(mailbox_ids: Sequence[int]) -> list[_Mailbox]:
         f"LEFT JOIN {script} s ON s.mailbox_id = m.id AND s.active = %s "
         f"WHERE m.id IN ({', '.join(['%s'] * len(ids))})"
     )
-    with db.cursor() as cursor:
+    with db.prepared_cursor() as cursor:
         cursor.execute(sql, [True, *ids])
         rows = cursor.fetchall()
     found = []

@@ -225,7 +225,7 @@ def _domain_and_mailbox(parsed: Address) -> tuple[Domain | None, tuple[int, int,
     db = connections[DEFAULT_DB_ALIAS]
     q = db.ops.quote_name
     domains, mailboxes = q(Domain._meta.db_table), q(Mailbox._meta.db_table)
-    with db.cursor() as cursor:
+    with db.prepared_cursor() as cursor:
         cursor.execute(
             f"SELECT d.id, d.case_sensitive_local_parts, d.plus_separator, m.id, m.quota, "
             f"m.used_bytes FROM {domains} d LEFT JOIN {mailboxes} m ON m.domain_id = d.id "
@@ -484,7 +484,7 @@ def sender_lists(mailbox_ids: Iterable[int], sender: str) -> dict[int, str | Non
     entries, mailboxes = q(SenderListEntry._meta.db_table), q(Mailbox._meta.db_table)
     id_marks = ", ".join(["%s"] * len(ids))
     pattern_marks = ", ".join(["%s"] * len(candidates))
-    with db.cursor() as cursor:
+    with db.prepared_cursor() as cursor:
         cursor.execute(
             f"SELECT m.id, e.mailbox_id, e.pattern, e.action FROM {mailboxes} m"
             f" JOIN {entries} e ON (e.mailbox_id = m.id OR e.domain_id = m.domain_id)"

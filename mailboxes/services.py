@@ -1661,7 +1661,7 @@ def _file_into_mailboxes(
         if rows:
             _messages_insert(rows)
             table = db.ops.quote_name(Mailbox._meta.db_table)
-            with db.cursor() as cursor:
+            with db.prepared_cursor() as cursor:
                 for amount, ids in _by_amount(usage).items():
                     marks = ", ".join(["%s"] * len(ids))
                     cursor.execute(
@@ -1911,7 +1911,7 @@ def _messages_insert(rows: list[dict]) -> None:
             params.append(value)
     marks = "(" + ", ".join(["%s"] * len(fields)) + ")"
     per_statement = max(1, (db.features.max_query_params or 999) // len(fields))
-    with db.cursor() as cursor:
+    with db.prepared_cursor() as cursor:
         for start in range(0, len(rows), per_statement):
             count = min(per_statement, len(rows) - start)
             chunk = params[start * len(fields) : (start + count) * len(fields)]
@@ -1925,7 +1925,7 @@ def blob_row_create(*, name: str, raw: bytes) -> Blob:
     table = db.ops.quote_name(Blob._meta.db_table)
     now = timezone.now()
     data = raw if Blob.name_is_inline(name) else None
-    with db.cursor() as cursor:
+    with db.prepared_cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {table} (name, size, created_at, data) VALUES (%s, %s, %s, %s)"
             " RETURNING id",
@@ -1962,7 +1962,7 @@ def _lock_mailboxes_with_folders(mailbox_ids: Iterable[int]) -> list[_Target]:
     )
     if db.features.has_select_for_update:
         sql += " FOR UPDATE"
-    with db.cursor() as cursor:
+    with db.prepared_cursor() as cursor:
         cursor.execute(sql, ["INBOX", SpecialUse.JUNK.value, *ids])
         return [_Target(*row) for row in cursor.fetchall()]
 
@@ -1974,7 +1974,7 @@ def _reserve_one(folder_id: int, size: int, unseen: int = 1) -> tuple[int, int] 
     folder is gone."""
     db = connections[DEFAULT_DB_ALIAS]
     table = db.ops.quote_name(Folder._meta.db_table)
-    with db.cursor() as cursor:
+    with db.prepared_cursor() as cursor:
         cursor.execute(
             f"UPDATE {table} SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1, "
             "message_count = message_count + 1, unseen_count = unseen_count + %s, "

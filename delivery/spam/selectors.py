@@ -52,7 +52,7 @@ def mailbox_facts(mailbox_ids: Iterable[int], sender: str) -> tuple[dict[int, To
         params += [sender.lower(), *ids]
     totals: dict[int, Totals] = {}
     known: set[int] = set()
-    with db.cursor() as cursor:
+    with db.prepared_cursor() as cursor:
         cursor.execute(sql, params)
         for kind, mailbox_id, spam, ham in cursor.fetchall():
             if kind:

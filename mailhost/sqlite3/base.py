@@ -185,6 +185,11 @@ class DatabaseWrapper(base.DatabaseWrapper):
         # Its attributes named, not found by __getattr__ after a failed lookup (see there).
         return dbcursor.CursorWrapper(cursor, self)
 
+    def prepared_cursor(self):  # noqa: ANN201
+        """mailhost.postgresql's cursor for hot statements: here the ordinary one, whose
+        statements Python's sqlite3 module already keeps prepared (its statement cache)."""
+        return self.cursor()
+
     def _start_transaction_under_autocommit(self):
         name = str(self.settings_dict["NAME"])
         lock = _writer_lock(name)

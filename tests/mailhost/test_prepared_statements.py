@@ -1,0 +1,108 @@
+"""mailhost/postgresql: port 25's plain statements are prepared once per connection and then
+only executed (PostgreSQL parsed and planned each one afresh, most of its CPU a message);
+errors through a prepared cursor are Django's, and the ORM's statements are left as they were.
+On SQLite prepared_cursor() is the ordinary cursor."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
+
+from delivery import accept
+from mailboxes.models import Folder, Message
+
+RAW = b"From: a@remote.example\r\nTo: alice@example.org\r\nSubject: x\r\n\r\nbody\r\n"
+
+
+def deliver(address: str = "alice@example.org") -> None:
+    _, resolution = accept.recipient_verdict(address, relay_allowed=False, size=len(RAW))
+    result = accept.message_accept(
+        raw=RAW,
+        mail_from="a@remote.example",
+        recipients=[accept.EnvelopeRecipient(address, resolution=resolution)],
+        client=accept.ClientInfo(helo="client.example", ip="192.0.2.1"),
+    )
+    assert result.accepted, result
+
+
+def prepared() -> dict[str, int]:
+    """This connection's prepared statements: text -> times executed (PostgreSQL 14+)."""
+    with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
+        cursor.execute("SELECT statement, generic_plans + custom_plans FROM pg_prepared_statements")
+        return dict(cursor.fetchall())
+
+
+def uses(statements: dict[str, int], start: str) -> list[int]:
+    return [n for text, n in statements.items() if text.startswith(start)]
+
+
+postgresql_only = pytest.mark.skipif(
+    connections[DEFAULT_DB_ALIAS].vendor != "postgresql", reason="PostgreSQL's prepared statements"
+)
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+def test_the_accept_path_prepares_each_statement_once_and_reuses_it(make_mailbox):
+    make_mailbox("alice@example.org")
+    for _ in range(3):
+        deliver()
+    statements = prepared()
+    for start in (
+        "SELECT d.id, d.case_sensitive_local_parts",  # RCPT's recipient lookup
+        'INSERT INTO "mailboxes_blob"',
+        "SELECT m.id, m.quota, m.used_bytes, (SELECT f.id",  # the mailboxes locked
+        'UPDATE "mailboxes_folder" SET uidnext = uidnext + 1',
+        'INSERT INTO "mailboxes_message"',
+        'UPDATE "mailboxes_mailbox" SET used_bytes',
+    ):
+        assert uses(statements, start) == [3], (start, statements)
+    assert Message.objects.filter(folder__name="INBOX").count() == 3
+    # The ORM's statements are bound on the client and never prepared.
+    assert not uses(statements, 'SELECT "mailboxes_domain"')
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+def test_an_error_in_a_prepared_statement_is_djangos_and_the_connection_goes_on(make_mailbox):
+    make_mailbox("alice@example.org")
+    deliver()
+    db = connections[DEFAULT_DB_ALIAS]
+    inbox = Folder.objects.get(name="INBOX")
+    with pytest.raises(IntegrityError):
+        with transaction.atomic(), db.prepared_cursor() as cursor:
+            # A second row with the first's UID (message_unique_uid).
+            cursor.execute(
+                'INSERT INTO "mailboxes_message" (folder_id, uid, modseq, blob_id, size,'
+                " internal_date, seen, answered, flagged, deleted, draft, keywords, subject,"
+                " from_display, from_address, to_display, cc_display, message_id,"
+                ' in_reply_to, "references", thread_key, has_attachments, preview)'
+                " SELECT folder_id, uid, modseq, blob_id, size, internal_date, seen, answered,"
+                " flagged, deleted, draft, keywords, subject, from_display, from_address,"
+                ' to_display, cc_display, message_id, in_reply_to, "references", thread_key,'
+                ' has_attachments, preview FROM "mailboxes_message" WHERE folder_id = %s',
+                [inbox.pk],
+            )
+    # psycopg deallocates a connection's statements at a rollback; they are prepared again.
+    deliver()
+    deliver()
+    assert sorted(Message.objects.filter(folder=inbox).values_list("uid", flat=True)) == [1, 2, 3]
+    assert uses(prepared(), 'INSERT INTO "mailboxes_message" ("') == [2]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_prepared_cursor_reads_and_writes_as_the_ordinary_cursor(make_mailbox):
+    box = make_mailbox("alice@example.org")
+    db = connections[DEFAULT_DB_ALIAS]
+    sql = 'SELECT id, quota, used_bytes FROM "mailboxes_mailbox" WHERE id = %s AND active = %s'
+    with db.cursor() as plain, db.prepared_cursor() as ready:
+        plain.execute(sql, [box.pk, True])
+        ready.execute(sql, [box.pk, True])
+        assert ready.fetchall() == plain.fetchall() == [(box.pk, box.quota, 0)]
+        ready.execute(
+            'UPDATE "mailboxes_mailbox" SET used_bytes = used_bytes + %s WHERE id = %s',
+            [70000, box.pk],  # past int2: the parameter's type differs from the last call's
+        )
+        assert ready.rowcount == 1
+        ready.execute(sql, [box.pk, True])
+        assert ready.fetchone() == (box.pk, box.quota, 70000)
