@@ -37,7 +37,7 @@ from mailboxes import headers, mda, selectors
 from mailboxes.addresses import parse_address
 from mailboxes.exceptions import InvalidAddress, MailhostError, StorageError
 from mailboxes.groupcommit import committer
-from mailboxes.models import Domain, Mailbox
+from mailboxes.models import Alias, Domain, Mailbox
 from mailboxes.outcomes import Outcome
 from mailboxes.services import (
     RecipientResult,
@@ -46,6 +46,7 @@ from mailboxes.services import (
     blob_write,
     message_deliver,
 )
+from mailhost.expiring import MISSING, ExpiringCache
 
 if TYPE_CHECKING:
     from delivery.inbound import AuthResults
@@ -712,31 +713,83 @@ def recipient_verdict(
 
     Outcome OK, INVALID, RELAY_DENIED (outside our domains, not allowed to relay),
     NO_SUCH_USER (our domain, nobody there), OVER_QUOTA (every mailbox is over quota now, try
-    later) or TOO_BIG (`size` can never fit the quota).
+    later) or TOO_BIG (`size` can never fit the quota). Reads the rows as they are now, and
+    leaves what it read for recipient_verdict_remembered.
     """
     try:
         parse_address(address)
     except InvalidAddress:
         return Outcome.INVALID, None
+    resolution, quotas = remembered_recipients.renew(address)
+    return _verdict(resolution, quotas, relay_allowed=relay_allowed, size=size), resolution
+
+
+def recipient_verdict_remembered(
+    address: str, *, relay_allowed: bool
+) -> tuple[Outcome, selectors.Resolution] | None:
+    """recipient_verdict from memory, without the database, where the answer is OK whatever the
+    message's size: a recipient checked within selectors.SENDER_CHECK_CACHE_SECONDS whose
+    mail goes to mailboxes without a quota (or elsewhere only). None: ask recipient_verdict.
+    A mailbox's quota, an alias or a domain changed in this process is seen at once (the
+    memory is forgotten), one changed in another process within those seconds; and
+    message_accept's transaction decides in any case (a mailbox deleted since is a late
+    refusal, as between RCPT and DATA)."""
+    facts = remembered_recipients.cached(address)
+    if facts is MISSING:
+        return None
+    resolution, quotas = facts
+    if quotas and all(quota for quota, _used in quotas):
+        return None  # the verdict moves with each mailbox's use: asked every time
+    if _verdict(resolution, quotas, relay_allowed=relay_allowed, size=0) is not Outcome.OK:
+        return None
+    return Outcome.OK, resolution
+
+
+def _recipient_facts(
+    address: str,
+) -> tuple[selectors.Resolution, tuple[tuple[int, int], ...]]:
+    """Where mail for the (well-formed) address goes, and the (quota, used bytes) of its
+    mailboxes when their quota decides the verdict (none when it goes elsewhere too)."""
     usage: dict[int, tuple[int, int]] = {}
     resolution = selectors.recipient_resolve(address, usage=usage)
+    ids = resolution.mailbox_ids
+    if not resolution.hosted or resolution.remote or not ids:
+        return resolution, ()
+    if usage.keys() >= set(ids):
+        return resolution, tuple(usage[mailbox_id] for mailbox_id in ids)
+    return resolution, tuple(Mailbox.objects.filter(id__in=ids).values_list("quota", "used_bytes"))
+
+
+# RCPT asks about the same recipients for message after message: what recipient_verdict read
+# is kept for the SMTP hook (recipient_verdict_remembered), so that a recipient without a
+# quota takes no hop to a database thread (mailhost.expiring; as MAIL's sender checks).
+remembered_recipients = ExpiringCache(
+    _recipient_facts,
+    seconds=selectors.SENDER_CHECK_CACHE_SECONDS,
+    size=4096,
+    models=(Domain, Alias, Mailbox),
+    name="recipient-facts",
+)
+
+
+def _verdict(
+    resolution: selectors.Resolution,
+    quotas: tuple[tuple[int, int], ...],
+    *,
+    relay_allowed: bool,
+    size: int,
+) -> Outcome:
     if not resolution.hosted:
-        return (Outcome.OK if relay_allowed else Outcome.RELAY_DENIED), resolution
+        return Outcome.OK if relay_allowed else Outcome.RELAY_DENIED
     if not resolution.exists:
-        return Outcome.NO_SUCH_USER, resolution
+        return Outcome.NO_SUCH_USER
     if resolution.remote or not resolution.mailbox_ids:
-        return Outcome.OK, resolution
-    if usage.keys() >= set(resolution.mailbox_ids):
-        quotas = [usage[mailbox_id] for mailbox_id in resolution.mailbox_ids]
-    else:
-        quotas = list(
-            Mailbox.objects.filter(id__in=resolution.mailbox_ids).values_list("quota", "used_bytes")
-        )
+        return Outcome.OK
     if any(not quota or used + size <= quota for quota, used in quotas):
-        return Outcome.OK, resolution
+        return Outcome.OK
     if all(size > quota for quota, _ in quotas):
-        return Outcome.TOO_BIG, resolution
-    return Outcome.OVER_QUOTA, resolution
+        return Outcome.TOO_BIG
+    return Outcome.OVER_QUOTA
 
 
 def postmaster_address() -> str | None:
@@ -808,4 +861,6 @@ __all__ = [
     "message_accept",
     "message_prepare",
     "message_submit",
+    "recipient_verdict",
+    "recipient_verdict_remembered",
 ]

@@ -59,15 +59,22 @@ class ExpiringCache:
     def get(self, *key: Hashable) -> Any:
         """compute(*key), from memory while fresh."""
         found = self.cached(*key)
-        if found is not MISSING:
-            return found
-        generation = self._generation
-        value = self.compute(*key)
+        return found if found is not MISSING else self.renew(*key)
+
+    def _store(self, generation: int, key: tuple, value: Any) -> None:
         with self._lock:
-            if generation == self._generation:
+            if generation == self._generation:  # no forget overtook the lookup
                 if len(self._entries) >= self.size:
                     self._entries = {}
                 self._entries[key] = (time.monotonic() + self.seconds, value)
+
+    def renew(self, *key: Hashable) -> Any:
+        """compute(*key) from the database whatever is remembered, and remembered for its time
+        (a caller that must see the rows as they are now, and fills the memory for the
+        callers that may not)."""
+        generation = self._generation
+        value = self.compute(*key)
+        self._store(generation, key, value)
         return value
 
     def forget(self, **_: object) -> None:

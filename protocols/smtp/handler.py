@@ -205,16 +205,15 @@ class Handler:
             if hosted is None:
                 return replies.S550_NO_SUCH_USER
             address = hosted
-        resolution = None
-        if session.mailbox is not None:
-            resolution = await _remote_resolution(address)
+        relay_allowed = session.mailbox is not None
+        resolution = await _remote_resolution(address) if relay_allowed else None
         if resolution is not None:
             status = Outcome.OK  # a logged-in user may relay: nothing here to check
         else:
-            status, resolution = await _recipient_verdict(
-                address,
-                relay_allowed=session.mailbox is not None,
-                size=envelope.params.size or 0,
+            # A recipient checked lately whose mailboxes have no quota: from memory, no hop.
+            remembered = accept.recipient_verdict_remembered(address, relay_allowed=relay_allowed)
+            status, resolution = remembered or await _recipient_verdict(
+                address, relay_allowed=relay_allowed, size=envelope.params.size or 0
             )
         if status is not Outcome.OK:
             return RECIPIENT_REPLIES.get(status, replies.S550_NO_SUCH_USER)

@@ -1,5 +1,6 @@
 """Hops from the event loop to SMTP's database threads, counted per message, and the sender
-checks that MAIL answers from memory (mailhost.expiring) seeing a change at once."""
+checks that MAIL and the recipient verdicts that RCPT answer from memory (mailhost.expiring)
+seeing a change at once."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import base64
 import pytest
 
 from delivery.models import OutboundMessage
+from mailboxes.models import Mailbox, Message
 from mailboxes.services import alias_create, domain_create
 from protocols.smtp import replies
 from tests.support.hops import counting_pool
@@ -44,9 +46,10 @@ def send(client: Transcript, mail_from: str, rcpt: str, message: bytes) -> None:
     assert client.line().startswith("250 2.0.0 OK queued as ")
 
 
-def test_port_25_takes_two_hops_a_message(smtp_ports, hosted, hops, clients):
-    # RCPT's verdict and DATA's acceptance; MAIL's hosted-sender check is answered from
-    # memory after the first message (three hops a message before).
+def test_port_25_takes_one_hop_a_message(smtp_ports, hosted, hops, clients):
+    # DATA's acceptance; MAIL's hosted-sender check and RCPT's verdict for a recipient
+    # without a quota are answered from memory after the first message (three hops a message
+    # before MAIL's, two before RCPT's).
     client = Transcript(smtp_ports["smtp"])
     clients.append(client)
     client.ehlo()
@@ -54,13 +57,55 @@ def test_port_25_takes_two_hops_a_message(smtp_ports, hosted, hops, clients):
     for _ in range(3):
         hops.hops = 0
         send(client, "x@remote.example", "alice@example.org", MESSAGE)
-        assert hops.hops == 2
+        assert hops.hops == 1
     fresh = Transcript(smtp_ports["smtp"])  # a new connection's message: the same
     clients.append(fresh)
     fresh.ehlo()
     hops.hops = 0
     send(fresh, "x@remote.example", "alice@example.org", MESSAGE)
-    assert hops.hops == 2
+    assert hops.hops == 1
+    assert Message.objects.filter(folder__mailbox=hosted["alice"]).count() == 5
+
+
+def test_a_recipient_with_a_quota_is_checked_in_the_database_every_time(
+    smtp_ports, hosted, hops, clients
+):
+    Mailbox.objects.filter(pk=hosted["bob"].pk).update(quota=10_000)
+    client = Transcript(smtp_ports["smtp"])
+    clients.append(client)
+    client.ehlo()
+    send(client, "x@remote.example", "bob@example.org", MESSAGE)
+    hops.hops = 0
+    send(client, "x@remote.example", "bob@example.org", MESSAGE)
+    assert hops.hops == 2  # RCPT's verdict reads the mailbox's use as it is now
+    # Full since (an UPDATE, which no memory hears of): RCPT says so at once.
+    Mailbox.objects.filter(pk=hosted["bob"].pk).update(used_bytes=10_001)
+    client.command("MAIL FROM:<x@remote.example>", replies.S250_SENDER_OK)
+    client.command("RCPT TO:<bob@example.org>", replies.S452_MAILBOX_FULL)
+
+
+def test_a_mailbox_deactivated_since_is_refused_at_once(smtp_ports, hosted, clients):
+    client = Transcript(smtp_ports["smtp"])
+    clients.append(client)
+    client.ehlo()
+    send(client, "x@remote.example", "carol@example.org", MESSAGE)  # now remembered
+    carol = hosted["carol"]
+    carol.active = False
+    carol.save()
+    client.command("MAIL FROM:<x@remote.example>", replies.S250_SENDER_OK)
+    client.command("RCPT TO:<carol@example.org>", replies.S550_NO_SUCH_USER)
+
+
+def test_an_alias_made_since_is_delivered_at_once(smtp_ports, hosted, clients):
+    client = Transcript(smtp_ports["smtp"])
+    clients.append(client)
+    client.ehlo()
+    client.command("MAIL FROM:<x@remote.example>", replies.S250_SENDER_OK)
+    client.command("RCPT TO:<sales@example.org>", replies.S550_NO_SUCH_USER)
+    client.command("RSET", replies.S250_RESET)
+    alias_create(address="sales@example.org", destinations=["carol@example.org"])
+    send(client, "x@remote.example", "sales@example.org", MESSAGE)
+    assert Message.objects.filter(folder__mailbox=hosted["carol"]).count() == 1
 
 
 def login(port: int) -> Transcript:
@@ -88,7 +133,7 @@ def test_submission_to_a_remote_recipient_takes_one_hop_a_message(
     send(client, "alice@example.org", "bob@example.org", SUBMITTED)  # example.org remembered
     hops.hops = 0
     send(client, "alice@example.org", "bob@example.org", SUBMITTED)
-    assert hops.hops == 2  # a recipient of ours: RCPT's verdict (the mailbox, its quota)
+    assert hops.hops == 1  # a recipient of ours without a quota: RCPT's verdict remembered
     client.command("MAIL FROM:<alice@example.org>", replies.S250_SENDER_OK)
     client.command("RCPT TO:<nobody@example.org>", replies.S550_NO_SUCH_USER)
 
