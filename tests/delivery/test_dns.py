@@ -175,3 +175,28 @@ def test_answers_from_the_cache_are_the_ones_asked_for(dns_server):
     assert secure is first_secure[1] is True  # the AD bit of the cached response
     assert r.cached_rdatas("mx.c.test", "AAAA")[0].to_text() == "::1"
     assert len(dns_server.queries) == asked  # nothing asked again
+
+
+def test_a_cached_answer_is_found_again_by_its_question_until_it_expires(dns_server, monkeypatch):
+    # Port 25's checks ask the cache about the same few names for every message: an answer
+    # found once is found by the question's text, without dnspython's name (its hash and
+    # comparison), and only while the cache itself would still give it.
+    import time
+
+    dns_server.add("_dmarc.d.test", "TXT", '"v=DMARC1; p=none"')
+    r = DNSPythonResolver(servers=[("127.0.0.1", dns_server.port)], timeout=2, cache=True)
+    assert r.txt("_dmarc.d.test") == [b"v=DMARC1; p=none"]
+    cache = r._resolver.cache
+    gets = []
+    real_get = cache.get
+    monkeypatch.setattr(cache, "get", lambda key: gets.append(key) or real_get(key))
+    for _ in range(3):
+        found = r.cached_rdatas("_dmarc.d.test", "TXT")
+        assert [x.to_text() for x in found] == ['"v=DMARC1; p=none"']
+    assert len(gets) == 1  # found in the cache once, then by the question's text
+    assert r.cached_rdatas("_dmarc.d.test", "A") is None  # never asked: not in the cache
+    assert len(gets) == 3  # its type, then NXDOMAIN's entry
+    expired = time.time() + 86_400 * 365
+    monkeypatch.setattr(time, "time", lambda: expired)
+    assert r.cached_rdatas("_dmarc.d.test", "TXT") is None  # expired: the cache decides
+    assert len(gets) == 5

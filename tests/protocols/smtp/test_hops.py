@@ -46,21 +46,24 @@ def send(client: Transcript, mail_from: str, rcpt: str, message: bytes) -> None:
     assert client.line().startswith("250 2.0.0 OK queued as ")
 
 
+def port_25(smtp_ports, clients: list[Transcript]) -> Transcript:
+    client = Transcript(smtp_ports["smtp"])
+    clients.append(client)
+    client.ehlo()
+    return client
+
+
 def test_port_25_takes_one_hop_a_message(smtp_ports, hosted, hops, clients):
     # DATA's acceptance; MAIL's hosted-sender check and RCPT's verdict for a recipient
     # without a quota are answered from memory after the first message (three hops a message
     # before MAIL's, two before RCPT's).
-    client = Transcript(smtp_ports["smtp"])
-    clients.append(client)
-    client.ehlo()
+    client = port_25(smtp_ports, clients)
     send(client, "x@remote.example", "alice@example.org", MESSAGE)
     for _ in range(3):
         hops.hops = 0
         send(client, "x@remote.example", "alice@example.org", MESSAGE)
         assert hops.hops == 1
-    fresh = Transcript(smtp_ports["smtp"])  # a new connection's message: the same
-    clients.append(fresh)
-    fresh.ehlo()
+    fresh = port_25(smtp_ports, clients)  # a new connection's message: the same
     hops.hops = 0
     send(fresh, "x@remote.example", "alice@example.org", MESSAGE)
     assert hops.hops == 1
@@ -71,9 +74,7 @@ def test_a_recipient_with_a_quota_is_checked_in_the_database_every_time(
     smtp_ports, hosted, hops, clients
 ):
     Mailbox.objects.filter(pk=hosted["bob"].pk).update(quota=10_000)
-    client = Transcript(smtp_ports["smtp"])
-    clients.append(client)
-    client.ehlo()
+    client = port_25(smtp_ports, clients)
     send(client, "x@remote.example", "bob@example.org", MESSAGE)
     hops.hops = 0
     send(client, "x@remote.example", "bob@example.org", MESSAGE)
@@ -85,9 +86,7 @@ def test_a_recipient_with_a_quota_is_checked_in_the_database_every_time(
 
 
 def test_a_mailbox_deactivated_since_is_refused_at_once(smtp_ports, hosted, clients):
-    client = Transcript(smtp_ports["smtp"])
-    clients.append(client)
-    client.ehlo()
+    client = port_25(smtp_ports, clients)
     send(client, "x@remote.example", "carol@example.org", MESSAGE)  # now remembered
     carol = hosted["carol"]
     carol.active = False
@@ -97,9 +96,7 @@ def test_a_mailbox_deactivated_since_is_refused_at_once(smtp_ports, hosted, clie
 
 
 def test_an_alias_made_since_is_delivered_at_once(smtp_ports, hosted, clients):
-    client = Transcript(smtp_ports["smtp"])
-    clients.append(client)
-    client.ehlo()
+    client = port_25(smtp_ports, clients)
     client.command("MAIL FROM:<x@remote.example>", replies.S250_SENDER_OK)
     client.command("RCPT TO:<sales@example.org>", replies.S550_NO_SUCH_USER)
     client.command("RSET", replies.S250_RESET)
@@ -150,9 +147,7 @@ def test_a_domain_hosted_since_is_not_relayed_to_at_once(smtp_ports, hosted, cli
 def test_a_domain_hosted_since_is_refused_as_an_unauthenticated_sender_at_once(
     smtp_ports, hosted, clients
 ):
-    client = Transcript(smtp_ports["smtp"])
-    clients.append(client)
-    client.ehlo()
+    client = port_25(smtp_ports, clients)
     client.command("MAIL FROM:<x@new.example>", replies.S250_SENDER_OK)  # now remembered
     client.command("RSET", replies.S250_RESET)
     domain_create(name="new.example")
