@@ -110,8 +110,18 @@ class Insert:
         self._head: str | None = None
         self._plan: list[tuple[Field, str, tuple[type, ...]]] | None = None
         self._defaults: list[Any] | None = None
+        self._texts: dict[tuple[int, bool], str] = {}
 
     def _statement(self, count: int, returning: bool) -> str:
+        """The statement's text for `count` rows, made once per count (a submission's rows
+        are one or a few at a time)."""
+        key = (count, returning)
+        text = self._texts.get(key)
+        if text is None:
+            text = self._texts[key] = self._statement_text(count, returning)
+        return text
+
+    def _statement_text(self, count: int, returning: bool) -> str:
         ops = connection.ops
         if self._head is None:
             columns = ", ".join(ops.quote_name(f.column) for f in self.fields)
