@@ -93,12 +93,12 @@ def header_fields(raw: bytes, start: int, end: int) -> list[tuple[str, int, int,
     return fields
 
 
-_FOLD = re.compile(rb"\r?\n")
-
-
 def field_value(raw: bytes, value_start: int, field_end: int) -> bytes:
-    """The unfolded value, without surrounding white space."""
-    return _FOLD.sub(b"", raw[value_start:field_end]).strip(b" \t\r\n")
+    """The unfolded value (every LF and every CR before one removed: RFC 5322 2.2.3, a bare
+    LF too), without surrounding white space. Two replaces rather than a regular expression
+    for an optional CR and an LF, which has no literal for re to scan for and was tried at
+    every octet (port 25 reads some twenty fields a message)."""
+    return raw[value_start:field_end].replace(b"\r\n", b"").replace(b"\n", b"").strip(b" \t\r\n")
 
 
 class Header:
