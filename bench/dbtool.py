@@ -15,8 +15,8 @@ the password read from standard input) and `populate` would do in several: it pr
 stored through the services (blob written and synced, one Blob row), then Message rows that
 all share that blob are bulk-inserted with consecutive UIDs, and the folder's counters
 (uidnext, highestmodseq, message_count, unseen_count, total_size) and the mailbox's used_bytes
-are set to match, exactly as message_deliver would leave them. Sharing one blob is what IMAP
-COPY does, so every protocol reads these rows like any other.
+and used_messages are set to match, exactly as message_deliver would leave them. Sharing one
+blob is what IMAP COPY does, so every protocol reads these rows like any other.
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ def populate(address: str, name: str, count: int) -> dict:
             total_size=F("total_size") + size * count,
         )
         Mailbox.objects.filter(pk=folder.mailbox_id).update(
-            used_bytes=F("used_bytes") + size * count
+            used_bytes=F("used_bytes") + size * count, used_messages=F("used_messages") + count
         )
     return {"folder": name, "count": count, "first_uid": first_uid}
 

@@ -211,7 +211,9 @@ def populate(raws: list[bytes]) -> None:
             unseen_count=len(raws),
             total_size=total,
         )
-        Mailbox.objects.filter(pk=mailbox.pk).update(used_bytes=F("used_bytes") + total)
+        Mailbox.objects.filter(pk=mailbox.pk).update(
+            used_bytes=F("used_bytes") + total, used_messages=F("used_messages") + len(raws)
+        )
 
 
 def imap_search_ms(port: int, needle: str, user: str) -> tuple[float, int, float]:

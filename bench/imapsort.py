@@ -94,7 +94,10 @@ def populate(address: str, count: int) -> None:
             unseen_count=F("unseen_count") + count - len(range(0, count, 3)),
             total_size=F("total_size") + len(raw) * count,
         )
-        Mailbox.objects.filter(pk=mailbox.pk).update(used_bytes=F("used_bytes") + len(raw) * count)
+        Mailbox.objects.filter(pk=mailbox.pk).update(
+            used_bytes=F("used_bytes") + len(raw) * count,
+            used_messages=F("used_messages") + count,
+        )
 
 
 def process_cpu(pid: int | None) -> float:

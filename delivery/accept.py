@@ -39,6 +39,7 @@ from mailboxes.exceptions import InvalidAddress, MailhostError, StorageError
 from mailboxes.groupcommit import committer
 from mailboxes.models import Alias, Domain, Mailbox
 from mailboxes.outcomes import Outcome
+from mailboxes.quotas import Usage
 from mailboxes.services import (
     RecipientResult,
     blob_discard,
@@ -729,35 +730,33 @@ def recipient_verdict_remembered(
 ) -> tuple[Outcome, selectors.Resolution] | None:
     """recipient_verdict from memory, without the database, where the answer is OK whatever the
     message's size: a recipient checked within selectors.SENDER_CHECK_CACHE_SECONDS whose
-    mail goes to mailboxes without a quota (or elsewhere only). None: ask recipient_verdict.
-    A mailbox's quota, an alias or a domain changed in this process is seen at once (the
-    memory is forgotten), one changed in another process within those seconds; and
-    message_accept's transaction decides in any case (a mailbox deleted since is a late
-    refusal, as between RCPT and DATA)."""
+    mail goes to mailboxes without a quota, of octets or messages (or elsewhere only). None:
+    ask recipient_verdict. A mailbox's quota, an alias or a domain changed in this process is
+    seen at once (the memory is forgotten), one changed in another process within those
+    seconds; and message_accept's transaction decides in any case (a mailbox deleted since is
+    a late refusal, as between RCPT and DATA)."""
     facts = remembered_recipients.cached(address)
     if facts is MISSING:
         return None
     resolution, quotas = facts
-    if quotas and all(quota for quota, _used in quotas):
+    if quotas and all(usage.limited for usage in quotas):
         return None  # the verdict moves with each mailbox's use: asked every time
     if _verdict(resolution, quotas, relay_allowed=relay_allowed, size=0) is not Outcome.OK:
         return None
     return Outcome.OK, resolution
 
 
-def _recipient_facts(
-    address: str,
-) -> tuple[selectors.Resolution, tuple[tuple[int, int], ...]]:
-    """Where mail for the (well-formed) address goes, and the (quota, used bytes) of its
-    mailboxes when their quota decides the verdict (none when it goes elsewhere too)."""
-    usage: dict[int, tuple[int, int]] = {}
+def _recipient_facts(address: str) -> tuple[selectors.Resolution, tuple[Usage, ...]]:
+    """Where mail for the (well-formed) address goes, and the limits and usage of its
+    mailboxes when their quotas decide the verdict (none when it goes elsewhere too)."""
+    usage: dict[int, Usage] = {}
     resolution = selectors.recipient_resolve(address, usage=usage)
     ids = resolution.mailbox_ids
     if not resolution.hosted or resolution.remote or not ids:
         return resolution, ()
     if usage.keys() >= set(ids):
         return resolution, tuple(usage[mailbox_id] for mailbox_id in ids)
-    return resolution, tuple(Mailbox.objects.filter(id__in=ids).values_list("quota", "used_bytes"))
+    return resolution, tuple(selectors.mailboxes_quota(ids))
 
 
 # RCPT asks about the same recipients for message after message: what recipient_verdict read
@@ -774,7 +773,7 @@ remembered_recipients = ExpiringCache(
 
 def _verdict(
     resolution: selectors.Resolution,
-    quotas: tuple[tuple[int, int], ...],
+    quotas: tuple[Usage, ...],
     *,
     relay_allowed: bool,
     size: int,
@@ -785,9 +784,9 @@ def _verdict(
         return Outcome.NO_SUCH_USER
     if resolution.remote or not resolution.mailbox_ids:
         return Outcome.OK
-    if any(not quota or used + size <= quota for quota, used in quotas):
+    if any(usage.fits(size) for usage in quotas):
         return Outcome.OK
-    if all(size > quota for quota, _ in quotas):
+    if all(usage.never_fits(size) for usage in quotas):
         return Outcome.TOO_BIG
     return Outcome.OVER_QUOTA
 

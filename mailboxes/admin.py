@@ -288,6 +288,12 @@ class FolderInline(admin.TabularInline):
 class MailboxForm(forms.ModelForm):
     address = forms.CharField(help_text="user@example.org")
     quota = QuotaField()
+    quota_messages = forms.IntegerField(
+        required=False,
+        min_value=0,
+        label="Message quota",
+        help_text="Messages in all folders; 0 or empty: unlimited.",
+    )
     new_password = forms.CharField(
         required=False,
         widget=forms.PasswordInput(render_value=False),
@@ -296,7 +302,7 @@ class MailboxForm(forms.ModelForm):
 
     class Meta:
         model = Mailbox
-        fields = ["display_name", "quota", "active"]
+        fields = ["display_name", "quota", "quota_messages", "active"]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -306,6 +312,9 @@ class MailboxForm(forms.ModelForm):
         else:
             self.fields["new_password"].required = True
             self.fields["new_password"].help_text = ""
+            # A new mailbox starts from the defaults addmailbox gives.
+            self.initial["quota"] = settings.MAILHOST_DEFAULT_QUOTA
+            self.initial["quota_messages"] = settings.MAILHOST_DEFAULT_QUOTA_MESSAGES
 
     def clean_address(self):
         if self.instance.pk:
@@ -329,6 +338,9 @@ class MailboxForm(forms.ModelForm):
         if quota < 0:
             raise forms.ValidationError("quota must not be negative")
         return quota
+
+    def clean_quota_messages(self):
+        return self.cleaned_data.get("quota_messages") or 0
 
     def clean_new_password(self):
         password = self.cleaned_data.get("new_password")
@@ -368,6 +380,7 @@ class MailboxAdmin(admin.ModelAdmin):
         "active",
         "quota_display",
         "usage",
+        "messages_display",
         "last_login_at",
     ]
     list_filter = ["active", "domain"]
@@ -375,7 +388,7 @@ class MailboxAdmin(admin.ModelAdmin):
     list_select_related = ["domain"]
     list_per_page = 100
     show_full_result_count = False
-    readonly_fields = ["usage", "last_login_at"]
+    readonly_fields = ["usage", "messages_display", "last_login_at"]
     inlines = [FolderInline, MailboxSenderListInline, SieveScriptInline]
 
     def get_search_results(self, request, queryset, search_term):
@@ -395,10 +408,22 @@ class MailboxAdmin(admin.ModelAdmin):
             return f"{human_size(obj.used_bytes)} ({100 * obj.used_bytes / obj.quota:.0f}%)"
         return human_size(obj.used_bytes)
 
+    @admin.display(description="messages", ordering="used_messages")
+    def messages_display(self, obj: Mailbox) -> str:
+        if obj.quota_messages:
+            return f"{obj.used_messages} of {obj.quota_messages}"
+        return str(obj.used_messages)
+
     def save_model(self, request, obj, form, change):
         password = form.cleaned_data.get("new_password")
         if change:
-            super().save_model(request, obj, form, change)
+            services.mailbox_update(
+                mailbox=obj,
+                display_name=form.cleaned_data.get("display_name", ""),
+                quota=form.cleaned_data.get("quota") or 0,
+                quota_messages=form.cleaned_data.get("quota_messages") or 0,
+                active=form.cleaned_data.get("active", True),
+            )
             if password:
                 services.mailbox_set_password(mailbox=obj, password=password)
             return
@@ -406,6 +431,7 @@ class MailboxAdmin(admin.ModelAdmin):
             address=form.cleaned_data["address"],
             password=password,
             quota=form.cleaned_data.get("quota") or 0,
+            quota_messages=form.cleaned_data.get("quota_messages") or 0,
             display_name=form.cleaned_data.get("display_name", ""),
             active=form.cleaned_data.get("active", True),
         )

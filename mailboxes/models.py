@@ -126,6 +126,10 @@ class Mailbox(models.Model):
     display_name = models.CharField(max_length=200, blank=True)
     quota = models.BigIntegerField(default=0, help_text="Bytes; 0 means no limit.")
     used_bytes = models.BigIntegerField(default=0, editable=False)
+    # RFC 9208 5.2 MESSAGE: how many messages all folders may hold, and hold now (kept with
+    # used_bytes by the same writes, under the same row lock).
+    quota_messages = models.BigIntegerField(default=0, help_text="Messages; 0 means no limit.")
+    used_messages = models.BigIntegerField(default=0, editable=False)
     active = models.BooleanField(default=True)
     # Source of UIDVALIDITY values: strictly increasing per mailbox, so a folder deleted and
     # created again under the same name never repeats a UIDVALIDITY (RFC 9051 2.3.1.1).

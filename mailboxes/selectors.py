@@ -61,6 +61,7 @@ from mailboxes.models import (
     Subscription,
     WebSession,
 )
+from mailboxes.quotas import USAGE_FIELDS, Usage
 from mailhost.expiring import ExpiringCache
 from mailhost.plainsql import Columns, converted, converters_of
 
@@ -218,17 +219,18 @@ def _active_domain(name: str, cache: dict[str, Domain | None] | None) -> Domain 
     return domain
 
 
-def _domain_and_mailbox(parsed: Address) -> tuple[Domain | None, tuple[int, int, int] | None]:
+def _domain_and_mailbox(parsed: Address) -> tuple[Domain | None, tuple[int, Usage] | None]:
     """The active domain of `parsed` and, when one has exactly its local part, the active
-    mailbox's (id, quota, used_bytes), in one statement: the common case of RCPT costs one
+    mailbox's (id, usage), in one statement: the common case of RCPT costs one
     query instead of three. Plain SQL: the ORM cost more CPU than the query."""
     db = connections[DEFAULT_DB_ALIAS]
     q = db.ops.quote_name
     domains, mailboxes = q(Domain._meta.db_table), q(Mailbox._meta.db_table)
     with db.prepared_cursor() as cursor:
         cursor.execute(
-            f"SELECT d.id, d.case_sensitive_local_parts, d.plus_separator, m.id, m.quota, "
-            f"m.used_bytes FROM {domains} d LEFT JOIN {mailboxes} m ON m.domain_id = d.id "
+            "SELECT d.id, d.case_sensitive_local_parts, d.plus_separator, m.id, m.quota, "
+            "m.used_bytes, m.quota_messages, m.used_messages "
+            f"FROM {domains} d LEFT JOIN {mailboxes} m ON m.domain_id = d.id "
             "AND m.active = %s AND m.local_key = "
             "CASE WHEN d.case_sensitive_local_parts = %s THEN %s ELSE %s END "
             "WHERE d.name = %s AND d.active = %s",
@@ -244,14 +246,14 @@ def _domain_and_mailbox(parsed: Address) -> tuple[Domain | None, tuple[int, int,
         case_sensitive_local_parts=bool(row[1]),
         plus_separator=row[2],
     )
-    return domain, (row[3], row[4], row[5]) if row[3] is not None else None
+    return domain, (row[3], Usage(*row[4:8])) if row[3] is not None else None
 
 
 def recipient_resolve(
     address: str,
     *,
     domain_cache: dict[str, Domain | None] | None = None,
-    usage: dict[int, tuple[int, int]] | None = None,
+    usage: dict[int, Usage] | None = None,
 ) -> Resolution:
     """Resolve an envelope recipient: mailbox, alias (recursive), sub-address, catch-all.
 
@@ -259,7 +261,7 @@ def recipient_resolve(
     MAILHOST_ALIAS_MAX_DEPTH end quietly (the looping branch delivers nowhere).
     `domain_cache` (a dict the caller keeps for one message) saves the domain lookup for
     the second and later recipients in the same domain. `usage`, when given, receives
-    {mailbox id: (quota, used_bytes)} of a mailbox found by its own address (RCPT's quota
+    {mailbox id: Usage} of a mailbox found by its own address (RCPT's quota
     check then needs no query of its own).
     """
     try:
@@ -274,9 +276,9 @@ def recipient_resolve(
         if domain_cache is not None:
             domain_cache[parsed.domain] = domain
         if direct is not None:
-            mailbox_id, quota, used = direct
+            mailbox_id, found = direct
             if usage is not None:
-                usage[mailbox_id] = (quota, used)
+                usage[mailbox_id] = found
             return Resolution(
                 address=address, hosted=True, mailbox_ids=(mailbox_id,), report=report
             )
@@ -871,10 +873,16 @@ def folder_deleted_totals(folder: Folder | int) -> tuple[int, int]:
     return totals["count"], totals["octets"] or 0
 
 
-def mailbox_quota(mailbox: Mailbox | int) -> tuple[int, int]:
-    """(quota, used_bytes) of the mailbox now; a quota of 0 means no limit."""
+def mailbox_quota(mailbox: Mailbox | int) -> Usage:
+    """The mailbox's limits and usage now (octets and messages; a limit of 0 is none)."""
     mailbox_id = mailbox if isinstance(mailbox, int) else mailbox.id
-    return Mailbox.objects.filter(pk=mailbox_id).values_list("quota", "used_bytes").get()
+    return Usage(*Mailbox.objects.filter(pk=mailbox_id).values_list(*USAGE_FIELDS).get())
+
+
+def mailboxes_quota(mailbox_ids: Iterable[int]) -> list[Usage]:
+    """mailbox_quota of several mailboxes (those that still exist)."""
+    rows = Mailbox.objects.filter(id__in=list(mailbox_ids)).values_list(*USAGE_FIELDS)
+    return [Usage(*row) for row in rows]
 
 
 def message_flag_rows(

@@ -40,7 +40,7 @@ from django.db import (
 from django.db.models import Exists, F, ForeignKey, OuterRef
 from django.utils import timezone
 
-from mailboxes import events, headers, senderlists, throttle
+from mailboxes import events, headers, quotas, senderlists, throttle
 from mailboxes.addresses import domain_to_ascii, parse_address
 from mailboxes.events import ChangeEvent
 from mailboxes.exceptions import (
@@ -259,17 +259,24 @@ def mailbox_create(
     address: str,
     password: str,
     quota: int | None = None,
+    quota_messages: int | None = None,
     display_name: str = "",
     active: bool = True,
     check_password_strength: bool = False,
 ) -> Mailbox:
-    """Create a mailbox and its folders. `check_password_strength`: the password must pass
-    AUTH_PASSWORD_VALIDATORS (the admin and addmailbox ask; tests and imports need not)."""
+    """Create a mailbox and its folders. `quota` (octets) and `quota_messages` (messages in
+    all folders) default to MAILHOST_DEFAULT_QUOTA and MAILHOST_DEFAULT_QUOTA_MESSAGES; 0 is
+    no limit. `check_password_strength`: the password must pass AUTH_PASSWORD_VALIDATORS (the
+    admin and addmailbox ask; tests and imports need not)."""
     parsed = parse_address(address)
     if not password:
         raise InvalidValue("a mailbox needs a password")
     if quota is not None and quota < 0:
         raise InvalidValue("quota must not be negative")
+    if quota_messages is not None and quota_messages < 0:
+        raise InvalidValue("message quota must not be negative")
+    if quota_messages is None:
+        quota_messages = settings.MAILHOST_DEFAULT_QUOTA_MESSAGES
     domain = Domain.objects.filter(name=parsed.domain).first()
     if domain is None:
         raise NotFound(f"domain {parsed.domain} is not hosted here")
@@ -288,6 +295,7 @@ def mailbox_create(
                 local_key=local_key,
                 password=make_password(password),
                 quota=settings.MAILHOST_DEFAULT_QUOTA if quota is None else quota,
+                quota_messages=quota_messages,
                 display_name=display_name,
                 active=active,
             )
@@ -322,6 +330,23 @@ def mailbox_set_password(
         password_check_strength(password)
     mailbox.password = make_password(password)
     mailbox.save(update_fields=["password"])
+    _auth_cache_forget(mailbox.id)
+
+
+@transaction.atomic
+def mailbox_update(
+    *, mailbox: Mailbox, display_name: str, quota: int, quota_messages: int, active: bool
+) -> None:
+    """The administrator's settings of a mailbox (the admin's change form). Only these
+    columns are written: a save of the whole row would put back the usage counters it read,
+    over deliveries committed since."""
+    if quota < 0 or quota_messages < 0:
+        raise InvalidValue("quota must not be negative")
+    mailbox.display_name = display_name
+    mailbox.quota = quota
+    mailbox.quota_messages = quota_messages
+    mailbox.active = active
+    mailbox.save(update_fields=["display_name", "quota", "quota_messages", "active"])
     _auth_cache_forget(mailbox.id)
 
 
@@ -1221,7 +1246,8 @@ def folder_delete(*, folder: Folder) -> None:
     folder = _lock_folders([folder.pk])[folder.pk]
     blob_ids = set(Message.objects.filter(folder=folder).values_list("blob_id", flat=True))
     Mailbox.objects.filter(pk=folder.mailbox_id).update(
-        used_bytes=F("used_bytes") - folder.total_size
+        used_bytes=F("used_bytes") - folder.total_size,
+        used_messages=F("used_messages") - folder.message_count,
     )
     folder_id, mailbox_id = folder.id, folder.mailbox_id
     folder.delete()
@@ -1375,7 +1401,8 @@ class RecipientResult:
 # plainsql.py), since building them through the ORM cost more CPU than running them (IMAP
 # APPEND, STORE and EXPUNGE take them on every command).
 _FOLDER_COLUMNS = Columns(Folder, "f")
-_USAGE_FIELDS = ["id", "quota", "used_bytes"]
+_USAGE_FIELDS = ["id", "quota", "used_bytes", "quota_messages", "used_messages"]
+_USAGE_SQL = "m.quota, m.used_bytes, m.quota_messages, m.used_messages"
 _MESSAGE_INSERT = Insert(Message)
 _CACHE_COLUMNS = Columns(Message, "m", ["id", "mime_cache"])
 
@@ -1388,7 +1415,7 @@ def _mailbox_usage(mailbox_ids: Iterable[int], *, lock: bool) -> dict[int, Mailb
         return {}
     table = connection.ops.quote_name(Mailbox._meta.db_table)
     sql = (
-        f"SELECT m.id, m.quota, m.used_bytes FROM {table} m "
+        f"SELECT m.id, {_USAGE_SQL} FROM {table} m "
         f"WHERE m.id IN ({', '.join(['%s'] * len(ids))}) ORDER BY m.id"
     )
     if lock and connection.features.has_select_for_update:
@@ -1404,13 +1431,14 @@ def _lock_mailboxes(mailbox_ids: Iterable[int]) -> dict[int, Mailbox]:
     return _mailbox_usage(mailbox_ids, lock=True)
 
 
-def _add_used_bytes(mailbox_id: int, size: int) -> None:
-    """Add `size` (negative: free) to a mailbox's usage."""
+_ADD_USAGE_SQL = "SET used_bytes = used_bytes + %s, used_messages = used_messages + %s"
+
+
+def _add_usage(mailbox_id: int, size: int, count: int) -> None:
+    """Add `size` octets and `count` messages (negative: free) to a mailbox's usage."""
     table = connection.ops.quote_name(Mailbox._meta.db_table)
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} SET used_bytes = used_bytes + %s WHERE id = %s", [size, mailbox_id]
-        )
+        cursor.execute(f"UPDATE {table} {_ADD_USAGE_SQL} WHERE id = %s", [size, count, mailbox_id])
 
 
 def _lock_folders(folder_ids: Iterable[int]) -> dict[int, Folder]:
@@ -1476,8 +1504,8 @@ def _allocate(folder_id: int, count: int, size: int, unseen: int) -> tuple[Folde
     return folder, first_uid, modseq
 
 
-def _over_quota(mailbox: Mailbox, size: int) -> bool:
-    return bool(mailbox.quota) and mailbox.used_bytes + size > mailbox.quota
+def _over_quota(mailbox: quotas.Holder, size: int, count: int = 1) -> bool:
+    return not quotas.fits(mailbox, size, count)
 
 
 def blob_discard(name: str) -> None:
@@ -1600,7 +1628,7 @@ def _file_into_mailboxes(
         mailboxes = _lock_mailboxes_with_folders(mailbox_ids)
         # (folder id, mailbox id, copy): copy None is the shared bytes, unseen, no flags
         targets: list[tuple[int, int, _Copy | None]] = []
-        usage: dict[int, int] = {}
+        usage: dict[int, tuple[int, int]] = {}  # mailbox id: (octets, messages) filed
         planned: list[tuple[_Target, MailboxPlan]] = []
         for mailbox in mailboxes:
             plan = plans.get(mailbox.pk)
@@ -1611,7 +1639,8 @@ def _file_into_mailboxes(
                 planned.append((mailbox, plan))
                 for folder_id, copy in copies:
                     targets.append((folder_id, mailbox.pk, copy))
-                    usage[mailbox.pk] = usage.get(mailbox.pk, 0) + copy.size
+                    octets, count = usage.get(mailbox.pk, (0, 0))
+                    usage[mailbox.pk] = (octets + copy.size, count + 1)
                 continue
             if _over_quota(mailbox, size):
                 continue
@@ -1619,7 +1648,7 @@ def _file_into_mailboxes(
             folder_id = (junk and mailbox.junk_id) or mailbox.inbox_id
             if folder_id is not None:
                 targets.append((folder_id, mailbox.pk, None))
-                usage[mailbox.pk] = size
+                usage[mailbox.pk] = (size, 1)
         # Folder rows are locked by their UPDATE, in id order (the lock order above).
         targets.sort(key=lambda t: (t[0], t[1]))
         rows = []
@@ -1628,7 +1657,8 @@ def _file_into_mailboxes(
             unseen = 0 if copy is not None and copy.system & SystemFlag.SEEN else 1
             reserved = _reserve_one(folder_id, copy.size if copy else size, unseen)
             if reserved is None:  # the folder was deleted since the SELECT
-                usage[mailbox_id] -= copy.size if copy else size
+                octets, count = usage[mailbox_id]
+                usage[mailbox_id] = (octets - (copy.size if copy else size), count - 1)
                 continue
             uid, modseq = reserved
             if copy is not None:
@@ -1662,11 +1692,11 @@ def _file_into_mailboxes(
             _messages_insert(rows)
             table = db.ops.quote_name(Mailbox._meta.db_table)
             with db.prepared_cursor() as cursor:
-                for amount, ids in _by_amount(usage).items():
+                for (octets, count), ids in _by_amount(usage).items():
                     marks = ", ".join(["%s"] * len(ids))
                     cursor.execute(
-                        f"UPDATE {table} SET used_bytes = used_bytes + %s WHERE id IN ({marks})",
-                        [amount, *ids],
+                        f"UPDATE {table} {_ADD_USAGE_SQL} WHERE id IN ({marks})",
+                        [octets, count, *ids],
                     )
         for mailbox, plan in planned:
             _plan_carry_out(mailbox.pk, plan)
@@ -1675,11 +1705,12 @@ def _file_into_mailboxes(
     return filed
 
 
-def _by_amount(usage: Mapping[int, int]) -> dict[int, list[int]]:
-    """Mailbox ids grouped by the bytes to add to their usage (one UPDATE per amount)."""
-    grouped: dict[int, list[int]] = defaultdict(list)
+def _by_amount(usage: Mapping[int, tuple[int, int]]) -> dict[tuple[int, int], list[int]]:
+    """Mailbox ids grouped by the (octets, messages) to add to their usage (one UPDATE per
+    amount)."""
+    grouped: dict[tuple[int, int], list[int]] = defaultdict(list)
     for mailbox_id, amount in usage.items():
-        if amount:
+        if amount[1]:
             grouped[amount].append(mailbox_id)
     return grouped
 
@@ -1757,7 +1788,7 @@ def _plan_copies(
     for folder_id, copy in chosen.items():
         copy.keywords = _keywords_that_fit(folder_id, copy.keywords)
     total = sum(copy.size for copy in chosen.values())
-    if chosen and mailbox.quota and mailbox.used_bytes + total > mailbox.quota:
+    if chosen and _over_quota(mailbox, total, len(chosen)):
         return None
     return list(chosen.items())
 
@@ -1940,6 +1971,8 @@ class _Target:
     pk: int
     quota: int | None
     used_bytes: int
+    quota_messages: int | None
+    used_messages: int
     inbox_id: int | None
     junk_id: int | None
 
@@ -1956,7 +1989,7 @@ def _lock_mailboxes_with_folders(mailbox_ids: Iterable[int]) -> list[_Target]:
     mailbox, folder = q(Mailbox._meta.db_table), q(Folder._meta.db_table)
     first_folder = f"SELECT f.id FROM {folder} f WHERE f.mailbox_id = m.id AND f.%s = %%s"
     sql = (
-        f"SELECT m.id, m.quota, m.used_bytes, ({first_folder % 'name'} ORDER BY f.id LIMIT 1), "
+        f"SELECT m.id, {_USAGE_SQL}, ({first_folder % 'name'} ORDER BY f.id LIMIT 1), "
         f"({first_folder % 'special_use'} ORDER BY f.id LIMIT 1) FROM {mailbox} m "
         f"WHERE m.id IN ({', '.join(['%s'] * len(ids))}) ORDER BY m.id"
     )
@@ -2034,7 +2067,7 @@ def message_append(
                 **summary,
             )
             _MESSAGE_INSERT([message], returning=True)
-            _add_used_bytes(mailbox.pk, size)
+            _add_usage(mailbox.pk, size, 1)
             events.publish(ChangeEvent(mailbox.pk, folder.pk, "exists", (uid,), modseq))
             if locked.special_use == SpecialUse.SENT.value:
                 _trust_recipients(mailbox.pk, raw)
@@ -2594,7 +2627,7 @@ def _remove_messages(
         folder, uidnext=None, modseq=modseq, count=-len(rows), unseen=-unseen, size=-size
     )
     if count_usage:
-        _add_used_bytes(folder.mailbox_id, -size)
+        _add_usage(folder.mailbox_id, -size, -len(rows))
     if release_blobs:
         blob_release({r[3] for r in rows})
     events.publish(ChangeEvent(folder.mailbox_id, folder.pk, "expunge", tuple(expunged), modseq))
@@ -2639,7 +2672,7 @@ def _copy_messages(
     if not originals:
         return [], [], locked
     size = sum(m.size for m in originals)
-    if count_usage and _over_quota(mailbox, size):
+    if count_usage and _over_quota(mailbox, size, len(originals)):
         raise QuotaExceeded(f"mailbox {mailbox.pk} is over quota")
     seen = {m.uid: m.seen for m in originals}
     if reader is not None and reader != source.mailbox_id:
@@ -2675,7 +2708,7 @@ def _copy_messages(
     if not cross:
         _train_on_junk_moves(locked[source.pk], locked[target.pk], trained)
     if count_usage:
-        Mailbox.objects.filter(pk=mailbox.pk).update(used_bytes=F("used_bytes") + size)
+        _add_usage(mailbox.pk, size, len(originals))
     events.publish(ChangeEvent(mailbox.pk, target.pk, "exists", tuple(n for _, n in pairs), modseq))
     return pairs, originals, locked
 

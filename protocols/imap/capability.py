@@ -30,6 +30,7 @@ AUTHENTICATED = (
     "THREAD=REFERENCES",
     "QUOTA",
     "QUOTA=RES-STORAGE",
+    "QUOTA=RES-MESSAGE",
     "ACL",
     "RIGHTS=texk",
     "METADATA",

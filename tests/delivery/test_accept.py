@@ -241,6 +241,23 @@ def test_recipient_check(people):
     assert recipient_check("bob@example.org", relay_allowed=False, size=5000) is Outcome.TOO_BIG
 
 
+def test_recipient_check_of_a_message_limit(people, django_assert_num_queries):
+    Mailbox.objects.filter(pk=people["bob"].pk).update(quota_messages=2, used_messages=1)
+    assert recipient_check("bob@example.org", relay_allowed=False, size=5000) is Outcome.OK
+    Mailbox.objects.filter(pk=people["bob"].pk).update(used_messages=2)
+    # full for now, never TOO_BIG: an expunge makes room for a message of any size
+    with django_assert_num_queries(1):
+        assert recipient_check("bob@example.org", relay_allowed=False, size=5000) is (
+            Outcome.OVER_QUOTA
+        )
+    alias_create(address="both@example.org", destinations=["bob@example.org", "carol@example.org"])
+    assert recipient_check("both@example.org", relay_allowed=False, size=5000) is Outcome.OK
+    Mailbox.objects.filter(pk=people["carol"].pk).update(quota=1000, used_bytes=0)
+    assert recipient_check("both@example.org", relay_allowed=False, size=5000) is (
+        Outcome.OVER_QUOTA
+    )
+
+
 def test_recipient_check_of_a_mailbox_is_one_query(people, django_assert_num_queries):
     # RCPT runs for every recipient of every message: domain, mailbox and quota in one go.
     Mailbox.objects.filter(pk=people["bob"].pk).update(quota=1000, used_bytes=990)

@@ -14,7 +14,7 @@ from delivery.dkim import dkim_public_key_value, dkim_sign
 from delivery.models import OutboundRecipient, RecipientStatus
 from delivery.services import SpoolRecipient, spool_create
 from mailboxes import selectors
-from mailboxes.models import Message
+from mailboxes.models import Mailbox, Message
 from mailboxes.services import blob_store
 from tests.delivery.conftest import HOSTNAME, PeerHandler, deliver_until, run_queue
 
@@ -291,6 +291,22 @@ def test_local_recipients_never_go_over_the_network(sender, make_mailbox, zone, 
     [_, block] = status_blocks(dsn)
     assert block["final-recipient"] == "rfc822; nobody@example.org"
     assert block["status"] == "5.1.1"
+
+
+def test_a_local_recipient_at_its_message_limit_is_deferred_as_a_full_mailbox(
+    sender, make_mailbox, zone, peers
+):
+    dave = make_mailbox("dave@example.org")
+    Mailbox.objects.filter(pk=dave.pk).update(quota_messages=1)
+    message = spool(["dave@example.org"])
+    run_queue()
+    assert recipient(message, "dave@example.org").status == RecipientStatus.DELIVERED
+    message = spool(["dave@example.org"])
+    run_queue()
+    row = recipient(message, "dave@example.org")
+    # as a full mailbox by octets: try again later, no bounce yet
+    assert (row.status, row.last_reply) == (RecipientStatus.DEFERRED, "452 4.2.2 mailbox full")
+    assert len(inbox_messages(dave)) == 1 and not inbox_messages(sender)
 
 
 def test_outbound_mail_carries_a_dkim_signature_that_verifies(sender, zone, peers):

@@ -338,3 +338,43 @@ def test_mailbox_page_shows_its_sieve_scripts(staff, make_mailbox):
     page = staff.get(reverse("admin:mailboxes_mailbox_change", args=[mailbox.pk]))
     text = page.content.decode()
     assert "vacation &lt;1&gt;" in text and '<pre class="sieve-script">keep;\n</pre>' in text
+
+
+def test_message_quota_in_the_forms_and_the_list(staff, settings):
+    services.domain_create(name="example.org")
+    settings.MAILHOST_DEFAULT_QUOTA_MESSAGES = 500
+    add = reverse("admin:mailboxes_mailbox_add")
+    # the add form starts from the default, as addmailbox does
+    response = submit(staff, add, address="alice@example.org", new_password="s3cret!-and-more")
+    assert response.status_code == 302, form_errors(response)
+    mailbox = Mailbox.objects.get()
+    assert mailbox.quota_messages == 500
+    services.message_deliver(raw=b"Subject: x\r\n\r\nHi.\r\n", recipients=["alice@example.org"])
+    url = reverse("admin:mailboxes_mailbox_change", args=[mailbox.pk])
+    assert "1 of 500" in staff.get(url).content.decode()
+    response = submit(staff, url, quota_messages="2")
+    assert response.status_code == 302, form_errors(response)
+    mailbox = Mailbox.objects.get()
+    # the change form writes the limits, never the usage it read
+    assert (mailbox.quota_messages, mailbox.used_messages) == (2, 1)
+    listing = staff.get(reverse("admin:mailboxes_mailbox_changelist")).content.decode()
+    assert "1 of 2" in listing
+    response = submit(staff, url, quota_messages="")
+    assert response.status_code == 302, form_errors(response)
+    assert Mailbox.objects.get().quota_messages == 0
+    assert "Ensure this value is greater than or equal to 0" in errors_of(
+        submit(staff, url, quota_messages="-1")
+    )
+
+
+def test_the_change_form_keeps_usage_counted_while_it_was_open(staff, make_mailbox):
+    mailbox = make_mailbox("alice@example.org")
+    url = reverse("admin:mailboxes_mailbox_change", args=[mailbox.pk])
+    page = staff.get(url)
+    data = form_data(page)
+    services.message_deliver(raw=b"Subject: x\r\n\r\nHi.\r\n", recipients=["alice@example.org"])
+    data["display_name"] = "Alice"
+    assert staff.post(url, data).status_code == 302
+    mailbox = Mailbox.objects.get()
+    assert (mailbox.display_name, mailbox.used_messages) == ("Alice", 1)
+    assert mailbox.used_bytes == len(b"Subject: x\r\n\r\nHi.\r\n")

@@ -57,6 +57,7 @@ def test_provisioning_success(child_env, settings):
     assert result.stdout.strip() == "mailbox Jörg@bücher.example created"
     mailbox = Mailbox.objects.get()
     assert mailbox.quota == 5000
+    assert mailbox.quota_messages == 0  # MAILHOST_DEFAULT_QUOTA_MESSAGES
     assert Folder.objects.filter(mailbox=mailbox).count() == 6
     assert services.mailbox_authenticate(address="jörg@bücher.example", password="a pass word")
     result = manage(
@@ -72,6 +73,30 @@ def test_provisioning_success(child_env, settings):
     assert Alias.objects.filter(local_key="").exists()
 
 
+def test_addmailbox_message_quota(child_env, make_domain):
+    make_domain("example.org")
+    result = manage(
+        child_env,
+        "addmailbox",
+        "bob@example.org",
+        "--password-stdin",
+        "--quota-messages",
+        "1000",
+        stdin="a pass word\n",
+    )
+    assert result.returncode == 0, result.stderr
+    result = manage(
+        {**child_env, "MAILHOST_DEFAULT_QUOTA_MESSAGES": "20"},
+        "addmailbox",
+        "carol@example.org",
+        "--password-stdin",
+        stdin="a pass word\n",
+    )
+    assert result.returncode == 0, result.stderr
+    limits = dict(Mailbox.objects.values_list("local_part", "quota_messages"))
+    assert limits == {"bob": 1000, "carol": 20}
+
+
 BAD_INPUTS = [
     (("adddomain", "bad domain"), "", "invalid domain"),
     (("adddomain", "EXAMPLE.org"), "", "exists"),
@@ -84,6 +109,11 @@ BAD_INPUTS = [
     (("addmailbox", "new@example.org", "--password-stdin"), "\n", "no password"),
     (("addmailbox", "new@example.org"), "pw\n", "--password-stdin"),
     (("addmailbox", "new@example.org", "--password-stdin", "--quota", "-1"), "pw\n", "quota"),
+    (
+        ("addmailbox", "new@example.org", "--password-stdin", "--quota-messages", "-1"),
+        "pw\n",
+        "--quota-messages",
+    ),
     (("addalias", "bad address@example.org", "alice@example.org"), "", "invalid local part"),
     (("addalias", "x@elsewhere.example", "alice@example.org"), "", "not hosted"),
     (("addalias", "INFO@example.org", "alice@example.org"), "", "exists"),

@@ -225,3 +225,16 @@ def test_expired_duplicates_and_year_old_vacation_rows_are_dropped(make_mailbox)
     )
     assert mda.vacation_due(mailbox_id=alice.id, sender="new@x.test", handle="h", seconds=60)
     assert set(SieveVacationReply.objects.values_list("sender", flat=True)) == {"new@x.test"}
+
+
+def test_a_plan_beyond_the_message_limit_does_nothing(make_mailbox):
+    # keep + fileinto: two copies, and room for one (RFC 9208 5.2 counts every folder)
+    alice = make_mailbox("alice@example.org", quota_messages=1)
+    plan = mda.MailboxPlan(alice.id, filings=(mda.Filing(), mda.Filing(folder="Archive")))
+    [result] = deliver(make_raw("Two copies"), ["alice@example.org"], {alice.id: plan})
+    assert result.status == "over_quota"
+    assert Message.objects.count() == 0
+    Mailbox.objects.filter(pk=alice.pk).update(quota_messages=2)
+    [result] = deliver(make_raw("Two copies"), ["alice@example.org"], {alice.id: plan})
+    assert result.status == "delivered"
+    assert Mailbox.objects.get(pk=alice.pk).used_messages == Message.objects.count() == 2

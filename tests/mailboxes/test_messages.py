@@ -429,3 +429,51 @@ def test_view_selectors_rows_and_tombstones(alice):
     assert sorted(selectors.folder_expunged_since(inbox.pk, 7)) == [(4, 8), (5, 8)]
     assert selectors.folder_vanished_since(inbox.pk, 6) == [2, 4, 5]
     assert selectors.folder_vanished_since(inbox.pk, 8) == []
+
+
+def held(mailbox: Mailbox) -> tuple[int, int]:
+    """(used_messages, message rows): the counter the message limit reads, and the truth."""
+    counted = Mailbox.objects.get(pk=mailbox.pk).used_messages
+    return counted, Message.objects.filter(folder__mailbox=mailbox).count()
+
+
+def test_the_message_count_follows_every_write(alice, make_mailbox):
+    inbox, archive = folder_get(alice, "INBOX"), folder_get(alice, "Archive")
+    services.message_deliver(raw=make_raw(), recipients=["alice@example.org"])
+    fill(inbox, 2)
+    services.messages_append(folder=archive, messages=[(make_raw(), [], None)] * 2)
+    assert held(alice) == (5, 5)
+    services.messages_copy(source=inbox, uids=[1, 2], target=archive)
+    services.messages_move(source=inbox, uids=[3], target=folder_get(alice, "Trash"))
+    assert held(alice) == (7, 7)
+    services.messages_store_flags(folder=archive, uids=[1, 2], flags=["\\Deleted"], mode="add")
+    assert held(alice) == (7, 7)  # \Deleted counts until expunged
+    services.messages_expunge(folder=fresh(archive))
+    assert held(alice) == (5, 5)
+    services.message_replace(source=inbox, uid=1, target=inbox, raw=make_raw(subject="new"))
+    assert held(alice) == (5, 5)
+    work = services.folder_create(mailbox=alice, name="Work")
+    fill(work, 3)
+    services.folder_delete(folder=work)
+    assert held(alice) == (5, 5)
+    bob = make_mailbox("bob@example.org")
+    services.folder_acl_set(folder=folder_get(bob, "INBOX"), identifier=alice.address, rights="lri")
+    services.messages_move(source=inbox, uids=[2], target=folder_get(bob, "INBOX"), shared=True)
+    assert held(alice) == (4, 4) and held(bob) == (1, 1)
+
+
+def test_the_message_limit_refuses_append_copy_and_deliver(make_mailbox):
+    mailbox = make_mailbox("small@example.org", quota_messages=2)
+    inbox, archive = folder_get(mailbox, "INBOX"), folder_get(mailbox, "Archive")
+    fill(inbox, 1)
+    with pytest.raises(QuotaExceeded):  # MULTIAPPEND: all or none
+        services.messages_append(folder=inbox, messages=[(make_raw(), [], None)] * 2)
+    assert held(mailbox) == (1, 1)
+    fill(archive, 1)
+    with pytest.raises(QuotaExceeded):
+        services.messages_copy(source=inbox, uids=[1], target=archive)
+    with pytest.raises(QuotaExceeded):
+        fill(inbox, 1)
+    [result] = services.message_deliver(raw=make_raw(), recipients=["small@example.org"])
+    assert result.status == "over_quota"
+    assert held(mailbox) == (2, 2)

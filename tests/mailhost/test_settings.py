@@ -108,6 +108,7 @@ BAD_VALUES: dict[str, Bad] = {
     "MAILHOST_MAX_MESSAGE_SIZE": Bad("50M", "is not a whole number"),
     "MAILHOST_MAX_RECIPIENTS": Bad("0", "must be at least 1"),
     "MAILHOST_DEFAULT_QUOTA": Bad("-5", "must be at least 0"),
+    "MAILHOST_DEFAULT_QUOTA_MESSAGES": Bad("-5", "must be at least 0"),
     "MAILHOST_ALLOW_PLAINTEXT_AUTH": Bad("maybe", "is not a boolean"),
     "MAILHOST_MAX_CONNECTIONS": Bad("many", "is not a whole number"),
     "MAILHOST_MAX_CONNECTIONS_PER_IP": Bad("0", "must be at least 1"),

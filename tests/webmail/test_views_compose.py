@@ -154,6 +154,26 @@ def test_sender_over_quota_is_told_before_sending(web, alice, bob):
     assert Message.objects.filter(folder=folder(bob, "INBOX")).count() == 0
 
 
+def test_message_limits_of_recipient_and_sender(web, alice, bob):
+    send = {"to": "bob@example.org", "subject": "s", "body": "b", "action": "send"}
+    hello = b"Subject: x\r\n\r\nHi.\r\n"
+    services.message_deliver(raw=hello, recipients=["alice@example.org", "bob@example.org"])
+    bob.quota_messages = 1
+    bob.save(update_fields=["quota_messages"])
+    response = web.post("/compose/", send)
+    assert response.status_code == 400
+    assert b"bob@example.org has a full mailbox" in response.content
+    bob.quota_messages = 0
+    bob.save(update_fields=["quota_messages"])
+    # the copy for Sent would be the sender's second message
+    alice.quota_messages = 1
+    alice.save(update_fields=["quota_messages"])
+    response = web.post("/compose/", send)
+    assert response.status_code == 400
+    assert b"your mailbox is over quota" in response.content
+    assert Message.objects.filter(folder=folder(bob, "INBOX")).count() == 1
+
+
 def test_too_large(web, bob, settings):
     settings.MAILHOST_MAX_MESSAGE_SIZE = 2000
     response = web.post(

@@ -266,8 +266,7 @@ def _post(request: HttpRequest) -> HttpResponse:
         mailbox=mailbox, draft=draft, include_bcc=True, message_id=message_id
     )
     sent = special_folder(mailbox.pk, SpecialUse.SENT)
-    mailbox.refresh_from_db(fields=["used_bytes", "quota"])
-    if sent is not None and mailbox.quota and mailbox.used_bytes + len(copy_raw) > mailbox.quota:
+    if sent is not None and not selectors.mailbox_quota(mailbox).fits(len(copy_raw)):
         errors["send"] = gettext(
             "Not sent: your mailbox is over quota, so the copy for Sent would not fit."
             " Delete some mail and send again."

@@ -22,6 +22,13 @@ class Command(BaseCommand):
             default=None,
             help="Quota: bytes, or 500M, 2G, 1.5GB (binary units); 0 or unlimited: none.",
         )
+        parser.add_argument(
+            "--quota-messages",
+            type=int,
+            default=None,
+            metavar="N",
+            help="Most messages the mailbox holds in all its folders; 0: no limit.",
+        )
 
     def handle(self, *args, **options):
         # Checked here rather than by argparse, so that it fails like every other bad input:
@@ -37,11 +44,14 @@ class Command(BaseCommand):
                 quota = parse_size(options["quota"])
             except ValueError as exc:
                 raise CommandError(f"--quota: {exc}") from None
+        if options["quota_messages"] is not None and options["quota_messages"] < 0:
+            raise CommandError("--quota-messages: must not be negative")
         try:
             mailbox = services.mailbox_create(
                 address=options["address"],
                 password=password,
                 quota=quota,
+                quota_messages=options["quota_messages"],
                 check_password_strength=True,
             )
         except MailhostError as exc:

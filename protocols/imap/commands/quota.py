@@ -1,9 +1,10 @@
 """QUOTA (RFC 9208): GETQUOTA, GETQUOTAROOT and SETQUOTA over the mailbox's quota.
 
-One quota root, "" (the mailbox's whole storage: every folder counts against it), with the
-STORAGE resource only: the quota is a byte limit (Mailbox.quota; 0 is no limit, and then no
-folder has a quota root). There is no message-count limit, so QUOTA=RES-MESSAGE is not
-offered. Limits are the administrator's: SETQUOTA is refused.
+One quota root, "" (the mailbox's whole storage: every folder counts against it), with two
+resources: STORAGE, the byte limit (Mailbox.quota), and MESSAGE, the message-count limit
+(Mailbox.quota_messages). A limit of 0 is none: the root reports only the resources that
+have a limit, and exists only when one does (RFC 9208 4.2-4.3). Limits are the
+administrator's: SETQUOTA is refused.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mailboxes import selectors
+from mailboxes.quotas import Usage
 from protocols.imap import parser as p
 from protocols.imap import responses as r
 from protocols.imap import untagged as u
@@ -25,17 +27,23 @@ NO_NO_SUCH_QUOTA_ROOT = r.Reply("NO", "No such quota root", "NONEXISTENT")
 NO_SETQUOTA = r.Reply("NO", "Quota limits are set by the administrator", "NOPERM")
 
 
-def quota_response(quota: int, used: int) -> u.Quota:
-    # RFC 9208 5.1: STORAGE in units of 1024 octets
-    return u.Quota(ROOT, (("STORAGE", used // 1024, quota // 1024),))
+def quota_response(usage: Usage) -> u.Quota:
+    """The root's limited resources: RFC 9208 5.1 STORAGE in units of 1024 octets, 5.2
+    MESSAGE in messages."""
+    resources = []
+    if usage.quota:
+        resources.append(("STORAGE", usage.used_bytes // 1024, usage.quota // 1024))
+    if usage.quota_messages:
+        resources.append(("MESSAGE", usage.used_messages, usage.quota_messages))
+    return u.Quota(ROOT, tuple(resources))
 
 
 async def getquota(session: Session, command: p.QuotaCommand) -> r.Reply | u.Done:
     # RFC 9208 4.2
-    quota, used = await db(selectors.mailbox_quota, session.mailbox.id)
-    if command.name_arg != ROOT or not quota:
+    usage = await db(selectors.mailbox_quota, session.mailbox.id)
+    if command.name_arg != ROOT or not usage.limited:
         raise CommandError(NO_NO_SUCH_QUOTA_ROOT)
-    await session.respond(quota_response(quota, used))
+    await session.respond(quota_response(usage))
     return r.OK_COMPLETED
 
 
@@ -44,12 +52,12 @@ async def getquotaroot(session: Session, command: p.QuotaCommand) -> r.Reply | u
     folder = await db(selectors.folder_get, session.mailbox.id, command.name_arg)
     if folder is None:
         raise CommandError(r.NO_NONEXISTENT)
-    quota, used = await db(selectors.mailbox_quota, session.mailbox.id)
-    if not quota:
+    usage = await db(selectors.mailbox_quota, session.mailbox.id)
+    if not usage.limited:
         await session.respond(u.QuotaRoot(folder.name, (), session.utf8))
     else:
         await session.respond(
-            u.QuotaRoot(folder.name, (ROOT,), session.utf8), quota_response(quota, used)
+            u.QuotaRoot(folder.name, (ROOT,), session.utf8), quota_response(usage)
         )
     return r.OK_COMPLETED
 

@@ -70,17 +70,24 @@ def test_port_25_takes_one_hop_a_message(smtp_ports, hosted, hops, clients):
     assert Message.objects.filter(folder__mailbox=hosted["alice"]).count() == 5
 
 
+@pytest.mark.parametrize(
+    "limit, full",
+    [
+        ({"quota": 10_000}, {"used_bytes": 10_001}),
+        ({"quota_messages": 3}, {"used_messages": 3}),  # RFC 9208 MESSAGE: the same
+    ],
+)
 def test_a_recipient_with_a_quota_is_checked_in_the_database_every_time(
-    smtp_ports, hosted, hops, clients
+    smtp_ports, hosted, hops, clients, limit, full
 ):
-    Mailbox.objects.filter(pk=hosted["bob"].pk).update(quota=10_000)
+    Mailbox.objects.filter(pk=hosted["bob"].pk).update(**limit)
     client = port_25(smtp_ports, clients)
     send(client, "x@remote.example", "bob@example.org", MESSAGE)
     hops.hops = 0
     send(client, "x@remote.example", "bob@example.org", MESSAGE)
     assert hops.hops == 2  # RCPT's verdict reads the mailbox's use as it is now
     # Full since (an UPDATE, which no memory hears of): RCPT says so at once.
-    Mailbox.objects.filter(pk=hosted["bob"].pk).update(used_bytes=10_001)
+    Mailbox.objects.filter(pk=hosted["bob"].pk).update(**full)
     client.command("MAIL FROM:<x@remote.example>", replies.S250_SENDER_OK)
     client.command("RCPT TO:<bob@example.org>", replies.S452_MAILBOX_FULL)
 

@@ -6,6 +6,7 @@ import pytest
 from django.conf import settings
 
 from delivery.models import OutboundMessage
+from mailboxes import services
 from mailboxes.models import Mailbox, Message
 from protocols.smtp import replies
 from tests.support.smtp import Transcript
@@ -155,6 +156,30 @@ def test_quota_checked_again_at_data(mta):
     mta.send(MESSAGE + b".\r\n")
     mta.expect(replies.S452_MAILBOX_FULL)
     assert not Message.objects.exists()
+
+
+def test_message_limit_reached_is_452_4_2_2_like_a_full_mailbox(mta):
+    Mailbox.objects.filter(local_part="bob").update(quota_messages=1)
+    services.message_deliver(raw=MESSAGE, recipients=["bob@example.org"])
+    mta.ehlo()
+    mta.command("MAIL FROM:<x@remote.example> SIZE=20000", replies.S250_SENDER_OK)
+    # full for now (an expunge makes room), never 552: the size fits, the count does not
+    mta.command("RCPT TO:<bob@example.org>", replies.S452_MAILBOX_FULL)
+    mta.command("RCPT TO:<alice@example.org>", replies.S250_RECIPIENT_OK)
+    assert inbox_count("bob@example.org") == 1
+    assert Mailbox.objects.get(local_part="bob").used_messages == 1
+
+
+def test_message_limit_checked_again_at_data(mta):
+    mta.ehlo()
+    mta.command("MAIL FROM:<x@remote.example>", replies.S250_SENDER_OK)
+    mta.command("RCPT TO:<bob@example.org>", replies.S250_RECIPIENT_OK)
+    services.message_deliver(raw=MESSAGE, recipients=["bob@example.org"])
+    Mailbox.objects.filter(local_part="bob").update(quota_messages=1)
+    mta.command("DATA", replies.S354_START_DATA)
+    mta.send(MESSAGE + b".\r\n")
+    mta.expect(replies.S452_MAILBOX_FULL)
+    assert inbox_count("bob@example.org") == 1
 
 
 def test_size_parameter_over_the_limit_is_552_5_3_4(mta, settings):
