@@ -2,8 +2,9 @@
 
 Pages are UID keysets, newest first, of conversations (each at its newest message in the
 folder): `?before=<uid>` shows the PAGE_SIZE conversations below that UID, `?after=<uid>`
-those above it. Each page is one indexed range scan on (folder, uid) with an index probe per
-row, so the 2000th page of a 100k folder costs what the first does (no OFFSET).
+those above it. Each page is one range of the partial (folder, uid) index of the messages
+marked newest of their conversation (Message.conversation_head), so the 2000th page of a 100k
+folder costs what the first does (no OFFSET), whatever the conversations' sizes.
 """
 
 from __future__ import annotations
