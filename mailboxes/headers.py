@@ -6,6 +6,7 @@ could be decoded.
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 from dataclasses import dataclass
@@ -36,6 +37,10 @@ _SURROGATE = re.compile("[\udc80-\udcff]")
 
 logger = logging.getLogger("mailboxes.headers")
 _MSGID = re.compile(r"<[^<>\s]+>")
+# A field's first line as email.feedparser's headerRE takes it, less what parse_header leaves
+# to the parser: a "From " envelope line (no space in a name) and a line starting with a colon.
+_FIELD_LINE = re.compile(r"[\041-\071\073-\176]+:")
+_LINE_ENDS = frozenset({"\r\n", "\n", "\r"})
 
 
 def blank_line(raw: bytes, pos: int = 0, endpos: int | None = None) -> tuple[int, int] | None:
@@ -189,7 +194,7 @@ class HeaderRead:
 
 def header_read(raw: bytes) -> HeaderRead:
     block = header_block(bounded_header(raw))
-    parsed = BytesHeaderParser(policy=compat32).parsebytes(block)
+    parsed = parse_header(block)
     try:
         summary = _summary(raw, block, parsed)
     except Exception:
@@ -198,6 +203,34 @@ def header_read(raw: bytes) -> HeaderRead:
         logger.exception("headers degraded message_id=%s", _first_msgid(parsed.get("Message-ID")))
         summary = _DEGRADED_SUMMARY
     return HeaderRead(summary, _spam_verdict(parsed), parsed)
+
+
+def parse_header(block: bytes) -> Message:
+    """BytesHeaderParser(policy=compat32).parsebytes(block), the same Message, made without
+    the feed parser (about half of its cost) when every line of `block` is a field or its
+    continuation and it ends with its blank line, as a stored header does: the lines are cut where email.feedparser cuts them (CRLF, CR or LF)
+    and each field is read by compat32's own header_source_parse. Anything else (an envelope
+    "From " line, a line that would end the header early, no blank line) goes to the parser,
+    which records the defects."""
+    lines = io.StringIO(block.decode("ascii", "surrogateescape"), newline="").readlines()
+    if lines and lines[-1] in _LINE_ENDS and lines[0][0] not in " \t":
+        parsed = Message(policy=compat32)
+        field: list[str] = []
+        for line in lines[:-1]:
+            if line[0] in " \t":
+                field.append(line)
+                continue
+            if not _FIELD_LINE.match(line):
+                break
+            if field:
+                parsed.set_raw(*compat32.header_source_parse(field))
+            field = [line]
+        else:
+            if field:
+                parsed.set_raw(*compat32.header_source_parse(field))
+            parsed.set_payload("")  # the parser's headers-only payload: what follows the blank line
+            return parsed
+    return BytesHeaderParser(policy=compat32).parsebytes(block)
 
 
 def _summary(raw: bytes, block: bytes, parsed) -> dict:  # noqa: ANN001 - a compat32 Message
@@ -283,7 +316,7 @@ def _first_msgid(value) -> str:  # noqa: ANN001 - a header value or None
 
 def is_spam(raw: bytes) -> bool:
     """True when the header says `X-Spam: Yes` (the filter's verdict, added upstream)."""
-    return _spam_verdict(BytesHeaderParser(policy=compat32).parsebytes(header_block(raw)))
+    return _spam_verdict(parse_header(header_block(raw)))
 
 
 def _spam_verdict(parsed) -> bool:  # noqa: ANN001 - a compat32 Message

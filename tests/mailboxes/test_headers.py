@@ -1,13 +1,19 @@
-"""mailboxes.headers.blank_line: the end of a header section, found from its LF."""
+"""mailboxes.headers.blank_line: the end of a header section, found from its LF; parse_header:
+the email package's Message of a header section, made without its feed parser when it can."""
 
 from __future__ import annotations
 
 import random
 import re
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from mailboxes.headers import blank_line, bounded_header, header_block
+from mailboxes.headers import blank_line, bounded_header, header_block, parse_header
 
 _SEARCHED = re.compile(rb"\r?\n\r?\n")  # what blank_line's span must equal
 
@@ -65,3 +71,57 @@ def test_a_field_value_is_unfolded_as_the_regular_expression_did():
         raw = b"Subject:" + value + b"\r\n"
         expected = fold.sub(b"", value + b"\r\n").strip(b" \t\r\n")
         assert field_value(raw, len(b"Subject:"), len(raw)) == expected, value
+
+
+# parse_header: the compat32 Message of BytesHeaderParser, whether it is made by the fast
+# reading of whole fields or by the parser itself.
+_CORPUS = sorted((Path(__file__).resolve().parents[2]).glob("**/*.eml"))
+_PIECES = [
+    b"Subject: a\r\n",
+    b"To: b@example.com\n",
+    b"From: c <c@example.com>\r",
+    b"From x@y Sat Jan  1 00:00:00 2000\r\n",
+    b" folded\r\n",
+    b"\tfolded\n",
+    b": no name\r\n",
+    b"no colon\r\n",
+    b"X-8bit: caf\xc3\xa9 \xff\r\n",
+    b"Name With Space: v\r\n",
+    b"Empty:\r\n",
+    b"Form\x0cfeed: v\r\n",
+    b"\r",
+    b"\n",
+    b"\r\n",
+]
+
+
+def _parsed(message) -> tuple:  # noqa: ANN001 - a compat32 Message
+    return (
+        message._headers,
+        message.get_unixfrom(),
+        message.get_payload(),
+        [(type(d), str(d)) for d in message.defects],
+    )
+
+
+def _assert_as_the_parser(block: bytes) -> None:
+    expected = BytesHeaderParser(policy=compat32).parsebytes(block)
+    assert _parsed(parse_header(block)) == _parsed(expected)
+
+
+@pytest.mark.parametrize("path", _CORPUS, ids=lambda p: p.name)
+def test_parse_header_reads_the_corpus_as_the_email_package(path: Path) -> None:
+    raw = path.read_bytes()
+    _assert_as_the_parser(header_block(bounded_header(raw)))
+    _assert_as_the_parser(raw[:300])  # cut anywhere: no blank line, a partial last line
+
+
+def test_the_corpus_is_there() -> None:
+    assert len(_CORPUS) > 50
+
+
+@given(st.lists(st.sampled_from(_PIECES), max_size=12).map(b"".join))
+@settings(max_examples=500, deadline=None)
+def test_parse_header_reads_any_lines_as_the_email_package(block: bytes) -> None:
+    _assert_as_the_parser(block)
+    _assert_as_the_parser(header_block(block))
