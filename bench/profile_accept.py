@@ -1,13 +1,14 @@
 """In-process cost of the SMTP inbound hot path, without sockets: the RCPT-time verdict plus
 delivery.accept.message_accept of bench/sample.eml to one local mailbox, in a loop.
 
-    MAILHOST_DATA_DIR=<scratch dir> .venv/bin/python bench/profile_accept.py [N] [time|sql|prof|cpu]
+    MAILHOST_DATA_DIR=<scratch dir> .venv/bin/python bench/profile_accept.py [N] [time|sql|prof|cpu|wal]
 
 Prints the SQL statements a message costs (`sql` lists them), then wall and CPU time per
 message (`prof`: a pyinstrument profile instead; pip install pyinstrument, not a
 requirement; `cpu`: cProfile timed by the thread's CPU clock, the functions by their CPU
-time with callees: what the path costs, whatever else the machine is doing). On PostgreSQL
-the backend's CPU a message too (a server on this machine). Uses the SQLite database in
+time with callees: what the path costs, whatever else the machine is doing; `wal`: on SQLite,
+the pages a message appends to the write-ahead log). On PostgreSQL the backend's CPU a message
+too (a server on this machine). Uses the SQLite database in
 MAILHOST_DATA_DIR (or DATABASE_URL): a scratch one.
 The same path through a running server, its SMTP session and event loop included, sampled by
 py-spy: bench/profile_server.py smtp.
@@ -66,6 +67,20 @@ def main() -> None:
     if mode == "sql":
         for query in queries.captured_queries:
             print("  ", query["sql"][:160])
+    if mode == "wal" and connection.vendor == "sqlite":
+        # Frames appended to the WAL (a page each) a message, checkpointing held off meanwhile.
+        with connection.cursor() as cursor:
+            cursor.execute("PRAGMA wal_autocheckpoint=0")
+            cursor.fetchall()
+            cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            cursor.fetchall()
+        for _ in range(count):
+            one()
+        with connection.cursor() as cursor:
+            cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            frames = cursor.fetchone()[1]
+        print(f"WAL frames a message: {frames / count:.2f} ({frames} for {count})")
+        return
     if mode == "cpu":
         import cProfile
         import pstats

@@ -353,7 +353,11 @@ class BlobTextPending(models.Model):
 
 
 class Message(models.Model):
-    folder = models.ForeignKey(Folder, on_delete=models.CASCADE, related_name="messages")
+    # Indexed by message_unique_uid (Meta), whose index starts with folder_id, not by an index
+    # of its own (one page less written by each INSERT; migration 0036).
+    folder = models.ForeignKey(
+        Folder, on_delete=models.CASCADE, related_name="messages", db_index=False
+    )
     uid = models.PositiveIntegerField()
     modseq = models.BigIntegerField()
     # Indexed by message_blob_folder_uid (Meta), not by an index of its own.
