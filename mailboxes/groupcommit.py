@@ -4,13 +4,16 @@ Every durable commit costs a sync (SQLite's WAL fsync at synchronous=FULL, Postg
 flush), and SQLite has one writer at a time, whose waiters sleep in its busy handler. So a
 writer that arrives while another is committing does not start a transaction of its own: it
 queues its work and waits. The writer that finds nobody committing leads: it takes what is
-queued (its own work included), runs each piece in its own savepoint inside ONE transaction,
+queued (its own work included), runs the pieces one after the other inside ONE transaction,
 commits once, and hands each waiter its own result or its own exception. Nobody returns before
-the commit that holds its rows. A piece that fails rolls back to its savepoint alone; a piece
-that failed on a database error (a deadlock, a lost connection), and every piece when the
-commit itself fails, is run again in a transaction of its own, so one bad message never fails
-another. There is no thread of its own: the leader is whichever caller got there first (the
-group commit of PostgreSQL's and InnoDB's logs), so a lone writer pays nothing extra.
+the commit that holds its rows. When a piece fails, that transaction is rolled back and the
+batch runs again with each piece in its own savepoint (which cost PostgreSQL two round trips a
+piece under the batch's row locks, so the common case goes without them), where a piece that
+fails rolls back to its savepoint alone; a piece that failed on a database error (a deadlock,
+a lost connection), and every piece when the commit itself fails, is run again in a
+transaction of its own, so one bad message never fails another. There is no thread of its
+own: the leader is whichever caller got there first (the group commit of PostgreSQL's and
+InnoDB's logs), so a lone writer pays nothing extra.
 """
 
 from __future__ import annotations
@@ -61,8 +64,8 @@ class GroupCommitter:
     def run(self, fn: Callable[[], T]) -> T:
         """Run `fn` (database writes, no transaction of its own) in a transaction, maybe
         shared with other callers' work; return its result once that transaction committed.
-        `fn` may run twice (see above), and must let database errors propagate (a swallowed
-        one would roll its savepoint back unseen). Inside a caller's transaction it runs
+        `fn` may run more than once (see above), and must let database errors propagate (a
+        swallowed one would roll its savepoint back unseen). Inside a caller's transaction it runs
         there, in a savepoint."""
         limit = settings.MAILHOST_GROUP_COMMIT_MAX
         if connections[DEFAULT_DB_ALIAS].in_atomic_block or limit <= 1:
@@ -101,6 +104,8 @@ class GroupCommitter:
             raise
 
     def _together(self, batch: list[_Work]) -> None:
+        if self._without_savepoints(batch):
+            return
         retry: list[_Work] = []
 
         def pieces() -> None:
@@ -116,11 +121,7 @@ class GroupCommitter:
         try:
             _commit_transaction(pieces)
         except Exception as exc:
-            if getattr(exc, "after_commit", False):
-                # Committed, then not synced (mailhost/sqlite3): the rows are there, so none
-                # is run again, and none may be reported stored.
-                for work in batch:
-                    work.value, work.error, work.done = _MISSING, exc, True
+            if _unsynced(batch, exc):
                 return
             # Nothing of the batch is stored (a savepoint statement or the COMMIT failed).
             for work in batch:
@@ -129,6 +130,41 @@ class GroupCommitter:
         self.batches += 1
         for work in batch:
             work.done = work not in retry
+
+    def _without_savepoints(self, batch: list[_Work]) -> bool:
+        """Run the batch's pieces one after the other in one transaction with no savepoint
+        of their own, and commit; True when that stored them all (or committed and then did
+        not sync: every piece failed). On PostgreSQL each savepoint is two round trips (the
+        SAVEPOINT, its RELEASE) made by the leader while the folder's and mailbox's row locks
+        are held, so the batch's locks are held for less time. When any piece raises, nothing
+        is stored and False says so: the batch runs again with its savepoints, where that
+        piece fails alone."""
+        values: list[Any] = []
+
+        def pieces() -> None:
+            for work in batch:
+                values.append(work.fn())
+
+        try:
+            _commit_transaction(pieces)
+        except Exception as exc:
+            if _unsynced(batch, exc):
+                return True
+            return False  # rolled back whole: nothing of the batch is stored
+        self.batches += 1
+        for work, value in zip(batch, values, strict=True):
+            work.value, work.done = value, True
+        return True
+
+
+def _unsynced(batch: list[_Work], exc: Exception) -> bool:
+    """Whether the batch's transaction committed and then did not sync (mailhost/sqlite3):
+    the rows are there, so no piece is run again, and none may be reported stored."""
+    if not getattr(exc, "after_commit", False):
+        return False
+    for work in batch:
+        work.value, work.error, work.done = _MISSING, exc, True
+    return True
 
 
 def _alone(work: _Work) -> None:

@@ -113,6 +113,51 @@ def test_one_failing_piece_does_not_fail_the_batch():
     }
 
 
+def savepoint_depths(names: tuple[str, ...], bad: str = "") -> tuple[dict, dict]:
+    """Pieces that each store a domain named after them (`bad` then raises), and the
+    savepoints each found itself in, one entry a run, by name."""
+    seen: dict[str, list[int]] = {}
+
+    def make(name: str):  # noqa: ANN202
+        def piece() -> str:
+            seen.setdefault(name, []).append(len(connection.savepoint_ids))
+            Domain.objects.create(name=f"{name}.example")
+            if name == bad:
+                raise ValueError("bad piece")
+            return name
+
+        return piece
+
+    return {name: make(name) for name in names}, seen
+
+
+def test_a_batch_that_succeeds_runs_once_without_savepoints():
+    # The common case: no piece fails, so none pays a SAVEPOINT and its RELEASE (two round
+    # trips on PostgreSQL, made while the batch holds its row locks); each piece runs once.
+    group = GroupCommitter()
+    pieces, seen = savepoint_depths(("a", "b", "c"))
+    outcomes = queue_behind(group, pieces)
+    assert outcomes == {"a": "a", "b": "b", "c": "c"}
+    assert group.batches == 1
+    assert seen == {"a": [0], "b": [0], "c": [0]}
+    names = set(Domain.objects.values_list("name", flat=True))
+    assert {"a.example", "b.example", "c.example"} <= names
+
+
+def test_a_failing_piece_runs_the_batch_again_in_savepoints():
+    group = GroupCommitter()
+    pieces, seen = savepoint_depths(("a", "bad", "c"), bad="bad")
+    outcomes = queue_behind(group, pieces)
+    assert outcomes["a"] == "a" and outcomes["c"] == "c"
+    assert isinstance(outcomes["bad"], ValueError)
+    # First without savepoints, where "bad" rolled the whole transaction back (so "c" did not
+    # run), then each in a savepoint of its own.
+    assert seen == {"a": [0, 1], "bad": [0, 1], "c": [1]}
+    assert group.batches == 1
+    names = set(Domain.objects.values_list("name", flat=True))
+    assert {"a.example", "c.example"} <= names and "bad.example" not in names
+
+
 def test_a_failing_on_commit_callback_never_runs_committed_work_again():
     group = GroupCommitter()
     runs: list[str] = []
