@@ -39,10 +39,10 @@ from delivery.leader import Leadership
 from delivery.outreports import tlsrpt
 from mailboxes import fulltext
 from mailhost import fanout
+from mailhost.listeners import Listener
 
 if TYPE_CHECKING:
     from delivery.jobs import Results
-from mailhost.listeners import Listener
 
 logger = logging.getLogger(__name__)
 

@@ -2,11 +2,11 @@
 
 IMAP IDLE, selected IMAP sessions and the webmail listen. Every event is dispatched in the
 process that made the change at once; with REDIS_URL set it also travels through Redis pub/sub
-so every other process (any front end) hears it; without it, it goes to the other worker processes of the same server
-(MAILHOST_PROCESSES) through mailhost/fanout.py: to those that watch the event's mailbox
-(watch(), counted in the workers' shared memory), a sign-out to all. Subscribers are plain callables invoked from a non-event-loop thread or
-the publishing thread: an asyncio listener should hand the event over with
-`loop.call_soon_threadsafe`.
+so every other process (any front end) hears it; without it, it goes to the other worker
+processes of the same server (MAILHOST_PROCESSES) through mailhost/fanout.py: to those that
+watch the event's mailbox (watch(), counted in the workers' shared memory), a sign-out to all.
+Subscribers are plain callables invoked from a non-event-loop thread or the publishing thread:
+an asyncio listener should hand the event over with `loop.call_soon_threadsafe`.
 """
 
 from __future__ import annotations
@@ -57,7 +57,11 @@ class ChangeEvent:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> ChangeEvent:
-        data = json.loads(text)
+        return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ChangeEvent:
+        """The event a to_json() or fanout dict carries (a Redis message's origin left out)."""
         data.pop("origin", None)
         data["uids"] = tuple(data.get("uids") or ())
         return cls(**data)
@@ -191,8 +195,7 @@ def _parts(event: ChangeEvent) -> list[ChangeEvent]:
 
 def _heard(message: dict) -> None:
     try:
-        message["uids"] = tuple(message.get("uids") or ())
-        event = ChangeEvent(**message)
+        event = ChangeEvent.from_dict(message)
     except TypeError:
         logger.warning("ignoring malformed change event %r", message)
         return
@@ -256,9 +259,10 @@ def _listen_redis(url: str, name: str, ready: threading.Event) -> None:
                     break
                 if message.get("type") == "message":
                     try:
-                        if json.loads(message["data"]).get("origin") == _origin():
+                        data = json.loads(message["data"])
+                        if data.get("origin") == _origin():
                             continue  # dispatched here when it was sent
-                        _dispatch(ChangeEvent.from_json(message["data"]))
+                        _dispatch(ChangeEvent.from_dict(data))
                     except (ValueError, TypeError, AttributeError):
                         logger.warning("ignoring malformed change event %r", message["data"])
             pubsub.close()
