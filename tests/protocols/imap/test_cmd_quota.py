@@ -162,3 +162,40 @@ def test_copy_and_move_into_a_full_shared_folder(client, imap, make_mailbox):
     set_quota(imap, 0, messages=2)
     assert bob.cmd("m2", f"MOVE 1 {shared}")[-1].startswith(b"m2 OK")
     assert stored(alice.pk) == (2, 2) and stored(bob_id) == (0, 0)
+
+
+def test_a_shared_folder_counts_against_its_owner_root(client, imap, make_mailbox):
+    """GETQUOTAROOT on another's folder names the owner's root (its address) with the owner's
+    usage, the root GETQUOTA then answers; a root with no folder shared with the session, and
+    a shared name the session cannot see, stay unknown."""
+    alice = imap["mailbox"]
+    set_quota(imap, 10 * 1024, messages=5)
+    make_mailbox("bob@example.org", PASSWORD)
+    make_mailbox("carol@example.org", PASSWORD)
+    services.message_deliver(raw=MESSAGE, recipients=["alice@example.org"])
+    services.folder_acl_set(
+        folder=selectors.folder_get(alice.id, "Archive"),
+        identifier="bob@example.org",
+        rights="lr",
+    )
+    bob = client(login=False)
+    bob.login("bob@example.org", PASSWORD)
+    used = len(MESSAGE) // 1024
+    alice_quota = b'* QUOTA "alice@example.org" (STORAGE %d 10 MESSAGE 1 5)' % used
+    assert bob.cmd("q1", 'GETQUOTAROOT "Other Users/ALICE@example.org/Archive"') == [
+        b'* QUOTAROOT "Other Users/ALICE@example.org/Archive" "alice@example.org"',
+        alice_quota,
+        ok("q1"),
+    ]
+    assert bob.cmd("q2", "GETQUOTA alice@example.org") == [alice_quota, ok("q2")]
+    # bob's own root has no limit; alice's INBOX is not shared with bob
+    assert bob.cmd("q3", "GETQUOTAROOT INBOX") == [b"* QUOTAROOT INBOX", ok("q3")]
+    assert bob.cmd("q4", 'GETQUOTAROOT "Other Users/alice@example.org/INBOX"') == [
+        ok("q4", r.NO_NONEXISTENT)
+    ]
+    carol = client(login=False)
+    carol.login("carol@example.org", PASSWORD)
+    assert carol.cmd("q5", "GETQUOTA alice@example.org") == [ok("q5", NO_NO_SUCH_QUOTA_ROOT)]
+    assert carol.cmd("q6", 'GETQUOTAROOT "Other Users/alice@example.org/Archive"') == [
+        ok("q6", r.NO_NONEXISTENT)
+    ]
