@@ -10,7 +10,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from delivery.models import OutboundMessage, OutboundRecipient
 from mailboxes import selectors, services
-from mailboxes.models import Message
+from mailboxes.models import Mailbox, Message
 from tests.webmail.conftest import deliver, folder, make_raw
 
 pytestmark = pytest.mark.django_db
@@ -269,6 +269,24 @@ def test_save_draft_and_resume(web, alice, bob):
     newer = only(drafts)
     assert newer.uid != draft.uid
     assert [p.get_filename() for p in parsed(newer).iter_attachments()] == ["a.txt"]
+
+
+def test_resaving_a_draft_fits_a_mailbox_at_its_limits(web, alice):
+    """The earlier version is freed in the same transaction as the new one is stored: at
+    exactly the message and byte limits a re-save no larger than it still fits."""
+    form = {"to": "bob@example.org", "subject": "Plans", "body": "first words", "action": "save"}
+    web.post("/compose/", form)
+    drafts = folder(alice, "Drafts")
+    draft = only(drafts)
+    usage = selectors.mailbox_quota(alice.pk)
+    Mailbox.objects.filter(pk=alice.pk).update(
+        quota=usage.used_bytes, quota_messages=usage.used_messages
+    )
+    response = web.post("/compose/", {**form, "body": "other words", "draft_uid": str(draft.uid)})
+    assert response.status_code == 302, response.content.decode()
+    newer = only(drafts)
+    assert newer.uid != draft.uid and "other words" in parsed(newer).get_content()
+    assert selectors.mailbox_quota(alice.pk).used_messages == usage.used_messages
 
 
 def test_unknown_draft(web):

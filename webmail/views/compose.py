@@ -9,6 +9,7 @@ never has to pick the files again.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -22,7 +23,7 @@ from django.utils.translation import gettext
 from django.views.decorators.http import require_http_methods
 
 from mailboxes import selectors, services
-from mailboxes.exceptions import MailhostError, QuotaExceeded
+from mailboxes.exceptions import MailhostError, NotFound, QuotaExceeded
 from mailboxes.flags import Flags, SystemFlag
 from mailboxes.folders import SpecialUse
 from mailhost.proxy import client_address
@@ -32,7 +33,7 @@ from webmail.sending import SendError, refused_text, send
 from webmail.views.common import folder_items, human_size, special_folder
 
 if TYPE_CHECKING:
-    from mailboxes.models import Message
+    from mailboxes.models import Folder, Message
 
 logger = logging.getLogger(__name__)
 
@@ -336,11 +337,19 @@ def _store_draft(request, draft, extra) -> tuple[Message, list[Kept]]:
             mailbox=request.mailbox, name="Drafts", special_use=SpecialUse.DRAFTS
         )
     raw, _ = compose.build(mailbox=request.mailbox, draft=draft, include_bcc=True)
-    saved = services.message_append(
-        folder=drafts, raw=raw, flags=Flags.of(SystemFlag.DRAFT, SystemFlag.SEEN)
-    )
+    flags = Flags.of(SystemFlag.DRAFT, SystemFlag.SEEN)
+    previous = _draft_uid(drafts, extra.get("draft_uid", ""))
+    saved = None
+    if previous is not None:
+        # The earlier version goes in the same transaction, its octets freed first: a
+        # re-save no larger than it fits a mailbox at its limit, and no crash leaves both.
+        with contextlib.suppress(NotFound):
+            saved = services.message_replace(
+                source=drafts, uid=previous, target=drafts, raw=raw, flags=flags
+            )
+    if saved is None:
+        saved = services.message_append(folder=drafts, raw=raw, flags=flags)
     saved.folder = drafts
-    _drop_draft(request, extra.get("draft_uid", ""))
     kept = [k for k in (_kept(request, r) for r in _attachment_refs(saved, raw)) if k]
     return saved, kept
 
@@ -355,16 +364,21 @@ def _save_draft(request, draft, kept, uploads, extra, errors) -> HttpResponse:
     return redirect(f"{reverse('webmail:compose')}?draft={saved.uid}")
 
 
-def _drop_draft(request, uid_text: str) -> None:
+def _draft_uid(drafts: Folder, uid_text: str) -> int | None:
+    """The UID the form names when it is a draft in the Drafts folder, else None."""
     if not uid_text or not uid_text.isdigit():
-        return
+        return None
+    uid = int(uid_text)
+    return uid if selectors.message_is_draft(drafts, uid) else None
+
+
+def _drop_draft(request, uid_text: str) -> None:
     drafts = special_folder(request.mailbox.pk, SpecialUse.DRAFTS)
     if drafts is None:
         return
-    uid = int(uid_text)
-    if not selectors.message_is_draft(drafts, uid):
-        return
-    services.messages_delete(folder=drafts, uids=[uid])
+    uid = _draft_uid(drafts, uid_text)
+    if uid is not None:
+        services.messages_delete(folder=drafts, uids=[uid])
 
 
 def _mark_answered(request, ref: str) -> None:
