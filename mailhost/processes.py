@@ -280,7 +280,9 @@ def resume(encoded: str) -> None:
 
     django.setup()
     from mailhost import fanout, listeners
+    from mailhost.logformat import lean_records
 
+    lean_records()
     state = json.loads(encoded)
     worker = Supervisor(tuple(state["modules"]), state["count"], skip_missing=state["skip_missing"])
     worker.sockets = {name: socket.socket(fileno=fd) for name, fd in state["sockets"].items()}

@@ -39,7 +39,9 @@ ACME_RETRY_SECONDS = 3600  # after a failed ACME check, sooner than MAILHOST_ACM
 def run(modules: tuple[str, ...], *, skip_missing: bool = False) -> None:
     from mailhost.config import require_server_name
     from mailhost.database import require_schema
+    from mailhost.logformat import lean_records
 
+    lean_records()
     require_server_name()
     require_schema()
     from django.conf import settings

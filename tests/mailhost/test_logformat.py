@@ -1,0 +1,49 @@
+"""The log lines' formatter (mailhost.logformat): logging.Formatter's text, the time's seconds
+formatted once a second."""
+
+from __future__ import annotations
+
+import logging
+import time
+from unittest import mock
+
+from django.conf import settings
+
+from mailhost import logformat
+
+FORMAT = settings.LOGGING["formatters"]["plain"]["format"]
+
+
+def _record(created: float) -> logging.LogRecord:
+    record = logging.LogRecord("mailhost.smtp", logging.INFO, __file__, 1, "smtp %s", ("x",), None)
+    record.created = created
+    record.msecs = (created - int(created)) * 1000
+    return record
+
+
+def test_lines_are_logging_formatters_lines():
+    plain, ours = logging.Formatter(FORMAT), logformat.PlainFormatter(FORMAT)
+    for created in (1_700_000_000.0, 1_700_000_000.999, 1_700_000_001.0005, 1_700_003_600.25):
+        record = _record(created)
+        assert ours.format(record) == plain.format(record)
+
+
+def test_settings_formatter_formats_the_seconds_once_a_second():
+    (console,) = [h for h in logging.getLogger().handlers if type(h) is logging.StreamHandler]
+    formatter = console.formatter
+    assert isinstance(formatter, logformat.PlainFormatter)
+    with mock.patch.object(time, "strftime", wraps=time.strftime) as strftime:
+        for created in (1_800_000_000.1, 1_800_000_000.5, 1_800_000_000.9, 1_800_000_001.2):
+            formatter.format(_record(created))
+    assert strftime.call_count == 2
+
+
+def test_lean_records_skip_the_caller_and_the_thread(monkeypatch):
+    for name in ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing"):
+        monkeypatch.setattr(logging, name, getattr(logging, name))
+    logformat.lean_records()
+    record = logging.getLogger("mailhost.test").makeRecord(
+        "mailhost.test", logging.INFO, "(unknown file)", 0, "line", (), None
+    )
+    assert record.threadName is None and record.processName is None
+    assert logging._srcfile is None
