@@ -54,9 +54,7 @@ def test_the_accept_path_prepares_each_statement_once_and_reuses_it(make_mailbox
         "SELECT d.id, d.case_sensitive_local_parts",  # RCPT's recipient lookup
         'INSERT INTO "mailboxes_blob"',
         'FROM "mailboxes_mailbox" m WHERE m.id IN ($3) ORDER BY m.id FOR UPDATE',  # locked
-        'UPDATE "mailboxes_folder" SET uidnext = uidnext + 1',
-        'INSERT INTO "mailboxes_message"',
-        'UPDATE "mailboxes_mailbox" SET used_bytes',
+        'WITH f AS (UPDATE "mailboxes_folder" SET uidnext = uidnext + 1',  # and the rest
     ):
         assert uses(statements, part) == [3], (part, statements)
     assert Message.objects.filter(folder__name="INBOX").count() == 3
@@ -89,7 +87,38 @@ def test_an_error_in_a_prepared_statement_is_djangos_and_the_connection_goes_on(
     deliver()
     deliver()
     assert sorted(Message.objects.filter(folder=inbox).values_list("uid", flat=True)) == [1, 2, 3]
-    assert uses(prepared(), 'INSERT INTO "mailboxes_message" ("') == [2]
+    assert uses(prepared(), 'WITH f AS (UPDATE "mailboxes_folder"') == [2]
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+def test_port_25_files_a_message_in_its_transaction_in_three_statements(make_mailbox):
+    """Inside the transaction (whose rows every other delivery to the mailbox waits on) a
+    message costs its blob row, the mailbox's lock and one statement that takes the folder's
+    UID, inserts the message and adds to the mailbox's usage: three round trips, not five."""
+    box = make_mailbox("alice@example.org")
+    deliver()
+    db = connections[DEFAULT_DB_ALIAS]
+    statements: list[str] = []
+
+    def seen(execute, sql, params, many, context):  # noqa: ANN001, ANN202
+        if db.in_atomic_block:
+            statements.append(sql.split()[0])
+        return execute(sql, params, many, context)
+
+    with db.execute_wrapper(seen):
+        deliver()
+    assert statements == ["INSERT", "SELECT", "WITH"]
+    inbox = Folder.objects.get(mailbox=box, name="INBOX")
+    assert (inbox.uidnext, inbox.message_count, inbox.unseen_count) == (3, 2, 2)
+    stored = sum(Message.objects.filter(folder=inbox).values_list("size", flat=True))
+    assert inbox.total_size == stored
+    box.refresh_from_db()
+    assert (box.used_bytes, box.used_messages) == (stored, 2)
+    assert list(Message.objects.filter(folder=inbox).values_list("uid", "modseq")) == [
+        (1, inbox.highestmodseq - 1),
+        (2, inbox.highestmodseq),
+    ]
 
 
 @pytest.mark.django_db(transaction=True)
