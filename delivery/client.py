@@ -200,6 +200,9 @@ class Connection:
         self.tls = False
         self.protection = "plain"
         self.transactions = 0  # messages sent over this connection
+        # A MAIL the peer took whose transaction no reply to the data ended (refused
+        # recipients, a refused DATA): the next message over the session starts with RSET.
+        self.transaction_open = False
         # The peer said 421 or 4.7.x ("slow down"): the destination is throttled.
         self.throttled = False
 
@@ -532,8 +535,10 @@ class ConnectionCache:
 
     A connection goes back here after a transaction that ended cleanly, and waits at most
     MAILHOST_OUTBOUND_IDLE_TIMEOUT seconds for the next message (Postfix's
-    smtp_connection_cache_time_limit); the next sender over it starts with RSET (RFC 5321
-    4.1.1.5), so a peer that closed it meanwhile costs one round trip, not a message. After
+    smtp_connection_cache_time_limit). The next sender over it starts with MAIL when the
+    last transaction ended with the reply to its data (RFC 5321 4.1.1.4: that reply clears
+    the peer's buffers), else with RSET (4.1.1.5); either way a peer that closed the session
+    meanwhile costs one round trip, not a message (_Stale). After
     MAILHOST_OUTBOUND_REUSE_LIMIT messages, or a 421/4.7.x from the peer, it is closed. Shared
     by the delivery threads of a process; a thread closes what has waited too long."""
 
@@ -756,7 +761,8 @@ def deliver(
 
 
 class _Stale(Exception):
-    """A cached connection that did not answer RSET: the peer closed it meanwhile."""
+    """A cached connection whose first reply (to RSET or MAIL) did not come, or was 421: the
+    peer closed it meanwhile."""
 
 
 def _open(
@@ -857,10 +863,11 @@ def _session(
     conn: Connection | None = None,
     sock: socket.socket | None = None,
 ) -> Delivery:
-    """One transaction: on `conn` (a cached session, RSET first; raises _Stale when it is
-    gone) or on a new session over `sock`. A session that ends cleanly goes back to the
-    connection cache."""
-    if conn is not None:
+    """One transaction: on `conn` (a cached session, RSET first when its last transaction
+    was left open; raises _Stale when it is gone) or on a new session over `sock`. A session
+    that ends cleanly goes back to the connection cache."""
+    waited = conn is not None  # nothing has come from the peer since it was cached
+    if conn is not None and conn.transaction_open:
         try:
             reply = conn.command("RSET")
         except (SMTPError, OSError):
@@ -868,13 +875,15 @@ def _session(
         if reply is None or reply.code != 250:
             _quit(conn)
             raise _Stale()
-    else:
+        conn.transaction_open = False
+        waited = False
+    elif conn is None:
         conn = _open(host, address, port, auth, require_tls, wanted=wanted, sock=sock)
     clean = False
     try:
         if envelope.require_tls:
             _require_tls_check(conn, conn.protection, host.name)
-        result = _transaction(conn, envelope, data)
+        result = _transaction(conn, envelope, data, waited=waited)
         conn.transactions += 1
         result.protection = conn.protection
         result.throttled = conn.throttled
@@ -963,7 +972,24 @@ def _needs_smtputf8(envelope: Envelope) -> bool:
     return not header.isascii()
 
 
-def _transaction(conn: Connection, envelope: Envelope, data: bytes) -> Delivery:
+def _first_reply(conn: Connection, *, waited: bool) -> Reply:
+    """A reply; for the first command over a session that `waited` in the cache, none (the
+    peer closed the session) or a 421 (RFC 5321 3.8: it is closing it) means the session is
+    stale (_Stale), not that the destination refuses or throttles."""
+    try:
+        reply = conn.read_reply()
+    except (SMTPError, OSError):
+        if waited:
+            raise _Stale() from None
+        raise
+    if waited and reply.code == 421:
+        raise _Stale()
+    return reply
+
+
+def _transaction(
+    conn: Connection, envelope: Envelope, data: bytes, *, waited: bool = False
+) -> Delivery:
     ext = conn.extensions
     dsn = "DSN" in ext
     size_limit = ext.get("SIZE", "")
@@ -1004,13 +1030,16 @@ def _transaction(conn: Connection, envelope: Envelope, data: bytes) -> Delivery:
                 line += f" ORCPT={addr_type};{_xtext(original)}"
         commands.append(line)
 
+    conn.transaction_open = True
     if "PIPELINING" in ext:
         # RFC 2920 3.1: MAIL, RCPTs and DATA go in one batch; the replies come in order.
         conn.send("".join(c + "\r\n" for c in [*commands, "DATA"]).encode("utf-8"))
-        replies = [conn.read_reply() for _ in range(len(commands) + 1)]
-        mail_reply, rcpt_replies, data_reply = replies[0], replies[1:-1], replies[-1]
+        mail_reply = _first_reply(conn, waited=waited)
+        replies = [conn.read_reply() for _ in range(len(commands))]
+        rcpt_replies, data_reply = replies[:-1], replies[-1]
     else:
-        mail_reply = conn.command(commands[0])
+        conn.send(commands[0].encode("utf-8") + b"\r\n")
+        mail_reply = _first_reply(conn, waited=waited)
         if mail_reply.code != 250:
             rcpt_replies, data_reply = [], None
         else:
@@ -1041,6 +1070,7 @@ def _transaction(conn: Connection, envelope: Envelope, data: bytes) -> Delivery:
             # Pipelined DATA was accepted with no valid recipient: end it empty (RFC 2920 3.1).
             conn.send(b".\r\n")
             conn.read_reply()
+            conn.transaction_open = False
         return result
     if data_reply is None or data_reply.code != 354:
         reply = data_reply or _temp("4.3.0 DATA was not attempted", conn.remote)
@@ -1054,6 +1084,7 @@ def _transaction(conn: Connection, envelope: Envelope, data: bytes) -> Delivery:
         # The peer may have the message already; retrying risks a duplicate, the lesser evil.
         reply = exc.reply if isinstance(exc, SMTPError) else _temp(f"4.4.2 {exc}", conn.remote)
         raise SMTPError(reply, try_next=False) from None
+    conn.transaction_open = False
     for rcpt, _ in accepted:
         result.replies[rcpt.address] = final
     return result

@@ -1,6 +1,7 @@
 """Connection reuse and politeness per destination, counted at the peers.
 
-Several messages to one MX over one session (RSET between), the idle session closed after
+Several messages to one MX over one session (RSET only after a transaction left open), the
+idle session closed after
 MAILHOST_OUTBOUND_IDLE_TIMEOUT, at most MAILHOST_OUTBOUND_DESTINATION_CONCURRENCY sessions at
 once, a 421 that slows the destination down, and a failing or slow destination that does
 not hold up mail to another one.
@@ -124,7 +125,7 @@ def statuses() -> set[str]:
     return set(OutboundRecipient.objects.values_list("status", flat=True))
 
 
-def test_messages_to_one_mx_share_one_session_with_rset_between(zone, peers):
+def test_messages_to_one_mx_share_one_session(zone, peers):
     peer = start_peer(peers, "127.0.0.2", CountingHandler())
     for index in range(5):
         spool([f"user{index}@remote.test"])
@@ -132,8 +133,55 @@ def test_messages_to_one_mx_share_one_session_with_rset_between(zone, peers):
     assert statuses() == {RecipientStatus.DELIVERED}
     assert len(peer.received) == 5
     assert peer.sessions == 1  # one connection for the five messages
-    assert peer.rsets == 4  # RSET before each message after the first (RFC 5321 4.1.1.5)
+    # Each transaction ended with the reply to its data, which cleared the peer's buffers
+    # (RFC 5321 4.1.1.4): the next one starts with MAIL, no RSET round trip.
+    assert peer.rsets == 0
     assert client.connection_cache.idle_count() == 1  # still open for the next one
+
+
+def test_a_transaction_left_open_is_reset_before_the_next_message(zone, peers):
+    # The peer takes MAIL and refuses the only recipient: no DATA, the transaction stays
+    # open at the peer (a second MAIL would be refused as nested, 503).
+    handler = CountingHandler(rcpt_replies={"bob@remote.test": "550 5.1.1 no such user"})
+    peer = start_peer(peers, "127.0.0.2", handler)
+    refused = spool(["bob@remote.test"])
+    run_queue()
+    assert OutboundRecipient.objects.get(message=refused).status == RecipientStatus.FAILED
+    spool(["carol@remote.test"])
+    run_queue()
+    assert [r.rcpt_tos for r in peer.received] == [["carol@remote.test"]]
+    assert peer.sessions == 1 and peer.rsets == 1  # RFC 5321 4.1.1.5
+
+
+class ClosingHandler(CountingHandler):
+    """A peer that answers the second MAIL of the first session with 421, as a server that
+    closes an idle session does (RFC 5321 3.8)."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.mails = 0
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        self.mails += 1
+        if self.mails == 2:
+            return "421 4.4.2 idle session closed"
+        return await super().handle_MAIL(server, session, envelope, address, mail_options)
+
+
+def test_a_421_to_the_first_mail_of_a_cached_session_is_a_stale_session(zone, peers):
+    peer = start_peer(peers, "127.0.0.2", ClosingHandler())
+    limits = destinations.limits("remote.test")
+    spool(["bob@remote.test"])
+    run_queue()
+    spool(["carol@remote.test"])
+    run_queue()
+    assert statuses() == {RecipientStatus.DELIVERED}
+    assert [r.rcpt_tos for r in peer.received] == [["bob@remote.test"], ["carol@remote.test"]]
+    assert peer.sessions == 2  # carol's went over a new session
+    # Neither a failure nor a throttling destination: the session was gone, not refused.
+    assert destinations.limits("remote.test") == limits
+    row = OutboundRecipient.objects.get(address="carol@remote.test")
+    assert row.attempts == 1
 
 
 def test_idle_session_is_closed_after_the_idle_timeout(zone, peers, settings):
@@ -155,7 +203,7 @@ def test_a_session_the_peer_closed_meanwhile_costs_no_message(zone, peers):
     peer = start_peer(peers, "127.0.0.2", CountingHandler())
     spool(["bob@remote.test"])
     run_queue()
-    # The peer drops the idle session (its own timeout); our RSET finds it gone.
+    # The peer drops the idle session (its own timeout); our MAIL finds it gone.
     peers.controllers["127.0.0.2"].stop()
     peer = start_peer(peers, "127.0.0.2", CountingHandler())
     spool(["carol@remote.test"])
