@@ -44,6 +44,7 @@ from mailboxes.models import (
     Blob,
     Contact,
     ContactDeleted,
+    Conversation,
     DkimKey,
     Domain,
     Expunged,
@@ -1737,25 +1738,15 @@ class ConversationSummary:
 def folder_conversations(
     folder: Folder | int, thread_keys: Iterable[str]
 ) -> dict[str, ConversationSummary]:
-    """For each thread key, a summary of its conversation's messages in the folder: one
-    statement, summed per key by the database over the (folder, thread_key, uid, seen,
-    flagged, has_attachments) index alone, so that no message's row is read or sent (a
-    conversation of 100k notifications costs a 10 ms index walk, not 100k rows)."""
+    """For each thread key, a summary of its conversation's messages in the folder: its
+    Conversation row, counts the database keeps on every write, one primary-key probe per key
+    (summing the messages was O(each conversation): 17 ms of CPU for one of 100k on SQLite)."""
     folder_id = folder if isinstance(folder, int) else folder.pk
     keys = {k for k in thread_keys if k}
     if not keys:
         return {}
-    rows = (
-        Message.objects.filter(folder_id=folder_id, thread_key__in=keys)
-        .order_by()  # no default ordering: it would join the GROUP BY
-        .values("thread_key")
-        .annotate(
-            count=Count("uid"),
-            unseen=Count("uid", filter=Q(seen=False)),
-            flagged=Count("uid", filter=Q(flagged=True)),
-            attachments=Count("uid", filter=Q(has_attachments=True)),
-        )
-        .values_list("thread_key", "count", "unseen", "flagged", "attachments")
+    rows = Conversation.objects.filter(folder_id=folder_id, thread_key__in=keys).values_list(
+        "thread_key", "messages", "unseen", "flagged", "attachments"
     )
     return {
         key: ConversationSummary(

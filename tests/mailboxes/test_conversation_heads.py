@@ -1,9 +1,12 @@
-"""Message.conversation_head, the mark the webmail's list reads conversations from: whatever
-sequence of writes happens (delivery, APPEND, COPY and MOVE, also into another's folder,
+"""Message.conversation_head, the mark the webmail's list reads conversations from, and the
+Conversation rows, the counts it shows for them: whatever sequence of writes happens (delivery,
+APPEND, COPY and MOVE, also into another's folder, STORE, also by a reader of a shared folder,
 EXPUNGE, delete, Empty, a folder's deletion, and rows written by plain statements: a UID given
-lower than the folder's highest, a thread_key, UID or folder changed, many rows at once), every
-row's mark equals its recomputation: the highest UID of its (folder, thread_key), or no
-thread_key. The triggers of migration 0033 keep it, on both databases."""
+lower than the folder's highest, a thread_key, UID, folder or flags changed, many rows at once),
+every row's mark equals its recomputation (the highest UID of its (folder, thread_key), or no
+thread_key), and the Conversation rows equal the counts of each (folder, thread_key)'s messages,
+with the owner's \\Seen. The triggers of migrations 0033 and 0037 keep them, on both
+databases."""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mailboxes import selectors, services
-from mailboxes.models import Folder, Mailbox, Message
+from mailboxes.models import Conversation, Folder, Mailbox, Message
 
 pytestmark = pytest.mark.django_db
 
@@ -46,6 +49,25 @@ def recomputed() -> tuple[dict[int, bool], dict[int, bool]]:
     return kept, truth
 
 
+def counts() -> tuple[dict, dict]:
+    """Every Conversation row's counts as kept, and as recomputed from the messages."""
+    kept = {
+        (folder_id, key): rest
+        for folder_id, key, *rest in Conversation.objects.values_list(
+            "folder_id", "thread_key", "messages", "unseen", "flagged", "attachments"
+        )
+    }
+    truth: dict[tuple[int, str], list[int]] = {}
+    rows = Message.objects.exclude(thread_key="").values_list(
+        "folder_id", "thread_key", "seen", "flagged", "has_attachments"
+    )
+    for folder_id, key, seen, flagged, attachments in rows:
+        total = truth.setdefault((folder_id, key), [0, 0, 0, 0])
+        for i, counted in enumerate((True, not seen, flagged, attachments)):
+            total[i] += counted
+    return kept, truth
+
+
 def free_uid(folder: Folder, rng: int) -> int:
     """A UID below FIRST_UID that the folder does not use."""
     used = set(Message.objects.filter(folder=folder).values_list("uid", flat=True))
@@ -58,12 +80,16 @@ def picked(folder: Folder, pick: list[int]) -> list[int]:
     return sorted({uids[i % len(uids)] for i in pick}) if uids else []
 
 
+FLAGS = ["\\Seen", "\\Flagged", "\\Answered"]
+COLUMNS = ["seen", "flagged", "has_attachments"]
 folder_index = st.integers(0, 2)  # the two folders of the example, and bob's shared one
 pick = st.lists(st.integers(0, 50), min_size=1, max_size=4)
 key = st.sampled_from(range(len(KEYS)))
 operation = st.one_of(
     st.tuples(st.just("append"), folder_index, st.lists(key, min_size=1, max_size=5)),
     st.tuples(st.just("deliver"), key),
+    st.tuples(st.just("store"), folder_index, pick, st.sampled_from(FLAGS), st.booleans()),
+    st.tuples(st.just("reader store"), pick, st.booleans()),
     st.tuples(st.just("copy"), folder_index, folder_index, pick),
     st.tuples(st.just("move"), folder_index, folder_index, pick),
     st.tuples(st.just("expunge"), folder_index, pick),
@@ -73,6 +99,7 @@ operation = st.one_of(
     st.tuples(st.just("rekey"), folder_index, pick, key),
     st.tuples(st.just("renumber"), folder_index, pick),
     st.tuples(st.just("refolder"), folder_index, folder_index, pick),
+    st.tuples(st.just("reflag"), folder_index, pick, st.sampled_from(COLUMNS), st.booleans()),
 )
 
 
@@ -98,6 +125,20 @@ def apply(op: tuple, folders: list[Folder], blob_id: int, n: int) -> None:
             services.message_append(folder=folders[args[0]], raw=raw_of(KEYS[k], n))
     elif kind == "deliver":
         services.message_deliver(raw=raw_of(KEYS[args[0]], n), recipients=["alice@example.org"])
+    elif kind == "store":
+        folder = folders[args[0]]
+        mode = "add" if args[3] else "remove"
+        uids = picked(folder, args[1])
+        services.messages_store_flags(folder=folder, uids=uids, flags=[args[2]], mode=mode)
+    elif kind == "reader store":  # alice's own \Seen on bob's folder: not the owner's
+        folder = folders[2]
+        services.messages_store_flags(
+            folder=folder,
+            uids=picked(folder, args[0]),
+            flags=["\\Seen"],
+            mode="add" if args[1] else "remove",
+            reader=folders[0].mailbox_id,
+        )
     elif kind in ("copy", "move"):
         source, target = folders[args[0]], folders[args[1]]
         uids = picked(source, args[2])
@@ -122,6 +163,7 @@ def apply(op: tuple, folders: list[Folder], blob_id: int, n: int) -> None:
                 folder=folder, uid=uid, modseq=1, blob_id=blob_id, size=1,
                 internal_date=timezone.now(),
                 thread_key=KEYS[k], conversation_head=bool(n % 2),
+                seen=k == 1, flagged=uid % 3 == 0, has_attachments=uid % 2 == 0,
             )
             for uid, k in zip(free, args[1], strict=False)
         )  # fmt: skip
@@ -138,9 +180,14 @@ def apply(op: tuple, folders: list[Folder], blob_id: int, n: int) -> None:
         source, target = folders[args[0]], folders[args[1]]
         for uid in picked(source, args[2]):
             Message.objects.filter(folder=source, uid=uid).update(
-                folder=target, uid=free_uid(target, n + uid)
+                folder=target, uid=free_uid(target, n + uid), seen=bool(uid % 2)
             )
-    if kind in ("insert below", "refolder"):
+    elif kind == "reflag":  # many rows at once, some of them set to what they were
+        folder = folders[args[0]]
+        Message.objects.filter(folder=folder, uid__in=picked(folder, args[1])).update(
+            **{args[2]: args[3]}
+        )
+    if kind in ("insert below", "refolder", "reflag"):
         recount(folders)
 
 
@@ -150,7 +197,7 @@ def apply(op: tuple, folders: list[Folder], blob_id: int, n: int) -> None:
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(ops=st.lists(operation, min_size=1, max_size=16))
-def test_every_write_keeps_the_mark_equal_to_its_recomputation(make_mailbox, ops):
+def test_every_write_keeps_the_mark_and_the_counts_equal_to_their_recomputation(make_mailbox, ops):
     alice = Mailbox.objects.filter(local_part="alice").first() or make_mailbox("alice@example.org")
     bob = Mailbox.objects.filter(local_part="bob").first() or make_mailbox("bob@example.org")
     number = next(names)
@@ -166,6 +213,8 @@ def test_every_write_keeps_the_mark_equal_to_its_recomputation(make_mailbox, ops
         apply(op, folders, seed.blob_id, n)
         kept, truth = recomputed()
         assert kept == truth, (op, {pk for pk in kept if kept[pk] != truth[pk]})
+        kept_counts, true_counts = counts()
+        assert kept_counts == true_counts, op
         for folder in folders:
             folder.refresh_from_db()
             page, _, _ = selectors.conversation_list_page(
@@ -178,6 +227,8 @@ def test_every_write_keeps_the_mark_equal_to_its_recomputation(make_mailbox, ops
         services.folder_delete(folder=folder)
     kept, truth = recomputed()
     assert kept == truth
+    kept_counts, true_counts = counts()
+    assert kept_counts == true_counts
 
 
 def heads(folder: Folder) -> dict[int, bool]:
