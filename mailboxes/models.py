@@ -416,12 +416,9 @@ class Message(models.Model):
             models.Index(fields=["folder", "deleted"], name="message_folder_deleted"),
             models.Index(fields=["folder", "internal_date"], name="message_folder_date"),
             # A conversation's messages in a folder, newest last: the triggers that keep
-            # conversation_head find a conversation's newest message here. The flags rode
-            # along for the list's summary, which Conversation keeps now (migration 0037).
-            models.Index(
-                fields=["folder", "thread_key", "uid", "seen", "flagged", "has_attachments"],
-                name="message_folder_thread_flags",
-            ),
+            # conversation_head find a conversation's newest message here. Without the flags
+            # (migration 0038): a flag change on SQLite rewrites no entry of it.
+            models.Index(fields=["folder", "thread_key", "uid"], name="message_folder_thread_uid"),
             # The newest message of each conversation in a folder, by UID: the webmail's list
             # reads a page of conversations from it in order and stops, whatever their sizes
             # (a folder of one conversation of 100k walked 99,999 rows to find no other).
