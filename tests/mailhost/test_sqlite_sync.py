@@ -140,3 +140,39 @@ def test_the_indexers_transaction_is_not_synced(syncs, make_mailbox):
     assert fulltext.index_blobs(pending) == 1
     assert fulltext.pending() == []
     assert len(syncs) == 1
+
+
+def _temporary_files() -> list[str]:
+    """The files this process has open that SQLite made as temporary ones (unlinked, named
+    etilqs_...)."""
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:  # the listing's own descriptor, closed meanwhile
+            continue
+        if "etilqs_" in target:
+            found.append(target)
+    return found
+
+
+def test_a_statements_journal_stays_in_memory():
+    """A statement that changes many pages inside a transaction keeps the journal that would
+    undo it in memory (PRAGMA temp_store=MEMORY), not in a temporary file made for it."""
+    if connection.vendor != "sqlite" or not os.path.isdir("/proc/self/fd"):
+        pytest.skip("the database is not SQLite, or no /proc/self/fd")
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE journal_probe (id INTEGER PRIMARY KEY, v TEXT UNIQUE)")
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.executemany(
+                "INSERT INTO journal_probe (v) VALUES (%s)",
+                [(f"{n:05d}" + "y" * 400,) for n in range(2000)],
+            )
+        with transaction.atomic(), connection.cursor() as cursor:
+            # Many rows, and a unique index that may refuse one half-way: its own journal.
+            cursor.execute("UPDATE journal_probe SET v = v || 'x'")
+            assert _temporary_files() == []
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TABLE journal_probe")
