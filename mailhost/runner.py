@@ -160,6 +160,7 @@ async def _serve(
 
     # SIGHUP: certificates again from their files (e.g. after renewal), sessions kept.
     loop.add_signal_handler(signal.SIGHUP, tls.reload)
+    stop_checkpoints = _sqlite_checkpoints()
     services = []
     for name in modules:
         try:
@@ -191,7 +192,23 @@ async def _serve(
         renewal.cancel()
     logger.info("shutting down: no new connections, finishing what is in flight")
     await _stop(services)
+    if stop_checkpoints is not None:
+        stop_checkpoints()
     logger.info("stopped")
+
+
+def _sqlite_checkpoints() -> Callable[[], None] | None:
+    """On SQLite, start this process's checkpoint thread (mailhost/sqlite3/base.py; the module
+    imported only then) and return what stops it."""
+    from django.conf import settings
+    from django.db import connection
+
+    if connection.vendor != "sqlite":
+        return None
+    from mailhost.sqlite3.base import checkpoints
+
+    checkpoints.start(settings.MAILHOST_SQLITE_CHECKPOINT_INTERVAL)
+    return checkpoints.stop
 
 
 async def _acme_renewal(tls) -> None:  # noqa: ANN001

@@ -124,6 +124,12 @@ else:
 # with write()); its pages are the kernel's page cache, shared by every connection and process.
 # SQLite caps it at its build's SQLITE_MAX_MMAP_SIZE (2 GiB in Debian's and Python's builds).
 MAILHOST_SQLITE_MMAP_SIZE = env_int("MAILHOST_SQLITE_MMAP_SIZE", 2**31, minimum=0)
+# A server process copies the WAL into the database file in a thread of its own, this long
+# after the first commit since its last copy, not inside the COMMIT that filled the WAL
+# (mailhost/sqlite3/base.py); 0: inside that COMMIT, as SQLite does by itself.
+MAILHOST_SQLITE_CHECKPOINT_INTERVAL = env_duration(
+    "MAILHOST_SQLITE_CHECKPOINT_INTERVAL", 0.1, minimum=0
+)
 if _db["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets readers run beside one writer and several processes share the file; IMMEDIATE
     # takes the write lock at BEGIN, so concurrent writers queue on the busy timeout instead of

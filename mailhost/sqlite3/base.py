@@ -28,20 +28,38 @@ into the database file were synced there first (NORMAL syncs the WAL before a ch
 the database after it), and the WAL file cannot be removed while this connection is open.
 A transaction of mailboxes.transactions.unsynced_atomic skips the sync. Outside transactions
 the connection stays at its configured level (FULL), so autocommit writes sync as before.
+
+Checkpoints (the WAL's frames copied into the database file) happen off the committing thread
+in a server process (`checkpoints.start`, by mailhost/runner.py). SQLite runs one inside the
+COMMIT that takes the WAL past wal_autocheckpoint pages (1000): about every 45th message of
+port 25 waited, before its 250, for the copy and its two syncs (the WAL's, the database
+file's), the writer locks held throughout. Here a thread of the process, woken by the first
+commit after its last look, lets a burst's commits gather for
+MAILHOST_SQLITE_CHECKPOINT_INTERVAL, reads how many frames wait in the WAL and, past the same
+1000, checkpoints on its own connection, holding the writer locks as that COMMIT did, so that
+no writer of ours appends meanwhile and the next one starts the WAL over from its beginning
+instead of growing it. The checkpoint syncs as SQLite's own does (the WAL before the copy,
+the database file after it), and is as frequent: each one costs the next commit a sync of
+the WAL's new header. The process's connections keep SQLite's automatic checkpoint only as a
+backstop, at BACKSTOP_PAGES.
 """
 
 from __future__ import annotations
 
 import fcntl
 import functools
+import logging
 import os
+import struct
 import threading
 
-from django.db import OperationalError
+from django.db import DEFAULT_DB_ALIAS, OperationalError, connections
 from django.db.backends.sqlite3 import base
 from django.utils.asyncio import async_unsafe
 
 from mailhost import dbcursor
+
+logger = logging.getLogger(__name__)
 
 _locks: dict[str, threading.Lock] = {}
 _locks_guard = threading.Lock()
@@ -135,6 +153,91 @@ class _WalFiles:
 
 _wal_files = _WalFiles()
 
+
+class _Checkpoints:
+    """This process's checkpoint thread (see the module docstring), if it runs one."""
+
+    def __init__(self) -> None:
+        self.interval = 0.0
+        self._pid = 0
+        self._thread: threading.Thread | None = None
+        self._wanted = threading.Event()
+        self._stopping = threading.Event()
+
+    @property
+    def running(self) -> bool:
+        # A forked child has its parent's object but not its thread.
+        return self._thread is not None and self._pid == os.getpid()
+
+    def start(self, interval: float) -> None:
+        """Checkpoint in a thread of this process from now on (0: SQLite's own, in COMMIT)."""
+        if interval <= 0 or self.running:
+            return
+        self.interval, self._pid = interval, os.getpid()
+        self._wanted, self._stopping = threading.Event(), threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if not self.running:
+            return
+        self._stopping.set()
+        self._wanted.set()
+        self._thread.join()
+        self._thread = None
+
+    def committed(self) -> None:
+        """A transaction committed: a checkpoint is due within the interval. Only the first
+        commit after a checkpoint wakes the thread."""
+        if not self._wanted.is_set() and self.running:
+            self._wanted.set()
+
+    def _run(self) -> None:
+        try:
+            while True:
+                self._wanted.wait()
+                if self._stopping.wait(self.interval):  # the burst's commits gather meanwhile
+                    return
+                self._wanted.clear()  # before the checkpoint: a commit from now wakes the next
+                try:
+                    connections[DEFAULT_DB_ALIAS].checkpoint(frames=CHECKPOINT_PAGES)
+                except Exception:
+                    logger.exception("WAL checkpoint failed; trying again after the next commit")
+        finally:
+            connections.close_all()
+
+
+checkpoints = _Checkpoints()
+
+# The checkpoint thread copies the WAL once this many frames wait in it (SQLite's own
+# wal_autocheckpoint default); the process's connections check for themselves only past
+# BACKSTOP_PAGES, when the thread runs.
+CHECKPOINT_PAGES = 1000
+BACKSTOP_PAGES = 10000
+# The WAL-index header at the start of the -shm file (https://www.sqlite.org/walformat.html,
+# native byte order): its version, mxFrame (the WAL's last valid frame) and nBackfill (the
+# frames already in the database file).
+WAL_INDEX_VERSION = 3007000
+_WAL_INDEX = struct.Struct("=I12xI76xI")
+
+
+def _frames_waiting(name: str) -> int | None:
+    """Frames of database `name`'s WAL not yet in the database file, from the WAL-index;
+    None when it cannot be read or is of another version (then a checkpoint is tried). Read
+    without SQLite's locks: a torn read only makes one checkpoint early or late."""
+    try:
+        with open(f"{name}-shm", "rb") as shm:
+            header = shm.read(_WAL_INDEX.size)
+    except OSError:
+        return None
+    if len(header) < _WAL_INDEX.size:
+        return None
+    version, last_frame, backfilled = _WAL_INDEX.unpack(header)
+    if version != WAL_INDEX_VERSION:
+        return None
+    return last_frame - backfilled
+
+
 # PRAGMA synchronous levels: a configured level from FULL up is what a transaction here
 # relaxes to NORMAL, syncing the WAL itself after the commit.
 SYNC_NORMAL, SYNC_FULL = 1, 2
@@ -175,6 +278,8 @@ class DatabaseWrapper(base.DatabaseWrapper):
     def get_new_connection(self, conn_params):
         conn = super().get_new_connection(conn_params)
         (self.configured_sync,) = conn.execute("PRAGMA synchronous").fetchone()
+        if checkpoints.running:
+            conn.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
         return conn
 
     @async_unsafe
@@ -250,6 +355,29 @@ class DatabaseWrapper(base.DatabaseWrapper):
                 self._release_writer_lock()
                 if committed and relaxed and self.synced_commit:
                     self._sync_wal()  # the locks are free for the next writer meanwhile
+                if committed:
+                    checkpoints.committed()
+
+    def checkpoint(self, *, frames: int = 0) -> None:
+        """Copy the WAL's frames into the database file when at least `frames` wait there,
+        holding the writer locks (so the copy is whole and the next writer starts the WAL
+        over); readers are not waited for (PASSIVE): frames one of them still reads are
+        copied by a later checkpoint."""
+        self.ensure_connection()
+        if self.is_in_memory_db():
+            return
+        name = str(self.settings_dict["NAME"])
+        waiting = _frames_waiting(name) if frames else None
+        if waiting is not None and waiting < frames:
+            return
+        lock = _writer_lock(name)
+        with lock:
+            fd = _files.fd(name)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                self.connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
 
     def _sync_wal(self) -> None:
         try:

@@ -77,6 +77,7 @@ BAD_VALUES: dict[str, Bad] = {
     "MAILHOST_FTS_MAX_TEXT": Bad("12", "MAILHOST_FTS_MAX_TEXT"),
     "MAILHOST_FTS_INTERVAL": Bad("often", "MAILHOST_FTS_INTERVAL"),
     "MAILHOST_SQLITE_MMAP_SIZE": Bad("-1", "MAILHOST_SQLITE_MMAP_SIZE=-1 must be at least 0"),
+    "MAILHOST_SQLITE_CHECKPOINT_INTERVAL": Bad("soon", "MAILHOST_SQLITE_CHECKPOINT_INTERVAL"),
     "MAILHOST_MAX_HOPS": Bad("0", "MAILHOST_MAX_HOPS"),
     "MAILHOST_OUTBOUND_BIND": Bad(
         "mail.example.org", "MAILHOST_OUTBOUND_BIND: 'mail.example.org' is not an IP address"

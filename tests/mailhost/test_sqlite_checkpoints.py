@@ -1,0 +1,110 @@
+"""A server process copies the SQLite WAL into the database file in a thread of its own
+(mailhost/sqlite3/base.py: checkpoints), not inside the COMMIT that took the WAL past SQLite's
+automatic checkpoint: that COMMIT returns without the copy and its syncs, the thread copies it
+within the interval once 1000 frames wait, and the next writer starts the WAL over instead of
+growing it."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+
+import pytest
+from django.db import connection, transaction
+
+from mailhost.sqlite3.base import checkpoints, lock_path
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+PAGES = 1500  # past SQLite's automatic checkpoint (1000 pages)
+
+
+@pytest.fixture
+def thread():
+    """The checkpoint thread running in this process, and this thread's connection opened
+    after it started (a connection's automatic checkpoint is set when it opens)."""
+    if connection.vendor != "sqlite":
+        pytest.skip("the database is not SQLite")
+    checkpoints.start(0.2)
+    connection.close()
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE checkpoint_probe (id INTEGER PRIMARY KEY, v BLOB)")
+    yield checkpoints
+    checkpoints.stop()
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE checkpoint_probe")
+    connection.close()  # the next test's connection checkpoints in its COMMIT again
+
+
+def files() -> tuple[int, int]:
+    """When the database file was last written (in WAL mode only a checkpoint writes it), and
+    the WAL's size."""
+    name = str(connection.settings_dict["NAME"])
+    return os.stat(name).st_mtime_ns, os.stat(f"{name}-wal").st_size
+
+
+def fill(pages: int) -> None:
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.executemany(
+            "INSERT INTO checkpoint_probe (v) VALUES (%s)",
+            [(os.urandom(4000),) for _ in range(pages)],
+        )
+
+
+def copied_since(written: int, seconds: float = 10) -> bool:
+    """Whether a checkpoint wrote the database file since `written`; once it has, it is over
+    (the thread holds the writers' file lock until then)."""
+    deadline = time.monotonic() + seconds
+    while files()[0] == written:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    probe = os.open(lock_path(str(connection.settings_dict["NAME"])), os.O_RDWR)
+    try:
+        fcntl.flock(probe, fcntl.LOCK_EX)
+    finally:
+        os.close(probe)
+    return True
+
+
+def test_the_commit_leaves_the_copy_to_the_thread(thread):
+    written, _ = files()
+    time.sleep(0.05)  # a later write has a later time
+    fill(PAGES)
+    assert files()[0] == written  # the COMMIT did not copy
+    assert copied_since(written)
+
+
+def test_the_next_writer_starts_the_wal_over(thread):
+    written, _ = files()
+    fill(PAGES)
+    assert copied_since(written)
+    written, wal = files()
+    for _ in range(3):
+        fill(PAGES)
+        assert copied_since(written)
+        written = files()[0]
+    # The WAL's frames were written from its beginning again each time, not after the others.
+    assert files()[1] == wal
+
+
+def test_a_short_wal_waits_as_it_would_in_sqlite(thread):
+    """Under SQLite's 1000 frames nothing is copied: each copy costs the next commit a sync
+    of the WAL's new header, so they come no more often than SQLite's own."""
+    written, _ = files()
+    fill(PAGES)
+    assert copied_since(written)  # past 1000
+    written, _ = files()
+    fill(10)
+    assert not copied_since(written, seconds=1)
+
+
+def test_no_thread_in_a_process_that_did_not_start_one():
+    """Management commands and tests: SQLite's own checkpoint, in COMMIT."""
+    if connection.vendor != "sqlite":
+        pytest.skip("the database is not SQLite")
+    assert not checkpoints.running
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA wal_autocheckpoint")
+        assert cursor.fetchone()[0] == 1000
