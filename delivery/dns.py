@@ -253,21 +253,31 @@ class DNSPythonResolver:
             return None
         answer = self._found.get((name, rdtype))
         if answer is not None and answer.expiration > time.time():  # as the cache's get()
-            return (answer if answer.rrset is not None else None,)
+            if answer.rrset is not None:
+                return (answer,)
+            if answer.response.rcode() == dns.rcode.NXDOMAIN:
+                raise NoSuchDomain(f"{name}: no such domain (NXDOMAIN)")
+            return (None,)
         question = _question(name, rdtype)
         if question is None:
             return None
         qname, qtype = question
         answer = cache.get((qname, qtype, dns.rdataclass.IN))
         if answer is not None:
-            if len(self._found) >= FOUND_KEPT:
-                self._found = {}
-            self._found[(name, rdtype)] = answer
+            self._keep(name, rdtype, answer)
             return (answer if answer.rrset is not None else None,)
         answer = cache.get((qname, dns.rdatatype.ANY, dns.rdataclass.IN))
         if answer is not None and answer.response.rcode() == dns.rcode.NXDOMAIN:
+            # Kept by the question's text too: port 25 asks about names without records
+            # (SPF of a HELO, a _dmarc name) at every message from a sender.
+            self._keep(name, rdtype, answer)
             raise NoSuchDomain(f"{name}: no such domain (NXDOMAIN)")
         return None
+
+    def _keep(self, name: str, rdtype: str, answer: object) -> None:
+        if len(self._found) >= FOUND_KEPT:
+            self._found = {}
+        self._found[(name, rdtype)] = answer
 
     def mx(self, domain: str) -> list[tuple[int, str]] | None:
         answer = self._query(domain, "MX")

@@ -200,3 +200,31 @@ def test_a_cached_answer_is_found_again_by_its_question_until_it_expires(dns_ser
     monkeypatch.setattr(time, "time", lambda: expired)
     assert r.cached_rdatas("_dmarc.d.test", "TXT") is None  # expired: the cache decides
     assert len(gets) == 5
+
+
+def test_a_cached_nxdomain_is_found_again_by_its_question_until_it_expires(
+    dns_server, monkeypatch
+):
+    # Most senders' HELO names and _dmarc names have no records: a cached NXDOMAIN is found
+    # by the question's text too, still NXDOMAIN, and only while the cache would give it.
+    import time
+
+    r = DNSPythonResolver(servers=[("127.0.0.1", dns_server.port)], timeout=2, cache=True)
+    with pytest.raises(NoSuchDomain):
+        r.txt("_dmarc.none.test")
+    asked = len(dns_server.queries)
+    cache = r._resolver.cache
+    gets = []
+    real_get = cache.get
+    monkeypatch.setattr(cache, "get", lambda key: gets.append(key) or real_get(key))
+    assert r.cached_rdatas("_dmarc.none.test", "TXT") == []  # NXDOMAIN's entry: no records
+    assert len(gets) == 2  # its type, then NXDOMAIN's entry
+    for _ in range(3):
+        with pytest.raises(NoSuchDomain):
+            r.txt("_dmarc.none.test")
+        assert r.cached_rdatas("_dmarc.none.test", "TXT") == []
+    assert len(gets) == 2 and len(dns_server.queries) == asked
+    expired = time.time() + 86_400 * 365
+    monkeypatch.setattr(time, "time", lambda: expired)
+    assert r.cached_rdatas("_dmarc.none.test", "TXT") is None  # expired: the cache decides
+    assert len(gets) == 4
