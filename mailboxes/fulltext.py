@@ -27,7 +27,7 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from django.conf import settings
 from django.db import connection, connections, transaction
@@ -69,16 +69,20 @@ def fold(text: str) -> str:
     return " ".join(text.casefold().split())
 
 
-def header_fields(raw: bytes) -> list[tuple[str, str]]:
-    """(lower-case name, value as text) of each header field of the message, in order."""
+def header_fields(raw: bytes, only: Collection[str] | None = None) -> list[tuple[str, str]]:
+    """(lower-case name, value as text) of each header field of the message, in order; with
+    `only` (lower-case names), of those fields alone: the others' values are not decoded."""
     from mailboxes import mime
 
     return [
-        (name, header_cache.header_text(value.decode("utf-8", "surrogateescape")))
-        for name, value in (
-            (name, mime.field_value(raw, vs, fe))
-            for name, _fs, vs, fe in mime.header_fields(raw, 0, mime.split_header(raw, 0, len(raw)))
+        (
+            name,
+            header_cache.header_text(
+                mime.field_value(raw, vs, fe).decode("utf-8", "surrogateescape")
+            ),
         )
+        for name, _fs, vs, fe in mime.header_fields(raw, 0, mime.split_header(raw, 0, len(raw)))
+        if only is None or name in only
     ]
 
 

@@ -37,10 +37,13 @@ _SURROGATE = re.compile("[\udc80-\udcff]")
 
 logger = logging.getLogger("mailboxes.headers")
 _MSGID = re.compile(r"<[^<>\s]+>")
+_ATTACHMENT_LINE = re.compile(rb"(?im)^content-disposition:\s*attachment")
 # A field's first line as email.feedparser's headerRE takes it, less what parse_header leaves
 # to the parser: a "From " envelope line (no space in a name) and a line starting with a colon.
 _FIELD_LINE = re.compile(r"[\041-\071\073-\176]+:")
 _LINE_ENDS = frozenset({"\r\n", "\n", "\r"})
+# The fields the summary reads as IMAP's parser does (_summary), by their lower-case names.
+_SUMMARY_FIELDS = ("from", "to", "cc", "date", "subject")
 
 
 def blank_line(raw: bytes, pos: int = 0, endpos: int | None = None) -> tuple[int, int] | None:
@@ -241,16 +244,14 @@ def _summary(raw: bytes, block: bytes, parsed) -> dict:  # noqa: ANN001 - a comp
     # header as compat32 does.
     from mailboxes import fulltext
 
-    fields = fulltext.header_fields(block)
-
-    def get_all(name: str) -> list[str]:
-        return [value for field, value in fields if field == name.lower()]
-
-    from_display, from_address = _addresses_display(get_all("From"))
-    to_display, _ = _addresses_display(get_all("To"))
-    cc_display, _ = _addresses_display(get_all("Cc"))
+    values: dict[str, list[str]] = {name: [] for name in _SUMMARY_FIELDS}
+    for name, value in fulltext.header_fields(block, only=values):
+        values[name].append(value)
+    from_display, from_address = _addresses_display(values["from"])
+    to_display, _ = _addresses_display(values["to"])
+    cc_display, _ = _addresses_display(values["cc"])
     sent_date: datetime | None = None
-    date_value = next(iter(get_all("Date")), None)
+    date_value = next(iter(values["date"]), None)
     if date_value:
         try:
             sent_date = parsedate_to_datetime(str(date_value))
@@ -263,11 +264,11 @@ def _summary(raw: bytes, block: bytes, parsed) -> dict:  # noqa: ANN001 - a comp
     references = " ".join(_MSGID.findall(str(parsed.get("References") or "")))
     thread_root = (references.split() or [in_reply_to or message_id or ""])[0]
     content_type = str(parsed.get("Content-Type") or "").lower()
-    has_attachments = content_type.startswith("multipart/mixed") or bool(
-        re.search(rb"(?im)^content-disposition:\s*attachment", raw[len(block) :])
+    has_attachments = content_type.startswith("multipart/mixed") or _attachment_field(
+        raw[len(block) :]
     )
     summary = {
-        "subject": decode_words(next(iter(get_all("Subject")), None))[:2000],
+        "subject": decode_words(next(iter(values["subject"]), None))[:2000],
         "from_display": from_display[:2000],
         "from_address": from_address[:320],
         "to_display": to_display[:4000],
@@ -305,6 +306,14 @@ def _preview(raw: bytes) -> str:
     from mailboxes import mime, preview
 
     return preview.preview(raw, mime.parse(raw))
+
+
+def _attachment_field(body: bytes) -> bool:
+    """A "Content-Disposition: attachment" line in the body (a part's header). Its name looked
+    for in the lowered body first: the case-insensitive pattern, anchored at line starts, is
+    tried at every octet (9 us a KB, 90 us at 10 KB), the lowering and the find under 1 us.
+    Both are ASCII-only, so the pattern can match only where the name is found."""
+    return b"content-disposition:" in body.lower() and bool(_ATTACHMENT_LINE.search(body))
 
 
 def _first_msgid(value) -> str:  # noqa: ANN001 - a header value or None

@@ -197,7 +197,9 @@ def heuristics(parsed, text: Text, helo: str) -> list[Reason]:  # noqa: ANN001
             break
     if text.has_html and not text.has_plain:
         reasons.append(Reason("HTML_ONLY", 0.5, "it has HTML but no plain text version"))
-    if _URL_IP.search(text.text):
+    # Every match holds "://": looked for first, as the case-insensitive pattern is tried at
+    # every character of the text (11 us for 2 KB without a link, the find 1.3).
+    if "://" in text.text and _URL_IP.search(text.text):
         reasons.append(Reason("URL_BARE_IP", 1.5, "it links to a bare IP address"))
     if not _helo_is_name(helo):
         reasons.append(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 import pytest
 
@@ -163,3 +164,16 @@ def test_dns_lists_that_do_not_answer_cost_at_most_the_check_timeout(settings, c
     finally:
         silent.close()
         dns.forget_resolvers()
+
+
+def test_a_bare_ip_link_is_found_in_any_case():
+    assert codes(CLEAN.replace(b"Hi.", b"See HTTPS://[2001:db8::1]/x")) == {"URL_BARE_IP": 1.5}
+
+
+def test_a_text_without_a_link_is_not_searched_for_one(monkeypatch):
+    from delivery.spam import builtin
+
+    searched = []
+    monkeypatch.setattr(builtin, "_URL_IP", SimpleNamespace(search=searched.append))
+    assert codes(CLEAN.replace(b"Hi.", b"Hi. " * 500)) == {}
+    assert searched == []

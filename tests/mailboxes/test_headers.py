@@ -8,12 +8,14 @@ import re
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailboxes.headers import blank_line, bounded_header, header_block, parse_header
+from mailboxes import fulltext, headers
+from mailboxes.headers import blank_line, bounded_header, header_block, parse_header, summarize
 
 _SEARCHED = re.compile(rb"\r?\n\r?\n")  # what blank_line's span must equal
 
@@ -125,3 +127,47 @@ def test_the_corpus_is_there() -> None:
 def test_parse_header_reads_any_lines_as_the_email_package(block: bytes) -> None:
     _assert_as_the_parser(block)
     _assert_as_the_parser(header_block(block))
+
+
+def test_header_fields_only_decodes_the_fields_named() -> None:
+    raw = b"Received: x\r\nFrom: a@example.com\r\nSubject: s\r\nfrom: b@example.com\r\n\r\nbody"
+    assert fulltext.header_fields(raw, only={"from"}) == [
+        ("from", "a@example.com"),
+        ("from", "b@example.com"),
+    ]
+    assert len(fulltext.header_fields(raw)) == 4
+
+
+@pytest.mark.parametrize("path", _CORPUS, ids=lambda p: p.name)
+def test_the_summary_reads_the_corpus_as_every_field_decoded(path: Path) -> None:
+    # The summary decodes only its own fields, and looks for an attachment line only where
+    # the lowered body names the field: the same summary as decoding every field and
+    # searching the whole body.
+    raw = path.read_bytes()
+    block = header_block(bounded_header(raw))
+    fields = fulltext.header_fields(block)
+
+    def first(name: str) -> str | None:
+        return next((value for field, value in fields if field == name), None)
+
+    summary = summarize(raw)
+    for name in ("from", "to", "cc"):
+        display, _ = headers._addresses_display([v for f, v in fields if f == name])
+        assert summary[f"{name}_display"] == display[: 2000 if name == "from" else 4000]
+    assert summary["subject"] == headers.decode_words(first("subject"))[:2000]
+    attachment = re.search(rb"(?im)^content-disposition:\s*attachment", raw[len(block) :])
+    assert headers._attachment_field(raw[len(block) :]) == bool(attachment)
+
+
+def test_an_attachment_line_is_found_in_any_case() -> None:
+    body = b"--b\r\nCONTENT-DISPOSITION:\r\n Attachment; filename=a\r\n\r\nx\r\n--b--\r\n"
+    assert headers._attachment_field(body)
+    assert not headers._attachment_field(b"content-disposition: inline\r\n\r\nx")
+
+
+def test_a_body_without_the_field_name_is_not_searched(monkeypatch) -> None:  # noqa: ANN001
+    searched = []
+    monkeypatch.setattr(headers, "_ATTACHMENT_LINE", SimpleNamespace(search=searched.append))
+    summary = summarize(b"From: a@example.com\r\nSubject: s\r\n\r\n" + b"no attachment\r\n" * 70)
+    assert summary["has_attachments"] is False
+    assert searched == []
