@@ -37,7 +37,7 @@ from mailboxes import headers, mda, selectors
 from mailboxes.addresses import parse_address
 from mailboxes.exceptions import InvalidAddress, MailhostError, StorageError
 from mailboxes.groupcommit import committer
-from mailboxes.models import Alias, Domain, Mailbox
+from mailboxes.models import Alias, Blob, Domain, Mailbox
 from mailboxes.outcomes import Outcome
 from mailboxes.quotas import Usage
 from mailboxes.services import (
@@ -512,7 +512,10 @@ def file_and_spool(prepared: Prepared) -> AcceptResult:
     blob, in ONE transaction (mailboxes.groupcommit). Returns only after the commit; on a
     failure the bytes written by message_prepare are removed and nothing is half-done."""
     try:
-        return committer.run(lambda: _file_and_spool_rows(prepared))
+        return committer.run_after(
+            lambda: blob_row_create(name=prepared.name, raw=prepared.raw),
+            lambda blob: _file_and_spool_rows(prepared, blob),
+        )
     except _NothingAccepted as refused:
         _discard(prepared)
         return refused.result
@@ -530,10 +533,11 @@ def _discard(prepared: Prepared) -> None:
         blob_discard(blob_name)
 
 
-def _file_and_spool_rows(p: Prepared) -> AcceptResult:
+def _file_and_spool_rows(p: Prepared, blob: Blob) -> AcceptResult:
     """Run by the group committer, maybe in a transaction shared with other messages (and
-    maybe twice, when that transaction failed): everything it makes, it makes afresh."""
-    blob = blob_row_create(name=p.name, raw=p.raw)
+    maybe twice, when that transaction failed): everything it makes, it makes afresh. The
+    blob row of `p.raw` is made first (before the batch's mailbox and folder locks:
+    GroupCommitter.run_after)."""
     delivered = message_deliver(
         raw=p.raw,
         recipients=p.addresses,

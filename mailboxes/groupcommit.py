@@ -27,6 +27,7 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 
 T = TypeVar("T")
+U = TypeVar("U")
 
 logger = logging.getLogger(__name__)
 
@@ -34,10 +35,11 @@ _MISSING = object()
 
 
 class _Work:
-    __slots__ = ("fn", "done", "value", "error")
+    __slots__ = ("fn", "before", "done", "value", "error")
 
-    def __init__(self, fn: Callable[[], Any]) -> None:
+    def __init__(self, fn: Callable[[Any], Any], before: Callable[[], Any]) -> None:
         self.fn = fn
+        self.before = before
         self.done = False
         self.value: Any = _MISSING
         self.error: BaseException | None = None
@@ -46,6 +48,9 @@ class _Work:
         if self.error is not None:
             raise self.error
         return self.value
+
+    def whole(self) -> Any:
+        return self.fn(self.before())
 
 
 class GroupCommitter:
@@ -67,11 +72,19 @@ class GroupCommitter:
         `fn` may run more than once (see above), and must let database errors propagate (a
         swallowed one would roll its savepoint back unseen). Inside a caller's transaction it runs
         there, in a savepoint."""
+        return self.run_after(_nothing, lambda _: fn())
+
+    def run_after(self, before: Callable[[], U], fn: Callable[[U], T]) -> T:
+        """`run` of `fn(before())`, where a shared transaction without savepoints runs every
+        piece's `before` ahead of any piece's `fn`: what `before` writes (rows no other writer
+        waits on, such as a new blob row) is then not written while the rows that an earlier
+        piece's `fn` locked (a mailbox's, its folder's UIDNEXT: held to the COMMIT) are
+        held, and every other writer of those rows waits for less."""
         limit = settings.MAILHOST_GROUP_COMMIT_MAX
         if connections[DEFAULT_DB_ALIAS].in_atomic_block or limit <= 1:
             with transaction.atomic():
-                return fn()
-        work = _Work(fn)
+                return fn(before())
+        work = _Work(fn, before)
         with self._cond:
             self._queue.append(work)
         while True:
@@ -112,7 +125,7 @@ class GroupCommitter:
             for work in batch:
                 try:
                     with transaction.atomic():
-                        work.value = work.fn()
+                        work.value = work.whole()
                 except DatabaseError:
                     retry.append(work)
                 except Exception as exc:
@@ -133,7 +146,7 @@ class GroupCommitter:
 
     def _without_savepoints(self, batch: list[_Work]) -> bool:
         """Run the batch's pieces one after the other in one transaction with no savepoint
-        of their own, and commit; True when that stored them all (or committed and then did
+        of their own (every piece's `before` ahead of the first `fn`: run_after), and commit; True when that stored them all (or committed and then did
         not sync: every piece failed). On PostgreSQL each savepoint is two round trips (the
         SAVEPOINT, its RELEASE) made by the leader while the folder's and mailbox's row locks
         are held, so the batch's locks are held for less time. When any piece raises, nothing
@@ -142,8 +155,9 @@ class GroupCommitter:
         values: list[Any] = []
 
         def pieces() -> None:
-            for work in batch:
-                values.append(work.fn())
+            firsts = [work.before() for work in batch]
+            for work, first in zip(batch, firsts, strict=True):
+                values.append(work.fn(first))
 
         try:
             _commit_transaction(pieces)
@@ -169,13 +183,17 @@ def _unsynced(batch: list[_Work], exc: Exception) -> bool:
 
 def _alone(work: _Work) -> None:
     def piece() -> None:
-        work.value = work.fn()
+        work.value = work.whole()
 
     try:
         _commit_transaction(piece)
     except Exception as exc:
         work.value, work.error = _MISSING, exc
     work.done = True
+
+
+def _nothing() -> None:
+    return None
 
 
 def _commit_transaction(fn: Callable[[], None]) -> None:

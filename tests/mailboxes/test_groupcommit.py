@@ -158,6 +158,44 @@ def test_a_failing_piece_runs_the_batch_again_in_savepoints():
     assert {"a.example", "c.example"} <= names and "bad.example" not in names
 
 
+def test_every_pieces_before_runs_ahead_of_the_first_pieces_fn():
+    # run_after: the blob rows of a batch's messages are written before the first message
+    # locks its mailbox and folder rows, not while those are held; each `fn` gets its own
+    # `before`'s result. When the batch runs again in savepoints, each piece runs whole.
+    group = GroupCommitter()
+    order: list[str] = []
+    failures = {"d": 1}
+
+    def make(name: str):  # noqa: ANN202
+        def before() -> str:
+            order.append(f"before {name}")
+            return f"{name}.example"
+
+        def fn(domain: str) -> str:
+            order.append(f"fn {name}")
+            Domain.objects.create(name=domain)
+            if failures.get(name):
+                failures[name] -= 1
+                raise ValueError("bad on the first run")
+            return domain
+
+        return lambda: group.run_after(before, fn)
+
+    outcomes = queue_behind(group, {"a": make("a"), "b": make("b")}, submit=False)
+    assert outcomes == {"a": "a.example", "b": "b.example"}
+    assert sorted(order[:2]) == ["before a", "before b"]
+    assert sorted(order[2:]) == ["fn a", "fn b"]
+    order.clear()
+    outcomes = queue_behind(group, {"c": make("c"), "d": make("d")}, submit=False)
+    assert outcomes == {"c": "c.example", "d": "d.example"}
+    assert sorted(order[:2]) == ["before c", "before d"]
+    assert order[order.index("fn d") + 1 :] in (
+        ["before c", "fn c", "before d", "fn d"],
+        ["before d", "fn d", "before c", "fn c"],
+    )
+    assert group.batches == 2
+
+
 def test_a_failing_on_commit_callback_never_runs_committed_work_again():
     group = GroupCommitter()
     runs: list[str] = []
