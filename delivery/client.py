@@ -13,6 +13,7 @@ import _ssl
 import base64
 import dataclasses
 import errno
+import io
 import ipaddress
 import logging
 import os
@@ -20,6 +21,7 @@ import re
 import selectors
 import socket
 import ssl
+import struct
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -175,6 +177,35 @@ def _temp(text: str, remote: str = "") -> Reply:
     return Reply(451, text, remote)
 
 
+def _kernel_timeouts(sock: socket.socket, seconds: float) -> None:
+    """The socket blocking, its timeout kept by the kernel (SO_RCVTIMEO, SO_SNDTIMEO). With
+    a timeout of Python's (settimeout) every send and receive is a poll() and then the call,
+    each giving up the GIL and waiting to take it back: under load, with the process's other
+    threads running, a delivery thread waited milliseconds for the GIL after a reply had come
+    before it even read it, several times a message."""
+    whole = int(seconds)
+    timeval = struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+    sock.settimeout(None)
+
+
+class _Replies(socket.SocketIO):
+    """The socket's reads for a buffered reader: SocketIO takes EAGAIN, which a blocking
+    socket only returns once SO_RCVTIMEO ran out, for "no data yet" and the reader then for
+    the end of the stream; here it is the timeout it is."""
+
+    def readinto(self, buffer) -> int:  # noqa: ANN001
+        count = super().readinto(buffer)
+        if count is None:
+            raise TimeoutError("timed out")
+        return count
+
+
+def _reader(sock: socket.socket) -> io.BufferedReader:
+    return io.BufferedReader(_Replies(sock, "rb"))
+
+
 class Connection:
     """A blocking SMTP client connection; replies are read line by line."""
 
@@ -193,9 +224,9 @@ class Connection:
             except OSError as exc:
                 raise ConnectFailed(str(exc)) from exc
         self.sock = sock
-        self.sock.settimeout(settings.MAILHOST_OUTBOUND_TIMEOUT)
+        _kernel_timeouts(sock, settings.MAILHOST_OUTBOUND_TIMEOUT)
         self.local_address = self.sock.getsockname()[0]  # sending-mta-ip of a TLS report
-        self.file = self.sock.makefile("rb")
+        self.file = _reader(sock)
         self.extensions: dict[str, str] = {}
         self.tls = False
         self.protection = "plain"
@@ -214,7 +245,10 @@ class Connection:
                 pass
 
     def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
+        try:
+            self.sock.sendall(data)
+        except BlockingIOError:  # SO_SNDTIMEO ran out (_kernel_timeouts)
+            raise TimeoutError("timed out") from None
 
     def command(self, line: str) -> Reply:
         self.send(line.encode("utf-8") + b"\r\n")
@@ -269,7 +303,7 @@ class Connection:
             return reply
         self.file.close()
         self.sock = context.wrap_socket(self.sock, server_hostname=server_hostname)
-        self.file = self.sock.makefile("rb")
+        self.file = _reader(self.sock)
         self.tls = True
         return reply
 

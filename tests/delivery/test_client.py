@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import struct
 import threading
 
 import pytest
@@ -344,3 +345,29 @@ def test_no_line_over_998_octets_reaches_the_peer(smtp_settings, peers):
     assert max(len(x[1:] if x.startswith(b"..") else x) for x in lines) == 998
     assert lines[2:] == [b"", b".." + b"d" * 997, b" " + b"d" * 997, b" ddddd", b"short", b".", b""]
     assert lines[0] + lines[1] == b"Subject: " + b"long subject " * 100
+
+
+def test_reads_and_writes_wait_in_the_kernel_and_time_out_there(settings):
+    """The connection's socket blocks, with SO_RCVTIMEO and SO_SNDTIMEO as its timeout (no
+    poll() before each call: each one gave up the GIL and waited to take it back); a peer
+    that stops answering, or stops reading, still times out."""
+    settings.MAILHOST_OUTBOUND_TIMEOUT = 0.3
+    listener = socket.create_server(("127.0.0.1", 0))
+    sock = socket.create_connection(listener.getsockname())
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    peer, _ = listener.accept()
+    peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    conn = client.Connection("127.0.0.1", 0, remote_name="silent.test", sock=sock)
+    try:
+        assert conn.sock.gettimeout() is None
+        for option in (socket.SO_RCVTIMEO, socket.SO_SNDTIMEO):
+            timeval = conn.sock.getsockopt(socket.SOL_SOCKET, option, struct.calcsize("ll"))
+            assert struct.unpack("ll", timeval) == (0, 300_000)
+        with pytest.raises(TimeoutError):
+            conn.read_reply()  # the peer says nothing
+        with pytest.raises(TimeoutError):
+            conn.send(b"x" * (16 << 20))  # the peer reads nothing
+    finally:
+        conn.close()
+        peer.close()
+        listener.close()
