@@ -11,6 +11,7 @@ an asyncio listener should hand the event over with `loop.call_soon_threadsafe`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -18,7 +19,7 @@ import socket
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 
 from django.conf import settings
@@ -149,17 +150,53 @@ def _origin() -> str:
 _origin_name: tuple[int, str] | None = None
 
 
+_held = threading.local()  # .wires: this thread's Redis messages held by published_together
+
+
+@contextlib.contextmanager
+def published_together() -> Iterator[None]:
+    """This thread's events sent to Redis within the block (by the commits it makes) are
+    held and published at its end in one round trip (a pipeline), in order; this process's
+    own listeners still hear each at once. The group committer's leader commits a batch in
+    it: one PUBLISH round trip for the batch's messages, not one each, before its waiters
+    answer and the next batch starts."""
+    if getattr(_held, "wires", None) is not None:
+        yield  # the outer block publishes
+        return
+    _held.wires = []
+    try:
+        yield
+    finally:
+        wires, _held.wires = _held.wires, None
+        if wires:
+            _publish(wires)
+
+
+def _publish(wires: list[str]) -> None:
+    try:
+        if len(wires) == 1:
+            redisconn.client().publish(channel(), wires[0])
+            return
+        pipeline = redisconn.client().pipeline(transaction=False)
+        for wire in wires:
+            pipeline.publish(channel(), wire)
+        pipeline.execute()
+    except Exception:
+        logger.exception("publishing change events to Redis failed; only this process heard them")
+
+
 def _send(event: ChangeEvent) -> None:
     # This process's own listeners hear the event at once, before the commit's caller answers
     # (a NOOP on another connection of this server after the STORE's OK sees it); the other
     # processes hear it through Redis, whose listener here skips what this process sent.
     _dispatch(event)
     if settings.REDIS_URL:
-        try:
-            wire = dict(asdict(event), origin=_origin())
-            redisconn.client().publish(channel(), json.dumps(wire))
-        except Exception:
-            logger.exception("publishing change event to Redis failed; only this process heard it")
+        wire = json.dumps(dict(asdict(event), origin=_origin()))
+        held = getattr(_held, "wires", None)
+        if held is not None:
+            held.append(wire)
+        else:
+            _publish([wire])
         return
     if fanout.active():
         to = _hearers(event)

@@ -26,6 +26,8 @@ from typing import Any, TypeVar
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 
+from mailboxes import events
+
 T = TypeVar("T")
 U = TypeVar("U")
 
@@ -97,7 +99,8 @@ class GroupCommitter:
                 batch = self._queue[:limit]
                 del self._queue[:limit]
             try:
-                self._commit(batch)
+                with events.published_together():
+                    self._commit(batch)
             finally:
                 with self._cond:
                     self._leading = False

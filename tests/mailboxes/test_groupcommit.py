@@ -7,6 +7,7 @@ behind it, then lets go, so the queued pieces make one batch whatever the schedu
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 
@@ -14,6 +15,7 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 
 from delivery.accept import EnvelopeRecipient, message_accept
+from mailboxes import events
 from mailboxes.groupcommit import GroupCommitter, committer
 from mailboxes.models import Domain, Folder, Mailbox, Message
 from mailboxes.selectors import recipient_resolve
@@ -194,6 +196,48 @@ def test_every_pieces_before_runs_ahead_of_the_first_pieces_fn():
         ["before d", "fn d", "before c", "fn c"],
     )
     assert group.batches == 2
+
+
+@pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="REDIS_URL is not set")
+def test_a_batch_publishes_its_change_events_to_redis_in_one_round_trip(settings, monkeypatch):
+    # The leader sends them after the COMMIT and before its waiters answer and the next batch
+    # starts: one pipeline for the batch, not a PUBLISH a message.
+    import redis
+
+    settings.REDIS_URL = os.environ["REDIS_URL"]
+    round_trips: list[list[str]] = []
+    publish, execute = redis.Redis.publish, redis.client.Pipeline.execute
+
+    def one(client, channel, wire):  # noqa: ANN001, ANN202
+        if not isinstance(client, redis.client.Pipeline):  # a pipeline's queues the command
+            round_trips.append([wire])
+        return publish(client, channel, wire)
+
+    def together(pipeline, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        round_trips.append([command[0][2] for command in pipeline.command_stack])
+        return execute(pipeline, *args, **kwargs)
+
+    monkeypatch.setattr(redis.Redis, "publish", one)
+    monkeypatch.setattr(redis.client.Pipeline, "execute", together)
+    listener = redis.Redis.from_url(settings.REDIS_URL).pubsub(ignore_subscribe_messages=True)
+    listener.subscribe(events.channel())
+    listener.get_message(timeout=1)
+    group = GroupCommitter()
+
+    def make(uid: int):  # noqa: ANN202
+        return lambda: events.publish(events.ChangeEvent(1, 1, "exists", (uid,), uid))
+
+    queue_behind(group, {"a": make(1), "b": make(2), "c": make(3)})
+    assert group.batches == 1
+    assert len(round_trips) == 1 and len(round_trips[0]) == 3
+    heard = []
+    deadline = time.monotonic() + 5
+    while len(heard) < 3 and time.monotonic() < deadline:
+        message = listener.get_message(timeout=0.5)
+        if message:
+            heard.append(events.ChangeEvent.from_json(message["data"]).uids)
+    listener.close()
+    assert sorted(heard) == [(1,), (2,), (3,)]
 
 
 def test_a_failing_on_commit_callback_never_runs_committed_work_again():
