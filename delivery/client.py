@@ -302,8 +302,12 @@ class Connection:
         if reply.code != 220:
             return reply
         self.file.close()
+        # Python's own timeout again: under TLS a blocking socket's EAGAIN from SO_RCVTIMEO is
+        # SSL_ERROR_WANT_READ, which the ssl module retries forever, so a peer that went
+        # silent during or after the handshake would hold the delivery thread until it hung up.
+        self.sock.settimeout(settings.MAILHOST_OUTBOUND_TIMEOUT)
         self.sock = context.wrap_socket(self.sock, server_hostname=server_hostname)
-        self.file = _reader(self.sock)
+        self.file = self.sock.makefile("rb")
         self.tls = True
         return reply
 

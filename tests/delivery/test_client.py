@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import socket
+import ssl
 import struct
 import threading
+import time
 
 import pytest
 from aiosmtpd.smtp import AuthResult
@@ -14,6 +16,7 @@ from delivery.client import Envelope, RecipientEnvelope, prepare_data
 from delivery.dns import MXHost
 from mailhost import tls
 from tests.delivery.conftest import PeerHandler
+from tests.support.tlsca import make_ca
 
 EHLO_FULL = [
     "250-peer.test greets you",
@@ -370,4 +373,48 @@ def test_reads_and_writes_wait_in_the_kernel_and_time_out_there(settings):
     finally:
         conn.close()
         peer.close()
+        listener.close()
+
+
+@pytest.mark.parametrize("silent", ["handshake", "after"])
+def test_a_peer_silent_under_tls_times_out(settings, tmp_path, silent):
+    """After STARTTLS the timeout holds too: a peer that says nothing during the handshake, or
+    after it, does not hold the delivery thread (a blocking socket's SO_RCVTIMEO cannot time
+    out a TLS read: the ssl module retries its SSL_ERROR_WANT_READ)."""
+    settings.MAILHOST_OUTBOUND_TIMEOUT = 0.5
+    ca = make_ca(tmp_path)
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(ca.cert_path, ca.key_path)
+    listener = socket.create_server(("127.0.0.1", 0))
+    done = threading.Event()
+
+    def peer() -> None:
+        sock, _ = listener.accept()
+        sock.sendall(b"220 peer ready\r\n")
+        sock.makefile("rb").readline()  # STARTTLS
+        sock.sendall(b"220 go ahead\r\n")
+        if silent == "after":
+            sock = server_context.wrap_socket(sock, server_side=True)
+        done.wait(10)
+        sock.close()
+
+    thread = threading.Thread(target=peer, daemon=True)
+    thread.start()
+    conn = client.Connection(
+        "127.0.0.1",
+        0,
+        remote_name="silent.test",
+        sock=socket.create_connection(listener.getsockname()),
+    )
+    try:
+        assert conn.read_reply().code == 220
+        started = time.monotonic()
+        with pytest.raises((TimeoutError, ssl.SSLError)):
+            conn.starttls(ca.client_context(), "localhost")
+            conn.command("EHLO client.test")
+        assert time.monotonic() - started < 5
+    finally:
+        done.set()
+        conn.close()
+        thread.join(5)
         listener.close()
