@@ -458,7 +458,8 @@ class Conversation(models.Model):
     the list's summary), flagged and with attachments. The webmail's list reads its page's
     rows here, where summing the messages cost O(each conversation): 17 ms of CPU for one of
     100k on SQLite. A row for each (folder, thread_key) that has messages, none for messages
-    without a thread_key; kept by triggers on the message table (migration 0037) on every
+    without a thread_key; kept by triggers on the message table (migration 0037; statement
+    triggers on PostgreSQL, 0039) on every
     INSERT, DELETE and change of folder, thread_key, seen, flagged or has_attachments, so
     that no write path can miss it. On SQLite the table is WITHOUT ROWID: one b-tree, keyed
     by the primary key, where a rowid table would write a second for its key."""

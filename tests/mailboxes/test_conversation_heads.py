@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from django.db import connection
 from django.db.models import Sum
 from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
@@ -244,3 +245,28 @@ def test_a_reply_takes_the_mark_and_expunging_it_gives_it_back(make_mailbox):
     assert heads(inbox) == {first.uid: False, alone.uid: True, reply.uid: True}
     services.messages_delete(folder=inbox, uids=[reply.uid])
     assert heads(inbox) == {first.uid: True, alone.uid: True}
+
+
+def test_a_statement_of_many_messages_writes_their_conversation_once(make_mailbox):
+    """PostgreSQL (migration 0039): a statement's differences are added once per conversation,
+    not once per message: one transaction's updates of one row each walk the versions the
+    earlier ones left, so STORE 1:* on a conversation of 8,000 took 7.8 s (462 ms without)."""
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite's row triggers update the row in place")
+    alice = make_mailbox("alice@example.org")
+    inbox = selectors.folder_get(alice, "INBOX")
+    uids = [services.message_append(folder=inbox, raw=raw_of(KEYS[1], n)).uid for n in range(30)]
+
+    def written() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_stat_get_xact_tuples_updated(c.oid)"
+                " + pg_stat_get_xact_tuples_inserted(c.oid) FROM pg_class c"
+                " WHERE c.relname = 'mailboxes_conversation'"
+            )
+            return cursor.fetchone()[0]
+
+    before = written()
+    services.messages_store_flags(folder=inbox, uids=uids, flags=["\\Seen"], mode="add")
+    assert written() - before == 1
+    assert Conversation.objects.get(folder=inbox).unseen == 0
