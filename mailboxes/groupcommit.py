@@ -149,8 +149,9 @@ class GroupCommitter:
 
     def _without_savepoints(self, batch: list[_Work]) -> bool:
         """Run the batch's pieces one after the other in one transaction with no savepoint
-        of their own (every piece's `before` ahead of the first `fn`: run_after), and commit; True when that stored them all (or committed and then did
-        not sync: every piece failed). On PostgreSQL each savepoint is two round trips (the
+        of their own (every piece's `before` ahead of the first `fn`: run_after), and commit;
+        True when that stored them all (or committed and then did not sync: every piece
+        failed). On PostgreSQL each savepoint is two round trips (the
         SAVEPOINT, its RELEASE) made by the leader while the folder's and mailbox's row locks
         are held, so the batch's locks are held for less time. When any piece raises, nothing
         is stored and False says so: the batch runs again with its savepoints, where that

@@ -211,8 +211,9 @@ def header_read(raw: bytes) -> HeaderRead:
 def parse_header(block: bytes) -> Message:
     """BytesHeaderParser(policy=compat32).parsebytes(block), the same Message, made without
     the feed parser (about half of its cost) when every line of `block` is a field or its
-    continuation and it ends with its blank line, as a stored header does: the lines are cut where email.feedparser cuts them (CRLF, CR or LF)
-    and each field is read by compat32's own header_source_parse. Anything else (an envelope
+    continuation and it ends with its blank line, as a stored header does: the lines are cut
+    where email.feedparser cuts them (CRLF, CR or LF) and each field is read by compat32's own
+    header_source_parse. Anything else (an envelope
     "From " line, a line that would end the header early, no blank line) goes to the parser,
     which records the defects."""
     lines = io.StringIO(block.decode("ascii", "surrogateescape"), newline="").readlines()
