@@ -221,13 +221,44 @@ WAL_INDEX_VERSION = 3007000
 _WAL_INDEX = struct.Struct("=I12xI76xI")
 
 
+class _ShmFiles:
+    """This process's descriptors of the databases' -shm files, for reading the WAL-index
+    header. Never closed: closing any descriptor of a file drops every POSIX lock the process
+    holds on that file (fcntl's rule), SQLite's own included, and SQLite keeps its locks on
+    the -shm (the "dead man's switch" that tells a newcomer the wal-index is in use, and the
+    readers' marks). An open and close here let another process take the wal-index for
+    abandoned and truncate it under this one's mapping (SIGBUS), or checkpoint past a reader.
+    A -shm file made anew gets one more descriptor; the old one stays open."""
+
+    def __init__(self) -> None:
+        self._pid = 0
+        self._fds: dict[str, tuple[int, int]] = {}  # path -> (inode, descriptor)
+        self._guard = threading.Lock()
+
+    def header(self, name: str, size: int) -> bytes:
+        path = f"{name}-shm"
+        inode = os.stat(path).st_ino
+        known = self._fds.get(path)
+        if known is None or known[0] != inode or self._pid != os.getpid():
+            with self._guard:
+                if self._pid != os.getpid():
+                    self._fds, self._pid = {}, os.getpid()  # the parent's: left open
+                known = self._fds.get(path)
+                if known is None or known[0] != inode:
+                    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                    known = self._fds[path] = (os.fstat(fd).st_ino, fd)
+        return os.pread(known[1], size, 0)
+
+
+_shm_files = _ShmFiles()
+
+
 def _frames_waiting(name: str) -> int | None:
     """Frames of database `name`'s WAL not yet in the database file, from the WAL-index;
     None when it cannot be read or is of another version (then a checkpoint is tried). Read
     without SQLite's locks: a torn read only makes one checkpoint early or late."""
     try:
-        with open(f"{name}-shm", "rb") as shm:
-            header = shm.read(_WAL_INDEX.size)
+        header = _shm_files.header(name, _WAL_INDEX.size)
     except OSError:
         return None
     if len(header) < _WAL_INDEX.size:

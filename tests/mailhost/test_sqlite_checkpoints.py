@@ -108,3 +108,43 @@ def test_no_thread_in_a_process_that_did_not_start_one():
     with connection.cursor() as cursor:
         cursor.execute("PRAGMA wal_autocheckpoint")
         assert cursor.fetchone()[0] == 1000
+
+
+# SQLite's unix VFS: its locks on the -shm file start at byte 120 (UNIX_SHM_BASE); byte 128
+# (UNIX_SHM_DMS) is held shared by every connection that has the wal-index open.
+SHM_DMS_BYTE = 128
+_PEEK = """
+import fcntl, os, struct, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+ask = struct.pack("hhqqi", fcntl.F_WRLCK, os.SEEK_SET, int(sys.argv[2]), 1, 0)
+print(struct.unpack("hhqqi", fcntl.fcntl(fd, fcntl.F_GETLK, ask))[0] != fcntl.F_UNLCK)
+"""
+
+
+def test_reading_the_wal_index_keeps_sqlites_locks_on_it():
+    """The thread reads the WAL-index header from the -shm file without closing a descriptor
+    of it: a close would drop this process's POSIX locks on the file, SQLite's own, and
+    another process would then take the wal-index for abandoned and truncate it under this
+    one's mapping (a worker died of SIGBUS so in the quick bench)."""
+    import subprocess
+    import sys
+
+    from mailhost.sqlite3.base import _frames_waiting
+
+    if connection.vendor != "sqlite":
+        pytest.skip("the database is not SQLite")
+    name = str(connection.settings_dict["NAME"])
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")  # this connection has the wal-index open
+
+    def held_by_this_process() -> bool:
+        peek = [sys.executable, "-c", _PEEK, f"{name}-shm", str(SHM_DMS_BYTE)]
+        return (
+            subprocess.run(peek, capture_output=True, text=True, check=True).stdout.strip()
+            == "True"
+        )
+
+    assert held_by_this_process()
+    for _ in range(3):
+        assert _frames_waiting(name) is not None
+    assert held_by_this_process()
