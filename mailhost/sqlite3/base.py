@@ -107,7 +107,8 @@ _files = _FileLocks()
 
 
 class _WalFiles:
-    """This process's descriptors of the databases' WAL files, for the sync after a commit.
+    """This process's descriptors of the databases' WAL files, for the sync after a commit
+    (and of their -shm files, for the checkpoint thread's look at the WAL-index header).
     fsync belongs to the file, not the descriptor: one opened here syncs what SQLite's own
     wrote. A WAL file removed and made anew (once every connection had closed) is opened
     again; the old descriptor stays open, since another thread may be syncing through it."""
@@ -125,30 +126,35 @@ class _WalFiles:
             inode = os.stat(path).st_ino
         except FileNotFoundError:
             path, inode = name, os.stat(name).st_ino
-        known = self._fds.get(path)
-        if known is None or known[0] != inode or self._pid != os.getpid():
-            known = self._open(path, inode)
-        os.fdatasync(known[1])
+        fd, new = self.descriptor(path, inode)
+        if new:
+            # A new file's name in its directory, durable once (SQLite's own sync of a new
+            # WAL does the same).
+            directory = os.open(os.path.dirname(path) or ".", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
+        os.fdatasync(fd)
 
-    def _open(self, path: str, inode: int) -> tuple[int, int]:
+    def descriptor(self, path: str, inode: int) -> tuple[int, bool]:
+        """This process's descriptor of the file at `path` (of that inode), and whether it
+        was opened just now. Never closed: besides a sync in another thread, closing any
+        descriptor of a file drops every POSIX lock the process holds on it, SQLite's own."""
+        known = self._fds.get(path)
+        if known is not None and known[0] == inode and self._pid == os.getpid():
+            return known[1], False
         with self._guard:
             if self._pid != os.getpid():
                 self._fds, self._retired, self._pid = {}, [], os.getpid()
             known = self._fds.get(path)
             if known is not None and known[0] == inode:
-                return known
+                return known[1], False
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             if known is not None:
                 self._retired.append(known[1])
-            known = self._fds[path] = (os.fstat(fd).st_ino, fd)
-        # A new file's name in its directory, durable once (SQLite's own sync of a new WAL
-        # does the same).
-        directory = os.open(os.path.dirname(path) or ".", os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
-        return known
+            self._fds[path] = (os.fstat(fd).st_ino, fd)
+            return fd, True
 
 
 _wal_files = _WalFiles()
@@ -221,44 +227,18 @@ WAL_INDEX_VERSION = 3007000
 _WAL_INDEX = struct.Struct("=I12xI76xI")
 
 
-class _ShmFiles:
-    """This process's descriptors of the databases' -shm files, for reading the WAL-index
-    header. Never closed: closing any descriptor of a file drops every POSIX lock the process
-    holds on that file (fcntl's rule), SQLite's own included, and SQLite keeps its locks on
-    the -shm (the "dead man's switch" that tells a newcomer the wal-index is in use, and the
-    readers' marks). An open and close here let another process take the wal-index for
-    abandoned and truncate it under this one's mapping (SIGBUS), or checkpoint past a reader.
-    A -shm file made anew gets one more descriptor; the old one stays open."""
-
-    def __init__(self) -> None:
-        self._pid = 0
-        self._fds: dict[str, tuple[int, int]] = {}  # path -> (inode, descriptor)
-        self._guard = threading.Lock()
-
-    def header(self, name: str, size: int) -> bytes:
-        path = f"{name}-shm"
-        inode = os.stat(path).st_ino
-        known = self._fds.get(path)
-        if known is None or known[0] != inode or self._pid != os.getpid():
-            with self._guard:
-                if self._pid != os.getpid():
-                    self._fds, self._pid = {}, os.getpid()  # the parent's: left open
-                known = self._fds.get(path)
-                if known is None or known[0] != inode:
-                    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-                    known = self._fds[path] = (os.fstat(fd).st_ino, fd)
-        return os.pread(known[1], size, 0)
-
-
-_shm_files = _ShmFiles()
-
-
 def _frames_waiting(name: str) -> int | None:
     """Frames of database `name`'s WAL not yet in the database file, from the WAL-index;
     None when it cannot be read or is of another version (then a checkpoint is tried). Read
     without SQLite's locks: a torn read only makes one checkpoint early or late."""
+    # Through a descriptor kept open (_WalFiles.descriptor): an open and close here would
+    # drop this process's POSIX locks on the -shm, SQLite's own (the "dead man's switch" that
+    # tells a newcomer the wal-index is in use, the readers' marks), and another process
+    # would take the wal-index for abandoned and truncate it under this one's mapping.
+    path = f"{name}-shm"
     try:
-        header = _shm_files.header(name, _WAL_INDEX.size)
+        fd, _new = _wal_files.descriptor(path, os.stat(path).st_ino)
+        header = os.pread(fd, _WAL_INDEX.size, 0)
     except OSError:
         return None
     if len(header) < _WAL_INDEX.size:
