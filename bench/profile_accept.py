@@ -3,7 +3,7 @@ delivery.accept.message_accept of bench/sample.eml to one local mailbox, in a lo
 
     MAILHOST_DATA_DIR=<scratch dir> .venv/bin/python bench/profile_accept.py [N] [time|sql|prof|cpu|wal]
 
-Prints the SQL statements a message costs (`sql` lists them), then wall and CPU time per
+Prints the SQL statements a message costs (`sql` lists them, T: inside the transaction), then wall and CPU time per
 message (`prof`: a pyinstrument profile instead; pip install pyinstrument, not a
 requirement; `cpu`: cProfile timed by the thread's CPU clock, the functions by their CPU
 time with callees: what the path costs, whatever else the machine is doing; `wal`: on SQLite,
@@ -31,7 +31,6 @@ django.setup()
 
 from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
-from django.test.utils import CaptureQueriesContext  # noqa: E402
 from fts import backend_cpu_s  # noqa: E402  (bench/, this script's directory)
 
 from delivery import accept  # noqa: E402
@@ -61,12 +60,25 @@ def main() -> None:
         assert result.accepted, result
 
     one()  # warm
-    with CaptureQueriesContext(connection) as queries:
+    # The statements' own text, recorded as they are executed: CaptureQueriesContext keeps
+    # the driver's last_executed_query, which is None for the statements that PostgreSQL
+    # binds on the server (mailhost/postgresql's prepared_cursor, all of port 25's hot path).
+    statements: list[tuple[bool, str]] = []
+
+    def record(execute, sql, params, many, context):  # noqa: ANN001, ANN202
+        statements.append((connection.in_atomic_block, sql))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(record):
         one()
-    print(f"SQL statements a message (RCPT verdict + accept): {len(queries.captured_queries)}")
+    inside = sum(1 for atomic, _ in statements if atomic)
+    print(
+        f"SQL statements a message (RCPT verdict + accept): {len(statements)},"
+        f" {inside} of them in the transaction (+ its BEGIN and COMMIT)"
+    )
     if mode == "sql":
-        for query in queries.captured_queries:
-            print("  ", query["sql"][:160])
+        for atomic, sql in statements:
+            print("  ", "T" if atomic else " ", " ".join(sql.split())[:160])
     if mode == "wal" and connection.vendor == "sqlite":
         # Frames appended to the WAL (a page each) a message, checkpointing held off meanwhile.
         with connection.cursor() as cursor:

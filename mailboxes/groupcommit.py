@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from django.conf import settings
@@ -30,6 +30,7 @@ from mailboxes import events
 
 T = TypeVar("T")
 U = TypeVar("U")
+A = TypeVar("A")
 
 logger = logging.getLogger(__name__)
 
@@ -37,11 +38,14 @@ _MISSING = object()
 
 
 class _Work:
-    __slots__ = ("fn", "before", "done", "value", "error")
+    __slots__ = ("fn", "before", "arg", "done", "value", "error")
 
-    def __init__(self, fn: Callable[[Any], Any], before: Callable[[], Any]) -> None:
+    def __init__(
+        self, fn: Callable[[Any], Any], before: Callable[[Sequence[Any]], Sequence[Any]], arg: Any
+    ) -> None:
         self.fn = fn
         self.before = before
+        self.arg = arg
         self.done = False
         self.value: Any = _MISSING
         self.error: BaseException | None = None
@@ -52,7 +56,7 @@ class _Work:
         return self.value
 
     def whole(self) -> Any:
-        return self.fn(self.before())
+        return self.fn(self.before([self.arg])[0])
 
 
 class GroupCommitter:
@@ -74,19 +78,23 @@ class GroupCommitter:
         `fn` may run more than once (see above), and must let database errors propagate (a
         swallowed one would roll its savepoint back unseen). Inside a caller's transaction it runs
         there, in a savepoint."""
-        return self.run_after(_nothing, lambda _: fn())
+        return self.run_after(_nothing, None, lambda _: fn())
 
-    def run_after(self, before: Callable[[], U], fn: Callable[[U], T]) -> T:
-        """`run` of `fn(before())`, where a shared transaction without savepoints runs every
-        piece's `before` ahead of any piece's `fn`: what `before` writes (rows no other writer
-        waits on, such as a new blob row) is then not written while the rows that an earlier
-        piece's `fn` locked (a mailbox's, its folder's UIDNEXT: held to the COMMIT) are
-        held, and every other writer of those rows waits for less."""
+    def run_after(
+        self, before: Callable[[Sequence[A]], Sequence[U]], arg: A, fn: Callable[[U], T]
+    ) -> T:
+        """`run` of `fn(before([arg])[0])`, where a shared transaction without savepoints
+        calls each `before` once, with the `arg` of every piece that has that `before` (in
+        their order; it returns one result for each), ahead of any piece's `fn`: what `before`
+        writes (rows no other writer waits on, such as new blob rows) is then written in one
+        statement for the batch, and not while the rows that an earlier piece's `fn` locked
+        (a mailbox's, its folder's UIDNEXT: held to the COMMIT) are held, so every other
+        writer of those rows waits for less."""
         limit = settings.MAILHOST_GROUP_COMMIT_MAX
         if connections[DEFAULT_DB_ALIAS].in_atomic_block or limit <= 1:
             with transaction.atomic():
-                return fn(before())
-        work = _Work(fn, before)
+                return fn(before([arg])[0])
+        work = _Work(fn, before, arg)
         with self._cond:
             self._queue.append(work)
         while True:
@@ -149,7 +157,8 @@ class GroupCommitter:
 
     def _without_savepoints(self, batch: list[_Work]) -> bool:
         """Run the batch's pieces one after the other in one transaction with no savepoint
-        of their own (every piece's `before` ahead of the first `fn`: run_after), and commit;
+        of their own (each `before` once for the batch, ahead of the first `fn`: run_after),
+        and commit;
         True when that stored them all (or committed and then did not sync: every piece
         failed). On PostgreSQL each savepoint is two round trips (the
         SAVEPOINT, its RELEASE) made by the leader while the folder's and mailbox's row locks
@@ -159,7 +168,7 @@ class GroupCommitter:
         values: list[Any] = []
 
         def pieces() -> None:
-            firsts = [work.before() for work in batch]
+            firsts = _befores(batch)
             for work, first in zip(batch, firsts, strict=True):
                 values.append(work.fn(first))
 
@@ -196,8 +205,21 @@ def _alone(work: _Work) -> None:
     work.done = True
 
 
-def _nothing() -> None:
-    return None
+def _befores(batch: list[_Work]) -> list[Any]:
+    """Each piece's `before` result, from one call of each distinct `before` with the args
+    of all its pieces (port 25: one INSERT of the batch's blob rows, not one a message)."""
+    pieces: dict[Callable, list[_Work]] = {}
+    for work in batch:
+        pieces.setdefault(work.before, []).append(work)
+    results: dict[int, Any] = {}
+    for before, works in pieces.items():
+        for work, result in zip(works, before([w.arg for w in works]), strict=True):
+            results[id(work)] = result
+    return [results[id(work)] for work in batch]
+
+
+def _nothing(args: Sequence[object]) -> list[None]:
+    return [None] * len(args)
 
 
 def _commit_transaction(fn: Callable[[], None]) -> None:

@@ -1986,18 +1986,37 @@ def _messages_insert(rows: list[dict]) -> None:
 def blob_row_create(*, name: str, raw: bytes) -> Blob:
     """The Blob row of the bytes blob_write named (holding them when the name is inline),
     in one plain INSERT ... RETURNING."""
+    return blob_rows_create([(name, raw)])[0]
+
+
+def blob_rows_create(blobs: Sequence[tuple[str, bytes]]) -> list[Blob]:
+    """blob_row_create of each (name, bytes), in their order, in one multi-row INSERT ...
+    RETURNING: a group-commit batch's blob rows are one round trip, not one a message
+    (mailboxes.groupcommit, GroupCommitter.run_after)."""
     db = connections[DEFAULT_DB_ALIAS]
     table = db.ops.quote_name(Blob._meta.db_table)
     now = timezone.now()
-    data = raw if Blob.name_is_inline(name) else None
+    created_at = db.ops.adapt_datetimefield_value(now)
+    rows = [(name, raw, raw if Blob.name_is_inline(name) else None) for name, raw in blobs]
+    per_statement = max(1, (db.features.max_query_params or 999) // 4)
+    ids: dict[str, int] = {}
     with db.prepared_cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table} (name, size, created_at, data) VALUES (%s, %s, %s, %s)"
-            " RETURNING id",
-            [name, len(raw), db.ops.adapt_datetimefield_value(now), data],
-        )
-        blob_id = cursor.fetchone()[0]
-    return Blob(id=blob_id, name=name, size=len(raw), created_at=now, data=data)
+        for start in range(0, len(rows), per_statement):
+            chunk = rows[start : start + per_statement]
+            params: list = []
+            for name, raw, data in chunk:
+                params += [name, len(raw), created_at, data]
+            cursor.execute(
+                f"INSERT INTO {table} (name, size, created_at, data) VALUES "
+                + ", ".join(["(%s, %s, %s, %s)"] * len(chunk))
+                + " RETURNING id, name",  # by name: RETURNING's order is not promised
+                params,
+            )
+            ids.update((row_name, blob_id) for blob_id, row_name in cursor.fetchall())
+    return [
+        Blob(id=ids[name], name=name, size=len(raw), created_at=now, data=data)
+        for name, raw, data in rows
+    ]
 
 
 @dataclass

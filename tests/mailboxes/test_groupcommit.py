@@ -15,7 +15,7 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 
 from delivery.accept import EnvelopeRecipient, message_accept
-from mailboxes import events
+from mailboxes import events, selectors
 from mailboxes.groupcommit import GroupCommitter, committer
 from mailboxes.models import Domain, Folder, Mailbox, Message
 from mailboxes.selectors import recipient_resolve
@@ -160,6 +160,22 @@ def test_a_failing_piece_runs_the_batch_again_in_savepoints():
     assert {"a.example", "c.example"} <= names and "bad.example" not in names
 
 
+def domain_fn(name: str, failures: dict[str, int], order: list[str] | None = None):  # noqa: ANN201
+    """A run_after `fn` that stores the domain its `before` named, raising after it as many
+    times as `failures` says for `name`."""
+
+    def fn(domain: str) -> str:
+        if order is not None:
+            order.append(f"fn {name}")
+        Domain.objects.create(name=domain)
+        if failures.get(name):
+            failures[name] -= 1
+            raise ValueError("bad on the first run")
+        return domain
+
+    return fn
+
+
 def test_every_pieces_before_runs_ahead_of_the_first_pieces_fn():
     # run_after: the blob rows of a batch's messages are written before the first message
     # locks its mailbox and folder rows, not while those are held; each `fn` gets its own
@@ -169,19 +185,11 @@ def test_every_pieces_before_runs_ahead_of_the_first_pieces_fn():
     failures = {"d": 1}
 
     def make(name: str):  # noqa: ANN202
-        def before() -> str:
+        def before(args: list[str]) -> list[str]:
             order.append(f"before {name}")
-            return f"{name}.example"
+            return [f"{arg}.example" for arg in args]
 
-        def fn(domain: str) -> str:
-            order.append(f"fn {name}")
-            Domain.objects.create(name=domain)
-            if failures.get(name):
-                failures[name] -= 1
-                raise ValueError("bad on the first run")
-            return domain
-
-        return lambda: group.run_after(before, fn)
+        return lambda: group.run_after(before, name, domain_fn(name, failures, order))
 
     outcomes = queue_behind(group, {"a": make("a"), "b": make("b")}, submit=False)
     assert outcomes == {"a": "a.example", "b": "b.example"}
@@ -270,6 +278,29 @@ def test_inside_a_callers_transaction_it_runs_there():
     assert group.batches == 0
 
 
+def test_a_before_shared_by_the_pieces_of_a_batch_is_called_once_with_all_their_args():
+    # Port 25's blob rows: one INSERT for the batch, not one a message; each piece gets the
+    # result for its own arg. When the batch runs again in savepoints, each piece alone.
+    group = GroupCommitter()
+    calls: list[list[str]] = []
+    failures = {"z": 1}
+
+    def before(args: list[str]) -> list[str]:
+        calls.append(sorted(args))
+        return [f"{arg}.example" for arg in args]
+
+    def make(name: str):  # noqa: ANN202
+        return lambda: group.run_after(before, name, domain_fn(name, failures))
+
+    outcomes = queue_behind(group, {n: make(n) for n in "abc"}, submit=False)
+    assert outcomes == {"a": "a.example", "b": "b.example", "c": "c.example"}
+    assert calls == [["a", "b", "c"]]
+    calls.clear()
+    outcomes = queue_behind(group, {n: make(n) for n in "xyz"}, submit=False)
+    assert outcomes == {"x": "x.example", "y": "y.example", "z": "z.example"}
+    assert calls[0] == ["x", "y", "z"] and sorted(calls[1:]) == [["x"], ["y"], ["z"]]
+
+
 def accept(address: str, subject: str):  # noqa: ANN201
     return message_accept(
         raw=make_raw(subject),
@@ -304,3 +335,50 @@ def test_quota_holds_across_messages_of_one_batch(make_mailbox, blob_files, publ
     assert sorted(p.name for p in blob_files.rglob("*") if p.is_file()) == sorted(
         m.blob.name.rsplit("/", 1)[1] for m in Message.objects.filter(folder=inbox)
     )
+
+
+def batch_statements(pieces: dict) -> tuple[dict, list[str]]:
+    """queue_behind of port 25 pieces (submitting themselves), with the statements made
+    inside a transaction, by whichever thread leads the batch, in their order."""
+    statements: list[str] = []
+
+    def record(execute, sql, params, many, context):  # noqa: ANN001, ANN202
+        if context["connection"].in_atomic_block:
+            statements.append(" ".join(sql.split()))
+        return execute(sql, params, many, context)
+
+    def recorded(fn):  # noqa: ANN001, ANN202
+        def piece():  # noqa: ANN202
+            with connection.execute_wrapper(record):
+                return fn()
+
+        return piece
+
+    outcomes = queue_behind(
+        committer, {name: recorded(fn) for name, fn in pieces.items()}, submit=False
+    )
+    return outcomes, statements
+
+
+def test_a_batchs_blob_rows_are_one_insert(make_mailbox, blob_dir):
+    # Before: one INSERT ... RETURNING a message, each a round trip in the batch's
+    # transaction (PostgreSQL); now one for the batch, each message filed with its own bytes.
+    make_mailbox("alice@example.org")
+    make_mailbox("bob@example.org")
+    accept("alice@example.org", "warm")
+    before = committer.batches
+    pieces = {
+        f"m{n}": (lambda n=n: accept(f"{('alice', 'bob')[n % 2]}@example.org", f"m{n}"))
+        for n in range(3)
+    }
+    outcomes, statements = batch_statements(pieces)
+    assert committer.batches == before + 1
+    assert all(o.accepted for o in outcomes.values())
+    inserts = [s for s in statements if s.startswith('INSERT INTO "mailboxes_blob"')]
+    assert len(inserts) == 1 and inserts[0].count("(%s, %s, %s, %s)") == 3
+    assert statements[0] == inserts[0]  # ahead of the first mailbox's lock
+    for n in range(3):
+        message = Message.objects.get(message_id=f"<m{n}@remote.example>")
+        assert message.blob.size == message.size == len(selectors.blob_read(message.blob))
+        assert selectors.blob_read(message.blob).startswith(b"Received:")
+        assert f"Subject: m{n}\r\n".encode() in selectors.blob_read(message.blob)
