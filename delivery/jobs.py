@@ -21,7 +21,7 @@ from delivery import bounces, client, dns, queue, services
 from delivery.destinations import destinations
 from delivery.models import OutboundRecipient, RecipientStatus
 from delivery.services import Claim, Outcome
-from mailboxes.selectors import blob_read, domain_is_hosted
+from mailboxes.selectors import blob_read, hosted_domains
 
 logger = logging.getLogger(__name__)
 
@@ -159,7 +159,11 @@ def attempt(claim: Claim, results: Results | None = None) -> dict[str, int]:
     without one)."""
     counts: dict[str, int] = defaultdict(int)
     mine = results or Results(claim.token)
-    hosted = {d for d in {r.domain for r in claim.recipients} if domain_is_hosted(d)}
+    # Whether each domain is ours, from memory while fresh (the answer submission's RCPT
+    # gave for the same recipients): a statement of its own in every job before, the only one
+    # outside the claim and the results. A domain added or removed in this process is seen
+    # at once, elsewhere within selectors.SENDER_CHECK_CACHE_SECONDS.
+    hosted = {d for d in {r.domain for r in claim.recipients} if hosted_domains.get(d)}
     local = [r for r in claim.recipients if r.domain in hosted]
     remote = [r for r in claim.recipients if r.domain not in hosted]
     done: set[int] = set()

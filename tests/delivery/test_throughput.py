@@ -64,6 +64,34 @@ def test_a_delivered_message_costs_its_claim_and_an_update_a_recipient(
     assert spool_statements == ["UPDATE", "SELECT", "UPDATE", "UPDATE"]
 
 
+def test_a_delivery_job_reads_no_domain_row_while_the_answer_is_fresh(
+    make_mailbox, dns_server, peers
+):
+    """Whether a recipient's domain is ours comes from memory (selectors.hosted_domains, as
+    submission's RCPT asks it): the second job for the same domain makes only the claim's
+    and the results' statements (before: one more, the domain's row, in every job), and a
+    domain made ours in this process meanwhile is filed locally at once."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from delivery.jobs import deliver_message
+
+    make_mailbox("alice@example.org")
+    dns_server.add("remote.test", "MX", "10 mx1.remote.test.")
+    dns_server.add("mx1.remote.test", "A", "127.0.0.2")
+    peer = peers.start("127.0.0.2")
+    deliver_message(spool(["bob@remote.test"]).pk)
+    message = spool(["carol@remote.test"])
+    with CaptureQueriesContext(connection) as queries:
+        deliver_message(message.pk)
+    assert [r.rcpt_tos for r in peer.received] == [["bob@remote.test"], ["carol@remote.test"]]
+    assert not [q["sql"] for q in queries.captured_queries if "mailboxes_domain" in q["sql"]]
+    make_mailbox("dave@remote.test")
+    deliver_message(spool(["dave@remote.test"]).pk)
+    assert len(peer.received) == 2
+    assert OutboundRecipient.objects.get(address="dave@remote.test").status == "delivered"
+
+
 @pytest.mark.skipif(bool(settings.REDIS_URL), reason="the embedded queue's workers batch")
 def test_a_worker_thread_claims_and_records_its_backlog_in_two_commits(
     make_mailbox, dns_server, peers, monkeypatch
