@@ -59,6 +59,22 @@ class _Work:
         return self.fn(self.before([self.arg])[0])
 
 
+_shared = threading.local()
+
+
+def batch_rows(kind: str) -> dict[Any, Any] | None:
+    """Rows of `kind` that pieces of the shared transaction this thread is running (a batch
+    without savepoints) locked FOR UPDATE, as a piece chose to keep them, by key; None outside
+    one. Their locks are held to the COMMIT and no piece's writes are rolled back alone, so a
+    later piece may use a row kept here instead of locking and reading it again (a round trip
+    on PostgreSQL, made under the batch's locks), provided that whatever changes the row in
+    the transaction changes the kept copy too, or forgets it. Gone with the transaction."""
+    rows = getattr(_shared, "rows", None)
+    if rows is None:
+        return None
+    return rows.setdefault(kind, {})
+
+
 class GroupCommitter:
     def __init__(self) -> None:
         self._cond = threading.Condition()
@@ -157,8 +173,8 @@ class GroupCommitter:
 
     def _without_savepoints(self, batch: list[_Work]) -> bool:
         """Run the batch's pieces one after the other in one transaction with no savepoint
-        of their own (each `before` once for the batch, ahead of the first `fn`: run_after),
-        and commit;
+        of their own (each `before` once for the batch, ahead of the first `fn`: run_after;
+        the rows a piece locked kept for the next: batch_rows), and commit;
         True when that stored them all (or committed and then did not sync: every piece
         failed). On PostgreSQL each savepoint is two round trips (the
         SAVEPOINT, its RELEASE) made by the leader while the folder's and mailbox's row locks
@@ -172,12 +188,15 @@ class GroupCommitter:
             for work, first in zip(batch, firsts, strict=True):
                 values.append(work.fn(first))
 
+        _shared.rows = {}
         try:
             _commit_transaction(pieces)
         except Exception as exc:
             if _unsynced(batch, exc):
                 return True
             return False  # rolled back whole: nothing of the batch is stored
+        finally:
+            _shared.rows = None
         self.batches += 1
         for work, value in zip(batch, values, strict=True):
             work.value, work.done = value, True

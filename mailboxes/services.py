@@ -41,7 +41,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Exists, F, ForeignKey, OuterRef
 from django.utils import timezone
 
-from mailboxes import events, headers, quotas, senderlists, throttle
+from mailboxes import events, groupcommit, headers, quotas, senderlists, throttle
 from mailboxes.addresses import domain_to_ascii, parse_address
 from mailboxes.events import ChangeEvent
 from mailboxes.exceptions import (
@@ -1664,6 +1664,7 @@ def _file_into_mailboxes(
                 reserved = _file_shared(db, folder_id, mailbox_id, row)
                 del usage[mailbox_id]  # added by that statement, or nothing was filed
                 if reserved is not None:
+                    _add_kept_usage(mailboxes, mailbox_id, size, 1)
                     filed.add(mailbox_id)
                     uid, modseq = reserved
                     events.publish(ChangeEvent(mailbox_id, folder_id, "exists", (uid,), modseq))
@@ -1712,7 +1713,12 @@ def _file_into_mailboxes(
                         f"UPDATE {table} {_ADD_USAGE_SQL} WHERE id IN ({marks})",
                         [octets, count, *ids],
                     )
+                    for mailbox_id in ids:
+                        _add_kept_usage(mailboxes, mailbox_id, octets, count)
+        kept = groupcommit.batch_rows("mailbox")
         for mailbox, plan in planned:
+            if kept is not None and not all(_plain_keep(f) for f in plan.filings):
+                kept.pop(mailbox.pk, None)  # its folders may have changed (fileinto :create)
             _plan_carry_out(mailbox.pk, plan)
     if blob is None and written is not None:
         blob_discard(written)
@@ -2033,11 +2039,36 @@ class _Target:
 def _lock_mailboxes_with_folders(mailbox_ids: Iterable[int]) -> list[_Target]:
     """_lock_mailboxes in one query that also reads each mailbox's INBOX id (`inbox_id`) and
     first Junk folder id (`junk_id`), as select-list subqueries (their rows are not locked).
-    Plain SQL: building this with the ORM cost more CPU than running it."""
-    db = connections[DEFAULT_DB_ALIAS]
+    Plain SQL: building this with the ORM cost more CPU than running it.
+
+    In a group-commit batch (mailboxes.groupcommit.batch_rows) a mailbox that an earlier
+    message of the batch locked is not locked and read again: its row, locked to the COMMIT,
+    is the one kept then, its usage kept up to date by _file_into_mailboxes (_add_kept_usage).
+    A batch of N messages to one mailbox made N of these SELECTs, each a round trip under the
+    batch's locks on PostgreSQL; now one."""
     ids = sorted(set(mailbox_ids))
     if not ids:
         return []
+    kept = groupcommit.batch_rows("mailbox")
+    if kept is None:
+        return _select_mailboxes_with_folders(ids)
+    missing = [mailbox_id for mailbox_id in ids if mailbox_id not in kept]
+    if missing:
+        kept.update((target.pk, target) for target in _select_mailboxes_with_folders(missing))
+    return [kept[mailbox_id] for mailbox_id in ids if mailbox_id in kept]
+
+
+def _add_kept_usage(locked: list[_Target], mailbox_id: int, octets: int, count: int) -> None:
+    """Add what a statement added to a locked mailbox's usage to its row as read (a later
+    message of a group-commit batch checks its quota against it: batch_rows)."""
+    for target in locked:
+        if target.pk == mailbox_id:
+            target.used_bytes += octets
+            target.used_messages += count
+
+
+def _select_mailboxes_with_folders(ids: list[int]) -> list[_Target]:
+    db = connections[DEFAULT_DB_ALIAS]
     q = db.ops.quote_name
     mailbox, folder = q(Mailbox._meta.db_table), q(Folder._meta.db_table)
     first_folder = f"SELECT f.id FROM {folder} f WHERE f.mailbox_id = m.id AND f.%s = %%s"

@@ -382,3 +382,77 @@ def test_a_batchs_blob_rows_are_one_insert(make_mailbox, blob_dir):
         assert message.blob.size == message.size == len(selectors.blob_read(message.blob))
         assert selectors.blob_read(message.blob).startswith(b"Received:")
         assert f"Subject: m{n}\r\n".encode() in selectors.blob_read(message.blob)
+
+
+def test_a_batch_locks_each_mailbox_once(make_mailbox, published):
+    # Before: every message of the batch locked and read its mailbox's row again (a round trip
+    # under the batch's locks on PostgreSQL); now the first one's row serves the rest, its
+    # usage followed by what each message adds.
+    alice = make_mailbox("alice@example.org")
+    make_mailbox("bob@example.org")
+    accept("alice@example.org", "warm")
+    recipients = ["alice", "alice", "bob", "alice"]
+    pieces = {
+        f"m{n}": (lambda n=n: accept(f"{recipients[n]}@example.org", f"m{n}"))
+        for n in range(len(recipients))
+    }
+    outcomes, statements = batch_statements(pieces)
+    assert all(o.accepted for o in outcomes.values())
+    locks = [s for s in statements if s.startswith("SELECT m.id, m.quota, m.used_bytes")]
+    assert len(locks) == 2  # alice's and bob's: 4 before
+    inbox = Folder.objects.get(mailbox=alice, name="INBOX")
+    stored = list(Message.objects.filter(folder=inbox).values_list("uid", "size"))
+    assert [uid for uid, _ in stored] == [1, 2, 3, 4]
+    alice.refresh_from_db()
+    assert (alice.used_bytes, alice.used_messages) == (sum(s for _, s in stored), 4)
+    exists = [e.uids for e in published if e.folder_id == inbox.pk and e.kind == "exists"]
+    assert sorted(exists) == [(1,), (2,), (3,), (4,)]
+
+
+def test_a_mailbox_whose_sieve_plan_may_make_folders_is_locked_again(make_mailbox):
+    # The kept row names the mailbox's INBOX and Junk: after a plan that may create folders
+    # (fileinto :create), the next message of the batch reads them again, and finds the
+    # \Junk folder that plan made.
+    from mailboxes import mda, services
+    from mailboxes.selectors import folder_get
+
+    alice = make_mailbox("alice@example.org")
+    services.folder_delete(folder=folder_get(alice, "Junk"))
+    plan = mda.MailboxPlan(
+        alice.id, filings=(mda.Filing(folder="Spam", special_use="\\Junk", create=True),)
+    )
+    pieces = [
+        lambda: services.message_deliver(
+            raw=make_raw("m1"), recipients=["alice@example.org"], plans={alice.id: plan}
+        ),
+        lambda: services.message_deliver(
+            raw=make_raw("m2"),
+            recipients=["alice@example.org"],
+            sieve=False,
+            junk_mailbox_ids=[alice.id],
+        ),
+    ]
+    threads = []
+
+    def call(piece) -> None:  # noqa: ANN001
+        try:
+            committer.run(piece)
+        finally:
+            connection.close()
+
+    before = committer.batches
+    with held(committer):
+        for n, piece in enumerate(pieces):  # queued in this order: m1's plan runs first
+            threads.append(threading.Thread(target=call, args=(piece,)))
+            threads[-1].start()
+            deadline = time.monotonic() + 30
+            while committer.waiting <= n:
+                assert time.monotonic() < deadline, "pieces did not queue"
+                time.sleep(0.005)
+    for thread in threads:
+        thread.join(30)
+    assert committer.batches == before + 1
+    spam = folder_get(alice, "Spam")
+    assert spam.special_use == "\\Junk"
+    subjects = sorted(Message.objects.filter(folder=spam).values_list("subject", flat=True))
+    assert subjects == ["m1", "m2"]
