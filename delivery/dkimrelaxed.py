@@ -33,6 +33,7 @@ _FIELD_NAME = re.compile(rb"([\x21-\x7e]+?):")  # dkimpy's rfc822_parse
 _WSP = re.compile(rb"[\t ]+")
 _TRAILING_WSP = re.compile(rb"[\t ]+\r\n")
 _SIGNATURE_NAME = b"DKIM-Signature"
+_PLACEHOLDER = b"0" * 60
 
 
 @functools.lru_cache(maxsize=64)
@@ -103,10 +104,15 @@ def relaxed_rsa_sha256(raw: bytes, *, selector: bytes, domain: bytes, pem: str) 
         (b"t", str(int(time.time())).encode("ascii")),
         (b"h", b" : ".join(names)),
         (b"bh", body_hash),
-        (b"b", b"0" * 60),  # dkimpy folds b= onto a line of its own with this placeholder
+        (b"b", _PLACEHOLDER),  # dkimpy folds b= onto a line of its own with this placeholder
     ]
     unsigned = dkim.fold(b"; ".join(b"=".join(tag) for tag in tags), namelen=len(_SIGNATURE_NAME))
-    unsigned = dkim.RE_BTAG.sub(b"\\1", unsigned)
+    # The b= value taken out for the hash, as dkimpy's RE_BTAG.sub(b"\\1", unsigned) does: it
+    # is the placeholder at the very end, never broken (fold breaks a line at its last space
+    # within 71 octets, and "b=" and the placeholder after their space are 62), so a slice
+    # gives the same bytes. The regular expression, tried at every octet, took 16 us a message, about a
+    # sixth of the signature's CPU outside RSA.
+    unsigned = unsigned[: -len(_PLACEHOLDER)]
     # RFC 6376 5.4.2 (each h= name takes the last field of that name not yet taken), then
     # 3.7: the signature field itself last, its b= empty, with no CRLF at its end.
     hashed = b"".join(name + b":" + value for name, value in dkim.select_headers(fields, names))
