@@ -49,8 +49,7 @@ def deliver_batch(
     so a busy thread commits once a batch instead of twice. The caller writes what it got
     back (flush) when no batch follows at once. Returns the counts, as deliver_messages,
     and the results handed back (None: written)."""
-    for message_id in message_ids:
-        queue.job_started(message_id)
+    queue.jobs_started(message_ids)
     _drop_broken_connections()
     record = previous.write_rows if previous is not None and previous.outcomes else None
     claims = services.recipients_claim_many(message_ids=message_ids, record=record)

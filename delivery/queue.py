@@ -14,7 +14,7 @@ import logging
 import queue as stdlib_queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from django.conf import settings
 from django.utils.module_loading import import_string
@@ -80,10 +80,24 @@ def _heard(message: dict) -> None:
         logger.warning("ignoring malformed delivery hint %r", message)
 
 
-def rq_queue():
-    import django_rq
+_rq_lock = threading.Lock()
+_rq_queues: dict[str, object] = {}
 
-    return django_rq.get_queue("default")
+
+def rq_queue():  # noqa: ANN201 - an rq.Queue
+    """The process's RQ queue of delivery jobs, made once per REDIS_URL: django_rq.get_queue
+    makes a new Redis client at each call, so each enqueue and each job's start paid for a
+    new connection and its handshake (whose CLIENT SETINFO looks redis-py's version up in
+    the installed distributions), then closed it (issue 20). The client's pool is
+    thread-safe and re-made after a fork."""
+    url = settings.REDIS_URL
+    with _rq_lock:
+        found = _rq_queues.get(url)
+        if found is None:
+            import django_rq
+
+            found = _rq_queues[url] = django_rq.get_queue("default")
+        return found
 
 
 def _rq_enqueue(message_id: int) -> bool:
@@ -91,7 +105,18 @@ def _rq_enqueue(message_id: int) -> bool:
         q = rq_queue()
         if not q.connection.set(PENDING_KEY.format(message_id), 1, nx=True, ex=pending_ttl()):
             return False
-        q.enqueue(JOB, message_id, job_timeout=JOB_TIMEOUT, result_ttl=300, failure_ttl=86400)
+        # RQ's own pipelines would be two round trips (the queue's name in the set of queues,
+        # then the job and its place in the queue): one, on ours.
+        with q.connection.pipeline() as pipe:
+            q.enqueue(
+                JOB,
+                message_id,
+                job_timeout=JOB_TIMEOUT,
+                result_ttl=300,
+                failure_ttl=86400,
+                pipeline=pipe,
+            )
+            pipe.execute()
         return True
     except Exception:
         # The spool row is committed; the sweeper will enqueue it once Redis is back.
@@ -144,15 +169,17 @@ def enqueue_after(message_id: int, seconds: float) -> None:
     later.add(message_id, seconds)
 
 
-def job_started(message_id: int) -> None:
-    """A worker took the job: a later enqueue (new due recipients) must not be skipped."""
-    if settings.REDIS_URL:
+def jobs_started(message_ids: Sequence[int]) -> None:
+    """A worker took these messages' jobs: a later enqueue (new due recipients) must not be
+    skipped. With Redis one DEL for all of them."""
+    if settings.REDIS_URL and message_ids:
         try:
-            rq_queue().connection.delete(PENDING_KEY.format(message_id))
+            rq_queue().connection.delete(*(PENDING_KEY.format(m) for m in message_ids))
         except Exception:
-            logger.warning("could not clear the pending mark of message %s", message_id)
+            logger.warning("could not clear the pending marks of messages %s", message_ids)
     else:
-        embedded.taken(message_id)
+        for message_id in message_ids:
+            embedded.taken(message_id)
 
 
 class EmbeddedQueue:

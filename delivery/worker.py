@@ -4,7 +4,9 @@ Under `runmail` (the "worker" listener family, `start()` below):
 - without REDIS_URL, MAILHOST_DELIVERY_THREADS threads run delivery jobs from the in-process
   queue; a thread that finds a backlog takes its share of it (batch_size) and claims and
   records those messages together (delivery.jobs.deliver_messages);
-- with REDIS_URL, the same number of threads run RQ workers on the "default" queue (0 threads
+- with REDIS_URL, the same number of threads take the same shares from RQ's "default" queue
+  (delivery.rqworker.JobTaker: the jobs' function called with their ids, without RQ's
+  per-job bookkeeping), so a batch is claimed and recorded together as well (0 threads
   leaves the jobs to `manage.py rqworker` processes).
 With MAILHOST_PROCESSES above 1, every worker process runs its MAILHOST_DELIVERY_THREADS
 threads (without REDIS_URL on its share of the messages, id modulo the workers:
@@ -28,7 +30,6 @@ import logging
 import os
 import threading
 import time
-import uuid
 from typing import TYPE_CHECKING
 
 from django.conf import settings
@@ -111,22 +112,27 @@ def batch_size(backlog: int, threads: int) -> int:
     return max(0, min(BATCH_MAX - 1, backlog // max(threads, 1)))
 
 
-def _embedded_worker(stop: threading.Event, threads: int = 1) -> None:
+def _delivery_thread(stop: threading.Event, threads: int = 1) -> None:
+    """A delivery thread of runmail (or runworker): takes its share of the queued messages
+    (batch_size; from the embedded queue, or with REDIS_URL from RQ's queue through
+    delivery.rqworker.JobTaker) and claims, attempts and records them together."""
     from delivery.jobs import deliver_batch
 
+    source = _RQSource(threads) if settings.REDIS_URL else _EmbeddedSource(threads)
     # The last batch's results while the next batch is already queued: written with the
     # next claim (one commit a batch instead of two), else at once, before waiting.
     pending = None
     try:
         while not stop.is_set():
-            message_id = queue.embedded.get(timeout=0 if pending is not None else 1.0)
-            if message_id is None or stop.is_set():
+            try:
+                message_ids = source.next_batch(timeout=0 if pending is not None else 1.0)
+            except Exception:  # Redis unreachable: the sweeper re-enqueues once it is back
+                logger.exception("could not take delivery jobs; trying again in 5s")
+                stop.wait(5)
+                continue
+            if not message_ids or stop.is_set():
                 pending = _written(pending)
                 continue
-            message_ids = [message_id]
-            more = batch_size(queue.embedded.backlog(), threads)
-            if more:
-                message_ids += queue.embedded.take(more)
             try:
                 _, pending = deliver_batch(message_ids, previous=pending, carry=True)
             except Exception:
@@ -134,6 +140,33 @@ def _embedded_worker(stop: threading.Event, threads: int = 1) -> None:
     finally:
         _written(pending)
         connections.close_all()
+
+
+class _EmbeddedSource:
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+
+    def next_batch(self, timeout: float) -> list[int]:
+        message_id = queue.embedded.get(timeout=timeout)
+        if message_id is None:
+            return []  # none came, or a stop request
+        more = batch_size(queue.embedded.backlog(), self.threads)
+        return [message_id, *queue.embedded.take(more)] if more else [message_id]
+
+
+class _RQSource:
+    def __init__(self, threads: int) -> None:
+        from delivery.rqworker import JobTaker  # RQ and Redis only with REDIS_URL
+
+        self.taker = JobTaker(queue.rq_queue())
+        self.threads = threads
+
+    def next_batch(self, timeout: float) -> list[int]:
+        first, backlog = self.taker.pop(timeout)
+        if first is None:
+            return []
+        more = batch_size(backlog, self.threads)
+        return self.taker.message_ids([first, *self.taker.pop_more(more)] if more else [first])
 
 
 def _written(pending: Results | None) -> Results | None:
@@ -170,25 +203,6 @@ def _handed(fd: int) -> None:
                 logger.warning("ignoring malformed delivery hand-off %r", line)
 
 
-def _rq_thread_worker(stop: threading.Event, index: int) -> None:
-    import socket
-
-    from delivery.rqworker import ThreadRQWorker  # RQ and Redis only with REDIS_URL
-
-    q = queue.rq_queue()
-    # Unique per start: a stopped worker's registration may outlive it in Redis for a while.
-    name = f"mailhost-{socket.gethostname()}-{os.getpid()}-{index}-{uuid.uuid4().hex[:6]}"
-    # worker_ttl 16: the dequeue wait is 1s, so a stop request is seen within a second.
-    worker = ThreadRQWorker([q], connection=q.connection, name=name, worker_ttl=16, stop_event=stop)
-    while not stop.is_set():
-        try:
-            worker.work(logging_level="WARNING")
-        except Exception:
-            logger.exception("RQ worker thread %s stopped; restarting", name)
-        if not stop.is_set():
-            stop.wait(5)
-
-
 class DeliveryService:
     """Threads of the "worker" family, stopped together; the runner's close/wait_closed."""
 
@@ -214,12 +228,11 @@ class DeliveryService:
                 daemon=True,
             ).start()
         for index in range(self.count):
-            if settings.REDIS_URL:
-                target, args = _rq_thread_worker, (self.stop_event, index)
-            else:
-                target, args = _embedded_worker, (self.stop_event, self.count)
             thread = threading.Thread(
-                target=target, args=args, name=f"delivery-{index}", daemon=True
+                target=_delivery_thread,
+                args=(self.stop_event, self.count),
+                name=f"delivery-{index}",
+                daemon=True,
             )
             thread.start()
             self.threads.append(thread)
@@ -261,8 +274,8 @@ class DeliveryProcesses:
     I/O, so every thread added slowed the SMTP sessions down more than it delivered).
     Without REDIS_URL each child takes its own share of the spool (message id modulo N): the
     ids this process hands it through a pipe as they are spooled (queue.enqueue, or another
-    worker's hint), and a sweep every SHARE_SWEEP_INTERVAL; with it they are RQ workers on
-    the same queue. A child that dies is started again."""
+    worker's hint), and a sweep every SHARE_SWEEP_INTERVAL; with it they take their shares
+    of RQ's queue (delivery.rqworker.JobTaker). A child that dies is started again."""
 
     port = None
 

@@ -13,7 +13,7 @@ With MAILHOST_PROCESSES above 1 (the default is the number of CPUs), `runmail` a
   limiter, POP3 takeovers, delivery hints);
 - it forks the workers, each with its own event loop running the mail families (SMTP, IMAP,
   POP3, ManageSieve) on the inherited sockets, and its delivery threads (a share of the
-  embedded queue's messages, or RQ workers). Worker 0 also runs what must run once: the
+  embedded queue's messages, or RQ's queue's jobs). Worker 0 also runs what must run once: the
   web app, the spool sweeper and housekeeping, the full-text indexer and ACME renewal;
 - then it becomes mailhost/supervisor.py's small program (exec, the same pid; where the
   system has no memfd for the shared counts, it stays as it is and supervises in process):

@@ -6,7 +6,7 @@ from mailhost import runner
 class Command(BaseCommand):
     help = (
         "Run the delivery workers and the spool sweeper alone (the 'worker' family of runmail):"
-        " RQ worker threads with REDIS_URL, the embedded queue without it."
+        " threads taking RQ's jobs with REDIS_URL, the embedded queue without it."
     )
 
     def handle(self, *args, **options):

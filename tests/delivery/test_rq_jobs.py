@@ -1,0 +1,103 @@
+"""With REDIS_URL: the delivery jobs on RQ's queue, as runmail's delivery threads take them
+(delivery.rqworker.JobTaker) and as the spool enqueues them (delivery.queue)."""
+
+from __future__ import annotations
+
+import pytest
+from django.conf import settings
+
+from delivery import queue
+
+pytestmark = pytest.mark.skipif(not settings.REDIS_URL, reason="REDIS_URL is not set")
+
+RAN: list[str] = []
+
+
+def remember(value: str) -> None:
+    """A job of another function than delivery's, put on the same queue."""
+    RAN.append(value)
+
+
+@pytest.fixture
+def rq():
+    q = queue.rq_queue()
+    q.empty()
+    RAN.clear()
+    yield q
+    q.empty()
+
+
+def taker(q):  # noqa: ANN001, ANN201
+    from delivery.rqworker import JobTaker
+
+    return JobTaker(q)
+
+
+def test_enqueueing_and_starting_jobs_reuse_the_processs_redis_connection(rq, monkeypatch):
+    """django_rq.get_queue makes a new client at each call: each enqueue and each job's
+    start connected to Redis afresh (and looked redis-py's version up for the handshake)."""
+    import redis.connection
+
+    connects = []
+    real_connect = redis.connection.AbstractConnection.connect
+
+    def counting(self):  # noqa: ANN001, ANN202
+        if self._sock is None:  # connect() is a no-op on a connected connection
+            connects.append(self)
+        return real_connect(self)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "connect", counting)
+    rq.connection.ping()  # the pool's first connection, if it has none yet
+    connects.clear()
+    for message_id in range(900_001, 900_021):
+        assert queue.enqueue(message_id)
+        queue.jobs_started([message_id])
+    assert len(rq) == 20
+    assert connects == []
+
+
+def test_a_share_of_the_queue_is_taken_with_its_jobs_deleted(rq):
+    for message_id in (11, 12, 13, 11):
+        rq.enqueue(queue.JOB, message_id)
+    job_ids = rq.job_ids
+    t = taker(rq)
+    first, backlog = t.pop(timeout=0)
+    assert (first.decode(), backlog) == (job_ids[0], 3)
+    more = t.pop_more(3)
+    assert [j.decode() for j in more] == job_ids[1:]
+    assert t.message_ids([first, *more]) == [11, 12, 13]  # message 11's second job: once
+    assert len(rq) == 0
+    assert not any(rq.connection.exists(f"rq:job:{j}") for j in job_ids)
+    assert t.pop(timeout=0.1) == (None, 0)
+
+
+def test_a_job_of_another_function_is_run_in_the_thread(rq):
+    rq.enqueue(f"{__name__}.remember", "hello")
+    rq.enqueue(queue.JOB, 21)
+    t = taker(rq)
+    first, backlog = t.pop(timeout=1)
+    assert backlog == 1
+    assert t.message_ids([first, *t.pop_more(backlog)]) == [21]
+    assert RAN == ["hello"]
+
+
+def test_an_enqueue_is_two_round_trips(rq, monkeypatch):
+    """The pending mark, then the job in one pipeline (RQ's own enqueue executes two: the
+    queue's name in its set of queues, then the job and its place in the queue)."""
+    import redis.connection
+
+    sends = []
+    real_send = redis.connection.AbstractConnection.send_packed_command
+
+    def counting(self, command, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        sends.append(command)
+        return real_send(self, command, *args, **kwargs)
+
+    rq.connection.ping()
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counting)
+    assert queue.enqueue(900_100)
+    assert len(sends) == 2
+    assert not queue.enqueue(900_100)  # pending already: the mark's SET NX only
+    assert len(sends) == 3
+    monkeypatch.undo()
+    assert [job.args for job in rq.jobs] == [(900_100,)]
