@@ -50,10 +50,11 @@ def _relaxed_value(parts: list[bytes]) -> bytes:
     return value.strip() + b"\r\n"
 
 
-def _header_fields(head: bytes) -> list[tuple[bytes, bytes]] | None:
-    """The header section's fields as (lower-case name, relaxed value), or None for a
+def _header_fields(head: bytes) -> list[tuple[bytes, list[bytes]]] | None:
+    """The header section's fields as (lower-case name, the value's lines), or None for a
     section dkimpy reads otherwise (a "From " line, text that is no field, a continuation
-    first)."""
+    first). The relaxed value (_relaxed_value) is made for the signed fields only: a trace
+    field (Received, our own on every submission, with its tabs) is never hashed."""
     fields: list[tuple[bytes, list[bytes]]] = []
     for line in head.split(b"\r\n"):
         if line[:1] in (b" ", b"\t"):
@@ -65,7 +66,7 @@ def _header_fields(head: bytes) -> list[tuple[bytes, bytes]] | None:
         if match is None:
             return None
         fields.append((match.group(1), [line[match.end() :]]))
-    return [(name.lower(), _relaxed_value(parts)) for name, parts in fields]
+    return [(name.lower(), parts) for name, parts in fields]
 
 
 def _relaxed_body(body: bytes) -> bytes:
@@ -115,7 +116,9 @@ def relaxed_rsa_sha256(raw: bytes, *, selector: bytes, domain: bytes, pem: str) 
     unsigned = unsigned[: -len(_PLACEHOLDER)]
     # RFC 6376 5.4.2 (each h= name takes the last field of that name not yet taken), then
     # 3.7: the signature field itself last, its b= empty, with no CRLF at its end.
-    hashed = b"".join(name + b":" + value for name, value in dkim.select_headers(fields, names))
+    hashed = b"".join(
+        name + b":" + _relaxed_value(parts) for name, parts in dkim.select_headers(fields, names)
+    )
     hashed += b"dkim-signature:" + _relaxed_value(unsigned.split(b"\r\n")).rstrip()
     signature = _private_key(pem).sign(
         hashlib.sha256(hashed).digest(), padding.PKCS1v15(), utils.Prehashed(hashes.SHA256())

@@ -116,6 +116,25 @@ def test_the_signature_is_dkimpys_for_any_selector_domain_and_time(monkeypatch):
     assert calls == []
 
 
+def test_only_the_signed_fields_are_canonicalized(monkeypatch, frozen_clock):
+    """A field that is not signed (trace fields: our Received on every submission, with its
+    tabs) is never unfolded and canonicalized: the signed ones (From, Subject) and the
+    signature field only (before: every field of the header)."""
+    from delivery import dkimrelaxed
+
+    values = []
+    real = dkimrelaxed._relaxed_value
+    monkeypatch.setattr(
+        dkimrelaxed, "_relaxed_value", lambda parts: values.append(parts[0][:9]) or real(parts)
+    )
+    raw = (
+        b"Received: from a ([192.0.2.1])\r\n\tby b with ESMTPSA id X;\r\n\tFri, 4 Dec 2026\r\n"
+        b"X-Mailer:  two  spaces\r\nFrom: <alice@example.org>\r\nSubject: s\r\n\r\nbody\r\n"
+    )
+    assert ours(raw) == dkimpy(raw)
+    assert values == [b" <alice@e", b" s", b"v=1; a=rs"]
+
+
 @pytest.mark.parametrize(
     "raw",
     [
