@@ -11,14 +11,23 @@ only executed after (psycopg keeps the names, at most `prepared_max` a connectio
 used deallocated). bench/profile_accept.py (RCPT verdict and accept of one message):
 2.4-2.9 -> 1.3-1.4 ms of backend CPU, 3.5-3.9 -> 3.1 ms in Python. Everything else (the
 ORM, Django's server-side cursors) is bound and planned as before.
+
+psycopg sends a transaction's BEGIN alone and waits for its reply before the first statement
+(in pipeline mode too: it syncs after BEGIN), a round trip of its own. Inside
+`begin_with_first_statement()` (the group commit's transactions) a prepared cursor's first
+statement carries the BEGIN: both in one pipeline, ended by one Sync (see PreparedCursor).
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
 
 from django.db.backends.postgresql import base
 from django.utils.asyncio import async_unsafe
+from psycopg import capabilities
+from psycopg.pq import TransactionStatus
 
 from mailhost import dbcursor
 
@@ -26,16 +35,43 @@ from mailhost import dbcursor
 # prepare_threshold is set; Django sets it None. The client cursors Django uses never
 # prepare, whatever the threshold, so this one prepares only what a PreparedCursor runs.
 _PREPARE_WHEN_ASKED = sys.maxsize
+_PIPELINE = capabilities.has_pipeline()
 
 
 class PreparedCursor(base.ServerBindingCursor):
     """A cursor whose statements are bound by the server and prepared on first use."""
 
+    # Set by prepared_cursor() inside begin_with_first_statement(): when this cursor's first
+    # statement is its transaction's first, the BEGIN goes with it.
+    begins = False
+
     def execute(self, query, params=None, *, prepare=None, binary=None):  # noqa: ANN001, ANN201
-        return super().execute(query, params, prepare=prepare is not False, binary=binary)
+        prepare = prepare is not False
+        if self.begins:
+            self.begins = False
+            conn = self.connection
+            if (
+                not conn.autocommit
+                and conn.info.transaction_status == TransactionStatus.IDLE
+                and _PIPELINE  # libpq 14+
+            ):
+                # In autocommit psycopg sends no BEGIN of its own, so ours is queued ahead of
+                # the statement and the pipeline's one Sync answers both. The server is then
+                # in the transaction, which psycopg's commit() and rollback() end whatever
+                # its autocommit (they look at the server's status); Django sets autocommit
+                # again when the atomic block ends, after that COMMIT or ROLLBACK. Results
+                # are read after the Sync, as the statement's would be without a pipeline.
+                conn.autocommit = True
+                with conn.pipeline():
+                    super().execute("BEGIN")
+                    super().execute(query, params, prepare=prepare, binary=binary)
+                return self
+        return super().execute(query, params, prepare=prepare, binary=binary)
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
+    _begin_with_first_statement = False
+
     @async_unsafe
     def get_new_connection(self, conn_params):
         connection = super().get_new_connection(conn_params)
@@ -52,4 +88,17 @@ class DatabaseWrapper(base.DatabaseWrapper):
         self.close_if_health_check_failed()
         self.ensure_connection()
         with self.wrap_database_errors:
-            return self._prepare_cursor(PreparedCursor(self.connection))
+            cursor = PreparedCursor(self.connection)
+            cursor.begins = self._begin_with_first_statement and self.in_atomic_block
+            return self._prepare_cursor(cursor)
+
+    @contextlib.contextmanager
+    def begin_with_first_statement(self) -> Iterator[None]:
+        """Inside an atomic block that has made no statement yet: its BEGIN is sent with
+        its first statement, when a prepared_cursor() makes that one (see the module
+        docstring): one round trip for both, where psycopg makes two."""
+        self._begin_with_first_statement = True
+        try:
+            yield
+        finally:
+            self._begin_with_first_statement = False

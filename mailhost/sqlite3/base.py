@@ -46,6 +46,7 @@ backstop, at BACKSTOP_PAGES.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import functools
 import logging
@@ -305,6 +306,12 @@ class DatabaseWrapper(base.DatabaseWrapper):
         """mailhost.postgresql's cursor for hot statements: here the ordinary one, whose
         statements Python's sqlite3 module already keeps prepared (its statement cache)."""
         return self.cursor()
+
+    def begin_with_first_statement(self) -> contextlib.AbstractContextManager[None]:
+        """mailhost.postgresql's BEGIN sent with the transaction's first statement: here
+        nothing to do (the atomic block's BEGIN IMMEDIATE is no round trip, and takes the
+        write lock)."""
+        return contextlib.nullcontext()
 
     def _start_transaction_under_autocommit(self):
         name = str(self.settings_dict["NAME"])

@@ -6,7 +6,7 @@ On SQLite prepared_cursor() is the ordinary cursor."""
 from __future__ import annotations
 
 import pytest
-from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, DataError, IntegrityError, connections, transaction
 
 from delivery import accept
 from mailboxes.models import Folder, Message
@@ -137,3 +137,70 @@ def test_prepared_cursor_reads_and_writes_as_the_ordinary_cursor(make_mailbox):
         assert ready.rowcount == 1
         ready.execute(sql, [box.pk, True])
         assert ready.fetchone() == (box.pk, box.quota, 70000)
+
+
+def traced(db, fn, path) -> list[list[str]]:  # noqa: ANN001
+    """fn() with the connection's protocol traced by libpq (PQtrace): the round trips, each
+    the messages the client sent (F) before it read the server's reply (B)."""
+    from psycopg import pq
+
+    with open(path, "w") as trace:
+        db.connection.pgconn.trace(trace.fileno())
+        db.connection.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS)
+        try:
+            fn()
+        finally:
+            db.connection.pgconn.untrace()
+    trips: list[list[str]] = []
+    sending = False
+    for line in path.read_text().splitlines():
+        if line.startswith("F"):
+            if not sending:
+                trips.append([])
+            trips[-1].append(line)
+        sending = line.startswith("F")
+    return trips
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+def test_port_25s_transaction_sends_its_begin_with_its_first_statement(make_mailbox, tmp_path):
+    """psycopg sends BEGIN alone and waits for it: a round trip before the blob row's INSERT
+    (4 -> 3 round trips before the COMMIT for a lone message)."""
+    make_mailbox("alice@example.org")
+    deliver()
+    db = connections[DEFAULT_DB_ALIAS]
+    trips = traced(db, deliver, tmp_path / "trace")
+    begin = next(n for n, trip in enumerate(trips) if any('"BEGIN"' in m for m in trip))
+    commit = next(n for n, trip in enumerate(trips) if any('"COMMIT"' in m for m in trip))
+    # The blob row's INSERT (prepared: a Bind of its name, with the blob's inline name).
+    assert [m.split("\t")[2] for m in trips[begin] if "Execute" in m or "Bind" in m] == [
+        "Bind",
+        "Execute",
+        "Bind",
+        "Execute",
+    ]
+    assert "inline:" in trips[begin][4]
+    assert commit - begin == 3  # BEGIN and the blob row; the mailbox's lock; the filing
+    assert Message.objects.filter(folder__name="INBOX").count() == 2
+    assert db.connection.autocommit and not db.in_atomic_block
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+def test_a_failing_first_statement_with_its_begin_rolls_back(make_mailbox):
+    from mailboxes.groupcommit import _commit_transaction
+    from mailboxes.models import Blob
+
+    make_mailbox("alice@example.org")
+    db = connections[DEFAULT_DB_ALIAS]
+
+    def fails() -> None:
+        with db.prepared_cursor() as cursor:
+            cursor.execute('SELECT 1 FROM "mailboxes_blob" WHERE id = 1 / %s', [0])
+
+    with pytest.raises(DataError):
+        _commit_transaction(fails)
+    assert db.connection.autocommit and db.connection.info.transaction_status == 0
+    deliver()  # the connection goes on
+    assert Blob.objects.count() == 1
