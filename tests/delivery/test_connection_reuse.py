@@ -347,3 +347,23 @@ def test_a_slow_destination_does_not_hold_the_threads(zone, peers, settings):
     # its own single session: one BUSY_RETRY).
     assert fast_done < slow_done - 1.0
     assert slow.max_in_transaction == 1
+
+
+def test_a_sessions_aim_is_every_security_field_but_the_report_counter():
+    """A cached session serves a message whose HostSecurity has the same aim (every field but
+    tlsrpt, by value); a field added to HostSecurity must be placed in or out of it here."""
+    from dataclasses import fields, replace
+
+    from delivery.client import HostSecurity
+    from delivery.dane import DaneHost, Tlsa
+
+    def dane() -> DaneHost:
+        return DaneHost(records=(Tlsa(usage=3, selector=1, mtype=1, data=b"\x01" * 32),))
+
+    base = HostSecurity("dane", enforce=True, dane=dane(), reason="why", tlsrpt=object())
+    others = {"protection": "tls", "enforce": False, "dane": None, "reason": "", "tlsrpt": None}
+    assert set(others) == {f.name for f in fields(HostSecurity)}
+    for name, value in others.items():
+        other = replace(base, **{name: value})
+        assert (other.aim() == base.aim()) is (name == "tlsrpt"), name
+    assert replace(base, dane=dane(), tlsrpt=object()).aim() == base.aim()
