@@ -78,12 +78,29 @@ class TooManyHops(MailhostError):
 
 def hop_count_check(raw: bytes) -> None:
     """RFC 5321 6.3: refuse a message whose Received fields outnumber MAILHOST_MAX_HOPS."""
-    hops = len(_RECEIVED.findall(_header_section(raw)))
+    hops = len(_RECEIVED.findall(_lowered(_header_section(raw))))
     if hops > settings.MAILHOST_MAX_HOPS:
         raise TooManyHops(f"{hops} Received header fields (more than {settings.MAILHOST_MAX_HOPS})")
 
 
-_RECEIVED = re.compile(rb"(?im)^Received[ \t]*:")
+def _field_start(name: bytes) -> re.Pattern[bytes]:
+    """The start of a `name` field (any case, blanks before the colon) in a header given
+    through _lowered: what re.compile(rb"(?im)^" + name + rb"[ \t]*:") finds in the header
+    itself. That pattern has no literal to look for and was tried at every octet; this one
+    begins with "\n" + name, which re finds by a plain search (3.7 us -> 0.9 us for the Date
+    and Message-ID of the bench's submission, 0.9 -> 0.3 us for the Received count)."""
+    return re.compile(rb"\n" + re.escape(name) + rb"[ \t]*:")
+
+
+def _lowered(head: bytes) -> bytes:
+    """The header for _field_start's patterns: lower case (ASCII, as re's IGNORECASE reads
+    bytes), and a newline first, so that the first line starts after one as the others do."""
+    return b"\n" + head.lower()
+
+
+_RECEIVED = _field_start(b"received")
+_DATE = _field_start(b"date")
+_MESSAGE_ID = _field_start(b"message-id")
 
 
 class MalformedHeader(MailhostError):
@@ -166,10 +183,6 @@ def _header_section(raw: bytes) -> bytes:
     return raw[: found[0] + 1] if found else raw
 
 
-def _has_field(head: bytes, name: bytes) -> bool:
-    return re.search(rb"(?im)^" + re.escape(name) + rb"[ \t]*:", head) is not None
-
-
 def received_header(*, client: ClientInfo, queue_id: str, recipients: Sequence[str]) -> bytes:
     """RFC 5321 4.4 trace field; `for` only with a single recipient (privacy)."""
     helo = _UNSAFE_TRACE.sub("", client.helo)[:255] or "unknown"
@@ -193,11 +206,11 @@ def received_header(*, client: ClientInfo, queue_id: str, recipients: Sequence[s
 
 def submission_headers(raw: bytes) -> bytes:
     """Date and Message-ID a submitted message lacks (RFC 6409 8.2, 8.3)."""
-    head = _header_section(raw)
+    head = _lowered(_header_section(raw))
     added = b""
-    if not _has_field(head, b"date"):
+    if _DATE.search(head) is None:
         added += b"Date: " + format_datetime(timezone.now()).encode("ascii") + b"\r\n"
-    if not _has_field(head, b"message-id"):
+    if _MESSAGE_ID.search(head) is None:
         added += f"Message-ID: <{uuid.uuid4().hex}@{settings.MAILHOST_HOSTNAME}>\r\n".encode()
     return added
 

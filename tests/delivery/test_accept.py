@@ -368,3 +368,64 @@ def test_a_submission_reads_its_from_header_once(people, monkeypatch):
     assert b"d=example.org" in signed.split(b"\r\n\r\n", 1)[0]
     key = dkim_public_key_value(alice.domain).encode()
     assert dkim.verify(signed, dnsfunc=lambda name, timeout=5: key)
+
+
+def random_headers(rng, names: list[bytes]) -> list[bytes]:  # noqa: ANN001
+    """Header sections of lines that start (or almost start) the fields `names` in any case,
+    with blanks before the colon or in front, as continuations, after bare LFs and CRs, with
+    8-bit octets, first or last, and some followed by a body."""
+    pieces = [
+        *names,
+        b"X-Other",
+        b" ",
+        b"\t",
+        b":",
+        b"\xc3\x89",
+        b"\r\n",
+        b"\n",
+        b"\r",
+        b"No",
+        b" no ",
+    ]
+    found = []
+    for _ in range(400):
+        lines = []
+        for _ in range(rng.randrange(0, 8)):
+            word = bytes(
+                c ^ 0x20 if rng.random() < 0.3 and chr(c).isalpha() else c
+                for c in rng.choice(names)
+            )
+            line = (
+                rng.choice([b"", b"", b" ", b"\t", b"x"])
+                + word
+                + rng.choice([b":", b" :", b"\t:", b"", b"x:"])
+            )
+            line += b"".join(rng.choice(pieces) for _ in range(rng.randrange(0, 4)))
+            lines.append(line)
+        head = b"".join(line + rng.choice([b"\r\n", b"\r\n", b"\n", b"\r"]) for line in lines)
+        found.append(head + rng.choice([b"", b"\r\n", b"\r\nbody\r\nReceived: no\r\n"]))
+    return found
+
+
+def test_the_field_checks_find_what_the_case_insensitive_patterns_found(settings):
+    """hop_count_check and submission_headers search the lower-cased header for a literal
+    newline and name (re tried the (?im)^ patterns at every octet): the same counts and the
+    same fields added, for any spelling, placement and line ending."""
+    import random
+
+    rng = random.Random(5321)
+    counted = set()
+    for head in random_headers(rng, [b"Received", b"Date", b"Message-ID"]):
+        section = accept._header_section(head)
+        hops = len(re.findall(rb"(?im)^Received[ \t]*:", section))
+        counted.add(hops)
+        settings.MAILHOST_MAX_HOPS = hops
+        accept.hop_count_check(head)
+        settings.MAILHOST_MAX_HOPS = hops - 1
+        with pytest.raises(accept.TooManyHops, match=f"^{hops} Received"):
+            accept.hop_count_check(head)
+        added = accept.submission_headers(head)
+        for name, field in ((b"date", b"Date: "), (b"message-id", b"Message-ID: ")):
+            present = re.search(rb"(?im)^" + re.escape(name) + rb"[ \t]*:", section)
+            assert (field in added) is (present is None), head
+    assert counted >= {0, 1, 2, 3}

@@ -435,3 +435,24 @@ def test_a_tls_context_is_built_once_not_for_each_session(world, monkeypatch):
     world.ca("ca-other", "other.test")  # the CA file rewritten
     assert deliver("bob@secure.test") == "mta-sts"
     assert len(built) == 4
+
+
+def test_tls_required_no_is_found_as_the_case_insensitive_pattern_found_it():
+    """tlspolicy.tls_required_no searches the lower-cased header for a literal newline and
+    name (re tried rb"(?im)^TLS-Required:..." at every octet): the same answer for any
+    spelling, placement, blanks and line ending."""
+    import random
+    import re
+
+    from delivery.tlspolicy import tls_required_no
+    from tests.delivery.test_accept import random_headers
+
+    old = re.compile(rb"(?im)^TLS-Required:[ \t]*No[ \t]*\r?$")
+    rng = random.Random(8689)
+    answers = []
+    for raw in random_headers(rng, [b"TLS-Required", b"TLS-Required: No", b"TLS-Required:no"]):
+        end = raw.find(b"\r\n\r\n")
+        head = raw if end < 0 else raw[: end + 2]
+        answers.append(tls_required_no(raw))
+        assert answers[-1] is bool(old.search(head)), raw
+    assert 20 < sum(answers) < 380
