@@ -221,3 +221,36 @@ def test_a_cached_answer_is_read_from_the_cache_once(zone, monkeypatch):
     spf("someone@spf.test")
     assert len(zone.queries) == asked
     assert looked.count("_dmarc.spf.test") == 1
+
+
+def test_answers_in_the_cache_take_no_future_and_no_thread(zone, monkeypatch):
+    """A sender seen before: SPF (MAIL FROM and HELO) and DMARC are answered from the cache,
+    neither on the pool nor through a concurrent.futures.Future (a Condition and its lock
+    made for a value nobody waits for)."""
+    from concurrent.futures import Future
+
+    from delivery.inbound import checks
+
+    zone.add_txt("spf.test", f"v=spf1 ip4:{CLIENT} -all")
+    zone.add_txt("_dmarc.spf.test", "v=DMARC1; p=none")
+    first = spf("someone@spf.test")
+    assert (first.spf.result, first.dmarc.result) == ("pass", "pass")
+    made = []
+
+    class Counted(Future):
+        def __init__(self) -> None:
+            made.append(self)
+            super().__init__()
+
+    def no_pool():  # noqa: ANN202
+        raise AssertionError("a cached answer went to the pool")
+
+    monkeypatch.setattr(checks, "Future", Counted)
+    monkeypatch.setattr(checks, "_executor", no_pool)
+    again = spf("someone@spf.test")
+    assert (again.spf.result, again.spf_helo.result, again.dmarc.result) == (
+        "pass",
+        first.spf_helo.result,
+        "pass",
+    )
+    assert made == []
