@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from email.utils import getaddresses
 
 import dkim
 from django.conf import settings
@@ -225,13 +224,18 @@ def _signature_tags(fields: list[tuple[bytes, bytes]], name: bytes) -> list[dict
 
 def _from_domains(fields: list[tuple[bytes, bytes]]) -> list[str]:
     """The RFC5322.From domains (RFC 7489 6.6.1), lower-case and distinct."""
+    # The white space before a value is the parser's to skip; taken off here as compat32
+    # takes it off, so that an unfolded From is the very text the spam rules read, and
+    # address_pairs parses it once for both.
     values = [
-        headers.header_text(re.sub(r"\r?\n[ \t]", " ", value.decode("utf-8", "surrogateescape")))
+        headers.header_text(
+            re.sub(r"\r?\n[ \t]", " ", value.decode("utf-8", "surrogateescape")).lstrip(" \t")
+        )
         for name, value in fields
         if name.lower() == b"from"
     ]
     try:
-        addresses = getaddresses(values)
+        addresses = headers.address_pairs(values)
     except (RecursionError, ValueError, IndexError):
         return []
     domains = []

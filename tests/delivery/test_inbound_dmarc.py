@@ -297,3 +297,34 @@ def test_smtp_authenticated_submission_skips_the_checks_and_is_signed(receiver, 
     [raw] = stored(bob, "INBOX")
     assert raw.startswith(b"DKIM-Signature: ")
     assert b"Authentication-Results" not in raw
+
+
+@pytest.mark.django_db
+def test_the_from_field_is_parsed_once_for_dmarc_and_the_spam_rules(zone, monkeypatch):
+    """Port 25 reads the From field's addresses for DMARC and for the spam rules (a name that
+    shows another domain's address): one parse of the same text serves both."""
+    import email.utils
+
+    from delivery import spam
+    from delivery.inbound import checks
+    from delivery.spam import builtin
+    from mailboxes import headers
+
+    parses = []
+
+    def counted(values):  # noqa: ANN001, ANN202
+        parses.append(list(values))
+        return email.utils.getaddresses(values)
+
+    for module in (headers, checks, builtin):
+        monkeypatch.setattr(module, "getaddresses", counted, raising=False)
+    raw = message("origin.test").replace(
+        b"From: Jane <jane@origin.test>", b'From: "it@paypal.example" <parse-once@origin.test>'
+    )
+    auth = check(raw, "x@origin.test")
+    result = spam.verdict(
+        raw=raw, auth=auth, client_ip=CLIENT, helo="mail.esp.test", mail_from="", mailbox_ids=[]
+    )
+    assert auth.dmarc.domain == "origin.test"
+    assert "FROM_NAME_OTHER_DOMAIN" in {r.code for r in result.reasons}
+    assert parses == [['"it@paypal.example" <parse-once@origin.test>']]

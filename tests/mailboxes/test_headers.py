@@ -171,3 +171,26 @@ def test_a_body_without_the_field_name_is_not_searched(monkeypatch) -> None:  # 
     summary = summarize(b"From: a@example.com\r\nSubject: s\r\n\r\n" + b"no attachment\r\n" * 70)
     assert summary["has_attachments"] is False
     assert searched == []
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        ["Jane <jane@example.org>"],
+        ['"it@paypal.example" <x@evil.example>', "b@example.net"],
+        ["(comment) a@example.org (another)"],
+        ["Group: a@example.org, b@example.org;"],
+        ["=?utf-8?q?J=C3=A4ne?= <jane@example.org>"],
+        ["not an address", ""],
+        ["Jane\r\n <jane@example.org>"],
+        [],
+    ],
+)
+def test_address_pairs_are_getaddresses_read_once(values):
+    from email.utils import getaddresses
+
+    assert headers.address_pairs(values) == tuple(getaddresses(values))
+    assert headers.address_pairs(values) is headers.address_pairs(list(values))  # remembered
+    # The white space before a field's value, which delivery.inbound.checks takes off as
+    # compat32 does so that both readers share the parse, changes nothing in the pairs.
+    assert headers.address_pairs([" \t" + v for v in values]) == headers.address_pairs(values)
