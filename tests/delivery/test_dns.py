@@ -202,9 +202,7 @@ def test_a_cached_answer_is_found_again_by_its_question_until_it_expires(dns_ser
     assert len(gets) == 5
 
 
-def test_a_cached_nxdomain_is_found_again_by_its_question_until_it_expires(
-    dns_server, monkeypatch
-):
+def test_a_cached_nxdomain_is_found_again_by_its_question_until_it_expires(dns_server, monkeypatch):
     # Most senders' HELO names and _dmarc names have no records: a cached NXDOMAIN is found
     # by the question's text too, still NXDOMAIN, and only while the cache would give it.
     import time
@@ -228,3 +226,26 @@ def test_a_cached_nxdomain_is_found_again_by_its_question_until_it_expires(
     monkeypatch.setattr(time, "time", lambda: expired)
     assert r.cached_rdatas("_dmarc.none.test", "TXT") is None  # expired: the cache decides
     assert len(gets) == 4
+
+
+def test_a_cached_answer_found_again_reads_its_response_no_more(dns_server, monkeypatch):
+    # Whether a kept answer is an NXDOMAIN is read from its response once, when it is kept,
+    # not at each lookup (dnspython's rcode() costs more than the rest of the lookup).
+    import dns.message
+
+    dns_server.add("_dmarc.d.test", "TXT", '"v=DMARC1; p=none"')
+    r = DNSPythonResolver(servers=[("127.0.0.1", dns_server.port)], timeout=2, cache=True)
+    with pytest.raises(NoSuchDomain):
+        r.txt("_dmarc.none.test")
+    assert r.txt("_dmarc.d.test") == [b"v=DMARC1; p=none"]
+    assert r.cached_rdatas("_dmarc.none.test", "TXT") == []  # both kept now
+    assert r.cached_rdatas("_dmarc.d.test", "TXT") is not None
+    reads = []
+    rcode = dns.message.Message.rcode
+    monkeypatch.setattr(dns.message.Message, "rcode", lambda m: reads.append(m) or rcode(m))
+    for _ in range(3):
+        with pytest.raises(NoSuchDomain):
+            r.txt("_dmarc.none.test")
+        assert r.cached_rdatas("_dmarc.none.test", "TXT") == []
+        assert r.txt("_dmarc.d.test") == [b"v=DMARC1; p=none"]
+    assert reads == []
