@@ -617,7 +617,10 @@ class ConnectionCache:
                     target=self._reap, name="outbound-connection-cache", daemon=True
                 )
                 self._reaper.start()
-            self._lock.notify()
+            # No notify: a waiting reaper wakes for the entry that runs out first, never this
+            # one (the newest). Woken by every put, it swept the cache once a message, and
+            # often found it empty (the next message had taken the session), ended, and was
+            # started again: a thread for one message in eight of bench/profile_delivery.py.
 
     def _reap(self) -> None:
         with self._lock:

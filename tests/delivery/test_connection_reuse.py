@@ -367,3 +367,38 @@ def test_a_sessions_aim_is_every_security_field_but_the_report_counter():
         other = replace(base, **{name: value})
         assert (other.aim() == base.aim()) is (name == "tlsrpt"), name
     assert replace(base, dane=dane(), tlsrpt=object()).aim() == base.aim()
+
+
+def test_a_session_put_back_does_not_wake_the_reaper(settings):
+    """The connection cache's reaper sleeps until the oldest idle session runs out: a
+    message that takes a session and puts it back does not wake it (before: every put did,
+    and the reaper swept the cache, often found it empty, ended and was started again)."""
+    import threading
+
+    settings.MAILHOST_OUTBOUND_IDLE_TIMEOUT = 60
+    cache = client.ConnectionCache()
+    woken = []
+
+    class Counting(type(cache._lock)):
+        def wait(self, timeout=None):  # noqa: ANN001, ANN202
+            result = super().wait(timeout)
+            if threading.current_thread().name == "outbound-connection-cache":
+                woken.append(1)
+            return result
+
+    cache._lock = Counting()
+    conn = client.Connection.__new__(client.Connection)
+    conn.throttled, conn.transactions = False, 0
+    starts = []
+    real_start = threading.Thread.start
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(threading.Thread, "start", lambda t: starts.append(t.name) or real_start(t))
+        for _ in range(100):
+            cache.put(("peer",), conn)
+            time.sleep(0.001)  # the reaper gets its turn
+            assert cache.take(("peer",)) is conn
+    assert starts == ["outbound-connection-cache"]
+    assert woken == []
+    cache._idle.clear()
+    with cache._lock:
+        cache._lock.notify()
