@@ -477,8 +477,12 @@ def _utf8_boundary(line: bytes, cut: int) -> int:
 def is_throttling(reply: Reply) -> bool:
     """A peer's way of saying "slow down": 421 (RFC 5321 3.8: closing, try later) or an
     enhanced code 4.7.x (RFC 3463 3.8: a security or policy status, how Gmail and Outlook
-    answer a sender that opens too many sessions or sends too fast)."""
-    return reply.code == 421 or reply.enhanced.startswith("4.7.")
+    answer a sender that opens too many sessions or sends too fast). Asked of every reply
+    read: the text is looked at before the enhanced code's regular expression, which only a
+    text starting "4.7." can make 4.7.x (any other gives the code's class, X.0.0)."""
+    return reply.code == 421 or (
+        reply.text.startswith("4.7.") and reply.enhanced.startswith("4.7.")
+    )
 
 
 def family_order(addresses: Sequence[str]) -> list[str]:

@@ -418,3 +418,31 @@ def test_a_peer_silent_under_tls_times_out(settings, tmp_path, silent):
         conn.close()
         thread.join(5)
         listener.close()
+
+
+def test_throttling_is_read_as_the_enhanced_code_says():
+    """is_throttling looks at the text before the enhanced code's regular expression: the
+    same answer as reply.enhanced alone for any code and text, and the expression is not
+    tried for a text that cannot start a 4.7.x code (every ordinary reply)."""
+    import random
+
+    rng = random.Random(3463)
+    texts = ["4.7.0", "4.7.", "4.7.1x", "4.7.12 slow", "4.7.1234", "4.70.1", "5.7.1", "2.0.0", ""]
+    for _ in range(2000):
+        text = rng.choice(texts) + rng.choice(["", " ", " try later", "\tx"])
+        reply = client.Reply(rng.choice([250, 354, 421, 450, 451, 550]), text)
+        expected = reply.code == 421 or reply.enhanced.startswith("4.7.")
+        assert client.is_throttling(reply) is expected, reply
+    matched = []
+    real = client._ENHANCED
+
+    class Counting:
+        def match(self, text):  # noqa: ANN001, ANN202
+            matched.append(text)
+            return real.match(text)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(client, "_ENHANCED", Counting())
+        assert not client.is_throttling(client.Reply(250, "2.0.0 OK"))
+        assert client.is_throttling(client.Reply(451, "4.7.1 slow down"))
+    assert matched == ["4.7.1 slow down"]
