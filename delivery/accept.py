@@ -42,8 +42,8 @@ from mailboxes.services import (
     RecipientResult,
     blob_discard,
     blob_row_create,
-    blob_rows_create,
     blob_write,
+    delivery_batch_start,
     message_deliver,
 )
 from mailhost.expiring import MISSING, ExpiringCache
@@ -528,8 +528,8 @@ def file_and_spool(prepared: Prepared) -> AcceptResult:
     failure the bytes written by message_prepare are removed and nothing is half-done."""
     try:
         return committer.run_after(
-            blob_rows_create,
-            (prepared.name, prepared.raw),
+            delivery_batch_start,
+            (prepared.name, prepared.raw, prepared.resolutions),
             lambda blob: _file_and_spool_rows(prepared, blob),
         )
     except _NothingAccepted as refused:
@@ -552,8 +552,8 @@ def _discard(prepared: Prepared) -> None:
 def _file_and_spool_rows(p: Prepared, blob: Blob) -> AcceptResult:
     """Run by the group committer, maybe in a transaction shared with other messages (and
     maybe twice, when that transaction failed): everything it makes, it makes afresh. The
-    blob row of `p.raw` is made first, with the rest of the batch's in one INSERT (before the
-    batch's mailbox and folder locks: GroupCommitter.run_after)."""
+    blob row of `p.raw` is made first, with the rest of the batch's in one INSERT, and its
+    mailboxes locked with the rest of the batch's (services.delivery_batch_start)."""
     delivered = message_deliver(
         raw=p.raw,
         recipients=p.addresses,

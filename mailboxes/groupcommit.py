@@ -63,12 +63,13 @@ _shared = threading.local()
 
 
 def batch_rows(kind: str) -> dict[Any, Any] | None:
-    """Rows of `kind` that pieces of the shared transaction this thread is running (a batch
-    without savepoints) locked FOR UPDATE, as a piece chose to keep them, by key; None outside
-    one. Their locks are held to the COMMIT and no piece's writes are rolled back alone, so a
-    later piece may use a row kept here instead of locking and reading it again (a round trip
-    on PostgreSQL, made under the batch's locks), provided that whatever changes the row in
-    the transaction changes the kept copy too, or forgets it. Gone with the transaction."""
+    """Rows of `kind` locked FOR UPDATE in the transaction this thread runs for the group
+    committer without savepoints (a batch's, or one piece's alone), as a piece's `before` or
+    `fn` chose to keep them, by key; None outside one. Their locks are held to the COMMIT and
+    nothing in the transaction is rolled back alone, so a later statement may use a row kept
+    here instead of locking and reading it again (a round trip on PostgreSQL, made under the
+    batch's locks), provided that whatever changes the row in the transaction changes the
+    kept copy too, or forgets it. Gone with the transaction."""
     rows = getattr(_shared, "rows", None)
     if rows is None:
         return None
@@ -217,10 +218,13 @@ def _alone(work: _Work) -> None:
     def piece() -> None:
         work.value = work.whole()
 
+    _shared.rows = {}  # a transaction of its own, without a savepoint: batch_rows holds
     try:
         _commit_transaction(piece)
     except Exception as exc:
         work.value, work.error = _MISSING, exc
+    finally:
+        _shared.rows = None
     work.done = True
 
 

@@ -10,6 +10,7 @@ transaction as the rows that point at it: one commit makes bytes and rows durabl
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -1999,30 +2000,63 @@ def blob_rows_create(blobs: Sequence[tuple[str, bytes]]) -> list[Blob]:
     """blob_row_create of each (name, bytes), in their order, in one multi-row INSERT ...
     RETURNING: a group-commit batch's blob rows are one round trip, not one a message
     (mailboxes.groupcommit, GroupCommitter.run_after)."""
+    return _blob_rows_and_locks(blobs, [])[0]
+
+
+def delivery_batch_start(pieces: Sequence[tuple[str, bytes, Sequence[Resolution]]]) -> list[Blob]:
+    """The first statements of a group-commit transaction of deliveries (run_after's
+    `before`): the blob row of each piece's (name, bytes), and, where the transaction keeps
+    its locked rows (groupcommit.batch_rows), the lock of every mailbox its recipients'
+    resolutions file into, read for all the pieces at once and kept, so that their
+    _lock_mailboxes_with_folders find them there. On PostgreSQL the INSERT, the SELECT ...
+    FOR UPDATE and the transaction's BEGIN are one round trip (statements_together): a lone
+    message's transaction 4 -> 3 round trips, a batch of N to one mailbox N + 3 -> N + 2."""
+    kept = groupcommit.batch_rows("mailbox")
+    wanted: list[int] = []
+    if kept is not None:
+        ids = {mid for _, _, resolutions in pieces for r in resolutions for mid in r.mailbox_ids}
+        wanted = sorted(ids - kept.keys())
+    blobs, locked = _blob_rows_and_locks([(name, raw) for name, raw, _ in pieces], wanted)
+    if kept is not None:
+        kept.update((target.pk, target) for target in locked)
+    return blobs
+
+
+def _blob_rows_and_locks(
+    blobs: Sequence[tuple[str, bytes]], mailbox_ids: list[int]
+) -> tuple[list[Blob], list[_Target]]:
+    """blob_rows_create, and _select_mailboxes_with_folders of `mailbox_ids` (sorted) after
+    it, the statements sent together (one round trip on PostgreSQL)."""
     db = connections[DEFAULT_DB_ALIAS]
     table = db.ops.quote_name(Blob._meta.db_table)
     now = timezone.now()
     created_at = db.ops.adapt_datetimefield_value(now)
     rows = [(name, raw, raw if Blob.name_is_inline(name) else None) for name, raw in blobs]
     per_statement = max(1, (db.features.max_query_params or 999) // 4)
-    ids: dict[str, int] = {}
-    with db.prepared_cursor() as cursor:
-        for start in range(0, len(rows), per_statement):
-            chunk = rows[start : start + per_statement]
-            params: list = []
-            for name, raw, data in chunk:
-                params += [name, len(raw), created_at, data]
-            cursor.execute(
-                f"INSERT INTO {table} (name, size, created_at, data) VALUES "
-                + ", ".join(["(%s, %s, %s, %s)"] * len(chunk))
-                + " RETURNING id, name",  # by name: RETURNING's order is not promised
-                params,
-            )
-            ids.update((row_name, blob_id) for blob_id, row_name in cursor.fetchall())
-    return [
+    chunks = [rows[start : start + per_statement] for start in range(0, len(rows), per_statement)]
+    with contextlib.ExitStack() as stack:
+        inserts = [stack.enter_context(db.prepared_cursor()) for _ in chunks]
+        lock = stack.enter_context(db.prepared_cursor()) if mailbox_ids else None
+        with db.statements_together():
+            for cursor, chunk in zip(inserts, chunks, strict=True):
+                params: list = []
+                for name, raw, data in chunk:
+                    params += [name, len(raw), created_at, data]
+                cursor.execute(
+                    f"INSERT INTO {table} (name, size, created_at, data) VALUES "
+                    + ", ".join(["(%s, %s, %s, %s)"] * len(chunk))
+                    + " RETURNING id, name",  # by name: RETURNING's order is not promised
+                    params,
+                )
+            if lock is not None:
+                lock.execute(*_mailboxes_with_folders_query(db, mailbox_ids))
+        ids = {name: blob_id for cursor in inserts for blob_id, name in cursor.fetchall()}
+        locked = [_Target(*row) for row in lock.fetchall()] if lock is not None else []
+    made = [
         Blob(id=ids[name], name=name, size=len(raw), created_at=now, data=data)
         for name, raw, data in rows
     ]
+    return made, locked
 
 
 @dataclass
@@ -2069,6 +2103,12 @@ def _add_kept_usage(locked: list[_Target], mailbox_id: int, octets: int, count: 
 
 def _select_mailboxes_with_folders(ids: list[int]) -> list[_Target]:
     db = connections[DEFAULT_DB_ALIAS]
+    with db.prepared_cursor() as cursor:
+        cursor.execute(*_mailboxes_with_folders_query(db, ids))
+        return [_Target(*row) for row in cursor.fetchall()]
+
+
+def _mailboxes_with_folders_query(db: BaseDatabaseWrapper, ids: list[int]) -> tuple[str, list]:
     q = db.ops.quote_name
     mailbox, folder = q(Mailbox._meta.db_table), q(Folder._meta.db_table)
     first_folder = f"SELECT f.id FROM {folder} f WHERE f.mailbox_id = m.id AND f.%s = %%s"
@@ -2079,9 +2119,7 @@ def _select_mailboxes_with_folders(ids: list[int]) -> list[_Target]:
     )
     if db.features.has_select_for_update:
         sql += " FOR UPDATE"
-    with db.prepared_cursor() as cursor:
-        cursor.execute(sql, ["INBOX", SpecialUse.JUNK.value, *ids])
-        return [_Target(*row) for row in cursor.fetchall()]
+    return sql, ["INBOX", SpecialUse.JUNK.value, *ids]
 
 
 _file_shared_sql: str | None = None

@@ -12,10 +12,11 @@ used deallocated). bench/profile_accept.py (RCPT verdict and accept of one messa
 2.4-2.9 -> 1.3-1.4 ms of backend CPU, 3.5-3.9 -> 3.1 ms in Python. Everything else (the
 ORM, Django's server-side cursors) is bound and planned as before.
 
-psycopg sends a transaction's BEGIN alone and waits for its reply before the first statement
-(in pipeline mode too: it syncs after BEGIN), a round trip of its own. Inside
-`begin_with_first_statement()` (the group commit's transactions) a prepared cursor's first
-statement carries the BEGIN: both in one pipeline, ended by one Sync (see PreparedCursor).
+Statements made inside `statements_together()` are sent in one pipeline, ended by one Sync:
+one round trip for them all, their results read after the block. psycopg sends a transaction's
+BEGIN alone and waits for its reply before the first statement (in pipeline mode too: it syncs
+after BEGIN), a round trip of its own; inside `begin_with_first_statement()` (the group
+commit's transactions) statements together that are the transaction's first carry its BEGIN.
 """
 
 from __future__ import annotations
@@ -41,32 +42,8 @@ _PIPELINE = capabilities.has_pipeline()
 class PreparedCursor(base.ServerBindingCursor):
     """A cursor whose statements are bound by the server and prepared on first use."""
 
-    # Set by prepared_cursor() inside begin_with_first_statement(): when this cursor's first
-    # statement is its transaction's first, the BEGIN goes with it.
-    begins = False
-
     def execute(self, query, params=None, *, prepare=None, binary=None):  # noqa: ANN001, ANN201
-        prepare = prepare is not False
-        if self.begins:
-            self.begins = False
-            conn = self.connection
-            if (
-                not conn.autocommit
-                and conn.info.transaction_status == TransactionStatus.IDLE
-                and _PIPELINE  # libpq 14+
-            ):
-                # In autocommit psycopg sends no BEGIN of its own, so ours is queued ahead of
-                # the statement and the pipeline's one Sync answers both. The server is then
-                # in the transaction, which psycopg's commit() and rollback() end whatever
-                # its autocommit (they look at the server's status); Django sets autocommit
-                # again when the atomic block ends, after that COMMIT or ROLLBACK. Results
-                # are read after the Sync, as the statement's would be without a pipeline.
-                conn.autocommit = True
-                with conn.pipeline():
-                    super().execute("BEGIN")
-                    super().execute(query, params, prepare=prepare, binary=binary)
-                return self
-        return super().execute(query, params, prepare=prepare, binary=binary)
+        return super().execute(query, params, prepare=prepare is not False, binary=binary)
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
@@ -88,17 +65,45 @@ class DatabaseWrapper(base.DatabaseWrapper):
         self.close_if_health_check_failed()
         self.ensure_connection()
         with self.wrap_database_errors:
-            cursor = PreparedCursor(self.connection)
-            cursor.begins = self._begin_with_first_statement and self.in_atomic_block
-            return self._prepare_cursor(cursor)
+            return self._prepare_cursor(PreparedCursor(self.connection))
 
     @contextlib.contextmanager
     def begin_with_first_statement(self) -> Iterator[None]:
-        """Inside an atomic block that has made no statement yet: its BEGIN is sent with
-        its first statement, when a prepared_cursor() makes that one (see the module
-        docstring): one round trip for both, where psycopg makes two."""
+        """Inside an atomic block that has made no statement yet: when its first statements
+        are made together (statements_together), its BEGIN goes with them, one round trip
+        where psycopg makes two."""
         self._begin_with_first_statement = True
         try:
             yield
         finally:
             self._begin_with_first_statement = False
+
+    @contextlib.contextmanager
+    def statements_together(self) -> Iterator[None]:
+        """The statements executed in the block sent in one pipeline and answered after one
+        Sync: one round trip for all of them; their results are read after the block, and a
+        statement's error is raised as the block ends. Statements that do not depend on one
+        another's results only (a batch's blob rows, and the lock of its mailboxes)."""
+        self.ensure_connection()
+        conn = self.connection
+        if not _PIPELINE:  # libpq before 14: one round trip a statement, as before
+            yield
+            return
+        begins = (
+            self._begin_with_first_statement
+            and self.in_atomic_block
+            and not conn.autocommit
+            and conn.info.transaction_status == TransactionStatus.IDLE
+        )
+        with self.wrap_database_errors:
+            if begins:
+                # In autocommit psycopg sends no BEGIN of its own, so ours is queued ahead of
+                # the statements and the pipeline's one Sync answers them all. The server is
+                # then in the transaction, which psycopg's commit() and rollback() end whatever
+                # its autocommit (they look at the server's status); Django sets autocommit
+                # again when the atomic block ends, after that COMMIT or ROLLBACK.
+                conn.autocommit = True
+            with conn.pipeline():
+                if begins:
+                    conn.execute("BEGIN")
+                yield

@@ -308,9 +308,14 @@ class DatabaseWrapper(base.DatabaseWrapper):
         return self.cursor()
 
     def begin_with_first_statement(self) -> contextlib.AbstractContextManager[None]:
-        """mailhost.postgresql's BEGIN sent with the transaction's first statement: here
+        """mailhost.postgresql's BEGIN sent with the transaction's first statements: here
         nothing to do (the atomic block's BEGIN IMMEDIATE is no round trip, and takes the
         write lock)."""
+        return contextlib.nullcontext()
+
+    def statements_together(self) -> contextlib.AbstractContextManager[None]:
+        """mailhost.postgresql's statements sent in one round trip: here each runs in turn
+        (a call into the library, no round trip)."""
         return contextlib.nullcontext()
 
     def _start_transaction_under_autocommit(self):

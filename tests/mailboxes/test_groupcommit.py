@@ -386,8 +386,9 @@ def test_a_batchs_blob_rows_are_one_insert(make_mailbox, blob_dir):
 
 def test_a_batch_locks_each_mailbox_once(make_mailbox, published):
     # Before: every message of the batch locked and read its mailbox's row again (a round trip
-    # under the batch's locks on PostgreSQL); now the first one's row serves the rest, its
-    # usage followed by what each message adds.
+    # under the batch's locks on PostgreSQL); now the batch's mailboxes are locked together
+    # after its blob rows (services.delivery_batch_start), their rows serving every message,
+    # their usage following what each adds.
     alice = make_mailbox("alice@example.org")
     make_mailbox("bob@example.org")
     accept("alice@example.org", "warm")
@@ -399,7 +400,9 @@ def test_a_batch_locks_each_mailbox_once(make_mailbox, published):
     outcomes, statements = batch_statements(pieces)
     assert all(o.accepted for o in outcomes.values())
     locks = [s for s in statements if s.startswith("SELECT m.id, m.quota, m.used_bytes")]
-    assert len(locks) == 2  # alice's and bob's: 4 before
+    # alice's and bob's in one statement, after the blob rows' (4 statements on main)
+    assert len(locks) == 1 and "WHERE m.id IN (%s, %s) ORDER BY m.id" in locks[0]
+    assert statements[1] == locks[0]
     inbox = Folder.objects.get(mailbox=alice, name="INBOX")
     stored = list(Message.objects.filter(folder=inbox).values_list("uid", "size"))
     assert [uid for uid, _ in stored] == [1, 2, 3, 4]

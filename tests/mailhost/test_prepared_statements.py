@@ -164,24 +164,22 @@ def traced(db, fn, path) -> list[list[str]]:  # noqa: ANN001
 
 @postgresql_only
 @pytest.mark.django_db(transaction=True)
-def test_port_25s_transaction_sends_its_begin_with_its_first_statement(make_mailbox, tmp_path):
+def test_port_25s_transaction_sends_its_begin_with_its_first_statements(make_mailbox, tmp_path):
     """psycopg sends BEGIN alone and waits for it: a round trip before the blob row's INSERT
-    (4 -> 3 round trips before the COMMIT for a lone message)."""
+    (92f24ae: 4 -> 3 round trips before the COMMIT for a lone message), and the mailbox's lock
+    went after the INSERT's reply (3 -> 2)."""
     make_mailbox("alice@example.org")
     deliver()
     db = connections[DEFAULT_DB_ALIAS]
     trips = traced(db, deliver, tmp_path / "trace")
     begin = next(n for n, trip in enumerate(trips) if any('"BEGIN"' in m for m in trip))
     commit = next(n for n, trip in enumerate(trips) if any('"COMMIT"' in m for m in trip))
-    # The blob row's INSERT (prepared: a Bind of its name, with the blob's inline name).
-    assert [m.split("\t")[2] for m in trips[begin] if "Execute" in m or "Bind" in m] == [
-        "Bind",
-        "Execute",
-        "Bind",
-        "Execute",
-    ]
-    assert "inline:" in trips[begin][4]
-    assert commit - begin == 3  # BEGIN and the blob row; the mailbox's lock; the filing
+    # BEGIN, the blob row's INSERT (prepared: a Bind of its name, with the blob's inline
+    # name) and the mailbox's lock (a Bind with INBOX and \Junk).
+    binds = [m for m in trips[begin] if m.split("\t")[2] == "Bind"]
+    assert len(binds) == 3 and sum("Execute" in m for m in trips[begin]) == 3
+    assert "inline:" in binds[1] and "'INBOX'" in binds[2]
+    assert commit - begin == 2  # BEGIN, the blob row and the mailbox's lock; the filing
     assert Message.objects.filter(folder__name="INBOX").count() == 2
     assert db.connection.autocommit and not db.in_atomic_block
 
@@ -196,7 +194,7 @@ def test_a_failing_first_statement_with_its_begin_rolls_back(make_mailbox):
     db = connections[DEFAULT_DB_ALIAS]
 
     def fails() -> None:
-        with db.prepared_cursor() as cursor:
+        with db.prepared_cursor() as cursor, db.statements_together():
             cursor.execute('SELECT 1 FROM "mailboxes_blob" WHERE id = 1 / %s', [0])
 
     with pytest.raises(DataError):
