@@ -338,7 +338,10 @@ def _attachment_field(body: bytes) -> bool:
     for in the lowered body first: the case-insensitive pattern, anchored at line starts, is
     tried at every octet (9 us a KB, 90 us at 10 KB), the lowering and the find under 1 us.
     Both are ASCII-only, so the pattern can match only where the name is found."""
-    return b"content-disposition:" in body.lower() and bool(_ATTACHMENT_LINE.search(body))
+    # find(), not `in`: bytes `in` first tries the needle as an integer (a TypeError raised
+    # and cleared, about 1,800 instructions in CPython 3.11).
+    found = body.lower().find(b"content-disposition:") >= 0
+    return found and bool(_ATTACHMENT_LINE.search(body))
 
 
 def _first_msgid(value) -> str:  # noqa: ANN001 - a header value or None

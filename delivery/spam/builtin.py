@@ -48,7 +48,7 @@ def verdict(
     summary, parsed = header.summary, header.parsed
     text = text_of(raw, parsed)
     reasons: list[Reason] = []
-    if GTUBE in raw:
+    if raw.find(GTUBE) >= 0:  # not `in`: bytes `in` raises and clears a TypeError first
         reasons.append(Reason("GTUBE", 1000.0, "it contains the GTUBE test string"))
     reasons += auth_reasons(auth)
     reasons += dns_list_reasons(client_ip)

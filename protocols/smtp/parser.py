@@ -120,7 +120,9 @@ class Parser:
     def command_waiting(self) -> bool:
         """A whole line is buffered: another pipelined command waits (RFC 2920 3.1 batches
         replies until then)."""
-        return b"\n" in self._buffer
+        # find() >= 0, not `in`: CPython 3.11's bytes `in` first reads the needle as an
+        # integer, raising and clearing a TypeError (about 1,800 instructions) each time.
+        return self._buffer.find(b"\n") >= 0
 
     def discard_buffered(self) -> None:
         """Drop what was received and not handed out (RFC 3207 4.2: plaintext a client
@@ -180,7 +182,7 @@ class Parser:
             return NEED_DATA
         if line is None:
             return BadCommand(replies.S500_LINE_TOO_LONG)
-        if not line.endswith(b"\r\n") or b"\r" in line[:-2]:
+        if not line.endswith(b"\r\n") or line.find(b"\r", 0, -2) >= 0:  # find: see above
             return BadCommand(replies.S500_BARE_LINE_ENDING)
         verb_bytes, _, arg_bytes = line[:-2].partition(b" ")
         if not verb_bytes:
