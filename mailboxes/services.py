@@ -2075,11 +2075,12 @@ def _lock_mailboxes_with_folders(mailbox_ids: Iterable[int]) -> list[_Target]:
     first Junk folder id (`junk_id`), as select-list subqueries (their rows are not locked).
     Plain SQL: building this with the ORM cost more CPU than running it.
 
-    In a group-commit batch (mailboxes.groupcommit.batch_rows) a mailbox that an earlier
-    message of the batch locked is not locked and read again: its row, locked to the COMMIT,
-    is the one kept then, its usage kept up to date by _file_into_mailboxes (_add_kept_usage).
-    A batch of N messages to one mailbox made N of these SELECTs, each a round trip under the
-    batch's locks on PostgreSQL; now one."""
+    In a group-commit transaction (mailboxes.groupcommit.batch_rows) a mailbox locked before
+    in it (by delivery_batch_start, for every message of the batch at once, or by an earlier
+    message) is not locked and read again: its row, locked to the COMMIT, is the one kept
+    then, its usage kept up to date by _file_into_mailboxes (_add_kept_usage). A batch of N
+    messages to one mailbox made N of these SELECTs, each a round trip under the batch's
+    locks on PostgreSQL; now one, sent with the blob rows' INSERT."""
     ids = sorted(set(mailbox_ids))
     if not ids:
         return []
