@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 
 from mailboxes.addresses import domain_to_ascii
 from mailboxes.exceptions import InvalidAddress
@@ -406,6 +408,10 @@ def _question(name: str, rdtype: str) -> tuple | None:
 _resolver_override: Resolver | None = None
 _resolvers: dict[tuple, DNSPythonResolver] = {}
 _resolvers_lock = threading.Lock()
+# The resolver of the settings as they are, until they change (_dns_settings_changed) or the
+# resolvers are forgotten: port 25 asks get_resolver six times a message, and the key's two
+# reads of Django's lazy settings and the lock cost more than the cached lookup after them.
+_current: DNSPythonResolver | None = None
 
 
 def get_resolver() -> Resolver:
@@ -415,14 +421,29 @@ def get_resolver() -> Resolver:
     worker threads: mail for one domain comes in bursts, and each message would otherwise
     ask for the same MX and addresses again.
     """
+    global _current
     if _resolver_override is not None:
         return _resolver_override
+    current = _current
+    if current is not None:
+        return current
     key = (tuple(settings.MAILHOST_DNS_SERVERS), settings.MAILHOST_DNS_TIMEOUT)
     with _resolvers_lock:
         resolver = _resolvers.get(key)
         if resolver is None:
             resolver = _resolvers[key] = DNSPythonResolver(cache=True)
+        _current = resolver
         return resolver
+
+
+@receiver(setting_changed)
+def _dns_settings_changed(*, setting: str, **kwargs: object) -> None:
+    """Settings are the environment's, fixed for a process; tests change them (Django's
+    override_settings), and the next get_resolver then reads them again."""
+    global _current
+    if setting in ("MAILHOST_DNS_SERVERS", "MAILHOST_DNS_TIMEOUT"):
+        with _resolvers_lock:
+            _current = None
 
 
 # Bumped whenever the resolvers change: memos of answers (delivery/mtasts.py) keyed by it.
@@ -431,9 +452,10 @@ generation = 0
 
 def forget_resolvers() -> None:
     """Drop the shared resolvers and their caches (tests start each zone afresh)."""
-    global generation
+    global _current, generation
     with _resolvers_lock:
         _resolvers.clear()
+        _current = None
         generation += 1
 
 

@@ -249,3 +249,31 @@ def test_a_cached_answer_found_again_reads_its_response_no_more(dns_server, monk
         assert r.cached_rdatas("_dmarc.none.test", "TXT") == []
         assert r.txt("_dmarc.d.test") == [b"v=DMARC1; p=none"]
     assert reads == []
+
+
+def test_the_resolver_is_kept_until_the_dns_settings_change(settings, monkeypatch):
+    # get_resolver is asked at every lookup of port 25's checks: the resolver of the current
+    # settings is kept, without reading them, until they change or the resolvers are dropped.
+    from delivery import dns as delivery_dns
+
+    delivery_dns.set_resolver(None)
+    delivery_dns.forget_resolvers()
+    settings.MAILHOST_DNS_SERVERS = [("127.0.0.1", 9)]
+    first = delivery_dns.get_resolver()
+
+    class Unread:
+        def __getattr__(self, name: str) -> object:
+            raise AssertionError(f"settings.{name} read")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(delivery_dns, "settings", Unread())
+        assert delivery_dns.get_resolver() is first
+    settings.MAILHOST_DNS_SERVERS = [("127.0.0.1", 10)]
+    second = delivery_dns.get_resolver()
+    assert second is not first
+    assert [n.port for n in second._resolver.nameservers] == [10]
+    settings.MAILHOST_DNS_TIMEOUT = 3
+    assert delivery_dns.get_resolver() is not second
+    third = delivery_dns.get_resolver()
+    delivery_dns.forget_resolvers()
+    assert delivery_dns.get_resolver() is not third
