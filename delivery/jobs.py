@@ -36,6 +36,7 @@ def deliver_messages(message_ids: Sequence[int]) -> dict[int, dict[str, int]]:
     worker's backlog: delivery.worker), under ONE claim and with their results written
     together (Results): two commits for the batch instead of two a message. Returns the
     counts by resulting status of each message that had recipients due."""
+    queue.jobs_started(message_ids)
     return deliver_batch(message_ids)[0]
 
 
@@ -48,8 +49,8 @@ def deliver_batch(
     next one (when no DSN can be owed: those are looked for once the results are written),
     so a busy thread commits once a batch instead of twice. The caller writes what it got
     back (flush) when no batch follows at once. Returns the counts, as deliver_messages,
-    and the results handed back (None: written)."""
-    queue.jobs_started(message_ids)
+    and the results handed back (None: written). Whoever took the jobs has cleared their
+    pending marks (queue.jobs_started), so that a later enqueue is not skipped."""
     _drop_broken_connections()
     record = previous.write_rows if previous is not None and previous.outcomes else None
     claims = services.recipients_claim_many(message_ids=message_ids, record=record)

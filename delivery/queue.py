@@ -14,6 +14,7 @@ import logging
 import queue as stdlib_queue
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 
 from django.conf import settings
@@ -38,10 +39,12 @@ def pending_ttl() -> int:
 JOB_TIMEOUT = 3600
 
 
-def enqueue(message_id: int) -> bool:
-    """Ask a worker to attempt this message's due recipients; False if one is already asked."""
+def enqueue(message_id: int, *, spooled: bool = False) -> bool:
+    """Ask a worker to attempt this message's due recipients; False if one is already asked.
+    `spooled`: the message was spooled in the transaction that just committed, so nothing
+    can have asked yet (with Redis the pending mark is set with the job, not tested first)."""
     if settings.REDIS_URL:
-        return _rq_enqueue(message_id)
+        return _rq_enqueue(message_id, spooled=spooled)
     if settings.MAILHOST_DELIVERY_PROCESSES:
         # The delivery processes are worker 0's children (delivery.worker): it hands them the
         # id (what it cannot hand, their sweep finds).
@@ -100,22 +103,40 @@ def rq_queue():  # noqa: ANN201 - an rq.Queue
         return found
 
 
-def _rq_enqueue(message_id: int) -> bool:
+# A delivery job's RQ id names its message, so that a thread taking it needs neither its hash
+# nor another round trip for the pending mark (delivery.rqworker.JobTaker).
+JOB_ID_PREFIX = "mailhost-deliver-"
+
+
+def job_message(job_id: str) -> int | None:
+    """The message of a delivery job's id made here, else None."""
+    head, _, tail = job_id.removeprefix(JOB_ID_PREFIX).partition("-")
+    if not job_id.startswith(JOB_ID_PREFIX) or not head.isdigit() or not tail:
+        return None
+    return int(head)
+
+
+def _rq_enqueue(message_id: int, *, spooled: bool) -> bool:
     try:
         q = rq_queue()
-        if not q.connection.set(PENDING_KEY.format(message_id), 1, nx=True, ex=pending_ttl()):
+        mark = PENDING_KEY.format(message_id)
+        if not spooled and not q.connection.set(mark, 1, nx=True, ex=pending_ttl()):
             return False
         # RQ's own pipelines would be two round trips (the queue's name in the set of queues,
-        # then the job and its place in the queue): one, on ours.
+        # then the job and its place in the queue): one, on ours, with the pending mark of a
+        # message just spooled (the sweeper, the other enqueuer, finds it leased or marked).
         with q.connection.pipeline() as pipe:
             q.enqueue(
                 JOB,
                 message_id,
+                job_id=f"{JOB_ID_PREFIX}{message_id}-{uuid.uuid4().hex}",
                 job_timeout=JOB_TIMEOUT,
                 result_ttl=300,
                 failure_ttl=86400,
                 pipeline=pipe,
             )
+            if spooled:  # after RQ's commands (it may WATCH first), in the same MULTI
+                pipe.set(mark, 1, ex=pending_ttl())
             pipe.execute()
         return True
     except Exception:

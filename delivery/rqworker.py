@@ -66,7 +66,8 @@ class JobTaker:
     the started and finished registries, the execution's heartbeats, the result) and most
     of the CPU runmail's process tree spent a delivered message on PostgreSQL with Redis
     (issue 20). Here a batch costs two or three round trips: the pop (with the queue's
-    length), the rest of the share, and the jobs' hashes read and deleted in one pipeline.
+    length), the rest of the share, and the jobs and their messages' pending marks deleted
+    in one pipeline (a delivery job's id names its message: queue.JOB_ID_PREFIX).
     A job is only a hint (delivery.queue): one lost with the process is swept back, as one
     lost by RQ's worker is, and a failure is logged instead of kept in RQ's failed-job
     registry. A job of another function than the delivery job (put on this queue by someone
@@ -95,24 +96,36 @@ class JobTaker:
         return self.connection.lpop(self.queue.key, count) or []
 
     def message_ids(self, job_ids: list[bytes]) -> list[int]:
-        """The messages of these jobs, which are deleted (run: taken off the queue)."""
+        """The messages of these jobs, which are deleted (run: taken off the queue), with
+        their pending marks (queue.jobs_started): one round trip for jobs enqueued here,
+        whose ids name their messages (queue.JOB_ID_PREFIX)."""
         job_ids = [j.decode() for j in job_ids]
+        named = {job_id: queue.job_message(job_id) for job_id in job_ids}
+        message_ids = [m for m in named.values() if m is not None]
+        others = [job_id for job_id, m in named.items() if m is None]
         with self.connection.pipeline(transaction=False) as pipe:
-            for job_id in job_ids:
+            for job_id in others:
                 pipe.hgetall(Job.key_for(job_id))
-                pipe.delete(Job.key_for(job_id))
-            found = pipe.execute()[::2]
-        message_ids: list[int] = []
-        for job_id, raw in zip(job_ids, found, strict=True):
-            if not raw:
-                continue  # deleted or expired meanwhile
-            job = Job(job_id, connection=self.connection, serializer=self.queue.serializer)
-            try:
-                job.restore(raw)
-                if job.func_name == queue.JOB:
-                    message_ids.append(int(job.args[0]))
-                else:
-                    job.perform()
-            except Exception:
-                logger.exception("RQ job %s failed", job_id)
+            pipe.delete(*(Job.key_for(job_id) for job_id in job_ids))
+            if message_ids:
+                pipe.delete(*(queue.PENDING_KEY.format(m) for m in message_ids))
+            found = pipe.execute()[: len(others)]
+        for job_id, raw in zip(others, found, strict=True):
+            if raw:  # else deleted or expired meanwhile
+                message_ids += self._run(job_id, raw)
         return list(dict.fromkeys(message_ids))  # a message queued twice is attempted once
+
+    def _run(self, job_id: str, raw: dict) -> list[int]:
+        """A job whose id does not name its message: a delivery job enqueued otherwise (by
+        an earlier version) gives its message (its pending mark cleared here); any other
+        function is run now."""
+        job = Job(job_id, connection=self.connection, serializer=self.queue.serializer)
+        try:
+            job.restore(raw)
+            if job.func_name == queue.JOB:
+                queue.jobs_started([int(job.args[0])])
+                return [int(job.args[0])]
+            job.perform()
+        except Exception:
+            logger.exception("RQ job %s failed", job_id)
+        return []

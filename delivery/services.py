@@ -102,7 +102,7 @@ def spool_create(
                 for r in recipients
             ]
         )
-    transaction.on_commit(lambda: queue.enqueue(message_id))
+    transaction.on_commit(lambda: queue.enqueue(message_id, spooled=True))
     # The instance as read from the database (the ORM's positional path: half the CPU of
     # keyword arguments), with the related rows the caller gave.
     message = OutboundMessage.from_db(

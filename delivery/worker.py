@@ -151,7 +151,9 @@ class _EmbeddedSource:
         if message_id is None:
             return []  # none came, or a stop request
         more = batch_size(queue.embedded.backlog(), self.threads)
-        return [message_id, *queue.embedded.take(more)] if more else [message_id]
+        message_ids = [message_id, *queue.embedded.take(more)] if more else [message_id]
+        queue.jobs_started(message_ids)
+        return message_ids
 
 
 class _RQSource:

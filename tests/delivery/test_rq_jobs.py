@@ -57,7 +57,10 @@ def test_enqueueing_and_starting_jobs_reuse_the_processs_redis_connection(rq, mo
 
 
 def test_a_share_of_the_queue_is_taken_with_its_jobs_deleted(rq):
+    """Jobs whose ids do not name their message (enqueued by RQ's API, as an earlier
+    version did) are read for it."""
     for message_id in (11, 12, 13, 11):
+        rq.connection.set(queue.PENDING_KEY.format(message_id), 1)
         rq.enqueue(queue.JOB, message_id)
     job_ids = rq.job_ids
     t = taker(rq)
@@ -68,6 +71,7 @@ def test_a_share_of_the_queue_is_taken_with_its_jobs_deleted(rq):
     assert t.message_ids([first, *more]) == [11, 12, 13]  # message 11's second job: once
     assert len(rq) == 0
     assert not any(rq.connection.exists(f"rq:job:{j}") for j in job_ids)
+    assert not any(rq.connection.exists(queue.PENDING_KEY.format(m)) for m in (11, 12, 13))
     assert t.pop(timeout=0.1) == (None, 0)
 
 
@@ -81,9 +85,8 @@ def test_a_job_of_another_function_is_run_in_the_thread(rq):
     assert RAN == ["hello"]
 
 
-def test_an_enqueue_is_two_round_trips(rq, monkeypatch):
-    """The pending mark, then the job in one pipeline (RQ's own enqueue executes two: the
-    queue's name in its set of queues, then the job and its place in the queue)."""
+def counted_sends(monkeypatch) -> list[bytes]:  # noqa: ANN001
+    """What this process sends Redis from now on, one item a round trip."""
     import redis.connection
 
     sends = []
@@ -93,11 +96,46 @@ def test_an_enqueue_is_two_round_trips(rq, monkeypatch):
         sends.append(command)
         return real_send(self, command, *args, **kwargs)
 
-    rq.connection.ping()
     monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counting)
-    assert queue.enqueue(900_100)
+    return sends
+
+
+def test_an_enqueue_is_one_round_trip_for_a_message_just_spooled_else_two(rq, monkeypatch):
+    """A message just spooled: its pending mark set with the job, in one pipeline (RQ's own
+    enqueue executes two: the queue's name in its set of queues, then the job and its place
+    in the queue; and the mark was tested first). The sweeper's enqueue tests the mark
+    first: a message already asked for costs that SET NX only."""
+    assert queue.enqueue(900_099, spooled=True)  # RQ asks the server's version once
+    sends = counted_sends(monkeypatch)
+    assert queue.enqueue(900_100, spooled=True)
+    assert len(sends) == 1
+    assert not queue.enqueue(900_100)  # the mark is set: not asked twice
     assert len(sends) == 2
-    assert not queue.enqueue(900_100)  # pending already: the mark's SET NX only
-    assert len(sends) == 3
+    rq.connection.delete(queue.PENDING_KEY.format(900_100))  # the job was taken
+    del sends[:]
+    assert queue.enqueue(900_100)  # the sweeper's: the mark tested, then the job
+    assert len(sends) == 2
     monkeypatch.undo()
-    assert [job.args for job in rq.jobs] == [(900_100,)]
+    assert [job.args for job in rq.jobs] == [(900_099,), (900_100,), (900_100,)]
+    assert [queue.job_message(job.id) for job in rq.jobs] == [900_099, 900_100, 900_100]
+
+
+def test_jobs_enqueued_here_are_taken_with_their_marks_in_one_round_trip(rq, monkeypatch):
+    for message_id in (31, 32, 33):
+        assert queue.enqueue(message_id, spooled=True)
+    job_ids = rq.job_ids
+    t = taker(rq)
+    first, backlog = t.pop(timeout=1)
+    more = t.pop_more(backlog)
+    sends = counted_sends(monkeypatch)
+    assert t.message_ids([first, *more]) == [31, 32, 33]
+    assert len(sends) == 1
+    monkeypatch.undo()
+    assert not any(rq.connection.exists(f"rq:job:{j}") for j in job_ids)
+    assert not any(rq.connection.exists(queue.PENDING_KEY.format(m)) for m in (31, 32, 33))
+
+
+def test_a_delivery_jobs_id_names_its_message():
+    assert queue.job_message(f"{queue.JOB_ID_PREFIX}42-0a1b") == 42
+    for other in ("42", f"{queue.JOB_ID_PREFIX}42", f"{queue.JOB_ID_PREFIX}x-1", "0a1b-42-c"):
+        assert queue.job_message(other) is None
