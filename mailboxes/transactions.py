@@ -39,7 +39,12 @@ def unsynced_atomic() -> Iterator[None]:
         return
     with transaction.atomic():
         if connection.vendor == "postgresql":
-            # For this transaction only (SET LOCAL ends with it).
-            with connection.cursor() as cursor:
+            # For this transaction only (SET LOCAL ends with it), sent with its BEGIN: one
+            # round trip for both, where psycopg makes two (mailhost/postgresql).
+            with (
+                connection.begin_with_first_statement(),
+                connection.statements_together(),
+                connection.cursor() as cursor,
+            ):
                 cursor.execute("SET LOCAL synchronous_commit = off")
         yield
