@@ -8,6 +8,7 @@ doubling anything beyond the one message a peer may have taken just before the c
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import secrets
@@ -304,6 +305,7 @@ def recipients_record_rows(
     now = now or timezone.now()
     written = 0
     lines: list[str] = []
+    updates: list[tuple[OutboundRecipient, Outcome, str, str, list]] = []
     adapt = connection.ops.adapt_datetimefield_value
     known = [
         r
@@ -340,26 +342,30 @@ def recipients_record_rows(
                 )
         if status == RecipientStatus.DEFERRED and row.status == RecipientStatus.HOLD:
             status, next_attempt = RecipientStatus.HOLD, None  # held during the attempt
-        with connection.cursor() as cursor:
-            cursor.execute(
-                _result_sql(),
-                [
-                    str(status),
-                    reply[:2000],
-                    outcome.remote[:255],
-                    outcome.protection,
-                    None if next_attempt is None else adapt(next_attempt),
-                    dsn_sent,
-                    attempts,
-                    False,
-                    row.pk,
-                    token,
-                ],
-            )
-            updated = cursor.rowcount
-        written += updated
-        if updated:
-            lines.append(_result_line(row, outcome, status=status, reply=reply, now=now))
+        params = [
+            str(status),
+            reply[:2000],
+            outcome.remote[:255],
+            outcome.protection,
+            None if next_attempt is None else adapt(next_attempt),
+            dsn_sent,
+            attempts,
+            False,
+            row.pk,
+            token,
+        ]
+        updates.append((row, outcome, status, reply, params))
+    # One UPDATE a recipient, all sent together (one round trip on PostgreSQL), each one's
+    # row count read after.
+    with contextlib.ExitStack() as stack:
+        cursors = [stack.enter_context(connection.cursor()) for _ in updates]
+        with connection.statements_together():
+            for cursor, (*_, params) in zip(cursors, updates, strict=True):
+                cursor.execute(_result_sql(), params)
+        for cursor, (row, outcome, status, reply, _) in zip(cursors, updates, strict=True):
+            if cursor.rowcount:
+                written += cursor.rowcount
+                lines.append(_result_line(row, outcome, status=status, reply=reply, now=now))
     transaction.on_commit(lambda: _log_lines(lines))
     return written
 

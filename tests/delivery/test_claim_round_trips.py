@@ -67,3 +67,46 @@ def test_a_claim_takes_what_is_due_once(make_mailbox):
     assert [r.address for r in claim.recipients] == ["bob@remote.test"]
     assert claim.message.blob.size > 0
     assert services.recipients_claim_many(message_ids=[message.pk]) == []  # leased
+
+
+@postgresql_only
+def test_a_claims_results_are_written_in_three_round_trips(make_mailbox, tmp_path):
+    """Its BEGIN with the SET LOCAL, the UPDATE of each recipient sent together, the COMMIT
+    (before: one round trip a recipient, and the BEGIN and the SET LOCAL apart)."""
+    make_mailbox("alice@example.org")
+    message = spool(["bob@remote.test", "carol@remote.test", "dave@remote.test"])
+    [claim] = services.recipients_claim_many(message_ids=[message.pk])
+    outcomes = {
+        r.id: services.Outcome(status="delivered", reply="250 2.0.0 ok", remote="mx.remote.test")
+        for r in claim.recipients
+    }
+    db = connections[DEFAULT_DB_ALIAS]
+    written = []
+    trips = traced(
+        db,
+        lambda: written.append(
+            services.recipients_record(
+                token=claim.token, outcomes=outcomes, claimed=claim.recipients
+            )
+        ),
+        tmp_path / "trace",
+    )
+    assert written == [3]
+    assert len(trips) == 3, trips
+    assert sum("UPDATE" in m for m in trips[1]) == 3
+    assert set(OutboundRecipient.objects.values_list("status", flat=True)) == {"delivered"}
+
+
+def test_results_written_are_counted_and_only_under_the_claim(make_mailbox):
+    make_mailbox("alice@example.org")
+    message = spool(["bob@remote.test", "carol@remote.test"])
+    [claim] = services.recipients_claim_many(message_ids=[message.pk])
+    bob, carol = sorted(claim.recipients, key=lambda r: r.address)
+    ok = services.Outcome(status="delivered", reply="250 2.0.0 ok", remote="mx.remote.test")
+    OutboundRecipient.objects.filter(pk=carol.pk).update(lease_token="someone-else")
+    written = services.recipients_record(
+        token=claim.token, outcomes={bob.id: ok, carol.id: ok}, claimed=claim.recipients
+    )
+    assert written == 1
+    assert OutboundRecipient.objects.get(pk=bob.pk).status == "delivered"
+    assert OutboundRecipient.objects.get(pk=carol.pk).status != "delivered"
