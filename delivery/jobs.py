@@ -225,6 +225,15 @@ def _deliver_remote(
         else:
             hosts = dns.destination_hosts(recipients[0].domain)
     except dns.DNSError as exc:
+        domain = recipients[0].domain
+        if isinstance(exc, dns.MXLoopError) and hosted_domains.renew(domain):
+            # Ours after all, made so in another process since this one's memory of the
+            # domain (attempt's hosted_domains) was filled: due again at once, filed here
+            # then, not bounced as a loop.
+            reply = f"451 4.3.0 {domain} is hosted here now"
+            outcome = Outcome(RecipientStatus.DEFERRED, reply, untried_for=0.0)
+            queue.enqueue_after(message.pk, 0.0)
+            return {r.id: outcome for r in recipients}
         status = RecipientStatus.FAILED if exc.permanent else RecipientStatus.DEFERRED
         return {r.id: Outcome(status, exc.reply) for r in recipients}
     destination = f"[{host}]:{port}" if settings.MAILHOST_RELAYHOST else recipients[0].domain

@@ -8,13 +8,13 @@ import smtplib
 
 import pytest
 
-from delivery.models import OutboundRecipient, RecipientStatus
+from delivery.models import OutboundMessage, OutboundRecipient, RecipientStatus
 from delivery.services import SpoolRecipient, spool_create
 from mailboxes.models import Message
 from mailboxes.services import blob_store
 from mailhost import runner
 from protocols.smtp import replies
-from tests.delivery.conftest import HOSTNAME, PeerHandler, run_queue
+from tests.delivery.conftest import HOSTNAME, PeerHandler, deliver_until, run_queue
 from tests.support.servers import running
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("delivery_env")]
@@ -43,6 +43,30 @@ def test_mx_that_is_ourselves_bounces_as_a_loop(sender, dns_server, peers):
     assert row.status == RecipientStatus.FAILED
     assert row.last_reply == "554 5.4.6 mail for loop.test loops back to myself"
     assert peer.received == []
+
+
+def test_a_domain_made_ours_in_another_process_is_filed_here_not_bounced_as_a_loop(
+    sender, dns_server, peers, make_mailbox
+):
+    """Whether a domain is ours comes from memory while fresh (selectors.hosted_domains),
+    which another process's new domain does not clear: its MX, pointing here, looked like
+    a loop to a delivery job that still remembered the domain as not ours."""
+    from mailboxes.selectors import hosted_domains
+
+    dns_server.add("loop.test", "MX", f"10 {HOSTNAME}.")
+    dns_server.add(HOSTNAME, "A", "127.0.0.2")
+    box = make_mailbox("b@loop.test")
+    # This process's save forgot what it remembered; another process's would not have.
+    hosted_domains._store(hosted_domains._generation, ("loop.test",), False)
+    row = send()
+    assert row.last_reply in (
+        "451 4.3.0 loop.test is hosted here now",
+        "250 2.0.0 delivered locally",
+    )
+    deliver_until(lambda: OutboundRecipient.objects.get(pk=row.pk).status == "delivered")
+    assert OutboundRecipient.objects.get(pk=row.pk).attempts == 1  # the loop's not counted
+    assert Message.objects.filter(folder__mailbox=box).count() == 1
+    assert OutboundMessage.objects.count() == 1  # and no bounce to the sender
 
 
 def test_only_mx_hosts_preferred_over_ourselves_are_tried(sender, dns_server, peers, settings):
