@@ -91,15 +91,21 @@ def rq_queue():  # noqa: ANN201 - an rq.Queue
     """The process's RQ queue of delivery jobs, made once per REDIS_URL: django_rq.get_queue
     makes a new Redis client at each call, so each enqueue and each job's start paid for a
     new connection and its handshake (whose CLIENT SETINFO looks redis-py's version up in
-    the installed distributions), then closed it (issue 20). The client's pool is
-    thread-safe and re-made after a fork."""
+    the installed distributions), then closed it (issue 20). The client is the process's
+    (mailhost.redisconn), whose pool is thread-safe and re-made after a fork, and whose
+    timeouts keep a Redis that stops answering from holding an enqueue (a port 25 session's
+    database thread, after its commit) or a delivery thread's pop for ever: django-rq's
+    own client has none."""
     url = settings.REDIS_URL
     with _rq_lock:
         found = _rq_queues.get(url)
         if found is None:
             import django_rq
 
-            found = _rq_queues[url] = django_rq.get_queue("default")
+            from mailhost import redisconn
+
+            found = django_rq.get_queue("default", connection=redisconn.client())
+            _rq_queues[url] = found
         return found
 
 
