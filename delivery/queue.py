@@ -199,14 +199,14 @@ def enqueue_after(message_id: int, seconds: float) -> None:
 def jobs_started(message_ids: Sequence[int]) -> None:
     """A worker took these messages' jobs: a later enqueue (new due recipients) must not be
     skipped. With Redis one DEL for all of them."""
-    if settings.REDIS_URL and message_ids:
+    if not settings.REDIS_URL:
+        for message_id in message_ids:
+            embedded.taken(message_id)
+    elif message_ids:
         try:
             rq_queue().connection.delete(*(PENDING_KEY.format(m) for m in message_ids))
         except Exception:
             logger.warning("could not clear the pending marks of messages %s", message_ids)
-    else:
-        for message_id in message_ids:
-            embedded.taken(message_id)
 
 
 class EmbeddedQueue:

@@ -182,9 +182,11 @@ def recipients_claim_many(
     adapt = connection.ops.adapt_datetimefield_value
     # Not synced before returning (mailboxes/transactions.py): a claim lost with the power
     # only makes the recipients due again, as an expired lease would.
-    # The SELECT of what the UPDATE took runs in its transaction, sent with it: one round
-    # trip for both on PostgreSQL (statements_together), with the BEGIN when nothing is
-    # recorded first.
+    # On PostgreSQL the SELECT of what the UPDATE took is sent with it, in its transaction:
+    # one round trip for both (statements_together). On SQLite, where a statement is no
+    # round trip, it runs after the COMMIT, and only when something was taken: the writer
+    # lock is not held for it.
+    together = connection.vendor == "postgresql"
     with unsynced_atomic(), connection.cursor() as cursor, connection.cursor() as taken:
         if record is not None:
             record()
@@ -193,11 +195,16 @@ def recipients_claim_many(
                 update,
                 [token, adapt(lease), adapt(now), *ids, *_PENDING_TEXT, adapt(now), adapt(now)],
             )
-            taken.execute(select, [*ids, token])
+            if together:
+                taken.execute(select, [*ids, token])
         claimed = cursor.rowcount
-        rows = taken.fetchall()
+        rows = taken.fetchall() if together else None
     if not claimed:
         return []
+    if rows is None:
+        with connection.cursor() as cursor:
+            cursor.execute(select, [*ids, token])
+            rows = cursor.fetchall()
     recipient, message, blob = _CLAIMED
     claims: list[Claim] = []
     for row in rows:
