@@ -30,6 +30,7 @@ class CountingHandler:
         self.recipients = 0
         self.sessions = 0  # EHLO/HELO greetings: one per connection (no STARTTLS here)
         self.arrivals: list[float] = []  # perf_counter() of each message
+        self.signed = 0  # messages that arrived with a DKIM-Signature field
         self.changed = threading.Condition()
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):  # noqa: ANN001
@@ -47,6 +48,9 @@ class CountingHandler:
             self.count += 1
             self.recipients += len(envelope.rcpt_tos)
             self.arrivals.append(time.perf_counter())
+            head = envelope.content.split(b"\r\n\r\n", 1)[0].lower()
+            if head.startswith(b"dkim-signature:") or b"\ndkim-signature:" in head:
+                self.signed += 1
             self.changed.notify_all()
         return "250 OK"
 

@@ -94,6 +94,7 @@ class PostfixInstance:
         domain: str,
         bind: str = "127.0.0.1",
         relay: dict[str, tuple[str, int]] | None = None,
+        milter: Path | None = None,
     ) -> None:
         self.root = root
         self.port = port
@@ -102,6 +103,9 @@ class PostfixInstance:
         # Domains relayed to a fixed host and port (the outbound sink), by smtp(8) with
         # Postfix's defaults (connection cache on demand, 20 sessions per destination).
         self.relay = relay or {}
+        # A milter on this Unix socket sees every message smtpd accepts (OpenDKIM signing,
+        # bench/reference_opendkim.py); a milter that fails tempfails the message.
+        self.milter = milter
         self.config = root / "etc"
         self.maildir = root / "mail" / "box"
         self.started = False
@@ -134,6 +138,9 @@ class PostfixInstance:
                 f"{domain}=smtp:[{host}]:{port}" for domain, (host, port) in self.relay.items()
             )
             main_cf += f"transport_maps = inline:{{ {routes} }}\n"
+        if self.milter:
+            main_cf += f"smtpd_milters = unix:{self.milter}\n"
+            main_cf += "milter_default_action = tempfail\n"
         (self.config / "main.cf").write_text(main_cf)
         (self.config / "master.cf").write_text(MASTER_CF.format(bind=self.bind, port=self.port))
         os.chmod(self.root, 0o755)

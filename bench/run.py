@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import imapbench  # noqa: E402
 import loadgen  # noqa: E402
 import reference_dovecot  # noqa: E402
+import reference_opendkim  # noqa: E402
 import reference_postfix  # noqa: E402
 from baseline_aiosmtpd import Sink  # noqa: E402
 from dns_server import DnsServer  # noqa: E402
@@ -133,6 +134,9 @@ class Bench:
         self.baseline_port: int | None = None
         self.baseline_pid: int | None = None
         self.postfix: reference_postfix.PostfixInstance | None = None
+        self.postfix_dkim: (
+            tuple[reference_postfix.PostfixInstance, reference_opendkim.OpenDKIMInstance] | None
+        ) = None
         self.dovecot: reference_dovecot.DovecotInstance | None = None
         self.stoppers: list[Callable[[], None]] = []
 
@@ -206,6 +210,8 @@ class Bench:
             outbound = self.wants("outbound", "outbound-processes")
             if outbound and not self.wants("smtp") and reference_postfix.available():
                 self.start_postfix()
+            if outbound and reference_postfix.available() and reference_opendkim.available():
+                self.start_postfix_dkim()
             if self.wants("smtp"):
                 self.baseline_port = free_port()
                 baseline = subprocess.Popen(
@@ -252,6 +258,26 @@ class Bench:
         postfix.start()
         self.results["meta"].setdefault("pids", []).append(postfix.master_pid())
         self.postfix = postfix
+
+    def start_postfix_dkim(self) -> None:
+        """A second stock Postfix for the outbound rows only, relaying to the sink with
+        OpenDKIM signing every message (bench/reference_opendkim.py): the same work as
+        Mailhost's submission, which signs every message with the domain's key."""
+        opendkim = reference_opendkim.OpenDKIMInstance(self.tmp / "opendkim", SENDER.split("@")[1])
+        self.stoppers.append(opendkim.stop)
+        opendkim.start()
+        self.results["meta"].setdefault("pids", []).append(opendkim.pid)
+        postfix = reference_postfix.PostfixInstance(
+            self.tmp / "postfix-dkim",
+            free_port(),
+            DOMAIN,
+            relay={SINK_DOMAIN: (SINK_ADDRESS, self.sink.port)},
+            milter=opendkim.socket,
+        )
+        self.stoppers.append(postfix.stop)
+        postfix.start()
+        self.results["meta"].setdefault("pids", []).append(postfix.master_pid())
+        self.postfix_dkim = (postfix, opendkim)
 
     def remove_tmp(self) -> None:
         with self.phase("teardown: remove data"):
@@ -506,6 +532,20 @@ class Bench:
                 self.postfix.port, self.postfix.master_pid(), auth=False
             )
             print(f"   postfix: {self.results['outbound_postfix']}", file=sys.stderr, flush=True)
+        if self.postfix_dkim is not None and "outbound_postfix_dkim" not in self.results:
+            postfix, opendkim = self.postfix_dkim
+            self.results["outbound_postfix_dkim"] = self.outbound_load(
+                postfix.port, (postfix.master_pid(), opendkim.pid), auth=False
+            )
+            print(
+                f"   postfix + opendkim: {self.results['outbound_postfix_dkim']}",
+                file=sys.stderr,
+                flush=True,
+            )
+        signing = self.results.get("outbound_postfix_dkim") or {}
+        run["postfix_dkim_delivered_per_s"] = signing.get("delivered_per_s")
+        run["postfix_dkim_cpu_ms_per_message"] = signing.get("cpu_ms_per_message")
+        run["ratio_to_postfix_dkim"] = ratio(run["delivered_per_s"], signing.get("delivered_per_s"))
         postfix = self.results.get("outbound_postfix") or {}
         reference = postfix.get("delivered_per_s")
         run["postfix_delivered_per_s"] = reference
@@ -554,25 +594,27 @@ class Bench:
         self.results.setdefault("outbound_drain", []).append(run)
         print(f"   {run}", file=sys.stderr, flush=True)
 
-    def outbound_load(self, port: int, pid: int, *, auth: bool) -> dict:
+    def outbound_load(self, port: int, pid: int | tuple[int, ...], *, auth: bool) -> dict:
         """Submit the outbound load on `port` and time it until the sink has it all; with
-        the CPU the server's process tree (`pid`'s) used for it, per message delivered (the
-        first submission on, after the sessions' logins, as the rate is; the sink and the
-        client are the bench's)."""
+        the CPU the server's process tree (`pid`'s, or the trees of several) used for it, per
+        message delivered (the first submission on, after the sessions' logins, as the rate
+        is; the sink and the client are the bench's), and how many arrived DKIM-signed."""
         count = self.counts["outbound"]
         before = self.sink.handler.recipients
+        signed = self.sink.handler.signed
         result = asyncio.run(submit("127.0.0.1", port, count, sessions=4, auth=auth, cpu_pid=pid))
         cpu = result["cpu"]
         start = result["start"]
         submitted = time.perf_counter() - start
         done = self.sink.handler.wait_for(before + result["ok"], 300)
         elapsed = time.perf_counter() - start
-        cpu = tree_cpu_seconds(pid) - cpu
+        cpu = trees_cpu_seconds(pid) - cpu
         delivered = self.sink.handler.recipients - before
         run = {
             "submitted": result["ok"],
             "submit_per_s": round(result["ok"] / submitted, 1),
             "delivered": delivered,
+            "signed": self.sink.handler.signed - signed,
             "delivered_per_s": round(delivered / elapsed, 1),
             "cpu_ms_per_message": round(cpu * 1000 / max(delivered, 1), 2),
             "complete": done,
@@ -826,8 +868,20 @@ class Bench:
 # --- helpers -----------------------------------------------------------------------------
 
 
+def trees_cpu_seconds(pids: int | tuple[int, ...]) -> float:
+    """tree_cpu_seconds summed over the trees of several processes (Postfix and its milter)."""
+    if isinstance(pids, int):
+        pids = (pids,)
+    return sum(tree_cpu_seconds(pid) for pid in pids)
+
+
 async def submit(
-    host: str, port: int, count: int, sessions: int, auth: bool = True, cpu_pid: int = 0
+    host: str,
+    port: int,
+    count: int,
+    sessions: int,
+    auth: bool = True,
+    cpu_pid: int | tuple[int, ...] = 0,
 ) -> dict:
     """Submit `count` messages to remote recipients through the MSA (AUTH PLAIN), or without
     AUTH (`auth=False`: a relay that trusts loopback, the reference Postfix).
@@ -874,7 +928,7 @@ async def submit(
 
     connections = [await login()]  # one first, so the others hit the auth cache
     connections += await asyncio.gather(*(login() for _ in range(sessions - 1)))
-    cpu = tree_cpu_seconds(cpu_pid) if cpu_pid else None
+    cpu = trees_cpu_seconds(cpu_pid) if cpu_pid else None
     start = time.perf_counter()
     await asyncio.gather(*(session(*conn) for conn in connections))
     return {"ok": ok, "errors": errors, "start": start, "cpu": cpu}
@@ -1159,9 +1213,11 @@ def table(results: dict) -> str:
         out.append(
             "| delivery threads (per runmail worker) | messages | submitted/s "
             "| delivered/s (end to end) | Postfix delivered/s | vs Postfix "
-            "| CPU ms/message Mailhost | CPU ms/message Postfix |"
+            "| CPU ms/message Mailhost | CPU ms/message Postfix "
+            "| Postfix + OpenDKIM delivered/s | vs Postfix + OpenDKIM "
+            "| CPU ms/message Postfix + OpenDKIM |"
         )
-        out.append("|---|---|---|---|---|---|---|---|")
+        out.append("|---|---|---|---|---|---|---|---|---|---|---|")
         for r in outbound:
             threads = r["workers"]
             if r.get("processes"):
@@ -1170,7 +1226,9 @@ def table(results: dict) -> str:
                 f"| {threads} | {r['messages']} | {r['submit_per_s']} "
                 f"| {r['delivered_per_s']} | {r.get('postfix_delivered_per_s')} "
                 f"| {r.get('ratio_to_postfix')} | {r.get('cpu_ms_per_message')} "
-                f"| {r.get('postfix_cpu_ms_per_message')} |"
+                f"| {r.get('postfix_cpu_ms_per_message')} "
+                f"| {r.get('postfix_dkim_delivered_per_s')} | {r.get('ratio_to_postfix_dkim')} "
+                f"| {r.get('postfix_dkim_cpu_ms_per_message')} |"
             )
     drain = results.get("outbound_drain")
     if drain:

@@ -82,6 +82,16 @@ def test_quick_bench_produces_every_figure(tmp_path):
         assert _number(run["delivered_per_s"]) and _number(run["submit_per_s"])
         # The same load relayed by the reference Postfix, where it is installed.
         assert "postfix_delivered_per_s" in run
+        # Mailhost's submission signed every message the sink received (the domain's key).
+        assert run["signed"] == run["delivered"], run
+    # Where OpenDKIM is installed, the same load through a Postfix that signs with it, which
+    # the sink saw signed, beside the stock Postfix whose mail it saw unsigned.
+    if "outbound_postfix_dkim" in data:
+        signing = data["outbound_postfix_dkim"]
+        assert signing["complete"] and signing["signed"] == signing["delivered"] > 0, signing
+        assert data["outbound_postfix"]["signed"] == 0, data["outbound_postfix"]
+        for run in outbound.values():
+            assert _number(run["ratio_to_postfix_dkim"]), run
     drain = {(run["processes"], run["workers"]): run for run in data["outbound_drain"]}
     assert set(drain) == set(outbound)
     for run in drain.values():
