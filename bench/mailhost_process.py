@@ -149,10 +149,11 @@ def tree_memory(pid: int) -> dict:
     return {"rss": rss, "pss": pss, "processes": count, "each": each}
 
 
-def tree_cpu_seconds(pid: int) -> float:
+def tree_cpu_seconds(pid: int, *, system_only: bool = False) -> float:
     """User plus system CPU seconds used so far by `pid`'s process tree: the processes alive
     now, and those of its children that exited and were waited for (Postfix's and Dovecot's
-    short-lived daemons are reaped by their master, which then carries their time)."""
+    short-lived daemons are reaped by their master, which then carries their time).
+    `system_only`: the kernel's part alone (system calls, the network stack, the disk)."""
     ticks = 0
     for member in process_tree(pid):
         try:
@@ -160,7 +161,10 @@ def tree_cpu_seconds(pid: int) -> float:
         except (OSError, IndexError):
             continue
         # utime, stime, cutime, cstime: /proc/PID/stat fields 14 to 17.
-        ticks += sum(int(field) for field in fields[11:15])
+        if system_only:
+            ticks += int(fields[12]) + int(fields[14])
+        else:
+            ticks += sum(int(field) for field in fields[11:15])
     return ticks / os.sysconf("SC_CLK_TCK")
 
 

@@ -522,15 +522,18 @@ def main(argv: list[str] | None = None) -> int:
         stack.callback(load.stop)
         time.sleep(WARM_UP)
         recording = record(mailhost.pid, args)
+        system = tree_cpu_seconds(mailhost.pid, system_only=True)
         cpu, done, start = tree_cpu_seconds(mailhost.pid), load.count(), time.perf_counter()
         time.sleep(args.seconds)
         cpu = tree_cpu_seconds(mailhost.pid) - cpu
+        system = tree_cpu_seconds(mailhost.pid, system_only=True) - system
         done, seconds = load.count() - done, time.perf_counter() - start
         unit = "IMAP command" if args.load == "imap" else "message"
         print(
             f"{done} {unit}s in {seconds:.1f} s: {done / seconds:.1f}/s, runmail's process tree "
-            f"{cpu * 1000 / max(done, 1):.2f} ms CPU per {unit} ({cpu / seconds:.2f} CPUs busy; "
-            f"load average {os.getloadavg()[0]:.1f})"
+            f"{cpu * 1000 / max(done, 1):.2f} ms CPU per {unit}, of which "
+            f"{system * 1000 / max(done, 1):.2f} ms in the kernel ({cpu / seconds:.2f} CPUs "
+            f"busy; load average {os.getloadavg()[0]:.1f})"
         )
         if load.errors:
             print(f"load errors: {load.errors}")
