@@ -18,6 +18,7 @@ InnoDB's logs), so a lone writer pays nothing extra.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -74,6 +75,45 @@ def batch_rows(kind: str) -> dict[Any, Any] | None:
     if rows is None:
         return None
     return rows.setdefault(kind, {})
+
+
+def send_later(sql: str, params: Sequence[Any], then: Callable[[Any], None]) -> bool:
+    """In a batch's transaction without savepoints (a shared one of several pieces): keep a
+    plain statement to be sent with the others kept so, in one round trip (statements_together,
+    on PostgreSQL), ahead of the transaction's next other statement or its COMMIT, so that the
+    statements run in the order they were made; `then` gets its first row (None when it has
+    none) after that round trip. True when kept; False elsewhere, and the caller runs it now.
+    The caller goes on as though the statement did what it expects: where it did not, `then`
+    raises, which rolls the batch back and runs it again with savepoints, where nothing is
+    kept (a batch of N messages to one mailbox: their N filings one round trip, not N)."""
+    later = getattr(_shared, "later", None)
+    if later is None:
+        return False
+    later.append((sql, params, then))
+    return True
+
+
+def _send_kept() -> None:
+    """Send the statements send_later kept, together, and hand each `then` its row."""
+    later = _shared.later
+    if not later:
+        return
+    _shared.later = []  # the statements below come through _kept_first: nothing to send then
+    db = connections[DEFAULT_DB_ALIAS]
+    with contextlib.ExitStack() as stack:
+        cursors = [stack.enter_context(db.prepared_cursor()) for _ in later]
+        with db.statements_together():
+            for cursor, (sql, params, _) in zip(cursors, later, strict=True):
+                cursor.execute(sql, params)
+        rows = [cursor.fetchone() for cursor in cursors]
+    for (_, _, then), row in zip(later, rows, strict=True):
+        then(row)
+
+
+def _kept_first(execute, sql, params, many, context):  # noqa: ANN001, ANN202
+    """An execute wrapper: the kept statements go before any other (send_later)."""
+    _send_kept()
+    return execute(sql, params, many, context)
 
 
 class GroupCommitter:
@@ -188,16 +228,18 @@ class GroupCommitter:
             firsts = _befores(batch)
             for work, first in zip(batch, firsts, strict=True):
                 values.append(work.fn(first))
+            _send_kept()
 
-        _shared.rows = {}
+        _shared.rows, _shared.later = {}, []
         try:
-            _commit_transaction(pieces)
+            with connections[DEFAULT_DB_ALIAS].execute_wrapper(_kept_first):
+                _commit_transaction(pieces)
         except Exception as exc:
             if _unsynced(batch, exc):
                 return True
             return False  # rolled back whole: nothing of the batch is stored
         finally:
-            _shared.rows = None
+            _shared.rows, _shared.later = None, None
         self.batches += 1
         for work, value in zip(batch, values, strict=True):
             work.value, work.done = value, True

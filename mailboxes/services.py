@@ -1662,13 +1662,10 @@ def _file_into_mailboxes(
                 if blob is None:
                     blob = blob_row_create(name=written, raw=raw)
                 row = {"blob_id": blob.pk, "size": size, "internal_date": when, **fields}
-                reserved = _file_shared(db, folder_id, mailbox_id, row)
                 del usage[mailbox_id]  # added by that statement, or nothing was filed
-                if reserved is not None:
+                if _file_shared(db, folder_id, mailbox_id, row):
                     _add_kept_usage(mailboxes, mailbox_id, size, 1)
                     filed.add(mailbox_id)
-                    uid, modseq = reserved
-                    events.publish(ChangeEvent(mailbox_id, folder_id, "exists", (uid,), modseq))
                 continue
             unseen = 0 if copy is not None and copy.system & SystemFlag.SEEN else 1
             reserved = _reserve_one(folder_id, copy.size if copy else size, unseen)
@@ -2126,15 +2123,14 @@ def _mailboxes_with_folders_query(db: BaseDatabaseWrapper, ids: list[int]) -> tu
 _file_shared_sql: str | None = None
 
 
-def _file_shared(
-    db: BaseDatabaseWrapper, folder_id: int, mailbox_id: int, row: dict
-) -> tuple[int, int] | None:
+def _file_shared(db: BaseDatabaseWrapper, folder_id: int, mailbox_id: int, row: dict) -> bool:
     """PostgreSQL: file an unseen message without flags in one statement, where elsewhere it
     is three: _reserve_one's UPDATE of the folder, the message's INSERT with the UID and
     MODSEQ that UPDATE returns, and the mailbox's usage. Each is a round trip made under the
     batch's row locks (mailboxes.groupcommit), which every other delivery to that mailbox
-    waits on. Returns the UID and MODSEQ; None when the folder is gone (nothing is filed,
-    the usage is left as it was)."""
+    waits on; in a batch of several messages the statement is kept and sent with the batch's
+    other filings (groupcommit.send_later). False when the folder is gone (nothing is filed,
+    the usage is left as it was; a kept statement's batch runs again with savepoints)."""
     global _file_shared_sql
     head, _fields, plan = _message_insert_plan(db)
     if _file_shared_sql is None:
@@ -2151,10 +2147,24 @@ def _file_shared(
         )
     values = _message_params(db, plan[len(_RESERVED_COLUMNS) :], [row])
     size = row["size"]
+    params = [size, folder_id, size, 1, mailbox_id, *values]
+
+    def filed(reserved: tuple[int, int] | None) -> bool:
+        if reserved is None:
+            return False
+        uid, modseq = reserved
+        events.publish(ChangeEvent(mailbox_id, folder_id, "exists", (uid,), modseq))
+        return True
+
+    def filed_later(reserved: tuple[int, int] | None) -> None:
+        if not filed(reserved):
+            raise NotFound(f"folder {folder_id} is gone")
+
+    if groupcommit.send_later(_file_shared_sql, params, filed_later):
+        return True
     with db.prepared_cursor() as cursor:
-        cursor.execute(_file_shared_sql, [size, folder_id, size, 1, mailbox_id, *values])
-        reserved = cursor.fetchone()
-    return None if reserved is None else (reserved[0], reserved[1])
+        cursor.execute(_file_shared_sql, params)
+        return filed(cursor.fetchone())
 
 
 def _reserve_one(folder_id: int, size: int, unseen: int = 1) -> tuple[int, int] | None:

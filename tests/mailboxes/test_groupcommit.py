@@ -77,6 +77,31 @@ def queue_behind(
     return outcomes
 
 
+def queue_in_order(pieces: list) -> list:
+    """Call each piece (submitting itself) from a thread of its own while the committer is
+    held, each queued before the next starts; return their outcomes in order."""
+    outcomes: list = [None] * len(pieces)
+    threads = []
+
+    def call(n: int) -> None:
+        try:
+            outcomes[n] = pieces[n]()
+        finally:
+            connection.close()
+
+    with held(committer):
+        for n in range(len(pieces)):
+            threads.append(threading.Thread(target=call, args=(n,)))
+            threads[-1].start()
+            deadline = time.monotonic() + 30
+            while committer.waiting <= n:
+                assert time.monotonic() < deadline, "pieces did not queue"
+                time.sleep(0.005)
+    for thread in threads:
+        thread.join(30)
+    return outcomes
+
+
 def test_one_failing_piece_does_not_fail_the_batch():
     group = GroupCommitter()
     calls = {"flaky": 0}
@@ -435,27 +460,102 @@ def test_a_mailbox_whose_sieve_plan_may_make_folders_is_locked_again(make_mailbo
             junk_mailbox_ids=[alice.id],
         ),
     ]
-    threads = []
-
-    def call(piece) -> None:  # noqa: ANN001
-        try:
-            committer.run(piece)
-        finally:
-            connection.close()
-
     before = committer.batches
-    with held(committer):
-        for n, piece in enumerate(pieces):  # queued in this order: m1's plan runs first
-            threads.append(threading.Thread(target=call, args=(piece,)))
-            threads[-1].start()
-            deadline = time.monotonic() + 30
-            while committer.waiting <= n:
-                assert time.monotonic() < deadline, "pieces did not queue"
-                time.sleep(0.005)
-    for thread in threads:
-        thread.join(30)
+    # queued in this order: m1's plan runs first
+    queue_in_order([lambda piece=piece: committer.run(piece) for piece in pieces])
     assert committer.batches == before + 1
     spam = folder_get(alice, "Spam")
     assert spam.special_use == "\\Junk"
     subjects = sorted(Message.objects.filter(folder=spam).values_list("subject", flat=True))
     assert subjects == ["m1", "m2"]
+
+
+postgresql_only = pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="psycopg's pipeline and round trips"
+)
+
+
+@postgresql_only
+def test_a_batchs_filings_are_sent_together(make_mailbox, published, tmp_path):
+    # Before: each message's filing (services._file_shared) was a round trip of its own under
+    # the batch's locks, N + 2 from BEGIN to COMMIT; now they go together (send_later): the
+    # BEGIN with the blob rows and the lock, the N filings, the COMMIT.
+    from django.db import DEFAULT_DB_ALIAS, connections
+
+    from tests.mailhost.test_prepared_statements import traced
+
+    alice = make_mailbox("alice@example.org")
+    accept("alice@example.org", "warm")
+    trips: dict[str, list[list[str]]] = {}
+
+    def piece(name: str):  # noqa: ANN202
+        def run():  # noqa: ANN202
+            db = connections[DEFAULT_DB_ALIAS]
+            db.ensure_connection()
+            outcome: list = []
+            work = lambda: outcome.append(accept("alice@example.org", name))  # noqa: E731
+            trips[name] = traced(db, work, tmp_path / name)
+            return outcome[0]
+
+        return run
+
+    names = [f"m{n}" for n in range(4)]
+    before = committer.batches
+    outcomes = queue_behind(committer, {name: piece(name) for name in names}, submit=False)
+    assert committer.batches == before + 1
+    assert all(o.accepted for o in outcomes.values()), outcomes
+    [leader] = [t for t in trips.values() if any('"COMMIT"' in m for trip in t for m in trip)]
+    begin = next(n for n, trip in enumerate(leader) if any('"BEGIN"' in m for m in trip))
+    commit = next(n for n, trip in enumerate(leader) if any('"COMMIT"' in m for m in trip))
+    assert commit - begin == 2, leader[begin : commit + 1]
+    filings = [m for m in leader[begin + 1] if "Execute" in m]
+    assert len(filings) == 4
+    inbox = Folder.objects.get(mailbox=alice, name="INBOX")
+    uids = Message.objects.filter(folder=inbox).order_by("uid").values_list("uid", flat=True)
+    assert list(uids) == [1, 2, 3, 4, 5]
+    assert (inbox.uidnext, inbox.message_count) == (6, 5)
+    alice.refresh_from_db()
+    assert alice.used_messages == 5
+    exists = [e.uids for e in published if e.folder_id == inbox.pk and e.kind == "exists"]
+    assert sorted(exists) == [(1,), (2,), (3,), (4,), (5,)]
+
+
+@postgresql_only
+def test_a_filing_sent_later_into_a_folder_gone_runs_the_batch_again(make_mailbox):
+    # The batch's lock read alice's Junk before the first piece deleted it: the second
+    # piece's kept filing finds no folder when it is sent, so the batch runs again with
+    # savepoints, where that piece reads its mailbox afresh and files into INBOX (before:
+    # the filing found no folder and the message was refused as over quota).
+    from mailboxes import services
+    from mailboxes.selectors import folder_get
+
+    alice = make_mailbox("alice@example.org")
+    raw = make_raw("late")
+    resolutions = [recipient_resolve("alice@example.org")]
+
+    def deliver_to_junk():  # noqa: ANN202
+        return committer.run_after(
+            services.delivery_batch_start,
+            (services.blob_write(raw), raw, resolutions),
+            lambda blob: services.message_deliver(
+                raw=raw,
+                recipients=["alice@example.org"],
+                blob=blob,
+                resolutions=resolutions,
+                sieve=False,
+                junk_mailbox_ids=[alice.id],
+            ),
+        )
+
+    pieces = [
+        lambda: committer.run(lambda: services.folder_delete(folder=folder_get(alice, "Junk"))),
+        deliver_to_junk,
+    ]
+    before = committer.batches
+    outcomes = queue_in_order(pieces)  # the Junk is gone before the filing
+    assert committer.batches == before + 1  # the run with savepoints
+    [result] = outcomes[1]
+    assert result.accepted, result
+    assert not Folder.objects.filter(mailbox=alice, name="Junk").exists()
+    inbox = Folder.objects.get(mailbox=alice, name="INBOX")
+    assert list(Message.objects.filter(folder=inbox).values_list("subject", "uid")) == [("late", 1)]
