@@ -33,6 +33,7 @@ from django.utils import timezone
 from mailboxes import headers
 from mailboxes.outbound import outbound
 from mailboxes.selectors import Resolution
+from mailhost.plainsql import Read
 
 logger = logging.getLogger(__name__)
 
@@ -87,11 +88,12 @@ class _Mailbox:
 # --- Where the scripts come from (managesieve's storage) ---------------------------------
 
 
-def _scripts_for(mailbox_ids: Sequence[int]) -> list[_Mailbox]:
+def scripts_read(mailbox_ids: Sequence[int]) -> Read[list[_Mailbox]]:
     """The mailboxes among `mailbox_ids` that have a script to run, with their scripts: the
     domain's default (Domain.sieve_default), then the mailbox's active SieveScript (at most
-    one: a database constraint). One plain query: it runs for every delivery, and the ORM
-    spent ten times the database's time building it."""
+    one: a database constraint). One plain query: it runs for every delivery (port 25 sends
+    it with the spam verdict's reads: delivery.accept), and the ORM spent ten times the
+    database's time building it."""
     from django.db import DEFAULT_DB_ALIAS, connections
 
     from mailboxes.models import Domain, Mailbox, SieveScript
@@ -99,6 +101,8 @@ def _scripts_for(mailbox_ids: Sequence[int]) -> list[_Mailbox]:
     db = connections[DEFAULT_DB_ALIAS]
 
     ids = sorted(set(mailbox_ids))
+    if not ids:
+        return Read(None, [], lambda _: [])
     q = db.ops.quote_name
     mailbox, domain, script = (
         q(Mailbox._meta.db_table),
@@ -111,9 +115,10 @@ def _scripts_for(mailbox_ids: Sequence[int]) -> list[_Mailbox]:
         f"LEFT JOIN {script} s ON s.mailbox_id = m.id AND s.active = %s "
         f"WHERE m.id IN ({', '.join(['%s'] * len(ids))})"
     )
-    with db.prepared_cursor() as cursor:
-        cursor.execute(sql, [True, *ids])
-        rows = cursor.fetchall()
+    return Read(sql, [True, *ids], _scripts_of)
+
+
+def _scripts_of(rows: list[tuple]) -> list[_Mailbox]:
     found = []
     for mailbox_id, local_part, domain_name, default, name, text in rows:
         scripts = []
@@ -166,15 +171,17 @@ def plan(
     spam: bool = False,
     junk_mailbox_ids: Iterable[int] | None = None,
     spam_score: float | None = None,
+    scripts: list[_Mailbox] | None = None,
 ) -> dict[int, MailboxPlan]:
-    """Run the scripts of every mailbox of `resolutions` that has one; see the module doc."""
+    """Run the scripts of every mailbox of `resolutions` that has one; see the module doc.
+    `scripts`: scripts_read's answer for those mailboxes, when the caller read it."""
     wanted: dict[int, str] = {}
     for resolution in resolutions:
         for mailbox_id in resolution.mailbox_ids:
             wanted.setdefault(mailbox_id, resolution.address)
     if not wanted:
         return {}
-    mailboxes = _scripts_for(sorted(wanted))
+    mailboxes = scripts_read(sorted(wanted)).run() if scripts is None else scripts
     if not mailboxes:
         return {}
     info = DeliveryInfo(

@@ -64,7 +64,7 @@ from mailboxes.models import (
 )
 from mailboxes.quotas import USAGE_FIELDS, Usage
 from mailhost.expiring import ExpiringCache
-from mailhost.plainsql import Columns, converted, converters_of
+from mailhost.plainsql import Columns, Read, converted, converters_of
 
 logger = logging.getLogger(__name__)
 
@@ -474,35 +474,43 @@ def sender_lists(mailbox_ids: Iterable[int], sender: str) -> dict[int, str | Non
 
     The rule (mailboxes.senderlists): the mailbox's own entries beat its domain's; within one
     list the most specific matching pattern wins (address, then @domain, then the longest
-    domain suffix). One indexed query per call (the spam verdict asks once per message);
-    plain SQL, as in _domain_and_mailbox: the ORM cost more CPU than the query."""
+    domain suffix)."""
+    return sender_lists_read(mailbox_ids, sender).run()
+
+
+def sender_lists_read(mailbox_ids: Iterable[int], sender: str) -> Read[dict[int, str | None]]:
+    """sender_lists as a Read: one indexed query (the spam verdict asks once per message, with
+    its other reads: delivery.spam.selectors.sender_facts); plain SQL, as in
+    _domain_and_mailbox: the ORM cost more CPU than the query."""
     db = connections[DEFAULT_DB_ALIAS]
     ids = list(dict.fromkeys(mailbox_ids))
-    result: dict[int, str | None] = dict.fromkeys(ids)
     candidates = senderlists.sender_candidates(sender)
     if not ids or not candidates:
-        return result
+        return Read(None, [], lambda _: dict.fromkeys(ids))
     rank = {pattern: index for index, pattern in enumerate(candidates)}
     q = db.ops.quote_name
     entries, mailboxes = q(SenderListEntry._meta.db_table), q(Mailbox._meta.db_table)
     id_marks = ", ".join(["%s"] * len(ids))
     pattern_marks = ", ".join(["%s"] * len(candidates))
-    with db.prepared_cursor() as cursor:
-        cursor.execute(
-            f"SELECT m.id, e.mailbox_id, e.pattern, e.action FROM {mailboxes} m"
-            f" JOIN {entries} e ON (e.mailbox_id = m.id OR e.domain_id = m.domain_id)"
-            f" WHERE m.id IN ({id_marks}) AND e.pattern IN ({pattern_marks})",
-            [*ids, *candidates],
-        )
-        rows = cursor.fetchall()
-    best: dict[int, tuple[int, int, str]] = {}  # mailbox id -> (domain entry?, rank, action)
-    for mailbox_id, own_id, pattern, action in rows:
-        key = (0 if own_id is not None else 1, rank[pattern], action)
-        if mailbox_id not in best or key < best[mailbox_id]:
-            best[mailbox_id] = key
-    for mailbox_id, (_, _, action) in best.items():
-        result[mailbox_id] = action
-    return result
+
+    def answer(rows: list[tuple]) -> dict[int, str | None]:
+        result: dict[int, str | None] = dict.fromkeys(ids)
+        best: dict[int, tuple[int, int, str]] = {}  # mailbox id -> (domain entry?, rank, action)
+        for mailbox_id, own_id, pattern, action in rows:
+            key = (0 if own_id is not None else 1, rank[pattern], action)
+            if mailbox_id not in best or key < best[mailbox_id]:
+                best[mailbox_id] = key
+        for mailbox_id, (_, _, action) in best.items():
+            result[mailbox_id] = action
+        return result
+
+    return Read(
+        f"SELECT m.id, e.mailbox_id, e.pattern, e.action FROM {mailboxes} m"
+        f" JOIN {entries} e ON (e.mailbox_id = m.id OR e.domain_id = m.domain_id)"
+        f" WHERE m.id IN ({id_marks}) AND e.pattern IN ({pattern_marks})",
+        [*ids, *candidates],
+        answer,
+    )
 
 
 def sender_list_entries(

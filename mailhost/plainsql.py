@@ -10,10 +10,12 @@ The text and the converters are made on first use, for the one database a proces
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import contextlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import (
     AutoField,
     BigAutoField,
@@ -29,6 +31,38 @@ from django.db.models import (
 )
 from django.db.models.constants import OnConflict
 from django.utils import timezone
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Read(Generic[T]):
+    """A plain SELECT (sql None: nothing to ask) and what makes its answer of its rows.
+    Reads that do not depend on one another's answers go together (reads_together)."""
+
+    sql: str | None
+    params: Sequence[Any]
+    answer: Callable[[list[tuple]], T]
+
+    def run(self) -> T:
+        return reads_together([self])[0]
+
+
+def reads_together(reads: Sequence[Read]) -> list:
+    """Each read's answer, in their order; the statements prepared (prepared_cursor) and sent
+    together: one round trip on PostgreSQL (statements_together), one after the other on
+    SQLite."""
+    asked = [read for read in reads if read.sql is not None]
+    db = connections[DEFAULT_DB_ALIAS]
+    rows: dict[int, list[tuple]] = {}
+    with contextlib.ExitStack() as stack:
+        cursors = [stack.enter_context(db.prepared_cursor()) for _ in asked]
+        with db.statements_together() if len(asked) > 1 else contextlib.nullcontext():
+            for cursor, read in zip(cursors, asked, strict=True):
+                cursor.execute(read.sql, read.params)
+        for cursor, read in zip(cursors, asked, strict=True):
+            rows[id(read)] = cursor.fetchall()
+    return [read.answer(rows.get(id(read), [])) for read in reads]
 
 
 class Columns:

@@ -30,7 +30,9 @@ from django.conf import settings
 from mailboxes.exceptions import MailhostError
 
 if TYPE_CHECKING:
+    from delivery.spam.selectors import SenderFacts
     from mailboxes.headers import HeaderRead
+    from mailhost.plainsql import Read
 
 logger = logging.getLogger("mailhost.spam")
 
@@ -160,10 +162,13 @@ def verdict(
     recipients: Sequence[str] = (),
     queue_id: str = "",
     header: HeaderRead | None = None,
+    facts: SenderFacts | None = None,
 ) -> SpamVerdict:
     """The spam verdict of one message for its recipient mailboxes (see the module doc).
     `recipients` (the envelope's) and `queue_id` are passed on to rspamd; `header`
-    (mailboxes.headers.header_read of `raw`) spares the builtin scorer a parse."""
+    (mailboxes.headers.header_read of `raw`) spares the builtin scorer a parse; `facts`
+    (sender_facts of the mailboxes and the From address, or the envelope sender without
+    one), a read of them."""
     ids = sorted(set(mailbox_ids))
     backend = settings.MAILHOST_SPAM_BACKEND
     if backend == "off":
@@ -179,11 +184,13 @@ def verdict(
     if backend == "rspamd":
         from delivery.spam import rspamd
 
-        result = rspamd.verdict(**message, recipients=list(recipients), queue_id=queue_id)
+        result = rspamd.verdict(
+            **message, recipients=list(recipients), queue_id=queue_id, facts=facts
+        )
     else:
         from delivery.spam import builtin
 
-        result = builtin.verdict(**message, header=header)
+        result = builtin.verdict(**message, header=header, facts=facts)
     logger.info(
         "spam_verdict backend=%s client=%s score=%.1f junk=%d/%d reject=%s codes=%s",
         backend,
@@ -197,4 +204,26 @@ def verdict(
     return result
 
 
-__all__ = ["GTUBE", "Reason", "SpamRejected", "SpamVerdict", "reasons_of", "verdict"]
+def sender_facts(
+    mailbox_ids: Iterable[int], sender: str, *also: Read
+) -> tuple[SenderFacts | None, list]:
+    """verdict's `facts`, read with the caller's `also` (reads that depend on none of them) in
+    one round trip on PostgreSQL; None when the backend reads none (off)."""
+    from delivery.spam import selectors
+
+    if settings.MAILHOST_SPAM_BACKEND == "off":
+        from mailhost.plainsql import reads_together
+
+        return None, reads_together(also)
+    return selectors.sender_facts(mailbox_ids, sender, *also)
+
+
+__all__ = [
+    "GTUBE",
+    "Reason",
+    "SpamRejected",
+    "SpamVerdict",
+    "reasons_of",
+    "sender_facts",
+    "verdict",
+]

@@ -42,8 +42,10 @@ def verdict(
     mail_from: str,
     mailbox_ids: list[int],
     header: headers.HeaderRead | None = None,
+    facts: selectors.SenderFacts | None = None,
 ) -> SpamVerdict:
-    """`header`: headers.header_read(raw), when the caller has it already."""
+    """`header`: headers.header_read(raw), when the caller has it already; `facts`:
+    mailbox_reasons'."""
     header = header or headers.header_read(raw)
     summary, parsed = header.summary, header.parsed
     text = text_of(raw, parsed)
@@ -61,6 +63,7 @@ def verdict(
         hashes=lambda: hashes_of(
             text, subject=summary["subject"], from_address=summary["from_address"]
         ),
+        facts=facts,
     )
     return SpamVerdict(reasons, per_mailbox, "builtin")
 
@@ -222,14 +225,23 @@ def _helo_is_name(helo: str) -> bool:
 
 
 def mailbox_reasons(
-    mailbox_ids: list[int], *, sender: str, authenticated: bool, hashes, classifier: bool = True
-) -> dict[int, list[Reason]]:  # noqa: ANN001
-    """Each mailbox's own reasons: lists, known senders, classifier (see module docstring)."""
+    mailbox_ids: list[int],
+    *,
+    sender: str,
+    authenticated: bool,
+    hashes,  # noqa: ANN001
+    classifier: bool = True,
+    facts: selectors.SenderFacts | None = None,
+) -> dict[int, list[Reason]]:
+    """Each mailbox's own reasons: lists, known senders, classifier (see module docstring).
+    `facts`: selectors.sender_facts of these mailboxes and sender, when the caller read them
+    with reads of its own; else they are read here."""
     result: dict[int, list[Reason]] = {m: [] for m in mailbox_ids}
     if not mailbox_ids:
         return result
-    lists = selectors.sender_list_verdicts(mailbox_ids, sender)
-    for mailbox_id, action in lists.items():
+    if facts is None or not facts.about(mailbox_ids, sender):
+        facts = selectors.sender_facts(mailbox_ids, sender)[0]
+    for mailbox_id, action in facts.lists.items():
         if action == "allow":
             result[mailbox_id].append(
                 Reason("ALLOW_LISTED", -100.0, f"{sender} is on your list of allowed senders")
@@ -238,8 +250,8 @@ def mailbox_reasons(
             result[mailbox_id].append(
                 Reason("BLOCK_LISTED", 100.0, f"{sender} is on your list of blocked senders")
             )
-    all_totals, known = selectors.mailbox_facts(mailbox_ids, sender)
-    for mailbox_id in sorted(known):
+    all_totals = facts.totals
+    for mailbox_id in sorted(facts.known):
         if authenticated:
             reason = Reason("KNOWN_SENDER", -3.0, f"you have written to {sender} before")
         else:

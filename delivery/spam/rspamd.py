@@ -24,6 +24,7 @@ from django.conf import settings
 
 from delivery.spam import Reason, SpamVerdict
 from delivery.spam.builtin import mailbox_reasons
+from delivery.spam.selectors import SenderFacts
 
 logger = logging.getLogger("mailhost.spam")
 
@@ -95,6 +96,7 @@ def verdict(
     mailbox_ids: list[int],
     recipients: Sequence[str] = (),
     queue_id: str = "",
+    facts: SenderFacts | None = None,
 ) -> SpamVerdict:
     from mailboxes import headers as message_headers
 
@@ -131,5 +133,6 @@ def verdict(
         authenticated=False,
         hashes=lambda: [],
         classifier=False,
+        facts=facts,
     )
     return SpamVerdict(reasons, per_mailbox, "rspamd")

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 
 from delivery.models import KnownSender, SpamToken, SpamTraining
 from delivery.spam.classifier import Totals
+from mailhost.plainsql import Read, reads_together
 
 TOTALS_TOKEN = 0  # SpamToken row holding a mailbox's trained message counts
 
@@ -32,12 +34,18 @@ def known_sender_mailboxes(mailbox_ids: Iterable[int], address: str) -> set[int]
 
 
 def mailbox_facts(mailbox_ids: Iterable[int], sender: str) -> tuple[dict[int, Totals], set[int]]:
-    """classifier_totals and known_sender_mailboxes in one statement (the hot path of port
-    25: plain SQL, since building these with the ORM cost more CPU than running them)."""
-    db = connections[DEFAULT_DB_ALIAS]
+    """classifier_totals and known_sender_mailboxes in one statement."""
+    return mailbox_facts_read(mailbox_ids, sender).run()
+
+
+def mailbox_facts_read(
+    mailbox_ids: Iterable[int], sender: str
+) -> Read[tuple[dict[int, Totals], set[int]]]:
+    """mailbox_facts as a Read (the hot path of port 25: plain SQL, since building these with
+    the ORM cost more CPU than running them)."""
     ids = sorted(set(mailbox_ids))
     if not ids:
-        return {}, set()
+        return Read(None, [], lambda _: ({}, set()))
     marks = _marks(ids)
     sql = (
         f"SELECT 0, mailbox_id, spam, ham FROM {_table(SpamToken)}"
@@ -50,16 +58,43 @@ def mailbox_facts(mailbox_ids: Iterable[int], sender: str) -> tuple[dict[int, To
             f" WHERE address = %s AND mailbox_id IN ({marks})"
         )
         params += [sender.lower(), *ids]
-    totals: dict[int, Totals] = {}
-    known: set[int] = set()
-    with db.prepared_cursor() as cursor:
-        cursor.execute(sql, params)
-        for kind, mailbox_id, spam, ham in cursor.fetchall():
+
+    def answer(rows: list[tuple]) -> tuple[dict[int, Totals], set[int]]:
+        totals: dict[int, Totals] = {}
+        known: set[int] = set()
+        for kind, mailbox_id, spam, ham in rows:
             if kind:
                 known.add(mailbox_id)
             else:
                 totals[mailbox_id] = Totals(spam, ham)
-    return totals, known
+        return totals, known
+
+    return Read(sql, params, answer)
+
+
+@dataclass(frozen=True)
+class SenderFacts:
+    """What the spam verdict reads of its mailboxes about one sender (mailbox_reasons)."""
+
+    mailbox_ids: tuple[int, ...]
+    sender: str
+    lists: dict[int, str | None]  # sender_list_verdicts
+    totals: dict[int, Totals]  # classifier_totals
+    known: set[int]  # known_sender_mailboxes
+
+    def about(self, mailbox_ids: Iterable[int], sender: str) -> bool:
+        return sender == self.sender and tuple(sorted(set(mailbox_ids))) == self.mailbox_ids
+
+
+def sender_facts(mailbox_ids: Iterable[int], sender: str, *also: Read) -> tuple[SenderFacts, list]:
+    """The SenderFacts of `mailbox_ids` and `sender`, and the answers of the caller's `also`
+    (reads that depend on none of these), all in one round trip on PostgreSQL (port 25 asks
+    them for every message: reads_together)."""
+    ids = tuple(sorted(set(mailbox_ids)))
+    lists, (totals, known), *others = reads_together(
+        [sender_list_verdicts_read(ids, sender), mailbox_facts_read(ids, sender), *also]
+    )
+    return SenderFacts(ids, sender, lists, totals, known), others
 
 
 def classifier_counts(
@@ -84,17 +119,20 @@ def classifier_counts(
 
 
 def sender_list_verdicts(mailbox_ids: Iterable[int], sender: str) -> dict[int, str | None]:
-    """What each mailbox's allow/block lists say of `sender`: "allow", "block" or None.
+    """What each mailbox's allow/block lists say of `sender`: "allow", "block" or None
+    (the lists and their rule belong to mailboxes: selectors.sender_lists)."""
+    return sender_list_verdicts_read(mailbox_ids, sender).run()
 
-    The lists and their rule belong to mailboxes (selectors.sender_lists); before they exist
-    every answer is None."""
+
+def sender_list_verdicts_read(
+    mailbox_ids: Iterable[int], sender: str
+) -> Read[dict[int, str | None]]:
     from mailboxes import selectors
 
-    lists = getattr(selectors, "sender_lists", None)
     ids = list(mailbox_ids)
-    if lists is None or not sender or not ids:
-        return dict.fromkeys(ids)
-    return lists(ids, sender)
+    if not sender or not ids:
+        return Read(None, [], lambda _: dict.fromkeys(ids))
+    return selectors.sender_lists_read(ids, sender)
 
 
 def trainings_pending(mailbox_id: int | None = None) -> list[int]:
