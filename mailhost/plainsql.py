@@ -29,7 +29,9 @@ from django.db.models import (
     Model,
     TextField,
 )
+from django.db.models.base import ModelState
 from django.db.models.constants import OnConflict
+from django.db.models.signals import post_init, pre_init
 from django.utils import timezone
 
 T = TypeVar("T")
@@ -106,7 +108,34 @@ class Columns:
     def instance(self, row: Sequence, start: int = 0) -> Model:
         """The instance whose columns are row[start:start + len(self)] (with only some
         fields named, the others deferred)."""
-        return self.model.from_db(connection.alias, self.attnames, self.values(row, start))
+        return from_db(self.model, connection.alias, self.attnames, self.values(row, start))
+
+
+def from_db(model: type[Model], alias: str, attnames: Sequence[str], values: Sequence) -> Model:
+    """`model.from_db(alias, attnames, values)` without Model.__init__, which for a row read
+    whole only sets each field's attribute, sends pre_init and post_init, and makes the
+    state: a third of the time (3 against 10 µs for an 18-field model), and a delivery claim
+    makes three. A model of its own __init__ or from_db, or one whose init signals have
+    receivers, is built by the ORM. A field not in `attnames` stays deferred (absent from
+    the instance's __dict__, read on first access, as the ORM leaves it)."""
+    if (
+        model.from_db.__func__ is not _MODEL_FROM_DB
+        or model.__init__ is not _MODEL_INIT
+        or pre_init.has_listeners(model)
+        or post_init.has_listeners(model)
+    ):
+        return model.from_db(alias, list(attnames), list(values))
+    new = model.__new__(model)
+    new.__dict__.update(zip(attnames, values))
+    state = ModelState()
+    state.adding = False
+    state.db = alias
+    new._state = state
+    return new
+
+
+_MODEL_FROM_DB = Model.from_db.__func__
+_MODEL_INIT = Model.__init__
 
 
 def converters_of(columns: Sequence[tuple[Any, str]]) -> list[tuple[int, Any, list]]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 from django.db import connection
+from django.db.models.signals import post_init
 from django.utils import timezone
 
 from delivery.models import OutboundMessage, OutboundRecipient, RecipientStatus
@@ -48,6 +49,56 @@ def test_instances_read_from_a_plain_select_equal_the_orm_s():
         assert plain._state.adding is False
     assert read[0].retry_forced is True and timezone.is_aware(read[0].next_attempt_at)
     assert bytes(read[2].data) == b"abc"
+
+
+def _select_recipient(columns: Columns, pk: int):
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {columns.sql} FROM {columns.table} WHERE r.id = %s", [pk])
+        return cursor.fetchone()
+
+
+def _recipient() -> OutboundRecipient:
+    blob = Blob.objects.create(name="inline:z", size=1, data=b"z")
+    message = OutboundMessage.objects.create(
+        queue_id="Q2", blob=blob, mail_from="a@example.org", size=1
+    )
+    return OutboundRecipient.objects.create(message=message, address="c@example.net")
+
+
+def test_an_instance_read_plainly_saves_as_an_update_and_reads_deferred_fields():
+    recipient = _recipient()
+    some = Columns(OutboundRecipient, "r", ["id", "status"])
+    plain = some.instance(_select_recipient(some, recipient.pk))
+    # The fields not selected are deferred: read from the row on first use.
+    assert plain.get_deferred_fields() == {
+        f.attname for f in OutboundRecipient._meta.concrete_fields
+    } - {"id", "status"}
+    assert plain.address == "c@example.net"
+    # Not "adding": saving it updates the row rather than inserting another.
+    plain.status = RecipientStatus.DEFERRED
+    plain.save(update_fields=["status"])
+    assert OutboundRecipient.objects.get().status == RecipientStatus.DEFERRED
+    whole = Columns(OutboundRecipient, "r")
+    plain = whole.instance(_select_recipient(whole, recipient.pk))
+    plain.address = "d@example.net"
+    plain.save()
+    assert list(OutboundRecipient.objects.values_list("address", flat=True)) == ["d@example.net"]
+
+
+def test_a_model_with_init_receivers_is_built_by_the_orm_and_they_run():
+    recipient = _recipient()
+    seen = []
+
+    def receiver(sender, instance, **kwargs):
+        seen.append(instance.pk)
+
+    post_init.connect(receiver, sender=OutboundRecipient)
+    try:
+        columns = Columns(OutboundRecipient, "r")
+        plain = columns.instance(_select_recipient(columns, recipient.pk))
+    finally:
+        post_init.disconnect(receiver, sender=OutboundRecipient)
+    assert seen == [recipient.pk] and plain.address == "c@example.net"
 
 
 def test_insert_fills_auto_fields_and_sets_the_primary_keys():
