@@ -479,6 +479,8 @@ def main(argv: list[str] | None = None) -> int:
             wrapper = [
                 "valgrind",
                 "--tool=callgrind",
+                # Names in full in every dump: each row's dump reads on its own.
+                "--compress-strings=no",
                 f"--callgrind-out-file={args.out}/callgrind.%p",
             ]
         if args.load == "outbound":
