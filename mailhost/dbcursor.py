@@ -17,18 +17,33 @@ ConnectionStorage answers the first from the thread's storage directly (the same
 Local would use; in a thread with a running loop it asks the Local, as before), CursorWrapper
 names the cursor's attributes, and the hot paths take `connections[alias]` once instead of
 the proxy.
+
+Django's async_unsafe check, before each cursor and connection use, asks asyncio for the
+running loop with get_running_loop, which in a plain thread raises the RuntimeError the check
+catches (three a cursor); refuse_in_event_loop makes the same check without one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 from asgiref.local import Local
+from django.core.exceptions import SynchronousOnlyOperation
 from django.db.backends import utils
 
 _object_getattribute = object.__getattribute__
 _running_loop = asyncio._get_running_loop  # None outside a running loop, without raising
+
+
+def refuse_in_event_loop() -> None:
+    """django.utils.asyncio.async_unsafe's check (SynchronousOnlyOperation in a thread running
+    an event loop, unless DJANGO_ALLOW_ASYNC_UNSAFE is set), without raising elsewhere."""
+    if _running_loop() is not None and not os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE"):
+        raise SynchronousOnlyOperation(
+            "You cannot call this from an async context - use a thread or sync_to_async."
+        )
 
 
 class ConnectionStorage:

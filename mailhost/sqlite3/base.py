@@ -56,7 +56,6 @@ import threading
 
 from django.db import DEFAULT_DB_ALIAS, OperationalError, connections
 from django.db.backends.sqlite3 import base
-from django.utils.asyncio import async_unsafe
 
 from mailhost import dbcursor
 
@@ -255,6 +254,16 @@ def _frames_waiting(name: str) -> int | None:
 SYNC_NORMAL, SYNC_FULL = 1, 2
 
 
+# Parameters of these types are bound as they are, but the sqlite3 module looks each one up
+# first (only int, float, str and bytearray skip that), and when its registry has no adapter it
+# asks the protocol class for __adapt__: an AttributeError made and cleared every time, 13 a
+# port 25 message (its booleans, its blob's bytes, a NULL). Found in the registry, each is
+# bound as before: a bool as the integer it is, bytes and None unchanged.
+base.Database.register_adapter(bool, int)
+base.Database.register_adapter(bytes, bytes)
+base.Database.register_adapter(type(None), lambda value: value)
+
+
 # Statements longer than this (bulk inserts of many rows) are converted each time, not kept.
 CONVERTED_MAX_LENGTH = 4096
 
@@ -294,8 +303,19 @@ class DatabaseWrapper(base.DatabaseWrapper):
             conn.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
         return conn
 
-    @async_unsafe
+    # Django's async_unsafe on these three raised and caught a RuntimeError each in every
+    # database thread (24 a port 25 message); the same check, without one (dbcursor).
+    def cursor(self):
+        dbcursor.refuse_in_event_loop()
+        return self._cursor()
+
+    def ensure_connection(self):
+        dbcursor.refuse_in_event_loop()
+        if self.connection is None:
+            super().ensure_connection()
+
     def create_cursor(self, name=None):
+        dbcursor.refuse_in_event_loop()
         return self.connection.cursor(factory=CursorWrapper)
 
     def make_cursor(self, cursor):

@@ -94,3 +94,67 @@ def test_the_cursor_s_attributes_read_through():
         assert cursor.fetchone() == (1, 2)
         assert cursor.fetchmany(5) == [(3, 4)]
         assert cursor.fetchall() == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_stored_message_asks_asyncio_for_no_loop_that_raises(make_mailbox, monkeypatch):
+    """Django's async_unsafe check calls asyncio.get_running_loop, which raises (and the
+    check catches) a RuntimeError in every database thread; on SQLite cursors and connection
+    checks make theirs without it. COMMIT keeps Django's."""
+    import django.utils.asyncio
+
+    from mailhost.sqlite3.base import DatabaseWrapper
+
+    if not isinstance(connections[DEFAULT_DB_ALIAS], DatabaseWrapper):
+        pytest.skip("mailhost.sqlite3's wrapper")
+    make_mailbox("alice@example.org")
+    raw = b"From: a@remote.example\r\nTo: alice@example.org\r\nSubject: x\r\n\r\nbody\r\n"
+    asked = Counter()
+    original = django.utils.asyncio.get_running_loop
+
+    def counted():
+        asked["get_running_loop"] += 1
+        return original()
+
+    def one() -> None:
+        result = accept.message_accept(
+            raw=raw,
+            mail_from="a@remote.example",
+            recipients=["alice@example.org"],
+            client=accept.ClientInfo(helo="client.example", ip="192.0.2.1"),
+        )
+        assert result.accepted
+
+    one()
+    monkeypatch.setattr(django.utils.asyncio, "get_running_loop", counted)
+    one()
+    assert asked["get_running_loop"] <= 2  # the group commit's COMMIT
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_cursor_in_a_running_event_loop_is_still_refused():
+    from django.core.exceptions import SynchronousOnlyOperation
+
+    async def in_loop():
+        connections[DEFAULT_DB_ALIAS].cursor()
+
+    with pytest.raises(SynchronousOnlyOperation):
+        asyncio.run(in_loop())
+
+
+@pytest.mark.django_db
+def test_booleans_bytes_and_none_are_bound_as_before():
+    """mailhost.sqlite3 names adapters for bool, bytes and None (so that the sqlite3 module
+    finds them instead of failing a lookup of __adapt__); what is stored does not change."""
+    db = connections[DEFAULT_DB_ALIAS]
+    if db.vendor != "sqlite":
+        pytest.skip("the sqlite3 module's adapters")
+    import sqlite3
+
+    assert {bool, bytes, type(None)} <= {kind for kind, _ in sqlite3.adapters}
+    with db.cursor() as cursor:
+        cursor.execute(
+            "SELECT %s, typeof(%s), %s, typeof(%s), %s, typeof(%s), %s",
+            [True, False, b"\x00\xff", b"", None, None, 7],
+        )
+        assert cursor.fetchone() == (1, "integer", b"\x00\xff", "blob", None, "null", 7)
