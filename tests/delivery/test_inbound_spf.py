@@ -254,3 +254,26 @@ def test_answers_in_the_cache_take_no_future_and_no_thread(zone, monkeypatch):
         "pass",
     )
     assert made == []
+
+
+@pytest.mark.parametrize(
+    ("text", "is_domain"),
+    [
+        ("client.example.test", True),
+        ("client.example.test.", True),
+        ("192.0.2.10", False),
+        ("192.0.2.10.", False),
+        ("1.2.3", True),  # not an IPv4 address: three parts
+        ("256.1.1.1", True),
+        ("2001:db8::1", False),
+        ("::ffff:192.0.2.10", False),
+        ("[192.0.2.10]", False),
+        ("localhost", False),
+        ("", False),
+        ("\u0661.\u0662.\u0663.\u0664", True),  # Arabic-Indic digits are not an address
+    ],
+)
+def test_a_name_is_told_from_an_address(text, is_domain):
+    from delivery.inbound.spf import _is_domain
+
+    assert _is_domain(text) is is_domain
