@@ -27,11 +27,12 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 from django.utils import timezone
 
-from delivery import reports, spam
+from delivery import inbound, reports, spam
+from delivery.dkim import arc_seal, dkim_sign
 from delivery.outreports.services import dmarc_evaluation_record
 from delivery.services import SpoolRecipient, new_queue_id, report_store, spool_create
 from delivery.spam.services import known_senders_add
-from mailboxes import headers, mda, selectors
+from mailboxes import headers, mda, selectors, srs
 from mailboxes.addresses import parse_address
 from mailboxes.exceptions import InvalidAddress, MailhostError, StorageError
 from mailboxes.groupcommit import committer
@@ -265,8 +266,6 @@ def inbound_trust(
     `dmarc.disposition` "quarantine" sends the message to Junk. Raises DMARCRejected for
     p=reject failures. DKIM is verified on the bytes as received, before anything is
     removed. The results go on the "smtp accepted" log line (AcceptResult.auth)."""
-    from delivery import inbound
-
     hostname = settings.MAILHOST_HOSTNAME
     if not settings.MAILHOST_INBOUND_CHECKS:
         return inbound.strip_untrusted(raw, authserv_id=hostname), None
@@ -403,8 +402,6 @@ def message_prepare(
         header_start_check(raw)
         from_addresses = from_header_check(authenticated_mailbox, raw)
         prefix += submission_headers(raw)
-        from delivery.dkim import dkim_sign
-
         # The From addresses just read: the header is parsed once, not again for the domain.
         raw = dkim_sign(prefix + raw, mail_from=mail_from, from_addresses=from_addresses)
         auth = None
@@ -679,9 +676,6 @@ def _forward_copies(
     forwards: the SRS envelope sender (so SPF passes at the destination) and the copy with
     our ARC seal (RFC 8617). Empty for the null sender and for senders of that domain, whose
     copies go out as they came (SPF passes for them, and a bounce needs no way back)."""
-    from delivery.dkim import arc_seal
-    from mailboxes import srs
-
     copies: dict[str, tuple[str, bytes]] = {}
     for resolution in resolutions:
         if not (resolution.hosted and resolution.remote):

@@ -35,6 +35,7 @@ from django.db.models import BooleanField, Exists, F, Func, OuterRef, Q
 from django.db.models.expressions import RawSQL
 
 from mailboxes import headers as header_cache
+from mailboxes import mime
 from mailboxes.models import BlobText, BlobTextPending
 from mailboxes.transactions import unsynced_atomic
 
@@ -72,8 +73,6 @@ def fold(text: str) -> str:
 def header_fields(raw: bytes, only: Collection[str] | None = None) -> list[tuple[str, str]]:
     """(lower-case name, value as text) of each header field of the message, in order; with
     `only` (lower-case names), of those fields alone: the others' values are not decoded."""
-    from mailboxes import mime
-
     return [
         (
             name,
@@ -91,8 +90,6 @@ def header_text(fields: list[tuple[str, str]]) -> str:
 
 
 def body_text(raw: bytes) -> str:
-    from mailboxes import mime
-
     tree = mime.parse(raw)
     pieces = []
     for part, charset in mime.text_parts(raw, tree):

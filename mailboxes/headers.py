@@ -19,7 +19,12 @@ from email.parser import BytesHeaderParser
 from email.policy import compat32
 from email.utils import getaddresses, parsedate_to_datetime
 
-from mailboxes import addresslist, charsets  # noqa: F401 - charsets registers codec aliases
+from mailboxes import (  # noqa: F401 - charsets registers codec aliases
+    addresslist,
+    charsets,
+    mime,
+    preview,
+)
 
 # The blank line that ends a header section, found from its first LF: rb"\r?\n\r?\n" (which
 # may start with a CR) has no literal for re to scan for, and tries a match at every octet.
@@ -328,8 +333,6 @@ _DEGRADED_SUMMARY = {
 
 def _preview(raw: bytes) -> str:
     """RFC 8970 PREVIEW text, by the same code IMAP FETCH PREVIEW runs, so both agree."""
-    from mailboxes import mime, preview
-
     return preview.preview(raw, mime.parse(raw))
 
 

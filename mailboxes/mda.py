@@ -28,9 +28,11 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.utils import timezone
 
 from mailboxes import headers
+from mailboxes.models import Domain, Mailbox, SieveScript
 from mailboxes.outbound import outbound
 from mailboxes.selectors import Resolution
 from mailhost.plainsql import Read
@@ -94,10 +96,6 @@ def scripts_read(mailbox_ids: Sequence[int]) -> Read[list[_Mailbox]]:
     one: a database constraint). One plain query: it runs for every delivery (port 25 sends
     it with the spam verdict's reads: delivery.accept), and the ORM spent ten times the
     database's time building it."""
-    from django.db import DEFAULT_DB_ALIAS, connections
-
-    from mailboxes.models import Domain, Mailbox, SieveScript
-
     db = connections[DEFAULT_DB_ALIAS]
 
     ids = sorted(set(mailbox_ids))

@@ -30,7 +30,7 @@ from django.db.models import (
 from django.db.models.functions import Cast, Coalesce, Greatest, Length
 
 from mailboxes import headers, senderlists, srs
-from mailboxes.addresses import Address, parse_address
+from mailboxes.addresses import Address, domain_to_ascii, parse_address
 from mailboxes.exceptions import InvalidAddress
 from mailboxes.flags import COLUMNS as FLAG_COLUMNS
 from mailboxes.flags import names_of_columns
@@ -94,8 +94,6 @@ REPORT_LOCAL_PARTS = {REPORT_DMARC_LOCAL_PART: "dmarc", REPORT_TLS_LOCAL_PART: "
 
 
 def domain_get(name: str) -> Domain | None:
-    from mailboxes.addresses import domain_to_ascii
-
     try:
         ascii_name = domain_to_ascii(name)
     except InvalidAddress:
@@ -138,8 +136,6 @@ def domain_is_hosted(name: str) -> bool:
     """Is `name` an active domain of ours? Port 25 asks it for every MAIL FROM: one plain
     statement (the ORM's query building cost several times the query)."""
     db = connections[DEFAULT_DB_ALIAS]
-    from mailboxes.addresses import domain_to_ascii
-
     try:
         ascii_name = domain_to_ascii(name)
     except InvalidAddress:

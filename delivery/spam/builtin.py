@@ -28,6 +28,7 @@ from delivery.spam import GTUBE, Reason, SpamVerdict, dnsbl, selectors
 from delivery.spam import classifier as bayes
 from delivery.spam.tokens import Text, hashes_of, text_of
 from mailboxes import headers
+from mailhost.config import is_hostname
 
 _URL_IP = re.compile(r"(?i)https?://\[?(\d{1,3}(?:\.\d{1,3}){3}|[0-9a-f:]*:[0-9a-f:]+)\]?[/:]")
 _ADDRESS_IN_NAME = re.compile(r"@([\w-]+(?:\.[\w-]+)+)")
@@ -211,8 +212,6 @@ def heuristics(parsed, text: Text, helo: str) -> list[Reason]:  # noqa: ANN001
 
 
 def _helo_is_name(helo: str) -> bool:
-    from mailhost.config import is_hostname
-
     value = helo.strip()
     if value.startswith("[") and value.endswith("]"):
         literal = value[1:-1].removeprefix("IPv6:")
