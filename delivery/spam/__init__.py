@@ -19,6 +19,7 @@ carry the message's reasons only, and each mailbox's own reasons decide its Junk
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Iterable, Sequence
@@ -56,6 +57,9 @@ class Reason:
 
 @dataclass
 class SpamVerdict:
+    """Made whole by the scorer and not changed after: its score and Junk mailboxes, asked
+    for four times a message (the headers, the filing, the log line), are worked out once."""
+
     message_reasons: list[Reason] = field(default_factory=list)
     mailbox_reasons: dict[int, list[Reason]] = field(default_factory=dict)
     backend: str = "builtin"
@@ -71,7 +75,7 @@ class SpamVerdict:
             return self.reasons_for(next(iter(self.mailbox_reasons)))
         return list(self.message_reasons)
 
-    @property
+    @functools.cached_property
     def score(self) -> float:
         return round(sum(r.score for r in self.reasons), 1)
 
@@ -97,7 +101,7 @@ class SpamVerdict:
     def score_for(self, mailbox_id: int) -> float:
         return round(sum(r.score for r in self.reasons_for(mailbox_id)), 1)
 
-    @property
+    @functools.cached_property
     def junk_mailbox_ids(self) -> set[int]:
         """Mailboxes that file the message into Junk: an allow-listed sender never, a
         block-listed one always, the rest by score."""

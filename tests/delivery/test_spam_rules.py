@@ -142,6 +142,21 @@ def test_x_spam_says_what_happened_to_the_one_mailbox(settings):
     assert blocked.is_spam and blocked.headers().startswith(b"X-Spam: Yes\r\n")
 
 
+def test_a_verdict_works_its_score_and_junk_out_once(settings, monkeypatch):
+    """Port 25 asks a verdict for its headers, its Junk mailboxes, is_spam and the log line's
+    score: each mailbox's score is summed once, not at each question."""
+    settings.MAILHOST_SPAM_JUNK_SCORE = 5.0
+    summed = []
+    result = SpamVerdict([Reason("R", 4.0, "")], {7: [Reason("BAYES_SPAM", 6.0, "")]})
+    score_for = SpamVerdict.score_for
+    monkeypatch.setattr(
+        SpamVerdict, "score_for", lambda self, m: summed.append(m) or score_for(self, m)
+    )
+    assert result.headers().startswith(b"X-Spam: Yes\r\nX-Spam-Score: 10.0")
+    assert result.is_spam and result.junk_mailbox_ids == {7} and result.score == 10.0
+    assert summed == [7]
+
+
 def test_dns_lists_that_do_not_answer_cost_at_most_the_check_timeout(settings, caplog):
     import socket
     import time
