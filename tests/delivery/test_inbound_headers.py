@@ -53,6 +53,14 @@ def test_strip_untrusted_removes_only_what_claims_us():
     assert lf_only == stripped.replace(b"\r\n", b"\n")
 
 
+def test_a_header_naming_neither_field_is_returned_as_it_came():
+    """Nearly every message: nothing to remove, so no pass over the header's lines and no
+    copy of the message; a body line that names them changes nothing."""
+    assert strip_untrusted(MESSAGE, authserv_id=HOST) is MESSAGE
+    spam_like = b"X-Spammer: kept? no\r\n" + MESSAGE
+    assert strip_untrusted(spam_like, authserv_id=HOST) == MESSAGE
+
+
 @pytest.fixture
 def receiver(live_settings, transactional_db, dns_server, make_mailbox):
     bob = make_mailbox("bob@example.org")
