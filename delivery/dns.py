@@ -62,6 +62,10 @@ class NoSuchDomain(DNSPermanentError):
     pass
 
 
+# _cached_answer's answer for a cached NXDOMAIN.
+_NXDOMAIN = object()
+
+
 class MXLoopError(DNSPermanentError):
     # RFC 3463 X.4.6 routing loop, as Postfix words it: "mail for <domain> loops back to myself".
     status = "5.4.6"
@@ -227,6 +231,8 @@ class DNSPythonResolver:
         import dns.resolver
 
         cached = self._cached_answer(name, rdtype)
+        if cached is _NXDOMAIN:
+            raise NoSuchDomain(f"{name}: no such domain (NXDOMAIN)")
         if cached is not None:
             return cached[0]
         try:
@@ -245,7 +251,8 @@ class DNSPythonResolver:
 
     def _cached_answer(self, name: str, rdtype: str) -> tuple | None:
         """(the Answer, or None for a cached no-data answer) when resolve() would take it from
-        the cache, raising NoSuchDomain for a cached NXDOMAIN; None when it would ask. A
+        the cache, _NXDOMAIN for a cached NXDOMAIN (not raised: port 25's cached_rdatas
+        meets five a message in the bench); None when it would ask. A
         delivery job asks about its destination four times (MX, A, AAAA, TLSA), and a
         resolution's machinery around a cache hit cost more than the rest of the lookup;
         the entries read are those of dns.resolver._Resolution.next_request."""
@@ -256,7 +263,7 @@ class DNSPythonResolver:
         if found is not None and found[0].expiration > time.time():  # as the cache's get()
             answer, nxdomain = found
             if nxdomain:
-                raise NoSuchDomain(f"{name}: no such domain (NXDOMAIN)")
+                return _NXDOMAIN
             return (answer if answer.rrset is not None else None,)
         import dns.rcode
         import dns.rdataclass
@@ -275,7 +282,7 @@ class DNSPythonResolver:
             # Kept by the question's text too: port 25 asks about names without records
             # (SPF of a HELO, a _dmarc name) at every message from a sender.
             self._keep(name, rdtype, answer)
-            raise NoSuchDomain(f"{name}: no such domain (NXDOMAIN)")
+            return _NXDOMAIN
         return None
 
     def _keep(self, name: str, rdtype: str, answer: dns.resolver.Answer) -> None:
@@ -331,9 +338,8 @@ class DNSPythonResolver:
         no-data answer), None when the question would have to be asked. The same cache
         entries dnspython's own resolve() reads (dns.resolver._Resolution.next_request),
         without the machinery of a resolution around them."""
-        try:
-            cached = self._cached_answer(name, rdtype)
-        except NoSuchDomain:
+        cached = self._cached_answer(name, rdtype)
+        if cached is _NXDOMAIN:
             return []
         if cached is None:
             return None

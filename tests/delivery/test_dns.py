@@ -202,6 +202,29 @@ def test_a_cached_answer_is_found_again_by_its_question_until_it_expires(dns_ser
     assert len(gets) == 5
 
 
+def test_cached_rdatas_reads_a_cached_nxdomain_without_raising(dns_server, monkeypatch):
+    # Port 25's checks ask cached_rdatas about names without records about five times a
+    # message: the empty answer comes back without an exception made and caught on the way.
+    from delivery import dns as delivery_dns
+
+    r = DNSPythonResolver(servers=[("127.0.0.1", dns_server.port)], timeout=2, cache=True)
+    with pytest.raises(NoSuchDomain):
+        r.txt("_dmarc.none.test")
+    made = []
+
+    class Counted(NoSuchDomain):
+        def __init__(self, *args):
+            made.append(args)
+            super().__init__(*args)
+
+    monkeypatch.setattr(delivery_dns, "NoSuchDomain", Counted)
+    assert r.cached_rdatas("_dmarc.none.test", "TXT") == []
+    assert r.cached_rdatas("_dmarc.none.test", "TXT") == []  # found by the question's text
+    assert made == []
+    with pytest.raises(NoSuchDomain):
+        r.txt("_dmarc.none.test")  # a lookup's NXDOMAIN is still an exception
+
+
 def test_a_cached_nxdomain_is_found_again_by_its_question_until_it_expires(dns_server, monkeypatch):
     # Most senders' HELO names and _dmarc names have no records: a cached NXDOMAIN is found
     # by the question's text too, still NXDOMAIN, and only while the cache would give it.
