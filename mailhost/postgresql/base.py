@@ -25,7 +25,7 @@ import contextlib
 import sys
 from collections.abc import Iterator
 
-from django.db.backends.postgresql import base
+from django.db.backends.postgresql import base, operations
 from django.utils.asyncio import async_unsafe
 from psycopg import capabilities
 from psycopg.pq import TransactionStatus
@@ -46,7 +46,16 @@ class PreparedCursor(base.ServerBindingCursor):
         return super().execute(query, params, prepare=prepare is not False, binary=binary)
 
 
+class DatabaseOperations(operations.DatabaseOperations):
+    def last_executed_query(self, cursor, sql, params):  # noqa: ANN001, ANN201
+        """What Django's debug cursor logs (DEBUG, CaptureQueriesContext): the statement as
+        psycopg sent it, or the text of one it ran prepared, which it sends by name and
+        keeps no text of (else None)."""
+        return super().last_executed_query(cursor, sql, params) or sql
+
+
 class DatabaseWrapper(base.DatabaseWrapper):
+    ops_class = DatabaseOperations
     _begin_with_first_statement = False
 
     @async_unsafe

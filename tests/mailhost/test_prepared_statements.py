@@ -202,3 +202,21 @@ def test_a_failing_first_statement_with_its_begin_rolls_back(make_mailbox):
     assert db.connection.autocommit and db.connection.info.transaction_status == 0
     deliver()  # the connection goes on
     assert Blob.objects.count() == 1
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+def test_a_prepared_statement_is_logged_with_its_text():
+    """Django's debug cursor (DEBUG, CaptureQueriesContext) logged None for a statement that
+    psycopg ran prepared: it sends the statement's name, and keeps no text of it."""
+    from django.test.utils import CaptureQueriesContext
+
+    db = connections[DEFAULT_DB_ALIAS]
+    with CaptureQueriesContext(db) as queries:
+        for together in (False, True):
+            with db.prepared_cursor() as cursor:
+                with db.statements_together() if together else transaction.atomic():
+                    cursor.execute("SELECT %s + 1", [41])
+                assert cursor.fetchone() == (42,)
+    statements = [q["sql"] for q in queries.captured_queries]
+    assert [s for s in statements if s not in ("BEGIN", "COMMIT")] == ["SELECT %s + 1"] * 2
