@@ -166,9 +166,19 @@ class Insert:
     new primary keys set from RETURNING, or with the rows that break a unique constraint left
     out (`ignore_conflicts`, as bulk_create's)."""
 
-    def __init__(self, model: type[Model], *, ignore_conflicts: bool = False) -> None:
+    def __init__(
+        self,
+        model: type[Model],
+        *,
+        ignore_conflicts: bool = False,
+        expressions: dict[str, str] | None = None,
+    ) -> None:
         self.model = model
-        self.fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+        self.columns = [f for f in model._meta.concrete_fields if not f.primary_key]
+        # Columns whose value is an SQL expression written into the statement (a subquery
+        # of the same statement's WITH), not a parameter: the rows leave them out.
+        self.expressions = expressions or {}
+        self.fields = [f for f in self.columns if f.attname not in self.expressions]
         self.on_conflict = OnConflict.IGNORE if ignore_conflicts else None
         self._head: str | None = None
         self._plan: list[tuple[Field, str, tuple[type, ...]]] | None = None
@@ -187,10 +197,10 @@ class Insert:
     def _statement_text(self, count: int, returning: bool) -> str:
         ops = connection.ops
         if self._head is None:
-            columns = ", ".join(ops.quote_name(f.column) for f in self.fields)
+            columns = ", ".join(ops.quote_name(f.column) for f in self.columns)
             table = ops.quote_name(self.model._meta.db_table)
             self._head = f"{ops.insert_statement(on_conflict=self.on_conflict)} {table} ({columns})"
-        marks = "(" + ", ".join(["%s"] * len(self.fields)) + ")"
+        marks = "(" + ", ".join(self.expressions.get(f.attname, "%s") for f in self.columns) + ")"
         tail = ops.on_conflict_suffix_sql(self.fields, self.on_conflict, None, None)
         if returning:
             tail += f" RETURNING {ops.quote_name(self.model._meta.pk.column)}"
@@ -227,6 +237,15 @@ class Insert:
         Returns the new primary keys with `returning`."""
         if not rows:
             return []
+        with connection.cursor() as cursor:
+            cursor.execute(*self.statement(rows, returning=returning))
+            return [row[0] for row in cursor.fetchall()] if returning else []
+
+    def statement(
+        self, rows: Sequence[dict[str, Any]], *, returning: bool = False
+    ) -> tuple[str, list]:
+        """The text and parameters of `values`' INSERT of `rows` (at least one), for a
+        statement that holds it (a WITH of several INSERTs: one round trip)."""
         if returning and self.on_conflict is not None:
             raise ValueError("RETURNING leaves out the ignored rows: their keys are unknown")
         if self._defaults is None:
@@ -251,9 +270,7 @@ class Insert:
                 elif type(value) not in as_is:
                     value = field.get_db_prep_save(value, connection)
                 params.append(value)
-        with connection.cursor() as cursor:
-            cursor.execute(self._statement(len(rows), returning), params)
-            return [row[0] for row in cursor.fetchall()] if returning else []
+        return self._statement(len(rows), returning), params
 
 
 _UNSET = object()
