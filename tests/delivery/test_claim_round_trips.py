@@ -11,7 +11,7 @@ from delivery import services
 from delivery.models import OutboundRecipient
 from mailboxes.transactions import unsynced_atomic
 from tests.delivery.test_delivery import spool
-from tests.mailhost.test_prepared_statements import traced
+from tests.mailhost.test_prepared_statements import prepared, traced, uses
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("delivery_env")]
 
@@ -93,7 +93,26 @@ def test_a_claims_results_are_written_in_three_round_trips(make_mailbox, tmp_pat
     )
     assert written == [3]
     assert len(trips) == 3, trips
-    assert sum("UPDATE" in m for m in trips[1]) == 3
+    assert sum(m.split("\t")[2] == "Execute" for m in trips[1]) == 3
+    assert set(OutboundRecipient.objects.values_list("status", flat=True)) == {"delivered"}
+
+
+@postgresql_only
+def test_the_claims_and_the_results_statements_are_prepared(make_mailbox):
+    """Bound by the server and prepared once a connection: PostgreSQL parsed and planned
+    each claim's UPDATE and SELECT and each result's UPDATE afresh (a delivered message's
+    backend CPU in its claim and its result: about 0.9-1.3 -> 0.55-0.6 ms)."""
+    make_mailbox("alice@example.org")
+    ok = services.Outcome(status="delivered", reply="250 2.0.0 ok", remote="mx.remote.test")
+    for _ in range(2):
+        message = spool(["bob@remote.test", "carol@remote.test"])
+        [claim] = services.recipients_claim_many(message_ids=[message.pk])
+        services.recipients_record(token=claim.token, outcomes={r.id: ok for r in claim.recipients})
+    statements = prepared()
+    table = '"delivery_outboundrecipient"'
+    assert uses(statements, f"UPDATE {table} SET lease_token = $1") == [2]
+    assert uses(statements, "ORDER BY r.message_id, r.id") == [2]
+    assert uses(statements, f"UPDATE {table} SET status = $1") == [4]
     assert set(OutboundRecipient.objects.values_list("status", flat=True)) == {"delivered"}
 
 
