@@ -215,7 +215,7 @@ def recipients_claim_many(
     # lock is not held for it.
     together = connection.vendor == "postgresql"
     with (
-        unsynced_atomic(),
+        unsynced_atomic(statements_together=True),
         connection.prepared_cursor() as cursor,
         connection.prepared_cursor() as taken,
     ):
@@ -327,7 +327,7 @@ def recipients_record(
     # duplicate, as after a crash mid-session). Anything synced later (the next message
     # accepted, a DSN spooled) syncs this too: the log is written in order. This takes one
     # fsync per message off the delivery threads, which on SQLite wait for each other's.
-    with unsynced_atomic():
+    with unsynced_atomic(statements_together=True):
         return recipients_record_rows(token=token, outcomes=outcomes, now=now, claimed=claimed)
 
 

@@ -20,9 +20,12 @@ from django.db import connection, transaction
 
 
 @contextmanager
-def unsynced_atomic() -> Iterator[None]:
+def unsynced_atomic(*, statements_together: bool = False) -> Iterator[None]:
     """transaction.atomic() whose commit does not wait for the disk (see the module's text).
-    Inside another transaction it is a savepoint of that one, synced as that one is."""
+    Inside another transaction it is a savepoint of that one, synced as that one is.
+    `statements_together`: the block makes statements together (connection.
+    statements_together), with which PostgreSQL's BEGIN and SET LOCAL then go instead of in
+    a round trip of their own (mailhost/postgresql)."""
     if connection.in_atomic_block:
         with transaction.atomic():
             yield
@@ -37,14 +40,10 @@ def unsynced_atomic() -> Iterator[None]:
         finally:
             connection.synced_commit = True
         return
-    with transaction.atomic():
-        if connection.vendor == "postgresql":
+    with transaction.atomic(), connection.begin_with_first_statement(unsynced=True):
+        if not statements_together:
             # For this transaction only (SET LOCAL ends with it), sent with its BEGIN: one
-            # round trip for both, where psycopg makes two (mailhost/postgresql).
-            with (
-                connection.begin_with_first_statement(),
-                connection.statements_together(),
-                connection.cursor() as cursor,
-            ):
-                cursor.execute("SET LOCAL synchronous_commit = off")
+            # round trip for both, where psycopg makes two.
+            with connection.statements_together():
+                pass
         yield

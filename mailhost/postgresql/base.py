@@ -16,7 +16,8 @@ Statements made inside `statements_together()` are sent in one pipeline, ended b
 one round trip for them all, their results read after the block. psycopg sends a transaction's
 BEGIN alone and waits for its reply before the first statement (in pipeline mode too: it syncs
 after BEGIN), a round trip of its own; inside `begin_with_first_statement()` (the group
-commit's transactions) statements together that are the transaction's first carry its BEGIN.
+commit's transactions, and unsynced_atomic's with their SET LOCAL) statements together that
+are the transaction's first carry its BEGIN.
 """
 
 from __future__ import annotations
@@ -54,9 +55,14 @@ class DatabaseOperations(operations.DatabaseOperations):
         return super().last_executed_query(cursor, sql, params) or sql
 
 
+# For the transaction only (SET LOCAL ends with it): its COMMIT does not wait for the disk.
+_UNSYNCED = "SET LOCAL synchronous_commit = off"
+
+
 class DatabaseWrapper(base.DatabaseWrapper):
     ops_class = DatabaseOperations
     _begin_with_first_statement = False
+    _unsynced_pending = False
 
     @async_unsafe
     def get_new_connection(self, conn_params):
@@ -77,15 +83,26 @@ class DatabaseWrapper(base.DatabaseWrapper):
             return self._prepare_cursor(PreparedCursor(self.connection))
 
     @contextlib.contextmanager
-    def begin_with_first_statement(self) -> Iterator[None]:
+    def begin_with_first_statement(self, *, unsynced: bool = False) -> Iterator[None]:
         """Inside an atomic block that has made no statement yet: when its first statements
         are made together (statements_together), its BEGIN goes with them, one round trip
-        where psycopg makes two."""
+        where psycopg makes two. `unsynced`: the transaction's COMMIT does not wait for the
+        WAL's flush (mailboxes/transactions.py); its SET LOCAL goes with the first statements
+        made together (with the BEGIN, when they are the first of all), or by itself as the
+        block ends when none are (before the COMMIT, the one statement it must precede)."""
         self._begin_with_first_statement = True
+        self._unsynced_pending = unsynced
         try:
             yield
+            if (
+                self._unsynced_pending
+                and self.connection.info.transaction_status == TransactionStatus.INTRANS
+            ):
+                with self.cursor() as cursor:
+                    cursor.execute(_UNSYNCED)
         finally:
             self._begin_with_first_statement = False
+            self._unsynced_pending = False
 
     @contextlib.contextmanager
     def statements_together(self) -> Iterator[None]:
@@ -104,6 +121,9 @@ class DatabaseWrapper(base.DatabaseWrapper):
             and not conn.autocommit
             and conn.info.transaction_status == TransactionStatus.IDLE
         )
+        unsynced = self._unsynced_pending and (
+            begins or conn.info.transaction_status == TransactionStatus.INTRANS
+        )
         with self.wrap_database_errors:
             if begins:
                 # In autocommit psycopg sends no BEGIN of its own, so ours is queued ahead of
@@ -115,4 +135,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
             with conn.pipeline():
                 if begins:
                     conn.execute("BEGIN")
+                if unsynced:
+                    conn.execute(_UNSYNCED)
+                    self._unsynced_pending = False
                 yield

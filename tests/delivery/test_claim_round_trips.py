@@ -1,5 +1,5 @@
-"""On PostgreSQL: a delivery claim's transaction in three round trips (its BEGIN with the SET
-LOCAL of an unsynced transaction, the UPDATE with the SELECT of what it took, the COMMIT),
+"""On PostgreSQL: a delivery claim's transaction in two round trips (its BEGIN with the SET
+LOCAL of an unsynced transaction, the UPDATE and the SELECT of what it took; the COMMIT),
 where psycopg made five; on SQLite the same claim, the statements run in turn."""
 
 from __future__ import annotations
@@ -41,7 +41,74 @@ def test_an_unsynced_transaction_sends_its_set_local_with_its_begin(tmp_path):
 
 
 @postgresql_only
-def test_a_claim_is_three_round_trips(make_mailbox, tmp_path):
+def test_an_unsynced_transaction_of_statements_together_sends_its_begin_with_them(tmp_path):
+    """BEGIN, SET LOCAL and the first statements made together in one round trip (a claim,
+    the results of a delivery), where the BEGIN and the SET LOCAL were one of their own."""
+    db = connections[DEFAULT_DB_ALIAS]
+    db.ensure_connection()
+
+    def unsynced() -> None:
+        with unsynced_atomic(statements_together=True), db.cursor() as cursor:
+            with db.statements_together():
+                cursor.execute("SELECT 1")
+            cursor.execute("SHOW synchronous_commit")
+            assert cursor.fetchone() == ("off",)
+
+    trips = traced(db, unsynced, tmp_path / "trace")
+    assert any('"BEGIN"' in m for m in trips[0])
+    assert any("SET LOCAL synchronous_commit = off" in m for m in trips[0])
+    assert any("SELECT 1" in m for m in trips[0])
+    assert len(trips) == 3  # BEGIN with the SET LOCAL and the SELECT, the SHOW, the COMMIT
+    with db.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        assert cursor.fetchone() == ("on",)
+    assert db.connection.autocommit and not db.in_atomic_block
+
+
+@postgresql_only
+def test_an_unsynced_transaction_whose_statements_go_alone_still_commits_unsynced(tmp_path):
+    """Asked for statements together that never come, the SET LOCAL goes before the COMMIT,
+    the one statement it must precede."""
+    db = connections[DEFAULT_DB_ALIAS]
+    db.ensure_connection()
+    settings_seen = []
+
+    def unsynced() -> None:
+        with unsynced_atomic(statements_together=True), db.cursor() as cursor:
+            cursor.execute("SHOW synchronous_commit")
+            settings_seen.append(cursor.fetchone())
+
+    trips = traced(db, unsynced, tmp_path / "trace")
+    assert settings_seen == [("on",)]
+    assert any("SET LOCAL synchronous_commit = off" in m for m in trips[-2])
+    assert any('"COMMIT"' in m for m in trips[-1])
+    with db.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        assert cursor.fetchone() == ("on",)
+
+
+@postgresql_only
+def test_an_unsynced_transaction_that_fails_rolls_back_without_its_set_local(tmp_path):
+    db = connections[DEFAULT_DB_ALIAS]
+    db.ensure_connection()
+
+    def failing() -> None:
+        with (
+            pytest.raises(RuntimeError),
+            unsynced_atomic(statements_together=True),
+            db.cursor() as cursor,
+        ):
+            cursor.execute("SELECT 1")
+            raise RuntimeError("the block's own failure")
+
+    sent = [m for trip in traced(db, failing, tmp_path / "trace") for m in trip]
+    assert not any("SET LOCAL" in m for m in sent)
+    assert any('"ROLLBACK"' in m for m in sent)
+    assert db.connection.autocommit and not db.in_atomic_block
+
+
+@postgresql_only
+def test_a_claim_is_two_round_trips(make_mailbox, tmp_path):
     make_mailbox("alice@example.org")
     message = spool(["bob@remote.test", "carol@remote.test"])
     db = connections[DEFAULT_DB_ALIAS]
@@ -52,8 +119,9 @@ def test_a_claim_is_three_round_trips(make_mailbox, tmp_path):
         lambda: claims.extend(services.recipients_claim_many(message_ids=[message.pk])),
         tmp_path / "trace",
     )
-    assert len(trips) == 3, trips
-    assert any('"COMMIT"' in m for m in trips[2])
+    assert len(trips) == 2, trips  # 3 before: the BEGIN and the SET LOCAL went alone
+    assert any("SET LOCAL" in m for m in trips[0]) and any("UPDATE" in m for m in trips[0])
+    assert any('"COMMIT"' in m for m in trips[1])
     [claim] = claims
     assert sorted(r.address for r in claim.recipients) == ["bob@remote.test", "carol@remote.test"]
     held = OutboundRecipient.objects.filter(message=message, lease_token=claim.token)
@@ -70,9 +138,9 @@ def test_a_claim_takes_what_is_due_once(make_mailbox):
 
 
 @postgresql_only
-def test_a_claims_results_are_written_in_three_round_trips(make_mailbox, tmp_path):
-    """Its BEGIN with the SET LOCAL, the UPDATE of each recipient sent together, the COMMIT
-    (before: one round trip a recipient, and the BEGIN and the SET LOCAL apart)."""
+def test_a_claims_results_are_written_in_two_round_trips(make_mailbox, tmp_path):
+    """Its BEGIN with the SET LOCAL and the UPDATE of each recipient, sent together; the
+    COMMIT (before: one round trip a recipient, and the BEGIN and the SET LOCAL apart)."""
     make_mailbox("alice@example.org")
     message = spool(["bob@remote.test", "carol@remote.test", "dave@remote.test"])
     [claim] = services.recipients_claim_many(message_ids=[message.pk])
@@ -92,8 +160,9 @@ def test_a_claims_results_are_written_in_three_round_trips(make_mailbox, tmp_pat
         tmp_path / "trace",
     )
     assert written == [3]
-    assert len(trips) == 3, trips
-    assert sum(m.split("\t")[2] == "Execute" for m in trips[1]) == 3
+    assert len(trips) == 2, trips
+    # BEGIN, the SET LOCAL and the three UPDATEs
+    assert sum(m.split("\t")[2] == "Execute" for m in trips[0]) == 5
     assert set(OutboundRecipient.objects.values_list("status", flat=True)) == {"delivered"}
 
 
