@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from django.conf import settings
 from django.db import connections
 
-from delivery import bounces, client, dns, queue, services
+from delivery import bounces, client, dns, queue, services, tlspolicy
 from delivery.destinations import destinations
 from delivery.models import OutboundRecipient, RecipientStatus
 from delivery.services import Claim, Outcome
@@ -288,8 +288,6 @@ def _send(
     )
     security = None
     if not settings.MAILHOST_RELAYHOST:
-        from delivery import tlspolicy
-
         security = tlspolicy.destination_security(
             recipients[0].domain,
             port=settings.MAILHOST_OUTBOUND_PORT,

@@ -177,6 +177,26 @@ def test_answers_from_the_cache_are_the_ones_asked_for(dns_server):
     assert len(dns_server.queries) == asked  # nothing asked again
 
 
+def test_a_cached_mx_answer_is_not_converted_to_text_again(dns_server, monkeypatch):
+    # Every delivery job to a destination reads the same cached MX answer: its exchanges'
+    # names are made text once, not at each job.
+    import dns.name
+
+    dns_server.add("t.test", "MX", "10 mx.t.test.")
+    dns_server.add("mx.t.test", "A", "127.0.0.2")
+    r = DNSPythonResolver(servers=[("127.0.0.1", dns_server.port)], timeout=2, cache=True)
+    first = [(h.name, h.addresses) for h in destination_hosts("t.test", r)]
+    made = []
+    to_text = dns.name.Name.to_text
+    monkeypatch.setattr(
+        dns.name.Name, "to_text", lambda *a, **k: made.append(1) or to_text(*a, **k)
+    )
+    for _ in range(3):
+        assert [(h.name, h.addresses) for h in destination_hosts("t.test", r)] == first
+    assert first == [("mx.t.test", ("127.0.0.2",))]
+    assert made == []
+
+
 def test_a_cached_answer_is_found_again_by_its_question_until_it_expires(dns_server, monkeypatch):
     # Port 25's checks ask the cache about the same few names for every message: an answer
     # found once is found by the question's text, without dnspython's name (its hash and
