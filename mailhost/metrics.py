@@ -64,31 +64,46 @@ LOGINS = Counter(
     ["protocol", "result"],
 )
 
+# Each metric's child per label values, as labels() gave it: labels() checks and sorts the
+# names, makes the values text and takes a lock at every call (12 of its 15.6 us with inc()),
+# and a message moves two or three counters. The label values are few (protocols, results,
+# reply names).
+_children: dict[tuple[Counter, tuple[str, ...]], Counter] = {}
+
+
+def _child(metric: Counter, *values: str) -> Counter:
+    """metric.labels(*values), values in the order of its label names."""
+    key = (metric, values)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*values)
+    return child
+
 
 def connection_opened(protocol: str) -> None:
-    CONNECTIONS.labels(protocol=protocol).inc()
+    _child(CONNECTIONS, protocol).inc()
 
 
 def smtp_accepted(*, protocol: str, seconds: float) -> None:
-    SMTP_ACCEPTED.labels(protocol=protocol).inc()
+    _child(SMTP_ACCEPTED, protocol).inc()
     SMTP_ACCEPT_SECONDS.observe(seconds)
 
 
 def smtp_rejected(*, reason: str, code: int) -> None:
-    SMTP_REJECTIONS.labels(reason=reason, code=str(code)).inc()
+    _child(SMTP_REJECTIONS, reason, str(code)).inc()
 
 
 def delivery_result(result: str) -> None:
-    DELIVERIES.labels(result=result).inc()
+    _child(DELIVERIES, result).inc()
 
 
 def sieve_actions(actions: list[str]) -> None:
     for action in actions:
-        SIEVE_ACTIONS.labels(action=action).inc()
+        _child(SIEVE_ACTIONS, action).inc()
 
 
 def login(*, protocol: str, result: str) -> None:
-    LOGINS.labels(protocol=protocol, result=result).inc()
+    _child(LOGINS, protocol, result).inc()
 
 
 def allowed(request: HttpRequest) -> bool:

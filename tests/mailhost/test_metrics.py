@@ -73,3 +73,22 @@ def test_counters_still_scraped_when_the_spool_cannot_be_read(client, monkeypatc
     samples = scrape(client)
     assert ("mailhost_queue_recipients", frozenset()) not in samples
     assert any(name == "mailhost_smtp_accept_seconds_count" for name, _ in samples)
+
+
+@pytest.mark.django_db
+def test_a_counter_child_is_looked_up_once_per_label_values(client, monkeypatch):
+    # A message moves two or three counters: labels() (its checks, sorting and lock) runs
+    # once per label values, and the counts still move at every call.
+    from mailhost import metrics
+
+    looked_up = []
+    real_labels = metrics.DELIVERIES.labels
+    monkeypatch.setattr(
+        metrics.DELIVERIES, "labels", lambda *v: looked_up.append(v) or real_labels(*v)
+    )
+    before = scrape(client)
+    for _ in range(3):
+        metrics.delivery_result("delivered-test")
+    after = scrape(client)
+    assert moved(before, after, "mailhost_deliveries_total", result="delivered-test") == 3
+    assert looked_up == [("delivered-test",)]
