@@ -69,6 +69,36 @@ def test_received_header_follows_rfc5321_4_4(settings):
     assert "for <" not in several  # several recipients are not disclosed to each other
 
 
+def test_the_trace_date_is_formatted_once_a_second(monkeypatch):
+    # Every message within a second gets the same date text: formatted once, not each time.
+    import datetime
+    from email.utils import format_datetime
+
+    start = datetime.datetime(2026, 3, 1, 12, 0, 5, 100, tzinfo=datetime.UTC)
+    clock = [start]
+    formatted = []
+    monkeypatch.setattr(accept.timezone, "now", lambda: clock[0])
+    monkeypatch.setattr(
+        accept, "format_datetime", lambda d: formatted.append(d) or format_datetime(d)
+    )
+    client = ClientInfo(helo="client.example.net", ip="192.0.2.7")
+    stamps = []
+    for moment in (
+        start,
+        start.replace(microsecond=999_999),
+        start + datetime.timedelta(seconds=1),
+    ):
+        clock[0] = moment
+        header = accept.received_header(client=client, queue_id="Q", recipients=["b@example.org"])
+        stamps.append(header.decode().rsplit("; ", 1)[1].strip())
+    assert stamps == [
+        "Sun, 01 Mar 2026 12:00:05 +0000",
+        "Sun, 01 Mar 2026 12:00:05 +0000",
+        "Sun, 01 Mar 2026 12:00:06 +0000",
+    ]
+    assert len(formatted) == 2
+
+
 @pytest.mark.parametrize("inline_max", [0, 64 * 1024], ids=["file", "inline"])
 def test_local_and_remote_share_one_blob_in_one_transaction(people, blob_dir, settings, inline_max):
     settings.MAILHOST_BLOB_INLINE_MAX = inline_max
