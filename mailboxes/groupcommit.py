@@ -18,7 +18,6 @@ InnoDB's logs), so a lone writer pays nothing extra.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -28,6 +27,7 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 
 from mailboxes import events
+from mailhost.plainsql import Read, reads_together
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -99,15 +99,13 @@ def _send_kept() -> None:
     if not later:
         return
     _shared.later = []  # the statements below come through _kept_first: nothing to send then
-    db = connections[DEFAULT_DB_ALIAS]
-    with contextlib.ExitStack() as stack:
-        cursors = [stack.enter_context(db.prepared_cursor()) for _ in later]
-        with db.statements_together():
-            for cursor, (sql, params, _) in zip(cursors, later, strict=True):
-                cursor.execute(sql, params)
-        rows = [cursor.fetchone() for cursor in cursors]
-    for (_, _, then), row in zip(later, rows, strict=True):
+    firsts = reads_together([Read(sql, params, _first_row) for sql, params, _ in later])
+    for (_, _, then), row in zip(later, firsts, strict=True):
         then(row)
+
+
+def _first_row(rows: list[tuple]) -> tuple | None:
+    return rows[0] if rows else None
 
 
 def _kept_first(execute, sql, params, many, context):  # noqa: ANN001, ANN202

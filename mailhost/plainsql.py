@@ -56,15 +56,13 @@ def reads_together(reads: Sequence[Read]) -> list:
     SQLite."""
     asked = [read for read in reads if read.sql is not None]
     db = connections[DEFAULT_DB_ALIAS]
-    rows: dict[int, list[tuple]] = {}
     with contextlib.ExitStack() as stack:
         cursors = [stack.enter_context(db.prepared_cursor()) for _ in asked]
         with db.statements_together() if len(asked) > 1 else contextlib.nullcontext():
             for cursor, read in zip(cursors, asked, strict=True):
                 cursor.execute(read.sql, read.params)
-        for cursor, read in zip(cursors, asked, strict=True):
-            rows[id(read)] = cursor.fetchall()
-    return [read.answer(rows.get(id(read), [])) for read in reads]
+        rows = iter([cursor.fetchall() for cursor in cursors])
+    return [read.answer([] if read.sql is None else next(rows)) for read in reads]
 
 
 class Columns:
