@@ -29,8 +29,8 @@ the CPU per operation is over imaptest's whole run (each worker process having c
 password once before), and py-spy samples the same window.
 
 `smtp --callgrind N`: instead of py-spy, runmail (MAILHOST_PROCESSES=1) runs under valgrind's
-callgrind, and for each row (1 and 10 KB, or --size; reused and new connections) the bench
-zeroes its counters after a warm-up batch, sends N messages, waits for the indexer to have
+callgrind, and for each row (1 and 10 KB, or --size: that size; reused and new connections)
+the bench zeroes its counters after a warm-up batch, sends N messages, waits for the indexer to have
 none pending and prints the instructions per stored message: the whole path from connection
 to indexed message, repeatable on a loaded machine (an idle window's instructions, timers and
 the other listeners, are measured and taken off). Each row's dump stays in DIR
@@ -322,7 +322,8 @@ def profile_callgrind(mailhost: Mailhost, out: Path, args: argparse.Namespace) -
     message: for each row, a warm-up batch, the counters zeroed, --callgrind messages, the
     indexer's pending rows drained, the counters read. The instructions of an idle window of
     the same length (timers, the sweeper, the other listeners) are measured and taken off."""
-    size_rows = [(size, new) for size, new in CALLGRIND_ROWS if not args.size or size == args.size]
+    # --size: that size's two rows (reused and new connections), whatever the size.
+    size_rows = [(args.size, new) for new in (False, True)] if args.size else CALLGRIND_ROWS
 
     def pending() -> int:
         import sqlite3
