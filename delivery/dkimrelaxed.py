@@ -34,6 +34,7 @@ _WSP = re.compile(rb"[\t ]+")
 _TRAILING_WSP = re.compile(rb"[\t ]+\r\n")
 _SIGNATURE_NAME = b"DKIM-Signature"
 _PLACEHOLDER = b"0" * 60
+_FOLD_WIDTH = 71  # dkim.fold: a line after the first, its leading space included
 
 
 @functools.lru_cache(maxsize=64)
@@ -123,6 +124,11 @@ def relaxed_rsa_sha256(raw: bytes, *, selector: bytes, domain: bytes, pem: str) 
     signature = _private_key(pem).sign(
         hashlib.sha256(hashed).digest(), padding.PKCS1v15(), utils.Prehashed(hashes.SHA256())
     )
-    tags[-1] = (b"b", base64.b64encode(signature))
-    value = b"; ".join(b"=".join(tag) for tag in tags) + b"\r\n"
-    return _SIGNATURE_NAME + b": " + dkim.fold(value, namelen=len(_SIGNATURE_NAME))
+    # dkimpy folds the signed field again; not here: its lines up to b= are the unsigned
+    # field's (b= starts a line: "bh=", its 44 octets and "; b=" with the placeholder are
+    # more than 71, and neither the placeholder nor the signature holds a space, so fold
+    # breaks before b= alike), and b=, its value and the CRLF are cut every 71 octets, as
+    # fold cuts what holds no space.
+    tail = b"b=" + base64.b64encode(signature) + b"\r\n"
+    lines = [tail[at : at + _FOLD_WIDTH] for at in range(0, len(tail), _FOLD_WIDTH)]
+    return _SIGNATURE_NAME + b": " + unsigned[:-2] + b"\r\n ".join(lines)

@@ -212,3 +212,26 @@ def test_port_25s_checks_pass_our_signatures(dns_server, settings):
             mail_from="alice@example.org",
         )
         assert [(d.result, d.domain) for d in got.dkim] == [("pass", "example.org")], raw
+
+
+@pytest.mark.parametrize("bits", [1024, 3072])
+def test_the_signature_is_dkimpys_for_other_key_sizes(bits, frozen_clock):
+    """The signed field's b= lines are cut here, not by a second dkim.fold: as dkimpy cuts
+    them whatever the signature's length."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    pem = rsa.generate_private_key(public_exponent=65537, key_size=bits).private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+    rng = random.Random(bits)
+    for _ in range(20):
+        raw = random_message(rng)
+        expected = dkim.sign(
+            raw, b"sel", b"example.org", pem, canonicalize=(b"relaxed", b"relaxed"),
+            include_headers=None,
+        )  # fmt: skip
+        signed = relaxed_rsa_sha256(raw, selector=b"sel", domain=b"example.org", pem=pem.decode())
+        assert signed == expected, raw
