@@ -61,7 +61,9 @@ class OutboundRecipient(models.Model):
     # A worker holds the recipient until this time; the sweeper skips held rows.
     lease_until = models.DateTimeField(null=True, blank=True)
     # Which claim holds the lease: a job writes results only for rows still carrying its token.
-    lease_token = models.CharField(max_length=32, blank=True, db_index=True)
+    # Indexed by a Meta index: a field's db_index would add a varchar_pattern_ops twin on
+    # PostgreSQL, for LIKE queries that nothing asks, written at every claim and result.
+    lease_token = models.CharField(max_length=32, blank=True)
     last_reply = models.TextField(blank=True)
     mx_used = models.CharField(max_length=255, blank=True)
     # How the last session was protected: Protection's values ("" before any).
@@ -76,6 +78,7 @@ class OutboundRecipient(models.Model):
         ordering = ["message", "id"]
         indexes = [
             models.Index(fields=["status", "next_attempt_at"], name="recipient_due"),
+            models.Index(fields=["lease_token"], name="recipient_lease_token"),
         ]
 
     def __str__(self) -> str:
