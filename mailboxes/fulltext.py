@@ -11,7 +11,7 @@ with detail=none, a quarter of the size of a positional index; PostgreSQL pg_trg
 index without reading text: the vocabulary (every word of every text, with a trigram index)
 gives the words the needle is part of and the words index the texts holding them, which is
 exact (every occurrence of such a needle lies inside one of the text's words: on SQLite the
-ascii tokenizer's tokens, TOKEN; on PostgreSQL words_of).
+ascii tokenizer's tokens, ascii_tokens; on PostgreSQL words_of).
 
 Indexing is off the delivery path (a 250 never waits for it). A database trigger puts every
 new blob in BlobTextPending; the Indexer thread of the delivery workers, woken by delivery's
@@ -27,7 +27,7 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 
 from django.conf import settings
 from django.db import connection, connections, transaction
@@ -128,14 +128,26 @@ def words_of(text: str) -> list[str]:
 
 # SQLite: the tokens of FTS5's ascii tokenizer, which the words index keeps of a text part:
 # maximal runs of ASCII letters and digits and non-ASCII characters (its ASCII letters lowered,
-# which a folded text has already).
-TOKEN = re.compile("[0-9a-zA-Z\x80-\U0010ffff]+")
+# which a folded text has already). In UTF-8 every byte of a non-ASCII character is 0x80 or
+# above, so they are the runs left when every other ASCII byte becomes a space: a translate and
+# a split in C, 2 to 2.5 times faster than a regex's findall on the text (whose repeat reads a
+# character at a time), and each distinct token decoded once.
+_TOKEN_BYTES = bytes(byte if byte >= 0x80 or chr(byte).isalnum() else 0x20 for byte in range(256))
+
+
+def ascii_tokens(texts: Iterable[str]) -> set[str]:
+    """The distinct tokens of FTS5's ascii tokenizer in these folded texts."""
+    found: set[bytes] = set()
+    for text in texts:
+        # surrogatepass: a lone surrogate is a character as any other, kept inside its token
+        found.update(text.encode("utf-8", "surrogatepass").translate(_TOKEN_BYTES).split())
+    return {token.decode("utf-8", "surrogatepass") for token in found}
 
 
 def vocabulary_insert(cursor, bodies: list[str]) -> None:  # noqa: ANN001
     """SQLite: put the tokens of these text parts that the vocabulary lacks in it. Only added
     to: a word no text holds any longer finds nothing in the words index (reindex drops it)."""
-    tokens = sorted({token for body in bodies for token in TOKEN.findall(body)})
+    tokens = sorted(ascii_tokens(bodies))
     for start in range(0, len(tokens), 500):
         chunk = tokens[start : start + 500]
         cursor.execute(
