@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -69,6 +70,10 @@ def local_part_too_long(local: str) -> bool:
     return size > 64
 
 
+# Port 25 parses a message's sender and recipient twice each, or more (MAIL's and RCPT's
+# checks, the recipient's resolution, the sender lists, the DMARC report): an Address is frozen
+# and its text's parse never changes, so the last ones are kept (a refusal is not kept).
+@functools.lru_cache(maxsize=1024)
 def parse_address(text: str) -> Address:
     """Parse `local@domain` (angle brackets allowed); raises InvalidAddress."""
     text = text.strip()

@@ -74,12 +74,7 @@ def header_fields(raw: bytes, only: Collection[str] | None = None) -> list[tuple
     """(lower-case name, value as text) of each header field of the message, in order; with
     `only` (lower-case names), of those fields alone: the others' values are not decoded."""
     return [
-        (
-            name,
-            header_cache.header_text(
-                mime.field_value(raw, vs, fe).decode("utf-8", "surrogateescape")
-            ),
-        )
+        (name, header_cache.field_text(raw, vs, fe))
         for name, _fs, vs, fe in mime.header_fields(raw, 0, mime.split_header(raw, 0, len(raw)))
         if only is None or name in only
     ]

@@ -134,6 +134,14 @@ def header_text(value: str | Header) -> str:
     return _octets_text(value.encode("utf-8", "surrogateescape"))
 
 
+def field_text(raw: bytes, value_start: int, field_end: int) -> str:
+    """The value of the field at raw[value_start:field_end] (mime.header_fields' positions)
+    as text: unfolded, 8-bit octets read by header_text, encoded words left in place."""
+    return header_text(
+        mime.field_value(raw, value_start, field_end).decode("utf-8", "surrogateescape")
+    )
+
+
 def _octets_text(raw: bytes) -> str:
     try:
         return raw.decode("utf-8")
@@ -237,6 +245,56 @@ def header_read(raw: bytes) -> HeaderRead:
     return HeaderRead(summary, _spam_verdict(parsed), parsed)
 
 
+class _IndexedHeader(Message):
+    """A compat32 Message whose get and get_all find a field by one dict lookup: port 25's
+    readers (the summary, the spam rules, the text of a single-part message) ask a header
+    for some twenty fields, and Message.get lowers every field's name at each call. The
+    index is made at the first read and dropped at every change of the fields."""
+
+    _by_name: dict[str, list[tuple[str, str]]] | None = None
+
+    def _named(self, name: str) -> list[tuple[str, str]] | None:
+        index = self._by_name
+        if index is None:
+            index = {}
+            for field in self._headers:
+                index.setdefault(field[0].lower(), []).append(field)
+            self._by_name = index
+        return index.get(name.lower())
+
+    def get(self, name, failobj=None):  # noqa: ANN001, ANN201 - Message.get's signature
+        fields = self._named(name)
+        return failobj if fields is None else self.policy.header_fetch_parse(*fields[0])
+
+    def get_all(self, name, failobj=None):  # noqa: ANN001, ANN201 - Message.get_all's
+        fields = self._named(name)
+        if fields is None:
+            return failobj
+        return [self.policy.header_fetch_parse(k, v) for k, v in fields]
+
+    # Every method of Message that changes _headers (Python 3.11's email.message); the index
+    # is dropped after it, as some read the fields first (set_boundary reads Content-Type).
+    def __setitem__(self, name, val) -> None:  # noqa: ANN001
+        super().__setitem__(name, val)
+        self._by_name = None
+
+    def __delitem__(self, name) -> None:  # noqa: ANN001
+        super().__delitem__(name)
+        self._by_name = None
+
+    def set_raw(self, name, value) -> None:  # noqa: ANN001
+        super().set_raw(name, value)
+        self._by_name = None
+
+    def replace_header(self, _name, _value) -> None:  # noqa: ANN001
+        super().replace_header(_name, _value)
+        self._by_name = None
+
+    def set_boundary(self, boundary) -> None:  # noqa: ANN001
+        super().set_boundary(boundary)
+        self._by_name = None
+
+
 def parse_header(block: bytes) -> Message:
     """BytesHeaderParser(policy=compat32).parsebytes(block), the same Message, made without
     the feed parser (about half of its cost) when every line of `block` is a field or its
@@ -247,7 +305,7 @@ def parse_header(block: bytes) -> Message:
     which records the defects."""
     lines = io.StringIO(block.decode("ascii", "surrogateescape"), newline="").readlines()
     if lines and lines[-1] in _LINE_ENDS and lines[0][0] not in " \t":
-        parsed = Message(policy=compat32)
+        parsed = _IndexedHeader(policy=compat32)
         field: list[str] = []
         for line in lines[:-1]:
             if line[0] in " \t":
@@ -272,11 +330,21 @@ def _summary(raw: bytes, block: bytes, parsed) -> dict:  # noqa: ANN001 - a comp
     # SEARCH): a name with white space before its colon (RFC 5322 4.5 obs-optional,
     # "From  : ...") is a field, a line without a colon is skipped rather than ending the
     # header as compat32 does.
-    from mailboxes import fulltext
-
+    # The top part's header as the MIME parse for the preview read it (one walk of the
+    # fields for both); a header it reads only in part (past mime.MAX_HEADER_OCTETS) or
+    # differently (cut by bounded_header) is read from the block, as before.
+    root_header: list[mime.Header] = []
+    tree = mime.parse(raw, describe=lambda _part, header, _params, _raw: root_header.append(header))
     values: dict[str, list[str]] = {name: [] for name in _SUMMARY_FIELDS}
-    for name, value in fulltext.header_fields(block, only=values):
-        values[name].append(value)
+    if tree.bs == len(block) <= mime.MAX_HEADER_OCTETS and raw.startswith(block):
+        for name, _fs, vs, fe in root_header[-1].fields:
+            if name in values:
+                values[name].append(field_text(raw, vs, fe))
+    else:
+        from mailboxes import fulltext
+
+        for name, value in fulltext.header_fields(block, only=values):
+            values[name].append(value)
     from_display, from_address = _addresses_display(values["from"])
     to_display, _ = _addresses_display(values["to"])
     cc_display, _ = _addresses_display(values["cc"])
@@ -309,7 +377,7 @@ def _summary(raw: bytes, block: bytes, parsed) -> dict:  # noqa: ANN001 - a comp
         "references": references[:8000],
         "thread_key": thread_root[:255],
         "has_attachments": has_attachments,
-        "preview": _preview(raw),
+        "preview": preview.preview(raw, tree),
     }
     # PostgreSQL text cannot hold NUL, which a hostile header may carry: store U+FFFD instead.
     return {k: v.replace("\0", "\ufffd") if isinstance(v, str) else v for k, v in summary.items()}
@@ -329,11 +397,6 @@ _DEGRADED_SUMMARY = {
     "has_attachments": False,
     "preview": "",
 }
-
-
-def _preview(raw: bytes) -> str:
-    """RFC 8970 PREVIEW text, by the same code IMAP FETCH PREVIEW runs, so both agree."""
-    return preview.preview(raw, mime.parse(raw))
 
 
 def _attachment_field(body: bytes) -> bool:

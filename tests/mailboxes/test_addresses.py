@@ -86,3 +86,12 @@ def test_parse_address(text, expected):
 def test_parse_address_refuses(text):
     with pytest.raises(InvalidAddress):
         parse_address(text)
+
+
+def test_a_parse_kept_for_its_text_is_the_same_and_a_refusal_is_not_kept():
+    # parse_address keeps its last answers (port 25 parses each address several times).
+    assert parse_address("Kept@Example.ORG") == Address("Kept", "example.org")
+    assert parse_address("Kept@Example.ORG") == Address("Kept", "example.org")
+    for _ in range(2):
+        with pytest.raises(InvalidAddress):
+            parse_address("not an address")

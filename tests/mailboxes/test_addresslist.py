@@ -74,3 +74,45 @@ def test_any_input_gives_four_tuples(value):
 @given(st.binary(max_size=4096))
 def test_random_bytes_give_four_tuples(value):
     assert all(len(a) == 4 for a in addresslist.parse_addresses(value))
+
+
+# One address written the common way is read off a regular expression, not by the token
+# walk: the same answer as the walk's, whatever the text.
+ONE_ADDRESS_PIECES = st.sampled_from(
+    [b"Al", b"ice", b" ", b"  ", b"\t", b".", b"-", b"_", b"=?utf-8?q?x?=", b"'", b"+"]
+    + [b"<", b">", b"@", b"example", b".org", b"MISSING_MAILBOX", b"MISSING_DOMAIN"]
+    + [b'"', b"(c)", b",", b":", b";", b"[", b"]", b"\\", b"\r\n", b"\x0b", b"\xc3\xa9"]
+)
+
+
+@FUZZ
+@given(
+    st.tuples(
+        st.lists(ONE_ADDRESS_PIECES, max_size=6).map(b"".join),
+        st.lists(ONE_ADDRESS_PIECES, max_size=4).map(b"".join),
+        st.lists(ONE_ADDRESS_PIECES, max_size=4).map(b"".join),
+        st.booleans(),
+    )
+)
+def test_one_address_is_read_as_the_token_walk_reads_it(parts):
+    name, local, host, bracketed = parts
+    value = name + b"<" + local + b"@" + host + b">" if bracketed else local + b"@" + host
+    assert addresslist.parse_addresses(value) == addresslist._parse_list(value)
+    assert addresslist.parse_addresses(value, limit=7) == addresslist._parse_list(value[:7])
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (
+            b"Alice  Q.\tPublic <a.b+c@example.org> ",
+            (b"Alice Q. Public", None, b"a.b+c", b"example.org"),
+        ),
+        (b" <a@b> ", (None, None, b"a", b"b")),
+        (b"  <a@b>", (None, None, b"a", b"b")),
+        (b"a@b.example", (None, None, b"a", b"b.example")),
+        (b"=?utf-8?q?Al?= <x@y>", (b"=?utf-8?q?Al?=", None, b"x", b"y")),
+    ],
+)
+def test_common_single_addresses(value, expected):
+    assert addresslist.parse_addresses(value) == [expected] == addresslist._parse_list(value)

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailboxes import fulltext, headers
+from mailboxes import fulltext, headers, mime
 from mailboxes.headers import blank_line, bounded_header, header_block, parse_header, summarize
 
 _SEARCHED = re.compile(rb"\r?\n\r?\n")  # what blank_line's span must equal
@@ -108,7 +108,40 @@ def _parsed(message) -> tuple:  # noqa: ANN001 - a compat32 Message
 
 def _assert_as_the_parser(block: bytes) -> None:
     expected = BytesHeaderParser(policy=compat32).parsebytes(block)
-    assert _parsed(parse_header(block)) == _parsed(expected)
+    parsed = parse_header(block)
+    assert _parsed(parsed) == _parsed(expected)
+    # get and get_all (a field index on the fast path) find what the parser's Message finds.
+    for name in {name for name, _value in expected._headers} | {"Subject", "X-Absent"}:
+        for asked in (name, name.lower(), name.upper()):
+            assert str(parsed.get(asked)) == str(expected.get(asked))
+            assert parsed.get(asked, parsed) is parsed or expected.get(asked, parsed) is not parsed
+            assert [str(v) for v in parsed.get_all(asked, [])] == [
+                str(v) for v in expected.get_all(asked, [])
+            ]
+    assert parsed.get_content_type() == expected.get_content_type()
+    assert parsed.get_content_charset() == expected.get_content_charset()
+
+
+def test_a_parsed_header_reads_its_fields_after_they_change() -> None:
+    # The field index that get and get_all read is dropped at every change of the fields.
+    block = (
+        b"Subject: one\r\nContent-Type: multipart/mixed; boundary=a\r\nX-Two: 1\r\nx-two: 2\r\n\r\n"
+    )
+    parsed = parse_header(block)
+    assert parsed.get("x-TWO") == "1" and parsed.get_all("X-Two") == ["1", "2"]
+    parsed["X-Two"] = "3"
+    assert parsed.get_all("x-two") == ["1", "2", "3"]
+    del parsed["X-Two"]
+    assert parsed.get("X-Two") is None and parsed.get_all("X-Two") is None
+    parsed.set_raw("X-Two", "4")
+    assert parsed.get("x-two") == "4"
+    parsed.replace_header("subject", "two")
+    assert parsed["Subject"] == "two"
+    parsed.set_boundary("b")
+    assert parsed.get_boundary() == "b"
+    parsed.add_header("X-Added", "v", name="p")
+    assert parsed.get("x-added") == 'v; name="p"'
+    assert parsed.get("subject") == "two" and "X-Two" in parsed
 
 
 @pytest.mark.parametrize("path", _CORPUS, ids=lambda p: p.name)
@@ -157,6 +190,18 @@ def test_the_summary_reads_the_corpus_as_every_field_decoded(path: Path) -> None
     assert summary["subject"] == headers.decode_words(first("subject"))[:2000]
     attachment = re.search(rb"(?im)^content-disposition:\s*attachment", raw[len(block) :])
     assert headers._attachment_field(raw[len(block) :]) == bool(attachment)
+
+
+def test_the_summary_reads_a_header_longer_than_the_mime_parse_reads() -> None:
+    # The MIME parse reads the first 64 KB of a header; the summary's fields are then read
+    # from the whole (bounded) header block, as for any other message.
+    raw = (
+        b"X-Long: " + b"a" * (mime.MAX_HEADER_OCTETS - 100) + b"\r\n"
+        b"From: Late <late@example.com>\r\nSubject: late\r\n\r\nbody\r\n"
+    )
+    summary = summarize(raw)
+    assert summary["from_address"] == "late@example.com" and summary["subject"] == "late"
+    assert summary["preview"] == "body"
 
 
 def test_an_attachment_line_is_found_in_any_case() -> None:
