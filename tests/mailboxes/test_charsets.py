@@ -24,3 +24,35 @@ def test_part_charset_never_raises():
 
 def test_the_spam_tokenizer_reads_the_text():
     assert "hostile world" in text_of(HOSTILE).text
+
+
+CONTENT_TYPES = [
+    "text/plain; charset=utf-8",
+    "text/plain; charset=UTF-8",
+    'text/plain; charset="ISO-8859-1"; format=flowed',
+    "text/plain",
+    "text/html; charset*=utf-8''%75tf-8",
+    "text/plain; charset*=utf-8''x; charset*0=a; charset*1=b",
+    "text/plain; charset*0=iso-8859; charset*1=-1",
+    "text/plain; charset=",
+    "text/plain; charset=caf\u00e9",
+    "multipart/mixed; boundary=x",
+    ";;;",
+    "",
+]
+
+
+def test_part_charset_kept_by_content_type_is_the_parts_own():
+    # part_charset keeps its reading by the Content-Type field's text: the same answer as
+    # the part's own get_content_charset, asked once or again, for parts with that field.
+    for _ in range(2):
+        for value in CONTENT_TYPES:
+            part = message_from_bytes(
+                b"Content-Type: " + value.encode("utf-8") + b"\r\n\r\nbody", policy=compat32
+            )
+            try:
+                expected = part.get_content_charset() or "default"
+            except Exception:
+                expected = "default"
+            assert part_charset(part, "default") == expected, value
+    assert part_charset(message_from_bytes(b"Subject: x\r\n\r\nb", policy=compat32), "d") == "d"
