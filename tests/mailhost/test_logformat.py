@@ -4,6 +4,7 @@ formatted once a second."""
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from unittest import mock
 
@@ -26,6 +27,29 @@ def test_lines_are_logging_formatters_lines():
     for created in (1_700_000_000.0, 1_700_000_000.999, 1_700_000_001.0005, 1_700_003_600.25):
         record = _record(created)
         assert ours.format(record) == plain.format(record)
+
+
+def test_every_kind_of_record_is_formatted_as_logging_formats_it():
+    # The servers' format is made by one %-format of its four values; the other records
+    # (a traceback, a stack) and other formats go through Formatter.format: the same text.
+    assert FORMAT == logformat.LINE_FORMAT
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        exc_info = sys.exc_info()
+    records = [
+        logging.LogRecord("mailhost.smtp", logging.INFO, __file__, 1, "a %s b %d", ("x", 3), None),
+        logging.LogRecord("m", logging.WARNING, __file__, 1, "%(k)s", ({"k": "v"},), None),
+        logging.LogRecord("m", logging.ERROR, __file__, 1, ValueError("obj"), (), None),
+        logging.LogRecord("m", logging.ERROR, __file__, 1, "failed", (), exc_info),
+        logging.LogRecord("m", logging.INFO, __file__, 1, "stack", (), None, sinfo="Stack:\n x"),
+    ]
+    for fmt in (FORMAT, "%(levelname)s %(message)s"):
+        plain, ours = logging.Formatter(fmt), logformat.PlainFormatter(fmt)
+        for record in records:
+            expected = plain.format(record)
+            record.exc_text = None
+            assert ours.format(record) == expected
 
 
 def test_settings_formatter_formats_the_seconds_once_a_second():
