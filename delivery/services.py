@@ -217,7 +217,9 @@ def recipients_claim_many(
     with (
         unsynced_atomic(statements_together=True),
         connection.prepared_cursor() as cursor,
-        connection.prepared_cursor() as taken,
+        # Binary rows: the blob's bytes as they are, not hex text to write and decode, and
+        # the timestamps by psycopg's C loader, not Django's text one (a regex in Python).
+        connection.prepared_cursor(binary=True) as taken,
     ):
         if record is not None:
             record()

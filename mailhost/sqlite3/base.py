@@ -322,9 +322,10 @@ class DatabaseWrapper(base.DatabaseWrapper):
         # Its attributes named, not found by __getattr__ after a failed lookup (see there).
         return dbcursor.CursorWrapper(cursor, self)
 
-    def prepared_cursor(self):  # noqa: ANN201
+    def prepared_cursor(self, *, binary: bool = False):  # noqa: ANN201
         """mailhost.postgresql's cursor for hot statements: here the ordinary one, whose
-        statements Python's sqlite3 module already keeps prepared (its statement cache)."""
+        statements Python's sqlite3 module already keeps prepared (its statement cache);
+        `binary` has no meaning here (sqlite3 gives a BLOB as its bytes)."""
         return self.cursor()
 
     def begin_with_first_statement(self) -> contextlib.AbstractContextManager[None]:

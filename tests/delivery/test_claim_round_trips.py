@@ -8,9 +8,11 @@ import pytest
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 
 from delivery import services
-from delivery.models import OutboundRecipient
+from delivery.models import OutboundMessage, OutboundRecipient
+from mailboxes.models import Blob
+from mailboxes.selectors import blob_read
 from mailboxes.transactions import unsynced_atomic
-from tests.delivery.test_delivery import spool
+from tests.delivery.test_delivery import RAW, spool
 from tests.mailhost.test_prepared_statements import prepared, traced, uses
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("delivery_env")]
@@ -126,6 +128,25 @@ def test_a_claim_is_two_round_trips(make_mailbox, tmp_path):
     assert sorted(r.address for r in claim.recipients) == ["bob@remote.test", "carol@remote.test"]
     held = OutboundRecipient.objects.filter(message=message, lease_token=claim.token)
     assert held.count() == 2
+
+
+def test_a_claims_rows_equal_what_the_orm_reads(make_mailbox):
+    """On PostgreSQL the claim's SELECT reads its rows in the binary format (the blob's bytes
+    as they are, not hex text): every field of its recipients, message and blob is the value,
+    of the same type, that the ORM reads."""
+    make_mailbox("alice@example.org")
+    message = spool(["bob@remote.test", "carol@remote.test"], ret="HDRS", envid="e-1")
+    [claim] = services.recipients_claim_many(message_ids=[message.pk])
+
+    def fields(row) -> dict:
+        values = {f.attname: getattr(row, f.attname) for f in row._meta.concrete_fields}
+        return {name: (type(value), value) for name, value in values.items()}
+
+    assert fields(claim.message) == fields(OutboundMessage.objects.get(pk=message.pk))
+    assert fields(claim.message.blob) == fields(Blob.objects.get(pk=message.blob_id))
+    for row in claim.recipients:
+        assert fields(row) == fields(OutboundRecipient.objects.get(pk=row.pk))
+    assert blob_read(claim.message.blob) == RAW
 
 
 def test_a_claim_takes_what_is_due_once(make_mailbox):
