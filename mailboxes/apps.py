@@ -7,5 +7,7 @@ class MailboxesConfig(AppConfig):
 
     def ready(self) -> None:
         from mailhost.dbcursor import install_connection_storage
+        from mailhost.settingsreads import install_settings_reads
 
         install_connection_storage()
+        install_settings_reads()
