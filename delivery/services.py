@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -105,7 +105,7 @@ def spool_create(
     # The instance as read from the database (the ORM's positional path: half the CPU of
     # keyword arguments), with the related rows the caller gave.
     message = OutboundMessage.from_db(
-        connection.alias, _MESSAGE_NAMES, [message_id, *map(fields.get, _MESSAGE_NAMES[1:])]
+        DEFAULT_DB_ALIAS, _MESSAGE_NAMES, [message_id, *map(fields.get, _MESSAGE_NAMES[1:])]
     )
     if sender_mailbox is not None:
         _MESSAGE_SENDER.set_cached_value(message, sender_mailbox)
@@ -119,13 +119,14 @@ def _spool_rows_insert(message: dict, recipients: list[dict]) -> int:
     submission's transaction is one round trip shorter (BEGIN with the blob's row, the
     spool's rows, the synced COMMIT), and the statement is parsed and planned once a
     connection. Elsewhere the two INSERTs (SQLite's WITH holds no INSERT)."""
-    if connection.vendor != "postgresql":
+    db = connections[DEFAULT_DB_ALIAS]  # once: each read of the `connection` proxy fails first
+    if db.vendor != "postgresql":
         (message_id,) = _insert_message.values([message], returning=True)
         _insert_recipients.values([{**row, "message_id": message_id} for row in recipients])
         return message_id
     message_sql, params = _insert_message.statement([message], returning=True)
     recipients_sql, recipient_params = _insert_new_message_recipients.statement(recipients)
-    with connection.prepared_cursor() as cursor:
+    with db.prepared_cursor() as cursor:
         cursor.execute(
             f"WITH message AS ({message_sql}), recipients AS ({recipients_sql})"
             " SELECT id FROM message",
@@ -206,24 +207,25 @@ def recipients_claim_many(
     lease = now + timedelta(seconds=settings.MAILHOST_DELIVERY_LEASE)
     ids = sorted(set(message_ids))
     update, select = _claim_sql(len(ids))
-    adapt = connection.ops.adapt_datetimefield_value
+    db = connections[DEFAULT_DB_ALIAS]  # once: each read of the `connection` proxy fails first
+    adapt = db.ops.adapt_datetimefield_value
     # Not synced before returning (mailboxes/transactions.py): a claim lost with the power
     # only makes the recipients due again, as an expired lease would.
     # On PostgreSQL the SELECT of what the UPDATE took is sent with it, in its transaction:
     # one round trip for both (statements_together). On SQLite, where a statement is no
     # round trip, it runs after the COMMIT, and only when something was taken: the writer
     # lock is not held for it.
-    together = connection.vendor == "postgresql"
+    together = db.vendor == "postgresql"
     with (
         unsynced_atomic(statements_together=True),
-        connection.prepared_cursor() as cursor,
+        db.prepared_cursor() as cursor,
         # Binary rows: the blob's bytes as they are, not hex text to write and decode, and
         # the timestamps by psycopg's C loader, not Django's text one (a regex in Python).
-        connection.prepared_cursor(binary=True) as taken,
+        db.prepared_cursor(binary=True) as taken,
     ):
         if record is not None:
             record()
-        with connection.statements_together():
+        with db.statements_together():
             cursor.execute(
                 update,
                 [token, adapt(lease), adapt(now), *ids, *_PENDING_TEXT, adapt(now), adapt(now)],
@@ -235,7 +237,7 @@ def recipients_claim_many(
     if not claimed:
         return []
     if rows is None:
-        with connection.cursor() as cursor:
+        with db.cursor() as cursor:
             cursor.execute(select, [*ids, token])
             rows = cursor.fetchall()
     recipient, message, blob = _CLAIMED
@@ -346,7 +348,8 @@ def recipients_record_rows(
     written = 0
     lines: list[str] = []
     updates: list[tuple[OutboundRecipient, Outcome, str, str, list]] = []
-    adapt = connection.ops.adapt_datetimefield_value
+    db = connections[DEFAULT_DB_ALIAS]  # once: each read of the `connection` proxy fails first
+    adapt = db.ops.adapt_datetimefield_value
     known = [
         r
         for r in claimed
@@ -398,8 +401,8 @@ def recipients_record_rows(
     # One UPDATE a recipient, all sent together (one round trip on PostgreSQL), each one's
     # row count read after.
     with contextlib.ExitStack() as stack:
-        cursors = [stack.enter_context(connection.prepared_cursor()) for _ in updates]
-        with connection.statements_together():
+        cursors = [stack.enter_context(db.prepared_cursor()) for _ in updates]
+        with db.statements_together():
             for cursor, (*_, params) in zip(cursors, updates, strict=True):
                 cursor.execute(_result_sql(), params)
         for cursor, (row, outcome, status, reply, _) in zip(cursors, updates, strict=True):

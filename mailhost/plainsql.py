@@ -106,7 +106,7 @@ class Columns:
     def instance(self, row: Sequence, start: int = 0) -> Model:
         """The instance whose columns are row[start:start + len(self)] (with only some
         fields named, the others deferred)."""
-        return from_db(self.model, connection.alias, self.attnames, self.values(row, start))
+        return from_db(self.model, DEFAULT_DB_ALIAS, self.attnames, self.values(row, start))
 
 
 def from_db(model: type[Model], alias: str, attnames: Sequence[str], values: Sequence) -> Model:
@@ -209,24 +209,25 @@ class Insert:
             return
         if returning and self.on_conflict is not None:
             raise ValueError("RETURNING leaves out the ignored rows: their keys are unknown")
+        db = connections[DEFAULT_DB_ALIAS]  # once: each read of the `connection` proxy fails first
         if self._plan is None:
-            self._plan = [(f, f.attname, _passed_as_is(f, connection)) for f in self.fields]
+            self._plan = [(f, f.attname, _passed_as_is(f, db)) for f in self.fields]
         params = []
         for instance in instances:
             values = instance.__dict__
             for field, attname, as_is in self._plan:
                 value = values.get(attname, _UNSET)
                 if type(value) not in as_is:
-                    value = field.get_db_prep_save(field.pre_save(instance, True), connection)
+                    value = field.get_db_prep_save(field.pre_save(instance, True), db)
                 params.append(value)
-        with connection.cursor() as cursor:
+        with db.cursor() as cursor:
             cursor.execute(self._statement(len(instances), returning), params)
             ids = [row[0] for row in cursor.fetchall()] if returning else []
         for instance, pk in zip(instances, ids, strict=False):
             instance.pk = pk
         for instance in instances:
             instance._state.adding = False
-            instance._state.db = connection.alias
+            instance._state.db = db.alias
 
     def values(self, rows: Sequence[dict[str, Any]], *, returning: bool = False) -> list[int]:
         """INSERT of rows given as {attname: value} without model instances (the ORM's
@@ -235,7 +236,7 @@ class Insert:
         Returns the new primary keys with `returning`."""
         if not rows:
             return []
-        with connection.cursor() as cursor:
+        with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
             cursor.execute(*self.statement(rows, returning=returning))
             return [row[0] for row in cursor.fetchall()] if returning else []
 
@@ -248,8 +249,9 @@ class Insert:
             raise ValueError("RETURNING leaves out the ignored rows: their keys are unknown")
         if self._defaults is None:
             self._defaults = [_default_of(f) for f in self.fields]
+        db = connections[DEFAULT_DB_ALIAS]  # once: each read of the `connection` proxy fails first
         if self._plan is None:
-            self._plan = [(f, f.attname, _passed_as_is(f, connection)) for f in self.fields]
+            self._plan = [(f, f.attname, _passed_as_is(f, db)) for f in self.fields]
         now = timezone.now()
         stamps: dict[Field, Any] = {}  # `now` as each auto_now(_add) field sends it
         params = []
@@ -260,13 +262,13 @@ class Insert:
                     if default is _NOW:
                         value = stamps.get(field, _UNSET)
                         if value is _UNSET:
-                            value = stamps[field] = field.get_db_prep_save(now, connection)
+                            value = stamps[field] = field.get_db_prep_save(now, db)
                     elif default is _CALLED:
-                        value = field.get_db_prep_save(field.get_default(), connection)
+                        value = field.get_db_prep_save(field.get_default(), db)
                     else:
                         value = default
                 elif type(value) not in as_is:
-                    value = field.get_db_prep_save(value, connection)
+                    value = field.get_db_prep_save(value, db)
                 params.append(value)
         return self._statement(len(rows), returning), params
 
