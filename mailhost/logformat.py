@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
+from typing import Any
 
 # The servers' line (settings.LOGGING's "plain" formatter).
 LINE_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
@@ -51,12 +53,67 @@ class PlainFormatter(logging.Formatter):
         return self.default_msec_format % (text, record.msecs)
 
 
+# The pathname of a record made without the caller's frame (logging._srcfile None).
+_UNKNOWN_FILE = "(unknown file)"
+
+
+class LeanRecord(logging.LogRecord):
+    """A LogRecord with the same attributes, made without the file-name splitting and the
+    thread and process lookups when lean_records' switches leave nothing for them: its
+    file name and module are "(unknown file)" (what os.path would make of that path), its
+    thread and process None. Any other record is made by LogRecord itself."""
+
+    def __init__(
+        self,
+        name: str,
+        level: int,
+        pathname: str,
+        lineno: int,
+        msg: object,
+        args: Any,  # noqa: ANN401 - LogRecord's
+        exc_info: Any,  # noqa: ANN401 - LogRecord's
+        func: str | None = None,
+        sinfo: str | None = None,
+        **kwargs: Any,  # noqa: ANN401 - LogRecord's
+    ) -> None:
+        if (
+            pathname != _UNKNOWN_FILE
+            or logging.logThreads
+            or logging.logProcesses
+            or logging.logMultiprocessing
+        ):
+            super().__init__(
+                name, level, pathname, lineno, msg, args, exc_info, func, sinfo, **kwargs
+            )
+            return
+        created = time.time()
+        self.name = name
+        self.msg = msg
+        if args and len(args) == 1 and isinstance(args[0], Mapping) and args[0]:
+            args = args[0]
+        self.args = args
+        self.levelname = logging.getLevelName(level)
+        self.levelno = level
+        self.pathname = self.filename = self.module = pathname
+        self.exc_info = exc_info
+        self.exc_text = None
+        self.stack_info = sinfo
+        self.lineno = lineno
+        self.funcName = func
+        self.created = created
+        self.msecs = int((created - int(created)) * 1000) + 0.0
+        self.relativeCreated = (created - logging._startTime) * 1000
+        self.thread = self.threadName = self.processName = self.process = None
+
+
 def lean_records() -> None:
     """The servers' log records skip what no line of theirs shows (the format above: time,
     level, logger, message): the caller's file and line (a walk up the stack a record), and
-    the thread's and process's names. The logging documentation's "Optimization" switches;
-    set in runmail's processes only, so that tests' and commands' records keep them."""
+    the thread's and process's names. The logging documentation's "Optimization" switches,
+    and records made by LeanRecord; set in runmail's processes only, so that tests' and
+    commands' records keep them."""
     logging._srcfile = None
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
+    logging.setLogRecordFactory(LeanRecord)

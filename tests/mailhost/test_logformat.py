@@ -65,9 +65,37 @@ def test_settings_formatter_formats_the_seconds_once_a_second():
 def test_lean_records_skip_the_caller_and_the_thread(monkeypatch):
     for name in ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing"):
         monkeypatch.setattr(logging, name, getattr(logging, name))
+    monkeypatch.setattr(logging, "_logRecordFactory", logging.getLogRecordFactory())
     logformat.lean_records()
+    assert logging.getLogRecordFactory() is logformat.LeanRecord
     record = logging.getLogger("mailhost.test").makeRecord(
         "mailhost.test", logging.INFO, "(unknown file)", 0, "line", (), None
     )
     assert record.threadName is None and record.processName is None
     assert logging._srcfile is None
+
+
+def _fields(record: logging.LogRecord) -> dict:
+    fields = dict(vars(record))
+    for timed in ("created", "msecs", "relativeCreated"):
+        assert isinstance(fields.pop(timed), float)
+    return fields
+
+
+def test_a_lean_record_has_a_log_records_attributes(monkeypatch):
+    # With lean_records' switches, the same attributes and values as LogRecord's own (the
+    # times aside); with any switch on, or a caller's file, LogRecord makes it.
+    for name in ("logThreads", "logProcesses", "logMultiprocessing"):
+        monkeypatch.setattr(logging, name, False)
+    made = [
+        ("mailhost.smtp", logging.INFO, "(unknown file)", 0, "a %s", ("x",), None),
+        ("m", logging.WARNING, "(unknown file)", 0, "%(k)s", ({"k": "v"},), None, "f", "s"),
+        ("m", 35, "(unknown file)", 0, "no args", (), None),
+        ("m", logging.ERROR, "/srv/app/mod.py", 7, "x", (), None),
+    ]
+    for args in made:
+        assert _fields(logformat.LeanRecord(*args)) == _fields(logging.LogRecord(*args))
+    monkeypatch.setattr(logging, "logThreads", True)
+    record = logformat.LeanRecord(*made[0])
+    assert record.threadName is not None
+    assert _fields(record) == _fields(logging.LogRecord(*made[0]))
