@@ -1271,8 +1271,8 @@ def _seen_fetch_row(row: FetchRow, private: tuple[bool, int] | None) -> FetchRow
 
 def blob_read_many(keys) -> dict[object, bytes]:
     """Raw bytes of several blobs by storage name, or by id (the result keyed as asked): one
-    open per file, one plain statement per 500 inline names and per 500 ids (FETCH reads a
-    chunk of messages this way; the ORM's query building cost more than SQLite's answer). A
+    open per file, one plain statement per 500 inline names and per 500 ids (the indexer reads
+    its batch this way; the ORM's query building cost more than SQLite's answer). A
     blob released since its name or id was read is left out."""
     storage = storages["blobs"]
     out: dict[object, bytes] = {}
@@ -1286,13 +1286,19 @@ def blob_read_many(keys) -> dict[object, bytes]:
         else:
             files[key] = key
     table = connection.ops.quote_name(Blob._meta.db_table)
-    with connection.cursor() as cursor:
+    # On PostgreSQL one prepared statement a column whatever the count (its keys an array),
+    # its rows binary: the bytes as they are, not hex text the server writes and libpq decodes.
+    postgresql = connection.vendor == "postgresql"
+    with connection.prepared_cursor(binary=True) as cursor:
         for column, wanted in (("name", inline), ("id", ids)):
             for start in range(0, len(wanted), 500):
                 chunk = wanted[start : start + 500]
-                marks = ", ".join(["%s"] * len(chunk))
+                if postgresql:
+                    keys, params = "= ANY(%s)", [chunk]
+                else:
+                    keys, params = f"IN ({', '.join(['%s'] * len(chunk))})", chunk
                 cursor.execute(
-                    f"SELECT {column}, name, data FROM {table} WHERE {column} IN ({marks})", chunk
+                    f"SELECT {column}, name, data FROM {table} WHERE {column} {keys}", params
                 )
                 for key, name, data in cursor.fetchall():
                     if data is not None:

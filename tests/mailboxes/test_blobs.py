@@ -257,6 +257,22 @@ def test_blob_read_many_reads_both_kinds_in_one_query(
     assert got == {small[0].pk: b"small 0", big.pk: b"b" * 101}
 
 
+def test_blob_read_many_reads_past_a_statements_500_keys(
+    blob_dir, settings, django_assert_num_queries
+):
+    """A statement per 500 names and per 500 ids (on PostgreSQL an array of them, the rows
+    read binary): every inline blob's bytes come back, under the key asked."""
+    settings.MAILHOST_BLOB_INLINE_MAX = 100
+    blobs = [services.blob_store(b"blob %d\r\n" % n) for n in range(501)]
+    with django_assert_num_queries(4):
+        got = blob_read_many([b.name for b in blobs] + [b.pk for b in blobs])
+    assert got == {
+        **{b.name: b"blob %d\r\n" % n for n, b in enumerate(blobs)},
+        **{b.pk: b"blob %d\r\n" % n for n, b in enumerate(blobs)},
+    }
+    assert all(type(data) is bytes for data in got.values())
+
+
 def test_release_of_an_inline_blob_removes_its_row(
     make_mailbox, settings, blob_dir, django_capture_on_commit_callbacks
 ):
