@@ -47,6 +47,7 @@ backstop, at BACKSTOP_PAGES.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import fcntl
 import functools
 import logging
@@ -54,8 +55,10 @@ import os
 import struct
 import threading
 
+from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, OperationalError, connections
-from django.db.backends.sqlite3 import base
+from django.db.backends.sqlite3 import base, operations
+from django.utils.dateparse import parse_datetime
 
 from mailhost import dbcursor
 
@@ -285,7 +288,32 @@ class CursorWrapper(base.SQLiteCursorWrapper):
         return super().convert_query(query, param_names=param_names)
 
 
+class DatabaseOperations(operations.DatabaseOperations):
+    """Django's, with the datetime conversions of each parameter and column (a delivery
+    claim and its results have ten, a spooled message five) made in place rather than
+    through django.utils.timezone's is_aware, make_naive and make_aware, three Python calls
+    a value: the same values, the same errors."""
+
+    def adapt_datetimefield_value(self, value):  # noqa: ANN001, ANN201
+        if value is None:
+            return None
+        if value.utcoffset() is not None:  # timezone.is_aware
+            if not settings.USE_TZ:
+                return super().adapt_datetimefield_value(value)  # its ValueError
+            value = value.astimezone(self.connection.timezone).replace(tzinfo=None)
+        return str(value)
+
+    def convert_datetimefield_value(self, value, expression, connection):  # noqa: ANN001, ANN201
+        if value is not None:
+            if not isinstance(value, datetime.datetime):
+                value = parse_datetime(value)
+            if settings.USE_TZ and value.utcoffset() is None:  # timezone.make_aware
+                value = value.replace(tzinfo=self.connection.timezone)
+        return value
+
+
 class DatabaseWrapper(base.DatabaseWrapper):
+    ops_class = DatabaseOperations
     holds_writer_lock = False
     holds_file_lock: int | None = None
     # Whether the next transaction's commit is synced (mailboxes.transactions.unsynced_atomic
