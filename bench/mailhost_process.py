@@ -286,6 +286,15 @@ class Mailhost:
             text=True,
         )
 
+    def setup(self, *args: str, password: str) -> None:
+        """`dbtool.py setup ARGS` (the password on its standard input) run to its end: the
+        schema migrated and the mailboxes and folders made; SystemExit when it failed."""
+        tool = self.tool_process("setup", *args)
+        tool.stdin.write(password + "\n")
+        tool.stdin.close()
+        if tool.stdout.readline().strip() != "migrated" or tool.wait(600) != 0:
+            raise SystemExit(f"dbtool setup: {tool.stderr.read()[-2000:]}")
+
     def count_messages(self, local_part: str, folder: str) -> int:
         """Messages in a folder, straight from the database (no Django start-up per call)."""
         query = (

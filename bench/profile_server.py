@@ -505,11 +505,7 @@ def main(argv: list[str] | None = None) -> int:
         populate = (
             ["populate", IMAP_USER, FOLDER, str(args.messages)] if args.load == "imap" else []
         )
-        tool = mailhost.tool_process("setup", DOMAIN, *MAILBOXES, *populate)
-        tool.stdin.write(PASSWORD + "\n")
-        tool.stdin.close()
-        if tool.stdout.readline().strip() != "migrated" or tool.wait(600) != 0:
-            raise SystemExit(f"dbtool setup: {tool.stderr.read()[-2000:]}")
+        mailhost.setup(DOMAIN, *MAILBOXES, *populate, password=PASSWORD)
         stack.callback(mailhost.stop)
         mailhost.start(timeout=1200 if args.callgrind else 120)
         print(f"runmail started (pid {mailhost.pid}); load: {args.load}", file=sys.stderr)

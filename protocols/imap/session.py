@@ -60,6 +60,9 @@ logger = logging.getLogger(__name__)
 # each time as long again has passed.
 PROGRESS_INTERVAL = 1.0
 INFLATE_CHUNK = 256 * 1024  # octets inflated per read at most (COMPRESS=DEFLATE)
+# Octets of a command's untagged responses held back to go out with its tagged reply (one
+# write: over TLS one record and one send, not one per response); more are written at once.
+HOLD_LIMIT = 64 * 1024
 NO_CONTEXT = contextvars.Context()  # the wait timers' callback, wake(), reads none
 
 
@@ -184,6 +187,8 @@ class Session:
         "inflate",
         "command_started",
         "last_progress",
+        "held",
+        "held_size",
         "__weakref__",
     )
 
@@ -228,6 +233,10 @@ class Session:
         self.inflate = None
         self.command_started = 0.0  # loop time the running command began (INPROGRESS)
         self.last_progress = 0.0
+        # While a command runs, its untagged responses wait here for the next write (its
+        # tagged reply, a continuation request, HOLD_LIMIT reached); None: written at once.
+        self.held: list[bytes] | None = None
+        self.held_size = 0
 
     @property
     def state(self) -> State:
@@ -274,13 +283,47 @@ class Session:
     # --- I/O ---------------------------------------------------------------------------
 
     async def send(self, data: bytes) -> None:
+        """Write `data`, after the untagged responses held (hold)."""
+        if self.held:
+            self.held.append(data)
+            data = b"".join(self.held)
+            self.held.clear()
+            self.held_size = 0
         self.writer.write(self.compressed(data))
         await self.writer.drain()
 
     async def respond(self, *responses) -> None:
-        """Send untagged responses (protocols/imap/untagged.py's values, or Reply)."""
-        if responses:
-            await self.send(u.wire(responses))
+        """Send untagged responses (protocols/imap/untagged.py's values, or Reply): held
+        while the session holds them (a command runs), else written at once."""
+        if not responses:
+            return
+        data = u.wire(responses)
+        held = self.held
+        if held is None:
+            await self.send(data)
+            return
+        held.append(data)
+        self.held_size += len(data)
+        if self.held_size >= HOLD_LIMIT:
+            await self.send(b"")
+
+    def hold(self) -> None:
+        """A command begins: its untagged responses wait for its next write (the bytes on
+        the wire are the same, in fewer writes)."""
+        self.held = []
+
+    async def release(self) -> None:
+        """Write what is held, and write untagged responses at once from here on (the
+        command has its reply, or waits: IDLE)."""
+        if self.held:
+            await self.send(b"")
+        self.held = None
+
+    def write_held(self) -> None:
+        """The connection ends: what is held goes out as it closes (a BYE among it)."""
+        held, self.held = self.held, None
+        if held and not self.writer.transport.is_closing():
+            self.writer.write(self.compressed(b"".join(held)))
 
     def compressed(self, data: bytes) -> bytes:
         if self.deflate is None:
@@ -470,7 +513,10 @@ class Session:
         self.last_progress = now
         numbers = " ".join("NIL" if n is None else str(n) for n in (count, total))
         quoted = r.quoted_or_literal(tag).decode("ascii")
-        await self.respond(r.Reply("OK", "Still working", f"INPROGRESS ({quoted} {numbers})"))
+        # written now, not held: the client is to see it while the command runs
+        await self.send(
+            r.Reply("OK", "Still working", f"INPROGRESS ({quoted} {numbers})").untagged()
+        )
 
     async def db_progress(self, tag: str, fn, *args, **kwargs):
         """db(fn, ...) with INPROGRESS responses while it runs (one worker hop that may be
@@ -557,6 +603,7 @@ class Session:
         self.server.unnotify(self)
         self.server.release_user(self)
         try:
+            self.write_held()
             self.writer.close()
             await asyncio.wait_for(self.writer.wait_closed(), 5)
         except (Exception, asyncio.CancelledError):
@@ -597,6 +644,7 @@ class Session:
         handler = HANDLERS[command.name]
         self.command_started = asyncio.get_running_loop().time()
         self.last_progress = 0.0
+        self.hold()
         return await self.complete(command, handler(self, command))
 
     async def complete(
@@ -610,6 +658,7 @@ class Session:
             # it after any updates the RFC allows now. IDLE returns a Waiting instead.
             result = await outcome
             if isinstance(result, u.Waiting):
+                await self.release()  # what it said before it waits goes out now
                 return result
             await self.finish(command, result)
         except CommandError as exc:
@@ -634,6 +683,7 @@ class Session:
                 await self.send(r.NO_NO_SPACE.tagged(command.tag))
             else:
                 await self.send(r.NO_SERVERBUG.tagged(command.tag))
+        await self.release()
         return None
 
     async def finish(self, command: p.Command, outcome: r.Reply | u.Done) -> None:
