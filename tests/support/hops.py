@@ -14,6 +14,11 @@ class CountingPool:
         self.hops += 1
         return self.pool.submit(fn, *args)
 
+    def run(self, loop, fn):  # noqa: ANN001, ANN202
+        """IMAP's pool (protocols/imap/worker.py's DbPool)."""
+        self.hops += 1
+        return self.pool.run(loop, fn)
+
 
 def counting_pool(monkeypatch, module, name: str) -> CountingPool:  # noqa: ANN001
     """Make `module.name` (the function that returns the protocol's pool) return it counted."""

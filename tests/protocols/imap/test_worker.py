@@ -1,0 +1,98 @@
+"""protocols/imap/worker.py: the database threads' pool hands each call's result or error
+back to the loop, starts threads only while every one is busy (never more than its size),
+and closes every thread's connection at shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from protocols.imap import worker
+
+
+def test_results_and_errors_reach_the_awaiting_coroutine():
+    pool = worker.DbPool(2)
+
+    def fails():
+        raise LookupError("gone")
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        assert await pool.run(loop, lambda: 42) == 42
+        with pytest.raises(LookupError, match="gone"):
+            await pool.run(loop, fails)
+        return threading.current_thread()
+
+    assert asyncio.run(main()) is threading.main_thread()
+    assert len(pool.threads) == 1  # one call at a time: one thread
+
+
+def test_threads_start_while_all_are_busy_up_to_the_size():
+    pool = worker.DbPool(2)
+    release = threading.Event()
+    ran_in: list[str] = []
+
+    def blocked():
+        ran_in.append(threading.current_thread().name)
+        release.wait(10)
+        return len(ran_in)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        calls = [pool.run(loop, blocked) for _ in range(3)]
+        await asyncio.sleep(0.2)
+        assert len(pool.threads) == 2 and len(ran_in) == 2  # the third waits for a thread
+        release.set()
+        return await asyncio.gather(*calls)
+
+    assert sorted(asyncio.run(main())) in ([2, 2, 3], [2, 3, 3])
+    assert set(ran_in) == {"imap-db_0", "imap-db_1"}
+
+
+def test_a_call_cancelled_before_it_began_does_not_run():
+    pool = worker.DbPool(1)
+    release = threading.Event()
+    ran: list[str] = []
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        first = pool.run(loop, lambda: release.wait(10))
+        second = pool.run(loop, lambda: ran.append("second"))
+        second.cancel()
+        release.set()
+        await first
+        await pool.run(loop, lambda: None)  # after the cancelled one in the queue
+
+    asyncio.run(main())
+    assert ran == []
+
+
+def test_shutdown_closes_each_thread_s_connection_and_the_pool_serves_on(monkeypatch):
+    pool = worker.DbPool(3)
+    monkeypatch.setattr(worker, "_pool", pool)
+    closed: list[str] = []
+    monkeypatch.setattr(
+        "django.db.connections.close_all",
+        lambda: closed.append(threading.current_thread().name),
+    )
+    release = threading.Event()
+
+    async def busy():
+        loop = asyncio.get_running_loop()
+        calls = [pool.run(loop, lambda: release.wait(10)) for _ in range(3)]
+        await asyncio.sleep(0.2)
+        release.set()
+        await asyncio.gather(*calls)
+
+    asyncio.run(busy())
+    worker.close_db_connections()
+    assert sorted(closed) == ["imap-db_0", "imap-db_1", "imap-db_2"]
+
+    async def after():
+        loop = asyncio.get_running_loop()
+        return await pool.run(loop, lambda: "served")
+
+    assert asyncio.run(after()) == "served"
+    assert pool.handed == pool.finished == 4  # the shutdown's calls are not counted
