@@ -9,14 +9,16 @@ acceptance alone, 7 to 20 us of CPU a lookup on a machine at load 8):
 - `connections[alias]` reads the connection from asgiref's Local (`_connections.default`),
   whose __getattr__ also asks asyncio for a running loop, which raises RuntimeError in a
   plain thread: two exceptions per lookup, and the ORM looks up several times a statement;
-- the `connection` proxy (`from django.db import connection`): one more, then the lookup;
+- the `connection` proxy (`from django.db import connection`): one more, then the lookup
+  (about 8 an IMAP command in imaptest's mix: the services and selectors name it);
 - the cursor wrapper's close, fetchone, fetchall, fetchmany, rowcount, lastrowid and
   description, all reached through its __getattr__ (fetch* also wrapped in a new function).
 
 ConnectionStorage answers the first from the thread's storage directly (the same storage the
-Local would use; in a thread with a running loop it asks the Local, as before), CursorWrapper
-names the cursor's attributes, and the hot paths take `connections[alias]` once instead of
-the proxy.
+Local would use; in a thread with a running loop it asks the Local, as before), the proxy
+becomes a ConnectionProxy of ours that hands a name to the connection without failing first,
+CursorWrapper names the cursor's attributes, and the hot paths take `connections[alias]` once
+instead of the proxy.
 
 Django's async_unsafe check, before each cursor and connection use, asks asyncio for the
 running loop with get_running_loop, which in a plain thread raises the RuntimeError the check
@@ -32,6 +34,7 @@ from typing import Any
 from asgiref.local import Local
 from django.core.exceptions import SynchronousOnlyOperation
 from django.db.backends import utils
+from django.utils import connection as django_connection
 
 _object_getattribute = object.__getattribute__
 _running_loop = asyncio._get_running_loop  # None outside a running loop, without raising
@@ -82,6 +85,32 @@ def install_connection_storage() -> None:
     if storage != "_ThreadCriticalLocal" or not isinstance(local, Local):
         return
     connections._connections = ConnectionStorage(local)
+
+
+class ConnectionProxy(django_connection.ConnectionProxy):
+    """django.db.connection's class once installed (install_connection_proxy): the names the
+    proxy has itself (its two attributes, its class's) as before, every other one read from
+    the connection at once, where Django's __getattr__ ran only after the ordinary lookup
+    had failed and made an AttributeError."""
+
+    def __getattribute__(self, name: str) -> Any:
+        if name in _PROXY_OWN:
+            return _object_getattribute(self, name)
+        own = _object_getattribute(self, "__dict__")
+        return getattr(own["_connections"][own["_alias"]], name)
+
+
+_PROXY_OWN = frozenset(dir(ConnectionProxy)) | {"_connections", "_alias"}
+
+
+def install_connection_proxy() -> None:
+    """Make django.db.connection (the one object every `from django.db import connection`
+    holds) a ConnectionProxy of ours, once, if it is Django's own."""
+    from django.db import connection
+
+    if type(connection) is django_connection.ConnectionProxy:
+        # object's own setattr: the proxy's would set it on the connection
+        object.__setattr__(connection, "__class__", ConnectionProxy)
 
 
 class CursorWrapper(utils.CursorWrapper):

@@ -158,3 +158,33 @@ def test_booleans_bytes_and_none_are_bound_as_before():
             [True, False, b"\x00\xff", b"", None, None, 7],
         )
         assert cursor.fetchone() == (1, "integer", b"\x00\xff", "blob", None, "null", 7)
+
+
+@pytest.mark.django_db
+def test_the_connection_proxy_reads_through_without_failing_first(fallbacks):
+    """django.db.connection is our ConnectionProxy: a name of the connection's is read from
+    it at once (no AttributeError made first), the proxy's own names are its own, and what is
+    set through it is set on the connection, as with Django's proxy."""
+    from django.db import connection
+
+    from mailhost.dbcursor import ConnectionProxy as OurProxy
+
+    here = connections[DEFAULT_DB_ALIAS]
+    assert type(connection) is OurProxy and isinstance(connection, ConnectionProxy)
+    assert connection._alias == DEFAULT_DB_ALIAS and connection._connections is connections
+    assert connection.vendor == here.vendor and connection.ops is here.ops
+    assert connection.alias == DEFAULT_DB_ALIAS
+    with pytest.raises(AttributeError):
+        connection.no_such_attribute  # noqa: B018
+    fallbacks.clear()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        assert cursor.fetchone() == (1,)
+    assert connection.in_atomic_block is here.in_atomic_block
+    assert dict(fallbacks) == {}
+    connection.mailhost_probe = 1
+    try:
+        assert here.mailhost_probe == 1
+    finally:
+        del here.mailhost_probe
+    assert connection == here
