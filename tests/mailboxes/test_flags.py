@@ -60,3 +60,28 @@ def test_lookups_ignore_case():
     assert flags.system_flag("\\fLaGgEd") is SystemFlag.FLAGGED
     assert flags.column("\\DELETED") == "deleted"
     assert flags.system_flag("\\Recent") is None and flags.column("Work") is None
+
+
+@pytest.mark.django_db
+def test_flag_bits_read_the_columns_query_after_query(make_mailbox):
+    """selectors.message_flag_bits's expression is built once and resolved by each query: the
+    bits follow the columns as they change, for every folder and every call."""
+    from mailboxes import selectors, services
+
+    mailbox = make_mailbox("alice@example.org")
+    for n in (1, 2, 3):
+        raw = b"From: bob@example.net\r\nSubject: %d\r\n\r\nBody.\r\n" % n
+        services.message_deliver(raw=raw, recipients=["alice@example.org"])
+    inbox = selectors.folder_get(mailbox, "INBOX")
+
+    def bits(**options) -> dict[int, int]:
+        return {uid: b for uid, _modseq, _kw, b in selectors.message_flag_bits(inbox, **options)}
+
+    assert bits() == {1: 0, 2: 0, 3: 0}
+    services.messages_store_flags(folder=inbox, uids=[1], flags=["\\Seen", "\\Draft"], mode="add")
+    services.messages_store_flags(
+        folder=inbox, uids=[3], flags=["\\Answered", "\\Flagged", "\\Deleted"], mode="add"
+    )
+    assert bits() == {1: SystemFlag.SEEN | SystemFlag.DRAFT, 2: 0, 3: 2 | 4 | 8}
+    services.messages_store_flags(folder=inbox, uids=[1], flags=["\\Seen"], mode="remove")
+    assert bits(uids=[1, 2]) == {1: SystemFlag.DRAFT, 2: 0}
