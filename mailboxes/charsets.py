@@ -38,11 +38,11 @@ def _search(name: str) -> codecs.CodecInfo | None:
 codecs.register(_search)
 
 
-def part_charset(part, default: str) -> str:  # noqa: ANN001  (an email.message.Message)
+def part_charset(part, default: str) -> str:  # noqa: ANN001  (a Message, or webmail's MessagePart)
     """A MIME part's charset parameter, or `default`: the standard library's reading of the
     parameters raises on hostile ones (RFC 2231 continuations numbered and unnumbered mixed:
     TypeError in email.utils.decode_params), which must not fail the whole message."""
-    if part.policy is compat32:
+    if getattr(part, "policy", None) is compat32:  # webmail's MessagePart has none
         value = part.get("content-type")
         if type(value) is str:  # not absent, nor a Header of 8-bit octets
             return _content_type_charset(value) or default

@@ -56,3 +56,15 @@ def test_part_charset_kept_by_content_type_is_the_parts_own():
                 expected = "default"
             assert part_charset(part, "default") == expected, value
     assert part_charset(message_from_bytes(b"Subject: x\r\n\r\nb", policy=compat32), "d") == "d"
+
+
+def test_part_charset_of_webmails_message_part():
+    """webmail's MessagePart (no email policy) is asked for its own charset parameter."""
+    from mailboxes import mime
+    from webmail.mime import MessagePart
+
+    raw = b"Content-Type: text/plain; charset=ISO-8859-1\r\n\r\nCaf\xe9\r\n"
+    part = MessagePart(raw, mime.parse(raw))
+    assert part_charset(part, "utf-8") == "iso-8859-1"
+    bare = b"Content-Type: text/plain\r\n\r\nx\r\n"
+    assert part_charset(MessagePart(bare, mime.parse(bare)), "utf-8") == "utf-8"
