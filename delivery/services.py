@@ -119,7 +119,7 @@ def _spool_rows_insert(message: dict, recipients: list[dict]) -> int:
     submission's transaction is one round trip shorter (BEGIN with the blob's row, the
     spool's rows, the synced COMMIT), and the statement is parsed and planned once a
     connection. Elsewhere the two INSERTs (SQLite's WITH holds no INSERT)."""
-    db = connections[DEFAULT_DB_ALIAS]  # once: each read of the `connection` proxy fails first
+    db = connections[DEFAULT_DB_ALIAS]  # once, not a proxy hop a read
     if db.vendor != "postgresql":
         (message_id,) = _insert_message.values([message], returning=True)
         _insert_recipients.values([{**row, "message_id": message_id} for row in recipients])
@@ -207,7 +207,7 @@ def recipients_claim_many(
     lease = now + timedelta(seconds=settings.MAILHOST_DELIVERY_LEASE)
     ids = sorted(set(message_ids))
     update, select = _claim_sql(len(ids))
-    db = connections[DEFAULT_DB_ALIAS]  # once: each read of the `connection` proxy fails first
+    db = connections[DEFAULT_DB_ALIAS]  # once, not a proxy hop a read
     adapt = db.ops.adapt_datetimefield_value
     # Not synced before returning (mailboxes/transactions.py): a claim lost with the power
     # only makes the recipients due again, as an expired lease would.
@@ -348,7 +348,7 @@ def recipients_record_rows(
     written = 0
     lines: list[str] = []
     updates: list[tuple[OutboundRecipient, Outcome, str, str, list]] = []
-    db = connections[DEFAULT_DB_ALIAS]  # once: each read of the `connection` proxy fails first
+    db = connections[DEFAULT_DB_ALIAS]  # once, not a proxy hop a read
     adapt = db.ops.adapt_datetimefield_value
     known = [
         r

@@ -26,8 +26,8 @@ def unsynced_atomic(*, statements_together: bool = False) -> Iterator[None]:
     `statements_together`: the block makes statements together (connection.
     statements_together), with which PostgreSQL's BEGIN and SET LOCAL then go instead of in
     a round trip of their own (mailhost/postgresql)."""
-    # The connection taken once: each read of django.db.connection's proxy is a failed
-    # lookup, its AttributeError, and connections[alias] (four to six a transaction).
+    # The connection taken once: each read of django.db.connection goes through the proxy's
+    # __getattribute__ and connections[alias] (four to six a transaction).
     connection = connections[DEFAULT_DB_ALIAS]
     if connection.in_atomic_block:
         with transaction.atomic():

@@ -209,7 +209,7 @@ class Insert:
             return
         if returning and self.on_conflict is not None:
             raise ValueError("RETURNING leaves out the ignored rows: their keys are unknown")
-        db = connections[DEFAULT_DB_ALIAS]  # once: each read of the `connection` proxy fails first
+        db = connections[DEFAULT_DB_ALIAS]  # once, not a proxy hop a read
         if self._plan is None:
             self._plan = [(f, f.attname, _passed_as_is(f, db)) for f in self.fields]
         params = []
@@ -249,7 +249,7 @@ class Insert:
             raise ValueError("RETURNING leaves out the ignored rows: their keys are unknown")
         if self._defaults is None:
             self._defaults = [_default_of(f) for f in self.fields]
-        db = connections[DEFAULT_DB_ALIAS]  # once: each read of the `connection` proxy fails first
+        db = connections[DEFAULT_DB_ALIAS]  # once, not a proxy hop a read
         if self._plan is None:
             self._plan = [(f, f.attname, _passed_as_is(f, db)) for f in self.fields]
         now = timezone.now()

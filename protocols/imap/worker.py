@@ -20,8 +20,9 @@ class DbPool:
     future with one call_soon_threadsafe. run_in_executor on a ThreadPoolExecutor does the
     same through a concurrent Future chained to the loop's (their locks, conditions and
     callbacks at each end of every hop, and the pool's idle semaphore): an empty call's hop
-    took 23 µs of the process's CPU, this one 11 (issue 22). The threads are daemons: a worker process ends by os._exit,
-    after the servers' shutdown closed the threads' connections (close_db_connections)."""
+    took 23 µs of the process's CPU, this one 11 (issue 22). The threads are daemons: a
+    worker process ends by os._exit, after the servers' shutdown closed the threads'
+    connections (close_db_connections)."""
 
     def __init__(self, size: int) -> None:
         self.size = size
