@@ -168,6 +168,64 @@ def tree_cpu_seconds(pid: int, *, system_only: bool = False) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+class BackendMeter:
+    """The CPU and buffer work of the PostgreSQL server's processes that serve one database
+    (its client backends and autovacuum workers: pg_stat_activity's rows of that database),
+    from /proc when the server runs on this machine. `start()` then `stop()`: the CPU seconds
+    those processes used between the two, and pg_stat_database's counters moved meanwhile.
+    A backend that exits in the window loses its part (the bench's connections persist)."""
+
+    COUNTERS = ("xact_commit", "blks_hit", "blks_read", "tup_inserted", "tup_updated")
+
+    def __init__(self, database_url: str) -> None:
+        import psycopg
+
+        self.conn = psycopg.connect(database_url, autocommit=True)
+        self.ticks: dict[int, int] = {}
+        self.counters: dict[str, int] = {}
+
+    def _pids(self) -> list[int]:
+        rows = self.conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid()"
+        )
+        return [row[0] for row in rows]
+
+    def _counters(self) -> dict[str, int]:
+        self.conn.execute("SELECT pg_stat_clear_snapshot()")
+        row = self.conn.execute(
+            f"SELECT {', '.join(self.COUNTERS)} FROM pg_stat_database"
+            " WHERE datname = current_database()"
+        ).fetchone()
+        return dict(zip(self.COUNTERS, row, strict=True))
+
+    @staticmethod
+    def _ticks(pid: int) -> int | None:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            return None
+        return int(fields[11]) + int(fields[12])
+
+    def start(self) -> None:
+        self.ticks = {pid: t for pid in self._pids() if (t := self._ticks(pid)) is not None}
+        self.counters = self._counters()
+
+    def stop(self) -> tuple[float, dict[str, int]]:
+        """(CPU seconds of the database's server processes, counters moved) since start()."""
+        used = 0
+        for pid in self._pids():
+            now = self._ticks(pid)
+            if now is not None:
+                used += now - self.ticks.get(pid, 0)
+        counters = self._counters()
+        moved = {name: counters[name] - self.counters[name] for name in self.COUNTERS}
+        return used / os.sysconf("SC_CLK_TCK"), moved
+
+    def close(self) -> None:
+        self.conn.close()
+
+
 class PostgresDatabase:
     """A fresh database on the server DATABASE_URL names, dropped at the end."""
 

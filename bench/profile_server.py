@@ -17,7 +17,10 @@ Redis), provisions the bench's mailboxes (bench/dbtool.py; for `imap` one folder
 messages), starts the load, and after two seconds of warm-up samples for --seconds:
 
 - the CPU runmail's process tree used per message or per IMAP command in that window (from
-  /proc: user + system time, all processes), and the rate;
+  /proc: user + system time, all processes), and the rate; with --postgres also the CPU of
+  the database's PostgreSQL backends (when the server runs on this machine) and its
+  pg_stat_database counters (commits, buffer hits and reads, rows inserted and updated),
+  per message or command;
 - py-spy's samples of every process of the tree (`py-spy record --subprocesses`; `--gil`: only
   the thread holding the GIL), as the functions with the most samples where the time is spent
   (self) and under them (total), and py-spy's collapsed stacks in DIR/profile-LOAD.txt (the
@@ -68,7 +71,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import imapbench  # noqa: E402
 import loadgen  # noqa: E402
-from mailhost_process import REPO, Mailhost, tree_cpu_seconds  # noqa: E402
+from mailhost_process import REPO, BackendMeter, Mailhost, tree_cpu_seconds  # noqa: E402
 from run import DOMAIN, IMAP_USER, MAILBOXES, MAILHOST_ENV, PASSWORD, SMTP_BOX  # noqa: E402
 
 FOLDER = "profile"
@@ -521,6 +524,10 @@ def main(argv: list[str] | None = None) -> int:
         stack.callback(load.stop)
         time.sleep(WARM_UP)
         recording = record(mailhost.pid, args)
+        meter = BackendMeter(database_url) if database_url else None
+        if meter:
+            stack.callback(meter.close)
+            meter.start()
         system = tree_cpu_seconds(mailhost.pid, system_only=True)
         cpu, done, start = tree_cpu_seconds(mailhost.pid), load.count(), time.perf_counter()
         time.sleep(args.seconds)
@@ -534,6 +541,14 @@ def main(argv: list[str] | None = None) -> int:
             f"{system * 1000 / max(done, 1):.2f} ms in the kernel ({cpu / seconds:.2f} CPUs "
             f"busy; load average {os.getloadavg()[0]:.1f})"
         )
+        if meter:
+            backend, moved = meter.stop()
+            per = {name: value / max(done, 1) for name, value in moved.items()}
+            print(
+                f"PostgreSQL, the database's backends: {backend * 1000 / max(done, 1):.2f} ms "
+                f"CPU per {unit}; per {unit}: "
+                + ", ".join(f"{name} {value:.1f}" for name, value in per.items())
+            )
         if load.errors:
             print(f"load errors: {load.errors}")
         return report(recording, args.top)
