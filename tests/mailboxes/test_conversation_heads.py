@@ -306,3 +306,36 @@ def test_the_marks_are_kept_by_probes_of_the_thread_index_whatever_the_statistic
     assert Message.objects.get(pk=first.pk).conversation_head
     kept, truth = recomputed()
     assert kept == truth
+
+
+def test_a_delivery_runs_an_update_only_where_a_mark_changes(make_mailbox):
+    """PostgreSQL (migration 0042): the INSERT trigger asks its probes first and updates a
+    message only when its mark changes, so a message of a new conversation runs no UPDATE (each
+    would fire the counts' UPDATE statement trigger), and a reply one: the message before it
+    loses the mark."""
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL's trigger functions; SQLite keeps its row triggers")
+    alice = make_mailbox("alice@example.org")
+    inbox = selectors.folder_get(alice, "INBOX")
+    first = services.message_append(folder=inbox, raw=raw_of(KEYS[1], 0))
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL track_functions = 'pl'")  # the test's transaction only
+
+    def updates() -> int:
+        """The UPDATE statements on the message table so far in this transaction."""
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT COALESCE(pg_stat_get_xact_function_calls("
+                "'mailboxes_message_count_au'::regproc), 0)"
+            )
+            return cursor.fetchone()[0]
+
+    before = updates()
+    services.message_append(folder=inbox, raw=raw_of("<new@alone.example>", 1))
+    assert updates() == before
+    reply = services.message_append(folder=inbox, raw=raw_of(KEYS[1], 2))
+    assert updates() == before + 1
+    assert not Message.objects.get(pk=first.pk).conversation_head
+    assert Message.objects.get(pk=reply.pk).conversation_head
+    kept, truth = recomputed()
+    assert kept == truth
