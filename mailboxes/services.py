@@ -107,7 +107,7 @@ from mailboxes.selectors import (
     private_seen_map,
     recipient_resolve,
 )
-from mailboxes.transactions import unsynced_atomic
+from mailboxes.transactions import sync_this_transaction, unsynced_atomic
 from mailhost.plainsql import Columns, Insert
 
 logger = logging.getLogger(__name__)
@@ -1043,6 +1043,9 @@ def blob_release(blob_ids: Iterable[int]) -> int:
                 names.extend(row[1] for row in unused if not Blob.name_is_inline(row[1]))
     if not names:
         return released
+    # Removed after the commit: an unsynced one (an EXPUNGE's) is synced first, else a power
+    # loss could bring back rows naming files already gone.
+    sync_this_transaction()
 
     def remove_files() -> None:
         storage = storages["blobs"]
@@ -2629,7 +2632,7 @@ def _store_flags(
     return result
 
 
-@transaction.atomic
+@unsynced_atomic()  # not mail: synced only when blob files go (blob_release)
 def messages_expunge(
     *, folder: Folder, uids: Iterable[int] | None = None, below_uid: int | None = None
 ) -> list[int]:

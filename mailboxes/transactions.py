@@ -3,7 +3,10 @@
 Mail is durable before it is acknowledged (APPEND OK, SMTP 250: the WAL synced after the commit
 on SQLite, mailhost/sqlite3; synchronous_commit on PostgreSQL). Flag changes, \\Recent claims,
 login times and protocol caches are not mail: like Dovecot, which does not fsync its index for
-flag updates, Mailhost commits them without waiting for the sync. The database stays consistent
+flag updates, Mailhost commits them without waiting for the sync. Nor is an expunge (a power
+loss may bring the messages back, as Dovecot's unsynced unlinks and index may), unless it
+removes blob files: those go only after a synced commit (sync_this_transaction), so that no
+row that a power loss brings back names a file already gone. The database stays consistent
 whatever happens (in WAL mode a commit that was not synced is either wholly there or wholly
 gone after a power loss); what a power loss may cost is the last fraction of a second of such
 changes. Any later synced commit (the next APPEND or delivery) syncs them too, since the log is
@@ -43,10 +46,26 @@ def unsynced_atomic(*, statements_together: bool = False) -> Iterator[None]:
         finally:
             connection.synced_commit = True
         return
-    with transaction.atomic(), connection.begin_with_first_statement(unsynced=True):
-        if not statements_together:
-            # For this transaction only (SET LOCAL ends with it), sent with its BEGIN: one
-            # round trip for both, where psycopg makes two.
-            with connection.statements_together():
-                pass
-        yield
+    connection.synced_commit = False
+    try:
+        with transaction.atomic(), connection.begin_with_first_statement(unsynced=True):
+            if not statements_together:
+                # For this transaction only (SET LOCAL ends with it), sent with its BEGIN: one
+                # round trip for both, where psycopg makes two.
+                with connection.statements_together():
+                    pass
+            yield
+    finally:
+        connection.synced_commit = True
+
+
+def sync_this_transaction() -> None:
+    """The transaction in progress, an unsynced_atomic one, commits synced after all: for work
+    that follows its commit outside the database (a blob file removed once no row names it),
+    which must not happen before the rows are on the disk. Nothing to do in a synced one."""
+    connection = connections[DEFAULT_DB_ALIAS]
+    if getattr(connection, "synced_commit", True):
+        return
+    if connection.vendor != "sqlite":
+        connection.commit_synced()  # its SET LOCAL undone, or never sent
+    connection.synced_commit = True

@@ -57,12 +57,16 @@ class DatabaseOperations(operations.DatabaseOperations):
 
 # For the transaction only (SET LOCAL ends with it): its COMMIT does not wait for the disk.
 _UNSYNCED = "SET LOCAL synchronous_commit = off"
+# ... and back to the server's own level (mailboxes.transactions.sync_this_transaction).
+_SYNCED = "SET LOCAL synchronous_commit TO DEFAULT"
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
     ops_class = DatabaseOperations
     _begin_with_first_statement = False
     _unsynced_pending = False
+    # False in an unsynced_atomic transaction (mailboxes/transactions.py), as on SQLite.
+    synced_commit = True
 
     @async_unsafe
     def get_new_connection(self, conn_params):
@@ -109,6 +113,15 @@ class DatabaseWrapper(base.DatabaseWrapper):
         finally:
             self._begin_with_first_statement = False
             self._unsynced_pending = False
+
+    def commit_synced(self) -> None:
+        """The unsynced transaction in progress commits synced after all: its SET LOCAL not
+        sent when it has not gone yet, else set back (one round trip)."""
+        if self._unsynced_pending:
+            self._unsynced_pending = False
+            return
+        with self.cursor() as cursor:
+            cursor.execute(_SYNCED)
 
     @contextlib.contextmanager
     def statements_together(self) -> Iterator[None]:

@@ -79,3 +79,29 @@ def test_login_time_is_written_once_a_minute(make_mailbox):
     Mailbox.objects.filter(pk=alice.pk).update(last_login_at=first - timedelta(minutes=2))
     services.mailbox_record_login(mailbox=Mailbox.objects.get(pk=alice.pk))
     assert Mailbox.objects.get(pk=alice.pk).last_login_at > first
+
+
+@pytest.mark.parametrize("together", [False, True])
+def test_an_unsynced_transaction_can_be_synced_after_all(make_mailbox, together):
+    """sync_this_transaction inside unsynced_atomic: the commit waits for the disk (an
+    expunge that removes blob files), on SQLite and PostgreSQL alike, whether the SET LOCAL
+    went with the BEGIN or was still to go; the level is the configured one afterwards."""
+    from django.db import transaction
+
+    from mailboxes.transactions import sync_this_transaction, unsynced_atomic
+
+    make_mailbox("alice@example.org")
+    synced = sync_level()
+    with unsynced_atomic(statements_together=together):
+        Mailbox.objects.filter(local_part="alice").update(display_name="Alice")
+        if connection.vendor == "sqlite" or not together:
+            assert sync_level() in ("1", "off")
+        assert not connection.synced_commit
+        sync_this_transaction()
+        assert connection.synced_commit
+        assert sync_level() in ("1", synced)  # SQLite: NORMAL in it, the backend syncs
+    assert connection.synced_commit
+    assert sync_level() == synced
+    with transaction.atomic():  # in a synced transaction: nothing to do
+        sync_this_transaction()
+        assert sync_level() in ("1", synced)

@@ -142,6 +142,57 @@ def test_the_indexers_transaction_is_not_synced(syncs, make_mailbox):
     assert len(syncs) == 1
 
 
+def test_an_expunge_of_inline_blobs_is_not_synced(syncs, make_mailbox, settings):
+    """An expunge is not mail: committed without waiting for the disk, as a STORE is."""
+    from mailboxes import services
+    from mailboxes.selectors import folder_get
+
+    settings.MAILHOST_BLOB_INLINE_MAX = 64 * 1024
+    inbox = folder_get(make_mailbox("alice@example.org"), "INBOX")
+    for n in range(2):
+        services.message_append(folder=inbox, raw=make_raw(f"m{n}"))
+    services.messages_store_flags(folder=inbox, uids=[1], flags=["\\Deleted"], mode="add")
+    synced = len(syncs)
+    assert services.messages_expunge(folder=inbox) == [1]
+    assert len(syncs) == synced
+    assert sync_level() == 2
+    services.message_append(folder=inbox, raw=make_raw("m2"))  # mail is durable again
+    assert len(syncs) == synced + 1
+
+
+def test_an_expunge_that_removes_blob_files_is_synced_before_they_go(
+    syncs, make_mailbox, blob_files, monkeypatch
+):
+    """A file removed after an unsynced commit: a power loss could bring back the row that
+    names it, without its bytes. So such an expunge is synced, and the files go after."""
+    from django.core.files.storage import storages
+
+    from mailboxes import services
+    from mailboxes.selectors import blob_path, folder_get
+
+    inbox = folder_get(make_mailbox("alice@example.org"), "INBOX")
+    kept = services.message_append(folder=inbox, raw=make_raw("kept"))
+    gone = services.message_append(folder=inbox, raw=make_raw("gone"))
+    services.messages_store_flags(folder=inbox, uids=[gone.uid], flags=["\\Deleted"], mode="add")
+    path = blob_path(gone.blob)
+    assert os.path.exists(path)
+    storage = storages["blobs"]
+    real_delete = storage.delete
+    synced_at_delete = []
+
+    def delete(name: str) -> None:
+        synced_at_delete.append(len(syncs))
+        real_delete(name)
+
+    monkeypatch.setattr(storage, "delete", delete)
+    synced = len(syncs)
+    assert services.messages_expunge(folder=inbox) == [gone.uid]
+    assert len(syncs) == synced + 1
+    assert synced_at_delete == [synced + 1]  # the file went after the sync
+    assert not os.path.exists(path)
+    assert os.path.exists(blob_path(kept.blob))
+
+
 def _temporary_files() -> list[str]:
     """The files this process has open that SQLite made as temporary ones (unlinked, named
     etilqs_...)."""
