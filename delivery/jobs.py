@@ -48,7 +48,7 @@ def deliver_batch(
     transaction, and with `carry` this batch's results are handed back unwritten for the
     next one (when no DSN can be owed: those are looked for once the results are written),
     so a busy thread commits once a batch instead of twice. The caller writes what it got
-    back (flush) when no batch follows at once. Returns the counts, as deliver_messages,
+    back (flush) when no batch follows soon (delivery.worker.RESULTS_HOLD). Returns the counts, as deliver_messages,
     and the results handed back (None: written). Whoever took the jobs has cleared their
     pending marks (queue.jobs_started), so that a later enqueue is not skipped."""
     _drop_broken_connections()
@@ -106,6 +106,12 @@ class Results:
     def flush_if_old(self) -> None:
         if self.outcomes and time.monotonic() - self.since >= RECORD_WITHIN:
             self.flush()
+
+    def seconds_left(self) -> float:
+        """How much longer these results may wait to be written (RECORD_WITHIN)."""
+        if not self.outcomes:
+            return 0.0
+        return max(0.0, RECORD_WITHIN - (time.monotonic() - self.since))
 
     def flush(self) -> None:
         if not self.outcomes:

@@ -100,6 +100,14 @@ class Sweeper(threading.Thread):
         self.stopping.set()
 
 
+# How long a delivery thread that has run out of work keeps its last results unwritten, so
+# that its next claim carries them (delivery.jobs.deliver_batch): the write transactions of a
+# delivered message go from two (its claim, its results) to one while jobs keep coming, even
+# to threads that each take one message at a time. On SQLite every write transaction of every
+# process queues on the one writer lock (mailhost/sqlite3), which submission's spool commits
+# need too. Never longer than delivery.jobs.RECORD_WITHIN after the first outcome.
+RESULTS_HOLD = 0.5
+
 # The most messages an embedded worker thread takes at once from its backlog (one claim and
 # one write of the results for all of them: delivery.jobs.deliver_messages).
 BATCH_MAX = 8
@@ -119,13 +127,15 @@ def _delivery_thread(stop: threading.Event, threads: int = 1) -> None:
     from delivery.jobs import deliver_batch
 
     source = _RQSource(threads) if settings.REDIS_URL else _EmbeddedSource(threads)
-    # The last batch's results while the next batch is already queued: written with the
-    # next claim (one commit a batch instead of two), else at once, before waiting.
+    # The last batch's results, written with the next claim (one commit a batch instead of
+    # two) when a next batch comes within RESULTS_HOLD (and RECORD_WITHIN of the first
+    # outcome), else once that wait is over.
     pending = None
     try:
         while not stop.is_set():
+            wait = 1.0 if pending is None else min(RESULTS_HOLD, pending.seconds_left())
             try:
-                message_ids = source.next_batch(timeout=0 if pending is not None else 1.0)
+                message_ids = source.next_batch(timeout=wait)
             except Exception:  # Redis unreachable: the sweeper re-enqueues once it is back
                 logger.exception("could not take delivery jobs; trying again in 5s")
                 stop.wait(5)
@@ -164,7 +174,8 @@ class _RQSource:
         self.threads = threads
 
     def next_batch(self, timeout: float) -> list[int]:
-        first, backlog = self.taker.pop(timeout)
+        # BLPOP's timeout is whole seconds before Redis 6: a shorter wait is none.
+        first, backlog = self.taker.pop(timeout if timeout >= 1 else 0)
         if first is None:
             return []
         more = batch_size(backlog, self.threads)

@@ -124,14 +124,11 @@ def _queued() -> int:
     return len(queue.rq_queue()) if settings.REDIS_URL else len(queue.embedded)
 
 
-def _worker_thread_commits(monkeypatch) -> list[str]:  # noqa: ANN001
-    """Run one embedded delivery thread until every recipient is delivered; the commits it
-    made."""
+def _delivery_thread_commits(monkeypatch) -> list[str]:  # noqa: ANN001
+    """The commits the delivery threads make from now on, as they make them."""
     import threading
 
     from django.db.backends.base.base import BaseDatabaseWrapper
-
-    from delivery.worker import DeliveryService
 
     commits = []
     real_commit = BaseDatabaseWrapper.commit
@@ -142,6 +139,15 @@ def _worker_thread_commits(monkeypatch) -> list[str]:  # noqa: ANN001
         return real_commit(self)
 
     monkeypatch.setattr(BaseDatabaseWrapper, "commit", counting_commit)
+    return commits
+
+
+def _worker_thread_commits(monkeypatch) -> list[str]:  # noqa: ANN001
+    """Run one embedded delivery thread until every recipient is delivered; the commits it
+    made."""
+    from delivery.worker import DeliveryService
+
+    commits = _delivery_thread_commits(monkeypatch)
     service = DeliveryService(threads=1, threads_only=True)
     service.start()
     try:
@@ -188,3 +194,55 @@ def test_a_busy_worker_thread_writes_its_results_with_its_next_claim(
     assert len(peer.received) == 6
     assert set(OutboundRecipient.objects.values_list("attempts", flat=True)) == {1}
     assert len(commits) == 7
+
+
+def _wait_for(condition, what: str, seconds: float = 20) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
+
+
+def test_an_idle_worker_thread_keeps_its_results_for_its_next_claim(
+    make_mailbox, dns_server, peers, monkeypatch
+):
+    """A delivery thread that has run out of work keeps its last results unwritten for up to
+    delivery.worker.RESULTS_HOLD, and its next claim writes them in its transaction: two
+    messages that come one after the other, the second once the thread has delivered the
+    first and found nothing else queued, cost two claims and one last write (3 commits;
+    before, 4: the first results were written at once, before the thread waited), and each
+    recipient is delivered once and recorded as delivered."""
+    if settings.REDIS_URL:
+        pytest.skip("from RQ's queue a wait shorter than BLPOP's whole second is none")
+    from delivery import jobs, worker
+    from delivery.worker import DeliveryService
+
+    make_mailbox("alice@example.org")
+    dns_server.add("remote.test", "MX", "10 mx1.remote.test.")
+    dns_server.add("mx1.remote.test", "A", "127.0.0.2")
+    peer = peers.start("127.0.0.2")
+    monkeypatch.setattr(jobs, "RECORD_WITHIN", 600.0)
+    monkeypatch.setattr(worker, "RESULTS_HOLD", 600.0)  # however slow the machine is today
+    commits = _delivery_thread_commits(monkeypatch)
+    service = DeliveryService(threads=1, threads_only=True)
+    service.start()
+    try:
+        first = spool(["bob@remote.test"])
+        _wait_for(lambda: len(peer.received) == 1, "the first message was not delivered")
+        time.sleep(0.2)  # the thread has gone back to waiting, its results held
+        assert OutboundRecipient.objects.get(message=first).status == "queued"
+        assert len(commits) == 1  # the claim
+        spool(["carol@remote.test"])
+        _wait_for(lambda: len(peer.received) == 2, "the second message was not delivered")
+        _wait_for(
+            lambda: OutboundRecipient.objects.get(message=first).status == "delivered",
+            "the second claim did not write the first results",
+        )
+        assert len(commits) == 2
+    finally:
+        service.close()
+        service.join()
+    # Stopping writes what was held.
+    assert set(OutboundRecipient.objects.values_list("status", flat=True)) == {"delivered"}
+    assert set(OutboundRecipient.objects.values_list("attempts", flat=True)) == {1}
+    assert len(commits) == 3
