@@ -3,8 +3,9 @@
 Every durable commit costs a sync (SQLite's WAL fsync at synchronous=FULL, PostgreSQL's WAL
 flush), and SQLite has one writer at a time, whose waiters sleep in its busy handler. So a
 writer that arrives while another is committing does not start a transaction of its own: it
-queues its work and waits. The writer that finds nobody committing leads: it takes what is
-queued (its own work included), runs the pieces one after the other inside ONE transaction,
+queues its work and waits. The writer that finds nobody committing leads: once it holds the
+database's writer locks (SQLite's, mailhost/sqlite3: another process's transaction may hold
+them) it takes what is queued (its own work included, and whatever came while it waited), runs the pieces one after the other inside ONE transaction,
 commits once, and hands each waiter its own result or its own exception. Nobody returns before
 the commit that holds its rows. When a piece fails, that transaction is rolled back and the
 batch runs again with each piece in its own savepoint (which cost PostgreSQL two round trips a
@@ -152,6 +153,7 @@ class GroupCommitter:
         work = _Work(fn, before, arg)
         with self._cond:
             self._queue.append(work)
+        db = connections[DEFAULT_DB_ALIAS]
         while True:
             with self._cond:
                 while not work.done and self._leading:
@@ -159,11 +161,23 @@ class GroupCommitter:
                 if work.done:
                     return work.outcome()
                 self._leading = True
-                batch = self._queue[:limit]
-                del self._queue[:limit]
+            batch = None
             try:
-                with events.published_together():
-                    self._commit(batch)
+                # The batch is taken once the leader holds the writer locks (SQLite; on
+                # PostgreSQL nothing to wait for): what queued while it waited for another
+                # process's transaction joins this one instead of waiting for the next.
+                with db.writer_locks_ahead():
+                    with self._cond:
+                        batch = self._queue[:limit]
+                        del self._queue[:limit]
+                    with events.published_together():
+                        self._commit(batch)
+            except BaseException:
+                if batch is None:  # the locks were not had: nothing ran, the caller's failure
+                    with self._cond:
+                        if work in self._queue:
+                            self._queue.remove(work)
+                raise
             finally:
                 with self._cond:
                     self._leading = False

@@ -123,6 +123,11 @@ class DatabaseWrapper(base.DatabaseWrapper):
         with self.cursor() as cursor:
             cursor.execute(_SYNCED)
 
+    def writer_locks_ahead(self) -> contextlib.AbstractContextManager[None]:
+        """mailhost.sqlite3's writer locks taken before the transaction: nothing to take
+        here (row locks are taken by the statements that need them)."""
+        return contextlib.nullcontext()
+
     @contextlib.contextmanager
     def statements_together(self) -> Iterator[None]:
         """The statements executed in the block sent in one pipeline and answered after one

@@ -10,6 +10,8 @@ commands), and gives both back once its transaction ends: the next writer, in th
 another, is woken by the kernel the moment the lock is free instead of sleeping out SQLite's
 backoff. Only one thread of a process waits on the file at a time (the threading lock comes
 first), so the file lock is held by at most one thread per process and is never re-entered.
+The group committer's leader takes the locks before its batch (`writer_locks_ahead`), so that
+the pieces that queue while it waits for another process join its transaction.
 
 Writes in autocommit mode (a statement outside any transaction) take neither lock and still
 meet the others at SQLite's own lock, through the busy handler, as do other programs that
@@ -18,7 +20,9 @@ open the database.
 A durable transaction's sync happens after both locks are given back. SQLite at
 synchronous=FULL syncs the WAL inside COMMIT, holding its write lock (and so ours) for the
 whole sync: every process's next writer waited for this one's disk. Here a transaction runs at
-synchronous=NORMAL (COMMIT writes the WAL and does not sync it), and `_commit` then gives the
+synchronous=NORMAL (COMMIT writes the WAL and does not sync it; the two PRAGMAs are made
+before the locks are taken and after they are given back, each statement under them being a
+release of the GIL its holder must win back), and `_commit` then gives the
 locks back and syncs the WAL itself (fdatasync of the -wal file) before it returns, so that
 the next writer's statements run while this one's bytes reach the disk, and two processes'
 syncs can share the file system's journal commit. The caller still returns only after the
@@ -54,6 +58,7 @@ import logging
 import os
 import struct
 import threading
+from collections.abc import Iterator
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, OperationalError, connections
@@ -323,6 +328,8 @@ class DatabaseWrapper(base.DatabaseWrapper):
     # the transaction in progress runs relaxed to NORMAL with the sync left to _commit.
     configured_sync = SYNC_FULL
     _relaxed = False
+    # Whether the writer locks are held for the next transaction (writer_locks_ahead).
+    _locks_ahead = False
 
     def get_new_connection(self, conn_params):
         conn = super().get_new_connection(conn_params)
@@ -368,36 +375,85 @@ class DatabaseWrapper(base.DatabaseWrapper):
         return contextlib.nullcontext()
 
     def _start_transaction_under_autocommit(self):
+        if self._locks_ahead:
+            self._locks_ahead = False  # taken by writer_locks_ahead: this transaction's now
+        else:
+            self._prepare_to_write()
+        try:
+            super()._start_transaction_under_autocommit()
+        except BaseException:
+            self._release_writer_lock()
+            self._end_relaxed()
+            raise
+
+    @contextlib.contextmanager
+    def writer_locks_ahead(self) -> Iterator[None]:
+        """Take the writer locks now, for the next transaction this block starts (which gives
+        them back when it ends, as its own); given back at the end of the block if none did.
+        The group committer's leader waits for the locks before it takes its batch, so that
+        what queued meanwhile joins it. Nothing inside a transaction, or for a database in
+        memory (no file lock), or when the locks are held already."""
+        if self.in_atomic_block or self.holds_writer_lock or self.holds_file_lock is not None:
+            yield
+            return
+        self.ensure_connection()
+        if self.is_in_memory_db():
+            yield
+            return
+        self._prepare_to_write()
+        self._locks_ahead = True
+        try:
+            yield
+        finally:
+            if self._locks_ahead:  # no transaction took them
+                self._locks_ahead = False
+                self._release_writer_lock()
+                self._end_relaxed()
+
+    def _prepare_to_write(self) -> None:
+        """Relaxed (_relax), then the writer locks."""
+        self._relax()
+        try:
+            self.holds_writer_lock = self._take_writer_locks()
+        except BaseException:
+            self._end_relaxed()
+            raise
+
+    def _relax(self) -> None:
+        """A transaction here runs at NORMAL, the WAL synced by _commit (see the module
+        docstring); set before the writer locks are taken (SQLite refuses to change the
+        level inside a transaction), so that no statement of it is made while they are held."""
+        if self.configured_sync >= SYNC_FULL and not self._relaxed:
+            self.ensure_connection()
+            if not self.is_in_memory_db():
+                self.connection.execute("PRAGMA synchronous=NORMAL")
+                self._relaxed = True
+
+    def _take_writer_locks(self) -> bool:
+        """This process's threading lock of the database, then the file lock shared by the
+        processes; whether the threading lock was taken (not after the timeout)."""
         name = str(self.settings_dict["NAME"])
         lock = _writer_lock(name)
         # Bounded like the busy timeout: past it, BEGIN waits on SQLite's lock as it would
         # without this one (and fails there if the database stays locked).
         acquired = lock.acquire(timeout=self.settings_dict["OPTIONS"].get("timeout", 5))
-        try:
-            if acquired and not self.is_in_memory_db():
-                # The holder is a thread inside a write transaction of its own (nothing else
-                # takes the file), which ends or fails on SQLite's busy timeout: waiting
-                # without a bound here waits at most that long. A holder that dies releases
-                # it with its file.
+        if acquired and not self.is_in_memory_db():
+            # The holder is a thread inside a write transaction of its own (nothing else
+            # takes the file), which ends or fails on SQLite's busy timeout: waiting
+            # without a bound here waits at most that long. A holder that dies releases
+            # it with its file.
+            try:
                 fd = _files.fd(name)
                 fcntl.flock(fd, fcntl.LOCK_EX)
-                self.holds_file_lock = fd
-                if self.configured_sync >= SYNC_FULL:
-                    # Before BEGIN: SQLite refuses to change the level inside a transaction.
-                    self.connection.execute("PRAGMA synchronous=NORMAL")
-                    self._relaxed = True
-            super()._start_transaction_under_autocommit()
-        except BaseException:
-            self._end_relaxed()
-            self._release_file_lock()
-            if acquired:
+            except BaseException:
                 lock.release()
-            raise
-        self.holds_writer_lock = acquired
+                raise
+            self.holds_file_lock = fd
+        return acquired
 
     def _end_relaxed(self) -> bool:
-        """Back to the configured level once the transaction is over; whether it was relaxed
-        (its commit then still needs the WAL's sync)."""
+        """Back to the configured level once the transaction is over (after the writer locks
+        are given back); whether it was relaxed (its commit then still needs the WAL's sync)."""
         relaxed, self._relaxed = self._relaxed, False
         if relaxed and self.connection is not None:
             self.connection.execute(f"PRAGMA synchronous={int(self.configured_sync)}")
@@ -423,8 +479,8 @@ class DatabaseWrapper(base.DatabaseWrapper):
         finally:
             # A failed COMMIT leaves the transaction open: Atomic rolls it back next.
             if self.connection is None or not self.connection.in_transaction:
-                relaxed = self._end_relaxed()
                 self._release_writer_lock()
+                relaxed = self._end_relaxed()
                 if committed and relaxed and self.synced_commit:
                     self._sync_wal()  # the locks are free for the next writer meanwhile
                 if committed:
@@ -465,12 +521,12 @@ class DatabaseWrapper(base.DatabaseWrapper):
         try:
             return super()._rollback()
         finally:
-            self._end_relaxed()
             self._release_writer_lock()
+            self._end_relaxed()
 
     def _close(self):
         try:
             return super()._close()
         finally:
-            self._relaxed = False
+            self._relaxed = self._locks_ahead = False
             self._release_writer_lock()

@@ -7,6 +7,7 @@ behind it, then lets go, so the queued pieces make one batch whatever the schedu
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import threading
 import time
@@ -19,6 +20,7 @@ from mailboxes import events, selectors
 from mailboxes.groupcommit import GroupCommitter, committer
 from mailboxes.models import Domain, Folder, Mailbox, Message
 from mailboxes.selectors import recipient_resolve
+from mailhost.sqlite3.base import DatabaseWrapper, lock_path
 from tests.mailboxes.conftest import make_raw
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -183,6 +185,80 @@ def test_a_failing_piece_runs_the_batch_again_in_savepoints():
     assert group.batches == 1
     names = set(Domain.objects.values_list("name", flat=True))
     assert {"a.example", "c.example"} <= names and "bad.example" not in names
+
+
+def test_a_leader_waiting_for_another_process_takes_what_queued_meanwhile():
+    """On SQLite the leader takes its batch once it holds the writer locks: pieces that come
+    while another process's transaction holds the file lock join its transaction instead of
+    waiting for the next one (as they did when the batch was taken before the wait)."""
+    if connection.vendor != "sqlite":
+        pytest.skip("the writer lock is SQLite's")
+    group = GroupCommitter()
+    ran_in: dict[str, int] = {}
+
+    def piece(name: str):  # noqa: ANN202
+        def fn() -> str:
+            ran_in[name] = threading.get_ident()
+            Domain.objects.create(name=f"{name}.example")
+            return name
+
+        return fn
+
+    outcomes: dict[str, object] = {}
+
+    def call(name: str) -> None:
+        try:
+            outcomes[name] = group.run(piece(name))
+        finally:
+            connection.close()
+
+    # Another descriptor of the lock file conflicts with the leader's as another process's.
+    other = os.open(lock_path(str(connection.settings_dict["NAME"])), os.O_RDWR | os.O_CREAT)
+    threads = {name: threading.Thread(target=call, args=(name,)) for name in ("a", "b", "c")}
+    try:
+        fcntl.flock(other, fcntl.LOCK_EX)
+        threads["a"].start()  # leads, and waits for the file lock
+        deadline = time.monotonic() + 30
+        while not group._leading:
+            assert time.monotonic() < deadline, "no leader"
+            time.sleep(0.005)
+        threads["b"].start()
+        threads["c"].start()
+        while group.waiting < 3:  # the leader's own piece is still queued with theirs
+            assert time.monotonic() < deadline, "pieces did not queue"
+            time.sleep(0.005)
+        fcntl.flock(other, fcntl.LOCK_UN)
+        for thread in threads.values():
+            thread.join(30)
+    finally:
+        os.close(other)
+    assert outcomes == {"a": "a", "b": "b", "c": "c"}
+    assert len(set(ran_in.values())) == 1  # all three by the leader, in one transaction
+    assert group.batches == 1
+
+
+def test_a_leader_that_cannot_take_the_writer_locks_leaves_nothing_queued(monkeypatch):
+    """When the locks cannot be had (the lock file unreadable, the connection lost), the
+    leader's caller gets the error and its piece is not run later by another leader."""
+    if connection.vendor != "sqlite":
+        pytest.skip("the writer lock is SQLite's")
+    group = GroupCommitter()
+    ran: list[str] = []
+    real = DatabaseWrapper._take_writer_locks
+    failures = [OSError("the lock file cannot be opened")]
+
+    def flaky(self):  # noqa: ANN001, ANN202
+        if failures:
+            raise failures.pop()
+        return real(self)
+
+    monkeypatch.setattr(DatabaseWrapper, "_take_writer_locks", flaky)
+    with pytest.raises(OSError, match="cannot be opened"):
+        group.run(lambda: ran.append("a"))
+    assert group.waiting == 0
+    assert group.run(lambda: ran.append("b")) is None
+    assert ran == ["b"]
+    assert not connection.holds_writer_lock and connection.holds_file_lock is None
 
 
 def domain_fn(name: str, failures: dict[str, int], order: list[str] | None = None):  # noqa: ANN201

@@ -65,6 +65,26 @@ def test_a_durable_commit_syncs_the_wal_once_the_writer_lock_is_free(syncs):
     assert sync_level() == 2  # FULL again outside transactions (autocommit writes)
 
 
+def test_no_pragma_is_made_while_the_writer_locks_are_held(syncs):
+    """The level is relaxed before the writer locks are taken and set back after they are
+    given back: the locked section holds the transaction's own statements only (each one a
+    release of the GIL that the lock's holder must win back while every writer waits)."""
+    made: list[tuple[str, bool]] = []
+    connection.ensure_connection()
+    connection.connection.set_trace_callback(
+        lambda sql: made.append((sql.split()[0].upper(), connection.holds_file_lock is not None))
+    )
+    try:
+        with transaction.atomic():
+            Domain.objects.create(name="locked.example")
+    finally:
+        connection.connection.set_trace_callback(None)
+    assert [what for what, _locked in made] == ["PRAGMA", "BEGIN", "INSERT", "COMMIT", "PRAGMA"]
+    assert [locked for _what, locked in made] == [False, True, True, True, False]
+    assert len(syncs) == 1
+    assert sync_level() == 2
+
+
 def test_an_unsynced_transaction_is_not_synced(syncs):
     with unsynced_atomic():
         Domain.objects.create(name="flags.example")
