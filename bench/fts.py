@@ -96,6 +96,13 @@ def backend_cpu_s() -> float:
         cursor.execute("SELECT pg_backend_pid()")
         pid = cursor.fetchone()[0]
     try:
+        # The scheduler's own count of the time on a CPU, in nanoseconds: /proc/PID/stat's
+        # utime and stime are ticks of 10 ms, sampled (a 200-message run of 1 ms each was
+        # read to +-5%).
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e9
+    except (OSError, IndexError, ValueError):
+        pass
+    try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0

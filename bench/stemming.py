@@ -11,7 +11,7 @@ every other one), with "quarters" in every third and "quartered" in every fifth 
 "deployments" (rare: its substring finds it, the stem adds nothing but its lookups). Prints one
 JSON object: for each word and mode ("off": the substring search alone, as before; "on": the
 webmail's), the median CPU milliseconds of each round (this process's, and on a local
-PostgreSQL its backend's, in /proc's clock ticks of 10 ms), and the messages shown. On
+PostgreSQL its backend's, by /proc's schedstat), and the messages shown. On
 PostgreSQL a fresh database on DATABASE_URL's server (named after DATABASE_URL's own
 database when it names one: mh_x_stemming_PID), dropped at the end.
 """
