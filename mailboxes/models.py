@@ -465,8 +465,14 @@ class Conversation(models.Model):
     by the primary key, where a rowid table would write a second for its key."""
 
     pk = models.CompositePrimaryKey("folder_id", "thread_key")
+    # No foreign key in PostgreSQL (migration 0043): the triggers write a row only from message
+    # rows, whose own key names the folder; its deferred check was a query at every COMMIT.
     folder = models.ForeignKey(
-        Folder, on_delete=models.CASCADE, related_name="conversations", db_index=False
+        Folder,
+        on_delete=models.CASCADE,
+        related_name="conversations",
+        db_index=False,
+        db_constraint=False,
     )
     thread_key = models.CharField(max_length=255)
     messages = models.IntegerField()

@@ -339,3 +339,26 @@ def test_a_delivery_runs_an_update_only_where_a_mark_changes(make_mailbox):
     assert Message.objects.get(pk=reply.pk).conversation_head
     kept, truth = recomputed()
     assert kept == truth
+
+
+def test_a_mailbox_deleted_with_its_folders_leaves_no_conversation_row(make_mailbox):
+    """The admin's deletion of a mailbox (Django's cascade through its folders and messages)
+    takes their Conversation rows with them: on PostgreSQL no foreign key would refuse one
+    left behind (migration 0043), so none may be."""
+    filed: dict[int, set[int]] = {}
+    for address in ("alice@example.org", "bob@example.org"):
+        owner = make_mailbox(address)
+        inbox = selectors.folder_get(owner, "INBOX")
+        other = services.folder_create(mailbox=owner, name="Other")
+        filed[owner.pk] = {inbox.pk, other.pk}
+        for n, key in enumerate([KEYS[1], KEYS[2], KEYS[1], ""]):
+            services.message_append(folder=inbox, raw=raw_of(key, n))
+            services.message_append(folder=other, raw=raw_of(key, n))
+    alice, bob = filed
+    assert (
+        set(Conversation.objects.values_list("folder_id", flat=True)) == filed[alice] | filed[bob]
+    )
+    Mailbox.objects.get(pk=alice).delete()
+    assert set(Conversation.objects.values_list("folder_id", flat=True)) == filed[bob]
+    kept_counts, true_counts = counts()
+    assert kept_counts == true_counts
