@@ -5,16 +5,17 @@ flush), and SQLite has one writer at a time, whose waiters sleep in its busy han
 writer that arrives while another is committing does not start a transaction of its own: it
 queues its work and waits. The writer that finds nobody committing leads: once it holds the
 database's writer locks (SQLite's, mailhost/sqlite3: another process's transaction may hold
-them) it takes what is queued (its own work included, and whatever came while it waited), runs the pieces one after the other inside ONE transaction,
-commits once, and hands each waiter its own result or its own exception. Nobody returns before
-the commit that holds its rows. When a piece fails, that transaction is rolled back and the
-batch runs again with each piece in its own savepoint (which cost PostgreSQL two round trips a
-piece under the batch's row locks, so the common case goes without them), where a piece that
-fails rolls back to its savepoint alone; a piece that failed on a database error (a deadlock,
-a lost connection), and every piece when the commit itself fails, is run again in a
-transaction of its own, so one bad message never fails another. There is no thread of its
-own: the leader is whichever caller got there first (the group commit of PostgreSQL's and
-InnoDB's logs), so a lone writer pays nothing extra.
+them) it takes what is queued (its own work included, and whatever came while it waited),
+runs the pieces one after the other inside ONE transaction, commits once, and hands each
+waiter its own result or its own exception. Nobody returns before the commit that holds its
+rows. When a piece fails, that transaction is rolled back and the batch runs again with each
+piece in its own savepoint (which cost PostgreSQL two round trips a piece under the batch's
+row locks, so the common case goes without them), where a piece that fails rolls back to its
+savepoint alone; a piece that failed on a database error (a deadlock, a lost connection), and
+every piece when the commit itself fails, is run again in a transaction of its own, so one
+bad message never fails another. There is no thread of its own: the leader is whichever
+caller got there first (the group commit of PostgreSQL's and InnoDB's logs), so a lone
+writer pays nothing extra.
 """
 
 from __future__ import annotations
@@ -94,15 +95,37 @@ def send_later(sql: str, params: Sequence[Any], then: Callable[[Any], None]) -> 
     return True
 
 
+def merge_later(flush: Callable[[list[Any]], None], item: Any) -> bool:
+    """In a batch's transaction without savepoints: keep `item` for `flush`, which gets all
+    the items kept for it, in their order, in one call ahead of the transaction's next other
+    statement or its COMMIT (as send_later's statements go), so that N pieces' like
+    statements can be made as one. True when kept; False elsewhere, and the caller does the
+    work now. As with send_later, the caller goes on as though the work was done; where it
+    cannot be, `flush` raises, which rolls the batch back and runs it again with savepoints,
+    where nothing is kept (SQLite: a batch of N messages to one folder, one UPDATE of the
+    folder and one INSERT, not N of each)."""
+    merged = getattr(_shared, "merged", None)
+    if merged is None:
+        return False
+    merged.setdefault(flush, []).append(item)
+    return True
+
+
 def _send_kept() -> None:
-    """Send the statements send_later kept, together, and hand each `then` its row."""
+    """Send the statements send_later kept, together, and hand each `then` its row; then
+    hand each merge_later `flush` its items."""
     later = _shared.later
-    if not later:
-        return
-    _shared.later = []  # the statements below come through _kept_first: nothing to send then
-    firsts = reads_together([Read(sql, params, _first_row) for sql, params, _ in later])
-    for (_, _, then), row in zip(later, firsts, strict=True):
-        then(row)
+    if later:
+        # The statements below come through _kept_first: nothing to send then.
+        _shared.later = []
+        firsts = reads_together([Read(sql, params, _first_row) for sql, params, _ in later])
+        for (_, _, then), row in zip(later, firsts, strict=True):
+            then(row)
+    merged = _shared.merged
+    if merged:
+        _shared.merged = {}
+        for flush, items in merged.items():
+            flush(items)
 
 
 def _first_row(rows: list[tuple]) -> tuple | None:
@@ -242,7 +265,7 @@ class GroupCommitter:
                 values.append(work.fn(first))
             _send_kept()
 
-        _shared.rows, _shared.later = {}, []
+        _shared.rows, _shared.later, _shared.merged = {}, [], {}
         try:
             with connections[DEFAULT_DB_ALIAS].execute_wrapper(_kept_first):
                 _commit_transaction(pieces)
@@ -251,7 +274,7 @@ class GroupCommitter:
                 return True
             return False  # rolled back whole: nothing of the batch is stored
         finally:
-            _shared.rows, _shared.later = None, None
+            _shared.rows, _shared.later, _shared.merged = None, None, None
         self.batches += 1
         for work, value in zip(batch, values, strict=True):
             work.value, work.done = value, True

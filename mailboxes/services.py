@@ -1670,6 +1670,15 @@ def _file_into_mailboxes(
                     _add_kept_usage(mailboxes, mailbox_id, size, 1)
                     filed.add(mailbox_id)
                 continue
+            if copy is None and db.vendor == "sqlite":
+                if blob is None:
+                    blob = blob_row_create(name=written, raw=raw)
+                row = {"blob_id": blob.pk, "size": size, "internal_date": when, **fields}
+                if groupcommit.merge_later(_file_merged, (folder_id, mailbox_id, row)):
+                    del usage[mailbox_id]  # added by _file_merged
+                    _add_kept_usage(mailboxes, mailbox_id, size, 1)
+                    filed.add(mailbox_id)
+                    continue
             unseen = 0 if copy is not None and copy.system & SystemFlag.SEEN else 1
             reserved = _reserve_one(folder_id, copy.size if copy else size, unseen)
             if reserved is None:  # the folder was deleted since the SELECT
@@ -1706,16 +1715,9 @@ def _file_into_mailboxes(
             events.publish(ChangeEvent(mailbox_id, folder_id, "exists", (uid,), modseq))
         if rows:
             _messages_insert(rows)
-            table = db.ops.quote_name(Mailbox._meta.db_table)
-            with db.prepared_cursor() as cursor:
-                for (octets, count), ids in _by_amount(usage).items():
-                    marks = ", ".join(["%s"] * len(ids))
-                    cursor.execute(
-                        f"UPDATE {table} {_ADD_USAGE_SQL} WHERE id IN ({marks})",
-                        [octets, count, *ids],
-                    )
-                    for mailbox_id in ids:
-                        _add_kept_usage(mailboxes, mailbox_id, octets, count)
+            for (octets, count), ids in _usage_add(db, usage).items():
+                for mailbox_id in ids:
+                    _add_kept_usage(mailboxes, mailbox_id, octets, count)
         kept = groupcommit.batch_rows("mailbox")
         for mailbox, plan in planned:
             if kept is not None and not all(_plain_keep(f) for f in plan.filings):
@@ -1724,6 +1726,22 @@ def _file_into_mailboxes(
     if blob is None and written is not None:
         blob_discard(written)
     return filed
+
+
+def _usage_add(
+    db: BaseDatabaseWrapper, usage: Mapping[int, tuple[int, int]]
+) -> dict[tuple[int, int], list[int]]:
+    """Add each mailbox's (octets, messages) filed to its usage, one UPDATE per amount;
+    return the mailbox ids by amount."""
+    grouped = _by_amount(usage)
+    table = db.ops.quote_name(Mailbox._meta.db_table)
+    with db.prepared_cursor() as cursor:
+        for (octets, count), ids in grouped.items():
+            marks = ", ".join(["%s"] * len(ids))
+            cursor.execute(
+                f"UPDATE {table} {_ADD_USAGE_SQL} WHERE id IN ({marks})", [octets, count, *ids]
+            )
+    return grouped
 
 
 def _by_amount(usage: Mapping[int, tuple[int, int]]) -> dict[tuple[int, int], list[int]]:
@@ -2168,6 +2186,47 @@ def _file_shared(db: BaseDatabaseWrapper, folder_id: int, mailbox_id: int, row: 
     with db.prepared_cursor() as cursor:
         cursor.execute(_file_shared_sql, params)
         return filed(cursor.fetchone())
+
+
+def _file_merged(filings: list[tuple[int, int, dict]]) -> None:
+    """SQLite: the (folder id, mailbox id, row) filings of a batch's shared, unseen copies
+    that _file_into_mailboxes kept (groupcommit.merge_later), made as one UPDATE ... RETURNING
+    of each folder (the UIDs, MODSEQs and counters of all its messages, as _reserve_one would
+    have given them one by one), one INSERT of the messages and one UPDATE of the mailboxes'
+    usage per amount: filed one by one they were three statements a message, each made under
+    the writer lock and each a release of the GIL that its holder must win back. Raises
+    NotFound when a folder is gone (the batch runs again with savepoints, each piece alone)."""
+    db = connections[DEFAULT_DB_ALIAS]
+    by_folder: dict[int, list[tuple[int, dict]]] = defaultdict(list)
+    for folder_id, mailbox_id, row in filings:
+        by_folder[folder_id].append((mailbox_id, row))
+    table = db.ops.quote_name(Folder._meta.db_table)
+    rows: list[dict] = []
+    usage: dict[int, tuple[int, int]] = {}
+    filed: list[ChangeEvent] = []
+    with db.prepared_cursor() as cursor:
+        for folder_id, pieces in by_folder.items():
+            count, octets = len(pieces), sum(row["size"] for _, row in pieces)
+            cursor.execute(
+                f"UPDATE {table} SET uidnext = uidnext + %s, highestmodseq = highestmodseq + %s, "
+                "message_count = message_count + %s, unseen_count = unseen_count + %s, "
+                "total_size = total_size + %s WHERE id = %s RETURNING uidnext, highestmodseq",
+                [count, count, count, count, octets, folder_id],
+            )
+            found = cursor.fetchone()
+            if found is None:
+                raise NotFound(f"folder {folder_id} is gone")
+            first_uid, first_modseq = found[0] - count, found[1] - count + 1
+            for n, (mailbox_id, row) in enumerate(pieces):
+                uid, modseq = first_uid + n, first_modseq + n
+                rows.append({"folder_id": folder_id, "uid": uid, "modseq": modseq, **row})
+                had = usage.get(mailbox_id, (0, 0))
+                usage[mailbox_id] = (had[0] + row["size"], had[1] + 1)
+                filed.append(ChangeEvent(mailbox_id, folder_id, "exists", (uid,), modseq))
+    _messages_insert(rows)
+    _usage_add(db, usage)
+    for event in filed:
+        events.publish(event)
 
 
 def _reserve_one(folder_id: int, size: int, unseen: int = 1) -> tuple[int, int] | None:

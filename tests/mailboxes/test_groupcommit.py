@@ -596,10 +596,51 @@ def test_a_batchs_filings_are_sent_together(make_mailbox, published, tmp_path):
     assert sorted(exists) == [(1,), (2,), (3,), (4,), (5,)]
 
 
-@postgresql_only
+sqlite_only = pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's merged filings")
+
+
+@sqlite_only
+def test_a_batchs_filings_into_one_folder_are_one_update_and_one_insert(make_mailbox, published):
+    # Before: each message's filing was three statements under the writer lock (the folder's
+    # UPDATE ... RETURNING, the message's INSERT, the mailbox's usage); now the batch's are
+    # kept (groupcommit.merge_later) and made as one of each, with the same UIDs and MODSEQs.
+    alice = make_mailbox("alice@example.org")
+    accept("alice@example.org", "warm")
+    inbox = Folder.objects.get(mailbox=alice, name="INBOX")
+    modseq = inbox.highestmodseq
+    before = committer.batches
+    names = [f"m{n}" for n in range(4)]
+    outcomes, statements = batch_statements(
+        {name: (lambda name=name: accept("alice@example.org", name)) for name in names}
+    )
+    assert committer.batches == before + 1
+    assert all(o.accepted for o in outcomes.values()), outcomes
+    assert len([s for s in statements if s.startswith('UPDATE "mailboxes_folder"')]) == 1
+    assert len([s for s in statements if s.startswith('INSERT INTO "mailboxes_message"')]) == 1
+    assert len([s for s in statements if s.startswith('UPDATE "mailboxes_mailbox"')]) == 1
+    rows = Message.objects.filter(folder=inbox).order_by("uid").values_list("uid", "modseq")
+    assert list(rows)[1:] == [(n + 2, modseq + n + 1) for n in range(4)]
+    inbox.refresh_from_db()
+    assert (inbox.uidnext, inbox.message_count, inbox.unseen_count) == (6, 5, 5)
+    assert inbox.highestmodseq == modseq + 4
+    assert inbox.total_size == sum(
+        Message.objects.filter(folder=inbox).values_list("size", flat=True)
+    )
+    alice.refresh_from_db()
+    assert (alice.used_messages, alice.used_bytes) == (5, inbox.total_size)
+    exists = [
+        (e.uids, e.modseq) for e in published if e.folder_id == inbox.pk and e.kind == "exists"
+    ]
+    assert sorted(exists)[1:] == [((n + 2,), modseq + n + 1) for n in range(4)]
+    assert sorted(Message.objects.filter(folder=inbox).values_list("subject", flat=True)) == sorted(
+        ["warm", *names]
+    )
+
+
 def test_a_filing_sent_later_into_a_folder_gone_runs_the_batch_again(make_mailbox):
     # The batch's lock read alice's Junk before the first piece deleted it: the second
-    # piece's kept filing finds no folder when it is sent, so the batch runs again with
+    # piece's kept filing (PostgreSQL: send_later; SQLite: merge_later) finds no folder when it
+    # is made, so the batch runs again with
     # savepoints, where that piece reads its mailbox afresh and files into INBOX (before:
     # the filing found no folder and the message was refused as over quota).
     from mailboxes import services
