@@ -20,6 +20,7 @@ writer pays nothing extra.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -29,6 +30,7 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 
 from mailboxes import events
+from mailboxes.transactions import unsynced_atomic
 from mailhost.plainsql import Read, reads_together
 
 T = TypeVar("T")
@@ -41,14 +43,19 @@ _MISSING = object()
 
 
 class _Work:
-    __slots__ = ("fn", "before", "arg", "done", "value", "error")
+    __slots__ = ("fn", "before", "arg", "synced", "done", "value", "error")
 
     def __init__(
-        self, fn: Callable[[Any], Any], before: Callable[[Sequence[Any]], Sequence[Any]], arg: Any
+        self,
+        fn: Callable[[Any], Any],
+        before: Callable[[Sequence[Any]], Sequence[Any]],
+        arg: Any,
+        synced: bool,
     ) -> None:
         self.fn = fn
         self.before = before
         self.arg = arg
+        self.synced = synced
         self.done = False
         self.value: Any = _MISSING
         self.error: BaseException | None = None
@@ -151,16 +158,23 @@ class GroupCommitter:
         with self._cond:
             return len(self._queue)
 
-    def run(self, fn: Callable[[], T]) -> T:
+    def run(self, fn: Callable[[], T], *, synced: bool = True) -> T:
         """Run `fn` (database writes, no transaction of its own) in a transaction, maybe
         shared with other callers' work; return its result once that transaction committed.
         `fn` may run more than once (see above), and must let database errors propagate (a
         swallowed one would roll its savepoint back unseen). Inside a caller's transaction it runs
-        there, in a savepoint."""
-        return self.run_after(_nothing, None, lambda _: fn())
+        there, in a savepoint. Not `synced`: work that is not mail (mailboxes/transactions.py),
+        whose commit need not wait for the disk; a transaction shared with synced work is
+        synced."""
+        return self.run_after(_nothing, None, lambda _: fn(), synced=synced)
 
     def run_after(
-        self, before: Callable[[Sequence[A]], Sequence[U]], arg: A, fn: Callable[[U], T]
+        self,
+        before: Callable[[Sequence[A]], Sequence[U]],
+        arg: A,
+        fn: Callable[[U], T],
+        *,
+        synced: bool = True,
     ) -> T:
         """`run` of `fn(before([arg])[0])`, where a shared transaction without savepoints
         calls each `before` once, with the `arg` of every piece that has that `before` (in
@@ -171,9 +185,9 @@ class GroupCommitter:
         writer of those rows waits for less."""
         limit = settings.MAILHOST_GROUP_COMMIT_MAX
         if connections[DEFAULT_DB_ALIAS].in_atomic_block or limit <= 1:
-            with transaction.atomic():
+            with transaction.atomic() if synced else unsynced_atomic():
                 return fn(before([arg])[0])
-        work = _Work(fn, before, arg)
+        work = _Work(fn, before, arg, synced)
         with self._cond:
             self._queue.append(work)
         db = connections[DEFAULT_DB_ALIAS]
@@ -209,7 +223,7 @@ class GroupCommitter:
     def _commit(self, batch: list[_Work]) -> None:
         try:
             if len(batch) > 1:
-                self._together(batch)
+                self._together(batch, synced=any(work.synced for work in batch))
             for work in batch:
                 if not work.done:
                     _alone(work)
@@ -219,8 +233,8 @@ class GroupCommitter:
                     work.error, work.done = exc, True
             raise
 
-    def _together(self, batch: list[_Work]) -> None:
-        if self._without_savepoints(batch):
+    def _together(self, batch: list[_Work], *, synced: bool) -> None:
+        if self._without_savepoints(batch, synced=synced):
             return
         retry: list[_Work] = []
 
@@ -235,7 +249,7 @@ class GroupCommitter:
                     work.error = exc
 
         try:
-            _commit_transaction(pieces)
+            _commit_transaction(pieces, synced=synced)
         except Exception as exc:
             if _unsynced(batch, exc):
                 return
@@ -247,7 +261,7 @@ class GroupCommitter:
         for work in batch:
             work.done = work not in retry
 
-    def _without_savepoints(self, batch: list[_Work]) -> bool:
+    def _without_savepoints(self, batch: list[_Work], *, synced: bool) -> bool:
         """Run the batch's pieces one after the other in one transaction with no savepoint
         of their own (each `before` once for the batch, ahead of the first `fn`: run_after;
         the rows a piece locked kept for the next: batch_rows), and commit;
@@ -268,7 +282,7 @@ class GroupCommitter:
         _shared.rows, _shared.later, _shared.merged = {}, [], {}
         try:
             with connections[DEFAULT_DB_ALIAS].execute_wrapper(_kept_first):
-                _commit_transaction(pieces)
+                _commit_transaction(pieces, synced=synced)
         except Exception as exc:
             if _unsynced(batch, exc):
                 return True
@@ -297,7 +311,7 @@ def _alone(work: _Work) -> None:
 
     _shared.rows = {}  # a transaction of its own, without a savepoint: batch_rows holds
     try:
-        _commit_transaction(piece)
+        _commit_transaction(piece, synced=work.synced)
     except Exception as exc:
         work.value, work.error = _MISSING, exc
     finally:
@@ -322,16 +336,21 @@ def _nothing(args: Sequence[object]) -> list[None]:
     return [None] * len(args)
 
 
-def _commit_transaction(fn: Callable[[], None]) -> None:
-    """Run `fn` in a transaction and commit. An error before the commit propagates; one after
-    it (an on_commit callback: a notification, an enqueue) is logged, so that work already
-    committed is never run again."""
+def _commit_transaction(fn: Callable[[], None], *, synced: bool = True) -> None:
+    """Run `fn` in a transaction and commit (`synced`: waiting for the disk). An error before
+    the commit propagates; one after it (an on_commit callback: a notification, an enqueue)
+    is logged, so that work already committed is never run again."""
     committed: list[bool] = []
     db = connections[DEFAULT_DB_ALIAS]
     try:
         # On PostgreSQL the BEGIN goes with the first statement (mailhost/postgresql): one
         # round trip of the batch's fewer.
-        with transaction.atomic(), db.begin_with_first_statement():
+        with contextlib.ExitStack() as stack:
+            if synced:
+                stack.enter_context(transaction.atomic())
+                stack.enter_context(db.begin_with_first_statement())
+            else:
+                stack.enter_context(unsynced_atomic(statements_together=True))
             transaction.on_commit(lambda: committed.append(True))  # the first callback to run
             fn()
     except Exception:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import queue
 import threading
 import time
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import DEFAULT_DB_ALIAS, close_old_connections, connections
+
+from mailboxes.groupcommit import committer
 
 NO_CONTEXT = contextvars.Context()  # _settle reads no context variable: no copy per hop
 
@@ -108,6 +111,26 @@ def db(fn, *args, **kwargs) -> asyncio.Future:
     # call, a cost paid on each of a command's database hops, for context these calls do
     # not use.
     return _db_executor().run(asyncio.get_running_loop(), call)
+
+
+def together(fn, *, synced: bool):  # noqa: ANN001, ANN201
+    """fn(...) for a worker thread, run as a piece of the group committer's transaction
+    (mailboxes/groupcommit.py) on SQLite: the writes this process's other sessions make
+    meanwhile share its writer lock and its commit (synced when any piece is `synced`),
+    instead of each thread waiting its turn for the lock, a hand-off of the lock and of the
+    GIL a transaction (issue 22). For a service that is
+    one transaction of its own (a savepoint there), and may run twice (a batch is run again,
+    each piece in its own savepoint, when one piece fails). On PostgreSQL, whose writers do
+    not take turns, each runs alone as before: a batch of several mailboxes' writes would
+    take their rows out of the mailbox-then-folder lock order."""
+
+    @functools.wraps(fn)
+    def piece(*args, **kwargs):  # noqa: ANN202
+        if connections[DEFAULT_DB_ALIAS].vendor != "sqlite":
+            return fn(*args, **kwargs)
+        return committer.run(functools.partial(fn, *args, **kwargs), synced=synced)
+
+    return piece
 
 
 def close_db_connections() -> None:

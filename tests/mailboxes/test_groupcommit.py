@@ -676,3 +676,57 @@ def test_a_filing_sent_later_into_a_folder_gone_runs_the_batch_again(make_mailbo
     assert not Folder.objects.filter(mailbox=alice, name="Junk").exists()
     inbox = Folder.objects.get(mailbox=alice, name="INBOX")
     assert list(Message.objects.filter(folder=inbox).values_list("subject", "uid")) == [("late", 1)]
+
+
+@pytest.fixture
+def wal_syncs(monkeypatch):
+    """How many fdatasyncs this process makes (SQLite: the backend's sync of a durable
+    commit's WAL)."""
+    if connection.vendor != "sqlite":
+        pytest.skip("the database is not SQLite")
+    count = {"n": 0}
+    real = os.fdatasync
+
+    def spy(fd: int) -> None:
+        count["n"] += 1
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", spy)
+    return count
+
+
+@pytest.mark.parametrize("synced", [(False, False), (False, True)])
+def test_a_batch_is_synced_when_any_piece_is(wal_syncs, synced):
+    """Pieces run with synced=False (not mail) share a transaction that does not wait for
+    the disk; one synced piece among them makes the batch's commit synced."""
+    group = GroupCommitter()
+
+    def make(name: str, durable: bool):  # noqa: ANN202
+        return lambda: group.run(
+            lambda: Domain.objects.create(name=f"{name}.example").name, synced=durable
+        )
+
+    outcomes: dict[str, object] = {}
+    threads = []
+
+    def call(name: str, fn) -> None:  # noqa: ANN001
+        try:
+            outcomes[name] = fn()
+        finally:
+            connection.close()
+
+    with held(group):
+        for n, durable in enumerate(synced):
+            threads.append(threading.Thread(target=call, args=(f"p{n}", make(f"p{n}", durable))))
+            threads[-1].start()
+        deadline = time.monotonic() + 30
+        while group.waiting < len(synced):
+            assert time.monotonic() < deadline, "pieces did not queue"
+            time.sleep(0.005)
+        before = wal_syncs["n"]
+    for thread in threads:
+        thread.join(30)
+    assert outcomes == {"p0": "p0.example", "p1": "p1.example"}
+    assert group.batches == 1
+    # The holder's own synced commit, then the batch's: synced only with a synced piece.
+    assert wal_syncs["n"] - before == 1 + any(synced)

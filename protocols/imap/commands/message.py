@@ -17,7 +17,7 @@ from protocols.imap import responses as r
 from protocols.imap import untagged as u
 from protocols.imap.errors import CommandError
 from protocols.imap.flags import flags_of
-from protocols.imap.worker import db
+from protocols.imap.worker import db, together
 
 if TYPE_CHECKING:
     from protocols.imap.session import Session
@@ -129,8 +129,13 @@ async def store(session: Session, command: p.Store) -> r.Reply | u.Done:
         session.enable_condstore()
     result = services.StoreResult()
     if uids:
+        store = services.messages_store_flags
+        # Flags are not mail: shared with other sessions' writes, not synced. A new \\Answered
+        # trains on the replies inside a transaction it is part of (see the service): alone.
+        if not any(f.lower() == "\\answered" for f in command.flags):
+            store = together(store, synced=False)
         result = await session.db_and_changes(
-            services.messages_store_flags,
+            store,
             folder=folder_ref(session),
             uids=uids,
             flags=[f for f in command.flags if f.lower() != "\\recent"],
@@ -279,6 +284,11 @@ async def replace(session: Session, command: p.Replace) -> r.Reply | u.Done:
     return r.Reply("OK", "REPLACE completed")
 
 
+# Not mail (mailboxes/transactions.py): shared with other sessions' writes, synced only when
+# it removes blob files (sync_this_transaction makes the shared transaction synced).
+EXPUNGE = together(services.messages_expunge, synced=False)
+
+
 async def expunge(session: Session, command) -> r.Reply | u.Done:
     # RFC 9051 6.4.3; UID EXPUNGE RFC 4315 2.1
     sel = session.selected
@@ -289,9 +299,7 @@ async def expunge(session: Session, command) -> r.Reply | u.Done:
     if isinstance(command, p.UidExpunge):
         wanted = await session.resolve(command.sequence, uid=True)
         gone = (
-            await session.db_and_changes(
-                services.messages_expunge, folder=folder_ref(session), uids=wanted
-            )
+            await session.db_and_changes(EXPUNGE, folder=folder_ref(session), uids=wanted)
             if wanted
             else []
         )
@@ -299,7 +307,7 @@ async def expunge(session: Session, command) -> r.Reply | u.Done:
         # Only messages the client was told of go (arrivals it has not seen in an EXISTS
         # stay): its view is every message below its UIDNEXT, a bound, not the whole map.
         gone = await session.db_and_changes(
-            services.messages_expunge, folder=folder_ref(session), below_uid=sel.view_uidnext
+            EXPUNGE, folder=folder_ref(session), below_uid=sel.view_uidnext
         )
     if gone:
         await session.sequence_map()  # the view as it was, expunged messages included

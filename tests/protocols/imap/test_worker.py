@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import pytest
 
@@ -96,3 +97,57 @@ def test_shutdown_closes_each_thread_s_connection_and_the_pool_serves_on(monkeyp
 
     assert asyncio.run(after()) == "served"
     assert pool.handed == pool.finished == 4  # the shutdown's calls are not counted
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sessions_writes_share_the_group_committers_transaction(make_mailbox):
+    """together(): on SQLite, STOREs and EXPUNGEs that other threads make while a write is
+    in progress run as one batch of the group committer, each with its own result; on
+    PostgreSQL each runs alone."""
+    from django.db import connection
+
+    from mailboxes import services
+    from mailboxes.groupcommit import committer
+    from mailboxes.selectors import folder_get, messages_in
+    from tests.mailboxes.conftest import make_raw
+    from tests.mailboxes.test_groupcommit import held
+
+    inbox = folder_get(make_mailbox("alice@example.org"), "INBOX")
+    for n in range(3):
+        services.message_append(folder=inbox, raw=make_raw(f"m{n}"))
+    store = worker.together(services.messages_store_flags, synced=False)
+    expunge = worker.together(services.messages_expunge, synced=False)
+    services.messages_store_flags(folder=inbox, uids=[3], flags=["\\Deleted"], mode="add")
+    calls = {
+        "seen": lambda: store(folder=inbox, uids=[1], flags=["\\Seen"], mode="add"),
+        "flagged": lambda: store(folder=inbox, uids=[2], flags=["\\Flagged"], mode="add"),
+        "expunge": lambda: expunge(folder=inbox, uids=[3]),
+    }
+    outcomes: dict[str, object] = {}
+
+    def call(name: str) -> None:
+        try:
+            outcomes[name] = calls[name]()
+        finally:
+            connection.close()
+
+    sqlite = connection.vendor == "sqlite"
+    batches = committer.batches
+    threads = [threading.Thread(target=call, args=(name,)) for name in calls]
+    with held(committer):
+        for thread in threads:
+            thread.start()
+        if sqlite:
+            while committer.waiting < len(calls):
+                time.sleep(0.005)
+        else:
+            for thread in threads:
+                thread.join(30)  # not queued behind the held committer
+    for thread in threads:
+        thread.join(30)
+    assert committer.batches == batches + (1 if sqlite else 0)
+    assert [uid for uid, _, _ in outcomes["seen"].changed] == [1]
+    assert [uid for uid, _, _ in outcomes["flagged"].changed] == [2]
+    assert outcomes["expunge"] == [3]
+    rows = {m.uid: (m.seen, m.flagged) for m in messages_in(inbox)}
+    assert rows == {1: (True, False), 2: (False, True)}
