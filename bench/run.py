@@ -41,6 +41,7 @@ from baseline_aiosmtpd import Sink  # noqa: E402
 from dns_server import DnsServer  # noqa: E402
 from mailhost_process import (  # noqa: E402
     REPO,
+    BackendMeter,
     Mailhost,
     PostgresDatabase,
     free_port,
@@ -425,6 +426,12 @@ class Bench:
             "cases": cases,
         }
         stored = self.mailhost_count()
+        # On PostgreSQL its backends' CPU too (the server on this machine): Postfix's and
+        # SQLite's work is in their own process trees.
+        database_url = self.mailhost.env.get("DATABASE_URL")
+        backends = BackendMeter(database_url) if database_url else None
+        if backends is not None:
+            self.stack.callback(backends.close)
         for size_name, size in SIZES.items():
             for sessions, messages in self.counts["smtp_messages"].items():
                 for reuse in (False, True):
@@ -436,10 +443,15 @@ class Bench:
                     }
                     load = dict(messages=messages, sessions=sessions, size=size, reuse=reuse)
                     cpu = tree_cpu_seconds(self.mailhost.pid)
+                    if backends is not None:
+                        backends.start()
                     result = loadgen.run_load(
                         "127.0.0.1", self.mailhost.ports["smtp"], recipient=SMTP_BOX, **load
                     )
                     case["mailhost_cpu_ms"] = cpu_ms(self.mailhost.pid, cpu, messages)
+                    if backends is not None:
+                        used, _ = backends.stop()
+                        case["postgres_backend_cpu_ms"] = round(used * 1000 / messages, 2)
                     self.ensure_running(f"smtp {size_name}/{sessions}/{case['connection']}")
                     now = self.mailhost_count()
                     case["mailhost_stored"] = now - stored
@@ -1175,12 +1187,17 @@ def table(results: dict) -> str:
             )
         out.append("")
         out.append("SMTP inbound, CPU ms per message (each server's process tree, during its load)")
-        out.append("| size | sessions | connection | Mailhost | aiosmtpd 250-only | Postfix |")
-        out.append("|---|---|---|---|---|---|")
+        backends = any("postgres_backend_cpu_ms" in c for c in smtp["cases"])
+        extra = " PostgreSQL backends |" if backends else ""
+        out.append(
+            f"| size | sessions | connection | Mailhost |{extra} aiosmtpd 250-only | Postfix |"
+        )
+        out.append("|---|---|---|---|---|---|" + ("---|" if backends else ""))
         for c in smtp["cases"]:
+            column = f" {c.get('postgres_backend_cpu_ms')} |" if backends else ""
             out.append(
                 f"| {c['size']} | {c['sessions']} | {c['connection']} "
-                f"| {c.get('mailhost_cpu_ms')} | {c.get('aiosmtpd_cpu_ms')} "
+                f"| {c.get('mailhost_cpu_ms')} |{column} {c.get('aiosmtpd_cpu_ms')} "
                 f"| {c.get('postfix_cpu_ms')} |"
             )
     inbound = results.get("inbound_checks")

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from numbers import Real
 from pathlib import Path
+from urllib.parse import urlsplit
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -56,6 +57,10 @@ def test_quick_bench_produces_every_figure(tmp_path):
         for key in cpu_keys:
             assert _number(case[key]), (key, case)
     assert any(case["mailhost_cpu_ms"] > 0 for case in cases)
+    if "--postgres" in command:  # and its PostgreSQL backends', read off a server on this machine
+        assert all(_number(case["postgres_backend_cpu_ms"]) for case in cases), cases
+        if urlsplit(os.environ["DATABASE_URL"]).hostname in (None, "127.0.0.1", "localhost"):
+            assert any(case["postgres_backend_cpu_ms"] > 0 for case in cases), cases
 
     if (REPO / "mailboxes" / "sieve" / "__init__.py").exists():
         sieve = data["sieve"]
