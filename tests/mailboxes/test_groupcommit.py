@@ -730,3 +730,24 @@ def test_a_batch_is_synced_when_any_piece_is(wal_syncs, synced):
     assert group.batches == 1
     # The holder's own synced commit, then the batch's: synced only with a synced piece.
     assert wal_syncs["n"] - before == 1 + any(synced)
+
+
+def test_appends_share_a_synced_batch(wal_syncs, make_mailbox):
+    """message_append (IMAP APPEND, webmail drafts) on SQLite: appends made while another
+    write holds the committer share its next transaction and its one sync, each with its
+    own UID."""
+    from mailboxes import services
+
+    inbox = selectors.folder_get(make_mailbox("alice@example.org"), "INBOX")
+    batches = committer.batches
+    before = wal_syncs["n"]
+    outcomes = queue_in_order(
+        [
+            lambda name=name: services.message_append(folder=inbox, raw=make_raw(name))
+            for name in ("one", "two", "three")
+        ]
+    )
+    assert committer.batches == batches + 1
+    assert wal_syncs["n"] - before == 2  # the holder's commit, then the batch's
+    assert sorted(m.uid for m in outcomes) == [1, 2, 3]
+    assert Message.objects.filter(folder=inbox).count() == 3
