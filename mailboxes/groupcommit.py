@@ -360,3 +360,15 @@ def _commit_transaction(fn: Callable[[], None], *, synced: bool = True) -> None:
 
 
 committer = GroupCommitter()
+
+
+def shared_where_writers_take_turns(fn: Callable[[], T], *, synced: bool = True) -> T:
+    """`committer.run(fn)` on SQLite, whose writers take turns: the writes a process's threads
+    make meanwhile share one turn of the writer lock and one commit. On PostgreSQL, whose
+    writers do not take turns, `fn` in a transaction of its own (synced or not, the same):
+    a batch of several mailboxes' writes would take their rows out of the
+    mailbox-then-folder lock order that keeps its writers from deadlocking."""
+    if connections[DEFAULT_DB_ALIAS].vendor == "sqlite":
+        return committer.run(fn, synced=synced)
+    with transaction.atomic() if synced else unsynced_atomic():
+        return fn()

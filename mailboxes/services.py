@@ -1349,7 +1349,10 @@ def folder_claim_recent(
     first, end = _recent_bounds(folder_id, upto, lock="")
     if end <= first:
         return first, first
-    return _folder_claim_recent_locked(folder_id, upto)
+    # Not mail: on SQLite shared with other threads' writes, not synced (groupcommit).
+    return groupcommit.shared_where_writers_take_turns(
+        lambda: _folder_claim_recent_locked(folder_id, upto), synced=False
+    )
 
 
 def _recent_bounds(folder_id: int, upto: int | None, *, lock: str) -> tuple[int, int]:
@@ -2303,16 +2306,10 @@ def message_append(
         return message
 
     try:
-        if connections[DEFAULT_DB_ALIAS].vendor == "sqlite":
-            # A piece of the group committer's transaction (synced), shared with the writes
-            # other threads make meanwhile (other sessions' APPENDs, STOREs and EXPUNGEs, port
-            # 25's deliveries): one turn of the writer lock and one sync for all of them. On
-            # PostgreSQL, whose writers do not take turns, alone: a batch of several
-            # mailboxes' writes would take their rows out of the lock order.
-            message = groupcommit.committer.run(file)
-        else:
-            with transaction.atomic():
-                message = file()
+        # On SQLite a piece of the group committer's transaction (synced), shared with the
+        # writes other threads make meanwhile (other sessions' APPENDs, STOREs and EXPUNGEs,
+        # port 25's deliveries): one turn of the writer lock and one sync for all of them.
+        message = groupcommit.shared_where_writers_take_turns(file)
     except (QuotaExceeded, NotFound, KeywordLimit):
         blob_discard(name)  # refused before any row named it
         raise

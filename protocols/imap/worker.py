@@ -10,9 +10,9 @@ import threading
 import time
 
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, close_old_connections, connections
+from django.db import close_old_connections
 
-from mailboxes.groupcommit import committer
+from mailboxes.groupcommit import shared_where_writers_take_turns
 
 NO_CONTEXT = contextvars.Context()  # _settle reads no context variable: no copy per hop
 
@@ -118,17 +118,16 @@ def together(fn, *, synced: bool):  # noqa: ANN001, ANN201
     (mailboxes/groupcommit.py) on SQLite: the writes this process's other sessions make
     meanwhile share its writer lock and its commit (synced when any piece is `synced`),
     instead of each thread waiting its turn for the lock, a hand-off of the lock and of the
-    GIL a transaction (issue 22). For a service that is
-    one transaction of its own (a savepoint there), and may run twice (a batch is run again,
-    each piece in its own savepoint, when one piece fails). On PostgreSQL, whose writers do
-    not take turns, each runs alone as before: a batch of several mailboxes' writes would
-    take their rows out of the mailbox-then-folder lock order."""
+    GIL a transaction (issue 22). For a service that is one transaction of its own (a
+    savepoint there), and may run twice (a batch is run again, each piece in its own
+    savepoint, when one piece fails). On PostgreSQL each runs alone as before
+    (groupcommit.shared_where_writers_take_turns)."""
 
     @functools.wraps(fn)
     def piece(*args, **kwargs):  # noqa: ANN202
-        if connections[DEFAULT_DB_ALIAS].vendor != "sqlite":
-            return fn(*args, **kwargs)
-        return committer.run(functools.partial(fn, *args, **kwargs), synced=synced)
+        return shared_where_writers_take_turns(
+            functools.partial(fn, *args, **kwargs), synced=synced
+        )
 
     return piece
 

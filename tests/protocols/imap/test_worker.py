@@ -101,9 +101,9 @@ def test_shutdown_closes_each_thread_s_connection_and_the_pool_serves_on(monkeyp
 
 @pytest.mark.django_db(transaction=True)
 def test_sessions_writes_share_the_group_committers_transaction(make_mailbox):
-    """together(): on SQLite, STOREs and EXPUNGEs that other threads make while a write is
-    in progress run as one batch of the group committer, each with its own result; on
-    PostgreSQL each runs alone."""
+    """together(): on SQLite, STOREs and EXPUNGEs (and \\Recent claims) that other threads
+    make while a write is in progress run as one batch of the group committer, each with its
+    own result; on PostgreSQL each runs alone."""
     from django.db import connection
 
     from mailboxes import services
@@ -122,6 +122,7 @@ def test_sessions_writes_share_the_group_committers_transaction(make_mailbox):
         "seen": lambda: store(folder=inbox, uids=[1], flags=["\\Seen"], mode="add"),
         "flagged": lambda: store(folder=inbox, uids=[2], flags=["\\Flagged"], mode="add"),
         "expunge": lambda: expunge(folder=inbox, uids=[3]),
+        "claim": lambda: services.folder_claim_recent(folder_id=inbox.pk),
     }
     outcomes: dict[str, object] = {}
 
@@ -138,7 +139,9 @@ def test_sessions_writes_share_the_group_committers_transaction(make_mailbox):
         for thread in threads:
             thread.start()
         if sqlite:
+            deadline = time.monotonic() + 30
             while committer.waiting < len(calls):
+                assert time.monotonic() < deadline, "writes did not queue"
                 time.sleep(0.005)
         else:
             for thread in threads:
@@ -149,5 +152,6 @@ def test_sessions_writes_share_the_group_committers_transaction(make_mailbox):
     assert [uid for uid, _, _ in outcomes["seen"].changed] == [1]
     assert [uid for uid, _, _ in outcomes["flagged"].changed] == [2]
     assert outcomes["expunge"] == [3]
+    assert outcomes["claim"] == (1, 4)
     rows = {m.uid: (m.seen, m.flagged) for m in messages_in(inbox)}
     assert rows == {1: (True, False), 2: (False, True)}
