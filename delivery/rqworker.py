@@ -76,13 +76,17 @@ class JobTaker:
     def __init__(self, rq_queue) -> None:  # noqa: ANN001 - an rq.Queue
         self.queue = rq_queue
         self.connection = rq_queue.connection
+        self._fractional: bool | None = None  # BLPOP waits parts of a second (Redis 6)
 
     def pop(self, timeout: float) -> tuple[bytes | None, int]:
         """The next job's id, waiting up to `timeout` seconds for it (0: not at all), or
-        None; and how many are queued behind it."""
+        None; and how many are queued behind it. A wait under a second is one from Redis 6
+        on, whose BLPOP takes decimals; before, none (whole seconds only)."""
+        if 0 < timeout < 1 and not self.fractional_timeouts():
+            timeout = 0
         with self.connection.pipeline(transaction=False) as pipe:
             if timeout > 0:
-                pipe.blpop([self.queue.key], timeout=max(1, round(timeout)))
+                pipe.blpop([self.queue.key], timeout=timeout if timeout < 1 else round(timeout))
             else:
                 pipe.lpop(self.queue.key)
             pipe.llen(self.queue.key)  # sent with the pop, answered once it returns
@@ -90,6 +94,17 @@ class JobTaker:
         if popped is None:
             return None, backlog
         return (popped[1] if timeout > 0 else popped), backlog
+
+    def fractional_timeouts(self) -> bool:
+        """Whether the server's BLPOP takes a timeout with decimals (Redis 6 and later):
+        asked once."""
+        if self._fractional is None:
+            try:
+                version = str(self.connection.info("server").get("redis_version", "0"))
+                self._fractional = int(version.split(".")[0]) >= 6
+            except Exception:  # an unreachable Redis fails the pop itself, next
+                return False
+        return self._fractional
 
     def pop_more(self, count: int) -> list[bytes]:
         """Up to `count` more job ids queued now."""

@@ -174,8 +174,8 @@ class _RQSource:
         self.threads = threads
 
     def next_batch(self, timeout: float) -> list[int]:
-        # BLPOP's timeout is whole seconds before Redis 6: a shorter wait is none.
-        first, backlog = self.taker.pop(timeout if timeout >= 1 else 0)
+        # A second at most: nothing wakes a thread waiting in BLPOP when the service stops.
+        first, backlog = self.taker.pop(min(timeout, 1.0))
         if first is None:
             return []
         more = batch_size(backlog, self.threads)

@@ -75,6 +75,22 @@ def test_a_share_of_the_queue_is_taken_with_its_jobs_deleted(rq):
     assert t.pop(timeout=0.1) == (None, 0)
 
 
+def test_a_wait_under_a_second_is_that_long(rq, monkeypatch):
+    """A delivery thread keeping its last results for its next claim waits that long for a
+    job (delivery.worker.RESULTS_HOLD): from Redis 6 on, whose BLPOP takes decimals, not a
+    whole second; from a server that takes whole seconds only, not at all."""
+    import time
+
+    started = time.monotonic()
+    assert taker(rq).pop(timeout=0.2) == (None, 0)
+    assert 0.15 <= time.monotonic() - started < 0.9
+    old = taker(rq)
+    monkeypatch.setattr(old.connection, "info", lambda section: {"redis_version": "5.0.14"})
+    started = time.monotonic()
+    assert old.pop(timeout=0.2) == (None, 0)
+    assert time.monotonic() - started < 0.15
+
+
 def test_a_job_of_another_function_is_run_in_the_thread(rq):
     rq.enqueue(f"{__name__}.remember", "hello")
     rq.enqueue(queue.JOB, 21)

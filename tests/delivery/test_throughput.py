@@ -213,7 +213,10 @@ def test_an_idle_worker_thread_keeps_its_results_for_its_next_claim(
     before, 4: the first results were written at once, before the thread waited), and each
     recipient is delivered once and recorded as delivered."""
     if settings.REDIS_URL:
-        pytest.skip("from RQ's queue a wait shorter than BLPOP's whole second is none")
+        # A thread waits in BLPOP a second at most (nothing wakes it to stop): the test's
+        # second message would have to come within it (tests/delivery/test_rq_jobs.py has
+        # RQ's waits under a second).
+        pytest.skip("timed by RQ's one-second wait")
     from delivery import jobs, worker
     from delivery.worker import DeliveryService
 
