@@ -75,3 +75,22 @@ def test_profile_summary_counts_self_and_total(bench_path, tmp_path):
     own, total = text.split("total (self and callees):")
     assert "60.0%  parse (c.py)" in own and "20.0%  accept (b.py)" in own
     assert "80.0%  accept (b.py)" in total and "100.0%  main (a.py)" in total
+
+
+def test_the_lock_probe_report_sums_by_holder_and_batch(bench_path, tmp_path, capsys):
+    """bench/lockprobe.py's report: the middle 80% of the run, the lock's held share, each
+    holder's means, and the group commit's messages a transaction."""
+    import lockprobe
+
+    lines = []
+    for n in range(11):  # one transaction every 0.1 s from t=100; the first and last left out
+        who = "gc2" if n % 2 else "mailboxes/index_blobs"
+        # who, wait, -, hold, cpu, sql wall, sql cpu, statements, commit, start, run delay
+        lines.append(f"{who}\t10\t0\t20000\t5000\t8000\t2000\t6\t300\t{100 + n / 10}\t9000\n")
+    (tmp_path / "lock-1.tsv").write_text("".join(lines))
+    lockprobe.report(str(tmp_path))
+    out = capsys.readouterr().out
+    assert "window 0.8 s, 9 transactions" in out
+    assert "lock held 22.5% of the window" in out  # 9 x 20 ms in 0.8 s
+    assert "group commit: 5 transactions, 10 messages, 2.00 a transaction" in out
+    assert "a message: hold 10000.0, cpu 2500.0" in out
