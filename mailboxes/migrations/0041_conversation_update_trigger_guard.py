@@ -18,9 +18,10 @@ STEPS = {name: steps for name, _, _, steps in counts.STATEMENT_TRIGGERS}["au"]
 GUARD = f"IF NOT EXISTS (SELECT FROM {counts.CHANGED.format('n')}) THEN RETURN NULL; END IF"
 
 
-def function(steps: list[str]) -> str:
+def function(steps: list[str], trigger: str = "au") -> str:
+    """The counts' statement trigger function of `trigger` (au: UPDATE, ai: INSERT)."""
     return (
-        f"CREATE OR REPLACE FUNCTION {MESSAGES}_count_au() RETURNS trigger"
+        f"CREATE OR REPLACE FUNCTION {MESSAGES}_count_{trigger}() RETURNS trigger"
         f" SET enable_seqscan = off AS $$ BEGIN {'; '.join(steps)}; RETURN NULL; END $$"
         " LANGUAGE plpgsql"
     )

@@ -22,6 +22,7 @@ from django.db import migrations
 counts = import_module("mailboxes.migrations.0039_conversation_statement_triggers")
 probes = import_module("mailboxes.migrations.0040_message_conversation_head_probes")
 plans = import_module("mailboxes.migrations.0034_message_conversation_head_plans")
+guard = import_module("mailboxes.migrations.0041_conversation_update_trigger_guard")
 TABLE = probes.TABLE
 KEY = probes.KEY
 
@@ -32,38 +33,44 @@ BEFORE_HEAD = (
     " ORDER BY p.folder_id DESC, p.thread_key DESC, p.uid DESC LIMIT 1) s"
     f" WHERE {probes.same('NEW')} AND s.conversation_head"
 )
-ADDED_BODY = (
-    "DECLARE before_id bigint; BEGIN"
-    " IF NEW.thread_key <> '' THEN"
-    f" {BEFORE_HEAD};"
-    " IF FOUND THEN"
-    f" UPDATE {TABLE} SET conversation_head = FALSE WHERE id = before_id AND conversation_head;"
-    " END IF;"
-    f" IF {probes.NEWER_THAN_NEW} THEN"
-    f" UPDATE {TABLE} SET conversation_head = FALSE WHERE id = NEW.id AND conversation_head;"
-    " RETURN NULL;"
-    " END IF;"
-    " END IF;"
-    " IF NOT NEW.conversation_head THEN"
-    f" UPDATE {TABLE} SET conversation_head = TRUE WHERE id = NEW.id AND NOT conversation_head;"
-    " END IF;"
-    " RETURN NULL; END"
-)
-ADDED = (
-    f"CREATE OR REPLACE FUNCTION {TABLE}_head_added() RETURNS trigger"
-    f" SET enable_seqscan = off AS $$ {ADDED_BODY} $$ LANGUAGE plpgsql"
-)
+
+
+def added(declare: str, probes_sql: str, before_found: str, newer: str) -> str:
+    """The conversation_head INSERT trigger's function: `probes_sql` (declaring `declare`)
+    finds the message before NEW still marked newest (`before_id`, there when
+    `before_found`) and whether a higher UID of NEW's conversation is there (`newer`); an
+    UPDATE runs only where a mark changes. 0043 gives it its one-statement probes."""
+    body = (
+        f"DECLARE {declare}; BEGIN"
+        " IF NEW.thread_key <> '' THEN"
+        f" {probes_sql};"
+        f" IF {before_found} THEN"
+        f" UPDATE {TABLE} SET conversation_head = FALSE WHERE id = before_id AND conversation_head;"
+        " END IF;"
+        f" IF {newer} THEN"
+        f" UPDATE {TABLE} SET conversation_head = FALSE WHERE id = NEW.id AND conversation_head;"
+        " RETURN NULL;"
+        " END IF;"
+        " END IF;"
+        " IF NOT NEW.conversation_head THEN"
+        f" UPDATE {TABLE} SET conversation_head = TRUE WHERE id = NEW.id AND NOT conversation_head;"
+        " END IF;"
+        " RETURN NULL; END"
+    )
+    return (
+        f"CREATE OR REPLACE FUNCTION {TABLE}_head_added() RETURNS trigger"
+        f" SET enable_seqscan = off AS $$ {body} $$ LANGUAGE plpgsql"
+    )
+
+
+ADDED = added("before_id bigint", BEFORE_HEAD, "FOUND", probes.NEWER_THAN_NEW)
 ADDED_BEFORE = probes.functions(probes.ADDED, probes.REMOVED)[0]
 
 COUNT_STEPS = {name: steps for name, _, _, steps in counts.STATEMENT_TRIGGERS}["ai"]
 
 
 def count_added(steps: list[str]) -> str:
-    return (
-        f"CREATE OR REPLACE FUNCTION {counts.MESSAGES}_count_ai() RETURNS trigger"
-        f" SET enable_seqscan = off AS $$ BEGIN {'; '.join(steps)}; RETURN NULL; END $$"
-        " LANGUAGE plpgsql"
-    )
+    return guard.function(steps, "ai")
 
 
 class Migration(migrations.Migration):

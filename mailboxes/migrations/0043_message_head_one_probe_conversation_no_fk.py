@@ -33,27 +33,7 @@ PROBES = (
     f" WHERE {probes.same('NEW')} AND s.conversation_head), {probes.NEWER_THAN_NEW}"
     " INTO before_id, newer"
 )
-ADDED_BODY = (
-    "DECLARE before_id bigint; newer boolean; BEGIN"
-    " IF NEW.thread_key <> '' THEN"
-    f" {PROBES};"
-    " IF before_id IS NOT NULL THEN"
-    f" UPDATE {TABLE} SET conversation_head = FALSE WHERE id = before_id AND conversation_head;"
-    " END IF;"
-    " IF newer THEN"
-    f" UPDATE {TABLE} SET conversation_head = FALSE WHERE id = NEW.id AND conversation_head;"
-    " RETURN NULL;"
-    " END IF;"
-    " END IF;"
-    " IF NOT NEW.conversation_head THEN"
-    f" UPDATE {TABLE} SET conversation_head = TRUE WHERE id = NEW.id AND NOT conversation_head;"
-    " END IF;"
-    " RETURN NULL; END"
-)
-ADDED = (
-    f"CREATE OR REPLACE FUNCTION {TABLE}_head_added() RETURNS trigger"
-    f" SET enable_seqscan = off AS $$ {ADDED_BODY} $$ LANGUAGE plpgsql"
-)
+ADDED = first.added("before_id bigint; newer boolean", PROBES, "before_id IS NOT NULL", "newer")
 
 CONVERSATIONS = "mailboxes_conversation"
 
