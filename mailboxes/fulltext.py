@@ -1,17 +1,29 @@
 """Full-text search: each blob's searchable text, kept in BlobText and indexed for substring
-search (SQLite FTS5 with the trigram tokenizer; PostgreSQL pg_trgm GIN indexes).
+search (on SQLite FTS5: a words index of the text parts and a trigram table of the header
+fields; on PostgreSQL pg_trgm GIN indexes and a words index).
 
 The text is what IMAP SEARCH matches (RFC 9051 6.4.4: substrings, case-insensitively): the
 header fields with encoded words decoded, and the text/* parts with their transfer encoding
 and charset undone, each case-folded with white space runs as one space (`fold`). Because the
 stored text is already folded, a substring query on it is exact, not a word-based
-approximation: the index proposes the blobs holding every trigram of the needle (SQLite FTS5
-with detail=none, a quarter of the size of a positional index; PostgreSQL pg_trgm), and LIKE
-'%needle%' on their text decides. A needle of ASCII letters and digits is answered by a words
-index without reading text: the vocabulary (every word of every text, with a trigram index)
-gives the words the needle is part of and the words index the texts holding them, which is
-exact (every occurrence of such a needle lies inside one of the text's words: on SQLite the
-ascii tokenizer's tokens, ascii_tokens; on PostgreSQL words_of).
+approximation: an index proposes the texts that may hold the needle and GLOB (SQLite) or LIKE
+(PostgreSQL) on their text decides, unless the index's answer is exact already.
+
+The words index keeps each text's words, and beside it the vocabulary (every word of every
+text, with a trigram index) gives the words a piece of a needle is part of. On SQLite the
+words are the ascii tokenizer's tokens of the text parts (`ascii_tokens`: runs of ASCII
+letters and digits and non-ASCII characters), and the text parts are searched through them
+alone (the trigram table holds the header fields: the body's trigrams were most of the
+indexer's cost, migration 0045). A needle that is one token lies inside one token of each text
+part holding it: the vocabulary's words holding it give exactly those texts, no text read. A
+needle of several tokens ("hello world", "foo@bar.com") is cut where its tokens end: each token
+inside it is a whole token of the text, the first ends one and the last begins one; the texts
+holding every inside token and a vocabulary word ending (beginning) with each edge piece are
+the candidates, and GLOB on their text decides. A needle with no piece the index answers for
+(edges under three characters, or inside too many of the vocabulary's words) is looked for by
+GLOB in every text part. The header half of SEARCH TEXT asks the header's trigram table. On
+PostgreSQL a needle of ASCII letters and digits is answered by the words index (words_of: the
+runs of ASCII letters and digits, long ones as windows) and any other by pg_trgm and LIKE.
 
 Indexing is off the delivery path (a 250 never waits for it). A database trigger puts every
 new blob in BlobTextPending; the Indexer thread of the delivery workers, woken by delivery's
@@ -56,10 +68,13 @@ TRIGRAM = 3  # the trigram indexes match needles of at least three characters
 # that length every WORD_STEP characters, so that each substring of it up to WORD_STEP + 1
 # characters long lies inside one of them (the words index answers for such needles).
 WORD_LONGEST, WORD_STEP = 100, 50
-# A needle inside more words of the vocabulary than this is looked for with the trigram index
-# instead: each word is a lookup in the words index, and on SQLite FTS5's OR of n words takes
-# about n steps per text found (341 words in 5,885 of 20k texts: 17 ms of CPU, the trigram
-# index and GLOB 11; 55 words in 1,127 texts: 1.5 ms, the trigram index 8).
+# A needle (on SQLite a needle's edge piece) inside more words of the vocabulary than this is
+# not looked for through them: each word is a lookup in the words index, and on SQLite FTS5's
+# OR of n words takes about n steps per text found. PostgreSQL asks pg_trgm instead; SQLite
+# reads every text part (GLOB), which costs as much as an OR of some 250 words: at 100k texts
+# of 1 KB (bench/fts.py's data, a sqlite3 script), an OR of 200 words found 93k texts in 67 ms
+# of CPU, of 250 words 97k in 80, of 1,000 words 315, and GLOB over every text took 82 (its
+# cost grows with the texts' size, the OR's does not).
 WORDS_PER_NEEDLE = {"postgresql": 1000, "sqlite": 200}
 # PostgreSQL: a folder's search for a word needle alone, in one call (0029)
 FOLDER_MATCHING_UIDS = "mailboxes_folder_matching_uids"
@@ -295,10 +310,8 @@ def _like(needle: str) -> str:
 
 
 def is_word(needle: str) -> bool:
-    """Whether the words index answers for this (folded) needle: one word of ASCII letters and
-    digits, which the unicode61 tokenizer keeps as one token and folds to itself. A word of
-    the index equal to it is then a substring of the text (the text is folded already, so the
-    tokenizer's own case folding changes none of its characters into these)."""
+    """Whether PostgreSQL's words index answers for this (folded) needle: one word of ASCII
+    letters and digits (words_of keeps the runs of them)."""
     return needle.isascii() and needle.isalnum()
 
 
@@ -311,55 +324,131 @@ def _glob(needle: str) -> str:
 def matching(where: str, needle: str, *, limit: int | None = None) -> RawSQL:
     """A subquery of the ids of indexed blobs whose text contains `needle` (already folded):
     `where` is "body" (the text parts) or "text" (header and body); at most `limit` of them.
-    The index proposes (on SQLite every trigram of the needle, on PostgreSQL pg_trgm), LIKE
-    on the text decides."""
-    columns = ("body",) if where == "body" else ("header", "body")
+    An index proposes (on SQLite the words index for the text parts, the trigram table for
+    the header; on PostgreSQL pg_trgm), GLOB or LIKE on the text decides where it is not
+    exact."""
     if connection.vendor == "sqlite":
-        # GLOB compares characters as they are, LIKE folds ASCII case first: on text and a
-        # needle already folded they agree, and GLOB checks 45k texts in a third less time.
-        test = " OR ".join(f"t.{c} GLOB %s" for c in columns)
-        params = [_glob(needle)] * len(columns)
-    else:
-        test = " OR ".join(f"t.{c} LIKE %s ESCAPE '\\'" for c in columns)
-        params = [_like(needle)] * len(columns)
-    tail, tail_params = (" LIMIT %s", [limit]) if limit is not None else ("", [])
-    if connection.vendor == "sqlite" and len(needle) >= TRIGRAM:
-        grams = sorted({needle[i : i + TRIGRAM] for i in range(len(needle) - TRIGRAM + 1)})
-        query = " AND ".join('"' + g.replace('"', '""') + '"' for g in grams)
-        if _words_answer(needle):
-            # The text parts holding a word of the vocabulary the needle is part of: exactly
-            # those holding the needle. For TEXT, the trigram index's other candidates are
-            # checked on their header fields (their text parts do not hold it).
-            words = f"SELECT rowid FROM {WORDS_TABLE} WHERE {WORDS_TABLE} MATCH {_WORDS_OF_NEEDLE}"
-            if where == "body":
-                return RawSQL(f"{words}{tail}", [f'"{needle}"', *tail_params])
-            sql = (
-                f"{words} UNION ALL SELECT t.blob_id FROM {TABLE} t WHERE t.blob_id IN"
-                f" (SELECT rowid FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH %s EXCEPT {words})"
-                f" AND t.header GLOB %s{tail}"
-            )
-            word = f'"{needle}"'
-            return RawSQL(sql, [word, query, word, _glob(needle), *tail_params])
-        if is_word(needle):
-            # Inside too many words of the vocabulary: the text parts holding it as a word
-            # match as the word index says; the trigram index's other candidates (the needle
-            # inside a longer word, or in the header fields) are checked on their text.
-            word = f'"{needle}"'
-            sql = (
-                f"SELECT rowid FROM {WORDS_TABLE} WHERE {WORDS_TABLE} MATCH %s UNION ALL"
-                f" SELECT t.blob_id FROM {TABLE} t WHERE t.blob_id IN"
-                f" (SELECT rowid FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH %s EXCEPT"
-                f" SELECT rowid FROM {WORDS_TABLE} WHERE {WORDS_TABLE} MATCH %s) AND ({test}){tail}"
-            )
-            return RawSQL(sql, [word, query, word, *params, *tail_params])
-        sql = (
-            f"SELECT t.blob_id FROM {TABLE} t WHERE t.blob_id IN"
-            f" (SELECT rowid FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH %s) AND ({test}){tail}"
-        )
-        return RawSQL(sql, [query, *params, *tail_params])
-    if connection.vendor == "postgresql" and (words := _words_matching(where, needle, limit)):
+        return _matching_sqlite(where, needle, limit)
+    if words := _words_matching(where, needle, limit):
         return words
+    columns = ("body",) if where == "body" else ("header", "body")
+    test = " OR ".join(f"t.{c} LIKE %s ESCAPE '\\'" for c in columns)
+    tail, tail_params = (" LIMIT %s", [limit]) if limit is not None else ("", [])
+    params = [_like(needle)] * len(columns)
     return RawSQL(f"SELECT t.blob_id FROM {TABLE} t WHERE {test}{tail}", [*params, *tail_params])
+
+
+def _matching_sqlite(where: str, needle: str, limit: int | None) -> RawSQL:
+    # GLOB compares characters as they are, LIKE folds ASCII case first: on text and a needle
+    # already folded they agree, and GLOB checks 45k texts in a third less time.
+    pattern = _glob(needle)
+    tail, tail_params = (" LIMIT %s", [limit]) if limit is not None else ("", [])
+    body = _body_candidates(needle)
+    if body is None and where == "body":
+        return RawSQL(
+            f"SELECT t.blob_id FROM {TABLE} t WHERE t.body GLOB %s{tail}", [pattern, *tail_params]
+        )
+    if body is None or len(needle) < TRIGRAM:  # every text read, once
+        sql = f"SELECT t.blob_id FROM {TABLE} t WHERE t.header GLOB %s OR t.body GLOB %s{tail}"
+        return RawSQL(sql, [pattern, pattern, *tail_params])
+    body_sql, body_params, exact = body
+    if not exact:
+        body_sql = (
+            f"SELECT t.blob_id FROM {TABLE} t WHERE t.blob_id IN ({body_sql}) AND t.body GLOB %s"
+        )
+        body_params = [*body_params, pattern]
+    if where == "body":
+        return RawSQL(f"{body_sql}{tail}", [*body_params, *tail_params])
+    # TEXT: the header fields' trigram table proposes, GLOB on the header decides.
+    grams = sorted({needle[i : i + TRIGRAM] for i in range(len(needle) - TRIGRAM + 1)})
+    query = " AND ".join('"' + g.replace('"', '""') + '"' for g in grams)
+    sql = (
+        f"{body_sql} UNION SELECT t.blob_id FROM {TABLE} t WHERE t.blob_id IN"
+        f" (SELECT rowid FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH %s) AND t.header GLOB %s{tail}"
+    )
+    return RawSQL(sql, [*body_params, query, pattern, *tail_params])
+
+
+def _body_candidates(needle: str) -> tuple[str, list, bool] | None:
+    """SQLite: (a subquery of blob ids, its parameters, whether exact) for the text parts
+    holding the (folded) needle, from the words index and its vocabulary; None when no piece
+    of the needle is one they answer for (the text parts are then read, every one).
+
+    A needle that is one token of the ascii tokenizer (`ascii_tokens`) lies inside one token
+    of each text part holding it: the vocabulary's words holding it give exactly those
+    (exact). Any other needle is cut where its tokens end: each token inside it is a whole
+    token of such a text part, the one it begins with ends a token of the text part, and the
+    one it ends with begins one; the text parts holding every inside token and, for an edge
+    piece, one of the vocabulary's words it ends or begins, are the candidates (GLOB on
+    their text decides). A piece is used when the index answers for it: an inside token
+    always, an edge piece of at least TRIGRAM characters inside at most WORDS_PER_NEEDLE
+    words of the vocabulary."""
+    if _one_token(needle):
+        if not _words_answer(needle):
+            return None
+        words = f"SELECT rowid FROM {WORDS_TABLE} WHERE {WORDS_TABLE} MATCH {_WORDS_OF_NEEDLE}"
+        return words, [f'"{needle}"'], True
+    inside, edges = _pieces(needle)
+    terms, params = [], []
+    if inside:
+        terms.append("%s")
+        params.append(" AND ".join(f'"{token}"' for token in inside))
+    for piece, shape in edges:
+        if len(piece) >= TRIGRAM and _vocabulary_holds(piece, shape):
+            terms.append(_WORDS_SHAPED)
+            params.extend([f'"{piece}"', shape])
+    if not terms:
+        return None
+    match = " || ' AND ' || ".join(terms)
+    return f"SELECT rowid FROM {WORDS_TABLE} WHERE {WORDS_TABLE} MATCH {match}", params, False
+
+
+# SQLite: the characters of the ascii tokenizer's tokens (ascii_tokens): ASCII letters and
+# digits, and every non-ASCII character (a lone surrogate too).
+_TOKEN_RUN = re.compile("[0-9A-Za-z\x80-\U0010ffff]+")
+
+
+def _one_token(needle: str) -> bool:
+    return _TOKEN_RUN.fullmatch(needle) is not None
+
+
+def _pieces(needle: str) -> tuple[list[str], list[tuple[str, str]]]:
+    """The tokens inside a (folded) needle that is not one token (whole tokens of any text
+    holding it), and its edge pieces with the GLOB a word holding each must meet: the token
+    it begins with ends one of the text's ("*piece"), the token it ends with begins one
+    ("piece*")."""
+    inside, edges = [], []
+    for run in _TOKEN_RUN.finditer(needle):
+        if run.start() == 0:
+            edges.append((run.group(), "*" + run.group()))
+        elif run.end() == len(needle):
+            edges.append((run.group(), run.group() + "*"))
+        else:
+            inside.append(run.group())
+    return inside, edges
+
+
+def _vocabulary_holds(piece: str, shape: str | None = None) -> bool:
+    """Whether at most WORDS_PER_NEEDLE words of the vocabulary hold the piece (in this shape,
+    a GLOB: read from each word's row, which the trigram phrase alone does not read)."""
+    bound = WORDS_PER_NEEDLE["sqlite"]
+    test, params = (" AND word GLOB %s", [shape]) if shape else ("", [])
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT count(*) FROM (SELECT 1 FROM {VOCABULARY_FTS} WHERE {VOCABULARY_FTS}"
+            f" MATCH %s{test} LIMIT %s)",
+            [f'"{piece}"', *params, bound + 1],
+        )
+        return cursor.fetchone()[0] <= bound
+
+
+# SQLite: the words of the vocabulary holding a piece (%s, a phrase of trigrams) in a shape
+# (%s, a GLOB), as an OR of the words index; one that matches nothing when there are none.
+# Asked by the statement that holds it, in its snapshot, as _WORDS_OF_NEEDLE.
+_WORDS_SHAPED = (
+    f"(SELECT coalesce('(' || group_concat('\"' || word || '\"', ' OR ') || ')', '\"\"')"
+    f" FROM {VOCABULARY_FTS} WHERE {VOCABULARY_FTS} MATCH %s AND word GLOB %s)"
+)
 
 
 def _words_matching(where: str, needle: str, limit: int | None) -> RawSQL | None:
@@ -389,26 +478,28 @@ _WORDS_OF_NEEDLE = (
 
 def _word_shaped(needle: str) -> bool:
     """Whether the needle is one the words index may answer for, before asking how many
-    words of the vocabulary it is part of (_words_answer)."""
-    longest = None if connection.vendor == "sqlite" else WORD_STEP + 1
-    return is_word(needle) and TRIGRAM <= len(needle) <= (longest or len(needle))
+    words of the vocabulary it is part of (_words_answer): on SQLite one token of the ascii
+    tokenizer, on PostgreSQL ASCII letters and digits short enough to lie inside a window of
+    a long run (words_of); long enough for the vocabulary's trigram index."""
+    if connection.vendor == "sqlite":
+        return _one_token(needle) and len(needle) >= TRIGRAM
+    return is_word(needle) and TRIGRAM <= len(needle) <= WORD_STEP + 1
 
 
 def _words_answer(needle: str) -> bool:
-    """Whether the words index answers for this (folded) needle: ASCII letters and digits,
-    long enough for the vocabulary's trigram index, inside at most WORDS_PER_NEEDLE words,
-    and on PostgreSQL short enough to lie inside a window of a long run (words_of). On SQLite
-    every token is whole: such a needle lies inside one token of each text part holding it."""
+    """Whether the words index answers for this (folded) needle: word-shaped, and inside at
+    most WORDS_PER_NEEDLE words of the vocabulary. On SQLite every token is whole: such a
+    needle lies inside one token of each text part holding it."""
     if not _word_shaped(needle):
         return False
     if connection.vendor == "sqlite":
-        sql = f"SELECT 1 FROM {VOCABULARY_FTS} WHERE {VOCABULARY_FTS} MATCH %s LIMIT %s"
-        param = f'"{needle}"'
-    else:
-        sql, param = f"SELECT 1 FROM {VOCABULARY} WHERE word LIKE %s LIMIT %s", _like(needle)
-    bound = WORDS_PER_NEEDLE[connection.vendor]
+        return _vocabulary_holds(needle)
+    bound = WORDS_PER_NEEDLE["postgresql"]
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT count(*) FROM ({sql}) v", [param, bound + 1])
+        cursor.execute(
+            f"SELECT count(*) FROM (SELECT 1 FROM {VOCABULARY} WHERE word LIKE %s LIMIT %s) v",
+            [_like(needle), bound + 1],
+        )
         return cursor.fetchone()[0] <= bound
 
 
