@@ -14,7 +14,7 @@ from protocols.imap import worker
 
 
 def test_results_and_errors_reach_the_awaiting_coroutine():
-    pool = worker.DbPool(2)
+    pool = worker.DbPool(2, "imap-db")
 
     def fails():
         raise LookupError("gone")
@@ -31,7 +31,7 @@ def test_results_and_errors_reach_the_awaiting_coroutine():
 
 
 def test_threads_start_while_all_are_busy_up_to_the_size():
-    pool = worker.DbPool(2)
+    pool = worker.DbPool(2, "imap-db")
     release = threading.Event()
     ran_in: list[str] = []
 
@@ -53,7 +53,7 @@ def test_threads_start_while_all_are_busy_up_to_the_size():
 
 
 def test_a_call_cancelled_before_it_began_does_not_run():
-    pool = worker.DbPool(1)
+    pool = worker.DbPool(1, "imap-db")
     release = threading.Event()
     ran: list[str] = []
 
@@ -71,7 +71,7 @@ def test_a_call_cancelled_before_it_began_does_not_run():
 
 
 def test_shutdown_closes_each_thread_s_connection_and_the_pool_serves_on(monkeypatch):
-    pool = worker.DbPool(3)
+    pool = worker.DbPool(3, "imap-db")
     monkeypatch.setattr(worker, "_pool", pool)
     closed: list[str] = []
     monkeypatch.setattr(
