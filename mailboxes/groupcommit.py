@@ -73,13 +73,14 @@ _shared = threading.local()
 
 
 def batch_rows(kind: str) -> dict[Any, Any] | None:
-    """Rows of `kind` locked FOR UPDATE in the transaction this thread runs for the group
-    committer without savepoints (a batch's, or one piece's alone), as a piece's `before` or
-    `fn` chose to keep them, by key; None outside one. Their locks are held to the COMMIT and
-    nothing in the transaction is rolled back alone, so a later statement may use a row kept
-    here instead of locking and reading it again (a round trip on PostgreSQL, made under the
-    batch's locks), provided that whatever changes the row in the transaction changes the
-    kept copy too, or forgets it. Gone with the transaction."""
+    """Rows of `kind` read (most locked FOR UPDATE, whose locks are held to the COMMIT) in
+    the transaction this thread runs for the group committer without savepoints (a batch's,
+    or one piece's alone), as a piece's `before` or `fn` chose to keep them, by key; None
+    outside one. Nothing in the transaction is rolled back alone, so a later statement may
+    use a row kept here instead of reading it again (a round trip on PostgreSQL), provided
+    that whatever changes the row in the transaction changes the kept copy too, or forgets
+    it, and that what a row read without its lock says is checked again under it (the
+    mailboxes of services.delivery_batch_start on PostgreSQL). Gone with the transaction."""
     rows = getattr(_shared, "rows", None)
     if rows is None:
         return None
@@ -100,6 +101,11 @@ def send_later(sql: str, params: Sequence[Any], then: Callable[[Any], None]) -> 
         return False
     later.append((sql, params, then))
     return True
+
+
+def sends_later() -> bool:
+    """Whether send_later keeps statements in this thread now."""
+    return getattr(_shared, "later", None) is not None
 
 
 def merge_later(flush: Callable[[list[Any]], None], item: Any) -> bool:

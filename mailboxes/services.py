@@ -1642,6 +1642,8 @@ def _file_into_mailboxes(
         planned: list[tuple[_Target, MailboxPlan]] = []
         for mailbox in mailboxes:
             plan = plans.get(mailbox.pk)
+            if not mailbox.locked and (plan is not None or _over_quota(mailbox, size)):
+                _lock_again(mailbox)
             if plan is not None:
                 copies = _plan_copies(mailbox, plan, raw, fields)
                 if copies is None:
@@ -2027,27 +2029,52 @@ def blob_rows_create(blobs: Sequence[tuple[str, bytes]]) -> list[Blob]:
 def delivery_batch_start(pieces: Sequence[tuple[str, bytes, Sequence[Resolution]]]) -> list[Blob]:
     """The first statements of a group-commit transaction of deliveries (run_after's
     `before`): the blob row of each piece's (name, bytes), and, where the transaction keeps
-    its locked rows (groupcommit.batch_rows), the lock of every mailbox its recipients'
-    resolutions file into, read for all the pieces at once and kept, so that their
-    _lock_mailboxes_with_folders find them there. On PostgreSQL the INSERT, the SELECT ...
-    FOR UPDATE and the transaction's BEGIN are one round trip (statements_together): a lone
-    message's transaction 4 -> 3 round trips, a batch of N to one mailbox N + 3 -> N + 2."""
+    its rows (groupcommit.batch_rows), the row of every mailbox its recipients' resolutions
+    file into, read for all the pieces at once and kept, so that their
+    _lock_mailboxes_with_folders find them there. On PostgreSQL the INSERT, that SELECT and
+    the transaction's BEGIN are one round trip (statements_together): a lone message's
+    transaction 4 -> 3 round trips, a batch of N to one mailbox N + 3 -> N + 2.
+
+    On PostgreSQL those rows are read, not locked (`_Target.locked` false): each message's
+    filing checks the quota and adds the usage itself, under the lock its UPDATE takes
+    (_file_shared), so the mailbox row is locked from the batch's last round trip before its
+    COMMIT on, not from its first: every other batch into that mailbox waited for it from
+    the BEGIN, its blob rows and the Python of each of its messages included. A batch of
+    several mailboxes still locks them all first, in id order (the lock order above), with
+    one SELECT ... FOR UPDATE kept and sent ahead of its filings (groupcommit.send_later), or
+    in this first round trip where nothing is kept (a lone message)."""
+    db = connections[DEFAULT_DB_ALIAS]
     kept = groupcommit.batch_rows("mailbox")
     wanted: list[int] = []
     if kept is not None:
         ids = {mid for _, _, resolutions in pieces for r in resolutions for mid in r.mailbox_ids}
         wanted = sorted(ids - kept.keys())
-    blobs, locked = _blob_rows_and_locks([(name, raw) for name, raw, _ in pieces], wanted)
+    late = db.features.has_select_for_update and (
+        len(wanted) == 1 or (len(wanted) > 1 and groupcommit.sends_later())
+    )
+    blobs, targets = _blob_rows_and_locks(
+        [(name, raw) for name, raw, _ in pieces], wanted, lock=not late
+    )
     if kept is not None:
-        kept.update((target.pk, target) for target in locked)
+        kept.update((target.pk, target) for target in targets)
+    if late and len(wanted) > 1:
+        table = db.ops.quote_name(Mailbox._meta.db_table)
+        marks = ", ".join(["%s"] * len(wanted))
+        lock = f"SELECT id FROM {table} WHERE id IN ({marks}) ORDER BY id FOR UPDATE"
+        groupcommit.send_later(lock, wanted, _nothing_then)
     return blobs
 
 
+def _nothing_then(row: tuple | None) -> None:
+    """A kept statement's `then` with nothing to do: a lock taken."""
+
+
 def _blob_rows_and_locks(
-    blobs: Sequence[tuple[str, bytes]], mailbox_ids: list[int]
+    blobs: Sequence[tuple[str, bytes]], mailbox_ids: list[int], *, lock: bool = True
 ) -> tuple[list[Blob], list[_Target]]:
     """blob_rows_create, and _select_mailboxes_with_folders of `mailbox_ids` (sorted) after
-    it, the statements sent together (one round trip on PostgreSQL)."""
+    it, the statements sent together (one round trip on PostgreSQL); `lock` false: the
+    mailboxes read without FOR UPDATE."""
     db = connections[DEFAULT_DB_ALIAS]
     table = db.ops.quote_name(Blob._meta.db_table)
     now = timezone.now()
@@ -2057,7 +2084,7 @@ def _blob_rows_and_locks(
     chunks = [rows[start : start + per_statement] for start in range(0, len(rows), per_statement)]
     with contextlib.ExitStack() as stack:
         inserts = [stack.enter_context(db.prepared_cursor()) for _ in chunks]
-        lock = stack.enter_context(db.prepared_cursor()) if mailbox_ids else None
+        select = stack.enter_context(db.prepared_cursor()) if mailbox_ids else None
         with db.statements_together():
             for cursor, chunk in zip(inserts, chunks, strict=True):
                 params: list = []
@@ -2069,15 +2096,17 @@ def _blob_rows_and_locks(
                     + " RETURNING id, name",  # by name: RETURNING's order is not promised
                     params,
                 )
-            if lock is not None:
-                lock.execute(*_mailboxes_with_folders_query(db, mailbox_ids))
+            if select is not None:
+                select.execute(*_mailboxes_with_folders_query(db, mailbox_ids, lock=lock))
         ids = {name: blob_id for cursor in inserts for blob_id, name in cursor.fetchall()}
-        locked = [_Target(*row) for row in lock.fetchall()] if lock is not None else []
+        exact = lock or not db.features.has_select_for_update
+        read = select.fetchall() if select is not None else []
+        targets = [_Target(*row, locked=exact) for row in read]
     made = [
         Blob(id=ids[name], name=name, size=len(raw), created_at=now, data=data)
         for name, raw, data in rows
     ]
-    return made, locked
+    return made, targets
 
 
 @dataclass
@@ -2089,6 +2118,10 @@ class _Target:
     used_messages: int
     inbox_id: int | None
     junk_id: int | None
+    # False: read without its row lock (delivery_batch_start on PostgreSQL), so its usage
+    # may be behind another transaction's: what it says of the quota is a guess, which the
+    # filing's own statement makes good (_file_shared), or _lock_again before anything else.
+    locked: bool = True
 
 
 def _lock_mailboxes_with_folders(mailbox_ids: Iterable[int]) -> list[_Target]:
@@ -2130,7 +2163,25 @@ def _select_mailboxes_with_folders(ids: list[int]) -> list[_Target]:
         return [_Target(*row) for row in cursor.fetchall()]
 
 
-def _mailboxes_with_folders_query(db: BaseDatabaseWrapper, ids: list[int]) -> tuple[str, list]:
+def _lock_again(target: _Target) -> None:
+    """Lock a mailbox read without its lock and read it again under it (a round trip), in
+    place: a Sieve plan's copies, and a message its read said would not fit, are decided
+    on the exact usage."""
+    if target.locked:
+        return
+    found = _select_mailboxes_with_folders([target.pk])
+    target.locked = True
+    if not found:  # deleted since: nothing is filed
+        target.inbox_id = target.junk_id = None
+        return
+    again = found[0]
+    for name in ("quota", "used_bytes", "quota_messages", "used_messages", "inbox_id", "junk_id"):
+        setattr(target, name, getattr(again, name))
+
+
+def _mailboxes_with_folders_query(
+    db: BaseDatabaseWrapper, ids: list[int], *, lock: bool = True
+) -> tuple[str, list]:
     q = db.ops.quote_name
     mailbox, folder = q(Mailbox._meta.db_table), q(Folder._meta.db_table)
     first_folder = f"SELECT f.id FROM {folder} f WHERE f.mailbox_id = m.id AND f.%s = %%s"
@@ -2139,7 +2190,7 @@ def _mailboxes_with_folders_query(db: BaseDatabaseWrapper, ids: list[int]) -> tu
         f"({first_folder % 'special_use'} ORDER BY f.id LIMIT 1) FROM {mailbox} m "
         f"WHERE m.id IN ({', '.join(['%s'] * len(ids))}) ORDER BY m.id"
     )
-    if db.features.has_select_for_update:
+    if lock and db.features.has_select_for_update:
         sql += " FOR UPDATE"
     return sql, ["INBOX", SpecialUse.JUNK.value, *ids]
 
@@ -2153,8 +2204,17 @@ def _file_shared(db: BaseDatabaseWrapper, folder_id: int, mailbox_id: int, row: 
     MODSEQ that UPDATE returns, and the mailbox's usage. Each is a round trip made under the
     batch's row locks (mailboxes.groupcommit), which every other delivery to that mailbox
     waits on; in a batch of several messages the statement is kept and sent with the batch's
-    other filings (groupcommit.send_later). False when the folder is gone (nothing is filed,
-    the usage is left as it was; a kept statement's batch runs again with savepoints)."""
+    other filings (groupcommit.send_later).
+
+    The statement adds to the mailbox's usage only where the message fits its quota (the
+    rule of quotas.fits, in SQL), and locks the mailbox row by that UPDATE, ahead of the
+    folder's (the lock order above): a mailbox read without its lock (delivery_batch_start)
+    is locked here, and a concurrent transaction that filled it since that read is waited
+    for and then seen (READ COMMITTED re-checks an updated row's WHERE on its newest
+    version), so no two transactions both pass a quota that only one fits. False when the
+    message does not fit or the folder is gone (nothing is filed, the usage is as it was);
+    a kept statement that files nothing raises instead, and its batch runs again with
+    savepoints, each message alone on rows read under their locks."""
     global _file_shared_sql
     head, _fields, plan = _message_insert_plan(db)
     if _file_shared_sql is None:
@@ -2162,33 +2222,43 @@ def _file_shared(db: BaseDatabaseWrapper, folder_id: int, mailbox_id: int, row: 
         folder, mailbox = q(Folder._meta.db_table), q(Mailbox._meta.db_table)
         marks = ", ".join(["%s"] * (len(plan) - len(_RESERVED_COLUMNS)))
         _file_shared_sql = (
-            f"WITH f AS (UPDATE {folder} SET uidnext = uidnext + 1, "
+            f"WITH u AS (UPDATE {mailbox} {_ADD_USAGE_SQL} WHERE id = %s "
+            "AND (COALESCE(quota, 0) = 0 OR used_bytes + %s <= quota) "
+            "AND (COALESCE(quota_messages, 0) = 0 OR used_messages + 1 <= quota_messages) "
+            "RETURNING id), "
+            f"f AS (UPDATE {folder} SET uidnext = uidnext + 1, "
             "highestmodseq = highestmodseq + 1, message_count = message_count + 1, "
-            "unseen_count = unseen_count + 1, total_size = total_size + %s WHERE id = %s "
+            "unseen_count = unseen_count + 1, total_size = total_size + %s "
+            "WHERE id = %s AND EXISTS (SELECT FROM u) "
             "RETURNING id, uidnext - 1 AS uid, highestmodseq AS modseq), "
-            f"u AS (UPDATE {mailbox} {_ADD_USAGE_SQL} WHERE id = %s AND EXISTS (SELECT FROM f)) "
-            f"{head}SELECT f.id, f.uid, f.modseq, {marks} FROM f RETURNING uid, modseq"
+            f"i AS ({head}SELECT f.id, f.uid, f.modseq, {marks} FROM f RETURNING uid, modseq) "
+            "SELECT (SELECT count(*) FROM u), (SELECT uid FROM i), (SELECT modseq FROM i)"
         )
     values = _message_params(db, plan[len(_RESERVED_COLUMNS) :], [row])
     size = row["size"]
-    params = [size, folder_id, size, 1, mailbox_id, *values]
+    params = [size, 1, mailbox_id, size, size, folder_id, *values]
 
-    def filed(reserved: tuple[int, int] | None) -> bool:
-        if reserved is None:
+    def filed(outcome: tuple[int, int | None, int | None]) -> bool:
+        _, uid, modseq = outcome
+        if uid is None:
             return False
-        uid, modseq = reserved
         events.publish(ChangeEvent(mailbox_id, folder_id, "exists", (uid,), modseq))
         return True
 
-    def filed_later(reserved: tuple[int, int] | None) -> None:
-        if not filed(reserved):
-            raise NotFound(f"folder {folder_id} is gone")
+    def filed_later(outcome: tuple[int, int | None, int | None]) -> None:
+        if not filed(outcome):
+            raise (NotFound if outcome[0] else QuotaExceeded)(f"not filed in {folder_id}")
 
     if groupcommit.send_later(_file_shared_sql, params, filed_later):
         return True
     with db.prepared_cursor() as cursor:
         cursor.execute(_file_shared_sql, params)
-        return filed(cursor.fetchone())
+        outcome = cursor.fetchone()
+    if filed(outcome):
+        return True
+    if outcome[0]:  # the folder went after the usage was added
+        _add_usage(mailbox_id, -size, -1)
+    return False
 
 
 def _file_merged(filings: list[tuple[int, int, dict]]) -> None:

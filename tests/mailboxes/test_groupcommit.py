@@ -500,10 +500,17 @@ def test_a_batch_locks_each_mailbox_once(make_mailbox, published):
     }
     outcomes, statements = batch_statements(pieces)
     assert all(o.accepted for o in outcomes.values())
-    locks = [s for s in statements if s.startswith("SELECT m.id, m.quota, m.used_bytes")]
+    reads = [s for s in statements if s.startswith("SELECT m.id, m.quota, m.used_bytes")]
     # alice's and bob's in one statement, after the blob rows' (4 statements on main)
-    assert len(locks) == 1 and "WHERE m.id IN (%s, %s) ORDER BY m.id" in locks[0]
-    assert statements[1] == locks[0]
+    assert len(reads) == 1 and "WHERE m.id IN (%s, %s) ORDER BY m.id" in reads[0]
+    assert statements[1] == reads[0]
+    if connection.vendor == "postgresql":
+        # Read there without their locks, which one statement takes later, in id order,
+        # ahead of the first filing (services.delivery_batch_start).
+        assert "FOR UPDATE" not in reads[0]
+        lock = 'SELECT id FROM "mailboxes_mailbox" WHERE id IN (%s, %s) ORDER BY id FOR UPDATE'
+        first_filing = next(n for n, s in enumerate(statements) if s.startswith("WITH u AS"))
+        assert statements.index(lock) == first_filing - 1
     inbox = Folder.objects.get(mailbox=alice, name="INBOX")
     stored = list(Message.objects.filter(folder=inbox).values_list("uid", "size"))
     assert [uid for uid, _ in stored] == [1, 2, 3, 4]
@@ -751,3 +758,125 @@ def test_appends_share_a_synced_batch(wal_syncs, make_mailbox):
     assert wal_syncs["n"] - before == 2  # the holder's commit, then the batch's
     assert sorted(m.uid for m in outcomes) == [1, 2, 3]
     assert Message.objects.filter(folder=inbox).count() == 3
+
+
+@contextlib.contextmanager
+def mailbox_row_held(mailbox_id: int, *, fill_to: int | None = None):
+    """Another transaction holds the mailbox's row lock (and, with `fill_to`, has set its
+    used_bytes so) until the block ends, when it commits; yields a function that waits until
+    `n` backends of the database wait for a lock (it, or one another's behind it) and
+    returns their statements."""
+    import psycopg
+
+    from tests.mailboxes.conftest import database_url
+
+    url = database_url()
+    with psycopg.connect(url) as gate, psycopg.connect(url, autocommit=True) as watch:
+        if fill_to is None:
+            gate.execute("SELECT 1 FROM mailboxes_mailbox WHERE id = %s FOR UPDATE", [mailbox_id])
+        else:
+            gate.execute(
+                "UPDATE mailboxes_mailbox SET used_bytes = %s WHERE id = %s", [fill_to, mailbox_id]
+            )
+
+        def blocked(n: int) -> list[str]:
+            deadline = time.monotonic() + 30
+            while True:
+                rows = watch.execute(
+                    "SELECT query FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock'"
+                ).fetchall()
+                if len(rows) >= n:
+                    return [row[0] for row in rows]
+                assert time.monotonic() < deadline, "the deliveries did not wait for the row"
+                time.sleep(0.005)
+
+        yield blocked
+        gate.commit()
+
+
+def deliver_through(group: GroupCommitter, raw: bytes, address: str):  # noqa: ANN201
+    """port 25's delivery of `raw` to `address` through `group` (services.delivery_batch_start
+    and message_deliver, as delivery.accept.file_and_spool runs them); a group of its own
+    is a transaction of its own, as another worker process's would be."""
+    from mailboxes import services
+
+    resolutions = [recipient_resolve(address)]
+    return group.run_after(
+        services.delivery_batch_start,
+        (services.blob_write(raw), raw, resolutions),
+        lambda blob: services.message_deliver(
+            raw=raw, recipients=[address], blob=blob, resolutions=resolutions, sieve=False
+        ),
+    )
+
+
+@postgresql_only
+def test_two_transactions_never_both_pass_a_quota_only_one_fits(make_mailbox, published):
+    # Each transaction reads the mailbox without its lock (services.delivery_batch_start) and
+    # finds room for its message; the filing's UPDATE checks the quota again under the lock
+    # (services._file_shared), so the second, once the first committed, finds it full.
+    alice = make_mailbox("alice@example.org")
+    raws = [make_raw(f"race{n}") for n in range(2)]
+    Mailbox.objects.filter(pk=alice.pk).update(quota=len(raws[0]) + len(raws[0]) // 2)
+    outcomes: dict[int, object] = {}
+
+    def deliver(n: int) -> None:
+        try:
+            [outcomes[n]] = deliver_through(GroupCommitter(), raws[n], "alice@example.org")
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=deliver, args=(n,)) for n in range(2)]
+    with mailbox_row_held(alice.pk) as blocked:
+        for thread in threads:
+            thread.start()
+        waiting = blocked(2)
+        # Both wait in their filing, past their read of the mailbox: the row is locked late.
+        assert all(query.startswith("WITH u AS (UPDATE") for query in waiting), waiting
+    for thread in threads:
+        thread.join(30)
+    statuses = sorted(outcome.status for outcome in outcomes.values())
+    assert statuses == ["delivered", "over_quota"]
+    inbox = Folder.objects.get(mailbox=alice, name="INBOX")
+    sizes = list(Message.objects.filter(folder=inbox).values_list("size", flat=True))
+    alice.refresh_from_db()
+    assert len(sizes) == 1
+    assert (alice.used_bytes, alice.used_messages) == (sum(sizes), 1)
+    assert alice.used_bytes <= alice.quota
+    assert (inbox.message_count, inbox.total_size, inbox.uidnext) == (1, sum(sizes), 2)
+    assert [e.uids for e in published if e.kind == "exists"] == [(1,)]
+
+
+@postgresql_only
+def test_a_batch_whose_mailbox_filled_since_its_read_refuses_under_the_lock(
+    make_mailbox, published
+):
+    # A batch's kept filings (groupcommit.send_later) find the mailbox full that its read
+    # left room in: nothing is filed, and the batch runs again with savepoints, where each
+    # message reads the mailbox under its lock and is refused for quota.
+    alice = make_mailbox("alice@example.org")
+    Mailbox.objects.filter(pk=alice.pk).update(quota=100_000)
+    group = GroupCommitter()
+    outcomes: dict = {}
+    names = ["m1", "m2"]
+
+    def batch() -> None:
+        pieces = {
+            name: (lambda name=name: deliver_through(group, make_raw(name), "alice@example.org"))
+            for name in names
+        }
+        outcomes.update(queue_behind(group, pieces, submit=False))
+
+    runner = threading.Thread(target=batch)
+    with mailbox_row_held(alice.pk, fill_to=100_000) as blocked:
+        runner.start()
+        [waiting] = blocked(1)
+        assert waiting.startswith("WITH u AS (UPDATE"), waiting
+    runner.join(30)
+    assert group.batches == 1  # the run with savepoints
+    assert sorted(o[0].status for o in outcomes.values()) == ["over_quota", "over_quota"]
+    alice.refresh_from_db()
+    assert (alice.used_bytes, alice.used_messages) == (100_000, 0)
+    assert not Message.objects.filter(folder__mailbox=alice).exists()
+    assert not [e for e in published if e.kind == "exists"]

@@ -53,8 +53,8 @@ def test_the_accept_path_prepares_each_statement_once_and_reuses_it(make_mailbox
     for part in (
         "SELECT d.id, d.case_sensitive_local_parts",  # RCPT's recipient lookup
         'INSERT INTO "mailboxes_blob"',
-        'FROM "mailboxes_mailbox" m WHERE m.id IN ($3) ORDER BY m.id FOR UPDATE',  # locked
-        'WITH f AS (UPDATE "mailboxes_folder" SET uidnext = uidnext + 1',  # and the rest
+        'FROM "mailboxes_mailbox" m WHERE m.id IN ($3) ORDER BY m.id',  # read
+        'WITH u AS (UPDATE "mailboxes_mailbox" SET used_bytes',  # locked, and the rest
     ):
         assert uses(statements, part) == [3], (part, statements)
     assert Message.objects.filter(folder__name="INBOX").count() == 3
@@ -87,15 +87,16 @@ def test_an_error_in_a_prepared_statement_is_djangos_and_the_connection_goes_on(
     deliver()
     deliver()
     assert sorted(Message.objects.filter(folder=inbox).values_list("uid", flat=True)) == [1, 2, 3]
-    assert uses(prepared(), 'WITH f AS (UPDATE "mailboxes_folder"') == [2]
+    assert uses(prepared(), 'WITH u AS (UPDATE "mailboxes_mailbox"') == [2]
 
 
 @postgresql_only
 @pytest.mark.django_db(transaction=True)
 def test_port_25_files_a_message_in_its_transaction_in_three_statements(make_mailbox):
     """Inside the transaction (whose rows every other delivery to the mailbox waits on) a
-    message costs its blob row, the mailbox's lock and one statement that takes the folder's
-    UID, inserts the message and adds to the mailbox's usage: three round trips, not five."""
+    message costs its blob row, the mailbox's read and one statement that locks it, checks
+    its quota, takes the folder's UID, inserts the message and adds to the mailbox's usage:
+    three round trips, not five, and the mailbox locked in the last before the COMMIT."""
     box = make_mailbox("alice@example.org")
     deliver()
     db = connections[DEFAULT_DB_ALIAS]
