@@ -1,6 +1,6 @@
 """Full-text search: each blob's searchable text, kept in BlobText and indexed for substring
-search (on SQLite FTS5: a words index of the text parts and a trigram table of the header
-fields; on PostgreSQL pg_trgm GIN indexes and a words index).
+search (a words index of the text parts and a trigram index of the header fields: on SQLite
+FTS5 tables, on PostgreSQL GIN indexes, pg_trgm's for the trigrams).
 
 The text is what IMAP SEARCH matches (RFC 9051 6.4.4: substrings, case-insensitively): the
 header fields with encoded words decoded, and the text/* parts with their transfer encoding
@@ -10,20 +10,22 @@ approximation: an index proposes the texts that may hold the needle and GLOB (SQ
 (PostgreSQL) on their text decides, unless the index's answer is exact already.
 
 The words index keeps each text's words, and beside it the vocabulary (every word of every
-text, with a trigram index) gives the words a piece of a needle is part of. On SQLite the
-words are the ascii tokenizer's tokens of the text parts (`ascii_tokens`: runs of ASCII
-letters and digits and non-ASCII characters), and the text parts are searched through them
-alone (the trigram table holds the header fields: the body's trigrams were most of the
-indexer's cost, migration 0045). A needle that is one token lies inside one token of each text
-part holding it: the vocabulary's words holding it give exactly those texts, no text read. A
-needle of several tokens ("hello world", "foo@bar.com") is cut where its tokens end: each token
-inside it is a whole token of the text, the first ends one and the last begins one; the texts
-holding every inside token and a vocabulary word ending (beginning) with each edge piece are
-the candidates, and GLOB on their text decides. A needle with no piece the index answers for
-(edges under three characters, or inside too many of the vocabulary's words) is looked for by
-GLOB in every text part. The header half of SEARCH TEXT asks the header's trigram table. On
-PostgreSQL a needle of ASCII letters and digits is answered by the words index (words_of: the
-runs of ASCII letters and digits, long ones as windows) and any other by pg_trgm and LIKE.
+text, with a trigram index) gives the words a piece of a needle is part of. The words are the
+runs of ASCII letters and digits and non-ASCII characters: on SQLite the ascii tokenizer's
+tokens of the text parts (`ascii_tokens`), on PostgreSQL `words_of` (long runs as windows).
+The text parts are searched through them alone (the trigram index holds the header fields: the
+body's trigrams were most of the indexer's cost, migrations 0045 and 0046). A needle that is
+one token lies inside one token of each text part holding it: the vocabulary's words holding it
+give exactly those texts, no text read. A needle of several tokens ("hello world",
+"foo@bar.com") is cut where its tokens end: each token inside it is a whole token of the text,
+the first ends one and the last begins one; the texts holding every inside token and a
+vocabulary word ending (beginning) with each edge piece are the candidates, and GLOB on their
+text decides. A needle with no piece the index answers for (edges under three characters, or
+inside too many of the vocabulary's words) is looked for by GLOB in every text part. The header
+half of SEARCH TEXT asks the header's trigram table. PostgreSQL does the same with LIKE
+(`needle_pieces`, and 0046's function mailboxes_blobtext_containing); a needle of ASCII letters
+and digits is answered exactly by the words index as before, and an edge piece of any length is
+asked of the vocabulary.
 
 Indexing is off the delivery path (a 250 never waits for it). A database trigger puts every
 new blob in BlobTextPending; the Indexer thread of the delivery workers, woken by delivery's
@@ -56,28 +58,31 @@ logger = logging.getLogger(__name__)
 TABLE = "mailboxes_blobtext"
 FTS_TABLE = "mailboxes_blobtext_fts"
 # The words of the texts: on SQLite an FTS5 table of the text parts' tokens (the ascii
-# tokenizer's: 0027_fts_vocabulary_sqlite); on PostgreSQL a table of each text's ASCII words
-# (`words_of`, 0025_fts_words_postgresql). Beside it VOCABULARY, every word any text holds (on
-# SQLite any text part), for finding the words a needle is part of: on SQLite through its
-# FTS5 trigram table VOCABULARY_FTS, on PostgreSQL through pg_trgm.
+# tokenizer's: 0027_fts_vocabulary_sqlite); on PostgreSQL a table of each text's words
+# (`words_of`, 0025_fts_words_postgresql; the same tokens since 0046). Beside it VOCABULARY,
+# every word any text holds (on SQLite any text part), for finding the words a needle is part
+# of: on SQLite through its FTS5 trigram table VOCABULARY_FTS, on PostgreSQL through pg_trgm.
 WORDS_TABLE = "mailboxes_blobtext_words"
 VOCABULARY = "mailboxes_blobtext_vocabulary"
 VOCABULARY_FTS = "mailboxes_blobtext_vocabulary_fts"
 TRIGRAM = 3  # the trigram indexes match needles of at least three characters
-# PostgreSQL: a run of ASCII letters and digits longer than WORD_LONGEST is kept as windows of
-# that length every WORD_STEP characters, so that each substring of it up to WORD_STEP + 1
-# characters long lies inside one of them (the words index answers for such needles).
+# PostgreSQL: a run (of ASCII letters and digits and non-ASCII characters) longer than
+# WORD_LONGEST is kept as windows of that length every WORD_STEP characters, so that each
+# substring of it up to WORD_STEP + 1 characters long lies inside one of them (the words index
+# answers for such needles).
 WORD_LONGEST, WORD_STEP = 100, 50
-# A needle (on SQLite a needle's edge piece) inside more words of the vocabulary than this is
-# not looked for through them: each word is a lookup in the words index, and on SQLite FTS5's
-# OR of n words takes about n steps per text found. PostgreSQL asks pg_trgm instead; SQLite
-# reads every text part (GLOB), which costs as much as an OR of some 250 words: at 100k texts
-# of 1 KB (bench/fts.py's data, a sqlite3 script), an OR of 200 words found 93k texts in 67 ms
-# of CPU, of 250 words 97k in 80, of 1,000 words 315, and GLOB over every text took 82 (its
-# cost grows with the texts' size, the OR's does not).
+# A needle or a needle's edge piece inside more words of the vocabulary than this is not looked
+# for through them: each word is a lookup in the words index, and on SQLite FTS5's OR of n
+# words takes about n steps per text found. The needle's other pieces propose the texts, or
+# with none every text part is read (GLOB, LIKE). On SQLite that costs as much as an OR of
+# some 250 words: at 100k texts of 1 KB (bench/fts.py's data, a sqlite3 script), an OR of 200
+# words found 93k texts in 67 ms of CPU, of 250 words 97k in 80, of 1,000 words 315, and GLOB
+# over every text took 82 (its cost grows with the texts' size, the OR's does not).
 WORDS_PER_NEEDLE = {"postgresql": 1000, "sqlite": 200}
 # PostgreSQL: a folder's search for a word needle alone, in one call (0029)
 FOLDER_MATCHING_UIDS = "mailboxes_folder_matching_uids"
+# PostgreSQL: the texts holding a needle, proposed by the words index and decided by LIKE (0046)
+CONTAINING = "mailboxes_blobtext_containing"
 
 
 def fold(text: str) -> str:
@@ -116,16 +121,15 @@ def _words(value: str) -> str:
     return header_cache.decode_words(value) if "=?" in value else value
 
 
-_RUN = re.compile(r"[0-9a-z]+")
-
-
 def words_of(text: str) -> list[str]:
     """The words PostgreSQL's words index keeps of a folded text: its runs of ASCII letters
-    and digits (a long run as overlapping windows), distinct. A needle of ASCII letters and
-    digits occurs in the text exactly when it occurs inside one of them: every occurrence
-    lies inside one run, and one of at most WORD_STEP + 1 characters inside one window."""
+    and digits and non-ASCII characters (_TOKEN_RUN's, the ascii tokenizer's; before 0046
+    ASCII runs alone, and a needle with no ASCII piece would have read every text), a long
+    run as overlapping windows, distinct. A needle that is one run occurs in the text exactly
+    when it occurs inside one of them: every occurrence lies inside one run, and one of at
+    most WORD_STEP + 1 characters inside one window."""
     found = set()
-    for run in _RUN.findall(text):
+    for run in _TOKEN_RUN.findall(text):
         if len(run) <= WORD_LONGEST:
             found.add(run)
         else:
@@ -324,13 +328,12 @@ def _glob(needle: str) -> str:
 def matching(where: str, needle: str, *, limit: int | None = None) -> RawSQL:
     """A subquery of the ids of indexed blobs whose text contains `needle` (already folded):
     `where` is "body" (the text parts) or "text" (header and body); at most `limit` of them.
-    An index proposes (on SQLite the words index for the text parts, the trigram table for
-    the header; on PostgreSQL pg_trgm), GLOB or LIKE on the text decides where it is not
-    exact."""
+    An index proposes (the words index for the text parts, the trigram index for the
+    header), GLOB (SQLite) or LIKE (PostgreSQL) on the text decides where it is not exact."""
     if connection.vendor == "sqlite":
         return _matching_sqlite(where, needle, limit)
-    if words := _words_matching(where, needle, limit):
-        return words
+    if found := _words_matching(where, needle, limit) or _pieces_matching(where, needle, limit):
+        return found
     columns = ("body",) if where == "body" else ("header", "body")
     test = " OR ".join(f"t.{c} LIKE %s ESCAPE '\\'" for c in columns)
     tail, tail_params = (" LIMIT %s", [limit]) if limit is not None else ("", [])
@@ -465,6 +468,38 @@ def _words_matching(where: str, needle: str, limit: int | None) -> RawSQL | None
         f"SELECT w.blob_id FROM {WORDS_TABLE}_matching(%s, %s, %s) AS w(blob_id)",
         [_like(needle), where != "body", limit],
     )
+
+
+def _pieces_matching(where: str, needle: str, limit: int | None) -> RawSQL | None:
+    """PostgreSQL: the texts holding the needle, any needle with a piece the words index can
+    look up (None otherwise: every text is read), as the texts the words index proposes with
+    LIKE on each deciding (0046's function). The body has no trigram index since 0046: it
+    cost the indexer more than the rest of a 10 KB text's indexing together."""
+    pieces = needle_pieces(needle)
+    if pieces is None:
+        return None
+    exact, edges = pieces
+    return RawSQL(
+        f"SELECT c.blob_id FROM {CONTAINING}(%s, %s, %s, %s, %s, %s) AS c(blob_id)",
+        [_like(needle), exact, edges, where != "body", WORDS_PER_NEEDLE["postgresql"], limit],
+    )
+
+
+def needle_pieces(needle: str) -> tuple[list[str], list[str]] | None:
+    """PostgreSQL: what the words index must hold of a text holding the (folded) needle:
+    (the tokens inside it, whole words of the text; LIKE patterns of the vocabulary's words
+    for its edge pieces, as _pieces' GLOBs: "%piece" ends a word, "piece%" begins one, and a
+    needle that is one token lies inside one, "%needle%"), or None when there is nothing to
+    look up. A token longer than a window (words_of) is left out: no word holds it whole, nor
+    its end or start within WORD_STEP + 1 characters. Tokens hold none of LIKE's special
+    characters."""
+    if _one_token(needle):
+        exact, edges = [], [(needle, f"*{needle}*")]
+    else:
+        exact, edges = _pieces(needle)
+    exact = [token for token in exact if len(token) <= WORD_LONGEST]
+    patterns = [shape.replace("*", "%") for piece, shape in edges if len(piece) <= WORD_STEP + 1]
+    return (exact, patterns) if exact or patterns else None
 
 
 # SQLite: the words of the vocabulary holding the needle (a phrase of trigrams, %s) as a

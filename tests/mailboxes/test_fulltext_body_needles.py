@@ -2,7 +2,8 @@
 searched through the words index and its vocabulary (the trigram table holds the header
 fields alone since 0045), a needle of several tokens by its pieces and GLOB on the text; the
 answer is always what a scan of the stored texts gives. On PostgreSQL the same assertions
-hold through pg_trgm."""
+hold through its words index, its vocabulary and LIKE (the body's pg_trgm index is gone since
+0046)."""
 
 from __future__ import annotations
 

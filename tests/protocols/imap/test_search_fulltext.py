@@ -475,18 +475,7 @@ def test_word_needles_find_what_a_scan_finds_in_random_texts(make_mailbox, monke
     import random
 
     rng = random.Random(19)
-    mailbox = make_mailbox("random@example.org")
-    inbox = selectors.folder_get(mailbox, "INBOX")
-    for _ in range(60):
-        body = "".join(rng.choices(ALPHABET, k=rng.randint(0, 120)))
-        subject = "".join(rng.choices(ALPHABET, k=rng.randint(0, 20))).replace("\t", " ")
-        raw = (
-            f"Subject: {subject}\r\nContent-Type: text/plain; charset=utf-8\r\n"
-            f"Content-Transfer-Encoding: 8bit\r\n\r\n{body}\r\n"
-        ).encode()
-        services.message_append(folder=inbox, raw=raw, flags=[])
-    fulltext.index_all()
-    texts = _texts_by_uid(inbox)
+    inbox, texts = indexed_random_texts(make_mailbox("random@example.org"), rng, ALPHABET, 120, 20)
     needles = {"abc", "x0", "zz", "a1", "cab"}
     for header, body in texts.values():  # substrings of the texts' ASCII runs
         for run_ in re.findall("[0-9a-z]{3,}", body + " " + header):
@@ -504,6 +493,22 @@ def test_word_needles_find_what_a_scan_finds_in_random_texts(make_mailbox, monke
             assert s.search(inbox.id, s.parse_keys(f"TEXT {needle}"), seq_uids=sorted(texts)) == (
                 in_text
             ), (needle, words)
+
+
+def indexed_random_texts(mailbox, rng, alphabet: str, body: int, subject: int):  # noqa: ANN001, ANN201
+    """The mailbox's INBOX with 60 messages of random characters of the alphabet (bodies up
+    to `body` long, subjects up to `subject`), indexed, and their texts by UID."""
+    folder = selectors.folder_get(mailbox, "INBOX")
+    for _ in range(60):
+        text = "".join(rng.choices(alphabet, k=rng.randint(0, body)))
+        line = "".join(rng.choices(alphabet, k=rng.randint(0, subject))).replace("\t", " ")
+        raw = (
+            f"Subject: {line}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            f"Content-Transfer-Encoding: 8bit\r\n\r\n{text}\r\n"
+        ).encode()
+        services.message_append(folder=folder, raw=raw, flags=[])
+    fulltext.index_all()
+    return folder, _texts_by_uid(folder)
 
 
 def _texts_by_uid(folder) -> dict[int, tuple[str, str]]:
