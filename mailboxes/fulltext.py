@@ -10,7 +10,7 @@ approximation: an index proposes the texts that may hold the needle and GLOB (SQ
 (PostgreSQL) on their text decides, unless the index's answer is exact already.
 
 The words index keeps each text's words, and beside it the vocabulary (every word of every
-text, with a trigram index) gives the words a piece of a needle is part of. The words are the
+text's text parts, with a trigram index) gives the words a piece of a needle is part of. The words are the
 runs of ASCII letters and digits and non-ASCII characters: on SQLite the ascii tokenizer's
 tokens of the text parts (`ascii_tokens`), on PostgreSQL `words_of` (long runs as windows).
 The text parts are searched through them alone (the trigram index holds the header fields: the
@@ -60,8 +60,11 @@ FTS_TABLE = "mailboxes_blobtext_fts"
 # The words of the texts: on SQLite an FTS5 table of the text parts' tokens (the ascii
 # tokenizer's: 0027_fts_vocabulary_sqlite); on PostgreSQL a table of each text's words
 # (`words_of`, 0025_fts_words_postgresql; the same tokens since 0046). Beside it VOCABULARY,
-# every word any text holds (on SQLite any text part), for finding the words a needle is part
-# of: on SQLite through its FTS5 trigram table VOCABULARY_FTS, on PostgreSQL through pg_trgm.
+# every word any text part holds, for finding the words a needle is part of: on SQLite through
+# its FTS5 trigram table VOCABULARY_FTS, on PostgreSQL through pg_trgm. PostgreSQL's held the
+# header fields' words too until 0047: their ids, numbers and signatures put common needles
+# ("sen" in 100k "sender<N>" of bench/fts.py's 233k words) past WORDS_PER_NEEDLE, and a body
+# needle then read every text.
 WORDS_TABLE = "mailboxes_blobtext_words"
 VOCABULARY = "mailboxes_blobtext_vocabulary"
 VOCABULARY_FTS = "mailboxes_blobtext_vocabulary_fts"
@@ -461,7 +464,9 @@ def _words_matching(where: str, needle: str, limit: int | None) -> RawSQL | None
     plan never scans the words table (0026_fts_words_matching: a scan reads every row's words
     from TOAST, which the planner does not count). The LIMIT is the function's own (0029): a
     PL/pgSQL function's rows are all made before its caller reads one, so a LIMIT outside it
-    read every match of a common needle to tell it from a rare one."""
+    read every match of a common needle to tell it from a rare one. For TEXT the header
+    fields' trigram index proposes and LIKE decides (0047: the vocabulary holds the text
+    parts' words alone)."""
     if not _words_answer(needle):
         return None
     return RawSQL(

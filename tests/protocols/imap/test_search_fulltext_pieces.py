@@ -240,3 +240,24 @@ def _indexes() -> set[str]:
     with connection.cursor() as cursor:
         cursor.execute("SELECT indexname FROM pg_indexes WHERE tablename = %s", [fulltext.TABLE])
         return {row[0] for row in cursor.fetchall()}
+
+
+def test_header_words_do_not_crowd_a_body_needle_out_of_the_vocabulary(make_mailbox, monkeypatch):
+    """PostgreSQL (0047): the vocabulary holds the text parts' words alone, so a needle inside
+    many header tokens (ids, numbers) and few body words is still answered from the words
+    index, not by reading every text; TEXT finds it in the headers through their trigram
+    index. SQLite's vocabulary always held the text parts' tokens alone."""
+    mailbox = make_mailbox("crowd@example.org")
+    inbox = selectors.folder_get(mailbox, "INBOX")
+    for number in range(6):
+        subject = " ".join(f"qxz{number}{i}" for i in range(3))  # 18 header words with "qxz"
+        body = "a qxzzy here" if number == 2 else "nothing"
+        raw = f"Subject: {subject}\r\n\r\n{body}\r\n".encode()
+        services.message_append(folder=inbox, raw=raw, flags=[])
+    fulltext.index_all()
+    monkeypatch.setattr(fulltext, "WORDS_PER_NEEDLE", {"sqlite": 5, "postgresql": 5})
+    assert fulltext._words_answer("qxz")  # one word of the text parts holds it
+    monkeypatch.setattr(selectors, "blob_read", _no_reading)
+    assert run(inbox, "BODY qxz") == [3]
+    assert run(inbox, "TEXT qxz") == [1, 2, 3, 4, 5, 6]
+    assert run(inbox, "TEXT qxz01") == [1]
