@@ -38,6 +38,11 @@ none pending and prints the instructions per stored message: the whole path from
 to indexed message, repeatable on a loaded machine (an idle window's instructions, timers and
 the other listeners, are measured and taken off). Each row's dump stays in DIR
 (callgrind-1k-reused.out, ...) for callgrind_annotate. Start-up under callgrind takes minutes.
+With --postgres each row also gives libpq's calls a message from the dump (PQsendQueryPrepared
+and the other PQsend*: statements; PQpipelineSync, PQflush, PQconsumeInput: round trips) and
+the CPU a message of the database's PostgreSQL backends in the same window (BackendMeter, from
+/proc: the server on this machine; an idle window's taken off) with pg_stat_database's
+counters.
 `outbound --callgrind N` counts the same way N messages submitted on 587 (AUTH, DKIM, the
 spool) and delivered by runmail's delivery threads to the sink: issue 20's path end to end.
 
@@ -328,18 +333,28 @@ def profile_callgrind(mailhost: Mailhost, out: Path, args: argparse.Namespace) -
     # --size: that size's two rows (reused and new connections), whatever the size.
     size_rows = [(args.size, new) for new in (False, True)] if args.size else CALLGRIND_ROWS
 
+    database_url = mailhost.env.get("DATABASE_URL")
+
     def pending() -> int:
+        query = "SELECT COUNT(*) FROM mailboxes_blobtextpending"
+        if database_url:
+            import psycopg
+
+            with psycopg.connect(database_url) as conn:
+                return conn.execute(query).fetchone()[0]
         import sqlite3
 
         path = mailhost.data_dir / "mailhost.sqlite3"
         with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
-            return conn.execute("SELECT COUNT(*) FROM mailboxes_blobtextpending").fetchone()[0]
+            return conn.execute(query).fetchone()[0]
 
     def window(size: int, new: bool, messages: int) -> tuple[int, float]:
         stored = mailhost.count_messages(SMTP_BOX.split("@")[0], "INBOX")
         subprocess.run(
             ["callgrind_control", "-z", str(mailhost.pid)], check=True, capture_output=True
         )
+        if meter:
+            meter.start()
         start = time.perf_counter()
         if messages:
             loadgen.run_load(
@@ -359,21 +374,80 @@ def profile_callgrind(mailhost: Mailhost, out: Path, args: argparse.Namespace) -
         else:
             time.sleep(args.idle_seconds)
         name = f"{size // 1024}k-{'new' if new else 'reused'}" if messages else "idle"
+        if meter:
+            # Before the dump, whose wait would count: the backends' CPU of the window.
+            backends[name] = meter.stop()
         return callgrind_totals(mailhost.pid, out, name), time.perf_counter() - start
 
-    for size, new in size_rows:
-        window(size, new, args.sessions)  # warm: the sessions' first messages, the caches
-        total, seconds = window(size, new, args.callgrind)
-        idle, idle_seconds = window(size, new, 0)
-        busy = total - idle * seconds / idle_seconds
-        print(
-            f"{size // 1024} KB, {'new' if new else 'reused'} connections, {args.sessions}"
-            f" sessions: {busy / args.callgrind / 1e6:.2f} M instructions per message"
-            f" ({total / 1e6:.0f} M in {seconds:.0f} s for {args.callgrind} messages, idle"
-            f" {idle / idle_seconds / 1e6:.1f} M/s taken off)",
-            flush=True,
-        )
+    meter = BackendMeter(database_url) if database_url else None
+    backends: dict[str, tuple[float, dict[str, int]]] = {}
+    try:
+        for size, new in size_rows:
+            window(size, new, args.sessions)  # warm: the sessions' first messages, the caches
+            total, seconds = window(size, new, args.callgrind)
+            idle, idle_seconds = window(size, new, 0)
+            busy = total - idle * seconds / idle_seconds
+            name = f"{size // 1024}k-{'new' if new else 'reused'}"
+            print(
+                f"{size // 1024} KB, {'new' if new else 'reused'} connections, {args.sessions}"
+                f" sessions: {busy / args.callgrind / 1e6:.2f} M instructions per message"
+                f" ({total / 1e6:.0f} M in {seconds:.0f} s for {args.callgrind} messages, idle"
+                f" {idle / idle_seconds / 1e6:.1f} M/s taken off)",
+                flush=True,
+            )
+            calls = libpq_calls(out / f"callgrind-{name}.out")
+            if calls:
+                print(
+                    "  libpq a message: "
+                    + ", ".join(f"{f} {n / args.callgrind:.2f}" for f, n in sorted(calls.items())),
+                    flush=True,
+                )
+            if meter:
+                cpu, moved = backends[name]
+                idle_cpu = backends["idle"][0] * seconds / idle_seconds
+                print(
+                    f"  PostgreSQL, the database's backends: "
+                    f"{(cpu - idle_cpu) * 1000 / args.callgrind:.2f} ms CPU a message"
+                    f" ({cpu:.2f} s in the window, idle {idle_cpu:.2f} s taken off); a message: "
+                    + ", ".join(f"{k} {v / args.callgrind:.1f}" for k, v in moved.items()),
+                    flush=True,
+                )
+    finally:
+        if meter:
+            meter.close()
     return 0
+
+
+# libpq's entry points whose calls count a client's statements and round trips: a statement
+# is one PQsend* (psycopg's pipeline and its prepared statements alike; PQexec for the simple
+# protocol), a round trip one flush of its output answered (PQpipelineSync, or a
+# statement sent outside a pipeline), read by PQconsumeInput.
+LIBPQ_COUNTED = (
+    "PQsendQuery",
+    "PQsendQueryParams",
+    "PQsendPrepare",
+    "PQsendQueryPrepared",
+    "PQpipelineSync",
+    "PQexec",
+    "PQexecParams",
+    "PQexecPrepared",
+    "PQconsumeInput",
+    "PQflush",
+)
+
+
+def libpq_calls(dump: Path) -> dict[str, int]:
+    """Calls of LIBPQ_COUNTED's functions in a callgrind dump (written with
+    --compress-strings=no: each call's `cfn=` line names its callee)."""
+    calls: Counter[str] = Counter()
+    callee = None
+    for line in dump.read_text(errors="replace").splitlines():
+        if line.startswith("cfn="):
+            callee = line[4:].split(" ", 1)[-1] if line[4:].startswith("(") else line[4:]
+        elif line.startswith("calls=") and callee in LIBPQ_COUNTED:
+            calls[callee] += int(line[6:].split()[0])
+            callee = None
+    return dict(calls)
 
 
 def profile_callgrind_outbound(mailhost: Mailhost, out: Path, args: argparse.Namespace) -> int:
