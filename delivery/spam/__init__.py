@@ -216,9 +216,9 @@ def sender_facts(
     from delivery.spam import selectors
 
     if settings.MAILHOST_SPAM_BACKEND == "off":
-        from mailhost.plainsql import reads_together
+        from mailhost.plainsql import selects_together
 
-        return None, reads_together(also)
+        return None, selects_together(also)
     return selectors.sender_facts(mailbox_ids, sender, *also)
 
 

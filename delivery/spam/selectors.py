@@ -10,7 +10,7 @@ from django.db import DEFAULT_DB_ALIAS, connection, connections
 
 from delivery.models import KnownSender, SpamToken, SpamTraining
 from delivery.spam.classifier import Totals
-from mailhost.plainsql import Read, reads_together
+from mailhost.plainsql import Read, selects_together
 
 TOTALS_TOKEN = 0  # SpamToken row holding a mailbox's trained message counts
 
@@ -89,9 +89,9 @@ class SenderFacts:
 def sender_facts(mailbox_ids: Iterable[int], sender: str, *also: Read) -> tuple[SenderFacts, list]:
     """The SenderFacts of `mailbox_ids` and `sender`, and the answers of the caller's `also`
     (reads that depend on none of these), all in one round trip on PostgreSQL (port 25 asks
-    them for every message: reads_together)."""
+    them for every message: selects_together; `also` are plain SELECTs too)."""
     ids = tuple(sorted(set(mailbox_ids)))
-    lists, (totals, known), *others = reads_together(
+    lists, (totals, known), *others = selects_together(
         [sender_list_verdicts_read(ids, sender), mailbox_facts_read(ids, sender), *also]
     )
     return SenderFacts(ids, sender, lists, totals, known), others

@@ -1,13 +1,14 @@
 """On PostgreSQL: port 25's reads before the transaction, what the spam verdict reads of the
 recipient's mailbox (its sender lists, its classifier's totals and known senders) and the
-Sieve scripts it runs, are sent together, one round trip where there were three."""
+Sieve scripts it runs, are sent together, one round trip where there were three, and one
+statement (plainsql.selects_together) where there were three in a pipeline."""
 
 from __future__ import annotations
 
 import pytest
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 
-from mailboxes.services import sender_list_add
+from mailboxes.services import sender_list_add, sievescript_put
 from tests.mailhost.test_prepared_statements import deliver, traced
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -27,17 +28,32 @@ def test_a_port_25_message_is_five_round_trips(make_mailbox, tmp_path):
     # the mailbox's lock; the filing; the COMMIT.
     assert len(trips) == 5, trips
     reads = [m for m in trips[1] if "\tBind\t" in m]
-    assert len(reads) == 3, trips[1]
+    assert len(reads) == 1 and "ARRAY(SELECT ROW(q.*)" in "".join(trips[1]) + _texts(db), trips
+
+
+def _texts(db) -> str:  # noqa: ANN001
+    """The texts of the statements the connection has prepared (a Bind names one, not its
+    text)."""
+    with db.connection.cursor() as cursor:
+        return " ".join(
+            row[0] for row in cursor.execute("SELECT statement FROM pg_prepared_statements")
+        )
 
 
 def test_the_reads_together_answer_as_apart(make_mailbox):
     from delivery import spam
+    from delivery.spam import selectors
     from mailboxes import mda
 
     alice = make_mailbox("alice@example.org")
+    bob = make_mailbox("bob@example.org")
     sender_list_add(mailbox=alice, pattern="friend@remote.example", action="allow")
-    facts, (scripts,) = spam.sender_facts(
-        [alice.pk], "friend@remote.example", mda.scripts_read([alice.pk])
-    )
-    assert facts.lists == {alice.pk: "allow"} and facts.known == set()
-    assert scripts == mda.scripts_read([alice.pk]).run() == []
+    sender_list_add(mailbox=bob, pattern="@remote.example", action="block")
+    sievescript_put(mailbox=bob, name="main", text="keep;", activate=True)
+    ids = [alice.pk, bob.pk]
+    facts, (scripts,) = spam.sender_facts(ids, "friend@remote.example", mda.scripts_read(ids))
+    assert facts.lists == {alice.pk: "allow", bob.pk: "block"} and facts.known == set()
+    assert scripts == mda.scripts_read(ids).run() and len(scripts) == 1
+    apart = selectors.sender_list_verdicts(ids, "friend@remote.example")
+    assert facts.lists == apart
+    assert (facts.totals, facts.known) == selectors.mailbox_facts(ids, "friend@remote.example")

@@ -174,3 +174,28 @@ def test_insert_of_values_fills_defaults_as_the_orm_does():
     for name in set(_fields(orm)) - left_out:
         assert getattr(stored, name) == getattr(orm, name), name
     assert Insert(OutboundRecipient).values([]) == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_selects_together_answer_each_read_as_reads_together_does():
+    """One statement on PostgreSQL (each read's rows an array of records, in binary): the
+    rows typed as each read's own (aware datetimes, booleans, bytes, NULL, text), an empty
+    read and a read not asked (sql None) in their places."""
+    from mailhost.plainsql import Read, reads_together, selects_together
+
+    blob = Blob.objects.create(name="inline:x", size=3, data=b"\x00\xffz")
+    table = connection.ops.quote_name(Blob._meta.db_table)
+    rows = Read(
+        f"SELECT id, name, data, created_at, size > %s, NULL FROM {table} WHERE id = %s",
+        [2, blob.pk],
+        list,
+    )
+    none = Read(f"SELECT id, name FROM {table} WHERE id = %s", [-1], list)
+    skipped = Read(None, [], lambda found: ("skipped", found))
+    together = selects_together([rows, skipped, none, rows])
+    assert together == reads_together([rows, skipped, none, rows])
+    (found,) = together[0]
+    assert found[1:3] == ("inline:x", b"\x00\xffz") and found[4:] == (True, None)
+    if connection.vendor == "postgresql":  # SQLite's raw rows hold the datetime's text
+        assert found[3] == blob.created_at and found[3].tzinfo is not None
+    assert together[1:3] == [("skipped", []), []]
