@@ -113,7 +113,7 @@ def scripts_read(mailbox_ids: Sequence[int]) -> Read[list[_Mailbox]]:
         f"LEFT JOIN {script} s ON s.mailbox_id = m.id AND s.active = %s "
         f"WHERE m.id IN ({', '.join(['%s'] * len(ids))})"
     )
-    return Read(sql, [True, *ids], _scripts_of)
+    return Read(sql, [True, *ids], _scripts_of, columns=6)
 
 
 def _scripts_of(rows: list[tuple]) -> list[_Mailbox]:

@@ -507,6 +507,7 @@ def sender_lists_read(mailbox_ids: Iterable[int], sender: str) -> Read[dict[int,
         f" WHERE m.id IN ({id_marks}) AND e.pattern IN ({pattern_marks})",
         [*ids, *candidates],
         answer,
+        columns=4,
     )
 
 

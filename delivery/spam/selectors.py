@@ -69,7 +69,7 @@ def mailbox_facts_read(
                 totals[mailbox_id] = Totals(spam, ham)
         return totals, known
 
-    return Read(sql, params, answer)
+    return Read(sql, params, answer, columns=4)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """On PostgreSQL: port 25's reads before the transaction, what the spam verdict reads of the
 recipient's mailbox (its sender lists, its classifier's totals and known senders) and the
 Sieve scripts it runs, are sent together, one round trip where there were three, and one
-statement (plainsql.selects_together) where there were three in a pipeline."""
+statement (plainsql.selects_together) where there were three in a pipeline; on SQLite one
+statement where there were three."""
 
 from __future__ import annotations
 
@@ -57,3 +58,44 @@ def test_the_reads_together_answer_as_apart(make_mailbox):
     apart = selectors.sender_list_verdicts(ids, "friend@remote.example")
     assert facts.lists == apart
     assert (facts.totals, facts.known) == selectors.mailbox_facts(ids, "friend@remote.example")
+
+
+def test_the_reads_together_are_one_statement_and_answer_as_apart(make_mailbox):
+    """Two mailboxes, each with rows in every read (a list entry, classifier totals, a known
+    sender, an active script): the answers of the reads together equal each read's alone,
+    and they are one statement (on SQLite a compound SELECT)."""
+    from delivery.models import SpamToken
+    from delivery.spam import selectors as spam_selectors
+    from delivery.spam.classifier import Totals
+    from delivery.spam.services import known_senders_add
+    from mailboxes import mda
+    from mailhost.plainsql import selects_together
+
+    alice = make_mailbox("alice@example.org")
+    bob = make_mailbox("bob@example.org")
+    sender = "friend@remote.example"
+    sender_list_add(mailbox=alice, pattern=sender, action="allow")
+    sender_list_add(mailbox=bob, pattern="@remote.example", action="block")
+    SpamToken.objects.create(mailbox=alice, token=spam_selectors.TOTALS_TOKEN, spam=3, ham=7)
+    known_senders_add(mailbox_id=bob.pk, addresses=[sender], source="wrote_to")
+    sievescript_put(mailbox=bob, name="keep", text="keep;\n", activate=True)
+    ids = [alice.pk, bob.pk]
+    reads = [
+        spam_selectors.sender_list_verdicts_read(ids, sender),
+        spam_selectors.mailbox_facts_read(ids, sender),
+        mda.scripts_read(ids),
+    ]
+    statements: list[str] = []
+
+    def record(execute, sql, params, many, context):  # noqa: ANN001, ANN202
+        statements.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(record):
+        together = selects_together(reads)
+    apart = [read.run() for read in reads]
+    assert together == apart
+    assert together[0] == {alice.pk: "allow", bob.pk: "block"}
+    assert together[1][0][alice.pk] == Totals(3, 7) and together[1][1] == {bob.pk}
+    assert [m.id for m in together[2]] == [bob.pk]
+    assert len(statements) == 1

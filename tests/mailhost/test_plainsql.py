@@ -4,6 +4,8 @@ pre_save fills (auto_now_add) and sets the new primary keys."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from django.db import connection
 from django.db.models.signals import post_init
@@ -11,7 +13,7 @@ from django.utils import timezone
 
 from delivery.models import OutboundMessage, OutboundRecipient, RecipientStatus
 from mailboxes.models import Blob
-from mailhost.plainsql import Columns, Insert
+from mailhost.plainsql import Columns, Insert, Read, selects_together
 
 pytestmark = pytest.mark.django_db
 
@@ -199,3 +201,44 @@ def test_selects_together_answer_each_read_as_reads_together_does():
     if connection.vendor == "postgresql":  # SQLite's raw rows hold the datetime's text
         assert found[3] == blob.created_at and found[3].tzinfo is not None
     assert together[1:3] == [("skipped", []), []]
+
+
+def test_reads_of_different_widths_together_each_get_their_rows_in_order():
+    """Three reads of 1, 3 and 2 columns (one with no rows, one with several in its order)
+    answer together as alone; a read without its `columns` goes in a statement of its own."""
+    names = [f"inline:{n}" for n in "cab"]
+    for name in names:
+        Blob.objects.create(name=name, size=len(name), data=b"x")
+    table = connection.ops.quote_name(Blob._meta.db_table)
+    reads = [
+        Read(f"SELECT name FROM {table} WHERE size = %s", [99], list, columns=1),
+        Read(
+            f"SELECT name, size, %s FROM {table} WHERE name LIKE %s ORDER BY name DESC",
+            ["k", "inline:%"],
+            list,
+            columns=3,
+        ),
+        Read(None, [], lambda rows: "nothing asked"),
+        Read(f"SELECT size, name FROM {table} WHERE name = %s", ["inline:a"], list, columns=2),
+    ]
+    expected = [
+        [],
+        [("inline:c", 8, "k"), ("inline:b", 8, "k"), ("inline:a", 8, "k")],
+        "nothing asked",
+        [(8, "inline:a")],
+    ]
+    assert selects_together(reads) == [read.run() for read in reads] == expected
+    plain = [dataclasses.replace(read, columns=None) for read in reads]
+    assert selects_together(plain) == expected
+
+
+def test_selects_together_past_the_parameter_limit_answer_each_alone():
+    """Two reads whose parameters together pass the database's limit (999 on SQLite), each
+    within it: asked one after the other, each answered."""
+    count = (connection.features.max_query_params or 999) // 2 + 1
+    marks = ", ".join(["%s"] * count)
+    reads = [
+        Read(f"SELECT %s WHERE %s IN ({marks})", [n, n, *range(count)], list, columns=1)
+        for n in (1, 2)
+    ]
+    assert selects_together(reads) == [[(1,)], [(2,)]]
