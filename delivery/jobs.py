@@ -8,11 +8,12 @@ at once, or again after a crash, is safe.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from django.conf import settings
 from django.db import connections
@@ -32,51 +33,68 @@ def deliver_message(message_id: int) -> dict[str, int]:
 
 
 def deliver_messages(message_ids: Sequence[int]) -> dict[int, dict[str, int]]:
-    """Attempt the due recipients of several messages one after the other (an embedded
-    worker's backlog: delivery.worker), under ONE claim and with their results written
-    together (Results): two commits for the batch instead of two a message. Returns the
-    counts by resulting status of each message that had recipients due."""
+    """Attempt the due recipients of several messages one after the other, under ONE claim
+    and with their results written together (Results): two commits for the batch instead
+    of two a message (and one more for each message that may owe a DSN: its results are
+    written before the DSN is looked for). Returns the counts by resulting status of each
+    message that had recipients due. Runmail's delivery threads claim and record the same
+    way for all of a process's threads at once (delivery.worker.Claimer)."""
     queue.jobs_started(message_ids)
-    return deliver_batch(message_ids)[0]
-
-
-def deliver_batch(
-    message_ids: Sequence[int], *, previous: Results | None = None, carry: bool = False
-) -> tuple[dict[int, dict[str, int]], Results | None]:
-    """deliver_messages for a delivery thread that goes on to its next batch at once:
-    `previous` (the last batch's results, not yet written) is written in this batch's claim
-    transaction, and with `carry` this batch's results are handed back unwritten for the
-    next one (when no DSN can be owed: those are looked for once the results are written),
-    so a busy thread commits once a batch instead of twice. The caller writes what it got
-    back (flush) when no batch follows soon (delivery.worker.RESULTS_HOLD). Returns the counts, as deliver_messages,
-    and the results handed back (None: written). Whoever took the jobs has cleared their
-    pending marks (queue.jobs_started), so that a later enqueue is not skipped."""
-    _drop_broken_connections()
-    record = previous.write_rows if previous is not None and previous.outcomes else None
-    claims = services.recipients_claim_many(message_ids=message_ids, record=record)
-    if record is not None:
-        previous.written()  # committed with the claim
-    if not claims:
-        return {}, None
-    results = Results(claims[0].token)
     counts: dict[int, dict[str, int]] = {}
-    carried = False
+    kept = Results()
     try:
-        for claim in claims:
-            results.flush_if_old()
-            counts[claim.message.pk] = attempt(claim, results)
-        carried = carry and not any(_dsn_possible(c, counts[c.message.pk]) for c in claims)
+        for claim in claim_batch(message_ids):
+            kept.flush_if_old()
+            counts[claim.message.pk] = deliver_claim(claim, kept)
     finally:
-        if not carried:
-            results.flush()
-    if carried:
-        return counts, results
-    for claim in claims:
-        if _dsn_possible(claim, counts[claim.message.pk]) and services.dsn_owed(
-            recipient_ids=[r.id for r in claim.recipients]
-        ):
-            services.message_notify(message_id=claim.message.pk)
-    return counts, None
+        kept.flush()
+    return counts
+
+
+def claim_batch(
+    message_ids: Sequence[int],
+    previous: Results | None = None,
+    more: Callable[[], list[int]] | None = None,
+) -> list[Claim]:
+    """Claim these messages' due recipients (services.recipients_claim_many), writing what
+    `previous` holds in the same transaction (kept there when the transaction fails; on
+    SQLite what it holds once the writer locks are, with `more`'s further jobs: the
+    group committer's transaction, which may run a piece again, hence held in full here)."""
+    _drop_broken_connections()
+    since = previous.since if previous is not None else 0.0
+    held: Held = {}
+
+    def record() -> None:
+        _merge(held, previous.take())
+        _write_rows(held)
+
+    try:
+        return services.recipients_claim_many(
+            message_ids=message_ids,
+            record=record if previous is not None else None,
+            more=more,
+        )
+    except BaseException:
+        if held:
+            previous.restore(held, since)
+        raise
+
+
+def deliver_claim(claim: Claim, kept: Results | None = None) -> dict[str, int]:
+    """Attempt one claimed message and record its results: added to `kept` for a later
+    write when it is given and no DSN can be owed, else written now (then a DSN owed is
+    sent). `kept` may be shared by threads (delivery.worker.Claimer)."""
+    own = Results()
+    counts = attempt(claim, own)
+    if kept is not None and not _dsn_possible(claim, counts):
+        kept.merge(own)
+        return counts
+    own.flush()
+    if _dsn_possible(claim, counts) and services.dsn_owed(
+        recipient_ids=[r.id for r in claim.recipients]
+    ):
+        services.message_notify(message_id=claim.message.pk)
+    return counts
 
 
 # The results of a batch are written together, but none waits longer than this once known
@@ -84,51 +102,91 @@ def deliver_batch(
 # result not yet written when the process dies means that recipient gets the message again.
 RECORD_WITHIN = 1.0
 
+# What Results holds: by claim token, the outcomes by recipient id and the claimed rows.
+Held = dict[str, tuple[dict[int, Outcome], dict[int, OutboundRecipient]]]
+
 
 class Results:
-    """Outcomes of one claim's attempts, kept until they are written in one transaction
-    (services.recipients_record). Kept when writing fails: written again with what follows,
-    or lost with the process (the lease runs out and the recipients are due again)."""
+    """Outcomes of attempts, kept until they are written in one transaction
+    (services.recipients_record_rows, a claim's token at a time), of one claim or of
+    several (a process's delivery threads share one: delivery.worker.Claimer; hence the
+    lock). Kept when writing fails: written again with what follows, or lost with the
+    process (the leases run out and the recipients are due again)."""
 
-    def __init__(self, token: str) -> None:
-        self.token = token
-        self.outcomes: dict[int, Outcome] = {}
-        self.claimed: dict[int, OutboundRecipient] = {}
-        self.since = 0.0
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._held: Held = {}
+        self.since = 0.0  # when the oldest outcome held came
 
-    def add(self, outcomes: dict[int, Outcome], claimed: Sequence[OutboundRecipient]) -> None:
-        if not self.outcomes:
-            self.since = time.monotonic()
-        self.outcomes.update(outcomes)
-        self.claimed.update((r.id, r) for r in claimed if r.id in outcomes)
+    def add(
+        self, token: str, outcomes: dict[int, Outcome], claimed: Sequence[OutboundRecipient]
+    ) -> None:
+        with self._lock:
+            if not self._held:
+                self.since = time.monotonic()
+            mine, rows = self._held.setdefault(token, ({}, {}))
+            mine.update(outcomes)
+            rows.update((r.id, r) for r in claimed if r.id in outcomes)
         self.flush_if_old()
 
+    def merge(self, other: Results) -> None:
+        """Take over what `other` holds (written with these)."""
+        held = other.take()
+        if held:
+            self.restore(held, other.since)
+        self.flush_if_old()
+
+    def take(self) -> Held:
+        """What is held, no longer held here (restore() it when its write fails)."""
+        with self._lock:
+            held, self._held = self._held, {}
+        return held
+
+    def restore(self, held: Held, since: float | None = None) -> None:
+        with self._lock:
+            if not self._held:
+                self.since = time.monotonic() if since is None else since
+            elif since is not None:
+                self.since = min(self.since, since)
+            _merge(self._held, held)
+
+    def pending(self) -> bool:
+        return bool(self._held)
+
     def flush_if_old(self) -> None:
-        if self.outcomes and time.monotonic() - self.since >= RECORD_WITHIN:
+        if self._held and time.monotonic() - self.since >= RECORD_WITHIN:
             self.flush()
 
     def seconds_left(self) -> float:
         """How much longer these results may wait to be written (RECORD_WITHIN)."""
-        if not self.outcomes:
+        if not self._held:
             return 0.0
         return max(0.0, RECORD_WITHIN - (time.monotonic() - self.since))
 
     def flush(self) -> None:
-        if not self.outcomes:
+        since = self.since
+        held = self.take()
+        if not held:
             return
-        services.recipients_record(
-            token=self.token, outcomes=self.outcomes, claimed=list(self.claimed.values())
-        )
-        self.written()
+        try:
+            services.recipients_results_write(functools.partial(_write_rows, held))
+        except BaseException:
+            self.restore(held, since)
+            raise
 
-    def write_rows(self) -> None:
-        """The outcomes' rows in the caller's transaction; written() once it commits."""
-        services.recipients_record_rows(
-            token=self.token, outcomes=self.outcomes, claimed=list(self.claimed.values())
-        )
 
-    def written(self) -> None:
-        self.outcomes, self.claimed = {}, {}
+def _merge(into: Held, held: Held) -> None:
+    for token, (outcomes, rows) in held.items():
+        mine, my_rows = into.setdefault(token, ({}, {}))
+        mine.update(outcomes)
+        my_rows.update(rows)
+
+
+def _write_rows(held: Held) -> None:
+    """The outcomes' rows in the caller's transaction (services.recipients_record's, or a
+    claim's: services.recipients_claim_many's `record`)."""
+    for token, (outcomes, rows) in held.items():
+        services.recipients_record_rows(token=token, outcomes=outcomes, claimed=list(rows.values()))
 
 
 def _dsn_possible(claim: Claim, counts: dict[str, int]) -> bool:
@@ -164,7 +222,7 @@ def attempt(claim: Claim, results: Results | None = None) -> dict[str, int]:
     """Attempt the claim's recipients; their outcomes go to `results` (written at once
     without one)."""
     counts: dict[str, int] = defaultdict(int)
-    mine = results or Results(claim.token)
+    mine = results if results is not None else Results()
     # Whether each domain is ours, from memory while fresh (the answer submission's RCPT
     # gave for the same recipients): a statement of its own in every job before, the only one
     # outside the claim and the results. A domain added or removed in this process is seen
@@ -182,7 +240,7 @@ def attempt(claim: Claim, results: Results | None = None) -> dict[str, int]:
             raw = blob_read(claim.message.blob)
             for group in _destinations(remote):
                 outcomes = _deliver_remote(claim, group, raw)
-                mine.add(outcomes, claim.recipients)
+                mine.add(claim.token, outcomes, claim.recipients)
                 done.update(outcomes)
                 for outcome in outcomes.values():
                     counts[outcome.status] += 1
@@ -197,7 +255,7 @@ def attempt(claim: Claim, results: Results | None = None) -> dict[str, int]:
             if r.id not in done
         }
         if rest:
-            mine.add(rest, ())
+            mine.add(claim.token, rest, ())
         if results is None:
             mine.flush()
     return dict(counts)
@@ -349,10 +407,8 @@ def _is_loopback(address: str) -> bool:
 def claim_keeper(claim: Claim):
     """A callback that renews the claim's lease once half of it has run out (a renewal is a
     database commit: not worth doing before every connection of a quick delivery)."""
-    import time
-
     half = settings.MAILHOST_DELIVERY_LEASE / 2
-    renewed = [time.monotonic()]
+    renewed = [claim.claimed_at]
 
     def keep() -> None:
         if time.monotonic() - renewed[0] >= half:

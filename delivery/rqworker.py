@@ -57,9 +57,9 @@ class MailhostWorker(SimpleWorker):
 
 
 class JobTaker:
-    """Delivery jobs out of RQ's queue for runmail's delivery threads (delivery.worker): the
-    thread takes a share of the backlog at a time, as from the embedded queue, and claims
-    and records those messages together (delivery.jobs.deliver_batch).
+    """Delivery jobs out of RQ's queue for runmail's delivery threads (delivery.worker): their
+    claimer takes what is queued, as from the embedded queue, and claims those messages
+    together (delivery.worker.Claimer).
 
     The jobs are ordinary RQ jobs (what `manage.py rqworker` runs too), but the threads do
     not run them through RQ's worker: that was about 65 Redis commands a job (its status,

@@ -12,8 +12,9 @@ import contextlib
 import logging
 import re
 import secrets
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -33,6 +34,7 @@ from delivery.models import (
     TlsReportPolicy,
 )
 from delivery.reports import DmarcAggregate, TlsAggregate
+from mailboxes.groupcommit import shared_where_writers_take_turns
 from mailboxes.models import Blob, Domain, Mailbox
 from mailboxes.outcomes import Outcome as Filed
 from mailboxes.transactions import unsynced_atomic
@@ -173,6 +175,9 @@ class Claim:
     token: str
     message: OutboundMessage
     recipients: list[OutboundRecipient]
+    # time.monotonic() when the lease was taken: a claim may wait for a thread
+    # (delivery.worker.Claimer), and the lease runs from the claim (jobs.claim_keeper).
+    claimed_at: float = field(default_factory=time.monotonic)
 
 
 def recipients_claim(*, message_id: int, now: datetime | None = None) -> Claim | None:
@@ -186,6 +191,7 @@ def recipients_claim_many(
     message_ids: Sequence[int],
     now: datetime | None = None,
     record: Callable[[], object] | None = None,
+    more: Callable[[], Iterable[int]] | None = None,
 ) -> list[Claim]:
     """Lease the due recipients of these messages and count the attempt, before any
     connection: one Claim a message that had any, all under one token, in ONE transaction
@@ -199,23 +205,29 @@ def recipients_claim_many(
     planned every time, a delivered message's claim and results cost its backend 0.9-1.3 ms
     of CPU; prepared, 0.55-0.6 ms).
 
-    `record`, when given, runs first in the same transaction: a delivery thread's previous
-    results (recipients_record_rows), written without a commit of their own.
+    `record`, when given, runs first in the same transaction: results kept unwritten
+    (recipients_record_rows), written without a commit of their own. On SQLite the writes
+    are a piece of the group committer's transaction (mailboxes.groupcommit), shared with
+    what the process's other threads write meanwhile (submission's spool, other claims):
+    a delivered message then costs no turn of the writer lock of its own; `more` (SQLite
+    only) gives the ids of further messages, asked once the writer locks are held, so that
+    the jobs that came while the claim waited for them join it. `record` and `more` may be
+    called more than once (the committer runs a piece again when its batch fails): each
+    call's writes and ids are those of every call so far.
     """
-    now = now or timezone.now()
     token = secrets.token_hex(16)
-    lease = now + timedelta(seconds=settings.MAILHOST_DELIVERY_LEASE)
     ids = sorted(set(message_ids))
-    update, select = _claim_sql(len(ids))
     db = connections[DEFAULT_DB_ALIAS]  # once, not a proxy hop a read
     adapt = db.ops.adapt_datetimefield_value
+    if db.vendor == "sqlite":
+        return _claim_shared(ids, token, now, adapt, record, more)
+    now = now or timezone.now()
+    lease = now + timedelta(seconds=settings.MAILHOST_DELIVERY_LEASE)
+    update, select = _claim_sql(len(ids))
     # Not synced before returning (mailboxes/transactions.py): a claim lost with the power
     # only makes the recipients due again, as an expired lease would.
     # On PostgreSQL the SELECT of what the UPDATE took is sent with it, in its transaction:
-    # one round trip for both (statements_together). On SQLite, where a statement is no
-    # round trip, it runs after the COMMIT, and only when something was taken: the writer
-    # lock is not held for it.
-    together = db.vendor == "postgresql"
+    # one round trip for both (statements_together).
     with (
         unsynced_atomic(statements_together=True),
         db.prepared_cursor() as cursor,
@@ -230,16 +242,54 @@ def recipients_claim_many(
                 update,
                 [token, adapt(lease), adapt(now), *ids, *_PENDING_TEXT, adapt(now), adapt(now)],
             )
-            if together:
-                taken.execute(select, [*ids, token])
+            taken.execute(select, [*ids, token])
         claimed = cursor.rowcount
-        rows = taken.fetchall() if together else None
+        rows = taken.fetchall()
     if not claimed:
         return []
-    if rows is None:
-        with db.cursor() as cursor:
-            cursor.execute(select, [*ids, token])
-            rows = cursor.fetchall()
+    return _claims(token, rows)
+
+
+def _claim_shared(
+    ids: list[int],
+    token: str,
+    given_now: datetime | None,
+    adapt: Callable[[datetime], object],
+    record: Callable[[], object] | None,
+    more: Callable[[], Iterable[int]] | None,
+) -> list[Claim]:
+    """recipients_claim_many on SQLite: its writes in the group committer's transaction
+    (unsynced: a claim lost with the power only makes the recipients due again, as an
+    expired lease would; the batch is synced when a piece of it is), then, when something
+    was taken, the SELECT of it after the COMMIT: the writer lock is not held for it. The
+    claim's time is read after `more`: a message spooled while the claim waited for the
+    writer locks is due by then (its job comes after its spool's commit)."""
+
+    def write() -> int:  # on whichever thread leads the batch: its connection
+        if more is not None:
+            ids[:] = sorted({*ids, *more()})
+        if record is not None:
+            record()
+        now = given_now or timezone.now()
+        lease = adapt(now + timedelta(seconds=settings.MAILHOST_DELIVERY_LEASE))
+        update, _ = _claim_sql(len(ids))
+        with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
+            cursor.execute(
+                update, [token, lease, adapt(now), *ids, *_PENDING_TEXT, adapt(now), adapt(now)]
+            )
+            return cursor.rowcount
+
+    if not shared_where_writers_take_turns(write, synced=False):
+        return []
+    _, select = _claim_sql(len(ids))
+    with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
+        cursor.execute(select, [*ids, token])
+        rows = cursor.fetchall()
+    return _claims(token, rows)
+
+
+def _claims(token: str, rows: list[tuple]) -> list[Claim]:
+    """The claimed rows (recipient, message, blob), as one Claim a message."""
     recipient, message, blob = _CLAIMED
     claims: list[Claim] = []
     for row in rows:
@@ -333,6 +383,18 @@ def recipients_record(
     # fsync per message off the delivery threads, which on SQLite wait for each other's.
     with unsynced_atomic(statements_together=True):
         return recipients_record_rows(token=token, outcomes=outcomes, now=now, claimed=claimed)
+
+
+def recipients_results_write(write: Callable[[], object]) -> None:
+    """Run `write` (recipients_record_rows of kept results: delivery.jobs.Results) in a
+    transaction not synced (see recipients_record): on SQLite a piece of the group
+    committer's (mailboxes.groupcommit), shared with what the process's other threads write
+    meanwhile, which may run it again; elsewhere one of its own."""
+    if connections[DEFAULT_DB_ALIAS].vendor == "sqlite":
+        shared_where_writers_take_turns(write, synced=False)
+        return
+    with unsynced_atomic(statements_together=True):
+        write()
 
 
 def recipients_record_rows(

@@ -2,12 +2,11 @@
 
 Under `runmail` (the "worker" listener family, `start()` below):
 - without REDIS_URL, MAILHOST_DELIVERY_THREADS threads run delivery jobs from the in-process
-  queue; a thread that finds a backlog takes its share of it (batch_size) and claims and
-  records those messages together (delivery.jobs.deliver_messages);
-- with REDIS_URL, the same number of threads take the same shares from RQ's "default" queue
-  (delivery.rqworker.JobTaker: the jobs' function called with their ids, without RQ's
-  per-job bookkeeping), so a batch is claimed and recorded together as well (0 threads
-  leaves the jobs to `manage.py rqworker` processes).
+  queue: one of them at a time (Claimer) takes what is queued (batch_size) and claims it in
+  one transaction for all of them, with the results they have kept since the last claim;
+- with REDIS_URL, the same from RQ's "default" queue (delivery.rqworker.JobTaker: the jobs'
+  function called with their ids, without RQ's per-job bookkeeping; 0 threads leaves the
+  jobs to `manage.py rqworker` processes).
 With MAILHOST_PROCESSES above 1, every worker process runs its MAILHOST_DELIVERY_THREADS
 threads (without REDIS_URL on its share of the messages, id modulo the workers:
 delivery/queue.py), and worker 0 the sweeper and the indexer for all of them.
@@ -26,6 +25,8 @@ tree's memory).
 from __future__ import annotations
 
 import asyncio
+import collections
+import functools
 import logging
 import os
 import threading
@@ -36,6 +37,7 @@ from django.conf import settings
 from django.db import close_old_connections, connections
 
 from delivery import housekeeping, queue
+from delivery.jobs import Results, claim_batch, deliver_claim
 from delivery.leader import Leadership
 from delivery.outreports import tlsrpt
 from mailboxes import fulltext
@@ -43,7 +45,7 @@ from mailhost import fanout
 from mailhost.listeners import Listener
 
 if TYPE_CHECKING:
-    from delivery.jobs import Results
+    from delivery.services import Claim
 
 logger = logging.getLogger(__name__)
 
@@ -100,100 +102,187 @@ class Sweeper(threading.Thread):
         self.stopping.set()
 
 
-# How long a delivery thread that has run out of work keeps its last results unwritten, so
-# that its next claim carries them (delivery.jobs.deliver_batch): the write transactions of a
-# delivered message go from two (its claim, its results) to one while jobs keep coming, even
-# to threads that each take one message at a time. On SQLite every write transaction of every
-# process queues on the one writer lock (mailhost/sqlite3), which submission's spool commits
-# need too. Never longer than delivery.jobs.RECORD_WITHIN after the first outcome.
+# How long the results of a process's delivery threads wait unwritten for the next claim
+# (delivery.worker.Claimer), which carries them: while jobs keep coming a delivered message
+# costs one write transaction (its share of a claim), not two (its claim and its results).
+# On SQLite every write transaction of every process queues on the one writer lock
+# (mailhost/sqlite3), which submission's spool commits need too. Never longer than
+# delivery.jobs.RECORD_WITHIN after the first outcome. It is also the claimer's longest
+# wait for a job: a stop is seen within it.
 RESULTS_HOLD = 0.5
 
-# The most messages an embedded worker thread takes at once from its backlog (one claim and
-# one write of the results for all of them: delivery.jobs.deliver_messages).
+# The most messages a claim takes for each delivery thread free to attempt them (one claim
+# and one write of the results for all of them).
 BATCH_MAX = 8
 
 
-def batch_size(backlog: int, threads: int) -> int:
-    """How many more ids a thread takes besides the one it got: its share of the backlog
-    beyond one each, so that every thread still gets work while there is a message for it,
-    and a batch only when there are more messages queued than threads."""
-    return max(0, min(BATCH_MAX - 1, backlog // max(threads, 1)))
+def claim_limit(idle: int) -> int:
+    """The most messages a claim takes: BATCH_MAX for each of the process's `idle` threads
+    (those not attempting a claim), so that a process does not hold messages its threads
+    will not get to soon (with REDIS_URL other processes take from the same queue)."""
+    return BATCH_MAX * max(idle, 1)
 
 
-def _delivery_thread(stop: threading.Event, threads: int = 1) -> None:
-    """A delivery thread of runmail (or runworker): takes its share of the queued messages
-    (batch_size; from the embedded queue, or with REDIS_URL from RQ's queue through
-    delivery.rqworker.JobTaker) and claims, attempts and records them together."""
-    from delivery.jobs import deliver_batch
+def batch_size(backlog: int, idle: int) -> int:
+    """How many more ids the claimer takes besides the one it got: what is queued, up to
+    claim_limit."""
+    return max(0, min(claim_limit(idle) - 1, backlog))
 
-    source = _RQSource(threads) if settings.REDIS_URL else _EmbeddedSource(threads)
-    # The last batch's results, written with the next claim (one commit a batch instead of
-    # two) when a next batch comes within RESULTS_HOLD (and RECORD_WITHIN of the first
-    # outcome), else once that wait is over.
-    pending = None
+
+class Claimer:
+    """The delivery threads of one process, fed by one claim at a time (issue 20).
+
+    Each thread used to take its own share of the queue and claim it in a write
+    transaction of its own, and to write its own results: with more threads the shares
+    were smaller (one message each) and the transactions more, each a turn of SQLite's
+    writer lock that submission's spool commits wait behind. Here one thread at a time,
+    the claimer, waits for jobs (from the embedded queue or, with REDIS_URL, RQ's), takes
+    what is queued (batch_size) and claims it in one transaction that also writes the
+    results every thread has kept since the last claim (`results`, shared; those that may
+    owe a DSN are written at once by their thread: delivery.jobs.deliver_claim); the
+    claimed messages go to the threads one each, the claimer's first. A thread done with
+    its message takes the next claimed one, or becomes the claimer when there is none and
+    no other thread is claiming, or waits. The results wait RESULTS_HOLD at most for a
+    claim: then the waiting claimer writes them. On SQLite the claim (and a write of
+    results alone) is a piece of the group committer's transaction, shared with the
+    process's submissions meanwhile, and takes the jobs that came while it waited for the
+    writer locks (delivery.services.recipients_claim_many)."""
+
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+        self.source: _RQSource | _EmbeddedSource | None = None
+        self.results = Results()
+        self.ready: collections.deque[Claim] = collections.deque()
+        self.changed = threading.Condition()
+        self.claiming = False
+        self.busy = 0  # threads attempting a claim
+
+    def next(self, stop: threading.Event) -> Claim | None:
+        """The next claimed message for this thread; None once `stop` is set and no claimed
+        message is left (those are attempted first: their leases are held)."""
+        while True:
+            with self.changed:
+                while True:
+                    if self.ready:
+                        self.busy += 1
+                        return self.ready.popleft()
+                    if stop.is_set():
+                        return None
+                    if not self.claiming:
+                        self.claiming = True
+                        break
+                    # Woken for a claimed message, to claim next, or to stop (wake):
+                    # the timeout is only a safety net, not a poll.
+                    self.changed.wait(5.0)
+            claims: list[Claim] = []
+            try:
+                claims = self._claim(stop)
+            finally:
+                with self.changed:
+                    self.claiming = False
+                    self.ready.extend(claims)
+                    # A thread for each message but the claimer's, and one to claim next.
+                    self.changed.notify(len(claims))
+
+    def done(self) -> None:
+        """A thread has attempted its claim."""
+        with self.changed:
+            self.busy -= 1
+
+    def _claim(self, stop: threading.Event) -> list[Claim]:
+        if self.source is None:
+            self.source = _RQSource() if settings.REDIS_URL else _EmbeddedSource()
+        # A second when nothing is held nor can come (a stop is seen within it), else no
+        # longer than the results may wait; never nothing: a write that fails is not a spin.
+        wait = 1.0
+        if self.results.pending():
+            wait = max(0.05, min(RESULTS_HOLD, self.results.seconds_left()))
+        elif self.busy:
+            wait = RESULTS_HOLD
+        began = time.monotonic()
+        try:
+            message_ids = self.source.next_batch(wait, self.threads - self.busy)
+        except Exception:  # Redis unreachable: the sweeper re-enqueues once it is back
+            logger.exception("could not take delivery jobs; trying again in 5s")
+            self.flush()
+            stop.wait(5)
+            return []
+        if not message_ids or stop.is_set():
+            self.flush()
+            # The rest of the wait when the source did not wait (RQ on a Redis before 6, whose
+            # BLPOP takes whole seconds: delivery.rqworker.JobTaker.pop).
+            stop.wait(max(0.0, wait - (time.monotonic() - began)))
+            return []
+        more = None
+        if isinstance(self.source, _EmbeddedSource):  # RQ's: a round trip under the lock
+            limit = claim_limit(self.threads - self.busy) - len(message_ids)
+            more = functools.partial(self.source.more, limit)
+        try:
+            return claim_batch(message_ids, self.results, more)
+        except Exception:
+            logger.exception("delivery claim of messages %s failed", message_ids)
+            return []
+
+    def flush(self) -> None:
+        """Write the results kept (kept still when that fails: tried again with the next
+        claim, or lost with the process: the leases run out and the recipients are due
+        again, as after a crash)."""
+        try:
+            self.results.flush()
+        except Exception:
+            logger.exception("delivery results could not be written")
+
+    def wake(self) -> None:
+        with self.changed:
+            self.changed.notify_all()
+
+
+def _delivery_thread(stop: threading.Event, claimer: Claimer) -> None:
+    """A delivery thread of runmail (or runworker): attempts the messages its process's
+    Claimer claimed, one at a time, its results kept for the next claim."""
     try:
-        while not stop.is_set():
-            wait = 1.0 if pending is None else min(RESULTS_HOLD, pending.seconds_left())
+        while (claim := claimer.next(stop)) is not None:
             try:
-                message_ids = source.next_batch(timeout=wait)
-            except Exception:  # Redis unreachable: the sweeper re-enqueues once it is back
-                logger.exception("could not take delivery jobs; trying again in 5s")
-                stop.wait(5)
-                continue
-            if not message_ids or stop.is_set():
-                pending = _written(pending)
-                continue
-            try:
-                _, pending = deliver_batch(message_ids, previous=pending, carry=True)
+                deliver_claim(claim, claimer.results)
             except Exception:
-                logger.exception("delivery job for messages %s failed", message_ids)
+                logger.exception("delivery of message %s failed", claim.message.pk)
+            finally:
+                claimer.done()
     finally:
-        _written(pending)
+        claimer.flush()
         connections.close_all()
 
 
 class _EmbeddedSource:
-    def __init__(self, threads: int) -> None:
-        self.threads = threads
-
-    def next_batch(self, timeout: float) -> list[int]:
+    def next_batch(self, timeout: float, idle: int) -> list[int]:
         message_id = queue.embedded.get(timeout=timeout)
         if message_id is None:
             return []  # none came, or a stop request
-        more = batch_size(queue.embedded.backlog(), self.threads)
+        more = batch_size(queue.embedded.backlog(), idle)
         message_ids = [message_id, *queue.embedded.take(more)] if more else [message_id]
+        queue.jobs_started(message_ids)
+        return message_ids
+
+    def more(self, limit: int) -> list[int]:
+        """Up to `limit` more ids queued now."""
+        message_ids = queue.embedded.take(limit) if limit > 0 else []
         queue.jobs_started(message_ids)
         return message_ids
 
 
 class _RQSource:
-    def __init__(self, threads: int) -> None:
+    def __init__(self) -> None:
         from delivery.rqworker import JobTaker  # RQ and Redis only with REDIS_URL
 
         self.taker = JobTaker(queue.rq_queue())
-        self.threads = threads
 
-    def next_batch(self, timeout: float) -> list[int]:
+    def next_batch(self, timeout: float, idle: int) -> list[int]:
         # A second at most: nothing wakes a thread waiting in BLPOP when the service stops.
         first, backlog = self.taker.pop(min(timeout, 1.0))
         if first is None:
             return []
-        more = batch_size(backlog, self.threads)
+        more = batch_size(backlog, idle)
         return self.taker.message_ids([first, *self.taker.pop_more(more)] if more else [first])
-
-
-def _written(pending: Results | None) -> Results | None:
-    """None once `pending` is written; kept when writing failed
-    (tried again with the next batch, or lost with the process: the lease runs out and the
-    recipients are due again, as after a crash)."""
-    if pending is None:
-        return None
-    try:
-        pending.flush()
-    except Exception:
-        logger.exception("delivery results could not be written")
-        return pending
-    return None
 
 
 def _handed(fd: int) -> None:
@@ -229,6 +318,7 @@ class DeliveryService:
         # Without the sweeper and the indexer (another worker process runs them).
         self.background = [] if threads_only else [self.sweeper, self.indexer]
         self.threads: list[threading.Thread] = []
+        self.claimer = Claimer(self.count)
 
     def start(self) -> None:
         for thread in self.background:
@@ -243,7 +333,7 @@ class DeliveryService:
         for index in range(self.count):
             thread = threading.Thread(
                 target=_delivery_thread,
-                args=(self.stop_event, self.count),
+                args=(self.stop_event, self.claimer),
                 name=f"delivery-{index}",
                 daemon=True,
             )
@@ -258,7 +348,8 @@ class DeliveryService:
         self.sweeper.stop()
         self.indexer.stop()
         if not settings.REDIS_URL:
-            queue.embedded.wake(len(self.threads))
+            queue.embedded.wake(1)  # the claimer's wait; the others wait on the claimer
+        self.claimer.wake()
 
     def join(self, timeout: float = 30) -> None:
         from delivery.client import connection_cache

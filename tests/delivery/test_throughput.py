@@ -161,22 +161,118 @@ def _worker_thread_commits(monkeypatch) -> list[str]:  # noqa: ANN001
     return commits
 
 
-def test_a_batch_is_a_share_of_the_backlog_beyond_one_message_a_thread():
+def test_a_claim_takes_the_backlog_up_to_a_batch_for_each_idle_thread():
     from delivery.worker import BATCH_MAX, batch_size
 
     assert batch_size(0, 1) == 0  # nothing else queued
     assert batch_size(3, 1) == 3
     assert batch_size(100, 1) == BATCH_MAX - 1
-    assert batch_size(15, 16) == 0  # 16 messages, 16 threads: one each
-    assert batch_size(40, 4) == BATCH_MAX - 1
-    assert batch_size(12, 4) == 3
+    assert batch_size(15, 16) == 15  # 16 messages, 16 threads: one claim, one each
+    assert batch_size(100, 4) == 4 * BATCH_MAX - 1
+    assert batch_size(100, 0) == BATCH_MAX - 1  # the claimer itself
+
+
+def _service_commits(monkeypatch, threads: int, peer, messages: int):  # noqa: ANN001, ANN202
+    """Run `threads` embedded delivery threads until the peer has `messages` messages, then
+    stop them; the commits they made."""
+    from delivery.worker import DeliveryService
+
+    commits = _delivery_thread_commits(monkeypatch)
+    service = DeliveryService(threads=threads, threads_only=True)
+    service.start()
+    try:
+        _wait_for(lambda: len(peer.received) >= messages, "the backlog was not delivered")
+    finally:
+        service.close()
+        service.join()
+    return commits
+
+
+def _slow_peer_and_backlog(make_mailbox, dns_server, peers, *, seconds, messages):  # noqa: ANN001, ANN202
+    """A peer that takes `seconds` to answer each DATA, and `messages` spooled to it."""
+    make_mailbox("alice@example.org")
+    dns_server.add("remote.test", "MX", "10 mx1.remote.test.")
+    dns_server.add("mx1.remote.test", "A", "127.0.0.2")
+    peer = peers.start("127.0.0.2")
+    peer.on_data = lambda: time.sleep(seconds)
+    for _ in range(messages):
+        spool(["bob@remote.test"])
+    return peer
+
+
+def test_a_process_s_threads_share_one_claim_and_one_write_of_their_results(
+    make_mailbox, dns_server, peers, monkeypatch
+):
+    """Four delivery threads and twelve messages queued: the process's claimer takes them all
+    in one claim (delivery.worker.Claimer), the threads attempt them side by side (each
+    session slow, so they overlap: a connection each), and the results of all the threads
+    are written in one more transaction: 2 commits, where threads claiming their own shares
+    and writing their own results made 8 or more (a claim and a write each, at least)."""
+    from delivery import client, jobs, worker
+
+    peer = _slow_peer_and_backlog(make_mailbox, dns_server, peers, seconds=0.05, messages=12)
+    assert _queued() == 12
+    monkeypatch.setattr(jobs, "RECORD_WITHIN", 600.0)
+    monkeypatch.setattr(worker, "RESULTS_HOLD", 600.0)
+    opened = client.connection_cache.opened
+    commits = _service_commits(monkeypatch, 4, peer, 12)
+    assert len(peer.received) == 12
+    assert client.connection_cache.opened - opened >= 2  # threads attempted side by side
+    assert set(OutboundRecipient.objects.values_list("status", flat=True)) == {"delivered"}
+    assert set(OutboundRecipient.objects.values_list("attempts", flat=True)) == {1}
+    assert len(commits) == 2
+
+
+def test_stopping_threads_attempt_the_messages_already_claimed(
+    make_mailbox, dns_server, peers, monkeypatch
+):
+    """Messages claimed for a process's threads hold leases: a stop that comes while the one
+    thread attempts the first still attempts and records the rest before the thread ends,
+    rather than leaving them leased (due again only when the leases run out)."""
+    from delivery.worker import DeliveryService
+
+    peer = _slow_peer_and_backlog(make_mailbox, dns_server, peers, seconds=0.3, messages=3)
+    service = DeliveryService(threads=1, threads_only=True)
+    service.start()
+    try:
+        _wait_for(lambda: peer.data_seen >= 1, "the first message was not sent")
+    finally:
+        service.close()
+        service.join()
+    assert len(peer.received) == 3
+    assert set(OutboundRecipient.objects.values_list("status", flat=True)) == {"delivered"}
+    assert not OutboundRecipient.objects.exclude(lease_token="").exists()
+
+
+def test_a_claim_s_lease_is_renewed_by_its_age_not_by_when_its_attempt_began(
+    make_mailbox, monkeypatch
+):
+    """A claimed message may wait for a thread (delivery.worker.Claimer): its first
+    connection renews the lease once half of it has passed since the claim
+    (jobs.claim_keeper), however recently the attempt itself began."""
+    import dataclasses
+
+    from delivery import jobs, services
+
+    message = spool(["bob@remote.test"])
+    claim = services.recipients_claim(message_id=message.pk)
+    assert claim is not None
+    leased = OutboundRecipient.objects.get().lease_until
+    fresh = jobs.claim_keeper(claim)
+    fresh()  # claimed just now: nothing to renew
+    assert OutboundRecipient.objects.get().lease_until == leased
+    aged = dataclasses.replace(
+        claim, claimed_at=claim.claimed_at - settings.MAILHOST_DELIVERY_LEASE / 2 - 1
+    )
+    jobs.claim_keeper(aged)()
+    assert OutboundRecipient.objects.get().lease_until > leased
 
 
 def test_a_busy_worker_thread_writes_its_results_with_its_next_claim(
     make_mailbox, dns_server, peers, monkeypatch
 ):
     """A delivery thread whose next message is already queued writes the last one's results
-    in the next claim's transaction (delivery.jobs.deliver_batch): six messages taken one at
+    in the next claim's transaction (delivery.worker.Claimer): six messages taken one at
     a time cost six claims and one last write, 7 commits instead of 12, and each recipient is
     delivered once and recorded as delivered."""
     from delivery import jobs, worker
@@ -189,7 +285,8 @@ def test_a_busy_worker_thread_writes_its_results_with_its_next_claim(
         spool(["bob@remote.test"])
     assert _queued() == 6
     monkeypatch.setattr(jobs, "RECORD_WITHIN", 600.0, raising=False)
-    monkeypatch.setattr(worker, "batch_size", lambda backlog, threads: 0)  # one at a time
+    monkeypatch.setattr(worker, "claim_limit", lambda idle: 1)  # one at a time
+    monkeypatch.setattr(worker, "batch_size", lambda backlog, idle: 0)
     commits = _worker_thread_commits(monkeypatch)
     assert len(peer.received) == 6
     assert set(OutboundRecipient.objects.values_list("attempts", flat=True)) == {1}
@@ -249,3 +346,50 @@ def test_an_idle_worker_thread_keeps_its_results_for_its_next_claim(
     assert set(OutboundRecipient.objects.values_list("status", flat=True)) == {"delivered"}
     assert set(OutboundRecipient.objects.values_list("attempts", flat=True)) == {1}
     assert len(commits) == 3
+
+
+def test_on_sqlite_a_claim_takes_the_jobs_that_came_while_it_waited_for_the_writer_lock():
+    """On SQLite a claim's writes are a piece of the group committer's transaction
+    (services.recipients_claim_many), and the claimer's further jobs (`more`) are asked for
+    once the writer locks are held: while another process's transaction held them, the
+    claim waited, and a message spooled meanwhile (after the claim began: its time is read
+    once the locks are held, else the message is not due yet and its job is lost) joins it
+    instead of making the next; the kept results (`record`) go in the same transaction."""
+    import threading
+
+    from django.db import connection, connections, transaction
+
+    from delivery import services
+
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite's writers take turns; PostgreSQL's do not")
+    first = spool(["bob@remote.test"])
+    holding, leaving = threading.Event(), threading.Event()
+    later = []
+
+    def other_writer() -> None:  # a connection of its own: another process's, to the locks
+        try:
+            with transaction.atomic():
+                OutboundRecipient.objects.filter(message=first).update(retry_forced=False)
+                holding.set()
+                time.sleep(0.2)  # the claim has begun, and waits for the locks
+                later.append(spool(["carol@remote.test"]).pk)
+                time.sleep(0.1)
+                leaving.set()  # the COMMIT comes next: the claim cannot have the locks before
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=other_writer)
+    thread.start()
+    assert holding.wait(10)
+    asked, recorded = [], []
+    claims = services.recipients_claim_many(
+        message_ids=[first.pk],
+        more=lambda: asked.append(leaving.is_set()) or later,
+        record=lambda: recorded.append(leaving.is_set()),
+    )
+    thread.join()
+    assert asked == [True]
+    assert recorded == [True]
+    assert sorted(c.message.pk for c in claims) == sorted([first.pk, *later])
+    assert set(OutboundRecipient.objects.values_list("attempts", flat=True)) == {1}
