@@ -2082,6 +2082,8 @@ def _blob_rows_and_locks(
     rows = [(name, raw, raw if Blob.name_is_inline(name) else None) for name, raw in blobs]
     per_statement = max(1, (db.features.max_query_params or 999) // 4)
     chunks = [rows[start : start + per_statement] for start in range(0, len(rows), per_statement)]
+    if mailbox_ids and not lock and len(chunks) == 1 and db.vendor == "postgresql":
+        return _blob_rows_and_read(db, table, now, rows, mailbox_ids)
     with contextlib.ExitStack() as stack:
         inserts = [stack.enter_context(db.prepared_cursor()) for _ in chunks]
         select = stack.enter_context(db.prepared_cursor()) if mailbox_ids else None
@@ -2107,6 +2109,40 @@ def _blob_rows_and_locks(
         for name, raw, data in rows
     ]
     return made, targets
+
+
+def _blob_rows_and_read(
+    db: BaseDatabaseWrapper, table: str, now: datetime, rows: list, mailbox_ids: list[int]
+) -> tuple[list[Blob], list[_Target]]:
+    """_blob_rows_and_locks' INSERT and its mailboxes' read without their locks, on PostgreSQL,
+    in one statement (`WITH b AS (INSERT ... RETURNING) SELECT ARRAY(b's rows), ARRAY(the
+    read's rows)`, rows in binary as plainsql.selects_together's): the read's SELECT sees the
+    mailboxes, not the blob rows, so the two need not be apart; the transaction's BEGIN still
+    goes with this one. Each statement in psycopg's pipeline costs its Python: callgrind of
+    bench/profile_accept.py on PostgreSQL (400 against 100 messages), 3.90 -> 3.82 M
+    instructions a message."""
+    created_at = db.ops.adapt_datetimefield_value(now)
+    params: list = []
+    for name, raw, data in rows:
+        params += [name, len(raw), created_at, data]
+    read, read_params = _mailboxes_with_folders_query(db, mailbox_ids, lock=False)
+    sql = (
+        f"WITH b AS (INSERT INTO {table} (name, size, created_at, data) VALUES "
+        + ", ".join(["(%s, %s, %s, %s)"] * len(rows))
+        + " RETURNING id, name) SELECT ARRAY(SELECT ROW(b.id, b.name) FROM b),"
+        f" ARRAY(SELECT ROW(q.*) FROM ({read}) q)"
+    )
+    with db.prepared_cursor(binary=True) as cursor:
+        with db.statements_together():
+            cursor.execute(sql, [*params, *read_params])
+        made, read_rows = cursor.fetchone()
+    ids = {name: blob_id for blob_id, name in made}
+    targets = [_Target(*row, locked=False) for row in read_rows]
+    blobs = [
+        Blob(id=ids[name], name=name, size=len(raw), created_at=now, data=data)
+        for name, raw, data in rows
+    ]
+    return blobs, targets
 
 
 @dataclass
