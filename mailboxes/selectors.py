@@ -479,16 +479,11 @@ def sender_lists_read(mailbox_ids: Iterable[int], sender: str) -> Read[dict[int,
     """sender_lists as a Read: one indexed query (the spam verdict asks once per message, with
     its other reads: delivery.spam.selectors.sender_facts); plain SQL, as in
     _domain_and_mailbox: the ORM cost more CPU than the query."""
-    db = connections[DEFAULT_DB_ALIAS]
     ids = list(dict.fromkeys(mailbox_ids))
     candidates = senderlists.sender_candidates(sender)
     if not ids or not candidates:
         return Read(None, [], lambda _: dict.fromkeys(ids))
     rank = {pattern: index for index, pattern in enumerate(candidates)}
-    q = db.ops.quote_name
-    entries, mailboxes = q(SenderListEntry._meta.db_table), q(Mailbox._meta.db_table)
-    id_marks = ", ".join(["%s"] * len(ids))
-    pattern_marks = ", ".join(["%s"] * len(candidates))
 
     def answer(rows: list[tuple]) -> dict[int, str | None]:
         result: dict[int, str | None] = dict.fromkeys(ids)
@@ -502,12 +497,21 @@ def sender_lists_read(mailbox_ids: Iterable[int], sender: str) -> Read[dict[int,
         return result
 
     return Read(
-        f"SELECT m.id, e.mailbox_id, e.pattern, e.action FROM {mailboxes} m"
+        _sender_lists_sql(len(ids), len(candidates)), [*ids, *candidates], answer, columns=4
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _sender_lists_sql(mailboxes: int, patterns: int) -> str:
+    """sender_lists_read's statement for so many mailboxes and patterns, made once (for the
+    one database a process uses), not for every message."""
+    q = connections[DEFAULT_DB_ALIAS].ops.quote_name
+    entries, mailbox = q(SenderListEntry._meta.db_table), q(Mailbox._meta.db_table)
+    return (
+        f"SELECT m.id, e.mailbox_id, e.pattern, e.action FROM {mailbox} m"
         f" JOIN {entries} e ON (e.mailbox_id = m.id OR e.domain_id = m.domain_id)"
-        f" WHERE m.id IN ({id_marks}) AND e.pattern IN ({pattern_marks})",
-        [*ids, *candidates],
-        answer,
-        columns=4,
+        f" WHERE m.id IN ({', '.join(['%s'] * mailboxes)})"
+        f" AND e.pattern IN ({', '.join(['%s'] * patterns)})"
     )
 
 

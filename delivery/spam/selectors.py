@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -46,17 +47,9 @@ def mailbox_facts_read(
     ids = sorted(set(mailbox_ids))
     if not ids:
         return Read(None, [], lambda _: ({}, set()))
-    marks = _marks(ids)
-    sql = (
-        f"SELECT 0, mailbox_id, spam, ham FROM {_table(SpamToken)}"
-        f" WHERE token = %s AND mailbox_id IN ({marks})"
-    )
+    sql = _mailbox_facts_sql(len(ids), bool(sender))
     params: list = [TOTALS_TOKEN, *ids]
     if sender:
-        sql += (
-            f" UNION ALL SELECT 1, mailbox_id, 0, 0 FROM {_table(KnownSender)}"
-            f" WHERE address = %s AND mailbox_id IN ({marks})"
-        )
         params += [sender.lower(), *ids]
 
     def answer(rows: list[tuple]) -> tuple[dict[int, Totals], set[int]]:
@@ -70,6 +63,23 @@ def mailbox_facts_read(
         return totals, known
 
     return Read(sql, params, answer, columns=4)
+
+
+@functools.lru_cache(maxsize=64)
+def _mailbox_facts_sql(mailboxes: int, sender: bool) -> str:
+    """mailbox_facts_read's statement for so many mailboxes, with or without the known
+    senders' half, made once (for the one database a process uses), not for every message."""
+    marks = ", ".join(["%s"] * mailboxes)
+    sql = (
+        f"SELECT 0, mailbox_id, spam, ham FROM {_table(SpamToken)}"
+        f" WHERE token = %s AND mailbox_id IN ({marks})"
+    )
+    if sender:
+        sql += (
+            f" UNION ALL SELECT 1, mailbox_id, 0, 0 FROM {_table(KnownSender)}"
+            f" WHERE address = %s AND mailbox_id IN ({marks})"
+        )
+    return sql
 
 
 @dataclass(frozen=True)
