@@ -1643,7 +1643,8 @@ def _file_into_mailboxes(
         for mailbox in mailboxes:
             plan = plans.get(mailbox.pk)
             if not mailbox.locked and (plan is not None or _over_quota(mailbox, size)):
-                _lock_again(mailbox)
+                if not _lock_again(mailbox):
+                    continue  # deleted since its read: nothing is filed
             if plan is not None:
                 copies = _plan_copies(mailbox, plan, raw, fields)
                 if copies is None:
@@ -2199,20 +2200,25 @@ def _select_mailboxes_with_folders(ids: list[int]) -> list[_Target]:
         return [_Target(*row) for row in cursor.fetchall()]
 
 
-def _lock_again(target: _Target) -> None:
+def _lock_again(target: _Target) -> bool:
     """Lock a mailbox read without its lock and read it again under it (a round trip), in
     place: a Sieve plan's copies, and a message its read said would not fit, are decided
-    on the exact usage."""
+    on the exact usage. False when it was deleted since: nothing is filed, and its kept row
+    is forgotten (a plan with nothing to file, its folders gone, would count as filed)."""
     if target.locked:
-        return
+        return True
     found = _select_mailboxes_with_folders([target.pk])
     target.locked = True
-    if not found:  # deleted since: nothing is filed
+    if not found:
         target.inbox_id = target.junk_id = None
-        return
+        kept = groupcommit.batch_rows("mailbox")
+        if kept is not None:
+            kept.pop(target.pk, None)
+        return False
     again = found[0]
     for name in ("quota", "used_bytes", "quota_messages", "used_messages", "inbox_id", "junk_id"):
         setattr(target, name, getattr(again, name))
+    return True
 
 
 def _mailboxes_with_folders_query(

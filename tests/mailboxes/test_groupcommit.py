@@ -799,10 +799,11 @@ def mailbox_row_held(mailbox_id: int, *, fill_to: int | None = None):
         gate.commit()
 
 
-def deliver_through(group: GroupCommitter, raw: bytes, address: str):  # noqa: ANN201
+def deliver_through(group: GroupCommitter, raw: bytes, address: str, **options):  # noqa: ANN003, ANN201
     """port 25's delivery of `raw` to `address` through `group` (services.delivery_batch_start
     and message_deliver, as delivery.accept.file_and_spool runs them); a group of its own
-    is a transaction of its own, as another worker process's would be."""
+    is a transaction of its own, as another worker process's would be. `options` go to
+    message_deliver (`plans`: Sieve's, made before)."""
     from mailboxes import services
 
     resolutions = [recipient_resolve(address)]
@@ -810,7 +811,11 @@ def deliver_through(group: GroupCommitter, raw: bytes, address: str):  # noqa: A
         services.delivery_batch_start,
         (services.blob_write(raw), raw, resolutions),
         lambda blob: services.message_deliver(
-            raw=raw, recipients=[address], blob=blob, resolutions=resolutions, sieve=False
+            raw=raw,
+            recipients=[address],
+            blob=blob,
+            resolutions=resolutions,
+            **{"sieve": False, **options},
         ),
     )
 
@@ -883,4 +888,64 @@ def test_a_batch_whose_mailbox_filled_since_its_read_refuses_under_the_lock(
     alice.refresh_from_db()
     assert (alice.used_bytes, alice.used_messages) == (100_000, 0)
     assert not Message.objects.filter(folder__mailbox=alice).exists()
+    assert not [e for e in published if e.kind == "exists"]
+
+
+@postgresql_only
+def test_a_sieve_plan_s_mailbox_deleted_since_its_read_takes_nothing(make_mailbox, published):
+    # The lone message's mailbox is read without its lock (services.delivery_batch_start);
+    # its Sieve plan has it read again under the lock (_lock_again), by when it is gone:
+    # nothing is filed, and the recipient is not told the message was delivered (as when
+    # the locked read found no mailbox, before 3d2206f).
+    import psycopg
+
+    from mailboxes.mda import Filing, MailboxPlan
+    from tests.mailboxes.conftest import database_url
+
+    alice = make_mailbox("alice@example.org")
+    raw = make_raw("gone")
+    plans = {alice.pk: MailboxPlan(mailbox_id=alice.pk, filings=(Filing(keep=True),))}
+    held, go = threading.Event(), threading.Event()
+    outcomes: list = []
+
+    def delete() -> None:  # another session's deletion, its row lock taken first
+        try:
+            with transaction.atomic():
+                mailbox = Mailbox.objects.select_for_update().get(pk=alice.pk)
+                held.set()
+                assert go.wait(30)
+                mailbox.delete()
+        finally:
+            connection.close()
+
+    def deliver() -> None:
+        try:
+            outcomes.extend(
+                deliver_through(GroupCommitter(), raw, "alice@example.org", plans=plans)
+            )
+        finally:
+            connection.close()
+
+    deleter = threading.Thread(target=delete)
+    deleter.start()
+    assert held.wait(30)
+    delivery = threading.Thread(target=deliver)
+    delivery.start()
+    with psycopg.connect(database_url(), autocommit=True) as watch:
+        deadline = time.monotonic() + 30
+        while True:  # the delivery waits for the row: past its read without the lock
+            waiting = watch.execute(
+                "SELECT query FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock'"
+            ).fetchall()
+            if waiting:
+                break
+            assert time.monotonic() < deadline, "the delivery did not wait for the row"
+            time.sleep(0.005)
+    assert "FOR UPDATE" in waiting[0][0], waiting
+    go.set()
+    deleter.join(30)
+    delivery.join(30)
+    assert [o.status for o in outcomes] == ["over_quota"]
+    assert not Message.objects.exists()
     assert not [e for e in published if e.kind == "exists"]
