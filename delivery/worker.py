@@ -159,14 +159,16 @@ class Claimer:
 
     def next(self, stop: threading.Event) -> Claim | None:
         """The next claimed message for this thread; None once `stop` is set and no claimed
-        message is left (those are attempted first: their leases are held)."""
+        message is left (those are attempted first: their leases are held), nor can come:
+        a claim under way when the stop came hands its messages to every thread still, not
+        to the claimer alone (up to BATCH_MAX for each thread, one after the other)."""
         while True:
             with self.changed:
                 while True:
                     if self.ready:
                         self.busy += 1
                         return self.ready.popleft()
-                    if stop.is_set():
+                    if stop.is_set() and not self.claiming:
                         return None
                     if not self.claiming:
                         self.claiming = True
@@ -181,8 +183,12 @@ class Claimer:
                 with self.changed:
                     self.claiming = False
                     self.ready.extend(claims)
-                    # A thread for each message but the claimer's, and one to claim next.
-                    self.changed.notify(len(claims))
+                    # A thread for each message but the claimer's, and one to claim next;
+                    # stopping, every thread waiting for this claim.
+                    if stop.is_set():
+                        self.changed.notify_all()
+                    else:
+                        self.changed.notify(len(claims))
 
     def done(self) -> None:
         """A thread has attempted its claim."""

@@ -393,3 +393,52 @@ def test_on_sqlite_a_claim_takes_the_jobs_that_came_while_it_waited_for_the_writ
     assert recorded == [True]
     assert sorted(c.message.pk for c in claims) == sorted([first.pk, *later])
     assert set(OutboundRecipient.objects.values_list("attempts", flat=True)) == {1}
+
+
+def test_a_stop_during_a_claim_leaves_its_messages_to_all_the_threads(
+    make_mailbox, dns_server, peers
+):
+    """A stop that comes while the claimer waits for SQLite's writer locks: the other threads
+    wait for that claim rather than end (delivery.worker.Claimer.next), so its messages are
+    attempted side by side, not all by the claimer alone (up to BATCH_MAX for each thread,
+    one after the other, past join's 30 s: the process then ends with delivered messages'
+    results unwritten, sent again once their leases run out)."""
+    import threading
+
+    from django.db import connection, connections, transaction
+
+    from delivery import client
+    from delivery.worker import DeliveryService
+
+    if connection.vendor != "sqlite":
+        pytest.skip("a claim waits for SQLite's writer locks; PostgreSQL's writers do not")
+    peer = _slow_peer_and_backlog(make_mailbox, dns_server, peers, seconds=0.3, messages=8)
+    holding, leave = threading.Event(), threading.Event()
+
+    def other_writer() -> None:  # a connection of its own: another process's, to the locks
+        try:
+            with transaction.atomic():
+                OutboundRecipient.objects.update(retry_forced=False)
+                holding.set()
+                assert leave.wait(20)
+        finally:
+            connections.close_all()
+
+    writer = threading.Thread(target=other_writer)
+    writer.start()
+    assert holding.wait(10)
+    opened = client.connection_cache.opened
+    service = DeliveryService(threads=4, threads_only=True)
+    try:
+        service.start()
+        _wait_for(lambda: service.claimer.claiming, "no claim began")
+        time.sleep(0.3)  # the claim waits for the locks
+        service.close()
+        time.sleep(0.3)  # the other threads saw the stop
+    finally:
+        leave.set()
+        writer.join()
+        service.join()
+    assert len(peer.received) == 8
+    assert client.connection_cache.opened - opened >= 2  # not the claimer alone
+    assert set(OutboundRecipient.objects.values_list("status", flat=True)) == {"delivered"}
