@@ -10,6 +10,8 @@ from django.db.migrations.executor import MigrationExecutor
 
 from delivery.models import OutboundRecipient
 
+# Each test leaves the schema at its AFTER: the newest migrations again after it.
+pytestmark = pytest.mark.usefixtures("latest_schema")
 TABLE = OutboundRecipient._meta.db_table
 BEFORE = [("delivery", "0009_reports_sent_name")]
 AFTER = [("delivery", "0010_recipient_lease_token_plain_index")]

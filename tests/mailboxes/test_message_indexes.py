@@ -14,6 +14,8 @@ from mailboxes import selectors, services
 from mailboxes.models import Conversation, Message
 
 FK_INDEX = "mailboxes_message_folder_id_088c3253"
+# Each test leaves the schema at its AFTER: the newest migrations again after it.
+pytestmark = pytest.mark.usefixtures("latest_schema")
 BEFORE = [("mailboxes", "0035_mailbox_quota_messages")]
 AFTER = [("mailboxes", "0036_message_folder_no_fk_index")]
 
