@@ -206,7 +206,8 @@ def test_a_process_s_threads_share_one_claim_and_one_write_of_their_results(
     """Four delivery threads and twelve messages queued: the process's claimer takes them all
     in one claim (delivery.worker.Claimer), the threads attempt them side by side (each
     session slow, so they overlap: a connection each), and the results of all the threads
-    are written in one more transaction: 2 commits, where threads claiming their own shares
+    are written in one more transaction: 2 commits (3 when the stop finds the last attempt
+    in flight), where threads claiming their own shares
     and writing their own results made 8 or more (a claim and a write each, at least)."""
     from delivery import client, jobs, worker
 
@@ -220,7 +221,10 @@ def test_a_process_s_threads_share_one_claim_and_one_write_of_their_results(
     assert client.connection_cache.opened - opened >= 2  # threads attempted side by side
     assert set(OutboundRecipient.objects.values_list("status", flat=True)) == {"delivered"}
     assert set(OutboundRecipient.objects.values_list("attempts", flat=True)) == {1}
-    assert len(commits) == 2
+    # One claim and one write of the results; the stop comes once the peer has the twelfth
+    # message, and may find that attempt still waiting for its reply, whose result its thread
+    # then writes on its way out, after the others' (3: seen once in CI's SQLite pass).
+    assert 2 <= len(commits) <= 3
 
 
 def test_stopping_threads_attempt_the_messages_already_claimed(
