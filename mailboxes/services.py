@@ -2090,26 +2090,36 @@ def _blob_rows_and_locks(
         select = stack.enter_context(db.prepared_cursor()) if mailbox_ids else None
         with db.statements_together():
             for cursor, chunk in zip(inserts, chunks, strict=True):
-                params: list = []
-                for name, raw, data in chunk:
-                    params += [name, len(raw), created_at, data]
-                cursor.execute(
-                    f"INSERT INTO {table} (name, size, created_at, data) VALUES "
-                    + ", ".join(["(%s, %s, %s, %s)"] * len(chunk))
-                    + " RETURNING id, name",  # by name: RETURNING's order is not promised
-                    params,
-                )
+                cursor.execute(*_blob_insert(table, chunk, created_at))
             if select is not None:
                 select.execute(*_mailboxes_with_folders_query(db, mailbox_ids, lock=lock))
         ids = {name: blob_id for cursor in inserts for blob_id, name in cursor.fetchall()}
         exact = lock or not db.features.has_select_for_update
         read = select.fetchall() if select is not None else []
         targets = [_Target(*row, locked=exact) for row in read]
-    made = [
+    return _blobs_made(rows, ids, now), targets
+
+
+def _blob_insert(table: str, rows: list, created_at: object) -> tuple[str, list]:
+    """The INSERT of these (name, raw, data) blob rows and its parameters, RETURNING each
+    row's id and name (by name: RETURNING's order is not promised)."""
+    params: list = []
+    for name, raw, data in rows:
+        params += [name, len(raw), created_at, data]
+    sql = (
+        f"INSERT INTO {table} (name, size, created_at, data) VALUES "
+        + ", ".join(["(%s, %s, %s, %s)"] * len(rows))
+        + " RETURNING id, name"
+    )
+    return sql, params
+
+
+def _blobs_made(rows: list, ids: Mapping[str, int], now: datetime) -> list[Blob]:
+    """The Blob of each (name, raw, data) row inserted, by the ids its INSERT returned."""
+    return [
         Blob(id=ids[name], name=name, size=len(raw), created_at=now, data=data)
         for name, raw, data in rows
     ]
-    return made, targets
 
 
 def _blob_rows_and_read(
@@ -2122,15 +2132,10 @@ def _blob_rows_and_read(
     goes with this one. Each statement in psycopg's pipeline costs its Python: callgrind of
     bench/profile_accept.py on PostgreSQL (400 against 100 messages), 3.90 -> 3.82 M
     instructions a message."""
-    created_at = db.ops.adapt_datetimefield_value(now)
-    params: list = []
-    for name, raw, data in rows:
-        params += [name, len(raw), created_at, data]
+    insert, params = _blob_insert(table, rows, db.ops.adapt_datetimefield_value(now))
     read, read_params = _mailboxes_with_folders_query(db, mailbox_ids, lock=False)
     sql = (
-        f"WITH b AS (INSERT INTO {table} (name, size, created_at, data) VALUES "
-        + ", ".join(["(%s, %s, %s, %s)"] * len(rows))
-        + " RETURNING id, name) SELECT ARRAY(SELECT ROW(b.id, b.name) FROM b),"
+        f"WITH b AS ({insert}) SELECT ARRAY(SELECT ROW(b.id, b.name) FROM b),"
         f" ARRAY(SELECT ROW(q.*) FROM ({read}) q)"
     )
     with db.prepared_cursor(binary=True) as cursor:
@@ -2138,12 +2143,7 @@ def _blob_rows_and_read(
             cursor.execute(sql, [*params, *read_params])
         made, read_rows = cursor.fetchone()
     ids = {name: blob_id for blob_id, name in made}
-    targets = [_Target(*row, locked=False) for row in read_rows]
-    blobs = [
-        Blob(id=ids[name], name=name, size=len(raw), created_at=now, data=data)
-        for name, raw, data in rows
-    ]
-    return blobs, targets
+    return _blobs_made(rows, ids, now), [_Target(*row, locked=False) for row in read_rows]
 
 
 @dataclass

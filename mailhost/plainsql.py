@@ -11,6 +11,7 @@ The text and the converters are made on first use, for the one database a proces
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -67,8 +68,8 @@ def reads_together(reads: Sequence[Read]) -> list:
         with db.statements_together() if len(asked) > 1 else contextlib.nullcontext():
             for cursor, read in zip(cursors, asked, strict=True):
                 cursor.execute(read.sql, read.params)
-        rows = iter([cursor.fetchall() for cursor in cursors])
-    return [read.answer([] if read.sql is None else next(rows)) for read in reads]
+        rows = [cursor.fetchall() for cursor in cursors]
+    return _answers(reads, rows)
 
 
 def selects_together(reads: Sequence[Read]) -> list:
@@ -80,27 +81,30 @@ def selects_together(reads: Sequence[Read]) -> list:
     reads (the sender lists, the spam facts, the Sieve scripts) 180-215 -> 95-120 us of CPU in
     Python, loop of 2000 alternated; bench/profile_server.py smtp --postgres --callgrind 200,
     1 KB: 5.12 -> 4.83 M instructions a message. On SQLite, reads that each give their
-    `columns` are one statement too (_in_one_statement). Elsewhere (other reads on SQLite, or
-    inside an atomic block on PostgreSQL, whose BEGIN goes with its first statements
+    `columns` are one statement too (_in_one_statement), within its parameter limit. Elsewhere
+    (other reads on SQLite, or inside an atomic block on PostgreSQL, whose BEGIN goes with its first statements
     together) reads_together."""
     asked = [read for read in reads if read.sql is not None]
     db = connections[DEFAULT_DB_ALIAS]
-    if len(asked) > 1 and db.vendor == "sqlite" and all(read.columns for read in asked):
-        found = iter(_in_one_statement(db, asked))
-        return [read.answer([] if read.sql is None else next(found)) for read in reads]
+    if (
+        len(asked) > 1
+        and db.vendor == "sqlite"
+        and all(read.columns for read in asked)
+        and sum(len(read.params) for read in asked) <= db.features.max_query_params
+    ):
+        return _answers(reads, _in_one_statement(db, asked))
     if len(asked) < 2 or db.vendor != "postgresql" or db.in_atomic_block:
         return reads_together(reads)
     sql = "SELECT " + ", ".join(f"ARRAY(SELECT ROW(q.*) FROM ({read.sql}) q)" for read in asked)
-    params = [param for read in asked for param in read.params]
     with db.prepared_cursor(binary=True) as cursor:
-        cursor.execute(sql, params)
-        rows = iter(cursor.fetchone())
-    return [read.answer([] if read.sql is None else next(rows)) for read in reads]
+        cursor.execute(sql, [param for read in asked for param in read.params])
+        return _answers(reads, cursor.fetchone())
 
 
-# The statement of each list of reads' texts (port 25 asks a few: its verdict's reads differ
-# by the number of mailboxes and of the sender's list patterns).
-_ONE_STATEMENT: dict[tuple[str, ...], str] = {}
+def _answers(reads: Sequence[Read], rows: Sequence[list[tuple]]) -> list:
+    """Each read's answer of its rows, `rows` holding those of the reads that ask, in order."""
+    found = iter(rows)
+    return [read.answer([] if read.sql is None else next(found)) for read in reads]
 
 
 def _in_one_statement(db: Any, reads: Sequence[Read]) -> list[list[tuple]]:  # noqa: ANN401
@@ -110,22 +114,11 @@ def _in_one_statement(db: Any, reads: Sequence[Read]) -> list[list[tuple]]:  # n
     before its transaction were three statements, each its cursor, its execution through
     Django's wrappers and its read transaction of the WAL: spam.sender_facts with the Sieve
     scripts' read, 416 k instructions a call in three statements, 297 k in one."""
-    params = [param for read in reads for param in read.params]
-    if len(params) > db.features.max_query_params:
-        return [_read_alone(db, read) for read in reads]
-    key = tuple(read.sql for read in reads)
-    sql = _ONE_STATEMENT.get(key)
-    if sql is None:
-        width = max(read.columns for read in reads)
-        sql = " UNION ALL ".join(
-            f"SELECT {index}, *{', NULL' * (width - read.columns)} FROM ({read.sql})"
-            for index, read in enumerate(reads)
-        )
-        if len(_ONE_STATEMENT) >= 256:
-            _ONE_STATEMENT.clear()
-        _ONE_STATEMENT[key] = sql
     with db.prepared_cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(
+            _compound_select(tuple((read.sql, read.columns) for read in reads)),
+            [param for read in reads for param in read.params],
+        )
         found = cursor.fetchall()
     rows: list[list[tuple]] = [[] for _ in reads]
     for row in found:
@@ -134,10 +127,16 @@ def _in_one_statement(db: Any, reads: Sequence[Read]) -> list[list[tuple]]:  # n
     return rows
 
 
-def _read_alone(db: Any, read: Read) -> list[tuple]:  # noqa: ANN401
-    with db.prepared_cursor() as cursor:
-        cursor.execute(read.sql, read.params)
-        return cursor.fetchall()
+# The statements of a few lists of reads' texts (port 25's verdict's reads differ by the number
+# of mailboxes and of the sender's list patterns).
+@functools.lru_cache(maxsize=256)
+def _compound_select(reads: tuple[tuple[str, int], ...]) -> str:
+    """_in_one_statement's statement for these (read's text, its width)s."""
+    width = max(columns for _sql, columns in reads)
+    return " UNION ALL ".join(
+        f"SELECT {index}, *{', NULL' * (width - columns)} FROM ({sql})"
+        for index, (sql, columns) in enumerate(reads)
+    )
 
 
 class Columns:
