@@ -83,13 +83,21 @@ def claim_batch(
 def deliver_claim(claim: Claim, kept: Results | None = None) -> dict[str, int]:
     """Attempt one claimed message and record its results: added to `kept` for a later
     write when it is given and no DSN can be owed, else written now (then a DSN owed is
-    sent). `kept` may be shared by threads (delivery.worker.Claimer)."""
+    sent). `kept` may be shared by threads (delivery.worker.Claimer). Results whose write
+    fails here join `kept` (written with what it holds; the DSN is then housekeeping's, as
+    after a crash): dropped, their recipients stayed leased until the lease ran out, and a
+    delivered one was then delivered again."""
     own = Results()
     counts = attempt(claim, own)
     if kept is not None and not _dsn_possible(claim, counts):
         kept.merge(own)
         return counts
-    own.flush()
+    try:
+        own.flush()
+    except BaseException:
+        if kept is not None:
+            kept.restore(own.take(), own.since)
+        raise
     if _dsn_possible(claim, counts) and services.dsn_owed(
         recipient_ids=[r.id for r in claim.recipients]
     ):

@@ -433,3 +433,59 @@ def test_every_worker_process_delivers(sender, zone, peers, tmp_path):
         f"user{i}@remote.test" for i in range(8)
     )
     assert set(peer.delivered_by) == set(workers)
+
+
+def test_a_result_written_ahead_of_its_dsn_is_kept_when_that_write_fails(
+    sender, zone, peers, monkeypatch
+):
+    """A recipient that may be owed a DSN (NOTIFY=SUCCESS) has its result written by its
+    delivery thread at once, ahead of the DSN (delivery.jobs.deliver_claim), not kept for the
+    next claim. When that write fails, the result joins those the process's threads keep
+    (the Claimer's), written with the next claim or at the stop, and the DSN is
+    housekeeping's: before, it was dropped, the recipient stayed leased until the lease ran
+    out and was then delivered again."""
+    from datetime import timedelta
+
+    from django.db import OperationalError
+    from django.utils import timezone
+
+    from delivery import services
+    from delivery.services import SpoolRecipient
+    from delivery.worker import DeliveryService
+    from tests.delivery.test_delivery import inbox_messages
+
+    peer = peers.start("127.0.0.2")
+    write = services.recipients_results_write
+    failed = []
+
+    def fails_once(rows) -> None:  # noqa: ANN001
+        if not failed:
+            failed.append(True)
+            raise OperationalError("the database went away")
+        write(rows)
+
+    monkeypatch.setattr(services, "recipients_results_write", fails_once)
+    message = spool([SpoolRecipient("bob@remote.test", notify="SUCCESS")])
+    service = DeliveryService(threads=1, threads_only=True)
+    service.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not (failed and status_of(message) == RecipientStatus.DELIVERED):
+            if time.monotonic() > deadline:
+                break  # asserted below
+            time.sleep(0.05)
+    finally:
+        service.close()
+        service.join()
+    assert failed
+    row = OutboundRecipient.objects.get(message=message)
+    assert (row.status, row.lease_token, row.attempts) == (RecipientStatus.DELIVERED, "", 1)
+    # Whatever lease is left runs out: nothing is attempted again.
+    OutboundRecipient.objects.exclude(lease_token="").update(
+        lease_until=timezone.now() - timedelta(seconds=1)
+    )
+    housekeeping.sweep()
+    run_queue()
+    assert len(peer.received) == 1
+    assert housekeeping.housekeep() == (1, 0)  # the "relayed" DSN the thread did not send
+    assert len(inbox_messages(sender)) == 1
