@@ -4,6 +4,7 @@ body keeps its bytes, and DKIM is verified on the message as it arrived."""
 
 from __future__ import annotations
 
+import dataclasses
 import smtplib
 
 import pytest
@@ -114,3 +115,56 @@ def test_the_stored_header_reads_back_as_the_same_results(receiver, dns_server):
         "DMARC_FAIL_QUARANTINE",
         "claims to be from origin.test but origin.test's DMARC policy sends it to Junk",
     ) in back.reasons()
+
+
+def test_our_header_words_each_spf_result_and_cleans_its_comments():
+    """The field's text, word for word: each SPF result's sentence (an unknown result shown
+    as it is), a comment's line breaks and tabs as one space, its backslashes and
+    parentheses quoted, and a message without a signature said to have none."""
+    from delivery.inbound.results import DKIMResult, DMARCResult, SPFResult
+
+    def spf_text(result: str, domain: str = "origin.test") -> str:
+        results = AuthResults(
+            authserv_id=HOST,
+            spf=SPFResult(result, "mailfrom", domain, f"a@{domain}" if domain else ""),
+            spf_helo=SPFResult("none", "helo"),
+            client_ip="192.0.2.1",
+        )
+        return results.header_value().split(";\r\n\t")[2]
+
+    assert [spf_text(r) for r in ("pass", "fail", "softfail", "neutral")] == [
+        "spf=pass (192.0.2.1 is designated by origin.test) smtp.mailfrom=a@origin.test",
+        "spf=fail (192.0.2.1 is not designated by origin.test) smtp.mailfrom=a@origin.test",
+        "spf=softfail (192.0.2.1 is probably not designated by origin.test)"
+        " smtp.mailfrom=a@origin.test",
+        "spf=neutral (192.0.2.1 is neither permitted nor denied by origin.test)"
+        " smtp.mailfrom=a@origin.test",
+    ]
+    assert [spf_text(r, "") for r in ("none", "temperror", "permerror", "odd")] == [
+        "spf=none (192.0.2.1 the sender publishes no SPF record)",
+        "spf=temperror (192.0.2.1 the sender's SPF could not be checked now)",
+        "spf=permerror (192.0.2.1 the sender's SPF record is broken)",
+        "spf=odd (192.0.2.1 odd)",
+    ]
+    results = AuthResults(
+        authserv_id=HOST,
+        spf=SPFResult("none", "mailfrom"),
+        spf_helo=SPFResult("none", "helo", "{helo}.test"),
+        dkim=(
+            DKIMResult(
+                "fail", "origin.test", "s1", "abc", "body\r\n\t \thash (bh) \\ x\x0b\u00a0y"
+            ),
+        ),
+        dmarc=DMARCResult("none", "origin.test", reason="no\nrecord\t\there"),
+    )
+    assert results.header_value() == (
+        "mx.receiver.test;\r\n"
+        "\tdkim=fail (body   hash \\(bh\\) \\\\ x\x0b\u00a0y) header.d=origin.test header.s=s1"
+        " header.b=abc;\r\n"
+        "\tspf=none;\r\n"
+        "\tspf=none smtp.helo={helo}.test;\r\n"
+        "\tdmarc=none (no record here) header.from=origin.test;\r\n"
+        "\tarc=none"
+    )
+    unsigned = dataclasses.replace(results, dkim=())
+    assert unsigned.header_value().split(";\r\n\t")[1] == "dkim=none"
