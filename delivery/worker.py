@@ -116,6 +116,12 @@ RESULTS_HOLD = 0.5
 BATCH_MAX = 8
 
 
+# The messages of a claim that failed, taken off the queue and not claimed, are queued again
+# this many seconds later rather than left to the sweeper (MAILHOST_SWEEP_INTERVAL): not at
+# once, where a database that refuses every claim would have the claimer fail in a loop.
+CLAIM_RETRY = 1.0
+
+
 def claim_limit(idle: int) -> int:
     """The most messages a claim takes: BATCH_MAX for each of the process's `idle` threads
     (those not attempting a claim), so that a process does not hold messages its threads
@@ -219,14 +225,17 @@ class Claimer:
             # BLPOP takes whole seconds: delivery.rqworker.JobTaker.pop).
             stop.wait(max(0.0, wait - (time.monotonic() - began)))
             return []
+        taken = list(message_ids)
         more = None
         if isinstance(self.source, _EmbeddedSource):  # RQ's: a round trip under the lock
             limit = claim_limit(self.threads - self.busy) - len(message_ids)
-            more = functools.partial(self.source.more, limit)
+            more = functools.partial(self.source.more, limit, taken)
         try:
             return claim_batch(message_ids, self.results, more)
         except Exception:
-            logger.exception("delivery claim of messages %s failed", message_ids)
+            logger.exception("delivery claim of messages %s failed", taken)
+            for message_id in dict.fromkeys(taken):
+                queue.enqueue_after(message_id, CLAIM_RETRY)
             return []
 
     def flush(self) -> None:
@@ -269,10 +278,11 @@ class _EmbeddedSource:
         queue.jobs_started(message_ids)
         return message_ids
 
-    def more(self, limit: int) -> list[int]:
-        """Up to `limit` more ids queued now."""
+    def more(self, limit: int, taken: list[int]) -> list[int]:
+        """Up to `limit` more ids queued now, added to `taken` too."""
         message_ids = queue.embedded.take(limit) if limit > 0 else []
         queue.jobs_started(message_ids)
+        taken.extend(message_ids)
         return message_ids
 
 

@@ -435,6 +435,22 @@ def test_every_worker_process_delivers(sender, zone, peers, tmp_path):
     assert set(peer.delivered_by) == set(workers)
 
 
+def _one_delivery_thread_until(done, seconds: float = 20) -> None:  # noqa: ANN001
+    """Run one embedded delivery thread (delivery.worker.DeliveryService, no sweeper) until
+    `done()` or `seconds` have passed (the caller asserts what it expected), then stop it."""
+    from delivery.worker import DeliveryService
+
+    service = DeliveryService(threads=1, threads_only=True)
+    service.start()
+    try:
+        deadline = time.monotonic() + seconds
+        while not done() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        service.close()
+        service.join()
+
+
 def test_a_result_written_ahead_of_its_dsn_is_kept_when_that_write_fails(
     sender, zone, peers, monkeypatch
 ):
@@ -451,7 +467,6 @@ def test_a_result_written_ahead_of_its_dsn_is_kept_when_that_write_fails(
 
     from delivery import services
     from delivery.services import SpoolRecipient
-    from delivery.worker import DeliveryService
     from tests.delivery.test_delivery import inbox_messages
 
     peer = peers.start("127.0.0.2")
@@ -466,17 +481,7 @@ def test_a_result_written_ahead_of_its_dsn_is_kept_when_that_write_fails(
 
     monkeypatch.setattr(services, "recipients_results_write", fails_once)
     message = spool([SpoolRecipient("bob@remote.test", notify="SUCCESS")])
-    service = DeliveryService(threads=1, threads_only=True)
-    service.start()
-    try:
-        deadline = time.monotonic() + 20
-        while not (failed and status_of(message) == RecipientStatus.DELIVERED):
-            if time.monotonic() > deadline:
-                break  # asserted below
-            time.sleep(0.05)
-    finally:
-        service.close()
-        service.join()
+    _one_delivery_thread_until(lambda: failed and status_of(message) == RecipientStatus.DELIVERED)
     assert failed
     row = OutboundRecipient.objects.get(message=message)
     assert (row.status, row.lease_token, row.attempts) == (RecipientStatus.DELIVERED, "", 1)
@@ -489,3 +494,71 @@ def test_a_result_written_ahead_of_its_dsn_is_kept_when_that_write_fails(
     assert len(peer.received) == 1
     assert housekeeping.housekeep() == (1, 0)  # the "relayed" DSN the thread did not send
     assert len(inbox_messages(sender)) == 1
+
+
+def _claims_refused(refused: bool) -> None:
+    """A trigger that makes the database refuse every claim's UPDATE (a lease token set),
+    in this thread's connection; False drops it."""
+    from django.db import connection
+
+    table = connection.ops.quote_name(OutboundRecipient._meta.db_table)
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            if refused:
+                cursor.execute(
+                    "CREATE FUNCTION refuse_claims() RETURNS trigger LANGUAGE plpgsql"
+                    " AS $$ BEGIN RAISE EXCEPTION 'claims refused'; END $$"
+                )
+                cursor.execute(
+                    f"CREATE TRIGGER refuse_claims BEFORE UPDATE OF lease_token ON {table}"
+                    " FOR EACH ROW WHEN (NEW.lease_token <> '') EXECUTE FUNCTION refuse_claims()"
+                )
+            else:
+                cursor.execute(f"DROP TRIGGER IF EXISTS refuse_claims ON {table}")
+                cursor.execute("DROP FUNCTION IF EXISTS refuse_claims()")
+        elif refused:
+            cursor.execute(
+                f"CREATE TRIGGER refuse_claims BEFORE UPDATE OF lease_token ON {table}"
+                " WHEN NEW.lease_token <> '' BEGIN SELECT RAISE(ABORT, 'claims refused'); END"
+            )
+        else:
+            cursor.execute("DROP TRIGGER IF EXISTS refuse_claims")
+
+
+def test_the_messages_of_a_claim_that_failed_are_queued_again(sender, zone, peers, monkeypatch):
+    """A claim whose transaction fails (the database refuses its UPDATE) has taken its
+    messages off the queue: the one the claimer waited for, the backlog it took with it and,
+    on SQLite, those it took once the writer locks were held (services._claim_shared's
+    `more`; here all but the first). They are queued again (delivery.worker.CLAIM_RETRY
+    later), not left to the sweeper a MAILHOST_SWEEP_INTERVAL later: none runs here, and
+    before, those messages stayed queued."""
+    from delivery import worker
+
+    peer = peers.start("127.0.0.2")
+    monkeypatch.setattr(worker, "batch_size", lambda backlog, idle: 0)  # the rest by `more`
+    claim_batch = worker.claim_batch
+    failures = []
+
+    def claim_batch_once_refused(message_ids, previous=None, more=None):  # noqa: ANN001, ANN202
+        try:
+            return claim_batch(message_ids, previous, more)
+        except Exception as exc:
+            failures.append(exc)
+            _claims_refused(False)  # the next claims go through
+            raise
+
+    monkeypatch.setattr(worker, "claim_batch", claim_batch_once_refused)
+    messages = [spool([f"user{n}@remote.test"]) for n in range(3)]
+    _claims_refused(True)
+    try:
+        _one_delivery_thread_until(
+            lambda: all(status_of(m) == RecipientStatus.DELIVERED for m in messages)
+        )
+    finally:
+        _claims_refused(False)
+    assert len(failures) == 1
+    assert [status_of(m) for m in messages] == [RecipientStatus.DELIVERED] * 3
+    assert sorted(r.rcpt_tos[0] for r in peer.received) == [
+        f"user{n}@remote.test" for n in range(3)
+    ]
+    assert set(OutboundRecipient.objects.values_list("attempts", flat=True)) == {1}
