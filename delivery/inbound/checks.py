@@ -195,12 +195,15 @@ def _key_name(tags: dict[bytes, bytes]) -> str:
 
 
 _FIELD_START = re.compile(rb"(?im)^([!-9;-~]+)[ \t]*:")
+# Compiled once, not looked up in re's cache by the pattern's text at each message.
+_LINE_END = re.compile(rb"\r?\n")
+_FOLDING = re.compile(r"\r?\n[ \t]")
 
 
 def _fields(head: bytes) -> list[tuple[bytes, bytes]]:
     """(name, value with its folding) for each field of a header section."""
     out: list[tuple[bytes, bytes]] = []
-    for line in re.split(rb"\r?\n", head):
+    for line in _LINE_END.split(head):
         if line[:1] in (b" ", b"\t") and out:
             out[-1] = (out[-1][0], out[-1][1] + b"\r\n" + line)
             continue
@@ -229,7 +232,7 @@ def _from_domains(fields: list[tuple[bytes, bytes]]) -> list[str]:
     # address_pairs parses it once for both.
     values = [
         headers.header_text(
-            re.sub(r"\r?\n[ \t]", " ", value.decode("utf-8", "surrogateescape")).lstrip(" \t")
+            _FOLDING.sub(" ", value.decode("utf-8", "surrogateescape")).lstrip(" \t")
         )
         for name, value in fields
         if name.lower() == b"from"
