@@ -2289,6 +2289,10 @@ def _file_shared(db: BaseDatabaseWrapper, folder_id: int, mailbox_id: int, row: 
 
     def filed_later(outcome: tuple[int, int | None, int | None]) -> None:
         if not filed(outcome):
+            # No usage added: the mailbox full, or deleted since its read (the statement
+            # cannot tell them apart). Either way this only rolls the batch back; its run
+            # with savepoints reads the mailbox under its lock and answers as a lone
+            # message's filing does (a recipient whose mailbox is gone: over_quota).
             raise (NotFound if outcome[0] else QuotaExceeded)(f"not filed in {folder_id}")
 
     if groupcommit.send_later(_file_shared_sql, params, filed_later):

@@ -783,20 +783,55 @@ def mailbox_row_held(mailbox_id: int, *, fill_to: int | None = None):
                 "UPDATE mailboxes_mailbox SET used_bytes = %s WHERE id = %s", [fill_to, mailbox_id]
             )
 
-        def blocked(n: int) -> list[str]:
-            deadline = time.monotonic() + 30
-            while True:
-                rows = watch.execute(
-                    "SELECT query FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND wait_event_type = 'Lock'"
-                ).fetchall()
-                if len(rows) >= n:
-                    return [row[0] for row in rows]
-                assert time.monotonic() < deadline, "the deliveries did not wait for the row"
-                time.sleep(0.005)
-
-        yield blocked
+        yield lambda n: lock_waiters(watch, n)
         gate.commit()
+
+
+def lock_waiters(watch, n: int) -> list[str]:  # noqa: ANN001 - a psycopg connection
+    """Once `n` backends of the database wait for a lock, their statements."""
+    deadline = time.monotonic() + 30
+    while True:
+        rows = watch.execute(
+            "SELECT query FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock'"
+        ).fetchall()
+        if len(rows) >= n:
+            return [row[0] for row in rows]
+        assert time.monotonic() < deadline, "the deliveries did not wait for the row"
+        time.sleep(0.005)
+
+
+@contextlib.contextmanager
+def mailbox_deleted_behind(mailbox_id: int):
+    """Another session takes the mailbox's row lock and holds it until a delivery waits for
+    it, then deletes the mailbox (the ORM's cascade) and commits; yields a function that
+    waits for that delivery and returns the statement it waits in. The deletion is
+    committed when the block ends."""
+    import psycopg
+
+    from tests.mailboxes.conftest import database_url
+
+    held, go = threading.Event(), threading.Event()
+
+    def delete() -> None:
+        try:
+            with transaction.atomic():
+                mailbox = Mailbox.objects.select_for_update().get(pk=mailbox_id)
+                held.set()
+                assert go.wait(30)
+                mailbox.delete()
+        finally:
+            connection.close()
+
+    deleter = threading.Thread(target=delete)
+    deleter.start()
+    assert held.wait(30)
+    try:
+        with psycopg.connect(database_url(), autocommit=True) as watch:
+            yield lambda: lock_waiters(watch, 1)[0]
+    finally:
+        go.set()
+        deleter.join(30)
 
 
 def deliver_through(group: GroupCommitter, raw: bytes, address: str, **options):  # noqa: ANN003, ANN201
@@ -897,26 +932,12 @@ def test_a_sieve_plan_s_mailbox_deleted_since_its_read_takes_nothing(make_mailbo
     # its Sieve plan has it read again under the lock (_lock_again), by when it is gone:
     # nothing is filed, and the recipient is not told the message was delivered (as when
     # the locked read found no mailbox, before 3d2206f).
-    import psycopg
-
     from mailboxes.mda import Filing, MailboxPlan
-    from tests.mailboxes.conftest import database_url
 
     alice = make_mailbox("alice@example.org")
     raw = make_raw("gone")
     plans = {alice.pk: MailboxPlan(mailbox_id=alice.pk, filings=(Filing(keep=True),))}
-    held, go = threading.Event(), threading.Event()
     outcomes: list = []
-
-    def delete() -> None:  # another session's deletion, its row lock taken first
-        try:
-            with transaction.atomic():
-                mailbox = Mailbox.objects.select_for_update().get(pk=alice.pk)
-                held.set()
-                assert go.wait(30)
-                mailbox.delete()
-        finally:
-            connection.close()
 
     def deliver() -> None:
         try:
@@ -926,26 +947,45 @@ def test_a_sieve_plan_s_mailbox_deleted_since_its_read_takes_nothing(make_mailbo
         finally:
             connection.close()
 
-    deleter = threading.Thread(target=delete)
-    deleter.start()
-    assert held.wait(30)
     delivery = threading.Thread(target=deliver)
-    delivery.start()
-    with psycopg.connect(database_url(), autocommit=True) as watch:
-        deadline = time.monotonic() + 30
-        while True:  # the delivery waits for the row: past its read without the lock
-            waiting = watch.execute(
-                "SELECT query FROM pg_stat_activity WHERE datname = current_database() "
-                "AND wait_event_type = 'Lock'"
-            ).fetchall()
-            if waiting:
-                break
-            assert time.monotonic() < deadline, "the delivery did not wait for the row"
-            time.sleep(0.005)
-    assert "FOR UPDATE" in waiting[0][0], waiting
-    go.set()
-    deleter.join(30)
+    with mailbox_deleted_behind(alice.pk) as waiting:
+        delivery.start()
+        # The delivery waits for the row: past its read without the lock.
+        assert "FOR UPDATE" in waiting()
     delivery.join(30)
     assert [o.status for o in outcomes] == ["over_quota"]
+    assert not Message.objects.exists()
+    assert not [e for e in published if e.kind == "exists"]
+
+
+@postgresql_only
+def test_a_batch_whose_mailbox_was_deleted_since_its_read_files_nothing(make_mailbox, published):
+    # A batch's kept filings (groupcommit.send_later) wait for the mailbox's row, which
+    # another session deletes: their UPDATE finds no row, _file_shared's kept `then`
+    # raises (QuotaExceeded: the statement cannot tell a mailbox gone from one full, and
+    # either way it only rolls the batch back), and the batch runs again with savepoints,
+    # where each message reads its mailboxes under their locks, finds none, and its
+    # recipient is refused as the lone message's (_file_shared returning False) and the
+    # Sieve plan's are (_lock_again): over_quota, a late refusal, nothing stored. Told
+    # delivered, were the kept filing taken as done.
+    alice = make_mailbox("alice@example.org")
+    group = GroupCommitter()
+    outcomes: dict = {}
+
+    def batch() -> None:
+        pieces = {
+            name: (lambda name=name: deliver_through(group, make_raw(name), "alice@example.org"))
+            for name in ["m1", "m2"]
+        }
+        outcomes.update(queue_behind(group, pieces, submit=False))
+
+    runner = threading.Thread(target=batch)
+    with mailbox_deleted_behind(alice.pk) as waiting:
+        runner.start()
+        assert waiting().startswith("WITH u AS (UPDATE")
+    runner.join(30)
+    assert group.batches == 1  # the run with savepoints
+    assert sorted(o[0].status for o in outcomes.values()) == ["over_quota", "over_quota"]
+    assert not Mailbox.objects.filter(pk=alice.pk).exists()
     assert not Message.objects.exists()
     assert not [e for e in published if e.kind == "exists"]
