@@ -386,6 +386,10 @@ class DeliveryService:
 SHARE_SWEEP_INTERVAL = 5.0
 
 
+# How often DeliveryProcesses.join tells a child that has not stopped to stop again.
+TERM_AGAIN = 5.0
+
+
 class DeliveryProcesses:
     """MAILHOST_DELIVERY_PROCESSES children, each `manage.py runworker` with
     MAILHOST_DELIVERY_THREADS threads: delivery gets GILs of its own instead of contending
@@ -405,6 +409,7 @@ class DeliveryProcesses:
         self.pipes: list[int | None] = [None] * count  # write ends, without REDIS_URL
         self.pipes_lock = threading.Lock()  # no write to a descriptor closed (and reused)
         self.stopping = threading.Event()
+        self.respawning = threading.Lock()
         self.monitor = threading.Thread(target=self._watch, name="delivery-processes", daemon=True)
 
     def _spawn(self, index: int):
@@ -465,30 +470,50 @@ class DeliveryProcesses:
     def _watch(self) -> None:
         while not self.stopping.wait(1.0):
             for index, child in enumerate(self.children):
-                if child is not None and child.poll() is not None and not self.stopping.is_set():
-                    logger.warning(
-                        "delivery process %d exited with %s; starting it again",
-                        child.pid,
-                        child.returncode,
-                    )
-                    self.children[index] = self._spawn(index)
+                # Under the lock that close() takes: a child started again after close()
+                # told the others to stop would never be told, and join() would wait for it.
+                with self.respawning:
+                    if self.stopping.is_set():
+                        return
+                    if child is not None and child.poll() is not None:
+                        logger.warning(
+                            "delivery process %d exited with %s; starting it again",
+                            child.pid,
+                            child.returncode,
+                        )
+                        self.children[index] = self._spawn(index)
 
     def close(self) -> None:
-        self.stopping.set()
+        with self.respawning:
+            self.stopping.set()
         queue.hand_off_to(None)
         for child in self.children:
             if child is not None and child.poll() is None:
                 child.terminate()
 
     def join(self, timeout: float = 30) -> None:
+        """Wait for the children to stop, `timeout` seconds for them all, telling one that has
+        not stopped to stop again every TERM_AGAIN seconds; one still running then is killed
+        (its claimed messages' leases run out and they are due again)."""
+        import subprocess
+
+        deadline = time.monotonic() + timeout
         for child in self.children:
-            if child is None:
-                continue
-            try:
-                child.wait(timeout)
-            except Exception:
+            while child is not None:
+                left = deadline - time.monotonic()
+                try:
+                    child.wait(max(0.0, min(left, TERM_AGAIN)))
+                    break
+                except subprocess.TimeoutExpired:
+                    if left > TERM_AGAIN:
+                        child.terminate()
+                        continue
+                logger.warning(
+                    "delivery process %d did not stop in %ss; killed", child.pid, timeout
+                )
                 child.kill()
                 child.wait(5)
+                break
         with self.pipes_lock:
             for index, pipe in enumerate(self.pipes):
                 if pipe is not None:

@@ -8,6 +8,7 @@ family; `runsmtp`, `runimap`, `runpop3`, `runmanagesieve` start one.
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import importlib
 import logging
 import os
@@ -34,6 +35,8 @@ PER_PROCESS = (SMTP, IMAP, POP3, MANAGESIEVE)
 # housekeeping and indexer in worker 0 only: delivery/worker.py).
 EVERY_WORKER = (DELIVERY,)
 ACME_RETRY_SECONDS = 3600  # after a failed ACME check, sooner than MAILHOST_ACME_CHECK_INTERVAL
+# How long a stop may take before every thread's stack goes to standard error (_serve).
+SHUTDOWN_STACKS_AFTER = 20.0
 
 
 def run(modules: tuple[str, ...], *, skip_missing: bool = False) -> None:
@@ -188,6 +191,9 @@ async def _serve(
     if settings.MAILHOST_ACME_DIRECTORY and WEB in modules:  # http-01 needs our web port
         renewal = asyncio.create_task(_acme_renewal(tls if worker is None else _Everywhere()))
     await stop.wait()
+    # A stop that hangs says where: every thread's stack on standard error once it has taken
+    # SHUTDOWN_STACKS_AFTER (the process goes on stopping; nothing is cancelled).
+    faulthandler.dump_traceback_later(SHUTDOWN_STACKS_AFTER, exit=False)
     if renewal is not None:
         renewal.cancel()
     logger.info("shutting down: no new connections, finishing what is in flight")

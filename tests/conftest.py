@@ -14,6 +14,7 @@ from mailboxes import services, throttle
 # leaves them (and the browser tests) to the SQLite pass: -m "not browser and not backend_neutral".
 BACKEND_NEUTRAL = (
     "bench/test_quick.py",
+    "delivery/test_delivery_processes.py",
     "mailboxes/sieve/",
     "mailhost/test_data_dir.py",
     "mailhost/test_settings.py",
