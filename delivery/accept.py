@@ -274,16 +274,17 @@ def _words_decoded(address: str) -> str:
 
 def inbound_trust(
     raw: bytes, *, mail_from: str, client: ClientInfo
-) -> tuple[bytes, AuthResults | None]:
+) -> tuple[bytes, AuthResults | None, int]:
     """Port 25's checks (delivery.inbound): the bytes to store, with our
-    Authentication-Results on top and what the world may not tell us removed, and the
+    Authentication-Results on top and what the world may not tell us removed; the
     AuthResults (None with MAILHOST_INBOUND_CHECKS off) for the spam verdict, whose
-    `dmarc.disposition` "quarantine" sends the message to Junk. Raises DMARCRejected for
+    `dmarc.disposition` "quarantine" sends the message to Junk; and the octets of our field
+    on top, which headers.header_read need not read. Raises DMARCRejected for
     p=reject failures. DKIM is verified on the bytes as received, before anything is
     removed. The results go on the "smtp accepted" log line (AcceptResult.auth)."""
     hostname = settings.MAILHOST_HOSTNAME
     if not settings.MAILHOST_INBOUND_CHECKS:
-        return inbound.strip_untrusted(raw, authserv_id=hostname), None
+        return inbound.strip_untrusted(raw, authserv_id=hostname), None, 0
     results = inbound.authenticate(
         raw=raw, client_ip=client.ip, helo=client.helo, mail_from=mail_from
     )
@@ -296,7 +297,8 @@ def inbound_trust(
         dmarc_evaluation_record(auth=results, mail_from=mail_from)
         raise DMARCRejected(results.dmarc.domain)
     stripped = inbound.strip_untrusted(raw, authserv_id=hostname)
-    return results.header() + stripped, results
+    field = results.header()
+    return field + stripped, results, len(field)
 
 
 def message_accept(
@@ -420,8 +422,9 @@ def message_prepare(
         # The From addresses just read: the header is parsed once, not again for the domain.
         raw = dkim_sign(prefix + raw, mail_from=mail_from, from_addresses=from_addresses)
         auth = None
+        ours = 0
     else:
-        raw, auth = inbound_trust(raw, mail_from=mail_from, client=client)
+        raw, auth, ours = inbound_trust(raw, mail_from=mail_from, client=client)
     domains: dict = {}
     resolutions = [
         r.resolution or selectors.recipient_resolve(r.address, domain_cache=domains)
@@ -431,7 +434,8 @@ def message_prepare(
     spam_score = None
     scripts = None
     if authenticated_mailbox is None:
-        header = headers.header_read(raw)  # one parse for the spam rules and the summary
+        # One parse for the spam rules and the summary, of the message below our field.
+        header = headers.header_read(raw, ours)
         # What the verdict reads of the mailboxes and the Sieve scripts they run, together:
         # one round trip on PostgreSQL where there were three.
         mailbox_ids = sorted({m for r in resolutions for m in r.mailbox_ids})

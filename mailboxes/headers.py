@@ -48,6 +48,12 @@ _ATTACHMENT_LINE = re.compile(rb"(?im)^content-disposition:\s*attachment")
 # A field's first line as email.feedparser's headerRE takes it, less what parse_header leaves
 # to the parser: a "From " envelope line (no space in a name) and a line starting with a colon.
 _FIELD_LINE = re.compile(r"[\041-\071\073-\176]+:")
+# The largest message header_read copies to skip our fields on top: a copy of 256 KB took
+# about 7 us, less than the parse of port 25's Authentication-Results field (about 15 us),
+# one of 1 MB 46 us.
+OURS_COPIED_OCTETS = 256 * 1024
+# _FIELD_LINE for a header in bytes.
+_FIELD_START = re.compile(rb"[\041-\071\073-\176]+:")
 _LINE_ENDS = frozenset({"\r\n", "\n", "\r"})
 # The fields the summary reads as IMAP's parser does (_summary), by their lower-case names.
 _SUMMARY_FIELDS = ("from", "to", "cc", "date", "subject")
@@ -232,7 +238,22 @@ class HeaderRead:
     parsed: Message
 
 
-def header_read(raw: bytes) -> HeaderRead:
+def header_read(raw: bytes, ours: int = 0) -> HeaderRead:
+    """`ours`: the octets of whole fields of our own on top of raw (port 25's
+    Authentication-Results), none of which the summary or the spam rules read: the message
+    below them is read instead, one field fewer to parse twice (about 60,000 instructions).
+    The reading is the same whenever the fields below start with a field line (so that
+    neither parse reads their first line differently: an envelope "From " line, a
+    continuation, no header) and the header with ours ends within MAX_HEADER_OCTETS (so that
+    bounded_header and the MIME parse cut neither), and the message is small enough that
+    copying it costs less than the field's parse (OURS_COPIED_OCTETS)."""
+    if (
+        ours
+        and len(raw) <= OURS_COPIED_OCTETS
+        and _FIELD_START.match(raw, ours)
+        and blank_line(raw, ours, MAX_HEADER_OCTETS) is not None
+    ):
+        raw = raw[ours:]
     block = header_block(bounded_header(raw))
     parsed = parse_header(block)
     try:

@@ -239,3 +239,67 @@ def test_address_pairs_are_getaddresses_read_once(values):
     # The white space before a field's value, which delivery.inbound.checks takes off as
     # compat32 does so that both readers share the parse, changes nothing in the pairs.
     assert headers.address_pairs([" \t" + v for v in values]) == headers.address_pairs(values)
+
+
+# Port 25's Authentication-Results, on top of every message it stores.
+_OURS = (
+    b"Authentication-Results: mx.example.org;\r\n\tdkim=none;\r\n"
+    b"\tspf=none (192.0.2.1 example.com publishes no SPF record) smtp.mailfrom=a@example.com;\r\n"
+    b"\tdmarc=none (no DMARC record) header.from=example.com;\r\n\tarc=none\r\n"
+)
+
+
+def _read_as_a_whole(raw: bytes) -> None:
+    """header_read past our field reads what the whole message reads: the summary, the
+    spam flag and every other field of the compat32 header, with its defects."""
+    whole, below = headers.header_read(_OURS + raw), headers.header_read(_OURS + raw, len(_OURS))
+    assert below.summary == whole.summary and below.spam == whole.spam
+    # Without our field when it was skipped (the message may carry others' below it).
+    assert below.parsed._headers in (whole.parsed._headers[1:], whole.parsed._headers)
+    for name in ("From", "Message-ID", "Content-Type", "Subject", "X-Spam", "Date"):
+        assert str(below.parsed.get(name)) == str(whole.parsed.get(name))
+    assert below.parsed.get_content_type() == whole.parsed.get_content_type()
+    assert below.parsed.get_content_charset() == whole.parsed.get_content_charset()
+
+
+@pytest.mark.parametrize("path", _CORPUS, ids=lambda p: p.name)
+def test_the_header_below_our_field_reads_the_corpus_as_the_whole(path: Path) -> None:
+    _read_as_a_whole(path.read_bytes())
+
+
+@given(st.lists(st.sampled_from(_PIECES), max_size=12).map(b"".join))
+@settings(max_examples=300, deadline=None)
+def test_the_header_below_our_field_reads_any_lines_as_the_whole(block: bytes) -> None:
+    _read_as_a_whole(block + b"\r\nthe body\r\n")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"From x@y Sat Jan  1 00:00:00 2000\r\nSubject: a\r\nMessage-ID: <a@b>\r\n\r\nbody",
+        b" folded first\r\nSubject: a\r\n\r\nbody",
+        b"\r\nno header at all",
+        b"no colon\r\nSubject: a\r\n\r\nbody",
+        # Near the limit: our field takes the whole header past MAX_HEADER_OCTETS.
+        b"X-Long: " + b"a" * (headers.MAX_HEADER_OCTETS - 120) + b"\r\n"
+        b"From: Late <late@example.com>\r\nSubject: late\r\n\r\nbody\r\n",
+        b"X-Long: " + b"a" * (headers.MAX_HEADER_OCTETS - 400) + b"\r\n"
+        b"From: Late <late@example.com>\r\nSubject: late\r\n\r\nbody\r\n",
+    ],
+)
+def test_the_header_below_our_field_reads_odd_headers_as_the_whole(raw: bytes) -> None:
+    _read_as_a_whole(raw)
+
+
+def test_the_header_below_our_field_is_read_without_it(monkeypatch) -> None:  # noqa: ANN001
+    blocks: list[bytes] = []
+    real = headers.parse_header
+    monkeypatch.setattr(headers, "parse_header", lambda block: blocks.append(block) or real(block))
+    raw = b"From: a@example.com\r\nSubject: s\r\n\r\nbody\r\n"
+    headers.header_read(_OURS + raw, len(_OURS))
+    headers.header_read(_OURS + b"From x@y Sat Jan  1 00:00:00 2000\r\n" + raw, len(_OURS))
+    large = raw + b"a" * headers.OURS_COPIED_OCTETS
+    headers.header_read(_OURS + large, len(_OURS))
+    assert blocks[0] == b"From: a@example.com\r\nSubject: s\r\n\r\n"
+    assert blocks[1].startswith(b"Authentication-Results:")  # an envelope line: read whole
+    assert blocks[2].startswith(b"Authentication-Results:")  # not copied: read whole
