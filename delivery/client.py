@@ -708,10 +708,10 @@ def deliver(
             logger.info("delivery via %s refused: %s", host.name, wanted.reason)
             continue
         key = (host.name, tuple(host.addresses), port, wanted.aim(), auth, require_tls)
+        if before_connect is not None:
+            before_connect()  # ahead of take(): a connection taken is not lost when it raises
         reused = connection_cache.take(key)
         if reused is not None:
-            if before_connect is not None:
-                before_connect()
             tried = True
             try:
                 result = _session(

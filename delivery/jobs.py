@@ -254,6 +254,12 @@ def attempt(claim: Claim, results: Results | None = None) -> dict[str, int]:
                     counts[outcome.status] += 1
         if results is None:
             mine.flush()
+    except services.ClaimLost:
+        # Another claim took the recipients over (this one's lease ran out first): theirs to
+        # attempt and record; what this one kept is written where still its own.
+        logger.warning("delivery of %s stopped: another claim holds it", claim.message.queue_id)
+        if results is None:
+            mine.flush()
     except Exception:
         # Our own fault: what is not recorded yet is deferred, not lost, and retried.
         logger.exception("delivery of %s failed", claim.message.queue_id)
@@ -414,13 +420,17 @@ def _is_loopback(address: str) -> bool:
 
 def claim_keeper(claim: Claim):
     """A callback that renews the claim's lease once half of it has run out (a renewal is a
-    database commit: not worth doing before every connection of a quick delivery)."""
+    database commit: not worth doing before every connection of a quick delivery), and
+    raises services.ClaimLost instead of connecting when the claim no longer holds the
+    message (its lease ran out, as it may while a claimed message waits for a thread, and
+    another claim took it over: that one delivers it)."""
     half = settings.MAILHOST_DELIVERY_LEASE / 2
     renewed = [claim.claimed_at]
 
     def keep() -> None:
         if time.monotonic() - renewed[0] >= half:
-            services.lease_extend(token=claim.token)
+            if claim.message.pk not in services.lease_extend(token=claim.token):
+                raise services.ClaimLost(f"message {claim.message.pk}: claimed by another")
             renewed[0] = time.monotonic()
 
     return keep

@@ -341,11 +341,24 @@ def _claim_sql(count: int) -> tuple[str, str]:
     return statements
 
 
-def lease_extend(*, token: str) -> None:
-    """Keep holding the claim while a long attempt goes on (one call per destination)."""
+class ClaimLost(Exception):
+    """The claim holds none of a message's recipients any more: its lease ran out and
+    another claim took them over (or an operator bounced or removed them). Not attempted
+    then: they are the other claim's to deliver and record."""
+
+
+def lease_extend(*, token: str) -> set[int]:
+    """Keep holding the claim while a long attempt goes on (one call per destination);
+    returns the messages whose recipients it still holds. By the claim's token, not by its
+    lease's time: a claim past its lease still holds (and renews) what no other claim took,
+    while one that took the recipients over set its own token on them, so its lease is never
+    renewed by the claim it replaced (the row decides between the two: SQLite's one writer,
+    PostgreSQL's row lock, whose waiter checks the WHERE again on the row the other wrote)."""
     lease = timezone.now() + timedelta(seconds=settings.MAILHOST_DELIVERY_LEASE)
+    held = OutboundRecipient.objects.filter(lease_token=token)
     with unsynced_atomic():
-        OutboundRecipient.objects.filter(lease_token=token).update(lease_until=lease)
+        held.update(lease_until=lease)
+        return set(held.values_list("message_id", flat=True).distinct())
 
 
 @dataclass(frozen=True)
@@ -544,7 +557,9 @@ def recipients_deliver_local(*, claim: Claim, recipients: Sequence[OutboundRecip
     """File recipients on hosted domains straight into their mailboxes, and record it.
 
     One transaction: the mailbox copy and the spool result commit together, so a crash
-    never delivers twice. Remote alias targets are spooled as a new outbound message.
+    never delivers twice, and neither does a claim that another took over (its results
+    written for no row: ClaimLost, nothing filed). Remote alias targets are spooled as a
+    new outbound message.
     """
     from mailboxes.selectors import blob_read
     from mailboxes.services import message_deliver
@@ -575,7 +590,8 @@ def recipients_deliver_local(*, claim: Claim, recipients: Sequence[OutboundRecip
                 smtputf8=message.smtputf8,
                 body_8bit=message.body_8bit,
             )
-        recipients_record(token=claim.token, outcomes=outcomes)
+        if recipients_record(token=claim.token, outcomes=outcomes) < len(outcomes):
+            raise ClaimLost(f"message {message.pk}: recipients claimed by another")
 
 
 # --- Delivery status notifications -------------------------------------------------------

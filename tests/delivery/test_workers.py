@@ -562,3 +562,69 @@ def test_the_messages_of_a_claim_that_failed_are_queued_again(sender, zone, peer
         f"user{n}@remote.test" for n in range(3)
     ]
     assert set(OutboundRecipient.objects.values_list("attempts", flat=True)) == {1}
+
+
+def _claim_taken_over(message) -> tuple:  # noqa: ANN001
+    """A claim of the message whose lease ran out (claimed longer ago than half the lease,
+    so that its attempt renews it before connecting: jobs.claim_keeper), then another claim
+    of it, which took the recipients over; returns both."""
+    import dataclasses
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from delivery.services import recipients_claim
+
+    first = recipients_claim(message_id=message.pk)
+    OutboundRecipient.objects.filter(message=message).update(
+        lease_until=timezone.now() - timedelta(seconds=1)
+    )
+    second = recipients_claim(message_id=message.pk)
+    assert first is not None and second is not None
+    aged = first.claimed_at - settings.MAILHOST_DELIVERY_LEASE
+    return dataclasses.replace(first, claimed_at=aged), second
+
+
+def test_a_claim_taken_over_by_another_is_not_attempted_again(sender, zone, peers):
+    """A claim whose lease ran out before its attempt connected (it waited behind slow
+    deliveries: delivery.worker.Claimer), and which another claim took over meanwhile (the
+    sweeper found the recipients due), renews nothing (services.lease_extend: by the claim's
+    token, which the new claim replaced, so the new claim's lease is left as it is) and
+    learns so (jobs.claim_keeper): it does not connect, and the message is delivered once,
+    by the claim that holds it. Before, the first claim delivered it too."""
+    from delivery.jobs import deliver_claim
+    from delivery.services import lease_extend
+
+    peer = peers.start("127.0.0.2")
+    message = spool(["bob@remote.test"])
+    flush_queue()
+    first, second = _claim_taken_over(message)
+    lease = OutboundRecipient.objects.get(message=message).lease_until
+    lease_extend(token=first.token)
+    row = OutboundRecipient.objects.get(message=message)
+    assert (row.lease_token, row.lease_until) == (second.token, lease)
+    deliver_claim(first)
+    assert peer.data_seen == 0
+    deliver_claim(second)
+    assert len(peer.received) == 1
+    row = OutboundRecipient.objects.get(message=message)
+    assert (row.status, row.lease_token) == (RecipientStatus.DELIVERED, "")
+
+
+def test_a_claim_taken_over_by_another_files_nothing_here(sender, zone, peers):
+    """A local recipient's filing commits with its spool result (services.
+    recipients_deliver_local), which a claim taken over by another writes for no row: the
+    filing is rolled back with it, and the message is filed once, by the claim that holds
+    it. Before, the first claim filed it too."""
+    from delivery.jobs import deliver_claim
+    from tests.delivery.test_delivery import inbox_messages
+
+    message = spool(["alice@example.org"])
+    flush_queue()
+    first, second = _claim_taken_over(message)
+    deliver_claim(first)
+    assert inbox_messages(sender) == []
+    deliver_claim(second)
+    assert len(inbox_messages(sender)) == 1
+    row = OutboundRecipient.objects.get(message=message)
+    assert (row.status, row.lease_token) == (RecipientStatus.DELIVERED, "")
