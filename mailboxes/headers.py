@@ -236,6 +236,10 @@ class HeaderRead:
     summary: dict
     spam: bool
     parsed: Message
+    # Where the body of the raw bytes read starts (after the blank line), as email.feedparser
+    # reads it, when the fast reading (parse_header) took every line of the whole header as a
+    # field or its continuation; None when the parser read it, or bounded_header cut it.
+    body_start: int | None = None
 
 
 def header_read(raw: bytes, ours: int = 0) -> HeaderRead:
@@ -254,6 +258,8 @@ def header_read(raw: bytes, ours: int = 0) -> HeaderRead:
         and blank_line(raw, ours, MAX_HEADER_OCTETS) is not None
     ):
         raw = raw[ours:]
+    else:
+        ours = 0
     block = header_block(bounded_header(raw))
     parsed = parse_header(block)
     try:
@@ -263,7 +269,9 @@ def header_read(raw: bytes, ours: int = 0) -> HeaderRead:
         # forever: the message is stored unchanged with an empty summary (our fault, logged).
         logger.exception("headers degraded message_id=%s", _first_msgid(parsed.get("Message-ID")))
         summary = _DEGRADED_SUMMARY
-    return HeaderRead(summary, _spam_verdict(parsed), parsed)
+    # Our fields on top are whole fields too: the body starts as far below them.
+    whole = type(parsed) is _IndexedHeader and raw.startswith(block)
+    return HeaderRead(summary, _spam_verdict(parsed), parsed, ours + len(block) if whole else None)
 
 
 class _IndexedHeader(Message):

@@ -49,7 +49,7 @@ def verdict(
     mailbox_reasons'."""
     header = header or headers.header_read(raw)
     summary, parsed = header.summary, header.parsed
-    text = text_of(raw, parsed)
+    text = text_of(raw, parsed, header.body_start)
     reasons: list[Reason] = []
     if raw.find(GTUBE) >= 0:  # not `in`: bytes `in` raises and clears a TypeError first
         reasons.append(Reason("GTUBE", 1000.0, "it contains the GTUBE test string"))

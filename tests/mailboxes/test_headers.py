@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from mailboxes import fulltext, headers, mime
 from mailboxes.headers import blank_line, bounded_header, header_block, parse_header, summarize
+from tests.support.headerlines import HEADER_LINES
 
 _SEARCHED = re.compile(rb"\r?\n\r?\n")  # what blank_line's span must equal
 
@@ -78,23 +79,6 @@ def test_a_field_value_is_unfolded_as_the_regular_expression_did():
 # parse_header: the compat32 Message of BytesHeaderParser, whether it is made by the fast
 # reading of whole fields or by the parser itself.
 _CORPUS = sorted((Path(__file__).resolve().parents[2]).glob("**/*.eml"))
-_PIECES = [
-    b"Subject: a\r\n",
-    b"To: b@example.com\n",
-    b"From: c <c@example.com>\r",
-    b"From x@y Sat Jan  1 00:00:00 2000\r\n",
-    b" folded\r\n",
-    b"\tfolded\n",
-    b": no name\r\n",
-    b"no colon\r\n",
-    b"X-8bit: caf\xc3\xa9 \xff\r\n",
-    b"Name With Space: v\r\n",
-    b"Empty:\r\n",
-    b"Form\x0cfeed: v\r\n",
-    b"\r",
-    b"\n",
-    b"\r\n",
-]
 
 
 def _parsed(message) -> tuple:  # noqa: ANN001 - a compat32 Message
@@ -155,7 +139,7 @@ def test_the_corpus_is_there() -> None:
     assert len(_CORPUS) > 50
 
 
-@given(st.lists(st.sampled_from(_PIECES), max_size=12).map(b"".join))
+@given(st.lists(st.sampled_from(HEADER_LINES), max_size=12).map(b"".join))
 @settings(max_examples=500, deadline=None)
 def test_parse_header_reads_any_lines_as_the_email_package(block: bytes) -> None:
     _assert_as_the_parser(block)
@@ -267,7 +251,7 @@ def test_the_header_below_our_field_reads_the_corpus_as_the_whole(path: Path) ->
     _read_as_a_whole(path.read_bytes())
 
 
-@given(st.lists(st.sampled_from(_PIECES), max_size=12).map(b"".join))
+@given(st.lists(st.sampled_from(HEADER_LINES), max_size=12).map(b"".join))
 @settings(max_examples=300, deadline=None)
 def test_the_header_below_our_field_reads_any_lines_as_the_whole(block: bytes) -> None:
     _read_as_a_whole(block + b"\r\nthe body\r\n")
