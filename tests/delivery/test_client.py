@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import socket
 import ssl
 import struct
@@ -446,3 +447,81 @@ def test_throttling_is_read_as_the_enhanced_code_says():
         assert not client.is_throttling(client.Reply(250, "2.0.0 OK"))
         assert client.is_throttling(client.Reply(451, "4.7.1 slow down"))
     assert matched == ["4.7.1 slow down"]
+
+
+def test_replies_read_as_the_general_loop_reads_them(settings):
+    """read_reply's path for a reply whose first line is its last gives what _read_lines
+    gives for it (the same text, code, throttling), and multi-line, bare-LF, odd and
+    closed replies are still read by the loop."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    sock = socket.create_connection(listener.getsockname())
+    peer, _ = listener.accept()
+    fast = client.Connection("127.0.0.1", 0, remote_name="peer.test", sock=sock)
+    replies = [
+        b"250 2.0.0 OK\r\n",
+        b"250 \r\n",
+        b"250 OK\n",
+        b"250 OK \r\r\n",
+        b"354 End data with <CR><LF>.<CR><LF>\r\n",
+        "250 2.0.0 d\u00e9j\u00e0 vu\r\n".encode(),
+        b"250 bad \xff octet\r\n",
+        b"421 4.7.0 slow down\r\n",
+        b"451 4.7.1 greylisted\r\n",
+        b"550-5.1.1 no such\r\n550 5.1.1 user\r\n",
+        b"250-first\n250 last\n",
+        b"250\r\n",
+    ]
+    try:
+        for raw in replies:
+            peer.sendall(raw)
+            got = fast.read_reply()
+            expected = client.Connection._read_lines(_LinesOf(raw), raw.split(b"\n")[0] + b"\n")
+            assert (got.code, got.text, got.remote) == (expected.code, expected.text, "peer.test")
+            assert fast.throttled is (got.code == 421 or got.text.startswith("4.7."))
+            fast.throttled = False
+        peer.sendall(b"2x0 nonsense\r\n")
+        with pytest.raises(client.SMTPError, match="bad reply"):
+            fast.read_reply()
+        peer.close()
+        with pytest.raises(client.SMTPError, match="closed by the peer"):
+            fast.read_reply()
+    finally:
+        fast.close()
+        listener.close()
+
+
+class _LinesOf:
+    """What _read_lines reads after a reply's first line: the rest of `raw`, line by line."""
+
+    def __init__(self, raw: bytes) -> None:
+        self.remote = "peer.test"
+        self.file = _Lines(raw.split(b"\n", 1)[1])
+
+
+class _Lines:
+    def __init__(self, rest: bytes) -> None:
+        self.lines = [line + b"\n" for line in rest.split(b"\n") if line]
+
+    def readline(self, limit: int) -> bytes:
+        return self.lines.pop(0) if self.lines else b""
+
+
+@pytest.mark.parametrize("limit", [0, 6, 998])
+def test_prepared_data_is_the_same_without_rewriting(settings, limit):
+    """prepare_data sends a message of CRLF lines, none too long or starting with a dot, as
+    it is, and that is what rewriting it gives (_prepared_anew); random messages of CR, LF,
+    dots and text, with and without those, are prepared alike either way."""
+    settings.MAILHOST_OUTBOUND_LINE_LENGTH_LIMIT = limit
+    rng = random.Random(limit)
+    usual = b"Subject: x\r\n\r\nline one\r\nline two\r\n"
+    assert prepare_data(usual) == client._prepared_anew(usual, limit)
+    if limit != 6:
+        assert prepare_data(usual) == usual + b".\r\n"
+    for _ in range(3000):
+        pieces = [rng.choice([b"\r\n", b"\r", b"\n", b".", b"ab", b"abcdefgh", b" "])]
+        pieces += [
+            rng.choice([b"\r\n", b"\r\n", b"\r\n", b"\r", b"\n", b".", b"ab", b"abcdefgh"])
+            for _ in range(rng.randrange(12))
+        ]
+        raw = b"".join(pieces)
+        assert prepare_data(raw) == client._prepared_anew(raw, limit), raw
