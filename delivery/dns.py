@@ -62,6 +62,10 @@ class NoSuchDomain(DNSPermanentError):
     pass
 
 
+# dns.flags.AD (RFC 4035 3.2.3) as a number: a response's flags are an enum.IntFlag, whose
+# `&` is Python code of the enum module, on every delivery (secure_rdatas of its MX).
+_AD = 0x0020
+
 # _cached_answer's answer for a cached NXDOMAIN.
 _NXDOMAIN = object()
 
@@ -106,7 +110,7 @@ def destination_hosts(domain: str, resolver: Resolver | None = None) -> list[MXH
     if literal:
         return [MXHost(name=literal, preference=0, addresses=(literal,))]
     try:
-        ascii_domain = domain_to_ascii(domain)
+        ascii_domain = _domain_ascii(domain)
     except InvalidAddress:
         raise NoSuchDomain(f"invalid domain name {domain!r}") from None
     records = resolver.mx(ascii_domain)
@@ -137,6 +141,12 @@ def destination_hosts(domain: str, resolver: Resolver | None = None) -> list[MXH
         detail = f": {last_error.text}" if last_error else ""
         raise DNSTemporaryError(f"no MX host of {ascii_domain} has an address{detail}")
     return _without_ourselves(ascii_domain, hosts)
+
+
+# The recipient domains of a delivery process are few and come again with every message
+# to them; IDNA's checks and the labels' regular expression each time cost more than the
+# rest of a cached MX lookup. A name that is refused (InvalidAddress) is not kept.
+_domain_ascii = functools.lru_cache(maxsize=4096)(domain_to_ascii)
 
 
 def _without_ourselves(domain: str, hosts: list[MXHost]) -> list[MXHost]:
@@ -359,12 +369,10 @@ class DNSPythonResolver:
         """The records of one type at a name and whether the resolver validated them with
         DNSSEC (the AD bit, RFC 4035 3.2.3): only as trustworthy as the path to the
         resolver, so MAILHOST_DNS_SERVERS should be a validating resolver on this host."""
-        import dns.flags
-
         answer = self._query(name, rdtype)
         if answer is None:
             return [], False
-        return list(answer), bool(answer.response.flags & dns.flags.AD)
+        return list(answer), bool(int(answer.response.flags) & _AD)
 
     def txt(self, name: str) -> list[bytes]:
         answer = self._query(name, "TXT")
