@@ -1,13 +1,16 @@
 """In-process cost of one delivery job, without the submission: a spooled message to a remote
 recipient, claimed, sent to a local sink over a reused SMTP connection, and recorded.
 
-    MAILHOST_DATA_DIR=<scratch dir> .venv/bin/python bench/profile_delivery.py [N] [time|sql|cpu]
+    MAILHOST_DATA_DIR=<scratch dir> .venv/bin/python bench/profile_delivery.py [N] [time|sql|cpu|claims]
 
 Spools N messages (bench/sample.eml from a hosted sender to the bench's sink domain; a tiny
 DNS server names the sink, as bench/run.py's outbound rows do), then runs the delivery job
 (delivery.jobs.deliver_message) of each in this thread and prints the SQL statements one job
 costs (`sql` lists them) and the CPU of this thread per job (the sink's thread is not in it);
-`cpu`: cProfile of the jobs timed by this thread's CPU clock, the functions by their CPU.
+`cpu`: cProfile of the jobs timed by this thread's CPU clock, the functions by their CPU;
+`claims`: the messages attempted as runmail's delivery threads attempt them
+(delivery.worker.Claimer: claims of up to 8 messages, each claim writing the results kept
+since the last), this thread's CPU a message.
 Uses the SQLite database in MAILHOST_DATA_DIR (or DATABASE_URL): a scratch one. The same path
 in a running server, beside the submissions: bench/profile_server.py outbound.
 """
@@ -56,7 +59,7 @@ def main() -> None:
     from django.test.utils import CaptureQueriesContext
 
     from delivery import queue, services
-    from delivery.jobs import deliver_message
+    from delivery.jobs import Results, claim_batch, deliver_claim, deliver_message
     from mailboxes import services as mailbox_services
     from mailboxes.models import Domain
 
@@ -95,8 +98,15 @@ def main() -> None:
             pstats.Stats(profiler).sort_stats("cumulative").print_stats(60)
             return
         wall, cpu = time.perf_counter(), time.thread_time()
-        for message_id in ids:
-            deliver_message(message_id)
+        if mode == "claims":
+            kept = Results()
+            for at in range(0, len(ids), 8):
+                for claim in claim_batch(ids[at : at + 8], kept):
+                    deliver_claim(claim, kept)
+            kept.flush()
+        else:
+            for message_id in ids:
+                deliver_message(message_id)
         wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
         assert sink.handler.recipients - before == count, "not every message reached the sink"
         print(
