@@ -56,9 +56,15 @@ def test_a_child_that_dies_is_started_again(settings):
         processes.join(10)
 
 
-def test_a_stop_during_a_restart_stops_the_child_started_again(settings):
+def test_a_stop_during_a_restart_stops_the_child_started_again(settings, monkeypatch):
     """close() while the monitor is starting a dead child again: the new child is told to
-    stop too, so join() does not wait its whole timeout for it (and then kill it)."""
+    stop too, so join() does not wait its whole timeout for it and then kill it. Told by
+    how the child ended, not by how long join() took (CI runs two passes on two cores):
+    join() tells a child to stop again only after its timeout here, so that a child nobody
+    told is killed (SIGKILL), not stopped by join's own SIGTERM."""
+    from delivery import worker
+
+    monkeypatch.setattr(worker, "TERM_AGAIN", 60.0)
     settings.REDIS_URL = ""
     processes = Sleepers(2, restart_takes=0.5)
     processes.start()
@@ -68,13 +74,9 @@ def test_a_stop_during_a_restart_stops_the_child_started_again(settings):
         assert processes.restarting.wait(10), "the dead child was not started again"
     finally:
         processes.close()
-        began = time.monotonic()
         processes.join(15)
-        took = time.monotonic() - began
-    assert all(child.poll() is not None for child in processes.children)
     assert processes.children[0] is not children[0]  # the restart happened, and was stopped
-    assert processes.children[0].returncode == -signal.SIGTERM
-    assert took < 5, f"join waited {took:.1f}s for a child nobody told to stop"
+    assert [child.returncode for child in processes.children] == [-signal.SIGTERM] * 2
 
 
 # A child that does not stop on its first SIGTERM (missed while busy, say), only on the next.
@@ -98,15 +100,16 @@ def test_a_child_that_did_not_stop_is_told_again_before_it_is_killed(settings, m
     settings.REDIS_URL = ""
     processes = Sleepers(1)
     processes.start()
+    replaced = processes.children[0]
     try:
         deaf = subprocess.Popen([sys.executable, "-c", DEAF_ONCE], stdout=subprocess.PIPE)
         assert deaf.stdout.readline() == b"ready\n"
-        replaced, processes.children[0] = processes.children[0], deaf
-        _kill(replaced)
+        # The child replaced lives on until the end: the monitor, which may have read it from
+        # the list just before, finds it alive and starts none in the deaf one's place.
+        processes.children[0] = deaf
     finally:
         processes.close()
-        began = time.monotonic()
         processes.join(20)
-        took = time.monotonic() - began
-    assert deaf.returncode == 0  # it stopped on the second SIGTERM, not killed
-    assert took < 5, f"join took {took:.1f}s"
+        _kill(replaced)
+    # Stopped on the second SIGTERM: a child not told again is killed at join's timeout.
+    assert deaf.returncode == 0
