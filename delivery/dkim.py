@@ -74,13 +74,13 @@ def signing_key(
         from_domain = _from_header_domain(raw)
     else:
         from_domain = next(filter(None, map(_domain_of, from_addresses)), None)
-    for name in (from_domain, _domain_of(mail_from) if mail_from else None):
-        if not name:
-            continue
-        key = _keys.get(name)
-        if key is not None:
-            return key
-    return None
+    key = _keys.get(from_domain) if from_domain else None
+    if key is None and mail_from:
+        # The envelope sender's domain only when the From domain has no key: its IDNA
+        # checks (domain_to_ascii) were made for every submission, most signed by From's.
+        sender_domain = _domain_of(mail_from)
+        key = _keys.get(sender_domain) if sender_domain else None
+    return key
 
 
 # How long a process signs with a key it read without reading it again: a key activated or
