@@ -222,3 +222,45 @@ def test_a_prepared_statement_is_logged_with_its_text():
                 assert cursor.fetchone() == (42,)
     statements = [q["sql"] for q in queries.captured_queries]
     assert [s for s in statements if s not in ("BEGIN", "COMMIT")] == ["SELECT %s + 1"] * 2
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+def test_a_closed_prepared_cursor_is_the_next_one_and_forgets_its_results():
+    """A prepared cursor closed outside a pipeline is handed out again (making one cost as
+    much as executing its statement), without its last results; one still open is never
+    handed out twice, one closed in a pipeline (its results may still be on their way) ends,
+    and a new connection makes its own."""
+    from django.db import ProgrammingError
+
+    db = connections[DEFAULT_DB_ALIAS]
+    with db.prepared_cursor() as first:
+        first.execute("SELECT %s + 1", [1])
+        with db.prepared_cursor() as nested:  # the first is still in use
+            assert nested.cursor is not first.cursor
+            nested.execute("SELECT %s + 2", [1])
+            assert nested.fetchone() == (3,)
+        assert first.fetchone() == (2,)
+    # the nested one, closed first, is kept; the first, closed with a spare kept, ends
+    assert db._spare_cursor is nested.cursor and first.cursor.closed
+    with db.prepared_cursor(binary=True) as again:
+        assert again.cursor is nested.cursor
+        with pytest.raises(ProgrammingError):  # no result: the last one was dropped
+            again.fetchone()
+        again.execute("SELECT %s::bytea", [b"\x00\xff"])
+        assert again.fetchone() == (b"\x00\xff",)
+    with db.prepared_cursor() as text:
+        text.execute("SELECT %s::bytea", [b"\x00\xff"])
+        assert text.fetchone() == (b"\x00\xff",)
+    assert db._spare_cursor is text.cursor
+    with db.statements_together():
+        inside = db.prepared_cursor()
+        assert inside.cursor is text.cursor
+        inside.execute("SELECT %s + 3", [1])
+        inside.close()  # in the pipeline: ends
+    assert inside.cursor.closed and db._spare_cursor is None
+    db.close()
+    with db.prepared_cursor() as fresh:
+        assert fresh.cursor is not text.cursor
+        fresh.execute("SELECT %s + 4", [1])
+        assert fresh.fetchone() == (5,)
