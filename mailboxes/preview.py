@@ -35,4 +35,21 @@ def preview(raw: bytes, tree: mime.Part) -> str:
     text = mime.decode_text(data, charset)
     if part.sub.lower() == b"html":
         text = html.unescape(_TAG.sub(" ", _DROP.sub(" ", text)))
+    return collapsed(text)
+
+
+# Characters of a text whose white space runs are made single spaces first: enough for
+# MAX_CHARS unless the text is nearly all white space.
+_HEAD = 4 * MAX_CHARS
+
+
+def collapsed(text: str) -> str:
+    """ " ".join(text.split())[:MAX_CHARS], from the text's first _HEAD characters when they
+    give that many: the words of a prefix, joined, are a prefix of the whole's (a word cut at
+    its end is the start of that word). Splitting the whole part cost a word object for
+    each of its words (about 18,000 instructions for port 25's 1 KB message, ten times
+    that at 10 KB) for the 256 characters kept."""
+    head = " ".join(text[:_HEAD].split())
+    if len(head) >= MAX_CHARS or len(text) <= _HEAD:
+        return head[:MAX_CHARS]
     return " ".join(text.split())[:MAX_CHARS]
