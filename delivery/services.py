@@ -326,9 +326,14 @@ def _claim_sql(count: int) -> tuple[str, str]:
         table = connection.ops.quote_name(OutboundRecipient._meta.db_table)
         statuses = ", ".join(["%s"] * len(PENDING))
         messages = "= %s" if count == 1 else f"IN ({', '.join(['%s'] * count)})"
+        # SQLite, which keeps no statistics here, took the (status, next_attempt_at) index
+        # for this and read every due recipient of the spool at each claim (37 ms a claim
+        # with 100,000 due, 0.02 by message_id): a unary + keeps the status term off any
+        # index. PostgreSQL has no + for text, and its statistics choose message_id's index.
+        status = "+status" if connection.vendor == "sqlite" else "status"
         update = (
             f"UPDATE {table} SET lease_token = %s, lease_until = %s, attempts = attempts + 1,"
-            f" last_attempt_at = %s WHERE message_id {messages} AND status IN ({statuses})"
+            f" last_attempt_at = %s WHERE message_id {messages} AND {status} IN ({statuses})"
             " AND next_attempt_at <= %s AND (lease_until IS NULL OR lease_until < %s)"
         )
         select = (

@@ -219,3 +219,18 @@ def test_results_written_are_counted_and_only_under_the_claim(make_mailbox):
     assert written == 1
     assert OutboundRecipient.objects.get(pk=bob.pk).status == "delivered"
     assert OutboundRecipient.objects.get(pk=carol.pk).status != "delivered"
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's query planner")
+@pytest.mark.parametrize("count", [1, 8])
+def test_a_claim_finds_its_recipients_by_message_not_by_the_whole_due_spool(count):
+    """SQLite keeps no statistics here: offered the (status, next_attempt_at) index for the
+    claim's UPDATE, it took it, and each claim read every due recipient of the spool (37 ms a
+    claim with 100,000 due, against 0.02 through message_id's index)."""
+    update, _ = services._claim_sql(count)
+    params = ["token", None, None, *range(1, count + 1), *services.PENDING, None, None]
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN QUERY PLAN {update}", params)
+        plan = " ".join(str(row[-1]) for row in cursor.fetchall())
+    assert "recipient_due" not in plan
+    assert "(message_id=?)" in plan, plan
