@@ -26,9 +26,10 @@ class Reply:
     def format(self, *args: object, **kwargs: object) -> Reply:
         return Reply(self.code, self.status, self.text.format(*args, **kwargs))
 
-    @property
+    @functools.cached_property
     def line(self) -> bytes:
-        """The reply as sent on the wire (UTF-8: addresses may be SMTPUTF8)."""
+        """The reply as sent on the wire (UTF-8: addresses may be SMTPUTF8). Made once for
+        each reply: the named constants are sent over and over (four of them a message)."""
         return str(self).encode("utf-8", "surrogateescape") + b"\r\n"
 
     @property

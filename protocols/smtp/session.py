@@ -159,6 +159,8 @@ class SMTPSession(asyncio.Protocol):
         }
         self._log_from: str | None = None  # MAIL FROM's address while its hook decides
         self._log_to: str | None = None  # RCPT TO's address while its hook decides
+        self._log_head_key: tuple | None = None  # what _log_head_text was made of
+        self._log_head_text = ""
         self._out = bytearray()
         self._input: asyncio.Future | None = None  # the session waits for input
         self._writable: asyncio.Future | None = None  # the session waits for the socket
@@ -314,25 +316,35 @@ class SMTPSession(asyncio.Protocol):
             line = status + b"\r\n"
         else:
             line = status.encode("utf-8", "surrogateescape") + b"\r\n"
-        self._out += line
         if self.parser.command_waiting():  # a whole command is waiting
+            self._out += line
             return
-        await self.flush()
+        if self._out:  # the replies of the pipelined commands before this one
+            self._out += line
+            line = self._pending()
+        # Written here rather than through flush(): a reply a command, and no coroutine for
+        # each unless the socket's buffer is full.
+        if self._write(line):
+            await self._drained()
 
     async def flush(self) -> None:
+        if self._out and self._write(self._pending()):
+            await self._drained()
+
+    def _write(self, data: bytes) -> bool:
+        """Hand `data` to the transport; True when its buffer is full (await _drained)."""
         transport = self.transport
-        if not self._out or transport is None:
-            return
-        if transport.is_closing():
-            self._out.clear()  # a timeout or the client ended it: nobody reads these
-            return
-        transport.write(self._pending())
-        if self._write_paused:
-            self._writable = self.loop.create_future()
-            try:
-                await self._writable
-            finally:
-                self._writable = None
+        if transport is None or transport.is_closing():
+            return False  # a timeout or the client ended it: nobody reads these
+        transport.write(data)
+        return self._write_paused
+
+    async def _drained(self) -> None:
+        self._writable = self.loop.create_future()
+        try:
+            await self._writable
+        finally:
+            self._writable = None
 
     async def reply_and_close(self, reply: Reply) -> None:
         await self.push(reply)
@@ -698,7 +710,8 @@ class SMTPSession(asyncio.Protocol):
             await self.push(problem)
             return
         await self.push(replies.S354_START_DATA)
-        await self.flush()
+        if self._out:  # kept back by data that came with the command
+            await self.flush()
         incoming = self._start_incoming(dot_stuffed=True)
         self.parser.start_data()
         while True:
@@ -802,21 +815,34 @@ class SMTPSession(asyncio.Protocol):
 
     def log_event(self, event: str, envelope: MailEnvelope | None, **fields: str) -> None:
         """One line per event, `<event> key=value ...` (the admin's log, fail2ban's input)."""
-        session = self.session
-        pairs = {
-            "client": self.client_ip,
-            "service": self.mode.value,
-            "helo": session.host_name if session and session.host_name else "",
-            "auth": session.auth_user if session else "",
-        }
-        sender = self._log_from if envelope is None or envelope.mail_from is None else None
+        if not logger.isEnabledFor(logging.INFO):
+            return
+        parts = [self._log_head()]
         if envelope is not None and envelope.mail_from is not None:
             sender = envelope.mail_from
+        else:
+            sender = self._log_from
         if sender is not None:
-            pairs["from"] = f"<{sender}>"
-        pairs.update(fields)
-        text = " ".join(f"{key}={log_value(value)}" for key, value in pairs.items() if value)
-        logger.info("%s %s", event, text)
+            parts.append(f"from={log_value(f'<{sender}>')}")
+        parts += [f"{key}={log_value(value)}" for key, value in fields.items() if value]
+        logger.info("%s %s", event, " ".join(parts))
+
+    def _log_head(self) -> str:
+        """The line's client=, service=, helo= and auth=, made again only when one of them
+        changed: every accepted message logs them (checking each value cost more than the
+        rest of the line's making)."""
+        session = self.session
+        key = (self.client_ip, session.host_name, session.auth_user)
+        if key != self._log_head_key:
+            pairs = (
+                ("client", self.client_ip),
+                ("service", self.mode.value),
+                ("helo", session.host_name or ""),
+                ("auth", session.auth_user),
+            )
+            self._log_head_text = " ".join(f"{k}={log_value(v)}" for k, v in pairs if v)
+            self._log_head_key = key
+        return self._log_head_text
 
     def log_reject(self, reply: Reply) -> None:
         fields = {}

@@ -28,6 +28,11 @@ class State(enum.Enum):
     RCPT = "rcpt"
     BDAT = "bdat"
 
+    # A member is its one instance: hashed by identity in C, where Enum's own __hash__ is a
+    # Python call (hash of the name) for each lookup in REFUSED and TRANSITIONS below, six
+    # a message.
+    __hash__ = object.__hash__
+
 
 TRANSACTION: Final = frozenset({State.MAIL, State.RCPT, State.BDAT})
 

@@ -60,6 +60,29 @@ def test_every_rejection_on_port_25_is_one_line_with_the_client(smtp_ports, host
     ]
 
 
+def test_the_lines_name_the_helo_given_last_on_the_connection(smtp_ports, hosted, log_lines):
+    # The lines' client part is kept between them: a new EHLO name must show in the next one.
+    mta = Transcript(smtp_ports["smtp"])
+    mta.ehlo()
+    mta.command("MAIL FROM:<x@remote.example>", replies.S250_SENDER_OK)
+    mta.command("RCPT TO:<nobody@example.org>", replies.S550_NO_SUCH_USER)
+    mta.ehlo("other.example.net")
+    mta.command("MAIL FROM:<x@remote.example>", replies.S250_SENDER_OK)
+    mta.command("RCPT TO:<nobody@example.org>", replies.S550_NO_SUCH_USER)
+    mta.command("HELO", replies.S501_HELO_SYNTAX.format("HELO"))
+    mta.command("QUIT", replies.S221_BYE)
+    mta.close()
+    other = "client=127.0.0.1 service=smtp helo=other.example.net"
+    assert log_lines("smtp reject") == [
+        f"smtp reject {CLIENT} from=<x@remote.example> to=<nobody@example.org> "
+        f'reply="{replies.S550_NO_SUCH_USER}"',
+        f"smtp reject {other} from=<x@remote.example> to=<nobody@example.org> "
+        f'reply="{replies.S550_NO_SUCH_USER}"',
+        f"smtp reject {other} from=<x@remote.example> "
+        f'reply="{replies.S501_HELO_SYNTAX.format("HELO")}"',
+    ]
+
+
 def test_submission_rejections_and_the_queue_id_delivery_carries(smtp_ports, hosted, log_lines):
     msa = Transcript(smtp_ports["submission"])
     msa.ehlo()
