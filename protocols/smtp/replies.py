@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -17,6 +17,14 @@ class Reply:
     code: int
     status: str  # RFC 3463 enhanced status code, "" where none is sent
     text: str
+    # The reply as sent on the wire (UTF-8: addresses may be SMTPUTF8), made with the reply:
+    # the named constants are sent over and over, four of them a message, and a formatted
+    # reply is made to be sent.
+    line: bytes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        wire = str(self).encode("utf-8", "surrogateescape") + b"\r\n"
+        object.__setattr__(self, "line", wire)  # frozen: set once, here
 
     def __str__(self) -> str:
         if self.status:
@@ -25,12 +33,6 @@ class Reply:
 
     def format(self, *args: object, **kwargs: object) -> Reply:
         return Reply(self.code, self.status, self.text.format(*args, **kwargs))
-
-    @functools.cached_property
-    def line(self) -> bytes:
-        """The reply as sent on the wire (UTF-8: addresses may be SMTPUTF8). Made once for
-        each reply: the named constants are sent over and over (four of them a message)."""
-        return str(self).encode("utf-8", "surrogateescape") + b"\r\n"
 
     @property
     def transient(self) -> bool:
@@ -174,6 +176,13 @@ S553_FROM_NOT_OWNED = Reply(553, "5.7.1", "From header address not owned by auth
 S550_SPAM_REJECTED = Reply(550, "5.7.1", "Message refused as spam")
 S554_NO_VALID_RECIPIENTS = Reply(554, "5.5.1", "No valid recipients")
 S501_BDAT_SYNTAX = Reply(501, "5.5.4", "Syntax: BDAT chunk-size [LAST]")
+
+
+@functools.lru_cache(maxsize=64)
+def for_host(reply: Reply, hostname: str) -> Reply:
+    """`reply.format(hostname)`, made once for each name: the greeting and HELO's reply name
+    this server in every session (and their wire lines are then made once too)."""
+    return reply.format(hostname)
 
 
 # --- Names (the /metrics rejection reason) ------------------------------------------------------
