@@ -38,6 +38,7 @@ from mailhost import dbcursor
 # prepare, whatever the threshold, so this one prepares only what a PreparedCursor runs.
 _PREPARE_WHEN_ASKED = sys.maxsize
 _PIPELINE = capabilities.has_pipeline()
+_BINARY, _TEXT = pq.Format.BINARY, pq.Format.TEXT
 
 
 class PreparedCursor(base.ServerBindingCursor):
@@ -51,6 +52,8 @@ class PreparedCursor(base.ServerBindingCursor):
     to it (they are read after the pipeline's Sync), so one closed there ends."""
 
     keeper: DatabaseWrapper | None = None
+    # Django's wrapper of this cursor, made once and handed out with it each time.
+    wrapper: dbcursor.CursorWrapper
 
     def execute(self, query, params=None, *, prepare=None, binary=None):  # noqa: ANN001, ANN201
         return super().execute(query, params, prepare=prepare is not False, binary=binary)
@@ -103,15 +106,19 @@ class DatabaseWrapper(base.DatabaseWrapper):
     def make_cursor(self, cursor):
         return dbcursor.CursorWrapper(cursor, self)
 
-    @async_unsafe
     def prepared_cursor(self, *, binary: bool = False):  # noqa: ANN201
         """A cursor for a hot path's plain statement (with `%s` parameters, as any other),
         prepared on its first run in this connection (see the module docstring). `binary`:
         its rows come in PostgreSQL's binary format, a bytea's bytes as they are rather than
         hex text that the server writes and psycopg decodes (for rows of plain columns:
         numbers, text, booleans, timestamps, bytea; a json column would come parsed)."""
+        # Django's own checks (async_unsafe, ensure_connection, _prepare_cursor) made without
+        # the calls around them, nor async_unsafe's RuntimeError in a thread without a loop:
+        # about 40,000 instructions a cursor before, more than executing its statement.
+        dbcursor.refuse_in_event_loop()
         self.close_if_health_check_failed()
-        self.ensure_connection()
+        if self.connection is None:
+            self.ensure_connection()
         cursor = self._spare_cursor
         if cursor is not None and cursor._conn is self.connection:
             self._spare_cursor = None
@@ -119,8 +126,12 @@ class DatabaseWrapper(base.DatabaseWrapper):
             with self.wrap_database_errors:
                 cursor = PreparedCursor(self.connection)
             cursor.keeper = self
-        cursor.format = pq.Format.BINARY if binary else pq.Format.TEXT
-        return self._prepare_cursor(cursor)
+            cursor.wrapper = dbcursor.CursorWrapper(cursor, self)
+        cursor.format = _BINARY if binary else _TEXT
+        if self.queries_logged:
+            return self._prepare_cursor(cursor)  # Django's debug wrapper, made each time
+        self.validate_thread_sharing()
+        return cursor.wrapper
 
     @contextlib.contextmanager
     def begin_with_first_statement(self, *, unsynced: bool = False) -> Iterator[None]:

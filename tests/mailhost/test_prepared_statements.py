@@ -227,8 +227,8 @@ def test_a_prepared_statement_is_logged_with_its_text():
 @postgresql_only
 @pytest.mark.django_db(transaction=True)
 def test_a_closed_prepared_cursor_is_the_next_one_and_forgets_its_results():
-    """A prepared cursor closed outside a pipeline is handed out again (making one cost as
-    much as executing its statement), without its last results; one still open is never
+    """A prepared cursor closed outside a pipeline is handed out again with its wrapper
+    (making them cost as much as executing the statement), without its last results; one still open is never
     handed out twice, one closed in a pipeline (its results may still be on their way) ends,
     and a new connection makes its own."""
     from django.db import ProgrammingError
@@ -244,7 +244,7 @@ def test_a_closed_prepared_cursor_is_the_next_one_and_forgets_its_results():
     # the nested one, closed first, is kept; the first, closed with a spare kept, ends
     assert db._spare_cursor is nested.cursor and first.cursor.closed
     with db.prepared_cursor(binary=True) as again:
-        assert again.cursor is nested.cursor
+        assert again is nested and again.cursor is nested.cursor  # its wrapper too
         with pytest.raises(ProgrammingError):  # no result: the last one was dropped
             again.fetchone()
         again.execute("SELECT %s::bytea", [b"\x00\xff"])
