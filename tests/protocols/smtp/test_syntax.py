@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from protocols.smtp import replies, syntax
 from protocols.smtp.syntax import SyntaxProblem
@@ -111,10 +113,20 @@ def test_rcpt_params():
         (b"a\r\r\n", True),
         (b"a\n\r\n", True),
         (b"a\r", True),
+        (b"\r\r\n\n", True),  # taking out the CRLF leaves a CRLF: still bare
+        (b"\n\r", True),
     ],
 )
 def test_bare_line_endings(data, bare):
     assert syntax.has_bare_line_ending(data) is bare
+
+
+@given(st.lists(st.sampled_from([b"\r", b"\n", b"\r\n", b"a", b"."]), max_size=12))
+def test_bare_line_endings_are_cr_or_lf_not_in_a_crlf(pieces):
+    data = b"".join(pieces)
+    crlf = data.count(b"\r\n")
+    counted = data.count(b"\n") != crlf or data.count(b"\r") != crlf
+    assert syntax.has_bare_line_ending(data) is counted
 
 
 def test_check_content():
