@@ -73,3 +73,28 @@ def database_label() -> str:
     host = db.get("HOST") or "localhost"
     port = f":{db['PORT']}" if db.get("PORT") else ""
     return f"the database {db['NAME']!r} on {host}{port}"
+
+
+def without_like_index(table: str, column: str):  # noqa: ANN201
+    """A migration operation that drops the varchar_pattern_ops twin Django makes on
+    PostgreSQL for a unique or indexed CharField (for LIKE 'x%'), where no query asks that of
+    the column and every row written pays for it; backwards, it is made again. Nothing on
+    SQLite, which has no twin. The model is unchanged: Django's schema editor drops the twin
+    with IF EXISTS, should the field ever be altered."""
+    from django.db import migrations
+
+    def name(schema_editor) -> str:  # noqa: ANN001
+        return schema_editor._create_index_name(table, [column], suffix="_like")
+
+    def forwards(apps, schema_editor) -> None:  # noqa: ANN001
+        if schema_editor.connection.vendor == "postgresql":
+            schema_editor.execute(f'DROP INDEX IF EXISTS "{name(schema_editor)}"')
+
+    def backwards(apps, schema_editor) -> None:  # noqa: ANN001
+        if schema_editor.connection.vendor == "postgresql":
+            schema_editor.execute(
+                f'CREATE INDEX IF NOT EXISTS "{name(schema_editor)}"'
+                f' ON "{table}" ("{column}" varchar_pattern_ops)'
+            )
+
+    return migrations.RunPython(forwards, backwards)
