@@ -60,6 +60,8 @@ class PreparedCursor(base.ServerBindingCursor):
 
     def close(self) -> None:
         keeper = self.keeper
+        if keeper is not None and keeper._spare_cursor is self:
+            return  # closed again while kept: ending it would hand out a closed cursor next
         if (
             keeper is not None
             and keeper._spare_cursor is None

@@ -264,3 +264,20 @@ def test_a_closed_prepared_cursor_is_the_next_one_and_forgets_its_results():
         assert fresh.cursor is not text.cursor
         fresh.execute("SELECT %s + 4", [1])
         assert fresh.fetchone() == (5,)
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+def test_a_prepared_cursor_closed_twice_is_kept_alive():
+    """close() a second time is a no-op (DB-API), also for the cursor kept as the spare:
+    ending it there made the next prepared_cursor() hand out a closed cursor, whose
+    statement failed (InterfaceError: the cursor is closed)."""
+    db = connections[DEFAULT_DB_ALIAS]
+    cursor = db.prepared_cursor()
+    cursor.execute("SELECT %s + 1", [1])
+    cursor.close()
+    cursor.close()
+    with db.prepared_cursor() as again:
+        assert again.cursor is cursor.cursor
+        again.execute("SELECT %s + 1", [2])
+        assert again.fetchone() == (3,)
