@@ -44,8 +44,13 @@ def deliver_messages(message_ids: Sequence[int]) -> dict[int, dict[str, int]]:
     kept = Results()
     try:
         for claim in claim_batch(message_ids):
-            kept.flush_if_old()
-            counts[claim.message.pk] = deliver_claim(claim, kept)
+            # One message's failure (a results write refused: deliver_claim keeps them) is
+            # not the batch's: the others are claimed too, and would wait out their leases.
+            try:
+                kept.flush_if_old()
+                counts[claim.message.pk] = deliver_claim(claim, kept)
+            except Exception:
+                logger.exception("delivery of message %s failed", claim.message.pk)
     finally:
         kept.flush()
     return counts

@@ -462,24 +462,13 @@ def test_a_result_written_ahead_of_its_dsn_is_kept_when_that_write_fails(
     out and was then delivered again."""
     from datetime import timedelta
 
-    from django.db import OperationalError
     from django.utils import timezone
 
-    from delivery import services
     from delivery.services import SpoolRecipient
     from tests.delivery.test_delivery import inbox_messages
 
     peer = peers.start("127.0.0.2")
-    write = services.recipients_results_write
-    failed = []
-
-    def fails_once(rows) -> None:  # noqa: ANN001
-        if not failed:
-            failed.append(True)
-            raise OperationalError("the database went away")
-        write(rows)
-
-    monkeypatch.setattr(services, "recipients_results_write", fails_once)
+    failed = _results_write_fails_once(monkeypatch)
     message = spool([SpoolRecipient("bob@remote.test", notify="SUCCESS")])
     _one_delivery_thread_until(lambda: failed and status_of(message) == RecipientStatus.DELIVERED)
     assert failed
@@ -628,3 +617,43 @@ def test_a_claim_taken_over_by_another_files_nothing_here(sender, zone, peers):
     assert len(inbox_messages(sender)) == 1
     row = OutboundRecipient.objects.get(message=message)
     assert (row.status, row.lease_token) == (RecipientStatus.DELIVERED, "")
+
+
+def test_a_batch_goes_on_past_a_message_whose_results_write_fails(sender, zone, peers, monkeypatch):
+    """deliver_messages (an RQ job's batch, one claim): when the write of one message's
+    results ahead of its DSN fails, the batch's other messages, claimed with it, are still
+    attempted in this job; before, the job ended there and they waited out their leases."""
+
+    from delivery.jobs import deliver_messages
+    from delivery.services import SpoolRecipient
+
+    peer = peers.start("127.0.0.2")
+    first = spool([SpoolRecipient("bob@remote.test", notify="SUCCESS")])
+    second = spool(["carol@remote.test"])
+    flush_queue()
+    failed = _results_write_fails_once(monkeypatch)
+    counts = deliver_messages([first.pk, second.pk])
+    assert failed
+    assert counts[second.pk] == {RecipientStatus.DELIVERED: 1}
+    assert sorted(r.rcpt_tos[0] for r in peer.received) == ["bob@remote.test", "carol@remote.test"]
+    assert {status_of(first), status_of(second)} == {RecipientStatus.DELIVERED}
+
+
+def _results_write_fails_once(monkeypatch) -> list:  # noqa: ANN001
+    """services.recipients_results_write refuses its first call (the database went away);
+    the list returned is empty until it has."""
+    from django.db import OperationalError
+
+    from delivery import services
+
+    write = services.recipients_results_write
+    failed: list[bool] = []
+
+    def fails_once(rows) -> None:  # noqa: ANN001
+        if not failed:
+            failed.append(True)
+            raise OperationalError("the database went away")
+        write(rows)
+
+    monkeypatch.setattr(services, "recipients_results_write", fails_once)
+    return failed
