@@ -558,10 +558,12 @@ class Bench:
         run["postfix_dkim_delivered_per_s"] = signing.get("delivered_per_s")
         run["postfix_dkim_cpu_ms_per_message"] = signing.get("cpu_ms_per_message")
         run["ratio_to_postfix_dkim"] = ratio(run["delivered_per_s"], signing.get("delivered_per_s"))
+        run["postfix_dkim_sink_sessions"] = signing.get("sink_sessions")
         postfix = self.results.get("outbound_postfix") or {}
         reference = postfix.get("delivered_per_s")
         run["postfix_delivered_per_s"] = reference
         run["postfix_cpu_ms_per_message"] = postfix.get("cpu_ms_per_message")
+        run["postfix_sink_sessions"] = postfix.get("sink_sessions")
         run["ratio_to_postfix"] = ratio(run["delivered_per_s"], reference)
         runs.append(run)
         print(f"   {run}", file=sys.stderr, flush=True)
@@ -614,6 +616,7 @@ class Bench:
         count = self.counts["outbound"]
         before = self.sink.handler.recipients
         signed = self.sink.handler.signed
+        sessions = self.sink.handler.sessions
         result = asyncio.run(submit("127.0.0.1", port, count, sessions=4, auth=auth, cpu_pid=pid))
         cpu = result["cpu"]
         start = result["start"]
@@ -630,7 +633,9 @@ class Bench:
             "delivered_per_s": round(delivered / elapsed, 1),
             "cpu_ms_per_message": round(cpu * 1000 / max(delivered, 1), 2),
             "complete": done,
-            "sink_sessions": self.sink.handler.sessions,
+            # This row's sessions at the sink, not the sink's count since its start (which
+            # has every earlier row's in it, Postfix's among them).
+            "sink_sessions": self.sink.handler.sessions - sessions,
         }
         if result["errors"]:
             run["errors"] = result["errors"]
@@ -1232,9 +1237,10 @@ def table(results: dict) -> str:
             "| delivered/s (end to end) | Postfix delivered/s | vs Postfix "
             "| CPU ms/message Mailhost | CPU ms/message Postfix "
             "| Postfix + OpenDKIM delivered/s | vs Postfix + OpenDKIM "
-            "| CPU ms/message Postfix + OpenDKIM |"
+            "| CPU ms/message Postfix + OpenDKIM "
+            "| sink sessions Mailhost / Postfix / Postfix + OpenDKIM |"
         )
-        out.append("|---|---|---|---|---|---|---|---|---|---|---|")
+        out.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in outbound:
             threads = r["workers"]
             if r.get("processes"):
@@ -1245,7 +1251,9 @@ def table(results: dict) -> str:
                 f"| {r.get('ratio_to_postfix')} | {r.get('cpu_ms_per_message')} "
                 f"| {r.get('postfix_cpu_ms_per_message')} "
                 f"| {r.get('postfix_dkim_delivered_per_s')} | {r.get('ratio_to_postfix_dkim')} "
-                f"| {r.get('postfix_dkim_cpu_ms_per_message')} |"
+                f"| {r.get('postfix_dkim_cpu_ms_per_message')} "
+                f"| {r.get('sink_sessions')} / {r.get('postfix_sink_sessions')}"
+                f" / {r.get('postfix_dkim_sink_sessions')} |"
             )
     drain = results.get("outbound_drain")
     if drain:

@@ -1,6 +1,6 @@
 """The bench's own measuring: a server's process tree with its CPU time and memory
-(bench/mailhost_process.py), and the summary of py-spy's collapsed stacks
-(bench/profile_server.py)."""
+(bench/mailhost_process.py), the summary of py-spy's collapsed stacks
+(bench/profile_server.py), and what an outbound row of bench/run.py counts at its sink."""
 
 from __future__ import annotations
 
@@ -94,3 +94,30 @@ def test_the_lock_probe_report_sums_by_holder_and_batch(bench_path, tmp_path, ca
     assert "lock held 22.5% of the window" in out  # 9 x 20 ms in 0.8 s
     assert "group commit: 5 transactions, 10 messages, 2.00 a transaction" in out
     assert "a message: hold 10000.0, cpu 2500.0" in out
+
+
+def test_an_outbound_row_counts_its_own_sessions_at_the_sink(bench_path, monkeypatch):
+    """bench/run.py's outbound rows (runmail's, Postfix's) share one sink: a row's
+    sink_sessions is what the sink saw during that row, not its count since its start (a
+    4-thread row read 200 sessions, 156 of them made by Postfix + OpenDKIM's row before)."""
+    import time
+    import types
+
+    import run
+    from baseline_aiosmtpd import CountingHandler
+
+    handler = CountingHandler()
+
+    async def submit(host, port, count, sessions, auth=True, cpu_pid=0):  # noqa: ANN001, ANN202
+        handler.sessions += 3  # the server under test opened three sessions to the sink
+        handler.recipients += count
+        return {"ok": count, "errors": [], "start": time.perf_counter(), "cpu": 0.0}
+
+    monkeypatch.setattr(run, "submit", submit)
+    monkeypatch.setattr(run, "trees_cpu_seconds", lambda pids: 0.0)
+    bench = run.Bench.__new__(run.Bench)
+    bench.counts = {"outbound": 10}
+    bench.sink = types.SimpleNamespace(handler=handler)
+    rows = [bench.outbound_load(0, 1, auth=False) for _ in range(2)]
+    assert [row["sink_sessions"] for row in rows] == [3, 3]
+    assert all(row["delivered"] == 10 for row in rows)
