@@ -173,16 +173,53 @@ def published_together() -> Iterator[None]:
 
 
 def _publish(wires: list[str]) -> None:
+    """PUBLISH each of `wires` on the channel, in order, in one round trip: the commands
+    packed and sent together on one of the client's pooled connections and their replies
+    read, as redis-py's pipeline sends them, without its command stack, reply callbacks and
+    bookkeeping (about 30 us of a batch's CPU); retried as the client retries a command (on
+    a lost connection, the connection made again)."""
     try:
-        if len(wires) == 1:
-            redisconn.client().publish(channel(), wires[0])
-            return
-        pipeline = redisconn.client().pipeline(transaction=False)
-        for wire in wires:
-            pipeline.publish(channel(), wire)
-        pipeline.execute()
+        commands = [("PUBLISH", channel(), wire) for wire in wires]
+        pool = redisconn.client().connection_pool
+        connection = pool.get_connection()
+        try:
+            connection.retry.call_with_retry(
+                lambda: _sent_and_answered(connection, commands),
+                lambda _error: connection.disconnect(),
+            )
+        finally:
+            pool.release(connection)
     except Exception:
         logger.exception("publishing change events to Redis failed; only this process heard them")
+
+
+def _sent_and_answered(connection, commands: list[tuple[str, str, str]]) -> None:  # noqa: ANN001
+    try:
+        connection.send_packed_command(connection.pack_commands(commands))
+        for _ in commands:
+            connection.read_response()
+    except BaseException:
+        connection.disconnect()  # replies may be left unread: the next user starts afresh
+        raise
+
+
+def _fields(event: ChangeEvent) -> dict:
+    """asdict(event), without asdict's recursive copy of each field (7 us an event, where
+    this is 0.3): the fields are numbers, a string and a tuple of numbers."""
+    return {
+        "mailbox_id": event.mailbox_id,
+        "folder_id": event.folder_id,
+        "kind": event.kind,
+        "uids": event.uids,
+        "modseq": event.modseq,
+    }
+
+
+def _wire(event: ChangeEvent) -> str:
+    """The event's Redis message: its fields and this process's name (origin), as JSON."""
+    fields = _fields(event)
+    fields["origin"] = _origin()
+    return json.dumps(fields)
 
 
 def _send(event: ChangeEvent) -> None:
@@ -191,7 +228,7 @@ def _send(event: ChangeEvent) -> None:
     # processes hear it through Redis, whose listener here skips what this process sent.
     _dispatch(event)
     if settings.REDIS_URL:
-        wire = json.dumps(dict(asdict(event), origin=_origin()))
+        wire = _wire(event)
         held = getattr(_held, "wires", None)
         if held is not None:
             held.append(wire)
@@ -202,7 +239,7 @@ def _send(event: ChangeEvent) -> None:
         to = _hearers(event)
         for part in _parts(event) if to else ():
             for worker in to:
-                fanout.send(TOPIC, asdict(part), to=worker)
+                fanout.send(TOPIC, _fields(part), to=worker)
 
 
 def _hearers(event: ChangeEvent) -> list[int]:

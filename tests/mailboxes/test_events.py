@@ -124,6 +124,20 @@ def test_event_json_round_trip():
     assert json.loads(event.to_json())["uids"] == [3, 4]
 
 
+def test_an_events_redis_message_is_its_fields_and_origin():
+    from dataclasses import asdict
+
+    for event in (
+        ChangeEvent(1, 2, "exists", (3,), 4),
+        ChangeEvent(7, 0, events.SIGN_OUT, modseq=1_700_000_000_000_000_000),
+        ChangeEvent(1, 2, "expunge", tuple(range(5000)), 2**40),
+        ChangeEvent(3, 4, "folders"),
+    ):
+        wire = events._wire(event)
+        assert wire == json.dumps(dict(asdict(event), origin=events._origin()))
+        assert ChangeEvent.from_json(wire) == event
+
+
 @needs_redis
 def test_redis_events_for_every_write(settings, make_mailbox, collector):
     settings.REDIS_URL = REDIS_URL
@@ -153,6 +167,39 @@ def test_redis_events_for_every_write(settings, make_mailbox, collector):
         e for e in evs if e.mailbox_id == alice.pk
     ]
     assert events.channel() == f"mailhost:changes:{REDIS_URL.rsplit('/', 1)[-1]}"
+
+
+@needs_redis
+def test_events_published_on_a_lost_redis_connection_go_on_a_new_one(settings):
+    """The pooled connection that PUBLISHes was closed by the server since its last use:
+    the events are sent again on a new one, in order (as redis-py retries a command)."""
+    import redis
+
+    from mailhost import redisconn
+
+    settings.REDIS_URL = REDIS_URL
+    listener = redis.Redis.from_url(REDIS_URL).pubsub(ignore_subscribe_messages=True)
+    listener.subscribe(events.channel())
+    listener.get_message(timeout=1)
+    sent = [ChangeEvent(1, 2, "exists", (n,), n) for n in range(1, 4)]
+    events._publish([events._wire(sent[0])])  # a connection made and pooled
+    pool = redisconn.client().connection_pool
+    connection = pool.get_connection()
+    try:
+        connection.send_command("CLIENT", "ID")
+        client_id = connection.read_response()
+    finally:
+        pool.release(connection)
+    assert redis.Redis.from_url(REDIS_URL).client_kill_filter(_id=client_id) == 1
+    events._publish([events._wire(event) for event in sent[1:]])
+    heard = []
+    deadline = time.monotonic() + 5
+    while len(heard) < 3 and time.monotonic() < deadline:
+        message = listener.get_message(timeout=0.5)
+        if message:
+            heard.append(ChangeEvent.from_json(message["data"]))
+    listener.close()
+    assert heard == sent
 
 
 @needs_redis
