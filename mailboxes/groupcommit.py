@@ -43,7 +43,7 @@ _MISSING = object()
 
 
 class _Work:
-    __slots__ = ("fn", "before", "arg", "synced", "done", "value", "error")
+    __slots__ = ("fn", "before", "arg", "synced", "done", "value", "error", "wake", "lead")
 
     def __init__(
         self,
@@ -59,6 +59,11 @@ class _Work:
         self.done = False
         self.value: Any = _MISSING
         self.error: BaseException | None = None
+        # Held from the start; released once, by a leader, when the caller is to look again:
+        # its work done, or (`lead`) the lead handed to it.
+        self.wake = threading.Lock()
+        self.wake.acquire()
+        self.lead = False
 
     def outcome(self) -> Any:
         if self.error is not None:
@@ -153,7 +158,7 @@ def _kept_first(execute, sql, params, many, context):  # noqa: ANN001, ANN202
 
 class GroupCommitter:
     def __init__(self) -> None:
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
         self._queue: list[_Work] = []
         self._leading = False
         self.batches = 0  # transactions committed for more than one piece (tests, bench)
@@ -161,7 +166,7 @@ class GroupCommitter:
     @property
     def waiting(self) -> int:
         """Pieces queued behind the transaction in progress."""
-        with self._cond:
+        with self._lock:
             return len(self._queue)
 
     def run(self, fn: Callable[[], T], *, synced: bool = True) -> T:
@@ -194,37 +199,76 @@ class GroupCommitter:
             with transaction.atomic() if synced else unsynced_atomic():
                 return fn(before([arg])[0])
         work = _Work(fn, before, arg, synced)
-        with self._cond:
+        with self._lock:
             self._queue.append(work)
+            work.lead = not self._leading
+            self._leading = True
+        if not work.lead:
+            self._wait(work)
+            if work.done:
+                return work.outcome()
+        # This caller leads: its work is the queue's first (a leader hands the lead to the
+        # first piece queued, and the queue is empty whenever nobody leads).
         db = connections[DEFAULT_DB_ALIAS]
-        while True:
-            with self._cond:
-                while not work.done and self._leading:
-                    self._cond.wait()
-                if work.done:
-                    return work.outcome()
-                self._leading = True
-            batch = None
-            try:
-                # The batch is taken once the leader holds the writer locks (SQLite; on
-                # PostgreSQL nothing to wait for): what queued while it waited for another
-                # process's transaction joins this one instead of waiting for the next.
-                with db.writer_locks_ahead():
-                    with self._cond:
-                        batch = self._queue[:limit]
-                        del self._queue[:limit]
-                    with events.published_together():
-                        self._commit(batch)
-            except BaseException:
-                if batch is None:  # the locks were not had: nothing ran, the caller's failure
-                    with self._cond:
-                        if work in self._queue:
-                            self._queue.remove(work)
-                raise
-            finally:
-                with self._cond:
-                    self._leading = False
-                    self._cond.notify_all()
+        batch = None
+        try:
+            # The batch is taken once the leader holds the writer locks (SQLite; on
+            # PostgreSQL nothing to wait for): what queued while it waited for another
+            # process's transaction joins this one instead of waiting for the next.
+            with db.writer_locks_ahead():
+                with self._lock:
+                    batch = self._queue[:limit]
+                    del self._queue[:limit]
+                with events.published_together():
+                    self._commit(batch)
+        except BaseException:
+            if batch is None:  # the locks were not had: nothing ran, the caller's failure
+                with self._lock:
+                    if work in self._queue:
+                        self._queue.remove(work)
+            raise
+        finally:
+            self._hand_over(batch or [], work)
+        return work.outcome()
+
+    def _wait(self, work: _Work) -> None:
+        """Wait until a leader did `work` or handed it the lead. Interrupted, the caller gives
+        up its place, and a lead handed to it meanwhile goes on to the next piece."""
+        try:
+            work.wake.acquire()
+        except BaseException:
+            successor = None
+            with self._lock:
+                if work in self._queue:
+                    self._queue.remove(work)
+                if work.lead and not work.done:
+                    successor = self._pass_lead_locked()
+            if successor is not None:
+                successor.wake.release()
+            raise
+
+    def _hand_over(self, batch: list[_Work], leader: _Work) -> None:
+        """After a leader's turn: wake the callers whose work its batch did, and hand the lead
+        to the first piece queued (or nobody leads). Each waiter is woken once, when there is
+        something for it: a Condition's notify_all woke every waiter at every commit, those
+        queued for the next batch included, each to take the lock in turn and wait again."""
+        with self._lock:
+            successor = self._pass_lead_locked()
+        for done in batch:
+            if done is not leader and done is not successor:
+                done.wake.release()
+        if successor is not None:
+            successor.wake.release()
+
+    def _pass_lead_locked(self) -> _Work | None:
+        """The first piece queued, made the leader (its caller is to be woken), or None when
+        nothing is queued (nobody leads). Called with the lock held."""
+        if not self._queue:
+            self._leading = False
+            return None
+        successor = self._queue[0]
+        successor.lead = True
+        return successor
 
     def _commit(self, batch: list[_Work]) -> None:
         try:

@@ -79,9 +79,9 @@ def queue_behind(
     return outcomes
 
 
-def queue_in_order(pieces: list) -> list:
-    """Call each piece (submitting itself) from a thread of its own while the committer is
-    held, each queued before the next starts; return their outcomes in order."""
+def queue_in_order(pieces: list, group: GroupCommitter = committer) -> list:
+    """Call each piece (submitting itself to `group`) from a thread of its own while `group`
+    is held, each queued before the next starts; return their outcomes in order."""
     outcomes: list = [None] * len(pieces)
     threads = []
 
@@ -91,12 +91,12 @@ def queue_in_order(pieces: list) -> list:
         finally:
             connection.close()
 
-    with held(committer):
+    with held(group):
         for n in range(len(pieces)):
             threads.append(threading.Thread(target=call, args=(n,)))
             threads[-1].start()
             deadline = time.monotonic() + 30
-            while committer.waiting <= n:
+            while group.waiting <= n:
                 assert time.monotonic() < deadline, "pieces did not queue"
                 time.sleep(0.005)
     for thread in threads:
@@ -259,6 +259,76 @@ def test_a_leader_that_cannot_take_the_writer_locks_leaves_nothing_queued(monkey
     assert group.run(lambda: ran.append("b")) is None
     assert ran == ["b"]
     assert not connection.holds_writer_lock and connection.holds_file_lock is None
+
+
+def queue_named_in_order(group: GroupCommitter, names: str) -> tuple[dict, dict, dict]:
+    """group.run_after(before, name, fn) called for each name by queue_in_order; return the
+    outcomes (value or exception, any BaseException), the thread each piece's fn ran in and
+    each caller's thread, by name."""
+    ran_in: dict[str, int] = {}
+    callers: dict[str, int] = {}
+
+    def fn(name: str) -> str:
+        ran_in[name] = threading.get_ident()
+        Domain.objects.create(name=f"{name}.example")
+        return name
+
+    def call(name: str) -> object:
+        callers[name] = threading.get_ident()
+        try:
+            return group.run_after(lambda args: args, name, fn)
+        except BaseException as exc:  # noqa: BLE001 - the outcome under test
+            return exc
+
+    outcomes = queue_in_order([lambda name=name: call(name) for name in names], group)
+    return dict(zip(names, outcomes, strict=True)), ran_in, callers
+
+
+def test_the_lead_goes_to_the_first_piece_queued(settings):
+    """A leader hands the lead to the first piece queued, whose caller runs the next batch
+    (its own piece first in it); the others wait to be woken once, with their outcome."""
+    settings.MAILHOST_GROUP_COMMIT_MAX = 2
+    group = GroupCommitter()
+    outcomes, ran_in, callers = queue_named_in_order(group, "abcd")
+    assert outcomes == {"a": "a", "b": "b", "c": "c", "d": "d"}
+    assert ran_in["a"] == ran_in["b"] == callers["a"]
+    assert ran_in["c"] == ran_in["d"] == callers["c"]
+    assert group.batches == 2
+    assert not group._leading and group.waiting == 0
+
+
+def test_a_waiter_interrupted_when_handed_the_lead_passes_it_on(monkeypatch):
+    """A caller interrupted while it waits (handed the lead just then) gives up its place
+    and hands the lead to the next piece: nothing is left waiting for a leader that left."""
+    from mailboxes import groupcommit
+
+    class Interrupted:
+        def __init__(self, lock) -> None:  # noqa: ANN001
+            self.lock = lock
+
+        def acquire(self) -> None:
+            self.lock.acquire()
+            raise KeyboardInterrupt
+
+        def release(self) -> None:
+            self.lock.release()
+
+    class Work(groupcommit._Work):
+        __slots__ = ()
+
+        def __init__(self, fn, before, arg, synced) -> None:  # noqa: ANN001
+            super().__init__(fn, before, arg, synced)
+            if arg == "x":
+                self.wake = Interrupted(self.wake)
+
+    monkeypatch.setattr(groupcommit, "_Work", Work)
+    group = GroupCommitter()
+    outcomes, _ran_in, _callers = queue_named_in_order(group, "xy")
+    assert isinstance(outcomes["x"], KeyboardInterrupt)
+    assert outcomes["y"] == "y"
+    assert not Domain.objects.filter(name="x.example").exists()
+    assert not group._leading and group.waiting == 0
+    assert group.run(lambda: "after") == "after"
 
 
 def domain_fn(name: str, failures: dict[str, int], order: list[str] | None = None):  # noqa: ANN201
