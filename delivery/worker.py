@@ -146,9 +146,10 @@ class Claimer:
     what is queued (batch_size) and claims it in one transaction that also writes the
     results every thread has kept since the last claim (`results`, shared; those that may
     owe a DSN are written at once by their thread: delivery.jobs.deliver_claim); the
-    claimed messages go to the threads one each, the claimer's first. A thread done with
-    its message takes the next claimed one, or becomes the claimer when there is none and
-    no other thread is claiming, or waits. The results wait RESULTS_HOLD at most for a
+    claimed messages go to the idle threads one each, the one idle last first, and the
+    claimer claims on; it takes one itself only when there are more than idle threads for
+    (see next()). A thread done with its message takes the next claimed one, or becomes
+    the claimer when there is none and no other thread is claiming, or waits. The results wait RESULTS_HOLD at most for a
     claim: then the waiting claimer writes them. On SQLite the claim (and a write of
     results alone) is a piece of the group committer's transaction, shared with the
     process's submissions meanwhile, and takes the jobs that came while it waited for the
@@ -159,7 +160,9 @@ class Claimer:
         self.source: _RQSource | _EmbeddedSource | None = None
         self.results = Results()
         self.ready: collections.deque[Claim] = collections.deque()
-        self.changed = threading.Condition()
+        self.lock = threading.Lock()
+        # The idle threads' wake-ups, the one that went idle last at the end: woken first.
+        self.waiting: list[threading.Lock] = []
         self.claiming = False
         self.busy = 0  # threads attempting a claim
 
@@ -167,9 +170,16 @@ class Claimer:
         """The next claimed message for this thread; None once `stop` is set and no claimed
         message is left (those are attempted first: their leases are held), nor can come:
         a claim under way when the stop came hands its messages to every thread still, not
-        to the claimer alone (up to BATCH_MAX for each thread, one after the other)."""
+        to the claimer alone (up to BATCH_MAX for each thread, one after the other).
+
+        The claimer claims on while an idle thread waits for each message claimed (they
+        are woken for them), and takes one itself only when they do not (1 thread, or a
+        backlog): the claims stay on one thread and its database connection, where the
+        claimer's part went to a thread woken for it after every claim, in turn every
+        thread of the process, each reading SQLite's schema on its first claim (5.4 M
+        instructions) and preparing the claim's statements again."""
         while True:
-            with self.changed:
+            with self.lock:
                 while True:
                     if self.ready:
                         self.busy += 1
@@ -181,24 +191,53 @@ class Claimer:
                         break
                     # Woken for a claimed message, to claim next, or to stop (wake):
                     # the timeout is only a safety net, not a poll.
-                    self.changed.wait(5.0)
-            claims: list[Claim] = []
-            try:
-                claims = self._claim(stop)
-            finally:
-                with self.changed:
-                    self.claiming = False
-                    self.ready.extend(claims)
-                    # A thread for each message but the claimer's, and one to claim next;
-                    # stopping, every thread waiting for this claim.
-                    if stop.is_set():
-                        self.changed.notify_all()
-                    else:
-                        self.changed.notify(len(claims))
+                    self._wait(5.0)
+            claiming = True
+            while claiming:
+                claims: list[Claim] = []
+                claimed = False
+                try:
+                    claims = self._claim(stop)
+                    claimed = True
+                finally:
+                    with self.lock:
+                        self.ready.extend(claims)
+                        # Claiming on while every message has a thread waiting for it;
+                        # else this thread takes one too and the next free one claims.
+                        claiming = (
+                            claimed and not stop.is_set() and len(self.ready) <= len(self.waiting)
+                        )
+                        self.claiming = claiming
+                        # A thread for each message ready (or each but the one this thread
+                        # takes, and one to claim next); stopping, every thread waiting.
+                        self._notify(len(self.waiting) if stop.is_set() else len(self.ready))
+
+    def _wait(self, timeout: float) -> None:
+        """Wait, `self.lock` released meanwhile, for a _notify or the timeout; held again on
+        return, when the caller looks at what changed."""
+        waiter = threading.Lock()
+        waiter.acquire()
+        self.waiting.append(waiter)
+        self.lock.release()
+        try:
+            waiter.acquire(timeout=timeout)
+        finally:
+            self.lock.acquire()
+            if waiter in self.waiting:  # timed out: not woken
+                self.waiting.remove(waiter)
+
+    def _notify(self, count: int) -> None:
+        """Wake up to `count` waiting threads, those that went idle last first (a Condition
+        wakes the longest waiting first): the messages go to the threads at work lately,
+        whose database connections (a results write, a DSN's, an MTA-STS policy read) are
+        open, and with a light load the others stay idle, none of their own opened.
+        `self.lock` held."""
+        for _ in range(min(count, len(self.waiting))):
+            self.waiting.pop().release()
 
     def done(self) -> None:
         """A thread has attempted its claim."""
-        with self.changed:
+        with self.lock:
             self.busy -= 1
 
     def _claim(self, stop: threading.Event) -> list[Claim]:
@@ -248,8 +287,8 @@ class Claimer:
             logger.exception("delivery results could not be written")
 
     def wake(self) -> None:
-        with self.changed:
-            self.changed.notify_all()
+        with self.lock:
+            self._notify(len(self.waiting))
 
 
 def _delivery_thread(stop: threading.Event, claimer: Claimer) -> None:

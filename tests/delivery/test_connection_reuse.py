@@ -402,3 +402,82 @@ def test_a_session_put_back_does_not_wake_the_reaper(settings):
     cache._idle.clear()
     with cache._lock:
         cache._lock.notify()
+
+
+def _recording(monkeypatch, name: str) -> set[str]:
+    """The delivery threads that call delivery.worker's `name` (claim_batch, deliver_claim)."""
+    from delivery import worker
+
+    threads: set[str] = set()
+    real = getattr(worker, name)
+
+    def recorded(*args, **kwargs):
+        threads.add(threading.current_thread().name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(worker, name, recorded)
+    return threads
+
+
+def test_messages_one_after_another_are_claimed_by_one_thread_over_one_session(
+    zone, peers, monkeypatch
+):
+    """Eight delivery threads, ten messages to one MX spooled one after the other (each once
+    the last has arrived): one session carries them all, one thread claims them all (the
+    claimer claims on while an idle thread waits for each message it claimed), and only a
+    thread or two besides it open a database connection. Before, the claimer's part went
+    to the thread woken for it after every claim, in turn every thread of the process (a
+    Condition wakes the longest waiting first): eight threads claimed the ten, and each
+    opened a connection of its own (on SQLite, its schema read again)."""
+    from django.db.backends.signals import connection_created
+
+    from delivery import worker
+
+    peer = start_peer(peers, "127.0.0.2", CountingHandler())
+    claimed = _recording(monkeypatch, "claim_batch")
+    attempted = _recording(monkeypatch, "deliver_claim")
+    connected = set()
+
+    def created(sender, connection, **kwargs) -> None:
+        name = threading.current_thread().name
+        if name.startswith("delivery-"):
+            connected.add(name)
+
+    connection_created.connect(created, weak=False)
+    service = worker.DeliveryService(threads=8, threads_only=True)
+    service.start()
+    try:
+        for index in range(10):
+            spool([f"user{index}@remote.test"])
+            wait_for(lambda count=index + 1: len(peer.received) == count)
+    finally:
+        service.close()
+        service.join()
+        connection_created.disconnect(created)
+    assert statuses() == {RecipientStatus.DELIVERED}
+    assert peer.sessions == 1  # reused from message to message, whichever thread sent it
+    assert len(claimed) == 1
+    assert attempted and not attempted & claimed  # handed to idle threads
+    assert len(connected) <= 3  # the claimer's, and an MTA-STS policy read or two
+
+
+def test_a_burst_to_one_mx_takes_no_more_sessions_than_threads(zone, peers):
+    """Eight delivery threads, three bursts of twelve messages to one slow MX: the threads
+    send side by side, each session reused by whichever thread comes next, so the 36
+    messages take at most eight sessions, never more than eight open at once."""
+    from delivery import worker
+
+    peer = start_peer(peers, "127.0.0.2", CountingHandler(on_data=lambda: time.sleep(0.05)))
+    service = worker.DeliveryService(threads=8, threads_only=True)
+    service.start()
+    try:
+        for burst in range(3):
+            for index in range(12):
+                spool([f"user{burst}-{index}@remote.test"])
+            wait_for(lambda count=12 * (burst + 1): len(peer.received) == count, timeout=30)
+    finally:
+        service.close()
+        service.join()
+    assert statuses() == {RecipientStatus.DELIVERED}
+    assert peer.max_in_transaction >= 2  # side by side
+    assert peer.sessions <= 8 and peer.max_open <= 8
