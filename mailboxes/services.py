@@ -2060,18 +2060,9 @@ def delivery_batch_start(pieces: Sequence[tuple[str, bytes, Sequence[Resolution]
         kept.update((target.pk, target) for target in targets)
     if late and len(wanted) > 1:
         table = db.ops.quote_name(Mailbox._meta.db_table)
-        if db.vendor == "postgresql":  # one text for any number of mailboxes (_blob_insert)
-            lock, params = (
-                f"SELECT id FROM {table} WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
-                [wanted],
-            )
-        else:
-            marks = ", ".join(["%s"] * len(wanted))
-            lock, params = (
-                f"SELECT id FROM {table} WHERE id IN ({marks}) ORDER BY id FOR UPDATE",
-                wanted,
-            )
-        groupcommit.send_later(lock, params, _nothing_then)
+        marks = ", ".join(["%s"] * len(wanted))
+        lock = f"SELECT id FROM {table} WHERE id IN ({marks}) ORDER BY id FOR UPDATE"
+        groupcommit.send_later(lock, wanted, _nothing_then)
     return blobs
 
 
@@ -2090,10 +2081,7 @@ def _blob_rows_and_locks(
     now = timezone.now()
     created_at = db.ops.adapt_datetimefield_value(now)
     rows = [(name, raw, raw if Blob.name_is_inline(name) else None) for name, raw in blobs]
-    if db.vendor == "postgresql":  # the rows are arrays, three parameters whatever their number
-        per_statement = max(1, len(rows))
-    else:
-        per_statement = max(1, (db.features.max_query_params or 999) // 4)
+    per_statement = max(1, (db.features.max_query_params or 999) // 4)
     chunks = [rows[start : start + per_statement] for start in range(0, len(rows), per_statement)]
     if mailbox_ids and not lock and len(chunks) == 1 and db.vendor == "postgresql":
         return _blob_rows_and_read(db, table, now, rows, mailbox_ids)
@@ -2102,7 +2090,7 @@ def _blob_rows_and_locks(
         select = stack.enter_context(db.prepared_cursor()) if mailbox_ids else None
         with db.statements_together():
             for cursor, chunk in zip(inserts, chunks, strict=True):
-                cursor.execute(*_blob_insert(db, table, chunk, created_at))
+                cursor.execute(*_blob_insert(table, chunk, created_at))
             if select is not None:
                 select.execute(*_mailboxes_with_folders_query(db, mailbox_ids, lock=lock))
         ids = {name: blob_id for cursor in inserts for blob_id, name in cursor.fetchall()}
@@ -2112,27 +2100,9 @@ def _blob_rows_and_locks(
     return _blobs_made(rows, ids, now), targets
 
 
-def _blob_insert(
-    db: BaseDatabaseWrapper, table: str, rows: list, created_at: object
-) -> tuple[str, list]:
+def _blob_insert(table: str, rows: list, created_at: object) -> tuple[str, list]:
     """The INSERT of these (name, raw, data) blob rows and its parameters, RETURNING each
-    row's id and name (by name: RETURNING's order is not promised). On PostgreSQL the rows
-    travel as three arrays (unnest), so that the statement's text is the same for any number
-    of rows: a prepared statement is kept by its text, and a group commit's batches (1 to
-    MAILHOST_GROUP_COMMIT_MAX messages) made each database thread prepare one for every batch
-    size it met."""
-    if db.vendor == "postgresql":
-        sql = (
-            f"INSERT INTO {table} (name, size, created_at, data) SELECT r.name, r.size, %s, r.data"
-            " FROM unnest(%s::varchar[], %s::bigint[], %s::bytea[]) AS r(name, size, data)"
-            " RETURNING id, name"
-        )
-        names, sizes, datas = [], [], []
-        for name, raw, data in rows:
-            names.append(name)
-            sizes.append(len(raw))
-            datas.append(data)
-        return sql, [created_at, names, sizes, datas]
+    row's id and name (by name: RETURNING's order is not promised)."""
     params: list = []
     for name, raw, data in rows:
         params += [name, len(raw), created_at, data]
@@ -2162,7 +2132,7 @@ def _blob_rows_and_read(
     goes with this one. Each statement in psycopg's pipeline costs its Python: callgrind of
     bench/profile_accept.py on PostgreSQL (400 against 100 messages), 3.90 -> 3.82 M
     instructions a message."""
-    insert, params = _blob_insert(db, table, rows, db.ops.adapt_datetimefield_value(now))
+    insert, params = _blob_insert(table, rows, db.ops.adapt_datetimefield_value(now))
     read, read_params = _mailboxes_with_folders_query(db, mailbox_ids, lock=False)
     sql = (
         f"WITH b AS ({insert}) SELECT ARRAY(SELECT ROW(b.id, b.name) FROM b),"
@@ -2260,16 +2230,11 @@ def _mailboxes_with_folders_query(
     sql = (
         f"SELECT m.id, {_USAGE_SQL}, ({first_folder % 'name'} ORDER BY f.id LIMIT 1), "
         f"({first_folder % 'special_use'} ORDER BY f.id LIMIT 1) FROM {mailbox} m "
+        f"WHERE m.id IN ({', '.join(['%s'] * len(ids))}) ORDER BY m.id"
     )
-    if db.vendor == "postgresql":  # one text for any number of mailboxes (_blob_insert)
-        sql += "WHERE m.id = ANY(%s) ORDER BY m.id"
-        params = ["INBOX", SpecialUse.JUNK.value, list(ids)]
-    else:
-        sql += f"WHERE m.id IN ({', '.join(['%s'] * len(ids))}) ORDER BY m.id"
-        params = ["INBOX", SpecialUse.JUNK.value, *ids]
     if lock and db.features.has_select_for_update:
         sql += " FOR UPDATE"
-    return sql, params
+    return sql, ["INBOX", SpecialUse.JUNK.value, *ids]
 
 
 _file_shared_sql: str | None = None

@@ -281,18 +281,3 @@ def test_a_prepared_cursor_closed_twice_is_kept_alive():
         assert again.cursor is cursor.cursor
         again.execute("SELECT %s + 1", [2])
         assert again.fetchone() == (3,)
-
-
-@postgresql_only
-@pytest.mark.django_db(transaction=True)
-def test_a_batchs_blob_rows_are_one_prepared_statement_whatever_their_number():
-    """A group commit's batch writes its messages' blob rows in one INSERT; its text is the
-    same for 1 or N rows (the rows travel as arrays), so a connection prepares it once, not
-    once for every batch size it meets."""
-    from mailboxes.services import blob_rows_create
-
-    for count in (1, 2, 3, 5):
-        made = blob_rows_create([(f"sizes-{count}-{n}", b"x" * (n + 1)) for n in range(count)])
-        assert [blob.size for blob in made] == [n + 1 for n in range(count)]
-        assert len({blob.pk for blob in made}) == count
-    assert uses(prepared(), 'INSERT INTO "mailboxes_blob"') == [4]
