@@ -18,7 +18,11 @@ one (its own Message-ID) for each call, from sender@remote.example through 127.0
 - inbound_trust, authenticate: port 25's checks, with and without our header's making;
 - header_read, sender_facts, verdict: the summary's and the spam rules' header read, the
   reads before the transaction, the spam verdict (with its log line), of the same message;
-- rcpt: recipient_verdict, RCPT's check when it asks the database.
+- rcpt: recipient_verdict, RCPT's check when it asks the database;
+- submit, submit_prepare: message_accept and message_prepare of a submission (port 587's
+  DATA after AUTH: the mailbox sends from its own address to a remote recipient, resolved as
+  RCPT's hook resolves it), DKIM-signed with the domain's key and spooled (bench/run.py's
+  outbound load); dkim_sign, from_check: its signature (RSA included) and its From check.
 
 Default: every step.
 """
@@ -48,6 +52,10 @@ STEPS = (
     "sender_facts",
     "verdict",
     "rcpt",
+    "submit",
+    "submit_prepare",
+    "dkim_sign",
+    "from_check",
 )
 WARM = 10
 
@@ -64,8 +72,8 @@ def steps(count: int, size: int) -> dict:
     from django.core.management import call_command
     from loadgen import make_message
 
-    from delivery import accept, inbound, spam
-    from mailboxes import headers, mda, services
+    from delivery import accept, dkim, inbound, spam
+    from mailboxes import headers, mda, selectors, services
     from mailboxes.models import Domain
     from mailhost.logformat import lean_records
 
@@ -88,6 +96,30 @@ def steps(count: int, size: int) -> dict:
         return spam.sender_facts(mailbox_ids, SENDER, mda.scripts_read(mailbox_ids))
 
     known = facts()[0]
+    mailbox = selectors.mailbox_get(ADDRESS)
+    remote = [f"user{i}@remote.example" for i in range(WARM + count)]
+    submitted = [make_message(i, size, ADDRESS, remote[i]) for i in range(WARM + count)]
+    submitter = accept.ClientInfo(helo="client.example", ip="127.0.0.1", protocol="ESMTPA")
+
+    def envelope_to(i: int) -> list:
+        resolution = selectors.Resolution(address=remote[i], hosted=False, remote=(remote[i],))
+        return [accept.EnvelopeRecipient(remote[i], resolution=resolution)]
+
+    def submission(i: int) -> dict:
+        return {
+            "raw": submitted[i],
+            "mail_from": ADDRESS,
+            "client": submitter,
+            "authenticated_mailbox": mailbox,
+        }
+
+    def prefixed(i: int) -> bytes:
+        received = accept.received_header(
+            client=submitter, queue_id="Q", recipients=remote[i : i + 1]
+        )
+        return received + accept.submission_headers(submitted[i]) + submitted[i]
+
+    signed = [prefixed(i) for i in range(WARM + count)]
     return {
         "accept": lambda i: accept.message_accept(
             raw=raws[i], mail_from=SENDER, recipients=envelope, client=client
@@ -117,6 +149,14 @@ def steps(count: int, size: int) -> dict:
             facts=known,
         ),
         "rcpt": lambda i: accept.recipient_verdict(ADDRESS, relay_allowed=False, size=len(raws[i])),
+        "submit": lambda i: accept.message_accept(recipients=envelope_to(i), **submission(i)),
+        "submit_prepare": lambda i: accept.message_prepare(
+            envelope=envelope_to(i), spool=accept.SpoolOptions(), **submission(i)
+        ),
+        "dkim_sign": lambda i: dkim.dkim_sign(
+            signed[i], mail_from=ADDRESS, from_addresses=[ADDRESS]
+        ),
+        "from_check": lambda i: accept.from_header_check(mailbox, submitted[i]),
     }
 
 

@@ -353,6 +353,33 @@ def parse_header(block: bytes) -> Message:
     return BytesHeaderParser(policy=compat32).parsebytes(block)
 
 
+def field_values(block: bytes, name: str) -> list[str | Header]:
+    """parse_header(block).get_all(name) or [] for a lower-case `name`: where parse_header
+    reads the block itself, the lines are cut and checked as it cuts and checks them, but
+    only the fields of that name are read (header_source_parse, then header_fetch_parse as
+    get_all does), without the Message and every other field's reading (a submission's From
+    check, for every message). Elsewhere parse_header's Message is asked."""
+    lines = io.StringIO(block.decode("ascii", "surrogateescape"), newline="").readlines()
+    if lines and lines[-1] in _LINE_ENDS and lines[0][0] not in " \t":
+        values: list[str | Header] = []
+        field: list[str] | None = None  # the lines of the named field being read
+        for line in lines[:-1]:
+            if line[0] in " \t":
+                if field is not None:
+                    field.append(line)
+                continue
+            if not _FIELD_LINE.match(line):
+                break  # parse_header gives this block to the parser
+            if field is not None:
+                values.append(compat32.header_fetch_parse(*compat32.header_source_parse(field)))
+            field = [line] if line[: line.index(":")].lower() == name else None
+        else:
+            if field is not None:
+                values.append(compat32.header_fetch_parse(*compat32.header_source_parse(field)))
+            return values
+    return parse_header(block).get_all(name) or []
+
+
 def _summary(raw: bytes, block: bytes, parsed) -> dict:  # noqa: ANN001 - a compat32 Message
 
     # The address, Subject and Date fields as IMAP's parser reads them (FETCH ENVELOPE,

@@ -274,6 +274,8 @@ base.Database.register_adapter(bytes, bytes)
 base.Database.register_adapter(type(None), lambda value: value)
 
 
+_UTC = datetime.UTC
+
 # Statements longer than this (bulk inserts of many rows) are converted each time, not kept.
 CONVERTED_MAX_LENGTH = 4096
 
@@ -304,6 +306,15 @@ class DatabaseOperations(operations.DatabaseOperations):
     def adapt_datetimefield_value(self, value):  # noqa: ANN001, ANN201
         if value is None:
             return None
+        if (
+            type(value) is datetime.datetime
+            and value.tzinfo is _UTC
+            and self.connection.timezone is _UTC
+        ):
+            # Already in the connection's zone, UTC (timezone.now()'s): the text of the naive
+            # value is its own without the "+00:00" at its end, made without astimezone and
+            # replace (replace's keyword alone cost about 10,000 instructions a value).
+            return str(value)[:-6]
         if value.utcoffset() is not None:  # timezone.is_aware
             if not settings.USE_TZ:
                 return super().adapt_datetimefield_value(value)  # its ValueError
@@ -311,6 +322,17 @@ class DatabaseOperations(operations.DatabaseOperations):
         return str(value)
 
     def convert_datetimefield_value(self, value, expression, connection):  # noqa: ANN001, ANN201
+        if type(value) is str and self.connection.timezone is _UTC:
+            # A stored naive text read in the connection's zone, UTC, by one parse with the
+            # zone's offset written after it (replace's keyword cost about 10,000
+            # instructions a value). A text this does not read as an aware UTC time (one
+            # with an offset of its own, a date alone) goes the way below.
+            try:
+                parsed = datetime.datetime.fromisoformat(value + "+00:00")
+            except ValueError:
+                parsed = None
+            if parsed is not None and parsed.tzinfo is _UTC:
+                return parsed
         if value is not None:
             if not isinstance(value, datetime.datetime):
                 value = parse_datetime(value)

@@ -147,7 +147,7 @@ def test_storage_failure_leaves_nothing_half_done(people, blob_files, monkeypatc
     def broken(**kwargs):
         raise RuntimeError("database went away")
 
-    monkeypatch.setattr(accept, "spool_create", broken)
+    monkeypatch.setattr(accept, "spool_rows_create", broken)
     inbox = Folder.objects.get(mailbox=people["bob"], name="INBOX")
     with pytest.raises(StorageError):
         message_accept(
@@ -366,8 +366,9 @@ def test_port_25_reads_the_header_once_and_stores_that_reading(people, monkeypat
 def test_a_submission_reads_its_from_header_once(people, monkeypatch):
     """The sender check reads the From addresses, and DKIM signs for the first one's domain
     from them instead of parsing the header again (before: two parses a submission). The
-    one parse is headers.parse_header's, which makes BytesHeaderParser's Message without the
-    feed parser for a header of fields (before: the feed parser, per line)."""
+    one reading is headers.field_values', which reads the From fields of a header of fields
+    as BytesHeaderParser's Message has them, without the feed parser (before: the feed
+    parser, per line) nor the Message (before: parse_header's)."""
     from email.parser import BytesHeaderParser
 
     import dkim
@@ -376,9 +377,11 @@ def test_a_submission_reads_its_from_header_once(people, monkeypatch):
     from mailboxes import headers
 
     parses = []
+    reads = []
     fed = []
     real = BytesHeaderParser.parsebytes
     parse = headers.parse_header
+    read = headers.field_values
 
     def counting(self, text, headersonly=True):  # noqa: ANN001, ANN202
         fed.append(text[:40])
@@ -386,13 +389,14 @@ def test_a_submission_reads_its_from_header_once(people, monkeypatch):
 
     monkeypatch.setattr(BytesHeaderParser, "parsebytes", counting)
     monkeypatch.setattr(headers, "parse_header", lambda block: parses.append(1) or parse(block))
+    monkeypatch.setattr(headers, "field_values", lambda *args: reads.append(1) or read(*args))
     alice = Mailbox.objects.get(local_part="alice")
     raw = b"From: Alice <alice@example.org>\r\nTo: x@remote.test\r\nSubject: s\r\n\r\nbody\r\n"
     result = message_submit(
         mailbox=alice, raw=raw, mail_from="alice@example.org", recipients=["x@remote.test"]
     )
     assert result.accepted
-    assert len(parses) == 1
+    assert len(reads) == 1 and parses == []
     assert fed == []
     signed = blob_read(OutboundMessage.objects.get().blob)
     assert b"d=example.org" in signed.split(b"\r\n\r\n", 1)[0]

@@ -15,7 +15,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mailboxes import fulltext, headers, mime
-from mailboxes.headers import blank_line, bounded_header, header_block, parse_header, summarize
+from mailboxes.headers import (
+    blank_line,
+    bounded_header,
+    field_values,
+    header_block,
+    parse_header,
+    summarize,
+)
 from tests.support.headerlines import HEADER_LINES
 
 _SEARCHED = re.compile(rb"\r?\n\r?\n")  # what blank_line's span must equal
@@ -102,6 +109,11 @@ def _assert_as_the_parser(block: bytes) -> None:
             assert [str(v) for v in parsed.get_all(asked, [])] == [
                 str(v) for v in expected.get_all(asked, [])
             ]
+        # field_values: the fields of one name without the Message, the same values and kinds.
+        values = field_values(block, name.lower())
+        assert [(type(v), str(v)) for v in values] == [
+            (type(v), str(v)) for v in expected.get_all(name, [])
+        ]
     assert parsed.get_content_type() == expected.get_content_type()
     assert parsed.get_content_charset() == expected.get_content_charset()
 

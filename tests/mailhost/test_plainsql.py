@@ -242,3 +242,45 @@ def test_selects_together_past_the_parameter_limit_answer_each_alone():
         for n in (1, 2)
     ]
     assert selects_together(reads) == [[(1,)], [(2,)]]
+
+
+def test_a_datetime_is_adapted_by_the_backend_as_get_db_prep_save_adapts_it():
+    """Insert hands an aware datetime of a DateTimeField to the backend's
+    adapt_datetimefield_value at once (plainsql._prepared): the same parameter as
+    get_db_prep_save's, for aware values in several zones; a naive one, or a field whose
+    preparation is its own, still goes through get_db_prep_save (its warning included)."""
+    import datetime
+    import warnings
+    import zoneinfo
+
+    from django.apps import apps
+    from django.db.models import DateTimeField
+
+    from mailhost.plainsql import _datetime_adapter, _prepared
+
+    zones = [
+        datetime.UTC,
+        zoneinfo.ZoneInfo("Europe/Paris"),
+        datetime.timezone(-datetime.timedelta(hours=5)),
+    ]
+    values = [timezone.now(), datetime.datetime(2026, 12, 5, 6, 1, 2, tzinfo=datetime.UTC)]
+    values += [datetime.datetime(2026, 3, 29, 2, 30, 5, 7, tzinfo=zone) for zone in zones]
+    checked = 0
+    for model in apps.get_models():
+        for field in Insert(model).fields:
+            adapt = _datetime_adapter(field, connection)
+            assert (adapt is not None) == (type(field) is DateTimeField), field
+            if not isinstance(field, DateTimeField):
+                continue
+            for value in values:
+                expected = field.get_db_prep_save(value, connection)
+                assert _prepared(field, value, connection, adapt) == expected, (field, value)
+                checked += 1
+    assert checked > 20
+    field = OutboundRecipient._meta.get_field("next_attempt_at")
+    naive = datetime.datetime(2026, 12, 5, 6, 1, 2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = _prepared(field, naive, connection, _datetime_adapter(field, connection))
+    assert got == field.get_db_prep_save(naive, connection)
+    assert any("naive datetime" in str(w.message) for w in caught)
