@@ -107,8 +107,32 @@ def header_text(fields: list[tuple[str, str]]) -> str:
     return fold(" ".join(f"{name}: {_words(value)}" for name, value in fields))
 
 
-def body_text(raw: bytes) -> str:
-    tree = mime.parse(raw)
+def texts_of(raw: bytes) -> tuple[str, str]:
+    """header_text(header_fields(raw)) and body_text(raw), the header section read once: the
+    part tree's parse reads the top-level header's fields (its describe hook hands them over),
+    where header_fields read them a second time for the indexer's every message. A header
+    longer than mime.MAX_HEADER_OCTETS, which the tree reads only that far, is read whole."""
+    top: list[mime.Header] = []
+
+    def keep(part: mime.Part, header: mime.Header, _params: list, _raw: bytes) -> None:
+        if part.hs == 0:  # the top-level entity's (described last)
+            top.append(header)
+
+    tree = mime.parse(raw, describe=keep)
+    if tree.bs <= mime.MAX_HEADER_OCTETS:
+        fields = top[-1].fields
+    else:
+        fields = mime.header_fields(raw, 0, tree.bs)
+    header = header_text(
+        [(name, header_cache.field_text(raw, vs, fe)) for name, _fs, vs, fe in fields]
+    )
+    return header, body_text(raw, tree)
+
+
+def body_text(raw: bytes, tree: mime.Part | None = None) -> str:
+    """The text parts' text, folded; `tree`: mime.parse(raw), when made already."""
+    if tree is None:
+        tree = mime.parse(raw)
     pieces = []
     for part, charset in mime.text_parts(raw, tree):
         try:
@@ -214,7 +238,7 @@ def index_blobs(blob_ids: list[int]) -> int:
     too_long: list[int] = []
     for blob_id, raw in _blob_bytes(blob_ids).items():
         try:
-            header, body = header_text(header_fields(raw)), body_text(raw)
+            header, body = texts_of(raw)
         except Exception:  # a message our parser chokes on stays pending: searched the old way
             logger.exception("fts could not index blob=%s", blob_id)
             too_long.append(blob_id)
