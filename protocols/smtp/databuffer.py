@@ -57,32 +57,34 @@ class MessageBuffer:
         self.threshold = threshold
         self.size = 0
         self.path: str | None = None
-        self._memory = bytearray()
+        # The pieces as they came, joined once by getvalue: a message of one piece (DATA's
+        # usual case) is handed on as it is, where a bytearray copied it in and out again.
+        self._memory: list[bytes] = []
         self._file = None
 
     def write(self, data: bytes) -> None:
         if not data:
             return
-        self.size += len(data)
-        if self._file is None and len(self._memory) + len(data) > self.threshold:
+        if self._file is None and self.size + len(data) > self.threshold:
             fd, self.path = tempfile.mkstemp(prefix=PREFIX, dir=spool_dir())  # mode 0600
             self._file = os.fdopen(fd, "w+b")
-            self._file.write(self._memory)
-            self._memory = bytearray()
+            self._file.writelines(self._memory)
+            self._memory = []
+        self.size += len(data)
         if self._file is not None:
             self._file.write(data)
         else:
-            self._memory += data
+            self._memory.append(bytes(data))
 
     def getvalue(self) -> bytes:
         if self._file is None:
-            return bytes(self._memory)
+            return b"".join(self._memory)  # one bytes piece: that object, not a copy
         self._file.flush()
         self._file.seek(0)
         return self._file.read()
 
     def discard(self) -> None:
-        self._memory = bytearray()
+        self._memory = []
         if self._file is not None:
             self._file.close()
             self._file = None

@@ -208,7 +208,8 @@ class Parser:
         buf = self._buffer
         end = buf.find(b"\r\n.\r\n")
         if end >= 0:
-            data = bytes(buf[self._skip : end + 2])
+            with memoryview(buf) as view:  # one copy of the piece (bytes(buf[a:b]) made two)
+                data = view[self._skip : end + 2].tobytes()
             del buf[: end + 5]
             self._skip = 0
             self.mode = Mode.COMMAND
@@ -216,7 +217,8 @@ class Parser:
         cut = len(buf) - 4  # the last 4 octets may be "\r\n.\r"'s start: they wait
         if cut <= self._skip:
             return NEED_DATA
-        data = bytes(buf[self._skip : cut])
+        with memoryview(buf) as view:
+            data = view[self._skip : cut].tobytes()
         del buf[:cut]
         self._skip = 0
         return DataChunk(data, end=False)
@@ -226,7 +228,8 @@ class Parser:
         if self._remaining and not buf:
             return NEED_DATA
         take = min(self._remaining, len(buf))
-        data = bytes(buf[:take])
+        with memoryview(buf) as view:
+            data = view[:take].tobytes()
         del buf[:take]
         self._remaining -= take
         if self._remaining:
