@@ -259,6 +259,10 @@ class Claimer:
             stop.wait(5)
             return []
         if not message_ids or stop.is_set():
+            # Taken as the stop came: not claimed (the threads are ending), queued again for
+            # another process (RQ) or this one's next start, not left for the next sweep.
+            for message_id in dict.fromkeys(message_ids or ()):
+                queue.enqueue(message_id)
             self.flush()
             # The rest of the wait when the source did not wait (RQ on a Redis before 6, whose
             # BLPOP takes whole seconds: delivery.rqworker.JobTaker.pop).

@@ -446,3 +446,35 @@ def test_a_stop_during_a_claim_leaves_its_messages_to_all_the_threads(
     assert len(peer.received) == 8
     assert client.connection_cache.opened - opened >= 2  # not the claimer alone
     assert set(OutboundRecipient.objects.values_list("status", flat=True)) == {"delivered"}
+
+
+def test_jobs_taken_as_a_stop_comes_are_queued_again(make_mailbox, dns_server, peers, monkeypatch):
+    """The claimer takes jobs off the queue and the stop comes meanwhile: it claims nothing
+    (its threads are ending) and puts them back on the queue, for another process (RQ) or
+    this one's next start, where it dropped them: their messages then waited for a sweep
+    (MAILHOST_SWEEP_INTERVAL, 30 s by default), queued in the spool but asked of nobody."""
+    import threading
+
+    from delivery import worker
+
+    peer = _slow_peer_and_backlog(make_mailbox, dns_server, peers, seconds=0, messages=2)
+    claimer = worker.Claimer(1)
+    claimer.source = worker._RQSource() if settings.REDIS_URL else worker._EmbeddedSource()
+    stop = threading.Event()
+    taken: list[int] = []
+    real = claimer.source.next_batch
+
+    def taken_as_the_stop_comes(timeout: float, idle: int) -> list[int]:
+        message_ids = real(timeout, idle)
+        taken.extend(message_ids)
+        stop.set()
+        return message_ids
+
+    monkeypatch.setattr(claimer.source, "next_batch", taken_as_the_stop_comes)
+    assert claimer._claim(stop) == []
+    assert len(taken) == 2
+    assert not OutboundRecipient.objects.exclude(lease_token="").exists()  # nothing claimed
+    assert _queued() == 2
+    run_queue()
+    assert len(peer.received) == 2
+    assert set(OutboundRecipient.objects.values_list("status", flat=True)) == {"delivered"}
