@@ -201,3 +201,27 @@ def test_files_a_killed_process_left_are_swept_at_start(live_settings, spool, tr
     with running(runner.SMTP):
         pass
     assert spool_files(spool) == [recent]
+
+
+@pytest.mark.parametrize("piece", [b"a", b"a\r\n", b"abcdefg\r\n"])
+def test_a_message_sent_in_small_pieces_holds_no_more_than_its_octets(settings, piece):
+    """Pieces of a line or an octet each (a client sending them so, a BDAT chunk each) are
+    held in memory as their octets up to the threshold, not each as an object of its own:
+    a list of bytes pieces held 1.4 to 10 MB for 256 KB of such pieces (each object's own
+    33 octets and its slot)."""
+    import tracemalloc
+
+    from protocols.smtp.databuffer import IncomingMessage
+
+    threshold = settings.MAILHOST_SMTP_SPOOL_THRESHOLD
+    incoming = IncomingMessage(dot_stuffed=False, max_size=4 * threshold, deadline=time.time())
+    tracemalloc.start()
+    try:
+        for _ in range(threshold // len(piece)):
+            incoming.feed(bytes(bytearray(piece)))  # a piece of its own, as the parser's are
+        held, _peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert incoming.buffer.path is None  # all in memory
+    assert held < 1.25 * threshold
+    incoming.discard()
