@@ -564,6 +564,7 @@ class Bench:
         run["postfix_delivered_per_s"] = reference
         run["postfix_cpu_ms_per_message"] = postfix.get("cpu_ms_per_message")
         run["postfix_sink_sessions"] = postfix.get("sink_sessions")
+        run["postfix_machine_busy"] = postfix.get("machine_busy")
         run["ratio_to_postfix"] = ratio(run["delivered_per_s"], reference)
         runs.append(run)
         print(f"   {run}", file=sys.stderr, flush=True)
@@ -617,6 +618,8 @@ class Bench:
         before = self.sink.handler.recipients
         signed = self.sink.handler.signed
         sessions = self.sink.handler.sessions
+        machine = machine_cpu_ticks()
+        own = resource.getrusage(resource.RUSAGE_SELF)
         result = asyncio.run(submit("127.0.0.1", port, count, sessions=4, auth=auth, cpu_pid=pid))
         cpu = result["cpu"]
         start = result["start"]
@@ -625,6 +628,8 @@ class Bench:
         elapsed = time.perf_counter() - start
         cpu = trees_cpu_seconds(pid) - cpu
         delivered = self.sink.handler.recipients - before
+        own_after = resource.getrusage(resource.RUSAGE_SELF)
+        own_cpu = (own_after.ru_utime + own_after.ru_stime) - (own.ru_utime + own.ru_stime)
         run = {
             "submitted": result["ok"],
             "submit_per_s": round(result["ok"] / submitted, 1),
@@ -636,6 +641,11 @@ class Bench:
             # This row's sessions at the sink, not the sink's count since its start (which
             # has every earlier row's in it, Postfix's among them).
             "sink_sessions": self.sink.handler.sessions - sessions,
+            # The bench's own client and sink (this process), and how busy the whole machine
+            # was: a row whose machine_busy is near 1.0 is bound by the CPU, so more delivery
+            # threads cannot raise its rate.
+            "bench_cpu_ms_per_message": round(own_cpu * 1000 / max(delivered, 1), 2),
+            "machine_busy": machine_busy_since(machine),
         }
         if result["errors"]:
             run["errors"] = result["errors"]
@@ -883,6 +893,26 @@ class Bench:
 
 
 # --- helpers -----------------------------------------------------------------------------
+
+
+def machine_cpu_ticks() -> tuple[int, int] | None:
+    """(busy, total) clock ticks of every CPU since boot, from /proc/stat (None elsewhere)."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = [int(value) for value in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    # user nice system idle iowait irq softirq steal (guest time is inside user already)
+    total = sum(fields[:8])
+    return total - fields[3] - fields[4], total
+
+
+def machine_busy_since(start: tuple[int, int] | None) -> float | None:
+    """The share of all CPUs busy since `start` (machine_cpu_ticks), 0.0 to 1.0."""
+    end = machine_cpu_ticks()
+    if start is None or end is None or end[1] <= start[1]:
+        return None
+    return round((end[0] - start[0]) / (end[1] - start[1]), 3)
 
 
 def trees_cpu_seconds(pids: int | tuple[int, ...]) -> float:
@@ -1238,9 +1268,10 @@ def table(results: dict) -> str:
             "| CPU ms/message Mailhost | CPU ms/message Postfix "
             "| Postfix + OpenDKIM delivered/s | vs Postfix + OpenDKIM "
             "| CPU ms/message Postfix + OpenDKIM "
-            "| sink sessions Mailhost / Postfix / Postfix + OpenDKIM |"
+            "| sink sessions Mailhost / Postfix / Postfix + OpenDKIM "
+            "| machine busy Mailhost / Postfix | bench's CPU ms/message |"
         )
-        out.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in outbound:
             threads = r["workers"]
             if r.get("processes"):
@@ -1253,7 +1284,9 @@ def table(results: dict) -> str:
                 f"| {r.get('postfix_dkim_delivered_per_s')} | {r.get('ratio_to_postfix_dkim')} "
                 f"| {r.get('postfix_dkim_cpu_ms_per_message')} "
                 f"| {r.get('sink_sessions')} / {r.get('postfix_sink_sessions')}"
-                f" / {r.get('postfix_dkim_sink_sessions')} |"
+                f" / {r.get('postfix_dkim_sink_sessions')} "
+                f"| {r.get('machine_busy')} / {r.get('postfix_machine_busy')} "
+                f"| {r.get('bench_cpu_ms_per_message')} |"
             )
     drain = results.get("outbound_drain")
     if drain:

@@ -121,3 +121,26 @@ def test_an_outbound_row_counts_its_own_sessions_at_the_sink(bench_path, monkeyp
     rows = [bench.outbound_load(0, 1, auth=False) for _ in range(2)]
     assert [row["sink_sessions"] for row in rows] == [3, 3]
     assert all(row["delivered"] == 10 for row in rows)
+    assert all(row["bench_cpu_ms_per_message"] >= 0 for row in rows)
+
+
+@pytest.mark.skipif(not Path("/proc/stat").exists(), reason="reads Linux's /proc/stat")
+def test_machine_busy_sees_a_core_spinning_and_a_sleep(bench_path):
+    """bench/run.py's machine_busy (an outbound row's share of all CPUs busy, which tells a
+    row bound by the CPU from one bound by waiting): a process spinning on one core for the
+    window makes at least 1/cpus of it busy, and its value stays within 0..1."""
+    import run
+
+    start = run.machine_cpu_ticks()
+    spinner = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time\nend = time.monotonic() + 0.6\nwhile time.monotonic() < end: pass",
+        ],
+    )
+    spinner.wait()
+    busy = run.machine_busy_since(start)
+    cpus = os.cpu_count() or 1
+    assert busy is not None and 1 / cpus * 0.8 <= busy <= 1.0
+    assert run.machine_busy_since(None) is None
