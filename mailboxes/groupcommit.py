@@ -254,8 +254,8 @@ class GroupCommitter:
         queued for the next batch included, each to take the lock in turn and wait again."""
         with self._lock:
             successor = self._pass_lead_locked()
-        for done in batch:
-            if done is not leader and done is not successor:
+        for done in batch:  # the successor is queued, never in the batch done
+            if done is not leader:
                 done.wake.release()
         if successor is not None:
             successor.wake.release()

@@ -327,57 +327,52 @@ class _IndexedHeader(Message):
 def parse_header(block: bytes) -> Message:
     """BytesHeaderParser(policy=compat32).parsebytes(block), the same Message, made without
     the feed parser (about half of its cost) when every line of `block` is a field or its
-    continuation and it ends with its blank line, as a stored header does: the lines are cut
-    where email.feedparser cuts them (CRLF, CR or LF) and each field is read by compat32's own
-    header_source_parse. Anything else (an envelope
+    continuation and it ends with its blank line, as a stored header does (_field_lines),
+    each field read by compat32's own header_source_parse. Anything else (an envelope
     "From " line, a line that would end the header early, no blank line) goes to the parser,
     which records the defects."""
-    lines = io.StringIO(block.decode("ascii", "surrogateescape"), newline="").readlines()
-    if lines and lines[-1] in _LINE_ENDS and lines[0][0] not in " \t":
-        parsed = _IndexedHeader(policy=compat32)
-        field: list[str] = []
-        for line in lines[:-1]:
-            if line[0] in " \t":
-                field.append(line)
-                continue
-            if not _FIELD_LINE.match(line):
-                break
-            if field:
-                parsed.set_raw(*compat32.header_source_parse(field))
-            field = [line]
-        else:
-            if field:
-                parsed.set_raw(*compat32.header_source_parse(field))
-            parsed.set_payload("")  # the parser's headers-only payload: what follows the blank line
-            return parsed
-    return BytesHeaderParser(policy=compat32).parsebytes(block)
+    fields = _field_lines(block)
+    if fields is None:
+        return BytesHeaderParser(policy=compat32).parsebytes(block)
+    parsed = _IndexedHeader(policy=compat32)
+    for field in fields:
+        parsed.set_raw(*compat32.header_source_parse(field))
+    parsed.set_payload("")  # the parser's headers-only payload: what follows the blank line
+    return parsed
 
 
 def field_values(block: bytes, name: str) -> list[str | Header]:
     """parse_header(block).get_all(name) or [] for a lower-case `name`: where parse_header
-    reads the block itself, the lines are cut and checked as it cuts and checks them, but
-    only the fields of that name are read (header_source_parse, then header_fetch_parse as
-    get_all does), without the Message and every other field's reading (a submission's From
-    check, for every message). Elsewhere parse_header's Message is asked."""
+    reads the block itself (_field_lines), only the fields of that name are read
+    (header_source_parse, then header_fetch_parse as get_all does), without the Message and
+    every other field's reading (a submission's From check, for every message). Elsewhere
+    parse_header's Message is asked."""
+    fields = _field_lines(block)
+    if fields is None:
+        return parse_header(block).get_all(name) or []
+    return [
+        compat32.header_fetch_parse(*compat32.header_source_parse(field))
+        for field in fields
+        if field[0][: field[0].index(":")].lower() == name
+    ]
+
+
+def _field_lines(block: bytes) -> list[list[str]] | None:
+    """The lines of each field of a header `block`, cut where email.feedparser cuts them
+    (CRLF, CR or LF), when every line is a field or its continuation and the block ends with
+    its blank line; else None (the feed parser's case)."""
     lines = io.StringIO(block.decode("ascii", "surrogateescape"), newline="").readlines()
-    if lines and lines[-1] in _LINE_ENDS and lines[0][0] not in " \t":
-        values: list[str | Header] = []
-        field: list[str] | None = None  # the lines of the named field being read
-        for line in lines[:-1]:
-            if line[0] in " \t":
-                if field is not None:
-                    field.append(line)
-                continue
-            if not _FIELD_LINE.match(line):
-                break  # parse_header gives this block to the parser
-            if field is not None:
-                values.append(compat32.header_fetch_parse(*compat32.header_source_parse(field)))
-            field = [line] if line[: line.index(":")].lower() == name else None
+    if not lines or lines[-1] not in _LINE_ENDS or lines[0][0] in " \t":
+        return None
+    fields: list[list[str]] = []
+    for line in lines[:-1]:
+        if line[0] in " \t":
+            fields[-1].append(line)  # the first line is a field's: there is one
+        elif _FIELD_LINE.match(line):
+            fields.append([line])
         else:
-            if field is not None:
-                values.append(compat32.header_fetch_parse(*compat32.header_source_parse(field)))
-            return values
-    return parse_header(block).get_all(name) or []
+            return None
+    return fields
 
 
 def _summary(raw: bytes, block: bytes, parsed) -> dict:  # noqa: ANN001 - a compat32 Message
